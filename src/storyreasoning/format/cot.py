@@ -1,0 +1,368 @@
+"""The chain-of-thought (CoT) scene analysis: data model and canonical rendering.
+
+The published layout is one ``## Image N`` section per image, each with three markdown
+tables (``### Characters``, ``### Objects``, ``### Setting``), then one
+``## Narrative Structure`` table. :func:`render_cot` writes exactly that layout, the
+one the original ``cot_to_string`` wrote and the training targets use; parsing lives in
+:mod:`storyreasoning.format.cot_parser`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .box import Box
+from .diagnostics import Diagnostic
+
+
+class SettingElement(str, Enum):
+    LOCATION = "Location"
+    ENVIRONMENT = "Environment"
+    LIGHTING = "Lighting"
+    WEATHER = "Weather"
+    TIME_PERIOD = "Time Period"
+    ARCHITECTURE = "Architecture"
+    INTERIOR_DESIGN = "Interior Design"
+    ATMOSPHERE = "Atmosphere"
+    BACKGROUND = "Background"
+
+
+class NarrativePhase(str, Enum):
+    INTRODUCTION = "Introduction"
+    DEVELOPMENT = "Development"
+    CONFLICT = "Conflict"
+    TURNING_POINT = "Turning Point"
+    CONCLUSION = "Conclusion"
+
+
+def _norm_words(text: str) -> str:
+    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+
+def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
+    """Recognise ``text`` as a value of ``enum``.
+
+    Returns ``(value, exact)``: exact when it equals a value up to case, spaces,
+    underscores and hyphens (``TIME_PERIOD``, ``time period``); otherwise the first value
+    that occurs inside the text (``Climax/Turning Point``), as the original did, with
+    ``exact=False``; ``(None, False)`` when nothing matches.
+    """
+    norm = _norm_words(text)
+    if not norm:
+        return None, False
+    for member in enum:
+        if norm == _norm_words(member.value):
+            return member, True
+    for member in enum:
+        if _norm_words(member.value) in norm:
+            return member, False
+    return None, False
+
+
+_ID_RE = re.compile(r"(char|obj|bg|lm)(\d{1,6})")
+
+
+def id_kind(entity_id: str) -> str | None:
+    """``"char"``, ``"obj"``, ``"bg"`` or ``"lm"`` for a well-formed id, else None."""
+    m = _ID_RE.fullmatch(entity_id)
+    return m.group(1) if m else None
+
+
+@dataclass
+class Character:
+    id: str
+    name: str = ""
+    description: str = ""
+    emotions: str = ""
+    actions: str = ""
+    narrative_function: str = ""
+    box: Box | None = None
+    box_text: str = ""
+    line: int = field(default=0, compare=False, repr=False)
+
+    def cells(self) -> list[str]:
+        return [self.id, self.name, self.description, self.emotions, self.actions, self.narrative_function, _box_cell(self)]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "emotions": self.emotions,
+            "actions": self.actions,
+            "narrative_function": self.narrative_function,
+            "box": self.box.to_list() if self.box else None,
+        }
+
+
+@dataclass
+class SceneObject:
+    """A row of the Objects table: an object (``obj#``), background (``bg#``) or landmark (``lm#``)."""
+
+    id: str
+    description: str = ""
+    function: str = ""
+    interaction: str = ""
+    narrative_function: str = ""
+    box: Box | None = None
+    box_text: str = ""
+    line: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def kind(self) -> str | None:
+        return id_kind(self.id)
+
+    def cells(self) -> list[str]:
+        return [self.id, self.description, self.function, self.interaction, self.narrative_function, _box_cell(self)]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "description": self.description,
+            "function": self.function,
+            "interaction": self.interaction,
+            "narrative_function": self.narrative_function,
+            "box": self.box.to_list() if self.box else None,
+        }
+
+
+@dataclass
+class Setting:
+    element: str
+    description: str = ""
+    mood: str = ""
+    time: str = ""
+    narrative_function: str = ""
+    line: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def kind(self) -> SettingElement | None:
+        return match_enum(SettingElement, self.element)[0]  # type: ignore[return-value]
+
+    def cells(self) -> list[str]:
+        member, exact = match_enum(SettingElement, self.element)
+        return [member.value if exact else self.element, self.description, self.mood, self.time, self.narrative_function]
+
+    def to_dict(self) -> dict:
+        return {
+            "element": self.element,
+            "description": self.description,
+            "mood": self.mood,
+            "time": self.time,
+            "narrative_function": self.narrative_function,
+        }
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass
+class NarrativeRow:
+    phase: str
+    description: str = ""
+    key_events: str = ""
+    images_text: str = ""
+    line: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def kind(self) -> NarrativePhase | None:
+        return match_enum(NarrativePhase, self.phase)[0]  # type: ignore[return-value]
+
+    @property
+    def images(self) -> list[int]:
+        """Every integer in the Images cell (``"1, 2"``, ``"Image 3"``), as the original read it."""
+        return [int(d) for d in _DIGITS.findall(self.images_text[:500])]
+
+    def cells(self) -> list[str]:
+        member, exact = match_enum(NarrativePhase, self.phase)
+        return [member.value if exact else self.phase, self.description, self.key_events, self.images_text]
+
+    def to_dict(self) -> dict:
+        return {"phase": self.phase, "description": self.description, "key_events": self.key_events, "images": self.images}
+
+
+@dataclass
+class ImageAnalysis:
+    number: int
+    characters: list[Character] = field(default_factory=list)
+    objects: list[SceneObject] = field(default_factory=list)
+    settings: list[Setting] = field(default_factory=list)
+    line: int = field(default=0, compare=False, repr=False)
+    # which of the three tables the text actually had (a heading or a header row)
+    tables_present: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    def entity(self, entity_id: str) -> Character | SceneObject | None:
+        for row in (*self.characters, *self.objects):
+            if row.id == entity_id:
+                return row
+        return None
+
+    def entity_ids(self) -> list[str]:
+        return [row.id for row in (*self.characters, *self.objects)]
+
+    def to_dict(self) -> dict:
+        return {
+            "number": self.number,
+            "characters": [c.to_dict() for c in self.characters],
+            "objects": [o.to_dict() for o in self.objects],
+            "settings": [s.to_dict() for s in self.settings],
+        }
+
+
+@dataclass
+class CoT:
+    images: list[ImageAnalysis] = field(default_factory=list)
+    # None: the text has no Narrative Structure section at all
+    narrative: list[NarrativeRow] | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
+
+    def image(self, number: int) -> ImageAnalysis | None:
+        for image in self.images:
+            if image.number == number:
+                return image
+        return None
+
+    def entity_ids(self) -> set[str]:
+        return {eid for image in self.images for eid in image.entity_ids()}
+
+    def appearances(self) -> dict[str, list[int]]:
+        """Entity id -> the image numbers it appears in, in order of first appearance."""
+        out: dict[str, list[int]] = {}
+        for image in self.images:
+            for eid in image.entity_ids():
+                frames = out.setdefault(eid, [])
+                if image.number not in frames:
+                    frames.append(image.number)
+        return out
+
+    def phases(self) -> set[NarrativePhase]:
+        return {row.kind for row in self.narrative or [] if row.kind is not None}
+
+    def to_dict(self) -> dict:
+        return {
+            "images": [image.to_dict() for image in self.images],
+            "narrative": [row.to_dict() for row in self.narrative] if self.narrative is not None else None,
+        }
+
+
+def _box_cell(row: Character | SceneObject) -> str:
+    return str(row.box) if row.box is not None else row.box_text
+
+
+# -- the published tables ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    kind: str  # "characters" | "objects" | "settings" | "narrative"
+    title: str  # the ### heading text
+    fields: tuple[str, ...]  # dataclass fields, in column order
+    headers: tuple[str, ...]  # published column names, in order
+    separator: str  # the published separator line, character for character
+    aliases: dict[str, str]  # normalised header text -> field
+
+    @property
+    def header_line(self) -> str:
+        return "| " + " | ".join(self.headers) + " |"
+
+
+def norm_header(text: str) -> str:
+    """Header text reduced to lower-case letters and digits (``Character ID`` -> ``characterid``)."""
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def _aliases(fields: tuple[str, ...], headers: tuple[str, ...], extra: dict[str, str]) -> dict[str, str]:
+    table = {norm_header(h): f for f, h in zip(fields, headers, strict=True)}
+    table.update(extra)
+    return table
+
+
+_BOX_ALIASES = {"bbox": "box", "box": "box", "boundingboxes": "box", "boundingboxx1y1x2y2": "box", "coordinates": "box"}
+
+CHARACTERS = TableSpec(
+    "characters",
+    "Characters",
+    ("id", "name", "description", "emotions", "actions", "narrative_function", "box"),
+    ("Character ID", "Name", "Description", "Emotions", "Actions", "Narrative Function", "Bounding Box"),
+    "|--------------|------|-------------|----------|---------|-------------------|--------------|",
+    _aliases(
+        ("id", "name", "description", "emotions", "actions", "narrative_function", "box"),
+        ("Character ID", "Name", "Description", "Emotions", "Actions", "Narrative Function", "Bounding Box"),
+        {"id": "id", "charid": "id", "character": "id", "emotion": "emotions", "action": "actions", **_BOX_ALIASES},
+    ),
+)
+OBJECTS = TableSpec(
+    "objects",
+    "Objects",
+    ("id", "description", "function", "interaction", "narrative_function", "box"),
+    ("Object ID", "Description", "Function", "Interaction", "Narrative Function", "Bounding Box"),
+    "|-----------|-------------|----------|------------|-------------------|--------------|",
+    _aliases(
+        ("id", "description", "function", "interaction", "narrative_function", "box"),
+        ("Object ID", "Description", "Function", "Interaction", "Narrative Function", "Bounding Box"),
+        {"id": "id", "objid": "id", "object": "id", "interactions": "interaction", **_BOX_ALIASES},
+    ),
+)
+SETTINGS = TableSpec(
+    "settings",
+    "Setting",
+    ("element", "description", "mood", "time", "narrative_function"),
+    ("Setting Element", "Description", "Mood", "Time", "Narrative Function"),
+    "|-----------------|-------------|------|------|-------------------|",
+    _aliases(
+        ("element", "description", "mood", "time", "narrative_function"),
+        ("Setting Element", "Description", "Mood", "Time", "Narrative Function"),
+        {"element": "element", "setting": "element"},
+    ),
+)
+NARRATIVE = TableSpec(
+    "narrative",
+    "Narrative Structure",
+    ("phase", "description", "key_events", "images_text"),
+    ("Narrative Phase", "Description", "Key Events", "Images"),
+    "|-----------------|-------------|-----------|--------|",
+    _aliases(
+        ("phase", "description", "key_events", "images_text"),
+        ("Narrative Phase", "Description", "Key Events", "Images"),
+        {"phase": "phase", "events": "key_events", "keyevent": "key_events", "image": "images_text", "frames": "images_text"},
+    ),
+)
+TABLES: dict[str, TableSpec] = {spec.kind: spec for spec in (CHARACTERS, OBJECTS, SETTINGS, NARRATIVE)}
+ROW_TYPES = {"characters": Character, "objects": SceneObject, "settings": Setting, "narrative": NarrativeRow}
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def render_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _render_table(lines: list[str], spec: TableSpec, rows) -> None:
+    lines.append(spec.header_line)
+    lines.append(spec.separator)
+    lines.extend(render_row(row.cells()) for row in rows)
+
+
+def render_cot(cot: CoT) -> str:
+    """The canonical published layout (what the original ``cot_to_string`` wrote).
+
+    Empty tables are written as a header and separator. Free text is not kept. There
+    is no trailing newline.
+    """
+    lines: list[str] = []
+    for image in cot.images:
+        lines += [f"## Image {image.number}", ""]
+        lines.append("### Characters")
+        _render_table(lines, CHARACTERS, image.characters)
+        lines += ["", "### Objects"]
+        _render_table(lines, OBJECTS, image.objects)
+        lines += ["", "### Setting"]
+        _render_table(lines, SETTINGS, image.settings)
+        lines += ["", ""]
+    if cot.narrative is not None:
+        lines += ["## Narrative Structure", ""]
+        _render_table(lines, NARRATIVE, cot.narrative)
+    return "\n".join(lines).rstrip()

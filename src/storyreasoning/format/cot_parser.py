@@ -1,0 +1,504 @@
+"""A tolerant, line-by-line parser for the chain-of-thought tables.
+
+It accepts everything the original parser accepts and also the malformed variants that
+models write: headings at another level, with a colon or in bold; numbering gaps; a
+last row without a newline; rows without outer pipes; blank lines inside tables;
+reordered or differently cased headers; missing or extra cells; unknown enum values
+(kept as written and flagged); tables without a heading (their kind is read from the
+header row). Every departure is reported as a :class:`Diagnostic`.
+
+The parser sees each line once and keeps constant state per line, so its cost is
+linear in the text. :class:`CotBuilder` is fed line by line (the streaming parser uses
+it directly); :func:`parse_cot` feeds it a whole text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .box import parse_box
+from .cot import (
+    NARRATIVE,
+    ROW_TYPES,
+    TABLES,
+    CoT,
+    ImageAnalysis,
+    NarrativePhase,
+    SettingElement,
+    TableSpec,
+    id_kind,
+    match_enum,
+    norm_header,
+)
+from .diagnostics import Diagnostic, error, info, warning
+from .events import (
+    Event,
+    ImageSectionStarted,
+    NarrativeRowCompleted,
+    NarrativeStarted,
+    TableRowCompleted,
+)
+
+# Only the first characters of a line are looked at to classify it; a hostile
+# multi-megabyte line costs one slice, never a scan that depends on anything else.
+_HEAD = 200
+_IMAGE_RE = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,4})\b", re.IGNORECASE)
+_SEPARATOR_CHARS = set("-:= ")
+
+
+def _heading_text(line: str) -> tuple[str, bool, int] | None:
+    """Classify a heading line: ``(text, styled, level)`` or None.
+
+    ``styled`` is False only for the published form ``## …``/``### …``. A heading is a
+    line starting with ``#``, or a line that is entirely bold (``**Image 1**``), or a
+    short line ending with a colon (``Characters:``) that names a known section.
+    """
+    s = line.strip()
+    if not s:
+        return None
+    head = s[:_HEAD]
+    if head.startswith("#"):
+        level = len(head) - len(head.lstrip("#"))
+        text = head[level:].strip()
+        styled = False
+        if text.startswith(("**", "__")) and text.endswith(("**", "__")) and len(text) > 4:
+            text, styled = text[2:-2].strip(), True
+        if text.endswith(":"):
+            text, styled = text[:-1].strip(), True
+        return text, styled, level
+    if len(s) <= 80 and (s.startswith("**") and s.endswith("**") and len(s) > 4 or s.startswith("__") and s.endswith("__") and len(s) > 4):
+        text = s[2:-2].strip().rstrip(":").strip()
+        return text, True, 0
+    if len(s) <= 40 and s.endswith(":") and "|" not in s:
+        return s[:-1].strip(), True, 0
+    return None
+
+
+def _section_of(text: str) -> tuple[str, int | None] | None:
+    """What a heading names: ``("image", n)``, ``("characters", None)``, …, or None."""
+    norm = norm_header(text)
+    m = _IMAGE_RE.match(text.strip())
+    if m:
+        return "image", int(m.group(1))
+    if norm.startswith("narrative"):
+        return "narrative", None
+    if norm.startswith("character"):
+        return "characters", None
+    if norm.startswith("object"):
+        return "objects", None
+    if norm.startswith("setting"):
+        return "settings", None
+    return None
+
+
+def heading_section(line: str) -> tuple[str, int | None] | None:
+    """What a heading line names (``("image", 2)``, ``("objects", None)``), or None if it is not one."""
+    heading = _heading_text(line)
+    return _section_of(heading[0]) if heading is not None else None
+
+
+def _split_row(line: str) -> tuple[list[str], bool]:
+    """Cells of a table line, and whether an outer pipe was missing."""
+    s = line.strip()
+    missing = False
+    if s.startswith("|"):
+        s = s[1:]
+    else:
+        missing = True
+    if s.endswith("|") and not s.endswith("\\|"):
+        s = s[:-1]
+    else:
+        missing = True
+    return [c.strip() for c in s.split("|")], missing
+
+
+def _is_separator(cells: list[str]) -> bool:
+    return any("-" in c for c in cells) and all(c and set(c) <= _SEPARATOR_CHARS for c in cells if c) and any(cells)
+
+
+def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
+    return [spec.aliases.get(norm_header(c)) for c in cells]
+
+
+def _looks_like_header(cells: list[str]) -> bool:
+    """True when most cells are column names of some published table."""
+    if not cells or id_kind(cells[0].strip()) is not None:
+        return False
+    best = max(len({f for f in _header_fields(cells, spec) if f is not None}) for spec in TABLES.values())
+    return best >= max(2, (len([c for c in cells if c]) + 1) // 2)
+
+
+_DISTINCTIVE = {
+    "characters": {"id:char", "name", "emotions", "actions"},
+    "objects": {"id:obj", "function", "interaction"},
+    "settings": {"element", "mood", "time"},
+    "narrative": {"phase", "key_events", "images_text"},
+}
+
+
+def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
+    """Pick the table a header row belongs to, preferring the kind its heading announced."""
+    norms = [norm_header(c) for c in cells]
+    scores: dict[str, int] = {}
+    for kind, spec in TABLES.items():
+        fields = [spec.aliases.get(n) for n in norms]
+        distinct = set()
+        for n, f in zip(norms, fields, strict=True):
+            if f is None:
+                continue
+            if f == "id":
+                if n.startswith("char"):
+                    distinct.add("id:char")
+                elif n.startswith("obj"):
+                    distinct.add("id:obj")
+            distinct.add(f)
+        scores[kind] = len(distinct & _DISTINCTIVE[kind]) * 10 + len({f for f in fields if f})
+    if expected in scores and scores[expected] >= max(scores.values()) - 5:
+        return TABLES[expected]
+    best = max(scores, key=lambda k: scores[k])
+    return TABLES[best]
+
+
+class _Table:
+    """A table being read: its kind and the field each column maps to."""
+
+    def __init__(self, spec: TableSpec, columns: list[str | None], has_header: bool, line: int):
+        self.spec = spec
+        self.columns = columns
+        self.has_header = has_header
+        self.rows_seen = 0
+        self.expect_separator = has_header
+        self.line = line
+        self.blank_pending = False
+
+
+class CotBuilder:
+    """Incremental CoT parser: ``feed_line`` each line, then ``finish``."""
+
+    def __init__(self, first_line: int = 1):
+        self.cot = CoT()
+        self.diagnostics: list[Diagnostic] = self.cot.diagnostics
+        self.line_no = first_line - 1
+        self._image: ImageAnalysis | None = None
+        self._section: str | None = None  # "image" | "narrative"
+        self._expected: str | None = None  # table kind announced by the last ### heading
+        self._table: _Table | None = None
+        self._free_text_reported = False
+        self._last_image_number = 0
+        self._finished = False
+        self._ids: dict[int, set[str]] = {}  # image number -> ids already listed
+
+    # -- public ------------------------------------------------------------------------------
+    def feed_line(self, raw: str) -> list[Event]:
+        self.line_no += 1
+        line = raw.rstrip("\r\n")
+        events: list[Event] = []
+        stripped = line.strip()
+        if not stripped:
+            if self._table is not None:
+                self._table.blank_pending = True
+            return events
+        if "|" in stripped[:_HEAD] or stripped.startswith("|"):
+            self._table_line(line, events)
+            return events
+        heading = _heading_text(line)
+        if heading is not None:
+            section = _section_of(heading[0])
+            if section is not None:
+                self._heading(heading, section, events)
+                return events
+        self._free_text(stripped)
+        return events
+
+    def finish(self) -> list[Event]:
+        if self._finished:
+            return []
+        self._finished = True
+        self._close_table()
+        for image in self.cot.images:
+            missing = [TABLES[k].title for k in ("characters", "objects", "settings") if k not in image.tables_present]
+            if missing:
+                self.diagnostics.append(
+                    warning(image.line, "missing-table", f"Image {image.number} has no {' or '.join(missing)} table")
+                )
+        if self.cot.images and self.cot.narrative is None:
+            self.diagnostics.append(warning(self.line_no, "no-narrative", "the CoT has no Narrative Structure section"))
+        return []
+
+    # -- sections ----------------------------------------------------------------------------
+    def _heading(self, heading: tuple[str, bool, int], section: tuple[str, int | None], events: list[Event]) -> None:
+        text, styled, level = heading
+        kind, number = section
+        canonical_level = 3 if kind in ("characters", "objects", "settings") else 2
+        canonical_text = {"characters": "Characters", "objects": "Objects", "settings": "Setting", "narrative": "Narrative Structure"}
+        if kind == "image":
+            canonical = f"Image {number}"
+        else:
+            canonical = canonical_text[kind]
+        if styled or level != canonical_level or text != canonical:
+            self.diagnostics.append(
+                warning(self.line_no, "heading-style", f"heading {text!r} accepted as '{'#' * canonical_level} {canonical}'")
+            )
+        self._close_table()
+        if kind == "image":
+            assert number is not None
+            self._start_image(number, events)
+        elif kind == "narrative":
+            self._start_narrative(events)
+        else:
+            if self._section != "image":
+                self._implicit_image(events)
+            self._expected = kind
+
+    def _start_image(self, number: int, events: list[Event]) -> None:
+        self._section = "image"
+        self._expected = None
+        existing = self.cot.image(number)
+        if existing is not None:
+            self.diagnostics.append(
+                warning(self.line_no, "image-number-duplicate", f"Image {number} appears twice; its rows were merged")
+            )
+            self._image = existing
+            return
+        if number != self._last_image_number + 1:
+            if number > self._last_image_number + 1:
+                missing = ", ".join(str(n) for n in range(self._last_image_number + 1, min(number, self._last_image_number + 6)))
+                self.diagnostics.append(
+                    warning(self.line_no, "image-number-gap", f"Image {number} follows Image {self._last_image_number}; missing {missing}")
+                )
+            else:
+                self.diagnostics.append(
+                    warning(self.line_no, "image-number-order", f"Image {number} comes after Image {self._last_image_number}")
+                )
+        self._last_image_number = max(self._last_image_number, number)
+        self._image = ImageAnalysis(number=number, line=self.line_no)
+        self.cot.images.append(self._image)
+        events.append(ImageSectionStarted(number))
+
+    def _implicit_image(self, events: list[Event]) -> None:
+        if self._image is None:
+            self.diagnostics.append(
+                warning(self.line_no, "content-before-image", "tables before any '## Image N' heading were read as Image 1")
+            )
+            self._start_image(1, events)
+        else:
+            self._section = "image"
+
+    def _start_narrative(self, events: list[Event]) -> None:
+        self._section = "narrative"
+        self._expected = "narrative"
+        if self.cot.narrative is None:
+            self.cot.narrative = []
+            events.append(NarrativeStarted())
+
+    def _free_text(self, stripped: str) -> None:
+        self._close_table()
+        if not self._free_text_reported:
+            self._free_text_reported = True
+            preview = stripped[:60] + ("…" if len(stripped) > 60 else "")
+            self.diagnostics.append(info(self.line_no, "free-text", f"free text in the CoT was ignored: {preview!r}"))
+
+    # -- tables ------------------------------------------------------------------------------
+    def _close_table(self) -> None:
+        self._table = None
+
+    def _table_line(self, line: str, events: list[Event]) -> None:
+        cells, missing_pipes = _split_row(line[: 100_000])
+        table = self._table
+        if table is not None and table.blank_pending:
+            table.blank_pending = False
+            self.diagnostics.append(info(self.line_no, "blank-line-in-table", "a blank line inside a table was skipped"))
+        if _is_separator(cells):
+            if table is not None and table.expect_separator:
+                table.expect_separator = False
+            return
+        if _looks_like_header(cells):
+            self._start_table(cells, events)
+            return
+        if table is None:
+            table = self._headerless_table(cells, events)
+            if table is None:
+                return
+        if table.expect_separator:
+            table.expect_separator = False
+            self.diagnostics.append(info(self.line_no, "no-separator", "table header not followed by a --- separator row"))
+        if missing_pipes:
+            self.diagnostics.append(warning(self.line_no, "missing-outer-pipes", "table row lacks its leading or trailing pipe"))
+        self._row(table, cells, events)
+
+    def _start_table(self, cells: list[str], events: list[Event]) -> None:
+        spec = _header_kind(cells, self._expected)
+        if spec.kind == "narrative":
+            if self._section != "narrative":
+                self.diagnostics.append(
+                    warning(self.line_no, "missing-table-heading", "Narrative Structure table without its heading")
+                )
+                self._start_narrative(events)
+        else:
+            if self._section != "image":
+                self._implicit_image(events)
+            if self._expected != spec.kind:
+                if self._expected is None:
+                    self.diagnostics.append(
+                        warning(self.line_no, "missing-table-heading", f"{spec.title} table without its '### {spec.title}' heading")
+                    )
+                else:
+                    self.diagnostics.append(
+                        warning(
+                            self.line_no,
+                            "missing-table-heading",
+                            f"the header row is that of a {spec.title} table, under a {TABLES[self._expected].title} heading",
+                        )
+                    )
+            assert self._image is not None
+            self._image.tables_present.add(spec.kind)
+        self._expected = None if spec.kind != "narrative" else "narrative"
+        columns = _header_fields(cells, spec)
+        self._check_header(cells, columns, spec)
+        self._table = _Table(spec, columns, True, self.line_no)
+
+    def _check_header(self, cells: list[str], columns: list[str | None], spec: TableSpec) -> None:
+        for cell, col in zip(cells, columns, strict=True):
+            if col is None and cell:
+                self.diagnostics.append(
+                    warning(self.line_no, "unknown-column", f"column {cell!r} is not a {spec.title} column; ignored")
+                )
+        present = [c for c in columns if c is not None]
+        missing = [h for f, h in zip(spec.fields, spec.headers, strict=True) if f not in present]
+        if missing:
+            self.diagnostics.append(
+                warning(self.line_no, "missing-column", f"{spec.title} table lacks column(s) {', '.join(missing)}")
+            )
+        order = [f for f in spec.fields if f in present]
+        seen = []
+        for c in present:
+            if c not in seen:
+                seen.append(c)
+        if seen != order:
+            self.diagnostics.append(info(self.line_no, "column-order", f"{spec.title} columns are not in the published order"))
+        published = {norm_header(h): h for h in spec.headers}
+        for cell in cells:
+            canon = published.get(norm_header(cell))
+            if canon is not None and cell != canon:
+                self.diagnostics.append(info(self.line_no, "header-case", f"column {cell!r} read as {canon!r}"))
+
+    def _headerless_table(self, cells: list[str], events: list[Event]) -> _Table | None:
+        """A data row with no table open: assume the published columns of the expected kind."""
+        kind = self._expected
+        if kind is None:
+            first = id_kind(cells[0]) if cells else None
+            if self._section == "narrative":
+                kind = "narrative"
+            elif first == "char":
+                kind = "characters"
+            elif first in ("obj", "bg", "lm"):
+                kind = "objects"
+            elif cells and match_enum(SettingElement, cells[0])[1]:
+                kind = "settings"
+            elif cells and match_enum(NarrativePhase, cells[0])[1]:
+                kind = "narrative"
+            else:
+                self.diagnostics.append(info(self.line_no, "free-text", "a table row outside any table was ignored"))
+                return None
+        spec = TABLES[kind]
+        if kind == "narrative":
+            if self._section != "narrative":
+                self._start_narrative(events)
+        else:
+            if self._section != "image":
+                self._implicit_image(events)
+            assert self._image is not None
+            self._image.tables_present.add(kind)
+        self.diagnostics.append(
+            warning(self.line_no, "no-header-row", f"{spec.title} table has no header row; the published column order was assumed")
+        )
+        self._expected = None if kind != "narrative" else "narrative"
+        self._table = _Table(spec, list(spec.fields), False, self.line_no)
+        return self._table
+
+    def _row(self, table: _Table, cells: list[str], events: list[Event]) -> None:
+        if not any(cells):
+            self.diagnostics.append(info(self.line_no, "empty-row", "an empty table row was ignored"))
+            return
+        spec = table.spec
+        n_cols = len(table.columns)
+        if len(cells) < n_cols:
+            self.diagnostics.append(
+                warning(self.line_no, "missing-cells", f"{spec.title} row has {len(cells)} of {n_cols} cells; the rest are empty")
+            )
+        elif len(cells) > n_cols:
+            self.diagnostics.append(
+                warning(self.line_no, "extra-cells", f"{spec.title} row has {len(cells)} cells for {n_cols} columns; extra ignored")
+            )
+        values: dict[str, str] = {}
+        for col, cell in zip(table.columns, cells, strict=False):
+            if col is not None and col not in values:
+                values[col] = cell
+        table.rows_seen += 1
+        if spec.kind == "narrative":
+            row = ROW_TYPES["narrative"](**{f: values.get(f, "") for f in spec.fields}, line=self.line_no)
+            self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
+            if not row.images:
+                self.diagnostics.append(
+                    warning(self.line_no, "narrative-images-empty", f"narrative row {row.phase!r} names no image number")
+                )
+            assert self.cot.narrative is not None
+            self.cot.narrative.append(row)
+            events.append(NarrativeRowCompleted(row))
+            return
+        image = self._image
+        assert image is not None
+        if spec.kind == "settings":
+            row = ROW_TYPES["settings"](**{f: values.get(f, "") for f in spec.fields}, line=self.line_no)
+            self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
+            image.settings.append(row)
+            events.append(TableRowCompleted(image.number, "settings", row))
+            return
+        fields = {f: values.get(f, "") for f in spec.fields if f != "box"}
+        box_text = values.get("box", "")
+        box, box_diags = parse_box(box_text, self.line_no)
+        self.diagnostics.extend(box_diags)
+        row = ROW_TYPES[spec.kind](**fields, box=box, box_text=box_text.strip(), line=self.line_no)
+        self._check_id(row.id, spec.kind, image)
+        if spec.kind == "characters":
+            image.characters.append(row)
+        else:
+            image.objects.append(row)
+        events.append(TableRowCompleted(image.number, spec.kind, row))
+
+    def _check_enum(self, text: str, enum, code: str, label: str) -> None:
+        member, exact = match_enum(enum, text)
+        if member is None:
+            self.diagnostics.append(
+                warning(self.line_no, f"unknown-{code}", f"{label} {text!r} is not one of: {', '.join(m.value for m in enum)}")
+            )
+        elif not exact:
+            self.diagnostics.append(warning(self.line_no, f"fuzzy-{code}", f"{label} {text!r} recognised as {member.value!r}"))
+
+    def _check_id(self, entity_id: str, table: str, image: ImageAnalysis) -> None:
+        kind = id_kind(entity_id)
+        if kind is None:
+            self.diagnostics.append(
+                error(self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#")
+                if not entity_id
+                else warning(self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#")
+            )
+        elif (table == "characters") != (kind == "char"):
+            where = "Characters" if table == "characters" else "Objects"
+            self.diagnostics.append(warning(self.line_no, "id-table-mismatch", f"{entity_id} is listed in the {where} table"))
+        seen = self._ids.setdefault(image.number, set())
+        if entity_id and entity_id in seen:
+            self.diagnostics.append(warning(self.line_no, "duplicate-id", f"{entity_id} appears twice in Image {image.number}"))
+        seen.add(entity_id)
+
+
+def parse_cot(text: str, first_line: int = 1) -> CoT:
+    """Parse a CoT text. Never raises; findings are in ``cot.diagnostics``."""
+    builder = CotBuilder(first_line)
+    for line in text.split("\n"):
+        builder.feed_line(line)
+    builder.finish()
+    return builder.cot
+
+
+__all__ = ["NARRATIVE", "CotBuilder", "parse_cot"]

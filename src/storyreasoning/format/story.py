@@ -1,0 +1,117 @@
+"""The grounded story: data model, canonical rendering and plain text.
+
+A story is a list of segments, one per image (``<gdi imageN> … </gdi>``). A segment is
+a sequence of plain text runs and tagged spans: ``<gdo ids>`` entity references
+(characters, objects, pronouns, groups), ``<gda ids>`` actions and ``<gdl ids>``
+locations, landmarks and backgrounds. Ids are bare space-separated tokens
+(``<gdo char1 char2>They</gdo>``). Parsing lives in
+:mod:`storyreasoning.format.story_parser`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic
+
+SPAN_KINDS = ("gdo", "gda", "gdl")
+
+
+@dataclass(frozen=True)
+class Span:
+    kind: str  # "gdo" | "gda" | "gdl"
+    ids: tuple[str, ...]
+    text: str  # inner text, without tags
+
+    def render(self) -> str:
+        attrs = (" " + " ".join(self.ids)) if self.ids else ""
+        return f"<{self.kind}{attrs}>{self.text}</{self.kind}>"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "ids": list(self.ids), "text": self.text}
+
+
+Part = str | Span
+
+
+@dataclass
+class Segment:
+    image: int | None  # None: text found outside any <gdi>
+    parts: list[Part] = field(default_factory=list)
+    closed: bool = True
+    line: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def spans(self) -> list[Span]:
+        return [p for p in self.parts if isinstance(p, Span)]
+
+    @property
+    def text(self) -> str:
+        """Inner text with tags, stripped (what the original kept per ``<gdi>``)."""
+        return "".join(p.render() if isinstance(p, Span) else p for p in self.parts).strip()
+
+    @property
+    def plain(self) -> str:
+        """Inner text without tags, stripped."""
+        return "".join(p.text if isinstance(p, Span) else p for p in self.parts).strip()
+
+    def render(self) -> str:
+        if self.image is None:
+            return self.text
+        return f"<gdi image{self.image}>\n{self.text}\n</gdi>"
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "text": self.text, "spans": [s.to_dict() for s in self.spans]}
+
+
+@dataclass
+class GroundedStory:
+    segments: list[Segment] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def image_segments(self) -> list[Segment]:
+        """The segments that belong to an image (``<gdi>`` blocks), in text order."""
+        return [s for s in self.segments if s.image is not None]
+
+    def segment(self, image: int) -> Segment | None:
+        for seg in self.segments:
+            if seg.image == image:
+                return seg
+        return None
+
+    def spans(self) -> list[tuple[int | None, Span]]:
+        return [(seg.image, span) for seg in self.segments for span in seg.spans]
+
+    def mentioned_ids(self) -> list[str]:
+        """Every id any tag names (``char``, ``obj``, ``bg`` and ``lm`` alike), in order of first mention."""
+        seen: dict[str, None] = {}
+        for _, span in self.spans():
+            for eid in span.ids:
+                seen.setdefault(eid, None)
+        return list(seen)
+
+    def plain_text(self) -> str:
+        """The story without tags: one paragraph per segment, separated by a blank line."""
+        return "\n\n".join(p for p in (seg.plain for seg in self.segments) if p)
+
+    def to_dict(self) -> dict:
+        return {"segments": [s.to_dict() for s in self.segments]}
+
+
+def render_story(story: GroundedStory) -> str:
+    """The canonical layout: ``<gdi imageN>``, newline, text, newline, ``</gdi>``, blank line."""
+    return "\n\n".join(seg.render() for seg in story.segments if seg.image is not None or seg.text).strip()
+
+
+_TAG = re.compile(r"<[^<>\n]{0,256}>")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Remove every ``<…>`` tag and collapse whitespace to single spaces.
+
+    This is the cleaning the original applied before the language metrics.
+    """
+    return _SPACE.sub(" ", _TAG.sub("", text)).strip()

@@ -1,0 +1,323 @@
+"""A tolerant, incremental parser for grounded stories.
+
+It reads ``<gdi imageN>`` segments and ``<gdo|gda|gdl ids>`` spans and tolerates what
+models get wrong: an unclosed last segment, stray or missing closers, nested or
+overlapping tags, unknown tag names, text outside any segment, attributes in other
+forms (``image 1``, ``image="1"``, GroundCap's ``class="person"``).
+
+Nested and overlapping spans are flattened: the text is cut into runs and each run is
+attributed to the innermost open tag, so every tag keeps its ids and no text is lost.
+
+The lexer looks at most 256 characters ahead of a ``<`` and never backtracks, so its
+cost is linear in the input however the input is split into chunks.
+"""
+
+from __future__ import annotations
+
+from .cot import id_kind
+from .diagnostics import Diagnostic, error, info, warning
+from .events import (
+    Event,
+    SegmentClosed,
+    SegmentStarted,
+    SpanClosed,
+    SpanOpened,
+    TextAppended,
+)
+from .story import SPAN_KINDS, GroundedStory, Segment, Span
+
+MAX_TAG = 256
+_INCOMPLETE = -1
+_NOT_TAG = -2
+_TAG_NAMES = {"gdi", *SPAN_KINDS, "think"}
+
+
+class _Open:
+    __slots__ = ("emitted", "ids", "kind", "line")
+
+    def __init__(self, kind: str, ids: tuple[str, ...], line: int):
+        self.kind = kind
+        self.ids = ids
+        self.line = line
+        self.emitted = False
+
+
+class StoryBuilder:
+    """Incremental story parser: ``feed`` text chunks, then ``finish``."""
+
+    def __init__(self, first_line: int = 1):
+        self.story = GroundedStory()
+        self.diagnostics: list[Diagnostic] = self.story.diagnostics
+        self.line = first_line
+        self._pending = ""
+        self._segment: Segment | None = None
+        self._stack: list[_Open] = []
+        self._frag: list[str] = []  # text of the innermost open span
+        self._run: list[str] = []  # plain text since the last span
+        self._last_number = 0
+        self._numbers: set[int] = set()
+        self._finished = False
+
+    # -- lexing ------------------------------------------------------------------------------
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        buf = self._pending + text if self._pending else text
+        self._pending = ""
+        pos, n = 0, len(buf)
+        while pos < n:
+            lt = buf.find("<", pos)
+            if lt == -1:
+                self._text(buf[pos:], events)
+                break
+            if lt > pos:
+                self._text(buf[pos:lt], events)
+            end = self._tag_end(buf, lt)
+            if end == _INCOMPLETE:
+                self._pending = buf[lt:]
+                break
+            if end == _NOT_TAG:
+                self._text("<", events)
+                pos = lt + 1
+                continue
+            self._tag(buf[lt + 1 : end], events)
+            pos = end + 1
+        return events
+
+    def _tag_end(self, buf: str, lt: int) -> int:
+        n = len(buf)
+        if lt + 1 >= n:
+            return _INCOMPLETE
+        first = buf[lt + 1]
+        if not (first.isalpha() or first == "/"):
+            return _NOT_TAG
+        limit = min(n, lt + 2 + MAX_TAG)
+        gt = buf.find(">", lt + 1, limit)
+        stop_at = gt if gt != -1 else limit
+        if buf.find("<", lt + 1, stop_at) != -1 or buf.find("\n", lt + 1, stop_at) != -1:
+            return _NOT_TAG
+        if gt != -1:
+            return gt
+        if limit == n and n < lt + 2 + MAX_TAG:
+            return _INCOMPLETE
+        name = _name(buf[lt + 1 : lt + 12].lstrip("/"))
+        if name in _TAG_NAMES:
+            self.diagnostics.append(warning(self.line, "overlong-tag", f"'<{name}' starts a tag longer than {MAX_TAG} characters; kept as text"))
+        return _NOT_TAG
+
+    def _tag(self, inner: str, events: list[Event]) -> None:
+        closing = inner.startswith("/")
+        body = inner[1:] if closing else inner
+        name = _name(body)
+        attrs = body[len(name) :]
+        lname = name.lower()
+        if lname not in _TAG_NAMES or (attrs and not attrs[0].isspace() and attrs.strip() != "/"):
+            if name:
+                self.diagnostics.append(warning(self.line, "unknown-tag", f"<{inner[:40]}> is not a story tag; kept as text"))
+            self._text("<" + inner + ">", events)
+            return
+        if lname != name:
+            self.diagnostics.append(info(self.line, "segment-attribute" if lname == "gdi" else "span-attribute", f"tag <{inner[:40]}> is not lower-case"))
+        if lname == "think":
+            self.diagnostics.append(info(self.line, "extra-think", f"<{inner}> inside the story was ignored"))
+            return
+        if lname == "gdi":
+            if closing:
+                self._close_segment(events)
+            else:
+                self._open_segment(attrs, events)
+            return
+        if closing:
+            self._close_span(lname, events)
+        else:
+            self._open_span(lname, attrs, events)
+
+    # -- segments ----------------------------------------------------------------------------
+    def _open_segment(self, attrs: str, events: list[Event]) -> None:
+        if self._segment is not None:
+            if self._segment.image is not None:
+                self.diagnostics.append(
+                    warning(self.line, "unclosed-segment", f"<gdi image{self._segment.image}> was not closed before the next <gdi>")
+                )
+                self._segment.closed = False
+            self._end_segment(events, closed=self._segment.image is None)
+        image = self._image_number(attrs)
+        if image is not None:
+            if image in self._numbers:
+                self.diagnostics.append(warning(self.line, "segment-number-duplicate", f"a second segment for image {image}"))
+            elif image != self._last_number + 1:
+                self.diagnostics.append(
+                    warning(self.line, "segment-number-order", f"segment for image {image} follows image {self._last_number}")
+                )
+            self._numbers.add(image)
+            self._last_number = max(self._last_number, image)
+        self._segment = Segment(image=image, closed=False, line=self.line)
+        self.story.segments.append(self._segment)
+        events.append(SegmentStarted(image))
+
+    def _image_number(self, attrs: str) -> int | None:
+        a = attrs.strip()
+        if a.startswith("image") and a[5:].isdigit() and len(a) <= 12:
+            return int(a[5:])
+        digits = "".join(c for c in a[:40] if c.isdigit())[:6]
+        if digits:
+            self.diagnostics.append(warning(self.line, "segment-attribute", f"<gdi {a[:40]}> read as image {int(digits)}"))
+            return int(digits)
+        self.diagnostics.append(error(self.line, "segment-without-image", f"<gdi{(' ' + a[:40]) if a else ''}> names no image"))
+        return None
+
+    def _close_segment(self, events: list[Event]) -> None:
+        if self._segment is None or self._segment.image is None:
+            self.diagnostics.append(warning(self.line, "stray-closer", "</gdi> without an open <gdi> was ignored"))
+            return
+        self._end_segment(events, closed=True)
+
+    def _end_segment(self, events: list[Event], closed: bool) -> None:
+        seg = self._segment
+        assert seg is not None
+        while self._stack:
+            top = self._stack[-1]
+            self.diagnostics.append(warning(self.line, "unclosed-span", f"<{top.kind} {' '.join(top.ids)}> was not closed"))
+            self._pop(len(self._stack) - 1, events)
+        self._flush_run()
+        seg.closed = closed
+        self._segment = None
+        events.append(SegmentClosed(seg.image))
+
+    def _loose_segment(self, events: list[Event]) -> None:
+        self.diagnostics.append(warning(self.line, "text-outside-segment", "story text outside any <gdi> segment"))
+        self._segment = Segment(image=None, closed=True, line=self.line)
+        self.story.segments.append(self._segment)
+        events.append(SegmentStarted(None))
+
+    # -- spans -------------------------------------------------------------------------------
+    def _open_span(self, kind: str, attrs: str, events: list[Event]) -> None:
+        ids = self._ids(kind, attrs)
+        if self._segment is None:
+            self._loose_segment(events)
+        if self._stack:
+            top = self._stack[-1]
+            self.diagnostics.append(
+                warning(self.line, "nested-tag", f"<{kind} {' '.join(ids)}> opens inside <{top.kind} {' '.join(top.ids)}>")
+            )
+            self._flush(top, events, keep_empty=False)
+        self._stack.append(_Open(kind, ids, self.line))
+        events.append(SpanOpened(kind, ids))
+
+    def _ids(self, kind: str, attrs: str) -> tuple[str, ...]:
+        ids: list[str] = []
+        for token in attrs.replace(",", " ").split():
+            if "=" in token or '"' in token or "'" in token or token == "/":
+                self.diagnostics.append(info(self.line, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored"))
+                continue
+            if id_kind(token) is None:
+                self.diagnostics.append(warning(self.line, "bad-id", f"{token[:40]!r} in <{kind}> is not an id of the form char#, obj#, bg# or lm#"))
+            ids.append(token)
+        if not ids:
+            self.diagnostics.append(warning(self.line, "span-without-ids", f"<{kind}> names no entity id"))
+        return tuple(ids)
+
+    def _close_span(self, kind: str, events: list[Event]) -> None:
+        if not self._stack:
+            self.diagnostics.append(warning(self.line, "stray-closer", f"</{kind}> without an open <{kind}> was ignored"))
+            return
+        index = None
+        for i in range(len(self._stack) - 1, -1, -1):
+            if self._stack[i].kind == kind:
+                index = i
+                break
+        top = len(self._stack) - 1
+        if index is None:
+            self.diagnostics.append(
+                warning(self.line, "mismatched-closer", f"</{kind}> closes <{self._stack[top].kind}>")
+            )
+            index = top
+        elif index != top:
+            self.diagnostics.append(
+                warning(self.line, "mismatched-closer", f"</{kind}> closes <{kind}> while <{self._stack[top].kind}> is still open (overlapping tags)")
+            )
+        self._pop(index, events)
+
+    def _pop(self, index: int, events: list[Event]) -> None:
+        """Close the open span at ``index``; the spans above it (if any) continue."""
+        top = self._stack[-1]
+        closing = self._stack[index]
+        self._flush(top, events, keep_empty=(top is closing))
+        del self._stack[index]
+        if closing is not top:
+            if not closing.emitted:
+                self._emit(Span(closing.kind, closing.ids, ""), events)
+                closing.emitted = True
+            events.append(SpanOpened(top.kind, top.ids))
+        elif self._stack:
+            resumed = self._stack[-1]
+            events.append(SpanOpened(resumed.kind, resumed.ids))
+
+    def _flush(self, entry: _Open, events: list[Event], keep_empty: bool) -> None:
+        text = "".join(self._frag)
+        self._frag = []
+        if text or (keep_empty and not entry.emitted):
+            if not text:
+                self.diagnostics.append(warning(self.line, "empty-span", f"<{entry.kind} {' '.join(entry.ids)}> encloses no text"))
+            self._emit(Span(entry.kind, entry.ids, text), events)
+            entry.emitted = True
+
+    def _emit(self, span: Span, events: list[Event]) -> None:
+        assert self._segment is not None
+        self._flush_run()
+        self._segment.parts.append(span)
+        events.append(SpanClosed(span))
+
+    # -- text --------------------------------------------------------------------------------
+    def _text(self, text: str, events: list[Event]) -> None:
+        if not text:
+            return
+        if self._segment is None:
+            if not text.strip():
+                self.line += text.count("\n")
+                return
+            self._loose_segment(events)
+        assert self._segment is not None
+        (self._frag if self._stack else self._run).append(text)
+        events.append(TextAppended(text))
+        self.line += text.count("\n")
+
+    def _flush_run(self) -> None:
+        if self._run:
+            assert self._segment is not None
+            self._segment.parts.append("".join(self._run))
+            self._run = []
+
+    def finish(self) -> list[Event]:
+        if self._finished:
+            return []
+        self._finished = True
+        events: list[Event] = []
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self._text(pending, events)
+        if self._segment is not None:
+            if self._segment.image is not None:
+                self.diagnostics.append(
+                    warning(self.line, "unclosed-segment", f"<gdi image{self._segment.image}> was not closed before the end")
+                )
+                self._end_segment(events, closed=False)
+            else:
+                self._end_segment(events, closed=True)
+        return events
+
+
+def _name(text: str) -> str:
+    end = 0
+    for c in text[:16]:
+        if not c.isalpha():
+            break
+        end += 1
+    return text[:end]
+
+
+def parse_story(text: str, first_line: int = 1) -> GroundedStory:
+    """Parse a grounded story. Never raises; findings are in ``story.diagnostics``."""
+    builder = StoryBuilder(first_line)
+    builder.feed(text)
+    builder.finish()
+    return builder.story

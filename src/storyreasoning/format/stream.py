@@ -1,0 +1,320 @@
+"""Parse a model's output, whole or as it streams.
+
+A storyteller writes ``<think>`` + CoT + ``</think>`` + story. :class:`StreamParser`
+takes the output in chunks of any size and returns :mod:`events` as soon as each piece
+is complete (a table row when its line ends, a span when it closes). Its total cost is
+linear in the output: each chunk is scanned once, each line is assembled once, and
+nothing is re-parsed when a chunk arrives. :func:`parse_output` is the same parser fed
+the whole text at once, so a streamed parse and a batch parse always agree.
+
+The envelope is read tolerantly:
+
+* ``<think> … </think> story``: the published form;
+* ``… </think> story`` with no ``<think>`` (some chat templates put it in the prompt);
+* ``<think> …`` cut off before ``</think>``: a CoT and no story;
+* ``<think> … <gdi image1> …`` with no ``</think>``: split at the first ``<gdi>``;
+* CoT tables and a story with no envelope at all: split at the first ``<gdi>``;
+* a story alone: no CoT.
+
+Unlike the original, the character after ``</think>`` is never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cot import CoT
+from .cot_parser import CotBuilder, heading_section
+from .diagnostics import Diagnostic, info, warning
+from .events import Event, ThinkClosed, ThinkOpened
+from .story import GroundedStory
+from .story_parser import StoryBuilder
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+STORY_START = "<gdi"
+_TAIL = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
+
+_PRE, _COT, _STORY = "pre", "cot", "story"
+_PRE_MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
+_COT_MARKERS = (THINK_CLOSE, STORY_START, THINK_OPEN)
+
+
+def _cot_like(line: str) -> bool:
+    """A line that can only belong to a CoT: a table row or a ``#`` section heading."""
+    s = line.strip()
+    if s.startswith("|"):
+        return True
+    return s.startswith("#") and heading_section(s) is not None
+
+
+@dataclass
+class Telling:
+    """One model output: the raw text, its parsed parts and every finding.
+
+    ``cot`` is None when the output has no chain-of-thought, ``story`` is None when it
+    has no story. ``cot_text`` and ``story_text`` are the two parts as written.
+    """
+
+    raw: str
+    cot: CoT | None = None
+    story: GroundedStory | None = None
+    cot_text: str | None = None
+    story_text: str | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def validate(self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs):
+        """Structural verdict; see :func:`storyreasoning.format.validate.validate`."""
+        from .validate import validate
+
+        return validate(self, n_images=n_images, image_sizes=image_sizes, **kwargs)
+
+    def to_dict(self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs) -> dict:
+        """The JSON shape of ``storyreasoning check --json``."""
+        verdict = self.validate(n_images=n_images, image_sizes=image_sizes, **kwargs)
+        return {
+            "cot": self.cot.to_dict() if self.cot is not None else None,
+            "story": self.story.to_dict() if self.story is not None else None,
+            "diagnostics": [d.to_dict() for d in verdict.findings],
+            "well_structured": verdict.well_structured,
+            "reasons": [d.to_dict() for d in verdict.reasons],
+        }
+
+
+def _find(window: str, markers: tuple[str, ...], tail: int) -> tuple[int, str] | None:
+    """The earliest marker in ``window`` that does not lie entirely in its first ``tail`` characters."""
+    best: tuple[int, str] | None = None
+    for marker in markers:
+        pos = window.find(marker)
+        while pos != -1 and pos + len(marker) <= tail:
+            pos = window.find(marker, pos + 1)
+        if pos != -1 and (best is None or pos < best[0]):
+            best = (pos, marker)
+    return best
+
+
+class StreamParser:
+    """Feed model output as it arrives; receive events; get the :class:`Telling` at the end."""
+
+    def __init__(self) -> None:
+        self._mode = _PRE
+        self._chunks: list[str] = []
+        self._pos = 0  # characters routed so far
+        self._line: list[str] = []  # pieces of the line being assembled (PRE and COT)
+        self._line_start = 0  # offset where that line starts
+        self._line_no = 1  # its line number
+        self._tail = ""  # the last few characters, for markers split across chunks
+        self._pre_lines: list[str] = []  # complete lines read before the mode was known
+        self._implicit_open = False
+        self._extra_think = False
+        self._cot: CotBuilder | None = None
+        self._story: StoryBuilder | None = None
+        self._cot_start: int | None = None
+        self._cot_end: int | None = None
+        self._story_start: int | None = None
+        self._closed = False
+        self._telling: Telling | None = None
+        self.diagnostics: list[Diagnostic] = []
+
+    # -- public ------------------------------------------------------------------------------
+    def feed(self, chunk: str) -> list[Event]:
+        """Parse the next piece of output; return the events it completes."""
+        if self._closed:
+            raise RuntimeError("feed() after close()")
+        events: list[Event] = []
+        if chunk:
+            self._chunks.append(chunk)
+            self._route(chunk, events)
+        return events
+
+    def close(self) -> list[Event]:
+        """The output is complete: finish the parse and return the last events."""
+        if self._closed:
+            return []
+        self._closed = True
+        events: list[Event] = []
+        if self._mode == _PRE:
+            text = "".join(self._pre_lines) + "".join(self._line)
+            if text.strip():
+                self._start_story(0, 1)
+                assert self._story is not None
+                events += self._story.feed(text)
+        elif self._mode == _COT:
+            assert self._cot is not None
+            if self._line:
+                events += self._cot.feed_line("".join(self._line))
+            events += self._cot.finish()
+            self._cot_end = self._pos
+            if self._implicit_open:
+                self.diagnostics.append(warning(0, "missing-think", "the CoT is not wrapped in <think>…</think>"))
+            else:
+                self.diagnostics.append(
+                    warning(self._line_no, "unclosed-think", "<think> was never closed: the output stops inside the CoT")
+                )
+        if self._story is not None:
+            events += self._story.finish()
+        return events
+
+    @property
+    def text(self) -> str:
+        """Everything fed so far."""
+        return "".join(self._chunks)
+
+    def result(self) -> Telling:
+        """The parse of the whole output (closes the parser)."""
+        if not self._closed:
+            self.close()
+        if self._telling is None:
+            self._telling = self._build()
+        return self._telling
+
+    # -- routing -------------------------------------------------------------------------------
+    def _route(self, text: str, events: list[Event]) -> None:
+        if self._mode == _STORY:
+            assert self._story is not None
+            events += self._story.feed(text)
+            self._pos += len(text)
+            return
+        start = 0
+        while start < len(text):
+            nl = text.find("\n", start)
+            end = len(text) if nl == -1 else nl + 1
+            rest = self._piece(text[start:end], events)
+            if rest is not None:  # the mode changed: the rest belongs to the new mode
+                rest += text[end:]
+                if rest:
+                    self._route(rest, events)
+                return
+            start = end
+
+    def _piece(self, piece: str, events: list[Event]) -> str | None:
+        """Handle one piece (at most one line). When the mode changes, return the text left to route."""
+        base = self._pos
+        window = self._tail + piece
+        found = _find(window, _PRE_MARKERS if self._mode == _PRE else _COT_MARKERS, len(self._tail))
+        if found is not None and found[1] == THINK_OPEN and self._mode == _COT:
+            if not self._extra_think:
+                self._extra_think = True
+                self.diagnostics.append(info(self._line_no, "extra-think", "a second <think> inside the CoT was ignored"))
+            found = _find(window, (THINK_CLOSE, STORY_START), len(self._tail))
+        if found is not None:
+            at = base - len(self._tail) + found[0]  # offset of the marker
+            line = "".join(self._line) + piece
+            before = line[: at - self._line_start]
+            line_start = self._line_start
+            resume = self._marker(found[1], at, before, events)
+            return line[resume - line_start :]
+        self._pos += len(piece)
+        self._tail = window[-_TAIL:]
+        if not piece.endswith("\n"):
+            self._line.append(piece)
+            return None
+        line = "".join(self._line) + piece
+        self._line = []
+        if self._mode == _PRE and _cot_like(line):
+            self._implicit_open = True
+            self._preamble()
+            self._start_cot(self._line_start)
+            events.append(ThinkOpened())
+        if self._mode == _PRE:
+            self._pre_lines.append(line)
+        else:
+            assert self._cot is not None
+            events += self._cot.feed_line(line)
+        self._line_start = self._pos
+        self._line_no += 1
+        return None
+
+    def _marker(self, marker: str, at: int, before: str, events: list[Event]) -> int:
+        """Switch mode at a marker starting at offset ``at``. Returns the offset where routing resumes."""
+        self._line = []
+        self._tail = ""
+        if self._mode == _PRE:
+            if marker == THINK_OPEN:
+                self._preamble(before)
+                self._start_cot(at + len(THINK_OPEN))
+                events.append(ThinkOpened())
+                return self._resume(at + len(THINK_OPEN))
+            if marker == THINK_CLOSE:
+                self.diagnostics.append(warning(1, "missing-think-open", "the CoT ends with </think> but has no <think>"))
+                self._start_cot(0, first_line=1)
+                events.append(ThinkOpened())
+                assert self._cot is not None
+                for line in self._pre_lines:
+                    events += self._cot.feed_line(line)
+                self._pre_lines = []
+            else:  # the story starts; whatever came before is story text outside any segment
+                self._start_story(0, 1)
+                assert self._story is not None
+                events += self._story.feed("".join(self._pre_lines) + before)
+                self._pre_lines = []
+                return self._resume(at)
+        assert self._cot is not None
+        if before:
+            events += self._cot.feed_line(before)
+        events += self._cot.finish()
+        self._cot_end = at
+        events.append(ThinkClosed())
+        if marker == THINK_CLOSE:
+            self._start_story(at + len(THINK_CLOSE), self._line_no)
+            return self._resume(at + len(THINK_CLOSE))
+        code, message = (
+            ("missing-think", "the CoT is not wrapped in <think>…</think>; the story starts at the first <gdi>")
+            if self._implicit_open
+            else ("think-closed-by-story", "<think> was never closed; the story starts at the first <gdi>")
+        )
+        self.diagnostics.append(warning(self._line_no, code, message))
+        self._start_story(at, self._line_no)
+        return self._resume(at)
+
+    def _resume(self, offset: int) -> int:
+        self._pos = offset
+        self._line_start = offset
+        return offset
+
+    def _preamble(self, before: str = "") -> None:
+        if "".join(self._pre_lines).strip() or before.strip():
+            self.diagnostics.append(info(1, "text-before-think", "text before the CoT was ignored"))
+        self._pre_lines = []
+
+    def _start_cot(self, offset: int, first_line: int | None = None) -> None:
+        self._mode = _COT
+        self._cot_start = offset
+        self._cot = CotBuilder(first_line=first_line or self._line_no)
+
+    def _start_story(self, offset: int, first_line: int) -> None:
+        self._mode = _STORY
+        self._story_start = offset
+        self._story = StoryBuilder(first_line=first_line)
+
+    def _build(self) -> Telling:
+        raw = self.text
+        cot = story = None
+        cot_text = story_text = None
+        if self._cot is not None and self._cot_start is not None:
+            end = self._cot_end if self._cot_end is not None else len(raw)
+            cot_text = raw[self._cot_start : end].strip() or None
+            cot = self._cot.cot if cot_text else None
+        if self._story is not None and self._story_start is not None:
+            story_text = raw[self._story_start :].strip() or None
+            story = self._story.story if self._story.story.segments else None
+        diagnostics = list(self.diagnostics)
+        if cot is not None:
+            diagnostics += cot.diagnostics
+        if story is not None:
+            diagnostics += story.diagnostics
+        diagnostics.sort(key=lambda d: d.line)
+        return Telling(raw=raw, cot=cot, story=story, cot_text=cot_text, story_text=story_text, diagnostics=diagnostics)
+
+
+def parse_output(text: str) -> Telling:
+    """Parse a whole model output. Never raises; findings are in ``telling.diagnostics``."""
+    parser = StreamParser()
+    parser.feed(text)
+    return parser.result()
+
+
+def split_output(text: str) -> tuple[str | None, str | None]:
+    """``(cot_text, story_text)`` of a model output, each None when absent."""
+    telling = parse_output(text)
+    return telling.cot_text, telling.story_text
