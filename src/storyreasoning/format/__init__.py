@@ -9,10 +9,18 @@ validate structure, stream-parse live output, and build prompts and chat message
 True
 """
 
-from .box import QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, Box, check_box_in_image, parse_box, smart_resize
+from .box import (
+    QWEN_FACTOR,
+    QWEN_MAX_PIXELS,
+    QWEN_MIN_PIXELS,
+    Box,
+    check_box_in_image,
+    parse_box,
+    smart_resize,
+)
 from .cot import (
-    CoT,
     Character,
+    CoT,
     ImageAnalysis,
     NarrativePhase,
     NarrativeRow,
@@ -57,7 +65,9 @@ from .validate import Verdict, validate
 
 def render_output(cot: CoT | None, story: GroundedStory | None) -> str:
     """A whole output in the published envelope: ``<think>\\n{CoT}\\n</think>\\n{story}``."""
-    return assistant_target(render_cot(cot) if cot is not None else "", render_story(story) if story is not None else "")
+    return assistant_target(
+        render_cot(cot) if cot is not None else "", render_story(story) if story is not None else ""
+    )
 
 
 __all__ = [

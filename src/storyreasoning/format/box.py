@@ -95,7 +95,12 @@ class Box:
         """Pixel box from normalised corners, rounded to the nearest pixel."""
         _check_size(width, height)
         x1, y1, x2, y2 = coords
-        return cls(_round_half_up(x1 * width), _round_half_up(y1 * height), _round_half_up(x2 * width), _round_half_up(y2 * height))
+        return cls(
+            _round_half_up(x1 * width),
+            _round_half_up(y1 * height),
+            _round_half_up(x2 * width),
+            _round_half_up(y2 * height),
+        )
 
     def to_xywh_normalized(self, width: int, height: int) -> tuple[float, float, float, float]:
         """Normalised top-left corner, width and height (the original ``Detection`` form)."""
@@ -206,7 +211,13 @@ def parse_box(cell: str, line: int = 0) -> tuple[Box | None, list[Diagnostic]]:
     text = cell.strip()
     diags: list[Diagnostic] = []
     if text.lower() in _MISSING:
-        return None, [warning(line, "box-missing", f"no bounding box given ({text!r})" if text else "empty bounding box cell")]
+        return None, [
+            warning(
+                line,
+                "box-missing",
+                f"no bounding box given ({text!r})" if text else "empty bounding box cell",
+            )
+        ]
     if len(text) > 200:
         return None, [error(line, "box-unparseable", "bounding box cell is too long to be a box")]
     if any(c in text for c in _BRACKETS):
@@ -217,21 +228,33 @@ def parse_box(cell: str, line: int = 0) -> tuple[Box | None, list[Diagnostic]]:
     if len(parts) != 4:
         alt = text.replace(";", " ").replace(",", " ").split()
         if len(alt) == 4:
-            diags.append(warning(line, "box-separators", f"bounding box {cell.strip()!r} not separated by commas"))
+            diags.append(
+                warning(line, "box-separators", f"bounding box {cell.strip()!r} not separated by commas")
+            )
             parts = alt
     if len(parts) != 4:
-        return None, [*diags, error(line, "box-unparseable", f"bounding box {cell.strip()!r} is not four numbers x1,y1,x2,y2")]
+        return None, [
+            *diags,
+            error(line, "box-unparseable", f"bounding box {cell.strip()!r} is not four numbers x1,y1,x2,y2"),
+        ]
     values: list[float] = []
     for part in parts:
         value = _number(part)
         if value is None:
-            return None, [*diags, error(line, "box-unparseable", f"bounding box {cell.strip()!r} has a non-number {part!r}")]
+            return None, [
+                *diags,
+                error(line, "box-unparseable", f"bounding box {cell.strip()!r} has a non-number {part!r}"),
+            ]
         values.append(value)
     if any(not v.is_integer() for v in values):
         if all(0.0 <= v <= 1.0 for v in values):
             return None, [
                 *diags,
-                error(line, "box-normalized", f"bounding box {cell.strip()!r} looks normalised to [0,1]; pixels expected"),
+                error(
+                    line,
+                    "box-normalized",
+                    f"bounding box {cell.strip()!r} looks normalised to [0,1]; pixels expected",
+                ),
             ]
         diags.append(warning(line, "box-decimal", f"bounding box {cell.strip()!r} rounded to whole pixels"))
     x1, y1, x2, y2 = (_round_half_up(v) for v in values)
@@ -256,7 +279,9 @@ def _number(text: str) -> float | None:
     return value
 
 
-def check_box_in_image(box: Box, width: int, height: int, line: int = 0, *, tolerance: float = EDGE_TOLERANCE) -> list[Diagnostic]:
+def check_box_in_image(
+    box: Box, width: int, height: int, line: int = 0, *, tolerance: float = EDGE_TOLERANCE
+) -> list[Diagnostic]:
     """Findings for a box against its image size (the dataset validator's rules).
 
     A box may reach ``tolerance`` (10 %) past the right and bottom edges, as the
@@ -264,7 +289,15 @@ def check_box_in_image(box: Box, width: int, height: int, line: int = 0, *, tole
     """
     diags: list[Diagnostic] = []
     if box.x2 > tolerance * width or box.y2 > tolerance * height or box.x1 >= width or box.y1 >= height:
-        diags.append(error(line, "box-out-of-image", f"bounding box {box} lies outside the {width}x{height} image"))
+        diags.append(
+            error(line, "box-out-of-image", f"bounding box {box} lies outside the {width}x{height} image")
+        )
     elif box.x2 > width or box.y2 > height:
-        diags.append(warning(line, "box-beyond-edge", f"bounding box {box} reaches past the edge of the {width}x{height} image"))
+        diags.append(
+            warning(
+                line,
+                "box-beyond-edge",
+                f"bounding box {box} reaches past the edge of the {width}x{height} image",
+            )
+        )
     return diags

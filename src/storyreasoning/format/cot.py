@@ -83,7 +83,15 @@ class Character:
     line: int = field(default=0, compare=False, repr=False)
 
     def cells(self) -> list[str]:
-        return [self.id, self.name, self.description, self.emotions, self.actions, self.narrative_function, _box_cell(self)]
+        return [
+            self.id,
+            self.name,
+            self.description,
+            self.emotions,
+            self.actions,
+            self.narrative_function,
+            _box_cell(self),
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -115,7 +123,14 @@ class SceneObject:
         return id_kind(self.id)
 
     def cells(self) -> list[str]:
-        return [self.id, self.description, self.function, self.interaction, self.narrative_function, _box_cell(self)]
+        return [
+            self.id,
+            self.description,
+            self.function,
+            self.interaction,
+            self.narrative_function,
+            _box_cell(self),
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -143,7 +158,13 @@ class Setting:
 
     def cells(self) -> list[str]:
         member, exact = match_enum(SettingElement, self.element)
-        return [member.value if exact else self.element, self.description, self.mood, self.time, self.narrative_function]
+        return [
+            member.value if exact else self.element,
+            self.description,
+            self.mood,
+            self.time,
+            self.narrative_function,
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -180,7 +201,12 @@ class NarrativeRow:
         return [member.value if exact else self.phase, self.description, self.key_events, self.images_text]
 
     def to_dict(self) -> dict:
-        return {"phase": self.phase, "description": self.description, "key_events": self.key_events, "images": self.images}
+        return {
+            "phase": self.phase,
+            "description": self.description,
+            "key_events": self.key_events,
+            "images": self.images,
+        }
 
 
 @dataclass
@@ -279,7 +305,13 @@ def _aliases(fields: tuple[str, ...], headers: tuple[str, ...], extra: dict[str,
     return table
 
 
-_BOX_ALIASES = {"bbox": "box", "box": "box", "boundingboxes": "box", "boundingboxx1y1x2y2": "box", "coordinates": "box"}
+_BOX_ALIASES = {
+    "bbox": "box",
+    "box": "box",
+    "boundingboxes": "box",
+    "boundingboxx1y1x2y2": "box",
+    "coordinates": "box",
+}
 
 CHARACTERS = TableSpec(
     "characters",
@@ -290,7 +322,14 @@ CHARACTERS = TableSpec(
     _aliases(
         ("id", "name", "description", "emotions", "actions", "narrative_function", "box"),
         ("Character ID", "Name", "Description", "Emotions", "Actions", "Narrative Function", "Bounding Box"),
-        {"id": "id", "charid": "id", "character": "id", "emotion": "emotions", "action": "actions", **_BOX_ALIASES},
+        {
+            "id": "id",
+            "charid": "id",
+            "character": "id",
+            "emotion": "emotions",
+            "action": "actions",
+            **_BOX_ALIASES,
+        },
     ),
 )
 OBJECTS = TableSpec(
@@ -326,7 +365,13 @@ NARRATIVE = TableSpec(
     _aliases(
         ("phase", "description", "key_events", "images_text"),
         ("Narrative Phase", "Description", "Key Events", "Images"),
-        {"phase": "phase", "events": "key_events", "keyevent": "key_events", "image": "images_text", "frames": "images_text"},
+        {
+            "phase": "phase",
+            "events": "key_events",
+            "keyevent": "key_events",
+            "image": "images_text",
+            "frames": "images_text",
+        },
     ),
 )
 TABLES: dict[str, TableSpec] = {spec.kind: spec for spec in (CHARACTERS, OBJECTS, SETTINGS, NARRATIVE)}

@@ -66,7 +66,10 @@ def _heading_text(line: str) -> tuple[str, bool, int] | None:
         if text.endswith(":"):
             text, styled = text[:-1].strip(), True
         return text, styled, level
-    if len(s) <= 80 and (s.startswith("**") and s.endswith("**") and len(s) > 4 or s.startswith("__") and s.endswith("__") and len(s) > 4):
+    if len(s) <= 80 and (
+        (s.startswith("**") and s.endswith("**") and len(s) > 4)
+        or (s.startswith("__") and s.endswith("__") and len(s) > 4)
+    ):
         text = s[2:-2].strip().rstrip(":").strip()
         return text, True, 0
     if len(s) <= 40 and s.endswith(":") and "|" not in s:
@@ -113,7 +116,11 @@ def _split_row(line: str) -> tuple[list[str], bool]:
 
 
 def _is_separator(cells: list[str]) -> bool:
-    return any("-" in c for c in cells) and all(c and set(c) <= _SEPARATOR_CHARS for c in cells if c) and any(cells)
+    return (
+        any("-" in c for c in cells)
+        and all(c and set(c) <= _SEPARATOR_CHARS for c in cells if c)
+        and any(cells)
+    )
 
 
 def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
@@ -205,7 +212,7 @@ class CotBuilder:
         if heading is not None:
             section = _section_of(heading[0])
             if section is not None:
-                self._heading(heading, section, events)
+                self._heading(stripped, heading, section, events)
                 return events
         self._free_text(stripped)
         return events
@@ -216,28 +223,49 @@ class CotBuilder:
         self._finished = True
         self._close_table()
         for image in self.cot.images:
-            missing = [TABLES[k].title for k in ("characters", "objects", "settings") if k not in image.tables_present]
+            missing = [
+                TABLES[k].title
+                for k in ("characters", "objects", "settings")
+                if k not in image.tables_present
+            ]
             if missing:
                 self.diagnostics.append(
-                    warning(image.line, "missing-table", f"Image {image.number} has no {' or '.join(missing)} table")
+                    warning(
+                        image.line,
+                        "missing-table",
+                        f"Image {image.number} has no {' or '.join(missing)} table",
+                    )
                 )
         if self.cot.images and self.cot.narrative is None:
-            self.diagnostics.append(warning(self.line_no, "no-narrative", "the CoT has no Narrative Structure section"))
+            self.diagnostics.append(
+                warning(self.line_no, "no-narrative", "the CoT has no Narrative Structure section")
+            )
         return []
 
     # -- sections ----------------------------------------------------------------------------
-    def _heading(self, heading: tuple[str, bool, int], section: tuple[str, int | None], events: list[Event]) -> None:
+    def _heading(
+        self, raw: str, heading: tuple[str, bool, int], section: tuple[str, int | None], events: list[Event]
+    ) -> None:
         text, styled, level = heading
         kind, number = section
         canonical_level = 3 if kind in ("characters", "objects", "settings") else 2
-        canonical_text = {"characters": "Characters", "objects": "Objects", "settings": "Setting", "narrative": "Narrative Structure"}
+        canonical_text = {
+            "characters": "Characters",
+            "objects": "Objects",
+            "settings": "Setting",
+            "narrative": "Narrative Structure",
+        }
         if kind == "image":
             canonical = f"Image {number}"
         else:
             canonical = canonical_text[kind]
         if styled or level != canonical_level or text != canonical:
             self.diagnostics.append(
-                warning(self.line_no, "heading-style", f"heading {text!r} accepted as '{'#' * canonical_level} {canonical}'")
+                warning(
+                    self.line_no,
+                    "heading-style",
+                    f"heading {raw[:80]!r} read as '{'#' * canonical_level} {canonical}'",
+                )
             )
         self._close_table()
         if kind == "image":
@@ -256,19 +284,34 @@ class CotBuilder:
         existing = self.cot.image(number)
         if existing is not None:
             self.diagnostics.append(
-                warning(self.line_no, "image-number-duplicate", f"Image {number} appears twice; its rows were merged")
+                warning(
+                    self.line_no,
+                    "image-number-duplicate",
+                    f"Image {number} appears twice; its rows were merged",
+                )
             )
             self._image = existing
             return
         if number != self._last_image_number + 1:
             if number > self._last_image_number + 1:
-                missing = ", ".join(str(n) for n in range(self._last_image_number + 1, min(number, self._last_image_number + 6)))
+                missing = ", ".join(
+                    str(n)
+                    for n in range(self._last_image_number + 1, min(number, self._last_image_number + 6))
+                )
                 self.diagnostics.append(
-                    warning(self.line_no, "image-number-gap", f"Image {number} follows Image {self._last_image_number}; missing {missing}")
+                    warning(
+                        self.line_no,
+                        "image-number-gap",
+                        f"Image {number} follows Image {self._last_image_number}; missing {missing}",
+                    )
                 )
             else:
                 self.diagnostics.append(
-                    warning(self.line_no, "image-number-order", f"Image {number} comes after Image {self._last_image_number}")
+                    warning(
+                        self.line_no,
+                        "image-number-order",
+                        f"Image {number} comes after Image {self._last_image_number}",
+                    )
                 )
         self._last_image_number = max(self._last_image_number, number)
         self._image = ImageAnalysis(number=number, line=self.line_no)
@@ -278,7 +321,11 @@ class CotBuilder:
     def _implicit_image(self, events: list[Event]) -> None:
         if self._image is None:
             self.diagnostics.append(
-                warning(self.line_no, "content-before-image", "tables before any '## Image N' heading were read as Image 1")
+                warning(
+                    self.line_no,
+                    "content-before-image",
+                    "tables before any '## Image N' heading were read as Image 1",
+                )
             )
             self._start_image(1, events)
         else:
@@ -296,18 +343,22 @@ class CotBuilder:
         if not self._free_text_reported:
             self._free_text_reported = True
             preview = stripped[:60] + ("…" if len(stripped) > 60 else "")
-            self.diagnostics.append(info(self.line_no, "free-text", f"free text in the CoT was ignored: {preview!r}"))
+            self.diagnostics.append(
+                info(self.line_no, "free-text", f"free text in the CoT was ignored: {preview!r}")
+            )
 
     # -- tables ------------------------------------------------------------------------------
     def _close_table(self) -> None:
         self._table = None
 
     def _table_line(self, line: str, events: list[Event]) -> None:
-        cells, missing_pipes = _split_row(line[: 100_000])
+        cells, missing_pipes = _split_row(line[:100_000])
         table = self._table
         if table is not None and table.blank_pending:
             table.blank_pending = False
-            self.diagnostics.append(info(self.line_no, "blank-line-in-table", "a blank line inside a table was skipped"))
+            self.diagnostics.append(
+                info(self.line_no, "blank-line-in-table", "a blank line inside a table was skipped")
+            )
         if _is_separator(cells):
             if table is not None and table.expect_separator:
                 table.expect_separator = False
@@ -321,9 +372,13 @@ class CotBuilder:
                 return
         if table.expect_separator:
             table.expect_separator = False
-            self.diagnostics.append(info(self.line_no, "no-separator", "table header not followed by a --- separator row"))
+            self.diagnostics.append(
+                info(self.line_no, "no-separator", "table header not followed by a --- separator row")
+            )
         if missing_pipes:
-            self.diagnostics.append(warning(self.line_no, "missing-outer-pipes", "table row lacks its leading or trailing pipe"))
+            self.diagnostics.append(
+                warning(self.line_no, "missing-outer-pipes", "table row lacks its leading or trailing pipe")
+            )
         self._row(table, cells, events)
 
     def _start_table(self, cells: list[str], events: list[Event]) -> None:
@@ -331,7 +386,9 @@ class CotBuilder:
         if spec.kind == "narrative":
             if self._section != "narrative":
                 self.diagnostics.append(
-                    warning(self.line_no, "missing-table-heading", "Narrative Structure table without its heading")
+                    warning(
+                        self.line_no, "missing-table-heading", "Narrative Structure table without its heading"
+                    )
                 )
                 self._start_narrative(events)
         else:
@@ -340,7 +397,11 @@ class CotBuilder:
             if self._expected != spec.kind:
                 if self._expected is None:
                     self.diagnostics.append(
-                        warning(self.line_no, "missing-table-heading", f"{spec.title} table without its '### {spec.title}' heading")
+                        warning(
+                            self.line_no,
+                            "missing-table-heading",
+                            f"{spec.title} table without its '### {spec.title}' heading",
+                        )
                     )
                 else:
                     self.diagnostics.append(
@@ -361,13 +422,19 @@ class CotBuilder:
         for cell, col in zip(cells, columns, strict=True):
             if col is None and cell:
                 self.diagnostics.append(
-                    warning(self.line_no, "unknown-column", f"column {cell!r} is not a {spec.title} column; ignored")
+                    warning(
+                        self.line_no,
+                        "unknown-column",
+                        f"column {cell!r} is not a {spec.title} column; ignored",
+                    )
                 )
         present = [c for c in columns if c is not None]
         missing = [h for f, h in zip(spec.fields, spec.headers, strict=True) if f not in present]
         if missing:
             self.diagnostics.append(
-                warning(self.line_no, "missing-column", f"{spec.title} table lacks column(s) {', '.join(missing)}")
+                warning(
+                    self.line_no, "missing-column", f"{spec.title} table lacks column(s) {', '.join(missing)}"
+                )
             )
         order = [f for f in spec.fields if f in present]
         seen = []
@@ -375,12 +442,16 @@ class CotBuilder:
             if c not in seen:
                 seen.append(c)
         if seen != order:
-            self.diagnostics.append(info(self.line_no, "column-order", f"{spec.title} columns are not in the published order"))
+            self.diagnostics.append(
+                info(self.line_no, "column-order", f"{spec.title} columns are not in the published order")
+            )
         published = {norm_header(h): h for h in spec.headers}
         for cell in cells:
             canon = published.get(norm_header(cell))
             if canon is not None and cell != canon:
-                self.diagnostics.append(info(self.line_no, "header-case", f"column {cell!r} read as {canon!r}"))
+                self.diagnostics.append(
+                    info(self.line_no, "header-case", f"column {cell!r} read as {canon!r}")
+                )
 
     def _headerless_table(self, cells: list[str], events: list[Event]) -> _Table | None:
         """A data row with no table open: assume the published columns of the expected kind."""
@@ -398,7 +469,9 @@ class CotBuilder:
             elif cells and match_enum(NarrativePhase, cells[0])[1]:
                 kind = "narrative"
             else:
-                self.diagnostics.append(info(self.line_no, "free-text", "a table row outside any table was ignored"))
+                self.diagnostics.append(
+                    info(self.line_no, "free-text", "a table row outside any table was ignored")
+                )
                 return None
         spec = TABLES[kind]
         if kind == "narrative":
@@ -410,7 +483,11 @@ class CotBuilder:
             assert self._image is not None
             self._image.tables_present.add(kind)
         self.diagnostics.append(
-            warning(self.line_no, "no-header-row", f"{spec.title} table has no header row; the published column order was assumed")
+            warning(
+                self.line_no,
+                "no-header-row",
+                f"{spec.title} table has no header row; the published column order was assumed",
+            )
         )
         self._expected = None if kind != "narrative" else "narrative"
         self._table = _Table(spec, list(spec.fields), False, self.line_no)
@@ -424,11 +501,19 @@ class CotBuilder:
         n_cols = len(table.columns)
         if len(cells) < n_cols:
             self.diagnostics.append(
-                warning(self.line_no, "missing-cells", f"{spec.title} row has {len(cells)} of {n_cols} cells; the rest are empty")
+                warning(
+                    self.line_no,
+                    "missing-cells",
+                    f"{spec.title} row has {len(cells)} of {n_cols} cells; the rest are empty",
+                )
             )
         elif len(cells) > n_cols:
             self.diagnostics.append(
-                warning(self.line_no, "extra-cells", f"{spec.title} row has {len(cells)} cells for {n_cols} columns; extra ignored")
+                warning(
+                    self.line_no,
+                    "extra-cells",
+                    f"{spec.title} row has {len(cells)} cells for {n_cols} columns; extra ignored",
+                )
             )
         values: dict[str, str] = {}
         for col, cell in zip(table.columns, cells, strict=False):
@@ -440,7 +525,11 @@ class CotBuilder:
             self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
             if not row.images:
                 self.diagnostics.append(
-                    warning(self.line_no, "narrative-images-empty", f"narrative row {row.phase!r} names no image number")
+                    warning(
+                        self.line_no,
+                        "narrative-images-empty",
+                        f"narrative row {row.phase!r} names no image number",
+                    )
                 )
             assert self.cot.narrative is not None
             self.cot.narrative.append(row)
@@ -470,25 +559,39 @@ class CotBuilder:
         member, exact = match_enum(enum, text)
         if member is None:
             self.diagnostics.append(
-                warning(self.line_no, f"unknown-{code}", f"{label} {text!r} is not one of: {', '.join(m.value for m in enum)}")
+                warning(
+                    self.line_no,
+                    f"unknown-{code}",
+                    f"{label} {text!r} is not one of: {', '.join(m.value for m in enum)}",
+                )
             )
         elif not exact:
-            self.diagnostics.append(warning(self.line_no, f"fuzzy-{code}", f"{label} {text!r} recognised as {member.value!r}"))
+            self.diagnostics.append(
+                warning(self.line_no, f"fuzzy-{code}", f"{label} {text!r} recognised as {member.value!r}")
+            )
 
     def _check_id(self, entity_id: str, table: str, image: ImageAnalysis) -> None:
         kind = id_kind(entity_id)
         if kind is None:
             self.diagnostics.append(
-                error(self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#")
+                error(
+                    self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#"
+                )
                 if not entity_id
-                else warning(self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#")
+                else warning(
+                    self.line_no, "bad-id", f"{entity_id!r} is not an id of the form char#, obj#, bg# or lm#"
+                )
             )
         elif (table == "characters") != (kind == "char"):
             where = "Characters" if table == "characters" else "Objects"
-            self.diagnostics.append(warning(self.line_no, "id-table-mismatch", f"{entity_id} is listed in the {where} table"))
+            self.diagnostics.append(
+                warning(self.line_no, "id-table-mismatch", f"{entity_id} is listed in the {where} table")
+            )
         seen = self._ids.setdefault(image.number, set())
         if entity_id and entity_id in seen:
-            self.diagnostics.append(warning(self.line_no, "duplicate-id", f"{entity_id} appears twice in Image {image.number}"))
+            self.diagnostics.append(
+                warning(self.line_no, "duplicate-id", f"{entity_id} appears twice in Image {image.number}")
+            )
         seen.add(entity_id)
 
 

@@ -37,7 +37,12 @@ class Diagnostic:
     message: str
 
     def to_dict(self) -> dict:
-        return {"line": self.line, "code": self.code, "severity": self.severity.value, "message": self.message}
+        return {
+            "line": self.line,
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+        }
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "text"

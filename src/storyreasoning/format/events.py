@@ -100,7 +100,12 @@ class SpanClosed(Event):
     span: Span
 
     def to_dict(self) -> dict:
-        return {"event": self.name, "kind": self.span.kind, "ids": list(self.span.ids), "text": self.span.text}
+        return {
+            "event": self.name,
+            "kind": self.span.kind,
+            "ids": list(self.span.ids),
+            "text": self.span.text,
+        }
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ def openai_messages(
     if system_prompt is not None:
         messages.append({"role": "system", "content": system_prompt})
     parts = [
-        {"type": "image_url", "image_url": {"url": image_data_url(image, image_format=image_format)}} for image in images
+        {"type": "image_url", "image_url": {"url": image_data_url(image, image_format=image_format)}}
+        for image in images
     ]
     messages.append({"role": "user", "content": _user_content(parts, prompt, order)})
     return messages

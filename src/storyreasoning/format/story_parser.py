@@ -101,7 +101,13 @@ class StoryBuilder:
             return _INCOMPLETE
         name = _name(buf[lt + 1 : lt + 12].lstrip("/"))
         if name in _TAG_NAMES:
-            self.diagnostics.append(warning(self.line, "overlong-tag", f"'<{name}' starts a tag longer than {MAX_TAG} characters; kept as text"))
+            self.diagnostics.append(
+                warning(
+                    self.line,
+                    "overlong-tag",
+                    f"'<{name}' starts a tag longer than {MAX_TAG} characters; kept as text",
+                )
+            )
         return _NOT_TAG
 
     def _tag(self, inner: str, events: list[Event]) -> None:
@@ -112,11 +118,19 @@ class StoryBuilder:
         lname = name.lower()
         if lname not in _TAG_NAMES or (attrs and not attrs[0].isspace() and attrs.strip() != "/"):
             if name:
-                self.diagnostics.append(warning(self.line, "unknown-tag", f"<{inner[:40]}> is not a story tag; kept as text"))
+                self.diagnostics.append(
+                    warning(self.line, "unknown-tag", f"<{inner[:40]}> is not a story tag; kept as text")
+                )
             self._text("<" + inner + ">", events)
             return
         if lname != name:
-            self.diagnostics.append(info(self.line, "segment-attribute" if lname == "gdi" else "span-attribute", f"tag <{inner[:40]}> is not lower-case"))
+            self.diagnostics.append(
+                info(
+                    self.line,
+                    "segment-attribute" if lname == "gdi" else "span-attribute",
+                    f"tag <{inner[:40]}> is not lower-case",
+                )
+            )
         if lname == "think":
             self.diagnostics.append(info(self.line, "extra-think", f"<{inner}> inside the story was ignored"))
             return
@@ -136,17 +150,27 @@ class StoryBuilder:
         if self._segment is not None:
             if self._segment.image is not None:
                 self.diagnostics.append(
-                    warning(self.line, "unclosed-segment", f"<gdi image{self._segment.image}> was not closed before the next <gdi>")
+                    warning(
+                        self.line,
+                        "unclosed-segment",
+                        f"<gdi image{self._segment.image}> was not closed before the next <gdi>",
+                    )
                 )
                 self._segment.closed = False
             self._end_segment(events, closed=self._segment.image is None)
         image = self._image_number(attrs)
         if image is not None:
             if image in self._numbers:
-                self.diagnostics.append(warning(self.line, "segment-number-duplicate", f"a second segment for image {image}"))
+                self.diagnostics.append(
+                    warning(self.line, "segment-number-duplicate", f"a second segment for image {image}")
+                )
             elif image != self._last_number + 1:
                 self.diagnostics.append(
-                    warning(self.line, "segment-number-order", f"segment for image {image} follows image {self._last_number}")
+                    warning(
+                        self.line,
+                        "segment-number-order",
+                        f"segment for image {image} follows image {self._last_number}",
+                    )
                 )
             self._numbers.add(image)
             self._last_number = max(self._last_number, image)
@@ -160,14 +184,20 @@ class StoryBuilder:
             return int(a[5:])
         digits = "".join(c for c in a[:40] if c.isdigit())[:6]
         if digits:
-            self.diagnostics.append(warning(self.line, "segment-attribute", f"<gdi {a[:40]}> read as image {int(digits)}"))
+            self.diagnostics.append(
+                warning(self.line, "segment-attribute", f"<gdi {a[:40]}> read as image {int(digits)}")
+            )
             return int(digits)
-        self.diagnostics.append(error(self.line, "segment-without-image", f"<gdi{(' ' + a[:40]) if a else ''}> names no image"))
+        self.diagnostics.append(
+            error(self.line, "segment-without-image", f"<gdi{(' ' + a[:40]) if a else ''}> names no image")
+        )
         return None
 
     def _close_segment(self, events: list[Event]) -> None:
         if self._segment is None or self._segment.image is None:
-            self.diagnostics.append(warning(self.line, "stray-closer", "</gdi> without an open <gdi> was ignored"))
+            self.diagnostics.append(
+                warning(self.line, "stray-closer", "</gdi> without an open <gdi> was ignored")
+            )
             return
         self._end_segment(events, closed=True)
 
@@ -176,7 +206,9 @@ class StoryBuilder:
         assert seg is not None
         while self._stack:
             top = self._stack[-1]
-            self.diagnostics.append(warning(self.line, "unclosed-span", f"<{top.kind} {' '.join(top.ids)}> was not closed"))
+            self.diagnostics.append(
+                warning(self.line, "unclosed-span", f"<{top.kind} {' '.join(top.ids)}> was not closed")
+            )
             self._pop(len(self._stack) - 1, events)
         self._flush_run()
         seg.closed = closed
@@ -184,7 +216,9 @@ class StoryBuilder:
         events.append(SegmentClosed(seg.image))
 
     def _loose_segment(self, events: list[Event]) -> None:
-        self.diagnostics.append(warning(self.line, "text-outside-segment", "story text outside any <gdi> segment"))
+        self.diagnostics.append(
+            warning(self.line, "text-outside-segment", "story text outside any <gdi> segment")
+        )
         self._segment = Segment(image=None, closed=True, line=self.line)
         self.story.segments.append(self._segment)
         events.append(SegmentStarted(None))
@@ -197,7 +231,11 @@ class StoryBuilder:
         if self._stack:
             top = self._stack[-1]
             self.diagnostics.append(
-                warning(self.line, "nested-tag", f"<{kind} {' '.join(ids)}> opens inside <{top.kind} {' '.join(top.ids)}>")
+                warning(
+                    self.line,
+                    "nested-tag",
+                    f"<{kind} {' '.join(ids)}> opens inside <{top.kind} {' '.join(top.ids)}>",
+                )
             )
             self._flush(top, events, keep_empty=False)
         self._stack.append(_Open(kind, ids, self.line))
@@ -207,10 +245,18 @@ class StoryBuilder:
         ids: list[str] = []
         for token in attrs.replace(",", " ").split():
             if "=" in token or '"' in token or "'" in token or token == "/":
-                self.diagnostics.append(info(self.line, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored"))
+                self.diagnostics.append(
+                    info(self.line, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored")
+                )
                 continue
             if id_kind(token) is None:
-                self.diagnostics.append(warning(self.line, "bad-id", f"{token[:40]!r} in <{kind}> is not an id of the form char#, obj#, bg# or lm#"))
+                self.diagnostics.append(
+                    warning(
+                        self.line,
+                        "bad-id",
+                        f"{token[:40]!r} in <{kind}> is not an id of the form char#, obj#, bg# or lm#",
+                    )
+                )
             ids.append(token)
         if not ids:
             self.diagnostics.append(warning(self.line, "span-without-ids", f"<{kind}> names no entity id"))
@@ -218,7 +264,9 @@ class StoryBuilder:
 
     def _close_span(self, kind: str, events: list[Event]) -> None:
         if not self._stack:
-            self.diagnostics.append(warning(self.line, "stray-closer", f"</{kind}> without an open <{kind}> was ignored"))
+            self.diagnostics.append(
+                warning(self.line, "stray-closer", f"</{kind}> without an open <{kind}> was ignored")
+            )
             return
         index = None
         for i in range(len(self._stack) - 1, -1, -1):
@@ -233,7 +281,11 @@ class StoryBuilder:
             index = top
         elif index != top:
             self.diagnostics.append(
-                warning(self.line, "mismatched-closer", f"</{kind}> closes <{kind}> while <{self._stack[top].kind}> is still open (overlapping tags)")
+                warning(
+                    self.line,
+                    "mismatched-closer",
+                    f"</{kind}> closes <{kind}> while <{self._stack[top].kind}> is still open (overlapping tags)",
+                )
             )
         self._pop(index, events)
 
@@ -257,7 +309,9 @@ class StoryBuilder:
         self._frag = []
         if text or (keep_empty and not entry.emitted):
             if not text:
-                self.diagnostics.append(warning(self.line, "empty-span", f"<{entry.kind} {' '.join(entry.ids)}> encloses no text"))
+                self.diagnostics.append(
+                    warning(self.line, "empty-span", f"<{entry.kind} {' '.join(entry.ids)}> encloses no text")
+                )
             self._emit(Span(entry.kind, entry.ids, text), events)
             entry.emitted = True
 
@@ -298,7 +352,11 @@ class StoryBuilder:
         if self._segment is not None:
             if self._segment.image is not None:
                 self.diagnostics.append(
-                    warning(self.line, "unclosed-segment", f"<gdi image{self._segment.image}> was not closed before the end")
+                    warning(
+                        self.line,
+                        "unclosed-segment",
+                        f"<gdi image{self._segment.image}> was not closed before the end",
+                    )
                 )
                 self._end_segment(events, closed=False)
             else:

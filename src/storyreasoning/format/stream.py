@@ -63,15 +63,22 @@ class Telling:
     story_text: str | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def validate(self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs):
+    def validate(
+        self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs
+    ):
         """Structural verdict; see :func:`storyreasoning.format.validate.validate`."""
         from .validate import validate
 
         return validate(self, n_images=n_images, image_sizes=image_sizes, **kwargs)
 
-    def to_dict(self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs) -> dict:
-        """The JSON shape of ``storyreasoning check --json``."""
-        verdict = self.validate(n_images=n_images, image_sizes=image_sizes, **kwargs)
+    def to_dict(self, verdict=None, **validate_kwargs) -> dict:
+        """The JSON shape of ``storyreasoning check --json``.
+
+        ``verdict`` is a :class:`~storyreasoning.format.validate.Verdict` already
+        computed; without it, ``validate(**validate_kwargs)`` is run.
+        """
+        if verdict is None:
+            verdict = self.validate(**validate_kwargs)
         return {
             "cot": self.cot.to_dict() if self.cot is not None else None,
             "story": self.story.to_dict() if self.story is not None else None,
@@ -146,10 +153,16 @@ class StreamParser:
             events += self._cot.finish()
             self._cot_end = self._pos
             if self._implicit_open:
-                self.diagnostics.append(warning(0, "missing-think", "the CoT is not wrapped in <think>…</think>"))
+                self.diagnostics.append(
+                    warning(0, "missing-think", "the CoT is not wrapped in <think>…</think>")
+                )
             else:
                 self.diagnostics.append(
-                    warning(self._line_no, "unclosed-think", "<think> was never closed: the output stops inside the CoT")
+                    warning(
+                        self._line_no,
+                        "unclosed-think",
+                        "<think> was never closed: the output stops inside the CoT",
+                    )
                 )
         if self._story is not None:
             events += self._story.finish()
@@ -195,7 +208,9 @@ class StreamParser:
         if found is not None and found[1] == THINK_OPEN and self._mode == _COT:
             if not self._extra_think:
                 self._extra_think = True
-                self.diagnostics.append(info(self._line_no, "extra-think", "a second <think> inside the CoT was ignored"))
+                self.diagnostics.append(
+                    info(self._line_no, "extra-think", "a second <think> inside the CoT was ignored")
+                )
             found = _find(window, (THINK_CLOSE, STORY_START), len(self._tail))
         if found is not None:
             at = base - len(self._tail) + found[0]  # offset of the marker
@@ -236,7 +251,9 @@ class StreamParser:
                 events.append(ThinkOpened())
                 return self._resume(at + len(THINK_OPEN))
             if marker == THINK_CLOSE:
-                self.diagnostics.append(warning(1, "missing-think-open", "the CoT ends with </think> but has no <think>"))
+                self.diagnostics.append(
+                    warning(1, "missing-think-open", "the CoT ends with </think> but has no <think>")
+                )
                 self._start_cot(0, first_line=1)
                 events.append(ThinkOpened())
                 assert self._cot is not None
@@ -259,7 +276,10 @@ class StreamParser:
             self._start_story(at + len(THINK_CLOSE), self._line_no)
             return self._resume(at + len(THINK_CLOSE))
         code, message = (
-            ("missing-think", "the CoT is not wrapped in <think>…</think>; the story starts at the first <gdi>")
+            (
+                "missing-think",
+                "the CoT is not wrapped in <think>…</think>; the story starts at the first <gdi>",
+            )
             if self._implicit_open
             else ("think-closed-by-story", "<think> was never closed; the story starts at the first <gdi>")
         )
@@ -304,7 +324,9 @@ class StreamParser:
         if story is not None:
             diagnostics += story.diagnostics
         diagnostics.sort(key=lambda d: d.line)
-        return Telling(raw=raw, cot=cot, story=story, cot_text=cot_text, story_text=story_text, diagnostics=diagnostics)
+        return Telling(
+            raw=raw, cot=cot, story=story, cot_text=cot_text, story_text=story_text, diagnostics=diagnostics
+        )
 
 
 def parse_output(text: str) -> Telling:

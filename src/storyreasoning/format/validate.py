@@ -75,7 +75,9 @@ def validate(
 
     if cot is None:
         if require_cot:
-            own.append(error(0, "no-cot", "the output has no chain-of-thought (CoT tables inside <think>…</think>)"))
+            own.append(
+                error(0, "no-cot", "the output has no chain-of-thought (CoT tables inside <think>…</think>)")
+            )
     else:
         _check_cot(cot, n_images, image_sizes, strict, own)
     if story is None:
@@ -89,7 +91,13 @@ def validate(
             own.append(error(0, "segment-count", f"the story has {len(segments)} <gdi> segments for {of}"))
         numbers = [s.image for s in segments]
         if not _numbering(numbers):  # type: ignore[arg-type]
-            own.append(error(0, "segment-number-order", f"story segments are numbered {_list(numbers)}, not 1…{len(numbers)}"))
+            own.append(
+                error(
+                    0,
+                    "segment-number-order",
+                    f"story segments are numbered {_list(numbers)}, not 1…{len(numbers)}",
+                )
+            )
     if cot is not None and story is not None:
         _check_ids(cot, story, own)
 
@@ -101,9 +109,17 @@ def validate(
 def _check_cot(cot: CoT, n_images: int | None, image_sizes, strict: bool, own: list[Diagnostic]) -> None:
     numbers = [image.number for image in cot.images]
     if n_images is not None and len(numbers) != n_images:
-        own.append(error(0, "image-count", f"the CoT has {len(numbers)} image sections for {n_images} images"))
+        own.append(
+            error(0, "image-count", f"the CoT has {len(numbers)} image sections for {n_images} images")
+        )
     if not _numbering(numbers):
-        own.append(error(0, "image-number-gap", f"CoT image sections are numbered {_list(numbers)}, not 1…{len(numbers)}"))
+        own.append(
+            error(
+                0,
+                "image-number-gap",
+                f"CoT image sections are numbered {_list(numbers)}, not 1…{len(numbers)}",
+            )
+        )
     for image in cot.images:
         if not image.settings:
             own.append(error(image.line, "empty-table", f"Image {image.number} has no Setting rows"))
@@ -123,7 +139,9 @@ def _check_cot(cot: CoT, n_images: int | None, image_sizes, strict: bool, own: l
         present = cot.phases()
         for phase in NarrativePhase:
             if phase not in present:
-                own.append(error(0, "missing-phase", f"the Narrative Structure lacks the {phase.value} phase"))
+                own.append(
+                    error(0, "missing-phase", f"the Narrative Structure lacks the {phase.value} phase")
+                )
 
 
 def _check_ids(cot: CoT, story: GroundedStory, own: list[Diagnostic]) -> None:
@@ -136,12 +154,22 @@ def _check_ids(cot: CoT, story: GroundedStory, own: list[Diagnostic]) -> None:
                 if eid not in known:
                     if (None, eid) not in reported:
                         reported.add((None, eid))
-                        own.append(error(segment.line, "unknown-story-id", f"the story uses {eid}, which the CoT does not define"))
+                        own.append(
+                            error(
+                                segment.line,
+                                "unknown-story-id",
+                                f"the story uses {eid}, which the CoT does not define",
+                            )
+                        )
                 elif segment.image is not None and eid not in per_image.get(segment.image, set()):
                     if (segment.image, eid) not in reported:
                         reported.add((segment.image, eid))
                         own.append(
-                            warning(segment.line, "id-not-in-image", f"segment {segment.image} names {eid}, which Image {segment.image} does not list")
+                            warning(
+                                segment.line,
+                                "id-not-in-image",
+                                f"segment {segment.image} names {eid}, which Image {segment.image} does not list",
+                            )
                         )
 
 

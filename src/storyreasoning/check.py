@@ -1,0 +1,103 @@
+"""``storyreasoning check``: parse a model output, print a summary or JSON, judge it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .errors import UsageError
+from .format import Telling, image_size, parse_cot, parse_output, parse_story
+from .format.diagnostics import warning
+
+
+def read_text(path: Path) -> tuple[str, list]:
+    """The file's text ('-' is stdin) and a finding if it was not valid UTF-8."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+        name = "standard input"
+    else:
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; check the path")
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder; pass the output file itself")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
+        name = str(path)
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        return data.decode("utf-8", errors="replace"), [
+            warning(
+                0,
+                "input-decode",
+                f"{name} is not valid UTF-8 (byte {exc.start}); undecodable bytes were replaced",
+            )
+        ]
+
+
+def detect_kind(text: str, telling: Telling) -> str:
+    """``output`` for anything with a <think> envelope or both parts, else ``cot`` or ``story``."""
+    if "<think>" in text or "</think>" in text:
+        return "output"
+    if telling.cot is not None and telling.story is None:
+        return "cot"
+    if telling.story is not None and telling.cot is None:
+        return "story"
+    return "output"
+
+
+def parse_as(text: str, kind: str) -> tuple[Telling, str]:
+    """Parse ``text`` as ``kind`` (``auto`` detects it); returns the telling and the kind used."""
+    telling = parse_output(text)
+    if kind == "auto":
+        kind = detect_kind(text, telling)
+    if kind == "cot":
+        cot = parse_cot(text)
+        telling = Telling(
+            raw=text,
+            cot=cot if text.strip() else None,
+            cot_text=text.strip() or None,
+            diagnostics=list(cot.diagnostics),
+        )
+    elif kind == "story":
+        story = parse_story(text)
+        telling = Telling(
+            raw=text,
+            story=story if story.segments else None,
+            story_text=text.strip() or None,
+            diagnostics=list(story.diagnostics),
+        )
+    return telling, kind
+
+
+def run_check(
+    path: Path, images: list[Path], *, n_images: int | None, as_json: bool, kind: str, strict: bool
+) -> int:
+    text, extra = read_text(path)
+    sizes = [image_size(p) for p in images] if images else None
+    if sizes is not None and n_images is not None and n_images != len(sizes):
+        raise UsageError(
+            f"--images {n_images} disagrees with the {len(sizes)} image files given; give one or the other"
+        )
+    telling, kind = parse_as(text, kind)
+    telling.diagnostics[:0] = extra
+    options = {"strict": strict, "require_cot": kind != "story", "require_story": kind != "cot"}
+    verdict = telling.validate(n_images=n_images, image_sizes=sizes, **options)
+    if as_json:
+        data = telling.to_dict(verdict)
+        data["kind"] = kind
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        from .terminal import print_summary
+
+        title = "standard input" if str(path) == "-" else str(path)
+        count = len(sizes) if sizes is not None else n_images
+        if count is not None:
+            title += f" ({count} images)"
+        print_summary(Console(highlight=False), telling, verdict, title=title, kind=kind)
+    return 0 if verdict.well_structured else 1
