@@ -1,0 +1,107 @@
+"""Start-up cost: ``import storyreasoning`` and the CLI, in fresh interpreters.
+
+The package promises that importing it and asking the CLI for help stay well under a
+second, because torch, transformers, cv2 and trl are imported only by the commands that
+need them (``tests/test_light_imports.py`` proves which modules load; this script
+measures the time). Each case runs ``--repeats`` times in a new Python process; the
+table shows the median and the fastest run, next to a bare ``python -c pass`` so the
+interpreter's own start-up can be subtracted.
+
+Run::
+
+    python bench/startup.py
+    python bench/startup.py --repeats 5 --out bench/results/startup.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "outputs" / "lighthouse.txt"
+DEFAULT_OUT = Path(__file__).parent / "results" / "startup.json"
+
+CASES: dict[str, list[str]] = {
+    "python -c pass (interpreter only)": ["-c", "pass"],
+    "import storyreasoning": ["-c", "import storyreasoning"],
+    "import storyreasoning.format": ["-c", "import storyreasoning.format"],
+    "storyreasoning --help": ["-m", "storyreasoning", "--help"],
+    "storyreasoning check --help": ["-m", "storyreasoning", "check", "--help"],
+    "storyreasoning check lighthouse.txt --json": ["-m", "storyreasoning", "check", str(EXAMPLE), "--json"],
+}
+
+
+def time_case(args: list[str], repeats: int) -> list[float]:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    runs = []
+    for _ in range(repeats + 1):  # the first run warms the file cache and writes .pyc files
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=ROOT)
+        runs.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
+    return runs[1:]
+
+
+def run(repeats: int) -> list[dict]:
+    rows = []
+    for name, args in CASES.items():
+        runs = time_case(args, repeats)
+        rows.append(
+            {
+                "case": name,
+                "median_ms": statistics.median(runs) * 1e3,
+                "min_ms": min(runs) * 1e3,
+                "runs_ms": [r * 1e3 for r in runs],
+            }
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=10, help="runs per case after one warm-up (default 10)")
+    ap.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="JSON results (default bench/results/startup.json)"
+    )
+    args = ap.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = run(args.repeats)
+    table = Table(title=f"Start-up time, fresh interpreter, {args.repeats} runs each")
+    for column in ("case", "median ms", "min ms"):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for row in rows:
+        table.add_row(row["case"], f"{row['median_ms']:.0f}", f"{row['min_ms']:.0f}")
+    console = Console()
+    console.print(table)
+    meta = {
+        "benchmark": "startup",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "repeats": args.repeats,
+        "command": " ".join(["python", "bench/startup.py", *argv]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"metadata": meta, "rows": rows}, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The benchmarks run (on tiny sizes) and write their JSON; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parents[2] / "bench"
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / name), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_stream_parse_bench(tmp_path):
+    out = tmp_path / "stream.json"
+    result = run_script(
+        "stream_parse.py", "--sizes", "200,400", "--repeats", "1", "--samples", "3", "--out", str(out)
+    )
+    assert "stream µs/chunk" in result.stdout
+    data = json.loads(out.read_text())
+    assert [row["target_tokens"] for row in data["rows"]] == [200, 400]
+    for row in data["rows"]:
+        assert row["chunks"] > 0 and row["stream_us_per_chunk"] > 0 and len(row["naive_samples"]) == 3
+    assert data["metadata"]["command"].startswith("python bench/stream_parse.py")
+
+
+def test_stream_parse_synthetic_output_is_well_structured():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import stream_parse
+    finally:
+        sys.path.remove(str(BENCH))
+    from storyreasoning.format import parse_output
+
+    text = stream_parse.make_output(1500, seed=3)
+    assert text == stream_parse.make_output(1500, seed=3)  # deterministic
+    telling = parse_output(text)
+    verdict = telling.validate(n_images=len(telling.cot.images))
+    assert verdict.well_structured, verdict.reasons
+    assert not telling.diagnostics
+
+
+def test_startup_bench(tmp_path):
+    out = tmp_path / "startup.json"
+    result = run_script("startup.py", "--repeats", "1", "--out", str(out))
+    assert "import storyreasoning" in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["case"] for row in rows} >= {"import storyreasoning", "storyreasoning --help"}

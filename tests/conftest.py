@@ -1,0 +1,35 @@
+"""Fixtures shared by every test suite.
+
+The tests never download anything: ``HF_HUB_OFFLINE`` is set before transformers or
+huggingface_hub can be imported, so a stray hub lookup fails fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def require_transformers():
+    """Skip the calling test unless transformers, tokenizers and torch are importable."""
+    reason = "needs the ML stack: pip install 'storyreasoning[train]' (transformers, tokenizers, torch)"
+    for module in ("torch", "tokenizers", "transformers"):
+        pytest.importorskip(module, reason=reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> os.PathLike:
+    """A tiny random Qwen2.5-VL folder (built once per session; see ``storyreasoning.testing``).
+
+    Load it with ``AutoProcessor.from_pretrained(tiny_qwen)`` and
+    ``Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen)``. Treat it as
+    read-only: other tests share it.
+    """
+    require_transformers()
+    from storyreasoning.testing import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen25vl"))
