@@ -162,3 +162,16 @@ def test_line_numbers_are_those_of_the_whole_output():
     lines = {d.code: d.line for d in telling.diagnostics}
     assert lines["box-unparseable"] == 7
     assert lines["mismatched-closer"] == 10
+
+
+def test_regressions_found_by_fuzzing():
+    # a carriage return alone in one chunk, text in the next: the same parse as in one piece
+    text = "000</think>\r0"
+    parser = StreamParser()
+    parser.feed("000</think>\r")
+    parser.feed("0")
+    parser.close()
+    assert parser.result().story == parse_output(text).story
+    # non-ASCII digits in a segment's attributes do not crash ("²".isdigit() is True)
+    telling = parse_output("</think><gdi im²age1>x</gdi><gdi image1²>y</gdi>")
+    assert [s.image for s in telling.story.segments] == [1, 1]

@@ -61,7 +61,7 @@ def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
     return None, False
 
 
-_ID_RE = re.compile(r"(char|obj|bg|lm)(\d{1,6})")
+_ID_RE = re.compile(r"(char|obj|bg|lm)(\d{1,6})", re.ASCII)
 
 
 def id_kind(entity_id: str) -> str | None:
@@ -176,7 +176,7 @@ class Setting:
         }
 
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"\d+", re.ASCII)
 
 
 @dataclass

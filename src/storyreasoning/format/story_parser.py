@@ -54,6 +54,8 @@ class StoryBuilder:
         self._stack: list[_Open] = []
         self._frag: list[str] = []  # text of the innermost open span
         self._run: list[str] = []  # plain text since the last span
+        self._blank = ""  # whitespace seen outside any segment, not yet known to start loose text
+        self._blank_line = first_line
         self._last_number = 0
         self._numbers: set[int] = set()
         self._finished = False
@@ -111,6 +113,7 @@ class StoryBuilder:
         return _NOT_TAG
 
     def _tag(self, inner: str, events: list[Event]) -> None:
+        self._blank = ""
         closing = inner.startswith("/")
         body = inner[1:] if closing else inner
         name = _name(body)
@@ -180,9 +183,9 @@ class StoryBuilder:
 
     def _image_number(self, attrs: str) -> int | None:
         a = attrs.strip()
-        if a.startswith("image") and a[5:].isdigit() and len(a) <= 12:
+        if a.startswith("image") and a[5:].isascii() and a[5:].isdigit() and len(a) <= 12:
             return int(a[5:])
-        digits = "".join(c for c in a[:40] if c.isdigit())[:6]
+        digits = "".join(c for c in a[:40] if c in "0123456789")[:6]  # ASCII only: "²".isdigit() is True
         if digits:
             self.diagnostics.append(
                 warning(self.line, "segment-attribute", f"<gdi {a[:40]}> read as image {int(digits)}")
@@ -325,15 +328,24 @@ class StoryBuilder:
     def _text(self, text: str, events: list[Event]) -> None:
         if not text:
             return
+        newlines = text.count("\n")
         if self._segment is None:
             if not text.strip():
-                self.line += text.count("\n")
+                # held, not dropped: if text follows, it belongs to it (however the input was chunked)
+                if not self._blank:
+                    self._blank_line = self.line
+                self._blank += text
+                self.line += newlines
                 return
+            if self._blank:  # the loose text starts where the held whitespace did
+                self.line = self._blank_line
+                text, self._blank = self._blank + text, ""
+                newlines = text.count("\n")
             self._loose_segment(events)
         assert self._segment is not None
         (self._frag if self._stack else self._run).append(text)
         events.append(TextAppended(text))
-        self.line += text.count("\n")
+        self.line += newlines
 
     def _flush_run(self) -> None:
         if self._run:

@@ -1,0 +1,246 @@
+"""What the ``storyreasoning data`` commands do (the CLI in :mod:`storyreasoning.cli` only parses options)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import StoryReasoningError, UsageError
+from .sample import StorySample
+from .sources import StoryDataset, load_stories
+
+FORMATS = ("parquet", "folder", "disk")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def progress_bar(total: int | None, label: str) -> Iterator:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def _limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
+    if limit is None or limit >= len(stories):
+        return stories
+    from .sources import SampleList
+
+    return SampleList(stories[:limit], source=stories.source, split=stories.split)
+
+
+def info(source: str, *, split: str | None, limit: int | None, as_json: bool) -> int:
+    from .stats import DatasetStats
+
+    stories = _limited(load_stories(source, split), limit)
+    stats = DatasetStats()
+    with progress_bar(len(stories), "reading stories") as advance:
+        for sample in stories:
+            stats.add(sample)
+            advance()
+    if as_json:
+        sys.stdout.write(json.dumps({"source": stories.describe(), **stats.to_dict()}, indent=2) + "\n")
+        return 0
+    from rich.table import Table
+
+    table = Table(title=stories.describe(), title_justify="left", show_header=False, show_edge=False)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for name, value in stats.rows():
+        table.add_row(name, value)
+    _console().print(table)
+    return 0
+
+
+def _verdict(sample: StorySample, strict: bool):
+    try:
+        sizes = sample.frame_sizes()
+    except StoryReasoningError as exc:
+        return None, str(exc)
+    telling = sample.telling()
+    return telling.validate(n_images=sample.frame_count, image_sizes=sizes, strict=strict), None
+
+
+def validate(
+    source: str, *, split: str | None, limit: int | None, strict: bool, as_json: bool, failures: Path | None
+) -> int:
+    """Validate every story; exit 1 when any is not well-structured."""
+    stories = _limited(load_stories(source, split), limit)
+    failed: list[dict] = []
+    reasons: Counter[str] = Counter()
+    with progress_bar(len(stories), "validating") as advance:
+        for sample in stories:
+            verdict, problem = _verdict(sample, strict)
+            if problem is not None:
+                failed.append(
+                    {
+                        "story_id": sample.story_id,
+                        "reasons": [{"code": "image-unreadable", "message": problem}],
+                    }
+                )
+                reasons["image-unreadable"] += 1
+            elif not verdict.well_structured:
+                failed.append(
+                    {"story_id": sample.story_id, "reasons": [d.to_dict() for d in verdict.reasons]}
+                )
+                for code in {d.code for d in verdict.reasons}:
+                    reasons[code] += 1
+            advance()
+    total = len(stories)
+    if failures is not None:
+        failures.parent.mkdir(parents=True, exist_ok=True)
+        with failures.open("w", encoding="utf-8") as f:
+            for item in failed:
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    if as_json:
+        out = {
+            "source": stories.describe(),
+            "stories": total,
+            "well_structured": total - len(failed),
+            "failed": [item["story_id"] for item in failed],
+            "reasons": dict(reasons.most_common()),
+        }
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        console = _console()
+        ok = total - len(failed)
+        share = f" ({ok / total:.1%})" if total else ""
+        console.print(f"{stories.describe()}: [bold]{ok}[/bold] of {total} stories well-structured{share}")
+        if reasons:
+            from rich.table import Table
+
+            table = Table(
+                title="Why stories fail (stories per reason)", title_justify="left", show_edge=False
+            )
+            table.add_column("reason")
+            table.add_column("stories", justify="right")
+            for code, n in reasons.most_common():
+                table.add_row(code, str(n))
+            console.print(table)
+            shown = [item["story_id"] for item in failed[:50]]
+            more = f" … and {len(failed) - 50} more" if len(failed) > 50 else ""
+            console.print("failing stories: " + ", ".join(shown) + more)
+        if failures is not None:
+            console.print(f"wrote {failures} ({len(failed)} failing stories, one JSON object per line)")
+    return 0 if not failed else 1
+
+
+def show(source: str, story_id: str, *, split: str | None, strict: bool, as_json: bool) -> int:
+    from ..terminal import print_summary, story_text
+
+    stories = load_stories(source, split)
+    sample = stories.get(story_id)
+    verdict, problem = _verdict(sample, strict)
+    telling = sample.telling()
+    if as_json:
+        data = (
+            telling.to_dict(verdict) if verdict is not None else telling.to_dict(n_images=sample.frame_count)
+        )
+        data["story_id"] = sample.story_id
+        data["frames"] = [{"name": f.path, "size": _size_or_none(f)} for f in sample.frames]
+        data["frame_meta"] = sample.frame_meta
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return 0 if verdict is not None and verdict.well_structured else 1
+    console = _console()
+    frames = ", ".join(
+        f"{i}: {Path(f.path).name if f.path else 'embedded'} {_fmt_size(f)}"
+        for i, f in enumerate(sample.frames, 1)
+    )
+    console.print(
+        f"[bold]story {sample.story_id}[/bold] from {stories.describe()}: {sample.frame_count} frames ({frames})"
+    )
+    if sample.frame_meta:
+        sources = [str(m.get("source", "-")) for m in sample.frame_meta]
+        console.print("frame sources: " + ", ".join(sources))
+    console.print(story_text(telling))
+    console.print()
+    if problem is not None:
+        console.print(f"[bold red]unreadable image[/bold red]: {problem}")
+        return 1
+    print_summary(console, telling, verdict, title=f"story {sample.story_id}", kind="sample")
+    return 0 if verdict.well_structured else 1
+
+
+def _size_or_none(frame):
+    try:
+        return list(frame.size())
+    except StoryReasoningError:
+        return None
+
+
+def _fmt_size(frame) -> str:
+    size = _size_or_none(frame)
+    return f"{size[0]}x{size[1]}" if size else "(unreadable)"
+
+
+def convert(
+    source: str,
+    out: Path,
+    *,
+    to: str,
+    split: str | None,
+    limit: int | None,
+    stories_per_shard: int,
+    overwrite: bool,
+) -> int:
+    """Write ``source`` in another format; every split unless ``split`` is given."""
+    from .sources import ConcatStories
+    from .writers import write_disk, write_folders, write_parquet
+
+    if to not in FORMATS:
+        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    loaded = load_stories(source, split)
+    parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
+    splits = {(p.split or "train"): _limited(p, limit) for p in parts}
+    total = sum(len(p) for p in splits.values())
+    console = _console()
+    with progress_bar(total, f"writing {to}") as advance:
+        if to == "disk":
+            write_disk(splits, out, progress=advance)
+        for name, stories in splits.items():
+            if to == "parquet":
+                write_parquet(stories, out, split=name, stories_per_shard=stories_per_shard, progress=advance)
+            elif to == "folder":
+                target = out / name if len(splits) > 1 or split is not None else out
+                write_folders(stories, target, overwrite=overwrite, progress=advance)
+    listing = ", ".join(f"{name}: {len(s)}" for name, s in splits.items())
+    console.print(f"wrote {total} stories ({listing}) to {out} as {to}")
+    return 0
+
+
+def contrastive(
+    source: str, out: Path, *, split: str | None, count: int, length: tuple[int, int], seed: int, to: str
+) -> int:
+    from .contrastive import contrastive_sequences
+    from .sources import SampleList
+    from .writers import write_folders, write_parquet
+
+    stories = load_stories(source, split)
+    samples = contrastive_sequences(stories, count, length=length, seed=seed)
+    with progress_bar(len(samples), f"writing {to}") as advance:
+        if to == "parquet":
+            write_parquet(SampleList(samples), out, split=split or "train", progress=advance)
+        elif to == "folder":
+            write_folders(samples, out, progress=advance)
+        else:
+            raise UsageError(f"--to must be parquet or folder, got {to!r}")
+    _console().print(f"wrote {len(samples)} contrastive sequences of {length[0]}-{length[1]} frames to {out}")
+    return 0

@@ -1,0 +1,143 @@
+"""The folder layout: one folder per story, written and read by hand.
+
+::
+
+    stories/                      the dataset (optionally split: stories/train/…, stories/test/…)
+      lighthouse/                 one story; the folder name is the story id
+        01.png  02.png  03.png    the frames, ordered by the number in their names
+        cot.md                    the chain-of-thought (published layout, no <think> tags)
+        story.md                  the grounded story
+        meta.json                 optional: {"story_id": …, "frames": [{"source": …}, …], …}
+
+Frames are the image files (``.png``, ``.jpg``, ``.jpeg``, ``.webp``, ``.gif``,
+``.bmp``) whose names contain a number; they are ordered by the last number in the name
+(``frame_2.jpg`` before ``frame_10.jpg``). ``meta.json`` is optional: ``story_id``
+overrides the folder name, ``frames`` (one object per frame) becomes the sample's
+``frame_meta``, every other key its ``meta``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..errors import UsageError
+from .sample import Frame, StorySample
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+COT_FILE = "cot.md"
+STORY_FILE = "story.md"
+META_FILE = "meta.json"
+_NUMBER = re.compile(r"(\d+)")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def is_story_folder(path: Path) -> bool:
+    return (path / COT_FILE).is_file() or (path / STORY_FILE).is_file()
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frames of a story folder, in story order."""
+    numbered: dict[int, Path] = {}
+    for path in folder.iterdir():
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        numbers = _NUMBER.findall(path.stem)
+        if not numbers:
+            continue
+        n = int(numbers[-1])
+        if n in numbered:
+            raise UsageError(
+                f"{folder}: frames {numbered[n].name} and {path.name} have the same number {n}; rename one"
+            )
+        numbered[n] = path
+    return [numbered[n] for n in sorted(numbered)]
+
+
+def read_story_folder(folder: Path) -> StorySample:
+    """One story folder as a sample (frames are referenced by path, not read)."""
+    for name in (COT_FILE, STORY_FILE):
+        if not (folder / name).is_file():
+            raise UsageError(
+                f"story folder {folder} has no {name}; every story folder needs {COT_FILE} and {STORY_FILE}"
+            )
+    frames = frame_files(folder)
+    if not frames:
+        raise UsageError(
+            f"story folder {folder} has no frames; add image files with numbers in their names (01.jpg, 02.jpg, …)"
+        )
+    meta: dict = {}
+    if (folder / META_FILE).is_file():
+        try:
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{folder / META_FILE} is not valid JSON ({exc}); fix or delete it") from exc
+        if not isinstance(meta, dict):
+            raise UsageError(f"{folder / META_FILE} must hold a JSON object")
+    frame_meta = meta.pop("frames", None)
+    if frame_meta is not None and (
+        not isinstance(frame_meta, list)
+        or len(frame_meta) != len(frames)
+        or not all(isinstance(m, dict) for m in frame_meta)
+    ):
+        raise UsageError(
+            f'{folder / META_FILE}: "frames" must be a list of {len(frames)} objects, one per frame'
+        )
+    story_id = str(meta.pop("story_id", folder.name))
+    return StorySample(
+        story_id=story_id,
+        frames=[Frame(path=str(p)) for p in frames],
+        cot_text=_read_text(folder / COT_FILE),
+        story_text=_read_text(folder / STORY_FILE),
+        frame_meta=frame_meta,
+        meta=meta,
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
+
+
+def folder_name(story_id: str) -> str:
+    """A safe folder name for a story id (unsafe characters become ``_``)."""
+    name = _UNSAFE.sub("_", story_id).strip("._") or "story"
+    return name
+
+
+def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = False) -> Path:
+    """Write one story as ``root/<story id>/``; frames keep their encoded bytes (byte-equal).
+
+    The folder is written beside its destination and renamed into place, so a crash
+    never leaves half a story. An existing complete folder is left alone unless
+    ``overwrite``.
+    """
+    name = folder_name(sample.story_id)
+    target = root / name
+    if target.exists() and not overwrite:
+        return target
+    tmp = root / f".{name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    width = max(2, len(str(sample.frame_count)))
+    for i, frame in enumerate(sample.frames, start=1):
+        (tmp / f"{i:0{width}d}{frame.extension()}").write_bytes(frame.bytes())
+    (tmp / COT_FILE).write_text(sample.cot_text.strip() + "\n", encoding="utf-8")
+    (tmp / STORY_FILE).write_text(sample.story_text.strip() + "\n", encoding="utf-8")
+    meta = dict(sample.meta)
+    if name != sample.story_id:
+        meta["story_id"] = sample.story_id
+    if sample.frame_meta is not None:
+        meta["frames"] = sample.frame_meta
+    if meta:
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,208 @@
+"""One story of a dataset: its frames, its chain-of-thought and its grounded story.
+
+:class:`StorySample` is the row type every part of the project exchanges (loaders,
+writers, training messages, storytellers, evaluation, the studio). Frames are
+:class:`Frame` objects that hold encoded image bytes or a path and decode nothing
+until asked, so listing, filtering and counting stories never decodes an image.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..format.cot import CoT
+from ..format.cot_parser import parse_cot
+from ..format.images import open_image, read_image_bytes, sniff_mime
+from ..format.prompts import assistant_target
+from ..format.story import GroundedStory
+from ..format.story_parser import parse_story
+from ..format.stream import Telling, parse_output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image as PILImage
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image of a story, kept encoded: bytes, a file path, or both.
+
+    ``data`` wins over ``path`` when both are set (a dataset row stores the bytes and
+    the file name they came from). Nothing is decoded until :meth:`open`; :meth:`size`
+    reads the header only.
+    """
+
+    data: bytes | None = None
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.data is None and self.path is None:
+            raise ValueError("a Frame needs image bytes or a path")
+
+    @classmethod
+    def from_pil(cls, image: PILImage, format: str = "PNG") -> Frame:
+        """Encode a PIL image (PNG by default, lossless)."""
+        buf = io.BytesIO()
+        image.save(buf, format=format)
+        return cls(data=buf.getvalue())
+
+    @classmethod
+    def coerce(cls, value: Any) -> Frame:
+        """A Frame from a Frame, a path, bytes, a PIL image or a ``{"bytes", "path"}`` dict (datasets' Image)."""
+        if isinstance(value, Frame):
+            return value
+        if isinstance(value, (str, Path)):
+            return cls(path=str(value))
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return cls(data=bytes(value))
+        if isinstance(value, dict):
+            data, path = value.get("bytes"), value.get("path")
+            if data is None and path is None:
+                raise UsageError(
+                    "a dataset row has an image with neither bytes nor a path; re-export the dataset"
+                )
+            return cls(data=bytes(data) if data is not None else None, path=path)
+        if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
+            return cls.from_pil(value)
+        raise TypeError(f"cannot make a frame from {type(value).__name__}")
+
+    @property
+    def name(self) -> str:
+        return self.path or "image bytes"
+
+    def bytes(self) -> bytes:
+        """The encoded image, exactly as stored."""
+        return self.data if self.data is not None else read_image_bytes(self.path)
+
+    def mime(self) -> str | None:
+        return sniff_mime(self.bytes()[:16])
+
+    def extension(self) -> str:
+        """``.png``, ``.jpg``, ``.gif`` or ``.webp`` from the bytes' signature (``.png`` when unknown)."""
+        return (
+            _EXTENSIONS.get(self.mime() or "", Path(self.path).suffix.lower() if self.path else ".png")
+            or ".png"
+        )
+
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` from the header, without decoding the pixels."""
+        from ..format.images import image_size
+
+        if self.data is not None:
+            try:
+                return image_size(self.data)
+            except UsageError as exc:
+                raise UsageError(f"{self.name}: {exc}") from exc
+        return image_size(self.path)
+
+    def open(self) -> PILImage:
+        """The decoded RGB image; a clear error when it is corrupt."""
+        return open_image(self.data if self.data is not None else self.path, name=self.name)
+
+    def to_hf(self) -> dict:
+        """The ``{"bytes", "path"}`` dict of a datasets ``Image`` feature, bytes embedded."""
+        return {"bytes": self.bytes(), "path": Path(self.path).name if self.path else None}
+
+
+@dataclass
+class StorySample:
+    """A story: frames, chain-of-thought and grounded story, as texts and parsed.
+
+    ``cot_text`` is the CoT markdown without ``<think>`` tags and ``story_text`` the
+    tagged story, as stored (the published dataset's ``chain_of_thought`` and
+    ``story`` fields). ``cot`` and ``story`` parse them on first use. ``frame_meta``
+    holds optional metadata per frame (``{"source": movie or story id, ...}``), used by
+    the contrastive sequences; ``meta`` any metadata of the story.
+    """
+
+    story_id: str
+    frames: list[Frame]
+    cot_text: str
+    story_text: str
+    frame_meta: list[dict] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.story_id = str(self.story_id)
+        self.frames = [Frame.coerce(f) for f in self.frames]
+        if self.frame_meta is not None and len(self.frame_meta) != len(self.frames):
+            raise ValueError(
+                f"story {self.story_id}: {len(self.frame_meta)} frame_meta entries for {len(self.frames)} frames"
+            )
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frames)
+
+    @cached_property
+    def cot(self) -> CoT:
+        return parse_cot(self.cot_text)
+
+    @cached_property
+    def story(self) -> GroundedStory:
+        return parse_story(self.story_text)
+
+    def output_text(self) -> str:
+        """The sample as a storyteller output: ``<think>`` CoT ``</think>`` story."""
+        return assistant_target(self.cot_text, self.story_text)
+
+    def telling(self) -> Telling:
+        """The sample parsed as a model output (for the validator and the metrics)."""
+        return parse_output(self.output_text())
+
+    def frame_sizes(self) -> list[tuple[int, int]]:
+        return [frame.size() for frame in self.frames]
+
+    def frame_source(self, index: int) -> str:
+        """Where frame ``index`` comes from: ``frame_meta[index]["source"]``, else the story id."""
+        if self.frame_meta is not None:
+            source = self.frame_meta[index].get("source")
+            if source:
+                return str(source)
+        return self.story_id
+
+    def with_texts(self, cot_text: str, story_text: str, **changes) -> StorySample:
+        """A copy with new texts (parsed afresh) and other fields changed."""
+        return replace(self, cot_text=cot_text, story_text=story_text, **changes)
+
+    def to_row(self, *, embed: bool = True) -> dict:
+        """The published row shape (plus ``frame_meta`` when present)."""
+        import json
+
+        row = {
+            "story_id": self.story_id,
+            "images": [f.to_hf() if embed else {"bytes": None, "path": f.path} for f in self.frames],
+            "frame_count": self.frame_count,
+            "chain_of_thought": self.cot_text,
+            "story": self.story_text,
+        }
+        if self.frame_meta is not None:
+            row["frame_meta"] = json.dumps(self.frame_meta, ensure_ascii=False)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> StorySample:
+        """A sample from a published-format row (images as ``{"bytes", "path"}`` dicts, paths or PIL)."""
+        import json
+
+        missing = [k for k in ("story_id", "images", "chain_of_thought", "story") if k not in row]
+        if missing:
+            raise UsageError(
+                f"the dataset has no column {', '.join(missing)}; a StoryReasoning dataset needs "
+                "story_id, images, chain_of_thought and story"
+            )
+        meta_text = row.get("frame_meta")
+        frame_meta = json.loads(meta_text) if meta_text else None
+        return cls(
+            story_id=row["story_id"],
+            frames=list(row["images"] or []),
+            cot_text=row["chain_of_thought"] or "",
+            story_text=row["story"] or "",
+            frame_meta=frame_meta,
+        )

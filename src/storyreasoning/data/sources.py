@@ -1,0 +1,394 @@
+"""Open a StoryReasoning dataset from wherever it is, lazily.
+
+:func:`load_stories` takes a hub id (``daniel3303/StoryReasoning``), a ``save_to_disk``
+folder, parquet files (a file, or a folder of them such as a hub snapshot's
+``data/train-00000-of-00004.parquet``), or the folder layout of
+:mod:`storyreasoning.data.folder`, and returns a :class:`StoryDataset`: a sequence of
+:class:`StorySample` that reads a row only when it is asked for. Story ids come from
+the ``story_id`` column alone, so listing and looking up stories never touches an
+image, and images stay encoded until a caller opens them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..errors import StoryReasoningError, UsageError
+from .folder import is_story_folder, read_story_folder
+from .sample import StorySample
+
+SPLITS = ("train", "test", "validation")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SPLIT_FROM_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
+
+
+class StoryDataset(Sequence):
+    """Stories from one source, read on demand. Index by position; :meth:`get` by story id."""
+
+    source: str = ""
+    split: str | None = None
+    # whether rows may carry per-frame metadata (None: unknown, look at the samples)
+    has_frame_meta: bool | None = None
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _row(self, index: int) -> StorySample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ids(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(index)
+        return self._row(index)
+
+    def __iter__(self) -> Iterator[StorySample]:
+        for i in range(len(self)):
+            yield self._row(i)
+
+    def index_of(self, story_id: str) -> int:
+        try:
+            return self._index()[str(story_id)]
+        except KeyError:
+            raise UsageError(
+                f"no story {story_id!r} in {self.describe()}; "
+                "`storyreasoning data info` lists the stories of a dataset"
+            ) from None
+
+    def get(self, story_id: str) -> StorySample:
+        return self._row(self.index_of(story_id))
+
+    def _index(self) -> dict[str, int]:
+        cached = getattr(self, "_ids_index", None)
+        if cached is None:
+            cached = {}
+            for i, sid in enumerate(self.ids()):
+                cached.setdefault(sid, i)
+            self._ids_index = cached
+        return cached
+
+    def describe(self) -> str:
+        return f"{self.source}" + (f" (split {self.split})" if self.split else "")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}: {len(self)} stories>"
+
+
+class SampleList(StoryDataset):
+    """Stories already in memory."""
+
+    def __init__(
+        self, samples: Sequence[StorySample], source: str = "samples", split: str | None = None
+    ) -> None:
+        self._samples = list(samples)
+        self.source, self.split = source, split
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def _row(self, index: int) -> StorySample:
+        return self._samples[index]
+
+    def ids(self) -> list[str]:
+        return [s.story_id for s in self._samples]
+
+
+class FolderStories(StoryDataset):
+    """Story folders; each is read when it is asked for."""
+
+    def __init__(self, folders: Sequence[Path], source: str, split: str | None = None) -> None:
+        self._folders = list(folders)
+        self.source, self.split = source, split
+        self._ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+    def _row(self, index: int) -> StorySample:
+        return read_story_folder(self._folders[index])
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            import json
+
+            ids = []
+            for folder in self._folders:
+                sid = folder.name
+                meta = folder / "meta.json"
+                if meta.is_file():
+                    try:
+                        sid = str(json.loads(meta.read_text(encoding="utf-8")).get("story_id", sid))
+                    except (ValueError, AttributeError):
+                        pass  # read_story_folder reports it when the story is read
+                ids.append(sid)
+            self._ids = ids
+        return self._ids
+
+
+class ArrowStories(StoryDataset):
+    """A ``datasets.Dataset`` (memory-mapped Arrow: ``save_to_disk`` folders, the hub cache).
+
+    Rows are read as Arrow, so images come out as their stored ``{"bytes", "path"}``
+    and are never decoded here.
+    """
+
+    def __init__(self, dataset, source: str, split: str | None = None) -> None:
+        _check_columns(dataset.column_names, source)
+        self._ds = dataset.with_format("arrow")
+        self.source, self.split = source, split
+        self.has_frame_meta = "frame_meta" in dataset.column_names and dataset.data.column(
+            "frame_meta"
+        ).null_count < len(dataset)
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def _row(self, index: int) -> StorySample:
+        return StorySample.from_row(self._ds[index : index + 1].to_pylist()[0])
+
+    def __iter__(self) -> Iterator[StorySample]:
+        for table in self._ds.iter(batch_size=32):
+            for row in table.to_pylist():
+                yield StorySample.from_row(row)
+
+    def ids(self) -> list[str]:
+        return [str(x) for x in self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()]
+
+
+class ParquetStories(StoryDataset):
+    """Parquet files read a row group at a time (the ids column alone for listing)."""
+
+    def __init__(self, files: Sequence[Path], source: str, split: str | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        self.source, self.split = source, split
+        self._files = []
+        self._starts: list[int] = []  # global index of each row group's first row
+        self._groups: list[tuple[int, int]] = []  # (file index, row group)
+        total = 0
+        for f in files:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as exc:
+                raise UsageError(f"{f} is not a readable parquet file ({exc}); re-export it") from exc
+            _check_columns(pf.schema_arrow.names, str(f))
+            self.has_frame_meta = bool(self.has_frame_meta) or _has_values(pf, "frame_meta")
+            self._files.append(pf)
+            for g in range(pf.num_row_groups):
+                self._starts.append(total)
+                self._groups.append((len(self._files) - 1, g))
+                total += pf.metadata.row_group(g).num_rows
+        self._len = total
+        self._cache: tuple[int, list[dict]] | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _group_rows(self, group: int) -> list[dict]:
+        if self._cache is None or self._cache[0] != group:
+            fi, g = self._groups[group]
+            self._cache = (group, self._files[fi].read_row_group(g).to_pylist())
+        return self._cache[1]
+
+    def _row(self, index: int) -> StorySample:
+        group = bisect.bisect_right(self._starts, index) - 1
+        return StorySample.from_row(self._group_rows(group)[index - self._starts[group]])
+
+    def __iter__(self) -> Iterator[StorySample]:
+        for group in range(len(self._groups)):
+            for row in self._group_rows(group):
+                yield StorySample.from_row(row)
+
+    def ids(self) -> list[str]:
+        out: list[str] = []
+        for pf in self._files:
+            out += [str(x) for x in pf.read(columns=["story_id"]).column("story_id").to_pylist()]
+        return out
+
+
+class ConcatStories(StoryDataset):
+    """Several datasets one after the other (all splits of a source)."""
+
+    def __init__(self, parts: Sequence[StoryDataset], source: str) -> None:
+        self._parts = list(parts)
+        self.source, self.split = source, None
+        known = [p.has_frame_meta for p in self._parts]
+        self.has_frame_meta = None if None in known else any(known)
+        self._starts = []
+        total = 0
+        for part in self._parts:
+            self._starts.append(total)
+            total += len(part)
+        self._len = total
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _row(self, index: int) -> StorySample:
+        k = bisect.bisect_right(self._starts, index) - 1
+        return self._parts[k]._row(index - self._starts[k])
+
+    def __iter__(self) -> Iterator[StorySample]:
+        for part in self._parts:
+            yield from part
+
+    def ids(self) -> list[str]:
+        return [sid for part in self._parts for sid in part.ids()]
+
+
+def _has_values(pf, column: str) -> bool:
+    """Whether a parquet file's column holds any non-null value (from the footer's statistics)."""
+    if column not in pf.schema_arrow.names:
+        return False
+    leaves = [pf.metadata.schema.column(j).path for j in range(pf.metadata.num_columns)]
+    index = leaves.index(column)
+    for g in range(pf.num_row_groups):
+        group = pf.metadata.row_group(g)
+        stats = group.column(index).statistics
+        if stats is None or not stats.has_null_count or stats.null_count < group.num_rows:
+            return True
+    return False
+
+
+def _check_columns(names: Sequence[str], source: str) -> None:
+    missing = [c for c in ("story_id", "images", "chain_of_thought", "story") if c not in names]
+    if missing:
+        raise UsageError(
+            f"{source} is not a StoryReasoning dataset: no column {', '.join(missing)} "
+            f"(it has {', '.join(names) or 'none'}); a StoryReasoning dataset has story_id, images, "
+            "frame_count, chain_of_thought and story"
+        )
+
+
+def _pick(splits: dict[str, StoryDataset], split: str | None, source: str) -> StoryDataset:
+    if split is None:
+        if len(splits) == 1:
+            return next(iter(splits.values()))
+        return ConcatStories([splits[k] for k in sorted(splits, key=_split_order)], source)
+    if split not in splits:
+        raise UsageError(
+            f"{source} has no split {split!r}; its splits are {', '.join(sorted(splits, key=_split_order))}"
+        )
+    return splits[split]
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    return (SPLITS.index(name) if name in SPLITS else len(SPLITS), name)
+
+
+def _parquet_split(path: Path, root: Path) -> str:
+    """The split of a parquet file: its name's prefix (``train-00000-of-00002``) or its folder's name."""
+    m = _SPLIT_FROM_NAME.match(path.name)
+    if m and m.group("split").lower() in SPLITS:
+        return m.group("split").lower()
+    for parent in path.relative_to(root).parents:
+        if parent.name.lower() in SPLITS:
+            return parent.name.lower()
+    return m.group("split").lower() if m else "train"
+
+
+def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
+    """Open a dataset: a local path (``save_to_disk`` folder, parquet, story folders) or a hub id.
+
+    ``split=None`` gives every split, one after the other (train, test, validation, then
+    others), as the original loader did; a split the source lacks is an error that
+    lists the splits it has.
+    """
+    path = Path(source).expanduser()
+    label = str(source)
+    if path.exists():
+        if path.is_file():
+            if path.suffix != ".parquet":
+                raise UsageError(
+                    f"{label} is a file but not a parquet file; pass a parquet file, a dataset folder or a hub id"
+                )
+            return _pick({split or "train": ParquetStories([path], label, split or "train")}, split, label)
+        return _load_folder(path, split, label)
+    if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")):
+        return load_hub(str(source), split)
+    raise UsageError(
+        f"{label} does not exist; pass a dataset folder, a parquet file or a hub id such as daniel3303/StoryReasoning"
+    )
+
+
+def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return _load_disk(path, split, label)
+    if is_story_folder(path):  # a single story
+        return _pick({"train": FolderStories([path], label, split)}, split, label)
+    children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    story_dirs = [p for p in children if is_story_folder(p)]
+    if story_dirs:  # one collection without splits: the hub's convention calls that "train"
+        return _pick({"train": FolderStories(story_dirs, label, split)}, split, label)
+    split_dirs = {
+        p.name: [q for q in sorted(p.iterdir()) if q.is_dir() and is_story_folder(q)] for p in children
+    }
+    split_dirs = {k: v for k, v in split_dirs.items() if v}
+    if split_dirs:
+        return _pick({k: FolderStories(v, label, k) for k, v in split_dirs.items()}, split, label)
+    parquet = sorted(p for p in path.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts))
+    if parquet:
+        groups: dict[str, list[Path]] = {}
+        for f in parquet:
+            groups.setdefault(_parquet_split(f, path), []).append(f)
+        return _pick({k: ParquetStories(v, label, k) for k, v in groups.items()}, split, label)
+    raise UsageError(
+        f"{label} holds no StoryReasoning dataset: expected a save_to_disk folder, parquet files, "
+        "or story folders with cot.md and story.md (see the README's Data section)"
+    )
+
+
+def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
+    datasets = _import_datasets()
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # corrupt or foreign folder
+        raise UsageError(
+            f"{label} looks like a save_to_disk folder but cannot be read ({exc}); re-save it"
+        ) from exc
+    if isinstance(loaded, datasets.DatasetDict):
+        return _pick({k: ArrowStories(v, label, k) for k, v in loaded.items()}, split, label)
+    own = str(loaded.split) if loaded.split is not None else (split or "train")
+    return _pick({own: ArrowStories(loaded, label, own)}, split, label)
+
+
+def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = None) -> StoryDataset:
+    """A dataset from the Hugging Face Hub through ``datasets.load_dataset`` (cached locally)."""
+    datasets = _import_datasets()
+    try:
+        loaded = datasets.load_dataset(repo_id, revision=revision)
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if (
+            "offline" in text.lower()
+            or "connect" in text.lower()
+            or "resolve" in text.lower()
+            or "reach" in text.lower()
+        ):
+            raise StoryReasoningError(
+                f"cannot reach the Hugging Face Hub for {repo_id} ({text.splitlines()[0][:200]}); "
+                "connect to the internet, or download it elsewhere and pass the local folder "
+                "(save_to_disk or parquet files)"
+            ) from exc
+        raise StoryReasoningError(
+            f"cannot load {repo_id} from the Hugging Face Hub: {text.splitlines()[0][:300]}"
+        ) from exc
+    return _pick({k: ArrowStories(v, repo_id, k) for k, v in loaded.items()}, split, repo_id)
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError("this needs the datasets library: pip install 'storyreasoning[data]'") from None
+    return datasets

@@ -1,0 +1,220 @@
+"""Write stories: parquet shards (hub layout), story folders, ``save_to_disk`` folders.
+
+Every writer keeps the frames' encoded bytes (no re-encoding: a JPEG stays the same
+JPEG), writes each unit (a shard, a story folder) beside its destination and renames it
+into place, and skips units already complete, so an interrupted conversion resumes
+where it stopped without writing anything twice.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from ..errors import UsageError
+from .folder import write_story_folder
+from .sample import StorySample
+
+Progress = Callable[[int], None]  # called with the number of stories just done
+
+PUBLISHED_COLUMNS = ("story_id", "images", "frame_count", "chain_of_thought", "story")
+
+
+def features(with_frame_meta: bool = True):
+    """The ``datasets`` features of the published dataset, plus ``frame_meta`` (a JSON string per story, or null).
+
+    ``frame_meta`` is always written, null where a story has none, so that every split
+    and shard of one dataset has the same schema (the hub loads all splits of a
+    configuration with one schema).
+    """
+    from datasets import Features, Image, List, Value
+
+    spec = {
+        "story_id": Value("string"),
+        "images": List(Image()),
+        "frame_count": Value("int32"),
+        "chain_of_thought": Value("string"),
+        "story": Value("string"),
+    }
+    if with_frame_meta:
+        spec["frame_meta"] = Value("string")
+    return Features(spec)
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_parquet(
+    samples: Sequence[StorySample],
+    out_dir: str | Path,
+    *,
+    split: str = "train",
+    stories_per_shard: int = 256,
+    rows_per_group: int = 16,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write ``samples`` as ``out_dir/data/{split}-NNNNN-of-MMMMM.parquet`` with embedded images.
+
+    The files carry the ``datasets`` features in their schema, so
+    ``datasets.load_dataset("parquet", data_files=...)`` and
+    ``datasets.load_dataset(out_dir)`` read the images as images, and ``out_dir`` can be
+    uploaded as is (``huggingface-cli upload --repo-type dataset``). A dataset card
+    (``README.md``) listing the splits is written or updated. Small row groups keep
+    reading one story cheap. Complete shards already present are skipped.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if stories_per_shard < 1 or rows_per_group < 1:
+        raise UsageError("stories_per_shard and rows_per_group must be at least 1")
+    out = Path(out_dir)
+    data_dir = out / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n = len(samples)
+    count = max(1, -(-n // stories_per_shard))
+    for stale in data_dir.glob(f"{split}-*.parquet"):
+        if not stale.name.endswith(f"-of-{count:05d}.parquet"):
+            raise UsageError(
+                f"{stale} belongs to an earlier conversion with another shard count; "
+                f"delete {data_dir}/{split}-*.parquet first"
+            )
+    schema = features().arrow_schema
+    written = []
+    for k in range(count):
+        lo, hi = k * stories_per_shard, min(n, (k + 1) * stories_per_shard)
+        target = data_dir / shard_name(split, k, count)
+        written.append(target)
+        if _complete(target, hi - lo):
+            if progress:
+                progress(hi - lo)
+            continue
+        tmp = target.with_name(f".{target.name}.partial")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            batch: list[dict] = []
+            for i in range(lo, hi):
+                row = samples[i].to_row()
+                row.setdefault("frame_meta", None)
+                batch.append(row)
+                if len(batch) == rows_per_group or i == hi - 1:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+            if lo == hi:  # an empty split still gets a valid file
+                writer.write_table(pa.Table.from_pylist([], schema=schema))
+        os.replace(tmp, target)
+    write_card(out)
+    return written
+
+
+def _complete(path: Path, rows: int) -> bool:
+    if not path.is_file():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows == rows
+    except Exception:
+        return False
+
+
+def write_card(out: Path) -> Path:
+    """A minimal dataset card whose YAML maps each split to its shards (what the hub reads)."""
+    splits = sorted({p.name.split("-", 1)[0] for p in (out / "data").glob("*.parquet")})
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in splits:
+        lines += [f"  - split: {split}", f"    path: data/{split}-*"]
+    lines += [
+        "tags:",
+        "- visual-storytelling",
+        "- grounding",
+        "- storyreasoning",
+        "---",
+        "",
+        "# StoryReasoning-format dataset",
+        "",
+        "Written by [storyreasoning](https://github.com/storyreasoning/storyreasoning). Columns: `story_id`,",
+        "`images` (the frames), `frame_count`, `chain_of_thought` (markdown tables, no `<think>` tags) and",
+        "`story` (grounded story with `<gdi>`, `<gdo>`, `<gda>`, `<gdl>` tags), as in `daniel3303/StoryReasoning`;",
+        "`frame_meta`, when present, is a JSON list with one object per frame (for example its source).",
+        "",
+    ]
+    card = out / "README.md"
+    card.write_text("\n".join(lines), encoding="utf-8")
+    return card
+
+
+def write_folders(
+    samples: Iterable[StorySample],
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write each story as a folder (see :mod:`storyreasoning.data.folder`); existing ones are kept."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    seen: set[str] = set()
+    for sample in samples:
+        path = write_story_folder(sample, out, overwrite=overwrite)
+        if path.name in seen:
+            raise UsageError(
+                f"two stories map to the folder {path}; story ids must stay distinct after "
+                "replacing characters other than letters, digits, '.', '_' and '-'"
+            )
+        seen.add(path.name)
+        done.append(path)
+        if progress:
+            progress(1)
+    return done
+
+
+def write_disk(
+    splits: dict[str, Sequence[StorySample]], out_dir: str | Path, *, progress: Progress | None = None
+) -> Path:
+    """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split)."""
+    from datasets import Dataset, DatasetDict
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty; choose a new folder for a save_to_disk dataset")
+    feats = features()
+
+    def rows(samples: Sequence[StorySample]):
+        for sample in samples:
+            row = sample.to_row()
+            row.setdefault("frame_meta", None)
+            yield row
+            if progress:
+                progress(1)
+
+    # A private cache folder and a fresh fingerprint: datasets would otherwise hash (pickle)
+    # the samples and keep a second copy of everything in ~/.cache.
+    with tempfile.TemporaryDirectory(prefix="storyreasoning-disk-") as cache:
+        built = {}
+        for name, samples in splits.items():
+            if len(samples):
+                built[name] = Dataset.from_generator(
+                    rows,
+                    gen_kwargs={"samples": samples},
+                    features=feats,
+                    split=name,
+                    cache_dir=cache,
+                    fingerprint=uuid.uuid4().hex,
+                )
+            else:
+                built[name] = Dataset.from_list([], features=feats, split=name)
+        tmp = out.with_name(f".{out.name}.partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        DatasetDict(built).save_to_disk(str(tmp))
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,152 @@
+"""``storyreasoning data``: info, validate, show, convert, contrastive, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from storyreasoning.data import SampleList, load_stories, write_folders, write_parquet
+
+from .fixtures import fixture_samples, image_bytes
+
+pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    samples = fixture_samples(4)
+    write_parquet(SampleList(samples[:3]), root / "pq", split="train")
+    write_parquet(SampleList(samples[3:]), root / "pq", split="test")
+    return root
+
+
+def test_info_counts(dataset):
+    result = run("info", dataset / "pq", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    # four copies of the lighthouse story: 3 frames; char1 and char2 in all 3 images; obj1 in 3,
+    # obj2 and obj3 in one; lm1 and bg1 in one; 2+2+3 character rows, 2+2+3 object rows
+    assert data["stories"] == 4 and data["frames"] == 12
+    assert data["entities"] == {"char": 8, "obj": 12, "bg": 4, "lm": 4}
+    assert data["persistence"]["char"][">=2"]["count"] == 8
+    assert data["persistence"]["obj"][">=2"]["count"] == 4
+    assert data["persistence"]["char"][">=5"]["count"] == 0
+    text = run("info", dataset / "pq", "--split", "test")
+    assert text.returncode == 0 and "stories" in text.stdout and "(split test)" in text.stdout
+
+
+def test_validate_exit_codes_and_failures_file(dataset, tmp_path):
+    ok = run("validate", dataset / "pq")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "4 of 4 stories well-structured" in ok.stdout
+
+    broken = fixture_samples(3)
+    no_conclusion = "\n".join(
+        line for line in broken[1].cot_text.splitlines() if not line.startswith("| Conclusion")
+    )
+    broken[1] = broken[1].with_texts(no_conclusion, broken[1].story_text)
+    broken[2] = broken[2].with_texts(broken[2].cot_text, broken[2].story_text, frames=broken[2].frames[:2])
+    write_folders(broken, tmp_path / "broken")
+    (tmp_path / "broken" / "s00" / "02.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    failures = tmp_path / "fail.jsonl"
+    bad = run("validate", tmp_path / "broken", "--failures", failures)
+    assert bad.returncode == 1
+    assert "0 of 3 stories well-structured" in bad.stdout
+    lines = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert [item["story_id"] for item in lines] == ["s00", "s01", "s02"]
+    assert lines[0]["reasons"][0]["code"] == "image-unreadable"
+    assert {r["code"] for r in lines[1]["reasons"]} == {"missing-phase"}
+    assert {r["code"] for r in lines[2]["reasons"]} == {"image-count", "segment-count"}
+    assert "missing-phase" in bad.stdout and "image-unreadable" in bad.stdout
+
+
+def test_show(dataset):
+    result = run("show", dataset / "pq", "s01")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "story s01" in result.stdout and "Ines[char1]" in result.stdout and "well-structured" in result.stdout
+    )
+    as_json = json.loads(run("show", dataset / "pq", "s01", "--json").stdout)
+    assert as_json["story_id"] == "s01" and as_json["frame_meta"][0]["source"] == "movie1"
+    assert as_json["frames"][0]["size"] == [640, 480]
+    missing = run("show", dataset / "pq", "nope")
+    assert missing.returncode == 2
+    assert "no story 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_convert_round_trip_and_resume(dataset, tmp_path):
+    result = run("convert", dataset / "pq", tmp_path / "folders", "--to", "folder")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "folders").iterdir()) == ["test", "train"]
+    again = run(
+        "convert", tmp_path / "folders", tmp_path / "pq2", "--to", "parquet", "--stories-per-shard", "2"
+    )
+    assert again.returncode == 0, again.stderr
+    original = load_stories(dataset / "pq")
+    back = load_stories(tmp_path / "pq2")
+    assert back.ids() == original.ids()
+    for a, b in zip(original, back, strict=True):
+        assert (a.cot_text, a.story_text, a.frame_meta) == (b.cot_text, b.story_text, b.frame_meta)
+        assert [f.bytes() for f in a.frames] == [f.bytes() for f in b.frames]
+    disk = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk")
+    assert disk.returncode == 0, disk.stderr
+    assert load_stories(tmp_path / "disk", "test").ids() == ["s03"]
+    refused = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk")
+    assert refused.returncode == 2 and "not empty" in refused.stderr
+
+
+def test_contrastive_command(dataset, tmp_path):
+    result = run(
+        "contrastive", dataset / "pq", tmp_path / "neg", "--count", "3", "--length", "2-3", "--seed", "4"
+    )
+    assert result.returncode == 0, result.stderr
+    made = load_stories(tmp_path / "neg")
+    assert len(made) == 3
+    for sample in made:
+        assert 2 <= sample.frame_count <= 3
+        sources = [m["source"] for m in sample.frame_meta]
+        assert len(set(sources)) == len(sources)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("info", "/no/such/dataset"), "does not exist"),
+        (
+            ("validate", "{pq}", "--split", "validation"),
+            "has no split 'validation'; its splits are train, test",
+        ),
+        (("convert", "{pq}", "{tmp}/x", "--to", "zip"), "Invalid value for '--to'"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "two"), "--length must be N or MIN-MAX"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "9"), "distinct frame sources"),
+    ],
+)
+def test_clear_errors(dataset, tmp_path, args, message):
+    args = [a.format(pq=dataset / "pq", tmp=tmp_path) for a in args]
+    result = run(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_image_in_show(tmp_path):
+    samples = fixture_samples(1)
+    write_folders(samples, tmp_path / "d")
+    (tmp_path / "d" / "s00" / "01.png").write_bytes(image_bytes(10, 10, 1)[:30])
+    result = run("show", tmp_path / "d", "s00")
+    assert result.returncode == 1
+    assert "unreadable image" in result.stdout

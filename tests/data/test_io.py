@@ -1,0 +1,244 @@
+"""Datasets through every format and back, without loss; lazy reading; clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from storyreasoning.data import (
+    Frame,
+    SampleList,
+    StorySample,
+    load_stories,
+    read_story_folder,
+    write_disk,
+    write_folders,
+    write_parquet,
+)
+from storyreasoning.errors import StoryReasoningError, UsageError
+
+from .fixtures import fixture_samples, image_bytes, lighthouse_texts
+
+pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+
+
+def assert_same(a: list[StorySample], b: list[StorySample]) -> None:
+    assert [s.story_id for s in a] == [s.story_id for s in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.cot_text == y.cot_text
+        assert x.story_text == y.story_text
+        assert x.frame_meta == y.frame_meta
+        assert [f.bytes() for f in x.frames] == [f.bytes() for f in y.frames]  # byte-equal images
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[StorySample]:
+    return fixture_samples(5)
+
+
+def test_every_format_and_back(samples, tmp_path):
+    source = SampleList(samples)
+    write_parquet(source, tmp_path / "pq", split="train", stories_per_shard=2)
+    write_parquet(SampleList(samples[:2]), tmp_path / "pq", split="test")
+    from_parquet = load_stories(tmp_path / "pq", "train")
+    assert_same(samples, list(from_parquet))
+
+    write_folders(from_parquet, tmp_path / "folders")
+    from_folders = load_stories(tmp_path / "folders")
+    assert_same(samples, list(from_folders))
+
+    write_disk({"train": from_folders, "test": load_stories(tmp_path / "pq", "test")}, tmp_path / "disk")
+    from_disk = load_stories(tmp_path / "disk", "train")
+    assert_same(samples, list(from_disk))
+    assert_same(samples[:2], list(load_stories(tmp_path / "disk", "test")))
+
+    write_parquet(from_disk, tmp_path / "pq2")
+    assert_same(samples, list(load_stories(tmp_path / "pq2")))
+
+
+def test_parquet_layout_is_hub_ready(samples, tmp_path):
+    import datasets
+
+    write_parquet(SampleList(samples), tmp_path / "out", split="train", stories_per_shard=2)
+    write_parquet(SampleList(samples[:1]), tmp_path / "out", split="test")
+    names = sorted(p.name for p in (tmp_path / "out" / "data").iterdir())
+    assert names == [
+        "test-00000-of-00001.parquet",
+        "train-00000-of-00003.parquet",
+        "train-00001-of-00003.parquet",
+        "train-00002-of-00003.parquet",
+    ]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "- split: train\n    path: data/train-*" in card and "- split: test" in card
+
+    files = sorted(str(p) for p in (tmp_path / "out" / "data").glob("train-*.parquet"))
+    loaded = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+    assert loaded.column_names[:5] == ["story_id", "images", "frame_count", "chain_of_thought", "story"]
+    assert loaded.features["images"].feature.__class__.__name__ == "Image"
+    row = loaded[3]
+    assert row["story_id"] == "s03" and row["frame_count"] == 3
+    original = Image.open(io.BytesIO(samples[3].frames[0].bytes()))
+    assert list(row["images"][0].convert("RGB").tobytes()) == list(original.convert("RGB").tobytes())
+    assert json.loads(row["frame_meta"]) == samples[3].frame_meta
+    # the folder as a whole, as load_dataset(repo) reads a hub repository
+    whole = datasets.load_dataset(str(tmp_path / "out"))
+    assert set(whole) == {"train", "test"} and whole["train"].num_rows == 5
+
+
+def test_listing_and_lookup_decode_no_image(samples, tmp_path, monkeypatch):
+    write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=2)
+    write_folders(samples, tmp_path / "folders")
+    write_disk({"train": SampleList(samples)}, tmp_path / "disk")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was opened")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    for path in ("pq", "folders", "disk"):
+        stories = load_stories(tmp_path / path)
+        assert stories.ids() == [s.story_id for s in samples]
+        story = stories.get("s03")
+        assert story.frame_count == 3 and story.cot.images[0].characters[0].id == "char1"
+        assert [s.story_id for s in stories if s.frame_meta] == ["s01", "s03"]
+
+
+def test_splits(samples, tmp_path):
+    write_parquet(SampleList(samples), tmp_path / "pq", split="train")
+    write_parquet(SampleList(samples[:2]), tmp_path / "pq", split="test")
+    both = load_stories(tmp_path / "pq")
+    assert len(both) == 7 and both.ids()[5:] == ["s00", "s01"]
+    assert len(load_stories(tmp_path / "pq", "test")) == 2
+    with pytest.raises(UsageError, match=r"has no split 'validation'; its splits are train, test"):
+        load_stories(tmp_path / "pq", "validation")
+    # split folders of story folders
+    write_folders(samples[:3], tmp_path / "f" / "train")
+    write_folders(samples[3:], tmp_path / "f" / "test")
+    assert load_stories(tmp_path / "f", "test").ids() == ["s03", "s04"]
+    assert len(load_stories(tmp_path / "f")) == 5
+
+
+def test_resume_keeps_finished_work(samples, tmp_path):
+    out = tmp_path / "pq"
+    write_parquet(SampleList(samples), out, stories_per_shard=2)
+    first = out / "data" / "train-00000-of-00003.parquet"
+    last = out / "data" / "train-00002-of-00003.parquet"
+    stamp = first.stat().st_mtime_ns
+    last.unlink()  # as if the run had died before the last shard
+    (out / "data" / ".train-00002-of-00003.parquet.partial").write_bytes(b"half a shard")
+    done = []
+    write_parquet(SampleList(samples), out, stories_per_shard=2, progress=done.append)
+    assert first.stat().st_mtime_ns == stamp  # not rewritten
+    assert sum(done) == 5
+    assert_same(samples, list(load_stories(out)))
+    assert not list((out / "data").glob(".*partial"))
+
+    folders = tmp_path / "folders"
+    write_folders(samples[:2], folders)
+    kept = (folders / "s00" / "cot.md").stat().st_mtime_ns
+    (folders / ".s02.partial").mkdir()
+    write_folders(samples, folders)
+    assert (folders / "s00" / "cot.md").stat().st_mtime_ns == kept
+    assert sorted(p.name for p in folders.iterdir()) == ["s00", "s01", "s02", "s03", "s04"]
+
+
+def test_other_shard_count_is_refused(samples, tmp_path):
+    write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=2)
+    with pytest.raises(UsageError, match="another shard count"):
+        write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=5)
+
+
+def test_story_folder_layout(tmp_path):
+    cot, story = lighthouse_texts()
+    folder = tmp_path / "my story"
+    folder.mkdir()
+    for number in (10, 2, 1):  # ordered by number, not by name
+        (folder / f"frame_{number}.png").write_bytes(image_bytes(40 + number, 30, number))
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / "cot.md").write_text(cot + "\n")
+    (folder / "story.md").write_text(story)
+    (folder / "meta.json").write_text(
+        json.dumps({"story_id": "L-1", "frames": [{"source": "a"}] * 3, "title": "x"})
+    )
+    sample = read_story_folder(folder)
+    assert sample.story_id == "L-1" and sample.meta == {"title": "x"}
+    assert [f.size()[0] for f in sample.frames] == [41, 42, 50]
+    assert sample.cot_text == cot and sample.story_text == story
+    # a single story folder is a dataset of one story
+    assert load_stories(folder).ids() == ["L-1"]
+    # unsafe ids become safe folder names and survive the round trip
+    write_folders([sample.with_texts(cot, story, story_id="a/b c")], tmp_path / "out")
+    assert load_stories(tmp_path / "out").ids() == ["a/b c"]
+    assert (tmp_path / "out" / "a_b_c").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: (d / "cot.md").unlink(), "has no cot.md"),
+        (lambda d: [p.unlink() for p in d.glob("*.png")], "has no frames"),
+        (lambda d: (d / "meta.json").write_text("{oops"), "is not valid JSON"),
+        (lambda d: (d / "meta.json").write_text('{"frames": [{}]}'), "must be a list of 3 objects"),
+        (lambda d: (d / "03.jpg").write_bytes(b"x"), "have the same number 3"),
+    ],
+)
+def test_story_folder_errors(tmp_path, setup, message):
+    cot, story = lighthouse_texts()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for k in (1, 2, 3):
+        (folder / f"0{k}.png").write_bytes(image_bytes(30, 20, k))
+    (folder / "cot.md").write_text(cot)
+    (folder / "story.md").write_text(story)
+    setup(folder)
+    with pytest.raises(UsageError, match=message):
+        read_story_folder(folder)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        load_stories(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no StoryReasoning dataset"):
+        load_stories(tmp_path / "empty")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(UsageError, match="not a parquet file"):
+        load_stories(tmp_path / "x.txt")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 nope")
+    with pytest.raises(UsageError, match="not a readable parquet file"):
+        load_stories(tmp_path / "bad.parquet")
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["1"], "text": ["x"]}), tmp_path / "other.parquet")
+    with pytest.raises(UsageError, match="not a StoryReasoning dataset: no column story_id, images"):
+        load_stories(tmp_path / "other.parquet")
+
+
+def test_hub_unreachable_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(StoryReasoningError) as info:
+        load_stories("nobody-here/NoSuchStories")
+    assert "nobody-here/NoSuchStories" in str(info.value)
+    assert "local folder" in str(info.value)
+
+
+def test_frames_stay_encoded_and_report_corruption(tmp_path):
+    jpeg = image_bytes(50, 40, 1, "JPEG")
+    frame = Frame(data=jpeg)
+    assert frame.extension() == ".jpg" and frame.size() == (50, 40) and frame.bytes() is jpeg
+    assert Frame.coerce({"bytes": jpeg, "path": "a.jpg"}).to_hf() == {"bytes": jpeg, "path": "a.jpg"}
+    broken = Frame(data=b"\x89PNG\r\n\x1a\n" + b"\0" * 20, path="broken.png")
+    with pytest.raises(UsageError, match=r"broken\.png"):
+        broken.size()
+    with pytest.raises(UsageError, match="not a readable image"):
+        broken.open()
+    missing = Frame(path=str(tmp_path / "gone.png"))
+    with pytest.raises(UsageError, match="does not exist"):
+        missing.bytes()
+    assert os.fspath(tmp_path)  # keep tmp_path used on every platform
