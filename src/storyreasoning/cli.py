@@ -90,16 +90,284 @@ def check(
     raise typer.Exit(code)
 
 
+_SOURCE_HELP = (
+    "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
+    "story folders (see README, Data)."
+)
+
+
+# -- storytellers -------------------------------------------------------------------------------
+
+_TELLER_PANEL = "Storyteller (one of --model, --endpoint, --teller)"
+_SAMPLING_PANEL = "Sampling and prompt"
+
+
+def _teller_options(
+    model: str | None,
+    endpoint: str | None,
+    teller: str | None,
+    served_model: str | None,
+    api_key: str | None,
+    timeout: float,
+    concurrency: int,
+    batch_size: int,
+    dtype: str,
+    device: str,
+    revision: str | None,
+    min_pixels: int | None,
+    max_pixels: int | None,
+):
+    from .tell.commands import TellerOptions
+
+    return TellerOptions(
+        model=model,
+        endpoint=endpoint,
+        teller=teller,
+        served_model=served_model,
+        api_key=api_key,
+        timeout=timeout,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        revision=revision,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+    )
+
+
+def _sampling(
+    temperature: float, top_p: float, max_new_tokens: int, seed: int | None, prompt, system_prompt, order
+):
+    from .format.prompts import ORDERS
+    from .tell.base import Prompt, Sampling
+
+    if order not in ORDERS:
+        raise UsageError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+    system = None if system_prompt == "" else system_prompt
+    kwargs = {"text": prompt, "order": order}
+    if system_prompt is not None:
+        kwargs["system"] = system
+    return Sampling(temperature, top_p, max_new_tokens, seed), Prompt(**kwargs)
+
+
+def _opt(default, *names, help, panel=_TELLER_PANEL, **kw):
+    return typer.Option(default, *names, help=help, rich_help_panel=panel, **kw)
+
+
+@app.command()
+def tell(
+    images: list[Path] = typer.Argument(
+        ..., help="The images, in story order (a folder stands for its numbered frames).", show_default=False
+    ),
+    model: str | None = _opt(
+        None,
+        "--model",
+        "-m",
+        help="Local model folder or hub id (default daniel3303/QwenStoryteller2).",
+        show_default=False,
+    ),
+    endpoint: str | None = _opt(
+        None,
+        "--endpoint",
+        "-e",
+        help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
+        show_default=False,
+    ),
+    teller: str | None = _opt(
+        None, "--teller", help="A built-in teller: 'baseline' (OpenCV, no model weights).", show_default=False
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write the raw output to this file, the parse beside it (.json) and an HTML view (.html).",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the parse as JSON instead of tables."),
+    temperature: float = _opt(
+        0.7, "--temperature", help="Sampling temperature; 0 is greedy.", panel=_SAMPLING_PANEL
+    ),
+    top_p: float = _opt(0.9, "--top-p", help="Nucleus sampling.", panel=_SAMPLING_PANEL),
+    max_new_tokens: int = _opt(4096, "--max-new-tokens", help="Longest output.", panel=_SAMPLING_PANEL),
+    seed: int | None = _opt(None, "--seed", help="Random seed.", panel=_SAMPLING_PANEL, show_default=False),
+    prompt: str = _opt(
+        "Generate a story based on these images.", "--prompt", help="The user prompt.", panel=_SAMPLING_PANEL
+    ),
+    system_prompt: str | None = _opt(
+        None,
+        "--system-prompt",
+        help="Replace the storyteller system prompt ('' for none).",
+        panel=_SAMPLING_PANEL,
+        show_default=False,
+    ),
+    order: str = _opt("images-first", "--order", help="images-first or text-first.", panel=_SAMPLING_PANEL),
+    served_model: str | None = _opt(
+        None,
+        "--served-model",
+        help="Model name on the server (default: the first it lists).",
+        show_default=False,
+    ),
+    api_key: str | None = _opt(
+        None, "--api-key", help="API key for the server (default: $OPENAI_API_KEY).", show_default=False
+    ),
+    timeout: float = _opt(600.0, "--timeout", help="Seconds to wait for a server's answer."),
+    dtype: str = _opt("auto", "--dtype", help="Local weights: auto, bfloat16, float16 or float32."),
+    device: str = _opt("auto", "--device", help="Local weights: auto, cpu, cuda, cuda:1, mps."),
+    revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
+    min_pixels: int | None = _opt(
+        None, "--min-pixels", help="Local weights: processor pixel budget, lower bound.", show_default=False
+    ),
+    max_pixels: int | None = _opt(
+        None, "--max-pixels", help="Local weights: processor pixel budget, upper bound.", show_default=False
+    ),
+) -> None:
+    """Tell a grounded story about images.
+
+    Prints the story with its tags as colours and the chain-of-thought as tables. The
+    baseline teller needs no model weights: storyreasoning tell examples/stories/pioneers --teller baseline
+    """
+    from .tell.commands import tell as run
+
+    sampling, prompt_ = _sampling(temperature, top_p, max_new_tokens, seed, prompt, system_prompt, order)
+    options = _teller_options(
+        model,
+        endpoint,
+        teller,
+        served_model,
+        api_key,
+        timeout,
+        1,
+        1,
+        dtype,
+        device,
+        revision,
+        min_pixels,
+        max_pixels,
+    )
+    raise typer.Exit(run(images, options, prompt=prompt_, sampling=sampling, out=out, as_json=as_json))
+
+
+@app.command("tell-dataset")
+def tell_dataset(
+    source: str = typer.Argument(..., help=_SOURCE_HELP, show_default=False),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder (created; resumed when it exists).", show_default=False
+    ),
+    split: str | None = typer.Option(None, "--split", "-s", help="Split to tell (all when omitted)."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the first N stories.", show_default=False
+    ),
+    model: str | None = _opt(None, "--model", "-m", help="Local model folder or hub id.", show_default=False),
+    endpoint: str | None = _opt(
+        None, "--endpoint", "-e", help="OpenAI-compatible server URL.", show_default=False
+    ),
+    teller: str | None = _opt(None, "--teller", help="'baseline' (no model weights).", show_default=False),
+    concurrency: int = _opt(8, "--concurrency", min=1, help="Requests in flight against an endpoint."),
+    batch_size: int = _opt(4, "--batch-size", min=1, help="Stories per generate call with local weights."),
+    temperature: float = _opt(
+        0.7, "--temperature", help="Sampling temperature; 0 is greedy.", panel=_SAMPLING_PANEL
+    ),
+    top_p: float = _opt(0.9, "--top-p", help="Nucleus sampling.", panel=_SAMPLING_PANEL),
+    max_new_tokens: int = _opt(4096, "--max-new-tokens", help="Longest output.", panel=_SAMPLING_PANEL),
+    seed: int | None = _opt(None, "--seed", help="Random seed.", panel=_SAMPLING_PANEL, show_default=False),
+    prompt: str = _opt(
+        "Generate a story based on these images.", "--prompt", help="The user prompt.", panel=_SAMPLING_PANEL
+    ),
+    system_prompt: str | None = _opt(
+        None,
+        "--system-prompt",
+        help="Replace the system prompt ('' for none).",
+        panel=_SAMPLING_PANEL,
+        show_default=False,
+    ),
+    order: str = _opt("images-first", "--order", help="images-first or text-first.", panel=_SAMPLING_PANEL),
+    served_model: str | None = _opt(
+        None, "--served-model", help="Model name on the server.", show_default=False
+    ),
+    api_key: str | None = _opt(
+        None, "--api-key", help="API key (default: $OPENAI_API_KEY).", show_default=False
+    ),
+    timeout: float = _opt(600.0, "--timeout", help="Seconds to wait for a server's answer."),
+    dtype: str = _opt("auto", "--dtype", help="Local weights dtype."),
+    device: str = _opt("auto", "--device", help="Local weights device."),
+    revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
+    min_pixels: int | None = _opt(
+        None, "--min-pixels", help="Processor pixel budget, lower bound.", show_default=False
+    ),
+    max_pixels: int | None = _opt(
+        None, "--max-pixels", help="Processor pixel budget, upper bound.", show_default=False
+    ),
+) -> None:
+    """Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).
+
+    Writes manifest.json, records.jsonl (one record per story) and errors.jsonl. Run the
+    same command again after a crash or Ctrl-C: finished stories are skipped.
+    """
+    from .tell.commands import tell_dataset as run
+
+    sampling, prompt_ = _sampling(temperature, top_p, max_new_tokens, seed, prompt, system_prompt, order)
+    options = _teller_options(
+        model,
+        endpoint,
+        teller,
+        served_model,
+        api_key,
+        timeout,
+        concurrency,
+        batch_size,
+        dtype,
+        device,
+        revision,
+        min_pixels,
+        max_pixels,
+    )
+    raise typer.Exit(run(source, out, options, split=split, limit=limit, prompt=prompt_, sampling=sampling))
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Model folder or hub id to serve.", show_default=False
+    ),
+    max_images: int = typer.Option(20, "--max-images", min=1, help="Most images per story (per prompt)."),
+    min_pixels: int = typer.Option(
+        256 * 28 * 28, "--min-pixels", help="Pixel budget per image, lower bound."
+    ),
+    max_pixels: int = typer.Option(
+        1280 * 28 * 28, "--max-pixels", help="Pixel budget per image, upper bound."
+    ),
+    max_new_tokens: int = typer.Option(4096, "--max-new-tokens", help="Longest answer to leave room for."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    server: str = typer.Option("auto", "--server", help="auto (vLLM when installed), vllm or transformers."),
+    print_only: bool = typer.Option(
+        False, "--print", help="Print the command and the endpoint; do not run it."
+    ),
+) -> None:
+    """Serve a storyteller behind an OpenAI-compatible API, with flags derived from the story length."""
+    from .tell.commands import serve as run
+
+    raise typer.Exit(
+        run(
+            model,
+            print_only=print_only,
+            max_images=max_images,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            max_new_tokens=max_new_tokens,
+            host=host,
+            port=port,
+            server=server,
+        )
+    )
+
+
 data_app = typer.Typer(
     help="Datasets: statistics, validation, one story, conversion between formats, contrastive sequences.",
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
-
-_SOURCE_HELP = (
-    "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
-    "story folders (see README, Data)."
-)
 
 
 def _source() -> str:

@@ -62,6 +62,8 @@ class Telling:
     cot_text: str | None = None
     story_text: str | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # who produced it and how (a storyteller fills it: backend, model, timing, token counts)
+    meta: dict = field(default_factory=dict, compare=False)
 
     def validate(
         self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs

@@ -1,0 +1,259 @@
+"""What ``storyreasoning tell``, ``tell-dataset`` and ``serve`` do (the CLI only parses options)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StoryReasoningError, UsageError
+from .base import Prompt, Sampling, Teller, TellError
+
+BASELINE_LABEL = "baseline storyteller (OpenCV detectors and colour re-identification, no model weights)"
+
+
+@dataclass(frozen=True)
+class TellerOptions:
+    model: str | None = None
+    endpoint: str | None = None
+    teller: str | None = None
+    served_model: str | None = None
+    api_key: str | None = None
+    timeout: float = 600.0
+    concurrency: int = 8
+    batch_size: int = 4
+    dtype: str = "auto"
+    device: str = "auto"
+    revision: str | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+
+def make_teller(options: TellerOptions) -> Teller:
+    """The teller the options name: ``--teller baseline``, ``--endpoint URL`` or ``--model`` (the default)."""
+    given = [
+        name
+        for name, value in (
+            ("--model", options.model),
+            ("--endpoint", options.endpoint),
+            ("--teller", options.teller),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise UsageError(f"give one of --model, --endpoint and --teller, not {' and '.join(given)}")
+    if options.teller is not None:
+        if options.teller != "baseline":
+            raise UsageError(
+                f"unknown --teller {options.teller!r}; the built-in teller is 'baseline' "
+                "(use --model for local weights, --endpoint for a server)"
+            )
+        from .baseline import BaselineTeller
+
+        return BaselineTeller()
+    if options.endpoint is not None:
+        from .openai import OpenAITeller
+
+        return OpenAITeller(
+            options.endpoint,
+            model=options.served_model,
+            api_key=options.api_key,
+            timeout=options.timeout,
+            concurrency=options.concurrency,
+        )
+    from .local import DEFAULT_MODEL, TransformersTeller
+
+    return TransformersTeller(
+        options.model or DEFAULT_MODEL,
+        revision=options.revision,
+        dtype=options.dtype,
+        device=options.device,
+        min_pixels=options.min_pixels,
+        max_pixels=options.max_pixels,
+        batch_size=options.batch_size,
+    )
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """Image files from the arguments; a folder stands for its numbered frames (the story-folder rule)."""
+    from ..data.folder import frame_files
+
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            frames = frame_files(path)
+            if not frames:
+                raise UsageError(f"{path} holds no frames (image files with numbers in their names)")
+            images += frames
+        elif not path.exists():
+            raise UsageError(f"image {path} does not exist; check the path")
+        else:
+            images.append(path)
+    if not images:
+        raise UsageError("give at least one image (or a folder of numbered frames)")
+    return images
+
+
+def side_files(out: Path) -> tuple[Path, Path]:
+    """Where the parsed JSON and the HTML view of ``--out FILE`` go (beside it)."""
+    if out.suffix.lower() in (".json", ".html"):
+        return out.with_name(out.name + ".json"), out.with_name(out.name + ".html")
+    return out.with_suffix(".json"), out.with_suffix(".html")
+
+
+def tell(
+    paths: list[Path],
+    options: TellerOptions,
+    *,
+    prompt: Prompt,
+    sampling: Sampling,
+    out: Path | None,
+    as_json: bool,
+) -> int:
+    from rich.console import Console
+
+    from ..format.images import image_size
+    from ..format.stream import StreamParser
+
+    images = collect_images(paths)
+    sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
+    console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    teller = make_teller(options)
+    label = BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
+    err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
+    live = console.is_terminal and not as_json
+    parser = StreamParser()
+    chunks: list[str] = []
+    try:
+        import time
+
+        start = time.perf_counter()
+        for chunk in teller.stream(images, prompt=prompt, sampling=sampling):
+            chunks.append(chunk)
+            parser.feed(chunk)
+            if live:
+                console.out(chunk, end="", highlight=False)
+        seconds = time.perf_counter() - start
+    except TellError as exc:
+        partial = "".join(chunks) or exc.partial
+        if out is not None and partial:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(partial, encoding="utf-8")
+            raise StoryReasoningError(f"{exc} (the partial output is in {out})") from exc
+        raise
+    finally:
+        teller.close()
+    parser.close()
+    telling = parser.result()
+    usage = teller.last_usage.to_dict() if teller.last_usage else {}
+    usage["seconds"] = seconds
+    telling.meta = {
+        **teller.describe(),
+        "sampling": sampling.to_dict(),
+        "usage": usage,
+        "images": len(images),
+    }
+    verdict = telling.validate(n_images=len(images), image_sizes=sizes)
+    if live:
+        console.print()
+        console.rule()
+    if out is not None:
+        from .html import write_html
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(telling.raw, encoding="utf-8")
+        json_path, html_path = side_files(out)
+        data = telling.to_dict(verdict)
+        data["meta"] = telling.meta
+        data["images"] = [str(p) for p in images]
+        json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_html(
+            html_path,
+            telling,
+            images,
+            title=f"Grounded story ({len(images)} images)",
+            teller_label=BASELINE_LABEL if teller.backend == "baseline" else label,
+        )
+    if as_json:
+        data = telling.to_dict(verdict)
+        data["meta"] = telling.meta
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    else:
+        from ..terminal import print_telling
+
+        print_telling(console, telling, title=label, verdict=verdict)
+        if out is not None:
+            json_path, html_path = side_files(out)
+            console.print(f"wrote {out}, {json_path} and {html_path}")
+    return 0
+
+
+def tell_dataset(
+    source: str,
+    out: Path,
+    options: TellerOptions,
+    *,
+    split: str | None,
+    limit: int | None,
+    prompt: Prompt,
+    sampling: Sampling,
+) -> int:
+    from rich.console import Console
+
+    from ..data.commands import progress_bar
+    from ..data.sources import load_stories
+    from .run import tell_dataset as run
+
+    stories = load_stories(source, split)
+    teller = make_teller(options)
+    console = Console(highlight=False)
+    total = min(len(stories), limit) if limit else len(stories)
+    try:
+        with progress_bar(total, f"telling ({teller.backend})") as advance:
+            summary = run(
+                stories,
+                teller,
+                out,
+                prompt=prompt,
+                sampling=sampling,
+                limit=limit,
+                progress=advance,
+                on_start=lambda n, skipped: advance(skipped),
+            )
+    finally:
+        teller.close()
+    console.print(f"{out}: {summary.line()}")
+    if summary.failed:
+        console.print(
+            f"[yellow]failures are in {out / 'errors.jsonl'}; run the same command again to retry them[/yellow]"
+        )
+    return 0 if not summary.failed else 1
+
+
+def serve(model: str, *, print_only: bool, **kwargs) -> int:
+    from rich.console import Console
+
+    from .serve import plan
+
+    p = plan(model, **kwargs)
+    console = Console(stderr=True, highlight=False)
+    if print_only:
+        sys.stdout.write(p.shell() + "\n")
+        for note in p.notes:
+            console.print(f"[dim]{note}[/dim]")
+        console.print(f"endpoint: {p.endpoint}")
+        return 0
+    for note in p.notes:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(f"serving {model} with {p.server}; when it is up, use: --endpoint {p.endpoint}")
+    console.print(f"[dim]{p.shell()}[/dim]")
+    try:
+        return subprocess.call(p.command)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{p.command[0]} is not installed; pip install vllm (GPU) or pip install fastapi uvicorn "
+            "for transformers serve"
+        ) from None

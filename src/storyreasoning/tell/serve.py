@@ -1,0 +1,104 @@
+"""Serving a storyteller behind an OpenAI-compatible API (vLLM, else ``transformers serve``).
+
+vLLM's defaults do not fit stories: it accepts one image per prompt unless told
+otherwise, and it reserves memory for the largest possible image. :func:`vllm_command`
+derives the flags from the story length instead: ``--limit-mm-per-prompt`` from the
+number of frames, ``--max-model-len`` from frames x image tokens at the pixel budget
+plus the prompt and the answer, and ``--mm-processor-kwargs`` with the same pixel budget
+the model was trained and evaluated with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+from dataclasses import dataclass
+
+# Qwen2.5-VL model cards' recommended budget: 256 to 1280 tokens of 28x28 per image.
+DEFAULT_MIN_PIXELS = 256 * 28 * 28
+DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+DEFAULT_MAX_IMAGES = 20
+PROMPT_OVERHEAD = 512  # system prompt, user prompt and chat markup, in tokens (generous)
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    command: list[str]
+    server: str  # "vllm" or "transformers"
+    endpoint: str
+    max_model_len: int | None
+    notes: list[str]
+
+    def shell(self) -> str:
+        import shlex
+
+        return shlex.join(self.command)
+
+
+def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
+    """Tokens a story can need: every frame at the full budget, the prompt and the answer, rounded up to 1024."""
+    per_image = max_pixels // (28 * 28)
+    need = max_images * per_image + PROMPT_OVERHEAD + max_new_tokens
+    return int(math.ceil(need / 1024) * 1024)
+
+
+def have_vllm() -> bool:
+    return shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None
+
+
+def plan(
+    model: str,
+    *,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_new_tokens: int = 4096,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    server: str = "auto",
+    extra: list[str] | None = None,
+) -> ServePlan:
+    """The command that serves ``model``; ``server`` is ``auto`` (vLLM when installed), ``vllm`` or ``transformers``."""
+    from ..errors import UsageError
+
+    if max_images < 1:
+        raise UsageError("--max-images must be at least 1")
+    if not 0 < min_pixels <= max_pixels:
+        raise UsageError(f"need 0 < --min-pixels <= --max-pixels, got {min_pixels} and {max_pixels}")
+    if server not in ("auto", "vllm", "transformers"):
+        raise UsageError(f"--server must be auto, vllm or transformers, got {server!r}")
+    use_vllm = server == "vllm" or (server == "auto" and have_vllm())
+    endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
+    notes: list[str] = []
+    if use_vllm:
+        length = max_model_len(max_images, max_pixels, max_new_tokens)
+        command = [
+            "vllm",
+            "serve",
+            model,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--limit-mm-per-prompt",
+            json.dumps({"image": max_images}),
+            "--max-model-len",
+            str(length),
+            "--mm-processor-kwargs",
+            json.dumps({"min_pixels": min_pixels, "max_pixels": max_pixels}),
+        ]
+        notes.append(
+            f"up to {max_images} images of at most {max_pixels // 784} image tokens each, "
+            f"{max_new_tokens} new tokens: max model length {length}"
+        )
+        return ServePlan(command + list(extra or []), "vllm", endpoint, length, notes)
+    if server == "auto":
+        notes.append("vLLM is not installed: serving with `transformers serve` (fine for testing, slower)")
+    notes.append(
+        "transformers serve uses the model's own processor budget; pass --min-pixels/--max-pixels to "
+        "`storyreasoning tell --model` for local runs, or use vLLM to set it on the server"
+    )
+    command = ["transformers", "serve", model, "--host", host, "--port", str(port)]
+    return ServePlan(command + list(extra or []), "transformers", endpoint, None, notes)

@@ -1,0 +1,94 @@
+"""The transformers storyteller on a tiny Qwen2.5-VL built offline: real weights, real generate."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..conftest import require_transformers
+
+require_transformers()
+
+from PIL import Image  # noqa: E402
+
+from storyreasoning.errors import StoryReasoningError  # noqa: E402
+from storyreasoning.tell import Prompt, Sampling, Story  # noqa: E402
+from storyreasoning.tell.local import TransformersTeller, choose_dtype  # noqa: E402
+
+GREEDY = Sampling(temperature=0, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def teller(tiny_qwen):
+    with TransformersTeller(str(tiny_qwen)) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return [Image.new("RGB", size, color) for size, color in (((64, 48), (200, 0, 0)), ((90, 60), (0, 150, 0)))]
+
+
+def test_stream_and_tell_agree(teller, frames):
+    chunks = list(teller.stream(frames, sampling=GREEDY))
+    assert len(chunks) > 1  # really streamed
+    telling = teller.tell(frames, sampling=GREEDY)
+    assert telling.raw == "".join(chunks)
+    usage = telling.meta["usage"]
+    assert usage["completion_tokens"] == 12 and usage["finish_reason"] == "length"
+    assert usage["prompt_tokens"] > 12 and usage["seconds"] > 0
+    meta = telling.meta
+    assert meta["backend"] == "transformers" and meta["device"] == "cpu" and meta["dtype"] == "float32"
+    assert (meta["min_pixels"], meta["max_pixels"]) == (28 * 28 * 4, 28 * 28 * 16)
+    assert meta["sampling"]["max_new_tokens"] == 12 and meta["images"] == 2
+
+
+def test_sampling_with_a_seed_is_reproducible(teller, frames):
+    sampled = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=10, seed=3)
+    assert teller.tell(frames, sampling=sampled).raw == teller.tell(frames, sampling=sampled).raw
+
+
+def test_batched_equals_one_by_one(teller, frames):
+    stories = [Story("a", frames), Story("b", frames[:1]), Story("c", frames[::-1])]
+    single = {s.story_id: teller.tell(s.images, sampling=GREEDY).raw for s in stories}
+    teller.batch_size = 2
+    batched = dict((s.story_id, t.raw) for s, t in teller.tell_many(stories, sampling=GREEDY))
+    assert batched == single
+
+
+def test_prompt_options_change_the_input(teller, frames):
+    base = teller.tell(frames, sampling=GREEDY).meta["usage"]["prompt_tokens"]
+    without_system = teller.tell(frames, prompt=Prompt(system=None), sampling=GREEDY).meta["usage"]["prompt_tokens"]
+    assert without_system != base
+
+
+def test_pixel_budget_is_applied_and_recorded(tiny_qwen):
+    small = TransformersTeller(str(tiny_qwen), min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 4)
+    big = Image.new("RGB", (640, 480), (10, 20, 30))
+    telling = small.tell([big], sampling=GREEDY)
+    assert telling.meta["max_pixels"] == 28 * 28 * 4
+    default = TransformersTeller(str(tiny_qwen)).tell([big], sampling=GREEDY)
+    from storyreasoning.format import smart_resize
+
+    def tokens(max_pixels: int) -> int:
+        h, w = smart_resize(480, 640, min_pixels=28 * 28 * 4, max_pixels=max_pixels)
+        return (h // 28) * (w // 28)
+
+    difference = default.meta["usage"]["prompt_tokens"] - telling.meta["usage"]["prompt_tokens"]
+    assert difference == tokens(28 * 28 * 16) - tokens(28 * 28 * 4) > 0
+
+
+def test_stopping_a_stream_early_frees_the_model(teller, frames):
+    stream = teller.stream(frames, sampling=Sampling(temperature=0, max_new_tokens=200))
+    next(stream)
+    stream.close()  # generation is stopped and joined; the next call can use the model
+    assert teller.tell(frames, sampling=GREEDY).raw
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(StoryReasoningError, match="cannot load the model") as info:
+        TransformersTeller(str(tmp_path / "no-model-here"))
+    assert "--teller baseline" in str(info.value)
+    with pytest.raises(StoryReasoningError, match="unknown dtype"):
+        choose_dtype("float13", "cpu")
+    with pytest.raises(StoryReasoningError, match="temperature"):
+        Sampling(temperature=-1)

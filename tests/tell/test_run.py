@@ -1,0 +1,147 @@
+"""Batch runs: one record per story, resume after a crash, a kill or Ctrl-C, never twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from ..conftest import require_transformers
+from ..data.fixtures import image_bytes, lighthouse_texts
+
+require_transformers()
+
+from storyreasoning.data import StorySample, load_stories, write_folders  # noqa: E402
+from storyreasoning.errors import UsageError  # noqa: E402
+from storyreasoning.tell import Sampling, TellError  # noqa: E402
+from storyreasoning.tell.local import TransformersTeller  # noqa: E402
+from storyreasoning.tell.run import read_done, read_run, tell_dataset  # noqa: E402
+
+GREEDY = Sampling(temperature=0, max_new_tokens=8)
+
+
+def make_dataset(root, n: int):
+    cot, story = lighthouse_texts()
+    samples = [
+        StorySample(f"st{i:03d}", [image_bytes(60 + i, 40, i), image_bytes(50, 44, i + 1, "JPEG")], cot, story)
+        for i in range(n)
+    ]
+    write_folders(samples, root)
+    return load_stories(root)
+
+
+@pytest.fixture(scope="module")
+def teller(tiny_qwen):
+    return TransformersTeller(str(tiny_qwen), batch_size=2)
+
+
+def ids_in(path) -> Counter:
+    return Counter(json.loads(line)["story_id"] for line in path.read_text().splitlines() if line.strip())
+
+
+def test_run_writes_records_and_manifest(teller, tmp_path):
+    stories = make_dataset(tmp_path / "ds", 5)
+    summary = tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
+    assert (summary.done, summary.skipped, summary.failed) == (5, 0, 0)
+    manifest, records = read_run(tmp_path / "run")
+    assert [r["story_id"] for r in records] == stories.ids()
+    record = records[0]
+    assert set(record) >= {"story_id", "raw", "parse", "well_structured", "meta"}
+    assert record["parse"]["story"] is None or "segments" in record["parse"]["story"]
+    assert record["meta"]["usage"]["completion_tokens"] == 8
+    assert manifest["teller"]["model"] == teller.model and manifest["teller"]["max_pixels"] == 28 * 28 * 16
+    assert manifest["sampling"]["max_new_tokens"] == 8 and manifest["finished"] == 5 and manifest["total"] == 5
+    assert manifest["dataset"]["source"] == str(tmp_path / "ds")
+    assert "storyreasoning" in manifest["versions"] and "transformers" in manifest["versions"]
+    # nothing left to do: a second run skips everything
+    again = tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
+    assert (again.done, again.skipped) == (0, 5)
+    assert ids_in(tmp_path / "run" / "records.jsonl") == Counter(stories.ids())
+
+
+class Interrupting:
+    """A real teller that gets Ctrl-C after ``after`` stories."""
+
+    def __init__(self, inner, after: int):
+        self.inner, self.after = inner, after
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def tell_many(self, stories, **kw):
+        for n, item in enumerate(self.inner.tell_many(stories, **kw)):
+            if n == self.after:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_interrupted_run_resumes_without_repeats(teller, tmp_path):
+    stories = make_dataset(tmp_path / "ds", 7)
+    with pytest.raises(KeyboardInterrupt):
+        tell_dataset(stories, Interrupting(teller, 3), tmp_path / "run", sampling=GREEDY)
+    assert len(read_done(tmp_path / "run" / "records.jsonl")) == 3
+    # a crash mid-write leaves half a line: it is cut off, and that story told again
+    with (tmp_path / "run" / "records.jsonl").open("a") as f:
+        f.write('{"story_id": "st005", "raw": "half a reco')
+    summary = tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
+    assert (summary.skipped, summary.done) == (3, 4)
+    assert ids_in(tmp_path / "run" / "records.jsonl") == Counter(stories.ids())
+
+
+def test_other_options_are_not_mixed_into_a_run(teller, tmp_path):
+    stories = make_dataset(tmp_path / "ds", 2)
+    tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
+    with pytest.raises(UsageError, match="another sampling"):
+        tell_dataset(stories, teller, tmp_path / "run", sampling=Sampling(temperature=0, max_new_tokens=9))
+
+
+class Failing:
+    backend, model = "failing", "none"
+    last_usage = None
+
+    def describe(self):
+        return {"backend": self.backend, "model": self.model}
+
+    def tell_many(self, stories, **kw):
+        for story in stories:
+            yield story, TellError("server went away", partial="<think>\n## Image 1")
+
+
+def test_failures_are_kept_apart_and_retried(teller, tmp_path):
+    stories = make_dataset(tmp_path / "ds", 3)
+    summary = tell_dataset(stories, Failing(), tmp_path / "run", sampling=GREEDY)
+    assert summary.failed == 3 and summary.done == 0
+    errors = [json.loads(line) for line in (tmp_path / "run" / "errors.jsonl").read_text().splitlines()]
+    assert errors[0]["partial"] == "<think>\n## Image 1" and "server went away" in errors[0]["error"]
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_killed_process_resumes_with_each_story_once(tiny_qwen, tmp_path):
+    make_dataset(tmp_path / "ds", 30)
+    command = [
+        sys.executable, "-m", "storyreasoning", "tell-dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
+        "--model", str(tiny_qwen), "--temperature", "0", "--max-new-tokens", "24", "--batch-size", "1",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    records = tmp_path / "run" / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if records.exists() and len(records.read_bytes().splitlines()) >= 4:
+            os.killpg(process.pid, signal.SIGKILL)  # no clean-up, no flush: a hard crash
+            break
+        time.sleep(0.02)
+    process.wait(timeout=30)
+    killed_at = len(read_done(records))
+    assert 0 < killed_at < 30, "the run finished before it could be killed; make it longer"
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"{killed_at} already done" in finished.stdout
+    counts = ids_in(records)
+    assert len(counts) == 30 and set(counts.values()) == {1}

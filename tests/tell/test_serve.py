@@ -1,0 +1,54 @@
+"""storyreasoning serve: flags derived from the story length, printed or run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from storyreasoning.errors import UsageError
+from storyreasoning.tell.serve import max_model_len, plan
+
+
+def test_vllm_flags_follow_the_story_length():
+    p = plan("daniel3303/QwenStoryteller2", max_images=12, max_pixels=28 * 28 * 1280, server="vllm", port=8011)
+    args = p.command
+    assert args[:3] == ["vllm", "serve", "daniel3303/QwenStoryteller2"]
+    assert json.loads(args[args.index("--limit-mm-per-prompt") + 1]) == {"image": 12}
+    assert json.loads(args[args.index("--mm-processor-kwargs") + 1]) == {
+        "min_pixels": 256 * 28 * 28,
+        "max_pixels": 1280 * 28 * 28,
+    }
+    length = int(args[args.index("--max-model-len") + 1])
+    assert length == max_model_len(12, 28 * 28 * 1280, 4096) == 20480  # 12*1280 + 512 + 4096, rounded up
+    assert length % 1024 == 0 and length >= 12 * 1280 + 4096
+    assert p.endpoint == "http://127.0.0.1:8011/v1"
+
+
+def test_transformers_serve_when_asked_or_without_vllm():
+    p = plan("some/model", server="transformers", host="0.0.0.0", port=9000)
+    assert p.command == ["transformers", "serve", "some/model", "--host", "0.0.0.0", "--port", "9000"]
+    assert p.endpoint == "http://127.0.0.1:9000/v1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"max_images": 0}, "max-images"), ({"min_pixels": 10, "max_pixels": 5}, "min-pixels"), ({"server": "tgi"}, "--server")],
+)
+def test_bad_options(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        plan("m", **kwargs)
+
+
+def test_print_shows_the_command_and_the_endpoint():
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "serve", "--model", "my/model", "--server", "vllm", "--max-images", "6",
+         "--print"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("vllm serve my/model ")
+    assert "--limit-mm-per-prompt '{\"image\": 6}'" in result.stdout
+    assert "endpoint: http://127.0.0.1:8000/v1" in result.stderr
