@@ -80,6 +80,11 @@ def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title
             )
         console.print(table)
     print_diagnostics(console, verdict.findings)
+    print_verdict(console, verdict)
+
+
+def print_verdict(console: Console, verdict: Verdict) -> None:
+    """One line: well-structured, or not and how many errors decide it."""
     if verdict.well_structured:
         console.print("[bold green]well-structured[/bold green]")
     else:
@@ -89,6 +94,7 @@ def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title
 
 def print_diagnostics(console: Console, findings) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     if not findings:
         console.print("No findings.")
@@ -99,6 +105,99 @@ def print_diagnostics(console: Console, findings) -> None:
     for d in findings:
         style = SEVERITY_STYLES.get(d.severity.value, "")
         table.add_row(
-            str(d.line) if d.line else "-", f"[{style}]{d.severity.value}[/{style}]", d.code, d.message
+            str(d.line) if d.line else "-",
+            f"[{style}]{d.severity.value}[/{style}]",
+            Text(d.code),
+            Text(d.message),  # messages quote model text: never read it as markup
         )
     console.print(table)
+
+
+# Box colours per entity kind (the id prefix), as in the HTML view.
+KIND_STYLES = {"char": "bold #4361ee", "obj": "bold #e76f00", "bg": "bold #2a9d8f", "lm": "bold #b5179e"}
+
+
+def _id_text(entity_id: str):
+    from rich.text import Text
+
+    from .format.cot import id_kind
+
+    return Text(entity_id, style=KIND_STYLES.get(id_kind(entity_id) or "", "bold"))
+
+
+def _box_text(row):
+    from rich.text import Text
+
+    if row.box is not None:
+        return Text(str(row.box))
+    if row.box_text:
+        return Text(row.box_text, style="red")
+    return Text("-", style="dim")
+
+
+def _table(title: str, headers: tuple[str, ...]):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, title_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header in ("id", "box"))
+    return table
+
+
+def print_telling(console: Console, telling: Telling, *, title: str, verdict: Verdict | None = None) -> None:
+    """A whole telling: the CoT tables per image, the narrative structure, the coloured story,
+    the findings and (when ``verdict`` is given) the verdict.
+
+    Every text from the model is printed as plain text, never read as rich markup.
+    """
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"))
+    cot = telling.cot
+    if cot is None:
+        console.print(Text("No chain of thought.", style="yellow"))
+    else:
+        for image in cot.images:
+            console.rule(Text(f"Image {image.number}", style="bold"), align="left")
+            if image.characters:
+                table = _table("Characters", ("id", "name", "description", "box"))
+                for c in image.characters:
+                    table.add_row(_id_text(c.id), Text(c.name), Text(c.description), _box_text(c))
+                console.print(table)
+            else:
+                console.print(Text("no characters", style="dim"))
+            if image.objects:
+                table = _table("Objects", ("id", "description", "box"))
+                for o in image.objects:
+                    table.add_row(_id_text(o.id), Text(o.description), _box_text(o))
+                console.print(table)
+            else:
+                console.print(Text("no objects", style="dim"))
+            if image.settings:
+                table = _table("Setting", ("element", "description", "mood", "time"))
+                for s in image.settings:
+                    table.add_row(Text(s.element), Text(s.description), Text(s.mood), Text(s.time))
+                console.print(table)
+            else:
+                console.print(Text("no settings", style="dim"))
+        console.rule(Text("Narrative Structure", style="bold"), align="left")
+        if cot.narrative is None:
+            console.print(Text("missing", style="red"))
+        elif not cot.narrative:
+            console.print(Text("(empty)", style="dim"))
+        else:
+            table = _table("", ("phase", "description", "key events", "images"))
+            for row in cot.narrative:
+                table.add_row(
+                    Text(row.phase), Text(row.description), Text(row.key_events), Text(row.images_text)
+                )
+            console.print(table)
+    console.rule(Text("Story", style="bold"), align="left")
+    if telling.story is None:
+        console.print(Text("No story.", style="yellow"))
+    else:
+        console.print(story_text(telling))
+    console.print()
+    print_diagnostics(console, verdict.findings if verdict is not None else telling.diagnostics)
+    if verdict is not None:
+        print_verdict(console, verdict)
