@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from ..format.box import QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, smart_resize
 from .messages import MessageOptions, prepare, training_messages
 from .sample import StorySample
+from .transform import cut_frames
 
 
 @dataclass(frozen=True)
@@ -155,16 +156,27 @@ def fit_stories(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[StorySample], FitReport]:
-    """Fit every story (dropping those that cannot fit); returns the prepared stories and a report."""
+    """Fit every story (dropping those that cannot fit); returns the fitted stories and a report.
+
+    The stories come back cut to the frames that fit but otherwise as given (not
+    prepared): hand them to :class:`~storyreasoning.data.messages.TrainingExamples` with
+    the same ``options``, which filters entities and converts boxes exactly once.
+
+    Each story is counted with the prompt of its position in the returned list (the
+    index :class:`~storyreasoning.data.messages.TrainingExamples` gives it), so a story
+    after a dropped one is fitted with the prompt it will be trained with.
+    """
     report = FitReport()
     kept: list[StorySample] = []
-    for index, sample in enumerate(stories):
+    for sample in stories:
         report.stories += 1
-        fit = budget.fit(sample, max_length, index, options)
+        fit = budget.fit(sample, max_length, len(kept), options)
         if fit.sample is None:
             report.too_long.append(sample.story_id)
         else:
-            kept.append(fit.sample)
+            kept.append(
+                sample if fit.frames_after == sample.frame_count else cut_frames(sample, fit.frames_after)
+            )
             report.max_tokens = max(report.max_tokens, fit.tokens)
             if fit.shortened:
                 report.shortened += 1

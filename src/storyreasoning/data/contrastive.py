@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from ..format.cot import CoT, ImageAnalysis, id_kind, render_cot
+from ..format.cot import CoT, ImageAnalysis, NarrativePhase, NarrativeRow, id_kind, phase_images, render_cot
 from ..format.story import GroundedStory, Segment, Span, render_story
 from .sample import StorySample
 
@@ -107,6 +107,7 @@ def _assemble(story_id: str, picks: list[tuple[StorySample, int, str]], seed: in
         number = frame + 1
         analysis = copy.deepcopy(story.cot.image(number)) or ImageAnalysis(number=number)
         analysis.number = k
+        defined = set(analysis.entity_ids())
         for row in (*analysis.characters, *analysis.objects):
             row.id = new_id(source, story.story_id, row.id)
         images.append(analysis)
@@ -114,13 +115,29 @@ def _assemble(story_id: str, picks: list[tuple[StorySample, int, str]], seed: in
         parts: list = []
         for part in original.parts if original is not None else []:
             if isinstance(part, Span):
-                ids = tuple(new_id(source, story.story_id, i) for i in part.ids)
-                parts.append(Span(part.kind, ids, part.text))
+                # an id this frame does not list (a recall of another frame of the source
+                # story) names nothing in the sequence: its tag goes, its text stays
+                ids = tuple(new_id(source, story.story_id, i) for i in part.ids if i in defined)
+                parts.append(Span(part.kind, ids, part.text) if ids else part.text)
             else:
                 parts.append(part)
         segments.append(Segment(image=k, parts=parts))
         frame_meta.append({"source": source, "story_id": story.story_id, "frame": number})
-    cot_text = render_cot(CoT(images=images, narrative=None)).strip()
+    # The narrative says what the sequence is: unrelated scenes, nothing carried over.
+    narrative = []
+    for phase, numbers in zip(NarrativePhase, phase_images(len(picks)), strict=True):
+        listed = ", ".join(str(n) for n in numbers)
+        narrative.append(
+            NarrativeRow(
+                phase=phase.value,
+                description=f"Image{'s' if len(numbers) > 1 else ''} {listed}: "
+                + ("scenes" if len(numbers) > 1 else "a scene")
+                + " unrelated to the other images",
+                key_events="No character or object carries over from another image",
+                images_text=listed,
+            )
+        )
+    cot_text = render_cot(CoT(images=images, narrative=narrative)).strip()
     story_text = render_story(GroundedStory(segments=segments)).strip()
     frames = [story.frames[frame] for story, frame, _ in picks]
     return StorySample(

@@ -37,6 +37,20 @@ class NarrativePhase(str, Enum):
     CONCLUSION = "Conclusion"
 
 
+def phase_images(n_images: int) -> list[list[int]]:
+    """The images (1-based) of each of the five narrative phases, by position in the sequence.
+
+    Every phase gets at least one image and every image belongs to a phase; with fewer
+    than five images neighbouring phases share one (4 images: 1, 1, 2, 3, 4).
+    """
+    phases = []
+    for i in range(5):
+        start = i * n_images // 5
+        stop = max((i + 1) * n_images // 5, start + 1)
+        phases.append([k + 1 for k in range(start, min(stop, n_images))])
+    return phases
+
+
 def _norm_words(text: str) -> str:
     return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
 

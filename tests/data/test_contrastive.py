@@ -1,0 +1,245 @@
+"""Contrastive sequences: frames from distinct sources, entities kept per frame, never linked across."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from storyreasoning.data import SampleList, StorySample
+from storyreasoning.data.contrastive import contrastive_sequences
+from storyreasoning.errors import UsageError
+from storyreasoning.format import Span, id_kind
+
+from .fixtures import fixture_samples, image_bytes, lighthouse_texts
+
+
+def varied_stories() -> list[StorySample]:
+    """Six three-frame stories from four movies; names, frames and ids differ from story to story.
+
+    In every story, segment 2 also names obj3, which only Image 3 lists (a story may
+    recall what is off-screen).
+    """
+    cot, story = lighthouse_texts()
+    story = story.replace(
+        "<gdo obj2>the heavy door</gdo>.",
+        "<gdo obj2>the heavy door</gdo> under <gdo obj3>the dead lamp</gdo>.",
+    )
+    assert "the dead lamp" in story
+    stories = []
+    for i in range(6):
+        # story i numbers its characters from i + 1 (char1 -> char{i+1}, char2 -> char{i+2})
+        def shift(m: re.Match, i=i) -> str:
+            return f"char{int(m.group(1)) + i}"
+
+        c = re.sub(r"\bchar(\d+)\b", shift, cot).replace("Ines", f"Ines{i}").replace("Tomas", f"Tomas{i}")
+        s = re.sub(r"\bchar(\d+)\b", shift, story).replace("Ines", f"Ines{i}").replace("Tomas", f"Tomas{i}")
+        frames = [image_bytes(640, 480, 10 * i + k, "JPEG" if k == 1 else "PNG") for k in range(3)]
+        movie = ["m0", "m1", "m2", "m3", "m1", "m0"][i]
+        stories.append(
+            StorySample(f"v{i}", frames, c, s, frame_meta=[{"source": movie, "shot": k} for k in range(3)])
+        )
+    return stories
+
+
+@pytest.fixture(scope="module")
+def stories() -> list[StorySample]:
+    return varied_stories()
+
+
+@pytest.fixture(scope="module")
+def sequences(stories) -> list[StorySample]:
+    return contrastive_sequences(stories, 20, length=(2, 4), seed=11)
+
+
+def fingerprint(samples: list[StorySample]) -> list[tuple]:
+    return [
+        (s.story_id, s.frame_meta, s.cot_text, s.story_text, [f.bytes() for f in s.frames]) for s in samples
+    ]
+
+
+def test_same_seed_same_sequences_other_seed_others(stories):
+    first = contrastive_sequences(stories, 8, length=3, seed=5)
+    assert fingerprint(first) == fingerprint(contrastive_sequences(stories, 8, length=3, seed=5))
+    other = contrastive_sequences(stories, 8, length=3, seed=6)
+    assert [s.frame_meta for s in other] != [s.frame_meta for s in first]
+    assert [s.story_id for s in first] == [f"contrastive-5-{n:05d}" for n in range(8)]
+    assert all(s.meta == {"contrastive": True, "seed": 5} for s in first)
+
+
+def test_frames_come_from_distinct_sources(stories, sequences):
+    sources = {s.story_id: s.frame_source(0) for s in stories}
+    for sample in sequences:
+        meta = sample.frame_meta
+        assert meta is not None and len(meta) == sample.frame_count
+        tagged = [m["source"] for m in meta]
+        assert len(set(tagged)) == len(tagged), tagged
+        assert tagged == [sources[m["story_id"]] for m in meta]  # the tag is the source story's movie
+        assert all(1 <= m["frame"] <= 3 for m in meta)
+
+
+def test_length_is_honoured(stories, sequences):
+    lengths = [s.frame_count for s in sequences]
+    assert set(lengths) == {2, 3, 4}  # twenty draws from 2..4 reach both ends
+    assert all(s.frame_count == 3 for s in contrastive_sequences(stories, 5, length=3, seed=1))
+    assert [s.frame_count for s in contrastive_sequences(stories, 3, length=(4, 4), seed=1)] == [4, 4, 4]
+    assert contrastive_sequences(stories, 0, length=2) == []
+
+
+def test_every_source_once_when_the_length_uses_them_all(stories):
+    # four movies: a four-frame sequence takes one frame from each, never two from m0 or m1
+    for sample in contrastive_sequences(stories, 10, length=4, seed=2):
+        assert sorted(m["source"] for m in sample.frame_meta) == ["m0", "m1", "m2", "m3"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"length": 5}, "the dataset has 4 distinct frame sources but sequences of 5 frames need 5"),
+        ({"length": (2, 5)}, "4 distinct frame sources but sequences of 5 frames"),
+        ({"length": 0}, "length must be at least 1"),
+        ({"length": (3, 2)}, "min <= max"),
+        ({"count": -1}, "count must not be negative"),
+    ],
+)
+def test_clear_errors(stories, kwargs, message):
+    args = {"count": 3, **kwargs}
+    with pytest.raises(UsageError, match=re.escape(message)):
+        contrastive_sequences(stories, args.pop("count"), **args)
+
+
+def test_each_frame_keeps_its_source_entities_under_fresh_ids(stories, sequences):
+    by_id = {s.story_id: s for s in stories}
+    for sample in sequences:
+        for k, meta in enumerate(sample.frame_meta, start=1):
+            source = by_id[meta["story_id"]]
+            theirs = source.cot.image(meta["frame"])
+            ours = sample.cot.image(k)
+            assert ours is not None and theirs is not None
+            # the same rows in the same order, every field but the id unchanged (boxes included)
+            mapping = {}
+            for mine, orig in zip(
+                (*ours.characters, *ours.objects), (*theirs.characters, *theirs.objects), strict=True
+            ):
+                assert {**mine.to_dict(), "id": None} == {**orig.to_dict(), "id": None}
+                assert id_kind(mine.id) == id_kind(orig.id)
+                mapping[orig.id] = mine.id
+            assert len(set(mapping.values())) == len(mapping)
+            assert [s.to_dict() for s in ours.settings] == [s.to_dict() for s in theirs.settings]
+            assert len(ours.characters) == len(theirs.characters)
+            # the story segment: the same words, tags renamed; a tag naming an entity the
+            # frame does not list goes, its words stay
+            segment, original = sample.story.segment(k), source.story.segment(meta["frame"])
+            assert segment.plain == original.plain
+            expected = []
+            for span in original.spans:
+                ids = tuple(mapping[i] for i in span.ids if i in mapping)
+                if ids:
+                    expected.append(Span(span.kind, ids, span.text))
+            assert segment.spans == expected
+
+
+def test_no_id_is_shared_across_frames(sequences):
+    for sample in sequences:
+        frames = [set(image.entity_ids()) for image in sample.cot.images]
+        assert len(frames) == sample.frame_count
+        for a in range(len(frames)):
+            for b in range(a + 1, len(frames)):
+                assert not frames[a] & frames[b], (sample.story_id, a + 1, b + 1, frames[a] & frames[b])
+
+
+def test_story_tags_name_only_their_own_frame(sequences):
+    recalled = 0
+    for sample in sequences:
+        for segment in sample.story.image_segments:
+            listed = set(sample.cot.image(segment.image).entity_ids())
+            named = {i for span in segment.spans for i in span.ids}
+            assert named <= listed, (sample.story_id, segment.image, named - listed)
+            recalled += "the dead lamp" in segment.plain
+    assert recalled > 0  # some sequence took a frame 2, whose obj3 is off-screen
+
+
+def test_sequences_validate(sequences):
+    for sample in sequences:
+        verdict = sample.telling().validate(image_sizes=sample.frame_sizes(), strict=True)
+        assert verdict.well_structured, verdict.reasons
+        assert not verdict.findings, verdict.findings
+        # the narrative covers every frame and says the scenes are unrelated
+        rows = sample.cot.narrative
+        assert [r.phase for r in rows] == [
+            "Introduction",
+            "Development",
+            "Conflict",
+            "Turning Point",
+            "Conclusion",
+        ]
+        assert sorted({n for r in rows for n in r.images}) == list(range(1, sample.frame_count + 1))
+        assert all("unrelated" in r.description for r in rows)
+        assert [i.number for i in sample.cot.images] == list(range(1, sample.frame_count + 1))
+        assert [s.image for s in sample.story.image_segments] == list(range(1, sample.frame_count + 1))
+
+
+def test_frames_are_the_source_images_byte_for_byte(stories, sequences):
+    by_id = {s.story_id: s for s in stories}
+    for sample in sequences:
+        for frame, meta in zip(sample.frames, sample.frame_meta, strict=True):
+            assert frame.bytes() == by_id[meta["story_id"]].frames[meta["frame"] - 1].bytes()
+
+
+def test_stories_without_frame_sources_are_one_source_each(tmp_path):
+    pytest.importorskip("pyarrow", reason="needs pyarrow: pip install 'storyreasoning[data]'")
+    from storyreasoning.data import load_stories, write_parquet
+
+    plain = [
+        s.with_texts(s.cot_text, s.story_text, frame_meta=None) for s in fixture_samples(4)
+    ]  # s01 and s03 no longer share a movie
+    write_parquet(SampleList(plain), tmp_path / "pq", split="train")
+    loaded = load_stories(tmp_path / "pq")
+    assert loaded.has_frame_meta is False  # the sources come from the story ids, no row read
+    made = contrastive_sequences(loaded, 6, length=4, seed=3)
+    by_id = {s.story_id: s for s in plain}
+    for sample in made:
+        assert sorted(m["source"] for m in sample.frame_meta) == ["s00", "s01", "s02", "s03"]
+        assert all(m["source"] == m["story_id"] for m in sample.frame_meta)
+        for frame, meta in zip(sample.frames, sample.frame_meta, strict=True):
+            assert frame.bytes() == by_id[meta["story_id"]].frames[meta["frame"] - 1].bytes()
+    assert fingerprint(made) == fingerprint(
+        contrastive_sequences(load_stories(tmp_path / "pq"), 6, length=4, seed=3)
+    )
+
+
+def test_cli_writes_the_sequences_of_the_api(stories, tmp_path):
+    pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+    from storyreasoning.data import load_stories, write_parquet
+
+    write_parquet(SampleList(stories), tmp_path / "src", split="train")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storyreasoning",
+            "data",
+            "contrastive",
+            str(tmp_path / "src"),
+            str(tmp_path / "out"),
+            "--count",
+            "4",
+            "--length",
+            "2-3",
+            "--seed",
+            "9",
+            "--to",
+            "parquet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote 4 contrastive sequences of 2-3 frames" in result.stdout
+    written = list(load_stories(tmp_path / "out"))
+    expected = contrastive_sequences(load_stories(tmp_path / "src"), 4, length=(2, 3), seed=9)
+    assert fingerprint(written) == fingerprint(expected)  # the same in another process
