@@ -11,6 +11,7 @@ from enum import Enum
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import StoryReasoningError, UsageError
@@ -216,10 +217,10 @@ def tell(
     device: str = _opt("auto", "--device", help="Local weights: auto, cpu, cuda, cuda:1, mps."),
     revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
     min_pixels: int | None = _opt(
-        None, "--min-pixels", help="Local weights: processor pixel budget, lower bound.", show_default=False
+        None, "--min-pixels", help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).", show_default=False
     ),
     max_pixels: int | None = _opt(
-        None, "--max-pixels", help="Local weights: processor pixel budget, upper bound.", show_default=False
+        None, "--max-pixels", help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).", show_default=False
     ),
 ) -> None:
     """Tell a grounded story about images.
@@ -501,6 +502,120 @@ def data_contrastive(
     raise typer.Exit(
         contrastive(source, out, split=split, count=count, length=bounds, seed=seed, to=to.value)
     )
+
+
+class _DefaultRun(TyperGroup):
+    """``evaluate RUN …`` means ``evaluate run RUN …``; ``evaluate compare …`` stays a subcommand."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+evaluate_app = typer.Typer(
+    cls=_DefaultRun,
+    help=(
+        "Score a run against its dataset (grounding, identity, consistency, language), "
+        "or compare evaluated runs.\n\n"
+        "storyreasoning evaluate RUN --dataset SOURCE --split test   (same as: evaluate run RUN …)\n\n"
+        "storyreasoning evaluate compare RUN1 RUN2 …"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+class Protocol(str, Enum):
+    default = "default"
+    original = "original"
+
+
+class LanguageBackend(str, Enum):
+    auto = "auto"
+    coco = "coco"
+    python = "python"
+
+
+@evaluate_app.command("run")
+def evaluate_run(
+    run: Path = typer.Argument(
+        ...,
+        help="A tell-dataset run folder, or a folder of {story_id}.txt raw outputs (the original's layout).",
+        show_default=False,
+        metavar="RUN",
+    ),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="The reference dataset (hub id, save_to_disk folder, parquet, story folders); "
+        "default: the one the run's manifest names.",
+        show_default=False,
+    ),
+    split: str | None = typer.Option(
+        None, "--split", "-s", help="Split of the dataset (default: the run's split).", show_default=False
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Where the report goes (default: RUN/eval).", show_default=False
+    ),
+    metrics: str = typer.Option(
+        "all", "--metrics", help="Metric families, comma-separated: grounding, identity, consistency, language."
+    ),
+    protocol: Protocol = typer.Option(
+        Protocol.default,
+        "--protocol",
+        help="default: boxes match within their image, missing outputs score zero. "
+        "original: the original driver's numbers, quirks included.",
+    ),
+    language_backend: LanguageBackend = typer.Option(
+        LanguageBackend.auto,
+        "--language-backend",
+        help="coco: pycocoevalcap (Java); python: pure-Python fallback; auto: coco when Java is available.",
+    ),
+    limit: int | None = _limit(),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots (needs matplotlib)."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json to standard output."),
+) -> None:
+    """Score a run: writes metrics.json, metrics.md, per_story.csv and plots/ (default RUN/eval)."""
+    from .evaluate.commands import evaluate
+    from .evaluate.report import parse_families
+
+    raise typer.Exit(
+        evaluate(
+            run,
+            dataset=dataset,
+            split=split,
+            out=out,
+            families=parse_families(metrics),
+            protocol=protocol.value,
+            language_backend=language_backend.value,
+            limit=limit,
+            plots=plots,
+            as_json=as_json,
+        )
+    )
+
+
+@evaluate_app.command("compare")
+def evaluate_compare(
+    runs: list[Path] = typer.Argument(
+        ..., help="Evaluated runs (run folders holding eval/, or report folders).", show_default=False
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write compare.md, compare.json and compare.png here.", show_default=False
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Only these metrics or families, comma-separated (grounding, language.bleu_4, …).",
+        show_default=False,
+    ),
+) -> None:
+    """Evaluated runs side by side: one table (and a plot with --out)."""
+    from .evaluate.commands import compare
+
+    raise typer.Exit(compare(runs, out=out, metrics=metrics))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
@@ -29,6 +29,7 @@ class TellerOptions:
     revision: str | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    retries: int = 3  # connection errors, 429 and 5xx before any output (endpoints)
 
 
 def make_teller(options: TellerOptions) -> Teller:
@@ -62,6 +63,9 @@ def make_teller(options: TellerOptions) -> Teller:
             api_key=options.api_key,
             timeout=options.timeout,
             concurrency=options.concurrency,
+            retries=options.retries,
+            min_pixels=options.min_pixels,
+            max_pixels=options.max_pixels,
         )
     from .local import DEFAULT_MODEL, TransformersTeller
 
@@ -121,7 +125,8 @@ def tell(
     sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    teller = make_teller(options)
+    # one story, someone waiting: one retry, not the batch runs' three
+    teller = make_teller(replace(options, retries=min(options.retries, 1)))
     label = BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
     err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
     live = console.is_terminal and not as_json

@@ -34,7 +34,7 @@ ERRORS = "errors.jsonl"
 
 # Fields of the manifest that must match for a run to be resumed.
 _IDENTITY = ("teller", "sampling", "prompt", "dataset")
-_VOLATILE_TELLER = ("versions", "device", "commit")
+_VOLATILE_TELLER = ("versions", "device", "commit", "endpoint")  # the same model may move servers
 
 
 @dataclass
