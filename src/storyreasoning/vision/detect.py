@@ -91,7 +91,9 @@ def person_from_face(face: BoxT, width: int, height: int) -> BoxT:
     """A person box around a face: shoulders either side, hair above, torso below, clipped."""
     x1, y1, x2, y2 = face
     w, h = x2 - x1, y2 - y1
-    return clip((x1 - BODY_SIDE * w, y1 - BODY_ABOVE * h, x2 + BODY_SIDE * w, y1 + BODY_BELOW * h), width, height)
+    return clip(
+        (x1 - BODY_SIDE * w, y1 - BODY_ABOVE * h, x2 + BODY_SIDE * w, y1 + BODY_BELOW * h), width, height
+    )
 
 
 class PeopleDetector:
@@ -99,8 +101,10 @@ class PeopleDetector:
 
     ``min_face`` is the smallest face side searched for, in pixels of the array given to
     :meth:`detect`. ``hog_threshold`` is the SVM margin a HOG detection needs (OpenCV's
-    default people detector; 1.0 keeps clear figures and drops most textures). The
-    cascades are loaded once per detector; a detector is not meant to be shared by threads.
+    default people detector; 1.0 keeps clear figures and drops most textures).
+    ``scale_factor`` is the step between the cascades' search scales and ``hog_scale``
+    the step between the HOG detector's (larger is faster and coarser). The cascades are
+    loaded once per detector; a detector is not meant to be shared by threads.
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class PeopleDetector:
         profile: bool = True,
         people: bool = True,
         hog_threshold: float = 1.0,
+        scale_factor: float = 1.1,
+        hog_scale: float = 1.05,
     ) -> None:
         cv2, np = require_cv2()
         self._cv2, self._np = cv2, np
@@ -119,6 +125,12 @@ class PeopleDetector:
         self.profile = profile
         self.people = people
         self.hog_threshold = float(hog_threshold)
+        if not scale_factor > 1.0:
+            raise ValueError(f"scale_factor must be above 1, got {scale_factor}")
+        self.scale_factor = float(scale_factor)
+        if not hog_scale > 1.0:
+            raise ValueError(f"hog_scale must be above 1, got {hog_scale}")
+        self.hog_scale = float(hog_scale)
         self._frontal = self._cascade(FRONTAL_CASCADE)
         self._profile = self._cascade(PROFILE_CASCADE) if profile else None
         self._hog = None
@@ -142,7 +154,7 @@ class PeopleDetector:
     def _run_cascade(self, cascade, gray) -> list[tuple[BoxT, float]]:
         rects, counts = cascade.detectMultiScale2(
             gray,
-            scaleFactor=1.1,
+            scaleFactor=self.scale_factor,
             minNeighbors=self.face_neighbors,
             minSize=(self.min_face, self.min_face),
         )
@@ -170,7 +182,9 @@ class PeopleDetector:
         height, width = gray.shape[:2]
         if width < 64 or height < 128:
             return []
-        rects, weights = self._hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        rects, weights = self._hog.detectMultiScale(
+            gray, winStride=(8, 8), padding=(8, 8), scale=self.hog_scale
+        )
         found = []
         for (x, y, w, h), weight in zip(rects, self._np.ravel(weights) if len(rects) else [], strict=False):
             if float(weight) < self.hog_threshold:

@@ -67,7 +67,8 @@ def hsv_histogram(hsv: Any) -> Any:
     coloured = (s >= MIN_SAT) & (v >= MIN_VAL)
     bins = np.where(
         coloured,
-        (np.minimum(h * HUE_BINS // 180, HUE_BINS - 1)) * SAT_BINS + np.minimum(s * SAT_BINS // 256, SAT_BINS - 1),
+        (np.minimum(h * HUE_BINS // 180, HUE_BINS - 1)) * SAT_BINS
+        + np.minimum(s * SAT_BINS // 256, SAT_BINS - 1),
         HUE_BINS * SAT_BINS + np.minimum(v * GREY_BINS // 256, GREY_BINS - 1),
     )
     hist = np.bincount(bins, minlength=HUE_BINS * SAT_BINS + GREY_BINS).astype(np.float64)
@@ -113,7 +114,9 @@ def similarity(a: Appearance, b: Appearance) -> float:
         if pa is not None and pb is not None:
             parts.append((WEIGHTS[name], float(np.sum(np.sqrt(pa * pb)))))
     if a.thumb is not None and b.thumb is not None:
-        ncc = max(float(a.thumb @ b.thumb), float(a.thumb @ b.thumb_mirror) if b.thumb_mirror is not None else -1)
+        ncc = max(
+            float(a.thumb @ b.thumb), float(a.thumb @ b.thumb_mirror) if b.thumb_mirror is not None else -1
+        )
         parts.append((WEIGHTS["thumb"], max(0.0, ncc)))
     if not parts:
         return 0.0
@@ -189,28 +192,88 @@ _HUES = (  # upper bound of the hue in degrees, name
 )
 
 
-def colour_shares(hsv: Any) -> list[tuple[str, float]]:
-    """Colour names of an HSV region with the share of pixels each covers, largest first."""
+# every colour name, by code; pixels are labelled with codes (fast) and counted with bincount
+_COLOURS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "teal",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+)
+_CODE = {name: i for i, name in enumerate(_COLOURS)}
+_HUE_CODES = tuple(_CODE[name] for _, name in _HUES)
+_SHADED = {"red", "orange", "yellow", "green", "teal", "blue", "purple", "pink"}
+
+
+def _colour_labels(hsv: Any) -> tuple[Any, Any, Any]:
+    """A colour code (index into ``_COLOURS``) per pixel of an HSV region, with the pixels'
+    S and V (flat arrays)."""
     _, np = require_cv2()
     h = hsv[..., 0].astype(np.int32).ravel() * 2
     s = hsv[..., 1].astype(np.int32).ravel()
     v = hsv[..., 2].astype(np.int32).ravel()
-    if h.size == 0:
-        return []
-    names = np.full(h.size, "grey", dtype=object)
     chromatic = (s >= 50) & (v >= 50)
-    bounds = [b for b, _ in _HUES]
-    hue_index = np.searchsorted(bounds, h, side="right")
-    hue_index = np.minimum(hue_index, len(_HUES) - 1)
-    hue_names = np.array([n for _, n in _HUES], dtype=object)[hue_index]
-    names[chromatic] = hue_names[chromatic]
-    brown = chromatic & (names == "orange") & (v < 140)
-    names[brown] = "brown"
-    names[~chromatic & (v < 50)] = "black"
-    names[~chromatic & (v >= 50) & (s < 50) & (v >= 190)] = "white"
-    values, counts = np.unique(names.astype(str), return_counts=True)
-    order = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda t: (-t[1], t[0]))
-    return [(name, count / h.size) for name, count in order]
+    bounds = np.array([b for b, _ in _HUES])
+    hue_index = np.minimum(np.searchsorted(bounds, h, side="right"), len(_HUES) - 1)
+    codes = np.array(_HUE_CODES, dtype=np.int32)[hue_index]
+    codes[chromatic & (codes == _CODE["orange"]) & (v < 140)] = _CODE["brown"]
+    codes[~chromatic] = _CODE["grey"]
+    codes[~chromatic & (v < 50)] = _CODE["black"]
+    codes[~chromatic & (v >= 50) & (s < 50) & (v >= 190)] = _CODE["white"]
+    return codes, s, v
+
+
+def _ranked(codes: Any) -> list[tuple[str, int]]:
+    """``(name, pixel count)`` of every colour present, most pixels first (ties by name)."""
+    _, np = require_cv2()
+    counts = np.bincount(codes, minlength=len(_COLOURS))
+    present = [(_COLOURS[i], int(n)) for i, n in enumerate(counts.tolist()) if n > 0]
+    return sorted(present, key=lambda t: (-t[1], t[0]))
+
+
+def colour_shares(hsv: Any) -> list[tuple[str, float]]:
+    """Colour names of an HSV region with the share of pixels each covers, largest first."""
+    codes, _, _ = _colour_labels(hsv)
+    if codes.size == 0:
+        return []
+    return [(name, count / codes.size) for name, count in _ranked(codes)]
+
+
+def colour_name(hsv: Any) -> str | None:
+    """A short colour name for clothing or a surface: ``"dark blue"``, ``"red and white"``,
+    ``"multicoloured"``; None for an empty region.
+
+    The main colour gets ``dark``/``light`` when its pixels' median brightness (or, for
+    light, low saturation) says so; a second colour is named when the two cover 60 % of
+    the region and the first alone does not dominate.
+    """
+    _, np = require_cv2()
+    codes, s, v = _colour_labels(hsv)
+    if codes.size == 0:
+        return None
+    (first, n1), *rest = _ranked(codes)
+    p1 = n1 / codes.size
+    p2 = rest[0][1] / codes.size if rest else 0.0
+    main = first
+    if first in _SHADED:
+        mask = codes == _CODE[first]
+        value, sat = float(np.median(v[mask])), float(np.median(s[mask]))
+        if value < 110:
+            main = f"dark {first}"
+        elif value > 200 and sat < 110:
+            main = f"light {first}"
+    if p1 >= 0.5 and p2 < 0.25:
+        return main
+    if rest and p1 + p2 >= 0.6:
+        return f"{main} and {rest[0][0]}"
+    return "multicoloured"
 
 
 def colour_phrase(hsv: Any) -> str:
