@@ -53,3 +53,20 @@ def test_startup_bench(tmp_path):
     assert "import storyreasoning" in result.stdout
     rows = json.loads(out.read_text())["rows"]
     assert {row["case"] for row in rows} >= {"import storyreasoning", "storyreasoning --help"}
+
+
+def test_evaluate_bench(tmp_path):
+    out = tmp_path / "evaluate.json"
+    result = run_script("evaluate.py", "--stories", "12", "--no-java", "--out", str(out))
+    assert "Evaluating 12 stories" in result.stdout
+    data = json.loads(out.read_text())
+    metrics = [row["metric"] for row in data["rows"]]
+    assert metrics[0] == "parse references and outputs" and metrics[-1] == "total"
+    assert {
+        "grounding (default)",
+        "grounding (original)",
+        "identity",
+        "consistency",
+        "language (python)",
+    } <= set(metrics)
+    assert all(row["seconds"] >= 0 for row in data["rows"])

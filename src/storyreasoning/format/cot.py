@@ -308,9 +308,12 @@ class TableSpec:
         return "| " + " | ".join(self.headers) + " |"
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def norm_header(text: str) -> str:
     """Header text reduced to lower-case letters and digits (``Character ID`` -> ``characterid``)."""
-    return "".join(c for c in text.lower() if c.isalnum())
+    return _NOT_ALNUM.sub("", text.lower())
 
 
 def _aliases(fields: tuple[str, ...], headers: tuple[str, ...], extra: dict[str, str]) -> dict[str, str]:

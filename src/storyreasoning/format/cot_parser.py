@@ -131,7 +131,8 @@ def _looks_like_header(cells: list[str]) -> bool:
     """True when most cells are column names of some published table."""
     if not cells or id_kind(cells[0].strip()) is not None:
         return False
-    best = max(len({f for f in _header_fields(cells, spec) if f is not None}) for spec in TABLES.values())
+    norms = [norm_header(c) for c in cells]
+    best = max(len({spec.aliases[n] for n in norms if n in spec.aliases}) for spec in TABLES.values())
     return best >= max(2, (len([c for c in cells if c]) + 1) // 2)
 
 

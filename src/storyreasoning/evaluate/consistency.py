@@ -1,0 +1,379 @@
+"""Consistency: the numbers QwenStoryteller2 reports besides grounding and language.
+
+Its model card reports four kinds of number; each is computed here on the candidate
+outputs, and the same numbers for the references go to ``extra["reference"]`` so a
+report can put them side by side:
+
+* **persistence**, "Character persistence on ≥5 frames increased from 37.7% to 49.3%",
+  "Object persistence on ≥5 frames improved from 20.9% to 21.3%": the share of a
+  story's characters (``char`` ids) and objects (``obj`` ids) present in at least N
+  frames, N = 1 … the most frames of any story. As in the original statistics code
+  (``calculate_frame_distribution``), an entity's frames are the CoT image sections
+  that list its id, ``bg`` ids are left out, the share is taken per story and averaged
+  over stories (macro). ``lm`` ids are left out too (no code ever assigned them; they
+  are setting, not objects). The pooled share over all entities (micro) and the same
+  curves from the *story's* mentions (the ``<gdi imageN>`` segments whose tags name the
+  id) are in ``extra["persistence"]``;
+* **pronoun grounding**, "he: 90.1%→99.1%, she: 91.1%→98.6%, they: 47.6%→68.8%": the
+  share of occurrences of each pronoun that lie inside a ``<gdo>`` span, under the
+  character-only rule of the original and an any-entity rule (see :mod:`.pronouns`),
+  pooled over stories;
+* **well-structured rate**, "Well-structured stories increased from 79.1% to 97.5%":
+  the share of outputs :func:`~storyreasoning.format.validate.validate` accepts, given
+  the story's image sizes;
+* **hallucinations** (the paper's "fewer hallucinations", never computed by the original
+  code): ids the story uses that the CoT never defines (``unknown_ids``); ids a
+  ``<gdi imageN>`` segment names that the CoT defines, but not in Image N
+  (``off_image_ids``); and CoT boxes that are invalid (``invalid_boxes``: unparsable,
+  degenerate, or outside the image beyond the validator's 10 % tolerance). Each is
+  counted once per story: an id once, an (image, id) pair once, a box once.
+
+Missing outputs are counted (``n_missing``, ``extra["missing"]``) and left out of every
+rate and mean: a missing output says nothing about how consistent a model is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..format.box import check_box_in_image, parse_box
+from ..format.cot import id_kind
+from ..format.diagnostics import Severity
+from ..format.stream import Telling
+from .pairs import Scores, StoryPair
+from .pronouns import PRONOUNS, RULES, PronounCounts, count_pronouns, story_pronouns
+
+KINDS = {"characters": ("char",), "objects": ("obj",), "entities": ("char", "obj")}
+"""Which id kinds each persistence curve counts."""
+
+BOX_PROBLEMS = ("unparsable", "degenerate", "out_of_image")
+"""The kinds of invalid CoT box, in the order a box is checked (it counts under the first)."""
+
+HEADLINE_N = (2, 5)
+"""The thresholds reported in ``overall`` (the full curves are in ``extra``)."""
+
+
+@dataclass
+class TellingStats:
+    """The raw consistency counts of one output (a candidate or a reference)."""
+
+    well_structured: bool
+    n_frames: int
+    # source ("cot" | "story") -> entity id -> the frames it appears in
+    frames: dict[str, dict[str, set[int]]]
+    pronouns: dict[str, PronounCounts]
+    unknown_ids: list[str] = field(default_factory=list)
+    off_image_ids: list[tuple[int, str]] = field(default_factory=list)
+    # "unparsable" | "degenerate" | "out_of_image" -> ["image 2 obj3: 1,2,3", ...]
+    invalid_boxes: dict[str, list[str]] = field(default_factory=dict)
+    missing_boxes: int = 0
+
+    @property
+    def n_invalid_boxes(self) -> int:
+        return sum(len(v) for v in self.invalid_boxes.values())
+
+    @property
+    def hallucinations(self) -> int:
+        return len(self.unknown_ids) + len(self.off_image_ids) + self.n_invalid_boxes
+
+    def frame_counts(self, kind: str, source: str = "cot") -> list[int]:
+        """Frames per entity of a kind in :data:`KINDS`."""
+        allowed = KINDS[kind]
+        return [len(f) for eid, f in self.frames[source].items() if id_kind(eid) in allowed and f]
+
+
+def _box_problem(row, size: tuple[int, int] | None) -> str | None:
+    """``"missing"``, one of :data:`BOX_PROBLEMS`, or None for a valid box."""
+    box = row.box
+    if box is None:
+        text = row.box_text.strip()
+        if not text:
+            return "missing"
+        _, diags = parse_box(text)
+        return "missing" if any(d.code == "box-missing" for d in diags) else "unparsable"
+    if not box.is_proper:
+        return "degenerate"
+    if min(box.x1, box.y1) < 0:
+        return "out_of_image"
+    if size is not None:
+        width, height = size
+        if any(d.severity is Severity.ERROR for d in check_box_in_image(box, width, height)):
+            return "out_of_image"
+    return None
+
+
+def telling_stats(
+    telling: Telling, image_sizes: Sequence[tuple[int, int]] = (), *, pronoun_match: str = "inside"
+) -> TellingStats:
+    """Consistency counts for one output. ``image_sizes`` empty: the frame count is unknown.
+
+    Frames outside ``1 … len(image_sizes)`` (a CoT section or a segment for an image the
+    story does not have) are not counted for persistence.
+    """
+    sizes = list(image_sizes)
+    n_images = len(sizes) or None
+    verdict = telling.validate(image_sizes=sizes or None)
+    cot, story = telling.cot, telling.story
+
+    def in_range(n: int | None) -> bool:
+        return n is not None and n >= 1 and (n_images is None or n <= n_images)
+
+    cot_frames: dict[str, set[int]] = {}
+    story_frames: dict[str, set[int]] = {}
+    invalid: dict[str, list[str]] = {p: [] for p in BOX_PROBLEMS}
+    missing_boxes = 0
+    unknown: list[str] = []
+    off_image: list[tuple[int, str]] = []
+    if cot is not None:
+        for image in cot.images:
+            size = sizes[image.number - 1] if n_images and 1 <= image.number <= n_images else None
+            for row in (*image.characters, *image.objects):
+                if in_range(image.number):
+                    cot_frames.setdefault(row.id, set()).add(image.number)
+                problem = _box_problem(row, size)
+                if problem == "missing":
+                    missing_boxes += 1
+                elif problem is not None:
+                    invalid[problem].append(f"image {image.number} {row.id}: {row.box_text or row.box}")
+    if story is not None:
+        known = cot.entity_ids() if cot is not None else set()
+        per_image = {image.number: set(image.entity_ids()) for image in cot.images} if cot else {}
+        seen_unknown: set[str] = set()
+        seen_off: set[tuple[int, str]] = set()
+        for segment in story.segments:
+            for span in segment.spans:
+                for eid in span.ids:
+                    if in_range(segment.image):
+                        story_frames.setdefault(eid, set()).add(segment.image)  # type: ignore[arg-type]
+                    if eid not in known:
+                        if eid not in seen_unknown:
+                            seen_unknown.add(eid)
+                            unknown.append(eid)
+                    elif segment.image is not None and eid not in per_image.get(segment.image, set()):
+                        key = (segment.image, eid)
+                        if key not in seen_off:
+                            seen_off.add(key)
+                            off_image.append(key)
+    hits = story_pronouns(story) if story is not None else []
+    if n_images is None:
+        n_frames = max([len(cot.images) if cot else 0, len(story.image_segments) if story else 0])
+    else:
+        n_frames = n_images
+    return TellingStats(
+        well_structured=verdict.well_structured,
+        n_frames=n_frames,
+        frames={"cot": cot_frames, "story": story_frames},
+        pronouns=count_pronouns(hits, match=pronoun_match),
+        unknown_ids=unknown,
+        off_image_ids=off_image,
+        invalid_boxes=invalid,
+        missing_boxes=missing_boxes,
+    )
+
+
+# -- aggregation ---------------------------------------------------------------------------------
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _share_at_least(counts: list[int], n: int) -> float | None:
+    return sum(c >= n for c in counts) / len(counts) if counts else None
+
+
+def persistence_curve(per_story_counts: list[list[int]], max_frames: int) -> dict:
+    """Share of entities present in ≥N frames, N = 1 … ``max_frames``, macro and micro.
+
+    ``per_story_counts`` holds, per story, the frame count of each of its entities.
+    Stories without an entity of the kind are left out of the macro average (their
+    share is undefined); a story shorter than N frames contributes 0 at N.
+    """
+    stories = [c for c in per_story_counts if c]
+    pooled = [n for c in stories for n in c]
+    ns = list(range(1, max_frames + 1))
+    return {
+        "n": ns,
+        "macro": [_mean(_share_at_least(c, n) for c in stories) for n in ns],  # type: ignore[misc]
+        "micro": [_share_at_least(pooled, n) for n in ns],
+        "stories": len(stories),
+        "entities": len(pooled),
+        "mean_frames": _mean(pooled),
+    }
+
+
+def _aggregate(stats: list[TellingStats]) -> tuple[dict[str, float | None], dict]:
+    """``(overall, extra)`` for a list of outputs (no missing ones)."""
+    max_frames = max((s.n_frames for s in stats), default=0)
+    persistence = {
+        source: {
+            kind: persistence_curve([s.frame_counts(kind, source) for s in stats], max_frames)
+            for kind in KINDS
+        }
+        for source in ("cot", "story")
+    }
+    pronouns = {p: PronounCounts() for p in PRONOUNS}
+    for s in stats:
+        for p, c in s.pronouns.items():
+            pronouns[p].add(c)
+    total = PronounCounts()
+    for c in pronouns.values():
+        total.add(c)
+
+    overall: dict[str, float | None] = {
+        "well_structured_rate": _mean(float(s.well_structured) for s in stats),
+    }
+    short = {"characters": "char", "objects": "obj", "entities": "entity"}
+    for kind, curve in persistence["cot"].items():
+        for n in HEADLINE_N:
+            overall[f"{short[kind]}_persistence_ge{n}"] = curve["macro"][n - 1] if n <= max_frames else None
+        overall[f"{short[kind]}_mean_frames"] = curve["mean_frames"]
+    for rule in RULES:
+        overall[f"pronoun_grounding_{rule}"] = total.rate(rule)
+    for rule in RULES:
+        for p in PRONOUNS:
+            overall[f"pronoun_grounding_{rule}_{p}"] = pronouns[p].rate(rule)
+    overall["pronouns"] = total.total
+    sums = {
+        "unknown_ids": sum(len(s.unknown_ids) for s in stats),
+        "off_image_ids": sum(len(s.off_image_ids) for s in stats),
+        "invalid_boxes": sum(s.n_invalid_boxes for s in stats),
+    }
+    overall.update(sums)
+    for problem in BOX_PROBLEMS:
+        overall[f"box_{problem}"] = sum(len(s.invalid_boxes[problem]) for s in stats)
+    overall["box_missing"] = sum(s.missing_boxes for s in stats)
+    overall["hallucinations"] = sum(sums.values())
+    overall["hallucinations_per_story"] = sum(sums.values()) / len(stats) if stats else None
+    extra = {
+        "persistence": persistence,
+        "pronouns": {p: c.to_dict() for p, c in pronouns.items()},
+    }
+    return overall, extra
+
+
+PER_STORY_KEYS = (
+    "missing",
+    "well_structured",
+    "characters",
+    "objects",
+    "char_mean_frames",
+    "char_persistence_ge2",
+    "obj_persistence_ge2",
+    "pronouns",
+    "pronouns_grounded_char",
+    "pronouns_grounded_any",
+    "unknown_ids",
+    "off_image_ids",
+    "invalid_boxes",
+    "box_missing",
+    "hallucinations",
+)
+
+
+def _story_row(s: TellingStats) -> dict[str, float | None]:
+    chars = s.frame_counts("characters")
+    objs = s.frame_counts("objects")
+    total = PronounCounts()
+    for c in s.pronouns.values():
+        total.add(c)
+    return {
+        "missing": 0.0,
+        "well_structured": float(s.well_structured),
+        "characters": len(chars),
+        "objects": len(objs),
+        "char_mean_frames": _mean(chars),
+        "char_persistence_ge2": _share_at_least(chars, 2),
+        "obj_persistence_ge2": _share_at_least(objs, 2),
+        "pronouns": total.total,
+        "pronouns_grounded_char": total.char,
+        "pronouns_grounded_any": total.any,
+        "unknown_ids": len(s.unknown_ids),
+        "off_image_ids": len(s.off_image_ids),
+        "invalid_boxes": s.n_invalid_boxes,
+        "box_missing": s.missing_boxes,
+        "hallucinations": s.hallucinations,
+    }
+
+
+def _details(s: TellingStats) -> dict:
+    return {
+        "unknown_ids": list(s.unknown_ids),
+        "off_image_ids": [f"image{n}:{eid}" for n, eid in s.off_image_ids],
+        "invalid_boxes": {k: list(v) for k, v in s.invalid_boxes.items() if v},
+    }
+
+
+def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") -> Scores:
+    """Persistence, pronoun grounding, well-structured rate and hallucinations of the candidates.
+
+    ``pronoun_match="whole"`` counts a pronoun as grounded only when a tag's whole text
+    is the pronoun, as the original statistics code did; the default counts any pronoun
+    inside a tag. The references' numbers are in ``extra["reference"]``.
+    """
+    if pronoun_match not in ("inside", "whole"):
+        raise ValueError(f"unknown pronoun_match {pronoun_match!r}; use 'inside' or 'whole'")
+    pairs = list(pairs)
+    cand_stats: list[TellingStats] = []
+    ref_stats: list[TellingStats] = []
+    per_story: dict[str, dict[str, float | None]] = {}
+    details: dict[str, dict] = {}
+    missing: list[str] = []
+    for pair in pairs:
+        ref_stats.append(telling_stats(pair.reference, pair.image_sizes, pronoun_match=pronoun_match))
+        if pair.candidate is None:
+            missing.append(pair.story_id)
+            per_story[pair.story_id] = {key: None for key in PER_STORY_KEYS} | {"missing": 1.0}
+            continue
+        s = telling_stats(pair.candidate, pair.image_sizes, pronoun_match=pronoun_match)
+        cand_stats.append(s)
+        per_story[pair.story_id] = _story_row(s)
+        if s.hallucinations:
+            details[pair.story_id] = _details(s)
+
+    overall, extra = _aggregate(cand_stats)
+    counts = {"n_stories": len(pairs), "n_missing": len(missing), "n_evaluated": len(cand_stats)}
+    ref_overall, ref_extra = _aggregate(ref_stats)
+    extra.update(
+        {
+            "hallucination_details": details,
+            "missing": missing,
+            "reference": {"overall": ref_overall, **ref_extra},
+            "options": {"pronoun_match": pronoun_match},
+        }
+    )
+    return Scores(
+        family="consistency",
+        overall={**counts, **overall},
+        per_story=per_story,
+        conventions=_conventions(pronoun_match),
+        extra=extra,
+    )
+
+
+def _conventions(pronoun_match: str) -> list[str]:
+    match = (
+        "a pronoun is grounded when a <gdo> tag's whole text is the pronoun (the original's match)"
+        if pronoun_match == "whole"
+        else "a pronoun is grounded when it lies inside a <gdo> tag"
+    )
+    return [
+        "computed on the candidates; the references' numbers are in extra['reference']",
+        "missing outputs are counted (n_missing) and left out of every rate, mean and total",
+        "persistence: share of a story's char (resp. obj) ids listed in ≥N CoT image sections, "
+        "averaged over the stories that have such ids (macro); bg and lm ids are not counted; "
+        "frames beyond the story's images are ignored",
+        "mean_frames: CoT image sections per entity, pooled over all entities",
+        "pronouns (he she they his her their its him them it): found case-insensitively as whole "
+        "words in the tag-stripped story, contractions included (it's counts as it, its as its)",
+        f"{match}; rule char: the tag names a char id (the original's rule); rule any: any entity id; "
+        "rates pool all occurrences (micro)",
+        "well_structured: format.validate with the story's image sizes",
+        "unknown_ids: distinct story ids the CoT never defines; off_image_ids: distinct (image, id) "
+        "where segment N names an id the CoT defines but not in Image N",
+        "invalid_boxes: CoT boxes unparsable, degenerate (x2<=x1 or y2<=y1), or out of the image "
+        "(negative, or beyond the 10% edge tolerance); missing boxes are counted apart (box_missing)",
+        "hallucinations = unknown_ids + off_image_ids + invalid_boxes",
+    ]

@@ -1,0 +1,286 @@
+"""Identity: does the storyteller keep each entity's id from frame to frame?
+
+Grounding asks whether each box is right; identity asks whether the ids tie the right
+boxes together over the whole story. Two measures, in the spirit of IDF1 (Ristani et
+al., 2016) and of link-based coreference scores:
+
+**ID precision, recall, F1.** Per story and per group (``characters``: char ids;
+``objects``: obj, bg and lm ids together, as they share the Objects table), every
+predicted id and every reference id is a track: its rows, one per frame it appears
+in. The similarity of a predicted track and a reference track is the number of their
+rows that overlap, frame by frame, with IoU >= 0.5 (one-to-one within a frame; with one
+row per id per frame, the number of frames where both appear and their boxes overlap).
+A Hungarian assignment pairs predicted and reference ids one-to-one so as to maximise
+the total similarity, whatever the ids are called (``char7`` may stand for ``char1``).
+IDTP is that total; IDFP = predicted rows - IDTP; IDFN = reference rows - IDTP;
+IDP = IDTP/(IDTP+IDFP), IDR = IDTP/(IDTP+IDFN), IDF1 = 2 IDTP/(2 IDTP+IDFP+IDFN).
+
+**Cross-frame links.** A link is a pair of rows in *different* frames with the same id.
+A predicted link is correct when both its rows are matched (the grounding default's
+per-image matching, :func:`.grounding.match_detections`) to reference rows that share a
+reference id; link precision = correct predicted links / predicted links. Symmetrically,
+link recall = reference links whose two rows are matched to rows sharing a predicted id
+/ reference links (the two counts are equal, as the matching is one-to-one).
+
+Rows are those of :mod:`.detections`: an invalid candidate box counts as a predicted
+row (and its links as predicted links) but never overlaps anything; invalid reference
+boxes are left out. A row with an empty id is a track of its own. A missing output is
+scored as an output with no rows. Empty sets follow the grounding rule: a ratio with
+denominator 0 is undefined (None) for the story and left out of macro averages; micro
+averages use counts summed over stories.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from fractions import Fraction
+
+from .detections import GROUPS, Detection, telling_detections
+from .grounding import IOU_THRESHOLD, greedy_one_to_one, iou_exact, match_detections, ratio
+from .pairs import Scores, StoryPair
+
+VARIANTS = ("", "_characters", "_objects")
+
+CONVENTIONS = [
+    "identity: per story and per group (characters = char ids; objects = obj, bg and lm ids together); "
+    "track similarity = rows overlapping frame by frame with IoU >= 0.5; Hungarian assignment of predicted "
+    "to reference ids maximising total similarity",
+    "IDTP = assigned similarity; IDFP = predicted rows - IDTP; IDFN = reference rows - IDTP",
+    "links: pairs of rows in different frames with the same id; a predicted link is correct when both rows "
+    "match (per-image grounding matching, IoU >= 0.5) reference rows sharing a reference id",
+    "invalid candidate boxes count as predicted rows that match nothing; invalid reference boxes are left "
+    "out; a row with an empty id is its own track",
+    "empty sets: a ratio with denominator 0 is undefined (None) for that story and left out of macro "
+    "averages; micro ratios use summed counts",
+    "missing outputs: scored as an output with no rows",
+]
+
+
+# -- assignment ---------------------------------------------------------------------------------
+
+
+def assign(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    """A maximum-weight one-to-one assignment of rows to columns (Hungarian method).
+
+    ``weights`` is a rectangular matrix; the result lists ``(row, column)`` pairs, one
+    per row or per column, whichever is fewer, sorted by row. O(n^2 m) for n <= m.
+    """
+    n = len(weights)
+    m = len(weights[0]) if n else 0
+    if n == 0 or m == 0:
+        return []
+    transposed = n > m
+    cost = [[-w for w in row] for row in (zip(*weights, strict=True) if transposed else weights)]
+    if transposed:
+        n, m = m, n
+    inf = float("inf")
+    u = [0.0] * (n + 1)  # row potentials
+    v = [0.0] * (m + 1)  # column potentials
+    owner = [0] * (m + 1)  # owner[j]: the row (1-based) assigned to column j, 0 if none
+    way = [0] * (m + 1)
+    for i in range(1, n + 1):
+        owner[0] = i
+        j0 = 0
+        min_slack = [inf] * (m + 1)
+        used = [False] * (m + 1)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            delta = inf
+            j1 = 0
+            for j in range(1, m + 1):
+                if used[j]:
+                    continue
+                slack = cost[i0 - 1][j - 1] - u[i0] - v[j]
+                if slack < min_slack[j]:
+                    min_slack[j] = slack
+                    way[j] = j0
+                if min_slack[j] < delta:
+                    delta = min_slack[j]
+                    j1 = j
+            for j in range(m + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    min_slack[j] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:  # augment along the alternating path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    pairs = [(owner[j] - 1, j - 1) for j in range(1, m + 1) if owner[j]]
+    if transposed:
+        pairs = [(col, row) for row, col in pairs]
+    return sorted(pairs)
+
+
+# -- tracks ---------------------------------------------------------------------------------------
+
+
+def _track_key(d: Detection) -> str:
+    return d.entity_id if d.entity_id else f"#row{d.row}"
+
+
+def tracks(detections: Sequence[Detection]) -> dict[str, list[Detection]]:
+    """Id -> its rows, ids in order of first appearance (an empty id is a track of its own)."""
+    out: dict[str, list[Detection]] = {}
+    for d in detections:
+        out.setdefault(_track_key(d), []).append(d)
+    return out
+
+
+def _links(rows: Sequence[Detection]) -> list[tuple[Detection, Detection]]:
+    return [(a, b) for k, a in enumerate(rows) for b in rows[k + 1 :] if a.image != b.image]
+
+
+def track_similarity(
+    ref_tracks: list[list[Detection]], pred_tracks: list[list[Detection]], iou_threshold: float
+) -> list[list[int]]:
+    """``[p][r]``: rows of predicted track p and reference track r that overlap frame by frame.
+
+    The same number as ``len(match_detections(ref_tracks[r], pred_tracks[p]))``, with
+    every IoU computed once.
+    """
+    threshold = Fraction(iou_threshold)
+    by_image: dict[int, list[tuple[int, int, Detection]]] = defaultdict(list)
+    for r, rows in enumerate(ref_tracks):
+        for k, row in enumerate(rows):
+            if row.valid:
+                by_image[row.image].append((r, k, row))
+    candidates: dict[tuple[int, int], list[tuple[Fraction, int, int]]] = defaultdict(list)
+    for p, rows in enumerate(pred_tracks):
+        for k_pred, cand in enumerate(rows):
+            if not cand.valid:
+                continue
+            for r, k_ref, ref in by_image.get(cand.image, ()):
+                value = iou_exact(ref, cand)
+                if value >= threshold and value > 0:
+                    candidates[(p, r)].append((value, k_ref, k_pred))
+    similarity = [[0] * len(ref_tracks) for _ in pred_tracks]
+    for (p, r), pairs in candidates.items():
+        similarity[p][r] = len(greedy_one_to_one(pairs))
+    return similarity
+
+
+def _group_counts(
+    refs: Sequence[Detection],
+    cands: Sequence[Detection],
+    matched_ref: dict[int, Detection],  # candidate row number -> matched reference row
+    iou_threshold: float,
+) -> dict[str, int]:
+    """ID and link counts of one group of one story."""
+    ref_tracks = tracks(refs)
+    pred_tracks = tracks(cands)
+    similarity = track_similarity(list(ref_tracks.values()), list(pred_tracks.values()), iou_threshold)
+    idtp = sum(similarity[p][r] for p, r in assign(similarity))
+    links_predicted = links_correct = 0
+    for rows in pred_tracks.values():
+        for a, b in _links(rows):
+            links_predicted += 1
+            ra, rb = matched_ref.get(a.row), matched_ref.get(b.row)
+            if ra is not None and rb is not None and _track_key(ra) == _track_key(rb):
+                links_correct += 1
+    links_reference = sum(len(_links(rows)) for rows in ref_tracks.values())
+    return {
+        "idtp": idtp,
+        "idfp": len(cands) - idtp,
+        "idfn": len(refs) - idtp,
+        "links_predicted": links_predicted,
+        "links_reference": links_reference,
+        "links_correct": links_correct,
+    }
+
+
+def _metrics(counts: dict[str, int]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for suffix in VARIANTS:
+        tp, fp, fn = counts[f"idtp{suffix}"], counts[f"idfp{suffix}"], counts[f"idfn{suffix}"]
+        out[f"idp{suffix}"] = ratio(tp, tp + fp)
+        out[f"idr{suffix}"] = ratio(tp, tp + fn)
+        out[f"idf1{suffix}"] = ratio(2 * tp, 2 * tp + fp + fn)
+        correct = counts[f"links_correct{suffix}"]
+        out[f"link_precision{suffix}"] = ratio(correct, counts[f"links_predicted{suffix}"])
+        out[f"link_recall{suffix}"] = ratio(correct, counts[f"links_reference{suffix}"])
+    return out
+
+
+def story_counts(
+    references: Sequence[Detection], candidates: Sequence[Detection], iou_threshold: float = IOU_THRESHOLD
+) -> dict[str, int]:
+    """ID and link counts of one story, overall and per group (``idtp``, ``idtp_characters``, …).
+
+    ``references`` should hold valid rows only; ``candidates`` every row (their ``row``
+    numbers must be distinct, as :func:`.detections.telling_detections` makes them).
+    """
+    matches = match_detections(references, candidates, iou_threshold)
+    matched_ref = {candidates[j].row: references[i] for i, j in matches}
+    counts: dict[str, int] = defaultdict(int)
+    for group, suffix in zip(GROUPS, VARIANTS[1:], strict=True):
+        refs = [d for d in references if d.group == group]
+        cands = [d for d in candidates if d.group == group]
+        for key, value in _group_counts(refs, cands, matched_ref, iou_threshold).items():
+            counts[f"{key}{suffix}"] = value
+            counts[key] += value
+    return dict(counts)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+COUNT_KEYS = ("idtp", "idfp", "idfn", "links_predicted", "links_reference", "links_correct")
+METRIC_KEYS = ("idp", "idr", "idf1", "link_precision", "link_recall")
+
+
+def identity(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD) -> Scores:
+    """ID precision/recall/F1 and cross-frame link precision/recall (family ``identity``).
+
+    Overall keys: ``{idp,idr,idf1,link_precision,link_recall}[_characters|_objects]_{micro,macro}``,
+    the summed counts ``idtp``, ``idfp``, ``idfn``, ``links_predicted``, ``links_reference``,
+    ``links_correct`` (and per group), ``stories`` and ``missing``.
+    """
+    per_story: dict[str, dict[str, float | None]] = {}
+    totals: dict[str, int] = defaultdict(int)
+    missing = 0
+    for pair in pairs:
+        refs = [d for d in telling_detections(pair.reference, pair.image_sizes) if d.valid]
+        cands = telling_detections(pair.candidate, pair.image_sizes)
+        counts = story_counts(refs, cands, iou_threshold)
+        for key, value in counts.items():
+            totals[key] += value
+        missing += pair.missing
+        row: dict[str, float | None] = dict(counts)
+        row.update(_metrics(counts))
+        row["missing"] = int(pair.missing)
+        per_story[pair.story_id] = row
+    overall: dict[str, float | None] = {}
+    micro = _metrics(dict(totals)) if per_story else {}
+    rows = list(per_story.values())
+    for metric in METRIC_KEYS:
+        for suffix in VARIANTS:
+            key = f"{metric}{suffix}"
+            overall[f"{key}_micro"] = micro.get(key)
+            overall[f"{key}_macro"] = _mean([row[key] for row in rows])
+    for count in COUNT_KEYS:
+        for suffix in VARIANTS:
+            overall[f"{count}{suffix}"] = totals[f"{count}{suffix}"]
+    overall["stories"] = len(rows)
+    overall["missing"] = missing
+    conventions = list(CONVENTIONS)
+    if iou_threshold != IOU_THRESHOLD:
+        conventions.append(f"IoU threshold {iou_threshold} instead of 0.5")
+    return Scores(
+        family="identity",
+        overall=overall,
+        per_story=per_story,
+        conventions=conventions,
+        extra={"iou_threshold": iou_threshold},
+    )
+
+
+__all__ = ["assign", "identity", "story_counts", "track_similarity", "tracks"]

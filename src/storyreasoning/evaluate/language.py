@@ -1,0 +1,898 @@
+"""Language metrics: BLEU-1…4, METEOR, ROUGE-L and CIDEr of the story text.
+
+Both texts of a pair go through the original's cleaning (reference §4.1): the story part
+of the output (after ``</think>``), every ``<…>`` tag removed, whitespace collapsed to
+single spaces, stripped (:func:`story_text`). Then one of two backends scores them:
+
+``"coco"`` — what the original and the paper used (pycocoevalcap 1.2, needs Java):
+    the Stanford CoreNLP 3.4.1 PTBTokenizer (lower-cased, one line per text, the
+    punctuation tokens ``'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;``
+    removed) and the Meteor 1.5 jar, both pycocoevalcap's, started with the same
+    command lines as its wrappers. The tokenizer runs **once** for all texts of a call;
+    METEOR processes are started once per Python process and reused by later calls
+    (:func:`close_java` stops them), so a run pays the JVM and paraphrase-table start
+    (8 s or more) once. We drive the jars ourselves because pycocoevalcap's tokenizer
+    wrapper writes a temporary file into site-packages (which fails on a read-only
+    install) and its METEOR wrapper neither pipelines nor reports a dead JVM.
+
+``"python"`` — no Java: a regex PTB-like tokenizer (:func:`regex_ptb_tokenize`: lower
+    case, contractions split as PTB does, the same punctuation tokens removed). METEOR
+    1.5 needs its jar and paraphrase tables, so this backend reports ``meteor=None``.
+
+In both backends BLEU, ROUGE-L and CIDEr come from our own code (:func:`bleu`,
+:func:`rouge_l`, :func:`cider_d`), written from pycocoevalcap's definitions and checked
+by the tests to give its numbers on the same tokens (to 1e-9; they agree to the last
+bits or nearly): pycocoevalcap's ROUGE-L (a Python O(n·m) table) and CIDEr take tens of
+seconds on 626 stories, ours well under two. ``scorers="pycocoevalcap"`` runs its
+classes instead. ``meteor_exact`` (both backends) is an approximation, not METEOR 1.5:
+exact token matches only (no stems, synonyms or paraphrases, no function-word weights),
+a greedy alignment, and METEOR 1.5's scoring (α=0.85, β=0.2, γ=0.6, fragmentation
+penalty, corpus score from summed statistics). Do not compare it with published METEOR.
+
+``"auto"`` picks ``"coco"`` when ``java`` is on PATH and pycocoevalcap is installed.
+
+Every result carries ``extra["signature"]``, for example
+``coco|ptb-corenlp-3.4.1|meteor-1.5|missing=zero|pycocoevalcap=1.2|java=17.0.15`` or
+``python|regex-ptb|meteor_exact|missing=zero|storyreasoning=0.1.0``: the backend, the
+tokenizer, the METEOR implementation, the missing-output policy and the versions.
+
+Definitions, as pycocoevalcap computes them: BLEU is corpus-level (clipped n-gram
+counts and lengths summed over stories; the brevity penalty uses, per story, the
+reference length closest to the candidate's), not a mean of sentence scores; METEOR is
+Meteor's aggregate (from summed statistics); ROUGE-L is the mean over stories of the
+LCS F-score with β = 1.2; CIDEr(-D) uses n = 1…4, σ = 6, ×10, clipping, and an IDF
+computed from the evaluated references, so it depends on the set of stories (with one
+story every weight is 0). Per-story values (``per_story``) are pycocoevalcap's per-image
+values. Empty texts: pycocoevalcap splits an empty text into one empty token, so an
+empty candidate scores 0 everywhere except ROUGE-L against an empty reference (1.0);
+Meteor 1.5 scores empty texts 0 (checked: it neither hangs nor fails on them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from ..errors import StoryReasoningError
+from ..format.story import clean_text
+from ..format.stream import Telling
+from .pairs import Scores, StoryPair
+
+BACKENDS = ("auto", "coco", "python")
+MISSING_POLICIES = ("zero", "exclude")
+METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "meteor_exact")
+
+# pycocoevalcap's PUNCTUATIONS, verbatim. CoreNLP is run with -lowerCase, so it writes
+# "-lrb-" and the upper-case bracket entries never match: parentheses survive as tokens.
+PTB_PUNCTUATION = frozenset(
+    ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
+)
+
+# METEOR 1.5, task "rank" (its default), English: alpha, beta, gamma (delta only weighs
+# function words, which meteor_exact does not distinguish).
+METEOR_ALPHA, METEOR_BETA, METEOR_GAMMA = 0.85, 0.20, 0.60
+
+
+def story_text(telling: Telling | None) -> str:
+    """The text the language metrics score: the story, tags removed, whitespace collapsed.
+
+    The story is what follows ``</think>`` (:attr:`Telling.story_text`); an output with
+    no story, or no output, gives ``""``.
+    """
+    if telling is None or not telling.story_text:
+        return ""
+    return clean_text(telling.story_text)
+
+
+# -- the pure-Python tokenizer ------------------------------------------------------------------
+
+_ABBREVIATIONS = (
+    "mr|mrs|ms|dr|st|jr|sr|prof|mt|ft|gen|col|lt|sgt|capt|rev|gov|sen|rep|hon|etc|vs|inc|corp|ltd|co|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
+_CHAR_MAP = str.maketrans(
+    {
+        "\u2018": "'",  # ‘
+        "\u2019": "'",  # ’
+        "\u201a": "'",  # ‚
+        "\u02bc": "'",  # ʼ
+        "\u2032": "'",  # ′
+        "\u201c": '"',  # “
+        "\u201d": '"',  # ”
+        "\u201e": '"',  # „
+        "\u00ab": '"',  # «
+        "\u00bb": '"',  # »
+        "\u2014": " -- ",  # —
+        "\u2013": " -- ",  # –
+        "\u2015": " -- ",  # ―
+        "\u2010": "-",  # ‐
+        "\u2011": "-",  # ‑
+        "\u2026": " ... ",  # …
+        "\u20ac": "$",  # € (CoreNLP normalises currency signs)
+        "\u00a3": "#",  # £
+    }
+)
+_TOKEN = re.compile(
+    r"""
+    (?:[^\W\d_]\.){2,}                           # acronyms: u.s. a.m. e.g.
+  | (?:"""
+    + _ABBREVIATIONS
+    + r"""|[^\W\d_])\.(?!\w)                     # abbreviations and initials keep their period
+  | (?:no|nos|fig|figs|vol|pp)\.(?=\s*\d)         # No. 5, Fig. 3
+  | \d+(?:[.,:/]\d+)+                            # 10,000  3.14  3:30  3/4
+  | [^\W_]+(?:['/-][^\W_]+)*                     # words, with inner hyphens, slashes, apostrophes
+  | '(?:s|m|d|re|ve|ll)(?![^\W_])                # a clitic left alone by a quote: dogs 's
+  | \.{2,} | [?!]+ | -{2,} | ``|''               # punctuation runs
+  | \S                                           # any other symbol, alone
+    """,
+    re.VERBOSE,
+)
+_CLITIC = re.compile(r"^(.+?)(n't|'s|'m|'d|'re|'ve|'ll)$")
+_SPLIT_WORDS = {
+    "cannot": ("can", "not"),
+    "gonna": ("gon", "na"),
+    "gotta": ("got", "ta"),
+    "wanna": ("wan", "na"),
+    "lemme": ("lem", "me"),
+    "gimme": ("gim", "me"),
+}
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
+_SPACE = re.compile(r"\s+")
+
+
+def _split_word(word: str) -> list[str]:
+    if word in _SPLIT_WORDS:
+        return list(_SPLIT_WORDS[word])
+    tail: list[str] = []
+    while True:
+        m = _CLITIC.match(word)
+        if m is None:
+            break
+        word = m.group(1)
+        tail.insert(0, m.group(2))
+    return [word, *tail]
+
+
+def regex_ptb_tokenize(text: str) -> str:
+    """A PTB-like tokenization without Java, in pycocoevalcap's output form.
+
+    Lower-cases, splits punctuation and the clitics PTB splits (``don't`` → ``do n't``,
+    ``it's`` → ``it 's``), keeps abbreviations (``mr.``, ``u.s.``), maps brackets to
+    ``-lrb-``/``-rrb-``…, drops :data:`PTB_PUNCTUATION` and joins the tokens with single
+    spaces. It agrees with CoreNLP on ordinary prose, not on every corner case.
+    """
+    text = unicodedata.normalize("NFC", text).replace("&amp;", "&").translate(_CHAR_MAP).lower()
+    tokens: list[str] = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok[0].isalpha() or tok[0].isdigit():
+            if "'" in tok or tok in _SPLIT_WORDS:
+                tokens.extend(_split_word(tok))
+            else:
+                tokens.append(tok)
+        elif tok == '"':
+            continue
+        else:
+            tokens.append(_BRACKETS.get(tok, tok))
+    return " ".join(t for t in tokens if t not in PTB_PUNCTUATION)
+
+
+# -- the pure-Python scorers (pycocoevalcap's definitions, on tokenized strings) ----------------
+
+
+def _ngrams(words: list[str], n: int) -> list[Counter]:
+    """Counts of the 1-grams … n-grams of ``words``, one Counter per order, in order of first occurrence.
+
+    An n-gram is its tokens joined by a space (tokens never contain one): a string
+    caches its hash, a tuple does not, which makes the many lookups below cheap.
+    """
+    return [Counter(words)] + [
+        Counter(map(" ".join, zip(*(words[i:] for i in range(k)), strict=False))) for k in range(2, n + 1)
+    ]
+
+
+def bleu(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], n: int = 4
+) -> tuple[list[float], list[list[float]]]:
+    """Corpus BLEU-1…n and per-item BLEU, exactly as pycocoevalcap's ``Bleu`` (option "closest").
+
+    Texts are tokenized strings (tokens split on whitespace). Returns
+    ``([bleu_1 … bleu_n], [[bleu_k per item] for k])``.
+    """
+    small, tiny = 1e-9, 1e-15
+    total_guess = [0] * n
+    total_correct = [0] * n
+    total_test = 0
+    total_ref = 0
+    per_item: list[list[float]] = [[] for _ in range(n)]
+    for refs, hyp in zip(references, hypotheses, strict=True):
+        ref_lens = []
+        max_counts: list[dict[str, int]] = [{} for _ in range(n)]
+        for ref in refs:
+            words = ref.split()
+            ref_lens.append(len(words))
+            for k, counts in enumerate(_ngrams(words, n)):
+                best = max_counts[k]
+                for gram, count in counts.items():
+                    if count > best.get(gram, 0):
+                        best[gram] = count
+        words = hyp.split()
+        test_len = len(words)
+        ref_len = min((abs(length - test_len), length) for length in ref_lens)[1]
+        guess = [max(0, test_len - k + 1) for k in range(1, n + 1)]
+        correct = [
+            sum(min(best.get(gram, 0), count) for gram, count in counts.items())
+            for best, counts in zip(max_counts, _ngrams(words, n), strict=True)
+        ]
+        total_test += test_len
+        total_ref += ref_len
+        score = 1.0
+        for k in range(n):
+            total_guess[k] += guess[k]
+            total_correct[k] += correct[k]
+            score *= (float(correct[k]) + tiny) / (float(guess[k]) + small)
+            per_item[k].append(score ** (1.0 / (k + 1)))
+        ratio = (test_len + tiny) / (ref_len + small)
+        if ratio < 1:
+            for k in range(n):
+                per_item[k][-1] *= math.exp(1 - 1 / ratio)
+    corpus = []
+    score = 1.0
+    for k in range(n):
+        score *= float(total_correct[k] + tiny) / (total_guess[k] + small)
+        corpus.append(score ** (1.0 / (k + 1)))
+    ratio = (total_test + tiny) / (total_ref + small)
+    if ratio < 1:
+        corpus = [b * math.exp(1 - 1 / ratio) for b in corpus]
+    return corpus, per_item
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (bit-parallel, exact)."""
+    if len(a) < len(b):
+        a, b = b, a
+    masks: dict[str, int] = {}
+    for i, tok in enumerate(a):
+        masks[tok] = masks.get(tok, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for tok in b:
+        m = masks.get(tok)
+        if m:
+            u = v & m
+            v = ((v + u) | (v - u)) & full
+    return len(a) - v.bit_count()
+
+
+def rouge_l(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], beta: float = 1.2
+) -> tuple[float | None, list[float]]:
+    """Mean and per-item ROUGE-L, exactly as pycocoevalcap's ``Rouge``.
+
+    Tokens are split on single spaces as pycocoevalcap does, so an empty text is one
+    empty token: two empty texts score 1.0, an empty text against a non-empty one 0.0.
+    Precision and recall are maximised over the references separately.
+    """
+    scores: list[float] = []
+    for refs, hyp in zip(references, hypotheses, strict=True):
+        cand = hyp.split(" ")
+        prec, rec = [], []
+        for ref in refs:
+            toks = ref.split(" ")
+            lcs = lcs_length(toks, cand)
+            prec.append(lcs / float(len(cand)))
+            rec.append(lcs / float(len(toks)))
+        p, r = max(prec), max(rec)
+        scores.append(((1 + beta**2) * p * r) / float(r + beta**2 * p) if p != 0 and r != 0 else 0.0)
+    return (math.fsum(scores) / len(scores) if scores else None), scores
+
+
+def cider_d(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str], n: int = 4, sigma: float = 6.0
+) -> tuple[float | None, list[float]]:
+    """Mean and per-item CIDEr-D, exactly as pycocoevalcap's ``Cider``.
+
+    Document frequencies come from the references of the items given; as in
+    pycocoevalcap the length penalty compares counts of **bigrams**. Returns
+    ``(None, [])`` when there is nothing to score or every reference is empty.
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError("references and hypotheses differ in length")
+    crefs = [[_ngrams(ref.split(), n) for ref in refs] for refs in references]
+    df: Counter = Counter()
+    for refs in crefs:
+        df.update({g for ref in refs for counts in ref for g in counts})
+    if not df:
+        return None, []
+    log_n = math.log(float(len(crefs)))
+    # tf-idf weight of one occurrence; an n-gram no reference has weighs log_n (df taken as 1)
+    idf = {gram: log_n - math.log(max(1.0, count)) for gram, count in df.items()}
+
+    def vectors(counts: list[Counter]) -> tuple[list[dict], list[float], int]:
+        vec = [{gram: float(tf) * idf.get(gram, log_n) for gram, tf in order.items()} for order in counts]
+        norm = [math.sqrt(math.fsum(w**2 for w in weights.values())) for weights in vec]
+        return vec, norm, sum(counts[1].values()) if n > 1 else 0
+
+    scores: list[float] = []
+    for hyp, refs in zip(hypotheses, crefs, strict=True):
+        vec, norm, length = vectors(_ngrams(hyp.split(), n))
+        total = [0.0] * n
+        for ref in refs:
+            vec_r, norm_r, length_r = vectors(ref)
+            delta = float(length - length_r)
+            gauss = math.e ** (-(delta**2) / (2 * sigma**2))
+            for k in range(n):
+                hyp_k, ref_k = vec[k], vec_r[k]
+                # only shared n-grams contribute (the others add min(w, 0) * 0 = 0)
+                val = math.fsum(min(hyp_k[g], ref_k[g]) * ref_k[g] for g in hyp_k.keys() & ref_k.keys())
+                if norm[k] != 0 and norm_r[k] != 0:
+                    val /= norm[k] * norm_r[k]
+                total[k] += val * gauss
+        scores.append(sum(total) / n / len(refs) * 10.0)
+    return math.fsum(scores) / len(scores), scores
+
+
+def _meteor_stats(ref: list[str], hyp: list[str]) -> tuple[int, int, int, int]:
+    """``(hyp_len, ref_len, matches, chunks)`` of a greedy exact-match alignment."""
+    positions: dict[str, list[int]] = {}
+    for j, tok in enumerate(ref):
+        positions.setdefault(tok, []).append(j)
+    used: set[int] = set()
+    aligned: list[tuple[int, int]] = []
+    prev = -2
+    for i, tok in enumerate(hyp):
+        free = [j for j in positions.get(tok, ()) if j not in used]
+        if not free:
+            prev = -2
+            continue
+        j = prev + 1 if prev + 1 in free else free[0]
+        used.add(j)
+        aligned.append((i, j))
+        prev = j
+    chunks = 0
+    last: tuple[int, int] | None = None
+    for i, j in aligned:
+        if last is None or i != last[0] + 1 or j != last[1] + 1:
+            chunks += 1
+        last = (i, j)
+    return len(hyp), len(ref), len(aligned), chunks
+
+
+def _meteor_from_stats(hyp_len: float, ref_len: float, matches: float, chunks: float) -> float:
+    if matches == 0 or hyp_len == 0 or ref_len == 0:
+        return 0.0
+    p, r = matches / hyp_len, matches / ref_len
+    fmean = 1.0 / ((1 - METEOR_ALPHA) / p + METEOR_ALPHA / r)
+    if matches == hyp_len and matches == ref_len and chunks == 1:
+        frag = 0.0
+    else:
+        frag = chunks / matches
+    return max(0.0, fmean * (1 - METEOR_GAMMA * frag**METEOR_BETA))
+
+
+def meteor_exact(
+    references: Sequence[Sequence[str]], hypotheses: Sequence[str]
+) -> tuple[float | None, list[float]]:
+    """An exact-match-only METEOR (see the module docstring); not METEOR 1.5."""
+    scores: list[float] = []
+    totals = [0, 0, 0, 0]
+    for refs, hyp in zip(references, hypotheses, strict=True):
+        h = hyp.split()
+        best: tuple[float, tuple[int, int, int, int]] | None = None
+        for ref in refs:
+            stats = _meteor_stats(ref.split(), h)
+            score = _meteor_from_stats(*stats)
+            if best is None or score > best[0]:
+                best = (score, stats)
+        assert best is not None
+        scores.append(best[0])
+        totals = [t + s for t, s in zip(totals, best[1], strict=True)]
+    if not scores:
+        return None, []
+    return _meteor_from_stats(*totals), scores
+
+
+# -- Java: CoreNLP's PTBTokenizer and METEOR 1.5 -------------------------------------------------
+
+
+def _coco_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pycocoevalcap")
+    if spec is None or not spec.submodule_search_locations:
+        raise StoryReasoningError(
+            "pycocoevalcap is not installed; install it with pip install 'storyreasoning[eval]' "
+            "or use backend='python'"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def java_available() -> bool:
+    """True when a ``java`` executable is on PATH."""
+    return shutil.which("java") is not None
+
+
+def coco_available() -> bool:
+    """True when the ``"coco"`` backend can run: Java on PATH and pycocoevalcap installed."""
+    import importlib.util
+
+    return java_available() and importlib.util.find_spec("pycocoevalcap") is not None
+
+
+def resolve_backend(backend: str) -> str:
+    """``"coco"`` or ``"python"`` for a requested backend (``"auto"`` decides by :func:`coco_available`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown language backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "coco" if coco_available() else "python"
+    if backend == "coco" and not java_available():
+        raise StoryReasoningError(
+            "the coco language backend needs Java, and no java is on PATH; install a JRE "
+            "(for example apt-get install default-jre-headless) or use backend='python'"
+        )
+    return backend
+
+
+_JAVA_FLAGS = ["-Dfile.encoding=UTF-8", "-Dsun.stdout.encoding=UTF-8"]
+
+
+def corenlp_ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """Tokenize every text with CoreNLP's PTBTokenizer in **one** Java call, as pycocoevalcap does.
+
+    Same jar and flags as pycocoevalcap's ``PTBTokenizer`` (``-preserveLines
+    -lowerCase``), one text per line, the same punctuation tokens removed. Whitespace
+    inside a text (newlines included) is collapsed first so each text stays one line.
+    """
+    jar = _coco_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
+    if not texts:
+        return []
+    lines = [_SPACE.sub(" ", t).strip() for t in texts]
+    with tempfile.TemporaryDirectory(prefix="storyreasoning-ptb-") as tmp:
+        path = Path(tmp) / "texts.txt"
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        cmd = [
+            "java",
+            *_JAVA_FLAGS,
+            "-cp",
+            str(jar),
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-encoding",
+            "utf-8",
+            "-preserveLines",
+            "-lowerCase",
+            str(path),
+        ]
+        try:
+            done = subprocess.run(cmd, capture_output=True, check=False, timeout=600)
+        except FileNotFoundError as exc:
+            raise StoryReasoningError("java is not on PATH; install a JRE or use backend='python'") from exc
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise StoryReasoningError(f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use backend='python'")
+    out = done.stdout.decode("utf-8").split("\n")
+    if out and out[-1] == "":
+        out.pop()
+    if len(out) > len(lines):
+        raise StoryReasoningError(
+            f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use backend='python'"
+        )
+    out += [""] * (len(lines) - len(out))  # trailing empty texts give no line
+    return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in out]
+
+
+class MeteorProcess:
+    """One METEOR 1.5 process: pycocoevalcap's jar, command line and ``SCORE``/``EVAL`` protocol."""
+
+    def __init__(self) -> None:
+        directory = _coco_dir() / "meteor"
+        self._stderr = tempfile.TemporaryFile()
+        cmd = [
+            "java",
+            *_JAVA_FLAGS,
+            "-jar",
+            "-Xmx2G",
+            "meteor-1.5.jar",
+            "-",
+            "-",
+            "-stdio",
+            "-l",
+            "en",
+            "-norm",
+        ]
+        try:
+            self._proc = subprocess.Popen(
+                cmd, cwd=directory, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+            )
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise StoryReasoningError("java is not on PATH; install a JRE or use backend='python'") from exc
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def _readline(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self._stderr.seek(0)
+            tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise StoryReasoningError(
+                f"METEOR (Java) stopped unexpectedly ({' / '.join(tail) or 'no message'}); "
+                "check that 2 GB of memory are free, or use backend='python'"
+            )
+        return line.decode("utf-8").strip()
+
+    def _pipeline(self, lines: list[str], replies: int) -> list[str]:
+        """Send ``lines`` while reading the ``replies`` lines they produce (no deadlock, no round trips)."""
+        stdin = self._proc.stdin
+        assert stdin is not None
+
+        def write() -> None:
+            try:
+                for line in lines:
+                    stdin.write((line + "\n").encode("utf-8"))
+                stdin.flush()
+            except OSError:  # the process died; the reader reports it
+                pass
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            return [self._readline() for _ in range(replies)]
+        finally:
+            writer.join()
+
+    def stats(self, references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> list[str]:
+        """METEOR's sufficient statistics of each item (its ``SCORE`` command)."""
+        lines = [
+            " ||| ".join(("SCORE", " ||| ".join(_meteor_clean(r) for r in refs), _meteor_clean(hyp)))
+            for refs, hyp in zip(references, hypotheses, strict=True)
+        ]
+        return self._pipeline(lines, len(lines))
+
+    def evaluate(self, stats: list[str]) -> tuple[float, list[float]]:
+        """The aggregate score and the per-item scores of statistics (its ``EVAL`` command)."""
+        out = self._pipeline(["EVAL ||| " + " ||| ".join(stats)], len(stats) + 1)
+        return float(out[-1]), [float(x) for x in out[:-1]]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()
+                self._proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        self._stderr.close()
+
+
+def _meteor_clean(text: str) -> str:
+    """What pycocoevalcap does to a hypothesis (drop ``|||``), for every text, on one line."""
+    return _SPACE.sub(" ", text.replace("|||", "")).strip()
+
+
+def default_meteor_workers() -> int:
+    """METEOR processes to run side by side: one per 4 CPUs, 1 to 4 (each holds about 1 GB)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
+class MeteorPool:
+    """METEOR processes shared by every call in this Python process.
+
+    A run starts them once (the JVM and the paraphrase tables take seconds) and reuses
+    them; :func:`close_java` stops them. Items are split into contiguous shards, one per
+    process, scored side by side, and the statistics evaluated together by the first
+    process, so the result does not depend on the number of processes.
+    """
+
+    def __init__(self) -> None:
+        self._procs: list[MeteorProcess] = []
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def start(self, workers: int) -> None:
+        """Make sure ``workers`` live processes exist (starting them returns at once)."""
+        with self._lock:
+            if not self._registered:
+                atexit.register(self.close)
+                self._registered = True
+            live = [p for p in self._procs if p.alive()]
+            for p in self._procs:
+                if p not in live:
+                    p.close()
+            while len(live) < workers:
+                live.append(MeteorProcess())
+            self._procs = live
+
+    def score(
+        self, references: Sequence[Sequence[str]], hypotheses: Sequence[str], workers: int = 1
+    ) -> tuple[float, list[float]]:
+        """METEOR 1.5's aggregate score and per-item scores."""
+        if not hypotheses:
+            return 0.0, []
+        self.start(workers)
+        with self._lock:
+            procs = self._procs[: max(1, min(workers, len(hypotheses)))]
+            size = -(-len(hypotheses) // len(procs))
+            shards = [(i, min(i + size, len(hypotheses))) for i in range(0, len(hypotheses), size)]
+            results: list[list[str] | BaseException] = [[] for _ in shards]
+
+            def run(k: int) -> None:
+                a, b = shards[k]
+                try:
+                    results[k] = procs[k].stats(references[a:b], hypotheses[a:b])
+                except BaseException as exc:  # re-raised below, in the caller's thread
+                    results[k] = exc
+
+            threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(shards))]
+            for t in threads:
+                t.start()
+            run(0)
+            for t in threads:
+                t.join()
+            stats: list[str] = []
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+                stats.extend(r)
+            return procs[0].evaluate(stats)
+
+    def close(self) -> None:
+        with self._lock:
+            for p in self._procs:
+                p.close()
+            self._procs = []
+
+
+_METEOR = MeteorPool()
+
+
+def close_java() -> None:
+    """Stop the shared METEOR processes (about 1 GB each); the next ``coco`` call starts them again."""
+    _METEOR.close()
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+
+@cache
+def java_version() -> str:
+    """The ``java`` version string (``17.0.15``), or ``unknown``."""
+    try:
+        done = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    m = re.search(r'version "([^"]+)"', done.stderr + done.stdout)
+    return m.group(1) if m else "unknown"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def signature(backend: str, missing: str | None = None) -> str:
+    """The provenance string stamped on every result (see the module docstring)."""
+    policy = [f"missing={missing}"] if missing else []
+    if backend == "coco":
+        return "|".join(
+            [
+                "coco",
+                "ptb-corenlp-3.4.1",
+                "meteor-1.5",
+                *policy,
+                f"pycocoevalcap={_version('pycocoevalcap')}",
+                f"java={java_version()}",
+            ]
+        )
+    from .. import __version__
+
+    return "|".join(["python", "regex-ptb", "meteor_exact", *policy, f"storyreasoning={__version__}"])
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TextScores:
+    """Scores of texts: corpus values, per-item values, and how they were computed."""
+
+    overall: dict[str, float | None]
+    per_item: list[dict[str, float | None]]
+    backend: str
+    signature: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def score_texts(
+    references: Sequence[Sequence[str]],
+    hypotheses: Sequence[str],
+    *,
+    backend: str = "auto",
+    tokenized: bool = False,
+    scorers: str = "ours",
+    meteor_workers: int | None = None,
+) -> TextScores:
+    """Score ``hypotheses[i]`` against the references ``references[i]`` (one or more each).
+
+    Texts are raw strings, tokenized here (once, for all of them); ``tokenized=True``
+    takes them as already tokenized (tokens separated by spaces) and skips that step.
+    ``scorers="pycocoevalcap"`` computes BLEU, ROUGE-L and CIDEr with pycocoevalcap's own
+    classes (the same numbers; its ROUGE-L and CIDEr are 10-100x slower). METEOR
+    (``"coco"`` only) runs on ``meteor_workers`` processes, by default
+    :func:`default_meteor_workers`; the result does not depend on their number.
+    """
+    backend = resolve_backend(backend)
+    if scorers not in ("ours", "pycocoevalcap"):
+        raise ValueError(f"unknown scorers {scorers!r}; use 'ours' or 'pycocoevalcap'")
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} reference lists for {len(hypotheses)} hypotheses")
+    if any(len(refs) == 0 for refs in references):
+        raise ValueError("every hypothesis needs at least one reference")
+    timings: dict[str, float] = {}
+    n = len(hypotheses)
+    workers = meteor_workers or default_meteor_workers()
+    if backend == "coco" and n:
+        _METEOR.start(workers)  # the JVMs load their tables while we tokenize and score
+
+    t = time.perf_counter()
+    if tokenized:
+        refs = [list(r) for r in references]
+        hyps = list(hypotheses)
+    else:
+        flat = [text for refs in references for text in refs] + list(hypotheses)
+        if backend == "coco":
+            toks = corenlp_ptb_tokenize(flat)
+        else:
+            toks = [regex_ptb_tokenize(text) for text in flat]
+        it = iter(toks)
+        refs = [[next(it) for _ in r] for r in references]
+        hyps = [next(it) for _ in hypotheses]
+    timings["tokenize"] = time.perf_counter() - t
+
+    overall: dict[str, float | None] = dict.fromkeys(METRICS)
+    per_item: list[dict[str, float | None]] = [dict.fromkeys(METRICS) for _ in range(n)]
+    if n:
+        t = time.perf_counter()
+        if scorers == "pycocoevalcap":
+            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
+        else:
+            b_corpus, b_items = bleu(refs, hyps)
+            r_mean, r_items = rouge_l(refs, hyps)
+            c_mean, c_items = cider_d(refs, hyps)
+        timings["bleu_rouge_cider"] = time.perf_counter() - t
+        for k in range(4):
+            overall[f"bleu_{k + 1}"] = b_corpus[k]
+            for i in range(n):
+                per_item[i][f"bleu_{k + 1}"] = b_items[k][i]
+        overall["rouge_l"] = r_mean
+        overall["cider"] = c_mean
+        for i in range(n):
+            per_item[i]["rouge_l"] = r_items[i]
+            per_item[i]["cider"] = c_items[i] if c_items else None
+        t = time.perf_counter()
+        overall["meteor_exact"], me_items = meteor_exact(refs, hyps)
+        for i in range(n):
+            per_item[i]["meteor_exact"] = me_items[i]
+        timings["meteor_exact"] = time.perf_counter() - t
+        if backend == "coco":
+            t = time.perf_counter()
+            overall["meteor"], m_items = _METEOR.score(refs, hyps, workers)
+            for i in range(n):
+                per_item[i]["meteor"] = m_items[i]
+            timings["meteor"] = time.perf_counter() - t
+    return TextScores(overall, per_item, backend, signature(backend), timings)
+
+
+def _pycocoevalcap_scores(refs: list[list[str]], hyps: list[str]):
+    """pycocoevalcap's own Bleu(4), Rouge and Cider on tokenized texts."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    gts = {i: r for i, r in enumerate(refs)}
+    res = {i: [h] for i, h in enumerate(hyps)}
+    b_corpus, b_items = Bleu(4).compute_score(gts, res, verbose=0)
+    r_mean, r_items = Rouge().compute_score(gts, res)
+    if any(r.split() for rs in refs for r in rs):
+        c_mean, c_items = Cider().compute_score(gts, res)
+        c_mean, c_items = float(c_mean), [float(x) for x in c_items]
+    else:  # pycocoevalcap's Cider fails when no reference has a word
+        c_mean, c_items = None, []
+    return (
+        [float(x) for x in b_corpus],
+        [[float(x) for x in row] for row in b_items],
+        float(r_mean),
+        [float(x) for x in r_items],
+        c_mean,
+        c_items,
+    )
+
+
+def language(
+    pairs: Iterable[StoryPair],
+    *,
+    backend: str = "auto",
+    missing: str = "zero",
+    scorers: str = "ours",
+    meteor_workers: int | None = None,
+) -> Scores:
+    """BLEU-1…4, METEOR, ROUGE-L and CIDEr of each candidate story against its reference.
+
+    ``missing="zero"`` (default) scores a missing output as an empty story, so it counts
+    against the model; ``missing="exclude"`` leaves it out of every metric, as the
+    original driver did (its per-story values are then None). ``scorers`` and
+    ``meteor_workers``: see :func:`score_texts`.
+    """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
+    pairs = list(pairs)
+    missing_ids = [p.story_id for p in pairs if p.missing]
+    scored = [p for p in pairs if not (p.missing and missing == "exclude")]
+    refs = [[story_text(p.reference)] for p in scored]
+    hyps = [story_text(p.candidate) for p in scored]
+    result = score_texts(refs, hyps, backend=backend, scorers=scorers, meteor_workers=meteor_workers)
+    per_story: dict[str, dict[str, float | None]] = {p.story_id: dict.fromkeys(METRICS) for p in pairs}
+    for p, values in zip(scored, result.per_item, strict=True):
+        per_story[p.story_id] = values
+    counts = {"n_stories": len(pairs), "n_missing": len(missing_ids), "n_evaluated": len(scored)}
+    sig = signature(result.backend, missing)
+    return Scores(
+        family="language",
+        overall={**counts, **result.overall},
+        per_story=per_story,
+        conventions=_conventions(result.backend, missing),
+        extra={
+            "signature": sig,
+            "backend": result.backend,
+            "tokenizer": "ptb-corenlp-3.4.1" if result.backend == "coco" else "regex-ptb",
+            "meteor": "meteor-1.5" if result.backend == "coco" else None,
+            "missing": missing_ids,
+            "missing_policy": missing,
+            "empty_references": [p.story_id for p, r in zip(scored, refs, strict=True) if not r[0]],
+            "timings": result.timings,
+        },
+    )
+
+
+def _conventions(backend: str, missing: str) -> list[str]:
+    lines = [
+        "text: the story part (after </think>), every <…> tag removed, whitespace collapsed (the original's cleaning)",
+        (
+            "tokens: CoreNLP 3.4.1 PTBTokenizer, lower-cased, pycocoevalcap's punctuation tokens removed"
+            if backend == "coco"
+            else "tokens: regex PTB-like tokenizer (no Java), lower-cased, pycocoevalcap's punctuation removed"
+        ),
+        "BLEU-1..4: corpus-level, brevity penalty with the closest reference length (pycocoevalcap Bleu)",
+        (
+            "METEOR: Meteor 1.5 aggregate (-l en -norm)"
+            if backend == "coco"
+            else "METEOR: None (needs Java); meteor_exact is an exact-match approximation, not comparable"
+        ),
+        "ROUGE-L: mean over stories of the LCS F-score, beta=1.2",
+        "CIDEr: CIDEr-D (n=4, sigma=6, x10), IDF from the evaluated references (depends on the story set)",
+        (
+            "missing outputs: scored as an empty story (0 on every metric; ROUGE-L 1 if the reference is empty too)"
+            if missing == "zero"
+            else "missing outputs: left out of every metric (the original's convention)"
+        ),
+    ]
+    return lines

@@ -1,0 +1,285 @@
+"""Language metrics: the original's cleaning, both backends, agreement with pycocoevalcap.
+
+The Java tests share one module fixture: CoreNLP runs once and METEOR starts once (its
+JVM and paraphrase tables take about 8 s), then every assertion reads the results.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from importlib.util import find_spec
+
+import pytest
+
+from storyreasoning.errors import StoryReasoningError
+from storyreasoning.evaluate import StoryPair
+from storyreasoning.evaluate.language import (
+    METRICS,
+    bleu,
+    cider_d,
+    close_java,
+    corenlp_ptb_tokenize,
+    language,
+    lcs_length,
+    meteor_exact,
+    regex_ptb_tokenize,
+    resolve_backend,
+    rouge_l,
+    score_texts,
+    story_text,
+)
+from storyreasoning.format import parse_output
+
+# The fixed example of reference/offline-stack.md §3, with pycocoevalcap's numbers there.
+REFS = [
+    ["a man is riding a bicycle down the street", "a person rides a bike on the road"],
+    ["two dogs play in the grass", "a pair of dogs are playing on a lawn"],
+]
+HYPS = ["a man is riding a bicycle on the street", "two dogs are playing in the grass"]
+FIXED = {
+    "bleu_1": 1.0,
+    "bleu_2": 0.9258,
+    "bleu_3": 0.7539,
+    "bleu_4": 0.5988,
+    "rouge_l": 0.8345,
+    "cider": 3.2831,
+}
+
+PROSE = [
+    '"I can\'t believe it," Ines whispered, her voice barely audible over the storm.',
+    "The old keeper -- a man of sixty -- turned the crank; the great lamp flickered... then roared!",
+    "At 5:30 p.m., Dr. Ruiz arrived with the U.S. Navy's report: 3 boats lost, 12 saved (all alive).",
+    "She didn't know what they'd done; he wouldn't say. It's their secret, isn't it?",
+    "Wait—what? “Run,” he said. ‘Now!’ Its engine roared… and the car sped off.",
+]
+
+JAVA_REASON = "needs Java on PATH and pycocoevalcap (pip install 'storyreasoning[eval]'; apt-get install default-jre-headless)"
+needs_java = pytest.mark.skipif(
+    shutil.which("java") is None or find_spec("pycocoevalcap") is None, reason=JAVA_REASON
+)
+needs_pycocoevalcap = pytest.mark.skipif(
+    find_spec("pycocoevalcap") is None, reason="needs pycocoevalcap: pip install 'storyreasoning[eval]'"
+)
+
+
+def output(segments: list[str]) -> str:
+    story = "\n\n".join(f"<gdi image{n}>\n{s}\n</gdi>" for n, s in enumerate(segments, 1))
+    return f"<think>\n## Image 1\n</think>\n{story}"
+
+
+PAIRS_TEXT = [
+    (
+        "s1",
+        output(
+            ["<gdo char1>Ines</gdo> climbed the cliff path.", "<gdo char1>She</gdo> knocked on the door."]
+        ),
+        output(["<gdo char1>A woman</gdo> climbed the path.", "<gdo char1>She</gdo> knocked twice."]),
+    ),
+    (
+        "s2",
+        output(["<gdo char2>Tomas</gdo> opened the heavy door.", "The lamp was dead, he said."]),
+        output(["<gdo char2>Tomas</gdo> opened the door.", "The lamp is dead, said <gdo char2>he</gdo>."]),
+    ),
+    ("s3", output(["The boat turned for home.", "The beam swept the sea."]), None),
+]
+
+
+def make_pairs() -> list[StoryPair]:
+    return [StoryPair.from_texts(i, ref, cand, [(640, 480)] * 2) for i, ref, cand in PAIRS_TEXT]
+
+
+# -- cleaning and tokenizing ---------------------------------------------------------------------
+
+
+def test_story_text_is_the_originals_cleaning():
+    telling = parse_output(
+        "<think>\n## Image 1\n</think>\n<gdi image1>\n<gdo char1>Ines</gdo>   <gda char1>climbed</gda>\n"
+        "toward <gdl lm1>the lighthouse</gdl>.\n</gdi>\n\n<gdi image2>\nShe knocked.\n</gdi>"
+    )
+    assert story_text(telling) == "Ines climbed toward the lighthouse. She knocked."
+    assert story_text(None) == ""
+    assert story_text(parse_output("<think>\n## Image 1\n| a | b |\n")) == ""  # cut off inside the CoT
+
+
+def test_regex_tokenizer_follows_ptb():
+    assert regex_ptb_tokenize("Don't stop, it's John's car!") == "do n't stop it 's john 's car"
+    assert (
+        regex_ptb_tokenize("He said (quietly): “Mr. Smith—no.”") == "he said -lrb- quietly -rrb- mr. smith no"
+    )
+    assert regex_ptb_tokenize("We can't; they won't... cannot") == "we ca n't they wo n't can not"
+    assert regex_ptb_tokenize("3.14 and 10,000 dogs' bones?!") == "3.14 and 10,000 dogs bones ?!"
+    assert regex_ptb_tokenize("") == ""
+
+
+# -- the scorers, checked against pycocoevalcap's classes (no Java needed) ----------------------
+
+
+def random_corpus(seed: int, n: int = 30):
+    rng = random.Random(seed)
+    vocab = "a the man dog ran sat on mat red big it he she walked to home".split()
+    refs, hyps = [], []
+    for _ in range(n):
+        refs.append([" ".join(rng.choices(vocab, k=rng.randint(1, 25))) for _ in range(rng.randint(1, 3))])
+        hyps.append(" ".join(rng.choices(vocab, k=rng.randint(0, 25))))
+    return refs, hyps
+
+
+@needs_pycocoevalcap
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_bleu_rouge_cider_equal_pycocoevalcap(seed):
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    refs, hyps = random_corpus(seed)
+    if seed == 0:
+        refs, hyps = REFS + refs, HYPS + hyps
+    hyps[1] = ""  # an empty candidate
+    refs[2] = ["", *refs[2][1:]]  # an empty reference beside others
+    gts = dict(enumerate(refs))
+    res = {i: [h] for i, h in enumerate(hyps)}
+    b_corpus, b_items = Bleu(4).compute_score(gts, res, verbose=0)
+    ours_corpus, ours_items = bleu(refs, hyps)
+    assert ours_corpus == pytest.approx(b_corpus, abs=1e-9)
+    for k in range(4):
+        assert ours_items[k] == pytest.approx(b_items[k], abs=1e-9)
+    r_mean, r_items = Rouge().compute_score(gts, res)
+    ours_mean, ours_r = rouge_l(refs, hyps)
+    assert ours_mean == pytest.approx(r_mean, abs=1e-9)
+    assert ours_r == pytest.approx(list(r_items), abs=1e-9)
+    c_mean, c_items = Cider().compute_score(gts, res)
+    ours_mean, ours_c = cider_d(refs, hyps)
+    assert ours_mean == pytest.approx(c_mean, abs=1e-9)
+    assert ours_c == pytest.approx(list(c_items), abs=1e-9)
+
+
+def test_fixed_example_without_java():
+    result = score_texts(REFS, HYPS, backend="python")
+    for key, value in FIXED.items():
+        assert result.overall[key] == pytest.approx(value, abs=5e-5), key
+    assert result.overall["meteor"] is None
+    assert 0 < result.overall["meteor_exact"] < 1
+    assert result.signature.startswith("python|regex-ptb|meteor_exact|storyreasoning=")
+
+
+def test_lcs_matches_the_dynamic_programme():
+    rng = random.Random(7)
+    for _ in range(200):
+        a = rng.choices("abcd", k=rng.randint(0, 30))
+        b = rng.choices("abcd", k=rng.randint(0, 30))
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                same = a[i - 1] == b[j - 1]
+                table[i][j] = table[i - 1][j - 1] + 1 if same else max(table[i - 1][j], table[i][j - 1])
+        assert lcs_length(a, b) == table[len(a)][len(b)]
+
+
+def test_edge_cases_of_empty_texts():
+    assert rouge_l([[""]], [""]) == (1.0, [1.0])  # pycocoevalcap: one empty token each
+    assert rouge_l([["a b"]], [""])[0] == 0.0
+    assert cider_d([[""]], ["a"]) == (None, [])  # no reference word: CIDEr undefined
+    assert cider_d([], []) == (None, [])
+    assert meteor_exact([["a b c"]], [""]) == (0.0, [0.0])
+    assert meteor_exact([["a b c"]], ["a b c"])[0] == pytest.approx(1.0)
+    corpus, _ = bleu([["a b c d"]], [""])
+    assert max(corpus) < 1e-6
+
+
+def test_language_python_backend_and_missing_outputs():
+    zero = language(make_pairs(), backend="python")
+    assert zero.family == "language"
+    assert (zero.overall["n_stories"], zero.overall["n_missing"], zero.overall["n_evaluated"]) == (3, 1, 3)
+    assert zero.extra["missing"] == ["s3"]
+    assert zero.per_story["s3"]["bleu_4"] < 1e-6 and zero.per_story["s3"]["rouge_l"] == 0.0
+    assert zero.per_story["s3"]["cider"] == 0.0
+    excl = language(make_pairs(), backend="python", missing="exclude")
+    assert excl.overall["n_evaluated"] == 2
+    assert all(excl.per_story["s3"][m] is None for m in METRICS)
+    assert excl.overall["bleu_4"] > zero.overall["bleu_4"]  # the empty story no longer drags it down
+    assert excl.extra["signature"] == zero.extra["signature"].replace("missing=zero", "missing=exclude")
+    assert zero.extra["signature"].startswith("python|regex-ptb|meteor_exact|missing=zero|storyreasoning=")
+    assert json.loads(json.dumps(zero.to_dict()))["extra"]["backend"] == "python"
+
+
+def test_nothing_to_score():
+    result = language([], backend="python")
+    assert result.overall["n_stories"] == 0
+    assert all(result.overall[m] is None for m in METRICS)
+
+
+def test_backend_choice(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("java")
+    with pytest.raises(ValueError, match="missing"):
+        language([], backend="python", missing="drop")
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no java on it
+    assert resolve_backend("auto") == "python"
+    with pytest.raises(StoryReasoningError, match="Java"):
+        resolve_backend("coco")
+
+
+# -- the coco backend (Java) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coco():
+    if shutil.which("java") is None or find_spec("pycocoevalcap") is None:
+        pytest.skip(JAVA_REASON)
+    texts = ["Hello (world)!", "", "She said: “no.”", "", *PROSE, ""]
+    try:
+        yield {
+            "tokens": (texts, corenlp_ptb_tokenize(texts)),
+            "fixed": score_texts(REFS, HYPS, backend="coco"),
+            "pairs": language(make_pairs(), backend="coco"),
+            "pairs_python": language(make_pairs(), backend="python"),
+        }
+    finally:
+        close_java()
+
+
+@needs_java
+def test_coco_fixed_example_numbers(coco):
+    fixed = coco["fixed"]
+    for key, value in FIXED.items():
+        assert fixed.overall[key] == pytest.approx(value, abs=5e-5), key
+    assert fixed.overall["meteor"] == pytest.approx(0.5197, abs=5e-5)
+    assert [item["meteor"] for item in fixed.per_item] == pytest.approx([0.4666, 0.8965], abs=5e-5)
+
+
+@needs_java
+def test_coco_signature(coco):
+    version = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    sig = coco["pairs"].extra["signature"]
+    assert sig.startswith("coco|ptb-corenlp-3.4.1|meteor-1.5|missing=zero|pycocoevalcap=")
+    java = sig.rsplit("java=", 1)[1]
+    assert java != "unknown" and f'"{java}"' in version
+    assert coco["pairs"].extra["tokenizer"] == "ptb-corenlp-3.4.1"
+
+
+@needs_java
+def test_corenlp_tokenizer_keeps_alignment_and_the_originals_quirks(coco):
+    texts, tokens = coco["tokens"]
+    assert len(tokens) == len(texts)
+    assert tokens[:4] == ["hello -lrb- world -rrb-", "", "she said no", ""]  # -lrb- survives (lower case)
+    assert tokens[-1] == ""
+
+
+@needs_java
+def test_regex_tokenizer_agrees_with_corenlp_on_prose(coco):
+    texts, tokens = coco["tokens"]
+    for text, expected in zip(texts, tokens, strict=True):
+        assert regex_ptb_tokenize(text) == expected, text
+
+
+@needs_java
+def test_coco_handles_a_missing_output_and_agrees_with_python_here(coco):
+    pairs, python = coco["pairs"], coco["pairs_python"]
+    assert pairs.per_story["s3"]["meteor"] == 0.0  # an empty candidate neither hangs nor crashes METEOR
+    assert 0 < pairs.overall["meteor"] < 1
+    for key in ("bleu_1", "bleu_4", "rouge_l", "cider", "meteor_exact"):
+        # these simple texts tokenize the same either way, so the numbers agree
+        assert pairs.overall[key] == pytest.approx(python.overall[key], abs=1e-12), key
