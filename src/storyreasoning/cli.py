@@ -217,10 +217,16 @@ def tell(
     device: str = _opt("auto", "--device", help="Local weights: auto, cpu, cuda, cuda:1, mps."),
     revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
     min_pixels: int | None = _opt(
-        None, "--min-pixels", help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).", show_default=False
+        None,
+        "--min-pixels",
+        help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).",
+        show_default=False,
     ),
     max_pixels: int | None = _opt(
-        None, "--max-pixels", help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).", show_default=False
+        None,
+        "--max-pixels",
+        help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
+        show_default=False,
     ),
 ) -> None:
     """Tell a grounded story about images.
@@ -360,6 +366,79 @@ def serve(
             host=host,
             port=port,
             server=server,
+        )
+    )
+
+
+@app.command()
+def studio(
+    endpoint: str | None = _opt(
+        None,
+        "--endpoint",
+        "-e",
+        help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
+        show_default=False,
+    ),
+    model: str | None = _opt(
+        None, "--model", "-m", help="Local model folder or hub id (loaded at start).", show_default=False
+    ),
+    teller: str | None = _opt(
+        None, "--teller", help="A built-in teller: 'baseline' (OpenCV, no model weights).", show_default=False
+    ),
+    served_model: str | None = _opt(
+        None,
+        "--served-model",
+        help="Model name on the server (default: the first it lists).",
+        show_default=False,
+    ),
+    api_key: str | None = _opt(
+        None,
+        "--api-key",
+        help="API key for the server (default: $OPENAI_API_KEY); it stays on the server, never in the page.",
+        show_default=False,
+    ),
+    dataset: list[str] = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="A dataset to browse, as SOURCE or NAME=SOURCE (repeat for more). " + _SOURCE_HELP,
+        show_default=False,
+    ),
+    runs: Path | None = typer.Option(
+        None,
+        "--runs",
+        help="A folder of tell-dataset run folders (with their eval/ reports) to browse and compare.",
+        show_default=False,
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on; anything but loopback lets other machines in."
+    ),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    max_images: int = typer.Option(20, "--max-images", min=1, help="Most images per story."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest image upload, in MB."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the studio in a web browser."),
+) -> None:
+    """Web studio: tell a story from uploaded images (streamed), inspect outputs, browse datasets and runs.
+
+    Serves a local page (no CDN, works offline) on 127.0.0.1 unless --host says otherwise.
+    Without --teller, --endpoint or --model it only inspects and browses.
+    """
+    from .studio.commands import studio as run
+
+    raise typer.Exit(
+        run(
+            endpoint=endpoint,
+            model=model,
+            teller=teller,
+            served_model=served_model,
+            api_key=api_key,
+            dataset=dataset or [],
+            runs=runs,
+            host=host,
+            port=port,
+            max_images=max_images,
+            max_upload_mb=max_upload_mb,
+            open_browser=open_browser,
         )
     )
 
@@ -560,7 +639,9 @@ def evaluate_run(
         None, "--out", "-o", help="Where the report goes (default: RUN/eval).", show_default=False
     ),
     metrics: str = typer.Option(
-        "all", "--metrics", help="Metric families, comma-separated: grounding, identity, consistency, language."
+        "all",
+        "--metrics",
+        help="Metric families, comma-separated: grounding, identity, consistency, language.",
     ),
     protocol: Protocol = typer.Option(
         Protocol.default,

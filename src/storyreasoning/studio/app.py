@@ -1,0 +1,650 @@
+"""The studio's routes: the page, uploads, streamed telling, parsing, export, datasets and runs.
+
+:func:`create_app` builds the FastAPI app for a :class:`~storyreasoning.studio.config.StudioConfig`.
+The HTTP contract is ``studio/API.md``. Every response carries a strict
+Content-Security-Policy (scripts, styles and connections from this origin only, no
+inline code) and ``X-Content-Type-Options: nosniff``. When the server listens on
+loopback it answers only requests addressed to a loopback name (no DNS rebinding), and
+state-changing requests from another origin are refused, so no other web page can
+spend the storyteller or its API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import mimetypes
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from .. import __version__
+from ..errors import StoryReasoningError
+from ..format.prompts import ORDERS, SYSTEM_PROMPT
+from ..tell.base import Prompt, Sampling, Teller
+from .catalog import Datasets, Runs
+from .config import IMAGE_TYPES, StudioConfig
+from .errors import ApiError
+from .jobs import JobManager
+from .multipart import parse_multipart
+from .uploads import UploadStore
+
+log = logging.getLogger("storyreasoning.studio")
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+KEEP_ALIVE_SECONDS = 15.0
+MAX_LIST = 500  # stories per page of a listing
+MAX_NEW_TOKENS = 32768
+
+
+# -- headers, host and origin checks ---------------------------------------------------------------
+
+
+class Guard:
+    """ASGI middleware: security headers on every response; Host and Origin checks on every request."""
+
+    def __init__(self, app, *, allowed_hosts: frozenset[str] | None) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts  # None: any (the server listens beyond loopback)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            status, message = refusal
+            response = JSONResponse({"error": message}, status_code=status)
+            await self._send_headers(response, scope, receive, send)
+            return
+        await self._send_headers(self.app, scope, receive, send)
+
+    async def _send_headers(self, app, scope, receive, send) -> None:
+        api = scope.get("path", "").startswith("/api/")
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    if key not in headers:
+                        headers[key] = value
+                if api and "cache-control" not in headers:
+                    headers["cache-control"] = "no-store"
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    def _refusal(self, scope, headers: Headers) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        name = _host_name(host)
+        if self.allowed_hosts is not None and name not in self.allowed_hosts:
+            return (
+                400,
+                f"this studio answers only requests addressed to this machine, not to {host[:100]!r}; "
+                "open it at http://127.0.0.1:PORT/",
+            )
+        if scope.get("method", "GET") not in ("GET", "HEAD", "OPTIONS"):
+            origin = headers.get("origin")
+            if origin is not None:
+                parts = urlsplit(origin)
+                if origin == "null" or parts.netloc.lower() != host.lower():
+                    return (
+                        403,
+                        f"requests from another page ({origin[:100]}) are refused; use the studio's own page",
+                    )
+        return None
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+# -- request bodies ---------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    too_big = ApiError(413, f"the {what} is larger than {limit / (1024 * 1024):.3g} MB; send less at once")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, limit: int) -> dict:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "send the request as JSON with Content-Type: application/json")
+    data = await read_body(request, limit, "request")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request must be a JSON object")
+    return body
+
+
+def _text(body: dict, key: str, *, required: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ApiError(400, f"the request has no {key!r}; send it as a string")
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{key!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _number(body: dict, key: str, default, *, integer: bool = False, nullable: bool = False):
+    value = body.get(key, default)
+    if value is None:
+        if nullable:
+            return None
+        return default
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ApiError(400, f"{key!r} must be {'an integer' if integer else 'a number'}, got {value!r:.40}")
+    return value
+
+
+def _ids(body: dict, key: str, limit: int, *, required: bool) -> list[str] | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, f"{key!r} must be a list of upload ids (strings)")
+    if required and not value:
+        raise ApiError(400, "upload at least one image first")
+    if len(value) > limit:
+        raise ApiError(413, f"{len(value)} images is more than the {limit} a story may have; choose fewer")
+    return value
+
+
+def _sizes(value: Any) -> list[tuple[int, int]] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) <= 1000
+    ok = ok and all(
+        isinstance(s, list | tuple)
+        and len(s) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000 for n in s)
+        for s in value
+    )
+    if not ok:
+        raise ApiError(400, "'image_sizes' must be a list of [width, height] pairs of positive integers")
+    return [(int(w), int(h)) for w, h in value]
+
+
+def _page(offset: int, limit: int) -> tuple[int, int]:
+    if offset < 0 or limit < 1:
+        raise ApiError(400, "offset must be at least 0 and limit at least 1")
+    return offset, min(limit, MAX_LIST)
+
+
+def _filename(title: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-._")[:80]
+    return (slug or "story") + ".html"
+
+
+def _image_response(data: bytes, mime: str | None, *, cache: str) -> Response:
+    from ..format.images import sniff_mime
+
+    mime = mime or sniff_mime(data[:16])
+    if mime not in IMAGE_TYPES:
+        raise ApiError(415, "this file is not a PNG, JPEG, GIF or WebP image, so it is not served")
+    return Response(content=data, media_type=mime, headers={"cache-control": cache})
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+
+def teller_label(teller: Teller) -> str:
+    from ..tell.commands import BASELINE_LABEL
+
+    return BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
+
+
+def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI:
+    """The studio for ``config``; the teller is made now from ``config.teller`` unless one is given."""
+    # module scripts are refused under nosniff unless served as JavaScript, whatever the system's table says
+    for kind, suffix in (("text/javascript", ".js"), ("text/javascript", ".mjs"), ("text/css", ".css")):
+        mimetypes.add_type(kind, suffix)
+    mimetypes.add_type("image/svg+xml", ".svg")
+    own_teller = teller is None and config.teller is not None
+    if own_teller:
+        from ..tell.commands import make_teller
+
+        # someone is waiting for each story: one retry, not the batch runs' three
+        teller = make_teller(replace(config.teller, retries=min(config.teller.retries, 1)))
+    jobs = (
+        JobManager(
+            teller, max_jobs=config.max_jobs, ttl=config.job_ttl, serial=teller.backend == "transformers"
+        )
+        if teller is not None
+        else None
+    )
+    uploads = UploadStore(
+        max_image_bytes=config.max_image_bytes,
+        max_total=config.max_upload_bytes,
+        max_pixels=config.max_pixels,
+    )
+    datasets = Datasets(config.datasets)
+    runs = Runs(config.runs)
+    static = Path(config.static_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if jobs is not None:
+            await run_in_threadpool(jobs.close)
+        if own_teller and teller is not None:
+            teller.close()
+
+    app = FastAPI(
+        title="storyreasoning studio",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.teller = teller
+    app.state.jobs = jobs
+    app.state.uploads = uploads
+    app.state.datasets = datasets
+    app.state.runs = runs
+
+    # -- errors: always {"error": one sentence} ------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(StoryReasoningError)
+    async def _user_error(request: Request, exc: StoryReasoningError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"nothing at {request.url.path[:200]}; the studio's routes are listed in studio/API.md"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path[:200]}"
+        else:
+            message = str(exc.detail)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("studio request %s %s failed", request.method, request.url.path)
+        return JSONResponse(
+            {"error": f"the studio failed ({type(exc).__name__}: {exc}); see the studio's log"},
+            status_code=500,
+        )
+
+    # -- the page ------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = static / "index.html"
+        if not page.is_file():
+            raise ApiError(404, f"the studio's page is missing ({page}); reinstall storyreasoning")
+        return FileResponse(
+            page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"}
+        )
+
+    app.mount("/static", StaticFiles(directory=static, check_dir=False), name="static")
+
+    # -- config ----------------------------------------------------------------------------------------
+    @app.get("/api/config")
+    def get_config() -> dict:
+        described = None
+        if teller is not None:
+            described = {
+                "backend": teller.backend,
+                "model": teller.model,
+                "label": teller_label(teller),
+                "baseline": teller.backend == "baseline",
+            }
+        return {
+            "version": __version__,
+            "teller": described,
+            "limits": {
+                "max_images": config.max_images,
+                "max_image_bytes": config.max_image_bytes,
+                "types": list(IMAGE_TYPES),
+            },
+            "sampling": config.sampling.to_dict(),
+            "prompt": config.prompt,
+            "system_prompt": SYSTEM_PROMPT,
+            "datasets": datasets.listing(),
+            "runs": config.runs is not None,
+        }
+
+    # -- uploads ---------------------------------------------------------------------------------------
+    @app.post("/api/uploads")
+    async def post_uploads(request: Request) -> dict:
+        limit = config.max_images * config.max_image_bytes + 64 * 1024
+        body = await read_body(request, limit, "upload")
+        parts = parse_multipart(body, request.headers.get("content-type"))
+        files = [(p.filename, p.data) for p in parts if p.name == "files"]
+        if not files:
+            raise ApiError(400, "the upload holds no files; send the images as the form field 'files'")
+        if len(files) > config.max_images:
+            raise ApiError(
+                413,
+                f"{len(files)} images is more than the {config.max_images} a story may have; choose fewer",
+            )
+        added = await run_in_threadpool(uploads.add, files)
+        return {"images": [u.to_dict() for u in added]}
+
+    @app.get("/api/uploads/{upload_id}")
+    def get_upload(upload_id: str) -> Response:
+        upload = uploads.require(upload_id)
+        return _image_response(upload.data, upload.mime, cache="private, max-age=86400, immutable")
+
+    # -- tell --------------------------------------------------------------------------------------------
+    @app.post("/api/tell")
+    async def post_tell(request: Request) -> dict:
+        if jobs is None:
+            raise ApiError(
+                503,
+                "this studio has no storyteller; restart it with --teller baseline, --endpoint URL or --model MODEL",
+            )
+        body = await json_body(request, config.max_body_bytes)
+        ids = _ids(body, "images", config.max_images, required=True)
+        chosen = [uploads.require(i) for i in ids]
+        text = _text(body, "prompt")
+        system = _text(body, "system_prompt")
+        order = _text(body, "order") or "images-first"
+        if order not in ORDERS:
+            raise ApiError(400, f"'order' must be one of {', '.join(ORDERS)}")
+        default = config.sampling
+        try:
+            sampling = Sampling(
+                temperature=float(_number(body, "temperature", default.temperature)),
+                top_p=float(_number(body, "top_p", default.top_p)),
+                max_new_tokens=int(_number(body, "max_new_tokens", default.max_new_tokens, integer=True)),
+                seed=_number(body, "seed", default.seed, integer=True, nullable=True),
+            )
+        except StoryReasoningError as exc:
+            raise ApiError(400, str(exc)) from None
+        if sampling.max_new_tokens > MAX_NEW_TOKENS:
+            raise ApiError(400, f"max_new_tokens must be at most {MAX_NEW_TOKENS}")
+        prompt = Prompt(
+            text=text if text and text.strip() else config.prompt,
+            system=SYSTEM_PROMPT if system is None else (system or None),
+            order=order,
+        )
+        job = jobs.start(
+            [u.data for u in chosen],
+            [(u.width, u.height) for u in chosen],
+            prompt=prompt,
+            sampling=sampling,
+        )
+        return {"job": job.id}
+
+    @app.get("/api/tell/{job_id}/events")
+    async def tell_events(job_id: str, request: Request) -> StreamingResponse:
+        if jobs is None:
+            raise ApiError(404, "this studio has no storyteller, so it has no tell jobs")
+        job = jobs.get(job_id)
+        last = request.headers.get("last-event-id", "")
+        start = int(last) + 1 if last.isdigit() else 0
+
+        async def stream():
+            index = start
+            yield ": storyreasoning studio\n\n"
+            while True:
+                events, finished = job.since(index)
+                for offset, event in enumerate(events):
+                    data = json.dumps(event, ensure_ascii=False)
+                    yield f"id: {index + offset}\ndata: {data}\n\n"
+                index += len(events)
+                if finished and not events:
+                    return
+                if not events:
+                    await job.wait(index, KEEP_ALIVE_SECONDS)
+                    if job.since(index)[0] == [] and not job.finished:
+                        yield ": keep-alive\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    @app.post("/api/tell/{job_id}/cancel")
+    def cancel_tell(job_id: str) -> dict:
+        if jobs is None:
+            raise ApiError(404, "this studio has no storyteller, so it has no tell jobs")
+        job = jobs.cancel(job_id)
+        final = job.since(0)[0][-1] if job.finished else {}
+        return {"cancelled": final.get("event") == "cancelled"}
+
+    # -- inspect and export ------------------------------------------------------------------------------
+    @app.post("/api/parse")
+    async def post_parse(request: Request) -> dict:
+        body = await json_body(request, config.max_body_bytes)
+        text = _text(body, "text", required=True)
+        sizes = _sizes(body.get("image_sizes"))
+
+        def parse() -> dict:
+            from ..format.stream import parse_output
+
+            telling = parse_output(text)
+            data = telling.to_dict(image_sizes=sizes) if sizes else telling.to_dict()
+            return {"telling": data, "raw": telling.raw}
+
+        return await run_in_threadpool(parse)
+
+    @app.post("/api/export")
+    async def post_export(request: Request) -> Response:
+        body = await json_body(request, config.max_body_bytes)
+        text = _text(body, "text")
+        ids = _ids(body, "images", config.max_images, required=False)
+        dataset = _text(body, "dataset")
+        story_id = _text(body, "story_id")
+        split = _text(body, "split") or None
+        title = (_text(body, "title") or "Grounded story").strip()[:300] or "Grounded story"
+        label = _text(body, "teller_label")
+        if ids and dataset:
+            raise ApiError(400, "give either 'images' (uploads) or 'dataset' and 'story_id', not both")
+        if bool(dataset) != bool(story_id):
+            raise ApiError(400, "'dataset' and 'story_id' go together; give both or neither")
+
+        def render() -> str:
+            from ..format.stream import parse_output
+            from ..tell.html import render_html
+
+            images: list = []
+            output = text
+            if ids:
+                images = [uploads.require(i).data for i in ids]
+            elif dataset:
+                sample = datasets.sample(dataset, story_id, split)
+                images = list(sample.frames)
+                if not output:
+                    output = sample.output_text()
+            if not output or not output.strip():
+                raise ApiError(400, "there is no output to export; generate or paste one first")
+            return render_html(parse_output(output), images, title=title, teller_label=label)
+
+        page = await run_in_threadpool(render)
+        return Response(
+            content=page,
+            media_type="text/html; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{_filename(title)}"'},
+        )
+
+    # -- datasets ------------------------------------------------------------------------------------------
+    @app.get("/api/datasets")
+    def list_datasets() -> dict:
+        out = []
+        for entry in datasets.listing():
+            try:
+                entry["splits"] = datasets.splits(entry["name"])
+            except ApiError as exc:
+                entry["splits"] = []
+                entry["error"] = str(exc)
+            out.append(entry)
+        return {"datasets": out}
+
+    @app.get("/api/datasets/{name}/stories")
+    def dataset_stories(name: str, split: str = "", offset: int = 0, limit: int = 50, q: str = "") -> dict:
+        offset, limit = _page(offset, limit)
+        stories = datasets.load(name, split or None)
+        indices = list(range(len(stories)))
+        if q.strip():
+            needle = q.strip().lower()
+            ids = stories.ids()
+            indices = [i for i in indices if needle in ids[i].lower()]
+        page = []
+        for i in indices[offset : offset + limit]:
+            sample = stories[i]
+            page.append({"story_id": sample.story_id, "frames": sample.frame_count})
+        return {"total": len(indices), "stories": page}
+
+    @app.get("/api/datasets/{name}/stories/{story_id:path}/frames/{k}")
+    def dataset_frame(name: str, story_id: str, k: int, split: str = "") -> Response:
+        sample = datasets.sample(name, story_id, split or None)
+        if not 0 <= k < len(sample.frames):
+            raise ApiError(404, f"story {story_id[:80]!r} has {len(sample.frames)} frames; k is 0-based")
+        try:
+            data = sample.frames[k].bytes()
+        except StoryReasoningError as exc:
+            raise ApiError(404, f"frame {k} of story {story_id[:80]!r} cannot be read ({exc})") from None
+        return _image_response(data, None, cache="private, max-age=3600")
+
+    @app.get("/api/datasets/{name}/stories/{story_id:path}")
+    def dataset_story(name: str, story_id: str, split: str = "") -> dict:
+        from ..format.stream import parse_output
+
+        sample = datasets.sample(name, story_id, split or None)
+        frames = datasets.frames(name, sample.story_id, split or None, sample)
+        telling = parse_output(sample.output_text())
+        return {
+            "story_id": sample.story_id,
+            "frames": frames,
+            "telling": _to_dict(telling, frames),
+            "raw": telling.raw,
+        }
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    @app.get("/api/runs")
+    def list_runs() -> dict:
+        out = []
+        for name in runs.listing():
+            try:
+                out.append(runs.get(name).summary())
+            except ApiError as exc:
+                out.append({"name": name, "manifest": {}, "stories": 0, "metrics": None, "error": str(exc)})
+        return {"runs": out}
+
+    @app.get("/api/runs/{name}/stories")
+    def run_stories(name: str, offset: int = 0, limit: int = 50, q: str = "") -> dict:
+        offset, limit = _page(offset, limit)
+        run = runs.get(name)
+        ids = list(run.records)
+        if q.strip():
+            needle = q.strip().lower()
+            ids = [sid for sid in ids if needle in sid.lower()]
+        page = [
+            {
+                "story_id": sid,
+                "well_structured": run.records[sid].get("well_structured"),
+                "metrics": run.per_story.get(sid) if run.per_story is not None else None,
+            }
+            for sid in ids[offset : offset + limit]
+        ]
+        return {"total": len(ids), "stories": page}
+
+    @app.get("/api/runs/{name}/stories/{story_id:path}")
+    def run_story(name: str, story_id: str) -> dict:
+        from ..format.stream import parse_output
+
+        run = runs.get(name)
+        record = run.records.get(story_id)
+        if record is None:
+            if story_id in run.failed:
+                raise ApiError(404, f"story {story_id[:80]!r} failed in run {name}: {run.failed[story_id]}")
+            raise ApiError(404, f"no story {story_id[:80]!r} in run {name}; list its stories first")
+        raw = record.get("raw") if isinstance(record.get("raw"), str) else ""
+        frames = reference = None
+        recorded = run.manifest.get("dataset") or {}
+        source, split = recorded.get("source"), recorded.get("split")
+        if isinstance(source, str) and source:
+            dataset = datasets.adopt(source)
+            if dataset is not None:
+                try:
+                    frames = datasets.frames(dataset, story_id, split)
+                    reference = {"dataset": dataset, "split": split, "story_id": story_id}
+                except ApiError:
+                    frames = None
+        meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+        telling = parse_output(raw)
+        return {
+            "story_id": story_id,
+            "raw": raw,
+            "telling": _to_dict(telling, frames, meta.get("images")),
+            "meta": meta,
+            "metrics": run.per_story.get(story_id) if run.per_story is not None else None,
+            "frames": frames,
+            "reference": reference,
+        }
+
+    allowed = None
+    if config.loopback:
+        allowed = LOOPBACK_NAMES | {config.host.strip("[]").lower()}
+    app.add_middleware(Guard, allowed_hosts=allowed)
+    return app
+
+
+def _to_dict(telling, frames: list[dict] | None, n_images: Any = None) -> dict:
+    """The telling's JSON, validated against the frames' sizes when they are all known."""
+    if frames and all(f["width"] > 0 and f["height"] > 0 for f in frames):
+        return telling.to_dict(image_sizes=[(f["width"], f["height"]) for f in frames])
+    if frames:
+        return telling.to_dict(n_images=len(frames))
+    if isinstance(n_images, int) and not isinstance(n_images, bool) and n_images > 0:
+        return telling.to_dict(n_images=n_images)
+    return telling.to_dict()

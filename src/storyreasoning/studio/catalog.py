@@ -1,0 +1,294 @@
+"""The datasets and evaluation runs the studio shows, found by name, never by a path from a request.
+
+:class:`Datasets` holds the configured sources by name and opens each with
+:func:`~storyreasoning.data.load_stories` the first time it is asked for (per split).
+:class:`Runs` lists the run folders in the ``--runs`` folder (tell-dataset outputs,
+each perhaps with ``eval/metrics.json`` and ``eval/per_story.csv``); a name from a
+request is looked up in that listing, so ``..`` or a slash can never reach the disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from ..errors import StoryReasoningError
+from .config import NAME, DatasetSource, derived_name
+from .errors import ApiError
+
+METRICS_FILE = "metrics.json"
+PER_STORY_FILE = "per_story.csv"
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() and pb.exists():
+        try:
+            return pa.resolve() == pb.resolve()
+        except OSError:
+            return False
+    return False
+
+
+class Datasets:
+    """Configured datasets by name, loaded lazily and cached per split."""
+
+    def __init__(self, sources: list[DatasetSource]) -> None:
+        self._sources: dict[str, DatasetSource] = {s.name: s for s in sources}
+        self._implicit: set[str] = set()
+        self._loaded: dict[tuple[str, str | None], object] = {}
+        self._locks: dict[tuple[str, str | None], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self._sources)
+
+    def listing(self) -> list[dict]:
+        return [
+            {"name": s.name, "source": s.source, **({"from_run": True} if s.name in self._implicit else {})}
+            for s in self._sources.values()
+        ]
+
+    def source(self, name: str) -> DatasetSource:
+        found = self._sources.get(name)
+        if found is None:
+            known = ", ".join(self._sources) or "none (start the studio with --dataset)"
+            raise ApiError(404, f"no dataset {name[:60]!r} in this studio; its datasets are {known}")
+        return found
+
+    def find(self, source: str) -> str | None:
+        """The name of the configured dataset with this source, if any."""
+        for s in self._sources.values():
+            if _same_source(s.source, source):
+                return s.name
+        return None
+
+    def adopt(self, source: str) -> str | None:
+        """The name of a dataset a run was told from: a configured one, or this local folder added now."""
+        found = self.find(source)
+        if found is not None:
+            return found
+        path = Path(source).expanduser()
+        if not path.exists():
+            return None
+        base = derived_name(source)
+        with self._lock:
+            name, n = base, 2
+            while name in self._sources:
+                name, n = f"{base}-{n}", n + 1
+            if not NAME.match(name):
+                return None
+            self._sources[name] = DatasetSource(name, str(path.resolve()))
+            self._implicit.add(name)
+        return name
+
+    def load(self, name: str, split: str | None = None):
+        """The :class:`~storyreasoning.data.StoryDataset` of ``name`` (one split, or all of them)."""
+        source = self.source(name)
+        key = (name, split or None)
+        with self._lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._loaded:
+                from ..data.sources import load_stories
+
+                try:
+                    self._loaded[key] = load_stories(source.source, split or None)
+                except StoryReasoningError as exc:
+                    raise ApiError(404 if split else 500, f"dataset {name}: {exc}") from None
+            return self._loaded[key]
+
+    def splits(self, name: str) -> list[str]:
+        stories = self.load(name)
+        parts = getattr(stories, "_parts", None)  # ConcatStories: one part per split
+        if parts:
+            return [p.split for p in parts if p.split]
+        return [stories.split or "train"]
+
+    def frame_url(self, name: str, story_id: str, k: int, split: str | None) -> str:
+        url = f"/api/datasets/{quote(name, safe='')}/stories/{quote(story_id, safe='')}/frames/{k}"
+        return url + (f"?split={quote(split, safe='')}" if split else "")
+
+    def sample(self, name: str, story_id: str, split: str | None = None):
+        stories = self.load(name, split)
+        try:
+            index = stories.index_of(story_id)
+        except StoryReasoningError:
+            raise ApiError(
+                404, f"no story {story_id[:80]!r} in dataset {name}; list its stories first"
+            ) from None
+        return stories[index]
+
+    def frames(self, name: str, story_id: str, split: str | None, sample=None) -> list[dict]:
+        """``[{"url", "width", "height"}]`` of a story's frames (sizes from the headers; 0 when unreadable)."""
+        sample = sample if sample is not None else self.sample(name, story_id, split)
+        out = []
+        for k, frame in enumerate(sample.frames):
+            try:
+                width, height = frame.size()
+            except StoryReasoningError:
+                width = height = 0
+            out.append(
+                {"url": self.frame_url(name, sample.story_id, k, split), "width": width, "height": height}
+            )
+        return out
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def _cell(value: str):
+    if value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return {"True": True, "False": False}.get(value, value)
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    manifest: dict
+    records: dict[str, dict]  # story id -> record, in the file's order
+    failed: dict[str, str] = field(default_factory=dict)
+    metrics: dict | None = None  # family -> overall numbers
+    per_story: dict[str, dict] | None = None  # story id -> per_story.csv row
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "manifest": self.manifest,
+            "stories": len(self.records),
+            "metrics": self.metrics,
+        }
+
+
+def _signature(folder: Path) -> tuple:
+    out = []
+    for rel in (
+        "manifest.json",
+        "records.jsonl",
+        "errors.jsonl",
+        f"eval/{METRICS_FILE}",
+        f"eval/{PER_STORY_FILE}",
+    ):
+        try:
+            st = (folder / rel).stat()
+            out.append((rel, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((rel, None, None))
+    return tuple(out)
+
+
+def _metrics(folder: Path) -> dict | None:
+    try:
+        from ..evaluate.report import load_report
+    except ImportError:  # the evaluate package is optional here
+        load_report = None
+    path = folder / "eval" / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        report = load_report(path) if load_report else json.loads(path.read_text(encoding="utf-8"))
+    except (StoryReasoningError, OSError, ValueError):
+        return None
+    metrics = report.get("metrics") if isinstance(report, dict) else None
+    if not isinstance(metrics, dict):
+        return None
+    return {
+        family: (data.get("overall") if isinstance(data, dict) else None) for family, data in metrics.items()
+    }
+
+
+def _per_story(folder: Path) -> dict[str, dict] | None:
+    path = folder / "eval" / PER_STORY_FILE
+    if not path.is_file():
+        return None
+    out: dict[str, dict] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                sid = row.pop("story_id", None)
+                if sid is not None:
+                    out[sid] = {key: _cell(value or "") for key, value in row.items() if key}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    return out
+
+
+class Runs:
+    """The run folders in one folder (or that folder itself when it is a run), by name."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._cache: dict[str, tuple[tuple, Run]] = {}
+        self._lock = threading.Lock()
+
+    def listing(self) -> dict[str, Path]:
+        """Run name -> folder, read from the disk on every call (runs appear while the studio is up)."""
+        if self.folder is None:
+            return {}
+        if (self.folder / "manifest.json").is_file():
+            return {self.folder.name: self.folder} if NAME.match(self.folder.name) else {}
+        out = {}
+        try:
+            children = sorted(self.folder.iterdir())
+        except OSError:
+            return {}
+        for child in children:
+            if NAME.match(child.name) and child.is_dir() and (child / "manifest.json").is_file():
+                out[child.name] = child
+        return out
+
+    def get(self, name: str) -> Run:
+        listing = self.listing()
+        if self.folder is None:
+            raise ApiError(404, "this studio shows no runs; start it with --runs FOLDER")
+        path = listing.get(name)  # only a name from the listing ever reaches the disk
+        if path is None:
+            raise ApiError(404, f"no run {name[:60]!r} in {self.folder.name}; list the runs first")
+        signature = _signature(path)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+        run = self._read(name, path)
+        with self._lock:
+            self._cache[name] = (signature, run)
+        return run
+
+    @staticmethod
+    def _read(name: str, path: Path) -> Run:
+        from ..tell.run import ERRORS, read_run
+
+        try:
+            manifest, records = read_run(path)
+        except (StoryReasoningError, OSError, ValueError) as exc:
+            raise ApiError(500, f"run {name} cannot be read ({exc}); check its manifest.json") from None
+        by_id: dict[str, dict] = {}
+        for record in records:
+            if isinstance(record, dict) and "story_id" in record:
+                by_id[str(record["story_id"])] = record
+        failed: dict[str, str] = {}
+        errors = path / ERRORS
+        if errors.is_file():
+            for line in errors.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    error = json.loads(line)
+                except ValueError:
+                    continue
+                sid = str(error.get("story_id"))
+                if sid not in by_id:
+                    failed[sid] = str(error.get("error", ""))
+        return Run(name, path, manifest, by_id, failed, _metrics(path), _per_story(path))

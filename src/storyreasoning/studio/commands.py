@@ -1,0 +1,99 @@
+"""What ``storyreasoning studio`` does (the CLI only parses options)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+from .config import MIB, StudioConfig, is_loopback, parse_datasets
+
+
+def studio(
+    *,
+    endpoint: str | None,
+    model: str | None,
+    teller: str | None,
+    served_model: str | None,
+    api_key: str | None,
+    dataset: list[str],
+    runs: Path | None,
+    host: str,
+    port: int,
+    max_images: int,
+    max_upload_mb: float,
+    open_browser: bool,
+) -> int:
+    """Serve the studio until Ctrl-C: print its URL, warn when it is reachable from other machines."""
+    from rich.console import Console
+
+    from ..tell.commands import TellerOptions
+
+    err = Console(stderr=True, highlight=False)
+    if max_upload_mb <= 0:
+        raise UsageError(f"--max-upload-mb must be more than 0, got {max_upload_mb:g}")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    options = None
+    if endpoint or model or teller:
+        options = TellerOptions(
+            model=model, endpoint=endpoint, teller=teller, served_model=served_model, api_key=api_key
+        )
+    config = StudioConfig(
+        teller=options,
+        datasets=parse_datasets(dataset or []),
+        runs=runs,
+        host=host,
+        port=port,
+        max_images=max_images,
+        max_image_bytes=int(max_upload_mb * MIB),
+    )
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "the studio needs FastAPI and uvicorn: pip install 'storyreasoning[studio]'"
+        ) from None
+    from .server import bind, url_of, uvicorn_server
+
+    sock = bind(host, port)  # a busy port fails here, before a model loads
+    try:
+        from .app import create_app, teller_label
+
+        if options is not None:
+            err.print("[dim]starting the storyteller…[/dim]")
+        app = create_app(config)
+        url = url_of(sock) + "/"
+        if app.state.teller is not None:
+            err.print(f"storyteller: {teller_label(app.state.teller)}")
+        else:
+            err.print(
+                "[dim]no storyteller: inspect and browse only (give --teller baseline, --endpoint URL or "
+                "--model MODEL to generate)[/dim]"
+            )
+        if not is_loopback(host):
+            err.print(
+                f"[bold yellow]warning:[/bold yellow] the studio listens on {host}, so other machines can reach "
+                "it and use its storyteller (and any API key it holds); use --host 127.0.0.1 unless that is "
+                "what you want"
+            )
+        err.print(f"studio at [bold]{url}[/bold] (Ctrl-C stops it)")
+        server = uvicorn_server(app, log_level="warning")
+        if open_browser:
+            threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def _open_when_started(server, url: str, timeout: float = 30.0) -> None:
+    import webbrowser
+
+    deadline = time.monotonic() + timeout
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if server.started:
+        webbrowser.open(url)

@@ -1,0 +1,451 @@
+// The Datasets and Runs pages: browse a dataset's stories, a run's outputs and metrics,
+// and put two runs (or a run and the reference) side by side on the same story.
+
+import { api, ApiError, seg, withQuery } from "./api.js";
+import { h, clear, replace, formatNumber } from "./dom.js";
+import { Viewer } from "./viewer.js";
+
+const PAGE = 50;
+
+function errorText(err) {
+  return err instanceof ApiError ? err.message : String(err && err.message ? err.message : err);
+}
+
+function alertBox(text) {
+  return h("div", { class: "alert error", role: "alert", text });
+}
+
+function frameImages(frames) {
+  return (frames || []).map((f, i) => ({ url: f.url, width: f.width, height: f.height, name: `frame ${i + 1}` }));
+}
+
+/** A "previous / next" pager; onPage(offset). */
+function pager(total, offset, onPage) {
+  const last = Math.max(0, total - 1);
+  const from = total ? offset + 1 : 0;
+  const to = Math.min(total, offset + PAGE);
+  return h(
+    "div",
+    { class: "pager" },
+    h("button", { type: "button", class: "btn small", text: "‹ Previous", disabled: offset <= 0, onclick: () => onPage(Math.max(0, offset - PAGE)) }),
+    h("span", { class: "muted small", text: `${from}–${to} of ${total}` }),
+    h("button", { type: "button", class: "btn small", text: "Next ›", disabled: offset + PAGE > last, onclick: () => onPage(offset + PAGE) }),
+  );
+}
+
+/** The scalar numbers of one metric family's overall results: [[key, value]]. */
+function scalars(values) {
+  if (!values || typeof values !== "object") return [];
+  return Object.entries(values).filter(([, v]) => v === null || typeof v === "number" || typeof v === "boolean");
+}
+
+/** The numbers worth a glance: overall rates, not per-kind splits, macro variants or raw counts. */
+function headline([key, value]) {
+  if (typeof value !== "number" || Number.isInteger(value)) return false;
+  return !/(characters|objects|macro|reference|11point)/.test(key);
+}
+
+function metricChips(entries) {
+  return h(
+    "dl",
+    { class: "metrics" },
+    entries.map(([k, v]) => h("div", { class: "metric", title: k }, h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: formatNumber(v) }))),
+  );
+}
+
+function metricsBlock(metrics) {
+  if (!metrics) return h("p", { class: "muted small", text: "Not evaluated yet (storyreasoning evaluate)." });
+  const families = Object.entries(metrics).filter(([, v]) => v && typeof v === "object");
+  if (!families.length) return h("p", { class: "muted small", text: "No metrics." });
+  return h(
+    "div",
+    { class: "metric-families" },
+    families.map(([family, values]) => {
+      const all = scalars(values);
+      let main = all.filter(headline).slice(0, 6);
+      if (!main.length) main = all.slice(0, 6);
+      const rest = all.filter((entry) => !main.includes(entry));
+      return h(
+        "div",
+        { class: "metric-family", dataset: { family } },
+        h("h5", { text: family }),
+        metricChips(main),
+        rest.length ? h("details", { class: "more-metrics" }, h("summary", { text: `all ${all.length} numbers` }), metricChips(rest)) : null,
+      );
+    }),
+  );
+}
+
+function tellerName(manifest) {
+  const t = (manifest && manifest.teller) || {};
+  return t.label || t.model || t.backend || "unknown teller";
+}
+
+function datasetLine(manifest) {
+  const d = (manifest && manifest.dataset) || {};
+  return [d.source, d.split].filter(Boolean).join(" · ");
+}
+
+// -- datasets -----------------------------------------------------------------------------------
+
+export class DatasetsPage {
+  constructor(root, config, router) {
+    this.root = root;
+    this.config = config;
+    this.router = router;
+    this.state = { name: null, split: "", q: "", offset: 0 };
+    this.viewer = new Viewer({
+      title: "Story",
+      exportSource: () => (this.shown ? { dataset: this.shown.name, split: this.shown.split || null, story_id: this.shown.story_id } : null),
+    });
+    this.listEl = h("div", { class: "dataset-list" });
+    this.storiesEl = h("div", { class: "story-list" });
+    this.detailEl = h("div", { class: "result" }, h("p", { class: "empty", text: "Choose a story to view it." }));
+    this.root.appendChild(h("div", { class: "two-col browse" }, h("div", { class: "setup" }, h("div", { class: "card" }, h("h3", { text: "Datasets" }), this.listEl), h("div", { class: "card" }, this.storiesEl)), this.detailEl));
+    this.loaded = false;
+  }
+
+  async enter(parts) {
+    if (!this.loaded) {
+      this.loaded = true;
+      try {
+        const data = await api("/api/datasets");
+        this.datasets = data.datasets || [];
+      } catch (err) {
+        replace(this.listEl, alertBox(errorText(err)));
+        this.datasets = [];
+      }
+      this.renderDatasets();
+    }
+    const [name, storyId] = parts;
+    const chosen = name || (this.datasets.length ? this.datasets[0].name : null);
+    if (chosen && chosen !== this.state.name) await this.choose(chosen);
+    if (storyId && (!this.shown || this.shown.story_id !== storyId || this.shown.name !== chosen)) await this.open(chosen, storyId);
+  }
+
+  renderDatasets() {
+    clear(this.listEl);
+    if (!this.datasets.length) {
+      this.listEl.appendChild(h("p", { class: "empty", text: "No datasets: start the studio with --dataset NAME=SOURCE." }));
+      return;
+    }
+    for (const d of this.datasets) {
+      this.listEl.appendChild(
+        h(
+          "button",
+          { type: "button", class: `list-item${d.name === this.state.name ? " active" : ""}`, dataset: { name: d.name }, onclick: () => this.router.go(["datasets", d.name]) },
+          h("span", { class: "li-title", text: d.name }),
+          h("span", { class: "li-sub", text: d.source || "" }),
+        ),
+      );
+    }
+  }
+
+  async choose(name) {
+    const d = this.datasets.find((x) => x.name === name);
+    this.state = { name, split: d && d.splits && d.splits.length > 1 ? d.splits[0] : "", q: "", offset: 0 };
+    this.renderDatasets();
+    await this.loadStories();
+  }
+
+  async loadStories() {
+    const { name, split, q, offset } = this.state;
+    const d = this.datasets.find((x) => x.name === name) || {};
+    const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
+    search.addEventListener("change", () => {
+      this.state.q = search.value.trim();
+      this.state.offset = 0;
+      this.loadStories();
+    });
+    const controls = h("div", { class: "list-controls" }, search);
+    if (d.splits && d.splits.length > 1) {
+      const select = h(
+        "select",
+        {
+          "aria-label": "Split",
+          onchange: (ev) => {
+            this.state.split = ev.target.value;
+            this.state.offset = 0;
+            this.loadStories();
+          },
+        },
+        d.splits.map((s) => h("option", { value: s, text: s, selected: s === split })),
+      );
+      controls.prepend(select);
+    }
+    replace(this.storiesEl, h("h3", { text: `Stories of ${name}` }), controls, h("p", { class: "muted small", text: "Loading…" }));
+    try {
+      const data = await api(withQuery(`/api/datasets/${seg(name)}/stories`, { split, offset, limit: PAGE, q }));
+      const list = h(
+        "div",
+        { class: "rows" },
+        (data.stories || []).map((s) =>
+          h(
+            "button",
+            { type: "button", class: "list-item story-row", dataset: { story: s.story_id }, onclick: () => this.router.go(["datasets", name, s.story_id]) },
+            h("span", { class: "li-title", text: s.story_id }),
+            h("span", { class: "li-sub", text: `${s.frames} frame${s.frames === 1 ? "" : "s"}` }),
+          ),
+        ),
+      );
+      if (!(data.stories || []).length) list.appendChild(h("p", { class: "empty", text: q ? "No story id matches." : "This dataset has no stories." }));
+      replace(
+        this.storiesEl,
+        h("h3", { text: `Stories of ${name}` }),
+        controls,
+        list,
+        pager(data.total || 0, offset, (o) => {
+          this.state.offset = o;
+          this.loadStories();
+        }),
+      );
+      this.markShown();
+    } catch (err) {
+      replace(this.storiesEl, h("h3", { text: `Stories of ${name}` }), controls, alertBox(errorText(err)));
+    }
+  }
+
+  markShown() {
+    for (const row of this.storiesEl.querySelectorAll(".story-row")) {
+      row.classList.toggle("active", Boolean(this.shown) && row.dataset.story === this.shown.story_id);
+    }
+  }
+
+  async open(name, storyId) {
+    const token = (this.openToken = (this.openToken || 0) + 1);
+    replace(this.detailEl, h("p", { class: "muted", text: `Loading ${storyId}…` }));
+    try {
+      const data = await api(withQuery(`/api/datasets/${seg(name)}/stories/${seg(storyId)}`, { split: this.state.split }));
+      if (token !== this.openToken) return; // another story was asked for meanwhile
+      this.shown = { name, split: this.state.split, story_id: data.story_id };
+      this.viewer.setImages(frameImages(data.frames));
+      this.viewer.setTitle(`${name} · ${data.story_id}`);
+      replace(this.detailEl, this.viewer.root);
+      this.viewer.renderTelling(data.telling, data.raw || "", null);
+      this.markShown();
+    } catch (err) {
+      if (token === this.openToken) replace(this.detailEl, alertBox(errorText(err)));
+    }
+  }
+}
+
+// -- runs ---------------------------------------------------------------------------------------
+
+export class RunsPage {
+  constructor(root, config, router) {
+    this.root = root;
+    this.config = config;
+    this.router = router;
+    this.runs = null;
+    this.runsEl = h("div", { class: "runs" });
+    this.storiesEl = h("div", { class: "run-stories" });
+    this.detailEl = h("div", { class: "run-detail" });
+    this.root.appendChild(h("div", { class: "runs-page" }, this.runsEl, this.storiesEl, this.detailEl));
+    this.offset = 0;
+  }
+
+  async enter(parts) {
+    if (this.runs === null) await this.loadRuns();
+    const [run, storyId, vs, other] = parts;
+    if (run !== this.run || !this.storiesLoaded) {
+      this.run = run || null;
+      this.offset = 0;
+      this.renderRuns();
+      if (this.run) await this.loadStories();
+      else {
+        clear(this.storiesEl);
+        clear(this.detailEl);
+      }
+    }
+    if (run && storyId) await this.openStory(run, storyId, vs === "vs" ? other : null);
+    else clear(this.detailEl);
+  }
+
+  async loadRuns() {
+    try {
+      const data = await api("/api/runs");
+      this.runs = data.runs || [];
+    } catch (err) {
+      this.runs = [];
+      this.runsError = errorText(err);
+    }
+  }
+
+  renderRuns() {
+    clear(this.runsEl);
+    this.runsEl.appendChild(h("h2", { class: "page-title", text: "Evaluation runs" }));
+    if (this.runsError) this.runsEl.appendChild(alertBox(this.runsError));
+    if (!this.runs.length) {
+      this.runsEl.appendChild(h("p", { class: "empty", text: "No runs: tell a dataset with `storyreasoning tell-dataset`, then start the studio with --runs FOLDER." }));
+      return;
+    }
+    const grid = h("div", { class: "run-cards" });
+    for (const run of this.runs) {
+      grid.appendChild(
+        h(
+          "article",
+          { class: `card run-card${run.name === this.run ? " active" : ""}`, dataset: { run: run.name } },
+          h(
+            "div",
+            { class: "card-head" },
+            h("h3", {}, h("button", { type: "button", class: "link run-open", text: run.name, onclick: () => this.router.go(["runs", run.name]) })),
+            h("span", { class: "spacer" }),
+            h("span", { class: "badge", text: `${run.stories} stor${run.stories === 1 ? "y" : "ies"}` }),
+          ),
+          h("p", { class: "muted small" }, h("b", { text: tellerName(run.manifest) }), datasetLine(run.manifest) ? ` · ${datasetLine(run.manifest)}` : ""),
+          metricsBlock(run.metrics),
+        ),
+      );
+    }
+    this.runsEl.appendChild(grid);
+  }
+
+  async loadStories() {
+    const run = this.run;
+    replace(this.storiesEl, h("p", { class: "muted", text: `Loading the stories of ${run}…` }));
+    try {
+      const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE }));
+      this.storiesLoaded = true;
+      const stories = data.stories || [];
+      const keys = [];
+      for (const s of stories) for (const k of Object.keys(s.metrics || {})) if (!keys.includes(k)) keys.push(k);
+      // overall rates first, then the per-kind splits, then raw counts
+      const rank = (k) => (/(^|[._])(tp|fp|fn|count|missing|stories|links?_\w+)$|_(tp|fp|fn)_/.test(k) ? 2 : 0) + (/characters|objects/.test(k) ? 1 : 0);
+      keys.sort((a, b) => rank(a) - rank(b));
+      const body = h("tbody");
+      for (const s of stories) {
+        const m = s.metrics || {};
+        body.appendChild(
+          h(
+            "tr",
+            { class: "clickable", dataset: { story: s.story_id }, onclick: () => this.router.go(["runs", run, s.story_id]) },
+            h("td", { class: "story-id" }, h("button", { type: "button", class: "link", text: s.story_id })),
+            h("td", {}, h("span", { class: `badge ${s.well_structured ? "ok" : "bad"}`, text: s.well_structured ? "yes" : "no" })),
+            keys.map((k) => h("td", { class: "num", text: formatNumber(m[k]) })),
+          ),
+        );
+      }
+      replace(
+        this.storiesEl,
+        h("h3", { text: `Stories of ${run}` }),
+        h(
+          "div",
+          { class: "table-wrap card" },
+          h("table", { class: "metrics-table" }, h("thead", {}, h("tr", {}, h("th", { text: "Story" }), h("th", { text: "Well-structured" }), keys.map((k) => h("th", { class: "num", text: k.replace(/_/g, " ") })))), body),
+        ),
+        pager(data.total || 0, this.offset, (o) => {
+          this.offset = o;
+          this.loadStories();
+        }),
+      );
+    } catch (err) {
+      this.storiesLoaded = false;
+      replace(this.storiesEl, alertBox(errorText(err)));
+    }
+  }
+
+  /** {dataset, split} of the reference for a run's story, when the studio has the run's dataset. */
+  referenceOf(runName, detail) {
+    if (detail && detail.reference && typeof detail.reference.dataset === "string") return detail.reference;
+    const run = (this.runs || []).find((r) => r.name === runName);
+    const recorded = (run && run.manifest && run.manifest.dataset) || {};
+    const found = (this.config.datasets || []).find((d) => d.source === recorded.source);
+    return found ? { dataset: found.name, split: recorded.split || null } : null;
+  }
+
+  async openStory(run, storyId, other) {
+    const token = (this.openToken = (this.openToken || 0) + 1);
+    const stale = () => token !== this.openToken; // another story was asked for meanwhile
+    for (const row of this.storiesEl.querySelectorAll("tr[data-story]")) row.classList.toggle("active", row.dataset.story === storyId);
+    replace(this.detailEl, h("p", { class: "muted", text: `Loading ${storyId}…` }));
+    let left;
+    try {
+      left = await api(`/api/runs/${seg(run)}/stories/${seg(storyId)}`);
+    } catch (err) {
+      if (!stale()) replace(this.detailEl, alertBox(errorText(err)));
+      return;
+    }
+    if (stale()) return;
+    const reference = this.referenceOf(run, left);
+    const dataset = reference ? reference.dataset : null;
+    const choices = [h("option", { value: "", text: "nothing (this run alone)" })];
+    if (dataset) choices.push(h("option", { value: "reference", text: `the reference (${dataset})`, selected: other === "reference" }));
+    for (const r of this.runs || []) {
+      if (r.name !== run) choices.push(h("option", { value: r.name, text: `run ${r.name}`, selected: other === r.name }));
+    }
+    const select = h(
+      "select",
+      {
+        id: "compare-with",
+        "aria-label": "Compare with",
+        onchange: (ev) => this.router.go(ev.target.value ? ["runs", run, storyId, "vs", ev.target.value] : ["runs", run, storyId]),
+      },
+      choices,
+    );
+    const leftViewer = this.viewerFor(`${run} · ${storyId}`, left, reference);
+    const head = h(
+      "div",
+      { class: "detail-head" },
+      h("h3", { text: storyId }),
+      h("span", { class: "spacer" }),
+      h("label", { class: "inline", for: "compare-with" }, "Side by side with ", select),
+    );
+    const metrics = left.metrics && Object.keys(left.metrics).length ? this.storyMetrics(left.metrics) : null;
+    if (!other) {
+      replace(this.detailEl, head, metrics, h("div", { class: "card" }, leftViewer.root));
+      leftViewer.renderTelling(left.telling, left.raw || "", left.meta || null);
+      return;
+    }
+    let right;
+    let rightLabel;
+    try {
+      if (other === "reference") {
+        if (!dataset) throw new ApiError(`The dataset of run ${run} is not in this studio; start it with --dataset.`);
+        right = await api(withQuery(`/api/datasets/${seg(dataset)}/stories/${seg(storyId)}`, { split: reference.split }));
+        rightLabel = `reference · ${dataset}`;
+      } else {
+        right = await api(`/api/runs/${seg(other)}/stories/${seg(storyId)}`);
+        rightLabel = `run ${other}`;
+      }
+    } catch (err) {
+      if (!stale()) replace(this.detailEl, head, alertBox(errorText(err)));
+      return;
+    }
+    if (stale()) return;
+    if (!right.frames && left.frames) right.frames = left.frames;
+    if (!left.frames && right.frames) left.frames = right.frames;
+    const rightViewer = this.viewerFor(`${rightLabel} · ${storyId}`, right, reference);
+    leftViewer.setImages(frameImages(left.frames));
+    replace(
+      this.detailEl,
+      head,
+      h(
+        "div",
+        { class: "compare" },
+        h("div", { class: "card compare-side", dataset: { side: "left" } }, h("div", { class: "viewer-label", text: `run ${run}` }), leftViewer.root),
+        h("div", { class: "card compare-side", dataset: { side: "right" } }, h("div", { class: "viewer-label", text: rightLabel }), rightViewer.root),
+      ),
+    );
+    leftViewer.renderTelling(left.telling, left.raw || "", left.meta || null);
+    rightViewer.renderTelling(right.telling, right.raw || "", right.meta || null);
+  }
+
+  viewerFor(title, detail, reference) {
+    const viewer = new Viewer({
+      title,
+      exportSource: () => (reference ? { dataset: reference.dataset, split: reference.split, story_id: detail.story_id } : {}),
+    });
+    viewer.setImages(frameImages(detail.frames));
+    return viewer;
+  }
+
+  storyMetrics(metrics) {
+    return h(
+      "dl",
+      { class: "metrics inline-metrics card" },
+      Object.entries(metrics)
+        .filter(([, v]) => v === null || typeof v !== "object")
+        .map(([k, v]) => h("div", { class: "metric" }, h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: formatNumber(v) }))),
+    );
+  }
+}

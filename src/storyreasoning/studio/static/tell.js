@@ -1,0 +1,326 @@
+// The Tell page: images, prompt and sampling settings, Generate and Cancel, the raw
+// console and token progress, and the viewer filling in as the story streams.
+
+import { api, ApiError, seg } from "./api.js";
+import { h, clear, nearBottom } from "./dom.js";
+import { Uploader } from "./uploader.js";
+import { Viewer } from "./viewer.js";
+
+function numberField(label, name, { min, max, step, value, placeholder, help }) {
+  const input = h("input", {
+    type: "number",
+    name,
+    id: `tell-${name}`,
+    min,
+    max,
+    step,
+    placeholder: placeholder || "",
+    value: value === null || value === undefined ? "" : String(value),
+  });
+  return [input, h("label", { class: "field", for: `tell-${name}` }, h("span", { class: "field-label", text: label }), input, help ? h("span", { class: "field-help", text: help }) : null)];
+}
+
+export class TellPage {
+  constructor(root, config) {
+    this.root = root;
+    this.config = config;
+    this.job = null;
+    this.source = null;
+    this.build();
+  }
+
+  build() {
+    const teller = this.config.teller;
+    const sampling = this.config.sampling || {};
+    this.uploader = new Uploader(this.config.limits, { onChange: () => this.updateButtons() });
+
+    this.prompt = h("textarea", { id: "tell-prompt", rows: "3", placeholder: this.config.prompt || "Generate a story based on these images." });
+    const [temperature, tField] = numberField("Temperature", "temperature", { min: 0, max: 2, step: 0.05, value: sampling.temperature });
+    const [topP, pField] = numberField("Top-p", "top_p", { min: 0.01, max: 1, step: 0.01, value: sampling.top_p });
+    const [maxTokens, mField] = numberField("Max tokens", "max_new_tokens", { min: 16, max: 131072, step: 1, value: sampling.max_new_tokens });
+    const [seed, sField] = numberField("Seed", "seed", { min: 0, step: 1, value: sampling.seed, placeholder: "random" });
+    this.fields = { temperature, top_p: topP, max_new_tokens: maxTokens, seed };
+
+    this.generateBtn = h("button", { type: "button", class: "btn primary", id: "generate", text: "Generate", onclick: () => this.generate() });
+    this.cancelBtn = h("button", { type: "button", class: "btn", id: "cancel", text: "Cancel", disabled: true, onclick: () => this.cancel() });
+    this.errorEl = h("div", { class: "alert error", role: "alert", hidden: true });
+    this.progressBar = h("div", { class: "bar" });
+    this.progressText = h("span", { class: "progress-text", text: "idle" });
+    this.consoleEl = h("pre", { class: "console", "aria-label": "Raw output as it arrives" });
+
+    const tellerLine = teller
+      ? h(
+          "p",
+          { class: "teller-line" },
+          h("span", { class: "muted", text: "Storyteller: " }),
+          h("b", { text: teller.label || teller.model || teller.backend }),
+          teller.baseline ? h("span", { class: "badge baseline", title: "no model weights: a computer-vision pipeline", text: "baseline" }) : null,
+        )
+      : h("p", { class: "alert warn", text: "The studio was started without a storyteller: Generate is off. Inspect and browse still work; start it with --teller to tell stories." });
+
+    const setup = h(
+      "div",
+      { class: "setup" },
+      h("div", { class: "card" }, h("h3", { text: "Images" }), this.uploader.root),
+      h(
+        "div",
+        { class: "card" },
+        h("h3", { text: "Prompt and sampling" }),
+        tellerLine,
+        teller && teller.baseline ? h("p", { class: "muted small", text: "The baseline ignores the prompt and the sampling settings." }) : null,
+        h("label", { class: "field wide", for: "tell-prompt" }, h("span", { class: "field-label", text: "Prompt (optional)" }), this.prompt),
+        h("div", { class: "grid-fields" }, tField, pField, mField, sField),
+        h("div", { class: "actions" }, this.generateBtn, this.cancelBtn),
+        this.errorEl,
+      ),
+      h(
+        "div",
+        { class: "card" },
+        h(
+          "div",
+          { class: "card-head" },
+          h("h3", { text: "Response console" }),
+          h("span", { class: "spacer" }),
+          h("button", { type: "button", class: "btn small ghost", text: "Clear", onclick: () => this.clearConsole() }),
+        ),
+        h("div", { class: "progress", role: "progressbar", "aria-label": "tokens" }, this.progressBar),
+        this.progressText,
+        this.consoleEl,
+      ),
+    );
+
+    this.viewer = new Viewer({
+      title: "Your story",
+      exportSource: () => (this.sent ? { images: this.sent.images, teller_label: this.config.teller ? this.config.teller.label : null } : null),
+    });
+    clear(this.root);
+    this.root.appendChild(h("div", { class: "two-col" }, setup, h("div", { class: "result" }, this.viewer.root)));
+    this.updateButtons();
+  }
+
+  enter() {}
+
+  updateButtons() {
+    const running = Boolean(this.job);
+    this.generateBtn.disabled = running || !this.config.teller || !this.uploader.items.length || this.uploader.busy > 0;
+    this.cancelBtn.disabled = !running;
+  }
+
+  showError(text) {
+    this.errorEl.textContent = text || "";
+    this.errorEl.hidden = !text;
+  }
+
+  readNumber(name, { integer = false } = {}) {
+    const raw = this.fields[name].value.trim();
+    if (raw === "") return null;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+      throw new Error(`${this.fields[name].closest("label").querySelector(".field-label").textContent} must be ${integer ? "a whole number" : "a number"}, not "${raw}".`);
+    }
+    return value;
+  }
+
+  body() {
+    const s = this.config.sampling || {};
+    const temperature = this.readNumber("temperature");
+    const topP = this.readNumber("top_p");
+    const maxTokens = this.readNumber("max_new_tokens", { integer: true });
+    const seed = this.readNumber("seed", { integer: true });
+    if (temperature !== null && (temperature < 0 || temperature > 2)) throw new Error("Temperature must be between 0 and 2.");
+    if (topP !== null && (topP <= 0 || topP > 1)) throw new Error("Top-p must be above 0 and at most 1.");
+    if (maxTokens !== null && maxTokens < 1) throw new Error("Max tokens must be at least 1.");
+    const prompt = this.prompt.value.trim();
+    return {
+      images: this.uploader.items.map((item) => item.id),
+      prompt: prompt || null,
+      system_prompt: null,
+      temperature: temperature ?? s.temperature,
+      top_p: topP ?? s.top_p,
+      max_new_tokens: maxTokens ?? s.max_new_tokens,
+      seed,
+    };
+  }
+
+  async generate() {
+    this.showError("");
+    let body;
+    try {
+      body = this.body();
+    } catch (err) {
+      this.showError(err.message);
+      return;
+    }
+    this.sent = body;
+    this.sentItems = this.uploader.items.slice();
+    this.runs = (this.runs || 0) + 1;
+    this.maxTokens = body.max_new_tokens || 0;
+    this.viewer.setImages(this.uploader.items);
+    this.viewer.setTitle(`Story of ${body.images.length} image${body.images.length === 1 ? "" : "s"}`);
+    this.viewer.startStream();
+    this.clearConsole();
+    this.setProgress(0, "starting…");
+    this.job = "starting";
+    this.updateButtons();
+    let job;
+    try {
+      job = (await api("/api/tell", { json: body })).job;
+    } catch (err) {
+      this.job = null;
+      this.updateButtons();
+      this.setProgress(0, "failed");
+      this.viewer.setMessage("");
+      this.showError(err instanceof ApiError ? err.message : String(err));
+      return;
+    }
+    this.job = job;
+    this.started = performance.now();
+    this.tokens = 0;
+    this.listen(job);
+  }
+
+  listen(job) {
+    const source = new EventSource(`/api/tell/${seg(job)}/events`);
+    this.source = source;
+    source.onmessage = (message) => {
+      if (this.source !== source) return;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return; // not one of ours; the stream goes on
+      }
+      this.handle(event);
+    };
+    let retries = 0;
+    source.onopen = () => {
+      retries = 0;
+    };
+    source.onerror = () => {
+      if (this.source !== source) return;
+      // The browser reconnects by itself and the server resumes after the last event id
+      // it saw, so a short break loses nothing; a refused or repeatedly failing stream ends here.
+      retries += 1;
+      if (source.readyState === EventSource.CONNECTING && retries <= 3) return;
+      this.finish();
+      this.showError("The connection to the studio server was lost before the story finished; check that the server is running and try again.");
+      this.setProgress(null, "connection lost");
+    };
+  }
+
+  handle(event) {
+    switch (event.event) {
+      case "chunk": {
+        const stick = nearBottom(this.consoleEl);
+        this.writeConsole(event.text || "");
+        if (stick) this.consoleEl.scrollTop = this.consoleEl.scrollHeight;
+        this.tokens = event.tokens || this.tokens + 1;
+        this.setProgress(this.tokens);
+        break;
+      }
+      case "done": {
+        this.finish();
+        const meta = event.meta || {};
+        this.viewer.renderTelling(event.telling, event.raw || "", meta);
+        const seconds = (performance.now() - this.started) / 1000;
+        this.setProgress(this.tokens, `done · ${this.tokens} tokens in ${seconds.toFixed(1)} s`, true);
+        break;
+      }
+      case "error": {
+        this.finish();
+        this.showError(event.message || "The storyteller failed without a message.");
+        this.setProgress(this.tokens, "failed");
+        this.settlePartial(event.partial, "The storyteller stopped with an error; what arrived before it is shown.", "error");
+        break;
+      }
+      case "cancelled": {
+        this.finish();
+        this.setProgress(this.tokens, `cancelled after ${this.tokens} tokens`);
+        this.settlePartial(event.partial, "Cancelled: what arrived before is shown.", "warn");
+        break;
+      }
+      default:
+        this.viewer.applyEvent(event);
+    }
+  }
+
+  /** After an error or a cancel: show the exact parse of what arrived (raw text, findings), and why it stopped. */
+  async settlePartial(partial, message, kind) {
+    const run = this.runs;
+    this.viewer.setMessage(message, kind);
+    if (!partial || !partial.trim()) return;
+    try {
+      const sizes = (this.sentItems || []).map((item) => [item.width, item.height]);
+      const data = await api("/api/parse", { json: { text: partial, image_sizes: sizes.length ? sizes : null } });
+      if (run !== this.runs) return; // another story started meanwhile
+      this.viewer.renderTelling(data.telling, data.raw ?? partial, null);
+      this.viewer.setMessage(message, kind);
+    } catch {
+      // the streamed view stays as it is
+    }
+  }
+
+  /** Append raw text to the console: one block per line, so a chunk re-lays out only the last line. */
+  writeConsole(text) {
+    const lines = text.split("\n");
+    lines.forEach((line, i) => {
+      if (i > 0 || !this.consoleLine) {
+        this.consoleLine = h("div", { class: "cl" });
+        this.consoleEl.appendChild(this.consoleLine);
+      }
+      if (line) this.consoleLine.appendChild(document.createTextNode(line));
+    });
+  }
+
+  clearConsole() {
+    clear(this.consoleEl);
+    this.consoleLine = null;
+  }
+
+  finish() {
+    if (this.source) this.source.close();
+    this.source = null;
+    this.job = null;
+    clearTimeout(this.cancelTimer);
+    this.viewer.statusEl.classList.remove("busy");
+    if (this.viewer.statusEl.textContent === "streaming…") this.viewer.statusEl.textContent = "";
+    this.updateButtons();
+  }
+
+  async cancel() {
+    const job = this.job;
+    if (!job || job === "starting") return;
+    this.cancelBtn.disabled = true;
+    this.setProgress(this.tokens, "cancelling…");
+    try {
+      await api(`/api/tell/${seg(job)}/cancel`, { method: "POST" });
+    } catch (err) {
+      this.showError(err instanceof ApiError ? err.message : String(err));
+    }
+    // the stream ends with a "cancelled" event; if it never comes, stop listening anyway
+    this.cancelTimer = setTimeout(() => {
+      if (this.job === job) {
+        this.finish();
+        this.setProgress(this.tokens, "cancelled");
+      }
+    }, 5000);
+  }
+
+  setProgress(tokens, text, complete = false) {
+    const bar = this.progressBar;
+    if (tokens === null) {
+      bar.classList.remove("running");
+    } else {
+      const frac = complete ? 1 : this.maxTokens ? Math.min(1, tokens / this.maxTokens) : 0;
+      bar.style.width = `${(frac * 100).toFixed(1)}%`;
+      bar.classList.toggle("running", Boolean(this.job) && !complete);
+      bar.parentElement.setAttribute("aria-valuenow", String(tokens));
+    }
+    if (text) this.progressText.textContent = text;
+    else if (tokens !== null) {
+      const seconds = (performance.now() - this.started) / 1000;
+      const rate = seconds > 0 ? ` · ${(tokens / seconds).toFixed(1)} tokens/s` : "";
+      this.progressText.textContent = `${tokens} / ${this.maxTokens} tokens${rate}`;
+    }
+  }
+}

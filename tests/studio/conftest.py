@@ -1,0 +1,122 @@
+"""The studio running for real: uvicorn on a free loopback port, in a background thread.
+
+Fixtures (session-scoped, shared by the server tests and the page's browser tests):
+
+* ``studio_url``: ``http://127.0.0.1:PORT`` of a studio with the BASELINE storyteller
+  (OpenCV, no model weights), the bundled ``examples/stories`` dataset (named
+  ``stories``) and a runs folder (``studio_runs``). Its limits are small so refusals are
+  cheap to provoke: at most ``STUDIO_MAX_IMAGES`` images per story and
+  ``STUDIO_MAX_IMAGE_BYTES`` bytes per image;
+* ``studio_server``: the :class:`~storyreasoning.studio.server.BackgroundServer` itself
+  (``.url``, and ``.server.config.app`` for the app's state);
+* ``studio_runs``: the runs folder, holding ``baseline`` (the baseline teller over
+  examples/stories) and ``reference`` (the dataset's own outputs, told back by a teller
+  that repeats them), each evaluated into ``eval/`` (grounding and identity metrics)
+  when the evaluate package can be imported.
+
+:func:`running_studio` starts another studio for one test or module (another teller,
+other limits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from storyreasoning.studio.config import DatasetSource, StudioConfig
+from storyreasoning.tell.base import Prompt, Sampling, Teller
+from storyreasoning.tell.commands import TellerOptions
+
+if TYPE_CHECKING:
+    from storyreasoning.studio.server import BackgroundServer
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "examples" / "stories"
+STUDIO_MAX_IMAGES = 6
+STUDIO_MAX_IMAGE_BYTES = 1024 * 1024
+
+
+def require_studio() -> None:
+    """Skip the calling test unless FastAPI and uvicorn are installed."""
+    for module in ("fastapi", "uvicorn"):
+        pytest.importorskip(
+            module, reason="the studio needs FastAPI and uvicorn: pip install 'storyreasoning[studio]'"
+        )
+
+
+@contextlib.contextmanager
+def running_studio(config: StudioConfig, *, teller: Teller | None = None) -> Iterator[BackgroundServer]:
+    """A studio for ``config`` served on a free loopback port until the block ends (skips without FastAPI)."""
+    require_studio()
+    from storyreasoning.studio.app import create_app
+    from storyreasoning.studio.server import BackgroundServer
+
+    server = BackgroundServer(create_app(config, teller=teller))
+    with server:
+        yield server
+
+
+class RepeatTeller(Teller):
+    """A teller that writes, for a story's frames, the output it was given for them (the reference)."""
+
+    backend = "reference"
+    model = "dataset reference outputs"
+
+    def __init__(self, outputs: dict[tuple[str, ...], str]) -> None:
+        self.outputs = outputs
+
+    def stream(self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()):
+        yield self.outputs[tuple(str(getattr(image, "path", image)) for image in images)]
+
+
+def _evaluate(run: Path) -> None:
+    try:
+        from storyreasoning.evaluate.commands import evaluate
+    except ImportError:
+        return  # the evaluate package is optional for these tests: the runs just have no metrics
+    evaluate(run, dataset=None, split=None, out=None, families=("grounding", "identity"), plots=False)
+
+
+@pytest.fixture(scope="session")
+def studio_runs(tmp_path_factory) -> Path:
+    """A runs folder: ``baseline`` and ``reference`` over examples/stories, evaluated when possible."""
+    pytest.importorskip(
+        "cv2", reason="the baseline teller needs OpenCV: pip install 'storyreasoning[vision]'"
+    )
+    from storyreasoning.data import load_stories
+    from storyreasoning.tell.baseline import BaselineTeller
+    from storyreasoning.tell.run import tell_dataset
+
+    runs = tmp_path_factory.mktemp("studio-runs")
+    stories = load_stories(str(EXAMPLES))
+    with BaselineTeller() as teller:
+        tell_dataset(stories, teller, runs / "baseline")
+    outputs = {tuple(str(f.path) for f in sample.frames): sample.output_text() for sample in stories}
+    tell_dataset(stories, RepeatTeller(outputs), runs / "reference")
+    for run in ("baseline", "reference"):
+        _evaluate(runs / run)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def studio_server(studio_runs) -> Iterator[BackgroundServer]:
+    require_studio()
+    config = StudioConfig(
+        teller=TellerOptions(teller="baseline"),
+        datasets=[DatasetSource("stories", str(EXAMPLES))],
+        runs=studio_runs,
+        max_images=STUDIO_MAX_IMAGES,
+        max_image_bytes=STUDIO_MAX_IMAGE_BYTES,
+    )
+    with running_studio(config) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def studio_url(studio_server) -> str:
+    """``http://127.0.0.1:PORT`` of the shared studio (no trailing slash)."""
+    return studio_server.url

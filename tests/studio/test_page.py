@@ -1,0 +1,799 @@
+"""The studio's page in a real browser: Debian's Chromium driven by Playwright.
+
+Every test runs against a real studio on loopback (``studio_url`` from conftest: the
+baseline storyteller, examples/stories, two evaluated runs) or one started here whose
+storyteller is an OpenAI-compatible endpoint: :class:`~tests.tell.servers.FakeServer`
+streaming a prepared output, or a real ``transformers serve`` on the tiny Qwen2.5-VL.
+
+Every page is watched (:class:`PageGuard`): a dialog (``alert``), an uncaught error, a
+console error or a request to anything but the studio's own origin fails the test, so
+the payloads in :data:`XSS` would be caught executing, and a CDN dependency would be
+caught loading.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "stories"
+LIGHTHOUSE_TXT = (ROOT / "examples" / "outputs" / "lighthouse.txt").read_text(encoding="utf-8")
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1440, "height": 900}
+TIMEOUT_MS = 30_000
+
+# Payloads that would run if any text reached the page as HTML.
+XSS_IMG = "<img src=x onerror=alert(1)>"
+XSS_SCRIPT = "<script>alert(2)</script>"
+XSS_SVG = '"><svg onload=alert(3)>'
+
+
+def browser_args() -> list[str]:
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+    ]
+
+
+def _why_no_browser() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the page tests need Playwright: pip install playwright (the browser is Debian's chromium)"
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        return f"the page tests need Chromium at {CHROMIUM}: apt-get install chromium"
+    return None
+
+
+# -- watching a page --------------------------------------------------------------------------------
+
+
+class PageGuard:
+    """Records what must never happen on the studio's page: dialogs, errors, foreign requests."""
+
+    def __init__(self, page, origin: str) -> None:
+        self.origin = origin.rstrip("/")
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.foreign: list[str] = []
+        self.allowed: list[re.Pattern] = []
+        page.on("dialog", self._dialog)
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("request", self._request)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def _request(self, request) -> None:
+        url = request.url
+        if not (url.startswith(self.origin + "/") or url.startswith(("data:", "blob:"))):
+            self.foreign.append(url)
+
+    def allow(self, pattern: str) -> None:
+        """Console errors matching ``pattern`` are expected (Chromium logs every 4xx answer)."""
+        self.allowed.append(re.compile(pattern))
+
+    def check(self) -> None:
+        errors = [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+        assert not self.dialogs, f"a dialog opened (script ran): {self.dialogs}"
+        assert not errors, f"console errors: {errors}"
+        assert not self.foreign, f"requests outside {self.origin}: {self.foreign}"
+
+
+# -- page helpers (also used by screenshots.py) ----------------------------------------------------------
+
+
+def expect(locator):
+    """Playwright's retrying assertions (imported here: the module must load without Playwright)."""
+    from playwright.sync_api import expect as _expect
+
+    return _expect(locator)
+
+
+def wait_app(page) -> None:
+    page.wait_for_selector(".topbar .nav-link.active", timeout=TIMEOUT_MS)
+
+
+def upload(page, scope: str, files) -> None:
+    """Choose files in the uploader of a page (``#page-tell``) and wait for them to be listed or refused."""
+    items = page.locator(f"{scope} .image-item")
+    before = items.count()
+    page.locator(f"{scope} .uploader input[type=file]").set_input_files(files)
+    page.wait_for_function(
+        """([scope, before]) => {
+            const root = document.querySelector(scope + ' .uploader');
+            const busy = /uploading/.test(root.querySelector('.list-head').textContent);
+            return !busy && (root.querySelectorAll('.image-item').length > before || root.querySelector('.message'));
+        }""",
+        arg=[scope, before],
+        timeout=TIMEOUT_MS,
+    )
+
+
+def item_names(page, scope: str) -> list[str]:
+    return page.locator(f"{scope} .image-item .item-name").all_inner_texts()
+
+
+def wait_done(page, timeout: int = 60_000) -> str:
+    """Wait until the Tell page's stream ended (done, failed or cancelled); return the progress line."""
+    page.wait_for_function(
+        "() => /^(done|failed|cancel)/.test(document.querySelector('#page-tell .progress-text').textContent)",
+        timeout=timeout,
+    )
+    return page.locator("#page-tell .progress-text").inner_text()
+
+
+def tell_story(page, paths) -> None:
+    upload(page, "#page-tell", [str(p) for p in paths])
+    page.click("#generate")
+    assert wait_done(page).startswith("done")
+
+
+def pick_multi_id_tag(page, scope: str = ""):
+    tags = page.locator(f"{scope} .pane-story .tag[data-ids*=' ']")
+    return tags.first if tags.count() else None
+
+
+def hover_tag(page, tag) -> None:
+    tag.scroll_into_view_if_needed()
+    tag.hover()
+
+
+def box_geometry(box) -> dict:
+    """Where a drawn box sits on its image, as fractions of the image's rendered size."""
+    return box.evaluate(
+        """el => {
+            const frame = el.closest('.frame');
+            const img = frame.querySelector('img').getBoundingClientRect();
+            const r = el.getBoundingClientRect();
+            return {id: el.dataset.id, box: el.dataset.box.split(',').map(Number),
+                    width: Number(frame.dataset.width), height: Number(frame.dataset.height),
+                    x: (r.left - img.left) / img.width, y: (r.top - img.top) / img.height,
+                    w: r.width / img.width, h: r.height / img.height};
+        }"""
+    )
+
+
+def assert_box_matches(geometry: dict, tolerance: float = 0.006) -> None:
+    """The drawn box is the CoT's pixel box, in percent of the image's natural size."""
+    x1, y1, x2, y2 = geometry["box"]
+    width, height = geometry["width"], geometry["height"]
+    x1, x2 = max(0, min(width, x1)), max(0, min(width, x2))
+    y1, y2 = max(0, min(height, y1)), max(0, min(height, y2))
+    expected = {"x": x1 / width, "y": y1 / height, "w": (x2 - x1) / width, "h": (y2 - y1) / height}
+    for key, value in expected.items():
+        assert abs(geometry[key] - value) < tolerance, (key, geometry, expected)
+
+
+def canvas_has_picture(canvas) -> bool:
+    """A character crop was painted: its pixels vary (a blank canvas is uniform)."""
+    return canvas.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const seen = new Set();
+            for (let i = 0; i < d.length; i += 37 * 4) seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+            return seen.size > 8;
+        }"""
+    )
+
+
+def png_bytes(size=(64, 48), colour=(200, 80, 40)) -> bytes:
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+# -- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _why_no_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=browser_args())
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def open_page(browser, url: str) -> Iterator:
+    """A fresh page on ``url``, watched by a :class:`PageGuard` that is checked at the end."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.guard = PageGuard(page, url)
+    try:
+        yield page
+        page.guard.check()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, studio_url):
+    with open_page(browser, studio_url) as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def fake_endpoint():
+    """An OpenAI-compatible server on loopback that streams the lighthouse output in small pieces."""
+    from tests.tell.servers import FakeServer
+
+    with FakeServer("story", text=LIGHTHOUSE_TXT, chunk=48, piece_delay=0.005, delay=20) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def endpoint_studio(fake_endpoint) -> Iterator[str]:
+    """A studio whose storyteller is ``fake_endpoint`` (the OpenAI-compatible teller, for real)."""
+    from storyreasoning.studio.config import StudioConfig
+    from storyreasoning.tell.commands import TellerOptions
+    from tests.studio.conftest import running_studio
+
+    config = StudioConfig(teller=TellerOptions(endpoint=fake_endpoint.url, retries=0, timeout=30))
+    with running_studio(config) as server:
+        yield server.url
+
+
+@pytest.fixture
+def fake(fake_endpoint):
+    """The fake endpoint, reset to streaming the lighthouse output after the test."""
+    yield fake_endpoint
+    fake_endpoint.stopping.set()  # end a stalled stream now (its waiters are woken), not at teardown
+    time.sleep(0.05)
+    fake_endpoint.stopping.clear()
+    fake_endpoint.behaviour = "story"
+    fake_endpoint.text = LIGHTHOUSE_TXT
+    fake_endpoint.drop_after = 3
+
+
+# -- the static files ------------------------------------------------------------------------------------
+
+
+STATIC = ROOT / "src" / "storyreasoning" / "studio" / "static"
+HTML_SINKS = re.compile(
+    r"\.(?:innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\s*\(|document\.write|\beval\s*\(|new\s+Function\s*\(|"
+    r"createContextualFragment|DOMParser"
+)
+
+
+def test_the_scripts_never_parse_text_as_html():
+    scripts = sorted(STATIC.glob("*.js"))
+    assert {p.name for p in scripts} >= {"app.js", "viewer.js", "tell.js", "dom.js"}
+    for script in scripts:
+        found = HTML_SINKS.findall(script.read_text(encoding="utf-8"))
+        assert not found, f"{script.name} uses {found}"
+
+
+def test_the_page_loads_only_its_own_files_and_no_inline_code():
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="module" src="/static/app.js">']
+    assert "<style" not in html and not re.search(r"\sstyle\s*=", html)
+    assert not re.search(r"\son\w+\s*=", html)  # no inline event handlers
+    for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert url.startswith("/static/"), url
+    assert set(re.findall(r'href="(/static/[^"]+\.css)"', html)) == {"/static/app.css"}
+
+
+# -- Tell with the baseline ----------------------------------------------------------------------------
+
+
+def test_tell_with_the_baseline_reorders_streams_and_draws(page, studio_url):
+    page.goto(studio_url + "/#tell")
+    wait_app(page)
+    tell = "#page-tell"
+    pioneers = sorted((EXAMPLES / "pioneers").glob("*.jpg"))
+    upload(page, tell, [str(p) for p in pioneers])
+    assert item_names(page, tell) == ["01.jpg", "02.jpg", "03.jpg", "04.jpg"]
+
+    # drag the first image onto the second: they swap, and the labels are renumbered
+    items = page.locator(f"{tell} .image-item")
+    items.nth(0).drag_to(items.nth(1))
+    assert item_names(page, tell) == ["02.jpg", "01.jpg", "03.jpg", "04.jpg"]
+    assert page.locator(f"{tell} .image-item .item-label").all_inner_texts() == [
+        f"Image {k}" for k in range(1, 5)
+    ]
+    # the keyboard way: "move later" on the third image
+    page.click(f"{tell} .image-item:nth-child(3) .icon-btn.down")
+    assert item_names(page, tell) == ["02.jpg", "01.jpg", "04.jpg", "03.jpg"]
+    shown_ids = [items.nth(k).get_attribute("data-id") for k in range(4)]
+
+    with page.expect_request(lambda r: r.url.endswith("/api/tell") and r.method == "POST") as sent:
+        page.click("#generate")
+    body = sent.value.post_data_json
+    assert body["images"] == shown_ids  # the order on screen is the story order
+    assert body["temperature"] == 0.7 and body["seed"] is None  # defaults from /api/config
+    assert page.locator("#cancel").is_enabled()
+    assert wait_done(page).startswith("done")
+    assert page.locator("#cancel").is_disabled() and page.locator("#generate").is_enabled()
+    assert "<think>" in page.locator(f"{tell} .console").inner_text()  # the raw stream, as text
+
+    viewer = f"{tell} .viewer"
+    # a tab per image with its tables filled, then the narrative structure
+    subtabs = page.locator(f"{viewer} .subtab").all_inner_texts()
+    assert [t.strip() for t in subtabs] == ["Image 1", "Image 2", "Image 3", "Image 4", "Narrative Structure"]
+    for k in range(1, 5):
+        rows = page.locator(f"{viewer} .image-pane[data-sub='{k}'] tbody tr")
+        assert rows.count() > 0, f"image {k} has no CoT rows"
+    assert page.locator(f"{viewer} .narrative-pane tbody tr").count() == 5
+    # the story: one card per frame, each showing its frame (the reordered upload)
+    cards = page.locator(f"{viewer} .story-card")
+    assert cards.count() == 4
+    for k in range(4):
+        src = cards.nth(k).locator(".frame img").get_attribute("src")
+        assert src.endswith(shown_ids[k])
+    assert page.locator(f"{viewer} .legend").is_visible()
+
+    # hover a tag whose entity has a box: the box is drawn where the CoT says
+    tag = page.locator(f"{viewer} .story-card .tag.gdo:not(.unknown)").first
+    hover_tag(page, tag)
+    boxes = tag.locator("xpath=ancestor::article[contains(@class,'story-card')]").locator(".overlay .box")
+    assert boxes.count() >= 1 and boxes.first.is_visible()
+    ids = tag.get_attribute("data-ids").split()
+    for k in range(boxes.count()):
+        geometry = box_geometry(boxes.nth(k))
+        assert geometry["id"] in ids
+        assert_box_matches(geometry)
+    tooltip = page.locator(".tooltip.shown")
+    assert tooltip.is_visible() and ids[0] in tooltip.inner_text()
+    page.mouse.move(2, 2)
+    assert page.locator(f"{viewer} .story-card .overlay .box").count() == 0
+    assert not page.locator(".tooltip.shown").count()
+
+    # character cards: a crop painted from the first appearance, and the frames they appear in
+    card = page.locator(f"{viewer} .char-card").first
+    card.locator("canvas[data-drawn]").wait_for()
+    assert canvas_has_picture(card.locator("canvas"))
+    assert card.locator(".frame-chip").count() >= 1
+
+    # diagnostics: the baseline writes a well-structured output
+    page.click(f"{viewer} .tab[data-tab=diagnostics]")
+    assert page.locator(f"{viewer} .pane-diagnostics .verdict").inner_text().startswith("Well-structured")
+
+    # export: one self-contained HTML file
+    with page.expect_download() as download:
+        page.click(f"{viewer} .viewer-toolbar .btn")
+    html = Path(download.value.path()).read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "data:image/jpeg;base64," in html
+
+
+def test_upload_checks_and_literal_file_names(page, studio_url):
+    page.guard.allow(r"status of 415")  # Chromium logs the refused upload's answer
+    page.goto(studio_url + "/#tell")
+    wait_app(page)
+    tell = "#page-tell"
+    name = XSS_IMG + ".png"
+    upload(page, tell, [{"name": name, "mimeType": "image/png", "buffer": png_bytes()}])
+    assert item_names(page, tell) == [name]  # shown as text, not as an element
+    assert page.locator(f"{tell} .image-item img").count() == 1  # only the thumbnail
+
+    # a text file renamed .png passes the browser's check; the server's refusal is shown
+    upload(
+        page,
+        tell,
+        [{"name": "notes.png", "mimeType": "image/png", "buffer": b"just some notes, no image\n" * 4}],
+    )
+    refusal = page.locator(f"{tell} .messages .message.server")
+    assert refusal.count() == 1
+    text = refusal.inner_text()
+    assert text.startswith("notes.png") and "rejected" in text and len(text) > 30
+    assert item_names(page, tell) == [name]
+
+    # checked before any upload: the type, and the size against /api/config's limit
+    upload(page, tell, [{"name": "story.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    assert "is a text/plain file" in page.locator(f"{tell} .messages").inner_text()
+    limit = page.evaluate("window.studio.config.limits.max_image_bytes")
+    big = {"name": "huge.png", "mimeType": "image/png", "buffer": png_bytes() + b"\0" * limit}
+    upload(page, tell, [big])
+    assert "the limit is" in page.locator(f"{tell} .messages").inner_text()
+    assert item_names(page, tell) == [name]
+
+
+# -- a prepared output, streamed by an OpenAI-compatible endpoint -----------------------------------------
+
+
+def test_a_streamed_output_fills_tables_story_boxes_and_cards(browser, endpoint_studio, fake):
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        tell = "#page-tell"
+        viewer = f"{tell} .viewer"
+        upload(page, tell, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+        page.evaluate(WATCH_MUTATIONS)
+        page.click("#generate")
+        assert wait_done(page).startswith("done")
+        chunks = int(page.locator(f"{tell} .progress").get_attribute("aria-valuenow"))
+        assert chunks > 50  # ~100 pieces of 48 characters
+
+        # while streaming, each chunk only appended to the page: nothing was rebuilt or re-parsed
+        mutations = page.evaluate("window.__mutations")
+        streaming = [m for m in mutations if m["tokens"] > 0 and not m["final"]]
+        assert len(streaming) > 50
+        assert sum(m["removed"] for m in streaming) == 0, [m for m in streaming if m["removed"]][:3]
+        assert max(m["added"] for m in streaming) < 120  # an image tab with its empty tables is the most
+        assert sum(m["added"] for m in streaming) < 2 * page.locator(f"{viewer} *").count()
+
+        assert page.locator(f"{viewer} .image-pane[data-sub='1'] .cot-table.characters tbody tr").count() == 1
+        assert page.locator(f"{viewer} .image-pane[data-sub='3'] .cot-table.objects tbody tr").count() == 3
+        assert page.locator(f"{viewer} .narrative-pane tbody tr").count() == 5
+        cards = page.locator(f"{viewer} .story-card")
+        assert cards.count() == 3
+        assert (
+            cards.nth(0).locator(".story-text").inner_text().startswith("Ines climbed toward the lighthouse")
+        )
+
+        # the multi-id tag: both boxes on image 3, each where the CoT puts it, and both rows in the tooltip
+        page.click(f"{viewer} .tab[data-tab=story]")
+        tag = page.locator(f"{viewer} .story-card[data-image='3'] .tag.gdo[data-ids='char1 char2']")
+        assert tag.inner_text() == "They"
+        hover_tag(page, tag)
+        boxes = page.locator(f"{viewer} .story-card[data-image='3'] .overlay .box")
+        assert sorted(boxes.evaluate_all("els => els.map(e => e.dataset.id)")) == ["char1", "char2"]
+        geometry = {g["id"]: g for g in (box_geometry(boxes.nth(k)) for k in range(2))}
+        assert geometry["char2"]["box"] == [80, 120, 230, 420] and geometry["char1"]["box"] == [
+            330,
+            110,
+            450,
+            420,
+        ]
+        for g in geometry.values():
+            assert_box_matches(g)
+        tip = page.locator(".tooltip.shown").inner_text()
+        assert "Tomas" in tip and "Ines" in tip and "Old keeper lighting the great lamp" in tip
+
+        # hovering an id in the tables draws that box on the image of the tab
+        page.click(f"{viewer} .tab[data-tab=tables]")
+        page.click(f"{viewer} .subtab[data-sub='2']")
+        page.hover(f"{viewer} .image-pane[data-sub='2'] tr[data-id='char2'] .id-cell")
+        drawn = page.locator(f"{viewer} .image-pane[data-sub='2'] .overlay .box")
+        assert drawn.count() == 1 and box_geometry(drawn.first)["box"] == [300, 60, 450, 415]
+        assert "Tomas" in page.locator(".tooltip.shown").inner_text()
+
+        # character cards: crops from the first appearance, the frames they appear in
+        page.click(f"{viewer} .tab[data-tab=story]")
+        chars = page.locator(f"{viewer} .char-card")
+        assert chars.locator(".char-name").all_inner_texts() == ["Ines", "Tomas"]
+        assert chars.nth(0).locator(".frame-chip").all_inner_texts() == ["Image 1", "Image 2", "Image 3"]
+        assert chars.nth(1).locator(".frame-chip").all_inner_texts() == ["Image 2", "Image 3"]
+        chars.nth(1).locator("canvas[data-drawn]").wait_for()
+        assert chars.nth(1).locator("canvas").get_attribute("data-drawn") == "2:300,60,450,415"
+        assert canvas_has_picture(chars.nth(0).locator("canvas"))
+
+
+def test_tables_fill_while_streaming_and_cancel_keeps_them(browser, endpoint_studio, fake):
+    fake.behaviour, fake.drop_after = "stall", 40  # the CoT's first images, then silence
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        viewer = "#page-tell .viewer"
+        upload(page, "#page-tell", [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+        page.click("#generate")
+        page.locator(f"{viewer} .image-pane[data-sub='2'] .cot-table.characters tbody tr").nth(1).wait_for(
+            state="attached"
+        )
+        expect(page.locator("#page-tell .progress-text")).to_contain_text("40 /")  # then the stream stalls
+        assert page.locator(f"{viewer} .subtab.active").inner_text().strip() in {
+            "Image 2",
+            "Image 3",
+        }  # it follows
+        page.click("#cancel")
+        assert wait_done(page).startswith("cancelled")
+        assert "Cancelled" in page.locator(f"{viewer} .viewer-message").inner_text()
+        # what arrived is parsed exactly once the stream ends: tables kept, findings listed
+        expect(page.locator(f"{viewer} .tab[data-tab=diagnostics]")).to_have_text(
+            re.compile(r"Diagnostics \(\d+\)")
+        )
+        assert page.locator(f"{viewer} .image-pane[data-sub='1'] tbody tr").count() >= 3
+        assert "Cancelled" in page.locator(f"{viewer} .viewer-message").inner_text()
+        assert page.locator("#generate").is_enabled()
+
+
+def test_a_backend_error_is_shown(browser, endpoint_studio, fake):
+    fake.behaviour, fake.drop_after = "error-event", 5
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+        page.click("#generate")
+        assert wait_done(page) == "failed"
+        alert = page.locator("#page-tell .setup .alert.error")
+        assert alert.is_visible() and "CUDA out of memory" in alert.inner_text()
+        viewer = "#page-tell .viewer"
+        expect(page.locator(f"{viewer} .tab[data-tab=diagnostics]")).to_have_text(
+            re.compile(r"Diagnostics \(\d+\)")
+        )
+        page.click(f"{viewer} .tab[data-tab=raw]")
+        assert (
+            page.locator(f"{viewer} .raw-text").inner_text().startswith("1<think>")
+        )  # line numbers, then the text
+
+
+# Records, per event the page handles, how many elements it added to and removed from the
+# Tell page's viewer, with the chunk count at that moment and whether the story was done.
+WATCH_MUTATIONS = """() => {
+    window.__mutations = [];
+    const progress = document.querySelector('#page-tell .progress');
+    const line = document.querySelector('#page-tell .progress-text');
+    new MutationObserver(records => {
+        let added = 0, removed = 0;
+        for (const r of records) {
+            for (const n of r.addedNodes) if (n.nodeType === 1) added += 1 + n.querySelectorAll('*').length;
+            for (const n of r.removedNodes) if (n.nodeType === 1 && !n.classList.contains('empty')) removed += 1;
+        }
+        window.__mutations.push({tokens: Number(progress.getAttribute('aria-valuenow')) || 0,
+                                 final: /^done/.test(line.textContent), added, removed});
+    }).observe(document.querySelector('#page-tell .viewer'), {childList: true, subtree: true});
+}"""
+
+
+def xss_output() -> str:
+    """The lighthouse output with script and HTML payloads in cells, the story and the free text."""
+    text = LIGHTHOUSE_TXT.replace("Young woman in a yellow raincoat carrying a lantern", XSS_IMG, 1)
+    text = text.replace("| char2 | Tomas |", f"| char2 | {XSS_SVG} |", 1)
+    text = text.replace("Rocky cliff path above the sea", XSS_SCRIPT, 1)
+    text = text.replace("## Image 2", f"Note {XSS_SCRIPT} {XSS_IMG}\n\n## Image 2", 1)
+    text = text.replace("with <gdo obj1>", f"with {XSS_SCRIPT} <gdo obj1>", 1)
+    text = text.replace("<gdo char2>Tomas</gdo>", f"<gdo char2>{XSS_SVG}</gdo>", 1)
+    return text.replace("the dark sea</gdl>.", f"the dark sea</gdl>. {XSS_IMG}", 1)
+
+
+def assert_payloads_are_text(page, viewer: str) -> None:
+    """The payloads are on the page as text, and none became an element."""
+    counts = page.evaluate(
+        """() => ({scripts: document.scripts.length, svgs: document.querySelectorAll('svg').length,
+                   xs: document.querySelectorAll('img[src="x"]').length})"""
+    )
+    assert counts == {"scripts": 1, "svgs": 0, "xs": 0}, counts
+    story = page.locator(f"{viewer} .pane-story").inner_text()
+    assert XSS_SCRIPT in story and XSS_IMG in story and XSS_SVG in story
+    page.click(f"{viewer} .tab[data-tab=tables]")
+    page.click(f"{viewer} .subtab[data-sub='1']")
+    tables = page.locator(f"{viewer} .image-pane[data-sub='1']").inner_text()
+    assert XSS_IMG in tables and XSS_SCRIPT in tables
+    page.hover(f"{viewer} .image-pane[data-sub='1'] tr[data-id='char1'] .id-cell")
+    assert XSS_IMG in page.locator(".tooltip.shown").inner_text()
+    page.click(f"{viewer} .tab[data-tab=raw]")
+    assert XSS_SVG in page.locator(f"{viewer} .raw-text").inner_text()
+
+
+def test_payloads_in_a_streamed_output_stay_text(browser, endpoint_studio, fake):
+    fake.text = xss_output()
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        upload(page, "#page-tell", [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+        page.click("#generate")
+        assert wait_done(page).startswith("done")
+        assert XSS_SCRIPT in page.locator("#page-tell .console").inner_text()
+        assert_payloads_are_text(page, "#page-tell .viewer")
+
+
+# -- Inspect ------------------------------------------------------------------------------------------
+
+
+def test_inspect_a_pasted_output_with_its_images(page, studio_url):
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    inspect = "#page-inspect"
+    viewer = f"{inspect} .viewer"
+    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+    page.fill("#inspect-text", LIGHTHOUSE_TXT)
+    page.click("#inspect-view")
+    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    tag = page.locator(f"{viewer} .story-card[data-image='3'] .tag[data-ids='char1 char2']").first
+    hover_tag(page, tag)
+    boxes = page.locator(f"{viewer} .story-card[data-image='3'] .overlay .box")
+    assert sorted(boxes.evaluate_all("els => els.map(e => e.dataset.id)")) == ["char1", "char2"]
+    for k in range(2):
+        assert_box_matches(box_geometry(boxes.nth(k)))
+    assert page.locator(f"{viewer} .char-card").count() == 2
+    assert page.locator(f"{viewer} .tab[data-tab=diagnostics]").inner_text() == "Diagnostics (0)"
+
+
+def test_inspect_payloads_from_a_loaded_file_stay_text(page, studio_url):
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    inspect = "#page-inspect"
+    viewer = f"{inspect} .viewer"
+    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+    page.set_input_files(
+        "#inspect-file",
+        [{"name": XSS_IMG + ".txt", "mimeType": "text/plain", "buffer": xss_output().encode()}],
+    )
+    page.wait_for_function("() => document.querySelector('#inspect-text').value.length > 1000")
+    assert page.locator(f"{inspect} .file-row .muted").inner_text() == XSS_IMG + ".txt"
+    page.click("#inspect-view")
+    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    assert page.locator(f"{viewer} .viewer-title").inner_text() == XSS_IMG + ".txt"
+    assert_payloads_are_text(page, viewer)
+
+
+def test_inspect_a_malformed_output_lists_the_findings(page, studio_url):
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    viewer = "#page-inspect .viewer"
+    page.fill("#inspect-text", (ROOT / "examples" / "outputs" / "malformed.txt").read_text(encoding="utf-8"))
+    page.click("#inspect-view")
+    tab = page.locator(f"{viewer} .tab[data-tab=diagnostics]")
+    page.wait_for_function(
+        "sel => /Diagnostics \\(\\d+\\)/.test(document.querySelector(sel).textContent)",
+        arg=f"{viewer} .tab[data-tab=diagnostics]",
+    )
+    tab.click()
+    rows = page.locator(f"{viewer} table.diagnostics tbody tr")
+    assert rows.count() >= 1
+    first = rows.first.locator("td")
+    assert first.nth(1).text_content() in {"error", "warning", "info"} and first.nth(2).text_content()
+    assert page.locator(f"{viewer} .verdict").inner_text().startswith("Not well-structured")
+    line = rows.locator("button[data-goto-line]").first
+    if line.count():
+        number = line.get_attribute("data-goto-line")
+        line.click()
+        assert page.locator(f"{viewer} .raw-line.hl").get_attribute("data-line") == number
+
+
+# -- Datasets and Runs ------------------------------------------------------------------------------------
+
+
+def test_datasets_page_opens_a_story(page, studio_url):
+    page.goto(studio_url + "/#datasets")
+    wait_app(page)
+    datasets = "#page-datasets"
+    page.locator(f"{datasets} .dataset-list .list-item.active").wait_for()
+    rows = page.locator(f"{datasets} .story-row")
+    rows.first.wait_for()
+    assert sorted(rows.evaluate_all("els => els.map(e => e.dataset.story)")) == [
+        "cat-and-coffee",
+        "lighthouse",
+        "pioneers",
+    ]
+    page.click(f"{datasets} .story-row[data-story='pioneers']")
+    assert page.url.endswith("#datasets/stories/pioneers")
+    viewer = f"{datasets} .viewer"
+    page.locator(f"{viewer} .story-card").nth(3).wait_for()
+    assert page.locator(f"{viewer} .viewer-title").inner_text() == "stories · pioneers"
+    tag = page.locator(f"{viewer} .story-card .tag.gdo:not(.unknown)").first
+    hover_tag(page, tag)
+    box = tag.locator("xpath=ancestor::article[contains(@class,'story-card')]").locator(".overlay .box").first
+    assert_box_matches(box_geometry(box))
+    # a deep link opens the same story
+    page.goto(studio_url + "/#datasets/stories/lighthouse")
+    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    assert page.locator(f"{viewer} .viewer-title").inner_text() == "stories · lighthouse"
+
+
+def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
+    runs = json.loads(page.request.get(studio_url + "/api/runs").text())["runs"]
+    page.goto(studio_url + "/#runs")
+    wait_app(page)
+    root = "#page-runs"
+    cards = page.locator(f"{root} .run-card")
+    cards.first.wait_for()
+    assert sorted(cards.evaluate_all("els => els.map(e => e.dataset.run)")) == ["baseline", "reference"]
+    if any(r["metrics"] for r in runs):  # evaluated (the evaluate package is importable)
+        assert page.locator(f"{root} .run-card .metric").count() > 0
+
+    page.click(f"{root} .run-card[data-run='baseline'] .run-open")
+    rows = page.locator(f"{root} .metrics-table tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 3
+    if any(r["metrics"] for r in runs):
+        assert page.locator(f"{root} .metrics-table th.num").count() > 0
+
+    page.click(f"{root} .metrics-table tr[data-story='lighthouse']")
+    page.locator(f"{root} .run-detail .story-card").first.wait_for()
+    page.select_option("#compare-with", "reference")
+    sides = page.locator(f"{root} .compare .compare-side")
+    sides.nth(1).locator(".story-card").first.wait_for()
+    assert page.url.endswith("#runs/baseline/lighthouse/vs/reference")
+    assert sides.count() == 2
+    right = sides.nth(1)
+    assert right.locator(".viewer-label").text_content().startswith("reference")
+    assert right.locator(".story-card").count() == 3
+    assert "Ines" in right.locator(".story-text").first.inner_text()
+    tag = right.locator(".tag[data-ids='char1 char2']").first
+    hover_tag(page, tag)
+    assert right.locator(".story-card[data-image='3'] .overlay .box").count() == 2
+
+    page.goto(studio_url + "/#runs/reference/pioneers/vs/baseline")
+    expect(sides.nth(0).locator(".viewer-label")).to_have_text("run reference")
+    expect(sides.nth(1).locator(".viewer-label")).to_have_text("run baseline")
+    expect(sides.nth(1).locator(".viewer-title")).to_have_text("run baseline · pioneers")
+    assert sides.nth(1).locator(".story-card").count() == 4
+
+
+# -- a real OpenAI-compatible server: transformers serve on the tiny Qwen2.5-VL ---------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _serve_early(request):
+    """Launch ``transformers serve`` when this module starts, if its test is to run.
+
+    Its start (~10 s, mostly importing torch) then overlaps the other tests of the module.
+    """
+    from tests.tell.servers import TransformersServe, serve_available
+
+    wanted = any(
+        "served" in item.fixturenames for item in request.session.items if item.module is request.module
+    )
+    if not wanted or not serve_available() or _why_no_browser():
+        yield None
+        return
+    try:
+        model = request.getfixturevalue("tiny_qwen")
+    except pytest.skip.Exception:
+        yield None
+        return
+    server = TransformersServe(model).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(_serve_early) -> str:
+    """The URL of a real ``transformers serve`` pinned to the tiny Qwen2.5-VL."""
+    from tests.tell.servers import require_serve
+
+    require_serve()
+    if _serve_early is None:
+        pytest.skip("needs the ML stack for the tiny Qwen2.5-VL: pip install 'storyreasoning[train]'")
+    return _serve_early.wait()
+
+
+def test_tell_against_transformers_serve(browser, served):
+    from storyreasoning.studio.config import StudioConfig
+    from storyreasoning.tell.commands import TellerOptions
+    from tests.studio.conftest import running_studio
+
+    config = StudioConfig(teller=TellerOptions(endpoint=served, retries=0, timeout=120))
+    with running_studio(config) as server, open_page(browser, server.url) as page:
+        page.goto(server.url + "/#tell")
+        wait_app(page)
+        assert "openai" in page.locator(".teller-chip").inner_text()
+        picture = {"name": "red.png", "mimeType": "image/png", "buffer": png_bytes((96, 64))}
+        upload(page, "#page-tell", [picture])
+        page.fill("#tell-max_new_tokens", "24")
+        page.fill("#tell-temperature", "0")
+        with page.expect_request(lambda r: r.url.endswith("/api/tell")) as sent:
+            page.click("#generate")
+        assert sent.value.post_data_json["max_new_tokens"] == 24
+        # random weights write arbitrary text: the stream still ends, parsed, with its findings
+        assert wait_done(page, timeout=120_000).startswith("done")
+        assert int(page.locator("#page-tell .progress").get_attribute("aria-valuenow")) > 1
+        assert page.locator("#page-tell .console").inner_text().strip()
+        viewer = "#page-tell .viewer"
+        page.click(f"{viewer} .tab[data-tab=diagnostics]")
+        assert page.locator(f"{viewer} .verdict").inner_text().startswith("Not well-structured")
+        assert page.locator(f"{viewer} table.diagnostics tbody tr").count() >= 1
+        page.click(f"{viewer} .tab[data-tab=raw]")
+        assert page.locator(f"{viewer} .raw-text").inner_text().strip()

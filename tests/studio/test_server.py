@@ -1,0 +1,598 @@
+"""The studio server over real HTTP on loopback: uploads, streamed telling, parse, export,
+datasets, runs, and the safety rules (no key in the page, CSP, no path from a request).
+
+The shared studio (``studio_url``) tells with the baseline; streams that must be slow or
+break come from the OpenAI-compatible teller pointed at the fake server of
+``tests/tell/servers.py``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import struct
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import Image
+
+from storyreasoning.studio.config import StudioConfig, parse_datasets
+from storyreasoning.tell.commands import TellerOptions
+
+from ..tell.servers import LIGHTHOUSE, FakeServer
+from .conftest import EXAMPLES, ROOT, STUDIO_MAX_IMAGE_BYTES, STUDIO_MAX_IMAGES, running_studio
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECRET = "sk-studio-secret-0123456789"
+LIGHTHOUSE_FRAMES = sorted((EXAMPLES / "lighthouse").glob("0*.png"))
+
+
+# -- HTTP helpers ---------------------------------------------------------------------------------------
+
+
+class Answer:
+    def __init__(self, status: int, headers, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> str:
+        return self.json()["error"]
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None) -> Answer:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Answer(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers, exc.read())
+
+
+def raw_get(base: str, path: str, headers: dict | None = None) -> Answer:
+    """GET with the path sent exactly as written (no client-side normalisation of ``..``)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return Answer(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+def post_json(url: str, data: dict, headers: dict | None = None) -> Answer:
+    return call(
+        url, "POST", json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+def multipart(files: list[tuple[str, bytes, str]], field: str = "files") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, data, kind in files:
+        out.write(f"--{boundary}\r\n".encode())
+        out.write(f'Content-Disposition: form-data; name="{field}"; filename="{name}"\r\n'.encode())
+        out.write(f"Content-Type: {kind}\r\n\r\n".encode())
+        out.write(data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload(base: str, files: list[tuple[str, bytes, str]]) -> Answer:
+    body, kind = multipart(files)
+    return call(f"{base}/api/uploads", "POST", body, {"Content-Type": kind})
+
+
+def upload_ids(base: str, paths: list[Path]) -> list[str]:
+    answer = upload(base, [(p.name, p.read_bytes(), "image/png") for p in paths])
+    assert answer.status == 200, answer.body
+    return [image["id"] for image in answer.json()["images"]]
+
+
+def events(base: str, job: str, *, last_id: int | None = None, until=None) -> list[dict]:
+    """Read a job's event stream to its final event (or until ``until(events)`` says stop)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
+    headers = {"Accept": "text/event-stream"}
+    if last_id is not None:
+        headers["Last-Event-ID"] = str(last_id)
+    out: list[dict] = []
+    try:
+        conn.request("GET", f"/api/tell/{job}/events", headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        ident = None
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.startswith("id: "):
+                ident = int(line[4:])
+            elif line.startswith("data: "):
+                event = json.loads(line[6:])
+                event["_id"] = ident
+                out.append(event)
+                if event["event"] in ("done", "error", "cancelled") or (until and until(out)):
+                    break
+    finally:
+        conn.close()
+    return out
+
+
+def tell(base: str, ids: list[str], **options) -> str:
+    answer = post_json(f"{base}/api/tell", {"images": ids, **options})
+    assert answer.status == 200, answer.body
+    return answer.json()["job"]
+
+
+def png_bytes(size=(64, 48), colour=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` × ``height`` pixels (a decompression bomb's shape)."""
+    data = bytearray(png_bytes((8, 8)))
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+# -- the page and its headers ----------------------------------------------------------------------------
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.inline_scripts = 0
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs) -> None:
+        for key, value in attrs:
+            if key in ("src", "href") and value:
+                self.refs.append(value)
+        self._in_script = tag == "script" and not dict(attrs).get("src")
+
+    def handle_data(self, data) -> None:
+        if self._in_script and data.strip():
+            self.inline_scripts += 1
+
+    def handle_endtag(self, tag) -> None:
+        self._in_script = False
+
+
+def test_page_and_assets_are_local_with_strict_headers(studio_url):
+    page = call(f"{studio_url}/")
+    assert page.status == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Content-Security-Policy"] == CSP
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    refs = _Refs()
+    refs.feed(page.body.decode("utf-8"))
+    assert refs.inline_scripts == 0  # the CSP would block them anyway
+    assets = [r for r in refs.refs if not r.startswith("#")]
+    assert assets, "the page loads no script or style"
+    for ref in assets:
+        assert ref.startswith("/static/"), f"the page refers to {ref}, outside /static/ (no CDN)"
+        asset = call(studio_url + ref)
+        assert asset.status == 200, ref
+        assert asset.headers["Content-Security-Policy"] == CSP
+        assert asset.headers["X-Content-Type-Options"] == "nosniff"
+    api = call(f"{studio_url}/api/config")
+    assert api.headers["Content-Security-Policy"] == CSP
+    assert api.headers["Cache-Control"] == "no-store"
+
+
+def test_config_describes_the_teller_limits_and_sources(studio_url):
+    config = call(f"{studio_url}/api/config").json()
+    assert config["teller"]["backend"] == "baseline" and config["teller"]["baseline"] is True
+    assert "baseline" in config["teller"]["label"]
+    assert config["limits"] == {
+        "max_images": STUDIO_MAX_IMAGES,
+        "max_image_bytes": STUDIO_MAX_IMAGE_BYTES,
+        "types": ["image/jpeg", "image/png", "image/webp", "image/gif"],
+    }
+    assert config["sampling"]["temperature"] == 0.7 and config["prompt"]
+    assert config["datasets"] == [{"name": "stories", "source": str(EXAMPLES)}]
+    assert config["runs"] is True
+
+
+# -- uploads ---------------------------------------------------------------------------------------------
+
+
+def test_upload_keeps_images_and_serves_their_bytes(studio_url):
+    jpeg = (EXAMPLES / "pioneers" / "01.jpg").read_bytes()
+    png = LIGHTHOUSE_FRAMES[0].read_bytes()
+    # the claimed types are wrong on purpose: the content decides
+    answer = upload(studio_url, [("a/b/../01.jpg", jpeg, "text/plain"), ("frame.png", png, "image/jpeg")])
+    assert answer.status == 200, answer.body
+    first, second = answer.json()["images"]
+    assert first["name"] == "01.jpg" and second["name"] == "frame.png"
+    assert (second["width"], second["height"], second["bytes"]) == (640, 480, len(png))
+    assert first["id"].startswith("u") and first["url"] == f"/api/uploads/{first['id']}"
+    served = call(studio_url + first["url"])
+    assert served.body == jpeg and served.headers["Content-Type"] == "image/jpeg"
+    assert call(studio_url + second["url"]).headers["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "words"),
+    [
+        ([("notes.png", b"just some text, not an image\n" * 10, "image/png")], 415, "judged by its content"),
+        ([("page.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg")], 415, "not a PNG, JPEG"),
+        ([("half.png", png_bytes((300, 200))[:200], "image/png")], 400, "corrupt or truncated"),
+        ([("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * STUDIO_MAX_IMAGE_BYTES, "image/png")], 413, "more than"),
+        ([("bomb.png", png_claiming(30000, 30000), "image/png")], 413, "pixels"),
+        ([(f"{i}.png", png_bytes(), "image/png") for i in range(STUDIO_MAX_IMAGES + 1)], 413, "choose fewer"),
+        ([("empty.png", b"", "image/png")], 400, "empty"),
+    ],
+    ids=["text", "html", "truncated", "too-big", "bomb", "too-many", "empty"],
+)
+def test_upload_refusals_say_why(studio_url, files, status, words):
+    answer = upload(studio_url, files)
+    assert answer.status == status, answer.body
+    assert words in answer.error
+    assert "\n" not in answer.error
+    if len(files) == 1 and files[0][0] != "empty.png":
+        assert files[0][0] in answer.error  # the message names the file
+
+
+def test_an_upload_is_all_or_nothing_and_must_be_multipart(studio_url):
+    good, bad = ("ok.png", png_bytes(), "image/png"), ("bad.png", b"nope", "image/png")
+    answer = upload(studio_url, [good, bad])
+    assert answer.status == 415 and "bad.png" in answer.error
+    no_form = call(f"{studio_url}/api/uploads", "POST", b"{}", {"Content-Type": "application/json"})
+    assert no_form.status == 400 and "multipart/form-data" in no_form.error
+    body, kind = multipart([good], field="other")
+    assert "no files" in call(f"{studio_url}/api/uploads", "POST", body, {"Content-Type": kind}).error
+    assert call(f"{studio_url}/api/uploads/u0000").status == 404
+
+
+# -- telling (baseline) ------------------------------------------------------------------------------------
+
+
+def test_tell_streams_chunks_parser_events_and_the_telling(studio_url):
+    ids = upload_ids(studio_url, LIGHTHOUSE_FRAMES)
+    job = tell(studio_url, ids, temperature=0.2, seed=3)
+    got = events(studio_url, job)
+    names = [e["event"] for e in got]
+    assert names[0] == "chunk" and names[-1] == "done"
+    assert [e["_id"] for e in got] == list(range(len(got)))  # SSE ids: the index of each event
+    chunks = [e for e in got if e["event"] == "chunk"]
+    assert [c["tokens"] for c in chunks] == list(range(1, len(chunks) + 1))
+    # the CoT fills in before the story: table rows, then </think>, then segments and spans
+    rows = [i for i, n in enumerate(names) if n == "table_row_completed"]
+    closed = names.index("think_closed")
+    assert names.index("think_opened") < names.index("image_section_started") < rows[0]
+    assert rows and max(rows) < closed < names.index("segment_started")
+    assert {"span_opened", "span_closed", "text_appended", "narrative_row_completed"} <= set(names)
+    row = got[rows[0]]
+    assert row["image"] == 1 and row["table"] == "characters"
+    assert row["row"]["id"] == "char1" and len(row["row"]["box"]) == 4  # the baseline's pixel box
+    done = got[-1]
+    assert done["raw"] == "".join(c["text"] for c in chunks)
+    assert done["telling"]["well_structured"] is True, done["telling"]["reasons"]
+    assert len(done["telling"]["cot"]["images"]) == 3
+    assert done["meta"]["backend"] == "baseline" and done["meta"]["images"] == 3
+    assert done["meta"]["sampling"]["seed"] == 3 and done["meta"]["usage"]["chunks"] == len(chunks)
+
+
+def test_events_wait_for_a_late_reader_and_resume_after_last_event_id(studio_url):
+    ids = upload_ids(studio_url, LIGHTHOUSE_FRAMES[:2])
+    job = tell(studio_url, ids)
+    time.sleep(0.5)  # the baseline is done by now; the events are kept
+    everything = events(studio_url, job)
+    assert everything[-1]["event"] == "done"
+    resumed = events(studio_url, job, last_id=3)
+    assert [e["_id"] for e in resumed] == list(range(4, len(everything)))
+    assert resumed == everything[4:]
+    again = post_json(f"{studio_url}/api/tell/{job}/cancel", {})
+    assert again.status == 200 and again.json() == {"cancelled": False}  # it had finished
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"images": []}, 400, "upload at least one image"),
+        ({"images": ["u-gone"]}, 404, "upload the image again"),
+        ({"images": "u1"}, 400, "list of upload ids"),
+        ({"images": ["u"] * (STUDIO_MAX_IMAGES + 1)}, 413, "choose fewer"),
+        ({"images": None, "temperature": "hot"}, 400, "list of upload ids"),
+    ],
+)
+def test_tell_refuses_bad_requests(studio_url, body, status, words):
+    answer = post_json(f"{studio_url}/api/tell", body)
+    assert answer.status == status and words in answer.error
+
+
+def test_tell_checks_sampling_and_content_type(studio_url):
+    ids = upload_ids(studio_url, LIGHTHOUSE_FRAMES[:1])
+    hot = post_json(f"{studio_url}/api/tell", {"images": ids, "temperature": "hot"})
+    assert hot.status == 400 and "'temperature' must be a number" in hot.error
+    negative = post_json(f"{studio_url}/api/tell", {"images": ids, "top_p": 1.5})
+    assert negative.status == 400 and "top-p" in negative.error
+    form = call(
+        f"{studio_url}/api/tell", "POST", json.dumps({"images": ids}).encode(), {"Content-Type": "text/plain"}
+    )
+    assert form.status == 415 and "application/json" in form.error
+    assert call(f"{studio_url}/api/tell/j-none/events").status == 404
+    assert post_json(f"{studio_url}/api/tell/j-none/cancel", {}).status == 404
+
+
+# -- telling through an endpoint: slow, broken, refused ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_endpoint():
+    """A fake OpenAI-compatible server that streams the lighthouse output slowly and wants a key."""
+    with FakeServer(chunk=40, piece_delay=0.05, api_key=SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def endpoint_studio(slow_endpoint):
+    config = StudioConfig(teller=TellerOptions(endpoint=slow_endpoint.url, api_key=SECRET))
+    with running_studio(config) as server:
+        yield server.url
+
+
+def test_the_api_key_stays_on_the_server(endpoint_studio, slow_endpoint):
+    config = call(f"{endpoint_studio}/api/config")
+    assert SECRET not in config.body.decode()
+    assert config.json()["teller"] == {
+        "backend": "openai",
+        "model": "fake/storyteller",
+        "label": "openai: fake/storyteller",
+        "baseline": False,
+    }
+    # the key is used, server-side: the fake server refuses requests without it
+    assert slow_endpoint.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_cancel_mid_stream_stops_the_upstream_request(endpoint_studio, slow_endpoint):
+    ids = upload_ids(endpoint_studio, LIGHTHOUSE_FRAMES)
+    job = tell(endpoint_studio, ids)
+    first = events(endpoint_studio, job, until=lambda got: sum(e["event"] == "chunk" for e in got) >= 3)
+    started = time.monotonic()
+    assert post_json(f"{endpoint_studio}/api/tell/{job}/cancel", {}).json() == {"cancelled": True}
+    got = events(endpoint_studio, job)
+    assert time.monotonic() - started < 2
+    assert got[-1]["event"] == "cancelled"
+    assert got[: len(first)] == first  # the same stream, replayed
+    partial = got[-1]["partial"]
+    text = "".join(e["text"] for e in got if e["event"] == "chunk")
+    assert partial == text and LIGHTHOUSE.startswith(partial) and 0 < len(partial) < len(LIGHTHOUSE)
+    assert "done" not in {e["event"] for e in got}
+    deadline = time.monotonic() + 5
+    while slow_endpoint.active and time.monotonic() < deadline:  # the worker closed the stream
+        time.sleep(0.05)
+    assert slow_endpoint.active == 0
+    assert SECRET not in json.dumps(got)
+
+
+def test_stories_told_at_once_are_capped(slow_endpoint):
+    config = StudioConfig(teller=TellerOptions(endpoint=slow_endpoint.url, api_key=SECRET), max_jobs=1)
+    with running_studio(config) as server:
+        ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+        first = tell(server.url, ids)
+        second = post_json(f"{server.url}/api/tell", {"images": ids})
+        assert second.status == 429 and "wait for one to finish or cancel it" in second.error
+        assert post_json(f"{server.url}/api/tell/{first}/cancel", {}).json() == {"cancelled": True}
+        assert events(server.url, first)[-1]["event"] == "cancelled"
+
+
+def test_a_stream_that_breaks_ends_in_an_error_event_with_the_partial_text():
+    with FakeServer("drop", chunk=300, drop_after=4) as fake:
+        config = StudioConfig(teller=TellerOptions(endpoint=fake.url))
+        with running_studio(config) as server:
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES)
+            got = events(server.url, tell(server.url, ids))
+    error = got[-1]
+    assert error["event"] == "error"
+    assert "ended the stream before the output was finished" in error["message"]
+    assert "\n" not in error["message"]
+    assert error["partial"] == LIGHTHOUSE[:1200]
+    assert [e["event"] for e in got[:2]] == ["chunk", "think_opened"]
+
+
+def test_a_refused_key_is_an_error_event_that_does_not_show_the_key():
+    with FakeServer(api_key="the-right-key") as fake:
+        options = TellerOptions(endpoint=fake.url, served_model="fake/storyteller", api_key=SECRET)
+        with running_studio(StudioConfig(teller=options)) as server:
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+            got = events(server.url, tell(server.url, ids))
+    assert [e["event"] for e in got] == ["error"]
+    assert "refused the API key" in got[0]["message"] and got[0]["partial"] == ""
+    assert SECRET not in json.dumps(got)
+
+
+def test_a_studio_without_a_teller_inspects_and_browses_only():
+    config = StudioConfig(datasets=parse_datasets([f"ex={EXAMPLES}"]))
+    with running_studio(config) as server:
+        assert call(f"{server.url}/api/config").json()["teller"] is None
+        answer = post_json(f"{server.url}/api/tell", {"images": ["u1"]})
+        assert answer.status == 503 and "--teller baseline" in answer.error
+        assert call(f"{server.url}/api/datasets/ex/stories").json()["total"] == 3
+        assert call(f"{server.url}/api/runs").json() == {"runs": []}
+
+
+# -- inspect and export ------------------------------------------------------------------------------------
+
+
+def test_parse_returns_the_telling(studio_url):
+    good = post_json(f"{studio_url}/api/parse", {"text": LIGHTHOUSE, "image_sizes": [[640, 480]] * 3})
+    assert good.status == 200
+    assert good.json()["raw"] == LIGHTHOUSE and good.json()["telling"]["well_structured"] is True
+    malformed = (ROOT / "examples" / "outputs" / "malformed.txt").read_text(encoding="utf-8")
+    bad = post_json(f"{studio_url}/api/parse", {"text": malformed}).json()["telling"]
+    assert bad["well_structured"] is False and bad["reasons"]
+    assert post_json(f"{studio_url}/api/parse", {}).status == 400
+    sizes = post_json(f"{studio_url}/api/parse", {"text": "x", "image_sizes": [[0, "a"]]})
+    assert sizes.status == 400 and "image_sizes" in sizes.error
+
+
+def test_export_is_one_self_contained_page_with_the_text_escaped(studio_url):
+    hostile = LIGHTHOUSE.replace("lighthouse", "<script>alert(1)</script>", 1)
+    answer = post_json(
+        f"{studio_url}/api/export",
+        {"text": hostile, "dataset": "stories", "story_id": "lighthouse", "title": "My <b>story</b>"},
+    )
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="My-b-story-b.html"'
+    page = answer.body.decode("utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") >= 3
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'src="http' not in page and 'href="http' not in page
+    ids = upload_ids(studio_url, LIGHTHOUSE_FRAMES[:1])
+    from_uploads = post_json(f"{studio_url}/api/export", {"text": LIGHTHOUSE, "images": ids, "title": "t"})
+    assert from_uploads.status == 200 and "data:image/png;base64," in from_uploads.body.decode()
+    reference = post_json(
+        f"{studio_url}/api/export", {"dataset": "stories", "story_id": "pioneers", "title": "p"}
+    )
+    assert reference.status == 200 and b"data:image/jpeg;base64," in reference.body
+    nothing = post_json(f"{studio_url}/api/export", {"text": " ", "title": "t"})
+    assert nothing.status == 400 and "no output" in nothing.error
+
+
+# -- datasets ---------------------------------------------------------------------------------------------
+
+
+def test_datasets_list_stories_story_and_frames(studio_url):
+    assert call(f"{studio_url}/api/datasets").json() == {
+        "datasets": [{"name": "stories", "source": str(EXAMPLES), "splits": ["train"]}]
+    }
+    listing = call(f"{studio_url}/api/datasets/stories/stories").json()
+    assert listing == {
+        "total": 3,
+        "stories": [
+            {"story_id": "cat-and-coffee", "frames": 3},
+            {"story_id": "lighthouse", "frames": 3},
+            {"story_id": "pioneers", "frames": 4},
+        ],
+    }
+    page = call(f"{studio_url}/api/datasets/stories/stories?offset=1&limit=1&split=train").json()
+    assert page == {"total": 3, "stories": [{"story_id": "lighthouse", "frames": 3}]}
+    assert call(f"{studio_url}/api/datasets/stories/stories?q=PION").json()["total"] == 1
+    story = call(f"{studio_url}/api/datasets/stories/stories/lighthouse").json()
+    assert story["story_id"] == "lighthouse" and story["telling"]["well_structured"] is True
+    assert story["raw"].startswith("<think>")
+    assert [(f["width"], f["height"]) for f in story["frames"]] == [(640, 480)] * 3
+    frame = call(studio_url + story["frames"][2]["url"])
+    assert frame.body == LIGHTHOUSE_FRAMES[2].read_bytes() and frame.headers["Content-Type"] == "image/png"
+    assert call(f"{studio_url}/api/datasets/stories/stories/lighthouse/frames/3").status == 404
+    assert call(f"{studio_url}/api/datasets/stories/stories/nope").status == 404
+    assert call(f"{studio_url}/api/datasets/other/stories").status == 404
+    bad_split = call(f"{studio_url}/api/datasets/stories/stories?split=test")
+    assert bad_split.status == 404 and "split" in bad_split.error
+    assert call(f"{studio_url}/api/datasets/stories/stories?offset=-1").status == 400
+    assert "offset" in call(f"{studio_url}/api/datasets/stories/stories?offset=x").error
+
+
+# -- runs --------------------------------------------------------------------------------------------------
+
+
+def _evaluated(studio_runs: Path) -> bool:
+    return (studio_runs / "baseline" / "eval" / "metrics.json").is_file()
+
+
+def test_runs_list_with_overall_metrics(studio_url, studio_runs):
+    runs = {run["name"]: run for run in call(f"{studio_url}/api/runs").json()["runs"]}
+    assert set(runs) == {"baseline", "reference"}
+    baseline = runs["baseline"]
+    assert baseline["stories"] == 3
+    assert baseline["manifest"]["teller"]["backend"] == "baseline"
+    assert baseline["manifest"]["dataset"]["source"] == str(EXAMPLES)
+    if not _evaluated(studio_runs):
+        assert baseline["metrics"] is None
+        pytest.skip("the evaluate package is not importable: runs carry no metrics")
+    assert set(baseline["metrics"]) == {"grounding", "identity"}
+    assert runs["reference"]["metrics"]["identity"]  # overall numbers per family
+
+
+def test_run_stories_and_a_run_story_beside_its_reference(studio_url, studio_runs):
+    listing = call(f"{studio_url}/api/runs/baseline/stories").json()
+    assert listing["total"] == 3
+    assert [s["story_id"] for s in listing["stories"]] == ["cat-and-coffee", "lighthouse", "pioneers"]
+    assert all(isinstance(s["well_structured"], bool) for s in listing["stories"])
+    assert (
+        call(f"{studio_url}/api/runs/baseline/stories?offset=2&limit=5").json()["stories"][0]["story_id"]
+        == "pioneers"
+    )
+    story = call(f"{studio_url}/api/runs/baseline/stories/lighthouse").json()
+    assert story["raw"].startswith("<think>") and story["telling"]["cot"] is not None
+    assert story["meta"]["backend"] == "baseline"
+    assert [(f["width"], f["height"]) for f in story["frames"]] == [(640, 480)] * 3
+    assert story["reference"] == {"dataset": "stories", "split": None, "story_id": "lighthouse"}
+    assert call(studio_url + story["frames"][0]["url"]).body == LIGHTHOUSE_FRAMES[0].read_bytes()
+    reference = call(f"{studio_url}/api/runs/reference/stories/lighthouse").json()
+    dataset_story = call(f"{studio_url}/api/datasets/stories/stories/lighthouse").json()
+    assert reference["raw"] == dataset_story["raw"]
+    if _evaluated(studio_runs):
+        assert story["metrics"]["grounding.tp"] is not None
+        assert reference["metrics"]["identity.idfp"] == 0
+        assert listing["stories"][0]["metrics"]["grounding.precision"] is not None
+    assert call(f"{studio_url}/api/runs/baseline/stories/nope").status == 404
+    assert call(f"{studio_url}/api/runs/nope/stories").status == 404
+
+
+# -- safety ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/runs/..%2F..%2Fetc/stories",
+        "/api/runs/%2E%2E/stories",
+        "/api/runs/../baseline/stories",
+        "/api/runs/baseline%2F..%2Freference/stories",
+        "/api/runs/baseline/stories/..%2F..%2Fmanifest.json",
+        "/api/datasets/..%2Fstories/stories",
+        "/api/datasets/stories/stories/..%2F..%2Fpyproject.toml",
+        "/api/datasets/stories/stories/..%2Flighthouse/frames/0",
+        "/api/uploads/..%2F..%2Fetc%2Fpasswd",
+        "/static/..%2Fapp.py",
+        "/static/../app.py",
+        "/static/%2e%2e/%2e%2e/cli.py",
+    ],
+)
+def test_paths_from_requests_never_leave_the_configured_folders(studio_url, path):
+    answer = raw_get(studio_url, path)
+    assert answer.status in (400, 404), (path, answer.status)
+    assert b"import" not in answer.body and b"records" not in answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.error
+
+
+def test_other_hosts_and_origins_are_refused(studio_url):
+    rebound = raw_get(studio_url, "/api/config", {"Host": "attacker.example:80"})
+    assert rebound.status == 400 and "this machine" in rebound.error
+    assert raw_get(studio_url, "/api/config", {"Host": "localhost"}).status == 200
+    ids = upload_ids(studio_url, LIGHTHOUSE_FRAMES[:1])
+    foreign = post_json(f"{studio_url}/api/tell", {"images": ids}, {"Origin": "http://attacker.example"})
+    assert foreign.status == 403 and "another page" in foreign.error
+    own = post_json(f"{studio_url}/api/parse", {"text": "x"}, {"Origin": studio_url})
+    assert own.status == 200
+
+
+def test_unknown_routes_answer_json_errors(studio_url):
+    answer = call(f"{studio_url}/api/nothing")
+    assert answer.status == 404 and "API.md" in answer.error
+    assert call(f"{studio_url}/api/config", "DELETE").status == 405
