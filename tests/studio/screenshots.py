@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make `tests` importable
     sys.path.insert(0, str(ROOT))
 
+from storyreasoning.testing.browser import launch  # noqa: E402
 from tests.studio.test_page import (  # noqa: E402
-    CHROMIUM,
     EXAMPLES,
-    browser_args,
     pick_multi_id_tag,
     tell_story,
     wait_app,
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             runs=Path(runs),
         )
         with BackgroundServer(create_app(config)) as server, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=browser_args())
+            browser = launch(pw)
             page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
             page.goto(server.url + "/#tell")
             wait_app(page)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from storyreasoning.testing.browser import launch, why_no_browser
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
 LIGHTHOUSE_TXT = (ROOT / "examples" / "outputs" / "lighthouse.txt").read_text(encoding="utf-8")
-CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1440, "height": 900}
 TIMEOUT_MS = 30_000
 
@@ -37,26 +37,7 @@ XSS_SCRIPT = "<script>alert(2)</script>"
 XSS_SVG = '"><svg onload=alert(3)>'
 
 
-def browser_args() -> list[str]:
-    return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-    ]
-
-
-def _why_no_browser() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the page tests need Playwright: pip install playwright (the browser is Debian's chromium)"
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        return f"the page tests need Chromium at {CHROMIUM}: apt-get install chromium"
-    return None
+_why_no_browser = why_no_browser
 
 
 # -- watching a page --------------------------------------------------------------------------------
@@ -215,9 +196,8 @@ def browser():
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=browser_args())
+        browser = launch(pw)
         yield browser
         browser.close()
 

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from storyreasoning.data.sample import Frame
 from storyreasoning.format import parse_output
 from storyreasoning.tell.html import render_html, write_html
+from storyreasoning.testing.browser import launch, why_no_browser
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "outputs"
 LIGHTHOUSE = (EXAMPLES / "lighthouse.txt").read_text(encoding="utf-8")
@@ -207,27 +208,7 @@ def test_write_html_replaces_the_file_atomically(tmp_path, frames):
 
 # -- the page in a real browser ---------------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-def browser_missing() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "needs Playwright: pip install playwright"
-    if not CHROMIUM.exists():
-        return f"needs Chromium at {CHROMIUM}: apt-get install chromium"
-    return None
+browser_missing = why_no_browser
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +219,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = launch(pw)
         yield chromium
         chromium.close()
 
