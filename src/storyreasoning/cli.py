@@ -156,28 +156,117 @@ def _opt(default, *names, help, panel=_TELLER_PANEL, **kw):
     return typer.Option(default, *names, help=help, rich_help_panel=panel, **kw)
 
 
-@app.command()
-def tell(
-    images: list[Path] = typer.Argument(
-        ..., help="The images, in story order (a folder stands for its numbered frames).", show_default=False
-    ),
-    model: str | None = _opt(
-        None,
-        "--model",
-        "-m",
-        help="Local model folder or hub id (default daniel3303/QwenStoryteller2).",
-        show_default=False,
-    ),
-    endpoint: str | None = _opt(
+# Options shared by tell, tell-dataset and studio: one definition and one help text each.
+
+
+def _model_opt(note: str = "default daniel3303/QwenStoryteller2"):
+    return _opt(None, "--model", "-m", help=f"Local model folder or hub id ({note}).", show_default=False)
+
+
+def _endpoint_opt():
+    return _opt(
         None,
         "--endpoint",
         "-e",
         help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
         show_default=False,
-    ),
-    teller: str | None = _opt(
+    )
+
+
+def _teller_opt():
+    return _opt(
         None, "--teller", help="A built-in teller: 'baseline' (OpenCV, no model weights).", show_default=False
+    )
+
+
+def _served_model_opt():
+    return _opt(
+        None,
+        "--served-model",
+        help="Model name on the server (default: the first it lists).",
+        show_default=False,
+    )
+
+
+def _api_key_opt(note: str = ""):
+    return _opt(
+        None,
+        "--api-key",
+        help=f"API key for the server (default: $OPENAI_API_KEY){note}.",
+        show_default=False,
+    )
+
+
+def _timeout_opt():
+    return _opt(600.0, "--timeout", help="Seconds to wait for a server's answer.")
+
+
+def _dtype_opt():
+    return _opt("auto", "--dtype", help="Local weights: auto, bfloat16, float16 or float32.")
+
+
+def _device_opt():
+    return _opt("auto", "--device", help="Local weights: auto, cpu, cuda, cuda:1, mps.")
+
+
+def _revision_opt():
+    return _opt(None, "--revision", help="Hub revision of the model.", show_default=False)
+
+
+def _pixels_opt(bound: str):
+    side = "lower" if bound == "min" else "upper"
+    return _opt(
+        None,
+        f"--{bound}-pixels",
+        help=f"Processor pixel budget per image, {side} bound (local weights; vLLM endpoints).",
+        show_default=False,
+    )
+
+
+def _temperature_opt():
+    return _opt(0.7, "--temperature", help="Sampling temperature; 0 is greedy.", panel=_SAMPLING_PANEL)
+
+
+def _top_p_opt():
+    return _opt(0.9, "--top-p", help="Nucleus sampling.", panel=_SAMPLING_PANEL)
+
+
+def _max_new_tokens_opt():
+    return _opt(4096, "--max-new-tokens", help="Longest output.", panel=_SAMPLING_PANEL)
+
+
+def _seed_opt():
+    return _opt(None, "--seed", help="Random seed.", panel=_SAMPLING_PANEL, show_default=False)
+
+
+def _prompt_opt():
+    from .format.prompts import DEFAULT_PROMPT
+
+    return _opt(DEFAULT_PROMPT, "--prompt", help="The user prompt.", panel=_SAMPLING_PANEL)
+
+
+def _system_prompt_opt():
+    return _opt(
+        None,
+        "--system-prompt",
+        help="Replace the storyteller system prompt ('' for none).",
+        panel=_SAMPLING_PANEL,
+        show_default=False,
+    )
+
+
+def _order_opt():
+    return _opt("images-first", "--order", help="images-first or text-first.", panel=_SAMPLING_PANEL)
+
+
+@app.command()
+def tell(
+    images: list[Path] = typer.Argument(
+        ..., help="The images, in story order (a folder stands for its numbered frames).", show_default=False
     ),
+    model: str | None = _model_opt(),
+    endpoint: str | None = _endpoint_opt(),
+    teller: str | None = _teller_opt(),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -186,48 +275,21 @@ def tell(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the parse as JSON instead of tables."),
-    temperature: float = _opt(
-        0.7, "--temperature", help="Sampling temperature; 0 is greedy.", panel=_SAMPLING_PANEL
-    ),
-    top_p: float = _opt(0.9, "--top-p", help="Nucleus sampling.", panel=_SAMPLING_PANEL),
-    max_new_tokens: int = _opt(4096, "--max-new-tokens", help="Longest output.", panel=_SAMPLING_PANEL),
-    seed: int | None = _opt(None, "--seed", help="Random seed.", panel=_SAMPLING_PANEL, show_default=False),
-    prompt: str = _opt(
-        "Generate a story based on these images.", "--prompt", help="The user prompt.", panel=_SAMPLING_PANEL
-    ),
-    system_prompt: str | None = _opt(
-        None,
-        "--system-prompt",
-        help="Replace the storyteller system prompt ('' for none).",
-        panel=_SAMPLING_PANEL,
-        show_default=False,
-    ),
-    order: str = _opt("images-first", "--order", help="images-first or text-first.", panel=_SAMPLING_PANEL),
-    served_model: str | None = _opt(
-        None,
-        "--served-model",
-        help="Model name on the server (default: the first it lists).",
-        show_default=False,
-    ),
-    api_key: str | None = _opt(
-        None, "--api-key", help="API key for the server (default: $OPENAI_API_KEY).", show_default=False
-    ),
-    timeout: float = _opt(600.0, "--timeout", help="Seconds to wait for a server's answer."),
-    dtype: str = _opt("auto", "--dtype", help="Local weights: auto, bfloat16, float16 or float32."),
-    device: str = _opt("auto", "--device", help="Local weights: auto, cpu, cuda, cuda:1, mps."),
-    revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
-    min_pixels: int | None = _opt(
-        None,
-        "--min-pixels",
-        help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).",
-        show_default=False,
-    ),
-    max_pixels: int | None = _opt(
-        None,
-        "--max-pixels",
-        help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
-        show_default=False,
-    ),
+    temperature: float = _temperature_opt(),
+    top_p: float = _top_p_opt(),
+    max_new_tokens: int = _max_new_tokens_opt(),
+    seed: int | None = _seed_opt(),
+    prompt: str = _prompt_opt(),
+    system_prompt: str | None = _system_prompt_opt(),
+    order: str = _order_opt(),
+    served_model: str | None = _served_model_opt(),
+    api_key: str | None = _api_key_opt(),
+    timeout: float = _timeout_opt(),
+    dtype: str = _dtype_opt(),
+    device: str = _device_opt(),
+    revision: str | None = _revision_opt(),
+    min_pixels: int | None = _pixels_opt("min"),
+    max_pixels: int | None = _pixels_opt("max"),
 ) -> None:
     """Tell a grounded story about images.
 
@@ -265,46 +327,26 @@ def tell_dataset(
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Only the first N stories.", show_default=False
     ),
-    model: str | None = _opt(None, "--model", "-m", help="Local model folder or hub id.", show_default=False),
-    endpoint: str | None = _opt(
-        None, "--endpoint", "-e", help="OpenAI-compatible server URL.", show_default=False
-    ),
-    teller: str | None = _opt(None, "--teller", help="'baseline' (no model weights).", show_default=False),
+    model: str | None = _model_opt(),
+    endpoint: str | None = _endpoint_opt(),
+    teller: str | None = _teller_opt(),
     concurrency: int = _opt(8, "--concurrency", min=1, help="Requests in flight against an endpoint."),
     batch_size: int = _opt(4, "--batch-size", min=1, help="Stories per generate call with local weights."),
-    temperature: float = _opt(
-        0.7, "--temperature", help="Sampling temperature; 0 is greedy.", panel=_SAMPLING_PANEL
-    ),
-    top_p: float = _opt(0.9, "--top-p", help="Nucleus sampling.", panel=_SAMPLING_PANEL),
-    max_new_tokens: int = _opt(4096, "--max-new-tokens", help="Longest output.", panel=_SAMPLING_PANEL),
-    seed: int | None = _opt(None, "--seed", help="Random seed.", panel=_SAMPLING_PANEL, show_default=False),
-    prompt: str = _opt(
-        "Generate a story based on these images.", "--prompt", help="The user prompt.", panel=_SAMPLING_PANEL
-    ),
-    system_prompt: str | None = _opt(
-        None,
-        "--system-prompt",
-        help="Replace the system prompt ('' for none).",
-        panel=_SAMPLING_PANEL,
-        show_default=False,
-    ),
-    order: str = _opt("images-first", "--order", help="images-first or text-first.", panel=_SAMPLING_PANEL),
-    served_model: str | None = _opt(
-        None, "--served-model", help="Model name on the server.", show_default=False
-    ),
-    api_key: str | None = _opt(
-        None, "--api-key", help="API key (default: $OPENAI_API_KEY).", show_default=False
-    ),
-    timeout: float = _opt(600.0, "--timeout", help="Seconds to wait for a server's answer."),
-    dtype: str = _opt("auto", "--dtype", help="Local weights dtype."),
-    device: str = _opt("auto", "--device", help="Local weights device."),
-    revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", show_default=False),
-    min_pixels: int | None = _opt(
-        None, "--min-pixels", help="Processor pixel budget, lower bound.", show_default=False
-    ),
-    max_pixels: int | None = _opt(
-        None, "--max-pixels", help="Processor pixel budget, upper bound.", show_default=False
-    ),
+    temperature: float = _temperature_opt(),
+    top_p: float = _top_p_opt(),
+    max_new_tokens: int = _max_new_tokens_opt(),
+    seed: int | None = _seed_opt(),
+    prompt: str = _prompt_opt(),
+    system_prompt: str | None = _system_prompt_opt(),
+    order: str = _order_opt(),
+    served_model: str | None = _served_model_opt(),
+    api_key: str | None = _api_key_opt(),
+    timeout: float = _timeout_opt(),
+    dtype: str = _dtype_opt(),
+    device: str = _device_opt(),
+    revision: str | None = _revision_opt(),
+    min_pixels: int | None = _pixels_opt("min"),
+    max_pixels: int | None = _pixels_opt("max"),
 ) -> None:
     """Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).
 
@@ -372,31 +414,11 @@ def serve(
 
 @app.command()
 def studio(
-    endpoint: str | None = _opt(
-        None,
-        "--endpoint",
-        "-e",
-        help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
-        show_default=False,
-    ),
-    model: str | None = _opt(
-        None, "--model", "-m", help="Local model folder or hub id (loaded at start).", show_default=False
-    ),
-    teller: str | None = _opt(
-        None, "--teller", help="A built-in teller: 'baseline' (OpenCV, no model weights).", show_default=False
-    ),
-    served_model: str | None = _opt(
-        None,
-        "--served-model",
-        help="Model name on the server (default: the first it lists).",
-        show_default=False,
-    ),
-    api_key: str | None = _opt(
-        None,
-        "--api-key",
-        help="API key for the server (default: $OPENAI_API_KEY); it stays on the server, never in the page.",
-        show_default=False,
-    ),
+    endpoint: str | None = _endpoint_opt(),
+    model: str | None = _model_opt("loaded at start"),
+    teller: str | None = _teller_opt(),
+    served_model: str | None = _served_model_opt(),
+    api_key: str | None = _api_key_opt("; it stays on the server, never in the page"),
     dataset: list[str] = typer.Option(
         None,
         "--dataset",
