@@ -131,7 +131,14 @@ def test_to_dict_shape():
     assert set(data["cot"]["narrative"][0]) == {"phase", "description", "key_events", "images"}
     assert data["cot"]["narrative"][3]["images"] == [3]
     segment = data["story"]["segments"][0]
-    assert set(segment) == {"image", "text", "spans"}
+    assert set(segment) == {"image", "text", "spans", "parts"}
     assert segment["text"].startswith("<gdo char1>Ines</gdo>")
     assert segment["spans"][0] == {"kind": "gdo", "ids": ["char1"], "text": "Ines"}
+    # parts: plain runs and spans in order; rendered back they give the segment's text
+    rendered = "".join(
+        f"<{p['kind']} {' '.join(p['ids'])}>{p['text']}</{p['kind']}>" if "kind" in p else p["text"]
+        for p in segment["parts"]
+    )
+    assert rendered == segment["text"]
+    assert [p for p in segment["parts"] if "kind" in p] == segment["spans"]
     assert data["well_structured"] is True

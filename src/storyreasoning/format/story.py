@@ -62,7 +62,25 @@ class Segment:
         return f"<gdi image{self.image}>\n{self.text}\n</gdi>"
 
     def to_dict(self) -> dict:
-        return {"image": self.image, "text": self.text, "spans": [s.to_dict() for s in self.spans]}
+        """``image``, ``text`` (inner text with tags), ``spans``, and ``parts``: the plain runs
+        (``{"text": ...}``) and spans in order, trimmed like ``text``."""
+        parts: list[dict] = []
+        for i, part in enumerate(self.parts):
+            if isinstance(part, Span):
+                parts.append(part.to_dict())
+                continue
+            if i == 0:
+                part = part.lstrip()
+            if i == len(self.parts) - 1:
+                part = part.rstrip()
+            if part:
+                parts.append({"text": part})
+        return {
+            "image": self.image,
+            "text": self.text,
+            "spans": [s.to_dict() for s in self.spans],
+            "parts": parts,
+        }
 
 
 @dataclass

@@ -49,6 +49,10 @@ function short(text, n = 40) {
 
 /** A segment of a final telling as a list of plain strings and spans, in order. */
 export function segmentParts(segment) {
+  if (Array.isArray(segment.parts)) {
+    // the parser's own order: plain runs as strings, spans as they are
+    return segment.parts.map((part) => (part.kind ? part : String(part.text || "")));
+  }
   const text = segment.text || "";
   const parts = [];
   let pos = 0;
