@@ -16,6 +16,7 @@ from storyreasoning.data import StorySample
 from storyreasoning.data.budget import Fit, FitReport, TokenBudget, fit_stories
 from storyreasoning.data.messages import MessageOptions, TrainingExamples, prepare, training_messages
 from storyreasoning.data.transform import NO_FILTER, cut_frames
+from storyreasoning.errors import UsageError
 from storyreasoning.format import SYSTEM_PROMPT, NarrativePhase, choose_prompt, smart_resize
 from storyreasoning.testing.tiny_models import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 
@@ -287,3 +288,9 @@ def test_fitted_stories_are_prepared_once_by_the_trainer(processor):
     expected = training_messages(cut_frames(story, 2), 0, options)["messages"][-1]["content"][0]["text"]
     assert trained == expected
     assert budget.count(kept[0], 0, options).total <= limit
+
+
+def test_a_story_without_frames_is_a_clear_error(processor):
+    cot, story = lighthouse_texts()
+    with pytest.raises(UsageError, match="story empty has no frames"):
+        TokenBudget(processor).fit(StorySample("empty", [], cot, story), 10_000)

@@ -111,7 +111,9 @@ def test_splits(samples, tmp_path):
     write_parquet(SampleList(samples[:2]), tmp_path / "pq", split="test")
     both = load_stories(tmp_path / "pq")
     assert len(both) == 7 and both.ids()[5:] == ["s00", "s01"]
+    assert both.splits == ["train", "test"]
     assert len(load_stories(tmp_path / "pq", "test")) == 2
+    assert load_stories(tmp_path / "pq", "test").splits == ["test"]
     with pytest.raises(UsageError, match=r"has no split 'validation'; its splits are train, test"):
         load_stories(tmp_path / "pq", "validation")
     # split folders of story folders
@@ -119,6 +121,7 @@ def test_splits(samples, tmp_path):
     write_folders(samples[3:], tmp_path / "f" / "test")
     assert load_stories(tmp_path / "f", "test").ids() == ["s03", "s04"]
     assert len(load_stories(tmp_path / "f")) == 5
+    assert load_stories(tmp_path / "f").splits == ["train", "test"]
 
 
 def test_resume_keeps_finished_work(samples, tmp_path):

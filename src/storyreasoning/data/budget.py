@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from ..errors import UsageError
 from ..format.box import QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, smart_resize
 from .messages import MessageOptions, prepare, training_messages
 from .sample import StorySample
@@ -121,6 +122,8 @@ class TokenBudget:
         self, sample: StorySample, max_length: int, index: int = 0, options: MessageOptions = MessageOptions()
     ) -> Fit:
         """The longest prefix of the story's frames whose example has at most ``max_length`` tokens."""
+        if sample.frame_count == 0:
+            raise UsageError(f"story {sample.story_id} has no frames; there is nothing to fit or train on")
         limit = (
             sample.frame_count if options.max_images is None else min(options.max_images, sample.frame_count)
         )

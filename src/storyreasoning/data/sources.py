@@ -42,6 +42,11 @@ class StoryDataset(Sequence):
     def ids(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def splits(self) -> list[str]:
+        """The splits these stories come from, in order (one, or none when the source has no splits)."""
+        return [self.split] if self.split else []
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
@@ -233,6 +238,10 @@ class ConcatStories(StoryDataset):
 
     def __len__(self) -> int:
         return self._len
+
+    @property
+    def splits(self) -> list[str]:
+        return [split for part in self._parts for split in part.splits]
 
     def _row(self, index: int) -> StorySample:
         k = bisect.bisect_right(self._starts, index) - 1

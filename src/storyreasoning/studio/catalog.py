@@ -107,11 +107,7 @@ class Datasets:
             return self._loaded[key]
 
     def splits(self, name: str) -> list[str]:
-        stories = self.load(name)
-        parts = getattr(stories, "_parts", None)  # ConcatStories: one part per split
-        if parts:
-            return [p.split for p in parts if p.split]
-        return [stories.split or "train"]
+        return self.load(name).splits or ["train"]
 
     def frame_url(self, name: str, story_id: str, k: int, split: str | None) -> str:
         url = f"/api/datasets/{quote(name, safe='')}/stories/{quote(story_id, safe='')}/frames/{k}"
