@@ -25,7 +25,9 @@ def teller(tiny_qwen):
 
 @pytest.fixture(scope="module")
 def frames():
-    return [Image.new("RGB", size, color) for size, color in (((64, 48), (200, 0, 0)), ((90, 60), (0, 150, 0)))]
+    return [
+        Image.new("RGB", size, color) for size, color in (((64, 48), (200, 0, 0)), ((90, 60), (0, 150, 0)))
+    ]
 
 
 def test_stream_and_tell_agree(teller, frames):
@@ -57,7 +59,9 @@ def test_batched_equals_one_by_one(teller, frames):
 
 def test_prompt_options_change_the_input(teller, frames):
     base = teller.tell(frames, sampling=GREEDY).meta["usage"]["prompt_tokens"]
-    without_system = teller.tell(frames, prompt=Prompt(system=None), sampling=GREEDY).meta["usage"]["prompt_tokens"]
+    without_system = teller.tell(frames, prompt=Prompt(system=None), sampling=GREEDY).meta["usage"][
+        "prompt_tokens"
+    ]
     assert without_system != base
 
 

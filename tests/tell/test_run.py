@@ -29,7 +29,9 @@ GREEDY = Sampling(temperature=0, max_new_tokens=8)
 def make_dataset(root, n: int):
     cot, story = lighthouse_texts()
     samples = [
-        StorySample(f"st{i:03d}", [image_bytes(60 + i, 40, i), image_bytes(50, 44, i + 1, "JPEG")], cot, story)
+        StorySample(
+            f"st{i:03d}", [image_bytes(60 + i, 40, i), image_bytes(50, 44, i + 1, "JPEG")], cot, story
+        )
         for i in range(n)
     ]
     write_folders(samples, root)
@@ -56,7 +58,9 @@ def test_run_writes_records_and_manifest(teller, tmp_path):
     assert record["parse"]["story"] is None or "segments" in record["parse"]["story"]
     assert record["meta"]["usage"]["completion_tokens"] == 8
     assert manifest["teller"]["model"] == teller.model and manifest["teller"]["max_pixels"] == 28 * 28 * 16
-    assert manifest["sampling"]["max_new_tokens"] == 8 and manifest["finished"] == 5 and manifest["total"] == 5
+    assert (
+        manifest["sampling"]["max_new_tokens"] == 8 and manifest["finished"] == 5 and manifest["total"] == 5
+    )
     assert manifest["dataset"]["source"] == str(tmp_path / "ds")
     assert "storyreasoning" in manifest["versions"] and "transformers" in manifest["versions"]
     # nothing left to do: a second run skips everything
@@ -125,11 +129,26 @@ def test_failures_are_kept_apart_and_retried(teller, tmp_path):
 def test_killed_process_resumes_with_each_story_once(tiny_qwen, tmp_path):
     make_dataset(tmp_path / "ds", 30)
     command = [
-        sys.executable, "-m", "storyreasoning", "tell-dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
-        "--model", str(tiny_qwen), "--temperature", "0", "--max-new-tokens", "24", "--batch-size", "1",
+        sys.executable,
+        "-m",
+        "storyreasoning",
+        "tell-dataset",
+        str(tmp_path / "ds"),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        str(tiny_qwen),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        "1",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     records = tmp_path / "run" / "records.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -13,7 +13,9 @@ from storyreasoning.tell.serve import max_model_len, plan
 
 
 def test_vllm_flags_follow_the_story_length():
-    p = plan("daniel3303/QwenStoryteller2", max_images=12, max_pixels=28 * 28 * 1280, server="vllm", port=8011)
+    p = plan(
+        "daniel3303/QwenStoryteller2", max_images=12, max_pixels=28 * 28 * 1280, server="vllm", port=8011
+    )
     args = p.command
     assert args[:3] == ["vllm", "serve", "daniel3303/QwenStoryteller2"]
     assert json.loads(args[args.index("--limit-mm-per-prompt") + 1]) == {"image": 12}
@@ -35,7 +37,11 @@ def test_transformers_serve_when_asked_or_without_vllm():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"max_images": 0}, "max-images"), ({"min_pixels": 10, "max_pixels": 5}, "min-pixels"), ({"server": "tgi"}, "--server")],
+    [
+        ({"max_images": 0}, "max-images"),
+        ({"min_pixels": 10, "max_pixels": 5}, "min-pixels"),
+        ({"server": "tgi"}, "--server"),
+    ],
 )
 def test_bad_options(kwargs, message):
     with pytest.raises(UsageError, match=message):
@@ -44,9 +50,22 @@ def test_bad_options(kwargs, message):
 
 def test_print_shows_the_command_and_the_endpoint():
     result = subprocess.run(
-        [sys.executable, "-m", "storyreasoning", "serve", "--model", "my/model", "--server", "vllm", "--max-images", "6",
-         "--print"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "storyreasoning",
+            "serve",
+            "--model",
+            "my/model",
+            "--server",
+            "vllm",
+            "--max-images",
+            "6",
+            "--print",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("vllm serve my/model ")
