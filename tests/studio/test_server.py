@@ -432,6 +432,25 @@ def test_a_studio_without_a_teller_inspects_and_browses_only():
         assert call(f"{server.url}/api/runs").json() == {"runs": []}
 
 
+def test_a_crash_is_one_sentence_with_the_same_security_headers():
+    from storyreasoning.studio.app import create_app
+    from storyreasoning.studio.server import BackgroundServer
+
+    app = create_app(StudioConfig())
+
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("disk on fire")
+
+    with BackgroundServer(app) as server:
+        answer = call(f"{server.url}/api/boom")
+    assert answer.status == 500
+    assert answer.error == "the studio failed (RuntimeError: disk on fire); see the studio's log"
+    assert answer.headers["Content-Security-Policy"] == CSP
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
 # -- inspect and export ------------------------------------------------------------------------------------
 
 

@@ -320,6 +320,8 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return JSONResponse(
             {"error": f"the studio failed ({type(exc).__name__}: {exc}); see the studio's log"},
             status_code=500,
+            # Starlette answers crashes outside every added middleware, so Guard cannot add these.
+            headers={**SECURITY_HEADERS, "cache-control": "no-store"},
         )
 
     # -- the page ------------------------------------------------------------------------------------
