@@ -670,6 +670,41 @@ def test_datasets_page_opens_a_story(page, studio_url):
     assert page.locator(f"{viewer} .viewer-title").inner_text() == "stories · lighthouse"
 
 
+@pytest.fixture(scope="module")
+def split_studio(tmp_path_factory) -> Iterator[str]:
+    """A studio over a parquet dataset of two splits: train (the three examples) and test (one)."""
+    from storyreasoning.data import load_stories
+    from storyreasoning.data.writers import write_parquet
+    from storyreasoning.studio.config import DatasetSource, StudioConfig
+    from tests.studio.conftest import running_studio
+
+    out = tmp_path_factory.mktemp("splits")
+    stories = load_stories(str(EXAMPLES))
+    write_parquet(stories, out, split="train")
+    write_parquet([s for s in stories if s.story_id == "lighthouse"], out, split="test")
+    with running_studio(StudioConfig(datasets=[DatasetSource("two", str(out))])) as server:
+        yield server.url
+
+
+def test_datasets_page_switches_splits(browser, split_studio):
+    with open_page(browser, split_studio) as page:
+        page.goto(split_studio + "/#datasets")
+        wait_app(page)
+        root = "#page-datasets"
+        select = page.locator(f"{root} select[aria-label=Split]")
+        select.wait_for()
+        assert select.locator("option").all_inner_texts() == ["train", "test"]
+        rows = page.locator(f"{root} .story-row")
+        expect(rows).to_have_count(3)
+        page.select_option(f"{root} select[aria-label=Split]", "test")
+        expect(rows).to_have_count(1)
+        assert rows.first.get_attribute("data-story") == "lighthouse"
+        assert page.locator(f"{root} select[aria-label=Split]").input_value() == "test"
+        rows.first.click()
+        page.locator(f"{root} .viewer .story-card").nth(2).wait_for()
+        assert "lighthouse" in page.locator(f"{root} .viewer .viewer-title").inner_text()
+
+
 def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     runs = json.loads(page.request.get(studio_url + "/api/runs").text())["runs"]
     page.goto(studio_url + "/#runs")
@@ -685,6 +720,19 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     rows = page.locator(f"{root} .metrics-table tbody tr")
     rows.first.wait_for()
     assert rows.count() == 3
+    search = page.locator(f"{root} .run-stories input[type=search]")
+    search.fill("HOUSE")
+    search.press("Enter")
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("data-story") == "lighthouse"
+    search = page.locator(f"{root} .run-stories input[type=search]")  # the list was redrawn
+    search.fill("no such story")
+    search.press("Enter")
+    expect(page.locator(f"{root} .run-stories .empty")).to_have_text("No story id matches.")
+    search = page.locator(f"{root} .run-stories input[type=search]")
+    search.fill("")
+    search.press("Enter")
+    expect(rows).to_have_count(3)
     if any(r["metrics"] for r in runs):
         assert page.locator(f"{root} .metrics-table th.num").count() > 0
 

@@ -242,6 +242,7 @@ export class RunsPage {
     this.detailEl = h("div", { class: "run-detail" });
     this.root.appendChild(h("div", { class: "runs-page" }, this.runsEl, this.storiesEl, this.detailEl));
     this.offset = 0;
+    this.q = "";
   }
 
   async enter(parts) {
@@ -250,6 +251,7 @@ export class RunsPage {
     if (run !== this.run || !this.storiesLoaded) {
       this.run = run || null;
       this.offset = 0;
+      this.q = "";
       this.renderRuns();
       if (this.run) await this.loadStories();
       else {
@@ -302,9 +304,17 @@ export class RunsPage {
 
   async loadStories() {
     const run = this.run;
+    const q = this.q;
+    const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
+    search.addEventListener("change", () => {
+      this.q = search.value.trim();
+      this.offset = 0;
+      this.loadStories();
+    });
+    const controls = h("div", { class: "list-controls" }, search);
     replace(this.storiesEl, h("p", { class: "muted", text: `Loading the stories of ${run}…` }));
     try {
-      const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE }));
+      const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE, q }));
       this.storiesLoaded = true;
       const stories = data.stories || [];
       const keys = [];
@@ -328,6 +338,8 @@ export class RunsPage {
       replace(
         this.storiesEl,
         h("h3", { text: `Stories of ${run}` }),
+        controls,
+        stories.length ? null : h("p", { class: "empty", text: q ? "No story id matches." : "This run has no stories yet." }),
         h(
           "div",
           { class: "table-wrap card" },
