@@ -96,3 +96,33 @@ def test_clear_errors(tmp_path):
         choose_dtype("float13", "cpu")
     with pytest.raises(StoryReasoningError, match="temperature"):
         Sampling(temperature=-1)
+
+
+def test_cli_tell_with_local_weights_writes_the_output_and_its_meta(tiny_qwen, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    frames = []
+    for i, colour in enumerate(((200, 0, 0), (0, 150, 0))):
+        frames.append(tmp_path / f"{i + 1}.png")
+        Image.new("RGB", (64, 48), colour).save(frames[-1])
+    out = tmp_path / "told.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning.cli", "tell", *map(str, frames), "--model", str(tiny_qwen)]
+        + ["--temperature", "0", "--max-new-tokens", "6", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"},
+        timeout=180,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    parse = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert parse["well_structured"] is False  # six random tokens are no story
+    meta = parse["meta"]
+    assert meta["backend"] == "transformers" and meta["model"] == str(tiny_qwen)
+    assert meta["usage"]["completion_tokens"] == 6 and meta["images"] == 2
+    assert "adapter_of" not in meta
+    assert out.read_text(encoding="utf-8") and out.with_suffix(".html").is_file()

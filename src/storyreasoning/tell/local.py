@@ -68,6 +68,38 @@ def choose_dtype(dtype: str, device: str):
     return torch.float32
 
 
+def set_pixel_budget(
+    processor, min_pixels: int | None, max_pixels: int | None
+) -> tuple[int | None, int | None]:
+    """Set a Qwen2-VL-style processor's pixel budget (None keeps its own); return the budget in force."""
+    ip = processor.image_processor
+    size = dict(getattr(ip, "size", None) or {})
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+        if hasattr(ip, "min_pixels"):
+            ip.min_pixels = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+        if hasattr(ip, "max_pixels"):
+            ip.max_pixels = int(max_pixels)
+    if size:
+        ip.size = size
+    low = int(size.get("shortest_edge") or getattr(ip, "min_pixels", 0) or 0) or None
+    high = int(size.get("longest_edge") or getattr(ip, "max_pixels", 0) or 0) or None
+    if low and high and low > high:
+        raise UsageError(f"min pixels {low} exceed max pixels {high}")
+    return low, high
+
+
+def _adapter_base(net) -> str | None:
+    """The base model a PEFT adapter loaded by ``from_pretrained`` sits on, or None."""
+    configs = getattr(net, "peft_config", None)
+    if not configs:
+        return None
+    first = next(iter(configs.values()))
+    return getattr(first, "base_model_name_or_path", None) or "unknown base model"
+
+
 class TransformersTeller(Teller):
     backend = "transformers"
 
@@ -102,27 +134,14 @@ class TransformersTeller(Teller):
                 "make sure the hub is reachable, or use --teller baseline (no weights needed)"
             ) from exc
         self.net.to(self.device).eval()
+        self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()
+        self.adapter = _adapter_base(self.net)
         self._set_pixels(min_pixels, max_pixels)
         self._lock = threading.Lock()
 
     # -- configuration ---------------------------------------------------------------------
     def _set_pixels(self, min_pixels: int | None, max_pixels: int | None) -> None:
-        ip = self.processor.image_processor
-        size = dict(getattr(ip, "size", None) or {})
-        if min_pixels is not None:
-            size["shortest_edge"] = int(min_pixels)
-            if hasattr(ip, "min_pixels"):
-                ip.min_pixels = int(min_pixels)
-        if max_pixels is not None:
-            size["longest_edge"] = int(max_pixels)
-            if hasattr(ip, "max_pixels"):
-                ip.max_pixels = int(max_pixels)
-        if size:
-            ip.size = size
-        self.min_pixels = int(size.get("shortest_edge") or getattr(ip, "min_pixels", 0) or 0) or None
-        self.max_pixels = int(size.get("longest_edge") or getattr(ip, "max_pixels", 0) or 0) or None
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise UsageError(f"min pixels {self.min_pixels} exceed max pixels {self.max_pixels}")
+        self.min_pixels, self.max_pixels = set_pixel_budget(self.processor, min_pixels, max_pixels)
 
     def describe(self) -> dict:
         import torch
@@ -132,7 +151,8 @@ class TransformersTeller(Teller):
             "backend": self.backend,
             "model": self.model,
             "revision": self.revision,
-            "commit": getattr(self.net.config, "_commit_hash", None),
+            "commit": self.commit,
+            **({"adapter_of": self.adapter} if self.adapter else {}),
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
             "min_pixels": self.min_pixels,
