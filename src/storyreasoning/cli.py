@@ -605,6 +605,211 @@ def data_contrastive(
     )
 
 
+train_app = typer.Typer(
+    help="Fine-tune a vision-language model on grounded stories (LoRA, full, language-only) and merge adapters.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+_MODEL_PANEL = "Model and mode"
+_DATA_PANEL = "Data"
+_OPT_PANEL = "Optimisation"
+
+
+class TrainMode(str, Enum):
+    lora = "lora"
+    full = "full"
+    language = "language"
+
+
+class LossOn(str, Enum):
+    assistant = "assistant"
+    all = "all"
+
+
+class BoxSpace(str, Enum):
+    original = "original"
+    model = "model"
+
+
+@train_app.command("sft")
+def train_sft(
+    source: str = typer.Argument(..., help=_SOURCE_HELP, show_default=False),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Training folder (created; resumed when it exists).", show_default=False
+    ),
+    model: str = _opt(
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "--model",
+        "-m",
+        help="Base model: hub id or local folder.",
+        panel=_MODEL_PANEL,
+    ),
+    revision: str | None = _opt(
+        None, "--revision", help="Hub revision of the base model.", panel=_MODEL_PANEL
+    ),
+    mode: TrainMode = typer.Option(
+        TrainMode.lora,
+        "--mode",
+        help="lora: adapters on the language model's attention; full: every weight; language: all but the "
+        "vision tower.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    rank: int = _opt(16, "--rank", min=1, help="LoRA rank.", panel=_MODEL_PANEL),
+    alpha: int | None = _opt(
+        None,
+        "--alpha",
+        min=1,
+        help="LoRA alpha (default twice the rank).",
+        show_default=False,
+        panel=_MODEL_PANEL,
+    ),
+    dropout: float = _opt(0.1, "--dropout", min=0.0, max=0.99, help="LoRA dropout.", panel=_MODEL_PANEL),
+    target: list[str] | None = typer.Option(
+        None,
+        "--target",
+        help="LoRA target module name, repeatable (default q_proj k_proj v_proj o_proj; never the vision tower).",
+        show_default=False,
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    loss: LossOn = typer.Option(
+        LossOn.assistant,
+        "--loss",
+        help="assistant: learn only the answer (CoT and story); all: every non-vision token, as the original.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+    split: str = _opt("train", "--split", "-s", help="Split to train on.", panel=_DATA_PANEL),
+    eval_split: str | None = _opt(
+        None,
+        "--eval-split",
+        help="Split to evaluate the loss on at each save.",
+        show_default=False,
+        panel=_DATA_PANEL,
+    ),
+    limit: int | None = _opt(
+        None, "--limit", min=1, help="Only the first N stories.", show_default=False, panel=_DATA_PANEL
+    ),
+    max_length: int | None = _opt(
+        32768,
+        "--max-length",
+        min=0,
+        help="Most tokens per example; longer stories lose trailing frames (0 = no limit).",
+        panel=_DATA_PANEL,
+    ),
+    max_images: int | None = _opt(
+        None, "--max-images", min=1, help="Most frames per story.", show_default=False, panel=_DATA_PANEL
+    ),
+    box_space: BoxSpace = typer.Option(
+        BoxSpace.original,
+        "--box-space",
+        help="Boxes in original pixels (published convention) or in the model's resized input.",
+        rich_help_panel=_DATA_PANEL,
+    ),
+    min_pixels: int | None = _pixels_opt("min"),
+    max_pixels: int | None = _pixels_opt("max"),
+    order: str = _order_opt(),
+    epochs: float = _opt(3.0, "--epochs", help="Training epochs.", panel=_OPT_PANEL),
+    max_steps: int | None = _opt(
+        None,
+        "--max-steps",
+        min=1,
+        help="Stop after N optimiser steps (overrides --epochs).",
+        show_default=False,
+        panel=_OPT_PANEL,
+    ),
+    lr: float | None = _opt(
+        None,
+        "--lr",
+        help="Learning rate (default 2e-4 for lora, 2e-5 otherwise).",
+        show_default=False,
+        panel=_OPT_PANEL,
+    ),
+    batch_size: int = _opt(1, "--batch-size", min=1, help="Stories per device batch.", panel=_OPT_PANEL),
+    grad_accum: int = _opt(32, "--grad-accum", min=1, help="Batches per optimiser step.", panel=_OPT_PANEL),
+    warmup_ratio: float = _opt(
+        0.03, "--warmup-ratio", min=0.0, max=0.99, help="Warm-up share of steps.", panel=_OPT_PANEL
+    ),
+    weight_decay: float = _opt(0.01, "--weight-decay", min=0.0, help="Weight decay.", panel=_OPT_PANEL),
+    gradient_checkpointing: bool = _opt(
+        False,
+        "--gradient-checkpointing",
+        help="Trade compute for memory (recommended for 7B).",
+        panel=_OPT_PANEL,
+    ),
+    save_steps: int = _opt(100, "--save-steps", min=1, help="Checkpoint every N steps.", panel=_OPT_PANEL),
+    save_total_limit: int = _opt(10, "--save-total-limit", min=1, help="Checkpoints kept.", panel=_OPT_PANEL),
+    logging_steps: int = _opt(10, "--logging-steps", min=1, help="Log every N steps.", panel=_OPT_PANEL),
+    seed: int = _opt(0, "--seed", help="Seed for prompts, shuffling and initialisation.", panel=_OPT_PANEL),
+    dtype: str = _dtype_opt(),
+    device: str = _device_opt(),
+) -> None:
+    """Supervised fine-tuning on a StoryReasoning dataset (resumable; writes a model tell can load).
+
+    Writes settings.json, fit.json, log.jsonl, checkpoints/ and final/ in --out. Run the same
+    command again after a crash or Ctrl-C: it resumes from the newest checkpoint.
+    """
+    from .data.messages import MessageOptions
+    from .train.commands import sft
+    from .train.sft import LORA_TARGETS, SFTSettings
+
+    messages = MessageOptions(
+        max_images=max_images,
+        box_space=box_space.value,
+        order=order,
+        seed=seed,
+        **{k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None},
+    )
+    settings = SFTSettings(
+        source=source,
+        out=out,
+        split=split,
+        eval_split=eval_split,
+        limit=limit,
+        model=model,
+        revision=revision,
+        mode=mode.value,
+        rank=rank,
+        alpha=alpha,
+        dropout=dropout,
+        targets=tuple(target) if target else LORA_TARGETS,
+        loss=loss.value,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        max_length=max_length or None,
+        messages=messages,
+        save_steps=save_steps,
+        save_total_limit=save_total_limit,
+        logging_steps=logging_steps,
+        dtype=dtype,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+    )
+    raise typer.Exit(sft(settings))
+
+
+@train_app.command("merge")
+def train_merge(
+    adapter: Path = typer.Argument(
+        ..., help="A LoRA adapter folder (train sft's final/).", show_default=False
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model.", show_default=False),
+    base: str | None = typer.Option(
+        None, "--base", help="Base model (default: the one the adapter names).", show_default=False
+    ),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float32), bfloat16, float16 or float32."),
+) -> None:
+    """Merge a LoRA adapter into its base model: one folder that tell, serve and vLLM load."""
+    from .train.commands import merge
+
+    raise typer.Exit(merge(adapter, out, base=base, dtype=dtype))
+
+
 class _DefaultRun(TyperGroup):
     """``evaluate RUN …`` means ``evaluate run RUN …``; ``evaluate compare …`` stays a subcommand."""
 

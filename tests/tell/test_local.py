@@ -109,9 +109,9 @@ def test_cli_tell_with_local_weights_writes_the_output_and_its_meta(tiny_qwen, t
         frames.append(tmp_path / f"{i + 1}.png")
         Image.new("RGB", (64, 48), colour).save(frames[-1])
     out = tmp_path / "told.txt"
+    args = ["--model", str(tiny_qwen), "--temperature", "0", "--max-new-tokens", "6", "--out", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", "tell", *map(str, frames), "--model", str(tiny_qwen)]
-        + ["--temperature", "0", "--max-new-tokens", "6", "--out", str(out)],
+        [sys.executable, "-m", "storyreasoning.cli", "tell", *map(str, frames), *args],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"},

@@ -91,6 +91,32 @@ def set_pixel_budget(
     return low, high
 
 
+def load_pretrained(
+    model: str, *, revision: str | None = None, dtype: Any = None, attn_implementation: str | None = None
+) -> tuple[Any, Any]:
+    """``(processor, model)`` of a hub id or a local folder, or one clear error saying what to pass instead.
+
+    A folder holding a PEFT adapter loads its base model with the adapter on it.
+    """
+    _, transformers = _import()
+    kwargs: dict = {"revision": revision}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(model, revision=revision)
+        net = transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(
+            f"cannot load the model {model!r} ({first}); pass a local model folder with --model, "
+            "make sure the hub is reachable, or use --teller baseline (no weights needed)"
+        ) from exc
+    return processor, net
+
+
 def _adapter_base(net) -> str | None:
     """The base model a PEFT adapter loaded by ``from_pretrained`` sits on, or None."""
     configs = getattr(net, "peft_config", None)
@@ -115,24 +141,15 @@ class TransformersTeller(Teller):
         batch_size: int = 4,
         attn_implementation: str | None = None,
     ) -> None:
-        _, transformers = _import()
+        _import()
         self.model = model
         self.revision = revision
         self.device = choose_device(device)
         self.dtype = choose_dtype(dtype, self.device)
         self.batch_size = max(1, batch_size)
-        try:
-            self.processor = transformers.AutoProcessor.from_pretrained(model, revision=revision)
-            kwargs: dict = {"revision": revision, "dtype": self.dtype}
-            if attn_implementation:
-                kwargs["attn_implementation"] = attn_implementation
-            self.net = transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
-        except OSError as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise StoryReasoningError(
-                f"cannot load the model {model!r} ({first}); pass a local model folder with --model, "
-                "make sure the hub is reachable, or use --teller baseline (no weights needed)"
-            ) from exc
+        self.processor, self.net = load_pretrained(
+            model, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation
+        )
         self.net.to(self.device).eval()
         self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()
         self.adapter = _adapter_base(self.net)

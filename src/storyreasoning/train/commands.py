@@ -1,0 +1,80 @@
+"""What the ``storyreasoning train`` commands do (the CLI in :mod:`storyreasoning.cli` only parses options)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UsageError
+from .sft import SFTSettings
+
+
+def _err():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def sft(settings: SFTSettings) -> int:
+    from ..data.commands import progress_bar
+    from .sft import train_sft
+
+    err = _err()
+    result = train_sft(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+    if result.skipped:
+        return 0
+    loss = result.metrics.get("train_loss")
+    err.print(
+        f"trained {result.steps} steps"
+        + (f", mean loss {loss:.4f}" if isinstance(loss, float) else "")
+        + f"; the model is in {result.final}"
+    )
+    err.print(f"tell with it: storyreasoning tell IMAGES --model {result.final}")
+    return 0
+
+
+def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
+    """Merge a LoRA adapter into its base model and save a plain model folder with the processor."""
+    from ..tell.local import _import, choose_dtype, load_pretrained
+
+    _, transformers = _import()
+    config_path = adapter / "adapter_config.json"
+    if not config_path.is_file():
+        raise UsageError(f"{adapter} holds no LoRA adapter (no adapter_config.json); pass the adapter folder")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UsageError("merging needs peft: pip install 'storyreasoning[train]'") from None
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty; choose another --out")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    base = base or config.get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"{config_path} does not name its base model; pass --base")
+    torch_dtype = choose_dtype(dtype, "cpu")  # auto: float32, the safe choice for merging
+    err = _err()
+    err.print(f"[dim]merging {adapter} into {base} ({str(torch_dtype).removeprefix('torch.')})[/dim]")
+    processor, net = load_pretrained(base, dtype=torch_dtype)
+    if (adapter / "processor_config.json").is_file():  # the processor trained with (its pixel budget)
+        processor = transformers.AutoProcessor.from_pretrained(adapter)
+    merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    merged.save_pretrained(str(tmp))
+    processor.save_pretrained(str(tmp))
+    manifest = adapter / "storyreasoning.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data.update({"merged_from": str(adapter), "adapter": False, "base_model": base})
+        (tmp / "storyreasoning.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    err.print(f"merged model written to {out}")
+    return 0
+
+
+__all__ = ["merge", "sft"]

@@ -1,0 +1,512 @@
+"""Supervised fine-tuning of a vision-language model on grounded stories.
+
+:func:`train_sft` runs one training job into an output folder:
+
+``OUT/settings.json``
+    what the job was started with; a restart with other settings is refused, so a
+    folder never mixes two trainings.
+``OUT/fit.json``
+    how the stories were fitted to ``max_length`` (shortened, frames dropped, too long).
+``OUT/log.jsonl``
+    one line per logging step (loss, learning rate, epoch, step), written as it happens.
+``OUT/checkpoints/checkpoint-N``
+    transformers checkpoints (model or adapter, optimiser, scheduler, RNG); a restart
+    resumes from the newest one, so a crash or Ctrl-C loses at most ``save_steps`` steps.
+``OUT/final``
+    the trained model (full and language modes) or LoRA adapter (lora mode) with the
+    processor and ``storyreasoning.json`` (settings, fit, versions, final metrics); it
+    loads with ``from_pretrained``, so ``storyreasoning tell --model OUT/final`` tells
+    with it (an adapter needs peft installed, and its base model reachable).
+
+Modes (section 5.2 of the reference): ``lora`` (rank 16, alpha twice the rank, dropout
+0.1, on the language model's attention projections: never the vision tower),
+``full`` (every parameter) and ``language`` (every parameter except the vision tower).
+Fixed on the way: choosing no mode is not an error (LoRA is the default); the loss
+covers only the assistant turn unless ``loss="all"``; ``max_length`` is enforced by
+dropping trailing frames before training (never by cutting tokens); prompts are
+assigned by seed, not drawn at each access.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data.messages import MessageOptions
+from ..errors import StoryReasoningError, UsageError
+from .collate import Loss
+
+Mode = Literal["lora", "full", "language"]
+MODES = ("lora", "full", "language")
+DEFAULT_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: The learning rates of the published recipes (section 5.1 of the reference).
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "language": 2e-5}
+#: Settings that may change between a run and its resumption.
+OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """Everything a supervised fine-tuning job depends on (the CLI's options have the same names)."""
+
+    source: str
+    out: Path
+    split: str | None = "train"
+    eval_split: str | None = None
+    limit: int | None = None
+    model: str = DEFAULT_BASE
+    revision: str | None = None
+    mode: Mode = "lora"
+    rank: int = 16
+    alpha: int | None = None  # 2 * rank
+    dropout: float = 0.1
+    targets: tuple[str, ...] = LORA_TARGETS
+    loss: Loss = "assistant"
+    epochs: float = 3.0
+    max_steps: int | None = None
+    learning_rate: float | None = None  # DEFAULT_LR[mode]
+    batch_size: int = 1
+    grad_accum: int = 32
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.01
+    max_length: int | None = 32768
+    messages: MessageOptions = field(default_factory=MessageOptions)
+    save_steps: int = 100
+    save_total_limit: int | None = 10
+    logging_steps: int = 10
+    dtype: str = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    dataloader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
+        if self.loss not in ("assistant", "all"):
+            raise UsageError(f"unknown loss {self.loss!r}; use assistant or all")
+        if self.rank < 1:
+            raise UsageError(f"the LoRA rank must be at least 1, got {self.rank}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"the LoRA dropout must be in [0, 1), got {self.dropout}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise UsageError("batch size and gradient accumulation must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"max steps must be at least 1, got {self.max_steps}")
+        if self.epochs <= 0 and self.max_steps is None:
+            raise UsageError(f"epochs must be positive, got {self.epochs}")
+        if self.max_length is not None and self.max_length < 16:
+            raise UsageError(f"max length {self.max_length} is too small to hold any story")
+        if self.save_steps < 1 or self.logging_steps < 1:
+            raise UsageError("save steps and logging steps must be at least 1")
+        if not self.targets:
+            raise UsageError("LoRA needs at least one target module name")
+
+    @property
+    def lora_alpha(self) -> int:
+        return self.alpha if self.alpha is not None else 2 * self.rank
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.mode]
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["out"] = str(self.out)
+        out["targets"] = list(self.targets)
+        out["messages"] = _jsonable(asdict(self.messages))
+        out["lora_alpha"], out["lr"] = self.lora_alpha, self.lr
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# -- the output folder ----------------------------------------------------------------------
+
+
+@dataclass
+class TrainFolder:
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def fit(self) -> Path:
+        return self.root / "fit.json"
+
+    def last_checkpoint(self) -> Path | None:
+        """The checkpoint with the highest step number (non-numeric names are ignored)."""
+        best: tuple[int, Path] | None = None
+        if self.checkpoints.is_dir():
+            for path in self.checkpoints.iterdir():
+                name = path.name
+                if path.is_dir() and name.startswith("checkpoint-") and name[11:].isdigit():
+                    if (path / "trainer_state.json").is_file() and (best is None or int(name[11:]) > best[0]):
+                        best = (int(name[11:]), path)
+        return best[1] if best else None
+
+    def claim(self, settings: SFTSettings) -> None:
+        """Write the settings, or check that an existing folder was started with the same ones."""
+        wanted = settings.to_dict()
+        if self.settings.is_file():
+            try:
+                held = json.loads(self.settings.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise StoryReasoningError(
+                    f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
+                ) from None
+            changed = sorted(
+                k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)
+            )
+            if changed:
+                first = changed[0]
+                raise UsageError(
+                    f"{self.root} holds a training started with other settings ({first}: {held.get(first)!r} "
+                    f"there, {wanted.get(first)!r} now{' and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
+                    "resume it with the same options or choose another --out"
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.settings)
+
+
+# -- model preparation ----------------------------------------------------------------------
+
+
+def language_target_pattern(targets: tuple[str, ...]) -> str:
+    """A PEFT ``target_modules`` regex: modules named ``targets`` outside the vision tower."""
+    names = "|".join(sorted({t.strip().strip(".") for t in targets if t.strip()}))
+    return rf"^(?!.*\bvisual\b).*\.({names})$"
+
+
+def vision_tower(net: Any) -> Any | None:
+    """The vision encoder of an image-text-to-text model (``visual`` in Qwen2-VL and Qwen2.5-VL)."""
+    for holder in (net, getattr(net, "model", None)):
+        tower = getattr(holder, "visual", None) if holder is not None else None
+        if tower is not None:
+            return tower
+    return None
+
+
+def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
+    """Apply the mode to ``net``: LoRA adapters, everything trainable, or the vision tower frozen."""
+    for p in net.parameters():
+        p.requires_grad_(True)
+    frozen = 0
+    if settings.mode == "language":
+        tower = vision_tower(net)
+        if tower is None:
+            raise UsageError(
+                f"the model {settings.model!r} has no vision tower named 'visual', so --mode language "
+                "cannot freeze it; use --mode full or --mode lora"
+            )
+        for p in tower.parameters():
+            p.requires_grad_(False)
+            frozen += p.numel()
+    if settings.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.dropout,
+            bias="none",
+            task_type="CAUSAL_LM",
+            target_modules=language_target_pattern(settings.targets),
+        )
+        try:
+            net = get_peft_model(net, config)
+        except ValueError as exc:
+            raise UsageError(
+                f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
+                f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
+            ) from None
+        if settings.gradient_checkpointing:
+            net.enable_input_require_grads()
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return net, {"parameters": total, "trainable": trainable, "frozen_vision": frozen}
+
+
+# -- the job ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SFTResult:
+    folder: Path
+    final: Path
+    steps: int
+    resumed_from: str | None
+    fit: dict
+    parameters: dict
+    metrics: dict
+    skipped: bool = False  # the folder already held a finished training
+
+
+def _load(settings: SFTSettings):
+    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
+
+    torch, transformers = _import()
+    try:
+        import peft  # noqa: F401  (checked early: the default mode needs it)
+    except ImportError:
+        if settings.mode == "lora":
+            raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
+    device = choose_device(settings.device)
+    dtype = choose_dtype(settings.dtype, device)
+    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype)
+    return torch, transformers, processor, net, device, dtype
+
+
+def _stories(settings: SFTSettings, split: str | None, budget, progress):
+    from ..data.budget import fit_stories
+    from ..data.commands import _limited
+    from ..data.sources import load_stories
+
+    stories = _limited(load_stories(settings.source, split), settings.limit)
+    if len(stories) == 0:
+        raise UsageError(
+            f"{settings.source} has no stories{f' in split {split}' if split else ''} to train on"
+        )
+    if settings.max_length is None:
+        return stories, {"stories": len(stories), "kept": len(stories), "max_length": None}
+    with progress(
+        len(stories), f"fitting {split or 'all'} stories to {settings.max_length} tokens"
+    ) as advance:
+        kept, report = fit_stories(stories, budget, settings.max_length, settings.messages, progress=advance)
+    summary = {
+        "stories": report.stories,
+        "kept": len(kept),
+        "shortened": report.shortened,
+        "frames_dropped": report.frames_dropped,
+        "too_long": report.too_long,
+        "max_tokens": report.max_tokens,
+        "max_length": settings.max_length,
+    }
+    if not kept:
+        raise UsageError(
+            f"no story of {settings.source} fits in {settings.max_length} tokens, even with one frame; "
+            "raise --max-length or lower --max-pixels"
+        )
+    return kept, summary
+
+
+def _no_progress(total, label):
+    from contextlib import nullcontext
+
+    return nullcontext(lambda n=1: None)
+
+
+def train_sft(
+    settings: SFTSettings,
+    *,
+    progress: Callable | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> SFTResult:
+    """Run (or resume) the fine-tuning job ``settings`` describes; see the module docstring."""
+    folder = TrainFolder(Path(settings.out))
+    folder.claim(settings)
+    progress = progress or _no_progress
+    manifest_path = folder.final / "storyreasoning.json"
+    if manifest_path.is_file():
+        done = json.loads(manifest_path.read_text(encoding="utf-8"))
+        say(f"{folder.root} already holds a finished training ({folder.final}); nothing to do")
+        return SFTResult(
+            folder.root, folder.final, done.get("steps", 0), None, done.get("fit", {}),
+            done.get("parameters", {}), done.get("metrics", {}), skipped=True,
+        )  # fmt: skip
+
+    torch, transformers, processor, net, device, dtype = _load(settings)
+    from ..data.budget import TokenBudget
+    from ..data.messages import TrainingExamples
+    from ..tell.local import set_pixel_budget
+    from .collate import StoryCollator
+
+    msg = settings.messages
+    set_pixel_budget(processor, msg.min_pixels, msg.max_pixels)
+    budget = TokenBudget(processor, min_pixels=msg.min_pixels, max_pixels=msg.max_pixels)
+    train_stories, fit = _stories(settings, settings.split, budget, progress)
+    eval_examples = None
+    if settings.eval_split:
+        eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress)
+        fit = {**fit, "eval": eval_fit}
+        eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
+    _write_json(folder.fit, fit)
+    if fit.get("too_long"):
+        say(
+            f"{len(fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one frame; skipped"
+        )
+    if fit.get("shortened"):
+        say(f"{fit['shortened']} stories shortened to fit (frames dropped: {fit['frames_dropped']})")
+    examples = TrainingExamples(train_stories, replace(msg, style="trl"))
+    collator = StoryCollator(processor, loss=settings.loss)
+    collator([examples[0]])  # a template the collator cannot label fails now, not after loading everything
+
+    net, parameters = prepare_model(net, settings)
+    say(
+        f"{settings.mode} training of {settings.model}: {parameters['trainable']:,} of "
+        f"{parameters['parameters']:,} parameters trainable, {len(examples)} stories, device {device}"
+    )
+    on_cpu = device == "cpu"
+    args = transformers.TrainingArguments(
+        output_dir=str(folder.checkpoints),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps is not None else -1,
+        learning_rate=settings.lr,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=settings.weight_decay,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        eval_strategy="steps" if eval_examples is not None else "no",
+        eval_steps=settings.save_steps if eval_examples is not None else None,
+        bf16=str(dtype) == "torch.bfloat16",
+        fp16=str(dtype) == "torch.float16",
+        use_cpu=on_cpu,
+        **_checkpointing(transformers, settings.gradient_checkpointing),
+        remove_unused_columns=False,
+        dataloader_num_workers=settings.dataloader_workers,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to="none",
+        disable_tqdm=False,
+    )
+    trainer = transformers.Trainer(
+        model=net,
+        args=args,
+        train_dataset=examples,
+        eval_dataset=eval_examples,
+        data_collator=collator,
+        callbacks=[_json_log(transformers, folder.log)],
+    )
+    resume = folder.last_checkpoint()
+    if resume is not None:
+        say(f"resuming from {resume.name}")
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except torch.OutOfMemoryError:
+        raise StoryReasoningError(
+            "out of memory; lower --max-length or --max-pixels, use --batch-size 1 with a larger --grad-accum, "
+            "turn on --gradient-checkpointing, or use --mode lora (progress so far is in the checkpoints)"
+        ) from None
+    metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if eval_examples is not None:
+        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+
+    tmp = folder.root / "final.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    trainer.save_model(str(tmp))
+    processor.save_pretrained(str(tmp))
+    import transformers as _t
+
+    versions = {"transformers": _t.__version__, "torch": torch.__version__}
+    try:
+        import peft
+
+        versions["peft"] = peft.__version__
+    except ImportError:
+        pass
+    from .. import __version__
+
+    versions["storyreasoning"] = __version__
+    manifest = {
+        "kind": "sft",
+        "base_model": settings.model,
+        "revision": settings.revision,
+        "mode": settings.mode,
+        "adapter": settings.mode == "lora",
+        "settings": settings.to_dict(),
+        "fit": fit,
+        "parameters": parameters,
+        "steps": int(output.global_step),
+        "metrics": metrics,
+        "resumed_from": resume.name if resume else None,
+        "versions": versions,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(tmp / "storyreasoning.json", manifest)
+    if folder.final.exists():  # an earlier attempt died between saving and renaming
+        import shutil
+
+        shutil.rmtree(folder.final)
+    tmp.rename(folder.final)
+    return SFTResult(
+        folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit, parameters, metrics
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _checkpointing(transformers, on: bool) -> dict:
+    """Activation checkpointing options under the name this transformers uses (renamed in 5.x)."""
+    names = {f.name for f in fields(transformers.TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: on, f"{key}_kwargs": {"use_reentrant": False} if on else None}
+
+
+def _json_log(transformers, path: Path):
+    """A callback writing each logged dict as one JSON line, appended and flushed at once."""
+
+    class JsonLog(transformers.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            record = {"step": state.global_step, "epoch": state.epoch, **logs, "time": time.time()}
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+
+    return JsonLog()
+
+
+__all__ = [
+    "DEFAULT_BASE",
+    "DEFAULT_LR",
+    "LORA_TARGETS",
+    "MODES",
+    "SFTResult",
+    "SFTSettings",
+    "TrainFolder",
+    "language_target_pattern",
+    "prepare_model",
+    "train_sft",
+    "vision_tower",
+]

@@ -1,0 +1,320 @@
+"""Supervised fine-tuning for real: the tiny Qwen2.5-VL, the example stories, transformers' Trainer, peft."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ..conftest import require_transformers
+
+require_transformers()
+pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from storyreasoning.data import load_stories  # noqa: E402
+from storyreasoning.data.messages import MessageOptions, TrainingExamples  # noqa: E402
+from storyreasoning.errors import StoryReasoningError, UsageError  # noqa: E402
+from storyreasoning.train.collate import IGNORE, StoryCollator  # noqa: E402
+from storyreasoning.train.sft import (  # noqa: E402
+    SFTSettings,
+    TrainFolder,
+    language_target_pattern,
+    prepare_model,
+    train_sft,
+    vision_tower,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "stories"
+SMALL = MessageOptions(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, max_images=2)
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_qwen):
+    return transformers.AutoProcessor.from_pretrained(tiny_qwen)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return TrainingExamples(load_stories(str(EXAMPLES)), SMALL)
+
+
+def settings(tiny_qwen, out: Path, **changes) -> SFTSettings:
+    base = SFTSettings(
+        source=str(EXAMPLES),
+        out=out,
+        split=None,
+        model=str(tiny_qwen),
+        max_steps=2,
+        batch_size=1,
+        grad_accum=1,
+        save_steps=1,
+        logging_steps=1,
+        max_length=4000,
+        messages=SMALL,
+        learning_rate=1e-3,
+    )
+    return replace(base, **changes)
+
+
+# -- labels -------------------------------------------------------------------------------------------
+
+
+def test_assistant_loss_learns_exactly_the_answer_and_its_end(processor, examples):
+    collator = StoryCollator(processor)
+    batch = collator([examples[0], examples[2]])  # two lengths: the shorter row is padded
+    assert batch["labels"].shape == batch["input_ids"].shape
+    for row, index in enumerate((0, 2)):
+        labels = batch["labels"][row]
+        learned = batch["input_ids"][row][labels != IGNORE]
+        answer = examples[index]["messages"][-1]["content"][0]["text"]
+        assert processor.tokenizer.decode(learned) == answer + "<|im_end|>"
+        # the learned tokens are one contiguous run
+        positions = (labels != IGNORE).nonzero().flatten()
+        assert positions[-1] - positions[0] + 1 == len(positions)
+    pad_rows = batch["attention_mask"].sum(dim=1)
+    assert pad_rows[0] != pad_rows[1]
+
+
+def test_all_loss_is_the_original_rule(processor, examples):
+    batch = StoryCollator(processor, loss="all")([examples[0], examples[1]])
+    ids, labels = batch["input_ids"], batch["labels"]
+    vocab = processor.tokenizer.get_vocab()
+    vision = [vocab[t] for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>")]
+    for vid in vision:
+        assert (ids == vid).any() and (labels[ids == vid] == IGNORE).all()
+    pad = processor.tokenizer.pad_token_id
+    assert (labels[ids == pad] == IGNORE).all()
+    kept = (labels != IGNORE) & (batch["attention_mask"] == 1)
+    assert torch.equal(labels[kept], ids[kept])
+    # the prompts are learned too (what the original did), so more tokens than the answer alone
+    answer_only = StoryCollator(processor)([examples[0], examples[1]])["labels"]
+    assert (labels != IGNORE).sum() > (answer_only != IGNORE).sum()
+
+
+def test_a_conversation_must_end_with_the_answer(processor, examples):
+    messages = examples[0]["messages"][:-1]
+    with pytest.raises(StoryReasoningError, match="must end with the assistant turn"):
+        StoryCollator(processor)([{"messages": messages, "images": examples[0]["images"]}])
+
+
+# -- modes ----------------------------------------------------------------------------------------------
+
+
+def fresh_model(tiny_qwen):
+    return transformers.AutoModelForImageTextToText.from_pretrained(tiny_qwen)
+
+
+def test_lora_adapts_the_language_attention_and_never_the_vision_tower(tiny_qwen):
+    net, counts = prepare_model(fresh_model(tiny_qwen), SFTSettings(source="x", out=Path("x"), rank=4))
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in net.named_parameters() if ".lora_A" in name}
+    assert adapted and all("visual" not in name for name in adapted)
+    assert {name.rsplit(".", 1)[-1] for name in adapted} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    trainable = {name for name, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in name for name in trainable)
+    assert counts["trainable"] == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    # the vision tower's MLP has gate/up/down projections too: the pattern keeps them out
+    pattern = language_target_pattern(("gate_proj",))
+    net2, _ = prepare_model(
+        fresh_model(tiny_qwen), SFTSettings(source="x", out=Path("x"), rank=4, targets=("gate_proj",))
+    )
+    names = [n for n, _ in net2.named_parameters() if ".lora_A" in n]
+    assert names and all("visual" not in n for n in names), pattern
+
+
+def test_language_mode_freezes_exactly_the_vision_tower(tiny_qwen):
+    net = fresh_model(tiny_qwen)
+    tower = sum(p.numel() for p in vision_tower(net).parameters())
+    net, counts = prepare_model(net, SFTSettings(source="x", out=Path("x"), mode="language"))
+    assert counts["frozen_vision"] == tower > 0
+    assert counts["trainable"] == counts["parameters"] - tower
+    _, counts_full = prepare_model(
+        fresh_model(tiny_qwen), SFTSettings(source="x", out=Path("x"), mode="full")
+    )
+    assert counts_full["trainable"] == counts_full["parameters"]
+
+
+def test_lora_on_names_the_model_lacks_is_a_clear_error(tiny_qwen):
+    with pytest.raises(UsageError, match="--target"):
+        prepare_model(fresh_model(tiny_qwen), SFTSettings(source="x", out=Path("x"), targets=("nope_proj",)))
+
+
+# -- the job ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_qwen, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sft") / "lora"
+    result = train_sft(settings(tiny_qwen, out, max_steps=3))
+    return result
+
+
+def test_a_lora_run_writes_its_folder(lora_run, tiny_qwen):
+    folder = TrainFolder(lora_run.folder)
+    assert lora_run.steps == 3 and not lora_run.skipped and lora_run.resumed_from is None
+    assert (folder.final / "adapter_config.json").is_file()
+    assert (folder.final / "processor_config.json").is_file()
+    manifest = json.loads((folder.final / "storyreasoning.json").read_text())
+    assert manifest["base_model"] == str(tiny_qwen) and manifest["adapter"] is True and manifest["steps"] == 3
+    assert manifest["settings"]["lr"] == 1e-3 and manifest["settings"]["lora_alpha"] == 32
+    log = [json.loads(line) for line in folder.log.read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+    assert sorted(p.name for p in folder.checkpoints.iterdir()) == [
+        "checkpoint-1",
+        "checkpoint-2",
+        "checkpoint-3",
+    ]
+    fit = json.loads(folder.fit.read_text())
+    assert fit["stories"] == 3 and fit["kept"] == 3 and fit["max_length"] == 4000
+
+
+def test_a_finished_run_is_not_trained_again(lora_run, tiny_qwen):
+    again = train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3))
+    assert again.skipped and again.steps == 3
+
+
+def test_other_settings_in_the_same_folder_are_refused(lora_run, tiny_qwen):
+    with pytest.raises(UsageError, match=r"other settings \(mode: 'lora' there, 'full' now"):
+        train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, mode="full"))
+
+
+def test_a_crashed_run_resumes_from_its_newest_checkpoint(lora_run, tiny_qwen, tmp_path):
+    # the state a crash after step 2 leaves: checkpoints 1 and 2, no final model
+    crashed = tmp_path / "crashed"
+    shutil.copytree(lora_run.folder, crashed)
+    shutil.rmtree(crashed / "final")
+    shutil.rmtree(crashed / "checkpoints" / "checkpoint-3")
+    held = json.loads((crashed / "settings.json").read_text())
+    held["out"] = str(crashed)  # an operational setting: may differ
+    (crashed / "settings.json").write_text(json.dumps(held))
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3))
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
+    steps = [json.loads(line)["step"] for line in (crashed / "log.jsonl").read_text().splitlines()]
+    assert steps.count(3) >= 1
+    # resuming gives the same adapter as the uninterrupted run (same data order, same RNG state)
+    from safetensors.torch import load_file
+
+    a = load_file(lora_run.final / "adapter_model.safetensors")
+    b = load_file(crashed / "final" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_tell_loads_the_adapter(lora_run, tiny_qwen):
+    from PIL import Image
+
+    from storyreasoning.tell import Sampling
+    from storyreasoning.tell.local import TransformersTeller
+
+    with TransformersTeller(str(lora_run.final)) as teller:
+        telling = teller.tell(
+            [Image.new("RGB", (64, 48), "red")], sampling=Sampling(temperature=0, max_new_tokens=5)
+        )
+        assert teller.describe()["adapter_of"] == str(tiny_qwen)
+    assert telling.meta["usage"]["completion_tokens"] == 5
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_merge_gives_the_same_outputs_as_the_adapter(lora_run, tmp_path, processor):
+    result = cli("train", "merge", str(lora_run.final), "--out", str(tmp_path / "merged"))
+    assert result.returncode == 0, result.stderr
+    merged = transformers.AutoModelForImageTextToText.from_pretrained(tmp_path / "merged")
+    adapted = transformers.AutoModelForImageTextToText.from_pretrained(lora_run.final)
+    assert not hasattr(merged, "peft_config") or not merged.peft_config
+    batch = StoryCollator(processor)([TrainingExamples(load_stories(str(EXAMPLES)), SMALL)[1]])
+    batch.pop("labels")
+    with torch.no_grad():
+        a, b = merged(**batch).logits, adapted(**batch).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    # the LoRA update is not zero: the merged model differs from the base
+    base = transformers.AutoModelForImageTextToText.from_pretrained(
+        json.loads((lora_run.final / "adapter_config.json").read_text())["base_model_name_or_path"]
+    )
+    with torch.no_grad():
+        assert not torch.allclose(base(**batch).logits, a, atol=1e-6)
+    again = cli("train", "merge", str(lora_run.final), "--out", str(tmp_path / "merged"))
+    assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_full_training_lowers_the_loss_on_what_it_sees(tiny_qwen, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(EXAMPLES / "lighthouse", one / "lighthouse")
+    result = train_sft(
+        settings(tiny_qwen, tmp_path / "full", source=str(one), mode="full", max_steps=6, learning_rate=5e-3)
+    )
+    losses = [
+        json.loads(line).get("loss") for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    ]
+    losses = [x for x in losses if x is not None]
+    assert len(losses) == 6 and losses[-1] < losses[0] - 0.5, losses
+    assert (result.final / "model.safetensors").is_file()
+    assert json.loads((result.final / "storyreasoning.json").read_text())["adapter"] is False
+
+
+def test_stories_over_the_budget_lose_frames(tiny_qwen, tmp_path, processor):
+    from storyreasoning.data.budget import TokenBudget
+
+    budget = TokenBudget(processor, min_pixels=SMALL.min_pixels, max_pixels=SMALL.max_pixels)
+    options = replace(SMALL, max_images=None)
+    sizes = {s.story_id: budget.count(s, i, options).total for i, s in enumerate(load_stories(str(EXAMPLES)))}
+    limit = sorted(sizes.values())[1] - 1  # the two longest stories do not fit whole
+    result = train_sft(
+        settings(tiny_qwen, tmp_path / "fit", messages=options, max_length=limit, max_steps=1, save_steps=5)
+    )
+    assert result.fit["shortened"] + len(result.fit["too_long"]) == 2 and result.fit["max_tokens"] <= limit
+
+
+def test_cli_errors_are_one_line(tiny_qwen, tmp_path):
+    missing = cli(
+        "train", "sft", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--model", str(tiny_qwen)
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert str(tmp_path / "nowhere") in missing.stderr
+    no_model = cli(
+        "train",
+        "sft",
+        str(EXAMPLES),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "p"),
+        "--model",
+        str(tmp_path),
+    )
+    assert no_model.returncode != 0 and "Traceback" not in no_model.stderr
+    assert "--model" in no_model.stderr or "split" in no_model.stderr
+    not_adapter = cli("train", "merge", str(tmp_path), "--out", str(tmp_path / "m"))
+    assert not_adapter.returncode == 2 and "no LoRA adapter" in not_adapter.stderr
+
+
+def test_cli_trains_and_prints_how_to_tell(tiny_qwen, tmp_path):
+    result = cli(
+        "train", "sft", str(EXAMPLES), "--split", "train", "--out", str(tmp_path / "run"),
+        "--model", str(tiny_qwen), "--max-steps", "1", "--grad-accum", "1", "--max-images", "1",
+        "--min-pixels", str(28 * 28 * 4), "--max-pixels", str(28 * 28 * 16), "--max-length", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"storyreasoning tell IMAGES --model {tmp_path / 'run' / 'final'}" in result.stderr
+    held = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert held["max_length"] is None and held["messages"]["max_images"] == 1 and held["mode"] == "lora"
