@@ -280,6 +280,10 @@ def _load(settings: SFTSettings):
     except ImportError:
         if settings.mode == "lora":
             raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
+    if settings.device.startswith("cuda:"):
+        raise UsageError(
+            f"training uses every visible GPU; choose them with CUDA_VISIBLE_DEVICES instead of --device {settings.device}"
+        )
     device = choose_device(settings.device)
     dtype = choose_dtype(settings.dtype, device)
     processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype)
@@ -359,7 +363,9 @@ def train_sft(
         eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress)
         fit = {**fit, "eval": eval_fit}
         eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
-    _write_json(folder.fit, fit)
+    main = _is_main_process()
+    if main:
+        _write_json(folder.fit, fit)
     if fit.get("too_long"):
         say(
             f"{len(fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one frame; skipped"
@@ -426,11 +432,13 @@ def train_sft(
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
 
     tmp = folder.root / "final.tmp"
-    if tmp.exists():
+    if main and tmp.exists():
         import shutil
 
         shutil.rmtree(tmp)
-    trainer.save_model(str(tmp))
+    trainer.save_model(str(tmp))  # every process takes part (sharded weights), the main one writes
+    if not main:
+        return SFTResult(folder.root, folder.final, int(output.global_step), None, fit, parameters, metrics)
     processor.save_pretrained(str(tmp))
     import transformers as _t
 
@@ -468,6 +476,13 @@ def train_sft(
     return SFTResult(
         folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit, parameters, metrics
     )
+
+
+def _is_main_process() -> bool:
+    """True unless this is a secondary process of a distributed launch (torchrun, accelerate)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _write_json(path: Path, data: dict) -> None:
