@@ -606,7 +606,7 @@ def data_contrastive(
 
 
 train_app = typer.Typer(
-    help="Fine-tune a vision-language model on grounded stories (LoRA, full, language-only) and merge adapters.",
+    help="Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, adapter merging.",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -791,6 +791,170 @@ def train_sft(
         seed=seed,
     )
     raise typer.Exit(sft(settings))
+
+
+@train_app.command("pairs")
+def train_pairs(
+    source: str = typer.Argument(..., help=_SOURCE_HELP, show_default=False),
+    runs: list[Path] = typer.Option(
+        [],
+        "--run",
+        "-r",
+        help="A run to take candidates from (tell-dataset folder or folder of {story_id}.txt), repeatable.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Pairs folder to write.", show_default=False),
+    split: str | None = _split(),
+    limit: int | None = _limit(),
+    include_reference: bool = typer.Option(
+        False, "--include-reference", help="The dataset's own output is one more candidate."
+    ),
+    min_margin: float = typer.Option(
+        0.05, "--min-margin", min=0.0, help="Skip stories whose best and worst rewards differ by less."
+    ),
+    w_boxes: float = typer.Option(1.0, "--w-boxes", min=0.0, help="Weight of box F1 against the reference."),
+    w_reid: float = typer.Option(1.0, "--w-reid", min=0.0, help="Weight of re-identification (link F1)."),
+    w_mentions: float = typer.Option(
+        1.0, "--w-mentions", min=0.0, help="Weight of grounded pronouns and names."
+    ),
+    cross_source: float = typer.Option(
+        1.0, "--cross-source", min=0.0, help="Penalty per share of links across frames of different sources."
+    ),
+    no_gate: bool = typer.Option(
+        False, "--no-gate", help="Structure is a component, not a gate (ill-formed outputs can still score)."
+    ),
+) -> None:
+    """Preference pairs for DPO: score each story's candidates with the reward, best against worst.
+
+    Writes pairs.jsonl and manifest.json. The reward (structure gate, box F1,
+    re-identification with a cross-source penalty, grounded mentions) is described in
+    the README, Training.
+    """
+    from .train.commands import pairs
+    from .train.reward import RewardWeights
+
+    try:
+        weights = RewardWeights(
+            boxes=w_boxes, reid=w_reid, mentions=w_mentions, cross_source=cross_source, gate=not no_gate
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    raise typer.Exit(
+        pairs(
+            source,
+            runs,
+            out,
+            split=split,
+            limit=limit,
+            include_reference=include_reference,
+            min_margin=min_margin,
+            weights=weights,
+        )
+    )
+
+
+@train_app.command("dpo")
+def train_dpo(
+    pairs_folders: list[str] = typer.Argument(
+        ..., metavar="PAIRS...", help="Pairs folders (train pairs), real and contrastive.", show_default=False
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Training folder (created; resumed when it exists).", show_default=False
+    ),
+    model: str = _opt(
+        "daniel3303/QwenStoryteller",
+        "--model",
+        "-m",
+        help="Model to improve: hub id or folder (a LoRA adapter must be merged first with train merge).",
+        panel=_MODEL_PANEL,
+    ),
+    revision: str | None = _opt(None, "--revision", help="Hub revision of the model.", panel=_MODEL_PANEL),
+    dataset: str | None = _opt(
+        None,
+        "--dataset",
+        help="Dataset holding the pairs' frames (default: the one each pairs folder names).",
+        show_default=False,
+        panel=_DATA_PANEL,
+    ),
+    mode: TrainMode = typer.Option(
+        TrainMode.lora, "--mode", help="lora, full or language (as train sft).", rich_help_panel=_MODEL_PANEL
+    ),
+    rank: int = _opt(2048, "--rank", min=1, help="LoRA rank (QwenStoryteller2: 2048).", panel=_MODEL_PANEL),
+    alpha: int | None = _opt(
+        None,
+        "--alpha",
+        min=1,
+        help="LoRA alpha (default twice the rank).",
+        show_default=False,
+        panel=_MODEL_PANEL,
+    ),
+    dropout: float = _opt(0.05, "--dropout", min=0.0, max=0.99, help="LoRA dropout.", panel=_MODEL_PANEL),
+    beta: float = _opt(0.1, "--beta", min=0.0, help="DPO temperature β.", panel=_OPT_PANEL),
+    max_length: int | None = _opt(
+        32768,
+        "--max-length",
+        min=0,
+        help="Skip pairs longer than this many tokens (0 = no limit).",
+        panel=_DATA_PANEL,
+    ),
+    min_pixels: int | None = _pixels_opt("min"),
+    max_pixels: int | None = _pixels_opt("max"),
+    order: str = _order_opt(),
+    epochs: float = _opt(3.0, "--epochs", help="Training epochs.", panel=_OPT_PANEL),
+    max_steps: int | None = _opt(
+        None, "--max-steps", min=1, help="Stop after N optimiser steps.", show_default=False, panel=_OPT_PANEL
+    ),
+    lr: float = _opt(5e-6, "--lr", help="Learning rate.", panel=_OPT_PANEL),
+    batch_size: int = _opt(1, "--batch-size", min=1, help="Pairs per device batch.", panel=_OPT_PANEL),
+    grad_accum: int = _opt(8, "--grad-accum", min=1, help="Batches per optimiser step.", panel=_OPT_PANEL),
+    gradient_checkpointing: bool = _opt(
+        False, "--gradient-checkpointing", help="Trade compute for memory.", panel=_OPT_PANEL
+    ),
+    save_steps: int = _opt(100, "--save-steps", min=1, help="Checkpoint every N steps.", panel=_OPT_PANEL),
+    logging_steps: int = _opt(10, "--logging-steps", min=1, help="Log every N steps.", panel=_OPT_PANEL),
+    seed: int = _opt(0, "--seed", help="Seed for prompts, shuffling and initialisation.", panel=_OPT_PANEL),
+    dtype: str = _dtype_opt(),
+    device: str = _device_opt(),
+) -> None:
+    """Contrastive preference training (DPO) on reward-ranked pairs, as QwenStoryteller2 (resumable).
+
+    Defaults are QwenStoryteller2's: LoRA rank 2048, alpha 4096, lr 5e-6, batch 8, 3 epochs, beta 0.1.
+    """
+    from .data.messages import MessageOptions
+    from .train.commands import dpo
+    from .train.dpo import DPOSettings
+
+    messages = MessageOptions(
+        order=order,
+        seed=seed,
+        **{k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None},
+    )
+    settings = DPOSettings(
+        pairs=tuple(pairs_folders),
+        out=out,
+        model=model,
+        revision=revision,
+        dataset=dataset,
+        mode=mode.value,
+        rank=rank,
+        alpha=alpha,
+        dropout=dropout,
+        beta=beta,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length or None,
+        messages=messages,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+        dtype=dtype,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+    )
+    raise typer.Exit(dpo(settings))
 
 
 @train_app.command("merge")

@@ -304,6 +304,8 @@ def test_cli_errors_are_one_line(tiny_qwen, tmp_path):
     )
     assert no_model.returncode != 0 and "Traceback" not in no_model.stderr
     assert "--model" in no_model.stderr or "split" in no_model.stderr
+    # a start that failed on its inputs claims nothing: the corrected command may use the folder
+    assert not (tmp_path / "p" / "settings.json").exists() and not (tmp_path / "o").exists()
     not_adapter = cli("train", "merge", str(tmp_path), "--out", str(tmp_path / "m"))
     assert not_adapter.returncode == 2 and "no LoRA adapter" in not_adapter.stderr
 

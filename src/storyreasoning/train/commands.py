@@ -33,6 +33,67 @@ def sft(settings: SFTSettings) -> int:
     return 0
 
 
+def pairs(
+    source: str,
+    runs: list[Path],
+    out: Path,
+    *,
+    split: str | None,
+    limit: int | None,
+    include_reference: bool,
+    min_margin: float,
+    weights,
+) -> int:
+    from ..data.commands import _limited, progress_bar
+    from ..data.sources import load_stories
+    from ..evaluate.runs import load_outputs
+    from .pairs import build_pairs
+
+    stories = _limited(load_stories(source, split), limit)
+    outputs = [load_outputs(run) for run in runs]
+    with progress_bar(len(stories), "scoring candidates") as advance:
+        report = build_pairs(
+            stories,
+            outputs,
+            out,
+            include_reference=include_reference,
+            min_margin=min_margin,
+            weights=weights,
+            dataset={"source": str(source), "split": split},
+            progress=advance,
+        )
+    err = _err()
+    err.print(
+        f"{report.pairs} pairs from {report.stories} stories written to {out}"
+        + (f"; {len(report.too_few)} with fewer than two candidates" if report.too_few else "")
+        + (f"; {len(report.too_close)} within the margin" if report.too_close else "")
+        + (
+            f"; {report.not_in_dataset} outputs for stories the dataset lacks"
+            if report.not_in_dataset
+            else ""
+        )
+    )
+    return 0 if report.pairs else 1
+
+
+def dpo(settings) -> int:
+    from ..data.commands import progress_bar
+    from .dpo import train_dpo
+
+    err = _err()
+    result = train_dpo(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+    if result.skipped:
+        return 0
+    loss = result.metrics.get("train_loss")
+    err.print(
+        f"trained {result.steps} steps"
+        + (f", mean loss {loss:.4f}" if isinstance(loss, float) else "")
+        + f"; the model is in {result.final}"
+    )
+    err.print(f"tell with it: storyreasoning tell IMAGES --model {result.final}")
+    return 0
+
+
 def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     """Merge a LoRA adapter into its base model and save a plain model folder with the processor."""
     from ..tell.local import _import, choose_dtype, load_pretrained
@@ -77,4 +138,4 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     return 0
 
 
-__all__ = ["merge", "sft"]
+__all__ = ["dpo", "merge", "pairs", "sft"]

@@ -171,8 +171,12 @@ class TrainFolder:
                         best = (int(name[11:]), path)
         return best[1] if best else None
 
-    def claim(self, settings: SFTSettings) -> None:
-        """Write the settings, or check that an existing folder was started with the same ones."""
+    def claim(self, settings, *, write: bool = True) -> None:
+        """Check that an existing folder was started with the same settings; else write them (``write``).
+
+        Jobs check first and write only once their inputs loaded, so a typo in a path
+        does not leave a folder claimed by settings that never ran.
+        """
         wanted = settings.to_dict()
         if self.settings.is_file():
             try:
@@ -191,6 +195,8 @@ class TrainFolder:
                     f"there, {wanted.get(first)!r} now{' and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
                     "resume it with the same options or choose another --out"
                 )
+            return
+        if not write:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.settings.with_suffix(".json.tmp")
@@ -337,7 +343,7 @@ def train_sft(
 ) -> SFTResult:
     """Run (or resume) the fine-tuning job ``settings`` describes; see the module docstring."""
     folder = TrainFolder(Path(settings.out))
-    folder.claim(settings)
+    folder.claim(settings, write=False)
     progress = progress or _no_progress
     manifest_path = folder.final / "storyreasoning.json"
     if manifest_path.is_file():
@@ -364,6 +370,7 @@ def train_sft(
         fit = {**fit, "eval": eval_fit}
         eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
     main = _is_main_process()
+    folder.claim(settings)
     if main:
         _write_json(folder.fit, fit)
     if fit.get("too_long"):
@@ -431,27 +438,6 @@ def train_sft(
     if eval_examples is not None:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
 
-    tmp = folder.root / "final.tmp"
-    if main and tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    trainer.save_model(str(tmp))  # every process takes part (sharded weights), the main one writes
-    if not main:
-        return SFTResult(folder.root, folder.final, int(output.global_step), None, fit, parameters, metrics)
-    processor.save_pretrained(str(tmp))
-    import transformers as _t
-
-    versions = {"transformers": _t.__version__, "torch": torch.__version__}
-    try:
-        import peft
-
-        versions["peft"] = peft.__version__
-    except ImportError:
-        pass
-    from .. import __version__
-
-    versions["storyreasoning"] = __version__
     manifest = {
         "kind": "sft",
         "base_model": settings.model,
@@ -464,18 +450,46 @@ def train_sft(
         "steps": int(output.global_step),
         "metrics": metrics,
         "resumed_from": resume.name if resume else None,
-        "versions": versions,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json(tmp / "storyreasoning.json", manifest)
-    if folder.final.exists():  # an earlier attempt died between saving and renaming
-        import shutil
-
-        shutil.rmtree(folder.final)
-    tmp.rename(folder.final)
+    save_final(trainer, processor, folder, manifest, main=main)
     return SFTResult(
         folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit, parameters, metrics
     )
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a training depends on (those installed)."""
+    from importlib import metadata
+
+    out = {}
+    for name in ("storyreasoning", "torch", "transformers", "peft", "trl", "accelerate"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def save_final(trainer, processor, folder: TrainFolder, manifest: dict, *, main: bool) -> None:
+    """Save the model (or adapter), the processor and ``storyreasoning.json`` as ``final/``, atomically.
+
+    Every process of a distributed run must call it (sharded weights are gathered); only
+    the main one writes. ``final/`` appears complete or not at all.
+    """
+    import shutil
+
+    tmp = folder.root / "final.tmp"
+    if main and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.save_model(str(tmp))
+    if not main:
+        return
+    processor.save_pretrained(str(tmp))
+    manifest = {**manifest, "versions": versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_json(tmp / "storyreasoning.json", manifest)
+    if folder.final.exists():  # an earlier attempt died between saving and renaming
+        shutil.rmtree(folder.final)
+    tmp.rename(folder.final)
 
 
 def _is_main_process() -> bool:

@@ -1,0 +1,373 @@
+"""Contrastive preference training (DPO) on reward-ranked pairs, as QwenStoryteller2.
+
+:func:`train_dpo` trains a storyteller (normally the SFT model) with TRL's
+``DPOTrainer`` on the pairs of one or more pairs folders (``storyreasoning train
+pairs``): real stories and contrastive sequences, each pair's frames read from the
+dataset its folder names. QwenStoryteller2's published configuration is the default:
+LoRA rank 2048, alpha 4096, learning rate 5e-6, batch 8, 3 epochs, β = 0.1.
+
+Per pair the prompt is the system prompt and the user turn (the frames, then one of the
+training prompts, chosen by seed and index as for SFT); chosen and rejected are the two
+raw outputs. Pairs whose longer side exceeds ``max_length`` tokens are left out and
+counted (cutting frames would change what the reward judged; cutting tokens would
+break the image tokens), never truncated.
+
+The output folder is the same as :mod:`.sft`'s: ``settings.json``, ``fit.json``,
+``log.jsonl``, ``checkpoints/`` (resumed after a crash), ``final/`` (adapter or model,
+processor, ``storyreasoning.json``). A starting model that is a LoRA adapter folder
+(``train sft``'s ``final/``) must be merged first (``train merge``), so that the DPO
+adapter names the model it sits on; the reference model is that same model with the
+adapter off (LoRA) or a frozen copy (full and language modes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from ..data.messages import MessageOptions
+from ..errors import StoryReasoningError, UsageError
+from .sft import LORA_TARGETS, MODES, TrainFolder
+
+DEFAULT_START = "daniel3303/QwenStoryteller"
+OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    """Everything a DPO job depends on (the CLI's options have the same names)."""
+
+    pairs: tuple[str, ...]
+    out: Path
+    model: str = DEFAULT_START
+    revision: str | None = None
+    dataset: str | None = None  # overrides the pairs folders' dataset (same for all)
+    mode: Literal["lora", "full", "language"] = "lora"
+    rank: int = 2048
+    alpha: int | None = None  # 2 * rank
+    dropout: float = 0.05
+    targets: tuple[str, ...] = LORA_TARGETS
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    epochs: float = 3.0
+    max_steps: int | None = None
+    learning_rate: float = 5e-6
+    batch_size: int = 1
+    grad_accum: int = 8
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_length: int | None = 32768
+    messages: MessageOptions = field(default_factory=MessageOptions)
+    save_steps: int = 100
+    save_total_limit: int | None = 10
+    logging_steps: int = 10
+    dtype: str = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    dataloader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise UsageError("give at least one pairs folder (storyreasoning train pairs makes them)")
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
+        if self.rank < 1 or not 0 <= self.dropout < 1 or not self.targets:
+            raise UsageError("LoRA needs a rank of at least 1, a dropout in [0, 1) and target names")
+        if self.beta <= 0:
+            raise UsageError(f"beta must be positive, got {self.beta}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise UsageError("batch size and gradient accumulation must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"max steps must be at least 1, got {self.max_steps}")
+        if self.max_length is not None and self.max_length < 16:
+            raise UsageError(f"max length {self.max_length} is too small to hold any story")
+
+    @property
+    def lora_alpha(self) -> int:
+        return self.alpha if self.alpha is not None else 2 * self.rank
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["out"] = str(self.out)
+        out["pairs"] = list(self.pairs)
+        out["targets"] = list(self.targets)
+        out["messages"] = json.loads(json.dumps(asdict(self.messages)))
+        out["lora_alpha"] = self.lora_alpha
+        return out
+
+
+@dataclass
+class DPOResult:
+    folder: Path
+    final: Path
+    steps: int
+    resumed_from: str | None
+    fit: dict
+    parameters: dict
+    metrics: dict
+    skipped: bool = False
+
+
+def _start_model(settings: DPOSettings):
+    """Processor and model to start from; an adapter folder is merged into its base."""
+    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
+
+    torch, transformers = _import()
+    if settings.device.startswith("cuda:"):
+        raise UsageError(
+            "training uses every visible GPU; choose them with CUDA_VISIBLE_DEVICES instead of "
+            f"--device {settings.device}"
+        )
+    device = choose_device(settings.device)
+    dtype = choose_dtype(settings.dtype, device)
+    if (Path(settings.model) / "adapter_config.json").is_file():
+        # a new adapter saved on top of an in-memory merge would name the wrong base model
+        raise UsageError(
+            f"{settings.model} is a LoRA adapter; merge it into its base first "
+            f"(storyreasoning train merge {settings.model} --out MERGED) and start DPO from --model MERGED"
+        )
+    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype)
+    return torch, transformers, processor, net, device, dtype
+
+
+def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
+    from ..data.sources import load_stories
+
+    source = settings.dataset or (manifest.get("dataset") or {}).get("source")
+    if not source:
+        raise UsageError(f"the pairs in {folder} do not say which dataset holds their frames; pass --dataset")
+    split = None if settings.dataset else (manifest.get("dataset") or {}).get("split")
+    return load_stories(source, split)
+
+
+def pair_rows(settings: DPOSettings, budget, progress) -> tuple[list[dict], dict]:
+    """The DPO rows (``story_id``, ``prompt``, ``chosen``, ``rejected``; frames kept apart) and the fit report."""
+    from ..format.prompts import choose_prompt
+    from .pairs import read_pairs
+
+    msg = settings.messages
+    rows: list[dict] = []
+    fit = {
+        "pairs": 0,
+        "kept": 0,
+        "too_long": [],
+        "missing_story": [],
+        "max_tokens": 0,
+        "max_length": settings.max_length,
+    }
+    for folder in settings.pairs:
+        manifest, pairs = read_pairs(folder)
+        stories = _dataset_of(settings, manifest, folder)
+        index = {sid: k for k, sid in enumerate(stories.ids())} if hasattr(stories, "ids") else None
+        with progress(len(pairs), f"reading pairs of {folder}") as advance:
+            for pair in pairs:
+                fit["pairs"] += 1
+                advance()
+                sid = pair["story_id"]
+                k = index.get(sid) if index is not None else None
+                if k is None:
+                    fit["missing_story"].append(sid)
+                    continue
+                sample = stories[k]
+                prompt_text = choose_prompt(len(rows), msg.seed, msg.prompts)
+                image_parts = [{"type": "image"} for _ in sample.frames]
+                text = [{"type": "text", "text": prompt_text}]
+                user = image_parts + text if msg.order == "images-first" else text + image_parts
+                prompt = []
+                if msg.system_prompt is not None:
+                    prompt.append(
+                        {"role": "system", "content": [{"type": "text", "text": msg.system_prompt}]}
+                    )
+                prompt.append({"role": "user", "content": user})
+                row = {
+                    "story_id": sid,
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": [{"type": "text", "text": pair["chosen"]}]}],
+                    "rejected": [
+                        {"role": "assistant", "content": [{"type": "text", "text": pair["rejected"]}]}
+                    ],
+                    "sample": sample,
+                }
+                if settings.max_length is not None:
+                    tokens = _tokens(budget, row)
+                    fit["max_tokens"] = max(fit["max_tokens"], tokens if tokens <= settings.max_length else 0)
+                    if tokens > settings.max_length:
+                        fit["too_long"].append(sid)
+                        continue
+                rows.append(row)
+    fit["kept"] = len(rows)
+    return rows, fit
+
+
+def _tokens(budget, row: dict) -> int:
+    """Tokens of the prompt with the longer of the two answers (text plus the frames' vision tokens)."""
+    processor = budget.processor
+    longest = max((row["chosen"], row["rejected"]), key=lambda m: len(m[0]["content"][0]["text"]))
+    text = processor.apply_chat_template(row["prompt"] + longest, tokenize=False, add_generation_prompt=False)
+    n_text = len(budget.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return n_text + sum(budget.image_tokens(w, h) - 1 for w, h in row["sample"].frame_sizes())
+
+
+def _hf_dataset(rows: list[dict], cache: Path):
+    """A ``datasets.Dataset`` of the rows with their frames as images, written under ``cache``."""
+    import datasets
+
+    message = datasets.List({"role": datasets.Value("string"), "content": datasets.List(
+        {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    )})  # fmt: skip
+    features = datasets.Features(
+        {
+            "story_id": datasets.Value("string"),
+            "images": datasets.List(datasets.Image()),
+            "prompt": message,
+            "chosen": message,
+            "rejected": message,
+        }
+    )
+
+    def generate():
+        for row in rows:
+            yield {
+                "story_id": row["story_id"],
+                "images": [{"bytes": f.bytes(), "path": None} for f in row["sample"].frames],
+                "prompt": row["prompt"],
+                "chosen": row["chosen"],
+                "rejected": row["rejected"],
+            }
+
+    return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache))
+
+
+def train_dpo(
+    settings: DPOSettings,
+    *,
+    progress: Callable | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> DPOResult:
+    """Run (or resume) the DPO job ``settings`` describes; see the module docstring."""
+    from .sft import (
+        _checkpointing,
+        _is_main_process,
+        _json_log,
+        _no_progress,
+        _write_json,
+        prepare_model,
+        save_final,
+    )
+
+    folder = TrainFolder(Path(settings.out))
+    folder.claim(settings, write=False)
+    progress = progress or _no_progress
+    manifest_path = folder.final / "storyreasoning.json"
+    if manifest_path.is_file():
+        done = json.loads(manifest_path.read_text(encoding="utf-8"))
+        say(f"{folder.root} already holds a finished training ({folder.final}); nothing to do")
+        return DPOResult(folder.root, folder.final, done.get("steps", 0), None, done.get("fit", {}),
+                         done.get("parameters", {}), done.get("metrics", {}), skipped=True)  # fmt: skip
+    try:
+        import trl
+    except ImportError:
+        raise UsageError("DPO needs trl: pip install 'storyreasoning[train]'") from None
+
+    torch, transformers, processor, net, device, dtype = _start_model(settings)
+    from ..data.budget import TokenBudget
+    from ..tell.local import set_pixel_budget
+
+    msg = settings.messages
+    set_pixel_budget(processor, msg.min_pixels, msg.max_pixels)
+    budget = TokenBudget(processor, min_pixels=msg.min_pixels, max_pixels=msg.max_pixels)
+    rows, fit = pair_rows(settings, budget, progress)
+    main = _is_main_process()
+    if main:  # written even when nothing fits, to say why; the folder is claimed only for a real start
+        folder.root.mkdir(parents=True, exist_ok=True)
+        _write_json(folder.fit, fit)
+    if fit["missing_story"]:
+        say(f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped")
+    if fit["too_long"]:
+        say(f"{len(fit['too_long'])} pairs exceed {settings.max_length} tokens; skipped")
+    if not rows:
+        raise UsageError(
+            "no pair to train on (see fit.json): build pairs with storyreasoning train pairs, "
+            "or raise --max-length"
+        )
+    folder.claim(settings)
+    train_set = _hf_dataset(rows, folder.root / "cache")
+    net, parameters = prepare_model(net, settings)
+    say(
+        f"DPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
+        f"parameters trainable, {len(rows)} pairs, device {device}"
+    )
+    args = trl.DPOConfig(
+        output_dir=str(folder.checkpoints),
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps is not None else -1,
+        learning_rate=settings.lr,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        warmup_steps=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        bf16=str(dtype) == "torch.bfloat16",
+        fp16=str(dtype) == "torch.float16",
+        use_cpu=device == "cpu",
+        max_length=None,  # fitted above; truncation would cut image tokens
+        **_checkpointing(transformers, settings.gradient_checkpointing),
+        dataloader_num_workers=settings.dataloader_workers,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to="none",
+    )
+    trainer = trl.DPOTrainer(
+        model=net,
+        args=args,
+        train_dataset=train_set,
+        processing_class=processor,
+        callbacks=[_json_log(transformers, folder.log)],
+    )
+    resume = folder.last_checkpoint()
+    if resume is not None:
+        say(f"resuming from {resume.name}")
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except torch.OutOfMemoryError:
+        raise StoryReasoningError(
+            "out of memory; lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger "
+            "--grad-accum, or turn on --gradient-checkpointing (progress so far is in the checkpoints)"
+        ) from None
+    metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    manifest = {
+        "kind": "dpo",
+        "base_model": settings.model,
+        "revision": settings.revision,
+        "mode": settings.mode,
+        "adapter": settings.mode == "lora",
+        "settings": settings.to_dict(),
+        "fit": fit,
+        "parameters": parameters,
+        "steps": int(output.global_step),
+        "metrics": metrics,
+        "resumed_from": resume.name if resume else None,
+    }
+    save_final(trainer, processor, folder, manifest, main=main)
+    return DPOResult(
+        folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit, parameters, metrics
+    )
+
+
+__all__ = ["DEFAULT_START", "DPOResult", "DPOSettings", "pair_rows", "train_dpo"]
