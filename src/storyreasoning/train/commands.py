@@ -20,7 +20,12 @@ def sft(settings: SFTSettings) -> int:
     from .sft import train_sft
 
     err = _err()
-    result = train_sft(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+    return _report(
+        err, train_sft(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+    )
+
+
+def _report(err, result) -> int:
     if result.skipped:
         return 0
     loss = result.metrics.get("train_loss")
@@ -81,17 +86,9 @@ def dpo(settings) -> int:
     from .dpo import train_dpo
 
     err = _err()
-    result = train_dpo(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
-    if result.skipped:
-        return 0
-    loss = result.metrics.get("train_loss")
-    err.print(
-        f"trained {result.steps} steps"
-        + (f", mean loss {loss:.4f}" if isinstance(loss, float) else "")
-        + f"; the model is in {result.final}"
+    return _report(
+        err, train_dpo(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
     )
-    err.print(f"tell with it: storyreasoning tell IMAGES --model {result.final}")
-    return 0
 
 
 def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:

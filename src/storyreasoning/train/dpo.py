@@ -23,18 +23,29 @@ adapter off (LoRA) or a frozen copy (full and language modes).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 from ..data.messages import MessageOptions
-from ..errors import StoryReasoningError, UsageError
-from .sft import LORA_TARGETS, MODES, TrainFolder
+from ..errors import UsageError
+from .job import (
+    TrainFolder,
+    TrainResult,
+    _is_main_process,
+    _json_log,
+    _no_progress,
+    _write_json,
+    finish,
+    finished,
+    refuse_single_gpu,
+    run_trainer,
+    trainer_arguments,
+)
+from .sft import LORA_TARGETS, MODES
 
 DEFAULT_START = "daniel3303/QwenStoryteller"
-OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
 
 
 @dataclass(frozen=True)
@@ -107,28 +118,12 @@ class DPOSettings:
         return out
 
 
-@dataclass
-class DPOResult:
-    folder: Path
-    final: Path
-    steps: int
-    resumed_from: str | None
-    fit: dict
-    parameters: dict
-    metrics: dict
-    skipped: bool = False
-
-
 def _start_model(settings: DPOSettings):
     """Processor and model to start from; an adapter folder is merged into its base."""
     from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
 
     torch, transformers = _import()
-    if settings.device.startswith("cuda:"):
-        raise UsageError(
-            "training uses every visible GPU; choose them with CUDA_VISIBLE_DEVICES instead of "
-            f"--device {settings.device}"
-        )
+    refuse_single_gpu(settings.device)
     device = choose_device(settings.device)
     dtype = choose_dtype(settings.dtype, device)
     if (Path(settings.model) / "adapter_config.json").is_file():
@@ -254,27 +249,16 @@ def train_dpo(
     *,
     progress: Callable | None = None,
     say: Callable[[str], None] = lambda line: None,
-) -> DPOResult:
+) -> TrainResult:
     """Run (or resume) the DPO job ``settings`` describes; see the module docstring."""
-    from .sft import (
-        _checkpointing,
-        _is_main_process,
-        _json_log,
-        _no_progress,
-        _write_json,
-        prepare_model,
-        save_final,
-    )
+    from .sft import prepare_model
 
     folder = TrainFolder(Path(settings.out))
     folder.claim(settings, write=False)
     progress = progress or _no_progress
-    manifest_path = folder.final / "storyreasoning.json"
-    if manifest_path.is_file():
-        done = json.loads(manifest_path.read_text(encoding="utf-8"))
-        say(f"{folder.root} already holds a finished training ({folder.final}); nothing to do")
-        return DPOResult(folder.root, folder.final, done.get("steps", 0), None, done.get("fit", {}),
-                         done.get("parameters", {}), done.get("metrics", {}), skipped=True)  # fmt: skip
+    done = finished(folder, say)
+    if done is not None:
+        return done
     try:
         import trl
     except ImportError:
@@ -309,29 +293,10 @@ def train_dpo(
         f"parameters trainable, {len(rows)} pairs, device {device}"
     )
     args = trl.DPOConfig(
-        output_dir=str(folder.checkpoints),
+        **trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
         beta=settings.beta,
         loss_type=[settings.loss_type],
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps if settings.max_steps is not None else -1,
-        learning_rate=settings.lr,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        warmup_steps=settings.warmup_ratio,
-        weight_decay=settings.weight_decay,
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        bf16=str(dtype) == "torch.bfloat16",
-        fp16=str(dtype) == "torch.float16",
-        use_cpu=device == "cpu",
         max_length=None,  # fitted above; truncation would cut image tokens
-        **_checkpointing(transformers, settings.gradient_checkpointing),
-        dataloader_num_workers=settings.dataloader_workers,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        report_to="none",
     )
     trainer = trl.DPOTrainer(
         model=net,
@@ -340,34 +305,15 @@ def train_dpo(
         processing_class=processor,
         callbacks=[_json_log(transformers, folder.log)],
     )
-    resume = folder.last_checkpoint()
-    if resume is not None:
-        say(f"resuming from {resume.name}")
-    try:
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except torch.OutOfMemoryError:
-        raise StoryReasoningError(
-            "out of memory; lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger "
-            "--grad-accum, or turn on --gradient-checkpointing (progress so far is in the checkpoints)"
-        ) from None
-    metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    manifest = {
-        "kind": "dpo",
-        "base_model": settings.model,
-        "revision": settings.revision,
-        "mode": settings.mode,
-        "adapter": settings.mode == "lora",
-        "settings": settings.to_dict(),
-        "fit": fit,
-        "parameters": parameters,
-        "steps": int(output.global_step),
-        "metrics": metrics,
-        "resumed_from": resume.name if resume else None,
-    }
-    save_final(trainer, processor, folder, manifest, main=main)
-    return DPOResult(
-        folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit, parameters, metrics
-    )
+    output, resume, metrics = run_trainer(
+        trainer, folder, torch, say,
+        memory_hint="lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger --grad-accum, "
+        "or turn on --gradient-checkpointing",
+    )  # fmt: skip
+    return finish(
+        "dpo", settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
+        resume=resume, metrics=metrics, main=main,
+    )  # fmt: skip
 
 
-__all__ = ["DEFAULT_START", "DPOResult", "DPOSettings", "pair_rows", "train_dpo"]
+__all__ = ["DEFAULT_START", "DPOSettings", "pair_rows", "train_dpo"]

@@ -1,0 +1,274 @@
+"""What every training job shares: its folder, its trainer arguments, its run and its final save.
+
+A training folder (``--out``) holds ``settings.json`` (compared on every restart: a
+folder never mixes two trainings), ``fit.json``, ``log.jsonl`` (one line per logging
+step), ``checkpoints/`` (resumed from the newest after a crash or Ctrl-C) and ``final/``
+(written atomically at the end: the model or adapter, the processor and
+``storyreasoning.json``). :mod:`.sft` and :mod:`.dpo` are built on these pieces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..errors import StoryReasoningError, UsageError
+
+#: Settings that may change between a run and its resumption.
+OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
+
+
+@dataclass
+class TrainFolder:
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def fit(self) -> Path:
+        return self.root / "fit.json"
+
+    def last_checkpoint(self) -> Path | None:
+        """The checkpoint with the highest step number (non-numeric names are ignored)."""
+        best: tuple[int, Path] | None = None
+        if self.checkpoints.is_dir():
+            for path in self.checkpoints.iterdir():
+                name = path.name
+                if path.is_dir() and name.startswith("checkpoint-") and name[11:].isdigit():
+                    if (path / "trainer_state.json").is_file() and (best is None or int(name[11:]) > best[0]):
+                        best = (int(name[11:]), path)
+        return best[1] if best else None
+
+    def claim(self, settings, *, write: bool = True) -> None:
+        """Check that an existing folder was started with the same settings; else write them (``write``).
+
+        Jobs check first and write only once their inputs loaded, so a typo in a path
+        does not leave a folder claimed by settings that never ran.
+        """
+        wanted = settings.to_dict()
+        if self.settings.is_file():
+            try:
+                held = json.loads(self.settings.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise StoryReasoningError(
+                    f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
+                ) from None
+            changed = sorted(
+                k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)
+            )
+            if changed:
+                first = changed[0]
+                raise UsageError(
+                    f"{self.root} holds a training started with other settings ({first}: {held.get(first)!r} "
+                    f"there, {wanted.get(first)!r} now{' and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
+                    "resume it with the same options or choose another --out"
+                )
+            return
+        if not write:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.settings)
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    final: Path
+    steps: int
+    resumed_from: str | None
+    fit: dict
+    parameters: dict
+    metrics: dict
+    skipped: bool = False  # the folder already held a finished training
+
+
+def _no_progress(total, label):
+    from contextlib import nullcontext
+
+    return nullcontext(lambda n=1: None)
+
+
+def finished(folder: TrainFolder, say: Callable[[str], None]) -> TrainResult | None:
+    """The result of a training this folder already finished, or None."""
+    manifest_path = folder.final / "storyreasoning.json"
+    if not manifest_path.is_file():
+        return None
+    done = json.loads(manifest_path.read_text(encoding="utf-8"))
+    say(f"{folder.root} already holds a finished training ({folder.final}); nothing to do")
+    return TrainResult(
+        folder.root, folder.final, done.get("steps", 0), None, done.get("fit", {}),
+        done.get("parameters", {}), done.get("metrics", {}), skipped=True,
+    )  # fmt: skip
+
+
+def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, device: str) -> dict:
+    """The ``TrainingArguments`` fields every job sets the same way (SFT's and DPO's configs take them)."""
+    return {
+        "output_dir": str(folder.checkpoints),
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps if settings.max_steps is not None else -1,
+        "learning_rate": settings.lr,
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.grad_accum,
+        "warmup_steps": settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        "weight_decay": settings.weight_decay,
+        "logging_steps": settings.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": settings.save_steps,
+        "save_total_limit": settings.save_total_limit,
+        "bf16": str(dtype) == "torch.bfloat16",
+        "fp16": str(dtype) == "torch.float16",
+        "use_cpu": device == "cpu",
+        **_checkpointing(transformers, settings.gradient_checkpointing),
+        "dataloader_num_workers": settings.dataloader_workers,
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "report_to": "none",
+    }
+
+
+def run_trainer(trainer, folder: TrainFolder, torch, say: Callable[[str], None], *, memory_hint: str):
+    """Train, resuming from the newest checkpoint; ``(output, resumed checkpoint or None, metrics)``."""
+    resume = folder.last_checkpoint()
+    if resume is not None:
+        say(f"resuming from {resume.name}")
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except torch.OutOfMemoryError:
+        raise StoryReasoningError(
+            f"out of memory; {memory_hint} (progress so far is in the checkpoints)"
+        ) from None
+    metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    return output, resume, metrics
+
+
+def finish(
+    kind: str, settings, trainer, processor, folder: TrainFolder, *, fit: dict, parameters: dict,
+    output, resume: Path | None, metrics: dict, main: bool,
+) -> TrainResult:  # fmt: skip
+    """Save ``final/`` with its manifest and return the job's result."""
+    manifest = {
+        "kind": kind,
+        "base_model": settings.model,
+        "revision": settings.revision,
+        "mode": settings.mode,
+        "adapter": settings.mode == "lora",
+        "settings": settings.to_dict(),
+        "fit": fit,
+        "parameters": parameters,
+        "steps": int(output.global_step),
+        "metrics": metrics,
+        "resumed_from": resume.name if resume else None,
+    }
+    save_final(trainer, processor, folder, manifest, main=main)
+    return TrainResult(folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit,
+                       parameters, metrics)  # fmt: skip
+
+
+def refuse_single_gpu(device: str) -> None:
+    if device.startswith("cuda:"):
+        raise UsageError(
+            f"training uses every visible GPU; choose them with CUDA_VISIBLE_DEVICES instead of --device {device}"
+        )
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a training depends on (those installed)."""
+    from importlib import metadata
+
+    out = {}
+    for name in ("storyreasoning", "torch", "transformers", "peft", "trl", "accelerate"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def save_final(trainer, processor, folder: TrainFolder, manifest: dict, *, main: bool) -> None:
+    """Save the model (or adapter), the processor and ``storyreasoning.json`` as ``final/``, atomically.
+
+    Every process of a distributed run must call it (sharded weights are gathered); only
+    the main one writes. ``final/`` appears complete or not at all.
+    """
+    import shutil
+
+    tmp = folder.root / "final.tmp"
+    if main and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.save_model(str(tmp))
+    if not main:
+        return
+    processor.save_pretrained(str(tmp))
+    manifest = {**manifest, "versions": versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_json(tmp / "storyreasoning.json", manifest)
+    if folder.final.exists():  # an earlier attempt died between saving and renaming
+        shutil.rmtree(folder.final)
+    tmp.rename(folder.final)
+
+
+def _is_main_process() -> bool:
+    """True unless this is a secondary process of a distributed launch (torchrun, accelerate)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _checkpointing(transformers, on: bool) -> dict:
+    """Activation checkpointing options under the name this transformers uses (renamed in 5.x)."""
+    names = {f.name for f in fields(transformers.TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: on, f"{key}_kwargs": {"use_reentrant": False} if on else None}
+
+
+def _json_log(transformers, path: Path):
+    """A callback writing each logged dict as one JSON line, appended and flushed at once."""
+
+    class JsonLog(transformers.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            record = {"step": state.global_step, "epoch": state.epoch, **logs, "time": time.time()}
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+
+    return JsonLog()
+
+
+__all__ = [
+    "OPERATIONAL",
+    "TrainFolder",
+    "TrainResult",
+    "finish",
+    "finished",
+    "run_trainer",
+    "save_final",
+    "trainer_arguments",
+    "versions",
+]
