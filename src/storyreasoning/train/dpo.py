@@ -37,13 +37,14 @@ from .job import (
     _json_log,
     _no_progress,
     _write_json,
+    check_settings,
     finish,
     finished,
     refuse_single_gpu,
     run_trainer,
     trainer_arguments,
 )
-from .sft import LORA_TARGETS, MODES
+from .sft import LORA_TARGETS
 
 DEFAULT_START = "daniel3303/QwenStoryteller"
 
@@ -85,18 +86,9 @@ class DPOSettings:
     def __post_init__(self) -> None:
         if not self.pairs:
             raise UsageError("give at least one pairs folder (storyreasoning train pairs makes them)")
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
-        if self.rank < 1 or not 0 <= self.dropout < 1 or not self.targets:
-            raise UsageError("LoRA needs a rank of at least 1, a dropout in [0, 1) and target names")
+        check_settings(self)
         if self.beta <= 0:
             raise UsageError(f"beta must be positive, got {self.beta}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise UsageError("batch size and gradient accumulation must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError(f"max steps must be at least 1, got {self.max_steps}")
-        if self.max_length is not None and self.max_length < 16:
-            raise UsageError(f"max length {self.max_length} is too small to hold any story")
 
     @property
     def lora_alpha(self) -> int:

@@ -71,8 +71,10 @@ class TrainFolder:
                 raise StoryReasoningError(
                     f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
                 ) from None
+            derived = {"lora_alpha", "lr"}  # follow from other settings: name the cause first
             changed = sorted(
-                k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)
+                (k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)),
+                key=lambda k: (k in derived, k),
             )
             if changed:
                 first = changed[0]
@@ -183,6 +185,28 @@ def finish(
     save_final(trainer, processor, folder, manifest, main=main)
     return TrainResult(folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit,
                        parameters, metrics)  # fmt: skip
+
+
+def check_settings(settings) -> None:
+    """The checks every job's settings share (mode, LoRA, batch, steps, lengths); one clear error each."""
+    if settings.mode not in ("lora", "full", "language"):
+        raise UsageError(f"unknown mode {settings.mode!r}; use lora, full or language")
+    if settings.rank < 1:
+        raise UsageError(f"the LoRA rank must be at least 1, got {settings.rank}")
+    if not 0 <= settings.dropout < 1:
+        raise UsageError(f"the LoRA dropout must be in [0, 1), got {settings.dropout}")
+    if not settings.targets:
+        raise UsageError("LoRA needs at least one target module name")
+    if settings.batch_size < 1 or settings.grad_accum < 1:
+        raise UsageError("batch size and gradient accumulation must be at least 1")
+    if settings.max_steps is not None and settings.max_steps < 1:
+        raise UsageError(f"max steps must be at least 1, got {settings.max_steps}")
+    if settings.epochs <= 0 and settings.max_steps is None:
+        raise UsageError(f"epochs must be positive, got {settings.epochs}")
+    if settings.max_length is not None and settings.max_length < 16:
+        raise UsageError(f"max length {settings.max_length} is too small to hold any story")
+    if settings.save_steps < 1 or settings.logging_steps < 1:
+        raise UsageError("save steps and logging steps must be at least 1")
 
 
 def refuse_single_gpu(device: str) -> None:

@@ -44,6 +44,7 @@ from .job import (
     _json_log,
     _no_progress,
     _write_json,
+    check_settings,
     finish,
     finished,
     refuse_single_gpu,
@@ -95,26 +96,9 @@ class SFTSettings:
     dataloader_workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
+        check_settings(self)
         if self.loss not in ("assistant", "all"):
             raise UsageError(f"unknown loss {self.loss!r}; use assistant or all")
-        if self.rank < 1:
-            raise UsageError(f"the LoRA rank must be at least 1, got {self.rank}")
-        if not 0 <= self.dropout < 1:
-            raise UsageError(f"the LoRA dropout must be in [0, 1), got {self.dropout}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise UsageError("batch size and gradient accumulation must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError(f"max steps must be at least 1, got {self.max_steps}")
-        if self.epochs <= 0 and self.max_steps is None:
-            raise UsageError(f"epochs must be positive, got {self.epochs}")
-        if self.max_length is not None and self.max_length < 16:
-            raise UsageError(f"max length {self.max_length} is too small to hold any story")
-        if self.save_steps < 1 or self.logging_steps < 1:
-            raise UsageError("save steps and logging steps must be at least 1")
-        if not self.targets:
-            raise UsageError("LoRA needs at least one target module name")
 
     @property
     def lora_alpha(self) -> int:
