@@ -974,6 +974,81 @@ def train_merge(
     raise typer.Exit(merge(adapter, out, base=base, dtype=dtype))
 
 
+class Writer(str, Enum):
+    template = "template"
+    chat = "chat"
+
+
+@app.command("build")
+def build(
+    frames: Path = typer.Argument(
+        ...,
+        help="A folder of frames (one story), or a folder of such folders (one story each).",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Dataset folder to write (story folders; resumed when it exists).",
+        show_default=False,
+    ),
+    writer: Writer = typer.Option(
+        Writer.template,
+        "--writer",
+        help="template: the baseline's templates, offline; chat: a language model at --endpoint writes the "
+        "CoT and the story.",
+    ),
+    endpoint: str | None = _endpoint_opt(),
+    served_model: str | None = _served_model_opt(),
+    api_key: str | None = _api_key_opt(),
+    timeout: float = _timeout_opt(),
+    temperature: float = _temperature_opt(),
+    top_p: float = _top_p_opt(),
+    max_new_tokens: int = _opt(8192, "--max-new-tokens", help="Longest answer.", panel=_SAMPLING_PANEL),
+    seed: int | None = _seed_opt(),
+    max_tries: int = typer.Option(
+        4, "--max-tries", min=1, help="Attempts per text, each told what was wrong."
+    ),
+    min_frames: int = typer.Option(2, "--min-frames", min=1, help="Skip stories with fewer frames."),
+    max_frames: int | None = typer.Option(
+        None, "--max-frames", min=1, help="Keep at most the first N frames of a story.", show_default=False
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the first N stories.", show_default=False
+    ),
+    keep_invalid: bool = typer.Option(
+        False, "--keep-invalid", help="Keep stories the validator rejects (marked in their meta.json)."
+    ),
+) -> None:
+    """Build a StoryReasoning dataset from raw frames: people, re-identification, CoT tables, grounded story.
+
+    Writes one story folder per story (frames, cot.md, story.md, meta.json), build.json,
+    report.json and errors.jsonl. Run the same command again to continue an interrupted build.
+    Exit status 1 when a story failed.
+    """
+    from .build.commands import build as run
+    from .tell.base import Sampling
+
+    raise typer.Exit(
+        run(
+            frames,
+            out,
+            writer=writer.value,
+            endpoint=endpoint,
+            api_key=api_key,
+            served_model=served_model,
+            timeout=timeout,
+            sampling=Sampling(temperature, top_p, max_new_tokens, seed),
+            max_tries=max_tries,
+            min_frames=min_frames,
+            max_frames=max_frames,
+            limit=limit,
+            keep_invalid=keep_invalid,
+        )
+    )
+
+
 class _DefaultRun(TyperGroup):
     """``evaluate RUN …`` means ``evaluate run RUN …``; ``evaluate compare …`` stays a subcommand."""
 

@@ -212,6 +212,9 @@ class FakeServer:
     (None: all of them). ``api_key``: requests without ``Bearer api_key`` get vLLM's 401.
     ``chunked=False`` streams without chunked encoding (the end of the body is the close).
     ``piece_delay`` paces the story; ``max_active`` is the most streams served at once.
+    ``script``: texts served in turn instead of ``text`` (chat request k gets
+    ``script[k - 1]``, the last one again when the script runs out), for tools that hold a
+    conversation.
     """
 
     def __init__(
@@ -231,8 +234,10 @@ class FakeServer:
         api_key: str | None = None,
         chunked: bool = True,
         piece_delay: float = 0.0,
+        script: list[str] | None = None,
     ) -> None:
         self.behaviour = behaviour
+        self.script = list(script) if script else None
         self.text = text
         self.chunk = chunk
         self.reasoning_field = reasoning_field
@@ -281,16 +286,17 @@ class FakeServer:
         self._thread.join(timeout=5)
 
     # -- what the story stream holds ---------------------------------------------------------
-    def pieces(self) -> list[tuple[str, str]]:
-        """``(field, text)`` deltas: the reasoning (when split off) then the content."""
+    def pieces(self, request: int = 1) -> list[tuple[str, str]]:
+        """``(field, text)`` deltas of chat request number ``request``: the reasoning (when split off) then the content."""
+        text = self.script[min(request, len(self.script)) - 1] if self.script else self.text
 
         def cut(field: str, text: str) -> list[tuple[str, str]]:
             return [(field, text[i : i + self.chunk]) for i in range(0, len(text), self.chunk)]
 
-        if self.reasoning_field and self.text.startswith("<think>") and "</think>" in self.text:
-            cot, _, story = self.text[len("<think>") :].partition("</think>")
+        if self.reasoning_field and text.startswith("<think>") and "</think>" in text:
+            cot, _, story = text[len("<think>") :].partition("</think>")
             return cut(self.reasoning_field, cot) + cut("content", story)
-        return cut("content", self.text)
+        return cut("content", text)
 
 
 class _Server(ThreadingHTTPServer):
@@ -404,9 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake.stopping.wait(fake.delay)
             self._json(500, {"error": {"message": "too late"}})
             return
-        self._stream(behaviour, body)
+        self._stream(behaviour, body, n)
 
-    def _stream(self, behaviour: str, body: dict) -> None:
+    def _stream(self, behaviour: str, body: dict, request: int = 1) -> None:
         fake = self.server.fake
         model = body["model"]
 
@@ -425,16 +431,16 @@ class _Handler(BaseHTTPRequestHandler):
             fake.active += 1
             fake.max_active = max(fake.max_active, fake.active)
         try:
-            self._stream_pieces(behaviour, body, chunk)
+            self._stream_pieces(behaviour, body, chunk, request)
         finally:
             with fake._lock:
                 fake.active -= 1
 
-    def _stream_pieces(self, behaviour: str, body: dict, chunk) -> None:
+    def _stream_pieces(self, behaviour: str, body: dict, chunk, request: int = 1) -> None:
         fake = self.server.fake
         self._start_stream()
         self._event(chunk({"role": "assistant", "content": ""}))
-        pieces = fake.pieces()
+        pieces = fake.pieces(request)
         for i, (field, text) in enumerate(pieces):
             if behaviour in ("drop", "stall", "error-event") and i == fake.drop_after:
                 if behaviour == "drop":

@@ -187,6 +187,8 @@ def test_pairs_take_the_best_against_the_worst(tmp_path):
     assert pair["chosen"] == REFERENCE and pair["rejected"] == broken
     assert pair["candidates"] == {"a": pytest.approx(2 / 3), "b": 0.0, "reference": 1.0}
     assert pair["margin"] == 1.0 and pair["rejected_reward"]["structure"] == 0.0
+    reasons = pair["rejected_reward"]["details"]["reasons"]
+    assert reasons == ["the output has no grounded story (<gdi imageN> segments)"]
     assert manifest["dataset"] == {"source": "d"} and manifest["report"]["pairs"] == 1
     assert [r["label"] for r in manifest["runs"]] == ["a", "b"]
     # without the reference, s1's best is a

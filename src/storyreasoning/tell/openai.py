@@ -457,8 +457,27 @@ class OpenAITeller(Teller):
     def stream(
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
     ) -> Iterator[str]:
+        yield from self._stream_body(self.request_body(images, prompt, sampling))
+
+    def complete(self, messages: list[dict], *, sampling: Sampling = Sampling()) -> str:
+        """The answer to any chat (OpenAI-style ``messages``, images as data URLs), with the same
+        streaming, retries, timeouts and errors as :meth:`stream`; for tools that hold a
+        conversation (the dataset builder's writers)."""
+        body: dict = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        return "".join(self._stream_body(body))
+
+    def _stream_body(self, body: dict) -> Iterator[str]:
         self.last_usage = None
-        body = self.request_body(images, prompt, sampling)
         produced: list[str] = []
         attempt = 0
         while True:

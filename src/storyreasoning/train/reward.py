@@ -189,7 +189,7 @@ def story_reward(
     total = structure * mix if w.gate else (mix + structure) / 2
     details = {
         "well_structured": verdict.well_structured,
-        "reasons": list(verdict.reasons)[:5],
+        "reasons": [d.message for d in verdict.reasons[:5]],
         "rows": len(cands),
         "reference_rows": len(refs),
         "matched_rows": tp,
