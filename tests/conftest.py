@@ -7,6 +7,8 @@ huggingface_hub can be imported, so a stray hub lookup fails fast instead of han
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -21,6 +23,18 @@ try:  # CI explores a fixed set of examples (reproducible runs); local runs expl
         _hypothesis_settings.load_profile("ci")
 except ImportError:  # pragma: no cover - hypothesis is a dev dependency
     pass
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m storyreasoning.cli ARGS`` in a subprocess: wide, colourless, offline, output captured."""
+    full = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+    )
 
 
 def require_transformers():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from storyreasoning.tell import Sampling
 from storyreasoning.tell.baseline import BaselineTeller
 from storyreasoning.tell.commands import TellerOptions, make_teller
 
+from ..conftest import run_cli
 from ..vision.photos import expected_face_centre, grace_hopper, gradient, make_frames, side_by_side
 
 # the frames are the portrait at 60 % (307x360): the same face, a third of the pixels to scan
@@ -262,15 +261,7 @@ def test_missing_opencv_is_one_clear_usage_error(monkeypatch):
 # -- the command line --------------------------------------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+cli = run_cli
 
 
 def test_cli_tells_a_folder_with_the_baseline(frames):

@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from storyreasoning.format.stream import parse_output
 from storyreasoning.tell import Prompt, Sampling, Story, TellError
 from storyreasoning.tell.openai import OpenAITeller, _ThinkWrapper, is_image_limit, normalize_endpoint
 
+from ..conftest import run_cli
 from .servers import (
     LIGHTHOUSE,
     VLLM_IMAGE_LIMIT,
@@ -456,16 +454,8 @@ def test_a_dataset_run_through_an_endpoint_records_failures_and_resumes(tmp_path
 # -- the command line --------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    env.pop("OPENAI_API_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+def _cli(*args: str):
+    return run_cli(*args, env={"OPENAI_API_KEY": ""})  # no key from the environment
 
 
 def test_cli_tell_against_an_endpoint_writes_the_text_the_parse_and_the_page(frames, tmp_path):

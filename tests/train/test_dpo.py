@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ..conftest import require_transformers
+from ..conftest import require_transformers, run_cli
 
 require_transformers()
 pytest.importorskip("trl", reason="DPO needs trl: pip install 'storyreasoning[train]'")
@@ -109,15 +106,7 @@ def test_an_adapter_must_be_merged_first(tiny_qwen, pairs, tmp_path):
         train_dpo(settings(tiny_qwen, pairs, tmp_path / "x", model=str(tmp_path / "adapter")))
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+cli = run_cli
 
 
 def test_cli_pairs_then_dpo(tiny_qwen, tmp_path):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ..conftest import require_transformers
+from ..conftest import require_transformers, run_cli
 
 require_transformers()
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
@@ -225,15 +222,7 @@ def test_tell_loads_the_adapter(lora_run, tiny_qwen):
     assert telling.meta["usage"]["completion_tokens"] == 5
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+cli = run_cli
 
 
 def test_merge_gives_the_same_outputs_as_the_adapter(lora_run, tmp_path, processor):

@@ -429,22 +429,13 @@ class OpenAITeller(Teller):
 
         if not images:
             raise UsageError("a story needs at least one image")
-        body: dict = {
-            "model": self.model,
-            "messages": openai_messages(
-                [_sendable(image) for image in images],
-                prompt.text,
-                system_prompt=prompt.system,
-                order=prompt.order,  # type: ignore[arg-type]
-            ),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": sampling.max_new_tokens,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-        }
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
+        messages = openai_messages(
+            [_sendable(image) for image in images],
+            prompt.text,
+            system_prompt=prompt.system,
+            order=prompt.order,  # type: ignore[arg-type]
+        )
+        body = self._chat_body(messages, sampling)
         pixels = {
             key: value
             for key, value in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels))
@@ -463,6 +454,9 @@ class OpenAITeller(Teller):
         """The answer to any chat (OpenAI-style ``messages``, images as data URLs), with the same
         streaming, retries, timeouts and errors as :meth:`stream`; for tools that hold a
         conversation (the dataset builder's writers)."""
+        return "".join(self._stream_body(self._chat_body(messages, sampling)))
+
+    def _chat_body(self, messages: list[dict], sampling: Sampling) -> dict:
         body: dict = {
             "model": self.model,
             "messages": messages,
@@ -474,7 +468,7 @@ class OpenAITeller(Teller):
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
-        return "".join(self._stream_body(body))
+        return body
 
     def _stream_body(self, body: dict) -> Iterator[str]:
         self.last_usage = None
