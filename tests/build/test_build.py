@@ -8,10 +8,7 @@ script: wrong first, right after the feedback, so the re-prompting is exercised 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,6 @@ pytest.importorskip(
     "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"
 )
 
-from ..conftest import run_cli
 from storyreasoning.build.pipeline import build_dataset, find_stories
 from storyreasoning.build.writers import ChatWriter, TemplateWriter
 from storyreasoning.data import load_stories
@@ -30,6 +26,7 @@ from storyreasoning.tell.base import Sampling
 from storyreasoning.tell.baseline import BaselineTeller
 from storyreasoning.tell.openai import OpenAITeller
 
+from ..conftest import run_cli
 from ..tell.servers import FakeServer, closed_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,7 +212,9 @@ def test_a_writer_that_never_passes_fails_the_story_with_the_reason(raw, tmp_pat
 
 
 def test_an_endpoint_that_is_down_fails_before_any_story(raw, tmp_path):
-    result = cli("build", str(raw), "--out", str(tmp_path / "built"), "--writer", "chat", "--endpoint", closed_url())
+    result = cli(
+        "build", str(raw), "--out", str(tmp_path / "built"), "--writer", "chat", "--endpoint", closed_url()
+    )
     assert result.returncode == 1 and "no server at" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "built").exists()
 
@@ -257,3 +256,29 @@ def test_cli_checks_its_options(raw, tmp_path):
         closed_url(),
     )
     assert other.returncode == 2 and "built with the template writer" in other.stderr
+
+
+class HalfWriter(TemplateWriter):
+    """The template writer, with the story's last segment left out (a writer that is not checked)."""
+
+    name = "half"
+
+    def write(self, frames, images, sizes):
+        written = super().write(frames, images, sizes)
+        written.story = written.story.rsplit("<gdi", 1)[0].strip()
+        return written
+
+
+def test_invalid_stories_are_refused_unless_kept(raw, tmp_path, perceiver):
+    stories, _ = find_stories(raw / "lighthouse")
+    refused = build_dataset(stories, tmp_path / "strict", perceiver=perceiver, writer=HalfWriter())
+    assert refused.failed == ["lighthouse"] and refused.built == 0
+    (error,) = [json.loads(line) for line in (tmp_path / "strict" / "errors.jsonl").read_text().splitlines()]
+    assert "not well-structured" in error["error"] and "--keep-invalid" in error["error"]
+    kept = build_dataset(
+        stories, tmp_path / "loose", perceiver=perceiver, writer=HalfWriter(), keep_invalid=True
+    )
+    assert kept.built == 1 and kept.invalid_kept == 1
+    (sample,) = list(load_stories(str(tmp_path / "loose")))
+    assert sample.meta["build"]["well_structured"] is False
+    assert sample.meta["build"]["reasons"] == ["the story has 2 <gdi> segments for 3 images"]
