@@ -1020,6 +1020,41 @@ def build(
     keep_invalid: bool = typer.Option(
         False, "--keep-invalid", help="Keep stories the validator rejects (marked in their meta.json)."
     ),
+    detector: str | None = typer.Option(
+        None,
+        "--detector",
+        help="An object detector (transformers hub id or folder, e.g. facebook/detr-resnet-50) for people and "
+        "objects instead of the OpenCV baseline.",
+        show_default=False,
+        rich_help_panel="Perception",
+    ),
+    embedder: str | None = typer.Option(
+        None,
+        "--embedder",
+        help="A vision model (e.g. google/siglip-base-patch16-224) whose crop features re-identify detections "
+        "across frames; without it, detections are tracked by overlap.",
+        show_default=False,
+        rich_help_panel="Perception",
+    ),
+    detector_threshold: float = typer.Option(
+        0.7,
+        "--detector-threshold",
+        min=0.0,
+        max=1.0,
+        help="Lowest detection score kept.",
+        rich_help_panel="Perception",
+    ),
+    reid_threshold: float = typer.Option(
+        0.85,
+        "--reid-threshold",
+        min=-1.0,
+        max=1.0,
+        help="Lowest cosine similarity to join an identity.",
+        rich_help_panel="Perception",
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="Device for the perception models.", rich_help_panel="Perception"
+    ),
 ) -> None:
     """Build a StoryReasoning dataset from raw frames: people, re-identification, CoT tables, grounded story.
 
@@ -1045,6 +1080,11 @@ def build(
             max_frames=max_frames,
             limit=limit,
             keep_invalid=keep_invalid,
+            detector=detector,
+            embedder=embedder,
+            detector_threshold=detector_threshold,
+            reid_threshold=reid_threshold,
+            device=device,
         )
     )
 

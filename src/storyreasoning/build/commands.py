@@ -21,6 +21,11 @@ def build(
     max_frames: int | None,
     limit: int | None,
     keep_invalid: bool,
+    detector: str | None = None,
+    embedder: str | None = None,
+    detector_threshold: float = 0.7,
+    reid_threshold: float = 0.85,
+    device: str = "auto",
 ) -> int:
     from rich.console import Console
 
@@ -43,7 +48,20 @@ def build(
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
     check_resume(out, writer)  # before a chat writer contacts its server
-    perceiver = BaselineTeller()
+    if embedder and not detector:
+        raise UsageError("--embedder re-identifies a detector's detections; give --detector too")
+    if detector:
+        from .perceive import ModelPerceiver
+
+        perceiver = ModelPerceiver(
+            detector,
+            embedder=embedder,
+            threshold=detector_threshold,
+            reid_threshold=reid_threshold,
+            device=device,
+        )
+    else:
+        perceiver = BaselineTeller()
     if writer == "chat":
         from ..tell.openai import OpenAITeller
 

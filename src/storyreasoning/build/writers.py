@@ -103,13 +103,45 @@ class TemplateWriter:
     def write(
         self, frames: Sequence[Any], images: Sequence[Any], sizes: Sequence[tuple[int, int]]
     ) -> Written:
-        from ..format.cot import CoT
-        from ..format.story import GroundedStory
+        from ..format.cot import CoT, SceneObject
+        from ..format.story import GroundedStory, Span
         from ..tell.baseline import BaselineTeller
 
-        cot = CoT([BaselineTeller.analysis(f) for f in frames], BaselineTeller.narrative(frames))
-        story = GroundedStory([BaselineTeller.segment(f) for f in frames])
+        analyses, segments = [], []
+        for frame in frames:
+            analysis, segment = BaselineTeller.analysis(frame), BaselineTeller.segment(frame)
+            objects = getattr(frame, "objects", [])
+            for obj in objects:
+                returning = obj.first_seen != frame.number
+                analysis.objects.insert(
+                    len(analysis.objects) - 1,  # before the background row
+                    SceneObject(
+                        obj.entity_id,
+                        obj.label.capitalize(),
+                        "Object in the scene",
+                        "Unknown",
+                        f"Seen again (first in image {obj.first_seen})" if returning else "Introduced here",
+                        obj.box,
+                    ),
+                )
+            if objects:
+                parts: list = [" Also in view: "]
+                for k, obj in enumerate(objects):
+                    if k:
+                        parts.append(", " if k < len(objects) - 1 else " and ")
+                    article = "the same" if obj.first_seen != frame.number else _article(obj.label)
+                    parts.append(Span("gdo", (obj.entity_id,), f"{article} {obj.label}"))
+                parts.append(".")
+                segment.parts.extend(parts)
+            analyses.append(analysis)
+            segments.append(segment)
+        cot = CoT(analyses, BaselineTeller.narrative(frames))
+        story = GroundedStory(segments)
         return Written(render_cot(cot), render_story(story), {"cot": 1, "story": 1}, [], self.describe())
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def entity_lines(frame: Any) -> list[str]:
@@ -119,6 +151,9 @@ def entity_lines(frame: Any) -> list[str]:
         b = person.box
         look = f", wearing {person.colour}" if person.colour else ""
         lines.append(f"- {person.char_id} (person{look}): {b.x1},{b.y1},{b.x2},{b.y2}")
+    for obj in getattr(frame, "objects", []):
+        b = obj.box
+        lines.append(f"- {obj.entity_id} ({obj.label}): {b.x1},{b.y1},{b.x2},{b.y2}")
     b = frame.background
     if b.x2 > b.x1 and b.y2 > b.y1:
         lines.append(f"- {frame.background_id} (background region): {b.x1},{b.y1},{b.x2},{b.y2}")
@@ -131,6 +166,8 @@ def detected_boxes(frames: Sequence[Any]) -> dict[tuple[int, str], Any]:
     for frame in frames:
         for person in frame.people:
             out[(frame.number, person.char_id)] = person.box
+        for obj in getattr(frame, "objects", []):
+            out[(frame.number, obj.entity_id)] = obj.box
         b = frame.background
         if b.x2 > b.x1 and b.y2 > b.y1:
             out[(frame.number, frame.background_id)] = b

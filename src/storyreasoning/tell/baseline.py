@@ -86,6 +86,17 @@ class SeenPerson:
 
 
 @dataclass
+class SeenObject:
+    """One object in one frame (the dataset builder's detector finds them; the baseline does not)."""
+
+    entity_id: str  # "obj3"
+    label: str  # "cup"
+    box: Box
+    score: float
+    first_seen: int
+
+
+@dataclass
 class SeenFrame:
     """What the baseline saw in one image."""
 
@@ -98,6 +109,9 @@ class SeenFrame:
     background_colours: str = ""  # "mostly grey and black"
     background_first_seen: int = 1
     brightness: float = 0.0  # mean luma, 0..1
+    objects: list[SeenObject] = field(
+        default_factory=list
+    )  # from a detector model (the builder's); none here
 
     @property
     def lighting(self) -> str:

@@ -13,6 +13,8 @@ from .tiny_models import (
     TINY_MAX_PIXELS,
     TINY_MIN_PIXELS,
     TINY_SPECIAL_TOKENS,
+    build_tiny_detector,
+    build_tiny_embedder,
     build_tiny_qwen25vl,
     tiny_chat_template,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "TINY_MAX_PIXELS",
     "TINY_MIN_PIXELS",
     "TINY_SPECIAL_TOKENS",
+    "build_tiny_detector",
+    "build_tiny_embedder",
     "build_tiny_qwen25vl",
     "tiny_chat_template",
 ]

@@ -386,3 +386,59 @@ def build_tiny_qwen25vl(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_detector(
+    out_dir: str | Path, *, labels: tuple[str, ...] = ("person", "cup"), seed: int = 0
+) -> Path:
+    """A tiny random DETR (ResNet backbone from transformers, no timm, no download) saved with its processor.
+
+    Loads with ``AutoModelForObjectDetection`` and ``AutoImageProcessor``; its detections
+    are random but well-formed, which is what the builder's plumbing needs.
+    """
+    import torch
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    out = Path(out_dir)
+    backbone = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1], out_features=["stage4"]
+    )
+    config = DetrConfig(
+        use_timm_backbone=False,
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=8,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    DetrForObjectDetection(config).save_pretrained(out)
+    DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(out)
+    return out
+
+
+def build_tiny_embedder(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A tiny random ViT (``AutoModel`` with a pooler) and its processor: crop features for re-identification tests."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    out = Path(out_dir)
+    config = ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+    )
+    torch.manual_seed(seed)
+    ViTModel(config).save_pretrained(out)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
+    return out

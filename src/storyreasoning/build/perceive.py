@@ -1,0 +1,291 @@
+"""Seeing with models: an object detector and an appearance embedder from transformers.
+
+:class:`ModelPerceiver` finds people and objects with any transformers object detector
+(``AutoModelForObjectDetection``: DETR, Conditional/Deformable DETR, RT-DETR, YOLOS…;
+a hub id or a local folder) and re-identifies them across the frames of a story:
+
+* with an ``embedder`` (any transformers vision model: SigLIP, CLIP, DINOv2, ViT…), each
+  detection's crop becomes an L2-normalised feature vector, and detections of one label
+  join the identity whose mean feature is most similar (cosine at least
+  ``reid_threshold``), one detection per identity per frame, best pairs first;
+* without one, a detection continues the identity of its label whose box in the
+  previous frame it overlaps most (IoU at least 0.5): tracking, for frames of one shot.
+
+People (labels in ``person_labels``) get ``char`` ids, everything else ``obj`` ids, in
+order of first appearance. The frame's background region and lighting still come from
+the baseline's OpenCV pass (:class:`~storyreasoning.tell.baseline.BaselineTeller`).
+Everything is deterministic: the same frames give the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import StoryReasoningError, UsageError
+from ..format.box import Box
+
+PERSON_LABELS = ("person",)
+TRACK_IOU = 0.5
+
+
+def clean_label(label: str) -> str:
+    """A detector's class name as a word: COCO-panoptic suffixes dropped, ``_`` and ``-`` as spaces."""
+    for suffix in ("-other-merged", "-merged", "-other", "-stuff"):
+        label = label.removesuffix(suffix)
+    return " ".join(label.replace("_", " ").replace("-", " ").split()).lower() or "object"
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Detection:
+    label: str
+    box: Box
+    score: float
+    feature: Any = None  # unit vector (a list of floats) or None
+
+
+@dataclass
+class Identity:
+    number: int  # 0-based within its kind (char / obj)
+    kind: str  # "char" | "obj"
+    label: str
+    first_seen: int
+    last_frame: int
+    last_box: Box
+    feature_sum: list[float] | None = None
+    members: int = 0
+
+    @property
+    def entity_id(self) -> str:
+        return f"{self.kind}{self.number + 1}"
+
+    def mean(self) -> list[float] | None:
+        if self.feature_sum is None:
+            return None
+        norm = sum(v * v for v in self.feature_sum) ** 0.5 or 1.0
+        return [v / norm for v in self.feature_sum]
+
+    def add(self, detection: Detection, frame: int) -> None:
+        self.last_frame, self.last_box = frame, detection.box
+        self.members += 1
+        if detection.feature is not None:
+            if self.feature_sum is None:
+                self.feature_sum = list(detection.feature)
+            else:
+                self.feature_sum = [a + b for a, b in zip(self.feature_sum, detection.feature, strict=True)]
+
+
+def assign(
+    frames: Sequence[Sequence[Detection]],
+    *,
+    person_labels: Sequence[str] = PERSON_LABELS,
+    threshold: float = 0.85,
+) -> list[list[Identity]]:
+    """The identity of every detection, frame by frame (see the module docstring).
+
+    ``frames[k][i]`` is detection ``i`` of frame ``k + 1``; the result has the same shape.
+    With features, similarity is the cosine to an identity's mean feature and must reach
+    ``threshold``; without, the IoU with its box in the previous frame must reach 0.5.
+    """
+    identities: list[Identity] = []
+    counters = {"char": 0, "obj": 0}
+    out: list[list[Identity]] = []
+    people = set(person_labels)
+    for number, detections in enumerate(frames, start=1):
+        pairs: list[tuple[float, int, int]] = []  # (similarity, detection, identity)
+        for d_index, det in enumerate(detections):
+            for i_index, ident in enumerate(identities):
+                if ident.label != det.label:
+                    continue
+                mean = ident.mean()
+                if det.feature is not None and mean is not None:
+                    sim = sum(a * b for a, b in zip(det.feature, mean, strict=True))
+                    if sim >= threshold:
+                        pairs.append((sim, d_index, i_index))
+                elif ident.last_frame == number - 1:
+                    overlap = box_iou(det.box, ident.last_box)
+                    if overlap >= TRACK_IOU:
+                        pairs.append((overlap, d_index, i_index))
+        pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+        chosen: dict[int, Identity] = {}
+        taken: set[int] = set()
+        for _, d_index, i_index in pairs:
+            if d_index in chosen or i_index in taken:
+                continue
+            chosen[d_index] = identities[i_index]
+            taken.add(i_index)
+        row = []
+        for d_index, det in enumerate(detections):
+            ident = chosen.get(d_index)
+            if ident is None:
+                kind = "char" if det.label in people else "obj"
+                ident = Identity(counters[kind], kind, det.label, number, number, det.box)
+                counters[kind] += 1
+                identities.append(ident)
+            ident.add(det, number)
+            row.append(ident)
+        out.append(row)
+    return out
+
+
+def suppress(detections: list[Detection], overlap: float = 0.7) -> list[Detection]:
+    """Class-wise non-maximum suppression, best score first (DETR-style models repeat boxes at low thresholds)."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: (-d.score, d.box.x1, d.box.y1)):
+        if all(k.label != det.label or box_iou(k.box, det.box) <= overlap for k in kept):
+            kept.append(det)
+    return kept
+
+
+@dataclass
+class ModelPerceiver:
+    """People and objects from a detector model, re-identified by an embedder model (or by tracking)."""
+
+    detector: str
+    embedder: str | None = None
+    threshold: float = 0.7
+    reid_threshold: float = 0.85
+    max_detections: int = 40
+    person_labels: tuple[str, ...] = PERSON_LABELS
+    device: str = "auto"
+    _models: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1 or not -1 <= self.reid_threshold <= 1:
+            raise UsageError(
+                "the detection threshold must be in [0, 1] and the re-identification one in [-1, 1]"
+            )
+        if self.max_detections < 1:
+            raise UsageError(f"max detections must be at least 1, got {self.max_detections}")
+        from ..tell.baseline import BaselineTeller
+        from ..tell.local import _import, choose_device
+
+        torch, transformers = _import()
+        self._torch = torch
+        self._device = choose_device(self.device)
+        self._baseline = BaselineTeller()
+        self._models["detector"] = self._load(
+            transformers, self.detector, "AutoModelForObjectDetection", "--detector"
+        )
+        if self.embedder:
+            self._models["embedder"] = self._load(transformers, self.embedder, "AutoModel", "--embedder")
+
+    def _load(self, transformers, name: str, auto: str, option: str):
+        try:
+            processor = transformers.AutoImageProcessor.from_pretrained(name)
+            model = getattr(transformers, auto).from_pretrained(name)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise StoryReasoningError(
+                f"cannot load {option} {name!r} ({first}); pass a local model folder or a reachable hub id"
+            ) from exc
+        return processor, model.to(self._device).eval()
+
+    def describe(self) -> dict:
+        detector = self._models["detector"][1]
+        return {
+            "perceiver": "models",
+            "detector": self.detector,
+            "detector_class": type(detector).__name__,
+            "threshold": self.threshold,
+            "max_detections": self.max_detections,
+            "embedder": self.embedder,
+            "reid": f"cosine >= {self.reid_threshold}" if self.embedder else f"tracking, IoU >= {TRACK_IOU}",
+            "person_labels": list(self.person_labels),
+            "background": "the baseline's OpenCV background region",
+            "device": self._device,
+        }
+
+    def detect(self, image) -> list[Detection]:
+        """The detections of one PIL image (original pixels), best first, at most ``max_detections``."""
+        processor, model = self._models["detector"]
+        torch = self._torch
+        inputs = processor(images=[image], return_tensors="pt").to(self._device)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        width, height = image.size
+        result = processor.post_process_object_detection(
+            outputs, threshold=self.threshold, target_sizes=[(height, width)]
+        )[0]
+        labels = getattr(model.config, "id2label", {}) or {}
+        found = []
+        for score, label, box in zip(
+            result["scores"].tolist(), result["labels"].tolist(), result["boxes"].tolist(), strict=True
+        ):
+            x1, y1, x2, y2 = (round(v) for v in box)
+            x1, y1 = max(0, min(x1, width)), max(0, min(y1, height))
+            x2, y2 = max(0, min(x2, width)), max(0, min(y2, height))
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            found.append(
+                Detection(clean_label(str(labels.get(label, label))), Box(x1, y1, x2, y2), float(score))
+            )
+        return suppress(found)[: self.max_detections]
+
+    def embed(self, image, detections: list[Detection]) -> None:
+        """Set each detection's feature: the embedder's vector of its crop, L2-normalised."""
+        if not detections or "embedder" not in self._models:
+            return
+        processor, model = self._models["embedder"]
+        torch = self._torch
+        crops = [image.crop((d.box.x1, d.box.y1, d.box.x2, d.box.y2)) for d in detections]
+        inputs = processor(images=crops, return_tensors="pt").to(self._device)
+        with torch.no_grad():
+            if hasattr(model, "get_image_features"):
+                vectors = model.get_image_features(pixel_values=inputs["pixel_values"])
+                vectors = getattr(vectors, "pooler_output", vectors)
+            else:
+                out = model(**inputs)
+                pooled = getattr(out, "pooler_output", None)
+                vectors = pooled if pooled is not None else out.last_hidden_state[:, 0]
+        vectors = torch.nn.functional.normalize(vectors.float().reshape(len(crops), -1), dim=-1)
+        for det, vec in zip(detections, vectors.tolist(), strict=True):
+            det.feature = vec
+
+    def see(self, images: Sequence[Any]) -> list:
+        """The frames as the builder's writers take them: people (``char``) and objects (``obj``) with ids."""
+        from ..tell.baseline import SeenObject, SeenPerson, open_rgb
+
+        frames = list(self._baseline.see(images))  # background, lighting; every image decoded first
+        pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
+        per_frame = []
+        for pil in pils:
+            detections = self.detect(pil)
+            self.embed(pil, detections)
+            per_frame.append(detections)
+        identities = assign(per_frame, person_labels=self.person_labels, threshold=self.reid_threshold)
+        previous: set[str] = set()
+        for frame, detections, idents in zip(frames, per_frame, identities, strict=True):
+            frame.people, frame.objects = [], []
+            for det, ident in zip(detections, idents, strict=True):
+                if ident.kind == "char":
+                    frame.people.append(
+                        SeenPerson(
+                            identity=ident.number,
+                            box=det.box,
+                            face=None,
+                            source="detector",
+                            colour=None,
+                            first_seen=ident.first_seen,
+                            in_previous=ident.entity_id in previous,
+                            similarity=det.score,
+                        )
+                    )
+                else:
+                    frame.objects.append(
+                        SeenObject(ident.entity_id, det.label, det.box, det.score, ident.first_seen)
+                    )
+            previous = {ident.entity_id for ident in idents}
+        return frames
+
+
+__all__ = ["PERSON_LABELS", "Detection", "Identity", "ModelPerceiver", "assign", "clean_label", "suppress"]
