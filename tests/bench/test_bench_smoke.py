@@ -70,3 +70,16 @@ def test_evaluate_bench(tmp_path):
         "language (python)",
     } <= set(metrics)
     assert all(row["seconds"] >= 0 for row in data["rows"])
+
+
+def test_reward_bench(tmp_path):
+    out = tmp_path / "reward.json"
+    result = run_script("reward.py", "--stories", "8", "--candidates", "3", "--out", str(out))
+    assert "Rewards for 8 stories x 3 candidates" in result.stdout
+    data = json.loads(out.read_text())
+    assert [row["step"] for row in data["rows"]] == [
+        "generate stories and outputs",
+        "reward of every candidate",
+        "build_pairs (with the reference)",
+    ]
+    assert data["rows"][1]["items"] > 0 and data["metadata"]["pairs"] >= 1
