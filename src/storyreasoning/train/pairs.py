@@ -5,7 +5,7 @@ function". Here the outputs come from runs (``storyreasoning tell-dataset`` fold
 folders of ``{story_id}.txt``), for example the same model sampled with several seeds,
 over real stories and over contrastive sequences (``storyreasoning data contrastive``);
 the dataset's own reference output can join as one more candidate. For each story every
-candidate is scored with :func:`~storyreasoning.train.reward.sample_reward`; the best
+candidate is scored with :class:`~storyreasoning.train.reward.StoryScorer`; the best
 becomes ``chosen`` and the worst ``rejected`` when their rewards differ by at least
 ``min_margin``. Ties keep the earlier candidate (runs in the order given, the reference
 last), so the same inputs always give the same pairs.
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
-from .reward import RewardWeights, sample_reward
+from .reward import RewardWeights, StoryScorer
 
 PAIRS = "pairs.jsonl"
 MANIFEST = "manifest.json"
@@ -92,7 +92,8 @@ def build_pairs(
             if len(candidates) < 2:
                 report.too_few.append(sample.story_id)
                 continue
-            scored = [(label, text, sample_reward(text, sample, weights)) for label, text in candidates]
+            score = StoryScorer(sample, weights)
+            scored = [(label, text, score(text)) for label, text in candidates]
             best = max(range(len(scored)), key=lambda k: (scored[k][2].total, -k))
             worst = min(range(len(scored)), key=lambda k: (scored[k][2].total, k))
             margin = scored[best][2].total - scored[worst][2].total

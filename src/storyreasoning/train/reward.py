@@ -202,14 +202,29 @@ def story_reward(
     return Reward(round(total, 12), structure, boxes, reid, mentions, details)
 
 
+class StoryScorer:
+    """The reward of many outputs for one story: its reference, frame sizes and sources read once."""
+
+    def __init__(self, sample, weights: RewardWeights = RewardWeights()) -> None:
+        self.reference = sample.telling()
+        self.sizes = sample.frame_sizes()
+        self.sources = (
+            [(meta or {}).get("source") for meta in sample.frame_meta] if sample.frame_meta else None
+        )
+        self.weights = weights
+
+    def __call__(self, candidate: str | Telling | None) -> Reward:
+        return story_reward(candidate, self.reference, self.sizes, sources=self.sources, weights=self.weights)
+
+
 def sample_reward(
     candidate: str | Telling | None, sample, weights: RewardWeights = RewardWeights()
 ) -> Reward:
-    """:func:`story_reward` against a :class:`~storyreasoning.data.StorySample` (its sources from ``frame_meta``)."""
-    sources = None
-    if sample.frame_meta:
-        sources = [(meta or {}).get("source") for meta in sample.frame_meta]
-    return story_reward(candidate, sample.telling(), sample.frame_sizes(), sources=sources, weights=weights)
+    """:func:`story_reward` against a :class:`~storyreasoning.data.StorySample` (its sources from ``frame_meta``).
+
+    Scoring several outputs of one story? :class:`StoryScorer` reads the story once.
+    """
+    return StoryScorer(sample, weights)(candidate)
 
 
 def trl_reward(
@@ -221,6 +236,8 @@ def trl_reward(
     dataset needs a ``story_id`` column. Completions may be strings or chat messages.
     """
 
+    scorers: dict[str, StoryScorer] = {}
+
     def storyreasoning_reward(completions, story_id, **kwargs) -> list[float]:
         out = []
         for completion, sid in zip(completions, story_id, strict=True):
@@ -229,7 +246,9 @@ def trl_reward(
                 if isinstance(content, list):
                     content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
                 completion = content
-            out.append(sample_reward(completion, stories[sid], weights).total)
+            if sid not in scorers:
+                scorers[sid] = StoryScorer(stories[sid], weights)
+            out.append(scorers[sid](completion).total)
         return out
 
     return storyreasoning_reward
@@ -238,6 +257,7 @@ def trl_reward(
 __all__ = [
     "Reward",
     "RewardWeights",
+    "StoryScorer",
     "cross_source_links",
     "mention_counts",
     "sample_reward",
