@@ -983,7 +983,8 @@ class Writer(str, Enum):
 def build(
     frames: Path = typer.Argument(
         ...,
-        help="A folder of frames (one story), or a folder of such folders (one story each).",
+        help="A folder of frames (one story), a folder of such folders (one story each), or videos (a file or "
+        "a folder of them: one key frame per shot).",
         show_default=False,
     ),
     out: Path = typer.Option(
@@ -1055,6 +1056,17 @@ def build(
     device: str = typer.Option(
         "auto", "--device", help="Device for the perception models.", rich_help_panel="Perception"
     ),
+    frames_per_story: int = typer.Option(
+        5, "--frames-per-story", min=1, help="Videos: key frames per story.", rich_help_panel="Videos"
+    ),
+    cut_threshold: float = typer.Option(
+        0.35,
+        "--cut-threshold",
+        min=0.0,
+        max=1.0,
+        help="Videos: colour change between frames that starts a new shot.",
+        rich_help_panel="Videos",
+    ),
 ) -> None:
     """Build a StoryReasoning dataset from raw frames: people, re-identification, CoT tables, grounded story.
 
@@ -1085,6 +1097,8 @@ def build(
             detector_threshold=detector_threshold,
             reid_threshold=reid_threshold,
             device=device,
+            frames_per_story=frames_per_story,
+            cut_threshold=cut_threshold,
         )
     )
 

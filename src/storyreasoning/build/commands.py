@@ -26,6 +26,8 @@ def build(
     detector_threshold: float = 0.7,
     reid_threshold: float = 0.85,
     device: str = "auto",
+    frames_per_story: int = 5,
+    cut_threshold: float = 0.35,
 ) -> int:
     from rich.console import Console
 
@@ -42,7 +44,14 @@ def build(
         )
     if writer == "template" and endpoint:
         raise UsageError("--endpoint is for --writer chat; the template writer needs no server")
-    stories, notes = find_stories(frames, min_frames=min_frames, max_frames=max_frames)
+    stories, notes = find_stories(
+        frames,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        frames_dir=out / ".frames",
+        frames_per_story=frames_per_story,
+        cut_threshold=cut_threshold,
+    )
     if limit is not None:
         stories = stories[:limit]
     for note in notes:
@@ -74,6 +83,10 @@ def build(
         "min_frames": min_frames,
         "max_frames": max_frames,
         "keep_invalid": keep_invalid,
+        "frames_per_story": frames_per_story,
+        "cut_threshold": cut_threshold,
+        "detector": detector,
+        "embedder": embedder,
     }
     with progress_bar(len(stories), "building stories") as advance:
         report = build_dataset(

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.folder import IMAGE_SUFFIXES, folder_name, frame_files, is_story_folder
+from ..data.folder import IMAGE_SUFFIXES, folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..tell.base import TellError
 
@@ -25,37 +25,74 @@ class RawStory:
 
     story_id: str
     frames: list[Path]
+    sources: list[str] | None = None  # what each frame is ("film.mp4@12.40s"); default the frame's path
 
 
 def find_stories(
-    root: str | Path, *, min_frames: int = 1, max_frames: int | None = None
+    root: str | Path,
+    *,
+    min_frames: int = 1,
+    max_frames: int | None = None,
+    frames_dir: Path | None = None,
+    frames_per_story: int = 5,
+    cut_threshold: float = 0.35,
 ) -> tuple[list[RawStory], list[str]]:
-    """The stories under ``root``: ``root`` itself when it holds frames, else each sub-folder that does.
+    """The stories under ``root``: ``root`` itself when it holds frames, else each sub-folder that does;
+    or the videos (``root`` a video file, or a folder of videos), cut into shots (see :mod:`.video`).
 
     Frames are image files ordered by the last number in their names (as the dataset
     folder layout). Returns the stories and the notes on what was skipped (too few
-    frames); a story with more than ``max_frames`` keeps its first ``max_frames``.
+    frames); a story with more than ``max_frames`` keeps its first ``max_frames``. Key
+    frames of videos are written under ``frames_dir``.
     """
+    from .video import is_video, video_stories
+
     root = Path(root)
     if not root.exists():
-        raise UsageError(f"{root} does not exist; give a folder of frames, or a folder of story folders")
-    if not root.is_dir():
-        raise UsageError(f"{root} is a file; give a folder of frames, or a folder of story folders")
+        raise UsageError(
+            f"{root} does not exist; give a folder of frames, a folder of story folders or a video"
+        )
+    videos = (
+        [root]
+        if is_video(root)
+        else sorted(p for p in root.iterdir() if is_video(p))
+        if root.is_dir()
+        else []
+    )
+    if not root.is_dir() and not videos:
+        raise UsageError(
+            f"{root} is a file but not a video; give a folder of frames, a folder of story folders or a video"
+        )
 
     def frames_of(folder: Path) -> list[Path]:
         return [p for p in frame_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+
+    if videos and not (root.is_dir() and frames_of(root)):
+        if frames_dir is None:
+            raise UsageError("videos need a folder for their key frames (frames_dir)")
+        stories: list[RawStory] = []
+        notes: list[str] = []
+        for video in videos:
+            found, said = video_stories(
+                video,
+                frames_dir,
+                frames_per_story=frames_per_story,
+                min_frames=min_frames,
+                cut_threshold=cut_threshold,
+            )
+            stories += found
+            notes += said
+        return stories, notes
 
     candidates = (
         [root] if frames_of(root) else sorted(p for p in root.iterdir() if p.is_dir() and frames_of(p))
     )
     if not candidates:
         raise UsageError(
-            f"{root} holds no frames (image files with a number in their names) and no folders of them"
+            f"{root} holds no frames (image files with a number in their names), no folders of them and no videos"
         )
     stories, notes = [], []
     for folder in candidates:
-        if is_story_folder(folder) and folder != root:
-            pass  # an existing story folder is raw material like any other: its texts are ignored
         frames = frames_of(folder)
         if len(frames) < min_frames:
             notes.append(f"{folder.name}: {len(frames)} frames, fewer than {min_frames}; skipped")
@@ -178,7 +215,9 @@ def build_dataset(
                 data,
                 written.cot,
                 written.story,
-                frame_meta=[{"source": str(p)} for p in story.frames],
+                frame_meta=[
+                    {"source": source} for source in (story.sources or [str(p) for p in story.frames])
+                ],
                 meta=meta,
             )
             write_story_folder(sample, out)
