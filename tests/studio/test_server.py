@@ -451,6 +451,26 @@ def test_a_crash_is_one_sentence_with_the_same_security_headers():
     assert answer.headers["Cache-Control"] == "no-store"
 
 
+def test_a_studio_over_local_weights_tells_story_after_story(request):
+    from ..conftest import require_transformers
+
+    require_transformers()
+    model = request.getfixturevalue("tiny_qwen")
+    config = StudioConfig(teller=TellerOptions(model=str(model)))
+    with running_studio(config) as server:
+        described = call(f"{server.url}/api/config").json()["teller"]
+        assert described["backend"] == "transformers" and described["model"] == str(model)
+        ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:2])
+        for seed in (1, 2):  # the model stays loaded between jobs
+            got = events(server.url, tell(server.url, ids, temperature=0, max_new_tokens=6, seed=seed))
+            done = got[-1]
+            assert done["event"] == "done", got[-1]
+            assert (
+                done["meta"]["backend"] == "transformers" and done["meta"]["usage"]["completion_tokens"] == 6
+            )
+            assert done["raw"] == "".join(e["text"] for e in got if e["event"] == "chunk")
+
+
 # -- inspect and export ------------------------------------------------------------------------------------
 
 
