@@ -19,14 +19,9 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
 import random
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -130,21 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(row["metric"], f"{row['seconds']:.2f}", f"{row['stories_per_second']:,.0f}")
     Console().print(table)
 
-    from storyreasoning import __version__
+    from _common import write_results
 
-    meta = {
-        "benchmark": "evaluate",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "storyreasoning": __version__,
-        "stories": n,
-        "seed": args.seed,
-        "command": "python bench/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"metadata": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, "evaluate", rows, argv, stories=n, seed=args.seed)
     print(f"wrote {args.out}")
     return 0
 

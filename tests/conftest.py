@@ -25,11 +25,14 @@ except ImportError:  # pragma: no cover - hypothesis is a dev dependency
     pass
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m storyreasoning.cli ARGS`` in a subprocess: wide, colourless, offline, output captured."""
     full = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "storyreasoning.cli", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=full,

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from .conftest import run_cli
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "outputs" / "lighthouse.txt"
 MALFORMED = ROOT / "examples" / "outputs" / "malformed.txt"
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "storyreasoning.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+def run(*args: str, stdin: str | None = None):
+    return run_cli(*args, stdin=stdin, timeout=60)
 
 
 def test_check_well_structured_output_exits_0():
