@@ -282,3 +282,24 @@ def test_invalid_stories_are_refused_unless_kept(raw, tmp_path, perceiver):
     (sample,) = list(load_stories(str(tmp_path / "loose")))
     assert sample.meta["build"]["well_structured"] is False
     assert sample.meta["build"]["reasons"] == ["the story has 2 <gdi> segments for 3 images"]
+
+
+def test_the_chat_writer_holds_its_conversation_with_a_real_server(raw, tmp_path, perceiver, request):
+    """``transformers serve`` on the tiny Qwen2.5-VL accepts every message the writer sends (system text,
+    frames as data URLs, its own answers and the feedback); six random tokens never pass, so the story
+    fails with the writer's reason, not with a server error."""
+    from ..conftest import require_transformers
+    from ..tell.servers import transformers_serve
+
+    require_transformers()
+    model = request.getfixturevalue("tiny_qwen")
+    stories, _ = find_stories(raw / "lighthouse")
+    with transformers_serve(model) as url:
+        writer = ChatWriter(OpenAITeller(url, retries=0), sampling=Sampling(0, 1.0, 6, 0), max_tries=2)
+        report = build_dataset(stories, tmp_path / "built", perceiver=perceiver, writer=writer)
+    assert report.failed == ["lighthouse"]
+    (error,) = [json.loads(line) for line in (tmp_path / "built" / "errors.jsonl").read_text().splitlines()]
+    assert (
+        error["kind"] == "StoryReasoningError"
+        and "the analysis still fails after 2 attempts" in error["error"]
+    )
