@@ -158,3 +158,22 @@ def test_perception_options_are_checked(models, tmp_path):
         and "cannot load --detector" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_a_detector_needing_a_missing_package_says_which(models, tmp_path):
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("timm") is not None:
+        pytest.skip("timm is installed here: the DETR timm backbone loads")
+    from storyreasoning.build.perceive import ModelPerceiver
+    from storyreasoning.errors import StoryReasoningError
+
+    folder = tmp_path / "timm-detr"
+    shutil.copytree(models["people"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(use_timm_backbone=True, backbone="resnet18")
+    config.pop("backbone_config", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StoryReasoningError, match="needs a package that is not installed.*pip install timm"):
+        ModelPerceiver(str(folder))

@@ -183,6 +183,12 @@ class ModelPerceiver:
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(name)
             model = getattr(transformers, auto).from_pretrained(name)
+        except ImportError as exc:  # e.g. the original DETR checkpoints need timm for their backbone
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise StoryReasoningError(
+                f"{option} {name!r} needs a package that is not installed ({first}); install it, for example "
+                "pip install timm"
+            ) from exc
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise StoryReasoningError(
