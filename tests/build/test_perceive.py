@@ -175,5 +175,5 @@ def test_a_detector_needing_a_missing_package_says_which(models, tmp_path):
     config.update(use_timm_backbone=True, backbone="resnet18")
     config.pop("backbone_config", None)
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(StoryReasoningError, match="needs a package that is not installed.*pip install timm"):
+    with pytest.raises(StoryReasoningError, match=r"needs a package that is not installed.*pip install timm"):
         ModelPerceiver(str(folder))
