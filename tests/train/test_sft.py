@@ -309,3 +309,19 @@ def test_cli_trains_and_prints_how_to_tell(tiny_qwen, tmp_path):
     assert f"storyreasoning tell IMAGES --model {tmp_path / 'run' / 'final'}" in result.stderr
     held = json.loads((tmp_path / "run" / "settings.json").read_text())
     assert held["max_length"] is None and held["messages"]["max_images"] == 1 and held["mode"] == "lora"
+
+
+def test_an_eval_split_reports_its_loss(tiny_qwen, tmp_path):
+    from storyreasoning.data.writers import write_parquet
+
+    stories = load_stories(str(EXAMPLES))
+    write_parquet(stories, tmp_path / "ds", split="train")
+    write_parquet([s for s in stories if s.story_id == "lighthouse"], tmp_path / "ds", split="test")
+    result = train_sft(
+        settings(tiny_qwen, tmp_path / "run", source=str(tmp_path / "ds"), split="train", eval_split="test",
+                 max_steps=2, save_steps=2)
+    )  # fmt: skip
+    assert result.fit["kept"] == 3 and result.fit["eval"]["kept"] == 1
+    assert result.metrics["eval_loss"] > 0
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("eval_loss" in record for record in logged)  # evaluated at the save step, not only at the end
