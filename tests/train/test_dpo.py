@@ -143,3 +143,22 @@ def test_cli_pairs_then_dpo(tiny_qwen, tmp_path):
         and "not a pairs folder" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_dpo_on_real_and_contrastive_pairs_reads_each_folders_frames(tiny_qwen, pairs, tmp_path):
+    from storyreasoning.data.contrastive import contrastive_sequences
+    from storyreasoning.data.writers import write_folders
+
+    synthetic = contrastive_sequences(load_stories(str(EXAMPLES)), 2, length=3, seed=1)
+    write_folders(synthetic, tmp_path / "contrastive")
+    stories = load_stories(str(tmp_path / "contrastive"))
+    bad = RunOutputs(Path("bad"), "bad", {s.story_id: without_story(s.output_text()) for s in stories})
+    made = build_pairs(stories, [bad], tmp_path / "synth", include_reference=True,
+                       dataset={"source": str(tmp_path / "contrastive")})  # fmt: skip
+    assert made.pairs == 2
+    both = replace(
+        settings(tiny_qwen, pairs, tmp_path / "both", max_steps=1),
+        pairs=(str(pairs), str(tmp_path / "synth")),
+    )
+    result = train_dpo(both)
+    assert result.fit["pairs"] == 5 and result.fit["kept"] == 5 and not result.fit["missing_story"]
