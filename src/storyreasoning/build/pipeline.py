@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.folder import IMAGE_SUFFIXES, folder_name, frame_files
+from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..tell.base import TellError
 
@@ -64,10 +64,7 @@ def find_stories(
             f"{root} is a file but not a video; give a folder of frames, a folder of story folders or a video"
         )
 
-    def frames_of(folder: Path) -> list[Path]:
-        return [p for p in frame_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
-
-    if videos and not (root.is_dir() and frames_of(root)):
+    if videos and not (root.is_dir() and frame_files(root)):
         if frames_dir is None:
             raise UsageError("videos need a folder for their key frames (frames_dir)")
         stories: list[RawStory] = []
@@ -85,7 +82,7 @@ def find_stories(
         return stories, notes
 
     candidates = (
-        [root] if frames_of(root) else sorted(p for p in root.iterdir() if p.is_dir() and frames_of(p))
+        [root] if frame_files(root) else sorted(p for p in root.iterdir() if p.is_dir() and frame_files(p))
     )
     if not candidates:
         raise UsageError(
@@ -93,7 +90,7 @@ def find_stories(
         )
     stories, notes = [], []
     for folder in candidates:
-        frames = frames_of(folder)
+        frames = frame_files(folder)
         if len(frames) < min_frames:
             notes.append(f"{folder.name}: {len(frames)} frames, fewer than {min_frames}; skipped")
             continue
@@ -157,6 +154,7 @@ def build_dataset(
     from ..data.folder import write_story_folder
     from ..data.sample import StorySample
     from ..format.images import image_size, read_image_bytes
+    from ..format.stream import parse_output
 
     manifest_path = out / MANIFEST
     check_resume(out, writer.name)
@@ -188,8 +186,6 @@ def build_dataset(
             sizes = [image_size(p) for p in story.frames]
             frames = list(perceiver.see(story.frames))
             written = writer.write(frames, story.frames, sizes)
-            from ..format.stream import parse_output
-
             telling = parse_output(f"<think>\n{written.cot}\n</think>\n{written.story}")
             verdict = telling.validate(n_images=len(sizes), image_sizes=sizes)
             if not verdict.well_structured and not keep_invalid:

@@ -197,25 +197,31 @@ def strip_reasoning(text: str, marker: str) -> str:
 
 
 def cot_problems(text: str, sizes: Sequence[tuple[int, int]]) -> tuple[Any, list[str]]:
-    """The parsed CoT and what is wrong with it for a story of ``len(sizes)`` frames."""
-    from ..format.box import check_box_in_image
+    """The parsed CoT and what is wrong with it for a story of ``len(sizes)`` frames.
+
+    The format validator judges the CoT on its own (parse errors, Setting rows, boxes
+    inside their frames, the five phases); on top come what a writer must also get right:
+    the sections numbered 1 to N (said so a model can act on it), ids of the right kind
+    for their table and a box on every row.
+    """
     from ..format.cot import id_kind
     from ..format.cot_parser import parse_cot
-    from ..format.diagnostics import Severity
+    from ..format.validate import validate
 
     cot = parse_cot(text)
-    problems = [f"line {d.line}: {d.message}" for d in cot.diagnostics if d.severity is Severity.ERROR]
+    verdict = validate(cot=cot, image_sizes=list(sizes), require_story=False)
+    said_below = {"image-count", "image-number-gap"}
+    problems = [
+        f"line {d.line}: {d.message}" if d.line else d.message
+        for d in verdict.reasons
+        if d.code not in said_below
+    ]
     numbers = [image.number for image in cot.images]
     if numbers != list(range(1, len(sizes) + 1)):
         problems.append(
             f"the analysis has image sections {numbers or 'none'}; it needs exactly 1 to {len(sizes)}, in order"
         )
     for image in cot.images:
-        if not 1 <= image.number <= len(sizes):
-            continue
-        width, height = sizes[image.number - 1]
-        if not image.settings:
-            problems.append(f"Image {image.number} has no Setting rows")
         for table, rows, kinds in (
             ("Characters", image.characters, ("char",)),
             ("Objects", image.objects, ("obj", "bg", "lm")),
@@ -227,33 +233,18 @@ def cot_problems(text: str, sizes: Sequence[tuple[int, int]]) -> tuple[Any, list
                     )
                 if row.box is None:
                     problems.append(f"Image {image.number}: {row.id} has no valid bounding box")
-                elif any(d.severity is Severity.ERROR for d in check_box_in_image(row.box, width, height)):
-                    problems.append(
-                        f"Image {image.number}: the box of {row.id} is outside the {width}x{height} frame"
-                    )
-    phases = [row.kind for row in cot.narrative or []]
-    missing = [p.value for p in NarrativePhase if p not in phases]
-    if missing:
-        problems.append(f"the Narrative Structure lacks the phases {', '.join(missing)}")
     return cot, problems
 
 
 def story_problems(cot_text: str, story_text: str, sizes: Sequence[tuple[int, int]]) -> tuple[Any, list[str]]:
-    """The parsed telling and what is wrong with the story (the validator's reasons, per-frame ids)."""
+    """The parsed telling and what is wrong with the story: the validator's reasons, and its
+    ``id-not-in-image`` findings (a warning for a published output, a mistake for a writer)."""
     from ..format.stream import parse_output
 
     telling = parse_output(f"<think>\n{cot_text}\n</think>\n{story_text}")
     verdict = telling.validate(n_images=len(sizes), image_sizes=list(sizes))
     problems = [d.message for d in verdict.reasons]
-    if telling.story is not None and telling.cot is not None:
-        present = {image.number: set(image.entity_ids()) for image in telling.cot.images}
-        for segment in telling.story.segments:
-            for span in segment.spans:
-                absent = [i for i in span.ids if i not in present.get(segment.image, set())]
-                if absent:
-                    problems.append(
-                        f"<gdi image{segment.image}> tags {', '.join(absent)}, which frame {segment.image} does not show"
-                    )
+    problems += [d.message for d in verdict.findings if d.code == "id-not-in-image"]
     return telling, list(dict.fromkeys(problems))
 
 
@@ -262,13 +253,12 @@ class ChatWriter:
 
     name = "chat"
 
-    def __init__(self, client: Any, *, sampling: Any, max_tries: int = 4, strict_frames: bool = True) -> None:
+    def __init__(self, client: Any, *, sampling: Any, max_tries: int = 4) -> None:
         if max_tries < 1:
             raise StoryReasoningError(f"max tries must be at least 1, got {max_tries}")
         self.client = client  # an OpenAITeller: complete(messages, sampling=…) -> str
         self.sampling = sampling
         self.max_tries = max_tries
-        self.strict_frames = strict_frames
 
     def describe(self) -> dict:
         return {

@@ -91,8 +91,16 @@ def set_pixel_budget(
     return low, high
 
 
+TELLER_HINT = "pass a local model folder with --model, make sure the hub is reachable, or use --teller baseline (no weights needed)"
+
+
 def load_pretrained(
-    model: str, *, revision: str | None = None, dtype: Any = None, attn_implementation: str | None = None
+    model: str,
+    *,
+    revision: str | None = None,
+    dtype: Any = None,
+    attn_implementation: str | None = None,
+    hint: str = TELLER_HINT,
 ) -> tuple[Any, Any]:
     """``(processor, model)`` of a hub id or a local folder, or one clear error saying what to pass instead.
 
@@ -110,10 +118,7 @@ def load_pretrained(
     except (OSError, ValueError, KeyError) as exc:
         # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise StoryReasoningError(
-            f"cannot load the model {model!r} ({first}); pass a local model folder with --model, "
-            "make sure the hub is reachable, or use --teller baseline (no weights needed)"
-        ) from exc
+        raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {hint}") from exc
     return processor, net
 
 

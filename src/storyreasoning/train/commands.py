@@ -112,7 +112,9 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     torch_dtype = choose_dtype(dtype, "cpu")  # auto: float32, the safe choice for merging
     err = _err()
     err.print(f"[dim]merging {adapter} into {base} ({str(torch_dtype).removeprefix('torch.')})[/dim]")
-    processor, net = load_pretrained(base, dtype=torch_dtype)
+    processor, net = load_pretrained(
+        base, dtype=torch_dtype, hint="pass --base with a local model folder or a reachable hub id"
+    )
     if (adapter / "processor_config.json").is_file():  # the processor trained with (its pixel budget)
         processor = transformers.AutoProcessor.from_pretrained(adapter)
     merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()

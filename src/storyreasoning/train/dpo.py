@@ -22,9 +22,8 @@ adapter off (LoRA) or a frozen copy (full and language modes).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +39,9 @@ from .job import (
     check_settings,
     finish,
     finished,
-    refuse_single_gpu,
+    load_model,
     run_trainer,
+    settings_dict,
     trainer_arguments,
 )
 from .sft import LORA_TARGETS
@@ -99,33 +99,18 @@ class DPOSettings:
         return self.learning_rate
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["out"] = str(self.out)
-        out["pairs"] = list(self.pairs)
-        out["targets"] = list(self.targets)
-        out["messages"] = json.loads(json.dumps(asdict(self.messages)))
-        out["lora_alpha"] = self.lora_alpha
-        return out
+        return settings_dict(self)
 
 
 def _start_model(settings: DPOSettings):
-    """Processor and model to start from; an adapter folder is merged into its base."""
-    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
-
-    torch, transformers = _import()
-    refuse_single_gpu(settings.device)
-    device = choose_device(settings.device)
-    dtype = choose_dtype(settings.dtype, device)
+    """What :func:`.job.load_model` gives, after refusing a LoRA adapter as the starting model."""
     if (Path(settings.model) / "adapter_config.json").is_file():
         # a new adapter saved on top of an in-memory merge would name the wrong base model
         raise UsageError(
             f"{settings.model} is a LoRA adapter; merge it into its base first "
             f"(storyreasoning train merge {settings.model} --out MERGED) and start DPO from --model MERGED"
         )
-    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype)
-    return torch, transformers, processor, net, device, dtype
+    return load_model(settings)
 
 
 def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
@@ -140,10 +125,10 @@ def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
 
 def pair_rows(settings: DPOSettings, budget, progress) -> tuple[list[dict], dict]:
     """The DPO rows (``story_id``, ``prompt``, ``chosen``, ``rejected``; frames kept apart) and the fit report."""
-    from ..format.prompts import choose_prompt
+    from ..data.messages import training_messages
     from .pairs import read_pairs
 
-    msg = settings.messages
+    style = replace(settings.messages, style="trl")
     rows: list[dict] = []
     fit = {
         "pairs": 0,
@@ -156,27 +141,26 @@ def pair_rows(settings: DPOSettings, budget, progress) -> tuple[list[dict], dict
     for folder in settings.pairs:
         manifest, pairs = read_pairs(folder)
         stories = _dataset_of(settings, manifest, folder)
-        index = {sid: k for k, sid in enumerate(stories.ids())} if hasattr(stories, "ids") else None
+        index = {sid: k for k, sid in enumerate(stories.ids())}
         with progress(len(pairs), f"reading pairs of {folder}") as advance:
             for pair in pairs:
                 fit["pairs"] += 1
                 advance()
                 sid = pair["story_id"]
-                k = index.get(sid) if index is not None else None
+                k = index.get(sid)
                 if k is None:
                     fit["missing_story"].append(sid)
                     continue
                 sample = stories[k]
-                prompt_text = choose_prompt(len(rows), msg.seed, msg.prompts)
-                image_parts = [{"type": "image"} for _ in sample.frames]
-                text = [{"type": "text", "text": prompt_text}]
-                user = image_parts + text if msg.order == "images-first" else text + image_parts
-                prompt = []
-                if msg.system_prompt is not None:
-                    prompt.append(
-                        {"role": "system", "content": [{"type": "text", "text": msg.system_prompt}]}
-                    )
-                prompt.append({"role": "user", "content": user})
+                # the prompt SFT trains with (system prompt, frames, a training prompt by seed and index),
+                # every content as a list of parts: the dataset's columns need one schema
+                example = training_messages(sample, len(rows), style, decode=False, prepared=True)
+                prompt = [
+                    {**m, "content": [{"type": "text", "text": m["content"]}]}
+                    if isinstance(m["content"], str)
+                    else m
+                    for m in example["messages"][:-1]
+                ]
                 row = {
                     "story_id": sid,
                     "prompt": prompt,

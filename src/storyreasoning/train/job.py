@@ -87,9 +87,7 @@ class TrainFolder:
         if not write:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.settings.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.settings)
+        _write_json(self.settings, wanted)
 
 
 @dataclass
@@ -209,6 +207,44 @@ def check_settings(settings) -> None:
         raise UsageError("save steps and logging steps must be at least 1")
 
 
+def settings_dict(settings) -> dict:
+    """A job's settings as ``settings.json`` holds them: JSON values, plus the derived ``lora_alpha`` and ``lr``."""
+    import dataclasses
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return plain(dataclasses.asdict(value))
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    out = {f.name: plain(getattr(settings, f.name)) for f in fields(settings)}
+    out["lora_alpha"], out["lr"] = settings.lora_alpha, settings.lr
+    return out
+
+
+TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
+
+
+def load_model(settings):
+    """``(torch, transformers, processor, model, device, dtype)`` for a job, checked before anything trains."""
+    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
+
+    torch, transformers = _import()
+    if settings.mode == "lora":
+        try:
+            import peft  # noqa: F401  (checked early: LoRA needs it)
+        except ImportError:
+            raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
+    refuse_single_gpu(settings.device)
+    device = choose_device(settings.device)
+    dtype = choose_dtype(settings.dtype, device)
+    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype, hint=TRAIN_HINT)
+    return torch, transformers, processor, net, device, dtype
+
+
 def refuse_single_gpu(device: str) -> None:
     if device.startswith("cuda:"):
         raise UsageError(
@@ -291,8 +327,10 @@ __all__ = [
     "TrainResult",
     "finish",
     "finished",
+    "load_model",
     "run_trainer",
     "save_final",
+    "settings_dict",
     "trainer_arguments",
     "versions",
 ]

@@ -30,7 +30,7 @@ assigned by seed, not drawn at each access.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,8 +47,9 @@ from .job import (
     check_settings,
     finish,
     finished,
-    refuse_single_gpu,
+    load_model,
     run_trainer,
+    settings_dict,
     trainer_arguments,
 )
 
@@ -109,23 +110,7 @@ class SFTSettings:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.mode]
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["out"] = str(self.out)
-        out["targets"] = list(self.targets)
-        out["messages"] = _jsonable(asdict(self.messages))
-        out["lora_alpha"], out["lr"] = self.lora_alpha, self.lr
-        return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-# -- the output folder ----------------------------------------------------------------------
+        return settings_dict(self)
 
 
 # -- model preparation ----------------------------------------------------------------------
@@ -189,22 +174,6 @@ def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
 # -- the job ---------------------------------------------------------------------------------
 
 
-def _load(settings: SFTSettings):
-    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
-
-    torch, transformers = _import()
-    try:
-        import peft  # noqa: F401  (checked early: the default mode needs it)
-    except ImportError:
-        if settings.mode == "lora":
-            raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
-    refuse_single_gpu(settings.device)
-    device = choose_device(settings.device)
-    dtype = choose_dtype(settings.dtype, device)
-    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype)
-    return torch, transformers, processor, net, device, dtype
-
-
 def _stories(settings: SFTSettings, split: str | None, budget, progress):
     from ..data.budget import fit_stories
     from ..data.commands import _limited
@@ -252,7 +221,7 @@ def train_sft(
     if done is not None:
         return done
 
-    torch, transformers, processor, net, device, dtype = _load(settings)
+    torch, transformers, processor, net, device, dtype = load_model(settings)
     from ..data.budget import TokenBudget
     from ..data.messages import TrainingExamples
     from ..tell.local import set_pixel_budget
