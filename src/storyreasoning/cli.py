@@ -1074,7 +1074,7 @@ def build(
     report.json and errors.jsonl. Run the same command again to continue an interrupted build.
     Exit status 1 when a story failed.
     """
-    from .build.commands import build as run
+    from .builder.commands import build as run
     from .tell.base import Sampling
 
     raise typer.Exit(

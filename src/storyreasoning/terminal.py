@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -201,3 +203,21 @@ def print_telling(console: Console, telling: Telling, *, title: str, verdict: Ve
     print_diagnostics(console, verdict.findings if verdict is not None else telling.diagnostics)
     if verdict is not None:
         print_verdict(console, verdict)
+
+
+@contextmanager
+def progress_bar(total: int | None, label: str) -> Iterator:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True, highlight=False),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n=1: bar.advance(task, n)

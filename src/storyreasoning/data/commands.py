@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from .sample import StorySample
-from .sources import StoryDataset, load_stories
+from ..terminal import progress_bar
+from .sources import StoryDataset, limited, load_stories
 
 FORMATS = ("parquet", "folder", "disk")
 
@@ -22,35 +21,10 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-@contextmanager
-def progress_bar(total: int | None, label: str) -> Iterator:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n=1: bar.advance(task, n)
-
-
-def _limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
-    if limit is None or limit >= len(stories):
-        return stories
-    from .sources import SampleList
-
-    return SampleList(stories[:limit], source=stories.source, split=stories.split)
-
-
 def info(source: str, *, split: str | None, limit: int | None, as_json: bool) -> int:
     from .stats import DatasetStats
 
-    stories = _limited(load_stories(source, split), limit)
+    stories = limited(load_stories(source, split), limit)
     stats = DatasetStats()
     with progress_bar(len(stories), "reading stories") as advance:
         for sample in stories:
@@ -83,7 +57,7 @@ def validate(
     source: str, *, split: str | None, limit: int | None, strict: bool, as_json: bool, failures: Path | None
 ) -> int:
     """Validate every story; exit 1 when any is not well-structured."""
-    stories = _limited(load_stories(source, split), limit)
+    stories = limited(load_stories(source, split), limit)
     failed: list[dict] = []
     reasons: Counter[str] = Counter()
     with progress_bar(len(stories), "validating") as advance:
@@ -209,7 +183,7 @@ def convert(
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
     loaded = load_stories(source, split)
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
-    splits = {(p.split or "train"): _limited(p, limit) for p in parts}
+    splits = {(p.split or "train"): limited(p, limit) for p in parts}
     total = sum(len(p) for p in splits.values())
     console = _console()
     with progress_bar(total, f"writing {to}") as advance:

@@ -306,6 +306,13 @@ def _parquet_split(path: Path, root: Path) -> str:
     return m.group("split").lower() if m else "train"
 
 
+def limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
+    """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split."""
+    if limit is None or limit >= len(stories):
+        return stories
+    return SampleList(stories[:limit], source=stories.source, split=stories.split)
+
+
 def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
     """Open a dataset: a local path (``save_to_disk`` folder, parquet, story folders) or a hub id.
 

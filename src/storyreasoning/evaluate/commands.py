@@ -53,7 +53,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from ..data.commands import progress_bar
+    from ..terminal import progress_bar
     from ..data.sources import load_stories
 
     err = Console(stderr=True, highlight=False)

@@ -101,7 +101,7 @@ class PronounHit:
         return any(k is not None for k in kinds)
 
 
-def _segment_layout(parts: Iterable[str | Span]) -> tuple[str, list[tuple[int, int, Span]]]:
+def segment_layout(parts: Iterable[str | Span]) -> tuple[str, list[tuple[int, int, Span]]]:
     """The segment's stripped plain text and the ``(start, end, span)`` ranges within it."""
     pieces: list[str] = []
     ranges: list[tuple[int, int, Span]] = []
@@ -128,7 +128,7 @@ def story_pronouns(story: GroundedStory) -> list[PronounHit]:
     offset = 0
     first = True
     for segment in story.segments:
-        plain, ranges = _segment_layout(segment.parts)
+        plain, ranges = segment_layout(segment.parts)
         if not plain:
             continue
         if not first:

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..errors import StoryReasoningError
 from ..format.prompts import ORDERS, SYSTEM_PROMPT
-from ..tell.base import Prompt, Sampling, Teller
+from ..tell.base import Prompt, Sampling, Teller, teller_label
 from .catalog import Datasets, Runs
 from .config import IMAGE_TYPES, StudioConfig
 from .errors import ApiError
@@ -230,12 +230,6 @@ def _image_response(data: bytes, mime: str | None, *, cache: str) -> Response:
 
 
 # -- the app ----------------------------------------------------------------------------------------
-
-
-def teller_label(teller: Teller) -> str:
-    from ..tell.commands import BASELINE_LABEL
-
-    return BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
 
 
 def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI:

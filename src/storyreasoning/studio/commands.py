@@ -60,7 +60,8 @@ def studio(
 
     sock = bind(host, port)  # a busy port fails here, before a model loads
     try:
-        from .app import create_app, teller_label
+        from ..tell.base import teller_label
+        from .app import create_app
 
         if options is not None:
             err.print("[dim]starting the storyteller…[/dim]")

@@ -30,6 +30,13 @@ DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.9
 DEFAULT_MAX_NEW_TOKENS = 4096
 
+BASELINE_LABEL = "baseline storyteller (OpenCV detectors and colour re-identification, no model weights)"
+
+
+def teller_label(teller) -> str:
+    """How a teller is named to a person: the baseline says what it is, others their backend and model."""
+    return BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
+
 
 @dataclass(frozen=True)
 class Sampling:

@@ -45,8 +45,7 @@ from ..format.cot import (
 from ..format.prompts import assistant_target
 from ..format.story import GroundedStory, Segment, Span, render_story
 from ..vision import require_cv2
-from .base import Prompt, Sampling, Teller, Usage
-from .commands import BASELINE_LABEL
+from .base import BASELINE_LABEL, Prompt, Sampling, Teller, Usage
 
 # Detection runs on a copy whose longer side is at most this many pixels (boxes are
 # mapped back to the original image): the cascades' cost grows with the pixel count.

@@ -9,9 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from .base import Prompt, Sampling, Teller, TellError
+from .base import BASELINE_LABEL, Prompt, Sampling, Teller, TellError, teller_label
 
-BASELINE_LABEL = "baseline storyteller (OpenCV detectors and colour re-identification, no model weights)"
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def tell(
     err = Console(stderr=True, highlight=False)
     # one story, someone waiting: one retry, not the batch runs' three
     teller = make_teller(replace(options, retries=min(options.retries, 1)))
-    label = BASELINE_LABEL if teller.backend == "baseline" else f"{teller.backend}: {teller.model}"
+    label = teller_label(teller)
     err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
     live = console.is_terminal and not as_json
     parser = StreamParser()

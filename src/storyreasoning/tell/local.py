@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError
+from ..models import adapter_base, choose_device, choose_dtype, import_torch, load_pretrained, set_pixel_budget
 from ..format.prompts import transformers_messages
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
@@ -31,104 +32,7 @@ def _pil(image: Any):
     return open_image(image)
 
 
-def _import():
-    try:
-        import torch
-        import transformers
-    except ImportError:
-        raise UsageError(
-            "local weights need torch and transformers: install torch for your machine, then "
-            "pip install 'storyreasoning[train]'"
-        ) from None
-    return torch, transformers
-
-
-def choose_device(device: str = "auto") -> str:
-    torch, _ = _import()
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def choose_dtype(dtype: str, device: str):
-    torch, _ = _import()
-    if dtype != "auto":
-        try:
-            return getattr(torch, dtype)
-        except AttributeError:
-            raise UsageError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32
-
-
-def set_pixel_budget(
-    processor, min_pixels: int | None, max_pixels: int | None
-) -> tuple[int | None, int | None]:
-    """Set a Qwen2-VL-style processor's pixel budget (None keeps its own); return the budget in force."""
-    ip = processor.image_processor
-    size = dict(getattr(ip, "size", None) or {})
-    if min_pixels is not None:
-        size["shortest_edge"] = int(min_pixels)
-        if hasattr(ip, "min_pixels"):
-            ip.min_pixels = int(min_pixels)
-    if max_pixels is not None:
-        size["longest_edge"] = int(max_pixels)
-        if hasattr(ip, "max_pixels"):
-            ip.max_pixels = int(max_pixels)
-    if size:
-        ip.size = size
-    low = int(size.get("shortest_edge") or getattr(ip, "min_pixels", 0) or 0) or None
-    high = int(size.get("longest_edge") or getattr(ip, "max_pixels", 0) or 0) or None
-    if low and high and low > high:
-        raise UsageError(f"min pixels {low} exceed max pixels {high}")
-    return low, high
-
-
 TELLER_HINT = "pass a local model folder with --model, make sure the hub is reachable, or use --teller baseline (no weights needed)"
-
-
-def load_pretrained(
-    model: str,
-    *,
-    revision: str | None = None,
-    dtype: Any = None,
-    attn_implementation: str | None = None,
-    hint: str = TELLER_HINT,
-) -> tuple[Any, Any]:
-    """``(processor, model)`` of a hub id or a local folder, or one clear error saying what to pass instead.
-
-    A folder holding a PEFT adapter loads its base model with the adapter on it.
-    """
-    _, transformers = _import()
-    kwargs: dict = {"revision": revision}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(model, revision=revision)
-        net = transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {hint}") from exc
-    return processor, net
-
-
-def _adapter_base(net) -> str | None:
-    """The base model a PEFT adapter loaded by ``from_pretrained`` sits on, or None."""
-    configs = getattr(net, "peft_config", None)
-    if not configs:
-        return None
-    first = next(iter(configs.values()))
-    return getattr(first, "base_model_name_or_path", None) or "unknown base model"
 
 
 class TransformersTeller(Teller):
@@ -146,18 +50,18 @@ class TransformersTeller(Teller):
         batch_size: int = 4,
         attn_implementation: str | None = None,
     ) -> None:
-        _import()
+        import_torch()
         self.model = model
         self.revision = revision
         self.device = choose_device(device)
         self.dtype = choose_dtype(dtype, self.device)
         self.batch_size = max(1, batch_size)
         self.processor, self.net = load_pretrained(
-            model, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation
+            model, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation, hint=TELLER_HINT
         )
         self.net.to(self.device).eval()
         self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()
-        self.adapter = _adapter_base(self.net)
+        self.adapter = adapter_base(self.net)
         self._set_pixels(min_pixels, max_pixels)
         self._lock = threading.Lock()
 
@@ -202,7 +106,7 @@ class TransformersTeller(Teller):
         return transformers_messages(pil, prompt.text, system_prompt=prompt.system, order=prompt.order)
 
     def _generate_kwargs(self, sampling: Sampling) -> dict:
-        _, transformers = _import()
+        _, transformers = import_torch()
         if sampling.seed is not None:
             transformers.set_seed(sampling.seed)
         kwargs: dict = {"max_new_tokens": sampling.max_new_tokens}
@@ -215,7 +119,7 @@ class TransformersTeller(Teller):
     def stream(
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
     ) -> Iterator[str]:
-        torch, transformers = _import()
+        torch, transformers = import_torch()
         inputs = self._inputs([self._conversation(images, prompt)])
         streamer = transformers.TextIteratorStreamer(
             self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None
@@ -278,7 +182,7 @@ class TransformersTeller(Teller):
 
         from ..format.stream import parse_output
 
-        torch, _ = _import()
+        torch, _ = import_torch()
         batch: list[Story] = []
 
         def flush(batch: list[Story]):

@@ -16,7 +16,7 @@ def _err():
 
 
 def sft(settings: SFTSettings) -> int:
-    from ..data.commands import progress_bar
+    from ..terminal import progress_bar
     from .sft import train_sft
 
     err = _err()
@@ -49,12 +49,13 @@ def pairs(
     min_margin: float,
     weights,
 ) -> int:
-    from ..data.commands import _limited, progress_bar
+    from ..data.sources import limited
+    from ..terminal import progress_bar
     from ..data.sources import load_stories
     from ..evaluate.runs import load_outputs
     from .pairs import build_pairs
 
-    stories = _limited(load_stories(source, split), limit)
+    stories = limited(load_stories(source, split), limit)
     outputs = [load_outputs(run) for run in runs]
     with progress_bar(len(stories), "scoring candidates") as advance:
         report = build_pairs(
@@ -82,7 +83,7 @@ def pairs(
 
 
 def dpo(settings) -> int:
-    from ..data.commands import progress_bar
+    from ..terminal import progress_bar
     from .dpo import train_dpo
 
     err = _err()
@@ -93,9 +94,9 @@ def dpo(settings) -> int:
 
 def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     """Merge a LoRA adapter into its base model and save a plain model folder with the processor."""
-    from ..tell.local import _import, choose_dtype, load_pretrained
+    from ..models import choose_dtype, import_torch, load_pretrained
 
-    _, transformers = _import()
+    _, transformers = import_torch()
     config_path = adapter / "adapter_config.json"
     if not config_path.is_file():
         raise UsageError(f"{adapter} holds no LoRA adapter (no adapter_config.json); pass the adapter folder")

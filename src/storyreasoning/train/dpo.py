@@ -242,7 +242,7 @@ def train_dpo(
 
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     from ..data.budget import TokenBudget
-    from ..tell.local import set_pixel_budget
+    from ..models import set_pixel_budget
 
     msg = settings.messages
     set_pixel_budget(processor, msg.min_pixels, msg.max_pixels)

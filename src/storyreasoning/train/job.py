@@ -230,9 +230,9 @@ TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
 
 def load_model(settings):
     """``(torch, transformers, processor, model, device, dtype)`` for a job, checked before anything trains."""
-    from ..tell.local import _import, choose_device, choose_dtype, load_pretrained
+    from ..models import choose_device, choose_dtype, import_torch, load_pretrained
 
-    torch, transformers = _import()
+    torch, transformers = import_torch()
     if settings.mode == "lora":
         try:
             import peft  # noqa: F401  (checked early: LoRA needs it)

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from ..evaluate.detections import telling_detections
 from ..evaluate.grounding import IOU_THRESHOLD, match_detections
 from ..evaluate.identity import story_counts
-from ..evaluate.pronouns import _segment_layout, find_pronouns
+from ..evaluate.pronouns import segment_layout, find_pronouns
 from ..format.cot import id_kind
 from ..format.story import Span
 from ..format.stream import Telling, parse_output
@@ -113,7 +113,7 @@ def mention_counts(telling: Telling) -> dict[str, int]:
                 if pattern is not None and all(p.pattern != pattern.pattern for p in names):
                     names.append(pattern)
     for segment in story.segments:
-        plain, ranges = _segment_layout(segment.parts)
+        plain, ranges = segment_layout(segment.parts)
         here = present.get(segment.image, set())
 
         def grounded(start: int, end: int, ranges=ranges, here=here) -> bool:

@@ -176,10 +176,10 @@ def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
 
 def _stories(settings: SFTSettings, split: str | None, budget, progress):
     from ..data.budget import fit_stories
-    from ..data.commands import _limited
+    from ..data.sources import limited
     from ..data.sources import load_stories
 
-    stories = _limited(load_stories(settings.source, split), settings.limit)
+    stories = limited(load_stories(settings.source, split), settings.limit)
     if len(stories) == 0:
         raise UsageError(
             f"{settings.source} has no stories{f' in split {split}' if split else ''} to train on"
@@ -224,7 +224,7 @@ def train_sft(
     torch, transformers, processor, net, device, dtype = load_model(settings)
     from ..data.budget import TokenBudget
     from ..data.messages import TrainingExamples
-    from ..tell.local import set_pixel_budget
+    from ..models import set_pixel_budget
     from .collate import StoryCollator
 
     msg = settings.messages

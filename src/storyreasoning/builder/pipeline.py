@@ -13,19 +13,11 @@ from typing import Any
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..tell.base import TellError
+from .raw import RawStory
 
 MANIFEST = "build.json"
 ERRORS = "errors.jsonl"
 STOP_AFTER = 3  # stories in a row failing at the endpoint before the build stops
-
-
-@dataclass
-class RawStory:
-    """A story to build: its id and its frame files, in order."""
-
-    story_id: str
-    frames: list[Path]
-    sources: list[str] | None = None  # what each frame is ("film.mp4@12.40s"); default the frame's path
 
 
 def find_stories(

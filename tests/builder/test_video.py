@@ -14,8 +14,8 @@ import pytest
 cv2 = pytest.importorskip("cv2", reason="videos need OpenCV: pip install 'storyreasoning[vision]'")
 np = pytest.importorskip("numpy")
 
-from storyreasoning.build.pipeline import find_stories  # noqa: E402
-from storyreasoning.build.video import key_frames, video_stories  # noqa: E402
+from storyreasoning.builder.pipeline import find_stories  # noqa: E402
+from storyreasoning.builder.video import key_frames, video_stories  # noqa: E402
 from storyreasoning.data import load_stories  # noqa: E402
 from storyreasoning.errors import StoryReasoningError, UsageError  # noqa: E402
 

@@ -17,8 +17,8 @@ pytest.importorskip(
     "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"
 )
 
-from storyreasoning.build.pipeline import build_dataset, find_stories
-from storyreasoning.build.writers import ChatWriter, TemplateWriter
+from storyreasoning.builder.pipeline import build_dataset, find_stories
+from storyreasoning.builder.writers import ChatWriter, TemplateWriter
 from storyreasoning.data import load_stories
 from storyreasoning.data.folder import frame_files
 from storyreasoning.errors import StoryReasoningError, UsageError

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from .raw import RawStory
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -116,7 +117,6 @@ def video_stories(
 ) -> tuple[list, list[str]]:
     """Stories of consecutive key frames of one video; frames written under ``frames_dir`` (reused when there)."""
     from ..vision import require_cv2
-    from .pipeline import RawStory
 
     if frames_per_story < 1:
         raise UsageError(f"frames per story must be at least 1, got {frames_per_story}")

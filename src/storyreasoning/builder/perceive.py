@@ -167,9 +167,9 @@ class ModelPerceiver:
         if self.max_detections < 1:
             raise UsageError(f"max detections must be at least 1, got {self.max_detections}")
         from ..tell.baseline import BaselineTeller
-        from ..tell.local import _import, choose_device
+        from ..models import choose_device, import_torch
 
-        torch, transformers = _import()
+        torch, transformers = import_torch()
         self._torch = torch
         self._device = choose_device(self.device)
         self._baseline = BaselineTeller()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from storyreasoning.build.perceive import Detection, assign, clean_label, suppress
+from storyreasoning.builder.perceive import Detection, assign, clean_label, suppress
 from storyreasoning.format.box import Box
 
 from ..conftest import require_transformers, run_cli
@@ -111,7 +111,7 @@ def repeated(tmp_path) -> Path:
 
 
 def test_detected_people_keep_one_id_across_identical_frames(models, repeated):
-    from storyreasoning.build.perceive import ModelPerceiver
+    from storyreasoning.builder.perceive import ModelPerceiver
 
     perceiver = ModelPerceiver(str(models["people"]), embedder=str(models["embedder"]), threshold=0.0)
     frames = perceiver.see(sorted(repeated.glob("*.png")))
@@ -166,7 +166,7 @@ def test_a_detector_needing_a_missing_package_says_which(models, tmp_path):
 
     if importlib.util.find_spec("timm") is not None:
         pytest.skip("timm is installed here: the DETR timm backbone loads")
-    from storyreasoning.build.perceive import ModelPerceiver
+    from storyreasoning.builder.perceive import ModelPerceiver
     from storyreasoning.errors import StoryReasoningError
 
     folder = tmp_path / "timm-detr"

@@ -1,0 +1,116 @@
+"""Loading models and processors: hub ids, local folders and adapters; device and dtype choice.
+
+Shared by the storytellers (:mod:`.tell`), training (:mod:`.train`) and the dataset
+builder (:mod:`.builder`). torch and transformers are imported inside the functions,
+so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import StoryReasoningError, UsageError
+
+#: What a failed load suggests when the caller names nothing better.
+LOAD_HINT = "pass a local model folder or make sure the hub is reachable"
+
+
+def import_torch():
+    """``(torch, transformers)``, or one clear error saying how to install them."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise UsageError(
+            "local weights need torch and transformers: install torch for your machine, then "
+            "pip install 'storyreasoning[train]'"
+        ) from None
+    return torch, transformers
+
+
+def choose_device(device: str = "auto") -> str:
+    torch, _ = import_torch()
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_dtype(dtype: str, device: str):
+    torch, _ = import_torch()
+    if dtype != "auto":
+        try:
+            return getattr(torch, dtype)
+        except AttributeError:
+            raise UsageError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def set_pixel_budget(
+    processor, min_pixels: int | None, max_pixels: int | None
+) -> tuple[int | None, int | None]:
+    """Set a Qwen2-VL-style processor's pixel budget (None keeps its own); return the budget in force."""
+    ip = processor.image_processor
+    size = dict(getattr(ip, "size", None) or {})
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+        if hasattr(ip, "min_pixels"):
+            ip.min_pixels = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+        if hasattr(ip, "max_pixels"):
+            ip.max_pixels = int(max_pixels)
+    if size:
+        ip.size = size
+    low = int(size.get("shortest_edge") or getattr(ip, "min_pixels", 0) or 0) or None
+    high = int(size.get("longest_edge") or getattr(ip, "max_pixels", 0) or 0) or None
+    if low and high and low > high:
+        raise UsageError(f"min pixels {low} exceed max pixels {high}")
+    return low, high
+
+
+def load_pretrained(
+    model: str,
+    *,
+    revision: str | None = None,
+    dtype: Any = None,
+    attn_implementation: str | None = None,
+    hint: str = LOAD_HINT,
+) -> tuple[Any, Any]:
+    """``(processor, model)`` of a hub id or a local folder, or one clear error saying what to pass instead.
+
+    A folder holding a PEFT adapter loads its base model with the adapter on it.
+    """
+    _, transformers = import_torch()
+    kwargs: dict = {"revision": revision}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(model, revision=revision)
+        net = transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {hint}") from exc
+    return processor, net
+
+
+def adapter_base(net) -> str | None:
+    """The base model a PEFT adapter loaded by ``from_pretrained`` sits on, or None."""
+    configs = getattr(net, "peft_config", None)
+    if not configs:
+        return None
+    first = next(iter(configs.values()))
+    return getattr(first, "base_model_name_or_path", None) or "unknown base model"
+
+
+__all__ = ["LOAD_HINT", "adapter_base", "choose_device", "choose_dtype", "import_torch", "load_pretrained", "set_pixel_budget"]
