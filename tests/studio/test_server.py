@@ -264,6 +264,72 @@ def test_an_upload_is_all_or_nothing_and_must_be_multipart(studio_url):
     assert call(f"{studio_url}/api/uploads/u0000").status == 404
 
 
+BOUNDARY = "b0undary"
+PART = b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "words"),
+    [
+        ("multipart/form-data", PART + b"x\r\n--b0undary--\r\n", "multipart/form-data"),
+        ("multipart/form-data; boundary=", PART + b"x\r\n--b0undary--\r\n", "multipart/form-data"),
+        (f"multipart/form-data; boundary={BOUNDARY}", PART + b"x" * 100, "cut off"),
+        (f"multipart/form-data; boundary={BOUNDARY}", b"", "cut off"),
+        (f"multipart/form-data; boundary={BOUNDARY}", b"\x00\xff garbage \x89PNG" * 50, "malformed"),
+        (f"multipart/form-data; boundary={BOUNDARY}", b"--b0undaryX\r\n\r\nx\r\n--b0undary--", "malformed"),
+        (
+            f"multipart/form-data; boundary={BOUNDARY}",
+            b"--b0undary\r\nX: y\r\n\r\nx\r\n--b0undary--",
+            "no form-data name",
+        ),
+        (
+            f"multipart/form-data; boundary={BOUNDARY}",
+            b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="' + b"a" * 20000,
+            "malformed",
+        ),
+    ],
+    ids=[
+        "no-boundary",
+        "empty-boundary",
+        "truncated",
+        "empty",
+        "garbage",
+        "bad-boundary",
+        "no-name",
+        "long-header",
+    ],
+)
+def test_a_malformed_upload_is_a_400_that_says_so(studio_url, kind, body, words):
+    answer = call(f"{studio_url}/api/uploads", "POST", body, {"Content-Type": kind})
+    assert answer.status == 400, answer.body
+    assert words in answer.error and "\n" not in answer.error
+
+
+def test_an_upload_keeps_a_file_name_in_utf8_and_skips_other_fields(studio_url):
+    caption = b'--b0undary\r\nContent-Disposition: form-data; name="caption"\r\n\r\n' + b"x" * 50_000
+    image = 'Content-Disposition: form-data; name="files"; filename="phare é.png"'.encode()
+    body = caption + b"\r\n--b0undary\r\n" + image + b"\r\n\r\n" + png_bytes() + b"\r\n--b0undary--\r\n"
+    kind = f"multipart/form-data; boundary={BOUNDARY}"
+    answer = call(f"{studio_url}/api/uploads", "POST", body, {"Content-Type": kind})
+    assert answer.status == 200, answer.body
+    assert [image["name"] for image in answer.json()["images"]] == ["phare é.png"]
+
+
+def test_a_client_still_sending_hears_why_its_upload_is_refused(studio_url):
+    # the refusal comes at the limit (tests/studio/test_multipart.py); the rest is read and dropped
+    kind = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    huge = PART + b"\0" * (5 * STUDIO_MAX_IMAGE_BYTES) + b"\r\n--b0undary--\r\n"
+    big = call(f"{studio_url}/api/uploads", "POST", huge, kind)
+    assert big.status == 413 and "a.png is more than the 1 MB an image may be" in big.error
+    body = call(
+        f"{studio_url}/api/uploads",
+        "POST",
+        PART,
+        {**kind, "Content-Length": str(2 * STUDIO_MAX_IMAGES * STUDIO_MAX_IMAGE_BYTES)},
+    )
+    assert body.status == 413 and "send less at once" in body.error
+
+
 # -- telling (baseline) ------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from .catalog import Datasets, Runs
 from .config import IMAGE_TYPES, StudioConfig
 from .errors import ApiError
 from .jobs import JobManager
-from .multipart import parse_multipart
+from .multipart import read_files
 from .uploads import UploadStore
 
 log = logging.getLogger("storyreasoning.studio")
@@ -359,17 +359,15 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
     # -- uploads ---------------------------------------------------------------------------------------
     @app.post("/api/uploads")
     async def post_uploads(request: Request) -> dict:
-        limit = config.max_images * config.max_image_bytes + 64 * 1024
-        body = await read_body(request, limit, "upload")
-        parts = parse_multipart(body, request.headers.get("content-type"))
-        files = [(p.filename, p.data) for p in parts if p.name == "files"]
+        files = await read_files(
+            request,
+            "files",
+            max_files=config.max_images,
+            max_file_bytes=config.max_image_bytes,
+            max_body=config.max_images * config.max_image_bytes + 64 * 1024,
+        )
         if not files:
             raise ApiError(400, "the upload holds no files; send the images as the form field 'files'")
-        if len(files) > config.max_images:
-            raise ApiError(
-                413,
-                f"{len(files)} images is more than the {config.max_images} a story may have; choose fewer",
-            )
         added = await run_in_threadpool(uploads.add, files)
         return {"images": [u.to_dict() for u in added]}
 

@@ -54,13 +54,18 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.3g} MB"
 
 
+def image_too_large(name: str, max_bytes: int, size: int | None = None) -> ApiError:
+    """The 413 for image ``name`` of ``size`` bytes (None: not known, only that it is more than ``max_bytes``)."""
+    size_is = "" if size is None else f"{_mb(size)}, "
+    return ApiError(
+        413, f"{name} is {size_is}more than the {_mb(max_bytes)} an image may be; make it smaller"
+    )
+
+
 def check_image(data: bytes, name: str, *, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
     """``(mime, width, height)`` of an acceptable image; an :class:`ApiError` saying why not otherwise."""
     if len(data) > max_bytes:
-        raise ApiError(
-            413,
-            f"{name} is {_mb(len(data))}, more than the {_mb(max_bytes)} an image may be; make it smaller",
-        )
+        raise image_too_large(name, max_bytes, len(data))
     if not data:
         raise ApiError(400, f"{name} is empty; choose the image file again")
     mime = sniff_mime(data[:16])
