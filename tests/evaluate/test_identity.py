@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 from fractions import Fraction as F
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from storyreasoning.errors import UsageError
 from storyreasoning.evaluate.detections import telling_detections
 from storyreasoning.evaluate.grounding import match_detections
 from storyreasoning.evaluate.identity import assign, identity, track_similarity, tracks
@@ -180,7 +184,37 @@ def test_assignment_is_optimal(shape):
 
 
 def test_assignment_of_nothing():
-    assert assign([]) == [] and assign([[]]) == []
+    assert assign([]) == [] and assign([[]]) == [] and assign([[], []]) == []
+
+
+def test_assignment_keeps_pairs_of_zero_weight():
+    # one pair per row or per column, whichever is fewer, even where nothing overlaps
+    assert assign([[0, 0], [0, 0]]) in ([(0, 0), (1, 1)], [(0, 1), (1, 0)])
+    assert assign([[0, 3, 0]]) == [(0, 1)]
+    assert len(assign([[0], [0], [0]])) == 1
+
+
+def test_assignment_without_scipy_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as if SciPy were not installed
+    with pytest.raises(UsageError, match=r"pip install 'storyreasoning\[eval\]'"):
+        assign([[1]])
+    assert assign([]) == []  # nothing to assign needs no SciPy
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.integers(1, 5).flatmap(
+            lambda m: st.lists(st.lists(st.integers(-3, 6), min_size=m, max_size=m), min_size=n, max_size=n)
+        )
+    )
+)
+def test_assignment_matches_brute_force(weights):
+    pairs = assign(weights)
+    assert pairs == sorted(pairs)
+    assert len(pairs) == min(len(weights), len(weights[0]))
+    assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+    assert sum(weights[r][c] for r, c in pairs) == brute_force(weights)
 
 
 def test_track_similarity_counts_per_frame_matches():

@@ -10,8 +10,9 @@ predicted id and every reference id is a track: its rows, one per frame it appea
 in. The similarity of a predicted track and a reference track is the number of their
 rows that overlap, frame by frame, with IoU >= 0.5 (one-to-one within a frame; with one
 row per id per frame, the number of frames where both appear and their boxes overlap).
-A Hungarian assignment pairs predicted and reference ids one-to-one so as to maximise
-the total similarity, whatever the ids are called (``char7`` may stand for ``char1``).
+An optimal assignment (SciPy's ``linear_sum_assignment``) pairs predicted and reference
+ids one-to-one so as to maximise the total similarity, whatever the ids are called
+(``char7`` may stand for ``char1``).
 IDTP is that total; IDFP = predicted rows - IDTP; IDFN = reference rows - IDTP;
 IDP = IDTP/(IDTP+IDFP), IDR = IDTP/(IDTP+IDFN), IDF1 = 2 IDTP/(2 IDTP+IDFP+IDFN).
 
@@ -36,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from fractions import Fraction
 
+from ..errors import UsageError
 from .detections import GROUPS, Detection, telling_detections
 from .grounding import IOU_THRESHOLD, greedy_one_to_one, iou_exact, match_detections, ratio
 from .pairs import Scores, StoryPair
@@ -61,61 +63,22 @@ CONVENTIONS = [
 
 
 def assign(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
-    """A maximum-weight one-to-one assignment of rows to columns (Hungarian method).
+    """A maximum-weight one-to-one assignment of rows to columns (SciPy's ``linear_sum_assignment``).
 
     ``weights`` is a rectangular matrix; the result lists ``(row, column)`` pairs, one
-    per row or per column, whichever is fewer, sorted by row. O(n^2 m) for n <= m.
+    per row or per column, whichever is fewer (pairs of weight 0 included), sorted by row.
     """
-    n = len(weights)
-    m = len(weights[0]) if n else 0
-    if n == 0 or m == 0:
+    if not weights or not weights[0]:
         return []
-    transposed = n > m
-    cost = [[-w for w in row] for row in (zip(*weights, strict=True) if transposed else weights)]
-    if transposed:
-        n, m = m, n
-    inf = float("inf")
-    u = [0.0] * (n + 1)  # row potentials
-    v = [0.0] * (m + 1)  # column potentials
-    owner = [0] * (m + 1)  # owner[j]: the row (1-based) assigned to column j, 0 if none
-    way = [0] * (m + 1)
-    for i in range(1, n + 1):
-        owner[0] = i
-        j0 = 0
-        min_slack = [inf] * (m + 1)
-        used = [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            delta = inf
-            j1 = 0
-            for j in range(1, m + 1):
-                if used[j]:
-                    continue
-                slack = cost[i0 - 1][j - 1] - u[i0] - v[j]
-                if slack < min_slack[j]:
-                    min_slack[j] = slack
-                    way[j] = j0
-                if min_slack[j] < delta:
-                    delta = min_slack[j]
-                    j1 = j
-            for j in range(m + 1):
-                if used[j]:
-                    u[owner[j]] += delta
-                    v[j] -= delta
-                else:
-                    min_slack[j] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:  # augment along the alternating path
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    pairs = [(owner[j] - 1, j - 1) for j in range(1, m + 1) if owner[j]]
-    if transposed:
-        pairs = [(col, row) for row, col in pairs]
-    return sorted(pairs)
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        raise UsageError(
+            "identity metrics need SciPy to assign ids: pip install scipy "
+            "(it comes with pip install 'storyreasoning[eval]' and 'storyreasoning[train]')"
+        ) from None
+    rows, columns = linear_sum_assignment(weights, maximize=True)
+    return sorted(zip(rows.tolist(), columns.tolist(), strict=True))
 
 
 # -- tracks ---------------------------------------------------------------------------------------
