@@ -10,24 +10,21 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 from importlib.util import find_spec
 
 import pytest
 
-from storyreasoning.errors import StoryReasoningError
+from storyreasoning.errors import StoryReasoningError, UsageError
 from storyreasoning.evaluate import StoryPair
 from storyreasoning.evaluate.language import (
     METRICS,
-    bleu,
-    cider_d,
     close_java,
     corenlp_ptb_tokenize,
     language,
-    lcs_length,
     meteor_exact,
     regex_ptb_tokenize,
     resolve_backend,
-    rouge_l,
     score_texts,
     story_text,
 )
@@ -114,7 +111,7 @@ def test_regex_tokenizer_follows_ptb():
     assert regex_ptb_tokenize("") == ""
 
 
-# -- the scorers, checked against pycocoevalcap's classes (no Java needed) ----------------------
+# -- the python backend: pycocoevalcap's scorers on our tokens (no Java needed) -----------------
 
 
 def random_corpus(seed: int, n: int = 30):
@@ -127,68 +124,78 @@ def random_corpus(seed: int, n: int = 30):
     return refs, hyps
 
 
+def awkward_corpus(seed: int):
+    """A random corpus with an empty candidate and an empty reference beside others."""
+    refs, hyps = random_corpus(seed)
+    if seed == 0:
+        refs, hyps = REFS + refs, HYPS + hyps
+    hyps[1] = ""
+    refs[2] = ["", *refs[2][1:]]
+    return refs, hyps
+
+
 @needs_pycocoevalcap
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_bleu_rouge_cider_equal_pycocoevalcap(seed):
+def test_python_backend_gives_pycocoevalcaps_numbers(seed):
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    refs, hyps = random_corpus(seed)
-    if seed == 0:
-        refs, hyps = REFS + refs, HYPS + hyps
-    hyps[1] = ""  # an empty candidate
-    refs[2] = ["", *refs[2][1:]]  # an empty reference beside others
+    refs, hyps = awkward_corpus(seed)
     gts = dict(enumerate(refs))
     res = {i: [h] for i, h in enumerate(hyps)}
+    ours = score_texts(refs, hyps, backend="python", tokenized=True)
     b_corpus, b_items = Bleu(4).compute_score(gts, res, verbose=0)
-    ours_corpus, ours_items = bleu(refs, hyps)
-    assert ours_corpus == pytest.approx(b_corpus, abs=1e-9)
-    for k in range(4):
-        assert ours_items[k] == pytest.approx(b_items[k], abs=1e-9)
     r_mean, r_items = Rouge().compute_score(gts, res)
-    ours_mean, ours_r = rouge_l(refs, hyps)
-    assert ours_mean == pytest.approx(r_mean, abs=1e-9)
-    assert ours_r == pytest.approx(list(r_items), abs=1e-9)
     c_mean, c_items = Cider().compute_score(gts, res)
-    ours_mean, ours_c = cider_d(refs, hyps)
-    assert ours_mean == pytest.approx(c_mean, abs=1e-9)
-    assert ours_c == pytest.approx(list(c_items), abs=1e-9)
+    for k in range(4):
+        assert ours.overall[f"bleu_{k + 1}"] == b_corpus[k]
+        assert [item[f"bleu_{k + 1}"] for item in ours.per_item] == b_items[k]
+    assert ours.overall["rouge_l"] == r_mean and ours.overall["cider"] == c_mean
+    assert [item["rouge_l"] for item in ours.per_item] == list(r_items)
+    assert [item["cider"] for item in ours.per_item] == list(c_items)
 
 
+@needs_pycocoevalcap
 def test_fixed_example_without_java():
     result = score_texts(REFS, HYPS, backend="python")
     for key, value in FIXED.items():
         assert result.overall[key] == pytest.approx(value, abs=5e-5), key
     assert result.overall["meteor"] is None
     assert 0 < result.overall["meteor_exact"] < 1
-    assert result.signature.startswith("python|regex-ptb|meteor_exact|storyreasoning=")
+    assert result.signature.startswith("python|regex-ptb|meteor_exact|pycocoevalcap=1.2|storyreasoning=")
 
 
-def test_lcs_matches_the_dynamic_programme():
-    rng = random.Random(7)
-    for _ in range(200):
-        a = rng.choices("abcd", k=rng.randint(0, 30))
-        b = rng.choices("abcd", k=rng.randint(0, 30))
-        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-        for i in range(1, len(a) + 1):
-            for j in range(1, len(b) + 1):
-                same = a[i - 1] == b[j - 1]
-                table[i][j] = table[i - 1][j - 1] + 1 if same else max(table[i - 1][j], table[i][j - 1])
-        assert lcs_length(a, b) == table[len(a)][len(b)]
-
-
+@needs_pycocoevalcap
 def test_edge_cases_of_empty_texts():
-    assert rouge_l([[""]], [""]) == (1.0, [1.0])  # pycocoevalcap: one empty token each
-    assert rouge_l([["a b"]], [""])[0] == 0.0
-    assert cider_d([[""]], ["a"]) == (None, [])  # no reference word: CIDEr undefined
-    assert cider_d([], []) == (None, [])
+    def scores(refs, hyps):
+        return score_texts(refs, hyps, backend="python", tokenized=True).overall
+
+    assert scores([[""]], [""])["rouge_l"] == 1.0  # pycocoevalcap: one empty token each
+    assert scores([["a b"]], [""])["rouge_l"] == 0.0
+    assert scores([[""]], ["a"])["cider"] is None  # no reference word: CIDEr undefined
+    assert all(value is None for value in scores([], []).values())
+    assert max(scores([["a b c d"]], [""])[f"bleu_{k}"] for k in range(1, 5)) < 1e-6
     assert meteor_exact([["a b c"]], [""]) == (0.0, [0.0])
     assert meteor_exact([["a b c"]], ["a b c"])[0] == pytest.approx(1.0)
-    corpus, _ = bleu([["a b c d"]], [""])
-    assert max(corpus) < 1e-6
 
 
+@needs_pycocoevalcap
+def test_python_backend_starts_no_java(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java to start: starting it would fail
+    result = language(make_pairs(), backend="auto")
+    assert result.extra["backend"] == "python" and 0 < result.overall["bleu_1"] <= 1
+    assert result.overall["cider"] is not None and result.overall["meteor"] is None
+
+
+def test_without_pycocoevalcap_the_language_metrics_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycocoevalcap", None)  # as if it were not installed
+    for backend in ("python", "auto", "coco"):
+        with pytest.raises(UsageError, match=r"pip install 'storyreasoning\[eval\]'"):
+            language(make_pairs(), backend=backend)
+
+
+@needs_pycocoevalcap
 def test_language_python_backend_and_missing_outputs():
     zero = language(make_pairs(), backend="python")
     assert zero.family == "language"
@@ -201,16 +208,20 @@ def test_language_python_backend_and_missing_outputs():
     assert all(excl.per_story["s3"][m] is None for m in METRICS)
     assert excl.overall["bleu_4"] > zero.overall["bleu_4"]  # the empty story no longer drags it down
     assert excl.extra["signature"] == zero.extra["signature"].replace("missing=zero", "missing=exclude")
-    assert zero.extra["signature"].startswith("python|regex-ptb|meteor_exact|missing=zero|storyreasoning=")
+    assert zero.extra["signature"].startswith(
+        "python|regex-ptb|meteor_exact|missing=zero|pycocoevalcap=1.2|storyreasoning="
+    )
     assert json.loads(json.dumps(zero.to_dict()))["extra"]["backend"] == "python"
 
 
+@needs_pycocoevalcap
 def test_nothing_to_score():
     result = language([], backend="python")
     assert result.overall["n_stories"] == 0
     assert all(result.overall[m] is None for m in METRICS)
 
 
+@needs_pycocoevalcap
 def test_backend_choice(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="backend"):
         resolve_backend("java")
@@ -236,6 +247,9 @@ def coco():
             "fixed": score_texts(REFS, HYPS, backend="coco"),
             "pairs": language(make_pairs(), backend="coco"),
             "pairs_python": language(make_pairs(), backend="python"),
+            "same_tokens": [
+                score_texts(*awkward_corpus(1), backend=b, tokenized=True) for b in ("coco", "python")
+            ],
         }
     finally:
         close_java()
@@ -283,3 +297,12 @@ def test_coco_handles_a_missing_output_and_agrees_with_python_here(coco):
     for key in ("bleu_1", "bleu_4", "rouge_l", "cider", "meteor_exact"):
         # these simple texts tokenize the same either way, so the numbers agree
         assert pairs.overall[key] == pytest.approx(python.overall[key], abs=1e-12), key
+
+
+@needs_java
+def test_both_backends_score_the_same_tokens_the_same(coco):
+    coco_scores, python_scores = coco["same_tokens"]
+    for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider", "meteor_exact"):
+        assert coco_scores.overall[key] == python_scores.overall[key], key
+        assert [i[key] for i in coco_scores.per_item] == [i[key] for i in python_scores.per_item], key
+    assert 0 < coco_scores.overall["meteor"] < 1 and python_scores.overall["meteor"] is None

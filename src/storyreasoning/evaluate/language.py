@@ -19,22 +19,23 @@ single spaces, stripped (:func:`story_text`). Then one of two backends scores th
     case, contractions split as PTB does, the same punctuation tokens removed). METEOR
     1.5 needs its jar and paraphrase tables, so this backend reports ``meteor=None``.
 
-In both backends BLEU, ROUGE-L and CIDEr come from our own code (:func:`bleu`,
-:func:`rouge_l`, :func:`cider_d`), written from pycocoevalcap's definitions and checked
-by the tests to give its numbers on the same tokens (to 1e-9; they agree to the last
-bits or nearly): pycocoevalcap's ROUGE-L (a Python O(n·m) table) and CIDEr take tens of
-seconds on 626 stories, ours well under two. ``scorers="pycocoevalcap"`` runs its
-classes instead. ``meteor_exact`` (both backends) is an approximation, not METEOR 1.5:
+In both backends BLEU, ROUGE-L and CIDEr are pycocoevalcap's own scorer classes
+(``Bleu(4)``, ``Rouge()``, ``Cider()``) on the backend's tokens. They are pure Python and
+start no Java (only its tokenizer and METEOR do), so both backends need pycocoevalcap
+(``pip install 'storyreasoning[eval]'``), and on the same tokens they give the same
+numbers. Its ROUGE-L fills a Python O(n·m) table per story: on 626 story-length texts
+the three take about 20 s, most of it ROUGE-L. ``meteor_exact`` (both backends) is an approximation, not METEOR 1.5:
 exact token matches only (no stems, synonyms or paraphrases, no function-word weights),
 a greedy alignment, and METEOR 1.5's scoring (α=0.85, β=0.2, γ=0.6, fragmentation
 penalty, corpus score from summed statistics). Do not compare it with published METEOR.
 
-``"auto"`` picks ``"coco"`` when ``java`` is on PATH and pycocoevalcap is installed.
+``"auto"`` picks ``"coco"`` when ``java`` is on PATH, else ``"python"``.
 
 Every result carries ``extra["signature"]``, for example
 ``coco|ptb-corenlp-3.4.1|meteor-1.5|missing=zero|pycocoevalcap=1.2|java=17.0.15`` or
-``python|regex-ptb|meteor_exact|missing=zero|storyreasoning=0.1.0``: the backend, the
-tokenizer, the METEOR implementation, the missing-output policy and the versions.
+``python|regex-ptb|meteor_exact|missing=zero|pycocoevalcap=1.2|storyreasoning=0.1.0``: the
+backend, the tokenizer, the METEOR implementation, the missing-output policy and the
+versions.
 
 Definitions, as pycocoevalcap computes them: BLEU is corpus-level (clipped n-gram
 counts and lengths summed over stories; the brevity penalty uses, per story, the
@@ -51,7 +52,6 @@ Meteor 1.5 scores empty texts 0 (checked: it neither hangs nor fails on them).
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import re
 import shutil
@@ -60,19 +60,22 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ..errors import StoryReasoningError
+from ..errors import StoryReasoningError, UsageError
 from ..format.story import clean_text
 from ..format.stream import Telling
 from .pairs import Scores, StoryPair
 
 BACKENDS = ("auto", "coco", "python")
 MISSING_POLICIES = ("zero", "exclude")
+NO_PYCOCOEVALCAP = (
+    "the language metrics need pycocoevalcap (its BLEU, ROUGE-L and CIDEr run without Java): "
+    "pip install 'storyreasoning[eval]'"
+)
 METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "meteor_exact")
 
 # pycocoevalcap's PUNCTUATIONS, verbatim. CoreNLP is run with -lowerCase, so it writes
@@ -190,159 +193,7 @@ def regex_ptb_tokenize(text: str) -> str:
     return " ".join(t for t in tokens if t not in PTB_PUNCTUATION)
 
 
-# -- the pure-Python scorers (pycocoevalcap's definitions, on tokenized strings) ----------------
-
-
-def _ngrams(words: list[str], n: int) -> list[Counter]:
-    """Counts of the 1-grams … n-grams of ``words``, one Counter per order, in order of first occurrence.
-
-    An n-gram is its tokens joined by a space (tokens never contain one): a string
-    caches its hash, a tuple does not, which makes the many lookups below cheap.
-    """
-    return [Counter(words)] + [
-        Counter(map(" ".join, zip(*(words[i:] for i in range(k)), strict=False))) for k in range(2, n + 1)
-    ]
-
-
-def bleu(
-    references: Sequence[Sequence[str]], hypotheses: Sequence[str], n: int = 4
-) -> tuple[list[float], list[list[float]]]:
-    """Corpus BLEU-1…n and per-item BLEU, exactly as pycocoevalcap's ``Bleu`` (option "closest").
-
-    Texts are tokenized strings (tokens split on whitespace). Returns
-    ``([bleu_1 … bleu_n], [[bleu_k per item] for k])``.
-    """
-    small, tiny = 1e-9, 1e-15
-    total_guess = [0] * n
-    total_correct = [0] * n
-    total_test = 0
-    total_ref = 0
-    per_item: list[list[float]] = [[] for _ in range(n)]
-    for refs, hyp in zip(references, hypotheses, strict=True):
-        ref_lens = []
-        max_counts: list[dict[str, int]] = [{} for _ in range(n)]
-        for ref in refs:
-            words = ref.split()
-            ref_lens.append(len(words))
-            for k, counts in enumerate(_ngrams(words, n)):
-                best = max_counts[k]
-                for gram, count in counts.items():
-                    if count > best.get(gram, 0):
-                        best[gram] = count
-        words = hyp.split()
-        test_len = len(words)
-        ref_len = min((abs(length - test_len), length) for length in ref_lens)[1]
-        guess = [max(0, test_len - k + 1) for k in range(1, n + 1)]
-        correct = [
-            sum(min(best.get(gram, 0), count) for gram, count in counts.items())
-            for best, counts in zip(max_counts, _ngrams(words, n), strict=True)
-        ]
-        total_test += test_len
-        total_ref += ref_len
-        score = 1.0
-        for k in range(n):
-            total_guess[k] += guess[k]
-            total_correct[k] += correct[k]
-            score *= (float(correct[k]) + tiny) / (float(guess[k]) + small)
-            per_item[k].append(score ** (1.0 / (k + 1)))
-        ratio = (test_len + tiny) / (ref_len + small)
-        if ratio < 1:
-            for k in range(n):
-                per_item[k][-1] *= math.exp(1 - 1 / ratio)
-    corpus = []
-    score = 1.0
-    for k in range(n):
-        score *= float(total_correct[k] + tiny) / (total_guess[k] + small)
-        corpus.append(score ** (1.0 / (k + 1)))
-    ratio = (total_test + tiny) / (total_ref + small)
-    if ratio < 1:
-        corpus = [b * math.exp(1 - 1 / ratio) for b in corpus]
-    return corpus, per_item
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists (bit-parallel, exact)."""
-    if len(a) < len(b):
-        a, b = b, a
-    masks: dict[str, int] = {}
-    for i, tok in enumerate(a):
-        masks[tok] = masks.get(tok, 0) | (1 << i)
-    full = (1 << len(a)) - 1
-    v = full
-    for tok in b:
-        m = masks.get(tok)
-        if m:
-            u = v & m
-            v = ((v + u) | (v - u)) & full
-    return len(a) - v.bit_count()
-
-
-def rouge_l(
-    references: Sequence[Sequence[str]], hypotheses: Sequence[str], beta: float = 1.2
-) -> tuple[float | None, list[float]]:
-    """Mean and per-item ROUGE-L, exactly as pycocoevalcap's ``Rouge``.
-
-    Tokens are split on single spaces as pycocoevalcap does, so an empty text is one
-    empty token: two empty texts score 1.0, an empty text against a non-empty one 0.0.
-    Precision and recall are maximised over the references separately.
-    """
-    scores: list[float] = []
-    for refs, hyp in zip(references, hypotheses, strict=True):
-        cand = hyp.split(" ")
-        prec, rec = [], []
-        for ref in refs:
-            toks = ref.split(" ")
-            lcs = lcs_length(toks, cand)
-            prec.append(lcs / float(len(cand)))
-            rec.append(lcs / float(len(toks)))
-        p, r = max(prec), max(rec)
-        scores.append(((1 + beta**2) * p * r) / float(r + beta**2 * p) if p != 0 and r != 0 else 0.0)
-    return (math.fsum(scores) / len(scores) if scores else None), scores
-
-
-def cider_d(
-    references: Sequence[Sequence[str]], hypotheses: Sequence[str], n: int = 4, sigma: float = 6.0
-) -> tuple[float | None, list[float]]:
-    """Mean and per-item CIDEr-D, exactly as pycocoevalcap's ``Cider``.
-
-    Document frequencies come from the references of the items given; as in
-    pycocoevalcap the length penalty compares counts of **bigrams**. Returns
-    ``(None, [])`` when there is nothing to score or every reference is empty.
-    """
-    if len(references) != len(hypotheses):
-        raise ValueError("references and hypotheses differ in length")
-    crefs = [[_ngrams(ref.split(), n) for ref in refs] for refs in references]
-    df: Counter = Counter()
-    for refs in crefs:
-        df.update({g for ref in refs for counts in ref for g in counts})
-    if not df:
-        return None, []
-    log_n = math.log(float(len(crefs)))
-    # tf-idf weight of one occurrence; an n-gram no reference has weighs log_n (df taken as 1)
-    idf = {gram: log_n - math.log(max(1.0, count)) for gram, count in df.items()}
-
-    def vectors(counts: list[Counter]) -> tuple[list[dict], list[float], int]:
-        vec = [{gram: float(tf) * idf.get(gram, log_n) for gram, tf in order.items()} for order in counts]
-        norm = [math.sqrt(math.fsum(w**2 for w in weights.values())) for weights in vec]
-        return vec, norm, sum(counts[1].values()) if n > 1 else 0
-
-    scores: list[float] = []
-    for hyp, refs in zip(hypotheses, crefs, strict=True):
-        vec, norm, length = vectors(_ngrams(hyp.split(), n))
-        total = [0.0] * n
-        for ref in refs:
-            vec_r, norm_r, length_r = vectors(ref)
-            delta = float(length - length_r)
-            gauss = math.e ** (-(delta**2) / (2 * sigma**2))
-            for k in range(n):
-                hyp_k, ref_k = vec[k], vec_r[k]
-                # only shared n-grams contribute (the others add min(w, 0) * 0 = 0)
-                val = math.fsum(min(hyp_k[g], ref_k[g]) * ref_k[g] for g in hyp_k.keys() & ref_k.keys())
-                if norm[k] != 0 and norm_r[k] != 0:
-                    val /= norm[k] * norm_r[k]
-                total[k] += val * gauss
-        scores.append(sum(total) / n / len(refs) * 10.0)
-    return math.fsum(scores) / len(scores), scores
+# -- meteor_exact: METEOR 1.5's scoring on exact matches only (no Java) ----------------------------
 
 
 def _meteor_stats(ref: list[str], hyp: list[str]) -> tuple[int, int, int, int]:
@@ -413,10 +264,7 @@ def _coco_dir() -> Path:
 
     spec = importlib.util.find_spec("pycocoevalcap")
     if spec is None or not spec.submodule_search_locations:
-        raise StoryReasoningError(
-            "pycocoevalcap is not installed; install it with pip install 'storyreasoning[eval]' "
-            "or use backend='python'"
-        )
+        raise UsageError(NO_PYCOCOEVALCAP)
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -433,9 +281,16 @@ def coco_available() -> bool:
 
 
 def resolve_backend(backend: str) -> str:
-    """``"coco"`` or ``"python"`` for a requested backend (``"auto"`` decides by :func:`coco_available`)."""
+    """``"coco"`` or ``"python"`` for a requested backend (``"auto"`` decides by :func:`coco_available`).
+
+    Both need pycocoevalcap (its BLEU, ROUGE-L and CIDEr); without it, a :class:`UsageError`.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown language backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    import importlib.util
+
+    if importlib.util.find_spec("pycocoevalcap") is None:
+        raise UsageError(NO_PYCOCOEVALCAP)
     if backend == "auto":
         return "coco" if coco_available() else "python"
     if backend == "coco" and not java_available():
@@ -705,7 +560,16 @@ def signature(backend: str, missing: str | None = None) -> str:
         )
     from .. import __version__
 
-    return "|".join(["python", "regex-ptb", "meteor_exact", *policy, f"storyreasoning={__version__}"])
+    return "|".join(
+        [
+            "python",
+            "regex-ptb",
+            "meteor_exact",
+            *policy,
+            f"pycocoevalcap={_version('pycocoevalcap')}",
+            f"storyreasoning={__version__}",
+        ]
+    )
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -728,15 +592,15 @@ def score_texts(
     *,
     backend: str = "auto",
     tokenized: bool = False,
-    scorers: str = "ours",
+    scorers: str = "pycocoevalcap",
     meteor_workers: int | None = None,
 ) -> TextScores:
     """Score ``hypotheses[i]`` against the references ``references[i]`` (one or more each).
 
     Texts are raw strings, tokenized here (once, for all of them); ``tokenized=True``
     takes them as already tokenized (tokens separated by spaces) and skips that step.
-    ``scorers="pycocoevalcap"`` computes BLEU, ROUGE-L and CIDEr with pycocoevalcap's own
-    classes (the same numbers; its ROUGE-L and CIDEr are 10-100x slower). METEOR
+    BLEU, ROUGE-L and CIDEr are pycocoevalcap's classes; ``scorers`` (``"pycocoevalcap"`` or
+    ``"ours"``, which once named our own copies of them) no longer changes anything. METEOR
     (``"coco"`` only) runs on ``meteor_workers`` processes, by default
     :func:`default_meteor_workers`; the result does not depend on their number.
     """
@@ -772,12 +636,7 @@ def score_texts(
     per_item: list[dict[str, float | None]] = [dict.fromkeys(METRICS) for _ in range(n)]
     if n:
         t = time.perf_counter()
-        if scorers == "pycocoevalcap":
-            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
-        else:
-            b_corpus, b_items = bleu(refs, hyps)
-            r_mean, r_items = rouge_l(refs, hyps)
-            c_mean, c_items = cider_d(refs, hyps)
+        b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
         timings["bleu_rouge_cider"] = time.perf_counter() - t
         for k in range(4):
             overall[f"bleu_{k + 1}"] = b_corpus[k]
@@ -803,7 +662,7 @@ def score_texts(
 
 
 def _pycocoevalcap_scores(refs: list[list[str]], hyps: list[str]):
-    """pycocoevalcap's own Bleu(4), Rouge and Cider on tokenized texts."""
+    """pycocoevalcap's own Bleu(4), Rouge and Cider on tokenized texts (pure Python: no Java)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -832,7 +691,7 @@ def language(
     *,
     backend: str = "auto",
     missing: str = "zero",
-    scorers: str = "ours",
+    scorers: str = "pycocoevalcap",
     meteor_workers: int | None = None,
 ) -> Scores:
     """BLEU-1…4, METEOR, ROUGE-L and CIDEr of each candidate story against its reference.
@@ -887,8 +746,9 @@ def _conventions(backend: str, missing: str) -> list[str]:
             if backend == "coco"
             else "METEOR: None (needs Java); meteor_exact is an exact-match approximation, not comparable"
         ),
-        "ROUGE-L: mean over stories of the LCS F-score, beta=1.2",
-        "CIDEr: CIDEr-D (n=4, sigma=6, x10), IDF from the evaluated references (depends on the story set)",
+        "ROUGE-L: mean over stories of the LCS F-score, beta=1.2 (pycocoevalcap Rouge)",
+        "CIDEr: CIDEr-D (n=4, sigma=6, x10), IDF from the evaluated references (depends on the story set; "
+        "pycocoevalcap Cider)",
         (
             "missing outputs: scored as an empty story (0 on every metric; ROUGE-L 1 if the reference is empty too)"
             if missing == "zero"
