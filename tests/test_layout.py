@@ -124,7 +124,11 @@ def test_no_import_cycles():
                 graph[module].add(target)
     # a package's __init__ importing its own submodules is how packages work, not a cycle
     for module in graph:
-        graph[module] = {t for t in graph[module] if not (MODULES[module].name == "__init__.py" and t.startswith(module + "."))}
+        graph[module] = {
+            t
+            for t in graph[module]
+            if not (MODULES[module].name == "__init__.py" and t.startswith(module + "."))
+        }
     cycles = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -134,7 +138,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

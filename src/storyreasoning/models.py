@@ -113,4 +113,12 @@ def adapter_base(net) -> str | None:
     return getattr(first, "base_model_name_or_path", None) or "unknown base model"
 
 
-__all__ = ["LOAD_HINT", "adapter_base", "choose_device", "choose_dtype", "import_torch", "load_pretrained", "set_pixel_budget"]
+__all__ = [
+    "LOAD_HINT",
+    "adapter_base",
+    "choose_device",
+    "choose_dtype",
+    "import_torch",
+    "load_pretrained",
+    "set_pixel_budget",
+]

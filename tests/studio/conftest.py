@@ -29,7 +29,7 @@ import pytest
 
 from storyreasoning.studio.config import DatasetSource, StudioConfig
 from storyreasoning.tell.base import Prompt, Sampling, Teller
-from storyreasoning.tell.commands import TellerOptions
+from storyreasoning.tell.settings import TellerOptions
 
 if TYPE_CHECKING:
     from storyreasoning.studio.server import BackgroundServer
@@ -76,9 +76,10 @@ class RepeatTeller(Teller):
 def _evaluate(run: Path) -> None:
     try:
         from storyreasoning.evaluate.commands import evaluate
+        from storyreasoning.evaluate.settings import EvaluateSettings
     except ImportError:
         return  # the evaluate package is optional for these tests: the runs just have no metrics
-    evaluate(run, dataset=None, split=None, out=None, families=("grounding", "identity"), plots=False)
+    evaluate(EvaluateSettings(run=run, metrics="grounding,identity", plots=False))
 
 
 @pytest.fixture(scope="session")

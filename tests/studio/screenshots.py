@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from storyreasoning.studio.app import create_app
     from storyreasoning.studio.config import DatasetSource, StudioConfig
     from storyreasoning.studio.server import BackgroundServer
-    from storyreasoning.tell.commands import TellerOptions
+    from storyreasoning.tell.settings import TellerOptions
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -235,7 +235,7 @@ def fake_endpoint():
 def endpoint_studio(fake_endpoint) -> Iterator[str]:
     """A studio whose storyteller is ``fake_endpoint`` (the OpenAI-compatible teller, for real)."""
     from storyreasoning.studio.config import StudioConfig
-    from storyreasoning.tell.commands import TellerOptions
+    from storyreasoning.tell.settings import TellerOptions
     from tests.studio.conftest import running_studio
 
     config = StudioConfig(teller=TellerOptions(endpoint=fake_endpoint.url, retries=0, timeout=30))
@@ -800,7 +800,7 @@ def served(_serve_early) -> str:
 
 def test_tell_against_transformers_serve(browser, served):
     from storyreasoning.studio.config import StudioConfig
-    from storyreasoning.tell.commands import TellerOptions
+    from storyreasoning.tell.settings import TellerOptions
     from tests.studio.conftest import running_studio
 
     config = StudioConfig(teller=TellerOptions(endpoint=served, retries=0, timeout=120))

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from storyreasoning.studio.config import StudioConfig, parse_datasets
-from storyreasoning.tell.commands import TellerOptions
+from storyreasoning.tell.settings import TellerOptions
 
 from ..tell.servers import LIGHTHOUSE, FakeServer
 from .conftest import EXAMPLES, ROOT, STUDIO_MAX_IMAGE_BYTES, STUDIO_MAX_IMAGES, running_studio

@@ -18,7 +18,8 @@ from storyreasoning.format import NarrativePhase, image_size, parse_output, rend
 from storyreasoning.format.cot import phase_images
 from storyreasoning.tell import Sampling
 from storyreasoning.tell.baseline import BaselineTeller
-from storyreasoning.tell.commands import TellerOptions, make_teller
+from storyreasoning.tell.commands import make_teller
+from storyreasoning.tell.settings import TellerOptions
 
 from ..conftest import run_cli
 from ..vision.photos import expected_face_centre, grace_hopper, gradient, make_frames, side_by_side

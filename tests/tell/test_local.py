@@ -11,8 +11,8 @@ require_transformers()
 from PIL import Image  # noqa: E402
 
 from storyreasoning.errors import StoryReasoningError  # noqa: E402
+from storyreasoning.models import choose_dtype  # noqa: E402
 from storyreasoning.tell import Prompt, Sampling, Story  # noqa: E402
-from storyreasoning.models import choose_dtype
 from storyreasoning.tell.local import TransformersTeller  # noqa: E402
 
 GREEDY = Sampling(temperature=0, max_new_tokens=12)

@@ -18,8 +18,9 @@ from storyreasoning.data import load_stories  # noqa: E402
 from storyreasoning.data.messages import MessageOptions  # noqa: E402
 from storyreasoning.errors import UsageError  # noqa: E402
 from storyreasoning.evaluate.runs import RunOutputs  # noqa: E402
-from storyreasoning.train.dpo import DPOSettings, train_dpo  # noqa: E402
+from storyreasoning.train.dpo import train_dpo  # noqa: E402
 from storyreasoning.train.pairs import build_pairs  # noqa: E402
+from storyreasoning.train.settings import DPOSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -53,8 +54,9 @@ def settings(tiny_qwen, pairs: Path, out: Path, **changes) -> DPOSettings:
         save_steps=1,
         logging_steps=1,
         max_length=6000,
-        learning_rate=1e-3,
-        messages=SMALL,
+        lr=1e-3,
+        min_pixels=SMALL.min_pixels,
+        max_pixels=SMALL.max_pixels,
     )
     return replace(base, **changes)
 
@@ -67,7 +69,7 @@ def test_lora_dpo_writes_an_adapter_and_its_log(tiny_qwen, pairs, tmp_path):
     assert (
         manifest["kind"] == "dpo"
         and manifest["settings"]["beta"] == 0.1
-        and manifest["settings"]["lora_alpha"] == 8
+        and manifest["settings"]["alpha"] == 8
     )
     assert manifest["fit"]["pairs"] == 3 and manifest["fit"]["kept"] == 3 and manifest["versions"]["trl"]
     log = [json.loads(line) for line in (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
@@ -78,9 +80,7 @@ def test_lora_dpo_writes_an_adapter_and_its_log(tiny_qwen, pairs, tmp_path):
 
 
 def test_full_dpo_learns_to_prefer_the_chosen_output(tiny_qwen, pairs, tmp_path):
-    result = train_dpo(
-        settings(tiny_qwen, pairs, tmp_path / "full", mode="full", max_steps=4, learning_rate=2e-3)
-    )
+    result = train_dpo(settings(tiny_qwen, pairs, tmp_path / "full", mode="full", max_steps=4, lr=2e-3))
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "loss" in r]
     assert steps[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy = reference at the start

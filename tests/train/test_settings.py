@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from storyreasoning.errors import UsageError
-from storyreasoning.train.dpo import DPOSettings
 from storyreasoning.train.job import TrainFolder
-from storyreasoning.train.sft import SFTSettings, language_target_pattern
+from storyreasoning.train.settings import DPOSettings, SFTSettings
+from storyreasoning.train.sft import language_target_pattern
 
 SFT = {"source": "s", "out": Path("o")}
 DPO = {"pairs": ("p",), "out": Path("o")}
@@ -47,10 +47,10 @@ def test_job_specific_checks_and_defaults():
     with pytest.raises(UsageError, match="pairs folder"):
         DPOSettings(pairs=(), out=Path("o"))
     # the published recipes: SFT LoRA 2e-4, full 2e-5; DPO rank 2048, alpha 4096, 5e-6, beta 0.1
-    assert SFTSettings(**SFT).lr == 2e-4 and SFTSettings(**SFT, mode="full").lr == 2e-5
+    assert SFTSettings(**SFT).learning_rate == 2e-4 and SFTSettings(**SFT, mode="full").learning_rate == 2e-5
     assert SFTSettings(**SFT, rank=8).lora_alpha == 16 and SFTSettings(**SFT, rank=8, alpha=4).lora_alpha == 4
     dpo = DPOSettings(**DPO)
-    assert (dpo.rank, dpo.lora_alpha, dpo.lr, dpo.beta) == (2048, 4096, 5e-6, 0.1)
+    assert (dpo.rank, dpo.lora_alpha, dpo.learning_rate, dpo.beta) == (2048, 4096, 5e-6, 0.1)
 
 
 def test_the_lora_pattern_never_names_the_vision_tower():

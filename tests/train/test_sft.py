@@ -21,8 +21,8 @@ from storyreasoning.data import load_stories  # noqa: E402
 from storyreasoning.data.messages import MessageOptions, TrainingExamples  # noqa: E402
 from storyreasoning.errors import StoryReasoningError, UsageError  # noqa: E402
 from storyreasoning.train.collate import IGNORE, StoryCollator  # noqa: E402
+from storyreasoning.train.settings import SFTSettings  # noqa: E402
 from storyreasoning.train.sft import (  # noqa: E402
-    SFTSettings,
     TrainFolder,
     language_target_pattern,
     prepare_model,
@@ -33,6 +33,12 @@ from storyreasoning.train.sft import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
 SMALL = MessageOptions(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, max_images=2)
+# the same, as training settings
+SMALL_SETTINGS = {
+    "min_pixels": SMALL.min_pixels,
+    "max_pixels": SMALL.max_pixels,
+    "max_images": SMALL.max_images,
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,8 @@ def settings(tiny_qwen, out: Path, **changes) -> SFTSettings:
         save_steps=1,
         logging_steps=1,
         max_length=4000,
-        messages=SMALL,
-        learning_rate=1e-3,
+        **SMALL_SETTINGS,
+        lr=1e-3,
     )
     return replace(base, **changes)
 
@@ -162,7 +168,7 @@ def test_a_lora_run_writes_its_folder(lora_run, tiny_qwen):
     assert (folder.final / "processor_config.json").is_file()
     manifest = json.loads((folder.final / "storyreasoning.json").read_text())
     assert manifest["base_model"] == str(tiny_qwen) and manifest["adapter"] is True and manifest["steps"] == 3
-    assert manifest["settings"]["lr"] == 1e-3 and manifest["settings"]["lora_alpha"] == 32
+    assert manifest["settings"]["lr"] == 1e-3 and manifest["settings"]["alpha"] == 32
     log = [json.loads(line) for line in folder.log.read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
@@ -250,7 +256,7 @@ def test_full_training_lowers_the_loss_on_what_it_sees(tiny_qwen, tmp_path):
     one = tmp_path / "one"
     shutil.copytree(EXAMPLES / "lighthouse", one / "lighthouse")
     result = train_sft(
-        settings(tiny_qwen, tmp_path / "full", source=str(one), mode="full", max_steps=6, learning_rate=5e-3)
+        settings(tiny_qwen, tmp_path / "full", source=str(one), mode="full", max_steps=6, lr=5e-3)
     )
     losses = [
         json.loads(line).get("loss") for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()
@@ -269,7 +275,7 @@ def test_stories_over_the_budget_lose_frames(tiny_qwen, tmp_path, processor):
     sizes = {s.story_id: budget.count(s, i, options).total for i, s in enumerate(load_stories(str(EXAMPLES)))}
     limit = sorted(sizes.values())[1] - 1  # the two longest stories do not fit whole
     result = train_sft(
-        settings(tiny_qwen, tmp_path / "fit", messages=options, max_length=limit, max_steps=1, save_steps=5)
+        settings(tiny_qwen, tmp_path / "fit", max_images=None, max_length=limit, max_steps=1, save_steps=5)
     )
     assert result.fit["shortened"] + len(result.fit["too_long"]) == 2 and result.fit["max_tokens"] <= limit
 
@@ -308,7 +314,7 @@ def test_cli_trains_and_prints_how_to_tell(tiny_qwen, tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"storyreasoning tell IMAGES --model {tmp_path / 'run' / 'final'}" in result.stderr
     held = json.loads((tmp_path / "run" / "settings.json").read_text())
-    assert held["max_length"] is None and held["messages"]["max_images"] == 1 and held["mode"] == "lora"
+    assert held["max_length"] is None and held["max_images"] == 1 and held["mode"] == "lora"
 
 
 def test_an_eval_split_reports_its_loss(tiny_qwen, tmp_path):
@@ -325,3 +331,33 @@ def test_an_eval_split_reports_its_loss(tiny_qwen, tmp_path):
     assert result.metrics["eval_loss"] > 0
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("eval_loss" in record for record in logged)  # evaluated at the save step, not only at the end
+
+
+def test_a_recipe_file_with_a_flag_over_it(tiny_qwen, tmp_path):
+    """``train sft --config recipe.yaml --lr 1e-5``: the file's settings, the flag's rate, both recorded."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"source: {EXAMPLES}\nsplit: null\nmodel: {tiny_qwen}\nrank: 4\nalpha: 8\ntarget: [q_proj, v_proj]\n"
+        f"max_steps: 1\ngrad_accum: 1\nlr: 3.0e-4\nmin_pixels: {SMALL.min_pixels}\nmax_pixels: {SMALL.max_pixels}\n"
+        "max_images: 2\nmax_length: 4000\nsave_steps: 5\nlogging_steps: 1\n"
+    )
+    out = tmp_path / "run"
+    done = run_cli("train", "sft", "--config", str(recipe), "--lr", "1e-5", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "from the command line: --out, --lr" in done.stderr
+    held = json.loads((out / "settings.json").read_text())
+    assert held["lr"] == 1e-5 and held["rank"] == 4 and held["alpha"] == 8 and held["split"] is None
+    assert (
+        held["targets"] == ["q_proj", "v_proj"] and held["max_steps"] == 1 and held["model"] == str(tiny_qwen)
+    )
+    manifest = json.loads((out / "final" / "storyreasoning.json").read_text())
+    assert manifest["settings"] == held and manifest["steps"] == 1
+    adapter = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["lora_alpha"] == 8
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("learning_rate" in r for r in log) and all(
+        r["learning_rate"] <= 1e-5 for r in log if "learning_rate" in r
+    )
+    # the recorded settings repeat the run: the same folder takes them as finished, no new training
+    again = run_cli("train", "sft", "--config", str(out / "settings.json"))
+    assert again.returncode == 0 and "already holds a finished training" in again.stderr

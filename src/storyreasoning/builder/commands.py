@@ -3,99 +3,64 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from .settings import BuildSettings
 
 
-def build(
-    frames: Path,
-    out: Path,
-    *,
-    writer: str,
-    endpoint: str | None,
-    api_key: str | None,
-    served_model: str | None,
-    timeout: float,
-    sampling,
-    max_tries: int,
-    min_frames: int,
-    max_frames: int | None,
-    limit: int | None,
-    keep_invalid: bool,
-    detector: str | None = None,
-    embedder: str | None = None,
-    detector_threshold: float = 0.7,
-    reid_threshold: float = 0.85,
-    device: str = "auto",
-    frames_per_story: int = 5,
-    cut_threshold: float = 0.35,
-) -> int:
+def build(settings: BuildSettings) -> int:
     from rich.console import Console
 
-    from ..data.commands import progress_bar
-    from ..errors import UsageError
+    from ..settings import record, write_record
     from ..tell.baseline import BaselineTeller
+    from ..terminal import progress_bar
     from .pipeline import ERRORS, build_dataset, check_resume, find_stories
     from .writers import ChatWriter, TemplateWriter
 
+    s = settings
+    out, writer = s.out, s.writer
     err = Console(stderr=True, highlight=False)
-    if writer == "chat" and not endpoint:
-        raise UsageError(
-            "--writer chat needs --endpoint URL (an OpenAI-compatible server: vLLM, transformers serve)"
-        )
-    if writer == "template" and endpoint:
-        raise UsageError("--endpoint is for --writer chat; the template writer needs no server")
     stories, notes = find_stories(
-        frames,
-        min_frames=min_frames,
-        max_frames=max_frames,
+        s.frames,
+        min_frames=s.min_frames,
+        max_frames=s.max_frames,
         frames_dir=out / ".frames",
-        frames_per_story=frames_per_story,
-        cut_threshold=cut_threshold,
+        frames_per_story=s.frames_per_story,
+        cut_threshold=s.cut_threshold,
     )
-    if limit is not None:
-        stories = stories[:limit]
+    if s.limit is not None:
+        stories = stories[: s.limit]
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
     check_resume(out, writer)  # before a chat writer contacts its server
-    if embedder and not detector:
-        raise UsageError("--embedder re-identifies a detector's detections; give --detector too")
-    if detector:
+    if s.detector:
         from .perceive import ModelPerceiver
 
         perceiver = ModelPerceiver(
-            detector,
-            embedder=embedder,
-            threshold=detector_threshold,
-            reid_threshold=reid_threshold,
-            device=device,
+            s.detector,
+            embedder=s.embedder,
+            threshold=s.detector_threshold,
+            reid_threshold=s.reid_threshold,
+            device=s.device,
         )
     else:
         perceiver = BaselineTeller()
     if writer == "chat":
         from ..tell.openai import OpenAITeller
 
-        client = OpenAITeller(endpoint, api_key=api_key, model=served_model, timeout=timeout)
-        chosen = ChatWriter(client, sampling=sampling, max_tries=max_tries)
+        client = OpenAITeller(
+            s.endpoint, api_key=s.api_key, model=s.served_model, timeout=s.timeout, retries=s.retries
+        )
+        chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
     else:
         chosen = TemplateWriter()
-    settings = {
-        "frames": str(frames),
-        "min_frames": min_frames,
-        "max_frames": max_frames,
-        "keep_invalid": keep_invalid,
-        "frames_per_story": frames_per_story,
-        "cut_threshold": cut_threshold,
-        "detector": detector,
-        "embedder": embedder,
-    }
     with progress_bar(len(stories), "building stories") as advance:
         report = build_dataset(
             stories,
             out,
             perceiver=perceiver,
             writer=chosen,
-            keep_invalid=keep_invalid,
-            settings=settings,
+            keep_invalid=s.keep_invalid,
+            settings=record(s),
             progress=advance,
             say=lambda line: err.print(f"[yellow]{line}[/yellow]"),
         )
@@ -105,5 +70,6 @@ def build(
         + (f"; {report.invalid_kept} kept although not well-structured" if report.invalid_kept else "")
         + (f"; {len(report.failed)} failed, see {out / ERRORS}" if report.failed else "")
     )
+    write_record(s, out / "settings.json")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return 1 if report.failed else 0

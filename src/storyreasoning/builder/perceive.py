@@ -166,8 +166,8 @@ class ModelPerceiver:
             )
         if self.max_detections < 1:
             raise UsageError(f"max detections must be at least 1, got {self.max_detections}")
-        from ..tell.baseline import BaselineTeller
         from ..models import choose_device, import_torch
+        from ..tell.baseline import BaselineTeller
 
         torch, transformers = import_torch()
         self._torch = torch

@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from .sample import StorySample
 from ..terminal import progress_bar
-from .sources import StoryDataset, limited, load_stories
+from .sample import StorySample
+from .sources import limited, load_stories
 
 FORMATS = ("parquet", "folder", "disk")
 

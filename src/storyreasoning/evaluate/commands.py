@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .pairs import StoryPair
-from .report import FAMILIES, Report, evaluate_pairs, load_report, write_report
+from .report import Report, evaluate_pairs, load_report, write_report
 from .runs import RunOutputs, load_outputs
+from .settings import EvaluateSettings
 
 
 def build_pairs(
@@ -37,27 +38,19 @@ def build_pairs(
     return pairs, unknown
 
 
-def evaluate(
-    run_path: Path,
-    *,
-    dataset: str | None,
-    split: str | None,
-    out: Path | None,
-    families: tuple[str, ...] = FAMILIES,
-    protocol: str = "default",
-    language_backend: str = "auto",
-    limit: int | None = None,
-    plots: bool = True,
-    as_json: bool = False,
-) -> int:
+def evaluate(settings: EvaluateSettings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..terminal import progress_bar
     from ..data.sources import load_stories
+    from ..settings import write_record
+    from ..terminal import progress_bar
 
+    s = settings
+    dataset, split, limit, protocol = s.dataset, s.split, s.limit, s.protocol
+    families = s.families()
     err = Console(stderr=True, highlight=False)
-    run = load_outputs(run_path)
+    run = load_outputs(s.run)
     recorded = run.manifest.get("dataset") or {}
     source = dataset or recorded.get("source")
     if not source:
@@ -83,7 +76,7 @@ def evaluate(
         pairs,
         families,
         protocol=protocol,
-        language_backend=language_backend,
+        language_backend=s.language_backend,
         on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
     )
     report = Report(
@@ -93,9 +86,10 @@ def evaluate(
         results=results,
         story_ids=[pair.story_id for pair in pairs],
     )
-    out = out or run.path / "eval"
-    written = write_report(report, out, plots=plots)
-    if as_json:
+    out = s.out or run.path / "eval"
+    written = write_report(report, out, plots=s.plots)
+    write_record(s, out / "settings.json")
+    if s.as_json:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return 0
     console = Console(highlight=False)

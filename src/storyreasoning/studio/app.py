@@ -16,7 +16,6 @@ import json
 import logging
 import mimetypes
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -243,7 +242,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         from ..tell.commands import make_teller
 
         # someone is waiting for each story: one retry, not the batch runs' three
-        teller = make_teller(replace(config.teller, retries=min(config.teller.retries, 1)))
+        teller = make_teller(config.teller, retries=min(config.teller.retries, 1))
     jobs = (
         JobManager(
             teller, max_jobs=config.max_jobs, ttl=config.job_ttl, serial=teller.backend == "transformers"

@@ -4,49 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from ..errors import UsageError
 from .config import MIB, StudioConfig, is_loopback, parse_datasets
+from .settings import StudioSettings
 
 
-def studio(
-    *,
-    endpoint: str | None,
-    model: str | None,
-    teller: str | None,
-    served_model: str | None,
-    api_key: str | None,
-    dataset: list[str],
-    runs: Path | None,
-    host: str,
-    port: int,
-    max_images: int,
-    max_upload_mb: float,
-    open_browser: bool,
-) -> int:
+def studio(settings: StudioSettings) -> int:
     """Serve the studio until Ctrl-C: print its URL, warn when it is reachable from other machines."""
     from rich.console import Console
 
-    from ..tell.commands import TellerOptions
-
+    max_upload_mb, port, host = settings.max_upload_mb, settings.port, settings.host
     err = Console(stderr=True, highlight=False)
     if max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be more than 0, got {max_upload_mb:g}")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
-    options = None
-    if endpoint or model or teller:
-        options = TellerOptions(
-            model=model, endpoint=endpoint, teller=teller, served_model=served_model, api_key=api_key
-        )
+    options = settings.teller_options()
     config = StudioConfig(
         teller=options,
-        datasets=parse_datasets(dataset or []),
-        runs=runs,
+        datasets=parse_datasets(list(settings.datasets)),
+        runs=settings.runs,
         host=host,
         port=port,
-        max_images=max_images,
+        max_images=settings.max_images,
         max_image_bytes=int(max_upload_mb * MIB),
     )
     try:
@@ -82,7 +63,7 @@ def studio(
             )
         err.print(f"studio at [bold]{url}[/bold] (Ctrl-C stops it)")
         server = uvicorn_server(app, log_level="warning")
-        if open_browser:
+        if settings.open_browser:
             threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
         server.run(sockets=[sock])
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..format.prompts import DEFAULT_PROMPT
 from ..tell.base import Sampling
-from ..tell.commands import TellerOptions
+from ..tell.settings import TellerOptions
 
 MIB = 1024 * 1024
 STATIC_DIR = Path(__file__).parent / "static"

@@ -5,33 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from .base import BASELINE_LABEL, Prompt, Sampling, Teller, TellError, teller_label
+from .base import BASELINE_LABEL, Teller, TellError, teller_label
+from .settings import ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
 
 
-
-@dataclass(frozen=True)
-class TellerOptions:
-    model: str | None = None
-    endpoint: str | None = None
-    teller: str | None = None
-    served_model: str | None = None
-    api_key: str | None = None
-    timeout: float = 600.0
-    concurrency: int = 8
-    batch_size: int = 4
-    dtype: str = "auto"
-    device: str = "auto"
-    revision: str | None = None
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    retries: int = 3  # connection errors, 429 and 5xx before any output (endpoints)
-
-
-def make_teller(options: TellerOptions) -> Teller:
+def make_teller(
+    options: TellerOptions, *, concurrency: int = 1, batch_size: int = 1, retries: int | None = None
+) -> Teller:
     """The teller the options name: ``--teller baseline``, ``--endpoint URL`` or ``--model`` (the default)."""
     given = [
         name
@@ -61,8 +44,8 @@ def make_teller(options: TellerOptions) -> Teller:
             model=options.served_model,
             api_key=options.api_key,
             timeout=options.timeout,
-            concurrency=options.concurrency,
-            retries=options.retries,
+            concurrency=concurrency,
+            retries=options.retries if retries is None else retries,
             min_pixels=options.min_pixels,
             max_pixels=options.max_pixels,
         )
@@ -75,7 +58,7 @@ def make_teller(options: TellerOptions) -> Teller:
         device=options.device,
         min_pixels=options.min_pixels,
         max_pixels=options.max_pixels,
-        batch_size=options.batch_size,
+        batch_size=batch_size,
     )
 
 
@@ -106,26 +89,24 @@ def side_files(out: Path) -> tuple[Path, Path]:
     return out.with_suffix(".json"), out.with_suffix(".html")
 
 
-def tell(
-    paths: list[Path],
-    options: TellerOptions,
-    *,
-    prompt: Prompt,
-    sampling: Sampling,
-    out: Path | None,
-    as_json: bool,
-) -> int:
+def tell(settings: TellSettings) -> int:
     from rich.console import Console
 
     from ..format.images import image_size
     from ..format.stream import StreamParser
 
-    images = collect_images(paths)
+    prompt, sampling, out, as_json = (
+        settings.as_prompt(),
+        settings.as_sampling(),
+        settings.out,
+        settings.as_json,
+    )
+    images = collect_images(list(settings.images))
     sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     # one story, someone waiting: one retry, not the batch runs' three
-    teller = make_teller(replace(options, retries=min(options.retries, 1)))
+    teller = make_teller(settings, retries=min(settings.retries, 1))
     label = teller_label(teller)
     err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
     live = console.is_terminal and not as_json
@@ -195,24 +176,17 @@ def tell(
     return 0
 
 
-def tell_dataset(
-    source: str,
-    out: Path,
-    options: TellerOptions,
-    *,
-    split: str | None,
-    limit: int | None,
-    prompt: Prompt,
-    sampling: Sampling,
-) -> int:
+def tell_dataset(settings: TellDatasetSettings) -> int:
     from rich.console import Console
 
-    from ..data.commands import progress_bar
     from ..data.sources import load_stories
+    from ..settings import write_record
+    from ..terminal import progress_bar
     from .run import tell_dataset as run
 
-    stories = load_stories(source, split)
-    teller = make_teller(options)
+    out, limit = settings.out, settings.limit
+    stories = load_stories(settings.source, settings.split)
+    teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)
     console = Console(highlight=False)
     total = min(len(stories), limit) if limit else len(stories)
     try:
@@ -221,11 +195,12 @@ def tell_dataset(
                 stories,
                 teller,
                 out,
-                prompt=prompt,
-                sampling=sampling,
+                prompt=settings.as_prompt(),
+                sampling=settings.as_sampling(),
                 limit=limit,
                 progress=advance,
-                on_start=lambda n, skipped: advance(skipped),
+                # the run folder accepted these settings (or resumes a run made with them): record them
+                on_start=lambda n, skipped: (write_record(settings, out / "settings.json"), advance(skipped)),
             )
     finally:
         teller.close()
@@ -237,11 +212,15 @@ def tell_dataset(
     return 0 if not summary.failed else 1
 
 
-def serve(model: str, *, print_only: bool, **kwargs) -> int:
+def serve(settings: ServeSettings) -> int:
+    from dataclasses import asdict
+
     from rich.console import Console
 
     from .serve import plan
 
+    kwargs = asdict(settings)
+    model, print_only = kwargs.pop("model"), kwargs.pop("print_only")
     p = plan(model, **kwargs)
     console = Console(stderr=True, highlight=False)
     if print_only:

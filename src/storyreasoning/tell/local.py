@@ -17,8 +17,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError
-from ..models import adapter_base, choose_device, choose_dtype, import_torch, load_pretrained, set_pixel_budget
 from ..format.prompts import transformers_messages
+from ..models import (
+    adapter_base,
+    choose_device,
+    choose_dtype,
+    import_torch,
+    load_pretrained,
+    set_pixel_budget,
+)
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
 DEFAULT_MODEL = "daniel3303/QwenStoryteller2"
@@ -57,7 +64,11 @@ class TransformersTeller(Teller):
         self.dtype = choose_dtype(dtype, self.device)
         self.batch_size = max(1, batch_size)
         self.processor, self.net = load_pretrained(
-            model, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation, hint=TELLER_HINT
+            model,
+            revision=revision,
+            dtype=self.dtype,
+            attn_implementation=attn_implementation,
+            hint=TELLER_HINT,
         )
         self.net.to(self.device).eval()
         self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
-from .sft import SFTSettings
+from .settings import DPOSettings, PairsSettings, SFTSettings
 
 
 def _err():
@@ -16,12 +16,23 @@ def _err():
 
 
 def sft(settings: SFTSettings) -> int:
-    from ..terminal import progress_bar
     from .sft import train_sft
+
+    return _train(train_sft, settings)
+
+
+def dpo(settings: DPOSettings) -> int:
+    from .dpo import train_dpo
+
+    return _train(train_dpo, settings)
+
+
+def _train(job, settings) -> int:
+    from ..terminal import progress_bar
 
     err = _err()
     return _report(
-        err, train_sft(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+        err, job(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
     )
 
 
@@ -38,32 +49,24 @@ def _report(err, result) -> int:
     return 0
 
 
-def pairs(
-    source: str,
-    runs: list[Path],
-    out: Path,
-    *,
-    split: str | None,
-    limit: int | None,
-    include_reference: bool,
-    min_margin: float,
-    weights,
-) -> int:
-    from ..data.sources import limited
-    from ..terminal import progress_bar
-    from ..data.sources import load_stories
+def pairs(settings: PairsSettings) -> int:
+    from ..data.sources import limited, load_stories
     from ..evaluate.runs import load_outputs
+    from ..settings import write_record
+    from ..terminal import progress_bar
     from .pairs import build_pairs
 
-    stories = limited(load_stories(source, split), limit)
-    outputs = [load_outputs(run) for run in runs]
+    source, split, out = settings.source, settings.split, settings.out
+    weights = settings.weights()
+    stories = limited(load_stories(source, split), settings.limit)
+    outputs = [load_outputs(run) for run in settings.runs]
     with progress_bar(len(stories), "scoring candidates") as advance:
         report = build_pairs(
             stories,
             outputs,
             out,
-            include_reference=include_reference,
-            min_margin=min_margin,
+            include_reference=settings.include_reference,
+            min_margin=settings.min_margin,
             weights=weights,
             dataset={"source": str(source), "split": split},
             progress=advance,
@@ -79,17 +82,8 @@ def pairs(
             else ""
         )
     )
+    write_record(settings, out / "settings.json")
     return 0 if report.pairs else 1
-
-
-def dpo(settings) -> int:
-    from ..terminal import progress_bar
-    from .dpo import train_dpo
-
-    err = _err()
-    return _report(
-        err, train_dpo(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
-    )
 
 
 def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:

@@ -23,83 +23,13 @@ adapter off (LoRA) or a frozen copy (full and language modes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
-from ..data.messages import MessageOptions
 from ..errors import UsageError
-from .job import (
-    TrainFolder,
-    TrainResult,
-    _is_main_process,
-    _json_log,
-    _no_progress,
-    _write_json,
-    check_settings,
-    finish,
-    finished,
-    load_model,
-    run_trainer,
-    settings_dict,
-    trainer_arguments,
-)
-from .sft import LORA_TARGETS
-
-DEFAULT_START = "daniel3303/QwenStoryteller"
-
-
-@dataclass(frozen=True)
-class DPOSettings:
-    """Everything a DPO job depends on (the CLI's options have the same names)."""
-
-    pairs: tuple[str, ...]
-    out: Path
-    model: str = DEFAULT_START
-    revision: str | None = None
-    dataset: str | None = None  # overrides the pairs folders' dataset (same for all)
-    mode: Literal["lora", "full", "language"] = "lora"
-    rank: int = 2048
-    alpha: int | None = None  # 2 * rank
-    dropout: float = 0.05
-    targets: tuple[str, ...] = LORA_TARGETS
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    epochs: float = 3.0
-    max_steps: int | None = None
-    learning_rate: float = 5e-6
-    batch_size: int = 1
-    grad_accum: int = 8
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_length: int | None = 32768
-    messages: MessageOptions = field(default_factory=MessageOptions)
-    save_steps: int = 100
-    save_total_limit: int | None = 10
-    logging_steps: int = 10
-    dtype: str = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    dataloader_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.pairs:
-            raise UsageError("give at least one pairs folder (storyreasoning train pairs makes them)")
-        check_settings(self)
-        if self.beta <= 0:
-            raise UsageError(f"beta must be positive, got {self.beta}")
-
-    @property
-    def lora_alpha(self) -> int:
-        return self.alpha if self.alpha is not None else 2 * self.rank
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate
-
-    def to_dict(self) -> dict:
-        return settings_dict(self)
+from . import job
+from .job import TrainResult
+from .settings import DPOSettings
 
 
 def _start_model(settings: DPOSettings):
@@ -110,7 +40,7 @@ def _start_model(settings: DPOSettings):
             f"{settings.model} is a LoRA adapter; merge it into its base first "
             f"(storyreasoning train merge {settings.model} --out MERGED) and start DPO from --model MERGED"
         )
-    return load_model(settings)
+    return job.load_model(settings)
 
 
 def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
@@ -221,18 +151,12 @@ def _hf_dataset(rows: list[dict], cache: Path):
 
 
 def train_dpo(
-    settings: DPOSettings,
-    *,
-    progress: Callable | None = None,
-    say: Callable[[str], None] = lambda line: None,
+    settings: DPOSettings, *, progress: Callable | None = None, say: Callable = job.quiet
 ) -> TrainResult:
     """Run (or resume) the DPO job ``settings`` describes; see the module docstring."""
     from .sft import prepare_model
 
-    folder = TrainFolder(Path(settings.out))
-    folder.claim(settings, write=False)
-    progress = progress or _no_progress
-    done = finished(folder, say)
+    folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
     try:
@@ -241,17 +165,12 @@ def train_dpo(
         raise UsageError("DPO needs trl: pip install 'storyreasoning[train]'") from None
 
     torch, transformers, processor, net, device, dtype = _start_model(settings)
-    from ..data.budget import TokenBudget
-    from ..models import set_pixel_budget
-
-    msg = settings.messages
-    set_pixel_budget(processor, msg.min_pixels, msg.max_pixels)
-    budget = TokenBudget(processor, min_pixels=msg.min_pixels, max_pixels=msg.max_pixels)
+    budget = job.token_budget(processor, settings)
     rows, fit = pair_rows(settings, budget, progress)
-    main = _is_main_process()
+    main = job.is_main_process()
     if main:  # written even when nothing fits, to say why; the folder is claimed only for a real start
         folder.root.mkdir(parents=True, exist_ok=True)
-        _write_json(folder.fit, fit)
+        job.write_json(folder.fit, fit)
     if fit["missing_story"]:
         say(f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped")
     if fit["too_long"]:
@@ -269,7 +188,7 @@ def train_dpo(
         f"parameters trainable, {len(rows)} pairs, device {device}"
     )
     args = trl.DPOConfig(
-        **trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
+        **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
         beta=settings.beta,
         loss_type=[settings.loss_type],
         max_length=None,  # fitted above; truncation would cut image tokens
@@ -279,17 +198,13 @@ def train_dpo(
         args=args,
         train_dataset=train_set,
         processing_class=processor,
-        callbacks=[_json_log(transformers, folder.log)],
+        callbacks=[job.json_log(transformers, folder.log)],
     )
-    output, resume, metrics = run_trainer(
-        trainer, folder, torch, say,
+    return job.train_and_save(
+        "dpo", settings, trainer, processor, folder, torch, say, fit=fit, parameters=parameters, main=main,
         memory_hint="lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger --grad-accum, "
         "or turn on --gradient-checkpointing",
     )  # fmt: skip
-    return finish(
-        "dpo", settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
-        resume=resume, metrics=metrics, main=main,
-    )  # fmt: skip
 
 
-__all__ = ["DEFAULT_START", "DPOSettings", "pair_rows", "train_dpo"]
+__all__ = ["pair_rows", "train_dpo"]

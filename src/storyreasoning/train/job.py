@@ -71,7 +71,7 @@ class TrainFolder:
                 raise StoryReasoningError(
                     f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
                 ) from None
-            derived = {"lora_alpha", "lr"}  # follow from other settings: name the cause first
+            derived = {"alpha", "lr"}  # follow from other settings: name the cause first
             changed = sorted(
                 (k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)),
                 key=lambda k: (k in derived, k),
@@ -87,7 +87,7 @@ class TrainFolder:
         if not write:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_json(self.settings, wanted)
+        write_json(self.settings, wanted)
 
 
 @dataclass
@@ -121,13 +121,33 @@ def finished(folder: TrainFolder, say: Callable[[str], None]) -> TrainResult | N
     )  # fmt: skip
 
 
+def quiet(line: str) -> None:
+    """A job's ``say`` when nobody listens."""
+
+
+def begin(settings, progress: Callable | None, say: Callable[[str], None]):
+    """``(folder, finished result or None, progress)``: a job's folder checked against its settings."""
+    folder = TrainFolder(Path(settings.out))
+    folder.claim(settings, write=False)
+    return folder, finished(folder, say), progress or _no_progress
+
+
+def token_budget(processor, settings):
+    """Set the settings' pixel budget on the processor; the token counter that matches it."""
+    from ..data.budget import TokenBudget
+    from ..models import set_pixel_budget
+
+    set_pixel_budget(processor, settings.min_pixels, settings.max_pixels)
+    return TokenBudget(processor, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
+
+
 def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, device: str) -> dict:
     """The ``TrainingArguments`` fields every job sets the same way (SFT's and DPO's configs take them)."""
     return {
         "output_dir": str(folder.checkpoints),
         "num_train_epochs": settings.epochs,
         "max_steps": settings.max_steps if settings.max_steps is not None else -1,
-        "learning_rate": settings.lr,
+        "learning_rate": settings.learning_rate,
         "per_device_train_batch_size": settings.batch_size,
         "gradient_accumulation_steps": settings.grad_accum,
         "warmup_steps": settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -185,44 +205,16 @@ def finish(
                        parameters, metrics)  # fmt: skip
 
 
-def check_settings(settings) -> None:
-    """The checks every job's settings share (mode, LoRA, batch, steps, lengths); one clear error each."""
-    if settings.mode not in ("lora", "full", "language"):
-        raise UsageError(f"unknown mode {settings.mode!r}; use lora, full or language")
-    if settings.rank < 1:
-        raise UsageError(f"the LoRA rank must be at least 1, got {settings.rank}")
-    if not 0 <= settings.dropout < 1:
-        raise UsageError(f"the LoRA dropout must be in [0, 1), got {settings.dropout}")
-    if not settings.targets:
-        raise UsageError("LoRA needs at least one target module name")
-    if settings.batch_size < 1 or settings.grad_accum < 1:
-        raise UsageError("batch size and gradient accumulation must be at least 1")
-    if settings.max_steps is not None and settings.max_steps < 1:
-        raise UsageError(f"max steps must be at least 1, got {settings.max_steps}")
-    if settings.epochs <= 0 and settings.max_steps is None:
-        raise UsageError(f"epochs must be positive, got {settings.epochs}")
-    if settings.max_length is not None and settings.max_length < 16:
-        raise UsageError(f"max length {settings.max_length} is too small to hold any story")
-    if settings.save_steps < 1 or settings.logging_steps < 1:
-        raise UsageError("save steps and logging steps must be at least 1")
-
-
-def settings_dict(settings) -> dict:
-    """A job's settings as ``settings.json`` holds them: JSON values, plus the derived ``lora_alpha`` and ``lr``."""
-    import dataclasses
-
-    def plain(value):
-        if dataclasses.is_dataclass(value):
-            return plain(dataclasses.asdict(value))
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return str(value) if isinstance(value, Path) else value
-
-    out = {f.name: plain(getattr(settings, f.name)) for f in fields(settings)}
-    out["lora_alpha"], out["lr"] = settings.lora_alpha, settings.lr
-    return out
+def train_and_save(
+    kind: str, settings, trainer, processor, folder: TrainFolder, torch, say: Callable[[str], None], *,
+    fit: dict, parameters: dict, main: bool, memory_hint: str, evaluate: bool = False,
+) -> TrainResult:  # fmt: skip
+    """Train (resuming), evaluate when asked, and save ``final/``: the end every job shares."""
+    output, resume, metrics = run_trainer(trainer, folder, torch, say, memory_hint=memory_hint)
+    if evaluate:
+        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    return finish(kind, settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
+                  resume=resume, metrics=metrics, main=main)  # fmt: skip
 
 
 TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
@@ -281,20 +273,20 @@ def save_final(trainer, processor, folder: TrainFolder, manifest: dict, *, main:
         return
     processor.save_pretrained(str(tmp))
     manifest = {**manifest, "versions": versions(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_json(tmp / "storyreasoning.json", manifest)
+    write_json(tmp / "storyreasoning.json", manifest)
     if folder.final.exists():  # an earlier attempt died between saving and renaming
         shutil.rmtree(folder.final)
     tmp.rename(folder.final)
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     """True unless this is a secondary process of a distributed launch (torchrun, accelerate)."""
     import os
 
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -307,7 +299,7 @@ def _checkpointing(transformers, on: bool) -> dict:
     return {key: on, f"{key}_kwargs": {"use_reentrant": False} if on else None}
 
 
-def _json_log(transformers, path: Path):
+def json_log(transformers, path: Path):
     """A callback writing each logged dict as one JSON line, appended and flushed at once."""
 
     class JsonLog(transformers.TrainerCallback):
@@ -325,12 +317,18 @@ __all__ = [
     "OPERATIONAL",
     "TrainFolder",
     "TrainResult",
+    "begin",
     "finish",
     "finished",
+    "is_main_process",
+    "json_log",
     "load_model",
+    "quiet",
     "run_trainer",
     "save_final",
-    "settings_dict",
+    "token_budget",
+    "train_and_save",
     "trainer_arguments",
     "versions",
+    "write_json",
 ]

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from ..evaluate.detections import telling_detections
 from ..evaluate.grounding import IOU_THRESHOLD, match_detections
 from ..evaluate.identity import story_counts
-from ..evaluate.pronouns import segment_layout, find_pronouns
+from ..evaluate.pronouns import find_pronouns, segment_layout
 from ..format.cot import id_kind
 from ..format.story import Span
 from ..format.stream import Telling, parse_output

@@ -30,88 +30,13 @@ assigned by seed, not drawn at each access.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
-from ..data.messages import MessageOptions
 from ..errors import UsageError
-from .collate import Loss
-from .job import (
-    TrainFolder,
-    TrainResult,
-    _is_main_process,
-    _json_log,
-    _no_progress,
-    _write_json,
-    check_settings,
-    finish,
-    finished,
-    load_model,
-    run_trainer,
-    settings_dict,
-    trainer_arguments,
-)
-
-Mode = Literal["lora", "full", "language"]
-MODES = ("lora", "full", "language")
-DEFAULT_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-#: The learning rates of the published recipes (section 5.1 of the reference).
-DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "language": 2e-5}
-
-
-@dataclass(frozen=True)
-class SFTSettings:
-    """Everything a supervised fine-tuning job depends on (the CLI's options have the same names)."""
-
-    source: str
-    out: Path
-    split: str | None = "train"
-    eval_split: str | None = None
-    limit: int | None = None
-    model: str = DEFAULT_BASE
-    revision: str | None = None
-    mode: Mode = "lora"
-    rank: int = 16
-    alpha: int | None = None  # 2 * rank
-    dropout: float = 0.1
-    targets: tuple[str, ...] = LORA_TARGETS
-    loss: Loss = "assistant"
-    epochs: float = 3.0
-    max_steps: int | None = None
-    learning_rate: float | None = None  # DEFAULT_LR[mode]
-    batch_size: int = 1
-    grad_accum: int = 32
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.01
-    max_length: int | None = 32768
-    messages: MessageOptions = field(default_factory=MessageOptions)
-    save_steps: int = 100
-    save_total_limit: int | None = 10
-    logging_steps: int = 10
-    dtype: str = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    dataloader_workers: int = 0
-
-    def __post_init__(self) -> None:
-        check_settings(self)
-        if self.loss not in ("assistant", "all"):
-            raise UsageError(f"unknown loss {self.loss!r}; use assistant or all")
-
-    @property
-    def lora_alpha(self) -> int:
-        return self.alpha if self.alpha is not None else 2 * self.rank
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.mode]
-
-    def to_dict(self) -> dict:
-        return settings_dict(self)
-
+from . import job
+from .job import TrainFolder, TrainResult
+from .settings import SFTSettings
 
 # -- model preparation ----------------------------------------------------------------------
 
@@ -176,8 +101,7 @@ def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
 
 def _stories(settings: SFTSettings, split: str | None, budget, progress):
     from ..data.budget import fit_stories
-    from ..data.sources import limited
-    from ..data.sources import load_stories
+    from ..data.sources import limited, load_stories
 
     stories = limited(load_stories(settings.source, split), settings.limit)
     if len(stories) == 0:
@@ -208,38 +132,29 @@ def _stories(settings: SFTSettings, split: str | None, budget, progress):
 
 
 def train_sft(
-    settings: SFTSettings,
-    *,
-    progress: Callable | None = None,
-    say: Callable[[str], None] = lambda line: None,
+    settings: SFTSettings, *, progress: Callable | None = None, say: Callable = job.quiet
 ) -> TrainResult:
     """Run (or resume) the fine-tuning job ``settings`` describes; see the module docstring."""
-    folder = TrainFolder(Path(settings.out))
-    folder.claim(settings, write=False)
-    progress = progress or _no_progress
-    done = finished(folder, say)
+    folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
 
-    torch, transformers, processor, net, device, dtype = load_model(settings)
-    from ..data.budget import TokenBudget
+    torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
-    from ..models import set_pixel_budget
     from .collate import StoryCollator
 
     msg = settings.messages
-    set_pixel_budget(processor, msg.min_pixels, msg.max_pixels)
-    budget = TokenBudget(processor, min_pixels=msg.min_pixels, max_pixels=msg.max_pixels)
+    budget = job.token_budget(processor, settings)
     train_stories, fit = _stories(settings, settings.split, budget, progress)
     eval_examples = None
     if settings.eval_split:
         eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress)
         fit = {**fit, "eval": eval_fit}
         eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
-    main = _is_main_process()
+    main = job.is_main_process()
     folder.claim(settings)
     if main:
-        _write_json(folder.fit, fit)
+        job.write_json(folder.fit, fit)
     if fit.get("too_long"):
         say(
             f"{len(fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one frame; skipped"
@@ -256,7 +171,7 @@ def train_sft(
         f"{parameters['parameters']:,} parameters trainable, {len(examples)} stories, device {device}"
     )
     args = transformers.TrainingArguments(
-        **trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
+        **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
         per_device_eval_batch_size=settings.batch_size,
         eval_strategy="steps" if eval_examples is not None else "no",
         eval_steps=settings.save_steps if eval_examples is not None else None,
@@ -269,27 +184,17 @@ def train_sft(
         train_dataset=examples,
         eval_dataset=eval_examples,
         data_collator=collator,
-        callbacks=[_json_log(transformers, folder.log)],
+        callbacks=[job.json_log(transformers, folder.log)],
     )
-    output, resume, metrics = run_trainer(
-        trainer, folder, torch, say,
+    return job.train_and_save(
+        "sft", settings, trainer, processor, folder, torch, say, fit=fit, parameters=parameters, main=main,
+        evaluate=eval_examples is not None,
         memory_hint="lower --max-length or --max-pixels, use --batch-size 1 with a larger --grad-accum, "
         "turn on --gradient-checkpointing, or use --mode lora",
-    )  # fmt: skip
-    if eval_examples is not None:
-        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-    return finish(
-        "sft", settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
-        resume=resume, metrics=metrics, main=main,
     )  # fmt: skip
 
 
 __all__ = [
-    "DEFAULT_BASE",
-    "DEFAULT_LR",
-    "LORA_TARGETS",
-    "MODES",
-    "SFTSettings",
     "TrainFolder",
     "language_target_pattern",
     "prepare_model",

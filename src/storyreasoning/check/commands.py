@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UsageError
-from .format import Telling, image_size, parse_cot, parse_output, parse_story
-from .format.diagnostics import warning
+from ..errors import UsageError
+from ..format import Telling, image_size, parse_cot, parse_output, parse_story
+from ..format.diagnostics import warning
 
 
 def read_text(path: Path) -> tuple[str, list]:
@@ -93,7 +93,7 @@ def run_check(
     else:
         from rich.console import Console
 
-        from .terminal import print_summary
+        from ..terminal import print_summary
 
         title = "standard input" if str(path) == "-" else str(path)
         count = len(sizes) if sizes is not None else n_images

@@ -1,0 +1,69 @@
+"""The settings of ``storyreasoning build``: one declaration for its options, its config file and build.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import UsageError
+from ..settings import REQUIRED, argument, option
+from ..tell.settings import EndpointOptions, SamplingOptions
+
+PERCEPTION = "Perception"
+VIDEOS = "Videos"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSettings(EndpointOptions, SamplingOptions):
+    """Build a StoryReasoning dataset from raw frames or videos."""
+
+    frames: Path = argument(
+        help="A folder of frames (one story), a folder of such folders (one story each), or videos (a file or "
+        "a folder of them: one key frame per shot)."
+    )
+    out: Path = option(
+        REQUIRED, "--out", "-o", help="Dataset folder to write (story folders; resumed when it exists)."
+    )
+    writer: Literal["template", "chat"] = option(
+        "template",
+        help="template: the baseline's templates, offline; chat: a language model at --endpoint writes the "
+        "CoT and the story.",
+    )
+    max_new_tokens: int = option(8192, help="Longest answer.", panel="Sampling and prompt")
+    max_tries: int = option(4, min=1, help="Attempts per text, each told what was wrong.")
+    min_frames: int = option(2, min=1, help="Skip stories with fewer frames.")
+    max_frames: int | None = option(None, min=1, help="Keep at most the first N frames of a story.")
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    keep_invalid: bool = option(False, help="Keep stories the validator rejects (marked in their meta.json).")
+    detector: str | None = option(
+        None, panel=PERCEPTION,
+        help="An object detector (transformers hub id or folder, e.g. facebook/detr-resnet-50) for people and "
+        "objects instead of the OpenCV baseline.",
+    )  # fmt: skip
+    embedder: str | None = option(
+        None, panel=PERCEPTION,
+        help="A vision model (e.g. google/siglip-base-patch16-224) whose crop features re-identify detections "
+        "across frames; without it, detections are tracked by overlap.",
+    )  # fmt: skip
+    detector_threshold: float = option(0.7, min=0.0, max=1.0, help="Lowest detection score kept.",
+                                       panel=PERCEPTION)  # fmt: skip
+    reid_threshold: float = option(0.85, min=-1.0, max=1.0, help="Lowest cosine similarity to join an identity.",
+                                   panel=PERCEPTION)  # fmt: skip
+    device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION)
+    frames_per_story: int = option(5, min=1, help="Videos: key frames per story.", panel=VIDEOS)
+    cut_threshold: float = option(0.35, min=0.0, max=1.0, help="Videos: colour change between frames that "
+                                  "starts a new shot.", panel=VIDEOS)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.writer == "chat" and not self.endpoint:
+            raise UsageError(
+                "--writer chat needs --endpoint URL (an OpenAI-compatible server: vLLM, transformers serve)"
+            )
+        if self.writer == "template" and self.endpoint:
+            raise UsageError("--endpoint is for --writer chat; the template writer needs no server")
+        if self.embedder and not self.detector:
+            raise UsageError("--embedder re-identifies a detector's detections; give --detector too")
+
+
+__all__ = ["BuildSettings"]

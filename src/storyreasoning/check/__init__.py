@@ -1,0 +1,1 @@
+"""``storyreasoning check``: parse a model output and say whether it is well-structured."""

@@ -1,0 +1,158 @@
+"""The ``storyreasoning data`` command group: info, validate, show, convert, contrastive."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+
+_SOURCE_HELP = (
+    "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
+    "story folders (see README, Data)."
+)
+
+
+app = typer.Typer(
+    help="Datasets: statistics, validation, one story, conversion between formats, contrastive sequences.",
+    no_args_is_help=True,
+)
+
+
+def _source() -> str:
+    return typer.Argument(..., help=_SOURCE_HELP, show_default=False)
+
+
+def _split() -> str | None:
+    return typer.Option(
+        None, "--split", "-s", help="Split to read (train, test, ...); all splits when omitted."
+    )
+
+
+def _limit() -> int | None:
+    return typer.Option(None, "--limit", min=1, help="Only the first N stories.", show_default=False)
+
+
+@app.command("info")
+def data_info(
+    source: str = _source(),
+    split: str | None = _split(),
+    limit: int | None = _limit(),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Statistics: stories, frames, entities per image, persistence across frames, tags."""
+    from .commands import info
+
+    raise typer.Exit(info(source, split=split, limit=limit, as_json=as_json))
+
+
+@app.command("validate")
+def data_validate(
+    source: str = _source(),
+    split: str | None = _split(),
+    limit: int | None = _limit(),
+    strict: bool = typer.Option(
+        False, "--strict", help="Also require non-empty Characters and Objects tables (the original rule)."
+    ),
+    failures: Path | None = typer.Option(
+        None, "--failures", help="Write each failing story and its reasons to this JSON-lines file."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run the structural validator over every story (boxes checked against the frame sizes).
+
+    Exit status 0 when every story is well-structured, 1 otherwise.
+    """
+    from .commands import validate
+
+    raise typer.Exit(
+        validate(source, split=split, limit=limit, strict=strict, as_json=as_json, failures=failures)
+    )
+
+
+@app.command("show")
+def data_show(
+    source: str = _source(),
+    story_id: str = typer.Argument(..., help="The story's id.", show_default=False),
+    split: str | None = _split(),
+    strict: bool = typer.Option(False, "--strict", help="Validate with the original, stricter rule."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the parsed story as JSON (the check --json shape)."
+    ),
+) -> None:
+    """Show one story: frames, the coloured story, entities per image and the validator's findings."""
+    from .commands import show
+
+    raise typer.Exit(show(source, story_id, split=split, strict=strict, as_json=as_json))
+
+
+class Format(str, Enum):
+    parquet = "parquet"
+    folder = "folder"
+    disk = "disk"
+
+
+@app.command("convert")
+def data_convert(
+    source: str = _source(),
+    out: Path = typer.Argument(..., help="Output folder.", show_default=False),
+    to: Format = typer.Option(
+        ...,
+        "--to",
+        help="parquet: hub-ready shards (data/SPLIT-NNNNN-of-MMMMM.parquet + README.md); folder: one folder "
+        "per story; disk: a datasets save_to_disk folder.",
+        show_default=False,
+    ),
+    split: str | None = _split(),
+    limit: int | None = _limit(),
+    stories_per_shard: int = typer.Option(
+        256, "--stories-per-shard", min=1, help="Stories per parquet shard."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite story folders that already exist."),
+) -> None:
+    """Convert a dataset to another format, images byte for byte.
+
+    Interrupted conversions resume: finished shards and story folders are kept and skipped.
+    """
+    from .commands import convert
+
+    raise typer.Exit(
+        convert(
+            source,
+            out,
+            to=to.value,
+            split=split,
+            limit=limit,
+            stories_per_shard=stories_per_shard,
+            overwrite=overwrite,
+        )
+    )
+
+
+@app.command("contrastive")
+def data_contrastive(
+    source: str = _source(),
+    out: Path = typer.Argument(..., help="Output folder.", show_default=False),
+    count: int = typer.Option(100, "--count", min=1, help="How many sequences."),
+    length: str = typer.Option("5", "--length", help="Frames per sequence: N, or MIN-MAX."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the same seed gives the same sequences)."),
+    split: str | None = _split(),
+    to: Format = typer.Option(Format.folder, "--to", help="parquet or folder."),
+) -> None:
+    """Build incoherent sequences (each frame from a different source) for contrastive training."""
+    from .commands import contrastive
+
+    try:
+        lo, _, hi = length.partition("-")
+        bounds = (int(lo), int(hi or lo))
+    except ValueError:
+        raise UsageError(f"--length must be N or MIN-MAX, got {length!r}") from None
+    raise typer.Exit(
+        contrastive(source, out, split=split, count=count, length=bounds, seed=seed, to=to.value)
+    )
+
+
+def register(root) -> None:
+    root.add_typer(app, name="data")

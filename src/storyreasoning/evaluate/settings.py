@@ -1,0 +1,49 @@
+"""The settings of ``storyreasoning evaluate``: one declaration for its options, its config file and its record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..settings import argument, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings:
+    """Score a run against its dataset."""
+
+    run: Path = argument(
+        help="A tell-dataset run folder, or a folder of {story_id}.txt raw outputs (the original's layout).",
+        metavar="RUN",
+    )
+    dataset: str | None = option(
+        None, "--dataset", "-d",
+        help="The reference dataset (hub id, save_to_disk folder, parquet, story folders); "
+        "default: the one the run's manifest names.",
+    )  # fmt: skip
+    split: str | None = option(None, "--split", "-s", help="Split of the dataset (default: the run's split).")
+    out: Path | None = option(None, "--out", "-o", help="Where the report goes (default: RUN/eval).")
+    metrics: str = option(
+        "all", help="Metric families, comma-separated: grounding, identity, consistency, language."
+    )
+    protocol: Literal["default", "original"] = option(
+        "default",
+        help="default: boxes match within their image, missing outputs score zero. "
+        "original: the original driver's numbers, quirks included.",
+    )
+    language_backend: Literal["auto", "coco", "python"] = option(
+        "auto",
+        help="coco: pycocoevalcap (Java); python: pure-Python fallback; auto: coco when Java is available.",
+    )
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    plots: bool = option(True, help="Write PNG plots (needs matplotlib).")
+    as_json: bool = option(False, "--json", help="Print metrics.json to standard output.")
+
+    def families(self) -> tuple[str, ...]:
+        from .report import parse_families
+
+        return parse_families(self.metrics)
+
+
+__all__ = ["EvaluateSettings"]

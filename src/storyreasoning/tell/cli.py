@@ -1,0 +1,31 @@
+"""The telling commands: ``tell``, ``tell-dataset`` and ``serve`` (options from :mod:`.settings`)."""
+
+from __future__ import annotations
+
+from ..settings import command
+from .settings import ServeSettings, TellDatasetSettings, TellSettings
+
+_JOBS = "storyreasoning.tell.commands"
+
+
+def register(app) -> None:
+    command(
+        app, TellSettings, f"{_JOBS}:tell", name="tell", config=False,
+        help="""Tell a grounded story about images.
+
+    Prints the story with its tags as colours and the chain-of-thought as tables. The
+    baseline teller needs no model weights: storyreasoning tell examples/stories/pioneers --teller baseline
+    """,
+    )  # fmt: skip
+    command(
+        app, TellDatasetSettings, f"{_JOBS}:tell_dataset", name="tell-dataset",
+        help="""Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).
+
+    Writes manifest.json, settings.json, records.jsonl (one record per story) and errors.jsonl.
+    Run the same command again after a crash or Ctrl-C: finished stories are skipped.
+    """,
+    )  # fmt: skip
+    command(
+        app, ServeSettings, f"{_JOBS}:serve", name="serve", config=False,
+        help="Serve a storyteller behind an OpenAI-compatible API, with flags derived from the story length.",
+    )  # fmt: skip

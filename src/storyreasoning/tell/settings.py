@@ -1,0 +1,149 @@
+"""The settings of the telling jobs, and the option groups other jobs share: storyteller and sampling.
+
+:class:`TellerOptions` (which storyteller: local weights, an endpoint or the baseline)
+and :class:`SamplingOptions` (sampling and prompt) are declared once here; ``tell``,
+``tell-dataset``, the studio and the builder inherit them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..format.prompts import DEFAULT_PROMPT, SYSTEM_PROMPT, Order
+from ..settings import REQUIRED, argument, option
+from .base import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Prompt, Sampling
+
+TELLER = "Storyteller (one of --model, --endpoint, --teller)"
+SAMPLING = "Sampling and prompt"
+LOCAL = "Local weights"
+
+SOURCE_HELP = (
+    "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
+    "story folders (see README, Data)."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointOptions:
+    """How to reach an OpenAI-compatible server (vLLM, transformers serve, any other)."""
+
+    endpoint: str | None = option(
+        None, "--endpoint", "-e", help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
+        panel=TELLER,
+    )  # fmt: skip
+    served_model: str | None = option(
+        None, help="Model name on the server (default: the first it lists).", panel=TELLER
+    )
+    api_key: str | None = option(
+        None,
+        help="API key for the server (default: $OPENAI_API_KEY); never recorded.",
+        panel=TELLER,
+        secret=True,
+    )
+    timeout: float = option(600.0, help="Seconds to wait for a server's answer.", panel=TELLER)
+    retries: int = option(
+        3,
+        min=0,
+        help="Retries of a request that failed before any output (connection, 429, 5xx).",
+        panel=TELLER,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TellerOptions(EndpointOptions):
+    """Which storyteller: local weights (``model``), a server (``endpoint``) or a built-in (``teller``)."""
+
+    model: str | None = option(
+        None, "--model", "-m", help="Local model folder or hub id (default daniel3303/QwenStoryteller2).",
+        panel=TELLER,
+    )  # fmt: skip
+    teller: str | None = option(
+        None, help="A built-in teller: 'baseline' (OpenCV, no model weights).", panel=TELLER
+    )
+    dtype: str = option("auto", help="Local weights: auto, bfloat16, float16 or float32.", panel=LOCAL)
+    device: str = option("auto", help="Local weights: auto, cpu, cuda, cuda:1, mps.", panel=LOCAL)
+    revision: str | None = option(None, help="Hub revision of the model.", panel=LOCAL)
+    min_pixels: int | None = option(
+        None, help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).",
+        panel=LOCAL,
+    )  # fmt: skip
+    max_pixels: int | None = option(
+        None, help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
+        panel=LOCAL,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOptions:
+    """How to sample."""
+
+    temperature: float = option(DEFAULT_TEMPERATURE, help="Sampling temperature; 0 is greedy.",
+                                panel=SAMPLING)  # fmt: skip
+    top_p: float = option(DEFAULT_TOP_P, help="Nucleus sampling.", panel=SAMPLING)
+    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, help="Longest output.", panel=SAMPLING)
+    seed: int | None = option(None, help="Random seed.", panel=SAMPLING)
+
+    def as_sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_p, self.max_new_tokens, self.seed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptOptions:
+    """What the storyteller is asked, and in which order it sees the images and the prompt."""
+
+    prompt: str = option(DEFAULT_PROMPT, help="The user prompt.", panel=SAMPLING)
+    system_prompt: str | None = option(
+        None, help="Replace the storyteller system prompt ('' for none).", panel=SAMPLING, show_default=False
+    )
+    order: Order = option("images-first", help="Images before the prompt, or after it.", panel=SAMPLING)
+
+    def as_prompt(self) -> Prompt:
+        system = SYSTEM_PROMPT if self.system_prompt is None else (self.system_prompt or None)
+        return Prompt(text=self.prompt, system=system, order=self.order)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TellSettings(TellerOptions, SamplingOptions, PromptOptions):
+    images: tuple[Path, ...] = argument(
+        help="The images, in story order (a folder stands for its numbered frames).", metavar="IMAGES..."
+    )
+    out: Path | None = option(
+        None, "--out", "-o",
+        help="Write the raw output to this file, the parse beside it (.json) and an HTML view (.html).",
+    )  # fmt: skip
+    as_json: bool = option(False, "--json", help="Print the parse as JSON instead of tables.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
+    source: str = argument(help=SOURCE_HELP)
+    out: Path = option(REQUIRED, "--out", "-o", help="Run folder (created; resumed when it exists).")
+    split: str | None = option(None, "--split", "-s", help="Split to tell (all when omitted).")
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    concurrency: int = option(8, min=1, help="Requests in flight against an endpoint.", panel=TELLER)
+    batch_size: int = option(4, min=1, help="Stories per generate call with local weights.", panel=LOCAL)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings:
+    model: str = option(REQUIRED, "--model", "-m", help="Model folder or hub id to serve.")
+    max_images: int = option(20, min=1, help="Most images per story (per prompt).")
+    min_pixels: int = option(256 * 28 * 28, min=1, help="Pixel budget per image, lower bound.")
+    max_pixels: int = option(1280 * 28 * 28, min=1, help="Pixel budget per image, upper bound.")
+    max_new_tokens: int = option(4096, min=1, help="Longest answer to leave room for.")
+    host: str = option("127.0.0.1", help="Address to listen on.")
+    port: int = option(8000, min=0, max=65535, help="Port to listen on.")
+    server: str = option("auto", help="auto (vLLM when installed), vllm or transformers.")
+    print_only: bool = option(False, "--print", help="Print the command and the endpoint; do not run it.")
+
+
+__all__ = [
+    "EndpointOptions",
+    "PromptOptions",
+    "SamplingOptions",
+    "ServeSettings",
+    "TellDatasetSettings",
+    "TellSettings",
+    "TellerOptions",
+]

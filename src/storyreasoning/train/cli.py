@@ -1,0 +1,64 @@
+"""The ``storyreasoning train`` command group: sft, pairs, dpo (options from :mod:`.settings`) and merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..settings import command
+from .settings import DPOSettings, PairsSettings, SFTSettings
+
+_JOBS = "storyreasoning.train.commands"
+
+app = typer.Typer(
+    help="Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, adapter merging.",
+    no_args_is_help=True,
+)
+
+command(
+    app, SFTSettings, f"{_JOBS}:sft", name="sft",
+    help="""Supervised fine-tuning on a StoryReasoning dataset (resumable; writes a model tell can load).
+
+    Writes settings.json, fit.json, log.jsonl, checkpoints/ and final/ in --out. Run the same
+    command again after a crash or Ctrl-C: it resumes from the newest checkpoint. A recipe
+    file gives the settings: storyreasoning train sft --config recipes/qwenstoryteller-sft.yaml
+    """,
+)  # fmt: skip
+command(
+    app, PairsSettings, f"{_JOBS}:pairs", name="pairs",
+    help="""Preference pairs for DPO: score each story's candidates with the reward, best against worst.
+
+    Writes pairs.jsonl, manifest.json and settings.json. The reward (structure gate, box F1,
+    re-identification with a cross-source penalty, grounded mentions) is described in
+    the README, Training.
+    """,
+)  # fmt: skip
+command(
+    app, DPOSettings, f"{_JOBS}:dpo", name="dpo",
+    help="""Contrastive preference training (DPO) on reward-ranked pairs, as QwenStoryteller2 (resumable).
+
+    Defaults are QwenStoryteller2's: LoRA rank 2048, alpha 4096, lr 5e-6, batch 8, 3 epochs, beta 0.1.
+    """,
+)  # fmt: skip
+
+
+@app.command("merge")
+def merge(
+    adapter: Path = typer.Argument(
+        ..., help="A LoRA adapter folder (train sft's final/).", show_default=False
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model.", show_default=False),
+    base: str | None = typer.Option(
+        None, "--base", help="Base model (default: the one the adapter names).", show_default=False
+    ),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float32), bfloat16, float16 or float32."),
+) -> None:
+    """Merge a LoRA adapter into its base model: one folder that tell, serve and vLLM load."""
+    from .commands import merge as run
+
+    raise typer.Exit(run(adapter, out, base=base, dtype=dtype))
+
+
+def register(root) -> None:
+    root.add_typer(app, name="train")

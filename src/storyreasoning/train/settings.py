@@ -1,0 +1,250 @@
+"""The settings of the training jobs: one declaration each, shared where the jobs share them.
+
+:class:`TrainingOptions` holds what every trainer takes (model and mode, LoRA,
+optimisation, lengths and pixels, checkpoints, device); :class:`SFTSettings` and
+:class:`DPOSettings` add their own data and objective. Each field is at once a
+command-line option, a key of a ``--config`` recipe file and a key of the
+``settings.json`` a training folder records (:mod:`storyreasoning.settings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..data.messages import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, MessageOptions
+from ..errors import UsageError
+from ..format.prompts import Order
+from ..settings import REQUIRED, argument, option, record
+
+Mode = Literal["lora", "full", "language"]
+MODES = ("lora", "full", "language")
+DEFAULT_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
+DEFAULT_START = "daniel3303/QwenStoryteller"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: The learning rates of the published recipes (section 5.1 of the reference).
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "language": 2e-5}
+
+MODEL = "Model and mode"
+DATA = "Data"
+OPTIM = "Optimisation"
+SOURCE_HELP = (
+    "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
+    "story folders (see README, Data)."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingOptions:
+    """What every training job takes: its folder, the model, the mode, the optimiser, checkpoints, device."""
+
+    out: Path = option(REQUIRED, "--out", "-o", help="Training folder (created; resumed when it exists).")
+    model: str = option(
+        DEFAULT_BASE, "--model", "-m", help="Base model: hub id or local folder.", panel=MODEL
+    )
+    revision: str | None = option(None, help="Hub revision of the model.", panel=MODEL)
+    mode: Mode = option(
+        "lora", panel=MODEL,
+        help="lora: adapters on the language model's attention; full: every weight; language: all but the "
+        "vision tower.",
+    )  # fmt: skip
+    rank: int = option(16, min=1, help="LoRA rank.", panel=MODEL)
+    alpha: int | None = option(None, min=1, help="LoRA alpha (default twice the rank).", panel=MODEL)
+    dropout: float = option(0.1, min=0.0, max=0.99, help="LoRA dropout.", panel=MODEL)
+    targets: tuple[str, ...] = option(
+        LORA_TARGETS, "--target", panel=MODEL,
+        help="LoRA target module name, repeatable (default q_proj k_proj v_proj o_proj; never the vision tower).",
+    )  # fmt: skip
+    max_length: int | None = option(
+        32768, min=0, panel=DATA,
+        help="Most tokens per example; longer stories lose trailing frames, longer pairs are skipped (0 = no limit).",
+    )  # fmt: skip
+    min_pixels: int = option(QWEN_MIN_PIXELS, min=1, help="Pixel budget per image, lower bound.", panel=DATA)
+    max_pixels: int = option(QWEN_MAX_PIXELS, min=1, help="Pixel budget per image, upper bound.", panel=DATA)
+    order: Order = option("images-first", help="Images before the prompt, or after it.", panel=DATA)
+    epochs: float = option(3.0, help="Training epochs.", panel=OPTIM)
+    max_steps: int | None = option(None, min=1, help="Stop after N optimiser steps (overrides --epochs).",
+                                   panel=OPTIM)  # fmt: skip
+    lr: float | None = option(
+        None, help="Learning rate (default 2e-4 for lora, 2e-5 otherwise).", panel=OPTIM
+    )
+    batch_size: int = option(1, min=1, help="Examples per device batch.", panel=OPTIM)
+    grad_accum: int = option(32, min=1, help="Batches per optimiser step.", panel=OPTIM)
+    warmup_ratio: float = option(0.03, min=0.0, max=0.99, help="Warm-up share of steps.", panel=OPTIM)
+    weight_decay: float = option(0.01, min=0.0, help="Weight decay.", panel=OPTIM)
+    gradient_checkpointing: bool = option(False, help="Trade compute for memory (recommended for 7B).",
+                                          panel=OPTIM)  # fmt: skip
+    save_steps: int = option(100, min=1, help="Checkpoint every N steps.", panel=OPTIM)
+    save_total_limit: int | None = option(10, min=1, help="Checkpoints kept.", panel=OPTIM)
+    logging_steps: int = option(10, min=1, help="Log every N steps.", panel=OPTIM)
+    seed: int = option(0, help="Seed for prompts, shuffling and initialisation.", panel=OPTIM)
+    dtype: str = option("auto", help="auto, bfloat16, float16 or float32.", panel=MODEL)
+    device: str = option(
+        "auto", help="auto, cpu, cuda or mps (several GPUs: CUDA_VISIBLE_DEVICES).", panel=MODEL
+    )
+    dataloader_workers: int = option(0, min=0, help="Data loader worker processes.", panel=OPTIM)
+
+    def __post_init__(self) -> None:
+        if self.max_length == 0:  # the command line's "no limit"
+            object.__setattr__(self, "max_length", None)
+        check_settings(self)
+
+    @property
+    def lora_alpha(self) -> int:
+        return self.alpha if self.alpha is not None else 2 * self.rank
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.mode]
+
+    @property
+    def messages(self) -> MessageOptions:
+        """How a story becomes a training example under these settings."""
+        return MessageOptions(min_pixels=self.min_pixels, max_pixels=self.max_pixels, order=self.order,
+                              seed=self.seed)  # fmt: skip
+
+    def resolved(self) -> dict:
+        """The values that follow from others, recorded as they were used."""
+        return {"alpha": self.lora_alpha, "lr": self.learning_rate}
+
+    def to_dict(self) -> dict:
+        return record(self)
+
+
+def check_settings(settings: TrainingOptions) -> None:
+    """The checks every job's settings share (mode, LoRA, batch, steps, lengths); one clear error each."""
+    if settings.mode not in MODES:
+        raise UsageError(f"unknown mode {settings.mode!r}; use lora, full or language")
+    if settings.rank < 1:
+        raise UsageError(f"the LoRA rank must be at least 1, got {settings.rank}")
+    if not 0 <= settings.dropout < 1:
+        raise UsageError(f"the LoRA dropout must be in [0, 1), got {settings.dropout}")
+    if not settings.targets:
+        raise UsageError("LoRA needs at least one target module name")
+    if settings.batch_size < 1 or settings.grad_accum < 1:
+        raise UsageError("batch size and gradient accumulation must be at least 1")
+    if settings.max_steps is not None and settings.max_steps < 1:
+        raise UsageError(f"max steps must be at least 1, got {settings.max_steps}")
+    if settings.epochs <= 0 and settings.max_steps is None:
+        raise UsageError(f"epochs must be positive, got {settings.epochs}")
+    if settings.max_length and settings.max_length < 16:
+        raise UsageError(f"max length {settings.max_length} is too small to hold any story")
+    if settings.save_steps < 1 or settings.logging_steps < 1:
+        raise UsageError("save steps and logging steps must be at least 1")
+    if settings.min_pixels > settings.max_pixels:
+        raise UsageError(f"min pixels {settings.min_pixels} exceed max pixels {settings.max_pixels}")
+    if settings.lr is not None and not settings.lr > 0:
+        raise UsageError(f"the learning rate must be positive, got {settings.lr}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SFTSettings(TrainingOptions):
+    """Supervised fine-tuning: a dataset's stories as chat examples, the answer learned."""
+
+    source: str = argument(help=SOURCE_HELP)
+    split: str | None = option("train", "--split", "-s", help="Split to train on.", panel=DATA)
+    eval_split: str | None = option(None, help="Split to evaluate the loss on at each save.", panel=DATA)
+    limit: int | None = option(None, min=1, help="Only the first N stories.", panel=DATA)
+    max_images: int | None = option(None, min=1, help="Most frames per story.", panel=DATA)
+    box_space: Literal["original", "model"] = option(
+        "original", panel=DATA,
+        help="Boxes in original pixels (published convention) or in the model's resized input.",
+    )  # fmt: skip
+    loss: Literal["assistant", "all"] = option(
+        "assistant", panel=MODEL,
+        help="assistant: learn only the answer (CoT and story); all: every non-vision token, as the original.",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss not in ("assistant", "all"):
+            raise UsageError(f"unknown loss {self.loss!r}; use assistant or all")
+
+    @property
+    def messages(self) -> MessageOptions:
+        return MessageOptions(max_images=self.max_images, box_space=self.box_space, min_pixels=self.min_pixels,
+                              max_pixels=self.max_pixels, order=self.order, seed=self.seed)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPOSettings(TrainingOptions):
+    """Contrastive preference training on reward-ranked pairs, with QwenStoryteller2's defaults."""
+
+    pairs: tuple[str, ...] = argument(
+        help="Pairs folders (train pairs), real and contrastive.", metavar="PAIRS..."
+    )
+    dataset: str | None = option(
+        None, help="Dataset holding the pairs' frames (default: the one each pairs folder names).", panel=DATA
+    )
+    model: str = option(
+        DEFAULT_START, "--model", "-m", panel=MODEL,
+        help="Model to improve: hub id or folder (a LoRA adapter must be merged first with train merge).",
+    )  # fmt: skip
+    rank: int = option(2048, min=1, help="LoRA rank (QwenStoryteller2: 2048).", panel=MODEL)
+    dropout: float = option(0.05, min=0.0, max=0.99, help="LoRA dropout.", panel=MODEL)
+    beta: float = option(0.1, min=0.0, help="DPO temperature β.", panel=OPTIM)
+    loss_type: str = option("sigmoid", help="TRL's DPO loss type (sigmoid is the DPO paper's).", panel=OPTIM)
+    lr: float | None = option(5e-6, help="Learning rate.", panel=OPTIM)
+    grad_accum: int = option(8, min=1, help="Batches per optimiser step.", panel=OPTIM)
+    weight_decay: float = option(0.0, min=0.0, help="Weight decay.", panel=OPTIM)
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise UsageError("give at least one pairs folder (storyreasoning train pairs makes them)")
+        super().__post_init__()
+        if self.beta <= 0:
+            raise UsageError(f"beta must be positive, got {self.beta}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairsSettings:
+    """Reward-ranked preference pairs from runs of candidates."""
+
+    source: str = argument(help=SOURCE_HELP)
+    runs: tuple[Path, ...] = option(
+        (), "--run", "-r",
+        help="A run to take candidates from (tell-dataset folder or folder of {story_id}.txt), repeatable.",
+    )  # fmt: skip
+    out: Path = option(REQUIRED, "--out", "-o", help="Pairs folder to write.")
+    split: str | None = option(None, "--split", "-s", help="Split to read (all when omitted).")
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    include_reference: bool = option(False, help="The dataset's own output is one more candidate.")
+    min_margin: float = option(
+        0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
+    )
+    w_boxes: float = option(1.0, min=0.0, help="Weight of box F1 against the reference.", panel="Reward")
+    w_reid: float = option(1.0, min=0.0, help="Weight of re-identification (link F1).", panel="Reward")
+    w_mentions: float = option(1.0, min=0.0, help="Weight of grounded pronouns and names.", panel="Reward")
+    cross_source: float = option(
+        1.0, min=0.0, panel="Reward",
+        help="Penalty per share of links across frames of different sources.",
+    )  # fmt: skip
+    gate: bool = option(
+        True, panel="Reward",
+        help="Structure gates the reward (--no-gate: a component, so ill-formed outputs can still score).",
+    )  # fmt: skip
+
+    def weights(self):
+        from .reward import RewardWeights
+
+        try:
+            return RewardWeights(boxes=self.w_boxes, reid=self.w_reid, mentions=self.w_mentions,
+                                 cross_source=self.cross_source, gate=self.gate)  # fmt: skip
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+__all__ = [
+    "DEFAULT_BASE",
+    "DEFAULT_LR",
+    "DEFAULT_START",
+    "LORA_TARGETS",
+    "MODES",
+    "DPOSettings",
+    "Mode",
+    "PairsSettings",
+    "SFTSettings",
+    "TrainingOptions",
+    "check_settings",
+]
