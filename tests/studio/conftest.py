@@ -41,10 +41,11 @@ STUDIO_MAX_IMAGE_BYTES = 1024 * 1024
 
 
 def require_studio() -> None:
-    """Skip the calling test unless FastAPI and uvicorn are installed."""
-    for module in ("fastapi", "uvicorn"):
+    """Skip the calling test unless FastAPI, uvicorn and python-multipart are installed."""
+    for module in ("fastapi", "uvicorn", "python_multipart"):
         pytest.importorskip(
-            module, reason="the studio needs FastAPI and uvicorn: pip install 'storyreasoning[studio]'"
+            module,
+            reason="the studio needs FastAPI, uvicorn and python-multipart: pip install 'storyreasoning[studio]'",
         )
 
 

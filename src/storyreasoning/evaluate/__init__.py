@@ -13,8 +13,9 @@ computed.
   (IDF1-style precision/recall/F1) and cross-frame link precision/recall;
 * :mod:`.consistency`: persistence of characters and objects over frames, pronoun
   grounding, well-structured rate and hallucination counts (QwenStoryteller2's numbers);
-* :mod:`.language`: BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap, or a pure-Python
-  fallback when Java is missing), each result stamped with a signature.
+* :mod:`.language`: BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap's scorers; its
+  Java tokenizer and METEOR 1.5 when Java is present, our tokenizer and an exact-match
+  METEOR when it is not), each result stamped with a signature.
 
 Importing this package loads no heavy dependency.
 """

@@ -49,6 +49,10 @@ def evaluate(settings: EvaluateSettings) -> int:
     s = settings
     dataset, split, limit, protocol = s.dataset, s.split, s.limit, s.protocol
     families = s.families()
+    if "language" in families:  # a missing scorer or Java is said before any reading or scoring
+        from .language import resolve_backend
+
+        resolve_backend(s.language_backend)
     err = Console(stderr=True, highlight=False)
     run = load_outputs(s.run)
     recorded = run.manifest.get("dataset") or {}

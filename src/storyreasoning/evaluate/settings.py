@@ -34,7 +34,8 @@ class EvaluateSettings:
     )
     language_backend: Literal["auto", "coco", "python"] = option(
         "auto",
-        help="coco: pycocoevalcap (Java); python: pure-Python fallback; auto: coco when Java is available.",
+        help="coco: pycocoevalcap with Java (PTB tokenizer, METEOR 1.5); python: pycocoevalcap's BLEU, ROUGE-L and "
+        "CIDEr on our tokenizer, exact-match METEOR, no Java; auto: coco when Java is available.",
     )
     limit: int | None = option(None, min=1, help="Only the first N stories.")
     plots: bool = option(True, help="Write PNG plots (needs matplotlib).")

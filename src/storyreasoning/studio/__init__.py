@@ -14,7 +14,6 @@ the JSON and server-sent-events API of ``studio/API.md``:
 
 Modules: :mod:`.config` (what the server is told), :mod:`.app` (the routes),
 :mod:`.jobs` (tell jobs in worker threads), :mod:`.uploads` (checked images in memory),
-:mod:`.catalog` (datasets and runs, by name), :mod:`.multipart` (form uploads without
-extra packages), :mod:`.server` (uvicorn on a bound socket), :mod:`.commands` (the CLI).
+:mod:`.catalog` (datasets and runs, by name), :mod:`.multipart` (form uploads streamed through python-multipart, within our limits), :mod:`.server` (uvicorn on a bound socket), :mod:`.commands` (the CLI).
 Importing this package loads none of them (nor FastAPI).
 """

@@ -32,10 +32,11 @@ def studio(settings: StudioSettings) -> int:
     )
     try:
         import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
         raise UsageError(
-            "the studio needs FastAPI and uvicorn: pip install 'storyreasoning[studio]'"
+            "the studio needs FastAPI, uvicorn and python-multipart: pip install 'storyreasoning[studio]'"
         ) from None
     from .server import bind, url_of, uvicorn_server
 
