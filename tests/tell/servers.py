@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -193,6 +194,23 @@ def transformers_serve(model: os.PathLike | str, *, startup_timeout: float = 180
 # -- the fake server ----------------------------------------------------------------------------
 
 
+class Headers(dict):
+    """A request's headers, looked up in any case (HTTP header names are case-insensitive;
+    the OpenAI SDK's HTTP client sends them in lower case)."""
+
+    def __init__(self, items) -> None:
+        super().__init__((name.lower(), value) for name, value in items)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
 class FakeServer:
     """An OpenAI-compatible server on loopback that does what a test asks.
 
@@ -206,12 +224,17 @@ class FakeServer:
     * ``"slow"``: wait ``delay`` seconds before answering;
     * ``"stall"``: stream ``drop_after`` pieces, then wait ``delay`` seconds;
     * ``"drop"``: stream ``drop_after`` pieces, then close the connection;
-    * ``"error-event"``: stream ``drop_after`` pieces, then an ``{"error": …}`` event.
+    * ``"reset"``: stream ``drop_after`` pieces, then reset the connection (a TCP RST);
+    * ``"error-event"``: stream ``drop_after`` pieces, then an ``{"error": …}`` event;
+    * ``"events"``: stream ``drop_after`` pieces, then the ``events`` as they are (a dict is
+      sent as JSON, a string as the raw ``data`` line), then ``[DONE]``: for events that
+      are JSON but not what the API promises.
 
     ``fail``: only the first ``fail`` chat requests get ``behaviour``, the rest the story
     (None: all of them). ``api_key``: requests without ``Bearer api_key`` get vLLM's 401.
     ``chunked=False`` streams without chunked encoding (the end of the body is the close).
     ``piece_delay`` paces the story; ``max_active`` is the most streams served at once.
+    ``headers``: extra headers on a ``"status"`` answer (``Retry-After``, …).
     ``script``: texts served in turn instead of ``text`` (chat request k gets
     ``script[k - 1]``, the last one again when the script runs out), for tools that hold a
     conversation.
@@ -235,8 +258,12 @@ class FakeServer:
         chunked: bool = True,
         piece_delay: float = 0.0,
         script: list[str] | None = None,
+        events: list[dict | str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.behaviour = behaviour
+        self.events = list(events or [])
+        self.headers = dict(headers or {})
         self.script = list(script) if script else None
         self.text = text
         self.chunk = chunk
@@ -316,10 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _json(self, status: int, data: dict) -> None:
+    def _json(self, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(data).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
@@ -360,7 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes -----------------------------------------------------------------------------------
     def do_GET(self) -> None:
         fake = self.server.fake
-        fake.record({"method": "GET", "path": self.path, "headers": dict(self.headers), "body": None})
+        fake.record(
+            {"method": "GET", "path": self.path, "headers": Headers(self.headers.items()), "body": None}
+        )
         if not self._authorised():
             return
         if self.path != "/v1/models":
@@ -382,7 +413,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = None
-        n = fake.record({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
+        n = fake.record(
+            {"method": "POST", "path": self.path, "headers": Headers(self.headers.items()), "body": body}
+        )
         if not self._authorised():
             return
         if self.path != "/v1/chat/completions":
@@ -404,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         behaviour = fake.behaviour if fake.fail is None or n <= fake.fail else "story"
         if behaviour == "status":
-            self._json(fake.status, fake.error_body)
+            self._json(fake.status, fake.error_body, fake.headers)
             return
         if behaviour == "slow":
             fake.stopping.wait(fake.delay)
@@ -442,9 +475,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._event(chunk({"role": "assistant", "content": ""}))
         pieces = fake.pieces(request)
         for i, (field, text) in enumerate(pieces):
-            if behaviour in ("drop", "stall", "error-event") and i == fake.drop_after:
+            if behaviour == "events" and i == fake.drop_after:
+                for event in fake.events:
+                    self._event(event)
+                self._event("[DONE]")
+                self._end_stream()
+                return
+            if behaviour in ("drop", "reset", "stall", "error-event") and i == fake.drop_after:
                 if behaviour == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if behaviour == "reset":  # closing with a zero linger time sends RST, not FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
                     return
                 if behaviour == "stall":
                     fake.stopping.wait(fake.delay)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -244,6 +247,44 @@ def test_the_api_key_is_sent_and_a_wrong_one_explained(frames, monkeypatch):
         assert teller.describe()["endpoint"] == f"{server.url}/v1"  # no credentials in manifests
 
 
+def test_the_key_comes_from_openai_api_key_unless_one_is_given(frames, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    with FakeServer() as server:
+        OpenAITeller(server.url, **FAST).tell(frames)
+        OpenAITeller(server.url, api_key="given", **FAST).tell(frames)
+    sent = [r["headers"]["Authorization"] for r in server.requests]
+    assert sent == ["Bearer from-env"] * 2 + ["Bearer given"] * 2  # /v1/models, then the story
+
+
+def test_the_endpoint_comes_from_openai_base_url_unless_one_is_given(monkeypatch):
+    with FakeServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        for given in (None, "", "  "):
+            assert OpenAITeller(given, **FAST).endpoint == f"{server.url}/v1"
+        monkeypatch.setenv("OPENAI_BASE_URL", closed_url())  # never overrides the endpoint given
+        assert OpenAITeller(server.url, **FAST).model == "fake/storyteller"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    with pytest.raises(UsageError, match=r"--endpoint .* or set OPENAI_BASE_URL"):
+        OpenAITeller(None, **FAST)
+
+
+def test_importing_the_module_does_not_import_the_sdk():
+    code = (
+        "import sys, io, contextlib\n"
+        "import storyreasoning.tell.openai\n"
+        "from storyreasoning.cli import app\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        app(['tell', '--help'], prog_name='storyreasoning')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('openai', 'httpx', 'httpx2') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
@@ -345,6 +386,135 @@ def test_retries_are_bounded(frames):
         with pytest.raises(TellError, match=r"HTTP 500: engine dead.*gave up after 3 attempts"):
             OpenAITeller(server.url, retries=2, backoff=0.01).tell(frames)
     assert len(server.chat_requests()) == 3
+
+
+@pytest.mark.parametrize("status", [500, 429])
+@pytest.mark.parametrize("retries", [0, 1, 2])
+def test_the_retries_setting_is_the_only_bound(frames, status, retries):
+    """The SDK makes no attempts of its own (its default is 2 more): ``retries`` alone bounds them."""
+    with FakeServer("status", status=status) as server:
+        with pytest.raises(TellError, match=f"HTTP {status}") as info:
+            OpenAITeller(server.url, retries=retries, backoff=0.01).tell(frames)
+        assert len(server.chat_requests()) == retries + 1
+        assert len([r for r in server.requests if r["path"] == "/v1/models"]) == 1
+    assert ("gave up after" in str(info.value)) == (retries > 0)
+
+
+def test_a_retry_waits_as_long_as_the_server_asks(frames):
+    with FakeServer("status", status=503, fail=1, headers={"Retry-After": "0.5"}) as server:
+        teller = OpenAITeller(server.url, retries=1, backoff=0.01)
+        start = time.perf_counter()
+        assert teller.tell(frames).raw == LIGHTHOUSE
+        assert time.perf_counter() - start >= 0.5
+    assert len(server.chat_requests()) == 2
+
+
+def _chunk(delta, finish=None, **extra) -> dict:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "model": "fake/storyteller",
+        "choices": [choice],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "what"),
+    [
+        (_chunk("Once upon a time"), "a 'delta' that is a string, not an object"),
+        (_chunk({"content": 42}), "a 'content' that is a number, not text"),
+        (_chunk({"reasoning_content": ["cot"]}), "a 'reasoning_content' that is a list, not text"),
+        ({"choices": {"0": {"delta": {"content": "x"}}}}, "'choices' that is an object, not a list"),
+        ({"choices": ["x"]}, "a choice that is a string, not an object"),
+        ("42", "an event that is a number, not an object"),
+        ("null", "an event that is null, not an object"),
+        ("{not json", "'{not json'"),
+    ],
+)
+def test_a_malformed_event_is_one_clear_error_with_the_partial_output(frames, event, what):
+    with FakeServer("events", events=[event], drop_after=2, chunk=100) as server:
+        teller = OpenAITeller(server.url, retries=3, backoff=0.01)
+        with pytest.raises(TellError) as info:
+            teller.tell(frames)
+        ((_, told),) = list(teller.tell_many([Story("s", frames)]))
+    message = str(info.value)
+    assert message == (
+        f"the server at {server.url}/v1 sent a malformed event ({what}); "
+        "check that --endpoint is an OpenAI-compatible server"
+    )
+    assert info.value.partial == LIGHTHOUSE[:200]
+    assert isinstance(told, TellError) and str(told) == message and told.partial == LIGHTHOUSE[:200]
+    assert len(server.chat_requests()) == 2  # one per call: a malformed event is not retried
+
+
+def test_a_malformed_usage_is_ignored(frames):
+    events = [
+        _chunk({}, "stop"),
+        {"choices": [], "usage": "lots"},
+        {"choices": [], "usage": {"prompt_tokens": "x"}},
+    ]
+    with FakeServer("events", events=events, drop_after=2, chunk=100) as server:
+        teller = OpenAITeller(server.url, **FAST)
+        telling = teller.tell(frames)
+    assert telling.raw == LIGHTHOUSE[:200] and telling.meta["usage"]["prompt_tokens"] is None
+    assert telling.meta["usage"]["finish_reason"] == "stop"
+
+
+def test_a_reset_stream_keeps_the_partial_output_and_says_so(frames):
+    with FakeServer("reset", drop_after=2, chunk=100) as server:
+        with pytest.raises(TellError, match="broke after 200 characters") as info:
+            OpenAITeller(server.url, retries=3, backoff=0.01).tell(frames)
+    assert "partial output is kept" in str(info.value) and info.value.partial == LIGHTHOUSE[:200]
+    assert len(server.chat_requests()) == 1
+
+
+@pytest.mark.parametrize("behaviour", ["stall", "slow"])
+def test_closing_the_teller_ends_a_request_blocked_in_another_thread(frames, behaviour):
+    """``close()`` wakes a thread waiting for the answer's head (``slow``) or its next event (``stall``)."""
+    with FakeServer(behaviour, drop_after=2, chunk=100, delay=20) as server:
+        teller = OpenAITeller(server.url, timeout=60, **FAST)
+        failures: list[TellError] = []
+
+        def tell() -> None:
+            try:
+                teller.tell(frames)
+            except TellError as exc:
+                failures.append(exc)
+
+        worker = threading.Thread(target=tell)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not (server.active if behaviour == "stall" else server.chat_requests()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)
+        start = time.perf_counter()
+        teller.close()
+        worker.join(10)
+        assert time.perf_counter() - start < 2 and not worker.is_alive()
+    (failure,) = failures
+    assert "the teller was closed" in str(failure)
+    assert failure.partial == (LIGHTHOUSE[:200] if behaviour == "stall" else "")
+    assert teller._open == set()
+
+
+def test_leaving_tell_many_ends_the_streams_in_flight(frames, tmp_path):
+    stories = [Story("broken", [tmp_path / "missing.png"]), Story("a", frames), Story("b", frames)]
+    with FakeServer("stall", drop_after=1, delay=20) as server:
+        with OpenAITeller(server.url, timeout=60, concurrency=3, **FAST) as teller:
+            results = teller.tell_many(stories)
+            story, result = next(results)  # the broken one, at once; the others stall
+            assert story.story_id == "broken" and isinstance(result, TellError)
+            deadline = time.monotonic() + 10
+            while server.active < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            start = time.perf_counter()
+            results.close()
+            assert time.perf_counter() - start < 2
+            assert teller._open == set()
 
 
 @pytest.mark.parametrize("chunked", [True, False])

@@ -1,9 +1,11 @@
 """The storyteller behind an OpenAI-compatible server: vLLM, ``transformers serve``, any other.
 
-``OpenAITeller("http://localhost:8000")`` talks to ``/v1/chat/completions`` with the
-standard library alone (``http.client``), so the core needs no HTTP client package. The
-endpoint may be given as ``http://host:port``, ``http://host:port/v1`` or with a
-trailing slash; the model is the one the server lists when none is named.
+``OpenAITeller("http://localhost:8000")`` talks to ``/v1/chat/completions`` through the
+official OpenAI Python SDK (``openai``, imported when a teller is made, so importing
+this module stays cheap). The endpoint may be given as ``http://host:port``,
+``http://host:port/v1`` or with a trailing slash (none: ``$OPENAI_BASE_URL``); the key
+is ``api_key``, else ``$OPENAI_API_KEY``, else ``EMPTY`` (what vLLM accepts when it
+wants none); the model is the one the server lists when none is named.
 
 Each story is one streamed request: the system turn (the storyteller prompt), then a
 user turn with the images as ``data:`` URLs (PNG and JPEG files are sent byte for byte,
@@ -19,24 +21,35 @@ fields, so leave the budget unset there (it uses the model's own processor budge
 
 Failures end in a :class:`~storyreasoning.tell.TellError` whose message names the
 problem and the fix: no server, a timeout, a rejected key, an unknown model (with the
-models the server has), vLLM's per-prompt image limit (with the flag that raises it).
-Connection errors, 429 and 5xx answers are retried with exponential backoff, but only
-before any text has been streamed; a stream that breaks later is never retried, and
-the error carries the text received so far in ``partial``.
+models the server has), vLLM's per-prompt image limit (with the flag that raises it),
+an event that is not what the API promises. Connection errors, 429 and 5xx answers are
+retried with exponential backoff, but only before any text has been streamed; a stream
+that breaks later is never retried, and the error carries the text received so far in
+``partial``.
+
+The retries are ours, not the SDK's (it is made with ``max_retries=0``): the SDK retries
+only until the answer's head arrives, so it cannot retry a stream that breaks before
+its first text, and it retries timeouts too, which would multiply a long ``timeout``.
+One loop with one bound (``retries``) covers both. The SDK cannot end a request from
+another thread either (closing a response does not wake a thread blocked reading it),
+so the teller keeps the socket of each request in flight, through the HTTP client's
+documented ``trace`` and ``network_stream`` extensions, and shuts it down on
+:meth:`OpenAITeller.close` or when a :meth:`OpenAITeller.tell_many` loop is left.
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import json
 import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +59,10 @@ from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is cut to this
+# the request fields the SDK's ``chat.completions.create`` takes by name; any other goes as ``extra_body``
+CHAT_FIELDS = ("model", "messages", "stream", "stream_options", "max_tokens", "temperature", "top_p", "seed")
+# the packages the SDK's HTTP client raises from (httpx before openai 2, httpx2 after)
+TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11"})
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -121,29 +138,7 @@ class _Failure(Exception):
     message: str
     retry: bool = False
     wait: float | None = None  # the server's Retry-After, when it gave one
-
-
-class _Exchange:
-    """One request's connection, its socket and its response, closed together (from any thread)."""
-
-    def __init__(self, conn: http.client.HTTPConnection) -> None:
-        self.conn = conn
-        self.sock: socket.socket | None = None
-        self.response: http.client.HTTPResponse | None = None
-
-    def close(self) -> None:
-        try:
-            if self.sock is not None:  # wakes a reader blocked in another thread
-                try:
-                    self.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                self.sock.close()
-            if self.response is not None:
-                self.response.close()
-            self.conn.close()
-        except Exception:  # pragma: no cover - closing never raises
-            pass
+    broken: str | None = None  # the network error that broke a stream, for the message once text was kept
 
 
 class _Group:
@@ -151,7 +146,7 @@ class _Group:
 
     def __init__(self) -> None:
         self.cancelled = False
-        self.exchanges: set[_Exchange] = set()
+        self.sockets: set[socket.socket] = set()
 
 
 class OpenAITeller(Teller):
@@ -164,13 +159,14 @@ class OpenAITeller(Teller):
     (or the server's Retry-After), never once text has been streamed. ``min_pixels``
     and ``max_pixels`` go to the server as ``mm_processor_kwargs`` (vLLM). With
     ``model=None`` the server's first listed model is used (asked at construction).
+    ``endpoint`` empty: ``$OPENAI_BASE_URL``; ``api_key`` None: ``$OPENAI_API_KEY``.
     """
 
     backend = "openai"
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None,
         *,
         model: str | None = None,
         api_key: str | None = None,
@@ -187,11 +183,16 @@ class OpenAITeller(Teller):
             raise UsageError(f"retries and backoff must be at least 0, got {retries} and {backoff:g}")
         if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
             raise UsageError(f"min pixels {min_pixels} exceed max pixels {max_pixels}")
+        if not (endpoint or "").strip():
+            endpoint = os.environ.get("OPENAI_BASE_URL", "")
+            if not endpoint.strip():
+                raise UsageError(
+                    "no endpoint: pass the server's URL, e.g. --endpoint http://localhost:8000/v1, "
+                    "or set OPENAI_BASE_URL"
+                )
         self.base_url = normalize_endpoint(endpoint)
         self.endpoint = public_url(self.base_url)
-        parts = urlsplit(self.base_url)
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
-        self._path = parts.path
+        self._host = urlsplit(self.base_url).hostname or ""
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
@@ -201,9 +202,28 @@ class OpenAITeller(Teller):
         self.max_pixels = max_pixels
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[_Exchange] = set()
+        self._open: set[socket.socket] = set()  # the sockets of the requests in flight
         self._closed = False
+        self._client = self._make_client()
         self.model = model or self._discover_model()
+
+    def _make_client(self) -> Any:
+        """The SDK's client: our timeout, no retries of its own, hooks that see each request's socket."""
+        import openai
+
+        from .. import __version__
+
+        http_client = openai.DefaultHttpxClient(
+            event_hooks={"request": [self._on_request], "response": [self._on_response]}
+        )
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            timeout=self.timeout,
+            max_retries=0,
+            default_headers={"User-Agent": f"storyreasoning/{__version__}"},
+            http_client=http_client,
+        )
 
     # -- state -----------------------------------------------------------------------------
     @property  # type: ignore[override]
@@ -224,91 +244,149 @@ class OpenAITeller(Teller):
         return out
 
     def close(self) -> None:
-        """Close the connections still open; streams in flight end with a TellError."""
+        """End the requests in flight (their streams end with a TellError) and release the connections."""
         self._closed = True
         with self._lock:
-            exchanges, self._open = list(self._open), set()
-        for exchange in exchanges:
-            exchange.close()
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            _shut(sock)
+        with contextlib.suppress(Exception):
+            self._client.close()
 
     def _stopped(self) -> bool:
         group = getattr(self._local, "group", None)
         return self._closed or (group is not None and group.cancelled)
 
-    # -- HTTP ------------------------------------------------------------------------------
-    def _send(self, method: str, route: str, body: dict | None = None) -> _Exchange:
-        """Send one request and read the answer's head; connection errors become a :class:`_Failure`."""
+    # -- the sockets in flight -------------------------------------------------------------
+    def _on_request(self, request: Any) -> None:
+        """HTTP client hook: trace the request, to see its connection open (before any answer)."""
+        request.extensions["trace"] = self._trace
+
+    def _trace(self, event: str, info: dict) -> None:
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            self._track(info.get("return_value"))
+
+    def _on_response(self, response: Any) -> None:
+        """HTTP client hook: the answer's connection (a kept-alive one was not seen opening)."""
+        self._track(response.extensions.get("network_stream"))
+
+    def _track(self, stream: Any) -> None:
+        get = getattr(stream, "get_extra_info", None)
+        sock = get("socket") if get is not None else None
+        held = getattr(self._local, "held", None)
+        if not isinstance(sock, socket.socket) or held is None:
+            return
+        group = getattr(self._local, "group", None)
+        with self._lock:
+            held.add(sock)
+            self._open.add(sock)
+            if group is not None:
+                group.sockets.add(sock)
+        if self._stopped():
+            _shut(sock)
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """One attempt: the sockets it opens are tracked while it runs, forgotten after."""
+        previous = getattr(self._local, "held", None)
+        self._local.held = held = set()
+        try:
+            yield
+        finally:
+            self._local.held = previous
+            group = getattr(self._local, "group", None)
+            with self._lock:
+                self._open -= held
+                if group is not None:
+                    group.sockets -= held
+
+    # -- failures --------------------------------------------------------------------------
+    def _call(self, route: str, call: Callable[[Any], Any]) -> Any:
+        """``call(client)``, with the SDK's errors turned into a :class:`_Failure`."""
+        import openai
+
         if self._stopped():
             raise _Failure("the teller was closed; make a new one")
-        if self._scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        exchange = _Exchange(conn)
-        group = getattr(self._local, "group", None)
-        with self._lock:
-            self._open.add(exchange)
-            if group is not None:
-                group.exchanges.add(exchange)
-        from .. import __version__
-
-        headers = {"Authorization": f"Bearer {self.api_key}", "User-Agent": f"storyreasoning/{__version__}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-            headers.update({"Content-Type": "application/json", "Accept": "text/event-stream"})
         try:
-            conn.connect()
-            exchange.sock = conn.sock
+            return call(self._client)
+        except openai.APIStatusError as exc:
             if self._stopped():
-                raise _Failure("the teller was closed while a request was in flight; make a new one")
-            conn.request(method, self._path + route, body=data, headers=headers)
-            exchange.response = conn.getresponse()
-        except Exception as exc:
-            self._release(exchange)
-            raise self._network_failure(exc) from exc
-        except BaseException:
-            self._release(exchange)
-            raise
-        return exchange
+                raise self._closed_failure() from None
+            raise self._status_failure(
+                exc.status_code, _error_text(exc), exc.response.headers, route
+            ) from None
+        except openai.APIError as exc:  # APIConnectionError, APITimeoutError
+            raise self._network_failure(exc) from None
 
-    def _release(self, exchange: _Exchange) -> None:
-        group = getattr(self._local, "group", None)
-        with self._lock:
-            self._open.discard(exchange)
-            if group is not None:
-                group.exchanges.discard(exchange)
-        exchange.close()
+    def _closed_failure(self) -> _Failure:
+        return _Failure("the teller was closed while a request was in flight; make a new one")
 
     def _network_failure(self, exc: BaseException) -> _Failure:
         if self._stopped():
-            return _Failure("the teller was closed while a request was in flight; make a new one")
-        if isinstance(exc, (TimeoutError, socket.timeout)):
+            return self._closed_failure()
+        chain = _chain(exc)
+        if any(_is_timeout(error) for error in chain):
             return _Failure(
                 f"the server at {self.endpoint} sent nothing for {self.timeout:g} seconds; "
                 "raise --timeout or check that the server is not overloaded"
             )
-        if isinstance(exc, ConnectionRefusedError):
+        if any(isinstance(error, ConnectionRefusedError) for error in chain):
             return _Failure(
                 f"no server at {self.endpoint}; start one with `storyreasoning serve --model …` or check --endpoint",
                 retry=True,
             )
-        if isinstance(exc, socket.gaierror):
+        if any(isinstance(error, socket.gaierror) for error in chain):
             return _Failure(f"cannot resolve the host {self._host!r} of {self.endpoint}; check --endpoint")
-        if isinstance(exc, ssl.SSLError):
+        tls = next((error for error in chain if isinstance(error, ssl.SSLError)), None)
+        if tls is not None:
             return _Failure(
-                f"TLS with {self.endpoint} failed ({exc}); check the URL's scheme and certificate"
+                f"TLS with {self.endpoint} failed ({tls}); check the URL's scheme and certificate"
             )
-        detail = str(exc) or type(exc).__name__
+        detail = _detail(exc)
         return _Failure(
             f"the connection to {self.endpoint} failed ({detail}); check that the server is running",
             retry=True,
+            broken=detail,
         )
 
-    def _status_failure(self, status: int, body: bytes, headers: Any, route: str) -> _Failure:
-        message = server_message(body) or http.client.responses.get(status, "no message")
+    def _stream_failure(self, exc: Exception) -> _Failure:
+        """What reading the next event of a stream failed with."""
+        import openai
+
+        if self._stopped():
+            return self._closed_failure()
+        if isinstance(exc, ValueError):  # not JSON (the SDK parses each event)
+            event = getattr(exc, "doc", None)
+            return self._malformed(repr(event[:200]) if isinstance(event, str) else str(exc))
+        if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError):
+            message = _message_of(exc.body) or exc.message  # an {"error": …} event
+            return _Failure(
+                f"the server at {self.endpoint} reported an error mid-stream ({message}); check the server's log"
+            )
+        if not _is_transport(exc):
+            raise exc
+        chain = _chain(exc)
+        if not any(_is_timeout(error) for error in chain) and not any(
+            isinstance(error, OSError) for error in chain
+        ):  # the server closed the connection mid-answer (an incomplete chunked body, …)
+            return self._ended_early()
+        return self._network_failure(exc)
+
+    def _ended_early(self) -> _Failure:
+        return _Failure(
+            f"the server at {self.endpoint} ended the stream before the output was finished; "
+            "check the server's log and try again",
+            retry=True,
+        )
+
+    def _malformed(self, detail: str) -> _Failure:
+        return _Failure(
+            f"the server at {self.endpoint} sent a malformed event ({detail}); "
+            "check that --endpoint is an OpenAI-compatible server"
+        )
+
+    def _status_failure(self, status: int, body: bytes | str, headers: Any, route: str) -> _Failure:
+        message = server_message(body) or _reason(status)
         where = f"the server at {self.endpoint}"
         low = message.lower()
         if status in (401, 403):
@@ -372,27 +450,19 @@ class OpenAITeller(Teller):
         tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
         return TellError(failure.message + tries, partial=partial)
 
-    def _get_json(self, route: str) -> Any:
+    def _models_answer(self) -> Any:
+        """The JSON of ``/models``, with the same retries as a story."""
         attempt = 0
         while True:
             try:
-                exchange = self._send("GET", route)
+                with self._held():
+                    answer = self._call("/models", lambda client: client.models.with_raw_response.list())
+                    text = answer.http_response.text
                 try:
-                    response = exchange.response
-                    assert response is not None
-                    try:
-                        body = response.read()
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise self._network_failure(exc) from exc
-                    if response.status != 200:
-                        raise self._status_failure(response.status, body, response.headers, route)
-                finally:
-                    self._release(exchange)
-                try:
-                    return json.loads(body)
+                    return json.loads(text)
                 except ValueError:
                     raise _Failure(
-                        f"{self.endpoint}{route} did not answer JSON; check that --endpoint is the base URL of an "
+                        f"{self.endpoint}/models did not answer JSON; check that --endpoint is the base URL of an "
                         "OpenAI-compatible server"
                     ) from None
             except _Failure as failure:
@@ -402,7 +472,7 @@ class OpenAITeller(Teller):
 
     def list_models(self) -> list[str]:
         """The model ids the server lists at ``/v1/models``."""
-        data = self._get_json("/models")
+        data = self._models_answer()
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise TellError(
@@ -475,87 +545,93 @@ class OpenAITeller(Teller):
         produced: list[str] = []
         attempt = 0
         while True:
-            exchange: _Exchange | None = None
             think = _ThinkWrapper()
             usage = Usage()
             try:
-                exchange = self._send("POST", "/chat/completions", body)
-                response = exchange.response
-                assert response is not None
-                if response.status != 200:
-                    try:
-                        error_body = response.read()
-                    except (OSError, http.client.HTTPException):
-                        error_body = b""
-                    raise self._status_failure(
-                        response.status, error_body, response.headers, "/chat/completions"
-                    )
-                finished = False
-                for event in _sse_events(response):
-                    if event.strip() == "[DONE]":
-                        finished = True
-                        break
-                    data = self._event(event)
-                    _read_usage(data, usage)
-                    for choice in data.get("choices") or []:
-                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                            continue
-                        delta = choice.get("delta") or {}
-                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                        for chunk in think.feed(reasoning, delta.get("content")):
-                            produced.append(chunk)
-                            yield chunk
-                        if choice.get("finish_reason"):
-                            usage.finish_reason = choice["finish_reason"]
-                            finished = True
-                if not finished:
-                    raise _Failure(
-                        f"the server at {self.endpoint} ended the stream before the output was finished; "
-                        "check the server's log and try again",
-                        retry=True,
-                    )
-            except (OSError, http.client.HTTPException, _Failure) as exc:
-                failure = exc if isinstance(exc, _Failure) else self._network_failure(exc)
-                if exchange is not None:
-                    self._release(exchange)
+                yield from self._stream_once(body, think, usage, produced)
+            except _Failure as failure:
                 if not produced and self._retry(failure, attempt):
                     attempt += 1
                     continue
                 partial = "".join(produced)
-                if (
-                    partial
-                    and not isinstance(exc, _Failure)
-                    and not isinstance(exc, (TimeoutError, socket.timeout))
-                ):
+                if partial and failure.broken:
                     failure = _Failure(
                         f"the stream from {self.endpoint} broke after {len(partial)} characters "
-                        f"({str(exc) or type(exc).__name__}); the partial output is kept, try again"
+                        f"({failure.broken}); the partial output is kept, try again"
                     )
                 raise self._give_up(failure, attempt, partial) from None
-            finally:
-                if exchange is not None:
-                    self._release(exchange)
             for chunk in think.close(cut=usage.finish_reason == "length"):
                 produced.append(chunk)
                 yield chunk
             self.last_usage = usage
             return
 
-    def _event(self, event: str) -> dict:
-        try:
-            data = json.loads(event)
-        except ValueError:
-            raise _Failure(
-                f"the server at {self.endpoint} sent a malformed event ({event[:200]!r})"
-            ) from None
-        if not isinstance(data, dict):
-            return {}
-        if data.get("error") and not data.get("choices"):
-            raise _Failure(
-                f"the server at {self.endpoint} reported an error mid-stream ({_message_of(data)}); "
-                "check the server's log"
+    def _stream_once(
+        self, body: dict, think: _ThinkWrapper, usage: Usage, produced: list[str]
+    ) -> Iterator[str]:
+        """One attempt: the request, then its events as text; a failure is a :class:`_Failure`."""
+        args = {key: value for key, value in body.items() if key in CHAT_FIELDS}
+        extra = {key: value for key, value in body.items() if key not in CHAT_FIELDS}
+        with self._held():
+            stream = self._call(
+                "/chat/completions",
+                lambda client: client.chat.completions.create(**args, extra_body=extra or None),
             )
-        return data
+            try:
+                if self._stopped():
+                    raise self._closed_failure()
+                while True:
+                    try:
+                        event = next(stream)
+                    except StopIteration:
+                        break
+                    except Exception as exc:
+                        raise self._stream_failure(exc) from None
+                    for chunk in self._text_of(event, think, usage):
+                        produced.append(chunk)
+                        yield chunk
+                if usage.finish_reason is None:  # no finish reason: the server stopped short
+                    raise self._ended_early()
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    def _text_of(self, event: Any, think: _ThinkWrapper, usage: Usage) -> list[str]:
+        """The text of one stream event (``choices[0].delta``), its usage and finish reason read into ``usage``.
+
+        The SDK does not validate events, so each field is checked here: one that is not what
+        the API promises (a ``delta`` that is a string, ``content`` that is a number) is a
+        :class:`_Failure`, not an exception from deep inside.
+        """
+        if not _is_object(event):
+            raise self._malformed(f"an event that is {_kind(event)}, not an object")
+        _read_usage(_field(event, "usage"), usage)
+        choices = _field(event, "choices")
+        if choices is None:
+            return []
+        if not isinstance(choices, list):
+            raise self._malformed(f"'choices' that is {_kind(choices)}, not a list")
+        out: list[str] = []
+        for choice in choices:
+            if not _is_object(choice):
+                raise self._malformed(f"a choice that is {_kind(choice)}, not an object")
+            if _field(choice, "index") not in (0, None):
+                continue  # another of n choices
+            delta = _field(choice, "delta")
+            if delta is not None and not _is_object(delta):
+                raise self._malformed(f"a 'delta' that is {_kind(delta)}, not an object")
+            reasoning = self._text_field(delta, "reasoning_content") or self._text_field(delta, "reasoning")
+            out += think.feed(reasoning, self._text_field(delta, "content"))
+            finish = _field(choice, "finish_reason")
+            if finish:
+                usage.finish_reason = str(finish)
+        return out
+
+    def _text_field(self, delta: Any, name: str) -> str | None:
+        value = _field(delta, name)
+        if value is None or isinstance(value, str):
+            return value
+        raise self._malformed(f"a {name!r} that is {_kind(value)}, not text")
 
     # -- many stories ----------------------------------------------------------------------
     def _tell_one(self, group: _Group, story: Story, prompt: Prompt, sampling: Sampling) -> Any:
@@ -604,9 +680,9 @@ class OpenAITeller(Teller):
                 for future in pending:
                     future.cancel()
                 with self._lock:
-                    exchanges = list(group.exchanges)
-                for exchange in exchanges:
-                    exchange.close()
+                    sockets = list(group.sockets)
+                for sock in sockets:
+                    _shut(sock)
             pool.shutdown(wait=True)
 
 
@@ -649,35 +725,89 @@ class _ThinkWrapper:
         return []
 
 
-def _sse_events(response: http.client.HTTPResponse) -> Iterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined by newlines)."""
-    data: list[str] = []
-    while True:
-        raw = response.readline()
-        if not raw:
-            if data:
-                yield "\n".join(data)
-            return
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue  # a comment (keep-alive)
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down: a thread blocked reading it wakes at once (closing it would not)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
-def _read_usage(data: dict, usage: Usage) -> None:
-    got = data.get("usage")
-    if isinstance(got, dict):
-        if got.get("prompt_tokens") is not None:
-            usage.prompt_tokens = int(got["prompt_tokens"])
-        if got.get("completion_tokens") is not None:
-            usage.completion_tokens = int(got["completion_tokens"])
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it was raised from (the SDK wraps its HTTP client's, which wrap the socket's)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_transport(exc: BaseException) -> bool:
+    """An error of the connection: the SDK's, its HTTP client's (raised bare from a stream by openai 1.x) or the socket's."""
+    import openai
+
+    return isinstance(exc, (openai.APIConnectionError, OSError)) or (
+        type(exc).__module__.split(".")[0] in TRANSPORT_PACKAGES
+    )
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import openai
+
+    return isinstance(exc, (openai.APITimeoutError, TimeoutError))  # the socket's timeout is in every chain
+
+
+def _detail(exc: BaseException) -> str:
+    """The most telling words of a connection error: its deepest cause's (the SDK's own say only "Connection error.")."""
+    for error in reversed(_chain(exc)):
+        if str(error):
+            return str(error)
+    return type(exc).__name__
+
+
+def _error_text(exc: Any) -> str:
+    """The body of the answer an :class:`openai.APIStatusError` was made from."""
+    try:
+        return exc.response.text
+    except Exception:  # the body could not be read
+        body = exc.body
+        return body if isinstance(body, str) else json.dumps(body) if body is not None else ""
+
+
+def _is_object(value: Any) -> bool:
+    """A JSON object as the SDK hands it over: a model it built, or a dict it left alone."""
+    import openai
+
+    return isinstance(value, (dict, openai.BaseModel))
+
+
+def _field(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message: ``a string``, ``a number``, ``null``, …"""
+    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
+    names.update({dict: "an object", type(None): "null"})
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _read_usage(got: Any, usage: Usage) -> None:
+    if not _is_object(got):
+        return
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = _field(got, name)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
+                setattr(usage, name, int(value))
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "no message"
 
 
 def _retry_after(headers: Any) -> float | None:
