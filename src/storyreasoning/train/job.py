@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from .callbacks import reporters
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
@@ -163,7 +164,7 @@ def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, dev
         "dataloader_num_workers": settings.dataloader_workers,
         "seed": settings.seed,
         "data_seed": settings.seed,
-        "report_to": "none",
+        "report_to": reporters(settings),  # --report-to, checked (callbacks.reporters)
     }
 
 

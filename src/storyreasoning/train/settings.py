@@ -84,6 +84,29 @@ class TrainingOptions:
         "auto", help="auto, cpu, cuda or mps (several GPUs: CUDA_VISIBLE_DEVICES).", panel=MODEL
     )
     dataloader_workers: int = option(0, min=0, help="Data loader worker processes.", panel=OPTIM)
+    report_to: str = option(
+        "none", panel="Monitoring",
+        help="Where metrics go besides log.jsonl: none, tensorboard, wandb or a comma list (tensorboard,wandb); "
+        "the integration must be installed.",
+    )  # fmt: skip
+    eval_every: int | None = option(
+        None, min=1, panel="Monitoring",
+        help="Every N steps, tell --eval-stories held-out stories (greedy) with the model being trained and log "
+        "their well-structured rate, grounding F1 and link recall (off by default).",
+    )  # fmt: skip
+    eval_stories: int = option(4, min=1, help="Held-out stories each check tells.", panel="Monitoring")
+    eval_split: str | None = option(
+        None, help="Held-out split the checks tell (of --eval-dataset, or of the training dataset).",
+        panel="Monitoring",
+    )  # fmt: skip
+    eval_dataset: str | None = option(
+        None, help="Dataset the checks tell from (default: the training dataset's --eval-split).",
+        panel="Monitoring",
+    )  # fmt: skip
+    eval_max_new_tokens: int = option(
+        2048, min=1, panel="Monitoring",
+        help="Most new tokens per told story (a telling cut short is not well-structured; eval_truncated counts them).",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.max_length == 0:  # the command line's "no limit"
