@@ -1,4 +1,4 @@
-"""Contrastive sequences: frames from distinct sources, entities kept per frame, never linked across."""
+"""Contrastive sequences: frames from distinct groups, entities kept per frame, never linked across."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from .fixtures import fixture_samples, image_bytes, lighthouse_texts
 
 def varied_stories() -> list[StorySample]:
     """Six three-frame stories from four movies; names, frames and ids differ from story to story.
+
+    Each frame records its movie as its ``group`` and its own time stamp as its ``source``
+    (provenance, different for every frame, as the builder writes it).
 
     In every story, segment 2 also names obj3, which only Image 3 lists (a story may
     recall what is off-screen).
@@ -39,7 +42,13 @@ def varied_stories() -> list[StorySample]:
         frames = [image_bytes(640, 480, 10 * i + k, "JPEG" if k == 1 else "PNG") for k in range(3)]
         movie = ["m0", "m1", "m2", "m3", "m1", "m0"][i]
         stories.append(
-            StorySample(f"v{i}", frames, c, s, frame_meta=[{"source": movie, "shot": k} for k in range(3)])
+            StorySample(
+                f"v{i}",
+                frames,
+                c,
+                s,
+                frame_meta=[{"group": movie, "source": f"{movie}.mkv@{10 * i + k}.00s"} for k in range(3)],
+            )
         )
     return stories
 
@@ -69,15 +78,63 @@ def test_same_seed_same_sequences_other_seed_others(stories):
     assert all(s.meta == {"contrastive": True, "seed": 5} for s in first)
 
 
-def test_frames_come_from_distinct_sources(stories, sequences):
-    sources = {s.story_id: s.frame_source(0) for s in stories}
+def test_frames_come_from_distinct_groups(stories, sequences):
+    by_id = {s.story_id: s for s in stories}
     for sample in sequences:
         meta = sample.frame_meta
         assert meta is not None and len(meta) == sample.frame_count
-        tagged = [m["source"] for m in meta]
-        assert len(set(tagged)) == len(tagged), tagged
-        assert tagged == [sources[m["story_id"]] for m in meta]  # the tag is the source story's movie
+        groups = [m["group"] for m in meta]
+        assert len(set(groups)) == len(groups), groups
+        assert groups == [by_id[m["story_id"]].frame_group(0) for m in meta]  # the source story's movie
+        assert groups == [sample.frame_group(k) for k in range(sample.frame_count)]
+        # the provenance of each frame is carried over, and decides nothing
+        assert [m["source"] for m in meta] == [
+            by_id[m["story_id"]].frame_source(m["frame"] - 1) for m in meta
+        ]
         assert all(1 <= m["frame"] <= 3 for m in meta)
+
+
+def test_a_group_is_never_drawn_twice_whatever_its_frames_provenance(stories):
+    # every frame has its own source; the four movies are the only groups, so four-frame
+    # sequences take one frame of each and two-frame ones never two of one movie
+    for sample in contrastive_sequences(stories, 30, length=(2, 4), seed=7):
+        groups = [m["group"] for m in sample.frame_meta]
+        assert len(set(groups)) == len(groups), groups
+    with pytest.raises(UsageError, match="4 distinct frame groups"):
+        contrastive_sequences(stories, 1, length=5)
+
+
+def test_datasets_written_before_groups_are_read_as_they_meant():
+    legacy = [
+        s.with_texts(s.cot_text, s.story_text, frame_meta=[{"source": m["group"]} for m in s.frame_meta])
+        for s in varied_stories()
+    ]  # our earlier contrastive inputs: the movie recorded as the source
+    for sample in contrastive_sequences(legacy, 10, length=4, seed=2):
+        assert sorted(m["group"] for m in sample.frame_meta) == ["m0", "m1", "m2", "m3"]
+    built = [
+        s.with_texts(
+            s.cot_text,
+            s.story_text,
+            frame_meta=[{"source": f"raw/{s.story_id}/{k:02d}.png"} for k in range(3)],
+        )
+        for s in varied_stories()
+    ]  # an earlier build: each frame's path, which names no group; the story is the group
+    for sample in contrastive_sequences(built, 10, length=(2, 6), seed=2):
+        ids = [m["story_id"] for m in sample.frame_meta]
+        assert len(set(ids)) == len(ids) and [m["group"] for m in sample.frame_meta] == ids
+
+
+def test_frame_group_and_frame_source():
+    story = varied_stories()[0]
+    assert (story.frame_group(1), story.frame_source(1)) == ("m0", "m0.mkv@1.00s")
+    plain = story.with_texts(story.cot_text, story.story_text, frame_meta=None)
+    assert (plain.frame_group(1), plain.frame_source(1)) == ("v0", "v0")
+    old = [{"source": "film.mp4@12.40s"}, {"source": "/data/raw/v0/002.JPG"}, {"source": "m7", "shot": 2}]
+    legacy = story.with_texts(story.cot_text, story.story_text, frame_meta=old)
+    assert [legacy.frame_group(k) for k in range(3)] == ["film.mp4", "v0", "m7"]
+    assert [legacy.frame_source(k) for k in range(3)] == ["film.mp4@12.40s", "/data/raw/v0/002.JPG", "m7"]
+    empty = story.with_texts(story.cot_text, story.story_text, frame_meta=[{}, {"group": ""}, {"shot": 1}])
+    assert [empty.frame_group(k) for k in range(3)] == ["v0", "v0", "v0"]
 
 
 def test_length_is_honoured(stories, sequences):
@@ -91,14 +148,14 @@ def test_length_is_honoured(stories, sequences):
 def test_every_source_once_when_the_length_uses_them_all(stories):
     # four movies: a four-frame sequence takes one frame from each, never two from m0 or m1
     for sample in contrastive_sequences(stories, 10, length=4, seed=2):
-        assert sorted(m["source"] for m in sample.frame_meta) == ["m0", "m1", "m2", "m3"]
+        assert sorted(m["group"] for m in sample.frame_meta) == ["m0", "m1", "m2", "m3"]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"length": 5}, "the dataset has 4 distinct frame sources but sequences of 5 frames need 5"),
-        ({"length": (2, 5)}, "4 distinct frame sources but sequences of 5 frames"),
+        ({"length": 5}, "the dataset has 4 distinct frame groups but sequences of 5 frames need 5"),
+        ({"length": (2, 5)}, "4 distinct frame groups but sequences of 5 frames"),
         ({"length": 0}, "length must be at least 1"),
         ({"length": (3, 2)}, "min <= max"),
         ({"count": -1}, "count must not be negative"),
@@ -188,7 +245,7 @@ def test_frames_are_the_source_images_byte_for_byte(stories, sequences):
             assert frame.bytes() == by_id[meta["story_id"]].frames[meta["frame"] - 1].bytes()
 
 
-def test_stories_without_frame_sources_are_one_source_each(tmp_path):
+def test_stories_without_frame_meta_are_one_group_each(tmp_path):
     pytest.importorskip("pyarrow", reason="needs pyarrow: pip install 'storyreasoning[data]'")
     from storyreasoning.data import load_stories, write_parquet
 
@@ -197,12 +254,12 @@ def test_stories_without_frame_sources_are_one_source_each(tmp_path):
     ]  # s01 and s03 no longer share a movie
     write_parquet(SampleList(plain), tmp_path / "pq", split="train")
     loaded = load_stories(tmp_path / "pq")
-    assert loaded.has_frame_meta is False  # the sources come from the story ids, no row read
+    assert loaded.has_frame_meta is False  # the groups come from the story ids, no row read
     made = contrastive_sequences(loaded, 6, length=4, seed=3)
     by_id = {s.story_id: s for s in plain}
     for sample in made:
-        assert sorted(m["source"] for m in sample.frame_meta) == ["s00", "s01", "s02", "s03"]
-        assert all(m["source"] == m["story_id"] for m in sample.frame_meta)
+        assert sorted(m["group"] for m in sample.frame_meta) == ["s00", "s01", "s02", "s03"]
+        assert all(m["group"] == m["source"] == m["story_id"] for m in sample.frame_meta)
         for frame, meta in zip(sample.frames, sample.frame_meta, strict=True):
             assert frame.bytes() == by_id[meta["story_id"]].frames[meta["frame"] - 1].bytes()
     assert fingerprint(made) == fingerprint(

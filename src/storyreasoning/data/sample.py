@@ -9,6 +9,7 @@ until asked, so listing, filtering and counting stories never decodes an image.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+_TIMESTAMP = re.compile(r"(?P<video>.+)@\d+(?:\.\d+)?s")
+
+
+def legacy_group(source: str, story_id: str) -> str:
+    """The identity group of a frame whose ``frame_meta`` entry has a ``source`` but no ``group``.
+
+    Before ``group`` existed, ``source`` meant two things. Our contrastive sequences and
+    the README told people to record the film there, so it was the group; the builder
+    wrote each frame's own provenance there instead: its file path, or
+    ``video@seconds`` for a video's key frame. A source of that second form names one
+    frame, so it is mapped to what grouped it: ``film.mp4@12.40s`` to ``film.mp4``, an
+    image path to the story id (the builder made one story per folder). Any other
+    source is the group as it was.
+    """
+    stamped = _TIMESTAMP.fullmatch(source)
+    if stamped:
+        return stamped.group("video")
+    if source.lower().endswith(_IMAGE_SUFFIXES):
+        return story_id
+    return source
 
 
 @dataclass(frozen=True)
@@ -117,8 +139,19 @@ class StorySample:
     ``cot_text`` is the CoT markdown without ``<think>`` tags and ``story_text`` the
     tagged story, as stored (the published dataset's ``chain_of_thought`` and
     ``story`` fields). ``cot`` and ``story`` parse them on first use. ``frame_meta``
-    holds optional metadata per frame (``{"source": movie or story id, ...}``), used by
-    the contrastive sequences; ``meta`` any metadata of the story.
+    holds optional metadata per frame, two keys of which have a fixed meaning:
+
+    ``group``
+        what decides identity: frames of one group may show the same people (a film, a
+        video, a story); frames of different groups never do. The reward punishes links
+        across groups and the contrastive sequences never take two frames of one group.
+        Read it with :meth:`frame_group`.
+    ``source``
+        provenance, for people: where the frame was taken from (a file path,
+        ``film.mp4@12.40s``). Read it with :meth:`frame_source`. Nothing decides
+        identity from it.
+
+    ``meta`` holds any metadata of the story.
     """
 
     story_id: str
@@ -159,8 +192,25 @@ class StorySample:
     def frame_sizes(self) -> list[tuple[int, int]]:
         return [frame.size() for frame in self.frames]
 
+    def frame_group(self, index: int) -> str:
+        """The identity group of frame ``index`` (0-based): ``frame_meta[index]["group"]``, else the story id.
+
+        Datasets written before the ``group`` key (see :func:`legacy_group`) recorded
+        only ``source``: it is read as the group unless it names one frame rather than
+        a film.
+        """
+        entry = self.frame_meta[index] if self.frame_meta is not None else None
+        if entry:
+            group = entry.get("group")
+            if group:
+                return str(group)
+            source = entry.get("source")
+            if source:
+                return legacy_group(str(source), self.story_id)
+        return self.story_id
+
     def frame_source(self, index: int) -> str:
-        """Where frame ``index`` comes from: ``frame_meta[index]["source"]``, else the story id."""
+        """Where frame ``index`` comes from (provenance): ``frame_meta[index]["source"]``, else the story id."""
         if self.frame_meta is not None:
             source = self.frame_meta[index].get("source")
             if source:
