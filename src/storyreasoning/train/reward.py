@@ -1,38 +1,92 @@
-"""The reward of contrastive preference training: structure, grounding and re-identification.
+"""The reward of contrastive preference training: structure, re-identification and grounding.
 
 QwenStoryteller2 (its model card) trains with DPO on "offline preference pairs generated
-from the reward function", a "dual-component reward" of entity re-identification
-(R_reid: "promoting connections in real stories while penalizing them in synthetic
-ones") and grounding (R_ground: "pronoun and proper noun grounding to visual
-entities"), "with structural validation". The paper's formulas and weights are not
-public (``reference/field-notes.md``, section 1.2), so this is our reconstruction, every
-part of it configurable and reported separately:
+from the reward function", a "dual-component reward" that "combined entity
+re-identification (R_reid) and grounding (R_ground) rewards with structural
+validation": re-identification "tracks character and object persistence across
+frames, promoting connections in real stories while penalizing them in synthetic ones";
+grounding "evaluates pronoun and proper noun grounding to visual entities"; structure
+"ensures generated outputs maintain required format and consistency". The paper's
+formulas and weights are not public (``reference/field-notes.md``, section 1.2), so what
+follows is **our reconstruction**. Every choice below is ours, every part is reported
+separately and the weights are options.
 
-``structure`` (a gate, 0 or 1)
-    the format validator's well-structured verdict for the story's frames (CoT and
+The reward compares an output with the story's reference (the dataset's own CoT and
+story: written by people or, in a built dataset, by the builder on automatic
+detections) and uses each frame's identity group
+(:meth:`~storyreasoning.data.sample.StorySample.frame_group`: the film, video or story
+the frame belongs to). All parts are in [0, 1].
+
+``structure`` (a gate by default, 0 or 1)
+    The format validator's well-structured verdict for the story's frames (CoT and
     story present, one section and one segment per image, tables parse, five phases,
-    every story id defined in the CoT, boxes valid for the frame sizes). An output that
-    fails it scores 0 overall whatever its other parts (``gate=False`` turns the gate
-    into a plain weighted component).
-``boxes``
-    the CoT rows' detection F1 against the reference (same image, IoU ≥ 0.5, one-to-one;
-    invalid boxes are false positives; 1 when both sides have no rows).
-``reid``
-    cross-frame link F1 against the reference: a link is two rows of one id in two
-    frames, correct when both rows match rows of one reference entity (1 when neither
-    side links anything). Minus ``cross_source`` times the share of the predicted links
-    that join frames from different sources (``frame_meta[i]["source"]``): in a synthetic
-    sequence of unrelated frames, any such link is a wrong re-identification. Clipped
-    to [0, 1].
-``mentions``
-    the share of pronouns (he, she, they, his, her, their, its, him, them, it) and of
-    character names (the CoT's Name column) in the story that sit inside a ``<gdo>`` span
-    naming an entity present in that segment's image (1 when there are none).
+    every story id defined in the CoT, boxes valid for the frame sizes): the card's
+    "structural validation". An output that fails it scores 0 overall whatever its
+    other parts. ``gate=False`` makes it a plain component:
+    ``total = (mix + structure) / 2``.
+``reid`` (the card's R_reid)
+    Judged on the identity structure, not on box precision: the output's CoT rows are
+    matched to the reference's rows of the same image and group (characters; objects,
+    backgrounds and landmarks) by IoU >= ``reid_iou`` (0.3 by default, looser than the
+    0.5 of detection metrics, because the reference boxes are themselves automatic and
+    a storyteller's box for the right person is often a little off), greedily by IoU,
+    one to one. Then, with :func:`storyreasoning.evaluate.identity.story_counts`:
 
-``total = structure × (w_boxes·boxes + w_reid·reid + w_mentions·mentions) / (w_boxes + w_reid + w_mentions)``
+    * ``idf1``: the identity F1 of tracks (an id and its rows over the frames), predicted
+      ids assigned to reference ids by SciPy's Hungarian method; ``2·IDTP / (predicted
+      rows + reference rows)``. It falls when one person gets several ids (a track is
+      assigned once) and when several people share one id, and it is 0 for an output
+      without rows when the reference has some: leaving the characters out cannot score.
+    * ``link_f1``: the F1 of cross-frame links (two rows of one id in two frames),
+      a predicted link correct when its two rows match rows of one reference entity;
+      1 when neither side links anything (the right answer for a sequence of
+      unrelated frames, whose reference links nothing).
 
-Everything is deterministic and pure Python: the same output and reference always get
-the same reward.
+    ``reid = clip(idf1 × link_f1 − cross_group × share of the predicted links joining
+    frames of different groups)``. The product asks for both: keeping each entity's
+    track and drawing the right links. A story that never re-identifies anyone has
+    link_f1 = 0 on a real story with links, hence reid 0; one that merges everyone
+    under one id keeps its true links but loses precision in both factors; an output
+    with no rows has idf1 = 0, hence reid 0, on synthetic sequences too. In a synthetic
+    sequence every link across groups is a wrong re-identification, so it is punished
+    on top of the lost link precision, while linking frames of one film is not.
+    Backgrounds are left out of the cross-group share (two skies are not an identity
+    claim).
+``grounding`` (the card's R_ground)
+    The mean of two shares:
+
+    * mention precision: of the story's pronouns (he, she, they, his, her, their, its,
+      him, them, it) and character names (the output CoT's Name column), the share
+      inside a ``<gdo>`` span naming an entity listed in that segment's image. **0 when
+      the story has none**: a story that avoids pronouns and names does not get the
+      grounding score for free.
+    * character recall: of the characters the reference story grounds in a frame (a
+      ``<gdo>`` naming them in that frame's segment), the share whose matching output
+      row (same matching as ``reid``) the output's story also grounds in that frame's
+      segment. It keeps one well-tagged pronoun from earning the whole component.
+      Left out (grounding = mention precision) when the reference grounds no character.
+
+    Not applicable (``None``, its weight left out of the mix) when the reference itself
+    has nothing to ground: no pronoun, no name and no grounded character (a story of
+    empty rooms and landscapes). Scoring 0 there would cost nothing in the ranking, but
+    scoring mention precision would pay an output for inventing a person to tag.
+``boxes`` (optional, weight 0 by default)
+    The CoT rows' detection F1 against the reference (same image and group,
+    IoU >= ``iou_threshold`` = 0.5, one-to-one; invalid boxes are false positives; 1
+    when both sides have no rows). Not one of the card's components; it is always
+    reported, and ``--w-boxes`` adds it to the mix.
+
+``total = structure × (w_reid·reid + w_grounding·grounding + w_boxes·boxes) / (w_reid + w_grounding + w_boxes)``
+
+with ``w_reid = w_grounding = 1`` and ``w_boxes = 0`` by default; a component that is
+not applicable is left out of both sums (and when no weighted component applies, the
+structure alone decides). A reference scores
+``reid = 1`` against itself on a real story, a built one included (its frames share one
+group). Grounding depends on the reference's own mention precision, so a reference does
+not always score 1 overall: the reward ranks candidates of one story, and only
+differences within a story matter.
+
+Everything is deterministic: the same output and reference always get the same reward.
 """
 
 from __future__ import annotations
@@ -41,7 +95,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..evaluate.detections import telling_detections
+from ..evaluate.detections import Detection, telling_detections
 from ..evaluate.grounding import IOU_THRESHOLD, match_detections
 from ..evaluate.identity import story_counts
 from ..evaluate.pronouns import find_pronouns, segment_layout
@@ -49,24 +103,31 @@ from ..format.cot import id_kind
 from ..format.story import Span
 from ..format.stream import Telling, parse_output
 
+#: IoU at which output rows match reference rows for re-identification and grounding.
+REID_IOU = 0.3
+
 
 @dataclass(frozen=True)
 class RewardWeights:
     """How the components add up (see the module docstring)."""
 
-    boxes: float = 1.0
     reid: float = 1.0
-    mentions: float = 1.0
-    cross_source: float = 1.0
+    grounding: float = 1.0
+    boxes: float = 0.0
+    cross_group: float = 1.0
     gate: bool = True
+    reid_iou: float = REID_IOU
     iou_threshold: float = IOU_THRESHOLD
 
     def __post_init__(self) -> None:
-        for name in ("boxes", "reid", "mentions", "cross_source"):
+        for name in ("reid", "grounding", "boxes", "cross_group"):
             if getattr(self, name) < 0:
                 raise ValueError(f"reward weight {name} must not be negative, got {getattr(self, name)}")
-        if self.boxes + self.reid + self.mentions <= 0:
-            raise ValueError("at least one of the boxes, reid and mentions weights must be positive")
+        if self.reid + self.grounding + self.boxes <= 0:
+            raise ValueError("at least one of the reid, grounding and boxes weights must be positive")
+        for name in ("reid_iou", "iou_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -75,9 +136,9 @@ class Reward:
 
     total: float
     structure: float
-    boxes: float
     reid: float
-    mentions: float
+    grounding: float | None  # None: the reference has nothing to ground
+    boxes: float
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -97,17 +158,36 @@ def _word_re(name: str) -> re.Pattern | None:
     return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
 
 
+def _present(telling: Telling) -> dict[int, set[str]]:
+    """Image number -> the entity ids its CoT section lists."""
+    cot = telling.cot
+    return {image.number: {i.strip() for i in image.entity_ids()} for image in cot.images} if cot else {}
+
+
+def grounded_entities(telling: Telling) -> set[tuple[int, str]]:
+    """``(image, id)`` of every entity a ``<gdo>`` span of image's segment names, when the CoT lists it there."""
+    out: set[tuple[int, str]] = set()
+    if telling.story is None:
+        return out
+    present = _present(telling)
+    for segment in telling.story.segments:
+        here = present.get(segment.image, set())
+        for part in segment.parts:
+            if isinstance(part, Span) and part.kind == "gdo":
+                out.update((segment.image, i) for i in part.ids if i in here)
+    return out
+
+
 def mention_counts(telling: Telling) -> dict[str, int]:
     """Pronouns and character names in the story, and how many are grounded in their own image."""
     story, cot = telling.story, telling.cot
     counts = {"pronouns": 0, "pronouns_grounded": 0, "names": 0, "names_grounded": 0}
     if story is None:
         return counts
-    present: dict[int, set[str]] = {}
+    present = _present(telling)
     names: list[re.Pattern] = []
     if cot is not None:
         for image in cot.images:
-            present[image.number] = set(image.entity_ids())
             for row in image.characters:
                 pattern = _word_re(row.name or "")
                 if pattern is not None and all(p.pattern != pattern.pattern for p in names):
@@ -132,8 +212,8 @@ def mention_counts(telling: Telling) -> dict[str, int]:
     return counts
 
 
-def cross_source_links(telling: Telling, sources: Sequence[str | None]) -> tuple[int, int]:
-    """``(links, cross)``: cross-frame links of the CoT, and those joining frames of different sources."""
+def cross_group_links(telling: Telling, groups: Sequence[str | None]) -> tuple[int, int]:
+    """``(links, cross)``: cross-frame links of the CoT (characters, objects, landmarks), and those joining frames of different groups."""
     by_id: dict[str, set[int]] = {}
     if telling.cot is not None:
         for image in telling.cot.images:
@@ -146,10 +226,93 @@ def cross_source_links(telling: Telling, sources: Sequence[str | None]) -> tuple
         for k, a in enumerate(ordered):
             for b in ordered[k + 1 :]:
                 links += 1
-                sa = sources[a - 1] if 0 < a <= len(sources) else None
-                sb = sources[b - 1] if 0 < b <= len(sources) else None
-                cross += sa is not None and sb is not None and sa != sb
+                ga = groups[a - 1] if 0 < a <= len(groups) else None
+                gb = groups[b - 1] if 0 < b <= len(groups) else None
+                cross += ga is not None and gb is not None and ga != gb
     return links, cross
+
+
+class _Reference:
+    """What the reward needs of a reference, computed once per story."""
+
+    def __init__(self, reference: str | Telling, image_sizes: Sequence[tuple[int, int]]) -> None:
+        self.telling = parse_output(reference) if isinstance(reference, str) else reference
+        self.sizes = [tuple(s) for s in image_sizes]
+        self.rows: list[Detection] = [d for d in telling_detections(self.telling, self.sizes) if d.valid]
+        grounded = grounded_entities(self.telling)
+        # the reference's grounded character appearances, as indices into its rows
+        self.grounded_characters = [
+            k for k, d in enumerate(self.rows) if d.kind == "character" and (d.image, d.entity_id) in grounded
+        ]
+        mentions = mention_counts(self.telling)
+        self.groundable = bool(self.grounded_characters or mentions["pronouns"] or mentions["names"])
+
+
+def _score(
+    candidate: str | Telling | None, ref: _Reference, groups: Sequence[str | None], weights: RewardWeights
+) -> Reward:
+    if candidate is None or (isinstance(candidate, str) and not candidate.strip()):
+        return Reward(0.0, 0.0, 0.0, 0.0, 0.0, {"empty": True})
+    cand = parse_output(candidate) if isinstance(candidate, str) else candidate
+    sizes = ref.sizes
+    verdict = cand.validate(n_images=len(sizes), image_sizes=sizes)
+    structure = 1.0 if verdict.well_structured else 0.0
+    rows = telling_detections(cand, sizes)
+
+    # boxes: detection F1 at the detection threshold (reported always, weighted 0 by default)
+    tp = len(match_detections(ref.rows, rows, weights.iou_threshold))
+    boxes = _f1(tp, len(rows), len(ref.rows))
+
+    # re-identification: identity F1 and link F1 at the looser matching, minus cross-group links
+    ids = story_counts(ref.rows, rows, weights.reid_iou)
+    idf1 = _f1(ids["idtp"], len(rows), len(ref.rows))
+    link_f1 = _f1(ids["links_correct"], ids["links_predicted"], ids["links_reference"])
+    links, cross = cross_group_links(cand, groups)
+    cross_share = cross / links if links else 0.0
+    reid = min(1.0, max(0.0, idf1 * link_f1 - weights.cross_group * cross_share))
+
+    # grounding: pronouns and names grounded (0 without any), and the reference's grounded characters found
+    m = mention_counts(cand)
+    mentions = m["pronouns"] + m["names"]
+    precision = (m["pronouns_grounded"] + m["names_grounded"]) / mentions if mentions else 0.0
+    found = 0
+    recall: float | None = None
+    grounding: float | None = precision
+    if ref.grounded_characters:
+        matched = dict(match_detections(ref.rows, rows, weights.reid_iou))
+        tagged = grounded_entities(cand)
+        for k in ref.grounded_characters:
+            j = matched.get(k)
+            found += j is not None and (rows[j].image, rows[j].entity_id) in tagged
+        recall = found / len(ref.grounded_characters)
+        grounding = (precision + recall) / 2
+    if not ref.groundable:
+        grounding = None
+
+    w = weights
+    parts = [(w.reid, reid), (w.boxes, boxes)] + ([(w.grounding, grounding)] if grounding is not None else [])
+    weight = sum(weight for weight, _ in parts)
+    mix = sum(weight * value for weight, value in parts) / weight if weight else 1.0
+    total = structure * mix if w.gate else (mix + structure) / 2
+    details = {
+        "well_structured": verdict.well_structured,
+        "reasons": [d.message for d in verdict.reasons[:5]],
+        "rows": len(rows),
+        "reference_rows": len(ref.rows),
+        "matched_rows": tp,
+        "idf1": idf1,
+        "link_f1": link_f1,
+        "links": ids["links_predicted"],
+        "links_reference": ids["links_reference"],
+        "links_correct": ids["links_correct"],
+        "cross_group_links": cross,
+        **m,
+        "mention_precision": precision,
+        "characters_grounded_reference": len(ref.grounded_characters),
+        "characters_grounded_found": found,
+        "character_recall": recall,
+    }
+    return Reward(round(total, 12), structure, reid, grounding, boxes, details)
 
 
 def story_reward(
@@ -157,70 +320,33 @@ def story_reward(
     reference: str | Telling,
     image_sizes: Sequence[tuple[int, int]],
     *,
-    sources: Sequence[str | None] | None = None,
+    groups: Sequence[str | None] | None = None,
     weights: RewardWeights = RewardWeights(),
 ) -> Reward:
-    """The reward of one output for a story (reference output, frame sizes, frame sources)."""
-    if candidate is None or (isinstance(candidate, str) and not candidate.strip()):
-        return Reward(0.0, 0.0, 0.0, 0.0, 0.0, {"empty": True})
-    cand = parse_output(candidate) if isinstance(candidate, str) else candidate
-    ref = parse_output(reference) if isinstance(reference, str) else reference
-    sizes = [tuple(s) for s in image_sizes]
-    verdict = cand.validate(n_images=len(sizes), image_sizes=sizes)
-    structure = 1.0 if verdict.well_structured else 0.0
+    """The reward of one output for a story: its reference output, frame sizes and frames' identity groups.
 
-    refs = [d for d in telling_detections(ref, sizes) if d.valid]
-    cands = telling_detections(cand, sizes)
-    tp = len(match_detections(refs, cands, weights.iou_threshold))
-    boxes = _f1(tp, len(cands), len(refs))
-
-    ids = story_counts(refs, cands, weights.iou_threshold)
-    link_f1 = _f1(ids.get("links_correct", 0), ids.get("links_predicted", 0), ids.get("links_reference", 0))
-    links, cross = cross_source_links(cand, list(sources) if sources else [None] * len(sizes))
-    cross_share = cross / links if links else 0.0
-    reid = min(1.0, max(0.0, link_f1 - weights.cross_source * cross_share))
-
-    m = mention_counts(cand)
-    total_mentions = m["pronouns"] + m["names"]
-    mentions = (m["pronouns_grounded"] + m["names_grounded"]) / total_mentions if total_mentions else 1.0
-
-    w = weights
-    mix = (w.boxes * boxes + w.reid * reid + w.mentions * mentions) / (w.boxes + w.reid + w.mentions)
-    total = structure * mix if w.gate else (mix + structure) / 2
-    details = {
-        "well_structured": verdict.well_structured,
-        "reasons": [d.message for d in verdict.reasons[:5]],
-        "rows": len(cands),
-        "reference_rows": len(refs),
-        "matched_rows": tp,
-        "links": ids.get("links_predicted", 0),
-        "links_reference": ids.get("links_reference", 0),
-        "links_correct": ids.get("links_correct", 0),
-        "cross_source_links": cross,
-        **m,
-    }
-    return Reward(round(total, 12), structure, boxes, reid, mentions, details)
+    ``groups`` holds one identity group per frame (None, or no list: one group for all).
+    """
+    ref = _Reference(reference, image_sizes)
+    return _score(candidate, ref, list(groups) if groups else [None] * len(ref.sizes), weights)
 
 
 class StoryScorer:
-    """The reward of many outputs for one story: its reference, frame sizes and sources read once."""
+    """The reward of many outputs for one story: its reference, frame sizes and groups read once."""
 
     def __init__(self, sample, weights: RewardWeights = RewardWeights()) -> None:
-        self.reference = sample.telling()
-        self.sizes = sample.frame_sizes()
-        self.sources = (
-            [(meta or {}).get("source") for meta in sample.frame_meta] if sample.frame_meta else None
-        )
+        self.reference = _Reference(sample.telling(), sample.frame_sizes())
+        self.groups = [sample.frame_group(i) for i in range(sample.frame_count)]
         self.weights = weights
 
     def __call__(self, candidate: str | Telling | None) -> Reward:
-        return story_reward(candidate, self.reference, self.sizes, sources=self.sources, weights=self.weights)
+        return _score(candidate, self.reference, self.groups, self.weights)
 
 
 def sample_reward(
     candidate: str | Telling | None, sample, weights: RewardWeights = RewardWeights()
 ) -> Reward:
-    """:func:`story_reward` against a :class:`~storyreasoning.data.StorySample` (its sources from ``frame_meta``).
+    """:func:`story_reward` against a :class:`~storyreasoning.data.StorySample` (its groups from ``frame_meta``).
 
     Scoring several outputs of one story? :class:`StoryScorer` reads the story once.
     """
@@ -255,10 +381,12 @@ def trl_reward(
 
 
 __all__ = [
+    "REID_IOU",
     "Reward",
     "RewardWeights",
     "StoryScorer",
-    "cross_source_links",
+    "cross_group_links",
+    "grounded_entities",
     "mention_counts",
     "sample_reward",
     "story_reward",

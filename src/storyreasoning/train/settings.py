@@ -236,12 +236,26 @@ class PairsSettings:
     min_margin: float = option(
         0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
     )
-    w_boxes: float = option(1.0, min=0.0, help="Weight of box F1 against the reference.", panel="Reward")
-    w_reid: float = option(1.0, min=0.0, help="Weight of re-identification (link F1).", panel="Reward")
-    w_mentions: float = option(1.0, min=0.0, help="Weight of grounded pronouns and names.", panel="Reward")
-    cross_source: float = option(
+    w_reid: float = option(
         1.0, min=0.0, panel="Reward",
-        help="Penalty per share of links across frames of different sources.",
+        help="Weight of re-identification (identity F1 and cross-frame link F1 against the reference).",
+    )  # fmt: skip
+    w_grounding: float = option(
+        1.0, min=0.0, panel="Reward",
+        help="Weight of grounding (pronouns and names inside a <gdo> of their image; the reference's "
+        "grounded characters grounded too).",
+    )  # fmt: skip
+    w_boxes: float = option(
+        0.0, min=0.0, panel="Reward",
+        help="Weight of box F1 against the reference at IoU 0.5 (not a component of the model card; off by default).",
+    )  # fmt: skip
+    cross_group: float = option(
+        1.0, min=0.0, panel="Reward",
+        help="Re-identification penalty per share of links joining frames of different groups (films, videos).",
+    )  # fmt: skip
+    reid_iou: float = option(
+        0.3, min=0.01, max=1.0, panel="Reward",
+        help="IoU at which output rows match reference rows for re-identification and grounding.",
     )  # fmt: skip
     gate: bool = option(
         True, panel="Reward",
@@ -252,8 +266,8 @@ class PairsSettings:
         from .reward import RewardWeights
 
         try:
-            return RewardWeights(boxes=self.w_boxes, reid=self.w_reid, mentions=self.w_mentions,
-                                 cross_source=self.cross_source, gate=self.gate)  # fmt: skip
+            return RewardWeights(reid=self.w_reid, grounding=self.w_grounding, boxes=self.w_boxes,
+                                 cross_group=self.cross_group, reid_iou=self.reid_iou, gate=self.gate)  # fmt: skip
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
