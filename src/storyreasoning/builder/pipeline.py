@@ -93,6 +93,19 @@ def find_stories(
     return stories, notes
 
 
+def frame_meta(story: RawStory) -> list[dict]:
+    """What a built story records per frame: its identity ``group`` and its provenance ``source``.
+
+    The group decides which frames may show the same people (see
+    :meth:`~storyreasoning.data.sample.StorySample.frame_group`): the video for key
+    frames of a video (every story cut from it), else the story (one folder of frames).
+    The source is where the frame was read: its path, or ``film.mp4@12.40s``.
+    """
+    group = getattr(story, "group", None) or story.story_id
+    sources = story.sources or [str(p) for p in story.frames]
+    return [{"group": group, "source": source} for source in sources]
+
+
 @dataclass
 class BuildReport:
     stories: int = 0
@@ -203,9 +216,7 @@ def build_dataset(
                 data,
                 written.cot,
                 written.story,
-                frame_meta=[
-                    {"source": source} for source in (story.sources or [str(p) for p in story.frames])
-                ],
+                frame_meta=frame_meta(story),
                 meta=meta,
             )
             write_story_folder(sample, out)
@@ -230,4 +241,13 @@ def build_dataset(
     return report
 
 
-__all__ = ["ERRORS", "MANIFEST", "BuildReport", "RawStory", "build_dataset", "check_resume", "find_stories"]
+__all__ = [
+    "ERRORS",
+    "MANIFEST",
+    "BuildReport",
+    "RawStory",
+    "build_dataset",
+    "check_resume",
+    "find_stories",
+    "frame_meta",
+]

@@ -8,6 +8,10 @@ per frame); each shot longer than ``min_shot`` seconds contributes the frame in 
 middle, the steadiest view of it. :func:`video_stories` writes those frames as PNG files
 and groups consecutive ones into stories of ``frames_per_story`` frames. Everything is
 deterministic: the same video gives the same frames and stories.
+
+Every story of one video is one identity group (:class:`VideoStory`): consecutive
+stories of a film share its people, so the reward may link their frames and the
+contrastive sequences never mix them. Each frame's provenance is ``film.mp4@12.40s``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 def is_video(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class VideoStory(RawStory):
+    """Key frames of one video: ``group`` (the identity group of every frame) is the video's file name."""
+
+    group: str | None = None
 
 
 @dataclass
@@ -139,18 +150,18 @@ def video_stories(
         tmp.replace(index_file)
     stories, notes = [], []
     for number, start in enumerate(range(0, len(frames), frames_per_story), start=1):
-        group = frames[start : start + frames_per_story]
+        chunk = frames[start : start + frames_per_story]
         story_id = f"{path.stem}-{number:03d}"
-        if len(group) < min_frames:
+        if len(chunk) < min_frames:
             notes.append(
-                f"{story_id}: {len(group)} key frames left at the end of {path.name}, fewer than {min_frames}; skipped"
+                f"{story_id}: {len(chunk)} key frames left at the end of {path.name}, fewer than {min_frames}; skipped"
             )
             continue
-        sources = [f"{path.name}@{seconds:.2f}s" for _, seconds in group]
-        stories.append(RawStory(story_id, [p for p, _ in group], sources))
+        sources = [f"{path.name}@{seconds:.2f}s" for _, seconds in chunk]
+        stories.append(VideoStory(story_id, [p for p, _ in chunk], sources, group=path.name))
     if not frames:
         notes.append(f"{path.name}: no shot of at least {min_shot} s found")
     return stories, notes
 
 
-__all__ = ["VIDEO_SUFFIXES", "KeyFrame", "is_video", "key_frames", "video_stories"]
+__all__ = ["VIDEO_SUFFIXES", "KeyFrame", "VideoStory", "is_video", "key_frames", "video_stories"]
