@@ -110,6 +110,69 @@ def test_a_conversation_must_end_with_the_answer(processor, examples):
         StoryCollator(processor)([{"messages": messages, "images": examples[0]["images"]}])
 
 
+def test_the_answer_loss_is_the_models_own_loss_with_logits_only_where_learned(
+    tiny_qwen, processor, examples
+):
+    from storyreasoning.train.loss import answer_loss
+
+    batch = StoryCollator(processor)([examples[0], examples[2]])
+    net = fresh_model(tiny_qwen)
+    own = net(**batch)
+    own.loss.backward()
+    own_grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad()
+    loss, outputs = answer_loss(net, batch)
+    loss.backward()
+    learned = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert outputs.logits.shape[0] == learned < batch["input_ids"].numel()  # only the answer's positions
+    assert torch.allclose(loss, own.loss, atol=1e-5)
+    for name, grad in own_grads.items():
+        assert torch.allclose(dict(net.named_parameters())[name].grad, grad, atol=1e-6), name
+    # over an optimiser step the Trainer gives the count of the whole step: the sum is divided by it
+    halved, _ = answer_loss(net, batch, num_items_in_batch=torch.tensor(2 * learned))
+    assert torch.allclose(halved, own.loss / 2, atol=1e-5)
+
+
+def test_full_training_keeps_float32_master_weights_and_refuses_float16(tiny_qwen, tmp_path):
+    from storyreasoning.train.job import load_model, weights_dtype
+
+    assert weights_dtype("full", torch.bfloat16, torch) == torch.float32
+    assert weights_dtype("lora", torch.bfloat16, torch) == torch.bfloat16
+    _, _, _, net, _, dtype = load_model(settings(tiny_qwen, tmp_path, mode="language", dtype="bfloat16"))
+    assert dtype == torch.bfloat16 and {p.dtype for p in net.parameters()} == {torch.float32}
+    _, _, _, net, _, _ = load_model(settings(tiny_qwen, tmp_path, mode="lora", dtype="bfloat16"))
+    assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
+    with pytest.raises(UsageError, match="float16 is refused"):
+        settings(tiny_qwen, tmp_path, mode="full", dtype="float16")
+
+
+def test_several_gpus_outside_a_launch_are_refused_with_the_command_to_run(monkeypatch):
+    from storyreasoning.train.job import accumulation, refuse_data_parallel
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    refuse_data_parallel(1)  # one GPU: fine
+    with pytest.raises(UsageError) as refused:
+        refuse_data_parallel(2, ["train", "sft", "data", "--out", "runs/x y"])
+    assert (
+        "accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m storyreasoning.cli "
+        "train sft data --out 'runs/x y'" in str(refused.value)
+    )
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    refuse_data_parallel(2)  # inside a launch: one process per GPU, fine
+    # the published global batch holds whatever the number of processes
+    recipe = SFTSettings(source="s", out=Path("o"), global_batch=64)
+    assert [accumulation(recipe, n) for n in (1, 2, 4, 8)] == [64, 32, 16, 8]
+    with pytest.raises(UsageError, match="cannot be split"):
+        accumulation(recipe, 3)
+
+
+def test_defaults_fit_a_7b_story_on_one_card():
+    """Gradient checkpointing is on unless turned off (without it a 7B story needs 110+ GiB)."""
+    assert SFTSettings(source="s", out=Path("o")).gradient_checkpointing is True
+    shown = cli("train", "sft", "--help").stdout
+    assert "--no-gradient-checkpointing" in shown and "--attn-implementation" in shown and "--liger" in shown
+
+
 # -- modes ----------------------------------------------------------------------------------------------
 
 

@@ -150,7 +150,7 @@ def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, dev
         "max_steps": settings.max_steps if settings.max_steps is not None else -1,
         "learning_rate": settings.learning_rate,
         "per_device_train_batch_size": settings.batch_size,
-        "gradient_accumulation_steps": settings.grad_accum,
+        "gradient_accumulation_steps": accumulation(settings),
         "warmup_steps": settings.warmup_ratio,  # a float below 1 is a ratio of the total steps
         "weight_decay": settings.weight_decay,
         "logging_steps": settings.logging_steps,
@@ -162,10 +162,43 @@ def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, dev
         "use_cpu": device == "cpu",
         **_checkpointing(transformers, settings.gradient_checkpointing),
         "dataloader_num_workers": settings.dataloader_workers,
+        "use_liger_kernel": use_liger(settings, device),
         "seed": settings.seed,
         "data_seed": settings.seed,
         "report_to": reporters(settings),  # --report-to, checked (callbacks.reporters)
     }
+
+
+def world_size() -> int:
+    import os
+
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def accumulation(settings, processes: int | None = None) -> int:
+    """Gradient accumulation steps: ``--grad-accum``, or what makes ``--global-batch`` over ``processes``."""
+    if settings.global_batch is None:
+        return settings.grad_accum
+    processes = processes or world_size()
+    per_step = settings.batch_size * processes
+    if settings.global_batch % per_step:
+        raise UsageError(
+            f"a global batch of {settings.global_batch} cannot be split into {processes} process(es) × batch "
+            f"{settings.batch_size}; choose a --global-batch that is a multiple of {per_step}"
+        )
+    return settings.global_batch // per_step
+
+
+def use_liger(settings, device: str) -> bool:
+    """Whether Liger kernels run: ``--liger on`` (refused when missing), ``auto`` (installed and on CUDA), ``off``."""
+    import importlib.util
+
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if settings.liger == "on" and not installed:
+        raise UsageError("--liger on needs liger-kernel: pip install liger-kernel (on a CUDA machine)")
+    if settings.liger == "off":
+        return False
+    return installed and (settings.liger == "on" or device.startswith("cuda"))
 
 
 def run_trainer(trainer, folder: TrainFolder, torch, say: Callable[[str], None], *, memory_hint: str):
@@ -232,10 +265,64 @@ def load_model(settings):
         except ImportError:
             raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
     refuse_single_gpu(settings.device)
+    refuse_data_parallel(torch.cuda.device_count() if settings.device != "cpu" else 0)
     device = choose_device(settings.device)
     dtype = choose_dtype(settings.dtype, device)
-    processor, net = load_pretrained(settings.model, revision=settings.revision, dtype=dtype, hint=TRAIN_HINT)
+    if dtype == torch.float16 and settings.mode != "lora":
+        raise UsageError(
+            f"--mode {settings.mode} would train in float16 on this GPU (it has no bfloat16), which overflows "
+            "and loses small updates; use a GPU with bfloat16, --dtype float32 or --mode lora"
+        )
+    weights = weights_dtype(settings.mode, dtype, torch)
+    processor, net = load_pretrained(
+        settings.model, revision=settings.revision, dtype=weights, attn_implementation=settings.attn_implementation,
+        hint=TRAIN_HINT,
+    )  # fmt: skip
+    # adapters are initialised next, before the Trainer seeds anything: seed now, so that one seed gives one
+    # run (and every process of a launch the same start)
+    transformers.set_seed(settings.seed)
     return torch, transformers, processor, net, device, dtype
+
+
+def weights_dtype(mode: str, compute, torch):
+    """The dtype weights are held in: the compute dtype for LoRA (the base is frozen), float32 otherwise.
+
+    Full and language training keep float32 master weights and compute in ``compute``
+    under autocast (the Trainer's ``bf16``): updates of about ``lr × weight`` are far below
+    bfloat16's resolution (8 bits of mantissa), so pure bfloat16 weights would round most
+    of them away. LoRA adapters are float32 whatever the base (PEFT casts them up).
+    """
+    return compute if mode == "lora" else torch.float32
+
+
+def launched() -> bool:
+    """True inside a distributed launch (accelerate launch, torchrun): more than one process."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def refuse_data_parallel(gpus: int, argv: list[str] | None = None) -> None:
+    """Refuse to start on several visible GPUs outside a distributed launch, naming the command to run.
+
+    transformers would wrap the model in ``nn.DataParallel``, which splits ``pixel_values``
+    and ``image_grid_thw`` apart from the text rows, so image tokens and image features no
+    longer match.
+    """
+    import shlex
+    import sys
+
+    if gpus <= 1 or launched():
+        return
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(
+        ["accelerate", "launch", "--config_file", "configs/accelerate/ddp.yaml", "--num_processes", str(gpus),
+         "-m", "storyreasoning.cli", *args]
+    )  # fmt: skip
+    raise UsageError(
+        f"{gpus} GPUs are visible but this is one process; run one process per GPU: {command} "
+        "(or choose one GPU with CUDA_VISIBLE_DEVICES=0)"
+    )
 
 
 def refuse_single_gpu(device: str) -> None:

@@ -23,6 +23,11 @@ MODES = ("lora", "full", "language")
 DEFAULT_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_START = "daniel3303/QwenStoryteller"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: TRL's DPO loss types (``DPOConfig.loss_type``, TRL 1.16).
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)  # fmt: skip
 #: The learning rates of the published recipes (section 5.1 of the reference).
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5, "language": 2e-5}
 
@@ -73,13 +78,34 @@ class TrainingOptions:
     grad_accum: int = option(32, min=1, help="Batches per optimiser step.", panel=OPTIM)
     warmup_ratio: float = option(0.03, min=0.0, max=0.99, help="Warm-up share of steps.", panel=OPTIM)
     weight_decay: float = option(0.01, min=0.0, help="Weight decay.", panel=OPTIM)
-    gradient_checkpointing: bool = option(False, help="Trade compute for memory (recommended for 7B).",
-                                          panel=OPTIM)  # fmt: skip
+    gradient_checkpointing: bool = option(
+        True, panel=OPTIM,
+        help="Recompute activations in the backward pass: about a third more compute for a fraction of the "
+        "memory (needed at 7B; --no-gradient-checkpointing for small models).",
+    )  # fmt: skip
+    global_batch: int | None = option(
+        None, min=1, panel=OPTIM,
+        help="Examples per optimiser step over all processes; --grad-accum follows from it and the number of "
+        "processes (the published recipes' 64 and 8 whatever the number of GPUs).",
+    )  # fmt: skip
+    attn_implementation: str | None = option(
+        None, panel=MODEL,
+        help="Attention kernel: sdpa (transformers' default), flash_attention_2 (pip install flash-attn) or eager.",
+    )  # fmt: skip
+    liger: Literal["auto", "on", "off"] = option(
+        "auto", panel=MODEL,
+        help="Liger kernels (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU): auto uses them on a CUDA GPU "
+        "when liger-kernel is installed.",
+    )  # fmt: skip
     save_steps: int = option(100, min=1, help="Checkpoint every N steps.", panel=OPTIM)
     save_total_limit: int | None = option(10, min=1, help="Checkpoints kept.", panel=OPTIM)
     logging_steps: int = option(10, min=1, help="Log every N steps.", panel=OPTIM)
     seed: int = option(0, help="Seed for prompts, shuffling and initialisation.", panel=OPTIM)
-    dtype: str = option("auto", help="auto, bfloat16, float16 or float32.", panel=MODEL)
+    dtype: str = option(
+        "auto", panel=MODEL,
+        help="Compute precision: auto (bfloat16 on a GPU that has it), bfloat16, float16 (LoRA only) or float32. "
+        "Full and language training keep float32 master weights and compute in it under autocast.",
+    )  # fmt: skip
     device: str = option(
         "auto", help="auto, cpu, cuda or mps (several GPUs: CUDA_VISIBLE_DEVICES).", panel=MODEL
     )
@@ -157,6 +183,15 @@ def check_settings(settings: TrainingOptions) -> None:
         raise UsageError("save steps and logging steps must be at least 1")
     if settings.min_pixels > settings.max_pixels:
         raise UsageError(f"min pixels {settings.min_pixels} exceed max pixels {settings.max_pixels}")
+    if settings.global_batch is not None and settings.global_batch % settings.batch_size:
+        raise UsageError(
+            f"the global batch {settings.global_batch} is not a multiple of the batch size {settings.batch_size}"
+        )
+    if settings.dtype == "float16" and settings.mode != "lora":
+        raise UsageError(
+            f"--mode {settings.mode} in float16 is refused: float16 full training overflows and loses small "
+            "updates; use bfloat16 (a GPU that has it) or --mode lora"
+        )
     if settings.lr is not None and not settings.lr > 0:
         raise UsageError(f"the learning rate must be positive, got {settings.lr}")
 
@@ -206,8 +241,25 @@ class DPOSettings(TrainingOptions):
     )  # fmt: skip
     rank: int = option(2048, min=1, help="LoRA rank (QwenStoryteller2: 2048).", panel=MODEL)
     dropout: float = option(0.05, min=0.0, max=0.99, help="LoRA dropout.", panel=MODEL)
+    mix: tuple[str, ...] = option(
+        (), "--mix", panel=DATA, metavar="NAME=W",
+        help="Weight of a pairs folder (its name or path), repeatable or comma-separated: --mix real=2,synth=1 "
+        "subsamples the folders to the largest set in that ratio (never repeating a pair); none (the default): "
+        "every pair of every folder.",
+    )  # fmt: skip
+    eval_pairs: tuple[str, ...] = option(
+        (), "--eval-pairs", panel=DATA,
+        help="A pairs folder to evaluate on at each save (eval loss and rewards), repeatable.",
+    )  # fmt: skip
+    eval_fraction: float = option(
+        0.0, min=0.0, max=0.5, panel=DATA,
+        help="Share of each training folder's stories held out (by --seed) and evaluated on at each save.",
+    )  # fmt: skip
     beta: float = option(0.1, min=0.0, help="DPO temperature β.", panel=OPTIM)
-    loss_type: str = option("sigmoid", help="TRL's DPO loss type (sigmoid is the DPO paper's).", panel=OPTIM)
+    loss_type: str = option(
+        "sigmoid", panel=OPTIM,
+        help="TRL's DPO loss type: sigmoid (the DPO paper's), ipo, hinge, robust, apo_zero, … (see TRL's DPOConfig).",
+    )  # fmt: skip
     lr: float | None = option(5e-6, help="Learning rate.", panel=OPTIM)
     grad_accum: int = option(8, min=1, help="Batches per optimiser step.", panel=OPTIM)
     weight_decay: float = option(0.0, min=0.0, help="Weight decay.", panel=OPTIM)
@@ -218,6 +270,44 @@ class DPOSettings(TrainingOptions):
         super().__post_init__()
         if self.beta <= 0:
             raise UsageError(f"beta must be positive, got {self.beta}")
+        if self.loss_type not in DPO_LOSS_TYPES:
+            raise UsageError(f"unknown DPO loss type {self.loss_type!r}; use one of {', '.join(DPO_LOSS_TYPES)}")
+        if not 0 <= self.eval_fraction <= 0.5:
+            raise UsageError(f"the eval fraction must be in [0, 0.5], got {self.eval_fraction}")
+        self.mix_weights()  # a malformed --mix fails before anything loads
+
+    def mix_weights(self) -> dict[str, float] | None:
+        """Each pairs folder (as given) to its ``--mix`` weight; None without ``--mix``."""
+        if not self.mix or [m.strip().lower() for m in self.mix] == ["none"]:
+            return None
+        given: dict[str, float] = {}
+        for item in (part.strip() for entry in self.mix for part in entry.split(",")):
+            if not item:
+                continue
+            name, sep, weight = item.rpartition("=")
+            try:
+                value = float(weight)
+            except ValueError:
+                value = -1.0
+            if not sep or not name.strip() or not value >= 0:
+                raise UsageError(f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}")
+            given[name.strip().rstrip("/")] = value
+        out: dict[str, float] = {}
+        for folder in self.pairs:
+            names = [n for n in (folder.rstrip("/"), Path(folder).name) if n in given]
+            if not names:
+                raise UsageError(
+                    f"--mix gives no weight to the pairs folder {folder}; name every folder "
+                    f"({', '.join(Path(p).name + '=W' for p in self.pairs)})"
+                )
+            out[folder] = given[names[0]]
+        known = {n for folder in self.pairs for n in (folder.rstrip("/"), Path(folder).name)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise UsageError(f"--mix names {unknown[0]}, which is not one of the pairs folders given; check the name")
+        if not any(out.values()):
+            raise UsageError("--mix gives every pairs folder a weight of 0; give one a positive weight")
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,6 +325,12 @@ class PairsSettings:
     include_reference: bool = option(False, help="The dataset's own output is one more candidate.")
     min_margin: float = option(
         0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
+    )
+    pairs_per_story: int = option(
+        1, min=1, help="Pairs per story: the best candidate against each of the N worst (each above the margin)."
+    )
+    rejected: Literal["any", "well-structured"] = option(
+        "any", help="Draw the rejected answer from any candidate, or only from well-structured ones."
     )
     w_reid: float = option(
         1.0, min=0.0, panel="Reward",
@@ -275,6 +371,7 @@ class PairsSettings:
 __all__ = [
     "DEFAULT_BASE",
     "DEFAULT_LR",
+    "DPO_LOSS_TYPES",
     "DEFAULT_START",
     "LORA_TARGETS",
     "MODES",

@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import UsageError
 from . import job
 from .job import TrainFolder, TrainResult
+from .loss import answer_loss_trainer
 from .settings import SFTSettings
 
 # -- model preparation ----------------------------------------------------------------------
@@ -176,9 +177,12 @@ def train_sft(
         eval_strategy="steps" if eval_examples is not None else "no",
         eval_steps=settings.save_steps if eval_examples is not None else None,
         remove_unused_columns=False,
+        prediction_loss_only=True,
         disable_tqdm=False,
     )
-    trainer = transformers.Trainer(
+    # the loss on learned positions only (logits memory follows the answer); Liger's fused loss needs none
+    trainer_class = transformers.Trainer if args.use_liger_kernel else answer_loss_trainer(transformers)
+    trainer = trainer_class(
         model=net,
         args=args,
         train_dataset=examples,
