@@ -52,9 +52,17 @@ def merge(
     base: str | None = typer.Option(
         None, "--base", help="Base model (default: the one the adapter names).", show_default=False
     ),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (float32), bfloat16, float16 or float32."),
+    dtype: str = typer.Option(
+        "bfloat16",
+        "--dtype",
+        help="Saved dtype: bfloat16, float16, float32, or auto (the base checkpoint's own).",
+    ),
 ) -> None:
-    """Merge a LoRA adapter into its base model: one folder that tell, serve and vLLM load."""
+    """Merge a LoRA adapter into its base model: one folder that tell, serve and vLLM load.
+
+    The merge is computed in float32 and saved in --dtype (bfloat16 by default); the
+    folder's storyreasoning.json says which.
+    """
     from .commands import merge as run
 
     raise typer.Exit(run(adapter, out, base=base, dtype=dtype))

@@ -86,11 +86,19 @@ def pairs(settings: PairsSettings) -> int:
     return 0 if report.pairs else 1
 
 
-def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
-    """Merge a LoRA adapter into its base model and save a plain model folder with the processor."""
+def merge(adapter: Path, out: Path, *, base: str | None, dtype: str = "bfloat16") -> int:
+    """Merge a LoRA adapter into its base model and save a plain model folder with the processor.
+
+    The merge is done in float32 (the base's weights and the adapter's update added,
+    then rounded once) and the result saved in ``dtype``: bfloat16 by default, what the
+    published models ship and what vLLM serves; ``auto`` keeps the base checkpoint's own
+    dtype. ``storyreasoning.json`` in the merged folder says the dtype.
+    """
     from ..models import choose_dtype, import_torch, load_pretrained
 
-    _, transformers = import_torch()
+    if dtype not in ("bfloat16", "float16", "float32", "auto"):
+        raise UsageError(f"unknown dtype {dtype!r}; use bfloat16, float16, float32 or auto")
+    torch, transformers = import_torch()
     config_path = adapter / "adapter_config.json"
     if not config_path.is_file():
         raise UsageError(f"{adapter} holds no LoRA adapter (no adapter_config.json); pass the adapter folder")
@@ -104,15 +112,18 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     base = base or config.get("base_model_name_or_path")
     if not base:
         raise UsageError(f"{config_path} does not name its base model; pass --base")
-    torch_dtype = choose_dtype(dtype, "cpu")  # auto: float32, the safe choice for merging
+    hint = "pass --base with a local model folder or a reachable hub id"
+    processor, net = load_pretrained(base, dtype=torch.float32, hint=hint)
+    if dtype == "auto":  # the dtype the base checkpoint was saved in
+        target = _checkpoint_dtype(transformers, base) or torch.float32
+    else:
+        target = choose_dtype(dtype, "cpu")
+    name = str(target).removeprefix("torch.")
     err = _err()
-    err.print(f"[dim]merging {adapter} into {base} ({str(torch_dtype).removeprefix('torch.')})[/dim]")
-    processor, net = load_pretrained(
-        base, dtype=torch_dtype, hint="pass --base with a local model folder or a reachable hub id"
-    )
+    err.print(f"[dim]merging {adapter} into {base} in float32, saved as {name}[/dim]")
     if (adapter / "processor_config.json").is_file():  # the processor trained with (its pixel budget)
         processor = transformers.AutoProcessor.from_pretrained(adapter)
-    merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
+    merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload().to(target)
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         import shutil
@@ -121,15 +132,31 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str) -> int:
     merged.save_pretrained(str(tmp))
     processor.save_pretrained(str(tmp))
     manifest = adapter / "storyreasoning.json"
-    if manifest.is_file():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        data.update({"merged_from": str(adapter), "adapter": False, "base_model": base})
-        (tmp / "storyreasoning.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {"kind": "merge"}
+    data.update({"merged_from": str(adapter), "adapter": False, "base_model": base, "dtype": name})
+    (tmp / "storyreasoning.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if out.exists():
         out.rmdir()
     tmp.rename(out)
-    err.print(f"merged model written to {out}")
+    err.print(f"merged model ({name}) written to {out}")
     return 0
+
+
+def _checkpoint_dtype(transformers, base: str):
+    """The dtype a checkpoint's config names (``dtype``, formerly ``torch_dtype``), or None."""
+    import torch
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(base)
+    except (OSError, ValueError):
+        return None
+    for holder in (config, getattr(config, "text_config", None)):
+        value = getattr(holder, "dtype", None) if holder is not None else None
+        if isinstance(value, str):
+            value = getattr(torch, value, None)
+        if isinstance(value, torch.dtype):
+            return value
+    return None
 
 
 __all__ = ["dpo", "merge", "pairs", "sft"]
