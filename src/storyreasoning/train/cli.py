@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..settings import command
+from .push import PushSettings
 from .settings import DPOSettings, PairsSettings, SFTSettings
 
 _JOBS = "storyreasoning.train.commands"
@@ -66,6 +67,17 @@ def merge(
     from .commands import merge as run
 
     raise typer.Exit(run(adapter, out, base=base, dtype=dtype))
+
+
+command(
+    app, PushSettings, "storyreasoning.train.push:push", name="push", config=False,
+    help="""Upload a trained model to the Hugging Face Hub with a model card written from its record.
+
+    FOLDER is a training folder (its final/ goes up), a final/ folder or a merged folder. The card
+    (README.md) gives the base model, the data, the resolved settings, the run's metrics, the
+    story checks, an evaluation (--eval) and the license; --dry-run writes it and lists the files.
+    """,
+)  # fmt: skip
 
 
 def register(root) -> None:
