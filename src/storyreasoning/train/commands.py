@@ -68,6 +68,8 @@ def pairs(settings: PairsSettings) -> int:
             include_reference=settings.include_reference,
             min_margin=settings.min_margin,
             weights=weights,
+            pairs_per_story=settings.pairs_per_story,
+            rejected=settings.rejected,
             dataset={"source": str(source), "split": split},
             progress=advance,
         )
@@ -76,6 +78,12 @@ def pairs(settings: PairsSettings) -> int:
         f"{report.pairs} pairs from {report.stories} stories written to {out}"
         + (f"; {len(report.too_few)} with fewer than two candidates" if report.too_few else "")
         + (f"; {len(report.too_close)} within the margin" if report.too_close else "")
+        + (
+            f"; {len(report.no_rejected)} with no well-structured candidate to reject"
+            if report.no_rejected
+            else ""
+        )
+        + (f"; {report.truncated} truncated candidates left out" if report.truncated else "")
         + (
             f"; {report.not_in_dataset} outputs for stories the dataset lacks"
             if report.not_in_dataset

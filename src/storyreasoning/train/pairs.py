@@ -10,15 +10,48 @@ becomes ``chosen`` and the worst ``rejected`` when their rewards differ by at le
 ``min_margin``. Ties keep the earlier candidate (runs in the order given, the reference
 last), so the same inputs always give the same pairs.
 
+**Conditioning.** DPO scores a pair under a prompt; it must be the prompt the candidates
+were sampled with. A run folder records it (``manifest.json``: the user prompt, the
+system prompt, the order of frames and prompt, the teller's pixel budget), and each of
+its records the generation's ``finish_reason``. Every pair carries that
+``conditioning`` and both sides' finish reasons, and ``train dpo`` builds the pair's
+prompt from it. A folder of ``{story_id}.txt`` records nothing: its outputs are taken as
+told with the default prompt, system prompt and order (what ``tell-dataset`` uses when
+not told otherwise) and no pixel budget (``train dpo`` then uses its own); the manifest
+says so for each such run (``conditioning.recorded: false``).
+
+Our rule where the issue is open: **chosen and rejected are only ever paired within
+one conditioning.** Candidates are grouped by their run's conditioning (prompt, system
+prompt, order, pixel budget); pairs are made inside each group, never across, because
+the log-probability of an answer under another prompt than its own says nothing about
+the answer. The dataset's reference output was not sampled under any prompt (SFT
+learns it under all of them), so it joins every group. When a story's candidates span
+several groups, the pairs with the largest margins are kept, from whichever group.
+
+**Truncated candidates** (``finish_reason == "length"``: cut off at the token limit)
+are left out before scoring and counted, per run, in the manifest: trained as a
+complete answer they would get an end-of-turn token they never produced.
+
+**Several pairs per story** (``pairs_per_story``): the best candidate against each of
+the ``N`` worst, worst first, each pair still at least ``min_margin`` apart.
+**Rejected among well-structured candidates** (``rejected="well-structured"``): the
+rejected side is drawn only from outputs the format validator calls well-structured
+for the story's frames, so a pair teaches grounding and re-identification rather than
+the format SFT already taught; stories with no such candidate are skipped and counted.
+
 The pairs folder:
 
 ``pairs.jsonl``
     one pair per line: ``story_id``, ``chosen``/``rejected`` (raw outputs),
     ``chosen_from``/``rejected_from`` (run labels or ``reference``), their rewards with
-    all components, and every candidate's total.
+    all components, the margin, every candidate's total, the ``conditioning`` (prompt,
+    system, order, min_pixels, max_pixels, recorded) and ``chosen_finish_reason`` /
+    ``rejected_finish_reason``.
 ``manifest.json``
-    the dataset (source, split), the runs, the reward weights, and counts: stories seen,
-    pairs made, stories skipped for too few candidates or too small a margin.
+    the dataset (source, split), the runs (each with its conditioning and how many of
+    its outputs were truncated), the reward weights, the pairing options, and counts:
+    stories seen, pairs made, stories skipped for too few candidates, too small a
+    margin or no well-structured rejected candidate, truncated candidates.
 
 ``storyreasoning train dpo`` reads the folder back with the dataset for the frames.
 """
@@ -29,25 +62,116 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..errors import UsageError
+from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
 from .reward import RewardWeights, StoryScorer
 
 PAIRS = "pairs.jsonl"
 MANIFEST = "manifest.json"
 REFERENCE = "reference"
+TRUNCATED = "length"  # the finish reason of an output cut off at the token limit
+Rejected = Literal["any", "well-structured"]
+REJECTED = ("any", "well-structured")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a candidate was sampled under: the prompt, the system prompt, their order, the pixel budget.
+
+    ``recorded`` is False when nothing was recorded (a folder of texts) and these are the
+    defaults assumed. A pixel bound of None means "not recorded": DPO uses its own.
+    """
+
+    prompt: str | None = DEFAULT_PROMPT
+    system: str | None = SYSTEM_PROMPT
+    order: str = "images-first"
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    recorded: bool = False
+
+    def key(self) -> tuple:
+        """What must be equal for two candidates to be paired (``recorded`` is not part of it)."""
+        return (self.prompt, self.system, self.order, self.min_pixels, self.max_pixels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Conditioning:
+        """A pair's ``conditioning`` back; a pair written before pairs carried one gets the defaults."""
+        if not data:
+            return cls()
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def run_conditioning(run) -> Conditioning:
+    """The conditioning a run recorded (``manifest.json``: prompt and teller), or the defaults for texts."""
+    manifest = run.manifest or {}
+    prompt = manifest.get("prompt")
+    teller = manifest.get("teller") or {}
+    if not isinstance(prompt, dict):
+        return Conditioning(
+            min_pixels=_int(teller.get("min_pixels")), max_pixels=_int(teller.get("max_pixels"))
+        )
+    order = prompt.get("order") or "images-first"
+    if order not in ORDERS:
+        raise UsageError(f"run {run.path} records an unknown order {order!r}; its manifest.json is damaged")
+    return Conditioning(
+        prompt=prompt.get("text") if "text" in prompt else DEFAULT_PROMPT,
+        system=prompt.get("system") if "system" in prompt else SYSTEM_PROMPT,
+        order=order,
+        min_pixels=_int(teller.get("min_pixels")),
+        max_pixels=_int(teller.get("max_pixels")),
+        recorded=True,
+    )
+
+
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def finish_reasons(run) -> dict[str, str | None]:
+    """Each story's ``finish_reason`` in a run folder's records (``meta.usage``); empty for texts."""
+    from ..tell.run import RECORDS, read_run
+
+    if getattr(run, "kind", "run") != "run" or not (Path(run.path) / RECORDS).is_file():
+        return {}
+    _, records = read_run(run.path)
+    out: dict[str, str | None] = {}
+    for record in records:
+        usage = ((record.get("meta") or {}).get("usage")) or {}
+        if "story_id" in record:
+            reason = usage.get("finish_reason")
+            out[str(record["story_id"])] = str(reason) if reason is not None else None
+    return out
 
 
 @dataclass
 class PairReport:
     stories: int = 0
     pairs: int = 0
-    too_few: list[str] = field(default_factory=list)  # fewer than two candidates
+    too_few: list[str] = field(default_factory=list)  # fewer than two candidates under one conditioning
     too_close: list[str] = field(default_factory=list)  # best and worst within the margin
+    no_rejected: list[str] = field(default_factory=list)  # no well-structured candidate to reject
+    truncated: int = 0  # candidates cut off at the token limit, left out
+    truncated_by_run: dict[str, int] = field(default_factory=dict)
+    several_conditionings: int = 0  # stories whose candidates were sampled under different prompts
     not_in_dataset: int = 0  # outputs for story ids the dataset does not hold
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class _Candidate:
+    order: int  # position among the story's candidates: ties go to the earlier one
+    label: str
+    text: str
+    conditioning: Conditioning | None  # None: the reference, which joins every group
+    finish_reason: str | None
 
 
 def build_pairs(
@@ -58,6 +182,8 @@ def build_pairs(
     include_reference: bool = False,
     min_margin: float = 0.05,
     weights: RewardWeights = RewardWeights(),
+    pairs_per_story: int = 1,
+    rejected: Rejected = "any",
     dataset: dict | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PairReport:
@@ -69,63 +195,145 @@ def build_pairs(
         raise UsageError("no candidates: give at least one run (or two, or one with --include-reference)")
     if min_margin < 0:
         raise UsageError(f"the margin must not be negative, got {min_margin}")
+    if pairs_per_story < 1:
+        raise UsageError(f"pairs per story must be at least 1, got {pairs_per_story}")
+    if rejected not in REJECTED:
+        raise UsageError(f"unknown choice of rejected {rejected!r}; use any or well-structured")
     labels = [run.label for run in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(
             f"two runs share the label {next(x for x in labels if labels.count(x) > 1)!r}; rename one"
         )
+    conditions = [run_conditioning(run) for run in runs]
+    finishes = [finish_reasons(run) for run in runs]
     out.mkdir(parents=True, exist_ok=True)
-    report = PairReport()
+    report = PairReport(truncated_by_run={label: 0 for label in labels})
     known = set()
     tmp = out / (PAIRS + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for sample in stories:
             known.add(sample.story_id)
             report.stories += 1
-            candidates = [
-                (run.label, run.outputs[sample.story_id]) for run in runs if sample.story_id in run.outputs
-            ]
-            if include_reference:
-                candidates.append((REFERENCE, sample.output_text()))
             if progress:
                 progress(1)
-            if len(candidates) < 2:
-                report.too_few.append(sample.story_id)
-                continue
-            score = StoryScorer(sample, weights)
-            scored = [(label, text, score(text)) for label, text in candidates]
-            best = max(range(len(scored)), key=lambda k: (scored[k][2].total, -k))
-            worst = min(range(len(scored)), key=lambda k: (scored[k][2].total, k))
-            margin = scored[best][2].total - scored[worst][2].total
-            if best == worst or margin < min_margin or margin <= 0:
-                report.too_close.append(sample.story_id)
-                continue
-            record = {
-                "story_id": sample.story_id,
-                "chosen": scored[best][1],
-                "rejected": scored[worst][1],
-                "chosen_from": scored[best][0],
-                "rejected_from": scored[worst][0],
-                "chosen_reward": scored[best][2].to_dict(),
-                "rejected_reward": scored[worst][2].to_dict(),
-                "margin": margin,
-                "candidates": {label: reward.total for label, _, reward in scored},
-            }
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            report.pairs += 1
+            candidates: list[_Candidate] = []
+            for run, condition, finish in zip(runs, conditions, finishes, strict=True):
+                text = run.outputs.get(sample.story_id)
+                if text is None:
+                    continue
+                reason = finish.get(sample.story_id)
+                if reason == TRUNCATED:
+                    report.truncated += 1
+                    report.truncated_by_run[run.label] += 1
+                    continue
+                candidates.append(_Candidate(len(candidates), run.label, text, condition, reason))
+            if include_reference:
+                candidates.append(_Candidate(len(candidates), REFERENCE, sample.output_text(), None, None))
+            for record in _story_pairs(
+                sample, candidates, weights, min_margin, pairs_per_story, rejected, report
+            ):
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                report.pairs += 1
     tmp.replace(out / PAIRS)
     report.not_in_dataset = len({sid for run in runs for sid in run.outputs} - known)
     manifest = {
         "kind": "preference-pairs",
         "dataset": dataset or {},
-        "runs": [run.describe() for run in runs],
+        "runs": [
+            {
+                **run.describe(),
+                "conditioning": condition.to_dict(),
+                "truncated": report.truncated_by_run[run.label],
+                **({} if condition.recorded else {"note": _ASSUMED}),
+            }
+            for run, condition in zip(runs, conditions, strict=True)
+        ],
         "include_reference": include_reference,
         "min_margin": min_margin,
+        "pairs_per_story": pairs_per_story,
+        "rejected": rejected,
+        "pairing": "chosen and rejected sampled under the same conditioning; the reference joins any",
         "weights": asdict(weights),
         "report": report.to_dict(),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+_ASSUMED = (
+    "no prompt recorded (a folder of texts): told with the default prompt, system prompt and order assumed; "
+    "train dpo uses its own pixel budget"
+)
+
+
+def _story_pairs(sample, candidates, weights, min_margin, pairs_per_story, rejected, report) -> list[dict]:
+    """The pair records of one story (see the module docstring for the rule), counting why there are none."""
+    groups: dict[tuple, Conditioning] = {}
+    for c in candidates:
+        if c.conditioning is not None:
+            groups.setdefault(c.conditioning.key(), c.conditioning)
+    if len(groups) > 1:
+        report.several_conditionings += 1
+    if not groups and candidates:  # the reference alone
+        groups[Conditioning().key()] = Conditioning()
+    members = {
+        key: [c for c in candidates if c.conditioning is None or c.conditioning.key() == key]
+        for key in groups
+    }
+    if all(len(m) < 2 for m in members.values()):
+        report.too_few.append(sample.story_id)
+        return []
+    score = StoryScorer(sample, weights)
+    rewards = {c.order: score(c.text) for c in candidates}
+    structured: dict[int, bool] = {}
+    sizes: list = []
+
+    def well_structured(c: _Candidate) -> bool:
+        if c.order not in structured:
+            from ..format.stream import parse_output
+
+            sizes[:] = sizes or sample.frame_sizes()
+            verdict = parse_output(c.text).validate(n_images=sample.frame_count, image_sizes=sizes)
+            structured[c.order] = bool(verdict.well_structured)
+        return structured[c.order]
+
+    found: list[tuple[float, int, int, dict]] = []
+    pool_empty = True
+    for g, (key, group) in enumerate(members.items()):
+        if len(group) < 2:
+            continue
+        best = max(group, key=lambda c: (rewards[c.order].total, -c.order))
+        pool = [c for c in group if c is not best and (rejected == "any" or well_structured(c))]
+        pool_empty = pool_empty and not pool
+        pool.sort(key=lambda c: (rewards[c.order].total, c.order))
+        high = rewards[best.order].total
+        for rank, worse in enumerate(pool[:pairs_per_story]):
+            margin = high - rewards[worse.order].total
+            if margin < min_margin or margin <= 0:
+                break
+            found.append((margin, g, rank, _record(sample, best, worse, rewards, groups[key], candidates)))
+    if not found:
+        (report.no_rejected if rejected != "any" and pool_empty else report.too_close).append(sample.story_id)
+        return []
+    found.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [record for *_, record in found[:pairs_per_story]]
+
+
+def _record(sample, best, worse, rewards, conditioning: Conditioning, candidates) -> dict:
+    return {
+        "story_id": sample.story_id,
+        "chosen": best.text,
+        "rejected": worse.text,
+        "chosen_from": best.label,
+        "rejected_from": worse.label,
+        "chosen_reward": rewards[best.order].to_dict(),
+        "rejected_reward": rewards[worse.order].to_dict(),
+        "margin": rewards[best.order].total - rewards[worse.order].total,
+        "candidates": {c.label: rewards[c.order].total for c in candidates},
+        "conditioning": conditioning.to_dict(),
+        "chosen_finish_reason": best.finish_reason,
+        "rejected_finish_reason": worse.finish_reason,
+    }
 
 
 def read_pairs(folder: str | Path) -> tuple[dict, list[dict]]:
@@ -147,4 +355,16 @@ def read_pairs(folder: str | Path) -> tuple[dict, list[dict]]:
     return manifest, pairs
 
 
-__all__ = ["MANIFEST", "PAIRS", "REFERENCE", "PairReport", "build_pairs", "read_pairs"]
+__all__ = [
+    "MANIFEST",
+    "PAIRS",
+    "REFERENCE",
+    "REJECTED",
+    "TRUNCATED",
+    "Conditioning",
+    "PairReport",
+    "build_pairs",
+    "finish_reasons",
+    "read_pairs",
+    "run_conditioning",
+]

@@ -271,7 +271,9 @@ class DPOSettings(TrainingOptions):
         if self.beta <= 0:
             raise UsageError(f"beta must be positive, got {self.beta}")
         if self.loss_type not in DPO_LOSS_TYPES:
-            raise UsageError(f"unknown DPO loss type {self.loss_type!r}; use one of {', '.join(DPO_LOSS_TYPES)}")
+            raise UsageError(
+                f"unknown DPO loss type {self.loss_type!r}; use one of {', '.join(DPO_LOSS_TYPES)}"
+            )
         if not 0 <= self.eval_fraction <= 0.5:
             raise UsageError(f"the eval fraction must be in [0, 0.5], got {self.eval_fraction}")
         self.mix_weights()  # a malformed --mix fails before anything loads
@@ -290,7 +292,9 @@ class DPOSettings(TrainingOptions):
             except ValueError:
                 value = -1.0
             if not sep or not name.strip() or not value >= 0:
-                raise UsageError(f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}")
+                raise UsageError(
+                    f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}"
+                )
             given[name.strip().rstrip("/")] = value
         out: dict[str, float] = {}
         for folder in self.pairs:
@@ -304,7 +308,9 @@ class DPOSettings(TrainingOptions):
         known = {n for folder in self.pairs for n in (folder.rstrip("/"), Path(folder).name)}
         unknown = sorted(set(given) - known)
         if unknown:
-            raise UsageError(f"--mix names {unknown[0]}, which is not one of the pairs folders given; check the name")
+            raise UsageError(
+                f"--mix names {unknown[0]}, which is not one of the pairs folders given; check the name"
+            )
         if not any(out.values()):
             raise UsageError("--mix gives every pairs folder a weight of 0; give one a positive weight")
         return out
@@ -327,7 +333,9 @@ class PairsSettings:
         0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
     )
     pairs_per_story: int = option(
-        1, min=1, help="Pairs per story: the best candidate against each of the N worst (each above the margin)."
+        1,
+        min=1,
+        help="Pairs per story: the best candidate against each of the N worst (each above the margin).",
     )
     rejected: Literal["any", "well-structured"] = option(
         "any", help="Draw the rejected answer from any candidate, or only from well-structured ones."
@@ -371,8 +379,8 @@ class PairsSettings:
 __all__ = [
     "DEFAULT_BASE",
     "DEFAULT_LR",
-    "DPO_LOSS_TYPES",
     "DEFAULT_START",
+    "DPO_LOSS_TYPES",
     "LORA_TARGETS",
     "MODES",
     "DPOSettings",

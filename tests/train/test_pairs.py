@@ -1,0 +1,198 @@
+"""Pairs: candidates scored under the conditioning they were told with, truncated ones left out, several per story."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from storyreasoning.data import load_stories
+from storyreasoning.evaluate.runs import RunOutputs, load_outputs
+from storyreasoning.format.stream import parse_output
+from storyreasoning.tell.base import Prompt, Sampling, Teller, Usage
+from storyreasoning.tell.run import tell_dataset
+from storyreasoning.train.pairs import Conditioning, build_pairs, read_pairs
+from storyreasoning.train.reward import StoryScorer
+
+from ..conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "stories"
+PIXELS = (28 * 28 * 4, 28 * 28 * 9)
+
+
+class Replay(Teller):
+    """A teller answering with prepared outputs and finish reasons, in order (a run in the real format)."""
+
+    backend = "replay"
+    model = "replay-model"
+
+    def __init__(
+        self, texts: list[str], finishes: list[str] | None = None, pixels: tuple[int, int] | None = None
+    ):
+        self.texts, self.finishes, self.pixels, self.calls = texts, finishes, pixels, 0
+
+    def describe(self) -> dict:
+        budget = {"min_pixels": self.pixels[0], "max_pixels": self.pixels[1]} if self.pixels else {}
+        return {"backend": self.backend, "model": self.model, **budget}
+
+    def stream(self, images, *, prompt=None, sampling=None):
+        k, self.calls = self.calls, self.calls + 1
+        self.last_usage = Usage(finish_reason=self.finishes[k] if self.finishes else "stop")
+        yield self.texts[k]
+
+
+def without_story(text: str) -> str:
+    """The same CoT with a one-line untagged story: not well-structured, reward 0."""
+    return text.split("</think>")[0] + "</think>\nThey went home."
+
+
+def ungrounded(text: str) -> str:
+    """The output with its <gdo> tags taken off (words kept): well-structured, less grounded."""
+    return re.sub(r"<gdo [^>]*>(.*?)</gdo>", r"\1", text)
+
+
+def told(path: Path, texts, *, finishes=None, prompt: Prompt = Prompt(), pixels=PIXELS) -> RunOutputs:
+    """A tell-dataset run folder of the example stories answered with ``texts``, read back."""
+    tell_dataset(load_stories(str(EXAMPLES)), Replay(list(texts), finishes, pixels), path, prompt=prompt)
+    return load_outputs(path)
+
+
+@pytest.fixture(scope="module")
+def stories():
+    return load_stories(str(EXAMPLES))
+
+
+def lines(folder: Path) -> list[dict]:
+    return read_pairs(folder)[1]
+
+
+def test_pairs_carry_their_runs_conditioning_and_truncated_candidates_are_left_out(stories, tmp_path):
+    asked = Prompt(text="Tell what happens.", system=None, order="text-first")
+    good = told(tmp_path / "good", [s.output_text() for s in stories], finishes=["stop", "length", "stop"],
+                prompt=asked)  # fmt: skip
+    bad = told(tmp_path / "bad", [without_story(s.output_text()) for s in stories], prompt=asked)
+    report = build_pairs(stories, [good, bad], tmp_path / "p", dataset={"source": str(EXAMPLES)})
+    ids = stories.ids()
+    assert report.pairs == 2 and report.truncated == 1 and report.too_few == [ids[1]]
+    assert report.truncated_by_run == {good.label: 1, bad.label: 0}
+    expected = {"prompt": "Tell what happens.", "system": None, "order": "text-first",
+                "min_pixels": PIXELS[0], "max_pixels": PIXELS[1], "recorded": True}  # fmt: skip
+    for pair in lines(tmp_path / "p"):
+        assert pair["story_id"] != ids[1] and pair["chosen_from"] == good.label
+        assert pair["conditioning"] == expected
+        assert pair["chosen_finish_reason"] == "stop" and pair["rejected_finish_reason"] == "stop"
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert [r["truncated"] for r in manifest["runs"]] == [1, 0]
+    assert manifest["runs"][0]["conditioning"] == expected and "note" not in manifest["runs"][0]
+    assert manifest["report"]["truncated"] == 1 and manifest["rejected"] == "any"
+
+
+def test_a_folder_of_texts_is_taken_as_told_with_the_default_prompt_and_says_so(stories, tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for sample in stories:
+        (texts / f"{sample.story_id}.txt").write_text(without_story(sample.output_text()), encoding="utf-8")
+    build_pairs(stories, [load_outputs(texts)], tmp_path / "p", include_reference=True)
+    pairs = lines(tmp_path / "p")
+    assert len(pairs) == 3 and all(p["conditioning"] == Conditioning().to_dict() for p in pairs)
+    assert (
+        Conditioning().recorded is False
+        and Conditioning().prompt == "Generate a story based on these images."
+    )
+    run = json.loads((tmp_path / "p" / "manifest.json").read_text())["runs"][0]
+    assert run["conditioning"]["recorded"] is False and "no prompt recorded" in run["note"]
+
+
+def test_candidates_are_only_paired_under_one_conditioning(stories, tmp_path):
+    one = told(
+        tmp_path / "one", [without_story(s.output_text()) for s in stories], prompt=Prompt(text="One.")
+    )
+    two = told(tmp_path / "two", [s.output_text() for s in stories], prompt=Prompt(text="Two."))
+    # the good answers were told to another prompt than the bad ones: no pair between them
+    apart = build_pairs(stories, [one, two], tmp_path / "apart")
+    assert apart.pairs == 0 and len(apart.too_few) == 3 and apart.several_conditionings == 3
+    # the reference joins every group: against the bad answers, under their prompt
+    joined = build_pairs(stories, [one, two], tmp_path / "joined", include_reference=True)
+    assert joined.pairs == 3
+    for pair in lines(tmp_path / "joined"):
+        assert (pair["chosen_from"], pair["rejected_from"]) == ("reference", one.label)
+        assert pair["conditioning"]["prompt"] == "One."
+
+
+def test_several_pairs_per_story_set_the_best_against_each_of_the_worst(stories, tmp_path):
+    bad = RunOutputs(Path("bad"), "bad", {s.story_id: without_story(s.output_text()) for s in stories})
+    empty = RunOutputs(Path("empty"), "empty", {s.story_id: "no story at all" for s in stories})
+    mid = RunOutputs(Path("mid"), "mid", {s.story_id: ungrounded(s.output_text()) for s in stories})
+    runs = [mid, bad, empty]
+    two = build_pairs(stories, runs, tmp_path / "two", include_reference=True, pairs_per_story=2)
+    assert two.pairs == 6
+    for sid in stories.ids():
+        mine = [p for p in lines(tmp_path / "two") if p["story_id"] == sid]
+        # the two worst (bad and empty tie at 0), best first by margin, ties in run order
+        assert [(p["chosen_from"], p["rejected_from"]) for p in mine] == [
+            ("reference", "bad"),
+            ("reference", "empty"),
+        ]
+    every = build_pairs(stories, runs, tmp_path / "every", include_reference=True, pairs_per_story=5)
+    assert every.pairs == 9  # best against each of the three others, no more
+    margins = [p["margin"] for p in lines(tmp_path / "every")[:3]]
+    assert margins == sorted(margins, reverse=True)
+    one = build_pairs(stories, runs, tmp_path / "one", include_reference=True)
+    assert one.pairs == 3 and {p["rejected_from"] for p in lines(tmp_path / "one")} == {"bad"}
+    # each pair must clear the margin: the middling answer is within a margin of 0.6 of the best
+    wide = build_pairs(
+        stories, runs, tmp_path / "wide", include_reference=True, pairs_per_story=5, min_margin=0.6
+    )
+    assert wide.pairs == 6 and "mid" not in {p["rejected_from"] for p in lines(tmp_path / "wide")}
+
+
+def test_the_rejected_answer_can_be_drawn_among_well_structured_candidates(stories, tmp_path):
+    first = stories.ids()[0]
+    bad = RunOutputs(Path("bad"), "bad", {s.story_id: without_story(s.output_text()) for s in stories})
+    mid = RunOutputs(
+        Path("mid"), "mid", {s.story_id: ungrounded(s.output_text()) for s in stories if s.story_id != first}
+    )
+    for sample in stories:  # what the test relies on: mid is well-structured and scores below the reference
+        text = ungrounded(sample.output_text())
+        assert (
+            parse_output(text)
+            .validate(n_images=sample.frame_count, image_sizes=sample.frame_sizes())
+            .well_structured
+        )
+        assert StoryScorer(sample)(text).total < StoryScorer(sample)(sample.output_text()).total - 0.05
+    picked = build_pairs(
+        stories, [mid, bad], tmp_path / "ws", include_reference=True, rejected="well-structured"
+    )
+    assert picked.pairs == 2 and picked.no_rejected == [first]
+    assert {(p["chosen_from"], p["rejected_from"]) for p in lines(tmp_path / "ws")} == {("reference", "mid")}
+    anyone = build_pairs(stories, [mid, bad], tmp_path / "any", include_reference=True)
+    assert anyone.pairs == 3 and {p["rejected_from"] for p in lines(tmp_path / "any")} == {"bad"}
+    assert json.loads((tmp_path / "ws" / "manifest.json").read_text())["rejected"] == "well-structured"
+
+
+def test_a_real_run_cut_at_the_token_limit_gives_no_candidate(tiny_qwen, stories, tmp_path):
+    from storyreasoning.tell.local import TransformersTeller
+
+    teller = TransformersTeller(str(tiny_qwen), min_pixels=PIXELS[0], max_pixels=PIXELS[0], batch_size=3)
+    tell_dataset(stories, teller, tmp_path / "run", sampling=Sampling(temperature=0, max_new_tokens=4))
+    run = load_outputs(tmp_path / "run")
+    report = build_pairs(stories, [run], tmp_path / "p", include_reference=True)
+    assert report.truncated == 3 and report.pairs == 0 and len(report.too_few) == 3
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["runs"][0]["conditioning"]["max_pixels"] == PIXELS[0]
+
+
+def test_cli_pairs_per_story_and_rejected(stories, tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for sample in stories:
+        (texts / f"{sample.story_id}.txt").write_text(without_story(sample.output_text()), encoding="utf-8")
+    made = run_cli("train", "pairs", str(EXAMPLES), "--run", str(texts), "--include-reference",
+                   "--pairs-per-story", "2", "--rejected", "well-structured", "--out", str(tmp_path / "p"))  # fmt: skip
+    assert made.returncode == 1, made.stderr
+    assert "3 with no well-structured candidate to reject" in made.stderr
+    held = json.loads((tmp_path / "p" / "settings.json").read_text())
+    assert held["pairs_per_story"] == 2 and held["rejected"] == "well-structured"
