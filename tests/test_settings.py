@@ -110,7 +110,10 @@ def test_the_shipped_recipes_are_valid_configs():
     assert [accumulation(sft, n) for n in (1, 2, 4)] == [64, 32, 16]
     assert sft.gradient_checkpointing and sft.targets == ("q_proj", "k_proj", "v_proj", "o_proj")
     dpo = from_config(
-        DPOSettings, ROOT / "recipes" / "qwenstoryteller2-dpo.yaml", out=Path("o"), pairs=("pairs/real", "pairs/synth")
+        DPOSettings,
+        ROOT / "recipes" / "qwenstoryteller2-dpo.yaml",
+        out=Path("o"),
+        pairs=("pairs/real", "pairs/synth"),
     )
     assert (dpo.rank, dpo.lora_alpha, dpo.learning_rate, dpo.beta, dpo.epochs) == (2048, 4096, 5e-6, 0.1, 3.0)
     # QwenStoryteller2's 2:1 of real to synthetic pairs, by the mixing option

@@ -6,27 +6,50 @@ pairs``): real stories and contrastive sequences, each pair's frames read from t
 dataset its folder names. QwenStoryteller2's published configuration is the default:
 LoRA rank 2048, alpha 4096, learning rate 5e-6, batch 8, 3 epochs, β = 0.1.
 
-Per pair the prompt is the system prompt and the user turn (the frames, then one of the
-training prompts, chosen by seed and index as for SFT); chosen and rejected are the two
-raw outputs. Pairs whose longer side exceeds ``max_length`` tokens are left out and
-counted (cutting frames would change what the reward judged; cutting tokens would
-break the image tokens), never truncated.
+**Each pair is scored under the conditioning its answers were sampled with**: the
+system prompt, the user prompt and the order of frames and prompt the run recorded
+(carried in the pair as ``conditioning``, see :mod:`.pairs`), and that run's pixel
+budget (the frames are resized for each batch as the teller resized them; a run that
+recorded no budget, such as a folder of texts or an endpoint left at its default, gets
+``--min-pixels/--max-pixels``, counted in ``fit.json``). Pairs from runs with different
+pixel budgets need ``--batch-size 1`` (one budget per batch; ``--grad-accum`` keeps the
+effective batch). Pairs written before pairs carried a conditioning get the default
+prompt and are counted. Chosen and rejected are the two raw outputs. Pairs whose longer
+side exceeds ``max_length`` tokens are left out and counted (cutting frames would change
+what the reward judged; cutting tokens would break the image tokens), never truncated.
+
+**Mixing** (``--mix real=2,synth=1``, QwenStoryteller2's 2:1 of real to synthetic):
+each folder is subsampled without repetition (by ``--seed``) to the largest set in the
+given proportions; ``fit.json`` gives every folder's pairs, kept, held-out, available
+and used counts. **Evaluation**: ``--eval-pairs FOLDER`` and/or ``--eval-fraction F``
+(a share of each training folder's stories held out before mixing) are evaluated at
+every save (``eval_loss``, ``eval_rewards/*`` in ``log.jsonl``) and at the end.
+
+**The reference model** is the policy with its adapter off (LoRA): TRL wraps the
+loaded model with our LoRA configuration itself, so the model holds exactly one adapter
+and ``final/`` and every checkpoint hold one adapter (no ``ref/`` copy, no second
+rank-2048 matmul per reference pass). Full and language modes get a frozen copy from
+TRL. **Dropout**: the model's own dropout layers are switched off (what TRL's
+``disable_dropout`` is for: policy and reference see the same network), but the LoRA
+dropout runs at ``--dropout``, the value recorded; TRL's switch, which would silently
+zero it, is not used. ``storyreasoning.json`` records both under ``parameters``.
 
 The output folder is the same as :mod:`.sft`'s: ``settings.json``, ``fit.json``,
 ``log.jsonl``, ``checkpoints/`` (resumed after a crash), ``final/`` (adapter or model,
 processor, ``storyreasoning.json``). A starting model that is a LoRA adapter folder
 (``train sft``'s ``final/``) must be merged first (``train merge``), so that the DPO
-adapter names the model it sits on; the reference model is that same model with the
-adapter off (LoRA) or a frozen copy (full and language modes).
+adapter names the model it sits on.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import StoryReasoningError, UsageError
 from . import job
 from .job import TrainResult
 from .settings import DPOSettings
@@ -53,25 +76,67 @@ def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
     return load_stories(source, split)
 
 
-def pair_rows(settings: DPOSettings, budget, progress) -> tuple[list[dict], dict]:
-    """The DPO rows (``story_id``, ``prompt``, ``chosen``, ``rejected``; frames kept apart) and the fit report."""
-    from ..data.messages import training_messages
-    from .pairs import read_pairs
+# -- rows: a pair under its conditioning ---------------------------------------------------------
 
-    style = replace(settings.messages, style="trl")
-    rows: list[dict] = []
-    fit = {
+
+def _text(text: str) -> list[dict]:
+    return [{"type": "text", "text": text}]
+
+
+def conditioned_prompt(conditioning, n_images: int) -> list[dict]:
+    """The prompt messages a candidate was told with (TRL's shape: image placeholders, text parts).
+
+    As :func:`storyreasoning.format.prompts.transformers_messages` builds them for the
+    teller: a system turn unless there was none, then the frames and the user prompt in
+    the recorded order (no text part for no prompt, an empty one for ``""``).
+    """
+    images = [{"type": "image", "text": None} for _ in range(n_images)]
+    text = [] if conditioning.prompt is None else _text(conditioning.prompt)
+    user = images + text if conditioning.order == "images-first" else text + images
+    messages = (
+        [] if conditioning.system is None else [{"role": "system", "content": _text(conditioning.system)}]
+    )
+    return [*messages, {"role": "user", "content": user}]
+
+
+def _pixels(conditioning, settings: DPOSettings) -> tuple[int, int]:
+    """The pair's pixel budget: its run's where recorded, else the settings'."""
+    low = conditioning.min_pixels or settings.min_pixels
+    high = conditioning.max_pixels or settings.max_pixels
+    return min(low, high), high
+
+
+def _new_fit(settings: DPOSettings) -> dict:
+    return {
         "pairs": 0,
         "kept": 0,
         "too_long": [],
         "missing_story": [],
         "max_tokens": 0,
         "max_length": settings.max_length,
+        "conditioning_assumed": 0,  # pairs that carry no conditioning: the default prompt
+        "pixels_from_settings": 0,  # pairs whose run recorded no pixel budget
+        "folders": {},
     }
-    for folder in settings.pairs:
+
+
+def pair_rows(
+    settings: DPOSettings, processor, progress, folders: tuple[str, ...] | None = None
+) -> tuple[dict[str, list[dict]], dict]:
+    """The DPO rows of each pairs folder (``story_id``, ``prompt``, ``chosen``, ``rejected``, pixel budget;
+    frames kept apart) and the fit report.
+    """
+    from ..data.budget import TokenBudget
+    from .pairs import Conditioning, read_pairs
+
+    budgets: dict[tuple[int, int], TokenBudget] = {}
+    by_folder: dict[str, list[dict]] = {}
+    fit = _new_fit(settings)
+    for folder in settings.pairs if folders is None else folders:
         manifest, pairs = read_pairs(folder)
         stories = _dataset_of(settings, manifest, folder)
         index = {sid: k for k, sid in enumerate(stories.ids())}
+        rows = by_folder.setdefault(folder, [])
         with progress(len(pairs), f"reading pairs of {folder}") as advance:
             for pair in pairs:
                 fit["pairs"] += 1
@@ -82,33 +147,35 @@ def pair_rows(settings: DPOSettings, budget, progress) -> tuple[list[dict], dict
                     fit["missing_story"].append(sid)
                     continue
                 sample = stories[k]
-                # the prompt SFT trains with (system prompt, frames, a training prompt by seed and index),
-                # every content as a list of parts: the dataset's columns need one schema
-                example = training_messages(sample, len(rows), style, decode=False, prepared=True)
-                prompt = [
-                    {**m, "content": [{"type": "text", "text": m["content"]}]}
-                    if isinstance(m["content"], str)
-                    else m
-                    for m in example["messages"][:-1]
-                ]
+                if not pair.get("conditioning"):
+                    fit["conditioning_assumed"] += 1
+                conditioning = Conditioning.from_dict(pair.get("conditioning"))
+                if conditioning.order not in ("images-first", "text-first"):
+                    raise UsageError(f"a pair of {sid} in {folder} has an unknown order; rebuild the pairs")
+                if not (conditioning.min_pixels and conditioning.max_pixels):
+                    fit["pixels_from_settings"] += 1
+                low, high = _pixels(conditioning, settings)
                 row = {
                     "story_id": sid,
-                    "prompt": prompt,
-                    "chosen": [{"role": "assistant", "content": [{"type": "text", "text": pair["chosen"]}]}],
-                    "rejected": [
-                        {"role": "assistant", "content": [{"type": "text", "text": pair["rejected"]}]}
-                    ],
+                    "prompt": conditioned_prompt(conditioning, sample.frame_count),
+                    "chosen": [{"role": "assistant", "content": _text(pair["chosen"])}],
+                    "rejected": [{"role": "assistant", "content": _text(pair["rejected"])}],
+                    "min_pixels": low,
+                    "max_pixels": high,
                     "sample": sample,
                 }
                 if settings.max_length is not None:
-                    tokens = _tokens(budget, row)
+                    if (low, high) not in budgets:
+                        budgets[low, high] = TokenBudget(processor, min_pixels=low, max_pixels=high)
+                    tokens = _tokens(budgets[low, high], row)
                     fit["max_tokens"] = max(fit["max_tokens"], tokens if tokens <= settings.max_length else 0)
                     if tokens > settings.max_length:
                         fit["too_long"].append(sid)
                         continue
                 rows.append(row)
-    fit["kept"] = len(rows)
-    return rows, fit
+        fit["folders"][folder] = {"pairs": len(pairs), "kept": len(rows)}
+    fit["kept"] = sum(len(rows) for rows in by_folder.values())
+    return by_folder, fit
 
 
 def _tokens(budget, row: dict) -> int:
@@ -120,7 +187,58 @@ def _tokens(budget, row: dict) -> int:
     return n_text + sum(budget.image_tokens(w, h) - 1 for w, h in row["sample"].frame_sizes())
 
 
-def _hf_dataset(rows: list[dict], cache: Path):
+# -- held-out pairs and mixing ----------------------------------------------------------------------
+
+
+def hold_out(
+    by_folder: dict[str, list[dict]], fraction: float, seed: int
+) -> tuple[dict[str, list[dict]], list[dict]]:
+    """``(training rows by folder, held-out rows)``: a share of each folder's stories, drawn by seed.
+
+    Stories, not pairs, are held out, so no story's pairs straddle training and evaluation.
+    """
+    if fraction <= 0:
+        return by_folder, []
+    train: dict[str, list[dict]] = {}
+    held: list[dict] = []
+    for folder, rows in by_folder.items():
+        ids = sorted({row["story_id"] for row in rows})
+        n = min(len(ids) - 1, max(1, round(fraction * len(ids)))) if len(ids) > 1 else 0
+        chosen = set(random.Random(f"eval:{seed}:{folder}").sample(ids, n))
+        train[folder] = [row for row in rows if row["story_id"] not in chosen]
+        held += [row for row in rows if row["story_id"] in chosen]
+    return train, held
+
+
+def mix(
+    by_folder: dict[str, list[dict]], weights: dict[str, float] | None, seed: int
+) -> tuple[list[dict], dict[str, dict]]:
+    """The training rows in the ``weights`` proportions, and each folder's ``available``, ``weight``, ``used``.
+
+    Without weights every row is used. With them, each folder gives ``floor(weight × k)``
+    rows for the largest ``k`` its rows allow (no row used twice), chosen by seed and
+    kept in file order.
+    """
+    counts = {
+        folder: {"available": len(rows), "weight": None, "used": len(rows)}
+        for folder, rows in by_folder.items()
+    }
+    if weights is None:
+        return [row for rows in by_folder.values() for row in rows], counts
+    k = min(len(by_folder[f]) / w for f, w in weights.items() if w > 0)
+    out: list[dict] = []
+    for folder, rows in by_folder.items():
+        used = math.floor(weights[folder] * k + 1e-9)
+        keep = sorted(random.Random(f"mix:{seed}:{folder}").sample(range(len(rows)), used))
+        out += [rows[i] for i in keep]
+        counts[folder].update(weight=weights[folder], used=used)
+    return out, counts
+
+
+# -- the datasets TRL reads ---------------------------------------------------------------------------
+
+
+def preference_dataset(rows: list[dict], cache: Path):
     """A ``datasets.Dataset`` of the rows with their frames as images, written under ``cache``."""
     import datasets
 
@@ -134,6 +252,8 @@ def _hf_dataset(rows: list[dict], cache: Path):
             "prompt": message,
             "chosen": message,
             "rejected": message,
+            "min_pixels": datasets.Value("int64"),
+            "max_pixels": datasets.Value("int64"),
         }
     )
 
@@ -142,31 +262,93 @@ def _hf_dataset(rows: list[dict], cache: Path):
             yield {
                 "story_id": row["story_id"],
                 "images": [{"bytes": f.bytes(), "path": None} for f in row["sample"].frames],
-                "prompt": row["prompt"],
-                "chosen": row["chosen"],
-                "rejected": row["rejected"],
+                **{key: row[key] for key in ("prompt", "chosen", "rejected", "min_pixels", "max_pixels")},
             }
 
     return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache))
 
 
-def train_dpo(
-    settings: DPOSettings, *, progress: Callable | None = None, say: Callable = job.quiet
-) -> TrainResult:
-    """Run (or resume) the DPO job ``settings`` describes; see the module docstring."""
+class PixelBudgetCollator:
+    """TRL's preference collator run under each batch's pixel budget (the one its candidates were told with).
+
+    The processor gets the batch's budget for the call and the job's budget back after
+    it, so the processor saved in ``final/`` is the job's.
+    """
+
+    def __init__(self, inner, processor, default: tuple[int, int]) -> None:
+        self.inner, self.processor, self.default = inner, processor, default
+
+    def __call__(self, examples: list[dict]) -> dict:
+        from ..models import set_pixel_budget
+
+        budgets = set()
+        for example in examples:
+            budgets.add((example.pop("min_pixels"), example.pop("max_pixels")))
+            example.pop("story_id", None)
+        if len(budgets) != 1:  # checked before training: only reached by a batch size above 1
+            raise StoryReasoningError("a batch mixes pixel budgets; train with --batch-size 1")
+        set_pixel_budget(self.processor, *budgets.pop())
+        try:
+            return self.inner(examples)
+        finally:
+            set_pixel_budget(self.processor, *self.default)
+
+
+# -- the job ------------------------------------------------------------------------------------------
+
+
+def lora_config(settings: DPOSettings):
+    """The LoRA adapter DPO trains (the one SFT's ``prepare_model`` makes): given to TRL, which wraps the model."""
+    from peft import LoraConfig
+
+    from .sft import language_target_pattern
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=language_target_pattern(settings.targets),
+    )
+
+
+@dataclass
+class DPOJob:
+    """A DPO trainer ready to train, with what :func:`.job.train_and_save` needs besides it."""
+
+    trainer: object
+    processor: object
+    torch: object
+    fit: dict
+    parameters: dict
+    main: bool
+    evaluate: bool
+
+
+def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.quiet) -> DPOJob:
+    """Load the model and the pairs, claim ``folder`` and build TRL's ``DPOTrainer`` (nothing trained yet)."""
     from .sft import prepare_model
 
-    folder, done, progress = job.begin(settings, progress, say)
-    if done is not None:
-        return done
     try:
         import trl
+        from trl.trainer.utils import disable_dropout_in_model
     except ImportError:
         raise UsageError("DPO needs trl: pip install 'storyreasoning[train]'") from None
 
     torch, transformers, processor, net, device, dtype = _start_model(settings)
-    budget = job.token_budget(processor, settings)
-    rows, fit = pair_rows(settings, budget, progress)
+    job.token_budget(processor, settings)
+    by_folder, fit = pair_rows(settings, processor, progress)
+    by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)
+    rows, counts = mix(by_folder, settings.mix_weights(), settings.seed)
+    for name, count in counts.items():
+        fit["folders"][name].update(held_out=fit["folders"][name]["kept"] - count["available"], **count)
+    eval_rows = list(held)
+    if settings.eval_pairs:
+        eval_by_folder, eval_fit = pair_rows(settings, processor, progress, settings.eval_pairs)
+        eval_rows += [row for part in eval_by_folder.values() for row in part]
+        fit["eval_pairs"] = eval_fit
+    fit["train"], fit["eval"] = len(rows), len(eval_rows)
     main = job.is_main_process()
     if main:  # written even when nothing fits, to say why; the folder is claimed only for a real start
         folder.root.mkdir(parents=True, exist_ok=True)
@@ -175,36 +357,107 @@ def train_dpo(
         say(f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped")
     if fit["too_long"]:
         say(f"{len(fit['too_long'])} pairs exceed {settings.max_length} tokens; skipped")
+    if fit["conditioning_assumed"]:
+        say(f"{fit['conditioning_assumed']} pairs carry no conditioning (built before pairs recorded it): "
+            "scored under the default prompt")  # fmt: skip
     if not rows:
         raise UsageError(
             "no pair to train on (see fit.json): build pairs with storyreasoning train pairs, "
             "or raise --max-length"
         )
+    budgets = {(row["min_pixels"], row["max_pixels"]) for row in rows + eval_rows}
+    if len(budgets) > 1 and settings.batch_size > 1:
+        raise UsageError(
+            f"the pairs come from runs told with {len(budgets)} different pixel budgets, and one batch has one; "
+            "use --batch-size 1 (keep the effective batch with --grad-accum)"
+        )
     folder.claim(settings)
-    train_set = _hf_dataset(rows, folder.root / "cache")
-    net, parameters = prepare_model(net, settings)
-    say(
-        f"DPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
-        f"parameters trainable, {len(rows)} pairs, device {device}"
-    )
+    train_set = preference_dataset(rows, folder.root / "cache")
+    eval_set = preference_dataset(eval_rows, folder.root / "cache") if eval_rows else None
+    # the model's own dropout off, as TRL's disable_dropout would, but before the adapter
+    # exists: the LoRA dropout keeps the recorded --dropout
+    disable_dropout_in_model(net)
+    peft_config = lora_config(settings) if settings.mode == "lora" else None
+    if peft_config is None:
+        net, _ = prepare_model(net, settings)
+    evaluate = eval_set is not None
     args = trl.DPOConfig(
         **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
         beta=settings.beta,
         loss_type=[settings.loss_type],
         max_length=None,  # fitted above; truncation would cut image tokens
+        disable_dropout=False,  # done above, sparing the LoRA dropout
+        remove_unused_columns=False,  # the pixel budget columns reach our collator
+        per_device_eval_batch_size=settings.batch_size,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=settings.save_steps if evaluate else None,
     )
-    trainer = trl.DPOTrainer(
-        model=net,
-        args=args,
-        train_dataset=train_set,
-        processing_class=processor,
-        callbacks=[job.json_log(transformers, folder.log)],
+    try:
+        trainer = trl.DPOTrainer(
+            model=net,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=processor,
+            callbacks=[job.json_log(transformers, folder.log)],
+            peft_config=peft_config,
+        )
+    except ValueError as exc:
+        if peft_config is not None and "target module" in str(exc).lower():
+            raise UsageError(
+                f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
+                f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
+            ) from None
+        raise
+    trainer.data_collator = PixelBudgetCollator(
+        trainer.data_collator, processor, (settings.min_pixels, settings.max_pixels)
     )
+    model = trainer.model
+    parameters = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "adapters": sorted(getattr(model, "peft_config", {}) or {}),
+        "dropout": {"lora": settings.dropout if peft_config is not None else None, "model": 0.0},
+    }
+    say(
+        f"DPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
+        f"parameters trainable, {len(rows)} pairs"
+        + (
+            " (" + ", ".join(f"{Path(f).name} {c['used']}" for f, c in counts.items()) + ")"
+            if len(counts) > 1
+            else ""
+        )
+        + (f", {len(eval_rows)} evaluated at each save" if evaluate else "")
+        + f", device {device}"
+    )
+    return DPOJob(trainer, processor, torch, fit, parameters, main, evaluate)
+
+
+def train_dpo(
+    settings: DPOSettings, *, progress: Callable | None = None, say: Callable = job.quiet
+) -> TrainResult:
+    """Run (or resume) the DPO job ``settings`` describes; see the module docstring."""
+    folder, done, progress = job.begin(settings, progress, say)
+    if done is not None:
+        return done
+    built = build_trainer(settings, folder, progress, say)
     return job.train_and_save(
-        "dpo", settings, trainer, processor, folder, torch, say, fit=fit, parameters=parameters, main=main,
+        "dpo", settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
+        parameters=built.parameters, main=built.main, evaluate=built.evaluate,
         memory_hint="lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger --grad-accum, "
         "or turn on --gradient-checkpointing",
     )  # fmt: skip
 
 
-__all__ = ["pair_rows", "train_dpo"]
+__all__ = [
+    "DPOJob",
+    "PixelBudgetCollator",
+    "build_trainer",
+    "conditioned_prompt",
+    "hold_out",
+    "lora_config",
+    "mix",
+    "pair_rows",
+    "preference_dataset",
+    "train_dpo",
+]
