@@ -300,3 +300,78 @@ def test_cli_writes_the_sequences_of_the_api(stories, tmp_path):
     written = list(load_stories(tmp_path / "out"))
     expected = contrastive_sequences(load_stories(tmp_path / "src"), 4, length=(2, 3), seed=9)
     assert fingerprint(written) == fingerprint(expected)  # the same in another process
+
+
+def stories_of_lengths(lengths: list[int]) -> list[StorySample]:
+    """Stories of the given frame counts (cut from the lighthouse), story k of its own group g{k}."""
+    from storyreasoning.data.transform import cut_frames
+
+    cot, story = lighthouse_texts()
+    out = []
+    for k, n in enumerate(lengths):
+        frames = [image_bytes(64, 48, 7 * k + i) for i in range(3)]
+        full = StorySample(f"L{k}", frames, cot, story, frame_meta=[{"group": f"g{k}"} for _ in range(3)])
+        out.append(cut_frames(full, n))
+    return out
+
+
+def test_lengths_are_drawn_from_the_datasets_own_stories_by_default(stories):
+    # the default draws each sequence's length from the stories: here all have three frames
+    assert {s.frame_count for s in contrastive_sequences(stories, 10, seed=1)} == {3}
+    varied = stories_of_lengths([1, 1, 2, 2, 3, 3])
+    drawn = contrastive_sequences(varied, 300, seed=4)
+    counts = {n: sum(s.frame_count == n for s in drawn) for n in (1, 2, 3)}
+    # a third each
+    assert sum(counts.values()) == 300 and all(70 <= c <= 130 for c in counts.values()), counts
+    assert fingerprint(drawn[:20]) == fingerprint(contrastive_sequences(varied, 20, seed=4))
+    assert fingerprint(drawn[:20]) == fingerprint(contrastive_sequences(varied, 20, length="real", seed=4))
+    # explicit lengths still work as before
+    assert {s.frame_count for s in contrastive_sequences(varied, 10, length=2, seed=4)} == {2}
+
+
+def test_real_lengths_longer_than_the_groups_allow_are_not_drawn():
+    # four groups and a five-frame story: five frames from distinct groups cannot be drawn
+    varied = stories_of_lengths([3, 3, 3, 3])
+    varied[0] = StorySample("long", varied[1].frames * 2, varied[1].cot_text, varied[1].story_text,
+                            frame_meta=[{"group": "g0"}] * 6)  # fmt: skip
+    assert varied[0].frame_count == 6
+    assert {s.frame_count for s in contrastive_sequences(varied, 30, seed=2)} == {3}
+    with pytest.raises(UsageError, match="every story has more frames"):
+        contrastive_sequences(varied[:1], 3, seed=2)
+    with pytest.raises(UsageError, match="length must be 'real'"):
+        contrastive_sequences(varied, 3, length="realistic")
+
+
+def test_real_lengths_without_frame_groups_read_every_story(tmp_path):
+    pytest.importorskip("pyarrow", reason="needs pyarrow: pip install 'storyreasoning[data]'")
+    from storyreasoning.data import load_stories, write_parquet
+
+    plain = [
+        s.with_texts(s.cot_text, s.story_text, frame_meta=None) for s in stories_of_lengths([1, 2, 2, 3])
+    ]
+    write_parquet(SampleList(plain), tmp_path / "pq", split="train")
+    loaded = load_stories(tmp_path / "pq")
+    assert loaded.has_frame_meta is False
+    made = contrastive_sequences(loaded, 40, seed=3)
+    assert {s.frame_count for s in made} == {1, 2, 3}
+    assert fingerprint(made) == fingerprint(contrastive_sequences(load_stories(tmp_path / "pq"), 40, seed=3))
+
+
+def test_cli_draws_real_lengths_by_default(tmp_path):
+    pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+    from storyreasoning.data import load_stories, write_parquet
+
+    write_parquet(SampleList(stories_of_lengths([1, 2, 2, 3])), tmp_path / "src", split="train")
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", "contrastive", str(tmp_path / "src"), str(tmp_path / "out"),
+         "--count", "6", "--seed", "9", "--to", "parquet"],
+        capture_output=True, text=True, timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "wrote 6 contrastive sequences of" in result.stdout
+        and "lengths drawn from the dataset's stories" in result.stdout
+    )
+    expected = contrastive_sequences(load_stories(tmp_path / "src"), 6, seed=9)
+    assert fingerprint(list(load_stories(tmp_path / "out"))) == fingerprint(expected)

@@ -136,7 +136,11 @@ def data_contrastive(
     source: str = _source(),
     out: Path = typer.Argument(..., help="Output folder.", show_default=False),
     count: int = typer.Option(100, "--count", min=1, help="How many sequences."),
-    length: str = typer.Option("5", "--length", help="Frames per sequence: N, or MIN-MAX."),
+    length: str = typer.Option(
+        "real",
+        "--length",
+        help="Frames per sequence: real (each as long as a story of the dataset drawn at random), N, or MIN-MAX.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed gives the same sequences)."),
     split: str | None = _split(),
     to: Format = typer.Option(Format.folder, "--to", help="parquet or folder."),
@@ -144,11 +148,13 @@ def data_contrastive(
     """Build incoherent sequences (each frame from a different source) for contrastive training."""
     from .commands import contrastive
 
-    try:
-        lo, _, hi = length.partition("-")
-        bounds = (int(lo), int(hi or lo))
-    except ValueError:
-        raise UsageError(f"--length must be N or MIN-MAX, got {length!r}") from None
+    bounds: tuple[int, int] | str = "real"
+    if length.strip().lower() != "real":
+        try:
+            lo, _, hi = length.partition("-")
+            bounds = (int(lo), int(hi or lo))
+        except ValueError:
+            raise UsageError(f"--length must be real, N or MIN-MAX, got {length!r}") from None
     raise typer.Exit(
         contrastive(source, out, split=split, count=count, length=bounds, seed=seed, to=to.value)
     )

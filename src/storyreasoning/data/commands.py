@@ -201,7 +201,14 @@ def convert(
 
 
 def contrastive(
-    source: str, out: Path, *, split: str | None, count: int, length: tuple[int, int], seed: int, to: str
+    source: str,
+    out: Path,
+    *,
+    split: str | None,
+    count: int,
+    length: tuple[int, int] | str,
+    seed: int,
+    to: str,
 ) -> int:
     from .contrastive import contrastive_sequences
     from .sources import SampleList
@@ -216,5 +223,13 @@ def contrastive(
             write_folders(samples, out, progress=advance)
         else:
             raise UsageError(f"--to must be parquet or folder, got {to!r}")
-    _console().print(f"wrote {len(samples)} contrastive sequences of {length[0]}-{length[1]} frames to {out}")
+    if isinstance(length, str):  # drawn from the dataset's own story lengths
+        sizes = [s.frame_count for s in samples] or [0]
+        shape = (
+            f"{min(sizes)}-{max(sizes)} frames (mean {sum(sizes) / len(sizes):.2f}, "
+            "lengths drawn from the dataset's stories)"
+        )
+    else:
+        shape = f"{length[0]}-{length[1]} frames"
+    _console().print(f"wrote {len(samples)} contrastive sequences of {shape} to {out}")
     return 0
