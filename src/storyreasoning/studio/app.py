@@ -32,9 +32,11 @@ from .. import __version__
 from ..errors import StoryReasoningError
 from ..format.prompts import ORDERS, SYSTEM_PROMPT
 from ..tell.base import Prompt, Sampling, Teller, teller_label
+from . import inputs
 from .catalog import Datasets, Runs
 from .config import IMAGE_TYPES, StudioConfig
 from .errors import ApiError
+from .inputs import FrameIndex, Limit, NameSegment, Offset, Search, Split, StorySegment, TokenSegment
 from .jobs import JobManager
 from .multipart import read_files
 from .uploads import UploadStore
@@ -54,8 +56,6 @@ SECURITY_HEADERS = {
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 KEEP_ALIVE_SECONDS = 15.0
-MAX_LIST = 500  # stories per page of a listing
-MAX_NEW_TOKENS = 32768
 
 
 # -- headers, host and origin checks ---------------------------------------------------------------
@@ -122,96 +122,6 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-# -- request bodies ---------------------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
-    too_big = ApiError(413, f"the {what} is larger than {limit / (1024 * 1024):.3g} MB; send less at once")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def json_body(request: Request, limit: int) -> dict:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise ApiError(415, "send the request as JSON with Content-Type: application/json")
-    data = await read_body(request, limit, "request")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request is not valid JSON ({exc}); send a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request must be a JSON object")
-    return body
-
-
-def _text(body: dict, key: str, *, required: bool = False) -> str | None:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise ApiError(400, f"the request has no {key!r}; send it as a string")
-        return None
-    if not isinstance(value, str):
-        raise ApiError(400, f"{key!r} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _number(body: dict, key: str, default, *, integer: bool = False, nullable: bool = False):
-    value = body.get(key, default)
-    if value is None:
-        if nullable:
-            return None
-        return default
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ApiError(400, f"{key!r} must be {'an integer' if integer else 'a number'}, got {value!r:.40}")
-    return value
-
-
-def _ids(body: dict, key: str, limit: int, *, required: bool) -> list[str] | None:
-    value = body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, f"{key!r} must be a list of upload ids (strings)")
-    if required and not value:
-        raise ApiError(400, "upload at least one image first")
-    if len(value) > limit:
-        raise ApiError(413, f"{len(value)} images is more than the {limit} a story may have; choose fewer")
-    return value
-
-
-def _sizes(value: Any) -> list[tuple[int, int]] | None:
-    if value is None:
-        return None
-    ok = isinstance(value, list) and len(value) <= 1000
-    ok = ok and all(
-        isinstance(s, list | tuple)
-        and len(s) == 2
-        and all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000 for n in s)
-        for s in value
-    )
-    if not ok:
-        raise ApiError(400, "'image_sizes' must be a list of [width, height] pairs of positive integers")
-    return [(int(w), int(h)) for w, h in value]
-
-
-def _page(offset: int, limit: int) -> tuple[int, int]:
-    if offset < 0 or limit < 1:
-        raise ApiError(400, "offset must be at least 0 and limit at least 1")
-    return offset, min(limit, MAX_LIST)
 
 
 def _filename(title: str) -> str:
@@ -309,9 +219,10 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("studio request %s %s failed", request.method, request.url.path)
+        log.exception("studio request %s %s failed", request.method, request.url.path[:200])
+        # the exception's own text stays in the log: it may name files and folders of the server
         return JSONResponse(
-            {"error": f"the studio failed ({type(exc).__name__}: {exc}); see the studio's log"},
+            {"error": f"the studio failed on this request ({type(exc).__name__}); its log says why"},
             status_code=500,
             # Starlette answers crashes outside every added middleware, so Guard cannot add these.
             headers={**SECURITY_HEADERS, "cache-control": "no-store"},
@@ -347,6 +258,9 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
                 "max_images": config.max_images,
                 "max_image_bytes": config.max_image_bytes,
                 "types": list(IMAGE_TYPES),
+                "max_new_tokens": max(inputs.MAX_NEW_TOKENS, config.sampling.max_new_tokens),
+                "max_temperature": max(inputs.MAX_TEMPERATURE, config.sampling.temperature),
+                "max_prompt_chars": inputs.MAX_PROMPT_CHARS,
             },
             "sampling": config.sampling.to_dict(),
             "prompt": config.prompt,
@@ -371,7 +285,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"images": [u.to_dict() for u in added]}
 
     @app.get("/api/uploads/{upload_id}")
-    def get_upload(upload_id: str) -> Response:
+    def get_upload(upload_id: TokenSegment) -> Response:
         upload = uploads.require(upload_id)
         return _image_response(upload.data, upload.mime, cache="private, max-age=86400, immutable")
 
@@ -383,26 +297,15 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
                 503,
                 "this studio has no storyteller; restart it with --teller baseline, --endpoint URL or --model MODEL",
             )
-        body = await json_body(request, config.max_body_bytes)
-        ids = _ids(body, "images", config.max_images, required=True)
-        chosen = [uploads.require(i) for i in ids]
-        text = _text(body, "prompt")
-        system = _text(body, "system_prompt")
-        order = _text(body, "order") or "images-first"
+        body = await inputs.json_body(request, config.max_body_bytes)
+        ids = inputs.ids(body, "images", config.max_images, required=True)
+        text = inputs.text(body, "prompt", inputs.MAX_PROMPT_CHARS)
+        system = inputs.text(body, "system_prompt", inputs.MAX_PROMPT_CHARS)
+        order = inputs.text(body, "order", inputs.MAX_NAME_CHARS) or "images-first"
         if order not in ORDERS:
             raise ApiError(400, f"'order' must be one of {', '.join(ORDERS)}")
-        default = config.sampling
-        try:
-            sampling = Sampling(
-                temperature=float(_number(body, "temperature", default.temperature)),
-                top_p=float(_number(body, "top_p", default.top_p)),
-                max_new_tokens=int(_number(body, "max_new_tokens", default.max_new_tokens, integer=True)),
-                seed=_number(body, "seed", default.seed, integer=True, nullable=True),
-            )
-        except StoryReasoningError as exc:
-            raise ApiError(400, str(exc)) from None
-        if sampling.max_new_tokens > MAX_NEW_TOKENS:
-            raise ApiError(400, f"max_new_tokens must be at most {MAX_NEW_TOKENS}")
+        sampling = _sampling(body, config.sampling)
+        chosen = [uploads.require(i) for i in ids]
         prompt = Prompt(
             text=text if text and text.strip() else config.prompt,
             system=SYSTEM_PROMPT if system is None else (system or None),
@@ -417,12 +320,12 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"job": job.id}
 
     @app.get("/api/tell/{job_id}/events")
-    async def tell_events(job_id: str, request: Request) -> StreamingResponse:
+    async def tell_events(job_id: TokenSegment, request: Request) -> StreamingResponse:
+        last = inputs.last_event_id(request.headers.get("last-event-id"))
         if jobs is None:
             raise ApiError(404, "this studio has no storyteller, so it has no tell jobs")
         job = jobs.get(job_id)
-        last = request.headers.get("last-event-id", "")
-        start = int(last) + 1 if last.isdigit() else 0
+        start = 0 if last is None else last + 1
 
         async def stream():
             index = start
@@ -447,7 +350,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         )
 
     @app.post("/api/tell/{job_id}/cancel")
-    def cancel_tell(job_id: str) -> dict:
+    def cancel_tell(job_id: TokenSegment) -> dict:
         if jobs is None:
             raise ApiError(404, "this studio has no storyteller, so it has no tell jobs")
         job = jobs.cancel(job_id)
@@ -457,9 +360,9 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
     # -- inspect and export ------------------------------------------------------------------------------
     @app.post("/api/parse")
     async def post_parse(request: Request) -> dict:
-        body = await json_body(request, config.max_body_bytes)
-        text = _text(body, "text", required=True)
-        sizes = _sizes(body.get("image_sizes"))
+        body = await inputs.json_body(request, config.max_body_bytes)
+        text = inputs.text(body, "text", inputs.MAX_TEXT_CHARS, required=True)
+        sizes = inputs.sizes(body.get("image_sizes"))
 
         def parse() -> dict:
             from ..format.stream import parse_output
@@ -472,14 +375,14 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
 
     @app.post("/api/export")
     async def post_export(request: Request) -> Response:
-        body = await json_body(request, config.max_body_bytes)
-        text = _text(body, "text")
-        ids = _ids(body, "images", config.max_images, required=False)
-        dataset = _text(body, "dataset")
-        story_id = _text(body, "story_id")
-        split = _text(body, "split") or None
-        title = (_text(body, "title") or "Grounded story").strip()[:300] or "Grounded story"
-        label = _text(body, "teller_label")
+        body = await inputs.json_body(request, config.max_body_bytes)
+        text = inputs.text(body, "text", inputs.MAX_TEXT_CHARS)
+        ids = inputs.ids(body, "images", config.max_images, required=False)
+        dataset = inputs.text(body, "dataset", inputs.MAX_NAME_CHARS)
+        story_id = inputs.text(body, "story_id", inputs.MAX_ID_CHARS)
+        split = inputs.text(body, "split", inputs.MAX_NAME_CHARS) or None
+        title = (inputs.text(body, "title", inputs.MAX_LABEL_CHARS) or "").strip() or "Grounded story"
+        label = inputs.text(body, "teller_label", inputs.MAX_LABEL_CHARS)
         if ids and dataset:
             raise ApiError(400, "give either 'images' (uploads) or 'dataset' and 'story_id', not both")
         if bool(dataset) != bool(story_id):
@@ -523,8 +426,9 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"datasets": out}
 
     @app.get("/api/datasets/{name}/stories")
-    def dataset_stories(name: str, split: str = "", offset: int = 0, limit: int = 50, q: str = "") -> dict:
-        offset, limit = _page(offset, limit)
+    def dataset_stories(
+        name: NameSegment, split: Split = "", offset: Offset = 0, limit: Limit = 50, q: Search = ""
+    ) -> dict:
         stories = datasets.load(name, split or None)
         indices = list(range(len(stories)))
         if q.strip():
@@ -538,7 +442,9 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"total": len(indices), "stories": page}
 
     @app.get("/api/datasets/{name}/stories/{story_id:path}/frames/{k}")
-    def dataset_frame(name: str, story_id: str, k: int, split: str = "") -> Response:
+    def dataset_frame(
+        name: NameSegment, story_id: StorySegment, k: FrameIndex, split: Split = ""
+    ) -> Response:
         sample = datasets.sample(name, story_id, split or None)
         if not 0 <= k < len(sample.frames):
             raise ApiError(404, f"story {story_id[:80]!r} has {len(sample.frames)} frames; k is 0-based")
@@ -549,7 +455,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return _image_response(data, None, cache="private, max-age=3600")
 
     @app.get("/api/datasets/{name}/stories/{story_id:path}")
-    def dataset_story(name: str, story_id: str, split: str = "") -> dict:
+    def dataset_story(name: NameSegment, story_id: StorySegment, split: Split = "") -> dict:
         from ..format.stream import parse_output
 
         sample = datasets.sample(name, story_id, split or None)
@@ -574,8 +480,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"runs": out}
 
     @app.get("/api/runs/{name}/stories")
-    def run_stories(name: str, offset: int = 0, limit: int = 50, q: str = "") -> dict:
-        offset, limit = _page(offset, limit)
+    def run_stories(name: NameSegment, offset: Offset = 0, limit: Limit = 50, q: Search = "") -> dict:
         run = runs.get(name)
         ids = list(run.records)
         if q.strip():
@@ -592,7 +497,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         return {"total": len(ids), "stories": page}
 
     @app.get("/api/runs/{name}/stories/{story_id:path}")
-    def run_story(name: str, story_id: str) -> dict:
+    def run_story(name: NameSegment, story_id: StorySegment) -> dict:
         from ..format.stream import parse_output
 
         run = runs.get(name)
@@ -603,16 +508,19 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
             raise ApiError(404, f"no story {story_id[:80]!r} in run {name}; list its stories first")
         raw = record.get("raw") if isinstance(record.get("raw"), str) else ""
         frames = reference = None
-        recorded = run.manifest.get("dataset") or {}
+        # the manifest names the dataset the run was told from: it is matched against the
+        # configured datasets by name only, never opened as a path
+        recorded = run.manifest.get("dataset")
+        recorded = recorded if isinstance(recorded, dict) else {}
         source, split = recorded.get("source"), recorded.get("split")
-        if isinstance(source, str) and source:
-            dataset = datasets.adopt(source)
-            if dataset is not None:
-                try:
-                    frames = datasets.frames(dataset, story_id, split)
-                    reference = {"dataset": dataset, "split": split, "story_id": story_id}
-                except ApiError:
-                    frames = None
+        split = split if isinstance(split, str) and split else None
+        dataset = datasets.find(source) if isinstance(source, str) and source else None
+        if dataset is not None:
+            try:
+                frames = datasets.frames(dataset, story_id, split)
+                reference = {"dataset": dataset, "split": split, "story_id": story_id}
+            except ApiError:
+                frames = None
         meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
         telling = parse_output(raw)
         return {
@@ -630,6 +538,25 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         allowed = LOOPBACK_NAMES | {config.host.strip("[]").lower()}
     app.add_middleware(Guard, allowed_hosts=allowed)
     return app
+
+
+def _sampling(body: dict, default: Sampling) -> Sampling:
+    """The request's sampling settings, each within its bound; absent or null ones from ``default``.
+
+    The bounds stretch to the studio's own defaults (``--temperature``, ``--max-new-tokens``)
+    when those are higher, so the page can always send back what ``/api/config`` says.
+    """
+    number = inputs.number
+    hottest = max(inputs.MAX_TEMPERATURE, default.temperature)
+    longest = max(inputs.MAX_NEW_TOKENS, default.max_new_tokens)
+    return Sampling(
+        temperature=float(number(body, "temperature", default.temperature, low=0, high=hottest)),
+        top_p=float(number(body, "top_p", default.top_p, low=0, high=1, above_low=True)),
+        max_new_tokens=int(
+            number(body, "max_new_tokens", default.max_new_tokens, low=1, high=longest, integer=True)
+        ),
+        seed=number(body, "seed", default.seed, low=0, high=inputs.MAX_SEED, integer=True, nullable=True),
+    )
 
 
 def _to_dict(telling, frames: list[dict] | None, n_images: Any = None) -> dict:

@@ -5,35 +5,50 @@
 :class:`Runs` lists the run folders in the ``--runs`` folder (tell-dataset outputs,
 each perhaps with ``eval/metrics.json`` and ``eval/per_story.csv``); a name from a
 request is looked up in that listing, so ``..`` or a slash can never reach the disk.
+
+Only what the studio was started with is opened. A run's ``manifest.json`` names the
+dataset it was told from; that name is shown, and compared as text with the configured
+sources (:meth:`Datasets.find`), never opened: a manifest naming another folder, or
+the file-system root, makes the studio read nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import StoryReasoningError
-from .config import NAME, DatasetSource, derived_name
+from .config import NAME, DatasetSource
 from .errors import ApiError
 
 METRICS_FILE = "metrics.json"
 PER_STORY_FILE = "per_story.csv"
 
 
-def _same_source(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.exists() and pb.exists():
-        try:
-            return pa.resolve() == pb.resolve()
-        except OSError:
-            return False
-    return False
+def _spellings(source: str) -> set[str]:
+    """Ways of writing ``source`` found by rewriting its text alone (the disk is not read)."""
+    out = {source, source.rstrip("/") or source}
+    if source.startswith(("/", ".", "~")) or os.sep in source or "/" in source:
+        path = os.path.expanduser(source)
+        out |= {os.path.normpath(path), os.path.abspath(path)}
+    return out
+
+
+def _configured_spellings(source: str) -> set[str]:
+    """A configured source's spellings, and the folder it resolves to (the operator named it, so it is read)."""
+    out = _spellings(source)
+    path = Path(source).expanduser()
+    try:
+        if path.exists():
+            out.add(str(path.resolve()))
+    except OSError:
+        pass
+    return out
 
 
 class Datasets:
@@ -41,7 +56,7 @@ class Datasets:
 
     def __init__(self, sources: list[DatasetSource]) -> None:
         self._sources: dict[str, DatasetSource] = {s.name: s for s in sources}
-        self._implicit: set[str] = set()
+        self._spellings = {s.name: _configured_spellings(s.source) for s in sources}
         self._loaded: dict[tuple[str, str | None], object] = {}
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._lock = threading.Lock()
@@ -50,10 +65,7 @@ class Datasets:
         return list(self._sources)
 
     def listing(self) -> list[dict]:
-        return [
-            {"name": s.name, "source": s.source, **({"from_run": True} if s.name in self._implicit else {})}
-            for s in self._sources.values()
-        ]
+        return [{"name": s.name, "source": s.source} for s in self._sources.values()]
 
     def source(self, name: str) -> DatasetSource:
         found = self._sources.get(name)
@@ -63,34 +75,34 @@ class Datasets:
         return found
 
     def find(self, source: str) -> str | None:
-        """The name of the configured dataset with this source, if any."""
-        for s in self._sources.values():
-            if _same_source(s.source, source):
-                return s.name
+        """The name of the configured dataset a run's recorded ``source`` names, if any.
+
+        Compared as text (the spellings of one path: relative, absolute, ``~``, a trailing
+        slash), so a source that is not configured is never opened, not even looked at.
+        """
+        if not source or len(source) > 4096 or "\0" in source:
+            return None
+        spellings = _spellings(source)
+        for name, known in self._spellings.items():
+            if spellings & known:
+                return name
         return None
 
-    def adopt(self, source: str) -> str | None:
-        """The name of a dataset a run was told from: a configured one, or this local folder added now."""
-        found = self.find(source)
-        if found is not None:
-            return found
-        path = Path(source).expanduser()
-        if not path.exists():
-            return None
-        base = derived_name(source)
-        with self._lock:
-            name, n = base, 2
-            while name in self._sources:
-                name, n = f"{base}-{n}", n + 1
-            if not NAME.match(name):
-                return None
-            self._sources[name] = DatasetSource(name, str(path.resolve()))
-            self._implicit.add(name)
-        return name
-
     def load(self, name: str, split: str | None = None):
-        """The :class:`~storyreasoning.data.StoryDataset` of ``name`` (one split, or all of them)."""
+        """The :class:`~storyreasoning.data.StoryDataset` of ``name`` (one split, or all of them).
+
+        A split is opened only when the dataset has it, so a request cannot make the studio
+        open (or remember) anything but the configured datasets' own splits.
+        """
         source = self.source(name)
+        if split:
+            splits = self.splits(name)
+            if split not in splits:
+                raise ApiError(
+                    404, f"dataset {name} has no split {split[:60]!r}; its splits are {', '.join(splits)}"
+                )
+            if len(splits) == 1:
+                split = None  # its only split: the whole dataset, loaded once
         key = (name, split or None)
         with self._lock:
             if key in self._loaded:
@@ -103,7 +115,13 @@ class Datasets:
                 try:
                     self._loaded[key] = load_stories(source.source, split or None)
                 except StoryReasoningError as exc:
-                    raise ApiError(404 if split else 500, f"dataset {name}: {exc}") from None
+                    raise ApiError(500, f"dataset {name}: {exc}") from None
+                except OSError as exc:  # unreadable: permissions, a file that vanished
+                    reason = exc.strerror or type(exc).__name__
+                    raise ApiError(
+                        500,
+                        f"dataset {name} cannot be read ({reason}); check its files and restart the studio",
+                    ) from None
             return self._loaded[key]
 
     def splits(self, name: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .errors import ApiError
+from .inputs import content_length
 from .uploads import display_name, image_too_large
 
 try:
@@ -121,8 +122,8 @@ async def read_files(
     parts = FileParts(field, max_files=max_files, max_file_bytes=max_file_bytes)
     parser = MultipartParser(boundary_of(request.headers.get("content-type")), parts.callbacks())
     too_big = ApiError(413, f"the upload is larger than {max_body / (1024 * 1024):.3g} MB; send less at once")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_body:
+    length = content_length(request)
+    if length is not None and length > max_body:
         raise too_big
     size, refused = 0, None
     async for chunk in request.stream():

@@ -1,0 +1,91 @@
+"""The studio opens only the datasets and runs it was started with.
+
+A run's ``manifest.json`` names the dataset the run was told from. The studio shows
+that name and matches it, as text, against its own ``--dataset`` sources; it never
+opens it. A run whose manifest names another program's folder, or the file-system
+root, gets no frames and no reference, quickly, and the folder it names never becomes
+a dataset of the studio.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from storyreasoning.studio.config import DatasetSource, StudioConfig
+
+from .conftest import EXAMPLES, running_studio
+from .test_server import call
+
+
+def _run_told_from(studio_runs: Path, runs: Path, name: str, source: str) -> None:
+    """A copy of the baseline run whose manifest says it was told from ``source``."""
+    folder = runs / name
+    shutil.copytree(studio_runs / "baseline", folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["dataset"] = {"source": source, "split": None}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def shared_folder(tmp_path_factory) -> Path:
+    """A folder other programs share: their own folders, and a dataset nobody gave the studio."""
+    shared = tmp_path_factory.mktemp("shared")
+    for program in ("fonts", "mime", "zoneinfo"):
+        (shared / program).mkdir()
+        (shared / program / "index.txt").write_text("not the studio's\n", encoding="utf-8")
+    shutil.copytree(EXAMPLES, shared / "private-stories")
+    return shared
+
+
+@pytest.fixture(scope="module")
+def confined_studio(studio_runs, shared_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("confined-runs")
+    _run_told_from(studio_runs, runs, "shared-folder", str(shared_folder))
+    _run_told_from(studio_runs, runs, "shared-dataset", str(shared_folder / "private-stories"))
+    _run_told_from(studio_runs, runs, "root", "/")
+    _run_told_from(studio_runs, runs, "not-text", "")
+    (runs / "not-text" / "manifest.json").write_text(
+        json.dumps({"dataset": {"source": {"path": "/"}, "split": ["a"]}}), encoding="utf-8"
+    )
+    # the configured dataset, spelled otherwise in the manifest: still recognised, as text
+    _run_told_from(studio_runs, runs, "respelled", f"{EXAMPLES.parent}/./{EXAMPLES.name}/")
+    config = StudioConfig(datasets=[DatasetSource("stories", str(EXAMPLES))], runs=runs)
+    with running_studio(config) as server:
+        yield server.url
+
+
+@pytest.mark.parametrize("run", ["shared-folder", "shared-dataset", "root", "not-text"])
+def test_a_manifest_naming_another_folder_is_shown_never_opened(confined_studio, shared_folder, run):
+    started = time.monotonic()
+    story = call(f"{confined_studio}/api/runs/{run}/stories/lighthouse")
+    assert time.monotonic() - started < 5  # nothing was walked
+    assert story.status == 200, story.body
+    detail = story.json()
+    assert detail["frames"] is None and detail["reference"] is None
+    assert detail["raw"].startswith("<think>")  # the run's own output is still shown
+    assert str(shared_folder) not in story.body.decode()
+    # the folder never became a dataset of this studio
+    datasets = call(f"{confined_studio}/api/datasets").json()["datasets"]
+    assert [d["name"] for d in datasets] == ["stories"]
+    assert "from_run" not in datasets[0]
+    assert [d["name"] for d in call(f"{confined_studio}/api/config").json()["datasets"]] == ["stories"]
+    for name in ("shared", shared_folder.name, "private-stories", "root"):
+        assert call(f"{confined_studio}/api/datasets/{name}/stories").status == 404
+
+
+def test_the_manifest_is_shown_as_it_is(confined_studio, shared_folder):
+    runs = {run["name"]: run for run in call(f"{confined_studio}/api/runs").json()["runs"]}
+    assert runs["shared-folder"]["manifest"]["dataset"]["source"] == str(shared_folder)
+    assert runs["root"]["manifest"]["dataset"]["source"] == "/"
+
+
+def test_a_configured_dataset_is_recognised_in_another_spelling(confined_studio):
+    detail = call(f"{confined_studio}/api/runs/respelled/stories/lighthouse").json()
+    assert detail["reference"] == {"dataset": "stories", "split": None, "story_id": "lighthouse"}
+    frame = call(confined_studio + detail["frames"][0]["url"])
+    assert frame.body == (EXAMPLES / "lighthouse" / "01.png").read_bytes()
