@@ -94,9 +94,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 from ..evaluate.detections import Detection, telling_detections
-from ..evaluate.grounding import IOU_THRESHOLD, match_detections
+from ..evaluate.grounding import IOU_THRESHOLD, iou_exact, match_detections
 from ..evaluate.identity import story_counts
 from ..evaluate.pronouns import find_pronouns, segment_layout
 from ..format.cot import id_kind
@@ -259,8 +260,14 @@ def _score(
     structure = 1.0 if verdict.well_structured else 0.0
     rows = telling_detections(cand, sizes)
 
+    # One greedy matching at the lower of the two thresholds serves both: greedy takes pairs by
+    # IoU descending, so its pairs at or above the higher threshold are exactly the matching
+    # it makes at that threshold.
+    low = min(weights.iou_threshold, weights.reid_iou)
+    matches = [(i, j, iou_exact(ref.rows[i], rows[j])) for i, j in match_detections(ref.rows, rows, low)]
+
     # boxes: detection F1 at the detection threshold (reported always, weighted 0 by default)
-    tp = len(match_detections(ref.rows, rows, weights.iou_threshold))
+    tp = sum(1 for _, _, iou in matches if iou >= Fraction(weights.iou_threshold))
     boxes = _f1(tp, len(rows), len(ref.rows))
 
     # re-identification: identity F1 and link F1 at the looser matching, minus cross-group links
@@ -279,7 +286,7 @@ def _score(
     recall: float | None = None
     grounding: float | None = precision
     if ref.grounded_characters:
-        matched = dict(match_detections(ref.rows, rows, weights.reid_iou))
+        matched = {i: j for i, j, iou in matches if iou >= Fraction(weights.reid_iou)}
         tagged = grounded_entities(cand)
         for k in ref.grounded_characters:
             j = matched.get(k)
