@@ -118,6 +118,11 @@ def test_the_shipped_recipes_are_valid_configs():
     assert (dpo.rank, dpo.lora_alpha, dpo.learning_rate, dpo.beta, dpo.epochs) == (2048, 4096, 5e-6, 0.1, 3.0)
     # QwenStoryteller2's 2:1 of real to synthetic pairs, by the mixing option
     assert dpo.mix_weights() == {"pairs/real": 2.0, "pairs/synth": 1.0} and dpo.loss_type == "sigmoid"
+    assert [accumulation(dpo, n) for n in (1, 2, 8)] == [
+        8,
+        4,
+        1,
+    ]  # the card's batch of 8 on any number of GPUs
 
 
 def test_tell_dataset_and_evaluate_record_their_settings(tmp_path):

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from . import job
+from . import callbacks, job
 from .job import TrainResult
 from .settings import DPOSettings
 
@@ -440,7 +440,9 @@ def train_dpo(
     folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
+    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
     built = build_trainer(settings, folder, progress, say)
+    callbacks.install(built.trainer, settings, built.processor)  # the story check (--eval-every), when asked
     return job.train_and_save(
         "dpo", settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
         parameters=built.parameters, main=built.main, evaluate=built.evaluate,

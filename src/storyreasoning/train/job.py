@@ -20,7 +20,13 @@ from ..errors import StoryReasoningError, UsageError
 from .callbacks import reporters
 
 #: Settings that may change between a run and its resumption.
-OPERATIONAL = frozenset({"out", "device", "logging_steps", "dataloader_workers"})
+OPERATIONAL = frozenset(
+    {
+        "out", "device", "logging_steps", "dataloader_workers", "report_to",
+        # the story check watches the training without changing it
+        "eval_every", "eval_stories", "eval_dataset", "eval_max_new_tokens",
+    }
+)  # fmt: skip
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import UsageError
-from . import job
+from . import callbacks, job
 from .job import TrainFolder, TrainResult
 from .loss import answer_loss_trainer
 from .settings import SFTSettings
@@ -139,6 +139,7 @@ def train_sft(
     folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
+    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
 
     torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
@@ -190,6 +191,7 @@ def train_sft(
         data_collator=collator,
         callbacks=[job.json_log(transformers, folder.log)],
     )
+    callbacks.install(trainer, settings, processor)  # the story check (--eval-every), when asked
     return job.train_and_save(
         "sft", settings, trainer, processor, folder, torch, say, fit=fit, parameters=parameters, main=main,
         evaluate=eval_examples is not None,
