@@ -78,3 +78,52 @@ def test_studio_command_refuses_a_missing_runs_folder(tmp_path):
     )
     assert result.returncode == 2
     assert "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def _studio(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "studio", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "400", "HF_HUB_OFFLINE": "1"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("/missing", ["/missing", "no such file or folder", "hub id"]),
+        ("stories=/missing/stories", ["/missing/stories", "no such file or folder"]),
+        ("examples/storiez", ["examples/storiez", "no such file or folder"]),  # a typo, not a hub id
+        ("EMPTY", ["holds no StoryReasoning dataset"]),
+    ],
+    ids=["missing", "named-missing", "typo", "empty-folder"],
+)
+def test_a_dataset_it_cannot_open_stops_the_studio_at_start(tmp_path, spec, words):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _studio("--dataset", spec.replace("EMPTY", str(empty)))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line: the path and the fix, no traceback
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "studio at" not in result.stderr
+
+
+def test_a_missing_runs_folder_is_one_line_naming_it(tmp_path):
+    result = _studio("--runs", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if "nope" in line and "tell-dataset" in line
+    ]
+
+
+def test_a_hub_id_is_left_for_the_page_to_open():
+    from storyreasoning.studio.config import check_source
+
+    check_source("daniel3303/StoryReasoning")  # not a local path: opened when first browsed
+    with pytest.raises(Exception, match="no such file or folder"):
+        check_source("./daniel3303/StoryReasoning")

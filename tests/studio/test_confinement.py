@@ -89,3 +89,14 @@ def test_a_configured_dataset_is_recognised_in_another_spelling(confined_studio)
     assert detail["reference"] == {"dataset": "stories", "split": None, "story_id": "lighthouse"}
     frame = call(confined_studio + detail["frames"][0]["url"])
     assert frame.body == (EXAMPLES / "lighthouse" / "01.png").read_bytes()
+
+
+def test_the_command_names_the_datasets_runs_were_told_from(studio_runs):
+    from storyreasoning.studio.catalog import Datasets, Runs
+    from storyreasoning.studio.commands import unshown_datasets
+
+    runs = Runs(studio_runs)
+    assert unshown_datasets(runs, Datasets([])) == [
+        f"runs baseline, reference were told from {EXAMPLES}: add --dataset {EXAMPLES} to see the frames"
+    ]
+    assert unshown_datasets(runs, Datasets([DatasetSource("stories", str(EXAMPLES))])) == []

@@ -141,8 +141,13 @@ def _image_response(data: bytes, mime: str | None, *, cache: str) -> Response:
 # -- the app ----------------------------------------------------------------------------------------
 
 
-def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI:
-    """The studio for ``config``; the teller is made now from ``config.teller`` unless one is given."""
+def create_app(
+    config: StudioConfig, *, teller: Teller | None = None, datasets: Datasets | None = None
+) -> FastAPI:
+    """The studio for ``config``; the teller is made now from ``config.teller`` unless one is given.
+
+    ``datasets``: the catalog of ``config.datasets`` when the caller opened it already.
+    """
     # module scripts are refused under nosniff unless served as JavaScript, whatever the system's table says
     for kind, suffix in (("text/javascript", ".js"), ("text/javascript", ".mjs"), ("text/css", ".css")):
         mimetypes.add_type(kind, suffix)
@@ -165,7 +170,7 @@ def create_app(config: StudioConfig, *, teller: Teller | None = None) -> FastAPI
         max_total=config.max_upload_bytes,
         max_pixels=config.max_pixels,
     )
-    datasets = Datasets(config.datasets)
+    datasets = datasets if datasets is not None else Datasets(config.datasets)
     runs = Runs(config.runs)
     static = Path(config.static_dir)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import StoryReasoningError
-from .config import NAME, DatasetSource
+from ..errors import StoryReasoningError, UsageError
+from .config import NAME, SOURCE_FIX, DatasetSource, is_local
 from .errors import ApiError
 
 METRICS_FILE = "metrics.json"
@@ -123,6 +123,27 @@ class Datasets:
                         f"dataset {name} cannot be read ({reason}); check its files and restart the studio",
                     ) from None
             return self._loaded[key]
+
+    def open_local(self) -> None:
+        """Open every local dataset now, so that one the studio cannot read stops it from starting.
+
+        A :class:`~storyreasoning.errors.UsageError` names the ``--dataset`` source and the fix.
+        Hub datasets are opened when first browsed (they may need the network).
+        """
+        from ..data.sources import load_stories
+
+        for name, source in self._sources.items():
+            if not is_local(source.source) or (name, None) in self._loaded:
+                continue
+            try:
+                self._loaded[(name, None)] = load_stories(source.source)
+            except StoryReasoningError as exc:
+                raise UsageError(f"--dataset {source.source}: {exc}") from None
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise UsageError(
+                    f"--dataset {source.source} cannot be read ({reason}); {SOURCE_FIX}"
+                ) from None
 
     def splits(self, name: str) -> list[str]:
         return self.load(name).splits or ["train"]
@@ -263,6 +284,18 @@ class Runs:
         for child in children:
             if NAME.match(child.name) and child.is_dir() and (child / "manifest.json").is_file():
                 out[child.name] = child
+        return out
+
+    def manifests(self) -> dict[str, dict]:
+        """Run name -> its manifest.json alone (what a run was told with), skipping unreadable ones."""
+        out = {}
+        for name, path in self.listing().items():
+            try:
+                manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # the page says what is wrong with it
+            if isinstance(manifest, dict):
+                out[name] = manifest
         return out
 
     def get(self, name: str) -> Run:

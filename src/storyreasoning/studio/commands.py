@@ -38,8 +38,13 @@ def studio(settings: StudioSettings) -> int:
         raise UsageError(
             "the studio needs FastAPI, uvicorn and python-multipart: pip install 'storyreasoning[studio]'"
         ) from None
+    from .catalog import Datasets, Runs
     from .server import bind, url_of, uvicorn_server
 
+    datasets = Datasets(config.datasets)
+    datasets.open_local()  # a dataset it cannot read stops it here, not in the page
+    for line in unshown_datasets(Runs(config.runs), datasets):
+        err.print(line, style="dim", markup=False)
     sock = bind(host, port)  # a busy port fails here, before a model loads
     try:
         from ..tell.base import teller_label
@@ -47,7 +52,7 @@ def studio(settings: StudioSettings) -> int:
 
         if options is not None:
             err.print("[dim]starting the storyteller…[/dim]")
-        app = create_app(config)
+        app = create_app(config, datasets=datasets)
         url = url_of(sock) + "/"
         if app.state.teller is not None:
             err.print(f"storyteller: {teller_label(app.state.teller)}")
@@ -70,6 +75,22 @@ def studio(settings: StudioSettings) -> int:
     finally:
         sock.close()
     return 0
+
+
+def unshown_datasets(runs, datasets) -> list[str]:
+    """A line for each dataset that runs were told from and the studio was not given (no frames for them)."""
+    missing: dict[str, list[str]] = {}
+    for name, manifest in runs.manifests().items():
+        recorded = manifest.get("dataset")
+        source = recorded.get("source") if isinstance(recorded, dict) else None
+        if isinstance(source, str) and source and datasets.find(source) is None:
+            shown = "".join(c for c in source if c.isprintable())[:200]
+            missing.setdefault(shown, []).append(name)
+    return [
+        f"run{'s' if len(names) > 1 else ''} {', '.join(names[:3])}{' …' if len(names) > 3 else ''} "
+        f"{'were' if len(names) > 1 else 'was'} told from {source}: add --dataset {source} to see the frames"
+        for source, names in missing.items()
+    ]
 
 
 def _open_when_started(server, url: str, timeout: float = 30.0) -> None:

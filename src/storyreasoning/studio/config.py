@@ -18,6 +18,9 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 
 # A dataset or run name: what the page sends back in URLs (never a path).
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What load_stories reads as a Hugging Face Hub id when no such local path exists.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SOURCE_FIX = "give a dataset folder, a parquet file or a hub id such as daniel3303/StoryReasoning"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class StudioConfig:
                     f"dataset name {name!r} is not a plain name; use letters, digits, '.', '_' and '-' "
                     "(--dataset NAME=SOURCE)"
                 )
+        for dataset in self.datasets:
+            check_source(dataset.source)
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise UsageError(
@@ -95,6 +100,28 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_local(source: str) -> bool:
+    """Whether ``source`` names a local file or folder (that exists) rather than a hub id."""
+    try:
+        return Path(source).expanduser().exists()
+    except OSError:  # a name too long for the file system, or not allowed in it
+        return False
+
+
+def check_source(source: str) -> None:
+    """Refuse a ``--dataset`` source that is neither a local path that exists nor a hub id.
+
+    ``owner/name`` is taken for a hub id (opened when first browsed), unless ``owner`` is a
+    local folder: then it is a path with a typo, and refused here rather than in the page.
+    """
+    if is_local(source):
+        return
+    hub = HUB_ID.match(source) and not source.startswith((".", "/", "~"))
+    if hub and not is_local(source.split("/", 1)[0]):
+        return
+    raise UsageError(f"--dataset {source}: no such file or folder; {SOURCE_FIX}")
 
 
 def derived_name(source: str) -> str:
