@@ -15,7 +15,7 @@ The reward compares an output with the story's reference (the dataset's own CoT 
 story: written by people or, in a built dataset, by the builder on automatic
 detections) and uses each frame's identity group
 (:meth:`~storyreasoning.data.sample.StorySample.frame_group`: the film, video or story
-the frame belongs to). All parts are in [0, 1].
+the frame belongs to). Every part is in [0, 1] (grounding may be not applicable).
 
 ``structure`` (a gate by default, 0 or 1)
     The format validator's well-structured verdict for the story's frames (CoT and
@@ -23,7 +23,7 @@ the frame belongs to). All parts are in [0, 1].
     every story id defined in the CoT, boxes valid for the frame sizes): the card's
     "structural validation". An output that fails it scores 0 overall whatever its
     other parts. ``gate=False`` makes it a plain component:
-    ``total = (mix + structure) / 2``.
+    ``total = (mix + structure) / 2``, ``mix`` being the weighted mean below.
 ``reid`` (the card's R_reid)
     Judged on the identity structure, not on box precision: the output's CoT rows are
     matched to the reference's rows of the same image and group (characters; objects,
@@ -68,8 +68,8 @@ the frame belongs to). All parts are in [0, 1].
 
     Not applicable (``None``, its weight left out of the mix) when the reference itself
     has nothing to ground: no pronoun, no name and no grounded character (a story of
-    empty rooms and landscapes). Scoring 0 there would cost nothing in the ranking, but
-    scoring mention precision would pay an output for inventing a person to tag.
+    empty rooms and landscapes). Scoring mention precision there would pay an output
+    for inventing a person to tag.
 ``boxes`` (optional, weight 0 by default)
     The CoT rows' detection F1 against the reference (same image and group,
     IoU >= ``iou_threshold`` = 0.5, one-to-one; invalid boxes are false positives; 1
@@ -80,11 +80,10 @@ the frame belongs to). All parts are in [0, 1].
 
 with ``w_reid = w_grounding = 1`` and ``w_boxes = 0`` by default; a component that is
 not applicable is left out of both sums (and when no weighted component applies, the
-structure alone decides). A reference scores
-``reid = 1`` against itself on a real story, a built one included (its frames share one
-group). Grounding depends on the reference's own mention precision, so a reference does
-not always score 1 overall: the reward ranks candidates of one story, and only
-differences within a story matter.
+structure alone decides). A reference scores ``reid = 1`` against itself on a real
+story, a built one included (its frames share one group). Grounding depends on the
+reference's own mention precision, so a reference does not always score 1 overall: the
+reward ranks candidates of one story, and only differences within a story matter.
 
 Everything is deterministic: the same output and reference always get the same reward.
 """
