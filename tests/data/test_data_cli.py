@@ -118,8 +118,8 @@ def test_contrastive_command(dataset, tmp_path):
     assert len(made) == 3
     for sample in made:
         assert 2 <= sample.frame_count <= 3
-        sources = [m["source"] for m in sample.frame_meta]
-        assert len(set(sources)) == len(sources)
+        groups = [m["group"] for m in sample.frame_meta]  # each frame from another story
+        assert len(set(groups)) == len(groups)
 
 
 @pytest.mark.parametrize(
@@ -131,8 +131,8 @@ def test_contrastive_command(dataset, tmp_path):
             "has no split 'validation'; its splits are train, test",
         ),
         (("convert", "{pq}", "{tmp}/x", "--to", "zip"), "Invalid value for '--to'"),
-        (("contrastive", "{pq}", "{tmp}/y", "--length", "two"), "--length must be N or MIN-MAX"),
-        (("contrastive", "{pq}", "{tmp}/y", "--length", "9"), "distinct frame sources"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "two"), "--length must be real, N or MIN-MAX"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "9"), "distinct frame groups"),
     ],
 )
 def test_clear_errors(dataset, tmp_path, args, message):

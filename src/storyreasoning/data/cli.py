@@ -145,7 +145,7 @@ def data_contrastive(
     split: str | None = _split(),
     to: Format = typer.Option(Format.folder, "--to", help="parquet or folder."),
 ) -> None:
-    """Build incoherent sequences (each frame from a different source) for contrastive training."""
+    """Build incoherent sequences (each frame from a different film, video or story) for contrastive training."""
     from .commands import contrastive
 
     bounds: tuple[int, int] | str = "real"

@@ -30,8 +30,8 @@ command(
     app, PairsSettings, f"{_JOBS}:pairs", name="pairs",
     help="""Preference pairs for DPO: score each story's candidates with the reward, best against worst.
 
-    Writes pairs.jsonl, manifest.json and settings.json. The reward (structure gate, box F1,
-    re-identification with a cross-source penalty, grounded mentions) is described in
+    Writes pairs.jsonl, manifest.json and settings.json. The reward (structure gate, then
+    re-identification with a cross-group penalty and grounding; boxes optional) is described in
     the README, Training.
     """,
 )  # fmt: skip
