@@ -312,7 +312,14 @@ def test_tell_with_the_baseline_reorders_streams_and_draws(page, studio_url):
     assert body["images"] == shown_ids  # the order on screen is the story order
     assert body["temperature"] == 0.7 and body["seed"] is None  # defaults from /api/config
     assert page.locator("#cancel").is_enabled()
-    assert wait_done(page).startswith("done")
+    progress = wait_done(page)
+    # the baseline has no tokens: its progress counts what it did (its chunks are not tokens)
+    assert re.fullmatch(r"done · 4 images analysed, [\d,]+ characters written in [\d.]+ s", progress), (
+        progress
+    )
+    assert (
+        page.locator("#page-tell .progress").get_attribute("aria-valuenow") == "8"
+    )  # 4 analysed + 4 written
     assert page.locator("#cancel").is_disabled() and page.locator("#generate").is_enabled()
     assert "<think>" in page.locator(f"{tell} .console").inner_text()  # the raw stream, as text
 
@@ -650,6 +657,8 @@ def test_datasets_page_opens_a_story(page, studio_url):
     page.locator(f"{datasets} .dataset-list .list-item.active").wait_for()
     rows = page.locator(f"{datasets} .story-row")
     rows.first.wait_for()
+    # the panel's title reads well whatever the dataset is called (this one is named "stories")
+    assert page.locator(f"{datasets} .story-list h3").inner_text() == "Stories"
     assert sorted(rows.evaluate_all("els => els.map(e => e.dataset.story)")) == [
         "cat-and-coffee",
         "lighthouse",
@@ -719,6 +728,7 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     page.click(f"{root} .run-card[data-run='baseline'] .run-open")
     rows = page.locator(f"{root} .metrics-table tbody tr")
     rows.first.wait_for()
+    assert page.locator(f"{root} .run-stories h3").inner_text() == "Stories in run baseline"
     assert rows.count() == 3
     search = page.locator(f"{root} .run-stories input[type=search]")
     search.fill("HOUSE")
@@ -734,7 +744,13 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     search.press("Enter")
     expect(rows).to_have_count(3)
     if any(r["metrics"] for r in runs):
-        assert page.locator(f"{root} .metrics-table th.num").count() > 0
+        headline = page.locator(f"{root} .metrics-table th.num").all_inner_texts()
+        assert headline == ["grounding F1", "identity F1"]  # the headline (no language metrics here)
+        page.check(f"{root} .run-stories input.all-columns")
+        expect(page.locator(f"{root} .metrics-table th.num")).not_to_have_count(2)
+        assert page.locator(f"{root} .metrics-table th.num").count() > 20
+        page.uncheck(f"{root} .run-stories input.all-columns")
+        expect(page.locator(f"{root} .metrics-table th.num")).to_have_count(2)
 
     page.click(f"{root} .metrics-table tr[data-story='lighthouse']")
     page.locator(f"{root} .run-detail .story-card").first.wait_for()
@@ -756,6 +772,60 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     expect(sides.nth(1).locator(".viewer-label")).to_have_text("run baseline")
     expect(sides.nth(1).locator(".viewer-title")).to_have_text("run baseline · pioneers")
     assert sides.nth(1).locator(".story-card").count() == 4
+
+
+def test_a_run_story_opens_above_the_fold_under_a_short_headline(browser, studio_url, studio_runs):
+    """At 1280×800 an opened story is on screen at once: a few key numbers lead, the rest are folded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.guard = PageGuard(page, studio_url)
+    try:
+        runs = json.loads(page.request.get(studio_url + "/api/runs").text())["runs"]
+        page.goto(studio_url + "/#runs/baseline/lighthouse")
+        wait_app(page)
+        root = "#page-runs"
+        first = page.locator(f"{root} .run-detail .story-card").first
+        first.locator(".story-text").wait_for()
+        page.wait_for_timeout(200)  # the scroll that brings the story up
+        box = first.bounding_box()
+        bar = page.locator(".topbar").bounding_box()
+        assert bar["height"] <= box["y"] < 800 - 150, box  # its frame and text are on screen
+        assert first.locator(".story-text").is_visible()
+        text = first.locator(".story-text").bounding_box()
+        assert text["y"] < 800, text
+        if any(r["metrics"] for r in runs):
+            # a story leads with at most four numbers; its ~80 others are folded, closed
+            headline = page.locator(f"{root} .story-metrics .metrics.headline .metric")
+            assert 1 <= headline.count() <= 4
+            assert headline.all_inner_texts()[0].startswith("grounding F1")
+            folded = page.locator(f"{root} .story-metrics details.all-metrics")
+            assert folded.get_attribute("open") is None
+            assert re.fullmatch(r"all metrics \(\d+\)", folded.locator("summary").inner_text())
+            on_screen = page.locator(f"{root} .run-detail .metric:visible").count()
+            assert on_screen <= 4, on_screen
+            folded.locator("summary").click()
+            assert page.locator(f"{root} .story-metrics .metric:visible").count() > 20
+            # a run card leads with the same few numbers
+            card = page.locator(f"{root} .run-card[data-run='baseline']")
+            assert card.locator(".metrics.headline .metric").count() <= 4
+            assert card.locator(".metric:visible").count() <= 4
+        page.guard.check()
+    finally:
+        context.close()
+
+
+def test_a_run_whose_dataset_the_studio_lacks_says_how_to_see_its_frames(browser, studio_runs):
+    from storyreasoning.studio.config import StudioConfig
+    from tests.studio.conftest import running_studio
+
+    with running_studio(StudioConfig(runs=studio_runs)) as server, open_page(browser, server.url) as page:
+        page.goto(server.url + "/#runs/baseline/lighthouse")
+        wait_app(page)
+        note = page.locator("#page-runs .run-detail .missing-frames")
+        note.wait_for()
+        assert f"--dataset {EXAMPLES}" in note.inner_text()
+        assert page.locator("#page-runs .run-detail .story-card").count() == 3  # the story, without frames
 
 
 # -- a real OpenAI-compatible server: transformers serve on the tiny Qwen2.5-VL ---------------------------

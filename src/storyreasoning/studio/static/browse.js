@@ -33,47 +33,83 @@ function pager(total, offset, onPage) {
   );
 }
 
+/**
+ * The few numbers a run or a story leads with: [label, overall key, per-story key] ("family.key").
+ * The rest of evaluate's numbers (about 90 per story) are folded behind "all metrics".
+ */
+const HEADLINE = [
+  ["well-structured", "consistency.well_structured_rate", "consistency.well_structured"],
+  ["grounding F1", "grounding.f1_micro", "grounding.f1"],
+  ["identity F1", "identity.idf1_micro", "identity.idf1"],
+  ["METEOR", "language.meteor", "language.meteor"],
+];
+
 /** The scalar numbers of one metric family's overall results: [[key, value]]. */
 function scalars(values) {
   if (!values || typeof values !== "object") return [];
   return Object.entries(values).filter(([, v]) => v === null || typeof v === "number" || typeof v === "boolean");
 }
 
-/** The numbers worth a glance: overall rates, not per-kind splits, macro variants or raw counts. */
-function headline([key, value]) {
-  if (typeof value !== "number" || Number.isInteger(value)) return false;
-  return !/(characters|objects|macro|reference|11point)/.test(key);
+/** The value of "family.key" in a run's overall metrics ({family: {key: value}}). */
+function overall(metrics, dotted) {
+  const [family, key] = dotted.split(".");
+  const values = metrics && metrics[family];
+  return values && typeof values === "object" ? values[key] : undefined;
 }
 
-function metricChips(entries) {
+function metricChips(entries, className = "metrics") {
   return h(
     "dl",
-    { class: "metrics" },
-    entries.map(([k, v]) => h("div", { class: "metric", title: k }, h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: formatNumber(v) }))),
+    { class: className },
+    entries.map(([k, v, title, text]) =>
+      h("div", { class: "metric", title: title || k, dataset: { key: title || k } }, h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: text ?? formatNumber(v) })),
+    ),
   );
 }
 
+/** A headline value as a person reads it: the well-structured rate in percent, a story's verdict as yes or no. */
+function headlineText(key, value) {
+  if (key === "consistency.well_structured_rate" && typeof value === "number") return `${Math.round(value * 100)}%`;
+  if (key === "consistency.well_structured") return value === true || value === 1 ? "yes" : value === false || value === 0 ? "no" : formatNumber(value);
+  return formatNumber(value);
+}
+
+/** The headline tiles present in ``lookup`` (which: 0 a run's overall keys, 1 a story's): [[label, value, key, text]]. */
+function headlineEntries(lookup, which) {
+  return HEADLINE.map(([label, ...keys]) => [label, lookup(keys[which]), keys[which]])
+    .filter(([, v]) => v !== undefined && v !== null)
+    .map(([label, v, key]) => [label, v, key, headlineText(key, v)]);
+}
+
+/** A folded "all metrics (n)" with ``content`` inside. */
+function allMetrics(count, content) {
+  return h("details", { class: "more-metrics all-metrics" }, h("summary", { text: `all metrics (${count})` }), content);
+}
+
+/** A run's overall metrics: the headline, then every family's numbers folded. */
 function metricsBlock(metrics) {
   if (!metrics) return h("p", { class: "muted small", text: "Not evaluated yet (storyreasoning evaluate)." });
   const families = Object.entries(metrics).filter(([, v]) => v && typeof v === "object");
   if (!families.length) return h("p", { class: "muted small", text: "No metrics." });
+  const count = families.reduce((n, [, values]) => n + scalars(values).length, 0);
   return h(
     "div",
-    { class: "metric-families" },
-    families.map(([family, values]) => {
-      const all = scalars(values);
-      let main = all.filter(headline).slice(0, 6);
-      if (!main.length) main = all.slice(0, 6);
-      const rest = all.filter((entry) => !main.includes(entry));
-      return h(
+    { class: "run-metrics" },
+    metricChips(headlineEntries((key) => overall(metrics, key), 0), "metrics headline"),
+    allMetrics(
+      count,
+      h(
         "div",
-        { class: "metric-family", dataset: { family } },
-        h("h5", { text: family }),
-        metricChips(main),
-        rest.length ? h("details", { class: "more-metrics" }, h("summary", { text: `all ${all.length} numbers` }), metricChips(rest)) : null,
-      );
-    }),
+        { class: "metric-families" },
+        families.map(([family, values]) => h("div", { class: "metric-family", dataset: { family } }, h("h5", { text: family }), metricChips(scalars(values)))),
+      ),
+    ),
   );
+}
+
+/** Is a per-story metric column one of the headline's? */
+function headlineColumn(key) {
+  return HEADLINE.some(([, , story]) => story === key);
 }
 
 function tellerName(manifest) {
@@ -173,7 +209,7 @@ export class DatasetsPage {
       );
       controls.prepend(select);
     }
-    replace(this.storiesEl, h("h3", { text: `Stories of ${name}` }), controls, h("p", { class: "muted small", text: "Loading…" }));
+    replace(this.storiesEl, h("h3", { text: "Stories" }), controls, h("p", { class: "muted small", text: "Loading…" }));
     try {
       const data = await api(withQuery(`/api/datasets/${seg(name)}/stories`, { split, offset, limit: PAGE, q }));
       const list = h(
@@ -191,7 +227,7 @@ export class DatasetsPage {
       if (!(data.stories || []).length) list.appendChild(h("p", { class: "empty", text: q ? "No story id matches." : "This dataset has no stories." }));
       replace(
         this.storiesEl,
-        h("h3", { text: `Stories of ${name}` }),
+        h("h3", { text: "Stories" }),
         controls,
         list,
         pager(data.total || 0, offset, (o) => {
@@ -201,7 +237,7 @@ export class DatasetsPage {
       );
       this.markShown();
     } catch (err) {
-      replace(this.storiesEl, h("h3", { text: `Stories of ${name}` }), controls, alertBox(errorText(err)));
+      replace(this.storiesEl, h("h3", { text: "Stories" }), controls, alertBox(errorText(err)));
     }
   }
 
@@ -311,17 +347,30 @@ export class RunsPage {
       this.offset = 0;
       this.loadStories();
     });
-    const controls = h("div", { class: "list-controls" }, search);
-    replace(this.storiesEl, h("p", { class: "muted", text: `Loading the stories of ${run}…` }));
+    const every = h("input", {
+      type: "checkbox",
+      class: "all-columns",
+      checked: Boolean(this.allColumns),
+      onchange: (ev) => {
+        this.allColumns = ev.target.checked;
+        this.loadStories();
+      },
+    });
+    const controls = h("div", { class: "list-controls" }, search, h("label", { class: "inline small" }, every, " all metrics"));
+    replace(this.storiesEl, h("p", { class: "muted", text: `Loading the stories of run ${run}…` }));
     try {
       const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE, q }));
       this.storiesLoaded = true;
       const stories = data.stories || [];
-      const keys = [];
+      let keys = [];
       for (const s of stories) for (const k of Object.keys(s.metrics || {})) if (!keys.includes(k)) keys.push(k);
-      // overall rates first, then the per-kind splits, then raw counts
-      const rank = (k) => (/(^|[._])(tp|fp|fn|count|missing|stories|links?_\w+)$|_(tp|fp|fn)_/.test(k) ? 2 : 0) + (/characters|objects/.test(k) ? 1 : 0);
+      // the headline first, then overall rates, then the per-kind splits, then raw counts
+      const rank = (k) =>
+        headlineColumn(k) ? -1 : (/(^|[._])(tp|fp|fn|count|missing|stories|links?_\w+)$|_(tp|fp|fn)_/.test(k) ? 2 : 0) + (/characters|objects/.test(k) ? 1 : 0);
       keys.sort((a, b) => rank(a) - rank(b));
+      keys = keys.filter((k) => k !== "consistency.well_structured"); // the well-structured column says it
+      if (!this.allColumns) keys = keys.filter(headlineColumn);
+      const label = (k) => HEADLINE.find(([, , story]) => story === k)?.[0] || k.replace(/_/g, " ");
       const body = h("tbody");
       for (const s of stories) {
         const m = s.metrics || {};
@@ -337,13 +386,13 @@ export class RunsPage {
       }
       replace(
         this.storiesEl,
-        h("h3", { text: `Stories of ${run}` }),
+        h("h3", { text: `Stories in run ${run}` }),
         controls,
         stories.length ? null : h("p", { class: "empty", text: q ? "No story id matches." : "This run has no stories yet." }),
         h(
           "div",
           { class: "table-wrap card" },
-          h("table", { class: "metrics-table" }, h("thead", {}, h("tr", {}, h("th", { text: "Story" }), h("th", { text: "Well-structured" }), keys.map((k) => h("th", { class: "num", text: k.replace(/_/g, " ") })))), body),
+          h("table", { class: "metrics-table" }, h("thead", {}, h("tr", {}, h("th", { text: "Story" }), h("th", { text: "Well-structured" }), keys.map((k) => h("th", { class: "num", title: k, text: label(k) })))), body),
         ),
         pager(data.total || 0, this.offset, (o) => {
           this.offset = o;
@@ -356,13 +405,28 @@ export class RunsPage {
     }
   }
 
-  /** {dataset, split} of the reference for a run's story, when the studio has the run's dataset. */
-  referenceOf(runName, detail) {
-    if (detail && detail.reference && typeof detail.reference.dataset === "string") return detail.reference;
+  /** {dataset, split} of the reference for a run's story: the server says, when it has the run's dataset. */
+  referenceOf(detail) {
+    return detail && detail.reference && typeof detail.reference.dataset === "string" ? detail.reference : null;
+  }
+
+  /** Why a run's story has no frames: its dataset was not given to the studio (the manifest is only shown). */
+  missingFrames(runName, detail) {
+    if (detail.frames) return null;
     const run = (this.runs || []).find((r) => r.name === runName);
-    const recorded = (run && run.manifest && run.manifest.dataset) || {};
-    const found = (this.config.datasets || []).find((d) => d.source === recorded.source);
-    return found ? { dataset: found.name, split: recorded.split || null } : null;
+    const source = run && run.manifest && run.manifest.dataset ? run.manifest.dataset.source : null;
+    const text =
+      typeof source === "string" && source
+        ? `No frames: run ${runName} was told from ${source}, which this studio was not started with; restart it with --dataset ${source} to see them.`
+        : `No frames: run ${runName} does not say which dataset it was told from.`;
+    return h("p", { class: "alert warn small missing-frames", text });
+  }
+
+  /** Bring the opened story to the top of the window (under the bar), above the fold whatever is above it. */
+  reveal() {
+    const bar = document.querySelector(".topbar");
+    const top = this.detailEl.getBoundingClientRect().top + window.scrollY - (bar ? bar.getBoundingClientRect().height : 0) - 8;
+    window.scrollTo({ top: Math.max(0, top), behavior: "instant" });
   }
 
   async openStory(run, storyId, other) {
@@ -378,7 +442,7 @@ export class RunsPage {
       return;
     }
     if (stale()) return;
-    const reference = this.referenceOf(run, left);
+    const reference = this.referenceOf(left);
     const dataset = reference ? reference.dataset : null;
     const choices = [h("option", { value: "", text: "nothing (this run alone)" })];
     if (dataset) choices.push(h("option", { value: "reference", text: `the reference (${dataset})`, selected: other === "reference" }));
@@ -403,9 +467,11 @@ export class RunsPage {
       h("label", { class: "inline", for: "compare-with" }, "Side by side with ", select),
     );
     const metrics = left.metrics && Object.keys(left.metrics).length ? this.storyMetrics(left.metrics) : null;
+    const missing = this.missingFrames(run, left);
     if (!other) {
-      replace(this.detailEl, head, metrics, h("div", { class: "card" }, leftViewer.root));
+      replace(this.detailEl, head, metrics, missing, h("div", { class: "card" }, leftViewer.root));
       leftViewer.renderTelling(left.telling, left.raw || "", left.meta || null);
+      this.reveal();
       return;
     }
     let right;
@@ -431,6 +497,8 @@ export class RunsPage {
     replace(
       this.detailEl,
       head,
+      metrics,
+      left.frames ? null : missing,
       h(
         "div",
         { class: "compare" },
@@ -440,6 +508,7 @@ export class RunsPage {
     );
     leftViewer.renderTelling(left.telling, left.raw || "", left.meta || null);
     rightViewer.renderTelling(right.telling, right.raw || "", right.meta || null);
+    this.reveal();
   }
 
   viewerFor(title, detail, reference) {
@@ -451,13 +520,14 @@ export class RunsPage {
     return viewer;
   }
 
+  /** A story's headline numbers, and every other number of its evaluation folded behind "all metrics". */
   storyMetrics(metrics) {
+    const all = Object.entries(metrics).filter(([, v]) => v === null || typeof v !== "object");
     return h(
-      "dl",
-      { class: "metrics inline-metrics card" },
-      Object.entries(metrics)
-        .filter(([, v]) => v === null || typeof v !== "object")
-        .map(([k, v]) => h("div", { class: "metric" }, h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: formatNumber(v) }))),
+      "div",
+      { class: "story-metrics card" },
+      metricChips(headlineEntries((key) => metrics[key], 1), "metrics headline"),
+      allMetrics(all.length, metricChips(all)),
     );
   }
 }

@@ -1,5 +1,6 @@
 // The Tell page: images, prompt and sampling settings, Generate and Cancel, the raw
-// console and token progress, and the viewer filling in as the story streams.
+// console and the progress (tokens for a model; images analysed and story parts written
+// for the baseline, which has no tokens), and the viewer filling in as the story streams.
 
 import { api, ApiError, seg } from "./api.js";
 import { h, clear, nearBottom } from "./dom.js";
@@ -35,10 +36,12 @@ export class TellPage {
     this.uploader = new Uploader(this.config.limits, { onChange: () => this.updateButtons() });
 
     this.prompt = h("textarea", { id: "tell-prompt", rows: "3", placeholder: this.config.prompt || "Generate a story based on these images." });
-    const [temperature, tField] = numberField("Temperature", "temperature", { min: 0, max: 2, step: 0.05, value: sampling.temperature });
+    const limits = this.config.limits || {};
+    this.bounds = { temperature: limits.max_temperature || 2, max_new_tokens: limits.max_new_tokens || 32768, seed: 4294967295 };
+    const [temperature, tField] = numberField("Temperature", "temperature", { min: 0, max: this.bounds.temperature, step: 0.05, value: sampling.temperature });
     const [topP, pField] = numberField("Top-p", "top_p", { min: 0.01, max: 1, step: 0.01, value: sampling.top_p });
-    const [maxTokens, mField] = numberField("Max tokens", "max_new_tokens", { min: 16, max: 131072, step: 1, value: sampling.max_new_tokens });
-    const [seed, sField] = numberField("Seed", "seed", { min: 0, step: 1, value: sampling.seed, placeholder: "random" });
+    const [maxTokens, mField] = numberField("Max tokens", "max_new_tokens", { min: 1, max: this.bounds.max_new_tokens, step: 1, value: sampling.max_new_tokens });
+    const [seed, sField] = numberField("Seed", "seed", { min: 0, max: this.bounds.seed, step: 1, value: sampling.seed, placeholder: "random" });
     this.fields = { temperature, top_p: topP, max_new_tokens: maxTokens, seed };
 
     this.generateBtn = h("button", { type: "button", class: "btn primary", id: "generate", text: "Generate", onclick: () => this.generate() });
@@ -83,7 +86,7 @@ export class TellPage {
           h("span", { class: "spacer" }),
           h("button", { type: "button", class: "btn small ghost", text: "Clear", onclick: () => this.clearConsole() }),
         ),
-        h("div", { class: "progress", role: "progressbar", "aria-label": "tokens" }, this.progressBar),
+        h("div", { class: "progress", role: "progressbar", "aria-label": teller && teller.baseline ? "images analysed and story parts written" : "tokens" }, this.progressBar),
         this.progressText,
         this.consoleEl,
       ),
@@ -127,9 +130,11 @@ export class TellPage {
     const topP = this.readNumber("top_p");
     const maxTokens = this.readNumber("max_new_tokens", { integer: true });
     const seed = this.readNumber("seed", { integer: true });
-    if (temperature !== null && (temperature < 0 || temperature > 2)) throw new Error("Temperature must be between 0 and 2.");
+    const b = this.bounds;
+    if (temperature !== null && (temperature < 0 || temperature > b.temperature)) throw new Error(`Temperature must be between 0 and ${b.temperature}.`);
     if (topP !== null && (topP <= 0 || topP > 1)) throw new Error("Top-p must be above 0 and at most 1.");
-    if (maxTokens !== null && maxTokens < 1) throw new Error("Max tokens must be at least 1.");
+    if (maxTokens !== null && (maxTokens < 1 || maxTokens > b.max_new_tokens)) throw new Error(`Max tokens must be between 1 and ${b.max_new_tokens}.`);
+    if (seed !== null && (seed < 0 || seed > b.seed)) throw new Error(`Seed must be between 0 and ${b.seed}.`);
     const prompt = this.prompt.value.trim();
     return {
       images: this.uploader.items.map((item) => item.id),
@@ -176,6 +181,7 @@ export class TellPage {
     this.job = job;
     this.started = performance.now();
     this.tokens = 0;
+    this.steps = { images: body.images.length, analysed: 0, written: 0, chars: 0 };
     this.listen(job);
   }
 
@@ -215,7 +221,8 @@ export class TellPage {
         this.writeConsole(event.text || "");
         if (stick) this.consoleEl.scrollTop = this.consoleEl.scrollHeight;
         this.tokens = event.tokens || this.tokens + 1;
-        this.setProgress(this.tokens);
+        if (this.steps) this.steps.chars += (event.text || "").length;
+        if (!this.baseline()) this.setProgress(this.tokens);
         break;
       }
       case "done": {
@@ -223,7 +230,7 @@ export class TellPage {
         const meta = event.meta || {};
         this.viewer.renderTelling(event.telling, event.raw || "", meta);
         const seconds = (performance.now() - this.started) / 1000;
-        this.setProgress(this.tokens, `done · ${this.tokens} tokens in ${seconds.toFixed(1)} s`, true);
+        this.setProgress(this.tokens, `done · ${this.doneText(meta)} in ${seconds.toFixed(1)} s`, true);
         break;
       }
       case "error": {
@@ -235,13 +242,39 @@ export class TellPage {
       }
       case "cancelled": {
         this.finish();
-        this.setProgress(this.tokens, `cancelled after ${this.tokens} tokens`);
+        this.setProgress(this.tokens, `cancelled after ${this.stepText()}`);
         this.settlePartial(event.partial, "Cancelled: what arrived before is shown.", "warn");
         break;
       }
       default:
         this.viewer.applyEvent(event);
+        if (this.baseline() && this.steps && (event.event === "image_section_started" || event.event === "segment_closed")) {
+          if (event.event === "image_section_started") this.steps.analysed += 1;
+          else this.steps.written += 1;
+          this.setProgress(this.tokens);
+        }
     }
+  }
+
+  /** Whether the storyteller is the baseline: a vision pipeline with no tokens, counted in images. */
+  baseline() {
+    return Boolean(this.config.teller && this.config.teller.baseline);
+  }
+
+  /** How far the story got: tokens for a model; images analysed and story parts written for the baseline. */
+  stepText() {
+    if (!this.baseline() || !this.steps) return `${this.tokens} tokens`;
+    const { images, analysed, written } = this.steps;
+    if (!written) return `${Math.min(analysed, images)} of ${images} image${images === 1 ? "" : "s"} analysed`;
+    return `${images} image${images === 1 ? "" : "s"} analysed, ${Math.min(written, images)} of ${images} story parts written`;
+  }
+
+  /** What a finished story took: the model's own token count when it gave one, else what the baseline did. */
+  doneText(meta) {
+    const usage = (meta && meta.usage) || {};
+    if (!this.baseline()) return `${usage.completion_tokens || this.tokens} tokens`;
+    const { images, chars } = this.steps || { images: 0, chars: 0 };
+    return `${images} image${images === 1 ? "" : "s"} analysed, ${chars.toLocaleString("en")} characters written`;
   }
 
   /** After an error or a cancel: show the exact parse of what arrived (raw text, findings), and why it stopped. */
@@ -308,15 +341,19 @@ export class TellPage {
 
   setProgress(tokens, text, complete = false) {
     const bar = this.progressBar;
+    const counted = this.baseline() && this.steps; // images analysed and parts written: 2 steps per image
+    const done = counted ? this.steps.analysed + this.steps.written : tokens;
+    const total = counted ? 2 * this.steps.images : this.maxTokens;
     if (tokens === null) {
       bar.classList.remove("running");
     } else {
-      const frac = complete ? 1 : this.maxTokens ? Math.min(1, tokens / this.maxTokens) : 0;
+      const frac = complete ? 1 : total ? Math.min(1, done / total) : 0;
       bar.style.width = `${(frac * 100).toFixed(1)}%`;
       bar.classList.toggle("running", Boolean(this.job) && !complete);
-      bar.parentElement.setAttribute("aria-valuenow", String(tokens));
+      bar.parentElement.setAttribute("aria-valuenow", String(done));
     }
     if (text) this.progressText.textContent = text;
+    else if (counted) this.progressText.textContent = this.stepText();
     else if (tokens !== null) {
       const seconds = (performance.now() - this.started) / 1000;
       const rate = seconds > 0 ? ` · ${(tokens / seconds).toFixed(1)} tokens/s` : "";
