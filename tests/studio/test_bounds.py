@@ -132,6 +132,7 @@ def test_nan_and_huge_temperatures_start_no_job(studio_server):
         ("/api/parse", {"text": "x", "image_sizes": [[640, 480]] * (inputs.MAX_SIZES + 1)}, "at most 1000"),
         ("/api/parse", {"text": "x", "image_sizes": [[10**7, 480]]}, "below 1,000,000"),
         ("/api/export", {"text": "x", "title": "t" * 5000}, "'title'"),
+        ("/api/export", {"text": "x", "images": ["u" * 5000]}, "longer than an upload id"),
         ("/api/export", {"text": "x", "teller_label": "t" * 5000}, "'teller_label'"),
         ("/api/export", {"dataset": "d" * 5000, "story_id": "s"}, "'dataset'"),
         ("/api/export", {"dataset": "stories", "story_id": "s" * 5000}, "'story_id'"),

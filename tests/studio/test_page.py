@@ -118,7 +118,7 @@ def item_names(page, scope: str) -> list[str]:
 def wait_done(page, timeout: int = 60_000) -> str:
     """Wait until the Tell page's stream ended (done, failed or cancelled); return the progress line."""
     page.wait_for_function(
-        "() => /^(done|failed|cancel)/.test(document.querySelector('#page-tell .progress-text').textContent)",
+        "() => /^(done|failed|cancelled)/.test(document.querySelector('#page-tell .progress-text').textContent)",
         timeout=timeout,
     )
     return page.locator("#page-tell .progress-text").inner_text()

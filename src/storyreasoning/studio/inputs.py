@@ -203,12 +203,14 @@ def _shown(bound: float) -> str:
 
 
 def ids(body: dict, key: str, limit: int, *, required: bool) -> list[str] | None:
-    """A list of upload ids, at most ``limit`` of them."""
+    """A list of upload ids (each at most 64 characters), at most ``limit`` of them."""
     value = body.get(key)
     if value is None and not required:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ApiError(400, f"{key!r} must be a list of upload ids (strings)")
+    if any(len(v) > MAX_TOKEN_CHARS for v in value):
+        raise ApiError(400, f"{key!r} holds a string longer than an upload id ({MAX_TOKEN_CHARS} characters)")
     if required and not value:
         raise ApiError(400, "upload at least one image first")
     if len(value) > limit:
