@@ -223,6 +223,9 @@ class FakeServer:
     * ``"status"``: answer ``status`` with the JSON ``error_body``;
     * ``"slow"``: wait ``delay`` seconds before answering;
     * ``"stall"``: stream ``drop_after`` pieces, then wait ``delay`` seconds;
+    * ``"keepalive"``: stream ``drop_after`` pieces, then an SSE comment (``: keep-alive``)
+      every ``piece_delay`` seconds (1 when 0) for ``delay`` seconds: a live connection
+      that never finishes;
     * ``"drop"``: stream ``drop_after`` pieces, then close the connection;
     * ``"reset"``: stream ``drop_after`` pieces, then reset the connection (a TCP RST);
     * ``"error-event"``: stream ``drop_after`` pieces, then an ``{"error": …}`` event;
@@ -481,7 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event("[DONE]")
                 self._end_stream()
                 return
-            if behaviour in ("drop", "reset", "stall", "error-event") and i == fake.drop_after:
+            if behaviour in ("drop", "reset", "stall", "keepalive", "error-event") and i == fake.drop_after:
                 if behaviour == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
@@ -491,6 +494,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 if behaviour == "stall":
                     fake.stopping.wait(fake.delay)
+                    return
+                if behaviour == "keepalive":
+                    end = time.monotonic() + fake.delay
+                    while time.monotonic() < end and not fake.stopping.wait(fake.piece_delay or 1.0):
+                        self._write(": keep-alive\n\n")  # raises once the client has gone
                     return
                 self._event({"error": {"message": "CUDA out of memory", "code": 500}})
                 self._end_stream()

@@ -319,6 +319,91 @@ def test_a_stream_that_stalls_keeps_what_came(frames):
     assert info.value.partial == LIGHTHOUSE[:200]
 
 
+# -- the whole-story deadline -----------------------------------------------------------------
+
+
+def test_keep_alive_comments_cannot_hold_a_story_past_its_deadline(frames):
+    # a comment every 0.2 s: every read is well inside the timeout, the story never ends
+    with FakeServer("keepalive", drop_after=2, chunk=100, piece_delay=0.2, delay=30) as server:
+        with OpenAITeller(server.url, timeout=2, deadline=1.5, **FAST) as teller:
+            start = time.perf_counter()
+            with pytest.raises(TellError) as info:
+                teller.tell(frames)
+            took = time.perf_counter() - start
+    assert 1.5 <= took < 4
+    message = str(info.value)
+    assert "deadline of 1.5 seconds" in message and "--deadline" in message and "200 characters" in message
+    assert info.value.partial == LIGHTHOUSE[:200] and info.value.at_endpoint
+
+
+def test_a_trickling_story_ends_at_its_deadline_with_what_came(frames):
+    # two characters every 0.1 s: the story would take a minute
+    with (
+        FakeServer(chunk=2, piece_delay=0.1) as server,
+        OpenAITeller(server.url, deadline=1, **FAST) as teller,
+    ):
+        chunks: list[str] = []
+        start = time.perf_counter()
+        with pytest.raises(TellError) as info:
+            for chunk in teller.stream(frames, sampling=GREEDY):
+                chunks.append(chunk)
+        assert time.perf_counter() - start < 3
+    assert info.value.partial == "".join(chunks) and 2 <= len(info.value.partial) < len(LIGHTHOUSE)
+    assert LIGHTHOUSE.startswith(info.value.partial)
+    assert "deadline of 1 seconds" in str(info.value)
+
+
+def test_the_deadline_covers_the_retries_and_their_waits(frames):
+    with FakeServer("status", status=503) as server:
+        with OpenAITeller(server.url, deadline=0.7, retries=5, backoff=0.2) as teller:
+            start = time.perf_counter()
+            with pytest.raises(TellError) as info:
+                teller.tell(frames)
+            took = time.perf_counter() - start
+    # waits of 0.2 and 0.4 s fit; the next (0.8 s) would pass the deadline: three attempts, not six
+    assert took < 1.2 and len(server.chat_requests()) == 3
+    assert "HTTP 503" in str(info.value) and info.value.at_endpoint
+
+
+def test_the_default_deadline_follows_the_story_length_and_zero_is_none(frames):
+    from storyreasoning.tell.openai import DEADLINE_FLOOR, story_deadline
+
+    assert story_deadline(None, 4096) == 4096 and story_deadline(None, 16) == DEADLINE_FLOOR
+    assert story_deadline(0, 4096) is None and story_deadline(2.5, 4096) == 2.5
+    with FakeServer() as server:
+        for bad in (-1, float("nan"), float("inf")):
+            with pytest.raises(UsageError, match="--deadline"):
+                OpenAITeller(server.url, deadline=bad)
+        with OpenAITeller(server.url, deadline=0, **FAST) as teller:  # no deadline: the story is told
+            assert teller.tell(frames, sampling=GREEDY).raw == LIGHTHOUSE
+
+
+def test_what_fails_at_the_endpoint_is_told_apart_from_what_fails_for_the_story(frames):
+    with OpenAITeller(closed_url(), model="m", **FAST) as teller, pytest.raises(TellError) as down:
+        teller.tell(frames)
+    assert down.value.at_endpoint
+    with (
+        FakeServer("status", status=400, error_body=VLLM_IMAGE_LIMIT) as server,
+        OpenAITeller(server.url, **FAST) as teller,
+        pytest.raises(TellError) as limit,
+    ):
+        teller.tell(frames)
+    assert not limit.value.at_endpoint  # another story, with fewer images, may pass
+
+
+def test_check_says_at_once_whether_the_server_can_be_reached():
+    with OpenAITeller(closed_url(), model="m", **FAST) as teller, pytest.raises(TellError, match="no server"):
+        teller.check()
+    with FakeServer() as server, OpenAITeller(server.url, model="fake/storyteller", **FAST) as teller:
+        teller.check()
+        assert [r["path"] for r in server.requests] == ["/v1/models"]
+        teller.check()  # asked once
+        assert len(server.requests) == 1
+    with FakeServer(api_key="sekrit") as server, OpenAITeller(server.url, model="m", **FAST) as teller:
+        with pytest.raises(TellError, match="refused the API key"):
+            teller.check()
+
+
 @pytest.mark.parametrize(
     "error_body",
     [

@@ -69,11 +69,17 @@ class Prompt:
 
 
 class TellError(StoryReasoningError):
-    """Generation failed; ``partial`` holds whatever text was produced before the failure."""
+    """Generation failed; ``partial`` holds whatever text was produced before the failure.
 
-    def __init__(self, message: str, partial: str = "") -> None:
+    ``at_endpoint`` says the failure is the server's, not the story's (no server, a
+    timeout, a refused key, the whole-story deadline, 5xx after the retries): the next
+    story would most likely fail the same way, so a batch run stops after a few in a row.
+    """
+
+    def __init__(self, message: str, partial: str = "", *, at_endpoint: bool = False) -> None:
         super().__init__(message)
         self.partial = partial
+        self.at_endpoint = at_endpoint
 
 
 @dataclass
@@ -110,6 +116,10 @@ class Teller:
         raise NotImplementedError
 
     last_usage: Usage | None = None
+
+    def check(self) -> None:
+        """Raise a :class:`TellError` (``at_endpoint``) when the teller cannot work at all now (its
+        server is down); a batch run asks before its first story. Local tellers have nothing to check."""
 
     def describe(self) -> dict:
         """What a run manifest records about this teller (backend, model, pixel budget, …)."""

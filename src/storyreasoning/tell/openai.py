@@ -22,10 +22,18 @@ fields, so leave the budget unset there (it uses the model's own processor budge
 Failures end in a :class:`~storyreasoning.tell.TellError` whose message names the
 problem and the fix: no server, a timeout, a rejected key, an unknown model (with the
 models the server has), vLLM's per-prompt image limit (with the flag that raises it),
-an event that is not what the API promises. Connection errors, 429 and 5xx answers are
-retried with exponential backoff, but only before any text has been streamed; a stream
-that breaks later is never retried, and the error carries the text received so far in
-``partial``.
+an event that is not what the API promises, a story past its deadline. Connection
+errors, 429 and 5xx answers are retried with exponential backoff, but only before any
+text has been streamed; a stream that breaks later is never retried, and the error
+carries the text received so far in ``partial``. The error's ``at_endpoint`` says
+whether the server, not the story, failed (a batch run stops after a few in a row).
+
+Two clocks bound a story. ``timeout`` bounds each wait (connecting, the first byte,
+every next byte); ``deadline`` bounds the whole story, retries and their waits
+included, so a server that keeps the connection alive with comments or trickles a few
+characters at a time cannot hold a story forever. By default the deadline follows the
+story's length (one second per ``max_new_tokens`` token, at least ten minutes); when it
+passes, the request's socket is shut and the story ends with the text received so far.
 
 The retries are ours, not the SDK's (it is made with ``max_retries=0``): the SDK retries
 only until the answer's head arrives, so it cannot retry a stream that breaks before
@@ -59,6 +67,8 @@ from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is cut to this
+DEADLINE_FLOOR = 600.0  # seconds: the least a derived deadline gives a story (or a /models request)
+SECONDS_PER_TOKEN = 1.0  # a derived deadline: a server slower than this over a whole story is stalled
 # the request fields the SDK's ``chat.completions.create`` takes by name; any other goes as ``extra_body``
 CHAT_FIELDS = ("model", "messages", "stream", "stream_options", "max_tokens", "temperature", "top_p", "seed")
 # the packages the SDK's HTTP client raises from (httpx before openai 2, httpx2 after)
@@ -90,6 +100,14 @@ def normalize_endpoint(endpoint: str) -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def story_deadline(deadline: float | None, max_new_tokens: int | None = None) -> float | None:
+    """The seconds one story may take: ``deadline`` as given (0: no limit, None), else derived from
+    the story's length: one second per ``max_new_tokens`` token, at least :data:`DEADLINE_FLOOR`."""
+    if deadline is None:
+        return max(DEADLINE_FLOOR, SECONDS_PER_TOKEN * (max_new_tokens or 0))
+    return float(deadline) or None
 
 
 def public_url(url: str) -> str:
@@ -139,6 +157,40 @@ class _Failure(Exception):
     retry: bool = False
     wait: float | None = None  # the server's Retry-After, when it gave one
     broken: str | None = None  # the network error that broke a stream, for the message once text was kept
+    at_endpoint: bool = False  # the server failed, not the story: the next story would fail the same way
+    status: int | None = None  # the HTTP status, when the server answered one
+
+
+class _Deadline:
+    """The end of one story's time. When it passes, the sockets of the attempt in flight are shut
+    (a thread blocked reading one wakes at once) and ``expired`` is set; ``seconds`` None: no end."""
+
+    def __init__(self, seconds: float | None, lock: threading.Lock) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.sockets: set[socket.socket] | None = None  # the attempt in flight's (guarded by ``lock``)
+        self._lock = lock
+        self._end = time.monotonic() + seconds if seconds else None
+        self._timer: threading.Timer | None = None
+        if seconds:
+            self._timer = threading.Timer(seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def left(self) -> float:
+        """Seconds until the end (infinite without one)."""
+        return float("inf") if self._end is None else self._end - time.monotonic()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self.sockets or ())
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _Group:
@@ -153,8 +205,9 @@ class OpenAITeller(Teller):
     """Tell stories through an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     ``timeout`` bounds each wait on the server (connecting, the first byte, every next
-    byte), not the whole story. ``concurrency`` is how many requests :meth:`tell_many`
-    keeps in flight. After a connection error, a 429 or a 5xx answer up to ``retries``
+    byte); ``deadline`` bounds the whole story, retries included (None: one second per
+    ``max_new_tokens`` token, at least ten minutes; 0: no limit). ``concurrency`` is how
+    many requests :meth:`tell_many` keeps in flight. After a connection error, a 429 or a 5xx answer up to ``retries``
     more attempts are made, waiting ``backoff``, ``2*backoff``, ``4*backoff`` … seconds
     (or the server's Retry-After), never once text has been streamed. ``min_pixels``
     and ``max_pixels`` go to the server as ``mm_processor_kwargs`` (vLLM). With
@@ -171,14 +224,17 @@ class OpenAITeller(Teller):
         model: str | None = None,
         api_key: str | None = None,
         timeout: float = 600.0,
+        deadline: float | None = None,
         concurrency: int = 8,
         retries: int = 3,
         backoff: float = 1.0,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
-        if timeout <= 0:
+        if not timeout > 0:  # NaN too
             raise UsageError(f"--timeout must be more than 0 seconds, got {timeout:g}")
+        if deadline is not None and not 0 <= deadline < float("inf"):
+            raise UsageError(f"--deadline must be 0 (no deadline) or more seconds, got {deadline:g}")
         if retries < 0 or backoff < 0:
             raise UsageError(f"retries and backoff must be at least 0, got {retries} and {backoff:g}")
         if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
@@ -195,6 +251,7 @@ class OpenAITeller(Teller):
         self._host = urlsplit(self.base_url).hostname or ""
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.timeout = float(timeout)
+        self.deadline = None if deadline is None else float(deadline)
         self.concurrency = max(1, int(concurrency))
         self.retries = int(retries)
         self.backoff = float(backoff)
@@ -204,6 +261,7 @@ class OpenAITeller(Teller):
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()  # the sockets of the requests in flight
         self._closed = False
+        self._reached = False  # the server answered once (its model list): check() need not ask again
         self._client = self._make_client()
         self.model = model or self._discover_model()
 
@@ -277,12 +335,14 @@ class OpenAITeller(Teller):
         if not isinstance(sock, socket.socket) or held is None:
             return
         group = getattr(self._local, "group", None)
+        deadline = getattr(self._local, "deadline", None)
         with self._lock:
             held.add(sock)
             self._open.add(sock)
             if group is not None:
                 group.sockets.add(sock)
-        if self._stopped():
+            late = deadline is not None and deadline.expired
+        if late or self._stopped():
             _shut(sock)
 
     @contextlib.contextmanager
@@ -290,6 +350,10 @@ class OpenAITeller(Teller):
         """One attempt: the sockets it opens are tracked while it runs, forgotten after."""
         previous = getattr(self._local, "held", None)
         self._local.held = held = set()
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None:
+            with self._lock:
+                deadline.sockets = held
         try:
             yield
         finally:
@@ -299,6 +363,19 @@ class OpenAITeller(Teller):
                 self._open -= held
                 if group is not None:
                     group.sockets -= held
+                if deadline is not None:
+                    deadline.sockets = None
+
+    @contextlib.contextmanager
+    def _timed(self, seconds: float | None) -> Iterator[_Deadline]:
+        """One story's (or request's) deadline, in force for the calling thread's attempts."""
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = deadline = _Deadline(seconds, self._lock)
+        try:
+            yield deadline
+        finally:
+            deadline.cancel()
+            self._local.deadline = previous
 
     # -- failures --------------------------------------------------------------------------
     def _call(self, route: str, call: Callable[[Any], Any]) -> Any:
@@ -328,25 +405,32 @@ class OpenAITeller(Teller):
         if any(_is_timeout(error) for error in chain):
             return _Failure(
                 f"the server at {self.endpoint} sent nothing for {self.timeout:g} seconds; "
-                "raise --timeout or check that the server is not overloaded"
+                "raise --timeout or check that the server is not overloaded",
+                at_endpoint=True,
             )
         if any(isinstance(error, ConnectionRefusedError) for error in chain):
             return _Failure(
                 f"no server at {self.endpoint}; start one with `storyreasoning serve --model …` or check --endpoint",
                 retry=True,
+                at_endpoint=True,
             )
         if any(isinstance(error, socket.gaierror) for error in chain):
-            return _Failure(f"cannot resolve the host {self._host!r} of {self.endpoint}; check --endpoint")
+            return _Failure(
+                f"cannot resolve the host {self._host!r} of {self.endpoint}; check --endpoint",
+                at_endpoint=True,
+            )
         tls = next((error for error in chain if isinstance(error, ssl.SSLError)), None)
         if tls is not None:
             return _Failure(
-                f"TLS with {self.endpoint} failed ({tls}); check the URL's scheme and certificate"
+                f"TLS with {self.endpoint} failed ({tls}); check the URL's scheme and certificate",
+                at_endpoint=True,
             )
         detail = _detail(exc)
         return _Failure(
             f"the connection to {self.endpoint} failed ({detail}); check that the server is running",
             retry=True,
             broken=detail,
+            at_endpoint=True,
         )
 
     def _stream_failure(self, exc: Exception) -> _Failure:
@@ -377,6 +461,15 @@ class OpenAITeller(Teller):
             f"the server at {self.endpoint} ended the stream before the output was finished; "
             "check the server's log and try again",
             retry=True,
+            at_endpoint=True,
+        )
+
+    def _late(self, deadline: _Deadline, received: int) -> _Failure:
+        kept = f"the {received} characters received are kept" if received else "no text came"
+        return _Failure(
+            f"the story took longer than its deadline of {deadline.seconds:g} seconds; {kept}; raise --deadline "
+            f"(0: no deadline) or check that the server at {self.endpoint} is not stalled",
+            at_endpoint=True,
         )
 
     def _malformed(self, detail: str) -> _Failure:
@@ -392,23 +485,30 @@ class OpenAITeller(Teller):
         if status in (401, 403):
             return _Failure(
                 f"{where} refused the API key (HTTP {status}: {message}); pass the right one with --api-key "
-                "or set OPENAI_API_KEY"
+                "or set OPENAI_API_KEY",
+                at_endpoint=True,
+                status=status,
             )
         if status in RETRY_STATUSES:
             return _Failure(
                 f"{where} failed (HTTP {status}: {message}); check the server's log",
                 retry=True,
                 wait=_retry_after(headers),
+                at_endpoint=True,
+                status=status,
             )
         if is_image_limit(message):
             return _Failure(
                 f"{where} takes fewer images per prompt than this story has ({message}); restart it with a larger "
-                "--limit-mm-per-prompt (storyreasoning serve --max-images N derives it) or pass fewer images"
+                "--limit-mm-per-prompt (storyreasoning serve --max-images N derives it) or pass fewer images",
+                status=status,
             )
         if "mm_processor_kwargs" in low:
             return _Failure(
                 f"{where} does not accept a per-request pixel budget ({message}); leave min/max pixels unset "
-                "for this server or serve the model with vLLM"
+                "for this server or serve the model with vLLM",
+                at_endpoint=True,
+                status=status,
             )
         if status in (400, 404) and (
             "pinned" in low
@@ -417,13 +517,19 @@ class OpenAITeller(Teller):
                 and any(key in low for key in ("does not exist", "not found", "unknown", "no model"))
             )
         ):
-            return _Failure(f"{where} has no model {self.model!r} ({message}); {self._models_hint()}")
+            return _Failure(
+                f"{where} has no model {self.model!r} ({message}); {self._models_hint()}",
+                at_endpoint=True,
+                status=status,
+            )
         if status == 404:
             return _Failure(
                 f"{self.endpoint}{route} was not found (HTTP 404: {message}); check that --endpoint is the base URL "
-                "of an OpenAI-compatible server, e.g. http://localhost:8000/v1"
+                "of an OpenAI-compatible server, e.g. http://localhost:8000/v1",
+                at_endpoint=True,
+                status=status,
             )
-        return _Failure(f"{where} rejected the request (HTTP {status}: {message})")
+        return _Failure(f"{where} rejected the request (HTTP {status}: {message})", status=status)
 
     def _models_hint(self) -> str:
         try:
@@ -441,6 +547,9 @@ class OpenAITeller(Teller):
         delay = self.backoff * (2**attempt)
         if failure.wait is not None:
             delay = max(delay, min(failure.wait, MAX_RETRY_AFTER))
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and (deadline.expired or delay >= deadline.left()):
+            return False  # the next attempt would start after the story's deadline
         if delay > 0:
             time.sleep(delay)
         return True
@@ -448,31 +557,39 @@ class OpenAITeller(Teller):
     @staticmethod
     def _give_up(failure: _Failure, attempt: int, partial: str = "") -> TellError:
         tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-        return TellError(failure.message + tries, partial=partial)
+        return TellError(failure.message + tries, partial=partial, at_endpoint=failure.at_endpoint)
 
-    def _models_answer(self) -> Any:
-        """The JSON of ``/models``, with the same retries as a story."""
+    def _models_text(self, *, answered: Callable[[_Failure], bool] = lambda failure: False) -> str | None:
+        """The body of ``/models``, with the same retries and deadline as a story; None when the server
+        answered with a failure that ``answered`` accepts as an answer."""
         attempt = 0
-        while True:
-            try:
-                with self._held():
-                    answer = self._call("/models", lambda client: client.models.with_raw_response.list())
-                    text = answer.http_response.text
+        with self._timed(story_deadline(self.deadline)) as deadline:
+            while True:
                 try:
-                    return json.loads(text)
-                except ValueError:
-                    raise _Failure(
-                        f"{self.endpoint}/models did not answer JSON; check that --endpoint is the base URL of an "
-                        "OpenAI-compatible server"
-                    ) from None
-            except _Failure as failure:
-                if not self._retry(failure, attempt):
-                    raise self._give_up(failure, attempt) from None
-                attempt += 1
+                    with self._held():
+                        answer = self._call("/models", lambda client: client.models.with_raw_response.list())
+                        text = answer.http_response.text
+                    self._reached = True
+                    return text
+                except _Failure as caught:
+                    failure = self._late(deadline, 0) if deadline.expired else caught
+                    if not deadline.expired and answered(failure):
+                        self._reached = True
+                        return None
+                    if not self._retry(failure, attempt):
+                        raise self._give_up(failure, attempt) from None
+                    attempt += 1
 
     def list_models(self) -> list[str]:
         """The model ids the server lists at ``/v1/models``."""
-        data = self._models_answer()
+        text = self._models_text() or ""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise TellError(
+                f"{self.endpoint}/models did not answer JSON; check that --endpoint is the base URL of an "
+                "OpenAI-compatible server"
+            ) from None
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise TellError(
@@ -480,6 +597,13 @@ class OpenAITeller(Teller):
                 "OpenAI-compatible server"
             )
         return [str(item["id"]) for item in items if isinstance(item, dict) and item.get("id")]
+
+    def check(self) -> None:
+        """Raise a :class:`TellError` now when the server is down, hanging or refuses the key (asking
+        ``/models``, with the retries of a story); any other answer, a 404 included, means it is up.
+        A batch run calls it before its first story, so that a dead endpoint stops it at once."""
+        if not self._reached:
+            self._models_text(answered=_server_is_up)
 
     def _discover_model(self) -> str:
         models = self.list_models()
@@ -544,27 +668,31 @@ class OpenAITeller(Teller):
         self.last_usage = None
         produced: list[str] = []
         attempt = 0
-        while True:
-            think = _ThinkWrapper()
-            usage = Usage()
-            try:
-                yield from self._stream_once(body, think, usage, produced)
-            except _Failure as failure:
-                if not produced and self._retry(failure, attempt):
-                    attempt += 1
-                    continue
-                partial = "".join(produced)
-                if partial and failure.broken:
-                    failure = _Failure(
-                        f"the stream from {self.endpoint} broke after {len(partial)} characters "
-                        f"({failure.broken}); the partial output is kept, try again"
-                    )
-                raise self._give_up(failure, attempt, partial) from None
-            for chunk in think.close(cut=usage.finish_reason == "length"):
-                produced.append(chunk)
-                yield chunk
-            self.last_usage = usage
-            return
+        with self._timed(story_deadline(self.deadline, body.get("max_tokens"))) as deadline:
+            while True:
+                think = _ThinkWrapper()
+                usage = Usage()
+                try:
+                    yield from self._stream_once(body, think, usage, produced)
+                except _Failure as caught:
+                    partial = "".join(produced)
+                    # past the deadline, the socket was shut under the request: say why
+                    failure = self._late(deadline, len(partial)) if deadline.expired else caught
+                    if not deadline.expired and not produced and self._retry(failure, attempt):
+                        attempt += 1
+                        continue
+                    if partial and failure.broken:
+                        failure = _Failure(
+                            f"the stream from {self.endpoint} broke after {len(partial)} characters "
+                            f"({failure.broken}); the partial output is kept, try again",
+                            at_endpoint=failure.at_endpoint,
+                        )
+                    raise self._give_up(failure, attempt, partial) from None
+                for chunk in think.close(cut=usage.finish_reason == "length"):
+                    produced.append(chunk)
+                    yield chunk
+                self.last_usage = usage
+                return
 
     def _stream_once(
         self, body: dict, think: _ThinkWrapper, usage: Usage, produced: list[str]
@@ -587,6 +715,9 @@ class OpenAITeller(Teller):
                         break
                     except Exception as exc:
                         raise self._stream_failure(exc) from None
+                    deadline = getattr(self._local, "deadline", None)
+                    if deadline is not None and deadline.expired:
+                        raise self._late(deadline, len("".join(produced)))
                     for chunk in self._text_of(event, think, usage):
                         produced.append(chunk)
                         yield chunk
@@ -723,6 +854,12 @@ class _ThinkWrapper:
             self.state = "answering"
             return [self._closing()]
         return []
+
+
+def _server_is_up(failure: _Failure) -> bool:
+    """Whether a failed ``/models`` request still shows a working server: it answered, neither refusing
+    the key nor failing (a server without ``/models`` answers 404 and may still tell stories)."""
+    return failure.status is not None and failure.status not in (401, 403) and not failure.retry
 
 
 def _shut(sock: socket.socket) -> None:

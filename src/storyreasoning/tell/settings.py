@@ -41,7 +41,19 @@ class EndpointOptions:
         panel=TELLER,
         secret=True,
     )
-    timeout: float = option(600.0, help="Seconds to wait for a server's answer.", panel=TELLER)
+    timeout: float = option(
+        600.0,
+        help="Seconds to wait for each read from the server (its answer, every next piece).",
+        panel=TELLER,
+    )
+    deadline: float | None = option(
+        None,
+        min=0,
+        help="Seconds a whole story may take against a server, retries included; past it the story ends and "
+        "its partial output is kept (default: one per --max-new-tokens token, at least 600; 0: none).",
+        panel=TELLER,
+        show_default=False,
+    )
     retries: int = option(
         3,
         min=0,
