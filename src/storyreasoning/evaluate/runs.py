@@ -2,7 +2,10 @@
 
 * a **run folder** (``storyreasoning tell-dataset --out``): ``manifest.json`` says who
   told the stories and how; ``records.jsonl`` holds one raw output per story id;
-  stories in ``errors.jsonl`` without a record failed and count as missing;
+  stories in ``errors.jsonl`` without a record failed and count as missing. It is read
+  with the run reader (:func:`storyreasoning.tell.run.load_run`) and its rule for damaged
+  files: a damaged line is skipped with a warning naming its line, its story counts as
+  missing, and the stories after it are read as usual (``damaged`` lists the lines);
 * a **folder of text files**, one ``{story_id}.txt`` per story with the raw model
   output, as the original evaluation read them (no manifest; the folder name labels it).
 
@@ -11,7 +14,6 @@ Both give a :class:`RunOutputs`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ class RunOutputs:
     manifest: dict = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # story id -> error message
     kind: str = "run"  # "run" | "texts"
+    damaged: list[str] = field(default_factory=list)  # "records.jsonl line 7: not JSON (…)", passed over
 
     def describe(self) -> dict:
         teller = self.manifest.get("teller", {})
@@ -37,6 +40,7 @@ class RunOutputs:
             "kind": self.kind,
             "outputs": len(self.outputs),
             "failed": len(self.failed),
+            "damaged_lines": list(self.damaged),
             "teller": teller,
             "sampling": self.manifest.get("sampling"),
             "dataset": self.manifest.get("dataset"),
@@ -51,7 +55,7 @@ def _label(path: Path, manifest: dict) -> str:
 
 def load_outputs(path: str | Path, *, label: str | None = None) -> RunOutputs:
     """The outputs in ``path``: a run folder or a folder of ``{story_id}.txt`` files."""
-    from ..tell.run import ERRORS, MANIFEST, read_run
+    from ..tell.run import MANIFEST, load_run
 
     path = Path(path)
     if not path.exists():
@@ -63,23 +67,14 @@ def load_outputs(path: str | Path, *, label: str | None = None) -> RunOutputs:
             f"run {path} is a file; give a tell-dataset --out folder or a folder of {{story_id}}.txt files"
         )
     if (path / MANIFEST).is_file():
-        manifest, records = read_run(path)
-        outputs = {}
-        for record in records:
-            if "story_id" in record and isinstance(record.get("raw"), str):
-                outputs[str(record["story_id"])] = record["raw"]
-        failed: dict[str, str] = {}
-        errors = path / ERRORS
-        if errors.is_file():
-            for line in errors.read_text(encoding="utf-8").splitlines():
-                try:
-                    error = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                sid = str(error.get("story_id"))
-                if sid not in outputs:
-                    failed[sid] = str(error.get("error", ""))
-        return RunOutputs(path, label or _label(path, manifest), outputs, manifest, failed, "run")
+        run = load_run(path)  # damaged lines: a warning each, with its line number
+        outputs = {record["story_id"]: record["raw"] for record in run.records}
+        failed = {
+            sid: str(error.get("error", "")) for sid, error in run.failures.items() if sid not in outputs
+        }
+        damaged = [f"{bad.path.name} line {bad.line}: {bad.problem}" for bad in run.damaged]
+        label = label or _label(path, run.manifest)
+        return RunOutputs(path, label, outputs, run.manifest, failed, "run", damaged)
     texts = sorted(path.glob("*.txt"))
     if not texts:
         raise UsageError(

@@ -2,39 +2,71 @@
 
 A run folder holds::
 
-    manifest.json    the teller (backend, model, revision, pixel budget, versions), sampling,
-                     prompt, dataset and split, and progress counts
-    records.jsonl    one JSON object per finished story: story_id, raw output, the parse
-                     (the ``check --json`` shape), well_structured, meta (timing, tokens)
-    errors.jsonl     stories that failed (with any partial output); retried on resume
+    manifest.json          the teller (backend, model, revision, pixel budget, versions), sampling,
+                           prompt, dataset and split, and progress counts
+    records.jsonl          one JSON object per finished story: story_id, raw output, the parse
+                           (the ``check --json`` shape), well_structured, meta (timing, tokens)
+    errors.jsonl           the stories whose last try failed and that have no record yet (one
+                           line each, with any partial output); told again on resume
+    records.corrupt.jsonl  damaged lines set aside by a resume (see below); errors.corrupt.jsonl
+                           likewise
 
 Records are appended and flushed to disk one by one as stories finish. On restart the
-ids already in ``records.jsonl`` are skipped (a torn last line from a crash is cut off
-first), so after any number of crashes or Ctrl-C every story ends up exactly once. The
-folder is what ``evaluate`` and the studio read.
+ids already in ``records.jsonl`` are skipped, so after any number of crashes or Ctrl-C
+every story ends up exactly once; ``errors.jsonl`` is rewritten (atomically) to the
+failures still unresolved. The folder is what ``evaluate`` and the studio read.
+
+**Damaged run files.** Every reader of ``records.jsonl`` and ``errors.jsonl`` reads them
+with :func:`read_lines`, under one rule:
+
+* an unfinished last line (no newline: a crash mid-write, or a run still being written)
+  is not a record and is passed over in silence; a resume cuts it off (or, when it is
+  a whole record that only lacks its newline, ends it);
+* a complete line that is not a record (not UTF-8, not JSON, not an object, no
+  ``story_id``, a record without its ``raw`` text) is damaged. It is never dropped in
+  silence: readers (``evaluate``, the studio, pairs) skip it with a warning naming the
+  file and line number, so its story counts as not told; a resume (``tell-dataset``
+  run again) moves it, with its line number and the problem, to
+  ``records.corrupt.jsonl`` and tells that story again.
+
+A batch run against a server stops early when the server is down: at once when it
+cannot be reached before the first story (:meth:`Teller.check`), and after
+:data:`STOP_AFTER` stories in a row failed at the endpoint (``TellError.at_endpoint``);
+what was told is kept and the same command continues the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import StoryReasoningError, UsageError
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
 ERRORS = "errors.jsonl"
+STOP_AFTER = 3  # stories in a row failing at the endpoint before a run stops
 
 # Fields of the manifest that must match for a run to be resumed.
 _IDENTITY = ("teller", "sampling", "prompt", "dataset")
 _VOLATILE_TELLER = ("versions", "device", "commit", "endpoint")  # the same model may move servers
+
+log = logging.getLogger("storyreasoning.run")
+
+
+def _warn(line: str) -> None:
+    """How readers report a damaged line by default: a warning (printed on stderr when nothing else is set up)."""
+    log.warning(line)
 
 
 @dataclass
@@ -52,20 +84,159 @@ class RunSummary:
         )
 
 
-def read_done(path: Path) -> set[str]:
-    """Story ids already recorded; a torn last line (a crash mid-write) is removed from the file."""
-    if not path.exists():
-        return set()
-    done: set[str] = set()
-    with path.open("rb+") as f:
-        data = f.read()
-        end = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished record
-        if end != len(data):
-            f.truncate(end)
-        for raw in data[:end].splitlines():
-            if raw.strip():
-                done.add(json.loads(raw)["story_id"])
-    return done
+# -- reading run files: one reader, one rule --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A complete line of a run file that is not what the file holds."""
+
+    path: Path
+    line: int  # 1-based
+    problem: str  # "not JSON (…)", "without a story_id", …
+    text: str  # the line as it was (undecodable bytes replaced)
+
+    def where(self) -> str:
+        return f"{self.path} line {self.line}"
+
+
+@dataclass
+class RunLines:
+    """What :func:`read_lines` found in a ``records.jsonl`` or ``errors.jsonl``."""
+
+    path: Path
+    entries: list[tuple[int, dict, bytes]] = field(default_factory=list)  # line number, object, its bytes
+    damaged: list[Damaged] = field(default_factory=list)
+    torn: bool = False  # an unfinished last line that is not a record
+    unterminated: bool = False  # the last entry is whole but lacks its newline
+    end: int = 0  # the size of the file up to its last newline
+
+    @property
+    def items(self) -> list[dict]:
+        return [item for _, item, _ in self.entries]
+
+
+def set_aside_path(path: Path) -> Path:
+    """Where damaged lines of ``path`` are moved: ``records.jsonl`` -> ``records.corrupt.jsonl``."""
+    return path.with_name(f"{path.stem}.corrupt{path.suffix}")
+
+
+def _problem(item: object, kind: str) -> str | None:
+    """What is wrong with a parsed line of a ``kind`` file ("record" or "error"); None when nothing."""
+    if not isinstance(item, dict):
+        return f"not a JSON object ({type(item).__name__})"
+    story_id = item.get("story_id")
+    if not isinstance(story_id, str) or not story_id:
+        return "without a story_id"
+    if kind == "record" and not isinstance(item.get("raw"), str):
+        return "a record without its raw output"
+    return None
+
+
+def _parse(raw: bytes, kind: str) -> tuple[dict | None, str | None]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    try:
+        item = json.loads(text)
+    except ValueError as exc:
+        detail = f"{exc.msg}: column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return None, f"not JSON ({detail})"
+    problem = _problem(item, kind)
+    return (None, problem) if problem else (item, None)
+
+
+def read_lines(path: str | Path, kind: str = "record") -> RunLines:
+    """The entries of a run's ``records.jsonl`` (``kind="record"``) or ``errors.jsonl`` (``"error"``),
+    and what is damaged in it; the file is only read. A missing file has none."""
+    path = Path(path)
+    found = RunLines(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    found.end = data.rfind(b"\n") + 1
+    complete, tail = data[: found.end], data[found.end :]
+    lines = complete.split(b"\n")[:-1] if complete else []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        item, problem = _parse(raw, kind)
+        if item is None:
+            found.damaged.append(Damaged(path, number, str(problem), raw.decode("utf-8", "replace")))
+        else:
+            found.entries.append((number, item, raw))
+    if tail.strip():
+        item, _ = _parse(tail, kind)
+        if item is None:
+            found.torn = True  # a crash mid-write, or a writer at work: never a record
+        else:
+            found.entries.append((len(lines) + 1, item, tail))
+            found.unterminated = True
+    elif tail:
+        found.torn = True
+    return found
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fate: str) -> None:
+    """Rewrite ``lines.path`` to ``keep`` (atomically), its damaged lines first moved to the side file."""
+    path = lines.path
+    if lines.damaged:
+        aside = set_aside_path(path)
+        with aside.open("a", encoding="utf-8") as f:
+            for bad in lines.damaged:
+                moved = {"line": bad.line, "problem": bad.problem, "text": bad.text, "set_aside": _now()}
+                f.write(json.dumps(moved, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    if keep:
+        _write_atomic(path, b"".join(raw + b"\n" for raw in keep))
+    else:
+        path.unlink(missing_ok=True)
+    for bad in lines.damaged:
+        say(f"{bad.where()} is {bad.problem}; moved it to {set_aside_path(path)}{fate}")
+
+
+def read_done(path: Path, say: Callable[[str], None] = _warn) -> set[str]:
+    """Story ids recorded in ``records.jsonl``, after repairing it for a resume: a torn last line is
+    cut off, damaged lines are moved to ``records.corrupt.jsonl`` (said through ``say``) so that
+    their stories are told again."""
+    lines = read_lines(path, "record")
+    if lines.damaged:
+        _rewrite(lines, [raw for _, _, raw in lines.entries], say, ", its story is told again")
+    elif lines.torn:
+        with path.open("rb+") as f:
+            f.truncate(lines.end)
+    elif lines.unterminated:
+        with path.open("ab") as f:
+            f.write(b"\n")
+    return {item["story_id"] for item in lines.items}
+
+
+def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _warn) -> None:
+    """Keep in ``errors.jsonl`` only the failures still unresolved: each story's latest failure, unless
+    the story has a record now (rewritten atomically; removed when none is left)."""
+    path = Path(folder) / ERRORS
+    lines = read_lines(path, "error")
+    latest: dict[str, bytes] = {}
+    for _, item, raw in lines.entries:
+        latest.pop(item["story_id"], None)
+        latest[item["story_id"]] = raw  # in the order of each story's latest failure
+    keep = [raw for story_id, raw in latest.items() if story_id not in done]
+    if lines.damaged or lines.torn or keep != [raw for _, _, raw in lines.entries]:
+        _rewrite(lines, keep, say, "")
 
 
 def _identity(manifest: dict) -> dict:
@@ -91,6 +262,87 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def read_manifest(folder: str | Path) -> dict:
+    """A run folder's ``manifest.json``, or one clear error (not a run folder, unreadable, damaged)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise UsageError(
+            f"{folder} is not a run folder (no {MANIFEST}); make one with storyreasoning tell-dataset"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        text = ""
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise UsageError(
+            f"{path} is damaged (not a JSON object); restore it, or delete it and run the same "
+            "tell-dataset command again to write a new one (the records are kept)"
+        )
+    return manifest
+
+
+def _writable_folder(folder: Path, make: bool) -> None:
+    """Raise OSError unless files can be made in ``folder`` (made first when ``make``; else the
+    nearest folder that exists above it is tried, and nothing is left behind)."""
+    if make:
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "a file is in the way", str(folder))
+    tempfile.TemporaryFile(dir=folder).close()
+
+
+def check_run_folder(out: str | Path, *, make: bool = False) -> Path:
+    """``out`` as a run folder tell-dataset can write (made when ``make``): one clear error when it
+    is a file or cannot be written, so that it is said before any story is told."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; tell-dataset writes a run folder there, give a folder (new, or a run to resume)"
+        )
+    try:
+        _writable_folder(out, make)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(out) else ""
+        raise UsageError(
+            f"cannot write the run folder {out} ({where}{exc.strerror}); choose another --out or fix its permissions"
+        ) from None
+    return out
+
+
+def check_output_file(path: str | Path, *, also: tuple[Path, ...] = ()) -> Path:
+    """``path`` (and the side files ``also``) as files that can be written: one clear error when one is
+    a folder or cannot be written; nothing is written (checked before the work starts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file name, e.g. --out {path / 'story.txt'}")
+    for target in also:
+        if target.is_dir():
+            raise UsageError(
+                f"--out {path} writes {target}, which is a folder; move it or choose another --out"
+            )
+    try:
+        _writable_folder(path.parent, make=False)
+        for target in (path, *also):
+            if target.exists():
+                with target.open("ab"):
+                    pass
+    except OSError as exc:
+        where = exc.filename or path.parent
+        raise UsageError(
+            f"cannot write --out {path} ({where}: {exc.strerror}); choose another --out or fix the permissions"
+        ) from None
+    return path
+
+
 def versions() -> dict:
     from .. import __version__
 
@@ -100,6 +352,10 @@ def versions() -> dict:
         if module is not None:
             out[name] = getattr(module, "__version__", None)
     return out
+
+
+class EndpointDown(StoryReasoningError):
+    """A batch run stopped because its server is down, hanging or refusing it; what was told is kept."""
 
 
 def tell_dataset(
@@ -112,10 +368,17 @@ def tell_dataset(
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    say: Callable[[str], None] = _warn,
 ) -> RunSummary:
-    """Tell every story of ``stories`` (a :class:`~storyreasoning.data.StoryDataset`) into ``out``."""
+    """Tell every story of ``stories`` (a :class:`~storyreasoning.data.StoryDataset`) into ``out``.
+
+    Resumes a run already in ``out`` (the same options only); ``say`` hears about damaged lines
+    set aside. Raises :class:`EndpointDown` when the teller cannot reach its server before the
+    first story, or after :data:`STOP_AFTER` stories in a row failed at the endpoint.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        check_run_folder(out)  # the one clear error
     manifest = {
         "teller": teller.describe(),
         "sampling": sampling.to_dict(),
@@ -124,7 +387,7 @@ def tell_dataset(
     }
     manifest_path = out / MANIFEST
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        old = read_manifest(out)
         if _identity(old) != _identity(manifest):
             changed = [key for key in _IDENTITY if _identity(old)[key] != _identity(manifest)[key]]
             raise UsageError(
@@ -139,13 +402,27 @@ def tell_dataset(
     ids = stories.ids()
     if limit is not None:
         ids = ids[:limit]
-    done = read_done(out / RECORDS)
+    done = read_done(out / RECORDS, say)
     todo = [i for i, sid in enumerate(ids) if sid not in done]
     seen: set[str] = set()
     todo = [i for i in todo if not (ids[i] in seen or seen.add(ids[i]))]  # a repeated id is told once
     skipped = len(ids) - len(todo)
+    if todo:
+        try:
+            check = getattr(teller, "check", None)  # Teller.check; a duck-typed teller may have none
+            if check is not None:
+                check()  # a server that is down stops the run here, before any story
+        except TellError as exc:
+            if not exc.at_endpoint:
+                raise
+            raise EndpointDown(
+                f"{exc}; nothing was told{_kept(skipped, len(ids), out)}, run the same command again once "
+                "the server is up"
+            ) from None
+    check_run_folder(out, make=True)
     manifest.update(total=len(ids), updated=_now())
     _write_json_atomic(manifest_path, manifest)
+    settle_errors(out, done, say)
     if on_start:
         on_start(len(ids), skipped)
 
@@ -158,8 +435,10 @@ def tell_dataset(
             yield Story(sample.story_id, sample.frames)
 
     summary = RunSummary(total=len(ids), skipped=skipped, done=0, failed=0, well_structured=0)
+    results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling)
+    in_a_row = 0  # stories failing at the endpoint, one after the other
     try:
-        for story, result in teller.tell_many(lazy(), prompt=prompt, sampling=sampling):
+        for story, result in results:
             sample = samples.pop(story.story_id, None)
             if isinstance(result, TellError):
                 summary.failed += 1
@@ -172,7 +451,9 @@ def tell_dataset(
                         "at": _now(),
                     },
                 )
+                in_a_row = in_a_row + 1 if getattr(result, "at_endpoint", False) else 0
             else:
+                in_a_row = 0
                 try:
                     sizes = [frame.size() for frame in sample.frames] if sample is not None else None
                 except UsageError:
@@ -192,34 +473,69 @@ def tell_dataset(
                 summary.well_structured += int(verdict.well_structured)
             if progress:
                 progress(1)
+            if in_a_row >= STOP_AFTER:
+                # the server itself is failing: stop instead of failing every story the same way
+                raise EndpointDown(
+                    f"stopped after {in_a_row} stories in a row failed at the endpoint ({result})"
+                    f"{_kept(skipped + summary.done, len(ids), out, always=True)}; run the same command again "
+                    "to continue once the server is up"
+                )
     finally:
-        manifest.update(
-            updated=_now(),
-            finished=len(read_done(out / RECORDS)),
-        )
+        with contextlib.suppress(Exception):
+            results.close()  # ends the requests still in flight (a generator: its clean-up runs now)
+        told = {item["story_id"] for item in read_lines(out / RECORDS, "record").items}
+        settle_errors(out, told, say)
+        manifest.update(updated=_now(), finished=len(told))
         _write_json_atomic(manifest_path, manifest)
     return summary
+
+
+def _kept(told: int, total: int, out: Path, *, always: bool = False) -> str:
+    """``; 5 of 36 stories are in runs/x`` (nothing when none are and ``always`` is False)."""
+    if not told and not always:
+        return ""
+    return f"; {told} of {total} stories are in {out}"
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_run(folder: str | Path) -> tuple[dict, list[dict]]:
-    """The manifest and the records of a run folder (what evaluate and the studio read)."""
+@dataclass
+class RunFiles:
+    """What a run folder holds, as readers see it: the manifest, the records, the failures still
+    unresolved (the latest per story without a record) and the damaged lines passed over."""
+
+    manifest: dict
+    records: list[dict]
+    failures: dict[str, dict]
+    damaged: list[Damaged]
+
+
+def load_run(folder: str | Path, *, say: Callable[[str], None] | None = _warn) -> RunFiles:
+    """Read a run folder (only read: a run may be in progress); each damaged line is reported
+    through ``say`` (by default a warning on stderr), with its file and line number."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
-        raise UsageError(
-            f"{folder} is not a run folder (no {MANIFEST}); make one with storyreasoning tell-dataset"
-        )
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    records = []
-    path = folder / RECORDS
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a torn last line: the run is still being written
-    return manifest, records
+    manifest = read_manifest(folder)
+    records = read_lines(folder / RECORDS, "record")
+    errors = read_lines(folder / ERRORS, "error")
+    told = {item["story_id"] for item in records.items}
+    failures = {item["story_id"]: item for item in errors.items if item["story_id"] not in told}
+    damaged = records.damaged + errors.damaged
+    if say is not None:
+        for bad in records.damaged:
+            say(
+                f"warning: {bad.where()} is {bad.problem}; skipped, so its story counts as not told (run the "
+                f"same tell-dataset command again to move the line to {set_aside_path(bad.path).name} and "
+                "tell that story again)"
+            )
+        for bad in errors.damaged:
+            say(f"warning: {bad.where()} is {bad.problem}; skipped")
+    return RunFiles(manifest, records.items, failures, damaged)
+
+
+def read_run(folder: str | Path) -> tuple[dict, list[dict]]:
+    """The manifest and the records of a run folder (what evaluate, the studio and pairs read); a
+    damaged line is skipped with a warning (see :func:`load_run`)."""
+    run = load_run(folder)
+    return run.manifest, run.records

@@ -1,0 +1,210 @@
+"""Run folders under damage and a failing server: one reader and one rule for damaged lines,
+``errors.jsonl`` kept to the failures still unresolved, an early stop when the endpoint is down.
+
+Every run here is told by the real OpenAI-compatible teller against a server on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+
+import pytest
+
+from storyreasoning.data import load_stories, write_folders
+from storyreasoning.errors import UsageError
+from storyreasoning.tell import Sampling
+from storyreasoning.tell.openai import OpenAITeller
+from storyreasoning.tell.run import (
+    ERRORS,
+    RECORDS,
+    EndpointDown,
+    load_run,
+    read_done,
+    read_lines,
+    read_run,
+    tell_dataset,
+)
+
+from ..data.fixtures import fixture_samples
+from .servers import LIGHTHOUSE, FakeServer, closed_url
+
+GREEDY = Sampling(temperature=0, max_new_tokens=16)
+FAST = {"retries": 0, "backoff": 0.0}
+
+
+@pytest.fixture(scope="module")
+def stories(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dataset")
+    write_folders(fixture_samples(6), root)
+    return load_stories(root)
+
+
+def told(stories, out, *, say=None, **server) -> object:
+    with FakeServer(**server) as fake, OpenAITeller(fake.url, concurrency=1, **FAST) as teller:
+        kwargs = {"say": say} if say is not None else {}
+        return tell_dataset(stories, teller, out, sampling=GREEDY, **kwargs)
+
+
+def ids_in(path) -> Counter:
+    return Counter(json.loads(line)["story_id"] for line in path.read_text().splitlines() if line.strip())
+
+
+def damage(path, number: int, text: str) -> str:
+    """Replace line ``number`` (1-based) of ``path`` with ``text``; return the story id it held."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    story_id = json.loads(lines[number - 1])["story_id"]
+    lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return story_id
+
+
+# -- damaged lines ------------------------------------------------------------------------------
+
+
+def test_a_resume_sets_a_corrupt_line_aside_and_tells_its_story_again(stories, tmp_path):
+    run = tmp_path / "run"
+    told(stories, run)
+    lost = damage(run / RECORDS, 2, '{"story_id": "s01", "raw": "cut sho')
+    no_raw = damage(run / RECORDS, 4, json.dumps({"story_id": "s03"}))
+    heard: list[str] = []
+    summary = told(stories, run, say=heard.append)
+    assert (summary.done, summary.skipped) == (2, 4)
+    assert ids_in(run / RECORDS) == Counter(stories.ids())  # every story once, the two told again
+    assert all(r["raw"] == LIGHTHOUSE for r in read_run(run)[1])
+    assert len(heard) == 2 and "line 2 is not JSON" in heard[0] and "line 4 is a record without" in heard[1]
+    assert all("records.corrupt.jsonl" in line and "told again" in line for line in heard)
+    aside = [json.loads(line) for line in (run / "records.corrupt.jsonl").read_text().splitlines()]
+    assert [(a["line"], a["text"]) for a in aside] == [
+        (2, '{"story_id": "s01", "raw": "cut sho'),
+        (4, json.dumps({"story_id": "s03"})),
+    ]
+    assert {lost, no_raw} == {"s01", "s03"}
+    assert not (run / ".records.jsonl.tmp").exists()
+
+
+def test_readers_skip_a_corrupt_line_with_its_number_and_read_every_other(stories, tmp_path, caplog):
+    run = tmp_path / "run"
+    told(stories, run)
+    damage(run / RECORDS, 3, "\x00\x00garbage")
+    before = (run / RECORDS).read_bytes()
+    with caplog.at_level(logging.WARNING, logger="storyreasoning.run"):
+        _, records = read_run(run)
+    # the stories after the damaged line are read (they were all lost before)
+    assert [r["story_id"] for r in records] == ["s00", "s01", "s03", "s04", "s05"]
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert f"{run / RECORDS} line 3 is not JSON" in message and "tell-dataset" in message
+    assert (run / RECORDS).read_bytes() == before  # a reader never changes the run
+    found = load_run(run, say=None)
+    assert [(d.line, d.text) for d in found.damaged] == [(3, "\x00\x00garbage")]
+
+
+def test_a_torn_last_line_is_passed_over_by_readers_and_cut_by_a_resume(stories, tmp_path, caplog):
+    run = tmp_path / "run"
+    told(stories, run)
+    with (run / RECORDS).open("a") as f:
+        f.write('{"story_id": "s09", "raw": "half a rec')
+    with caplog.at_level(logging.WARNING, logger="storyreasoning.run"):
+        assert len(read_run(run)[1]) == 6
+        assert len(read_done(run / RECORDS)) == 6
+    assert not caplog.records  # a crash mid-write is not damage
+    assert (run / RECORDS).read_bytes().endswith(b"}\n")
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / RECORDS
+    path.write_text('{"story_id": "a", "raw": "x"}\n{"story_id": "b", "raw": "y"}', encoding="utf-8")
+    assert [r["story_id"] for r in read_lines(path).items] == ["a", "b"]
+    assert read_done(path) == {"a", "b"}
+    assert path.read_text(encoding="utf-8").endswith('"y"}\n')  # ended, so the next record starts a line
+
+
+def test_a_damaged_manifest_is_one_clear_error(stories, tmp_path):
+    run = tmp_path / "run"
+    told(stories, run)
+    (run / "manifest.json").write_text('{"teller": ', encoding="utf-8")
+    with pytest.raises(UsageError, match=r"manifest\.json is damaged"):
+        read_run(run)
+    with pytest.raises(UsageError, match=r"manifest\.json is damaged"):
+        told(stories, run)
+
+
+# -- errors.jsonl: only the failures still unresolved -------------------------------------------
+
+
+def test_errors_keep_only_the_failures_still_unresolved(stories, tmp_path):
+    run = tmp_path / "run"
+    # the first two stories break mid-stream, the others are told
+    first = told(stories, run, behaviour="drop", drop_after=1, fail=2)
+    assert (first.done, first.failed) == (4, 2)
+    assert len(read_lines(run / ERRORS, "error").items) == 2
+    # a server that rejects every story: the failures are kept, each story's latest once
+    again = told(stories, run, behaviour="status", status=400, error_body={"error": {"message": "no"}})
+    assert (again.done, again.failed) == (0, 2)
+    errors = read_lines(run / ERRORS, "error").items
+    assert sorted(e["story_id"] for e in errors) == ["s00", "s01"] and all(
+        "HTTP 400" in e["error"] for e in errors
+    )
+    assert load_run(run).failures.keys() == {"s00", "s01"}
+    # told at last: nothing is left unresolved
+    last = told(stories, run)
+    assert (last.done, last.failed, last.skipped) == (2, 0, 4)
+    assert not (run / ERRORS).exists()
+    assert ids_in(run / RECORDS) == Counter(stories.ids())
+
+
+# -- an endpoint that is down -------------------------------------------------------------------
+
+
+def test_a_dead_endpoint_stops_the_run_before_the_first_story(stories, tmp_path):
+    start = time.perf_counter()
+    with OpenAITeller(closed_url(), model="m", **FAST) as teller, pytest.raises(EndpointDown) as info:
+        tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert (
+        "no server at" in message
+        and "nothing was told" in message
+        and "run the same command again" in message
+    )
+    assert not (tmp_path / "run").exists()  # nothing made for a run that could not start
+
+
+def test_a_hanging_endpoint_stops_the_run_after_a_few_stories(stories, tmp_path):
+    run = tmp_path / "run"
+    with (
+        FakeServer("slow", delay=30) as server,
+        OpenAITeller(server.url, timeout=0.3, concurrency=1, **FAST) as teller,
+    ):
+        start = time.perf_counter()
+        with pytest.raises(EndpointDown) as info:
+            tell_dataset(stories, teller, run, sampling=GREEDY)
+        took = time.perf_counter() - start
+        asked = len(server.chat_requests())
+    assert asked == 3 and took < 5  # three stories tried, not six
+    message = str(info.value)
+    assert "stopped after 3 stories in a row failed at the endpoint" in message
+    assert "sent nothing for 0.3 seconds" in message and "run the same command again" in message
+    assert len(read_lines(run / ERRORS, "error").items) == 3
+    # the server is back: the same call finishes the run
+    summary = told(stories, run)
+    assert (summary.done, summary.failed) == (6, 0) and not (run / ERRORS).exists()
+
+
+def test_failures_of_the_stories_themselves_do_not_stop_a_run(stories, tmp_path):
+    body = {"error": {"message": "At most 1 image(s) may be provided in one request."}}
+    summary = told(stories, tmp_path / "run", behaviour="status", status=400, error_body=body)
+    assert (summary.done, summary.failed) == (0, 6)  # every story tried: another may have fewer images
+
+
+def test_a_run_folder_that_is_a_file_is_refused_before_any_story(stories, tmp_path):
+    out = tmp_path / "run"
+    out.write_text("not a folder")
+    with FakeServer() as server, OpenAITeller(server.url, **FAST) as teller:
+        with pytest.raises(UsageError, match="is a file"):
+            tell_dataset(stories, teller, out, sampling=GREEDY)
+        assert not server.chat_requests()
+    assert out.read_text() == "not a folder"
