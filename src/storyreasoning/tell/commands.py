@@ -12,6 +12,12 @@ from .base import BASELINE_LABEL, Teller, TellError, teller_label
 from .settings import ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
 
 
+class Interrupted(StoryReasoningError):
+    """Ctrl-C: the command stopped where the user asked; the line says what was kept and where."""
+
+    exit_code = 130
+
+
 def make_teller(
     options: TellerOptions, *, concurrency: int = 1, batch_size: int = 1, retries: int | None = None
 ) -> Teller:
@@ -44,6 +50,7 @@ def make_teller(
             model=options.served_model,
             api_key=options.api_key,
             timeout=options.timeout,
+            deadline=options.deadline,
             concurrency=concurrency,
             retries=options.retries if retries is None else retries,
             min_pixels=options.min_pixels,
@@ -89,11 +96,42 @@ def side_files(out: Path) -> tuple[Path, Path]:
     return out.with_suffix(".json"), out.with_suffix(".html")
 
 
+def keep_partial(partial: str, *, out: Path | None, live: bool, as_json: bool, error: str) -> str:
+    """Put a story's partial output where the user finds it; say where (for the one-line error).
+
+    With ``--out`` it is written there. Otherwise it goes to standard output: it is already
+    there when it was streamed live, else it is written now (as ``{"raw", "partial": true,
+    "error"}`` with ``--json``, so the output stays JSON).
+    """
+    if not partial:
+        return "no output came before it"
+    size = f"{len(partial)} characters"
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(partial, encoding="utf-8")
+        except OSError as exc:  # checked writable before the story; something changed since
+            sys.stdout.write(partial + "\n")
+            return f"the partial output ({size}) could not be written to {out} ({exc.strerror}): it is on standard output"
+        return f"the partial output ({size}) is in {out}"
+    if live:
+        sys.stdout.write("\n")
+        return f"the partial output ({size}) is above"
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"raw": partial, "partial": True, "error": error}, ensure_ascii=False) + "\n"
+        )
+        return f'the partial output ({size}) is on standard output, as JSON with "partial": true'
+    sys.stdout.write(partial + ("" if partial.endswith("\n") else "\n"))
+    return f"the partial output ({size}) is on standard output"
+
+
 def tell(settings: TellSettings) -> int:
     from rich.console import Console
 
     from ..format.images import image_size
     from ..format.stream import StreamParser
+    from .run import check_output_file
 
     prompt, sampling, out, as_json = (
         settings.as_prompt(),
@@ -103,6 +141,8 @@ def tell(settings: TellSettings) -> int:
     )
     images = collect_images(list(settings.images))
     sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
+    if out is not None:  # an output that cannot be written fails now, not after the story
+        check_output_file(out, also=side_files(out))
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     # one story, someone waiting: one retry, not the batch runs' three
@@ -124,11 +164,13 @@ def tell(settings: TellSettings) -> int:
         seconds = time.perf_counter() - start
     except TellError as exc:
         partial = "".join(chunks) or exc.partial
-        if out is not None and partial:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(partial, encoding="utf-8")
-            raise StoryReasoningError(f"{exc} (the partial output is in {out})") from exc
-        raise
+        if not partial:
+            raise
+        where = keep_partial(partial, out=out, live=live, as_json=as_json, error=str(exc))
+        raise TellError(f"{exc} ({where})", partial, at_endpoint=exc.at_endpoint) from exc
+    except KeyboardInterrupt:
+        where = keep_partial("".join(chunks), out=out, live=live, as_json=as_json, error="interrupted")
+        raise Interrupted(f"interrupted; {where}") from None
     finally:
         teller.close()
     parser.close()
@@ -182,12 +224,22 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
     from ..data.sources import load_stories
     from ..settings import write_record
     from ..terminal import progress_bar
+    from .run import RECORDS, EndpointDown, check_run_folder, read_lines
     from .run import tell_dataset as run
 
     out, limit = settings.out, settings.limit
+    check_run_folder(out)  # a file, or a folder that cannot be written: said before any work
     stories = load_stories(settings.source, settings.split)
-    teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)
+    try:
+        teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)
+    except TellError as exc:  # the server was asked for its model and could not answer
+        if not exc.at_endpoint:
+            raise
+        raise EndpointDown(
+            f"{exc}; nothing was told, run the same command again once the server is up"
+        ) from None
     console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
     total = min(len(stories), limit) if limit else len(stories)
     try:
         with progress_bar(total, f"telling ({teller.backend})") as advance:
@@ -201,7 +253,13 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
                 progress=advance,
                 # the run folder accepted these settings (or resumes a run made with them): record them
                 on_start=lambda n, skipped: (write_record(settings, out / "settings.json"), advance(skipped)),
+                say=lambda line: err.print(line, markup=False),
             )
+    except KeyboardInterrupt:
+        told = len({item["story_id"] for item in read_lines(out / RECORDS).items})
+        raise Interrupted(
+            f"interrupted; the {told} stories told are kept in {out}, run the same command again to continue"
+        ) from None
     finally:
         teller.close()
     console.print(f"{out}: {summary.line()}")

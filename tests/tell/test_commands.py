@@ -1,0 +1,244 @@
+"""``tell`` and ``tell-dataset`` as a user meets them when things go wrong: an output that cannot
+be written, Ctrl-C mid-story, a server that is down, hangs or never finishes.
+
+Real processes (``python -m storyreasoning.cli``), real signals, servers on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from storyreasoning.data import write_folders
+
+from ..conftest import run_cli
+from ..data.fixtures import fixture_samples
+from .servers import LIGHTHOUSE, FakeServer, closed_url
+
+ENV = {"OPENAI_API_KEY": "", "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return run_cli(*map(str, args), env=ENV, timeout=timeout)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """The command running in the background, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "storyreasoning.cli", *map(str, args)],
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.05)
+
+
+def error_lines(result) -> list[str]:
+    """The errors printed, each as one line (the printer may wrap a long one at the terminal's width)."""
+    errors: list[str] = []
+    for line in result.stderr.splitlines():
+        if line.startswith("error:"):
+            errors.append(line)
+        elif errors and line.strip():
+            errors[-1] += " " + line.strip()
+    return errors
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("frames")
+    paths = []
+    for i in range(2):
+        path = folder / f"frame{i + 1}.png"
+        Image.new("RGB", (320, 240), (60 * i, 90, 160)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dataset")
+    write_folders(fixture_samples(6), root)
+    return root
+
+
+@pytest.fixture()
+def unwritable(tmp_path) -> Path:
+    """A folder this process cannot write in (root writes anywhere: then a kernel folder)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        yield folder
+        folder.chmod(0o700)
+        return
+    (folder / "probe").unlink()
+    folder.chmod(0o700)
+    kernel = Path("/sys/kernel")
+    try:
+        (kernel / "probe").touch()
+    except OSError:
+        yield kernel
+        return
+    pytest.skip("no folder here refuses this user's writes")
+
+
+# -- outputs checked before the story -----------------------------------------------------------
+
+
+def test_tell_out_onto_a_folder_fails_before_the_story(frames, tmp_path):
+    with FakeServer() as server:
+        result = cli("tell", *frames, "--endpoint", server.url, "--out", tmp_path)
+        assert not server.chat_requests()  # nothing told, nothing lost
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_lines(result) == [
+        f"error: --out {tmp_path} is a folder; give a file name, e.g. --out {tmp_path / 'story.txt'}"
+    ]
+
+
+def test_tell_out_into_an_unwritable_folder_fails_before_the_story(frames, unwritable):
+    out = unwritable / "story.txt"
+    with FakeServer() as server:
+        result = cli("tell", *frames, "--endpoint", server.url, "--out", out)
+        assert not server.chat_requests()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = error_lines(result)
+    assert f"cannot write --out {out}" in line and "choose another --out" in line
+
+
+def test_tell_dataset_out_onto_a_file_fails_before_any_story(dataset, tmp_path):
+    out = tmp_path / "run.txt"
+    out.write_text("keep me")
+    with FakeServer() as server:
+        result = cli("tell-dataset", dataset, "--endpoint", server.url, "--out", out)
+        assert not server.chat_requests()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = error_lines(result)
+    assert f"--out {out} is a file" in line
+    assert out.read_text() == "keep me"
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_a_story_writes_the_partial_output_and_says_where(frames, tmp_path):
+    out = tmp_path / "story.txt"
+    with FakeServer(chunk=20, piece_delay=0.05) as server:  # the story takes ~6 s
+        process = start("tell", *frames, "--endpoint", server.url, "--out", out)
+        wait_for(lambda: server.active == 1)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    partial = out.read_text(encoding="utf-8")
+    assert partial and len(partial) < len(LIGHTHOUSE) and LIGHTHOUSE.startswith(partial)
+    assert "Traceback" not in stderr
+    (line,) = error_lines(subprocess.CompletedProcess([], 130, "", stderr))
+    assert line == f"error: interrupted; the partial output ({len(partial)} characters) is in {out}"
+
+
+def test_ctrl_c_without_out_puts_the_partial_output_on_standard_output(frames):
+    with FakeServer(chunk=20, piece_delay=0.05) as server:
+        process = start("tell", *frames, "--endpoint", server.url, "--json")
+        wait_for(lambda: server.active == 1)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    data = json.loads(stdout)
+    assert data["partial"] is True and data["raw"] and LIGHTHOUSE.startswith(data["raw"])
+    assert "is on standard output" in stderr
+
+
+def test_ctrl_c_during_a_run_keeps_the_stories_told_and_the_run_resumes(dataset, tmp_path):
+    out = tmp_path / "run"
+    records = out / "records.jsonl"
+    args = ("tell-dataset", dataset, "--out", out, "--concurrency", "1", "--max-new-tokens", "16")
+    with FakeServer(chunk=100, piece_delay=0.05) as server:  # ~1 s a story
+        process = start(*args, "--endpoint", server.url)
+        wait_for(lambda: records.exists() and len(records.read_bytes().splitlines()) >= 2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        kept = len(records.read_bytes().splitlines())
+        assert 2 <= kept < 6
+        (line,) = error_lines(subprocess.CompletedProcess([], 130, "", stderr))
+        assert (
+            line
+            == f"error: interrupted; the {kept} stories told are kept in {out}, run the same command again to continue"
+        )
+        finished = cli(*args, "--endpoint", server.url)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{kept} already done" in finished.stdout
+    counts = Counter(json.loads(line)["story_id"] for line in records.read_text().splitlines())
+    assert len(counts) == 6 and set(counts.values()) == {1}
+
+
+# -- a server that is down, hangs or never finishes ----------------------------------------------
+
+
+@pytest.mark.parametrize("model", [[], ["--served-model", "m"]], ids=["asked", "named"])
+def test_tell_dataset_against_a_dead_server_stops_at_once(dataset, tmp_path, model):
+    started = time.perf_counter()
+    result = cli(
+        "tell-dataset",
+        dataset,
+        "--endpoint",
+        closed_url(),
+        *model,
+        "--retries",
+        "0",
+        "--out",
+        tmp_path / "run",
+    )
+    assert time.perf_counter() - started < 30
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = error_lines(result)
+    assert (
+        "no server at" in line
+        and "nothing was told, run the same command again once the server is up" in line
+    )
+
+
+def test_tell_dataset_against_a_hanging_server_stops_after_a_few_stories(dataset, tmp_path):
+    with FakeServer("slow", delay=60) as server:
+        result = cli(
+            "tell-dataset", dataset, "--endpoint", server.url, "--timeout", "0.5", "--concurrency", "1",
+            "--out", tmp_path / "run",
+        )  # fmt: skip
+        asked = len(server.chat_requests())
+    assert result.returncode == 1 and "Traceback" not in result.stderr and asked == 3
+    (line,) = error_lines(result)
+    assert "stopped after 3 stories in a row failed at the endpoint" in line
+    assert "sent nothing for 0.5 seconds" in line and "run the same command again to continue" in line
+    assert len((tmp_path / "run" / "errors.jsonl").read_text().splitlines()) == 3
+
+
+def test_tell_deadline_ends_a_story_that_never_finishes_and_keeps_its_text(frames, tmp_path):
+    out = tmp_path / "story.txt"
+    with FakeServer("keepalive", drop_after=2, chunk=50, piece_delay=0.2, delay=60) as server:
+        started = time.perf_counter()
+        result = cli("tell", *frames, "--endpoint", server.url, "--deadline", "1.5", "--out", out)
+        took = time.perf_counter() - started
+    assert result.returncode == 1 and took < 30, result.stderr
+    (line,) = error_lines(result)
+    assert "deadline of 1.5 seconds" in line and f"the partial output (100 characters) is in {out}" in line
+    assert out.read_text(encoding="utf-8") == LIGHTHOUSE[:100]
