@@ -71,7 +71,10 @@ def _fail(message: str, code: int) -> None:
     from rich.markup import escape
 
     # the message is plain text: brackets in it (an install extra, a path) are not markup
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {escape(message)}", markup=True)
+    # one line whatever the terminal's width: a long path is not broken across lines
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {escape(message)}", markup=True
+    )
     sys.exit(code)
 
 

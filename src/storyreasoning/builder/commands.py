@@ -48,7 +48,12 @@ def build(settings: BuildSettings) -> int:
         from ..tell.openai import OpenAITeller
 
         client = OpenAITeller(
-            s.endpoint, api_key=s.api_key, model=s.served_model, timeout=s.timeout, retries=s.retries
+            s.endpoint,
+            api_key=s.api_key,
+            model=s.served_model,
+            timeout=s.timeout,
+            retries=s.retries,
+            deadline=s.deadline,
         )
         chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
     else:

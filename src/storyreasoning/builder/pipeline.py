@@ -101,7 +101,7 @@ def frame_meta(story: RawStory) -> list[dict]:
     frames of a video (every story cut from it), else the story (one folder of frames).
     The source is where the frame was read: its path, or ``film.mp4@12.40s``.
     """
-    group = getattr(story, "group", None) or story.story_id
+    group = story.group or story.story_id
     sources = story.sources or [str(p) for p in story.frames]
     return [{"group": group, "source": source} for source in sources]
 

@@ -13,6 +13,7 @@ class RawStory:
     story_id: str
     frames: list[Path]
     sources: list[str] | None = None  # what each frame is ("film.mp4@12.40s"); default the frame's path
+    group: str | None = None  # the identity group of every frame (a video's file name); default the story id
 
 
 __all__ = ["RawStory"]

@@ -9,7 +9,7 @@ middle, the steadiest view of it. :func:`video_stories` writes those frames as P
 and groups consecutive ones into stories of ``frames_per_story`` frames. Everything is
 deterministic: the same video gives the same frames and stories.
 
-Every story of one video is one identity group (:class:`VideoStory`): consecutive
+Every story of one video is one identity group (``RawStory.group``): consecutive
 stories of a film share its people, so the reward may link their frames and the
 contrastive sequences never mix them. Each frame's provenance is ``film.mp4@12.40s``.
 """
@@ -27,13 +27,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 def is_video(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
-
-
-@dataclass
-class VideoStory(RawStory):
-    """Key frames of one video: ``group`` (the identity group of every frame) is the video's file name."""
-
-    group: str | None = None
 
 
 @dataclass
@@ -158,10 +151,10 @@ def video_stories(
             )
             continue
         sources = [f"{path.name}@{seconds:.2f}s" for _, seconds in chunk]
-        stories.append(VideoStory(story_id, [p for p, _ in chunk], sources, group=path.name))
+        stories.append(RawStory(story_id, [p for p, _ in chunk], sources, group=path.name))
     if not frames:
         notes.append(f"{path.name}: no shot of at least {min_shot} s found")
     return stories, notes
 
 
-__all__ = ["VIDEO_SUFFIXES", "KeyFrame", "VideoStory", "is_video", "key_frames", "video_stories"]
+__all__ = ["VIDEO_SUFFIXES", "KeyFrame", "is_video", "key_frames", "video_stories"]
