@@ -317,25 +317,16 @@ class Runs:
 
     @staticmethod
     def _read(name: str, path: Path) -> Run:
-        from ..tell.run import ERRORS, read_run
+        from ..tell.run import load_run
 
-        try:
-            manifest, records = read_run(path)
+        try:  # the one reader of run files: damaged lines are reported with their numbers, never dropped silently
+            run = load_run(path)
         except (StoryReasoningError, OSError, ValueError) as exc:
             raise ApiError(500, f"run {name} cannot be read ({exc}); check its manifest.json") from None
-        by_id: dict[str, dict] = {}
-        for record in records:
-            if isinstance(record, dict) and "story_id" in record:
-                by_id[str(record["story_id"])] = record
-        failed: dict[str, str] = {}
-        errors = path / ERRORS
-        if errors.is_file():
-            for line in errors.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    error = json.loads(line)
-                except ValueError:
-                    continue
-                sid = str(error.get("story_id"))
-                if sid not in by_id:
-                    failed[sid] = str(error.get("error", ""))
-        return Run(name, path, manifest, by_id, failed, _metrics(path), _per_story(path))
+        by_id = {str(record["story_id"]): record for record in run.records}
+        failed = {
+            str(sid): str(item.get("error", ""))
+            for sid, item in run.failures.items()
+            if str(sid) not in by_id
+        }
+        return Run(name, path, run.manifest, by_id, failed, _metrics(path), _per_story(path))
