@@ -411,6 +411,7 @@ def _typer_param(field: Field, enums: dict[str, type], typer: Any) -> tuple[Any,
         kwargs["rich_help_panel"] = spec.panel
     flags = spec.flags or (field.flag,)
     if inner is bool and not field.many:
+        kwargs["metavar"] = " "  # a flag takes no value: show none (typer would print <bool>)
         long = flags[0]
         flags = (f"{long}/--no-{long.removeprefix('--')}", *flags[1:])
     return annotation, typer.Option(default, *flags, **kwargs)
