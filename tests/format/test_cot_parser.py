@@ -313,3 +313,13 @@ def test_crlf_line_endings():
     cot = parse_cot(one_image().replace("\n", "\r\n"))
     assert cot.images[0].settings[0].narrative_function == "Privacy"
     assert cot.images[0].characters[0].box == Box(10, 20, 110, 220)
+
+
+def test_any_number_of_images():
+    cot = parse_cot(
+        "## Image 10000\n\n### Setting\n| Setting Element | Description | Mood | Time | Narrative Function |\n|---|---|---|---|---|\n| Location | Pier | Calm | Dawn | Opens |\n"
+    )
+    assert [image.number for image in cot.images] == [10000]
+    assert "content-before-image" not in [d.code for d in cot.diagnostics]
+    big = parse_cot("## Image 123456789\n")
+    assert [image.number for image in big.images] == [123456789]

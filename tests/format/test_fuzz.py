@@ -81,6 +81,9 @@ MARKUP = [
     "\r\n",
     "```",
     "</gdi image1>",
+    "<gdo ",
+    "<gdo char1 They",
+    "## Image 10000",
 ]
 
 mutation = st.one_of(
@@ -193,6 +196,8 @@ ADVERSARIAL = {
     "boxes": "<think>\n## Image 1\n### Characters\n| char1 | a | b | c | d | e | [1.5, 2.5, -3, 1e9] |\n",
     "no newline": "x" * 300,
     "story segments": "</think>\n<gdi image1>\n<gdo char1 char2 char3>They</gdo> ran.\n</gdi>\n",
+    "tag fragments": "<gdi image1>" + "<gdo <gdo </gda char1 <gdl\n",
+    "tag fragments, one line": "<gdo <gda char1 </gdi ",
 }
 
 

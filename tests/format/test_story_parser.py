@@ -183,3 +183,45 @@ def test_chunking_never_changes_the_parse():
         builder.finish()
         assert builder.story == whole
         assert builder.story.diagnostics == whole.diagnostics
+
+
+# -- malformed tag fragments (issue 14) -----------------------------------------------------------
+
+
+def test_tag_fragments_are_reported_once_per_line():
+    story = parse_story("<gdi image1>\n" + "<gdo " * 50 + "\n<gda char1 ran\n</gdi>")
+    found = [d for d in story.diagnostics if d.code == "malformed-tag"]
+    assert [(d.line, d.severity.value) for d in found] == [(2, "warning"), (3, "warning")]
+    assert "'<gdo'" in found[0].message and "'<gda'" in found[1].message
+    assert story.segments[0].plain.count("<gdo") == 50  # the text is kept
+
+
+def test_a_tag_cut_by_the_next_tag_or_the_end_is_reported():
+    story = parse_story("<gdi image1><gdo char1 Ines</gdo> waved.</gdi>")
+    assert "malformed-tag" in codes(story)
+    assert "malformed-tag" not in codes(parse_story("<gdi image1>\nopened </gd"))  # not a tag name yet
+    cut = parse_story("<gdi image1>\n<gdo char1>Ines</gdo> opened <gdo obj1")
+    assert [d.line for d in cut.diagnostics if d.code == "malformed-tag"] == [2]
+
+
+def test_angle_brackets_in_prose_are_not_tag_fragments():
+    story = parse_story("<gdi image1>\nThe score was 3 < 4 and <b <gdx x\n</gdi>")
+    assert "malformed-tag" not in codes(story)
+
+
+def test_fragments_are_the_same_however_the_text_is_chunked():
+    from storyreasoning.format.story_parser import StoryBuilder
+
+    text = "<gdi image1>\n<gdo <gdo char1 x\n<gda\n</gdi>\n<gdi image2>a <gdl"
+    whole = parse_story(text)
+    for size in (1, 2, 3, 5, 8):
+        builder = StoryBuilder()
+        for i in range(0, len(text), size):
+            builder.feed(text[i : i + size])
+        builder.finish()
+        assert builder.story.diagnostics == whole.diagnostics
+
+
+def test_ten_thousand_images_in_the_story():
+    story = parse_story("<gdi image9999>a</gdi><gdi image10000>b</gdi><gdi image 123456789>c</gdi>")
+    assert [s.image for s in story.segments] == [9999, 10000, 123456789]

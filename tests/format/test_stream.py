@@ -175,3 +175,17 @@ def test_regressions_found_by_fuzzing():
     # non-ASCII digits in a segment's attributes do not crash ("²".isdigit() is True)
     telling = parse_output("</think><gdi im²age1>x</gdi><gdi image1²>y</gdi>")
     assert [s.image for s in telling.story.segments] == [1, 1]
+
+
+def test_a_missing_think_is_said_when_the_cot_is_recognised_by_its_tables():
+    """CoT lines then </think>: repaired, and reported (every repair is), streamed or not."""
+    text = "Here you go.\n## Image 1\n| a |\n</think>\n<gdi image1>x</gdi>"
+    whole = parse_output(text)
+    assert (whole.cot_text, whole.story_text) == ("## Image 1\n| a |", "<gdi image1>x</gdi>")
+    found = [d for d in whole.diagnostics if d.code == "missing-think-open"]
+    assert [d.line for d in found] == [2]
+    for size in (1, 4, 9):
+        parser = StreamParser()
+        for i in range(0, len(text), size):
+            parser.feed(text[i : i + size])
+        assert parser.result().diagnostics == whole.diagnostics

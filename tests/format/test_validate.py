@@ -142,3 +142,42 @@ def test_to_dict_shape():
     assert rendered == segment["text"]
     assert [p for p in segment["parts"] if "kind" in p] == segment["spans"]
     assert data["well_structured"] is True
+
+
+# -- issue 14: wrong verdicts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello world\n", "not an image at all, just prose", "<gdo char1>Ines</gdo> ran."],
+)
+def test_text_without_a_cot_or_a_gdi_segment_is_not_well_structured(text):
+    telling = parse_output(text)
+    assert telling.cot is None
+    verdict = telling.validate(require_cot=False)  # judged as a story alone, as check's auto kind does
+    assert not verdict.well_structured
+    assert reasons(verdict) == ["no-segments"]
+    # with an image count, one reason, not a second one counting the missing segments
+    assert reasons(parse_output(text).validate(n_images=2, require_cot=False)) == ["no-segments"]
+
+
+def test_a_story_with_one_segment_is_still_judged_on_its_own():
+    story = parse_story("<gdi image1>\nA quiet harbour.\n</gdi>")
+    assert validate(story=story, require_cot=False).well_structured
+
+
+def test_missing_think_is_reported_and_stays_well_structured():
+    text = EXAMPLE.removeprefix("<think>\n")  # a chat template put <think> in the prompt
+    telling = parse_output(text)
+    missing = [d for d in telling.diagnostics if d.code == "missing-think-open"]
+    assert len(missing) == 1 and missing[0].line == 1
+    assert telling.validate(n_images=3).well_structured  # repaired, and said
+
+
+def test_ten_thousand_images():
+    cot = EXAMPLE.split("</think>")[0].replace("## Image 3", "## Image 10000")
+    story = EXAMPLE.split("</think>")[1].replace("<gdi image3>", "<gdi image10000>")
+    telling = parse_output(cot + "</think>" + story)
+    assert [image.number for image in telling.cot.images] == [1, 2, 10000]
+    assert [segment.image for segment in telling.story.segments] == [1, 2, 10000]
+    assert "image-number-gap" in [d.code for d in telling.diagnostics]

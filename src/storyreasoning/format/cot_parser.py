@@ -42,7 +42,8 @@ from .events import (
 # Only the first characters of a line are looked at to classify it; a hostile
 # multi-megabyte line costs one slice, never a scan that depends on anything else.
 _HEAD = 200
-_IMAGE_RE = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,4})\b", re.IGNORECASE | re.ASCII)
+# any number of images (up to nine digits: a number longer than that is not an image number)
+_IMAGE_RE = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,9})\b", re.IGNORECASE | re.ASCII)
 _SEPARATOR_CHARS = set("-:= ")
 
 

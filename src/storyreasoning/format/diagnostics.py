@@ -126,6 +126,8 @@ CODES: dict[str, str] = {
     "unclosed-span": "a grounding tag was not closed",
     "unknown-tag": "a tag that is none of gdi, gdo, gda, gdl was kept as text",
     "text-outside-segment": "story text outside any <gdi> segment",
+    "no-segments": "the story has no <gdi imageN> segment, so none of its text is tied to an image",
+    "malformed-tag": "a '<' and a tag name (<gdo, </gdi, …) that never reach their '>' (a '<' or a line end comes first, or the text ends); kept as text",
     "segment-attribute": "a <gdi> attribute is not written as imageN; it was read anyway",
     "segment-without-image": "a <gdi> tag names no image number",
     "segment-number-order": "story segments are not numbered 1, 2, 3, … in order",

@@ -59,6 +59,7 @@ class StoryBuilder:
         self._last_number = 0
         self._numbers: set[int] = set()
         self._finished = False
+        self._fragment_line = 0  # the line of the last malformed-tag finding
 
     # -- lexing ------------------------------------------------------------------------------
     def feed(self, text: str) -> list[Event]:
@@ -96,6 +97,8 @@ class StoryBuilder:
         gt = buf.find(">", lt + 1, limit)
         stop_at = gt if gt != -1 else limit
         if buf.find("<", lt + 1, stop_at) != -1 or buf.find("\n", lt + 1, stop_at) != -1:
+            # the name ends before that '<' or line end, so it is all in ``buf``: chunking cannot change this
+            self._fragment(buf[lt + 1 : lt + 12])
             return _NOT_TAG
         if gt != -1:
             return gt
@@ -111,6 +114,22 @@ class StoryBuilder:
                 )
             )
         return _NOT_TAG
+
+    def _fragment(self, head: str) -> None:
+        """A '<' and a tag name that never reach their '>': one finding per line (linear on any input)."""
+        name = _name(head.lstrip("/"))
+        if name.lower() not in _TAG_NAMES or self._fragment_line == self.line:
+            return
+        self._fragment_line = self.line
+        slash = "/" if head.startswith("/") else ""
+        self.diagnostics.append(
+            warning(
+                self.line,
+                "malformed-tag",
+                f"'<{slash}{name}' is not closed by '>' before the next '<', the end of the line or the "
+                "end of the text; kept as text",
+            )
+        )
 
     def _tag(self, inner: str, events: list[Event]) -> None:
         self._blank = ""
@@ -183,9 +202,10 @@ class StoryBuilder:
 
     def _image_number(self, attrs: str) -> int | None:
         a = attrs.strip()
-        if a.startswith("image") and a[5:].isascii() and a[5:].isdigit() and len(a) <= 12:
+        # any number of images, up to nine digits (as the CoT's '## Image N' headings)
+        if a.startswith("image") and a[5:].isascii() and a[5:].isdigit() and len(a) <= 14:
             return int(a[5:])
-        digits = "".join(c for c in a[:40] if c in "0123456789")[:6]  # ASCII only: "²".isdigit() is True
+        digits = "".join(c for c in a[:40] if c in "0123456789")[:9]  # ASCII only: "²".isdigit() is True
         if digits:
             self.diagnostics.append(
                 warning(self.line, "segment-attribute", f"<gdi {a[:40]}> read as image {int(digits)}")
@@ -358,8 +378,9 @@ class StoryBuilder:
             return []
         self._finished = True
         events: list[Event] = []
-        if self._pending:
+        if self._pending:  # a '<' the text ended in: a tag cut off (an output stopped at its token limit)
             pending, self._pending = self._pending, ""
+            self._fragment(pending[1:12])
             self._text(pending, events)
         if self._segment is not None:
             if self._segment.image is not None:

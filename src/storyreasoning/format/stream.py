@@ -10,7 +10,8 @@ the whole text at once, so a streamed parse and a batch parse always agree.
 The envelope is read tolerantly:
 
 * ``<think> … </think> story``: the published form;
-* ``… </think> story`` with no ``<think>`` (some chat templates put it in the prompt);
+* ``… </think> story`` with no ``<think>`` (some chat templates put it in the prompt),
+  reported as ``missing-think-open``;
 * ``<think> …`` cut off before ``</think>``: a CoT and no story;
 * ``<think> … <gdi image1> …`` with no ``</think>``: split at the first ``<gdi>``;
 * CoT tables and a story with no envelope at all: split at the first ``<gdi>``;
@@ -119,6 +120,7 @@ class StreamParser:
         self._cot: CotBuilder | None = None
         self._story: StoryBuilder | None = None
         self._cot_start: int | None = None
+        self._cot_line = 1
         self._cot_end: int | None = None
         self._story_start: int | None = None
         self._closed = False
@@ -275,6 +277,14 @@ class StreamParser:
         self._cot_end = at
         events.append(ThinkClosed())
         if marker == THINK_CLOSE:
+            if self._implicit_open:  # CoT lines, then </think>: the <think> is missing (repaired, and said)
+                self.diagnostics.append(
+                    warning(
+                        self._cot_line,
+                        "missing-think-open",
+                        "the CoT ends with </think> but has no <think>; read from its first table or heading",
+                    )
+                )
             self._start_story(at + len(THINK_CLOSE), self._line_no)
             return self._resume(at + len(THINK_CLOSE))
         code, message = (
@@ -302,7 +312,8 @@ class StreamParser:
     def _start_cot(self, offset: int, first_line: int | None = None) -> None:
         self._mode = _COT
         self._cot_start = offset
-        self._cot = CotBuilder(first_line=first_line or self._line_no)
+        self._cot_line = first_line or self._line_no
+        self._cot = CotBuilder(first_line=self._cot_line)
 
     def _start_story(self, offset: int, first_line: int) -> None:
         self._mode = _STORY

@@ -4,7 +4,8 @@ QwenStoryteller2 reports the share of well-structured outputs; the original code
 function for it. Ours follows the checks the original dataset tools made
 (``validate_cot``, ``validate_story``, ``validate_dataset``), made explicit:
 
-1. the output has a CoT and a story;
+1. the output has a CoT and a story, and the story has at least one ``<gdi>`` segment
+   (text with neither a CoT nor a ``<gdi>`` segment is not a grounded story);
 2. the CoT has one image section per image, numbered 1…N, and the story one ``<gdi>``
    segment per image, numbered 1…N (N is the number of images when known, else the
    count of CoT sections);
@@ -83,6 +84,14 @@ def validate(
     if story is None:
         if require_story:
             own.append(error(0, "no-story", "the output has no grounded story (<gdi imageN> segments)"))
+    elif not story.image_segments:  # text, but nothing tied to an image: not a grounded story
+        own.append(
+            error(
+                0,
+                "no-segments",
+                "the story has no <gdi imageN> segment: none of its text is tied to an image",
+            )
+        )
     else:
         segments = story.image_segments
         expected = n_images if n_images is not None else (len(cot.images) if cot is not None else None)
