@@ -117,10 +117,7 @@ class Frame:
         from ..format.images import image_size
 
         if self.data is not None:
-            try:
-                return image_size(self.data)
-            except UsageError as exc:
-                raise UsageError(f"{self.name}: {exc}") from exc
+            return image_size(self.data, name=self.name)
         return image_size(self.path)
 
     def open(self) -> PILImage:
@@ -191,6 +188,17 @@ class StorySample:
 
     def frame_sizes(self) -> list[tuple[int, int]]:
         return [frame.size() for frame in self.frames]
+
+    def check_frames(self) -> None:
+        """Every frame is an image (its header reads), else one error naming the story, the frame
+        and its file: writers call it before a story goes into a dataset."""
+        for number, frame in enumerate(self.frames, start=1):
+            try:
+                frame.size()
+            except UsageError as exc:
+                raise UsageError(
+                    f"story {self.story_id!r}, frame {number}: {exc}; nothing of this story was written"
+                ) from None
 
     def frame_group(self, index: int) -> str:
         """The identity group of frame ``index`` (0-based): ``frame_meta[index]["group"]``, else the story id.

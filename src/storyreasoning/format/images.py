@@ -48,6 +48,26 @@ def read_image_bytes(path: str | Path) -> bytes:
         raise UsageError(f"cannot read image {p} ({exc.strerror}); check its permissions") from exc
 
 
+def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
+    """The one-line error for an image PIL cannot read: the file named, why in words, the fix.
+
+    PIL's own message names the in-memory buffer (``cannot identify image file
+    <_io.BytesIO object at 0x7f…>``), which tells the user nothing: it is never shown.
+    """
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        why = "the file is empty"
+    elif isinstance(exc, UnidentifiedImageError):
+        head = data[:64]
+        text = head.isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+        why = "it holds text, not an image" if text else "not an image format PIL can read"
+    else:
+        why = str(exc).replace("\n", " ").strip()[:200] or type(exc).__name__
+        why = f"damaged or truncated: {why}"
+    return UsageError(f"{label} is not a readable image ({why}); replace it with a PNG or JPEG file")
+
+
 def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
     """A fully decoded RGB PIL image; a clear error when the file is missing or corrupt."""
     from PIL import Image, UnidentifiedImageError
@@ -61,22 +81,22 @@ def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
             im.load()
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"{label} is not a readable image ({exc}); re-export it as PNG or JPEG") from exc
+        raise unreadable_image(label, exc, data) from exc
 
 
-def image_size(image: ImageLike) -> tuple[int, int]:
+def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
     """``(width, height)`` without decoding the pixels when the image is a file or bytes."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
         return image.size
-    label = str(image) if isinstance(image, (str, Path)) else "image bytes"
+    label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     data = image if isinstance(image, bytes) else read_image_bytes(image)
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UsageError(f"{label} is not a readable image ({exc}); re-export it as PNG or JPEG") from exc
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise unreadable_image(label, exc, data) from exc
 
 
 def image_data_url(image: ImageLike, *, image_format: str | None = None) -> str:
