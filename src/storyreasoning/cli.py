@@ -57,13 +57,34 @@ _mount()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr, never a traceback."""
+    """Console entry point: user errors become one line on stderr, never a traceback.
+
+    Commands raise :class:`StoryReasoningError` with the fix in the message. What slips
+    through is caught here too: a file-system error becomes one line naming the path
+    (:func:`~storyreasoning.errors.file_error`), a missing optional package one naming its
+    extra (:func:`~storyreasoning.errors.missing_package`). ``STORYREASONING_TRACEBACK=1``
+    shows the traceback instead (for a bug report).
+    """
+    import os
+
+    from .errors import file_error, missing_package
+
     try:
         app(args=argv, prog_name="storyreasoning")
     except StoryReasoningError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        sys.stderr.close()
+        sys.exit(1)
+    except (OSError, ImportError) as exc:
+        if os.environ.get("STORYREASONING_TRACEBACK"):
+            raise
+        error = missing_package(exc) if isinstance(exc, ImportError) else file_error(exc)
+        if error is None:  # an import of our own that failed: a bug, keep its traceback
+            raise
+        _fail(str(error), error.exit_code)
 
 
 def _fail(message: str, code: int) -> None:

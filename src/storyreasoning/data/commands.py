@@ -7,12 +7,33 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import StoryReasoningError, UsageError, file_error
 from ..terminal import progress_bar
 from .sample import StorySample
 from .sources import limited, load_stories
 
 FORMATS = ("parquet", "folder", "disk")
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """A file the command will write: said now, not after the work, when it cannot be."""
+    from .writers import _probe
+
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path / 'failures.jsonl'}")
+    folder = path.parent
+    try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise UsageError(f"{option} {path}: {folder} is a file, not a folder; choose another path")
+        _probe(folder)
+        if path.exists():
+            with path.open("ab"):
+                pass
+    except OSError as exc:
+        doing = f"write {option}" if exc.filename == str(path) else f"write {option} {path} in"
+        raise file_error(exc, doing, fix="fix the permissions, or choose another path") from None
 
 
 def _console(stderr: bool = False):
@@ -57,6 +78,8 @@ def validate(
     source: str, *, split: str | None, limit: int | None, strict: bool, as_json: bool, failures: Path | None
 ) -> int:
     """Validate every story; exit 1 when any is not well-structured."""
+    if failures is not None:  # checked writable before the work starts
+        _check_output_file(failures, "--failures")
     stories = limited(load_stories(source, split), limit)
     failed: list[dict] = []
     reasons: Counter[str] = Counter()
@@ -80,10 +103,13 @@ def validate(
             advance()
     total = len(stories)
     if failures is not None:
-        failures.parent.mkdir(parents=True, exist_ok=True)
-        with failures.open("w", encoding="utf-8") as f:
-            for item in failed:
-                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        try:
+            failures.parent.mkdir(parents=True, exist_ok=True)
+            with failures.open("w", encoding="utf-8") as f:
+                for item in failed:
+                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise file_error(exc, "write the --failures file") from None
     if as_json:
         out = {
             "source": stories.describe(),
@@ -176,11 +202,23 @@ def convert(
     overwrite: bool,
 ) -> int:
     """Write ``source`` in another format; every split unless ``split`` is given."""
-    from .sources import ConcatStories
-    from .writers import write_disk, write_folders, write_parquet
+    from .sources import ConcatStories, require_datasets, require_pyarrow
+    from .writers import (
+        check_output_folder,
+        write_disk,
+        write_folders,
+        write_parquet,
+    )
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    # before any work: the output can be written, and what writing it needs is installed
+    check_output_folder(out, empty=to == "disk")
+    if to == "parquet":
+        require_pyarrow()
+        require_datasets()  # the shards carry datasets' features in their schema
+    elif to == "disk":
+        require_datasets()
     loaded = load_stories(source, split)
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): limited(p, limit) for p in parts}
@@ -211,9 +249,15 @@ def contrastive(
     to: str,
 ) -> int:
     from .contrastive import contrastive_sequences
-    from .sources import SampleList
-    from .writers import write_folders, write_parquet
+    from .sources import SampleList, require_datasets, require_pyarrow
+    from .writers import check_output_folder, write_folders, write_parquet
 
+    if to not in ("parquet", "folder"):
+        raise UsageError(f"--to must be parquet or folder, got {to!r}")
+    check_output_folder(out)  # before any work
+    if to == "parquet":
+        require_pyarrow()
+        require_datasets()
     stories = load_stories(source, split)
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
     with progress_bar(len(samples), f"writing {to}") as advance:

@@ -24,7 +24,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, file_error
 from .sample import Frame, StorySample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -40,9 +40,13 @@ def is_story_folder(path: Path) -> bool:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """The frames of a story folder, in story order."""
+    """The frames of a story folder, in story order (images without a number in their name are not frames)."""
     numbered: dict[int, Path] = {}
-    for path in folder.iterdir():
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise file_error(exc, "read the frames folder") from None
+    for path in entries:
         if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         numbers = _NUMBER.findall(path.stem)
@@ -57,8 +61,53 @@ def frame_files(folder: Path) -> list[Path]:
     return [numbered[n] for n in sorted(numbered)]
 
 
+def unnumbered_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` whose names hold no number (which :func:`frame_files` leaves out)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [
+        p
+        for p in entries
+        if p.suffix.lower() in IMAGE_SUFFIXES and not _NUMBER.search(p.stem) and p.is_file()
+    ]
+
+
+def frames_hint(folder: Path, *, or_files: bool = False) -> str:
+    """Why ``folder`` has no frames and what to do, to end a one-line error; ``or_files`` when the
+    command also takes image files (they are then used in the order given)."""
+    loose = unnumbered_images(folder)
+    if not loose:
+        return (
+            "frames are image files (PNG, JPEG, WebP, GIF, BMP) with a number in their names, which "
+            "sets their order (01.jpg, 02.jpg, …)"
+        )
+    shown = ", ".join(p.name for p in loose[:3]) + (", …" if len(loose) > 3 else "")
+    return (
+        f"its {len(loose)} images ({shown}) have no number in their names, and the number is what orders "
+        "the frames of a story: rename them in story order (01.jpg, 02.jpg, …)"
+        + (", or pass the image files themselves, in story order" if or_files else "")
+    )
+
+
+def numbered_frames(folder: Path, *, or_files: bool = False) -> list[Path]:
+    """:func:`frame_files`, or one clear error saying why there are none and what to do."""
+    frames = frame_files(folder)
+    if not frames:
+        raise UsageError(f"{folder} holds no frames: {frames_hint(folder, or_files=or_files)}")
+    return frames
+
+
 def read_story_folder(folder: Path) -> StorySample:
     """One story folder as a sample (frames are referenced by path, not read)."""
+    try:
+        return _read_story_folder(folder)
+    except OSError as exc:  # a file or the folder cannot be read: one line naming it
+        raise file_error(exc, "read the story folder file") from None
+
+
+def _read_story_folder(folder: Path) -> StorySample:
     for name in (COT_FILE, STORY_FILE):
         if not (folder / name).is_file():
             raise UsageError(
@@ -66,9 +115,7 @@ def read_story_folder(folder: Path) -> StorySample:
             )
     frames = frame_files(folder)
     if not frames:
-        raise UsageError(
-            f"story folder {folder} has no frames; add image files with numbers in their names (01.jpg, 02.jpg, …)"
-        )
+        raise UsageError(f"story folder {folder} has no frames: {frames_hint(folder)}")
     meta: dict = {}
     if (folder / META_FILE).is_file():
         try:
@@ -121,6 +168,14 @@ def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = Fal
     target = root / name
     if target.exists() and not overwrite:
         return target
+    sample.check_frames()  # a text file named .png is not a frame: refused, named
+    try:
+        return _write_story_folder(sample, root, name, target)
+    except OSError as exc:
+        raise file_error(exc, "write the story folder") from None
+
+
+def _write_story_folder(sample: StorySample, root: Path, name: str, target: Path) -> Path:
     tmp = root / f".{name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)

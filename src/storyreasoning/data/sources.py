@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import StoryReasoningError, UsageError, file_error
 from .folder import is_story_folder, read_story_folder
 from .sample import StorySample
 
@@ -130,11 +131,13 @@ class FolderStories(StoryDataset):
             for folder in self._folders:
                 sid = folder.name
                 meta = folder / "meta.json"
-                if meta.is_file():
-                    try:
+                try:
+                    if meta.is_file():
                         sid = str(json.loads(meta.read_text(encoding="utf-8")).get("story_id", sid))
-                    except (ValueError, AttributeError):
-                        pass  # read_story_folder reports it when the story is read
+                except (ValueError, AttributeError):
+                    pass  # read_story_folder reports it when the story is read
+                except OSError as exc:
+                    raise file_error(exc, "read the story folder file") from None
                 ids.append(sid)
             self._ids = ids
         return self._ids
@@ -159,36 +162,50 @@ class ArrowStories(StoryDataset):
         return len(self._ds)
 
     def _row(self, index: int) -> StorySample:
-        return StorySample.from_row(self._ds[index : index + 1].to_pylist()[0])
+        with _damaged(self.source):
+            row = self._ds[index : index + 1].to_pylist()[0]
+        return StorySample.from_row(row)
 
     def __iter__(self) -> Iterator[StorySample]:
-        for table in self._ds.iter(batch_size=32):
-            for row in table.to_pylist():
-                yield StorySample.from_row(row)
+        with _damaged(self.source):
+            for table in self._ds.iter(batch_size=32):
+                for row in table.to_pylist():
+                    yield StorySample.from_row(row)
 
     def ids(self) -> list[str]:
-        return [str(x) for x in self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()]
+        with _damaged(self.source):
+            return [str(x) for x in self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()]
 
 
 class ParquetStories(StoryDataset):
     """Parquet files read a row group at a time (the ids column alone for listing)."""
 
     def __init__(self, files: Sequence[Path], source: str, split: str | None = None) -> None:
-        import pyarrow.parquet as pq
+        pq = require_pyarrow()
 
         self.source, self.split = source, split
         self._files = []
+        self._paths: list[Path] = []
         self._starts: list[int] = []  # global index of each row group's first row
         self._groups: list[tuple[int, int]] = []  # (file index, row group)
         total = 0
         for f in files:
             try:
                 pf = pq.ParquetFile(f)
+            except OSError as exc:
+                if exc.errno is not None:  # the file system's error (permissions, …), not the content's
+                    raise file_error(exc, "read the parquet file") from None
+                raise UsageError(
+                    f"{f} is not a readable parquet file ({_reason(exc)}); re-export it"
+                ) from exc
             except Exception as exc:
-                raise UsageError(f"{f} is not a readable parquet file ({exc}); re-export it") from exc
+                raise UsageError(
+                    f"{f} is not a readable parquet file ({_reason(exc)}); re-export it"
+                ) from exc
             _check_columns(pf.schema_arrow.names, str(f))
             self.has_frame_meta = bool(self.has_frame_meta) or _has_values(pf, "frame_meta")
             self._files.append(pf)
+            self._paths.append(Path(f))
             for g in range(pf.num_row_groups):
                 self._starts.append(total)
                 self._groups.append((len(self._files) - 1, g))
@@ -202,7 +219,9 @@ class ParquetStories(StoryDataset):
     def _group_rows(self, group: int) -> list[dict]:
         if self._cache is None or self._cache[0] != group:
             fi, g = self._groups[group]
-            self._cache = (group, self._files[fi].read_row_group(g).to_pylist())
+            with _damaged(f"{self._paths[fi]} (row group {g + 1} of {self._files[fi].num_row_groups})"):
+                rows = self._files[fi].read_row_group(g).to_pylist()
+            self._cache = (group, rows)
         return self._cache[1]
 
     def _row(self, index: int) -> StorySample:
@@ -216,8 +235,9 @@ class ParquetStories(StoryDataset):
 
     def ids(self) -> list[str]:
         out: list[str] = []
-        for pf in self._files:
-            out += [str(x) for x in pf.read(columns=["story_id"]).column("story_id").to_pylist()]
+        for path, pf in zip(self._paths, self._files, strict=True):
+            with _damaged(f"{path} (its story_id column)"):
+                out += [str(x) for x in pf.read(columns=["story_id"]).column("story_id").to_pylist()]
         return out
 
 
@@ -322,14 +342,23 @@ def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
     """
     path = Path(source).expanduser()
     label = str(source)
-    if path.exists():
-        if path.is_file():
-            if path.suffix != ".parquet":
-                raise UsageError(
-                    f"{label} is a file but not a parquet file; pass a parquet file, a dataset folder or a hub id"
-                )
-            return _pick({split or "train": ParquetStories([path], label, split or "train")}, split, label)
+    try:
+        return _load_local(path, split, label) if path.exists() else _load_remote(source, split, label)
+    except OSError as exc:  # permissions, a file where a folder should be, …: one line naming the path
+        raise file_error(exc, "read the dataset at") from None
+
+
+def _load_local(path: Path, split: str | None, label: str) -> StoryDataset:
+    if not path.is_file():
         return _load_folder(path, split, label)
+    if path.suffix != ".parquet":
+        raise UsageError(
+            f"{label} is a file but not a parquet file; pass a parquet file, a dataset folder or a hub id"
+        )
+    return _pick({split or "train": ParquetStories([path], label, split or "train")}, split, label)
+
+
+def _load_remote(source: str | Path, split: str | None, label: str) -> StoryDataset:
     if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")):
         return load_hub(str(source), split)
     raise UsageError(
@@ -338,6 +367,7 @@ def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
 
 
 def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
+    next(path.iterdir(), None)  # first: an unreadable folder is named itself, not a file in it
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return _load_disk(path, split, label)
     if is_story_folder(path):  # a single story
@@ -365,7 +395,7 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
 
 
 def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
-    datasets = _import_datasets()
+    datasets = require_datasets()
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # corrupt or foreign folder
@@ -380,7 +410,7 @@ def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
 
 def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = None) -> StoryDataset:
     """A dataset from the Hugging Face Hub through ``datasets.load_dataset`` (cached locally)."""
-    datasets = _import_datasets()
+    datasets = require_datasets()
     try:
         loaded = datasets.load_dataset(repo_id, revision=revision)
     except Exception as exc:
@@ -402,7 +432,44 @@ def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = N
     return _pick({k: ArrowStories(v, repo_id, k) for k, v in loaded.items()}, split, repo_id)
 
 
-def _import_datasets():
+class _damaged:
+    """Read errors in a dataset's content (a corrupt page, a torn file) as one line naming the file."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, StoryReasoningError):
+            return False
+        arrow = getattr(sys.modules.get("pyarrow"), "ArrowException", ())
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise file_error(exc, "read the dataset file") from None
+        if isinstance(exc, (OSError, ValueError)) or (arrow and isinstance(exc, arrow)):
+            raise UsageError(
+                f"{self.what} is damaged and cannot be read ({_reason(exc)}); download or export it again"
+            ) from None
+        return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0].strip().rstrip(".")[:200] if text else "") or type(exc).__name__
+
+
+def require_pyarrow():
+    """``pyarrow.parquet``, or one clear error naming the extra that installs it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError("parquet files need pyarrow: pip install 'storyreasoning[data]'") from None
+    return pq
+
+
+def require_datasets():
+    """The ``datasets`` library, or one clear error naming the extra that installs it."""
     try:
         import datasets
     except ImportError:

@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, file_error
 from .folder import write_story_folder
 from .sample import StorySample
+from .sources import require_datasets, require_pyarrow
 
 Progress = Callable[[int], None]  # called with the number of stories just done
 
@@ -31,7 +32,8 @@ def features(with_frame_meta: bool = True):
     and shard of one dataset has the same schema (the hub loads all splits of a
     configuration with one schema).
     """
-    from datasets import Features, Image, List, Value
+    datasets = require_datasets()
+    Features, Image, List, Value = datasets.Features, datasets.Image, datasets.List, datasets.Value
 
     spec = {
         "story_id": Value("string"),
@@ -43,6 +45,40 @@ def features(with_frame_meta: bool = True):
     if with_frame_meta:
         spec["frame_meta"] = Value("string")
     return Features(spec)
+
+
+def check_output_folder(out: str | Path, *, empty: bool = False) -> Path:
+    """``out`` as a folder a writer can fill, checked before any work: one clear error when a file is
+    in the way or it cannot be written (``empty``: it must also be new or empty). Nothing is left
+    behind: a folder that does not exist yet is not made, its nearest existing parent is tried."""
+    out = Path(out)
+    probe = out
+    try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(
+                f"{out} is a file, and the output is a folder; give a new folder (or one to resume into)"
+            )
+        if empty and out.is_dir() and next(out.iterdir(), None) is not None:
+            raise UsageError(f"{out} exists and is not empty; choose a new folder for a save_to_disk dataset")
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(
+                f"{probe} is a file, so the output folder {out} cannot be made there; choose another"
+            )
+        _probe(probe)
+    except OSError as exc:
+        doing = "write the output folder" if probe == out else f"make the output folder {out} in"
+        raise file_error(exc, doing, fix="fix the permissions, or choose another folder") from None
+    return out
+
+
+def _probe(folder: Path) -> None:
+    """Make and remove a file in ``folder``; an error names the folder, not the probe."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -67,12 +103,25 @@ def write_parquet(
     (``README.md``) listing the splits is written or updated. Small row groups keep
     reading one story cheap. Complete shards already present are skipped.
     """
+    pq = require_pyarrow()
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if stories_per_shard < 1 or rows_per_group < 1:
         raise UsageError("stories_per_shard and rows_per_group must be at least 1")
-    out = Path(out_dir)
+    out = check_output_folder(out_dir)
+    try:
+        return _write_parquet(samples, out, pa, pq, split, stories_per_shard, rows_per_group, progress)
+    except OSError as exc:
+        if exc.errno is None:  # pyarrow's own error, without a path: say which folder
+            raise UsageError(
+                f"cannot write parquet shards into {out} ({exc}); check the disk and the folder"
+            ) from None
+        raise file_error(exc, "write the parquet shard") from None
+
+
+def _write_parquet(
+    samples, out: Path, pa, pq, split, stories_per_shard, rows_per_group, progress
+) -> list[Path]:
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     n = len(samples)
@@ -97,7 +146,9 @@ def write_parquet(
         with pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict] = []
             for i in range(lo, hi):
-                row = samples[i].to_row()
+                sample = samples[i]
+                sample.check_frames()  # a text file named .jpg does not go into the images column
+                row = sample.to_row()
                 row.setdefault("frame_meta", None)
                 batch.append(row)
                 if len(batch) == rows_per_group or i == hi - 1:
@@ -157,8 +208,11 @@ def write_folders(
     progress: Progress | None = None,
 ) -> list[Path]:
     """Write each story as a folder (see :mod:`storyreasoning.data.folder`); existing ones are kept."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error(exc, "write the output folder") from None
     done = []
     seen: set[str] = set()
     for sample in samples:
@@ -179,15 +233,14 @@ def write_disk(
     splits: dict[str, Sequence[StorySample]], out_dir: str | Path, *, progress: Progress | None = None
 ) -> Path:
     """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split)."""
-    from datasets import Dataset, DatasetDict
-
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty; choose a new folder for a save_to_disk dataset")
+    datasets = require_datasets()
+    Dataset, DatasetDict = datasets.Dataset, datasets.DatasetDict
+    out = check_output_folder(out_dir, empty=True)
     feats = features()
 
     def rows(samples: Sequence[StorySample]):
         for sample in samples:
+            sample.check_frames()
             row = sample.to_row()
             row.setdefault("frame_meta", None)
             yield row
