@@ -56,8 +56,19 @@ def make_teller(
             min_pixels=options.min_pixels,
             max_pixels=options.max_pixels,
         )
-    from .local import DEFAULT_MODEL, TransformersTeller
+    from .local import DEFAULT_MODEL, TransformersTeller, check_model_source
 
+    if not options.model:  # said before anything loads: the default is a large download
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(
+            f"no storyteller given: loading {DEFAULT_MODEL} (the published 7B model: about 16 GB from the "
+            "Hugging Face Hub on first use, a GPU advised); --teller baseline needs no weights, "
+            "--endpoint URL uses a server, --model FOLDER your own weights",
+            markup=False,
+            soft_wrap=True,
+        )
+    check_model_source(options.model or DEFAULT_MODEL, revision=options.revision)
     return TransformersTeller(
         options.model or DEFAULT_MODEL,
         revision=options.revision,
@@ -71,15 +82,12 @@ def make_teller(
 
 def collect_images(paths: list[Path]) -> list[Path]:
     """Image files from the arguments; a folder stands for its numbered frames (the story-folder rule)."""
-    from ..data.folder import frame_files
+    from ..data.folder import numbered_frames
 
     images: list[Path] = []
     for path in paths:
         if path.is_dir():
-            frames = frame_files(path)
-            if not frames:
-                raise UsageError(f"{path} holds no frames (image files with numbers in their names)")
-            images += frames
+            images += numbered_frames(path, or_files=True)  # none: says why (unnumbered names) and how
         elif not path.exists():
             raise UsageError(f"image {path} does not exist; check the path")
         else:

@@ -62,7 +62,11 @@ def plan(
 ) -> ServePlan:
     """The command that serves ``model``; ``server`` is ``auto`` (vLLM when installed), ``vllm`` or ``transformers``."""
     from ..errors import UsageError
+    from .local import missing_model_folder
 
+    error = missing_model_folder(model)  # a hub id is the server's to download; a folder must exist
+    if error is not None:
+        raise error
     if max_images < 1:
         raise UsageError("--max-images must be at least 1")
     if not 0 < min_pixels <= max_pixels:
