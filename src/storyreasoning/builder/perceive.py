@@ -205,6 +205,9 @@ class ModelPerceiver:
             "threshold": self.threshold,
             "max_detections": self.max_detections,
             "embedder": self.embedder,
+            "embedder_crops": "square, the box centred on the ImageNet mean colour"
+            if self.embedder
+            else None,
             "reid": f"cosine >= {self.reid_threshold}" if self.embedder else f"tracking, IoU >= {TRACK_IOU}",
             "person_labels": list(self.person_labels),
             "background": "the baseline's OpenCV background region",
@@ -238,12 +241,15 @@ class ModelPerceiver:
         return suppress(found)[: self.max_detections]
 
     def embed(self, image, detections: list[Detection]) -> None:
-        """Set each detection's feature: the embedder's vector of its crop, L2-normalised."""
+        """Set each detection's feature: the embedder's vector of its square-padded crop (see :mod:`.crops`), L2-normalised."""
         if not detections or "embedder" not in self._models:
             return
         processor, model = self._models["embedder"]
         torch = self._torch
-        crops = [image.crop((d.box.x1, d.box.y1, d.box.x2, d.box.y2)) for d in detections]
+        from .crops import square_crop
+
+        # the box on a neutral square: no squashing by the processor, nothing of the frame around it
+        crops = [square_crop(image, d.box) for d in detections]
         inputs = processor(images=crops, return_tensors="pt").to(self._device)
         with torch.no_grad():
             if hasattr(model, "get_image_features"):
