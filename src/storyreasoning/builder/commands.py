@@ -44,6 +44,18 @@ def build(settings: BuildSettings) -> int:
         )
     else:
         perceiver = BaselineTeller()
+    # faces: auto when dlib is installed; dlib required (one line naming the extra when missing); none
+    if s.faces != "none":
+        from .faces import with_faces
+
+        perceiver = with_faces(
+            perceiver,
+            backend=s.faces,
+            detector=s.face_detector,
+            threshold=s.face_threshold,
+            upsample=s.face_upsample,
+            max_side=s.face_max_side,
+        )
     if writer == "chat":
         from ..tell.openai import OpenAITeller
 

@@ -11,6 +11,7 @@ from ..settings import REQUIRED, argument, option
 from ..tell.settings import EndpointOptions, SamplingOptions
 
 PERCEPTION = "Perception"
+FACES = "Faces"
 VIDEOS = "Videos"
 
 
@@ -51,6 +52,28 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     reid_threshold: float = option(0.85, min=-1.0, max=1.0, help="Lowest cosine similarity to join an identity.",
                                    panel=PERCEPTION)  # fmt: skip
     device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION)
+    faces: Literal["auto", "dlib", "none"] = option(
+        "auto", panel=FACES,
+        help="Re-identify characters by face with dlib's face detector and ResNet face encoder (the faces "
+        "extra); auto: when installed; none: by colour or --embedder only.",
+    )  # fmt: skip
+    face_detector: Literal["hog", "cnn"] = option(
+        "hog", panel=FACES,
+        help="hog: dlib's frontal face detector, fast on a CPU; cnn: its MMOD CNN, finds more turned faces, "
+        "slow on a CPU.",
+    )  # fmt: skip
+    face_threshold: float = option(
+        0.6, min=0.01, max=2.0, panel=FACES,
+        help="Largest distance between the 128-number face descriptors of one person (to a character's mean "
+        "face; dlib's 0.6).",
+    )  # fmt: skip
+    face_upsample: int = option(
+        1, min=0, max=3, panel=FACES,
+        help="Enlarge frames this many times by 2 to find small faces (1: down to about 40 pixels).",
+    )  # fmt: skip
+    face_max_side: int = option(
+        1280, min=64, panel=FACES, help="Faces are searched on a copy at most this many pixels long."
+    )  # fmt: skip
     frames_per_story: int = option(5, min=1, help="Videos: key frames per story.", panel=VIDEOS)
     cut_threshold: float = option(0.35, min=0.0, max=1.0, help="Videos: colour change between frames that "
                                   "starts a new shot.", panel=VIDEOS)  # fmt: skip
