@@ -113,12 +113,88 @@ def adapter_base(net) -> str | None:
     return getattr(first, "base_model_name_or_path", None) or "unknown base model"
 
 
+HUB_TIMEOUT = 10.0  # seconds to learn whether the hub answers (a refused or unresolved host fails at once)
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` can only be a folder (``/x``, ``./x``, ``~/x``, ``a/b/c``), not a hub id."""
+    return (
+        model.startswith(("/", "./", "../", "~", ".\\"))
+        or model in (".", "..")
+        or model.endswith(("/", "\\"))
+        or model.count("/") > 1
+        or "\\" in model
+    )
+
+
+def missing_model_folder(model: str, example: str = "Qwen/Qwen2.5-VL-7B-Instruct") -> UsageError | None:
+    """The error for a model folder that does not exist (None when it exists or may be a hub id)."""
+    from pathlib import Path
+
+    if looks_like_path(model) and not Path(model).expanduser().exists():
+        return UsageError(
+            f"the model folder {model} does not exist; check the path, or give a hub id such as {example}"
+        )
+    return None
+
+
+def check_model_source(
+    model: str,
+    *,
+    revision: str | None = None,
+    hint: str = LOAD_HINT,
+    example: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+) -> None:
+    """Before torch loads: a model folder that does not exist, or a hub id that is neither in the local
+    cache nor reachable (``HF_HUB_OFFLINE`` set, no network), is one clear line now, not minutes of
+    download retries. A reachable hub, a cached model and a local folder pass."""
+    from pathlib import Path
+
+    error = missing_model_folder(model, example)
+    if error is not None:
+        raise error
+    if Path(model).expanduser().exists():
+        return
+    try:
+        from huggingface_hub import HfApi, constants, try_to_load_from_cache
+        from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    except ImportError:  # then transformers is missing too: import_torch says how to install it
+        return
+    try:
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+    except (HFValidationError, ValueError):
+        raise UsageError(
+            f"--model {model} is neither a folder here nor a hub id (owner/name); check the path"
+        ) from None
+    if isinstance(cached, str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise StoryReasoningError(
+            f"{model} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE is set); "
+            + hint
+        )
+    try:
+        HfApi().model_info(model, revision=revision, timeout=HUB_TIMEOUT)
+    except HfHubHTTPError:  # the hub answered (not found, gated, …): loading says what is wrong
+        return
+    except Exception as exc:  # no route, no name resolution, refused, timed out
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(
+            f"cannot reach the Hugging Face Hub ({constants.ENDPOINT}: {reason}) to download {model}, "
+            "and it is not in the local cache; " + hint
+        ) from None
+
+
 __all__ = [
+    "HUB_TIMEOUT",
     "LOAD_HINT",
     "adapter_base",
+    "check_model_source",
     "choose_device",
     "choose_dtype",
     "import_torch",
     "load_pretrained",
+    "looks_like_path",
+    "missing_model_folder",
     "set_pixel_budget",
 ]

@@ -56,7 +56,8 @@ def make_teller(
             min_pixels=options.min_pixels,
             max_pixels=options.max_pixels,
         )
-    from .local import DEFAULT_MODEL, TransformersTeller, check_model_source
+    from ..models import check_model_source
+    from .local import DEFAULT_MODEL, OTHER_TELLERS, TransformersTeller
 
     if not options.model:  # said before anything loads: the default is a large download
         from rich.console import Console
@@ -68,7 +69,9 @@ def make_teller(
             markup=False,
             soft_wrap=True,
         )
-    check_model_source(options.model or DEFAULT_MODEL, revision=options.revision)
+    check_model_source(
+        options.model or DEFAULT_MODEL, revision=options.revision, hint=OTHER_TELLERS, example=DEFAULT_MODEL
+    )
     return TransformersTeller(
         options.model or DEFAULT_MODEL,
         revision=options.revision,

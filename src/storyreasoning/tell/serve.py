@@ -62,9 +62,12 @@ def plan(
 ) -> ServePlan:
     """The command that serves ``model``; ``server`` is ``auto`` (vLLM when installed), ``vllm`` or ``transformers``."""
     from ..errors import UsageError
-    from .local import missing_model_folder
+    from ..models import missing_model_folder
+    from .local import DEFAULT_MODEL
 
-    error = missing_model_folder(model)  # a hub id is the server's to download; a folder must exist
+    error = missing_model_folder(
+        model, DEFAULT_MODEL
+    )  # a hub id is the server's to download; a folder must exist
     if error is not None:
         raise error
     if max_images < 1:

@@ -262,7 +262,7 @@ TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
 
 def load_model(settings):
     """``(torch, transformers, processor, model, device, dtype)`` for a job, checked before anything trains."""
-    from ..models import choose_device, choose_dtype, import_torch, load_pretrained
+    from ..models import check_model_source, choose_device, choose_dtype, import_torch, load_pretrained
 
     torch, transformers = import_torch()
     if settings.mode == "lora":
@@ -271,6 +271,7 @@ def load_model(settings):
         except ImportError:
             raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
     refuse_single_gpu(settings.device)
+    check_model_source(settings.model, revision=settings.revision, hint=TRAIN_HINT)  # not minutes of retries
     refuse_data_parallel(torch.cuda.device_count() if settings.device != "cpu" else 0)
     device = choose_device(settings.device)
     dtype = choose_dtype(settings.dtype, device)
