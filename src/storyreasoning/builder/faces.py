@@ -73,7 +73,7 @@ FACES_HINT = "pip install 'storyreasoning[faces]'"
 DEFAULT_THRESHOLD = 0.6  # Euclidean distance between 128-number dlib descriptors
 DEFAULT_MAX_SIDE = 1280
 DEFAULT_UPSAMPLE = 1
-# the lowest detector score kept: the faces of our checks scored 0.56 and up (HOG), a mission
+# the lowest detector score kept: the real faces of our checks scored 0.37 and up (HOG), a mission
 # patch on a flight suit 0.13
 DEFAULT_MIN_SCORE = 0.3
 INSIDE = 0.5  # a face belongs to a person box that holds at least this share of its area
@@ -113,8 +113,11 @@ def require_dlib() -> tuple[Any, Path]:
     """``(dlib, models folder)``, or a :class:`UsageError` naming the extra to install."""
     try:
         import dlib
-    except ImportError:
-        raise UsageError(f"face identity needs dlib and its face models: {FACES_HINT}") from None
+    except ImportError as exc:
+        # not installed, or installed but unloadable (a wheel for another platform): say which
+        broken = exc.name != "dlib" and str(exc).strip()
+        why = f" (import dlib failed: {str(exc).strip().splitlines()[0][:160]})" if broken else ""
+        raise UsageError(f"face identity needs dlib and its face models{why}: {FACES_HINT}") from None
     folder = _models_folder()
     if folder is None:
         raise UsageError(
@@ -438,10 +441,8 @@ class FacePerceiver:
         self._cv2, self._np = require_cv2()
         models = getattr(base, "_models", None)
         self._embedder = isinstance(models, dict) and "embedder" in models and hasattr(base, "embed")
-        if self._embedder or isinstance(base, BaselineTeller):
-            self.look_threshold = float(
-                base.reid_threshold
-            )  # the embedder's cosine, or the baseline's colour one
+        if self._embedder or isinstance(base, BaselineTeller):  # the embedder's cosine, or the colour one
+            self.look_threshold = float(base.reid_threshold)
         else:  # a detector without an embedder: colour, at the baseline's threshold
             self.look_threshold = COLOUR_THRESHOLD
 
