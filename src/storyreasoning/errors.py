@@ -51,6 +51,8 @@ EXTRAS: dict[str, str] = {
     "uvicorn": "studio",
     "multipart": "studio",
     "python_multipart": "studio",
+    "dlib": "faces",
+    "face_recognition_models": "faces",
 }
 
 
