@@ -34,7 +34,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=" "
     ),
 ) -> None:
     """Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories."""

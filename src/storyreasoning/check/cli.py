@@ -35,13 +35,14 @@ def check(
         show_default=False,
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print the parse as one JSON object instead of the summary."
+        False, "--json", help="Print the parse as one JSON object instead of the summary.", metavar=" "
     ),
     kind: Kind = typer.Option(Kind.auto, "--kind", help="What the file holds; auto detects it."),
     strict: bool = typer.Option(
         False,
         "--strict",
         help="Also require non-empty Characters and Objects tables (the original validate_dataset rule).",
+        metavar=" ",
     ),
 ) -> None:
     """Parse a model output and say whether it is well-structured.

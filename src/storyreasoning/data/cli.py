@@ -40,7 +40,7 @@ def data_info(
     source: str = _source(),
     split: str | None = _split(),
     limit: int | None = _limit(),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON.", metavar=" "),
 ) -> None:
     """Statistics: stories, frames, entities per image, persistence across frames, tags."""
     from .commands import info
@@ -54,12 +54,15 @@ def data_validate(
     split: str | None = _split(),
     limit: int | None = _limit(),
     strict: bool = typer.Option(
-        False, "--strict", help="Also require non-empty Characters and Objects tables (the original rule)."
+        False,
+        "--strict",
+        help="Also require non-empty Characters and Objects tables (the original rule).",
+        metavar=" ",
     ),
     failures: Path | None = typer.Option(
         None, "--failures", help="Write each failing story and its reasons to this JSON-lines file."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.", metavar=" "),
 ) -> None:
     """Run the structural validator over every story (boxes checked against the frame sizes).
 
@@ -77,9 +80,11 @@ def data_show(
     source: str = _source(),
     story_id: str = typer.Argument(..., help="The story's id.", show_default=False),
     split: str | None = _split(),
-    strict: bool = typer.Option(False, "--strict", help="Validate with the original, stricter rule."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Validate with the original, stricter rule.", metavar=" "
+    ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print the parsed story as JSON (the check --json shape)."
+        False, "--json", help="Print the parsed story as JSON (the check --json shape).", metavar=" "
     ),
 ) -> None:
     """Show one story: frames, the coloured story, entities per image and the validator's findings."""
@@ -110,7 +115,9 @@ def data_convert(
     stories_per_shard: int = typer.Option(
         256, "--stories-per-shard", min=1, help="Stories per parquet shard."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite story folders that already exist."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Rewrite story folders that already exist.", metavar=" "
+    ),
 ) -> None:
     """Convert a dataset to another format, images byte for byte.
 
