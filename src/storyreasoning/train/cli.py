@@ -8,7 +8,7 @@ import typer
 
 from ..settings import command
 from .push import PushSettings
-from .settings import DPOSettings, PairsSettings, SFTSettings
+from .settings import DPOSettings, PairsSettings, PlanSettings, SFTSettings
 
 _JOBS = "storyreasoning.train.commands"
 
@@ -40,6 +40,15 @@ command(
     help="""Contrastive preference training (DPO) on reward-ranked pairs, as QwenStoryteller2 (resumable).
 
     Defaults are QwenStoryteller2's: LoRA rank 2048, alpha 4096, lr 5e-6, batch 8, 3 epochs, beta 0.1.
+    """,
+)  # fmt: skip
+command(
+    app, PlanSettings, "storyreasoning.train.plan:run", name="plan",
+    help="""Peak memory per GPU of a training, story by story, from the model's config alone (no weights).
+
+    Counts a dataset's stories as training does (or plans one --max-length) and says which fit
+    --gpu-memory, and what to change when they do not. --json gives the plan with a fits verdict;
+    the exit status is 0 when everything fits, 1 otherwise. Terms: README, Planning memory.
     """,
 )  # fmt: skip
 

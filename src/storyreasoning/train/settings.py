@@ -376,6 +376,98 @@ class PairsSettings:
             raise UsageError(str(exc)) from None
 
 
+PLAN = "Training"
+HARDWARE = "GPUs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSettings:
+    """The peak memory per GPU of a training, story by story, from the model's config (no weights loaded)."""
+
+    source: str | None = argument(
+        None,
+        help="A dataset whose stories are counted as training counts them (omit to plan one --max-length).",
+    )
+    model: str = option(DEFAULT_BASE, "--model", "-m", help="Model: hub id or folder (its config.json is enough).",
+                        panel=MODEL)  # fmt: skip
+    revision: str | None = option(None, help="Hub revision of the model.", panel=MODEL)
+    processor: str | None = option(
+        None, panel=MODEL,
+        help="Where the processor that counts a dataset's tokens is (default: the model; a config-only folder has none).",
+    )  # fmt: skip
+    mode: Mode = option("lora", help="lora, full or language (as train sft).", panel=PLAN)
+    rank: int = option(16, min=1, help="LoRA rank (QwenStoryteller2's DPO: 2048).", panel=PLAN)
+    dropout: float = option(0.1, min=0.0, max=0.99, help="LoRA dropout (its masks).", panel=PLAN)
+    targets: tuple[str, ...] = option(
+        LORA_TARGETS, "--target", panel=PLAN, help="LoRA target module name, repeatable (default: the attention)."
+    )  # fmt: skip
+    gradient_checkpointing: bool = option(
+        True, help="Gradient checkpointing (train's default: on).", panel=PLAN
+    )
+    dtype: Literal["bfloat16", "float16", "float32"] = option(
+        "bfloat16", help="Compute precision.", panel=PLAN
+    )
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = option(
+        "sdpa", help="Attention kernel.", panel=PLAN
+    )
+    objective: Literal["sft", "dpo"] = option(
+        "sft", panel=PLAN, help="sft, or dpo: chosen and rejected answers in one batch and a reference pass."
+    )  # fmt: skip
+    logits: Literal["answer", "all"] = option(
+        "answer", panel=PLAN,
+        help="Positions the LM head projects for the loss: the answer's (train sft) or all (a model's own loss).",
+    )  # fmt: skip
+    batch_size: int = option(1, min=1, help="Examples per device batch.", panel=PLAN)
+    gpus: int = option(1, min=1, help="GPUs (DDP without --sharding).", panel=HARDWARE)
+    sharding: Literal["none", "fsdp", "zero3"] = option(
+        "none", panel=HARDWARE,
+        help="none (one GPU or DDP), fsdp (FSDP2 full shard) or zero3 (DeepSpeed ZeRO-3): states sharded over --gpus.",
+    )  # fmt: skip
+    offload: bool = option(False, help="Sharded states in CPU memory (with fsdp or zero3).", panel=HARDWARE)
+    gpu_memory: float = option(
+        80.0, min=0.001, metavar="GiB", panel=HARDWARE,
+        help="Memory of one GPU in GiB (an 80 GB card holds about 79 GiB).",
+    )  # fmt: skip
+    overhead: float = option(
+        2.0, min=0.0, metavar="GiB", panel=HARDWARE,
+        help="Fixed CUDA overhead: context, workspaces, allocator fragmentation.",
+    )  # fmt: skip
+    max_length: int | None = option(
+        32768, min=0, panel=DATA,
+        help="Most tokens per example: stories are fitted to it as training fits them; without a dataset, the "
+        "length planned for.",
+    )  # fmt: skip
+    answer_tokens: int | None = option(
+        None, min=0, panel=DATA, help="Without a dataset: answer tokens of the example (default a third)."
+    )  # fmt: skip
+    image_tokens: int | None = option(
+        None, min=0, panel=DATA, help="Without a dataset: image tokens of the example (default 62 %)."
+    )  # fmt: skip
+    split: str | None = option("train", "--split", "-s", help="Split to count.", panel=DATA)
+    limit: int | None = option(None, min=1, help="Only the first N stories.", panel=DATA)
+    max_images: int | None = option(None, min=1, help="Most frames per story.", panel=DATA)
+    min_pixels: int = option(QWEN_MIN_PIXELS, min=1, help="Pixel budget per image, lower bound.", panel=DATA)
+    max_pixels: int = option(QWEN_MAX_PIXELS, min=1, help="Pixel budget per image, upper bound.", panel=DATA)
+    order: Order = option("images-first", help="Images before the prompt, or after it.", panel=DATA)
+    seed: int = option(0, help="Seed of the prompts (as training's).", panel=DATA)
+    show: int = option(20, min=0, help="Stories listed in the table, heaviest first (0: all).")
+    json: bool = option(
+        False, "--json", help="Print the plan as JSON (with a fits verdict) instead of tables."
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_length == 0:
+            object.__setattr__(self, "max_length", None)
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
+        if self.min_pixels > self.max_pixels:
+            raise UsageError(f"min pixels {self.min_pixels} exceed max pixels {self.max_pixels}")
+        if self.source is None and not self.max_length:
+            raise UsageError("give a dataset, or --max-length N to plan for one length")
+        if self.max_length and self.max_length < 16:
+            raise UsageError(f"max length {self.max_length} is too small to hold any story")
+
+
 __all__ = [
     "DEFAULT_BASE",
     "DEFAULT_LR",
@@ -386,6 +478,7 @@ __all__ = [
     "DPOSettings",
     "Mode",
     "PairsSettings",
+    "PlanSettings",
     "SFTSettings",
     "TrainingOptions",
     "check_settings",
