@@ -13,6 +13,7 @@ require_transformers()
 pytest.importorskip("peft", reason="the benchmark's LoRA needs peft")
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_gpu_bench_runs_on_the_cpu_with_the_tiny_model(tmp_path):
     out = tmp_path / "gpu_train.json"
     result = run_script("gpu_train.py", "--tiny", "--steps", "1", "--dpo-rank", "64", "--out", str(out))

@@ -168,6 +168,7 @@ def test_ctrl_c_without_out_puts_the_partial_output_on_standard_output(frames):
     assert "is on standard output" in stderr
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_ctrl_c_during_a_run_keeps_the_stories_told_and_the_run_resumes(dataset, tmp_path):
     out = tmp_path / "run"
     records = out / "records.jsonl"

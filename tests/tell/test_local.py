@@ -99,6 +99,7 @@ def test_clear_errors(tmp_path):
         Sampling(temperature=-1)
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_cli_tell_with_local_weights_writes_the_output_and_its_meta(tiny_qwen, tmp_path):
     import json
     import os

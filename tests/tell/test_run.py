@@ -126,6 +126,7 @@ def test_failures_are_kept_apart_and_retried(teller, tmp_path):
     assert not (tmp_path / "run" / "records.jsonl").exists()
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_killed_process_resumes_with_each_story_once(tiny_qwen, tmp_path):
     make_dataset(tmp_path / "ds", 30)
     command = [

@@ -158,6 +158,7 @@ def test_report_to_names_and_installs(tmp_path, monkeypatch):
                 assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard")
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_a_missing_reporter_is_one_line_from_the_command_line(tiny_qwen, tmp_path):
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")

@@ -123,6 +123,7 @@ def test_an_adapter_must_be_merged_first(tiny_qwen, pairs, tmp_path):
 cli = run_cli
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_cli_pairs_then_dpo(tiny_qwen, tmp_path):
     texts = tmp_path / "outputs"
     texts.mkdir()
@@ -283,6 +284,7 @@ def test_each_pair_is_scored_under_the_prompt_and_pixels_its_run_told_it_with(ti
     assert not (job.out / "settings.json").exists()
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_mixed_folders_and_held_out_pairs_are_evaluated_at_each_save(tiny_qwen, pairs, tmp_path):
     from storyreasoning.data.contrastive import contrastive_sequences
     from storyreasoning.data.writers import write_folders

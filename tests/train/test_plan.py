@@ -327,6 +327,7 @@ def test_7b_lora_fits_one_card_at_15k_and_32k_tokens(seven_b, arch_7b):
     )
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_7b_full_training_needs_sharding(seven_b, arch_7b):
     for length in (15000, 32768):
         plan = plan_7b(arch_7b, seven_b, max_length=length, mode="full")
@@ -362,6 +363,7 @@ def test_7b_dpo_at_rank_2048(arch_7b):
 # -- a dataset, story by story --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_a_dataset_is_counted_as_training_counts_it(tiny_qwen, tmp_path):
     settings = PlanSettings(source=str(EXAMPLES), split=None, model=str(tiny_qwen), dtype="float32",
                             max_length=4000, gpu_memory=1.0, overhead=0, **PIXELS)  # fmt: skip

@@ -142,6 +142,7 @@ def test_only_finished_trainings_and_models_are_pushed(tmp_path):
 # -- merge -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_merge_writes_bfloat16_by_default_that_loads_and_tells(run, tmp_path):
     from safetensors import safe_open
 

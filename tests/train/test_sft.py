@@ -294,6 +294,7 @@ def test_tell_loads_the_adapter(lora_run, tiny_qwen):
 cli = run_cli
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_merge_gives_the_same_outputs_as_the_adapter(lora_run, tmp_path, processor):
     result = cli(
         "train", "merge", str(lora_run.final), "--out", str(tmp_path / "merged"), "--dtype", "float32"
@@ -345,6 +346,7 @@ def test_stories_over_the_budget_lose_frames(tiny_qwen, tmp_path, processor):
     assert result.fit["shortened"] + len(result.fit["too_long"]) == 2 and result.fit["max_tokens"] <= limit
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_cli_errors_are_one_line(tiny_qwen, tmp_path):
     missing = cli(
         "train", "sft", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--model", str(tiny_qwen)
@@ -370,6 +372,7 @@ def test_cli_errors_are_one_line(tiny_qwen, tmp_path):
     assert not_adapter.returncode == 2 and "no LoRA adapter" in not_adapter.stderr
 
 
+@pytest.mark.slow  # heavy end-to-end run: CI runs it in its slow pass
 def test_cli_trains_and_prints_how_to_tell(tiny_qwen, tmp_path):
     result = cli(
         "train", "sft", str(EXAMPLES), "--split", "train", "--out", str(tmp_path / "run"),
