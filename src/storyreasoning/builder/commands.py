@@ -57,16 +57,9 @@ def build(settings: BuildSettings) -> int:
             max_side=s.face_max_side,
         )
     if writer == "chat":
-        from ..tell.openai import OpenAITeller
+        from ..tell.commands import endpoint_teller
 
-        client = OpenAITeller(
-            s.endpoint,
-            api_key=s.api_key,
-            model=s.served_model,
-            timeout=s.timeout,
-            retries=s.retries,
-            deadline=s.deadline,
-        )
+        client = endpoint_teller(s)
         chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
     else:
         chosen = TemplateWriter()

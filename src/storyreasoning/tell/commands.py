@@ -9,13 +9,33 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from .base import BASELINE_LABEL, Teller, TellError, teller_label
-from .settings import ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
+from .settings import EndpointOptions, ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
 
 
 class Interrupted(StoryReasoningError):
     """Ctrl-C: the command stopped where the user asked; the line says what was kept and where."""
 
     exit_code = 130
+
+
+def endpoint_teller(
+    options: EndpointOptions, *, concurrency: int = 1, retries: int | None = None,
+    min_pixels: int | None = None, max_pixels: int | None = None,
+) -> Teller:  # fmt: skip
+    """The OpenAI-compatible teller the endpoint group names (every job that talks to a server builds it here)."""
+    from .openai import OpenAITeller
+
+    return OpenAITeller(
+        options.endpoint,
+        model=options.served_model,
+        api_key=options.api_key,
+        timeout=options.timeout,
+        deadline=options.deadline,
+        concurrency=concurrency,
+        retries=options.retries if retries is None else retries,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+    )
 
 
 def make_teller(
@@ -43,19 +63,10 @@ def make_teller(
 
         return BaselineTeller()
     if options.endpoint is not None:
-        from .openai import OpenAITeller
-
-        return OpenAITeller(
-            options.endpoint,
-            model=options.served_model,
-            api_key=options.api_key,
-            timeout=options.timeout,
-            deadline=options.deadline,
-            concurrency=concurrency,
-            retries=options.retries if retries is None else retries,
-            min_pixels=options.min_pixels,
-            max_pixels=options.max_pixels,
-        )
+        return endpoint_teller(
+            options, concurrency=concurrency, retries=retries,
+            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
+        )  # fmt: skip
     from ..models import check_model_source
     from .local import DEFAULT_MODEL, OTHER_TELLERS, TransformersTeller
 
