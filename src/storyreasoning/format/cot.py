@@ -55,6 +55,13 @@ def _norm_words(text: str) -> str:
     return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
 
 
+# Per enum: normalised value -> member, and (normalised value, member) in declaration order.
+_ENUM_WORDS: dict[type[Enum], tuple[dict[str, Enum], tuple[tuple[str, Enum], ...]]] = {}
+# Recent answers for short cells: a table repeats the same few values on every row.
+_ENUM_MEMO: dict[tuple[type[Enum], str], tuple[Enum | None, bool]] = {}
+_MEMO_SIZE = 1024
+
+
 def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
     """Recognise ``text`` as a value of ``enum``.
 
@@ -63,25 +70,55 @@ def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
     that occurs inside the text (``Climax/Turning Point``), as the original did, with
     ``exact=False``; ``(None, False)`` when nothing matches.
     """
+    short = len(text) <= 64
+    if short:
+        found = _ENUM_MEMO.get((enum, text))
+        if found is not None:
+            return found
+    words = _ENUM_WORDS.get(enum)
+    if words is None:
+        pairs = tuple((_norm_words(member.value), member) for member in enum)
+        words = _ENUM_WORDS[enum] = (dict(pairs), pairs)
     norm = _norm_words(text)
-    if not norm:
-        return None, False
-    for member in enum:
-        if norm == _norm_words(member.value):
-            return member, True
-    for member in enum:
-        if _norm_words(member.value) in norm:
-            return member, False
-    return None, False
+    found = (None, False)
+    if norm:
+        member = words[0].get(norm)
+        if member is not None:
+            found = (member, True)
+        else:
+            for value, member in words[1]:
+                if value in norm:
+                    found = (member, False)
+                    break
+    if short:
+        if len(_ENUM_MEMO) >= _MEMO_SIZE:
+            _ENUM_MEMO.clear()
+        _ENUM_MEMO[(enum, text)] = found
+    return found
 
 
 _ID_RE = re.compile(r"(char|obj|bg|lm)(\d{1,6})", re.ASCII)
 
 
+# the longest id: "char" and six digits
+_ID_MAX = 10
+_ID_KINDS: dict[str, str | None] = {}
+
+
 def id_kind(entity_id: str) -> str | None:
     """``"char"``, ``"obj"``, ``"bg"`` or ``"lm"`` for a well-formed id, else None."""
+    if len(entity_id) > _ID_MAX:
+        return None
+    try:
+        return _ID_KINDS[entity_id]
+    except KeyError:
+        pass
     m = _ID_RE.fullmatch(entity_id)
-    return m.group(1) if m else None
+    kind = m.group(1) if m else None
+    if len(_ID_KINDS) >= _MEMO_SIZE:
+        _ID_KINDS.clear()
+    _ID_KINDS[entity_id] = kind
+    return kind
 
 
 @dataclass
@@ -313,7 +350,11 @@ _NOT_ALNUM = re.compile(r"[\W_]+")
 
 def norm_header(text: str) -> str:
     """Header text reduced to lower-case letters and digits (``Character ID`` -> ``characterid``)."""
-    return _NOT_ALNUM.sub("", text.lower())
+    low = text.lower()
+    joined = low.replace(" ", "")
+    if joined.isalnum():  # str.isalnum is exactly re's [^\W_]: nothing else to remove
+        return joined
+    return _NOT_ALNUM.sub("", low)
 
 
 def _aliases(fields: tuple[str, ...], headers: tuple[str, ...], extra: dict[str, str]) -> dict[str, str]:

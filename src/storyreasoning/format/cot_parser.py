@@ -15,15 +15,19 @@ it directly); :func:`parse_cot` feeds it a whole text.
 from __future__ import annotations
 
 import re
+import sys
 
 from .box import parse_box
 from .cot import (
     NARRATIVE,
-    ROW_TYPES,
     TABLES,
+    Character,
     CoT,
     ImageAnalysis,
     NarrativePhase,
+    NarrativeRow,
+    SceneObject,
+    Setting,
     SettingElement,
     TableSpec,
     id_kind,
@@ -45,6 +49,9 @@ _HEAD = 200
 # any number of images (up to nine digits: a number longer than that is not an image number)
 _IMAGE_RE = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,9})\b", re.IGNORECASE | re.ASCII)
 _SEPARATOR_CHARS = set("-:= ")
+# a table line is cut here before it is split (a hostile line costs no more than this)
+_MAX_ROW = 100_000
+_ABSENT = sys.maxsize  # the column index of a field the header lacks
 
 
 def _heading_text(line: str) -> tuple[str, bool, int] | None:
@@ -128,13 +135,33 @@ def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
     return [spec.aliases.get(norm_header(c)) for c in cells]
 
 
+# every normalised column name of every published table
+_ALIASES = frozenset(n for spec in TABLES.values() for n in spec.aliases)
+
+
 def _looks_like_header(cells: list[str]) -> bool:
-    """True when most cells are column names of some published table."""
-    if not cells or id_kind(cells[0].strip()) is not None:
+    """True when most cells are column names of some published table.
+
+    A data row is told apart after a few cells: it fails as soon as too many of its
+    cells are no column name at all for the rest to make a majority.
+    """
+    if id_kind(cells[0]) is not None:
         return False
-    norms = [norm_header(c) for c in cells]
+    filled = len(cells) - cells.count("")
+    need = max(2, (filled + 1) // 2)
+    spare = len(cells) - need  # cells that may fail to be a column name
+    if spare < 0:
+        return False
+    norms = []
+    for cell in cells:
+        norm = norm_header(cell)
+        if norm not in _ALIASES:
+            spare -= 1
+            if spare < 0:
+                return False
+        norms.append(norm)
     best = max(len({spec.aliases[n] for n in norms if n in spec.aliases}) for spec in TABLES.values())
-    return best >= max(2, (len([c for c in cells if c]) + 1) // 2)
+    return best >= need
 
 
 _DISTINCTIVE = {
@@ -168,12 +195,88 @@ def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
     return TABLES[best]
 
 
+class _Layout:
+    """How a table's columns map to its fields: worked out once per header row and kind."""
+
+    __slots__ = ("canonical", "columns", "findings", "index", "spec")
+
+    def __init__(self, spec: TableSpec, columns: list[str | None], findings: list[tuple]):
+        self.spec = spec
+        self.columns = columns
+        # (severity, code, message) of the header row's findings, without their line
+        self.findings = findings
+        # the first column of each field (_ABSENT where there is none): a row's values in
+        # field order are cells[i] for i in index, "" where the row is shorter
+        self.index = [columns.index(f) if f in columns else _ABSENT for f in spec.fields]
+        self.canonical = columns == list(spec.fields)
+
+
+def _header_findings(cells: list[str], columns: list[str | None], spec: TableSpec) -> list[tuple]:
+    findings: list[tuple] = []
+    for cell, col in zip(cells, columns, strict=True):
+        if col is None and cell:
+            findings.append(
+                (warning, "unknown-column", f"column {cell!r} is not a {spec.title} column; ignored")
+            )
+    present = [c for c in columns if c is not None]
+    missing = [h for f, h in zip(spec.fields, spec.headers, strict=True) if f not in present]
+    if missing:
+        findings.append(
+            (warning, "missing-column", f"{spec.title} table lacks column(s) {', '.join(missing)}")
+        )
+    order = [f for f in spec.fields if f in present]
+    seen = []
+    for c in present:
+        if c not in seen:
+            seen.append(c)
+    if seen != order:
+        findings.append((info, "column-order", f"{spec.title} columns are not in the published order"))
+    published = {norm_header(h): h for h in spec.headers}
+    for cell in cells:
+        canon = published.get(norm_header(cell))
+        if canon is not None and cell != canon:
+            findings.append((info, "header-case", f"column {cell!r} read as {canon!r}"))
+    return findings
+
+
+class _Header:
+    """A header row, read once per distinct line: the same header opens every image's table."""
+
+    __slots__ = ("cells", "layouts")
+
+    def __init__(self, cells: list[str]):
+        self.cells = cells
+        self.layouts: dict[str | None, _Layout] = {}  # by the kind the last heading announced
+
+    def layout(self, expected: str | None) -> _Layout:
+        layout = self.layouts.get(expected)
+        if layout is None:
+            spec = _header_kind(self.cells, expected)
+            assert spec is not None
+            columns = _header_fields(self.cells, spec)
+            layout = self.layouts[expected] = _Layout(
+                spec, columns, _header_findings(self.cells, columns, spec)
+            )
+        return layout
+
+
+# Header rows and headings seen lately, by their stripped line (bounded: cleared when full).
+_HEADERS: dict[str, _Header] = {}
+_HEADINGS: dict[str, tuple[tuple[str, bool, int], tuple[str, int | None]]] = {}
+_CACHE_SIZE = 256
+_CACHE_LINE = 1000  # longer lines are not kept
+# the published column order of each table, for a table without a header row
+_PUBLISHED = {kind: _Layout(spec, list(spec.fields), []) for kind, spec in TABLES.items()}
+
+
 class _Table:
     """A table being read: its kind and the field each column maps to."""
 
-    def __init__(self, spec: TableSpec, columns: list[str | None], has_header: bool, line: int):
-        self.spec = spec
-        self.columns = columns
+    __slots__ = ("blank_pending", "expect_separator", "has_header", "layout", "line", "rows_seen", "spec")
+
+    def __init__(self, layout: _Layout, has_header: bool, line: int):
+        self.layout = layout
+        self.spec = layout.spec
         self.has_header = has_header
         self.rows_seen = 0
         self.expect_separator = has_header
@@ -182,13 +285,21 @@ class _Table:
 
 
 class CotBuilder:
-    """Incremental CoT parser: ``feed_line`` each line, then ``finish``."""
+    """Incremental CoT parser: ``feed_line`` each line, then ``finish``.
+
+    A line is classified once, by its first character before anything else: blank, a
+    table line (a pipe), a heading, or free text. A table line is a separator (only
+    pipes, dashes, colons and spaces), a header row (a line seen before as a header, or
+    one whose cells are mostly column names; a data row fails that test after a few
+    cells) or a data row, whose cells go to their fields by the header's column layout.
+    """
 
     def __init__(self, first_line: int = 1):
         self.cot = CoT()
         self.diagnostics: list[Diagnostic] = self.cot.diagnostics
         self.line_no = first_line - 1
         self._image: ImageAnalysis | None = None
+        self._images: dict[int, ImageAnalysis] = {}  # by number
         self._section: str | None = None  # "image" | "narrative"
         self._expected: str | None = None  # table kind announced by the last ### heading
         self._table: _Table | None = None
@@ -200,23 +311,32 @@ class CotBuilder:
     # -- public ------------------------------------------------------------------------------
     def feed_line(self, raw: str) -> list[Event]:
         self.line_no += 1
-        line = raw.rstrip("\r\n")
         events: list[Event] = []
-        stripped = line.strip()
-        if not stripped:
+        s = raw.strip()
+        if not s:
             if self._table is not None:
                 self._table.blank_pending = True
             return events
-        if "|" in stripped[:_HEAD] or stripped.startswith("|"):
-            self._table_line(line, events)
+        if s[0] == "|" or s.find("|", 0, _HEAD) != -1:
+            if len(raw) > _MAX_ROW:
+                s = raw.rstrip("\r\n")[:_MAX_ROW].strip()
+            self._table_line(s, events)
             return events
-        heading = _heading_text(line)
-        if heading is not None:
-            section = _section_of(heading[0])
-            if section is not None:
-                self._heading(stripped, heading, section, events)
-                return events
-        self._free_text(stripped)
+        found = _HEADINGS.get(s)
+        if found is None:
+            heading = _heading_text(s)
+            if heading is not None:
+                section = _section_of(heading[0])
+                if section is not None:
+                    found = (heading, section)
+                    if len(s) <= _CACHE_LINE:
+                        if len(_HEADINGS) >= _CACHE_SIZE:
+                            _HEADINGS.clear()
+                        _HEADINGS[s] = found
+        if found is not None:
+            self._heading(s, found[0], found[1], events)
+            return events
+        self._free_text(s)
         return events
 
     def finish(self) -> list[Event]:
@@ -283,7 +403,7 @@ class CotBuilder:
     def _start_image(self, number: int, events: list[Event]) -> None:
         self._section = "image"
         self._expected = None
-        existing = self.cot.image(number)
+        existing = self._images.get(number)
         if existing is not None:
             self.diagnostics.append(
                 warning(
@@ -317,6 +437,7 @@ class CotBuilder:
                 )
         self._last_image_number = max(self._last_image_number, number)
         self._image = ImageAnalysis(number=number, line=self.line_no)
+        self._images[number] = self._image
         self.cot.images.append(self._image)
         events.append(ImageSectionStarted(number))
 
@@ -353,20 +474,40 @@ class CotBuilder:
     def _close_table(self) -> None:
         self._table = None
 
-    def _table_line(self, line: str, events: list[Event]) -> None:
-        cells, missing_pipes = _split_row(line[:100_000])
+    def _table_line(self, s: str, events: list[Event]) -> None:
         table = self._table
         if table is not None and table.blank_pending:
             table.blank_pending = False
             self.diagnostics.append(
                 info(self.line_no, "blank-line-in-table", "a blank line inside a table was skipped")
             )
-        if _is_separator(cells):
+        if not s.strip("|-:= ") and "-" in s:  # the usual separator, told without splitting
+            if table is not None and table.expect_separator:
+                table.expect_separator = False
+            return
+        header = _HEADERS.get(s)
+        if header is not None:
+            self._start_table(header, events)
+            return
+        if s[0] == "|" and s[-1] == "|" and len(s) > 1 and s[-2] != "\\":
+            cells = [c.strip() for c in s[1:-1].split("|")]
+            missing_pipes = False
+        else:
+            cells, missing_pipes = _split_row(s)
+        first = cells[0]
+        if not first:
+            first = next((c for c in cells if c), "")
+        if first and first[0] in "-:=" and _is_separator(cells):  # one with tabs or the like
             if table is not None and table.expect_separator:
                 table.expect_separator = False
             return
         if _looks_like_header(cells):
-            self._start_table(cells, events)
+            header = _Header(cells)
+            if len(s) <= _CACHE_LINE:
+                if len(_HEADERS) >= _CACHE_SIZE:
+                    _HEADERS.clear()
+                _HEADERS[s] = header
+            self._start_table(header, events)
             return
         if table is None:
             table = self._headerless_table(cells, events)
@@ -383,8 +524,9 @@ class CotBuilder:
             )
         self._row(table, cells, events)
 
-    def _start_table(self, cells: list[str], events: list[Event]) -> None:
-        spec = _header_kind(cells, self._expected)
+    def _start_table(self, header: _Header, events: list[Event]) -> None:
+        layout = header.layout(self._expected)
+        spec = layout.spec
         if spec.kind == "narrative":
             if self._section != "narrative":
                 self.diagnostics.append(
@@ -416,44 +558,9 @@ class CotBuilder:
             assert self._image is not None
             self._image.tables_present.add(spec.kind)
         self._expected = None if spec.kind != "narrative" else "narrative"
-        columns = _header_fields(cells, spec)
-        self._check_header(cells, columns, spec)
-        self._table = _Table(spec, columns, True, self.line_no)
-
-    def _check_header(self, cells: list[str], columns: list[str | None], spec: TableSpec) -> None:
-        for cell, col in zip(cells, columns, strict=True):
-            if col is None and cell:
-                self.diagnostics.append(
-                    warning(
-                        self.line_no,
-                        "unknown-column",
-                        f"column {cell!r} is not a {spec.title} column; ignored",
-                    )
-                )
-        present = [c for c in columns if c is not None]
-        missing = [h for f, h in zip(spec.fields, spec.headers, strict=True) if f not in present]
-        if missing:
-            self.diagnostics.append(
-                warning(
-                    self.line_no, "missing-column", f"{spec.title} table lacks column(s) {', '.join(missing)}"
-                )
-            )
-        order = [f for f in spec.fields if f in present]
-        seen = []
-        for c in present:
-            if c not in seen:
-                seen.append(c)
-        if seen != order:
-            self.diagnostics.append(
-                info(self.line_no, "column-order", f"{spec.title} columns are not in the published order")
-            )
-        published = {norm_header(h): h for h in spec.headers}
-        for cell in cells:
-            canon = published.get(norm_header(cell))
-            if canon is not None and cell != canon:
-                self.diagnostics.append(
-                    info(self.line_no, "header-case", f"column {cell!r} read as {canon!r}")
-                )
+        for severity, code, message in layout.findings:
+            self.diagnostics.append(severity(self.line_no, code, message))
+        self._table = _Table(layout, True, self.line_no)
 
     def _headerless_table(self, cells: list[str], events: list[Event]) -> _Table | None:
         """A data row with no table open: assume the published columns of the expected kind."""
@@ -492,43 +599,72 @@ class CotBuilder:
             )
         )
         self._expected = None if kind != "narrative" else "narrative"
-        self._table = _Table(spec, list(spec.fields), False, self.line_no)
+        self._table = _Table(_PUBLISHED[kind], False, self.line_no)
         return self._table
 
     def _row(self, table: _Table, cells: list[str], events: list[Event]) -> None:
         if not any(cells):
             self.diagnostics.append(info(self.line_no, "empty-row", "an empty table row was ignored"))
             return
-        spec = table.spec
-        n_cols = len(table.columns)
-        if len(cells) < n_cols:
-            self.diagnostics.append(
-                warning(
-                    self.line_no,
-                    "missing-cells",
-                    f"{spec.title} row has {len(cells)} of {n_cols} cells; the rest are empty",
+        layout = table.layout
+        spec = layout.spec
+        line = self.line_no
+        n_cols = len(layout.columns)
+        n = len(cells)
+        if n != n_cols:
+            if n < n_cols:
+                self.diagnostics.append(
+                    warning(
+                        line,
+                        "missing-cells",
+                        f"{spec.title} row has {n} of {n_cols} cells; the rest are empty",
+                    )
                 )
-            )
-        elif len(cells) > n_cols:
-            self.diagnostics.append(
-                warning(
-                    self.line_no,
-                    "extra-cells",
-                    f"{spec.title} row has {len(cells)} cells for {n_cols} columns; extra ignored",
+            else:
+                self.diagnostics.append(
+                    warning(
+                        line,
+                        "extra-cells",
+                        f"{spec.title} row has {n} cells for {n_cols} columns; extra ignored",
+                    )
                 )
-            )
-        values: dict[str, str] = {}
-        for col, cell in zip(table.columns, cells, strict=False):
-            if col is not None and col not in values:
-                values[col] = cell
+        # the row's values in field order (cells are already stripped)
+        if layout.canonical:
+            v = cells if n >= n_cols else cells + [""] * (n_cols - n)
+        else:
+            v = [cells[i] if i < n else "" for i in layout.index]
         table.rows_seen += 1
-        if spec.kind == "narrative":
-            row = ROW_TYPES["narrative"](**{f: values.get(f, "") for f in spec.fields}, line=self.line_no)
+        kind = spec.kind
+        if kind == "characters" or kind == "objects":
+            image = self._image
+            assert image is not None
+            box_text = v[len(spec.fields) - 1]  # the box is the last field
+            box, box_diags = parse_box(box_text, line)
+            if box_diags:
+                self.diagnostics.extend(box_diags)
+            if kind == "characters":
+                row = Character(v[0], v[1], v[2], v[3], v[4], v[5], box, box_text, line)
+                self._check_id(row.id, kind, image)
+                image.characters.append(row)
+            else:
+                row = SceneObject(v[0], v[1], v[2], v[3], v[4], box, box_text, line)
+                self._check_id(row.id, kind, image)
+                image.objects.append(row)
+            events.append(TableRowCompleted(image.number, kind, row))
+        elif kind == "settings":
+            image = self._image
+            assert image is not None
+            row = Setting(v[0], v[1], v[2], v[3], v[4], line)
+            self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
+            image.settings.append(row)
+            events.append(TableRowCompleted(image.number, "settings", row))
+        else:
+            row = NarrativeRow(v[0], v[1], v[2], v[3], line)
             self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
             if not row.images:
                 self.diagnostics.append(
                     warning(
-                        self.line_no,
+                        line,
                         "narrative-images-empty",
                         f"narrative row {row.phase!r} names no image number",
                     )
@@ -536,26 +672,6 @@ class CotBuilder:
             assert self.cot.narrative is not None
             self.cot.narrative.append(row)
             events.append(NarrativeRowCompleted(row))
-            return
-        image = self._image
-        assert image is not None
-        if spec.kind == "settings":
-            row = ROW_TYPES["settings"](**{f: values.get(f, "") for f in spec.fields}, line=self.line_no)
-            self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
-            image.settings.append(row)
-            events.append(TableRowCompleted(image.number, "settings", row))
-            return
-        fields = {f: values.get(f, "") for f in spec.fields if f != "box"}
-        box_text = values.get("box", "")
-        box, box_diags = parse_box(box_text, self.line_no)
-        self.diagnostics.extend(box_diags)
-        row = ROW_TYPES[spec.kind](**fields, box=box, box_text=box_text.strip(), line=self.line_no)
-        self._check_id(row.id, spec.kind, image)
-        if spec.kind == "characters":
-            image.characters.append(row)
-        else:
-            image.objects.append(row)
-        events.append(TableRowCompleted(image.number, spec.kind, row))
 
     def _check_enum(self, text: str, enum, code: str, label: str) -> None:
         member, exact = match_enum(enum, text)
