@@ -199,6 +199,7 @@ def smart_resize(
 
 _MISSING = {"", "none", "n/a", "na", "null", "-", "--", "—", "unknown", "not visible", "not applicable"}
 _BRACKETS = "[](){}"
+_EXACT = 2**53  # whole numbers up to this one read the same as floats (the general path) and as ints
 
 
 def parse_box(cell: str, line: int = 0) -> tuple[Box | None, list[Diagnostic]]:
@@ -209,6 +210,21 @@ def parse_box(cell: str, line: int = 0) -> tuple[Box | None, list[Diagnostic]]:
     ``(None, [...])`` when the cell is empty or is not four numbers.
     """
     text = cell.strip()
+    parts = text.split(",")
+    if (
+        len(parts) == 4
+        and len(text) < 64
+        and "" not in parts
+        and text.isascii()
+        and text.replace(",", "").isdigit()
+    ):
+        # the published form, four whole numbers: what the general path below would read
+        x1, y1, x2, y2 = int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
+        if max(x1, y1, x2, y2) <= _EXACT:
+            box = Box(x1, y1, x2, y2)
+            if x2 > x1 and y2 > y1:
+                return box, []
+            return box, [error(line, "box-inverted", f"bounding box {box} has x2 <= x1 or y2 <= y1")]
     diags: list[Diagnostic] = []
     if text.lower() in _MISSING:
         return None, [

@@ -8,8 +8,12 @@ forms (``image 1``, ``image="1"``, GroundCap's ``class="person"``).
 Nested and overlapping spans are flattened: the text is cut into runs and each run is
 attributed to the innermost open tag, so every tag keeps its ids and no text is lost.
 
-The lexer looks at most 256 characters ahead of a ``<`` and never backtracks, so its
-cost is linear in the input however the input is split into chunks.
+Its cost is linear in the input however the input is split into chunks and whatever
+it holds. The lexer moves from ``<`` to ``<`` with ``str.find``, looks at most 256
+characters ahead of one and never backtracks. A closer finds the innermost open tag of
+its kind at the end of that kind's own stack, and a tag closed below the top of the
+stack is only marked closed (the top is kept open), so a closer costs the same whatever
+is open. Whitespace held before the first segment is kept as a list of pieces.
 """
 
 from __future__ import annotations
@@ -30,16 +34,25 @@ MAX_TAG = 256
 _INCOMPLETE = -1
 _NOT_TAG = -2
 _TAG_NAMES = {"gdi", *SPAN_KINDS, "think"}
+# the tags as the published format writes them, told at a glance
+_OPENERS = {"gdi ": "gdi", **{f"{kind} ": kind for kind in SPAN_KINDS}}
+_CLOSERS = {"/gdi": "gdi", **{f"/{kind}": kind for kind in SPAN_KINDS}}
+# what a span's attribute text says, by (kind, attributes): the same ids recur all along a story
+_SPAN_ATTRS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple, ...]]] = {}
+_CACHE_SIZE = 1024
 
 
 class _Open:
-    __slots__ = ("emitted", "ids", "kind", "line")
+    """An open span. ``closed``: closed while a span above it stays open (removed when it surfaces)."""
+
+    __slots__ = ("closed", "emitted", "ids", "kind", "line")
 
     def __init__(self, kind: str, ids: tuple[str, ...], line: int):
         self.kind = kind
         self.ids = ids
         self.line = line
         self.emitted = False
+        self.closed = False
 
 
 class StoryBuilder:
@@ -51,10 +64,12 @@ class StoryBuilder:
         self.line = first_line
         self._pending = ""
         self._segment: Segment | None = None
+        # open spans, innermost last; the last entry is never a closed one
         self._stack: list[_Open] = []
+        self._kinds: dict[str, list[_Open]] = {kind: [] for kind in SPAN_KINDS}  # open spans by kind
         self._frag: list[str] = []  # text of the innermost open span
         self._run: list[str] = []  # plain text since the last span
-        self._blank = ""  # whitespace seen outside any segment, not yet known to start loose text
+        self._blank: list[str] = []  # whitespace seen outside any segment, not yet known to start loose text
         self._blank_line = first_line
         self._last_number = 0
         self._numbers: set[int] = set()
@@ -67,14 +82,26 @@ class StoryBuilder:
         buf = self._pending + text if self._pending else text
         self._pending = ""
         pos, n = 0, len(buf)
+        find = buf.find
         while pos < n:
-            lt = buf.find("<", pos)
+            lt = find("<", pos)
             if lt == -1:
-                self._text(buf[pos:], events)
+                self._text(buf[pos:] if pos else buf, events)
                 break
             if lt > pos:
                 self._text(buf[pos:lt], events)
-            end = self._tag_end(buf, lt)
+            # the tag's end: a '>' within MAX_TAG characters, with no '<' or line end before it
+            limit = lt + 2 + MAX_TAG
+            gt = find(">", lt + 1, limit)
+            if gt != -1 and find("<", lt + 1, gt) == -1 and find("\n", lt + 1, gt) == -1:
+                first = buf[lt + 1]
+                if first.isalpha() or first == "/":
+                    self._tag(buf[lt + 1 : gt], events)
+                    pos = gt + 1
+                    continue
+                end = _NOT_TAG
+            else:
+                end = self._tag_end(buf, lt)
             if end == _INCOMPLETE:
                 self._pending = buf[lt:]
                 break
@@ -132,37 +159,49 @@ class StoryBuilder:
         )
 
     def _tag(self, inner: str, events: list[Event]) -> None:
-        self._blank = ""
-        closing = inner.startswith("/")
-        body = inner[1:] if closing else inner
-        name = _name(body)
-        attrs = body[len(name) :]
-        lname = name.lower()
-        if lname not in _TAG_NAMES or (attrs and not attrs[0].isspace() and attrs.strip() != "/"):
-            if name:
-                self.diagnostics.append(
-                    warning(self.line, "unknown-tag", f"<{inner[:40]}> is not a story tag; kept as text")
-                )
-            self._text("<" + inner + ">", events)
-            return
-        if lname != name:
-            self.diagnostics.append(
-                info(
-                    self.line,
-                    "segment-attribute" if lname == "gdi" else "span-attribute",
-                    f"tag <{inner[:40]}> is not lower-case",
-                )
-            )
-        if lname == "think":
-            self.diagnostics.append(info(self.line, "extra-think", f"<{inner}> inside the story was ignored"))
-            return
+        if self._blank:
+            self._blank = []
+        lname = _OPENERS.get(inner[:4])
+        if lname is not None:  # <gdo char1>, <gdi image1>
+            closing, attrs = False, inner[3:]
+        else:
+            lname = _CLOSERS.get(inner)
+            if lname is not None:  # </gdo>, </gdi>
+                closing, attrs = True, ""
+            else:
+                closing = inner.startswith("/")
+                body = inner[1:] if closing else inner
+                name = _name(body)
+                attrs = body[len(name) :]
+                lname = name.lower()
+                if lname not in _TAG_NAMES or (attrs and not attrs[0].isspace() and attrs.strip() != "/"):
+                    if name:
+                        self.diagnostics.append(
+                            warning(
+                                self.line, "unknown-tag", f"<{inner[:40]}> is not a story tag; kept as text"
+                            )
+                        )
+                    self._text("<" + inner + ">", events)
+                    return
+                if lname != name:
+                    self.diagnostics.append(
+                        info(
+                            self.line,
+                            "segment-attribute" if lname == "gdi" else "span-attribute",
+                            f"tag <{inner[:40]}> is not lower-case",
+                        )
+                    )
+                if lname == "think":
+                    self.diagnostics.append(
+                        info(self.line, "extra-think", f"<{inner}> inside the story was ignored")
+                    )
+                    return
         if lname == "gdi":
             if closing:
                 self._close_segment(events)
             else:
                 self._open_segment(attrs, events)
-            return
-        if closing:
+        elif closing:
             self._close_span(lname, events)
         else:
             self._open_span(lname, attrs, events)
@@ -232,7 +271,7 @@ class StoryBuilder:
             self.diagnostics.append(
                 warning(self.line, "unclosed-span", f"<{top.kind} {' '.join(top.ids)}> was not closed")
             )
-            self._pop(len(self._stack) - 1, events)
+            self._pop(top, events)
         self._flush_run()
         seg.closed = closed
         self._segment = None
@@ -261,29 +300,39 @@ class StoryBuilder:
                 )
             )
             self._flush(top, events, keep_empty=False)
-        self._stack.append(_Open(kind, ids, self.line))
+        entry = _Open(kind, ids, self.line)
+        self._stack.append(entry)
+        self._kinds[kind].append(entry)
         events.append(SpanOpened(kind, ids))
 
     def _ids(self, kind: str, attrs: str) -> tuple[str, ...]:
-        ids: list[str] = []
-        for token in attrs.replace(",", " ").split():
-            if "=" in token or '"' in token or "'" in token or token == "/":
-                self.diagnostics.append(
-                    info(self.line, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored")
-                )
-                continue
-            if id_kind(token) is None:
-                self.diagnostics.append(
-                    warning(
-                        self.line,
-                        "bad-id",
-                        f"{token[:40]!r} in <{kind}> is not an id of the form char#, obj#, bg# or lm#",
+        key = (kind, attrs)
+        known = _SPAN_ATTRS.get(key)
+        if known is None:
+            ids: list[str] = []
+            findings: list[tuple] = []
+            for token in attrs.replace(",", " ").split():
+                if "=" in token or '"' in token or "'" in token or token == "/":
+                    findings.append((info, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored"))
+                    continue
+                if id_kind(token) is None:
+                    findings.append(
+                        (
+                            warning,
+                            "bad-id",
+                            f"{token[:40]!r} in <{kind}> is not an id of the form char#, obj#, bg# or lm#",
+                        )
                     )
-                )
-            ids.append(token)
-        if not ids:
-            self.diagnostics.append(warning(self.line, "span-without-ids", f"<{kind}> names no entity id"))
-        return tuple(ids)
+                ids.append(token)
+            if not ids:
+                findings.append((warning, "span-without-ids", f"<{kind}> names no entity id"))
+            known = (tuple(ids), tuple(findings))
+            if len(_SPAN_ATTRS) >= _CACHE_SIZE:
+                _SPAN_ATTRS.clear()
+            _SPAN_ATTRS[key] = known
+        for severity, code, message in known[1]:
+            self.diagnostics.append(severity(self.line, code, message))
+        return known[0]
 
     def _close_span(self, kind: str, events: list[Event]) -> None:
         if not self._stack:
@@ -291,45 +340,50 @@ class StoryBuilder:
                 warning(self.line, "stray-closer", f"</{kind}> without an open <{kind}> was ignored")
             )
             return
-        index = None
-        for i in range(len(self._stack) - 1, -1, -1):
-            if self._stack[i].kind == kind:
-                index = i
-                break
-        top = len(self._stack) - 1
-        if index is None:
-            self.diagnostics.append(
-                warning(self.line, "mismatched-closer", f"</{kind}> closes <{self._stack[top].kind}>")
-            )
-            index = top
-        elif index != top:
-            self.diagnostics.append(
-                warning(
-                    self.line,
-                    "mismatched-closer",
-                    f"</{kind}> closes <{kind}> while <{self._stack[top].kind}> is still open (overlapping tags)",
-                )
-            )
-        self._pop(index, events)
-
-    def _pop(self, index: int, events: list[Event]) -> None:
-        """Close the open span at ``index``; the spans above it (if any) continue."""
+        same = self._kinds[kind]
         top = self._stack[-1]
-        closing = self._stack[index]
+        if not same:
+            self.diagnostics.append(warning(self.line, "mismatched-closer", f"</{kind}> closes <{top.kind}>"))
+            closing = top
+        else:
+            closing = same[-1]
+            if closing is not top:
+                self.diagnostics.append(
+                    warning(
+                        self.line,
+                        "mismatched-closer",
+                        f"</{kind}> closes <{kind}> while <{top.kind}> is still open (overlapping tags)",
+                    )
+                )
+        self._pop(closing, events)
+
+    def _pop(self, closing: _Open, events: list[Event]) -> None:
+        """Close an open span; the spans above it (if any) continue."""
+        stack = self._stack
+        top = stack[-1]
         self._flush(top, events, keep_empty=(top is closing))
-        del self._stack[index]
+        self._kinds[closing.kind].pop()  # the innermost open span of its kind
         if closing is not top:
+            closing.closed = True  # removed from the stack when it surfaces
             if not closing.emitted:
                 self._emit(Span(closing.kind, closing.ids, ""), events)
                 closing.emitted = True
             events.append(SpanOpened(top.kind, top.ids))
-        elif self._stack:
-            resumed = self._stack[-1]
+            return
+        stack.pop()
+        while stack and stack[-1].closed:
+            stack.pop()
+        if stack:
+            resumed = stack[-1]
             events.append(SpanOpened(resumed.kind, resumed.ids))
 
     def _flush(self, entry: _Open, events: list[Event], keep_empty: bool) -> None:
-        text = "".join(self._frag)
-        self._frag = []
+        frag = self._frag
+        if frag:
+            text = frag[0] if len(frag) == 1 else "".join(frag)
+            self._frag = []
+        else:
+            text = ""
         if text or (keep_empty and not entry.emitted):
             if not text:
                 self.diagnostics.append(
@@ -339,33 +393,35 @@ class StoryBuilder:
             entry.emitted = True
 
     def _emit(self, span: Span, events: list[Event]) -> None:
-        assert self._segment is not None
-        self._flush_run()
-        self._segment.parts.append(span)
+        segment = self._segment
+        assert segment is not None
+        if self._run:
+            self._flush_run()
+        segment.parts.append(span)
         events.append(SpanClosed(span))
 
     # -- text --------------------------------------------------------------------------------
     def _text(self, text: str, events: list[Event]) -> None:
         if not text:
             return
-        newlines = text.count("\n")
         if self._segment is None:
             if not text.strip():
                 # held, not dropped: if text follows, it belongs to it (however the input was chunked)
                 if not self._blank:
                     self._blank_line = self.line
-                self._blank += text
-                self.line += newlines
+                self._blank.append(text)
+                self.line += text.count("\n")
                 return
             if self._blank:  # the loose text starts where the held whitespace did
                 self.line = self._blank_line
-                text, self._blank = self._blank + text, ""
-                newlines = text.count("\n")
+                self._blank.append(text)
+                text = "".join(self._blank)
+                self._blank = []
             self._loose_segment(events)
-        assert self._segment is not None
         (self._frag if self._stack else self._run).append(text)
         events.append(TextAppended(text))
-        self.line += newlines
+        if "\n" in text:
+            self.line += text.count("\n")
 
     def _flush_run(self) -> None:
         if self._run:
