@@ -37,6 +37,7 @@ EXTRAS: dict[str, str] = {
     "pyarrow": "data",
     "cv2": "vision",
     "numpy": "vision",
+    "scenedetect": "build",
     "torch": "train",
     "torchvision": "train",
     "transformers": "train",

@@ -47,7 +47,9 @@ def built_videos(tmp_path_factory) -> Path:
     (root / "videos").mkdir()
     write_video(root / "videos" / "a.avi", [8, 8, 8, 8])
     write_video(root / "videos" / "b.avi", [8, 8])
-    result = run_cli("build", str(root / "videos"), "--out", str(root / "built"), "--frames-per-story", "2")
+    # --scenes none: each solid-colour shot would be a scene of its own
+    options = ("--frames-per-story", "2", "--scenes", "none")
+    result = run_cli("build", str(root / "videos"), "--out", str(root / "built"), *options)
     assert result.returncode == 0, result.stderr
     return root / "built"
 

@@ -7,6 +7,25 @@ import json
 from .settings import BuildSettings
 
 
+def video_options(s: BuildSettings):
+    """How the build's videos become stories (shots, key frames, scenes): see builder/video.py."""
+    from .video import VideoOptions
+
+    return VideoOptions(
+        frames_per_story=s.frames_per_story,
+        shot_threshold=s.shot_threshold,
+        min_shot=s.min_shot,
+        key_frame=s.key_frame,
+        scenes=s.scenes,
+        scene_threshold=s.scene_threshold,
+        faces=s.faces,
+        face_threshold=s.face_threshold,
+        face_detector=s.face_detector,
+        face_upsample=s.face_upsample,
+        face_max_side=s.face_max_side,
+    )
+
+
 def build(settings: BuildSettings) -> int:
     from rich.console import Console
 
@@ -24,8 +43,7 @@ def build(settings: BuildSettings) -> int:
         min_frames=s.min_frames,
         max_frames=s.max_frames,
         frames_dir=out / ".frames",
-        frames_per_story=s.frames_per_story,
-        cut_threshold=s.cut_threshold,
+        video=video_options(s),
     )
     if s.limit is not None:
         stories = stories[: s.limit]

@@ -8,12 +8,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..tell.base import TellError
 from .raw import RawStory
+
+if TYPE_CHECKING:
+    from .video import VideoOptions
 
 MANIFEST = "build.json"
 ERRORS = "errors.jsonl"
@@ -26,11 +29,11 @@ def find_stories(
     min_frames: int = 1,
     max_frames: int | None = None,
     frames_dir: Path | None = None,
-    frames_per_story: int = 5,
-    cut_threshold: float = 0.35,
+    video: VideoOptions | None = None,
 ) -> tuple[list[RawStory], list[str]]:
     """The stories under ``root``: ``root`` itself when it holds frames, else each sub-folder that does;
-    or the videos (``root`` a video file, or a folder of videos), cut into shots (see :mod:`.video`).
+    or the videos (``root`` a video file, or a folder of videos): shots, key frames and scenes as ``video``
+    says (see :mod:`.video` and :mod:`.scenes`).
 
     Frames are image files ordered by the last number in their names (as the dataset
     folder layout). Returns the stories and the notes on what was skipped (too few
@@ -61,14 +64,8 @@ def find_stories(
             raise UsageError("videos need a folder for their key frames (frames_dir)")
         stories: list[RawStory] = []
         notes: list[str] = []
-        for video in videos:
-            found, said = video_stories(
-                video,
-                frames_dir,
-                frames_per_story=frames_per_story,
-                min_frames=min_frames,
-                cut_threshold=cut_threshold,
-            )
+        for path in videos:
+            found, said = video_stories(path, frames_dir, video, min_frames=min_frames)
             stories += found
             notes += said
         return stories, notes

@@ -14,7 +14,7 @@ class RawStory:
     frames: list[Path]
     sources: list[str] | None = None  # what each frame is ("film.mp4@12.40s"); default the frame's path
     group: str | None = None  # the identity group of every frame (a video's file name); default the story id
-    scene: int | None = None  # the scene of a video the frames come from (1-based); None for frames from folders
+    scene: int | None = None  # the video's scene the frames come from (1-based); None for folders
 
 
 __all__ = ["RawStory"]

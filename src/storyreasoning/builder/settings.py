@@ -74,9 +74,35 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     face_max_side: int = option(
         1280, min=64, panel=FACES, help="Faces are searched on a copy at most this many pixels long."
     )  # fmt: skip
-    frames_per_story: int = option(5, min=1, help="Videos: key frames per story.", panel=VIDEOS)
-    cut_threshold: float = option(0.35, min=0.0, max=1.0, help="Videos: colour change between frames that "
-                                  "starts a new shot.", panel=VIDEOS)  # fmt: skip
+    frames_per_story: int = option(
+        5, min=1, panel=VIDEOS,
+        help="Videos: most key frames per story; a longer scene is split into stories of balanced length.",
+    )  # fmt: skip
+    shot_threshold: float = option(
+        27.0, min=0.0, max=255.0, panel=VIDEOS,
+        help="Videos: PySceneDetect's ContentDetector threshold: the mean change of hue, saturation and "
+        "brightness between two frames (0-255) that cuts a shot.",
+    )  # fmt: skip
+    min_shot: float = option(
+        0.5, min=0.0, panel=VIDEOS,
+        help="Videos: shortest shot, seconds (PySceneDetect's min_scene_len): a cut sooner is merged; a shorter "
+        "last shot has no key frame.",
+    )  # fmt: skip
+    key_frame: Literal["sharpest", "middle"] = option(
+        "sharpest", panel=VIDEOS,
+        help="Videos: a shot's key frame: the sharpest of nine frames spread over it (variance of the "
+        "Laplacian; ties go to the middle), or its middle frame.",
+    )  # fmt: skip
+    scenes: Literal["auto", "faces", "visual", "none"] = option(
+        "auto", panel=VIDEOS,
+        help="Videos: shots make one scene (no story crosses a scene) when they share a face or look alike "
+        "(faces), look alike (visual: colour histograms), or never (none: a video is one run); auto: faces "
+        "when dlib is installed and --faces allows it, else visual.",
+    )  # fmt: skip
+    scene_threshold: float = option(
+        0.5, min=-1.0, max=1.0, panel=VIDEOS,
+        help="Videos: lowest correlation of two key frames' colour histograms to be one scene.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.writer == "chat" and not self.endpoint:
