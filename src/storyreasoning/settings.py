@@ -49,6 +49,7 @@ class Spec:
     argument: bool = False
     secret: bool = False  # never recorded, never read from a config file (API keys)
     cli: bool = True  # False: settable from Python and config files only
+    operational: bool = False  # how a job runs, not what it makes: may change when a job resumes
 
 
 def option(
@@ -62,18 +63,26 @@ def option(
     show_default: bool | str = True,
     secret: bool = False,
     cli: bool = True,
+    operational: bool = False,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
-    """A settings field that is a command-line option (``--field-name`` unless ``flags`` say otherwise)."""
-    spec = Spec(help, tuple(flags), panel, min, max, metavar, show_default, False, secret, cli)
+    """A settings field that is a command-line option (``--field-name`` unless ``flags`` say otherwise).
+
+    ``operational``: the setting says how a job runs (where, how fast, how patiently), not
+    what it makes, so a resumed job may change it (see :func:`data_record`).
+    """
+    spec = Spec(help, tuple(flags), panel, min, max, metavar, show_default, False, secret, cli, operational)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={_KEY: spec})
     return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
-def argument(default: Any = MISSING, *, help: str, metavar: str | None = None) -> Any:
+def argument(
+    default: Any = MISSING, *, help: str, metavar: str | None = None, operational: bool = False
+) -> Any:
     """A settings field that is a positional argument (required unless it has a default)."""
-    return dataclasses.field(default=default, metadata={_KEY: Spec(help, metavar=metavar, argument=True)})
+    spec = Spec(help, metavar=metavar, argument=True, operational=operational)
+    return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,13 @@ def record(settings: Any) -> dict:
     if callable(resolved):
         out.update({k: plain(v) for k, v in resolved().items()})
     return out
+
+
+def data_record(settings: Any) -> dict:
+    """:func:`record` without the operational settings: what decides a job's output, so what a resumed
+    job must keep (its values resolved as :func:`record` resolves them)."""
+    kept = {f.name for f in settings_fields(type(settings)) if not f.spec.operational}
+    return {k: v for k, v in record(settings).items() if k in kept}
 
 
 def write_record(settings: Any, path: Path) -> None:
@@ -423,6 +439,7 @@ __all__ = [
     "Spec",
     "argument",
     "command",
+    "data_record",
     "from_config",
     "option",
     "plain",

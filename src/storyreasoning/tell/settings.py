@@ -30,7 +30,7 @@ class EndpointOptions:
 
     endpoint: str | None = option(
         None, "--endpoint", "-e", help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
-        panel=TELLER,
+        panel=TELLER, operational=True,
     )  # fmt: skip
     served_model: str | None = option(
         None, help="Model name on the server (default: the first it lists).", panel=TELLER
@@ -45,6 +45,7 @@ class EndpointOptions:
         600.0,
         help="Seconds to wait for each read from the server (its answer, every next piece).",
         panel=TELLER,
+        operational=True,
     )
     deadline: float | None = option(
         None,
@@ -53,12 +54,14 @@ class EndpointOptions:
         "its partial output is kept (default: one per --max-new-tokens token, at least 600; 0: none).",
         panel=TELLER,
         show_default=False,
+        operational=True,
     )
     retries: int = option(
         3,
         min=0,
         help="Retries of a request that failed before any output (connection, 429, 5xx).",
         panel=TELLER,
+        operational=True,
     )
 
 
