@@ -117,6 +117,26 @@ def test_the_sharpest_key_frame_avoids_the_blurred_middle(film):
     assert ok and np.array_equal(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), sharp[0].image)
 
 
+def test_memory_stays_flat_however_long_the_video(tmp_path):
+    """The key frame pass holds at most the sampled frames of one shot, whatever the number of shots."""
+    import tracemalloc
+
+    def peak(shots: int) -> int:
+        video = write_video(tmp_path / f"{shots}.avi", [10] * shots, size=(320, 240))
+        found = find_shots(video)  # five colours: every fifth cut joins two shots of one colour
+        assert len(found.bounds) >= shots * 4 // 5
+        tracemalloc.start()
+        try:
+            assert sum(1 for _ in key_frames(video, found)) == len(found.bounds)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    frame = 320 * 240 * 3
+    short, long = peak(3), peak(24)
+    assert long < 1.5 * short and long < 12 * frame, (short, long)
+
+
 def test_a_steady_shot_keeps_its_middle_frame(tmp_path):
     """Every frame alike (a still shot): the scores tie, the middle wins."""
     video = tmp_path / "still.avi"
@@ -202,10 +222,15 @@ def test_other_settings_on_the_same_key_frames_are_refused(tmp_path, film):
         video_stories(film, frames, VideoOptions(scenes="visual", frames_per_story=1), min_frames=2)
     other = tmp_path / "other.avi"
     other.write_bytes(film.read_bytes() + b"\0")
-    (frames / "other").mkdir()
-    (frames / "other" / "frames.json").write_text((frames / "film" / "frames.json").read_text())
+    (frames / "other").mkdir()  # as if other.avi had been cut before it changed
+    index = json.loads((frames / "film" / "frames.json").read_text())
+    (frames / "other" / "frames.json").write_text(json.dumps({**index, "video": "other.avi"}))
     with pytest.raises(UsageError, match=r"other\.avi changed since its key frames were cut"):
         video_stories(other, frames, VISUAL)
+    same_name = tmp_path / "film.mp4"  # film.avi's key frames are in frames/film
+    same_name.write_bytes(film.read_bytes())
+    with pytest.raises(UsageError, match=r"holds the key frames of film\.avi, not of film\.mp4.*rename one"):
+        video_stories(same_name, frames, VISUAL)
 
 
 def test_a_folder_of_videos_and_the_errors(tmp_path):

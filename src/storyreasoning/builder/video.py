@@ -306,6 +306,11 @@ def _read_index(index_file: Path, path: Path, wanted: dict) -> dict | None:
             f"{index_file} is unreadable; delete the folder {index_file.parent} to cut {path.name} again"
         ) from None
     folder = index_file.parent
+    if index.get("video") != path.name:
+        raise UsageError(
+            f"{folder} holds the key frames of {index.get('video')}, not of {path.name}: videos named "
+            f"{path.stem} would share key frames and story ids; rename one of them"
+        )
     if index.get("bytes") != path.stat().st_size:
         raise UsageError(
             f"{path.name} changed since its key frames were cut into {folder}; build it into another --out "
