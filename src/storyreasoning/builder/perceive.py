@@ -12,9 +12,10 @@ a hub id or a local folder) and re-identifies them across the frames of a story:
   previous frame it overlaps most (IoU at least 0.5): tracking, for frames of one shot.
 
 People (labels in ``person_labels``) get ``char`` ids, everything else ``obj`` ids, in
-order of first appearance. The frame's background region and lighting still come from
-the baseline's OpenCV pass (:class:`~storyreasoning.tell.baseline.BaselineTeller`).
-Everything is deterministic: the same frames give the same ids.
+order of first appearance. The frame's lighting is the mean brightness of a small copy
+(:func:`~storyreasoning.tell.baseline.brightness`, as the baseline measures it); its
+backgrounds come from :mod:`.background`, which wraps this perceiver (no OpenCV baseline
+pass runs). Everything is deterministic: the same frames give the same ids.
 """
 
 from __future__ import annotations
@@ -146,6 +147,34 @@ def suppress(detections: list[Detection], overlap: float = 0.7) -> list[Detectio
     return kept
 
 
+def load_vision_model(
+    name: str, auto: str, option: str, device: str, *, processor: str = "AutoImageProcessor"
+) -> tuple[Any, Any]:
+    """``(processor, model)`` of a transformers vision checkpoint (a hub id or folder) on ``device``, in eval mode.
+
+    ``auto`` and ``processor`` name the transformers Auto classes; ``option`` the command-line
+    option that named the model, for the one-line error when it cannot be loaded.
+    """
+    from ..models import import_torch
+
+    _, transformers = import_torch()
+    try:
+        loaded = getattr(transformers, processor).from_pretrained(name)
+        model = getattr(transformers, auto).from_pretrained(name)
+    except ImportError as exc:  # e.g. the original DETR checkpoints need timm for their backbone
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(
+            f"{option} {name!r} needs a package that is not installed ({first}); install it, for example "
+            "pip install timm"
+        ) from exc
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(
+            f"cannot load {option} {name!r} ({first}); pass a local model folder or a reachable hub id"
+        ) from exc
+    return loaded, model.to(device).eval()
+
+
 @dataclass
 class ModelPerceiver:
     """People and objects from a detector model, re-identified by an embedder model (or by tracking)."""
@@ -158,6 +187,7 @@ class ModelPerceiver:
     person_labels: tuple[str, ...] = PERSON_LABELS
     device: str = "auto"
     _models: dict = field(default_factory=dict, repr=False)
+    _records: dict | None = field(default=None, repr=False)  # each model's id and revision, once
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 1 or not -1 <= self.reid_threshold <= 1:
@@ -167,12 +197,10 @@ class ModelPerceiver:
         if self.max_detections < 1:
             raise UsageError(f"max detections must be at least 1, got {self.max_detections}")
         from ..models import choose_device, import_torch
-        from ..tell.baseline import BaselineTeller
 
         torch, transformers = import_torch()
         self._torch = torch
         self._device = choose_device(self.device)
-        self._baseline = BaselineTeller()
         self._models["detector"] = self._load(
             transformers, self.detector, "AutoModelForObjectDetection", "--detector"
         )
@@ -180,21 +208,7 @@ class ModelPerceiver:
             self._models["embedder"] = self._load(transformers, self.embedder, "AutoModel", "--embedder")
 
     def _load(self, transformers, name: str, auto: str, option: str):
-        try:
-            processor = transformers.AutoImageProcessor.from_pretrained(name)
-            model = getattr(transformers, auto).from_pretrained(name)
-        except ImportError as exc:  # e.g. the original DETR checkpoints need timm for their backbone
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise StoryReasoningError(
-                f"{option} {name!r} needs a package that is not installed ({first}); install it, for example "
-                "pip install timm"
-            ) from exc
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise StoryReasoningError(
-                f"cannot load {option} {name!r} ({first}); pass a local model folder or a reachable hub id"
-            ) from exc
-        return processor, model.to(self._device).eval()
+        return load_vision_model(name, auto, option, self._device)
 
     def describe(self) -> dict:
         detector = self._models["detector"][1]
@@ -210,9 +224,29 @@ class ModelPerceiver:
             else None,
             "reid": f"cosine >= {self.reid_threshold}" if self.embedder else f"tracking, IoU >= {TRACK_IOU}",
             "person_labels": list(self.person_labels),
-            "background": "the baseline's OpenCV background region",
+            "lighting": "mean brightness of a copy at most 400 pixels long",
             "device": self._device,
+            "models": self._model_records(),
         }
+
+    def _model_records(self) -> dict:
+        """Each model's id and revision (see :mod:`.provenance`), worked out once."""
+        if self._records is None:
+            from .provenance import model_record
+
+            self._records = {
+                role: model_record(name, self._models[role][1])
+                for role, name in (("detector", self.detector), ("embedder", self.embedder))
+                if name
+            }
+        return dict(self._records)
+
+    def labels(self) -> tuple[str, ...]:
+        """The detector's class names, cleaned (a segmenter's class of the same name is no background)."""
+        config = self._models["detector"][1].config
+        return tuple(
+            dict.fromkeys(clean_label(str(v)) for v in (getattr(config, "id2label", None) or {}).values())
+        )
 
     def detect(self, image) -> list[Detection]:
         """The detections of one PIL image (original pixels), best first, at most ``max_detections``."""
@@ -265,10 +299,16 @@ class ModelPerceiver:
 
     def see(self, images: Sequence[Any]) -> list:
         """The frames as the builder's writers take them: people (``char``) and objects (``obj``) with ids."""
-        from ..tell.baseline import SeenObject, SeenPerson, open_rgb
+        from ..tell.baseline import SeenFrame, SeenObject, SeenPerson, brightness, open_rgb
 
-        frames = list(self._baseline.see(images))  # background, lighting; every image decoded first
+        if not images:
+            raise StoryReasoningError("a story needs at least one image")
+        # every image decoded first: an unreadable one fails before any model runs
         pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
+        frames = [
+            SeenFrame(number, *pil.size, brightness=brightness(pil))
+            for number, pil in enumerate(pils, start=1)
+        ]
         per_frame = []
         for pil in pils:
             detections = self.detect(pil)
@@ -300,4 +340,13 @@ class ModelPerceiver:
         return frames
 
 
-__all__ = ["PERSON_LABELS", "Detection", "Identity", "ModelPerceiver", "assign", "clean_label", "suppress"]
+__all__ = [
+    "PERSON_LABELS",
+    "Detection",
+    "Identity",
+    "ModelPerceiver",
+    "assign",
+    "clean_label",
+    "load_vision_model",
+    "suppress",
+]

@@ -93,28 +93,40 @@ class Written:
 
 
 class TemplateWriter:
-    """The baseline's templates: a CoT with the detector's boxes and a short templated story."""
+    """The baseline's templates: a CoT with the detector's boxes and a short templated story.
+
+    A BASELINE, and it says so: in its record (``baseline: true``, in build.json and every
+    story's meta.json), in the dataset card, and in its texts where the format has room
+    (the Narrative Structure rows, the Location rows). A character is described with the
+    words of the frame that introduced it in every frame (:func:`~storyreasoning.tell.baseline.introduced_looks`).
+    """
 
     name = "template"
 
     def describe(self) -> dict:
-        return {"writer": "template", "note": "the baseline teller's templates; offline and deterministic"}
+        return {
+            "writer": "template",
+            "baseline": True,
+            "note": "an offline templated BASELINE (the baseline teller's templates filled with what perception "
+            "saw; deterministic): its texts are not written by a language model",
+        }
 
     def write(
         self, frames: Sequence[Any], images: Sequence[Any], sizes: Sequence[tuple[int, int]]
     ) -> Written:
         from ..format.cot import CoT, SceneObject
         from ..format.story import GroundedStory, Span
-        from ..tell.baseline import BaselineTeller
+        from ..tell.baseline import BaselineTeller, introduced_looks
 
         analyses, segments = [], []
+        looks = introduced_looks(frames)  # each character described as when it was introduced
         for frame in frames:
-            analysis, segment = BaselineTeller.analysis(frame), BaselineTeller.segment(frame)
+            analysis, segment = BaselineTeller.analysis(frame, looks), BaselineTeller.segment(frame, looks)
             objects = getattr(frame, "objects", [])
-            for obj in objects:
+            for k, obj in enumerate(objects):
                 returning = obj.first_seen != frame.number
                 analysis.objects.insert(
-                    len(analysis.objects) - 1,  # before the background row
+                    k,  # before the setting's rows (backgrounds, landmarks)
                     SceneObject(
                         obj.entity_id,
                         obj.label.capitalize(),
@@ -154,8 +166,15 @@ def entity_lines(frame: Any) -> list[str]:
     for obj in getattr(frame, "objects", []):
         b = obj.box
         lines.append(f"- {obj.entity_id} ({obj.label}): {b.x1},{b.y1},{b.x2},{b.y2}")
+    for kind, entities in (
+        ("background", getattr(frame, "backgrounds", [])),
+        ("landmark", getattr(frame, "landmarks", [])),
+    ):
+        for entity in entities:
+            b = entity.box
+            lines.append(f"- {entity.entity_id} ({kind}: {entity.label}): {b.x1},{b.y1},{b.x2},{b.y2}")
     b = frame.background
-    if b.x2 > b.x1 and b.y2 > b.y1:
+    if not getattr(frame, "backgrounds", None) and b.x2 > b.x1 and b.y2 > b.y1:
         lines.append(f"- {frame.background_id} (background region): {b.x1},{b.y1},{b.x2},{b.y2}")
     return lines
 
@@ -166,10 +185,14 @@ def detected_boxes(frames: Sequence[Any]) -> dict[tuple[int, str], Any]:
     for frame in frames:
         for person in frame.people:
             out[(frame.number, person.char_id)] = person.box
-        for obj in getattr(frame, "objects", []):
+        for obj in (
+            *getattr(frame, "objects", []),
+            *getattr(frame, "backgrounds", []),
+            *getattr(frame, "landmarks", []),
+        ):
             out[(frame.number, obj.entity_id)] = obj.box
         b = frame.background
-        if b.x2 > b.x1 and b.y2 > b.y1:
+        if not getattr(frame, "backgrounds", None) and b.x2 > b.x1 and b.y2 > b.y1:
             out[(frame.number, frame.background_id)] = b
     return out
 
@@ -249,7 +272,13 @@ def story_problems(cot_text: str, story_text: str, sizes: Sequence[tuple[int, in
 
 
 class ChatWriter:
-    """A language model behind an OpenAI-compatible endpoint writes the CoT, then the story."""
+    """A language model behind an OpenAI-compatible endpoint writes the CoT, then the story.
+
+    Safe to call from several threads at once (the build writes ``--concurrency`` stories
+    together): a story's conversation lives in its own call, and the client is one
+    :class:`~storyreasoning.tell.openai.OpenAITeller`, whose HTTP client is shared safely
+    and whose per-request state (deadline, sockets, usage) is per thread.
+    """
 
     name = "chat"
 
@@ -261,12 +290,22 @@ class ChatWriter:
         self.max_tries = max_tries
 
     def describe(self) -> dict:
+        # an OpenAI-compatible server names its model but not its revision
+        model = getattr(self.client, "model", None)
         return {
             "writer": "chat",
             "endpoint": self.client.describe(),
             "sampling": self.sampling.to_dict(),
             "max_tries": self.max_tries,
+            "models": {"language_model": {"id": model, "revision": None}},
         }
+
+    def cancel(self) -> None:
+        """End the requests in flight (their stories fail) and refuse new ones: a stopped build calls it.
+        The writer cannot be used afterwards."""
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
 
     @staticmethod
     def _image_part(image: Any) -> dict:
