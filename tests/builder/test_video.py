@@ -89,7 +89,7 @@ def test_the_frames_scored_and_the_choice():
 
 
 def test_sharpness_falls_with_blur():
-    from tests.builder.face_scenes import SOURCES
+    from .face_scenes import SOURCES
 
     photo = cv2.imread(str(SOURCES["obama-1"][0]))
     blurred = cv2.GaussianBlur(photo, (0, 0), 3)
