@@ -70,7 +70,7 @@ class SeenPerson:
     box: Box
     face: Box | None
     source: str  # "frontal" | "profile" | "hog"
-    colour: str | None  # of the torso: "dark blue", "red and white", "multicoloured"
+    colour: str | None  # of the torso in this frame: "dark blue", "red and white", "multicoloured"
     first_seen: int  # image number where this identity first appeared
     in_previous: bool  # also in the image just before
     similarity: float  # to the identity it was matched with (0 for a new identity)
@@ -168,6 +168,25 @@ def _top(colour: str | None) -> str:
 def _colours(phrase: str) -> str:
     """``colour_phrase``'s words after "is": ``mostly blue``, ``in mixed colours (red, white, blue)``."""
     return "in " + phrase if phrase.startswith("mixed") else phrase
+
+
+def introduced_looks(
+    frames: Sequence[SeenFrame], looks: dict[str, str | None] | None = None
+) -> dict[str, str | None]:
+    """``char id -> clothing colour`` as each character looked in the frame that introduced it.
+
+    The colour estimate of one person changes from frame to frame (light, pose, crop: a
+    multicoloured top can read as black and grey in a darker frame). The templates
+    describe a character with the words of its introduction in every frame, so the text
+    never calls "the same person" someone in other clothes; the per-frame estimate stays
+    in :attr:`SeenPerson.colour`. ``looks`` is extended in place (frames in story order)
+    and returned.
+    """
+    looks = {} if looks is None else looks
+    for frame in frames:
+        for person in frame.people:
+            looks.setdefault(person.char_id, person.colour)
+    return looks
 
 
 def _count(n: int) -> str:
@@ -353,12 +372,13 @@ class BaselineTeller(Teller):
 
     # -- writing ---------------------------------------------------------------------------
     @staticmethod
-    def analysis(frame: SeenFrame) -> ImageAnalysis:
-        """The CoT section of one frame."""
+    def analysis(frame: SeenFrame, looks: dict[str, str | None] | None = None) -> ImageAnalysis:
+        """The CoT section of one frame; ``looks`` fixes each character's clothing colour (see :func:`introduced_looks`)."""
         n = frame.number
         characters = []
         for p in frame.people:
-            description = f"Person in {_top(p.colour)}" if p.colour else "Person (clothing colour unclear)"
+            colour = looks.get(p.char_id, p.colour) if looks is not None else p.colour
+            description = f"Person in {_top(colour)}" if colour else "Person (clothing colour unclear)"
             if p.source == "hog":
                 description += ", whole figure"
             action = {
@@ -427,8 +447,9 @@ class BaselineTeller(Teller):
         return rows
 
     @staticmethod
-    def segment(frame: SeenFrame) -> Segment:
-        """The story text of one frame: who is there, what the detector saw them do, the background."""
+    def segment(frame: SeenFrame, looks: dict[str, str | None] | None = None) -> Segment:
+        """The story text of one frame: who is there, what the detector saw them do, the background;
+        ``looks`` fixes each character's clothing colour (see :func:`introduced_looks`)."""
         parts: list[str | Span] = []
         n = frame.number
         people = frame.people
@@ -436,7 +457,7 @@ class BaselineTeller(Teller):
             ids = tuple(p.char_id for p in people)
             parts += [Span("gdo", ids, f"{_count(len(people)).capitalize()} people"), " are in view. "]
         for p in people:
-            look = _top(p.colour)
+            look = _top(looks.get(p.char_id, p.colour) if looks is not None else p.colour)
             if p.first_seen == n:
                 parts += [
                     Span("gdo", (p.char_id,), p.name),
@@ -479,8 +500,9 @@ class BaselineTeller(Teller):
     def compose(self, images: Sequence[Any]) -> tuple[CoT, GroundedStory]:
         """The CoT and the story for the images (what :meth:`stream` renders)."""
         frames = list(self.see(images))
-        cot = CoT([self.analysis(f) for f in frames], self.narrative(frames))
-        return cot, GroundedStory([self.segment(f) for f in frames])
+        looks = introduced_looks(frames)
+        cot = CoT([self.analysis(f, looks) for f in frames], self.narrative(frames))
+        return cot, GroundedStory([self.segment(f, looks) for f in frames])
 
     # -- the Teller interface ----------------------------------------------------------------
     def stream(
@@ -496,12 +518,14 @@ class BaselineTeller(Teller):
         start = time.perf_counter()
         self.last_usage = Usage(finish_reason=None)
         frames: list[SeenFrame] = []
+        looks: dict[str, str | None] = {}
         analyses: list[ImageAnalysis] = []
         sent = ""
         first: float | None = None
         for frame in self.see(images):
             frames.append(frame)
-            analyses.append(self.analysis(frame))
+            introduced_looks([frame], looks)  # a character keeps the colour of the frame that introduced it
+            analyses.append(self.analysis(frame, looks))
             text = assistant_target(render_cot(CoT(analyses)), "")
             # the CoT so far, up to the end of its last table (the rest follows with the next part)
             prefix = text[: text.rindex("</think>")].rstrip()
@@ -511,7 +535,7 @@ class BaselineTeller(Teller):
                 yield prefix[len(sent) :]
                 sent = prefix
         cot = CoT(analyses, self.narrative(frames))
-        segments = [self.segment(f) for f in frames]
+        segments = [self.segment(f, looks) for f in frames]
         full = assistant_target(render_cot(cot), render_story(GroundedStory(segments)))
         if not full.startswith(sent):  # pragma: no cover - the renderers write prefixes in order
             raise StoryReasoningError("internal error: the baseline's CoT chunks do not match its output")
