@@ -37,8 +37,9 @@ STORY_START = "<gdi"
 _TAIL = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
 
 _PRE, _COT, _STORY = "pre", "cot", "story"
-_PRE_MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
-_COT_MARKERS = (THINK_CLOSE, STORY_START, THINK_OPEN)
+_MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
+# what a marker split across two chunks leaves at the end of the first
+_PREFIXES = frozenset(marker[:i] for marker in _MARKERS for i in range(1, len(marker)))
 
 
 def _cot_like(line: str) -> bool:
@@ -91,18 +92,6 @@ class Telling:
         }
 
 
-def _find(window: str, markers: tuple[str, ...], tail: int) -> tuple[int, str] | None:
-    """The earliest marker in ``window`` that does not lie entirely in its first ``tail`` characters."""
-    best: tuple[int, str] | None = None
-    for marker in markers:
-        pos = window.find(marker)
-        while pos != -1 and pos + len(marker) <= tail:
-            pos = window.find(marker, pos + 1)
-        if pos != -1 and (best is None or pos < best[0]):
-            best = (pos, marker)
-    return best
-
-
 class StreamParser:
     """Feed model output as it arrives; receive events; get the :class:`Telling` at the end."""
 
@@ -113,7 +102,7 @@ class StreamParser:
         self._line: list[str] = []  # pieces of the line being assembled (PRE and COT)
         self._line_start = 0  # offset where that line starts
         self._line_no = 1  # its line number
-        self._tail = ""  # the last few characters, for markers split across chunks
+        self._partial = ""  # the end of the text routed so far when it begins a marker ("<thi")
         self._pre_lines: list[str] = []  # complete lines read before the mode was known
         self._implicit_open = False
         self._extra_think = False
@@ -135,7 +124,15 @@ class StreamParser:
         events: list[Event] = []
         if chunk:
             self._chunks.append(chunk)
-            self._route(chunk, events)
+            if self._mode == _STORY:
+                assert self._story is not None
+                self._pos += len(chunk)
+                return self._story.feed(chunk)
+            if "\n" not in chunk and "<" not in chunk and not self._partial:  # the middle of a line
+                self._line.append(chunk)
+                self._pos += len(chunk)
+            else:
+                self._route(chunk, events)
         return events
 
     def close(self) -> list[Event]:
@@ -187,49 +184,105 @@ class StreamParser:
 
     # -- routing -------------------------------------------------------------------------------
     def _route(self, text: str, events: list[Event]) -> None:
-        if self._mode == _STORY:
-            assert self._story is not None
-            events += self._story.feed(text)
-            self._pos += len(text)
-            return
-        start = 0
-        while start < len(text):
-            nl = text.find("\n", start)
-            end = len(text) if nl == -1 else nl + 1
-            rest = self._piece(text[start:end], events)
-            if rest is not None:  # the mode changed: the rest belongs to the new mode
-                rest += text[end:]
-                if rest:
-                    self._route(rest, events)
+        """Route ``text``, the next piece of the output, by mode; markers switch the mode."""
+        while text:
+            if self._mode == _STORY:
+                assert self._story is not None
+                events += self._story.feed(text)
+                self._pos += len(text)
                 return
-            start = end
+            found = self._next_marker(text)
+            if found is None:
+                self._lines(text, events)
+                return
+            at, marker = found  # ``at``: where the marker starts in ``text``; below 0 in the held partial
+            if marker == THINK_OPEN and self._mode == _COT:
+                # a second <think> inside the CoT: said once, then read as CoT text
+                if not self._extra_think:
+                    self._extra_think = True
+                    self.diagnostics.append(
+                        info(
+                            self._line_no + text.count("\n", 0, max(at, 0)),
+                            "extra-think",
+                            "a second <think> inside the CoT was ignored",
+                        )
+                    )
+                self._lines(text[: at + len(THINK_OPEN)], events)
+                text = text[at + len(THINK_OPEN) :]
+                continue
+            if at > 0:
+                self._lines(text[:at], events)
+                text = text[at:]
+                at = 0
+                if marker == THINK_OPEN and self._mode == _COT:  # the lines before it opened the CoT
+                    continue
+            partial = self._partial
+            offset = self._pos + at  # of the marker in the whole output
+            line = "".join(self._line)
+            before = line[: offset - self._line_start]
+            start = self._pos - len(partial)  # the offset of partial + text
+            resume = self._marker(marker, offset, before, events)
+            text = (partial + text)[resume - start :]
 
-    def _piece(self, piece: str, events: list[Event]) -> str | None:
-        """Handle one piece (at most one line). When the mode changes, return the text left to route."""
-        base = self._pos
-        window = self._tail + piece
-        found = _find(window, _PRE_MARKERS if self._mode == _PRE else _COT_MARKERS, len(self._tail))
-        if found is not None and found[1] == THINK_OPEN and self._mode == _COT:
-            if not self._extra_think:
-                self._extra_think = True
-                self.diagnostics.append(
-                    info(self._line_no, "extra-think", "a second <think> inside the CoT was ignored")
-                )
-            found = _find(window, (THINK_CLOSE, STORY_START), len(self._tail))
-        if found is not None:
-            at = base - len(self._tail) + found[0]  # offset of the marker
-            line = "".join(self._line) + piece
-            before = line[: at - self._line_start]
-            line_start = self._line_start
-            resume = self._marker(found[1], at, before, events)
-            return line[resume - line_start :]
-        self._pos += len(piece)
-        self._tail = window[-_TAIL:]
-        if not piece.endswith("\n"):
-            self._line.append(piece)
+    def _next_marker(self, text: str) -> tuple[int, str] | None:
+        """The first marker in the held partial marker + ``text``: (where it starts in ``text``, which)."""
+        partial = self._partial
+        if partial:
+            window = partial + text[: _TAIL + 1]
+            for marker in _MARKERS:
+                if window.startswith(marker):
+                    return -len(partial), marker
+        if "<" not in text:
             return None
-        line = "".join(self._line) + piece
-        self._line = []
+        best: tuple[int, str] | None = None
+        for marker in _MARKERS:
+            at = text.find(marker) if best is None else text.find(marker, 0, best[0] + len(marker))
+            if at != -1 and (best is None or at < best[0]):
+                best = (at, marker)
+        return best
+
+    def _lines(self, text: str, events: list[Event]) -> None:
+        """Text with no marker to act on: complete the lines it ends, hold the rest of the last."""
+        start = self._pos
+        self._pos += len(text)
+        nl = text.find("\n")
+        if nl == -1:
+            self._line.append(text)
+        else:
+            if self._line:
+                self._line.append(text[: nl + 1])
+                first = "".join(self._line)
+                self._line = []
+            else:
+                first = text[: nl + 1]
+            self._end_line(first, start + nl + 1, events)
+            i = nl + 1
+            last = text.rfind("\n")
+            while i <= last and self._mode == _PRE:
+                nl = text.find("\n", i)
+                self._end_line(text[i : nl + 1], start + nl + 1, events)
+                i = nl + 1
+            if i <= last:  # CoT lines, read in a row
+                assert self._cot is not None
+                feed_line = self._cot.feed_line
+                lines = text[i:last].split("\n")
+                for line in lines:
+                    events += feed_line(line)
+                self._line_no += len(lines)
+                self._line_start = start + last + 1
+            if last + 1 < len(text):
+                self._line.append(text[last + 1 :])
+        # a marker may start at the end of this text and end in the next piece
+        lt = text.rfind("<", max(0, len(text) - _TAIL))
+        if lt != -1:
+            held = text[lt:]
+        elif self._partial and len(text) < _TAIL and "<" not in text:
+            held = self._partial + text
+        else:
+            held = ""
+        self._partial = held if held in _PREFIXES else ""
+
+    def _end_line(self, line: str, next_start: int, events: list[Event]) -> None:
         if self._mode == _PRE and _cot_like(line):
             self._implicit_open = True
             self._preamble()
@@ -240,14 +293,13 @@ class StreamParser:
         else:
             assert self._cot is not None
             events += self._cot.feed_line(line)
-        self._line_start = self._pos
+        self._line_start = next_start
         self._line_no += 1
-        return None
 
     def _marker(self, marker: str, at: int, before: str, events: list[Event]) -> int:
         """Switch mode at a marker starting at offset ``at``. Returns the offset where routing resumes."""
         self._line = []
-        self._tail = ""
+        self._partial = ""
         if self._mode == _PRE:
             if marker == THINK_OPEN:
                 self._preamble(before)
