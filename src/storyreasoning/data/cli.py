@@ -1,4 +1,4 @@
-"""The ``storyreasoning data`` command group: info, validate, show, convert, contrastive."""
+"""The ``storyreasoning data`` command group: info, validate, show, convert, contrastive, push."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
+from ..settings import command
+from .hub import DataPushSettings
 
 _SOURCE_HELP = (
     "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
@@ -165,6 +167,19 @@ def data_contrastive(
     raise typer.Exit(
         contrastive(source, out, split=split, count=count, length=bounds, seed=seed, to=to.value)
     )
+
+
+command(
+    app, DataPushSettings, "storyreasoning.data.commands:push", name="push",
+    help="""Upload a dataset to the Hugging Face Hub as StoryReasoning parquet with its dataset card.
+
+    Every split goes up as data/SPLIT-NNNNN-of-MMMMM.parquet in the published columns (story_id,
+    images, frame_count, chain_of_thought, story, frame_meta), read back through the loader
+    before anything is sent. The card is --card, the dataset folder's README.md (storyreasoning
+    build writes one), or a generated one. The token: --token, HF_TOKEN or the saved login.
+    --dry-run --out FOLDER writes what would go up and sends nothing.
+    """,
+)  # fmt: skip
 
 
 def register(root) -> None:

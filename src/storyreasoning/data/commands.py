@@ -277,3 +277,40 @@ def contrastive(
         shape = f"{length[0]}-{length[1]} frames"
     _console().print(f"wrote {len(samples)} contrastive sequences of {shape} to {out}")
     return 0
+
+
+def push(settings) -> int:
+    """``data push``: the dataset as StoryReasoning parquet with its card, uploaded (or, ``--dry-run``, listed)."""
+    from .hub import publish, source_card
+    from .sources import ConcatStories
+
+    s = settings
+    if s.card is not None and not s.card.is_file():
+        raise UsageError(f"--card {s.card} is not a file; pass the README.md to upload as the dataset card")
+    loaded = load_stories(s.source)
+    parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
+    splits = {(p.split or "train"): p for p in parts}
+    chosen = s.card or source_card(s.source)
+    card = chosen.read_text(encoding="utf-8") if chosen is not None else None
+    err = _console(stderr=True)
+    err.print(
+        f"[dim]dataset card: {chosen if chosen is not None else 'a generated one (columns and splits)'}[/dim]"
+    )
+    with progress_bar(sum(len(p) for p in splits.values()), "writing parquet") as advance:
+        url = publish(
+            splits,
+            s.repo_id,
+            card=card,
+            out=s.out,
+            dry_run=s.dry_run,
+            private=s.private,
+            token=s.token,
+            commit_message=s.commit_message,
+            stories_per_shard=s.stories_per_shard,
+            what=Path(str(s.source)).name or str(s.source),
+            say=lambda line: err.print(f"[dim]{line}[/dim]"),
+            progress=advance,
+        )
+    if url is not None:
+        err.print(f"pushed {s.source} to {s.repo_id}: {url}")
+    return 0

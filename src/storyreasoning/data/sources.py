@@ -3,7 +3,8 @@
 :func:`load_stories` takes a hub id (``daniel3303/StoryReasoning``), a ``save_to_disk``
 folder, parquet files (a file, or a folder of them such as a hub snapshot's
 ``data/train-00000-of-00004.parquet``), or the folder layout of
-:mod:`storyreasoning.data.folder`, and returns a :class:`StoryDataset`: a sequence of
+:mod:`storyreasoning.data.folder` (split by subfolders ``train/``, ``test/``… or by a
+``splits.json`` beside the story folders, see :mod:`.splits`), and returns a :class:`StoryDataset`: a sequence of
 :class:`StorySample` that reads a row only when it is asked for. Story ids come from
 the ``story_id`` column alone, so listing and looking up stories never touches an
 image, and images stay encoded until a caller opens them.
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..errors import StoryReasoningError, UsageError, file_error
 from .folder import is_story_folder, read_story_folder
 from .sample import StorySample
+from .splits import partition
 
 SPLITS = ("train", "test", "validation")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -374,7 +376,11 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
         return _pick({"train": FolderStories([path], label, split)}, split, label)
     children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     story_dirs = [p for p in children if is_story_folder(p)]
-    if story_dirs:  # one collection without splits: the hub's convention calls that "train"
+    if story_dirs:
+        by_split = partition(path, story_dirs)  # splits.json (storyreasoning build --split)
+        if by_split is not None:
+            return _pick({k: FolderStories(v, label, k) for k, v in by_split.items()}, split, label)
+        # one collection without splits: the hub's convention calls that "train"
         return _pick({"train": FolderStories(story_dirs, label, split)}, split, label)
     split_dirs = {
         p.name: [q for q in sorted(p.iterdir()) if q.is_dir() and is_story_folder(q)] for p in children

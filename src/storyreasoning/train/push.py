@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoryReasoningError, UsageError
+from ..data.hub import CITATION_STORYREASONING, upload_folder
+from ..errors import UsageError
 from ..settings import REQUIRED, argument, option
 
 MANIFEST = "storyreasoning.json"
@@ -51,15 +52,6 @@ KNOWN_LICENSES = {
 }
 DATASET_LICENSES = {"daniel3303/StoryReasoning": "CC-BY-ND-4.0"}
 
-CITATION_STORYREASONING = """@misc{oliveira2025storyreasoningdatasetusingchainofthought,
-      title={StoryReasoning Dataset: Using Chain-of-Thought for Scene Understanding and Grounded Story Generation},
-      author={Daniel A. P. Oliveira and David Martins de Matos},
-      year={2025},
-      eprint={2505.10292},
-      archivePrefix={arXiv},
-      primaryClass={cs.CV},
-      url={https://arxiv.org/abs/2505.10292}
-}"""
 CITATION_QWENSTORYTELLER2 = """@misc{oliveira2025entityreidentificationvisualstorytelling,
       title={Entity Re-identification in Visual Storytelling via Contrastive Reinforcement Learning},
       author={Daniel A. P. Oliveira and David Martins de Matos},
@@ -592,37 +584,16 @@ def plan(settings: PushSettings) -> PushPlan:
 
 def upload(push: PushPlan, *, token: str | None = None, commit_message: str | None = None) -> str:
     """Create the repository (and branch) when missing and upload the folder in one commit; the commit URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
-
-    api = HfApi(token=token)
-    message = commit_message or f"Upload {push.model.name} with storyreasoning train push"
-    try:
-        api.create_repo(push.repo_id, private=push.private, exist_ok=True, repo_type="model")
-        if push.revision:
-            api.create_branch(push.repo_id, branch=push.revision, exist_ok=True)
-        commit = api.upload_folder(repo_id=push.repo_id, folder_path=push.model, revision=push.revision,
-                                   commit_message=message, ignore_patterns=["*.tmp"])  # fmt: skip
-    except OfflineModeIsEnabled:
-        raise StoryReasoningError(
-            "HF_HUB_OFFLINE is set, so nothing can be pushed; unset it, or use --dry-run to see the card"
-        ) from None
-    except LocalTokenNotFoundError:
-        raise StoryReasoningError("no Hub token: log in with hf auth login, or set HF_TOKEN") from None
-    except HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        why = {401: "the token is missing or invalid (hf auth login, or HF_TOKEN)",
-               403: f"the token may not write to {push.repo_id}"}.get(status, str(exc).splitlines()[0][:200])  # fmt: skip
-        raise StoryReasoningError(f"the Hub refused the push to {push.repo_id}: {why}") from None
-    except OSError as exc:  # no network, DNS, refused connection
-        raise StoryReasoningError(
-            f"cannot reach the Hub ({type(exc).__name__}: {exc}); check the network"
-        ) from None
-    except Exception as exc:  # httpx transport errors and the like: one line, not a traceback
-        if type(exc).__module__.split(".")[0] not in ("httpx", "httpcore", "requests", "urllib3"):
-            raise
-        raise StoryReasoningError(f"cannot reach the Hub ({type(exc).__name__}); check the network") from None
-    return getattr(commit, "commit_url", None) or str(commit)
+    return upload_folder(
+        push.model,
+        push.repo_id,
+        repo_type="model",
+        private=push.private,
+        revision=push.revision,
+        token=token,
+        message=commit_message or f"Upload {push.model.name} with storyreasoning train push",
+        offline_fix=", or use --dry-run to see the card",
+    )
 
 
 def push(settings: PushSettings) -> int:
