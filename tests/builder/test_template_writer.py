@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("cv2", reason="the baseline's perception needs OpenCV: pip install 'storyreasoning[vision]'")
+pytest.importorskip(
+    "cv2", reason="the baseline's perception needs OpenCV: pip install 'storyreasoning[vision]'"
+)
 
 from storyreasoning.builder.writers import TemplateWriter
 from storyreasoning.data.folder import frame_files

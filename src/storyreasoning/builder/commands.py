@@ -33,6 +33,7 @@ def build(settings: BuildSettings) -> int:
     from ..tell.baseline import BaselineTeller
     from ..terminal import progress_bar
     from .pipeline import ERRORS, build_dataset, check_resume, find_stories
+    from .publish import check_publishing, finish_build
     from .writers import ChatWriter, TemplateWriter
 
     s = settings
@@ -50,6 +51,7 @@ def build(settings: BuildSettings) -> int:
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
     check_resume(out, writer)  # before a chat writer contacts its server
+    check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
     if s.detector:
         from .perceive import ModelPerceiver
 
@@ -100,4 +102,6 @@ def build(settings: BuildSettings) -> int:
     )
     write_record(s, out / "settings.json")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    # the split (--split), the dataset card README.md, and --push-to-hub: see builder/publish.py
+    finish_build(s, out, say=lambda line: err.print(f"[dim]{line}[/dim]"))
     return 1 if report.failed else 0

@@ -200,6 +200,8 @@ def build_dataset(
             meta = {
                 "build": {
                     "writer": written.writer.get("writer"),
+                    # the template writer's texts are a templated baseline's, not a model's: said in every story
+                    **({"baseline": True} if written.writer.get("baseline") else {}),
                     "attempts": written.attempts,
                     "boxes_restored": written.repairs,
                     "well_structured": verdict.well_structured,

@@ -13,6 +13,7 @@ from ..tell.settings import EndpointOptions, SamplingOptions
 PERCEPTION = "Perception"
 FACES = "Faces"
 VIDEOS = "Videos"
+PUBLISHING = "Splits and publishing"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +105,34 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         help="Videos: lowest correlation of two key frames' colour histograms to be one scene.",
     )  # fmt: skip
 
+    # publishing: how the finished folder is split and shared, not what a story says (operational)
+    split: float | None = option(
+        None, min=0.0, max=1.0, panel=PUBLISHING, operational=True, metavar="FRACTION",
+        help="Share of stories for the train split, the rest test (0.85 as the published dataset), by identity "
+        "group: a video's or a folder's stories never straddle two splits (splits.json; see README). Without "
+        "it, no split.",
+    )  # fmt: skip
+    push_to_hub: str | None = option(
+        None, panel=PUBLISHING, operational=True, metavar="REPO_ID",
+        help="After the build, upload the dataset to this Hub dataset repository (owner/name) as StoryReasoning "
+        "parquet with its card; the token is checked before the build starts.",
+    )  # fmt: skip
+    private: bool = option(False, help="--push-to-hub: create the repository private.", panel=PUBLISHING,
+                           operational=True)  # fmt: skip
+    token: str | None = option(
+        None, secret=True, show_default=False, panel=PUBLISHING, operational=True,
+        help="--push-to-hub: a Hub token with write access (default: HF_TOKEN or the saved login).",
+    )  # fmt: skip
+
     def __post_init__(self) -> None:
+        if self.split is not None and not 0.0 < self.split < 1.0:
+            raise UsageError(f"--split is the train share, between 0 and 1 (e.g. 0.85), not {self.split}")
+        if self.push_to_hub is not None:
+            from ..data.hub import check_repo_id
+
+            check_repo_id(self.push_to_hub)
+        if (self.private or self.token) and not self.push_to_hub:
+            raise UsageError("--private and --token are for --push-to-hub REPO_ID; give it too")
         if self.writer == "chat" and not self.endpoint:
             raise UsageError(
                 "--writer chat needs --endpoint URL (an OpenAI-compatible server: vLLM, transformers serve)"
