@@ -35,6 +35,7 @@ class UsageError(StoryReasoningError):
 EXTRAS: dict[str, str] = {
     "datasets": "data",
     "pyarrow": "data",
+    "huggingface_hub": "data",
     "cv2": "vision",
     "numpy": "vision",
     "scenedetect": "build",

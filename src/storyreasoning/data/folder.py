@@ -2,7 +2,8 @@
 
 ::
 
-    stories/                      the dataset (optionally split: stories/train/…, stories/test/…)
+    stories/                      the dataset (optionally split: stories/train/…, stories/test/…,
+                                  or a splits.json beside the story folders, see .splits)
       lighthouse/                 one story; the folder name is the story id
         01.png  02.png  03.png    the frames, ordered by the number in their names
         cot.md                    the chain-of-thought (published layout, no <think> tags)
