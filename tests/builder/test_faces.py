@@ -216,7 +216,7 @@ def test_build_with_faces_links_one_man_across_his_photographs(dlib_faces, tmp_p
     assert [[c.id for c in image.characters] for image in sample.cot.images] == [
         ["char1"], ["char2"], ["char1"], ["char1"]
     ]  # fmt: skip
-    faces = json.loads((out / "build.json").read_text())["perceiver"]["faces"]
+    faces = json.loads((out / "build.json").read_text())["entries"][0]["perceiver"]["faces"]
     assert faces["backend"] == "dlib" and faces["threshold"] == 0.6 and "colour appearance" in faces["reid"]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["faces"] == "dlib" and settings["face_threshold"] == 0.6
@@ -236,7 +236,7 @@ def test_asking_for_faces_without_dlib_is_one_clear_line(tmp_path):
     assert len(asked.stderr.strip().splitlines()) == 1
     auto = subprocess.run([*base, str(tmp_path / "b")], capture_output=True, text=True, env=env)
     assert auto.returncode == 0, auto.stderr  # auto: no dlib, no faces, the colour baseline
-    assert "faces" not in json.loads((tmp_path / "b" / "build.json").read_text())["perceiver"]
+    assert "faces" not in json.loads((tmp_path / "b" / "build.json").read_text())["entries"][0]["perceiver"]
 
 
 def test_faces_none_is_the_colour_baseline(tmp_path):
@@ -244,7 +244,7 @@ def test_faces_none_is_the_colour_baseline(tmp_path):
     out = tmp_path / "built"
     result = run_cli("build", str(face_scenes.PIONEERS), "--out", str(out), "--faces", "none")
     assert result.returncode == 0, result.stderr
-    perceiver = json.loads((out / "build.json").read_text())["perceiver"]
+    perceiver = json.loads((out / "build.json").read_text())["entries"][0]["perceiver"]
     assert "faces" not in perceiver and perceiver["baseline"] is True
 
 

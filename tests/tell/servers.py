@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -240,7 +240,9 @@ class FakeServer:
     ``headers``: extra headers on a ``"status"`` answer (``Retry-After``, …).
     ``script``: texts served in turn instead of ``text`` (chat request k gets
     ``script[k - 1]``, the last one again when the script runs out), for tools that hold a
-    conversation.
+    conversation. ``respond``: the text is ``respond(request body)`` instead, so answers
+    depend on what was asked, not on the order requests arrive in (requests made at once).
+    ``answer_delay``: seconds each chat answer waits before its first byte (a model at work).
     """
 
     def __init__(
@@ -263,8 +265,12 @@ class FakeServer:
         script: list[str] | None = None,
         events: list[dict | str] | None = None,
         headers: dict[str, str] | None = None,
+        respond: Callable[[dict], str] | None = None,
+        answer_delay: float = 0.0,
     ) -> None:
         self.behaviour = behaviour
+        self.respond = respond
+        self.answer_delay = answer_delay
         self.events = list(events or [])
         self.headers = dict(headers or {})
         self.script = list(script) if script else None
@@ -316,9 +322,13 @@ class FakeServer:
         self._thread.join(timeout=5)
 
     # -- what the story stream holds ---------------------------------------------------------
-    def pieces(self, request: int = 1) -> list[tuple[str, str]]:
-        """``(field, text)`` deltas of chat request number ``request``: the reasoning (when split off) then the content."""
-        text = self.script[min(request, len(self.script)) - 1] if self.script else self.text
+    def pieces(self, request: int = 1, body: dict | None = None) -> list[tuple[str, str]]:
+        """``(field, text)`` deltas of chat request number ``request`` (whose JSON is ``body``): the reasoning
+        (when split off) then the content."""
+        if self.respond is not None and body is not None:
+            text = self.respond(body)
+        else:
+            text = self.script[min(request, len(self.script)) - 1] if self.script else self.text
 
         def cut(field: str, text: str) -> list[tuple[str, str]]:
             return [(field, text[i : i + self.chunk]) for i in range(0, len(text), self.chunk)]
@@ -474,9 +484,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream_pieces(self, behaviour: str, body: dict, chunk, request: int = 1) -> None:
         fake = self.server.fake
+        if fake.answer_delay:
+            fake.stopping.wait(fake.answer_delay)
         self._start_stream()
         self._event(chunk({"role": "assistant", "content": ""}))
-        pieces = fake.pieces(request)
+        pieces = fake.pieces(request, body)
         for i, (field, text) in enumerate(pieces):
             if behaviour == "events" and i == fake.drop_after:
                 for event in fake.events:

@@ -29,16 +29,18 @@ def video_options(s: BuildSettings):
 def build(settings: BuildSettings) -> int:
     from rich.console import Console
 
-    from ..settings import record, write_record
+    from ..settings import data_record, write_record
     from ..tell.baseline import BaselineTeller
     from ..terminal import progress_bar
-    from .pipeline import ERRORS, build_dataset, check_resume, find_stories
+    from .pipeline import ERRORS, SKIPPED, build_dataset, check_resume, find_stories
     from .publish import check_publishing, finish_build
     from .writers import ChatWriter, TemplateWriter
 
     s = settings
     out, writer = s.out, s.writer
     err = Console(stderr=True, highlight=False)
+    # before videos are cut and a chat writer contacts its server: a resume with other settings is refused
+    check_resume(out, {"settings": data_record(s)}, allow_mixed=s.allow_mixed)
     stories, notes = find_stories(
         s.frames,
         min_frames=s.min_frames,
@@ -50,8 +52,16 @@ def build(settings: BuildSettings) -> int:
         stories = stories[: s.limit]
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
-    check_resume(out, writer)  # before a chat writer contacts its server
     check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
+    landmarks = None
+    if s.landmarks_endpoint:  # asked for its model first: a server that is down fails before any model loads
+        from .landmarks import LandmarkFinder
+
+        landmarks = LandmarkFinder.connect(
+            s.landmarks_endpoint, model=s.landmarks_model, api_key=s.api_key, timeout=s.timeout,
+            retries=s.retries, max_landmarks=s.max_landmarks,
+        )  # fmt: skip
+    things: tuple[str, ...] = ()  # what the detector finds is never a background
     if s.detector:
         from .perceive import ModelPerceiver
 
@@ -62,6 +72,7 @@ def build(settings: BuildSettings) -> int:
             reid_threshold=s.reid_threshold,
             device=s.device,
         )
+        things = perceiver.labels()
     else:
         perceiver = BaselineTeller()
     # faces: auto when dlib is installed; dlib required (one line naming the extra when missing); none
@@ -76,27 +87,54 @@ def build(settings: BuildSettings) -> int:
             upsample=s.face_upsample,
             max_side=s.face_max_side,
         )
+    # backgrounds: a panoptic segmenter's stuff, else colour clusters; then landmarks (builder/background.py,
+    # builder/landmarks.py)
+    from .background import with_backgrounds
+
+    perceiver = with_backgrounds(
+        perceiver, segmenter=s.segmenter, threshold=s.segmenter_threshold, stuff_labels=s.stuff_labels,
+        things=things, min_area=s.background_min_area, max_regions=s.max_backgrounds,
+        clusters=s.background_clusters, device=s.device,
+    )  # fmt: skip
+    if landmarks is not None:
+        from .landmarks import LandmarkPerceiver
+
+        perceiver = LandmarkPerceiver(perceiver, landmarks)
     if writer == "chat":
         from ..tell.commands import endpoint_teller
 
-        client = endpoint_teller(s)
+        client = endpoint_teller(s, concurrency=s.stories_at_once)
         chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
     else:
         chosen = TemplateWriter()
-    with progress_bar(len(stories), "building stories") as advance:
-        report = build_dataset(
-            stories,
-            out,
-            perceiver=perceiver,
-            writer=chosen,
-            keep_invalid=s.keep_invalid,
-            settings=record(s),
-            progress=advance,
-            say=lambda line: err.print(f"[yellow]{line}[/yellow]"),
+    try:
+        with progress_bar(len(stories), "building stories") as advance:
+            report = build_dataset(
+                stories,
+                out,
+                perceiver=perceiver,
+                writer=chosen,
+                keep_invalid=s.keep_invalid,
+                require_person=s.require_person,
+                concurrency=s.stories_at_once,
+                allow_mixed=s.allow_mixed,
+                settings=data_record(s),
+                progress=advance,
+                say=lambda line: err.print(f"[yellow]{line}[/yellow]"),
+            )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: the finished stories are kept in {out}; run the same command again to continue"
         )
+        raise
     err.print(
         f"built {report.built} stories into {out}"
         + (f" ({report.skipped_done} already there)" if report.skipped_done else "")
+        + (
+            f"; {report.skipped_no_person} skipped with no person in view, see {out / SKIPPED}"
+            if report.skipped_no_person
+            else ""
+        )
         + (f"; {report.invalid_kept} kept although not well-structured" if report.invalid_kept else "")
         + (f"; {len(report.failed)} failed, see {out / ERRORS}" if report.failed else "")
     )

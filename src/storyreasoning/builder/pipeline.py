@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..tell.base import TellError
+from .provenance import differences, models_in
 from .raw import RawStory
 
 if TYPE_CHECKING:
@@ -20,7 +25,11 @@ if TYPE_CHECKING:
 
 MANIFEST = "build.json"
 ERRORS = "errors.jsonl"
-STOP_AFTER = 3  # stories in a row failing at the endpoint before the build stops
+SKIPPED = "skipped.jsonl"  # stories skipped for want of a person, with the build.json entry that saw them
+NO_PERSON = "no person in any frame"
+STOP_AFTER = 3  # stories in a row failing at the endpoint (in the order they finish) before the build stops
+#: leaves of a perceiver's or writer's description that say how it ran, not what it made
+OPERATIONAL_KEYS = frozenset({"device", "endpoint", "max_tries"})
 
 
 def find_stories(
@@ -91,7 +100,8 @@ def find_stories(
 
 
 def frame_meta(story: RawStory) -> list[dict]:
-    """What a built story records per frame: its identity ``group`` and its provenance ``source``.
+    """What a built story records per frame: its identity ``group``, its provenance ``source`` and, for
+    stories cut from a video or grouped by scene, its ``scene`` number.
 
     The group decides which frames may show the same people (see
     :meth:`~storyreasoning.data.sample.StorySample.frame_group`): the video for key
@@ -100,7 +110,9 @@ def frame_meta(story: RawStory) -> list[dict]:
     """
     group = story.group or story.story_id
     sources = story.sources or [str(p) for p in story.frames]
-    return [{"group": group, "source": source} for source in sources]
+    scene = getattr(story, "scene", None)
+    extra = {} if scene is None else {"scene": scene}
+    return [{"group": group, "source": source, **extra} for source in sources]
 
 
 @dataclass
@@ -108,8 +120,10 @@ class BuildReport:
     stories: int = 0
     built: int = 0
     skipped_done: int = 0
+    skipped_no_person: int = 0  # perception found no person in any frame (``require_person``)
     invalid_kept: int = 0
     failed: list[str] = field(default_factory=list)
+    entry: int = 0  # the entry of build.json whose settings built this run's stories
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -122,23 +136,130 @@ def _error_record(story: RawStory, exc: BaseException) -> dict:
         "error": str(exc) or type(exc).__name__,
         "kind": type(exc).__name__,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **({} if isinstance(exc, StoryReasoningError) else {"trace": traceback.format_exc(limit=5)}),
+        **(
+            {}
+            if isinstance(exc, StoryReasoningError)
+            else {"trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=5))}
+        ),
     }
 
 
-def check_resume(out: Path, writer: str) -> None:
-    """Refuse to continue a build in ``out`` with another writer than the one it was started with."""
-    path = out / MANIFEST
+# -- what built the dataset: build.json ---------------------------------------------------------------
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists, paths as text), so records compare equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def read_entries(out: Path) -> list[dict]:
+    """The entries of ``out/build.json``: the settings and models of each build that added stories.
+
+    A build.json of an earlier version (one record: writer, perceiver, settings) is one entry.
+    """
+    path = Path(out) / MANIFEST
     if not path.is_file():
-        return
+        return []
     try:
-        held = json.loads(path.read_text(encoding="utf-8")).get("writer", {}).get("writer")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         raise UsageError(f"{path} is unreadable; remove it or choose another --out") from None
-    if held != writer:
-        raise UsageError(
-            f"{out} was built with the {held} writer; continue it with the same writer or choose another --out"
-        )
+    if isinstance(data, dict) and isinstance(data.get("entries"), list):
+        if all(isinstance(e, dict) for e in data["entries"]):
+            return data["entries"]
+    elif isinstance(data, dict) and ("writer" in data or "perceiver" in data):
+        return [{"entry": 0, **data}]
+    raise UsageError(f"{path} is not a build record; remove it or choose another --out")
+
+
+def _write_entries(out: Path, entries: list[dict]) -> None:
+    path = out / MANIFEST
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps({"entries": entries}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _operational_settings() -> frozenset[str]:
+    from ..settings import settings_fields
+    from .settings import BuildSettings
+
+    return frozenset(f.name for f in settings_fields(BuildSettings) if f.spec.operational)
+
+
+def _differences(entry: dict, wanted: dict) -> list[tuple[str, Any, Any]]:
+    """What differs between a recorded entry and the wanted one, in the parts ``wanted`` has."""
+    out = []
+    for part in ("settings", "perceiver", "writer"):
+        if part not in wanted:
+            continue
+        ignore = _operational_settings() if part == "settings" else OPERATIONAL_KEYS
+        for key, old, new in differences(entry.get(part) or {}, wanted[part], ignore=ignore):
+            if part == "settings" and "." not in key:
+                name = "--" + key.replace("_", "-")
+            else:
+                name = f"{part} {key}"
+            out.append((name, old, new))
+    return out
+
+
+def _holds_stories(out: Path) -> bool:
+    from ..data.folder import is_story_folder
+
+    try:
+        return any(p.is_dir() and not p.name.startswith(".") and is_story_folder(p) for p in out.iterdir())
+    except OSError:
+        return False
+
+
+def _claim(out: Path, wanted: dict, allow_mixed: bool) -> tuple[list[dict], int, bool]:
+    """The entries of build.json after this build claims one, the index of its entry, and whether the
+    entries changed (to be written). Refuses (one line naming every difference) a build whose settings
+    or models match no entry of a folder that holds stories, unless ``allow_mixed``."""
+    entries = read_entries(out)
+    for index, entry in enumerate(entries):
+        if not _differences(entry, wanted):
+            return entries, index, False
+    if not entries or not _holds_stories(out):  # nothing built yet: start afresh
+        return [], 0, True
+    if allow_mixed:
+        return entries, len(entries), True
+    changed = _differences(entries[-1], wanted)
+    said = "; ".join(f"{name} {_shown(old)} then, {_shown(new)} now" for name, old, new in changed)
+    raise UsageError(
+        f"{out} holds stories built with other settings ({said}); build with the same ones to continue it, "
+        "pass --allow-mixed to add stories built with these (build.json keeps both, each story's meta.json "
+        "names its own), or choose another --out"
+    )
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def check_resume(out: Path, wanted: dict, *, allow_mixed: bool = False) -> None:
+    """Refuse, in one line naming each differing setting with its old and new value, to continue a build
+    in ``out`` whose recorded settings differ from ``wanted`` (any of ``settings``, ``perceiver``,
+    ``writer``: the parts given are compared), unless ``allow_mixed``. Operational settings (where,
+    how fast, which stories: :func:`storyreasoning.settings.option` ``operational``) never count."""
+    _claim(Path(out), _as_json(wanted), allow_mixed)
+
+
+def _read_skipped(out: Path) -> dict[str, int | None]:
+    """``story id -> entry`` of the stories skipped for want of a person (the last record of each)."""
+    path = out / SKIPPED
+    found: dict[str, int | None] = {}
+    if not path.is_file():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            found[str(record["story_id"])] = record.get("entry")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash
+    return found
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
 
 
 def build_dataset(
@@ -148,24 +269,31 @@ def build_dataset(
     perceiver: Any,
     writer: Any,
     keep_invalid: bool = False,
+    require_person: bool = True,
+    concurrency: int = 1,
+    allow_mixed: bool = False,
     settings: dict | None = None,
     progress: Callable[[int], None] | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> BuildReport:
-    """Build every story into ``out`` (a folder-layout dataset); finished stories are skipped."""
-    from ..data.folder import write_story_folder
-    from ..data.sample import StorySample
-    from ..format.images import image_size, read_image_bytes
-    from ..format.stream import parse_output
+    """Build every story into ``out`` (a folder-layout dataset); finished stories are skipped.
 
-    manifest_path = out / MANIFEST
-    check_resume(out, writer.name)
-    # describing a chat writer asks its server for the model: an endpoint that is down fails here, before any story
-    wanted = {"writer": writer.describe(), "perceiver": perceiver.describe(), "settings": settings or {}}
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(wanted, indent=2, default=str) + "\n", encoding="utf-8")
-    report = BuildReport(stories=len(stories))
-    start = time.perf_counter()
+    Perception runs in one thread, ahead of the writers, through a bound: at most
+    ``concurrency + 1`` perceived stories wait or are being written. ``concurrency``
+    stories are written at once (``writer.write`` must be thread-safe); each story folder
+    is written whole (a temporary folder renamed into place), once, in whatever order the
+    stories finish. ``settings`` are the settings that decide the data (recorded in
+    build.json with the perceiver's and the writer's descriptions; see :func:`check_resume`
+    and ``allow_mixed``). With ``require_person`` a story in whose frames perception found
+    no person is skipped and noted in ``skipped.jsonl`` (not perceived again while the
+    settings stay the same). Ctrl-C or an endpoint that fails ``STOP_AFTER`` stories in a
+    row (in the order they finish) stops the build: stories not started are left for the
+    next run, the writer's requests in flight are ended (``writer.cancel()``), finished
+    stories are kept.
+    """
+    if concurrency < 1:
+        raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+    out = Path(out)
     names: dict[str, str] = {}
     for story in stories:
         name = folder_name(story.story_id)
@@ -174,79 +302,279 @@ def build_dataset(
                 f"the stories {names[name]} and {story.story_id} would share the folder {out / name}"
             )
         names[name] = story.story_id
-    unreachable = 0
+    # describing a chat writer asks its server for the model: an endpoint that is down fails here, before any story
+    wanted = _as_json(
+        {"settings": settings or {}, "perceiver": perceiver.describe(), "writer": writer.describe()}
+    )
+    entries, index, changed = _claim(out, wanted, allow_mixed)
+    out.mkdir(parents=True, exist_ok=True)
+    if changed:
+        if not entries and (out / SKIPPED).exists():
+            (out / SKIPPED).unlink()  # its entry numbers were those of the build record now replaced
+        from .. import __version__
+
+        models = models_in(wanted)
+        entries = [
+            *entries,
+            {
+                "entry": index,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "storyreasoning": __version__,
+                **wanted,
+                "models": models,
+            },
+        ]
+        _write_entries(out, entries)
+    entry = entries[index]
+    provenance = {
+        "entry": index,
+        "settings": entry.get("settings", {}),
+        "models": entry.get("models") or models_in(entry),
+    }
+
+    report = BuildReport(stories=len(stories), entry=index)
+    start = time.perf_counter()
+    skipped = _read_skipped(out) if require_person else {}
+    todo = []
     for story in stories:
-        if progress:
-            progress(1)
-        target = out / folder_name(story.story_id)
-        if target.exists():
+        if (out / folder_name(story.story_id)).exists():
             report.skipped_done += 1
-            continue
-        began = time.perf_counter()
-        try:
-            data = [read_image_bytes(p) for p in story.frames]
-            sizes = [image_size(p) for p in story.frames]
-            frames = list(perceiver.see(story.frames))
-            written = writer.write(frames, story.frames, sizes)
-            telling = parse_output(f"<think>\n{written.cot}\n</think>\n{written.story}")
-            verdict = telling.validate(n_images=len(sizes), image_sizes=sizes)
-            if not verdict.well_structured and not keep_invalid:
-                raise StoryReasoningError(
-                    "the written story is not well-structured ("
-                    + "; ".join(d.message for d in verdict.reasons[:3])
-                    + "); use --keep-invalid to keep such stories"
-                )
-            report.invalid_kept += not verdict.well_structured
-            meta = {
-                "build": {
-                    "writer": written.writer.get("writer"),
-                    # the template writer's texts are a templated baseline's, not a model's: said in every story
-                    **({"baseline": True} if written.writer.get("baseline") else {}),
-                    "attempts": written.attempts,
-                    "boxes_restored": written.repairs,
-                    "well_structured": verdict.well_structured,
-                    "reasons": [d.message for d in verdict.reasons],
-                    "people": [len(f.people) for f in frames],
-                    "seconds": round(time.perf_counter() - began, 3),
-                }
-            }
-            sample = StorySample(
-                story.story_id,
-                data,
-                written.cot,
-                written.story,
-                frame_meta=frame_meta(story),
-                meta=meta,
-            )
-            write_story_folder(sample, out)
-            report.built += 1
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # one story's failure is recorded; the build goes on
-            report.failed.append(story.story_id)
-            with (out / ERRORS).open("a", encoding="utf-8") as f:
-                f.write(json.dumps(_error_record(story, exc), ensure_ascii=False) + "\n")
-            say(f"{story.story_id}: {exc}")
-            unreachable = unreachable + 1 if isinstance(exc, TellError) else 0
-            if unreachable >= STOP_AFTER:
-                # the endpoint itself is failing: stop instead of failing every story the same way
-                raise StoryReasoningError(
-                    f"{exc} (stopped after {unreachable} stories in a row failed at the endpoint; "
-                    "finished stories are kept, run the same command again to continue)"
-                ) from None
+        elif story.story_id in skipped and skipped[story.story_id] == index:
+            report.skipped_no_person += 1
         else:
-            unreachable = 0
+            todo.append(story)
+    if progress and len(todo) < len(stories):
+        progress(len(stories) - len(todo))
+    loop = _Loop(
+        todo,
+        out,
+        perceiver,
+        writer,
+        report=report,
+        provenance=provenance,
+        concurrency=concurrency,
+        keep_invalid=keep_invalid,
+        require_person=require_person,
+        progress=progress,
+        say=say,
+    )
+    loop.run()
     report.seconds = round(time.perf_counter() - start, 3)
     return report
+
+
+class _Loop:
+    """One build's stories in flight: a perceiving thread, a pool of writers, and the accounts.
+
+    The perceiving thread takes a slot (``concurrency + 1`` of them) before it perceives a
+    story and hands the story to the pool; every story ends in an event (built, failed,
+    skipped) that the calling thread handles in the order stories finish: it appends
+    errors.jsonl and skipped.jsonl (one writer, so lines never interleave), advances the
+    progress, keeps the report, frees the slot, and stops the build when the endpoint
+    keeps failing.
+    """
+
+    def __init__(
+        self,
+        todo: list[RawStory],
+        out: Path,
+        perceiver: Any,
+        writer: Any,
+        *,
+        report: BuildReport,
+        provenance: dict,
+        concurrency: int,
+        keep_invalid: bool,
+        require_person: bool,
+        progress: Callable[[int], None] | None,
+        say: Callable[[str], None],
+    ) -> None:
+        self.todo, self.out, self.perceiver, self.writer = todo, out, perceiver, writer
+        self.report, self.provenance = report, provenance
+        self.keep_invalid, self.require_person = keep_invalid, require_person
+        self.progress, self.say = progress, say
+        self.events: queue.Queue = queue.Queue()
+        self.slots = threading.Semaphore(concurrency + 1)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.started = 0  # stories that took a slot
+        self.futures: set[Future] = set()
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="storyreasoning-build")
+        self.thread = threading.Thread(target=self._perceive, name="storyreasoning-perceive", daemon=True)
+
+    # -- the perceiving thread -----------------------------------------------------------------------
+    def _perceive(self) -> None:
+        from ..format.images import image_size, read_image_bytes
+
+        try:
+            for story in self.todo:
+                while not self.slots.acquire(timeout=0.1):
+                    if self.stop.is_set():
+                        return
+                if self.stop.is_set():
+                    self.slots.release()
+                    return
+                with self.lock:
+                    self.started += 1
+                try:
+                    data = [read_image_bytes(p) for p in story.frames]
+                    sizes = [image_size(p) for p in story.frames]
+                    frames = list(self.perceiver.see(story.frames))
+                except Exception as exc:
+                    self.events.put(("failed", story, exc))
+                    continue
+                if self.require_person and not any(frame.people for frame in frames):
+                    self.events.put(("skipped", story, len(frames)))
+                    continue
+                try:
+                    with self.lock:
+                        if self.stop.is_set():
+                            raise RuntimeError("stopped")
+                        future = self.pool.submit(self._write, story, data, sizes, frames)
+                        self.futures.add(future)
+                except RuntimeError:  # the build stopped meanwhile: the story waits for the next run
+                    self.events.put(("interrupted", story, None))
+                    return
+        except BaseException as exc:  # told to the calling thread, which raises it
+            self.events.put(("crashed", None, exc))
+        finally:
+            self.events.put(("perceived", None, None))
+
+    # -- a writer ----------------------------------------------------------------------------------------
+    def _write(self, story: RawStory, data: list, sizes: list, frames: list) -> None:
+        try:
+            invalid = self._write_story(story, data, sizes, frames)
+        except BaseException as exc:  # every story ends in an event
+            self.events.put(("interrupted" if self.stop.is_set() else "failed", story, exc))
+        else:
+            self.events.put(("built", story, invalid))
+
+    def _write_story(self, story: RawStory, data: list, sizes: list, frames: list) -> bool:
+        from ..data.folder import write_story_folder
+        from ..data.sample import StorySample
+        from ..format.stream import parse_output
+
+        written = self.writer.write(frames, story.frames, sizes)
+        telling = parse_output(f"<think>\n{written.cot}\n</think>\n{written.story}")
+        verdict = telling.validate(n_images=len(sizes), image_sizes=sizes)
+        if not verdict.well_structured and not self.keep_invalid:
+            raise StoryReasoningError(
+                "the written story is not well-structured ("
+                + "; ".join(d.message for d in verdict.reasons[:3])
+                + "); use --keep-invalid to keep such stories"
+            )
+        meta = {
+            "build": {
+                "writer": written.writer.get("writer"),
+                # the template writer's texts are a templated baseline's, not a model's: said in every story
+                **({"baseline": True} if written.writer.get("baseline") else {}),
+                "attempts": written.attempts,
+                "boxes_restored": written.repairs,
+                "well_structured": verdict.well_structured,
+                "reasons": [d.message for d in verdict.reasons],
+                "people": [len(f.people) for f in frames],
+                # what perception could not do (a landmark answer that was not JSON, a generic name refused)
+                "notes": [note for f in frames for note in getattr(f, "notes", [])],
+                **self.provenance,
+            }
+        }
+        sample = StorySample(
+            story.story_id, data, written.cot, written.story, frame_meta=frame_meta(story), meta=meta
+        )
+        write_story_folder(sample, self.out)
+        return not verdict.well_structured
+
+    # -- the calling thread ------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.thread.start()
+        try:
+            self._account()
+        except KeyboardInterrupt:
+            self._abandon(wait=False)
+            raise
+        except BaseException:
+            self._abandon(wait=True)
+            raise
+        self.pool.shutdown(wait=True)
+        self.thread.join()
+
+    def _account(self) -> None:
+        handled, perceived, unreachable = 0, False, 0
+        while not (perceived and handled == self.started):
+            try:
+                kind, story, detail = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind == "perceived":
+                perceived = True
+                continue
+            if kind == "crashed":
+                raise detail
+            handled += 1
+            self.slots.release()
+            if kind == "interrupted":
+                continue
+            if self.progress:
+                self.progress(1)
+            if kind == "built":
+                self.report.built += 1
+                self.report.invalid_kept += bool(detail)
+                unreachable = 0
+            elif kind == "skipped":
+                self.report.skipped_no_person += 1
+                self._append(
+                    SKIPPED,
+                    {
+                        "story_id": story.story_id,
+                        "entry": self.provenance["entry"],
+                        "reason": NO_PERSON,
+                        "frames": detail,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    },
+                )
+                self.say(f"{story.story_id}: {NO_PERSON}; skipped (--no-require-person keeps it)")
+            else:  # failed
+                self.report.failed.append(story.story_id)
+                self._append(ERRORS, _error_record(story, detail))
+                self.say(f"{story.story_id}: {detail}")
+                unreachable = unreachable + 1 if isinstance(detail, TellError) else 0
+                if unreachable >= STOP_AFTER:
+                    # the endpoint itself is failing: stop instead of failing every story the same way
+                    raise StoryReasoningError(
+                        f"{detail} (stopped after {unreachable} stories in a row failed at the endpoint; "
+                        "finished stories are kept, run the same command again to continue)"
+                    )
+
+    def _append(self, name: str, record: dict) -> None:
+        with (self.out / name).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _abandon(self, *, wait: bool) -> None:
+        """Stop: no new story starts, the writer's requests in flight end, finished folders stay whole;
+        ``wait`` for a perception under way to end (else, after Ctrl-C, the daemon thread is left to it)."""
+        with self.lock:
+            self.stop.set()
+            for future in self.futures:
+                future.cancel()
+        cancel = getattr(self.writer, "cancel", None)
+        if callable(cancel):
+            cancel()
+        self.pool.shutdown(wait=True)  # a story being saved is renamed into place whole, or not at all
+        self.thread.join(timeout=None if wait else 1.0)
 
 
 __all__ = [
     "ERRORS",
     "MANIFEST",
+    "NO_PERSON",
+    "OPERATIONAL_KEYS",
+    "SKIPPED",
+    "STOP_AFTER",
     "BuildReport",
     "RawStory",
     "build_dataset",
     "check_resume",
     "find_stories",
     "frame_meta",
+    "read_entries",
 ]

@@ -13,6 +13,7 @@ from ..tell.settings import EndpointOptions, SamplingOptions
 PERCEPTION = "Perception"
 FACES = "Faces"
 VIDEOS = "Videos"
+SETTING = "Backgrounds and landmarks"
 PUBLISHING = "Splits and publishing"
 
 
@@ -22,22 +23,46 @@ class BuildSettings(EndpointOptions, SamplingOptions):
 
     frames: Path = argument(
         help="A folder of frames (one story), a folder of such folders (one story each), or videos (a file or "
-        "a folder of them: one key frame per shot)."
+        "a folder of them: one key frame per shot).",
+        operational=True,  # where the frames are read; each story records its frames' sources
     )
     out: Path = option(
-        REQUIRED, "--out", "-o", help="Dataset folder to write (story folders; resumed when it exists)."
-    )
+        REQUIRED, "--out", "-o", help="Dataset folder to write (story folders; resumed when it exists).",
+        operational=True,
+    )  # fmt: skip
     writer: Literal["template", "chat"] = option(
         "template",
         help="template: the baseline's templates, offline; chat: a language model at --endpoint writes the "
         "CoT and the story.",
     )
     max_new_tokens: int = option(8192, help="Longest answer.", panel="Sampling and prompt")
-    max_tries: int = option(4, min=1, help="Attempts per text, each told what was wrong.")
-    min_frames: int = option(2, min=1, help="Skip stories with fewer frames.")
+    # the filters (which stories are kept) and the pace are operational: a resumed build may change them,
+    # a story's text does not depend on them (each story's meta.json says its attempts, verdict and people)
+    max_tries: int = option(4, min=1, help="Attempts per text, each told what was wrong.", operational=True)
+    min_frames: int = option(2, min=1, help="Skip stories with fewer frames.", operational=True)
     max_frames: int | None = option(None, min=1, help="Keep at most the first N frames of a story.")
-    limit: int | None = option(None, min=1, help="Only the first N stories.")
-    keep_invalid: bool = option(False, help="Keep stories the validator rejects (marked in their meta.json).")
+    limit: int | None = option(None, min=1, help="Only the first N stories.", operational=True)
+    keep_invalid: bool = option(
+        False, help="Keep stories the validator rejects (marked in their meta.json).", operational=True
+    )
+    require_person: bool = option(
+        True,
+        help="Skip a story in whose frames perception found no person (as the original dataset did); noted in "
+        "skipped.jsonl and not perceived again when the build resumes with the same settings.",
+        operational=True,
+    )
+    concurrency: int | None = option(
+        None, min=1, show_default="4 for --writer chat, 1 for template",
+        help="Stories written at once: requests in flight against the endpoint (perception runs ahead of them "
+        "in one place).",
+        operational=True,
+    )  # fmt: skip
+    allow_mixed: bool = option(
+        False,
+        help="Continue a build whose recorded settings or models differ from these: the new ones are recorded "
+        "beside the old in build.json and each story's meta.json names the ones that built it.",
+        operational=True,
+    )
     detector: str | None = option(
         None, panel=PERCEPTION,
         help="An object detector (transformers hub id or folder, e.g. facebook/detr-resnet-50) for people and "
@@ -52,7 +77,7 @@ class BuildSettings(EndpointOptions, SamplingOptions):
                                        panel=PERCEPTION)  # fmt: skip
     reid_threshold: float = option(0.85, min=-1.0, max=1.0, help="Lowest cosine similarity to join an identity.",
                                    panel=PERCEPTION)  # fmt: skip
-    device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION)
+    device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION, operational=True)
     faces: Literal["auto", "dlib", "none"] = option(
         "auto", panel=FACES,
         help="Re-identify characters by face with dlib's face detector and ResNet face encoder (the faces "
@@ -75,6 +100,39 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     face_max_side: int = option(
         1280, min=64, panel=FACES, help="Faces are searched on a copy at most this many pixels long."
     )  # fmt: skip
+    segmenter: str | None = option(
+        None, panel=SETTING, metavar="MODEL",
+        help="A panoptic segmenter (Mask2Former or OneFormer: hub id or folder, e.g. "
+        "facebook/mask2former-swin-large-coco-panoptic) whose stuff segments (sky, wall, floor…) become the bg "
+        "boxes; without it, colour clusters between the people and objects do.",
+    )  # fmt: skip
+    segmenter_threshold: float = option(
+        0.5, min=0.0, max=1.0, panel=SETTING, help="Lowest score of a segment the segmenter keeps."
+    )  # fmt: skip
+    stuff_labels: str | None = option(
+        None, panel=SETTING, metavar="LABELS",
+        help="Comma-separated segmenter classes that are backgrounds (default: the classes that are not things, "
+        "as the checkpoint marks them, else all but the 80 COCO thing classes and the --detector's labels).",
+    )  # fmt: skip
+    background_min_area: float = option(
+        0.03, min=0.0, max=0.99, panel=SETTING,
+        help="Smallest background piece kept, as a share of the frame (each segment or colour cluster is cut "
+        "into its connected pieces).",
+    )  # fmt: skip
+    max_backgrounds: int = option(3, min=1, panel=SETTING, help="Most bg boxes per frame (the largest).")
+    background_clusters: int = option(
+        5, min=2, max=16, panel=SETTING, help="Without --segmenter: colour clusters per frame (k-means k)."
+    )  # fmt: skip
+    landmarks_endpoint: str | None = option(
+        None, panel=SETTING, metavar="URL",
+        help="An OpenAI-compatible server with a vision language model asked for named landmarks (Eiffel Tower, "
+        "Times Square) in each frame: lm boxes. Without it, no landmarks.",
+    )  # fmt: skip
+    landmarks_model: str | None = option(
+        None, panel=SETTING, metavar="NAME",
+        help="Model name on the landmark server (default: the first it lists).",
+    )  # fmt: skip
+    max_landmarks: int = option(5, min=1, panel=SETTING, help="Most landmarks kept per frame.")
     frames_per_story: int = option(
         5, min=1, panel=VIDEOS,
         help="Videos: most key frames per story; a longer scene is split into stories of balanced length.",
@@ -104,7 +162,6 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         0.5, min=-1.0, max=1.0, panel=VIDEOS,
         help="Videos: lowest correlation of two key frames' colour histograms to be one scene.",
     )  # fmt: skip
-
     # publishing: how the finished folder is split and shared, not what a story says (operational)
     split: float | None = option(
         None, min=0.0, max=1.0, panel=PUBLISHING, operational=True, metavar="FRACTION",
@@ -141,6 +198,23 @@ class BuildSettings(EndpointOptions, SamplingOptions):
             raise UsageError("--endpoint is for --writer chat; the template writer needs no server")
         if self.embedder and not self.detector:
             raise UsageError("--embedder re-identifies a detector's detections; give --detector too")
+        if self.stuff_labels and not self.segmenter:
+            raise UsageError("--stuff-labels chooses among a segmenter's classes; give --segmenter too")
+        if self.landmarks_model and not self.landmarks_endpoint:
+            raise UsageError(
+                "--landmarks-model names a model on the landmark server; give --landmarks-endpoint too"
+            )
+
+    @property
+    def stories_at_once(self) -> int:
+        """--concurrency, or its default: 4 stories in flight against an endpoint, 1 for the templates."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return 4 if self.writer == "chat" else 1
+
+    def resolved(self) -> dict:
+        """What the record holds beyond the options as given (see :func:`storyreasoning.settings.record`)."""
+        return {"concurrency": self.stories_at_once}
 
 
 __all__ = ["BuildSettings"]

@@ -1,0 +1,199 @@
+"""The build loop with several stories in flight against a real (loopback) OpenAI-compatible server.
+
+The server (tests/tell/servers.py's FakeServer) answers like a model that reads its
+prompt: the CoT from the entities the writer lists per frame, the story from the CoT it
+is given. Its answers depend only on what was asked, never on the order requests
+arrive in, so a build with four stories in flight must give the very bytes a build with
+one gives; each answer waits a while first, as a model at work does, so writing several
+at once must be faster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip(
+    "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"
+)
+
+from storyreasoning.builder.pipeline import ERRORS, build_dataset, find_stories
+from storyreasoning.builder.writers import ChatWriter
+from storyreasoning.data.folder import frame_files
+from storyreasoning.errors import StoryReasoningError
+from storyreasoning.tell.base import Sampling
+from storyreasoning.tell.baseline import BaselineTeller
+from storyreasoning.tell.openai import OpenAITeller
+
+from ..tell.servers import FakeServer
+from .reading_model import answer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "stories"
+
+
+# -- stories ----------------------------------------------------------------------------------------------------
+
+
+def make_stories(root: Path, count: int = 8) -> Path:
+    """``count`` two-frame stories of small photographs (people in every story; perception is quick)."""
+    from PIL import Image, ImageOps
+
+    sources = frame_files(EXAMPLES / "pioneers") + frame_files(EXAMPLES / "lighthouse")[:2]
+    for k in range(count):
+        folder = root / f"story{k}"
+        folder.mkdir(parents=True)
+        for j in range(2):
+            image = Image.open(sources[(k + j) % len(sources)]).convert("RGB")
+            image.thumbnail((200, 200))
+            if k >= len(sources):
+                image = ImageOps.mirror(image)
+            image.save(folder / f"{j + 1:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    return make_stories(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="module")
+def perceiver():
+    return BaselineTeller()
+
+
+def folder_bytes(out: Path) -> dict[str, dict[str, bytes]]:
+    """Every story folder of a built dataset, file by file."""
+    return {
+        story.name: {f.name: f.read_bytes() for f in sorted(story.iterdir())}
+        for story in sorted(out.iterdir())
+        if story.is_dir() and not story.name.startswith(".")
+    }
+
+
+def chat_writer(url: str) -> ChatWriter:
+    return ChatWriter(OpenAITeller(url, retries=0), sampling=Sampling(0.7, 0.9, 2048, 7), max_tries=2)
+
+
+# -- tests ------------------------------------------------------------------------------------------------------
+
+
+def test_four_stories_in_flight_finish_sooner_with_the_same_bytes(raw, tmp_path, perceiver):
+    stories, _ = find_stories(raw)
+    assert len(stories) == 8
+    seconds, peaks = {}, {}
+    for concurrency in (1, 4):
+        with FakeServer(respond=answer, answer_delay=0.3, chunk=400) as server:
+            began = time.perf_counter()
+            report = build_dataset(
+                stories,
+                tmp_path / f"c{concurrency}",
+                perceiver=perceiver,
+                writer=chat_writer(server.url),
+                concurrency=concurrency,
+            )
+            seconds[concurrency] = time.perf_counter() - began
+            peaks[concurrency] = server.max_active
+            assert len(server.chat_requests()) == 16  # a CoT and a story each, every answer right first time
+        assert report.built == 8 and not report.failed, report
+    assert peaks[1] == 1 and peaks[4] >= 3, peaks  # the requests really were in flight together
+    # a generous bound (16 answers of 0.3 s: 4.8 s one at a time, about 1.3 s four at a time)
+    assert seconds[4] < 0.6 * seconds[1], seconds
+    one, four = folder_bytes(tmp_path / "c1"), folder_bytes(tmp_path / "c4")
+    assert sorted(one) == [f"story{k}" for k in range(8)]
+    for name in one:
+        assert one[name] == four[name], name  # story by story, byte for byte
+
+
+def test_failures_at_the_endpoint_count_in_the_order_stories_finish(raw, tmp_path, perceiver):
+    """Two answers fail, the rest pass: no three in a row, so nothing stops; a server that always fails
+    stops the build after three, with the stories never started left for the next run."""
+    stories, _ = find_stories(raw)
+    with FakeServer("status", status=500, fail=2, respond=answer) as server:
+        report = build_dataset(
+            stories, tmp_path / "some", perceiver=perceiver, writer=chat_writer(server.url), concurrency=4
+        )
+    assert report.built == 6 and len(report.failed) == 2
+    with FakeServer("status", status=500) as server:
+        with pytest.raises(
+            StoryReasoningError, match="stopped after 3 stories in a row failed at the endpoint"
+        ):
+            build_dataset(
+                stories, tmp_path / "none", perceiver=perceiver, writer=chat_writer(server.url), concurrency=4
+            )
+        tried = len(server.chat_requests())
+    errors = [json.loads(line) for line in (tmp_path / "none" / ERRORS).read_text().splitlines()]
+    assert len(errors) == 3 and all("internal error" in e["error"] for e in errors)
+    assert tried < 8  # the build stopped: not every story was sent
+    assert not [p for p in (tmp_path / "none").iterdir() if p.is_dir()]  # nothing half-written
+
+
+def _build_command(raw: Path, out: Path, url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "storyreasoning", "build", str(raw), "--out", str(out),
+        "--writer", "chat", "--endpoint", url, "--faces", "none", "--concurrency", "4", "--seed", "7",
+    ]  # fmt: skip
+
+
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(raw, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("whole") / "built"
+    with FakeServer(respond=answer, answer_delay=0.2) as server:
+        done = subprocess.run(
+            _build_command(raw, out, server.url), env=_env(), capture_output=True, text=True, timeout=300
+        )
+    assert done.returncode == 0, done.stderr
+    return folder_bytes(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_a_killed_build_resumes_to_the_same_dataset_writing_no_story_twice(raw, tmp_path, uninterrupted, sig):
+    out = tmp_path / "built"
+    with FakeServer(respond=answer, answer_delay=0.4) as server:
+        process = subprocess.Popen(
+            _build_command(raw, out, server.url),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            end = time.monotonic() + 120
+            while len(folder_bytes(out) if out.is_dir() else {}) < 2:
+                assert process.poll() is None, process.stderr.read()
+                assert time.monotonic() < end, "no story was built in two minutes"
+                time.sleep(0.05)
+            process.send_signal(sig)
+            stderr = process.communicate(timeout=60)[1]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if sig == signal.SIGINT:
+            assert process.returncode == 130 and "interrupted: the finished stories are kept" in stderr, (
+                stderr
+            )
+            assert "Traceback" not in stderr
+            assert not list(out.glob(".*.partial"))  # Ctrl-C leaves no half-written story behind
+        first = folder_bytes(out)
+        assert 2 <= len(first) < 8, sorted(first)
+        stamps = {name: (out / name / "story.md").stat().st_mtime_ns for name in first}
+        again = subprocess.run(
+            _build_command(raw, out, server.url), env=_env(), capture_output=True, text=True, timeout=300
+        )
+    assert again.returncode == 0, again.stderr
+    assert f"({len(first)} already there)" in again.stderr
+    assert {name: (out / name / "story.md").stat().st_mtime_ns for name in first} == stamps  # not rewritten
+    assert folder_bytes(out) == uninterrupted  # the same folders, the same files, byte for byte
+    assert not list(out.glob(".*.partial"))
