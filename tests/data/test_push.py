@@ -75,7 +75,7 @@ def test_stage_writes_the_published_layout_that_reads_back_equal(folder, tmp_pat
 
 
 def test_dry_run_writes_what_would_go_up_with_the_folders_card(folder, tmp_path):
-    card = "---\nlicense: cc-by-4.0\n---\n\n# my stories\n\n" + CARD_MARKER + "\n"
+    card = '---\nlicense: cc-by-4.0\n---\n\n# my stories\n\nload_dataset("OWNER/NAME")\n' + CARD_MARKER + "\n"
     (folder / "README.md").write_text(card)
     out = tmp_path / "upload"
     result = run_cli("data", "push", str(folder), "me/stories", "--dry-run", "--out", str(out))
@@ -83,7 +83,8 @@ def test_dry_run_writes_what_would_go_up_with_the_folders_card(folder, tmp_path)
     listed = dict(line.split("\t") for line in result.stdout.splitlines())
     assert "README.md" in listed and any(p.startswith("data/test-") for p in listed)
     assert all(int(size) == (out / path).stat().st_size for path, size in listed.items())
-    assert (out / "README.md").read_text() == card  # the dataset folder's own card goes up
+    # the dataset folder's own card goes up, with the repository named where a generated card left it open
+    assert (out / "README.md").read_text() == card.replace("OWNER/NAME", "me/stories")
     _round_trip(folder, out)
     # without a card of its own, a generated one (its YAML lists the splits)
     (folder / "README.md").unlink()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.hub import CARD, CARD_MARKER, CITATION_STORYREASONING
+from ..data.hub import CARD, CARD_MARKER, CITATION_STORYREASONING, REPO_PLACEHOLDER
 from ..errors import file_error
 
 PROJECT = "https://github.com/storyreasoning/storyreasoning"
@@ -389,11 +389,11 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
         "```python",
         "from datasets import load_dataset",
         "",
-        f'stories = load_dataset("{repo_id or "OWNER/NAME"}")',
+        f'stories = load_dataset("{repo_id or REPO_PLACEHOLDER}")',
         "```",
         "",
         "or, with storyreasoning, `storyreasoning data info "
-        + (repo_id or "OWNER/NAME")
+        + (repo_id or REPO_PLACEHOLDER)
         + "` (statistics) and `storyreasoning data show … STORY_ID`.",
         "",
         "## License",

@@ -281,10 +281,12 @@ def contrastive(
 
 def push(settings) -> int:
     """``data push``: the dataset as StoryReasoning parquet with its card, uploaded (or, ``--dry-run``, listed)."""
-    from .hub import publish, source_card
+    from .hub import CARD_MARKER, REPO_PLACEHOLDER, check_can_push, publish, source_card
     from .sources import ConcatStories
 
     s = settings
+    if not s.dry_run:  # the Hub switched off or no token: said before the dataset is read
+        check_can_push(s.repo_id, s.token)
     if s.card is not None and not s.card.is_file():
         raise UsageError(f"--card {s.card} is not a file; pass the README.md to upload as the dataset card")
     loaded = load_stories(s.source)
@@ -292,6 +294,8 @@ def push(settings) -> int:
     splits = {(p.split or "train"): p for p in parts}
     chosen = s.card or source_card(s.source)
     card = chosen.read_text(encoding="utf-8") if chosen is not None else None
+    if card is not None and CARD_MARKER in card:  # a card we wrote: its usage lines name the repository
+        card = card.replace(REPO_PLACEHOLDER, s.repo_id)
     err = _console(stderr=True)
     err.print(
         f"[dim]dataset card: {chosen if chosen is not None else 'a generated one (columns and splits)'}[/dim]"

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 CARD = "README.md"
 #: Written into every dataset card storyreasoning generates (so a later run may replace it).
 CARD_MARKER = "<!-- dataset card written by storyreasoning -->"
+#: What a generated card says where the repository id goes when it is not known yet (data push fills it in).
+REPO_PLACEHOLDER = "OWNER/NAME"
 
 CITATION_STORYREASONING = """@misc{oliveira2025storyreasoningdatasetusingchainofthought,
       title={StoryReasoning Dataset: Using Chain-of-Thought for Scene Understanding and Grounded Story Generation},
@@ -282,6 +284,7 @@ __all__ = [
     "CARD",
     "CARD_MARKER",
     "CITATION_STORYREASONING",
+    "REPO_PLACEHOLDER",
     "DataPushSettings",
     "check_can_push",
     "check_repo_id",
