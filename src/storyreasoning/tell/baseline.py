@@ -111,11 +111,38 @@ class SeenFrame:
     objects: list[SeenObject] = field(
         default_factory=list
     )  # from a detector model (the builder's); none here
+    # the dataset builder's setting (none here): background regions with bg ids, which replace the
+    # single band above when given, and named places with lm ids
+    backgrounds: list[SeenObject] = field(default_factory=list)
+    landmarks: list[SeenObject] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what perception could not do for this frame, in words
 
     @property
     def lighting(self) -> str:
         b = self.brightness
         return "Dark" if b < 0.2 else "Dim" if b < 0.4 else "Moderate" if b < 0.65 else "Bright"
+
+
+def working_copy(pil, max_side: int = DEFAULT_MAX_SIDE) -> Any:
+    """The RGB array the baseline looks at: the image itself, or a copy whose longer side is ``max_side``."""
+    cv2, np = require_cv2()
+    rgb = np.asarray(pil.convert("RGB") if pil.mode != "RGB" else pil, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    scale = max_side / max(width, height)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def brightness(pil, max_side: int = DEFAULT_MAX_SIDE) -> float:
+    """The mean luma (0..1) of an image's working copy: what :attr:`SeenFrame.lighting` is named from.
+
+    The baseline measures it while it looks for people; a perceiver that does not run the
+    baseline (the builder's model perceiver) gets the same value from here, cheaply.
+    """
+    cv2, _ = require_cv2()
+    return float(cv2.cvtColor(working_copy(pil, max_side), cv2.COLOR_RGB2GRAY).mean()) / 255.0
 
 
 def _label(image: Any, number: int) -> str:
@@ -187,6 +214,100 @@ def introduced_looks(
         for person in frame.people:
             looks.setdefault(person.char_id, person.colour)
     return looks
+
+
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _joined(parts: list[Any]) -> list[Any]:
+    """``[a]``, ``[a, " and ", b]``, ``[a, ", ", b, " and ", c]``."""
+    out: list[Any] = []
+    for k, part in enumerate(parts):
+        if k:
+            out.append(" and " if k == len(parts) - 1 else ", ")
+        out.append(part)
+    return out
+
+
+def _setting_rows(frame: SeenFrame, who: str) -> list[SceneObject]:
+    """A frame's Objects rows for its setting: the backgrounds (the builder's regions, else the band) and landmarks."""
+    n = frame.number
+    around = f"Around {who}" if who else "None"
+    rows = []
+    for bg in frame.backgrounds:
+        again = "Backdrop" if bg.first_seen == n else f"Same backdrop as image {bg.first_seen}"
+        rows.append(SceneObject(bg.entity_id, _upper(bg.label), "Background", around, again, bg.box))
+    if not frame.backgrounds and frame.background.is_proper:
+        rows.append(
+            SceneObject(
+                frame.background_id,
+                f"Background, {_colours(frame.background_colours)}",
+                "Background",
+                around,
+                "Backdrop"
+                if frame.background_first_seen == n
+                else f"Same backdrop as image {frame.background_first_seen}",
+                frame.background,
+            )
+        )
+    for lm in frame.landmarks:
+        again = "Place of the scene" if lm.first_seen == n else f"Seen again (first in image {lm.first_seen})"
+        rows.append(SceneObject(lm.entity_id, lm.label, "Landmark", "In view", again, lm.box))
+    return rows
+
+
+def _place(frame: SeenFrame) -> str:
+    """The Location row's description: the landmarks seen, else "not recognised", and the background."""
+    if frame.landmarks:
+        kind = "Landmark" if len(frame.landmarks) == 1 else "Landmarks"
+        said = f"{kind} in view: {', '.join(lm.label for lm in frame.landmarks)}"
+    else:
+        said = "Place not recognised by the baseline"
+    if frame.backgrounds:
+        return f"{said}; the background: {', '.join(bg.label for bg in frame.backgrounds)}"
+    if frame.background.is_proper:
+        return f"{said}; the background is {_colours(frame.background_colours)}"
+    return said
+
+
+def _setting_words(frame: SeenFrame, people: bool) -> list[str | Span]:
+    """The story's words on a frame's landmarks, background and light."""
+    n = frame.number
+    light = frame.lighting.lower()
+    parts: list[str | Span] = []
+    if frame.landmarks:
+        names = [Span("gdl", (lm.entity_id,), lm.label) for lm in frame.landmarks]
+        one = len(names) == 1
+        parts += ["The landmark " if one else "The landmarks ", *_joined(names), " is in view. " if one else " are in view. "]  # fmt: skip
+    if frame.backgrounds:
+        spans = [
+            Span("gdl", (bg.entity_id,), ("the " if bg.first_seen == n else "the same ") + bg.label)
+            for bg in frame.backgrounds
+        ]
+        spans[0] = Span("gdl", spans[0].ids, _upper(spans[0].text))
+        one = len(spans) == 1
+        verb = (
+            ("is" if one else "are") + " in the background"
+            if people
+            else ("fills" if one else "fill") + " the scene"
+        )
+        parts += [*_joined(spans), f" {verb}, and the light is {light}."]
+    elif frame.background.is_proper:
+        bg = frame.background_id
+        if frame.background_first_seen == n:
+            parts += [
+                Span("gdl", (bg,), "The background" if people else "The scene"),
+                f" is {_colours(frame.background_colours)}, and the light is {light}.",
+            ]
+        else:
+            parts += [
+                Span("gdl", (bg,), "The same background as before"),
+                f" is there, {_colours(frame.background_colours)}, and the light is {light}.",
+            ]
+    else:
+        parts.append(f"The light is {light}.")
+    return parts
 
 
 def _count(n: int) -> str:
@@ -272,14 +393,7 @@ class BaselineTeller(Teller):
     # -- seeing ----------------------------------------------------------------------------
     def _working(self, pil) -> Any:
         """The RGB array detection runs on: the image itself, or a copy whose longer side is ``max_side``."""
-        cv2, np = self._cv2, self._np
-        rgb = np.asarray(pil, dtype=np.uint8)
-        height, width = rgb.shape[:2]
-        scale = self.max_side / max(width, height)
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(rgb)
+        return working_copy(pil, self.max_side)
 
     @staticmethod
     def _to_original(box, working: tuple[int, int], original: tuple[int, int]) -> Box:
@@ -392,20 +506,11 @@ class BaselineTeller(Teller):
                 function = f"Returning (first seen in image {p.first_seen})"
             characters.append(Character(p.char_id, p.name, description, "Unknown", action, function, p.box))
         who = ", ".join(p.name for p in frame.people)
-        background = SceneObject(
-            frame.background_id,
-            f"Background, {_colours(frame.background_colours)}",
-            "Background",
-            f"Around {who}" if who else "None",
-            "Backdrop"
-            if frame.background_first_seen == n
-            else f"Same backdrop as image {frame.background_first_seen}",
-            frame.background,
-        )
+        setting = _setting_rows(frame, who)
         settings = [
             Setting(
                 "Location",
-                f"Place not recognised by the baseline; the background is {_colours(frame.background_colours)}",
+                _place(frame),
                 "Unknown",
                 "Unknown",
                 f"Backdrop of image {n}",
@@ -418,7 +523,7 @@ class BaselineTeller(Teller):
                 f"Visual tone of image {n}",
             ),
         ]
-        return ImageAnalysis(n, characters, [background], settings)
+        return ImageAnalysis(n, characters, setting, settings)
 
     @staticmethod
     def narrative(frames: Sequence[SeenFrame]) -> list[NarrativeRow]:
@@ -481,20 +586,9 @@ class BaselineTeller(Teller):
             if sight:
                 parts += [", ", Span("gda", (p.char_id,), sight)]
             parts.append(". ")
-        bg = frame.background_id
-        light = frame.lighting.lower()
         if not people:
             parts.append("No one is in view. ")
-        if frame.background_first_seen == n:
-            parts += [
-                Span("gdl", (bg,), "The background" if people else "The scene"),
-                f" is {_colours(frame.background_colours)}, and the light is {light}.",
-            ]
-        else:
-            parts += [
-                Span("gdl", (bg,), "The same background as before"),
-                f" is there, {_colours(frame.background_colours)}, and the light is {light}.",
-            ]
+        parts += _setting_words(frame, bool(people))
         return Segment(n, parts)
 
     def compose(self, images: Sequence[Any]) -> tuple[CoT, GroundedStory]:

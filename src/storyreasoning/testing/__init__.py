@@ -12,10 +12,12 @@ from .tiny_models import (
     TINY_DEFAULT_SYSTEM,
     TINY_MAX_PIXELS,
     TINY_MIN_PIXELS,
+    TINY_SEGMENTER_LABELS,
     TINY_SPECIAL_TOKENS,
     build_tiny_detector,
     build_tiny_embedder,
     build_tiny_qwen25vl,
+    build_tiny_segmenter,
     tiny_chat_template,
 )
 
@@ -25,9 +27,11 @@ __all__ = [
     "TINY_DEFAULT_SYSTEM",
     "TINY_MAX_PIXELS",
     "TINY_MIN_PIXELS",
+    "TINY_SEGMENTER_LABELS",
     "TINY_SPECIAL_TOKENS",
     "build_tiny_detector",
     "build_tiny_embedder",
     "build_tiny_qwen25vl",
+    "build_tiny_segmenter",
     "tiny_chat_template",
 ]

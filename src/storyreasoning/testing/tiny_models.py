@@ -442,3 +442,64 @@ def build_tiny_embedder(out_dir: str | Path, *, seed: int = 0) -> Path:
     ViTModel(config).save_pretrained(out)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
     return out
+
+
+TINY_SEGMENTER_LABELS = ("person", "cup", "sky-other-merged", "wall-other-merged", "floor-wood")
+
+
+def build_tiny_segmenter(
+    out_dir: str | Path, *, labels: tuple[str, ...] = TINY_SEGMENTER_LABELS, seed: int = 0
+) -> Path:
+    """A tiny random Mask2Former (Swin backbone, ~0.1M parameters) saved with its image processor.
+
+    Loads with ``AutoModelForUniversalSegmentation`` and ``AutoImageProcessor``. Freshly
+    initialised, a Mask2Former's mask logits are all near 0 and its class scores near
+    uniform, so panoptic post-processing keeps no segment; here the class head and the last
+    layer of the mask embedder are scaled up (the weights stay random under ``seed``), so
+    the segments are arbitrary but decisive and post-processing keeps some, which is what
+    the builder's plumbing needs. The labels are COCO-panoptic style names (suffixes included).
+    """
+    import torch
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    out = Path(out_dir)
+    backbone = SwinConfig(
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        image_size=64,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = Mask2FormerConfig(
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        feature_size=32,  # the pixel decoder's GroupNorm needs multiples of 32
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=32,
+        num_queries=8,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    model = Mask2FormerForUniversalSegmentation(config)
+    with torch.no_grad():
+        model.class_predictor.weight.mul_(30.0)
+        model.class_predictor.bias.zero_()
+        model.class_predictor.bias[-1] = -20.0  # the "no object" class
+        last = model.model.transformer_module.decoder.mask_predictor.mask_embedder.layers[-1]
+        for parameter in last.parameters():
+            parameter.mul_(300.0)
+    model.save_pretrained(out)
+    Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(out)
+    return out

@@ -1,0 +1,587 @@
+"""Backgrounds: the "stuff" of each frame (sky, wall, floor...) as ``bg`` boxes whose ids hold across a story.
+
+A finder turns one frame into a list of :class:`Region`: a label, a box in original
+pixels and the share of the frame the region covers. :class:`BackgroundPerceiver` wraps
+the builder's perceiver (the OpenCV baseline or the model perceiver, with or without
+faces), asks a finder for every frame's regions and gives them ``bg`` ids; its frames'
+``backgrounds`` then replace the baseline's single geometric band.
+
+**With a segmenter** (:class:`PanopticBackgrounds`, ``--segmenter``): any transformers
+universal-segmentation checkpoint, Mask2Former or OneFormer, a hub id or a folder (e.g.
+``facebook/mask2former-swin-large-coco-panoptic``), loaded with
+``AutoModelForUniversalSegmentation`` (OneFormer gets its task input ``"panoptic"``). The
+processor's panoptic post-processing (segments scoring at least ``threshold``, every
+stuff class fused into one segment) runs at a copy of the frame at most
+:data:`SEGMENT_SIDE` pixels long. Each stuff segment's connected pieces (8-connected)
+become regions; a piece smaller than ``min_area`` of the frame is dropped. Things (people,
+cups, cars) are the detector's business and never become backgrounds.
+
+Which classes are stuff, in this order:
+
+1. ``stuff_labels`` (``--stuff-labels sky,wall``): exactly the classes with those labels
+   (as :func:`~storyreasoning.builder.perceive.clean_label` cleans them: ``sky-other-merged``
+   is ``sky``).
+2. The checkpoint says which of its classes are things (a OneFormer processor's
+   ``metadata["thing_ids"]``, or ``thing_ids`` in the model's config): every other class.
+3. Otherwise, every class that is not a thing the builder can find: not one of the 80
+   COCO thing classes (:data:`COCO_THINGS`) and not a label of the ``--detector``. On
+   COCO-panoptic checkpoints this makes exactly ids 80 to 132 stuff (banner ... rug). The
+   original code took ``label_id > 90``, which made 11 stuff classes things (banner,
+   blanket, bridge, cardboard, counter, curtain, door, wooden floor, flower, fruit,
+   gravel).
+
+**Without a segmenter** (:class:`ColourBackgrounds`, GroundCap's idea in our own code): a
+copy of the frame at most ``side`` pixels long, the people's and objects' boxes masked
+out, is clustered with OpenCV's k-means on colour (CIE Lab) and position (k-means++ seeds
+from OpenCV's random generator seeded with ``seed`` just before, so the same frame always
+gives the same clusters). Clusters of nearly one colour (:data:`MERGE_DISTANCE`), which
+k-means split only for their place, are joined again. Each cluster is opened with a 3x3
+square (speckle removed); its connected pieces of at least ``min_area`` of the frame become regions, labelled in words
+by their colour and place: ``blue area at the top``, ``dark green area on the left``. When
+no piece is that large, the largest is kept: a frame with background showing between its
+boxes always has one.
+
+**Ids** (:func:`background_ids`): a region's key is its label and its rank among the
+pieces of that label in its frame (largest first). The same key is the same ``bg`` id in
+every frame of the story ("the wall" of frame 3 is the wall of frame 1; the second-largest
+piece of wall is another background, so no id appears twice in one frame). Ids are
+numbered in order of first appearance, frames in order, regions largest first, ties by
+position: the same frames give the same ids. At most ``max_regions`` regions per frame,
+the largest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import StoryReasoningError, UsageError
+from ..format.box import Box
+
+DEFAULT_MIN_AREA = 0.03  # share of the frame a background piece must cover
+DEFAULT_MAX_REGIONS = 3
+DEFAULT_SEGMENTER_THRESHOLD = 0.5  # the transformers post-processing's default
+DEFAULT_CLUSTERS = 5
+SEGMENT_SIDE = 640  # the panoptic map is computed at a copy this long (boxes scaled back)
+COLOUR_SIDE = 96  # colour clustering runs on a copy this long
+# two clusters whose mean colours lie closer than this (Lab, 0..255 per channel) are one colour, split
+# by k-means only for their place: they are joined before the pieces are cut
+MERGE_DISTANCE = 12.0
+POSITION_WEIGHT = 16.0  # k-means: the frame's longer side spans this many Lab units (0..255); colour leads
+
+#: The 80 COCO thing classes, as :func:`~storyreasoning.builder.perceive.clean_label` writes them.
+COCO_THINGS = frozenset(
+    (
+        "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+        "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+        "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+        "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+        "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+        "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+        "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+        "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+        "scissors", "teddy bear", "hair drier", "toothbrush",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Region:
+    """One background region of one frame: its label, its box in original pixels, the share of the frame it covers."""
+
+    label: str
+    box: Box
+    area: float
+    score: float = 1.0
+
+
+# -- pieces of a mask -------------------------------------------------------------------------------------
+
+
+def _scaled(x1: int, y1: int, x2: int, y2: int, grid: tuple[int, int], size: tuple[int, int]) -> Box:
+    """A box of grid cells ``[x1, x2) x [y1, y2)`` on a ``grid`` (w, h) map, in pixels of an image of ``size`` (w, h)."""
+    (gw, gh), (width, height) = grid, size
+    return Box(
+        min(max(round(x1 * width / gw), 0), width),
+        min(max(round(y1 * height / gh), 0), height),
+        min(max(round(x2 * width / gw), 0), width),
+        min(max(round(y2 * height / gh), 0), height),
+    )
+
+
+def pieces(mask: Any, *, min_pixels: int = 1) -> list[tuple[tuple[int, int, int, int], int, Any]]:
+    """The 8-connected pieces of a boolean mask with at least ``min_pixels`` pixels, largest first
+    (ties: top, then left): ``((x1, y1, x2, y2) exclusive, pixel count, the piece's own mask)``."""
+    from ..vision import require_cv2
+
+    cv2, np = require_cv2()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        np.ascontiguousarray(mask, dtype=np.uint8), connectivity=8
+    )
+    found = []
+    for k in range(1, count):
+        x, y, w, h, n = (int(v) for v in stats[k])
+        if n >= min_pixels:
+            found.append(((x, y, x + w, y + h), n, labels == k))
+    found.sort(key=lambda p: (-p[1], p[0][1], p[0][0]))
+    return found
+
+
+def stuff_regions(
+    segmentation: Any,
+    segments: Iterable[tuple[int, str, float]],
+    size: tuple[int, int],
+    *,
+    min_area: float = DEFAULT_MIN_AREA,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+) -> list[Region]:
+    """The regions of a panoptic map: every connected piece of every stuff segment.
+
+    ``segmentation`` is a 2-D array of segment ids (any ``h x w`` grid over the frame);
+    ``segments`` the stuff segments as ``(segment id, label, score)`` (a segment listed
+    twice counts once); ``size`` the frame's ``(width, height)``, which the boxes are in.
+    Pieces smaller than ``min_area`` of the map are dropped; the ``max_regions`` largest
+    are returned, largest first (ties: top, then left, then label).
+    """
+    from ..vision import require_cv2
+
+    _, np = require_cv2()
+    seg = np.asarray(segmentation)
+    if seg.ndim != 2 or seg.size == 0:
+        raise StoryReasoningError(f"a panoptic map must be a non-empty 2-D array, got shape {seg.shape}")
+    gh, gw = seg.shape
+    min_pixels = max(1, int(np.ceil(min_area * gh * gw)))
+    seen: set[int] = set()
+    found: list[Region] = []
+    for segment_id, label, score in segments:
+        if segment_id in seen:
+            continue
+        seen.add(segment_id)
+        for (x1, y1, x2, y2), n, _ in pieces(seg == segment_id, min_pixels=min_pixels):
+            found.append(Region(label, _scaled(x1, y1, x2, y2, (gw, gh), size), n / (gh * gw), float(score)))
+    found.sort(key=lambda r: (-r.area, r.box.y1, r.box.x1, r.label))
+    return found[:max_regions]
+
+
+# -- which classes are stuff ------------------------------------------------------------------------------
+
+
+def parse_labels(text: str | None) -> tuple[str, ...] | None:
+    """``"sky, wall-other-merged"`` -> ``("sky", "wall")`` (cleaned); None or blank: None."""
+    from .perceive import clean_label
+
+    if text is None or not text.strip():
+        return None
+    return tuple(dict.fromkeys(clean_label(part) for part in text.split(",") if part.strip()))
+
+
+def stuff_ids(
+    id2label: dict[int, str],
+    *,
+    stuff_labels: Sequence[str] | None = None,
+    thing_ids: Iterable[int] | None = None,
+    things: Iterable[str] = (),
+) -> set[int]:
+    """The class ids that are backgrounds, by the rule of the module docstring.
+
+    ``stuff_labels``: the cleaned labels that are stuff (rule 1); ``thing_ids``: the
+    checkpoint's own thing classes (rule 2); ``things``: labels found by the detector, added
+    to :data:`COCO_THINGS` (rule 3). Raises :class:`UsageError` when ``stuff_labels`` names no
+    class of the model, or when no class is stuff.
+    """
+    from .perceive import clean_label
+
+    labels = {int(k): clean_label(str(v)) for k, v in id2label.items()}
+    if stuff_labels is not None:
+        wanted = set(stuff_labels)
+        chosen = {k for k, label in labels.items() if label in wanted}
+        unknown = sorted(wanted - set(labels.values()))
+        if unknown:
+            some = ", ".join(sorted(set(labels.values()))[:12])
+            raise UsageError(
+                f"--stuff-labels names {', '.join(unknown)}, which the segmenter does not have; its classes "
+                f"include {some}"
+            )
+        return chosen
+    if thing_ids is not None:
+        declared = {int(k) for k in thing_ids}
+        chosen = {k for k in labels if k not in declared}
+    else:
+        known = COCO_THINGS | {clean_label(t) for t in things}
+        chosen = {k for k, label in labels.items() if label not in known}
+    if not chosen:
+        raise UsageError(
+            "the segmenter has no stuff classes by the default rule (all its classes are things); name the "
+            "background classes with --stuff-labels"
+        )
+    return chosen
+
+
+def declared_thing_ids(processor: Any, config: Any) -> list[int] | None:
+    """The thing classes a checkpoint declares: a OneFormer processor's ``metadata["thing_ids"]`` or a
+    config's ``thing_ids``; None when it declares none."""
+    for holder in (processor, getattr(processor, "image_processor", None)):
+        metadata = getattr(holder, "metadata", None)
+        if isinstance(metadata, dict) and isinstance(metadata.get("thing_ids"), list):
+            return [int(k) for k in metadata["thing_ids"]]
+    ids = getattr(config, "thing_ids", None)
+    return [int(k) for k in ids] if isinstance(ids, (list, tuple)) else None
+
+
+# -- the finders ------------------------------------------------------------------------------------------
+
+
+def _check(min_area: float, max_regions: int) -> None:
+    if not 0 <= min_area < 1:
+        raise UsageError(f"--background-min-area must be in [0, 1), got {min_area}")
+    if max_regions < 1:
+        raise UsageError(f"--max-backgrounds must be at least 1, got {max_regions}")
+
+
+class PanopticBackgrounds:
+    """Stuff segments of a Mask2Former or OneFormer panoptic segmenter (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        threshold: float = DEFAULT_SEGMENTER_THRESHOLD,
+        min_area: float = DEFAULT_MIN_AREA,
+        max_regions: int = DEFAULT_MAX_REGIONS,
+        stuff_labels: Sequence[str] | None = None,
+        things: Iterable[str] = (),
+        device: str = "auto",
+    ) -> None:
+        if not 0 <= threshold <= 1:
+            raise UsageError(f"--segmenter-threshold must be in [0, 1], got {threshold}")
+        _check(min_area, max_regions)
+        from ..models import choose_device, import_torch
+        from .perceive import clean_label, load_vision_model
+
+        torch, transformers = import_torch()
+        self._torch = torch
+        self.model_name, self.threshold = model, float(threshold)
+        self.min_area, self.max_regions = float(min_area), int(max_regions)
+        self._device = choose_device(device)
+        config = self._config(transformers, model)
+        self.task = "panoptic" if config.model_type == "oneformer" else None
+        self._processor, self._model = load_vision_model(
+            model,
+            "AutoModelForUniversalSegmentation",
+            "--segmenter",
+            self._device,
+            processor="AutoProcessor" if self.task else "AutoImageProcessor",
+        )
+        if not hasattr(self._processor, "post_process_panoptic_segmentation"):
+            raise UsageError(
+                f"--segmenter {model!r} has no panoptic post-processing ({type(self._processor).__name__}); "
+                "give a Mask2Former or OneFormer panoptic checkpoint"
+            )
+        id2label = {int(k): str(v) for k, v in (getattr(self._model.config, "id2label", None) or {}).items()}
+        if not id2label:
+            raise UsageError(f"--segmenter {model!r} names no classes (its config has no id2label)")
+        declared = (
+            None if stuff_labels is not None else declared_thing_ids(self._processor, self._model.config)
+        )
+        self.rule = (
+            "--stuff-labels"
+            if stuff_labels is not None
+            else "the checkpoint's thing_ids"
+            if declared is not None
+            else "not a COCO thing class or a detector label"
+        )
+        self.stuff = stuff_ids(id2label, stuff_labels=stuff_labels, thing_ids=declared, things=things)
+        self.labels = {k: clean_label(v) for k, v in id2label.items()}
+        from .provenance import model_record
+
+        self._record = model_record(model, self._model)
+
+    def _config(self, transformers, model: str):
+        try:
+            return transformers.AutoConfig.from_pretrained(model)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise StoryReasoningError(
+                f"cannot load --segmenter {model!r} ({first}); pass a local model folder or a reachable hub id"
+            ) from exc
+
+    def describe(self) -> dict:
+        return {
+            "finder": "panoptic segmenter",
+            "segmenter": self.model_name,
+            "segmenter_class": type(self._model).__name__,
+            "task": self.task,
+            "threshold": self.threshold,
+            "stuff_rule": self.rule,
+            "stuff_classes": sorted({self.labels[k] for k in self.stuff}),
+            "min_area": self.min_area,
+            "max_regions": self.max_regions,
+            "map_side": SEGMENT_SIDE,
+            "device": self._device,
+            "models": {"segmenter": self._record},
+        }
+
+    def regions(self, image, exclude: Sequence[Box] = ()) -> list[Region]:
+        """The stuff regions of one PIL image (``exclude`` is not needed: stuff segments hold no things)."""
+        torch = self._torch
+        width, height = image.size
+        scale = min(1.0, SEGMENT_SIDE / max(width, height))
+        target = (max(1, round(height * scale)), max(1, round(width * scale)))
+        kwargs = {"task_inputs": [self.task]} if self.task else {}
+        inputs = self._processor(images=[image], return_tensors="pt", **kwargs).to(self._device)
+        with torch.no_grad():
+            outputs = self._model(**inputs)
+        result = self._processor.post_process_panoptic_segmentation(
+            outputs, threshold=self.threshold, label_ids_to_fuse=set(self.stuff), target_sizes=[target]
+        )[0]
+        segmentation = result["segmentation"]
+        if segmentation is None:  # nothing above the threshold
+            return []
+        segments = [
+            (int(info["id"]), self.labels.get(int(info["label_id"]), "background"), float(info["score"]))
+            for info in result["segments_info"]
+            if int(info["label_id"]) in self.stuff
+        ]
+        return stuff_regions(
+            segmentation.cpu().numpy(),
+            segments,
+            (width, height),
+            min_area=self.min_area,
+            max_regions=self.max_regions,
+        )
+
+
+_ROWS = ("top", "middle", "bottom")
+_COLUMNS = ("left", "centre", "right")
+
+
+def place_words(box: tuple[int, int, int, int], centre: tuple[float, float], size: tuple[int, int]) -> str:
+    """Where a region lies, in words: ``at the top``, ``on the left``, ``at the bottom right``, ``in the centre``,
+    ``across the frame``. ``box`` and ``centre`` (its pixels' mean) on a ``size`` (w, h) grid; a region
+    spanning three quarters of an axis has no place along it."""
+    (x1, y1, x2, y2), (cx, cy), (width, height) = box, centre, size
+    row = None if (y2 - y1) >= 0.75 * height else _ROWS[min(2, int(3 * cy / height))]
+    column = None if (x2 - x1) >= 0.75 * width else _COLUMNS[min(2, int(3 * cx / width))]
+    if row == "middle" and column in (None, "centre"):
+        return "in the centre" if column else "across the middle"
+    if column == "centre":
+        column = None
+    if row in (None, "middle"):
+        return f"on the {column}" if column else "across the frame"
+    return f"at the {row} {column}" if column else f"at the {row}"
+
+
+def merged_colours(colours: Any, distance: float = MERGE_DISTANCE) -> list[int]:
+    """For each cluster colour (rows of Lab values), the cluster it joins: clusters whose colours lie within
+    ``distance`` of each other, directly or through others, are one (a smallest index names them)."""
+    parent = list(range(len(colours)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(colours)):
+        for j in range(i + 1, len(colours)):
+            gap = sum((float(a) - float(b)) ** 2 for a, b in zip(colours[i], colours[j], strict=True)) ** 0.5
+            if gap < distance:
+                a, b = root(i), root(j)
+                parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(colours))]
+
+
+class ColourBackgrounds:
+    """Backgrounds without a model: colour and position clusters between the boxes (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        clusters: int = DEFAULT_CLUSTERS,
+        min_area: float = DEFAULT_MIN_AREA,
+        max_regions: int = DEFAULT_MAX_REGIONS,
+        side: int = COLOUR_SIDE,
+        seed: int = 0,
+    ) -> None:
+        if not 2 <= clusters <= 16:
+            raise UsageError(f"--background-clusters must be 2 to 16, got {clusters}")
+        if side < 16:
+            raise UsageError(f"the clustering copy must be at least 16 pixels long, got {side}")
+        _check(min_area, max_regions)
+        from ..vision import require_cv2
+
+        self._cv2, self._np = require_cv2()
+        self.clusters, self.min_area, self.max_regions = int(clusters), float(min_area), int(max_regions)
+        self.side, self.seed = int(side), int(seed)
+
+    def describe(self) -> dict:
+        return {
+            "finder": "colour clusters",
+            "method": f"OpenCV k-means (k={self.clusters}, k-means++, seed {self.seed}) on CIE Lab colour and "
+            f"position of a {self.side}-pixel copy outside the people's and objects' boxes; clusters of one "
+            f"colour (Lab distance < {MERGE_DISTANCE:g}) joined; connected pieces after a 3x3 opening",
+            "min_area": self.min_area,
+            "max_regions": self.max_regions,
+            "versions": {"opencv": self._cv2.__version__},
+        }
+
+    def regions(self, image, exclude: Sequence[Box] = ()) -> list[Region]:
+        """The colour regions of one PIL image, outside the ``exclude`` boxes (original pixels)."""
+        from ..vision.reid import colour_name
+
+        cv2, np = self._cv2, self._np
+        width, height = image.size
+        scale = min(1.0, self.side / max(width, height))
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        if (w, h) != (width, height):
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(rgb)
+        free = np.ones((h, w), dtype=bool)
+        for box in exclude:  # a cell is covered when any part of it lies in a box
+            x1, x2 = int(np.floor(box.x1 * w / width)), int(np.ceil(box.x2 * w / width))
+            y1, y2 = int(np.floor(box.y1 * h / height)), int(np.ceil(box.y2 * h / height))
+            free[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = False
+        points = int(free.sum())
+        if points < self.clusters:
+            return []
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        reach = float(max(w, h))
+        features = np.concatenate(
+            [lab, (xs * POSITION_WEIGHT / reach)[..., None], (ys * POSITION_WEIGHT / reach)[..., None]],
+            axis=2,
+        )
+        samples = np.ascontiguousarray(features[free])
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.1)
+        cv2.setRNGSeed(self.seed)  # the k-means++ seeds (OpenCV's generator is per thread)
+        _, labels, centres = cv2.kmeans(samples, self.clusters, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+        same = merged_colours(centres[:, :3])
+        assigned = np.full((h, w), -1, dtype=np.int32)
+        assigned[free] = np.asarray(same, dtype=np.int32)[labels.ravel()]
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+        kernel = np.ones((3, 3), dtype=np.uint8)
+        min_pixels = max(1, int(np.ceil(self.min_area * w * h)))
+        found: list[tuple[int, Region]] = []
+        largest: tuple[int, Region] | None = None
+        for cluster in sorted(set(same)):
+            mask = (assigned == cluster).astype(np.uint8)
+            opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+            for (x1, y1, x2, y2), n, piece in pieces(opened if opened.any() else mask):
+                if n < min_pixels and largest is not None and largest[0] >= n:
+                    break  # pieces come largest first: none after this one is kept
+                py, px = np.nonzero(piece)
+                centre = (float(px.mean()) + 0.5, float(py.mean()) + 0.5)
+                colour = colour_name(hsv[piece].reshape(-1, 1, 3)) or "plain"
+                label = f"{colour} area {place_words((x1, y1, x2, y2), centre, (w, h))}"
+                region = Region(label, _scaled(x1, y1, x2, y2, (w, h), (width, height)), n / (w * h))
+                if largest is None or n > largest[0]:
+                    largest = (n, region)
+                if n < min_pixels:
+                    break
+                found.append((n, region))
+        if not found and largest is not None:
+            found = [largest]
+        found.sort(key=lambda t: (-t[0], t[1].box.y1, t[1].box.x1, t[1].label))
+        return [region for _, region in found[: self.max_regions]]
+
+
+# -- ids across the story ----------------------------------------------------------------------------------
+
+
+def background_ids(frames: Sequence[Sequence[Region]], prefix: str = "bg") -> list[list[tuple[str, int]]]:
+    """``(id, first frame)`` of every region, frame by frame (frames numbered from 1; see the module docstring)."""
+    known: dict[tuple[str, int], tuple[str, int]] = {}
+    out: list[list[tuple[str, int]]] = []
+    for number, regions in enumerate(frames, start=1):
+        rank: dict[str, int] = {}
+        row = []
+        for region in regions:
+            n = rank.get(region.label, 0)
+            rank[region.label] = n + 1
+            key = (region.label, n)
+            if key not in known:
+                known[key] = (f"{prefix}{len(known) + 1}", number)
+            row.append(known[key])
+        out.append(row)
+    return out
+
+
+class BackgroundPerceiver:
+    """Another perceiver's frames with their backgrounds from ``finder`` (a :class:`PanopticBackgrounds`
+    or a :class:`ColourBackgrounds`), ``bg`` ids kept across the story."""
+
+    def __init__(self, base: Any, finder: Any) -> None:
+        self.base, self.finder = base, finder
+
+    def describe(self) -> dict:
+        out = dict(self.base.describe())
+        out.pop("background", None)
+        out["backgrounds"] = {
+            **self.finder.describe(),
+            "ids": "one bg id per label (and rank among that label's pieces in a frame) across the story",
+        }
+        return out
+
+    def see(self, images: Sequence[Any]) -> list:
+        from ..tell.baseline import SeenObject, open_rgb
+
+        frames = list(self.base.see(images))
+        per_frame = []
+        for number, (frame, image) in enumerate(zip(frames, images, strict=True), start=1):
+            boxes = [p.box for p in frame.people] + [o.box for o in getattr(frame, "objects", [])]
+            per_frame.append(self.finder.regions(open_rgb(image, number), boxes))
+        for frame, regions, ids in zip(frames, per_frame, background_ids(per_frame), strict=True):
+            frame.backgrounds = [
+                SeenObject(entity_id, region.label, region.box, round(region.score, 4), first)
+                for region, (entity_id, first) in zip(regions, ids, strict=True)
+            ]
+            frame.background = Box(0, 0, 0, 0)  # the baseline's band is replaced, even by nothing
+        return frames
+
+
+def with_backgrounds(
+    perceiver: Any,
+    *,
+    segmenter: str | None = None,
+    threshold: float = DEFAULT_SEGMENTER_THRESHOLD,
+    stuff_labels: str | None = None,
+    things: Iterable[str] = (),
+    min_area: float = DEFAULT_MIN_AREA,
+    max_regions: int = DEFAULT_MAX_REGIONS,
+    clusters: int = DEFAULT_CLUSTERS,
+    device: str = "auto",
+) -> BackgroundPerceiver:
+    """``perceiver`` with backgrounds from ``segmenter`` (a hub id or folder), else from colour clusters."""
+    if segmenter:
+        finder: Any = PanopticBackgrounds(
+            segmenter,
+            threshold=threshold,
+            min_area=min_area,
+            max_regions=max_regions,
+            stuff_labels=parse_labels(stuff_labels),
+            things=things,
+            device=device,
+        )
+    else:
+        if stuff_labels:
+            raise UsageError("--stuff-labels chooses among a segmenter's classes; give --segmenter too")
+        finder = ColourBackgrounds(clusters=clusters, min_area=min_area, max_regions=max_regions)
+    return BackgroundPerceiver(perceiver, finder)
+
+
+__all__ = [
+    "COCO_THINGS",
+    "BackgroundPerceiver",
+    "ColourBackgrounds",
+    "PanopticBackgrounds",
+    "Region",
+    "background_ids",
+    "declared_thing_ids",
+    "parse_labels",
+    "pieces",
+    "place_words",
+    "stuff_ids",
+    "stuff_regions",
+    "with_backgrounds",
+]
