@@ -333,6 +333,23 @@ def test_a_tiny_mask2former_gives_stuff_regions_with_ids_across_frames(segmenter
     assert only_sky.describe()["stuff_rule"] == "--stuff-labels"
 
 
+def test_a_tiny_oneformer_is_asked_for_the_panoptic_task_and_declares_its_things(tmp_path, repeated):
+    require_transformers()
+    from storyreasoning.builder.background import PanopticBackgrounds
+    from storyreasoning.testing import build_tiny_segmenter
+
+    folder = build_tiny_segmenter(
+        tmp_path / "oneformer", kind="oneformer", things=("person", "cup", "floor-wood")
+    )
+    finder = PanopticBackgrounds(str(folder), min_area=0.01, device="cpu")
+    info = finder.describe()
+    assert info["segmenter_class"] == "OneFormerForUniversalSegmentation" and info["task"] == "panoptic"
+    # its classes.json marks floor-wood a thing: the checkpoint's word wins over the COCO names
+    assert info["stuff_rule"] == "the checkpoint's thing_ids" and info["stuff_classes"] == ["sky", "wall"]
+    regions = finder.regions(Image.open(frame_files(repeated)[0]).convert("RGB"))
+    assert regions and all(r.label in {"sky", "wall"} for r in regions)
+
+
 def test_a_build_with_a_segmenter_is_valid_and_records_it(segmenter, repeated, tmp_path):
     from storyreasoning.data import load_stories
 

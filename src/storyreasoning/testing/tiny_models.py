@@ -448,26 +448,34 @@ TINY_SEGMENTER_LABELS = ("person", "cup", "sky-other-merged", "wall-other-merged
 
 
 def build_tiny_segmenter(
-    out_dir: str | Path, *, labels: tuple[str, ...] = TINY_SEGMENTER_LABELS, seed: int = 0
+    out_dir: str | Path,
+    *,
+    labels: tuple[str, ...] = TINY_SEGMENTER_LABELS,
+    things: tuple[str, ...] = ("person", "cup"),
+    kind: str = "mask2former",
+    seed: int = 0,
 ) -> Path:
-    """A tiny random Mask2Former (Swin backbone, ~0.1M parameters) saved with its image processor.
+    """A tiny random panoptic segmenter (Swin backbone, ~0.1M parameters) saved with its processor.
 
-    Loads with ``AutoModelForUniversalSegmentation`` and ``AutoImageProcessor``. Freshly
-    initialised, a Mask2Former's mask logits are all near 0 and its class scores near
+    ``kind="mask2former"``: a Mask2Former with its image processor (``AutoImageProcessor``);
+    ``kind="oneformer"``: a OneFormer with its processor (``AutoProcessor``: image processor,
+    a CLIP tokenizer with no vocabulary of its own, every word unknown, and the class list
+    ``classes.json`` in the folder, which marks ``things`` as things, as OneFormer's
+    checkpoints do). Both load with ``AutoModelForUniversalSegmentation``.
+
+    Freshly initialised, their mask logits are all near 0 and their class scores near
     uniform, so panoptic post-processing keeps no segment; here the class head and the last
     layer of the mask embedder are scaled up (the weights stay random under ``seed``), so
     the segments are arbitrary but decisive and post-processing keeps some, which is what
     the builder's plumbing needs. The labels are COCO-panoptic style names (suffixes included).
     """
     import torch
-    from transformers import (
-        Mask2FormerConfig,
-        Mask2FormerForUniversalSegmentation,
-        Mask2FormerImageProcessor,
-        SwinConfig,
-    )
+    from transformers import SwinConfig
 
+    if kind not in ("mask2former", "oneformer"):
+        raise ValueError(f"kind must be mask2former or oneformer, not {kind!r}")
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     backbone = SwinConfig(
         embed_dim=8,
         depths=[1, 1, 1, 1],
@@ -476,30 +484,80 @@ def build_tiny_segmenter(
         image_size=64,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
-    config = Mask2FormerConfig(
-        backbone_config=backbone,
-        use_pretrained_backbone=False,
-        feature_size=32,  # the pixel decoder's GroupNorm needs multiples of 32
-        mask_feature_size=32,
-        hidden_dim=32,
-        encoder_feedforward_dim=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_attention_heads=2,
-        dim_feedforward=32,
-        num_queries=8,
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    common = {
+        "backbone_config": backbone,
+        "use_pretrained_backbone": False,
+        "hidden_dim": 32,  # the pixel decoder's GroupNorm needs multiples of 32
+        "encoder_feedforward_dim": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "num_attention_heads": 2,
+        "dim_feedforward": 32,
+        "num_queries": 8,
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
     torch.manual_seed(seed)
-    model = Mask2FormerForUniversalSegmentation(config)
+    if kind == "mask2former":
+        from transformers import (
+            Mask2FormerConfig,
+            Mask2FormerForUniversalSegmentation,
+            Mask2FormerImageProcessor,
+        )
+
+        model = Mask2FormerForUniversalSegmentation(
+            Mask2FormerConfig(feature_size=32, mask_feature_size=32, **common)
+        )
+        head = model.class_predictor
+        embedder = model.model.transformer_module.decoder.mask_predictor.mask_embedder
+        processor: Any = Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    else:
+        from transformers import (
+            CLIPTokenizer,
+            OneFormerConfig,
+            OneFormerForUniversalSegmentation,
+            OneFormerImageProcessor,
+            OneFormerProcessor,
+        )
+
+        classes = {str(i): {"name": name, "isthing": int(name in things)} for i, name in enumerate(labels)}
+        (out / "classes.json").write_text(json.dumps(classes, indent=1) + "\n", encoding="utf-8")
+        config = OneFormerConfig(
+            conv_dim=32,
+            mask_dim=32,
+            query_dec_layers=1,
+            task_seq_len=8,
+            text_encoder_width=32,
+            text_encoder_context_length=8,
+            text_encoder_num_layers=1,
+            text_encoder_vocab_size=8,
+            text_encoder_proj_layers=1,
+            text_encoder_n_ctx=2,
+            **common,
+        )
+        model = OneFormerForUniversalSegmentation(config)
+        head = model.model.transformer_module.decoder.class_embed
+        embedder = model.model.transformer_module.decoder.mask_embed
+        image_processor = OneFormerImageProcessor(
+            size={"shortest_edge": 64, "longest_edge": 96},
+            repo_path=str(out),
+            class_info_file="classes.json",
+            num_text=2,
+            num_labels=len(labels),
+        )
+        processor = OneFormerProcessor(
+            image_processor=image_processor, tokenizer=CLIPTokenizer(), max_seq_length=8, task_seq_length=8
+        )
     with torch.no_grad():
-        model.class_predictor.weight.mul_(30.0)
-        model.class_predictor.bias.zero_()
-        model.class_predictor.bias[-1] = -20.0  # the "no object" class
-        last = model.model.transformer_module.decoder.mask_predictor.mask_embedder.layers[-1]
-        for parameter in last.parameters():
+        head.weight.mul_(30.0)
+        head.bias.zero_()
+        head.bias[-1] = -20.0  # the "no object" class
+        if kind == "oneformer":  # its queries start alike and agree on one class: make it a stuff class
+            for i, name in enumerate(labels):
+                if name not in things:
+                    head.bias[i] = 3.0
+        for parameter in embedder.layers[-1].parameters():
             parameter.mul_(300.0)
     model.save_pretrained(out)
-    Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(out)
+    processor.save_pretrained(out)
     return out
