@@ -112,6 +112,44 @@ def test_four_stories_in_flight_finish_sooner_with_the_same_bytes(raw, tmp_path,
         assert one[name] == four[name], name  # story by story, byte for byte
 
 
+class WatchedPerceiver(BaselineTeller):
+    """The baseline's perception, noting each time it has seen a story how many perceived stories are held
+    (being written or waiting for a writer, this one included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.perceived = 0
+        self.finished = 0
+        self.held: list[int] = []
+
+    def see(self, frames):
+        seen = super().see(frames)
+        self.perceived += 1
+        self.held.append(self.perceived - self.finished)
+        return seen
+
+
+def test_perception_runs_ahead_of_the_writers_but_only_one_story_ahead(raw, tmp_path):
+    """With two writers busy, perception keeps one more story ready and no more: what waits in memory is bound."""
+    stories, _ = find_stories(raw)
+    seer = WatchedPerceiver()
+
+    def finished(n: int) -> None:
+        seer.finished += n
+
+    with FakeServer(respond=answer, answer_delay=0.3) as server:
+        report = build_dataset(
+            stories,
+            tmp_path / "b",
+            perceiver=seer,
+            writer=chat_writer(server.url),
+            concurrency=2,
+            progress=finished,
+        )
+    assert report.built == 8 and seer.perceived == 8
+    assert max(seer.held) == 3, seer.held  # two being written and one ready, never more
+
+
 def test_failures_at_the_endpoint_count_in_the_order_stories_finish(raw, tmp_path, perceiver):
     """Two answers fail, the rest pass: no three in a row, so nothing stops; a server that always fails
     stops the build after three, with the stories never started left for the next run."""

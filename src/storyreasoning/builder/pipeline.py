@@ -139,7 +139,8 @@ def _error_record(story: RawStory, exc: BaseException) -> dict:
         **(
             {}
             if isinstance(exc, StoryReasoningError)
-            else {"trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=5))}
+            # the innermost frames: where it went wrong, not the loop that called it
+            else {"trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))}
         ),
     }
 
