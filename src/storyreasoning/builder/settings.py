@@ -52,9 +52,9 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         operational=True,
     )
     concurrency: int | None = option(
-        None, min=1, show_default="4 for --writer chat, 1 for template",
-        help="Stories written at once: requests in flight against the endpoint (perception runs ahead of them "
-        "in one place).",
+        None, min=1,
+        help="Stories written at once: requests in flight against the endpoint, while perception runs ahead of "
+        "them in one place (default: 4 for --writer chat, 1 for template).",
         operational=True,
     )  # fmt: skip
     allow_mixed: bool = option(
