@@ -122,7 +122,7 @@ def test_generic_names_are_refused(name):
 @pytest.mark.parametrize(
     "name",
     ["Eiffel Tower", "Times Square", "Big Ben", "The White House", "Mount Fuji", "Golden Gate Bridge",
-     "Central Park", "Sagrada Família", "30 St Mary Axe"],
+     "Central Park", "Sagrada Família", "30 St Mary Axe", "東京タワー", "Колизей"],
 )  # fmt: skip
 def test_named_places_are_kept(name):
     assert not is_generic(name)

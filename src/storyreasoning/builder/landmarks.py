@@ -26,8 +26,9 @@ Then each entry:
 
 * its box (``box``, also ``bbox``: four numbers, or ``x1``/``y1``/``x2``/``y2``) is put in
   corner order and clamped to the image; one less than 2 pixels wide or high is dropped;
-* its name is refused when it is generic (:func:`is_generic`): no word of it is written
-  with a capital letter or a digit (a proper name is), or every word is a kind of place
+* its name is refused when it is generic (:func:`is_generic`): every word of it begins with
+  a lower-case letter (a proper name has a capital, a digit or a script without case), or
+  every word is a kind of place
   or a plain description (:data:`GENERIC_WORDS`: "building", "old town", "city street").
   The price of the rule: a name made only of such words, such as Tower Bridge, is refused
   too;
@@ -115,7 +116,7 @@ def landmark_key(name: str) -> str:
 def is_generic(name: str) -> bool:
     """Whether a name names no particular place (see the module docstring)."""
     words = re.findall(r"[\w/]+", name)
-    if not words or not any(w[0].isupper() or w[0].isdigit() for w in words):
+    if not words or all(w[0].islower() for w in words):  # 東京タワー has no case, and is a name
         return True
     return all(w.casefold() in GENERIC_WORDS for w in words)
 
@@ -284,7 +285,7 @@ class LandmarkFinder:
             "coordinates": f"0-{GRID} grid over the image, converted to pixels",
             "max_landmarks": self.max_landmarks,
             "sampling": self.sampling.to_dict(),
-            "generic_names": "refused (no capitalised word, or only words for kinds of place)",
+            "generic_names": "refused (every word lower-case, or only words for kinds of place)",
             # an OpenAI-compatible server names its model but not its revision
             "models": {"landmarks": {"id": model, "revision": None}},
         }
