@@ -5,8 +5,10 @@ Their timing is measured by ``bench/startup.py``, not here.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("torch", "transformers", "cv2", "trl", "peft", "datasets", "numpy", "PIL.Image")
 
@@ -81,3 +83,67 @@ def test_python_dash_m_runs_the_cli():
     from storyreasoning import __version__
 
     assert __version__ in result.stdout
+
+
+# What each start-up path imports (bench/startup.py measures the time; these are the module sets).
+# Printed to a pipe: plain text, so no rich; only commands that run through typer import it.
+LIBRARIES = ("typer", "rich", "pydantic", "markdown_it")
+
+STARTUP = """
+import contextlib, io, sys
+from storyreasoning.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        main({args!r})
+    except SystemExit as exc:
+        code = exc.code
+assert code == 0, (code, out.getvalue()[-500:])
+print("LOADED:" + ",".join(m for m in {watched!r} if m in sys.modules))
+"""
+
+
+def loaded_by(args: list[str], watched=LIBRARIES) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", STARTUP.format(args=args, watched=watched)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TTY_COMPATIBLE": "", "FORCE_COLOR": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("LOADED:"), result.stdout[-500:]
+    return set(filter(None, last.removeprefix("LOADED:").split(",")))
+
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "outputs" / "lighthouse.txt"
+
+
+def test_check_json_imports_no_cli_library():
+    assert loaded_by(["check", str(EXAMPLE), "--json", "-n", "3"]) == set()
+    assert loaded_by(["--version"]) == set()
+
+
+def test_help_imports_typer_alone():
+    assert loaded_by(["--help"]) == {"typer"}
+    # nor any command's settings: the list of commands needs no command module
+    commands = tuple(
+        f"storyreasoning.{p}.cli" for p in ("check", "tell", "data", "train", "evaluate", "studio")
+    )
+    settings = tuple(
+        f"storyreasoning.{p}.settings" for p in ("tell", "builder", "train", "evaluate", "studio")
+    )
+    assert loaded_by(["--help"], commands + settings + ("storyreasoning.format",)) == set()
+
+
+def test_a_command_loads_its_own_module_only():
+    watched = tuple(
+        f"storyreasoning.{p}.settings" for p in ("tell", "builder", "train", "evaluate", "studio")
+    )
+    assert loaded_by(["build", "--help"], watched) == {
+        "storyreasoning.builder.settings",
+        "storyreasoning.tell.settings",
+    }
+    assert loaded_by(["evaluate", "--help"], watched) == {"storyreasoning.evaluate.settings"}
+    assert "rich" not in loaded_by(["train", "sft", "--help"])

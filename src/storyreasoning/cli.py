@@ -1,62 +1,157 @@
 """The ``storyreasoning`` command: mounts each package's commands and turns user errors into one line.
 
-Each package owns its commands (``tell/cli.py``, ``train/cli.py``, ...); a job's options
-come from its settings dataclass (:mod:`storyreasoning.settings`). Every command imports
-what it runs inside its body, so ``storyreasoning --help`` and ``import storyreasoning.cli``
-stay fast and never load torch or transformers.
+Each package owns its commands (``tell/cli.py``, ``train/cli.py``, ...): its ``register(app)``
+declares them to typer, their options coming from the job's settings dataclass
+(:mod:`storyreasoning.settings`). Starting the command stays cheap because nothing is
+imported before it is used:
+
+* :data:`COMMANDS` names every command, the module that declares it and its one-line
+  help, so ``storyreasoning --help`` lists them all without importing any of those
+  modules (nor their settings); a command's module is imported when that command runs
+  or shows its own help;
+* ``storyreasoning check`` with plain arguments runs without typer at all
+  (:func:`storyreasoning.check.cli.quick`), and ``--version`` is answered at once;
+* help and errors are drawn with rich (typer's panels) only on a terminal; printed to a
+  file or a pipe they are plain text, and rich is not imported.
+
+``app`` (the typer application, built on first use) is what tests and plug-ins extend.
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
 from . import __version__
 from .errors import StoryReasoningError, UsageError
 
-app = typer.Typer(
-    name="storyreasoning",
-    help="Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+HELP = "Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories."
 
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"storyreasoning {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=" "
+#: Every command, in the order ``--help`` lists them: the module whose ``register(app)``
+#: declares it, and the first paragraph of its help. ``tests/test_cli_startup.py`` checks
+#: this table against what the modules declare.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("storyreasoning.check.cli", "Parse a model output and say whether it is well-structured."),
+    "tell": ("storyreasoning.tell.cli", "Tell a grounded story about images."),
+    "tell-dataset": (
+        "storyreasoning.tell.cli",
+        "Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).",
     ),
-) -> None:
-    """Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories."""
+    "serve": (
+        "storyreasoning.tell.cli",
+        "Serve a storyteller behind an OpenAI-compatible API, with flags derived from the story length.",
+    ),
+    "studio": (
+        "storyreasoning.studio.cli",
+        "Web studio: tell a story from uploaded images (streamed), inspect outputs, browse datasets and runs.",
+    ),
+    "build": (
+        "storyreasoning.builder.cli",
+        "Build a StoryReasoning dataset from raw frames: people, re-identification, CoT tables, grounded "
+        "story.",
+    ),
+    "data": (
+        "storyreasoning.data.cli",
+        "Datasets: statistics, validation, one story, conversion between formats, contrastive sequences.",
+    ),
+    "train": (
+        "storyreasoning.train.cli",
+        "Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, adapter merging.",
+    ),
+    "evaluate": (
+        "storyreasoning.evaluate.cli",
+        "Score a run against its dataset (grounding, identity, consistency, language), or compare "
+        "evaluated runs.",
+    ),
+}
+
+_APP = None
 
 
-def _mount() -> None:
-    from .builder import cli as builder
-    from .check import cli as check
-    from .data import cli as data
-    from .evaluate import cli as evaluate
-    from .studio import cli as studio
-    from .tell import cli as tell
-    from .train import cli as train
-
-    for package in (check, tell, studio, data, train, builder, evaluate):
-        package.register(app)
+def typer_app():
+    """The typer application (built once): the root options, a placeholder per command of
+    :data:`COMMANDS` and whatever was added to it with ``app.command``."""
+    global _APP
+    if _APP is None:
+        _APP = _build_app()
+    return _APP
 
 
-_mount()
+def __getattr__(name: str):
+    if name == "app":
+        return typer_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _build_app():
+    import importlib
+
+    import typer
+    from typer.core import TyperCommand, TyperGroup
+    from typer.main import get_group
+
+    from .terminal import is_terminal
+
+    class Placeholder(TyperCommand):  # what --help lists of a command not loaded: its name and help
+        pass
+
+    class LazyGroup(TyperGroup):
+        """The root group: each command a placeholder until it is resolved, then the real one."""
+
+        def __init__(self, **attrs) -> None:
+            super().__init__(**attrs)
+            added = dict(self.commands)  # app.command(...) on the root: already real
+            self.commands = {
+                name: Placeholder(name, help=help, rich_markup_mode=self.rich_markup_mode)
+                for name, (_, help) in COMMANDS.items()
+            }
+            self.commands.update(added)
+
+        def resolve_command(self, ctx, args):
+            name, command, rest = super().resolve_command(ctx, args)
+            if isinstance(command, Placeholder):
+                command = self.commands[name] = self.load(name)
+            return name, command, rest
+
+        def load(self, name: str):
+            module = importlib.import_module(COMMANDS[name][0])
+            scratch = typer.Typer(rich_markup_mode=self.rich_markup_mode)
+            module.register(scratch)
+            return get_group(scratch).commands[name]
+
+    app = typer.Typer(
+        name="storyreasoning",
+        cls=LazyGroup,
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        # typer's panels for a person at a terminal; plain text (and no rich import) for a pipe
+        rich_markup_mode="rich" if is_terminal(sys.stdout) else None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    def show_version(value: bool) -> None:
+        if value:
+            typer.echo(f"storyreasoning {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False,
+            "--version",
+            callback=show_version,
+            is_eager=True,
+            help="Show the version and exit.",
+            metavar=" ",
+        ),
+    ) -> None:
+        """Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories."""
+
+    return app
+
+
+def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
     """Console entry point: user errors become one line on stderr, never a traceback.
 
     Commands raise :class:`StoryReasoningError` with the fix in the message. What slips
@@ -64,13 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     (:func:`~storyreasoning.errors.file_error`), a missing optional package one naming its
     extra (:func:`~storyreasoning.errors.missing_package`). ``STORYREASONING_TRACEBACK=1``
     shows the traceback instead (for a bug report).
+
+    ``quick=False`` sends every invocation through typer (the fast paths are compared
+    with it in the tests).
     """
-    import os
-
-    from .errors import file_error, missing_package
-
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="storyreasoning")
+        code = _quick(args) if quick else None
+        if code is not None:
+            sys.exit(code)
+        typer_app()(args=args, prog_name="storyreasoning")
     except StoryReasoningError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -79,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(1)
     except (OSError, ImportError) as exc:
+        import os
+
+        from .errors import file_error, missing_package
+
         if os.environ.get("STORYREASONING_TRACEBACK"):
             raise
         error = missing_package(exc) if isinstance(exc, ImportError) else file_error(exc)
@@ -87,7 +189,24 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(error), error.exit_code)
 
 
+def _quick(args: list[str]) -> int | None:
+    """The exit status of a command answered without typer, or None to hand it to typer."""
+    if args == ["--version"]:
+        sys.stdout.write(f"storyreasoning {__version__}\n")
+        return 0
+    if args[:1] == ["check"]:
+        from .check.cli import quick
+
+        return quick(args[1:])
+    return None
+
+
 def _fail(message: str, code: int) -> None:
+    from .terminal import is_terminal
+
+    if not is_terminal(sys.stderr):  # what rich would print there, without rich
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(code)
     from rich.console import Console
     from rich.markup import escape
 
@@ -99,7 +218,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-__all__ = ["UsageError", "app", "main"]
+__all__ = ["COMMANDS", "UsageError", "main", "typer_app"]  # and app, built on first use
 
 if __name__ == "__main__":  # pragma: no cover
     main()

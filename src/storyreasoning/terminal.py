@@ -1,7 +1,12 @@
-"""Showing tellings in a terminal (rich): summaries, diagnostics, coloured stories."""
+"""Showing tellings in a terminal (rich): summaries, diagnostics, coloured stories.
+
+rich is imported by the functions that draw, never at import: what a command prints to a
+file or a pipe (help, one-line errors, JSON) needs no rich (see :func:`is_terminal`).
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +17,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .format.stream import Telling
     from .format.validate import Verdict
+
+
+def is_terminal(stream) -> bool:
+    """Whether rich would draw on ``stream`` as on a terminal (colours, boxes), decided without rich.
+
+    The rules are rich's own: ``TTY_COMPATIBLE=0|1`` decides, then a non-empty ``FORCE_COLOR``
+    means yes, otherwise the stream must be a TTY. Where this is false, rich would print
+    plain text, so a command can print that text itself and skip importing rich.
+    """
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
 
 # The colours of the original interface: entities blue, actions cyan, locations pink.
 TAG_STYLES = {"gdo": "bold #4361ee", "gda": "bold #4cc9f0", "gdl": "bold #f72585"}

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ..format import Telling, image_size, parse_cot, parse_output, parse_story
+from ..format import Telling, parse_cot, parse_output, parse_story
 from ..format.diagnostics import warning
 
 
@@ -77,7 +77,11 @@ def run_check(
     path: Path, images: list[Path], *, n_images: int | None, as_json: bool, kind: str, strict: bool
 ) -> int:
     text, extra = read_text(path)
-    sizes = [image_size(p) for p in images] if images else None
+    sizes = None
+    if images:
+        from ..format.images import image_size
+
+        sizes = [image_size(p) for p in images]
     if sizes is not None and n_images is not None and n_images != len(sizes):
         raise UsageError(
             f"--images {n_images} disagrees with the {len(sizes)} image files given; give one or the other"
