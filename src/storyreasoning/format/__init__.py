@@ -46,25 +46,47 @@ from .events import (
     ThinkClosed,
     ThinkOpened,
 )
-from .images import image_data_url, image_size, open_image
-from .prompts import (
-    DEFAULT_PROMPT,
-    INFERENCE_PROMPTS,
-    SYSTEM_PROMPT,
-    TRAINING_PROMPTS,
-    assistant_target,
-    choose_prompt,
-    openai_messages,
-    transformers_messages,
-)
 from .story import GroundedStory, Segment, Span, clean_text, render_story
 from .story_parser import StoryBuilder, parse_story
 from .stream import StreamParser, Telling, parse_output, split_output
 from .validate import Verdict, validate
 
+# Images and prompts are not needed to parse or check an output (``storyreasoning check``
+# starts without them and what they import): their names load on first use.
+_LAZY = {
+    "image_data_url": "images",
+    "image_size": "images",
+    "open_image": "images",
+    "DEFAULT_PROMPT": "prompts",
+    "INFERENCE_PROMPTS": "prompts",
+    "SYSTEM_PROMPT": "prompts",
+    "TRAINING_PROMPTS": "prompts",
+    "assistant_target": "prompts",
+    "choose_prompt": "prompts",
+    "openai_messages": "prompts",
+    "transformers_messages": "prompts",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 def render_output(cot: CoT | None, story: GroundedStory | None) -> str:
     """A whole output in the published envelope: ``<think>\\n{CoT}\\n</think>\\n{story}``."""
+    from .prompts import assistant_target
+
     return assistant_target(
         render_cot(cot) if cot is not None else "", render_story(story) if story is not None else ""
     )
