@@ -9,11 +9,22 @@ Backends share the :class:`Teller` interface (``tell`` returns a
 * :class:`~storyreasoning.tell.baseline.BaselineTeller`: no model weights; OpenCV
   detectors and appearance features. A baseline, labelled as such everywhere.
 
-Backends are imported lazily: ``import storyreasoning.tell`` loads neither torch nor OpenCV.
+Everything is imported on first use: ``import storyreasoning.tell`` (which importing any
+of its modules does first) loads neither torch nor OpenCV, nor even the format parser.
 """
 
 from __future__ import annotations
 
-from .base import Prompt, Sampling, Story, Teller, TellError, Usage
-
 __all__ = ["Prompt", "Sampling", "Story", "TellError", "Teller", "Usage"]
+
+
+def __getattr__(name: str):
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import base
+
+    return getattr(base, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
