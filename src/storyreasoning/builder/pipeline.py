@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,18 +130,60 @@ class BuildReport:
         return asdict(self)
 
 
-def _error_record(story: RawStory, exc: BaseException) -> dict:
+@dataclass
+class Perceived:
+    """One story as perception leaves it, wherever perception ran: its frames' bytes and sizes and what
+    was seen in them, or the ``error`` that ended it (the bytes and sizes may be missing then).
+
+    ``trace`` is the innermost frames of an unexpected error's trace, formatted where it happened
+    (a Ray worker's exception reaches the driver without its traceback).
+    """
+
+    story: RawStory
+    data: list[bytes] | None = None
+    sizes: list[tuple[int, int]] | None = None
+    frames: list | None = None
+    error: BaseException | None = None
+    trace: str | None = None
+
+
+def read_frames(frames: Sequence[Path]) -> tuple[list[bytes], list[tuple[int, int]]]:
+    """The bytes and the ``(width, height)`` of each frame file; an unreadable one raises, naming it."""
+    from ..format.images import image_size, read_image_bytes
+
+    data = [read_image_bytes(p) for p in frames]
+    return data, [image_size(d, name=str(p)) for d, p in zip(data, frames, strict=True)]
+
+
+def error_trace(exc: BaseException) -> str | None:
+    """What errors.jsonl keeps of an unexpected error's trace: its innermost frames (where it went wrong,
+    not the loop that called it); none for a :class:`StoryReasoningError`, whose message says it all."""
+    if isinstance(exc, StoryReasoningError):
+        return None
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
+
+
+def perceive_here(perceiver: Any, stories: Sequence[RawStory]) -> Iterator[Perceived]:
+    """Perception in this process, story by story (the single-process build): each story's frames are
+    read, then seen by ``perceiver``; a failure is the story's, never the build's."""
+    for story in stories:
+        try:
+            data, sizes = read_frames(story.frames)
+            frames = list(perceiver.see(story.frames))
+        except Exception as exc:
+            yield Perceived(story, error=exc, trace=error_trace(exc))
+            continue
+        yield Perceived(story, data, sizes, frames)
+
+
+def _error_record(story: RawStory, exc: BaseException, trace: str | None = None) -> dict:
+    trace = trace or error_trace(exc)
     return {
         "story_id": story.story_id,
         "error": str(exc) or type(exc).__name__,
         "kind": type(exc).__name__,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(
-            {}
-            if isinstance(exc, StoryReasoningError)
-            # the innermost frames: where it went wrong, not the loop that called it
-            else {"trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))}
-        ),
+        **({"trace": trace} if trace and not isinstance(exc, StoryReasoningError) else {}),
     }
 
 
@@ -279,6 +321,10 @@ def build_dataset(
 ) -> BuildReport:
     """Build every story into ``out`` (a folder-layout dataset); finished stories are skipped.
 
+    ``perceiver`` sees a story's frames (``see``), in this process; or it is a perception
+    stage that runs elsewhere and streams its results back (``perceive_stories(stories)`` yielding a
+    :class:`Perceived` per story, e.g. :class:`~storyreasoning.builder.distributed.RayPerception`):
+    everything else, the writing, the accounts and the files, is the same either way.
     Perception runs in one thread, ahead of the writers, through a bound: at most
     ``concurrency + 1`` perceived stories wait or are being written. ``concurrency``
     stories are written at once (``writer.write`` must be thread-safe); each story folder
@@ -346,10 +392,11 @@ def build_dataset(
             todo.append(story)
     if progress and len(todo) < len(stories):
         progress(len(stories) - len(todo))
+    stream = getattr(perceiver, "perceive_stories", None)
+    source = stream(todo) if callable(stream) else perceive_here(perceiver, todo)
     loop = _Loop(
-        todo,
+        source,
         out,
-        perceiver,
         writer,
         report=report,
         provenance=provenance,
@@ -367,8 +414,9 @@ def build_dataset(
 class _Loop:
     """One build's stories in flight: a perceiving thread, a pool of writers, and the accounts.
 
-    The perceiving thread takes a slot (``concurrency + 1`` of them) before it perceives a
-    story and hands the story to the pool; every story ends in an event (built, failed,
+    The perceiving thread takes a slot (``concurrency + 1`` of them) before it takes the
+    next perceived story from ``source`` (perceiving it here, or waiting for it from
+    elsewhere) and hands the story to the pool; every story ends in an event (built, failed,
     skipped) that the calling thread handles in the order stories finish: it appends
     errors.jsonl and skipped.jsonl (one writer, so lines never interleave), advances the
     progress, keeps the report, frees the slot, and stops the build when the endpoint
@@ -377,9 +425,8 @@ class _Loop:
 
     def __init__(
         self,
-        todo: list[RawStory],
+        source: Iterator[Perceived],
         out: Path,
-        perceiver: Any,
         writer: Any,
         *,
         report: BuildReport,
@@ -390,7 +437,7 @@ class _Loop:
         progress: Callable[[int], None] | None,
         say: Callable[[str], None],
     ) -> None:
-        self.todo, self.out, self.perceiver, self.writer = todo, out, perceiver, writer
+        self.source, self.out, self.writer = source, out, writer
         self.report, self.provenance = report, provenance
         self.keep_invalid, self.require_person = keep_invalid, require_person
         self.progress, self.say = progress, say
@@ -405,25 +452,25 @@ class _Loop:
 
     # -- the perceiving thread -----------------------------------------------------------------------
     def _perceive(self) -> None:
-        from ..format.images import image_size, read_image_bytes
-
         try:
-            for story in self.todo:
+            while True:
                 while not self.slots.acquire(timeout=0.1):
                     if self.stop.is_set():
                         return
                 if self.stop.is_set():
                     self.slots.release()
                     return
+                seen = next(self.source, None)
+                if seen is None:
+                    self.slots.release()
+                    return
+                story = seen.story
                 with self.lock:
                     self.started += 1
-                try:
-                    data = [read_image_bytes(p) for p in story.frames]
-                    sizes = [image_size(p) for p in story.frames]
-                    frames = list(self.perceiver.see(story.frames))
-                except Exception as exc:
-                    self.events.put(("failed", story, exc))
+                if seen.error is not None:
+                    self.events.put(("failed", story, (seen.error, seen.trace)))
                     continue
+                frames = seen.frames or []
                 if self.require_person and not any(frame.people for frame in frames):
                     self.events.put(("skipped", story, len(frames)))
                     continue
@@ -431,7 +478,7 @@ class _Loop:
                     with self.lock:
                         if self.stop.is_set():
                             raise RuntimeError("stopped")
-                        future = self.pool.submit(self._write, story, data, sizes, frames)
+                        future = self.pool.submit(self._write, story, seen.data, seen.sizes, frames)
                         self.futures.add(future)
                 except RuntimeError:  # the build stopped meanwhile: the story waits for the next run
                     self.events.put(("interrupted", story, None))
@@ -439,6 +486,12 @@ class _Loop:
         except BaseException as exc:  # told to the calling thread, which raises it
             self.events.put(("crashed", None, exc))
         finally:
+            close = getattr(self.source, "close", None)
+            if callable(close):  # a generator's clean-up: a remote perception stops its work
+                try:
+                    close()
+                except Exception:
+                    pass
             self.events.put(("perceived", None, None))
 
     # -- a writer ----------------------------------------------------------------------------------------
@@ -446,7 +499,7 @@ class _Loop:
         try:
             invalid = self._write_story(story, data, sizes, frames)
         except BaseException as exc:  # every story ends in an event
-            self.events.put(("interrupted" if self.stop.is_set() else "failed", story, exc))
+            self.events.put(("interrupted" if self.stop.is_set() else "failed", story, (exc, None)))
         else:
             self.events.put(("built", story, invalid))
 
@@ -534,9 +587,10 @@ class _Loop:
                     },
                 )
                 self.say(f"{story.story_id}: {NO_PERSON}; skipped (--no-require-person keeps it)")
-            else:  # failed
+            else:  # failed: the error, and its trace when it was formatted where it happened
+                detail, trace = detail
                 self.report.failed.append(story.story_id)
-                self._append(ERRORS, _error_record(story, detail))
+                self._append(ERRORS, _error_record(story, detail, trace))
                 self.say(f"{story.story_id}: {detail}")
                 unreachable = unreachable + 1 if isinstance(detail, TellError) else 0
                 if unreachable >= STOP_AFTER:
@@ -572,10 +626,14 @@ __all__ = [
     "SKIPPED",
     "STOP_AFTER",
     "BuildReport",
+    "Perceived",
     "RawStory",
     "build_dataset",
     "check_resume",
+    "error_trace",
     "find_stories",
     "frame_meta",
+    "perceive_here",
     "read_entries",
+    "read_frames",
 ]
