@@ -146,7 +146,7 @@ def _build_app():
             metavar=" ",
         ),
     ) -> None:
-        """Grounded visual storytelling: parse, check, tell, train and evaluate grounded stories."""
+        """The root's own options (its help is HELP, given to the app)."""
 
     return app
 
