@@ -123,8 +123,10 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     background_clusters: int = option(
         5, min=2, max=16, panel=SETTING, help="Without --segmenter: colour clusters per frame (k-means k)."
     )  # fmt: skip
+    # operational: the URL says where the model runs; whether landmarks are sought, and by which model, is
+    # recorded by the perceiver's description (its models), which a resume compares
     landmarks_endpoint: str | None = option(
-        None, panel=SETTING, metavar="URL",
+        None, panel=SETTING, metavar="URL", operational=True,
         help="An OpenAI-compatible server with a vision language model asked for named landmarks (Eiffel Tower, "
         "Times Square) in each frame: lm boxes. Without it, no landmarks.",
     )  # fmt: skip
