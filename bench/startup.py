@@ -3,7 +3,8 @@
 The package promises that importing it and asking the CLI for help stay well under a
 second, because torch, transformers, cv2 and trl are imported only by the commands that
 need them (``tests/test_light_imports.py`` proves which modules load; this script
-measures the time). Each case runs ``--repeats`` times in a new Python process; the
+measures the time). Each case runs ``--repeats`` times in a new Python process (the
+cases in turn, round after round, so the machine's load falls on all alike); the
 table shows the median and the fastest run, next to a bare ``python -c pass`` so the
 interpreter's own start-up can be subtracted. The output is captured, as a script or a
 pipe reads it: plain text, without rich. The ``(terminal: rich)`` case is what a person
@@ -51,37 +52,42 @@ PIPE = {"FORCE_COLOR": "", "TTY_COMPATIBLE": ""}
 ENV: dict[str, dict[str, str]] = {"storyreasoning --help (terminal: rich)": {"FORCE_COLOR": "1"}}
 
 
-def time_case(args: list[str], repeats: int, extra: dict[str, str] | None = None) -> list[float]:
+def time_once(args: list[str], extra: dict[str, str] | None = None) -> float:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0", **PIPE, **(extra or {})}
-    runs = []
-    for _ in range(repeats + 1):  # the first run warms the file cache and writes .pyc files
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=ROOT)
-        runs.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
-    return runs[1:]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], capture_output=True, env=env, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
+    return elapsed
 
 
 def run(repeats: int) -> list[dict]:
-    rows = []
-    for name, args in CASES.items():
-        runs = time_case(args, repeats, ENV.get(name))
-        rows.append(
-            {
-                "case": name,
-                "median_ms": statistics.median(runs) * 1e3,
-                "min_ms": min(runs) * 1e3,
-                "runs_ms": [r * 1e3 for r in runs],
-            }
-        )
-    return rows
+    """Every case once per round, round after round, so a change in the machine's load falls on
+    all the cases alike; the first round warms the file cache and writes .pyc files."""
+    runs: dict[str, list[float]] = {name: [] for name in CASES}
+    for round_ in range(repeats + 1):
+        for name, args in CASES.items():
+            elapsed = time_once(args, ENV.get(name))
+            if round_:
+                runs[name].append(elapsed)
+    return [
+        {
+            "case": name,
+            "median_ms": statistics.median(times) * 1e3,
+            "min_ms": min(times) * 1e3,
+            "runs_ms": [t * 1e3 for t in times],
+        }
+        for name, times in runs.items()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=10, help="runs per case after one warm-up (default 10)")
+    ap.add_argument(
+        "--repeats", type=int, default=10, help="runs per case after one warm-up round (default 10)"
+    )
     ap.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="JSON results (default bench/results/startup.json)"
     )
