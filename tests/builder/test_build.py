@@ -86,7 +86,9 @@ def test_template_build_makes_a_valid_dataset_and_resumes(raw, tmp_path, perceiv
     for sample in dataset:
         telling = sample.telling()
         assert telling.validate(n_images=sample.frame_count, image_sizes=sample.frame_sizes()).well_structured
-        sources = [Path(m["source"]) for m in sample.frame_meta]
+        # a source names the frame from the folder given (raw/story/01.jpg), never by a local path
+        assert all(m["source"].startswith(f"raw/{sample.story_id}/") for m in sample.frame_meta)
+        sources = [raw.parent / m["source"] for m in sample.frame_meta]
         assert [f.bytes() for f in sample.frames] == [p.read_bytes() for p in sources]  # frames byte-equal
         assert sample.meta["build"]["writer"] == "template" and sample.meta["build"]["well_structured"]
     lighthouse = next(s for s in dataset if s.story_id == "lighthouse")

@@ -95,7 +95,11 @@ def find_stories(
         if max_frames is not None and len(frames) > max_frames:
             notes.append(f"{folder.name}: {len(frames)} frames, the first {max_frames} kept")
             frames = frames[:max_frames]
-        stories.append(RawStory(folder.name, frames))
+        # a frame's source names it from the folder given (``my-frames/story/001.jpg``): the same on any
+        # machine, and no local path travels with a published dataset
+        name = root.resolve().name or "frames"
+        sources = [(Path(name) / p.relative_to(root)).as_posix() for p in frames]
+        stories.append(RawStory(folder.name, frames, sources))
     return stories, notes
 
 
