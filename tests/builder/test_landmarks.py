@@ -1,9 +1,9 @@
 """Landmarks from a vision language model behind an OpenAI-compatible server.
 
-The answers are read by the real parser; the server is the scripted OpenAI-compatible
-server of tests/tell/servers.py on loopback (each chat request gets the next text of a
-script), reached through the storytellers' own client, in the library and through the
-real CLI.
+The answers are read by the real parser; the server is the OpenAI-compatible server of
+tests/tell/servers.py on loopback, answering each request by the frame it shows (the
+frames of a story are asked about at once, so requests arrive in any order), reached
+through the storytellers' own client, in the library and through the real CLI.
 """
 
 from __future__ import annotations
@@ -46,6 +46,23 @@ def needs_opencv() -> None:
 
 def answer(*landmarks: tuple[str, list]) -> str:
     return json.dumps({"landmarks": [{"name": name, "box": box} for name, box in landmarks]})
+
+
+def by_frame(frames: list[Path], answers: list[str], delays: list[float] | None = None):
+    """A server's ``respond``: the answer of the frame a request shows (its data URL), after that frame's delay."""
+    import time
+
+    from storyreasoning.format.images import image_data_url
+
+    urls = {image_data_url(frame): k for k, frame in enumerate(frames)}
+
+    def respond(body: dict) -> str:
+        k = urls[body["messages"][1]["content"][0]["image_url"]["url"]]
+        if delays:
+            time.sleep(delays[k])
+        return answers[k]
+
+    return respond
 
 
 # -- reading answers ---------------------------------------------------------------------------------------
@@ -159,12 +176,12 @@ def test_the_same_landmark_in_two_frames_is_one_lm_id(story):
     from storyreasoning.data.folder import frame_files
     from storyreasoning.tell.baseline import BaselineTeller
 
-    script = [
+    answers = [
         answer(("Eiffel Tower", [500, 0, 700, 600])),
         "<think>the tower again</think>"
         + answer(("The Eiffel tower", [400, 0, 600, 600]), ("street", [0, 800, 1000, 1000])),
     ]
-    with FakeServer(script=script, chunk=40) as server:
+    with FakeServer(respond=by_frame(frame_files(story), answers), chunk=40) as server:
         finder = LandmarkFinder.connect(server.url, retries=0)
         perceiver = LandmarkPerceiver(BaselineTeller(), finder)
         frames = perceiver.see(frame_files(story))
@@ -190,6 +207,63 @@ def test_the_same_landmark_in_two_frames_is_one_lm_id(story):
     assert info["coordinates"].startswith("0-1000 grid")
 
 
+def test_the_frames_are_asked_at_once_and_read_in_frame_order(tmp_path):
+    """Four frames asked four at a time, the first answered last: the same landmarks, ids and notes as
+    asking one frame after another."""
+    needs_opencv()
+    from storyreasoning.tell.baseline import BaselineTeller
+
+    frames = []
+    for k, name in enumerate(["01.png", "02.png", "03.png", "01.png"], start=1):
+        frames.append(tmp_path / f"{k:02d}.png")
+        data = (EXAMPLES / "lighthouse" / name).read_bytes()
+        frames[-1].write_bytes(
+            data + (b"\0" * k if k == 4 else b"")
+        )  # frame 4: frame 1's picture, its own bytes
+    answers = [
+        answer(("Eiffel Tower", [500, 0, 700, 600])),
+        answer(("Louvre Pyramid", [0, 500, 300, 900]), ("The Eiffel tower", [400, 0, 600, 600])),
+        "Sorry, I cannot tell.",
+        answer(
+            ("Louvre  pyramid", [0, 400, 300, 900]),
+            ("street", [0, 800, 1000, 1000]),
+            ("Arc de Triomphe", [1, 1, 9, 9]),
+        ),
+    ]
+    delays = [0.6, 0.2, 0.4, 0.0]  # then these: answers finish in the order 4, 2, 3, 1
+
+    def seen(perceived):
+        return [
+            ([(lm.entity_id, lm.label, lm.box, lm.first_seen) for lm in f.landmarks], f.notes)
+            for f in perceived
+        ]
+
+    # every answer takes 0.3 s and more, so requests sent at once are in flight together (a loaded machine
+    # may start one late: at least two of four overlap, never more than the bound)
+    with FakeServer(respond=by_frame(frames, answers, delays), answer_delay=0.3) as server:
+        finder = LandmarkFinder.connect(server.url, retries=0)
+        one_by_one = seen(LandmarkPerceiver(BaselineTeller(), finder, concurrency=1).see(frames))
+        assert server.max_active == 1
+        server.max_active = 0
+        at_once = seen(LandmarkPerceiver(BaselineTeller(), finder, concurrency=4).see(frames))
+        assert 2 <= server.max_active <= 4
+        server.max_active = 0
+        two = seen(LandmarkPerceiver(BaselineTeller(), finder, concurrency=2).see(frames))
+        assert server.max_active <= 2
+    assert at_once == one_by_one == two
+    assert [[lm[0] for lm in landmarks] for landmarks, _ in at_once] == [
+        ["lm1"],
+        ["lm2", "lm1"],
+        [],
+        ["lm2", "lm3"],
+    ]
+    assert at_once[1][0][1] == ("lm1", "Eiffel Tower", at_once[1][0][1][2], 1)  # named as first written
+    assert at_once[2][1][0].startswith("image 3: landmarks: the answer holds no JSON object")
+    assert at_once[3][1] == ["image 4: landmarks: 'street' refused: not the name of a particular place"]
+    with pytest.raises(UsageError, match="--landmarks-concurrency"):
+        LandmarkPerceiver(BaselineTeller(), finder, concurrency=0)
+
+
 def build(story: Path, out: Path, *extra: str):
     return run_cli("build", str(story.parent), "--out", str(out), "--faces", "none", *extra)
 
@@ -197,10 +271,12 @@ def build(story: Path, out: Path, *extra: str):
 def test_a_build_gets_lm_rows_and_notes_a_malformed_answer(story, tmp_path):
     needs_opencv()
     from storyreasoning.data import load_stories
+    from storyreasoning.data.folder import frame_files
 
-    script = ["Sorry, I cannot tell.", answer(("Eiffel Tower", [500, 0, 700, 600]))]
+    answers = ["Sorry, I cannot tell.", answer(("Eiffel Tower", [500, 0, 700, 600]))]
     out = tmp_path / "built"
-    with FakeServer(script=script, models=("vision/model", "other/model")) as server:
+    respond = by_frame(frame_files(story), answers)
+    with FakeServer(respond=respond, models=("vision/model", "other/model")) as server:
         result = build(story, out, "--landmarks-endpoint", server.url, "--landmarks-model", "vision/model")
         assert [r["body"]["model"] for r in server.chat_requests()] == ["vision/model"] * 2
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,9 @@ universal-segmentation checkpoint, Mask2Former or OneFormer, a hub id or a folde
 ``AutoModelForUniversalSegmentation`` (OneFormer gets its task input ``"panoptic"``). The
 processor's panoptic post-processing (segments scoring at least ``threshold``, every
 stuff class fused into one segment) runs at a copy of the frame at most
-:data:`SEGMENT_SIDE` pixels long. Each stuff segment's connected pieces (8-connected)
+:data:`SEGMENT_SIDE` pixels long. The frames of a story go through the segmenter
+``batch`` at a time (``--perception-batch``), frames the processor makes the same shape
+together and never padded (see :func:`~storyreasoning.builder.perceive.forward_batches`). Each stuff segment's connected pieces (8-connected)
 become regions; a piece smaller than ``min_area`` of the frame is dropped. Things (people,
 cups, cars) are the detector's business and never become backgrounds.
 
@@ -58,6 +60,7 @@ from typing import Any
 
 from ..errors import StoryReasoningError, UsageError
 from ..format.box import Box
+from .perceive import DEFAULT_BATCH
 
 DEFAULT_MIN_AREA = 0.03  # share of the frame a background piece must cover
 DEFAULT_MAX_REGIONS = 3
@@ -252,9 +255,12 @@ class PanopticBackgrounds:
         stuff_labels: Sequence[str] | None = None,
         things: Iterable[str] = (),
         device: str = "auto",
+        batch: int = DEFAULT_BATCH,
     ) -> None:
         if not 0 <= threshold <= 1:
             raise UsageError(f"--segmenter-threshold must be in [0, 1], got {threshold}")
+        if batch < 1:
+            raise UsageError(f"--perception-batch must be at least 1, got {batch}")
         _check(min_area, max_regions)
         from ..models import choose_device, import_torch
         from .perceive import clean_label, load_vision_model
@@ -263,6 +269,7 @@ class PanopticBackgrounds:
         self._torch = torch
         self.model_name, self.threshold = model, float(threshold)
         self.min_area, self.max_regions = float(min_area), int(max_regions)
+        self.batch = int(batch)  # images per forward: how it runs, not what it finds (not in describe())
         self._device = choose_device(device)
         config = self._config(transformers, model)
         self.task = "panoptic" if config.model_type == "oneformer" else None
@@ -324,17 +331,33 @@ class PanopticBackgrounds:
 
     def regions(self, image, exclude: Sequence[Box] = ()) -> list[Region]:
         """The stuff regions of one PIL image (``exclude`` is not needed: stuff segments hold no things)."""
+        return self.regions_many([image])[0]
+
+    def regions_many(
+        self, images: Sequence[Any], excludes: Sequence[Sequence[Box]] | None = None
+    ) -> list[list[Region]]:
+        """:meth:`regions` of each PIL image, ``batch`` images per forward."""
+        from .perceive import forward_batches
+
         torch = self._torch
-        width, height = image.size
-        scale = min(1.0, SEGMENT_SIDE / max(width, height))
-        target = (max(1, round(height * scale)), max(1, round(width * scale)))
         kwargs = {"task_inputs": [self.task]} if self.task else {}
-        inputs = self._processor(images=[image], return_tensors="pt", **kwargs).to(self._device)
-        with torch.no_grad():
-            outputs = self._model(**inputs)
-        result = self._processor.post_process_panoptic_segmentation(
-            outputs, threshold=self.threshold, label_ids_to_fuse=set(self.stuff), target_sizes=[target]
-        )[0]
+        found: list[list[Region]] = [[] for _ in images]
+        for indices, inputs in forward_batches(self._processor, images, self.batch, self._device, **kwargs):
+            with torch.no_grad():
+                outputs = self._model(**inputs)
+            targets = []
+            for index in indices:
+                width, height = images[index].size
+                scale = min(1.0, SEGMENT_SIDE / max(width, height))
+                targets.append((max(1, round(height * scale)), max(1, round(width * scale))))
+            results = self._processor.post_process_panoptic_segmentation(
+                outputs, threshold=self.threshold, label_ids_to_fuse=set(self.stuff), target_sizes=targets
+            )
+            for index, result in zip(indices, results, strict=True):
+                found[index] = self._stuff(result, images[index].size)
+        return found
+
+    def _stuff(self, result: dict, size: tuple[int, int]) -> list[Region]:
         segmentation = result["segmentation"]
         if segmentation is None:  # nothing above the threshold
             return []
@@ -344,11 +367,7 @@ class PanopticBackgrounds:
             if int(info["label_id"]) in self.stuff
         ]
         return stuff_regions(
-            segmentation.cpu().numpy(),
-            segments,
-            (width, height),
-            min_area=self.min_area,
-            max_regions=self.max_regions,
+            segmentation.cpu().numpy(), segments, size, min_area=self.min_area, max_regions=self.max_regions
         )
 
 
@@ -485,6 +504,13 @@ class ColourBackgrounds:
         found.sort(key=lambda t: (-t[0], t[1].box.y1, t[1].box.x1, t[1].label))
         return [region for _, region in found[: self.max_regions]]
 
+    def regions_many(
+        self, images: Sequence[Any], excludes: Sequence[Sequence[Box]] | None = None
+    ) -> list[list[Region]]:
+        """:meth:`regions` of each PIL image (``excludes[k]``: the boxes of image ``k``), one at a time."""
+        excludes = excludes if excludes is not None else [() for _ in images]
+        return [self.regions(image, exclude) for image, exclude in zip(images, excludes, strict=True)]
+
 
 # -- ids across the story ----------------------------------------------------------------------------------
 
@@ -527,10 +553,11 @@ class BackgroundPerceiver:
         from ..tell.baseline import SeenObject, open_rgb
 
         frames = list(self.base.see(images))
-        per_frame = []
-        for number, (frame, image) in enumerate(zip(frames, images, strict=True), start=1):
-            boxes = [p.box for p in frame.people] + [o.box for o in getattr(frame, "objects", [])]
-            per_frame.append(self.finder.regions(open_rgb(image, number), boxes))
+        pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
+        boxes = [
+            [p.box for p in frame.people] + [o.box for o in getattr(frame, "objects", [])] for frame in frames
+        ]
+        per_frame = self.finder.regions_many(pils, boxes)  # a segmenter takes the story's frames in batches
         for frame, regions, ids in zip(frames, per_frame, background_ids(per_frame), strict=True):
             frame.backgrounds = [
                 SeenObject(entity_id, region.label, region.box, round(region.score, 4), first)
@@ -551,8 +578,10 @@ def with_backgrounds(
     max_regions: int = DEFAULT_MAX_REGIONS,
     clusters: int = DEFAULT_CLUSTERS,
     device: str = "auto",
+    batch: int = DEFAULT_BATCH,
 ) -> BackgroundPerceiver:
-    """``perceiver`` with backgrounds from ``segmenter`` (a hub id or folder), else from colour clusters."""
+    """``perceiver`` with backgrounds from ``segmenter`` (a hub id or folder), else from colour clusters
+    (``batch``: a segmenter's images per forward)."""
     if segmenter:
         finder: Any = PanopticBackgrounds(
             segmenter,
@@ -562,6 +591,7 @@ def with_backgrounds(
             stuff_labels=parse_labels(stuff_labels),
             things=things,
             device=device,
+            batch=batch,
         )
     else:
         if stuff_labels:

@@ -161,8 +161,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Models:
+    """dlib's face models of one folder, loaded once per process (about 3 s) and shared by every
+    :class:`DlibFaces` (the video cutter's and the perceiver's), which take turns at ``lock``."""
+
+    detector: Any  # the HOG or CNN face detector
+    landmarks: Any
+    encoder: Any
+    lock: Any
+
+
+_LOADED: dict[tuple[str, str], _Models] = {}
+_LOADING = threading.Lock()
+
+
+def _load_models(dlib: Any, folder: Path, detector: str) -> _Models:
+    key = (str(folder), detector)
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = _Models(
+                dlib.cnn_face_detection_model_v1(str(folder / MODEL_FILES["cnn"]))
+                if detector == "cnn"
+                else dlib.get_frontal_face_detector(),
+                dlib.shape_predictor(str(folder / MODEL_FILES["landmarks"])),
+                dlib.face_recognition_model_v1(str(folder / MODEL_FILES["encoder"])),
+                threading.Lock(),
+            )
+        return _LOADED[key]
+
+
 class DlibFaces:
-    """dlib's face detector (HOG or CNN), 5-point landmarks and ResNet encoder, loaded once.
+    """dlib's face detector (HOG or CNN), 5-point landmarks and ResNet encoder, loaded once per process.
 
     Detection runs on a copy whose longer side is at most ``max_side`` pixels. With
     ``upsample`` (1 by default) that copy is also enlarged that many times by two, which
@@ -171,7 +201,8 @@ class DlibFaces:
     and averages the results (dlib's ``num_jitters``: steadier, and that many times
     slower). Detections scoring below ``min_score`` are dropped: the HOG detector's SVM
     margin, or the CNN's confidence. One instance may be shared by threads, which take
-    turns.
+    turns; so do all instances, whatever their settings, since they share the models
+    (loaded by the first, so a build cutting many videos into scenes by face loads them once).
     """
 
     backend = "dlib"
@@ -199,13 +230,12 @@ class DlibFaces:
         self._dlib, self._np, self._folder = dlib, numpy, folder
         self.detector, self.upsample, self.max_side = detector, int(upsample), int(max_side)
         self.jitter, self.min_score = int(jitter), float(min_score)
+        models = _load_models(dlib, folder, detector)
         if detector == "cnn":
-            self._cnn = dlib.cnn_face_detection_model_v1(str(folder / MODEL_FILES["cnn"]))
+            self._cnn = models.detector
         else:
-            self._hog = dlib.get_frontal_face_detector()
-        self._landmarks = dlib.shape_predictor(str(folder / MODEL_FILES["landmarks"]))
-        self._encoder = dlib.face_recognition_model_v1(str(folder / MODEL_FILES["encoder"]))
-        self._lock = threading.Lock()
+            self._hog = models.detector
+        self._landmarks, self._encoder, self._lock = models.landmarks, models.encoder, models.lock
         self._described: dict | None = None
 
     def describe(self) -> dict:
@@ -440,7 +470,7 @@ class FacePerceiver:
 
         self._cv2, self._np = require_cv2()
         models = getattr(base, "_models", None)
-        self._embedder = isinstance(models, dict) and "embedder" in models and hasattr(base, "embed")
+        self._embedder = isinstance(models, dict) and "embedder" in models and hasattr(base, "embed_many")
         if self._embedder or isinstance(base, BaselineTeller):  # the embedder's cosine, or the colour one
             self.look_threshold = float(base.reid_threshold)
         else:  # a detector without an embedder: colour, at the baseline's threshold
@@ -509,12 +539,13 @@ class FacePerceiver:
         rgb = self._np.ascontiguousarray(self._np.asarray(pil.crop(torso), dtype=self._np.uint8))
         return colour_name(self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2HSV))
 
-    def _feature_looks(self, pil, boxes: list[tuple[Box, Box | None]]) -> list[Any]:
+    def _feature_looks(self, pils: list, boxes: list[list[tuple[Box, Box | None]]]) -> list[list[Any]]:
+        """The embedder's features of every person of every frame: the crops of all frames embedded together."""
         from .perceive import Detection
 
-        detections = [Detection("person", box, 1.0) for box, _ in boxes]
-        self.base.embed(pil, detections)
-        return [d.feature for d in detections]
+        detections = [[Detection("person", box, 1.0) for box, _ in frame] for frame in boxes]
+        self.base.embed_many(pils, detections)
+        return [[d.feature for d in frame] for frame in detections]
 
     # -- seeing -----------------------------------------------------------------------------------------
     def see(self, images: Sequence[Any]) -> list:
@@ -526,7 +557,6 @@ class FacePerceiver:
         frames = list(self.base.see(images))
         pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
         per_frame: list[list[tuple[SeenPerson, Face | None]]] = []
-        sightings: list[list[Sighting]] = []
         for frame, pil in zip(frames, pils, strict=True):
             width, height = pil.size
             faces = self.faces.find(pil)
@@ -545,18 +575,24 @@ class FacePerceiver:
                 )  # fmt: skip
                 rows.append((person, face))
             rows.sort(key=lambda r: ((r[0].box.x1 + r[0].box.x2) / 2, r[0].box.y1))
-            boxes = [(p.box, face.box if face is not None else p.face) for p, face in rows]
-            looks = self._feature_looks(pil, boxes) if self._embedder else self._colour_looks(pil, boxes)
             for person, face in rows:
                 if person.source == "face":  # a person added for a face: the colour of the torso below it
                     person.colour = self._torso_colour(pil, person.box, face.box)
             per_frame.append(rows)
-            sightings.append(
-                [
-                    Sighting(face.embedding if face is not None else None, look)
-                    for (_, face), look in zip(rows, looks, strict=True)
-                ]
-            )
+        boxes = [
+            [(p.box, face.box if face is not None else p.face) for p, face in rows] for rows in per_frame
+        ]
+        if self._embedder:
+            looks = self._feature_looks(pils, boxes)
+        else:
+            looks = [self._colour_looks(pil, frame) for pil, frame in zip(pils, boxes, strict=True)]
+        sightings = [
+            [
+                Sighting(face.embedding if face is not None else None, look)
+                for (_, face), look in zip(rows, row, strict=True)
+            ]
+            for rows, row in zip(per_frame, looks, strict=True)
+        ]
         compare = (lambda a, b: float(self._np.dot(a, b))) if self._embedder else similarity
         linked = link(
             sightings, threshold=self.threshold, similarity=compare, look_threshold=self.look_threshold

@@ -38,6 +38,12 @@ Refused and dropped entries are noted in the story's ``meta.json``. A server tha
 down or failing ends the story (and, three stories in a row, the build) like the chat
 writer's server does.
 
+**At once** (:class:`LandmarkPerceiver`): the frames of a story are asked about
+concurrently, at most ``concurrency`` requests in flight (``--landmarks-concurrency``,
+4), and while the other perceivers look at the same frames. The answers are read in frame
+order, so the ids, the notes and a failure (that of the first frame whose request failed)
+are those of asking frame by frame; a failure cancels the requests not yet sent.
+
 **Ids** (:func:`landmark_ids`): one ``lm`` id per landmark across the story, keyed by its
 normalised name (:func:`landmark_key`: case, a leading "the", punctuation and spacing
 ignored), numbered in order of first appearance; every frame names it as it was first
@@ -50,7 +56,9 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -58,6 +66,7 @@ from ..format.box import Box
 
 GRID = 1000  # boxes are asked for on a 0..GRID grid
 DEFAULT_MAX_LANDMARKS = 5
+DEFAULT_CONCURRENCY = 4  # requests in flight for the frames of one story
 MAX_STARTS = 8  # opening braces tried for the answer's JSON object (the parse stays linear)
 MAX_TOKENS = 512
 
@@ -316,23 +325,46 @@ class LandmarkFinder:
 
 
 class LandmarkPerceiver:
-    """Another perceiver's frames with the landmarks ``finder`` sees, ``lm`` ids kept across the story."""
+    """Another perceiver's frames with the landmarks ``finder`` sees, ``lm`` ids kept across the story;
+    the frames' requests ``concurrency`` at a time, while ``base`` sees them (see the module docstring)."""
 
-    def __init__(self, base: Any, finder: LandmarkFinder) -> None:
-        self.base, self.finder = base, finder
+    def __init__(self, base: Any, finder: LandmarkFinder, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        if concurrency < 1:
+            raise UsageError(f"--landmarks-concurrency must be at least 1, got {concurrency}")
+        self.base, self.finder, self.concurrency = base, finder, int(concurrency)
 
     def describe(self) -> dict:
         out = dict(self.base.describe())
         out["landmarks"] = {**self.finder.describe(), "ids": "one lm id per normalised name across the story"}
         return out
 
+    def _find(self, image: Any, number: int) -> tuple[list[Landmark], list[str]]:
+        from ..format.images import image_size
+        from ..tell.baseline import open_rgb
+
+        # a file's or bytes' size from its header; anything else (a PIL image, a data.Frame) decoded
+        size = image_size(image) if isinstance(image, (str, Path, bytes)) else open_rgb(image, number).size
+        return self.finder.find(image, size)
+
     def see(self, images: Sequence[Any]) -> list:
         from ..tell.baseline import SeenObject
 
-        frames = list(self.base.see(images))
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, min(self.concurrency, len(images))),
+            thread_name_prefix="storyreasoning-landmarks",
+        )
+        try:
+            # the requests go out first: the server works while the base perceiver sees the frames here
+            asked = [pool.submit(self._find, image, number) for number, image in enumerate(images, start=1)]
+            frames = list(self.base.see(images))  # an unreadable frame fails here first, as frame by frame
+            answers = [future.result() for future in asked]  # in frame order: its first failure is raised
+        except BaseException:
+            # the story has failed: requests not yet sent are not sent, those in flight end on their own
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         per_frame: list[list[Landmark]] = []
-        for frame, image in zip(frames, images, strict=True):
-            found, notes = self.finder.find(image, (frame.width, frame.height))
+        for frame, (found, notes) in zip(frames, answers, strict=True):
             frame.notes.extend(f"image {frame.number}: landmarks: {note}" for note in notes)
             per_frame.append(found)
         for frame, found, ids in zip(frames, per_frame, landmark_ids(per_frame), strict=True):
@@ -344,6 +376,7 @@ class LandmarkPerceiver:
 
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "GENERIC_WORDS",
     "GRID",
     "SYSTEM",
