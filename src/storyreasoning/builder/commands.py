@@ -71,6 +71,7 @@ def build(settings: BuildSettings) -> int:
             threshold=s.detector_threshold,
             reid_threshold=s.reid_threshold,
             device=s.device,
+            batch=s.perception_batch,
         )
         things = perceiver.labels()
     else:
@@ -94,12 +95,12 @@ def build(settings: BuildSettings) -> int:
     perceiver = with_backgrounds(
         perceiver, segmenter=s.segmenter, threshold=s.segmenter_threshold, stuff_labels=s.stuff_labels,
         things=things, min_area=s.background_min_area, max_regions=s.max_backgrounds,
-        clusters=s.background_clusters, device=s.device,
+        clusters=s.background_clusters, device=s.device, batch=s.perception_batch,
     )  # fmt: skip
     if landmarks is not None:
         from .landmarks import LandmarkPerceiver
 
-        perceiver = LandmarkPerceiver(perceiver, landmarks)
+        perceiver = LandmarkPerceiver(perceiver, landmarks, concurrency=s.landmarks_concurrency)
     if writer == "chat":
         from ..tell.commands import endpoint_teller
 

@@ -78,6 +78,12 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     reid_threshold: float = option(0.85, min=-1.0, max=1.0, help="Lowest cosine similarity to join an identity.",
                                    panel=PERCEPTION)  # fmt: skip
     device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION, operational=True)
+    perception_batch: int = option(
+        8, min=1, panel=PERCEPTION, operational=True, metavar="N",
+        help="Frames of a story per forward of the detector and the segmenter (the embedder takes 8 crops per "
+        "frame); only frames the processor makes one shape go together, never padded, so results are those of "
+        "one frame at a time (to float rounding).",
+    )  # fmt: skip
     faces: Literal["auto", "dlib", "none"] = option(
         "auto", panel=FACES,
         help="Re-identify characters by face with dlib's face detector and ResNet face encoder (the faces "
@@ -135,6 +141,10 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         help="Model name on the landmark server (default: the first it lists).",
     )  # fmt: skip
     max_landmarks: int = option(5, min=1, panel=SETTING, help="Most landmarks kept per frame.")
+    landmarks_concurrency: int = option(
+        4, min=1, panel=SETTING, operational=True, metavar="N",
+        help="Landmark requests in flight for the frames of a story (answers read in frame order).",
+    )  # fmt: skip
     frames_per_story: int = option(
         5, min=1, panel=VIDEOS,
         help="Videos: most key frames per story; a longer scene is split into stories of balanced length.",
