@@ -7,12 +7,13 @@ The original protocol's answers for the same situations are in ``test_original.p
 
 from __future__ import annotations
 
+import random
 from fractions import Fraction as F
 
 import pytest
 
 from storyreasoning.evaluate.detections import telling_detections
-from storyreasoning.evaluate.grounding import grounding, match_detections
+from storyreasoning.evaluate.grounding import grounding, iou_exact, match_detections, overlap
 from storyreasoning.evaluate.pairs import StoryPair
 from storyreasoning.format.stream import parse_output
 
@@ -350,6 +351,22 @@ def test_threshold_is_inclusive_and_exact():
     check(grounding([pair(ref, story([("char1", "A", "0,0,100,100")]))]).per_story["s"], {"tp": 1})
     ref2 = story([("char1", "A sailor", "0,0,25,100")])
     check(grounding([pair(ref2, story([("char1", "A", "0,0,51,100")]))]).per_story["s"], {"tp": 0})
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.7, 1 / 3, 0.0, 1.0])
+def test_overlap_decides_the_threshold_exactly_as_iou_exact(threshold):
+    rng = random.Random(int(threshold * 1000))
+    limit = F(threshold)
+    sizes = [(100, 100)]
+    for _ in range(400):
+        boxes = []
+        for _ in range(2):
+            x1, y1 = rng.randint(0, 60), rng.randint(0, 60)
+            boxes.append(f"{x1},{y1},{x1 + rng.randint(1, 40)},{y1 + rng.randint(1, 40)}")
+        a, b = (telling_detections(parse_output(story([("char1", "A", box)])), sizes)[0] for box in boxes)
+        exact = iou_exact(a, b)
+        expected = exact if exact >= limit and exact > 0 else None
+        assert overlap(a, b, limit) == expected, boxes
 
 
 def test_greedy_matching_takes_the_best_overlap_first_and_breaks_ties_by_row():

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from storyreasoning.errors import UsageError
 from storyreasoning.evaluate.detections import telling_detections
 from storyreasoning.evaluate.grounding import match_detections
-from storyreasoning.evaluate.identity import assign, identity, track_similarity, tracks
+from storyreasoning.evaluate.identity import assign, best_total, identity, track_similarity, tracks
 from storyreasoning.format.stream import parse_output
 
 from .test_grounding import LEFT, RIGHT, check, pair, story
@@ -215,6 +215,28 @@ def test_assignment_matches_brute_force(weights):
     assert len(pairs) == min(len(weights), len(weights[0]))
     assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
     assert sum(weights[r][c] for r, c in pairs) == brute_force(weights)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.integers(1, 5).flatmap(
+            lambda m: st.lists(st.lists(st.integers(0, 4), min_size=m, max_size=m), min_size=n, max_size=n)
+        )
+    )
+)
+def test_best_total_is_the_optimum(weights):
+    # rows or columns whose maxima sit in distinct places need no solver; the rest go to assign
+    assert best_total(weights) == brute_force(weights)
+
+
+def test_best_total_needs_scipy_only_for_contested_maxima(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as if SciPy were not installed
+    assert best_total([[3, 0, 1], [0, 2, 0]]) == 5  # each row's maximum in its own column
+    assert best_total([[3, 0], [2, 0], [1, 0]]) == 3  # rows collide, each column's maximum in its own row
+    assert best_total([[0, 0], [0, 0]]) == 0 and best_total([]) == 0 and best_total([[]]) == 0
+    with pytest.raises(UsageError, match="SciPy"):
+        best_total([[2, 2], [2, 1]])  # both maxima contested: the solver decides
 
 
 def test_track_similarity_counts_per_frame_matches():

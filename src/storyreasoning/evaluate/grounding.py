@@ -73,6 +73,22 @@ def iou_exact(a: Detection, b: Detection) -> Fraction:
     return Fraction(inter, union) if union > 0 else Fraction(0)
 
 
+def overlap(a: Detection, b: Detection, threshold: Fraction) -> Fraction | None:
+    """The exact IoU of two valid detections when it is positive and at least ``threshold``, else None.
+
+    Decided on integers first (``inter * q >= p * union`` for ``threshold = p/q``), so a
+    :class:`~fractions.Fraction` is made only for the pairs that pass.
+    """
+    assert a.box is not None and b.box is not None
+    inter = a.box.intersection(b.box)
+    if inter <= 0:
+        return None
+    union = a.box.area + b.box.area - inter
+    if inter * threshold.denominator < threshold.numerator * union:
+        return None
+    return Fraction(inter, union)
+
+
 def greedy_one_to_one(pairs: list[tuple[Fraction, int, int]]) -> list[tuple[int, int]]:
     """Accept ``(iou, i, j)`` pairs by IoU descending, then i, then j, each i and j once."""
     used_i: set[int] = set()
@@ -107,8 +123,8 @@ def match_detections(
         if not cand.valid:
             continue
         for i in by_place.get((cand.image, cand.group), ()):
-            value = iou_exact(references[i], cand)
-            if value >= threshold and value > 0:
+            value = overlap(references[i], cand, threshold)
+            if value is not None:
                 pairs.append((value, i, j))
     return greedy_one_to_one(pairs)
 
@@ -159,31 +175,45 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
+def story_row(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> dict[str, float | None]:
+    """One story's counts and rates under the default protocol (its row of ``per_story``)."""
+    refs_all = telling_detections(pair.reference, pair.image_sizes)
+    refs = [d for d in refs_all if d.valid]
+    cands = telling_detections(pair.candidate, pair.image_sizes)
+    counts = _counts(refs, cands, iou_threshold)
+    row: dict[str, float | None] = dict(counts)
+    row.update(_metrics(counts))
+    row["missing"] = int(pair.missing)
+    row["invalid_boxes"] = sum(1 for d in cands if not d.valid)
+    row["invalid_boxes_reference"] = len(refs_all) - len(refs)
+    return row
+
+
+COUNT_KEYS = tuple(f"{count}{suffix}" for suffix in VARIANTS for count in ("tp", "fp", "fn"))
+
+
 def default(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD) -> Scores:
     """Grounding under the default protocol (see the module docstring)."""
+    return summarize([(pair.story_id, story_row(pair, iou_threshold)) for pair in pairs], iou_threshold)
+
+
+def summarize(
+    items: Sequence[tuple[str, dict[str, float | None]]], iou_threshold: float = IOU_THRESHOLD
+) -> Scores:
+    """The default protocol's scores from each story's :func:`story_row` (``(story_id, row)`` in order)."""
     per_story: dict[str, dict[str, float | None]] = {}
     totals: dict[str, int] = defaultdict(int)
     missing = invalid = invalid_ref = 0
-    for pair in pairs:
-        refs_all = telling_detections(pair.reference, pair.image_sizes)
-        refs = [d for d in refs_all if d.valid]
-        cands = telling_detections(pair.candidate, pair.image_sizes)
-        counts = _counts(refs, cands, iou_threshold)
-        for key, value in counts.items():
-            totals[key] += value
-        n_invalid = sum(1 for d in cands if not d.valid)
-        missing += pair.missing
-        invalid += n_invalid
-        invalid_ref += len(refs_all) - len(refs)
-        row: dict[str, float | None] = dict(counts)
-        row.update(_metrics(counts))
-        row["missing"] = int(pair.missing)
-        row["invalid_boxes"] = n_invalid
-        row["invalid_boxes_reference"] = len(refs_all) - len(refs)
-        per_story[pair.story_id] = row
+    for story_id, row in items:
+        for key in COUNT_KEYS:
+            totals[key] += row[key]  # type: ignore[operator]
+        missing += row["missing"]  # type: ignore[operator]
+        invalid += row["invalid_boxes"]  # type: ignore[operator]
+        invalid_ref += row["invalid_boxes_reference"]  # type: ignore[operator]
+        per_story[story_id] = row
 
     overall: dict[str, float | None] = {}
-    micro = _metrics(dict(totals)) if pairs else {}
+    micro = _metrics(dict(totals)) if items else {}
     rows = list(per_story.values())
     for suffix in VARIANTS:
         for metric in ("precision", "recall", "f1"):
@@ -238,4 +268,15 @@ def grounding(
     return default(pairs, iou_threshold=iou_threshold)
 
 
-__all__ = ["PROTOCOLS", "default", "greedy_one_to_one", "grounding", "iou_exact", "match_detections", "ratio"]
+__all__ = [
+    "PROTOCOLS",
+    "default",
+    "greedy_one_to_one",
+    "grounding",
+    "iou_exact",
+    "match_detections",
+    "overlap",
+    "ratio",
+    "story_row",
+    "summarize",
+]

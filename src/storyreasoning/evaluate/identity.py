@@ -39,7 +39,7 @@ from fractions import Fraction
 
 from ..errors import UsageError
 from .detections import GROUPS, Detection, telling_detections
-from .grounding import IOU_THRESHOLD, greedy_one_to_one, iou_exact, match_detections, ratio
+from .grounding import IOU_THRESHOLD, greedy_one_to_one, match_detections, overlap, ratio
 from .pairs import Scores, StoryPair
 
 VARIANTS = ("", "_characters", "_objects")
@@ -81,6 +81,34 @@ def assign(weights: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
     return sorted(zip(rows.tolist(), columns.tolist(), strict=True))
 
 
+def best_total(weights: Sequence[Sequence[int]]) -> int:
+    """The largest total of a one-to-one assignment of non-negative weights (``assign``'s optimum).
+
+    No assignment can total more than the sum of its rows' maxima (nor of its columns'
+    maxima). When every row with a positive maximum has it in a column of its own, taking
+    those cells reaches that bound, so it is the optimum; likewise by columns. That is the
+    usual case here (a predicted id overlaps one reference id), and it needs neither SciPy
+    nor its import (about a second); any other matrix goes to :func:`assign`.
+    """
+    if not weights or not weights[0]:
+        return 0
+    for matrix in (weights, list(zip(*weights, strict=True))):
+        taken: set[int] = set()
+        total = 0
+        for row in matrix:
+            best = max(row)
+            if best <= 0:
+                continue
+            column = row.index(best)
+            if column in taken:
+                break
+            taken.add(column)
+            total += best
+        else:
+            return total
+    return sum(weights[r][c] for r, c in assign(weights))
+
+
 # -- tracks ---------------------------------------------------------------------------------------
 
 
@@ -120,8 +148,8 @@ def track_similarity(
             if not cand.valid:
                 continue
             for r, k_ref, ref in by_image.get(cand.image, ()):
-                value = iou_exact(ref, cand)
-                if value >= threshold and value > 0:
+                value = overlap(ref, cand, threshold)
+                if value is not None:
                     candidates[(p, r)].append((value, k_ref, k_pred))
     similarity = [[0] * len(ref_tracks) for _ in pred_tracks]
     for (p, r), pairs in candidates.items():
@@ -139,7 +167,7 @@ def _group_counts(
     ref_tracks = tracks(refs)
     pred_tracks = tracks(cands)
     similarity = track_similarity(list(ref_tracks.values()), list(pred_tracks.values()), iou_threshold)
-    idtp = sum(similarity[p][r] for p, r in assign(similarity))
+    idtp = best_total(similarity)
     links_predicted = links_correct = 0
     for rows in pred_tracks.values():
         for a, b in _links(rows):
@@ -200,6 +228,17 @@ COUNT_KEYS = ("idtp", "idfp", "idfn", "links_predicted", "links_reference", "lin
 METRIC_KEYS = ("idp", "idr", "idf1", "link_precision", "link_recall")
 
 
+def story_row(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> dict[str, float | None]:
+    """One story's ID and link counts and rates (its row of ``per_story``)."""
+    refs = [d for d in telling_detections(pair.reference, pair.image_sizes) if d.valid]
+    cands = telling_detections(pair.candidate, pair.image_sizes)
+    counts = story_counts(refs, cands, iou_threshold)
+    row: dict[str, float | None] = dict(counts)
+    row.update(_metrics(counts))
+    row["missing"] = int(pair.missing)
+    return row
+
+
 def identity(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD) -> Scores:
     """ID precision/recall/F1 and cross-frame link precision/recall (family ``identity``).
 
@@ -207,20 +246,22 @@ def identity(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD
     the summed counts ``idtp``, ``idfp``, ``idfn``, ``links_predicted``, ``links_reference``,
     ``links_correct`` (and per group), ``stories`` and ``missing``.
     """
+    return summarize([(pair.story_id, story_row(pair, iou_threshold)) for pair in pairs], iou_threshold)
+
+
+def summarize(
+    items: Sequence[tuple[str, dict[str, float | None]]], iou_threshold: float = IOU_THRESHOLD
+) -> Scores:
+    """The identity scores from each story's :func:`story_row` (``(story_id, row)`` in order)."""
     per_story: dict[str, dict[str, float | None]] = {}
     totals: dict[str, int] = defaultdict(int)
     missing = 0
-    for pair in pairs:
-        refs = [d for d in telling_detections(pair.reference, pair.image_sizes) if d.valid]
-        cands = telling_detections(pair.candidate, pair.image_sizes)
-        counts = story_counts(refs, cands, iou_threshold)
-        for key, value in counts.items():
-            totals[key] += value
-        missing += pair.missing
-        row: dict[str, float | None] = dict(counts)
-        row.update(_metrics(counts))
-        row["missing"] = int(pair.missing)
-        per_story[pair.story_id] = row
+    for story_id, row in items:
+        for count in COUNT_KEYS:
+            for suffix in VARIANTS:
+                totals[f"{count}{suffix}"] += row[f"{count}{suffix}"]  # type: ignore[operator]
+        missing += row["missing"]  # type: ignore[operator]
+        per_story[story_id] = row
     overall: dict[str, float | None] = {}
     micro = _metrics(dict(totals)) if per_story else {}
     rows = list(per_story.values())
@@ -246,4 +287,13 @@ def identity(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD
     )
 
 
-__all__ = ["assign", "identity", "story_counts", "track_similarity", "tracks"]
+__all__ = [
+    "assign",
+    "best_total",
+    "identity",
+    "story_counts",
+    "story_row",
+    "summarize",
+    "track_similarity",
+    "tracks",
+]
