@@ -42,6 +42,15 @@ class Box:
     x2: int
     y2: int
 
+    def __init__(self, x1: int, y1: int, x2: int, y2: int):
+        # A frozen dataclass's own __init__ sets each field through object.__setattr__; a parse
+        # makes one box per row, and writing the instance dict directly costs half as much.
+        d = self.__dict__
+        d["x1"] = x1
+        d["y1"] = y1
+        d["x2"] = x2
+        d["y2"] = y2
+
     # -- geometry ---------------------------------------------------------------------
     @property
     def width(self) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 
-from .box import parse_box
+from .box import Box, parse_box
 from .cot import (
     NARRATIVE,
     TABLES,
@@ -52,6 +52,15 @@ _SEPARATOR_CHARS = set("-:= ")
 # a table line is cut here before it is split (a hostile line costs no more than this)
 _MAX_ROW = 100_000
 _ABSENT = sys.maxsize  # the column index of a field the header lacks
+# Box coordinates as written, "0" to "9999", to their values: int() costs a call each, and
+# a row's box is four of them (filled on first use; a number it lacks is read by parse_box)
+_PIXELS: dict[str, int] = {}
+
+
+def _pixels() -> dict[str, int]:
+    if not _PIXELS:
+        _PIXELS.update((str(i), i) for i in range(10_000))
+    return _PIXELS
 
 
 def _heading_text(line: str) -> tuple[str, bool, int] | None:
@@ -137,6 +146,9 @@ def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
 
 # every normalised column name of every published table
 _ALIASES = frozenset(n for spec in TABLES.values() for n in spec.aliases)
+# cells seen lately, normalised: the values of Setting Element, Mood, Time and Narrative Phase recur
+_NORMS: dict[str, str] = {}
+_NORMS_SIZE = 4096
 
 
 def _looks_like_header(cells: list[str]) -> bool:
@@ -154,7 +166,13 @@ def _looks_like_header(cells: list[str]) -> bool:
         return False
     norms = []
     for cell in cells:
-        norm = norm_header(cell)
+        norm = _NORMS.get(cell)
+        if norm is None:
+            norm = norm_header(cell)
+            if len(cell) <= _CACHE_LINE:
+                if len(_NORMS) >= _NORMS_SIZE:
+                    _NORMS.clear()
+                _NORMS[cell] = norm
         if norm not in _ALIASES:
             spare -= 1
             if spare < 0:
@@ -193,6 +211,14 @@ def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
         return TABLES[expected]
     best = max(scores, key=lambda k: scores[k])
     return TABLES[best]
+
+
+_CANONICAL_HEADINGS = {
+    "characters": "Characters",
+    "objects": "Objects",
+    "settings": "Setting",
+    "narrative": "Narrative Structure",
+}
 
 
 class _Layout:
@@ -294,8 +320,9 @@ class CotBuilder:
     cells) or a data row, whose cells go to their fields by the header's column layout.
     """
 
-    def __init__(self, first_line: int = 1):
+    def __init__(self, first_line: int = 1, *, events: bool = True):
         self.cot = CoT()
+        self._with_events = events  # False: build no events (a batch parse does not read them)
         self.diagnostics: list[Diagnostic] = self.cot.diagnostics
         self.line_no = first_line - 1
         self._image: ImageAnalysis | None = None
@@ -310,18 +337,114 @@ class CotBuilder:
 
     # -- public ------------------------------------------------------------------------------
     def feed_line(self, raw: str) -> list[Event]:
+        """Read the next line; return the events it completes."""
+        events: list[Event] | None = [] if self._with_events else None
+        self._feed(raw, events)
+        return events if events is not None else []
+
+    def feed_lines(self, lines: list[str]) -> list[Event]:
+        """``feed_line`` for each line in turn.
+
+        The lines a well-formed CoT is mostly made of are read here in a row: blank
+        lines, the separator under a header, and data rows of an open table in its
+        published layout (an id row's box four whole numbers of at most four digits).
+        Any other line goes the general way. A streamed parse feeds most lines one at a
+        time through ``feed_line``, so the tests' streamed-equals-batch checks hold this
+        path to the general one.
+        """
+        events: list[Event] | None = [] if self._with_events else None
+        feed = self._feed
+        data_row = self._data_row
+        pixels = _pixels()
+        for raw in lines:
+            s = raw.strip()
+            table = self._table
+            if not s:
+                self.line_no += 1
+                if table is not None:
+                    table.blank_pending = True
+                continue
+            if table is None or s[0] != "|" or table.blank_pending or len(raw) > _MAX_ROW:
+                feed(raw, events)
+            elif table.expect_separator:
+                if "-" in s and not s.strip("|-:= "):  # the separator under the header
+                    self.line_no += 1
+                    table.expect_separator = False
+                else:
+                    feed(raw, events)
+            elif s[-1] != "|" or len(s) < 3 or s[-2] == "\\" or not data_row(table, s, events, pixels):
+                feed(raw, events)
+        return events if events is not None else []
+
+    def _data_row(self, table: _Table, s: str, events: list[Event] | None, pixels: dict[str, int]) -> bool:
+        """Read ``s`` as a data row of ``table`` if it is one in the published layout (see ``feed_lines``)."""
+        layout = table.layout
+        if not layout.canonical:
+            return False
+        cells = list(map(str.strip, s[1:-1].split("|")))
+        first = cells[0]
+        if len(cells) != len(layout.columns) or not first or first[0] in "-:=":
+            return False
+        kind = layout.spec.kind
+        if kind == "characters" or kind == "objects":
+            id_of = id_kind(first)
+            if id_of is None:
+                return False
+            box_text = cells[-1]
+            parts = box_text.split(",")
+            if len(parts) != 4:
+                return False
+            get = pixels.get
+            x1, y1, x2, y2 = get(parts[0]), get(parts[1]), get(parts[2]), get(parts[3])
+            if x1 is None or y1 is None or x2 is None or y2 is None:
+                return False
+            self.line_no += 1
+            line = self.line_no
+            box = Box(x1, y1, x2, y2)
+            if x2 <= x1 or y2 <= y1:
+                self.diagnostics.append(
+                    error(line, "box-inverted", f"bounding box {box} has x2 <= x1 or y2 <= y1")
+                )
+            image = self._image
+            assert image is not None
+            table.rows_seen += 1
+            if kind == "characters":
+                row = Character(first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line)
+                image.characters.append(row)
+                mismatch = id_of != "char"
+            else:
+                row = SceneObject(first, cells[1], cells[2], cells[3], cells[4], box, box_text, line)
+                image.objects.append(row)
+                mismatch = id_of == "char"
+            if mismatch:
+                self._check_id(first, kind, image)
+            else:
+                seen = self._ids.get(image.number)
+                if seen is None or first in seen:
+                    self._seen(first, image)
+                else:
+                    seen.add(first)
+            if events is not None:
+                events.append(TableRowCompleted(image.number, kind, row))
+            return True
+        if _looks_like_header(cells):
+            return False
         self.line_no += 1
-        events: list[Event] = []
+        self._row(table, cells, events)
+        return True
+
+    def _feed(self, raw: str, events: list[Event] | None) -> None:
+        self.line_no += 1
         s = raw.strip()
         if not s:
             if self._table is not None:
                 self._table.blank_pending = True
-            return events
+            return
         if s[0] == "|" or s.find("|", 0, _HEAD) != -1:
             if len(raw) > _MAX_ROW:
                 s = raw.rstrip("\r\n")[:_MAX_ROW].strip()
             self._table_line(s, events)
-            return events
+            return
         found = _HEADINGS.get(s)
         if found is None:
             heading = _heading_text(s)
@@ -335,9 +458,8 @@ class CotBuilder:
                         _HEADINGS[s] = found
         if found is not None:
             self._heading(s, found[0], found[1], events)
-            return events
+            return
         self._free_text(s)
-        return events
 
     def finish(self) -> list[Event]:
         if self._finished:
@@ -366,21 +488,16 @@ class CotBuilder:
 
     # -- sections ----------------------------------------------------------------------------
     def _heading(
-        self, raw: str, heading: tuple[str, bool, int], section: tuple[str, int | None], events: list[Event]
+        self,
+        raw: str,
+        heading: tuple[str, bool, int],
+        section: tuple[str, int | None],
+        events: list[Event] | None,
     ) -> None:
         text, styled, level = heading
         kind, number = section
-        canonical_level = 3 if kind in ("characters", "objects", "settings") else 2
-        canonical_text = {
-            "characters": "Characters",
-            "objects": "Objects",
-            "settings": "Setting",
-            "narrative": "Narrative Structure",
-        }
-        if kind == "image":
-            canonical = f"Image {number}"
-        else:
-            canonical = canonical_text[kind]
+        canonical_level = 2 if kind == "image" or kind == "narrative" else 3
+        canonical = f"Image {number}" if kind == "image" else _CANONICAL_HEADINGS[kind]
         if styled or level != canonical_level or text != canonical:
             self.diagnostics.append(
                 warning(
@@ -400,7 +517,7 @@ class CotBuilder:
                 self._implicit_image(events)
             self._expected = kind
 
-    def _start_image(self, number: int, events: list[Event]) -> None:
+    def _start_image(self, number: int, events: list[Event] | None) -> None:
         self._section = "image"
         self._expected = None
         existing = self._images.get(number)
@@ -439,9 +556,10 @@ class CotBuilder:
         self._image = ImageAnalysis(number=number, line=self.line_no)
         self._images[number] = self._image
         self.cot.images.append(self._image)
-        events.append(ImageSectionStarted(number))
+        if events is not None:
+            events.append(ImageSectionStarted(number))
 
-    def _implicit_image(self, events: list[Event]) -> None:
+    def _implicit_image(self, events: list[Event] | None) -> None:
         if self._image is None:
             self.diagnostics.append(
                 warning(
@@ -454,12 +572,13 @@ class CotBuilder:
         else:
             self._section = "image"
 
-    def _start_narrative(self, events: list[Event]) -> None:
+    def _start_narrative(self, events: list[Event] | None) -> None:
         self._section = "narrative"
         self._expected = "narrative"
         if self.cot.narrative is None:
             self.cot.narrative = []
-            events.append(NarrativeStarted())
+            if events is not None:
+                events.append(NarrativeStarted())
 
     def _free_text(self, stripped: str) -> None:
         self._close_table()
@@ -474,7 +593,7 @@ class CotBuilder:
     def _close_table(self) -> None:
         self._table = None
 
-    def _table_line(self, s: str, events: list[Event]) -> None:
+    def _table_line(self, s: str, events: list[Event] | None) -> None:
         table = self._table
         if table is not None and table.blank_pending:
             table.blank_pending = False
@@ -490,7 +609,7 @@ class CotBuilder:
             self._start_table(header, events)
             return
         if s[0] == "|" and s[-1] == "|" and len(s) > 1 and s[-2] != "\\":
-            cells = [c.strip() for c in s[1:-1].split("|")]
+            cells = list(map(str.strip, s[1:-1].split("|")))
             missing_pipes = False
         else:
             cells, missing_pipes = _split_row(s)
@@ -524,7 +643,7 @@ class CotBuilder:
             )
         self._row(table, cells, events)
 
-    def _start_table(self, header: _Header, events: list[Event]) -> None:
+    def _start_table(self, header: _Header, events: list[Event] | None) -> None:
         layout = header.layout(self._expected)
         spec = layout.spec
         if spec.kind == "narrative":
@@ -562,7 +681,7 @@ class CotBuilder:
             self.diagnostics.append(severity(self.line_no, code, message))
         self._table = _Table(layout, True, self.line_no)
 
-    def _headerless_table(self, cells: list[str], events: list[Event]) -> _Table | None:
+    def _headerless_table(self, cells: list[str], events: list[Event] | None) -> _Table | None:
         """A data row with no table open: assume the published columns of the expected kind."""
         kind = self._expected
         if kind is None:
@@ -602,7 +721,7 @@ class CotBuilder:
         self._table = _Table(_PUBLISHED[kind], False, self.line_no)
         return self._table
 
-    def _row(self, table: _Table, cells: list[str], events: list[Event]) -> None:
+    def _row(self, table: _Table, cells: list[str], events: list[Event] | None) -> None:
         if not any(cells):
             self.diagnostics.append(info(self.line_no, "empty-row", "an empty table row was ignored"))
             return
@@ -650,14 +769,16 @@ class CotBuilder:
                 row = SceneObject(v[0], v[1], v[2], v[3], v[4], box, box_text, line)
                 self._check_id(row.id, kind, image)
                 image.objects.append(row)
-            events.append(TableRowCompleted(image.number, kind, row))
+            if events is not None:
+                events.append(TableRowCompleted(image.number, kind, row))
         elif kind == "settings":
             image = self._image
             assert image is not None
             row = Setting(v[0], v[1], v[2], v[3], v[4], line)
             self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
             image.settings.append(row)
-            events.append(TableRowCompleted(image.number, "settings", row))
+            if events is not None:
+                events.append(TableRowCompleted(image.number, "settings", row))
         else:
             row = NarrativeRow(v[0], v[1], v[2], v[3], line)
             self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
@@ -671,7 +792,8 @@ class CotBuilder:
                 )
             assert self.cot.narrative is not None
             self.cot.narrative.append(row)
-            events.append(NarrativeRowCompleted(row))
+            if events is not None:
+                events.append(NarrativeRowCompleted(row))
 
     def _check_enum(self, text: str, enum, code: str, label: str) -> None:
         member, exact = match_enum(enum, text)
@@ -705,8 +827,13 @@ class CotBuilder:
             self.diagnostics.append(
                 warning(self.line_no, "id-table-mismatch", f"{entity_id} is listed in the {where} table")
             )
-        seen = self._ids.setdefault(image.number, set())
-        if entity_id and entity_id in seen:
+        self._seen(entity_id, image)
+
+    def _seen(self, entity_id: str, image: ImageAnalysis) -> None:
+        seen = self._ids.get(image.number)
+        if seen is None:
+            seen = self._ids[image.number] = set()
+        if entity_id in seen and entity_id:
             self.diagnostics.append(
                 warning(self.line_no, "duplicate-id", f"{entity_id} appears twice in Image {image.number}")
             )
@@ -715,9 +842,8 @@ class CotBuilder:
 
 def parse_cot(text: str, first_line: int = 1) -> CoT:
     """Parse a CoT text. Never raises; findings are in ``cot.diagnostics``."""
-    builder = CotBuilder(first_line)
-    for line in text.split("\n"):
-        builder.feed_line(line)
+    builder = CotBuilder(first_line, events=False)
+    builder.feed_lines(text.split("\n"))
     builder.finish()
     return builder.cot
 

@@ -2,6 +2,10 @@
 
 Each event is a small dataclass with ``to_dict()`` (``{"event": name, ...}``) so a
 server can forward it to a browser unchanged.
+
+A streamed output makes an event or two per chunk, so each event class writes its
+frozen fields straight into the instance dict: half the cost of the generated
+``__init__``, which goes through ``object.__setattr__`` field by field.
 """
 
 from __future__ import annotations
@@ -11,17 +15,23 @@ from dataclasses import dataclass
 from .cot import Character, NarrativeRow, SceneObject, Setting
 from .story import Span
 
+_NAMES: dict[type, str] = {}
+
 
 @dataclass(frozen=True)
 class Event:
     @property
     def name(self) -> str:
-        out = []
-        for i, c in enumerate(type(self).__name__):
-            if c.isupper() and i:
-                out.append("_")
-            out.append(c.lower())
-        return "".join(out)
+        cls = type(self)
+        name = _NAMES.get(cls)
+        if name is None:
+            out = []
+            for i, c in enumerate(cls.__name__):
+                if c.isupper() and i:
+                    out.append("_")
+                out.append(c.lower())
+            name = _NAMES[cls] = "".join(out)
+        return name
 
     def to_dict(self) -> dict:
         return {"event": self.name}
@@ -36,6 +46,9 @@ class ThinkOpened(Event):
 class ImageSectionStarted(Event):
     image: int
 
+    def __init__(self, image: int):
+        self.__dict__["image"] = image
+
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}
 
@@ -45,6 +58,11 @@ class TableRowCompleted(Event):
     image: int
     table: str  # "characters" | "objects" | "settings"
     row: Character | SceneObject | Setting
+
+    def __init__(self, image: int, table: str, row: Character | SceneObject | Setting):
+        self.__dict__["image"] = image
+        self.__dict__["table"] = table
+        self.__dict__["row"] = row
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image, "table": self.table, "row": self.row.to_dict()}
@@ -59,6 +77,9 @@ class NarrativeStarted(Event):
 class NarrativeRowCompleted(Event):
     row: NarrativeRow
 
+    def __init__(self, row: NarrativeRow):
+        self.__dict__["row"] = row
+
     def to_dict(self) -> dict:
         return {"event": self.name, "row": self.row.to_dict()}
 
@@ -72,6 +93,9 @@ class ThinkClosed(Event):
 class SegmentStarted(Event):
     image: int | None  # None: story text outside any <gdi>
 
+    def __init__(self, image: int | None):
+        self.__dict__["image"] = image
+
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}
 
@@ -80,6 +104,10 @@ class SegmentStarted(Event):
 class SpanOpened(Event):
     kind: str
     ids: tuple[str, ...]
+
+    def __init__(self, kind: str, ids: tuple[str, ...]):
+        self.__dict__["kind"] = kind
+        self.__dict__["ids"] = ids
 
     def to_dict(self) -> dict:
         return {"event": self.name, "kind": self.kind, "ids": list(self.ids)}
@@ -91,6 +119,9 @@ class TextAppended(Event):
 
     text: str
 
+    def __init__(self, text: str):
+        self.__dict__["text"] = text
+
     def to_dict(self) -> dict:
         return {"event": self.name, "text": self.text}
 
@@ -98,6 +129,9 @@ class TextAppended(Event):
 @dataclass(frozen=True)
 class SpanClosed(Event):
     span: Span
+
+    def __init__(self, span: Span):
+        self.__dict__["span"] = span
 
     def to_dict(self) -> dict:
         return {
@@ -111,6 +145,9 @@ class SpanClosed(Event):
 @dataclass(frozen=True)
 class SegmentClosed(Event):
     image: int | None
+
+    def __init__(self, image: int | None):
+        self.__dict__["image"] = image
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}

@@ -18,6 +18,8 @@ is open. Whitespace held before the first segment is kept as a list of pieces.
 
 from __future__ import annotations
 
+import re
+
 from .cot import id_kind
 from .diagnostics import Diagnostic, error, info, warning
 from .events import (
@@ -37,6 +39,8 @@ _TAG_NAMES = {"gdi", *SPAN_KINDS, "think"}
 # the tags as the published format writes them, told at a glance
 _OPENERS = {"gdi ": "gdi", **{f"{kind} ": kind for kind in SPAN_KINDS}}
 _CLOSERS = {"/gdi": "gdi", **{f"/{kind}": kind for kind in SPAN_KINDS}}
+# plain text, then a span as the published format writes it, with some text in it
+_SPAN = re.compile(rf"([^<]*+)<(gd[oal]) ([^<>\n]{{0,{MAX_TAG - 4}}})>([^<]++)</\2>")
 # what a span's attribute text says, by (kind, attributes): the same ids recur all along a story
 _SPAN_ATTRS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple, ...]]] = {}
 _CACHE_SIZE = 1024
@@ -58,8 +62,9 @@ class _Open:
 class StoryBuilder:
     """Incremental story parser: ``feed`` text chunks, then ``finish``."""
 
-    def __init__(self, first_line: int = 1):
+    def __init__(self, first_line: int = 1, *, events: bool = True):
         self.story = GroundedStory()
+        self._with_events = events  # False: build no events (a batch parse does not read them)
         self.diagnostics: list[Diagnostic] = self.story.diagnostics
         self.line = first_line
         self._pending = ""
@@ -78,40 +83,86 @@ class StoryBuilder:
 
     # -- lexing ------------------------------------------------------------------------------
     def feed(self, text: str) -> list[Event]:
-        events: list[Event] = []
+        events: list[Event] | None = [] if self._with_events else None
         buf = self._pending + text if self._pending else text
         self._pending = ""
         pos, n = 0, len(buf)
         find = buf.find
+        stack = self._stack
         while pos < n:
+            if events is None and not stack and self._segment is not None:
+                # text and a whole span in the published form: read at once (a batch parse;
+                # with events, the same goes through the general path below, piece by piece)
+                m = _SPAN.match(buf, pos)
+                if m is not None:
+                    before, kind, attrs, inner = m.groups()
+                    parts = self._segment.parts
+                    if before:
+                        if self._run:
+                            self._run.append(before)
+                            self._flush_run()
+                        else:
+                            parts.append(before)
+                        if "\n" in before:
+                            self.line += before.count("\n")
+                    elif self._run:
+                        self._flush_run()
+                    known = _SPAN_ATTRS.get((kind, attrs))
+                    ids = known[0] if known is not None and not known[1] else self._ids(kind, attrs)
+                    if "\n" in inner:
+                        self.line += inner.count("\n")
+                    parts.append(Span(kind, ids, inner))
+                    pos = m.end()
+                    continue
             lt = find("<", pos)
             if lt == -1:
                 self._text(buf[pos:] if pos else buf, events)
                 break
             if lt > pos:
-                self._text(buf[pos:lt], events)
+                piece = buf[pos:lt]
+                if self._segment is not None:  # _text, for text inside a segment
+                    (self._frag if stack else self._run).append(piece)
+                    if events is not None:
+                        events.append(TextAppended(piece))
+                    if "\n" in piece:
+                        self.line += piece.count("\n")
+                else:
+                    self._text(piece, events)
             # the tag's end: a '>' within MAX_TAG characters, with no '<' or line end before it
-            limit = lt + 2 + MAX_TAG
-            gt = find(">", lt + 1, limit)
-            if gt != -1 and find("<", lt + 1, gt) == -1 and find("\n", lt + 1, gt) == -1:
-                first = buf[lt + 1]
-                if first.isalpha() or first == "/":
-                    self._tag(buf[lt + 1 : gt], events)
-                    pos = gt + 1
-                    continue
-                end = _NOT_TAG
-            else:
+            gt = find(">", lt + 1, lt + 2 + MAX_TAG)
+            if gt == -1 or find("<", lt + 1, gt) != -1 or find("\n", lt + 1, gt) != -1:
                 end = self._tag_end(buf, lt)
-            if end == _INCOMPLETE:
-                self._pending = buf[lt:]
-                break
-            if end == _NOT_TAG:
+                if end == _INCOMPLETE:
+                    self._pending = buf[lt:]
+                    break
+                if end == _NOT_TAG:
+                    self._text("<", events)
+                    pos = lt + 1
+                    continue
+                gt = end
+            first = buf[lt + 1]
+            if not (first.isalpha() or first == "/"):
                 self._text("<", events)
                 pos = lt + 1
                 continue
-            self._tag(buf[lt + 1 : end], events)
-            pos = end + 1
-        return events
+            inner = buf[lt + 1 : gt]
+            pos = gt + 1
+            # the published forms, in the usual places, read here; anything else by _tag
+            kind = _CLOSERS.get(inner)
+            if kind is not None and stack and stack[-1].kind == kind:  # closes the innermost span
+                self._close_top(events)
+                continue
+            kind = _OPENERS.get(inner[:4])
+            if kind is not None and kind != "gdi" and not stack and self._segment is not None:
+                ids = self._ids(kind, inner[3:])
+                entry = _Open(kind, ids, self.line)
+                stack.append(entry)
+                self._kinds[kind].append(entry)
+                if events is not None:
+                    events.append(SpanOpened(kind, ids))
+                continue
+            self._tag(inner, events)
+        return events if events is not None else []
 
     def _tag_end(self, buf: str, lt: int) -> int:
         n = len(buf)
@@ -158,7 +209,7 @@ class StoryBuilder:
             )
         )
 
-    def _tag(self, inner: str, events: list[Event]) -> None:
+    def _tag(self, inner: str, events: list[Event] | None) -> None:
         if self._blank:
             self._blank = []
         lname = _OPENERS.get(inner[:4])
@@ -207,7 +258,7 @@ class StoryBuilder:
             self._open_span(lname, attrs, events)
 
     # -- segments ----------------------------------------------------------------------------
-    def _open_segment(self, attrs: str, events: list[Event]) -> None:
+    def _open_segment(self, attrs: str, events: list[Event] | None) -> None:
         if self._segment is not None:
             if self._segment.image is not None:
                 self.diagnostics.append(
@@ -237,7 +288,8 @@ class StoryBuilder:
             self._last_number = max(self._last_number, image)
         self._segment = Segment(image=image, closed=False, line=self.line)
         self.story.segments.append(self._segment)
-        events.append(SegmentStarted(image))
+        if events is not None:
+            events.append(SegmentStarted(image))
 
     def _image_number(self, attrs: str) -> int | None:
         a = attrs.strip()
@@ -255,7 +307,7 @@ class StoryBuilder:
         )
         return None
 
-    def _close_segment(self, events: list[Event]) -> None:
+    def _close_segment(self, events: list[Event] | None) -> None:
         if self._segment is None or self._segment.image is None:
             self.diagnostics.append(
                 warning(self.line, "stray-closer", "</gdi> without an open <gdi> was ignored")
@@ -263,7 +315,7 @@ class StoryBuilder:
             return
         self._end_segment(events, closed=True)
 
-    def _end_segment(self, events: list[Event], closed: bool) -> None:
+    def _end_segment(self, events: list[Event] | None, closed: bool) -> None:
         seg = self._segment
         assert seg is not None
         while self._stack:
@@ -275,18 +327,20 @@ class StoryBuilder:
         self._flush_run()
         seg.closed = closed
         self._segment = None
-        events.append(SegmentClosed(seg.image))
+        if events is not None:
+            events.append(SegmentClosed(seg.image))
 
-    def _loose_segment(self, events: list[Event]) -> None:
+    def _loose_segment(self, events: list[Event] | None) -> None:
         self.diagnostics.append(
             warning(self.line, "text-outside-segment", "story text outside any <gdi> segment")
         )
         self._segment = Segment(image=None, closed=True, line=self.line)
         self.story.segments.append(self._segment)
-        events.append(SegmentStarted(None))
+        if events is not None:
+            events.append(SegmentStarted(None))
 
     # -- spans -------------------------------------------------------------------------------
-    def _open_span(self, kind: str, attrs: str, events: list[Event]) -> None:
+    def _open_span(self, kind: str, attrs: str, events: list[Event] | None) -> None:
         ids = self._ids(kind, attrs)
         if self._segment is None:
             self._loose_segment(events)
@@ -303,7 +357,8 @@ class StoryBuilder:
         entry = _Open(kind, ids, self.line)
         self._stack.append(entry)
         self._kinds[kind].append(entry)
-        events.append(SpanOpened(kind, ids))
+        if events is not None:
+            events.append(SpanOpened(kind, ids))
 
     def _ids(self, kind: str, attrs: str) -> tuple[str, ...]:
         key = (kind, attrs)
@@ -334,7 +389,7 @@ class StoryBuilder:
             self.diagnostics.append(severity(self.line, code, message))
         return known[0]
 
-    def _close_span(self, kind: str, events: list[Event]) -> None:
+    def _close_span(self, kind: str, events: list[Event] | None) -> None:
         if not self._stack:
             self.diagnostics.append(
                 warning(self.line, "stray-closer", f"</{kind}> without an open <{kind}> was ignored")
@@ -357,7 +412,30 @@ class StoryBuilder:
                 )
         self._pop(closing, events)
 
-    def _pop(self, closing: _Open, events: list[Event]) -> None:
+    def _close_top(self, events: list[Event] | None) -> None:
+        """Close the innermost open span (what ``_pop`` does when the closer matches it)."""
+        stack = self._stack
+        top = stack.pop()
+        self._kinds[top.kind].pop()
+        frag = self._frag
+        if frag:
+            text = frag[0] if len(frag) == 1 else "".join(frag)
+            self._frag = []
+        else:
+            text = ""
+        if text or not top.emitted:
+            if not text:
+                self.diagnostics.append(
+                    warning(self.line, "empty-span", f"<{top.kind} {' '.join(top.ids)}> encloses no text")
+                )
+            self._emit(Span(top.kind, top.ids, text), events)
+        while stack and stack[-1].closed:
+            stack.pop()
+        if stack and events is not None:
+            resumed = stack[-1]
+            events.append(SpanOpened(resumed.kind, resumed.ids))
+
+    def _pop(self, closing: _Open, events: list[Event] | None) -> None:
         """Close an open span; the spans above it (if any) continue."""
         stack = self._stack
         top = stack[-1]
@@ -368,16 +446,18 @@ class StoryBuilder:
             if not closing.emitted:
                 self._emit(Span(closing.kind, closing.ids, ""), events)
                 closing.emitted = True
-            events.append(SpanOpened(top.kind, top.ids))
+            if events is not None:
+                events.append(SpanOpened(top.kind, top.ids))
             return
         stack.pop()
         while stack and stack[-1].closed:
             stack.pop()
         if stack:
             resumed = stack[-1]
-            events.append(SpanOpened(resumed.kind, resumed.ids))
+            if events is not None:
+                events.append(SpanOpened(resumed.kind, resumed.ids))
 
-    def _flush(self, entry: _Open, events: list[Event], keep_empty: bool) -> None:
+    def _flush(self, entry: _Open, events: list[Event] | None, keep_empty: bool) -> None:
         frag = self._frag
         if frag:
             text = frag[0] if len(frag) == 1 else "".join(frag)
@@ -392,16 +472,17 @@ class StoryBuilder:
             self._emit(Span(entry.kind, entry.ids, text), events)
             entry.emitted = True
 
-    def _emit(self, span: Span, events: list[Event]) -> None:
+    def _emit(self, span: Span, events: list[Event] | None) -> None:
         segment = self._segment
         assert segment is not None
         if self._run:
             self._flush_run()
         segment.parts.append(span)
-        events.append(SpanClosed(span))
+        if events is not None:
+            events.append(SpanClosed(span))
 
     # -- text --------------------------------------------------------------------------------
-    def _text(self, text: str, events: list[Event]) -> None:
+    def _text(self, text: str, events: list[Event] | None) -> None:
         if not text:
             return
         if self._segment is None:
@@ -419,7 +500,8 @@ class StoryBuilder:
                 self._blank = []
             self._loose_segment(events)
         (self._frag if self._stack else self._run).append(text)
-        events.append(TextAppended(text))
+        if events is not None:
+            events.append(TextAppended(text))
         if "\n" in text:
             self.line += text.count("\n")
 
@@ -433,7 +515,7 @@ class StoryBuilder:
         if self._finished:
             return []
         self._finished = True
-        events: list[Event] = []
+        events: list[Event] | None = [] if self._with_events else None
         if self._pending:  # a '<' the text ended in: a tag cut off (an output stopped at its token limit)
             pending, self._pending = self._pending, ""
             self._fragment(pending[1:12])
@@ -450,7 +532,7 @@ class StoryBuilder:
                 self._end_segment(events, closed=False)
             else:
                 self._end_segment(events, closed=True)
-        return events
+        return events if events is not None else []
 
 
 def _name(text: str) -> str:
@@ -464,7 +546,7 @@ def _name(text: str) -> str:
 
 def parse_story(text: str, first_line: int = 1) -> GroundedStory:
     """Parse a grounded story. Never raises; findings are in ``story.diagnostics``."""
-    builder = StoryBuilder(first_line)
+    builder = StoryBuilder(first_line, events=False)
     builder.feed(text)
     builder.finish()
     return builder.story

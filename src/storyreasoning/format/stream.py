@@ -95,7 +95,8 @@ class Telling:
 class StreamParser:
     """Feed model output as it arrives; receive events; get the :class:`Telling` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, events: bool = True) -> None:
+        self._with_events = events  # False: build no events (parse_output does not read them)
         self._mode = _PRE
         self._chunks: list[str] = []
         self._pos = 0  # characters routed so far
@@ -264,10 +265,8 @@ class StreamParser:
                 i = nl + 1
             if i <= last:  # CoT lines, read in a row
                 assert self._cot is not None
-                feed_line = self._cot.feed_line
                 lines = text[i:last].split("\n")
-                for line in lines:
-                    events += feed_line(line)
+                events += self._cot.feed_lines(lines)
                 self._line_no += len(lines)
                 self._line_start = start + last + 1
             if last + 1 < len(text):
@@ -287,7 +286,8 @@ class StreamParser:
             self._implicit_open = True
             self._preamble()
             self._start_cot(self._line_start)
-            events.append(ThinkOpened())
+            if self._with_events:
+                events.append(ThinkOpened())
         if self._mode == _PRE:
             self._pre_lines.append(line)
         else:
@@ -304,14 +304,16 @@ class StreamParser:
             if marker == THINK_OPEN:
                 self._preamble(before)
                 self._start_cot(at + len(THINK_OPEN))
-                events.append(ThinkOpened())
+                if self._with_events:
+                    events.append(ThinkOpened())
                 return self._resume(at + len(THINK_OPEN))
             if marker == THINK_CLOSE:
                 self.diagnostics.append(
                     warning(1, "missing-think-open", "the CoT ends with </think> but has no <think>")
                 )
                 self._start_cot(0, first_line=1)
-                events.append(ThinkOpened())
+                if self._with_events:
+                    events.append(ThinkOpened())
                 assert self._cot is not None
                 for line in self._pre_lines:
                     events += self._cot.feed_line(line)
@@ -327,7 +329,8 @@ class StreamParser:
             events += self._cot.feed_line(before)
         events += self._cot.finish()
         self._cot_end = at
-        events.append(ThinkClosed())
+        if self._with_events:
+            events.append(ThinkClosed())
         if marker == THINK_CLOSE:
             if self._implicit_open:  # CoT lines, then </think>: the <think> is missing (repaired, and said)
                 self.diagnostics.append(
@@ -365,12 +368,12 @@ class StreamParser:
         self._mode = _COT
         self._cot_start = offset
         self._cot_line = first_line or self._line_no
-        self._cot = CotBuilder(first_line=self._cot_line)
+        self._cot = CotBuilder(first_line=self._cot_line, events=self._with_events)
 
     def _start_story(self, offset: int, first_line: int) -> None:
         self._mode = _STORY
         self._story_start = offset
-        self._story = StoryBuilder(first_line=first_line)
+        self._story = StoryBuilder(first_line=first_line, events=self._with_events)
 
     def _build(self) -> Telling:
         raw = self.text
@@ -396,7 +399,7 @@ class StreamParser:
 
 def parse_output(text: str) -> Telling:
     """Parse a whole model output. Never raises; findings are in ``telling.diagnostics``."""
-    parser = StreamParser()
+    parser = StreamParser(events=False)
     parser.feed(text)
     return parser.result()
 
