@@ -55,6 +55,7 @@ EXTRAS: dict[str, str] = {
     "python_multipart": "studio",
     "dlib": "faces",
     "face_recognition_models": "faces",
+    "ray": "ray",
 }
 
 

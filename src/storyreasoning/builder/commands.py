@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .perceivers import make_perceiver  # the build's perceiver, here and on every Ray worker
 from .settings import BuildSettings
 
 
@@ -30,7 +31,6 @@ def build(settings: BuildSettings) -> int:
     from rich.console import Console
 
     from ..settings import data_record, write_record
-    from ..tell.baseline import BaselineTeller
     from ..terminal import progress_bar
     from .pipeline import ERRORS, SKIPPED, build_dataset, check_resume, find_stories
     from .publish import check_publishing, finish_build
@@ -53,62 +53,24 @@ def build(settings: BuildSettings) -> int:
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
     check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
-    landmarks = None
-    if s.landmarks_endpoint:  # asked for its model first: a server that is down fails before any model loads
-        from .landmarks import LandmarkFinder
+    disconnect = None
+    if s.ray:  # perception in Ray actors, each making the perceiver itself (builder/distributed.py)
+        from .distributed import RayPerception, connect
 
-        landmarks = LandmarkFinder.connect(
-            s.landmarks_endpoint, model=s.landmarks_model, api_key=s.api_key, timeout=s.timeout,
-            retries=s.retries, max_landmarks=s.max_landmarks,
-        )  # fmt: skip
-    things: tuple[str, ...] = ()  # what the detector finds is never a background
-    if s.detector:
-        from .perceive import ModelPerceiver
-
-        perceiver = ModelPerceiver(
-            s.detector,
-            embedder=s.embedder,
-            threshold=s.detector_threshold,
-            reid_threshold=s.reid_threshold,
-            device=s.device,
-            batch=s.perception_batch,
-        )
-        things = perceiver.labels()
-    else:
-        perceiver = BaselineTeller()
-    # faces: auto when dlib is installed; dlib required (one line naming the extra when missing); none
-    if s.faces != "none":
-        from .faces import with_faces
-
-        perceiver = with_faces(
-            perceiver,
-            backend=s.faces,
-            detector=s.face_detector,
-            threshold=s.face_threshold,
-            upsample=s.face_upsample,
-            max_side=s.face_max_side,
-        )
-    # backgrounds: a panoptic segmenter's stuff, else colour clusters; then landmarks (builder/background.py,
-    # builder/landmarks.py)
-    from .background import with_backgrounds
-
-    perceiver = with_backgrounds(
-        perceiver, segmenter=s.segmenter, threshold=s.segmenter_threshold, stuff_labels=s.stuff_labels,
-        things=things, min_area=s.background_min_area, max_regions=s.max_backgrounds,
-        clusters=s.background_clusters, device=s.device, batch=s.perception_batch,
-    )  # fmt: skip
-    if landmarks is not None:
-        from .landmarks import LandmarkPerceiver
-
-        perceiver = LandmarkPerceiver(perceiver, landmarks, concurrency=s.landmarks_concurrency)
-    if writer == "chat":
-        from ..tell.commands import endpoint_teller
-
-        client = endpoint_teller(s, concurrency=s.stories_at_once)
-        chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
-    else:
-        chosen = TemplateWriter()
+        disconnect = connect(s.ray)
     try:
+        if s.ray:
+            perceiver = RayPerception(s, workers=s.ray_workers, gpus_per_worker=s.ray_gpus_per_worker)
+            err.print(f"[dim]{perceiver.summary()}[/dim]")
+        else:
+            perceiver = make_perceiver(s)
+        if writer == "chat":
+            from ..tell.commands import endpoint_teller
+
+            client = endpoint_teller(s, concurrency=s.stories_at_once)
+            chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
+        else:
+            chosen = TemplateWriter()
         with progress_bar(len(stories), "building stories") as advance:
             report = build_dataset(
                 stories,
@@ -128,6 +90,9 @@ def build(settings: BuildSettings) -> int:
             f"interrupted: the finished stories are kept in {out}; run the same command again to continue"
         )
         raise
+    finally:
+        if disconnect is not None:
+            disconnect()  # a local Ray this build started is shut down; a cluster's is left running
     err.print(
         f"built {report.built} stories into {out}"
         + (f" ({report.skipped_done} already there)" if report.skipped_done else "")

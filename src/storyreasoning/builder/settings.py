@@ -15,6 +15,7 @@ FACES = "Faces"
 VIDEOS = "Videos"
 SETTING = "Backgrounds and landmarks"
 PUBLISHING = "Splits and publishing"
+SCALE = "Scale"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +175,24 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         0.5, min=-1.0, max=1.0, panel=VIDEOS,
         help="Videos: lowest correlation of two key frames' colour histograms to be one scene.",
     )  # fmt: skip
+    # where perception runs: never what a story says (operational); see builder/distributed.py
+    ray: str | None = option(
+        None, panel=SCALE, operational=True, metavar="auto|ADDRESS",
+        help="Perceive on Ray: auto: the cluster RAY_ADDRESS names, else the one `ray start` last started on "
+        "this machine, else a new local Ray (shut down at the end); ADDRESS: the head node's host:port. Models "
+        "load once per worker; frames travel as bytes; stories are written here (see README). Needs the ray "
+        "extra.",
+    )  # fmt: skip
+    ray_workers: int | None = option(
+        None, min=1, panel=SCALE, operational=True, metavar="N",
+        help="--ray: perception workers (actors, each holding its models; default: as many as the cluster's "
+        "GPUs hold at --ray-gpus-per-worker, else its CPUs less one).",
+    )  # fmt: skip
+    ray_gpus_per_worker: float | None = option(
+        None, min=0.0, panel=SCALE, operational=True, metavar="GPUS",
+        help="--ray: GPUs per perception worker (0.5: two share one; default: 1 when the cluster has a GPU, "
+        "else 0).",
+    )  # fmt: skip
     # publishing: how the finished folder is split and shared, not what a story says (operational)
     split: float | None = option(
         None, min=0.0, max=1.0, panel=PUBLISHING, operational=True, metavar="FRACTION",
@@ -212,6 +231,10 @@ class BuildSettings(EndpointOptions, SamplingOptions):
             raise UsageError("--embedder re-identifies a detector's detections; give --detector too")
         if self.stuff_labels and not self.segmenter:
             raise UsageError("--stuff-labels chooses among a segmenter's classes; give --segmenter too")
+        if (self.ray_workers is not None or self.ray_gpus_per_worker is not None) and not self.ray:
+            raise UsageError(
+                "--ray-workers and --ray-gpus-per-worker are for --ray auto|ADDRESS; give it too"
+            )
         if self.landmarks_model and not self.landmarks_endpoint:
             raise UsageError(
                 "--landmarks-model names a model on the landmark server; give --landmarks-endpoint too"
