@@ -552,8 +552,10 @@ class BackgroundPerceiver:
     def see(self, images: Sequence[Any]) -> list:
         from ..tell.baseline import SeenObject, open_rgb
 
-        frames = list(self.base.see(images))
+        # decoded once, here (an unreadable frame fails first, naming its file): the perceivers below take the
+        # decoded frames as they are instead of decoding every file again
         pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
+        frames = list(self.base.see(pils))
         boxes = [
             [p.box for p in frame.people] + [o.box for o in getattr(frame, "objects", [])] for frame in frames
         ]

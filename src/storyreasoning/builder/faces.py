@@ -554,8 +554,8 @@ class FacePerceiver:
         from ..vision.detect import person_from_face
         from ..vision.reid import similarity
 
-        frames = list(self.base.see(images))
         pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
+        frames = list(self.base.see(pils))  # the base takes the decoded frames as they are
         per_frame: list[list[tuple[SeenPerson, Face | None]]] = []
         for frame, pil in zip(frames, pils, strict=True):
             width, height = pil.size

@@ -20,12 +20,13 @@ pass runs). Everything is deterministic: the same frames give the same ids.
 **Batches** (:func:`forward_batches`). The frames of a story go through the detector
 ``batch`` at a time (``--perception-batch``, 8), and the crops of all its frames through
 the embedder :data:`CROPS_PER_IMAGE` × ``batch`` at a time, instead of one forward per
-frame. A batch only ever holds images that the processor made the same shape on their
-own: a DETR-style processor pads a batch to its largest image, and the padding changes
-the outputs of the others (by up to 0.1 in a tiny DETR's logits), so frames of other
-sizes go in other batches and no image is ever padded. A batched image's outputs are then
-those of the same image alone up to the float rounding of a larger matrix product (about
-1e-7 here): the same detections, boxes and ids, whatever the batch size (tested).
+frame. A DETR-style processor pads a batch to its largest image, and the padding changes
+the outputs of the others (by up to 0.1 in a tiny DETR's logits), so a batch only ever
+holds images whose inputs are exactly those each gets alone: frames of one size (or of
+sizes the processor brings to one shape), or, for a processor that pads nothing (an
+embedder's fixed square), any crops. A batched image's outputs are then those of the
+same image alone up to the float rounding of a larger matrix product (about 1e-7 here):
+the same detections, boxes and ids, whatever the batch size (tested).
 """
 
 from __future__ import annotations
@@ -162,24 +163,50 @@ def suppress(detections: list[Detection], overlap: float = 0.7) -> list[Detectio
 def forward_batches(
     processor: Any, images: Sequence[Any], batch: int, device: str, **kwargs: Any
 ) -> Iterator[tuple[list[int], Any]]:
-    """``(indices, inputs)``: the images made into model inputs, at most ``batch`` per forward, never padded.
+    """``(indices, inputs)``: the images made into model inputs, at most ``batch`` per forward, never padded
+    to one another's size (``indices`` say which images a batch holds, so outputs can go back in order).
 
-    Each image goes through ``processor`` alone (``kwargs`` too: a OneFormer's task), so
-    nothing is padded to another image's size; images whose inputs then have the same
-    shapes are stacked into one batch (in order of their first image, then in order), on
-    ``device``. ``indices`` say which images a batch holds, so outputs can go back in order.
+    The processor (``kwargs`` too: a OneFormer's task) prepares the images in calls of at
+    most ``batch`` that cannot pad one another: images of one size, which it brings to one
+    shape; or, when it pads nothing (its inputs carry no ``pixel_mask``, as an embedder's
+    fixed-size square), any images. Prepared images whose inputs then have the same shapes
+    are stacked, in order of their first image, on ``device``. So every image's inputs are
+    exactly those it gets alone (bit for bit).
     """
     import torch
+    from transformers import BatchFeature
 
     if batch < 1:
         raise UsageError(f"--perception-batch must be at least 1, got {batch}")
-    groups: dict[tuple, list[tuple[int, Any]]] = {}
-    for index, image in enumerate(images):
-        inputs = processor(images=[image], return_tensors="pt", **kwargs)
-        shape = tuple(
-            (key, tuple(value.shape)) if isinstance(value, torch.Tensor) else (key, None)
-            for key, value in inputs.items()
-        )
+    if not images:
+        return
+
+    def prepare(indices: list[int]) -> list[tuple[int, dict]]:
+        """Each image's inputs (a batch of one), from one processor call when they stack."""
+        try:
+            inputs = processor(images=[images[i] for i in indices], return_tensors="pt", **kwargs)
+        except (ValueError, RuntimeError, TypeError):  # prepared shapes that do not stack: one at a time
+            if len(indices) == 1:
+                raise
+            return [item for i in indices for item in prepare([i])]
+        return [
+            (index, {key: value[k : k + 1] for key, value in inputs.items()})
+            for k, index in enumerate(indices)
+        ]
+
+    prepared = prepare([0])  # also tells whether the processor pads
+    pads = "pixel_mask" in prepared[0][1]
+    by_size: dict[Any, list[int]] = {}
+    for index in range(1, len(images)):
+        key = (getattr(images[index], "size", None), getattr(images[index], "mode", None)) if pads else None
+        by_size.setdefault(key, []).append(index)
+    for indices in by_size.values():
+        for start in range(0, len(indices), batch):
+            prepared += prepare(indices[start : start + batch])
+    prepared.sort(key=lambda item: item[0])
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for index, inputs in prepared:
+        shape = tuple((key, tuple(getattr(value, "shape", ()))) for key, value in inputs.items())
         groups.setdefault(shape, []).append((index, inputs))
     for members in groups.values():
         for start in range(0, len(members), batch):
@@ -191,7 +218,7 @@ def forward_batches(
                 else [v for _, m in chunk for v in m[key]]
                 for key, value in first.items()
             }
-            yield [index for index, _ in chunk], type(first)(stacked).to(device)
+            yield [index for index, _ in chunk], BatchFeature(stacked).to(device)
 
 
 def load_vision_model(
