@@ -83,9 +83,27 @@ class StoryBuilder:
 
     # -- lexing ------------------------------------------------------------------------------
     def feed(self, text: str) -> list[Event]:
+        pending = self._pending
+        if pending:
+            if (
+                len(pending) > 1  # its first character was found fit to start a tag
+                and len(pending) + len(text) < MAX_TAG + 2
+                and ">" not in text
+                and "<" not in text
+                and "\n" not in text
+            ):  # a tag still incomplete: nothing to read yet (a stream sends a tag in pieces)
+                self._pending = pending + text
+                return []
+            buf = pending + text
+            self._pending = ""
+        else:
+            buf = text
+            if text and "<" not in text and self._segment is not None:  # text inside a segment: _text
+                (self._frag if self._stack else self._run).append(text)
+                if "\n" in text:
+                    self.line += text.count("\n")
+                return [TextAppended(text)] if self._with_events else []
         events: list[Event] | None = [] if self._with_events else None
-        buf = self._pending + text if self._pending else text
-        self._pending = ""
         pos, n = 0, len(buf)
         find = buf.find
         stack = self._stack

@@ -122,18 +122,19 @@ class StreamParser:
         """Parse the next piece of output; return the events it completes."""
         if self._closed:
             raise RuntimeError("feed() after close()")
+        if not chunk:
+            return []
+        self._chunks.append(chunk)
+        if self._mode == _STORY:
+            assert self._story is not None
+            self._pos += len(chunk)
+            return self._story.feed(chunk)
+        if "\n" not in chunk and "<" not in chunk and not self._partial:  # the middle of a line
+            self._line.append(chunk)
+            self._pos += len(chunk)
+            return []
         events: list[Event] = []
-        if chunk:
-            self._chunks.append(chunk)
-            if self._mode == _STORY:
-                assert self._story is not None
-                self._pos += len(chunk)
-                return self._story.feed(chunk)
-            if "\n" not in chunk and "<" not in chunk and not self._partial:  # the middle of a line
-                self._line.append(chunk)
-                self._pos += len(chunk)
-            else:
-                self._route(chunk, events)
+        self._route(chunk, events)
         return events
 
     def close(self) -> list[Event]:
