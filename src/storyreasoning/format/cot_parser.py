@@ -141,14 +141,29 @@ def _is_separator(cells: list[str]) -> bool:
 
 
 def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
-    return [spec.aliases.get(norm_header(c)) for c in cells]
+    return [spec.aliases.get(_norm(c)) for c in cells]
 
 
 # every normalised column name of every published table
 _ALIASES = frozenset(n for spec in TABLES.values() for n in spec.aliases)
-# cells seen lately, normalised: the values of Setting Element, Mood, Time and Narrative Phase recur
+# cells seen lately, normalised: column names, and the values of Setting Element, Mood, Time
+# and Narrative Phase recur
 _NORMS: dict[str, str] = {}
 _NORMS_SIZE = 4096
+# each table's published column names, by their normalised form
+_PUBLISHED_HEADERS = {kind: {norm_header(h): h for h in spec.headers} for kind, spec in TABLES.items()}
+
+
+def _norm(cell: str) -> str:
+    """``norm_header(cell)``, remembered for short cells."""
+    norm = _NORMS.get(cell)
+    if norm is None:
+        norm = norm_header(cell)
+        if len(cell) <= 200:
+            if len(_NORMS) >= _NORMS_SIZE:
+                _NORMS.clear()
+            _NORMS[cell] = norm
+    return norm
 
 
 def _looks_like_header(cells: list[str]) -> bool:
@@ -168,11 +183,7 @@ def _looks_like_header(cells: list[str]) -> bool:
     for cell in cells:
         norm = _NORMS.get(cell)
         if norm is None:
-            norm = norm_header(cell)
-            if len(cell) <= _CACHE_LINE:
-                if len(_NORMS) >= _NORMS_SIZE:
-                    _NORMS.clear()
-                _NORMS[cell] = norm
+            norm = _norm(cell)
         if norm not in _ALIASES:
             spare -= 1
             if spare < 0:
@@ -192,7 +203,7 @@ _DISTINCTIVE = {
 
 def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
     """Pick the table a header row belongs to, preferring the kind its heading announced."""
-    norms = [norm_header(c) for c in cells]
+    norms = [_norm(c) for c in cells]
     scores: dict[str, int] = {}
     for kind, spec in TABLES.items():
         fields = [spec.aliases.get(n) for n in norms]
@@ -257,9 +268,9 @@ def _header_findings(cells: list[str], columns: list[str | None], spec: TableSpe
             seen.append(c)
     if seen != order:
         findings.append((info, "column-order", f"{spec.title} columns are not in the published order"))
-    published = {norm_header(h): h for h in spec.headers}
+    published = _PUBLISHED_HEADERS[spec.kind]
     for cell in cells:
-        canon = published.get(norm_header(cell))
+        canon = published.get(_norm(cell))
         if canon is not None and cell != canon:
             findings.append((info, "header-case", f"column {cell!r} read as {canon!r}"))
     return findings

@@ -58,16 +58,20 @@ class Diagnostic:
         return f"{where}: {self.severity.value} [{self.code}] {self.message}"
 
 
+# the members once looked up (an enum member's lookup through its class costs more than a global)
+_ERROR, _WARNING, _INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+
 def error(line: int, code: str, message: str) -> Diagnostic:
-    return Diagnostic(line, code, Severity.ERROR, message)
+    return Diagnostic(line, code, _ERROR, message)
 
 
 def warning(line: int, code: str, message: str) -> Diagnostic:
-    return Diagnostic(line, code, Severity.WARNING, message)
+    return Diagnostic(line, code, _WARNING, message)
 
 
 def info(line: int, code: str, message: str) -> Diagnostic:
-    return Diagnostic(line, code, Severity.INFO, message)
+    return Diagnostic(line, code, _INFO, message)
 
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:

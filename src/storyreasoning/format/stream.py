@@ -38,6 +38,8 @@ _TAIL = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
 
 _PRE, _COT, _STORY = "pre", "cot", "story"
 _MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
+_COT_END = (THINK_CLOSE, STORY_START)
+_THINK = (THINK_OPEN,)
 # what a marker split across two chunks leaves at the end of the first
 _PREFIXES = frozenset(marker[:i] for marker in _MARKERS for i in range(1, len(marker)))
 
@@ -186,32 +188,36 @@ class StreamParser:
 
     # -- routing -------------------------------------------------------------------------------
     def _route(self, text: str, events: list[Event]) -> None:
-        """Route ``text``, the next piece of the output, by mode; markers switch the mode."""
+        """Route ``text``, the next piece of the output, by mode; markers switch the mode.
+
+        Each turn of the loop ends in a change of mode, so ``text`` is cut a bounded
+        number of times however many markers it holds.
+        """
         while text:
             if self._mode == _STORY:
                 assert self._story is not None
                 events += self._story.feed(text)
                 self._pos += len(text)
                 return
-            found = self._next_marker(text)
+            if self._mode == _COT:  # a <think> here is CoT text (said once); </think> or <gdi ends it
+                found = self._next_marker(text, _COT_END)
+                if not self._extra_think:
+                    think = self._next_marker(text, _THINK, len(text) if found is None else found[0])
+                    if think is not None:
+                        self._extra_think = True
+                        self.diagnostics.append(
+                            info(
+                                self._line_no + text.count("\n", 0, max(think[0], 0)),
+                                "extra-think",
+                                "a second <think> inside the CoT was ignored",
+                            )
+                        )
+            else:
+                found = self._next_marker(text, _MARKERS)
             if found is None:
                 self._lines(text, events)
                 return
             at, marker = found  # ``at``: where the marker starts in ``text``; below 0 in the held partial
-            if marker == THINK_OPEN and self._mode == _COT:
-                # a second <think> inside the CoT: said once, then read as CoT text
-                if not self._extra_think:
-                    self._extra_think = True
-                    self.diagnostics.append(
-                        info(
-                            self._line_no + text.count("\n", 0, max(at, 0)),
-                            "extra-think",
-                            "a second <think> inside the CoT was ignored",
-                        )
-                    )
-                self._lines(text[: at + len(THINK_OPEN)], events)
-                text = text[at + len(THINK_OPEN) :]
-                continue
             if at > 0:
                 self._lines(text[:at], events)
                 text = text[at:]
@@ -226,21 +232,26 @@ class StreamParser:
             resume = self._marker(marker, offset, before, events)
             text = (partial + text)[resume - start :]
 
-    def _next_marker(self, text: str) -> tuple[int, str] | None:
-        """The first marker in the held partial marker + ``text``: (where it starts in ``text``, which)."""
+    def _next_marker(
+        self, text: str, markers: tuple[str, ...], limit: int | None = None
+    ) -> tuple[int, str] | None:
+        """The first of ``markers`` in the held partial marker + ``text`` (starting before ``limit``):
+        (where it starts in ``text``, which)."""
         partial = self._partial
         if partial:
             window = partial + text[: _TAIL + 1]
-            for marker in _MARKERS:
+            for marker in markers:
                 if window.startswith(marker):
                     return -len(partial), marker
-        if "<" not in text:
+        end = len(text) if limit is None else limit
+        if end <= 0 or "<" not in text:
             return None
         best: tuple[int, str] | None = None
-        for marker in _MARKERS:
-            at = text.find(marker) if best is None else text.find(marker, 0, best[0] + len(marker))
-            if at != -1 and (best is None or at < best[0]):
+        for marker in markers:
+            at = text.find(marker, 0, end + len(marker) - 1)
+            if at != -1:
                 best = (at, marker)
+                end = at
         return best
 
     def _lines(self, text: str, events: list[Event]) -> None:
