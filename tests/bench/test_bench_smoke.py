@@ -57,19 +57,23 @@ def test_startup_bench(tmp_path):
 
 def test_evaluate_bench(tmp_path):
     out = tmp_path / "evaluate.json"
-    result = run_script("evaluate.py", "--stories", "12", "--no-java", "--out", str(out))
+    result = run_script("evaluate.py", "--stories", "12", "--no-java", "--repeats", "1", "--out", str(out))
     assert "Evaluating 12 stories" in result.stdout
     data = json.loads(out.read_text())
-    metrics = [row["metric"] for row in data["rows"]]
-    assert metrics[0] == "parse references and outputs" and metrics[-1] == "total"
+    stages = [row["stage"] for row in data["rows"]]
+    assert stages[0].startswith("read") and stages[-1] == "evaluate without Java"
     assert {
-        "grounding (default)",
-        "grounding (original)",
+        "parse (references and outputs)",
+        "grounding",
+        "grounding (original protocol)",
         "identity",
         "consistency",
-        "language (python)",
-    } <= set(metrics)
-    assert all(row["seconds"] >= 0 for row in data["rows"])
+        "language without Java",
+        "report (files and plots)",
+        "total without Java (stages above, one core)",
+    } <= set(stages)
+    assert all(row["seconds"] > 0 and row["cpu_seconds"] >= 0 for row in data["rows"])
+    assert data["metadata"]["summary"]["end_to_end"]["evaluate without Java"] > 0
 
 
 def test_reward_bench(tmp_path):

@@ -11,7 +11,10 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from storyreasoning.errors import StoryReasoningError, UsageError
 from storyreasoning.evaluate import StoryPair
 from storyreasoning.evaluate.language import (
     METRICS,
+    TextScorer,
     close_java,
     corenlp_ptb_tokenize,
     language,
@@ -28,7 +32,12 @@ from storyreasoning.evaluate.language import (
     score_texts,
     story_text,
 )
+from storyreasoning.evaluate.plots import Painter
+from storyreasoning.evaluate.report import FAMILIES, evaluate_pairs
+from storyreasoning.evaluate.scoring import Pool, score_jobs, summarize
 from storyreasoning.format import parse_output
+
+from .test_scoring import make_jobs
 
 # The fixed example of reference/offline-stack.md §3, with pycocoevalcap's numbers there.
 REFS = [
@@ -151,9 +160,11 @@ def test_python_backend_gives_pycocoevalcaps_numbers(seed):
     for k in range(4):
         assert ours.overall[f"bleu_{k + 1}"] == b_corpus[k]
         assert [item[f"bleu_{k + 1}"] for item in ours.per_item] == b_items[k]
-    assert ours.overall["rouge_l"] == r_mean and ours.overall["cider"] == c_mean
+    assert ours.overall["rouge_l"] == r_mean
     assert [item["rouge_l"] for item in ours.per_item] == list(r_items)
-    assert [item["cider"] for item in ours.per_item] == list(c_items)
+    # CIDEr's logarithms are math.log's, which may differ from NumPy's in the last bit
+    assert ours.overall["cider"] == pytest.approx(c_mean, rel=1e-12)
+    assert [item["cider"] for item in ours.per_item] == pytest.approx(list(c_items), rel=1e-12, abs=1e-12)
 
 
 @needs_pycocoevalcap
@@ -242,7 +253,38 @@ def coco():
         pytest.skip(JAVA_REASON)
     texts = ["Hello (world)!", "", "She said: “no.”", "", *PROSE, ""]
     try:
+        # first, as storyreasoning evaluate does: Java started, then the stories parsed in workers
+        # while it loads, the other families summarized while METEOR scores (one JVM for the module)
+        # (the workers stay alive throughout: they must not hold CoreNLP's input open, or it waits for ever)
+        scorer = TextScorer("coco")
+        jobs = make_jobs(30)
+        during: list[list[str]] = []
+        concurrent: dict = {}
+
+        def score() -> None:
+            java = scorer.pipes()
+            with Pool(2, close_fds=java) as pool, Painter(process=True, close_fds=java) as painter:
+                items = score_jobs(jobs, FAMILIES, pool=pool)
+                concurrent.update(
+                    summarize(
+                        items,
+                        FAMILIES,
+                        text_scorer=scorer,
+                        on_others=lambda done: painter.consistency(done, Path(tmp) / "plots"),
+                        while_meteor=lambda done: during.append(list(done)),
+                    )
+                )
+
+        with tempfile.TemporaryDirectory() as tmp:
+            thread = threading.Thread(target=score, daemon=True)
+            thread.start()
+            thread.join(timeout=300)
+            scorer.close()
+            assert not thread.is_alive(), "CoreNLP or METEOR never answered"
         yield {
+            "concurrent": (concurrent, during),
+            "sequential": evaluate_pairs([job.pair() for job in jobs], language_backend="coco"),
+            "pycocoevalcap_tokens": pycocoevalcap_tokens(ASCII_PROSE),
             "tokens": (texts, corenlp_ptb_tokenize(texts)),
             "fixed": score_texts(REFS, HYPS, backend="coco"),
             "pairs": language(make_pairs(), backend="coco"),
@@ -253,6 +295,37 @@ def coco():
         }
     finally:
         close_java()
+
+
+def pycocoevalcap_tokens(texts: list[str]) -> list[str]:
+    """pycocoevalcap's own PTBTokenizer (it writes its temporary file beside its jar)."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tokens = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    return [tokens[i][0] for i in range(len(texts))]
+
+
+# pycocoevalcap starts CoreNLP without -encoding: the same texts in ASCII
+ASCII_PROSE = [
+    text.translate(str.maketrans({"—": "--", "“": '"', "”": '"', "‘": "'", "’": "'", "…": "..."}))
+    for text in PROSE
+] + ["Hello (world)!", "Two  spaces and\na newline.", "It's 5 o'clock; they're late -- again."]
+
+
+@needs_java
+def test_java_started_first_gives_the_sequential_report(coco):
+    concurrent, during = coco["concurrent"]
+    assert during == [["grounding", "identity", "consistency"]]  # ready before METEOR finished
+    assert {k: v.to_dict() for k, v in concurrent.items()} == {
+        k: v.to_dict() for k, v in coco["sequential"].items()
+    }
+    assert 0 < concurrent["language"].overall["meteor"] < 1
+
+
+@needs_java
+def test_our_tokenizer_call_gives_pycocoevalcaps_tokens(coco):
+    # we feed CoreNLP on its standard input, started ahead of the texts; pycocoevalcap writes a file
+    assert corenlp_ptb_tokenize(ASCII_PROSE) == coco["pycocoevalcap_tokens"]
 
 
 @needs_java

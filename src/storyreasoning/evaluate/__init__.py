@@ -15,7 +15,13 @@ computed.
   grounding, well-structured rate and hallucination counts (QwenStoryteller2's numbers);
 * :mod:`.language`: BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap's scorers; its
   Java tokenizer and METEOR 1.5 when Java is present, our tokenizer and an exact-match
-  METEOR when it is not), each result stamped with a signature.
+  METEOR when it is not), each result stamped with a signature; BLEU, ROUGE-L and CIDEr
+  are computed by :mod:`.coco_scorers`, with pycocoevalcap's numbers.
+
+:mod:`.scoring` runs the per-story part of every family at once on raw texts, in
+worker processes for a large run (:mod:`.processes`), and the families' summaries;
+``storyreasoning evaluate`` starts Java first, so METEOR loads while the stories are
+read, parsed and counted, and draws its plots in a process of its own (:mod:`.plots`).
 
 Importing this package loads no heavy dependency.
 """

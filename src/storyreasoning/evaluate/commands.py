@@ -5,40 +5,49 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UsageError
-from .pairs import StoryPair
-from .report import Report, evaluate_pairs, load_report, write_report
+from .plots import Painter
+from .report import Report, load_report, write_report
 from .runs import RunOutputs, load_outputs
+from .scoring import Pool, StoryJob, default_workers, score_jobs, summarize
 from .settings import EvaluateSettings
 
 
-def build_pairs(
-    run: RunOutputs, stories, *, limit: int | None = None, progress=None
-) -> tuple[list[StoryPair], list[str]]:
-    """One pair per dataset story (missing outputs: ``candidate=None``); also the run's ids unknown to the dataset."""
-    ids = stories.ids()
-    if limit is not None:
-        ids = ids[:limit]
-    known = set(stories.ids())
-    unknown = sorted(set(run.outputs) - known)
+def build_jobs(
+    run: RunOutputs, stories, *, limit: int | None = None
+) -> tuple[Iterator[StoryJob], int, list[str]]:
+    """The stories to score, read as they are consumed (missing outputs: ``candidate=None``), their
+    number, and the run's ids unknown to the dataset."""
+    all_ids = stories.ids()
+    ids = all_ids[:limit] if limit is not None else all_ids
+    unknown = sorted(set(run.outputs) - set(all_ids))
     if run.outputs and not set(run.outputs) & set(ids):
         raise UsageError(
             f"none of the {len(run.outputs)} story ids in {run.path} are in {stories.source}"
             f"{' split ' + stories.split if stories.split else ''}; check --dataset and --split"
         )
-    pairs = []
-    for index in range(len(ids)):
-        sample = stories[index]
-        raw = run.outputs.get(sample.story_id)
-        pairs.append(StoryPair.from_sample(sample, raw))
-        if progress:
-            progress(1)
-    return pairs, unknown
+
+    def jobs() -> Iterator[StoryJob]:
+        for index in range(len(ids)):
+            sample = stories[index]
+            yield StoryJob(
+                sample.story_id,
+                sample.output_text(),
+                run.outputs.get(sample.story_id),
+                tuple(sample.frame_sizes()),
+            )
+
+    return jobs(), len(ids), unknown
 
 
 def evaluate(settings: EvaluateSettings) -> int:
+    """Score a run: Java first (it loads while the rest runs), then the stories (in worker
+    processes for a large run), then each family's summary and the report."""
+    from contextlib import ExitStack
+
     from rich.console import Console
     from rich.table import Table
 
@@ -49,65 +58,94 @@ def evaluate(settings: EvaluateSettings) -> int:
     s = settings
     dataset, split, limit, protocol = s.dataset, s.split, s.limit, s.protocol
     families = s.families()
-    if "language" in families:  # a missing scorer or Java is said before any reading or scoring
-        from .language import resolve_backend
-
-        resolve_backend(s.language_backend)
     err = Console(stderr=True, highlight=False)
-    run = load_outputs(s.run)
-    recorded = run.manifest.get("dataset") or {}
-    source = dataset or recorded.get("source")
-    if not source:
-        raise UsageError(
-            "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
+    with ExitStack() as stack:
+        scorer = None
+        if "language" in families:  # a missing scorer or Java is said before any reading; Java starts loading
+            from .language import TextScorer
+
+            scorer = stack.enter_context(TextScorer(s.language_backend))
+        run = load_outputs(s.run)
+        recorded = run.manifest.get("dataset") or {}
+        source = dataset or recorded.get("source")
+        if not source:
+            raise UsageError(
+                "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
+            )
+        if split is None:
+            split = recorded.get("split") if not dataset or dataset == recorded.get("source") else None
+        stories = load_stories(source, split)
+        jobs, total, unknown = build_jobs(run, stories, limit=limit)
+        workers = s.workers or default_workers(total)
+        # both forked before any thread starts; a painter of its own only beside workers (a large run)
+        java = scorer.pipes() if scorer is not None else []  # forked workers must not hold them
+        pool = stack.enter_context(Pool(workers, close_fds=java)) if workers > 1 else None
+        painter = stack.enter_context(Painter(process=pool is not None, close_fds=java)) if s.plots else None
+        with progress_bar(total, "scoring stories") as advance:
+            items = score_jobs(
+                jobs,
+                families,
+                protocol,
+                pool=pool,
+                progress=advance,
+                tokenize=scorer is not None and scorer.backend == "python",
+            )
+        if pool is not None:
+            pool.close()
+        missing = sum(story_id not in run.outputs for story_id, _ in items)
+        if unknown:
+            err.print(
+                f"[yellow]{len(unknown)} outputs name stories not in the dataset and are ignored "
+                f"(first: {', '.join(unknown[:3])})[/yellow]"
+            )
+        if missing:
+            rule = "excluded, as the original did" if protocol == "original" else "scored as empty outputs"
+            err.print(f"[yellow]{missing} of {len(items)} stories have no output ({rule})[/yellow]")
+        out = s.out or run.path / "eval"
+        plots = out / "plots"
+        results = summarize(
+            items,
+            families,
+            protocol=protocol,
+            language_backend=s.language_backend,
+            text_scorer=scorer,
+            on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
+            # the plots that do not show the language metrics: at once in the painter's process,
+            # else here while METEOR scores
+            on_others=(lambda done: painter.consistency(done, plots))
+            if painter and painter.in_process
+            else None,
+            while_meteor=(lambda done: painter.consistency(done, plots)) if painter else None,
         )
-    if split is None:
-        split = recorded.get("split") if not dataset or dataset == recorded.get("source") else None
-    stories = load_stories(source, split)
-    total = min(len(stories), limit) if limit else len(stories)
-    with progress_bar(total, "reading references") as advance:
-        pairs, unknown = build_pairs(run, stories, limit=limit, progress=advance)
-    missing = sum(pair.missing for pair in pairs)
-    if unknown:
-        err.print(
-            f"[yellow]{len(unknown)} outputs name stories not in the dataset and are ignored "
-            f"(first: {', '.join(unknown[:3])})[/yellow]"
+        report = Report(
+            run=run.describe(),
+            dataset={
+                "source": str(source),
+                "split": stories.split,
+                "stories": len(items),
+                "missing": missing,
+            },
+            protocol=protocol,
+            results=results,
+            story_ids=[story_id for story_id, _ in items],
         )
-    if missing:
-        rule = "excluded, as the original did" if protocol == "original" else "scored as empty outputs"
-        err.print(f"[yellow]{missing} of {len(pairs)} stories have no output ({rule})[/yellow]")
-    results = evaluate_pairs(
-        pairs,
-        families,
-        protocol=protocol,
-        language_backend=s.language_backend,
-        on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
-    )
-    report = Report(
-        run=run.describe(),
-        dataset={"source": str(source), "split": stories.split, "stories": len(pairs), "missing": missing},
-        protocol=protocol,
-        results=results,
-        story_ids=[pair.story_id for pair in pairs],
-    )
-    out = s.out or run.path / "eval"
-    written = write_report(report, out, plots=s.plots)
-    write_record(s, out / "settings.json")
-    if s.as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        written = write_report(report, out, plots=s.plots, painter=painter)
+        write_record(s, out / "settings.json")
+        if s.as_json:
+            sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+            return 0
+        console = Console(highlight=False)
+        for name, scores in results.items():
+            table = Table(title=name.capitalize(), title_justify="left", show_edge=False)
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for key, value in scores.overall.items():
+                if _TERSE.match(key):  # per-pronoun rates: in metrics.md and the plot, not the terminal
+                    continue
+                table.add_row(key, _cell(value))
+            console.print(table)
+        console.print(f"wrote {', '.join(str(p) for p in written[:3])} and {len(written) - 3} plots")
         return 0
-    console = Console(highlight=False)
-    for name, scores in results.items():
-        table = Table(title=name.capitalize(), title_justify="left", show_edge=False)
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for key, value in scores.overall.items():
-            if _TERSE.match(key):  # per-pronoun rates: in metrics.md and the plot, not the terminal
-                continue
-            table.add_row(key, _cell(value))
-        console.print(table)
-    console.print(f"wrote {', '.join(str(p) for p in written[:3])} and {len(written) - 3} plots")
-    return 0
 
 
 _TERSE = re.compile(r"pronoun_grounding_(char|any)_[a-z]+$")

@@ -306,6 +306,22 @@ def _details(s: TellingStats) -> dict:
     }
 
 
+def _check_match(pronoun_match: str) -> None:
+    if pronoun_match not in ("inside", "whole"):
+        raise ValueError(f"unknown pronoun_match {pronoun_match!r}; use 'inside' or 'whole'")
+
+
+def story_stats(
+    pair: StoryPair, *, pronoun_match: str = "inside"
+) -> tuple[TellingStats, TellingStats | None]:
+    """One story's counts: the reference's and the candidate's (None when it is missing)."""
+    _check_match(pronoun_match)
+    ref = telling_stats(pair.reference, pair.image_sizes, pronoun_match=pronoun_match)
+    if pair.candidate is None:
+        return ref, None
+    return ref, telling_stats(pair.candidate, pair.image_sizes, pronoun_match=pronoun_match)
+
+
 def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") -> Scores:
     """Persistence, pronoun grounding, well-structured rate and hallucinations of the candidates.
 
@@ -313,28 +329,35 @@ def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") ->
     is the pronoun, as the original statistics code did; the default counts any pronoun
     inside a tag. The references' numbers are in ``extra["reference"]``.
     """
-    if pronoun_match not in ("inside", "whole"):
-        raise ValueError(f"unknown pronoun_match {pronoun_match!r}; use 'inside' or 'whole'")
-    pairs = list(pairs)
+    _check_match(pronoun_match)
+    return summarize(
+        [(pair.story_id, story_stats(pair, pronoun_match=pronoun_match)) for pair in pairs],
+        pronoun_match=pronoun_match,
+    )
+
+
+def summarize(
+    items: Sequence[tuple[str, tuple[TellingStats, TellingStats | None]]], *, pronoun_match: str = "inside"
+) -> Scores:
+    """The consistency scores from each story's :func:`story_stats` (``(story_id, stats)`` in order)."""
     cand_stats: list[TellingStats] = []
     ref_stats: list[TellingStats] = []
     per_story: dict[str, dict[str, float | None]] = {}
     details: dict[str, dict] = {}
     missing: list[str] = []
-    for pair in pairs:
-        ref_stats.append(telling_stats(pair.reference, pair.image_sizes, pronoun_match=pronoun_match))
-        if pair.candidate is None:
-            missing.append(pair.story_id)
-            per_story[pair.story_id] = {key: None for key in PER_STORY_KEYS} | {"missing": 1.0}
+    for story_id, (ref, s) in items:
+        ref_stats.append(ref)
+        if s is None:
+            missing.append(story_id)
+            per_story[story_id] = {key: None for key in PER_STORY_KEYS} | {"missing": 1.0}
             continue
-        s = telling_stats(pair.candidate, pair.image_sizes, pronoun_match=pronoun_match)
         cand_stats.append(s)
-        per_story[pair.story_id] = _story_row(s)
+        per_story[story_id] = _story_row(s)
         if s.hallucinations:
-            details[pair.story_id] = _details(s)
+            details[story_id] = _details(s)
 
     overall, extra = _aggregate(cand_stats)
-    counts = {"n_stories": len(pairs), "n_missing": len(missing), "n_evaluated": len(cand_stats)}
+    counts = {"n_stories": len(items), "n_missing": len(missing), "n_evaluated": len(cand_stats)}
     ref_overall, ref_extra = _aggregate(ref_stats)
     extra.update(
         {

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from .detections import GROUPS, Detection, telling_detections
@@ -137,8 +138,14 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _counts(refs: Sequence[Detection], cands: Sequence[Detection], iou_threshold: float) -> dict[str, int]:
-    matches = match_detections(refs, cands, iou_threshold)
+def _counts(
+    refs: Sequence[Detection],
+    cands: Sequence[Detection],
+    iou_threshold: float,
+    matches: list[tuple[int, int]] | None = None,
+) -> dict[str, int]:
+    if matches is None:
+        matches = match_detections(refs, cands, iou_threshold)
     counts: dict[str, int] = {}
     for suffix, group in zip(VARIANTS, (None, *GROUPS), strict=True):
         n_ref = sum(1 for d in refs if group is None or d.group == group)
@@ -175,12 +182,36 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
-def story_row(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> dict[str, float | None]:
-    """One story's counts and rates under the default protocol (its row of ``per_story``)."""
+@dataclass(frozen=True)
+class StoryDetections:
+    """A story's rows and their matching (:func:`match_detections`), found once for grounding and identity."""
+
+    references: list[Detection]  # every reference row, invalid ones included
+    valid_references: list[Detection]
+    candidates: list[Detection]
+    matches: list[tuple[int, int]]  # (index in valid_references, index in candidates)
+    iou_threshold: float
+
+
+def story_detections(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> StoryDetections:
+    """The story's rows on both sides and their matches."""
     refs_all = telling_detections(pair.reference, pair.image_sizes)
     refs = [d for d in refs_all if d.valid]
     cands = telling_detections(pair.candidate, pair.image_sizes)
-    counts = _counts(refs, cands, iou_threshold)
+    return StoryDetections(refs_all, refs, cands, match_detections(refs, cands, iou_threshold), iou_threshold)
+
+
+def story_row(
+    pair: StoryPair, iou_threshold: float = IOU_THRESHOLD, *, found: StoryDetections | None = None
+) -> dict[str, float | None]:
+    """One story's counts and rates under the default protocol (its row of ``per_story``).
+
+    ``found``: the story's :func:`story_detections` when already computed (same threshold).
+    """
+    if found is None or found.iou_threshold != iou_threshold:
+        found = story_detections(pair, iou_threshold)
+    refs_all, refs, cands = found.references, found.valid_references, found.candidates
+    counts = _counts(refs, cands, iou_threshold, found.matches)
     row: dict[str, float | None] = dict(counts)
     row.update(_metrics(counts))
     row["missing"] = int(pair.missing)
@@ -270,6 +301,7 @@ def grounding(
 
 __all__ = [
     "PROTOCOLS",
+    "StoryDetections",
     "default",
     "greedy_one_to_one",
     "grounding",
@@ -277,6 +309,7 @@ __all__ = [
     "match_detections",
     "overlap",
     "ratio",
+    "story_detections",
     "story_row",
     "summarize",
 ]

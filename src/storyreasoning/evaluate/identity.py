@@ -38,8 +38,16 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from ..errors import UsageError
-from .detections import GROUPS, Detection, telling_detections
-from .grounding import IOU_THRESHOLD, greedy_one_to_one, match_detections, overlap, ratio
+from .detections import GROUPS, Detection
+from .grounding import (
+    IOU_THRESHOLD,
+    StoryDetections,
+    greedy_one_to_one,
+    match_detections,
+    overlap,
+    ratio,
+    story_detections,
+)
 from .pairs import Scores, StoryPair
 
 VARIANTS = ("", "_characters", "_objects")
@@ -200,14 +208,20 @@ def _metrics(counts: dict[str, int]) -> dict[str, float | None]:
 
 
 def story_counts(
-    references: Sequence[Detection], candidates: Sequence[Detection], iou_threshold: float = IOU_THRESHOLD
+    references: Sequence[Detection],
+    candidates: Sequence[Detection],
+    iou_threshold: float = IOU_THRESHOLD,
+    *,
+    matches: list[tuple[int, int]] | None = None,
 ) -> dict[str, int]:
     """ID and link counts of one story, overall and per group (``idtp``, ``idtp_characters``, …).
 
     ``references`` should hold valid rows only; ``candidates`` every row (their ``row``
     numbers must be distinct, as :func:`.detections.telling_detections` makes them).
+    ``matches``: their :func:`.grounding.match_detections` when already computed.
     """
-    matches = match_detections(references, candidates, iou_threshold)
+    if matches is None:
+        matches = match_detections(references, candidates, iou_threshold)
     matched_ref = {candidates[j].row: references[i] for i, j in matches}
     counts: dict[str, int] = defaultdict(int)
     for group, suffix in zip(GROUPS, VARIANTS[1:], strict=True):
@@ -228,11 +242,16 @@ COUNT_KEYS = ("idtp", "idfp", "idfn", "links_predicted", "links_reference", "lin
 METRIC_KEYS = ("idp", "idr", "idf1", "link_precision", "link_recall")
 
 
-def story_row(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> dict[str, float | None]:
-    """One story's ID and link counts and rates (its row of ``per_story``)."""
-    refs = [d for d in telling_detections(pair.reference, pair.image_sizes) if d.valid]
-    cands = telling_detections(pair.candidate, pair.image_sizes)
-    counts = story_counts(refs, cands, iou_threshold)
+def story_row(
+    pair: StoryPair, iou_threshold: float = IOU_THRESHOLD, *, found: StoryDetections | None = None
+) -> dict[str, float | None]:
+    """One story's ID and link counts and rates (its row of ``per_story``).
+
+    ``found``: the story's :func:`.grounding.story_detections` when already computed (same threshold).
+    """
+    if found is None or found.iou_threshold != iou_threshold:
+        found = story_detections(pair, iou_threshold)
+    counts = story_counts(found.valid_references, found.candidates, iou_threshold, matches=found.matches)
     row: dict[str, float | None] = dict(counts)
     row.update(_metrics(counts))
     row["missing"] = int(pair.missing)

@@ -11,23 +11,30 @@ single spaces, stripped (:func:`story_text`). Then one of two backends scores th
     command lines as its wrappers. The tokenizer runs **once** for all texts of a call;
     METEOR processes are started once per Python process and reused by later calls
     (:func:`close_java` stops them), so a run pays the JVM and paraphrase-table start
-    (8 s or more) once. We drive the jars ourselves because pycocoevalcap's tokenizer
-    wrapper writes a temporary file into site-packages (which fails on a read-only
-    install) and its METEOR wrapper neither pipelines nor reports a dead JVM.
+    (8 s or more) once. A :class:`TextScorer` starts both JVMs when it is made, so they
+    load while the caller reads and parses (``storyreasoning evaluate`` makes it first),
+    and METEOR scores while BLEU, ROUGE-L and CIDEr are computed. We drive the jars
+    ourselves because pycocoevalcap's tokenizer wrapper writes a temporary file into
+    site-packages (which fails on a read-only install) and its METEOR wrapper neither
+    pipelines nor reports a dead JVM.
 
 ``"python"`` — no Java: a regex PTB-like tokenizer (:func:`regex_ptb_tokenize`: lower
     case, contractions split as PTB does, the same punctuation tokens removed). METEOR
     1.5 needs its jar and paraphrase tables, so this backend reports ``meteor=None``.
 
-In both backends BLEU, ROUGE-L and CIDEr are pycocoevalcap's own scorer classes
-(``Bleu(4)``, ``Rouge()``, ``Cider()``) on the backend's tokens. They are pure Python and
-start no Java (only its tokenizer and METEOR do), so both backends need pycocoevalcap
-(``pip install 'storyreasoning[eval]'``), and on the same tokens they give the same
-numbers. Its ROUGE-L fills a Python O(n·m) table per story: on 626 story-length texts
-the three take about 20 s, most of it ROUGE-L. ``meteor_exact`` (both backends) is an approximation, not METEOR 1.5:
-exact token matches only (no stems, synonyms or paraphrases, no function-word weights),
-a greedy alignment, and METEOR 1.5's scoring (α=0.85, β=0.2, γ=0.6, fragmentation
-penalty, corpus score from summed statistics). Do not compare it with published METEOR.
+In both backends BLEU, ROUGE-L and CIDEr are pycocoevalcap's numbers on the backend's
+tokens: by default computed by :mod:`.coco_scorers` (the same formulas, bit for bit the
+same BLEU and ROUGE-L and CIDEr to 1e-12, tested against pycocoevalcap's classes; about
+0.2 s for 626 story-length texts where pycocoevalcap's classes take about 5 s, most of it
+its O(n·m) ROUGE-L table and CIDEr's per-n-gram NumPy calls), or by its own classes
+(``Bleu(4)``, ``Rouge()``, ``Cider()``) with ``scorers="pycocoevalcap"``. They start no
+Java (only its tokenizer and METEOR do). Both backends need pycocoevalcap (``pip install
+'storyreasoning[eval]'``), and on the same tokens they give the same numbers.
+
+``meteor_exact`` (both backends) is an approximation, not METEOR 1.5: exact token
+matches only (no stems, synonyms or paraphrases, no function-word weights), a greedy
+alignment, and METEOR 1.5's scoring (α=0.85, β=0.2, γ=0.6, fragmentation penalty,
+corpus score from summed statistics). Do not compare it with published METEOR.
 
 ``"auto"`` picks ``"coco"`` when ``java`` is on PATH, else ``"python"``.
 
@@ -60,10 +67,11 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import StoryReasoningError, UsageError
 from ..format.story import clean_text
@@ -304,20 +312,18 @@ def resolve_backend(backend: str) -> str:
 _JAVA_FLAGS = ["-Dfile.encoding=UTF-8", "-Dsun.stdout.encoding=UTF-8"]
 
 
-def corenlp_ptb_tokenize(texts: Sequence[str]) -> list[str]:
-    """Tokenize every text with CoreNLP's PTBTokenizer in **one** Java call, as pycocoevalcap does.
+class CoreNLPTokenizer:
+    """CoreNLP's PTBTokenizer in a JVM of its own, started at once and fed on its standard input.
 
     Same jar and flags as pycocoevalcap's ``PTBTokenizer`` (``-preserveLines
-    -lowerCase``), one text per line, the same punctuation tokens removed. Whitespace
-    inside a text (newlines included) is collapsed first so each text stays one line.
+    -lowerCase``), one text per line, the same punctuation tokens removed. Making one
+    starts Java; :meth:`tokenize` (once) sends every text and reads the tokens, so the
+    JVM loads while the caller does other work. Reading standard input instead of
+    pycocoevalcap's temporary file changes nothing in the tokens (tested).
     """
-    jar = _coco_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
-    if not texts:
-        return []
-    lines = [_SPACE.sub(" ", t).strip() for t in texts]
-    with tempfile.TemporaryDirectory(prefix="storyreasoning-ptb-") as tmp:
-        path = Path(tmp) / "texts.txt"
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    def __init__(self) -> None:
+        jar = _coco_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
         cmd = [
             "java",
             *_JAVA_FLAGS,
@@ -328,24 +334,62 @@ def corenlp_ptb_tokenize(texts: Sequence[str]) -> list[str]:
             "utf-8",
             "-preserveLines",
             "-lowerCase",
-            str(path),
         ]
         try:
-            done = subprocess.run(cmd, capture_output=True, check=False, timeout=600)
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except FileNotFoundError as exc:
             raise StoryReasoningError("java is not on PATH; install a JRE or use backend='python'") from exc
-    if done.returncode != 0:
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise StoryReasoningError(f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use backend='python'")
-    out = done.stdout.decode("utf-8").split("\n")
-    if out and out[-1] == "":
-        out.pop()
-    if len(out) > len(lines):
-        raise StoryReasoningError(
-            f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use backend='python'"
-        )
-    out += [""] * (len(lines) - len(out))  # trailing empty texts give no line
-    return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in out]
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        """Every text's tokens (joined by single spaces); whitespace inside a text is collapsed first."""
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("a CoreNLPTokenizer tokenizes once")
+        self._proc = None
+        lines = [_SPACE.sub(" ", t).strip() for t in texts]
+        try:
+            stdout, stderr = proc.communicate(
+                "".join(line + "\n" for line in lines).encode("utf-8"), timeout=600
+            )
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise StoryReasoningError(
+                "CoreNLP's PTBTokenizer took over 10 minutes; use backend='python'"
+            ) from None
+        if proc.returncode != 0:
+            tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise StoryReasoningError(
+                f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use backend='python'"
+            )
+        out = stdout.decode("utf-8").split("\n")
+        if out and out[-1] == "":
+            out.pop()
+        if len(out) > len(lines):
+            raise StoryReasoningError(
+                f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use backend='python'"
+            )
+        out += [""] * (len(lines) - len(out))  # trailing empty texts give no line
+        return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in out]
+
+    def close(self) -> None:
+        """Stop the JVM if :meth:`tokenize` never ran."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+
+
+def corenlp_ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """Tokenize every text with CoreNLP's PTBTokenizer in **one** Java call, as pycocoevalcap does.
+
+    See :class:`CoreNLPTokenizer` (which starts that call ahead of the texts).
+    """
+    if not texts:
+        return []
+    return CoreNLPTokenizer().tokenize(texts)
 
 
 class MeteorProcess:
@@ -424,14 +468,16 @@ class MeteorProcess:
         return float(out[-1]), [float(x) for x in out[:-1]]
 
     def close(self) -> None:
+        """Stop the JVM at once (METEOR keeps nothing to save; one still loading its tables would
+        only notice its closed input once loaded)."""
         if self._proc.poll() is None:
             try:
                 if self._proc.stdin is not None:
                     self._proc.stdin.close()
-                self._proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self._proc.kill()
-                self._proc.wait()
+            except OSError:
+                pass
+            self._proc.kill()
+            self._proc.wait()
         self._stderr.close()
 
 
@@ -505,6 +551,10 @@ class MeteorPool:
                     raise r
                 stats.extend(r)
             return procs[0].evaluate(stats)
+
+    def processes(self) -> list[MeteorProcess]:
+        with self._lock:
+            return [p for p in self._procs if p.alive()]
 
     def close(self) -> None:
         with self._lock:
@@ -586,57 +636,101 @@ class TextScores:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def score_texts(
-    references: Sequence[Sequence[str]],
-    hypotheses: Sequence[str],
-    *,
-    backend: str = "auto",
-    tokenized: bool = False,
-    scorers: str = "pycocoevalcap",
-    meteor_workers: int | None = None,
-) -> TextScores:
-    """Score ``hypotheses[i]`` against the references ``references[i]`` (one or more each).
+SCORERS = ("ours", "pycocoevalcap")
 
-    Texts are raw strings, tokenized here (once, for all of them); ``tokenized=True``
-    takes them as already tokenized (tokens separated by spaces) and skips that step.
-    BLEU, ROUGE-L and CIDEr are pycocoevalcap's classes; ``scorers`` (``"pycocoevalcap"`` or
-    ``"ours"``, which once named our own copies of them) no longer changes anything. METEOR
-    (``"coco"`` only) runs on ``meteor_workers`` processes, by default
-    :func:`default_meteor_workers`; the result does not depend on their number.
+
+class TextScorer:
+    """Scores texts with one backend; making one starts the ``coco`` backend's Java at once.
+
+    Make it first and :meth:`score` later: METEOR's JVM (seconds to load its paraphrase
+    tables) and CoreNLP's tokenizer load while the caller reads and parses. ``tokenize``
+    False starts no tokenizer (the texts will come tokenized), ``start`` False no Java
+    until :meth:`score` needs it; :meth:`close` stops a tokenizer started and not used
+    (the METEOR processes stay for later calls: :func:`close_java` stops them).
     """
-    backend = resolve_backend(backend)
-    if scorers not in ("ours", "pycocoevalcap"):
-        raise ValueError(f"unknown scorers {scorers!r}; use 'ours' or 'pycocoevalcap'")
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} reference lists for {len(hypotheses)} hypotheses")
-    if any(len(refs) == 0 for refs in references):
-        raise ValueError("every hypothesis needs at least one reference")
-    timings: dict[str, float] = {}
-    n = len(hypotheses)
-    workers = meteor_workers or default_meteor_workers()
-    if backend == "coco" and n:
-        _METEOR.start(workers)  # the JVMs load their tables while we tokenize and score
 
-    t = time.perf_counter()
-    if tokenized:
-        refs = [list(r) for r in references]
-        hyps = list(hypotheses)
-    else:
-        flat = [text for refs in references for text in refs] + list(hypotheses)
-        if backend == "coco":
-            toks = corenlp_ptb_tokenize(flat)
-        else:
-            toks = [regex_ptb_tokenize(text) for text in flat]
-        it = iter(toks)
-        refs = [[next(it) for _ in r] for r in references]
-        hyps = [next(it) for _ in hypotheses]
-    timings["tokenize"] = time.perf_counter() - t
+    def __init__(
+        self,
+        backend: str = "auto",
+        *,
+        meteor_workers: int | None = None,
+        tokenize: bool = True,
+        start: bool = True,
+    ) -> None:
+        self.backend = resolve_backend(backend)
+        self.workers = meteor_workers or default_meteor_workers()
+        self._tokenizer: CoreNLPTokenizer | None = None
+        if self.backend == "coco" and start:
+            _METEOR.start(self.workers)  # the JVMs load their tables while the caller works
+            if tokenize:
+                self._tokenizer = CoreNLPTokenizer()
 
-    overall: dict[str, float | None] = dict.fromkeys(METRICS)
-    per_item: list[dict[str, float | None]] = [dict.fromkeys(METRICS) for _ in range(n)]
-    if n:
+    def _tokenize(self, texts: list[str]) -> list[str]:
+        if self.backend != "coco":
+            return [regex_ptb_tokenize(text) for text in texts]
+        if not texts:
+            return []
+        tokenizer, self._tokenizer = self._tokenizer, None
+        return (tokenizer or CoreNLPTokenizer()).tokenize(texts)
+
+    def score(
+        self,
+        references: Sequence[Sequence[str]],
+        hypotheses: Sequence[str],
+        *,
+        tokenized: bool = False,
+        scorers: str = "ours",
+    ) -> TextScores:
+        """Score ``hypotheses[i]`` against the references ``references[i]``; see :func:`score_texts`."""
+        return self.submit(references, hypotheses, tokenized=tokenized, scorers=scorers).result()
+
+    def submit(
+        self,
+        references: Sequence[Sequence[str]],
+        hypotheses: Sequence[str],
+        *,
+        tokenized: bool = False,
+        scorers: str = "ours",
+    ) -> PendingScores:
+        """Like :meth:`score`, but returns once everything but METEOR is computed.
+
+        METEOR (``coco``) goes on in its JVM, driven by a background thread; the
+        caller may do other work before :meth:`PendingScores.result`.
+        """
+        if scorers not in SCORERS:
+            raise ValueError(f"unknown scorers {scorers!r}; use one of {', '.join(SCORERS)}")
+        if len(references) != len(hypotheses):
+            raise ValueError(f"{len(references)} reference lists for {len(hypotheses)} hypotheses")
+        if any(len(refs) == 0 for refs in references):
+            raise ValueError("every hypothesis needs at least one reference")
+        backend = self.backend
+        timings: dict[str, float] = {}
+        n = len(hypotheses)
+
         t = time.perf_counter()
-        b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
+        if tokenized:
+            refs = [list(r) for r in references]
+            hyps = list(hypotheses)
+        else:
+            flat = [text for refs in references for text in refs] + list(hypotheses)
+            it = iter(self._tokenize(flat))
+            refs = [[next(it) for _ in r] for r in references]
+            hyps = [next(it) for _ in hypotheses]
+        timings["tokenize"] = time.perf_counter() - t
+
+        overall: dict[str, float | None] = dict.fromkeys(METRICS)
+        per_item: list[dict[str, float | None]] = [dict.fromkeys(METRICS) for _ in range(n)]
+        scores = TextScores(overall, per_item, backend, signature(backend), timings)
+        if not n:
+            return PendingScores(scores)
+        meteor = None
+        if backend == "coco":  # METEOR scores in its JVM while BLEU, ROUGE-L and CIDEr are computed here
+            meteor = PendingMeteor(refs, hyps, self.workers)
+        t = time.perf_counter()
+        if scorers == "ours":
+            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _our_scores(refs, hyps)
+        else:
+            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
         timings["bleu_rouge_cider"] = time.perf_counter() - t
         for k in range(4):
             overall[f"bleu_{k + 1}"] = b_corpus[k]
@@ -652,13 +746,110 @@ def score_texts(
         for i in range(n):
             per_item[i]["meteor_exact"] = me_items[i]
         timings["meteor_exact"] = time.perf_counter() - t
-        if backend == "coco":
-            t = time.perf_counter()
-            overall["meteor"], m_items = _METEOR.score(refs, hyps, workers)
-            for i in range(n):
-                per_item[i]["meteor"] = m_items[i]
-            timings["meteor"] = time.perf_counter() - t
-    return TextScores(overall, per_item, backend, signature(backend), timings)
+        return PendingScores(scores, meteor)
+
+    def pipes(self) -> list[int]:
+        """The file descriptors of this process's pipes to the Java processes now running (see
+        :mod:`.processes`: a forked worker must not keep them open)."""
+        procs = [p._proc for p in _METEOR.processes()]
+        if self._tokenizer is not None and self._tokenizer._proc is not None:
+            procs.append(self._tokenizer._proc)
+        return [f.fileno() for proc in procs for f in (proc.stdin, proc.stdout, proc.stderr) if f is not None]
+
+    def close(self) -> None:
+        tokenizer, self._tokenizer = self._tokenizer, None
+        if tokenizer is not None:
+            tokenizer.close()
+
+    def __enter__(self) -> TextScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PendingMeteor:
+    """METEOR scoring in a background thread (the shared processes do the work)."""
+
+    def __init__(self, refs: list[list[str]], hyps: list[str], workers: int) -> None:
+        self._out: list = []
+        self.started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, args=(refs, hyps, workers), daemon=True)
+        self._thread.start()
+
+    def _run(self, refs: list[list[str]], hyps: list[str], workers: int) -> None:
+        try:
+            self._out.append(_METEOR.score(refs, hyps, workers))
+        except BaseException as exc:  # re-raised by result(), in the caller's thread
+            self._out.append(exc)
+
+    def result(self) -> tuple[float, list[float]]:
+        self._thread.join()
+        value = self._out[0]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+class PendingScores:
+    """What :meth:`TextScorer.submit` returns: the scores, METEOR's once :meth:`result` is called."""
+
+    def __init__(self, scores: TextScores, meteor: PendingMeteor | None = None) -> None:
+        self._scores = scores
+        self._meteor = meteor
+
+    def result(self) -> TextScores:
+        """The scores, waiting for METEOR when it is still running."""
+        meteor, self._meteor = self._meteor, None
+        if meteor is not None:
+            scores = self._scores
+            scores.overall["meteor"], items = meteor.result()
+            for row, value in zip(scores.per_item, items, strict=True):
+                row["meteor"] = value
+            scores.timings["meteor"] = time.perf_counter() - meteor.started
+        return self._scores
+
+
+def score_texts(
+    references: Sequence[Sequence[str]],
+    hypotheses: Sequence[str],
+    *,
+    backend: str = "auto",
+    tokenized: bool = False,
+    scorers: str = "ours",
+    meteor_workers: int | None = None,
+) -> TextScores:
+    """Score ``hypotheses[i]`` against the references ``references[i]`` (one or more each).
+
+    Texts are raw strings, tokenized here (once, for all of them); ``tokenized=True``
+    takes them as already tokenized (tokens separated by spaces) and skips that step.
+    BLEU, ROUGE-L and CIDEr are pycocoevalcap's numbers: ``scorers="ours"`` (default)
+    computes them with :mod:`.coco_scorers` (bit for bit the same BLEU and ROUGE-L, CIDEr
+    to 1e-12, many times faster), ``"pycocoevalcap"`` with its own classes. METEOR
+    (``"coco"`` only) runs on ``meteor_workers`` processes, by default
+    :func:`default_meteor_workers`; the result does not depend on their number.
+    """
+    backend = resolve_backend(backend)
+    if scorers not in SCORERS:
+        raise ValueError(f"unknown scorers {scorers!r}; use one of {', '.join(SCORERS)}")
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} reference lists for {len(hypotheses)} hypotheses")
+    if any(len(refs) == 0 for refs in references):
+        raise ValueError("every hypothesis needs at least one reference")
+    start = bool(hypotheses)  # nothing to score: start no Java
+    with TextScorer(backend, meteor_workers=meteor_workers, tokenize=not tokenized, start=start) as scorer:
+        return scorer.score(references, hypotheses, tokenized=tokenized, scorers=scorers)
+
+
+def _our_scores(refs: list[list[str]], hyps: list[str]):
+    """:mod:`.coco_scorers`' BLEU, ROUGE-L and CIDEr-D (pycocoevalcap's numbers, faster)."""
+    from .coco_scorers import coco_scores
+
+    result = coco_scores(refs, hyps)
+    b_corpus, b_items = result["bleu"]
+    r_mean, r_items = result["rouge_l"]
+    c_mean, c_items = result["cider"]
+    return b_corpus, b_items, r_mean, r_items, c_mean, c_items
 
 
 def _pycocoevalcap_scores(refs: list[list[str]], hyps: list[str]):
@@ -686,12 +877,33 @@ def _pycocoevalcap_scores(refs: list[list[str]], hyps: list[str]):
     )
 
 
+class StoryTexts(NamedTuple):
+    """One story's texts for the language metrics (:func:`story_texts`)."""
+
+    reference: str
+    candidate: str | None  # None: the output is missing
+    tokens: tuple[str, str] | None = None  # the regex tokens of both (the candidate's: of "")
+
+
+def story_texts(pair: StoryPair, *, tokenize: bool = False) -> StoryTexts:
+    """One story's texts: the reference's and the candidate's (None: missing); ``tokenize`` adds
+    their :func:`regex_ptb_tokenize` tokens (the ``python`` backend's), so a worker process
+    can make them."""
+    reference = story_text(pair.reference)
+    candidate = None if pair.candidate is None else story_text(pair.candidate)
+    if not tokenize:
+        return StoryTexts(reference, candidate)
+    return StoryTexts(
+        reference, candidate, (regex_ptb_tokenize(reference), regex_ptb_tokenize(candidate or ""))
+    )
+
+
 def language(
     pairs: Iterable[StoryPair],
     *,
     backend: str = "auto",
     missing: str = "zero",
-    scorers: str = "pycocoevalcap",
+    scorers: str = "ours",
     meteor_workers: int | None = None,
 ) -> Scores:
     """BLEU-1…4, METEOR, ROUGE-L and CIDEr of each candidate story against its reference.
@@ -703,33 +915,80 @@ def language(
     """
     if missing not in MISSING_POLICIES:
         raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
-    pairs = list(pairs)
-    missing_ids = [p.story_id for p in pairs if p.missing]
-    scored = [p for p in pairs if not (p.missing and missing == "exclude")]
-    refs = [[story_text(p.reference)] for p in scored]
-    hyps = [story_text(p.candidate) for p in scored]
-    result = score_texts(refs, hyps, backend=backend, scorers=scorers, meteor_workers=meteor_workers)
-    per_story: dict[str, dict[str, float | None]] = {p.story_id: dict.fromkeys(METRICS) for p in pairs}
-    for p, values in zip(scored, result.per_item, strict=True):
-        per_story[p.story_id] = values
-    counts = {"n_stories": len(pairs), "n_missing": len(missing_ids), "n_evaluated": len(scored)}
-    sig = signature(result.backend, missing)
-    return Scores(
-        family="language",
-        overall={**counts, **result.overall},
-        per_story=per_story,
-        conventions=_conventions(result.backend, missing),
-        extra={
-            "signature": sig,
-            "backend": result.backend,
-            "tokenizer": "ptb-corenlp-3.4.1" if result.backend == "coco" else "regex-ptb",
-            "meteor": "meteor-1.5" if result.backend == "coco" else None,
-            "missing": missing_ids,
-            "missing_policy": missing,
-            "empty_references": [p.story_id for p, r in zip(scored, refs, strict=True) if not r[0]],
-            "timings": result.timings,
-        },
-    )
+    items = [(p.story_id, story_texts(p)) for p in pairs]
+    return summarize(items, backend=backend, missing=missing, scorers=scorers, meteor_workers=meteor_workers)
+
+
+def summarize(
+    items: Sequence[tuple[str, StoryTexts | tuple[str, str | None]]],
+    *,
+    backend: str = "auto",
+    missing: str = "zero",
+    scorers: str = "ours",
+    meteor_workers: int | None = None,
+    scorer: TextScorer | None = None,
+) -> Scores:
+    """The language scores from each story's :func:`story_texts` (``(story_id, texts)`` in order).
+
+    ``scorer``: a :class:`TextScorer` made earlier (its Java already loading); it is
+    used instead of ``backend`` and ``meteor_workers``, and left open. When the backend
+    is ``python`` and every story's texts carry their tokens, those are scored.
+    """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
+    if scorer is not None:
+        return begin_summary(items, scorer=scorer, missing=missing, scorers=scorers)()
+    scored = sum(1 for _, t in items if not (t[1] is None and missing == "exclude"))
+    with TextScorer(backend, meteor_workers=meteor_workers, tokenize=False, start=scored > 0) as own:
+        return begin_summary(items, scorer=own, missing=missing, scorers=scorers)()
+
+
+def begin_summary(
+    items: Sequence[tuple[str, StoryTexts | tuple[str, str | None]]],
+    *,
+    scorer: TextScorer,
+    missing: str = "zero",
+    scorers: str = "ours",
+) -> Callable[[], Scores]:
+    """:func:`summarize` in two steps: this computes all but METEOR (which goes on in its JVM) and
+    returns the function that waits for it and gives the :class:`Scores`."""
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
+    texts = [(sid, StoryTexts(*t)) for sid, t in items]
+    missing_ids = [sid for sid, t in texts if t.candidate is None]
+    scored = [(sid, t) for sid, t in texts if not (t.candidate is None and missing == "exclude")]
+    tokenized = scorer.backend == "python" and all(t.tokens is not None for _, t in scored)
+    if tokenized:
+        refs = [[t.tokens[0]] for _, t in scored]  # type: ignore[index]
+        hyps = [t.tokens[1] for _, t in scored]  # type: ignore[index]
+    else:
+        refs = [[t.reference] for _, t in scored]
+        hyps = [t.candidate or "" for _, t in scored]
+    pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers)
+
+    def finish() -> Scores:
+        result = pending.result()
+        per_story: dict[str, dict[str, float | None]] = {sid: dict.fromkeys(METRICS) for sid, _ in texts}
+        for (sid, _), values in zip(scored, result.per_item, strict=True):
+            per_story[sid] = values
+        counts = {"n_stories": len(texts), "n_missing": len(missing_ids), "n_evaluated": len(scored)}
+        return Scores(
+            family="language",
+            overall={**counts, **result.overall},
+            per_story=per_story,
+            conventions=_conventions(result.backend, missing),
+            extra={
+                "signature": signature(result.backend, missing),
+                "backend": result.backend,
+                "tokenizer": "ptb-corenlp-3.4.1" if result.backend == "coco" else "regex-ptb",
+                "meteor": "meteor-1.5" if result.backend == "coco" else None,
+                "missing": missing_ids,
+                "missing_policy": missing,
+                "empty_references": [sid for sid, t in scored if not t.reference],
+            },
+        )
+
+    return finish
 
 
 def _conventions(backend: str, missing: str) -> list[str]:

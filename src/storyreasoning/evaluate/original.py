@@ -82,6 +82,7 @@ Where the reference leaves a detail open, the most literal reading was taken:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .pairs import Scores, StoryPair
@@ -375,6 +376,18 @@ CONVENTIONS = [
 ]
 
 
+def story_row(pair: StoryPair, iou_threshold: float = IOU_THRESHOLD) -> dict[str, float] | None:
+    """One story's row of the original's numbers, or None for a missing output (excluded)."""
+    if pair.candidate is None:
+        return None
+    references = story_detections(pair.reference.raw, pair.image_sizes)
+    candidates = story_detections(pair.candidate.raw, pair.image_sizes)
+    row = story_scores(references, candidates, iou_threshold)
+    row["references"] = len(references)
+    row["candidates"] = len(candidates)
+    return row
+
+
 def original(pairs: list[StoryPair], *, iou_threshold: float = IOU_THRESHOLD) -> Scores:
     """Grounding scores exactly as the original driver computed them (family ``grounding``).
 
@@ -383,18 +396,20 @@ def original(pairs: list[StoryPair], *, iou_threshold: float = IOU_THRESHOLD) ->
     ``stories`` (scored) and ``missing`` (excluded). ``per_story`` has every scored
     story's tp/fp/fn, metrics and ``ap``.
     """
+    return summarize([(pair.story_id, story_row(pair, iou_threshold)) for pair in pairs], iou_threshold)
+
+
+def summarize(
+    items: Sequence[tuple[str, dict[str, float] | None]], iou_threshold: float = IOU_THRESHOLD
+) -> Scores:
+    """The original's scores from each story's :func:`story_row` (``(story_id, row)`` in order)."""
     per_story: dict[str, dict[str, float | None]] = {}
     missing = 0
-    for pair in pairs:
-        if pair.candidate is None:
+    for story_id, row in items:
+        if row is None:
             missing += 1
             continue
-        references = story_detections(pair.reference.raw, pair.image_sizes)
-        candidates = story_detections(pair.candidate.raw, pair.image_sizes)
-        row = story_scores(references, candidates, iou_threshold)
-        row["references"] = len(references)
-        row["candidates"] = len(candidates)
-        per_story[pair.story_id] = row
+        per_story[story_id] = row  # type: ignore[assignment]
     rows = list(per_story.values())
     overall: dict[str, float | None] = {}
     for key in METRIC_KEYS:
@@ -428,6 +443,8 @@ __all__ = [
     "object_label",
     "original",
     "story_detections",
+    "story_row",
     "story_scores",
+    "summarize",
     "table_rows",
 ]

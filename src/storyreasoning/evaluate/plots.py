@@ -1,23 +1,110 @@
-"""PNG plots of an evaluation (matplotlib, the ``eval`` extra; headless Agg backend)."""
+"""PNG plots of an evaluation (matplotlib, the ``eval`` extra; drawn with the Agg renderer).
+
+Figures are made with matplotlib's object API (``Figure``, no ``pyplot``: no global
+state, no GUI backend to pick, and a lighter import). matplotlib is imported only to
+draw. A :class:`Painter` draws a report's plots, here or in a process of its own: one
+started with the scoring workers imports matplotlib while the stories are parsed and
+draws the consistency plots while this process computes the language metrics.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..errors import UsageError
+from .pairs import Scores
+from .processes import executor
 
 
-def _pyplot():
+def _figure_class():
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError:
         raise UsageError(
             "plots need matplotlib: pip install 'storyreasoning[eval]' (or pass --no-plots)"
         ) from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    return Figure
 
-    return plt
+
+def _import_matplotlib() -> None:
+    """Import what drawing needs (the figure, the Agg canvas savefig uses, tickers); errors wait for drawing."""
+    for module in ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.ticker"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # drawing imports it again and says what is wrong
+            return
+
+
+class Painter:
+    """Draws a report's plots: metrics.png, then the consistency plots, in :meth:`paths`' order.
+
+    ``process=True`` draws in a process of its own (forked on Linux: make it before
+    starting any thread, and give it the pipes to Java, as :class:`.scoring.Pool`),
+    which imports matplotlib at once;
+    each plot is then drawn there while this process goes on. Otherwise plots are drawn
+    here, when asked.
+    """
+
+    def __init__(self, *, process: bool = False, close_fds: Sequence[int] = ()) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        if process:
+            self._executor = executor(1, close_fds=close_fds)  # see .processes for close_fds
+            self._executor.submit(_import_matplotlib)
+        self._metrics: Future | list[Path] | None = None
+        self._consistency: Future | list[Path] | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return self._executor is not None
+
+    def _run(self, fn, *args) -> Future | list[Path]:
+        if self._executor is not None:
+            return self._executor.submit(fn, *args)
+        return fn(*args)
+
+    def consistency(self, results: dict[str, Scores], folder: Path) -> None:
+        """Draw (or start drawing) the consistency plots when ``results`` has the family; once."""
+        scores = results.get("consistency")
+        if self._consistency is None and scores is not None:
+            keep = ("persistence", "reference", "pronouns")  # what the plots read, not the per-story details
+            light = Scores(
+                scores.family,
+                dict(scores.overall),
+                extra={k: scores.extra[k] for k in keep if k in scores.extra},
+            )
+            self._consistency = self._run(consistency_plots, light, folder)
+
+    def metrics(self, report, folder: Path) -> None:
+        """Draw (or start drawing) metrics.png."""
+        light = SimpleNamespace(  # what metrics_plot reads of a Report
+            run={"label": report.run.get("label", "")},
+            results={name: Scores(name, dict(s.overall)) for name, s in report.results.items()},
+        )
+        self._metrics = self._run(metrics_plot, light, folder)
+
+    def paths(self) -> list[Path]:
+        """Every plot drawn, waiting for those still being drawn."""
+        out: list[Path] = []
+        for drawn in (self._metrics, self._consistency):
+            if isinstance(drawn, Future):
+                drawn = drawn.result()
+            out += drawn or []
+        return out
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> Painter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # The headline rates of each family (every number is in metrics.json and metrics.md).
@@ -64,84 +151,98 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _figure(Figure, figsize: tuple[float, float]):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def report_plots(report, folder: Path) -> list[Path]:
     """metrics.png (rates of every family), persistence.png and pronouns.png when consistency ran."""
-    plt = _pyplot()
-    written: list[Path] = []
+    written = metrics_plot(report, folder)
+    consistency = report.results.get("consistency")
+    if consistency is not None:
+        written += consistency_plots(consistency, folder)
+    return written
+
+
+def metrics_plot(report, folder: Path) -> list[Path]:
+    """metrics.png: the headline rates of every family (none when no family has one)."""
     bars = {
         f"{family}.{key}": value
         for family, scores in report.results.items()
         for key, value in headline(family, scores.overall).items()
     }
-    if bars:
-        fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(bars))))
-        names = list(bars)[::-1]
-        ax.barh(names, [bars[n] for n in names], color="#4361ee")
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("score")
-        ax.set_title(f"{report.run.get('label', '')}: metrics")
-        ax.tick_params(axis="y", labelsize=7)
-        written.append(_save(fig, folder / "metrics.png"))
-        plt.close(fig)
-    consistency = report.results.get("consistency")
-    if consistency is not None:
-        extra = consistency.extra
-        persistence = (extra.get("persistence") or {}).get("cot") or {}
-        reference = ((extra.get("reference") or {}).get("persistence") or {}).get("cot") or {}
-        if persistence:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for kind, colour in (("characters", "#4361ee"), ("objects", "#f72585")):
-                curve = persistence.get(kind) or {}
-                if curve.get("n"):
-                    ax.plot(curve["n"], curve["macro"], marker="o", label=kind, color=colour)
-                ref = reference.get(kind) or {}
-                if ref.get("n"):
-                    ax.plot(
-                        ref["n"],
-                        ref["macro"],
-                        linestyle="--",
-                        color=colour,
-                        alpha=0.5,
-                        label=f"{kind} (reference)",
-                    )
-            from matplotlib.ticker import MaxNLocator
+    if not bars:
+        return []
+    fig, ax = _figure(_figure_class(), (8, max(2.5, 0.28 * len(bars))))
+    names = list(bars)[::-1]
+    ax.barh(names, [bars[n] for n in names], color="#4361ee")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score")
+    ax.set_title(f"{report.run.get('label', '')}: metrics")
+    ax.tick_params(axis="y", labelsize=7)
+    return [_save(fig, folder / "metrics.png")]
 
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("present in at least N frames")
-            ax.set_ylabel("share of entities (mean over stories)")
-            ax.set_ylim(0, 1.05)
-            ax.legend(fontsize=8)
-            ax.set_title("Persistence (CoT)")
-            written.append(_save(fig, folder / "persistence.png"))
-            plt.close(fig)
-        pronouns = extra.get("pronouns") or {}
-        if pronouns:
-            words = list(pronouns)
-            fig, ax = plt.subplots(figsize=(7, 3.5))
-            width = 0.4
-            xs = range(len(words))
-            for offset, rule, colour in ((-width / 2, "char", "#4361ee"), (width / 2, "any", "#4cc9f0")):
-                rates = [pronouns[w].get(f"rate_{rule}") or 0.0 for w in words]  # None (no occurrence) → 0
-                ax.bar(
-                    [x + offset for x in xs],
-                    rates,
-                    width,
-                    label="character rule" if rule == "char" else "any-entity rule",
+
+def consistency_plots(consistency, folder: Path) -> list[Path]:
+    """persistence.png and pronouns.png from the consistency family's scores (what they have data for)."""
+    Figure = _figure_class()
+    written: list[Path] = []
+    extra = consistency.extra
+    persistence = (extra.get("persistence") or {}).get("cot") or {}
+    reference = ((extra.get("reference") or {}).get("persistence") or {}).get("cot") or {}
+    if persistence:
+        fig, ax = _figure(Figure, (6, 3.5))
+        for kind, colour in (("characters", "#4361ee"), ("objects", "#f72585")):
+            curve = persistence.get(kind) or {}
+            if curve.get("n"):
+                ax.plot(curve["n"], curve["macro"], marker="o", label=kind, color=colour)
+            ref = reference.get(kind) or {}
+            if ref.get("n"):
+                ax.plot(
+                    ref["n"],
+                    ref["macro"],
+                    linestyle="--",
                     color=colour,
+                    alpha=0.5,
+                    label=f"{kind} (reference)",
                 )
-            ax.set_xticks(list(xs), words)
-            ax.set_ylim(0, 1.05)
-            ax.set_ylabel("grounded share")
-            ax.legend(fontsize=8)
-            ax.set_title("Pronoun grounding")
-            written.append(_save(fig, folder / "pronouns.png"))
-            plt.close(fig)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("present in at least N frames")
+        ax.set_ylabel("share of entities (mean over stories)")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=8)
+        ax.set_title("Persistence (CoT)")
+        written.append(_save(fig, folder / "persistence.png"))
+    pronouns = extra.get("pronouns") or {}
+    if pronouns:
+        words = list(pronouns)
+        fig, ax = _figure(Figure, (7, 3.5))
+        width = 0.4
+        xs = range(len(words))
+        for offset, rule, colour in ((-width / 2, "char", "#4361ee"), (width / 2, "any", "#4cc9f0")):
+            rates = [pronouns[w].get(f"rate_{rule}") or 0.0 for w in words]  # None (no occurrence) → 0
+            ax.bar(
+                [x + offset for x in xs],
+                rates,
+                width,
+                label="character rule" if rule == "char" else "any-entity rule",
+                color=colour,
+            )
+        ax.set_xticks(list(xs), words)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("grounded share")
+        ax.legend(fontsize=8)
+        ax.set_title("Pronoun grounding")
+        written.append(_save(fig, folder / "pronouns.png"))
     return written
 
 
 def compare_plot(labels: list[str], keys: list[str], values: list[dict], path: Path) -> Path | None:
     """Grouped horizontal bars: one group per rate metric, one bar per run."""
-    plt = _pyplot()
+    Figure = _figure_class()
     # the headline rates when no --metrics narrowed the keys; else every rate among them
     headline_keys = [f"{family}.{key}" for family, names in HEADLINE.items() for key in names]
     chosen = [k for k in headline_keys if k in keys] if len(keys) > 40 else keys
@@ -155,7 +256,7 @@ def compare_plot(labels: list[str], keys: list[str], values: list[dict], path: P
     ][:30]
     if not rates:
         return None
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rates) * max(1, len(labels) / 2))))
+    fig, ax = _figure(Figure, (8, max(3, 0.35 * len(rates) * max(1, len(labels) / 2))))
     height = 0.8 / len(labels)
     palette = ["#4361ee", "#f72585", "#4cc9f0", "#7209b7", "#3a0ca3", "#fb8500"]
     for i, label in enumerate(labels):
@@ -168,6 +269,4 @@ def compare_plot(labels: list[str], keys: list[str], values: list[dict], path: P
     ax.set_xlim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("Runs compared")
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _save(fig, path)

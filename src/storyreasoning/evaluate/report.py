@@ -51,31 +51,14 @@ def evaluate_pairs(
     language_backend: str = "auto",
     on_family: Callable[[str], None] | None = None,
 ) -> dict[str, Scores]:
-    """Run each metric family over ``pairs``; the families' modules are imported only when chosen."""
-    results: dict[str, Scores] = {}
-    for family in families:
-        if on_family:
-            on_family(family)
-        if family == "grounding":
-            from .grounding import grounding
+    """Run each metric family over ``pairs`` (parsed); :mod:`.scoring` does the same on raw texts, in workers."""
+    from .scoring import story_parts, summarize
 
-            results[family] = grounding(pairs, protocol=protocol)
-        elif family == "identity":
-            from .identity import identity
-
-            results[family] = identity(pairs)
-        elif family == "consistency":
-            from .consistency import consistency
-
-            results[family] = consistency(pairs)
-        elif family == "language":
-            from .language import language
-
-            missing = "exclude" if protocol == "original" else "zero"
-            results[family] = language(pairs, backend=language_backend, missing=missing)
-        else:  # pragma: no cover - parse_families guards this
-            raise UsageError(f"unknown metric family {family!r}")
-    return results
+    families = tuple(families)
+    items = [(pair.story_id, story_parts(pair, families, protocol)) for pair in pairs]
+    return summarize(
+        items, families, protocol=protocol, language_backend=language_backend, on_family=on_family
+    )
 
 
 @dataclass
@@ -156,13 +139,11 @@ def markdown(report: Report) -> str:
 
 
 def per_story_rows(report: Report) -> tuple[list[str], list[dict]]:
-    columns = ["story_id"]
+    columns = {"story_id": None}  # a dict: ordered, and a key's membership costs nothing
     for name, scores in report.results.items():
         for row in scores.per_story.values():
             for key in row:
-                column = f"{name}.{key}"
-                if column not in columns:
-                    columns.append(column)
+                columns.setdefault(f"{name}.{key}")
     rows = []
     for sid in report.story_ids:
         row: dict = {"story_id": sid}
@@ -170,7 +151,7 @@ def per_story_rows(report: Report) -> tuple[list[str], list[dict]]:
             for key, value in scores.per_story.get(sid, {}).items():
                 row[f"{name}.{key}"] = "" if value is None else value
         rows.append(row)
-    return columns, rows
+    return list(columns), rows
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -179,9 +160,20 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(report: Report, out: Path, *, plots: bool = True) -> list[Path]:
-    """Write metrics.json, metrics.md, per_story.csv and the plots into ``out``; the paths written."""
+def write_report(report: Report, out: Path, *, plots: bool = True, painter=None) -> list[Path]:
+    """Write metrics.json, metrics.md, per_story.csv and the plots into ``out``; the paths written.
+
+    ``painter``: a :class:`.plots.Painter` that may hold plots drawn (or being drawn)
+    already; metrics.png is started first, so a painter in a process of its own draws it
+    while the files are written.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    if plots:
+        from .plots import Painter
+
+        painter = painter or Painter()
+        painter.metrics(report, out / "plots")
+        painter.consistency(report.results, out / "plots")
     written = []
     path = out / METRICS_FILE
     _atomic_write(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -199,9 +191,7 @@ def write_report(report: Report, out: Path, *, plots: bool = True) -> list[Path]
     os.replace(tmp, path)
     written.append(path)
     if plots:
-        from .plots import report_plots
-
-        written += report_plots(report, out / "plots")
+        written += painter.paths()
     return written
 
 

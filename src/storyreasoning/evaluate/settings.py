@@ -38,6 +38,13 @@ class EvaluateSettings:
         "CIDEr on our tokenizer, exact-match METEOR, no Java; auto: coco when Java is available.",
     )
     limit: int | None = option(None, min=1, help="Only the first N stories.")
+    workers: int | None = option(
+        None,
+        min=1,
+        help="Processes that parse and count the outputs (default: one per CPU above 200 stories, "
+        "else 1: this process). The numbers do not depend on it.",
+        operational=True,
+    )
     plots: bool = option(True, help="Write PNG plots (needs matplotlib).")
     as_json: bool = option(False, "--json", help="Print metrics.json to standard output.")
 

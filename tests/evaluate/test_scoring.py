@@ -1,0 +1,210 @@
+"""Scoring stories in worker processes, with Java started first, gives exactly the sequential report."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from storyreasoning.errors import UsageError
+from storyreasoning.evaluate.report import FAMILIES, evaluate_pairs
+from storyreasoning.evaluate.scoring import (
+    POOL_THRESHOLD,
+    Pool,
+    StoryJob,
+    default_workers,
+    score_jobs,
+    story_parts,
+    summarize,
+)
+
+pytest.importorskip("pycocoevalcap", reason="needs pycocoevalcap: pip install 'storyreasoning[eval]'")
+
+LIGHTHOUSE = Path(__file__).parents[2] / "examples" / "outputs" / "lighthouse.txt"
+BOX = re.compile(r"\| (\d+),(\d+),(\d+),(\d+) \|")
+SIZES = ((640, 480),) * 3
+
+
+def jitter(text: str, rng: random.Random, amount: int) -> str:
+    def move(m: re.Match) -> str:
+        x1, y1, x2, y2 = (int(v) for v in m.groups())
+        dx, dy = rng.randint(-amount, amount), rng.randint(-amount, amount)
+        return f"| {max(0, x1 + dx)},{max(0, y1 + dy)},{x2 + dx},{y2 + dy} |"
+
+    return BOX.sub(move, text)
+
+
+def make_jobs(n: int, seed: int = 0) -> list[StoryJob]:
+    """Stories from lighthouse.txt: boxes moved, ids swapped, sentences dropped, outputs missing or odd."""
+    base = LIGHTHOUSE.read_text(encoding="utf-8")
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(n):
+        reference = jitter(base, rng, 15)
+        roll = rng.random()
+        if roll < 0.08:
+            candidate = None
+        elif roll < 0.14:
+            candidate = "I cannot tell a story about these images."
+        else:
+            candidate = jitter(reference, rng, rng.choice((2, 30, 80)))
+            if roll < 0.4:
+                candidate = (
+                    candidate.replace("char1", "charX").replace("char2", "char1").replace("charX", "char2")
+                )
+            sentences = candidate.split(". ")
+            del sentences[rng.randrange(1, len(sentences) - 1)]
+            candidate = ". ".join(sentences)
+            if roll > 0.9:
+                candidate = candidate.replace("## Image 3", "## Image 4")  # a section for a frame it lacks
+        jobs.append(StoryJob(f"s{i:03d}", reference, candidate, SIZES))
+    return jobs
+
+
+def as_dicts(results: dict) -> dict:
+    return {name: scores.to_dict() for name, scores in results.items()}
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    return make_jobs(45)
+
+
+@pytest.mark.parametrize("protocol", ["default", "original"])
+def test_pooled_scoring_is_exactly_the_sequential_report(jobs, protocol):
+    sequential = score_jobs(jobs, FAMILIES, protocol)
+    with Pool(2) as pool:
+        pooled = score_jobs(iter(jobs), FAMILIES, protocol, pool=pool, tokenize=True)
+    assert [sid for sid, _ in pooled] == [job.story_id for job in jobs]
+    expected = as_dicts(
+        evaluate_pairs([job.pair() for job in jobs], protocol=protocol, language_backend="python")
+    )
+    for items in (sequential, pooled):
+        got = summarize(items, FAMILIES, protocol=protocol, language_backend="python")
+        assert list(got) == list(FAMILIES)
+        assert as_dicts(got) == expected
+    assert expected["language"]["overall"]["n_evaluated"] == (
+        45 if protocol == "default" else 45 - sum(job.candidate is None for job in jobs)
+    )
+
+
+def test_progress_counts_every_story_and_waiting_work_runs_once(jobs):
+    seen: list[int] = []
+    calls: list[str] = []
+    with Pool(2) as pool:
+        score_jobs(
+            jobs, ("grounding",), pool=pool, progress=seen.append, while_waiting=lambda: calls.append("x")
+        )
+    assert sum(seen) == len(jobs) and calls == ["x"]
+    seen.clear()
+    score_jobs(jobs[:5], ("identity",), progress=seen.append)
+    assert seen == [1] * 5
+
+
+def test_a_worker_error_reaches_the_caller():
+    bad = [StoryJob("s0", "<think>\n</think>\nA story.", None, ())]
+    with Pool(2) as pool, pytest.raises(UsageError, match="unknown metric family"):
+        score_jobs(bad, ("fluency",), pool=pool)
+    with pytest.raises(UsageError, match="unknown metric family"):
+        story_parts(bad[0].pair(), ("fluency",))
+
+
+def test_default_workers():
+    assert default_workers(POOL_THRESHOLD) == 1
+    assert default_workers(POOL_THRESHOLD + 1) >= 1
+    assert default_workers(10_000) >= 1
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, jobs):
+    pytest.importorskip("pyarrow", reason="needs pyarrow: pip install 'storyreasoning[data]'")
+    from storyreasoning.data import SampleList, StorySample, write_parquet
+
+    from ..data.fixtures import image_bytes
+
+    root = tmp_path_factory.mktemp("scoring")
+    frames = [image_bytes(640, 480, k) for k in range(3)]
+    samples = []
+    texts = root / "texts"
+    texts.mkdir()
+    for job in jobs:
+        cot, _, story = job.reference.partition("\n</think>\n")
+        samples.append(StorySample(job.story_id, frames, cot.removeprefix("<think>\n"), story))
+        if job.candidate is not None:
+            (texts / f"{job.story_id}.txt").write_text(job.candidate, encoding="utf-8")
+    write_parquet(SampleList(samples), root / "data", split="test")
+    return root
+
+
+def test_the_command_writes_the_same_report_with_and_without_workers(world):
+    outs = []
+    for workers in (1, 2):
+        out = world / f"eval-{workers}"
+        result = run_cli(world / "texts", "--dataset", world / "data", "--split", "test", "--out", out,
+                         "--language-backend", "python", "--workers", workers)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outs.append(out)
+    one, two = (json.loads((out / "metrics.json").read_text()) for out in outs)
+    assert one.pop("created") and two.pop("created")
+    one["run"].pop("path"), two["run"].pop("path")
+    assert one == two
+    assert (outs[0] / "per_story.csv").read_bytes() == (outs[1] / "per_story.csv").read_bytes()
+    assert (outs[0] / "metrics.md").read_text().split("\n", 6)[-1] == (
+        outs[1] / "metrics.md"
+    ).read_text().split("\n", 6)[-1]
+    assert sorted(p.name for p in (outs[1] / "plots").iterdir()) == [
+        "metrics.png",
+        "persistence.png",
+        "pronouns.png",
+    ]
+    assert json.loads((outs[1] / "settings.json").read_text())["workers"] == 2
+
+
+def test_matplotlib_is_imported_only_to_draw(world, tmp_path):
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from storyreasoning.evaluate.commands import evaluate\n"
+        "from storyreasoning.evaluate.settings import EvaluateSettings\n"
+        f"evaluate(EvaluateSettings(run=Path({str(world / 'texts')!r}), dataset={str(world / 'data')!r}, "
+        f"split='test', out=Path({str(tmp_path / 'out')!r}), language_backend='python', workers=2, plots=False, "
+        "as_json=True))\n"
+        "print('matplotlib' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "False"
+    assert not (tmp_path / "out" / "plots").exists()
+
+
+@pytest.mark.skipif(find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_a_painter_in_its_own_process_draws_the_same_plots(tmp_path, jobs):
+    from storyreasoning.evaluate.plots import Painter
+    from storyreasoning.evaluate.report import Report, write_report
+
+    results = evaluate_pairs([job.pair() for job in jobs[:10]], language_backend="python")
+    report = Report(run={"label": "r"}, dataset={}, protocol="default", results=results)
+    with Painter(process=True) as painter:
+        painter.consistency(results, tmp_path / "early" / "plots")  # while the language metrics are computed
+        early = write_report(report, tmp_path / "early", painter=painter)
+    late = write_report(report, tmp_path / "late")
+    assert [p.name for p in early] == [p.name for p in late]
+    assert [p.name for p in late][-3:] == ["metrics.png", "persistence.png", "pronouns.png"]
+    for a, b in zip(early[-3:], late[-3:], strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
