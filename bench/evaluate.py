@@ -1,27 +1,51 @@
-"""Evaluation speed: every metric family over a test split's worth of stories.
+"""Evaluation speed: ``storyreasoning evaluate`` on a test split's worth of stories.
 
-The StoryReasoning test split has 626 stories. This script generates that many
-deterministic reference/candidate pairs from ``examples/outputs/lighthouse.txt`` (boxes
-jittered, some ids swapped across frames, some sentences dropped, a share of outputs
-missing), then times each metric family over all of them, as ``storyreasoning
-evaluate`` runs them: grounding (default and original protocols), identity,
-consistency, and language (pycocoevalcap with Java when available, and the pure-Python
-fallback). The Java tools start once per run, so their start-up is part of the
-language rows.
+The StoryReasoning test split has 626 stories. This script writes that many
+deterministic stories from ``examples/outputs/lighthouse.txt`` as a dataset (parquet,
+split ``test``, three 640x480 PNG frames each) and a run (a folder of ``{story_id}.txt``
+outputs, the original's layout): boxes jittered, some ids swapped across frames, a
+sentence dropped, 3 % of outputs missing. Then it measures:
+
+* **stages**, one after the other in this process, on one core: read (the run and the
+  dataset rows, frame sizes), parse (both outputs of every story), grounding (default,
+  and the original protocol), identity, consistency, language without Java (regex
+  tokenizer) and with it (a fresh ``TextScorer``: the JVMs' start, CoreNLP, METEOR),
+  report (metrics.json, metrics.md, per_story.csv and the plots, matplotlib's import
+  included);
+* **METEOR alone**: a fresh METEOR 1.5 process started and scoring every story's tokens
+  (the JVM and paraphrase tables, SCORE and EVAL): what no overlap can hide;
+* **end to end**: the real command in a fresh interpreter, without Java
+  (``--language-backend python``) and with it (``coco``), best of ``--repeats``
+  (alternated with METEOR alone, so each sees the machine's load alike); the command
+  starts Java first and parses in worker processes meanwhile, so the total with Java
+  is compared with METEOR alone (target: at most 1.2 times);
+* with ``--original``: the original's pipeline as far as it can be reproduced here
+  (every story parsed in turn, the original grounding protocol, then pycocoevalcap's
+  own wrappers as the original called them: its PTBTokenizer, references and
+  candidates apart, for each of Bleu, Meteor and Rouge), about 40 s.
+
+Every row has wall seconds and CPU seconds (this process and the children it waited
+for: workers, the painter, the JVMs); on a shared machine the CPU seconds move less.
 
 Run::
 
-    python bench/evaluate.py                  # 626 stories
-    python bench/evaluate.py --stories 50     # a smoke run
-    python bench/evaluate.py --out bench/results/evaluate.json
+    python bench/evaluate.py                        # 626 stories, about 2 minutes
+    python bench/evaluate.py --stories 50 --no-java # a smoke run
+    python bench/evaluate.py --original --repeats 3 --out bench/results/evaluate.json
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "outputs" / "lighthouse.txt"
 DEFAULT_OUT = Path(__file__).parent / "results" / "evaluate.json"
 BOX = re.compile(r"\| (\d+),(\d+),(\d+),(\d+) \|")
+FIXTURE_VERSION = 1
 
 
 def jitter(text: str, rng: random.Random, amount: int) -> str:
@@ -55,79 +80,289 @@ def candidate(reference: str, rng: random.Random) -> str | None:
     return ". ".join(sentences)
 
 
-def build_pairs(n: int, seed: int):
-    from storyreasoning.evaluate import StoryPair
-
+def stories(n: int, seed: int) -> list[tuple[str, str, str | None]]:
+    """``(story_id, reference output, candidate output or None)``, deterministic."""
     base = EXAMPLE.read_text(encoding="utf-8")
     rng = random.Random(seed)
-    pairs = []
+    out = []
     for i in range(n):
         reference = jitter(base, rng, 20)
-        pairs.append(
-            StoryPair.from_texts(f"s{i:04d}", reference, candidate(reference, rng), [(640, 480)] * 3)
-        )
-    return pairs
+        out.append((f"s{i:04d}", reference, candidate(reference, rng)))
+    return out
 
 
-def timed(label: str, fn, n: int) -> dict:
-    start = time.perf_counter()
-    scores = fn()
+def frame(seed: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 480), (40 * seed % 256, 90, 160))
+    ImageDraw.Draw(image).rectangle((100, 90, 300, 400), fill=(240, 200, 20))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_fixture(root: Path, n: int, seed: int) -> tuple[Path, Path]:
+    """``root/data`` (parquet, split test) and ``root/run`` (``{story_id}.txt``); reused when present."""
+    from storyreasoning.data import SampleList, StorySample, write_parquet
+
+    data, run, stamp = root / "data", root / "run", root / "fixture.json"
+    wanted = {"stories": n, "seed": seed, "version": FIXTURE_VERSION}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return data, run
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    frames = [frame(k) for k in range(3)]
+    samples = []
+    for story_id, reference, cand in stories(n, seed):
+        cot, _, story = reference.partition("\n</think>\n")
+        samples.append(StorySample(story_id, frames, cot.removeprefix("<think>\n"), story))
+        if cand is not None:
+            (run / f"{story_id}.txt").write_text(cand, encoding="utf-8")
+    write_parquet(SampleList(samples), data, split="test")
+    stamp.write_text(json.dumps(wanted))
+    return data, run
+
+
+# -- stages, one after the other in this process -----------------------------------------------
+
+
+def clock(rows: list[dict], stage: str, fn, n: int):
+    start, cpu = time.perf_counter(), time.process_time()
+    value = fn()
     seconds = time.perf_counter() - start
-    return {
-        "metric": label,
-        "seconds": seconds,
-        "stories_per_second": n / seconds if seconds else None,
-        "signature": scores.extra.get("signature") if hasattr(scores, "extra") else None,
-    }
+    rows.append({"stage": stage, "seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+                 "stories_per_second": n / seconds if seconds else None})  # fmt: skip
+    return value
+
+
+def stages(data: Path, run: Path, n: int, java: bool, out: Path) -> list[dict]:
+    from storyreasoning.data.sources import load_stories
+    from storyreasoning.evaluate import consistency, grounding, identity, language, original
+    from storyreasoning.evaluate.commands import build_jobs
+    from storyreasoning.evaluate.report import Report, write_report
+    from storyreasoning.evaluate.runs import load_outputs
+
+    rows: list[dict] = []
+
+    def read():
+        outputs = load_outputs(run)
+        jobs, _, _ = build_jobs(outputs, load_stories(data, "test"))
+        return list(jobs)
+
+    jobs = clock(rows, "read (run, dataset rows, frame sizes)", read, n)
+    pairs = clock(rows, "parse (references and outputs)", lambda: [job.pair() for job in jobs], n)
+    results = {}
+    for family, module in (("grounding", grounding), ("identity", identity)):
+        results[family] = clock(
+            rows, family, lambda m=module: m.summarize([(p.story_id, m.story_row(p)) for p in pairs]), n
+        )
+    clock(
+        rows,
+        "grounding (original protocol)",
+        lambda: original.summarize([(p.story_id, original.story_row(p)) for p in pairs]),
+        n,
+    )
+    results["consistency"] = clock(
+        rows,
+        "consistency",
+        lambda: consistency.summarize([(p.story_id, consistency.story_stats(p)) for p in pairs]),
+        n,
+    )
+    texts = [(p.story_id, language.story_texts(p)) for p in pairs]
+    results["language"] = clock(
+        rows, "language without Java", lambda: language.summarize(texts, backend="python"), n
+    )
+    if java:
+
+        def with_java():
+            with language.TextScorer("coco") as scorer:
+                return language.summarize(texts, scorer=scorer)
+
+        results["language"] = clock(rows, "language with Java (JVMs started here)", with_java, n)
+        language.close_java()
+    report = Report(run={"path": str(run), "label": "bench"}, dataset={}, protocol="default", results=results,
+                    story_ids=[p.story_id for p in pairs])  # fmt: skip
+    clock(rows, "report (files and plots)", lambda: write_report(report, out / "stage-report"), n)
+    return rows
+
+
+def meteor_inputs(data: Path, run: Path) -> tuple[list[list[str]], list[str]]:
+    """Every story's reference and candidate as CoreNLP's tokens, what METEOR scores."""
+    from storyreasoning.data.sources import load_stories
+    from storyreasoning.evaluate import language
+    from storyreasoning.evaluate.commands import build_jobs
+    from storyreasoning.evaluate.runs import load_outputs
+
+    jobs, _, _ = build_jobs(load_outputs(run), load_stories(data, "test"))
+    texts = [language.story_texts(job.pair()) for job in jobs]
+    flat = [t.reference for t in texts] + [t.candidate or "" for t in texts]
+    tokens = language.corenlp_ptb_tokenize(flat)
+    return [[t] for t in tokens[: len(texts)]], tokens[len(texts) :]
+
+
+def meteor_alone(refs: list[list[str]], hyps: list[str]) -> float:
+    """A fresh METEOR 1.5 process started and scoring every story (SCORE, then EVAL); its score."""
+    from storyreasoning.evaluate import language
+
+    process = language.MeteorProcess()
+    try:
+        score, _ = process.evaluate(process.stats(refs, hyps))
+    finally:
+        process.close()
+    return score
+
+
+# -- the command end to end ----------------------------------------------------------------------
+
+
+def cpu_clock(fn) -> tuple[float, float]:
+    """``fn()``'s wall seconds, and the CPU seconds of this process and the children it waited for."""
+    import resource
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    start, used = time.perf_counter(), cpu()
+    fn()
+    return time.perf_counter() - start, cpu() - used
+
+
+def command(
+    data: Path, run: Path, out: Path, backend: str, workers: int | None = None
+) -> tuple[float, float]:
+    cmd = [sys.executable, "-m", "storyreasoning", "evaluate", str(run), "--dataset", str(data), "--split",
+           "test", "--out", str(out), "--language-backend", backend]  # fmt: skip
+    if workers:
+        cmd += ["--workers", str(workers)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done: list[subprocess.CompletedProcess] = []
+    measured = cpu_clock(lambda: done.append(subprocess.run(cmd, capture_output=True, text=True, env=env)))
+    if done[0].returncode != 0:
+        raise SystemExit(f"storyreasoning evaluate failed:\n{done[0].stderr[-2000:]}")
+    return measured
+
+
+# -- the original's pipeline -----------------------------------------------------------------------
+
+
+def original_pipeline(data: Path, run: Path) -> None:
+    """Every story parsed in turn, the original grounding, pycocoevalcap's wrappers as the original called them."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from storyreasoning.data.sources import load_stories
+    from storyreasoning.evaluate import language, original
+    from storyreasoning.evaluate.commands import build_jobs
+    from storyreasoning.evaluate.runs import load_outputs
+
+    jobs, _, _ = build_jobs(load_outputs(run), load_stories(data, "test"))
+    pairs = [job.pair() for job in jobs if job.candidate is not None]  # missing outputs excluded
+    original.summarize([(p.story_id, original.story_row(p)) for p in pairs])
+    gts = {p.story_id: [{"caption": language.story_text(p.reference)}] for p in pairs}
+    res = {p.story_id: [{"caption": language.story_text(p.candidate)}] for p in pairs}
+    for scorer in (Bleu(4), Meteor(), Rouge()):  # each metric wrapper tokenizes for itself
+        tokenized_gts, tokenized_res = PTBTokenizer().tokenize(gts), PTBTokenizer().tokenize(res)
+        if isinstance(scorer, Bleu):
+            scorer.compute_score(tokenized_gts, tokenized_res, verbose=0)
+        else:
+            scorer.compute_score(tokenized_gts, tokenized_res)
+        del scorer  # Meteor's JVM stops when its wrapper goes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stories", type=int, default=626)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-java", action="store_true", help="skip the pycocoevalcap (Java) row")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="end-to-end runs of each command; the best is kept"
+    )
+    parser.add_argument("--no-java", action="store_true", help="skip everything that needs Java")
+    parser.add_argument(
+        "--original", action="store_true", help="also time the original's pipeline (about 40 s)"
+    )
+    parser.add_argument(
+        "--fixture", type=Path, help="keep the generated dataset and run here (default: a temporary folder)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    from storyreasoning.evaluate.consistency import consistency
-    from storyreasoning.evaluate.grounding import grounding
-    from storyreasoning.evaluate.identity import identity
-    from storyreasoning.evaluate.language import language
-
     n = args.stories
-    start = time.perf_counter()
-    pairs = build_pairs(n, args.seed)
-    rows = [
-        {
-            "metric": "parse references and outputs",
-            "seconds": time.perf_counter() - start,
-            "stories_per_second": n / (time.perf_counter() - start),
-            "signature": None,
-        }
+    java = not args.no_java and shutil.which("java") is not None
+    with tempfile.TemporaryDirectory(prefix="storyreasoning-bench-") as tmp:
+        root = args.fixture or Path(tmp)
+        data, run = write_fixture(root, n, args.seed)
+        rows = stages(data, run, n, java, Path(tmp))
+        totals: dict[str, tuple[float, float]] = {}  # name -> (seconds, CPU seconds), the best run
+
+        def keep(name: str, measured: tuple[float, float]) -> None:
+            totals[name] = min(measured, totals.get(name, measured))
+
+        meteor_tokens = meteor_inputs(data, run) if java else None
+        for _ in range(max(1, args.repeats)):  # alternated, so each sees the machine's load alike
+            keep("evaluate without Java", command(data, run, Path(tmp) / "eval-python", "python"))
+            if java:
+                keep("evaluate with Java", command(data, run, Path(tmp) / "eval-coco", "coco"))
+                keep("METEOR alone (start-up and scoring)", cpu_clock(lambda: meteor_alone(*meteor_tokens)))
+        if args.original and java:
+            keep("original's pipeline (with Java)", cpu_clock(lambda: original_pipeline(data, run)))
+        same = None
+        if java:
+            metrics = [json.loads((Path(tmp) / name / "metrics.json").read_text())["metrics"]
+                       for name in ("eval-python", "eval-coco")]  # fmt: skip
+            same = all(metrics[0][f] == metrics[1][f] for f in ("grounding", "identity", "consistency"))
+
+    in_total = [
+        row for row in rows if not row["stage"].startswith(("language with Java", "grounding (original"))
     ]
-    rows.append(timed("grounding (default)", lambda: grounding(pairs), n))
-    rows.append(timed("grounding (original)", lambda: grounding(pairs, protocol="original"), n))
-    rows.append(timed("identity", lambda: identity(pairs), n))
-    rows.append(timed("consistency", lambda: consistency(pairs), n))
-    rows.append(timed("language (python)", lambda: language(pairs, backend="python"), n))
-    if not args.no_java and shutil.which("java"):
-        rows.append(timed("language (coco, Java)", lambda: language(pairs, backend="coco"), n))
-    total = sum(row["seconds"] for row in rows)
-    rows.append({"metric": "total", "seconds": total, "stories_per_second": n / total, "signature": None})
+    rows.append({"stage": "total without Java (stages above, one core)",
+                 "seconds": sum(row["seconds"] for row in in_total),
+                 "cpu_seconds": sum(row["cpu_seconds"] for row in in_total)})  # fmt: skip
+    for name, (seconds, cpu) in totals.items():
+        rows.append({"stage": name, "seconds": seconds, "cpu_seconds": cpu})
+    for row in rows:
+        row["stories_per_second"] = n / row["seconds"] if row["seconds"] else None
+    totals = {name: seconds for name, (seconds, _) in totals.items()}
+    summary: dict = {"end_to_end": totals, "non_language_families_agree_across_backends": same}
+    if "evaluate with Java" in totals:
+        summary["java_total_over_meteor_alone"] = (
+            totals["evaluate with Java"] / totals["METEOR alone (start-up and scoring)"]
+        )
+    if "original's pipeline (with Java)" in totals:
+        summary["original_over_ours_without_java"] = (
+            totals["original's pipeline (with Java)"] / totals["evaluate without Java"]
+        )
 
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Evaluating {n} stories")
-    for name in ("metric", "seconds", "stories/s"):
-        table.add_column(name, justify="left" if name == "metric" else "right")
+    for name in ("stage", "seconds", "CPU seconds", "stories/s"):
+        table.add_column(name, justify="left" if name == "stage" else "right")
     for row in rows:
-        table.add_row(row["metric"], f"{row['seconds']:.2f}", f"{row['stories_per_second']:,.0f}")
+        cpu = row.get("cpu_seconds")
+        table.add_row(
+            row["stage"],
+            f"{row['seconds']:.2f}",
+            "" if cpu is None else f"{cpu:.2f}",
+            f"{row['stories_per_second']:,.0f}",
+        )
     Console().print(table)
+    if "java_total_over_meteor_alone" in summary:
+        print(
+            f"evaluate with Java / METEOR alone: {summary['java_total_over_meteor_alone']:.2f} (target <= 1.2)"
+        )
+    if "original_over_ours_without_java" in summary:
+        print(
+            f"original / ours without METEOR: {summary['original_over_ours_without_java']:.1f}x (target >= 10)"
+        )
 
     from _common import write_results
 
-    write_results(args.out, "evaluate", rows, argv, stories=n, seed=args.seed)
+    write_results(args.out, "evaluate", rows, argv, stories=n, seed=args.seed, summary=summary)
     print(f"wrote {args.out}")
     return 0
 
