@@ -181,9 +181,7 @@ def _looks_like_header(cells: list[str]) -> bool:
         return False
     norms = []
     for cell in cells:
-        norm = _NORMS.get(cell)
-        if norm is None:
-            norm = _norm(cell)
+        norm = _norm(cell)
         if norm not in _ALIASES:
             spare -= 1
             if spare < 0:
