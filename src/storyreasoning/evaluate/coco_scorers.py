@@ -164,11 +164,12 @@ def cider_d(
             delta = float(length - length_ref)
             penalty = math.e ** (-(delta**2) / penalty_scale)
             for k in range(N):
-                weights = vec_ref[k]
+                get = vec_ref[k].get
                 val = 0.0
                 for g, value in vec[k].items():
-                    r = weights.get(g, 0.0)
-                    val += min(value, r) * r
+                    r = get(g)
+                    if r:  # absent or weighed 0: its term is +0.0, which changes no sum of terms >= 0
+                        val += (value if value < r else r) * r
                 if norm[k] != 0 and norm_ref[k] != 0:
                     val /= norm[k] * norm_ref[k]
                 total[k] += val * penalty
