@@ -233,11 +233,13 @@ _CANONICAL_HEADINGS = {
 class _Layout:
     """How a table's columns map to its fields: worked out once per header row and kind."""
 
-    __slots__ = ("canonical", "columns", "findings", "index", "spec")
+    __slots__ = ("canonical", "columns", "findings", "index", "kind", "n_cols", "spec")
 
     def __init__(self, spec: TableSpec, columns: list[str | None], findings: list[tuple]):
         self.spec = spec
+        self.kind = spec.kind
         self.columns = columns
+        self.n_cols = len(columns)
         # (severity, code, message) of the header row's findings, without their line
         self.findings = findings
         # the first column of each field (_ABSENT where there is none): a row's values in
@@ -307,15 +309,12 @@ _PUBLISHED = {kind: _Layout(spec, list(spec.fields), []) for kind, spec in TABLE
 class _Table:
     """A table being read: its kind and the field each column maps to."""
 
-    __slots__ = ("blank_pending", "expect_separator", "has_header", "layout", "line", "rows_seen", "spec")
+    __slots__ = ("blank_pending", "expect_separator", "layout", "spec")
 
-    def __init__(self, layout: _Layout, has_header: bool, line: int):
+    def __init__(self, layout: _Layout, has_header: bool):
         self.layout = layout
         self.spec = layout.spec
-        self.has_header = has_header
-        self.rows_seen = 0
-        self.expect_separator = has_header
-        self.line = line
+        self.expect_separator = has_header  # a header row is followed by its --- separator
         self.blank_pending = False
 
 
@@ -392,9 +391,9 @@ class CotBuilder:
             return False
         cells = list(map(str.strip, s[1:-1].split("|")))
         first = cells[0]
-        if len(cells) != len(layout.columns) or not first or first[0] in "-:=":
+        if len(cells) != layout.n_cols or not first or first[0] in "-:=":
             return False
-        kind = layout.spec.kind
+        kind = layout.kind
         if kind == "characters" or kind == "objects":
             id_of = id_kind(first)
             if id_of is None:
@@ -416,7 +415,6 @@ class CotBuilder:
                 )
             image = self._image
             assert image is not None
-            table.rows_seen += 1
             if kind == "characters":
                 row = Character(first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line)
                 image.characters.append(row)
@@ -688,7 +686,7 @@ class CotBuilder:
         self._expected = None if spec.kind != "narrative" else "narrative"
         for severity, code, message in layout.findings:
             self.diagnostics.append(severity(self.line_no, code, message))
-        self._table = _Table(layout, True, self.line_no)
+        self._table = _Table(layout, True)
 
     def _headerless_table(self, cells: list[str], events: list[Event] | None) -> _Table | None:
         """A data row with no table open: assume the published columns of the expected kind."""
@@ -727,7 +725,7 @@ class CotBuilder:
             )
         )
         self._expected = None if kind != "narrative" else "narrative"
-        self._table = _Table(_PUBLISHED[kind], False, self.line_no)
+        self._table = _Table(_PUBLISHED[kind], False)
         return self._table
 
     def _row(self, table: _Table, cells: list[str], events: list[Event] | None) -> None:
@@ -761,7 +759,6 @@ class CotBuilder:
             v = cells if n >= n_cols else cells + [""] * (n_cols - n)
         else:
             v = [cells[i] if i < n else "" for i in layout.index]
-        table.rows_seen += 1
         kind = spec.kind
         if kind == "characters" or kind == "objects":
             image = self._image
