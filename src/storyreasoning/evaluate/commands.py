@@ -66,6 +66,10 @@ def evaluate(settings: EvaluateSettings) -> int:
 
             scorer = stack.enter_context(TextScorer(s.language_backend))
         run = load_outputs(s.run)
+        # forked before any thread starts, without the pipes to Java; it imports matplotlib
+        # on the core this process leaves idle while it reads the dataset
+        java = scorer.pipes() if scorer is not None else []
+        painter = stack.enter_context(Painter(process=True, close_fds=java)) if s.plots else None
         recorded = run.manifest.get("dataset") or {}
         source = dataset or recorded.get("source")
         if not source:
@@ -78,9 +82,7 @@ def evaluate(settings: EvaluateSettings) -> int:
         jobs, total, unknown = build_jobs(run, stories, limit=limit)
         workers = s.workers or default_workers(total)
         # both forked before any thread starts; a painter of its own only beside workers (a large run)
-        java = scorer.pipes() if scorer is not None else []  # forked workers must not hold them
         pool = stack.enter_context(Pool(workers, close_fds=java)) if workers > 1 else None
-        painter = stack.enter_context(Painter(process=pool is not None, close_fds=java)) if s.plots else None
         with progress_bar(total, "scoring stories") as advance:
             items = score_jobs(
                 jobs,
@@ -110,12 +112,8 @@ def evaluate(settings: EvaluateSettings) -> int:
             language_backend=s.language_backend,
             text_scorer=scorer,
             on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
-            # the plots that do not show the language metrics: at once in the painter's process,
-            # else here while METEOR scores
-            on_others=(lambda done: painter.consistency(done, plots))
-            if painter and painter.in_process
-            else None,
-            while_meteor=(lambda done: painter.consistency(done, plots)) if painter else None,
+            # the plots that do not show the language metrics, drawn in the painter's process meanwhile
+            on_others=(lambda done: painter.consistency(done, plots)) if painter else None,
         )
         report = Report(
             run=run.describe(),
