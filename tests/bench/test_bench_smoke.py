@@ -18,35 +18,6 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def test_stream_parse_bench(tmp_path):
-    out = tmp_path / "stream.json"
-    result = run_script(
-        "stream_parse.py", "--sizes", "200,400", "--repeats", "1", "--samples", "3", "--out", str(out)
-    )
-    assert "stream µs/chunk" in result.stdout
-    data = json.loads(out.read_text())
-    assert [row["target_tokens"] for row in data["rows"]] == [200, 400]
-    for row in data["rows"]:
-        assert row["chunks"] > 0 and row["stream_us_per_chunk"] > 0 and len(row["naive_samples"]) == 3
-    assert data["metadata"]["command"].startswith("python bench/stream_parse.py")
-
-
-def test_stream_parse_synthetic_output_is_well_structured():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import stream_parse
-    finally:
-        sys.path.remove(str(BENCH))
-    from storyreasoning.format import parse_output
-
-    text = stream_parse.make_output(1500, seed=3)
-    assert text == stream_parse.make_output(1500, seed=3)  # deterministic
-    telling = parse_output(text)
-    verdict = telling.validate(n_images=len(telling.cot.images))
-    assert verdict.well_structured, verdict.reasons
-    assert not telling.diagnostics
-
-
 def test_startup_bench(tmp_path):
     out = tmp_path / "startup.json"
     result = run_script("startup.py", "--repeats", "1", "--out", str(out))

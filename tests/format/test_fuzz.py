@@ -10,7 +10,7 @@ Three properties, over thousands of generated inputs:
   repeated 8 times is at most ~8 times that of the input, for adversarial shapes
   (unclosed tags, pipe storms, deep nesting, endless lookalike markers).
 
-Wall-clock scaling lives in ``bench/stream_parse.py``, not here.
+Wall-clock growth is timed in ``test_growth.py`` (as a ratio) and ``bench/parse.py``.
 """
 
 from __future__ import annotations
