@@ -32,7 +32,7 @@ def test_evaluate_bench(tmp_path):
     assert "Evaluating 12 stories" in result.stdout
     data = json.loads(out.read_text())
     stages = [row["stage"] for row in data["rows"]]
-    assert stages[0].startswith("read") and stages[-1] == "evaluate without Java"
+    assert stages[0].startswith("read") and stages[-1] == "evaluate without Java or plots"
     assert {
         "parse (references and outputs)",
         "grounding",

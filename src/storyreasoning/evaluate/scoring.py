@@ -124,15 +124,12 @@ def score_jobs(
     *,
     pool: Pool | None = None,
     progress: Callable[[int], None] | None = None,
-    while_waiting: Callable[[], None] | None = None,
     tokenize: bool = False,
 ) -> list[tuple[str, dict[str, object]]]:
     """``(story_id, parts)`` of every job, in order: in ``pool``'s workers when given, else here.
 
     Jobs are sent to the workers as they are read from ``jobs`` (an iterator that reads
-    a dataset overlaps the workers' parsing); ``while_waiting`` is called once they are
-    all sent, while the workers finish (to start work of this process's own);
-    ``tokenize``: see :func:`story_parts`.
+    a dataset overlaps the workers' parsing); ``tokenize``: see :func:`story_parts`.
     """
     families = tuple(families)
     out: list[tuple[str, dict[str, object]]] = []
@@ -151,8 +148,6 @@ def score_jobs(
             chunk = []
     if chunk:
         futures.append(pool.submit(chunk, families, protocol, tokenize))
-    if while_waiting:
-        while_waiting()
     try:
         for future in futures:
             done = future.result()
