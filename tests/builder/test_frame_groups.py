@@ -61,10 +61,11 @@ def test_a_built_story_records_its_group_and_each_frames_provenance(built):
         assert [sample.frame_group(k) for k in range(sample.frame_count)] == [
             sample.story_id
         ] * sample.frame_count
-        sources = [Path(m["source"]) for m in sample.frame_meta]
-        assert [p.parent.name for p in sources] == [sample.story_id] * sample.frame_count
-        assert [f.bytes() for f in sample.frames] == [p.read_bytes() for p in sources]
-        assert [sample.frame_source(k) for k in range(sample.frame_count)] == [str(p) for p in sources]
+        # named from the folder given to build (raw/story/01.jpg), never by a local path
+        sources = [m["source"] for m in sample.frame_meta]
+        assert all(s.startswith(f"raw/{sample.story_id}/") for s in sources)
+        assert [f.bytes() for f in sample.frames] == [(built.parent / s).read_bytes() for s in sources]
+        assert [sample.frame_source(k) for k in range(sample.frame_count)] == sources
 
 
 def test_key_frames_of_one_video_are_one_group(built_videos):
