@@ -103,6 +103,7 @@ def cases(frames: list[str]):
     yield [folder, "--json"]
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_quick_check_answers_as_typer_does(frames):
     for args in cases(frames):
         quick, full = run(["check", *args]), run(["check", *args], quick=False)

@@ -13,6 +13,7 @@ import pytest
 BENCH = Path(__file__).parents[2] / "bench"
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_build_bench(tmp_path):
     pytest.importorskip(
         "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"

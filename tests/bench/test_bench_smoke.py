@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).parents[2] / "bench"
 
 
@@ -26,6 +28,7 @@ def test_startup_bench(tmp_path):
     assert {row["case"] for row in rows} >= {"import storyreasoning", "storyreasoning --help"}
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_evaluate_bench(tmp_path):
     out = tmp_path / "evaluate.json"
     result = run_script("evaluate.py", "--stories", "12", "--no-java", "--repeats", "1", "--out", str(out))

@@ -350,6 +350,7 @@ def test_a_tiny_oneformer_is_asked_for_the_panoptic_task_and_declares_its_things
     assert regions and all(r.label in {"sky", "wall"} for r in regions)
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_a_build_with_a_segmenter_is_valid_and_records_it(segmenter, repeated, tmp_path):
     from storyreasoning.data import load_stories
 

@@ -289,6 +289,7 @@ def test_invalid_stories_are_refused_unless_kept(raw, tmp_path, perceiver):
     assert sample.meta["build"]["reasons"] == ["the story has 2 <gdi> segments for 3 images"]
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_the_chat_writer_holds_its_conversation_with_a_real_server(raw, tmp_path, perceiver, request):
     """``transformers serve`` on the tiny Qwen2.5-VL accepts every message the writer sends (system text,
     frames as data URLs, its own answers and the feedback); six random tokens never pass, so the story

@@ -195,6 +195,7 @@ def uninterrupted(raw, tmp_path_factory) -> dict:
     return folder_bytes(out)
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_a_killed_build_resumes_to_the_same_dataset_writing_no_story_twice(raw, tmp_path, uninterrupted, sig):
     out = tmp_path / "built"

@@ -126,6 +126,7 @@ def test_detected_people_keep_one_id_across_identical_frames(models, repeated):
     assert info["detector_class"] == "DetrForObjectDetection" and info["reid"] == "cosine >= 0.85"
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_a_model_build_is_a_valid_dataset_with_objects(models, repeated, tmp_path):
     from storyreasoning.data import load_stories
 
@@ -146,6 +147,7 @@ def test_a_model_build_is_a_valid_dataset_with_objects(models, repeated, tmp_pat
     assert '"perceiver": "models"' in build and str(models["cups"]) in build
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_perception_options_are_checked(models, tmp_path):
     lonely = run_cli(
         "build", str(EXAMPLES), "--out", str(tmp_path / "o"), "--embedder", str(models["embedder"])

@@ -116,6 +116,7 @@ def test_a_model_folder_file_and_hub_cache_each_have_a_revision(tmp_path, monkey
     assert model_revision("someone/not-cached") is None
 
 
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
 def test_a_build_from_the_hub_cache_records_the_commit_it_loaded(tmp_path):
     """The CLI loads a detector by hub id from a cache (offline); build.json and every story's meta.json
     name it with the commit transformers read it from."""
