@@ -296,10 +296,39 @@ class CoT:
     diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
 
     def image(self, number: int) -> ImageAnalysis | None:
-        for image in self.images:
-            if image.number == number:
-                return image
-        return None
+        """The first image numbered ``number``, or None: O(1) through an index built on first use.
+
+        The index (number -> position, kept in the instance dict, not a dataclass field,
+        so equality, ``repr`` and ``asdict`` ignore it) is rebuilt whenever ``images``
+        is another list or another length, or an entry it points to no longer holds
+        that number; a list changed in place at the same length is otherwise seen only
+        through a hit (an image replaced by one of a new number is found after
+        :meth:`reindex`).
+        """
+        images = self.images
+        index = self.__dict__.get("_index")
+        if index is None or index[0] is not images or index[1] != len(images):
+            index = self._build_index()
+        at = index[2].get(number)
+        if at is None:
+            return None
+        image = images[at]
+        if image.number != number:  # renumbered in place: look again
+            at = self._build_index()[2].get(number)
+            return None if at is None else images[at]
+        return image
+
+    def reindex(self) -> None:
+        """Rebuild the index :meth:`image` uses (after changing ``images`` in place)."""
+        self._build_index()
+
+    def _build_index(self) -> tuple[list[ImageAnalysis], int, dict[int, int]]:
+        images = self.images
+        positions: dict[int, int] = {}
+        for at, image in enumerate(images):
+            positions.setdefault(image.number, at)
+        index = self.__dict__["_index"] = (images, len(images), positions)
+        return index
 
     def entity_ids(self) -> set[str]:
         return {eid for image in self.images for eid in image.entity_ids()}
