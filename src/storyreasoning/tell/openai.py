@@ -644,11 +644,14 @@ class OpenAITeller(Teller):
     ) -> Iterator[str]:
         yield from self._stream_body(self.request_body(images, prompt, sampling))
 
-    def complete(self, messages: list[dict], *, sampling: Sampling = Sampling()) -> str:
+    def complete(
+        self, messages: list[dict], *, sampling: Sampling = Sampling(), extra: dict | None = None
+    ) -> str:
         """The answer to any chat (OpenAI-style ``messages``, images as data URLs), with the same
         streaming, retries, timeouts and errors as :meth:`stream`; for tools that hold a
-        conversation (the dataset builder's writers)."""
-        return "".join(self._stream_body(self._chat_body(messages, sampling)))
+        conversation (the dataset builder's writers, the judge). ``extra``: more request fields
+        (``response_format``, …), sent as they are."""
+        return "".join(self._stream_body({**self._chat_body(messages, sampling), **(extra or {})}))
 
     def _chat_body(self, messages: list[dict], sampling: Sampling) -> dict:
         body: dict = {
