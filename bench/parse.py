@@ -17,7 +17,8 @@ shared machine a busy minute then falls on all cases alike):
   floor of that ratio (a ``feed`` that only appends its chunk to a list, called the same
   way), and what re-parsing the whole text at every chunk would cost (the original web
   page's way), estimated from ``--samples`` evenly spaced prefixes (midpoint rule);
-* **hostile**: shapes of malformed input that made the parser quadratic (or could),
+* **hostile**: the shapes of malformed input that made the parser quadratic (or could),
+  from :mod:`storyreasoning.testing.hostile` (the ones ``tests/format/test_growth.py`` times),
   at 256 KB and 1 MB: seconds per MB and the growth from one size to the other (4x the
   input: about 4 when linear, 16 when quadratic).
 
@@ -56,6 +57,7 @@ from storyreasoning.format import (
     render_output,
 )
 from storyreasoning.format.box import Box
+from storyreasoning.testing.hostile import HOSTILE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "outputs" / "lighthouse.txt"
@@ -276,67 +278,6 @@ def make_output(tokens: int | None = None, seed: int = 0, *, images: int | None 
             return longer
         text = longer
 
-
-# -- hostile inputs ---------------------------------------------------------------------------------
-
-
-def _repeat(head: str, unit: str, size: int, tail: str = "") -> str:
-    return head + unit * max(1, (size - len(head) - len(tail)) // len(unit)) + tail
-
-
-def _halves(head: str, first: str, second: str, size: int) -> str:
-    """``first`` repeated over half the size, then ``second`` over the other half."""
-    half = max(1, (size - len(head)) // 2)
-    return head + first * max(1, half // len(first)) + second * max(1, half // len(second))
-
-
-_HEADER = "| Character ID | Name | Description | Emotions | Actions | Narrative Function | Bounding Box |\n"
-_CHAR_TABLE = "<think>\n## Image 1\n\n### Characters\n" + _HEADER + "|---|---|---|---|---|---|---|\n"
-
-# name -> (text of about ``size`` characters, chunk size to stream it in or None for a batch parse)
-HOSTILE: dict[str, Callable[[int], tuple[str, int | None]]] = {
-    "nested spans closed by mismatched closers": lambda n: (
-        _halves("</think>\n<gdi image1>", "<gdo char1>x", "</gda>", n),
-        None,
-    ),
-    "<gda><gdo> openers, one kind of closer": lambda n: (
-        _halves("</think>\n<gdi image1>", "<gda char1><gdo char1>", "</gda>", n),
-        None,
-    ),
-    "whitespace before the first <gdi>, 7-character chunks": lambda n: (
-        _repeat("</think>", " ", n, "<gdi image1>x</gdi>"),
-        7,
-    ),
-    "image headings": lambda n: (
-        "<think>\n" + "".join(f"## Image {i}\n" for i in range(1, max(2, n // 14))),
-        None,
-    ),
-    "unclosed spans": lambda n: (_repeat("</think>\n<gdi image1>", "<gdo char1>x", n), None),
-    "overlapping spans": lambda n: (
-        _repeat("</think>\n<gdi image1>", "<gdo char1>a<gda char1>b</gdo>c</gda>", n),
-        None,
-    ),
-    "tag fragments": lambda n: (_repeat("</think>\n<gdi image1>", "<gdo <gda </gdl char1 ", n), None),
-    "segments": lambda n: (
-        "</think>\n" + "".join(f"<gdi image{i}>x</gdi>\n" for i in range(1, max(2, n // 22))),
-        None,
-    ),
-    "table rows, one image": lambda n: (
-        _CHAR_TABLE
-        + "".join(f"| char{i} | A | b | c | d | e | 1,2,30,40 |\n" for i in range(1, max(2, n // 44))),
-        None,
-    ),
-    "header rows, each different": lambda n: (
-        "<think>\n## Image 1\n"
-        + "".join(
-            f"| Character ID | Name | Description | Emotions | Actions | Column {i} |\n"
-            for i in range(1, max(2, n // 75))
-        ),
-        None,
-    ),
-    "one line of pipes": lambda n: (_repeat("<think>\n## Image 1\n### Characters\n", "|", n, "\n"), None),
-    "<think> inside the CoT": lambda n: (_repeat("<think>\n## Image 1\n", "<think> ", n), None),
-}
 
 # -- measurement --------------------------------------------------------------------------------
 
