@@ -222,6 +222,12 @@ def test_krippendorff_missing_values_and_edge_cases():
     # NaN is missing too, and a unit with one value is left out
     with_nan = [[v if v is not None else float("nan") for v in unit] for unit in UNITS]
     assert krippendorff_alpha(with_nan) == pytest.approx(krippendorff_alpha(UNITS))
+    # a units x raters array, and ragged units (unit 12 cut short, unit 1 without coder C's gap)
+    assert krippendorff_alpha(np.array(with_nan)) == pytest.approx(krippendorff_alpha(UNITS))
+    ragged = [[1, 1, 1], *UNITS[1:11], [None, 3]]
+    assert krippendorff_alpha(ragged) == pytest.approx(krippendorff_alpha(UNITS))
+    with pytest.raises(UsageError, match="unit 1 holds a value that is not a number"):
+        krippendorff_alpha([[1, 2], [3, "high"]])
     assert krippendorff_alpha([[1, 1], [2, 2], [3, 3]], level="ordinal") == pytest.approx(1.0)
     assert math.isnan(krippendorff_alpha([[4, 4], [4, 4, None]]))
     with pytest.raises(UsageError, match="two or more values"):

@@ -235,6 +235,31 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _units_matrix(units: Sequence[Sequence[float | None]]) -> np.ndarray:
+    """Units as a float matrix (units x raters), NaN where a value is missing; ragged units padded."""
+    try:
+        matrix = np.asarray(units, dtype=float)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.ndim != 2:
+        rows = []
+        for position, unit in enumerate(units):
+            try:
+                rows.append([math.nan if _missing(v) else float(v) for v in unit])  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"unit {position} holds a value that is not a number; give numbers or None"
+                ) from None
+        width = max((len(r) for r in rows), default=0)
+        matrix = np.full((len(rows), width), math.nan)
+        for position, row in enumerate(rows):
+            matrix[position, : len(row)] = row
+    if np.any(np.isinf(matrix)):
+        position = int(np.nonzero(np.isinf(matrix))[0][0])
+        raise UsageError(f"unit {position} holds an infinite value; give finite numbers or None")
+    return matrix
+
+
 def krippendorff_alpha(
     units: Sequence[Sequence[float | None]],
     *,
@@ -243,7 +268,8 @@ def krippendorff_alpha(
     """Krippendorff's alpha: ``1 - D_o / D_e`` over the pairable values of ``units``.
 
     ``units``: one sequence per unit (item) of the values its raters gave, ``None`` (or
-    NaN) where a rater gave none; units may have different lengths. A unit with fewer
+    NaN) where a rater gave none; units may have different lengths (or a units x raters
+    array, NaN where missing). A unit with fewer
     than two values is not pairable and is left out. Following Krippendorff (2011,
     "Computing Krippendorff's alpha-reliability"): the coincidence matrix
     ``o[c,k] = Σ_u (pairs c-k in unit u)/(m_u - 1)``, margins ``n_c``, total ``n``;
@@ -254,28 +280,22 @@ def krippendorff_alpha(
     """
     if level not in ("nominal", "ordinal", "interval"):
         raise UsageError(f"unknown level {level!r}; use 'nominal', 'ordinal' or 'interval'")
-    pairable: list[list[float]] = []
-    for position, unit in enumerate(units):
-        present = [v for v in unit if not _missing(v)]
-        try:
-            numbers = [float(v) for v in present]  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"unit {position} holds a value that is not a number; give numbers or None"
-            ) from None
-        if any(math.isinf(v) for v in numbers):
-            raise UsageError(f"unit {position} holds an infinite value; give finite numbers or None")
-        if len(numbers) >= 2:
-            pairable.append(numbers)
-    if not pairable:
+    matrix = _units_matrix(units)
+    present = np.isfinite(matrix)
+    matrix = matrix[present.sum(axis=1) >= 2]
+    present = np.isfinite(matrix)
+    if len(matrix) == 0:
         raise UsageError("no unit has two or more values to compare; give units rated by at least two raters")
-    scale = np.unique(np.concatenate([np.asarray(u) for u in pairable]))
+    scale = np.unique(matrix[present])
     k = len(scale)
-    coincidence = np.zeros((k, k))
-    for unit in pairable:
-        counts = np.bincount(np.searchsorted(scale, unit), minlength=k).astype(float)
-        # every ordered pair of values from different raters: counts[c]·counts[k], less the value with itself
-        coincidence += (np.outer(counts, counts) - np.diag(counts)) / (len(unit) - 1)
+    rows, _ = np.nonzero(present)
+    counts = np.zeros((len(matrix), k))  # counts[u, c]: raters who gave unit u the value c
+    np.add.at(counts, (rows, np.searchsorted(scale, matrix[present])), 1.0)
+    weight = 1.0 / (present.sum(axis=1) - 1)
+    # every ordered pair of values from different raters of a unit, over m_u - 1:
+    # Σ_u (counts_u ⊗ counts_u - diag(counts_u)) / (m_u - 1)
+    weighted = counts * weight[:, None]
+    coincidence = weighted.T @ counts - np.diag(weighted.sum(axis=0))
     margins = coincidence.sum(axis=1)
     total = margins.sum()
     if level == "nominal":
@@ -297,17 +317,9 @@ def krippendorff_alpha(
 def ranks(values: Sequence[float]) -> np.ndarray:
     """Ranks 1..n of ``values``, ties given the average of the ranks they span."""
     x = _values(values)
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    out = np.empty(len(x))
-    start = 0
-    while start < len(x):
-        stop = start
-        while stop + 1 < len(x) and sorted_x[stop + 1] == sorted_x[start]:
-            stop += 1
-        out[order[start : stop + 1]] = (start + stop) / 2 + 1
-        start = stop + 1
-    return out
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # ranks before each distinct value
+    return (first + (counts + 1) / 2)[inverse]
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
