@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..settings import command
-from .settings import EvaluateSettings
+from .settings import AgreeSettings, EvaluateSettings
 
 
 class _DefaultRun(TyperGroup):
@@ -56,6 +56,13 @@ def compare(
     from .commands import compare as run
 
     raise typer.Exit(run(runs, out=out, metrics=metrics))
+
+
+command(
+    app, AgreeSettings, "storyreasoning.evaluate.agree:agree", name="agree",
+    help="How far two judges agree, or a judge and people's labels (CSV or JSONL): per metric Cohen's "
+    "quadratic kappa, Krippendorff's alpha and Spearman, with bootstrap intervals.",
+)  # fmt: skip
 
 
 def register(root) -> None:

@@ -54,4 +54,24 @@ class EvaluateSettings:
         return parse_families(self.metrics)
 
 
-__all__ = ["EvaluateSettings"]
+@dataclass(frozen=True, kw_only=True)
+class AgreeSettings:
+    """How far two judges agree, or a judge and people's labels."""
+
+    a: Path = argument(
+        help="A judge's result (its folder, judgements.jsonl, or a run holding judge/) or a CSV/JSONL labels file.",
+        metavar="A",
+    )
+    b: Path = argument(help="The other side: a judge's result or a labels file, as A.", metavar="B")
+    metrics: str = option(
+        "creativity,coherence,grounding_quality,hallucinations",
+        help="Metrics to compare, comma-separated (hallucinations: the number per story).",
+    )
+    confidence: float = option(0.95, min=0.5, max=0.999, help="Level of the bootstrap intervals.")
+    resamples: int = option(1000, min=0, help="Bootstrap resamples over the stories (0: no intervals).")
+    seed: int = option(0, help="Seed of the bootstrap.")
+    out: Path | None = option(None, "--out", "-o", help="Also write the result as JSON to this file.")
+    as_json: bool = option(False, "--json", help="Print the result as JSON instead of a table.")
+
+
+__all__ = ["AgreeSettings", "EvaluateSettings"]
