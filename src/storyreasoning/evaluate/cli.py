@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from typer.core import TyperGroup
 
 from ..settings import command
-from .settings import AgreeSettings, EvaluateSettings
+from .settings import AgreeSettings, CompareSettings, EvaluateSettings
 
 
 class _DefaultRun(TyperGroup):
@@ -37,25 +35,11 @@ command(
 )  # fmt: skip
 
 
-@app.command("compare")
-def compare(
-    runs: list[Path] = typer.Argument(
-        ..., help="Evaluated runs (run folders holding eval/, or report folders).", show_default=False
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Write compare.md, compare.json and compare.png here.", show_default=False
-    ),
-    metrics: str | None = typer.Option(
-        None,
-        "--metrics",
-        help="Only these metrics or families, comma-separated (grounding, language.bleu_4, …).",
-        show_default=False,
-    ),
-) -> None:
-    """Evaluated runs side by side: one table (and a plot with --out)."""
-    from .commands import compare as run
-
-    raise typer.Exit(run(runs, out=out, metrics=metrics))
+command(
+    app, CompareSettings, "storyreasoning.evaluate.commands:compare", name="compare",
+    help="Evaluated runs side by side: the headline first (every metric with --all), after checking that "
+    "they were scored the same way; compare.md, compare.json and compare.png with --out.",
+)  # fmt: skip
 
 
 command(

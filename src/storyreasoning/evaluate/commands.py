@@ -10,10 +10,23 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .plots import Painter
-from .report import Report, load_report, write_report
+from .report import (
+    CONVENTIONS,
+    HEADLINE,
+    METRICS_FILE,
+    Report,
+    conventions,
+    headline_cell,
+    headline_rows,
+    load_judge,
+    load_report,
+    mismatch_line,
+    mismatches,
+    write_report,
+)
 from .runs import RunOutputs, load_outputs
 from .scoring import Pool, StoryJob, default_workers, score_jobs, summarize
-from .settings import EvaluateSettings
+from .settings import CompareSettings, EvaluateSettings
 
 
 def build_jobs(
@@ -59,6 +72,7 @@ def evaluate(settings: EvaluateSettings) -> int:
     dataset, split, limit, protocol = s.dataset, s.split, s.limit, s.protocol
     families = s.families()
     err = Console(stderr=True, highlight=False)
+    judge = load_judge(s.run) if s.run.is_dir() else None  # evaluate judge's scores join the headline
     with ExitStack() as stack:
         scorer = None
         if "language" in families:  # a missing scorer or Java is said before any reading; Java starts loading
@@ -126,6 +140,7 @@ def evaluate(settings: EvaluateSettings) -> int:
             protocol=protocol,
             results=results,
             story_ids=[story_id for story_id, _ in items],
+            judge=judge,
         )
         written = write_report(report, out, plots=s.plots, painter=painter)
         write_record(s, out / "settings.json")
@@ -133,17 +148,77 @@ def evaluate(settings: EvaluateSettings) -> int:
             sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
             return 0
         console = Console(highlight=False)
-        for name, scores in results.items():
-            table = Table(title=name.capitalize(), title_justify="left", show_edge=False)
-            table.add_column("metric")
-            table.add_column("value", justify="right")
-            for key, value in scores.overall.items():
-                if _TERSE.match(key):  # per-pronoun rates: in metrics.md and the plot, not the terminal
-                    continue
-                table.add_row(key, _cell(value))
-            console.print(table)
+        rows = report.headline()
+        console.print(_headline_table(rows, [report.run.get("label") or "value"], [rows]))
+        for row in rows:
+            if row.get("note"):
+                console.print(f"[dim]{row['label']}: {row['note']}[/dim]")
+        if s.show_all:
+            for name, scores in results.items():
+                table = Table(title=name.capitalize(), title_justify="left", show_edge=False)
+                table.add_column("metric")
+                table.add_column("value", justify="right")
+                for key, value in scores.overall.items():
+                    if _TERSE.match(key):  # per-pronoun rates: in metrics.md and the plot, not the terminal
+                        continue
+                    table.add_row(key, _cell(value))
+                console.print(table)
+        else:
+            count = sum(len(scores.overall) for scores in results.values())
+            console.print(f"[dim]{count} metrics in all: --all prints them; metrics.md has every one[/dim]")
+        if s.plots:
+            from .plots import empty_plots
+
+            for note in empty_plots(results):
+                console.print(f"[yellow]{note}[/yellow]")
         console.print(f"wrote {', '.join(str(p) for p in written[:3])} and {len(written) - 3} plots")
         return 0
+
+
+def _headline_table(rows: list[dict], labels: list[str], each: list[list[dict]], marked=frozenset()):
+    """The headline as a rich table: one column per evaluation, the reference's values beside them."""
+    from rich.table import Table
+
+    keys, label_of, reference = _headline_keys(each)
+    table = Table(title="Headline", title_justify="left", show_edge=False)
+    table.add_column("metric")
+    for label in labels:
+        table.add_column(label, justify="right")
+    if any(v is not None for v in reference.values()):
+        table.add_column("reference", justify="right", style="dim")
+    for key in keys:
+        cells = [_headline_value(rows_of, key) for rows_of in each]
+        name = _marked(label_of[key], key, marked)
+        extra = [reference[key]] if any(v is not None for v in reference.values()) else []
+        table.add_row(name, *cells, *[v or "–" for v in extra])
+    return table
+
+
+def _marked(label: str, key: str, marked: frozenset[str]) -> str:
+    """``label ≠`` when ``key``'s family is one the runs were scored differently for."""
+    return f"{label} ≠" if key.split(".", 1)[0] in marked else label
+
+
+def _headline_keys(each: list[list[dict]]) -> tuple[list[str], dict[str, str], dict[str, str | None]]:
+    """The headline keys any evaluation has, in HEADLINE's order; their labels; the reference's value
+    of each (the same in every evaluation, else "differs")."""
+    present = {row["key"]: row for rows in each for row in rows}
+    keys = [m.key for m in HEADLINE if m.key in present]
+    reference: dict[str, str | None] = {}
+    for key in keys:
+        values = {
+            headline_cell(row, "reference")
+            for rows in each
+            for row in rows
+            if row["key"] == key and row["reference"] is not None
+        }
+        reference[key] = values.pop() if len(values) == 1 else ("differs" if values else None)
+    return keys, {key: present[key]["label"] for key in keys}, reference
+
+
+def _headline_value(rows: list[dict], key: str) -> str:
+    row = next((r for r in rows if r["key"] == key), None)
+    return "–" if row is None else headline_cell(row)
 
 
 _TERSE = re.compile(r"pronoun_grounding_(char|any)_[a-z]+$")
@@ -157,17 +232,60 @@ def _cell(value) -> str:
     return str(value)
 
 
-def compare(paths: list[Path], *, out: Path | None, metrics: str | None = None) -> int:
-    """Evaluated runs side by side: one markdown table (printed and written) and a bar plot."""
+def _judge_of(path: Path, report: dict) -> dict | None:
+    """The judge summary of an evaluated run: beside the folder given, else in the run the report names."""
+    path = Path(path)
+    folders = [path] if path.is_dir() else []
+    if path.is_file() or (path / METRICS_FILE).is_file():  # a report file or folder: its run is above it
+        folders.append((path.parent if path.is_file() else path).parent)
+    recorded = (report.get("run") or {}).get("path")
+    if recorded:
+        folders.append(Path(recorded))
+    for folder in folders:
+        judge = load_judge(folder)
+        if judge is not None:
+            return judge
+    return None
+
+
+def _labels(reports: list[dict], paths: list[Path]) -> list[str]:
+    """What each evaluated run is called: its run's label; the folders given when two share one."""
+    labels = [(r.get("run") or {}).get("label") or Path(p).name for r, p in zip(reports, paths, strict=True)]
+    if len(set(labels)) == len(labels):
+        return labels
+    given = [Path(p).parent.name if Path(p).name in ("eval", METRICS_FILE) else Path(p).name for p in paths]
+    if len(set(given)) == len(given):
+        return given
+    return [f"{label} #{i}" for i, label in enumerate(labels, 1)]
+
+
+def compare(settings: CompareSettings) -> int:
+    """Evaluated runs side by side, once they are known to be scored the same way: the headline
+    first, every metric with ``--all`` (or those of ``--metrics``); with ``--out``, compare.md,
+    compare.json and a bar plot."""
     from rich.console import Console
     from rich.table import Table
 
+    paths = list(settings.runs)
     if len(paths) < 2:
         raise UsageError("give at least two evaluated runs to compare")
     reports = [load_report(path) for path in paths]
-    labels = [r.get("run", {}).get("label") or Path(p).name for r, p in zip(reports, paths, strict=False)]
-    protocols = {r.get("protocol") for r in reports}
-    datasets = {(r.get("dataset", {}).get("source"), r.get("dataset", {}).get("split")) for r in reports}
+    judges = [_judge_of(path, report) for path, report in zip(paths, reports, strict=True)]
+    labels = _labels(reports, paths)
+    each = [conventions(report, judge) for report, judge in zip(reports, judges, strict=True)]
+    found = mismatches(labels, each)
+    err = Console(stderr=True, highlight=False)
+    if found and not settings.allow_mismatch:
+        raise UsageError(
+            f"these runs were not scored the same way ({mismatch_line(found)}); their numbers are not "
+            "comparable: evaluate them alike, or pass --allow-mismatch to compare them with the rows this "
+            "affects marked"
+        )
+    marked = frozenset(family for name in found for family in CONVENTIONS[name])
+    if found:
+        err.print(
+            f"[bold red]NOT SCORED THE SAME WAY: {mismatch_line(found)}; rows marked ≠ are not comparable[/]"
+        )
     keys: list[str] = []
     flat = []
     for r in reports:
@@ -179,47 +297,90 @@ def compare(paths: list[Path], *, out: Path | None, metrics: str | None = None) 
                 if name not in keys:
                     keys.append(name)
         flat.append(values)
-    if metrics:
-        wanted = [m.strip() for m in metrics.split(",") if m.strip()]
+    if settings.metrics:
+        wanted = [m.strip() for m in settings.metrics.split(",") if m.strip()]
         keys = [k for k in keys if any(k == w or k.startswith(w + ".") for w in wanted)]
         if not keys:
-            raise UsageError(f"no metric matches --metrics {metrics!r}; names look like grounding.f1_micro")
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
-    if len(protocols) > 1:
-        err.print(
-            f"[yellow]these runs were evaluated with different protocols ({', '.join(map(str, protocols))})[/yellow]"
-        )
-    if len(datasets) > 1:
-        err.print("[yellow]these runs were evaluated on different datasets or splits[/yellow]")
-    table = Table(show_edge=False)
-    table.add_column("metric")
-    for label in labels:
-        table.add_column(label, justify="right")
-    for key in keys:
-        table.add_row(key, *(_cell(values.get(key)) for values in flat))
-    console.print(table)
-    md = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-    md += [f"| {key} | " + " | ".join(_cell(values.get(key)) for values in flat) + " |" for key in keys]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-        (out / "compare.json").write_text(
-            json.dumps(
-                {
-                    "runs": labels,
-                    "paths": [str(p) for p in paths],
-                    "metrics": {k: [v.get(k) for v in flat] for k in keys},
-                },
-                indent=2,
+            raise UsageError(
+                f"no metric matches --metrics {settings.metrics!r}; names look like grounding.f1_micro"
             )
-            + "\n",
-            encoding="utf-8",
-        )
-        from .plots import compare_plot
+    heads = [headline_rows(report, judge) for report, judge in zip(reports, judges, strict=True)]
+    console = Console(highlight=False)
+    console.print(_headline_table([], labels, heads, marked))
 
-        plot = compare_plot(labels, keys, flat, out / "compare.png")
-        console.print(
-            f"wrote {out / 'compare.md'}, {out / 'compare.json'}" + (f" and {plot}" if plot else "")
+    def mark(key: str) -> str:
+        return _marked(key, key, marked)
+
+    if settings.show_all or settings.metrics:
+        table = Table(
+            title="All metrics" if not settings.metrics else "Metrics", title_justify="left", show_edge=False
         )
+        table.add_column("metric")
+        for label in labels:
+            table.add_column(label, justify="right")
+        for key in keys:
+            table.add_row(mark(key), *(_cell(values.get(key)) for values in flat))
+        console.print(table)
+    else:
+        console.print(f"[dim]{len(keys)} metrics in all: --all prints them[/dim]")
+    if found:
+        console.print(f"[bold red]≠ not comparable: {mismatch_line(found)}[/]")
+    if settings.out is None:
+        return 0
+    out = settings.out
+    head_keys, head_labels, reference = _headline_keys(heads)
+    with_reference = any(v is not None for v in reference.values())
+    md = ["# Runs compared", "", "| metric | " + " | ".join(labels) + " |" + (" reference |" if with_reference else ""),
+          "|---|" + "---|" * (len(labels) + with_reference)]  # fmt: skip
+    for key in head_keys:
+        cells = [_headline_value(rows, key) for rows in heads] + (
+            [reference[key] or "–"] if with_reference else []
+        )
+        md.append(f"| {_marked(head_labels[key], key, marked)} | " + " | ".join(cells) + " |")
+    if found:
+        md += ["", f"**Not scored the same way** (rows marked ≠ are not comparable): {mismatch_line(found)}"]
+    md += [
+        "",
+        "## All metrics",
+        "",
+        "| metric | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    md += [f"| {mark(key)} | " + " | ".join(_cell(values.get(key)) for values in flat) + " |" for key in keys]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    (out / "compare.json").write_text(
+        json.dumps(
+            {
+                "runs": labels,
+                "paths": [str(p) for p in paths],
+                "headline": {
+                    key: {
+                        "label": head_labels[key],
+                        "values": [
+                            next((r for r in rows if r["key"] == key), {}).get("value") for rows in heads
+                        ],
+                        "low": [next((r for r in rows if r["key"] == key), {}).get("low") for rows in heads],
+                        "high": [
+                            next((r for r in rows if r["key"] == key), {}).get("high") for rows in heads
+                        ],
+                    }
+                    for key in head_keys
+                },
+                "conventions": dict(zip(labels, each, strict=True)),
+                "mismatches": found,
+                "metrics": {k: [v.get(k) for v in flat] for k in keys},
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    from .plots import compare_plot
+
+    plot = compare_plot(labels, keys, flat, out / "compare.png")
+    if plot is None:
+        console.print("[yellow]no data for compare.png: no metric compared is a rate any run has[/yellow]")
+    console.print(f"wrote {out / 'compare.md'}, {out / 'compare.json'}" + (f" and {plot}" if plot else ""))
     return 0

@@ -107,8 +107,9 @@ class Painter:
         self.close()
 
 
-# The headline rates of each family (every number is in metrics.json and metrics.md).
-HEADLINE = {
+# The rates metrics.png draws, per family (every number is in metrics.json and metrics.md; the
+# headline a report leads with is report.HEADLINE).
+RATES = {
     "grounding": (
         "precision_micro",
         "recall_micro",
@@ -134,13 +135,59 @@ HEADLINE = {
 }
 
 
-def headline(family: str, overall: dict) -> dict[str, float]:
-    """The family's headline rates that have a value."""
+def rates(family: str, overall: dict) -> dict[str, float]:
+    """The family's rates (of :data:`RATES`) that have a value."""
     return {
         key: float(overall[key])
-        for key in HEADLINE.get(family, ())
+        for key in RATES.get(family, ())
         if isinstance(overall.get(key), (int, float)) and not isinstance(overall.get(key), bool)
     }
+
+
+def metric_bars(results: dict) -> dict[str, float]:
+    """metrics.png's bars: ``family.key -> rate`` over the families of ``results`` (name -> Scores)."""
+    return {
+        f"{family}.{key}": value
+        for family, scores in results.items()
+        for key, value in rates(family, scores.overall).items()
+    }
+
+
+def persistence_curves(extra: dict) -> dict[str, tuple[dict, dict]]:
+    """persistence.png's curves: kind -> (the candidates' curve, the references'), kinds with a point only."""
+    persistence = (extra.get("persistence") or {}).get("cot") or {}
+    reference = ((extra.get("reference") or {}).get("persistence") or {}).get("cot") or {}
+    out = {}
+    for kind in ("characters", "objects"):
+        curve, ref = persistence.get(kind) or {}, reference.get(kind) or {}
+        if curve.get("n") or ref.get("n"):
+            out[kind] = (curve, ref)
+    return out
+
+
+def pronoun_rates(extra: dict) -> dict[str, dict]:
+    """pronouns.png's groups: the pronouns with a grounding rate (found at least once)."""
+    pronouns = extra.get("pronouns") or {}
+    return {
+        word: rates
+        for word, rates in pronouns.items()
+        if isinstance(rates, dict) and any(rates.get(f"rate_{rule}") is not None for rule in ("char", "any"))
+    }
+
+
+def empty_plots(results: dict) -> list[str]:
+    """What a report says instead of drawing an empty figure: one "no data for …" line per plot
+    of ``results`` (family name -> Scores) that has nothing to draw (and is therefore not written)."""
+    notes = []
+    if not metric_bars(results):
+        notes.append("no data for metrics.png: no family has a rate to draw")
+    consistency = results.get("consistency")
+    if consistency is not None:
+        if not persistence_curves(consistency.extra):
+            notes.append("no data for persistence.png: no CoT names a character or an object")
+        if not pronoun_rates(consistency.extra):
+            notes.append("no data for pronouns.png: no story uses a pronoun the metric counts")
+    return notes
 
 
 def _save(fig, path: Path) -> Path:
@@ -166,12 +213,8 @@ def report_plots(report, folder: Path) -> list[Path]:
 
 
 def metrics_plot(report, folder: Path) -> list[Path]:
-    """metrics.png: the headline rates of every family (none when no family has one)."""
-    bars = {
-        f"{family}.{key}": value
-        for family, scores in report.results.items()
-        for key, value in headline(family, scores.overall).items()
-    }
+    """metrics.png: the rates of every family (none when no family has one: see :func:`empty_plots`)."""
+    bars = metric_bars(report.results)
     if not bars:
         return []
     fig, ax = _figure(_figure_class(), (8, max(2.5, 0.28 * len(bars))))
@@ -185,19 +228,21 @@ def metrics_plot(report, folder: Path) -> list[Path]:
 
 
 def consistency_plots(consistency, folder: Path) -> list[Path]:
-    """persistence.png and pronouns.png from the consistency family's scores (what they have data for)."""
-    Figure = _figure_class()
+    """persistence.png and pronouns.png from the consistency family's scores, each only when it has
+    data (:func:`empty_plots` says which do not)."""
     written: list[Path] = []
     extra = consistency.extra
-    persistence = (extra.get("persistence") or {}).get("cot") or {}
-    reference = ((extra.get("reference") or {}).get("persistence") or {}).get("cot") or {}
-    if persistence:
+    curves = persistence_curves(extra)
+    pronouns = pronoun_rates(extra)
+    if not curves and not pronouns:
+        return written
+    Figure = _figure_class()
+    if curves:
         fig, ax = _figure(Figure, (6, 3.5))
         for kind, colour in (("characters", "#4361ee"), ("objects", "#f72585")):
-            curve = persistence.get(kind) or {}
+            curve, ref = curves.get(kind) or ({}, {})
             if curve.get("n"):
                 ax.plot(curve["n"], curve["macro"], marker="o", label=kind, color=colour)
-            ref = reference.get(kind) or {}
             if ref.get("n"):
                 ax.plot(
                     ref["n"],
@@ -216,7 +261,6 @@ def consistency_plots(consistency, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         ax.set_title("Persistence (CoT)")
         written.append(_save(fig, folder / "persistence.png"))
-    pronouns = extra.get("pronouns") or {}
     if pronouns:
         words = list(pronouns)
         fig, ax = _figure(Figure, (7, 3.5))
@@ -241,10 +285,10 @@ def consistency_plots(consistency, folder: Path) -> list[Path]:
 
 
 def compare_plot(labels: list[str], keys: list[str], values: list[dict], path: Path) -> Path | None:
-    """Grouped horizontal bars: one group per rate metric, one bar per run."""
-    Figure = _figure_class()
+    """Grouped horizontal bars: one group per rate metric, one bar per run; None (nothing written)
+    when no metric is a rate any run has."""
     # the headline rates when no --metrics narrowed the keys; else every rate among them
-    headline_keys = [f"{family}.{key}" for family, names in HEADLINE.items() for key in names]
+    headline_keys = [f"{family}.{key}" for family, names in RATES.items() for key in names]
     chosen = [k for k in headline_keys if k in keys] if len(keys) > 40 else keys
     rates = [
         k
@@ -256,7 +300,7 @@ def compare_plot(labels: list[str], keys: list[str], values: list[dict], path: P
     ][:30]
     if not rates:
         return None
-    fig, ax = _figure(Figure, (8, max(3, 0.35 * len(rates) * max(1, len(labels) / 2))))
+    fig, ax = _figure(_figure_class(), (8, max(3, 0.35 * len(rates) * max(1, len(labels) / 2))))
     height = 0.8 / len(labels)
     palette = ["#4361ee", "#f72585", "#4cc9f0", "#7209b7", "#3a0ca3", "#fb8500"]
     for i, label in enumerate(labels):

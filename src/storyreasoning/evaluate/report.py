@@ -27,6 +27,203 @@ from .pairs import Scores, StoryPair
 
 FAMILIES = ("grounding", "identity", "consistency", "language")
 METRICS_FILE = "metrics.json"
+JUDGE_SUMMARY = Path("judge") / "summary.json"  # in a run folder, written by ``evaluate judge``
+
+
+# -- the headline ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadlineMetric:
+    """One number a report leads with.
+
+    ``key``: ``family.name``, an overall number of ``metrics.json`` (its ``metrics.family.overall.name``),
+    or ``judge.name``, a score of the run's ``judge/summary.json`` (``scores.name``: mean and
+    interval); ``story``: its ``per_story.csv`` column where a story has one (the studio's
+    per-story headline); ``kind``: how it reads: ``rate`` (0 to 1), ``percent`` (a rate shown
+    as a percentage), ``count`` (a mean count), ``judge`` (a mean with its interval).
+    """
+
+    key: str
+    label: str
+    story: str | None = None
+    kind: str = "rate"
+
+    @property
+    def family(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+
+#: The one headline: ``evaluate`` and ``evaluate compare`` print it first, metrics.md and
+#: compare.md lead with it, the studio's run page shows it (served by ``/api/runs``).
+HEADLINE: tuple[HeadlineMetric, ...] = (
+    HeadlineMetric("consistency.well_structured_rate", "well-structured", "consistency.well_structured", "percent"),
+    HeadlineMetric("grounding.f1_micro", "grounding F1", "grounding.f1"),
+    HeadlineMetric("grounding.map", "grounding mAP"),
+    HeadlineMetric("identity.idf1_micro", "identity F1", "identity.idf1"),
+    HeadlineMetric("consistency.pronoun_grounding_char", "pronoun grounding"),
+    HeadlineMetric("consistency.hallucinations_per_story", "hallucinations / story (structural)", kind="count"),
+    HeadlineMetric("language.meteor", "METEOR", "language.meteor"),
+    HeadlineMetric("judge.creativity", "creativity (judge, 1-5)", kind="judge"),
+    HeadlineMetric("judge.coherence", "coherence (judge, 1-5)", kind="judge"),
+    HeadlineMetric("judge.grounding_quality", "grounding quality (judge, 1-5)", kind="judge"),
+    HeadlineMetric("judge.hallucinations", "hallucinations / story (judge)", kind="judge"),
+)  # fmt: skip
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def headline_rows(report: dict, judge: dict | None = None) -> list[dict]:
+    """The headline of one evaluation (``report``: a metrics.json as a dict; ``judge``: the run's
+    judge summary, else the one recorded in the report): one row per :data:`HEADLINE` metric
+    whose family was evaluated, ``{key, label, kind, story, value, low, high, n, reference, note}``.
+
+    ``reference`` is the reference dataset's own value where the report has it (the consistency
+    family scores the references too); ``low``/``high``/``n`` are a judge score's interval and
+    count; ``note`` says why a value is missing where that is not obvious.
+    """
+    metrics = report.get("metrics") if isinstance(report.get("metrics"), dict) else {}
+    judge = judge if judge is not None else report.get("judge")
+    scores = (judge or {}).get("scores") if isinstance(judge, dict) else None
+    rows = []
+    for metric in HEADLINE:
+        row = {"key": metric.key, "label": metric.label, "kind": metric.kind, "story": metric.story,
+               "value": None, "low": None, "high": None, "n": None, "reference": None, "note": None}  # fmt: skip
+        if metric.family == "judge":
+            score = scores.get(metric.name) if isinstance(scores, dict) else None
+            if not isinstance(score, dict):
+                continue
+            row.update({k: _number(score.get(k)) for k in ("low", "high")}, value=_number(score.get("mean")))
+            row["n"] = score.get("n") if isinstance(score.get("n"), int) else None
+        else:
+            family = metrics.get(metric.family)
+            if not isinstance(family, dict):
+                continue
+            row["value"] = _number((family.get("overall") or {}).get(metric.name))
+            extra = family.get("extra") if isinstance(family.get("extra"), dict) else {}
+            reference = extra.get("reference") if isinstance(extra.get("reference"), dict) else {}
+            row["reference"] = _number((reference.get("overall") or {}).get(metric.name))
+            if metric.key == "language.meteor" and row["value"] is None and extra.get("backend") == "python":
+                row["note"] = "no METEOR 1.5 without Java (python backend); meteor_exact is in --all"
+        rows.append(row)
+    return rows
+
+
+def headline_cell(row: dict, which: str = "value") -> str:
+    """A headline value as a person reads it: rates to 4 places, percentages, a judge mean with [low, high]."""
+    value = row.get(which)
+    if value is None:
+        return "–"
+    kind = row.get("kind")
+    if kind == "percent":
+        return f"{100 * value:.1f}%"
+    if kind == "count":
+        return f"{value:.2f}"
+    if kind == "judge":
+        if which == "value" and row.get("low") is not None and row.get("high") is not None:
+            return f"{value:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def headline_markdown(rows: list[dict]) -> list[str]:
+    """The headline of one evaluation as a markdown table (a reference column when any row has one)."""
+    if not rows:
+        return ["(no headline metric was evaluated)"]
+    with_reference = any(row["reference"] is not None for row in rows)
+    lines = ["| metric | value |" + (" reference |" if with_reference else ""),
+             "|---|---|" + ("---|" if with_reference else "")]  # fmt: skip
+    for row in rows:
+        cells = [row["label"], headline_cell(row)] + (
+            [headline_cell(row, "reference")] if with_reference else []
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {row['label']}: {row['note']}" for row in rows if row.get("note")]
+    if with_reference:
+        notes.insert(0, "- reference: the reference dataset's own outputs scored the same way")
+    return lines + (["", *notes] if notes else [])
+
+
+# -- scoring conventions ----------------------------------------------------------------------------
+
+#: Each convention and the headline families its difference makes incomparable.
+CONVENTIONS = {
+    "dataset": ("grounding", "identity", "consistency", "language", "judge"),
+    "protocol": ("grounding", "identity", "consistency", "language"),
+    "language backend": ("language",),
+    "judge model": ("judge",),
+    "judge prompt": ("judge",),
+}
+
+
+def conventions(report: dict, judge: dict | None = None) -> dict[str, str | None]:
+    """How an evaluation was scored, as compare checks it: ``CONVENTIONS`` name -> value (None: not scored)."""
+    recorded = report.get("conventions") if isinstance(report.get("conventions"), dict) else {}
+    dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
+    language = (report.get("metrics") or {}).get("language")
+    backend = ((language or {}).get("extra") or {}).get("backend") if isinstance(language, dict) else None
+    judge = judge if judge is not None else report.get("judge")
+    about = (judge or {}).get("judge") if isinstance(judge, dict) else None
+    about = about if isinstance(about, dict) else {}
+    prompt = None
+    if about.get("prompt_version") is not None or about.get("prompt_sha256"):
+        prompt = f"{about.get('prompt_version')}" + (
+            f" (sha256 {str(about['prompt_sha256'])[:12]})" if about.get("prompt_sha256") else ""
+        )
+    out = {
+        "dataset": f"{dataset.get('source')}"
+        + (f" split {dataset['split']}" if dataset.get("split") else "")
+        + (f", {report['stories']} stories" if report.get("stories") is not None else ""),
+        "protocol": report.get("protocol"),
+        "language backend": backend if backend is not None else recorded.get("language backend"),
+        "judge model": about.get("model"),
+        "judge prompt": prompt,
+    }
+    return {name: out.get(name) for name in CONVENTIONS}
+
+
+def mismatches(labels: list[str], each: list[dict[str, str | None]]) -> dict[str, dict[str, str]]:
+    """The conventions on which runs that were scored disagree: name -> {run label: value}."""
+    out = {}
+    for name in CONVENTIONS:
+        values = {
+            label: c.get(name) for label, c in zip(labels, each, strict=True) if c.get(name) is not None
+        }
+        if len(set(values.values())) > 1:
+            out[name] = values
+    return out
+
+
+def mismatch_line(found: dict[str, dict[str, str]]) -> str:
+    """``language backend: a=coco, b=python; protocol: …`` (one line)."""
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{label}={value}" for label, value in values.items())
+        for name, values in found.items()
+    )
+
+
+def load_judge(folder: str | Path) -> dict | None:
+    """The judge summary of the run in ``folder`` (``judge/summary.json``), None when it has none."""
+    path = Path(folder) / JUDGE_SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(
+            f"{path} cannot be read ({getattr(exc, 'msg', exc)}); run storyreasoning evaluate judge again"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
+        raise UsageError(f"{path} has no scores; run storyreasoning evaluate judge again")
+    return data
 
 
 def parse_families(text: str | None) -> tuple[str, ...]:
@@ -73,9 +270,10 @@ class Report:
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    judge: dict | None = None  # the run's judge/summary.json when it has one (its judge and scores)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "storyreasoning": __version__,
             "created": self.created,
             "run": self.run,
@@ -87,6 +285,15 @@ class Report:
                 for name, s in self.results.items()
             },
         }
+        if self.judge is not None:
+            out["judge"] = {"judge": self.judge.get("judge"), "scores": self.judge.get("scores")}
+        # what compare checks before it puts two evaluations side by side
+        out["conventions"] = conventions(out)
+        return out
+
+    def headline(self) -> list[dict]:
+        """:func:`headline_rows` of this report."""
+        return headline_rows(self.to_dict())
 
     def flat(self) -> dict[str, float | None]:
         """``family.metric -> value`` over every family (what compare tables show)."""
@@ -109,11 +316,14 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def markdown(report: Report) -> str:
-    """The report as markdown: one table per family, then its conventions."""
+def markdown(report: Report, notes: Iterable[str] = ()) -> str:
+    """The report as markdown: the headline, what was scored, one table per family with its
+    conventions, and ``notes`` (the plots that had nothing to draw)."""
     run = report.run
     lines = [
         f"# Evaluation of {run.get('label', run.get('path', 'a run'))}",
+        "",
+        *headline_markdown(report.headline()),
         "",
         f"- run: `{run.get('path')}` ({run.get('outputs', 0)} outputs, {run.get('failed', 0)} failed)",
         f"- dataset: `{report.dataset.get('source')}`, "
@@ -135,6 +345,9 @@ def markdown(report: Report) -> str:
             lines += ["", f"Signature: `{signature}`"]
         if scores.conventions:
             lines += [""] + [f"- {rule}" for rule in scores.conventions]
+    notes = list(notes)
+    if notes:
+        lines += ["", "## Plots", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -168,18 +381,20 @@ def write_report(report: Report, out: Path, *, plots: bool = True, painter=None)
     while the files are written.
     """
     out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     if plots:
-        from .plots import Painter
+        from .plots import Painter, empty_plots
 
         painter = painter or Painter()
         painter.metrics(report, out / "plots")
         painter.consistency(report.results, out / "plots")
+        notes = empty_plots(report.results)
     written = []
     path = out / METRICS_FILE
     _atomic_write(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     written.append(path)
     path = out / "metrics.md"
-    _atomic_write(path, markdown(report))
+    _atomic_write(path, markdown(report, notes))
     written.append(path)
     columns, rows = per_story_rows(report)
     path = out / "per_story.csv"

@@ -47,11 +47,39 @@ class EvaluateSettings:
     )
     plots: bool = option(True, help="Write PNG plots (needs matplotlib).")
     as_json: bool = option(False, "--json", help="Print metrics.json to standard output.")
+    show_all: bool = option(
+        False,
+        "--all",
+        help="Print every metric after the headline (they are always in metrics.md and metrics.json).",
+        operational=True,
+    )
 
     def families(self) -> tuple[str, ...]:
         from .report import parse_families
 
         return parse_families(self.metrics)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareSettings:
+    """Put evaluated runs side by side."""
+
+    runs: tuple[Path, ...] = argument(
+        help="Evaluated runs (run folders holding eval/, or report folders).", metavar="RUN"
+    )
+    out: Path | None = option(
+        None, "--out", "-o", help="Write compare.md, compare.json and compare.png here."
+    )
+    metrics: str | None = option(
+        None,
+        help="Print these metrics or families after the headline, comma-separated (grounding, language.bleu_4, …).",
+    )
+    show_all: bool = option(False, "--all", help="Print every metric after the headline.")
+    allow_mismatch: bool = option(
+        False,
+        help="Compare runs scored under different conventions (dataset, protocol, language backend, "
+        "judge model or prompt) anyway; the rows they affect are marked.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,4 +102,4 @@ class AgreeSettings:
     as_json: bool = option(False, "--json", help="Print the result as JSON instead of a table.")
 
 
-__all__ = ["AgreeSettings", "EvaluateSettings"]
+__all__ = ["AgreeSettings", "CompareSettings", "EvaluateSettings"]

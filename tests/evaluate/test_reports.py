@@ -1,0 +1,266 @@
+"""Reports people read: the headline first, compare's convention checks, metrics.md, empty plots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from storyreasoning.data import SampleList, write_parquet
+from storyreasoning.evaluate.pairs import Scores
+from storyreasoning.evaluate.plots import consistency_plots, empty_plots, metrics_plot
+from storyreasoning.evaluate.report import HEADLINE, headline_cell, headline_rows
+
+from ..data.fixtures import fixture_samples
+from .test_evaluate_cli import shifted
+
+pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+
+ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+
+
+def run(*args, env=ENV) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def judge_summary(version: str = "v1", creativity: float = 3.1) -> dict:
+    """A judge/summary.json as ``evaluate judge`` writes it (its documented keys)."""
+    return {
+        "judge": {
+            "endpoint": "http://127.0.0.1:9/v1",
+            "model": "judge-model",
+            "prompt_version": version,
+            "prompt_sha256": "ab" * 32,
+        },
+        "scores": {
+            "creativity": {"mean": creativity, "low": creativity - 0.3, "high": creativity + 0.3, "n": 3},
+            "coherence": {"mean": 4.0, "low": 3.5, "high": 4.5, "n": 3},
+            "grounding_quality": {"mean": 2.0, "low": 1.5, "high": 2.5, "n": 3},
+            "hallucinations": {"mean": 1.25, "low": 0.5, "high": 2.0, "n": 3},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 4-story test split and a run of raw outputs: perfect, one image's boxes moved, none, no CoT."""
+    root = tmp_path_factory.mktemp("reports")
+    samples = fixture_samples(4)
+    write_parquet(SampleList(samples), root / "data", split="test")
+    reference = samples[0].output_text()
+    texts = root / "texts"
+    texts.mkdir()
+    (texts / "s00.txt").write_text(reference, encoding="utf-8")
+    (texts / "s01.txt").write_text(shifted(reference, 2, 400), encoding="utf-8")
+    (texts / "s03.txt").write_text("I cannot tell a story about these images.", encoding="utf-8")
+    return root
+
+
+def test_evaluate_prints_the_headline_first_and_the_long_tables_only_with_all(world, tmp_path):
+    args = (world / "texts", "--dataset", world / "data", "--split", "test", "--language-backend", "python")
+    result = run(*args, "--out", tmp_path / "short", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].strip() == "Headline"
+    shown = {line.split("│")[0].strip(): line for line in lines if "│" in line}
+    assert list(shown) == [m.label for m in HEADLINE if not m.key.startswith("judge.")]
+    # one of three outputs is well-structured; the references all are
+    assert [cell.strip() for cell in shown["well-structured"].split("│")[1:]] == ["33.3%", "100.0%"]
+    assert "0.5556" in shown["grounding F1"]
+    assert "precision_macro" not in result.stdout and "link_recall_micro" not in result.stdout
+    assert "--all prints them" in result.stdout
+    assert "no METEOR 1.5 without Java" in result.stdout  # why the METEOR cell is empty
+
+    every = run(*args, "--out", tmp_path / "all", "--no-plots", "--all")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.index("Headline") < every.stdout.index("precision_macro")
+    assert "link_recall_micro" in every.stdout
+
+    md = (tmp_path / "short" / "metrics.md").read_text()
+    first = md.split("\n\n")
+    assert first[0] == "# Evaluation of texts"
+    assert first[1].splitlines()[0] == "| metric | value | reference |"
+    assert "| well-structured | 33.3% | 100.0% |" in first[1]
+    assert "| hallucinations / story (structural) | 0.67 | 0.00 |" in first[1]
+    assert md.index("| well-structured |") < md.index("## Grounding")
+    conventions = json.loads((tmp_path / "short" / "metrics.json").read_text())["conventions"]
+    assert conventions["language backend"] == "python" and conventions["protocol"] == "default"
+
+
+def test_compare_refuses_runs_scored_with_another_language_backend_or_protocol(world, tmp_path):
+    """Fast: the second evaluation's recorded backend is edited (the slow test below scores with Java)."""
+    base = (world / "texts", "--dataset", world / "data", "--split", "test", "--no-plots")
+    result = run(
+        *base, "--metrics", "language,grounding", "--language-backend", "python", "--out", tmp_path / "py"
+    )
+    assert result.returncode == 0, result.stderr
+    shutil.copytree(tmp_path / "py", tmp_path / "java")
+    report = json.loads((tmp_path / "java" / "metrics.json").read_text())
+    report["metrics"]["language"]["extra"]["backend"] = "coco"
+    (tmp_path / "java" / "metrics.json").write_text(json.dumps(report))
+    refused = run("compare", tmp_path / "py", tmp_path / "java")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "(language backend: py=python, java=coco)" in " ".join(refused.stderr.split())
+    original = run(*base, "--metrics", "language,grounding", "--language-backend", "python", "--protocol", "original",
+                   "--out", tmp_path / "orig")  # fmt: skip
+    assert original.returncode == 0, original.stderr
+    marked = run("compare", tmp_path / "py", tmp_path / "orig", "--allow-mismatch", "--all")
+    assert marked.returncode == 0, marked.stderr
+    assert "protocol: py=default, orig=original" in " ".join(marked.stderr.split())
+    rows = {line.split("│")[0].strip() for line in marked.stdout.splitlines() if "│" in line}
+    assert {"grounding F1 ≠", "METEOR ≠", "grounding.f1_micro ≠", "language.bleu_4 ≠"} <= rows
+    alike = run("compare", tmp_path / "py", tmp_path / "py")
+    assert alike.returncode == 0 and "≠" not in alike.stdout + alike.stderr
+
+
+@pytest.mark.slow  # Java's METEOR and tokenizer start in about 15 s
+def test_compare_of_a_java_scored_and_a_python_scored_run_says_they_differ(world, tmp_path):
+    if shutil.which("java") is None:
+        pytest.skip("needs Java for the coco backend (apt-get install default-jre-headless)")
+    base = (world / "texts", "--dataset", world / "data", "--split", "test", "--no-plots")
+    for backend in ("coco", "python"):
+        result = run(
+            *base, "--metrics", "language", "--language-backend", backend, "--out", tmp_path / backend
+        )
+        assert result.returncode == 0, result.stderr
+    refused = run("compare", tmp_path / "coco", tmp_path / "python", "--out", tmp_path / "cmp")
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "not scored the same way (language backend: coco=coco, python=python)" in message, message
+    assert "--allow-mismatch" in message
+    assert not (tmp_path / "cmp").exists()  # nothing written for a comparison refused
+
+    marked = run(
+        "compare", tmp_path / "coco", tmp_path / "python", "--allow-mismatch", "--out", tmp_path / "cmp"
+    )
+    assert marked.returncode == 0, marked.stderr
+    assert "NOT SCORED THE SAME WAY" in " ".join(marked.stderr.split())
+    meteor = next(line for line in marked.stdout.splitlines() if line.strip().startswith("METEOR"))
+    assert meteor.split("│")[0].strip() == "METEOR ≠"
+    assert float(meteor.split("│")[1]) > 0 and meteor.split("│")[2].strip() == "–"  # Java's METEOR, and none
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["mismatches"] == {"language backend": {"coco": "coco", "python": "python"}}
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| METEOR ≠ |" in md and "**Not scored the same way**" in md
+    assert "| language.meteor ≠ |" in md
+
+
+def test_judge_scores_join_the_headline_and_a_different_judge_prompt_is_refused(world, tmp_path):
+    runs = {}
+    for name, version in (("a", "v1"), ("b", "v2")):
+        folder = tmp_path / name
+        shutil.copytree(world / "texts", folder)
+        (folder / "judge").mkdir()
+        (folder / "judge" / "summary.json").write_text(json.dumps(judge_summary(version)), encoding="utf-8")
+        result = run(
+            folder, "--dataset", world / "data", "--split", "test", "--metrics", "grounding", "--no-plots"
+        )
+        assert result.returncode == 0, result.stderr
+        runs[name] = folder
+    creativity = next(line for line in result.stdout.splitlines() if "creativity" in line)
+    assert creativity.split("│")[1].strip() == "3.10 [2.80, 3.40]"
+    md = (runs["a"] / "eval" / "metrics.md").read_text()
+    assert "| creativity (judge, 1-5) | 3.10 [2.80, 3.40] |" in md
+    assert "| hallucinations / story (judge) | 1.25 [0.50, 2.00] |" in md
+    recorded = json.loads((runs["a"] / "eval" / "metrics.json").read_text())
+    assert recorded["conventions"]["judge prompt"] == "v1 (sha256 abababababab)"
+
+    refused = run("compare", runs["a"], runs["b"])
+    assert refused.returncode != 0
+    assert "judge prompt: a=v1 (sha256 abababababab), b=v2 (sha256 abababababab)" in " ".join(
+        refused.stderr.split()
+    )
+    # the judge's newer summary (beside the run) is what compare reads
+    (runs["b"] / "judge" / "summary.json").write_text(json.dumps(judge_summary("v1", 2.5)), encoding="utf-8")
+    same = run("compare", runs["a"], runs["b"])
+    assert same.returncode == 0, same.stderr
+    creativity = next(line for line in same.stdout.splitlines() if "creativity" in line)
+    assert [c.strip() for c in creativity.split("│")[1:3]] == ["3.10 [2.80, 3.40]", "2.50 [2.20, 2.80]"]
+
+
+def test_a_damaged_judge_summary_is_one_clear_line(world, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(world / "texts", folder)
+    (folder / "judge").mkdir()
+    (folder / "judge" / "summary.json").write_text("{not json", encoding="utf-8")
+    result = run(
+        folder, "--dataset", world / "data", "--split", "test", "--metrics", "grounding", "--no-plots"
+    )
+    assert result.returncode != 0
+    assert "summary.json cannot be read" in result.stderr and "evaluate judge again" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_headline_rows_take_the_references_values_and_leave_out_families_not_scored():
+    report = {
+        "metrics": {
+            "consistency": {
+                "overall": {"well_structured_rate": 0.5, "hallucinations_per_story": 2.0},
+                "extra": {"reference": {"overall": {"well_structured_rate": 1.0}}},
+            },
+            "language": {"overall": {"meteor": None}, "extra": {"backend": "python"}},
+        }
+    }
+    rows = {row["key"]: row for row in headline_rows(report)}
+    assert list(rows) == [
+        "consistency.well_structured_rate",
+        "consistency.pronoun_grounding_char",
+        "consistency.hallucinations_per_story",
+        "language.meteor",
+    ]
+    assert headline_cell(rows["consistency.well_structured_rate"]) == "50.0%"
+    assert headline_cell(rows["consistency.well_structured_rate"], "reference") == "100.0%"
+    assert rows["consistency.hallucinations_per_story"]["reference"] is None
+    assert headline_cell(rows["consistency.pronoun_grounding_char"]) == "–"
+    assert "python backend" in rows["language.meteor"]["note"]
+    judged = headline_rows(report, judge_summary())
+    assert [r["key"] for r in judged][-4:] == [m.key for m in HEADLINE if m.key.startswith("judge.")]
+
+
+def test_plots_with_no_data_write_nothing_and_say_so(tmp_path):
+    empty = Scores("consistency", {"well_structured_rate": None}, extra={"persistence": {}, "pronouns": {}})
+    unused = Scores(
+        "consistency",
+        {},
+        extra={
+            "persistence": {"cot": {"characters": {"n": [], "macro": []}}},
+            "pronouns": {"he": {"rate_char": None, "rate_any": None}},
+        },
+    )
+    for scores in (empty, unused):
+        assert consistency_plots(scores, tmp_path) == []
+        notes = empty_plots({"consistency": scores})
+        assert notes == [
+            "no data for metrics.png: no family has a rate to draw",
+            "no data for persistence.png: no CoT names a character or an object",
+            "no data for pronouns.png: no story uses a pronoun the metric counts",
+        ]
+
+    report = SimpleNamespace(run={"label": "x"}, results={"consistency": empty})
+    assert metrics_plot(report, tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_pronouns_says_so_instead_of_an_empty_plot(world, tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for sid in ("s00", "s01", "s02", "s03"):
+        (texts / f"{sid}.txt").write_text("I cannot tell a story about these images.", encoding="utf-8")
+    result = run(texts, "--dataset", world / "data", "--split", "test", "--metrics", "consistency")
+    assert result.returncode == 0, result.stderr
+    note = "no data for pronouns.png: no story uses a pronoun the metric counts"
+    assert note in " ".join(result.stdout.split())
+    assert note in (texts / "eval" / "metrics.md").read_text()
+    plots = texts / "eval" / "plots"
+    assert sorted(p.name for p in plots.iterdir()) == ["metrics.png", "persistence.png"]
