@@ -243,6 +243,8 @@ class FakeServer:
     conversation. ``respond``: the text is ``respond(request body)`` instead, so answers
     depend on what was asked, not on the order requests arrive in (requests made at once).
     ``answer_delay``: seconds each chat answer waits before its first byte (a model at work).
+    ``refuse``: a chat request for which ``refuse(request body)`` gives an error body is answered
+    400 with it (a server that rejects a field it does not support).
     """
 
     def __init__(
@@ -267,9 +269,11 @@ class FakeServer:
         headers: dict[str, str] | None = None,
         respond: Callable[[dict], str] | None = None,
         answer_delay: float = 0.0,
+        refuse: Callable[[dict], dict | None] | None = None,
     ) -> None:
         self.behaviour = behaviour
         self.respond = respond
+        self.refuse = refuse
         self.answer_delay = answer_delay
         self.events = list(events or [])
         self.headers = dict(headers or {})
@@ -447,6 +451,10 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
+            return
+        refused = fake.refuse(body) if fake.refuse is not None else None
+        if refused is not None:
+            self._json(400, refused)
             return
         behaviour = fake.behaviour if fake.fail is None or n <= fake.fail else "story"
         if behaviour == "status":

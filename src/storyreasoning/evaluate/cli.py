@@ -6,7 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..settings import command
-from .settings import AgreeSettings, CompareSettings, EvaluateSettings
+from .settings import AgreeSettings, CompareSettings, EvaluateSettings, JudgeSettings
 
 
 class _DefaultRun(TyperGroup):
@@ -39,6 +39,15 @@ command(
     app, CompareSettings, "storyreasoning.evaluate.commands:compare", name="compare",
     help="Evaluated runs side by side: the headline first (every metric with --all), after checking that "
     "they were scored the same way; compare.md, compare.json and compare.png with --out.",
+)  # fmt: skip
+
+
+command(
+    app, JudgeSettings, "storyreasoning.evaluate.judge:judge_command", name="judge",
+    help="Judge each story with a multimodal model behind an OpenAI-compatible server: hallucinations (type, "
+    "quote, frame, reason) and creativity, coherence and grounding quality from 1 to 5, with 95% intervals; "
+    "judgements.jsonl (resumable) and summary.json in --out (default RUN/judge). With --against RUN_B: "
+    "which run tells each story better, asked in both orders, and RUN's win rate.",
 )  # fmt: skip
 
 

@@ -82,6 +82,83 @@ class CompareSettings:
     )
 
 
+JUDGE_SERVER = "Judge server"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeSettings:
+    """Judge each story of a run with a multimodal model behind an OpenAI-compatible server.
+
+    The server options are tell's EndpointOptions (same names, so ``tell.commands.endpoint_teller``
+    builds the client) declared again with the judge's help: importing tell's settings would load
+    the format package into ``evaluate --help``.
+    """
+
+    run: Path = argument(
+        help="A tell-dataset run folder, or a folder of {story_id}.txt outputs.", metavar="RUN"
+    )
+    endpoint: str | None = option(
+        None, "--endpoint", "-e", help="Base URL of the judge's OpenAI-compatible server (default: $OPENAI_BASE_URL).",
+        panel=JUDGE_SERVER, operational=True,
+    )  # fmt: skip
+    served_model: str | None = option(
+        None, "--model", "--served-model", help="The judge model on the server (default: the first it lists).",
+        panel=JUDGE_SERVER,
+    )  # fmt: skip
+    api_key: str | None = option(
+        None, help="API key for the server (default: $OPENAI_API_KEY); never recorded.", panel=JUDGE_SERVER,
+        secret=True,
+    )  # fmt: skip
+    timeout: float = option(
+        600.0, help="Seconds to wait for each read from the server.", panel=JUDGE_SERVER, operational=True
+    )
+    deadline: float | None = option(
+        None, min=0,
+        help="Seconds one answer may take, retries included (default: one per --max-new-tokens token, at least "
+        "600; 0: none).",
+        panel=JUDGE_SERVER, show_default=False, operational=True,
+    )  # fmt: skip
+    retries: int = option(
+        3, min=0, help="Retries of a request that failed before any answer (connection, 429, 5xx).",
+        panel=JUDGE_SERVER, operational=True,
+    )  # fmt: skip
+    against: Path | None = option(
+        None,
+        help="Pairwise: another run of the same stories; the judge says which output is better, asked in both "
+        "orders, and RUN's win rate is reported (pairwise.jsonl, pairwise_summary.json).",
+    )
+    dataset: str | None = option(
+        None,
+        "--dataset",
+        "-d",
+        help="The dataset the run was told from (default: the one its manifest names).",
+    )
+    split: str | None = option(None, "--split", "-s", help="Split of the dataset (default: the run's split).")
+    out: Path | None = option(
+        None, "--out", "-o", help="Where the judgements go (default: RUN/judge, or RUN/judge-vs-RUN_B)."
+    )
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    max_new_tokens: int = option(2048, min=1, help="Longest answer of the judge.")
+    seed: int = option(0, help="Sampling seed sent to the server (the judge samples greedily).")
+    json_schema: bool = option(
+        True,
+        help="Ask for the answer through response_format json_schema (dropped when the server refuses it); "
+        "answers are validated either way.",
+    )
+    concurrency: int = option(8, min=1, help="Stories judged at once.", panel=JUDGE_SERVER, operational=True)
+    price_input: float = option(
+        0.0, min=0, help="Price per million prompt tokens, for the cost in the summary.", operational=True
+    )
+    price_output: float = option(
+        0.0, min=0, help="Price per million completion tokens, for the cost in the summary.", operational=True
+    )
+    allow_mixed: bool = option(
+        False,
+        help="Add to an OUT judged by another model or prompt version (each result names its judge).",
+        operational=True,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgreeSettings:
     """How far two judges agree, or a judge and people's labels."""
@@ -102,4 +179,4 @@ class AgreeSettings:
     as_json: bool = option(False, "--json", help="Print the result as JSON instead of a table.")
 
 
-__all__ = ["AgreeSettings", "CompareSettings", "EvaluateSettings"]
+__all__ = ["AgreeSettings", "CompareSettings", "EvaluateSettings", "JudgeSettings"]
