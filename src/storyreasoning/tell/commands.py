@@ -20,13 +20,14 @@ class Interrupted(StoryReasoningError):
 
 def endpoint_teller(
     options: EndpointOptions, *, concurrency: int = 1, retries: int | None = None,
-    min_pixels: int | None = None, max_pixels: int | None = None,
+    min_pixels: int | None = None, max_pixels: int | None = None, endpoint: str | None = None,
 ) -> Teller:  # fmt: skip
-    """The OpenAI-compatible teller the endpoint group names (every job that talks to a server builds it here)."""
+    """The OpenAI-compatible teller the endpoint group names (every job that talks to a server builds it
+    here); ``endpoint`` replaces the group's URL (one of tell-dataset's several)."""
     from .openai import OpenAITeller
 
     return OpenAITeller(
-        options.endpoint,
+        options.endpoint if endpoint is None else endpoint,
         model=options.served_model,
         api_key=options.api_key,
         timeout=options.timeout,
@@ -41,12 +42,16 @@ def endpoint_teller(
 def make_teller(
     options: TellerOptions, *, concurrency: int = 1, batch_size: int = 1, retries: int | None = None
 ) -> Teller:
-    """The teller the options name: ``--teller baseline``, ``--endpoint URL`` or ``--model`` (the default)."""
+    """The teller the options name: ``--teller baseline``, ``--endpoint URL`` (several: a
+    :class:`~storyreasoning.tell.fleet.FleetTeller`) or ``--model`` (the default)."""
+    from .fleet import split_endpoints
+
+    endpoints = split_endpoints(options.endpoint)  # tell-dataset's is repeatable
     given = [
         name
         for name, value in (
             ("--model", options.model),
-            ("--endpoint", options.endpoint),
+            ("--endpoint", endpoints),
             ("--teller", options.teller),
         )
         if value
@@ -62,10 +67,19 @@ def make_teller(
         from .baseline import BaselineTeller
 
         return BaselineTeller()
-    if options.endpoint is not None:
+    if len(endpoints) > 1:
+        from .fleet import FleetTeller
+
+        return FleetTeller.connect(
+            endpoints, model=options.served_model, api_key=options.api_key, timeout=options.timeout,
+            deadline=options.deadline, concurrency=concurrency,
+            retries=options.retries if retries is None else retries,
+            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
+        )  # fmt: skip
+    if endpoints:
         return endpoint_teller(
             options, concurrency=concurrency, retries=retries,
-            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
+            min_pixels=options.min_pixels, max_pixels=options.max_pixels, endpoint=endpoints[0],
         )  # fmt: skip
     from ..models import check_model_source
     from .local import DEFAULT_MODEL, OTHER_TELLERS, TransformersTeller
@@ -91,6 +105,9 @@ def make_teller(
         min_pixels=options.min_pixels,
         max_pixels=options.max_pixels,
         batch_size=batch_size,
+        attn_implementation=options.attn_implementation,
+        cache=options.cache,
+        compile=options.compile,
     )
 
 
@@ -262,6 +279,8 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
         ) from None
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+    if hasattr(teller, "warn"):  # a server's notices (it ignores n, an endpoint out or back) on stderr
+        teller.warn = lambda line: err.print(line, markup=False)
     total = min(len(stories), limit) if limit else len(stories)
     try:
         with progress_bar(total, f"telling ({teller.backend})") as advance:
@@ -276,6 +295,7 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
                 # the run folder accepted these settings (or resumes a run made with them): record them
                 on_start=lambda n, skipped: (write_record(settings, out / "settings.json"), advance(skipped)),
                 say=lambda line: err.print(line, markup=False),
+                samples=settings.samples,
             )
     except KeyboardInterrupt:
         told = len({item["story_id"] for item in read_lines(out / RECORDS).items})

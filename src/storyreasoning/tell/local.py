@@ -8,6 +8,14 @@ in every telling's ``meta``, so serving, training and evaluation can use the sam
 
 ``stream`` runs ``generate`` in a thread and yields text through a
 ``TextIteratorStreamer``; ``tell_many`` batches stories (left padding) for throughput.
+
+How it decodes, which never changes a greedy output (tested on the tiny model):
+``attn_implementation`` (``auto``: transformers' choice, SDPA; ``sdpa``, ``eager`` or
+``flash_attention_2``, which needs flash-attn on a CUDA GPU), ``cache`` (``dynamic``: the
+key-value cache grows each step; ``static``: allocated once for the prompt and
+``max_new_tokens``, kept between calls) and ``compile`` (``torch.compile`` of the decoding
+step over the static cache, with CUDA graphs on a GPU; the first story of each new shape
+pays the compilation). ``bench/gpu_tell.py`` measures each against the memory-bandwidth limit.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from ..models import (
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
 DEFAULT_MODEL = "daniel3303/QwenStoryteller2"
+ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+CACHES = ("dynamic", "static")
 
 
 def _pil(image: Any):
@@ -60,23 +70,66 @@ class TransformersTeller(Teller):
         max_pixels: int | None = None,
         batch_size: int = 4,
         attn_implementation: str | None = None,
+        cache: str = "dynamic",
+        compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         import_torch()
         self.model = model
         self.revision = revision
         self.device = choose_device(device)
+        attention = _check_decoding(attn_implementation, cache, compile, self.device)
         self.dtype = choose_dtype(dtype, self.device)
         self.batch_size = max(1, batch_size)
         self.processor, self.net = load_pretrained(
             model,
             revision=revision,
             dtype=self.dtype,
-            attn_implementation=attn_implementation,
+            attn_implementation=attention,
             hint=TELLER_HINT,
         )
+        self._setup(min_pixels, max_pixels, cache, compile, compile_backend)
+
+    @classmethod
+    def from_parts(
+        cls,
+        processor: Any,
+        net: Any,
+        *,
+        model: str,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        batch_size: int = 4,
+        attn_implementation: str | None = None,
+        cache: str = "dynamic",
+        compile: bool = False,
+        compile_backend: str = "inductor",
+    ) -> TransformersTeller:
+        """A teller over a processor and a model already in memory (on their device and in their dtype).
+
+        ``model`` names them in ``describe()``. The attention implementation, when given, is set
+        on ``net`` (shared with any other teller over it). ``bench/gpu_tell.py`` uses this for a
+        model built from its configuration with random weights.
+        """
+        import_torch()
+        self = cls.__new__(cls)
+        self.model, self.revision = model, None
+        self.device = str(next(net.parameters()).device)
+        attention = _check_decoding(attn_implementation, cache, compile, self.device)
+        self.dtype = next(net.parameters()).dtype
+        self.batch_size = max(1, batch_size)
+        self.processor, self.net = processor, net
+        if attention:
+            net.set_attn_implementation(attention)
+        self._setup(min_pixels, max_pixels, cache, compile, compile_backend)
+        return self
+
+    def _setup(self, min_pixels, max_pixels, cache: str, compile: bool, compile_backend: str) -> None:
         self.net.to(self.device).eval()
         self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()
         self.adapter = adapter_base(self.net)
+        self.cache, self.compile, self.compile_backend = cache, compile, compile_backend
+        self.attention = getattr(self.net.config, "_attn_implementation", None) or "sdpa"
         self._set_pixels(min_pixels, max_pixels)
         self._lock = threading.Lock()
 
@@ -98,6 +151,8 @@ class TransformersTeller(Teller):
             "dtype": str(self.dtype).removeprefix("torch."),
             "min_pixels": self.min_pixels,
             "max_pixels": self.max_pixels,
+            # how it decodes: operational (a greedy output is the same whichever), so not part of a run's identity
+            "decoding": {"attention": self.attention, "cache": self.cache, "compile": self.compile},
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         }
 
@@ -129,7 +184,30 @@ class TransformersTeller(Teller):
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.cache == "static":
+            kwargs["cache_implementation"] = "static"
+            if self.compile:
+                config = transformers.CompileConfig(backend=self.compile_backend)
+                if not self.device.startswith("cuda"):  # transformers compiles on a GPU only unless told
+                    config.mode = "default"  # CUDA graphs ("reduce-overhead") need a GPU
+                    config._compile_all_devices = True
+                kwargs["compile_config"] = config
+            else:  # transformers would compile a static cache's decoding on its own on a GPU
+                kwargs["disable_compile"] = True
         return kwargs
+
+    def prepare(self, stories: Sequence[Sequence[Any]], prompt: Prompt = Prompt()):
+        """The model's inputs for a batch of stories (each a sequence of images), left-padded, on the device."""
+        return self._inputs([self._conversation(images, prompt) for images in stories])
+
+    def generate(self, inputs, sampling: Sampling = Sampling(), **extra):
+        """``generate`` on prepared inputs as this teller runs it (one call at a time): the token ids.
+
+        ``extra`` goes to ``generate`` as well (``logits_processor``, ``min_new_tokens``, ...).
+        """
+        torch, _ = import_torch()
+        with self._lock, torch.inference_mode():
+            return self.net.generate(**inputs, **self._generate_kwargs(sampling), **extra)
 
     def stream(
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
@@ -197,16 +275,13 @@ class TransformersTeller(Teller):
 
         from ..format.stream import parse_output
 
-        torch, _ = import_torch()
         batch: list[Story] = []
 
         def flush(batch: list[Story]):
             start = time.perf_counter()
             try:
-                conversations = [self._conversation(s.images, prompt) for s in batch]
-                inputs = self._inputs(conversations)
-                with self._lock, torch.inference_mode():
-                    out = self.net.generate(**inputs, **self._generate_kwargs(sampling))
+                inputs = self.prepare([s.images for s in batch], prompt)
+                out = self.generate(inputs, sampling)
             except StoryReasoningError as exc:
                 for story in batch:
                     yield story, TellError(str(exc))
@@ -241,7 +316,7 @@ class TransformersTeller(Teller):
             yield from flush(batch)
 
     def close(self) -> None:
-        self.net = None  # type: ignore[assignment]
+        self.net = None  # type: ignore[assignment]  (a static cache goes with the model)
         try:
             import torch
 
@@ -249,3 +324,28 @@ class TransformersTeller(Teller):
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _check_decoding(attention: str | None, cache: str, compile: bool, device: str) -> str | None:
+    """The attention implementation to load with (None: transformers' choice), or a clear UsageError."""
+    if attention not in (None, *ATTENTIONS):
+        raise UsageError(
+            f"unknown attention implementation {attention!r}; use one of {', '.join(ATTENTIONS)}"
+        )
+    if cache not in CACHES:
+        raise UsageError(f"unknown cache {cache!r}; use dynamic or static")
+    if compile and cache != "static":
+        raise UsageError("--compile compiles decoding over a static cache; add --cache static")
+    if attention == "flash_attention_2":
+        import importlib.util
+
+        if not device.startswith("cuda"):
+            raise UsageError(
+                f"--attn-implementation flash_attention_2 needs a CUDA GPU (the device is {device}); use sdpa"
+            )
+        if importlib.util.find_spec("flash_attn") is None:
+            raise UsageError(
+                "--attn-implementation flash_attention_2 needs the flash-attn package: pip install flash-attn "
+                "(or use sdpa, the default)"
+            )
+    return None if attention in (None, "auto") else attention

@@ -43,12 +43,22 @@ another thread either (closing a response does not wake a thread blocked reading
 so the teller keeps the socket of each request in flight, through the HTTP client's
 documented ``trace`` and ``network_stream`` extensions, and shuts it down on
 :meth:`OpenAITeller.close` or when a :meth:`OpenAITeller.tell_many` loop is left.
+
+**Several candidates of one story** (:meth:`OpenAITeller.tell_samples`, ``tell-dataset
+--samples N``): one request with the API's ``n``, so vLLM fills the prompt and encodes the
+images once for all N. The stream interleaves the choices, each event naming its
+``index``; the first is streamed as always, the others are gathered beside it. A server
+that answers fewer choices than asked (``transformers serve`` ignores ``n``) is said once,
+and the missing candidates are asked one request each (candidate k with seed + k when a
+seed is set, so they differ and stay reproducible): never fewer candidates than asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import socket
 import ssl
@@ -65,12 +75,16 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import StoryReasoningError, UsageError
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 
+_log = logging.getLogger("storyreasoning.openai")
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds; a longer Retry-After is cut to this
 DEADLINE_FLOOR = 600.0  # seconds: the least a derived deadline gives a story (or a /models request)
 SECONDS_PER_TOKEN = 1.0  # a derived deadline: a server slower than this over a whole story is stalled
 # the request fields the SDK's ``chat.completions.create`` takes by name; any other goes as ``extra_body``
-CHAT_FIELDS = ("model", "messages", "stream", "stream_options", "max_tokens", "temperature", "top_p", "seed")
+CHAT_FIELDS = (
+    "model", "messages", "stream", "stream_options", "max_tokens", "temperature", "top_p", "seed", "n",
+)  # fmt: skip
 # the packages the SDK's HTTP client raises from (httpx before openai 2, httpx2 after)
 TRANSPORT_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11"})
 
@@ -262,6 +276,9 @@ class OpenAITeller(Teller):
         self._open: set[socket.socket] = set()  # the sockets of the requests in flight
         self._closed = False
         self._reached = False  # the server answered once (its model list): check() need not ask again
+        self.ignores_n = False  # it answered one completion of n: ask one request a candidate
+        self._short_said = False  # a server answering fewer choices than n is said once
+        self.warn: Callable[[str], None] = _log.warning  # how a notice (a server ignoring n) is said, once
         self._client = self._make_client()
         self.model = model or self._discover_model()
 
@@ -667,7 +684,9 @@ class OpenAITeller(Teller):
             body["seed"] = sampling.seed
         return body
 
-    def _stream_body(self, body: dict) -> Iterator[str]:
+    def _stream_body(self, body: dict, others: _Choices | None = None) -> Iterator[str]:
+        """The text of the first choice as it streams; with ``others``, the other choices of an ``n``
+        request are collected there (each attempt starts them afresh: none of their text was given out)."""
         self.last_usage = None
         produced: list[str] = []
         attempt = 0
@@ -675,8 +694,10 @@ class OpenAITeller(Teller):
             while True:
                 think = _ThinkWrapper()
                 usage = Usage()
+                if others is not None:
+                    others.reset()
                 try:
-                    yield from self._stream_once(body, think, usage, produced)
+                    yield from self._stream_once(body, think, usage, produced, others)
                 except _Failure as caught:
                     partial = "".join(produced)
                     # past the deadline, the socket was shut under the request: say why
@@ -694,11 +715,18 @@ class OpenAITeller(Teller):
                 for chunk in think.close(cut=usage.finish_reason == "length"):
                     produced.append(chunk)
                     yield chunk
+                if others is not None:
+                    others.close()
                 self.last_usage = usage
                 return
 
     def _stream_once(
-        self, body: dict, think: _ThinkWrapper, usage: Usage, produced: list[str]
+        self,
+        body: dict,
+        think: _ThinkWrapper,
+        usage: Usage,
+        produced: list[str],
+        others: _Choices | None = None,
     ) -> Iterator[str]:
         """One attempt: the request, then its events as text; a failure is a :class:`_Failure`."""
         args = {key: value for key, value in body.items() if key in CHAT_FIELDS}
@@ -721,7 +749,7 @@ class OpenAITeller(Teller):
                     deadline = getattr(self._local, "deadline", None)
                     if deadline is not None and deadline.expired:
                         raise self._late(deadline, len("".join(produced)))
-                    for chunk in self._text_of(event, think, usage):
+                    for chunk in self._text_of(event, think, usage, others):
                         produced.append(chunk)
                         yield chunk
                 if usage.finish_reason is None:  # no finish reason: the server stopped short
@@ -730,8 +758,12 @@ class OpenAITeller(Teller):
                 with contextlib.suppress(Exception):
                     stream.close()
 
-    def _text_of(self, event: Any, think: _ThinkWrapper, usage: Usage) -> list[str]:
-        """The text of one stream event (``choices[0].delta``), its usage and finish reason read into ``usage``.
+    def _text_of(
+        self, event: Any, think: _ThinkWrapper, usage: Usage, others: _Choices | None = None
+    ) -> list[str]:
+        """The text of one stream event (``choices[0].delta``), its usage and finish reason read into ``usage``;
+        the deltas of the other choices of an ``n`` request go to ``others`` (by their ``index``), or are
+        passed over without it.
 
         The SDK does not validate events, so each field is checked here: one that is not what
         the API promises (a ``delta`` that is a string, ``content`` that is a number) is a
@@ -749,14 +781,18 @@ class OpenAITeller(Teller):
         for choice in choices:
             if not _is_object(choice):
                 raise self._malformed(f"a choice that is {_kind(choice)}, not an object")
-            if _field(choice, "index") not in (0, None):
+            index = _field(choice, "index")
+            if index not in (0, None) and others is None:
                 continue  # another of n choices
             delta = _field(choice, "delta")
             if delta is not None and not _is_object(delta):
                 raise self._malformed(f"a 'delta' that is {_kind(delta)}, not an object")
             reasoning = self._text_field(delta, "reasoning_content") or self._text_field(delta, "reasoning")
-            out += think.feed(reasoning, self._text_field(delta, "content"))
             finish = _field(choice, "finish_reason")
+            if index not in (0, None):
+                others.feed(index, reasoning, self._text_field(delta, "content"), finish)  # type: ignore[union-attr]
+                continue
+            out += think.feed(reasoning, self._text_field(delta, "content"))
             if finish:
                 usage.finish_reason = str(finish)
         return out
@@ -767,10 +803,89 @@ class OpenAITeller(Teller):
             return value
         raise self._malformed(f"a {name!r} that is {_kind(value)}, not text")
 
+    # -- several candidates of one story ---------------------------------------------------
+    def tell_samples(
+        self,
+        images: Sequence[Any],
+        *,
+        prompt: Prompt = Prompt(),
+        sampling: Sampling = Sampling(),
+        n: int = 1,
+    ) -> list[Any]:
+        """``n`` candidates of one story (:class:`~storyreasoning.format.Telling`, ``meta["sample"]`` k),
+        asked in one request with ``n`` (see the module's docstring for a server that ignores it).
+        A failure of any request is the story's :class:`TellError`, with the first candidate's partial text."""
+        if n < 1:
+            raise UsageError(f"--samples must be at least 1, got {n}")
+        if n == 1 or self.ignores_n:
+            return [self._sample(images, prompt, sampling, k) for k in range(n)]
+        body = self.request_body(images, prompt, sampling)
+        body["n"] = n
+        others = _Choices(n)
+        start = time.perf_counter()
+        first: float | None = None
+        chunks: list[str] = []
+        for chunk in self._stream_body(body, others):
+            if first is None and chunk:
+                first = time.perf_counter() - start
+            chunks.append(chunk)
+        usage = self.last_usage or Usage()
+        usage.seconds, usage.first_token_seconds = time.perf_counter() - start, first
+        got = [0, *others.finished()]
+        request = {"n": n, "choices": len(got), "completion_tokens": usage.completion_tokens}
+        if len(got) > 1:
+            usage.completion_tokens = None  # the request's, for all its choices: in meta["request"]
+        told = {0: self._told("".join(chunks), usage, images, sampling, 0, request)}
+        for k in got[1:]:
+            own = Usage(usage.prompt_tokens, None, usage.seconds, None, others.finish[k])
+            told[k] = self._told(others.text(k), own, images, sampling, k, request)
+        missing = [k for k in range(n) if k not in told]
+        if missing:
+            with self._lock:  # stories in flight at once may all find it out: said once
+                say, self._short_said = not self._short_said, True
+                self.ignores_n = self.ignores_n or len(got) == 1
+            if say:
+                self.warn(
+                    f"warning: the server at {self.endpoint} answered {len(got)} "
+                    f"completion{'s' * (len(got) > 1)} where n={n} were asked; the missing candidates are "
+                    "asked one request each" + (" from now on (no shared prefill)" if len(got) == 1 else "")
+                )
+            for k in missing:
+                told[k] = self._sample(images, prompt, sampling, k)
+        return [told[k] for k in range(n)]
+
+    def _sample(self, images: Sequence[Any], prompt: Prompt, sampling: Sampling, k: int) -> Any:
+        """Candidate ``k`` asked on its own (with seed + k when a seed is set)."""
+        if k and sampling.seed is not None:
+            sampling = dataclasses.replace(sampling, seed=sampling.seed + k)
+        telling = self.tell(images, prompt=prompt, sampling=sampling)
+        telling.meta["sample"] = k
+        return telling
+
+    def _told(
+        self, text: str, usage: Usage, images: Sequence[Any], sampling: Sampling, k: int, request: dict
+    ) -> Any:
+        from ..format.stream import parse_output
+
+        telling = parse_output(text)
+        telling.meta = {
+            **self.describe(),
+            "sampling": sampling.to_dict(),
+            "usage": usage.to_dict(),
+            "images": len(images),
+            "sample": k,
+            "request": request,
+        }
+        return telling
+
     # -- many stories ----------------------------------------------------------------------
-    def _tell_one(self, group: _Group, story: Story, prompt: Prompt, sampling: Sampling) -> Any:
+    def _tell_one(
+        self, group: _Group, story: Story, prompt: Prompt, sampling: Sampling, samples: int = 1
+    ) -> Any:
         self._local.group = group
         try:
+            if samples > 1:
+                return self.tell_samples(story.images, prompt=prompt, sampling=sampling, n=samples)
             return self.tell(story.images, prompt=prompt, sampling=sampling)
         except TellError as exc:
             return exc
@@ -782,9 +897,15 @@ class OpenAITeller(Teller):
             self._local.group = None
 
     def tell_many(
-        self, stories: Iterable[Story], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
+        self,
+        stories: Iterable[Story],
+        *,
+        prompt: Prompt = Prompt(),
+        sampling: Sampling = Sampling(),
+        samples: int = 1,
     ) -> Iterator[tuple[Story, Any]]:
-        """Up to ``concurrency`` requests in flight; yields ``(story, telling | TellError)`` as each finishes.
+        """Up to ``concurrency`` requests in flight; yields ``(story, telling | TellError)`` as each finishes
+        (with ``samples`` > 1, ``(story, [telling, …] | TellError)``: :meth:`tell_samples`).
 
         Stories are drawn from ``stories`` only as slots free up, so a lazy dataset is
         never read far ahead. Leaving the loop early (an exception, Ctrl-C, ``break``)
@@ -802,7 +923,7 @@ class OpenAITeller(Teller):
                     if story is None:
                         exhausted = True
                     else:
-                        pending[pool.submit(self._tell_one, group, story, prompt, sampling)] = story
+                        pending[pool.submit(self._tell_one, group, story, prompt, sampling, samples)] = story
                 if not pending:
                     return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -857,6 +978,39 @@ class _ThinkWrapper:
             self.state = "answering"
             return [self._closing()]
         return []
+
+
+class _Choices:
+    """The choices after the first of an ``n`` request, by ``index``: each one's text (its reasoning
+    wrapped in ``<think>`` as the first's is) and finish reason; an index not asked for is passed over."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self.think: dict[int, _ThinkWrapper] = {}
+        self.parts: dict[int, list[str]] = {}
+        self.finish: dict[int, str] = {}
+
+    def feed(self, index: Any, reasoning: str | None, content: str | None, finish: Any) -> None:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 < index < self.n:
+            return
+        think = self.think.setdefault(index, _ThinkWrapper())
+        self.parts.setdefault(index, []).extend(think.feed(reasoning, content))
+        if finish:
+            self.finish[index] = str(finish)
+
+    def close(self) -> None:
+        for index, think in self.think.items():
+            self.parts[index].extend(think.close(cut=self.finish.get(index) == "length"))
+
+    def finished(self) -> list[int]:
+        """The indices that came to an end (a choice without a finish reason was cut short)."""
+        return sorted(self.finish)
+
+    def text(self, index: int) -> str:
+        return "".join(self.parts.get(index, ()))
 
 
 def _server_is_up(failure: _Failure) -> bool:

@@ -11,6 +11,14 @@ A run folder holds::
     records.corrupt.jsonl  damaged lines set aside by a resume (see below); errors.corrupt.jsonl
                            likewise
 
+**Several candidates a story** (``tell-dataset --samples N``, N > 1): the manifest says
+``"samples": N`` and each story's one record holds candidate 0 as above (``raw``,
+``parse``, ``well_structured``, ``meta``, so every reader of one output a story reads it
+unchanged) and candidates 1 to N-1 in ``other_samples``, a list of objects with the same
+four fields (:func:`record_samples` gives all N). The record is written once all N are
+told, so a story is done only with all its candidates. With N = 1 nothing of this
+appears: the run is the same as ever.
+
 Records are appended and flushed to disk one by one as stories finish. On restart the
 ids already in ``records.jsonl`` are skipped, so after any number of crashes or Ctrl-C
 every story ends up exactly once; ``errors.jsonl`` is rewritten (atomically) to the
@@ -58,8 +66,10 @@ ERRORS = "errors.jsonl"
 STOP_AFTER = 3  # stories in a row failing at the endpoint before a run stops
 
 # Fields of the manifest that must match for a run to be resumed.
-_IDENTITY = ("teller", "sampling", "prompt", "dataset")
-_VOLATILE_TELLER = ("versions", "device", "commit", "endpoint")  # the same model may move servers
+_IDENTITY = ("teller", "sampling", "prompt", "dataset", "samples")
+# the same model may move servers (one endpoint, or a fleet of them) or decode otherwise (--cache, --compile, ...)
+_VOLATILE_TELLER = ("versions", "device", "commit", "endpoint", "endpoints", "decoding")
+_NAMES = {"samples": "number of samples (--samples)"}
 
 log = logging.getLogger("storyreasoning.run")
 
@@ -245,7 +255,21 @@ def _identity(manifest: dict) -> dict:
     for key in _VOLATILE_TELLER:
         teller.pop(key, None)
     out["teller"] = teller
+    out["samples"] = out.get("samples") or 1  # a run from before --samples has one a story
     return out
+
+
+SAMPLE_FIELDS = ("raw", "parse", "well_structured", "meta")
+
+
+def record_samples(record: dict) -> list[dict]:
+    """Every candidate of a record (``raw``, ``parse``, ``well_structured``, ``meta``): the record's own,
+    then its ``other_samples``; one for a record of a one-sample run. A damaged entry (no ``raw``
+    text) is left out."""
+    first = {key: record.get(key) for key in SAMPLE_FIELDS}
+    others = record.get("other_samples")
+    others = others if isinstance(others, list) else []
+    return [first, *(o for o in others if isinstance(o, dict) and isinstance(o.get("raw"), str))]
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -369,8 +393,10 @@ def tell_dataset(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = _warn,
+    samples: int = 1,
 ) -> RunSummary:
-    """Tell every story of ``stories`` (a :class:`~storyreasoning.data.StoryDataset`) into ``out``.
+    """Tell every story of ``stories`` (a :class:`~storyreasoning.data.StoryDataset`) into ``out``;
+    ``samples`` candidates of each (more than one needs a teller with ``tell_samples``: a server).
 
     Resumes a run already in ``out`` (the same options only); ``say`` hears about damaged lines
     set aside. Raises :class:`EndpointDown` when the teller cannot reach its server before the
@@ -379,17 +405,28 @@ def tell_dataset(
     out = Path(out)
     if out.exists() and not out.is_dir():
         check_run_folder(out)  # the one clear error
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    if samples > 1 and not hasattr(teller, "tell_samples"):
+        raise UsageError(
+            f"--samples {samples} needs a server (--endpoint), which answers {samples} candidates of one "
+            f"request; with {teller.backend} run tell-dataset once per --seed into separate --out folders"
+        )
     manifest = {
         "teller": teller.describe(),
         "sampling": sampling.to_dict(),
         "prompt": {"text": prompt.text, "system": prompt.system, "order": prompt.order},
         "dataset": {"source": getattr(stories, "source", None), "split": getattr(stories, "split", None)},
     }
+    if samples > 1:
+        manifest["samples"] = samples
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         old = read_manifest(out)
         if _identity(old) != _identity(manifest):
-            changed = [key for key in _IDENTITY if _identity(old)[key] != _identity(manifest)[key]]
+            changed = [
+                _NAMES.get(key, key) for key in _IDENTITY if _identity(old)[key] != _identity(manifest)[key]
+            ]
             raise UsageError(
                 f"{out} holds a run with another {', '.join(changed)}; resume it with the same options "
                 "or write to another --out folder"
@@ -426,20 +463,21 @@ def tell_dataset(
     if on_start:
         on_start(len(ids), skipped)
 
-    samples: dict[str, object] = {}
+    drawn: dict[str, object] = {}  # the dataset's samples of the stories in flight
 
     def lazy() -> Iterator[Story]:
         for i in todo:
             sample = stories[i]
-            samples[sample.story_id] = sample
+            drawn[sample.story_id] = sample
             yield Story(sample.story_id, sample.frames)
 
     summary = RunSummary(total=len(ids), skipped=skipped, done=0, failed=0, well_structured=0)
-    results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling)
+    many = {"samples": samples} if samples > 1 else {}
+    results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling, **many)
     in_a_row = 0  # stories failing at the endpoint, one after the other
     try:
         for story, result in results:
-            sample = samples.pop(story.story_id, None)
+            sample = drawn.pop(story.story_id, None)
             if isinstance(result, TellError):
                 summary.failed += 1
                 _append(
@@ -458,19 +496,24 @@ def tell_dataset(
                     sizes = [frame.size() for frame in sample.frames] if sample is not None else None
                 except UsageError:
                     sizes = None
-                verdict = result.validate(n_images=len(story.images), image_sizes=sizes)
-                _append(
-                    out / RECORDS,
-                    {
-                        "story_id": story.story_id,
-                        "raw": result.raw,
-                        "parse": result.to_dict(verdict),
-                        "well_structured": verdict.well_structured,
-                        "meta": result.meta,
-                    },
-                )
+                tellings = result if isinstance(result, list) else [result]
+                entries = []
+                for telling in tellings:
+                    verdict = telling.validate(n_images=len(story.images), image_sizes=sizes)
+                    entries.append(
+                        {
+                            "raw": telling.raw,
+                            "parse": telling.to_dict(verdict),
+                            "well_structured": verdict.well_structured,
+                            "meta": telling.meta,
+                        }
+                    )
+                record = {"story_id": story.story_id, **entries[0]}
+                if len(entries) > 1:
+                    record["other_samples"] = entries[1:]
+                _append(out / RECORDS, record)
                 summary.done += 1
-                summary.well_structured += int(verdict.well_structured)
+                summary.well_structured += int(bool(entries[0]["well_structured"]))  # candidate 0's
             if progress:
                 progress(1)
             if in_a_row >= STOP_AFTER:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..format.prompts import DEFAULT_PROMPT, SYSTEM_PROMPT, Order
 from ..settings import REQUIRED, argument, option
@@ -87,6 +88,22 @@ class TellerOptions(EndpointOptions):
         None, help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
         panel=LOCAL,
     )  # fmt: skip
+    # how local weights decode: a greedy output is the same whichever (tests/tell/test_local_decoding.py)
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = option(
+        "auto", panel=LOCAL, operational=True,
+        help="Local weights: attention kernel: auto (transformers' choice, SDPA), sdpa, eager or "
+        "flash_attention_2 (a CUDA GPU and pip install flash-attn).",
+    )  # fmt: skip
+    cache: Literal["dynamic", "static"] = option(
+        "dynamic", panel=LOCAL, operational=True,
+        help="Local weights: key-value cache: dynamic (grows each step) or static (allocated once for the "
+        "prompt and --max-new-tokens, kept between stories; what --compile needs).",
+    )  # fmt: skip
+    compile: bool = option(
+        False, panel=LOCAL, operational=True,
+        help="Local weights: torch.compile the decoding step (needs --cache static; CUDA graphs on a GPU; "
+        "each new batch shape waits for a compilation first).",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +155,20 @@ class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
     limit: int | None = option(None, min=1, help="Only the first N stories.")
     concurrency: int = option(8, min=1, help="Requests in flight against an endpoint.", panel=TELLER)
     batch_size: int = option(4, min=1, help="Stories per generate call with local weights.", panel=LOCAL)
+    # a batch run may use several servers: the endpoint group's one URL, repeatable here
+    endpoint: tuple[str, ...] = option(
+        (), "--endpoint", "-e",
+        help="Base URL of an OpenAI-compatible server (vLLM, transformers serve). Repeat it (or give a comma list) "
+        "for several serving the same model: each story goes to the least busy, a failing one is taken out "
+        "and asked again later.",
+        panel=TELLER, operational=True,
+    )  # fmt: skip
+    samples: int = option(
+        1, min=1,
+        help="Candidates a story, asked in one request (the API's n: vLLM fills the prompt and encodes the "
+        "images once); a server that ignores n is asked once a candidate. Needs --endpoint.",
+        panel=SAMPLING,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
