@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,10 +47,6 @@ class Ratings:
     values: dict[str, dict[str, float]] = field(default_factory=dict)
     failed: int = 0  # judgements recorded as failed (no rating)
     columns: set[str] = field(default_factory=set)  # metrics the source has at all
-
-    @property
-    def name(self) -> str:
-        return self.path.parent.name if self.path.name == JUDGEMENTS else self.path.name
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -204,7 +200,7 @@ def _bootstrap(
     for _ in range(resamples):
         index = rng.integers(0, len(x), size=len(x))
         try:
-            draws.append(statistic(x[index].tolist(), y[index].tolist()))
+            draws.append(statistic(x[index], y[index]))
         except UsageError:
             draws.append(math.nan)
     defined = np.asarray([d for d in draws if not math.isnan(d)])
@@ -216,16 +212,18 @@ def _bootstrap(
     return out
 
 
-def _kappa(a: list[float], b: list[float], *, labels: list[float]) -> float:
+def _kappa(a: Sequence[float], b: Sequence[float], *, labels: list[float]) -> float:
     from .stats import cohen_kappa
 
     return cohen_kappa(a, b, weights="quadratic", labels=labels)
 
 
-def _alpha(a: list[float], b: list[float], *, level: str) -> float:
+def _alpha(a: Sequence[float], b: Sequence[float], *, level: str) -> float:
+    import numpy as np
+
     from .stats import krippendorff_alpha
 
-    return krippendorff_alpha(list(zip(a, b, strict=True)), level=level)  # type: ignore[arg-type]
+    return krippendorff_alpha(np.column_stack([a, b]), level=level)  # type: ignore[arg-type]
 
 
 def _plain(value: float) -> float | None:
