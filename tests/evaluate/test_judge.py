@@ -489,3 +489,36 @@ def test_judge_class_describes_itself():
         endpoint, model = "http://x/v1", "m"
 
     assert Judge(Nothing()).describe(pairwise=True)["prompt_sha256"] == PAIRWISE_SHA256
+
+
+def test_a_failing_server_leaves_its_stories_for_the_next_run(world, tmp_path):
+    out = tmp_path / "j"
+    # the first story's request fails with a 503 (no retries): left unjudged, the others judged
+    with FakeServer("status", status=503, fail=1, respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out, concurrency=1)) == 1
+    assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == ["s01", "s02", "s03"]
+    assert [item["story_id"] for item in lines(out / "errors.jsonl")] == ["s00"]
+    assert "HTTP 503" in lines(out / "errors.jsonl")[0]["error"]
+    assert json.loads((out / "summary.json").read_text())["judged"] == 3
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == ["s00"]  # only the one left
+    assert len(lines(out / JUDGEMENTS)) == N
+    # a server failing every story stops the job after three in a row, what was judged kept
+    with FakeServer("status", status=503) as server:
+        with pytest.raises(StoryReasoningError, match="stopped after 3 stories in a row"):
+            judge_command(settings(world, server.url, out=tmp_path / "k", concurrency=1))
+        assert len(server.chat_requests()) == 3
+    assert not (tmp_path / "k" / JUDGEMENTS).exists()
+
+
+def test_a_missing_run_is_one_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        judge_command(from_config(JudgeSettings, run=tmp_path / "nowhere", endpoint=closed_url()))
+
+
+def test_stories_are_judged_concurrently(world, tmp_path):
+    with FakeServer(respond=lambda body: answer(marker(body)), answer_delay=0.3) as server:
+        assert judge_command(settings(world, server.url, out=tmp_path / "j", concurrency=4)) == 0
+        assert server.max_active == N  # all four in flight at once
+    assert len(lines(tmp_path / "j" / JUDGEMENTS)) == N

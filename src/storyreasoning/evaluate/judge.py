@@ -890,12 +890,12 @@ def print_summary(console: Any, summary: dict) -> None:
     from rich.table import Table
 
     judge = summary["judge"]
-    table = Table(
-        title=f"Judge {judge['model']} ({judge['prompt_version']}): {summary['judged']} of {summary['stories']} "
+    console.print(
+        f"judge {judge['model']} ({judge['prompt_version']}): {summary['judged']} of {summary['stories']} "
         f"stories judged, {summary['failed']} failed",
-        title_justify="left",
-        show_edge=False,
+        markup=False,
     )
+    table = Table(show_edge=False)
     for name, justify in (("score", "left"), ("mean", "right"), ("95% interval", "right"), ("n", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for name, found in summary["scores"].items():
@@ -915,13 +915,13 @@ def print_pairs(console: Any, summary: dict) -> None:
     """RUN's win rate over AGAINST as a short table."""
     from rich.table import Table
 
-    table = Table(
-        title=f"{summary['run']} against {summary['against']}: {summary['judged']} of {summary['stories']} stories "
+    console.print(
+        f"{summary['run']} against {summary['against']}: {summary['judged']} of {summary['stories']} stories "
         f"judged in both orders ({summary['wins']} won, {summary['losses']} lost, {summary['ties']} tied, "
-        f"{summary['inconsistent']} order-inconsistent counted as ties)",
-        title_justify="left",
-        show_edge=False,
+        f"{summary['inconsistent']} of them order-inconsistent, counted as ties)",
+        markup=False,
     )
+    table = Table(show_edge=False)
     for name, justify in (("win rate", "left"), ("mean", "right"), ("95% interval", "right"), ("n", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     rows = [("overall", summary["win_rate"])] + [
