@@ -724,6 +724,14 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
     assert sorted(cards.evaluate_all("els => els.map(e => e.dataset.run)")) == ["baseline", "reference"]
     if any(r["metrics"] for r in runs):  # evaluated (the evaluate package is importable)
         assert page.locator(f"{root} .run-card .metric").count() > 0
+        # each card leads with evaluate's headline, as the API serves it: label, value, in its order
+        served = next(r for r in runs if r["name"] == "baseline")["headline"]
+        table = page.locator(f"{root} .run-card[data-run='baseline'] .headline-table")
+        rows = [
+            [cell.strip() for cell in row.split("\t")] for row in table.locator("tbody tr").all_inner_texts()
+        ]
+        assert rows == [[row["label"], row["text"]] for row in served]
+        assert [row["label"] for row in served] == ["grounding F1", "grounding mAP", "identity F1"]
 
     page.click(f"{root} .run-card[data-run='baseline'] .run-open")
     rows = page.locator(f"{root} .metrics-table tbody tr")
@@ -806,10 +814,10 @@ def test_a_run_story_opens_above_the_fold_under_a_short_headline(browser, studio
             assert on_screen <= 4, on_screen
             folded.locator("summary").click()
             assert page.locator(f"{root} .story-metrics .metric:visible").count() > 20
-            # a run card leads with the same few numbers
+            # a run card leads with its headline table; its other numbers are folded
             card = page.locator(f"{root} .run-card[data-run='baseline']")
-            assert card.locator(".metrics.headline .metric").count() <= 4
-            assert card.locator(".metric:visible").count() <= 4
+            assert card.locator(".headline-table tbody tr").count() == 3
+            assert card.locator(".metric:visible").count() == 0
         page.guard.check()
     finally:
         context.close()
@@ -895,3 +903,50 @@ def test_tell_against_transformers_serve(browser, served):
         assert page.locator(f"{viewer} table.diagnostics tbody tr").count() >= 1
         page.click(f"{viewer} .tab[data-tab=raw]")
         assert page.locator(f"{viewer} .raw-text").inner_text().strip()
+
+
+def test_a_run_page_leads_with_the_headline_the_reference_and_the_judge(browser, studio_runs, tmp_path):
+    """A run scored for consistency and judged: its card leads with evaluate's headline, the
+    reference's own values beside it, the judge's means with their intervals."""
+    import shutil
+
+    from storyreasoning.studio.config import StudioConfig
+    from tests.studio.conftest import running_studio
+
+    pytest.importorskip("storyreasoning.evaluate.commands")
+    from storyreasoning.evaluate.commands import evaluate
+    from storyreasoning.evaluate.settings import EvaluateSettings
+
+    runs = tmp_path / "runs"
+    shutil.copytree(studio_runs / "baseline", runs / "judged")
+    evaluate(EvaluateSettings(run=runs / "judged", metrics="grounding,consistency", plots=False))
+    (runs / "judged" / "judge").mkdir()
+    summary = {
+        "judge": {
+            "endpoint": "http://127.0.0.1:1/v1",
+            "model": "m",
+            "prompt_version": "v1",
+            "prompt_sha256": "0",
+        },
+        "scores": {"creativity": {"mean": 2.75, "low": 2.0, "high": 3.5, "n": 3}},
+    }
+    (runs / "judged" / "judge" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    with running_studio(StudioConfig(runs=runs)) as server, open_page(browser, server.url) as page:
+        page.goto(server.url + "/#runs/judged")
+        wait_app(page)
+        table = page.locator("#page-runs .run-card[data-run='judged'] .headline-table")
+        table.wait_for()
+        assert table.locator("thead th").all_inner_texts() == ["metric", "value", "reference"]
+        rows = {
+            cells[0]: cells[1:]
+            for cells in (
+                [c.strip() for c in row.split("\t")] for row in table.locator("tbody tr").all_inner_texts()
+            )
+        }
+        assert list(rows)[:3] == ["well-structured", "grounding F1", "grounding mAP"]
+        assert rows["well-structured"][1] == "100.0%"  # the dataset's own outputs are well-structured
+        assert rows["creativity (judge, 1-5)"] == ["2.75 [2.00, 3.50]", "–"]
+        assert "identity F1" not in rows and "METEOR" not in rows  # families not scored: no rows
+        # the page leads with it: the card's headline comes before its folded numbers
+        first = page.locator("#page-runs .run-card[data-run='judged'] .run-metrics > *").first
+        assert first.evaluate("el => el.className") == "headline-table"

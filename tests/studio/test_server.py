@@ -635,6 +635,52 @@ def test_runs_list_with_overall_metrics(studio_url, studio_runs):
         pytest.skip("the evaluate package is not importable: runs carry no metrics")
     assert set(baseline["metrics"]) == {"grounding", "identity"}
     assert runs["reference"]["metrics"]["identity"]  # overall numbers per family
+    # the headline is evaluate's own (one definition), each value as evaluate prints it
+    from storyreasoning.evaluate.report import headline_cell, headline_rows, load_report
+
+    expected = headline_rows(load_report(studio_runs / "baseline"))
+    served = baseline["headline"]
+    assert [row["key"] for row in served] == [row["key"] for row in expected]
+    assert [row["label"] for row in served] == ["grounding F1", "grounding mAP", "identity F1"]
+    assert [row["text"] for row in served] == [headline_cell(row) for row in expected]
+    assert runs["reference"]["headline"][0]["text"] == "1.0000"  # the references scored against themselves
+
+
+def test_a_runs_judge_scores_join_its_headline(studio_runs, tmp_path):
+    """A judged run's judge/summary.json (as evaluate judge writes it) adds its scores, mean [low, high]."""
+    import shutil
+
+    if not _evaluated(studio_runs):
+        pytest.skip("the evaluate package is not importable: runs carry no metrics")
+    runs = tmp_path / "runs"
+    shutil.copytree(studio_runs / "baseline", runs / "judged")
+    (runs / "judged" / "judge").mkdir()
+    summary = {
+        "judge": {
+            "endpoint": "http://127.0.0.1:1/v1",
+            "model": "m",
+            "prompt_version": "v1",
+            "prompt_sha256": "0",
+        },
+        "scores": {
+            "creativity": {"mean": 3.25, "low": 2.5, "high": 4.0, "n": 3},
+            "coherence": {"mean": None, "low": None, "high": None, "n": 0},
+            "hallucinations": {"mean": 1.5, "low": 1.0, "high": 2.0, "n": 3},
+        },
+    }
+    (runs / "judged" / "judge" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    with running_studio(StudioConfig(runs=runs)) as server:
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        rows = {row["label"]: row["text"] for row in run["headline"]}
+        assert rows["creativity (judge, 1-5)"] == "3.25 [2.50, 4.00]"
+        assert rows["coherence (judge, 1-5)"] == "–"
+        assert rows["hallucinations / story (judge)"] == "1.50 [1.00, 2.00]"
+        assert "grounding quality (judge, 1-5)" not in rows  # not in the summary: no row
+        assert list(rows)[:3] == ["grounding F1", "grounding mAP", "identity F1"]
+        # a damaged summary leaves the judge's scores out, and the run still shows
+        (runs / "judged" / "judge" / "summary.json").write_text("{oops", encoding="utf-8")
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        assert [row["label"] for row in run["headline"]] == ["grounding F1", "grounding mAP", "identity F1"]
 
 
 def test_run_stories_and_a_run_story_beside_its_reference(studio_url, studio_runs):

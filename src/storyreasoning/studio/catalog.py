@@ -28,6 +28,7 @@ from .errors import ApiError
 
 METRICS_FILE = "metrics.json"
 PER_STORY_FILE = "per_story.csv"
+JUDGE_SUMMARY = "judge/summary.json"  # written by evaluate judge
 
 
 def _spellings(source: str) -> set[str]:
@@ -199,6 +200,7 @@ class Run:
     failed: dict[str, str] = field(default_factory=dict)
     metrics: dict | None = None  # family -> overall numbers
     per_story: dict[str, dict] | None = None  # story id -> per_story.csv row
+    headline: list[dict] | None = None  # evaluate's headline rows (report.headline_rows)
 
     def summary(self) -> dict:
         return {
@@ -206,6 +208,7 @@ class Run:
             "manifest": self.manifest,
             "stories": len(self.records),
             "metrics": self.metrics,
+            "headline": self.headline,
         }
 
 
@@ -217,6 +220,7 @@ def _signature(folder: Path) -> tuple:
         "errors.jsonl",
         f"eval/{METRICS_FILE}",
         f"eval/{PER_STORY_FILE}",
+        JUDGE_SUMMARY,
     ):
         try:
             st = (folder / rel).stat()
@@ -226,24 +230,49 @@ def _signature(folder: Path) -> tuple:
     return tuple(out)
 
 
-def _metrics(folder: Path) -> dict | None:
+def _evaluation(folder: Path) -> tuple[dict | None, list[dict] | None]:
+    """The run's overall metrics (family -> overall numbers) and its headline (evaluate's one
+    definition, :func:`~storyreasoning.evaluate.report.headline_rows`, with the scores of
+    ``judge/summary.json``); None for what the run does not have."""
     try:
-        from ..evaluate.report import load_report
-    except ImportError:  # the evaluate package is optional here
-        load_report = None
+        from ..evaluate import report as evaluation
+    except ImportError:  # the evaluate package is optional here: the metrics, without a headline
+        evaluation = None
+    report: dict | None = None
     path = folder / "eval" / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        report = load_report(path) if load_report else json.loads(path.read_text(encoding="utf-8"))
-    except (StoryReasoningError, OSError, ValueError):
-        return None
-    metrics = report.get("metrics") if isinstance(report, dict) else None
-    if not isinstance(metrics, dict):
-        return None
-    return {
-        family: (data.get("overall") if isinstance(data, dict) else None) for family, data in metrics.items()
-    }
+    if path.is_file():
+        try:
+            if evaluation is not None:
+                report = evaluation.load_report(path)
+            else:
+                report = json.loads(path.read_text(encoding="utf-8"))
+        except (StoryReasoningError, OSError, ValueError):
+            report = None
+    report = report if isinstance(report, dict) else None
+    judge = None
+    if evaluation is not None:
+        try:
+            judge = evaluation.load_judge(folder)
+        except (StoryReasoningError, OSError):
+            judge = None  # a damaged summary: the judge's scores are left out, not guessed
+    metrics = report.get("metrics") if report is not None else None
+    overall = None
+    if isinstance(metrics, dict):
+        overall = {
+            family: (data.get("overall") if isinstance(data, dict) else None)
+            for family, data in metrics.items()
+        }
+    headline = None
+    if evaluation is not None and (report is not None or judge is not None):
+        headline = [  # each value also as evaluate prints it, so the page formats nothing itself
+            {
+                **row,
+                "text": evaluation.headline_cell(row),
+                "reference_text": evaluation.headline_cell(row, "reference"),
+            }
+            for row in evaluation.headline_rows(report or {}, judge)
+        ]
+    return overall, headline
 
 
 def _per_story(folder: Path) -> dict[str, dict] | None:
@@ -329,4 +358,5 @@ class Runs:
             for sid, item in run.failures.items()
             if str(sid) not in by_id
         }
-        return Run(name, path, run.manifest, by_id, failed, _metrics(path), _per_story(path))
+        metrics, headline = _evaluation(path)
+        return Run(name, path, run.manifest, by_id, failed, metrics, _per_story(path), headline)

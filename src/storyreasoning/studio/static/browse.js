@@ -34,27 +34,21 @@ function pager(total, offset, onPage) {
 }
 
 /**
- * The few numbers a run or a story leads with: [label, overall key, per-story key] ("family.key").
- * The rest of evaluate's numbers (about 90 per story) are folded behind "all metrics".
+ * The numbers a run leads with come from the server (a run's ``headline``: evaluate's one
+ * definition, each row {key, label, text, reference_text, story, note}); a story leads with
+ * those of them that have a per-story column (``story``). The rest of evaluate's numbers
+ * (about 90 per story) are folded behind "all metrics".
  */
-const HEADLINE = [
-  ["well-structured", "consistency.well_structured_rate", "consistency.well_structured"],
-  ["grounding F1", "grounding.f1_micro", "grounding.f1"],
-  ["identity F1", "identity.idf1_micro", "identity.idf1"],
-  ["METEOR", "language.meteor", "language.meteor"],
-];
+
+/** A run's per-story headline columns: [[label, per-story key]]. */
+function storyHeadline(run) {
+  return ((run && run.headline) || []).filter((row) => row.story).map((row) => [row.label, row.story]);
+}
 
 /** The scalar numbers of one metric family's overall results: [[key, value]]. */
 function scalars(values) {
   if (!values || typeof values !== "object") return [];
   return Object.entries(values).filter(([, v]) => v === null || typeof v === "number" || typeof v === "boolean");
-}
-
-/** The value of "family.key" in a run's overall metrics ({family: {key: value}}). */
-function overall(metrics, dotted) {
-  const [family, key] = dotted.split(".");
-  const values = metrics && metrics[family];
-  return values && typeof values === "object" ? values[key] : undefined;
 }
 
 function metricChips(entries, className = "metrics") {
@@ -67,18 +61,51 @@ function metricChips(entries, className = "metrics") {
   );
 }
 
-/** A headline value as a person reads it: the well-structured rate in percent, a story's verdict as yes or no. */
+/** A story's headline value as a person reads it: its well-structured verdict as yes or no. */
 function headlineText(key, value) {
-  if (key === "consistency.well_structured_rate" && typeof value === "number") return `${Math.round(value * 100)}%`;
   if (key === "consistency.well_structured") return value === true || value === 1 ? "yes" : value === false || value === 0 ? "no" : formatNumber(value);
   return formatNumber(value);
 }
 
-/** The headline tiles present in ``lookup`` (which: 0 a run's overall keys, 1 a story's): [[label, value, key, text]]. */
-function headlineEntries(lookup, which) {
-  return HEADLINE.map(([label, ...keys]) => [label, lookup(keys[which]), keys[which]])
+/** A story's headline tiles (those of ``columns`` it has): [[label, value, key, text]]. */
+function storyEntries(metrics, columns) {
+  return columns
+    .map(([label, key]) => [label, metrics[key], key])
     .filter(([, v]) => v !== undefined && v !== null)
     .map(([label, v, key]) => [label, v, key, headlineText(key, v)]);
+}
+
+/** A run's headline as a table: metric, value (a judge's mean with its interval) and the reference's own value. */
+function headlineTable(rows) {
+  const withReference = rows.some((row) => row.reference !== null && row.reference !== undefined);
+  return h(
+    "table",
+    { class: "headline-table" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { text: "metric" }),
+        h("th", { class: "num", text: "value" }),
+        withReference ? h("th", { class: "num", text: "reference", title: "the reference dataset's own outputs, scored the same way" }) : null,
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      rows.map((row) =>
+        h(
+          "tr",
+          { dataset: { key: row.key }, title: row.note || row.key },
+          h("td", { text: row.label }),
+          h("td", { class: "num", text: row.text }),
+          withReference ? h("td", { class: "num muted", text: row.reference_text }) : null,
+        ),
+      ),
+    ),
+  );
 }
 
 /** A folded "all metrics (n)" with ``content`` inside. */
@@ -86,16 +113,18 @@ function allMetrics(count, content) {
   return h("details", { class: "more-metrics all-metrics" }, h("summary", { text: `all metrics (${count})` }), content);
 }
 
-/** A run's overall metrics: the headline, then every family's numbers folded. */
-function metricsBlock(metrics) {
-  if (!metrics) return h("p", { class: "muted small", text: "Not evaluated yet (storyreasoning evaluate)." });
-  const families = Object.entries(metrics).filter(([, v]) => v && typeof v === "object");
-  if (!families.length) return h("p", { class: "muted small", text: "No metrics." });
+/** A run's evaluation: the headline (served by the API), then every family's numbers folded. */
+function metricsBlock(run) {
+  const metrics = run.metrics;
+  const headline = run.headline || [];
+  if (!metrics && !headline.length) return h("p", { class: "muted small", text: "Not evaluated yet (storyreasoning evaluate)." });
+  const families = Object.entries(metrics || {}).filter(([, v]) => v && typeof v === "object");
+  if (!families.length && !headline.length) return h("p", { class: "muted small", text: "No metrics." });
   const count = families.reduce((n, [, values]) => n + scalars(values).length, 0);
   return h(
     "div",
     { class: "run-metrics" },
-    metricChips(headlineEntries((key) => overall(metrics, key), 0), "metrics headline"),
+    headline.length ? headlineTable(headline) : null,
     allMetrics(
       count,
       h(
@@ -107,10 +136,6 @@ function metricsBlock(metrics) {
   );
 }
 
-/** Is a per-story metric column one of the headline's? */
-function headlineColumn(key) {
-  return HEADLINE.some(([, , story]) => story === key);
-}
 
 function tellerName(manifest) {
   const t = (manifest && manifest.teller) || {};
@@ -331,7 +356,7 @@ export class RunsPage {
             h("span", { class: "badge", text: `${run.stories} stor${run.stories === 1 ? "y" : "ies"}` }),
           ),
           h("p", { class: "muted small" }, h("b", { text: tellerName(run.manifest) }), datasetLine(run.manifest) ? ` · ${datasetLine(run.manifest)}` : ""),
-          metricsBlock(run.metrics),
+          metricsBlock(run),
         ),
       );
     }
@@ -362,6 +387,8 @@ export class RunsPage {
       const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE, q }));
       this.storiesLoaded = true;
       const stories = data.stories || [];
+      const columns = storyHeadline(this.runs.find((r) => r.name === run));
+      const headlineColumn = (k) => columns.some(([, story]) => story === k);
       let keys = [];
       for (const s of stories) for (const k of Object.keys(s.metrics || {})) if (!keys.includes(k)) keys.push(k);
       // the headline first, then overall rates, then the per-kind splits, then raw counts
@@ -370,7 +397,7 @@ export class RunsPage {
       keys.sort((a, b) => rank(a) - rank(b));
       keys = keys.filter((k) => k !== "consistency.well_structured"); // the well-structured column says it
       if (!this.allColumns) keys = keys.filter(headlineColumn);
-      const label = (k) => HEADLINE.find(([, , story]) => story === k)?.[0] || k.replace(/_/g, " ");
+      const label = (k) => columns.find(([, story]) => story === k)?.[0] || k.replace(/_/g, " ");
       const body = h("tbody");
       for (const s of stories) {
         const m = s.metrics || {};
@@ -466,7 +493,7 @@ export class RunsPage {
       h("span", { class: "spacer" }),
       h("label", { class: "inline", for: "compare-with" }, "Side by side with ", select),
     );
-    const metrics = left.metrics && Object.keys(left.metrics).length ? this.storyMetrics(left.metrics) : null;
+    const metrics = left.metrics && Object.keys(left.metrics).length ? this.storyMetrics(left.metrics, run) : null;
     const missing = this.missingFrames(run, left);
     if (!other) {
       replace(this.detailEl, head, metrics, missing, h("div", { class: "card" }, leftViewer.root));
@@ -521,12 +548,12 @@ export class RunsPage {
   }
 
   /** A story's headline numbers, and every other number of its evaluation folded behind "all metrics". */
-  storyMetrics(metrics) {
+  storyMetrics(metrics, run) {
     const all = Object.entries(metrics).filter(([, v]) => v === null || typeof v !== "object");
     return h(
       "div",
       { class: "story-metrics card" },
-      metricChips(headlineEntries((key) => metrics[key], 1), "metrics headline"),
+      metricChips(storyEntries(metrics, storyHeadline((this.runs || []).find((r) => r.name === run))), "metrics headline"),
       allMetrics(all.length, metricChips(all)),
     );
   }
