@@ -13,7 +13,14 @@ import pytest
 from storyreasoning.data import SampleList, write_parquet
 from storyreasoning.evaluate.pairs import Scores
 from storyreasoning.evaluate.plots import consistency_plots, empty_plots, metrics_plot
-from storyreasoning.evaluate.report import HEADLINE, headline_cell, headline_rows
+from storyreasoning.evaluate.report import (
+    HEADLINE,
+    conventions,
+    headline_cell,
+    headline_rows,
+    mismatch_line,
+    mismatches,
+)
 
 from ..data.fixtures import fixture_samples
 from .test_evaluate_cli import shifted
@@ -264,3 +271,64 @@ def test_a_run_without_pronouns_says_so_instead_of_an_empty_plot(world, tmp_path
     assert note in (texts / "eval" / "metrics.md").read_text()
     plots = texts / "eval" / "plots"
     assert sorted(p.name for p in plots.iterdir()) == ["metrics.png", "persistence.png"]
+
+
+def test_the_judges_own_summary_reads_into_the_headline(world, tmp_path):
+    """summary.json as evaluate judge's summarize writes it, not a hand-made one."""
+    from storyreasoning.evaluate.judge import summarize
+
+    results = {
+        sid: {"status": "judged", "scores": {"creativity": c, "coherence": 4, "grounding_quality": 3},
+              "hallucinations": [{"type": "object"}] * h, "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+        for sid, c, h in (("s00", 2, 0), ("s01", 3, 1), ("s03", 4, 2))
+    }  # fmt: skip
+    judge = {
+        "endpoint": "http://127.0.0.1:9/v1",
+        "model": "judge",
+        "prompt_version": "v9",
+        "prompt_sha256": "cd" * 32,
+    }
+    summary = summarize(results, judge, stories=4)
+    folder = tmp_path / "run"
+    shutil.copytree(world / "texts", folder)
+    (folder / "judge").mkdir()
+    (folder / "judge" / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    result = run(
+        folder, "--dataset", world / "data", "--split", "test", "--metrics", "identity", "--no-plots"
+    )
+    assert result.returncode == 0, result.stderr
+    shown = {
+        line.split("│")[0].strip(): line.split("│")[1].strip()
+        for line in result.stdout.splitlines()
+        if "│" in line
+    }
+    creativity = summary["scores"]["creativity"]
+    assert creativity["mean"] == pytest.approx(3.0)
+    assert shown["creativity (judge, 1-5)"] == f"3.00 [{creativity['low']:.2f}, {creativity['high']:.2f}]"
+    assert shown["hallucinations / story (judge)"].startswith("1.00 [")
+    assert list(shown) == ["identity F1", *(m.label for m in HEADLINE if m.key.startswith("judge."))]
+
+
+def test_conventions_name_each_difference_and_ignore_what_was_not_scored():
+    def report(source="d", split="test", stories=4, protocol="default", backend=None):
+        metrics = {"language": {"overall": {}, "extra": {"backend": backend}}} if backend else {}
+        return {"dataset": {"source": source, "split": split}, "stories": stories, "protocol": protocol,
+                "metrics": metrics}  # fmt: skip
+
+    labels = ["a", "b", "c"]
+    same = [conventions(r) for r in (report(backend="coco"), report(), report(backend="coco"))]
+    assert mismatches(labels, same) == {}  # b has no language metrics: nothing to disagree on
+    other = [conventions(r) for r in (report(), report(split="validation"), report(stories=2))]
+    assert mismatches(labels, other) == {
+        "dataset": {
+            "a": "d split test, 4 stories",
+            "b": "d split validation, 4 stories",
+            "c": "d split test, 2 stories",
+        }
+    }
+    judged = [conventions(report(), judge_summary(v)) for v in ("v1", "v1", "v2")]
+    found = mismatches(labels, judged)
+    assert list(found) == ["judge prompt"]
+    assert mismatch_line(found) == (
+        "judge prompt: a=v1 (sha256 abababababab), b=v1 (sha256 abababababab), c=v2 (sha256 abababababab)"
+    )
