@@ -18,7 +18,7 @@ from storyreasoning.tell.run import read_done, read_run, record_samples, tell_da
 
 from ..conftest import run_cli
 from ..data.fixtures import fixture_samples
-from .servers import LIGHTHOUSE, FakeServer, _Handler
+from .servers import LIGHTHOUSE, FakeServer, _Handler, transformers_serve
 
 NAMES = ("Ines", "Maya", "Lena", "Ada", "Zoe", "Kit")
 TEXTS = [LIGHTHOUSE.replace("Ines", name) for name in NAMES]
@@ -292,3 +292,37 @@ def test_cli_samples_records_them_and_says_when_the_server_ignores_n(stories, tm
     for run in ("a", "b"):
         _, records = read_run(tmp_path / run)
         assert len(records) == 3 and all(len(record_samples(r)) == 4 for r in records)
+
+
+# -- the real thing: transformers serve (which ignores n) with the tiny Qwen2.5-VL -------------------
+
+
+class CountingTeller(OpenAITeller):
+    """The real teller, counting the HTTP requests it sends (its HTTP client's request hook)."""
+
+    def _on_request(self, request) -> None:
+        self.__dict__.setdefault("sent", []).append(request.url.path)
+        super()._on_request(request)
+
+
+@pytest.mark.slow  # starts transformers serve (10-30 s on a loaded machine) and generates 8 answers
+def test_transformers_serve_records_four_candidates_a_story(tiny_qwen, tmp_path):
+    write_folders(fixture_samples(2), tmp_path / "ds")
+    stories = load_stories(tmp_path / "ds")
+    lines: list[str] = []
+    sampling = Sampling(temperature=1.0, max_new_tokens=8, seed=11)
+    with transformers_serve(tiny_qwen) as url:
+        with CountingTeller(url, timeout=120, concurrency=1, **FAST) as teller:
+            teller.warn = lines.append
+            summary = tell_dataset(stories, teller, tmp_path / "run", sampling=sampling, samples=4)
+    assert (summary.done, summary.failed) == (2, 0)
+    chats = [path for path in teller.sent if path.endswith("/chat/completions")]
+    assert len(chats) == 8  # it ignores n: the first story finds out (1 + 3), the second asks 4 apart
+    assert len(lines) == 1 and "answered 1 completion where n=4" in lines[0] and teller.ignores_n
+    manifest, records = read_run(tmp_path / "run")
+    assert manifest["samples"] == 4 and len(records) == 2
+    for record in records:
+        candidates = record_samples(record)
+        assert len(candidates) == 4 and all(c["raw"] for c in candidates)
+        assert [c["meta"]["sampling"]["seed"] for c in candidates] == [11, 12, 13, 14]
+        assert all(c["meta"]["usage"]["completion_tokens"] == 8 for c in candidates)
