@@ -469,6 +469,7 @@ def test_a_judge_on_transformers_serve_is_recorded_cleanly(world, tiny_qwen, tmp
     assert len(results) == 2
     for item in results:
         assert item["status"] == "failed" and item["attempts"] == 2 and "invalid twice" in item["error"]
+        assert "cut at 8 tokens; raise --max-new-tokens" in item["error"]
         assert item["usage"]["prompt_tokens"] > 0 and item["usage"]["completion_tokens"] == 2 * 8  # both asks
         assert item["judge"]["model"] == str(tiny_qwen)
     summary = json.loads((tmp_path / "j" / "summary.json").read_text())

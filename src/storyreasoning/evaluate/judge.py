@@ -409,6 +409,9 @@ class Judge:
                 data = check(parse_answer(text))
             except AnswerError as exc:
                 record.error = str(exc)
+                if getattr(usage, "finish_reason", None) == "length":
+                    cut = self.sampling.max_new_tokens
+                    record.error += f" (the answer was cut at {cut} tokens; raise --max-new-tokens)"
                 if attempt == 0:
                     messages = [
                         *messages,
