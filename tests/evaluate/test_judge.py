@@ -523,3 +523,24 @@ def test_stories_are_judged_concurrently(world, tmp_path):
         assert judge_command(settings(world, server.url, out=tmp_path / "j", concurrency=4)) == 0
         assert server.max_active == N  # all four in flight at once
     assert len(lines(tmp_path / "j" / JUDGEMENTS)) == N
+
+
+def test_pairwise_compares_the_stories_both_runs_told(world, tmp_path, capsys):
+    root, _ = world
+    texts = tmp_path / "texts"  # run b as a folder of {story_id}.txt: three of its stories and a stranger
+    texts.mkdir()
+    for item in lines(root / "run-b" / "records.jsonl")[:3]:
+        (texts / f"{item['story_id']}.txt").write_text(item["raw"], encoding="utf-8")
+    (texts / "zz99.txt").write_text("Marker b-zz99.", encoding="utf-8")
+
+    def respond(body):
+        return json.dumps({"winner": "tie", **dict.fromkeys(CRITERIA, "tie"), "reason": ""})
+
+    with FakeServer(respond=respond) as server:
+        assert judge_command(settings(world, server.url, against=texts, out=tmp_path / "p")) == 0
+        assert len(server.chat_requests()) == 2 * 3
+    assert sorted(item["story_id"] for item in lines(tmp_path / "p" / PAIRWISE)) == ["s00", "s01", "s02"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 stories are told in only one of" in said  # s03 and zz99
+    summary = json.loads((tmp_path / "p" / "pairwise_summary.json").read_text())
+    assert summary["win_rate"] == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 3} and summary["ties"] == 3

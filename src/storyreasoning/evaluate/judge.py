@@ -768,6 +768,19 @@ def judge_command(settings: Any) -> int:
             f"no story of {run.path}{theirs} is in {source}{' split ' + split if split else ''}; "
             "check --dataset and --split"
         )
+    unknown = sorted(set(run.outputs) - set(stories.ids()))
+    if unknown:
+        err.print(
+            f"[yellow]{len(unknown)} outputs of {run.path} name stories not in {source} and are not judged "
+            f"(first: {', '.join(unknown[:3])})[/yellow]"
+        )
+    if against is not None:
+        unpaired = len(set(run.outputs) ^ set(against.outputs))
+        if unpaired:
+            err.print(
+                f"[yellow]{unpaired} stories are told in only one of {run.path} and {against.path} and are not "
+                "compared[/yellow]"
+            )
     if s.limit is not None:
         ids = ids[: s.limit]
     out = s.out or (run.path / ("judge" if against is None else f"judge-vs-{against.path.name}"))
