@@ -171,7 +171,8 @@ def evaluate(settings: EvaluateSettings) -> int:
 
             for note in empty_plots(results):
                 console.print(f"[yellow]{note}[/yellow]")
-        console.print(f"wrote {', '.join(str(p) for p in written[:3])} and {len(written) - 3} plots")
+        plots_written = f" and {len(written) - 3} plot{'s' if len(written) != 4 else ''}" if s.plots else ""
+        console.print(f"wrote {', '.join(str(p) for p in written[:3])}{plots_written}")
         return 0
 
 
