@@ -30,14 +30,25 @@ class SamplingServer(FakeServer):
     """A :class:`FakeServer` that honours ``n`` as vLLM does: choice k streams ``texts[k]``, the choices
     interleaved one per event, each naming its ``index``, each with its own finish reason, one usage for
     the request. ``choices`` caps how many it answers (a server that honours ``n`` only in part);
-    the ``"drop"`` behaviour breaks the connection after ``drop_after`` text events."""
+    the ``"drop"`` behaviour breaks the connection after ``drop_after`` text events. ``texts_for``: the
+    texts are ``texts_for(request body)`` instead (answers that depend on the story asked); ``finishes``:
+    choice k's finish reason (default ``stop``)."""
 
     def __init__(
-        self, behaviour: str = "story", *, texts=TEXTS, choices: int | None = None, **kwargs
+        self,
+        behaviour: str = "story",
+        *,
+        texts=TEXTS,
+        choices: int | None = None,
+        texts_for=None,
+        finishes: tuple[str, ...] = (),
+        **kwargs,
     ) -> None:
         super().__init__(behaviour, **kwargs)
         self.texts = list(texts)
         self.choices = choices
+        self.texts_for = texts_for
+        self.finishes = finishes
         self._httpd.RequestHandlerClass = _SamplingHandler
 
 
@@ -64,7 +75,8 @@ class _SamplingHandler(_Handler):
                 parts = [(fake.reasoning_field, cot), ("content", story)]
             return [(f, t[i : i + fake.chunk]) for f, t in parts for i in range(0, len(t), fake.chunk)]
 
-        pieces = [cut(fake.texts[k % len(fake.texts)]) for k in range(count)]
+        texts = fake.texts_for(body) if fake.texts_for else fake.texts
+        pieces = [cut(texts[k % len(texts)]) for k in range(count)]
         self._start_stream()
         for k in range(count):
             self._event(event(k, {"role": "assistant", "content": ""}))
@@ -79,7 +91,7 @@ class _SamplingHandler(_Handler):
                     self._event(event(k, {field: text}))
                     sent += 1
         for k in range(count):
-            self._event(event(k, {}, finish="stop"))
+            self._event(event(k, {}, finish=fake.finishes[k] if k < len(fake.finishes) else "stop"))
         tokens = sum(map(len, pieces))
         self._event(
             {

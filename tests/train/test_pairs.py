@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -196,3 +197,45 @@ def test_cli_pairs_per_story_and_rejected(stories, tmp_path):
     assert "3 with no well-structured candidate to reject" in made.stderr
     held = json.loads((tmp_path / "p" / "settings.json").read_text())
     assert held["pairs_per_story"] == 2 and held["rejected"] == "well-structured"
+
+
+def test_each_candidate_of_a_multi_sample_run_is_a_candidate_of_its_own(stories, tmp_path):
+    """A ``tell-dataset --samples 4`` run against a server honouring ``n``: four candidates a story, paired
+    with one another (they share the run's conditioning), a truncated one left out."""
+    from storyreasoning.tell.openai import OpenAITeller
+
+    from ..tell.test_samples import SamplingServer
+
+    by_frame = {base64.b64encode(s.frames[0].bytes()).decode(): s for s in stories}
+
+    def texts_for(body: dict) -> list[str]:  # the story asked, known by its first frame
+        url = next(p for p in body["messages"][1]["content"] if p["type"] == "image_url")["image_url"]["url"]
+        good = by_frame[url.partition(",")[2]].output_text()
+        return [ungrounded(good), good, without_story(good), without_story(good)]
+
+    finishes = ("stop", "stop", "length", "stop")
+    with (
+        SamplingServer(texts_for=texts_for, finishes=finishes, chunk=1000) as server,
+        OpenAITeller(server.url, retries=0) as teller,
+    ):
+        tell_dataset(stories, teller, tmp_path / "run", samples=4, sampling=Sampling(seed=1))
+    assert len(server.chat_requests()) == 3  # one request a story
+    run = load_outputs(tmp_path / "run")
+    assert run.outputs == {
+        s.story_id: ungrounded(s.output_text()) for s in stories
+    }  # readers of one: the first
+    report = build_pairs(stories, [run], tmp_path / "p")
+    label = run.label
+    assert report.pairs == 3 and report.truncated == 3
+    assert report.truncated_by_run == {f"{label}#0": 0, f"{label}#1": 0, f"{label}#2": 3, f"{label}#3": 0}
+    for pair in lines(tmp_path / "p"):
+        assert (pair["chosen_from"], pair["rejected_from"]) == (f"{label}#1", f"{label}#3")
+        assert pair["chosen"] == stories[stories.ids().index(pair["story_id"])].output_text()
+        assert set(pair["candidates"]) == {f"{label}#0", f"{label}#1", f"{label}#3"}
+        assert pair["chosen_finish_reason"] == "stop" and pair["conditioning"]["recorded"] is True
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert [(r["label"], r["sample"]) for r in manifest["runs"]] == [(f"{label}#{k}", k) for k in range(4)]
+    # with a run of one sample a story beside it, every candidate of both is weighed
+    single = told(tmp_path / "single", [s.output_text() for s in stories], pixels=None)
+    both = build_pairs(stories, [single, run], tmp_path / "both")
+    assert both.pairs == 3 and all(len(p["candidates"]) == 4 for p in lines(tmp_path / "both"))

@@ -28,6 +28,11 @@ the answer. The dataset's reference output was not sampled under any prompt (SFT
 learns it under all of them), so it joins every group. When a story's candidates span
 several groups, the pairs with the largest margins are kept, from whichever group.
 
+**Multi-sample runs** (``tell-dataset --samples N``: N candidates a story in one record)
+give N candidates a story, each as if it came from a run of its own, labelled
+``LABEL#k`` (k from 0, the order the server numbered them); they share the run's
+conditioning, so they are paired with one another.
+
 **Truncated candidates** (``finish_reason == "length"``: cut off at the token limit)
 are left out before scoring and counted, per run, in the manifest: trained as a
 complete answer they would get an end-of-turn token they never produced.
@@ -58,6 +63,7 @@ The pairs folder:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -134,19 +140,51 @@ def _int(value) -> int | None:
 
 
 def finish_reasons(run) -> dict[str, str | None]:
-    """Each story's ``finish_reason`` in a run folder's records (``meta.usage``); empty for texts."""
-    from ..tell.run import RECORDS, read_run
+    """Each story's ``finish_reason`` in a run folder's records (``meta.usage``; of candidate ``k`` for the
+    view of one candidate of a multi-sample run, see :func:`sample_runs`); empty for texts."""
+    from ..tell.run import RECORDS, read_run, record_samples
 
     if getattr(run, "kind", "run") != "run" or not (Path(run.path) / RECORDS).is_file():
         return {}
     _, records = read_run(run.path)
+    k = (run.manifest or {}).get(SAMPLE, 0)
     out: dict[str, str | None] = {}
     for record in records:
-        usage = ((record.get("meta") or {}).get("usage")) or {}
+        candidates = record_samples(record)
+        if k >= len(candidates):
+            continue
+        usage = ((candidates[k].get("meta") or {}).get("usage")) or {}
         if "story_id" in record:
             reason = usage.get("finish_reason")
             out[str(record["story_id"])] = str(reason) if reason is not None else None
     return out
+
+
+SAMPLE = "sample"  # the manifest key of one candidate's view of a multi-sample run
+
+
+def sample_runs(run) -> list:
+    """A multi-sample run (``manifest.json`` says ``samples`` > 1) as one run per candidate, labelled
+    ``LABEL#k`` and with ``sample: k`` in its manifest; any other run as it is."""
+    from ..tell.run import read_run, record_samples
+
+    samples = (run.manifest or {}).get("samples")
+    if getattr(run, "kind", "run") != "run" or not isinstance(samples, int) or samples <= 1:
+        return [run]
+    _, records = read_run(run.path)
+    views = []
+    for k in range(samples):
+        outputs = {}
+        for record in records:
+            candidates = record_samples(record)
+            if k < len(candidates):
+                outputs[str(record["story_id"])] = candidates[k]["raw"]
+        views.append(
+            dataclasses.replace(
+                run, label=f"{run.label}#{k}", outputs=outputs, manifest={**run.manifest, SAMPLE: k}
+            )
+        )
+    return views
 
 
 @dataclass
@@ -199,6 +237,7 @@ def build_pairs(
         raise UsageError(f"pairs per story must be at least 1, got {pairs_per_story}")
     if rejected not in REJECTED:
         raise UsageError(f"unknown choice of rejected {rejected!r}; use any or well-structured")
+    runs = [view for run in runs for view in sample_runs(run)]  # each candidate of a multi-sample run apart
     labels = [run.label for run in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(
@@ -242,6 +281,7 @@ def build_pairs(
         "runs": [
             {
                 **run.describe(),
+                **({SAMPLE: run.manifest[SAMPLE]} if SAMPLE in (run.manifest or {}) else {}),
                 "conditioning": condition.to_dict(),
                 "truncated": report.truncated_by_run[run.label],
                 **({} if condition.recorded else {"note": _ASSUMED}),
@@ -367,4 +407,5 @@ __all__ = [
     "finish_reasons",
     "read_pairs",
     "run_conditioning",
+    "sample_runs",
 ]
