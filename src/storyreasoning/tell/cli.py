@@ -23,6 +23,8 @@ def register(app) -> None:
 
     Writes manifest.json, settings.json, records.jsonl (one record per story) and errors.jsonl.
     Run the same command again after a crash or Ctrl-C: finished stories are skipped.
+    --samples N keeps N candidates a story (one request with n); --endpoint repeated spreads
+    the stories over several servers of the same model.
     """,
     )  # fmt: skip
     command(

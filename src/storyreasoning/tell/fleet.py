@@ -200,6 +200,8 @@ class FleetTeller(Teller):
 
     def check(self) -> None:
         """Raise a :class:`TellError` (``at_endpoint``) when no endpoint is in service, after asking those out once."""
+        if any(e.out_until is None and not e.gone for e in self.endpoints):
+            return
         now = time.monotonic()
         for endpoint in self.endpoints:
             if endpoint.out_until is not None and not endpoint.gone:
@@ -302,7 +304,11 @@ class FleetTeller(Teller):
             while True:
                 now = time.monotonic()
                 for endpoint in self.endpoints:  # those whose time out is up are asked for their models
-                    due = endpoint.out_until is not None and endpoint.out_until <= now
+                    due = (
+                        endpoint.out_until is not None
+                        and endpoint.out_until <= now
+                        and (queue or not exhausted)
+                    )
                     if due and not endpoint.gone and not endpoint.probing:
                         endpoint.probing = True
                         pending[pool.submit(_models_or_failure, endpoint.teller)] = (endpoint, None)
