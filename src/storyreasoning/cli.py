@@ -59,8 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "evaluate": (
         "storyreasoning.evaluate.cli",
-        "Score a run against its dataset (grounding, identity, consistency, language), or compare "
-        "evaluated runs.",
+        "Score a run against its dataset (grounding, identity, consistency, language), compare "
+        "evaluated runs, judge stories with a model, or measure how far judges agree.",
     ),
 }
 

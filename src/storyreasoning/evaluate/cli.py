@@ -1,4 +1,4 @@
-"""The ``storyreasoning evaluate`` command group: run (the default) and compare."""
+"""The ``storyreasoning evaluate`` command group: run (the default), compare, judge and agree."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ app = typer.Typer(
     cls=_DefaultRun,
     help=(
         "Score a run against its dataset (grounding, identity, consistency, language), "
-        "or compare evaluated runs.\n\n"
+        "compare evaluated runs, judge stories with a model, or measure how far judges agree.\n\n"
         "storyreasoning evaluate RUN --dataset SOURCE --split test   (same as: evaluate run RUN …)\n\n"
-        "storyreasoning evaluate compare RUN1 RUN2 …"
+        "storyreasoning evaluate compare RUN1 RUN2 …\n\n"
+        "storyreasoning evaluate judge RUN --endpoint URL [--against RUN_B]\n\n"
+        "storyreasoning evaluate agree A B"
     ),
     no_args_is_help=True,
 )
