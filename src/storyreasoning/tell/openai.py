@@ -728,20 +728,31 @@ class OpenAITeller(Teller):
         produced: list[str],
         others: _Choices | None = None,
     ) -> Iterator[str]:
-        """One attempt: the request, then its events as text; a failure is a :class:`_Failure`."""
+        """One attempt: the request, then its events as text; a failure is a :class:`_Failure`.
+
+        The SDK makes the request (its status errors, connection handling); the answer's bytes
+        are read here, a network read at a time (see :mod:`.sse`: the SDK's reader built a
+        pydantic model of every event, the client's largest cost at one token per event)."""
+        from .sse import DeltaTemplates, EventReader
+
         args = {key: value for key, value in body.items() if key in CHAT_FIELDS}
         extra = {key: value for key, value in body.items() if key not in CHAT_FIELDS}
         with self._held():
-            stream = self._call(
+            answer = self._call(
                 "/chat/completions",
-                lambda client: client.chat.completions.create(**args, extra_body=extra or None),
+                lambda client: client.chat.completions.with_raw_response.create(
+                    **args, extra_body=extra or None
+                ),
             )
+            response = answer.http_response
             try:
                 if self._stopped():
                     raise self._closed_failure()
-                while True:
+                events, templates = EventReader(), DeltaTemplates()
+                blocks = response.iter_bytes()
+                while not events.done:
                     try:
-                        event = next(stream)
+                        block = next(blocks)
                     except StopIteration:
                         break
                     except Exception as exc:
@@ -749,14 +760,48 @@ class OpenAITeller(Teller):
                     deadline = getattr(self._local, "deadline", None)
                     if deadline is not None and deadline.expired:
                         raise self._late(deadline, len("".join(produced)))
-                    for chunk in self._text_of(event, think, usage, others):
-                        produced.append(chunk)
-                        yield chunk
+                    for data in events.feed(block):
+                        known = templates.text(data)
+                        if known is None:
+                            chunks = self._text_of(self._event(data, templates), think, usage, others)
+                        elif not known[1]:
+                            continue
+                        elif known[0] == "content" and think.state != "thinking":
+                            think.state = "answering"  # what think.feed(None, text) does here, less its list
+                            chunks = known[1:]
+                        elif known[0] == "content":
+                            chunks = think.feed(None, known[1])
+                        else:
+                            chunks = think.feed(known[1], None)
+                        for chunk in chunks:
+                            produced.append(chunk)
+                            yield chunk
                 if usage.finish_reason is None:  # no finish reason: the server stopped short
                     raise self._ended_early()
             finally:
                 with contextlib.suppress(Exception):
-                    stream.close()
+                    response.close()
+
+    def _event(self, data: bytes, templates: Any) -> Any:
+        """One event's data parsed as JSON (kept as a template when it is a plain text delta); an
+        ``{"error": …}`` event (a server's failure mid-stream) or one that is not JSON is a :class:`_Failure`."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return self._fail(self._malformed(repr(data.decode("utf-8", "replace")[:200])))
+        if isinstance(event, dict) and event.get("error"):
+            error = event["error"]
+            message = _message_of(error) or "An error occurred during streaming"
+            return self._fail(
+                _Failure(
+                    f"the server at {self.endpoint} reported an error mid-stream ({message}); check the server's log"
+                )
+            )
+        templates.learn(data, event)
+        return event
+
+    def _fail(self, failure: _Failure) -> Any:
+        raise self._closed_failure() if self._stopped() else failure
 
     def _text_of(
         self, event: Any, think: _ThinkWrapper, usage: Usage, others: _Choices | None = None
@@ -1069,9 +1114,11 @@ def _error_text(exc: Any) -> str:
 
 def _is_object(value: Any) -> bool:
     """A JSON object as the SDK hands it over: a model it built, or a dict it left alone."""
+    if isinstance(value, dict):
+        return True
     import openai
 
-    return isinstance(value, (dict, openai.BaseModel))
+    return isinstance(value, openai.BaseModel)
 
 
 def _field(value: Any, name: str) -> Any:
