@@ -154,24 +154,26 @@ class FleetTeller(Teller):
         with ThreadPoolExecutor(max_workers=len(tellers) or 1) as pool:
             answers = list(pool.map(_models_or_failure, tellers))
         listed = [(t, a) for t, a in zip(tellers, answers, strict=True) if isinstance(a, list)]
-        if not listed:
-            for teller in tellers:
-                teller.close()
-            failures = "; ".join(str(a) for a in answers)
-            raise TellError(f"no endpoint answered ({failures})", at_endpoint=True)
         chosen = model or next((a[0] for _, a in listed if a), None)
-        if chosen is None:
-            raise UsageError(
+        problem: StoryReasoningError | None = None
+        if not listed:
+            failures = "; ".join(str(a) for a in answers)
+            problem = TellError(f"no endpoint answered ({failures})", at_endpoint=True)
+        elif chosen is None:
+            problem = UsageError(
                 f"the server at {listed[0][0].endpoint} lists no models; start it with a model or name one "
                 "with --served-model"
             )
-        lacking = [(t, a) for t, a in listed if chosen not in a]
-        if lacking:
+        elif any(chosen not in a for _, a in listed):
             served = "; ".join(f"{t.endpoint}: {', '.join(a) or 'none'}" for t, a in listed)
-            raise UsageError(
+            problem = UsageError(
                 f"the endpoints do not all serve {chosen} ({served}); serve the same model on every --endpoint"
                 + ("" if model else ", or name it with --served-model")
             )
+        if problem is not None:
+            for teller in tellers:
+                teller.close()
+            raise problem
         fleet = cls(
             tellers, model=chosen, concurrency=concurrency, retries=retries, backoff=backoff, warn=warn
         )
