@@ -74,6 +74,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoryReasoningError, UsageError
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
+from .wire import Truncated
 
 _log = logging.getLogger("storyreasoning.openai")
 
@@ -280,6 +281,7 @@ class OpenAITeller(Teller):
         self._short_said = False  # a server answering fewer choices than n is said once
         self.warn: Callable[[str], None] = _log.warning  # how a notice (a server ignoring n) is said, once
         self._client = self._make_client()
+        self._wire = _wire_target(self.base_url)  # plain HTTP without a proxy: the stream on its own socket
         self.model = model or self._discover_model()
 
     def _make_client(self) -> Any:
@@ -347,7 +349,10 @@ class OpenAITeller(Teller):
 
     def _track(self, stream: Any) -> None:
         get = getattr(stream, "get_extra_info", None)
-        sock = get("socket") if get is not None else None
+        self._keep(get("socket") if get is not None else None)
+
+    def _keep(self, sock: Any) -> None:
+        """Track a socket of the attempt in flight (shut at once when its story is late or the teller stopped)."""
         held = getattr(self._local, "held", None)
         if not isinstance(sock, socket.socket) or held is None:
             return
@@ -464,6 +469,8 @@ class OpenAITeller(Teller):
             return _Failure(
                 f"the server at {self.endpoint} reported an error mid-stream ({message}); check the server's log"
             )
+        if isinstance(exc, Truncated):  # the stream on its own socket ended short
+            return self._ended_early()
         if not _is_transport(exc):
             raise exc
         chain = _chain(exc)
@@ -738,18 +745,22 @@ class OpenAITeller(Teller):
         args = {key: value for key, value in body.items() if key in CHAT_FIELDS}
         extra = {key: value for key, value in body.items() if key not in CHAT_FIELDS}
         with self._held():
-            answer = self._call(
-                "/chat/completions",
-                lambda client: client.chat.completions.with_raw_response.create(
-                    **args, extra_body=extra or None
-                ),
-            )
-            response = answer.http_response
+            if self._wire is not None:
+                response = self._post_stream(body)
+                blocks = response.blocks()
+            else:
+                answer = self._call(
+                    "/chat/completions",
+                    lambda client: client.chat.completions.with_raw_response.create(
+                        **args, extra_body=extra or None
+                    ),
+                )
+                response = answer.http_response
+                blocks = response.iter_bytes()
             try:
                 if self._stopped():
                     raise self._closed_failure()
                 events, templates = EventReader(), DeltaTemplates()
-                blocks = response.iter_bytes()
                 while not events.done:
                     try:
                         block = next(blocks)
@@ -781,6 +792,35 @@ class OpenAITeller(Teller):
             finally:
                 with contextlib.suppress(Exception):
                     response.close()
+
+    def _post_stream(self, body: dict) -> Any:
+        """The chat request on a socket of its own (:mod:`.wire`), its answer's head read; a failure is a
+        :class:`_Failure`, worded as for the SDK's client."""
+        from .. import __version__
+        from .wire import post
+
+        if self._stopped():
+            raise _Failure("the teller was closed; make a new one")
+        host, port, target, netloc = self._wire
+        headers = {
+            "Host": netloc,
+            "Authorization": f"Bearer {self.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"storyreasoning/{__version__}",
+        }
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            response = post(host, port, target, headers, data, timeout=self.timeout, on_socket=self._keep)
+        except (OSError, Truncated) as exc:
+            raise self._network_failure(exc) from None
+        if not 200 <= response.status < 300:
+            text = response.read()
+            response.close()
+            if self._stopped():
+                raise self._closed_failure()
+            raise self._status_failure(response.status, text, response.headers, "/chat/completions")
+        return response
 
     def _event(self, data: bytes, templates: Any) -> Any:
         """One event's data parsed as JSON (kept as a template when it is a plain text delta); an
@@ -1056,6 +1096,22 @@ class _Choices:
 
     def text(self, index: int) -> str:
         return "".join(self.parts.get(index, ()))
+
+
+def _wire_target(base_url: str) -> tuple[str, int, str, str] | None:
+    """``(host, port, path of /chat/completions, Host header)`` when the stream may go on a socket of its
+    own (:mod:`.wire`): plain HTTP, no user name in the URL, no proxy variable routing the host elsewhere."""
+    import urllib.request
+
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or "@" in parts.netloc or not parts.hostname:
+        return None
+    proxies = urllib.request.getproxies_environment()
+    if (proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass_environment(
+        parts.hostname, proxies
+    ):
+        return None
+    return parts.hostname, parts.port or 80, parts.path + "/chat/completions", parts.netloc
 
 
 def _server_is_up(failure: _Failure) -> bool:
