@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 
 from .box import Box, parse_box
 from .cot import (
@@ -350,7 +351,7 @@ class CotBuilder:
         self._feed(raw, events)
         return events if events is not None else []
 
-    def feed_lines(self, lines: list[str]) -> list[Event]:
+    def feed_lines(self, lines: Sequence[str]) -> list[Event]:
         """``feed_line`` for each line in turn.
 
         The lines a well-formed CoT is mostly made of are read here in a row: blank

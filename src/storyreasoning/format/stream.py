@@ -94,6 +94,15 @@ class Telling:
         }
 
 
+class _Sealed(list):
+    """The chunks of a closed parser: ``feed`` appends to it, which says the parser is closed."""
+
+    __slots__ = ()
+
+    def append(self, chunk: str) -> None:
+        raise RuntimeError("feed() after close()")
+
+
 class StreamParser:
     """Feed model output as it arrives; receive events; get the :class:`Telling` at the end."""
 
@@ -101,6 +110,7 @@ class StreamParser:
         self._with_events = events  # False: build no events (parse_output does not read them)
         self._mode = _PRE
         self._chunks: list[str] = []
+        self._held = 0  # the chunks from this index on are kept, not yet routed
         self._pos = 0  # characters routed so far
         self._line: list[str] = []  # pieces of the line being assembled (PRE and COT)
         self._line_start = 0  # offset where that line starts
@@ -121,30 +131,73 @@ class StreamParser:
 
     # -- public ------------------------------------------------------------------------------
     def feed(self, chunk: str) -> list[Event]:
-        """Parse the next piece of output; return the events it completes."""
-        if self._closed:
-            raise RuntimeError("feed() after close()")
-        if not chunk:
+        """Parse the next piece of output; return the events it completes.
+
+        A chunk with no line end and no ``<`` or ``>`` completes nothing (no line, no
+        marker, no tag): it is only kept, and read with the next chunk that holds one of
+        them, so most chunks of a token stream cost a list append. Story text between
+        tags is therefore reported when the next tag or line end arrives.
+        """
+        if "\n" in chunk or "<" in chunk or ">" in chunk:
+            chunks = self._chunks
+            if self._closed:
+                chunks.append(chunk)  # raises: it is sealed
+            held = self._held
+            chunks.append(chunk)
+            self._held = len(chunks)
+            if held < len(chunks) - 1:
+                chunk = "".join(chunks[held:])
+            mode = self._mode
+            if mode is _STORY:
+                self._pos += len(chunk)
+                return self._story.feed(chunk)  # type: ignore[union-attr]
+            if mode is _COT and "<" not in chunk and not self._partial:
+                return self._cot_lines(chunk)
+            events: list[Event] = []
+            self._route(chunk, events)
+            return events
+        self._chunks.append(chunk)  # after close() this raises: the list is sealed
+        return []
+
+    def _cot_lines(self, text: str) -> list[Event]:
+        """CoT text with no marker in it (no ``<``, nothing held): what ``_lines`` does, in short."""
+        start = self._pos
+        self._pos += len(text)
+        last = text.rfind("\n")
+        if last == -1:
+            self._line.append(text)
             return []
-        self._chunks.append(chunk)
-        if self._mode == _STORY:
-            assert self._story is not None
-            self._pos += len(chunk)
-            return self._story.feed(chunk)
-        if "\n" not in chunk and "<" not in chunk and not self._partial:  # the middle of a line
-            self._line.append(chunk)
-            self._pos += len(chunk)
-            return []
-        events: list[Event] = []
-        self._route(chunk, events)
+        line = self._line
+        if line:
+            line.append(text[:last])
+            body = "".join(line)
+            self._line = []
+        else:
+            body = text[:last]
+        lines = body.split("\n")
+        events = self._cot.feed_lines(lines)  # type: ignore[union-attr]
+        self._line_no += len(lines)
+        self._line_start = start + last + 1
+        if last + 1 < len(text):
+            self._line.append(text[last + 1 :])
         return events
+
+    def _release(self, events: list[Event]) -> None:
+        """Route the chunks kept since the last one that completed something."""
+        chunks = self._chunks
+        held = self._held
+        if held < len(chunks):
+            self._held = len(chunks)
+            self._route("".join(chunks[held:]), events)
 
     def close(self) -> list[Event]:
         """The output is complete: finish the parse and return the last events."""
         if self._closed:
             return []
-        self._closed = True
         events: list[Event] = []
+        self._release(events)
+        self._closed = True
+        self._chunks = _Sealed(self._chunks)
         if self._mode == _PRE:
             text = "".join(self._pre_lines) + "".join(self._line)
             if text.strip():
@@ -304,7 +357,7 @@ class StreamParser:
             self._pre_lines.append(line)
         else:
             assert self._cot is not None
-            events += self._cot.feed_line(line)
+            events += self._cot.feed_lines((line,))  # its fast path: a data row read at once
         self._line_start = next_start
         self._line_no += 1
 
@@ -328,7 +381,7 @@ class StreamParser:
                     events.append(ThinkOpened())
                 assert self._cot is not None
                 for line in self._pre_lines:
-                    events += self._cot.feed_line(line)
+                    events += self._cot.feed_lines((line,))  # its fast path: a data row read at once
                 self._pre_lines = []
             else:  # the story starts; whatever came before is story text outside any segment
                 self._start_story(0, 1)
