@@ -410,7 +410,8 @@ def tell_dataset(
     if samples > 1 and not hasattr(teller, "tell_samples"):
         raise UsageError(
             f"--samples {samples} needs a server (--endpoint), which answers {samples} candidates of one "
-            f"request; with {teller.backend} run tell-dataset once per --seed into separate --out folders"
+            f"request; the {teller.backend} teller tells one a story: for several, run tell-dataset once per "
+            "--seed into separate --out folders (train pairs takes them all)"
         )
     manifest = {
         "teller": teller.describe(),
