@@ -132,3 +132,39 @@ def test_published_spans_read_at_once_keep_their_lines_and_findings() -> None:
     same(parse_output(text), by_lines(text))
     found = {(d.code, d.line) for d in parse_output(text).diagnostics}
     assert {("span-attribute", 4), ("bad-id", 6), ("empty-span", 6)} <= found
+
+
+def routed(text: str):
+    """The text through the stream parser's router, fed whole (what parse_output once did)."""
+    parser = StreamParser(events=False)
+    parser.feed(text)
+    return parser.result()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_output, any_output)
+def test_the_published_envelope_read_directly_equals_the_router(cot: str, story: str) -> None:
+    # parse_output reads '<think> CoT </think> story' without routing it (when the CoT holds
+    # no '<think>' or '<gdi'); anything else goes through the router: both must agree
+    for text in (f"<think>{cot}</think>{story}", f"<think>\n{cot}\n</think>\n{story}"):
+        same(parse_output(text), routed(text))
+        same(parse_output(text), by_lines(text))
+
+
+def test_the_published_envelope_in_its_edge_cases() -> None:
+    cot = LIGHTHOUSE.split("</think>")[0].removeprefix("<think>")
+    story = LIGHTHOUSE.split("</think>")[1]
+    for text in (
+        LIGHTHOUSE,
+        LIGHTHOUSE.replace("\n", "\r\n"),
+        "<think></think>",
+        "<think>\n</think>\n",
+        f"<think>{cot.strip()}</think>{story}",  # the last CoT line has no line end
+        f"<think>{cot}</think>",
+        f"<think>{cot}<gdi image1>x</gdi></think>{story}",  # not the published envelope: routed
+        f"<think>{cot}<think></think>{story}",
+        f" <think>{cot}</think>{story}",
+        f"<think>{cot}</think>{story}</think>",
+    ):
+        same(parse_output(text), routed(text))
+        same(parse_output(text), by_lines(text))

@@ -5,7 +5,9 @@ takes the output in chunks of any size and returns :mod:`events` as soon as each
 is complete (a table row when its line ends, a span when it closes). Its total cost is
 linear in the output: each chunk is scanned once, each line is assembled once, and
 nothing is re-parsed when a chunk arrives. :func:`parse_output` is the same parser fed
-the whole text at once, so a streamed parse and a batch parse always agree.
+the whole text at once (the published envelope, ``<think>`` CoT ``</think>`` story, is
+cut at its markers directly and each part given to its builder, as the router would), so
+a streamed parse and a batch parse always agree (``tests/format/test_fast_paths.py``).
 
 The envelope is read tolerantly:
 
@@ -441,29 +443,79 @@ class StreamParser:
         self._story = StoryBuilder(first_line=first_line, events=self._with_events)
 
     def _build(self) -> Telling:
-        raw = self.text
-        cot = story = None
-        cot_text = story_text = None
-        if self._cot is not None and self._cot_start is not None:
-            end = self._cot_end if self._cot_end is not None else len(raw)
-            cot_text = raw[self._cot_start : end].strip() or None
-            cot = self._cot.cot if cot_text else None
-        if self._story is not None and self._story_start is not None:
-            story_text = raw[self._story_start :].strip() or None
-            story = self._story.story if self._story.story.segments else None
-        diagnostics = list(self.diagnostics)
-        if cot is not None:
-            diagnostics += cot.diagnostics
-        if story is not None:
-            diagnostics += story.diagnostics
-        diagnostics.sort(key=lambda d: d.line)
-        return Telling(
-            raw=raw, cot=cot, story=story, cot_text=cot_text, story_text=story_text, diagnostics=diagnostics
+        return _telling(
+            self.text,
+            self._cot if self._cot_start is not None else None,
+            self._cot_start,
+            self._cot_end,
+            self._story if self._story_start is not None else None,
+            self._story_start,
+            self.diagnostics,
         )
+
+
+def _telling(
+    raw: str,
+    cot_builder: CotBuilder | None,
+    cot_start: int | None,
+    cot_end: int | None,
+    story_builder: StoryBuilder | None,
+    story_start: int | None,
+    findings: list[Diagnostic],
+) -> Telling:
+    """The :class:`Telling` of ``raw``, read by these builders from these offsets."""
+    cot = story = None
+    cot_text = story_text = None
+    if cot_builder is not None and cot_start is not None:
+        end = cot_end if cot_end is not None else len(raw)
+        cot_text = raw[cot_start:end].strip() or None
+        cot = cot_builder.cot if cot_text else None
+    if story_builder is not None and story_start is not None:
+        story_text = raw[story_start:].strip() or None
+        story = story_builder.story if story_builder.story.segments else None
+    diagnostics = list(findings)
+    if cot is not None:
+        diagnostics += cot.diagnostics
+    if story is not None:
+        diagnostics += story.diagnostics
+    diagnostics.sort(key=_line_of)
+    return Telling(
+        raw=raw, cot=cot, story=story, cot_text=cot_text, story_text=story_text, diagnostics=diagnostics
+    )
+
+
+def _line_of(finding: Diagnostic) -> int:
+    return finding.line
+
+
+def _parse_published(text: str, end: int) -> Telling:
+    """``<think>`` CoT ``</think>`` story, with ``</think>`` at ``end``, and no ``<think>`` or
+    ``<gdi`` inside the CoT: what :class:`StreamParser` reads from such a text, without routing
+    it (the tests hold the two to the same result)."""
+    cot = CotBuilder(1, events=False)
+    lines = text[len(THINK_OPEN) : end].split("\n")
+    last = lines.pop()  # the CoT's last line, when it does not end with a line end
+    cot.feed_lines(lines)
+    if last:
+        cot.feed_line(last)
+    cot.finish()
+    start = end + len(THINK_CLOSE)
+    story = StoryBuilder(1 + text.count("\n", 0, end), events=False)
+    story.feed(text[start:])
+    story.finish()
+    return _telling(text, cot, len(THINK_OPEN), end, story, start, [])
 
 
 def parse_output(text: str) -> Telling:
     """Parse a whole model output. Never raises; findings are in ``telling.diagnostics``."""
+    if text.startswith(THINK_OPEN):  # the published envelope, read without routing
+        end = text.find(THINK_CLOSE, len(THINK_OPEN))
+        if (
+            end != -1
+            and text.find(STORY_START, len(THINK_OPEN), end) == -1
+            and text.find(THINK_OPEN, len(THINK_OPEN), end) == -1
+        ):
+            return _parse_published(text, end)
     parser = StreamParser(events=False)
     parser.feed(text)
     return parser.result()
