@@ -12,10 +12,11 @@ in every telling's ``meta``, so serving, training and evaluation can use the sam
 How it decodes, which never changes a greedy output (tested on the tiny model):
 ``attn_implementation`` (``auto``: transformers' choice, SDPA; ``sdpa``, ``eager`` or
 ``flash_attention_2``, which needs flash-attn on a CUDA GPU), ``cache`` (``dynamic``: the
-key-value cache grows each step; ``static``: allocated once for the prompt and
-``max_new_tokens``, kept between calls) and ``compile`` (``torch.compile`` of the decoding
-step over the static cache, with CUDA graphs on a GPU; the first story of each new shape
-pays the compilation). ``bench/gpu_tell.py`` measures each against the memory-bandwidth limit.
+key-value cache grows each step; ``static``: allocated whole at the start of each
+``generate``, for the longest prompt and ``max_new_tokens`` seen so far, so its shape stays)
+and ``compile`` (``torch.compile`` of the decoding step over the static cache, with CUDA
+graphs on a GPU; the first batch of each new shape pays the compilation).
+``bench/gpu_tell.py`` measures each against the memory-bandwidth limit.
 """
 
 from __future__ import annotations

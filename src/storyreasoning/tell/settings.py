@@ -96,8 +96,8 @@ class TellerOptions(EndpointOptions):
     )  # fmt: skip
     cache: Literal["dynamic", "static"] = option(
         "dynamic", panel=LOCAL, operational=True,
-        help="Local weights: key-value cache: dynamic (grows each step) or static (allocated once for the "
-        "prompt and --max-new-tokens, kept between stories; what --compile needs).",
+        help="Local weights: key-value cache: dynamic (grows each step) or static (allocated whole for the "
+        "prompt and --max-new-tokens, one shape for every step; what --compile needs).",
     )  # fmt: skip
     compile: bool = option(
         False, panel=LOCAL, operational=True,
