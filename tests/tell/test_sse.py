@@ -144,3 +144,37 @@ def test_both_transports_tell_the_same_story(tmp_path, reasoning_field):
                 told.append((telling.raw, telling.meta["usage"]["finish_reason"]))
     assert told[0] == told[1] and told[0][1] == "stop"
     assert told[0][0] == LIGHTHOUSE if reasoning_field is None else told[0][0].startswith("<think>\n")
+
+
+def _answer(head: bytes, body: bytes):
+    """A :class:`Response` read from a real socket pair: ``head`` and ``body`` sent, then the close."""
+    import socket
+
+    from storyreasoning.tell.wire import Headers, Response
+
+    ours, theirs = socket.socketpair()
+    theirs.sendall(body)
+    theirs.close()
+    headers = Headers()
+    for line in head.decode().split("\r\n"):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Response(ours, 200, headers, b"")
+
+
+def test_a_body_is_read_by_its_framing_and_its_encoding():
+    import gzip
+
+    events = b"data: one\n\ndata: two\n\n"
+    framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(events), events)
+    assert b"".join(_answer(b"Transfer-Encoding: chunked", framed).blocks()) == events
+    assert b"".join(_answer(b"Content-Length: 11", events).blocks()) == events[:11]
+    assert b"".join(_answer(b"X-Any: 1", events).blocks()) == events  # the close ends it
+    packed = gzip.compress(events)
+    framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed)
+    both = b"Transfer-Encoding: chunked\r\nContent-Encoding: gzip"
+    assert b"".join(_answer(both, framed).blocks()) == events
+    with pytest.raises(Truncated, match="closed before the end"):
+        b"".join(_answer(b"Transfer-Encoding: chunked", framed[:20]).blocks())
+    with pytest.raises(Truncated, match="compressed body is damaged"):
+        b"".join(_answer(b"Content-Encoding: gzip", b"not gzip at all").blocks())

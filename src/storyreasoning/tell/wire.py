@@ -23,6 +23,7 @@ the teller words them as it words the SDK's.
 from __future__ import annotations
 
 import socket
+import zlib
 from collections.abc import Callable, Iterator
 
 READ_SIZE = 64 * 1024
@@ -51,6 +52,11 @@ class Response:
         length = headers.get("content-length")
         self._chunks = Chunks() if "chunked" in encoding else None
         self._left = int(length) if self._chunks is None and length and length.strip().isdigit() else None
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        # identity is asked for; a server that compresses anyway is read all the same (gzip, deflate)
+        self._inflate = (
+            zlib.decompressobj(zlib.MAX_WBITS | 32) if coding in ("gzip", "x-gzip", "deflate") else None
+        )
 
     def blocks(self) -> Iterator[bytes]:
         """The body, a network read at a time (unframed); :class:`Truncated` when it ends early."""
@@ -63,6 +69,11 @@ class Response:
                 elif self._left is not None:
                     data = data[: self._left]
                     self._left -= len(data)
+                if data and self._inflate is not None:
+                    try:
+                        data = self._inflate.decompress(data)
+                    except zlib.error as exc:
+                        raise Truncated(f"the answer's compressed body is damaged ({exc})") from None
                 if data:
                     yield data
             if (chunks is not None and chunks.done) or self._left == 0:
@@ -160,7 +171,7 @@ def post(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = [f"POST {target} HTTP/1.1"]
         head += [f"{name}: {value}" for name, value in headers.items()]
-        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        head += [f"Content-Length: {len(body)}", "Accept-Encoding: identity", "Connection: close", "", ""]
         sock.sendall("\r\n".join(head).encode("latin-1") + body)
         data = b""
         while True:
