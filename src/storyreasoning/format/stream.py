@@ -135,12 +135,13 @@ class StreamParser:
     def feed(self, chunk: str) -> list[Event]:
         """Parse the next piece of output; return the events it completes.
 
-        A chunk with no line end and no ``<`` or ``>`` completes nothing (no line, no
-        marker, no tag): it is only kept, and read with the next chunk that holds one of
-        them, so most chunks of a token stream cost a list append. Story text between
-        tags is therefore reported when the next tag or line end arrives.
+        A chunk with no line end and no ``>`` (nor a ``<``, before the story) completes
+        nothing (no line, no marker, no tag): it is only kept, and read with the next
+        chunk that holds one of them, so most chunks of a token stream cost a list
+        append. In the story a tag is complete at its ``>``: story text is reported when
+        the next tag is complete or a line ends.
         """
-        if "\n" in chunk or "<" in chunk or ">" in chunk:
+        if ">" in chunk or "\n" in chunk or ("<" in chunk and self._mode is not _STORY):
             chunks = self._chunks
             if self._closed:
                 chunks.append(chunk)  # raises: it is sealed
