@@ -55,7 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": (
         "storyreasoning.train.cli",
-        "Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, adapter merging.",
+        "Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, online RL (GRPO), "
+        "adapter merging.",
     ),
     "evaluate": (
         "storyreasoning.evaluate.cli",

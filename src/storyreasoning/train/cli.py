@@ -8,12 +8,13 @@ import typer
 
 from ..settings import command
 from .push import PushSettings
-from .settings import DPOSettings, PairsSettings, PlanSettings, SFTSettings
+from .settings import DPOSettings, GRPOSettings, PairsSettings, PlanSettings, SFTSettings
 
 _JOBS = "storyreasoning.train.commands"
 
 app = typer.Typer(
-    help="Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, adapter merging.",
+    help="Train storytellers: supervised fine-tuning, reward-ranked preference pairs, DPO, online RL (GRPO), "
+    "adapter merging.",
     no_args_is_help=True,
 )
 
@@ -40,6 +41,16 @@ command(
     help="""Contrastive preference training (DPO) on reward-ranked pairs, as QwenStoryteller2 (resumable).
 
     Defaults are QwenStoryteller2's: LoRA rank 2048, alpha 4096, lr 5e-6, batch 8, 3 epochs, beta 0.1.
+    """,
+)  # fmt: skip
+command(
+    app, GRPOSettings, f"{_JOBS}:grpo", name="grpo",
+    help="""Online RL (GRPO): the model tells each story a group of times and learns from the storytelling reward.
+
+    Prompts are the stories of DATASETS (mixed by --mix as train dpo mixes pairs folders); each
+    completion is scored by the reward of train pairs (structure gate, re-identification,
+    grounding) in --reward-workers processes, each component logged in log.jsonl. Resumable,
+    like sft and dpo. A recipe: storyreasoning train grpo --config recipes/qwenstoryteller-grpo.yaml
     """,
 )  # fmt: skip
 command(

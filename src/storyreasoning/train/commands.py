@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
-from .settings import DPOSettings, PairsSettings, SFTSettings
+from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
 
 
 def _err():
@@ -25,6 +25,12 @@ def dpo(settings: DPOSettings) -> int:
     from .dpo import train_dpo
 
     return _train(train_dpo, settings)
+
+
+def grpo(settings: GRPOSettings) -> int:
+    from .grpo import train_grpo
+
+    return _train(train_grpo, settings)
 
 
 def _train(job, settings) -> int:
@@ -167,4 +173,4 @@ def _checkpoint_dtype(transformers, base: str):
     return None
 
 
-__all__ = ["dpo", "merge", "pairs", "sft"]
+__all__ = ["dpo", "grpo", "merge", "pairs", "sft"]

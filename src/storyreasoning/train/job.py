@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from ..settings import settings_fields
 from .callbacks import reporters
 
 #: Settings that may change between a run and its resumption.
@@ -79,8 +80,11 @@ class TrainFolder:
                     f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
                 ) from None
             derived = {"alpha", "lr"}  # follow from other settings: name the cause first
+            operational = OPERATIONAL | {
+                f.name for f in settings_fields(type(settings)) if f.spec.operational
+            }
             changed = sorted(
-                (k for k in set(held) | set(wanted) if k not in OPERATIONAL and held.get(k) != wanted.get(k)),
+                (k for k in set(held) | set(wanted) if k not in operational and held.get(k) != wanted.get(k)),
                 key=lambda k: (k in derived, k),
             )
             if changed:

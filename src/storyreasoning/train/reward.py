@@ -359,6 +359,16 @@ def sample_reward(
     return StoryScorer(sample, weights)(candidate)
 
 
+def completion_text(completion):
+    """The text of a TRL completion: a string, or chat messages (``[{"role": "assistant", "content": ...}]``)."""
+    if isinstance(completion, list):
+        content = completion[-1].get("content", "") if completion else ""
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") or "" for p in content if isinstance(p, dict))
+        return content or ""
+    return completion
+
+
 def trl_reward(
     stories: Mapping[str, object], weights: RewardWeights = RewardWeights()
 ) -> Callable[..., list[float]]:
@@ -373,14 +383,9 @@ def trl_reward(
     def storyreasoning_reward(completions, story_id, **kwargs) -> list[float]:
         out = []
         for completion, sid in zip(completions, story_id, strict=True):
-            if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
-                content = completion[-1].get("content", "") if completion else ""
-                if isinstance(content, list):
-                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-                completion = content
             if sid not in scorers:
                 scorers[sid] = StoryScorer(stories[sid], weights)
-            out.append(scorers[sid](completion).total)
+            out.append(scorers[sid](completion_text(completion)).total)
         return out
 
     return storyreasoning_reward
@@ -391,6 +396,7 @@ __all__ = [
     "Reward",
     "RewardWeights",
     "StoryScorer",
+    "completion_text",
     "cross_group_links",
     "grounded_entities",
     "mention_counts",

@@ -280,40 +280,46 @@ class DPOSettings(TrainingOptions):
 
     def mix_weights(self) -> dict[str, float] | None:
         """Each pairs folder (as given) to its ``--mix`` weight; None without ``--mix``."""
-        if not self.mix or [m.strip().lower() for m in self.mix] == ["none"]:
-            return None
-        given: dict[str, float] = {}
-        for item in (part.strip() for entry in self.mix for part in entry.split(",")):
-            if not item:
-                continue
-            name, sep, weight = item.rpartition("=")
-            try:
-                value = float(weight)
-            except ValueError:
-                value = -1.0
-            if not sep or not name.strip() or not value >= 0:
-                raise UsageError(
-                    f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}"
-                )
-            given[name.strip().rstrip("/")] = value
-        out: dict[str, float] = {}
-        for folder in self.pairs:
-            names = [n for n in (folder.rstrip("/"), Path(folder).name) if n in given]
-            if not names:
-                raise UsageError(
-                    f"--mix gives no weight to the pairs folder {folder}; name every folder "
-                    f"({', '.join(Path(p).name + '=W' for p in self.pairs)})"
-                )
-            out[folder] = given[names[0]]
-        known = {n for folder in self.pairs for n in (folder.rstrip("/"), Path(folder).name)}
-        unknown = sorted(set(given) - known)
-        if unknown:
+        return mix_weights(self.mix, self.pairs, "pairs folder")
+
+
+def mix_weights(mix: tuple[str, ...], folders: tuple[str, ...], what: str) -> dict[str, float] | None:
+    """Each of ``folders`` (as given) to its ``--mix NAME=W`` weight, by name or path; None without ``--mix``.
+
+    ``what`` names the folders in the errors (``pairs folder``, ``dataset``).
+    """
+    if not mix or [m.strip().lower() for m in mix] == ["none"]:
+        return None
+    given: dict[str, float] = {}
+    for item in (part.strip() for entry in mix for part in entry.split(",")):
+        if not item:
+            continue
+        name, sep, weight = item.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or not value >= 0:
             raise UsageError(
-                f"--mix names {unknown[0]}, which is not one of the pairs folders given; check the name"
+                f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}"
             )
-        if not any(out.values()):
-            raise UsageError("--mix gives every pairs folder a weight of 0; give one a positive weight")
-        return out
+        given[name.strip().rstrip("/")] = value
+    out: dict[str, float] = {}
+    for folder in folders:
+        names = [n for n in (folder.rstrip("/"), Path(folder).name) if n in given]
+        if not names:
+            raise UsageError(
+                f"--mix gives no weight to the {what} {folder}; name every one "
+                f"({', '.join(Path(p).name + '=W' for p in folders)})"
+            )
+        out[folder] = given[names[0]]
+    known = {n for folder in folders for n in (folder.rstrip("/"), Path(folder).name)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UsageError(f"--mix names {unknown[0]}, which is not one of the {what}s given; check the name")
+    if not any(out.values()):
+        raise UsageError(f"--mix gives every {what} a weight of 0; give one a positive weight")
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,6 +373,153 @@ class PairsSettings:
     )  # fmt: skip
 
     def weights(self):
+        from .reward import RewardWeights
+
+        try:
+            return RewardWeights(reid=self.w_reid, grounding=self.w_grounding, boxes=self.w_boxes,
+                                 cross_group=self.cross_group, reid_iou=self.reid_iou, gate=self.gate)  # fmt: skip
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+REWARD = "Reward"
+JUDGE = "Judge reward"
+ONLINE = "Online RL"
+VLLM = "vLLM"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GRPOSettings(TrainingOptions):
+    """Online RL (GRPO): the model tells each prompt's story a group of times and learns from the reward."""
+
+    sources: tuple[str, ...] = argument(
+        help="Datasets whose stories are the prompts (real stories, contrastive sequences): hub ids, save_to_disk "
+        "folders, parquet files or folders of story folders.",
+        metavar="DATASETS...",
+    )  # fmt: skip
+    split: str | None = option(
+        "train", "--split", "-s", help="Split of each dataset to train on.", panel=DATA
+    )
+    limit: int | None = option(None, min=1, help="Only the first N stories of each dataset.", panel=DATA)
+    mix: tuple[str, ...] = option(
+        (), "--mix", panel=DATA, metavar="NAME=W",
+        help="Weight of a dataset (its name or path), repeatable or comma-separated: --mix real=2,synth=1 "
+        "subsamples the datasets to the largest set in that ratio (as train dpo mixes pairs folders); none: "
+        "every story of every dataset.",
+    )  # fmt: skip
+    model: str = option(
+        DEFAULT_START, "--model", "-m", panel=MODEL,
+        help="Model to improve: hub id or folder (a LoRA adapter must be merged first with train merge).",
+    )  # fmt: skip
+    num_generations: int = option(
+        8, "--num-generations", "--group-size", min=2, panel=ONLINE,
+        help="Completions told for each prompt (the group whose rewards are compared).",
+    )  # fmt: skip
+    beta: float = option(
+        0.04, min=0.0, panel=ONLINE,
+        help="KL coefficient towards the starting model (0: no reference pass; LoRA's reference is the adapter off).",
+    )  # fmt: skip
+    max_completion_length: int = option(
+        6144, min=1, panel=ONLINE, help="Most tokens told per completion (a cut completion is never well-structured)."
+    )  # fmt: skip
+    temperature: float = option(1.0, min=0.0, help="Sampling temperature of the completions.", panel=ONLINE)
+    top_p: float = option(1.0, min=0.0, max=1.0, help="Nucleus sampling of the completions.", panel=ONLINE)
+    lr: float | None = option(1e-5, help="Learning rate.", panel=OPTIM)
+    epochs: float = option(1.0, help="Passes over the prompts.", panel=OPTIM)
+    batch_size: int = option(
+        8, min=1, panel=OPTIM,
+        help="Completions per device batch; batch x grad-accum x processes must be a multiple of the group size.",
+    )  # fmt: skip
+    grad_accum: int = option(4, min=1, help="Batches per optimiser step.", panel=OPTIM)
+    weight_decay: float = option(0.0, min=0.0, help="Weight decay.", panel=OPTIM)
+    w_story: float = option(
+        1.0, min=0.0, panel=REWARD,
+        help="Weight of the storytelling reward (structure gate, re-identification, grounding: train pairs' reward).",
+    )  # fmt: skip
+    w_reid: float = option(1.0, min=0.0, help="Weight of re-identification inside the storytelling reward.",
+                           panel=REWARD)  # fmt: skip
+    w_grounding: float = option(1.0, min=0.0, help="Weight of grounding inside the storytelling reward.",
+                                panel=REWARD)  # fmt: skip
+    w_boxes: float = option(
+        0.0, min=0.0, help="Weight of box F1 inside the storytelling reward.", panel=REWARD
+    )
+    cross_group: float = option(
+        1.0, min=0.0, help="Re-identification penalty per share of links across groups.", panel=REWARD
+    )
+    reid_iou: float = option(0.3, min=0.01, max=1.0, help="IoU at which output rows match reference rows.",
+                             panel=REWARD)  # fmt: skip
+    gate: bool = option(
+        True, panel=REWARD,
+        help="Structure gates the storytelling reward (--no-gate: a component, so ill-formed outputs still score).",
+    )  # fmt: skip
+    w_ended: float = option(
+        0.0, min=0.0, panel=REWARD,
+        help="Weight of ending before --max-completion-length (1 for a completion that ended on its own, 0 for "
+        "one cut): a dense shaping term a weak model can learn; off by default.",
+    )  # fmt: skip
+    judge_endpoint: str | None = option(
+        None, panel=JUDGE, metavar="URL",
+        help="An OpenAI-compatible server whose multimodal model judges each well-structured completion "
+        "(storyreasoning evaluate judge's judge); its score is one more reward, weighted by --w-judge.",
+    )  # fmt: skip
+    judge_model: str | None = option(None, help="The judge model on the server (default: the first it lists).",
+                                     panel=JUDGE)  # fmt: skip
+    w_judge: float = option(
+        1.0, min=0.0, help="Weight of the judge's reward (with --judge-endpoint).", panel=JUDGE
+    )
+    judge_max_new_tokens: int = option(2048, min=1, help="Longest answer of the judge.", panel=JUDGE)
+    judge_concurrency: int = option(
+        8, min=1, panel=JUDGE, operational=True, help="Completions judged at once (requests in flight)."
+    )  # fmt: skip
+    reward_workers: int = option(
+        2, min=0, panel=REWARD, operational=True,
+        help="Processes scoring the completions beside the trainer (0: in the trainer's process; same rewards).",
+    )  # fmt: skip
+    use_vllm: bool = option(
+        False, panel=VLLM,
+        help="Generate with vLLM (pip install vllm, CUDA) instead of transformers' generate.",
+    )  # fmt: skip
+    vllm_mode: Literal["colocate", "server"] = option(
+        "colocate", panel=VLLM,
+        help="colocate: vLLM in the training process, sharing the GPU; server: a separate `trl vllm-serve` "
+        "(see --vllm-server).",
+    )  # fmt: skip
+    vllm_server: str | None = option(
+        None, panel=VLLM, metavar="URL",
+        help="Base URL of the trl vllm-serve server (server mode; default http://localhost:8000).",
+    )  # fmt: skip
+    vllm_gpu_memory: float = option(
+        0.3, min=0.01, max=1.0, panel=VLLM, help="Share of the GPU's memory colocated vLLM may take."
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise UsageError("give at least one dataset of stories to prompt with")
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise UsageError(f"the group size must be at least 2 (rewards are compared within a group), got "
+                             f"{self.num_generations}")  # fmt: skip
+        if self.w_story <= 0 and self.w_ended <= 0 and not (self.judge_endpoint and self.w_judge > 0):
+            raise UsageError(
+                "every reward has a weight of 0; give --w-story, --w-ended or --w-judge (with --judge-endpoint) "
+                "a positive weight"
+            )
+        if self.vllm_mode not in ("colocate", "server"):
+            raise UsageError(f"unknown vLLM mode {self.vllm_mode!r}; use colocate or server")
+        if self.max_length and self.max_completion_length >= self.max_length:
+            raise UsageError(
+                f"--max-completion-length {self.max_completion_length} leaves no room for the prompt in --max-length "
+                f"{self.max_length}; raise --max-length (0: no limit) or lower --max-completion-length"
+            )
+        self.weights()  # a bad weight fails before anything loads
+        self.mix_weights()
+
+    def mix_weights(self) -> dict[str, float] | None:
+        """Each dataset (as given) to its ``--mix`` weight; None without ``--mix``."""
+        return mix_weights(self.mix, self.sources, "dataset")
+
+    def weights(self):
+        """The storytelling reward's :class:`~storyreasoning.train.reward.RewardWeights`."""
         from .reward import RewardWeights
 
         try:
@@ -476,10 +629,12 @@ __all__ = [
     "LORA_TARGETS",
     "MODES",
     "DPOSettings",
+    "GRPOSettings",
     "Mode",
     "PairsSettings",
     "PlanSettings",
     "SFTSettings",
     "TrainingOptions",
     "check_settings",
+    "mix_weights",
 ]

@@ -1,0 +1,319 @@
+"""Online RL (GRPO) with the storytelling reward.
+
+:func:`train_grpo` trains a storyteller (normally the SFT model, merged) with TRL's
+``GRPOTrainer``: each step the model tells every prompt's story ``--num-generations``
+times, each completion is scored by the storytelling reward of :mod:`.reward` against
+the story's reference (structure gate, re-identification, grounding; boxes optional),
+and the completions better than their group's mean are made more likely, with a KL
+term of weight ``--beta`` towards the starting model (the policy with its adapter off
+under LoRA; a frozen copy otherwise; no reference pass at all with ``--beta 0``).
+
+**Prompts** are the stories of one or more datasets (real stories and contrastive
+sequences from ``storyreasoning data contrastive``), told as the storyteller is told:
+the system prompt, the frames and ``Generate a story based on these images.`` in
+``--order``, under the job's pixel budget. ``--mix real=2,synth=1`` subsamples the
+datasets in that ratio exactly as ``train dpo`` mixes pairs folders (the same code).
+A story whose prompt and ``--max-completion-length`` exceed ``--max-length`` is left out
+and counted in ``fit.json`` (cutting frames would change what the reward judges).
+
+**The reward** is computed in worker processes beside the trainer
+(:mod:`.reward_pool`, ``--reward-workers``) and given to TRL as separate functions, so
+``log.jsonl`` holds ``rewards/story/mean`` (the gated total that is optimised, weight
+``--w-story``), ``rewards/structure|reid|grounding|boxes/mean`` (its components, logged
+with weight 0) and ``rewards/ended/mean`` (``--w-ended``, a dense shaping term, off by
+default), besides TRL's ``reward``, ``reward_std``, ``kl``, completion lengths and
+clipped ratio.
+
+**Generation** runs through transformers' ``generate`` by default. On a CUDA machine with
+vLLM installed, ``--use-vllm`` generates with vLLM instead: ``--vllm-mode colocate`` (in
+the training process, taking ``--vllm-gpu-memory`` of the GPU) or ``--vllm-mode server``
+(a separate ``trl vllm-serve --model MODEL`` process on other GPUs, at ``--vllm-server``;
+TRL sends it the new weights after each step).
+
+The output folder is SFT's and DPO's: ``settings.json`` (a resume with other settings is
+refused), ``fit.json``, ``log.jsonl``, ``checkpoints/`` (resumed after a crash),
+``final/`` (adapter or model, processor, ``storyreasoning.json``). A LoRA adapter as the
+starting model must be merged first (``train merge``), as for DPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from . import callbacks, job
+from .dpo import _start_model, conditioned_prompt, lora_config, mix
+from .job import TrainResult
+from .settings import GRPOSettings
+
+# -- prompts --------------------------------------------------------------------------------------------
+
+
+def _prompt(settings: GRPOSettings, n_images: int) -> list[dict]:
+    """The storyteller's prompt messages (TRL's shape: image placeholders, text parts)."""
+    from .pairs import Conditioning
+
+    return conditioned_prompt(Conditioning(order=settings.order), n_images)
+
+
+def prompt_tokens(budget, prompt: list[dict], sizes) -> int:
+    """Tokens of a prompt with its generation prompt: its text and its frames' vision tokens."""
+    text = budget.processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    n_text = len(budget.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return n_text + sum(budget.image_tokens(w, h) - 1 for w, h in sizes)
+
+
+def prompt_rows(settings: GRPOSettings, budget, progress) -> tuple[dict[str, list[dict]], dict]:
+    """The prompt rows of each dataset (``story_id``, ``prompt``, ``sample``) and the fit report."""
+    from ..data.sources import limited, load_stories
+
+    fit: dict = {"stories": 0, "kept": 0, "too_long": [], "max_prompt_tokens": 0, "max_length": settings.max_length,
+                 "max_completion_length": settings.max_completion_length, "datasets": {}}  # fmt: skip
+    by_dataset: dict[str, list[dict]] = {}
+    for source in settings.sources:
+        stories = limited(load_stories(source, settings.split), settings.limit)
+        rows = by_dataset.setdefault(source, [])
+        with progress(len(stories), f"reading the stories of {source}") as advance:
+            for sample in stories:
+                advance()
+                fit["stories"] += 1
+                prompt = _prompt(settings, sample.frame_count)
+                if settings.max_length is not None:
+                    tokens = prompt_tokens(budget, prompt, sample.frame_sizes())
+                    if tokens + settings.max_completion_length > settings.max_length:
+                        fit["too_long"].append(sample.story_id)
+                        continue
+                    fit["max_prompt_tokens"] = max(fit["max_prompt_tokens"], tokens)
+                rows.append({"story_id": sample.story_id, "prompt": prompt, "sample": sample})
+        fit["datasets"][source] = {"stories": len(stories), "kept": len(rows)}
+    fit["kept"] = sum(len(rows) for rows in by_dataset.values())
+    return by_dataset, fit
+
+
+def prompt_dataset(rows: list[dict], cache: Path):
+    """A ``datasets.Dataset`` of the prompts with their frames, as TRL's GRPO reads it, written under ``cache``.
+
+    ``story`` is each row's index into the reward's stories.
+    """
+    import datasets
+
+    message = datasets.List({"role": datasets.Value("string"), "content": datasets.List(
+        {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    )})  # fmt: skip
+    features = datasets.Features(
+        {
+            "story": datasets.Value("int64"),
+            "story_id": datasets.Value("string"),
+            "images": datasets.List(datasets.Image()),
+            "prompt": message,
+        }
+    )
+
+    def generate():
+        for k, row in enumerate(rows):
+            yield {
+                "story": k,
+                "story_id": row["story_id"],
+                "images": [{"bytes": f.bytes(), "path": None} for f in row["sample"].frames],
+                "prompt": row["prompt"],
+            }
+
+    return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache))
+
+
+# -- the job ---------------------------------------------------------------------------------------------
+
+
+def check_group(settings: GRPOSettings, processes: int | None = None) -> None:
+    """Refuse a batch that cannot hold whole groups (TRL's rule, said in our options' names)."""
+    processes = processes or job.world_size()
+    completions = settings.batch_size * job.accumulation(settings, processes) * processes
+    if completions % settings.num_generations:
+        raise UsageError(
+            f"a step generates {completions} completions (--batch-size {settings.batch_size} x --grad-accum "
+            f"{job.accumulation(settings, processes)} x {processes} process(es)), which is not a multiple of the "
+            f"group size {settings.num_generations}; change --batch-size, --grad-accum or --num-generations"
+        )
+
+
+def _vllm(settings: GRPOSettings) -> dict:
+    """GRPOConfig's vLLM fields for the settings; refused without vLLM installed."""
+    if not settings.use_vllm:
+        return {"use_vllm": False}
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise UsageError("--use-vllm needs vLLM on a CUDA machine: pip install vllm (or drop --use-vllm)")
+    out = {
+        "use_vllm": True,
+        "vllm_mode": settings.vllm_mode,
+        "vllm_gpu_memory_utilization": settings.vllm_gpu_memory,
+    }
+    if settings.vllm_server:
+        out["vllm_server_base_url"] = settings.vllm_server
+    return out
+
+
+@dataclass
+class GRPOJob:
+    """A GRPO trainer ready to train, with its reward pool (close it) and what :func:`.job.train_and_save` needs."""
+
+    trainer: object
+    processor: object
+    torch: object
+    pool: object
+    judge: object
+    fit: dict
+    parameters: dict
+    main: bool
+
+
+def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.quiet) -> GRPOJob:
+    """Load the model and the prompts, claim ``folder``, start the reward pool and build TRL's ``GRPOTrainer``."""
+    from .reward_pool import OnlineReward, RewardPool, StorySpec
+    from .sft import prepare_model
+
+    try:
+        import trl
+        from trl.trainer.utils import disable_dropout_in_model
+    except ImportError:
+        raise UsageError("GRPO needs trl: pip install 'storyreasoning[train]'") from None
+    check_group(settings)
+    vllm = _vllm(settings)
+    torch, transformers, processor, net, device, dtype = _start_model(settings)
+    budget = job.token_budget(processor, settings)
+    by_dataset, fit = prompt_rows(settings, budget, progress)
+    rows, counts = mix(by_dataset, settings.mix_weights(), settings.seed)
+    for name, count in counts.items():
+        fit["datasets"][name].update(**count)
+    fit["train"] = len(rows)
+    funcs_names = ["story", "structure", "reid", "grounding", "boxes", "ended"]
+    main = job.is_main_process()
+    if main:
+        folder.root.mkdir(parents=True, exist_ok=True)
+        job.write_json(folder.fit, fit)
+    if fit["too_long"]:
+        say(f"{len(fit['too_long'])} stories leave no room for {settings.max_completion_length} completion tokens "
+            f"in {settings.max_length}; skipped")  # fmt: skip
+    if not rows:
+        raise UsageError(
+            "no story to prompt with (see fit.json): give datasets with stories, raise --max-length or lower "
+            "--max-completion-length"
+        )
+    folder.claim(settings)
+    train_set = prompt_dataset(rows, folder.root / "cache")
+    disable_dropout_in_model(net)  # the model's own dropout off (as DPO); the LoRA dropout keeps --dropout
+    peft_config = lora_config(settings) if settings.mode == "lora" else None
+    if peft_config is None:
+        net, _ = prepare_model(net, settings)
+    pool = RewardPool(
+        [StorySpec.of(row["sample"]) for row in rows], settings.weights(), settings.reward_workers
+    )
+    judge = None
+    try:
+        if settings.judge_endpoint:
+            judge = judge_reward(settings, [row["sample"].frames for row in rows])
+            funcs_names.insert(-1, "judge")
+        reward = OnlineReward(pool, w_story=settings.w_story, w_ended=settings.w_ended, judge=judge,
+                              w_judge=settings.w_judge, gate=settings.gate)  # fmt: skip
+        funcs, weights = reward.functions()
+        assert [f.__name__ for f in funcs] == funcs_names
+        args = trl.GRPOConfig(
+            **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
+            num_generations=settings.num_generations,
+            max_completion_length=settings.max_completion_length,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            beta=settings.beta,
+            reward_weights=weights,
+            disable_dropout=False,  # done above, sparing the LoRA dropout
+            remove_unused_columns=False,
+            **vllm,
+        )
+        try:
+            trainer = trl.GRPOTrainer(
+                model=net, reward_funcs=funcs, args=args, train_dataset=train_set, processing_class=processor,
+                callbacks=[job.json_log(transformers, folder.log)], peft_config=peft_config,
+            )  # fmt: skip
+        except ValueError as exc:
+            if peft_config is not None and "target module" in str(exc).lower():
+                raise UsageError(
+                    f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
+                    f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
+                ) from None
+            raise
+        pad = processor.tokenizer.pad_token_id
+        reward.stop_ids = {*trainer.eos_token_ids, *([pad] if pad is not None else [])}
+    except BaseException:
+        pool.close()
+        if judge is not None:
+            judge.close()
+        raise
+    model = trainer.model
+    parameters = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "adapters": sorted(getattr(model, "peft_config", {}) or {}),
+        "dropout": {"lora": settings.dropout if peft_config is not None else None, "model": 0.0},
+        "rewards": dict(zip(funcs_names, weights, strict=True)),
+        "generation": "vllm-" + settings.vllm_mode if settings.use_vllm else "transformers",
+    }
+    say(
+        f"GRPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
+        f"parameters trainable, {len(rows)} prompts"
+        + (
+            " (" + ", ".join(f"{Path(f).name} {c['used']}" for f, c in counts.items()) + ")"
+            if len(counts) > 1
+            else ""
+        )
+        + f", groups of {settings.num_generations}, reward in "
+        + (f"{pool.workers} worker processes" if pool.workers else "the trainer's process")
+        + f", device {device}"
+    )
+    return GRPOJob(trainer, processor, torch, pool, judge, fit, parameters, main)
+
+
+def judge_reward(settings: GRPOSettings, frames):
+    """The judge reward of ``--judge-endpoint`` (its server asked now: a wrong URL fails before training)."""
+    from ..evaluate.judge import Judge
+    from ..tell.openai import OpenAITeller
+    from .reward_pool import JudgeReward
+
+    teller = OpenAITeller(settings.judge_endpoint, model=settings.judge_model,
+                          concurrency=settings.judge_concurrency)  # fmt: skip
+    teller.check()  # a server that is down stops the job now, not at the first judged completion
+    judge = Judge(teller, max_new_tokens=settings.judge_max_new_tokens, seed=settings.seed)
+    return JudgeReward(judge, frames, concurrency=settings.judge_concurrency)
+
+
+def train_grpo(
+    settings: GRPOSettings, *, progress: Callable | None = None, say: Callable = job.quiet
+) -> TrainResult:
+    """Run (or resume) the GRPO job ``settings`` describes; see the module docstring."""
+    folder, done, progress = job.begin(settings, progress, say)
+    if done is not None:
+        return done
+    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
+    built = build_trainer(settings, folder, progress, say)
+    try:
+        callbacks.install(
+            built.trainer, settings, built.processor
+        )  # the story check (--eval-every), when asked
+        return job.train_and_save(
+            "grpo", settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
+            parameters=built.parameters, main=built.main,
+            memory_hint="lower --num-generations, --max-completion-length, --max-pixels or --batch-size (keep the "
+            "step with --grad-accum), set --beta 0 (no reference pass), or turn on --gradient-checkpointing",
+        )  # fmt: skip
+    finally:
+        built.pool.close()
+        if built.judge is not None:
+            built.judge.close()
+
+
+__all__ = [
+    "GRPOJob", "build_trainer", "check_group", "judge_reward", "prompt_dataset", "prompt_rows", "prompt_tokens",
+    "train_grpo",
+]  # fmt: skip
