@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -151,9 +152,37 @@ def test_event_dicts_are_json():
 def test_feed_after_close_is_an_error():
     parser = StreamParser()
     parser.close()
-    with pytest.raises(RuntimeError):
-        parser.feed("x")
+    for chunk in ("x", "", "a\n", "<gdi", ">"):  # a chunk that completes nothing too
+        with pytest.raises(RuntimeError):
+            parser.feed(chunk)
     assert parser.close() == []
+
+
+def test_each_piece_is_reported_by_the_chunk_that_completes_it():
+    """A chunk that completes nothing is only kept; the chunk that ends a row or a tag
+    returns its event at once, in 4-character chunks as a token stream sends them."""
+    whole = parse_output(EXAMPLE).cot
+    row_lines = [
+        row.line for image in whole.images for row in (*image.characters, *image.objects, *image.settings)
+    ] + [row.line for row in whole.narrative]
+    parser = StreamParser()
+    rows = spans = segments = 0
+    text = ""
+    for i in range(0, len(EXAMPLE), 4):
+        chunk = EXAMPLE[i : i + 4]
+        text += chunk
+        for event in parser.feed(chunk):
+            rows += isinstance(event, TableRowCompleted | NarrativeRowCompleted)
+            spans += isinstance(event, SpanClosed)
+            segments += isinstance(event, SegmentStarted)
+        ended = text.count("\n")  # a row is complete when its line has ended
+        assert rows == sum(1 for line in row_lines if line <= ended), (i, chunk)
+        assert spans == sum(text.count(f"</{kind}>") for kind in ("gdo", "gda", "gdl")), (i, chunk)
+        assert segments == len(re.findall(r"<gdi image\d+>", text)), (i, chunk)
+    assert rows == len(row_lines) > 20 and spans > 15 and segments == 3
+    text_events = [e.text for e in parser.close() if isinstance(e, TextAppended)]
+    assert parser.result().story == parse_output(EXAMPLE).story
+    assert "".join(text_events).strip() == ""  # the last text was read with the last '>'
 
 
 def test_line_numbers_are_those_of_the_whole_output():
