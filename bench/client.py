@@ -7,8 +7,8 @@ what limits it. This script measures that client against a loopback server that 
 no work: a separate process (asyncio) that answers every ``/v1/chat/completions``
 request with the same pre-encoded stream of vLLM-shaped chat-completion chunks (SSE in
 chunked transfer encoding, ``--tokens-per-event`` tokens per event, a role event first,
-a finish event and a usage event last, then ``[DONE]``), each event its own write. The
-text streamed is a real grounded story output (``examples/outputs/lighthouse.txt``
+a finish event and a usage event last, then ``[DONE]``), each event its own HTTP
+chunk, as uvicorn sends them, ``--write-events`` chunks per socket write. The text streamed is a real grounded story output (``examples/outputs/lighthouse.txt``
 unless ``--text`` names another), cut into word-piece "tokens", so the parser does
 the work it does on a model's output.
 
@@ -28,7 +28,9 @@ Two measurements, one after the other:
 
 Target (issue 15): 50,000 tokens per CPU-second of the client at 64 concurrent streams,
 one token per event. On a shared machine read the CPU figures: the wall figures carry
-the other processes' load (the server's included, on two cores).
+the other processes' load (the server's included, on two cores). To compare with an
+older checkout, run this script with ``PYTHONPATH=OLD/src`` (the script is the same, the
+client measured is the old one).
 
 Run::
 
