@@ -322,3 +322,47 @@ def test_online_training_raises_a_learnable_reward(tiny_qwen, tmp_path):
     # the storytelling reward was computed and logged all along (and is 0: nothing well-structured)
     stories = [r["rewards/story/mean"] for r in log_of(tmp_path / "learn") if "rewards/story/mean" in r]
     assert len(stories) == 16 and max(stories) == 0.0
+
+
+# -- train plan -------------------------------------------------------------------------------------------
+
+
+def test_train_plan_counts_the_group_the_completions_and_the_reference(tmp_path):
+    from storyreasoning.testing.published import write_qwen25vl_7b_config
+    from storyreasoning.train.plan import GiB, architecture, make_plan
+    from storyreasoning.train.settings import PlanSettings
+
+    from ..conftest import run_cli
+
+    folder = write_qwen25vl_7b_config(tmp_path / "7b")
+    arch = architecture(str(folder))
+
+    def plan(**changes) -> dict:
+        base = {"model": str(folder), "objective": "grpo", "max_length": 15000, "max_completion_length": 6144}
+        return make_plan(PlanSettings(**{**base, **changes}), arch=arch).to_dict()["worst"]
+
+    sft = make_plan(PlanSettings(model=str(folder), max_length=15000), arch=arch).to_dict()["worst"]
+    group = plan()
+    # the story's prompt (15000 tokens less its 5000 of answer) with a completion of 6144 tokens
+    assert (group["tokens"], group["answer_tokens"]) == (15000 - 5000 + 6144, 6144)
+    assert sft["tokens"] == 15000 and "transient: generation (KV cache)" not in sft["terms_gib"]
+    kv_per_row = (
+        28 * 2 * 4 * 128 * 2 * group["tokens"] + 4 * arch.vocab
+    )  # bf16 keys and values, float32 logits
+    doubled = plan(num_generations=16)
+    grew = (
+        doubled["transients_gib"]["generation (KV cache)"] - group["transients_gib"]["generation (KV cache)"]
+    )
+    assert grew == pytest.approx(8 * kv_per_row / GiB, abs=2e-3)  # eight more rows of the group
+    assert (
+        "reference pass" in group["transients_gib"] and "reference pass" not in plan(beta=0)["transients_gib"]
+    )
+    # LoRA's reference is the policy with its adapter off; full training holds a frozen copy unless beta is 0
+    assert "reference model" not in group["terms_gib"]
+    full = plan(mode="full")
+    assert full["terms_gib"]["reference model"] == pytest.approx(arch.parameters * 4 / GiB, abs=1e-3)
+    assert "reference model" not in plan(mode="full", beta=0)["terms_gib"]
+    shown = run_cli("train", "plan", "--model", str(folder), "--objective", "grpo", "--max-length", "15000",
+                    "--group-size", "16", "--json")  # fmt: skip
+    assert shown.returncode in (0, 1), shown.stderr
+    assert json.loads(shown.stdout)["worst"] == doubled

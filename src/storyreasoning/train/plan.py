@@ -368,7 +368,10 @@ class Setup:
     checkpointing: bool = True
     dtype: str = "bfloat16"
     attention: str = "sdpa"
-    objective: str = "sft"  # sft | dpo (chosen and rejected in one batch, a reference pass)
+    objective: str = "sft"  # sft | dpo (chosen and rejected in one batch, a reference pass) | grpo
+    #: grpo: completions generated at once (the group), and whether a reference pass runs (beta above 0)
+    generations: int = 8
+    reference: bool = True
     logits: str = "answer"  # answer | all: the positions the LM head projects for the loss
     batch_size: int = 1
     gpus: int = 1
@@ -395,8 +398,10 @@ class Setup:
             raise UsageError("--offload needs --sharding fsdp or zero3 (they move states to CPU memory)")
         if self.gpus < 1 or self.batch_size < 1 or self.rank < 1:
             raise UsageError("--gpus, --batch-size and --rank must be at least 1")
-        if self.objective not in ("sft", "dpo"):
-            raise UsageError(f"unknown objective {self.objective!r}; use sft or dpo")
+        if self.objective not in ("sft", "dpo", "grpo"):
+            raise UsageError(f"unknown objective {self.objective!r}; use sft, dpo or grpo")
+        if self.generations < 1:
+            raise UsageError("--num-generations must be at least 1")
         if self.logits not in ("answer", "all"):
             raise UsageError(f"unknown --logits {self.logits!r}; use answer or all")
         if self.attention not in ("sdpa", "flash_attention_2", "eager"):
@@ -443,6 +448,8 @@ class Setup:
             parts.append(f"DDP × {self.gpus}")
         if self.objective == "dpo":
             parts.append("DPO")
+        if self.objective == "grpo":
+            parts.append(f"GRPO, groups of {self.generations}" + ("" if self.reference else ", no reference"))
         return ", ".join(parts)
 
 
@@ -627,6 +634,9 @@ def static_terms(arch: Architecture, setup: Setup) -> tuple[dict[str, float], fl
         buffers = 2 * unit * e + (0 if lora else unit * (e + 4))
     if buffers:
         terms["sharding buffers"] = buffers
+    if setup.objective == "grpo" and setup.reference and not lora:
+        # TRL's frozen copy of the starting model (LoRA's reference is the policy with its adapter off)
+        terms["reference model"] = arch.parameters * (state if not sharded else e) / n
     return terms, host
 
 
@@ -647,7 +657,7 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
         acts["decoder layers"] = arch.layers * r * h * tokens
     else:
         acts["decoder layers"] = (arch.layers * per_layer - _first_layer_saving(arch, setup)) * tokens
-    loss_positions = answer if setup.logits == "answer" or setup.objective == "dpo" else tokens
+    loss_positions = answer if setup.logits == "answer" or setup.objective != "sft" else tokens
     acts["inputs"] = (_INPUT_BYTES + 2 * arch.head_dim * r) * tokens
     if setup.attention == "eager" or (setup.attention == "sdpa" and sequences > 1):
         # padded rows (DPO's chosen and rejected, batches): a 4D mask, boolean for SDPA, e for eager
@@ -656,7 +666,18 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
     head = (4 * h + 4 + (r * h if trained else 0)) * tokens + (e * h * loss_positions if trained else 0)
 
     transients: dict[str, float] = {}
-    if setup.objective == "dpo":
+    if setup.objective == "grpo":
+        transients["logits"] = head + 12 * arch.vocab * loss_positions
+        if setup.reference:  # the reference's no-grad forward while the policy's activations are held
+            transients["reference pass"] = (3 * e * arch.intermediate + 2 * r * h) * tokens + (
+                e + 4
+            ) * arch.vocab * loss_positions
+        # generation runs before the step's activations exist: the group's KV cache over prompt and
+        # completion and one step's float32 logits, counted as what it exceeds those activations by
+        kv = arch.layers * 2 * arch.kv_heads * arch.head_dim * e * example.tokens * setup.generations
+        generation = kv + 4 * arch.vocab * setup.generations
+        transients["generation (KV cache)"] = max(0.0, generation - sum(acts.values()))
+    elif setup.objective == "dpo":
         transients["logits"] = head + (e * h + 4 * h) * loss_positions  # TRL's fused LM head, in tiles
         transients["reference pass"] = (3 * e * arch.intermediate + 2 * r * h) * tokens
         if setup.attention == "sdpa":
@@ -903,7 +924,7 @@ def setup_of(settings: PlanSettings) -> Setup:
         checkpointing=settings.gradient_checkpointing, dtype=settings.dtype,
         attention=settings.attn_implementation, objective=settings.objective, logits=settings.logits,
         batch_size=settings.batch_size, gpus=settings.gpus, sharding=settings.sharding, offload=settings.offload,
-        overhead_gib=settings.overhead,
+        overhead_gib=settings.overhead, generations=settings.num_generations, reference=settings.beta > 0,
     )  # fmt: skip
 
 
@@ -997,6 +1018,8 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
             raise UsageError("give a dataset, or --max-length N to plan for one length")
         examples = [Example.of_length(settings.max_length, image_tokens=settings.image_tokens,
                                       answer_tokens=settings.answer_tokens)]  # fmt: skip
+    if settings.objective == "grpo":  # each story's prompt with a completion instead of its reference answer
+        examples = [grpo_example(x, settings.max_completion_length) for x in examples]
     estimates = [estimate(arch, setup, x) for x in examples]
     plan = Plan(settings.model, setup, settings.gpu_memory, arch, examples, estimates, fit)
     worst = examples[plan.worst]
@@ -1004,6 +1027,12 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
     if not plan.fits:
         plan.advice = suggestions(arch, setup, worst, settings.gpu_memory, max_pixels=settings.max_pixels)
     return plan
+
+
+def grpo_example(example: Example, completion: int) -> Example:
+    """A GRPO row of ``example``'s story: its prompt (text and frames) and a completion of ``completion`` tokens."""
+    prompt = example.tokens - example.answer_tokens
+    return replace(example, tokens=prompt + completion, answer_tokens=completion)
 
 
 def run(settings: PlanSettings) -> int:
@@ -1100,6 +1129,7 @@ __all__ = [
     "architecture_of",
     "count_examples",
     "estimate",
+    "grpo_example",
     "layer_bytes",
     "longest_length",
     "make_plan",

@@ -563,8 +563,21 @@ class PlanSettings:
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = option(
         "sdpa", help="Attention kernel.", panel=PLAN
     )
-    objective: Literal["sft", "dpo"] = option(
-        "sft", panel=PLAN, help="sft, or dpo: chosen and rejected answers in one batch and a reference pass."
+    objective: Literal["sft", "dpo", "grpo"] = option(
+        "sft", panel=PLAN,
+        help="sft; dpo: chosen and rejected answers in one batch and a reference pass; grpo: a group's generation "
+        "(KV cache), completions of --max-completion-length and a reference pass unless --beta 0.",
+    )  # fmt: skip
+    num_generations: int = option(
+        8, "--num-generations", "--group-size", min=1, panel=PLAN,
+        help="grpo: completions generated at once (the group; their KV cache is held together).",
+    )  # fmt: skip
+    max_completion_length: int = option(
+        6144, min=1, panel=PLAN, help="grpo: tokens of each completion (they replace the dataset's answers)."
+    )  # fmt: skip
+    beta: float = option(
+        0.04, min=0.0, panel=PLAN,
+        help="grpo: KL coefficient; above 0 a reference pass runs (and full or language modes hold a frozen copy).",
     )  # fmt: skip
     logits: Literal["answer", "all"] = option(
         "answer", panel=PLAN,
