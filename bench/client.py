@@ -117,14 +117,18 @@ def _json_answer(data: dict) -> bytes:
     )
 
 
-def serve(text: str, tokens_per_event: int, write_events: int) -> None:
+def serve(text: str, tokens_per_event: int, write_events: int, pace: float = 0.0) -> None:
     """The loopback server (run in its own process): prints its port, then serves until killed.
 
     Every answer is pre-encoded; a stream is written ``write_events`` events per write, the
-    writer drained every 64 writes. ``GET /stats`` answers the server's own CPU seconds."""
+    writer drained every 64 writes; with ``pace`` (tokens per second per stream), one event
+    per write, each after its time, as a model decoding. ``GET /stats`` answers the server's
+    own CPU seconds."""
     import asyncio
 
     parts = chunked(sse_events(text, tokens_per_event))
+    write_events = 1 if pace else write_events
+    interval = tokens_per_event / pace if pace else 0.0
     writes = [STREAM_HEAD] + [
         b"".join(parts[i : i + write_events]) for i in range(0, len(parts), write_events)
     ]
@@ -142,7 +146,13 @@ def serve(text: str, tokens_per_event: int, write_events: int) -> None:
                 path = line.split()[1]
                 if path.endswith(b"/chat/completions"):
                     stats["requests"] += 1
-                    for n, piece in enumerate(writes):
+                    if interval:
+                        start = time.perf_counter()
+                        for n, piece in enumerate(writes):
+                            writer.write(piece)
+                            await writer.drain()
+                            await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+                    for n, piece in enumerate(() if interval else writes):
                         writer.write(piece)
                         if n % 64 == 63:
                             await writer.drain()
@@ -172,9 +182,10 @@ def serve(text: str, tokens_per_event: int, write_events: int) -> None:
 class Server:
     """The loopback server in a child process (this script with ``--serve``)."""
 
-    def __init__(self, text_path: Path, tokens_per_event: int, write_events: int) -> None:
+    def __init__(self, text_path: Path, tokens_per_event: int, write_events: int, pace: float = 0.0) -> None:
         command = [sys.executable, __file__, "--serve", "--text", str(text_path)]
         command += ["--tokens-per-event", str(tokens_per_event), "--write-events", str(write_events)]
+        command += ["--pace", str(pace)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline() if self.process.stdout else ""
         if not line.strip().isdigit():
@@ -373,7 +384,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         runs = args.runs or Path(tmp)
         body = json.dumps({"model": MODEL, "messages": [], "stream": True}).encode()
         for per_event in args.tokens_per_event:
-            server = Server(args.text, per_event, args.write_events)
+            server = Server(args.text, per_event, args.write_events, args.pace)
             try:
                 events = -(-tokens // per_event)
                 alone = [
@@ -385,6 +396,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     {
                         "table": "server",
                         "tokens_per_event": per_event,
+                        "pace": args.pace,
                         "events_per_story": events,
                         "concurrency": args.concurrency,
                         "stories": args.stories,
@@ -417,6 +429,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     {
                         "table": "client",
                         "tokens_per_event": per_event,
+                        "pace": args.pace,
                         "events_per_story": events,
                         "tokens_per_story": tokens,
                         "concurrency": args.concurrency,
@@ -429,10 +442,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def tables(rows: list[dict]):
+def tables(rows: list[dict], pace: float = 0.0):
     from rich.table import Table
 
-    server = Table(title="The loopback server alone (raw sockets drain its streams)")
+    paced = f", paced at {pace:,.0f} tokens/s a stream" if pace else ""
+    server = Table(title=f"The loopback server alone (raw sockets drain its streams{paced})")
     for column in ("tokens/event", "streams", "stories", "wall s", "tokens/s", "MB/s"):
         server.add_column(column, justify="right")
     for r in (r for r in rows if r["table"] == "server"):
@@ -441,7 +455,7 @@ def tables(rows: list[dict]):
             f"{r['tokens_per_s']:,.0f}", f"{r['mb_per_s']:.0f}",
         )  # fmt: skip
     client = Table(
-        title=f"tell-dataset --endpoint: ingested, parsed and recorded (target {TARGET:,} tokens/CPU-s)"
+        title=f"tell-dataset --endpoint: ingested, parsed and recorded (target {TARGET:,} tokens/CPU-s){paced}"
     )
     columns = ("tokens/event", "streams", "stories", "wall s", "tokens/s", "client CPU s", "µs CPU/token")
     for column in (*columns, "tokens/CPU-s", "story p50 s", "p90 s", "first token p50 s", "server CPU s"):
@@ -487,6 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--story", type=Path, default=DEFAULT_STORY, help="the story folder copied into the dataset"
     )
+    ap.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="tokens per second per stream, one event per write, as a model decoding (default 0: as fast as it can)",
+    )
     ap.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
     ap.add_argument(
         "--profile", type=Path, help="write a cProfile of one more client run here (every thread)"
@@ -494,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(args.text.read_text(encoding="utf-8"), args.tokens_per_event[0], args.write_events)
+        serve(args.text.read_text(encoding="utf-8"), args.tokens_per_event[0], args.write_events, args.pace)
         return 0
     args.stories = args.stories or (8 if args.quick else 256)
     args.concurrency = args.concurrency or (4 if args.quick else 64)
@@ -507,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = run(args)
     console = Console(width=max(Console().width, 150))
-    for table in tables(rows):
+    for table in tables(rows, args.pace):
         console.print(table)
     out = write_results(
         args.out,
@@ -516,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         text=str(args.text.relative_to(ROOT) if args.text.is_relative_to(ROOT) else args.text),
         write_events=args.write_events,
+        pace_tokens_per_s_per_stream=args.pace,
         repeats=args.repeats,
         target_tokens_per_cpu_s=TARGET,
         timer="time.perf_counter (wall) and time.process_time (this process, every thread; the server is "
