@@ -167,6 +167,12 @@ def test_bad_grpo_options_are_one_clear_error(tiny_qwen, tmp_path):
     with pytest.raises(UsageError, match="not a multiple of the group size 4"):
         check_group(settings(tiny_qwen, tmp_path, batch_size=3))
     check_group(settings(tiny_qwen, tmp_path, batch_size=2, grad_accum=2))  # two batches make one group
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:  # said before the model loads, the folder left unclaimed
+        with pytest.raises(UsageError, match="--use-vllm needs vLLM on a CUDA machine: pip install vllm"):
+            train_grpo(settings(tiny_qwen, tmp_path / "v", use_vllm=True, vllm_mode="server"))
+        assert not (tmp_path / "v" / "settings.json").exists()
     for changes, message in [
         ({"num_generations": 1}, "at least 2"),
         ({"w_story": 0.0}, "every reward has a weight of 0"),
@@ -366,3 +372,26 @@ def test_train_plan_counts_the_group_the_completions_and_the_reference(tmp_path)
                     "--group-size", "16", "--json")  # fmt: skip
     assert shown.returncode in (0, 1), shown.stderr
     assert json.loads(shown.stdout)["worst"] == doubled
+
+
+def test_the_grpo_recipe_is_a_valid_config():
+    from storyreasoning.settings import from_config
+    from storyreasoning.train.job import accumulation
+
+    recipe = from_config(
+        GRPOSettings, ROOT / "recipes" / "qwenstoryteller-grpo.yaml", out=Path("o"),
+        sources=("daniel3303/StoryReasoning", "data/contrastive"),
+    )  # fmt: skip
+    assert (recipe.model, recipe.mode, recipe.rank, recipe.lora_alpha) == (
+        "daniel3303/QwenStoryteller",
+        "lora",
+        64,
+        128,
+    )
+    assert (recipe.num_generations, recipe.beta, recipe.max_completion_length, recipe.learning_rate) == (
+        8, 0.04, 6144, 1e-5,
+    )  # fmt: skip
+    assert recipe.mix_weights() == {"daniel3303/StoryReasoning": 2.0, "data/contrastive": 1.0}
+    assert recipe.gate and recipe.w_story == 1.0 and recipe.w_ended == 0.0 and not recipe.use_vllm
+    check_group(recipe, 1)  # one story's group of eight per optimiser step
+    assert recipe.batch_size * accumulation(recipe, 1) == recipe.num_generations
