@@ -117,6 +117,22 @@ The largest transient counts, on top:
 ``vision backward``
     With checkpointing, one vision block rebuilt and its MLP's gradients.
 
+GRPO (``--objective grpo``, as ``train grpo`` runs): a row is a story's prompt (its
+tokens less its reference answer) with a completion of ``--max-completion-length``
+tokens, on which the loss's logits are computed. Besides the terms above:
+
+``reference pass`` (GRPO, ``--beta`` above 0)
+    The reference's no-grad forward (``3e × I + 2r × h`` a token) and its logits with
+    their float32 log-softmax (``(e + 4) × V`` a completion position). Full and language
+    training also hold TRL's frozen copy of the starting model (``reference model``, the
+    weights' bytes); LoRA's reference is the policy with its adapter off.
+``generation (KV cache)``
+    Generation runs before the step's activations exist: the keys and values of
+    ``--num-generations`` rows of prompt and completion (``layers × 2 × kv × e`` a token
+    a row) and one step's float32 logits (``4V`` a row), counted as what they exceed the
+    step's activations by. vLLM (``train grpo --use-vllm``) keeps its own cache instead:
+    colocated, it takes ``--vllm-gpu-memory`` of the card besides this plan.
+
 ``CUDA overhead``
     A fixed ``--overhead`` (default 2 GiB): the CUDA context (about 0.5 GiB, outside
     PyTorch's allocator), cuBLAS and NCCL workspaces and the caching allocator's
