@@ -292,7 +292,37 @@ def load_model(settings):
     # adapters are initialised next, before the Trainer seeds anything: seed now, so that one seed gives one
     # run (and every process of a launch the same start)
     transformers.set_seed(settings.seed)
+    text_input_grads(net)
     return torch, transformers, processor, net, device, dtype
+
+
+def text_input_grads(net) -> None:
+    """Make ``net.enable_input_require_grads()`` hook the token embeddings alone, not the vision tower's.
+
+    transformers, PEFT and TRL call it whenever gradient checkpointing is on, so that a
+    checkpointed layer whose own weights are frozen (LoRA's base) sees an input that
+    requires gradients. transformers' version hooks every input embedding it finds, the
+    vision tower's patch embedding included: a frozen tower (LoRA, ``--mode language``)
+    then builds its autograd graph, is recomputed block by block in the backward pass and
+    back-propagated to its pixels, all for nothing (GiBs and a good share of the step at 7B
+    with a dozen frames). Ours hooks the language model's token embeddings, which the image
+    features are scattered into: the language model gets the same gradients, a frozen
+    tower runs with no graph, and a trained one (``--mode full``) is in the graph through
+    its own weights. Calling it again replaces the hook (one hook, however often called).
+    """
+    import types
+
+    def require_grads(module, args, output) -> None:
+        output.requires_grad_(True)
+
+    def enable_input_require_grads(self) -> None:
+        for hook in getattr(self, "_require_grads_hooks", None) or ():
+            hook.remove()
+        # transformers' own names, so that its disable_input_require_grads() removes ours
+        self._require_grads_hooks = [self.get_input_embeddings().register_forward_hook(require_grads)]
+        self._require_grads_hook = self._require_grads_hooks[0]
+
+    net.enable_input_require_grads = types.MethodType(enable_input_require_grads, net)
 
 
 def weights_dtype(mode: str, compute, torch):
@@ -425,6 +455,7 @@ __all__ = [
     "quiet",
     "run_trainer",
     "save_final",
+    "text_input_grads",
     "token_budget",
     "train_and_save",
     "trainer_arguments",
