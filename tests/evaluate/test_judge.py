@@ -544,3 +544,18 @@ def test_pairwise_compares_the_stories_both_runs_told(world, tmp_path, capsys):
     assert "2 stories are told in only one of" in said  # s03 and zz99
     summary = json.loads((tmp_path / "p" / "pairwise_summary.json").read_text())
     assert summary["win_rate"] == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 3} and summary["ties"] == 3
+
+
+def test_a_report_written_before_the_judge_is_said_to_lack_it(world, tmp_path, capsys):
+    import shutil
+
+    root, _ = world
+    run = tmp_path / "run"
+    shutil.copytree(root / "run-a", run, ignore=shutil.ignore_patterns("judge*"))
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.md").write_text("# an older report\n", encoding="utf-8")
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=run)) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{run / 'eval' / 'metrics.md'} was written before these judgements" in said
+    assert "storyreasoning evaluate" in said

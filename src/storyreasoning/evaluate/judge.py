@@ -829,6 +829,13 @@ def judge_command(settings: Any) -> int:
         summary = summarize(results, described, len(ids), prices)
         _write_json(out / SUMMARY, summary)
         print_summary(console, summary)
+        report = run.path / "eval" / "metrics.md"
+        if out.resolve() == (run.path / "judge").resolve() and report.is_file():
+            err.print(
+                f"[dim]{report} was written before these judgements; run storyreasoning evaluate {s.run} again "
+                "to put them in its headline (evaluate compare and the studio read them now)[/dim]",
+                soft_wrap=True,
+            )
     else:
         summary = summarize_pairs(results, described, len(ids), run.label, against.label, prices)
         _write_json(out / PAIRWISE_SUMMARY, summary)
