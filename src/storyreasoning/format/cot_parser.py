@@ -181,8 +181,11 @@ def _looks_like_header(cells: list[str]) -> bool:
     if spare < 0:
         return False
     norms = []
+    known = _NORMS.get
     for cell in cells:
-        norm = _norm(cell)
+        norm = known(cell)
+        if norm is None:
+            norm = _norm(cell)
         if norm not in _ALIASES:
             spare -= 1
             if spare < 0:
@@ -222,6 +225,11 @@ def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
     best = max(scores, key=lambda k: scores[k])
     return TABLES[best]
 
+
+# the published values, which match_enum reads as exact
+_SETTING_VALUES = frozenset(member.value for member in SettingElement)
+_PHASE_VALUES = frozenset(member.value for member in NarrativePhase)
+_ASCII_DIGITS = frozenset("0123456789")
 
 _CANONICAL_HEADINGS = {
     "characters": "Characters",
@@ -355,7 +363,8 @@ class CotBuilder:
         """``feed_line`` for each line in turn.
 
         The lines a well-formed CoT is mostly made of are read here in a row: blank
-        lines, the separator under a header, and data rows of an open table in its
+        lines, a header row seen before (under its heading), the separator under a
+        header, and data rows of an open table in its
         published layout (an id row's box four whole numbers of at most four digits).
         Any other line goes the general way. A streamed parse feeds most lines one at a
         time through ``feed_line``, so the tests' streamed-equals-batch checks hold this
@@ -365,6 +374,7 @@ class CotBuilder:
         feed = self._feed
         data_row = self._data_row
         pixels = _pixels()
+        headers = _HEADERS
         for raw in lines:
             s = raw.strip()
             table = self._table
@@ -374,6 +384,12 @@ class CotBuilder:
                     table.blank_pending = True
                 continue
             if table is None or s[0] != "|" or table.blank_pending or len(raw) > _MAX_ROW:
+                if table is None and s[0] == "|" and len(raw) <= _MAX_ROW:
+                    header = headers.get(s)  # a header row seen before (what _table_line does first)
+                    if header is not None:
+                        self.line_no += 1
+                        self._start_table(header, events)
+                        continue
                 feed(raw, events)
             elif table.expect_separator:
                 if "-" in s and not s.strip("|-:= "):  # the separator under the header
@@ -782,14 +798,16 @@ class CotBuilder:
             image = self._image
             assert image is not None
             row = Setting(v[0], v[1], v[2], v[3], v[4], line)
-            self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
+            if row.element not in _SETTING_VALUES:  # a published value is exact: nothing to say
+                self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
             image.settings.append(row)
             if events is not None:
                 events.append(TableRowCompleted(image.number, "settings", row))
         else:
             row = NarrativeRow(v[0], v[1], v[2], v[3], line)
-            self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
-            if not row.images:
+            if row.phase not in _PHASE_VALUES:
+                self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
+            if row.images_text[:1] not in _ASCII_DIGITS and not row.images:  # a leading digit is an image
                 self.diagnostics.append(
                     warning(
                         line,
