@@ -20,7 +20,7 @@ pytest.importorskip("trl", reason="GRPO needs trl: pip install 'storyreasoning[t
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
 
 from storyreasoning.data import load_stories  # noqa: E402
-from storyreasoning.errors import UsageError  # noqa: E402
+from storyreasoning.errors import StoryReasoningError, UsageError  # noqa: E402
 from storyreasoning.train.grpo import check_group, train_grpo  # noqa: E402
 from storyreasoning.train.reward import RewardWeights, StoryScorer  # noqa: E402
 from storyreasoning.train.reward_pool import COMPONENTS, OnlineReward, RewardPool, StorySpec  # noqa: E402
@@ -167,6 +167,15 @@ def test_bad_grpo_options_are_one_clear_error(tiny_qwen, tmp_path):
     with pytest.raises(UsageError, match="not a multiple of the group size 4"):
         check_group(settings(tiny_qwen, tmp_path, batch_size=3))
     check_group(settings(tiny_qwen, tmp_path, batch_size=2, grad_accum=2))  # two batches make one group
+    # a wrong dataset or a judge that is down is said before the model loads (this model does not exist)
+    from ..tell.servers import closed_url
+
+    nowhere = settings(tiny_qwen, tmp_path / "n", model=str(tmp_path / "no-model"))
+    with pytest.raises(UsageError, match="does not exist"):
+        train_grpo(replace(nowhere, sources=(str(tmp_path / "no-dataset"),)))
+    with pytest.raises(StoryReasoningError, match=r"the judge: no server at .*--judge-endpoint"):
+        train_grpo(replace(nowhere, judge_endpoint=closed_url(), judge_model="j"))
+    assert not (tmp_path / "n" / "settings.json").exists()
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:  # said before the model loads, the folder left unclaimed

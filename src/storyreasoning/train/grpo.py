@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import StoryReasoningError, UsageError
 from . import callbacks, job
 from .dpo import _start_model, conditioned_prompt, lora_config, mix
 from .job import TrainResult
@@ -65,15 +65,24 @@ def prompt_tokens(budget, prompt: list[dict], sizes) -> int:
     return n_text + sum(budget.image_tokens(w, h) - 1 for w, h in sizes)
 
 
-def prompt_rows(settings: GRPOSettings, budget, progress) -> tuple[dict[str, list[dict]], dict]:
-    """The prompt rows of each dataset (``story_id``, ``prompt``, ``sample``) and the fit report."""
+def load_datasets(settings: GRPOSettings) -> dict[str, object]:
+    """Each dataset's stories (its split, limited): read before the model loads, so a wrong path fails at once."""
     from ..data.sources import limited, load_stories
 
+    return {
+        source: limited(load_stories(source, settings.split), settings.limit) for source in settings.sources
+    }
+
+
+def prompt_rows(
+    settings: GRPOSettings, budget, progress, datasets: dict[str, object] | None = None
+) -> tuple[dict[str, list[dict]], dict]:
+    """The prompt rows of each dataset (``story_id``, ``prompt``, ``sample``) and the fit report."""
+    datasets = load_datasets(settings) if datasets is None else datasets
     fit: dict = {"stories": 0, "kept": 0, "too_long": [], "max_prompt_tokens": 0, "max_length": settings.max_length,
                  "max_completion_length": settings.max_completion_length, "datasets": {}}  # fmt: skip
     by_dataset: dict[str, list[dict]] = {}
-    for source in settings.sources:
-        stories = limited(load_stories(source, settings.split), settings.limit)
+    for source, stories in datasets.items():
         rows = by_dataset.setdefault(source, [])
         with progress(len(stories), f"reading the stories of {source}") as advance:
             for sample in stories:
@@ -172,7 +181,7 @@ class GRPOJob:
 
 def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.quiet) -> GRPOJob:
     """Load the model and the prompts, claim ``folder``, start the reward pool and build TRL's ``GRPOTrainer``."""
-    from .reward_pool import OnlineReward, RewardPool, StorySpec
+    from .reward_pool import JudgeReward, OnlineReward, RewardPool, StorySpec
     from .sft import prepare_model
 
     try:
@@ -182,9 +191,11 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         raise UsageError("GRPO needs trl: pip install 'storyreasoning[train]'") from None
     check_group(settings)
     vllm = _vllm(settings)
+    datasets = load_datasets(settings)
+    judge_client = judge_of(settings) if settings.judge_endpoint else None
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     budget = job.token_budget(processor, settings)
-    by_dataset, fit = prompt_rows(settings, budget, progress)
+    by_dataset, fit = prompt_rows(settings, budget, progress, datasets)
     rows, counts = mix(by_dataset, settings.mix_weights(), settings.seed)
     for name, count in counts.items():
         fit["datasets"][name].update(**count)
@@ -213,8 +224,9 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     )
     judge = None
     try:
-        if settings.judge_endpoint:
-            judge = judge_reward(settings, [row["sample"].frames for row in rows])
+        if judge_client is not None:
+            judge = JudgeReward(judge_client, [row["sample"].frames for row in rows],
+                                concurrency=settings.judge_concurrency)  # fmt: skip
             funcs_names.insert(-1, "judge")
         reward = OnlineReward(pool, w_story=settings.w_story, w_ended=settings.w_ended, judge=judge,
                               w_judge=settings.w_judge, gate=settings.gate)  # fmt: skip
@@ -275,17 +287,21 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     return GRPOJob(trainer, processor, torch, pool, judge, fit, parameters, main)
 
 
-def judge_reward(settings: GRPOSettings, frames):
-    """The judge reward of ``--judge-endpoint`` (its server asked now: a wrong URL fails before training)."""
+def judge_of(settings: GRPOSettings):
+    """The judge of ``--judge-endpoint``, its server asked now: one that is down stops the job before the model loads."""
     from ..evaluate.judge import Judge
     from ..tell.openai import OpenAITeller
-    from .reward_pool import JudgeReward
 
-    teller = OpenAITeller(settings.judge_endpoint, model=settings.judge_model,
-                          concurrency=settings.judge_concurrency)  # fmt: skip
-    teller.check()  # a server that is down stops the job now, not at the first judged completion
-    judge = Judge(teller, max_new_tokens=settings.judge_max_new_tokens, seed=settings.seed)
-    return JudgeReward(judge, frames, concurrency=settings.judge_concurrency)
+    try:
+        teller = OpenAITeller(settings.judge_endpoint, model=settings.judge_model,
+                              concurrency=settings.judge_concurrency)  # fmt: skip
+        teller.check()
+    except StoryReasoningError as exc:  # the teller names tell's options: say ours
+        message = (
+            str(exc).replace("--endpoint", "--judge-endpoint").replace("--served-model", "--judge-model")
+        )
+        raise type(exc)(f"the judge: {message}") from None
+    return Judge(teller, max_new_tokens=settings.judge_max_new_tokens, seed=settings.seed)
 
 
 def train_grpo(
@@ -314,6 +330,6 @@ def train_grpo(
 
 
 __all__ = [
-    "GRPOJob", "build_trainer", "check_group", "judge_reward", "prompt_dataset", "prompt_rows", "prompt_tokens",
-    "train_grpo",
+    "GRPOJob", "build_trainer", "check_group", "judge_of", "load_datasets", "prompt_dataset", "prompt_rows",
+    "prompt_tokens", "train_grpo",
 ]  # fmt: skip
