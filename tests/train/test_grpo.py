@@ -232,6 +232,7 @@ def test_grpo_trains_an_adapter_and_logs_every_reward_component(tiny_qwen, tmp_p
             assert f"rewards/{name}/mean" in record, (name, record)
         assert record["completions/max_length"] <= 8
         assert record["rewards/judge/mean"] == 0.5 and record["rewards/structure/mean"] == 0.0
+        assert record["reward_seconds"] > 0 and record["judge_seconds"] > 0 and record["judge_asked"] == 4
         # without the gate the storytelling reward is (mix + structure) / 2, and the judge adds its weight
         assert record["reward"] == pytest.approx(record["rewards/story/mean"] + 0.25 * 0.5)
     assert sorted(p.name for p in (tmp_path / "g" / "checkpoints").glob("checkpoint-*")) == [

@@ -36,7 +36,8 @@ TRL logs each reward function separately (``rewards/NAME/mean`` and ``/std`` in
     group, hence no advantage and no gradient) still gets a signal from it.
 
 One scoring serves every function of a batch: the first function TRL calls scores the
-batch, the others read that result.
+batch, the others read that result. The seconds the trainer waited for it are logged as
+``reward_seconds`` (and ``judge_seconds``, ``judge_asked`` with a judge).
 """
 
 from __future__ import annotations
@@ -238,25 +239,32 @@ class OnlineReward:
         self.stop_ids: set[int] = set()
         self._batch: tuple[object, list[Scores], list[float | None]] | None = None
 
-    def _score(self, completions, story) -> tuple[list[Scores], list[float | None]]:
+    def _score(self, completions, story, log_metric=None) -> tuple[list[Scores], list[float | None]]:
+        """The batch's scores (computed once for all the functions); the seconds waited logged through TRL."""
+        import time
+
         if self._batch is not None and self._batch[0] is completions:
             return self._batch[1], self._batch[2]
         items = [(int(k), completion_text(c)) for k, c in zip(story, completions, strict=True)]
+        start = time.perf_counter()
         scores = self.pool.score(items)
+        waited = {"reward_seconds": time.perf_counter() - start}
         judged: list[float | None] = []
         if self.judge is not None:  # under the gate, only well-structured completions are shown to the judge
+            start = time.perf_counter()
             asked = [k for k, s in enumerate(scores) if s[1] > 0 or not self.gate]
             answers = dict(zip(asked, self.judge.score([items[k] for k in asked]), strict=True))
             judged = [answers.get(k, 0.0) for k in range(len(items))]
+            waited.update(judge_seconds=time.perf_counter() - start, judge_asked=float(len(asked)))
+        if log_metric is not None:  # TRL's hook: averaged over the logging steps into log.jsonl
+            for name, value in waited.items():
+                log_metric(name, value)
         self._batch = (completions, scores, judged)
         return scores, judged
 
-    def _scores(self, completions, story) -> list[Scores]:
-        return self._score(completions, story)[0]
-
     def _function(self, name: str, position: int):
-        def reward(completions, story, **kwargs) -> list[float | None]:
-            return [scores[position] for scores in self._scores(completions, story)]
+        def reward(completions, story, log_metric=None, **kwargs) -> list[float | None]:
+            return [scores[position] for scores in self._score(completions, story, log_metric)[0]]
 
         reward.__name__ = name
         return reward
@@ -270,8 +278,8 @@ class OnlineReward:
             weights.append(0.0)
         if self.judge is not None:
 
-            def judge(completions, story, **kwargs) -> list[float | None]:
-                return self._score(completions, story)[1]
+            def judge(completions, story, log_metric=None, **kwargs) -> list[float | None]:
+                return self._score(completions, story, log_metric)[1]
 
             funcs.append(judge)
             weights.append(self.w_judge)
