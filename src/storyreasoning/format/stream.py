@@ -42,6 +42,11 @@ _PRE, _COT, _STORY = "pre", "cot", "story"
 _MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
 _COT_END = (THINK_CLOSE, STORY_START)
 _THINK = (THINK_OPEN,)
+# Streamed chunks seen to hold no line end, '<' or '>': a set lookup answers for a token
+# seen before, cheaper than the three 'in' tests (bounded: cleared when full)
+_QUIET: set[str] = set()
+_QUIET_SIZE = 8192
+_QUIET_CHUNK = 32  # longer chunks are not kept
 # what a marker split across two chunks leaves at the end of the first
 _PREFIXES = frozenset(marker[:i] for marker in _MARKERS for i in range(1, len(marker)))
 
@@ -141,6 +146,9 @@ class StreamParser:
         append. In the story a tag is complete at its ``>``: story text is reported when
         the next tag is complete or a line ends.
         """
+        if chunk in _QUIET:  # a chunk seen before to hold none of them (a token recurs)
+            self._chunks.append(chunk)  # after close() this raises: the list is sealed
+            return []
         if ">" in chunk or "\n" in chunk or ("<" in chunk and self._mode is not _STORY):
             chunks = self._chunks
             if self._closed:
@@ -160,6 +168,10 @@ class StreamParser:
             self._route(chunk, events)
             return events
         self._chunks.append(chunk)  # after close() this raises: the list is sealed
+        if "<" not in chunk and len(chunk) <= _QUIET_CHUNK:  # quiet in every mode
+            if len(_QUIET) >= _QUIET_SIZE:
+                _QUIET.clear()
+            _QUIET.add(chunk)
         return []
 
     def _cot_lines(self, text: str) -> list[Event]:
