@@ -180,6 +180,7 @@ def test_a_real_size_layer_saves_what_the_model_says(arch_7b):
 
 def measured_step(model_dir, examples, index: int, setup: Setup) -> tuple[int, Example]:
     """The peak bytes of a second training step (gradients and AdamW states alive), weights included."""
+    from storyreasoning.train.job import text_input_grads
     from storyreasoning.train.loss import answer_loss
     from storyreasoning.train.sft import prepare_model
 
@@ -188,6 +189,7 @@ def measured_step(model_dir, examples, index: int, setup: Setup) -> tuple[int, E
         weights = torch.bfloat16
     torch.manual_seed(0)
     net = transformers.AutoModelForImageTextToText.from_pretrained(model_dir, dtype=weights)
+    text_input_grads(net)  # as job.load_model does: a frozen vision tower stays out of the backward graph
     net, _ = prepare_model(net, SFTSettings(source="x", out=Path("x"), mode=setup.mode,
                                             gradient_checkpointing=setup.checkpointing))  # fmt: skip
     # checkpointing as the Trainer turns it on (newer transformers name it activation checkpointing)
@@ -262,7 +264,7 @@ def big_frames():
     ],
 )
 def test_the_peak_of_a_training_step_is_predicted(tiny_qwen, tiny_arch, big_frames, index, setup):
-    """Within 5 % (measured: 0.2 to 4 %), for every mode, with and without checkpointing and autocast."""
+    """Within 5 % (measured: -0.7 to +4.9 %), for every mode, with and without checkpointing and autocast."""
     setup = replace(setup, device="cpu", overhead_gib=0)
     peak, example = measured_step(tiny_qwen, big_frames, index, setup)
     assert example.image_tokens > 400 and example.answer_tokens > 1000  # a story with weight in both

@@ -86,16 +86,18 @@ gradient needs it):
     positions (56 bytes) and the rotary ``cos``/``sin`` (``2 × head_dim × r``); with a
     padding mask, its boolean 4D form (``rows × L²`` bytes; ``e`` each for eager).
 ``vision tower``
-    The float32 pixels (``4 × 1176`` bytes a patch). The tower is in the backward graph
-    when it is trained (full) and also, frozen, whenever gradient checkpointing is on:
-    transformers then makes every input embedding's output require gradients, the
-    patch embedding's included, so the frozen blocks are checkpointed and back-propagated
-    too. Per patch and block it saves ``2 × (4hv + 4)`` (RMSNorms) ``+ 6e·hv`` (rotated
-    query and key, the fused qkv output whose view is the value, the output) ``+ e·hv``
-    (the windows' outputs concatenated; not with FlashAttention-2) ``+ 4Hv + 3e·Iv``; when
-    trained ``+ 4e·hv + e·Iv`` (one more ``e·hv`` under autocast) and the pixels' cast. With
-    checkpointing, ``e × hv`` a block; the patch merger ``4hv + 4 + e·hv`` (``+ 3e·hv``
-    trained) and the rotary tables (``2 × head_dim_v × 4``).
+    The float32 pixels (``4 × 1176`` bytes a patch). Only a trained tower (full) is in
+    the backward graph. A frozen one (LoRA, language) runs without a graph, with
+    gradient checkpointing too: :func:`storyreasoning.train.job.text_input_grads` makes
+    only the token embeddings' output require gradients (transformers' own hook would
+    take the patch embedding's too, and checkpoint and back-propagate the frozen blocks
+    for nothing), so it keeps only its pixels, and its output features for as long as the
+    forward pass scatters them into the token embeddings. Trained, per patch and block it
+    saves ``2 × (4hv + 4)`` (RMSNorms) ``+ 6e·hv`` (rotated query and key, the fused qkv
+    output whose view is the value, the output) ``+ e·hv`` (the windows' outputs
+    concatenated; not with FlashAttention-2) ``+ 4Hv + 3e·Iv + 4e·hv + e·Iv`` (one more
+    ``e·hv`` under autocast) and the pixels' cast. With checkpointing, ``e × hv`` a block;
+    the patch merger ``4hv + 4 + 4e·hv`` and the rotary tables (``2 × head_dim_v × 4``).
 
 The largest transient counts, on top:
 
@@ -115,7 +117,7 @@ The largest transient counts, on top:
     The reference's no-grad forward while the policy's activations are held:
     ``3e × I + 2r × h`` a token, and one layer's mask bias with SDPA.
 ``vision backward``
-    With checkpointing, one vision block rebuilt and its MLP's gradients.
+    A trained tower with checkpointing: one vision block rebuilt and its MLP's gradients.
 
 GRPO (``--objective grpo``, as ``train grpo`` runs): a row is a story's prompt (its
 tokens less its reference answer) with a completion of ``--max-completion-length``
@@ -713,17 +715,15 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
     if vision is not None and image_tokens:
         patches = image_tokens * vision.patches_per_token
         acts["vision tower"] = 4 * vision.patch_values * patches  # the float32 pixels
-        # A trained tower is in the backward graph; so is a frozen one with gradient checkpointing:
-        # transformers then makes every input embedding's output require gradients (so that checkpointed
-        # layers see one), the vision tower's patch embedding included.
-        if setup.mode == "full" or setup.checkpointing:
-            trained_tower = setup.mode == "full"
-            block = vision_block_bytes(vision, setup, trained=trained_tower)
+        # Only a trained tower (full) is in the backward graph: a frozen one (LoRA, language) runs without
+        # one, checkpointing or not, since job.text_input_grads hooks the token embeddings alone.
+        if setup.mode == "full":
+            block = vision_block_bytes(vision, setup, trained=True)
             hv = vision.hidden
-            # the merger's RMSNorm and GELU (and its matrices' inputs), the rotary tables, the pixels cast
-            merger = 4 * hv + 4 + e * hv + (3 * e * hv if trained_tower else 0)
+            # the merger's RMSNorm, GELU and its matrices' inputs, the rotary tables, the pixels cast
+            merger = 4 * hv + 4 + e * hv + 3 * e * hv
             rotary = 2 * (hv // vision.heads) * 4
-            cast = e * vision.patch_values if trained_tower and e < 4 else 0
+            cast = e * vision.patch_values if e < 4 else 0
             kept = vision.depth * (e * hv if setup.checkpointing else block)
             acts["vision tower"] += (kept + merger + rotary + cast) * patches
             if setup.checkpointing:
