@@ -405,3 +405,12 @@ def test_the_grpo_recipe_is_a_valid_config():
     assert recipe.gate and recipe.w_story == 1.0 and recipe.w_ended == 0.0 and not recipe.use_vllm
     check_group(recipe, 1)  # one story's group of eight per optimiser step
     assert recipe.batch_size * accumulation(recipe, 1) == recipe.num_generations
+
+
+def test_the_story_check_tells_held_out_stories_of_the_first_dataset():
+    from storyreasoning.train.callbacks import eval_source
+
+    job = GRPOSettings(sources=("real", "synth"), out=Path("o"), eval_every=10, eval_split="test")
+    assert eval_source(job) == ("real", "test")
+    with pytest.raises(UsageError, match="is the split training uses"):
+        eval_source(replace(job, eval_split="train"))

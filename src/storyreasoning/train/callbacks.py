@@ -141,6 +141,8 @@ def eval_source(settings) -> tuple[str, str | None]:
     if settings.eval_dataset:
         return settings.eval_dataset, settings.eval_split
     source = getattr(settings, "source", None) or getattr(settings, "dataset", None)
+    if not source and getattr(settings, "sources", None):  # GRPO: its first dataset of prompts
+        source = settings.sources[0]
     if not source:
         for folder in getattr(settings, "pairs", ()):  # DPO: the dataset its pairs come from
             import json
