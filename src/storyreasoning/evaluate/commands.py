@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .plots import Painter
+from .processes import BACKGROUND_NICE
 from .report import (
     CONVENTIONS,
     HEADLINE,
@@ -81,9 +82,12 @@ def evaluate(settings: EvaluateSettings) -> int:
             scorer = stack.enter_context(TextScorer(s.language_backend))
         run = load_outputs(s.run)
         # forked before any thread starts, without the pipes to Java; it imports matplotlib
-        # on the core this process leaves idle while it reads the dataset
+        # on the core this process leaves idle while it reads the dataset, and, like the
+        # workers, below Java's priority, so that METEOR's start-up (the run's longest path) is
+        # barely slowed by them
         java = scorer.pipes() if scorer is not None else []
-        painter = stack.enter_context(Painter(process=True, close_fds=java)) if s.plots else None
+        nice = BACKGROUND_NICE if java else 0
+        painter = stack.enter_context(Painter(process=True, close_fds=java, nice=nice)) if s.plots else None
         recorded = run.manifest.get("dataset") or {}
         source = dataset or recorded.get("source")
         if not source:
@@ -96,7 +100,7 @@ def evaluate(settings: EvaluateSettings) -> int:
         jobs, total, unknown = build_jobs(run, stories, limit=limit)
         workers = s.workers or default_workers(total)
         # both forked before any thread starts; a painter of its own only beside workers (a large run)
-        pool = stack.enter_context(Pool(workers, close_fds=java)) if workers > 1 else None
+        pool = stack.enter_context(Pool(workers, close_fds=java, nice=nice)) if workers > 1 else None
         with progress_bar(total, "scoring stories") as advance:
             items = score_jobs(
                 jobs,

@@ -43,16 +43,17 @@ class Painter:
     """Draws a report's plots: metrics.png, then the consistency plots, in :meth:`paths`' order.
 
     ``process=True`` draws in a process of its own (forked on Linux: make it before
-    starting any thread, and give it the pipes to Java, as :class:`.scoring.Pool`),
+    starting any thread, and give it the pipes to Java and a lower priority, as
+    :class:`.scoring.Pool`),
     which imports matplotlib at once;
     each plot is then drawn there while this process goes on. Otherwise plots are drawn
     here, when asked.
     """
 
-    def __init__(self, *, process: bool = False, close_fds: Sequence[int] = ()) -> None:
+    def __init__(self, *, process: bool = False, close_fds: Sequence[int] = (), nice: int = 0) -> None:
         self._executor: ProcessPoolExecutor | None = None
-        if process:
-            self._executor = executor(1, close_fds=close_fds)  # see .processes for close_fds
+        if process:  # see .processes for close_fds and nice
+            self._executor = executor(1, close_fds=close_fds, nice=nice)
             self._executor.submit(_import_matplotlib)
         self._metrics: Future | list[Path] | None = None
         self._consistency: Future | list[Path] | None = None

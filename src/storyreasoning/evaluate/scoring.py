@@ -94,12 +94,13 @@ class Pool:
     On Linux they are forked, so they start at once with what this process has
     imported; make the pool before starting threads (a progress bar, a background
     import), since a fork copies no thread but every lock a thread may hold, and give
-    it the pipes to Java (``close_fds``) that its workers must not hold.
+    it the pipes to Java (``close_fds``) that its workers must not hold, and while Java
+    loads, a lower priority (``nice``: :data:`.processes.BACKGROUND_NICE`).
     """
 
-    def __init__(self, workers: int, *, close_fds: Sequence[int] = ()) -> None:
+    def __init__(self, workers: int, *, close_fds: Sequence[int] = (), nice: int = 0) -> None:
         self.workers = workers
-        self._executor = executor(workers, close_fds=close_fds)  # see .processes for close_fds
+        self._executor = executor(workers, close_fds=close_fds, nice=nice)  # see .processes
         self._executor.submit(int).result()  # a fork context starts every worker on the first submit
 
     def submit(
@@ -175,14 +176,50 @@ def summarize(
 ) -> dict[str, Scores]:
     """Each family's :class:`Scores` from the stories' parts, in the order of ``families``.
 
-    The language metrics come last. ``text_scorer``: a :class:`~.language.TextScorer`
-    made earlier (its Java already loading); else one is made for ``language_backend``.
-    ``on_others`` is called with the other families' scores before the language metrics
-    are computed, ``while_meteor`` while METEOR scores in its JVM (``coco`` only): for
-    work that does not need them (a plot).
+    The language metrics start first (their tokenizer and METEOR are the longest path
+    with Java) and are finished last: the other families are summarized while METEOR
+    scores in its JVM. ``text_scorer``: a :class:`~.language.TextScorer` made earlier
+    (its Java already loading); else one is made for ``language_backend``. ``on_others``
+    is called with the other families' scores, ``while_meteor`` after them while METEOR
+    scores (``coco`` only): for work that does not need them (a plot).
     """
     families = tuple(families)
     results: dict[str, Scores] = {}
+    finish: Callable[[], Scores] | None = None
+    scorer: language.TextScorer | None = None
+    missing = "exclude" if protocol == "original" else "zero"
+    texts = [(story_id, story["language"]) for story_id, story in items] if "language" in families else []
+    if "language" in families:
+        scorer = text_scorer
+        if scorer is None:
+            scored = any(t[1] is not None or missing == "zero" for _, t in texts)  # type: ignore[index]
+            scorer = language.TextScorer(language_backend, tokenize=False, start=scored)
+    try:
+        if scorer is not None:
+            if on_family:
+                on_family("language")
+            finish = language.begin_summary(texts, scorer=scorer, missing=missing)  # type: ignore[arg-type]
+        _summarize_others(items, families, protocol, results, on_family)
+        if on_others is not None:
+            on_others(dict(results))
+        if finish is not None and scorer is not None:
+            if while_meteor is not None and scorer.backend == "coco":
+                while_meteor(dict(results))
+            results["language"] = finish()
+    finally:
+        if scorer is not None and scorer is not text_scorer:
+            scorer.close()
+    return {family: results[family] for family in families}
+
+
+def _summarize_others(
+    items: Sequence[tuple[str, dict[str, object]]],
+    families: tuple[str, ...],
+    protocol: str,
+    results: dict[str, Scores],
+    on_family: Callable[[str], None] | None,
+) -> None:
+    """Every family but the language metrics, into ``results``."""
     for family in families:
         if family == "language":
             continue
@@ -198,26 +235,6 @@ def summarize(
             results[family] = consistency.summarize(parts)  # type: ignore[arg-type]
         else:
             raise UsageError(f"unknown metric family {family!r}")
-    if on_others is not None:
-        on_others(dict(results))
-    if "language" in families:
-        if on_family:
-            on_family("language")
-        missing = "exclude" if protocol == "original" else "zero"
-        texts = [(story_id, story["language"]) for story_id, story in items]
-        scorer = text_scorer
-        if scorer is None:
-            scored = any(t[1] is not None or missing == "zero" for _, t in texts)  # type: ignore[index]
-            scorer = language.TextScorer(language_backend, tokenize=False, start=scored)
-        try:
-            finish = language.begin_summary(texts, scorer=scorer, missing=missing)  # type: ignore[arg-type]
-            if while_meteor is not None and scorer.backend == "coco":
-                while_meteor(dict(results))
-            results["language"] = finish()
-        finally:
-            if scorer is not text_scorer:
-                scorer.close()
-    return {family: results[family] for family in families}
 
 
 __all__ = [
