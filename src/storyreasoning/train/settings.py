@@ -323,29 +323,9 @@ def mix_weights(mix: tuple[str, ...], folders: tuple[str, ...], what: str) -> di
 
 
 @dataclass(frozen=True, kw_only=True)
-class PairsSettings:
-    """Reward-ranked preference pairs from runs of candidates."""
+class RewardOptions:
+    """The storytelling reward's weights and gate: one declaration for train pairs and train grpo."""
 
-    source: str = argument(help=SOURCE_HELP)
-    runs: tuple[Path, ...] = option(
-        (), "--run", "-r",
-        help="A run to take candidates from (tell-dataset folder or folder of {story_id}.txt), repeatable.",
-    )  # fmt: skip
-    out: Path = option(REQUIRED, "--out", "-o", help="Pairs folder to write.")
-    split: str | None = option(None, "--split", "-s", help="Split to read (all when omitted).")
-    limit: int | None = option(None, min=1, help="Only the first N stories.")
-    include_reference: bool = option(False, help="The dataset's own output is one more candidate.")
-    min_margin: float = option(
-        0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
-    )
-    pairs_per_story: int = option(
-        1,
-        min=1,
-        help="Pairs per story: the best candidate against each of the N worst (each above the margin).",
-    )
-    rejected: Literal["any", "well-structured"] = option(
-        "any", help="Draw the rejected answer from any candidate, or only from well-structured ones."
-    )
     w_reid: float = option(
         1.0, min=0.0, panel="Reward",
         help="Weight of re-identification (identity F1 and cross-frame link F1 against the reference).",
@@ -373,6 +353,7 @@ class PairsSettings:
     )  # fmt: skip
 
     def weights(self):
+        """The reward's :class:`~storyreasoning.train.reward.RewardWeights` (a bad weight: one clear line)."""
         from .reward import RewardWeights
 
         try:
@@ -382,6 +363,32 @@ class PairsSettings:
             raise UsageError(str(exc)) from None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PairsSettings(RewardOptions):
+    """Reward-ranked preference pairs from runs of candidates."""
+
+    source: str = argument(help=SOURCE_HELP)
+    runs: tuple[Path, ...] = option(
+        (), "--run", "-r",
+        help="A run to take candidates from (tell-dataset folder or folder of {story_id}.txt), repeatable.",
+    )  # fmt: skip
+    out: Path = option(REQUIRED, "--out", "-o", help="Pairs folder to write.")
+    split: str | None = option(None, "--split", "-s", help="Split to read (all when omitted).")
+    limit: int | None = option(None, min=1, help="Only the first N stories.")
+    include_reference: bool = option(False, help="The dataset's own output is one more candidate.")
+    min_margin: float = option(
+        0.05, min=0.0, help="Skip stories whose best and worst rewards differ by less."
+    )
+    pairs_per_story: int = option(
+        1,
+        min=1,
+        help="Pairs per story: the best candidate against each of the N worst (each above the margin).",
+    )
+    rejected: Literal["any", "well-structured"] = option(
+        "any", help="Draw the rejected answer from any candidate, or only from well-structured ones."
+    )
+
+
 REWARD = "Reward"
 JUDGE = "Judge reward"
 ONLINE = "Online RL"
@@ -389,7 +396,7 @@ VLLM = "vLLM"
 
 
 @dataclass(frozen=True, kw_only=True)
-class GRPOSettings(TrainingOptions):
+class GRPOSettings(TrainingOptions, RewardOptions):
     """Online RL (GRPO): the model tells each prompt's story a group of times and learns from the reward."""
 
     sources: tuple[str, ...] = argument(
@@ -435,22 +442,6 @@ class GRPOSettings(TrainingOptions):
     w_story: float = option(
         1.0, min=0.0, panel=REWARD,
         help="Weight of the storytelling reward (structure gate, re-identification, grounding: train pairs' reward).",
-    )  # fmt: skip
-    w_reid: float = option(1.0, min=0.0, help="Weight of re-identification inside the storytelling reward.",
-                           panel=REWARD)  # fmt: skip
-    w_grounding: float = option(1.0, min=0.0, help="Weight of grounding inside the storytelling reward.",
-                                panel=REWARD)  # fmt: skip
-    w_boxes: float = option(
-        0.0, min=0.0, help="Weight of box F1 inside the storytelling reward.", panel=REWARD
-    )
-    cross_group: float = option(
-        1.0, min=0.0, help="Re-identification penalty per share of links across groups.", panel=REWARD
-    )
-    reid_iou: float = option(0.3, min=0.01, max=1.0, help="IoU at which output rows match reference rows.",
-                             panel=REWARD)  # fmt: skip
-    gate: bool = option(
-        True, panel=REWARD,
-        help="Structure gates the storytelling reward (--no-gate: a component, so ill-formed outputs still score).",
     )  # fmt: skip
     w_ended: float = option(
         0.0, min=0.0, panel=REWARD,
@@ -517,16 +508,6 @@ class GRPOSettings(TrainingOptions):
     def mix_weights(self) -> dict[str, float] | None:
         """Each dataset (as given) to its ``--mix`` weight; None without ``--mix``."""
         return mix_weights(self.mix, self.sources, "dataset")
-
-    def weights(self):
-        """The storytelling reward's :class:`~storyreasoning.train.reward.RewardWeights`."""
-        from .reward import RewardWeights
-
-        try:
-            return RewardWeights(reid=self.w_reid, grounding=self.w_grounding, boxes=self.w_boxes,
-                                 cross_group=self.cross_group, reid_iou=self.reid_iou, gate=self.gate)  # fmt: skip
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
 
 
 PLAN = "Training"
