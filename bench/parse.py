@@ -27,6 +27,12 @@ Run::
     python bench/parse.py                  # about two minutes
     python bench/parse.py --quick          # small sizes, a smoke run
     python bench/parse.py --out bench/results/parse.json
+    python bench/parse.py --instructions   # and instructions per parse, under valgrind
+
+With ``--instructions`` a fourth table gives the instructions one parse of each
+well-formed output executes (``valgrind --tool=cachegrind``: a run of N parses minus a
+run of none), for ours, the original rules, the 4-character stream and its floor: a
+count that a loaded machine does not disturb.
 """
 
 from __future__ import annotations
@@ -365,15 +371,19 @@ def _original_parser() -> Callable[[str], object] | None:
     return parse
 
 
-def well_formed(rounds: int) -> list[dict]:
-    outputs = {
+def outputs() -> dict[str, str]:
+    """The well-formed outputs timed (and counted) by name."""
+    return {
         "lighthouse.txt (3 images)": EXAMPLE.read_text(encoding="utf-8"),
         "synthetic, 3 images": make_output(images=3),
         "synthetic, 20 images": make_output(images=20),
     }
+
+
+def well_formed(rounds: int) -> list[dict]:
     original = _original_parser()
     rows = []
-    for name, text in outputs.items():
+    for name, text in outputs().items():
         chunks = chunk(text)
         _check(text, chunks)
         cases: dict[str, Callable[[], object]] = {
@@ -485,6 +495,104 @@ def hostile(sizes: Sequence[int], rounds: int) -> list[dict]:
     return rows
 
 
+# -- instructions (valgrind) --------------------------------------------------------------------
+
+COUNTED = ("batch", "original", "streamed", "floor")
+
+
+def _count_child(case: str, output: str, repeats: int) -> None:
+    """Run ``case`` on ``output`` ``repeats`` times, after three warm-up runs (valgrind counts this process)."""
+    text = outputs()[output]
+    chunks = chunk(text)
+    original = _original_parser()
+    run = {
+        "batch": lambda: parse_output(text),
+        "original": (lambda: original(text)) if original is not None else None,
+        "streamed": _streamer(chunks),
+        "floor": _floor(chunks),
+    }[case]
+    if run is None:
+        raise SystemExit("tests/format/original_rules.py is not at hand")
+    for _ in range(3):
+        run()
+    gc.disable()
+    for _ in range(repeats):
+        run()
+
+
+def _instructions(case: str, output: str, repeats: int) -> float:
+    """Instructions one run of ``case`` executes: valgrind's count with ``repeats`` runs minus that with none."""
+    import subprocess
+
+    def count(n: int) -> int:
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--count-child",
+                case,
+                output,
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in result.stderr.splitlines():
+            if "I" in line and "refs:" in line:
+                return int(line.split("refs:")[1].replace(",", "").strip())
+        raise RuntimeError(f"no instruction count in valgrind's output: {result.stderr[-500:]}")
+
+    return (count(repeats) - count(0)) / repeats
+
+
+def instructions(repeats: int) -> list[dict]:
+    """Instructions per output of each case (robust on a loaded machine, unlike seconds)."""
+    rows = []
+    for name, text in outputs().items():
+        scale = max(1, 20_000 // len(text))
+        counts = {
+            case: _instructions(
+                case, name, max(1, repeats * scale // (4 if case in ("streamed", "floor") else 1))
+            )
+            for case in COUNTED
+        }
+        rows.append(
+            {
+                "output": name,
+                "chars": len(text),
+                **{f"{case}_instructions": counts[case] for case in COUNTED},
+                "speedup_over_original_rules": counts["original"] / counts["batch"],
+                "streamed_over_batch": counts["streamed"] / counts["batch"],
+                "floor_over_batch": counts["floor"] / counts["batch"],
+            }
+        )
+    return rows
+
+
+def instruction_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Well-formed outputs: instructions per parse (valgrind)")
+    for col in ("output", "ours", "original rules", "speed-up", "streamed", "streamed/batch", "floor/batch"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for r in rows:
+        table.add_row(
+            r["output"],
+            f"{r['batch_instructions'] / 1e6:.2f} M",
+            f"{r['original_instructions'] / 1e6:.2f} M",
+            f"{r['speedup_over_original_rules']:.2f}x",
+            f"{r['streamed_instructions'] / 1e6:.2f} M",
+            f"{r['streamed_over_batch']:.2f}x",
+            f"{r['floor_over_batch']:.2f}x",
+        )
+    return table
+
+
 def tables(well: list[dict], stream: list[dict], bad: list[dict]):
     from rich.table import Table
 
@@ -560,7 +668,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="two sizes in characters for the hostile shapes (default 262144,1048576)",
     )
     ap.add_argument("--samples", type=int, default=10, help="prefixes timed for the re-parse estimate")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per parse under valgrind (ours, the original rules, streamed, the floor)",
+    )
+    ap.add_argument("--count-child", nargs=3, metavar=("CASE", "OUTPUT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.count_child:
+        case, output, n = args.count_child
+        _count_child(case, output, int(n))
+        return 0
     rounds = args.rounds or (2 if args.quick else 20)
     tokens = args.tokens or (QUICK_STREAM_TOKENS if args.quick else STREAM_TOKENS)
     sizes = args.hostile_sizes or (QUICK_HOSTILE_SIZES if args.quick else HOSTILE_SIZES)
@@ -575,10 +693,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     well = well_formed(rounds)
     stream = streaming(tokens, max(1, rounds // 4), args.samples)
     bad = hostile(sizes, max(1, rounds // 4))
+    counted: list[dict] = []
+    if args.instructions:
+        import shutil
+
+        if shutil.which("valgrind") is None:
+            ap.error("--instructions needs valgrind on PATH (apt-get install valgrind)")
+        counted = instructions(1 if args.quick else 4)
     for table in tables(well, stream, bad):
         console.print(table)
+    if counted:
+        console.print(instruction_table(counted))
     rows = (
-        [{"table": "well_formed", **r} for r in well]
+        [{"table": "instructions", **r} for r in counted]
+        + [{"table": "well_formed", **r} for r in well]
         + [{"table": "streaming", **r} for r in stream]
         + [{"table": "hostile", **r} for r in bad]
     )

@@ -1,11 +1,14 @@
-"""bench/parse.py runs (on tiny sizes) and writes its JSON; no timing is asserted."""
+"""bench/parse.py runs (on tiny sizes) and writes its JSON; no timing is asserted (instruction counts only bounded)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).parents[2] / "bench"
 
@@ -63,3 +66,17 @@ def test_parse_bench_outputs_are_well_formed_and_deterministic():
         assert not telling.diagnostics
     assert parse.make_output(1500, seed=3) == parse.make_output(1500, seed=3)
     assert len(parse_output(parse.make_output(images=20)).cot.images) == 20
+
+
+@pytest.mark.slow  # four runs under valgrind: about a minute on a loaded 2-core machine
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_parse_bench_counts_instructions():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import parse
+    finally:
+        sys.path.remove(str(BENCH))
+    batch = parse._instructions("batch", "lighthouse.txt (3 images)", 1)
+    floor = parse._instructions("floor", "lighthouse.txt (3 images)", 1)
+    # a parse of 4.7 KB is hundreds of thousands of instructions, and so is a loop of 1,183 feed() calls
+    assert 100_000 < batch < 50_000_000 and 100_000 < floor < 50_000_000
