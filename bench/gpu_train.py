@@ -190,6 +190,13 @@ def build_model(config, device, dtype, attention: str):
         net = transformers.Qwen2_5_VLForConditionalGeneration._from_config(
             config, dtype=dtype, attn_implementation=attention
         )
+    # as train sft and dpo load it: a frozen vision tower out of the backward pass, and the decoder
+    # unmasked for rows that end with their padding (the DPO rows)
+    from storyreasoning.train.collate import unmask_end_padding
+    from storyreasoning.train.job import text_input_grads
+
+    text_input_grads(net)
+    unmask_end_padding(net)
     return net
 
 

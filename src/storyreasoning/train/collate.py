@@ -118,4 +118,48 @@ class StoryCollator:
         return dict(batch)
 
 
-__all__ = ["IGNORE", "VISION_TOKENS", "Loss", "StoryCollator"]
+# -- the attention mask of end-padded batches -------------------------------------------------------
+
+
+def ends_padded(attention_mask: Any) -> bool:
+    """Whether every row of a 2D ``attention_mask`` is its tokens, then its padding (ones, then zeros only)."""
+    if attention_mask is None or getattr(attention_mask, "dim", lambda: 0)() != 2:
+        return False
+    binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    return binary and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
+def unmask_end_padding(net: Any) -> Any:
+    """Give ``net``'s decoder no attention mask when every row's padding ends it (the training forward only).
+
+    Our SFT batches pad on the right, and TRL's DPO batches (prompts padded left, answers
+    right, rows flushed left) end every row with its padding too. With a mask, SDPA gets a
+    ``rows × 1 × L × L`` boolean mask that every layer turns into a bias of the query's
+    dtype (GiBs at 7B with 15k-token stories) and the key and value heads repeated; without
+    it, SDPA runs causally with no mask. A causal token never sees the positions after it,
+    so every real token's output is the same; the padding's own outputs change, and no
+    loss reads them (SFT labels and DPO's completion mask leave padding out). The batch
+    keeps its mask (the trainers count tokens with it), and the model still computes its
+    multimodal positions from it, before the decoder: only the decoder's copy is dropped.
+    A batch padded anywhere else (left, middle), or a forward with a KV cache
+    (generation), keeps its mask. Calling it again replaces the hook; its handle is the
+    decoder's ``end_padding_hook`` (``.remove()`` restores the mask). Returns the handle,
+    or None for a model without a decoder to hook.
+    """
+    decoder = net.get_decoder() if hasattr(net, "get_decoder") else None
+    if decoder is None or not hasattr(decoder, "register_forward_pre_hook"):
+        return None
+    if getattr(decoder, "end_padding_hook", None) is not None:
+        decoder.end_padding_hook.remove()
+
+    def drop(module, args, kwargs):
+        cached = kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None
+        if not cached and ends_padded(kwargs.get("attention_mask")):
+            kwargs["attention_mask"] = None
+        return args, kwargs
+
+    decoder.end_padding_hook = decoder.register_forward_pre_hook(drop, with_kwargs=True)
+    return decoder.end_padding_hook
+
+
+__all__ = ["IGNORE", "VISION_TOKENS", "Loss", "StoryCollator", "ends_padded", "unmask_end_padding"]

@@ -328,6 +328,7 @@ class DPOJob:
 
 def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.quiet) -> DPOJob:
     """Load the model and the pairs, claim ``folder`` and build TRL's ``DPOTrainer`` (nothing trained yet)."""
+    from .collate import unmask_end_padding
     from .sft import prepare_model
 
     try:
@@ -337,6 +338,7 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
         raise UsageError("DPO needs trl: pip install 'storyreasoning[train]'") from None
 
     torch, transformers, processor, net, device, dtype = _start_model(settings)
+    unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)
     by_folder, fit = pair_rows(settings, processor, progress)
     by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)

@@ -58,9 +58,11 @@ gradient needs it):
 
     * both RMSNorms: their float32 input and ``1/rms``, ``2 × (4h + 4)``;
     * attention: rotated query and key, value and output, ``e × (2q + 2kv)``, and the
-      float32 log-sum-exp ``4H``. With rows of several lengths (DPO, batches) SDPA gets a
-      padding mask: the key and value heads are repeated (``2q`` for ``2kv``) and the mask
-      becomes a bias of the query's dtype saved by every layer (``L × e``). Eager
+      float32 log-sum-exp ``4H``. Rows of several lengths that do not all end with their
+      padding (GRPO's batches) give SDPA a padding mask: the key and value heads are
+      repeated (``2q`` for ``2kv``) and the mask becomes a bias of the query's dtype saved
+      by every layer (``L × e``). SFT's and DPO's rows end with their padding, and the
+      decoder gets no mask (:func:`storyreasoning.train.collate.unmask_end_padding`). Eager
       attention keeps its probabilities (``H × L × (4 + e)``);
     * MLP: gate, activation and up projection outputs, ``3e × I``;
     * when the layer is trained: the RMSNorms' normalised inputs ``2r × h`` and the
@@ -84,7 +86,7 @@ gradient needs it):
 ``inputs``
     Token ids, labels, attention mask, token types and the three rows of multimodal
     positions (56 bytes) and the rotary ``cos``/``sin`` (``2 × head_dim × r``); with a
-    padding mask, its boolean 4D form (``rows × L²`` bytes; ``e`` each for eager).
+    padding mask (see above), its boolean 4D form (``rows × L²`` bytes; ``e`` each for eager).
 ``vision tower``
     The float32 pixels (``4 × 1176`` bytes a patch). Only a trained tower (full) is in
     the backward graph. A frozen one (LoRA, language) runs without a graph, with
@@ -115,7 +117,7 @@ The largest transient counts, on top:
     residual stream (``2r × h``); with checkpointing plus one layer's activations rebuilt.
 ``reference pass`` (DPO)
     The reference's no-grad forward while the policy's activations are held:
-    ``3e × I + 2r × h`` a token, and one layer's mask bias with SDPA.
+    ``3e × I + 2r × h`` a token.
 ``vision backward``
     A trained tower with checkpointing: one vision block rebuilt and its MLP's gradients.
 
@@ -540,7 +542,7 @@ def layer_bytes(arch: Architecture, setup: Setup, *, trained: bool, length: int 
     h, q, kv, inter, heads = arch.hidden, arch.heads * arch.head_dim, arch.kv_heads * arch.head_dim, \
         arch.intermediate, arch.heads  # fmt: skip
     e, r = setup.e, setup.r
-    padded = setup.objective == "dpo" or setup.batch_size > 1  # rows of several lengths: a padding mask
+    padded = _masked_rows(setup)
     expanded = setup.attention == "eager" or (setup.attention == "sdpa" and padded)
     keys = q if expanded and kv != q else kv
     total = 2 * (4 * h + 4)  # both RMSNorms: float32 input, 1/rms
@@ -558,6 +560,16 @@ def layer_bytes(arch: Architecture, setup: Setup, *, trained: bool, length: int 
     if setup.mode == "lora":
         total += lora_layer_bytes(arch, setup)
     return total
+
+
+def _masked_rows(setup: Setup) -> bool:
+    """Whether the decoder gets a padding mask: rows of several lengths not all ending with their padding.
+
+    train sft and train dpo end every row with its padding and give the decoder no mask
+    (:func:`storyreasoning.train.collate.unmask_end_padding`); GRPO's rows pad their prompts
+    on the left.
+    """
+    return setup.objective == "grpo" and setup.batch_size > 1
 
 
 def lora_layer_bytes(arch: Architecture, setup: Setup) -> float:
@@ -677,8 +689,8 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
         acts["decoder layers"] = (arch.layers * per_layer - _first_layer_saving(arch, setup)) * tokens
     loss_positions = answer if setup.logits == "answer" or setup.objective != "sft" else tokens
     acts["inputs"] = (_INPUT_BYTES + 2 * arch.head_dim * r) * tokens
-    if setup.attention == "eager" or (setup.attention == "sdpa" and sequences > 1):
-        # padded rows (DPO's chosen and rejected, batches): a 4D mask, boolean for SDPA, e for eager
+    if setup.attention == "eager" or (setup.attention == "sdpa" and _masked_rows(setup)):
+        # padded rows (GRPO's batches): a 4D mask, boolean for SDPA, e for eager
         acts["inputs"] += sequences * example.tokens**2 * (e if setup.attention == "eager" else 1)
     # the final RMSNorm and the LM head's input: freed once the loss's backward is through them
     head = (4 * h + 4 + (r * h if trained else 0)) * tokens + (e * h * loss_positions if trained else 0)
@@ -698,8 +710,6 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
     elif setup.objective == "dpo":
         transients["logits"] = head + (e * h + 4 * h) * loss_positions  # TRL's fused LM head, in tiles
         transients["reference pass"] = (3 * e * arch.intermediate + 2 * r * h) * tokens
-        if setup.attention == "sdpa":
-            transients["reference pass"] += tokens * example.tokens * e  # a layer's mask as a bias
     else:
         transients["logits"] = head + 12 * arch.vocab * loss_positions
     # the gradients of the residual stream and the MLP's while its saved tensors are consumed (two when

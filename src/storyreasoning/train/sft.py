@@ -143,7 +143,9 @@ def train_sft(
 
     torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
-    from .collate import StoryCollator
+    from .collate import StoryCollator, unmask_end_padding
+
+    unmask_end_padding(net)  # the collator pads on the right: SDPA runs causal, no L × L mask
 
     msg = settings.messages
     budget = job.token_budget(processor, settings)
