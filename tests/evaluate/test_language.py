@@ -379,3 +379,22 @@ def test_both_backends_score_the_same_tokens_the_same(coco):
         assert coco_scores.overall[key] == python_scores.overall[key], key
         assert [i[key] for i in coco_scores.per_item] == [i[key] for i in python_scores.per_item], key
     assert 0 < coco_scores.overall["meteor"] < 1 and python_scores.overall["meteor"] is None
+
+
+@needs_java
+@pytest.mark.slow
+def test_our_jvm_flags_change_no_meteor_score(coco):
+    """pycocoevalcap's own Meteor wrapper (its command line: no C1-only or serial-GC flags) scores
+    the same tokens exactly as our METEOR processes do."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    refs, hyps = awkward_corpus(1)
+    hyps = [h.replace("  ", " ") for h in hyps]  # what the wrapper does to a hypothesis, ours too
+    theirs = Meteor()
+    try:
+        score, items = theirs.compute_score(dict(enumerate(refs)), {i: [h] for i, h in enumerate(hyps)})
+    finally:
+        del theirs  # its __del__ stops its JVM
+    ours = coco["same_tokens"][0]
+    assert ours.overall["meteor"] == score
+    assert [item["meteor"] for item in ours.per_item] == items
