@@ -20,6 +20,9 @@ sentence dropped, 3 % of outputs missing. Then it measures:
   (alternated with METEOR alone, so each sees the machine's load alike); the command
   starts Java first and parses in worker processes meanwhile, so the total with Java
   is compared with METEOR alone (target: at most 1.2 times);
+* with ``--plain-jvm``: METEOR alone and the command with Java again, both JVMs started
+  without :data:`~storyreasoning.evaluate.language.SHORT_RUN_JVM_FLAGS` (C1 only, serial
+  GC), as pycocoevalcap starts them: the ratio with and without them;
 * with ``--original``: the original's pipeline as far as it can be reproduced here
   (every story parsed in turn, the original grounding protocol, then pycocoevalcap's
   own wrappers as the original called them: its PTBTokenizer, references and
@@ -27,6 +30,9 @@ sentence dropped, 3 % of outputs missing. Then it measures:
 
 Every row has wall seconds and CPU seconds (this process and the children it waited
 for: workers, the painter, the JVMs); on a shared machine the CPU seconds move less.
+The load average when each end-to-end run ended is recorded beside it (``load``), and
+the summary gives the CPU seconds of the command's work besides METEOR (its CPU less
+METEOR alone's).
 
 Run::
 
@@ -202,11 +208,18 @@ def meteor_inputs(data: Path, run: Path) -> tuple[list[list[str]], list[str]]:
     return [[t] for t in tokens[: len(texts)]], tokens[len(texts) :]
 
 
-def meteor_alone(refs: list[list[str]], hyps: list[str]) -> float:
-    """A fresh METEOR 1.5 process started and scoring every story (SCORE, then EVAL); its score."""
+def meteor_alone(refs: list[list[str]], hyps: list[str], plain: bool = False) -> float:
+    """A fresh METEOR 1.5 process started and scoring every story (SCORE, then EVAL); its score.
+
+    ``plain``: started without the short-run JVM flags (as pycocoevalcap starts it)."""
     from storyreasoning.evaluate import language
 
-    process = language.MeteorProcess()
+    flags = language.SHORT_RUN_JVM_FLAGS
+    language.SHORT_RUN_JVM_FLAGS = () if plain else flags
+    try:
+        process = language.MeteorProcess()
+    finally:
+        language.SHORT_RUN_JVM_FLAGS = flags
     try:
         score, _ = process.evaluate(process.stats(refs, hyps))
     finally:
@@ -230,8 +243,18 @@ def cpu_clock(fn) -> tuple[float, float]:
     return time.perf_counter() - start, cpu() - used
 
 
-def command(data: Path, run: Path, out: Path, backend: str, *options: str) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "storyreasoning", "evaluate", str(run), "--dataset", str(data), "--split",
+PLAIN_JVM = (
+    "import sys; from storyreasoning.evaluate import language; language.SHORT_RUN_JVM_FLAGS = (); "
+    "from storyreasoning.cli import main; main(sys.argv[1:])"
+)
+"""``storyreasoning`` with both JVMs started without the short-run flags."""
+
+
+def command(
+    data: Path, run: Path, out: Path, backend: str, *options: str, plain: bool = False
+) -> tuple[float, float]:
+    entry = ["-c", PLAIN_JVM] if plain else ["-m", "storyreasoning"]
+    cmd = [sys.executable, *entry, "evaluate", str(run), "--dataset", str(data), "--split",
            "test", "--out", str(out), "--language-backend", backend, *options]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     done: list[subprocess.CompletedProcess] = []
@@ -279,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-java", action="store_true", help="skip everything that needs Java")
     parser.add_argument(
+        "--plain-jvm",
+        action="store_true",
+        help="also time METEOR alone and the command with the JVMs' default flags (no SHORT_RUN_JVM_FLAGS)",
+    )
+    parser.add_argument(
         "--original", action="store_true", help="also time the original's pipeline (about 40 s)"
     )
     parser.add_argument(
@@ -293,10 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         root = args.fixture or Path(tmp)
         data, run = write_fixture(root, n, args.seed)
         rows = stages(data, run, n, java, Path(tmp))
-        totals: dict[str, tuple[float, float]] = {}  # name -> (seconds, CPU seconds), the best run
+        totals: dict[str, tuple[float, float, float]] = {}  # name -> (seconds, CPU s, load), the best
 
         def keep(name: str, measured: tuple[float, float]) -> None:
-            totals[name] = min(measured, totals.get(name, measured))
+            run_ = (*measured, os.getloadavg()[0])
+            totals[name] = min(run_, totals.get(name, run_))
 
         meteor_tokens = meteor_inputs(data, run) if java else None
         for _ in range(max(1, args.repeats)):  # alternated, so each sees the machine's load alike
@@ -308,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
             if java:
                 keep("evaluate with Java", command(data, run, Path(tmp) / "eval-coco", "coco"))
                 keep("METEOR alone (start-up and scoring)", cpu_clock(lambda: meteor_alone(*meteor_tokens)))
+                if args.plain_jvm:
+                    keep(
+                        "evaluate with Java, plain JVMs",
+                        command(data, run, Path(tmp) / "eval-plain", "coco", plain=True),
+                    )
+                    keep(
+                        "METEOR alone, plain JVM",
+                        cpu_clock(lambda: meteor_alone(*meteor_tokens, plain=True)),
+                    )
         if args.original and java:
             keep("original's pipeline (with Java)", cpu_clock(lambda: original_pipeline(data, run)))
         same = None
@@ -322,16 +360,20 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"stage": "total without Java (stages above, one core)",
                  "seconds": sum(row["seconds"] for row in in_total),
                  "cpu_seconds": sum(row["cpu_seconds"] for row in in_total)})  # fmt: skip
-    for name, (seconds, cpu) in totals.items():
-        rows.append({"stage": name, "seconds": seconds, "cpu_seconds": cpu})
+    for name, (seconds, cpu, load) in totals.items():
+        rows.append({"stage": name, "seconds": seconds, "cpu_seconds": cpu, "load": load})
     for row in rows:
         row["stories_per_second"] = n / row["seconds"] if row["seconds"] else None
-    totals = {name: seconds for name, (seconds, _) in totals.items()}
+    cpus = {name: cpu for name, (_, cpu, _) in totals.items()}
+    totals = {name: seconds for name, (seconds, _, _) in totals.items()}  # type: ignore[misc]
     summary: dict = {"end_to_end": totals, "non_language_families_agree_across_backends": same}
-    if "evaluate with Java" in totals:
-        summary["java_total_over_meteor_alone"] = (
-            totals["evaluate with Java"] / totals["METEOR alone (start-up and scoring)"]
-        )
+    for label, ours, alone in (
+        ("", "evaluate with Java", "METEOR alone (start-up and scoring)"),
+        ("_plain_jvm", "evaluate with Java, plain JVMs", "METEOR alone, plain JVM"),
+    ):
+        if ours in totals and alone in totals:
+            summary[f"java_total_over_meteor_alone{label}"] = totals[ours] / totals[alone]
+            summary[f"cpu_seconds_besides_meteor{label}"] = cpus[ours] - cpus[alone]
     if "original's pipeline (with Java)" in totals:  # the original writes no plots
         summary["original_over_ours_without_java"] = (
             totals["original's pipeline (with Java)"] / totals["evaluate without Java"]
@@ -344,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     table = Table(title=f"Evaluating {n} stories")
-    for name in ("stage", "seconds", "CPU seconds", "stories/s"):
+    for name in ("stage", "seconds", "CPU seconds", "stories/s", "load"):
         table.add_column(name, justify="left" if name == "stage" else "right")
     for row in rows:
         cpu = row.get("cpu_seconds")
@@ -353,12 +395,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['seconds']:.2f}",
             "" if cpu is None else f"{cpu:.2f}",
             f"{row['stories_per_second']:,.0f}",
+            f"{row['load']:.1f}" if "load" in row else "",
         )
     Console().print(table)
-    if "java_total_over_meteor_alone" in summary:
-        print(
-            f"evaluate with Java / METEOR alone: {summary['java_total_over_meteor_alone']:.2f} (target <= 1.2)"
-        )
+    for label, flags in (("", "short-run JVM flags"), ("_plain_jvm", "plain JVMs")):
+        if f"java_total_over_meteor_alone{label}" in summary:
+            print(
+                f"evaluate with Java / METEOR alone ({flags}): "
+                f"{summary[f'java_total_over_meteor_alone{label}']:.2f} (target <= 1.2); "
+                f"CPU besides METEOR {summary[f'cpu_seconds_besides_meteor{label}']:.1f} s"
+            )
     if "original_over_ours_without_java" in summary:
         print(
             f"original / ours without METEOR: {summary['original_over_ours_without_java']:.1f}x, "
