@@ -31,10 +31,22 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return run_cli(*map(str, args), env=ENV, timeout=timeout)
 
 
+# A terminal's Ctrl-C reaches a command whose SIGINT is neither blocked nor ignored; a child of a
+# test worker may inherit either (the mask and an ignored disposition survive exec), so the child
+# starts from the terminal's state before it runs the command.
+AS_FROM_A_TERMINAL = (
+    "import runpy, signal, sys; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'storyreasoning'; "
+    "runpy.run_module('storyreasoning.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def start(*args: str) -> subprocess.Popen:
-    """The command running in the background, its output captured."""
+    """The command running in the background, its output captured, Ctrl-C as from a terminal."""
     return subprocess.Popen(
-        [sys.executable, "-m", "storyreasoning.cli", *map(str, args)],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *map(str, args)],
         env={**os.environ, **ENV},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
