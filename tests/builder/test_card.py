@@ -111,6 +111,26 @@ def test_the_card_is_rewritten_on_resume_and_someone_elses_is_kept(built, tmp_pa
     assert (out / "README.md").read_text() == mine
 
 
+def test_a_license_given_to_a_resumed_build_goes_into_the_card(built, tmp_path):
+    out = tmp_path / "built"
+    shutil.copytree(built, out)
+    assert (
+        "set it before you publish (`storyreasoning build … --license ID`" in (out / "README.md").read_text()
+    )
+    result = _build(_raw(tmp_path / "raw"), out, "--split", FRACTION, "--license", "cc-by-4.0")
+    assert result.returncode == 0, result.stderr  # operational: the build resumes, nothing is rebuilt
+    card = (out / "README.md").read_text()
+    assert _front(card)["license"] == "cc-by-4.0"
+    from huggingface_hub import DatasetCard
+
+    assert DatasetCard.load(out / "README.md").data.license == "cc-by-4.0"
+    assert "`cc-by-4.0` (set with `storyreasoning build --license`)" in card and "Not set" not in card
+    assert card.replace("cc-by-4.0", "unknown") != (built / "README.md").read_text()  # the prose changed too
+    bad = _build(_raw(tmp_path / "raw"), out, "--license", "CC BY 4.0")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--license 'CC BY 4.0' is not a license id as the Hub names them" in bad.stderr
+
+
 def test_the_card_names_stories_kept_although_invalid_and_the_models_of_every_entry(built, tmp_path):
     out = tmp_path / "built"
     shutil.copytree(built, out)

@@ -67,6 +67,12 @@ class DatasetFacts:
     unreadable: list[str] = field(default_factory=list)  # story folders that could not be read
 
     @property
+    def license(self) -> str | None:
+        """The license the last build was given (``build --license``), None when none was."""
+        value = self.settings.get("license")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def total(self) -> SplitCounts:
         out = SplitCounts()
         for counts in self.splits.values():
@@ -174,7 +180,7 @@ def metadata(facts: DatasetFacts) -> dict:
     tags += ["baseline", "templated"] if baseline else []
     return {
         "pretty_name": facts.name,
-        "license": "unknown",
+        "license": facts.license or "unknown",
         "language": ["en"],
         "task_categories": ["image-text-to-text"],
         "tags": tags,
@@ -398,7 +404,13 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
         "",
         "## License",
         "",
-        "Not set (`unknown` above): the frames keep the license of their source; set it before you publish.",
+        (
+            f"`{facts.license}` (set with `storyreasoning build --license`); the frames keep the license of their "
+            "source."
+            if facts.license
+            else "Not set (`unknown` above): the frames keep the license of their source; set it before you "
+            "publish (`storyreasoning build … --license ID` rewrites this card)."
+        ),
         "",
         "## Citation",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -205,6 +206,11 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         help="After the build, upload the dataset to this Hub dataset repository (owner/name) as StoryReasoning "
         "parquet with its card; the token is checked before the build starts.",
     )  # fmt: skip
+    license: str | None = option(
+        None, panel=PUBLISHING, operational=True, metavar="ID",
+        help="The dataset's license as the Hub names it (cc-by-4.0, mit, other, …), written into the dataset card; "
+        "default: unknown, and the card says to set it (the frames keep the license of their source).",
+    )  # fmt: skip
     private: bool = option(False, help="--push-to-hub: create the repository private.", panel=PUBLISHING,
                            operational=True)  # fmt: skip
     token: str | None = option(
@@ -219,6 +225,11 @@ class BuildSettings(EndpointOptions, SamplingOptions):
             from ..data.hub import check_repo_id
 
             check_repo_id(self.push_to_hub)
+        if self.license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", self.license):
+            raise UsageError(
+                f"--license {self.license!r} is not a license id as the Hub names them; use one such as "
+                "cc-by-4.0, cc-by-nc-4.0, mit, apache-2.0 or other"
+            )
         if (self.private or self.token) and not self.push_to_hub:
             raise UsageError("--private and --token are for --push-to-hub REPO_ID; give it too")
         if self.writer == "chat" and not self.endpoint:
