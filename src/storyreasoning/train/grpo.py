@@ -200,7 +200,6 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     for name, count in counts.items():
         fit["datasets"][name].update(**count)
     fit["train"] = len(rows)
-    funcs_names = ["story", "structure", "reid", "grounding", "boxes", "ended"]
     main = job.is_main_process()
     if main:
         folder.root.mkdir(parents=True, exist_ok=True)
@@ -227,11 +226,9 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         if judge_client is not None:
             judge = JudgeReward(judge_client, [row["sample"].frames for row in rows],
                                 concurrency=settings.judge_concurrency)  # fmt: skip
-            funcs_names.insert(-1, "judge")
         reward = OnlineReward(pool, w_story=settings.w_story, w_ended=settings.w_ended, judge=judge,
                               w_judge=settings.w_judge, gate=settings.gate)  # fmt: skip
         funcs, weights = reward.functions()
-        assert [f.__name__ for f in funcs] == funcs_names
         args = trl.GRPOConfig(
             **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
             num_generations=settings.num_generations,
@@ -269,7 +266,7 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "adapters": sorted(getattr(model, "peft_config", {}) or {}),
         "dropout": {"lora": settings.dropout if peft_config is not None else None, "model": 0.0},
-        "rewards": dict(zip(funcs_names, weights, strict=True)),
+        "rewards": {f.__name__: w for f, w in zip(funcs, weights, strict=True)},
         "generation": "vllm-" + settings.vllm_mode if settings.use_vllm else "transformers",
     }
     say(
