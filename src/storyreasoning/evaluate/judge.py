@@ -748,7 +748,7 @@ def judge_command(settings: Any) -> int:
     from ..data.sources import load_stories
     from ..settings import write_record
     from ..tell.commands import Interrupted, endpoint_teller
-    from ..tell.run import EndpointDown, check_run_folder
+    from ..tell.run import EndpointDown, check_run_folder, write_json_atomic
     from ..terminal import progress_bar
     from .runs import load_outputs
 
@@ -827,7 +827,7 @@ def judge_command(settings: Any) -> int:
     console = Console(highlight=False)
     if against is None:
         summary = summarize(results, described, len(ids), prices)
-        _write_json(out / SUMMARY, summary)
+        write_json_atomic(out / SUMMARY, summary)
         print_summary(console, summary)
         report = run.path / "eval" / "metrics.md"
         if out.resolve() == (run.path / "judge").resolve() and report.is_file():
@@ -838,7 +838,7 @@ def judge_command(settings: Any) -> int:
             )
     else:
         summary = summarize_pairs(results, described, len(ids), run.label, against.label, prices)
-        _write_json(out / PAIRWISE_SUMMARY, summary)
+        write_json_atomic(out / PAIRWISE_SUMMARY, summary)
         print_pairs(console, summary)
     if done.unjudged:
         err.print(
@@ -896,12 +896,6 @@ def _pair_task(
         return line
 
     return task
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _number(value: float | None, digits: int = 2) -> str:

@@ -272,7 +272,8 @@ def record_samples(record: dict) -> list[dict]:
     return [first, *(o for o in others if isinstance(o, dict) and isinstance(o.get("raw"), str))]
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` as indented JSON through a temporary file and a rename (never half written)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -459,7 +460,7 @@ def tell_dataset(
             ) from None
     check_run_folder(out, make=True)
     manifest.update(total=len(ids), updated=_now())
-    _write_json_atomic(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     settle_errors(out, done, say)
     if on_start:
         on_start(len(ids), skipped)
@@ -530,7 +531,7 @@ def tell_dataset(
         told = {item["story_id"] for item in read_lines(out / RECORDS, "record").items}
         settle_errors(out, told, say)
         manifest.update(updated=_now(), finished=len(told))
-        _write_json_atomic(manifest_path, manifest)
+        write_json_atomic(manifest_path, manifest)
     return summary
 
 
