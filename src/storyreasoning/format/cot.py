@@ -210,7 +210,7 @@ class Setting:
     def cells(self) -> list[str]:
         member, exact = match_enum(SettingElement, self.element)
         return [
-            member.value if exact else self.element,
+            member.value if member is not None and exact else self.element,
             self.description,
             self.mood,
             self.time,
@@ -249,7 +249,12 @@ class NarrativeRow:
 
     def cells(self) -> list[str]:
         member, exact = match_enum(NarrativePhase, self.phase)
-        return [member.value if exact else self.phase, self.description, self.key_events, self.images_text]
+        return [
+            member.value if member is not None and exact else self.phase,
+            self.description,
+            self.key_events,
+            self.images_text,
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -271,13 +276,16 @@ class ImageAnalysis:
     tables_present: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def entity(self, entity_id: str) -> Character | SceneObject | None:
-        for row in (*self.characters, *self.objects):
-            if row.id == entity_id:
-                return row
+        for character in self.characters:
+            if character.id == entity_id:
+                return character
+        for obj in self.objects:
+            if obj.id == entity_id:
+                return obj
         return None
 
     def entity_ids(self) -> list[str]:
-        return [row.id for row in (*self.characters, *self.objects)]
+        return [row.id for row in self.characters] + [row.id for row in self.objects]
 
     def to_dict(self) -> dict:
         return {

@@ -432,13 +432,16 @@ class CotBuilder:
                 )
             image = self._image
             assert image is not None
+            row: Character | SceneObject
             if kind == "characters":
-                row = Character(first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line)
-                image.characters.append(row)
+                character = Character(first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line)
+                image.characters.append(character)
+                row = character
                 mismatch = id_of != "char"
             else:
-                row = SceneObject(first, cells[1], cells[2], cells[3], cells[4], box, box_text, line)
-                image.objects.append(row)
+                scene_object = SceneObject(first, cells[1], cells[2], cells[3], cells[4], box, box_text, line)
+                image.objects.append(scene_object)
+                row = scene_object
                 mismatch = id_of == "char"
             if mismatch:
                 self._check_id(first, kind, image)
@@ -784,41 +787,44 @@ class CotBuilder:
             box, box_diags = parse_box(box_text, line)
             if box_diags:
                 self.diagnostics.extend(box_diags)
+            row: Character | SceneObject
             if kind == "characters":
-                row = Character(v[0], v[1], v[2], v[3], v[4], v[5], box, box_text, line)
-                self._check_id(row.id, kind, image)
-                image.characters.append(row)
+                character = Character(v[0], v[1], v[2], v[3], v[4], v[5], box, box_text, line)
+                self._check_id(character.id, kind, image)
+                image.characters.append(character)
+                row = character
             else:
-                row = SceneObject(v[0], v[1], v[2], v[3], v[4], box, box_text, line)
-                self._check_id(row.id, kind, image)
-                image.objects.append(row)
+                scene_object = SceneObject(v[0], v[1], v[2], v[3], v[4], box, box_text, line)
+                self._check_id(scene_object.id, kind, image)
+                image.objects.append(scene_object)
+                row = scene_object
             if events is not None:
                 events.append(TableRowCompleted(image.number, kind, row))
         elif kind == "settings":
             image = self._image
             assert image is not None
-            row = Setting(v[0], v[1], v[2], v[3], v[4], line)
-            if row.element not in _SETTING_VALUES:  # a published value is exact: nothing to say
-                self._check_enum(row.element, SettingElement, "setting-element", "Setting Element")
-            image.settings.append(row)
+            setting = Setting(v[0], v[1], v[2], v[3], v[4], line)
+            if setting.element not in _SETTING_VALUES:  # a published value is exact: nothing to say
+                self._check_enum(setting.element, SettingElement, "setting-element", "Setting Element")
+            image.settings.append(setting)
             if events is not None:
-                events.append(TableRowCompleted(image.number, "settings", row))
+                events.append(TableRowCompleted(image.number, "settings", setting))
         else:
-            row = NarrativeRow(v[0], v[1], v[2], v[3], line)
-            if row.phase not in _PHASE_VALUES:
-                self._check_enum(row.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
-            if row.images_text[:1] not in _ASCII_DIGITS and not row.images:  # a leading digit is an image
+            phase = NarrativeRow(v[0], v[1], v[2], v[3], line)
+            if phase.phase not in _PHASE_VALUES:
+                self._check_enum(phase.phase, NarrativePhase, "narrative-phase", "Narrative Phase")
+            if phase.images_text[:1] not in _ASCII_DIGITS and not phase.images:  # a leading digit is an image
                 self.diagnostics.append(
                     warning(
                         line,
                         "narrative-images-empty",
-                        f"narrative row {row.phase!r} names no image number",
+                        f"narrative row {phase.phase!r} names no image number",
                     )
                 )
             assert self.cot.narrative is not None
-            self.cot.narrative.append(row)
+            self.cot.narrative.append(phase)
             if events is not None:
-                events.append(NarrativeRowCompleted(row))
+                events.append(NarrativeRowCompleted(phase))
 
     def _check_enum(self, text: str, enum, code: str, label: str) -> None:
         member, exact = match_enum(enum, text)
