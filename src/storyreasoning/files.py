@@ -1,0 +1,171 @@
+"""Writing a file atomically: a reader sees the old file whole or the new one whole, never half.
+
+Every writer goes the same way: the data goes into a fresh temporary file beside the
+target (same folder, so same file system), is flushed and fsync'd, and ``os.replace``
+puts it in the target's place in one step; then the folder is fsync'd so the new name
+survives a power cut. If anything fails on the way (an exception, Ctrl-C), the temporary
+file is removed and the target is left as it was.
+
+* the temporary file is ``.<name>.<random>.tmp``: hidden, unique to each write (two
+  writers of one target never write into the same temporary file; the last to finish
+  wins, whole), and skipped by the dataset upload, which leaves out hidden and ``.tmp``
+  files;
+* it is created as ``open()`` creates a file (mode 0o666 less the umask), so a file
+  written atomically has the permissions a plainly written one would have;
+* text is UTF-8 unless said otherwise, with ``open()``'s newline handling (``newline``
+  as for ``open()``);
+* the target's folder must exist (a caller that wants it made makes it).
+
+Errors are the ``OSError`` the file system raised: the caller knows what the file was for
+and turns it into a clear message (:func:`storyreasoning.errors.file_error`).
+
+This module imports nothing of ours, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+#: The longest target name kept whole in a temporary file's name (a file name holds 255 bytes).
+_NAME_KEPT = 200
+
+
+def _create(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``path``, opened for writing: its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name[:_NAME_KEPT]}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # 2**-48 a try: another name
+            continue
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it is on disk (not possible on every system: then skipped)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def open_atomic(
+    path: str | os.PathLike[str],
+    mode: str = "w",
+    *,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+    fsync: bool = True,
+) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: ``mode`` ``"w"`` (text) or ``"wb"`` (bytes).
+
+    What is written replaces ``path`` when the block ends; if the block raises, nothing
+    changes (the temporary file is removed, ``path`` keeps what it had). For writers that
+    stream (CSV rows, JSON lines); :func:`write_text_atomic` and the others for a whole
+    text at once.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"open_atomic writes a whole file: mode 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    fd, tmp = _create(path)
+    try:
+        try:
+            if mode == "wb":
+                f = os.fdopen(fd, "wb")
+            else:
+                f = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _sync_folder(path.parent)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` (an empty file) for a writer that wants a path, not a file
+    object (a Parquet writer): what is there when the block ends replaces ``path``; if the block
+    raises, it is removed and ``path`` keeps what it had."""
+    path = Path(path)
+    fd, tmp = _create(path)
+    os.close(fd)
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _sync_folder(path.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically; the path."""
+    with open_atomic(path, "wb", fsync=fsync) as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text_atomic(
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+    fsync: bool = True,
+) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8 unless ``encoding`` says otherwise); the path."""
+    with open_atomic(path, "w", encoding=encoding, newline=newline, fsync=fsync) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json_atomic(
+    path: str | os.PathLike[str],
+    data: Any,
+    *,
+    indent: int | None = 2,
+    ensure_ascii: bool = False,
+    sort_keys: bool = False,
+    default: Callable[[Any], Any] | None = None,
+    fsync: bool = True,
+) -> Path:
+    """Write ``data`` to ``path`` as JSON and a final newline, atomically; the path.
+
+    The text is made before any file is touched, so data JSON cannot encode raises
+    ``TypeError`` (or ``ValueError``) and leaves no trace. The defaults are the house's:
+    indented by 2, non-ASCII characters as they are (UTF-8).
+    """
+    import json
+
+    text = json.dumps(data, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)
+    return write_text_atomic(path, text + "\n", fsync=fsync)
+
+
+__all__ = ["atomic_path", "open_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]

@@ -1,0 +1,245 @@
+"""storyreasoning.files: the one atomic writer. Exact bytes, nothing left behind, the old file kept on failure,
+never a torn file under concurrent writers and readers."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import pytest
+
+from storyreasoning.files import (
+    atomic_path,
+    open_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_text_is_written_as_utf8_bytes_exactly(tmp_path):
+    path = tmp_path / "story.md"
+    assert write_text_atomic(path, "Élise — ça va\nline two\n") == path
+    assert path.read_bytes() == "Élise — ça va\nline two\n".encode()
+    assert names(tmp_path) == ["story.md"]
+
+
+def test_text_encoding_and_newline_as_open_does(tmp_path):
+    write_text_atomic(tmp_path / "a.txt", "é\n", encoding="latin-1")
+    assert (tmp_path / "a.txt").read_bytes() == b"\xe9\n"
+    write_text_atomic(tmp_path / "b.txt", "x\ny\n", newline="\r\n")
+    assert (tmp_path / "b.txt").read_bytes() == b"x\r\ny\r\n"
+
+
+def test_bytes_are_written_exactly(tmp_path):
+    data = bytes(range(256)) * 3 + b"\r\n\x00"
+    write_bytes_atomic(tmp_path / "blob.bin", data, fsync=False)
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    assert names(tmp_path) == ["blob.bin"]
+
+
+def test_json_defaults_indent_two_unicode_as_is_final_newline(tmp_path):
+    path = tmp_path / "manifest.json"
+    write_json_atomic(path, {"b": "Zoë", "a": [1, 2.5, None, True]})
+    assert path.read_bytes() == (
+        '{\n  "b": "Zoë",\n  "a": [\n    1,\n    2.5,\n    null,\n    true\n  ]\n}\n'.encode()
+    )
+
+
+def test_json_options_give_the_other_callers_bytes(tmp_path):
+    path = tmp_path / "fit.json"
+    write_json_atomic(path, {"p": Path("/x"), "n": "ü"}, ensure_ascii=True, default=str)
+    assert path.read_bytes() == b'{\n  "p": "/x",\n  "n": "\\u00fc"\n}\n'
+    write_json_atomic(path, {"z": 1, "a": {"k": 2}}, indent=1, sort_keys=True)
+    assert path.read_bytes() == b'{\n "a": {\n  "k": 2\n },\n "z": 1\n}\n'
+    write_json_atomic(path, {"a": 1}, indent=None)
+    assert path.read_bytes() == b'{"a": 1}\n'
+    assert names(tmp_path) == ["fit.json"]
+
+
+def test_open_atomic_streams_csv_with_its_own_line_ends(tmp_path):
+    path = tmp_path / "per_story.csv"
+    with open_atomic(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["story_id", "score"])
+        writer.writerow(["s1", "0.5"])
+        assert not path.exists()  # nothing in place until the block ends
+    assert path.read_bytes() == b"story_id,score\r\ns1,0.5\r\n"
+    assert names(tmp_path) == ["per_story.csv"]
+
+
+def test_a_failure_mid_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"old\n")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with open_atomic(path) as f:
+            f.write("half of the new" * 1000)
+            f.flush()
+            assert len(names(tmp_path)) == 2  # the temporary file is there while writing
+            raise RuntimeError("disk on fire")
+    assert path.read_bytes() == b"old\n"
+    assert names(tmp_path) == ["records.jsonl"]
+
+
+def test_ctrl_c_mid_write_leaves_no_temporary(tmp_path):
+    path = tmp_path / "out.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with open_atomic(path, "wb") as f:
+            f.write(b"partial")
+            raise KeyboardInterrupt
+    assert names(tmp_path) == []
+
+
+def test_json_that_cannot_be_encoded_touches_nothing(tmp_path):
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"ok": 1})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"ok": 2, "bad": object()})
+    with pytest.raises(ValueError):
+        _circular(path)  # json's "Circular reference detected"
+    assert path.read_bytes() == before
+    assert names(tmp_path) == ["summary.json"]
+
+
+def _circular(path: Path) -> None:
+    loop: list = []
+    loop.append(loop)
+    write_json_atomic(path, loop)
+
+
+def test_text_that_cannot_be_encoded_keeps_the_old_file(tmp_path):
+    path = tmp_path / "card.md"
+    path.write_text("old card\n", encoding="utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(path, "a lone surrogate \ud800 cannot be UTF-8")
+    assert path.read_text(encoding="utf-8") == "old card\n"
+    assert names(tmp_path) == ["card.md"]
+
+
+def test_a_failed_replace_removes_the_temporary(tmp_path):
+    target = tmp_path / "taken"
+    target.mkdir()  # a folder cannot be replaced by a file
+    with pytest.raises(OSError):
+        write_text_atomic(target, "text")
+    assert target.is_dir() and names(tmp_path) == ["taken"]
+
+
+def test_a_missing_folder_is_an_error_and_creates_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_text_atomic(tmp_path / "no" / "such" / "file.txt", "x")
+    assert names(tmp_path) == []
+
+
+def test_permissions_are_those_of_a_plainly_written_file(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    write_text_atomic(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
+def test_a_long_name_still_fits(tmp_path):
+    path = tmp_path / ("n" * 250)
+    write_text_atomic(path, "ok")
+    assert path.read_text(encoding="utf-8") == "ok"
+    assert names(tmp_path) == [path.name]
+
+
+def test_atomic_path_for_writers_that_want_a_path(tmp_path):
+    path = tmp_path / "shard.parquet"
+    with atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".shard.parquet.") and tmp.suffix == ".tmp"
+        tmp.write_bytes(b"PAR1 data PAR1")
+        assert not path.exists()
+    assert path.read_bytes() == b"PAR1 data PAR1"
+    with pytest.raises(ValueError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise ValueError("writer failed")
+    assert path.read_bytes() == b"PAR1 data PAR1"
+    assert names(tmp_path) == ["shard.parquet"]
+
+
+def test_only_whole_file_modes(tmp_path):
+    for mode in ("a", "r+", "x", "w+"):
+        with pytest.raises(ValueError, match="whole file"):
+            with open_atomic(tmp_path / "f", mode):
+                pass
+    assert names(tmp_path) == []
+
+
+def test_concurrent_writers_and_a_reader_never_see_a_torn_file(tmp_path):
+    """Six threads rewrite one file with contents of their own (large enough that writes interleave)
+    while a reader reads it without pause: every read, and the final file, is one content whole."""
+    path = tmp_path / "manifest.json"
+    contents = [bytes([65 + k]) * (256 * 1024 + 37 * k) for k in range(6)]
+    path.write_bytes(contents[0])
+    allowed = set(contents)
+    torn: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write(k: int) -> None:
+        try:
+            for _ in range(25):
+                write_bytes_atomic(path, contents[k], fsync=k % 2 == 0)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def read() -> None:
+        reads = 0
+        while not stop.is_set() or reads < 50:
+            data = path.read_bytes()
+            reads += 1
+            if data not in allowed:
+                torn.append(len(data))
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=write, args=(k,)) for k in range(6)]
+    reader.start()
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    assert not errors
+    assert not torn, f"torn reads of sizes {torn[:5]}"
+    assert path.read_bytes() in allowed
+    assert names(tmp_path) == ["manifest.json"]
+
+
+def test_each_write_has_a_temporary_of_its_own(tmp_path):
+    """Two writes of one target at once write into different temporary files (one fixed name would
+    let the second truncate the first's file under it)."""
+    path = tmp_path / "x.json"
+    with open_atomic(path) as a, open_atomic(path) as b:
+        a.write("first")
+        b.write("second")
+        assert len(names(tmp_path)) == 2
+    assert path.read_text(encoding="utf-8") == "first"  # a ended last (the outer block)
+    assert names(tmp_path) == ["x.json"]
+
+
+def test_the_module_imports_nothing_of_ours():
+    """Every layer may use it, the format parser included: it must stay below all of them."""
+    import ast
+
+    import storyreasoning.files
+
+    tree = ast.parse(Path(storyreasoning.files.__file__).read_text(encoding="utf-8"))
+    ours = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if (
+            isinstance(node, ast.ImportFrom)
+            and (node.level or (node.module or "").startswith("storyreasoning"))
+        )
+        or (isinstance(node, ast.Import) and any(a.name.startswith("storyreasoning") for a in node.names))
+    ]
+    assert not ours
