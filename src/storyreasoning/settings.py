@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .files import write_json_atomic
 
 _KEY = "storyreasoning.option"
 _NULLS = "storyreasoning.config-nulls"
@@ -175,9 +175,7 @@ def data_record(settings: Any) -> dict:
 def write_record(settings: Any, path: Path) -> None:
     """Write :func:`record` as JSON, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record(settings), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, record(settings))
 
 
 def read_config(path: str | Path, cls: type) -> dict[str, Any]:
