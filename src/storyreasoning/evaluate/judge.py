@@ -746,9 +746,10 @@ def judge_command(settings: Any) -> int:
     from rich.console import Console
 
     from ..data.sources import load_stories
+    from ..files import write_json_atomic
     from ..settings import write_record
     from ..tell.commands import Interrupted, endpoint_teller
-    from ..tell.run import EndpointDown, check_run_folder, write_json_atomic
+    from ..tell.run import EndpointDown, check_run_folder
     from ..terminal import progress_bar
     from .runs import load_outputs
 

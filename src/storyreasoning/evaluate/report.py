@@ -16,13 +16,13 @@ import csv
 import datetime as _dt
 import json
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
+from ..files import open_atomic, write_json_atomic, write_text_atomic
 from .pairs import Scores, StoryPair
 
 FAMILIES = ("grounding", "identity", "consistency", "language")
@@ -367,12 +367,6 @@ def per_story_rows(report: Report) -> tuple[list[str], list[dict]]:
     return list(columns), rows
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(report: Report, out: Path, *, plots: bool = True, painter=None) -> list[Path]:
     """Write metrics.json, metrics.md, per_story.csv and the plots into ``out``; the paths written.
 
@@ -391,19 +385,17 @@ def write_report(report: Report, out: Path, *, plots: bool = True, painter=None)
         notes = empty_plots(report.results)
     written = []
     path = out / METRICS_FILE
-    _atomic_write(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    write_json_atomic(path, report.to_dict())
     written.append(path)
     path = out / "metrics.md"
-    _atomic_write(path, markdown(report, notes))
+    write_text_atomic(path, markdown(report, notes))
     written.append(path)
     columns, rows = per_story_rows(report)
     path = out / "per_story.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with open_atomic(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     written.append(path)
     if plots:
         written += painter.paths()
