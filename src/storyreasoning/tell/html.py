@@ -22,13 +22,12 @@ import base64
 import hashlib
 import html
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoryReasoningError
+from ..files import write_text_atomic
 from ..format.cot import ImageAnalysis, id_kind
 from ..format.diagnostics import CODES
 from ..format.images import image_data_url, image_size, read_image_bytes
@@ -523,15 +522,4 @@ def write_html(
     path = Path(path)
     page = render_html(telling, images, title=title, teller_label=teller_label)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, page)

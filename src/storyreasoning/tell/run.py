@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from ..files import write_bytes_atomic, write_json_atomic
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
@@ -191,15 +192,6 @@ def read_lines(path: str | Path, kind: str = "record") -> RunLines:
     return found
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fate: str) -> None:
     """Rewrite ``lines.path`` to ``keep`` (atomically), its damaged lines first moved to the side file."""
     path = lines.path
@@ -212,7 +204,7 @@ def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fat
             f.flush()
             os.fsync(f.fileno())
     if keep:
-        _write_atomic(path, b"".join(raw + b"\n" for raw in keep))
+        write_bytes_atomic(path, b"".join(raw + b"\n" for raw in keep))
     else:
         path.unlink(missing_ok=True)
     for bad in lines.damaged:
@@ -270,13 +262,6 @@ def record_samples(record: dict) -> list[dict]:
     others = record.get("other_samples")
     others = others if isinstance(others, list) else []
     return [first, *(o for o in others if isinstance(o, dict) and isinstance(o.get("raw"), str))]
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` as indented JSON through a temporary file and a rename (never half written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _append(path: Path, record: dict) -> None:
