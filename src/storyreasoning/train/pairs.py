@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import UsageError
+from ..files import open_atomic
 from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
 from .reward import RewardWeights, StoryScorer
 
@@ -248,8 +249,7 @@ def build_pairs(
     out.mkdir(parents=True, exist_ok=True)
     report = PairReport(truncated_by_run={label: 0 for label in labels})
     known = set()
-    tmp = out / (PAIRS + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with open_atomic(out / PAIRS) as f:
         for sample in stories:
             known.add(sample.story_id)
             report.stories += 1
@@ -273,7 +273,6 @@ def build_pairs(
             ):
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 report.pairs += 1
-    tmp.replace(out / PAIRS)
     report.not_in_dataset = len({sid for run in runs for sid in run.outputs} - known)
     manifest = {
         "kind": "preference-pairs",

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..data.hub import CITATION_STORYREASONING, upload_folder
 from ..errors import UsageError
+from ..files import write_text_atomic
 from ..settings import REQUIRED, argument, option
 
 MANIFEST = "storyreasoning.json"
@@ -555,7 +556,7 @@ def write_card(source: Source, settings: PushSettings) -> Path:
         if not settings.card.is_file():
             raise UsageError(f"--card {settings.card} is not a file; pass the README.md to upload")
         if settings.card.resolve() != target.resolve():
-            target.write_text(settings.card.read_text(encoding="utf-8"), encoding="utf-8")
+            write_text_atomic(target, settings.card.read_text(encoding="utf-8"))
         return target
     held = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else MARKER
     if MARKER not in held and TEMPLATE_LINE not in held:
@@ -566,9 +567,7 @@ def write_card(source: Source, settings: PushSettings) -> Path:
     facts = gather(
         source, repo_id=settings.repo_id, eval_report=settings.eval_report, license=settings.license
     )
-    tmp = target.with_name(CARD + ".tmp")
-    tmp.write_text(model_card(facts), encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, model_card(facts))
     return target
 
 
