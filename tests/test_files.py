@@ -4,6 +4,10 @@ never a torn file under concurrent writers and readers."""
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 from storyreasoning.files import (
     atomic_path,
     open_atomic,
+    remove_leftovers,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -243,3 +248,44 @@ def test_the_module_imports_nothing_of_ours():
         or (isinstance(node, ast.Import) and any(a.name.startswith("storyreasoning") for a in node.names))
     ]
     assert not ours
+
+
+KILLED_WRITER = """
+import os, sys
+from storyreasoning.files import open_atomic
+with open_atomic(sys.argv[1], "wb") as f:
+    f.write(b"half a shard")
+    f.flush()
+    print("writing", flush=True)
+    sys.stdin.read()  # killed here
+"""
+
+
+def test_a_killed_writer_leaves_a_temporary_that_remove_leftovers_removes(tmp_path):
+    path = tmp_path / "train-00000-of-00001.parquet"
+    path.write_bytes(b"old")
+    (tmp_path / "train-00000-of-00001.parquet.json").write_text("{}")  # a neighbour, kept
+    (tmp_path / ".train-00000-of-00001.parquet.notes.tmp").write_text("x")  # not one of ours, kept
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout.readline() == b"writing\n"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    left = [
+        n
+        for n in names(tmp_path)
+        if n.startswith(".train-00000-of-00001.parquet.") and n != (".train-00000-of-00001.parquet.notes.tmp")
+    ]
+    assert len(left) == 1 and (tmp_path / left[0]).read_bytes() == b"half a shard"
+    assert path.read_bytes() == b"old"  # the kill changed nothing in place
+    assert remove_leftovers(path) == 1
+    assert names(tmp_path) == [
+        ".train-00000-of-00001.parquet.notes.tmp",
+        "train-00000-of-00001.parquet",
+        "train-00000-of-00001.parquet.json",
+    ]
+    assert remove_leftovers(path) == 0
+    assert remove_leftovers(tmp_path / "missing-folder" / "x") == 0

@@ -6,10 +6,11 @@ puts it in the target's place in one step; then the folder is fsync'd so the new
 survives a power cut. If anything fails on the way (an exception, Ctrl-C), the temporary
 file is removed and the target is left as it was.
 
-* the temporary file is ``.<name>.<random>.tmp``: hidden, unique to each write (two
-  writers of one target never write into the same temporary file; the last to finish
-  wins, whole), and skipped by the dataset upload, which leaves out hidden and ``.tmp``
-  files;
+* the temporary file is ``.<name>.<12 hex digits>.tmp``: hidden, unique to each write
+  (two writers of one target never write into the same temporary file; the last to
+  finish wins, whole), and skipped by the dataset upload, which leaves out hidden and
+  ``.tmp`` files; only a process killed outright leaves one behind, which the one writer
+  of a file (a job that owns its folder) removes with :func:`remove_leftovers`;
 * it is created as ``open()`` creates a file (mode 0o666 less the umask), so a file
   written atomically has the permissions a plainly written one would have;
 * text is UTF-8 unless said otherwise, with ``open()``'s newline handling (``newline``
@@ -32,13 +33,19 @@ from typing import IO, Any
 
 #: The longest target name kept whole in a temporary file's name (a file name holds 255 bytes).
 _NAME_KEPT = 200
+#: Random bytes in a temporary file's name (written as twice as many hex digits).
+_RANDOM = 6
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name[:_NAME_KEPT]}."
 
 
 def _create(path: Path) -> tuple[int, Path]:
     """A new, empty temporary file beside ``path``, opened for writing: its descriptor and path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = path.with_name(f".{path.name[:_NAME_KEPT]}.{os.urandom(6).hex()}.tmp")
+        tmp = path.with_name(f"{_prefix(path)}{os.urandom(_RANDOM).hex()}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # 2**-48 a try: another name
@@ -125,6 +132,35 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
         _sync_folder(path.parent)
 
 
+def remove_leftovers(path: str | os.PathLike[str]) -> int:
+    """Remove the temporary files of ``path`` that writes killed outright (SIGKILL, a power cut) left
+    behind; how many. Every other failure removes its own, but a killed process cannot.
+
+    Only for a job that is the one writer of ``path`` (the shards of a conversion, a pairs file):
+    it would also remove the temporary file of a write in progress elsewhere.
+    """
+    path = Path(path)
+    prefix, digits = _prefix(path), 2 * _RANDOM
+    removed = 0
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        middle = name[len(prefix) : -len(".tmp")]
+        if (
+            name.startswith(prefix)
+            and name.endswith(".tmp")
+            and len(middle) == digits
+            and all(c in "0123456789abcdef" for c in middle)
+            and entry.is_file(follow_symlinks=False)
+        ):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically; the path."""
     with open_atomic(path, "wb", fsync=fsync) as f:
@@ -168,4 +204,11 @@ def write_json_atomic(
     return write_text_atomic(path, text + "\n", fsync=fsync)
 
 
-__all__ = ["atomic_path", "open_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "open_atomic",
+    "remove_leftovers",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
