@@ -131,13 +131,14 @@ def test_resume_keeps_finished_work(samples, tmp_path):
     last = out / "data" / "train-00002-of-00003.parquet"
     stamp = first.stat().st_mtime_ns
     last.unlink()  # as if the run had died before the last shard
-    (out / "data" / ".train-00002-of-00003.parquet.partial").write_bytes(b"half a shard")
+    # and had been killed while writing it: its temporary file (as storyreasoning.files names it) is left
+    (out / "data" / ".train-00002-of-00003.parquet.0123456789ab.tmp").write_bytes(b"half a shard")
     done = []
     write_parquet(SampleList(samples), out, stories_per_shard=2, progress=done.append)
     assert first.stat().st_mtime_ns == stamp  # not rewritten
     assert sum(done) == 5
     assert_same(samples, list(load_stories(out)))
-    assert not list((out / "data").glob(".*partial"))
+    assert not list((out / "data").glob(".*"))  # the killed write's leftover is gone, and no other
 
     folders = tmp_path / "folders"
     write_folders(samples[:2], folders)

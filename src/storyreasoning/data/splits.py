@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..errors import UsageError, file_error
+from ..files import write_json_atomic
 
 SPLITS_FILE = "splits.json"
 TRAIN, TEST = "train", "test"
@@ -109,10 +109,8 @@ def write_splits(root: Path, assigned: Mapping[str, str], train_fraction: float)
         "rule": RULE,
         "stories": {name: assigned[name] for name in sorted(assigned)},
     }
-    tmp = path.with_name(f".{SPLITS_FILE}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, data)
     except OSError as exc:
         raise file_error(exc, "write the splits file") from None
     return path

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import UsageError, file_error
+from ..files import atomic_path, remove_leftovers
 from .folder import write_story_folder
 from .sample import StorySample
 from .sources import require_datasets, require_pyarrow
@@ -142,8 +143,8 @@ def _write_parquet(
             if progress:
                 progress(hi - lo)
             continue
-        tmp = target.with_name(f".{target.name}.partial")
-        with pq.ParquetWriter(tmp, schema) as writer:
+        remove_leftovers(target)  # of a conversion killed mid-shard: this one is the shard's one writer
+        with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict] = []
             for i in range(lo, hi):
                 sample = samples[i]
@@ -158,7 +159,6 @@ def _write_parquet(
                     batch = []
             if lo == hi:  # an empty split still gets a valid file
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
-        os.replace(tmp, target)
     write_card(out)
     return written
 
