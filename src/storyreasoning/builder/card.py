@@ -29,6 +29,7 @@ from typing import Any
 
 from ..data.hub import CARD, CARD_MARKER, CITATION_STORYREASONING, REPO_PLACEHOLDER
 from ..errors import file_error
+from ..files import write_text_atomic
 
 PROJECT = "https://github.com/storyreasoning/storyreasoning"
 PUBLISHED = "https://huggingface.co/datasets/daniel3303/StoryReasoning"
@@ -436,10 +437,8 @@ def write_dataset_card(out: Path, *, repo_id: str | None = None) -> Path | None:
     if target.is_file() and CARD_MARKER not in target.read_text(encoding="utf-8", errors="replace"):
         return None
     card = dataset_card(gather(out), repo_id=repo_id)
-    tmp = target.with_name(f".{CARD}.tmp")
     try:
-        tmp.write_text(card, encoding="utf-8")
-        os.replace(tmp, target)
+        write_text_atomic(target, card)
     except OSError as exc:
         raise file_error(exc, "write the dataset card") from None
     return target

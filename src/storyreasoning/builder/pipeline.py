@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
+from ..files import write_json_atomic
 from ..tell.base import TellError
 from .provenance import differences, models_in
 from .raw import RawStory
@@ -220,10 +220,7 @@ def read_entries(out: Path) -> list[dict]:
 
 
 def _write_entries(out: Path, entries: list[dict]) -> None:
-    path = out / MANIFEST
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps({"entries": entries}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(out / MANIFEST, {"entries": entries})
 
 
 def _operational_settings() -> frozenset[str]:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError, file_error
+from ..files import write_json_atomic
 from .raw import RawStory
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -392,9 +393,7 @@ def _cut(path: Path, folder: Path, options: VideoOptions, rule: str) -> dict:
         "settings": options.recorded(rule),
         "shots": entries,
     }
-    tmp = folder / (INDEX + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(folder / INDEX)
+    write_json_atomic(folder / INDEX, index, indent=1, ensure_ascii=True)
     return index
 
 
