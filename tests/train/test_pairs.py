@@ -96,7 +96,11 @@ def test_a_folder_of_texts_is_taken_as_told_with_the_default_prompt_and_says_so(
     texts.mkdir()
     for sample in stories:
         (texts / f"{sample.story_id}.txt").write_text(without_story(sample.output_text()), encoding="utf-8")
+    (tmp_path / "p").mkdir()
+    killed = tmp_path / "p" / ".pairs.jsonl.0123456789ab.tmp"  # what a run killed mid-write leaves
+    killed.write_text('{"half": ', encoding="utf-8")
     build_pairs(stories, [load_outputs(texts)], tmp_path / "p", include_reference=True)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["manifest.json", "pairs.jsonl"]
     pairs = lines(tmp_path / "p")
     assert len(pairs) == 3 and all(p["conditioning"] == Conditioning().to_dict() for p in pairs)
     assert (

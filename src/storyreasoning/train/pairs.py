@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import UsageError
-from ..files import open_atomic
+from ..files import open_atomic, remove_leftovers, write_json_atomic
 from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
 from .reward import RewardWeights, StoryScorer
 
@@ -249,6 +249,7 @@ def build_pairs(
     out.mkdir(parents=True, exist_ok=True)
     report = PairReport(truncated_by_run={label: 0 for label in labels})
     known = set()
+    remove_leftovers(out / PAIRS)  # of a run killed mid-write: this one is the folder's one writer
     with open_atomic(out / PAIRS) as f:
         for sample in stories:
             known.add(sample.story_id)
@@ -295,7 +296,7 @@ def build_pairs(
         "weights": asdict(weights),
         "report": report.to_dict(),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / MANIFEST, manifest, ensure_ascii=True)
     return report
 
 
