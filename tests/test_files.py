@@ -4,6 +4,7 @@ never a torn file under concurrent writers and readers."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from storyreasoning.files import (
+    append_json_line,
     atomic_path,
     open_atomic,
     remove_leftovers,
@@ -289,3 +291,33 @@ def test_a_killed_writer_leaves_a_temporary_that_remove_leftovers_removes(tmp_pa
     ]
     assert remove_leftovers(path) == 0
     assert remove_leftovers(tmp_path / "missing-folder" / "x") == 0
+
+
+def test_append_json_line_bytes_and_an_unencodable_record_writes_nothing(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_json_line(path, {"story_id": "s1", "text": "Zoë"})
+    append_json_line(path, ["x", 1], fsync=False)
+    with pytest.raises(TypeError):
+        append_json_line(path, {"story_id": "s2", "bad": object()})
+    with pytest.raises(UnicodeEncodeError):
+        append_json_line(path, {"story_id": "s3", "text": "\ud800"})
+    assert path.read_bytes() == '{"story_id": "s1", "text": "Zoë"}\n["x", 1]\n'.encode()
+
+
+def test_concurrent_appenders_never_mix_their_lines(tmp_path):
+    path = tmp_path / "errors.jsonl"
+    threads = [
+        threading.Thread(
+            target=lambda k=k: [
+                append_json_line(path, {"w": k, "i": i, "pad": "x" * (9000 + k)}) for i in range(40)
+            ]
+        )
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert sorted((x["w"], x["i"]) for x in lines) == [(k, i) for k in range(4) for i in range(40)]
+    assert all(x["pad"] == "x" * (9000 + x["w"]) for x in lines)

@@ -1,4 +1,5 @@
-"""Writing a file atomically: a reader sees the old file whole or the new one whole, never half.
+"""Writing a file atomically: a reader sees the old file whole or the new one whole, never half;
+and appending a JSON line whole (:func:`append_json_line`, for the ``.jsonl`` files jobs resume from).
 
 Every writer goes the same way: the data goes into a fresh temporary file beside the
 target (same folder, so same file system), is flushed and fsync'd, and ``os.replace``
@@ -161,6 +162,25 @@ def remove_leftovers(path: str | os.PathLike[str]) -> int:
     return removed
 
 
+def append_json_line(path: str | os.PathLike[str], record: Any, *, fsync: bool = True) -> None:
+    """Append ``record`` to ``path`` as one line of JSON (non-ASCII as it is, UTF-8), made whole before
+    the file is opened and written in one append, so lines of concurrent appenders never mix and
+    a record that cannot be encoded writes nothing; fsync'd (a crash right after loses nothing)
+    unless ``fsync`` is False. The file is made if missing (its folder must exist)."""
+    import json
+
+    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically; the path."""
     with open_atomic(path, "wb", fsync=fsync) as f:
@@ -205,6 +225,7 @@ def write_json_atomic(
 
 
 __all__ = [
+    "append_json_line",
     "atomic_path",
     "open_atomic",
     "remove_leftovers",
