@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
-from ..files import write_json_atomic
+from ..files import append_json_line, write_json_atomic
 from ..tell.base import TellError
 from .provenance import differences, models_in
 from .raw import RawStory
@@ -602,8 +602,7 @@ class _Loop:
                     )
 
     def _append(self, name: str, record: dict) -> None:
-        with (self.out / name).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        append_json_line(self.out / name, record, fsync=False)
 
     def _abandon(self, *, wait: bool) -> None:
         """Stop: no new story starts, the writer's requests in flight end, finished folders stay whole;

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError
+from ..files import append_json_line
 from .judge_prompts import (
     CRITERIA,
     HALLUCINATION_TYPES,
@@ -496,14 +496,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def append_line(path: Path, item: dict) -> None:
-    """Append one JSON line and fsync it (a crash right after loses nothing)."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(item, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def read_results(
     path: Path, *, repair: bool = False, say: Callable[[str], None] = lambda line: None
 ) -> dict[str, dict]:
@@ -586,7 +578,7 @@ def judge_all(
                     if exc.at_endpoint:
                         in_a_row += 1
                         progress.unjudged += 1
-                        append_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
+                        append_json_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
                         if in_a_row >= STOP_AFTER:
                             raise EndpointDown(
                                 f"stopped after {in_a_row} stories in a row failed at the endpoint ({exc}); "
@@ -611,7 +603,7 @@ def judge_all(
                         "raw": "",
                     }
                 in_a_row = 0
-                append_line(path, line)
+                append_json_line(path, line)
                 progress.done += line["status"] == "judged"
                 progress.failed += line["status"] != "judged"
                 advance(1)

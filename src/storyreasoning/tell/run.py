@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from ..files import write_bytes_atomic, write_json_atomic
+from ..files import append_json_line, write_bytes_atomic, write_json_atomic
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
@@ -264,14 +264,6 @@ def record_samples(record: dict) -> list[dict]:
     return [first, *(o for o in others if isinstance(o, dict) and isinstance(o.get("raw"), str))]
 
 
-def _append(path: Path, record: dict) -> None:
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def read_manifest(folder: str | Path) -> dict:
     """A run folder's ``manifest.json``, or one clear error (not a run folder, unreadable, damaged)."""
     path = Path(folder) / MANIFEST
@@ -467,7 +459,7 @@ def tell_dataset(
             sample = drawn.pop(story.story_id, None)
             if isinstance(result, TellError):
                 summary.failed += 1
-                _append(
+                append_json_line(
                     out / ERRORS,
                     {
                         "story_id": story.story_id,
@@ -498,7 +490,7 @@ def tell_dataset(
                 record = {"story_id": story.story_id, **entries[0]}
                 if len(entries) > 1:
                     record["other_samples"] = entries[1:]
-                _append(out / RECORDS, record)
+                append_json_line(out / RECORDS, record)
                 summary.done += 1
                 summary.well_structured += int(bool(entries[0]["well_structured"]))  # candidate 0's
             if progress:
