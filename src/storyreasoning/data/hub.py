@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StoryReasoningError, UsageError
+from ..files import write_text_atomic
 from ..settings import argument, option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,7 +211,7 @@ def stage(
     if card is None:
         write_card(out)
     else:
-        target.write_text(card if card.endswith("\n") else card + "\n", encoding="utf-8")
+        write_text_atomic(target, card if card.endswith("\n") else card + "\n")
     for name, stories in splits.items():  # the round trip: every story of every split reads back, in order
         back = load_stories(out, name).ids() if len(stories) else []
         if back != stories.ids():

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import UsageError, file_error
-from ..files import atomic_path, remove_leftovers
+from ..files import atomic_path, remove_leftovers, write_text_atomic
 from .folder import write_story_folder
 from .sample import StorySample
 from .sources import require_datasets, require_pyarrow
@@ -195,9 +195,7 @@ def write_card(out: Path) -> Path:
         "`frame_meta`, when present, is a JSON list with one object per frame (for example its source).",
         "",
     ]
-    card = out / "README.md"
-    card.write_text("\n".join(lines), encoding="utf-8")
-    return card
+    return write_text_atomic(out / "README.md", "\n".join(lines))
 
 
 def write_folders(
