@@ -297,22 +297,6 @@ class PixelBudgetCollator:
 # -- the job ------------------------------------------------------------------------------------------
 
 
-def lora_config(settings: DPOSettings):
-    """The LoRA adapter DPO trains (the one SFT's ``prepare_model`` makes): given to TRL, which wraps the model."""
-    from peft import LoraConfig
-
-    from .sft import language_target_pattern
-
-    return LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.dropout,
-        bias="none",
-        task_type="CAUSAL_LM",
-        target_modules=language_target_pattern(settings.targets),
-    )
-
-
 @dataclass
 class DPOJob:
     """A DPO trainer ready to train, with what :func:`.job.train_and_save` needs besides it."""
@@ -329,14 +313,9 @@ class DPOJob:
 def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.quiet) -> DPOJob:
     """Load the model and the pairs, claim ``folder`` and build TRL's ``DPOTrainer`` (nothing trained yet)."""
     from .collate import unmask_end_padding
-    from .sft import prepare_model
+    from .sft import lora_targets_checked, trl_policy
 
-    try:
-        import trl
-        from trl.trainer.utils import disable_dropout_in_model
-    except ImportError:
-        raise UsageError("DPO needs trl: pip install 'storyreasoning[train]'") from None
-
+    trl = job.require_trl("DPO")
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)
@@ -351,22 +330,14 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
         eval_rows += [row for part in eval_by_folder.values() for row in part]
         fit["eval_pairs"] = eval_fit
     fit["train"], fit["eval"] = len(rows), len(eval_rows)
-    main = job.is_main_process()
-    if main:  # written even when nothing fits, to say why; the folder is claimed only for a real start
-        folder.root.mkdir(parents=True, exist_ok=True)
-        job.write_json(folder.fit, fit)
-    if fit["missing_story"]:
-        say(f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped")
-    if fit["too_long"]:
-        say(f"{len(fit['too_long'])} pairs exceed {settings.max_length} tokens; skipped")
-    if fit["conditioning_assumed"]:
-        say(f"{fit['conditioning_assumed']} pairs carry no conditioning (built before pairs recorded it): "
-            "scored under the default prompt")  # fmt: skip
-    if not rows:
-        raise UsageError(
-            "no pair to train on (see fit.json): build pairs with storyreasoning train pairs, "
-            "or raise --max-length"
-        )
+    notices = [
+        f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped" if fit["missing_story"] else "",
+        f"{len(fit['too_long'])} pairs exceed {settings.max_length} tokens; skipped" if fit["too_long"] else "",
+        f"{fit['conditioning_assumed']} pairs carry no conditioning (built before pairs recorded it): scored "
+        "under the default prompt" if fit["conditioning_assumed"] else "",
+    ]  # fmt: skip
+    nothing = "no pair to train on (see fit.json): build pairs with storyreasoning train pairs, or raise --max-length"
+    main = job.report_fit(folder, fit, say, notices, kept=len(rows), nothing=nothing)
     budgets = {(row["min_pixels"], row["max_pixels"]) for row in rows + eval_rows}
     if len(budgets) > 1 and settings.batch_size > 1:
         raise UsageError(
@@ -376,12 +347,7 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
     folder.claim(settings)
     train_set = preference_dataset(rows, folder.root / "cache")
     eval_set = preference_dataset(eval_rows, folder.root / "cache") if eval_rows else None
-    # the model's own dropout off, as TRL's disable_dropout would, but before the adapter
-    # exists: the LoRA dropout keeps the recorded --dropout
-    disable_dropout_in_model(net)
-    peft_config = lora_config(settings) if settings.mode == "lora" else None
-    if peft_config is None:
-        net, _ = prepare_model(net, settings)
+    net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept
     evaluate = eval_set is not None
     args = trl.DPOConfig(
         **job.trainer_arguments(settings, folder, transformers, dtype=dtype, device=device),
@@ -394,7 +360,7 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.save_steps if evaluate else None,
     )
-    try:
+    with lora_targets_checked(settings, peft_config):
         trainer = trl.DPOTrainer(
             model=net,
             args=args,
@@ -404,31 +370,12 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
             callbacks=[job.json_log(transformers, folder.log)],
             peft_config=peft_config,
         )
-    except ValueError as exc:
-        if peft_config is not None and "target module" in str(exc).lower():
-            raise UsageError(
-                f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
-                f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
-            ) from None
-        raise
     trainer.data_collator = PixelBudgetCollator(
         trainer.data_collator, processor, (settings.min_pixels, settings.max_pixels)
     )
-    model = trainer.model
-    parameters = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "adapters": sorted(getattr(model, "peft_config", {}) or {}),
-        "dropout": {"lora": settings.dropout if peft_config is not None else None, "model": 0.0},
-    }
+    parameters = job.trl_parameters(trainer.model, settings, lora=peft_config is not None)
     say(
-        f"DPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
-        f"parameters trainable, {len(rows)} pairs"
-        + (
-            " (" + ", ".join(f"{Path(f).name} {c['used']}" for f, c in counts.items()) + ")"
-            if len(counts) > 1
-            else ""
-        )
+        job.trl_summary("DPO", settings, parameters, len(rows), "pairs", counts)
         + (f", {len(eval_rows)} evaluated at each save" if evaluate else "")
         + f", device {device}"
     )
@@ -459,7 +406,6 @@ __all__ = [
     "build_trainer",
     "conditioned_prompt",
     "hold_out",
-    "lora_config",
     "mix",
     "pair_rows",
     "preference_dataset",

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from . import callbacks, job
-from .dpo import _start_model, conditioned_prompt, lora_config, mix
+from .dpo import _start_model, conditioned_prompt, mix
 from .job import TrainResult
 from .settings import GRPOSettings
 
@@ -182,13 +182,9 @@ class GRPOJob:
 def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.quiet) -> GRPOJob:
     """Load the model and the prompts, claim ``folder``, start the reward pool and build TRL's ``GRPOTrainer``."""
     from .reward_pool import JudgeReward, OnlineReward, RewardPool, StorySpec
-    from .sft import prepare_model
+    from .sft import lora_targets_checked, trl_policy
 
-    try:
-        import trl
-        from trl.trainer.utils import disable_dropout_in_model
-    except ImportError:
-        raise UsageError("GRPO needs trl: pip install 'storyreasoning[train]'") from None
+    trl = job.require_trl("GRPO")
     check_group(settings)
     vllm = _vllm(settings)
     datasets = load_datasets(settings)
@@ -200,24 +196,18 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     for name, count in counts.items():
         fit["datasets"][name].update(**count)
     fit["train"] = len(rows)
-    main = job.is_main_process()
-    if main:
-        folder.root.mkdir(parents=True, exist_ok=True)
-        job.write_json(folder.fit, fit)
-    if fit["too_long"]:
-        say(f"{len(fit['too_long'])} stories leave no room for {settings.max_completion_length} completion tokens "
-            f"in {settings.max_length}; skipped")  # fmt: skip
-    if not rows:
-        raise UsageError(
-            "no story to prompt with (see fit.json): give datasets with stories, raise --max-length or lower "
-            "--max-completion-length"
-        )
+    notices = [
+        f"{len(fit['too_long'])} stories leave no room for {settings.max_completion_length} completion tokens in "
+        f"{settings.max_length}; skipped" if fit["too_long"] else ""
+    ]  # fmt: skip
+    nothing = (
+        "no story to prompt with (see fit.json): give datasets with stories, raise --max-length or lower "
+        "--max-completion-length"
+    )
+    main = job.report_fit(folder, fit, say, notices, kept=len(rows), nothing=nothing)
     folder.claim(settings)
     train_set = prompt_dataset(rows, folder.root / "cache")
-    disable_dropout_in_model(net)  # the model's own dropout off (as DPO); the LoRA dropout keeps --dropout
-    peft_config = lora_config(settings) if settings.mode == "lora" else None
-    if peft_config is None:
-        net, _ = prepare_model(net, settings)
+    net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept (as DPO)
     pool = RewardPool(
         [StorySpec.of(row["sample"]) for row in rows], settings.weights(), settings.reward_workers
     )
@@ -241,18 +231,11 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
             remove_unused_columns=False,
             **vllm,
         )
-        try:
+        with lora_targets_checked(settings, peft_config):
             trainer = trl.GRPOTrainer(
                 model=net, reward_funcs=funcs, args=args, train_dataset=train_set, processing_class=processor,
                 callbacks=[job.json_log(transformers, folder.log)], peft_config=peft_config,
             )  # fmt: skip
-        except ValueError as exc:
-            if peft_config is not None and "target module" in str(exc).lower():
-                raise UsageError(
-                    f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
-                    f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
-                ) from None
-            raise
         pad = processor.tokenizer.pad_token_id
         reward.stop_ids = {*trainer.eos_token_ids, *([pad] if pad is not None else [])}
     except BaseException:
@@ -260,23 +243,13 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         if judge is not None:
             judge.close()
         raise
-    model = trainer.model
     parameters = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "adapters": sorted(getattr(model, "peft_config", {}) or {}),
-        "dropout": {"lora": settings.dropout if peft_config is not None else None, "model": 0.0},
+        **job.trl_parameters(trainer.model, settings, lora=peft_config is not None),
         "rewards": {f.__name__: w for f, w in zip(funcs, weights, strict=True)},
         "generation": "vllm-" + settings.vllm_mode if settings.use_vllm else "transformers",
     }
     say(
-        f"GRPO ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of {parameters['parameters']:,} "
-        f"parameters trainable, {len(rows)} prompts"
-        + (
-            " (" + ", ".join(f"{Path(f).name} {c['used']}" for f, c in counts.items()) + ")"
-            if len(counts) > 1
-            else ""
-        )
+        job.trl_summary("GRPO", settings, parameters, len(rows), "prompts", counts)
         + f", groups of {settings.num_generations}, reward in "
         + (f"{pool.workers} worker processes" if pool.workers else "the trainer's process")
         + f", device {device}"

@@ -4,7 +4,7 @@ A training folder (``--out``) holds ``settings.json`` (compared on every restart
 folder never mixes two trainings), ``fit.json``, ``log.jsonl`` (one line per logging
 step), ``checkpoints/`` (resumed from the newest after a crash or Ctrl-C) and ``final/``
 (written atomically at the end: the model or adapter, the processor and
-``storyreasoning.json``). :mod:`.sft` and :mod:`.dpo` are built on these pieces.
+``storyreasoning.json``). :mod:`.sft`, :mod:`.dpo` and :mod:`.grpo` are built on these pieces.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -150,6 +150,62 @@ def token_budget(processor, settings):
 
     set_pixel_budget(processor, settings.min_pixels, settings.max_pixels)
     return TokenBudget(processor, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
+
+
+def require_trl(kind: str):
+    """TRL, checked before anything loads, or the one line that says to install it (``kind``: DPO, GRPO)."""
+    try:
+        import trl
+        from trl.trainer.utils import disable_dropout_in_model  # noqa: F401  (sft.trl_policy needs it)
+    except ImportError:
+        raise UsageError(f"{kind} needs trl: pip install 'storyreasoning[train]'") from None
+    return trl
+
+
+def report_fit(
+    folder: TrainFolder, fit: dict, say: Callable[[str], None], notices: Iterable[str] = (), *,
+    kept: int = 0, nothing: str | None = None,
+) -> bool:  # fmt: skip
+    """Write ``fit.json`` (main process), say each notice, and refuse a job left with nothing to train on.
+
+    ``fit.json`` is written even when nothing fits, to say why; callers claim the folder
+    (``settings.json``) only after this, for a real start. ``notices`` are said in order,
+    empty ones skipped; ``nothing`` is the error raised when ``kept`` (the rows to train
+    on) is 0, None where the caller refused earlier. Returns whether this is the main process.
+    """
+    main = is_main_process()
+    if main:
+        folder.root.mkdir(parents=True, exist_ok=True)
+        write_json(folder.fit, fit)
+    for line in notices:
+        if line:
+            say(line)
+    if not kept and nothing is not None:
+        raise UsageError(nothing)
+    return main
+
+
+def trl_parameters(model, settings, *, lora: bool) -> dict:
+    """The ``parameters`` a TRL job records: counts, adapters, and its two dropouts (the model's is off)."""
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "adapters": sorted(getattr(model, "peft_config", {}) or {}),
+        "dropout": {"lora": settings.dropout if lora else None, "model": 0.0},
+    }
+
+
+def trl_summary(kind: str, settings, parameters: dict, rows: int, noun: str, counts: dict[str, dict]) -> str:
+    """``DPO (lora) of MODEL: T of P parameters trainable, N pairs (a 2, b 1)``: how a TRL job's first line starts.
+
+    The parenthesis gives each mixed folder's or dataset's rows used, when there are several.
+    """
+    mixed = ", ".join(f"{Path(f).name} {c['used']}" for f, c in counts.items())
+    return (
+        f"{kind} ({settings.mode}) of {settings.model}: {parameters['trainable']:,} of "
+        f"{parameters['parameters']:,} parameters trainable, {rows} {noun}"
+        + (f" ({mixed})" if len(counts) > 1 else "")
+    )
 
 
 def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, device: str) -> dict:
@@ -453,12 +509,16 @@ __all__ = [
     "json_log",
     "load_model",
     "quiet",
+    "report_fit",
+    "require_trl",
     "run_trainer",
     "save_final",
     "text_input_grads",
     "token_budget",
     "train_and_save",
     "trainer_arguments",
+    "trl_parameters",
+    "trl_summary",
     "versions",
     "write_json",
 ]

@@ -29,7 +29,8 @@ assigned by seed, not drawn at each access.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +58,31 @@ def vision_tower(net: Any) -> Any | None:
     return None
 
 
+def lora_config(settings: SFTSettings):
+    """The LoRA adapter of ``--rank``, ``--lora-alpha`` and ``--dropout`` on the language model's ``--target``s.
+
+    :func:`prepare_model` wraps the model with it; DPO and GRPO give it to TRL, which does.
+    """
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=language_target_pattern(settings.targets),
+    )
+
+
+def lora_not_found(settings: SFTSettings, exc: ValueError) -> UsageError:
+    """The error for PEFT's refusal of ``--target`` names the model lacks (the first line of PEFT's own)."""
+    return UsageError(
+        f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
+        f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
+    )
+
+
 def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
     """Apply the mode to ``net``: LoRA adapters, everything trainable, or the vision tower frozen."""
     for p in net.parameters():
@@ -73,28 +99,46 @@ def prepare_model(net: Any, settings: SFTSettings) -> tuple[Any, dict]:
             p.requires_grad_(False)
             frozen += p.numel()
     if settings.mode == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        config = LoraConfig(
-            r=settings.rank,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.dropout,
-            bias="none",
-            task_type="CAUSAL_LM",
-            target_modules=language_target_pattern(settings.targets),
-        )
         try:
-            net = get_peft_model(net, config)
+            net = get_peft_model(net, lora_config(settings))
         except ValueError as exc:
-            raise UsageError(
-                f"LoRA found no module named {', '.join(settings.targets)} in the language model of "
-                f"{settings.model!r} ({str(exc).splitlines()[0][:200]}); pass --target with names the model has"
-            ) from None
+            raise lora_not_found(settings, exc) from None
         if settings.gradient_checkpointing:
             net.enable_input_require_grads()
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return net, {"parameters": total, "trainable": trainable, "frozen_vision": frozen}
+
+
+def trl_policy(net: Any, settings: SFTSettings) -> tuple[Any, Any | None]:
+    """``(model, LoRA config or None)`` for a TRL trainer (DPO, GRPO), the model's own dropout switched off.
+
+    The dropout goes off as TRL's ``disable_dropout`` would (policy and reference see the
+    same network), but before the adapter exists, so the LoRA dropout keeps the recorded
+    ``--dropout`` (TRL's switch, which would zero it, stays off). Under LoRA, TRL wraps the
+    model with the returned config itself (its reference is the policy with the adapter
+    off); other modes are applied here (:func:`prepare_model`) and TRL copies a reference.
+    """
+    from trl.trainer.utils import disable_dropout_in_model
+
+    disable_dropout_in_model(net)
+    if settings.mode == "lora":
+        return net, lora_config(settings)
+    net, _ = prepare_model(net, settings)
+    return net, None
+
+
+@contextmanager
+def lora_targets_checked(settings: SFTSettings, peft_config: Any | None) -> Iterator[None]:
+    """Around a TRL trainer's construction: PEFT's refusal of ``--target`` names said as :func:`lora_not_found`."""
+    try:
+        yield
+    except ValueError as exc:
+        if peft_config is not None and "target module" in str(exc).lower():
+            raise lora_not_found(settings, exc) from None
+        raise
 
 
 # -- the job ---------------------------------------------------------------------------------
@@ -155,16 +199,14 @@ def train_sft(
         eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress)
         fit = {**fit, "eval": eval_fit}
         eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
-    main = job.is_main_process()
+    notices = [
+        f"{len(fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one frame; skipped"
+        if fit.get("too_long") else "",
+        f"{fit['shortened']} stories shortened to fit (frames dropped: {fit['frames_dropped']})"
+        if fit.get("shortened") else "",
+    ]  # fmt: skip
+    main = job.report_fit(folder, fit, say, notices)  # _stories refused a split where nothing fits
     folder.claim(settings)
-    if main:
-        job.write_json(folder.fit, fit)
-    if fit.get("too_long"):
-        say(
-            f"{len(fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one frame; skipped"
-        )
-    if fit.get("shortened"):
-        say(f"{fit['shortened']} stories shortened to fit (frames dropped: {fit['frames_dropped']})")
     examples = TrainingExamples(train_stories, replace(msg, style="trl"))
     collator = StoryCollator(processor, loss=settings.loss)
     collator([examples[0]])  # a template the collator cannot label fails now, not after loading everything
@@ -205,7 +247,11 @@ def train_sft(
 __all__ = [
     "TrainFolder",
     "language_target_pattern",
+    "lora_config",
+    "lora_not_found",
+    "lora_targets_checked",
     "prepare_model",
     "train_sft",
+    "trl_policy",
     "vision_tower",
 ]
