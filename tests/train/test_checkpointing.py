@@ -11,12 +11,13 @@ one (full), and the real SFT and DPO jobs run that way.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ..conftest import require_transformers
+from .conftest import no_progress, short_answer_pairs
 
 require_transformers()
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
@@ -146,23 +147,17 @@ def test_lora_sft_with_checkpointing_never_runs_backward_through_the_tower(tiny_
 
 def test_lora_dpo_with_checkpointing_never_runs_backward_through_the_tower(tiny_qwen, tmp_path):
     pytest.importorskip("trl", reason="DPO needs trl: pip install 'storyreasoning[train]'")
-    from storyreasoning.evaluate.runs import RunOutputs
     from storyreasoning.train.dpo import build_trainer
     from storyreasoning.train.job import TrainFolder
-    from storyreasoning.train.pairs import build_pairs
     from storyreasoning.train.settings import DPOSettings
 
-    stories = load_stories(str(EXAMPLES))
-    bad = RunOutputs(Path("bad"), "bad", {s.story_id: s.output_text().split("</think>")[0] + "</think>\nNo."
-                                          for s in stories})  # fmt: skip
-    build_pairs(stories, [bad], tmp_path / "pairs", include_reference=True, dataset={"source": str(EXAMPLES)})
+    pairs = short_answer_pairs(tmp_path / "pairs")
     settings = DPOSettings(
-        pairs=(str(tmp_path / "pairs"),), out=tmp_path / "dpo", model=str(tiny_qwen), rank=4, max_steps=1,
+        pairs=(str(pairs),), out=tmp_path / "dpo", model=str(tiny_qwen), rank=4, max_steps=1,
         batch_size=1, grad_accum=1, save_steps=1, logging_steps=1, max_length=6000, lr=1e-3,
         min_pixels=SMALL.min_pixels, max_pixels=SMALL.max_pixels, gradient_checkpointing=True,
     )  # fmt: skip
-    quiet = lambda total, label: nullcontext(lambda n=1: None)
-    built = build_trainer(settings, TrainFolder(settings.out), quiet)
+    built = build_trainer(settings, TrainFolder(settings.out), no_progress)
     with backward_calls() as calls:
         built.trainer.train()  # TRL and the Trainer both ask for input gradients on the way
     assert calls.get("Qwen2_5_VLDecoderLayer", 0) > 0 and calls.get("Qwen2_5_VLVisionBlock", 0) == 0, calls

@@ -11,12 +11,12 @@ anywhere else (left, middle) keeps it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 
 from ..conftest import require_transformers
+from .conftest import EXAMPLES, SMALL_PIXELS, log_probs
 
 require_transformers()
 pytest.importorskip("trl", reason="DPO needs trl: pip install 'storyreasoning[train]'")
@@ -27,22 +27,10 @@ import transformers  # noqa: E402
 
 from storyreasoning.data import load_stories  # noqa: E402
 from storyreasoning.data.messages import MessageOptions, TrainingExamples  # noqa: E402
-from storyreasoning.evaluate.runs import RunOutputs  # noqa: E402
 from storyreasoning.train.collate import StoryCollator, ends_padded, unmask_end_padding  # noqa: E402
-from storyreasoning.train.dpo import build_trainer  # noqa: E402
-from storyreasoning.train.job import TrainFolder  # noqa: E402
 from storyreasoning.train.loss import answer_loss  # noqa: E402
-from storyreasoning.train.pairs import build_pairs  # noqa: E402
-from storyreasoning.train.settings import DPOSettings, SFTSettings  # noqa: E402
+from storyreasoning.train.settings import SFTSettings  # noqa: E402
 from storyreasoning.train.sft import train_sft  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "stories"
-SMALL = {"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16}
-
-
-def no_progress(total, label):
-    return nullcontext(lambda n=1: None)
 
 
 @contextmanager
@@ -87,34 +75,15 @@ def test_ends_padded_is_ones_then_zeros_in_every_row():
 
 
 @pytest.fixture(scope="module")
-def dpo(tiny_qwen, tmp_path_factory):
+def dpo(shortest_pairs):
     """``(trainer, batch)``: train dpo's trainer and a batch of its two shortest pairs (chosen, rejected padded)."""
-    tmp = tmp_path_factory.mktemp("dpo-mask")
-    stories = load_stories(str(EXAMPLES))
-    bad = RunOutputs(Path("bad"), "bad", {s.story_id: s.output_text().split("</think>")[0] + "</think>\nNo."
-                                          for s in stories})  # fmt: skip
-    build_pairs(stories, [bad], tmp / "pairs", include_reference=True, dataset={"source": str(EXAMPLES)})
-    settings = DPOSettings(
-        pairs=(str(tmp / "pairs"),), out=tmp / "dpo", model=str(tiny_qwen), rank=4, max_steps=1, batch_size=2,
-        grad_accum=1, max_length=6000, dtype="float32", device="cpu", attn_implementation="sdpa", **SMALL,
-    )  # fmt: skip
-    trainer = build_trainer(settings, TrainFolder(settings.out), no_progress).trainer
-    trainer.model.eval()
+    trainer, examples = shortest_pairs
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking adapter, so that policy and reference differ
         for name, p in trainer.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
-    examples = sorted((dict(row) for row in trainer.train_dataset), key=lambda e: len(str(e["chosen"])))[:2]
     return trainer, trainer.data_collator(examples)
-
-
-def log_probs(model, inputs: dict) -> torch.Tensor:
-    """Per-token log-probs of the answer tokens, as TRL's DPO computes them (its fused LM head)."""
-    labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-    kwargs = {k: v for k, v in inputs.items() if k != "completion_mask"}
-    with torch.no_grad():
-        return model(**kwargs, labels=labels, fused_lm_head=True, use_cache=False).log_probs
 
 
 def test_dpo_scores_and_loss_are_the_same_without_the_mask(dpo):
@@ -184,7 +153,7 @@ def test_a_batch_padded_elsewhere_keeps_its_mask(dpo):
 def test_sft_loss_and_gradients_are_the_same_without_the_mask(tiny_qwen):
     processor = transformers.AutoProcessor.from_pretrained(tiny_qwen)
     examples = TrainingExamples(
-        load_stories(str(EXAMPLES)), MessageOptions(max_images=2, style="trl", **SMALL)
+        load_stories(str(EXAMPLES)), MessageOptions(max_images=2, style="trl", **SMALL_PIXELS)
     )
     batch = StoryCollator(processor)([examples[0], examples[1]])  # two stories: the shorter padded right
     mask = batch["attention_mask"]
@@ -219,7 +188,7 @@ def test_sft_loss_and_gradients_are_the_same_without_the_mask(tiny_qwen):
 def test_train_sft_runs_its_batches_without_the_mask(tiny_qwen, tmp_path):
     settings = SFTSettings(source=str(EXAMPLES), split=None, out=tmp_path / "sft", model=str(tiny_qwen), rank=4,
                            max_steps=1, batch_size=2, grad_accum=1, max_images=2, dtype="float32", device="cpu",
-                           attn_implementation="sdpa", limit=2, **SMALL)  # fmt: skip
+                           attn_implementation="sdpa", limit=2, **SMALL_PIXELS)  # fmt: skip
     seen: list = []
     original = torch.nn.functional.scaled_dot_product_attention
 

@@ -12,12 +12,10 @@ of the same sequence alone, unpadded, with only its own frames, to 1e-5 (measure
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from pathlib import Path
-
 import pytest
 
 from ..conftest import require_transformers
+from .conftest import log_probs
 
 require_transformers()
 pytest.importorskip("trl", reason="DPO needs trl: pip install 'storyreasoning[train]'")
@@ -25,49 +23,17 @@ pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning
 
 import torch  # noqa: E402
 
-from storyreasoning.data import load_stories  # noqa: E402
-from storyreasoning.evaluate.runs import RunOutputs  # noqa: E402
-from storyreasoning.train.dpo import build_trainer  # noqa: E402
-from storyreasoning.train.job import TrainFolder  # noqa: E402
-from storyreasoning.train.pairs import build_pairs  # noqa: E402
-from storyreasoning.train.settings import DPOSettings  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples" / "stories"
-
-
-def no_progress(total, label):
-    return nullcontext(lambda n=1: None)
-
 
 @pytest.fixture(scope="module")
-def scored(tiny_qwen, tmp_path_factory):
-    """``(trainer, batch, frames of each pair)``: a batch of the two shortest example pairs."""
-    tmp = tmp_path_factory.mktemp("dpo-padding")
-    stories = load_stories(str(EXAMPLES))
-    # rejected answers of other lengths than the chosen ones: every pair pads one of its two rows
-    bad = RunOutputs(Path("bad"), "bad", {s.story_id: s.output_text().split("</think>")[0] + "</think>\nNo."
-                                          for s in stories})  # fmt: skip
-    build_pairs(stories, [bad], tmp / "pairs", include_reference=True, dataset={"source": str(EXAMPLES)})
-    settings = DPOSettings(
-        pairs=(str(tmp / "pairs"),), out=tmp / "dpo", model=str(tiny_qwen), rank=4, max_steps=1, batch_size=2,
-        grad_accum=1, max_length=6000, min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, dtype="float32",
-        device="cpu", attn_implementation="sdpa",
-    )  # fmt: skip
-    trainer = build_trainer(settings, TrainFolder(settings.out), no_progress).trainer
-    trainer.model.eval()
-    examples = sorted((dict(row) for row in trainer.train_dataset), key=lambda e: len(str(e["chosen"])))[:2]
+def scored(shortest_pairs):
+    """``(trainer, batch, frames of each pair)``: a batch of the two shortest example pairs.
+
+    Their rejected answers are shorter than the chosen ones: every pair pads one of its two rows.
+    """
+    trainer, examples = shortest_pairs
     frames = [len(e["images"]) for e in examples]
     batch = trainer.data_collator(examples)  # rows: chosen 0, 1, then rejected 0, 1
     return trainer, batch, frames
-
-
-def log_probs(model, inputs: dict) -> torch.Tensor:
-    """Per-token log-probs of the answer tokens, as TRL's DPO computes them (its fused LM head)."""
-    labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-    kwargs = {k: v for k, v in inputs.items() if k != "completion_mask"}
-    with torch.no_grad():
-        return model(**kwargs, labels=labels, fused_lm_head=True, use_cache=False).log_probs
 
 
 def alone(batch: dict, row: int, frames: list[int]) -> dict:
