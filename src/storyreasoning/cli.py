@@ -133,7 +133,7 @@ def _build_app():
 
     def show_version(value: bool) -> None:
         if value:
-            typer.echo(f"storyreasoning {__version__}")
+            typer.echo(_version())
             raise typer.Exit()
 
     @app.callback()
@@ -193,13 +193,20 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
 def _quick(args: list[str]) -> int | None:
     """The exit status of a command answered without typer, or None to hand it to typer."""
     if args == ["--version"]:
-        sys.stdout.write(f"storyreasoning {__version__}\n")
+        sys.stdout.write(_version() + "\n")
         return 0
     if args[:1] == ["check"]:
         from .check.cli import quick
 
         return quick(args[1:])
     return None
+
+
+def _version() -> str:
+    """``storyreasoning X.Y.Z (parser: ...)``: whether the parser runs compiled (see storyreasoning.format)."""
+    from .format import COMPILED
+
+    return f"storyreasoning {__version__} (parser: {'compiled with mypyc' if COMPILED else 'pure Python'})"
 
 
 def _fail(message: str, code: int) -> None:

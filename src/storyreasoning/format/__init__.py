@@ -7,7 +7,93 @@ validate structure, stream-parse live output, and build prompts and chat message
 >>> telling = parse_output(open("examples/outputs/well_formed.txt").read())  # doctest: +SKIP
 >>> telling.validate(n_images=3).well_structured  # doctest: +SKIP
 True
+
+The parser's core modules (:data:`COMPILED_MODULES`) are compiled with mypyc when the
+package is installed (``pip install``, editable or not); their ``.py`` sources are the same
+code, run instead when ``STORYREASONING_PURE_PYTHON=1`` or, in a source checkout, when a
+compiled module is older than its source (edited or pulled since the last build: the
+sources are used, with one line on stderr saying how to recompile). :data:`COMPILED` says
+which ones this process runs.
 """
+
+# ruff: noqa: E402  (the parser's modules are imported after choosing compiled or sources)
+
+import os
+import sys
+
+#: The modules compiled with mypyc (pyproject.toml's ``tool.hatch.build.targets.wheel.hooks.mypyc``).
+COMPILED_MODULES = ("box", "cot", "cot_parser", "diagnostics", "events", "story", "story_parser", "stream")
+
+
+class _SourceFinder:
+    """Loads the compiled modules from their ``.py`` sources, all of them (compiled modules
+    call each other natively: a mix would hold two different ``Box`` classes)."""
+
+    def __init__(self, directory: str) -> None:
+        self.paths = {f"{__name__}.{m}": os.path.join(directory, f"{m}.py") for m in COMPILED_MODULES}
+
+    def find_spec(self, name, path=None, target=None):
+        source = self.paths.get(name)
+        if source is None:
+            return None
+        from importlib.util import spec_from_file_location
+
+        return spec_from_file_location(name, source)
+
+
+def _stale_parser(directory: str) -> str | None:
+    """Why the compiled modules of a source checkout cannot be used, or None."""
+    if not os.path.exists(os.path.join(directory, os.pardir, os.pardir, os.pardir, "pyproject.toml")):
+        return None  # an installed wheel: its compiled modules and sources come together
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    present = set(os.listdir(directory))
+    compiled = {}
+    for module in COMPILED_MODULES:
+        for suffix in EXTENSION_SUFFIXES:
+            if module + suffix in present:
+                compiled[module] = module + suffix
+                break
+    if not compiled:
+        return None  # a pure-Python checkout
+    for module in COMPILED_MODULES:
+        if module not in compiled:
+            return f"the compiled parser has no {module} module"
+        built = os.stat(os.path.join(directory, compiled[module])).st_mtime
+        if built < os.stat(os.path.join(directory, f"{module}.py")).st_mtime:
+            return "the compiled parser is older than its sources"
+    return None
+
+
+def _use_sources(reason: str | None) -> None:
+    """Import the compiled modules from their sources from now on; say why unless asked for."""
+    for module in COMPILED_MODULES:  # a failed compiled import may have left some behind
+        sys.modules.pop(f"{__name__}.{module}", None)
+    sys.meta_path.insert(0, _SourceFinder(os.path.dirname(__file__)))
+    if reason:
+        sys.stderr.write(
+            f"storyreasoning: {reason}; using the Python sources (slower) - run `pip install -e .` again "
+            "to recompile, or set STORYREASONING_PURE_PYTHON=1 to silence this\n"
+        )
+
+
+def _choose_parser() -> None:
+    if os.environ.get("STORYREASONING_PURE_PYTHON", "").lower() in ("1", "true", "yes", "on"):
+        _use_sources(None)
+        return
+    stale = _stale_parser(os.path.dirname(__file__))
+    if stale is not None:
+        _use_sources(stale)
+        return
+    try:
+        from . import diagnostics  # noqa: F401  (a compiled module loads the parser's shared library)
+    except ImportError as exc:  # compiled modules without their library (copied without it)
+        if not (exc.name or "").endswith("__mypyc"):
+            raise
+        _use_sources(f"the compiled parser cannot load ({exc.name} is missing)")
+
+
+_choose_parser()
 
 from .box import (
     QWEN_FACTOR,
@@ -50,6 +136,12 @@ from .story import GroundedStory, Segment, Span, clean_text, render_story
 from .story_parser import StoryBuilder, parse_story
 from .stream import StreamParser, Telling, parse_output, split_output
 from .validate import Verdict, validate
+
+#: True when this process runs the mypyc-compiled parser, False when its Python sources.
+COMPILED: bool = all(
+    not getattr(sys.modules.get(f"{__name__}.{m}"), "__file__", ".py").endswith(".py")
+    for m in COMPILED_MODULES
+)
 
 # Images and prompts are not needed to parse or check an output (``storyreasoning check``
 # starts without them and what they import): their names load on first use.
@@ -94,6 +186,8 @@ def render_output(cot: CoT | None, story: GroundedStory | None) -> str:
 
 __all__ = [
     "CODES",
+    "COMPILED",
+    "COMPILED_MODULES",
     "DEFAULT_PROMPT",
     "INFERENCE_PROMPTS",
     "QWEN_FACTOR",
