@@ -91,7 +91,8 @@ class JudgeSettings:
 
     The server options are tell's EndpointOptions (same names, so ``tell.commands.endpoint_teller``
     builds the client) declared again with the judge's help: importing tell's settings would load
-    the format package into ``evaluate --help``.
+    the format package into ``evaluate --help``. Only the help and the judge's extra ``--model``
+    differ (tests/evaluate/test_judge_settings.py holds the rest to tell's).
     """
 
     run: Path = argument(
