@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from .box import Box
 from .diagnostics import Diagnostic
@@ -56,10 +57,10 @@ def _norm_words(text: str) -> str:
 
 
 # Per enum: normalised value -> member, and (normalised value, member) in declaration order.
-_ENUM_WORDS: dict[type[Enum], tuple[dict[str, Enum], tuple[tuple[str, Enum], ...]]] = {}
+_ENUM_WORDS: Final[dict[type[Enum], tuple[dict[str, Enum], tuple[tuple[str, Enum], ...]]]] = {}
 # Recent answers for short cells: a table repeats the same few values on every row.
-_ENUM_MEMO: dict[tuple[type[Enum], str], tuple[Enum | None, bool]] = {}
-_MEMO_SIZE = 1024
+_ENUM_MEMO: Final[dict[tuple[type[Enum], str], tuple[Enum | None, bool]]] = {}
+_MEMO_SIZE: Final = 1024
 
 
 def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
@@ -97,12 +98,12 @@ def match_enum(enum: type[Enum], text: str) -> tuple[Enum | None, bool]:
     return found
 
 
-_ID_RE = re.compile(r"(char|obj|bg|lm)(\d{1,6})", re.ASCII)
+_ID_RE: Final = re.compile(r"(char|obj|bg|lm)(\d{1,6})", re.ASCII)
 
 
 # the longest id: "char" and six digits
-_ID_MAX = 10
-_ID_KINDS: dict[str, str | None] = {}
+_ID_MAX: Final = 10
+_ID_KINDS: Final[dict[str, str | None]] = {}
 
 
 def id_kind(entity_id: str) -> str | None:
@@ -132,6 +133,46 @@ class Character:
     box: Box | None = None
     box_text: str = ""
     line: int = field(default=0, compare=False, repr=False)
+
+    # Explicit: the parser makes one per row, and compiled this is a native constructor
+    # (the dataclass-generated one would stay Python).
+    def __init__(
+        self,
+        id: str,
+        name: str = "",
+        description: str = "",
+        emotions: str = "",
+        actions: str = "",
+        narrative_function: str = "",
+        box: Box | None = None,
+        box_text: str = "",
+        line: int = 0,
+    ):
+        self.id = id
+        self.name = name
+        self.description = description
+        self.emotions = emotions
+        self.actions = actions
+        self.narrative_function = narrative_function
+        self.box = box
+        self.box_text = box_text
+        self.line = line
+
+    def __reduce__(self) -> tuple:
+        return (
+            Character,
+            (
+                self.id,
+                self.name,
+                self.description,
+                self.emotions,
+                self.actions,
+                self.narrative_function,
+                self.box,
+                self.box_text,
+                self.line,
+            ),
+        )
 
     def cells(self) -> list[str]:
         return [
@@ -169,6 +210,41 @@ class SceneObject:
     box_text: str = ""
     line: int = field(default=0, compare=False, repr=False)
 
+    def __init__(
+        self,
+        id: str,
+        description: str = "",
+        function: str = "",
+        interaction: str = "",
+        narrative_function: str = "",
+        box: Box | None = None,
+        box_text: str = "",
+        line: int = 0,
+    ):
+        self.id = id
+        self.description = description
+        self.function = function
+        self.interaction = interaction
+        self.narrative_function = narrative_function
+        self.box = box
+        self.box_text = box_text
+        self.line = line
+
+    def __reduce__(self) -> tuple:
+        return (
+            SceneObject,
+            (
+                self.id,
+                self.description,
+                self.function,
+                self.interaction,
+                self.narrative_function,
+                self.box,
+                self.box_text,
+                self.line,
+            ),
+        )
+
     @property
     def kind(self) -> str | None:
         return id_kind(self.id)
@@ -203,6 +279,28 @@ class Setting:
     narrative_function: str = ""
     line: int = field(default=0, compare=False, repr=False)
 
+    def __init__(
+        self,
+        element: str,
+        description: str = "",
+        mood: str = "",
+        time: str = "",
+        narrative_function: str = "",
+        line: int = 0,
+    ):
+        self.element = element
+        self.description = description
+        self.mood = mood
+        self.time = time
+        self.narrative_function = narrative_function
+        self.line = line
+
+    def __reduce__(self) -> tuple:
+        return (
+            Setting,
+            (self.element, self.description, self.mood, self.time, self.narrative_function, self.line),
+        )
+
     @property
     def kind(self) -> SettingElement | None:
         return match_enum(SettingElement, self.element)[0]  # type: ignore[return-value]
@@ -227,7 +325,7 @@ class Setting:
         }
 
 
-_DIGITS = re.compile(r"\d+", re.ASCII)
+_DIGITS: Final = re.compile(r"\d+", re.ASCII)
 
 
 @dataclass
@@ -237,6 +335,18 @@ class NarrativeRow:
     key_events: str = ""
     images_text: str = ""
     line: int = field(default=0, compare=False, repr=False)
+
+    def __init__(
+        self, phase: str, description: str = "", key_events: str = "", images_text: str = "", line: int = 0
+    ):
+        self.phase = phase
+        self.description = description
+        self.key_events = key_events
+        self.images_text = images_text
+        self.line = line
+
+    def __reduce__(self) -> tuple:
+        return (NarrativeRow, (self.phase, self.description, self.key_events, self.images_text, self.line))
 
     @property
     def kind(self) -> NarrativePhase | None:
@@ -275,6 +385,28 @@ class ImageAnalysis:
     # which of the three tables the text actually had (a heading or a header row)
     tables_present: set[str] = field(default_factory=set, compare=False, repr=False)
 
+    def __init__(
+        self,
+        number: int,
+        characters: list[Character] | None = None,
+        objects: list[SceneObject] | None = None,
+        settings: list[Setting] | None = None,
+        line: int = 0,
+        tables_present: set[str] | None = None,
+    ):
+        self.number = number
+        self.characters = [] if characters is None else characters
+        self.objects = [] if objects is None else objects
+        self.settings = [] if settings is None else settings
+        self.line = line
+        self.tables_present = set() if tables_present is None else tables_present
+
+    def __reduce__(self) -> tuple:
+        return (
+            ImageAnalysis,
+            (self.number, self.characters, self.objects, self.settings, self.line, self.tables_present),
+        )
+
     def entity(self, entity_id: str) -> Character | SceneObject | None:
         for character in self.characters:
             if character.id == entity_id:
@@ -303,18 +435,34 @@ class CoT:
     narrative: list[NarrativeRow] | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
 
+    def __init__(
+        self,
+        images: list[ImageAnalysis] | None = None,
+        narrative: list[NarrativeRow] | None = None,
+        diagnostics: list[Diagnostic] | None = None,
+    ):
+        self.images = [] if images is None else images
+        self.narrative = narrative
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        # what image() looks numbers up in: an attribute, not a dataclass field, so equality,
+        # repr and asdict ignore it
+        self._index: tuple[list[ImageAnalysis], int, dict[int, int]] | None = None
+
+    def __reduce__(self) -> tuple:
+        return (CoT, (self.images, self.narrative, self.diagnostics))
+
     def image(self, number: int) -> ImageAnalysis | None:
         """The first image numbered ``number``, or None: O(1) through an index built on first use.
 
-        The index (number -> position, kept in the instance dict, not a dataclass field,
-        so equality, ``repr`` and ``asdict`` ignore it) is rebuilt whenever ``images``
+        The index (number -> position, an attribute but not a dataclass field, so
+        equality, ``repr`` and ``asdict`` ignore it) is rebuilt whenever ``images``
         is another list or another length, or an entry it points to no longer holds
         that number; a list changed in place at the same length is otherwise seen only
         through a hit (an image replaced by one of a new number is found after
         :meth:`reindex`).
         """
         images = self.images
-        index = self.__dict__.get("_index")
+        index = self._index
         if index is None or index[0] is not images or index[1] != len(images):
             index = self._build_index()
         at = index[2].get(number)
@@ -335,7 +483,8 @@ class CoT:
         positions: dict[int, int] = {}
         for at, image in enumerate(images):
             positions.setdefault(image.number, at)
-        index = self.__dict__["_index"] = (images, len(images), positions)
+        index = (images, len(images), positions)
+        self._index = index
         return index
 
     def entity_ids(self) -> set[str]:
@@ -382,7 +531,7 @@ class TableSpec:
         return "| " + " | ".join(self.headers) + " |"
 
 
-_NOT_ALNUM = re.compile(r"[\W_]+")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
 
 
 def norm_header(text: str) -> str:
@@ -400,7 +549,7 @@ def _aliases(fields: tuple[str, ...], headers: tuple[str, ...], extra: dict[str,
     return table
 
 
-_BOX_ALIASES = {
+_BOX_ALIASES: Final = {
     "bbox": "box",
     "box": "box",
     "boundingboxes": "box",
@@ -408,7 +557,7 @@ _BOX_ALIASES = {
     "coordinates": "box",
 }
 
-CHARACTERS = TableSpec(
+CHARACTERS: Final = TableSpec(
     "characters",
     "Characters",
     ("id", "name", "description", "emotions", "actions", "narrative_function", "box"),
@@ -427,7 +576,7 @@ CHARACTERS = TableSpec(
         },
     ),
 )
-OBJECTS = TableSpec(
+OBJECTS: Final = TableSpec(
     "objects",
     "Objects",
     ("id", "description", "function", "interaction", "narrative_function", "box"),
@@ -439,7 +588,7 @@ OBJECTS = TableSpec(
         {"id": "id", "objid": "id", "object": "id", "interactions": "interaction", **_BOX_ALIASES},
     ),
 )
-SETTINGS = TableSpec(
+SETTINGS: Final = TableSpec(
     "settings",
     "Setting",
     ("element", "description", "mood", "time", "narrative_function"),
@@ -451,7 +600,7 @@ SETTINGS = TableSpec(
         {"element": "element", "setting": "element"},
     ),
 )
-NARRATIVE = TableSpec(
+NARRATIVE: Final = TableSpec(
     "narrative",
     "Narrative Structure",
     ("phase", "description", "key_events", "images_text"),
@@ -469,8 +618,13 @@ NARRATIVE = TableSpec(
         },
     ),
 )
-TABLES: dict[str, TableSpec] = {spec.kind: spec for spec in (CHARACTERS, OBJECTS, SETTINGS, NARRATIVE)}
-ROW_TYPES = {"characters": Character, "objects": SceneObject, "settings": Setting, "narrative": NarrativeRow}
+TABLES: Final[dict[str, TableSpec]] = {spec.kind: spec for spec in (CHARACTERS, OBJECTS, SETTINGS, NARRATIVE)}
+ROW_TYPES: Final = {
+    "characters": Character,
+    "objects": SceneObject,
+    "settings": Setting,
+    "narrative": NarrativeRow,
+}
 
 
 # -- rendering -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from .box import Box, parse_box
 from .cot import (
@@ -46,16 +47,16 @@ from .events import (
 
 # Only the first characters of a line are looked at to classify it; a hostile
 # multi-megabyte line costs one slice, never a scan that depends on anything else.
-_HEAD = 200
+_HEAD: Final = 200
 # any number of images (up to nine digits: a number longer than that is not an image number)
-_IMAGE_RE = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,9})\b", re.IGNORECASE | re.ASCII)
-_SEPARATOR_CHARS = set("-:= ")
+_IMAGE_RE: Final = re.compile(r"(?:image|frame|img)\s*#?\s*(\d{1,9})\b", re.IGNORECASE | re.ASCII)
+_SEPARATOR_CHARS: Final = set("-:= ")
 # a table line is cut here before it is split (a hostile line costs no more than this)
-_MAX_ROW = 100_000
-_ABSENT = sys.maxsize  # the column index of a field the header lacks
+_MAX_ROW: Final = 100_000
+_ABSENT: Final = sys.maxsize  # the column index of a field the header lacks
 # Box coordinates as written, "0" to "9999", to their values: int() costs a call each, and
 # a row's box is four of them (filled on first use; a number it lacks is read by parse_box)
-_PIXELS: dict[str, int] = {}
+_PIXELS: Final[dict[str, int]] = {}
 
 
 def _pixels() -> dict[str, int]:
@@ -146,13 +147,13 @@ def _header_fields(cells: list[str], spec: TableSpec) -> list[str | None]:
 
 
 # every normalised column name of every published table
-_ALIASES = frozenset(n for spec in TABLES.values() for n in spec.aliases)
+_ALIASES: Final = frozenset(n for spec in TABLES.values() for n in spec.aliases)
 # cells seen lately, normalised: column names, and the values of Setting Element, Mood, Time
 # and Narrative Phase recur
-_NORMS: dict[str, str] = {}
-_NORMS_SIZE = 4096
+_NORMS: Final[dict[str, str]] = {}
+_NORMS_SIZE: Final = 4096
 # each table's published column names, by their normalised form
-_PUBLISHED_HEADERS = {kind: {norm_header(h): h for h in spec.headers} for kind, spec in TABLES.items()}
+_PUBLISHED_HEADERS: Final = {kind: {norm_header(h): h for h in spec.headers} for kind, spec in TABLES.items()}
 
 
 def _norm(cell: str) -> str:
@@ -165,6 +166,9 @@ def _norm(cell: str) -> str:
                 _NORMS.clear()
             _NORMS[cell] = norm
     return norm
+
+
+_SHORT_CELL: Final = 32
 
 
 def _looks_like_header(cells: list[str]) -> bool:
@@ -180,22 +184,35 @@ def _looks_like_header(cells: list[str]) -> bool:
     spare = len(cells) - need  # cells that may fail to be a column name
     if spare < 0:
         return False
-    norms = []
-    known = _NORMS.get
+    # short cells first: a data row's recurring short values (an element, a mood, a time) are
+    # remembered and fail cheaply, so its long unique descriptions are seldom normalised at all
     for cell in cells:
-        norm = known(cell)
-        if norm is None:
+        if len(cell) <= _SHORT_CELL:
+            norm = _NORMS.get(cell)
+            if norm is None:
+                norm = _norm(cell)
+            if norm not in _ALIASES:
+                spare -= 1
+                if spare < 0:
+                    return False
+    norms: list[str] = []
+    for cell in cells:
+        if len(cell) <= _SHORT_CELL:
+            norm = _NORMS.get(cell)
+            if norm is None:
+                norm = _norm(cell)
+        else:
             norm = _norm(cell)
-        if norm not in _ALIASES:
-            spare -= 1
-            if spare < 0:
-                return False
+            if norm not in _ALIASES:
+                spare -= 1
+                if spare < 0:
+                    return False
         norms.append(norm)
     best = max(len({spec.aliases[n] for n in norms if n in spec.aliases}) for spec in TABLES.values())
     return best >= need
 
 
-_DISTINCTIVE = {
+_DISTINCTIVE: Final = {
     "characters": {"id:char", "name", "emotions", "actions"},
     "objects": {"id:obj", "function", "interaction"},
     "settings": {"element", "mood", "time"},
@@ -227,11 +244,11 @@ def _header_kind(cells: list[str], expected: str | None) -> TableSpec | None:
 
 
 # the published values, which match_enum reads as exact
-_SETTING_VALUES = frozenset(member.value for member in SettingElement)
-_PHASE_VALUES = frozenset(member.value for member in NarrativePhase)
-_ASCII_DIGITS = frozenset("0123456789")
+_SETTING_VALUES: Final = frozenset(member.value for member in SettingElement)
+_PHASE_VALUES: Final = frozenset(member.value for member in NarrativePhase)
+_ASCII_DIGITS: Final = frozenset("0123456789")
 
-_CANONICAL_HEADINGS = {
+_CANONICAL_HEADINGS: Final = {
     "characters": "Characters",
     "objects": "Objects",
     "settings": "Setting",
@@ -307,12 +324,12 @@ class _Header:
 
 
 # Header rows and headings seen lately, by their stripped line (bounded: cleared when full).
-_HEADERS: dict[str, _Header] = {}
-_HEADINGS: dict[str, tuple[tuple[str, bool, int], tuple[str, int | None]]] = {}
-_CACHE_SIZE = 256
-_CACHE_LINE = 1000  # longer lines are not kept
+_HEADERS: Final[dict[str, _Header]] = {}
+_HEADINGS: Final[dict[str, tuple[tuple[str, bool, int], tuple[str, int | None]]]] = {}
+_CACHE_SIZE: Final = 256
+_CACHE_LINE: Final = 1000  # longer lines are not kept
 # the published column order of each table, for a table without a header row
-_PUBLISHED = {kind: _Layout(spec, list(spec.fields), []) for kind, spec in TABLES.items()}
+_PUBLISHED: Final = {kind: _Layout(spec, list(spec.fields), []) for kind, spec in TABLES.items()}
 
 
 class _Table:
@@ -371,8 +388,6 @@ class CotBuilder:
         path to the general one.
         """
         events: list[Event] | None = [] if self._with_events else None
-        feed = self._feed
-        data_row = self._data_row
         pixels = _pixels()
         headers = _HEADERS
         for raw in lines:
@@ -390,15 +405,15 @@ class CotBuilder:
                         self.line_no += 1
                         self._start_table(header, events)
                         continue
-                feed(raw, events)
+                self._feed(raw, events)
             elif table.expect_separator:
                 if "-" in s and not s.strip("|-:= "):  # the separator under the header
                     self.line_no += 1
                     table.expect_separator = False
                 else:
-                    feed(raw, events)
-            elif s[-1] != "|" or len(s) < 3 or s[-2] == "\\" or not data_row(table, s, events, pixels):
-                feed(raw, events)
+                    self._feed(raw, events)
+            elif s[-1] != "|" or len(s) < 3 or s[-2] == "\\" or not self._data_row(table, s, events, pixels):
+                self._feed(raw, events)
         return events if events is not None else []
 
     def _data_row(self, table: _Table, s: str, events: list[Event] | None, pixels: dict[str, int]) -> bool:
@@ -406,7 +421,7 @@ class CotBuilder:
         layout = table.layout
         if not layout.canonical:
             return False
-        cells = list(map(str.strip, s[1:-1].split("|")))
+        cells = [cell.strip() for cell in s[1:-1].split("|")]
         first = cells[0]
         if len(cells) != layout.n_cols or not first or first[0] in "-:=":
             return False
@@ -419,8 +434,10 @@ class CotBuilder:
             parts = box_text.split(",")
             if len(parts) != 4:
                 return False
-            get = pixels.get
-            x1, y1, x2, y2 = get(parts[0]), get(parts[1]), get(parts[2]), get(parts[3])
+            x1 = pixels.get(parts[0])
+            y1 = pixels.get(parts[1])
+            x2 = pixels.get(parts[2])
+            y2 = pixels.get(parts[3])
             if x1 is None or y1 is None or x2 is None or y2 is None:
                 return False
             self.line_no += 1
@@ -434,7 +451,9 @@ class CotBuilder:
             assert image is not None
             row: Character | SceneObject
             if kind == "characters":
-                character = Character(first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line)
+                character = Character(
+                    first, cells[1], cells[2], cells[3], cells[4], cells[5], box, box_text, line
+                )
                 image.characters.append(character)
                 row = character
                 mismatch = id_of != "char"
@@ -636,7 +655,7 @@ class CotBuilder:
             self._start_table(header, events)
             return
         if s[0] == "|" and s[-1] == "|" and len(s) > 1 and s[-2] != "\\":
-            cells = list(map(str.strip, s[1:-1].split("|")))
+            cells = [cell.strip() for cell in s[1:-1].split("|")]
             missing_pipes = False
         else:
             cells, missing_pipes = _split_row(s)

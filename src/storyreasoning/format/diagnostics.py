@@ -18,6 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from types import FunctionType
+from typing import Final
+
+
+def _probe() -> None:
+    """A function whose type tells whether this module runs compiled."""
+
+
+# True when the parser modules run compiled by mypyc (their functions are then native, not
+# Python functions). The few places that set a frozen dataclass's fields directly need to
+# know: compiled code sets them natively, Python writes the instance dict.
+COMPILED: Final = not isinstance(_probe, FunctionType)
 
 
 class Severity(str, Enum):
@@ -37,13 +49,22 @@ class Diagnostic:
     message: str
 
     def __init__(self, line: int, code: str, severity: Severity, message: str):
-        # writes the frozen fields directly: half the cost of the generated __init__ (a
-        # malformed output has a finding on most lines)
-        d = self.__dict__
-        d["line"] = line
-        d["code"] = code
-        d["severity"] = severity
-        d["message"] = message
+        # sets the frozen fields natively (compiled) or writes the instance dict (Python): half
+        # the cost of the generated __init__ (a malformed output has a finding on most lines)
+        if COMPILED:
+            self.line = line  # type: ignore[misc]
+            self.code = code  # type: ignore[misc]
+            self.severity = severity  # type: ignore[misc]
+            self.message = message  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["line"] = line
+            d["code"] = code
+            d["severity"] = severity
+            d["message"] = message
+
+    def __reduce__(self) -> tuple:
+        return (Diagnostic, (self.line, self.code, self.severity, self.message))
 
     def to_dict(self) -> dict:
         return {
@@ -80,7 +101,7 @@ def has_errors(diagnostics: list[Diagnostic]) -> bool:
 
 # Every code the library emits, with what it means. Tests check that nothing outside
 # this table is ever emitted, so the table stays the documentation.
-CODES: dict[str, str] = {
+CODES: Final[dict[str, str]] = {
     # envelope
     "missing-think-open": "the CoT ends with </think> but never opened with <think> (some chat templates put <think> in the prompt)",
     "missing-think": "the output has a CoT but no <think>…</think> envelope around it",

@@ -3,19 +3,21 @@
 Each event is a small dataclass with ``to_dict()`` (``{"event": name, ...}``) so a
 server can forward it to a browser unchanged.
 
-A streamed output makes an event or two per chunk, so each event class writes its
-frozen fields straight into the instance dict: half the cost of the generated
-``__init__``, which goes through ``object.__setattr__`` field by field.
+A streamed output makes an event or two per chunk, so each event class sets its frozen
+fields directly (natively when compiled, in the instance dict as Python): half the cost
+of the generated ``__init__``, which goes through ``object.__setattr__`` field by field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Final
 
 from .cot import Character, NarrativeRow, SceneObject, Setting
+from .diagnostics import COMPILED
 from .story import Span
 
-_NAMES: dict[type, str] = {}
+_NAMES: Final[dict[type, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Event:
     def to_dict(self) -> dict:
         return {"event": self.name}
 
+    def __reduce__(self) -> tuple:
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+
 
 @dataclass(frozen=True)
 class ThinkOpened(Event):
@@ -47,7 +52,11 @@ class ImageSectionStarted(Event):
     image: int
 
     def __init__(self, image: int):
-        self.__dict__["image"] = image
+        if COMPILED:
+            self.image = image  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["image"] = image
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}
@@ -60,9 +69,15 @@ class TableRowCompleted(Event):
     row: Character | SceneObject | Setting
 
     def __init__(self, image: int, table: str, row: Character | SceneObject | Setting):
-        self.__dict__["image"] = image
-        self.__dict__["table"] = table
-        self.__dict__["row"] = row
+        if COMPILED:
+            self.image = image  # type: ignore[misc]
+            self.table = table  # type: ignore[misc]
+            self.row = row  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["image"] = image
+            d["table"] = table
+            d["row"] = row
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image, "table": self.table, "row": self.row.to_dict()}
@@ -78,7 +93,11 @@ class NarrativeRowCompleted(Event):
     row: NarrativeRow
 
     def __init__(self, row: NarrativeRow):
-        self.__dict__["row"] = row
+        if COMPILED:
+            self.row = row  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["row"] = row
 
     def to_dict(self) -> dict:
         return {"event": self.name, "row": self.row.to_dict()}
@@ -94,7 +113,11 @@ class SegmentStarted(Event):
     image: int | None  # None: story text outside any <gdi>
 
     def __init__(self, image: int | None):
-        self.__dict__["image"] = image
+        if COMPILED:
+            self.image = image  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["image"] = image
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}
@@ -106,8 +129,13 @@ class SpanOpened(Event):
     ids: tuple[str, ...]
 
     def __init__(self, kind: str, ids: tuple[str, ...]):
-        self.__dict__["kind"] = kind
-        self.__dict__["ids"] = ids
+        if COMPILED:
+            self.kind = kind  # type: ignore[misc]
+            self.ids = ids  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["kind"] = kind
+            d["ids"] = ids
 
     def to_dict(self) -> dict:
         return {"event": self.name, "kind": self.kind, "ids": list(self.ids)}
@@ -120,7 +148,11 @@ class TextAppended(Event):
     text: str
 
     def __init__(self, text: str):
-        self.__dict__["text"] = text
+        if COMPILED:
+            self.text = text  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["text"] = text
 
     def to_dict(self) -> dict:
         return {"event": self.name, "text": self.text}
@@ -131,7 +163,11 @@ class SpanClosed(Event):
     span: Span
 
     def __init__(self, span: Span):
-        self.__dict__["span"] = span
+        if COMPILED:
+            self.span = span  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["span"] = span
 
     def to_dict(self) -> dict:
         return {
@@ -147,7 +183,11 @@ class SegmentClosed(Event):
     image: int | None
 
     def __init__(self, image: int | None):
-        self.__dict__["image"] = image
+        if COMPILED:
+            self.image = image  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["image"] = image
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}

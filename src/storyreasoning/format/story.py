@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
-from .diagnostics import Diagnostic
+from .diagnostics import COMPILED, Diagnostic
 
-SPAN_KINDS = ("gdo", "gda", "gdl")
+SPAN_KINDS: Final = ("gdo", "gda", "gdl")
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,19 @@ class Span:
     text: str  # inner text, without tags
 
     def __init__(self, kind: str, ids: tuple[str, ...], text: str):
-        # writes the frozen fields directly: half the cost of the generated __init__ (see Box)
-        d = self.__dict__
-        d["kind"] = kind
-        d["ids"] = ids
-        d["text"] = text
+        # sets the frozen fields directly: half the cost of the generated __init__ (see Box)
+        if COMPILED:
+            self.kind = kind  # type: ignore[misc]
+            self.ids = ids  # type: ignore[misc]
+            self.text = text  # type: ignore[misc]
+        else:
+            d = self.__dict__
+            d["kind"] = kind
+            d["ids"] = ids
+            d["text"] = text
+
+    def __reduce__(self) -> tuple:
+        return (Span, (self.kind, self.ids, self.text))
 
     def render(self) -> str:
         attrs = (" " + " ".join(self.ids)) if self.ids else ""
@@ -48,6 +57,17 @@ class Segment:
     parts: list[Part] = field(default_factory=list)
     closed: bool = True
     line: int = field(default=0, compare=False, repr=False)
+
+    def __init__(
+        self, image: int | None, parts: list[Part] | None = None, closed: bool = True, line: int = 0
+    ):
+        self.image = image
+        self.parts = [] if parts is None else parts
+        self.closed = closed
+        self.line = line
+
+    def __reduce__(self) -> tuple:
+        return (Segment, (self.image, self.parts, self.closed, self.line))
 
     @property
     def spans(self) -> list[Span]:
@@ -95,6 +115,13 @@ class GroundedStory:
     segments: list[Segment] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
 
+    def __init__(self, segments: list[Segment] | None = None, diagnostics: list[Diagnostic] | None = None):
+        self.segments = [] if segments is None else segments
+        self.diagnostics = [] if diagnostics is None else diagnostics
+
+    def __reduce__(self) -> tuple:
+        return (GroundedStory, (self.segments, self.diagnostics))
+
     @property
     def image_segments(self) -> list[Segment]:
         """The segments that belong to an image (``<gdi>`` blocks), in text order."""
@@ -130,8 +157,8 @@ def render_story(story: GroundedStory) -> str:
     return "\n\n".join(seg.render() for seg in story.segments if seg.image is not None or seg.text).strip()
 
 
-_TAG = re.compile(r"<[^<>\n]{0,256}>")
-_SPACE = re.compile(r"\s+")
+_TAG: Final = re.compile(r"<[^<>\n]{0,256}>")
+_SPACE: Final = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:

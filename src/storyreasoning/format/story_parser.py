@@ -19,6 +19,7 @@ is open. Whitespace held before the first segment is kept as a list of pieces.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from .cot import id_kind
 from .diagnostics import Diagnostic, error, info, warning
@@ -32,18 +33,18 @@ from .events import (
 )
 from .story import SPAN_KINDS, GroundedStory, Segment, Span
 
-MAX_TAG = 256
-_INCOMPLETE = -1
-_NOT_TAG = -2
-_TAG_NAMES = {"gdi", *SPAN_KINDS, "think"}
+MAX_TAG: Final = 256
+_INCOMPLETE: Final = -1
+_NOT_TAG: Final = -2
+_TAG_NAMES: Final = {"gdi", *SPAN_KINDS, "think"}
 # the tags as the published format writes them, told at a glance
-_OPENERS = {"gdi ": "gdi", **{f"{kind} ": kind for kind in SPAN_KINDS}}
-_CLOSERS = {"/gdi": "gdi", **{f"/{kind}": kind for kind in SPAN_KINDS}}
+_OPENERS: Final = {"gdi ": "gdi", **{f"{kind} ": kind for kind in SPAN_KINDS}}
+_CLOSERS: Final = {"/gdi": "gdi", **{f"/{kind}": kind for kind in SPAN_KINDS}}
 # plain text, then a span as the published format writes it, with some text in it
-_SPAN = re.compile(rf"([^<]*+)<(gd[oal]) ([^<>\n]{{0,{MAX_TAG - 4}}})>([^<]++)</\2>")
+_SPAN: Final = re.compile(rf"([^<]*+)<(gd[oal]) ([^<>\n]{{0,{MAX_TAG - 4}}})>([^<]++)</\2>")
 # what a span's attribute text says, by (kind, attributes): the same ids recur all along a story
-_SPAN_ATTRS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple, ...]]] = {}
-_CACHE_SIZE = 1024
+_SPAN_ATTRS: Final[dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple, ...]]]] = {}
+_CACHE_SIZE: Final = 1024
 
 
 class _Open:
@@ -105,7 +106,6 @@ class StoryBuilder:
                 return [TextAppended(text)] if self._with_events else []
         events: list[Event] | None = [] if self._with_events else None
         pos, n = 0, len(buf)
-        find = buf.find
         stack = self._stack
         while pos < n:
             if events is None and not stack and self._segment is not None:
@@ -132,7 +132,7 @@ class StoryBuilder:
                     parts.append(Span(kind, ids, inner))
                     pos = m.end()
                     continue
-            lt = find("<", pos)
+            lt = buf.find("<", pos)
             if lt == -1:
                 self._text(buf[pos:] if pos else buf, events)
                 break
@@ -147,8 +147,8 @@ class StoryBuilder:
                 else:
                     self._text(piece, events)
             # the tag's end: a '>' within MAX_TAG characters, with no '<' or line end before it
-            gt = find(">", lt + 1, lt + 2 + MAX_TAG)
-            if gt == -1 or find("<", lt + 1, gt) != -1 or find("\n", lt + 1, gt) != -1:
+            gt = buf.find(">", lt + 1, lt + 2 + MAX_TAG)
+            if gt == -1 or buf.find("<", lt + 1, gt) != -1 or buf.find("\n", lt + 1, gt) != -1:
                 end = self._tag_end(buf, lt)
                 if end == _INCOMPLETE:
                     self._pending = buf[lt:]

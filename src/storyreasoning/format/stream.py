@@ -25,6 +25,7 @@ Unlike the original, the character after ``</think>`` is never lost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from .cot import CoT
 from .cot_parser import CotBuilder, heading_section
@@ -33,22 +34,22 @@ from .events import Event, ThinkClosed, ThinkOpened
 from .story import GroundedStory
 from .story_parser import StoryBuilder
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-STORY_START = "<gdi"
-_TAIL = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
+THINK_OPEN: Final = "<think>"
+THINK_CLOSE: Final = "</think>"
+STORY_START: Final = "<gdi"
+_TAIL: Final = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
 
 _PRE, _COT, _STORY = "pre", "cot", "story"
-_MARKERS = (THINK_OPEN, THINK_CLOSE, STORY_START)
-_COT_END = (THINK_CLOSE, STORY_START)
-_THINK = (THINK_OPEN,)
+_MARKERS: Final = (THINK_OPEN, THINK_CLOSE, STORY_START)
+_COT_END: Final = (THINK_CLOSE, STORY_START)
+_THINK: Final = (THINK_OPEN,)
 # Streamed chunks seen to hold no line end, '<' or '>': a set lookup answers for a token
 # seen before, cheaper than the three 'in' tests (bounded: cleared when full)
-_QUIET: set[str] = set()
-_QUIET_SIZE = 8192
-_QUIET_CHUNK = 32  # longer chunks are not kept
+_QUIET: Final[set[str]] = set()
+_QUIET_SIZE: Final = 8192
+_QUIET_CHUNK: Final = 32  # longer chunks are not kept
 # what a marker split across two chunks leaves at the end of the first
-_PREFIXES = frozenset(marker[:i] for marker in _MARKERS for i in range(1, len(marker)))
+_PREFIXES: Final = frozenset(marker[:i] for marker in _MARKERS for i in range(1, len(marker)))
 
 
 def _cot_like(line: str) -> bool:
@@ -101,15 +102,6 @@ class Telling:
         }
 
 
-class _Sealed(list):
-    """The chunks of a closed parser: ``feed`` appends to it, which says the parser is closed."""
-
-    __slots__ = ()
-
-    def append(self, chunk: str) -> None:
-        raise RuntimeError("feed() after close()")
-
-
 class StreamParser:
     """Feed model output as it arrives; receive events; get the :class:`Telling` at the end."""
 
@@ -146,13 +138,13 @@ class StreamParser:
         append. In the story a tag is complete at its ``>``: story text is reported when
         the next tag is complete or a line ends.
         """
+        if self._closed:
+            raise RuntimeError("feed() after close()")
         if chunk in _QUIET:  # a chunk seen before to hold none of them (a token recurs)
-            self._chunks.append(chunk)  # after close() this raises: the list is sealed
+            self._chunks.append(chunk)
             return []
         if ">" in chunk or "\n" in chunk or ("<" in chunk and self._mode is not _STORY):
             chunks = self._chunks
-            if self._closed:
-                chunks.append(chunk)  # raises: it is sealed
             held = self._held
             chunks.append(chunk)
             self._held = len(chunks)
@@ -167,7 +159,7 @@ class StreamParser:
             events: list[Event] = []
             self._route(chunk, events)
             return events
-        self._chunks.append(chunk)  # after close() this raises: the list is sealed
+        self._chunks.append(chunk)
         if "<" not in chunk and len(chunk) <= _QUIET_CHUNK:  # quiet in every mode
             if len(_QUIET) >= _QUIET_SIZE:
                 _QUIET.clear()
@@ -212,7 +204,6 @@ class StreamParser:
         events: list[Event] = []
         self._release(events)
         self._closed = True
-        self._chunks = _Sealed(self._chunks)
         if self._mode == _PRE:
             text = "".join(self._pre_lines) + "".join(self._line)
             if text.strip():
