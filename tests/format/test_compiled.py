@@ -61,7 +61,7 @@ def require_compiled() -> None:
 
 
 def python(
-    code: str, *, pure: bool = False, path: Path | None = None, isolated: bool = False
+    code: str, *, pure: bool = False, path: Path | str | None = None, isolated: bool = False
 ) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter importing storyreasoning from ``path`` alone (default:
     where this process imports it from); ``isolated``: without site-packages (``-S``)."""
@@ -220,6 +220,31 @@ def test_stale_compiled_modules_fall_back_to_the_sources_all_together(tmp_path):
 
     silenced = python(COMPILED_CODE, path=src, pure=True)
     assert (silenced.stdout.strip(), silenced.stderr) == ("False", "")
+
+
+def test_an_older_shared_library_earlier_on_the_path_is_stale_too(tmp_path):
+    # An editable install copies the library into site-packages, imported before src/'s copy;
+    # a later `pip wheel .` rebuilds src/ alone: the modules there look fresh, the code is old.
+    require_compiled()
+    src = checkout_copy(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    libraries = list(src.glob("*__mypyc*"))
+    assert libraries, "no shared library beside the package"
+    source = src / "storyreasoning" / "format" / "events.py"
+    edited = source.stat().st_mtime
+    for library in libraries:
+        shutil.copy2(library, site / library.name)
+        os.utime(site / library.name, (edited - 10, edited - 10))  # installed before the edit
+    for module in compiled_files(source.parent).values():
+        os.utime(module, (edited + 10, edited + 10))  # rebuilt after it
+    for library in libraries:
+        os.utime(library, (edited + 10, edited + 10))
+    shadowed = python(COMPILED_CODE, path=f"{site}{os.pathsep}{src}", isolated=True)
+    assert shadowed.stdout.strip() == "False"
+    assert "older than its sources" in shadowed.stderr and len(shadowed.stderr.splitlines()) == 1
+    alone = python(COMPILED_CODE, path=src, isolated=True)
+    assert (alone.stdout.strip(), alone.stderr) == ("True", "")
 
 
 def test_compiled_modules_without_their_shared_library_fall_back(tmp_path):

@@ -56,12 +56,26 @@ def _stale_parser(directory: str) -> str | None:
                 break
     if not compiled:
         return None  # a pure-Python checkout
+    newest = 0.0
     for module in COMPILED_MODULES:
         if module not in compiled:
             return f"the compiled parser has no {module} module"
-        built = os.stat(os.path.join(directory, compiled[module])).st_mtime
-        if built < os.stat(os.path.join(directory, f"{module}.py")).st_mtime:
+        source = os.stat(os.path.join(directory, f"{module}.py")).st_mtime
+        if os.stat(os.path.join(directory, compiled[module])).st_mtime < source:
             return "the compiled parser is older than its sources"
+        newest = max(newest, source)
+    # The modules' code is in a shared library beside the package (src/): an editable install also
+    # copies it into site-packages, whose copy is imported first and is not rebuilt by a later
+    # `pip wheel .` or `pip install .` into another environment.
+    src = os.path.dirname(os.path.dirname(directory))
+    for name in os.listdir(src):
+        if "__mypyc" in name and name.endswith(tuple(EXTENSION_SUFFIXES)):
+            for entry in sys.path:
+                library = os.path.join(entry or os.curdir, name)
+                if os.path.exists(library):
+                    if os.stat(library).st_mtime < newest:
+                        return "the compiled parser is older than its sources"
+                    break
     return None
 
 
