@@ -126,6 +126,14 @@ def test_compiled_flag_says_what_this_process_runs():
     assert fmt.COMPILED is not any(f.endswith(".py") for f in files)  # never a mix
 
 
+def test_the_build_compiles_exactly_the_modules_the_fallback_covers():
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]
+    assert hook["include"] == [f"/src/storyreasoning/format/{m}.py" for m in fmt.COMPILED_MODULES]
+    assert {"hatch-mypyc==0.16.0", "mypy==2.4.1"} <= set(config["build-system"]["requires"])
+
+
 # ---------------------------------------------------------------------------------------
 # pure and compiled give the same results
 
