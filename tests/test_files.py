@@ -16,6 +16,7 @@ import pytest
 
 from storyreasoning.files import (
     append_json_line,
+    atomic_folder,
     atomic_path,
     open_atomic,
     remove_leftovers,
@@ -321,3 +322,40 @@ def test_concurrent_appenders_never_mix_their_lines(tmp_path):
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert sorted((x["w"], x["i"]) for x in lines) == [(k, i) for k in range(4) for i in range(40)]
     assert all(x["pad"] == "x" * (9000 + x["w"]) for x in lines)
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "s01"
+    stale = tmp_path / ".s01.partial"  # what a writer killed outright left
+    stale.mkdir()
+    (stale / "half.png").write_bytes(b"half")
+    with atomic_folder(target) as tmp:
+        assert tmp == stale and names(tmp) == []  # the leftover is gone, the folder fresh
+        (tmp / "01.png").write_bytes(b"png")
+        (tmp / "cot.md").write_text("cot\n", encoding="utf-8")
+        assert not target.exists()
+    assert names(target) == ["01.png", "cot.md"] and names(tmp_path) == ["s01"]
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(tmp_path / "s02") as tmp:
+            (tmp / "01.png").write_bytes(b"png")
+            raise KeyboardInterrupt
+    assert names(tmp_path) == ["s01"]
+
+
+def test_atomic_folder_over_an_existing_one(tmp_path):
+    target = tmp_path / "merged"
+    target.mkdir()  # an empty folder is taken over
+    with atomic_folder(target) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"new")
+    with pytest.raises(OSError):  # a full one only with replace
+        with atomic_folder(target) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"newer")
+    assert (target / "model.safetensors").read_bytes() == b"new" and names(tmp_path) == ["merged"]
+    with pytest.raises(RuntimeError):  # a failed replacement keeps the old folder
+        with atomic_folder(target, replace=True) as tmp:
+            (tmp / "other").write_bytes(b"x")
+            raise RuntimeError("save failed")
+    assert names(target) == ["model.safetensors"] and names(tmp_path) == ["merged"]
+    with atomic_folder(target, replace=True) as tmp:
+        (tmp / "other").write_bytes(b"x")
+    assert names(target) == ["other"] and names(tmp_path) == ["merged"]

@@ -1,5 +1,6 @@
 """Writing a file atomically: a reader sees the old file whole or the new one whole, never half;
-and appending a JSON line whole (:func:`append_json_line`, for the ``.jsonl`` files jobs resume from).
+a folder likewise (:func:`atomic_folder`: a story folder, a saved model); and appending a JSON line
+whole (:func:`append_json_line`, for the ``.jsonl`` files jobs resume from).
 
 Every writer goes the same way: the data goes into a fresh temporary file beside the
 target (same folder, so same file system), is flushed and fsync'd, and ``os.replace``
@@ -133,6 +134,41 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
         _sync_folder(path.parent)
 
 
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """A new, empty folder beside ``path`` to fill (``.<name>.partial``): when the block ends it takes
+    ``path``'s place in one rename, so ``path`` appears complete or not at all; if the block raises,
+    it is removed.
+
+    ``path`` must be missing or an empty folder, unless ``replace``: then the folder there is
+    removed first (until the rename, a moment, neither is there). A ``.<name>.partial`` that a
+    process killed outright left is removed when the next write of ``path`` begins, so this is
+    for the one writer of ``path`` (a job that owns it). The files put in the folder are not
+    fsync'd one by one (a model's weights would take long); the rename is.
+    """
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name[:_NAME_KEPT]}.partial")
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp)
+    elif tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            if replace:
+                shutil.rmtree(path)
+            else:
+                path.rmdir()  # refused (OSError) unless empty
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _sync_folder(path.parent)
+
+
 def remove_leftovers(path: str | os.PathLike[str]) -> int:
     """Remove the temporary files of ``path`` that writes killed outright (SIGKILL, a power cut) left
     behind; how many. Every other failure removes its own, but a killed process cannot.
@@ -226,6 +262,7 @@ def write_json_atomic(
 
 __all__ = [
     "append_json_line",
+    "atomic_folder",
     "atomic_path",
     "open_atomic",
     "remove_leftovers",
