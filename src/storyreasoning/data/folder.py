@@ -20,12 +20,11 @@ overrides the folder name, ``frames`` (one object per frame) becomes the sample'
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 from ..errors import UsageError, file_error
+from ..files import atomic_folder
 from .sample import Frame, StorySample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -177,23 +176,20 @@ def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = Fal
 
 
 def _write_story_folder(sample: StorySample, root: Path, name: str, target: Path) -> Path:
-    tmp = root / f".{name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    width = max(2, len(str(sample.frame_count)))
-    for i, frame in enumerate(sample.frames, start=1):
-        (tmp / f"{i:0{width}d}{frame.extension()}").write_bytes(frame.bytes())
-    (tmp / COT_FILE).write_text(sample.cot_text.strip() + "\n", encoding="utf-8")
-    (tmp / STORY_FILE).write_text(sample.story_text.strip() + "\n", encoding="utf-8")
-    meta = dict(sample.meta)
-    if name != sample.story_id:
-        meta["story_id"] = sample.story_id
-    if sample.frame_meta is not None:
-        meta["frames"] = sample.frame_meta
-    if meta:
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(target, replace=True) as tmp:
+        width = max(2, len(str(sample.frame_count)))
+        for i, frame in enumerate(sample.frames, start=1):
+            (tmp / f"{i:0{width}d}{frame.extension()}").write_bytes(frame.bytes())
+        (tmp / COT_FILE).write_text(sample.cot_text.strip() + "\n", encoding="utf-8")
+        (tmp / STORY_FILE).write_text(sample.story_text.strip() + "\n", encoding="utf-8")
+        meta = dict(sample.meta)
+        if name != sample.story_id:
+            meta["story_id"] = sample.story_id
+        if sample.frame_meta is not None:
+            meta["frames"] = sample.frame_meta
+        if meta:
+            (tmp / META_FILE).write_text(
+                json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
     return target

@@ -8,15 +8,13 @@ where it stopped without writing anything twice.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import UsageError, file_error
-from ..files import atomic_path, remove_leftovers, write_text_atomic
+from ..files import atomic_folder, atomic_path, remove_leftovers, write_text_atomic
 from .folder import write_story_folder
 from .sample import StorySample
 from .sources import require_datasets, require_pyarrow
@@ -261,11 +259,6 @@ def write_disk(
                 )
             else:
                 built[name] = Dataset.from_list([], features=feats, split=name)
-        tmp = out.with_name(f".{out.name}.partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        DatasetDict(built).save_to_disk(str(tmp))
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+        with atomic_folder(out) as tmp:  # out is new or empty (checked before)
+            DatasetDict(built).save_to_disk(str(tmp))
     return out
