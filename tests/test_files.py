@@ -342,6 +342,12 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
     assert names(tmp_path) == ["s01"]
 
 
+def test_atomic_folder_makes_the_folders_above(tmp_path):
+    with atomic_folder(tmp_path / "runs" / "merged") as tmp:
+        (tmp / "config.json").write_text("{}", encoding="utf-8")
+    assert names(tmp_path / "runs") == ["merged"] and names(tmp_path / "runs" / "merged") == ["config.json"]
+
+
 def test_atomic_folder_over_an_existing_one(tmp_path):
     target = tmp_path / "merged"
     target.mkdir()  # an empty folder is taken over

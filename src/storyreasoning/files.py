@@ -140,11 +140,12 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
     ``path``'s place in one rename, so ``path`` appears complete or not at all; if the block raises,
     it is removed.
 
-    ``path`` must be missing or an empty folder, unless ``replace``: then the folder there is
-    removed first (until the rename, a moment, neither is there). A ``.<name>.partial`` that a
-    process killed outright left is removed when the next write of ``path`` begins, so this is
-    for the one writer of ``path`` (a job that owns it). The files put in the folder are not
-    fsync'd one by one (a model's weights would take long); the rename is.
+    The folders above ``path`` are made if missing. ``path`` must be missing or an empty
+    folder, unless ``replace``: then the folder there is removed first (until the rename, a
+    moment, neither is there). A ``.<name>.partial`` that a process killed outright left is
+    removed when the next write of ``path`` begins, so this is for the one writer of ``path``
+    (a job that owns it). The files put in the folder are not fsync'd one by one (a model's
+    weights would take long); the rename is.
     """
     import shutil
 
@@ -154,7 +155,7 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
         shutil.rmtree(tmp)
     elif tmp.exists() or tmp.is_symlink():
         tmp.unlink()
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():

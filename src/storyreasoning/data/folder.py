@@ -176,7 +176,6 @@ def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = Fal
 
 
 def _write_story_folder(sample: StorySample, root: Path, name: str, target: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
     with atomic_folder(target, replace=True) as tmp:
         width = max(2, len(str(sample.frame_count)))
         for i, frame in enumerate(sample.frames, start=1):
