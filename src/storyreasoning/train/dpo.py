@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from . import callbacks, job
+from . import job
 from .job import TrainResult
 from .settings import DPOSettings
 
@@ -298,16 +298,8 @@ class PixelBudgetCollator:
 
 
 @dataclass
-class DPOJob:
-    """A DPO trainer ready to train, with what :func:`.job.train_and_save` needs besides it."""
-
-    trainer: object
-    processor: object
-    torch: object
-    fit: dict
-    parameters: dict
-    main: bool
-    evaluate: bool
+class DPOJob(job.BuiltTrainer):
+    """A DPO trainer ready to train, with what :func:`.job.train_built` needs besides it."""
 
 
 def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.quiet) -> DPOJob:
@@ -379,7 +371,7 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
         + (f", {len(eval_rows)} evaluated at each save" if evaluate else "")
         + f", device {device}"
     )
-    return DPOJob(trainer, processor, torch, fit, parameters, main, evaluate)
+    return DPOJob(trainer, processor, torch, fit, parameters, main, evaluate=evaluate)
 
 
 def train_dpo(
@@ -389,12 +381,9 @@ def train_dpo(
     folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
-    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
     built = build_trainer(settings, folder, progress, say)
-    callbacks.install(built.trainer, settings, built.processor)  # the story check (--eval-every), when asked
-    return job.train_and_save(
-        "dpo", settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
-        parameters=built.parameters, main=built.main, evaluate=built.evaluate,
+    return job.train_built(
+        "dpo", settings, built, folder, say,
         memory_hint="lower --max-length, --max-pixels or --rank, use --batch-size 1 with a larger --grad-accum, "
         "or turn on --gradient-checkpointing",
     )  # fmt: skip

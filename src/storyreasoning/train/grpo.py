@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from . import callbacks, job
+from . import job
 from .dpo import _start_model, conditioned_prompt, mix
 from .job import TrainResult
 from .settings import GRPOSettings
@@ -165,18 +165,13 @@ def _vllm(settings: GRPOSettings) -> dict:
     return out
 
 
-@dataclass
-class GRPOJob:
-    """A GRPO trainer ready to train, with its reward pool (close it) and what :func:`.job.train_and_save` needs."""
+@dataclass(kw_only=True)
+class GRPOJob(job.BuiltTrainer):
+    """A GRPO trainer ready to train, with its reward pool and judge (close them) and what :func:`.job.train_built`
+    needs."""
 
-    trainer: object
-    processor: object
-    torch: object
     pool: object
     judge: object
-    fit: dict
-    parameters: dict
-    main: bool
 
 
 def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.quiet) -> GRPOJob:
@@ -254,7 +249,7 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         + (f"{pool.workers} worker processes" if pool.workers else "the trainer's process")
         + f", device {device}"
     )
-    return GRPOJob(trainer, processor, torch, pool, judge, fit, parameters, main)
+    return GRPOJob(trainer, processor, torch, fit, parameters, main, pool=pool, judge=judge)
 
 
 def judge_of(settings: GRPOSettings):
@@ -281,15 +276,10 @@ def train_grpo(
     folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
-    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
     built = build_trainer(settings, folder, progress, say)
     try:
-        callbacks.install(
-            built.trainer, settings, built.processor
-        )  # the story check (--eval-every), when asked
-        return job.train_and_save(
-            "grpo", settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
-            parameters=built.parameters, main=built.main,
+        return job.train_built(
+            "grpo", settings, built, folder, say,
             memory_hint="lower --num-generations, --max-completion-length, --max-pixels or --batch-size (keep the "
             "step with --grad-accum), set --beta 0 (no reference pass), or turn on --gradient-checkpointing",
         )  # fmt: skip

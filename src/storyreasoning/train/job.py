@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from ..settings import settings_fields
-from .callbacks import reporters
+from .callbacks import check as check_callbacks
+from .callbacks import install, reporters
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset(
@@ -113,6 +114,19 @@ class TrainResult:
     skipped: bool = False  # the folder already held a finished training
 
 
+@dataclass
+class BuiltTrainer:
+    """A job's trainer ready to train (nothing trained yet), with what :func:`train_built` needs besides it."""
+
+    trainer: object
+    processor: object
+    torch: object
+    fit: dict
+    parameters: dict
+    main: bool
+    evaluate: bool = False  # evaluate the held-out rows at the end (and at each save)
+
+
 def _no_progress(total, label):
     from contextlib import nullcontext
 
@@ -137,10 +151,17 @@ def quiet(line: str) -> None:
 
 
 def begin(settings, progress: Callable | None, say: Callable[[str], None]):
-    """``(folder, finished result or None, progress)``: a job's folder checked against its settings."""
+    """``(folder, finished result or None, progress)``: a job's folder checked against its settings.
+
+    For a job still to run, its reporting settings are checked too (a missing reporter or
+    held-out split is said before the model loads).
+    """
     folder = TrainFolder(Path(settings.out))
     folder.claim(settings, write=False)
-    return folder, finished(folder, say), progress or _no_progress
+    done = finished(folder, say)
+    if done is None:
+        check_callbacks(settings)
+    return folder, done, progress or _no_progress
 
 
 def token_budget(processor, settings):
@@ -315,6 +336,17 @@ def train_and_save(
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     return finish(kind, settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
                   resume=resume, metrics=metrics, main=main)  # fmt: skip
+
+
+def train_built(
+    kind: str, settings, built: BuiltTrainer, folder: TrainFolder, say: Callable[[str], None], *,
+    memory_hint: str,
+) -> TrainResult:  # fmt: skip
+    """Install the story check (``--eval-every``, when asked), then :func:`train_and_save`: how every job ends."""
+    install(built.trainer, settings, built.processor)
+    return train_and_save(kind, settings, built.trainer, built.processor, folder, built.torch, say, fit=built.fit,
+                          parameters=built.parameters, main=built.main, memory_hint=memory_hint,
+                          evaluate=built.evaluate)  # fmt: skip
 
 
 TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
@@ -500,6 +532,7 @@ def json_log(transformers, path: Path):
 
 __all__ = [
     "OPERATIONAL",
+    "BuiltTrainer",
     "TrainFolder",
     "TrainResult",
     "begin",
@@ -516,6 +549,7 @@ __all__ = [
     "text_input_grads",
     "token_budget",
     "train_and_save",
+    "train_built",
     "trainer_arguments",
     "trl_parameters",
     "trl_summary",

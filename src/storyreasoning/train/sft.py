@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import UsageError
-from . import callbacks, job
+from . import job
 from .job import TrainFolder, TrainResult
 from .loss import answer_loss_trainer
 from .settings import SFTSettings
@@ -183,7 +183,6 @@ def train_sft(
     folder, done, progress = job.begin(settings, progress, say)
     if done is not None:
         return done
-    callbacks.check(settings)  # a missing reporter or held-out split is said before the model loads
 
     torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
@@ -235,10 +234,11 @@ def train_sft(
         data_collator=collator,
         callbacks=[job.json_log(transformers, folder.log)],
     )
-    callbacks.install(trainer, settings, processor)  # the story check (--eval-every), when asked
-    return job.train_and_save(
-        "sft", settings, trainer, processor, folder, torch, say, fit=fit, parameters=parameters, main=main,
-        evaluate=eval_examples is not None,
+    built = job.BuiltTrainer(
+        trainer, processor, torch, fit, parameters, main, evaluate=eval_examples is not None
+    )
+    return job.train_built(
+        "sft", settings, built, folder, say,
         memory_hint="lower --max-length or --max-pixels, use --batch-size 1 with a larger --grad-accum, "
         "turn on --gradient-checkpointing, or use --mode lora",
     )  # fmt: skip
