@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import atomic_folder
 from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
 
 
@@ -138,20 +139,13 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str = "bfloat16"
     if (adapter / "processor_config.json").is_file():  # the processor trained with (its pixel budget)
         processor = transformers.AutoProcessor.from_pretrained(adapter)
     merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload().to(target)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    merged.save_pretrained(str(tmp))
-    processor.save_pretrained(str(tmp))
     manifest = adapter / "storyreasoning.json"
     data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {"kind": "merge"}
     data.update({"merged_from": str(adapter), "adapter": False, "base_model": base, "dtype": name})
-    (tmp / "storyreasoning.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:  # out is new or empty (checked above)
+        merged.save_pretrained(str(tmp))
+        processor.save_pretrained(str(tmp))
+        (tmp / "storyreasoning.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     err.print(f"merged model ({name}) written to {out}")
     return 0
 
