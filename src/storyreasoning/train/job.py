@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from ..files import write_json_atomic
 from ..settings import settings_fields
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
@@ -504,9 +505,9 @@ def is_main_process() -> bool:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """A training folder's JSON files (``settings.json``, ``fit.json``, ``final/storyreasoning.json``),
+    atomically: indented, ASCII, anything JSON has no type for written as its ``str``."""
+    write_json_atomic(path, data, ensure_ascii=True, default=str)
 
 
 def _checkpointing(transformers, on: bool) -> dict:
