@@ -49,7 +49,6 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import os
 import platform
 import sys
 import tempfile
@@ -197,12 +196,9 @@ def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fat
     path = lines.path
     if lines.damaged:
         aside = set_aside_path(path)
-        with aside.open("a", encoding="utf-8") as f:
-            for bad in lines.damaged:
-                moved = {"line": bad.line, "problem": bad.problem, "text": bad.text, "set_aside": _now()}
-                f.write(json.dumps(moved, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        for bad in lines.damaged:
+            moved = {"line": bad.line, "problem": bad.problem, "text": bad.text, "set_aside": _now()}
+            append_json_line(aside, moved)
     if keep:
         write_bytes_atomic(path, b"".join(raw + b"\n" for raw in keep))
     else:
