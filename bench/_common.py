@@ -13,6 +13,7 @@ from pathlib import Path
 def write_results(out: Path, benchmark: str, rows: list[dict], argv: list[str] | None, **extra) -> Path:
     """Write ``{"metadata": …, "rows": rows}`` to ``out`` (folders created) and return the path."""
     from storyreasoning import __version__
+    from storyreasoning.format import COMPILED
 
     metadata = {
         "benchmark": benchmark,
@@ -21,6 +22,7 @@ def write_results(out: Path, benchmark: str, rows: list[dict], argv: list[str] |
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "storyreasoning": __version__,
+        "parser": "compiled with mypyc" if COMPILED else "pure Python",
         **extra,
         "command": f"python bench/{benchmark}.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }

@@ -313,6 +313,12 @@ def _best(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, floa
     return best
 
 
+def _mode() -> str:
+    from storyreasoning.format import COMPILED
+
+    return "compiled with mypyc" if COMPILED else "pure Python"
+
+
 def _streamer(chunks: Sequence[str]) -> Callable[[], object]:
     def run() -> object:
         parser = StreamParser()
@@ -577,7 +583,7 @@ def instructions(repeats: int) -> list[dict]:
 def instruction_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="Well-formed outputs: instructions per parse (valgrind)")
+    table = Table(title=f"Well-formed outputs: instructions per parse (valgrind; parser {_mode()})")
     for col in ("output", "ours", "original rules", "speed-up", "streamed", "streamed/batch", "floor/batch"):
         table.add_column(col, justify="left" if col == "output" else "right")
     for r in rows:
@@ -596,7 +602,7 @@ def instruction_table(rows: list[dict]):
 def tables(well: list[dict], stream: list[dict], bad: list[dict]):
     from rich.table import Table
 
-    t1 = Table(title="Well-formed outputs: parse_output, best run")
+    t1 = Table(title=f"Well-formed outputs: parse_output, best run (parser {_mode()})")
     for col in ("output", "KB", "images", "µs", "MB/s", "original rules µs", "speed-up", "streamed/batch"):
         t1.add_column(col, justify="left" if col == "output" else "right")
     for r in well:
