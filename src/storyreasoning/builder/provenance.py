@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..data.card import models_in  # defined where the dataset card reads build records; used here too
+
 WEIGHT_SUFFIXES = (
     ".safetensors",
     ".bin",
@@ -37,7 +39,6 @@ WEIGHT_SUFFIXES = (
     ".gguf",
     ".dat",
 )
-_HEX = frozenset("0123456789abcdef")
 
 
 def sha256_file(path: Path) -> str:
@@ -93,24 +94,6 @@ def model_revision(source: str | Path, model: Any = None) -> str | None:
 def model_record(source: str | Path, model: Any = None) -> dict:
     """``{"id": source, "revision": …}``: how a description names a model (see the module docstring)."""
     return {"id": str(source), "revision": model_revision(source, model)}
-
-
-def models_in(description: Any, path: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Every model a description lists under a ``models`` key, by where it sits
-    (``perceiver/detector``, ``perceiver/faces/shape_predictor_5_face_landmarks.dat``, ``writer/language_model``)."""
-    out: dict[str, dict] = {}
-    if isinstance(description, dict):
-        for key, value in description.items():
-            if key == "models" and isinstance(value, dict):
-                for role, model in value.items():
-                    where = "/".join((*path, str(role)))
-                    if isinstance(model, dict) and "id" in model:
-                        out[where] = {"id": model["id"], "revision": model.get("revision")}
-                    elif isinstance(model, str) and len(model) == 64 and set(model) <= _HEX:
-                        out[where] = {"id": str(role), "revision": f"sha256 {model}"}
-            else:
-                out.update(models_in(value, (*path, str(key))))
-    return out
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -7,7 +7,7 @@ hours of work); :func:`finish_build` after it, on every run, resumed ones includ
    (:func:`storyreasoning.data.splits.split_folder_dataset`: by identity group, stable as the
    dataset grows); without ``--split``, a ``splits.json`` of an earlier run is removed, so
    the folder is as the last command asked;
-2. the dataset card ``README.md`` is written afresh (:mod:`.card`);
+2. the dataset card ``README.md`` is written afresh (:mod:`storyreasoning.data.card`);
 3. ``--push-to-hub REPO_ID`` uploads the dataset as StoryReasoning parquet with that card
    (:func:`storyreasoning.data.hub.publish`).
 """
@@ -29,8 +29,8 @@ def check_publishing(settings: Any) -> None:
 
 def finish_build(settings: Any, out: Path, *, say: Callable[[str], None] = lambda line: None) -> str | None:
     """Split, card, push (see the module doc); returns the push's commit URL, or None."""
+    from ..data.card import write_dataset_card
     from ..data.splits import SPLITS_FILE, TEST, TRAIN, split_folder_dataset
-    from .card import write_dataset_card
 
     out = Path(out)
     if settings.split is not None:

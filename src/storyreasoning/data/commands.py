@@ -229,7 +229,15 @@ def convert(
             write_disk(splits, out, progress=advance)
         for name, stories in splits.items():
             if to == "parquet":
-                write_parquet(stories, out, split=name, stories_per_shard=stories_per_shard, progress=advance)
+                write_parquet(
+                    stories,
+                    out,
+                    split=name,
+                    stories_per_shard=stories_per_shard,
+                    progress=advance,
+                    command="data convert",
+                    source=source,
+                )
             elif to == "folder":
                 target = out / name if len(splits) > 1 or split is not None else out
                 write_folders(stories, target, overwrite=overwrite, progress=advance)
@@ -262,7 +270,14 @@ def contrastive(
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
     with progress_bar(len(samples), f"writing {to}") as advance:
         if to == "parquet":
-            write_parquet(SampleList(samples), out, split=split or "train", progress=advance)
+            write_parquet(
+                SampleList(samples),
+                out,
+                split=split or "train",
+                progress=advance,
+                command="data contrastive",
+                source=source,
+            )
         elif to == "folder":
             write_folders(samples, out, progress=advance)
         else:
@@ -298,7 +313,7 @@ def push(settings) -> int:
         card = card.replace(REPO_PLACEHOLDER, s.repo_id)
     err = _console(stderr=True)
     err.print(
-        f"[dim]dataset card: {chosen if chosen is not None else 'a generated one (columns and splits)'}[/dim]"
+        f"[dim]dataset card: {chosen if chosen is not None else 'a generated one (counts, splits, provenance)'}[/dim]"
     )
     with progress_bar(sum(len(p) for p in splits.values()), "writing parquet") as advance:
         url = publish(
@@ -314,6 +329,7 @@ def push(settings) -> int:
             what=Path(str(s.source)).name or str(s.source),
             say=lambda line: err.print(f"[dim]{line}[/dim]"),
             progress=advance,
+            source=s.source,
         )
     if url is not None:
         err.print(f"pushed {s.source} to {s.repo_id}: {url}")

@@ -24,25 +24,10 @@ from typing import TYPE_CHECKING
 from ..errors import StoryReasoningError, UsageError
 from ..files import write_text_atomic
 from ..settings import argument, option
+from .card import CARD, CARD_MARKER, CITATION_STORYREASONING, REPO_PLACEHOLDER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import StoryDataset
-
-CARD = "README.md"
-#: Written into every dataset card storyreasoning generates (so a later run may replace it).
-CARD_MARKER = "<!-- dataset card written by storyreasoning -->"
-#: What a generated card says where the repository id goes when it is not known yet (data push fills it in).
-REPO_PLACEHOLDER = "OWNER/NAME"
-
-CITATION_STORYREASONING = """@misc{oliveira2025storyreasoningdatasetusingchainofthought,
-      title={StoryReasoning Dataset: Using Chain-of-Thought for Scene Understanding and Grounded Story Generation},
-      author={Daniel A. P. Oliveira and David Martins de Matos},
-      year={2025},
-      eprint={2505.10292},
-      archivePrefix={arXiv},
-      primaryClass={cs.CV},
-      url={https://arxiv.org/abs/2505.10292}
-}"""
 
 _NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "aiohttp")
 
@@ -193,23 +178,27 @@ def stage(
     card: str | None = None,
     stories_per_shard: int = 256,
     progress: Callable[[int], None] | None = None,
+    source: str | Path | None = None,
+    repo_id: str | None = None,
 ) -> dict[str, int]:
     """Write ``splits`` (``name -> stories``) into ``out`` as the published parquet layout, with ``card`` as
-    ``README.md`` (None: the minimal card of :func:`~storyreasoning.data.writers.write_card`); then read
-    the shards back through :func:`~storyreasoning.data.load_stories` and check that every story is there.
+    ``README.md`` (None: the card :func:`~storyreasoning.data.card.write_parquet_card` generates from the
+    shards and the build record of ``source``, naming ``repo_id``); then read the shards back through
+    :func:`~storyreasoning.data.load_stories` and check that every story is there.
 
     ``out`` must be new or empty (shards of another dataset must not go up with these). Returns
     ``split -> stories``.
     """
+    from .card import write_parquet_card
     from .sources import load_stories
-    from .writers import check_output_folder, write_card, write_parquet
+    from .writers import check_output_folder, write_parquet
 
     out = check_output_folder(out, empty=True)
     for name, stories in splits.items():
         write_parquet(stories, out, split=name, stories_per_shard=stories_per_shard, progress=progress)
     target = out / CARD
     if card is None:
-        write_card(out)
+        write_parquet_card(out, command="data push", source=source, repo_id=repo_id)
     else:
         write_text_atomic(target, card if card.endswith("\n") else card + "\n")
     for name, stories in splits.items():  # the round trip: every story of every split reads back, in order
@@ -246,8 +235,10 @@ def publish(
     what: str = "dataset",
     say: Callable[[str], None] = lambda line: None,
     progress: Callable[[int], None] | None = None,
+    source: str | Path | None = None,
 ) -> str | None:
-    """Stage ``splits`` with ``card`` (in ``out``, or a temporary folder) and upload it to ``repo_id``.
+    """Stage ``splits`` with ``card`` (in ``out``, or a temporary folder; None: a card generated from the
+    shards and the build record of ``source``) and upload it to ``repo_id``.
 
     With ``dry_run``, list the files that would go up (``path<TAB>bytes`` on stdout) and upload
     nothing. Without it, the Hub and the token are checked before any shard is written.
@@ -261,7 +252,15 @@ def publish(
         check_can_push(repo_id, token)
     with tempfile.TemporaryDirectory(prefix="storyreasoning-push-") as scratch:
         folder = Path(out) if out is not None else Path(scratch) / "upload"
-        counts = stage(splits, folder, card=card, stories_per_shard=stories_per_shard, progress=progress)
+        counts = stage(
+            splits,
+            folder,
+            card=card,
+            stories_per_shard=stories_per_shard,
+            progress=progress,
+            source=source,
+            repo_id=repo_id,
+        )
         listing = ", ".join(f"{name} {n}" for name, n in counts.items())
         if dry_run:
             say(f"dry run: {folder} holds what would go to {repo_id} ({listing} stories):")

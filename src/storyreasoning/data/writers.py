@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import UsageError, file_error
-from ..files import atomic_folder, atomic_path, remove_leftovers, write_text_atomic
+from ..files import atomic_folder, atomic_path, remove_leftovers
 from .folder import write_story_folder
 from .sample import StorySample
 from .sources import require_datasets, require_pyarrow
@@ -92,15 +92,20 @@ def write_parquet(
     stories_per_shard: int = 256,
     rows_per_group: int = 16,
     progress: Progress | None = None,
+    command: str = "write_parquet",
+    source: str | Path | None = None,
 ) -> list[Path]:
     """Write ``samples`` as ``out_dir/data/{split}-NNNNN-of-MMMMM.parquet`` with embedded images.
 
     The files carry the ``datasets`` features in their schema, so
     ``datasets.load_dataset("parquet", data_files=...)`` and
     ``datasets.load_dataset(out_dir)`` read the images as images, and ``out_dir`` can be
-    uploaded as is (``huggingface-cli upload --repo-type dataset``). A dataset card
-    (``README.md``) listing the splits is written or updated. Small row groups keep
-    reading one story cheap. Complete shards already present are skipped.
+    uploaded as is (``huggingface-cli upload --repo-type dataset``). The dataset card
+    (``README.md``, :func:`storyreasoning.data.card.write_parquet_card`) is written afresh for
+    every split now in the folder, saying that ``command`` wrote them from ``source`` (whose
+    build record it reports when it is a local folder that has one); a card storyreasoning did
+    not write is left alone. Small row groups keep reading one story cheap. Complete shards
+    already present are skipped.
     """
     pq = require_pyarrow()
     import pyarrow as pa
@@ -109,13 +114,17 @@ def write_parquet(
         raise UsageError("stories_per_shard and rows_per_group must be at least 1")
     out = check_output_folder(out_dir)
     try:
-        return _write_parquet(samples, out, pa, pq, split, stories_per_shard, rows_per_group, progress)
+        written = _write_parquet(samples, out, pa, pq, split, stories_per_shard, rows_per_group, progress)
     except OSError as exc:
         if exc.errno is None:  # pyarrow's own error, without a path: say which folder
             raise UsageError(
                 f"cannot write parquet shards into {out} ({exc}); check the disk and the folder"
             ) from None
         raise file_error(exc, "write the parquet shard") from None
+    from .card import write_parquet_card
+
+    write_parquet_card(out, command=command, source=source)
+    return written
 
 
 def _write_parquet(
@@ -157,7 +166,6 @@ def _write_parquet(
                     batch = []
             if lo == hi:  # an empty split still gets a valid file
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
-    write_card(out)
     return written
 
 
@@ -170,30 +178,6 @@ def _complete(path: Path, rows: int) -> bool:
         return pq.ParquetFile(path).metadata.num_rows == rows
     except Exception:
         return False
-
-
-def write_card(out: Path) -> Path:
-    """A minimal dataset card whose YAML maps each split to its shards (what the hub reads)."""
-    splits = sorted({p.name.split("-", 1)[0] for p in (out / "data").glob("*.parquet")})
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split in splits:
-        lines += [f"  - split: {split}", f"    path: data/{split}-*"]
-    lines += [
-        "tags:",
-        "- visual-storytelling",
-        "- grounding",
-        "- storyreasoning",
-        "---",
-        "",
-        "# StoryReasoning-format dataset",
-        "",
-        "Written by [storyreasoning](https://github.com/storyreasoning/storyreasoning). Columns: `story_id`,",
-        "`images` (the frames), `frame_count`, `chain_of_thought` (markdown tables, no `<think>` tags) and",
-        "`story` (grounded story with `<gdi>`, `<gdo>`, `<gda>`, `<gdl>` tags), as in `daniel3303/StoryReasoning`;",
-        "`frame_meta`, when present, is a JSON list with one object per frame (for example its source).",
-        "",
-    ]
-    return write_text_atomic(out / "README.md", "\n".join(lines))
 
 
 def write_folders(

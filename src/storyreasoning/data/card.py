@@ -1,4 +1,8 @@
-"""The dataset card of a built dataset: ``OUT/README.md``, written at the end of every build.
+"""The dataset card: ``README.md`` beside a dataset, one format for every dataset storyreasoning writes.
+
+``storyreasoning build`` writes it at the end of every build (:func:`write_dataset_card`, from the
+story folders); ``data convert --to parquet``, ``data contrastive --to parquet`` and ``data push``
+write it beside the parquet shards (:func:`write_parquet_card`, from the shards themselves).
 
 The card is a Hugging Face dataset card: YAML front matter as the Hub reads it (license,
 task categories, tags, size category, the ``configs`` that map each split to its parquet
@@ -9,9 +13,14 @@ models with their ids and versions or checksums, the validator's verdicts and th
 kept although invalid, read from ``build.json``, ``settings.json`` and every story's
 ``meta.json``), where the frames came from, the format and how to cite StoryReasoning.
 
-:func:`gather` reads the folder into :class:`DatasetFacts`; :func:`dataset_card` is a pure
-function of them; :func:`write_dataset_card` writes the card whole (never appended), so a
-resumed build's card describes the folder as it now is.
+A parquet dataset keeps no ``meta.json``: its card counts what the shards hold and reads the
+build record (``build.json``, ``settings.json``) of the source it was made from when that is a
+local folder that has one; what no record says (the writer, the models, the license, which
+stories the validator passed) the card calls unknown, it never guesses.
+
+:func:`gather` and :func:`gather_parquet` read a folder into :class:`DatasetFacts`;
+:func:`dataset_card` is a pure function of them; the writers write the card whole (never
+appended), so a resumed run's card describes the folder as it now is.
 
 A dataset written by the template writer says, in its card and in every story's record,
 that its texts are an offline templated BASELINE: fixed sentences filled with what the
@@ -27,9 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.hub import CARD, CARD_MARKER, CITATION_STORYREASONING, REPO_PLACEHOLDER
 from ..errors import file_error
 from ..files import write_text_atomic
+
+CARD = "README.md"
+#: Written into every dataset card storyreasoning generates (so a later run may replace it).
+CARD_MARKER = "<!-- dataset card written by storyreasoning -->"
+#: What a generated card says where the repository id goes when it is not known yet (data push fills it in).
+REPO_PLACEHOLDER = "OWNER/NAME"
+
+CITATION_STORYREASONING = """@misc{oliveira2025storyreasoningdatasetusingchainofthought,
+      title={StoryReasoning Dataset: Using Chain-of-Thought for Scene Understanding and Grounded Story Generation},
+      author={Daniel A. P. Oliveira and David Martins de Matos},
+      year={2025},
+      eprint={2505.10292},
+      archivePrefix={arXiv},
+      primaryClass={cs.CV},
+      url={https://arxiv.org/abs/2505.10292}
+}"""
 
 PROJECT = "https://github.com/storyreasoning/storyreasoning"
 PUBLISHED = "https://huggingface.co/datasets/daniel3303/StoryReasoning"
@@ -66,6 +90,9 @@ class DatasetFacts:
     sources: str  # "videos" | "image folders" | "videos and image folders"
     writers: list[str] = field(default_factory=list)  # writer names the stories' meta.json record
     unreadable: list[str] = field(default_factory=list)  # story folders that could not be read
+    #: None: built in this folder by ``build``; else the command that wrote it and what from, as the card
+    #: says it (``data convert`` from `stories`)
+    origin: str | None = None
 
     @property
     def license(self) -> str | None:
@@ -110,6 +137,42 @@ def _runs(build: Any) -> list[dict]:
     return [build]
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def models_in(description: Any, path: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Every model a description lists under a ``models`` key, by where it sits
+    (``perceiver/detector``, ``perceiver/faces/shape_predictor_5_face_landmarks.dat``, ``writer/language_model``)."""
+    out: dict[str, dict] = {}
+    if isinstance(description, dict):
+        for key, value in description.items():
+            if key == "models" and isinstance(value, dict):
+                for role, model in value.items():
+                    where = "/".join((*path, str(role)))
+                    if isinstance(model, dict) and "id" in model:
+                        out[where] = {"id": model["id"], "revision": model.get("revision")}
+                    elif isinstance(model, str) and len(model) == 64 and set(model) <= _HEX:
+                        out[where] = {"id": str(role), "revision": f"sha256 {model}"}
+            else:
+                out.update(models_in(value, (*path, str(key))))
+    return out
+
+
+def _tally(counts: SplitCounts, sample: Any, kinds: set[str]) -> None:
+    """Add one story (a :class:`~storyreasoning.data.StorySample`) to its split's counts, and the kinds of source its frames come from to ``kinds``."""
+    counts.stories += 1
+    counts.frames += sample.frame_count
+    counts.characters += len({c.id for image in sample.cot.images for c in image.characters})
+    for i in range(sample.frame_count):
+        counts.groups.add(sample.frame_group(i))
+        kinds.add("videos" if _VIDEO_SOURCE.fullmatch(sample.frame_source(i)) else "image folders")
+
+
+def _ordered(splits: dict[str, SplitCounts]) -> dict[str, SplitCounts]:
+    order = {"train": 0, "test": 1}
+    return {k: splits[k] for k in sorted(splits, key=lambda k: (order.get(k, 2), k))}
+
+
 def gather(out: Path) -> DatasetFacts:
     """Read a built dataset folder: its records and every story folder (texts parsed; no image decoded)."""
     from ..data.folder import is_story_folder, read_story_folder
@@ -132,19 +195,13 @@ def gather(out: Path) -> DatasetFacts:
             unreadable.append(folder.name)
             continue
         counts = splits.setdefault(assigned.get(folder.name, "train"), SplitCounts())
-        counts.stories += 1
-        counts.frames += sample.frame_count
-        counts.characters += len({c.id for image in sample.cot.images for c in image.characters})
+        _tally(counts, sample, kinds)
         record = sample.meta.get("build") if isinstance(sample.meta.get("build"), dict) else {}
         if record.get("well_structured") is False:
             counts.invalid.append(sample.story_id)
         if record.get("writer"):
             writers.add(str(record["writer"]))
-        for i in range(sample.frame_count):
-            counts.groups.add(sample.frame_group(i))
-            kinds.add("videos" if _VIDEO_SOURCE.fullmatch(sample.frame_source(i)) else "image folders")
-    order = {"train": 0, "test": 1}
-    splits = {k: splits[k] for k in sorted(splits, key=lambda k: (order.get(k, 2), k))}
+    splits = _ordered(splits)
     settings = _read_json(out / "settings.json") or {}
     runs = _runs(_read_json(out / "build.json"))
     return DatasetFacts(
@@ -156,6 +213,66 @@ def gather(out: Path) -> DatasetFacts:
         sources=" and ".join(sorted(kinds, reverse=True)) or "frames",
         writers=sorted(writers),
         unreadable=unreadable,
+    )
+
+
+def _source_name(source: str | Path) -> str:
+    """How the card names a source: a local folder or file by its name (a card is public), a hub id as is."""
+    path = Path(source).expanduser()
+    return path.resolve().name if path.exists() else str(source)
+
+
+def gather_parquet(out: Path, *, command: str, source: str | Path | None = None) -> DatasetFacts:
+    """Read the parquet shards ``out/data/{split}-*.parquet`` (no image column) into facts for the card.
+
+    ``command`` wrote them (``data convert``) from ``source``; when ``source`` is a local folder with a
+    build record (``build.json``, ``settings.json``), the card reports that build and its license.
+    """
+    import pyarrow.parquet as pq
+
+    from .sample import Frame, StorySample
+
+    out = Path(out)
+    files: dict[str, list[Path]] = {}
+    for path in sorted((out / "data").glob("*.parquet")):
+        files.setdefault(path.name.split("-", 1)[0], []).append(path)
+    splits: dict[str, SplitCounts] = {}
+    kinds: set[str] = set()
+    columns = ["story_id", "frame_count", "chain_of_thought", "frame_meta"]
+    for split, paths in files.items():
+        counts = splits.setdefault(split, SplitCounts())
+        for path in paths:
+            try:
+                batches = pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns)
+                rows = [row for batch in batches for row in batch.to_pylist()]
+            except Exception as exc:  # pyarrow's errors: the shard was just written, so this is the disk
+                raise file_error(OSError(None, str(exc), str(path)), "read the parquet shard") from None
+            for row in rows:
+                n = int(row["frame_count"] or 0)
+                meta = json.loads(row["frame_meta"]) if row.get("frame_meta") else None
+                # the counts need the texts and frame_meta only: the frames stand in for the images unread
+                sample = StorySample(
+                    str(row["story_id"]),
+                    [Frame(data=b"")] * n,
+                    row["chain_of_thought"] or "",
+                    "",
+                    frame_meta=meta if isinstance(meta, list) and len(meta) == n else None,
+                )
+                _tally(counts, sample, kinds)
+    settings: Any = {}
+    runs: list[dict] = []
+    if source is not None and Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+        settings = _read_json(folder / "settings.json") or {}
+        runs = _runs(_read_json(folder / "build.json"))
+    return DatasetFacts(
+        name=out.resolve().name,
+        splits=_ordered(splits) or {"train": SplitCounts()},
+        split_file=None,
+        runs=runs,
+        settings=settings if isinstance(settings, dict) else {},
+        sources=" and ".join(sorted(kinds, reverse=True)) or "frames",
+        origin=f"`{command}`" + (f" from `{_source_name(source)}`" if source is not None else ""),
     )
 
 
@@ -234,8 +351,6 @@ def _writer_lines(writer: dict) -> list[str]:
 def _model_rows(run: dict) -> list[tuple[str, str, str]]:
     """``(role, model, revision)`` of every model a build record names (its ``models`` keys, see
     :mod:`.provenance`), after the baseline's OpenCV detectors when it perceived."""
-    from .provenance import models_in
-
     rows = []
     perceiver = run.get("perceiver") or {}
     if perceiver.get("baseline") or perceiver.get("backend") == "baseline":
@@ -287,8 +402,14 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
         f"({PUBLISHED}) format: each story is a sequence of frames, a chain-of-thought scene analysis "
         "(characters, objects and setting of every frame, with pixel boxes, and the narrative structure) and a "
         "story whose words are tied to image regions by `<gdi>`, `<gdo>`, `<gda>` and `<gdl>` tags, with the same "
-        f"id for the same character in every frame. Built with [storyreasoning]({PROJECT}) `build` from "
-        f"{facts.sources}.",
+        "id for the same character in every frame. "
+        + (
+            f"Built with [storyreasoning]({PROJECT}) `build` from {facts.sources}."
+            if facts.origin is None
+            else f"Written with [storyreasoning]({PROJECT}) {facts.origin}"
+            + (", which storyreasoning `build` made" if facts.runs else "")
+            + f"; the frames come from {facts.sources}."
+        ),
         "",
     ]
     if facts.baseline:
@@ -327,11 +448,23 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
             f"fraction (here {_pct(splits.get('train', SplitCounts()).stories, total.stories)} train).",
             "",
         ]
+    elif facts.origin is not None:
+        lines += [
+            f"Splits: {', '.join(f'`{name}`' for name in splits)}, as written by {facts.origin}.",
+            "",
+        ]
     else:
         lines += ["There is no test split: the build was not given `--split`.", ""]
 
     lines += ["## How it was built", ""]
-    runs = facts.runs or [{}]
+    if facts.origin is not None and not facts.runs:
+        lines += [
+            f"- Unknown: {facts.origin} read no build record (`build.json`), so the writer of the texts and the "
+            "models behind them are not known here.",
+        ]
+    elif facts.origin is not None:
+        lines += ["The source's build record (`build.json`):", ""]
+    runs = (facts.runs or [{}]) if facts.origin is None else facts.runs
     for k, run in enumerate(runs, start=1):
         if len(runs) > 1:
             lines += [f"Run {k} of {len(runs)}:", ""]
@@ -343,21 +476,28 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
         lines.append("")
     invalid = total.invalid
     kept = bool(facts.settings.get("keep_invalid"))
-    lines.append(
-        "- Validation: every story was checked by the format validator against its frames' sizes; "
-        + (
-            f"{len(invalid)} of {total.stories} stories ({_pct(len(invalid), total.stories)}) were kept although "
-            "not well-structured (`--keep-invalid`)"
-            + (
-                ": " + ", ".join(f"`{s}`" for s in invalid[:50]) + (" …" if len(invalid) > 50 else "")
-                if invalid
-                else ""
-            )
-            if kept or invalid
-            else "stories that failed it were left out"
+    if facts.origin is not None:
+        lines.append(
+            f"- Validation: unknown: {facts.origin} does not validate and parquet keeps no verdicts"
+            + ("; the source's build checked every story when it wrote it" if facts.runs else "")
+            + "; `storyreasoning data validate` checks the stories."
         )
-        + "."
-    )
+    else:
+        lines.append(
+            "- Validation: every story was checked by the format validator against its frames' sizes; "
+            + (
+                f"{len(invalid)} of {total.stories} stories ({_pct(len(invalid), total.stories)}) were kept although "
+                "not well-structured (`--keep-invalid`)"
+                + (
+                    ": " + ", ".join(f"`{s}`" for s in invalid[:50]) + (" …" if len(invalid) > 50 else "")
+                    if invalid
+                    else ""
+                )
+                if kept or invalid
+                else "stories that failed it were left out"
+            )
+            + "."
+        )
     if facts.unreadable:
         lines.append(f"- {len(facts.unreadable)} story folders could not be read and are not counted: "
                      + ", ".join(f"`{s}`" for s in facts.unreadable[:20]) + ".")  # fmt: skip
@@ -373,15 +513,18 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
         {k: v for k, v in run.items() if k != "settings" or v != facts.settings} for run in runs if run
     ]
     recorded = {"settings": _public(facts.settings), "runs": _public(shown_runs)}
+    if facts.origin is None or facts.settings or shown_runs:
+        lines += [
+            "<details><summary>The recorded settings and models (settings.json, build.json)</summary>",
+            "",
+            "```json",
+            json.dumps(recorded, indent=2, ensure_ascii=False, default=str),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     lines += [
-        "<details><summary>The recorded settings and models (settings.json, build.json)</summary>",
-        "",
-        "```json",
-        json.dumps(recorded, indent=2, ensure_ascii=False, default=str),
-        "```",
-        "",
-        "</details>",
-        "",
         "## Format",
         "",
         "One row per story, the columns of the published StoryReasoning dataset: `story_id`, `images` (the frames, "
@@ -411,6 +554,10 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
             if facts.license
             else "Not set (`unknown` above): the frames keep the license of their source; set it before you "
             "publish (`storyreasoning build … --license ID` rewrites this card)."
+            if facts.origin is None
+            else "Not known (`unknown` above): no build record of the source names one, and the frames keep the "
+            "license of their source; set it before you publish (edit `license:` above and delete the last line of "
+            "this card, so that storyreasoning leaves the card as you wrote it)."
         ),
         "",
         "## Citation",
@@ -436,7 +583,24 @@ def write_dataset_card(out: Path, *, repo_id: str | None = None) -> Path | None:
     target = Path(out) / CARD
     if target.is_file() and CARD_MARKER not in target.read_text(encoding="utf-8", errors="replace"):
         return None
-    card = dataset_card(gather(out), repo_id=repo_id)
+    return _write(target, dataset_card(gather(out), repo_id=repo_id))
+
+
+def write_parquet_card(
+    out: Path, *, command: str, source: str | Path | None = None, repo_id: str | None = None
+) -> Path | None:
+    """Write ``out/README.md`` afresh (atomically) for the parquet shards in ``out/data`` (:func:`gather_parquet`).
+
+    A card storyreasoning did not write is left alone and None returned, as :func:`write_dataset_card` does.
+    """
+    target = Path(out) / CARD
+    if target.is_file() and CARD_MARKER not in target.read_text(encoding="utf-8", errors="replace"):
+        return None
+    facts = gather_parquet(out, command=command, source=source)
+    return _write(target, dataset_card(facts, repo_id=repo_id))
+
+
+def _write(target: Path, card: str) -> Path:
     try:
         write_text_atomic(target, card)
     except OSError as exc:
@@ -450,6 +614,9 @@ __all__ = [
     "SplitCounts",
     "dataset_card",
     "gather",
+    "gather_parquet",
     "metadata",
+    "models_in",
     "write_dataset_card",
+    "write_parquet_card",
 ]
