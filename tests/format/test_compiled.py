@@ -129,7 +129,7 @@ def test_compiled_flag_says_what_this_process_runs():
 def test_the_build_compiles_exactly_the_modules_the_fallback_covers():
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]
+    hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["custom"]
     assert hook["include"] == [f"/src/storyreasoning/format/{m}.py" for m in fmt.COMPILED_MODULES]
     assert {"hatch-mypyc==0.16.0", "mypy==2.4.1"} <= set(config["build-system"]["requires"])
 
@@ -283,3 +283,44 @@ def test_the_format_suite_passes_on_the_python_sources():
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+# ---------------------------------------------------------------------------------------
+# a machine without a C compiler still installs (hatch_build.py)
+
+
+def _wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Build a wheel of this checkout (a copy of its tracked files) with ``env`` set."""
+    source = tmp_path / "source"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in files.stdout.splitlines():
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.slow
+def test_without_a_c_compiler_the_parser_is_built_as_python_unless_compilation_is_required(tmp_path):
+    if not (REPO / ".git").exists():
+        pytest.skip("needs the git checkout to copy")
+    built = _wheel(tmp_path, CC="/bin/false")  # every compiler call fails, as on a machine without one
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("storyreasoning-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")  # pure: no platform tag, no extension module
+    from zipfile import ZipFile
+
+    names = ZipFile(wheel).namelist()
+    assert "storyreasoning/format/cot_parser.py" in names
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]
+
+    shutil.rmtree(tmp_path / "dist")
+    refused = _wheel(tmp_path, CC="/bin/false", STORYREASONING_REQUIRE_COMPILED="1")
+    assert refused.returncode != 0
+    assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").glob("*.whl"))
