@@ -559,3 +559,62 @@ def test_a_report_written_before_the_judge_is_said_to_lack_it(world, tmp_path, c
     said = " ".join(capsys.readouterr().err.split())
     assert f"{run / 'eval' / 'metrics.md'} was written before these judgements" in said
     assert "storyreasoning evaluate" in said
+
+
+def test_compare_finds_judgements_written_elsewhere_with_out(world, tmp_path):
+    """``evaluate judge RUN --out DIR`` records DIR in RUN (judge-location.json): evaluate and compare
+    read the judge there; a later judge into RUN/judge takes its place; a pointer to nothing is one line."""
+    import shutil
+
+    from storyreasoning.evaluate.report import JUDGE_LOCATION
+
+    root, _ = world
+    runs = {label: tmp_path / f"run-{label}" for label in ("a", "b")}
+    for label, folder in runs.items():
+        shutil.copytree(root / f"run-{label}", folder)  # with the RUN/judge of other tests, superseded below
+    creativity = {"a": lambda k: k + 1, "b": lambda k: 1}  # b's judge gives every story creativity 1
+
+    def respond(body):
+        text = body["messages"][1]["content"][-1]["text"]
+        label, story = text.split("Marker ", 1)[1].split(".", 1)[0].split("-", 1)
+        judged = json.loads(answer(story))
+        return json.dumps({**judged, "creativity": creativity[label](int(story[1:]))})
+
+    with FakeServer(respond=respond) as server:
+        for label, folder in runs.items():
+            out = tmp_path / "judges" / label
+            assert judge_command(settings(world, server.url, run=folder, out=out)) == 0
+            assert json.loads((folder / JUDGE_LOCATION).read_text()) == {"out": str(out.resolve())}
+
+    def evaluate(*args):
+        command = [sys.executable, "-m", "storyreasoning", "evaluate", *map(str, args)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    for folder in runs.values():
+        result = evaluate(folder, "--metrics", "grounding", "--no-plots")
+        assert result.returncode == 0, result.stderr
+    compared = evaluate("compare", runs["a"], runs["b"])
+    assert compared.returncode == 0, compared.stderr
+    row = next(line for line in compared.stdout.splitlines() if "creativity" in line)
+    means = [c.strip().split(" ")[0] for c in row.split("│")[1:3]]
+    assert means == ["2.50", "1.00"]  # a: stories 0-3 score 1-4; b: all 1
+    assert "2.50 [" in (runs["a"] / "eval" / "metrics.md").read_text()  # evaluate's headline too
+
+    # judged again into RUN/judge, that judge is the run's: the pointer goes
+    creativity["b"] = lambda k: 5
+    with FakeServer(respond=respond) as server:
+        assert judge_command(settings(world, server.url, run=runs["b"])) == 0
+    assert not (runs["b"] / JUDGE_LOCATION).exists() and (runs["b"] / "judge" / "summary.json").is_file()
+    again = evaluate("compare", runs["a"], runs["b"])
+    assert again.returncode == 0, again.stderr
+    row = next(line for line in again.stdout.splitlines() if "creativity" in line)
+    assert [c.strip().split(" ")[0] for c in row.split("│")[1:3]] == ["2.50", "5.00"]
+
+    # the folder the pointer names is gone: one line naming both and the fix
+    shutil.rmtree(tmp_path / "judges" / "a")
+    gone = evaluate("compare", runs["a"], runs["b"])
+    assert gone.returncode != 0 and "Traceback" not in gone.stderr
+    said = " ".join(gone.stderr.split())
+    assert f"{runs['a'] / JUDGE_LOCATION} says the run was judged into" in said
+    assert "holds no summary.json" in said and "evaluate judge" in said

@@ -26,7 +26,9 @@ timing out, 5xx after the retries) leaves its story unjudged (noted in ``errors.
 for the next run; three such stories in a row stop the job. Token usage and cost
 (``--price-input``/``--price-output`` per million tokens) are kept per story and in total.
 
-``OUT/summary.json`` holds the means with bootstrap 95% intervals (:mod:`.stats`).
+``OUT/summary.json`` holds the means with bootstrap 95% intervals (:mod:`.stats`). An OUT
+outside ``RUN/judge`` is recorded in ``RUN/judge-location.json`` (:func:`record_location`), so that
+``evaluate``, ``evaluate compare`` and the studio read the judge there; the run's last judge wins.
 
 **Pairwise** (``--against RUN_B``): the judge sees both outputs of each story and says
 which is better overall and per criterion, asked in both orders (RUN's output first,
@@ -822,8 +824,11 @@ def judge_command(settings: Any) -> int:
         summary = summarize(results, described, len(ids), prices)
         write_json_atomic(out / SUMMARY, summary)
         print_summary(console, summary)
+        unrecorded = record_location(run.path, out)
+        if unrecorded:
+            err.print(f"[yellow]{unrecorded}[/yellow]", soft_wrap=True)
         report = run.path / "eval" / "metrics.md"
-        if out.resolve() == (run.path / "judge").resolve() and report.is_file():
+        if not unrecorded and report.is_file():
             err.print(
                 f"[dim]{report} was written before these judgements; run storyreasoning evaluate {s.run} again "
                 "to put them in its headline (evaluate compare and the studio read them now)[/dim]",
@@ -840,6 +845,28 @@ def judge_command(settings: Any) -> int:
         )
     console.print(f"wrote {path} and {out / (SUMMARY if against is None else PAIRWISE_SUMMARY)}")
     return 0 if not done.unjudged else 1
+
+
+def record_location(run_folder: Path, out: Path) -> str | None:
+    """Say in the run folder where its judgements now are, so that evaluate, evaluate compare and the
+    studio find them: ``--out`` elsewhere writes ``RUN/judge-location.json`` (``{"out": FOLDER}``), a judge
+    into ``RUN/judge`` removes it (the run's last judge is the one they read). Returns the line to show
+    when the run folder cannot be written, else None."""
+    from ..files import write_json_atomic
+    from .report import JUDGE_LOCATION
+
+    pointer = Path(run_folder) / JUDGE_LOCATION
+    try:
+        if Path(out).resolve() == (Path(run_folder) / "judge").resolve():
+            pointer.unlink(missing_ok=True)
+        else:
+            write_json_atomic(pointer, {"out": str(Path(out).resolve())})
+    except OSError as exc:
+        return (
+            f"{pointer} could not be written ({exc.strerror or exc}), so evaluate compare {run_folder} will not "
+            f"find these judgements in {out}"
+        )
+    return None
 
 
 def _story_task(judge: Judge, outputs: dict[str, str], described: dict, prices: tuple[float, float]):

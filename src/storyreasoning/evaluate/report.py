@@ -28,6 +28,9 @@ from .pairs import Scores, StoryPair
 FAMILIES = ("grounding", "identity", "consistency", "language")
 METRICS_FILE = "metrics.json"
 JUDGE_SUMMARY = Path("judge") / "summary.json"  # in a run folder, written by ``evaluate judge``
+#: In a run folder: ``{"out": FOLDER}``, where ``evaluate judge RUN --out FOLDER`` last judged the run
+#: (outside RUN/judge); compare, evaluate and the studio read the judge summary there
+JUDGE_LOCATION = "judge-location.json"
 
 
 # -- the headline ---------------------------------------------------------------------------------
@@ -210,9 +213,32 @@ def mismatch_line(found: dict[str, dict[str, str]]) -> str:
     )
 
 
+def judge_summary_path(folder: str | Path) -> Path:
+    """Where the judge summary of the run in ``folder`` is: ``judge/summary.json``, or ``summary.json`` in
+    the folder its :data:`JUDGE_LOCATION` names (the run was last judged with ``--out`` elsewhere)."""
+    pointer = Path(folder) / JUDGE_LOCATION
+    if not pointer.is_file():
+        return Path(folder) / JUDGE_SUMMARY
+    try:
+        out = json.loads(pointer.read_text(encoding="utf-8"))["out"]
+        if not isinstance(out, str):
+            raise TypeError(out)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{pointer} cannot be read; run storyreasoning evaluate judge {folder} --out FOLDER again, or delete it"
+        ) from None
+    path = Path(out) / JUDGE_SUMMARY.name
+    if not path.is_file():
+        raise UsageError(
+            f"{pointer} says the run was judged into {out}, which holds no {JUDGE_SUMMARY.name}; run "
+            f"storyreasoning evaluate judge {folder} --out {out} again, or delete {pointer}"
+        )
+    return path
+
+
 def load_judge(folder: str | Path) -> dict | None:
-    """The judge summary of the run in ``folder`` (``judge/summary.json``), None when it has none."""
-    path = Path(folder) / JUDGE_SUMMARY
+    """The judge summary of the run in ``folder`` (:func:`judge_summary_path`), None when it has none."""
+    path = judge_summary_path(folder)
     if not path.is_file():
         return None
     try:

@@ -136,7 +136,11 @@ class JudgeSettings:
     )
     split: str | None = option(None, "--split", "-s", help="Split of the dataset (default: the run's split).")
     out: Path | None = option(
-        None, "--out", "-o", help="Where the judgements go (default: RUN/judge, or RUN/judge-vs-RUN_B)."
+        None,
+        "--out",
+        "-o",
+        help="Where the judgements go (default: RUN/judge, or RUN/judge-vs-RUN_B); "
+        "elsewhere, RUN/judge-location.json records where, so evaluate and compare find them.",
     )
     limit: int | None = option(None, min=1, help="Only the first N stories.")
     max_new_tokens: int = option(2048, min=1, help="Longest answer of the judge.")
