@@ -268,6 +268,10 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
 
     out, limit = settings.out, settings.limit
     check_run_folder(out)  # a file, or a folder that cannot be written: said before any work
+    if settings.samples > 1 and not (settings.endpoint or settings.teller):  # local weights: before they load
+        from .local import check_samples
+
+        check_samples(settings.samples, settings.as_sampling())
     stories = load_stories(settings.source, settings.split)
     try:
         teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)

@@ -8,6 +8,10 @@ in every telling's ``meta``, so serving, training and evaluation can use the sam
 
 ``stream`` runs ``generate`` in a thread and yields text through a
 ``TextIteratorStreamer``; ``tell_many`` batches stories (left padding) for throughput.
+Several candidates a story (``tell_samples``, ``tell-dataset --samples N``) come from the same
+``generate`` call with ``num_return_sequences=N``: the images are encoded and the prompt filled
+once per story, and a batch of ``batch_size`` stories decodes ``batch_size × N`` rows. Sampling
+must be on: greedy decoding would give N identical candidates, so it is refused.
 
 How it decodes, which never changes a greedy output (tested on the tiny model):
 ``attn_implementation`` (``auto``: transformers' choice, SDPA; ``sdpa``, ``eager`` or
@@ -259,6 +263,18 @@ class TransformersTeller(Teller):
         new = result["out"][0, prompt_len:]
         self.last_usage = self._usage(prompt_len, new, sampling)
 
+    def tell_samples(
+        self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling(), n: int = 1
+    ) -> list[Any]:
+        """``n`` candidates of one story (``meta["sample"]`` k) from one ``generate`` call
+        (``num_return_sequences``); a failure is raised as :class:`TellError`."""
+        ((_, result),) = self.tell_many(
+            [Story("story", list(images))], prompt=prompt, sampling=sampling, samples=n
+        )
+        if isinstance(result, TellError):
+            raise result
+        return result if isinstance(result, list) else [result]
+
     def _usage(self, prompt_len: int, new_tokens, sampling: Sampling) -> Usage:
         pad = self.processor.tokenizer.pad_token_id
         n = int((new_tokens != pad).sum()) if pad is not None else int(new_tokens.numel())
@@ -269,20 +285,33 @@ class TransformersTeller(Teller):
         )
 
     def tell_many(
-        self, stories: Iterable[Story], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
+        self,
+        stories: Iterable[Story],
+        *,
+        prompt: Prompt = Prompt(),
+        sampling: Sampling = Sampling(),
+        samples: int = 1,
     ) -> Iterator[tuple[Story, Any]]:
-        """Batches of ``batch_size`` stories through one ``generate`` call each."""
+        """Batches of ``batch_size`` stories through one ``generate`` call each; with ``samples`` > 1,
+        ``(story, [telling, …])`` with that many candidates of each, from the same call."""
+        check_samples(samples, sampling)  # before any story is read
+        return self._tell_many(stories, prompt, sampling, samples)
+
+    def _tell_many(
+        self, stories: Iterable[Story], prompt: Prompt, sampling: Sampling, samples: int
+    ) -> Iterator[tuple[Story, Any]]:
         import time
 
         from ..format.stream import parse_output
 
         batch: list[Story] = []
+        many = {"num_return_sequences": samples} if samples > 1 else {}
 
         def flush(batch: list[Story]):
             start = time.perf_counter()
             try:
                 inputs = self.prepare([s.images for s in batch], prompt)
-                out = self.generate(inputs, sampling)
+                out = self.generate(inputs, sampling, **many)
             except StoryReasoningError as exc:
                 for story in batch:
                     yield story, TellError(str(exc))
@@ -293,20 +322,27 @@ class TransformersTeller(Teller):
                 return
             seconds = time.perf_counter() - start
             prompt_len = int(inputs["input_ids"].shape[1])
+            described = self.describe()
             for row, story in enumerate(batch):
-                new = out[row, prompt_len:]
-                text = self.processor.tokenizer.decode(new, skip_special_tokens=True)
-                telling = parse_output(text)
-                usage = self._usage(int(inputs["attention_mask"][row].sum()), new, sampling)
-                usage.seconds = seconds
-                telling.meta = {
-                    **self.describe(),
-                    "sampling": sampling.to_dict(),
-                    "usage": usage.to_dict(),
-                    "images": len(story.images),
-                    "batch_size": len(batch),
-                }
-                yield story, telling
+                tellings = []
+                for k in range(samples):  # generate returns each story's candidates together, in order
+                    new = out[row * samples + k, prompt_len:]
+                    text = self.processor.tokenizer.decode(new, skip_special_tokens=True)
+                    telling = parse_output(text)
+                    usage = self._usage(int(inputs["attention_mask"][row].sum()), new, sampling)
+                    usage.seconds = seconds
+                    telling.meta = {
+                        **described,
+                        "sampling": sampling.to_dict(),
+                        "usage": usage.to_dict(),
+                        "images": len(story.images),
+                        "batch_size": len(batch),
+                        **(
+                            {"sample": k, "request": {"num_return_sequences": samples}} if samples > 1 else {}
+                        ),
+                    }
+                    tellings.append(telling)
+                yield story, (tellings if samples > 1 else tellings[0])
 
         for story in stories:
             batch.append(story)
@@ -325,6 +361,18 @@ class TransformersTeller(Teller):
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def check_samples(n: int, sampling: Sampling) -> None:
+    """``n`` candidates a story are possible with local weights: at least one, and sampling on when more
+    (greedy decoding gives every candidate the same text); one clear error otherwise."""
+    if n < 1:
+        raise UsageError(f"--samples must be at least 1, got {n}")
+    if n > 1 and sampling.temperature == 0:
+        raise UsageError(
+            f"--samples {n} with --temperature 0 (greedy decoding) would give {n} identical candidates; "
+            "set --temperature above 0 (the model cards use 0.7) or leave --samples at 1"
+        )
 
 
 def _check_decoding(attention: str | None, cache: str, compile: bool, device: str) -> str | None:

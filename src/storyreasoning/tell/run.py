@@ -370,7 +370,8 @@ def tell_dataset(
     samples: int = 1,
 ) -> RunSummary:
     """Tell every story of ``stories`` (a :class:`~storyreasoning.data.StoryDataset`) into ``out``;
-    ``samples`` candidates of each (more than one needs a teller with ``tell_samples``: a server).
+    ``samples`` candidates of each (more than one needs a teller with ``tell_samples``: a server, or
+    local weights with sampling on).
 
     Resumes a run already in ``out`` (the same options only); ``say`` hears about damaged lines
     set aside. Raises :class:`EndpointDown` when the teller cannot reach its server before the
@@ -383,9 +384,9 @@ def tell_dataset(
         raise UsageError(f"--samples must be at least 1, got {samples}")
     if samples > 1 and not hasattr(teller, "tell_samples"):
         raise UsageError(
-            f"--samples {samples} needs a server (--endpoint), which answers {samples} candidates of one "
-            f"request; the {teller.backend} teller tells one a story: for several, run tell-dataset once per "
-            "--seed into separate --out folders (train pairs takes them all)"
+            f"--samples {samples} needs a server (--endpoint) or local weights (--model), which give {samples} "
+            f"candidates of one request; the {teller.backend} teller tells one a story: for several, run "
+            "tell-dataset once per --seed into separate --out folders (train pairs takes them all)"
         )
     manifest = {
         "teller": teller.describe(),

@@ -166,7 +166,8 @@ class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
     samples: int = option(
         1, min=1,
         help="Candidates a story, asked in one request (the API's n: vLLM fills the prompt and encodes the "
-        "images once); a server that ignores n is asked once a candidate. Needs --endpoint.",
+        "images once); a server that ignores n is asked once a candidate. With local weights, one generate "
+        "call a batch (num_return_sequences; needs --temperature above 0).",
         panel=SAMPLING,
     )  # fmt: skip
 
