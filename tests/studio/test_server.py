@@ -681,6 +681,24 @@ def test_a_runs_judge_scores_join_its_headline(studio_runs, tmp_path):
         (runs / "judged" / "judge" / "summary.json").write_text("{oops", encoding="utf-8")
         (run,) = call(f"{server.url}/api/runs").json()["runs"]
         assert [row["label"] for row in run["headline"]] == ["grounding F1", "grounding mAP", "identity F1"]
+        # judged again elsewhere (evaluate judge RUN --out DIR): the page follows the pointer at once,
+        # and a later change to that summary too (the cached run is read again)
+        elsewhere = tmp_path / "judged-elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+        (runs / "judged" / "judge-location.json").write_text(
+            json.dumps({"out": str(elsewhere)}), encoding="utf-8"
+        )
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        assert {row["label"]: row["text"] for row in run["headline"]}[
+            "creativity (judge, 1-5)"
+        ] == "3.25 [2.50, 4.00]"
+        summary["scores"]["creativity"] = {"mean": 4.5, "low": 4.0, "high": 5.0, "n": 3}
+        (elsewhere / "summary.json").write_text(json.dumps(summary) + " ", encoding="utf-8")
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        assert {row["label"]: row["text"] for row in run["headline"]}[
+            "creativity (judge, 1-5)"
+        ] == "4.50 [4.00, 5.00]"
 
 
 def test_run_stories_and_a_run_story_beside_its_reference(studio_url, studio_runs):

@@ -29,6 +29,7 @@ from .errors import ApiError
 METRICS_FILE = "metrics.json"
 PER_STORY_FILE = "per_story.csv"
 JUDGE_SUMMARY = "judge/summary.json"  # written by evaluate judge
+JUDGE_LOCATION = "judge-location.json"  # written by evaluate judge --out elsewhere: where its summary is
 
 
 def _spellings(source: str) -> set[str]:
@@ -221,12 +222,21 @@ def _signature(folder: Path) -> tuple:
         f"eval/{METRICS_FILE}",
         f"eval/{PER_STORY_FILE}",
         JUDGE_SUMMARY,
+        JUDGE_LOCATION,
     ):
         try:
             st = (folder / rel).stat()
             out.append((rel, st.st_mtime_ns, st.st_size))
         except OSError:
             out.append((rel, None, None))
+    if out[-1][1] is not None:  # judged elsewhere: that summary changing changes the run too
+        try:
+            from ..evaluate.report import judge_summary_path
+
+            st = judge_summary_path(folder).stat()
+            out.append(("judge elsewhere", st.st_mtime_ns, st.st_size))
+        except (ImportError, StoryReasoningError, OSError):
+            out.append(("judge elsewhere", None, None))
     return tuple(out)
 
 
