@@ -291,8 +291,19 @@ def test_faces_over_a_detector_and_its_embedder(dlib_faces, tmp_path):
     embedder = build_tiny_embedder(tmp_path / "embedder")
     base = ModelPerceiver(str(detector), embedder=str(embedder), threshold=0.0)
     perceiver = FacePerceiver(base, dlib_faces)
+    embedded: list[int] = []  # crops per embed_many call (the real method does the work)
+    real_embed_many = base.embed_many
+
+    def counting_embed_many(images, detections):
+        embedded.append(sum(len(frame) for frame in detections))
+        return real_embed_many(images, detections)
+
+    base.embed_many = counting_embed_many
     obama, biden = face_scenes.SOURCES["obama-1"][0], face_scenes.SOURCES["biden-1"][0]
     frames = perceiver.see([obama, biden, obama])
+    # the base embeds its detections once; only people added for a face no box held are embedded again
+    added = sum(1 for frame in frames for p in frame.people if p.source == "face")
+    assert embedded[1:] == ([added] if added else []), embedded
     faced = [[p for p in frame.people if p.face is not None] for frame in frames]
     assert [len(people) for people in faced] == [1, 1, 1]
     assert faced[0][0].char_id == faced[2][0].char_id != faced[1][0].char_id

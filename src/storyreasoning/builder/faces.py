@@ -470,7 +470,12 @@ class FacePerceiver:
 
         self._cv2, self._np = require_cv2()
         models = getattr(base, "_models", None)
-        self._embedder = isinstance(models, dict) and "embedder" in models and hasattr(base, "embed_many")
+        self._embedder = (
+            isinstance(models, dict)
+            and "embedder" in models
+            and hasattr(base, "embed_many")
+            and hasattr(base, "see_with_features")
+        )
         if self._embedder or isinstance(base, BaselineTeller):  # the embedder's cosine, or the colour one
             self.look_threshold = float(base.reid_threshold)
         else:  # a detector without an embedder: colour, at the baseline's threshold
@@ -539,13 +544,22 @@ class FacePerceiver:
         rgb = self._np.ascontiguousarray(self._np.asarray(pil.crop(torso), dtype=self._np.uint8))
         return colour_name(self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2HSV))
 
-    def _feature_looks(self, pils: list, boxes: list[list[tuple[Box, Box | None]]]) -> list[list[Any]]:
-        """The embedder's features of every person of every frame: the crops of all frames embedded together."""
+    def _feature_looks(self, pils: list, people: list[list[Any]], known: dict[int, Any]) -> list[list[Any]]:
+        """The embedder's features of every person of every frame: the base's where it embedded that
+        person's box already (``known``, by ``id`` of the person), else (a person added for a face) the
+        crops of all frames embedded together."""
         from .perceive import Detection
 
-        detections = [[Detection("person", box, 1.0) for box, _ in frame] for frame in boxes]
-        self.base.embed_many(pils, detections)
-        return [[d.feature for d in frame] for frame in detections]
+        missing = [
+            [Detection("person", p.box, 1.0) for p in frame if known.get(id(p)) is None] for frame in people
+        ]
+        if any(missing):
+            self.base.embed_many(pils, missing)
+        fresh = [iter([d.feature for d in frame]) for frame in missing]
+        return [
+            [known[id(p)] if known.get(id(p)) is not None else next(new) for p in frame]
+            for frame, new in zip(people, fresh, strict=True)
+        ]
 
     # -- seeing -----------------------------------------------------------------------------------------
     def see(self, images: Sequence[Any]) -> list:
@@ -555,7 +569,13 @@ class FacePerceiver:
         from ..vision.reid import similarity
 
         pils = [open_rgb(image, number) for number, image in enumerate(images, start=1)]
-        frames = list(self.base.see(pils))  # the base takes the decoded frames as they are
+        known: dict[int, Any] = {}  # id of a person the base embedded -> its feature
+        if self._embedder:  # the base takes the decoded frames as they are
+            frames, features = self.base.see_with_features(pils)
+            for frame, feats in zip(frames, features, strict=True):
+                known.update((id(person), feat) for person, feat in zip(frame.people, feats, strict=True))
+        else:
+            frames = list(self.base.see(pils))
         per_frame: list[list[tuple[SeenPerson, Face | None]]] = []
         for frame, pil in zip(frames, pils, strict=True):
             width, height = pil.size
@@ -583,7 +603,7 @@ class FacePerceiver:
             [(p.box, face.box if face is not None else p.face) for p, face in rows] for rows in per_frame
         ]
         if self._embedder:
-            looks = self._feature_looks(pils, boxes)
+            looks = self._feature_looks(pils, [[p for p, _ in rows] for rows in per_frame], known)
         else:
             looks = [self._colour_looks(pil, frame) for pil, frame in zip(pils, boxes, strict=True)]
         sightings = [

@@ -399,6 +399,12 @@ class ModelPerceiver:
 
     def see(self, images: Sequence[Any]) -> list:
         """The frames as the builder's writers take them: people (``char``) and objects (``obj``) with ids."""
+        return self.see_with_features(images)[0]
+
+    def see_with_features(self, images: Sequence[Any]) -> tuple[list, list[list[Any]]]:
+        """:meth:`see`, and each frame's people's embedder features in the order of ``frame.people``
+        (None without an embedder): what a face perceiver over this one compares people by, so
+        that it need not embed their boxes again."""
         from ..tell.baseline import SeenFrame, SeenObject, SeenPerson, brightness, open_rgb
 
         if not images:
@@ -413,10 +419,13 @@ class ModelPerceiver:
         self.embed_many(pils, per_frame)
         identities = assign(per_frame, person_labels=self.person_labels, threshold=self.reid_threshold)
         previous: set[str] = set()
+        features: list[list[Any]] = []
         for frame, detections, idents in zip(frames, per_frame, identities, strict=True):
             frame.people, frame.objects = [], []
+            features.append([])
             for det, ident in zip(detections, idents, strict=True):
                 if ident.kind == "char":
+                    features[-1].append(det.feature)
                     frame.people.append(
                         SeenPerson(
                             identity=ident.number,
@@ -434,7 +443,7 @@ class ModelPerceiver:
                         SeenObject(ident.entity_id, det.label, det.box, det.score, ident.first_seen)
                     )
             previous = {ident.entity_id for ident in idents}
-        return frames
+        return frames, features
 
 
 __all__ = [
