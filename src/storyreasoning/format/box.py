@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from .diagnostics import COMPILED, Diagnostic, error, warning
+from .diagnostics import COMPILED, Diagnostic, error, reduce_dataclass, warning
 
 # Qwen2.5-VL's defaults: 28 = patch 14 x merge 2.
 QWEN_FACTOR: Final = 28
@@ -60,7 +60,7 @@ class Box:
             d["y2"] = y2
 
     def __reduce__(self) -> tuple:
-        return (Box, (self.x1, self.y1, self.x2, self.y2))
+        return reduce_dataclass(self)
 
     # -- geometry ---------------------------------------------------------------------
     @property

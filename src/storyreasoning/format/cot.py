@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Final
 
 from .box import Box
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, reduce_dataclass
 
 
 class SettingElement(str, Enum):
@@ -159,20 +159,7 @@ class Character:
         self.line = line
 
     def __reduce__(self) -> tuple:
-        return (
-            Character,
-            (
-                self.id,
-                self.name,
-                self.description,
-                self.emotions,
-                self.actions,
-                self.narrative_function,
-                self.box,
-                self.box_text,
-                self.line,
-            ),
-        )
+        return reduce_dataclass(self)
 
     def cells(self) -> list[str]:
         return [
@@ -231,19 +218,7 @@ class SceneObject:
         self.line = line
 
     def __reduce__(self) -> tuple:
-        return (
-            SceneObject,
-            (
-                self.id,
-                self.description,
-                self.function,
-                self.interaction,
-                self.narrative_function,
-                self.box,
-                self.box_text,
-                self.line,
-            ),
-        )
+        return reduce_dataclass(self)
 
     @property
     def kind(self) -> str | None:
@@ -296,10 +271,7 @@ class Setting:
         self.line = line
 
     def __reduce__(self) -> tuple:
-        return (
-            Setting,
-            (self.element, self.description, self.mood, self.time, self.narrative_function, self.line),
-        )
+        return reduce_dataclass(self)
 
     @property
     def kind(self) -> SettingElement | None:
@@ -346,7 +318,7 @@ class NarrativeRow:
         self.line = line
 
     def __reduce__(self) -> tuple:
-        return (NarrativeRow, (self.phase, self.description, self.key_events, self.images_text, self.line))
+        return reduce_dataclass(self)
 
     @property
     def kind(self) -> NarrativePhase | None:
@@ -402,10 +374,7 @@ class ImageAnalysis:
         self.tables_present = set() if tables_present is None else tables_present
 
     def __reduce__(self) -> tuple:
-        return (
-            ImageAnalysis,
-            (self.number, self.characters, self.objects, self.settings, self.line, self.tables_present),
-        )
+        return reduce_dataclass(self)
 
     def entity(self, entity_id: str) -> Character | SceneObject | None:
         for character in self.characters:
@@ -449,7 +418,7 @@ class CoT:
         self._index: tuple[list[ImageAnalysis], int, dict[int, int]] | None = None
 
     def __reduce__(self) -> tuple:
-        return (CoT, (self.images, self.narrative, self.diagnostics))
+        return reduce_dataclass(self)
 
     def image(self, number: int) -> ImageAnalysis | None:
         """The first image numbered ``number``, or None: O(1) through an index built on first use.

@@ -16,10 +16,10 @@ Severities:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from types import FunctionType
-from typing import Final
+from typing import Any, Final
 
 
 def _probe() -> None:
@@ -30,6 +30,20 @@ def _probe() -> None:
 # Python functions). The few places that set a frozen dataclass's fields directly need to
 # know: compiled code sets them natively, Python writes the instance dict.
 COMPILED: Final = not isinstance(_probe, FunctionType)
+
+# each parser dataclass's field names, in order (what reduce_dataclass reads)
+_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
+
+
+def reduce_dataclass(obj: Any) -> tuple:
+    """``__reduce__`` of the parser's dataclasses, whose ``__init__`` takes their fields in order:
+    ``(class, field values)``. Compiled instances have no ``__dict__`` for pickle and copy to
+    read; with this both builds pickle alike, and a field added to a class is pickled with it."""
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(obj))
+    return (cls, tuple(getattr(obj, name) for name in names))
 
 
 class Severity(str, Enum):
@@ -64,7 +78,7 @@ class Diagnostic:
             d["message"] = message
 
     def __reduce__(self) -> tuple:
-        return (Diagnostic, (self.line, self.code, self.severity, self.message))
+        return reduce_dataclass(self)
 
     def to_dict(self) -> dict:
         return {

@@ -10,11 +10,11 @@ of the generated ``__init__``, which goes through ``object.__setattr__`` field b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final
 
 from .cot import Character, NarrativeRow, SceneObject, Setting
-from .diagnostics import COMPILED
+from .diagnostics import COMPILED, reduce_dataclass
 from .story import Span
 
 _NAMES: Final[dict[type, str]] = {}
@@ -39,7 +39,7 @@ class Event:
         return {"event": self.name}
 
     def __reduce__(self) -> tuple:
-        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+        return reduce_dataclass(self)
 
 
 @dataclass(frozen=True)

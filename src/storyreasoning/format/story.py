@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from .diagnostics import COMPILED, Diagnostic
+from .diagnostics import COMPILED, Diagnostic, reduce_dataclass
 
 SPAN_KINDS: Final = ("gdo", "gda", "gdl")
 
@@ -38,7 +38,7 @@ class Span:
             d["text"] = text
 
     def __reduce__(self) -> tuple:
-        return (Span, (self.kind, self.ids, self.text))
+        return reduce_dataclass(self)
 
     def render(self) -> str:
         attrs = (" " + " ".join(self.ids)) if self.ids else ""
@@ -67,7 +67,7 @@ class Segment:
         self.line = line
 
     def __reduce__(self) -> tuple:
-        return (Segment, (self.image, self.parts, self.closed, self.line))
+        return reduce_dataclass(self)
 
     @property
     def spans(self) -> list[Span]:
@@ -120,7 +120,7 @@ class GroundedStory:
         self.diagnostics = [] if diagnostics is None else diagnostics
 
     def __reduce__(self) -> tuple:
-        return (GroundedStory, (self.segments, self.diagnostics))
+        return reduce_dataclass(self)
 
     @property
     def image_segments(self) -> list[Segment]:
