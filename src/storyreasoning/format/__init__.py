@@ -109,6 +109,7 @@ def _choose_parser() -> None:
 
 _choose_parser()
 
+from . import diagnostics
 from .box import (
     QWEN_FACTOR,
     QWEN_MAX_PIXELS,
@@ -151,11 +152,9 @@ from .story_parser import StoryBuilder, parse_story
 from .stream import StreamParser, Telling, parse_output, split_output
 from .validate import Verdict, validate
 
-#: True when this process runs the mypyc-compiled parser, False when its Python sources.
-COMPILED: bool = all(
-    not getattr(sys.modules.get(f"{__name__}.{m}"), "__file__", ".py").endswith(".py")
-    for m in COMPILED_MODULES
-)
+#: True when this process runs the mypyc-compiled parser, False when its Python sources (all eight
+#: modules come one way or the other, never mixed: see _choose_parser).
+COMPILED: bool = diagnostics.COMPILED
 
 # Images and prompts are not needed to parse or check an output (``storyreasoning check``
 # starts without them and what they import): their names load on first use.

@@ -48,9 +48,6 @@ _SPAN_ATTRS: Final[dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple, ...
 _CACHE_SIZE: Final = 1024
 
 
-_SPAN_KIND_AT: Final = {"gdo": "gdo", "gda": "gda", "gdl": "gdl"}
-
-
 def _published_span(buf: str, pos: int) -> tuple[str, str, str, str, int] | None:
     """``_SPAN.match(buf, pos)``: ``(before, kind, attrs, inner, end)`` or None.
 
@@ -65,14 +62,15 @@ def _published_span(buf: str, pos: int) -> tuple[str, str, str, str, int] | None
     lt = buf.find("<", pos)
     if lt == -1 or buf.find(" ", lt + 4, lt + 5) == -1:
         return None
-    kind = _SPAN_KIND_AT.get(buf[lt + 1 : lt + 4])
-    if kind is None:
+    kind = buf[lt + 1 : lt + 4]
+    closer = _CLOSE_TAGS.get(kind)
+    if closer is None:
         return None
     gt = buf.find(">", lt + 5, lt + 5 + MAX_TAG - 3)  # attributes: at most MAX_TAG - 4 characters
     if gt == -1 or buf.find("<", lt + 5, gt) != -1 or buf.find("\n", lt + 5, gt) != -1:
         return None
     close = buf.find("<", gt + 1)
-    if close <= gt + 1 or not buf.startswith(_CLOSE_TAGS[kind], close):  # some text, then its closer
+    if close <= gt + 1 or not buf.startswith(closer, close):  # some text, then its closer
         return None
     return (buf[pos:lt], kind, buf[lt + 5 : gt], buf[gt + 1 : close], close + len(kind) + 3)
 

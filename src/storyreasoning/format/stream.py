@@ -39,7 +39,9 @@ THINK_CLOSE: Final = "</think>"
 STORY_START: Final = "<gdi"
 _TAIL: Final = max(len(m) for m in (THINK_OPEN, THINK_CLOSE, STORY_START)) - 1
 
-_PRE, _COT, _STORY = "pre", "cot", "story"
+_PRE: Final = "pre"
+_COT: Final = "cot"
+_STORY: Final = "story"
 _MARKERS: Final = (THINK_OPEN, THINK_CLOSE, STORY_START)
 _COT_END: Final = (THINK_CLOSE, STORY_START)
 _THINK: Final = (THINK_OPEN,)
