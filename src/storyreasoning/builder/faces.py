@@ -599,12 +599,12 @@ class FacePerceiver:
                 if person.source == "face":  # a person added for a face: the colour of the torso below it
                     person.colour = self._torso_colour(pil, person.box, face.box)
             per_frame.append(rows)
-        boxes = [
-            [(p.box, face.box if face is not None else p.face) for p, face in rows] for rows in per_frame
-        ]
         if self._embedder:
             looks = self._feature_looks(pils, [[p for p, _ in rows] for rows in per_frame], known)
         else:
+            boxes = [
+                [(p.box, face.box if face is not None else p.face) for p, face in rows] for rows in per_frame
+            ]
             looks = [self._colour_looks(pil, frame) for pil, frame in zip(pils, boxes, strict=True)]
         sightings = [
             [
