@@ -18,8 +18,8 @@ pytest.importorskip(
     "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"
 )
 
-from storyreasoning.data.card import dataset_card, gather, write_dataset_card
 from storyreasoning.data import load_stories
+from storyreasoning.data.card import dataset_card, gather, write_dataset_card
 from storyreasoning.data.folder import frame_files
 from storyreasoning.data.hub import CARD_MARKER
 
