@@ -484,11 +484,19 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.active += 1
             fake.max_active = max(fake.max_active, fake.active)
+        self._counted = True
         try:
             self._stream_pieces(behaviour, body, chunk, request)
         finally:
-            with fake._lock:
-                fake.active -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        """This stream no longer counts as active: called before its last event is written, since a client
+        that has read the end may send its next request before this thread gets to run again."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server.fake._lock:
+                self.server.fake.active -= 1
 
     def _stream_pieces(self, behaviour: str, body: dict, chunk, request: int = 1) -> None:
         fake = self.server.fake
@@ -499,6 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
         pieces = fake.pieces(request, body)
         for i, (field, text) in enumerate(pieces):
             if behaviour == "events" and i == fake.drop_after:
+                self._leave()
                 for event in fake.events:
                     self._event(event)
                 self._event("[DONE]")
@@ -527,6 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fake.piece_delay:
                 time.sleep(fake.piece_delay)
         usage = {"prompt_tokens": 123, "completion_tokens": len(pieces), "total_tokens": 123 + len(pieces)}
+        self._leave()
         self._event(chunk({}, finish="stop"))
         if body.get("stream_options", {}).get("include_usage"):
             self._event(
