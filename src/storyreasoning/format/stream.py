@@ -29,7 +29,7 @@ from typing import Final
 
 from .cot import CoT
 from .cot_parser import CotBuilder, heading_section
-from .diagnostics import Diagnostic, info, warning
+from .diagnostics import COMPILED, Diagnostic, info, warning
 from .events import Event, ThinkClosed, ThinkOpened
 from .story import GroundedStory
 from .story_parser import StoryBuilder
@@ -142,10 +142,25 @@ class StreamParser:
         """
         if self._closed:
             raise RuntimeError("feed() after close()")
-        if chunk in _QUIET:  # a chunk seen before to hold none of them (a token recurs)
+        n = len(chunk)
+        if COMPILED and n <= _QUIET_CHUNK:  # one pass over a token's characters, read as integers
+            i = 0
+            opens = self._mode is not _STORY
+            while i < n:
+                c = ord(chunk[i])
+                if c == 62 or c == 10 or (c == 60 and opens):  # '>', '\n', '<'
+                    break
+                i += 1
+            if i == n:
+                self._chunks.append(chunk)
+                return []
+            loud = True
+        elif chunk in _QUIET:  # a chunk seen before to hold none of them (a token recurs)
             self._chunks.append(chunk)
             return []
-        if ">" in chunk or "\n" in chunk or ("<" in chunk and self._mode is not _STORY):
+        else:
+            loud = ">" in chunk or "\n" in chunk or ("<" in chunk and self._mode is not _STORY)
+        if loud:
             chunks = self._chunks
             held = self._held
             chunks.append(chunk)
