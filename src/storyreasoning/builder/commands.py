@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from ..files import write_json_atomic
 from .perceivers import make_perceiver  # the build's perceiver, here and on every Ray worker
 from .settings import BuildSettings
 
@@ -105,7 +104,7 @@ def build(settings: BuildSettings) -> int:
         + (f"; {len(report.failed)} failed, see {out / ERRORS}" if report.failed else "")
     )
     write_record(s, out / "settings.json")
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / "report.json", report.to_dict(), ensure_ascii=True)
     # the split (--split), the dataset card README.md, and --push-to-hub: see builder/publish.py
     finish_build(s, out, say=lambda line: err.print(f"[dim]{line}[/dim]"))
     return 1 if report.failed else 0

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError, file_error
+from ..files import open_atomic
 from ..terminal import progress_bar
 from .sample import StorySample
 from .sources import limited, load_stories
@@ -105,7 +106,7 @@ def validate(
     if failures is not None:
         try:
             failures.parent.mkdir(parents=True, exist_ok=True)
-            with failures.open("w", encoding="utf-8") as f:
+            with open_atomic(failures) as f:
                 for item in failed:
                     f.write(json.dumps(item, ensure_ascii=False) + "\n")
         except OSError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import write_json_atomic, write_text_atomic
 from .plots import Painter
 from .processes import BACKGROUND_NICE
 from .report import (
@@ -353,34 +354,25 @@ def compare(settings: CompareSettings) -> int:
     ]
     md += [f"| {mark(key)} | " + " | ".join(_cell(values.get(key)) for values in flat) + " |" for key in keys]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    (out / "compare.json").write_text(
-        json.dumps(
-            {
-                "runs": labels,
-                "paths": [str(p) for p in paths],
-                "headline": {
-                    key: {
-                        "label": head_labels[key],
-                        "values": [
-                            next((r for r in rows if r["key"] == key), {}).get("value") for rows in heads
-                        ],
-                        "low": [next((r for r in rows if r["key"] == key), {}).get("low") for rows in heads],
-                        "high": [
-                            next((r for r in rows if r["key"] == key), {}).get("high") for rows in heads
-                        ],
-                    }
-                    for key in head_keys
-                },
-                "conventions": dict(zip(labels, each, strict=True)),
-                "mismatches": found,
-                "metrics": {k: [v.get(k) for v in flat] for k in keys},
+    write_text_atomic(out / "compare.md", "\n".join(md) + "\n")
+    write_json_atomic(
+        out / "compare.json",
+        {
+            "runs": labels,
+            "paths": [str(p) for p in paths],
+            "headline": {
+                key: {
+                    "label": head_labels[key],
+                    "values": [next((r for r in rows if r["key"] == key), {}).get("value") for rows in heads],
+                    "low": [next((r for r in rows if r["key"] == key), {}).get("low") for rows in heads],
+                    "high": [next((r for r in rows if r["key"] == key), {}).get("high") for rows in heads],
+                }
+                for key in head_keys
             },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n",
-        encoding="utf-8",
+            "conventions": dict(zip(labels, each, strict=True)),
+            "mismatches": found,
+            "metrics": {k: [v.get(k) for v in flat] for k in keys},
+        },
     )
     from .plots import compare_plot
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
+from ..files import write_json_atomic, write_text_atomic
 from .base import BASELINE_LABEL, Teller, TellError, teller_label
 from .settings import EndpointOptions, ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
 
@@ -148,7 +149,7 @@ def keep_partial(partial: str, *, out: Path | None, live: bool, as_json: bool, e
     if out is not None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(partial, encoding="utf-8")
+            write_text_atomic(out, partial)
         except OSError as exc:  # checked writable before the story; something changed since
             sys.stdout.write(partial + "\n")
             return f"the partial output ({size}) could not be written to {out} ({exc.strerror}): it is on standard output"
@@ -230,12 +231,12 @@ def tell(settings: TellSettings) -> int:
         from .html import write_html
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(telling.raw, encoding="utf-8")
+        write_text_atomic(out, telling.raw)
         json_path, html_path = side_files(out)
         data = telling.to_dict(verdict)
         data["meta"] = telling.meta
         data["images"] = [str(p) for p in images]
-        json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(json_path, data)
         write_html(
             html_path,
             telling,
