@@ -26,7 +26,7 @@ category only, a correlation of a constant) is ``math.nan``; input that cannot b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import Literal, NamedTuple
 
@@ -339,14 +339,225 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float((rx * ry).sum()) / denominator
 
 
+# -- agreement over a table of distinct pairs (the bootstrap's form) ------------------------------
+#
+# Kappa, alpha and Spearman of two raters depend on the items only through the table of
+# distinct (a, b) pairs and how often each occurs. Resampling n items with replacement is
+# drawing n times from that table with probabilities count/n: the resampled table's counts
+# are multinomial(n, count/n). The ``*_table`` functions below take the distinct pairs and
+# one row of counts per resample (an R x m matrix, or one vector) and compute the statistic
+# for all rows at once; each equals the plain function applied to the pairs repeated by
+# their counts (``np.repeat(a, counts)``), NaN where that gives NaN or refuses the input (no
+# items at all). They are what makes ``evaluate agree``'s intervals cheap: the per-resample
+# work is a few (R x m) and (R x k) products instead of a Python call per resample.
+
+
+def pair_table(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ``(a, b)`` pairs of two raters' values (sorted) and how often each occurs.
+
+    Returns ``(a values, b values, counts)``, three arrays of the same length.
+    """
+    x, y = _pair(a, b, "ratings")
+    table, counts = np.unique(np.column_stack([x, y]), axis=0, return_counts=True)
+    return table[:, 0].copy(), table[:, 1].copy(), counts.astype(float)
+
+
+def _table(
+    a: Sequence[float], b: Sequence[float], counts: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The distinct pairs as arrays and the counts as an R x m matrix (and whether one row was given)."""
+    x, y = _pair(a, b, "distinct values")
+    try:
+        w = np.asarray(counts, dtype=float)
+    except (TypeError, ValueError):
+        raise UsageError("the counts must be numbers; give one count per distinct pair") from None
+    one = w.ndim == 1
+    if one:
+        w = w[None, :]
+    if w.ndim != 2 or w.shape[1] != len(x):
+        raise UsageError(
+            f"the counts have shape {np.shape(counts)}; give one count per distinct pair ({len(x)}), "
+            "one row per resample"
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise UsageError("the counts hold a negative, NaN or infinite value; give counts of 0 or more")
+    return x, y, w, one
+
+
+def _result(values: np.ndarray, one: bool) -> np.ndarray | float:
+    return float(values[0]) if one else values
+
+
+def _one_hot(positions: np.ndarray, k: int) -> np.ndarray:
+    """An m x k matrix with a 1 in row i at column positions[i]."""
+    out = np.zeros((len(positions), k))
+    out[np.arange(len(positions)), positions] = 1.0
+    return out
+
+
+def cohen_kappa_table(
+    a: Sequence[float],
+    b: Sequence[float],
+    counts: Sequence[float] | np.ndarray,
+    *,
+    weights: Literal["linear", "quadratic"] | None = None,
+    labels: Sequence[float],
+) -> np.ndarray | float:
+    """:func:`cohen_kappa` of the distinct pairs ``(a[i], b[i])`` each taken ``counts[..., i]`` times.
+
+    ``counts``: one vector (a float comes back) or an R x m matrix, one row per resample (R
+    values come back). ``labels`` is required: the scale, and so the weights, must not
+    depend on which values a resample happens to hold. NaN for a row with no items or no
+    chance disagreement.
+    """
+    x, y, w, one = _table(a, b, counts)
+    if weights not in (None, "linear", "quadratic"):
+        raise UsageError(f"unknown kappa weights {weights!r}; use None, 'linear' or 'quadratic'")
+    scale = np.sort(_values(labels, "labels"))
+    if len(np.unique(scale)) != len(scale) or len(scale) == 0:
+        raise UsageError("the labels are empty or repeat a value; give each label once")
+    k = len(scale)
+    positions = []
+    for values in (x, y):
+        found = np.searchsorted(scale, values)
+        outside = (found >= k) | (scale[np.minimum(found, k - 1)] != values)
+        if np.any(outside):
+            raise UsageError(
+                f"rating {values[outside][0]:g} is not among the labels {scale.tolist()}; add it to the labels"
+            )
+        positions.append(found)
+    ix, iy = positions
+    if weights is None:
+        cost = 1.0 - np.eye(k)
+    else:
+        distance = np.abs(np.subtract.outer(np.arange(k), np.arange(k))) / max(k - 1, 1)
+        cost = distance if weights == "linear" else distance**2
+    total = w.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_a = (w @ _one_hot(ix, k)) / total[:, None]  # each row's margins, as proportions
+        share_b = (w @ _one_hot(iy, k)) / total[:, None]
+        observed = (w @ cost[ix, iy]) / total
+        chance = ((share_a @ cost) * share_b).sum(axis=1)
+        kappa = 1.0 - observed / chance
+    kappa[~(chance > 0)] = math.nan  # also a row with no items (0/0)
+    return _result(kappa, one)
+
+
+def krippendorff_alpha_table(
+    a: Sequence[float],
+    b: Sequence[float],
+    counts: Sequence[float] | np.ndarray,
+    *,
+    level: Literal["nominal", "ordinal", "interval"] = "nominal",
+) -> np.ndarray | float:
+    """:func:`krippendorff_alpha` of two raters on the distinct pairs ``(a[i], b[i])`` taken ``counts[..., i]`` times.
+
+    Each item is a unit of two values, so a pair ``(x, y)`` adds 1 to ``o[x,y]`` and to
+    ``o[y,x]`` of the coincidence matrix; at the ordinal level δ² depends on each row's
+    margins and is built per row (R x k x k, k the distinct values). ``counts`` as in
+    :func:`cohen_kappa_table`; NaN for a row with no items or no expected disagreement.
+    """
+    if level not in ("nominal", "ordinal", "interval"):
+        raise UsageError(f"unknown level {level!r}; use 'nominal', 'ordinal' or 'interval'")
+    x, y, w, one = _table(a, b, counts)
+    scale = np.unique(np.concatenate([x, y]))
+    k = len(scale)
+    ix, iy = np.searchsorted(scale, x), np.searchsorted(scale, y)
+    margins = w @ (_one_hot(ix, k) + _one_hot(iy, k))  # n_c per row: how often value c occurs
+    total = margins.sum(axis=1)
+    if level == "ordinal":
+        cumulative = np.concatenate([np.zeros((len(w), 1)), np.cumsum(margins, axis=1)], axis=1)
+        i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        low, high = np.minimum(i, j), np.maximum(i, j)
+        between = cumulative[:, high + 1] - cumulative[:, low]  # R x k x k: Σ_{g=low..high} n_g
+        delta = (between - (margins[:, :, None] + margins[:, None, :]) / 2) ** 2
+        observed = 2.0 * (w * delta[:, ix, iy]).sum(axis=1)
+        expected = np.einsum("ri,rij,rj->r", margins, delta, margins)
+    else:
+        fixed = 1.0 - np.eye(k) if level == "nominal" else np.subtract.outer(scale, scale) ** 2
+        observed = 2.0 * (w @ fixed[ix, iy])
+        expected = ((margins @ fixed) * margins).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = 1.0 - (total - 1) * observed / expected
+    alpha[~(expected > 0)] = math.nan
+    return _result(alpha, one)
+
+
+def spearman_table(
+    a: Sequence[float], b: Sequence[float], counts: Sequence[float] | np.ndarray
+) -> np.ndarray | float:
+    """:func:`spearman` of the distinct pairs ``(a[i], b[i])`` taken ``counts[..., i]`` times.
+
+    Each row's average ranks come from its counts of each distinct value (the values before
+    it, plus half its own ties), centred on their mean (n+1)/2; then a Pearson correlation
+    weighted by the counts. ``counts`` as in :func:`cohen_kappa_table`; NaN for a row with
+    fewer than two items or a constant side.
+    """
+    x, y, w, one = _table(a, b, counts)
+    total = w.sum(axis=1)
+
+    def centred_ranks(values: np.ndarray) -> np.ndarray:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        per_value = w @ _one_hot(inverse.ravel(), len(distinct))  # R x distinct values
+        rank = np.cumsum(per_value, axis=1) - per_value + (per_value + 1) / 2
+        return rank[:, inverse.ravel()] - (total[:, None] + 1) / 2  # R x m
+
+    rx, ry = centred_ranks(x), centred_ranks(y)
+    denominator = np.sqrt((w * rx * rx).sum(axis=1) * (w * ry * ry).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (w * rx * ry).sum(axis=1) / denominator
+    rho[~(denominator > 0) | (total < 2)] = math.nan
+    return _result(rho, one)
+
+
+def bootstrap_table(
+    statistic: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    a: Sequence[float],
+    b: Sequence[float],
+    counts: Sequence[float],
+    *,
+    resamples: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """``statistic`` (a ``*_table`` function) on ``resamples`` bootstrap resamples of the items behind a pair table.
+
+    A resample of the n items, drawn with replacement, is a multinomial draw of n over the
+    distinct pairs with probabilities ``counts / n`` (the same distribution as drawing
+    items by index). Deterministic in ``seed``; drawn in chunks so memory stays bounded
+    (the chunks do not change the draws).
+    """
+    x, y, w, one = _table(a, b, counts)
+    if resamples < 1:
+        raise UsageError(f"resamples {resamples} is below 1; give e.g. 1000")
+    n = round(float(w.sum()))
+    if not one or n < 1 or not np.array_equal(w[0], np.round(w[0])):
+        raise UsageError(
+            "the counts must be one vector of whole numbers, at least one item; give pair_table's counts"
+        )
+    rng = np.random.default_rng(seed)
+    width = len(x) + len(np.unique(np.concatenate([x, y]))) ** 2  # per row: the table, or k x k
+    rows = max(1, _CHUNK_VALUES // width)
+    out = np.empty(resamples)
+    for start in range(0, resamples, rows):
+        stop = min(resamples, start + rows)
+        drawn = rng.multinomial(n, w[0] / n, size=stop - start).astype(float)
+        out[start:stop] = statistic(x, y, drawn)
+    return out
+
+
 __all__ = [
     "Interval",
     "bootstrap_mean",
     "bootstrap_means",
+    "bootstrap_table",
     "cohen_kappa",
+    "cohen_kappa_table",
     "krippendorff_alpha",
+    "krippendorff_alpha_table",
+    "pair_table",
     "ranks",
     "spearman",
+    "spearman_table",
     "wilson",
     "win_rate",
 ]
