@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
@@ -129,6 +130,39 @@ def test_agreement_by_hand(sides):
     # the same seed gives the same intervals
     again = agreement(read_ratings(run), read_ratings(labels), ["coherence"], resamples=200)
     assert again["metrics"]["coherence"] == coherence
+
+
+def test_intervals_are_the_plain_statistics_on_resampled_stories(sides):
+    # the bootstrap draws each resample as counts over the distinct (A, B) pairs; expanded back
+    # into stories, the plain statistics on them give the same interval and the same undefined count
+    import numpy as np
+
+    run, labels = sides
+    result = agreement(
+        read_ratings(run), read_ratings(labels), ["coherence", "hallucinations"], resamples=300, seed=4
+    )
+    cases = {
+        "coherence": ([1, 1, 2, 3, 5], [1, 2, 2, 2, 5], [1, 2, 3, 4, 5], "ordinal"),
+        "hallucinations": ([0, 1, 2, 0, 3], [0, 1, 1, 0, 3], [0, 1, 2, 3], "interval"),
+    }
+    for metric, (a, b, scale, level) in cases.items():
+        pairs, counts = np.unique(np.column_stack([a, b]), axis=0, return_counts=True)
+        drawn = np.random.default_rng(4).multinomial(5, counts / 5, size=300)
+        plain = {
+            "kappa": partial(cohen_kappa, weights="quadratic", labels=scale),
+            "alpha": lambda x, y, level=level: krippendorff_alpha(np.column_stack([x, y]), level=level),
+            "spearman": spearman,
+        }
+        for name, statistic in plain.items():
+            draws = np.array([statistic(np.repeat(pairs[:, 0], w), np.repeat(pairs[:, 1], w)) for w in drawn])
+            defined = draws[~np.isnan(draws)]
+            got = result["metrics"][metric][name]
+            assert got["undefined_resamples"] == len(draws) - len(defined)
+            low, high = np.quantile(defined, [0.025, 0.975])
+            assert got["low"] == pytest.approx(low, abs=1e-12)
+            assert got["high"] == pytest.approx(high, abs=1e-12)
+    # five stories: some resamples rate one side constant
+    assert result["metrics"]["coherence"]["spearman"]["undefined_resamples"] > 0
 
 
 def test_undefined_statistics_are_null_not_nan(tmp_path):

@@ -12,10 +12,15 @@ from storyreasoning.evaluate.stats import (
     Interval,
     bootstrap_mean,
     bootstrap_means,
+    bootstrap_table,
     cohen_kappa,
+    cohen_kappa_table,
     krippendorff_alpha,
+    krippendorff_alpha_table,
+    pair_table,
     ranks,
     spearman,
+    spearman_table,
     wilson,
     win_rate,
 )
@@ -273,3 +278,145 @@ def test_spearman_matches_scipy():
         assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
         c, d = rng.normal(size=size), rng.normal(size=size)
         assert spearman(c, d) == pytest.approx(scipy_stats.spearmanr(c, d).statistic, abs=1e-12)
+
+
+# -- the same statistics over a table of distinct pairs (the bootstrap's form) ---------------------
+
+
+def _plain_or_nan(function, *args, **kwargs):
+    """The plain statistic, NaN where it refuses the input (as the bootstrap counts a refusal)."""
+    try:
+        return function(*args, **kwargs)
+    except UsageError:
+        return math.nan
+
+
+def _expanded(x, y, counts):
+    whole = counts.astype(int)
+    return np.repeat(x, whole), np.repeat(y, whole)
+
+
+def _assert_table_equals_plain(x, y, counts, labels):
+    """Every *_table statistic, all rows at once, equals the plain one on each row's expanded pairs."""
+    tables = {
+        f"kappa {w}": cohen_kappa_table(x, y, counts, weights=w, labels=labels)
+        for w in (None, "linear", "quadratic")
+    } | {
+        f"alpha {lv}": krippendorff_alpha_table(x, y, counts, level=lv)
+        for lv in ("nominal", "ordinal", "interval")
+    }
+    tables["spearman"] = spearman_table(x, y, counts)
+    for row, weights in enumerate(counts):
+        ex, ey = _expanded(x, y, weights)
+        plain = {
+            f"kappa {w}": _plain_or_nan(cohen_kappa, ex, ey, weights=w, labels=labels)
+            for w in (None, "linear", "quadratic")
+        } | {
+            f"alpha {lv}": _plain_or_nan(krippendorff_alpha, np.column_stack([ex, ey]), level=lv)
+            for lv in ("nominal", "ordinal", "interval")
+        }
+        plain["spearman"] = _plain_or_nan(spearman, ex, ey)
+        for name, expected in plain.items():
+            got = tables[name][row]
+            if math.isnan(expected):
+                assert math.isnan(got), (name, ex.tolist(), ey.tolist(), got)
+            else:
+                assert got == pytest.approx(expected, abs=1e-12, rel=0), (name, ex.tolist(), ey.tolist())
+
+
+def test_table_statistics_equal_the_plain_ones_on_the_expanded_pairs():
+    rng = np.random.default_rng(15)
+    for trial in range(120):
+        k = int(rng.integers(1, 7))
+        scale = np.arange(k, dtype=float) + (1 if trial % 2 else 0)  # 0..k-1 (counts) or 1..k (scores)
+        size = int(rng.integers(1, 14))
+        a, b = rng.choice(scale, size), rng.choice(scale, size)
+        if trial % 4 == 0:
+            b[:] = b[0]  # one side constant
+        x, y, _ = pair_table(a, b)
+        top = int(rng.integers(0, 9))  # counts from 0 up to 0..8: zeros, empty rows, one item
+        counts = rng.integers(0, top + 1, size=(8, len(x))).astype(float)
+        _assert_table_equals_plain(x, y, counts, scale.tolist())
+
+
+def test_table_statistics_on_degenerate_tables():
+    labels = [1.0, 2.0, 3.0, 4.0, 5.0]
+    # one distinct pair: kappa and alpha need disagreement by chance, Spearman a varying side
+    one = np.array([[0.0], [1.0], [2.0], [7.0]])
+    _assert_table_equals_plain(np.array([3.0]), np.array([3.0]), one, labels)
+    _assert_table_equals_plain(np.array([2.0]), np.array([4.0]), one, labels)
+    for row in one:  # the plain functions' own verdicts on these, spelled out
+        n = int(row[0])
+        assert math.isnan(cohen_kappa_table([3.0], [3.0], row, weights="quadratic", labels=labels))
+        assert math.isnan(spearman_table([2.0], [4.0], row))
+        # n pairs (2, 4): margins n and n, o[2,4] = o[4,2] = n, δ²(2,4) = (2n - n)² = n²;
+        # alpha = 1 - (2n-1)·2n·n² / (2·n·n·n²) = 1 - (2n-1)/n; no pair at all: NaN
+        alpha = krippendorff_alpha_table([2.0], [4.0], row, level="ordinal")
+        assert math.isnan(alpha) if n == 0 else alpha == pytest.approx(1 - (2 * n - 1) / n)
+    # one side constant, zeros among the counts, every count one
+    x, y = np.array([1.0, 1.0, 1.0, 2.0]), np.array([2.0, 3.0, 5.0, 2.0])
+    counts = np.array([[5, 0, 0, 0], [0, 3, 4, 0], [1, 1, 1, 1], [0, 0, 0, 9], [2, 0, 0, 1]], dtype=float)
+    _assert_table_equals_plain(x, y, counts, labels)
+    # one vector of counts gives one number, as the plain functions do
+    assert cohen_kappa_table(x, y, [1, 1, 1, 1], weights="quadratic", labels=labels) == pytest.approx(
+        cohen_kappa([1, 1, 1, 2], [2, 3, 5, 2], weights="quadratic", labels=labels), abs=1e-12
+    )
+
+
+def test_table_statistics_refuse_bad_input():
+    with pytest.raises(UsageError, match="one count per distinct pair"):
+        spearman_table([1, 2], [1, 2], [1, 2, 3])
+    with pytest.raises(UsageError, match="negative"):
+        krippendorff_alpha_table([1, 2], [1, 2], [1, -1])
+    with pytest.raises(UsageError, match="not among the labels"):
+        cohen_kappa_table([1, 7], [1, 2], [1, 1], labels=[1, 2, 3])
+    with pytest.raises(UsageError, match="level"):
+        krippendorff_alpha_table([1, 2], [1, 2], [1, 1], level="ratio")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="whole numbers"):
+        bootstrap_table([spearman_table], [1, 2], [1, 2], [0.5, 1], resamples=10)
+
+
+def test_bootstrap_table_resamples_are_the_plain_statistic_on_resampled_stories():
+    # six stories, five rated 3 by A: about (5/6)^6 = a third of the resamples see A constant
+    a, b = [3, 3, 3, 3, 3, 1], [3, 4, 2, 3, 5, 1]
+    x, y, counts = pair_table(a, b)
+    draws = bootstrap_table([spearman_table], x, y, counts, resamples=300, seed=7)[0]
+    assert draws.shape == (300,)
+    again = bootstrap_table([spearman_table, spearman_table], x, y, counts, resamples=300, seed=7)
+    np.testing.assert_array_equal(
+        again, [draws, draws]
+    )  # the same seed, the same resamples for every statistic
+    assert not np.array_equal(
+        draws, bootstrap_table([spearman_table], x, y, counts, resamples=300, seed=8)[0]
+    )
+    # each resample is a multinomial draw of n over the distinct pairs: the same draws, by hand
+    drawn = np.random.default_rng(7).multinomial(6, counts / 6, size=300).astype(float)
+    np.testing.assert_array_equal(draws, spearman_table(x, y, drawn))
+    _assert_table_equals_plain(x, y, drawn[:60], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert 0.2 < np.isnan(draws).mean() < 0.5  # the undefined resamples stay NaN
+
+
+def test_bootstrap_table_chunks_do_not_change_the_draws(monkeypatch):
+    from storyreasoning.evaluate import stats
+
+    x, y, counts = pair_table([1, 2, 3, 4, 5, 5, 4], [1, 3, 3, 4, 4, 5, 2])
+    whole = bootstrap_table([spearman_table], x, y, counts, resamples=500, seed=2)
+    monkeypatch.setattr(stats, "_CHUNK_VALUES", 7 * (7 + 25))  # 7 rows a chunk
+    np.testing.assert_array_equal(
+        bootstrap_table([spearman_table], x, y, counts, resamples=500, seed=2), whole
+    )
+
+
+def test_multinomial_resamples_have_the_distribution_of_resampled_indices():
+    # the old way (stories drawn by index, one call per resample) and the table's way give the
+    # same bootstrap distribution: their quantiles agree within the Monte Carlo error
+    rng = np.random.default_rng(11)
+    a = rng.integers(1, 6, size=300).astype(float)
+    b = np.clip(a + rng.choice([-1, 0, 0, 1], size=300), 1, 5)
+    x, y, counts = pair_table(a, b)
+    table = bootstrap_table([spearman_table], x, y, counts, resamples=2000, seed=1)[0]
+    index = np.random.default_rng(2).integers(0, 300, size=(2000, 300))
+    by_index = np.array([spearman(a[i], b[i]) for i in index])
+    for q in (0.025, 0.25, 0.5, 0.75, 0.975):
+        assert np.quantile(table, q) == pytest.approx(np.quantile(by_index, q), abs=0.003)  # sd 0.0075
+    assert table.std() == pytest.approx(by_index.std(), rel=0.1)  # drawing n/2 instead of n: 1.5x

@@ -14,6 +14,14 @@ scores). For each metric, over the stories both rated:
 each with a percentile-bootstrap interval over the stories (``--resamples``, seeded). A
 judgement recorded as failed is no rating (it is counted and left out); so is an empty
 cell. The statistics are :mod:`.stats`'.
+
+The bootstrap resamples the n stories with replacement, drawn as what they amount to:
+multinomial counts of n over the distinct (A, B) pairs of the metric (at most 25 for the
+1-5 scores), with probabilities their shares. Each statistic is a function of that table,
+so all resamples are computed at once (:func:`.stats.cohen_kappa_table` and its
+siblings) instead of one call per resample. A resample where a statistic is undefined
+(one side constant, no chance disagreement) is left out of the interval and counted in
+``undefined_resamples``.
 """
 
 from __future__ import annotations
@@ -179,36 +187,43 @@ def read_ratings(path: Path) -> Ratings:
 
 
 def _bootstrap(
-    statistic: Callable[[list[float], list[float]], float],
+    statistics: dict[str, tuple[Callable[[list[float], list[float]], float], Callable[..., Any]]],
     a: list[float],
     b: list[float],
     *,
     confidence: float,
     resamples: int,
     seed: int,
-) -> dict[str, float | None]:
-    """``statistic`` on the pairs, with a percentile-bootstrap interval over them (NaN resamples left out)."""
+) -> dict[str, dict[str, float | None]]:
+    """Each statistic on the pairs, with a percentile-bootstrap interval over them (NaN resamples left out).
+
+    ``statistics``: name -> (the statistic of the pairs, the same statistic of a pair table
+    (:mod:`.stats`)). The resamples are drawn once as counts over the distinct (a, b) pairs;
+    the table statistics compute all of them at once.
+    """
     import numpy as np
 
-    value = statistic(a, b)
-    out: dict[str, float | None] = {"value": _plain(value), "low": None, "high": None}
-    if resamples < 1 or len(a) < 2 or math.isnan(value):
+    from .stats import bootstrap_table, pair_table
+
+    out: dict[str, dict[str, float | None]] = {}
+    wanted = []
+    for name, (statistic, _) in statistics.items():
+        value = statistic(a, b)
+        out[name] = {"value": _plain(value), "low": None, "high": None}
+        if not math.isnan(value):
+            wanted.append(name)
+    if resamples < 1 or len(a) < 2 or not wanted:
         return out
-    x, y = np.asarray(a), np.asarray(b)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        index = rng.integers(0, len(x), size=len(x))
-        try:
-            draws.append(statistic(x[index], y[index]))
-        except UsageError:
-            draws.append(math.nan)
-    defined = np.asarray([d for d in draws if not math.isnan(d)])
-    if len(defined):
-        tail = (1 - confidence) / 2
-        low, high = np.quantile(defined, [tail, 1 - tail])
-        out["low"], out["high"] = float(low), float(high)
-    out["undefined_resamples"] = len(draws) - len(defined)
+    x, y, counts = pair_table(a, b)
+    tables = [statistics[name][1] for name in wanted]
+    resampled = bootstrap_table(tables, x, y, counts, resamples=resamples, seed=seed)
+    for name, draws in zip(wanted, resampled, strict=True):
+        defined = draws[~np.isnan(draws)]
+        if len(defined):
+            tail = (1 - confidence) / 2
+            low, high = np.quantile(defined, [tail, 1 - tail])
+            out[name]["low"], out[name]["high"] = float(low), float(high)
+        out[name]["undefined_resamples"] = len(draws) - len(defined)
     return out
 
 
@@ -240,7 +255,7 @@ def agreement(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Per metric: n, the two means, quadratic kappa, alpha and Spearman with bootstrap intervals."""
-    from .stats import spearman
+    from .stats import cohen_kappa_table, krippendorff_alpha_table, spearman, spearman_table
 
     shared = [story for story in a.values if story in b.values]
     result: dict[str, Any] = {
@@ -276,10 +291,15 @@ def agreement(
         if not pairs:
             entry.update(kappa=None, alpha=None, spearman=None)
         else:
-            common = {"confidence": confidence, "resamples": resamples, "seed": seed}
-            entry["kappa"] = _bootstrap(partial(_kappa, labels=labels), x, y, **common)
-            entry["alpha"] = _bootstrap(partial(_alpha, level=level), x, y, **common)
-            entry["spearman"] = _bootstrap(spearman, x, y, **common)
+            statistics = {
+                "kappa": (
+                    partial(_kappa, labels=labels),
+                    partial(cohen_kappa_table, weights="quadratic", labels=labels),
+                ),
+                "alpha": (partial(_alpha, level=level), partial(krippendorff_alpha_table, level=level)),
+                "spearman": (spearman, spearman_table),
+            }
+            entry.update(_bootstrap(statistics, x, y, confidence=confidence, resamples=resamples, seed=seed))
         result["metrics"][metric] = entry
     return result
 

@@ -511,7 +511,7 @@ def spearman_table(
 
 
 def bootstrap_table(
-    statistic: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    statistics: Sequence[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]],
     a: Sequence[float],
     b: Sequence[float],
     counts: Sequence[float],
@@ -519,12 +519,13 @@ def bootstrap_table(
     resamples: int,
     seed: int = 0,
 ) -> np.ndarray:
-    """``statistic`` (a ``*_table`` function) on ``resamples`` bootstrap resamples of the items behind a pair table.
+    """Each of ``statistics`` (``*_table`` functions) on ``resamples`` bootstrap resamples of a pair table's items.
 
     A resample of the n items, drawn with replacement, is a multinomial draw of n over the
     distinct pairs with probabilities ``counts / n`` (the same distribution as drawing
-    items by index). Deterministic in ``seed``; drawn in chunks so memory stays bounded
-    (the chunks do not change the draws).
+    items by index); every statistic sees the same resamples. Returns one row per
+    statistic, one column per resample. Deterministic in ``seed``; drawn in chunks so
+    memory stays bounded (the chunks do not change the draws).
     """
     x, y, w, one = _table(a, b, counts)
     if resamples < 1:
@@ -537,11 +538,12 @@ def bootstrap_table(
     rng = np.random.default_rng(seed)
     width = len(x) + len(np.unique(np.concatenate([x, y]))) ** 2  # per row: the table, or k x k
     rows = max(1, _CHUNK_VALUES // width)
-    out = np.empty(resamples)
+    out = np.empty((len(statistics), resamples))
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         drawn = rng.multinomial(n, w[0] / n, size=stop - start).astype(float)
-        out[start:stop] = statistic(x, y, drawn)
+        for row, statistic in enumerate(statistics):
+            out[row, start:stop] = statistic(x, y, drawn)
     return out
 
 
