@@ -9,7 +9,11 @@ Pure NumPy, deterministic (every random draw comes from ``numpy.random.default_r
   quadratic weights;
 * :func:`krippendorff_alpha`: Krippendorff's alpha for any number of raters, missing
   values allowed, at the nominal, ordinal or interval level;
-* :func:`spearman`: Spearman's rank correlation, ties given their average rank.
+* :func:`spearman`: Spearman's rank correlation, ties given their average rank;
+* :func:`cohen_kappa_table`, :func:`krippendorff_alpha_table`, :func:`spearman_table`:
+  the same three for two raters, from the table of distinct value pairs and their
+  counts, for many count vectors (bootstrap resamples) at once; :func:`pair_table` makes
+  the table and :func:`bootstrap_table` resamples it.
 
 Which interval for a win rate: the percentile bootstrap resamples the stories
 themselves, so it takes ties and per-story averages (0.25, 0.75 from two orders) as they
