@@ -187,7 +187,7 @@ def read_ratings(path: Path) -> Ratings:
 
 
 def _bootstrap(
-    statistics: dict[str, tuple[Callable[[list[float], list[float]], float], Callable[..., Any]]],
+    statistics: dict[str, tuple[Callable[..., float], Callable[..., Any]]],
     a: list[float],
     b: list[float],
     *,
@@ -291,12 +291,15 @@ def agreement(
         if not pairs:
             entry.update(kappa=None, alpha=None, spearman=None)
         else:
-            statistics = {
+            statistics: dict[str, tuple[Callable[..., float], Callable[..., Any]]] = {
                 "kappa": (
                     partial(_kappa, labels=labels),
                     partial(cohen_kappa_table, weights="quadratic", labels=labels),
                 ),
-                "alpha": (partial(_alpha, level=level), partial(krippendorff_alpha_table, level=level)),
+                "alpha": (
+                    partial(_alpha, level=level),
+                    partial(krippendorff_alpha_table, level=level),  # type: ignore[arg-type]
+                ),
                 "spearman": (spearman, spearman_table),
             }
             entry.update(_bootstrap(statistics, x, y, confidence=confidence, resamples=resamples, seed=seed))

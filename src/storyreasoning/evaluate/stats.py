@@ -54,7 +54,7 @@ class Interval(NamedTuple):
 # -- input ----------------------------------------------------------------------------------------
 
 
-def _values(values: Sequence[float], what: str = "values") -> np.ndarray:
+def _values(values: Sequence[float] | np.ndarray, what: str = "values") -> np.ndarray:
     try:
         array = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -76,7 +76,9 @@ def _check(confidence: float, resamples: int) -> None:
         raise UsageError(f"resamples {resamples} is below 1; give e.g. 10000")
 
 
-def _pair(a: Sequence[float], b: Sequence[float], what: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     x, y = _values(a, f"first {what}"), _values(b, f"second {what}")
     if len(x) != len(y):
         raise UsageError(
@@ -356,7 +358,9 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 # work is a few (R x m) and (R x k) products instead of a Python call per resample.
 
 
-def pair_table(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_table(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct ``(a, b)`` pairs of two raters' values (sorted) and how often each occurs.
 
     Returns ``(a values, b values, counts)``, three arrays of the same length.
@@ -367,7 +371,7 @@ def pair_table(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.n
 
 
 def _table(
-    a: Sequence[float], b: Sequence[float], counts: Sequence[float] | np.ndarray
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, counts: Sequence[float] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The distinct pairs as arrays and the counts as an R x m matrix (and whether one row was given)."""
     x, y = _pair(a, b, "distinct values")
@@ -400,8 +404,8 @@ def _one_hot(positions: np.ndarray, k: int) -> np.ndarray:
 
 
 def cohen_kappa_table(
-    a: Sequence[float],
-    b: Sequence[float],
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
     counts: Sequence[float] | np.ndarray,
     *,
     weights: Literal["linear", "quadratic"] | None = None,
@@ -448,8 +452,8 @@ def cohen_kappa_table(
 
 
 def krippendorff_alpha_table(
-    a: Sequence[float],
-    b: Sequence[float],
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
     counts: Sequence[float] | np.ndarray,
     *,
     level: Literal["nominal", "ordinal", "interval"] = "nominal",
@@ -488,7 +492,7 @@ def krippendorff_alpha_table(
 
 
 def spearman_table(
-    a: Sequence[float], b: Sequence[float], counts: Sequence[float] | np.ndarray
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, counts: Sequence[float] | np.ndarray
 ) -> np.ndarray | float:
     """:func:`spearman` of the distinct pairs ``(a[i], b[i])`` taken ``counts[..., i]`` times.
 
@@ -516,9 +520,9 @@ def spearman_table(
 
 def bootstrap_table(
     statistics: Sequence[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]],
-    a: Sequence[float],
-    b: Sequence[float],
-    counts: Sequence[float],
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    counts: Sequence[float] | np.ndarray,
     *,
     resamples: int,
     seed: int = 0,
