@@ -7,13 +7,21 @@ The original protocol's answers for the same situations are in ``test_original.p
 
 from __future__ import annotations
 
+import math
 import random
 from fractions import Fraction as F
 
 import pytest
 
 from storyreasoning.evaluate.detections import telling_detections
-from storyreasoning.evaluate.grounding import grounding, iou_exact, match_detections, overlap
+from storyreasoning.evaluate.grounding import (
+    EXACT_FLOAT_UNION,
+    grounding,
+    iou_exact,
+    ious,
+    match_detections,
+    overlap,
+)
 from storyreasoning.evaluate.pairs import StoryPair
 from storyreasoning.format.stream import parse_output
 
@@ -366,7 +374,54 @@ def test_overlap_decides_the_threshold_exactly_as_iou_exact(threshold):
         a, b = (telling_detections(parse_output(story([("char1", "A", box)])), sizes)[0] for box in boxes)
         exact = iou_exact(a, b)
         expected = exact if exact >= limit and exact > 0 else None
-        assert overlap(a, b, limit) == expected, boxes
+        found = overlap(a, b, limit)  # (intersection, union)
+        assert (F(*found) if found is not None else None) == expected, boxes
+
+
+def test_float_ious_rank_exactly_as_the_fractions_below_the_union_limit():
+    """Neighbours in the Farey sequence (the closest two fractions of such denominators can be) and
+    equal fractions written differently: the floats keep every order and every tie."""
+    rng = random.Random(7)
+    limit = EXACT_FLOAT_UNION
+    cases = []
+    for _ in range(3000):
+        q1 = rng.randrange(limit // 64, limit)
+        p1 = rng.randrange(1, q1)
+        # p1/q1's neighbour p2/q2 with p2*q1 - p1*q2 = 1 (when gcd(p1, q1) = 1): the gap is 1/(q1*q2)
+        if math.gcd(p1, q1) != 1:
+            continue
+        q2 = pow(p1, -1, q1) * -1 % q1  # p2*q1 = 1 + p1*q2  =>  p1*q2 = -1 (mod q1)
+        if q2 == 0:
+            continue
+        p2 = (1 + p1 * q2) // q1
+        assert F(p2, q2) - F(p1, q1) == F(1, q1 * q2)
+        k = rng.randrange(1, max(2, limit // q1))
+        cases.append([(p1, q1, 0, 0), (p2, q2, 1, 1), (p1 * k, q1 * k, 2, 2)])
+    assert len(cases) > 1000
+    for pairs in cases:
+        pairs = [p for p in pairs if p[1] < limit]
+        fast = ious(pairs)
+        assert all(isinstance(iou, float) for iou, _, _ in fast)
+        exact = [(F(inter, union), i, j) for inter, union, i, j in pairs]
+        assert sorted(range(len(pairs)), key=lambda k: (-fast[k][0], k)) == sorted(
+            range(len(pairs)), key=lambda k: (-exact[k][0], k)
+        )
+        for x in range(len(pairs)):
+            for y in range(len(pairs)):
+                assert (fast[x][0] == fast[y][0]) == (exact[x][0] == exact[y][0])
+
+
+def test_a_union_past_the_limit_ranks_every_pair_as_a_fraction():
+    pairs = [(1, 3, 0, 0), (EXACT_FLOAT_UNION, EXACT_FLOAT_UNION * 3 + 1, 1, 1)]
+    assert [type(iou) for iou, _, _ in ious(pairs)] == [F, F]
+    assert [type(iou) for iou, _, _ in ious(pairs[:1])] == [float]
+    # boxes on a 10,000-pixel frame: matched as before, through fractions
+    big = [(10_000, 10_000)]
+    refs = telling_detections(parse_output(story([("char1", "A", "0,0,9000,9000")])), big)
+    cands = telling_detections(
+        parse_output(story([("char1", "A", "0,0,9000,8999"), ("char2", "A", "0,0,9000,9000")])), big
+    )
+    assert match_detections(refs, cands) == [(0, 1)]
 
 
 def test_greedy_matching_takes_the_best_overlap_first_and_breaks_ties_by_row():

@@ -74,12 +74,10 @@ def iou_exact(a: Detection, b: Detection) -> Fraction:
     return Fraction(inter, union) if union > 0 else Fraction(0)
 
 
-def overlap(a: Detection, b: Detection, threshold: Fraction) -> Fraction | None:
-    """The exact IoU of two valid detections when it is positive and at least ``threshold``, else None.
-
-    Decided on integers first (``inter * q >= p * union`` for ``threshold = p/q``), so a
-    :class:`~fractions.Fraction` is made only for the pairs that pass.
-    """
+def overlap(a: Detection, b: Detection, threshold: Fraction) -> tuple[int, int] | None:
+    """``(intersection, union)`` of two valid detections' boxes when their IoU is positive and at
+    least ``threshold``, else None; decided exactly on integers (``inter * q >= p * union`` for
+    ``threshold = p/q``). :func:`ious` makes the IoUs to rank."""
     assert a.box is not None and b.box is not None
     inter = a.box.intersection(b.box)
     if inter <= 0:
@@ -87,11 +85,27 @@ def overlap(a: Detection, b: Detection, threshold: Fraction) -> Fraction | None:
     union = a.box.area + b.box.area - inter
     if inter * threshold.denominator < threshold.numerator * union:
         return None
-    return Fraction(inter, union)
+    return inter, union
 
 
-def greedy_one_to_one(pairs: list[tuple[Fraction, int, int]]) -> list[tuple[int, int]]:
-    """Accept ``(iou, i, j)`` pairs by IoU descending, then i, then j, each i and j once."""
+EXACT_FLOAT_UNION = 1 << 26
+"""Below this union (in pixels², an 8,192 × 8,192 frame), IoUs as floats rank exactly as the fractions:
+two different fractions of denominators under 2**26 differ by more than 2**-52, and each quotient of
+two integers is rounded by at most 2**-54 below 1 (Python divides integers correctly rounded)."""
+
+
+def ious(pairs: list[tuple[int, int, int, int]]) -> list[tuple[float | Fraction, int, int]]:
+    """``(iou, i, j)`` from ``(intersection, union, i, j)``: floats when every union is under
+    :data:`EXACT_FLOAT_UNION` (they rank as the exact fractions, ties included, and cost a tenth),
+    else exact fractions; never a mix."""
+    if all(union < EXACT_FLOAT_UNION for _, union, _, _ in pairs):
+        return [(inter / union, i, j) for inter, union, i, j in pairs]
+    return [(Fraction(inter, union), i, j) for inter, union, i, j in pairs]
+
+
+def greedy_one_to_one(pairs: list[tuple[float | Fraction, int, int]]) -> list[tuple[int, int]]:
+    """Accept ``(iou, i, j)`` pairs by IoU descending, then i, then j, each i and j once (the IoUs
+    exact fractions, or floats that rank as they do: :func:`ious`)."""
     used_i: set[int] = set()
     used_j: set[int] = set()
     out = []
@@ -119,15 +133,15 @@ def match_detections(
     for i, ref in enumerate(references):
         if ref.valid:
             by_place[(ref.image, ref.group)].append(i)
-    pairs: list[tuple[Fraction, int, int]] = []
+    pairs: list[tuple[int, int, int, int]] = []
     for j, cand in enumerate(candidates):
         if not cand.valid:
             continue
         for i in by_place.get((cand.image, cand.group), ()):
-            value = overlap(references[i], cand, threshold)
-            if value is not None:
-                pairs.append((value, i, j))
-    return greedy_one_to_one(pairs)
+            found = overlap(references[i], cand, threshold)
+            if found is not None:
+                pairs.append((*found, i, j))
+    return greedy_one_to_one(ious(pairs))
 
 
 # -- per-story counts ---------------------------------------------------------------------------
@@ -300,12 +314,14 @@ def grounding(
 
 
 __all__ = [
+    "EXACT_FLOAT_UNION",
     "PROTOCOLS",
     "StoryDetections",
     "default",
     "greedy_one_to_one",
     "grounding",
     "iou_exact",
+    "ious",
     "match_detections",
     "overlap",
     "ratio",

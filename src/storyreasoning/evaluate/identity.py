@@ -43,6 +43,7 @@ from .grounding import (
     IOU_THRESHOLD,
     StoryDetections,
     greedy_one_to_one,
+    ious,
     match_detections,
     overlap,
     ratio,
@@ -150,18 +151,18 @@ def track_similarity(
         for k, row in enumerate(rows):
             if row.valid:
                 by_image[row.image].append((r, k, row))
-    candidates: dict[tuple[int, int], list[tuple[Fraction, int, int]]] = defaultdict(list)
+    candidates: dict[tuple[int, int], list[tuple[int, int, int, int]]] = defaultdict(list)
     for p, rows in enumerate(pred_tracks):
         for k_pred, cand in enumerate(rows):
             if not cand.valid:
                 continue
             for r, k_ref, ref in by_image.get(cand.image, ()):
-                value = overlap(ref, cand, threshold)
-                if value is not None:
-                    candidates[(p, r)].append((value, k_ref, k_pred))
+                found = overlap(ref, cand, threshold)
+                if found is not None:
+                    candidates[(p, r)].append((*found, k_ref, k_pred))
     similarity = [[0] * len(ref_tracks) for _ in pred_tracks]
     for (p, r), pairs in candidates.items():
-        similarity[p][r] = len(greedy_one_to_one(pairs))
+        similarity[p][r] = len(greedy_one_to_one(ious(pairs)))
     return similarity
 
 

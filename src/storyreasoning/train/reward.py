@@ -266,7 +266,8 @@ def _score(
     matches = [(i, j, iou_exact(ref.rows[i], rows[j])) for i, j in match_detections(ref.rows, rows, low)]
 
     # boxes: detection F1 at the detection threshold (reported always, weighted 0 by default)
-    tp = sum(1 for _, _, iou in matches if iou >= Fraction(weights.iou_threshold))
+    box_threshold, reid_threshold = Fraction(weights.iou_threshold), Fraction(weights.reid_iou)
+    tp = sum(1 for _, _, iou in matches if iou >= box_threshold)
     boxes = _f1(tp, len(rows), len(ref.rows))
 
     # re-identification: identity F1 and link F1 at the looser matching, minus cross-group links
@@ -285,7 +286,7 @@ def _score(
     recall: float | None = None
     grounding: float | None = precision
     if ref.grounded_characters:
-        matched = {i: j for i, j, iou in matches if iou >= Fraction(weights.reid_iou)}
+        matched = {i: j for i, j, iou in matches if iou >= reid_threshold}
         tagged = grounded_entities(cand)
         for k in ref.grounded_characters:
             j = matched.get(k)
