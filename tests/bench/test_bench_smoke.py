@@ -61,3 +61,14 @@ def test_reward_bench(tmp_path):
         "build_pairs (with the reference)",
     ]
     assert data["rows"][1]["items"] > 0 and data["metadata"]["pairs"] >= 1
+
+
+def test_agree_bench(tmp_path):
+    out = tmp_path / "agree.json"
+    result = run_script(
+        "agree.py", "--stories", "30", "--resamples", "50", "--repeats", "1", "--out", str(out)
+    )
+    assert "agreement()" in result.stdout
+    data = json.loads(out.read_text())
+    assert [row["case"] for row in data["rows"]] == ["agreement()", "evaluate agree --json"]
+    assert all(row["best_s"] > 0 for row in data["rows"])
