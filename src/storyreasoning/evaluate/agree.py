@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, file_error
+from ..files import write_json_atomic
 from .settings import AgreeSettings
 
 JUDGEMENTS = "judgements.jsonl"  # what evaluate judge writes (evaluate.judge.JUDGEMENTS)
@@ -362,7 +363,7 @@ def agree(settings: AgreeSettings) -> int:
     if settings.out is not None:
         try:
             settings.out.parent.mkdir(parents=True, exist_ok=True)
-            settings.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            write_json_atomic(settings.out, result, ensure_ascii=True)
         except OSError as exc:
             raise file_error(exc, "write the agreement file") from None
     if settings.as_json:
