@@ -178,3 +178,93 @@ def test_a_body_is_read_by_its_framing_and_its_encoding():
         b"".join(_answer(b"Transfer-Encoding: chunked", framed[:20]).blocks())
     with pytest.raises(Truncated, match="compressed body is damaged"):
         b"".join(_answer(b"Content-Encoding: gzip", b"not gzip at all").blocks())
+
+
+@pytest.mark.parametrize("size", [b"-5", b"+5", b"0x5", b"5_0", b"", b" ", b"1" * 16])
+def test_a_chunk_size_is_hexadecimal_digits_only(size):
+    # int(..., 16) takes a sign, a 0x prefix and underscores; a chunk size is none of them
+    with pytest.raises(Truncated, match="not hexadecimal"):
+        Chunks().feed(size + b"\r\nhello\r\n0\r\n\r\n")
+
+
+def test_a_chunk_size_may_have_spaces_and_an_extension():
+    assert Chunks().feed(b"5 \r\nhello\r\nA;name=x\r\n0123456789\r\n0\r\n\r\n") == b"hello0123456789"
+
+
+def test_a_compressed_body_is_inflated_a_bounded_piece_at_a_time():
+    import gzip
+
+    from storyreasoning.tell.wire import INFLATED_PIECE
+
+    size = 40 * INFLATED_PIECE + 7  # 40 MiB of zeros in about 40 KiB: each read inflates to a bounded piece
+    packed = gzip.compress(b"\0" * size)
+    assert len(packed) < 100_000
+    pieces = [len(block) for block in _answer(b"Content-Encoding: gzip", packed).blocks()]
+    assert sum(pieces) == size and max(pieces) <= INFLATED_PIECE
+
+
+def test_an_event_with_no_end_is_refused_past_its_bound(monkeypatch):
+    from storyreasoning.tell import sse
+
+    monkeypatch.setattr(sse, "MAX_EVENT", 4096)
+    reader = EventReader()
+    assert reader.feed(b"data: " + b"x" * 3000) == []
+    assert reader.feed(b"y" * 1000 + b"\n\ndata: z") == [b"x" * 3000 + b"y" * 1000]  # ended within the bound
+    with pytest.raises(sse.EventTooLong, match="no blank line"):
+        for _ in range(5):
+            reader.feed(b"z" * 1000)
+
+
+def test_a_server_streaming_one_endless_event_ends_the_story_in_one_line(tmp_path, monkeypatch):
+    """A real socket server that answers the chat request with one event that never ends: the teller
+    stops at the bound and says the server is broken, with what came before it."""
+    import socket
+    import threading
+
+    from PIL import Image
+
+    from storyreasoning.tell import sse
+    from storyreasoning.tell.base import TellError
+
+    monkeypatch.setattr(sse, "MAX_EVENT", 64 * 1024)
+    frame = tmp_path / "frame.png"
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(frame)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sent = []
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(
+                next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:]
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            first = b'data: {"choices":[{"index":0,"delta":{"content":"Once"},"finish_reason":null}]}\n\n'
+            try:
+                for piece in [first, b"data: " + b"x" * 8192] + [b"x" * 8192] * 40:
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    sent.append(len(piece))
+            except OSError:
+                pass  # the teller hung up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with OpenAITeller(f"http://127.0.0.1:{port}/v1", model="m", retries=0, backoff=0.0) as teller:
+        assert teller._wire is not None  # the stream on its own socket
+        with pytest.raises(TellError) as info:
+            teller.tell([frame])
+    thread.join(10)
+    listener.close()
+    message = str(info.value)
+    assert "sent a malformed event (an event longer than 64 KiB, with no blank line to end it)" in message
+    assert "OpenAI-compatible server" in message and "\n" not in message
+    assert info.value.partial == "Once"

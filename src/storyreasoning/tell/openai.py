@@ -747,7 +747,7 @@ class OpenAITeller(Teller):
         The SDK makes the request (its status errors, connection handling); the answer's bytes
         are read here, a network read at a time (see :mod:`.sse`: the SDK's reader built a
         pydantic model of every event, the client's largest cost at one token per event)."""
-        from .sse import DeltaTemplates, EventReader
+        from .sse import DeltaTemplates, EventReader, EventTooLong
 
         args = {key: value for key, value in body.items() if key in CHAT_FIELDS}
         extra = {key: value for key, value in body.items() if key not in CHAT_FIELDS}
@@ -778,7 +778,11 @@ class OpenAITeller(Teller):
                     deadline = getattr(self._local, "deadline", None)
                     if deadline is not None and deadline.expired:
                         raise self._late(deadline, len("".join(produced)))
-                    for data in events.feed(block):
+                    try:
+                        complete = events.feed(block)
+                    except EventTooLong as exc:
+                        raise self._fail(self._malformed(str(exc))) from None
+                    for data in complete:
                         known = templates.text(data)
                         if known is None:
                             chunks = self._text_of(self._event(data, templates), think, usage, others)

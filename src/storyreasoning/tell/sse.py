@@ -33,6 +33,7 @@ from typing import Any
 
 DONE = b"[DONE]"
 DELTA_FIELDS = ("content", "reasoning_content", "reasoning")  # the text fields of a delta
+MAX_EVENT = 16 << 20  # bytes of one event: a server sending more without a blank line is broken
 MAX_TEMPLATES = 4  # content and reasoning, and a server that changes its shape once
 PROBE = "probe \u00e9 text"  # put in a template's place to check it
 # what a JSON string's bytes may not hold to be read without a parse: a quote, a backslash, control characters
@@ -52,17 +53,22 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(data) if data else None
 
 
+class EventTooLong(ValueError):
+    """An event went on past :data:`MAX_EVENT` bytes without its end (a blank line)."""
+
+
 class EventReader:
     """The data of each event of a server-sent event stream, fed a block of bytes at a time.
 
     :meth:`feed` returns the data of the events the block completes (bytes, one per event,
-    in order); an event cut across blocks waits for its end. ``done`` is set at ``[DONE]``,
-    after which nothing more is read.
+    in order); an event cut across blocks waits for its end, up to :data:`MAX_EVENT` bytes
+    (then :class:`EventTooLong`). ``done`` is set at ``[DONE]``, after which nothing more is read.
     """
 
     def __init__(self) -> None:
         self.done = False
         self._pending: list[bytes] = []  # bytes of an event not yet ended
+        self._held = 0  # their length
         self._cr = False  # the last block ended with CR (its LF may start the next)
 
     def feed(self, block: bytes) -> list[bytes]:
@@ -80,12 +86,18 @@ class EventReader:
         pending = self._pending
         if b"\n\n" not in block and not (pending and pending[-1][-1:] == b"\n" and block[:1] == b"\n"):
             pending.append(block)  # no event ends in this block
+            self._held += len(block)
+            if self._held > MAX_EVENT:
+                pending.clear()
+                size = f"{MAX_EVENT >> 20} MiB" if MAX_EVENT >= 1 << 20 else f"{MAX_EVENT >> 10} KiB"
+                raise EventTooLong(f"an event longer than {size}, with no blank line to end it")
             return []
         if pending:
             pending.append(block)
             block = b"".join(pending)
             pending.clear()
         end = block.rfind(b"\n\n")
+        self._held = len(block) - end - 2
         if end + 2 < len(block):
             pending.append(block[end + 2 :])
         out: list[bytes] = []

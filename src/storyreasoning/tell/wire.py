@@ -27,6 +27,8 @@ import zlib
 from collections.abc import Callable, Iterator
 
 READ_SIZE = 64 * 1024
+INFLATED_PIECE = 1 << 20  # bytes of a compressed body inflated at a time (a small read may inflate to much)
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
 MAX_ERROR_BODY = 1 << 20  # bytes of an error answer kept for its message
 
@@ -70,11 +72,8 @@ class Response:
                     data = data[: self._left]
                     self._left -= len(data)
                 if data and self._inflate is not None:
-                    try:
-                        data = self._inflate.decompress(data)
-                    except zlib.error as exc:
-                        raise Truncated(f"the answer's compressed body is damaged ({exc})") from None
-                if data:
+                    yield from self._inflated(data)
+                elif data:
                     yield data
             if (chunks is not None and chunks.done) or self._left == 0:
                 return
@@ -83,6 +82,19 @@ class Response:
                 if chunks is None and self._left is None:
                     return  # a body that ends with the connection
                 raise Truncated("the connection closed before the end of the answer")
+
+    def _inflated(self, data: bytes) -> Iterator[bytes]:
+        """``data`` of a compressed body inflated, :data:`INFLATED_PIECE` bytes at most at a time."""
+        inflate = self._inflate
+        assert inflate is not None
+        while data:
+            try:
+                piece = inflate.decompress(data, INFLATED_PIECE)
+            except zlib.error as exc:
+                raise Truncated(f"the answer's compressed body is damaged ({exc})") from None
+            if piece:
+                yield piece
+            data = inflate.unconsumed_tail
 
     def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
         """The body (up to ``limit`` bytes), for an error answer's message."""
@@ -138,12 +150,11 @@ class Chunks:
                 if size - at > 1024:
                     raise Truncated("a chunk size line of the answer is too long")
                 break
-            try:
-                length = int(buf[at:end].split(b";", 1)[0], 16)
-            except ValueError:
-                raise Truncated(
-                    f"a chunk size of the answer is not hexadecimal ({buf[at:end][:40]!r})"
-                ) from None
+            size_field = buf[at:end].split(b";", 1)[0].strip(b" \t")
+            # hexadecimal digits only: int() would also take a sign, a 0x prefix and underscores
+            if not size_field or len(size_field) > 15 or size_field.strip(_HEX_DIGITS):
+                raise Truncated(f"a chunk size of the answer is not hexadecimal ({buf[at:end][:40]!r})")
+            length = int(size_field, 16)
             at = end + 2
             if length == 0:
                 self.done = True  # trailers, if any, are not read: the connection is closed after
