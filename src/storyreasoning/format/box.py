@@ -34,7 +34,7 @@ def _round_div(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(init=False, frozen=True, order=True)
 class Box:
     """A pixel box ``(x1, y1, x2, y2)`` in original-image coordinates."""
 

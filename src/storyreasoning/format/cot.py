@@ -122,7 +122,7 @@ def id_kind(entity_id: str) -> str | None:
     return kind
 
 
-@dataclass
+@dataclass(init=False)
 class Character:
     id: str
     name: str = ""
@@ -184,7 +184,7 @@ class Character:
         }
 
 
-@dataclass
+@dataclass(init=False)
 class SceneObject:
     """A row of the Objects table: an object (``obj#``), background (``bg#``) or landmark (``lm#``)."""
 
@@ -245,7 +245,7 @@ class SceneObject:
         }
 
 
-@dataclass
+@dataclass(init=False)
 class Setting:
     element: str
     description: str = ""
@@ -300,7 +300,7 @@ class Setting:
 _DIGITS: Final = re.compile(r"\d+", re.ASCII)
 
 
-@dataclass
+@dataclass(init=False)
 class NarrativeRow:
     phase: str
     description: str = ""
@@ -347,7 +347,7 @@ class NarrativeRow:
         }
 
 
-@dataclass
+@dataclass(init=False)
 class ImageAnalysis:
     number: int
     characters: list[Character] = field(default_factory=list)
@@ -397,7 +397,7 @@ class ImageAnalysis:
         }
 
 
-@dataclass
+@dataclass(init=False)
 class CoT:
     images: list[ImageAnalysis] = field(default_factory=list)
     # None: the text has no Narrative Structure section at all

@@ -55,7 +55,7 @@ class Severity(str, Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class Diagnostic:
     line: int
     code: str

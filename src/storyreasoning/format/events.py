@@ -47,7 +47,7 @@ class ThinkOpened(Event):
     """The chain-of-thought started (``<think>``, or CoT content without it)."""
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class ImageSectionStarted(Event):
     image: int
 
@@ -62,7 +62,7 @@ class ImageSectionStarted(Event):
         return {"event": self.name, "image": self.image}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class TableRowCompleted(Event):
     image: int
     table: str  # "characters" | "objects" | "settings"
@@ -88,7 +88,7 @@ class NarrativeStarted(Event):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class NarrativeRowCompleted(Event):
     row: NarrativeRow
 
@@ -108,7 +108,7 @@ class ThinkClosed(Event):
     """The chain-of-thought is complete; the story follows."""
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class SegmentStarted(Event):
     image: int | None  # None: story text outside any <gdi>
 
@@ -123,7 +123,7 @@ class SegmentStarted(Event):
         return {"event": self.name, "image": self.image}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class SpanOpened(Event):
     kind: str
     ids: tuple[str, ...]
@@ -141,7 +141,7 @@ class SpanOpened(Event):
         return {"event": self.name, "kind": self.kind, "ids": list(self.ids)}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class TextAppended(Event):
     """Story text, tags removed, in the open span if one is open, else plain."""
 
@@ -158,7 +158,7 @@ class TextAppended(Event):
         return {"event": self.name, "text": self.text}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class SpanClosed(Event):
     span: Span
 
@@ -178,7 +178,7 @@ class SpanClosed(Event):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class SegmentClosed(Event):
     image: int | None
 

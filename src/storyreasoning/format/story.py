@@ -19,7 +19,7 @@ from .diagnostics import COMPILED, Diagnostic, reduce_dataclass
 SPAN_KINDS: Final = ("gdo", "gda", "gdl")
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, frozen=True)
 class Span:
     kind: str  # "gdo" | "gda" | "gdl"
     ids: tuple[str, ...]
@@ -51,7 +51,7 @@ class Span:
 Part = str | Span
 
 
-@dataclass
+@dataclass(init=False)
 class Segment:
     image: int | None  # None: text found outside any <gdi>
     parts: list[Part] = field(default_factory=list)
@@ -110,7 +110,7 @@ class Segment:
         }
 
 
-@dataclass
+@dataclass(init=False)
 class GroundedStory:
     segments: list[Segment] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
