@@ -69,6 +69,22 @@ def _sync_folder(folder: Path) -> None:
 
 
 @contextmanager
+def _replacing(path: Path, fsync: bool) -> Iterator[tuple[int, Path]]:
+    """A new temporary file beside ``path`` (its open descriptor, which the block owns, and its
+    path) that replaces ``path`` when the block ends, the folder then fsync'd when ``fsync``; if
+    the block raises, it is removed and ``path`` keeps what it had."""
+    fd, tmp = _create(path)
+    try:
+        yield fd, tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _sync_folder(path.parent)
+
+
+@contextmanager
 def open_atomic(
     path: str | os.PathLike[str],
     mode: str = "w",
@@ -86,9 +102,7 @@ def open_atomic(
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"open_atomic writes a whole file: mode 'w' or 'wb', not {mode!r}")
-    path = Path(path)
-    fd, tmp = _create(path)
-    try:
+    with _replacing(Path(path), fsync) as (fd, _):
         try:
             if mode == "wb":
                 f = os.fdopen(fd, "wb")
@@ -102,12 +116,6 @@ def open_atomic(
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        _sync_folder(path.parent)
 
 
 @contextmanager
@@ -115,10 +123,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
     """A temporary path beside ``path`` (an empty file) for a writer that wants a path, not a file
     object (a Parquet writer): what is there when the block ends replaces ``path``; if the block
     raises, it is removed and ``path`` keeps what it had."""
-    path = Path(path)
-    fd, tmp = _create(path)
-    os.close(fd)
-    try:
+    with _replacing(Path(path), fsync) as (fd, tmp):
+        os.close(fd)
         yield tmp
         if fsync:
             fd = os.open(tmp, os.O_RDONLY)
@@ -126,12 +132,6 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        _sync_folder(path.parent)
 
 
 @contextmanager
