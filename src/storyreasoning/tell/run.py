@@ -196,9 +196,10 @@ def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fat
     path = lines.path
     if lines.damaged:
         aside = set_aside_path(path)
-        for bad in lines.damaged:
+        last = len(lines.damaged) - 1
+        for k, bad in enumerate(lines.damaged):
             moved = {"line": bad.line, "problem": bad.problem, "text": bad.text, "set_aside": _now()}
-            append_json_line(aside, moved)
+            append_json_line(aside, moved, fsync=k == last)  # one fsync makes all of them durable
     if keep:
         write_bytes_atomic(path, b"".join(raw + b"\n" for raw in keep))
     else:
