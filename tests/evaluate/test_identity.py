@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import subprocess
 import sys
 from fractions import Fraction as F
 
@@ -18,7 +19,15 @@ from hypothesis import strategies as st
 from storyreasoning.errors import UsageError
 from storyreasoning.evaluate.detections import telling_detections
 from storyreasoning.evaluate.grounding import match_detections
-from storyreasoning.evaluate.identity import assign, best_total, identity, track_similarity, tracks
+from storyreasoning.evaluate.identity import (
+    SMALL_ASSIGNMENT,
+    assign,
+    best_total,
+    identity,
+    max_total,
+    track_similarity,
+    tracks,
+)
 from storyreasoning.format.stream import parse_output
 
 from .test_grounding import LEFT, RIGHT, check, pair, story
@@ -230,13 +239,15 @@ def test_best_total_is_the_optimum(weights):
     assert best_total(weights) == brute_force(weights)
 
 
-def test_best_total_needs_scipy_only_for_contested_maxima(monkeypatch):
+def test_best_total_needs_scipy_only_for_contested_maxima_past_the_small_size(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as if SciPy were not installed
     assert best_total([[3, 0, 1], [0, 2, 0]]) == 5  # each row's maximum in its own column
     assert best_total([[3, 0], [2, 0], [1, 0]]) == 3  # rows collide, each column's maximum in its own row
     assert best_total([[0, 0], [0, 0]]) == 0 and best_total([]) == 0 and best_total([[]]) == 0
+    assert best_total([[2, 2], [2, 1]]) == 4  # both maxima contested: our solver decides
+    big = SMALL_ASSIGNMENT + 1
     with pytest.raises(UsageError, match="SciPy"):
-        best_total([[2, 2], [2, 1]])  # both maxima contested: the solver decides
+        best_total([[1] * big for _ in range(big)])  # contested and larger: SciPy's
 
 
 def test_track_similarity_counts_per_frame_matches():
@@ -258,3 +269,40 @@ def test_track_similarity_counts_per_frame_matches():
         ref_tracks, pred_tracks = list(tracks(refs).values()), list(tracks(cands).values())
         expected = [[len(match_detections(r, p)) for r in ref_tracks] for p in pred_tracks]
         assert track_similarity(ref_tracks, pred_tracks, 0.5) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.integers(1, 5).flatmap(
+            lambda m: st.lists(st.lists(st.integers(-3, 6), min_size=m, max_size=m), min_size=n, max_size=n)
+        )
+    )
+)
+def test_our_assignment_total_matches_brute_force(weights):
+    assert max_total(weights) == brute_force(weights)
+
+
+def test_our_assignment_total_is_scipys_on_larger_matrices():
+    rng = random.Random(11)
+    for _ in range(150):
+        n, m = rng.randint(1, 30), rng.randint(1, 30)
+        top = rng.choice([1, 3, 8, 1000])  # few values: many ties; many: few
+        weights = [[rng.randint(0, top) for _ in range(m)] for _ in range(n)]
+        assert max_total(weights) == sum(weights[r][c] for r, c in assign(weights)), (n, m)
+    assert max_total([]) == 0 and max_total([[]]) == 0
+
+
+def test_identity_needs_no_scipy_for_a_story_whose_ids_cross():
+    """A matrix whose row maxima share a column (two predicted ids on one reference id) goes past the
+    fast path; up to SMALL_ASSIGNMENT rows and columns, SciPy (a second to import) is not loaded."""
+    code = (
+        "import sys\n"
+        "from storyreasoning.evaluate.identity import best_total\n"
+        "assert best_total([[3, 0], [2, 1]]) == 4\n"
+        "assert best_total([[5, 4, 0], [5, 0, 0], [0, 5, 1]]) == 10\n"
+        "print('scipy.optimize' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert SMALL_ASSIGNMENT >= 32
