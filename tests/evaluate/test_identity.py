@@ -210,14 +210,19 @@ def test_assignment_without_scipy_says_what_to_install(monkeypatch):
     assert assign([]) == []  # nothing to assign needs no SciPy
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.integers(1, 5).flatmap(
+def matrices(low: int, high: int):
+    """Integer matrices of 1 to 5 rows and columns, values from ``low`` to ``high``."""
+    return st.integers(1, 5).flatmap(
         lambda n: st.integers(1, 5).flatmap(
-            lambda m: st.lists(st.lists(st.integers(-3, 6), min_size=m, max_size=m), min_size=n, max_size=n)
+            lambda m: st.lists(
+                st.lists(st.integers(low, high), min_size=m, max_size=m), min_size=n, max_size=n
+            )
         )
     )
-)
+
+
+@settings(max_examples=300, deadline=None)
+@given(matrices(-3, 6))
 def test_assignment_matches_brute_force(weights):
     pairs = assign(weights)
     assert pairs == sorted(pairs)
@@ -227,13 +232,7 @@ def test_assignment_matches_brute_force(weights):
 
 
 @settings(max_examples=400, deadline=None)
-@given(
-    st.integers(1, 5).flatmap(
-        lambda n: st.integers(1, 5).flatmap(
-            lambda m: st.lists(st.lists(st.integers(0, 4), min_size=m, max_size=m), min_size=n, max_size=n)
-        )
-    )
-)
+@given(matrices(0, 4))
 def test_best_total_is_the_optimum(weights):
     # rows or columns whose maxima sit in distinct places need no solver; the rest go to assign
     assert best_total(weights) == brute_force(weights)
@@ -272,13 +271,7 @@ def test_track_similarity_counts_per_frame_matches():
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.integers(1, 5).flatmap(
-        lambda n: st.integers(1, 5).flatmap(
-            lambda m: st.lists(st.lists(st.integers(-3, 6), min_size=m, max_size=m), min_size=n, max_size=n)
-        )
-    )
-)
+@given(matrices(-3, 6))
 def test_our_assignment_total_matches_brute_force(weights):
     assert max_total(weights) == brute_force(weights)
 
