@@ -103,13 +103,13 @@ def ious(pairs: list[tuple[int, int, int, int]]) -> list[tuple[float | Fraction,
     return [(Fraction(inter, union), i, j) for inter, union, i, j in pairs]
 
 
-def greedy_one_to_one(pairs: list[tuple[float | Fraction, int, int]]) -> list[tuple[int, int]]:
-    """Accept ``(iou, i, j)`` pairs by IoU descending, then i, then j, each i and j once (the IoUs
-    exact fractions, or floats that rank as they do: :func:`ious`)."""
+def greedy_one_to_one(pairs: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+    """Accept ``(intersection, union, i, j)`` pairs (:func:`overlap`'s) by IoU descending, then i,
+    then j, each i and j once; the IoUs ranked exactly (:func:`ious`)."""
     used_i: set[int] = set()
     used_j: set[int] = set()
     out = []
-    for _, i, j in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
+    for _, i, j in sorted(ious(pairs), key=lambda p: (-p[0], p[1], p[2])):
         if i in used_i or j in used_j:
             continue
         used_i.add(i)
@@ -141,7 +141,7 @@ def match_detections(
             found = overlap(references[i], cand, threshold)
             if found is not None:
                 pairs.append((*found, i, j))
-    return greedy_one_to_one(ious(pairs))
+    return greedy_one_to_one(pairs)
 
 
 # -- per-story counts ---------------------------------------------------------------------------

@@ -43,7 +43,6 @@ from .grounding import (
     IOU_THRESHOLD,
     StoryDetections,
     greedy_one_to_one,
-    ious,
     match_detections,
     overlap,
     ratio,
@@ -222,7 +221,7 @@ def track_similarity(
                     candidates[(p, r)].append((*found, k_ref, k_pred))
     similarity = [[0] * len(ref_tracks) for _ in pred_tracks]
     for (p, r), pairs in candidates.items():
-        similarity[p][r] = len(greedy_one_to_one(ious(pairs)))
+        similarity[p][r] = len(greedy_one_to_one(pairs))
     return similarity
 
 
