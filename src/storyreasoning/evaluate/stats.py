@@ -190,6 +190,26 @@ def win_rate(
 # -- agreement ------------------------------------------------------------------------------------
 
 
+def _label_positions(scale: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each rating's position in the sorted ``scale``; a rating not on it is refused."""
+    positions = np.searchsorted(scale, values)
+    outside = (positions >= len(scale)) | (scale[np.minimum(positions, len(scale) - 1)] != values)
+    if np.any(outside):
+        raise UsageError(
+            f"rating {values[outside][0]:g} is not among the labels {scale.tolist()}; add it to the labels"
+        )
+    return positions
+
+
+def _kappa_weights(k: int, weights: str | None) -> np.ndarray:
+    """The k x k disagreement weights: 0 on the diagonal and 1 elsewhere (None), or the distance of
+    the two positions over k - 1 (linear), squared (quadratic)."""
+    if weights is None:
+        return 1.0 - np.eye(k)
+    distance = np.abs(np.subtract.outer(np.arange(k), np.arange(k))) / max(k - 1, 1)
+    return distance if weights == "linear" else distance**2
+
+
 def cohen_kappa(
     a: Sequence[float],
     b: Sequence[float],
@@ -214,23 +234,13 @@ def cohen_kappa(
         raise UsageError("the labels repeat a value; give each label once")
     order = np.argsort(scale, kind="stable")
     scale = scale[order]
-    ix, iy = np.searchsorted(scale, x), np.searchsorted(scale, y)
-    for values, positions in ((x, ix), (y, iy)):
-        outside = (positions >= len(scale)) | (scale[np.minimum(positions, len(scale) - 1)] != values)
-        if np.any(outside):
-            raise UsageError(
-                f"rating {values[outside][0]:g} is not among the labels {scale.tolist()}; add it to the labels"
-            )
+    ix, iy = _label_positions(scale, x), _label_positions(scale, y)
     k = len(scale)
     observed = np.zeros((k, k))
     np.add.at(observed, (ix, iy), 1.0)
     observed /= len(x)
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
-    if weights is None:
-        w = 1.0 - np.eye(k)
-    else:
-        distance = np.abs(np.subtract.outer(np.arange(k), np.arange(k))) / max(k - 1, 1)
-        w = distance if weights == "linear" else distance**2
+    w = _kappa_weights(k, weights)
     chance = float((w * expected).sum())
     if chance <= 0:
         return math.nan
@@ -425,21 +435,8 @@ def cohen_kappa_table(
     if len(np.unique(scale)) != len(scale) or len(scale) == 0:
         raise UsageError("the labels are empty or repeat a value; give each label once")
     k = len(scale)
-    positions = []
-    for values in (x, y):
-        found = np.searchsorted(scale, values)
-        outside = (found >= k) | (scale[np.minimum(found, k - 1)] != values)
-        if np.any(outside):
-            raise UsageError(
-                f"rating {values[outside][0]:g} is not among the labels {scale.tolist()}; add it to the labels"
-            )
-        positions.append(found)
-    ix, iy = positions
-    if weights is None:
-        cost = 1.0 - np.eye(k)
-    else:
-        distance = np.abs(np.subtract.outer(np.arange(k), np.arange(k))) / max(k - 1, 1)
-        cost = distance if weights == "linear" else distance**2
+    ix, iy = _label_positions(scale, x), _label_positions(scale, y)
+    cost = _kappa_weights(k, weights)
     total = w.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         share_a = (w @ _one_hot(ix, k)) / total[:, None]  # each row's margins, as proportions
