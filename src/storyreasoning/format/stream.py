@@ -45,8 +45,9 @@ _STORY: Final = "story"
 _MARKERS: Final = (THINK_OPEN, THINK_CLOSE, STORY_START)
 _COT_END: Final = (THINK_CLOSE, STORY_START)
 _THINK: Final = (THINK_OPEN,)
-# Streamed chunks seen to hold no line end, '<' or '>': a set lookup answers for a token
-# seen before, cheaper than the three 'in' tests (bounded: cleared when full)
+# Streamed chunks seen to hold no line end, '<' or '>': as Python, a set lookup answers for a
+# token seen before, cheaper than the three 'in' tests (bounded: cleared when full); compiled,
+# feed reads a short chunk's characters instead and never looks here
 _QUIET: Final[set[str]] = set()
 _QUIET_SIZE: Final = 8192
 _QUIET_CHUNK: Final = 32  # longer chunks are not kept
