@@ -46,6 +46,10 @@ CASES: dict[str, list[str]] = {
     "storyreasoning check --help": ["-m", "storyreasoning", "check", "--help"],
     "storyreasoning check lighthouse.txt --json": ["-m", "storyreasoning", "check", str(EXAMPLE), "--json"],
 }
+# A job command (its arguments read without typer, settings.run_quick) and the same through typer:
+# evaluate compare on two small reports written in a temporary folder by main().
+COMPARE = "storyreasoning evaluate compare A B"
+COMPARE_TYPER = "storyreasoning evaluate compare A B (through typer)"
 # The output is captured (a pipe), so the CLI prints plain text; FORCE_COLOR makes it draw as it
 # does for a person at a terminal (typer's rich panels), rich's own rule.
 PIPE = {"FORCE_COLOR": "", "TTY_COMPATIBLE": ""}
@@ -93,6 +97,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = []
+        for name, f1 in (("a", 0.5), ("b", 0.25)):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            report = {"run": {"label": name}, "dataset": {"source": "d", "split": "test"},
+                      "metrics": {"grounding": {"overall": {"f1_micro": f1}}}}  # fmt: skip
+            (folder / "metrics.json").write_text(json.dumps(report))
+            reports.append(str(folder))
+        compare = ["evaluate", "compare", *reports]
+        CASES[COMPARE] = ["-m", "storyreasoning", *compare]
+        CASES[COMPARE_TYPER] = ["-c", f"from storyreasoning.cli import main; main({compare!r}, quick=False)"]
+        return _report(args, argv)
+
+
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 

@@ -11,6 +11,9 @@ imported before it is used:
   or shows its own help;
 * ``storyreasoning check`` with plain arguments runs without typer at all
   (:func:`storyreasoning.check.cli.quick`), and ``--version`` is answered at once;
+* so does every job command declared as a :class:`~storyreasoning.settings.Command` (a
+  module's ``JOBS``) when its arguments are plain (:func:`storyreasoning.settings.run_quick`):
+  typer, which builds its parameters through pydantic, costs about 0.2 s a start;
 * help and errors are drawn with rich (typer's panels) only on a terminal; printed to a
   file or a pipe they are plain text, and rich is not imported.
 
@@ -199,7 +202,34 @@ def _quick(args: list[str]) -> int | None:
         from .check.cli import quick
 
         return quick(args[1:])
-    return None
+    found = _job_command(args)
+    if found is None:
+        return None
+    from .settings import run_quick
+
+    return run_quick(*found)
+
+
+def _job_command(args: list[str]):
+    """The job command ``args`` name (a :class:`~storyreasoning.settings.Command` of its module's
+    ``JOBS``) and the arguments it reads, or None (typer's to resolve).
+
+    A module that declares a group names it ``GROUP``, and ``DEFAULT`` the subcommand that
+    a group's arguments mean when they name none (``evaluate RUN`` is ``evaluate run RUN``).
+    """
+    import importlib
+
+    if not args or args[0] not in COMMANDS:
+        return None
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    jobs = {entry.name: entry for entry in getattr(module, "JOBS", ())}
+    if getattr(module, "GROUP", None) != args[0]:
+        return (jobs[args[0]], args[1:]) if args[0] in jobs else None
+    rest = args[1:]
+    if rest and rest[0] in jobs:
+        return jobs[rest[0]], rest[1:]
+    default = getattr(module, "DEFAULT", None)  # a group with a default has only job subcommands (tested)
+    return None if default is None else (jobs[default], rest)
 
 
 def _version() -> str:

@@ -285,6 +285,198 @@ def from_config(cls: type, path: str | Path | None = None, **overrides: Any):
 # -- the command-line face --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Command:
+    """A job's command as its module declares it, without importing typer: :meth:`add` gives it to a
+    typer group (:func:`command`), :func:`run_quick` runs it on plain arguments without typer."""
+
+    name: str
+    cls: type
+    run: str  # "module:function", imported when the command runs
+    help: str | None = None
+    config: bool = True
+    epilog: str | None = None
+
+    def add(self, group: Any) -> None:
+        command(
+            group, self.cls, self.run, name=self.name, help=self.help, config=self.config, epilog=self.epilog
+        )
+
+
+class _Unread(Exception):
+    """An argument the quick path leaves to typer (to read, or to refuse with its own message)."""
+
+
+def _quick_scalar(field: Field, kind: Any, value: str) -> Any:
+    """``value`` as ``kind``, where typer would read it the same way; else :class:`_Unread`."""
+    numeric = kind is int or kind is float
+    if not value or (value.startswith("-") and not numeric):  # an empty value, a flag: typer's
+        raise _Unread
+    choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else None
+    if choices:
+        if value not in choices:
+            raise _Unread
+        return value
+    if kind is str:
+        return value
+    if kind is Path:
+        return Path(value)
+    digits = value.removeprefix("-")  # a negative number is a value, to typer as here
+    if kind is int:
+        if not (digits.isascii() and digits.isdigit()) or (digits[0] == "0" and digits != "0"):
+            raise _Unread
+        number: float = int(value)
+    elif kind is float:
+        if not (digits.isascii() and _plain_decimal(digits)):
+            raise _Unread
+        number = float(value)
+        if number in (float("inf"), float("-inf")):  # 1e999: typer's to read
+            raise _Unread
+    else:
+        raise _Unread
+    if not _within(field, number):
+        raise _Unread
+    return number
+
+
+def _plain_decimal(text: str) -> bool:
+    """``12``, ``1.5``, ``.5``, ``5.``, ``1e-5``, ``2.5E+3``: digits, one point, an exponent."""
+    mantissa, e, exponent = text.lower().partition("e")
+    if e:
+        exponent = exponent[1:] if exponent[:1] in ("+", "-") else exponent
+        if not exponent.isdigit():
+            return False
+    whole, _, fraction = mantissa.partition(".")
+    return bool(whole or fraction) and (not whole or whole.isdigit()) and (not fraction or fraction.isdigit())
+
+
+def _within(field: Field, value: Any) -> bool:
+    """Whether a number is within the field's bounds (what typer checks); anything else is."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return True
+    low, high = field.spec.min, field.spec.max
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def quick_values(
+    cls: type, args: list[str], *, config: bool = True
+) -> tuple[dict[str, Any], Path | None] | None:
+    """The values ``args`` give ``cls``'s fields, and the ``--config`` file, when every argument is
+    plain: what typer would read the same way. Else None, and typer reads them.
+
+    Plain: positional arguments that do not start with ``-``; ``--flag VALUE``,
+    ``--flag=VALUE`` or a declared short flag ``-x VALUE``, with VALUE a choice, a whole
+    number or decimal (``-`` its only sign, no leading zeros), within the bounds, text or a
+    path (neither empty nor starting with ``-``); ``--switch``/``--no-switch``; a
+    repeatable option as often as wanted, any other at most once; every required
+    argument present. ``--help``, ``--``, an unknown flag, a short flag with its value
+    attached, anything else: typer's.
+    """
+    fields = [f for f in settings_fields(cls) if f.spec.cli]
+    flags: dict[str, tuple[Field, bool | None]] = {}  # flag → its field, and a switch's value
+    for field in fields:
+        if field.spec.argument:
+            continue
+        names = field.spec.flags or (field.flag,)
+        switch = field.base is bool and not field.many
+        for name in names:
+            flags[name] = (field, True if switch else None)
+        if switch:
+            flags["--no-" + names[0].removeprefix("--")] = (field, False)
+    given: dict[str, Any] = {}
+    positional: list[str] = []
+    config_file: Path | None = None
+    i = 0
+    try:
+        while i < len(args):
+            token = args[i]
+            i += 1
+            if not token.startswith("-"):
+                if not token:
+                    raise _Unread
+                positional.append(token)
+                continue
+            flag, equals, value = token.partition("=")
+            if equals and not flag.startswith("--"):
+                raise _Unread  # -x=1 is -x with the value "=1" to typer
+            if config and flag in ("--config", "-c"):
+                field, switch = None, None
+            elif flag in flags:
+                field, switch = flags[flag]
+            else:
+                raise _Unread  # --help, --, an unknown flag, -xVALUE
+            if switch is not None:
+                if equals or field is None or field.name in given:
+                    raise _Unread
+                given[field.name] = switch
+                continue
+            if not equals:
+                if i == len(args):
+                    raise _Unread
+                value = args[i]
+                i += 1
+            if field is None:  # --config FILE
+                if config_file is not None or not value or value.startswith("-"):
+                    raise _Unread
+                config_file = Path(value)
+                continue
+            if field.many:
+                kind = typing.get_args(field.base)[0]
+                given[field.name] = (*given.get(field.name, ()), _quick_scalar(field, kind, value))
+            elif field.name in given:
+                raise _Unread
+            else:
+                given[field.name] = _quick_scalar(field, field.base, value)
+        arguments = [f for f in fields if f.spec.argument]
+        if any(f.many for f in arguments[:-1]):
+            raise _Unread
+        for field in arguments:
+            if field.many:
+                if not positional:
+                    raise _Unread
+                kind = typing.get_args(field.base)[0]
+                given[field.name] = tuple(_quick_scalar(field, kind, v) for v in positional)
+                positional = []
+            elif positional:
+                given[field.name] = _quick_scalar(field, field.base, positional.pop(0))
+            elif field.default is MISSING:
+                raise _Unread  # typer says it is missing
+        if positional:
+            raise _Unread  # more than the command takes
+    except _Unread:
+        return None
+    return given, config_file
+
+
+def run_quick(entry: Command, args: list[str]) -> int | None:
+    """Run ``entry`` on ``args`` without typer when :func:`quick_values` can read them, as typer would
+    (command line over config file over defaults); None when it cannot."""
+    parsed = quick_values(entry.cls, args, config=entry.config)
+    if parsed is None:
+        return None
+    given, config_file = parsed
+    fields = {f.name: f for f in settings_fields(entry.cls) if f.spec.cli}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        for name, value in read_config(config_file, entry.cls).items():
+            if value is None and fields[name].many:
+                continue  # typer: an empty repeatable option is the field's own default
+            if name not in given and not all(_within(fields[name], v) for v in _items(value)):
+                return None  # typer checks a file's values against the bounds too, with its message
+            values[name] = value
+    values.update(given)
+    if any(f.default is MISSING and name not in values for name, f in fields.items()):
+        return None  # a required option not given: typer says which
+    settings = from_config(entry.cls, **values)
+    if config_file is not None:
+        _say_config(config_file, [f.flag for f in fields.values() if f.name in given])
+    return _job(entry.run)(settings) or 0
+
+
+def _items(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
 def command(
     group: Any,
     cls: type,
@@ -359,24 +551,32 @@ def command(
                 values[key] = tuple(v.value if key in enums else v for v in value)
         settings = from_config(cls, **values)
         if config_file is not None:
-            from rich.console import Console
-
-            given = [f.flag for f in fields if _from_command_line(ctx, f.name)]
-            note = f"; from the command line: {', '.join(given)}" if given else ""
-            Console(stderr=True, highlight=False).print(f"[dim]settings from {config_file}{note}[/dim]")
-        job = run
-        if isinstance(job, str):
-            import importlib
-
-            module, _, function = job.partition(":")
-            job = getattr(importlib.import_module(module), function)
-        raise typer.Exit(job(settings) or 0)
+            _say_config(config_file, [f.flag for f in fields if _from_command_line(ctx, f.name)])
+        raise typer.Exit(_job(run)(settings) or 0)
 
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     callback.__annotations__ = annotations
     callback.__doc__ = help or cls.__doc__
     callback.__name__ = name.replace("-", "_")
     group.command(name, epilog=epilog)(callback)
+
+
+def _say_config(config_file: Path, flags: list[str]) -> None:
+    """The note a command given ``--config`` prints: the file, and the flags given over it."""
+    from rich.console import Console
+
+    note = f"; from the command line: {', '.join(flags)}" if flags else ""
+    Console(stderr=True, highlight=False).print(f"[dim]settings from {config_file}{note}[/dim]")
+
+
+def _job(run: Callable[[Any], int | None] | str) -> Callable[[Any], int | None]:
+    """The job function, imported from ``"module:function"``."""
+    if not isinstance(run, str):
+        return run
+    import importlib
+
+    module, _, function = run.partition(":")
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 
 def _from_command_line(ctx: Any, name: str) -> bool:
@@ -433,6 +633,7 @@ def _typer_param(field: Field, enums: dict[str, type], typer: Any) -> tuple[Any,
 
 __all__ = [
     "REQUIRED",
+    "Command",
     "Field",
     "Spec",
     "argument",
@@ -441,8 +642,10 @@ __all__ = [
     "from_config",
     "option",
     "plain",
+    "quick_values",
     "read_config",
     "record",
+    "run_quick",
     "settings_fields",
     "write_record",
 ]

@@ -479,9 +479,9 @@ def test_a_judge_on_transformers_serve_is_recorded_cleanly(world, tiny_qwen, tmp
 def test_judge_is_a_subcommand_not_a_run_folder():
     from typer.testing import CliRunner
 
-    from storyreasoning.evaluate.cli import app
+    from storyreasoning.cli import app
 
-    result = CliRunner().invoke(app, ["judge", "--help"])
+    result = CliRunner().invoke(app, ["evaluate", "judge", "--help"])
     assert result.exit_code == 0 and "--against" in result.output and "--price-input" in result.output
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from ..settings import command
+from ..settings import Command
 from .settings import ServeSettings, TellDatasetSettings, TellSettings
 
-_JOBS = "storyreasoning.tell.commands"
+_MODULE = "storyreasoning.tell.commands"
 
-
-def register(app) -> None:
-    command(
-        app, TellSettings, f"{_JOBS}:tell", name="tell", config=False,
+JOBS = (
+    Command(
+        "tell", TellSettings, f"{_MODULE}:tell", config=False,
         help="""Tell a grounded story about images.
 
     Prints the story with its tags as colours and the chain-of-thought as tables. The
     baseline teller needs no model weights: storyreasoning tell examples/stories/pioneers --teller baseline
     """,
-    )  # fmt: skip
-    command(
-        app, TellDatasetSettings, f"{_JOBS}:tell_dataset", name="tell-dataset",
+    ),
+    Command(
+        "tell-dataset", TellDatasetSettings, f"{_MODULE}:tell_dataset",
         help="""Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).
 
     Writes manifest.json, settings.json, records.jsonl (one record per story) and errors.jsonl.
@@ -26,8 +25,14 @@ def register(app) -> None:
     --samples N keeps N candidates a story (one request with n); --endpoint repeated spreads
     the stories over several servers of the same model.
     """,
-    )  # fmt: skip
-    command(
-        app, ServeSettings, f"{_JOBS}:serve", name="serve", config=False,
+    ),
+    Command(
+        "serve", ServeSettings, f"{_MODULE}:serve", config=False,
         help="Serve a storyteller behind an OpenAI-compatible API, with flags derived from the story length.",
-    )  # fmt: skip
+    ),
+)  # fmt: skip
+
+
+def register(app) -> None:
+    for job in JOBS:
+        job.add(app)
