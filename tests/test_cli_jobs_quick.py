@@ -39,7 +39,7 @@ def test_every_settings_command_is_a_job_command():
     names = {" ".join(prefix) for prefix, _ in JOBS}
     assert {"tell", "tell-dataset", "serve", "build", "studio", "evaluate run", "evaluate compare",
             "evaluate judge", "evaluate agree", "train sft", "train pairs", "train dpo", "train grpo",
-            "train plan", "train push"} <= names  # fmt: skip
+            "train plan", "train push", "data push"} <= names  # fmt: skip
 
 
 def test_a_group_with_a_default_has_only_job_subcommands():
@@ -74,7 +74,7 @@ def test_the_words_name_the_job(args, name, rest):
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["chek"], ["check", "f"], ["train", "merge", "a"], ["train"], ["data", "push"]]
+    "args", [[], ["chek"], ["check", "f"], ["train", "merge", "a"], ["train"], ["data", "info", "x"]]
 )
 def test_what_names_no_job_is_typers(args):
     assert _job_command(args) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from ..settings import command
+from ..settings import Command
 from .hub import DataPushSettings
 
 _SOURCE_HELP = (
@@ -169,17 +169,22 @@ def data_contrastive(
     )
 
 
-command(
-    app, DataPushSettings, "storyreasoning.data.commands:push", name="push",
-    help="""Upload a dataset to the Hugging Face Hub as StoryReasoning parquet with its dataset card.
+GROUP = "data"
+JOBS = (
+    Command(
+        "push", DataPushSettings, "storyreasoning.data.commands:push",
+        help="""Upload a dataset to the Hugging Face Hub as StoryReasoning parquet with its dataset card.
 
-    Every split goes up as data/SPLIT-NNNNN-of-MMMMM.parquet in the published columns (story_id,
-    images, frame_count, chain_of_thought, story, frame_meta), read back through the loader
-    before anything is sent. The card is --card, the dataset folder's README.md (storyreasoning
-    build writes one), or a generated one. The token: --token, HF_TOKEN or the saved login.
-    --dry-run --out FOLDER writes what would go up and sends nothing.
-    """,
+        Every split goes up as data/SPLIT-NNNNN-of-MMMMM.parquet in the published columns (story_id,
+        images, frame_count, chain_of_thought, story, frame_meta), read back through the loader
+        before anything is sent. The card is --card, the dataset folder's README.md (storyreasoning
+        build writes one), or a generated one. The token: --token, HF_TOKEN or the saved login.
+        --dry-run --out FOLDER writes what would go up and sends nothing.
+        """,
+    ),
 )  # fmt: skip
+for _job in JOBS:
+    _job.add(app)
 
 
 def register(root) -> None:
