@@ -161,3 +161,29 @@ def test_a_job_command_with_plain_arguments_runs_without_typer(tmp_path):
         (folder / "metrics.json").write_text(__import__("json").dumps(report))
         runs.append(str(folder))
     assert loaded_by(["evaluate", "compare", *runs]) == {"rich"}  # no typer, no pydantic
+
+
+PROGRESS = """
+import sys
+from storyreasoning.terminal import progress_bar
+with progress_bar(3, "counting") as advance:
+    for _ in range(3):
+        advance(1)
+print("rich.progress" in sys.modules)
+"""
+
+
+def test_a_progress_bar_off_a_terminal_draws_nothing_and_imports_no_rich_progress():
+    plain = {**os.environ, "TTY_COMPATIBLE": "", "FORCE_COLOR": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRESS], capture_output=True, text=True, timeout=60, env=plain
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
+    drawn = subprocess.run(
+        [sys.executable, "-c", PROGRESS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**plain, "FORCE_COLOR": "1"},
+    )
+    assert drawn.stdout == "True\n" and "counting" in drawn.stderr

@@ -232,7 +232,14 @@ def print_telling(console: Console, telling: Telling, *, title: str, verdict: Ve
 
 @contextmanager
 def progress_bar(total: int | None, label: str) -> Iterator:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
+    """A rich progress bar on stderr; yields ``advance(n)``. Where stderr is no terminal (a log file,
+    a pipe) rich would draw nothing but a newline: nothing is drawn, and rich.progress (about 50 ms
+    to import) is not imported."""
+    import sys
+
+    if not is_terminal(sys.stderr):
+        yield lambda n=1: None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
