@@ -111,3 +111,25 @@ def test_both_scorers_of_score_texts_agree():
     assert ours.overall["cider"] == pytest.approx(theirs.overall["cider"], rel=1e-12)
     with pytest.raises(ValueError, match="scorers"):
         score_texts(refs, hyps, backend="python", scorers="nltk")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_items_stats_computed_apart_give_the_same_numbers(seed):
+    """What a scoring worker computes per story (item_stats, meteor_exact_item) makes exactly the
+    corpus numbers computed at once, with several references and empty texts."""
+    from storyreasoning.evaluate.coco_scorers import item_stats
+    from storyreasoning.evaluate.language import TextScorer, item_parts, meteor_exact, meteor_exact_item
+
+    refs, hyps = random_corpus(seed)
+    stats = [item_stats(rs, h) for rs, h in zip(refs, hyps, strict=True)]
+    assert coco_scores(refs, hyps, stats) == coco_scores(refs, hyps)
+    items = [meteor_exact_item(rs, h) for rs, h in zip(refs, hyps, strict=True)]
+    assert meteor_exact(refs, hyps, items) == meteor_exact(refs, hyps)
+    single = [[rs[0]] for rs in refs]  # what a story has: one reference
+    parts = [item_parts(rs[0], h) for rs, h in zip(single, hyps, strict=True)]
+    scorer = TextScorer("python")
+    apart = scorer.score(single, hyps, tokenized=True, items=parts)
+    at_once = scorer.score(single, hyps, tokenized=True)
+    assert (apart.overall, apart.per_item) == (at_once.overall, at_once.per_item)
+    with pytest.raises(ValueError, match="one per hypothesis"):
+        scorer.score(single, hyps, tokenized=True, items=parts[1:])

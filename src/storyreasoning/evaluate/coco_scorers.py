@@ -12,7 +12,10 @@ take a fraction of a second:
 * the LCS length of ROUGE-L comes from the bit-parallel algorithm of Allison and Dix
   (1986; Hyyrö 2004): one big-integer addition, subtraction and two masks per token of
   the candidate, the same integer as pycocoevalcap's table;
-* CIDEr-D computes each distinct n-gram's IDF once.
+* CIDEr-D computes each distinct n-gram's IDF once;
+* what one item needs alone (its BLEU counts and ROUGE-L: :func:`item_stats`) can be
+  computed where its texts are, in ``evaluate``'s worker processes, and handed to
+  :func:`coco_scores`, which then counts n-grams only for CIDEr-D's corpus statistics.
 
 Every formula is pycocoevalcap's, with its quirks: BLEU is corpus-level with the
 "closest" reference length and its ``tiny``/``small`` constants, in the same order of
@@ -29,6 +32,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import NamedTuple
 
 N = 4  # n-gram orders of BLEU and CIDEr-D
 CIDER_SIGMA = 6.0
@@ -83,25 +87,63 @@ def rouge_l(refs: Sequence[str], hyp: str, beta: float = ROUGE_BETA) -> float:
     return 0.0
 
 
+class ItemStats(NamedTuple):
+    """One candidate's part of BLEU and ROUGE-L against its references: what needs no other item, so
+    a worker process can compute it (:func:`item_stats`); :func:`coco_scores` takes them."""
+
+    testlen: int  # the candidate's words
+    reflens: tuple[int, ...]  # each reference's words
+    correct: tuple[int, ...]  # clipped matches of each n-gram order
+    rouge_l: float
+
+
+def _correct(refs: Sequence[Sequence[Counter]], counts: Sequence[Counter]) -> tuple[int, ...]:
+    """BLEU's clipped n-gram matches of a candidate's ``counts`` against its references', per order."""
+    correct = [0] * N
+    for k in range(N):
+        if len(refs) == 1:
+            ref, hyp = refs[0][k], counts[k]
+            correct[k] = sum([min(ref[g], hyp[g]) for g in ref.keys() & hyp.keys()])
+        else:
+            correct[k] = sum(min(max(r[k].get(g, 0) for r in refs), c) for g, c in counts[k].items())
+    return tuple(correct)
+
+
+def item_stats(refs: Sequence[str], hyp: str) -> ItemStats:
+    """:class:`ItemStats` of one tokenized candidate against its tokenized references."""
+    return ItemStats(
+        len(hyp.split()),
+        tuple(len(r.split()) for r in refs),
+        _correct([ngram_counts(r) for r in refs], ngram_counts(hyp)),
+        rouge_l(refs, hyp),
+    )
+
+
 def bleu(
     ref_counts: Sequence[Sequence[Counter]], ref_lengths: Sequence[Sequence[int]],
     hyp_counts: Sequence[Sequence[Counter]], hyp_lengths: Sequence[int],
 ) -> tuple[list[float], list[list[float]]]:  # fmt: skip
     """pycocoevalcap's ``Bleu(4)``: the corpus scores and the per-item scores of each order."""
+    stats = [
+        (testlen, tuple(lengths), _correct(refs, counts))
+        for refs, lengths, counts, testlen in zip(
+            ref_counts, ref_lengths, hyp_counts, hyp_lengths, strict=True
+        )
+    ]
+    return bleu_from_stats(stats)
+
+
+def bleu_from_stats(
+    stats: Sequence[tuple[int, Sequence[int], Sequence[int]]],
+) -> tuple[list[float], list[list[float]]]:
+    """:func:`bleu` from each item's ``(testlen, reflens, correct)`` (as :class:`ItemStats` holds them)."""
     n = N
     items: list[list[float]] = [[] for _ in range(n)]
     total_guess, total_correct = [0] * n, [0] * n
     total_test = total_ref = 0
-    for refs, lengths, counts, testlen in zip(ref_counts, ref_lengths, hyp_counts, hyp_lengths, strict=True):
+    for testlen, lengths, correct in stats:
         reflen = min((abs(length - testlen), length) for length in lengths)[1]
         guess = [max(0, testlen - k + 1) for k in range(1, n + 1)]
-        correct = [0] * n
-        for k in range(n):
-            if len(refs) == 1:
-                ref, hyp = refs[0][k], counts[k]
-                correct[k] = sum([min(ref[g], hyp[g]) for g in ref.keys() & hyp.keys()])
-            else:
-                correct[k] = sum(min(max(r[k].get(g, 0) for r in refs), c) for g, c in counts[k].items())
         total_test += testlen
         total_ref += reflen
         score = 1.0
@@ -178,20 +220,25 @@ def cider_d(
     return scores
 
 
-def coco_scores(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> dict:
+def coco_scores(
+    refs: Sequence[Sequence[str]], hyps: Sequence[str], stats: Sequence[ItemStats] | None = None
+) -> dict:
     """BLEU-1…4, ROUGE-L and CIDEr-D of tokenized texts, as pycocoevalcap's classes give them.
 
     Returns ``bleu`` (corpus, per-item lists per order), ``rouge_l`` (mean, items) and
-    ``cider`` (mean, items; ``(None, [])`` when no reference has a word).
+    ``cider`` (mean, items; ``(None, [])`` when no reference has a word). ``stats``: each
+    item's :func:`item_stats`, computed earlier (in worker processes); the same numbers.
     """
     import numpy as np  # the means as pycocoevalcap takes them (np.mean's pairwise sum)
 
     ref_counts = [[ngram_counts(r) for r in rs] for rs in refs]
     hyp_counts = [ngram_counts(h) for h in hyps]
-    ref_lengths = [[len(r.split()) for r in rs] for rs in refs]
-    hyp_lengths = [len(h.split()) for h in hyps]
-    b_corpus, b_items = bleu(ref_counts, ref_lengths, hyp_counts, hyp_lengths)
-    r_items = [rouge_l(rs, h) for rs, h in zip(refs, hyps, strict=True)]
+    if stats is None:
+        stats = [item_stats(rs, h) for rs, h in zip(refs, hyps, strict=True)]
+    elif len(stats) != len(hyps):
+        raise ValueError(f"{len(stats)} item stats for {len(hyps)} hypotheses")
+    b_corpus, b_items = bleu_from_stats([(s.testlen, s.reflens, s.correct) for s in stats])
+    r_items = [s.rouge_l for s in stats]
     c_items = cider_d(ref_counts, hyp_counts)
     return {
         "bleu": (b_corpus, b_items),
@@ -200,4 +247,14 @@ def coco_scores(refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> dict:
     }
 
 
-__all__ = ["bleu", "cider_d", "coco_scores", "lcs_length", "ngram_counts", "rouge_l"]
+__all__ = [
+    "ItemStats",
+    "bleu",
+    "bleu_from_stats",
+    "cider_d",
+    "coco_scores",
+    "item_stats",
+    "lcs_length",
+    "ngram_counts",
+    "rouge_l",
+]

@@ -77,6 +77,7 @@ from typing import NamedTuple
 from ..errors import StoryReasoningError, UsageError
 from ..format.story import clean_text
 from ..format.stream import Telling
+from .coco_scorers import ItemStats, item_stats
 from .pairs import Scores, StoryPair
 
 BACKENDS = ("auto", "coco", "python")
@@ -243,23 +244,35 @@ def _meteor_from_stats(hyp_len: float, ref_len: float, matches: float, chunks: f
     return max(0.0, fmean * (1 - METEOR_GAMMA * frag**METEOR_BETA))
 
 
+def meteor_exact_item(refs: Sequence[str], hyp: str) -> tuple[float, tuple[int, int, int, int]]:
+    """One candidate's exact-match METEOR against its best reference, and that alignment's
+    ``(hyp_len, ref_len, matches, chunks)`` (which :func:`meteor_exact` sums over the corpus)."""
+    h = hyp.split()
+    best: tuple[float, tuple[int, int, int, int]] | None = None
+    for ref in refs:
+        stats = _meteor_stats(ref.split(), h)
+        score = _meteor_from_stats(*stats)
+        if best is None or score > best[0]:
+            best = (score, stats)
+    if best is None:
+        raise ValueError("every hypothesis needs at least one reference")
+    return best
+
+
 def meteor_exact(
-    references: Sequence[Sequence[str]], hypotheses: Sequence[str]
+    references: Sequence[Sequence[str]],
+    hypotheses: Sequence[str],
+    items: Sequence[tuple[float, tuple[int, int, int, int]]] | None = None,
 ) -> tuple[float | None, list[float]]:
-    """An exact-match-only METEOR (see the module docstring); not METEOR 1.5."""
+    """An exact-match-only METEOR (see the module docstring); not METEOR 1.5. ``items``: each
+    candidate's :func:`meteor_exact_item`, computed earlier (in worker processes)."""
+    if items is None:
+        items = [meteor_exact_item(refs, hyp) for refs, hyp in zip(references, hypotheses, strict=True)]
     scores: list[float] = []
     totals = [0, 0, 0, 0]
-    for refs, hyp in zip(references, hypotheses, strict=True):
-        h = hyp.split()
-        best: tuple[float, tuple[int, int, int, int]] | None = None
-        for ref in refs:
-            stats = _meteor_stats(ref.split(), h)
-            score = _meteor_from_stats(*stats)
-            if best is None or score > best[0]:
-                best = (score, stats)
-        assert best is not None
-        scores.append(best[0])
-        totals = [t + s for t, s in zip(totals, best[1], strict=True)]
+    for score, stats in items:
+        scores.append(score)
+        totals = [t + s for t, s in zip(totals, stats, strict=True)]
     if not scores:
         return None, []
     return _meteor_from_stats(*totals), scores
@@ -693,9 +706,11 @@ class TextScorer:
         *,
         tokenized: bool = False,
         scorers: str = "ours",
+        items: Sequence[ItemParts] | None = None,
     ) -> TextScores:
-        """Score ``hypotheses[i]`` against the references ``references[i]``; see :func:`score_texts`."""
-        return self.submit(references, hypotheses, tokenized=tokenized, scorers=scorers).result()
+        """Score ``hypotheses[i]`` against the references ``references[i]``; see :func:`score_texts`
+        (``items``: see :meth:`submit`)."""
+        return self.submit(references, hypotheses, tokenized=tokenized, scorers=scorers, items=items).result()
 
     def submit(
         self,
@@ -704,11 +719,14 @@ class TextScorer:
         *,
         tokenized: bool = False,
         scorers: str = "ours",
+        items: Sequence[ItemParts] | None = None,
     ) -> PendingScores:
         """Like :meth:`score`, but returns once everything but METEOR is computed.
 
         METEOR (``coco``) goes on in its JVM, driven by a background thread; the
-        caller may do other work before :meth:`PendingScores.result`.
+        caller may do other work before :meth:`PendingScores.result`. ``items``: each
+        tokenized pair's :func:`item_parts`, computed earlier (in the scoring workers), for
+        ``scorers="ours"``: the same numbers, less work here.
         """
         if scorers not in SCORERS:
             raise ValueError(f"unknown scorers {scorers!r}; use one of {', '.join(SCORERS)}")
@@ -739,9 +757,12 @@ class TextScorer:
         meteor = None
         if backend == "coco":  # METEOR scores in its JVM while BLEU, ROUGE-L and CIDEr are computed here
             meteor = PendingMeteor(refs, hyps, self.workers)
+        if items is not None and (not tokenized or scorers != "ours" or len(items) != n):
+            raise ValueError("item parts go with tokenized texts scored by our scorers, one per hypothesis")
         t = time.perf_counter()
         if scorers == "ours":
-            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _our_scores(refs, hyps)
+            stats = [item[0] for item in items] if items is not None else None
+            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _our_scores(refs, hyps, stats)
         else:
             b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
         timings["bleu_rouge_cider"] = time.perf_counter() - t
@@ -755,7 +776,9 @@ class TextScorer:
             per_item[i]["rouge_l"] = r_items[i]
             per_item[i]["cider"] = c_items[i] if c_items else None
         t = time.perf_counter()
-        overall["meteor_exact"], me_items = meteor_exact(refs, hyps)
+        overall["meteor_exact"], me_items = meteor_exact(
+            refs, hyps, [item[1] for item in items] if items is not None else None
+        )
         for i in range(n):
             per_item[i]["meteor_exact"] = me_items[i]
         timings["meteor_exact"] = time.perf_counter() - t
@@ -854,11 +877,11 @@ def score_texts(
         return scorer.score(references, hypotheses, tokenized=tokenized, scorers=scorers)
 
 
-def _our_scores(refs: list[list[str]], hyps: list[str]):
+def _our_scores(refs: list[list[str]], hyps: list[str], stats=None):
     """:mod:`.coco_scorers`' BLEU, ROUGE-L and CIDEr-D (pycocoevalcap's numbers, faster)."""
     from .coco_scorers import coco_scores
 
-    result = coco_scores(refs, hyps)
+    result = coco_scores(refs, hyps, stats)
     b_corpus, b_items = result["bleu"]
     r_mean, r_items = result["rouge_l"]
     c_mean, c_items = result["cider"]
@@ -890,25 +913,35 @@ def _pycocoevalcap_scores(refs: list[list[str]], hyps: list[str]):
     )
 
 
+ItemParts = tuple[ItemStats, tuple[float, tuple[int, int, int, int]]]
+"""A tokenized pair's part of the language metrics that needs no other pair: its BLEU counts and
+ROUGE-L (:func:`.coco_scorers.item_stats`) and its exact-match METEOR (:func:`meteor_exact_item`)."""
+
+
+def item_parts(reference: str, candidate: str) -> ItemParts:
+    """:data:`ItemParts` of a tokenized reference and candidate."""
+    return item_stats([reference], candidate), meteor_exact_item([reference], candidate)
+
+
 class StoryTexts(NamedTuple):
     """One story's texts for the language metrics (:func:`story_texts`)."""
 
     reference: str
     candidate: str | None  # None: the output is missing
     tokens: tuple[str, str] | None = None  # the regex tokens of both (the candidate's: of "")
+    parts: ItemParts | None = None  # with tokens: the tokens' item_parts
 
 
 def story_texts(pair: StoryPair, *, tokenize: bool = False) -> StoryTexts:
     """One story's texts: the reference's and the candidate's (None: missing); ``tokenize`` adds
-    their :func:`regex_ptb_tokenize` tokens (the ``python`` backend's), so a worker process
-    can make them."""
+    their :func:`regex_ptb_tokenize` tokens (the ``python`` backend's) and those tokens'
+    :func:`item_parts`, so that a worker process makes them."""
     reference = story_text(pair.reference)
     candidate = None if pair.candidate is None else story_text(pair.candidate)
     if not tokenize:
         return StoryTexts(reference, candidate)
-    return StoryTexts(
-        reference, candidate, (regex_ptb_tokenize(reference), regex_ptb_tokenize(candidate or ""))
-    )
+    tokens = (regex_ptb_tokenize(reference), regex_ptb_tokenize(candidate or ""))
+    return StoryTexts(reference, candidate, tokens, item_parts(*tokens))
 
 
 def language(
@@ -971,13 +1004,16 @@ def begin_summary(
     missing_ids = [sid for sid, t in texts if t.candidate is None]
     scored = [(sid, t) for sid, t in texts if not (t.candidate is None and missing == "exclude")]
     tokenized = scorer.backend == "python" and all(t.tokens is not None for _, t in scored)
+    parts = None
     if tokenized:
         refs = [[t.tokens[0]] for _, t in scored]  # type: ignore[index]
         hyps = [t.tokens[1] for _, t in scored]  # type: ignore[index]
+        if scorers == "ours" and all(t.parts is not None for _, t in scored):
+            parts = [t.parts for _, t in scored]
     else:
         refs = [[t.reference] for _, t in scored]
         hyps = [t.candidate or "" for _, t in scored]
-    pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers)
+    pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers, items=parts)  # type: ignore[arg-type]
 
     def finish() -> Scores:
         result = pending.result()
