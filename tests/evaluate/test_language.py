@@ -398,3 +398,40 @@ def test_our_jvm_flags_change_no_meteor_score(coco):
     ours = coco["same_tokens"][0]
     assert ours.overall["meteor"] == score
     assert [item["meteor"] for item in ours.per_item] == items
+
+
+def _meteor_alignment_by_rescanning(ref: list[str], hyp: list[str]) -> tuple[int, int, int, int]:
+    """The greedy exact alignment written plainly: each token's free positions listed again."""
+    positions: dict[str, list[int]] = {}
+    for j, tok in enumerate(ref):
+        positions.setdefault(tok, []).append(j)
+    used: set[int] = set()
+    aligned = []
+    prev = -2
+    for i, tok in enumerate(hyp):
+        free = [j for j in positions.get(tok, ()) if j not in used]
+        if not free:
+            prev = -2
+            continue
+        j = prev + 1 if prev + 1 in free else free[0]
+        used.add(j)
+        aligned.append((i, j))
+        prev = j
+    chunks = sum(
+        1
+        for k, (i, j) in enumerate(aligned)
+        if k == 0 or (i, j) != (aligned[k - 1][0] + 1, aligned[k - 1][1] + 1)
+    )
+    return len(hyp), len(ref), len(aligned), chunks
+
+
+def test_the_exact_meteor_alignment_is_the_plain_greedy_one():
+    import random
+
+    from storyreasoning.evaluate.language import _meteor_stats
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        vocab = "a b c d e the".split()[: rng.randint(1, 6)]  # few words: many repeats
+        ref, hyp = rng.choices(vocab, k=rng.randint(0, 25)), rng.choices(vocab, k=rng.randint(0, 25))
+        assert _meteor_stats(ref, hyp) == _meteor_alignment_by_rescanning(ref, hyp), (ref, hyp)

@@ -189,8 +189,7 @@ def regex_ptb_tokenize(text: str) -> str:
     """
     text = unicodedata.normalize("NFC", text).replace("&amp;", "&").translate(_CHAR_MAP).lower()
     tokens: list[str] = []
-    for m in _TOKEN.finditer(text):
-        tok = m.group()
+    for tok in _TOKEN.findall(text):  # the whole matches (the pattern has no groups): no match objects
         if tok[0].isalpha() or tok[0].isdigit():
             if "'" in tok or tok in _SPLIT_WORDS:
                 tokens.extend(_split_word(tok))
@@ -200,7 +199,7 @@ def regex_ptb_tokenize(text: str) -> str:
             continue
         else:
             tokens.append(_BRACKETS.get(tok, tok))
-    return " ".join(t for t in tokens if t not in PTB_PUNCTUATION)
+    return " ".join([t for t in tokens if t not in PTB_PUNCTUATION])
 
 
 # -- meteor_exact: METEOR 1.5's scoring on exact matches only (no Java) ----------------------------
@@ -208,18 +207,22 @@ def regex_ptb_tokenize(text: str) -> str:
 
 def _meteor_stats(ref: list[str], hyp: list[str]) -> tuple[int, int, int, int]:
     """``(hyp_len, ref_len, matches, chunks)`` of a greedy exact-match alignment."""
-    positions: dict[str, list[int]] = {}
+    free_at: dict[str, list[int]] = {}  # each token's reference positions not yet aligned, in order
     for j, tok in enumerate(ref):
-        positions.setdefault(tok, []).append(j)
+        free_at.setdefault(tok, []).append(j)
     used: set[int] = set()
     aligned: list[tuple[int, int]] = []
     prev = -2
     for i, tok in enumerate(hyp):
-        free = [j for j in positions.get(tok, ()) if j not in used]
+        free = free_at.get(tok)
         if not free:
             prev = -2
             continue
-        j = prev + 1 if prev + 1 in free else free[0]
+        # the position after the last match when it is this token's and free, else its first free one
+        j = prev + 1
+        if j < 0 or j >= len(ref) or ref[j] != tok or j in used:
+            j = free[0]
+        free.remove(j)
         used.add(j)
         aligned.append((i, j))
         prev = j
