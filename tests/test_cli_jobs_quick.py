@@ -204,7 +204,6 @@ def test_a_config_file_and_the_flags_over_it_make_what_typer_makes(monkeypatch, 
         ["RUN", "--plots=yes"],
         ["RUN", "--protocol", "ORIGINAL"],
         ["RUN", "RUN2"],  # one argument too many
-        [],  # the argument missing
         ["RUN", "--config", "a.yaml", "--config", "b.yaml"],
     ],
 )
@@ -227,12 +226,25 @@ def test_bounds_are_typers_to_refuse(monkeypatch, capsys):
     assert quick == full == ("exit", 2) and quick_err == capsys.readouterr().err
 
 
-def test_a_required_option_not_given_goes_to_typer(monkeypatch, capsys):
-    args = ["tell-dataset", "SOURCE"]  # no --out
-    entry, rest = _job_command(args)
-    assert S.run_quick(entry, rest) is None
-    assert outcome(monkeypatch, args, quick=True) == ("exit", 2)
-    assert "Missing option '--out'" in capsys.readouterr().err
+def test_a_required_setting_not_given_goes_to_typer(monkeypatch, capsys):
+    for args, missing in (
+        (["tell-dataset", "SOURCE"], "Missing option '--out'"),
+        (["evaluate", "run", "--all"], "Missing argument 'RUN'"),
+    ):
+        entry, rest = _job_command(args)
+        assert S.run_quick(entry, rest) is None
+        assert outcome(monkeypatch, args, quick=True) == ("exit", 2)
+        assert missing in capsys.readouterr().err
+
+
+def test_a_required_argument_may_come_from_the_config_file(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run: {tmp_path / 'run'}\nworkers: 1\n")
+    args = ["evaluate", "--config", str(config)]
+    quick = outcome(monkeypatch, args, quick=True, typer=False)
+    quick_err = capsys.readouterr().err
+    full = outcome(monkeypatch, args, quick=False)
+    assert quick[0] == "settings" and quick == full and quick_err == capsys.readouterr().err
 
 
 def test_a_value_out_of_bounds_in_a_config_file_goes_to_typer(tmp_path):
@@ -260,3 +272,31 @@ def test_decimals_are_read_as_typer_reads_them(value, read):
     except S._Unread:
         got = None
     assert got == read
+
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_published_recipes_make_what_typer_makes(monkeypatch, capsys, recipe):
+    objective = next(o for o in ("sft", "dpo", "grpo") if o in recipe.stem)
+    job, _ = _job_command(["train", objective])
+    given = S.read_config(recipe, job.cls)
+    needed = []  # what the recipe leaves to the command line (the data, the output folder)
+    mixed = [str(part).split("=")[0] for part in given.get("mix") or ()]  # the datasets --mix names
+    for field in S.settings_fields(job.cls):
+        if field.default is S.MISSING and field.name not in given:
+            if field.spec.argument and field.many and mixed:
+                needed += [f"data/{name}" for name in mixed]
+                continue
+            value = sample(field, typing.get_args(field.base)[0] if field.many else field.base)
+            needed += [value] if field.spec.argument else [field.flag, value]
+    for args in (
+        ["train", objective, *needed, "--config", str(recipe)],
+        ["train", objective, "--config", str(recipe), *needed, "--seed", "7", "--no-gradient-checkpointing"],
+    ):
+        quick = outcome(monkeypatch, args, quick=True, typer=False)
+        quick_err = capsys.readouterr().err
+        full = outcome(monkeypatch, args, quick=False)
+        assert quick[0] == "settings" and quick == full, args
+        assert quick_err == capsys.readouterr().err, args

@@ -368,9 +368,10 @@ def quick_values(
     ``--flag=VALUE`` or a declared short flag ``-x VALUE``, with VALUE a choice, a whole
     number or decimal (``-`` its only sign, no leading zeros), within the bounds, text or a
     path (neither empty nor starting with ``-``); ``--switch``/``--no-switch``; a
-    repeatable option as often as wanted, any other at most once; every required
-    argument present. ``--help``, ``--``, an unknown flag, a short flag with its value
-    attached, anything else: typer's.
+    repeatable option as often as wanted, any other at most once. ``--help``, ``--``, an
+    unknown flag, a short flag with its value attached, anything else: typer's; and so is
+    a required setting that neither the arguments nor the config file give
+    (:func:`run_quick` checks).
     """
     fields = [f for f in settings_fields(cls) if f.spec.cli]
     flags: dict[str, tuple[Field, bool | None]] = {}  # flag → its field, and a switch's value
@@ -430,17 +431,14 @@ def quick_values(
         arguments = [f for f in fields if f.spec.argument]
         if any(f.many for f in arguments[:-1]):
             raise _Unread
-        for field in arguments:
+        for field in arguments:  # one not given may come from --config: run_quick checks
             if field.many:
-                if not positional:
-                    raise _Unread
-                kind = typing.get_args(field.base)[0]
-                given[field.name] = tuple(_quick_scalar(field, kind, v) for v in positional)
-                positional = []
+                if positional:
+                    kind = typing.get_args(field.base)[0]
+                    given[field.name] = tuple(_quick_scalar(field, kind, v) for v in positional)
+                    positional = []
             elif positional:
                 given[field.name] = _quick_scalar(field, field.base, positional.pop(0))
-            elif field.default is MISSING:
-                raise _Unread  # typer says it is missing
         if positional:
             raise _Unread  # more than the command takes
     except _Unread:
@@ -466,7 +464,7 @@ def run_quick(entry: Command, args: list[str]) -> int | None:
             values[name] = value
     values.update(given)
     if any(f.default is MISSING and name not in values for name, f in fields.items()):
-        return None  # a required option not given: typer says which
+        return None  # a required argument or option not given: typer says which
     settings = from_config(entry.cls, **values)
     if config_file is not None:
         _say_config(config_file, [f.flag for f in fields.values() if f.name in given])
