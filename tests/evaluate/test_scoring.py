@@ -89,6 +89,9 @@ def test_pooled_scoring_is_exactly_the_sequential_report(jobs, protocol):
         got = summarize(items, FAMILIES, protocol=protocol, language_backend="python")
         assert list(got) == list(FAMILIES)
         assert as_dicts(got) == expected
+    with Pool(2) as pool:  # the language metrics computed in a worker meanwhile
+        got = summarize(pooled, FAMILIES, protocol=protocol, language_backend="python", pool=pool)
+    assert as_dicts(got) == expected
     assert expected["language"]["overall"]["n_evaluated"] == (
         45 if protocol == "default" else 45 - sum(job.candidate is None for job in jobs)
     )
@@ -233,3 +236,25 @@ def test_workers_beside_java_run_at_a_lower_priority_and_without_its_pipes():
     finally:
         os.close(read)
         os.close(write)
+
+
+def _threshold() -> tuple[int, int, int]:
+    import gc
+
+    return gc.get_threshold()
+
+
+def test_a_run_collects_garbage_rarely_and_its_workers_too_then_as_before():
+    import gc
+
+    from storyreasoning.evaluate.processes import GC_YOUNG, batch_gc, executor
+
+    before = gc.get_threshold()
+    with batch_gc():
+        assert gc.get_threshold()[0] == GC_YOUNG and gc.get_freeze_count() > 0
+        pool = executor(1)
+        try:
+            assert pool.submit(_threshold).result()[0] == GC_YOUNG
+        finally:
+            pool.shutdown()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

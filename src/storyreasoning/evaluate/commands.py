@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import write_json_atomic, write_text_atomic
 from .plots import Painter
-from .processes import BACKGROUND_NICE
+from .processes import BACKGROUND_NICE, batch_gc
 from .report import (
     CONVENTIONS,
     HEADLINE,
@@ -76,6 +76,7 @@ def evaluate(settings: EvaluateSettings) -> int:
     err = Console(stderr=True, highlight=False)
     judge = load_judge(s.run) if s.run.is_dir() else None  # evaluate judge's scores join the headline
     with ExitStack() as stack:
+        stack.enter_context(batch_gc())  # the run's objects live to its end: collect rarely (.processes)
         scorer = None
         if "language" in families:  # a missing scorer or Java is said before any reading; Java starts loading
             from .language import TextScorer
@@ -111,8 +112,6 @@ def evaluate(settings: EvaluateSettings) -> int:
                 progress=advance,
                 tokenize=scorer is not None and scorer.backend == "python",
             )
-        if pool is not None:
-            pool.close()
         missing = sum(story_id not in run.outputs for story_id, _ in items)
         if unknown:
             err.print(
@@ -133,7 +132,10 @@ def evaluate(settings: EvaluateSettings) -> int:
             on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
             # the plots that do not show the language metrics, drawn in the painter's process meanwhile
             on_others=(lambda done: painter.consistency(done, plots)) if painter else None,
+            pool=pool,  # the python backend's language metrics computed there meanwhile
         )
+        if pool is not None:
+            pool.close()
         report = Report(
             run=run.describe(),
             dataset={

@@ -69,6 +69,8 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -998,9 +1000,14 @@ def begin_summary(
     scorer: TextScorer,
     missing: str = "zero",
     scorers: str = "ours",
+    offload: Callable[..., Future] | None = None,
 ) -> Callable[[], Scores]:
     """:func:`summarize` in two steps: this computes all but METEOR (which goes on in its JVM) and
-    returns the function that waits for it and gives the :class:`Scores`."""
+    returns the function that waits for it and gives the :class:`Scores`.
+
+    ``offload(fn, *args)``: runs a function in another process (a scoring worker) and
+    returns its future. Given, texts the python backend has tokenized are scored there, so
+    that the caller summarizes the other families meanwhile: the same numbers."""
     if missing not in MISSING_POLICIES:
         raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
     texts = [(sid, StoryTexts(*t)) for sid, t in items]
@@ -1016,10 +1023,20 @@ def begin_summary(
     else:
         refs = [[t.reference] for _, t in scored]
         hyps = [t.candidate or "" for _, t in scored]
-    pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers, items=parts)  # type: ignore[arg-type]
+    pending: PendingScores | Future
+    if offload is not None and tokenized:
+        pending = offload(_score_tokenized, refs, hyps, scorers, parts)
+    else:
+        pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers, items=parts)  # type: ignore[arg-type]
 
     def finish() -> Scores:
-        result = pending.result()
+        try:
+            result = pending.result()
+        except BrokenProcessPool:
+            raise StoryReasoningError(
+                "a worker process computing the language metrics stopped unexpectedly (out of memory?); "
+                "run again with --workers 1"
+            ) from None
         per_story: dict[str, dict[str, float | None]] = {sid: dict.fromkeys(METRICS) for sid, _ in texts}
         for (sid, _), values in zip(scored, result.per_item, strict=True):
             per_story[sid] = values
@@ -1041,6 +1058,13 @@ def begin_summary(
         )
 
     return finish
+
+
+def _score_tokenized(
+    refs: list[list[str]], hyps: list[str], scorers: str, items: list[ItemParts] | None
+) -> TextScores:
+    """The python backend's scores of tokenized texts (what :func:`begin_summary` offloads)."""
+    return TextScorer("python").score(refs, hyps, tokenized=True, scorers=scorers, items=items)
 
 
 def _conventions(backend: str, missing: str) -> list[str]:

@@ -108,6 +108,10 @@ class Pool:
     ) -> Future:
         return self._executor.submit(_score_chunk, jobs, families, protocol, tokenize)
 
+    def call(self, fn: Callable, *args) -> Future:
+        """``fn(*args)`` in a worker (``fn`` a module-level function, its arguments picklable)."""
+        return self._executor.submit(fn, *args)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -173,12 +177,14 @@ def summarize(
     on_family: Callable[[str], None] | None = None,
     on_others: Callable[[dict[str, Scores]], None] | None = None,
     while_meteor: Callable[[dict[str, Scores]], None] | None = None,
+    pool: Pool | None = None,
 ) -> dict[str, Scores]:
     """Each family's :class:`Scores` from the stories' parts, in the order of ``families``.
 
     The language metrics start first (their tokenizer and METEOR are the longest path
     with Java) and are finished last: the other families are summarized while METEOR
-    scores in its JVM. ``text_scorer``: a :class:`~.language.TextScorer` made earlier
+    scores in its JVM, or, with the python backend and a ``pool``, while a worker
+    computes them. ``text_scorer``: a :class:`~.language.TextScorer` made earlier
     (its Java already loading); else one is made for ``language_backend``. ``on_others``
     is called with the other families' scores, ``while_meteor`` after them while METEOR
     scores (``coco`` only): for work that does not need them (a plot).
@@ -198,7 +204,12 @@ def summarize(
         if scorer is not None:
             if on_family:
                 on_family("language")
-            finish = language.begin_summary(texts, scorer=scorer, missing=missing)  # type: ignore[arg-type]
+            finish = language.begin_summary(
+                texts,  # type: ignore[arg-type]
+                scorer=scorer,
+                missing=missing,
+                offload=pool.call if pool is not None else None,
+            )
         _summarize_others(items, families, protocol, results, on_family)
         if on_others is not None:
             on_others(dict(results))
