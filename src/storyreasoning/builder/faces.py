@@ -557,7 +557,7 @@ class FacePerceiver:
             self.base.embed_many(pils, missing)
         fresh = [iter([d.feature for d in frame]) for frame in missing]
         return [
-            [known[id(p)] if known.get(id(p)) is not None else next(new) for p in frame]
+            [feature if (feature := known.get(id(p))) is not None else next(new) for p in frame]
             for frame, new in zip(people, fresh, strict=True)
         ]
 
