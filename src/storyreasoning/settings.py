@@ -113,6 +113,25 @@ class Field:
     def flag(self) -> str:
         return self.spec.flags[0] if self.spec.flags else "--" + self.name.replace("_", "-")
 
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Every flag of an option, :attr:`flag` first."""
+        return self.spec.flags or (self.flag,)
+
+    @property
+    def item(self) -> Any:
+        """The type of one value: a repeatable field's element type, else :attr:`base`."""
+        return typing.get_args(self.base)[0] if self.many else self.base
+
+    @property
+    def switch(self) -> bool:
+        """An on/off option: ``--flag`` and ``--no-flag`` (:attr:`off_flag`), no value."""
+        return self.base is bool and not self.many
+
+    @property
+    def off_flag(self) -> str:
+        return "--no-" + self.flag.removeprefix("--")
+
 
 try:
     from types import UnionType as _UnionType
@@ -233,8 +252,7 @@ def _typed(field: Field, value: Any, where: str) -> Any:
         return None
     if field.many:
         items = value if isinstance(value, (list, tuple)) else [value]
-        inner = typing.get_args(field.base)[0]
-        return tuple(_scalar(inner, item, where) for item in items)
+        return tuple(_scalar(field.item, item, where) for item in items)
     return _scalar(field.base, value, where)
 
 
@@ -373,17 +391,25 @@ def quick_values(
     a required setting that neither the arguments nor the config file give
     (:func:`run_quick` checks).
     """
-    fields = [f for f in settings_fields(cls) if f.spec.cli]
+    return _read_plain(_cli_fields(cls), args, config)
+
+
+def _cli_fields(cls: type) -> list[Field]:
+    return [f for f in settings_fields(cls) if f.spec.cli]
+
+
+def _read_plain(
+    fields: list[Field], args: list[str], config: bool
+) -> tuple[dict[str, Any], Path | None] | None:
+    """:func:`quick_values` on the command-line fields of a settings class."""
     flags: dict[str, tuple[Field, bool | None]] = {}  # flag → its field, and a switch's value
     for field in fields:
         if field.spec.argument:
             continue
-        names = field.spec.flags or (field.flag,)
-        switch = field.base is bool and not field.many
-        for name in names:
-            flags[name] = (field, True if switch else None)
-        if switch:
-            flags["--no-" + names[0].removeprefix("--")] = (field, False)
+        for name in field.flags:
+            flags[name] = (field, True if field.switch else None)
+        if field.switch:
+            flags[field.off_flag] = (field, False)
     given: dict[str, Any] = {}
     positional: list[str] = []
     config_file: Path | None = None
@@ -422,23 +448,21 @@ def quick_values(
                 config_file = Path(value)
                 continue
             if field.many:
-                kind = typing.get_args(field.base)[0]
-                given[field.name] = (*given.get(field.name, ()), _quick_scalar(field, kind, value))
+                given[field.name] = (*given.get(field.name, ()), _quick_scalar(field, field.item, value))
             elif field.name in given:
                 raise _Unread
             else:
-                given[field.name] = _quick_scalar(field, field.base, value)
+                given[field.name] = _quick_scalar(field, field.item, value)
         arguments = [f for f in fields if f.spec.argument]
         if any(f.many for f in arguments[:-1]):
             raise _Unread
         for field in arguments:  # one not given may come from --config: run_quick checks
             if field.many:
                 if positional:
-                    kind = typing.get_args(field.base)[0]
-                    given[field.name] = tuple(_quick_scalar(field, kind, v) for v in positional)
+                    given[field.name] = tuple(_quick_scalar(field, field.item, v) for v in positional)
                     positional = []
             elif positional:
-                given[field.name] = _quick_scalar(field, field.base, positional.pop(0))
+                given[field.name] = _quick_scalar(field, field.item, positional.pop(0))
         if positional:
             raise _Unread  # more than the command takes
     except _Unread:
@@ -449,11 +473,12 @@ def quick_values(
 def run_quick(entry: Command, args: list[str]) -> int | None:
     """Run ``entry`` on ``args`` without typer when :func:`quick_values` can read them, as typer would
     (command line over config file over defaults); None when it cannot."""
-    parsed = quick_values(entry.cls, args, config=entry.config)
+    cli_fields = _cli_fields(entry.cls)
+    parsed = _read_plain(cli_fields, args, entry.config)
     if parsed is None:
         return None
     given, config_file = parsed
-    fields = {f.name: f for f in settings_fields(entry.cls) if f.spec.cli}
+    fields = {f.name: f for f in cli_fields}
     values: dict[str, Any] = {}
     if config_file is not None:
         for name, value in read_config(config_file, entry.cls).items():
@@ -495,7 +520,7 @@ def command(
 
     import typer
 
-    fields = [f for f in settings_fields(cls) if f.spec.cli]
+    fields = _cli_fields(cls)
     many = {f.name for f in fields if f.many}
     params: list[inspect.Parameter] = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -587,8 +612,7 @@ def _typer_param(field: Field, enums: dict[str, type], typer: Any) -> tuple[Any,
     from enum import Enum
 
     spec = field.spec
-    base = field.base
-    inner = typing.get_args(base)[0] if field.many else base
+    inner = field.item
     choices = tuple(typing.get_args(inner)) if typing.get_origin(inner) is typing.Literal else None
     if choices:
         enum = Enum(f"{field.name.title()}Choice", {c: c for c in choices}, type=str)  # type: ignore[misc]
@@ -621,11 +645,10 @@ def _typer_param(field: Field, enums: dict[str, type], typer: Any) -> tuple[Any,
         kwargs["max"] = spec.max
     if spec.panel:
         kwargs["rich_help_panel"] = spec.panel
-    flags = spec.flags or (field.flag,)
-    if inner is bool and not field.many:
+    flags = field.flags
+    if field.switch:
         kwargs["metavar"] = " "  # a flag takes no value: show none (typer would print <bool>)
-        long = flags[0]
-        flags = (f"{long}/--no-{long.removeprefix('--')}", *flags[1:])
+        flags = (f"{flags[0]}/{field.off_flag}", *flags[1:])
     return annotation, typer.Option(default, *flags, **kwargs)
 
 
