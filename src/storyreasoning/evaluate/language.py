@@ -739,6 +739,8 @@ class TextScorer:
             raise ValueError(f"{len(references)} reference lists for {len(hypotheses)} hypotheses")
         if any(len(refs) == 0 for refs in references):
             raise ValueError("every hypothesis needs at least one reference")
+        if items is not None and (not tokenized or scorers != "ours" or len(items) != len(hypotheses)):
+            raise ValueError("item parts go with tokenized texts scored by our scorers, one per hypothesis")
         backend = self.backend
         timings: dict[str, float] = {}
         n = len(hypotheses)
@@ -762,8 +764,6 @@ class TextScorer:
         meteor = None
         if backend == "coco":  # METEOR scores in its JVM while BLEU, ROUGE-L and CIDEr are computed here
             meteor = PendingMeteor(refs, hyps, self.workers)
-        if items is not None and (not tokenized or scorers != "ours" or len(items) != n):
-            raise ValueError("item parts go with tokenized texts scored by our scorers, one per hypothesis")
         t = time.perf_counter()
         if scorers == "ours":
             stats = [item[0] for item in items] if items is not None else None
