@@ -111,10 +111,17 @@ def _correct(refs: Sequence[Sequence[Counter]], counts: Sequence[Counter]) -> tu
 
 def item_stats(refs: Sequence[str], hyp: str) -> ItemStats:
     """:class:`ItemStats` of one tokenized candidate against its tokenized references."""
+    return _item_stats(refs, hyp, [ngram_counts(r) for r in refs], ngram_counts(hyp))
+
+
+def _item_stats(
+    refs: Sequence[str], hyp: str, ref_counts: Sequence[Sequence[Counter]], hyp_counts: Sequence[Counter]
+) -> ItemStats:
+    """:func:`item_stats` from the texts' n-gram counts, counted already."""
     return ItemStats(
         len(hyp.split()),
         tuple(len(r.split()) for r in refs),
-        _correct([ngram_counts(r) for r in refs], ngram_counts(hyp)),
+        _correct(ref_counts, hyp_counts),
         rouge_l(refs, hyp),
     )
 
@@ -233,8 +240,11 @@ def coco_scores(
 
     ref_counts = [[ngram_counts(r) for r in rs] for rs in refs]
     hyp_counts = [ngram_counts(h) for h in hyps]
-    if stats is None:
-        stats = [item_stats(rs, h) for rs, h in zip(refs, hyps, strict=True)]
+    if stats is None:  # from the counts CIDEr-D needs too: each text counted once
+        stats = [
+            _item_stats(rs, h, rc, hc)
+            for rs, h, rc, hc in zip(refs, hyps, ref_counts, hyp_counts, strict=True)
+        ]
     elif len(stats) != len(hyps):
         raise ValueError(f"{len(stats)} item stats for {len(hyps)} hypotheses")
     b_corpus, b_items = bleu_from_stats([(s.testlen, s.reflens, s.correct) for s in stats])
