@@ -82,6 +82,12 @@ def test_the_pool_scores_in_its_workers_exactly_as_the_trainers_process_does(can
         local = here.score(texts)
     with RewardPool(specs, weights, workers=2) as pool:
         pooled = pool.score(texts)
+        # one call's two chunks may both go to the worker that is free first (CI saw it, under
+        # load): score again until both have scored, a bounded number of times
+        for _ in range(20):
+            if len(pool.pids) == 2:
+                break
+            assert pool.score(texts) == pooled
         assert len(pool.pids) == 2 and os.getpid() not in pool.pids  # both workers scored, not this process
     assert here.pids == {os.getpid()}
     assert pooled == local == [(r.total, r.structure, r.reid, r.grounding, r.boxes) for r in direct]
