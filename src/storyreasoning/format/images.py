@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import sys
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -85,18 +88,145 @@ def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
 
 
 def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
-    """``(width, height)`` without decoding the pixels when the image is a file or bytes."""
+    """``(width, height)`` without decoding the pixels when the image is a file or bytes.
+
+    A well-formed PNG or JPEG is read by :func:`header_size` (about 50 times faster than
+    PIL's opening); anything else, and every file that reader is unsure of, by PIL, whose
+    errors are said as :func:`unreadable_image` says them.
+    """
+    data = None
+    if isinstance(image, (str, Path, bytes)):
+        data = image if isinstance(image, bytes) else read_image_bytes(image)
+        size = header_size(data)
+        if size is not None:
+            return size
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(image, Image.Image):
+    if data is None and isinstance(image, Image.Image):
         return image.size
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
-    data = image if isinstance(image, bytes) else read_image_bytes(image)
+    if data is None:
+        data = read_image_bytes(image)  # type: ignore[arg-type]
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# (bit depth, colour type) pairs PIL reads; any other is not an image to it
+_PNG_MODES = frozenset(
+    [(1, 0), (2, 0), (4, 0), (8, 0), (16, 0), (8, 2), (16, 2), (1, 3), (2, 3), (4, 3), (8, 3), (8, 4), (16, 4), (8, 6), (16, 6)]
+)  # fmt: skip
+# ancillary chunks before the pixels that PIL reads without failing, with their fixed length (None: any)
+_PNG_PLAIN_CHUNKS = {
+    b"PLTE": None, b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"sBIT": None,
+    b"bKGD": None, b"tIME": 7, b"tEXt": None,
+}  # fmt: skip
+_JPEG_SOF = frozenset([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF])
+_JPEG_PLAIN = frozenset([0xC4, 0xCC, 0xDD, 0xFE, *range(0xE0, 0xF0)])  # DHT, DAC, DRI, COM, APPn
+_DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # PIL's Image.MAX_IMAGE_PIXELS
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a well-formed PNG or JPEG from its header, or None: not one, or not
+    one this reader is sure of (PIL then reads it, or says why it cannot).
+
+    It reads what PIL's opening reads, up to the first pixel data (PNG: every chunk's
+    checksum and the header's bit depth, colour type and filter; JPEG: every segment up to
+    the scan, the frame's 8-bit precision and 1, 3 or 4 components), and leaves to PIL
+    every chunk or segment it does not know, an animated or multi-picture file and an
+    image over PIL's size limit; so where it answers, PIL's ``Image.open(...).size``
+    answers the same.
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        size = _png_size(data)
+    elif data.startswith(b"\xff\xd8\xff"):
+        size = _jpeg_size(data)
+    else:
+        return None
+    if size is None or not (size[0] > 0 and size[1] > 0):
+        return None
+    pil = sys.modules.get("PIL.Image")  # a limit the caller set on PIL holds here too
+    limit = getattr(pil, "MAX_IMAGE_PIXELS", _DEFAULT_MAX_PIXELS) if pil else _DEFAULT_MAX_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        return None  # PIL warns or refuses
+    return size
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    pos, end, size, colour = 8, len(data), None, -1
+    while pos + 12 <= end:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = pos + 8
+        if kind == b"IDAT":  # the pixels, which PIL's opening does not read
+            return size
+        if body + length + 4 > end:
+            return None
+        if (
+            zlib.crc32(memoryview(data)[pos + 4 : body + length])
+            != struct.unpack_from(">I", data, body + length)[0]
+        ):
+            return None  # PIL checks every chunk's checksum
+        if kind == b"IHDR":
+            if size is not None or length != 13:
+                return None
+            width, height, depth, colour, _, filtering, _ = struct.unpack_from(">IIBBBBB", data, body)
+            if (depth, colour) not in _PNG_MODES or filtering:
+                return None
+            size = (width, height)
+        elif size is None:
+            return None  # IHDR comes first
+        elif kind == b"tRNS":
+            if colour not in (0, 2, 3) or length < {0: 2, 2: 6, 3: 0}[colour]:
+                return None  # PIL reads a grey or RGB key whole, and no other mode's
+        elif kind not in _PNG_PLAIN_CHUNKS or _PNG_PLAIN_CHUNKS[kind] not in (None, length):
+            return None
+        pos = body + length + 4
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos, end, size = 2, len(data), None
+    while pos < end:
+        if data[pos] != 0xFF:
+            return None
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 3 > end:
+            return None
+        marker = data[pos]
+        length = (data[pos + 1] << 8) | data[pos + 2]
+        body, pos = pos + 3, pos + 1 + length
+        if length < 2 or pos > end:
+            return None
+        if marker == 0xDA:  # the scan's header, whole: the pixels follow
+            return size
+        segment = data[body:pos]
+        if marker in _JPEG_SOF:
+            if len(segment) < 6 or segment[0] != 8 or segment[5] not in (1, 3, 4):
+                return None
+            size = ((segment[3] << 8) | segment[4], (segment[1] << 8) | segment[2])
+        elif marker == 0xDB:
+            if not _quantization_tables_whole(segment):
+                return None
+        elif marker not in _JPEG_PLAIN:
+            return None
+        elif marker == 0xE0 and segment[:4] == b"JFIF" and len(segment) < 12:
+            return None
+        elif marker == 0xE2 and segment[:4] == b"MPF\0":
+            return None  # a multi-picture file
+        elif marker == 0xE2 and segment[:12] == b"ICC_PROFILE\0" and len(segment) < 14:
+            return None  # a piece of an ICC profile too short for PIL
+    return None
+
+
+def _quantization_tables_whole(segment: bytes) -> bool:
+    pos = 0
+    while pos < len(segment):
+        pos += 1 + (64 if segment[pos] < 16 else 128)
+    return pos == len(segment)
 
 
 def image_data_url(image: ImageLike, *, image_format: str | None = None) -> str:
