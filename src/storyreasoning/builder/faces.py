@@ -241,13 +241,10 @@ class DlibFaces:
     def describe(self) -> dict:
         """What a build records: the detector, the settings, each model file with its SHA-256, the versions."""
         if self._described is None:
-            from importlib.metadata import PackageNotFoundError, version
+            from ..packages import installed_version
 
             used = ["landmarks", "encoder"] + (["cnn"] if self.detector == "cnn" else [])
-            try:
-                models_version = version("face_recognition_models")
-            except PackageNotFoundError:  # pragma: no cover - found by find_spec above
-                models_version = None
+            models_version = installed_version("face_recognition_models")
             self._described = {
                 "backend": self.backend,
                 "detector": "dlib MMOD CNN face detector"

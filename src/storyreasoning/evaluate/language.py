@@ -617,12 +617,9 @@ def java_version() -> str:
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from ..packages import installed_version  # not importlib.metadata: see there
 
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
+    return installed_version(dist) or "unknown"
 
 
 def signature(backend: str, missing: str | None = None) -> str:
