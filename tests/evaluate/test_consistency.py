@@ -283,3 +283,14 @@ def test_scores_are_json(scores):
     data = json.loads(json.dumps(scores.to_dict()))
     assert data["family"] == "consistency"
     assert data["conventions"]
+
+
+def test_a_tellings_counts_cross_processes_whole():
+    """What a scoring worker sends back (pickled) is the same counts, pronouns included."""
+    import pickle
+
+    stats = telling_stats(parse_output(STORY_A), [SIZE] * 3)
+    assert sum(c.total for c in stats.pronouns.values()) > 0
+    again = pickle.loads(pickle.dumps(stats, protocol=pickle.HIGHEST_PROTOCOL))
+    assert again == stats
+    assert [type(c).__name__ for c in again.pronouns.values()] == ["PronounCounts"] * len(PRONOUNS)

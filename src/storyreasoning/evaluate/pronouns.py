@@ -160,6 +160,11 @@ class PronounCounts:
     char: int = 0
     any: int = 0
 
+    def __reduce__(self):
+        # three numbers, not an object's state: a story's counts cross from a scoring worker in
+        # ten of these per telling, and rebuilding from the state dict costs twice as much
+        return PronounCounts, (self.total, self.char, self.any)
+
     def add(self, other: PronounCounts) -> None:
         self.total += other.total
         self.char += other.char
