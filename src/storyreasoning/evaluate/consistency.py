@@ -42,7 +42,7 @@ from ..format.cot import id_kind
 from ..format.diagnostics import Severity
 from ..format.stream import Telling
 from .pairs import Scores, StoryPair
-from .pronouns import PRONOUNS, RULES, PronounCounts, count_pronouns, story_pronouns
+from .pronouns import PRONOUNS, RULES, PronounCounts, pronoun_counts
 
 KINDS = {"characters": ("char",), "objects": ("obj",), "entities": ("char", "obj")}
 """Which id kinds each persistence curve counts."""
@@ -155,7 +155,6 @@ def telling_stats(
                         if key not in seen_off:
                             seen_off.add(key)
                             off_image.append(key)
-    hits = story_pronouns(story) if story is not None else []
     if n_images is None:
         n_frames = max([len(cot.images) if cot else 0, len(story.image_segments) if story else 0])
     else:
@@ -164,7 +163,11 @@ def telling_stats(
         well_structured=verdict.well_structured,
         n_frames=n_frames,
         frames={"cot": cot_frames, "story": story_frames},
-        pronouns=count_pronouns(hits, match=pronoun_match),
+        pronouns=(
+            pronoun_counts(story, match=pronoun_match)
+            if story is not None
+            else {p: PronounCounts() for p in PRONOUNS}
+        ),
         unknown_ids=unknown,
         off_image_ids=off_image,
         invalid_boxes=invalid,

@@ -39,7 +39,7 @@ Detection is a rule-based tokenizer, fully offline (the original used spaCy):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..format.cot import id_kind
@@ -118,13 +118,10 @@ def segment_layout(parts: Iterable[str | Span]) -> tuple[str, list[tuple[int, in
     return plain, [(a - lead, b - lead, span) for a, b, span in ranges]
 
 
-def story_pronouns(story: GroundedStory) -> list[PronounHit]:
-    """Every pronoun of ``story``'s plain text, with the span (if any) that contains it.
-
-    Offsets index ``story.plain_text()``: segments stripped and joined by a blank line,
-    empty segments left out, exactly as that method builds the text.
-    """
-    hits: list[PronounHit] = []
+def _occurrences(story: GroundedStory) -> Iterator[tuple[int, str, re.Match, Span | None, int | None]]:
+    """``(offset, plain, match, span, image)`` of every pronoun in ``story``: the segment's offset in
+    ``story.plain_text()``, its stripped text, the pronoun's match in it, the tagged span that
+    contains the whole occurrence (None: untagged text) and the segment's image."""
     offset = 0
     first = True
     for segment in story.segments:
@@ -134,21 +131,35 @@ def story_pronouns(story: GroundedStory) -> list[PronounHit]:
         if not first:
             offset += 2  # the "\n\n" between segments
         first = False
-        for pronoun, start, end in find_pronouns(plain):
+        for m in _PRONOUN_RE.finditer(plain):
+            start, end = m.span()
             containing = next((span for a, b, span in ranges if a <= start and end <= b), None)
-            hits.append(
-                PronounHit(
-                    pronoun=pronoun,
-                    start=offset + start,
-                    end=offset + end,
-                    text=plain[start:end],
-                    image=segment.image,
-                    kind=containing.kind if containing else None,
-                    ids=containing.ids if containing else (),
-                    whole_span=containing is not None and containing.text.strip().lower() == pronoun,
-                )
-            )
+            yield offset, plain, m, containing, segment.image
         offset += len(plain)
+
+
+def story_pronouns(story: GroundedStory) -> list[PronounHit]:
+    """Every pronoun of ``story``'s plain text, with the span (if any) that contains it.
+
+    Offsets index ``story.plain_text()``: segments stripped and joined by a blank line,
+    empty segments left out, exactly as that method builds the text.
+    """
+    hits: list[PronounHit] = []
+    for offset, plain, m, containing, image in _occurrences(story):
+        pronoun = m.group().lower()
+        start, end = m.span()
+        hits.append(
+            PronounHit(
+                pronoun=pronoun,
+                start=offset + start,
+                end=offset + end,
+                text=plain[start:end],
+                image=image,
+                kind=containing.kind if containing else None,
+                ids=containing.ids if containing else (),
+                whole_span=containing is not None and containing.text.strip().lower() == pronoun,
+            )
+        )
     return hits
 
 
@@ -193,4 +204,27 @@ def count_pronouns(hits: Iterable[PronounHit], *, match: str = "inside") -> dict
         c.total += 1
         c.char += hit.grounded("char", match=match)
         c.any += hit.grounded("any", match=match)
+    return counts
+
+
+def pronoun_counts(story: GroundedStory, *, match: str = "inside") -> dict[str, PronounCounts]:
+    """``count_pronouns(story_pronouns(story), match=match)``, without making each occurrence's
+    :class:`PronounHit` (evaluation counts every telling's pronouns and keeps only the counts)."""
+    if match not in ("inside", "whole"):
+        raise ValueError(f"unknown pronoun match {match!r}; use 'inside' or 'whole'")
+    counts = {p: PronounCounts() for p in PRONOUNS}
+    rules: dict[int, tuple[bool, bool]] = {}  # id(span) -> grounded under char, under any
+    for _, _, m, containing, _ in _occurrences(story):
+        c = counts[m.group().lower()]
+        c.total += 1
+        if containing is None or containing.kind != "gdo":
+            continue
+        if match == "whole" and containing.text.strip().lower() != m.group().lower():
+            continue
+        grounded = rules.get(id(containing))
+        if grounded is None:
+            kinds = [id_kind(eid) for eid in containing.ids]
+            grounded = rules[id(containing)] = ("char" in kinds, any(k is not None for k in kinds))
+        c.char += grounded[0]
+        c.any += grounded[1]
     return counts
