@@ -127,10 +127,12 @@ def telling_stats(
     off_image: list[tuple[int, str]] = []
     if cot is not None:
         for image in cot.images:
-            size = sizes[image.number - 1] if n_images and 1 <= image.number <= n_images else None
+            number = image.number
+            size = sizes[number - 1] if n_images and 1 <= number <= n_images else None
+            counted = in_range(number)
             for row in (*image.characters, *image.objects):
-                if in_range(image.number):
-                    cot_frames.setdefault(row.id, set()).add(image.number)
+                if counted:
+                    cot_frames.setdefault(row.id, set()).add(number)
                 problem = _box_problem(row, size)
                 if problem == "missing":
                     missing_boxes += 1
@@ -142,16 +144,19 @@ def telling_stats(
         seen_unknown: set[str] = set()
         seen_off: set[tuple[int, str]] = set()
         for segment in story.segments:
+            number = segment.image
+            counted = in_range(number)
+            listed = per_image.get(number, set()) if number is not None else set()
             for span in segment.spans:
                 for eid in span.ids:
-                    if in_range(segment.image):
-                        story_frames.setdefault(eid, set()).add(segment.image)  # type: ignore[arg-type]
+                    if counted:
+                        story_frames.setdefault(eid, set()).add(number)  # type: ignore[arg-type]
                     if eid not in known:
                         if eid not in seen_unknown:
                             seen_unknown.add(eid)
                             unknown.append(eid)
-                    elif segment.image is not None and eid not in per_image.get(segment.image, set()):
-                        key = (segment.image, eid)
+                    elif number is not None and eid not in listed:
+                        key = (number, eid)
                         if key not in seen_off:
                             seen_off.add(key)
                             off_image.append(key)
