@@ -191,17 +191,17 @@ def regex_ptb_tokenize(text: str) -> str:
     """
     text = unicodedata.normalize("NFC", text).replace("&amp;", "&").translate(_CHAR_MAP).lower()
     tokens: list[str] = []
+    append = tokens.append
     for tok in _TOKEN.findall(text):  # the whole matches (the pattern has no groups): no match objects
-        if tok[0].isalpha() or tok[0].isdigit():
+        first = tok[0]
+        if first.isalpha() or first.isdigit():  # a word, or a word and its clitics: never punctuation
             if "'" in tok or tok in _SPLIT_WORDS:
                 tokens.extend(_split_word(tok))
             else:
-                tokens.append(tok)
-        elif tok == '"':
-            continue
-        else:
-            tokens.append(_BRACKETS.get(tok, tok))
-    return " ".join([t for t in tokens if t not in PTB_PUNCTUATION])
+                append(tok)
+        elif tok != '"' and tok not in PTB_PUNCTUATION:
+            append(_BRACKETS.get(tok, tok))  # -lrb- and the like: lower-case, so kept, as CoreNLP's are
+    return " ".join(tokens)
 
 
 # -- meteor_exact: METEOR 1.5's scoring on exact matches only (no Java) ----------------------------
