@@ -213,28 +213,25 @@ def _meteor_stats(ref: list[str], hyp: list[str]) -> tuple[int, int, int, int]:
     for j, tok in enumerate(ref):
         free_at.setdefault(tok, []).append(j)
     used: set[int] = set()
-    aligned: list[tuple[int, int]] = []
-    prev = -2
-    for i, tok in enumerate(hyp):
+    n_ref = len(ref)
+    matches = chunks = 0
+    prev = -2  # the reference position of the last match when it aligned the previous token, else -2
+    for tok in hyp:
         free = free_at.get(tok)
         if not free:
             prev = -2
             continue
         # the position after the last match when it is this token's and free, else its first free one
         j = prev + 1
-        if j < 0 or j >= len(ref) or ref[j] != tok or j in used:
-            j = free[0]
-        free.remove(j)
-        used.add(j)
-        aligned.append((i, j))
-        prev = j
-    chunks = 0
-    last: tuple[int, int] | None = None
-    for i, j in aligned:
-        if last is None or i != last[0] + 1 or j != last[1] + 1:
+        if j > 0 and j < n_ref and ref[j] == tok and j not in used:
+            free.remove(j)  # the match goes on: the same chunk
+        else:  # a new chunk: had j been prev + 1, the match would have gone on
+            j = free.pop(0)
             chunks += 1
-        last = (i, j)
-    return len(hyp), len(ref), len(aligned), chunks
+        used.add(j)
+        matches += 1
+        prev = j
+    return len(hyp), n_ref, matches, chunks
 
 
 def _meteor_from_stats(hyp_len: float, ref_len: float, matches: float, chunks: float) -> float:
