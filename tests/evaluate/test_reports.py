@@ -15,11 +15,14 @@ from storyreasoning.evaluate.pairs import Scores
 from storyreasoning.evaluate.plots import consistency_plots, empty_plots, metrics_plot
 from storyreasoning.evaluate.report import (
     HEADLINE,
+    Report,
     conventions,
     headline_cell,
     headline_rows,
     mismatch_line,
     mismatches,
+    per_story_rows,
+    write_report,
 )
 
 from ..data.fixtures import fixture_samples
@@ -332,3 +335,28 @@ def test_conventions_name_each_difference_and_ignore_what_was_not_scored():
     assert mismatch_line(found) == (
         "judge prompt: a=v1 (sha256 abababababab), b=v1 (sha256 abababababab), c=v2 (sha256 abababababab)"
     )
+
+
+def test_per_story_csv_has_a_column_for_every_key_and_a_blank_for_none_or_absent(tmp_path):
+    import csv
+
+    grounding = Scores("grounding", {}, {"a": {"f1": 0.5, "ap": None}, "b": {"f1": 1.0, "tp": 3}})
+    language = Scores("language", {}, {"b": {"bleu_4": 0.25}})  # story a absent
+    report = Report(
+        run={}, dataset={}, protocol="default", results={"grounding": grounding, "language": language}
+    )
+    report.story_ids = ["a", "b", "c"]  # c: in no family
+    columns, rows = per_story_rows(report)
+    assert columns == ["story_id", "grounding.f1", "grounding.ap", "grounding.tp", "language.bleu_4"]
+    assert rows == [["a", 0.5, "", "", ""], ["b", 1.0, "", 3, 0.25], ["c", "", "", "", ""]]
+    write_report(report, tmp_path, plots=False)
+    with (tmp_path / "per_story.csv").open(newline="") as f:
+        read = list(csv.DictReader(f))
+    assert [row["story_id"] for row in read] == ["a", "b", "c"]
+    assert read[1] == {
+        "story_id": "b",
+        "grounding.f1": "1.0",
+        "grounding.ap": "",
+        "grounding.tp": "3",
+        "language.bleu_4": "0.25",
+    }

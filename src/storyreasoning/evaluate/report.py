@@ -377,20 +377,30 @@ def markdown(report: Report, notes: Iterable[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def per_story_rows(report: Report) -> tuple[list[str], list[dict]]:
-    columns = {"story_id": None}  # a dict: ordered, and a key's membership costs nothing
+def per_story_rows(report: Report) -> tuple[list[str], list[list]]:
+    """per_story.csv's columns (``story_id``, then ``family.key`` in the order the keys first
+    appear) and one row per story, in those columns (``""`` for None and for a key a story lacks)."""
+    keys: dict[str, dict[str, int]] = {}  # family -> key -> column
+    columns = ["story_id"]
     for name, scores in report.results.items():
+        family = keys.setdefault(name, {})
         for row in scores.per_story.values():
             for key in row:
-                columns.setdefault(f"{name}.{key}")
+                if key not in family:
+                    family[key] = len(columns)
+                    columns.append(f"{name}.{key}")
     rows = []
+    width = len(columns)
     for sid in report.story_ids:
-        row: dict = {"story_id": sid}
+        row: list = [""] * width
+        row[0] = sid
         for name, scores in report.results.items():
+            column = keys[name]
             for key, value in scores.per_story.get(sid, {}).items():
-                row[f"{name}.{key}"] = "" if value is None else value
+                if value is not None:
+                    row[column[key]] = value
         rows.append(row)
-    return list(columns), rows
+    return columns, rows
 
 
 def write_report(report: Report, out: Path, *, plots: bool = True, painter=None) -> list[Path]:
@@ -419,8 +429,8 @@ def write_report(report: Report, out: Path, *, plots: bool = True, painter=None)
     columns, rows = per_story_rows(report)
     path = out / "per_story.csv"
     with open_atomic(path, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
+        writer = csv.writer(f)
+        writer.writerow(columns)
         writer.writerows(rows)
     written.append(path)
     if plots:
