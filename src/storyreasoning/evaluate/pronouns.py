@@ -95,10 +95,15 @@ class PronounHit:
             raise ValueError(f"unknown pronoun match {match!r}; use 'inside' or 'whole'")
         if self.kind != "gdo" or (match == "whole" and not self.whole_span):
             return False
-        kinds = [id_kind(eid) for eid in self.ids]
-        if rule == "char":
-            return "char" in kinds
-        return any(k is not None for k in kinds)
+        by_char, by_any = _grounds(self.ids)
+        return by_char if rule == "char" else by_any
+
+
+def _grounds(ids: Iterable[str]) -> tuple[bool, bool]:
+    """Whether a ``<gdo>`` span naming ``ids`` grounds the pronouns inside it under rule ``char``
+    (a character id among them) and under rule ``any`` (any well-formed entity id)."""
+    kinds = [id_kind(eid) for eid in ids]
+    return "char" in kinds, any(k is not None for k in kinds)
 
 
 def segment_layout(parts: Iterable[str | Span]) -> tuple[str, list[tuple[int, int, Span]]]:
@@ -223,8 +228,7 @@ def pronoun_counts(story: GroundedStory, *, match: str = "inside") -> dict[str, 
             continue
         grounded = rules.get(id(containing))
         if grounded is None:
-            kinds = [id_kind(eid) for eid in containing.ids]
-            grounded = rules[id(containing)] = ("char" in kinds, any(k is not None for k in kinds))
+            grounded = rules[id(containing)] = _grounds(containing.ids)
         c.char += grounded[0]
         c.any += grounded[1]
     return counts
