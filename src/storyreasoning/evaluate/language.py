@@ -200,7 +200,7 @@ def regex_ptb_tokenize(text: str) -> str:
             else:
                 append(tok)
         elif tok != '"' and tok not in PTB_PUNCTUATION:
-            append(_BRACKETS.get(tok, tok))  # -lrb- and the like: lower-case, so kept, as CoreNLP's are
+            append(_BRACKETS.get(tok, tok))  # -lrb- and the like stay: pycocoevalcap lists them upper-case
     return " ".join(tokens)
 
 
