@@ -99,16 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import tempfile
 
+    from storyreasoning.testing.reports import write_compare_reports
+
     with tempfile.TemporaryDirectory() as tmp:
-        reports = []
-        for name, f1 in (("a", 0.5), ("b", 0.25)):
-            folder = Path(tmp) / name
-            folder.mkdir()
-            report = {"run": {"label": name}, "dataset": {"source": "d", "split": "test"},
-                      "metrics": {"grounding": {"overall": {"f1_micro": f1}}}}  # fmt: skip
-            (folder / "metrics.json").write_text(json.dumps(report))
-            reports.append(str(folder))
-        compare = ["evaluate", "compare", *reports]
+        compare = ["evaluate", "compare", *write_compare_reports(tmp)]
         CASES[COMPARE] = ["-m", "storyreasoning", *compare]
         CASES[COMPARE_TYPER] = ["-c", f"from storyreasoning.cli import main; main({compare!r}, quick=False)"]
         return _report(args, argv)

@@ -152,14 +152,9 @@ def test_a_command_loads_its_own_module_only():
 def test_a_job_command_with_plain_arguments_runs_without_typer(tmp_path):
     """Job commands read plain arguments themselves (settings.run_quick): typer builds its parameters
     through pydantic, about 0.2 s a start."""
-    runs = []
-    for name, f1 in (("a", 0.5), ("b", 0.25)):
-        folder = tmp_path / name
-        folder.mkdir()
-        report = {"run": {"label": name}, "dataset": {"source": "d", "split": "test"},
-                  "metrics": {"grounding": {"overall": {"f1_micro": f1}}}}  # fmt: skip
-        (folder / "metrics.json").write_text(__import__("json").dumps(report))
-        runs.append(str(folder))
+    from storyreasoning.testing.reports import write_compare_reports
+
+    runs = write_compare_reports(tmp_path)
     assert loaded_by(["evaluate", "compare", *runs]) == {"rich"}  # no typer, no pydantic
 
 
