@@ -103,7 +103,11 @@ def _correct(refs: Sequence[Sequence[Counter]], counts: Sequence[Counter]) -> tu
     for k in range(N):
         if len(refs) == 1:
             ref, hyp = refs[0][k], counts[k]
-            correct[k] = sum([min(ref[g], hyp[g]) for g in ref.keys() & hyp.keys()])
+            total = 0
+            for g in ref.keys() & hyp.keys():  # the smaller count, without a call to min() per n-gram
+                a, b = ref[g], hyp[g]
+                total += a if a < b else b
+            correct[k] = total
         else:
             correct[k] = sum(min(max(r[k].get(g, 0) for r in refs), c) for g, c in counts[k].items())
     return tuple(correct)
@@ -188,12 +192,14 @@ def cider_d(
     ref_len = math.log(float(len(ref_counts)))
     # an n-gram no reference has: df 0, weighted as log(max(1, 0)) = 0 would weigh it
     idf = {g: ref_len - math.log(max(1.0, d)) for g, d in df.items()}
+    idf_get = idf.get
 
     def vector(counts: Sequence[Counter]) -> tuple[list[dict], list[float], int]:
         vec: list[dict] = []
         norms: list[float] = []
         for k in range(N):
-            weights = {g: float(tf) * idf.get(g, ref_len) for g, tf in counts[k].items()}
+            # tf * w is float(tf) * w exactly (Python converts a count exactly), without a call per n-gram
+            weights = {g: tf * idf_get(g, ref_len) for g, tf in counts[k].items()}
             norm = 0.0
             for (
                 value
