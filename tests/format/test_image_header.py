@@ -157,3 +157,19 @@ def test_a_size_over_pils_limit_is_left_to_pil(monkeypatch):
     assert header_size(data) is None
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert header_size(data) == (64, 48)
+
+
+def test_reading_a_png_or_jpeg_size_imports_no_pil(tmp_path):
+    """evaluate reads every frame's size in its main process: PIL's import (about 50 ms) is not paid there."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.png").write_bytes(pngs()["rgb"])
+    (tmp_path / "b.jpg").write_bytes(jpegs()["baseline"])
+    code = (
+        "import sys; from storyreasoning.format.images import image_size; "
+        f"print(image_size({str(tmp_path / 'a.png')!r}), image_size({str(tmp_path / 'b.jpg')!r}), "
+        "'PIL' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "(64, 48) (64, 48) False"

@@ -94,19 +94,20 @@ def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
     PIL's opening); anything else, and every file that reader is unsure of, by PIL, whose
     errors are said as :func:`unreadable_image` says them.
     """
-    data = None
     if isinstance(image, (str, Path, bytes)):
         data = image if isinstance(image, bytes) else read_image_bytes(image)
         size = header_size(data)
         if size is not None:
-            return size
+            return size  # PIL not imported (about 50 ms): evaluate's main process never needs it
+    else:
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return image.size
+        data = read_image_bytes(image)  # type: ignore[arg-type]  # not an image: its error says so
     from PIL import Image, UnidentifiedImageError
 
-    if data is None and isinstance(image, Image.Image):
-        return image.size
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
-    if data is None:
-        data = read_image_bytes(image)  # type: ignore[arg-type]
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
@@ -114,7 +115,6 @@ def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
         raise unreadable_image(label, exc, data) from exc
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # (bit depth, colour type) pairs PIL reads; any other is not an image to it
 _PNG_MODES = frozenset(
     [(1, 0), (2, 0), (4, 0), (8, 0), (16, 0), (8, 2), (16, 2), (1, 3), (2, 3), (4, 3), (8, 3), (8, 4), (16, 4), (8, 6), (16, 6)]
@@ -140,9 +140,10 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     image over PIL's size limit; so where it answers, PIL's ``Image.open(...).size``
     answers the same.
     """
-    if data.startswith(_PNG_SIGNATURE):
+    mime = sniff_mime(data)
+    if mime == "image/png":
         size = _png_size(data)
-    elif data.startswith(b"\xff\xd8\xff"):
+    elif mime == "image/jpeg":
         size = _jpeg_size(data)
     else:
         return None
