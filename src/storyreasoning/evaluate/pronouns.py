@@ -99,6 +99,11 @@ class PronounHit:
         return by_char if rule == "char" else by_any
 
 
+def _is_whole(span: Span | None, pronoun: str) -> bool:
+    """Is ``span``'s whole text, stripped, the (lower-case) ``pronoun``: the original's match."""
+    return span is not None and span.text.strip().lower() == pronoun
+
+
 def _grounds(ids: Iterable[str]) -> tuple[bool, bool]:
     """Whether a ``<gdo>`` span naming ``ids`` grounds the pronouns inside it under rule ``char``
     (a character id among them) and under rule ``any`` (any well-formed entity id)."""
@@ -162,7 +167,7 @@ def story_pronouns(story: GroundedStory) -> list[PronounHit]:
                 image=image,
                 kind=containing.kind if containing else None,
                 ids=containing.ids if containing else (),
-                whole_span=containing is not None and containing.text.strip().lower() == pronoun,
+                whole_span=_is_whole(containing, pronoun),
             )
         )
     return hits
@@ -220,11 +225,12 @@ def pronoun_counts(story: GroundedStory, *, match: str = "inside") -> dict[str, 
     counts = {p: PronounCounts() for p in PRONOUNS}
     rules: dict[int, tuple[bool, bool]] = {}  # id(span) -> grounded under char, under any
     for _, _, m, containing, _ in _occurrences(story):
-        c = counts[m.group().lower()]
+        pronoun = m.group().lower()
+        c = counts[pronoun]
         c.total += 1
         if containing is None or containing.kind != "gdo":
             continue
-        if match == "whole" and containing.text.strip().lower() != m.group().lower():
+        if match == "whole" and not _is_whole(containing, pronoun):
             continue
         grounded = rules.get(id(containing))
         if grounded is None:
