@@ -239,13 +239,13 @@ def test_an_older_shared_library_earlier_on_the_path_is_stale_too(tmp_path):
     site.mkdir()
     libraries = list(src.glob("*__mypyc*"))
     assert libraries, "no shared library beside the package"
-    source = src / "storyreasoning" / "format" / "events.py"
+    package = src / "storyreasoning" / "format"
     # the newest parser source: in a working tree one may be edited after the others
-    edited = max(source.parent.joinpath(f"{m}.py").stat().st_mtime for m in fmt.COMPILED_MODULES)
+    edited = max((package / f"{m}.py").stat().st_mtime for m in fmt.COMPILED_MODULES)
     for library in libraries:
         shutil.copy2(library, site / library.name)
         os.utime(site / library.name, (edited - 10, edited - 10))  # installed before the edit
-    for module in compiled_files(source.parent).values():
+    for module in compiled_files(package).values():
         os.utime(module, (edited + 10, edited + 10))  # rebuilt after it
     for library in libraries:
         os.utime(library, (edited + 10, edited + 10))
