@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
 
 from .diagnostics import COMPILED, Diagnostic, error, reduce_dataclass, warning
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Final
 
 # Qwen2.5-VL's defaults: 28 = patch 14 x merge 2.
 QWEN_FACTOR: Final = 28
@@ -34,7 +37,7 @@ def _round_div(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-@dataclass(init=False, frozen=True, order=True)
+@dataclass(init=False, repr=False, eq=False)
 class Box:
     """A pixel box ``(x1, y1, x2, y2)`` in original-image coordinates."""
 
@@ -172,6 +175,9 @@ class Box:
 
     def to_list(self) -> list[int]:
         return [self.x1, self.y1, self.x2, self.y2]
+
+
+dataclass_methods(Box, frozen=True, order=True)
 
 
 def _round_half_up(value: float) -> int:

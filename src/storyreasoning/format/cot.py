@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
 
 from .box import Box
-from .diagnostics import Diagnostic, reduce_dataclass
+from .diagnostics import COMPILED, Diagnostic, reduce_dataclass
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Final
 
 
 class SettingElement(str, Enum):
@@ -122,7 +125,7 @@ def id_kind(entity_id: str) -> str | None:
     return kind
 
 
-@dataclass(init=False)
+@dataclass(init=False, repr=False, eq=False)
 class Character:
     id: str
     name: str = ""
@@ -184,7 +187,10 @@ class Character:
         }
 
 
-@dataclass(init=False)
+dataclass_methods(Character)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class SceneObject:
     """A row of the Objects table: an object (``obj#``), background (``bg#``) or landmark (``lm#``)."""
 
@@ -245,7 +251,10 @@ class SceneObject:
         }
 
 
-@dataclass(init=False)
+dataclass_methods(SceneObject)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class Setting:
     element: str
     description: str = ""
@@ -297,10 +306,13 @@ class Setting:
         }
 
 
+dataclass_methods(Setting)
+
+
 _DIGITS: Final = re.compile(r"\d+", re.ASCII)
 
 
-@dataclass(init=False)
+@dataclass(init=False, repr=False, eq=False)
 class NarrativeRow:
     phase: str
     description: str = ""
@@ -347,7 +359,10 @@ class NarrativeRow:
         }
 
 
-@dataclass(init=False)
+dataclass_methods(NarrativeRow)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class ImageAnalysis:
     number: int
     characters: list[Character] = field(default_factory=list)
@@ -397,7 +412,10 @@ class ImageAnalysis:
         }
 
 
-@dataclass(init=False)
+dataclass_methods(ImageAnalysis)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class CoT:
     images: list[ImageAnalysis] = field(default_factory=list)
     # None: the text has no Narrative Structure section at all
@@ -479,6 +497,9 @@ class CoT:
         }
 
 
+dataclass_methods(CoT)
+
+
 def _box_cell(row: Character | SceneObject) -> str:
     return str(row.box) if row.box is not None else row.box_text
 
@@ -486,7 +507,7 @@ def _box_cell(row: Character | SceneObject) -> str:
 # -- the published tables ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, repr=False, eq=False)
 class TableSpec:
     kind: str  # "characters" | "objects" | "settings" | "narrative"
     title: str  # the ### heading text
@@ -495,9 +516,36 @@ class TableSpec:
     separator: str  # the published separator line, character for character
     aliases: dict[str, str]  # normalised header text -> field
 
+    def __init__(
+        self,
+        kind: str,
+        title: str,
+        fields: tuple[str, ...],
+        headers: tuple[str, ...],
+        separator: str,
+        aliases: dict[str, str],
+    ):
+        if COMPILED:  # frozen: set natively (compiled) or in the instance dict (Python), as Box does
+            self.kind = kind
+            self.title = title
+            self.fields = fields
+            self.headers = headers
+            self.separator = separator
+            self.aliases = aliases
+        else:
+            self.__dict__.update(
+                kind=kind, title=title, fields=fields, headers=headers, separator=separator, aliases=aliases
+            )
+
+    def __reduce__(self) -> tuple:
+        return reduce_dataclass(self)
+
     @property
     def header_line(self) -> str:
         return "| " + " | ".join(self.headers) + " |"
+
+
+dataclass_methods(TableSpec, frozen=True)
 
 
 _NOT_ALNUM: Final = re.compile(r"[\W_]+")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from typing import Final
 
 from .box import Box, parse_box
 from .cot import (
@@ -44,6 +43,10 @@ from .events import (
     NarrativeStarted,
     TableRowCompleted,
 )
+from .records import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Final
 
 # Only the first characters of a line are looked at to classify it; a hostile
 # multi-megabyte line costs one slice, never a scan that depends on anything else.

@@ -19,7 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import Enum
 from types import FunctionType
-from typing import Any, Final
+
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 
 def _probe() -> None:
@@ -55,7 +59,7 @@ class Severity(str, Enum):
         return self.value
 
 
-@dataclass(init=False, frozen=True)
+@dataclass(init=False, repr=False, eq=False)
 class Diagnostic:
     line: int
     code: str
@@ -91,6 +95,9 @@ class Diagnostic:
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "text"
         return f"{where}: {self.severity.value} [{self.code}] {self.message}"
+
+
+dataclass_methods(Diagnostic, frozen=True)
 
 
 # the members once looked up (an enum member's lookup through its class costs more than a global)

@@ -11,16 +11,19 @@ of the generated ``__init__``, which goes through ``object.__setattr__`` field b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from .cot import Character, NarrativeRow, SceneObject, Setting
 from .diagnostics import COMPILED, reduce_dataclass
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Final
 from .story import Span
 
 _NAMES: Final[dict[type, str]] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, repr=False, eq=False)
 class Event:
     @property
     def name(self) -> str:
@@ -42,12 +45,18 @@ class Event:
         return reduce_dataclass(self)
 
 
-@dataclass(frozen=True)
+dataclass_methods(Event, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class ThinkOpened(Event):
     """The chain-of-thought started (``<think>``, or CoT content without it)."""
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(ThinkOpened, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class ImageSectionStarted(Event):
     image: int
 
@@ -62,7 +71,10 @@ class ImageSectionStarted(Event):
         return {"event": self.name, "image": self.image}
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(ImageSectionStarted, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class TableRowCompleted(Event):
     image: int
     table: str  # "characters" | "objects" | "settings"
@@ -83,12 +95,18 @@ class TableRowCompleted(Event):
         return {"event": self.name, "image": self.image, "table": self.table, "row": self.row.to_dict()}
 
 
-@dataclass(frozen=True)
+dataclass_methods(TableRowCompleted, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class NarrativeStarted(Event):
     pass
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(NarrativeStarted, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class NarrativeRowCompleted(Event):
     row: NarrativeRow
 
@@ -103,12 +121,18 @@ class NarrativeRowCompleted(Event):
         return {"event": self.name, "row": self.row.to_dict()}
 
 
-@dataclass(frozen=True)
+dataclass_methods(NarrativeRowCompleted, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class ThinkClosed(Event):
     """The chain-of-thought is complete; the story follows."""
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(ThinkClosed, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class SegmentStarted(Event):
     image: int | None  # None: story text outside any <gdi>
 
@@ -123,7 +147,10 @@ class SegmentStarted(Event):
         return {"event": self.name, "image": self.image}
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(SegmentStarted, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class SpanOpened(Event):
     kind: str
     ids: tuple[str, ...]
@@ -141,7 +168,10 @@ class SpanOpened(Event):
         return {"event": self.name, "kind": self.kind, "ids": list(self.ids)}
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(SpanOpened, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class TextAppended(Event):
     """Story text, tags removed, in the open span if one is open, else plain."""
 
@@ -158,7 +188,10 @@ class TextAppended(Event):
         return {"event": self.name, "text": self.text}
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(TextAppended, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class SpanClosed(Event):
     span: Span
 
@@ -178,7 +211,10 @@ class SpanClosed(Event):
         }
 
 
-@dataclass(init=False, frozen=True)
+dataclass_methods(SpanClosed, frozen=True)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class SegmentClosed(Event):
     image: int | None
 
@@ -191,3 +227,6 @@ class SegmentClosed(Event):
 
     def to_dict(self) -> dict:
         return {"event": self.name, "image": self.image}
+
+
+dataclass_methods(SegmentClosed, frozen=True)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Final
 
 from .diagnostics import COMPILED, Diagnostic, reduce_dataclass
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Final
 
 SPAN_KINDS: Final = ("gdo", "gda", "gdl")
 
 
-@dataclass(init=False, frozen=True)
+@dataclass(init=False, repr=False, eq=False)
 class Span:
     kind: str  # "gdo" | "gda" | "gdl"
     ids: tuple[str, ...]
@@ -48,10 +51,13 @@ class Span:
         return {"kind": self.kind, "ids": list(self.ids), "text": self.text}
 
 
+dataclass_methods(Span, frozen=True)
+
+
 Part = str | Span
 
 
-@dataclass(init=False)
+@dataclass(init=False, repr=False, eq=False)
 class Segment:
     image: int | None  # None: text found outside any <gdi>
     parts: list[Part] = field(default_factory=list)
@@ -110,7 +116,10 @@ class Segment:
         }
 
 
-@dataclass(init=False)
+dataclass_methods(Segment)
+
+
+@dataclass(init=False, repr=False, eq=False)
 class GroundedStory:
     segments: list[Segment] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list, compare=False, repr=False)
@@ -150,6 +159,9 @@ class GroundedStory:
 
     def to_dict(self) -> dict:
         return {"segments": [s.to_dict() for s in self.segments]}
+
+
+dataclass_methods(GroundedStory)
 
 
 def render_story(story: GroundedStory) -> str:

@@ -19,7 +19,6 @@ is open. Whitespace held before the first segment is kept as a list of pieces.
 from __future__ import annotations
 
 import re
-from typing import Final
 
 from .cot import id_kind
 from .diagnostics import COMPILED, Diagnostic, error, info, warning
@@ -31,7 +30,11 @@ from .events import (
     SpanOpened,
     TextAppended,
 )
+from .records import TYPE_CHECKING
 from .story import SPAN_KINDS, GroundedStory, Segment, Span
+
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_TAG: Final = 256
 _INCOMPLETE: Final = -1

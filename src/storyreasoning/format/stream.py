@@ -25,12 +25,15 @@ Unlike the original, the character after ``</think>`` is never lost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
 
 from .cot import CoT
 from .cot_parser import CotBuilder, heading_section
-from .diagnostics import COMPILED, Diagnostic, info, warning
+from .diagnostics import COMPILED, Diagnostic, info, reduce_dataclass, warning
 from .events import Event, ThinkClosed, ThinkOpened
+from .records import TYPE_CHECKING, dataclass_methods
+
+if TYPE_CHECKING:
+    from typing import Final
 from .story import GroundedStory
 from .story_parser import StoryBuilder
 
@@ -63,7 +66,7 @@ def _cot_like(line: str) -> bool:
     return s.startswith("#") and heading_section(s) is not None
 
 
-@dataclass
+@dataclass(init=False, repr=False, eq=False)
 class Telling:
     """One model output: the raw text, its parsed parts and every finding.
 
@@ -79,6 +82,27 @@ class Telling:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # who produced it and how (a storyteller fills it: backend, model, timing, token counts)
     meta: dict = field(default_factory=dict, compare=False)
+
+    def __init__(
+        self,
+        raw: str,
+        cot: CoT | None = None,
+        story: GroundedStory | None = None,
+        cot_text: str | None = None,
+        story_text: str | None = None,
+        diagnostics: list[Diagnostic] | None = None,
+        meta: dict | None = None,
+    ):
+        self.raw = raw
+        self.cot = cot
+        self.story = story
+        self.cot_text = cot_text
+        self.story_text = story_text
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        self.meta = {} if meta is None else meta
+
+    def __reduce__(self) -> tuple:
+        return reduce_dataclass(self)
 
     def validate(
         self, n_images: int | None = None, image_sizes: list[tuple[int, int]] | None = None, **kwargs
@@ -103,6 +127,9 @@ class Telling:
             "well_structured": verdict.well_structured,
             "reasons": [d.to_dict() for d in verdict.reasons],
         }
+
+
+dataclass_methods(Telling)
 
 
 class StreamParser:

@@ -29,17 +29,31 @@ from dataclasses import dataclass, field
 from .box import check_box_in_image
 from .cot import CoT, NarrativePhase
 from .diagnostics import Diagnostic, Severity, error, warning
+from .records import dataclass_methods
 from .story import GroundedStory
 
 
-@dataclass
+@dataclass(init=False, repr=False, eq=False)
 class Verdict:
     well_structured: bool
     reasons: list[Diagnostic] = field(default_factory=list)  # the errors that decide the verdict
     findings: list[Diagnostic] = field(default_factory=list)  # everything: parse findings and validation
 
+    def __init__(
+        self,
+        well_structured: bool,
+        reasons: list[Diagnostic] | None = None,
+        findings: list[Diagnostic] | None = None,
+    ):
+        self.well_structured = well_structured
+        self.reasons = [] if reasons is None else reasons
+        self.findings = [] if findings is None else findings
+
     def __bool__(self) -> bool:
         return self.well_structured
+
+
+dataclass_methods(Verdict)
 
 
 def _numbering(numbers: list[int]) -> bool:
