@@ -168,3 +168,24 @@ def test_the_published_envelope_in_its_edge_cases() -> None:
     ):
         same(parse_output(text), routed(text))
         same(parse_output(text), by_lines(text))
+
+
+def test_box_coordinates_read_on_the_fast_path_are_exactly_the_spellings_0_to_9999() -> None:
+    """A data row's box is read at once only when each coordinate is written as ``str(n)`` for n in
+    0..9999; anything else (a sign, a leading zero, a space, a non-ASCII digit) goes to parse_box."""
+    from storyreasoning.format.cot_parser import _pixel
+
+    spellings = {str(n): n for n in range(10_000)}
+    others = ["", "00", "01", "0009", "10000", "99999", "-1", "+1", " 1", "1 ", "1.0", "1e3", "12a", "a"]
+    others += ["١", "٣٣", "0x1", "½", "²", "１", "9" * 5, "0" * 4, "/", ":", "1/2"]
+    for text in [*spellings, *others]:
+        assert _pixel(text) == spellings.get(text, -1), text
+    row = "| char1 | Ines | d | e | a | n | {} |"
+    header = "## Image 1\n\n### Characters\n| Character ID | Name | Description | Emotions | Actions | Narrative Function | Bounding Box |\n|---|---|---|---|---|---|---|\n"
+    for box in ("1,2,30,40", "01,2,30,40", "1,2,30,4000", "1,2,30,10000", "1,2,3٠,40", "1, 2,30,40"):
+        fast = parse_cot(header + row.format(box))
+        slow = CotBuilder()
+        for line in (header + row.format(box)).split("\n"):
+            slow.feed_line(line)
+        slow.finish()
+        assert fast == slow.cot and fast.diagnostics == slow.cot.diagnostics, box
