@@ -65,6 +65,40 @@ class Box:
     def __reduce__(self) -> tuple:
         return reduce_dataclass(self)
 
+    # Equality, hash and order as @dataclass(frozen=True, order=True) makes them (the corners as a
+    # tuple, between boxes of the same class), written here so that type checkers see them too
+    # (sorted(boxes)); dataclass_methods below leaves them be.
+    def _key(self) -> tuple[int, int, int, int]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() == other._key()  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __lt__(self, other: Box) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() < other._key()
+        return NotImplemented
+
+    def __le__(self, other: Box) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() <= other._key()
+        return NotImplemented
+
+    def __gt__(self, other: Box) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() > other._key()
+        return NotImplemented
+
+    def __ge__(self, other: Box) -> bool:
+        if other.__class__ is self.__class__:
+            return self._key() >= other._key()
+        return NotImplemented
+
     # -- geometry ---------------------------------------------------------------------
     @property
     def width(self) -> int:
@@ -177,7 +211,7 @@ class Box:
         return [self.x1, self.y1, self.x2, self.y2]
 
 
-dataclass_methods(Box, frozen=True, order=True)
+dataclass_methods(Box, frozen=True)
 
 
 def _round_half_up(value: float) -> int:

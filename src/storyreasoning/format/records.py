@@ -7,7 +7,7 @@ storyreasoning.format``, most of its own import time, paid by every command that
 model output (``storyreasoning check FILE`` among them). The parser's classes are declared
 ``@dataclass(init=False, repr=False, eq=False)`` (so ``dataclasses.fields``, ``asdict`` and
 ``replace`` work on them as before) and :func:`dataclass_methods` gives each the methods
-``@dataclass(frozen=..., order=...)`` would have given it, with the same meaning, made from
+``@dataclass(frozen=...)`` would have given it, with the same meaning, made from
 closures over the field names.
 
 It also holds :data:`TYPE_CHECKING`, the parser modules' way to name ``typing``'s
@@ -42,13 +42,14 @@ def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple]:
     return lambda obj: ()
 
 
-def dataclass_methods(cls: type, *, frozen: bool = False, order: bool = False) -> type:
+def dataclass_methods(cls: type, *, frozen: bool = False) -> type:
     """Give ``cls`` (declared ``@dataclass(init=False, repr=False, eq=False)``) the methods that
-    ``@dataclass(frozen=frozen, order=order)`` generates: ``__repr__`` of the fields with
-    ``repr=True``; ``__eq__`` (and with ``order`` ``<``, ``<=``, ``>``, ``>=``) on the fields
-    with ``compare=True``, between objects of the same class only; ``__hash__`` of the compared
-    fields when ``frozen`` and none (unhashable) otherwise; and when ``frozen``, assigning or
-    deleting a field raises :class:`dataclasses.FrozenInstanceError`. Returns ``cls``."""
+    ``@dataclass(frozen=frozen)`` generates, but those the class defines itself (as ``@dataclass``
+    keeps them too): ``__repr__`` of the fields with ``repr=True``; ``__eq__`` on the fields with
+    ``compare=True``, between objects of the same class only; ``__hash__`` of the compared fields
+    when ``frozen`` and none (unhashable) otherwise; and when ``frozen``, assigning or deleting a
+    field raises :class:`dataclasses.FrozenInstanceError`. Returns ``cls``. (``Box``, the one
+    ordered class, writes its comparisons itself, where type checkers see them.)"""
     every = fields(cls)
     shown = tuple(f.name for f in every if f.repr)
     key = _getter(tuple(f.name for f in every if f.compare))
@@ -84,30 +85,12 @@ def dataclass_methods(cls: type, *, frozen: bool = False, order: bool = False) -
         methods.update(__hash__=__hash__, __setattr__=__setattr__, __delattr__=__delattr__)
     else:
         methods["__hash__"] = None  # a mutable dataclass with __eq__ is unhashable
-    if order:
-
-        def __lt__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) < key(other)
-            return NotImplemented
-
-        def __le__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) <= key(other)
-            return NotImplemented
-
-        def __gt__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) > key(other)
-            return NotImplemented
-
-        def __ge__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) >= key(other)
-            return NotImplemented
-
-        methods.update(__lt__=__lt__, __le__=__le__, __gt__=__gt__, __ge__=__ge__)
+    # what the class writes itself stays, as @dataclass keeps it (a class that writes __eq__ has
+    # __hash__ in its dict too: its own, or None as Python sets it)
+    own = {name for name in methods if name in cls.__dict__}
     for name, method in methods.items():
+        if name in own:
+            continue
         if method is not None:
             method.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, method)
