@@ -189,3 +189,22 @@ def test_box_coordinates_read_on_the_fast_path_are_exactly_the_spellings_0_to_99
             slow.feed_line(line)
         slow.finish()
         assert fast == slow.cot and fast.diagnostics == slow.cot.diagnostics, box
+
+
+def test_separator_lines_remembered_are_told_as_the_strip_tells_them() -> None:
+    """_separator_line remembers the separators it has seen: it must answer as its definition
+    does, first time or again, and stay bounded."""
+    import random
+
+    from storyreasoning.format import cot_parser
+
+    def plain(s: str) -> bool:
+        return "-" in s and not s.strip("|-:= ")
+
+    rng = random.Random(5)
+    lines = ["|---|", "|:--|--:|", "| - |", "---", "|", "", " - ", "|-x-|", "|=|", "| a-b |", "-|-\t"]
+    lines += ["".join(rng.choice("|-:= x\t") for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    for _ in range(2):  # the second time, the separators come from the cache
+        for line in lines:
+            assert cot_parser._separator_line(line) == plain(line), repr(line)
+    assert len(cot_parser._SEPARATORS) <= cot_parser._CACHE_SIZE

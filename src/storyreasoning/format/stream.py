@@ -543,13 +543,14 @@ def _parse_published(text: str, end: int) -> Telling:
     it (the tests hold the two to the same result)."""
     cot = CotBuilder(1, events=False)
     lines = text[len(THINK_OPEN) : end].split("\n")
+    story_line = len(lines)  # the line </think> is on: 1 + the line ends before it (none in <think>)
     last = lines.pop()  # the CoT's last line, when it does not end with a line end
     cot.feed_lines(lines)
     if last:
         cot.feed_line(last)
     cot.finish()
     start = end + len(THINK_CLOSE)
-    story = StoryBuilder(1 + text.count("\n", 0, end), events=False)
+    story = StoryBuilder(story_line, events=False)
     story.feed(text[start:])
     story.finish()
     return _telling(text, cot, len(THINK_OPEN), end, story, start, [])
@@ -559,10 +560,12 @@ def parse_output(text: str) -> Telling:
     """Parse a whole model output. Never raises; findings are in ``telling.diagnostics``."""
     if text.startswith(THINK_OPEN):  # the published envelope, read without routing
         end = text.find(THINK_CLOSE, len(THINK_OPEN))
-        if (
-            end != -1
-            and text.find(STORY_START, len(THINK_OPEN), end) == -1
-            and text.find(THINK_OPEN, len(THINK_OPEN), end) == -1
+        if end != -1 and (
+            text.find("<", len(THINK_OPEN), end) == -1  # a CoT seldom holds a '<': one quick search
+            or (
+                text.find(STORY_START, len(THINK_OPEN), end) == -1
+                and text.find(THINK_OPEN, len(THINK_OPEN), end) == -1
+            )
         ):
             return _parse_published(text, end)
     parser = StreamParser(events=False)
