@@ -19,6 +19,7 @@ def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> i
     return (h // 28) * (w // 28)
 
 
+@pytest.mark.slow  # every variant, compiled decoding included, on the CPU: about 24 s
 def test_gpu_tell_bench_runs_every_variant_on_the_tiny_model(tmp_path):
     out = tmp_path / "gpu_tell.json"
     args = ["--tiny", "--frames", "2", "--batches", "1,2", "--new-tokens", "6", "--out", str(out)]
