@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from .cot import Character, NarrativeRow, SceneObject, Setting
 from .diagnostics import COMPILED, reduce_dataclass
 from .records import TYPE_CHECKING, dataclass_methods
+from .story import Span
 
 if TYPE_CHECKING:
     from typing import Final
-from .story import Span
 
 _NAMES: Final[dict[type, str]] = {}
 

@@ -31,11 +31,11 @@ from .cot_parser import CotBuilder, heading_section
 from .diagnostics import COMPILED, Diagnostic, info, reduce_dataclass, warning
 from .events import Event, ThinkClosed, ThinkOpened
 from .records import TYPE_CHECKING, dataclass_methods
+from .story import GroundedStory
+from .story_parser import StoryBuilder
 
 if TYPE_CHECKING:
     from typing import Final
-from .story import GroundedStory
-from .story_parser import StoryBuilder
 
 THINK_OPEN: Final = "<think>"
 THINK_CLOSE: Final = "</think>"
