@@ -85,9 +85,10 @@ def _separator_line(s: str) -> bool:
     separator line.
 
     Stripping a separator line with that set of characters searches the set for each of its
-    characters (about 6,000 instructions for a published one, 10 % of a 3-image parse), and the
-    same separator comes back under every image's table: the lines found to be separators are
-    remembered (bounded, as the other caches). A line that is not one stops the strip at once.
+    characters (remembering them took a lighthouse parse, ten separators, from about 608 k to
+    464 k instructions), and the same separator comes back under every image's table: the
+    lines found to be separators are remembered (bounded, as the other caches). A line that is
+    not one stops the strip at once.
     """
     if s in _SEPARATORS:
         return True
