@@ -21,8 +21,10 @@ sentence dropped, 3 % of outputs missing. Then it measures:
   starts Java first and parses in worker processes meanwhile, so the total with Java
   is compared with METEOR alone (target: at most 1.2 times);
 * with ``--plain-jvm``: METEOR alone and the command with Java again, both JVMs started
-  without :data:`~storyreasoning.evaluate.language.SHORT_RUN_JVM_FLAGS` (C1 only, serial
-  GC), as pycocoevalcap starts them: the ratio with and without them;
+  without :data:`~storyreasoning.evaluate.language.SHORT_RUN_JVM_FLAGS` (CoreNLP: C1 only,
+  serial GC) and :data:`~storyreasoning.evaluate.language.METEOR_JVM_FLAGS` (serial GC, a
+  1 GB heap from the start, survivors promoted at once), as pycocoevalcap starts them: the
+  ratio with and without them;
 * with ``--original``: the original's pipeline as far as it can be reproduced here
   (every story parsed in turn, the original grounding protocol, then pycocoevalcap's
   own wrappers as the original called them: its PTBTokenizer, references and
@@ -211,15 +213,15 @@ def meteor_inputs(data: Path, run: Path) -> tuple[list[list[str]], list[str]]:
 def meteor_alone(refs: list[list[str]], hyps: list[str], plain: bool = False) -> float:
     """A fresh METEOR 1.5 process started and scoring every story (SCORE, then EVAL); its score.
 
-    ``plain``: started without the short-run JVM flags (as pycocoevalcap starts it)."""
+    ``plain``: started without METEOR_JVM_FLAGS (as pycocoevalcap starts it)."""
     from storyreasoning.evaluate import language
 
-    flags = language.SHORT_RUN_JVM_FLAGS
-    language.SHORT_RUN_JVM_FLAGS = () if plain else flags
+    flags = language.METEOR_JVM_FLAGS
+    language.METEOR_JVM_FLAGS = () if plain else flags
     try:
         process = language.MeteorProcess()
     finally:
-        language.SHORT_RUN_JVM_FLAGS = flags
+        language.METEOR_JVM_FLAGS = flags
     try:
         score, _ = process.evaluate(process.stats(refs, hyps))
     finally:
@@ -245,9 +247,10 @@ def cpu_clock(fn) -> tuple[float, float]:
 
 PLAIN_JVM = (
     "import sys; from storyreasoning.evaluate import language; language.SHORT_RUN_JVM_FLAGS = (); "
+    "language.METEOR_JVM_FLAGS = (); "
     "from storyreasoning.cli import main; main(sys.argv[1:])"
 )
-"""``storyreasoning`` with both JVMs started without the short-run flags."""
+"""``storyreasoning`` with both JVMs started without our JVM flags."""
 
 
 def command(
@@ -304,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plain-jvm",
         action="store_true",
-        help="also time METEOR alone and the command with the JVMs' default flags (no SHORT_RUN_JVM_FLAGS)",
+        help="also time METEOR alone and the command with the JVMs' default flags (no SHORT_RUN_JVM_FLAGS "
+        "or METEOR_JVM_FLAGS)",
     )
     parser.add_argument(
         "--original", action="store_true", help="also time the original's pipeline (about 40 s)"
@@ -398,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['load']:.1f}" if "load" in row else "",
         )
     Console().print(table)
-    for label, flags in (("", "short-run JVM flags"), ("_plain_jvm", "plain JVMs")):
+    for label, flags in (("", "our JVM flags"), ("_plain_jvm", "plain JVMs")):
         if f"java_total_over_meteor_alone{label}" in summary:
             print(
                 f"evaluate with Java / METEOR alone ({flags}): "

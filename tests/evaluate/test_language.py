@@ -384,7 +384,7 @@ def test_both_backends_score_the_same_tokens_the_same(coco):
 @needs_java
 @pytest.mark.slow
 def test_our_jvm_flags_change_no_meteor_score(coco):
-    """pycocoevalcap's own Meteor wrapper (its command line: no C1-only or serial-GC flags) scores
+    """pycocoevalcap's own Meteor wrapper (its command line: none of METEOR_JVM_FLAGS) scores
     the same tokens exactly as our METEOR processes do."""
     from pycocoevalcap.meteor.meteor import Meteor
 
