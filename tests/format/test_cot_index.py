@@ -60,10 +60,10 @@ def _lookups(n: int) -> float:
     for _ in range(3):
         gc.disable()
         try:
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time: waiting for a core is not counted
             for number in range(1, n + 1):
                 cot.image(number)
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
         finally:
             gc.enable()
     return best

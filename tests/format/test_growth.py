@@ -8,8 +8,10 @@ that stack), whitespace streamed before the first ``<gdi>`` (held by string
 concatenation), thousands of image headings (each looked its number up in a list),
 ``<think>`` repeated inside the CoT (each one cut the rest of the text again). The
 measure is a ratio, the time for an input 4 times longer over the time for the input
-(about 4 when the cost is linear, 16 when quadratic), so it holds on a loaded machine;
-absolute seconds per MB are in ``bench/parse.py``.
+(about 4 when the cost is linear, 16 when quadratic), in this process's CPU time, so it
+holds on a loaded machine (time the process waited for a core is not counted: in wall
+time, a run four times longer is more often pre-empted, and under load the ratio read 8
+where CPU time read 4); absolute seconds per MB are in ``bench/parse.py``.
 
 ``test_fuzz.py`` counts the Python lines a parse executes, which misses work done in C
 (a list deletion, a string concatenation); this times it.
@@ -49,9 +51,9 @@ def _seconds(text: str, chunk: int | None, repeats: int = 2) -> float:
         gc.collect()
         gc.disable()
         try:
-            start = time.perf_counter()
+            start = time.process_time()
             run()
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
         finally:
             gc.enable()
     return best
