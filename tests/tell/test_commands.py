@@ -231,6 +231,23 @@ def test_tell_dataset_against_a_dead_server_stops_at_once(dataset, tmp_path, mod
     )
 
 
+@pytest.mark.parametrize(("retries", "told"), [([], False), (["--retries", "2"], True)], ids=["default", "2"])
+def test_tell_retries_as_many_times_as_asked(frames, tmp_path, retries, told):
+    """One story retries once by default (someone is waiting), and as often as --retries says."""
+    out = tmp_path / "story.txt"
+    with FakeServer("status", status=503, fail=2) as server:  # the first two requests fail
+        result = cli("tell", *frames, "--endpoint", server.url, *retries, "--out", out)
+        asked = len(server.chat_requests())
+    assert "Traceback" not in result.stderr
+    if told:
+        assert result.returncode == 0, result.stderr
+        assert asked == 3 and out.read_text() == LIGHTHOUSE
+    else:
+        assert result.returncode == 1 and asked == 2 and not out.exists()
+        (line,) = error_lines(result)
+        assert "gave up after 2 attempts" in line
+
+
 def test_tell_dataset_against_a_hanging_server_stops_after_a_few_stories(dataset, tmp_path):
     with FakeServer("slow", delay=60) as server:
         result = cli(

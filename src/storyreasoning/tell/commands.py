@@ -185,8 +185,7 @@ def tell(settings: TellSettings) -> int:
         check_output_file(out, also=side_files(out))
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    # one story, someone waiting: one retry, not the batch runs' three
-    teller = make_teller(settings, retries=min(settings.retries, 1))
+    teller = make_teller(settings)
     label = teller_label(teller)
     err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
     live = console.is_terminal and not as_json

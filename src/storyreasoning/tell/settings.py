@@ -145,6 +145,14 @@ class TellSettings(TellerOptions, SamplingOptions, PromptOptions):
         help="Write the raw output to this file, the parse beside it (.json) and an HTML view (.html).",
     )  # fmt: skip
     as_json: bool = option(False, "--json", help="Print the parse as JSON instead of tables.")
+    # one story with someone waiting for it: one retry by default, not a batch run's three
+    retries: int = option(
+        1,
+        min=0,
+        help="Retries of a request that failed before any output (connection, 429, 5xx).",
+        panel=TELLER,
+        operational=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
