@@ -109,10 +109,12 @@ def test_convert_round_trip_and_resume(dataset, tmp_path):
     assert refused.returncode == 2 and "not empty" in refused.stderr
 
 
-def test_contrastive_command(dataset, tmp_path):
+@pytest.mark.parametrize("to", ["folder", "parquet", "disk"])
+def test_contrastive_command(dataset, tmp_path, to):
     result = run(
-        "contrastive", dataset / "pq", tmp_path / "neg", "--count", "3", "--length", "2-3", "--seed", "4"
-    )
+        "contrastive", dataset / "pq", tmp_path / "neg", "--count", "3", "--length", "2-3", "--seed", "4",
+        "--to", to,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     made = load_stories(tmp_path / "neg")
     assert len(made) == 3

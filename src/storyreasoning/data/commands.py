@@ -259,13 +259,15 @@ def contrastive(
 ) -> int:
     from .contrastive import contrastive_sequences
     from .sources import SampleList, require_datasets, require_pyarrow
-    from .writers import check_output_folder, write_folders, write_parquet
+    from .writers import check_output_folder, write_disk, write_folders, write_parquet
 
-    if to not in ("parquet", "folder"):
-        raise UsageError(f"--to must be parquet or folder, got {to!r}")
-    check_output_folder(out)  # before any work
+    if to not in FORMATS:
+        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    check_output_folder(out, empty=to == "disk")  # before any work
     if to == "parquet":
         require_pyarrow()
+        require_datasets()
+    elif to == "disk":
         require_datasets()
     stories = load_stories(source, split)
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
@@ -282,7 +284,7 @@ def contrastive(
         elif to == "folder":
             write_folders(samples, out, progress=advance)
         else:
-            raise UsageError(f"--to must be parquet or folder, got {to!r}")
+            write_disk({split or "train": samples}, out, progress=advance)
     if isinstance(length, str):  # drawn from the dataset's own story lengths
         sizes = [s.frame_count for s in samples] or [0]
         shape = (
