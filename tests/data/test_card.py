@@ -70,6 +70,16 @@ def test_convert_writes_the_full_card_of_what_it_wrote(built, tmp_path):
     assert {s["name"]: s["num_examples"] for s in front["dataset_info"]["splits"]} == {
         name: c[0] for name, c in counts.items()
     }
+    # and datasets reads them (it ignores a split without num_bytes, with a warning)
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(out / "README.md").data)
+    split_infos = infos["default"].splits
+    assert split_infos is not None and {k: v.num_examples for k, v in split_infos.items()} == {
+        name: c[0] for name, c in counts.items()
+    }
+    assert all(v.num_bytes > 0 for v in split_infos.values())
     # the source's build record: its license, its template writer (a baseline), its models
     assert front["license"] == "cc-by-4.0" and "baseline" in front["tags"]
     assert front["size_categories"] == ["n<1K"]
@@ -79,8 +89,6 @@ def test_convert_writes_the_full_card_of_what_it_wrote(built, tmp_path):
     assert "`data convert` from `stories`, which storyreasoning `build` made" in card
     assert "| detector | example/detector | abc123 |" in card and "Baseline texts" in card
     assert "Validation: unknown" in card and CARD_MARKER in card
-    from huggingface_hub import DatasetCard
-
     assert DatasetCard.load(out / "README.md").data.license == "cc-by-4.0"
 
 

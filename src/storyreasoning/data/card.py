@@ -76,6 +76,10 @@ class SplitCounts:
     characters: int = 0  # distinct char ids per story, summed over the stories
     invalid: list[str] = field(default_factory=list)  # stories kept although not well-structured
     groups: set[str] = field(default_factory=set)  # identity groups (videos, folders)
+    #: the split's data in bytes, for the card's ``num_bytes`` (which ``datasets`` needs beside
+    #: ``num_examples`` to read the splits): the parquet row groups uncompressed, else the story
+    #: folders' files
+    bytes: int = 0
 
 
 @dataclass
@@ -108,6 +112,7 @@ class DatasetFacts:
             out.frames += counts.frames
             out.characters += counts.characters
             out.invalid += counts.invalid
+            out.bytes += counts.bytes
             out.groups |= counts.groups
         return out
 
@@ -196,6 +201,7 @@ def gather(out: Path) -> DatasetFacts:
             continue
         counts = splits.setdefault(assigned.get(folder.name, "train"), SplitCounts())
         _tally(counts, sample, kinds)
+        counts.bytes += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         record = sample.meta.get("build") if isinstance(sample.meta.get("build"), dict) else {}
         if record.get("well_structured") is False:
             counts.invalid.append(sample.story_id)
@@ -243,7 +249,10 @@ def gather_parquet(out: Path, *, command: str, source: str | Path | None = None)
         counts = splits.setdefault(split, SplitCounts())
         for path in paths:
             try:
-                batches = pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns)
+                shard = pq.ParquetFile(path)
+                layout = shard.metadata
+                counts.bytes += sum(layout.row_group(i).total_byte_size for i in range(layout.num_row_groups))
+                batches = shard.iter_batches(batch_size=256, columns=columns)
                 rows = [row for batch in batches for row in batch.to_pylist()]
             except Exception as exc:  # pyarrow's errors: the shard was just written, so this is the disk
                 raise file_error(OSError(None, str(exc), str(path)), "read the parquet shard") from None
@@ -318,7 +327,9 @@ def metadata(facts: DatasetFacts) -> dict:
                 {"name": "story", "dtype": "string"},
                 {"name": "frame_meta", "dtype": "string"},
             ],
-            "splits": [{"name": name, "num_examples": c.stories} for name, c in facts.splits.items()],
+            "splits": [
+                {"name": name, "num_bytes": c.bytes, "num_examples": c.stories} for name, c in facts.splits.items()
+            ],
         },
     }
 
