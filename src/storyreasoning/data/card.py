@@ -328,7 +328,8 @@ def metadata(facts: DatasetFacts) -> dict:
                 {"name": "frame_meta", "dtype": "string"},
             ],
             "splits": [
-                {"name": name, "num_bytes": c.bytes, "num_examples": c.stories} for name, c in facts.splits.items()
+                {"name": name, "num_bytes": c.bytes, "num_examples": c.stories}
+                for name, c in facts.splits.items()
             ],
         },
     }

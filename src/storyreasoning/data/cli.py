@@ -153,7 +153,9 @@ def data_contrastive(
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed gives the same sequences)."),
     split: str | None = _split(),
     to: Format = typer.Option(
-        Format.folder, "--to", help="folder (story folders), parquet (shards) or disk (a save_to_disk folder)."
+        Format.folder,
+        "--to",
+        help="folder (story folders), parquet (shards) or disk (a save_to_disk folder).",
     ),
 ) -> None:
     """Build incoherent sequences (each frame from a different film, video or story) for contrastive training."""
