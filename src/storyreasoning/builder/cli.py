@@ -11,7 +11,7 @@ JOBS = (
         help="""Build a StoryReasoning dataset from raw frames: people, re-identification, CoT tables, grounded story.
 
     Writes one story folder per story (frames, cot.md, story.md, meta.json), build.json,
-    settings.json, report.json and errors.jsonl. Run the same command again to continue an
+    settings.json, report.json and, when a story failed, errors.jsonl. Run the same command again to continue an
     interrupted build. Exit status 1 when a story failed.
     """,
     ),

@@ -20,7 +20,7 @@ JOBS = (
         "tell-dataset", TellDatasetSettings, f"{_MODULE}:tell_dataset",
         help="""Tell every story of a dataset into a run folder (resumable; what evaluate and the studio read).
 
-    Writes manifest.json, settings.json, records.jsonl (one record per story) and errors.jsonl.
+    Writes manifest.json, settings.json, records.jsonl (one record per story) and, once a story has failed, errors.jsonl.
     Run the same command again after a crash or Ctrl-C: finished stories are skipped.
     --samples N keeps N candidates a story (one request with n); --endpoint repeated spreads
     the stories over several servers of the same model.
