@@ -8,11 +8,11 @@ single spaces, stripped (:func:`story_text`). Then one of two backends scores th
     the Stanford CoreNLP 3.4.1 PTBTokenizer (lower-cased, one line per text, the
     punctuation tokens ``'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;``
     removed) and the Meteor 1.5 jar, both pycocoevalcap's, started with the same
-    command lines as its wrappers, plus JVM flags for a short run that change no
-    number (:data:`SHORT_RUN_JVM_FLAGS`, :data:`METEOR_JVM_FLAGS`). The tokenizer runs **once** for all texts of a call;
-    METEOR processes are started once per Python process and reused by later calls
-    (:func:`close_java` stops them), so a run pays the JVM and paraphrase-table start
-    (8 s or more) once. A :class:`TextScorer` starts both JVMs when it is made, so they
+    command lines as its wrappers, plus JVM flags that change no number and shorten
+    their start (:data:`SHORT_RUN_JVM_FLAGS`, :data:`METEOR_JVM_FLAGS`). The tokenizer runs
+    **once** for all texts of a call; METEOR processes are started once per Python process
+    and reused by later calls (:func:`close_java` stops them), so a run pays the JVM and
+    paraphrase-table start (6 s or more) once. A :class:`TextScorer` starts both JVMs when it is made, so they
     load while the caller reads and parses (``storyreasoning evaluate`` makes it first),
     and METEOR scores while BLEU, ROUGE-L and CIDEr are computed. We drive the jars
     ourselves because pycocoevalcap's tokenizer wrapper writes a temporary file into
