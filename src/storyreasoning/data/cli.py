@@ -86,7 +86,10 @@ def data_show(
         False, "--strict", help="Validate with the original, stricter rule.", metavar=" "
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print the parsed story as JSON (the check --json shape).", metavar=" "
+        False,
+        "--json",
+        help="Print the parsed story as JSON (check --json's fields but kind, with story_id, frames and frame_meta).",
+        metavar=" ",
     ),
 ) -> None:
     """Show one story: frames, the coloured story, entities per image and the validator's findings."""
