@@ -48,7 +48,8 @@ def _seconds(text: str, chunk: int | None, repeats: int = 2) -> float:
 
     best = float("inf")
     for _ in range(repeats):
-        gc.collect()
+        # no collection is made first: in a test worker that has loaded models, gc.collect()
+        # walks a million objects, about a second, four times a shape (a minute of the suite)
         gc.disable()
         try:
             start = time.process_time()
