@@ -104,4 +104,12 @@ def file_error(exc: OSError, doing: str = "use", *, fix: str = "") -> UsageError
     return UsageError(f"cannot {doing} {path or '(no path given)'} ({reason}); {fix or advice}")
 
 
-__all__ = ["EXTRAS", "StoryReasoningError", "UsageError", "file_error", "missing_package"]
+def json_kind(value: object) -> str:
+    """What a JSON value is, for a message about a file or an answer of the wrong shape:
+    ``a string``, ``a number``, ``a boolean``, ``a list``, ``an object``, ``null``."""
+    names: dict[type, str] = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    names.update({list: "a list", dict: "an object", type(None): "null"})
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+__all__ = ["EXTRAS", "StoryReasoningError", "UsageError", "file_error", "json_kind", "missing_package"]

@@ -15,6 +15,8 @@ from storyreasoning.evaluate.agree import agree, agreement, read_ratings
 from storyreasoning.evaluate.settings import AgreeSettings
 from storyreasoning.evaluate.stats import cohen_kappa, krippendorff_alpha, spearman
 
+from ..conftest import run_cli
+
 
 def judgement(story_id, creativity, coherence, grounding, hallucinations=0, status="judged"):
     found = [
@@ -227,6 +229,20 @@ def test_a_labels_file_without_a_metric(sides, tmp_path, capsys, monkeypatch):
         ('{"story_id": "s1"\n{"story_id": "s2"}\n', ".jsonl", "line 1 is not JSON"),
         ("", ".jsonl", "holds no ratings"),
         ("story_id\n", ".txt", "neither CSV nor JSONL"),
+        (
+            "story_id,hallucinations\ns1,0\ns2,1e999\n",
+            ".csv",
+            "line 3: hallucinations is '1e999', not a whole",
+        ),
+        ("story_id,hallucinations\ns1,nan\n", ".csv", "line 2: hallucinations is 'nan', not a whole number"),
+        ("story_id,creativity\ns1,inf\n", ".csv", "line 2: creativity is 'inf', not a whole number"),
+        ('{"story_id": "s1", "hallucinations": Infinity}\n', ".jsonl", "line 1: hallucinations is inf"),
+        (
+            '{"story_id": "s1", "status": "ok", "scores": [1, 2]}\n{}\n',
+            ".jsonl",
+            "line 1: scores is a list, not an",
+        ),
+        ('{"story_id": "s1", "status": "ok", "scores": "abc"}\n{}\n', ".jsonl", "line 1: scores is a string"),
     ],
 )
 def test_bad_labels_name_the_problem(sides, tmp_path, content, suffix, message):
@@ -259,3 +275,57 @@ def test_a_torn_last_line_is_not_a_rating(sides):
     assert "s8" not in read_ratings(run).values
     assert not math.isnan(agreement(read_ratings(run), read_ratings(labels), ["creativity"],
                                     resamples=0)["metrics"]["creativity"]["kappa"]["value"])  # fmt: skip
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("cell", "where"),
+    [("1e999", "line 3: hallucinations is '1e999'"), ("nan", "line 3: hallucinations is 'nan'")],
+)
+def test_a_cell_that_is_not_finite_is_one_line_naming_the_file_row_and_column(sides, tmp_path, cell, where):
+    _, labels = sides
+    bad = tmp_path / "inf.csv"
+    bad.write_text(f"story_id,hallucinations\ns1,0\ns2,{cell}\n")
+    line = one_error_line(run_cli("evaluate", "agree", str(labels), str(bad)))
+    assert f"{bad} {where}" in line and "not a whole number of 0 or more" in line
+
+
+@pytest.mark.parametrize("scores", ["[1, 2]", '"abc"'])
+def test_judgement_scores_that_are_no_object_are_one_line_naming_the_file_and_line(sides, tmp_path, scores):
+    _, labels = sides
+    bad = tmp_path / "judgements.jsonl"
+    bad.write_text('{"story_id": "s1", "status": "ok", "scores": {"creativity": 3}}\n'
+                   f'{{"story_id": "s2", "status": "ok", "scores": {scores}}}\n{{}}\n')  # fmt: skip
+    line = one_error_line(run_cli("evaluate", "agree", str(labels), str(bad)))
+    assert f"{bad} line 2: scores is" in line and "not an object" in line
+
+
+@pytest.mark.parametrize("resamples", ["100001", "2000000000", "99999999999999999999"])
+def test_resamples_have_an_upper_bound(sides, resamples):
+    from storyreasoning import settings as S
+    from storyreasoning.evaluate.settings import MAX_RESAMPLES
+
+    field = next(f for f in S.settings_fields(AgreeSettings) if f.name == "resamples")
+    assert field.spec.max == MAX_RESAMPLES == 100_000 and "at most 100000" in field.spec.help
+    run, labels = sides
+    line = one_error_line(run_cli("evaluate", "agree", str(run), str(labels), "--resamples", resamples))
+    assert "--resamples" in line and "100000" in line
+
+
+def test_a_folder_given_as_out_is_refused_up_front(sides, tmp_path):
+    run, labels = sides
+    folder = tmp_path / "results"
+    folder.mkdir()
+    line = one_error_line(run_cli("evaluate", "agree", str(run), str(labels), "--out", str(folder)))
+    assert (
+        line == f"error: --out {folder} is a folder; give a file path (for example {folder / 'agree.json'})"
+    )
+    assert list(folder.iterdir()) == []  # no temporary file left behind either

@@ -186,3 +186,43 @@ def test_bad_input_is_one_clear_line(world, tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("workers", ["257", "100000", "99999999999999999999999"])
+def test_workers_have_an_upper_bound_on_the_command_line_and_in_a_config_file(tmp_path, workers):
+    from storyreasoning import settings as S
+    from storyreasoning.evaluate.cli import JOBS
+    from storyreasoning.evaluate.settings import MAX_WORKERS, EvaluateSettings
+
+    field = next(f for f in S.settings_fields(EvaluateSettings) if f.name == "workers")
+    assert field.spec.max == MAX_WORKERS == 256 and "at most 256" in field.spec.help
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "s00.txt").write_text("x")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"workers: {workers}\n")
+    entry = next(job for job in JOBS if job.name == "run")
+    # the quick path leaves the value to typer, which refuses it, from the flag or from the file
+    assert S.quick_values(EvaluateSettings, [str(texts), "--workers", workers]) is None
+    assert S.run_quick(entry, [str(texts), "--config", str(config)]) is None
+    for args in ([texts, "--workers", workers], [texts, "--config", config]):
+        line = one_error_line(run(*args))
+        assert "--workers" in line and "256" in line, line
+
+
+def test_a_pool_of_more_workers_than_the_bound_is_refused():
+    from storyreasoning.errors import UsageError
+    from storyreasoning.evaluate.processes import executor
+
+    for workers in (0, 257, 10**23):
+        with pytest.raises(UsageError, match=f"--workers {workers} is not from 1 to 256"):
+            executor(workers)

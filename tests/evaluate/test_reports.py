@@ -360,3 +360,73 @@ def test_per_story_csv_has_a_column_for_every_key_and_a_blank_for_none_or_absent
         "grounding.tp": "3",
         "language.bleu_4": "0.25",
     }
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def evaluated(folder, report) -> None:
+    """``folder`` as an evaluated run: ``report`` (a dict, or bytes as they are) in its eval/metrics.json."""
+    (folder / "eval").mkdir(parents=True)
+    data = report if isinstance(report, bytes) else json.dumps(report).encode()
+    (folder / "eval" / "metrics.json").write_bytes(data)
+
+
+GOOD_REPORT = {"protocol": "default", "metrics": {"grounding": {"overall": {"f1_micro": 0.5}}}}
+
+
+@pytest.mark.parametrize(
+    ("report", "problem"),
+    [
+        (b"[1, 2]", "not a report as evaluate writes it (it holds a list, not an object)"),
+        (b"\xff\xfe\x00{", "is not UTF-8 text"),
+        ({"protocol": "default"}, "(it has no metrics)"),
+        ({"metrics": "x"}, "(metrics is a string, not an object)"),
+        ({"metrics": {"grounding": [1]}}, "(metrics.grounding is a list, not an object)"),
+        (
+            {"metrics": {"grounding": {"overall": [1]}}},
+            "(metrics.grounding.overall is a list, not an object)",
+        ),
+        ({"metrics": {"grounding": {"overall": None}}}, "(metrics.grounding.overall is null, not an object)"),
+        ({"metrics": {"language": {"overall": {}, "extra": "coco"}}}, "(metrics.language.extra is a string"),
+        (
+            {"metrics": {"identity": {"extra": {"reference": {"overall": 1}}}}},
+            "extra.reference.overall is a num",
+        ),
+        ({"metrics": {}, "run": "r"}, "(run is a string, not an object)"),
+        ({"metrics": {}, "run": {"path": 5}}, "(run.path is a number, not a string)"),
+        ({"metrics": {}, "run": {"label": ["a"]}}, "(run.label is a list, not a string)"),
+    ],
+)
+def test_compare_refuses_a_report_not_as_evaluate_writes_it_in_one_line(tmp_path, report, problem):
+    evaluated(tmp_path / "good", GOOD_REPORT)
+    evaluated(tmp_path / "bad", report)
+    line = one_error_line(run("compare", tmp_path / "good", tmp_path / "bad"))
+    assert line.startswith(f"error: {tmp_path / 'bad' / 'eval' / 'metrics.json'} "), line
+    assert problem in line and line.endswith("; evaluate the run again"), line
+
+
+def test_compare_reads_a_damaged_judge_summary_or_convention_as_a_difference(tmp_path):
+    evaluated(tmp_path / "a", GOOD_REPORT)
+    evaluated(tmp_path / "b", {**GOOD_REPORT, "protocol": ["default"]})  # a list is no convention
+    line = one_error_line(run("compare", tmp_path / "a", tmp_path / "b"))
+    assert "not scored the same way (protocol: a=default, b=['default'])" in line
+    evaluated(tmp_path / "c", GOOD_REPORT)
+    for folder, model in (("a", ["judge-model"]), ("c", "judge-model")):
+        summary = judge_summary()
+        summary["judge"]["model"] = model
+        (tmp_path / folder / "judge").mkdir()
+        (tmp_path / folder / "judge" / "summary.json").write_text(json.dumps(summary))
+    line = one_error_line(run("compare", tmp_path / "a", tmp_path / "c"))
+    assert "judge model: a=['judge-model'], c=judge-model" in line
+    (tmp_path / "c" / "judge" / "summary.json").write_text(json.dumps({"judge": "x", "scores": [1]}))
+    line = one_error_line(run("compare", tmp_path / "a", tmp_path / "c"))
+    assert "summary.json has no scores" in line
+    evaluated(tmp_path / "d", GOOD_REPORT)
+    assert run("compare", tmp_path / "a", tmp_path / "d", "--allow-mismatch").returncode == 0

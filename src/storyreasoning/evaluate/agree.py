@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, file_error
+from ..errors import UsageError, file_error, json_kind
 from ..files import write_json_atomic
 from .settings import AgreeSettings
 
@@ -95,7 +95,7 @@ def _number(value: Any, metric: str, where: str) -> float | None:
         raise UsageError(
             f"{where}: {metric} is {value!r}, not a whole number from 1 to 5; correct it or leave it empty"
         )
-    if metric in COUNTS and not (number >= 0 and number == int(number)):
+    if metric in COUNTS and not (math.isfinite(number) and number >= 0 and number == int(number)):
         raise UsageError(
             f"{where}: {metric} is {value!r}, not a whole number of 0 or more; correct it or leave it empty"
         )
@@ -143,7 +143,13 @@ def _read_jsonl(path: Path, ratings: Ratings) -> None:
                 if str(story_id) not in ratings.values:
                     failed.add(str(story_id))
                 continue
-            row = dict(item.get("scores") or {})
+            scores = item.get("scores")
+            if scores is not None and not isinstance(scores, dict):
+                raise UsageError(
+                    f"{where}: scores is {json_kind(scores)}, not an object of metric: rating; "
+                    "correct or remove that line"
+                )
+            row = dict(scores or {})
             row["hallucinations"] = item.get("hallucinations")
             _add(ratings, story_id, row, where)
             failed.discard(str(story_id))  # judged on a later try: no longer a failure
@@ -336,6 +342,10 @@ def agree(settings: AgreeSettings) -> int:
     from rich.table import Table
 
     metrics = parse_metrics(settings.metrics)
+    if settings.out is not None and settings.out.is_dir():
+        raise UsageError(
+            f"--out {settings.out} is a folder; give a file path (for example {settings.out / 'agree.json'})"
+        )
     a, b = read_ratings(settings.a), read_ratings(settings.b)
     err = Console(stderr=True, highlight=False)
     chosen = []
@@ -365,6 +375,8 @@ def agree(settings: AgreeSettings) -> int:
             settings.out.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(settings.out, result, ensure_ascii=True)
         except OSError as exc:
+            if exc.filename is not None and Path(exc.filename).parent == settings.out.parent:
+                exc.filename = str(settings.out)  # not the temporary file it is written through
             raise file_error(exc, "write the agreement file") from None
     if settings.as_json:
         print(json.dumps(result, indent=2))

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import StoryReasoningError, UsageError, json_kind
 from ..files import append_json_line
 from .judge_prompts import (
     CRITERIA,
@@ -146,7 +146,7 @@ def _fail(problems: list[str]) -> AnswerError:
 
 def _keys(data: Any, required: Iterable[str]) -> list[str]:
     if not isinstance(data, dict):
-        raise AnswerError(f"the answer is {_kind(data)}, not a JSON object")
+        raise AnswerError(f"the answer is {json_kind(data)}, not a JSON object")
     missing = [key for key in required if key not in data]
     return [f"the key {key!r} is missing" for key in missing]
 
@@ -168,12 +168,12 @@ def check_judgement(data: Any, output: str, n_frames: int) -> dict:
     found: list[dict] = []
     items = data.get("hallucinations", [])
     if not isinstance(items, list):
-        problems.append(f"hallucinations is {_kind(items)}, not a list")
+        problems.append(f"hallucinations is {json_kind(items)}, not a list")
         items = []
     for i, item in enumerate(items):
         where = f"hallucinations[{i}]"
         if not isinstance(item, dict):
-            problems.append(f"{where} is {_kind(item)}, not an object")
+            problems.append(f"{where} is {json_kind(item)}, not an object")
             continue
         missing = [key for key in ("type", "quote", "frame", "reason") if key not in item]
         if missing:
@@ -195,7 +195,7 @@ def check_judgement(data: Any, output: str, n_frames: int) -> dict:
                 f"{where}.frame is {json.dumps(item['frame'])}, not a frame number from 1 to {n_frames}"
             )
         if not isinstance(item["reason"], str):
-            problems.append(f"{where}.reason is {_kind(item['reason'])}, not a line of text")
+            problems.append(f"{where}.reason is {json_kind(item['reason'])}, not a line of text")
         found.append({"type": kind, "quote": quote, "frame": frame, "reason": item["reason"]})
     if problems:
         raise _fail(problems)
@@ -221,17 +221,11 @@ def check_verdict(data: Any) -> dict:
         out[name] = value
     reason = data.get("reason", "")
     if not isinstance(reason, str):
-        problems.append(f"reason is {_kind(reason)}, not a line of text")
+        problems.append(f"reason is {json_kind(reason)}, not a line of text")
     if problems:
         raise _fail(problems)
     out["reason"] = reason
     return out
-
-
-def _kind(value: Any) -> str:
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
-    names.update({dict: "an object", type(None): "null"})
-    return names.get(type(value), f"a {type(value).__name__}")
 
 
 # -- one story --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import UsageError, file_error, json_kind
 from ..files import open_atomic, write_json_atomic, write_text_atomic
 from .pairs import Scores, StoryPair
 
@@ -190,7 +190,8 @@ def conventions(report: dict, judge: dict | None = None) -> dict[str, str | None
         "judge model": about.get("model"),
         "judge prompt": prompt,
     }
-    return {name: out.get(name) for name in CONVENTIONS}
+    # as text: a damaged file's list or object is a value that differs, not a crash of the comparison
+    return {name: None if out.get(name) is None else str(out.get(name)) for name in CONVENTIONS}
 
 
 def mismatches(labels: list[str], each: list[dict[str, str | None]]) -> dict[str, dict[str, str]]:
@@ -439,16 +440,66 @@ def write_report(report: Report, out: Path, *, plots: bool = True, painter=None)
 
 
 def load_report(path: str | Path) -> dict:
-    """A written ``metrics.json``: ``path`` is the file, its folder, or a run folder holding ``eval/``."""
+    """A written ``metrics.json``: ``path`` is the file, its folder, or a run folder holding ``eval/``.
+
+    Refused (:class:`UsageError`, naming the file) unless it is UTF-8 JSON of the shape evaluate
+    writes, as far as compare and the headline read it (:func:`_report_problem`).
+    """
     path = Path(path)
     for candidate in (path, path / METRICS_FILE, path / "eval" / METRICS_FILE):
         if candidate.is_file():
             try:
-                return json.loads(candidate.read_text(encoding="utf-8"))
+                report = json.loads(candidate.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise file_error(
+                    exc, "read the report", fix="make it readable, or evaluate the run again"
+                ) from None
+            except UnicodeDecodeError:
+                raise UsageError(f"{candidate} is not UTF-8 text; evaluate the run again") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(
                     f"{candidate} is not valid JSON ({exc.msg}); evaluate the run again"
                 ) from None
+            problem = _report_problem(report)
+            if problem is not None:
+                raise UsageError(
+                    f"{candidate} is not a report as evaluate writes it ({problem}); evaluate the run again"
+                )
+            return report  # type: ignore[no-any-return]
     raise UsageError(
         f"no {METRICS_FILE} in {path}; evaluate it first: storyreasoning evaluate {path} --dataset …"
     )
+
+
+def _report_problem(report: object) -> str | None:
+    """What keeps a parsed metrics.json from being read as evaluate wrote it; None when nothing does.
+
+    Checked: what compare, :func:`conventions` and :func:`headline_rows` read without checking
+    its type: an object whose ``metrics`` is an object of families, each an object, whose
+    ``overall`` and ``extra`` (and ``extra.reference.overall``) are objects where present;
+    ``run`` an object or null, its ``path`` and ``label`` strings or null.
+    """
+    if not isinstance(report, dict):
+        return f"it holds {json_kind(report)}, not an object"
+    metrics = report.get("metrics")
+    if not isinstance(metrics, dict):
+        return "it has no metrics" if metrics is None else f"metrics is {json_kind(metrics)}, not an object"
+    for family, data in metrics.items():
+        where = f"metrics.{family}"
+        if not isinstance(data, dict):
+            return f"{where} is {json_kind(data)}, not an object"
+        for key in ("overall", "extra"):
+            if key in data and not isinstance(data[key], dict) and not (key == "extra" and data[key] is None):
+                return f"{where}.{key} is {json_kind(data[key])}, not an object"
+        reference = (data.get("extra") or {}).get("reference")
+        if isinstance(reference, dict) and reference.get("overall") is not None:
+            if not isinstance(reference["overall"], dict):
+                return f"{where}.extra.reference.overall is {json_kind(reference['overall'])}, not an object"
+    run = report.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            return f"run is {json_kind(run)}, not an object"
+        for key in ("path", "label"):
+            if run.get(key) is not None and not isinstance(run[key], str):
+                return f"run.{key} is {json_kind(run[key])}, not a string"
+    return None

@@ -8,6 +8,11 @@ from typing import Literal
 
 from ..settings import argument, option
 
+#: The most worker processes ``evaluate --workers`` starts (more only wait on each other and on memory).
+MAX_WORKERS = 256
+#: The most bootstrap resamples ``evaluate agree --resamples`` draws (more narrow nothing, and take memory).
+MAX_RESAMPLES = 100_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateSettings:
@@ -41,8 +46,9 @@ class EvaluateSettings:
     workers: int | None = option(
         None,
         min=1,
-        help="Processes that parse and count the outputs (default: one per CPU above 200 stories, "
-        "else 1: this process). The numbers do not depend on it.",
+        max=MAX_WORKERS,
+        help=f"Processes that parse and count the outputs, at most {MAX_WORKERS} (default: one per CPU above 200 "
+        "stories, else 1: this process). The numbers do not depend on it.",
         operational=True,
     )
     plots: bool = option(True, help="Write PNG plots (needs matplotlib).")
@@ -178,10 +184,22 @@ class AgreeSettings:
         help="Metrics to compare, comma-separated (hallucinations: the number per story).",
     )
     confidence: float = option(0.95, min=0.5, max=0.999, help="Level of the bootstrap intervals.")
-    resamples: int = option(1000, min=0, help="Bootstrap resamples over the stories (0: no intervals).")
+    resamples: int = option(
+        1000,
+        min=0,
+        max=MAX_RESAMPLES,
+        help=f"Bootstrap resamples over the stories (0: no intervals; at most {MAX_RESAMPLES}).",
+    )
     seed: int = option(0, help="Seed of the bootstrap.")
     out: Path | None = option(None, "--out", "-o", help="Also write the result as JSON to this file.")
     as_json: bool = option(False, "--json", help="Print the result as JSON instead of a table.")
 
 
-__all__ = ["AgreeSettings", "CompareSettings", "EvaluateSettings", "JudgeSettings"]
+__all__ = [
+    "MAX_RESAMPLES",
+    "MAX_WORKERS",
+    "AgreeSettings",
+    "CompareSettings",
+    "EvaluateSettings",
+    "JudgeSettings",
+]

@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import StoryReasoningError, UsageError, json_kind
 from .base import Prompt, Sampling, Story, Teller, TellError, Usage
 from .wire import Truncated
 
@@ -866,23 +866,23 @@ class OpenAITeller(Teller):
         :class:`_Failure`, not an exception from deep inside.
         """
         if not _is_object(event):
-            raise self._malformed(f"an event that is {_kind(event)}, not an object")
+            raise self._malformed(f"an event that is {json_kind(event)}, not an object")
         _read_usage(_field(event, "usage"), usage)
         choices = _field(event, "choices")
         if choices is None:
             return []
         if not isinstance(choices, list):
-            raise self._malformed(f"'choices' that is {_kind(choices)}, not a list")
+            raise self._malformed(f"'choices' that is {json_kind(choices)}, not a list")
         out: list[str] = []
         for choice in choices:
             if not _is_object(choice):
-                raise self._malformed(f"a choice that is {_kind(choice)}, not an object")
+                raise self._malformed(f"a choice that is {json_kind(choice)}, not an object")
             index = _field(choice, "index")
             if index not in (0, None) and others is None:
                 continue  # another of n choices
             delta = _field(choice, "delta")
             if delta is not None and not _is_object(delta):
-                raise self._malformed(f"a 'delta' that is {_kind(delta)}, not an object")
+                raise self._malformed(f"a 'delta' that is {json_kind(delta)}, not an object")
             reasoning = self._text_field(delta, "reasoning_content") or self._text_field(delta, "reasoning")
             finish = _field(choice, "finish_reason")
             if index not in (0, None):
@@ -897,7 +897,7 @@ class OpenAITeller(Teller):
         value = _field(delta, name)
         if value is None or isinstance(value, str):
             return value
-        raise self._malformed(f"a {name!r} that is {_kind(value)}, not text")
+        raise self._malformed(f"a {name!r} that is {json_kind(value)}, not text")
 
     # -- several candidates of one story ---------------------------------------------------
     def tell_samples(
@@ -1192,13 +1192,6 @@ def _field(value: Any, name: str) -> Any:
     if value is None:
         return None
     return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-
-
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a message: ``a string``, ``a number``, ``null``, …"""
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
-    names.update({dict: "an object", type(None): "null"})
-    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def _read_usage(got: Any, usage: Usage) -> None:
