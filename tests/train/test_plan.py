@@ -419,3 +419,7 @@ def test_mistakes_are_one_clear_sentence(seven_b, tmp_path):
     result = run_cli("train", "plan", "--model", str(seven_b), "--mode", "full", "--dtype", "float16",
                      "--max-length", "1000")  # fmt: skip
     assert result.returncode == 2 and "float16" in result.stderr and "Traceback" not in result.stderr
+    # a LoRA target that names no layer would plan an adapter of nothing
+    with pytest.raises(UsageError, match=r"--target nosuchmodule names no linear layer .*q_proj"):
+        make_plan(PlanSettings(model=str(seven_b), max_length=1000, targets=("nosuchmodule",)))
+    make_plan(PlanSettings(model=str(seven_b), max_length=1000, targets=("nosuchmodule", "q_proj")))

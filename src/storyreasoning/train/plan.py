@@ -1031,6 +1031,12 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
     """The :class:`Plan` for ``settings`` (``arch`` skips reading the model's config again)."""
     setup = setup_of(settings)
     arch = arch or architecture(settings.model, settings.revision)
+    if setup.mode == "lora" and not arch.lora_matrices(setup.targets):
+        names = sorted({m[0].rsplit(".", 1)[-1] for m in arch.layer_matrices})
+        raise UsageError(
+            f"--target {' '.join(setup.targets)} names no linear layer of {settings.model}'s decoder layers, so "
+            f"LoRA would adapt nothing; use some of {', '.join(names)}"
+        )
     fit = None
     if settings.source:
         examples, fit = count_examples(settings, progress)
