@@ -41,6 +41,8 @@ def test_transformers_serve_when_asked_or_without_vllm():
         ({"max_images": 0}, "max-images"),
         ({"min_pixels": 10, "max_pixels": 5}, "min-pixels"),
         ({"server": "tgi"}, "--server"),
+        # a context no model serves (it printed --max-model-len 128000000000000000000000)
+        ({"server": "vllm", "max_images": 10**20}, r"context of 128,000,000,000,000,000,000,000 tokens"),
     ],
 )
 def test_bad_options(kwargs, message):

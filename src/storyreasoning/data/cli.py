@@ -147,7 +147,9 @@ def data_convert(
 def data_contrastive(
     source: str = _source(),
     out: Path = typer.Argument(..., help="Output folder.", show_default=False),
-    count: int = typer.Option(100, "--count", min=1, help="How many sequences."),
+    count: int = typer.Option(
+        100, "--count", min=1, max=1_000_000, help="How many sequences (at most 1,000,000)."
+    ),
     length: str = typer.Option(
         "real",
         "--length",

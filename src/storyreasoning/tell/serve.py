@@ -37,6 +37,10 @@ class ServePlan:
         return shlex.join(self.command)
 
 
+MAX_CONTEXT = 1 << 20
+"""The longest context ``serve`` asks a server for: a million tokens, well past any model it serves."""
+
+
 def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
     """Tokens a story can need: every frame at the full budget, the prompt and the answer, rounded up to 1024."""
     per_image = max_pixels // (28 * 28)
@@ -81,6 +85,12 @@ def plan(
     notes: list[str] = []
     if use_vllm:
         length = max_model_len(max_images, max_pixels, max_new_tokens)
+        if length > MAX_CONTEXT:
+            raise UsageError(
+                f"--max-images {max_images} at --max-pixels {max_pixels} with --max-new-tokens {max_new_tokens} "
+                f"ask for a context of {length:,} tokens, more than any model serves ({MAX_CONTEXT:,}); "
+                "lower them (Qwen2.5-VL holds 128,000)"
+            )
         command = [
             "vllm",
             "serve",
