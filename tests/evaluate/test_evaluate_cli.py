@@ -217,12 +217,3 @@ def test_workers_have_an_upper_bound_on_the_command_line_and_in_a_config_file(tm
     for args in ([texts, "--workers", workers], [texts, "--config", config]):
         line = one_error_line(run(*args))
         assert "--workers" in line and "256" in line, line
-
-
-def test_a_pool_of_more_workers_than_the_bound_is_refused():
-    from storyreasoning.errors import UsageError
-    from storyreasoning.evaluate.processes import executor
-
-    for workers in (0, 257, 10**23):
-        with pytest.raises(UsageError, match=f"--workers {workers} is not from 1 to 256"):
-            executor(workers)

@@ -21,9 +21,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-from ..errors import UsageError
-from .settings import MAX_WORKERS
-
 BACKGROUND_NICE = 10
 """How much lower than this process the workers run beside Java (weight 110 against 1024:
 a JVM gets about nine tenths of a core the two share)."""
@@ -58,8 +55,6 @@ def batch_gc() -> Iterator[None]:
 def executor(workers: int, *, close_fds: Sequence[int] = (), nice: int = 0) -> ProcessPoolExecutor:
     """A process pool of ``workers`` processes that do not hold ``close_fds``, ``nice`` lower in
     priority than this one."""
-    if not 1 <= workers <= MAX_WORKERS:  # ProcessPoolExecutor overflows, or starts them all and waits
-        raise UsageError(f"--workers {workers} is not from 1 to {MAX_WORKERS}; give a number in that range")
     fork = sys.platform.startswith("linux")
     fds = tuple(close_fds) if fork else ()
     young = gc.get_threshold()[0]  # batch_gc's, when the pool is made inside it
