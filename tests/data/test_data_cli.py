@@ -135,6 +135,10 @@ def test_contrastive_command(dataset, tmp_path, to):
         (("convert", "{pq}", "{tmp}/x", "--to", "zip"), "Invalid value for '--to'"),
         (("contrastive", "{pq}", "{tmp}/y", "--length", "two"), "--length must be real, N or MIN-MAX"),
         (("contrastive", "{pq}", "{tmp}/y", "--length", "9"), "distinct frame groups"),
+        (
+            ("contrastive", "{pq}", "{tmp}/y", "--count", "99999999999999999999"),
+            "less than or equal to 1000000",
+        ),
     ],
 )
 def test_clear_errors(dataset, tmp_path, args, message):
@@ -152,3 +156,44 @@ def test_unreadable_image_in_show(tmp_path):
     result = run("show", tmp_path / "d", "s00")
     assert result.returncode == 1
     assert "unreadable image" in result.stdout
+
+
+def _damaged_parquet(tmp_path, changes: dict):
+    """A one-file parquet dataset of three stories whose last row has ``changes`` made to its cells."""
+    import pyarrow.parquet as pq
+
+    (path,) = write_parquet(SampleList(fixture_samples(3)), tmp_path / "src")
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    rows[-1].update(changes)
+    out = tmp_path / "damaged.parquet"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"frame_meta": "{not json"},
+            "story 's02' (row 3 of {file}): its frame_meta column is not valid JSON (",
+        ),
+        (
+            {"frame_meta": "[1, 2]"},
+            "story 's02' (row 3 of {file}): its frame_meta column must be a JSON list of 3 objects, "
+            "one per frame; fix it or set it to null",
+        ),
+        ({"story_id": None}, "row 3 of {file} has no story_id (it is null); give every row a story id"),
+    ],
+)
+@pytest.mark.parametrize("command", ["info", "validate", "convert"])
+def test_damaged_parquet_rows(tmp_path, change, message, command):
+    file = _damaged_parquet(tmp_path, change)
+    extra = [tmp_path / "out", "--to", "folder"] if command == "convert" else []
+    result = run(command, file, *extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message.format(file=file) in lines[0]
+    assert not (tmp_path / "out" / "None").exists()

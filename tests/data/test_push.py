@@ -110,6 +110,22 @@ def test_wrong_inputs_are_one_line(folder, tmp_path):
     assert bad.returncode == 2 and "must be owner/name" in bad.stderr
 
 
+def test_a_card_that_is_not_utf8_is_one_line_naming_it(folder, tmp_path):
+    card = tmp_path / "card.md"
+    card.write_bytes(b"\xff\xfe not utf-8 \x80")
+    out = tmp_path / "staged"
+    result = run_cli(
+        "data", "push", str(folder), "me/stories", "--dry-run", "--out", str(out), "--card", str(card)
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: the dataset card {card} is not UTF-8 text (invalid start byte); save it as UTF-8 (a README.md)"
+    ]
+    assert not out.exists()  # refused before anything was written
+
+
 def test_the_hub_out_of_reach_is_one_line_naming_the_fix(folder, tmp_path):
     out = tmp_path / "upload"
     offline = run_cli("data", "push", str(folder), "me/stories", "--out", str(out))

@@ -297,6 +297,18 @@ def contrastive(
     return 0
 
 
+def _read_card(path: Path) -> str:
+    """The text of a dataset card, or one line naming the file and the fix."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"the dataset card {path} is not UTF-8 text ({exc.reason}); save it as UTF-8 (a README.md)"
+        ) from None
+    except OSError as exc:
+        raise file_error(exc, "read the dataset card") from None
+
+
 def push(settings) -> int:
     """``data push``: the dataset as StoryReasoning parquet with its card, uploaded (or, ``--dry-run``, listed)."""
     from .hub import CARD_MARKER, REPO_PLACEHOLDER, check_can_push, publish, source_card
@@ -307,11 +319,13 @@ def push(settings) -> int:
         check_can_push(s.repo_id, s.token)
     if s.card is not None and not s.card.is_file():
         raise UsageError(f"--card {s.card} is not a file; pass the README.md to upload as the dataset card")
+    card = _read_card(s.card) if s.card is not None else None  # before the dataset is read
     loaded = load_stories(s.source)
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): p for p in parts}
     chosen = s.card or source_card(s.source)
-    card = chosen.read_text(encoding="utf-8") if chosen is not None else None
+    if card is None and chosen is not None:
+        card = _read_card(chosen)
     if card is not None and CARD_MARKER in card:  # a card we wrote: its usage lines name the repository
         card = card.replace(REPO_PLACEHOLDER, s.repo_id)
     err = _console(stderr=True)

@@ -245,8 +245,11 @@ class StorySample:
         return row
 
     @classmethod
-    def from_row(cls, row: dict) -> StorySample:
-        """A sample from a published-format row (images as ``{"bytes", "path"}`` dicts, paths or PIL)."""
+    def from_row(cls, row: dict, where: str = "") -> StorySample:
+        """A sample from a published-format row (images as ``{"bytes", "path"}`` dicts, paths or PIL).
+
+        ``where`` names the row in errors (``row 3 of train.parquet``).
+        """
         import json
 
         missing = [k for k in ("story_id", "images", "chain_of_thought", "story") if k not in row]
@@ -255,11 +258,36 @@ class StorySample:
                 f"the dataset has no column {', '.join(missing)}; a StoryReasoning dataset needs "
                 "story_id, images, chain_of_thought and story"
             )
+        if row["story_id"] is None:
+            raise UsageError(
+                f"{where or 'a dataset row'} has no story_id (it is null); give every row a story id, "
+                "or export the dataset again"
+            )
+        story_id = str(row["story_id"])
+        frames = list(row["images"] or [])
+        named = f"story {story_id!r}" + (f" ({where})" if where else "")
         meta_text = row.get("frame_meta")
-        frame_meta = json.loads(meta_text) if meta_text else None
+        frame_meta = None
+        if meta_text:
+            try:
+                frame_meta = json.loads(meta_text)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"{named}: its frame_meta column is not valid JSON ({exc}); fix it (a JSON list "
+                    "of one object per frame) or set it to null"
+                ) from None
+            if (
+                not isinstance(frame_meta, list)
+                or len(frame_meta) != len(frames)
+                or not all(isinstance(m, dict) for m in frame_meta)
+            ):
+                raise UsageError(
+                    f"{named}: its frame_meta column must be a JSON list of {len(frames)} objects, "
+                    "one per frame; fix it or set it to null"
+                )
         return cls(
-            story_id=row["story_id"],
-            frames=list(row["images"] or []),
+            story_id=story_id,
+            frames=frames,
             cot_text=row["chain_of_thought"] or "",
             story_text=row["story"] or "",
             frame_meta=frame_meta,

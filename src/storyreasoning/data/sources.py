@@ -166,17 +166,23 @@ class ArrowStories(StoryDataset):
     def _row(self, index: int) -> StorySample:
         with _damaged(self.source):
             row = self._ds[index : index + 1].to_pylist()[0]
-        return StorySample.from_row(row)
+        return StorySample.from_row(row, self._where(index))
 
     def __iter__(self) -> Iterator[StorySample]:
+        index = 0
         with _damaged(self.source):
             for table in self._ds.iter(batch_size=32):
                 for row in table.to_pylist():
-                    yield StorySample.from_row(row)
+                    yield StorySample.from_row(row, self._where(index))
+                    index += 1
+
+    def _where(self, index: int) -> str:
+        return f"row {index + 1} of {self.describe()}"
 
     def ids(self) -> list[str]:
         with _damaged(self.source):
-            return [str(x) for x in self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()]
+            ids = self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()
+        return _story_ids(ids, self._where)
 
 
 class ParquetStories(StoryDataset):
@@ -190,6 +196,7 @@ class ParquetStories(StoryDataset):
         self._paths: list[Path] = []
         self._starts: list[int] = []  # global index of each row group's first row
         self._groups: list[tuple[int, int]] = []  # (file index, row group)
+        self._file_starts: list[int] = []  # global index of each file's first row
         total = 0
         for f in files:
             try:
@@ -208,6 +215,7 @@ class ParquetStories(StoryDataset):
             self.has_frame_meta = bool(self.has_frame_meta) or _has_values(pf, "frame_meta")
             self._files.append(pf)
             self._paths.append(Path(f))
+            self._file_starts.append(total)
             for g in range(pf.num_row_groups):
                 self._starts.append(total)
                 self._groups.append((len(self._files) - 1, g))
@@ -228,18 +236,26 @@ class ParquetStories(StoryDataset):
 
     def _row(self, index: int) -> StorySample:
         group = bisect.bisect_right(self._starts, index) - 1
-        return StorySample.from_row(self._group_rows(group)[index - self._starts[group]])
+        return StorySample.from_row(self._group_rows(group)[index - self._starts[group]], self._where(index))
 
     def __iter__(self) -> Iterator[StorySample]:
         for group in range(len(self._groups)):
-            for row in self._group_rows(group):
-                yield StorySample.from_row(row)
+            start = self._starts[group]
+            for k, row in enumerate(self._group_rows(group)):
+                yield StorySample.from_row(row, self._where(start + k))
+
+    def _where(self, index: int) -> str:
+        """``row N of FILE`` for the global row ``index`` (N counts from 1 within the file)."""
+        fi = bisect.bisect_right(self._file_starts, index) - 1
+        return f"row {index - self._file_starts[fi] + 1} of {self._paths[fi]}"
 
     def ids(self) -> list[str]:
         out: list[str] = []
-        for path, pf in zip(self._paths, self._files, strict=True):
+        for fi, (path, pf) in enumerate(zip(self._paths, self._files, strict=True)):
             with _damaged(f"{path} (its story_id column)"):
-                out += [str(x) for x in pf.read(columns=["story_id"]).column("story_id").to_pylist()]
+                ids = pf.read(columns=["story_id"]).column("story_id").to_pylist()
+            start = self._file_starts[fi]
+            out += _story_ids(ids, lambda k, start=start: self._where(start + k))
         return out
 
 
@@ -275,6 +291,17 @@ class ConcatStories(StoryDataset):
 
     def ids(self) -> list[str]:
         return [sid for part in self._parts for sid in part.ids()]
+
+
+def _story_ids(ids: list, where) -> list[str]:
+    """The ids of a ``story_id`` column as text; a null one is refused, naming its row (``where(k)``)."""
+    for k, sid in enumerate(ids):
+        if sid is None:
+            raise UsageError(
+                f"{where(k)} has no story_id (it is null); give every row a story id, "
+                "or export the dataset again"
+            )
+    return [str(x) for x in ids]
 
 
 def _has_values(pf, column: str) -> bool:
