@@ -120,6 +120,32 @@ def test_an_adapter_must_be_merged_first(tiny_qwen, pairs, tmp_path):
         train_dpo(settings(tiny_qwen, pairs, tmp_path / "x", model=str(tmp_path / "adapter")))
 
 
+def test_a_damaged_pairs_folder_is_refused_before_the_model_loads(tiny_qwen, pairs, tmp_path, monkeypatch):
+    import shutil
+
+    from storyreasoning.train import job
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(pairs, damaged)
+    with (damaged / "pairs.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"garbage": 1}\n')
+    message = f"{damaged / 'pairs.jsonl'} line 4 is not a pair (no story_id); rebuild the pairs"
+    result = run_cli("train", "dpo", str(pairs), "--eval-pairs", str(damaged), "--model", str(tiny_qwen),
+                     "--out", str(tmp_path / "cli"), "--device", "cpu")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {message} with storyreasoning train pairs"
+    ]
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model loaded before the pairs were read")
+
+    monkeypatch.setattr(job, "load_model", loaded)
+    with pytest.raises(UsageError, match="line 4 is not a pair"):
+        train_dpo(settings(tiny_qwen, damaged, tmp_path / "x"))
+
+
 cli = run_cli
 
 

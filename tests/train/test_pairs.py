@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storyreasoning.data import load_stories
+from storyreasoning.errors import UsageError
 from storyreasoning.evaluate.runs import RunOutputs, load_outputs
 from storyreasoning.format.stream import parse_output
 from storyreasoning.tell.base import Prompt, Sampling, Teller, Usage
@@ -243,3 +244,69 @@ def test_each_candidate_of_a_multi_sample_run_is_a_candidate_of_its_own(stories,
     single = told(tmp_path / "single", [s.output_text() for s in stories], pixels=None)
     both = build_pairs(stories, [single, run], tmp_path / "both")
     assert both.pairs == 3 and all(len(p["candidates"]) == 4 for p in lines(tmp_path / "both"))
+
+
+def test_cli_pairs_reads_damaged_records_with_one_warning_each(stories, tmp_path):
+    """A record whose ``meta`` is not an object counts as one without meta; a line that is not JSON is
+    skipped with one warning (not one per reader of the run)."""
+    good = told(tmp_path / "good", [s.output_text() for s in stories]).path
+    bad = told(tmp_path / "bad", [without_story(s.output_text()) for s in stories]).path
+    records = (bad / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(records[0])
+    first["meta"] = [1]
+    records[0] = json.dumps(first)
+    records[1] = "{not json"
+    (bad / "records.jsonl").write_text("\n".join(records) + "\n", encoding="utf-8")
+    made = run_cli("train", "pairs", str(EXAMPLES), "--run", str(good), "--run", str(bad),
+                   "--out", str(tmp_path / "p"))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "Traceback" not in made.stderr
+    warnings = [line for line in made.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "records.jsonl line 2 is not JSON" in warnings[0], made.stderr
+    assert "2 pairs from 3 stories" in made.stderr
+    assert {p["story_id"] for p in lines(tmp_path / "p")} == {
+        first["story_id"],
+        json.loads(records[2])["story_id"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"manifest.json": b'{"kind": '}, "manifest.json is not valid JSON ("),
+        ({"manifest.json": b"[1]"}, "manifest.json must hold a JSON object"),
+        ({"pairs.jsonl": b'{"garbage": 1}\n'}, "pairs.jsonl line 1 is not a pair (no story_id)"),
+        ({"pairs.jsonl": b"[1, 2]\n"}, "pairs.jsonl line 1 is not a pair (a list, not a JSON object)"),
+        ({"pairs.jsonl": b"\n\xff\xfe\n"}, "pairs.jsonl line 2 is not UTF-8 text (invalid start byte)"),
+        ({"pairs.jsonl": b'{"story_id": "a", "chosen": "x"'}, "pairs.jsonl line 1 is not JSON"),
+        (
+            {"pairs.jsonl": b'{"story_id": "a", "chosen": "x", "rejected": 3}\n'},
+            "pairs.jsonl line 1 is not a pair (its rejected is not text)",
+        ),
+        (
+            {"pairs.jsonl": b'{"story_id": "a", "chosen": "x", "rejected": "y", "conditioning": [1]}\n'},
+            "pairs.jsonl line 1 is not a pair (its conditioning is not an object)",
+        ),
+        (
+            {
+                "pairs.jsonl": b'{"story_id": "a", "chosen": "x", "rejected": "y", '
+                b'"conditioning": {"max_pixels": "many"}}\n'
+            },
+            "line 1 is not a pair (its conditioning's max_pixels is not a positive whole number)",
+        ),
+    ],
+)
+def test_read_pairs_refuses_a_damaged_folder_naming_the_file_and_line(tmp_path, damage, message):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}", encoding="utf-8")
+    (folder / "pairs.jsonl").write_text(
+        '{"story_id": "a", "chosen": "x", "rejected": "y"}\n', encoding="utf-8"
+    )
+    for name, data in damage.items():
+        (folder / name).write_bytes(data)
+    with pytest.raises(UsageError) as caught:
+        read_pairs(folder)
+    text = str(caught.value)
+    assert message in text and str(folder) in text and "\n" not in text
+    assert text.endswith("; rebuild the pairs with storyreasoning train pairs")

@@ -120,11 +120,23 @@ def _new_fit(settings: DPOSettings) -> dict:
     }
 
 
+def read_all_pairs(settings: DPOSettings) -> dict[str, tuple[dict, list[dict]]]:
+    """Every pairs folder of the job (training and ``--eval-pairs``) read and checked: ``folder ->
+    (manifest, pairs)``, or one clear error naming a damaged file; done before the model loads."""
+    from .pairs import read_pairs
+
+    return {folder: read_pairs(folder) for folder in dict.fromkeys((*settings.pairs, *settings.eval_pairs))}
+
+
 def pair_rows(
-    settings: DPOSettings, processor, progress, folders: tuple[str, ...] | None = None
+    settings: DPOSettings,
+    processor,
+    progress,
+    folders: tuple[str, ...] | None = None,
+    read: dict[str, tuple[dict, list[dict]]] | None = None,
 ) -> tuple[dict[str, list[dict]], dict]:
     """The DPO rows of each pairs folder (``story_id``, ``prompt``, ``chosen``, ``rejected``, pixel budget;
-    frames kept apart) and the fit report.
+    frames kept apart) and the fit report. ``read`` holds folders already read (:func:`read_all_pairs`).
     """
     from ..data.budget import TokenBudget
     from .pairs import Conditioning, read_pairs
@@ -133,7 +145,7 @@ def pair_rows(
     by_folder: dict[str, list[dict]] = {}
     fit = _new_fit(settings)
     for folder in settings.pairs if folders is None else folders:
-        manifest, pairs = read_pairs(folder)
+        manifest, pairs = read[folder] if read and folder in read else read_pairs(folder)
         stories = _dataset_of(settings, manifest, folder)
         index = {sid: k for k, sid in enumerate(stories.ids())}
         rows = by_folder.setdefault(folder, [])
@@ -308,17 +320,18 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
     from .sft import lora_targets_checked, trl_policy
 
     trl = job.require_trl("DPO")
+    read = read_all_pairs(settings)  # a damaged pairs folder is said before the weights load
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)
-    by_folder, fit = pair_rows(settings, processor, progress)
+    by_folder, fit = pair_rows(settings, processor, progress, read=read)
     by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)
     rows, counts = mix(by_folder, settings.mix_weights(), settings.seed)
     for name, count in counts.items():
         fit["folders"][name].update(held_out=fit["folders"][name]["kept"] - count["available"], **count)
     eval_rows = list(held)
     if settings.eval_pairs:
-        eval_by_folder, eval_fit = pair_rows(settings, processor, progress, settings.eval_pairs)
+        eval_by_folder, eval_fit = pair_rows(settings, processor, progress, settings.eval_pairs, read)
         eval_rows += [row for part in eval_by_folder.values() for row in part]
         fit["eval_pairs"] = eval_fit
     fit["train"], fit["eval"] = len(rows), len(eval_rows)
@@ -398,5 +411,6 @@ __all__ = [
     "mix",
     "pair_rows",
     "preference_dataset",
+    "read_all_pairs",
     "train_dpo",
 ]

@@ -70,7 +70,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import UsageError
+from ..errors import UsageError, file_error, json_kind
 from ..files import open_atomic, remove_leftovers, write_json_atomic
 from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
 from .reward import RewardWeights, StoryScorer
@@ -143,22 +143,35 @@ def _int(value) -> int | None:
 def finish_reasons(run) -> dict[str, str | None]:
     """Each story's ``finish_reason`` in a run folder's records (``meta.usage``; of candidate ``k`` for the
     view of one candidate of a multi-sample run, see :func:`sample_runs`); empty for texts."""
-    from ..tell.run import RECORDS, read_run, record_samples
+    from ..tell.run import RECORDS, record_samples
 
     if getattr(run, "kind", "run") != "run" or not (Path(run.path) / RECORDS).is_file():
         return {}
-    _, records = read_run(run.path)
+    records = _run_records(run)
     k = (run.manifest or {}).get(SAMPLE, 0)
     out: dict[str, str | None] = {}
     for record in records:
         candidates = record_samples(record)
         if k >= len(candidates):
             continue
-        usage = ((candidates[k].get("meta") or {}).get("usage")) or {}
+        usage = _object(_object(candidates[k].get("meta")).get("usage"))  # damaged meta: as none
         if "story_id" in record:
             reason = usage.get("finish_reason")
             out[str(record["story_id"])] = str(reason) if reason is not None else None
     return out
+
+
+def _object(value) -> dict:
+    """``value`` if it is a JSON object, else an empty one (a damaged ``meta`` counts as none, as in evaluate)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _run_records(run) -> list[dict]:
+    """The records of a run folder, read again without a second warning: the run was loaded (and each of
+    its damaged lines reported) by :func:`~storyreasoning.evaluate.runs.load_outputs`."""
+    from ..tell.run import load_run
+
+    return load_run(run.path, say=None).records
 
 
 SAMPLE = "sample"  # the manifest key of one candidate's view of a multi-sample run
@@ -167,12 +180,12 @@ SAMPLE = "sample"  # the manifest key of one candidate's view of a multi-sample 
 def sample_runs(run) -> list:
     """A multi-sample run (``manifest.json`` says ``samples`` > 1) as one run per candidate, labelled
     ``LABEL#k`` and with ``sample: k`` in its manifest; any other run as it is."""
-    from ..tell.run import read_run, record_samples
+    from ..tell.run import record_samples
 
     samples = (run.manifest or {}).get("samples")
     if getattr(run, "kind", "run") != "run" or not isinstance(samples, int) or samples <= 1:
         return [run]
-    _, records = read_run(run.path)
+    records = _run_records(run)
     views = []
     for k in range(samples):
         outputs = {}
@@ -377,22 +390,67 @@ def _record(sample, best, worse, rewards, conditioning: Conditioning, candidates
 
 
 def read_pairs(folder: str | Path) -> tuple[dict, list[dict]]:
-    """``(manifest, pairs)`` of a pairs folder, or a clear error."""
+    """``(manifest, pairs)`` of a pairs folder, each pair checked (a JSON object with ``story_id``,
+    ``chosen``, ``rejected`` and, if any, a ``conditioning`` object), or one clear error naming the
+    file and the line."""
     folder = Path(folder)
     if not (folder / PAIRS).is_file() or not (folder / MANIFEST).is_file():
         raise UsageError(
             f"{folder} is not a pairs folder (no {PAIRS} and {MANIFEST}); make one with storyreasoning train pairs"
         )
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    rebuild = "rebuild the pairs with storyreasoning train pairs"
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        data = (folder / PAIRS).read_bytes()
+    except OSError as exc:
+        raise file_error(exc, "read the pairs folder file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{folder / MANIFEST} is not valid JSON ({exc}); {rebuild}") from None
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{folder / MANIFEST} must hold a JSON object; {rebuild}")
     pairs = []
-    for n, line in enumerate((folder / PAIRS).read_text(encoding="utf-8").splitlines(), start=1):
+    for n, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{folder / PAIRS} line {n} is not UTF-8 text ({exc.reason}); {rebuild}"
+            ) from None
         if not line.strip():
             continue
         try:
-            pairs.append(json.loads(line))
+            pair = json.loads(line)
         except json.JSONDecodeError:
-            raise UsageError(f"{folder / PAIRS} line {n} is not JSON; rebuild the pairs") from None
+            raise UsageError(f"{folder / PAIRS} line {n} is not JSON; {rebuild}") from None
+        problem = _pair_problem(pair)
+        if problem:
+            raise UsageError(f"{folder / PAIRS} line {n} is not a pair ({problem}); {rebuild}")
+        pairs.append(pair)
     return manifest, pairs
+
+
+def _pair_problem(pair) -> str:
+    """What makes ``pair`` (one line of ``pairs.jsonl``) unusable, or "" for a good one."""
+    if not isinstance(pair, dict):
+        return f"{json_kind(pair)}, not a JSON object"
+    for key in ("story_id", "chosen", "rejected"):
+        if not isinstance(pair.get(key), str):
+            return f"no {key}" if pair.get(key) is None else f"its {key} is not text"
+    conditioning = pair.get("conditioning")
+    if conditioning is None:
+        return ""
+    if not isinstance(conditioning, dict):
+        return "its conditioning is not an object"
+    for key in ("prompt", "system"):
+        if not isinstance(conditioning.get(key), (str, type(None))):
+            return f"its conditioning's {key} is not text"
+    if conditioning.get("order", "images-first") not in ORDERS:
+        return f"its conditioning's order {conditioning.get('order')!r} is none of {', '.join(ORDERS)}"
+    for key in ("min_pixels", "max_pixels"):
+        value = conditioning.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            return f"its conditioning's {key} is not a positive whole number"
+    return ""
 
 
 __all__ = [
