@@ -7,6 +7,7 @@ so importing this module stays light.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import StoryReasoningError, UsageError
@@ -26,6 +27,46 @@ def import_torch():
             "pip install 'storyreasoning[train]'"
         ) from None
     return torch, transformers
+
+
+#: What ``--device`` takes (telling over local weights, training), for the errors and the help texts.
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(?::\d+)?)$")
+
+
+def check_device(spec: str) -> str:
+    """``--device`` checked before any weights load: ``spec`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``,
+    ``mps``; any case) in lower case, or one :class:`UsageError` when it is no
+    device or torch cannot use it on this machine.
+
+    ``auto`` and ``cpu`` never import torch; without torch installed a GPU is not checked (loading the
+    weights says to install it). :func:`choose_device` then resolves ``auto``.
+    """
+    device = str(spec).strip().lower()
+    if not _DEVICE.match(device):
+        raise UsageError(f"--device {spec} is not a device: use {DEVICES}")
+    if device in ("auto", "cpu"):
+        return device
+    try:
+        import torch
+    except ImportError:
+        return device
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UsageError(
+                "--device mps: no Apple GPU (MPS) is available to torch; use --device cpu or auto"
+            )
+        return device
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: no CUDA GPU is visible to torch; use --device cpu or auto")
+    index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(
+            f"--device {spec}: torch sees {count} CUDA GPU{'s' if count != 1 else ''} "
+            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}); use one of them, or auto"
+        )
+    return device
 
 
 def choose_device(device: str = "auto") -> str:
@@ -186,9 +227,11 @@ def check_model_source(
 
 
 __all__ = [
+    "DEVICES",
     "HUB_TIMEOUT",
     "LOAD_HINT",
     "adapter_base",
+    "check_device",
     "check_model_source",
     "choose_device",
     "choose_dtype",

@@ -272,3 +272,52 @@ def test_tell_deadline_ends_a_story_that_never_finishes_and_keeps_its_text(frame
     (line,) = error_lines(result)
     assert "deadline of 1.5 seconds" in line and f"the partial output (100 characters) is in {out}" in line
     assert out.read_text(encoding="utf-8") == LIGHTHOUSE[:100]
+
+
+# -- wrong options said before any weights load or any server is asked ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--max-new-tokens", "-1"), "error: max new tokens must be at least 1, got -1"),
+        (("--temperature", "-1"), "error: temperature must be at least 0 (0 is greedy), got -1"),
+        (("--top-p", "5"), "error: top-p must be in (0, 1] (1 keeps every token), got 5"),
+    ],
+)
+@pytest.mark.parametrize("teller", ["baseline", "endpoint", "model"])
+def test_sampling_values_out_of_range_are_usage_errors(frames, dataset, tmp_path, option, message, teller):
+    """Exit 2, one line; tell-dataset says it before it loads weights (a missing model folder is not
+    reached) or asks a server (a closed port is not reached)."""
+    chosen = {
+        "baseline": ["--teller", "baseline"],
+        "endpoint": ["--endpoint", closed_url(), "--retries", "0"],
+        "model": ["--model", tmp_path / "no-model-here"],
+    }[teller]
+    for command in (["tell", *frames], ["tell-dataset", dataset, "--out", tmp_path / "run"]):
+        result = cli(*command, *chosen, *option)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert error_lines(result) == [message]
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("foo", "error: --device foo is not a device: use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda", "error: --device cuda: no CUDA GPU is visible to torch; use --device cpu or auto"),
+        ("cuda:1", "error: --device cuda:1: no CUDA GPU is visible to torch; use --device cpu or auto"),
+    ],
+)
+def test_a_device_torch_cannot_use_is_one_line_before_the_weights_load(
+    frames, dataset, tmp_path, device, message
+):
+    pytest.importorskip("torch", reason="local weights need torch")
+    for command in (["tell", *frames], ["tell-dataset", dataset, "--out", tmp_path / "run"]):
+        result = run_cli(
+            *map(str, [*command, "--model", tmp_path / "no-model-here", "--device", device]),
+            env={**ENV, "CUDA_VISIBLE_DEVICES": ""},
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert error_lines(result) == [message]

@@ -128,3 +128,44 @@ def test_cli_tell_with_local_weights_writes_the_output_and_its_meta(tiny_qwen, t
     assert meta["usage"]["completion_tokens"] == 6 and meta["images"] == 2
     assert "adapter_of" not in meta
     assert out.read_text(encoding="utf-8") and out.with_suffix(".html").is_file()
+
+
+def test_check_device_takes_what_torch_can_use(monkeypatch):
+    import torch
+
+    from storyreasoning.errors import UsageError
+    from storyreasoning.models import check_device
+
+    assert [check_device(d) for d in ("auto", "cpu", "CPU", " auto ")] == ["auto", "cpu", "cpu", "auto"]
+    for wrong in ("foo", "gpu", "cuda:", "cuda:x", "cpu:0", ""):
+        with pytest.raises(UsageError, match=r"is not a device: use auto, cpu, cuda, cuda:N or mps$"):
+            check_device(wrong)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(
+        UsageError, match=r"^--device cuda:1: no CUDA GPU is visible to torch; use --device cpu or auto$"
+    ):
+        check_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [check_device(d) for d in ("cuda", "cuda:0", "CUDA:1")] == ["cuda", "cuda:0", "cuda:1"]
+    with pytest.raises(
+        UsageError, match=r"torch sees 2 CUDA GPUs \(cuda:0 to cuda:1\); use one of them, or auto"
+    ):
+        check_device("cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UsageError, match="no Apple GPU"):
+        check_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert check_device("mps") == "mps"
+
+
+def test_a_wrong_device_is_refused_before_the_weights_load(tiny_qwen, monkeypatch):
+    import storyreasoning.tell.local as local
+    from storyreasoning.errors import UsageError
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the weights loaded before --device was checked")
+
+    monkeypatch.setattr(local, "load_pretrained", loaded)
+    with pytest.raises(UsageError, match="--device foo is not a device"):
+        TransformersTeller(str(tiny_qwen), device="foo")

@@ -429,3 +429,25 @@ def test_a_recipe_file_with_a_flag_over_it(tiny_qwen, tmp_path):
     # the recorded settings repeat the run: the same folder takes them as finished, no new training
     again = run_cli("train", "sft", "--config", str(out / "settings.json"))
     assert again.returncode == 0 and "already holds a finished training" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("foo", "error: --device foo is not a device: use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda", "error: --device cuda: no CUDA GPU is visible to torch; use --device cpu or auto"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_a_device_torch_cannot_use_is_refused_before_the_model_loads(
+    tiny_qwen, tmp_path, kind, device, message
+):
+    """Not a silent run on the CPU: ``--device foo``, or ``cuda`` where torch sees no GPU, is one line."""
+    result = run_cli(
+        "train", kind, str(EXAMPLES), "--model", str(tiny_qwen), "--out", str(tmp_path / "o"), "--device", device,
+        "--max-steps", "1", env={"CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [message]
+    assert not (tmp_path / "o" / "settings.json").exists()

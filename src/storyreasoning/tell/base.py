@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoryReasoningError
+from ..errors import StoryReasoningError, UsageError
 from ..format.prompts import DEFAULT_PROMPT, SYSTEM_PROMPT
 from ..format.stream import StreamParser, Telling
 
@@ -47,13 +47,13 @@ class Sampling:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     seed: int | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # a wrong value is the caller's (--temperature …): a UsageError, exit 2
         if self.temperature < 0:
-            raise StoryReasoningError(f"temperature must be at least 0, got {self.temperature}")
+            raise UsageError(f"temperature must be at least 0 (0 is greedy), got {self.temperature:g}")
         if not 0 < self.top_p <= 1:
-            raise StoryReasoningError(f"top-p must be in (0, 1], got {self.top_p}")
+            raise UsageError(f"top-p must be in (0, 1] (1 keeps every token), got {self.top_p:g}")
         if self.max_new_tokens < 1:
-            raise StoryReasoningError(f"max new tokens must be at least 1, got {self.max_new_tokens}")
+            raise UsageError(f"max new tokens must be at least 1, got {self.max_new_tokens}")
 
     def to_dict(self) -> dict:
         return asdict(self)

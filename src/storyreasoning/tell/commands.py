@@ -82,9 +82,10 @@ def make_teller(
             options, concurrency=concurrency, retries=retries,
             min_pixels=options.min_pixels, max_pixels=options.max_pixels, endpoint=endpoints[0],
         )  # fmt: skip
-    from ..models import check_model_source
+    from ..models import check_device, check_model_source
     from .local import DEFAULT_MODEL, OTHER_TELLERS, TransformersTeller
 
+    check_device(options.device)  # --device foo, or cuda without a GPU: said before the model is fetched
     if not options.model:  # said before anything loads: the default is a large download
         from rich.console import Console
 
@@ -268,10 +269,12 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
 
     out, limit = settings.out, settings.limit
     check_run_folder(out)  # a file, or a folder that cannot be written: said before any work
+    # a wrong --temperature, --top-p or --max-new-tokens: said before weights load or a server is asked
+    prompt, sampling = settings.as_prompt(), settings.as_sampling()
     if settings.samples > 1 and not (settings.endpoint or settings.teller):  # local weights: before they load
         from .local import check_samples
 
-        check_samples(settings.samples, settings.as_sampling())
+        check_samples(settings.samples, sampling)
     stories = load_stories(settings.source, settings.split)
     try:
         teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)
@@ -292,8 +295,8 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
                 stories,
                 teller,
                 out,
-                prompt=settings.as_prompt(),
-                sampling=settings.as_sampling(),
+                prompt=prompt,
+                sampling=sampling,
                 limit=limit,
                 progress=advance,
                 # the run folder accepted these settings (or resumes a run made with them): record them

@@ -33,6 +33,7 @@ from ..errors import StoryReasoningError, UsageError
 from ..format.prompts import transformers_messages
 from ..models import (
     adapter_base,
+    check_device,
     choose_device,
     choose_dtype,
     import_torch,
@@ -82,7 +83,7 @@ class TransformersTeller(Teller):
         import_torch()
         self.model = model
         self.revision = revision
-        self.device = choose_device(device)
+        self.device = choose_device(check_device(device))  # a wrong --device is said before the weights load
         attention = _check_decoding(attn_implementation, cache, compile, self.device)
         self.dtype = choose_dtype(dtype, self.device)
         self.batch_size = max(1, batch_size)

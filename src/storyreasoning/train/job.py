@@ -355,18 +355,26 @@ TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
 
 def load_model(settings):
     """``(torch, transformers, processor, model, device, dtype)`` for a job, checked before anything trains."""
-    from ..models import check_model_source, choose_device, choose_dtype, import_torch, load_pretrained
+    from ..models import (
+        check_device,
+        check_model_source,
+        choose_device,
+        choose_dtype,
+        import_torch,
+        load_pretrained,
+    )
 
     torch, transformers = import_torch()
+    spec = check_device(settings.device)  # --device foo, or cuda without a GPU: said before anything loads
     if settings.mode == "lora":
         try:
             import peft  # noqa: F401  (checked early: LoRA needs it)
         except ImportError:
             raise UsageError("LoRA training needs peft: pip install 'storyreasoning[train]'") from None
-    refuse_single_gpu(settings.device)
+    refuse_single_gpu(spec)
     check_model_source(settings.model, revision=settings.revision, hint=TRAIN_HINT)  # not minutes of retries
-    refuse_data_parallel(torch.cuda.device_count() if settings.device != "cpu" else 0)
-    device = choose_device(settings.device)
+    refuse_data_parallel(torch.cuda.device_count() if spec != "cpu" else 0)
+    device = choose_device(spec)
     dtype = choose_dtype(settings.dtype, device)
     if dtype == torch.float16 and settings.mode != "lora":
         raise UsageError(
