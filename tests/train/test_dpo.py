@@ -18,7 +18,7 @@ from contextlib import nullcontext  # noqa: E402
 
 from storyreasoning.data import load_stories  # noqa: E402
 from storyreasoning.data.messages import MessageOptions  # noqa: E402
-from storyreasoning.errors import UsageError  # noqa: E402
+from storyreasoning.errors import StoryReasoningError, UsageError  # noqa: E402
 from storyreasoning.evaluate.runs import RunOutputs  # noqa: E402
 from storyreasoning.train.dpo import build_trainer, train_dpo  # noqa: E402
 from storyreasoning.train.job import TrainFolder  # noqa: E402
@@ -144,6 +144,9 @@ def test_a_damaged_pairs_folder_is_refused_before_the_model_loads(tiny_qwen, pai
     monkeypatch.setattr(job, "load_model", loaded)
     with pytest.raises(UsageError, match="line 4 is not a pair"):
         train_dpo(settings(tiny_qwen, damaged, tmp_path / "x"))
+    # so is a dataset that is not there (the pairs' frames come from it)
+    with pytest.raises(StoryReasoningError, match="does not exist"):
+        train_dpo(settings(tiny_qwen, pairs, tmp_path / "y", dataset="/no/such/dataset"))
 
 
 cli = run_cli

@@ -451,3 +451,25 @@ def test_a_device_torch_cannot_use_is_refused_before_the_model_loads(
     assert "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [message]
     assert not (tmp_path / "o" / "settings.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"source": "/no/such/dataset"}, "does not exist"),
+        ({"split": "nosuch"}, "no split 'nosuch'"),
+        ({"eval_split": "nosuch"}, "no split 'nosuch'"),
+    ],
+)
+def test_a_wrong_dataset_or_split_is_said_before_the_model_loads(
+    tiny_qwen, tmp_path, monkeypatch, changes, message
+):
+    """A 7B model takes minutes to load: a typo in the dataset or a split is said first."""
+    from storyreasoning.train import job
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model loaded before the dataset was opened")
+
+    monkeypatch.setattr(job, "load_model", loaded)
+    with pytest.raises(StoryReasoningError, match=message):
+        train_sft(settings(tiny_qwen, tmp_path / "o", **changes))

@@ -321,6 +321,8 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
 
     trl = job.require_trl("DPO")
     read = read_all_pairs(settings)  # a damaged pairs folder is said before the weights load
+    for name, (manifest, _) in read.items():  # and a dataset that is not there, or has no such split
+        _dataset_of(settings, manifest, name)
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)

@@ -144,15 +144,26 @@ def lora_targets_checked(settings: SFTSettings, peft_config: Any | None) -> Iter
 # -- the job ---------------------------------------------------------------------------------
 
 
-def _stories(settings: SFTSettings, split: str | None, budget, progress):
-    from ..data.budget import fit_stories
+def load_splits(settings: SFTSettings) -> dict[str | None, object]:
+    """The stories of the training split and of ``--eval-split`` (limited): read before the model loads,
+    so a wrong dataset path or split is said at once, not after minutes of loading weights."""
     from ..data.sources import limited, load_stories
 
-    stories = limited(load_stories(settings.source, split), settings.limit)
-    if len(stories) == 0:
-        raise UsageError(
-            f"{settings.source} has no stories{f' in split {split}' if split else ''} to train on"
-        )
+    out: dict[str | None, object] = {}
+    for split in dict.fromkeys((settings.split, *((settings.eval_split,) if settings.eval_split else ()))):
+        stories = limited(load_stories(settings.source, split), settings.limit)
+        if len(stories) == 0:
+            raise UsageError(
+                f"{settings.source} has no stories{f' in split {split}' if split else ''} to train on"
+            )
+        out[split] = stories
+    return out
+
+
+def _stories(settings: SFTSettings, split: str | None, budget, progress, loaded: dict[str | None, object]):
+    from ..data.budget import fit_stories
+
+    stories = loaded[split]
     if settings.max_length is None:
         return stories, {"stories": len(stories), "kept": len(stories), "max_length": None}
     with progress(
@@ -184,6 +195,7 @@ def train_sft(
     if done is not None:
         return done
 
+    loaded = load_splits(settings)  # a wrong path or split: said before the weights load
     torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
     from .collate import StoryCollator, unmask_end_padding
@@ -192,10 +204,10 @@ def train_sft(
 
     msg = settings.messages
     budget = job.token_budget(processor, settings)
-    train_stories, fit = _stories(settings, settings.split, budget, progress)
+    train_stories, fit = _stories(settings, settings.split, budget, progress, loaded)
     eval_examples = None
     if settings.eval_split:
-        eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress)
+        eval_stories, eval_fit = _stories(settings, settings.eval_split, budget, progress, loaded)
         fit = {**fit, "eval": eval_fit}
         eval_examples = TrainingExamples(eval_stories, replace(msg, style="trl"))
     notices = [
