@@ -40,6 +40,15 @@ def run_cli(
     )
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 def require_transformers():
     """Skip the calling test unless transformers, tokenizers and torch are importable."""
     reason = "needs the ML stack: pip install 'storyreasoning[train]' (transformers, tokenizers, torch)"

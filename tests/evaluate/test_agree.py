@@ -15,7 +15,7 @@ from storyreasoning.evaluate.agree import agree, agreement, read_ratings
 from storyreasoning.evaluate.settings import AgreeSettings
 from storyreasoning.evaluate.stats import cohen_kappa, krippendorff_alpha, spearman
 
-from ..conftest import run_cli
+from ..conftest import one_error_line, run_cli
 
 
 def judgement(story_id, creativity, coherence, grounding, hallucinations=0, status="judged"):
@@ -275,15 +275,6 @@ def test_a_torn_last_line_is_not_a_rating(sides):
     assert "s8" not in read_ratings(run).values
     assert not math.isnan(agreement(read_ratings(run), read_ratings(labels), ["creativity"],
                                     resamples=0)["metrics"]["creativity"]["kappa"]["value"])  # fmt: skip
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize(

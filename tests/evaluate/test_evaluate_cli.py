@@ -13,6 +13,7 @@ from storyreasoning.data import SampleList, write_parquet
 from storyreasoning.tell.base import Teller
 from storyreasoning.tell.run import tell_dataset
 
+from ..conftest import one_error_line
 from ..data.fixtures import fixture_samples
 
 pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
@@ -186,15 +187,6 @@ def test_bad_input_is_one_clear_line(world, tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("workers", ["257", "100000", "99999999999999999999999"])

@@ -25,6 +25,7 @@ from storyreasoning.evaluate.report import (
     write_report,
 )
 
+from ..conftest import one_error_line
 from ..data.fixtures import fixture_samples
 from .test_evaluate_cli import shifted
 
@@ -360,15 +361,6 @@ def test_per_story_csv_has_a_column_for_every_key_and_a_blank_for_none_or_absent
         "grounding.tp": "3",
         "language.bleu_4": "0.25",
     }
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a command refused without a traceback (exit 2)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def evaluated(folder, report) -> None:
