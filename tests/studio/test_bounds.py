@@ -66,7 +66,35 @@ def test_a_last_event_id_within_bounds_resumes(studio_url, finished_job):
 @pytest.mark.parametrize("deep", [100_000, 2_000, inputs.MAX_JSON_DEPTH + 1])
 def test_a_deeply_nested_body_is_a_400(studio_url, deep):
     body = b'{"text": "x", "image_sizes": ' + b"[" * deep + b"]" * deep + b"}"
-    refused(post_raw(studio_url, "/api/parse", body), 400, "nests", str(inputs.MAX_JSON_DEPTH))
+    if deep > inputs.MAX_JSON_CONTAINERS:  # refused by its count of brackets, before it is parsed
+        refused(post_raw(studio_url, "/api/parse", body), 400, "lists or objects")
+    else:
+        refused(post_raw(studio_url, "/api/parse", body), 400, "nests", str(inputs.MAX_JSON_DEPTH))
+
+
+def test_a_body_of_too_many_lists_or_objects_is_a_400_before_it_is_parsed(studio_url):
+    # 5.5 million empty objects in 16 MiB took about 800 MB while parsed, then failed the field check
+    body = b'{"text": "x", "image_sizes": [' + b"{}," * 100_000 + b"{}]}"
+    refused(post_raw(studio_url, "/api/parse", body), 400, "lists or objects", "20,000")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/parse", b'{"text": "\\ud800"}'),
+        ("/api/export", b'{"text": "a\\ud800"}'),
+        ("/api/export", b'{"text": "<gdi image1>x</gdi>", "title": "\\udfff"}'),
+        ("/api/export", b'{"text": "<gdi image1>x</gdi>", "teller_label": "x\\ud800y"}'),
+    ],
+)
+def test_a_lone_surrogate_in_a_text_field_is_a_400(studio_url, path, body):
+    # JSON's \ud800 escape decodes to half a surrogate pair, which has no UTF-8: the answer failed (500)
+    refused(post_raw(studio_url, path, body), 400, "surrogate")
+
+
+def test_a_surrogate_pair_is_text(studio_url):
+    answer = post_raw(studio_url, "/api/parse", b'{"text": "<gdi image1>\\ud83d\\ude00</gdi>"}')
+    assert answer.status == 200, answer.body
 
 
 @pytest.mark.parametrize(

@@ -244,14 +244,16 @@ def test_upload_keeps_images_and_serves_their_bytes(studio_url):
         ([("bomb.png", png_claiming(30000, 30000), "image/png")], 413, "pixels"),
         ([(f"{i}.png", png_bytes(), "image/png") for i in range(STUDIO_MAX_IMAGES + 1)], 413, "choose fewer"),
         ([("empty.png", b"", "image/png")], 400, "empty"),
+        # a GIF signature and nothing PIL can read (its message named a BytesIO at a memory address)
+        ([("odd.gif", b"GIF89a" + b"\0" * 40, "image/gif")], 400, "not one PIL can read"),
     ],
-    ids=["text", "html", "truncated", "too-big", "bomb", "too-many", "empty"],
+    ids=["text", "html", "truncated", "too-big", "bomb", "too-many", "empty", "unreadable"],
 )
 def test_upload_refusals_say_why(studio_url, files, status, words):
     answer = upload(studio_url, files)
     assert answer.status == status, answer.body
     assert words in answer.error
-    assert "\n" not in answer.error
+    assert "\n" not in answer.error and " at 0x" not in answer.error
     if len(files) == 1 and files[0][0] != "empty.png":
         assert files[0][0] in answer.error  # the message names the file
 

@@ -23,6 +23,9 @@ from .errors import ApiError
 # -- the bounds ----------------------------------------------------------------------------------
 
 MAX_JSON_DEPTH = 6  # nesting of a JSON body (the deepest field, image_sizes, is 3)
+# '{' and '[' in a JSON body, counted in its bytes before it is parsed (image_sizes needs 1,001):
+# 16 MiB of '{},' would be 5.5 million objects, about 800 MB of memory while parsed
+MAX_JSON_CONTAINERS = 20_000
 MAX_NUMBER_DIGITS = 30  # digits of any number in a JSON body
 MAX_TEXT_CHARS = 1_000_000  # a pasted or exported output (the longest told one is ~130,000)
 MAX_PROMPT_CHARS = 20_000  # the prompt and the system prompt, each
@@ -122,7 +125,13 @@ def depth(value: Any) -> int:
 
 
 def parse_json(data: bytes) -> dict:
-    """A request's JSON object: finite numbers of at most 30 digits, nested at most 6 deep."""
+    """A request's JSON object: finite numbers of at most 30 digits, nested at most 6 deep, with at most
+    :data:`MAX_JSON_CONTAINERS` lists and objects (an upper count: brackets inside strings count too)."""
+    if data.count(b"{") + data.count(b"[") > MAX_JSON_CONTAINERS:
+        raise ApiError(
+            400,
+            f"the request holds more than {MAX_JSON_CONTAINERS:,} lists or objects; send the documented fields only",
+        )
     try:
         body = json.loads(data, parse_int=_integer, parse_float=_real, parse_constant=_constant)
     except _Refused as exc:
@@ -169,6 +178,14 @@ def text(body: dict, key: str, limit: int, *, required: bool = False) -> str | N
         raise ApiError(400, f"{key!r} must be a string, not {type(value).__name__}")
     if len(value) > limit:
         raise ApiError(400, f"{key!r} is {len(value):,} characters long, more than {limit:,}; shorten it")
+    try:  # JSON's \ud800 escape decodes to half of a surrogate pair: no text, and no UTF-8 for it
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400,
+            f"{key!r} holds {value[exc.start]!r} at character {exc.start:,}, half of a UTF-16 surrogate pair "
+            "and not text; send valid Unicode",
+        ) from None
     return value
 
 

@@ -92,7 +92,11 @@ def check_image(data: bytes, name: str, *, max_bytes: int, max_pixels: int) -> t
         raise
     except Image.DecompressionBombError:
         raise ApiError(413, f"{name} has too many pixels to decode safely; scale it down") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except UnidentifiedImageError:
+        raise ApiError(
+            400, f"{name} looks like a {kind} image but its contents are not one PIL can read; re-export it"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         raise ApiError(
             400, f"{name} looks like a {kind} image but is corrupt or truncated ({reason}); re-export it"
