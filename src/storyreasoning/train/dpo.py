@@ -134,9 +134,11 @@ def pair_rows(
     progress,
     folders: tuple[str, ...] | None = None,
     read: dict[str, tuple[dict, list[dict]]] | None = None,
+    datasets: dict[str, object] | None = None,
 ) -> tuple[dict[str, list[dict]], dict]:
     """The DPO rows of each pairs folder (``story_id``, ``prompt``, ``chosen``, ``rejected``, pixel budget;
-    frames kept apart) and the fit report. ``read`` holds folders already read (:func:`read_all_pairs`).
+    frames kept apart) and the fit report. ``read`` holds folders already read (:func:`read_all_pairs`),
+    ``datasets`` the dataset of each folder already opened.
     """
     from ..data.budget import TokenBudget
     from .pairs import Conditioning, read_pairs
@@ -146,7 +148,9 @@ def pair_rows(
     fit = _new_fit(settings)
     for folder in settings.pairs if folders is None else folders:
         manifest, pairs = read[folder] if read and folder in read else read_pairs(folder)
-        stories = _dataset_of(settings, manifest, folder)
+        stories = (
+            datasets[folder] if datasets and folder in datasets else _dataset_of(settings, manifest, folder)
+        )
         index = {sid: k for k, sid in enumerate(stories.ids())}
         rows = by_folder.setdefault(folder, [])
         with progress(len(pairs), f"reading pairs of {folder}") as advance:
@@ -321,19 +325,21 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
 
     trl = job.require_trl("DPO")
     read = read_all_pairs(settings)  # a damaged pairs folder is said before the weights load
-    for name, (manifest, _) in read.items():  # and a dataset that is not there, or has no such split
-        _dataset_of(settings, manifest, name)
+    # and a dataset that is not there, or has no such split: each folder's is opened now, once
+    datasets = {name: _dataset_of(settings, manifest, name) for name, (manifest, _) in read.items()}
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)
-    by_folder, fit = pair_rows(settings, processor, progress, read=read)
+    by_folder, fit = pair_rows(settings, processor, progress, read=read, datasets=datasets)
     by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)
     rows, counts = mix(by_folder, settings.mix_weights(), settings.seed)
     for name, count in counts.items():
         fit["folders"][name].update(held_out=fit["folders"][name]["kept"] - count["available"], **count)
     eval_rows = list(held)
     if settings.eval_pairs:
-        eval_by_folder, eval_fit = pair_rows(settings, processor, progress, settings.eval_pairs, read)
+        eval_by_folder, eval_fit = pair_rows(
+            settings, processor, progress, settings.eval_pairs, read, datasets
+        )
         eval_rows += [row for part in eval_by_folder.values() for row in part]
         fit["eval_pairs"] = eval_fit
     fit["train"], fit["eval"] = len(rows), len(eval_rows)
