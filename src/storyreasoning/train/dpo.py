@@ -48,11 +48,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StoryReasoningError, UsageError
 from . import job
 from .job import TrainResult
 from .settings import DPOSettings
+
+if TYPE_CHECKING:
+    from ..data.sources import StoryDataset
 
 
 def _start_model(settings: DPOSettings):
@@ -120,12 +124,17 @@ def _new_fit(settings: DPOSettings) -> dict:
     }
 
 
-def read_all_pairs(settings: DPOSettings) -> dict[str, tuple[dict, list[dict]]]:
-    """Every pairs folder of the job (training and ``--eval-pairs``) read and checked: ``folder ->
-    (manifest, pairs)``, or one clear error naming a damaged file; done before the model loads."""
+def open_pairs(settings: DPOSettings) -> dict[str, tuple[list[dict], StoryDataset]]:
+    """Every pairs folder of the job (training and ``--eval-pairs``) read and checked, and the dataset
+    that holds its frames opened: ``folder -> (pairs, stories)``, or one clear error naming a
+    damaged file, a dataset that is not there or a split it lacks; done before the model loads."""
     from .pairs import read_pairs
 
-    return {folder: read_pairs(folder) for folder in dict.fromkeys((*settings.pairs, *settings.eval_pairs))}
+    opened = {}
+    for folder in dict.fromkeys((*settings.pairs, *settings.eval_pairs)):
+        manifest, pairs = read_pairs(folder)
+        opened[folder] = (pairs, _dataset_of(settings, manifest, folder))
+    return opened
 
 
 def pair_rows(
@@ -133,24 +142,20 @@ def pair_rows(
     processor,
     progress,
     folders: tuple[str, ...] | None = None,
-    read: dict[str, tuple[dict, list[dict]]] | None = None,
-    datasets: dict[str, object] | None = None,
+    opened: dict[str, tuple[list[dict], StoryDataset]] | None = None,
 ) -> tuple[dict[str, list[dict]], dict]:
     """The DPO rows of each pairs folder (``story_id``, ``prompt``, ``chosen``, ``rejected``, pixel budget;
-    frames kept apart) and the fit report. ``read`` holds folders already read (:func:`read_all_pairs`),
-    ``datasets`` the dataset of each folder already opened.
+    frames kept apart) and the fit report; ``opened``: what :func:`open_pairs` gave (else opened here).
     """
     from ..data.budget import TokenBudget
-    from .pairs import Conditioning, read_pairs
+    from .pairs import Conditioning
 
+    opened = open_pairs(settings) if opened is None else opened
     budgets: dict[tuple[int, int], TokenBudget] = {}
     by_folder: dict[str, list[dict]] = {}
     fit = _new_fit(settings)
     for folder in settings.pairs if folders is None else folders:
-        manifest, pairs = read[folder] if read and folder in read else read_pairs(folder)
-        stories = (
-            datasets[folder] if datasets and folder in datasets else _dataset_of(settings, manifest, folder)
-        )
+        pairs, stories = opened[folder]
         index = {sid: k for k, sid in enumerate(stories.ids())}
         rows = by_folder.setdefault(folder, [])
         with progress(len(pairs), f"reading pairs of {folder}") as advance:
@@ -324,22 +329,18 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
     from .sft import lora_targets_checked, trl_policy
 
     trl = job.require_trl("DPO")
-    read = read_all_pairs(settings)  # a damaged pairs folder is said before the weights load
-    # and a dataset that is not there, or has no such split: each folder's is opened now, once
-    datasets = {name: _dataset_of(settings, manifest, name) for name, (manifest, _) in read.items()}
+    opened = open_pairs(settings)  # a damaged pairs folder or a wrong dataset: said before the weights load
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     job.token_budget(processor, settings)
-    by_folder, fit = pair_rows(settings, processor, progress, read=read, datasets=datasets)
+    by_folder, fit = pair_rows(settings, processor, progress, opened=opened)
     by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)
     rows, counts = mix(by_folder, settings.mix_weights(), settings.seed)
     for name, count in counts.items():
         fit["folders"][name].update(held_out=fit["folders"][name]["kept"] - count["available"], **count)
     eval_rows = list(held)
     if settings.eval_pairs:
-        eval_by_folder, eval_fit = pair_rows(
-            settings, processor, progress, settings.eval_pairs, read, datasets
-        )
+        eval_by_folder, eval_fit = pair_rows(settings, processor, progress, settings.eval_pairs, opened)
         eval_rows += [row for part in eval_by_folder.values() for row in part]
         fit["eval_pairs"] = eval_fit
     fit["train"], fit["eval"] = len(rows), len(eval_rows)
@@ -417,8 +418,8 @@ __all__ = [
     "conditioned_prompt",
     "hold_out",
     "mix",
+    "open_pairs",
     "pair_rows",
     "preference_dataset",
-    "read_all_pairs",
     "train_dpo",
 ]
