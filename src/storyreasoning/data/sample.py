@@ -129,6 +129,13 @@ class Frame:
         return {"bytes": self.bytes(), "path": Path(self.path).name if self.path else None}
 
 
+def missing_story_id(where: str) -> UsageError:
+    """The error for a dataset row whose ``story_id`` is null; ``where`` names the row (``row 3 of x.parquet``)."""
+    return UsageError(
+        f"{where} has no story_id (it is null); give every row a story id, or export the dataset again"
+    )
+
+
 @dataclass
 class StorySample:
     """A story: frames, chain-of-thought and grounded story, as texts and parsed.
@@ -259,10 +266,7 @@ class StorySample:
                 "story_id, images, chain_of_thought and story"
             )
         if row["story_id"] is None:
-            raise UsageError(
-                f"{where or 'a dataset row'} has no story_id (it is null); give every row a story id, "
-                "or export the dataset again"
-            )
+            raise missing_story_id(where or "a dataset row")
         story_id = str(row["story_id"])
         frames = list(row["images"] or [])
         named = f"story {story_id!r}" + (f" ({where})" if where else "")

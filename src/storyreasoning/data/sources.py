@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError, file_error
 from .folder import is_story_folder, read_story_folder
-from .sample import StorySample
+from .sample import StorySample, missing_story_id
 from .splits import partition
 
 SPLITS = ("train", "test", "validation")
@@ -297,10 +297,7 @@ def _story_ids(ids: list, where) -> list[str]:
     """The ids of a ``story_id`` column as text; a null one is refused, naming its row (``where(k)``)."""
     for k, sid in enumerate(ids):
         if sid is None:
-            raise UsageError(
-                f"{where(k)} has no story_id (it is null); give every row a story id, "
-                "or export the dataset again"
-            )
+            raise missing_story_id(where(k))
     return [str(x) for x in ids]
 
 
