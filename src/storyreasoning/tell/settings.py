@@ -19,6 +19,8 @@ TELLER = "Storyteller (one of --model, --endpoint, --teller)"
 SAMPLING = "Sampling and prompt"
 LOCAL = "Local weights"
 
+RETRIES_HELP = "Retries of a request that failed before any output (connection, 429, 5xx)."
+
 SOURCE_HELP = (
     "A dataset: a hub id (daniel3303/StoryReasoning), a save_to_disk folder, parquet files or a folder of "
     "story folders (see README, Data)."
@@ -60,7 +62,7 @@ class EndpointOptions:
     retries: int = option(
         3,
         min=0,
-        help="Retries of a request that failed before any output (connection, 429, 5xx).",
+        help=RETRIES_HELP,
         panel=TELLER,
         operational=True,
     )
@@ -149,7 +151,7 @@ class TellSettings(TellerOptions, SamplingOptions, PromptOptions):
     retries: int = option(
         1,
         min=0,
-        help="Retries of a request that failed before any output (connection, 429, 5xx).",
+        help=RETRIES_HELP,
         panel=TELLER,
         operational=True,
     )
