@@ -152,10 +152,15 @@ class Perceived:
 
 
 def read_frames(frames: Sequence[Path]) -> tuple[list[bytes], list[tuple[int, int]]]:
-    """The bytes and the ``(width, height)`` of each frame file; an unreadable one raises, naming it."""
-    from ..format.images import image_size, read_image_bytes
+    """The bytes and the ``(width, height)`` of each frame file; an unreadable one raises, naming it.
 
-    data = [read_image_bytes(p) for p in frames]
+    A photo stored sideways with an EXIF orientation is turned upright here (its bytes encoded
+    again), so the dataset's frames, its boxes and every reader of it (ours, a browser, PIL
+    without ``exif_transpose``, the original code) see one picture.
+    """
+    from ..format.images import image_size, read_image_bytes, upright_bytes
+
+    data = [upright_bytes(read_image_bytes(p), name=str(p)) for p in frames]
     return data, [image_size(d, name=str(p)) for d, p in zip(data, frames, strict=True)]
 
 

@@ -2,6 +2,14 @@
 
 Paths, bytes and PIL images are accepted wherever an image is. Errors name the file and
 what to do.
+
+A photo's EXIF orientation (a phone's portrait picture is stored sideways, with a tag
+saying how to turn it) is applied wherever an image file or its bytes are read: the size
+:func:`image_size` gives, the pixels :func:`open_image` gives and the bytes
+:func:`image_data_url` sends are the picture upright, as browsers show it and as
+transformers' and vLLM's loaders turn it. So boxes a model draws, the frame sizes they are
+checked against and the picture a person sees are the same picture. The orientation is
+what PIL's ``ImageOps.exif_transpose`` applies (:func:`orientation`).
 """
 
 from __future__ import annotations
@@ -72,7 +80,10 @@ def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
 
 
 def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
-    """A fully decoded RGB PIL image; a clear error when the file is missing or corrupt."""
+    """A fully decoded RGB PIL image, upright; a clear error when the file is missing or corrupt.
+
+    A PIL image is taken as it is (only converted to RGB): its pixels are the picture.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
@@ -82,23 +93,101 @@ def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return im.convert("RGB")
+            turn = _pil_orientation(im, data)
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise unreadable_image(label, exc, data) from exc
+    return _turn(rgb, turn)
+
+
+#: PIL's ``Image.Transpose`` member for each EXIF orientation but 1, as ``ImageOps.exif_transpose``
+_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+    6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90",
+}  # fmt: skip
+# the bytes by which a file may hold EXIF (JPEG's APP1, PNG's eXIf chunk, WebP's EXIF chunk) or
+# XMP's orientation (which PIL reads when EXIF has none); without any, PIL's tags are not read
+_EXIF_MARKS = (b"Exif", b"eXIf", b"EXIF", b"tiff:Orientation")
+
+
+def _turn(image: PILImage, turn: int) -> PILImage:
+    from PIL import Image
+
+    method = _TRANSPOSE.get(turn)
+    return image if method is None else image.transpose(getattr(Image.Transpose, method))
+
+
+def _pil_orientation(im: PILImage, data: bytes) -> int:
+    """The orientation PIL's ``exif_transpose`` applies to ``im`` (opened from ``data``): 1 to 8."""
+    if not any(mark in data for mark in _EXIF_MARKS):
+        return 1  # nothing to read: PIL's getexif() would decode a PNG to look for a late eXIf chunk
+    try:
+        value = im.getexif().get(_ORIENTATION, 1)
+    except Exception:  # damaged tags: the picture as stored  # noqa: BLE001
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def orientation(image: str | Path | bytes, *, name: str | None = None) -> int:
+    """The EXIF orientation of an image file or bytes, 1 (upright as stored) to 8.
+
+    What PIL's ``ImageOps.exif_transpose`` applies: 5 to 8 turn the picture a quarter, so
+    its width and height swap. Read from a PNG's or JPEG's header without PIL where
+    :func:`header_orientation` is sure, by PIL otherwise.
+    """
+    data = image if isinstance(image, bytes) else read_image_bytes(image)
+    if header_size(data) is not None:
+        turn = header_orientation(data)
+        if turn is not None:
+            return turn
+    from PIL import Image, UnidentifiedImageError
+
+    label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return _pil_orientation(im, data)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
 
 
+def upright_bytes(data: bytes, *, name: str | None = None) -> bytes:
+    """``data`` itself when its picture is stored upright (orientation 1); otherwise the picture
+    turned upright and encoded again, with no orientation tag left to turn it twice: a JPEG as
+    JPEG (quality 95, its colour profile kept), anything else as PNG.
+
+    What is sent to a model server or kept for a browser, so that a server which ignores EXIF
+    (SGLang does) and one which applies it (vLLM, transformers) see the same picture.
+    """
+    turn = orientation(data, name=name)
+    if turn == 1:
+        return data
+    picture = open_image(data, name=name)
+    buf = io.BytesIO()
+    if sniff_mime(data) == "image/jpeg":
+        icc = picture.info.get("icc_profile")
+        picture.save(buf, format="JPEG", quality=95, **({"icc_profile": icc} if icc else {}))
+    else:
+        picture.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
-    """``(width, height)`` without decoding the pixels when the image is a file or bytes.
+    """``(width, height)`` of the picture upright, without decoding the pixels when the image
+    is a file or bytes.
 
     A well-formed PNG or JPEG is read by :func:`header_size` (about 50 times faster than
-    PIL's opening); anything else, and every file that reader is unsure of, by PIL, whose
-    errors are said as :func:`unreadable_image` says them.
+    PIL's opening) and its orientation by :func:`header_orientation`; anything else, and
+    every file those readers are unsure of, by PIL, whose errors are said as
+    :func:`unreadable_image` says them. A PIL image is taken as it is (its pixels are the
+    picture).
     """
     if isinstance(image, (str, Path, bytes)):
         data = image if isinstance(image, bytes) else read_image_bytes(image)
         size = header_size(data)
         if size is not None:
-            return size  # PIL not imported (about 50 ms): evaluate's main process never needs it
+            turn = header_orientation(data)
+            if turn is not None:  # PIL not imported (about 50 ms): evaluate's main process never needs it
+                return (size[1], size[0]) if turn >= 5 else size
     else:
         from PIL import Image
 
@@ -110,7 +199,8 @@ def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.size
+            width, height = im.size
+            return (height, width) if _pil_orientation(im, data) >= 5 else (width, height)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
 
@@ -154,6 +244,82 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     if limit is not None and size[0] * size[1] > limit:
         return None  # PIL warns or refuses
     return size
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+_XMP = b"http://ns.adobe.com/xap/1.0/\0"
+
+
+def header_orientation(data: bytes) -> int | None:
+    """The EXIF orientation (1 to 8) of a PNG or JPEG whose size :func:`header_size` reads, or
+    None when unsure (PIL then reads it).
+
+    A PNG: 1 unless it holds an ``eXIf`` chunk (left to PIL). A JPEG: the orientation tag of
+    the first ``Exif`` APP1 segment's first directory, as PIL reads it; 1 without one; None
+    for a tag of another type or count, a directory cut short, or an orientation that only
+    an XMP segment could give.
+    """
+    mime = sniff_mime(data)
+    if mime == "image/png":
+        return None if b"eXIf" in data else 1
+    if mime != "image/jpeg":
+        return None
+    pos, end, xmp = 2, len(data), False
+    while pos < end:
+        if data[pos] != 0xFF:
+            return None
+        while pos < end and data[pos] == 0xFF:
+            pos += 1
+        if pos + 3 > end:
+            return None
+        marker = data[pos]
+        length = (data[pos + 1] << 8) | data[pos + 2]
+        body, pos = pos + 3, pos + 1 + length
+        if length < 2 or pos > end or marker == 0xDA:
+            return None if length < 2 or pos > end or xmp else 1
+        if marker == 0xE1:
+            if data.startswith(b"Exif\0\0", body):
+                turn = _tiff_orientation(data[body + 6 : pos])
+                return None if turn is None or (turn == 0 and xmp) else max(turn, 1)
+            xmp = xmp or data.startswith(_XMP, body)
+    return None
+
+
+# the bytes of one value of each TIFF type PIL reads (others it skips)
+_TIFF_UNIT = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    """The orientation tag of an EXIF block's first directory: 2 to 8 as PIL applies it (any other
+    value: 1), 0 when there is none, None when the block is not one this reader is sure PIL reads
+    the same way (PIL stops at the first entry whose data lies past the block, so every entry
+    before the orientation must be whole)."""
+    if tiff[:4] == b"II*\0":
+        order = "<"
+    elif tiff[:4] == b"MM\0*":
+        order = ">"
+    else:
+        return None
+    (first,) = struct.unpack_from(order + "I", tiff, 4) if len(tiff) >= 8 else (0,)
+    if first < 8 or first + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack_from(order + "H", tiff, first)
+    if first + 2 + 12 * count > len(tiff):
+        return None
+    outside = 0
+    for k in range(count):
+        tag, kind, n, offset = struct.unpack_from(order + "HHII", tiff, first + 2 + 12 * k)
+        if tag == _ORIENTATION:
+            if kind != 3 or n != 1:
+                return None
+            (value,) = struct.unpack_from(order + "H", tiff, first + 10 + 12 * k)
+            return value if 2 <= value <= 8 else 1
+        size = n * _TIFF_UNIT.get(kind, 0)
+        if size > 4:  # the value lies elsewhere in the block: PIL reads it, and stops if it cannot
+            outside += size
+            if offset + size > len(tiff) or outside > len(tiff):
+                return None
+    return 0
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
@@ -234,13 +400,14 @@ def image_data_url(image: ImageLike, *, image_format: str | None = None) -> str:
     """A ``data:`` URL for an image.
 
     Files and bytes already in PNG, JPEG, GIF or WebP are sent as they are (no
-    re-encoding, so the model sees exactly the file's pixels). PIL images, other
+    re-encoding, so the model sees exactly the file's pixels) when they are stored
+    upright, and turned upright first otherwise (:func:`upright_bytes`). PIL images, other
     formats and an explicit ``image_format`` (``"PNG"`` or ``"JPEG"``) are encoded.
     """
     from PIL import Image
 
     if not isinstance(image, Image.Image) and image_format is None:
-        data = image if isinstance(image, bytes) else read_image_bytes(image)
+        data = upright_bytes(image if isinstance(image, bytes) else read_image_bytes(image))
         mime = sniff_mime(data)
         if mime is not None:
             return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -4,7 +4,9 @@ An upload is accepted only when its bytes are a PNG, JPEG, GIF or WebP image (th
 signature decides, never the file name or the type the browser claims), it is no
 larger than the per-image limit, it has no more pixels than the pixel limit (checked
 from the header, before decoding: no decompression bombs), and it decodes completely
-(a truncated or corrupt file is refused with the decoder's reason). The store keeps at
+(a truncated or corrupt file is refused with the decoder's reason). A photo stored sideways
+with an EXIF orientation is kept turned upright (:func:`~storyreasoning.format.images.upright_bytes`),
+so the model, the sizes the studio reports and the page all see one picture. The store keeps at
 most ``max_total`` bytes; beyond that the images used longest ago are dropped.
 """
 
@@ -17,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..format.images import sniff_mime
+from ..format.images import image_size, sniff_mime, upright_bytes
 from .errors import ApiError
 
 _KINDS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WebP"}
@@ -123,6 +125,10 @@ class UploadStore:
             mime, width, height = check_image(
                 data, name, max_bytes=self.max_image_bytes, max_pixels=self.max_pixels
             )
+            upright = upright_bytes(data, name=name)
+            if upright is not data:  # stored turned or mirrored (an EXIF orientation): kept upright
+                data, mime = upright, sniff_mime(upright[:16]) or mime
+                width, height = image_size(upright, name=name)
             out.append((name, data, mime, width, height))
         return out
 
