@@ -15,12 +15,14 @@ Fixtures (session-scoped, shared by the server tests and the page's browser test
   when the evaluate package can be imported.
 
 :func:`running_studio` starts another studio for one test or module (another teller,
-other limits).
+other limits); :func:`failed_run` copies a run with one story failed (``errors.jsonl``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +74,28 @@ class RepeatTeller(Teller):
 
     def stream(self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()):
         yield self.outputs[tuple(str(getattr(image, "path", image)) for image in images)]
+
+
+FAILED_STORY = "pioneers"
+FAILED_ERROR = "the server at http://127.0.0.1:9/v1 answered 500 (CUDA out of memory); check the server's log"
+
+
+def failed_run(run: Path, to: Path) -> Path:
+    """A copy of ``run`` at ``to`` in which :data:`FAILED_STORY` failed: its record moved to
+    ``errors.jsonl`` with :data:`FAILED_ERROR`, as ``tell-dataset`` writes a story that failed."""
+    shutil.copytree(run, to)
+    records = (to / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in records if json.loads(line)["story_id"] != FAILED_STORY]
+    assert len(kept) == len(records) - 1
+    (to / "records.jsonl").write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    error = {
+        "story_id": FAILED_STORY,
+        "error": FAILED_ERROR,
+        "partial": "",
+        "at": "2026-01-01T00:00:00+00:00",
+    }
+    (to / "errors.jsonl").write_text(json.dumps(error) + "\n", encoding="utf-8")
+    return to
 
 
 def _evaluate(run: Path) -> None:

@@ -124,6 +124,11 @@ def wait_done(page, timeout: int = 60_000) -> str:
     return page.locator("#page-tell .progress-text").inner_text()
 
 
+def next_frames(page) -> None:
+    """Return after the page painted twice (the console is written once per frame)."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def tell_story(page, paths) -> None:
     upload(page, "#page-tell", [str(p) for p in paths])
     page.click("#generate")
@@ -253,6 +258,7 @@ def fake(fake_endpoint):
     fake_endpoint.behaviour = "story"
     fake_endpoint.text = LIGHTHOUSE_TXT
     fake_endpoint.drop_after = 3
+    fake_endpoint.piece_delay = 0.005
 
 
 # -- the static files ------------------------------------------------------------------------------------
@@ -404,6 +410,85 @@ def test_upload_checks_and_literal_file_names(page, studio_url):
     assert item_names(page, tell) == [name]
 
 
+def test_a_number_the_field_cannot_read_is_refused_next_to_it(page, studio_url):
+    """ "-" or "1e" typed in a number field leave its value empty (validity.badInput): refused, never
+    sent as the default."""
+    page.goto(studio_url + "/#tell")
+    wait_app(page)
+    upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+    sent = []
+    page.on(
+        "request", lambda r: sent.append(r) if r.url.endswith("/api/tell") and r.method == "POST" else None
+    )
+    for field, typed, words in [
+        ("max_new_tokens", "-", "Max tokens is not a whole number: type a whole number from 1 to 32768"),
+        ("temperature", "1e", "Temperature is not a number: type a number from 0 to 2 (e.g. 0.7)"),
+        ("seed", "-", "Seed is not a whole number"),
+    ]:
+        field_input = page.locator(f"#tell-{field}")
+        field_input.fill("")
+        field_input.press_sequentially(typed)
+        assert field_input.evaluate("el => el.validity.badInput")
+        page.click("#generate")
+        error = page.locator(f"#tell-{field}-error")
+        expect(error).to_be_visible()
+        assert error.inner_text().startswith(words), error.inner_text()
+        assert field_input.get_attribute("aria-invalid") == "true"
+        assert page.evaluate("document.activeElement.id") == f"tell-{field}"
+        field_input.fill("")  # typing again clears the message
+        expect(error).to_be_hidden()
+        assert field_input.get_attribute("aria-invalid") is None
+    page.fill("#tell-top_p", "1.5")
+    page.click("#generate")
+    expect(page.locator("#tell-top_p-error")).to_have_text("Top-p must be above 0 and at most 1, not 1.5.")
+    page.wait_for_timeout(200)
+    assert sent == []  # nothing was sent
+    page.fill("#tell-top_p", "")
+    with page.expect_request(lambda r: r.url.endswith("/api/tell")) as request:
+        page.click("#generate")
+    assert request.value.post_data_json["max_new_tokens"] == 4096  # empty: the default
+    assert wait_done(page).startswith("done")
+
+
+@pytest.mark.parametrize("width", [360, 400])
+def test_a_phone_sees_every_page_without_scrolling_sideways(browser, studio_url, width):
+    context = browser.new_context(viewport={"width": width, "height": 800}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.guard = PageGuard(page, studio_url)
+    sideways = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    try:
+        page.goto(studio_url + "/#tell")
+        wait_app(page)
+        for link in page.locator(".topbar .nav-link").all():  # every page's link is on screen
+            box = link.bounding_box()
+            assert 0 <= box["x"] and box["x"] + box["width"] <= width, link.inner_text()
+        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+        page.click("#generate")  # a real tap: nothing lies over the button
+        assert wait_done(page).startswith("done")
+        assert page.evaluate(sideways) == 0
+        viewer = page.locator("#page-tell .viewer").bounding_box()
+        for tab in page.locator("#page-tell .viewer .tab").all():  # all four tabs in sight (wrapped)
+            box = tab.bounding_box()
+            assert viewer["x"] <= box["x"] and box["x"] + box["width"] <= viewer["x"] + viewer["width"], (
+                tab.inner_text()
+            )
+        page.click("#page-tell .viewer .tab[data-tab=raw]")
+        assert page.locator("#page-tell .viewer .pane-raw").is_visible()
+        for route, ready in [
+            ("#datasets/stories/pioneers", "#page-datasets .viewer .story-card"),
+            ("#runs/baseline/lighthouse/vs/reference", "#page-runs .compare-side .story-card"),
+            ("#runs", "#page-runs .run-card"),
+            ("#inspect", "#inspect-text"),
+        ]:
+            page.goto(f"{studio_url}/{route}")
+            page.locator(ready).first.wait_for()
+            assert page.evaluate(sideways) == 0, route
+        page.guard.check()
+    finally:
+        context.close()
+
+
 # -- a prepared output, streamed by an OpenAI-compatible endpoint -----------------------------------------
 
 
@@ -521,6 +606,87 @@ def test_a_backend_error_is_shown(browser, endpoint_studio, fake):
         assert (
             page.locator(f"{viewer} .raw-text").inner_text().startswith("1<think>")
         )  # line numbers, then the text
+
+
+def test_a_reload_mid_stream_follows_the_story_again(browser, endpoint_studio, fake):
+    fake.behaviour, fake.drop_after = "stall", 20  # 20 pieces, then the model is at work
+    lighthouse = sorted((EXAMPLES / "lighthouse").glob("*.png"))
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        tell = "#page-tell"
+        viewer = f"{tell} .viewer"
+        progress = page.locator(f"{tell} .progress-text")
+        upload(page, tell, [str(p) for p in lighthouse])
+        page.click("#generate")
+        expect(progress).to_contain_text("20 / 4096 tokens")
+        next_frames(page)
+        console = page.locator(f"{tell} .console").inner_text()
+        rows = page.locator(f"{viewer} .image-pane[data-sub='1'] tbody tr").count()
+        assert console.startswith("<think>") and rows >= 1
+
+        page.reload()
+        wait_app(page)
+        # the page asks for the job's events again from the first: the story is where it was
+        expect(progress).to_contain_text("20 / 4096 tokens")
+        next_frames(page)
+        assert page.locator(f"{tell} .console").inner_text() == console
+        assert page.locator(f"{viewer} .image-pane[data-sub='1'] tbody tr").count() == rows
+        assert item_names(page, tell) == [p.name for p in lighthouse]
+        assert page.locator("#generate").is_disabled() and page.locator("#cancel").is_enabled()
+
+        # reloaded on another page, it still follows the story (its job keeps a reader)
+        page.goto(endpoint_studio + "/#inspect")
+        page.reload()
+        wait_app(page)
+        page.click(".nav-link[data-page=tell]")
+        expect(progress).to_contain_text("20 / 4096 tokens")
+
+        page.click("#cancel")
+        assert wait_done(page) == "cancelled after 20 tokens"
+        page.reload()  # an ended story is shown again too, as the server still keeps it
+        wait_app(page)
+        assert wait_done(page) == "cancelled after 20 tokens"
+        assert page.locator(f"{tell} .console").inner_text() == console
+        assert page.locator("#generate").is_enabled()
+
+
+def test_a_long_line_goes_to_the_console_once_a_frame(browser, endpoint_studio, fake):
+    """120,000 characters on one line, in 48-character chunks: the console is written once per
+    frame, a long line in blocks, so the page keeps up (written chunk by chunk into one ever
+    longer line, this took half a minute)."""
+    line = "The long tale goes on and on. " * 4000
+    fake.text = LIGHTHOUSE_TXT.replace("the dark sea</gdl>.", f"the dark sea</gdl>. {line}", 1)
+    fake.piece_delay = 0
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        tell = "#page-tell"
+        upload(page, tell, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+        page.evaluate(
+            """() => { window.__writes = 0;
+                new MutationObserver(() => { window.__writes += 1; })
+                    .observe(document.querySelector('#page-tell .console'), {childList: true, subtree: true}); }"""
+        )
+        started = time.monotonic()
+        page.click("#generate")
+        assert wait_done(page, timeout=60_000).startswith("done")
+        seconds = time.monotonic() - started
+        chunks = int(page.locator(f"{tell} .progress").get_attribute("aria-valuenow"))
+        assert chunks > 2500
+        assert seconds < 20, seconds
+        writes = page.evaluate("window.__writes")
+        assert writes * 4 < chunks, (writes, chunks)  # batched: a write per frame, not per chunk
+        blocks = page.evaluate(
+            "() => Array.from(document.querySelectorAll('#page-tell .console > div'), d => d.textContent.length)"
+        )
+        assert max(blocks) <= 4096 and sum(blocks) == len(fake.text) - fake.text.count("\n")
+        assert page.locator(f"{tell} .console").evaluate("c => c.textContent") == fake.text.replace("\n", "")
+        assert (
+            page.locator(f"{tell} .story-card[data-image='3'] .story-text")
+            .inner_text()
+            .endswith("on and on.")
+        )
 
 
 # Records, per event the page handles, how many elements it added to and removed from the
@@ -647,6 +813,138 @@ def test_inspect_a_malformed_output_lists_the_findings(page, studio_url):
         assert page.locator(f"{viewer} .raw-line.hl").get_attribute("data-line") == number
 
 
+def test_inspect_titles_a_view_after_the_file_only_while_the_text_is_the_files(page, studio_url):
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    viewer = "#page-inspect .viewer"
+    name = "Geschichte – Öl & 灯台 story.txt"
+    page.set_input_files(
+        "#inspect-file", [{"name": name, "mimeType": "text/plain", "buffer": LIGHTHOUSE_TXT.encode()}]
+    )
+    page.wait_for_function("() => document.querySelector('#inspect-text').value.length > 1000")
+    page.click("#inspect-view")
+    expect(page.locator(f"{viewer} .viewer-title")).to_have_text(name)
+    with page.expect_download() as download:
+        page.click(f"{viewer} .viewer-toolbar .btn")
+    assert download.value.suggested_filename == "Geschichte-Öl-灯台-story.txt.html"  # every script's letters
+    # another output pasted over it is not that file any more: it is not named after it
+    page.fill("#inspect-text", (ROOT / "examples" / "outputs" / "malformed.txt").read_text(encoding="utf-8"))
+    assert page.locator("#page-inspect .file-row .muted").inner_text() == ""
+    page.click("#inspect-view")
+    expect(page.locator(f"{viewer} .viewer-title")).to_have_text("Inspected output")
+    with page.expect_download() as download:
+        page.click(f"{viewer} .viewer-toolbar .btn")
+    assert download.value.suggested_filename == "Inspected-output.html"
+
+
+def odd_output(sizes: list[tuple[int, int]]) -> str:
+    """An output whose char1 spans the middle of each image (a box in its pixels), told in one line each."""
+    sections, story = [], []
+    for k, (w, h) in enumerate(sizes, 1):
+        box = f"{w // 4},{h // 4},{3 * w // 4},{3 * h // 4}"
+        sections += [
+            f"## Image {k}",
+            "",
+            "### Characters",
+            "| Character ID | Name | Description | Emotions | Actions | Narrative Function | Bounding Box |",
+            "|---|---|---|---|---|---|---|",
+            f"| char1 | Ana | A woman | Calm | Standing | Protagonist | {box} |",
+            "",
+        ]
+        story.append(f"<gdi image{k}>\n<gdo char1>Ana</gdo> stands in frame {k}.\n</gdi>")
+    return "<think>\n" + "\n".join(sections) + "\n</think>\n" + "\n".join(story)
+
+
+def test_frames_of_extreme_shapes_are_capped_and_keep_their_boxes_on_the_picture(page, studio_url):
+    """A 200×2000 picture is drawn narrow, no taller than the cap; a 4000×200 one no flatter than the
+    floor (its column scrolls); neither is stretched, so the boxes stay on the picture."""
+    sizes = [(200, 2000), (4000, 200), (640, 480)]
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    inspect = "#page-inspect"
+    viewer = f"{inspect} .viewer"
+    upload(
+        page,
+        inspect,
+        [{"name": f"{w}x{h}.png", "mimeType": "image/png", "buffer": png_bytes((w, h))} for w, h in sizes],
+    )
+    page.fill("#inspect-text", odd_output(sizes))
+    page.click("#inspect-view")
+    cards = page.locator(f"{viewer} .story-card")
+    expect(cards).to_have_count(3)
+    for k, (w, h) in enumerate(sizes):
+        frame = cards.nth(k).locator(".frame")
+        frame.locator("img").evaluate("img => img.decode()")
+        shape = frame.bounding_box()
+        assert abs(shape["width"] / shape["height"] - w / h) < 0.02 * w / h, (k, shape)  # never stretched
+        assert 63 <= shape["height"] <= 561, (k, shape)  # the floor and the cap (560 px)
+        assert cards.nth(k).bounding_box()["height"] < 640
+        hover_tag(page, cards.nth(k).locator(".tag[data-ids='char1']"))
+        box = cards.nth(k).locator(".overlay .box")
+        expect(box).to_have_count(1)
+        assert_box_matches(box_geometry(box))
+        shape, picture = frame.bounding_box(), frame.locator("img").bounding_box()
+        assert all(abs(picture[key] - shape[key]) < 1 for key in ("x", "y", "width", "height"))  # it fills it
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_the_keyboard_does_what_the_pointer_does(page, studio_url):
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    inspect = "#page-inspect"
+    viewer = f"{inspect} .viewer"
+    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+    page.fill("#inspect-text", LIGHTHOUSE_TXT)
+    page.click("#inspect-view")
+    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    tooltip = page.locator(".tooltip.shown")
+    # a focused tag draws its boxes and opens the tooltip; Escape closes the tooltip
+    page.locator(f"{viewer} .story-card[data-image='3'] .tag.gdo[data-ids='char1 char2']").focus()
+    expect(page.locator(f"{viewer} .story-card[data-image='3'] .overlay .box")).to_have_count(2)
+    expect(tooltip).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(tooltip).to_have_count(0)
+    # a focused character card draws its box on every frame it appears in, as hovering does
+    page.locator(f"{viewer} .char-card[data-id='char2']").focus()
+    drawn = page.locator(f"{viewer} .story-card .overlay .box[data-id='char2']")
+    expect(drawn).to_have_count(2)  # Tomas is in images 2 and 3
+    page.keyboard.press("Shift+Tab")  # to Ines's card: her boxes instead
+    expect(page.locator(f"{viewer} .story-card .overlay .box[data-id='char1']")).to_have_count(3)
+    expect(drawn).to_have_count(0)
+    page.locator("#inspect-view").focus()
+    expect(page.locator(f"{viewer} .story-card .overlay .box")).to_have_count(0)
+    # the tabs: one in the Tab order; the arrows, Home and End move along it and show the panel
+    tabs = page.locator(f"{viewer} .tabs .tab")
+    assert tabs.evaluate_all("ts => ts.map(t => t.tabIndex)") == [0, -1, -1, -1]
+    active = page.locator(f"{viewer} .tabs .tab[aria-selected=true]")
+    focused = "() => document.activeElement.dataset.tab"
+    tabs.first.focus()
+    for key, tab in [
+        ("ArrowRight", "tables"),
+        ("End", "raw"),
+        ("ArrowRight", "story"),
+        ("ArrowLeft", "raw"),
+        ("Home", "story"),
+    ]:
+        page.keyboard.press(key)
+        expect(active).to_have_attribute("data-tab", tab)
+        assert page.evaluate(focused) == tab
+        assert page.locator(f"{viewer} .pane-{tab}").is_visible()
+        assert page.get_attribute(f"{viewer} .pane-{tab}", "aria-labelledby") == active.get_attribute("id")
+    assert tabs.evaluate_all("ts => ts.map(t => t.tabIndex)") == [0, -1, -1, -1]
+    # the image tabs of the tables too
+    page.keyboard.press("ArrowRight")
+    page.locator(f"{viewer} .subtab[aria-selected=true]").focus()
+    page.keyboard.press("End")
+    expect(page.locator(f"{viewer} .subtab[aria-selected=true]")).to_have_attribute("data-sub", "narrative")
+    assert page.locator(f"{viewer} .narrative-pane").is_visible()
+    page.keyboard.press("Home")
+    expect(page.locator(f"{viewer} .subtab[aria-selected=true]")).to_have_attribute("data-sub", "1")
+    assert (
+        page.locator(f"{viewer} .subtab").evaluate_all("ts => ts.filter(t => t.tabIndex === 0).length") == 1
+    )
+
+
 # -- Datasets and Runs ------------------------------------------------------------------------------------
 
 
@@ -681,7 +979,8 @@ def test_datasets_page_opens_a_story(page, studio_url):
 
 @pytest.fixture(scope="module")
 def split_studio(tmp_path_factory) -> Iterator[str]:
-    """A studio over a parquet dataset of two splits: train (the three examples) and test (one)."""
+    """A studio over a parquet dataset of two splits, ``two``: train (the three examples) and test
+    (one), and over the examples themselves, ``stories``."""
     from storyreasoning.data import load_stories
     from storyreasoning.data.writers import write_parquet
     from storyreasoning.studio.config import DatasetSource, StudioConfig
@@ -691,7 +990,8 @@ def split_studio(tmp_path_factory) -> Iterator[str]:
     stories = load_stories(str(EXAMPLES))
     write_parquet(stories, out, split="train")
     write_parquet([s for s in stories if s.story_id == "lighthouse"], out, split="test")
-    with running_studio(StudioConfig(datasets=[DatasetSource("two", str(out))])) as server:
+    datasets = [DatasetSource("two", str(out)), DatasetSource("stories", str(EXAMPLES))]
+    with running_studio(StudioConfig(datasets=datasets)) as server:
         yield server.url
 
 
@@ -712,6 +1012,176 @@ def test_datasets_page_switches_splits(browser, split_studio):
         rows.first.click()
         page.locator(f"{root} .viewer .story-card").nth(2).wait_for()
         assert "lighthouse" in page.locator(f"{root} .viewer .viewer-title").inner_text()
+
+
+def test_the_split_is_in_the_route(browser, split_studio):
+    """A story of the test split keeps its split through a reload, Back and a link; the older
+    route without a split still opens the first one."""
+    with open_page(browser, split_studio) as page:
+        page.guard.allow(r"status of 404")  # the last link: a story that split does not have
+        page.goto(split_studio + "/#datasets/two")
+        wait_app(page)
+        root = "#page-datasets"
+        select = page.locator(f"{root} select[aria-label=Split]")
+        rows = page.locator(f"{root} .story-row")
+        title = page.locator(f"{root} .viewer .viewer-title")
+        expect(rows).to_have_count(3)
+        page.select_option(f"{root} select[aria-label=Split]", "test")
+        expect(rows).to_have_count(1)
+        assert page.url.endswith("#datasets/two?split=test")
+        rows.first.click()
+        expect(title).to_have_text("two · lighthouse")
+        assert page.url.endswith("#datasets/two/lighthouse?split=test")
+        page.locator(f"{root} .viewer .story-card").nth(2).wait_for()
+        assert page.locator(f"{root} .viewer .story-card").count() == 3
+
+        page.reload()
+        wait_app(page)
+        expect(title).to_have_text("two · lighthouse")
+        assert select.input_value() == "test" and rows.count() == 1
+        expect(page.locator(f"{root} .story-row.active")).to_have_attribute("data-story", "lighthouse")
+
+        page.select_option(f"{root} select[aria-label=Split]", "train")
+        expect(rows).to_have_count(3)
+        page.click(f"{root} .story-row[data-story='pioneers']")
+        expect(title).to_have_text("two · pioneers")
+        page.go_back()
+        expect(rows).to_have_count(3)
+        assert select.input_value() == "train" and page.locator(f"{root} .viewer").count() == 0
+        page.go_back()
+        expect(title).to_have_text("two · lighthouse")
+        assert select.input_value() == "test" and rows.count() == 1
+
+        page.goto(split_studio + "/#datasets/two/pioneers")  # no split: the first
+        expect(title).to_have_text("two · pioneers")
+        assert select.input_value() == "train"
+        page.goto(split_studio + "/#datasets/two/cat-and-coffee?split=test")  # not in that split
+        expect(page.locator(f"{root} .result .alert.error")).to_contain_text("no story 'cat-and-coffee'")
+
+
+def test_another_dataset_or_split_shows_none_of_the_last_ones_stories(browser, split_studio):
+    with open_page(browser, split_studio) as page:
+        page.goto(split_studio + "/#datasets/stories/lighthouse")
+        wait_app(page)
+        root = "#page-datasets"
+        title = page.locator(f"{root} .viewer .viewer-title")
+        active = page.locator(f"{root} .story-row.active")
+        expect(title).to_have_text("stories · lighthouse")
+        expect(active).to_have_attribute("data-story", "lighthouse")
+        # the dataset "two" has a lighthouse too: another story, neither shown nor marked
+        page.click(f"{root} .dataset-list .list-item[data-name='two']")
+        expect(page.locator(f"{root} .story-row")).to_have_count(3)
+        assert page.url.endswith("#datasets/two")
+        expect(active).to_have_count(0)
+        expect(page.locator(f"{root} .result .empty")).to_have_text("Choose a story to view it.")
+        # nor is the train split's lighthouse the test split's
+        page.click(f"{root} .story-row[data-story='lighthouse']")
+        expect(title).to_have_text("two · lighthouse")
+        page.select_option(f"{root} select[aria-label=Split]", "test")
+        expect(page.locator(f"{root} .story-row")).to_have_count(1)
+        expect(active).to_have_count(0)
+        assert page.locator(f"{root} .viewer").count() == 0
+
+
+# The answers to the stories lists named by ``window.__slow`` (a regular expression) are held back in
+# the page's fetch, as a slow dataset or server would hold them; ``window.__slowDone`` once one arrived.
+SLOW_LISTS = """
+window.__slowDone = false;
+const fetchNow = window.fetch;
+window.fetch = async (url, init) => {
+  if (window.__slow && window.__slow.test(String(url))) {
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    try { return await fetchNow(url, init); } finally { setTimeout(() => { window.__slowDone = true; }, 50); }
+  }
+  return fetchNow(url, init);
+};"""
+
+
+def test_a_slow_list_answer_does_not_replace_a_newer_one(browser, studio_url):
+    with open_page(browser, studio_url) as page:
+        page.add_init_script(SLOW_LISTS + r"window.__slow = /\/api\/datasets\/stories\/stories\?(?!.*q=)/;")
+        page.goto(f"{studio_url}/#datasets/stories")
+        wait_app(page)
+        root = "#page-datasets"
+        search = page.locator(f"{root} input[type=search]")
+        search.fill("light")
+        search.press("Enter")  # while the whole list is still on its way
+        expect(page.locator(f"{root} .story-row")).to_have_count(1)
+        page.wait_for_function("() => window.__slowDone")
+        page.wait_for_timeout(150)  # the late answer has been read: it changed nothing
+        assert page.locator(f"{root} .story-row").count() == 1
+        assert page.locator(f"{root} input[type=search]").input_value() == "light"
+
+    with open_page(browser, studio_url) as page:
+        page.add_init_script(SLOW_LISTS + r"window.__slow = /\/api\/runs\/baseline\/stories\?/;")
+        page.goto(f"{studio_url}/#runs/baseline")
+        wait_app(page)
+        root = "#page-runs"
+        page.click(f"{root} .run-card[data-run='reference'] .run-open")  # before baseline's list came
+        heading = page.locator(f"{root} .run-stories h3")
+        expect(heading).to_have_text("Stories in run reference")
+        page.wait_for_function("() => window.__slowDone")
+        page.wait_for_timeout(150)
+        assert heading.inner_text() == "Stories in run reference"
+        assert page.locator(f"{root} .run-card.active").get_attribute("data-run") == "reference"
+
+
+def test_a_run_named_reference_can_be_put_beside_a_run(page, studio_url):
+    """The runs here are named baseline and reference: that run and the dataset's reference are two choices."""
+    page.goto(studio_url + "/#runs/baseline/lighthouse")
+    wait_app(page)
+    root = "#page-runs"
+    page.locator(f"{root} .run-detail .story-card").first.wait_for()
+    options = page.locator("#compare-with option").evaluate_all("os => os.map(o => [o.value, o.textContent])")
+    assert options == [
+        ["", "nothing (this run alone)"],
+        ["reference", "the reference (stories)"],
+        ["run:reference", "run reference"],
+    ]
+    right = page.locator(f"{root} .compare-side").nth(1)
+    page.select_option("#compare-with", label="run reference")
+    expect(right.locator(".viewer-title")).to_have_text("run reference · lighthouse")
+    assert page.url.endswith("#runs/baseline/lighthouse/vs/run/reference")
+    page.reload()
+    wait_app(page)
+    expect(right.locator(".viewer-title")).to_have_text("run reference · lighthouse")
+    assert page.locator("#compare-with").input_value() == "run:reference"
+    page.select_option("#compare-with", "reference")
+    expect(right.locator(".viewer-title")).to_have_text("reference · stories · lighthouse")
+    assert page.url.endswith("#runs/baseline/lighthouse/vs/reference")
+    page.go_back()
+    expect(right.locator(".viewer-title")).to_have_text("run reference · lighthouse")
+    page.goto(studio_url + "/#runs/reference/pioneers/vs/baseline")  # the older route of a run
+    expect(right.locator(".viewer-title")).to_have_text("run baseline · pioneers")
+    assert page.locator("#compare-with").input_value() == "run:baseline"
+
+
+def test_a_runs_failed_stories_are_on_its_card_and_in_its_list(browser, studio_runs, tmp_path):
+    from storyreasoning.studio.config import StudioConfig
+    from tests.studio.conftest import FAILED_ERROR, FAILED_STORY, failed_run, running_studio
+
+    failed_run(studio_runs / "baseline", tmp_path / "runs" / "partial")
+    with (
+        running_studio(StudioConfig(runs=tmp_path / "runs")) as server,
+        open_page(browser, server.url) as page,
+    ):
+        page.guard.allow(r"status of 404")  # the failed story's detail: a 404 that says why
+        page.goto(server.url + "/#runs/partial")
+        wait_app(page)
+        root = "#page-runs"
+        card = page.locator(f"{root} .run-card[data-run='partial']")
+        expect(card.locator(".card-head")).to_contain_text("2 stories")
+        expect(card.locator(".failed-count")).to_have_text("1 failed")
+        rows = page.locator(f"{root} .metrics-table tbody tr")
+        expect(rows).to_have_count(3)
+        failed = page.locator(f"{root} .metrics-table tr.failed")
+        assert failed.get_attribute("data-story") == FAILED_STORY
+        assert failed.locator(".badge").inner_text() == "failed"
+        assert failed.locator(".story-error").inner_text() == FAILED_ERROR
+        assert page.locator(f"{root} .metrics-table tr.failed").count() == 1
+        expect(page.locator(f"{root} .run-stories h3 .failed-count")).to_have_text("1 failed")
+        failed.click()
+        expect(page.locator(f"{root} .run-detail .alert.error")).to_contain_text("CUDA out of memory")
 
 
 def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):

@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import struct
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,10 +26,20 @@ import pytest
 from PIL import Image
 
 from storyreasoning.studio.config import StudioConfig, parse_datasets
+from storyreasoning.tell.base import Prompt, Sampling, Teller
 from storyreasoning.tell.settings import TellerOptions
 
 from ..tell.servers import LIGHTHOUSE, FakeServer
-from .conftest import EXAMPLES, ROOT, STUDIO_MAX_IMAGE_BYTES, STUDIO_MAX_IMAGES, running_studio
+from .conftest import (
+    EXAMPLES,
+    FAILED_ERROR,
+    FAILED_STORY,
+    ROOT,
+    STUDIO_MAX_IMAGE_BYTES,
+    STUDIO_MAX_IMAGES,
+    failed_run,
+    running_studio,
+)
 
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -468,6 +479,113 @@ def test_stories_told_at_once_are_capped(slow_endpoint):
         assert events(server.url, first)[-1]["event"] == "cancelled"
 
 
+def wait_until(check, timeout: float = 5.0) -> bool:
+    """Poll ``check()`` until it is true (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_cancel_ends_a_silent_request_at_once_and_frees_its_place():
+    """The server sends three pieces, then only keep-alive comments: no chunk would ever wake
+    the worker to see the flag. The cancel ends the request itself, and its place is free at once."""
+    with FakeServer("keepalive", chunk=40, drop_after=3, delay=60, piece_delay=0.05) as fake:
+        config = StudioConfig(teller=TellerOptions(endpoint=fake.url, retries=0), max_jobs=1)
+        with running_studio(config) as server:
+            jobs = server.server.config.app.state.jobs
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+            first = tell(server.url, ids)
+            events(server.url, first, until=lambda got: sum(e["event"] == "chunk" for e in got) >= 3)
+            assert fake.active == 1
+            started = time.monotonic()
+            assert post_json(f"{server.url}/api/tell/{first}/cancel", {}).json() == {"cancelled": True}
+            second = post_json(f"{server.url}/api/tell", {"images": ids})  # before the worker ends, even
+            assert second.status == 200, second.body
+            # the first request was closed from the cancelling side: its worker and its stream ended
+            assert wait_until(lambda: not jobs.get(first).running, 3), "the cancelled worker still streams"
+            assert time.monotonic() - started < 3
+            assert events(server.url, first)[-1]["event"] == "cancelled"
+            assert post_json(f"{server.url}/api/tell/{second.json()['job']}/cancel", {}).json() == {
+                "cancelled": True
+            }
+            assert wait_until(lambda: fake.active == 0, 3), f"{fake.active} streams still open upstream"
+            assert wait_until(lambda: not any(job.running for job in jobs._jobs.values()), 3)
+
+
+class HeldTeller(Teller):
+    """Writes a line, then holds on until ``release`` is set, whatever happens: a teller a cancel
+    cannot interrupt (the studio shares it between jobs; only its next chunk shows the flag)."""
+
+    backend = "held"
+    model = "held"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def stream(self, images, *, prompt=Prompt(), sampling=Sampling()):
+        yield "<think>\n"
+        self.release.wait(30)
+        yield "## Image 1\n"
+
+
+def test_a_cancelled_story_stops_counting_at_once_even_while_its_worker_ends():
+    teller = HeldTeller()
+    with running_studio(StudioConfig(max_jobs=1), teller=teller) as server:
+        jobs = server.server.config.app.state.jobs
+        ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+        held = []
+        try:
+            for _ in range(2):
+                job = tell(server.url, ids)
+                held.append(job)
+                events(server.url, job, until=lambda got: got[-1]["event"] == "chunk")
+                assert post_json(f"{server.url}/api/tell", {"images": ids}).status == 429  # one at a time
+                assert post_json(f"{server.url}/api/tell/{job}/cancel", {}).json() == {"cancelled": True}
+                assert jobs.get(job).running  # its worker waits for the teller's next chunk ...
+            # ... yet the place is free at once, until twice max_jobs workers are still ending
+            refused = post_json(f"{server.url}/api/tell", {"images": ids})
+            assert refused.status == 429 and "2 cancelled stories are still ending" in refused.error
+        finally:
+            teller.release.set()
+        assert wait_until(lambda: not any(jobs.get(job).running for job in held))
+        job = tell(server.url, ids)
+        assert events(server.url, job)[-1]["event"] == "done"
+
+
+def read_for(base: str, job: str, seconds: float, last_id: int | None = None) -> list[dict]:
+    """Stay connected to a job's event stream for ``seconds`` (or to its end), then hang up."""
+    until = time.monotonic() + seconds
+    return events(base, job, last_id=last_id, until=lambda got: time.monotonic() > until)
+
+
+def test_a_job_nobody_reads_is_cancelled_after_a_grace_and_a_reload_keeps_it():
+    with FakeServer(chunk=40, piece_delay=0.04) as fake:  # the lighthouse in ~5 s
+        config = StudioConfig(teller=TellerOptions(endpoint=fake.url, retries=0), max_jobs=1, job_grace=0.5)
+        with running_studio(config) as server:
+            jobs = server.server.config.app.state.jobs
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+            job = tell(server.url, ids)
+            got = read_for(server.url, job, 1.0)  # read longer than the grace: it goes on
+            assert got[-1]["event"] == "chunk"
+            # a reload: the page hangs up and connects again at once, after the last event it saw
+            again = read_for(server.url, job, 1.0, last_id=got[-1]["_id"])
+            assert again[0]["_id"] == got[-1]["_id"] + 1 and again[-1]["event"] == "chunk"
+            assert not jobs.get(job).finished
+            # the tab is closed: nobody reads it, and after the grace it is cancelled
+            assert wait_until(lambda: jobs.get(job).finished, 5)
+            final = events(server.url, job, last_id=again[-1]["_id"])[-1]
+            assert final["event"] == "cancelled" and "no page followed this story" in final["reason"]
+            assert 0 < len(final["partial"]) < len(LIGHTHOUSE)
+            assert wait_until(lambda: not jobs.get(job).running, 3)
+            # its place is free; a story whose page never connects at all ends the same way
+            unread = tell(server.url, ids)
+            assert wait_until(lambda: jobs.get(unread).finished, 5)
+            assert "no page followed this story" in jobs.get(unread).since(0)[0][-1]["reason"]
+
+
 def test_a_stream_that_breaks_ends_in_an_error_event_with_the_partial_text():
     with FakeServer("drop", chunk=300, drop_after=4) as fake:
         config = StudioConfig(teller=TellerOptions(endpoint=fake.url))
@@ -582,6 +700,30 @@ def test_export_is_one_self_contained_page_with_the_text_escaped(studio_url):
     assert reference.status == 200 and b"data:image/jpeg;base64," in reference.body
     nothing = post_json(f"{studio_url}/api/export", {"text": " ", "title": "t"})
     assert nothing.status == 400 and "no output" in nothing.error
+
+
+def test_an_exports_file_name_keeps_the_letters_of_any_script(studio_url):
+    answer = post_json(
+        f"{studio_url}/api/export",
+        {"dataset": "stories", "story_id": "lighthouse", "title": "Geschichte – Öl & 灯台 story.txt"},
+    )
+    assert answer.status == 200, answer.body
+    # RFC 6266: the UTF-8 name (RFC 5987 encoding), and an ASCII one for clients that know only that
+    assert answer.headers["Content-Disposition"] == (
+        'attachment; filename="Geschichte-Ol-story.txt.html"; '
+        "filename*=UTF-8''Geschichte-%C3%96l-%E7%81%AF%E5%8F%B0-story.txt.html"
+    )
+    only_cjk = post_json(
+        f"{studio_url}/api/export", {"dataset": "stories", "story_id": "lighthouse", "title": "灯台"}
+    )
+    assert only_cjk.headers["Content-Disposition"] == (
+        "attachment; filename=\"story.html\"; filename*=UTF-8''%E7%81%AF%E5%8F%B0.html"
+    )
+    hostile = post_json(
+        f"{studio_url}/api/export",
+        {"dataset": "stories", "story_id": "lighthouse", "title": '../a"b\r\nX: y'},
+    )
+    assert hostile.headers["Content-Disposition"] == 'attachment; filename="a-b-X-y.html"'
 
 
 # -- datasets ---------------------------------------------------------------------------------------------
@@ -727,6 +869,32 @@ def test_run_stories_and_a_run_story_beside_its_reference(studio_url, studio_run
         assert listing["stories"][0]["metrics"]["grounding.precision"] is not None
     assert call(f"{studio_url}/api/runs/baseline/stories/nope").status == 404
     assert call(f"{studio_url}/api/runs/nope/stories").status == 404
+    assert listing["failed"] == 0 and not any(s["failed"] for s in listing["stories"])
+
+
+def test_a_runs_failed_stories_are_counted_and_listed_with_their_error(studio_runs, tmp_path):
+    failed_run(studio_runs / "baseline", tmp_path / "runs" / "partial")
+    with running_studio(StudioConfig(runs=tmp_path / "runs")) as server:
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        assert (run["name"], run["stories"], run["failed"]) == ("partial", 2, 1)
+        listing = call(f"{server.url}/api/runs/partial/stories").json()
+        assert (listing["total"], listing["failed"]) == (3, 1)
+        assert [(s["story_id"], s["failed"]) for s in listing["stories"]] == [
+            ("cat-and-coffee", False),
+            ("lighthouse", False),
+            (FAILED_STORY, True),
+        ]
+        failed = listing["stories"][-1]
+        assert (
+            failed["error"] == FAILED_ERROR
+            and failed["well_structured"] is None
+            and failed["metrics"] is None
+        )
+        found = call(f"{server.url}/api/runs/partial/stories?q=PION").json()
+        assert (found["total"], found["failed"], found["stories"][0]["story_id"]) == (1, 1, FAILED_STORY)
+        assert call(f"{server.url}/api/runs/partial/stories?offset=2&limit=1").json()["stories"] == [failed]
+        story = call(f"{server.url}/api/runs/partial/stories/{FAILED_STORY}")
+        assert story.status == 404 and "CUDA out of memory" in story.error
 
 
 # -- safety ------------------------------------------------------------------------------------------------

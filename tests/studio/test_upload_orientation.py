@@ -28,7 +28,12 @@ def red_corner(data: bytes) -> str:
     with Image.open(io.BytesIO(data)) as im:
         rgb = im.convert("RGB")
         w, h = rgb.size
-        corners = {"top-left": (2, 2), "top-right": (w - 3, 2), "bottom-left": (2, h - 3), "bottom-right": (w - 3, h - 3)}
+        corners = {
+            "top-left": (2, 2),
+            "top-right": (w - 3, 2),
+            "bottom-left": (2, h - 3),
+            "bottom-right": (w - 3, h - 3),
+        }
         return max(corners, key=lambda k: rgb.getpixel(corners[k])[0])
 
 

@@ -12,17 +12,21 @@ spend the storyteller or its API key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import mimetypes
 import re
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -125,8 +129,20 @@ def _host_name(host: str) -> str:
 
 
 def _filename(title: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-._")[:80]
+    """The export's file name: the title's letters and digits (any script), ``.``, ``_`` and ``-``."""
+    slug = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", title)).strip("-._")[:80].strip("-._")
     return (slug or "story") + ".html"
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` for ``filename``: RFC 6266's ``filename*`` (UTF-8, RFC 5987) with an
+    ASCII ``filename`` for clients that read only that one (accents dropped, other letters left out)."""
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name[: -len(".html")]))
+    fallback = (stem.strip("-._") or "story") + ".html"
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _image_response(data: bytes, mime: str | None, *, cache: str) -> Response:
@@ -160,7 +176,12 @@ def create_app(
         teller = make_teller(config.teller, retries=min(config.teller.retries, 1))
     jobs = (
         JobManager(
-            teller, max_jobs=config.max_jobs, ttl=config.job_ttl, serial=teller.backend == "transformers"
+            teller,
+            max_jobs=config.max_jobs,
+            ttl=config.job_ttl,
+            serial=teller.backend == "transformers",
+            grace=config.job_grace,
+            job_teller=_job_teller(config, teller) if own_teller else None,
         )
         if teller is not None
         else None
@@ -331,27 +352,34 @@ def create_app(
             raise ApiError(404, "this studio has no storyteller, so it has no tell jobs")
         job = jobs.get(job_id)
         start = 0 if last is None else last + 1
+        # the job is read while this stream is open (a job nobody reads is cancelled after a grace)
+        detach = jobs.attach(job)
 
         async def stream():
             index = start
-            yield ": storyreasoning studio\n\n"
-            while True:
-                events, finished = job.since(index)
-                for offset, event in enumerate(events):
-                    data = json.dumps(event, ensure_ascii=False)
-                    yield f"id: {index + offset}\ndata: {data}\n\n"
-                index += len(events)
-                if finished and not events:
-                    return
-                if not events:
-                    await job.wait(index, KEEP_ALIVE_SECONDS)
-                    if job.since(index)[0] == [] and not job.finished:
-                        yield ": keep-alive\n\n"
+            try:
+                yield ": storyreasoning studio\n\n"
+                while True:
+                    events, finished = job.since(index)
+                    for offset, event in enumerate(events):
+                        data = json.dumps(event, ensure_ascii=False)
+                        yield f"id: {index + offset}\ndata: {data}\n\n"
+                    index += len(events)
+                    if finished and not events:
+                        return
+                    if not events:
+                        await job.wait(index, KEEP_ALIVE_SECONDS)
+                        if job.since(index)[0] == [] and not job.finished:
+                            yield ": keep-alive\n\n"
+            finally:
+                detach()
 
         return StreamingResponse(
             stream(),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            # also after a client that went away: the generator may be left suspended at a yield
+            background=BackgroundTask(detach),
         )
 
     @app.post("/api/tell/{job_id}/cancel")
@@ -414,7 +442,7 @@ def create_app(
         return Response(
             content=page,
             media_type="text/html; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{_filename(title)}"'},
+            headers={"content-disposition": _attachment(_filename(title))},
         )
 
     # -- datasets ------------------------------------------------------------------------------------------
@@ -481,25 +509,29 @@ def create_app(
             try:
                 out.append(runs.get(name).summary())
             except ApiError as exc:
-                out.append({"name": name, "manifest": {}, "stories": 0, "metrics": None, "error": str(exc)})
+                out.append(
+                    {
+                        "name": name,
+                        "manifest": {},
+                        "stories": 0,
+                        "failed": 0,
+                        "metrics": None,
+                        "error": str(exc),
+                    }
+                )
         return {"runs": out}
 
     @app.get("/api/runs/{name}/stories")
     def run_stories(name: NameSegment, offset: Offset = 0, limit: Limit = 50, q: Search = "") -> dict:
-        run = runs.get(name)
-        ids = list(run.records)
+        stories = runs.get(name).story_rows()
         if q.strip():
             needle = q.strip().lower()
-            ids = [sid for sid in ids if needle in sid.lower()]
-        page = [
-            {
-                "story_id": sid,
-                "well_structured": run.records[sid].get("well_structured"),
-                "metrics": run.per_story.get(sid) if run.per_story is not None else None,
-            }
-            for sid in ids[offset : offset + limit]
-        ]
-        return {"total": len(ids), "stories": page}
+            stories = [s for s in stories if needle in s["story_id"].lower()]
+        return {
+            "total": len(stories),
+            "failed": sum(s["failed"] for s in stories),
+            "stories": stories[offset : offset + limit],
+        }
 
     @app.get("/api/runs/{name}/stories/{story_id:path}")
     def run_story(name: NameSegment, story_id: StorySegment) -> dict:
@@ -543,6 +575,23 @@ def create_app(
         allowed = LOOPBACK_NAMES | {config.host.strip("[]").lower()}
     app.add_middleware(Guard, allowed_hosts=allowed)
     return app
+
+
+def _job_teller(config: StudioConfig, teller: Teller) -> Callable[[], Teller] | None:
+    """For a teller the studio made for one server: a maker of the same teller for each job.
+
+    Closing a job's own teller shuts its request's socket, so a cancel ends that request at
+    once, however slow or silent the server, and leaves the other jobs' requests alone. The
+    model is the one the first teller found, so no job asks the server for it again. Other
+    tellers (local weights, the baseline, several endpoints) are shared: None.
+    """
+    from ..tell.commands import make_teller
+    from ..tell.openai import OpenAITeller
+
+    if config.teller is None or not isinstance(teller, OpenAITeller):
+        return None
+    options = dataclasses.replace(config.teller, served_model=teller.model)
+    return lambda: make_teller(options, retries=min(options.retries, 1))
 
 
 def _sampling(body: dict, default: Sampling) -> Sampling:

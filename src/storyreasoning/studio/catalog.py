@@ -198,7 +198,7 @@ class Run:
     path: Path
     manifest: dict
     records: dict[str, dict]  # story id -> record, in the file's order
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # story id -> its error (errors.jsonl), never told
     metrics: dict | None = None  # family -> overall numbers
     per_story: dict[str, dict] | None = None  # story id -> per_story.csv row
     headline: list[dict] | None = None  # evaluate's headline rows (report.headline_rows)
@@ -208,9 +208,28 @@ class Run:
             "name": self.name,
             "manifest": self.manifest,
             "stories": len(self.records),
+            "failed": len(self.failed),
             "metrics": self.metrics,
             "headline": self.headline,
         }
+
+    def story_rows(self) -> list[dict]:
+        """Every story of the run as ``/api/runs/{name}/stories`` lists it: those told (in the records'
+        order), then those that failed, each with ``failed`` and its ``error``."""
+        told = [
+            {
+                "story_id": sid,
+                "failed": False,
+                "well_structured": record.get("well_structured"),
+                "metrics": self.per_story.get(sid) if self.per_story is not None else None,
+            }
+            for sid, record in self.records.items()
+        ]
+        failed = [
+            {"story_id": sid, "failed": True, "error": error, "well_structured": None, "metrics": None}
+            for sid, error in self.failed.items()
+        ]
+        return told + failed
 
 
 def _signature(folder: Path) -> tuple:

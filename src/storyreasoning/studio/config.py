@@ -38,7 +38,8 @@ class StudioConfig:
     ``teller`` None: no storyteller (inspect and browse only). ``max_upload_bytes`` bounds
     the uploads kept in memory (the oldest are dropped beyond it). ``max_jobs`` is how
     many stories may be told at once; finished jobs are kept ``job_ttl`` seconds so a
-    page that connects late still gets every event.
+    page that connects late still gets every event. A story no page has read for
+    ``job_grace`` seconds (its tab was closed) is cancelled, so it frees its place.
     """
 
     teller: TellerOptions | None = None
@@ -53,6 +54,7 @@ class StudioConfig:
     max_body_bytes: int = 16 * MIB  # JSON requests (a pasted output)
     max_jobs: int = 4
     job_ttl: float = 600.0
+    job_grace: float = 30.0
     sampling: Sampling = field(default_factory=Sampling)
     prompt: str = DEFAULT_PROMPT
     static_dir: Path = STATIC_DIR
@@ -64,6 +66,8 @@ class StudioConfig:
             raise UsageError(f"the upload limit must be at least 1 KiB, got {self.max_image_bytes} bytes")
         if self.max_jobs < 1:
             raise UsageError(f"max jobs must be at least 1, got {self.max_jobs}")
+        if not self.job_grace > 0:
+            raise UsageError(f"the grace of an unread job must be more than 0 seconds, got {self.job_grace}")
         self.max_upload_bytes = max(self.max_upload_bytes, self.max_image_bytes * self.max_images)
         names = [d.name for d in self.datasets]
         for name in names:

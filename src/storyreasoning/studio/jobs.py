@@ -6,13 +6,24 @@ chunk). It appends ``{"event": "chunk", "text", "tokens"}``, then the parser's e
 and ends with exactly one final event: ``done`` (the telling, its meta and the raw
 text), ``error`` (the one-line message and the partial text) or ``cancelled`` (the
 partial text). Events are kept in order in the job, so the page may connect after the
-job started, or reconnect, and still read every event from any index.
+job started, or reconnect (a reloaded page does), and still read every event from any
+index.
 
-Cancelling appends ``cancelled`` at once; the worker sees the flag at its next chunk,
-stops reading and closes the teller's stream (a generator: closing it ends the request
-to a server). Finished jobs are forgotten ``ttl`` seconds later (the oldest sooner when
-more than ``MAX_KEPT`` are kept). At most ``max_jobs``
-workers run at once; a local-weights teller runs one job at a time.
+At most ``max_jobs`` stories are told at once: a job counts until its final event, so
+a cancelled one frees its place at once. Cancelling appends ``cancelled`` and ends the
+request to the server from the cancelling thread: a job of a server teller streams
+through a teller of its own (``job_teller``), closed there, which shuts the request's
+socket and wakes the worker even when the server sends nothing. Other tellers (local
+weights, the baseline) see the flag at their next chunk; their stream (a generator) is
+closed then. Workers still ending after their job was cancelled are counted apart: twice
+``max_jobs`` of them refuse a new job until they are gone, so cancelling again and again
+cannot pile up requests to the storyteller.
+
+A job nobody reads is cancelled: when no page has been connected to its event stream
+for ``grace`` seconds (since it started, or since the last reader left), so a closed
+tab cannot hold a place for the rest of the story. Finished jobs are forgotten ``ttl``
+seconds later (the oldest sooner when more than ``MAX_KEPT`` are kept). A local-weights
+teller runs one job at a time.
 """
 
 from __future__ import annotations
@@ -48,6 +59,9 @@ class Job:
         self.chunks: list[str] = []
         self.cancel_requested = threading.Event()
         self.thread: threading.Thread | None = None
+        self.readers = 0  # event streams open on the job now
+        self.unread_since: float | None = self.created  # when the last reader left (or the job began)
+        self._teller: Teller | None = None  # the job's own teller, closed to end its request
         self._lock = threading.Lock()
         self._wakers: list[Callable[[], None]] = []
 
@@ -82,7 +96,51 @@ class Job:
 
     @property
     def running(self) -> bool:
+        """Whether the worker thread is still alive (it may be ending a cancelled job)."""
         return self.thread is not None and self.thread.is_alive()
+
+    # -- readers (the event streams open on it) --------------------------------------------------
+    def attach(self) -> None:
+        with self._lock:
+            self.readers += 1
+
+    def detach(self) -> bool:
+        """A reader left; True when it was the last (the job is unread from now on)."""
+        with self._lock:
+            self.readers -= 1
+            if self.readers:
+                return False
+            self.unread_since = time.monotonic()
+            return True
+
+    def unread_for(self) -> float | None:
+        """Seconds nobody has read the job, while it goes on; None while it is read or once it ended."""
+        with self._lock:
+            if self.readers or self.finished_at is not None or self.unread_since is None:
+                return None
+            return time.monotonic() - self.unread_since
+
+    # -- the request to the server ---------------------------------------------------------------
+    def use(self, teller: Teller) -> bool:
+        """The worker streams through ``teller``, a teller of its own; False when the job was cancelled first."""
+        with self._lock:
+            if self.cancel_requested.is_set():
+                return False
+            self._teller = teller
+        return True
+
+    def stop(self) -> None:
+        """Raise the cancel flag and close the job's own teller, which ends its request now.
+
+        The flag is raised before the lock is taken, so a worker calling :meth:`use` at the
+        same moment either sees it or hands over a teller that is closed here.
+        """
+        self.cancel_requested.set()
+        with self._lock:
+            teller = self._teller
+        if teller is not None:
+            with contextlib.suppress(Exception):
+                teller.close()  # shuts the request's socket: the worker's read wakes at once
 
     # -- reading (the event stream) ----------------------------------------------------------------
     def since(self, index: int) -> tuple[list[dict], bool]:
@@ -113,12 +171,29 @@ class Job:
 
 
 class JobManager:
-    """Starts, finds, cancels and forgets tell jobs for one teller."""
+    """Starts, finds, cancels and forgets tell jobs for one teller.
 
-    def __init__(self, teller: Teller, *, max_jobs: int, ttl: float, serial: bool = False) -> None:
+    ``job_teller``: makes a teller for one job (closed when the job ends), so that a
+    cancel can end that job's request without touching the others'; None: every job
+    streams through ``teller``. ``grace``: seconds a job may go unread before it is
+    cancelled (None: never).
+    """
+
+    def __init__(
+        self,
+        teller: Teller,
+        *,
+        max_jobs: int,
+        ttl: float,
+        serial: bool = False,
+        grace: float | None = 30.0,
+        job_teller: Callable[[], Teller] | None = None,
+    ) -> None:
         self.teller = teller
         self.max_jobs = max_jobs
         self.ttl = ttl
+        self.grace = grace
+        self.job_teller = job_teller
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._serial = threading.Lock() if serial else None  # local weights: one generate at a time
@@ -144,12 +219,19 @@ class JobManager:
         with self._lock:
             if self._closing:
                 raise ApiError(503, "the studio is shutting down; start it again")
-            running = sum(job.running for job in self._jobs.values())
-            if running >= self.max_jobs:
+            telling = sum(not job.finished for job in self._jobs.values())
+            if telling >= self.max_jobs:
                 raise ApiError(
                     429,
-                    f"{running} stories are being told already (the most at once); "
+                    f"{telling} stories are being told already (the most at once); "
                     "wait for one to finish or cancel it",
+                )
+            ending = sum(job.finished and job.running for job in self._jobs.values())
+            if ending >= 2 * self.max_jobs:  # cancelled, but their teller has not let go yet
+                raise ApiError(
+                    429,
+                    f"{ending} cancelled stories are still ending their requests to the storyteller; "
+                    "try again in a few seconds",
                 )
             job = Job("j" + secrets.token_hex(12))
             job.thread = threading.Thread(
@@ -160,6 +242,7 @@ class JobManager:
             )
             self._jobs[job.id] = job
         job.thread.start()
+        self._watch(job)  # the page that asked connects at once; if it never does, the job ends
         return job
 
     def get(self, job_id: str) -> Job:
@@ -176,9 +259,50 @@ class JobManager:
 
     def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
-        job.cancel_requested.set()
-        job.finish({"event": "cancelled", "partial": job.partial})
+        self._cancel(job)
         return job
+
+    def _cancel(self, job: Job, reason: str | None = None) -> None:
+        """Append ``cancelled`` (unless the job ended already) and end the job's request now."""
+        event = {"event": "cancelled", "partial": job.partial}
+        if reason:
+            event["reason"] = reason
+        job.cancel_requested.set()
+        job.finish(event)
+        job.stop()
+
+    # -- readers -------------------------------------------------------------------------------------
+    def attach(self, job: Job) -> Callable[[], None]:
+        """A page reads the job's events; call what is returned when it stops (more than once is fine)."""
+        job.attach()
+        left = False
+
+        def detach() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                if job.detach():
+                    self._watch(job)
+
+        return detach
+
+    def _watch(self, job: Job) -> None:
+        """Cancel ``job`` ``grace`` seconds from now if nobody has read it meanwhile."""
+        if self.grace is None or job.finished:
+            return
+        timer = threading.Timer(self.grace, self._reap, args=(job,))
+        timer.daemon = True
+        timer.start()
+
+    def _reap(self, job: Job) -> None:
+        unread = job.unread_for()
+        # read now, ended, or a reader came and left meanwhile (the timer its leaving started decides)
+        if unread is None or unread < self.grace - 0.05:
+            return
+        log.info("tell job %s: no page read it for %g s; cancelled", job.id, self.grace)
+        self._cancel(
+            job, f"no page followed this story for {self.grace:g} seconds, so the studio cancelled it"
+        )
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel every job and wait a little for the workers to stop."""
@@ -186,8 +310,7 @@ class JobManager:
             self._closing = True
             jobs = list(self._jobs.values())
         for job in jobs:
-            job.cancel_requested.set()
-            job.finish({"event": "cancelled", "partial": job.partial})
+            self._cancel(job)
         deadline = time.monotonic() + timeout
         for job in jobs:
             if job.thread is not None:
@@ -198,8 +321,13 @@ class JobManager:
         with self._serial or contextlib.nullcontext():
             if job.cancel_requested.is_set():
                 return
+            teller = self.teller
             try:
-                self._tell(job, images, sizes, prompt, sampling)
+                if self.job_teller is not None:
+                    teller = self.job_teller()
+                    if not job.use(teller):
+                        return  # cancelled while it was being made (closed below)
+                self._tell(job, teller, images, sizes, prompt, sampling)
             except Exception as exc:  # the page must hear of every failure
                 log.exception("tell job %s failed", job.id)
                 job.finish(
@@ -210,15 +338,19 @@ class JobManager:
                         "partial": job.partial,
                     }
                 )
+            finally:
+                if teller is not self.teller:
+                    with contextlib.suppress(Exception):
+                        teller.close()
 
-    def _tell(self, job: Job, images, sizes, prompt: Prompt, sampling: Sampling) -> None:
+    def _tell(self, job: Job, teller: Teller, images, sizes, prompt: Prompt, sampling: Sampling) -> None:
         parser = StreamParser()
         start = time.perf_counter()
         first: float | None = None
         tokens = 0
         stream = None
         try:
-            stream = self.teller.stream(images, prompt=prompt, sampling=sampling)
+            stream = teller.stream(images, prompt=prompt, sampling=sampling)
             for chunk in stream:
                 if job.cancel_requested.is_set():
                     break
@@ -231,7 +363,8 @@ class JobManager:
                 events += [event.to_dict() for event in parser.feed(chunk)]
                 if not job.push(events, chunk):
                     break  # cancelled meanwhile
-        except StoryReasoningError as exc:  # TellError (server down, stream broken), unreadable image
+        # TellError (server down, stream broken, its teller closed by a cancel), an unreadable image
+        except StoryReasoningError as exc:
             partial = parser.text or (exc.partial if isinstance(exc, TellError) else "")
             job.finish({"event": "error", "message": str(exc), "partial": partial})
             return
@@ -244,13 +377,13 @@ class JobManager:
             return
         events = [event.to_dict() for event in parser.close()]
         telling = parser.result()
-        usage = self.teller.last_usage.to_dict() if self.teller.last_usage is not None else {}
+        usage = teller.last_usage.to_dict() if teller.last_usage is not None else {}
         usage["seconds"] = time.perf_counter() - start
         if usage.get("first_token_seconds") is None:
             usage["first_token_seconds"] = first
         usage["chunks"] = tokens
         meta = {
-            **self.teller.describe(),
+            **teller.describe(),
             "sampling": sampling.to_dict(),
             "usage": usage,
             "images": len(images),

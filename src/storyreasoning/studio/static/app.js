@@ -1,9 +1,11 @@
 // StoryReasoning Studio: a one-page app with four pages (Tell, Inspect, Datasets,
-// Runs) behind hash routes (#tell, #inspect, #datasets/NAME/STORY, #runs/RUN/STORY/vs/OTHER).
+// Runs) behind hash routes (#tell, #inspect, #datasets/NAME/STORY?split=SPLIT,
+// #runs/RUN/STORY/vs/run/OTHER and #runs/RUN/STORY/vs/reference). Each part of a route is
+// percent-encoded; what follows "?" is a query (URLSearchParams).
 
 import { api, ApiError } from "./api.js";
 import { h, replace } from "./dom.js";
-import { TellPage } from "./tell.js";
+import { TellPage, followingStory } from "./tell.js";
 import { InspectPage } from "./inspect.js";
 import { DatasetsPage, RunsPage } from "./browse.js";
 
@@ -19,15 +21,31 @@ class Router {
     this.app = app;
   }
 
-  /** Go to a route given as parts: ["runs", "baseline", "story-1"]. */
-  go(parts) {
-    const hash = `#${parts.map((p) => encodeURIComponent(p)).join("/")}`;
+  /** Go to a route given as parts and a query: ["datasets", "two", "story-1"], {split: "test"}. */
+  go(parts, query = {}) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query || {})) {
+      if (value !== null && value !== undefined && value !== "") params.set(key, String(value));
+    }
+    const search = params.toString();
+    const hash = `#${parts.map((p) => encodeURIComponent(p)).join("/")}${search ? `?${search}` : ""}`;
     if (location.hash === hash) this.app.route();
     else location.hash = hash;
   }
 
-  parts() {
+  /** The route's path and query, as written after "#". */
+  pieces() {
     const raw = location.hash.replace(/^#\/?/, "");
+    const at = raw.indexOf("?"); // a "?" in a part is percent-encoded, so the first one starts the query
+    return at < 0 ? [raw, ""] : [raw.slice(0, at), raw.slice(at + 1)];
+  }
+
+  query() {
+    return new URLSearchParams(this.pieces()[1]);
+  }
+
+  parts() {
+    const raw = this.pieces()[0];
     if (!raw) return [];
     return raw.split("/").map((p) => {
       try {
@@ -57,6 +75,8 @@ class App {
     }
     this.build();
     window.addEventListener("hashchange", () => this.route());
+    // a reload while a story was being told: the Tell page follows it again, whichever page is shown
+    if (this.config.teller && followingStory()) this.page("tell");
     this.route();
   }
 
@@ -117,7 +137,7 @@ class App {
     const label = PAGES.find(([k]) => k === key)[1];
     document.title = `${label} · StoryReasoning Studio`;
     const page = this.page(key);
-    Promise.resolve(page.enter(parts.slice(1))).catch((err) => {
+    Promise.resolve(page.enter(parts.slice(1), this.router.query())).catch((err) => {
       this.sections[key].prepend(h("div", { class: "alert error", role: "alert", text: String(err && err.message ? err.message : err) }));
     });
   }

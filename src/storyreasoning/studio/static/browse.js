@@ -1,5 +1,11 @@
 // The Datasets and Runs pages: browse a dataset's stories, a run's outputs and metrics,
 // and put two runs (or a run and the reference) side by side on the same story.
+//
+// Routes (app.js): #datasets/NAME/STORY?split=SPLIT (no split: the dataset's first),
+// #runs/RUN/STORY/vs/run/OTHER (another run) and #runs/RUN/STORY/vs/reference (the
+// dataset's own output); the older #runs/RUN/STORY/vs/OTHER still names a run. A list
+// shows the answer to the last request made for it: an answer that comes after a newer
+// request (a slow first page, then a search) is dropped.
 
 import { api, ApiError, seg, withQuery } from "./api.js";
 import { h, clear, replace, formatNumber } from "./dom.js";
@@ -166,7 +172,7 @@ export class DatasetsPage {
     this.loaded = false;
   }
 
-  async enter(parts) {
+  async enter(parts, query) {
     if (!this.loaded) {
       this.loaded = true;
       try {
@@ -180,8 +186,38 @@ export class DatasetsPage {
     }
     const [name, storyId] = parts;
     const chosen = name || (this.datasets.length ? this.datasets[0].name : null);
-    if (chosen && chosen !== this.state.name) await this.choose(chosen);
-    if (storyId && (!this.shown || this.shown.story_id !== storyId || this.shown.name !== chosen)) await this.open(chosen, storyId);
+    if (!chosen) return;
+    const split = this.splitOf(chosen, query ? query.get("split") : null);
+    if (chosen !== this.state.name || split !== this.state.split) await this.choose(chosen, split);
+    if (!storyId) this.showNothing();
+    else if (!this.isShown(chosen, split, storyId)) await this.open(chosen, storyId);
+  }
+
+  /** The split a route names, or the dataset's first ("" when it has only one: no selector). */
+  splitOf(name, asked) {
+    const d = this.datasets.find((x) => x.name === name);
+    const splits = (d && d.splits) || [];
+    if (splits.length <= 1) return "";
+    return asked || splits[0];
+  }
+
+  /** The route of a story (or of the list, without one) of the dataset and split shown. */
+  route(storyId = null) {
+    const { name, split } = this.state;
+    return [["datasets", name, ...(storyId === null ? [] : [storyId])], { split }];
+  }
+
+  isShown(name, split, storyId) {
+    const shown = this.shown;
+    return Boolean(shown) && shown.name === name && shown.split === split && (shown.story_id === storyId || shown.asked === storyId);
+  }
+
+  /** No story in the route: none is shown (nor marked in the list). */
+  showNothing() {
+    this.openToken = (this.openToken || 0) + 1; // a story still loading is not shown either
+    this.shown = null;
+    replace(this.detailEl, h("p", { class: "empty", text: "Choose a story to view it." }));
+    this.markShown();
   }
 
   renderDatasets() {
@@ -202,14 +238,15 @@ export class DatasetsPage {
     }
   }
 
-  async choose(name) {
-    const d = this.datasets.find((x) => x.name === name);
-    this.state = { name, split: d && d.splits && d.splits.length > 1 ? d.splits[0] : "", q: "", offset: 0 };
+  async choose(name, split) {
+    this.state = { name, split, q: "", offset: 0 };
     this.renderDatasets();
     await this.loadStories();
   }
 
   async loadStories() {
+    const token = (this.listToken = (this.listToken || 0) + 1);
+    const stale = () => token !== this.listToken; // a newer list was asked for meanwhile
     const { name, split, q, offset } = this.state;
     const d = this.datasets.find((x) => x.name === name) || {};
     const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
@@ -224,11 +261,8 @@ export class DatasetsPage {
         "select",
         {
           "aria-label": "Split",
-          onchange: (ev) => {
-            this.state.split = ev.target.value;
-            this.state.offset = 0;
-            this.loadStories();
-          },
+          // the split is in the route: a reload, Back and a shared link show the same list
+          onchange: (ev) => this.router.go(["datasets", name], { split: ev.target.value }),
         },
         d.splits.map((s) => h("option", { value: s, text: s, selected: s === split })),
       );
@@ -237,13 +271,14 @@ export class DatasetsPage {
     replace(this.storiesEl, h("h3", { text: "Stories" }), controls, h("p", { class: "muted small", text: "Loading…" }));
     try {
       const data = await api(withQuery(`/api/datasets/${seg(name)}/stories`, { split, offset, limit: PAGE, q }));
+      if (stale()) return;
       const list = h(
         "div",
         { class: "rows" },
         (data.stories || []).map((s) =>
           h(
             "button",
-            { type: "button", class: "list-item story-row", dataset: { story: s.story_id }, onclick: () => this.router.go(["datasets", name, s.story_id]) },
+            { type: "button", class: "list-item story-row", dataset: { story: s.story_id }, onclick: () => this.router.go(...this.route(s.story_id)) },
             h("span", { class: "li-title", text: s.story_id }),
             h("span", { class: "li-sub", text: `${s.frames} frame${s.frames === 1 ? "" : "s"}` }),
           ),
@@ -262,23 +297,27 @@ export class DatasetsPage {
       );
       this.markShown();
     } catch (err) {
-      replace(this.storiesEl, h("h3", { text: "Stories" }), controls, alertBox(errorText(err)));
+      if (!stale()) replace(this.storiesEl, h("h3", { text: "Stories" }), controls, alertBox(errorText(err)));
     }
   }
 
+  /** Mark the row of the story shown: the same id in another dataset or split is another story. */
   markShown() {
+    const shown = this.shown;
+    const here = Boolean(shown) && shown.name === this.state.name && shown.split === this.state.split;
     for (const row of this.storiesEl.querySelectorAll(".story-row")) {
-      row.classList.toggle("active", Boolean(this.shown) && row.dataset.story === this.shown.story_id);
+      row.classList.toggle("active", here && row.dataset.story === shown.story_id);
     }
   }
 
   async open(name, storyId) {
     const token = (this.openToken = (this.openToken || 0) + 1);
+    const split = this.state.split;
     replace(this.detailEl, h("p", { class: "muted", text: `Loading ${storyId}…` }));
     try {
-      const data = await api(withQuery(`/api/datasets/${seg(name)}/stories/${seg(storyId)}`, { split: this.state.split }));
+      const data = await api(withQuery(`/api/datasets/${seg(name)}/stories/${seg(storyId)}`, { split }));
       if (token !== this.openToken) return; // another story was asked for meanwhile
-      this.shown = { name, split: this.state.split, story_id: data.story_id };
+      this.shown = { name, split, story_id: data.story_id, asked: storyId };
       this.viewer.setImages(frameImages(data.frames));
       this.viewer.setTitle(`${name} · ${data.story_id}`);
       replace(this.detailEl, this.viewer.root);
@@ -308,7 +347,13 @@ export class RunsPage {
 
   async enter(parts) {
     if (this.runs === null) await this.loadRuns();
-    const [run, storyId, vs, other] = parts;
+    const [run, storyId, vs, kind, name] = parts;
+    let other = null; // what to show beside the story: {reference: true} or {run: NAME}
+    if (vs === "vs" && kind) {
+      if (kind === "run" && name) other = { run: name };
+      else if (kind === "reference") other = { reference: true };
+      else other = { run: kind }; // the older #runs/RUN/STORY/vs/OTHER
+    }
     if (run !== this.run || !this.storiesLoaded) {
       this.run = run || null;
       this.offset = 0;
@@ -320,8 +365,11 @@ export class RunsPage {
         clear(this.detailEl);
       }
     }
-    if (run && storyId) await this.openStory(run, storyId, vs === "vs" ? other : null);
-    else clear(this.detailEl);
+    if (run && storyId) await this.openStory(run, storyId, other);
+    else {
+      this.openToken = (this.openToken || 0) + 1;
+      clear(this.detailEl);
+    }
   }
 
   async loadRuns() {
@@ -354,6 +402,9 @@ export class RunsPage {
             h("h3", {}, h("button", { type: "button", class: "link run-open", text: run.name, onclick: () => this.router.go(["runs", run.name]) })),
             h("span", { class: "spacer" }),
             h("span", { class: "badge", text: `${run.stories} stor${run.stories === 1 ? "y" : "ies"}` }),
+            run.failed
+              ? h("span", { class: "badge bad failed-count", title: "stories the teller failed on (errors.jsonl): listed with their error", text: `${run.failed} failed` })
+              : null,
           ),
           h("p", { class: "muted small" }, h("b", { text: tellerName(run.manifest) }), datasetLine(run.manifest) ? ` · ${datasetLine(run.manifest)}` : ""),
           metricsBlock(run),
@@ -364,6 +415,8 @@ export class RunsPage {
   }
 
   async loadStories() {
+    const token = (this.listToken = (this.listToken || 0) + 1);
+    const stale = () => token !== this.listToken; // a newer list was asked for meanwhile
     const run = this.run;
     const q = this.q;
     const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
@@ -385,6 +438,7 @@ export class RunsPage {
     replace(this.storiesEl, h("p", { class: "muted", text: `Loading the stories of run ${run}…` }));
     try {
       const data = await api(withQuery(`/api/runs/${seg(run)}/stories`, { offset: this.offset, limit: PAGE, q }));
+      if (stale()) return;
       this.storiesLoaded = true;
       const stories = data.stories || [];
       const columns = storyHeadline(this.runs.find((r) => r.name === run));
@@ -401,19 +455,28 @@ export class RunsPage {
       const body = h("tbody");
       for (const s of stories) {
         const m = s.metrics || {};
+        // a story the teller failed on has no output: its error instead, under its id
+        const verdict = s.failed
+          ? h("span", { class: "badge bad", text: "failed" })
+          : h("span", { class: `badge ${s.well_structured ? "ok" : "bad"}`, text: s.well_structured ? "yes" : "no" });
         body.appendChild(
           h(
             "tr",
-            { class: "clickable", dataset: { story: s.story_id }, onclick: () => this.router.go(["runs", run, s.story_id]) },
-            h("td", { class: "story-id" }, h("button", { type: "button", class: "link", text: s.story_id })),
-            h("td", {}, h("span", { class: `badge ${s.well_structured ? "ok" : "bad"}`, text: s.well_structured ? "yes" : "no" })),
+            { class: `clickable${s.failed ? " failed" : ""}`, dataset: { story: s.story_id }, onclick: () => this.router.go(["runs", run, s.story_id]) },
+            h(
+              "td",
+              { class: "story-id" },
+              h("button", { type: "button", class: "link", text: s.story_id }),
+              s.failed ? h("div", { class: "story-error", text: s.error || "failed (no error recorded)" }) : null,
+            ),
+            h("td", {}, verdict),
             keys.map((k) => h("td", { class: "num", text: formatNumber(m[k]) })),
           ),
         );
       }
       replace(
         this.storiesEl,
-        h("h3", { text: `Stories in run ${run}` }),
+        h("h3", { text: `Stories in run ${run}` }, data.failed ? h("span", { class: "badge bad failed-count", text: `${data.failed} failed` }) : null),
         controls,
         stories.length ? null : h("p", { class: "empty", text: q ? "No story id matches." : "This run has no stories yet." }),
         h(
@@ -427,6 +490,7 @@ export class RunsPage {
         }),
       );
     } catch (err) {
+      if (stale()) return;
       this.storiesLoaded = false;
       replace(this.storiesEl, alertBox(errorText(err)));
     }
@@ -471,17 +535,19 @@ export class RunsPage {
     if (stale()) return;
     const reference = this.referenceOf(left);
     const dataset = reference ? reference.dataset : null;
+    // option values: "" (nothing), "reference" (the dataset's output) and "run:NAME" (":" is in no run's name)
     const choices = [h("option", { value: "", text: "nothing (this run alone)" })];
-    if (dataset) choices.push(h("option", { value: "reference", text: `the reference (${dataset})`, selected: other === "reference" }));
+    if (dataset) choices.push(h("option", { value: "reference", text: `the reference (${dataset})`, selected: Boolean(other && other.reference) }));
     for (const r of this.runs || []) {
-      if (r.name !== run) choices.push(h("option", { value: r.name, text: `run ${r.name}`, selected: other === r.name }));
+      if (r.name !== run) choices.push(h("option", { value: `run:${r.name}`, text: `run ${r.name}`, selected: Boolean(other && other.run === r.name) }));
     }
+    const beside = (value) => (value === "reference" ? ["vs", "reference"] : value.startsWith("run:") ? ["vs", "run", value.slice(4)] : []);
     const select = h(
       "select",
       {
         id: "compare-with",
         "aria-label": "Compare with",
-        onchange: (ev) => this.router.go(ev.target.value ? ["runs", run, storyId, "vs", ev.target.value] : ["runs", run, storyId]),
+        onchange: (ev) => this.router.go(["runs", run, storyId, ...beside(ev.target.value)]),
       },
       choices,
     );
@@ -504,13 +570,13 @@ export class RunsPage {
     let right;
     let rightLabel;
     try {
-      if (other === "reference") {
+      if (other.reference) {
         if (!dataset) throw new ApiError(`The dataset of run ${run} is not in this studio; start it with --dataset.`);
         right = await api(withQuery(`/api/datasets/${seg(dataset)}/stories/${seg(storyId)}`, { split: reference.split }));
         rightLabel = `reference · ${dataset}`;
       } else {
-        right = await api(`/api/runs/${seg(other)}/stories/${seg(storyId)}`);
-        rightLabel = `run ${other}`;
+        right = await api(`/api/runs/${seg(other.run)}/stories/${seg(storyId)}`);
+        rightLabel = `run ${other.run}`;
       }
     } catch (err) {
       if (!stale()) replace(this.detailEl, head, alertBox(errorText(err)));

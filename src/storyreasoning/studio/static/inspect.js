@@ -30,6 +30,14 @@ export class InspectPage {
       onchange: () => this.loadFile(),
     });
     this.fileName = h("span", { class: "muted small" });
+    this.loaded = null; // {name, text} of the file loaded, while the text is still the file's
+    this.text.addEventListener("input", () => {
+      // edited or replaced: the text is no longer the file's, so it no longer takes its name
+      if (this.loaded && this.text.value !== this.loaded.text) {
+        this.loaded = null;
+        this.fileName.textContent = "";
+      }
+    });
     this.uploader = new Uploader(this.config.limits);
     this.viewBtn = h("button", { type: "button", class: "btn primary", id: "inspect-view", text: "View", onclick: () => this.view() });
     this.errorEl = h("div", { class: "alert error", role: "alert", hidden: true });
@@ -74,6 +82,7 @@ export class InspectPage {
     }
     try {
       this.text.value = await file.text(); // a textarea's value is text, never markup
+      this.loaded = { name: file.name, text: this.text.value };
       this.fileName.textContent = file.name;
     } catch (err) {
       this.showError(`${file.name} could not be read (${err.message}).`);
@@ -93,7 +102,9 @@ export class InspectPage {
       const data = await api("/api/parse", { json: { text, image_sizes: items.length ? items.map((i) => [i.width, i.height]) : null } });
       this.images = items.length ? items.map((i) => i.id) : null;
       this.viewer.setImages(items);
-      this.viewer.setTitle(this.fileName.textContent || "Inspected output");
+      // the title (and the export's file name) is the file's only while the text is the file's
+      const named = this.loaded && this.loaded.text === text;
+      this.viewer.setTitle(named ? this.loaded.name : "Inspected output");
       this.viewer.renderTelling(data.telling, data.raw ?? text, null);
     } catch (err) {
       this.showError(err instanceof ApiError ? err.message : String(err));

@@ -1,13 +1,56 @@
 // The Tell page: images, prompt and sampling settings, Generate and Cancel, the raw
 // console and the progress (tokens for a model; images analysed and story parts written
 // for the baseline, which has no tokens), and the viewer filling in as the story streams.
+//
+// The page remembers the job it follows (sessionStorage, per tab), so a reload reads the
+// job's events again from the first and shows the story where it is; the server cancels a
+// job no page reads for a while (API.md), so a closed tab does not keep telling.
 
 import { api, ApiError, seg } from "./api.js";
 import { h, clear, nearBottom } from "./dom.js";
 import { Uploader } from "./uploader.js";
 import { Viewer } from "./viewer.js";
 
+const FOLLOWED = "storyreasoning.studio.tell"; // sessionStorage: {job, body, items, at, finished}
+// The console writes a long line in blocks of this many characters, so a chunk lays out
+// one short block again, never the whole line (300,000 characters on one line stay linear).
+const CONSOLE_BLOCK = 4096;
+
+/** The job this tab followed before a reload, or null. */
+function remembered() {
+  try {
+    const data = JSON.parse(sessionStorage.getItem(FOLLOWED) || "null");
+    return data && typeof data.job === "string" && data.body && Array.isArray(data.items) ? data : null;
+  } catch {
+    return null; // storage off, or not ours
+  }
+}
+
+function remember(data) {
+  try {
+    if (data) sessionStorage.setItem(FOLLOWED, JSON.stringify(data));
+    else sessionStorage.removeItem(FOLLOWED);
+  } catch {
+    // storage off or full: a reload then starts afresh
+  }
+}
+
+/** Whether this tab was following a story still being told (the Tell page then re-attaches at start). */
+export function followingStory() {
+  const data = remembered();
+  return Boolean(data && !data.finished);
+}
+
+/** A number field that cannot be sent as it is: the message goes next to it. */
+class FieldError extends Error {
+  constructor(field, message) {
+    super(message);
+    this.field = field;
+  }
+}
+
 function numberField(label, name, { min, max, step, value, placeholder, help }) {
+  const error = h("span", { class: "field-error", id: `tell-${name}-error`, hidden: true });
   const input = h("input", {
     type: "number",
     name,
@@ -17,8 +60,10 @@ function numberField(label, name, { min, max, step, value, placeholder, help }) 
     step,
     placeholder: placeholder || "",
     value: value === null || value === undefined ? "" : String(value),
+    "aria-describedby": error.id,
   });
-  return [input, h("label", { class: "field", for: `tell-${name}` }, h("span", { class: "field-label", text: label }), input, help ? h("span", { class: "field-help", text: help }) : null)];
+  const field = h("label", { class: "field", for: `tell-${name}` }, h("span", { class: "field-label", text: label }), input, help ? h("span", { class: "field-help", text: help }) : null, error);
+  return [input, field];
 }
 
 export class TellPage {
@@ -27,6 +72,9 @@ export class TellPage {
     this.config = config;
     this.job = null;
     this.source = null;
+    this.followed = null; // {job, body, items, at, finished}: what a reload shows again
+    this.consolePending = [];
+    this.consoleFrame = 0;
     this.build();
   }
 
@@ -96,9 +144,11 @@ export class TellPage {
       title: "Your story",
       exportSource: () => (this.sent ? { images: this.sent.images, teller_label: this.config.teller ? this.config.teller.label : null } : null),
     });
+    for (const [name, input] of Object.entries(this.fields)) input.addEventListener("input", () => this.fieldError(name, ""));
     clear(this.root);
     this.root.appendChild(h("div", { class: "two-col" }, setup, h("div", { class: "result" }, this.viewer.root)));
     this.updateButtons();
+    this.resume();
   }
 
   enter() {}
@@ -114,27 +164,48 @@ export class TellPage {
     this.errorEl.hidden = !text;
   }
 
-  readNumber(name, { integer = false } = {}) {
-    const raw = this.fields[name].value.trim();
+  /** Show (or, with "", clear) why a number field cannot be sent, next to the field. */
+  fieldError(name, text) {
+    const input = this.fields[name];
+    const error = input.closest("label").querySelector(".field-error");
+    error.textContent = text;
+    error.hidden = !text;
+    if (text) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  /**
+   * A number field's value (null when empty: the default). What the browser could not read
+   * as a number ("-", "1e", "1,5") leaves the field's value empty and sets validity.badInput:
+   * that is refused, never sent as the default.
+   */
+  readNumber(name, { integer = false, low, high, above = false, example } = {}) {
+    const input = this.fields[name];
+    const label = input.closest("label").querySelector(".field-label").textContent;
+    const kind = integer ? "a whole number" : "a number";
+    const range = above ? `above ${low} and at most ${high}` : `from ${low} to ${high}`;
+    const fallback = (this.config.sampling || {})[name];
+    const reset = fallback === null || fallback === undefined ? "clear it for a random one" : `clear it for the default (${fallback})`;
+    if (input.validity.badInput) {
+      throw new FieldError(name, `${label} is not ${kind}: type ${kind} ${range}${example ? ` (e.g. ${example})` : ""}, or ${reset}.`);
+    }
+    const raw = input.value.trim();
     if (raw === "") return null;
     const value = Number(raw);
     if (!Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-      throw new Error(`${this.fields[name].closest("label").querySelector(".field-label").textContent} must be ${integer ? "a whole number" : "a number"}, not "${raw}".`);
+      throw new FieldError(name, `${label} must be ${kind}, not "${raw}".`);
     }
+    if (value > high || (above ? value <= low : value < low)) throw new FieldError(name, `${label} must be ${range}, not ${raw}.`);
     return value;
   }
 
   body() {
     const s = this.config.sampling || {};
-    const temperature = this.readNumber("temperature");
-    const topP = this.readNumber("top_p");
-    const maxTokens = this.readNumber("max_new_tokens", { integer: true });
-    const seed = this.readNumber("seed", { integer: true });
     const b = this.bounds;
-    if (temperature !== null && (temperature < 0 || temperature > b.temperature)) throw new Error(`Temperature must be between 0 and ${b.temperature}.`);
-    if (topP !== null && (topP <= 0 || topP > 1)) throw new Error("Top-p must be above 0 and at most 1.");
-    if (maxTokens !== null && (maxTokens < 1 || maxTokens > b.max_new_tokens)) throw new Error(`Max tokens must be between 1 and ${b.max_new_tokens}.`);
-    if (seed !== null && (seed < 0 || seed > b.seed)) throw new Error(`Seed must be between 0 and ${b.seed}.`);
+    const temperature = this.readNumber("temperature", { low: 0, high: b.temperature, example: "0.7" });
+    const topP = this.readNumber("top_p", { low: 0, high: 1, above: true, example: "0.9" });
+    const maxTokens = this.readNumber("max_new_tokens", { integer: true, low: 1, high: b.max_new_tokens });
+    const seed = this.readNumber("seed", { integer: true, low: 0, high: b.seed });
     const prompt = this.prompt.value.trim();
     return {
       images: this.uploader.items.map((item) => item.id),
@@ -149,21 +220,20 @@ export class TellPage {
 
   async generate() {
     this.showError("");
+    for (const name of Object.keys(this.fields)) this.fieldError(name, "");
     let body;
     try {
       body = this.body();
     } catch (err) {
-      this.showError(err.message);
+      if (!(err instanceof FieldError)) throw err;
+      this.fieldError(err.field, err.message);
+      this.fields[err.field].focus();
       return;
     }
-    this.sent = body;
-    this.sentItems = this.uploader.items.slice();
-    this.runs = (this.runs || 0) + 1;
-    this.maxTokens = body.max_new_tokens || 0;
-    this.viewer.setImages(this.uploader.items);
-    this.viewer.setTitle(`Story of ${body.images.length} image${body.images.length === 1 ? "" : "s"}`);
-    this.viewer.startStream();
-    this.clearConsole();
+    const items = this.uploader.items.slice();
+    this.followed = null; // the story shown before is cleared: a reload must not bring it back
+    remember(null);
+    this.prepare(body, items);
     this.setProgress(0, "starting…");
     this.job = "starting";
     this.updateButtons();
@@ -179,17 +249,47 @@ export class TellPage {
       return;
     }
     this.job = job;
-    this.started = performance.now();
-    this.tokens = 0;
-    this.steps = { images: body.images.length, analysed: 0, written: 0, chars: 0 };
+    this.followed = { job, body, items, at: Date.now(), finished: false };
+    remember(this.followed);
     this.listen(job);
   }
 
-  listen(job) {
+  /** Clear the viewer and the console for the story of ``body`` told from ``items``. */
+  prepare(body, items) {
+    this.sent = body;
+    this.sentItems = items;
+    this.runs = (this.runs || 0) + 1;
+    this.maxTokens = body.max_new_tokens || 0;
+    this.viewer.setImages(items);
+    this.viewer.setTitle(`Story of ${body.images.length} image${body.images.length === 1 ? "" : "s"}`);
+    this.viewer.startStream();
+    this.clearConsole();
+    this.started = performance.now();
+    this.tokens = 0;
+    this.steps = { images: body.images.length, analysed: 0, written: 0, chars: 0 };
+  }
+
+  /** After a reload: show the remembered job again, its events read from the first. */
+  resume() {
+    const saved = remembered();
+    if (!saved || !this.config.teller) return;
+    this.uploader.setItems(saved.items);
+    this.prepare(saved.body, saved.items);
+    if (Number.isFinite(saved.at)) this.started = performance.now() - Math.max(0, Date.now() - saved.at); // for the rate
+    this.setProgress(0, saved.finished ? "loading…" : "reconnecting…");
+    this.job = saved.job;
+    this.followed = saved;
+    this.updateButtons();
+    this.listen(saved.job, true);
+  }
+
+  listen(job, resumed = false) {
     const source = new EventSource(`/api/tell/${seg(job)}/events`);
     this.source = source;
+    let heard = false;
     source.onmessage = (message) => {
       if (this.source !== source) return;
+      heard = true;
       let event;
       try {
         event = JSON.parse(message.data);
@@ -208,18 +308,35 @@ export class TellPage {
       // it saw, so a short break loses nothing; a refused or repeatedly failing stream ends here.
       retries += 1;
       if (source.readyState === EventSource.CONNECTING && retries <= 3) return;
+      const finished = this.followed && this.followed.finished;
       this.finish();
+      if (resumed && !heard) {
+        // refused at once: the server no longer has the job (it restarted, or forgot a finished one)
+        remember(null);
+        this.followed = null;
+        this.viewer.reset();
+        this.setProgress(0, "idle");
+        const text = "The story this page was following is no longer on the studio server (it was restarted, or the story ended more than a few minutes ago); generate it again.";
+        if (finished) this.viewer.setMessage(text, "warn");
+        else this.showError(text);
+        return;
+      }
       this.showError("The connection to the studio server was lost before the story finished; check that the server is running and try again.");
       this.setProgress(null, "connection lost");
     };
   }
 
+  /** The story followed has its final event: a reload shows it again (as long as the server keeps it). */
+  ended() {
+    if (!this.followed) return;
+    this.followed.finished = true;
+    remember(this.followed);
+  }
+
   handle(event) {
     switch (event.event) {
       case "chunk": {
-        const stick = nearBottom(this.consoleEl);
         this.writeConsole(event.text || "");
-        if (stick) this.consoleEl.scrollTop = this.consoleEl.scrollHeight;
         this.tokens = event.tokens || this.tokens + 1;
         if (this.steps) this.steps.chars += (event.text || "").length;
         if (!this.baseline()) this.setProgress(this.tokens);
@@ -227,14 +344,18 @@ export class TellPage {
       }
       case "done": {
         this.finish();
+        this.ended();
         const meta = event.meta || {};
         this.viewer.renderTelling(event.telling, event.raw || "", meta);
-        const seconds = (performance.now() - this.started) / 1000;
+        // the server's own clock: the same after a reload that read the events again
+        const usage = meta.usage || {};
+        const seconds = typeof usage.seconds === "number" ? usage.seconds : (performance.now() - this.started) / 1000;
         this.setProgress(this.tokens, `done · ${this.doneText(meta)} in ${seconds.toFixed(1)} s`, true);
         break;
       }
       case "error": {
         this.finish();
+        this.ended();
         this.showError(event.message || "The storyteller failed without a message.");
         this.setProgress(this.tokens, "failed");
         this.settlePartial(event.partial, "The storyteller stopped with an error; what arrived before it is shown.", "error");
@@ -242,8 +363,10 @@ export class TellPage {
       }
       case "cancelled": {
         this.finish();
+        this.ended();
         this.setProgress(this.tokens, `cancelled after ${this.stepText()}`);
-        this.settlePartial(event.partial, "Cancelled: what arrived before is shown.", "warn");
+        const why = event.reason ? `Cancelled: ${event.reason}. What arrived before is shown.` : "Cancelled: what arrived before is shown.";
+        this.settlePartial(event.partial, why, "warn");
         break;
       }
       default:
@@ -293,24 +416,57 @@ export class TellPage {
     }
   }
 
-  /** Append raw text to the console: one block per line, so a chunk re-lays out only the last line. */
+  /**
+   * Queue raw text for the console. It is written once per animation frame, however many
+   * chunks arrived meanwhile, and where the console is scrolled is read once then too.
+   */
   writeConsole(text) {
-    const lines = text.split("\n");
-    lines.forEach((line, i) => {
-      if (i > 0 || !this.consoleLine) {
-        this.consoleLine = h("div", { class: "cl" });
-        this.consoleEl.appendChild(this.consoleLine);
+    if (!text) return;
+    this.consolePending.push(text);
+    if (!this.consoleFrame) this.consoleFrame = requestAnimationFrame(() => this.flushConsole());
+  }
+
+  /**
+   * Write the queued text: Text nodes appended to a block per line (a line longer than
+   * CONSOLE_BLOCK goes on in a new block), so the work is the new text's, not the line's.
+   */
+  flushConsole() {
+    if (this.consoleFrame) cancelAnimationFrame(this.consoleFrame);
+    this.consoleFrame = 0;
+    const text = this.consolePending.join("");
+    this.consolePending = [];
+    if (!text) return;
+    const stick = nearBottom(this.consoleEl);
+    text.split("\n").forEach((line, i) => {
+      if (i > 0 || !this.consoleLine) this.consoleBlock("cl");
+      while (line) {
+        if (this.consoleUsed >= CONSOLE_BLOCK) this.consoleBlock("cl more");
+        const piece = line.slice(0, CONSOLE_BLOCK - this.consoleUsed);
+        this.consoleLine.appendChild(document.createTextNode(piece));
+        this.consoleUsed += piece.length;
+        line = line.slice(piece.length);
       }
-      if (line) this.consoleLine.appendChild(document.createTextNode(line));
     });
+    if (stick) this.consoleEl.scrollTop = this.consoleEl.scrollHeight;
+  }
+
+  consoleBlock(className) {
+    this.consoleLine = h("div", { class: className });
+    this.consoleUsed = 0;
+    this.consoleEl.appendChild(this.consoleLine);
   }
 
   clearConsole() {
+    if (this.consoleFrame) cancelAnimationFrame(this.consoleFrame);
+    this.consoleFrame = 0;
+    this.consolePending = [];
     clear(this.consoleEl);
     this.consoleLine = null;
+    this.consoleUsed = 0;
   }
 
   finish() {
+    this.flushConsole();
     if (this.source) this.source.close();
     this.source = null;
     this.job = null;
@@ -334,6 +490,7 @@ export class TellPage {
     this.cancelTimer = setTimeout(() => {
       if (this.job === job) {
         this.finish();
+        this.ended();
         this.setProgress(this.tokens, "cancelled");
       }
     }, 5000);

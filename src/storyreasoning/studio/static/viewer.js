@@ -6,6 +6,10 @@
 // at a time (applyEvent). Each event touches a constant amount of the page (a table
 // row appended, a span opened, a text node appended), so the work per chunk stays flat
 // however long the output grows. Every text from the model is set as textContent.
+//
+// The keyboard does what the pointer does: a focused tag, table id or character card
+// draws its boxes as hovering does, Escape closes the tooltip, and the tab bars follow
+// the WAI-ARIA tabs pattern (one tab in the Tab order; Left/Right, Home/End move along).
 
 import { api, ApiError } from "./api.js";
 import { h, append, clear, replace, download } from "./dom.js";
@@ -80,6 +84,10 @@ const tooltip = {
     if (!this.el) {
       this.el = h("div", { class: "tooltip", role: "tooltip", "aria-hidden": "true" });
       document.body.appendChild(this.el);
+      // Escape closes it, wherever the focus or the pointer is (WAI-ARIA tooltip)
+      document.addEventListener("keydown", (ev) => {
+        if (ev.key === "Escape" && this.el.classList.contains("shown")) this.hide();
+      });
     }
     return this.el;
   },
@@ -108,6 +116,40 @@ const tooltip = {
   },
 };
 
+/** The tab bar's keys (WAI-ARIA tabs, activation follows focus): Left/Right (wrapping), Home, End. */
+function tabKeys(tablist, activate) {
+  tablist.addEventListener("keydown", (ev) => {
+    const tabs = Array.from(tablist.querySelectorAll('[role="tab"]')).filter((t) => !t.hidden);
+    const at = tabs.indexOf(ev.target.closest('[role="tab"]'));
+    if (at < 0 || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const to = { ArrowRight: (at + 1) % tabs.length, ArrowLeft: (at - 1 + tabs.length) % tabs.length, Home: 0, End: tabs.length - 1 }[ev.key];
+    if (to === undefined) return;
+    ev.preventDefault();
+    activate(tabs[to]);
+    tabs[to].focus();
+  });
+}
+
+/** One tab of a tab bar in the Tab order: the selected one (else the first). */
+function rovingIndex(tablist) {
+  const tabs = Array.from(tablist.querySelectorAll('[role="tab"]'));
+  const chosen = tabs.find((t) => t.getAttribute("aria-selected") === "true") || tabs[0];
+  for (const tab of tabs) tab.tabIndex = tab === chosen ? 0 : -1;
+}
+
+let viewerCount = 0; // ids of tabs and panels, unique on the page
+
+/**
+ * A frame has its picture's shape exactly, so the boxes (percentages of the frame) lie on
+ * the picture. app.css bounds its width by the ratio: a tall picture is drawn narrower
+ * (never taller than --frame-cap), a wide one wider than its column, which scrolls
+ * (never flatter than --frame-floor).
+ */
+function shape(frame, width, height) {
+  frame.style.aspectRatio = `${width} / ${height}`;
+  frame.style.setProperty("--ratio", String(width / height));
+}
+
 function anchorPoint(node) {
   const r = node.getBoundingClientRect();
   return [r.left, r.bottom];
@@ -128,6 +170,7 @@ export class Viewer {
     this.raw = "";
     this.follow = true; // focus new tabs as the stream opens them, until the user picks one
     this.imageCache = new Map();
+    this.uid = `viewer${++viewerCount}`;
     this.build();
     this.reset();
   }
@@ -161,6 +204,8 @@ export class Viewer {
         class: "tab",
         type: "button",
         role: "tab",
+        id: `${this.uid}-tab-${key}`,
+        "aria-controls": `${this.uid}-pane-${key}`,
         dataset: { tab: key },
         text: label,
         onclick: () => {
@@ -170,7 +215,7 @@ export class Viewer {
       });
       this.tabs[key] = tab;
       tabBar.appendChild(tab);
-      const pane = h("div", { class: `tab-pane pane-${key}`, role: "tabpanel", dataset: { pane: key } });
+      const pane = h("div", { class: `tab-pane pane-${key}`, role: "tabpanel", id: `${this.uid}-pane-${key}`, "aria-labelledby": tab.id, dataset: { pane: key } });
       this.panes[key] = pane;
       panes.appendChild(pane);
     }
@@ -217,6 +262,14 @@ export class Viewer {
     this.storyCol.addEventListener("mousemove", (ev) => tooltip.move(ev.clientX, ev.clientY));
     this.storyCol.addEventListener("focusin", (ev) => this.onStoryOver(ev, true));
     this.storyCol.addEventListener("focusout", (ev) => this.onStoryOut(ev));
+    tabKeys(tabBar, (tab) => {
+      this.follow = false;
+      this.showTab(tab.dataset.tab);
+    });
+    tabKeys(this.subTabs, (tab) => {
+      this.follow = false;
+      this.showSubTab(tab.dataset.sub);
+    });
     this.subPanes.addEventListener("mouseover", (ev) => this.onTableOver(ev));
     this.subPanes.addEventListener("mouseout", (ev) => this.onTableOut(ev));
     this.subPanes.addEventListener("mousemove", (ev) => tooltip.move(ev.clientX, ev.clientY));
@@ -224,6 +277,8 @@ export class Viewer {
     this.subPanes.addEventListener("focusout", (ev) => this.onTableOut(ev));
     this.charList.addEventListener("mouseover", (ev) => this.onCharOver(ev));
     this.charList.addEventListener("mouseout", (ev) => this.onCharOut(ev));
+    this.charList.addEventListener("focusin", (ev) => this.onCharOver(ev));
+    this.charList.addEventListener("focusout", (ev) => this.onCharOut(ev));
     this.panes.diagnostics.addEventListener("click", (ev) => {
       const link = ev.target.closest("[data-goto-line]");
       if (link) this.gotoLine(Number(link.dataset.gotoLine));
@@ -289,6 +344,7 @@ export class Viewer {
       const on = name === key;
       tab.classList.toggle("active", on);
       tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
       this.panes[name].hidden = !on;
     }
     tooltip.hide();
@@ -300,6 +356,7 @@ export class Viewer {
       tab.classList.toggle("active", on);
       tab.setAttribute("aria-selected", on ? "true" : "false");
     }
+    rovingIndex(this.subTabs);
     for (const pane of this.subPanes.children) {
       if (pane.dataset.sub !== undefined) pane.hidden = pane.dataset.sub !== String(key);
     }
@@ -319,15 +376,15 @@ export class Viewer {
     if (info && info.url) {
       const img = h("img", { src: info.url, alt: `Image ${n}`, draggable: "false", loading: "lazy" });
       if (info.width && info.height) {
-        frame.style.aspectRatio = `${info.width} / ${info.height}`;
+        shape(frame, info.width, info.height);
         frame.dataset.width = String(info.width);
         frame.dataset.height = String(info.height);
       } else {
-        frame.style.aspectRatio = "4 / 3";
+        shape(frame, 4, 3);
         img.addEventListener("load", () => {
           info.width = img.naturalWidth;
           info.height = img.naturalHeight;
-          frame.style.aspectRatio = `${info.width} / ${info.height}`;
+          shape(frame, info.width, info.height);
         });
       }
       img.addEventListener("error", () => {
@@ -337,7 +394,7 @@ export class Viewer {
       append(frame, [img, overlay]);
     } else {
       frame.classList.add("missing");
-      frame.style.aspectRatio = "4 / 3";
+      shape(frame, 4, 3);
       append(frame, [h("div", { class: "placeholder", text: `Image ${n}: no image given, so boxes cannot be drawn.` }), overlay]);
     }
     return frame;
@@ -450,6 +507,9 @@ export class Viewer {
           class: "subtab",
           type: "button",
           role: "tab",
+          id: `${this.uid}-sub-${n}`,
+          "aria-controls": `${this.uid}-subpane-${n}`,
+          tabindex: "-1",
           dataset: { sub: String(n) },
           onclick: () => {
             this.follow = false;
@@ -490,7 +550,7 @@ export class Viewer {
       }
       const pane = h(
         "div",
-        { class: "subpane image-pane", dataset: { sub: String(n) }, hidden: true },
+        { class: "subpane image-pane", role: "tabpanel", id: `${this.uid}-subpane-${n}`, "aria-labelledby": `${this.uid}-sub-${n}`, dataset: { sub: String(n) }, hidden: true },
         h(
           "div",
           { class: "image-col" },
@@ -509,6 +569,7 @@ export class Viewer {
       const beforeTab = later !== undefined ? this.imageTabs.get(later).tab : this.narrative ? this.narrative.tab : null;
       this.subTabs.insertBefore(tab, beforeTab);
       this.subPanes.appendChild(pane);
+      rovingIndex(this.subTabs);
       if (!this.entities.has(n)) this.entities.set(n, new Map());
       if (this.imageTabs.size === 1 && !this.narrative) this.showSubTab(n);
     }
@@ -566,6 +627,9 @@ export class Viewer {
           class: "subtab narrative",
           type: "button",
           role: "tab",
+          id: `${this.uid}-sub-narrative`,
+          "aria-controls": `${this.uid}-subpane-narrative`,
+          tabindex: "-1",
           dataset: { sub: "narrative" },
           onclick: () => {
             this.follow = false;
@@ -578,7 +642,7 @@ export class Viewer {
       const body = h("tbody");
       const pane = h(
         "div",
-        { class: "subpane narrative-pane", dataset: { sub: "narrative" }, hidden: true },
+        { class: "subpane narrative-pane", role: "tabpanel", id: `${this.uid}-subpane-narrative`, "aria-labelledby": `${this.uid}-sub-narrative`, dataset: { sub: "narrative" }, hidden: true },
         h("h4", { text: "Narrative Structure" }),
         h(
           "div",
@@ -589,6 +653,7 @@ export class Viewer {
       this.narrative = { tab, pane, body };
       this.subTabs.appendChild(tab);
       this.subPanes.appendChild(pane);
+      rovingIndex(this.subTabs);
     }
     if (focus && this.follow) this.showSubTab("narrative");
     return this.narrative;
@@ -1049,10 +1114,7 @@ export class Viewer {
     try {
       const response = await api("/api/export", { json: { ...source, text: this.raw, title: this.title }, raw: true });
       const blob = await response.blob();
-      const disposition = response.headers.get("content-disposition") || "";
-      const m = /filename="?([^";]+)"?/.exec(disposition);
-      const fallback = `${this.title.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") || "story"}.html`;
-      download(blob, m ? m[1] : fallback);
+      download(blob, exportName(response.headers.get("content-disposition") || "", this.title));
       this.setMessage("");
     } catch (err) {
       this.setMessage(err instanceof ApiError ? err.message : String(err), "error");
@@ -1060,6 +1122,24 @@ export class Viewer {
       this.exportBtn.disabled = false;
     }
   }
+}
+
+/**
+ * The file name the server gave an export: RFC 6266's filename* (UTF-8, percent-encoded:
+ * every script's letters kept) before the plain filename (ASCII); else one made from the title.
+ */
+export function exportName(disposition, title) {
+  const extended = /filename\*\s*=\s*UTF-8''([^;\s]+)/i.exec(disposition);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[1]);
+    } catch {
+      // malformed: the plain name
+    }
+  }
+  const plain = /filename\s*=\s*"?([^";]+)"?/i.exec(disposition);
+  if (plain) return plain[1];
+  return `${title.normalize("NFC").replace(/[^\p{L}\p{N}_.-]+/gu, "-").replace(/^[-._]+|[-._]+$/g, "") || "story"}.html`;
 }
 
 function labelOf(label) {
