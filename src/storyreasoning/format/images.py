@@ -123,7 +123,7 @@ def _pil_orientation(im: PILImage, data: bytes) -> int:
         return 1  # nothing to read: PIL's getexif() would decode a PNG to look for a late eXIf chunk
     try:
         value = im.getexif().get(_ORIENTATION, 1)
-    except Exception:  # damaged tags: the picture as stored  # noqa: BLE001
+    except Exception:  # damaged tags: the picture as stored
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
