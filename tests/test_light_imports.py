@@ -6,6 +6,7 @@ Their timing is measured by ``bench/startup.py``, not here.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,36 @@ def test_a_progress_bar_off_a_terminal_draws_nothing_and_imports_no_rich_progres
         env={**plain, "FORCE_COLOR": "1"},
     )
     assert drawn.stdout == "True\n" and "counting" in drawn.stderr
+
+
+SLOW_PROGRESS = """
+import sys, time
+from storyreasoning.terminal import progress_bar
+with progress_bar(6, "counting", unit="steps") as advance:
+    for _ in range(6):
+        time.sleep(0.1)
+        advance(1)
+print("rich.progress" in sys.modules)
+"""
+
+
+def test_a_long_job_writing_to_a_log_file_shows_plain_progress_lines(tmp_path):
+    """``nohup storyreasoning … 2>log``: no bar, but a plain line every interval and one at the end."""
+    log = tmp_path / "log"
+    env = {**os.environ, "TTY_COMPATIBLE": "", "FORCE_COLOR": "", "STORYREASONING_PROGRESS_SECONDS": "0.25"}
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-c", SLOW_PROGRESS],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert (done.returncode, done.stdout) == (0, "False\n")
+    lines = log.read_text().splitlines()
+    # 0.6 s of work (more on a busy machine): a line every 0.25 s at most, then the closing one
+    assert 2 <= len(lines) <= 6, lines
+    for line in lines[:-1]:
+        assert re.fullmatch(r"counting: [1-5]/6 steps \(\d+%\)(, [\d.]+/s, about \d+ s left)?", line), lines
+    assert re.fullmatch(r"counting: 6/6 steps \(100%\) in \d+ s, [\d.]+/s", lines[-1]), lines

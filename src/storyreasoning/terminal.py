@@ -230,15 +230,133 @@ def print_telling(console: Console, telling: Telling, *, title: str, verdict: Ve
         print_verdict(console, verdict)
 
 
+#: Seconds between two progress lines where stderr is no terminal (a log file, a pipe); the environment
+#: variable ``STORYREASONING_PROGRESS_SECONDS`` sets another interval.
+PROGRESS_SECONDS = 30.0
+
+
+def _progress_seconds() -> float:
+    try:
+        seconds = float(os.environ.get("STORYREASONING_PROGRESS_SECONDS", PROGRESS_SECONDS))
+    except ValueError:
+        return PROGRESS_SECONDS
+    return seconds if seconds >= 0 else PROGRESS_SECONDS
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 5 min``, ``14 h``: a duration as a person reads it in a log."""
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes and hours < 10 else f"{hours + (minutes >= 30)} h"
+
+
+def _rate(per_second: float) -> str:
+    if per_second >= 1:
+        return f"{per_second:,.1f}/s"
+    if per_second * 60 >= 1:
+        return f"{per_second * 60:,.1f}/min"
+    return f"{per_second * 3600:,.1f}/h"
+
+
+class PlainProgress:
+    """Progress as plain lines, for a stderr that is no terminal (``nohup … 2>log``, a pipe, a CI log).
+
+    ``advance(n)`` counts; a line such as ``writing parquet: 1,200/3,552 stories (34%), 18.2/s, about
+    2 min left`` is written at most every ``interval`` seconds, and one more when the job ends (:meth:`close`)
+    if it ran that long: a job that ends sooner writes nothing, so short commands stay quiet.
+
+    The rate leaves out the first ``advance`` (a resumed job counts the work it finds done at once)
+    and counts from the moment it was made. ``clock`` is for tests (``time.monotonic``).
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        label: str,
+        *,
+        unit: str = "",
+        interval: float | None = None,
+        stream=None,
+        clock=None,
+    ) -> None:
+        import sys
+        import threading
+        import time
+
+        self.total, self.label, self.unit = total, label, unit
+        self.interval = _progress_seconds() if interval is None else interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock or time.monotonic
+        self.start = self.last = self.clock()
+        self.done = 0
+        self._base: tuple[float, int] | None = None  # (time, count) after the first advance
+        self._lock = threading.Lock()
+
+    def advance(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = self.clock()
+            if self._base is None:
+                self._base = (now, self.done)
+            finished = self.total is not None and self.done >= self.total  # close() says it
+            if now - self.last >= self.interval and not finished:
+                self.last = now
+                self._write(self.line(now))
+
+    def close(self) -> None:
+        """The closing line, when the job ran at least one interval (else nothing)."""
+        with self._lock:
+            now = self.clock()
+            if now - self.start >= self.interval:
+                self._write(self.line(now, final=True))
+
+    def _count(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if self.total is None:
+            return f"{self.done:,}{unit}"
+        share = f" ({self.done / self.total:.0%})" if self.total else ""
+        return f"{self.done:,}/{self.total:,}{unit}{share}"
+
+    def line(self, now: float, *, final: bool = False) -> str:
+        parts = [f"{self.label}: {self._count()}"]
+        per_second = None
+        if self._base is not None and now > self._base[0] and self.done > self._base[1]:
+            per_second = (self.done - self._base[1]) / (now - self._base[0])
+        if final:
+            parts[0] += f" in {_duration(now - self.start)}"
+            if per_second:
+                parts.append(_rate(per_second))
+        elif per_second:
+            parts.append(_rate(per_second))
+            if self.total is not None and self.total > self.done:
+                parts.append(f"about {_duration(max(1.0, (self.total - self.done) / per_second))} left")
+        return ", ".join(parts)
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or full log: progress is never worth failing the job
+            pass
+
+
 @contextmanager
-def progress_bar(total: int | None, label: str) -> Iterator:
-    """A rich progress bar on stderr; yields ``advance(n)``. Where stderr is no terminal (a log file,
-    a pipe) rich would draw nothing but a newline: nothing is drawn, and rich.progress (about 50 ms
-    to import) is not imported."""
+def progress_bar(total: int | None, label: str, *, unit: str = "") -> Iterator:
+    """Progress on stderr; yields ``advance(n)``. On a terminal, a rich progress bar. Elsewhere (a log
+    file, a pipe), where rich would draw nothing but a newline, a plain line at most every 30 seconds
+    and one at the end (:class:`PlainProgress`; nothing for a job that ends sooner), and rich.progress
+    (about 50 ms to import) is not imported. ``unit`` names what is counted (``stories``)."""
     import sys
 
     if not is_terminal(sys.stderr):
-        yield lambda n=1: None
+        plain = PlainProgress(total, label, unit=unit)
+        yield plain.advance
+        plain.close()  # not after an error: its own line says what happened
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -105,8 +106,21 @@ def test_convert_round_trip_and_resume(dataset, tmp_path):
     disk = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk")
     assert disk.returncode == 0, disk.stderr
     assert load_stories(tmp_path / "disk", "test").ids() == ["s03"]
-    refused = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk")
-    assert refused.returncode == 2 and "not empty" in refused.stderr
+    done = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk")  # the same work: done
+    assert done.returncode == 0 and "already holds these 4 stories" in done.stdout, done.stderr
+    other = run("convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk", "--limit", "1")
+    assert other.returncode == 2 and "--limit none then, 1 now" in other.stderr, other.stderr
+    assert "--overwrite" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    replaced = run(
+        "convert", tmp_path / "pq2", tmp_path / "disk", "--to", "disk", "--limit", "1", "--overwrite"
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert load_stories(tmp_path / "disk").ids() == ["s00", "s03"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    refused = run("convert", tmp_path / "pq2", tmp_path / "other", "--to", "disk", "--overwrite")
+    assert refused.returncode == 2 and "not empty" in refused.stderr  # not a dataset: never replaced
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("to", ["folder", "parquet", "disk"])
@@ -197,3 +211,29 @@ def test_damaged_parquet_rows(tmp_path, change, message, command):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message.format(file=file) in lines[0]
     assert not (tmp_path / "out" / "None").exists()
+
+
+def test_convert_writes_progress_lines_to_a_log(dataset, tmp_path):
+    """stderr a log file (``nohup … 2>log``): plain progress lines (here at every story: interval 0)."""
+    log = tmp_path / "log"
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    with log.open("w") as stderr:
+        result = subprocess.run(
+            [sys.executable, "-m", "storyreasoning", "data", "convert", dataset / "pq", tmp_path / "f", "--to", "folder"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120,
+            env={**env, "STORYREASONING_PROGRESS_SECONDS": "0"},
+        )  # fmt: skip
+    assert result.returncode == 0
+    lines = log.read_text().splitlines()
+    assert lines[0] == "writing folder: 1/4 stories (25%)"  # no rate from one story
+    assert len(lines) == 4, lines
+    for n, line in ((2, lines[1]), (3, lines[2])):
+        assert re.fullmatch(
+            rf"writing folder: {n}/4 stories \(\d+%\), [\d.,]+/(s|min), about \d+ s left", line
+        )
+    assert re.fullmatch(r"writing folder: 4/4 stories \(100%\) in \d+ s, [\d.,]+/(s|min)", lines[3]), lines
+    quiet = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", "convert", dataset / "pq", tmp_path / "g", "--to", "folder"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""  # a short job: nothing (a line every 30 s at most)

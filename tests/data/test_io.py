@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 
 import pytest
 from PIL import Image
@@ -141,18 +142,23 @@ def test_resume_keeps_finished_work(samples, tmp_path):
     assert not list((out / "data").glob(".*"))  # the killed write's leftover is gone, and no other
 
     folders = tmp_path / "folders"
-    write_folders(samples[:2], folders)
-    kept = (folders / "s00" / "cot.md").stat().st_mtime_ns
-    (folders / ".s02.partial").mkdir()
     write_folders(samples, folders)
-    assert (folders / "s00" / "cot.md").stat().st_mtime_ns == kept
-    assert sorted(p.name for p in folders.iterdir()) == ["s00", "s01", "s02", "s03", "s04"]
+    kept = (folders / "s00" / "cot.md").stat().st_mtime_ns
+    for name in ("s02", "s03", "s04"):  # as if the run had died after two stories
+        shutil.rmtree(folders / name)
+    (folders / ".s02.partial").mkdir()  # and while writing the third
+    found = []
+    write_folders(samples, folders, kept=found.append)
+    assert (folders / "s00" / "cot.md").stat().st_mtime_ns == kept and found == [2]
+    assert sorted(p.name for p in folders.iterdir() if p.is_dir()) == ["s00", "s01", "s02", "s03", "s04"]
 
 
 def test_other_shard_count_is_refused(samples, tmp_path):
     write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=2)
-    with pytest.raises(UsageError, match="another shard count"):
+    with pytest.raises(UsageError, match="--stories-per-shard 2 then, 5 now"):
         write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=5)
+    write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=5, overwrite=True)
+    assert [p.name for p in (tmp_path / "pq" / "data").iterdir()] == ["train-00000-of-00001.parquet"]
 
 
 def test_story_folder_layout(tmp_path):

@@ -104,3 +104,75 @@ def test_missing_parts_are_said_plainly():
     assert "No chain of thought." in out and "They[char1 char2]" in out and "no-cot" in out
     out = show(LIGHTHOUSE.split("</think>")[0]).export_text()
     assert "No story." in out and "char1" in out and "no-story" in out
+
+
+# -- progress where stderr is no terminal (a log file) ---------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def plain(total, *, unit="stories", interval=30.0):
+    import io
+
+    from storyreasoning.terminal import PlainProgress
+
+    clock, log = Clock(), io.StringIO()
+    return (
+        PlainProgress(total, "writing parquet", unit=unit, interval=interval, stream=log, clock=clock),
+        clock,
+        log,
+    )
+
+
+def test_a_log_gets_a_line_at_most_every_interval_and_one_at_the_end():
+    progress, clock, log = plain(3552)
+    progress.advance(1200)  # found done at once (a resumed job): left out of the rate
+    for _ in range(20):
+        clock.now += 1
+        progress.advance(10)
+    assert log.getvalue() == ""  # 20 s: not yet
+    for _ in range(10):
+        clock.now += 1
+        progress.advance(10)
+    # 30 s after the start: 300 stories in 30 s since the first advance, 2,052 left
+    assert log.getvalue() == "writing parquet: 1,500/3,552 stories (42%), 10.0/s, about 3 min left\n"
+    clock.now += 29
+    progress.advance(10)
+    assert log.getvalue().count("\n") == 1  # 29 s after the line: still one
+    clock.now += 1
+    progress.advance(2042)
+    progress.close()
+    lines = log.getvalue().splitlines()  # the last advance finished the job: the closing line says so
+    assert lines[1:] == ["writing parquet: 3,552/3,552 stories (100%) in 60 s, 39.2/s"]
+
+
+def test_a_job_shorter_than_the_interval_writes_nothing():
+    progress, clock, log = plain(10)
+    for _ in range(10):
+        clock.now += 2.9
+        progress.advance()
+    progress.close()
+    assert log.getvalue() == ""
+
+
+def test_slow_work_and_unknown_totals_read_plainly():
+    progress, clock, log = plain(None, unit="", interval=30)
+    progress.advance()
+    clock.now += 40
+    progress.advance()
+    clock.now += 50
+    progress.advance()
+    assert log.getvalue().splitlines() == ["writing parquet: 2, 1.5/min", "writing parquet: 3, 1.3/min"]
+    progress, clock, log = plain(100)
+    progress.advance()
+    clock.now += 7200
+    progress.advance()
+    assert log.getvalue() == "writing parquet: 2/100 stories (2%), 0.5/h, about 196 h left\n"

@@ -98,6 +98,16 @@ def data_show(
     raise typer.Exit(show(source, story_id, split=split, strict=strict, as_json=as_json))
 
 
+def _overwrite() -> bool:
+    return typer.Option(
+        False,
+        "--overwrite",
+        help="Write OUT afresh: its shards or story folders are rewritten (story folders of other stories "
+        "removed), a save_to_disk folder replaced, even when another source or other options made them.",
+        metavar=" ",
+    )
+
+
 class Format(str, Enum):
     parquet = "parquet"
     folder = "folder"
@@ -120,13 +130,14 @@ def data_convert(
     stories_per_shard: int = typer.Option(
         256, "--stories-per-shard", min=1, help="Stories per parquet shard."
     ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Rewrite story folders that already exist.", metavar=" "
-    ),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """Convert a dataset to another format, images byte for byte.
 
-    Interrupted conversions resume: finished shards and story folders are kept and skipped.
+    OUT records what it is made from (the source, --split, --limit, --stories-per-shard). Run the
+    same command again and an interrupted conversion resumes (finished shards and story folders
+    are kept, a disk conversion starts over) or a finished one says so; another source or other
+    options are refused, naming what differs, unless --overwrite.
     """
     from .commands import convert
 
@@ -162,8 +173,13 @@ def data_contrastive(
         "--to",
         help="folder (story folders), parquet (shards) or disk (a save_to_disk folder).",
     ),
+    overwrite: bool = _overwrite(),
 ) -> None:
-    """Build incoherent sequences (each frame from a different film, video or story) for contrastive training."""
+    """Build incoherent sequences (each frame from a different film, video or story) for contrastive training.
+
+    As with convert, OUT records what it is made from: the same command again resumes, other options
+    (--seed, --count, --length, --split) or another source are refused unless --overwrite.
+    """
     from .commands import contrastive
 
     bounds: tuple[int, int] | str = "real"
@@ -174,7 +190,9 @@ def data_contrastive(
         except ValueError:
             raise UsageError(f"--length must be real, N or MIN-MAX, got {length!r}") from None
     raise typer.Exit(
-        contrastive(source, out, split=split, count=count, length=bounds, seed=seed, to=to.value)
+        contrastive(
+            source, out, split=split, count=count, length=bounds, seed=seed, to=to.value, overwrite=overwrite
+        )
     )
 
 

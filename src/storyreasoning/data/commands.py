@@ -48,7 +48,7 @@ def info(source: str, *, split: str | None, limit: int | None, as_json: bool) ->
 
     stories = limited(load_stories(source, split), limit)
     stats = DatasetStats()
-    with progress_bar(len(stories), "reading stories") as advance:
+    with progress_bar(len(stories), "reading stories", unit="stories") as advance:
         for sample in stories:
             stats.add(sample)
             advance()
@@ -84,7 +84,7 @@ def validate(
     stories = limited(load_stories(source, split), limit)
     failed: list[dict] = []
     reasons: Counter[str] = Counter()
-    with progress_bar(len(stories), "validating") as advance:
+    with progress_bar(len(stories), "validating", unit="stories") as advance:
         for sample in stories:
             verdict, problem = _verdict(sample, strict)
             if problem is not None:
@@ -192,6 +192,82 @@ def _fmt_size(frame) -> str:
     return f"{size[0]}x{size[1]}" if size else "(unreadable)"
 
 
+class Interrupted(StoryReasoningError):
+    """Ctrl-C: the command stopped where the user asked; the line says what was kept and how to go on."""
+
+    exit_code = 130
+
+
+def _kept_on_disk(out: Path, to: str, targets: dict[str, Path]) -> int:
+    """How many stories the output holds now (finished shards, story folders), for the Ctrl-C line."""
+    from .folder import is_story_folder
+
+    n = 0
+    for name, target in targets.items():
+        try:
+            if to == "parquet":
+                import pyarrow.parquet as pq
+
+                n += sum(
+                    pq.ParquetFile(f).metadata.num_rows for f in (out / "data").glob(f"{name}-*.parquet")
+                )
+            elif to == "folder":
+                n += sum(1 for p in target.iterdir() if not p.name.startswith(".") and is_story_folder(p))
+        except Exception:  # what cannot be read back is not counted
+            continue
+    return n
+
+
+def _interrupted(out: Path, to: str, targets: dict[str, Path], total: int) -> Interrupted:
+    if to == "disk":
+        return Interrupted(
+            f"interrupted; a save_to_disk folder is written whole, so nothing of {out} is kept: run the same "
+            "command again to start it over"
+        )
+    kept = _kept_on_disk(out, to, targets)
+    return Interrupted(
+        f"interrupted; {out} keeps the {kept:,} of {total:,} stories written so far: run the same command "
+        "again to continue"
+    )
+
+
+def _check_layout(out: Path, to: str, targets: dict[str, Path]) -> None:
+    """A record elsewhere in ``out`` than where this run writes: another conversion's layout (story folders per
+    split, or not split, or shards), whose files would be read with this run's as one dataset."""
+    from .resume import RECORD
+
+    mine = {target / RECORD for target in targets.values()} if to == "folder" else {out / RECORD}
+    try:
+        records = [out / RECORD, *sorted(out.glob(f"*/{RECORD}"))] if out.is_dir() else []
+    except OSError:
+        return
+    other = next((p for p in records if p not in mine and p.is_file()), None)
+    if other is None:
+        return
+    where = "its top folder" if other.parent == out else f"{other.parent}"
+    if to != "folder":
+        writes = "parquet shards" if to == "parquet" else "a save_to_disk dataset"
+    elif out in targets.values():
+        writes = f"story folders in {out}"
+    else:
+        writes = "story folders in one folder per split (" + ", ".join(str(t) for t in targets.values()) + ")"
+    raise UsageError(
+        f"{out} holds the output of another conversion in {where}, and this run writes {writes}: both would "
+        "be read as one dataset; choose a new folder"
+    )
+
+
+def _done_line(out: Path, to: str, total: int, found: int, listing: str, what: str = "stories") -> str:
+    if total and found >= total:
+        return f"{out} already holds these {total:,} {what} ({listing}) as {to}: nothing to write"
+    if found:
+        return (
+            f"wrote {total - found:,} {what} to {out} as {to} and kept the {found:,} an earlier run wrote "
+            f"({listing} in all)"
+        )
+    return f"wrote {total:,} {what} ({listing}) to {out} as {to}"
+
+
 def convert(
     source: str,
     out: Path,
@@ -202,7 +278,11 @@ def convert(
     stories_per_shard: int,
     overwrite: bool,
 ) -> int:
-    """Write ``source`` in another format; every split unless ``split`` is given."""
+    """Write ``source`` in another format; every split unless ``split`` is given.
+
+    What the output is made from is recorded in it (:mod:`.resume`): the same command again resumes
+    (or, when all is written, says so); another source or other options are refused unless ``overwrite``.
+    """
     from .sources import ConcatStories, require_datasets, require_pyarrow
     from .writers import (
         check_output_folder,
@@ -214,7 +294,7 @@ def convert(
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
     # before any work: the output can be written, and what writing it needs is installed
-    check_output_folder(out, empty=to == "disk")
+    check_output_folder(out)
     if to == "parquet":
         require_pyarrow()
         require_datasets()  # the shards carry datasets' features in their schema
@@ -224,26 +304,40 @@ def convert(
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): limited(p, limit) for p in parts}
     total = sum(len(p) for p in splits.values())
+    targets = {
+        name: out / name if to == "folder" and (len(splits) > 1 or split is not None) else out
+        for name in splits
+    }
+    _check_layout(out, to, targets)
+    found = [0]
+    common = {
+        "command": "data convert",
+        "source": source,
+        "options": {"limit": limit},
+        "overwrite": overwrite,
+        "kept": lambda n: found.__setitem__(0, found[0] + n),
+    }
     console = _console()
-    with progress_bar(total, f"writing {to}") as advance:
-        if to == "disk":
-            write_disk(splits, out, progress=advance)
-        for name, stories in splits.items():
-            if to == "parquet":
-                write_parquet(
-                    stories,
-                    out,
-                    split=name,
-                    stories_per_shard=stories_per_shard,
-                    progress=advance,
-                    command="data convert",
-                    source=source,
-                )
-            elif to == "folder":
-                target = out / name if len(splits) > 1 or split is not None else out
-                write_folders(stories, target, overwrite=overwrite, progress=advance)
+    try:
+        with progress_bar(total, f"writing {to}", unit="stories") as advance:
+            if to == "disk":
+                write_disk(splits, out, progress=advance, **common)
+            for name, stories in splits.items():
+                if to == "parquet":
+                    write_parquet(
+                        stories,
+                        out,
+                        split=name,
+                        stories_per_shard=stories_per_shard,
+                        progress=advance,
+                        **common,
+                    )
+                elif to == "folder":
+                    write_folders(stories, targets[name], progress=advance, **common)
+    except KeyboardInterrupt:
+        raise _interrupted(out, to, targets, total) from None
     listing = ", ".join(f"{name}: {len(s)}" for name, s in splits.items())
-    console.print(f"wrote {total} stories ({listing}) to {out} as {to}")
+    console.print(_done_line(out, to, total, found[0], listing), markup=False, soft_wrap=True)
     return 0
 
 
@@ -256,14 +350,16 @@ def contrastive(
     length: tuple[int, int] | str,
     seed: int,
     to: str,
+    overwrite: bool = False,
 ) -> int:
     from .contrastive import contrastive_sequences
+    from .resume import fingerprint
     from .sources import SampleList, require_datasets, require_pyarrow
     from .writers import check_output_folder, write_disk, write_folders, write_parquet
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
-    check_output_folder(out, empty=to == "disk")  # before any work
+    check_output_folder(out)  # before any work
     if to == "parquet":
         require_pyarrow()
         require_datasets()
@@ -271,20 +367,33 @@ def contrastive(
         require_datasets()
     stories = load_stories(source, split)
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
-    with progress_bar(len(samples), f"writing {to}") as advance:
-        if to == "parquet":
-            write_parquet(
-                SampleList(samples),
-                out,
-                split=split or "train",
-                progress=advance,
-                command="data contrastive",
-                source=source,
-            )
-        elif to == "folder":
-            write_folders(samples, out, progress=advance)
-        else:
-            write_disk({split or "train": samples}, out, progress=advance)
+    source_ids = stories.ids()
+    found = [0]
+    common = {
+        "command": "data contrastive",
+        "source": source,
+        "options": {
+            "split": split,
+            "count": count,
+            "length": length if isinstance(length, str) else "-".join(map(str, sorted(set(length)))),
+            "seed": seed,
+            # the sequences are drawn from the source's stories: another set of them, other sequences
+            "source_stories": f"{len(source_ids):,} ({fingerprint(source_ids)})",
+        },
+        "overwrite": overwrite,
+        "kept": lambda n: found.__setitem__(0, found[0] + n),
+    }
+    name = split or "train"
+    try:
+        with progress_bar(len(samples), f"writing {to}", unit="sequences") as advance:
+            if to == "parquet":
+                write_parquet(SampleList(samples), out, split=name, progress=advance, **common)
+            elif to == "folder":
+                write_folders(samples, out, progress=advance, **common)
+            else:
+                write_disk({name: samples}, out, progress=advance, **common)
+    except KeyboardInterrupt:
+        raise _interrupted(out, to, {name: out}, len(samples)) from None
     if isinstance(length, str):  # drawn from the dataset's own story lengths
         sizes = [s.frame_count for s in samples] or [0]
         shape = (
@@ -293,7 +402,11 @@ def contrastive(
         )
     else:
         shape = f"{length[0]}-{length[1]} frames"
-    _console().print(f"wrote {len(samples)} contrastive sequences of {shape} to {out}")
+    if found[0] >= len(samples):
+        line = f"{out} already holds these {len(samples)} contrastive sequences of {shape}: nothing to write"
+    else:
+        line = f"wrote {len(samples)} contrastive sequences of {shape} to {out}"
+    _console().print(line, markup=False, soft_wrap=True)
     return 0
 
 
@@ -332,7 +445,7 @@ def push(settings) -> int:
     err.print(
         f"[dim]dataset card: {chosen if chosen is not None else 'a generated one (counts, splits, provenance)'}[/dim]"
     )
-    with progress_bar(sum(len(p) for p in splits.values()), "writing parquet") as advance:
+    with progress_bar(sum(len(p) for p in splits.values()), "writing parquet", unit="stories") as advance:
         url = publish(
             splits,
             s.repo_id,

@@ -190,6 +190,7 @@ def stage(
     ``split -> stories``.
     """
     from .card import write_parquet_card
+    from .resume import RECORD
     from .sources import load_stories
     from .writers import check_output_folder, write_parquet
 
@@ -208,6 +209,7 @@ def stage(
                 f"the shards written to {out} do not read back as the split {name} ({len(back)} stories "
                 f"instead of {len(stories)}); nothing was uploaded"
             )
+    (out / RECORD).unlink(missing_ok=True)  # what the shards were made from is for resuming, not the Hub
     return {name: len(stories) for name, stories in splits.items()}
 
 

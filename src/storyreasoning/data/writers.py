@@ -1,21 +1,28 @@
 """Write stories: parquet shards (hub layout), story folders, ``save_to_disk`` folders.
 
 Every writer keeps the frames' encoded bytes (no re-encoding: a JPEG stays the same
-JPEG), writes each unit (a shard, a story folder) beside its destination and renames it
-into place, and skips units already complete, so an interrupted conversion resumes
-where it stopped without writing anything twice.
+JPEG) and writes each unit (a shard, a story folder, the whole ``save_to_disk`` folder)
+beside its destination and renames it into place. Before its first unit it records what
+the output is made from (:mod:`.resume`): running it again with the same stories and
+options skips the units already written, so an interrupted conversion resumes where it
+stopped without writing anything twice, and one from another source or with other
+options is refused, naming what differs, unless ``overwrite``. A unit counts as written
+only when what it holds, read back, is what this run writes there.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError, file_error
 from ..files import atomic_folder, atomic_path, remove_leftovers
-from .folder import write_story_folder
+from .folder import folder_name, is_story_folder, read_story_folder, write_story_folder
+from .resume import compare, differences, ids_of, origin, read_record, refusal, write_record
 from .sample import StorySample
 from .sources import require_datasets, require_pyarrow
 
@@ -58,7 +65,7 @@ def check_output_folder(out: str | Path, *, empty: bool = False) -> Path:
                 f"{out} is a file, and the output is a folder; give a new folder (or one to resume into)"
             )
         if empty and out.is_dir() and next(out.iterdir(), None) is not None:
-            raise UsageError(f"{out} exists and is not empty; choose a new folder for a save_to_disk dataset")
+            raise UsageError(f"{out} exists and is not empty; choose a new folder")
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         if not probe.is_dir():
@@ -84,6 +91,10 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
+def _made_from(ids: Sequence[str], command: str, source, options: Mapping[str, Any] | None, **more) -> dict:
+    return origin(ids, command=command, source=source, options={**(options or {}), **more})
+
+
 def write_parquet(
     samples: Sequence[StorySample],
     out_dir: str | Path,
@@ -94,6 +105,9 @@ def write_parquet(
     progress: Progress | None = None,
     command: str = "write_parquet",
     source: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    kept: Progress | None = None,
 ) -> list[Path]:
     """Write ``samples`` as ``out_dir/data/{split}-NNNNN-of-MMMMM.parquet`` with embedded images.
 
@@ -104,8 +118,14 @@ def write_parquet(
     (``README.md``, :func:`storyreasoning.data.card.write_parquet_card`) is written afresh for
     every split now in the folder, saying that ``command`` wrote them from ``source`` (whose
     build record it reports when it is a local folder that has one); a card storyreasoning did
-    not write is left alone. Small row groups keep reading one story cheap. Complete shards
-    already present are skipped.
+    not write is left alone. Small row groups keep reading one story cheap.
+
+    Resuming (:mod:`.resume`): ``command``, ``source``, ``options`` (the other settings that
+    shaped ``samples``, such as ``{"limit": 100}``), the shard size and the story ids are
+    recorded before the first shard; shards already holding the stories this run writes
+    there are skipped (``kept`` is told how many stories they hold); a split written from
+    another source or with other settings is refused, naming what differs, unless
+    ``overwrite``: then its shards are written afresh.
     """
     pq = require_pyarrow()
     import pyarrow as pa
@@ -113,8 +133,13 @@ def write_parquet(
     if stories_per_shard < 1 or rows_per_group < 1:
         raise UsageError("stories_per_shard and rows_per_group must be at least 1")
     out = check_output_folder(out_dir)
+    ids = ids_of(samples)
+    made_from = _made_from(ids, command, source, options, stories_per_shard=stories_per_shard)
     try:
-        written = _write_parquet(samples, out, pa, pq, split, stories_per_shard, rows_per_group, progress)
+        written = _write_parquet(
+            samples, ids, made_from, out, pa, pq, split, stories_per_shard, rows_per_group,
+            progress=progress, overwrite=overwrite, kept=kept,
+        )  # fmt: skip
     except OSError as exc:
         if exc.errno is None:  # pyarrow's own error, without a path: say which folder
             raise UsageError(
@@ -128,27 +153,45 @@ def write_parquet(
 
 
 def _write_parquet(
-    samples, out: Path, pa, pq, split, stories_per_shard, rows_per_group, progress
+    samples,
+    ids,
+    made_from,
+    out: Path,
+    pa,
+    pq,
+    split,
+    stories_per_shard,
+    rows_per_group,
+    *,
+    progress,
+    overwrite,
+    kept,
 ) -> list[Path]:
     data_dir = out / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
     n = len(samples)
     count = max(1, -(-n // stories_per_shard))
-    for stale in data_dir.glob(f"{split}-*.parquet"):
-        if not stale.name.endswith(f"-of-{count:05d}.parquet"):
-            raise UsageError(
-                f"{stale} belongs to an earlier conversion with another shard count; "
-                f"delete {data_dir}/{split}-*.parquet first"
-            )
+    state = compare(out, "parquet", split, made_from, what=f"the {split} shards", overwrite=overwrite)
+    present = sorted(data_dir.glob(f"{split}-*.parquet")) if data_dir.is_dir() else []
+    if overwrite:  # this split afresh
+        for path in present:
+            path.unlink()
+    elif present:
+        _check_present(
+            out, present, split, count, stories_per_shard, ids, samples, pq, recorded=state == "same"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if state != "same":
+        write_record(out, "parquet", split, made_from)  # before the first shard
     schema = features().arrow_schema
-    written = []
-    for k in range(count):
-        lo, hi = k * stories_per_shard, min(n, (k + 1) * stories_per_shard)
-        target = data_dir / shard_name(split, k, count)
-        written.append(target)
-        if _complete(target, hi - lo):
-            if progress:
-                progress(hi - lo)
+    bounds = [(k * stories_per_shard, min(n, (k + 1) * stories_per_shard)) for k in range(count)]
+    written = [data_dir / shard_name(split, k, count) for k in range(count)]
+    # written by an earlier run of this same work: they hold the stories this run writes there
+    finished = {k for k, (lo, hi) in enumerate(bounds) if _shard_ids(written[k], pq) == ids[lo:hi]}
+    done = sum(bounds[k][1] - bounds[k][0] for k in finished)
+    if progress and done:
+        progress(done)  # at once: the rate a progress line shows is of the work this run does
+    for k, ((lo, hi), target) in enumerate(zip(bounds, written, strict=True)):
+        if k in finished:
             continue
         remove_leftovers(target)  # of a conversion killed mid-shard: this one is the shard's one writer
         with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
@@ -166,18 +209,86 @@ def _write_parquet(
                     batch = []
             if lo == hi:  # an empty split still gets a valid file
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
+    if kept and done:
+        kept(done)
     return written
 
 
-def _complete(path: Path, rows: int) -> bool:
+def _shard_ids(path: Path, pq) -> list[str] | None:
+    """The story ids a shard holds (its ``story_id`` column alone), or None when it is missing or unreadable."""
     if not path.is_file():
-        return False
-    import pyarrow.parquet as pq
-
+        return None
     try:
-        return pq.ParquetFile(path).metadata.num_rows == rows
+        return [str(x) for x in pq.ParquetFile(path).read(columns=["story_id"]).column(0).to_pylist()]
+    except Exception:
+        return None
+
+
+def _ends(ids: Sequence[str]) -> str:
+    if not ids:
+        return "no stories"
+    return ids[0] if len(ids) == 1 else f"{ids[0]}…{ids[-1]}"
+
+
+_TEXT_COLUMNS = ("story_id", "frame_count", "chain_of_thought", "story", "frame_meta")
+
+
+def _check_present(out, present, split, count, per_shard, ids, samples, pq, *, recorded) -> None:
+    """Shards of ``split`` already in ``out``: each must be one this run writes (its name); without a record
+    (``recorded`` False: written before records were kept) each must also hold, by id and by text, the
+    stories this run writes there (a row count says nothing of which stories). Else one line refuses."""
+    import re
+
+    shape = re.compile(rf"{re.escape(split)}-(\d{{5}})-of-(\d{{5}})\.parquet")
+    fix = f"Choose a new folder, or pass --overwrite to replace the {split} shards"
+    unrecorded = "" if recorded else " (no record says what they were made from)"
+    for path in present:
+        m = shape.fullmatch(path.name)
+        if m is None or int(m.group(2)) != count or int(m.group(1)) >= count:
+            raise UsageError(
+                f"{out} holds {split} shards of another conversion{unrecorded}: {path.name} is not one of "
+                f"the {count} shard{'s' if count != 1 else ''} this run writes. {fix}"
+            )
+        if recorded:
+            continue  # the record says whose they are; each shard's ids are checked as it comes
+        k = int(m.group(1))
+        lo, hi = k * per_shard, min(len(ids), (k + 1) * per_shard)
+        try:
+            table = pq.ParquetFile(path).read(
+                columns=[c for c in _TEXT_COLUMNS if c in pq.read_schema(path).names]
+            )
+            rows = table.to_pylist()
+        except Exception:
+            continue  # unreadable: rewritten as a shard not yet written
+        got = [str(r.get("story_id")) for r in rows]
+        if got != list(ids[lo:hi]):
+            raise UsageError(
+                f"{out} holds {split} shards of another conversion{unrecorded}: {path.name} holds "
+                f"{_ends(got)}, this run writes {_ends(ids[lo:hi])} there. {fix}"
+            )
+        for i, row in zip(range(lo, hi), rows, strict=True):
+            want = samples[i].to_row(embed=False)
+            if any((row.get(c) or None) != (want.get(c) or None) for c in _TEXT_COLUMNS):
+                raise UsageError(
+                    f"{out} holds {split} shards of another conversion{unrecorded}: story {ids[i]!r} in "
+                    f"{path.name} differs from the one this run writes. {fix}"
+                )
+
+
+def _holds(folder: Path, sample: StorySample) -> bool:
+    """Whether the story folder ``folder`` holds ``sample``: id, texts, frame count and frame metadata
+    (frames are not compared byte for byte: a folder is written whole or not at all)."""
+    try:
+        there = read_story_folder(folder)
     except Exception:
         return False
+    return (
+        there.story_id == sample.story_id
+        and there.cot_text == sample.cot_text.strip()
+        and there.story_text == sample.story_text.strip()
+        and there.frame_count == sample.frame_count
+        and there.frame_meta == sample.frame_meta
+    )
 
 
 def write_folders(
@@ -186,37 +297,107 @@ def write_folders(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    command: str = "write_folders",
+    source: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    kept: Progress | None = None,
 ) -> list[Path]:
-    """Write each story as a folder (see :mod:`storyreasoning.data.folder`); existing ones are kept."""
+    """Write each story as a folder (see :mod:`storyreasoning.data.folder`).
+
+    Resuming as :func:`write_parquet` does: what the folder is made from is recorded before
+    the first story; a story folder already holding its story (id, texts, frame count and
+    metadata) is kept (``kept`` is told how many); a folder written from another source or
+    with other settings is refused, naming what differs, and so is one holding story folders
+    this run does not write. ``overwrite`` rewrites every story folder and removes the story
+    folders that are not among ``samples``.
+    """
     out = check_output_folder(out_dir)
+    if not isinstance(samples, Sequence):
+        samples = list(samples)
+    ids = ids_of(samples)
+    names = [folder_name(sid) for sid in ids]
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        twice = next(name for name in names if name in seen or seen.add(name))
+        raise UsageError(
+            f"two stories map to the folder {out / twice}; story ids must stay distinct after "
+            "replacing characters other than letters, digits, '.', '_' and '-'"
+        )
+    made_from = _made_from(ids, command, source, options)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
+        existing = {
+            p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and is_story_folder(p)
+        }
+        others = sorted(existing - set(names))
+        if others and not overwrite:
+            shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+            raise UsageError(
+                f"{out} holds {len(others)} story folder{'s' if len(others) != 1 else ''} this run does not "
+                f"write ({shown}). Choose a new folder, or pass --overwrite to replace the story folders"
+            )
+        for name in others:  # overwrite: the folder is to hold these stories and no others
+            shutil.rmtree(out / name)
+        if state == "new" and not overwrite:  # folders no record describes: checked before any is written
+            for i, name in enumerate(names):
+                if name in existing and not _holds(out / name, samples[i]):
+                    raise UsageError(
+                        f"{out} holds story folders of another conversion (no record says what they were "
+                        f"made from): {out / name} differs from the story {ids[i]!r} this run writes. "
+                        "Choose a new folder, or pass --overwrite to replace the story folders"
+                    )
+        if state != "same":
+            write_record(out, "folder", "stories", made_from)  # before the first story folder
     except OSError as exc:
         raise file_error(exc, "write the output folder") from None
     done = []
-    seen: set[str] = set()
-    for sample in samples:
-        path = write_story_folder(sample, out, overwrite=overwrite)
-        if path.name in seen:
-            raise UsageError(
-                f"two stories map to the folder {path}; story ids must stay distinct after "
-                "replacing characters other than letters, digits, '.', '_' and '-'"
-            )
-        seen.add(path.name)
-        done.append(path)
+    found = 0
+    for sample, name in zip(samples, names, strict=True):
+        target = out / name
+        if not overwrite and name in existing and _holds(target, sample):
+            found += 1
+        else:
+            write_story_folder(sample, out, overwrite=True)
+        done.append(target)
         if progress:
             progress(1)
+    if kept and found:
+        kept(found)
     return done
 
 
 def write_disk(
-    splits: dict[str, Sequence[StorySample]], out_dir: str | Path, *, progress: Progress | None = None
+    splits: Mapping[str, Sequence[StorySample]],
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    command: str = "write_disk",
+    source: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    kept: Progress | None = None,
 ) -> Path:
-    """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split)."""
+    """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split).
+
+    ``datasets`` writes the folder as one whole, so it is built beside ``out_dir`` (in its
+    hidden ``.NAME.partial`` folder, ``datasets``' cache included: nothing goes to the system's
+    temporary folder or to ``~/.cache``) and renamed into place; an interrupted run leaves
+    nothing finished, and the next one removes what it left and starts over. A folder this
+    same work already wrote is left as it is (``kept`` is told every story); one written from
+    another source or with other settings is refused, naming what differs, and so is any
+    other non-empty folder; ``overwrite`` replaces one that is a ``save_to_disk`` folder.
+    """
     datasets = require_datasets()
     Dataset, DatasetDict = datasets.Dataset, datasets.DatasetDict
-    out = check_output_folder(out_dir, empty=True)
-    feats = features()
+    out = check_output_folder(out_dir)
+    made = {name: _made_from(ids_of(samples), command, source, options) for name, samples in splits.items()}
+    replace = _disk_state(out, made, overwrite)
+    if replace is None:  # already written, by this same work
+        total = sum(len(s) for s in splits.values())
+        if kept and total:
+            kept(total)
+        return out
 
     def rows(samples: Sequence[StorySample]):
         for sample in samples:
@@ -227,22 +408,82 @@ def write_disk(
             if progress:
                 progress(1)
 
-    # A private cache folder and a fresh fingerprint: datasets would otherwise hash (pickle)
-    # the samples and keep a second copy of everything in ~/.cache.
-    with tempfile.TemporaryDirectory(prefix="storyreasoning-disk-") as cache:
-        built = {}
-        for name, samples in splits.items():
-            if len(samples):
-                built[name] = Dataset.from_generator(
-                    rows,
-                    gen_kwargs={"samples": samples},
-                    features=feats,
-                    split=name,
-                    cache_dir=cache,
-                    fingerprint=uuid.uuid4().hex,
-                )
-            else:
-                built[name] = Dataset.from_list([], features=feats, split=name)
-        with atomic_folder(out) as tmp:  # out is new or empty (checked before)
-            DatasetDict(built).save_to_disk(str(tmp))
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # the command shows its own progress; datasets' bars would only repeat it
+    try:
+        with atomic_folder(out, replace=replace) as tmp:
+            _save_to_disk(tmp, splits, made, rows, Dataset, DatasetDict, features())
+    finally:
+        if not quiet:
+            enable_progress_bars()
     return out
+
+
+def _save_to_disk(tmp: Path, splits, made, rows, Dataset, DatasetDict, feats) -> None:
+    for name, made_from in made.items():  # the record, before the data
+        write_record(tmp, "disk", name, made_from)
+    # A private cache folder inside the partial folder (removed with it, by the next run after a crash)
+    # and a fresh fingerprint: datasets would otherwise hash (pickle) the samples and keep a second copy
+    # of everything in ~/.cache.
+    cache = tmp / ".cache"
+    built = {}
+    for name, samples in splits.items():
+        if len(samples):
+            built[name] = Dataset.from_generator(
+                rows,
+                gen_kwargs={"samples": samples},
+                features=feats,
+                split=name,
+                cache_dir=str(cache),
+                fingerprint=uuid.uuid4().hex,
+            )
+        else:
+            built[name] = Dataset.from_list([], features=feats, split=name)
+    DatasetDict(built).save_to_disk(str(tmp))
+    del built
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def _disk_state(out: Path, made: dict[str, dict], overwrite: bool) -> bool | None:
+    """What to do with ``out`` before a ``save_to_disk`` write: None (this work is there already), False
+    (it is new or empty), True (replace it: ``overwrite``); or one line refusing."""
+    if not out.is_dir() or next(out.iterdir(), None) is None:
+        return False
+    record = read_record(out)
+    is_disk = (out / "dataset_dict.json").is_file() or (out / "state.json").is_file()
+    if record is not None and record.get("format") == "disk":
+        old = record["parts"]
+        reasons = [
+            f"split {name}: {why}"
+            for name in made
+            if name in old
+            for why in differences(old[name], made[name])
+        ]
+        gone, new = sorted(set(old) - set(made)), sorted(set(made) - set(old))
+        if gone or new:
+            reasons.append(f"splits {', '.join(sorted(old)) or 'none'} then, {', '.join(made)} now")
+        if not reasons and is_disk:
+            return None
+        if overwrite:
+            return True
+        raise refusal(
+            out, "a save_to_disk dataset", reasons or ["it is incomplete"],
+            fix="choose a new folder, or pass --overwrite to replace it",
+        )  # fmt: skip
+    if record is not None:  # our own output, of another format
+        if overwrite:
+            return True
+        raise refusal(
+            out, f"{record.get('format')} output", ["this run writes a save_to_disk dataset"],
+            fix="choose a new folder, or pass --overwrite to replace it",
+        )  # fmt: skip
+    if is_disk:
+        if overwrite:
+            return True
+        raise UsageError(
+            f"{out} holds a save_to_disk dataset with no record of what it was made from (written before "
+            "records were kept). Choose a new folder, or pass --overwrite to replace it"
+        )
+    raise UsageError(f"{out} exists and is not empty; choose a new folder for a save_to_disk dataset")

@@ -1,0 +1,265 @@
+"""Conversions killed and run again: the same work resumes, other work is refused, nothing is left behind.
+
+The crashes are real: the command runs in a subprocess that sends itself SIGKILL (or SIGINT, as
+Ctrl-C does) while it writes the N-th story, so the moment is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storyreasoning.data import SampleList, load_stories, write_folders, write_parquet
+from storyreasoning.data.commands import contrastive, convert
+from storyreasoning.data.resume import RECORD
+from storyreasoning.errors import UsageError
+
+from .fixtures import fixture_samples
+
+pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
+
+#: ``python -c KILLER AT SIGNAL ARGS…``: ``storyreasoning ARGS…``, which sends itself SIGNAL as it
+#: starts writing its AT-th story (every writer checks a story's frames first).
+KILLER = """
+import os, sys
+from storyreasoning.data.sample import StorySample
+
+at, sig = int(sys.argv[1]), int(sys.argv[2])
+check, calls = StorySample.check_frames, [0]
+
+def check_frames(self):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), sig)
+    return check(self)
+
+StorySample.check_frames = check_frames
+from storyreasoning.cli import main
+main(sys.argv[3:])
+"""
+
+
+def _env(**more: str) -> dict:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TTY_COMPATIBLE": "",
+        "FORCE_COLOR": "",
+        **more,
+    }
+
+
+def run(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storyreasoning", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or _env(),
+    )
+
+
+def crash(at: int, sig: int, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``storyreasoning ARGS`` signalled with ``sig`` as it starts writing its ``at``-th story."""
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, str(at), str(int(sig)), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or _env(),
+    )
+
+
+def error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """``alpha`` (12 stories s00…s11) and ``beta`` (12 others, b00…b11): two story-folder datasets."""
+    root = tmp_path_factory.mktemp("sources")
+    samples = fixture_samples(12)
+    write_folders(samples, root / "alpha")
+    others = [s.with_texts(s.cot_text, s.story_text, story_id=f"b{i:02d}") for i, s in enumerate(samples)]
+    write_folders(others, root / "beta")
+    return root
+
+
+def shards(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted((out / "data").glob("*.parquet"))}
+
+
+def same_tables(a: Path, b: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    names = sorted(shards(a))
+    return names == sorted(shards(b)) and all(
+        pq.read_table(a / "data" / n).equals(pq.read_table(b / "data" / n)) for n in names
+    )
+
+
+def test_a_killed_parquet_conversion_resumes_and_another_source_is_refused(sources, tmp_path, capsys):
+    alpha, beta, out = sources / "alpha", sources / "beta", tmp_path / "out"
+    args = ("--to", "parquet", "--stories-per-shard", 2)
+    killed = crash(7, signal.SIGKILL, "data", "convert", alpha, out, *args)
+    assert killed.returncode == -signal.SIGKILL
+    written = shards(out)
+    assert len(written) == 3  # six stories in three finished shards; the fourth was being written
+    assert (out / RECORD).is_file()
+
+    line = error_line(run("data", "convert", beta, out, *args))
+    assert "made from alpha (12 stories, s00…s11), this run reads beta (12 stories, b00…b11)" in line
+    assert "Choose a new folder, or pass --overwrite to replace the train shards" in line
+    assert shards(out) == written  # refused before anything was touched
+
+    again = run("data", "convert", alpha, out, *args)
+    assert again.returncode == 0, again.stderr
+    assert "wrote 6 stories" in again.stdout and "kept the 6 an earlier run wrote" in again.stdout
+    assert {k: v for k, v in shards(out).items() if k in written} == written  # not rewritten
+    write_parquet(load_stories(alpha), tmp_path / "ref", stories_per_shard=2)  # one run, never killed
+    assert same_tables(tmp_path / "ref", out)
+    assert not [p.name for p in (out / "data").iterdir() if p.name.startswith(".")]  # the torn shard is gone
+
+    assert (
+        convert(str(alpha), out, to="parquet", split=None, limit=None, stories_per_shard=2, overwrite=False)
+        == 0
+    )
+    assert "already holds these 12 stories" in capsys.readouterr().out
+    assert shards(out) == {**written, **shards(out)} and len(shards(out)) == 6
+
+
+def test_shards_without_a_record_are_checked_story_by_story(tmp_path):
+    """Output of an older version (no record): a shard is kept only when it holds, by id and text, the
+    stories this run writes there; a row count proves nothing."""
+    samples = fixture_samples(4)
+    out = tmp_path / "old"
+    write_parquet(SampleList(samples), out, stories_per_shard=2)
+    (out / RECORD).unlink()
+    others = [s.with_texts(s.cot_text, s.story_text, story_id=f"x{i}") for i, s in enumerate(samples)]
+    with pytest.raises(
+        UsageError, match=r"train-00000-of-00002.parquet holds s00…s01, this run writes x0…x1"
+    ):
+        write_parquet(SampleList(others), out, stories_per_shard=2)
+    rewritten = [s.with_texts(s.cot_text, s.story_text + " And then?") for s in samples]  # same ids
+    with pytest.raises(UsageError, match=r"story 's00' in train-00000-of-00002\.parquet differs"):
+        write_parquet(SampleList(rewritten), out, stories_per_shard=2)
+    assert not (out / RECORD).exists()  # a refused run records nothing
+
+    stamps = shards(out)
+    found = []
+    write_parquet(SampleList(samples), out, stories_per_shard=2, kept=found.append)
+    assert found == [4] and shards(out) == stamps and (out / RECORD).is_file()
+
+
+def test_contrastive_with_another_seed_is_refused(sources, tmp_path, capsys):
+    def again(seed: int, *, overwrite: bool = False) -> str:
+        code = contrastive(
+            str(sources / "alpha"), con, split=None, count=4, length=(3, 3), seed=seed, to="parquet",
+            overwrite=overwrite,
+        )  # fmt: skip
+        assert code == 0
+        return capsys.readouterr().out
+
+    con = tmp_path / "con"
+    again(0)
+    made = [s.frame_meta for s in load_stories(con)]
+    with pytest.raises(UsageError, match=r"--seed 0 then, 1 now\. Choose a new folder, or pass --overwrite"):
+        again(1)
+    assert "already holds these 4 contrastive sequences" in again(0)
+    again(1, overwrite=True)
+    assert [s.frame_meta for s in load_stories(con)] != made
+
+
+def test_a_folder_laid_out_by_another_conversion_is_refused(sources, tmp_path, capsys):
+    out = tmp_path / "out"
+    convert(
+        str(sources / "alpha"), out, to="folder", split="train", limit=2, stories_per_shard=2, overwrite=False
+    )
+    assert (out / "train" / "s00").is_dir()
+    with pytest.raises(UsageError, match=r"in .*/out/train, and this run writes parquet shards: both would"):
+        convert(
+            str(sources / "alpha"),
+            out,
+            to="parquet",
+            split=None,
+            limit=2,
+            stories_per_shard=2,
+            overwrite=False,
+        )
+    with pytest.raises(
+        UsageError, match=r"this run writes story folders in .*/out: both would be read as one"
+    ):
+        convert(
+            str(sources / "alpha"), out, to="folder", split=None, limit=2, stories_per_shard=2, overwrite=True
+        )
+
+
+def test_story_folders_of_another_source_are_not_kept(sources, tmp_path):
+    alpha, beta = load_stories(sources / "alpha"), load_stories(sources / "beta")
+    out = tmp_path / "folders"
+    write_folders(alpha[:3], out, source=sources / "alpha", options={"limit": 3})
+    with pytest.raises(UsageError, match="holds the story folders of another conversion: made from alpha"):
+        write_folders(beta[:3], out, source=sources / "beta", options={"limit": 3})
+
+    (out / RECORD).unlink()  # as an older version left it
+    with pytest.raises(UsageError, match=r"holds 3 story folders this run does not write \(s00, s01, s02\)"):
+        write_folders(beta[:3], out, source=sources / "beta", options={"limit": 3})
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["s00", "s01", "s02"]
+    changed = [s.with_texts(s.cot_text, "Another story.") if s.story_id == "s01" else s for s in alpha[:3]]
+    with pytest.raises(UsageError, match="differs from the story 's01' this run writes"):
+        write_folders(changed, out, source=sources / "alpha", options={"limit": 3})
+    found = []
+    write_folders(alpha[:4], out, source=sources / "alpha", options={"limit": 4}, kept=found.append)
+    assert found == [3]
+
+    write_folders(beta[:2], out, source=sources / "beta", options={"limit": 2}, overwrite=True)
+    assert load_stories(out).ids() == ["b00", "b01"]  # the other source's folders are gone, not mixed in
+
+
+def test_a_killed_disk_conversion_leaves_no_copy_behind_and_a_rerun_says_it_is_done(
+    sources, tmp_path, capsys
+):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = _env(TMPDIR=str(temp))
+    out = tmp_path / "disk"
+    killed = crash(5, signal.SIGKILL, "data", "convert", sources / "alpha", out, "--to", "disk", env=env)
+    assert killed.returncode == -signal.SIGKILL
+    assert not out.exists() and (tmp_path / ".disk.partial").is_dir()  # the work in progress, beside it
+    assert list(temp.iterdir()) == []  # no copy of the data in the system's temporary folder
+
+    first = run("data", "convert", sources / "alpha", out, "--to", "disk", env=env)
+    assert first.returncode == 0 and "wrote 12 stories" in first.stdout, first.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "temp"]  # the killed run's folder removed
+    assert load_stories(out).ids() == [f"s{i:02d}" for i in range(12)]
+    assert not (out / ".cache").exists() and list(temp.iterdir()) == []
+
+    options = {"to": "disk", "split": None, "limit": None, "stories_per_shard": 256, "overwrite": False}
+    assert convert(str(sources / "alpha"), out, **options) == 0
+    assert "already holds these 12 stories (train: 12) as disk: nothing to write" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=r"made from alpha .*, this run reads beta .*pass --overwrite"):
+        convert(str(sources / "beta"), out, **options)
+
+
+def test_ctrl_c_says_what_is_kept_and_the_same_command_continues(sources, tmp_path):
+    out = tmp_path / "out"
+    args = ("data", "convert", sources / "alpha", out, "--to", "parquet", "--stories-per-shard", "2")
+    stopped = crash(7, signal.SIGINT, *args)
+    line = error_line(stopped, code=130)
+    assert line == (
+        f"error: interrupted; {out} keeps the 6 of 12 stories written so far: run the same command again "
+        "to continue"
+    )
+    again = run(*args)
+    assert again.returncode == 0 and "kept the 6 an earlier run wrote" in again.stdout, again.stderr
