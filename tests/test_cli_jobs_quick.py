@@ -188,15 +188,12 @@ def test_a_config_file_and_the_flags_over_it_make_what_typer_makes(monkeypatch, 
         ["RUN", "-h"],
         ["--", "RUN"],
         ["RUN", "--colour"],  # unknown
-        ["RUN", "--workers", "-1"],  # below the bounds: typer says so
-        ["RUN", "--workers", "+1"],
+        ["RUN", "--workers", "-1"],  # below the bounds: refused (by typer's path, with the same message)
         ["RUN", "--workers", "--1"],
         ["RUN", "--split", "-x"],  # a value like a flag
-        ["RUN", "--limit", "1.0"],
         ["RUN", "--limit", "1_000"],
         ["RUN", "--workers", "0x2"],
-        ["RUN", "--workers", "02"],
-        ["RUN", "--workers", "٣"],  # a digit typer does not read
+        ["RUN", "--workers", "٣"],  # a digit neither path reads
         ["RUN", "--workers"],  # no value
         ["RUN", "--workers", "1", "--workers", "2"],  # twice
         ["RUN", "--split", ""],
@@ -213,17 +210,25 @@ def test_anything_else_is_left_to_typer(args):
     assert S.quick_values(EvaluateSettings, args) is None
 
 
-def test_bounds_are_typers_to_refuse(monkeypatch, capsys):
+def test_bounds_are_checked_alike_on_both_paths(monkeypatch, capsys):
     from storyreasoning.evaluate.settings import EvaluateSettings
 
     field = next(f for f in S.settings_fields(EvaluateSettings) if f.spec.min is not None)
     below = str(int(field.spec.min) - 1)
     args = ["evaluate", "RUN", field.flag, below]
-    assert S.quick_values(EvaluateSettings, args[1:]) is None or not below.isdigit()
     quick = outcome(monkeypatch, args, quick=True)
     quick_err = capsys.readouterr().err
     full = outcome(monkeypatch, args, quick=False)
     assert quick == full == ("exit", 2) and quick_err == capsys.readouterr().err
+    assert quick_err == f"error: {field.flag} must be at least {int(field.spec.min)} (got {below})\n"
+
+
+@pytest.mark.parametrize(("value", "read"), [("+1", 1), ("02", 2), ("1.0", 1), ("1e1", 10)])
+def test_numbers_typer_once_refused_are_read_alike_on_both_paths(monkeypatch, capsys, value, read):
+    args = ["evaluate", "RUN", "--limit", value]
+    quick = outcome(monkeypatch, args, quick=True, typer=False)
+    full = outcome(monkeypatch, args, quick=False)
+    assert quick[0] == "settings" and quick == full and quick[1].limit == read
 
 
 def test_a_required_setting_not_given_goes_to_typer(monkeypatch, capsys):
@@ -247,31 +252,40 @@ def test_a_required_argument_may_come_from_the_config_file(monkeypatch, capsys, 
     assert quick[0] == "settings" and quick == full and quick_err == capsys.readouterr().err
 
 
-def test_a_value_out_of_bounds_in_a_config_file_goes_to_typer(tmp_path):
+def test_a_value_out_of_bounds_in_a_config_file_is_one_line_naming_the_file_and_key(
+    monkeypatch, capsys, tmp_path
+):
     from storyreasoning.evaluate.settings import EvaluateSettings
 
     field = next(f for f in S.settings_fields(EvaluateSettings) if f.spec.min is not None and f.spec.min > 0)
     config = tmp_path / "c.yaml"
     config.write_text(f"{field.name}: {int(field.spec.min) - 1}\n")
-    entry = next(
-        job for job in importlib.import_module("storyreasoning.evaluate.cli").JOBS if job.name == "run"
+    args = ["evaluate", "RUN", "--config", str(config)]
+    quick = outcome(monkeypatch, args, quick=True, typer=False)
+    quick_err = capsys.readouterr().err
+    full = outcome(monkeypatch, args, quick=False)
+    assert quick == full == ("exit", 2) and quick_err == capsys.readouterr().err
+    assert (
+        quick_err
+        == f"error: {config}: {field.name} must be at least {int(field.spec.min)} (got {int(field.spec.min) - 1})\n"
     )
-    assert S.run_quick(entry, ["RUN", "--config", str(config)]) is None
 
 
 @pytest.mark.parametrize(
     ("value", "read"),
     [("12", 12.0), ("1.5", 1.5), (".5", 0.5), ("5.", 5.0), ("1e-5", 1e-5), ("2.5E+3", 2500.0), ("-0.75", -0.75),
-     ("1e999", None), ("inf", None), ("nan", None), ("1e", None), (".", None), ("1.2.3", None), ("0x1", None),
-     ("+1", None), ("--1", None), ("1,5", None)],
+     ("+1", 1.0), ("1e999", "a finite"), ("inf", "a finite"), ("nan", "a finite"), ("-Infinity", "a finite"),
+     (".nan", "a finite"), ("1e", "a number"), (".", "a number"), ("1.2.3", "a number"), ("0x1", "a number"),
+     ("--1", "a number"), ("1,5", "a number"), ("1_0", "a number"), ("٣", "a number")],
 )  # fmt: skip
-def test_decimals_are_read_as_typer_reads_them(value, read):
+def test_decimals_are_read_alike_from_the_command_line_and_files(value, read):
     field = S.Field("x", float, S.Spec("a number, unbounded"), 0.0)
     try:
-        got = S._quick_scalar(field, float, value)
-    except S._Unread:
-        got = None
-    assert got == read
+        got = S.convert(field, value, "--x")
+    except StoryReasoningError as exc:
+        assert isinstance(read, str) and str(exc).startswith(f"--x must be {read}"), exc
+    else:
+        assert got == read and isinstance(got, float)
 
 
 RECIPES = Path(__file__).parents[1] / "recipes"

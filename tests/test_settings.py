@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from storyreasoning.errors import UsageError
-from storyreasoning.settings import from_config, read_config, record, settings_fields
+from storyreasoning.settings import from_config, option, read_config, record, settings_fields
 
 from .conftest import run_cli
 
@@ -71,7 +73,7 @@ def test_secrets_are_never_recorded_nor_read(tmp_path):
         ("rnak: 8\n", "'rnak' is not a setting of this job; did you mean rank"),
         ("rank: [\n", "not valid YAML at line"),
         ("- rank\n", "must hold a mapping"),
-        ("epochs: null\n", "epochs cannot be empty"),
+        ("epochs: null\n", "epochs has no value; give a number, or leave it out for its default"),
     ],
 )
 def test_bad_config_files_say_what_is_wrong(tmp_path, text, words):
@@ -144,3 +146,112 @@ def test_tell_dataset_and_evaluate_record_their_settings(tmp_path):
     scored = run_cli("evaluate", str(run), "--metrics", "grounding", "--no-plots")
     assert scored.returncode == 0, scored.stderr
     assert json.loads((run / "eval" / "settings.json").read_text())["metrics"] == "grounding"
+
+
+def test_from_config_converts_and_checks_keywords_as_the_options_are(tmp_path):
+    from storyreasoning.train.settings import SFTSettings
+
+    recipe = ROOT / "recipes" / "qwenstoryteller-sft.yaml"
+    made = from_config(SFTSettings, recipe, out="o", rank="8", targets=["q_proj"], epochs=2)
+    assert (made.out, made.rank, made.targets, made.epochs) == (Path("o"), 8, ("q_proj",), 2.0)
+    for wrong, says in (
+        ({"warmup_ratio": 5.0}, "warmup_ratio must be between 0 and 0.99 (got 5)"),
+        ({"rank": "eight"}, "rank must be a whole number (got 'eight')"),
+        ({"epochs": float("nan")}, "epochs must be a finite number (got nan)"),
+        ({"out": ""}, "out is an empty path"),
+        ({"rnak": 8}, "SFTSettings has no setting 'rnak'; did you mean rank?"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            from_config(SFTSettings, recipe, **{"out": "o", **wrong})
+    with pytest.raises(
+        UsageError, match=re.escape("SFTSettings needs out: give out=… (or a config file that does)")
+    ):
+        from_config(SFTSettings, recipe)
+
+
+def test_the_readme_python_example_reads_the_shipped_recipe(monkeypatch):
+    from storyreasoning.train.settings import SFTSettings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    call = re.search(r"`(from_config\(SFTSettings, [^`]*\))`", readme)
+    assert call is not None
+    monkeypatch.chdir(ROOT)
+    made = eval(call.group(1), {"from_config": from_config, "SFTSettings": SFTSettings})
+    assert made.learning_rate == 1e-5 and made.out == Path("runs/sft") and made.rank == 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batching:
+    """A job whose --accum, given over a file's --batch, clears it (as train's --grad-accum and global_batch)."""
+
+    batch: int | None = option(None, min=1, help="Examples per step.")
+    accum: int = option(1, min=1, help="Batches per step.", clears=("batch",))
+    seed: int = option(0, help="Seed.")
+
+
+def test_a_setting_given_over_another_clears_it_on_every_path(tmp_path, capsys):
+    import typer
+    from typer.main import get_command
+
+    from storyreasoning.settings import Command, command, run_quick
+
+    config = tmp_path / "c.yaml"
+    config.write_text("batch: 64\nseed: 3\n")
+    made = []
+    app = typer.Typer()
+    command(app, Batching, made.append, name="job")
+    for args, wanted in (
+        (["--config", str(config)], Batching(batch=64, seed=3)),
+        (["--config", str(config), "--accum", "4"], Batching(accum=4, seed=3)),
+        (["--config", str(config), "--accum", "4", "--batch", "8"], Batching(batch=8, accum=4, seed=3)),
+        (["--accum", "4", "--batch", "8"], Batching(batch=8, accum=4)),
+    ):
+        assert run_quick(Command("job", Batching, made.append), args) == 0
+        quick_err = capsys.readouterr().err
+        get_command(app).main(args=args, standalone_mode=False)
+        assert made == [wanted, wanted] and capsys.readouterr().err == quick_err, args
+        if args[2:4] == ["--accum", "4"] and len(args) == 4:
+            assert quick_err.endswith(
+                "from the command line: --accum (over the file's batch, back to its default)\n"
+            )
+        made.clear()
+    assert from_config(Batching, config, accum=4) == Batching(accum=4, seed=3)
+
+
+def test_records_hold_absolute_paths_and_older_relative_records_still_resume(tmp_path, monkeypatch):
+    from storyreasoning.train.job import TrainFolder
+    from storyreasoning.train.settings import SFTSettings
+
+    monkeypatch.chdir(tmp_path)
+    settings = from_config(SFTSettings, source="data", out="runs/../runs/sft")
+    held = record(settings)
+    assert held["out"] == str(tmp_path / "runs" / "sft")
+    folder = TrainFolder(settings.out)
+    folder.root.mkdir(parents=True)
+    # a record an older version wrote, its paths as given: the same training, resumed
+    (folder.root / "settings.json").write_text(json.dumps({**held, "out": "runs/sft"}))
+    folder.claim(settings)
+    (folder.root / "settings.json").write_text(json.dumps(held))
+    folder.claim(settings)
+
+
+def test_settings_built_directly_can_be_checked_as_the_options_are():
+    from storyreasoning.settings import validate
+    from storyreasoning.train.settings import SFTSettings
+
+    validate(SFTSettings(source="data", out=Path("o")))
+    with pytest.raises(UsageError, match=re.escape("epochs must be a finite number (got nan)")):
+        validate(SFTSettings(source="data", out=Path("o"), epochs=float("nan"), max_steps=1))
+
+
+def test_grad_accum_given_over_a_recipe_clears_its_global_batch(tmp_path):
+    """The published SFT recipe sets global_batch: 64; --grad-accum on the command line is what trains."""
+    from storyreasoning.train.job import accumulation
+    from storyreasoning.train.settings import SFTSettings
+
+    recipe = Path(__file__).parents[1] / "recipes" / "qwenstoryteller-sft.yaml"
+    assert from_config(SFTSettings, recipe, out=tmp_path / "a").global_batch == 64
+    settings = from_config(SFTSettings, recipe, out=tmp_path / "b", grad_accum=4)
+    assert settings.global_batch is None and accumulation(settings, processes=1) == 4
+    both = from_config(SFTSettings, recipe, out=tmp_path / "c", grad_accum=4, global_batch=16)
+    assert both.global_batch == 16 and accumulation(both, processes=1) == 16

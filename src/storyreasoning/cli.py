@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
             sys.exit(code)
         typer_app()(args=args, prog_name="storyreasoning")
     except StoryReasoningError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc) + _suited_command(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
@@ -230,6 +230,31 @@ def _job_command(args: list[str]):
         return jobs[rest[0]], rest[1:]
     default = getattr(module, "DEFAULT", None)  # a group with a default has only job subcommands (tested)
     return None if default is None else (jobs[default], rest)
+
+
+def _suited_command(exc: StoryReasoningError) -> str:
+    """For a config file naming settings its command lacks: the command whose settings it holds, when
+    one holds them all (a ``train sft`` record given to ``train dpo``); else nothing."""
+    from .settings import ConfigKeysError, suits
+
+    if not isinstance(exc, ConfigKeysError):
+        return ""
+    import importlib
+
+    found = []
+    for module_name in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # a hint only: a command whose module does not load is not the one
+            continue
+        group = getattr(module, "GROUP", None)
+        for job in getattr(module, "JOBS", ()):
+            if job.config and suits(job.cls, exc.keys):
+                found.append(f"{group} {job.name}" if group else job.name)
+    if not found:
+        return ""
+    named = " or ".join(f"`storyreasoning {words}`" for words in found[:3])
+    return f"; the file holds the settings of {named}: use it with {'that command' if len(found) == 1 else 'one of those'}"
 
 
 def _version() -> str:

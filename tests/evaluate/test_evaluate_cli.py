@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 from storyreasoning.data import SampleList, write_parquet
+from storyreasoning.errors import UsageError
 from storyreasoning.tell.base import Teller
 from storyreasoning.tell.run import tell_dataset
 
@@ -203,9 +205,13 @@ def test_workers_have_an_upper_bound_on_the_command_line_and_in_a_config_file(tm
     config = tmp_path / "c.yaml"
     config.write_text(f"workers: {workers}\n")
     entry = next(job for job in JOBS if job.name == "run")
-    # the quick path leaves the value to typer, which refuses it, from the flag or from the file
+    # the settings' own check, one line on both paths: naming the flag, or the file and its key
     assert S.quick_values(EvaluateSettings, [str(texts), "--workers", workers]) is None
-    assert S.run_quick(entry, [str(texts), "--config", str(config)]) is None
-    for args in ([texts, "--workers", workers], [texts, "--config", config]):
+    with pytest.raises(UsageError, match=re.escape(f"{config}: workers must be between 1 and 256")):
+        S.run_quick(entry, [str(texts), "--config", str(config)])
+    for args, named in (
+        ([texts, "--workers", workers], "--workers"),
+        ([texts, "--config", config], f"{config}: workers"),
+    ):
         line = one_error_line(run(*args))
-        assert "--workers" in line and "256" in line, line
+        assert f"{named} must be between 1 and 256 (got {workers})" in line, line

@@ -281,7 +281,7 @@ def test_tell_deadline_ends_a_story_that_never_finishes_and_keeps_its_text(frame
     ("option", "message"),
     [
         (("--max-new-tokens", "-1"), "error: max new tokens must be at least 1, got -1"),
-        (("--temperature", "-1"), "error: temperature must be at least 0 (0 is greedy), got -1"),
+        (("--temperature", "-1"), "error: temperature must be a number of at least 0 (0 is greedy), got -1"),
         (("--top-p", "5"), "error: top-p must be in (0, 1] (1 keeps every token), got 5"),
     ],
 )

@@ -15,6 +15,7 @@ the model wrote is lost.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,8 +49,10 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self) -> None:  # a wrong value is the caller's (--temperature …): a UsageError, exit 2
-        if self.temperature < 0:
-            raise UsageError(f"temperature must be at least 0 (0 is greedy), got {self.temperature:g}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):  # NaN is no temperature
+            raise UsageError(
+                f"temperature must be a number of at least 0 (0 is greedy), got {self.temperature:g}"
+            )
         if not 0 < self.top_p <= 1:
             raise UsageError(f"top-p must be in (0, 1] (1 keeps every token), got {self.top_p:g}")
         if self.max_new_tokens < 1:

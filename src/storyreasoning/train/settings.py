@@ -75,7 +75,9 @@ class TrainingOptions:
         None, help="Learning rate (default 2e-4 for lora, 2e-5 otherwise).", panel=OPTIM
     )
     batch_size: int = option(1, min=1, help="Examples per device batch.", panel=OPTIM)
-    grad_accum: int = option(32, min=1, help="Batches per optimiser step.", panel=OPTIM)
+    grad_accum: int = option(
+        32, min=1, help="Batches per optimiser step.", panel=OPTIM, clears=("global_batch",)
+    )
     warmup_ratio: float = option(0.03, min=0.0, max=0.99, help="Warm-up share of steps.", panel=OPTIM)
     weight_decay: float = option(0.01, min=0.0, help="Weight decay.", panel=OPTIM)
     gradient_checkpointing: bool = option(

@@ -1,0 +1,354 @@
+"""``--config`` files and option values on both command-line paths: the quick one and typer's.
+
+Every value, from a flag or a file, goes through the one conversion of
+:mod:`storyreasoning.settings`: both paths make the same settings, or print the same one
+``error:`` line (exit 2), whatever the file holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from storyreasoning import settings as S
+
+from .conftest import run_cli
+from .test_cli_jobs_quick import outcome
+
+SFT = ["train", "sft", "data", "--out", "o"]
+
+
+def both(monkeypatch, capsys, args: list[str]):
+    """``(outcome, stderr)`` of ``args`` on the quick path, after checking typer's path gives the same."""
+    quick = outcome(monkeypatch, args, quick=True)
+    quick_err = capsys.readouterr().err
+    full = outcome(monkeypatch, args, quick=False)
+    full_err = capsys.readouterr().err
+    assert quick == full, args
+    assert quick_err == full_err, args
+    return quick, quick_err
+
+
+def refused(monkeypatch, capsys, args: list[str]) -> str:
+    """The one error line both paths print for ``args`` (exit 2)."""
+    result, err = both(monkeypatch, capsys, args)
+    assert result == ("exit", 2), (args, err)
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err.strip()
+
+
+def made(monkeypatch, capsys, args: list[str]):
+    result, _ = both(monkeypatch, capsys, args)
+    assert result[0] == "settings", result
+    return result[1]
+
+
+def config(tmp_path: Path, text: str, name: str = "c.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# 1, 2, 16: a config file cannot exhaust memory or the stack
+
+
+ALIAS_BOMB = (
+    'out: [&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], '
+    "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d], "
+    "&f [*e,*e,*e,*e,*e,*e,*e,*e,*e], &g [*f,*f,*f,*f,*f,*f,*f,*f,*f], &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]]\n"
+)
+
+
+@pytest.mark.parametrize("key", ["out", "rank", "model", "targets"])
+def test_a_yaml_alias_bomb_is_refused_before_it_grows(monkeypatch, capsys, tmp_path, key):
+    line = refused(
+        monkeypatch, capsys, [*SFT, "--config", config(tmp_path, ALIAS_BOMB.replace("out:", f"{key}:"))]
+    )
+    assert "alias *a" in line and len(line) < 200, line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rank: " + "[" * 500 + "\n",
+        "rank: " + "[" * 100_000,
+        "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 60)),
+    ],
+)
+def test_deep_nesting_is_one_line(monkeypatch, capsys, tmp_path, text):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, text)])
+    assert "nests deeper" in line or "nesting depth" in line, line
+
+
+def test_deep_json_is_one_line(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, "[" * 200_000, "c.json")])
+    assert "c.json" in line
+
+
+def test_a_config_file_is_at_most_a_mebibyte(monkeypatch, capsys, tmp_path):
+    big = config(tmp_path, "# " + "x" * S.MAX_CONFIG_BYTES + "\nrank: 8\n")
+    assert "larger than 1 MiB" in refused(monkeypatch, capsys, [*SFT, "--config", big])
+    if os.path.exists("/dev/zero"):  # a device is read up to the limit, not forever
+        assert "larger than 1 MiB" in refused(monkeypatch, capsys, [*SFT, "--config", "/dev/zero"])
+
+
+def test_a_long_or_huge_value_is_shown_short(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, "rank: " + "x" * 100_000 + "\n")])
+    assert "rank must be a whole number" in line and "…" in line and len(line) < 200
+    listed = config(tmp_path, "rank: [" + ", ".join(["lol"] * 50_000) + "]\n")
+    assert refused(monkeypatch, capsys, [*SFT, "--config", listed]).endswith(
+        "rank must be a whole number (got a list)"
+    )
+
+
+def test_the_yaml_loader_is_libyamls_when_installed():
+    import yaml
+
+    if yaml.__with_libyaml__:
+        assert issubclass(S._yaml_loader(), yaml.CSafeLoader)
+
+
+# 3: paths
+
+
+@pytest.mark.parametrize(
+    ("text", "got"),
+    [("out: [a, b]", "got a list"), ("out: {a: 1}", "got a mapping"), ("out: true", "got the boolean true"),
+     ("out: 12", "got the number 12"), ('out: ""', "empty path"), ("out: null", "it is required")],
+)  # fmt: skip
+def test_a_path_setting_takes_only_a_path(monkeypatch, capsys, tmp_path, text, got):
+    line = refused(monkeypatch, capsys, ["train", "sft", "data", "--config", config(tmp_path, text + "\n")])
+    assert "c.yaml: out " in line and got in line, line
+
+
+def test_an_empty_path_on_the_command_line_is_refused(monkeypatch, capsys):
+    assert refused(monkeypatch, capsys, ["train", "sft", "data", "--out", ""]) == (
+        "error: --out is an empty path; give a file or folder (. for this folder)"
+    )
+
+
+def test_a_path_starting_with_a_tilde_is_the_home_folder(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for args in (["train", "sft", "data", "--out=~/runs/x"],
+                 ["train", "sft", "data", "--config", config(tmp_path, "out: ~/runs/x\n")]):  # fmt: skip
+        assert made(monkeypatch, capsys, args).out == tmp_path / "runs" / "x"
+
+
+# 4: YAML 1.2's plain types; a text setting gets what was written
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "value"),
+    [("model: no", "model", "no"), ("model: true", "model", "true"), ("revision: 0123", "revision", "0123"),
+     ("revision: 1.10", "revision", "1.10"), ("liger: on", "liger", "on"), ("liger: off", "liger", "off"),
+     ("model: 2020-01-01", "model", "2020-01-01"), ("rank: 0123", "rank", 123), ("gradient_checkpointing: false",
+     "gradient_checkpointing", False), ("gradient-checkpointing: True", "gradient_checkpointing", True)],
+)  # fmt: skip
+def test_yaml_is_read_with_yaml_1_2_plain_types(monkeypatch, capsys, tmp_path, text, name, value):
+    settings = made(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, text + "\n")])
+    assert getattr(settings, name) == value and type(getattr(settings, name)) is type(value)
+
+
+def test_yes_and_no_are_not_booleans(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, "gradient_checkpointing: yes\n")])
+    assert line.endswith("gradient_checkpointing must be true or false (got 'yes')")
+
+
+# 5, 13: wrong values in words
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("source: null", "source has no value; it is required: give text"),
+     ("rank: 1.5", "rank must be a whole number (got 1.5)"),
+     ("rank: 1e3x", "rank must be a whole number (got '1e3x')"),
+     ("rank: {a: 1}", "rank must be a whole number (got a mapping)"),
+     ("seed: 2020-01-01", "seed must be a whole number (got '2020-01-01')"),
+     ("rank: 99999999999999999999", "rank is too large"),
+     ("mode: LoRA", "mode must be one of lora, full, language (got 'LoRA')"),
+     ("targets: [[a]]", "targets must be text (got a list)"),
+     ("targets: null", "targets has no value; give a list of texts, or leave it out for its default (q_proj, k_proj")],
+)  # fmt: skip
+def test_a_wrong_value_is_said_in_words(monkeypatch, capsys, tmp_path, text, says):
+    line = refused(
+        monkeypatch, capsys, ["train", "sft", "--out", "o", "--config", config(tmp_path, text + "\n")]
+    )
+    assert f"c.yaml: {says}" in line, line
+    assert "object at 0x" not in line and "invalid literal" not in line and "datetime" not in line
+
+
+def test_a_whole_number_may_be_written_as_a_decimal_anywhere(monkeypatch, capsys, tmp_path):
+    for text in ("rank: 1000.0", "rank: 1e3", "rank: 1.0e3", "rank: 1E+3"):
+        assert made(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, text + "\n")]).rank == 1000
+    assert made(monkeypatch, capsys, [*SFT, "--rank", "1e3"]).rank == 1000
+
+
+def test_a_file_must_hold_a_mapping(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, "3\n")])
+    assert line.endswith(
+        "must hold a mapping of setting names to values (lines like `rank: 8`), not a single value"
+    )
+
+
+# 6: numbers are finite
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--epochs", "nan"],
+        ["--epochs", "1e400"],
+        ["--lr", "1e999"],
+        ["--warmup-ratio", "nan"],
+        ["--epochs=-inf"],
+    ],
+)
+def test_nan_and_infinity_are_refused_on_the_command_line(monkeypatch, capsys, args):
+    assert "must be a finite number" in refused(monkeypatch, capsys, [*SFT, *args])
+
+
+@pytest.mark.parametrize(
+    "text", ["epochs: .nan", "epochs: .inf", "epochs: -.Inf", "lr: 1e400", "epochs: nan"]
+)
+def test_nan_and_infinity_are_refused_in_a_file(monkeypatch, capsys, tmp_path, text):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, text + "\n")])
+    assert "c.yaml: " in line and "must be a finite number" in line
+
+
+def test_nan_in_a_json_file_is_refused(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, '{"epochs": NaN}', "c.json")])
+    assert "holds NaN" in line
+
+
+def test_a_sampling_setting_is_finite(monkeypatch, capsys):
+    line = refused(monkeypatch, capsys, ["tell-dataset", "data", "--out", "o", "--temperature", "nan"])
+    assert line == "error: --temperature must be a finite number (got 'nan')"
+
+
+# 7: none unsets an optional number; a setting may clear another given below it
+
+
+@pytest.mark.parametrize("flag", ["--global-batch", "--alpha", "--max-steps", "--eval-every", "--lr"])
+def test_none_unsets_an_optional_number(monkeypatch, capsys, tmp_path, flag):
+    name = flag[2:].replace("-", "_")
+    recipe = config(tmp_path, f"{name}: 4\n")
+    assert getattr(made(monkeypatch, capsys, [*SFT, "--config", recipe]), name) == 4
+    assert getattr(made(monkeypatch, capsys, [*SFT, "--config", recipe, flag, "none"]), name) is None
+    assert (
+        getattr(made(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, f"{name}: none\n")]), name)
+        is None
+    )
+
+
+def test_the_help_says_none_unsets_an_optional_number():
+    shown = run_cli("train", "sft", "--help").stdout
+    assert "twice the rank). Give none to unset it." in " ".join(shown.split())
+
+
+# 8: JSON is JSON; a key given twice is refused
+
+
+def test_json_is_read_as_json(monkeypatch, capsys, tmp_path):
+    assert (
+        made(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, '{\n\t"rank": 8\n}\n', "c.json")]).rank
+        == 8
+    )
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, '{"rank": 1,}', "c.json")])
+    assert line.endswith("c.json is not valid JSON at line 1, column 12 (Expecting property name enclosed in "
+                         "double quotes); fix the file")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "says"),
+    [("rank: 8\nrank: 16\n", "c.yaml", "'rank' is given twice (lines 1 and 2); keep one"),
+     ("target: [a]\ntargets: [b]\n", "c.yaml", "target and targets both give targets; keep one of them"),
+     ("grad-accum: 2\ngrad_accum: 4\n", "c.yaml", "grad-accum and grad_accum both give grad_accum"),
+     ('{"rank": 8, "rank": 16}', "c.json", "'rank' is given twice in one object; keep one")],
+)  # fmt: skip
+def test_a_setting_given_twice_is_refused(monkeypatch, capsys, tmp_path, text, name, says):
+    assert says in refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, text, name)])
+
+
+# 11: both paths read a file the same way
+
+
+def test_an_empty_required_list_is_the_same_error_on_both_paths(monkeypatch, capsys, tmp_path):
+    for args, name in ((["evaluate", "compare"], "runs"), (["train", "dpo", "--out", "o"], "pairs"),
+                       (["train", "grpo", "--out", "o"], "sources")):  # fmt: skip
+        line = refused(monkeypatch, capsys, [*args, "--config", config(tmp_path, f"{name}: []\n")])
+        assert line.endswith(f"c.yaml: {name} is an empty list; it is required: give at least one")
+
+
+def test_the_config_file_and_paths_are_the_settings_to_check_not_typers(monkeypatch, capsys, tmp_path):
+    assert refused(monkeypatch, capsys, [*SFT, "--config", str(tmp_path)]).endswith(
+        "is a folder; give the YAML or JSON file of settings"
+    )
+    if os.geteuid() != 0:  # root reads anything
+        locked = Path(config(tmp_path, "rank: 8\n"))
+        locked.chmod(0)
+        assert "permission denied" in refused(monkeypatch, capsys, [*SFT, "--config", str(locked)])
+        assert made(monkeypatch, capsys, ["evaluate", "compare", str(locked), str(locked)]).runs == (
+            locked,
+            locked,
+        )
+
+
+# 12: a file of another command; every flag spelling is a key; secrets
+
+
+def test_a_record_of_another_command_says_which(monkeypatch, capsys, tmp_path):
+    from storyreasoning.train.settings import SFTSettings
+
+    recorded = tmp_path / "settings.json"
+    S.write_record(SFTSettings(source="data", out=tmp_path / "sft"), recorded)
+    line = refused(monkeypatch, capsys, ["train", "dpo", "pairs", "--out", "o", "--config", str(recorded)])
+    assert "not settings of this job" in line
+    assert line.endswith(
+        "the file holds the settings of `storyreasoning train sft`: use it with that command"
+    )
+
+
+def test_every_flag_of_a_setting_is_a_key(monkeypatch, capsys, tmp_path):
+    for text in ("group_size: 4", "group-size: 4", "num_generations: 4"):
+        grpo = made(
+            monkeypatch, capsys, ["train", "grpo", "data", "--out", "o", "--config", config(tmp_path, text)]
+        )
+        assert grpo.num_generations == 4
+
+
+def test_a_secret_in_a_file_names_the_flag_and_the_variable(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, ["tell-dataset", "--config", config(tmp_path, "api_key: sk-1\n")])
+    assert line.endswith("'api_key' is a secret, so it is never read from a file; give it with --api-key on the "
+                         "command line or the OPENAI_API_KEY environment variable")  # fmt: skip
+    line = refused(monkeypatch, capsys, ["build", "--config", config(tmp_path, "token: hf_1\n")])
+    assert "--token" in line and "HF_TOKEN" in line
+
+
+# 14: the note names arguments as arguments, on one line
+
+
+def test_the_note_names_arguments_as_arguments_on_one_line(tmp_path):
+    recipe = config(tmp_path, "all: true\n")
+    told = run_cli("evaluate", "compare", "a" * 40, "b" * 40, "--out", str(tmp_path / ("x" * 60)), "--config", recipe,
+                   "--metrics", "grounding", env={"COLUMNS": "80"})  # fmt: skip
+    notes = [line for line in told.stderr.splitlines() if line.startswith("settings from")]
+    assert notes == [f"settings from {recipe}; from the command line: RUNS, --out, --metrics"], told.stderr
+
+
+# 9, 10: bounds name the file and key; records hold absolute paths
+
+
+def test_a_record_holds_absolute_paths_and_repeats_the_job_from_anywhere(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings = made(monkeypatch, capsys, ["evaluate", "runs/one", "--out", "reports/../eval"])
+    recorded = S.record(settings)
+    assert recorded["run"] == str(tmp_path / "runs" / "one") and recorded["out"] == str(tmp_path / "eval")
+    (tmp_path / "settings.json").write_text(json.dumps(recorded))
+    monkeypatch.chdir(Path(sys.prefix))
+    again = made(monkeypatch, capsys, ["evaluate", "--config", str(tmp_path / "settings.json")])
+    assert again.run == tmp_path / "runs" / "one" and not math.isnan(again.workers or 0)
