@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from storyreasoning.files import (
+    LOCK_NAME,
+    FolderBusy,
     append_json_line,
     atomic_folder,
     atomic_path,
+    lock_folder,
     open_atomic,
     remove_leftovers,
     write_bytes_atomic,
@@ -322,6 +325,76 @@ def test_concurrent_appenders_never_mix_their_lines(tmp_path):
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert sorted((x["w"], x["i"]) for x in lines) == [(k, i) for k in range(4) for i in range(40)]
     assert all(x["pad"] == "x" * (9000 + x["w"]) for x in lines)
+
+
+def test_an_append_never_glues_a_record_onto_a_torn_last_line(tmp_path):
+    path = tmp_path / "skipped.jsonl"
+    path.write_bytes(b'{"story_id": "s00"}\n{"story_id": "s01", "fra')  # a crash cut the last line short
+    append_json_line(path, {"story_id": "s02"})
+    append_json_line(path, {"story_id": "s03"})
+    assert path.read_bytes().split(b"\n") == [
+        b'{"story_id": "s00"}',
+        b'{"story_id": "s01", "fra',
+        b'{"story_id": "s02"}',
+        b'{"story_id": "s03"}',
+        b"",
+    ]  # fmt: skip  (the fragment stays a line of its own, which readers report as damaged)
+
+
+HOLDER = """
+import sys
+from storyreasoning.files import lock_folder
+with lock_folder(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold(folder: Path) -> subprocess.Popen:
+    """Another process holding ``folder`` (until its stdin closes, or it is killed)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_folder_has_one_writer_and_a_killed_one_frees_it(tmp_path):
+    folder = tmp_path / "out"
+    holder = hold(folder)
+    try:
+        with pytest.raises(FolderBusy) as refused, lock_folder(folder):
+            pass
+        assert str(refused.value) == (
+            f"another storyreasoning process (pid {holder.pid}) is writing to {folder}; "
+            "wait for it or choose another --out"
+        )
+        with pytest.raises(ValueError, match=f"pid {holder.pid}"), lock_folder(folder, refuse=ValueError):
+            pass  # a command's own error class, so that the line is all it shows
+    finally:
+        holder.kill()  # no clean-up: the lock goes with the process, the file stays
+        holder.wait()
+    assert names(folder) == [LOCK_NAME]
+    with lock_folder(folder):
+        assert (folder / LOCK_NAME).read_text().split() == [str(os.getpid())]
+        with lock_folder(folder):  # a library call inside a command holding it: the same holder
+            pass
+        assert (folder / LOCK_NAME).exists()
+    assert names(folder) == []  # let go: the file is gone
+    holder = hold(folder)
+    holder.stdin.close()  # a holder that ends normally lets go too
+    assert holder.wait(timeout=30) == 0
+    with lock_folder(folder):
+        pass
+
+
+def test_a_folder_made_for_a_job_that_wrote_nothing_is_removed(tmp_path):
+    with pytest.raises(RuntimeError), lock_folder(tmp_path / "runs" / "new"):
+        raise RuntimeError("refused before anything was written")
+    assert names(tmp_path) == []
+    with lock_folder(tmp_path / "runs" / "new") as folder:
+        (folder / "manifest.json").write_text("{}")
+    assert names(tmp_path / "runs" / "new") == ["manifest.json"]
 
 
 def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):

@@ -1,6 +1,8 @@
 """Writing a file atomically: a reader sees the old file whole or the new one whole, never half;
 a folder likewise (:func:`atomic_folder`: a story folder, a saved model); and appending a JSON line
-whole (:func:`append_json_line`, for the ``.jsonl`` files jobs resume from).
+whole (:func:`append_json_line`, for the ``.jsonl`` files jobs resume from), never glued onto the
+unfinished last line a crash left. A job holds its output folder alone while it writes there
+(:func:`lock_folder`).
 
 Every writer goes the same way: the data goes into a fresh temporary file beside the
 target (same folder, so same file system), is flushed and fsync'd, and ``os.replace``
@@ -28,6 +30,7 @@ This module imports nothing of ours, so every layer may use it.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -203,12 +206,29 @@ def append_json_line(path: str | os.PathLike[str], record: Any, *, fsync: bool =
     """Append ``record`` to ``path`` as one line of JSON (non-ASCII as it is, UTF-8), made whole before
     the file is opened and written in one append, so lines of concurrent appenders never mix and
     a record that cannot be encoded writes nothing; fsync'd (a crash right after loses nothing)
-    unless ``fsync`` is False. The file is made if missing (its folder must exist)."""
+    unless ``fsync`` is False. The file is made if missing (its folder must exist).
+
+    When the file does not end in a newline (a crash cut its last line short), the record starts
+    on a line of its own: it is never glued onto the fragment, which stays a line by itself
+    that readers report as damaged (the run files' rule, :func:`storyreasoning.tell.run.read_lines`;
+    a resume cuts an unfinished last line off before it appends anything). Appenders take turns
+    (``fcntl.flock`` on the file, where there is one) so that one never takes another's append
+    in progress for a fragment.
+    """
     import json
 
     data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    flags = os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
+        fd = os.open(path, os.O_RDWR | flags, 0o666)
+    except PermissionError:  # a file that may be written but not read: appended as it is
+        fd, readable = os.open(path, os.O_WRONLY | flags, 0o666), False
+    else:
+        readable = True
+    try:
+        _take_turn(fd)
+        if readable and _unfinished(fd):
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -216,6 +236,209 @@ def append_json_line(path: str | os.PathLike[str], record: Any, *, fsync: bool =
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _take_turn(fd: int) -> None:
+    """Wait for the other appenders of the file open at ``fd`` (its lock goes with the descriptor)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no turns (a blank line at worst, which readers pass over)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks
+        pass
+
+
+def _unfinished(fd: int) -> bool:
+    """Whether the file open at ``fd`` holds something after its last newline."""
+    size = os.fstat(fd).st_size
+    if not size:
+        return False
+    if hasattr(os, "pread"):
+        last = os.pread(fd, 1, size - 1)
+    else:  # Windows: no pread; the append still goes to the end (O_APPEND)
+        os.lseek(fd, size - 1, os.SEEK_SET)
+        last = os.read(fd, 1)
+    return last != b"\n"
+
+
+# -- one writer a folder ------------------------------------------------------------------------------
+
+#: The file a job holds locked in its output folder while it writes there (hidden: no dataset,
+#: upload or reader sees it); removed when the job ends.
+LOCK_NAME = ".storyreasoning.lock"
+_held: dict[str, list] = {}  # folders this process holds: resolved path -> [descriptor, depth]
+_held_guard = threading.Lock()
+
+
+class FolderBusy(Exception):
+    """Another process is writing to the output folder a job was given (the message is the one line
+    to show)."""
+
+    def __init__(self, message: str, folder: Path, pid: int | None) -> None:
+        super().__init__(message)
+        self.folder, self.pid = folder, pid
+
+
+def busy_message(folder: Path, pid: int | None) -> str:
+    """``another storyreasoning process (pid N) is writing to X; wait for it or choose another --out``."""
+    who = f"another storyreasoning process (pid {pid})" if pid else "another storyreasoning process"
+    return f"{who} is writing to {folder}; wait for it or choose another --out"
+
+
+@contextmanager
+def lock_folder(
+    folder: str | os.PathLike[str], *, refuse: Callable[[str], BaseException] | None = None
+) -> Iterator[Path]:
+    """Hold ``folder`` (made if missing, with the folders above it) as its one writer for the block:
+    a second job given the same folder meanwhile, in another process, is refused with
+    ``refuse(line)`` (by default :class:`FolderBusy`), the line naming the holder's pid (see
+    :func:`busy_message`; a command passes its user-error class, so the line is all it shows).
+    Jobs that write results as they go (tell-dataset, evaluate judge, build) hold their output
+    folder so for their whole life, so two of them never append the same stories twice.
+
+    The lock is the operating system's on ``folder/.storyreasoning.lock`` (``fcntl.flock``;
+    ``msvcrt.locking`` on Windows): it ends with the process however the process ends, so a
+    crash or a kill never leaves a folder locked; the file itself is removed when the block
+    ends (one a killed process leaves behind locks nothing). Where neither exists, or the file
+    system refuses locks, the block runs unguarded. Nested blocks of one process on one folder
+    share the lock (a command holding its folder calls a library function that holds it too).
+    Folders made here are removed again when the block leaves them empty (a job refused
+    before it wrote anything leaves nothing behind).
+    """
+    folder = Path(folder)
+    made = _make_folders(folder)
+    try:
+        key = str(folder.resolve())
+        with _held_guard:
+            held = _held.get(key)
+            if held is not None:
+                held[1] += 1
+        if held is None:
+            fd = _acquire(folder, refuse)
+            with _held_guard:
+                _held[key] = held = [fd, 1]
+        try:
+            yield folder
+        finally:
+            with _held_guard:
+                held[1] -= 1
+                last = held[1] == 0
+                if last:
+                    del _held[key]
+            if last:
+                _release(held[0], folder)
+    finally:
+        for path in made:  # the deepest first; one that holds something stays, and so do those above it
+            try:
+                path.rmdir()
+            except OSError:
+                break
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and the folders above it that are missing; those made, the deepest first."""
+    missing = []
+    here = folder
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _holder(fd: int) -> int | None:
+    """The pid the lock file open at ``fd`` names (None when it names none yet)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").split()
+    except OSError:
+        return None
+    return int(text[0]) if text and text[0].isdigit() else None
+
+
+def _acquire(folder: Path, refuse: Callable[[str], BaseException] | None) -> int | None:
+    """Lock ``folder``'s lock file; its descriptor (None when this system offers no lock)."""
+    path = folder / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    while True:
+        fd = os.open(path, flags, 0o666)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                import msvcrt  # Windows: a lock on one byte far past the pid, released with the process
+
+                os.lseek(fd, _WINDOWS_BYTE, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except ImportError:  # neither: unguarded
+            os.close(fd)
+            return None
+        except OSError as exc:
+            import errno
+
+            busy = isinstance(exc, BlockingIOError) or exc.errno in (
+                errno.EACCES,
+                errno.EAGAIN,
+                errno.EDEADLK,
+            )
+            if not busy:  # a file system without locks (some network mounts): unguarded
+                os.close(fd)
+                return None
+            pid = _holder(fd)
+            os.close(fd)
+            line = busy_message(folder, pid)
+            raise (refuse(line) if refuse is not None else FolderBusy(line, folder, pid)) from None
+        # the holder before us may have removed the file as it let go: lock the one that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
+#: Where the Windows lock sits in the lock file (past the pid, which others read).
+_WINDOWS_BYTE = 1 << 20
+
+
+def _release(fd: int | None, folder: Path) -> None:
+    """Remove the lock file, then let go of the lock (in that order: a job that opened the file
+    meanwhile finds it gone once it gets the lock, and locks a new one)."""
+    if fd is None:
+        return
+    path = folder / LOCK_NAME
+    try:
+        path.unlink(missing_ok=True)
+        removed = True
+    except OSError:  # Windows removes no file that is open: it goes once closed, below
+        removed = False
+    try:
+        import fcntl  # noqa: F401  (POSIX: closing the descriptor lets go of the lock)
+    except ImportError:
+        try:
+            import msvcrt
+
+            os.lseek(fd, _WINDOWS_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except (ImportError, OSError):
+            pass
+    os.close(fd)
+    if not removed:  # (never after a removal: the file there now may be the next holder's)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
@@ -262,9 +485,13 @@ def write_json_atomic(
 
 
 __all__ = [
+    "LOCK_NAME",
+    "FolderBusy",
     "append_json_line",
     "atomic_folder",
     "atomic_path",
+    "busy_message",
+    "lock_folder",
     "open_atomic",
     "remove_leftovers",
     "write_bytes_atomic",

@@ -26,8 +26,8 @@ from storyreasoning.tell.base import Sampling
 from storyreasoning.tell.baseline import BaselineTeller
 from storyreasoning.tell.openai import OpenAITeller
 
-from ..conftest import run_cli
-from ..tell.servers import FakeServer, closed_url
+from ..conftest import one_error_line, run_cli
+from ..tell.servers import FakeServer, closed_url, held_elsewhere
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -116,6 +116,58 @@ def test_a_corrupt_frame_fails_its_story_only_and_a_rerun_finishes(raw, tmp_path
     assert rerun.returncode == 0, rerun.stderr
     assert "built 1 stories" in rerun.stderr and "(2 already there)" in rerun.stderr
     assert len(load_stories(str(out))) == 3
+    assert not (out / "errors.jsonl").exists()  # built at last: its failure is no longer unresolved
+
+
+class Counting(BaselineTeller):
+    """The baseline's perception, noting the stories it is shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def see(self, frames):
+        self.seen.append(Path(frames[0]).parent.name)
+        return super().see(frames)
+
+
+def test_a_torn_skipped_line_is_cut_and_a_damaged_one_said_never_glued_or_dropped(raw, tmp_path):
+    stories, _ = find_stories(raw)
+    out = tmp_path / "built"
+    first = build_dataset(stories, out, perceiver=Counting(), writer=TemplateWriter())
+    assert (first.built, first.skipped_no_person) == (2, 1)  # cat-and-coffee: no person in view
+    skipped = out / "skipped.jsonl"
+    whole = skipped.read_bytes()
+    skipped.write_bytes(whole[: len(whole) // 2])  # a crash mid-append
+    perceiver = Counting()
+    again = build_dataset(stories, out, perceiver=perceiver, writer=TemplateWriter())
+    # its line was lost: seen again, and written as one whole line, nothing glued onto the fragment
+    assert perceiver.seen == ["cat-and-coffee"] and again.skipped_no_person == 1
+    assert [json.loads(line)["story_id"] for line in skipped.read_text().splitlines()] == ["cat-and-coffee"]
+    perceiver = Counting()
+    build_dataset(stories, out, perceiver=perceiver, writer=TemplateWriter())
+    assert perceiver.seen == []  # and not perceived again after that
+    skipped.write_text("{garbage\n" + skipped.read_text(), encoding="utf-8")
+    said: list[str] = []
+    build_dataset(stories, out, perceiver=Counting(), writer=TemplateWriter(), say=said.append)
+    assert said == [
+        f"{skipped} line 1 is not JSON (Expecting property name enclosed in double quotes: column 2); "
+        f"moved it to {out / 'skipped.corrupt.jsonl'}, its story is perceived again"
+    ]
+    assert [
+        json.loads(line)["text"] for line in (out / "skipped.corrupt.jsonl").read_text().splitlines()
+    ] == ["{garbage"]
+
+
+def test_a_second_build_into_a_folder_at_work_is_refused_in_one_line(raw, tmp_path):
+    out = tmp_path / "built"
+    with held_elsewhere(out) as holder:
+        line = one_error_line(cli("build", str(raw / "pioneers"), "--out", str(out)))
+    assert line == (
+        f"error: another storyreasoning process (pid {holder.pid}) is writing to {out}; "
+        "wait for it or choose another --out"
+    )
+    assert not out.exists()  # nothing was written; the folder made for the lock is gone with it
 
 
 # -- the chat writer -------------------------------------------------------------------------------------------

@@ -184,6 +184,32 @@ def _env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
 
 
+def test_ctrl_c_ends_a_build_in_one_line(raw, tmp_path):
+    out = tmp_path / "built"
+    with FakeServer(respond=answer, answer_delay=3.0) as server:
+        process = subprocess.Popen(
+            _build_command(raw, out, server.url), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            end = time.monotonic() + 120
+            while not server.chat_requests():  # a story is being written
+                assert process.poll() is None, process.stderr.read()
+                assert time.monotonic() < end, "no story was written in two minutes"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            stderr = process.communicate(timeout=60)[1]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 130 and "Traceback" not in stderr
+    said = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert said == [
+        f"error: interrupted; the finished stories are kept in {out}, run the same command again to continue"
+    ], stderr
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(raw, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("whole") / "built"
@@ -220,9 +246,10 @@ def test_a_killed_build_resumes_to_the_same_dataset_writing_no_story_twice(raw, 
                 process.kill()
                 process.wait()
         if sig == signal.SIGINT:
-            assert process.returncode == 130 and "interrupted: the finished stories are kept" in stderr, (
+            assert process.returncode == 130 and "interrupted; the finished stories are kept" in stderr, (
                 stderr
             )
+            assert stderr.count("interrupted") == 1, stderr  # one line
             assert "Traceback" not in stderr
             assert not list(out.glob(".*.partial"))  # Ctrl-C leaves no half-written story behind
         first = folder_bytes(out)

@@ -10,8 +10,10 @@ the tests count what was asked.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +53,7 @@ from storyreasoning.tell.openai import OpenAITeller
 from storyreasoning.tell.run import tell_dataset
 
 from ..data.fixtures import fixture_samples
-from ..tell.servers import FakeServer, closed_url, transformers_serve
+from ..tell.servers import FakeServer, closed_url, held_elsewhere, transformers_serve
 
 pytest.importorskip("pyarrow", reason="needs pyarrow: pip install 'storyreasoning[data]'")
 
@@ -505,6 +507,7 @@ def test_a_failing_server_leaves_its_stories_for_the_next_run(world, tmp_path):
         assert judge_command(settings(world, server.url, out=out)) == 0
         assert [marker(r["body"]) for r in server.chat_requests()] == ["s00"]  # only the one left
     assert len(lines(out / JUDGEMENTS)) == N
+    assert not (out / "errors.jsonl").exists()  # judged at last: its failure is no longer unresolved
     # a server failing every story stops the job after three in a row, what was judged kept
     with FakeServer("status", status=503) as server:
         with pytest.raises(StoryReasoningError, match="stopped after 3 stories in a row"):
@@ -618,3 +621,135 @@ def test_compare_finds_judgements_written_elsewhere_with_out(world, tmp_path):
     said = " ".join(gone.stderr.split())
     assert f"{runs['a'] / JUDGE_LOCATION} says the run was judged into" in said
     assert "holds no summary.json" in said and "evaluate judge" in said
+
+
+# -- resuming: the output judged, one writer, each story once, the same summary --------------------------
+
+
+def test_judgements_of_another_run_are_refused_and_of_a_changed_output_judged_again(world, tmp_path, capsys):
+    root, _ = world
+    out = tmp_path / "j"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out, limit=2)) == 0  # run a: s00 and s01
+        first = lines(out / JUDGEMENTS)
+        assert {item["run"] for item in first} == {str((root / "run-a").resolve())}
+        # run b into the folder holding run a's judgements: refused, both runs named, nothing asked
+        with pytest.raises(UsageError) as refused:
+            judge_command(settings(world, server.url, run=root / "run-b", out=out))
+        assert server.chat_requests()[2:] == []
+    assert (
+        f"holds judgements of another run's outputs (the run {(root / 'run-a').resolve()} then, "
+        f"{(root / 'run-b').resolve()} now)" in str(refused.value)
+    )
+    assert lines(out / JUDGEMENTS) == first  # nothing mixed in
+
+    # the run tells a story again (its output changes): that story alone is judged again
+    run = tmp_path / "run-c"
+    shutil.copytree(root / "run-a", run, ignore=shutil.ignore_patterns("judge*"))
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=run)) == 0
+    records = (run / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    changed = json.loads(records[1])
+    changed["raw"] = changed["raw"].replace("the dark sea", "the grey sea")
+    records[1] = json.dumps(changed)
+    (run / "records.jsonl").write_text("\n".join(records) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=run)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == ["s01"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 of the judgements in" in said and "those stories are judged again" in said
+    results = {item["story_id"]: item for item in lines(run / "judge" / JUDGEMENTS)}
+    assert len(lines(run / "judge" / JUDGEMENTS)) == N
+    assert results["s01"]["output_sha256"] == hashlib.sha256(changed["raw"].encode()).hexdigest()
+
+
+def test_judgements_of_an_older_version_count_when_the_folder_names_the_run(world, tmp_path):
+    root, _ = world
+    out = tmp_path / "j"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out, limit=2)) == 0
+    old = [
+        {k: v for k, v in item.items() if k not in ("run", "output_sha256")}
+        for item in lines(out / JUDGEMENTS)
+    ]
+    (out / JUDGEMENTS).write_text("".join(json.dumps(item) + "\n" for item in old), encoding="utf-8")
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        with pytest.raises(UsageError, match="another run's outputs"):  # settings.json names run a
+            judge_command(settings(world, server.url, run=root / "run-b", out=out))
+        assert judge_command(settings(world, server.url, out=out)) == 0  # run a's: kept, the rest judged
+        assert sorted(marker(r["body"]) for r in server.chat_requests()) == ["s02", "s03"]
+    assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == ["s00", "s01", "s02", "s03"]
+
+
+def test_the_summary_does_not_depend_on_the_order_of_the_lines(tmp_path):
+    import random
+
+    samples = fixture_samples(12)
+    write_parquet(SampleList(samples), tmp_path / "data", split="test")
+    stories = load_stories(tmp_path / "data", "test")
+    from ..data.fixtures import LIGHTHOUSE
+
+    tell_dataset(stories, Marked(LIGHTHOUSE.read_text(encoding="utf-8"), "a"), tmp_path / "run")
+
+    def respond(body):
+        k = int(marker(body)[1:])
+        scores = {"creativity": k * 7 % 5 + 1, "coherence": k * 3 % 5 + 1, "grounding_quality": k % 4 + 1}
+        return json.dumps({"hallucinations": [], **scores})
+
+    given = {"run": tmp_path / "run", "retries": 0, "concurrency": 4}
+    with FakeServer(respond=respond) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 0
+    out = tmp_path / "run" / "judge"
+    whole = json.loads((out / "summary.json").read_text())
+    written = (out / JUDGEMENTS).read_text(encoding="utf-8").splitlines(keepends=True)
+    shuffled = sorted(written, key=lambda line: json.loads(line)["story_id"])
+    random.Random(1).shuffle(shuffled)  # as a resumed or concurrent job may have written them
+    (out / JUDGEMENTS).write_text("".join(shuffled), encoding="utf-8")
+    creativity = {json.loads(line)["story_id"]: json.loads(line)["scores"]["creativity"] for line in shuffled}
+    in_order = [creativity[story_id] for story_id in sorted(creativity)]
+    assert bootstrap_mean(list(creativity.values())) != bootstrap_mean(in_order)  # the order would matter
+    with FakeServer(respond=respond) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 0
+        assert server.chat_requests() == []
+    resumed = json.loads((out / "summary.json").read_text())
+    assert {**resumed, "judge": None} == {**whole, "judge": None}  # (the judge's endpoint moved)
+
+
+def test_a_resume_keeps_one_judgement_a_story_and_judges_a_damaged_one_again(world, tmp_path, capsys):
+    out = tmp_path / "j"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out)) == 0
+    text = (out / JUDGEMENTS).read_text(encoding="utf-8").splitlines()
+    first = json.loads(text[0])
+    again = {**first, "scores": {"creativity": 5, "coherence": 5, "grounding_quality": 5}}
+    damaged = json.loads(text[1])["story_id"]
+    text[1] = "{garbage"
+    (out / JUDGEMENTS).write_text("\n".join([*text, json.dumps(again)]) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == [damaged]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "line 2 is not JSON" in said and "its story is judged again" in said and "told again" not in said
+    assert "held 1 more lines of stories it already had" in said
+    results = lines(out / JUDGEMENTS)
+    assert sorted(item["story_id"] for item in results) == [f"s{k:02d}" for k in range(N)]  # each once
+    assert next(i for i in results if i["story_id"] == first["story_id"])["scores"] == first["scores"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["judged"] == N and summary["scores"]["creativity"]["mean"] == 2.5
+
+
+def test_a_second_judge_into_a_folder_at_work_is_refused(world, tmp_path):
+    out = tmp_path / "j"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        with held_elsewhere(out) as holder:
+            with pytest.raises(UsageError) as refused:
+                judge_command(settings(world, server.url, out=out))
+            assert server.chat_requests() == []
+        assert str(refused.value) == (
+            f"another storyreasoning process (pid {holder.pid}) is writing to {out}; "
+            "wait for it or choose another --out"
+        )
+        assert judge_command(settings(world, server.url, out=out)) == 0  # let go: it goes ahead
+    assert len(lines(out / JUDGEMENTS)) == N

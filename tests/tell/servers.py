@@ -8,7 +8,9 @@
   misbehaves on request: it refuses keys, answers slowly, rejects too many images as
   vLLM does, fails a few times before succeeding, drops or breaks the stream part way,
   or streams a known story (optionally with the reasoning split off as vLLM's reasoning
-  parsers do). It records every request, so tests can count retries.
+  parsers do). It records every request, so tests can count retries;
+* :func:`held_elsewhere` holds an output folder from another process, as a job at work does
+  (:func:`storyreasoning.files.lock_folder`), for the tests of the one-writer rule.
 """
 
 from __future__ import annotations
@@ -46,6 +48,35 @@ VLLM_IMAGE_LIMIT = {
     }
 }
 SERVE_PACKAGES = ("fastapi", "uvicorn", "pydantic", "openai")
+
+
+_HOLDER = """
+import sys
+from storyreasoning.files import lock_folder
+with lock_folder(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test lets go (or kills this process)
+"""
+
+
+@contextmanager
+def held_elsewhere(folder: os.PathLike | str) -> Iterator[subprocess.Popen]:
+    """``folder`` held by another (real) process for the block: the process, whose ``pid`` a refusal
+    names. It lets go when the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:

@@ -28,8 +28,9 @@ from storyreasoning.tell.run import (
     tell_dataset,
 )
 
+from ..conftest import one_error_line, run_cli
 from ..data.fixtures import fixture_samples
-from .servers import LIGHTHOUSE, FakeServer, closed_url
+from .servers import LIGHTHOUSE, FakeServer, closed_url, held_elsewhere
 
 GREEDY = Sampling(temperature=0, max_new_tokens=16)
 FAST = {"retries": 0, "backoff": 0.0}
@@ -208,3 +209,94 @@ def test_a_run_folder_that_is_a_file_is_refused_before_any_story(stories, tmp_pa
             tell_dataset(stories, teller, out, sampling=GREEDY)
         assert not server.chat_requests()
     assert out.read_text() == "not a folder"
+
+
+# -- the same dataset, one writer, each story once ------------------------------------------------
+
+
+def test_a_run_knows_its_dataset_by_its_path_and_content_not_as_typed(tmp_path, monkeypatch):
+    import dataclasses
+
+    write_folders(fixture_samples(3), tmp_path / "ds")
+    strangers = [dataclasses.replace(s, story_id=f"B{k}") for k, s in enumerate(fixture_samples(3))]
+    write_folders(strangers, tmp_path / "elsewhere" / "ds")  # another dataset, the same name
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    told(load_stories("ds"), run)
+    dataset = read_run(run)[0]["dataset"]
+    assert dataset["source"] == "ds" and dataset["path"] == str((tmp_path / "ds").resolve())
+    assert dataset["fingerprint"]["stories"] == 3
+    # the same dataset typed otherwise resumes the run
+    for typed in ("./ds", str(tmp_path / "ds")):
+        assert told(load_stories(typed), run).skipped == 3
+    # another dataset of the same name is refused, both paths named
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(UsageError) as refused:
+        told(load_stories("ds"), run)
+    assert f"another dataset (path {tmp_path / 'ds'} then, {tmp_path / 'elsewhere' / 'ds'} now)" in str(
+        refused.value
+    )
+    # in the same place but with other stories in it: refused by its content
+    (tmp_path / "ds").rename(tmp_path / "ds-before")
+    (tmp_path / "elsewhere" / "ds").rename(tmp_path / "ds")
+    with pytest.raises(
+        UsageError, match=r'another dataset \(content ids_sha256 "[0-9a-f]{12}…" then, "[0-9a-f]{12}…" now\)'
+    ):
+        told(load_stories(tmp_path / "ds"), run)
+    assert ids_in(run / RECORDS) == Counter({"s00": 1, "s01": 1, "s02": 1})  # nothing mixed in
+
+
+def test_a_manifest_of_an_older_version_is_still_resumed_by_what_it_recorded(tmp_path, monkeypatch):
+    import dataclasses
+
+    write_folders(fixture_samples(3), tmp_path / "ds")
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    told(load_stories("ds"), run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["dataset"] = {"source": "ds", "split": None}  # all an older version recorded
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    # another dataset that the recorded source names from another folder: its stories are not the run's
+    (tmp_path / "elsewhere").mkdir()
+    strangers = [dataclasses.replace(s, story_id=f"B{k}") for k, s in enumerate(fixture_samples(3))]
+    write_folders(strangers, tmp_path / "elsewhere" / "ds")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match=r"another dataset \(content: 3 stories of the run are not in"):
+        told(load_stories("ds"), run)
+    monkeypatch.chdir(tmp_path)
+    assert told(load_stories(str(tmp_path / "ds")), run).skipped == 3
+    assert read_run(run)[0]["dataset"]["path"] == str((tmp_path / "ds").resolve())  # recorded from now on
+
+
+def test_a_second_run_into_a_folder_at_work_is_refused_in_one_line(stories, tmp_path):
+    run = tmp_path / "run"
+    with held_elsewhere(run) as holder:
+        result = run_cli("tell-dataset", stories.source, "--out", str(run), "--teller", "baseline")
+        line = one_error_line(result)
+        assert line == (
+            f"error: another storyreasoning process (pid {holder.pid}) is writing to {run}; "
+            "wait for it or choose another --out"
+        )
+        assert sorted(p.name for p in run.iterdir()) == [".storyreasoning.lock"]  # nothing written
+    told(stories, run)  # let go: the run goes ahead
+    assert ids_in(run / RECORDS) == Counter(stories.ids())
+
+
+def test_a_resume_keeps_the_first_record_of_a_story_written_twice(stories, tmp_path):
+    run = tmp_path / "run"
+    told(stories, run)
+    lines = (run / RECORDS).read_text(encoding="utf-8").splitlines(keepends=True)
+    doubled = [json.loads(line) for line in lines[:2]]
+    for record in doubled:
+        record["raw"] = "a second telling"
+    with (run / RECORDS).open("a", encoding="utf-8") as f:  # what two runs at once left
+        f.writelines(json.dumps(record) + "\n" for record in doubled)
+    records = read_run(run)[1]  # readers read each story's first record too
+    assert len(records) == 6 and "a second telling" not in {r["raw"] for r in records}
+    said: list[str] = []
+    assert told(stories, run, say=said.append).skipped == 6
+    assert said == [
+        f"{run / RECORDS} held 2 more lines of stories it already had (two jobs wrote to it at once); "
+        "kept the first line of each of its 6 stories and dropped the 2 others"
+    ]
+    assert (run / RECORDS).read_text(encoding="utf-8").splitlines(keepends=True) == lines

@@ -27,9 +27,24 @@ def video_options(s: BuildSettings):
 
 
 def build(settings: BuildSettings) -> int:
+    from ..errors import UsageError
+    from ..files import lock_folder
+
+    out = settings.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; build writes a dataset folder there, give a folder (new, or a build to resume)"
+        )
+    # the one build writing to --out, from the first check to the card
+    with lock_folder(out, refuse=UsageError):
+        return _build(settings)
+
+
+def _build(settings: BuildSettings) -> int:
     from rich.console import Console
 
     from ..settings import data_record, write_record
+    from ..tell.commands import Interrupted
     from ..terminal import progress_bar
     from .pipeline import ERRORS, SKIPPED, build_dataset, check_resume, find_stories
     from .publish import check_publishing, finish_build
@@ -85,10 +100,9 @@ def build(settings: BuildSettings) -> int:
                 say=lambda line: err.print(f"[yellow]{line}[/yellow]"),
             )
     except KeyboardInterrupt:
-        err.print(
-            f"interrupted: the finished stories are kept in {out}; run the same command again to continue"
-        )
-        raise
+        raise Interrupted(
+            f"interrupted; the finished stories are kept in {out}, run the same command again to continue"
+        ) from None
     finally:
         if disconnect is not None:
             disconnect()  # a local Ray this build started is shut down; a cluster's is left running

@@ -1,4 +1,14 @@
-"""The build loop: find the stories, see, write, check, save; resumable and honest about failures."""
+"""The build loop: find the stories, see, write, check, save; resumable and honest about failures.
+
+A build holds its output folder alone for its whole life (:func:`storyreasoning.files.lock_folder`:
+a second build into the same ``--out`` is refused in one line). Its side files,
+``skipped.jsonl`` and ``errors.jsonl``, are JSON lines under the run files' rule
+(:func:`storyreasoning.tell.run.repair_lines`): a resume cuts a torn last line off and sets a
+damaged line aside (``skipped.corrupt.jsonl``, ``errors.corrupt.jsonl``), saying so, so that
+its story is perceived again; and ``errors.jsonl`` keeps only the failures still unresolved
+(the latest of each story whose folder is not built yet), rewritten atomically when a
+resume builds a story that failed before, removed once none is left.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
-from ..files import append_json_line, write_json_atomic
+from ..files import append_json_line, lock_folder, write_json_atomic
 from ..tell.base import TellError
 from .provenance import differences, models_in
 from .raw import RawStory
@@ -293,19 +303,24 @@ def check_resume(out: Path, wanted: dict, *, allow_mixed: bool = False) -> None:
     _claim(Path(out), _as_json(wanted), allow_mixed)
 
 
-def _read_skipped(out: Path) -> dict[str, int | None]:
-    """``story id -> entry`` of the stories skipped for want of a person (the last record of each)."""
-    path = out / SKIPPED
-    found: dict[str, int | None] = {}
-    if not path.is_file():
-        return found
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-            found[str(record["story_id"])] = record.get("entry")
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-    return found
+def _read_skipped(out: Path, say: Callable[[str], None] = lambda line: None) -> dict[str, int | None]:
+    """``story id -> entry`` of the stories skipped for want of a person (the last record of each),
+    after repairing ``skipped.jsonl`` for a resume (a torn last line cut off; a damaged line set
+    aside, said through ``say``, its story perceived again)."""
+    from ..tell.run import repair_lines
+
+    lines = repair_lines(out / SKIPPED, "skipped", say, fate=", its story is perceived again")
+    return {item["story_id"]: item.get("entry") for item in lines.items}
+
+
+def settle_build_errors(out: Path, say: Callable[[str], None] = lambda line: None) -> None:
+    """Keep in ``errors.jsonl`` only the failures still unresolved: the latest of each story whose
+    folder is not in ``out`` (rewritten atomically; removed when none is left)."""
+    from ..tell.run import read_lines, settle_errors
+
+    lines = read_lines(out / ERRORS, "error")
+    built = {item["story_id"] for item in lines.items if (out / folder_name(item["story_id"])).is_dir()}
+    settle_errors(out, built, say)
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -355,6 +370,29 @@ def build_dataset(
                 f"the stories {names[name]} and {story.story_id} would share the folder {out / name}"
             )
         names[name] = story.story_id
+    with lock_folder(out, refuse=UsageError):  # the one build writing to ``out``, for its whole life
+        return _build_locked(
+            stories, out, perceiver=perceiver, writer=writer, keep_invalid=keep_invalid,
+            require_person=require_person, concurrency=concurrency, allow_mixed=allow_mixed,
+            settings=settings, progress=progress, say=say,
+        )  # fmt: skip
+
+
+def _build_locked(
+    stories: Sequence[RawStory],
+    out: Path,
+    *,
+    perceiver: Any,
+    writer: Any,
+    keep_invalid: bool,
+    require_person: bool,
+    concurrency: int,
+    allow_mixed: bool,
+    settings: dict | None,
+    progress: Callable[[int], None] | None,
+    say: Callable[[str], None],
+) -> BuildReport:
+    """:func:`build_dataset`, holding ``out``."""
     # describing a chat writer asks its server for the model: an endpoint that is down fails here, before any story
     wanted = _as_json(
         {"settings": settings or {}, "perceiver": perceiver.describe(), "writer": writer.describe()}
@@ -387,7 +425,8 @@ def build_dataset(
 
     report = BuildReport(stories=len(stories), entry=index)
     start = time.perf_counter()
-    skipped = _read_skipped(out) if require_person else {}
+    skipped = _read_skipped(out, say) if require_person else {}
+    settle_build_errors(out, say)  # the stories built since they failed have no error left
     todo = []
     for story in stories:
         if (out / folder_name(story.story_id)).exists():
@@ -412,7 +451,10 @@ def build_dataset(
         progress=progress,
         say=say,
     )
-    loop.run()
+    try:
+        loop.run()
+    finally:
+        settle_build_errors(out, say)
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
@@ -641,4 +683,5 @@ __all__ = [
     "perceive_here",
     "read_entries",
     "read_frames",
+    "settle_build_errors",
 ]

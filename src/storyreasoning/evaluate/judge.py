@@ -19,14 +19,30 @@ second invalid answer is recorded as failed, with both answers and the error.
 
 **Resumable like a run.** One JSON line per story is appended (and fsync'd) to
 ``OUT/judgements.jsonl`` as it completes; run again, the stories already there are
-skipped, so a killed job loses nothing and repeats nothing. Every line names its judge
-(model, :data:`PROMPT_VERSION`, the prompt's sha256); a job refuses to continue an OUT
-judged by another model or prompt unless ``--allow-mixed``. A server that fails (down,
-timing out, 5xx after the retries) leaves its story unjudged (noted in ``errors.jsonl``)
-for the next run; three such stories in a row stop the job. Token usage and cost
-(``--price-input``/``--price-output`` per million tokens) are kept per story and in total.
+skipped, so a killed job loses nothing and repeats nothing. The job holds OUT alone while
+it runs (:func:`storyreasoning.files.lock_folder`: a second job into the same OUT is
+refused in one line), and a resume repairs the file as ``tell-dataset`` repairs its
+records (:func:`storyreasoning.tell.run.repair_lines`: a torn last line cut off, a damaged
+line set aside and its story judged again, a story judged twice kept once). Every line
+names its judge (model, :data:`PROMPT_VERSION`, the prompt's sha256); a job refuses to
+continue an OUT judged by another model or prompt unless ``--allow-mixed``. A server that
+fails (down, timing out, 5xx after the retries) leaves its story unjudged (noted in
+``errors.jsonl``, until a later run judges it) for the next run; three such stories in a
+row stop the job. Token usage and cost (``--price-input``/``--price-output`` per million
+tokens) are kept per story and in total.
 
-``OUT/summary.json`` holds the means with bootstrap 95% intervals (:mod:`.stats`). An OUT
+**Judgements of the output judged.** Every line records the run folder it judged
+(``run``; ``against`` for a pair) and the sha256 of the output it judged
+(``output_sha256``; ``against_sha256``). A resume keeps a line only while the run still
+holds that very output: a line of the same run whose output changed since (the story was
+told again) is dropped and its story judged again (said in one line); lines of another
+run's outputs refuse the whole OUT (judge each run into its own OUT: mixing them would
+score one run with another's judgements). A line written before lines recorded this is
+taken as the run's when the run that ``OUT/settings.json`` names is this one.
+
+``OUT/summary.json`` holds the means with bootstrap 95% intervals (:mod:`.stats`), taken over
+the stories in the order of their ids, so a resumed job summarizes exactly as an
+uninterrupted one whatever order the lines were written in. An OUT
 outside ``RUN/judge`` is recorded in ``RUN/judge-location.json`` (:func:`record_location`), so that
 ``evaluate``, ``evaluate compare`` and the studio read the judge there; the run's last judge wins.
 
@@ -42,6 +58,7 @@ verdict counts as a tie. ``OUT/pairwise.jsonl`` is resumable the same way;
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 import threading
@@ -496,12 +513,23 @@ def read_results(
     path: Path, *, repair: bool = False, say: Callable[[str], None] = lambda line: None
 ) -> dict[str, dict]:
     """The results in a ``judgements.jsonl`` or ``pairwise.jsonl``, by story id (the run files' reader
-    and rule: a torn last line is no result; with ``repair`` it is cut off and a damaged line set aside)."""
-    from ..tell.run import read_done, read_lines
+    and rule: a torn last line is no result, a story's first line is its result; with ``repair``
+    the file is repaired for a resume, see :func:`storyreasoning.tell.run.repair_lines`)."""
+    from ..tell.run import read_lines, repair_lines
 
     if repair:
-        read_done(path, say)
-    return {item["story_id"]: item for item in read_lines(path, "record").items}
+        lines = repair_lines(path, "record", say, fate=", its story is judged again", unique=True)
+    else:
+        lines = read_lines(path, "record")
+    found: dict[str, dict] = {}
+    for item in lines.items:
+        found.setdefault(item["story_id"], item)
+    return found
+
+
+def output_sha256(text: str) -> str:
+    """The sha256 of an output a judgement line records (of its UTF-8 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_judge(results: dict[str, dict], judge: dict, path: Path, *, allow_mixed: bool) -> None:
@@ -518,6 +546,84 @@ def check_judge(results: dict[str, dict], judge: dict, path: Path, *, allow_mixe
                 f"{path} holds judgements by another judge: {changed}; resume with the same --model and prompt, "
                 "pass --allow-mixed to add to them anyway, or choose another --out"
             )
+
+
+def _recorded_runs(out: Path) -> dict[str, str | None]:
+    """The runs (``run``, ``against``) the last job into ``out`` judged, as ``settings.json`` names them
+    (resolved from here); none when it names none."""
+    try:
+        recorded = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        key: str(Path(recorded[key]).expanduser().resolve()) if recorded.get(key) else None
+        for key in ("run", "against")
+        if key in recorded
+    }
+
+
+def stale_results(
+    results: dict[str, dict],
+    outputs: dict[str, str],
+    run: Path,
+    path: Path,
+    *,
+    theirs: dict[str, str] | None = None,
+    against: Path | None = None,
+    recorded: dict[str, str | None] | None = None,
+) -> list[str]:
+    """The stories whose lines in ``path`` judged outputs other than ``outputs`` (and, for a pair,
+    ``theirs``) hold now, of this same run (it told them again): to be judged again. Lines of
+    another run's outputs refuse the job (:class:`UsageError` naming both runs). A line without
+    the hashes (an older version's) is this run's when ``recorded`` (the runs ``OUT/settings.json``
+    names, see :func:`_recorded_runs`) names this run, else another run's."""
+    here = {"run": str(Path(run).resolve()), "against": str(Path(against).resolve()) if against else None}
+    stale: list[str] = []
+    strangers: dict[str, str] = {}  # which: the run those lines judged
+    for story_id, item in results.items():
+        if story_id not in outputs or (theirs is not None and story_id not in theirs):
+            continue  # not judged now (and not summarized): left as it is
+        if "output_sha256" not in item:  # an older version's line: the folder's record decides
+            for key in ("run",) + (("against",) if against is not None else ()):
+                then = (recorded or {}).get(key)
+                if then != here[key]:
+                    strangers.setdefault(key, then or "a run it does not name")
+            continue
+        same = item["output_sha256"] == output_sha256(outputs[story_id]) and (
+            theirs is None or item.get("against_sha256") == output_sha256(theirs[story_id])
+        )
+        if same:
+            continue
+        moved = [key for key in here if here[key] is not None and item.get(key) not in (None, here[key])]
+        if moved:
+            for key in moved:
+                strangers.setdefault(key, str(item.get(key)))
+        else:
+            stale.append(story_id)
+    if strangers:
+        said = "; ".join(
+            f"{'--against' if key == 'against' else 'the run'} {then} then, {here[key]} now"
+            for key, then in strangers.items()
+        )
+        raise UsageError(
+            f"{path} holds judgements of another run's outputs ({said}); judge each run into its own --out "
+            "(the default is a folder inside the run), or resume judging that run there"
+        )
+    return stale
+
+
+def drop_results(path: Path, stories: Iterable[str]) -> None:
+    """Rewrite ``path`` (atomically) without the lines of ``stories``."""
+    from ..files import write_bytes_atomic
+    from ..tell.run import read_lines
+
+    gone = set(stories)
+    lines = read_lines(path, "record")
+    write_bytes_atomic(
+        path, b"".join(raw + b"\n" for _, item, raw in lines.entries if item["story_id"] not in gone)
+    )
 
 
 # -- many stories -----------------------------------------------------------------------------------
@@ -613,9 +719,7 @@ def judge_all(
 
 
 def _count(path: Path) -> int:
-    from ..tell.run import read_lines
-
-    return len(read_lines(path, "record").entries)
+    return len(read_results(path))
 
 
 # -- the summary ------------------------------------------------------------------------------------
@@ -644,11 +748,19 @@ def _tokens(results: Iterable[dict]) -> dict:
     return {"prompt": prompt, "completion": completion}
 
 
+def _in_order(results: dict[str, dict]) -> dict[str, dict]:
+    """``results`` by story id in the order of the ids (what the bootstrap resamples must not depend on)."""
+    return {story_id: results[story_id] for story_id in sorted(results)}
+
+
 def summarize(
     results: dict[str, dict], judge: dict, stories: int, prices: tuple[float, float] = (0.0, 0.0)
 ) -> dict:
     """``summary.json``: the judge, the counts, each score's mean with its bootstrap interval,
-    hallucinations per story by type, tokens and cost."""
+    hallucinations per story by type, tokens and cost. The stories are taken in the order of their
+    ids, whatever the order of ``results`` (the order lines were written in), so the intervals of
+    a resumed job are those of an uninterrupted one."""
+    results = _in_order(results)
     judged = [item for item in results.values() if item.get("status") == "judged"]
     scores = {name: _interval([item["scores"][name] for item in judged]) for name in CRITERIA}
     scores["hallucinations"] = _interval([len(item["hallucinations"]) for item in judged])
@@ -681,9 +793,11 @@ def summarize_pairs(
     against: str,
     prices: tuple[float, float] = (0.0, 0.0),
 ) -> dict:
-    """``pairwise_summary.json``: RUN's win rate over AGAINST (overall and per criterion) with its interval."""
+    """``pairwise_summary.json``: RUN's win rate over AGAINST (overall and per criterion) with its interval
+    (the stories in the order of their ids, as :func:`summarize`)."""
     from .stats import win_rate
 
+    results = _in_order(results)
     judged = [item for item in results.values() if item.get("status") == "judged"]
 
     def rate(key: str) -> dict:
@@ -718,13 +832,15 @@ def summarize_pairs(
 
 def _dataset(settings: Any, manifest: dict) -> tuple[str, str | None]:
     recorded = manifest.get("dataset") or {}
-    source = settings.dataset or recorded.get("source")
+    # a local dataset by the path the run resolved (its source as typed was relative to where it ran)
+    path = recorded.get("path")
+    source = settings.dataset or (path if path and Path(path).exists() else recorded.get("source"))
     if not source:
         raise UsageError(
             "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
         )
     split = settings.split
-    if split is None and (not settings.dataset or settings.dataset == recorded.get("source")):
+    if split is None and (not settings.dataset or settings.dataset in (recorded.get("source"), path)):
         split = recorded.get("split")
     return str(source), split
 
@@ -734,11 +850,8 @@ def judge_command(settings: Any) -> int:
     from rich.console import Console
 
     from ..data.sources import load_stories
-    from ..files import write_json_atomic
-    from ..settings import write_record
-    from ..tell.commands import Interrupted, endpoint_teller
-    from ..tell.run import EndpointDown, check_run_folder
-    from ..terminal import progress_bar
+    from ..files import lock_folder
+    from ..tell.run import check_run_folder
     from .runs import load_outputs
 
     s = settings
@@ -774,6 +887,20 @@ def judge_command(settings: Any) -> int:
         ids = ids[: s.limit]
     out = s.out or (run.path / ("judge" if against is None else f"judge-vs-{against.path.name}"))
     check_run_folder(out)
+    with lock_folder(out, refuse=UsageError):  # the one job writing to OUT, for its whole life
+        return _judge_into(s, out, run, against, stories, ids, err)
+
+
+def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: list[str], err: Any) -> int:
+    """The rest of :func:`judge_command`, holding ``out``."""
+    from rich.console import Console
+
+    from ..files import write_json_atomic
+    from ..settings import write_record
+    from ..tell.commands import Interrupted, endpoint_teller
+    from ..tell.run import EndpointDown, check_run_folder, settle_errors
+    from ..terminal import progress_bar
+
     path = out / (JUDGEMENTS if against is None else PAIRWISE)
     say = lambda line: err.print(f"[yellow]{line}[/yellow]")  # noqa: E731
     results = read_results(path, say=say) if path.exists() else {}
@@ -785,19 +912,34 @@ def judge_command(settings: Any) -> int:
         raise EndpointDown(
             f"{exc}; nothing was judged, run the same command again once the server is up"
         ) from None
+    theirs = against.outputs if against is not None else None
     try:
         judge = Judge(teller, max_new_tokens=s.max_new_tokens, seed=s.seed, json_schema=s.json_schema)
         described = judge.describe(pairwise=against is not None)
         check_judge(results, described, path, allow_mixed=s.allow_mixed)
         check_run_folder(out, make=True)
         results = read_results(path, repair=True, say=say)
+        stale = stale_results(
+            results, run.outputs, run.path, path, theirs=theirs,
+            against=against.path if against is not None else None, recorded=_recorded_runs(out),
+        )  # fmt: skip
+        if stale:
+            drop_results(path, stale)
+            say(
+                f"{len(stale)} of the judgements in {path} judged outputs that {run.path} no longer holds (their "
+                f"stories were told again since; first: {', '.join(stale[:3])}); those stories are judged again"
+            )
+            results = read_results(path)
         write_record(s, out / "settings.json")
+        settle_errors(out, set(results), say)  # a story judged since its failure has no error left
         todo = [story_id for story_id in ids if story_id not in results]
         prices = (s.price_input, s.price_output)
+        sources = {"run": str(run.path.resolve())}
         if against is None:
-            task = _story_task(judge, run.outputs, described, prices)
+            task = _story_task(judge, run.outputs, described, prices, sources)
         else:
-            task = _pair_task(judge, run.outputs, against.outputs, described, prices)
+            sources["against"] = str(against.path.resolve())
+            task = _pair_task(judge, run.outputs, against.outputs, described, prices, sources)
         if len(todo) < len(ids):
             err.print(f"[dim]{len(ids) - len(todo)} of {len(ids)} stories already judged in {path}[/dim]")
         try:
@@ -810,9 +952,12 @@ def judge_command(settings: Any) -> int:
             raise Interrupted(
                 f"interrupted; the {_count(path)} results so far are kept in {path}, run the same command again to continue"
             ) from None
+        finally:
+            settle_errors(out, set(read_results(path)), say)
     finally:
         teller.close()
-    results = {story_id: item for story_id, item in read_results(path).items() if story_id in set(ids)}
+    found = read_results(path)
+    results = {story_id: found[story_id] for story_id in ids if story_id in found}  # in the dataset's order
     console = Console(highlight=False)
     if against is None:
         summary = summarize(results, described, len(ids), prices)
@@ -863,10 +1008,13 @@ def record_location(run_folder: Path, out: Path) -> str | None:
     return None
 
 
-def _story_task(judge: Judge, outputs: dict[str, str], described: dict, prices: tuple[float, float]):
+def _story_task(
+    judge: Judge, outputs: dict[str, str], described: dict, prices: tuple[float, float], sources: dict
+):
     def task(story_id: str, sample: Any) -> dict:
         judgement = judge.story(sample.frames, outputs[story_id])
         line = {"story_id": story_id, **judgement.to_dict()}
+        line.update(run=sources["run"], output_sha256=output_sha256(outputs[story_id]))
         line["raw"] = judgement.answers[-1] if judgement.answers else ""
         line["hallucinations_by_type"] = judgement.by_type()
         line["cost"] = cost(judgement.prompt_tokens, judgement.completion_tokens, *prices)
@@ -878,7 +1026,12 @@ def _story_task(judge: Judge, outputs: dict[str, str], described: dict, prices: 
 
 
 def _pair_task(
-    judge: Judge, ours: dict[str, str], theirs: dict[str, str], described: dict, prices: tuple[float, float]
+    judge: Judge,
+    ours: dict[str, str],
+    theirs: dict[str, str],
+    described: dict,
+    prices: tuple[float, float],
+    sources: dict,
 ):
     def task(story_id: str, sample: Any) -> dict:
         parts = frame_parts(sample.frames)  # encoded once, shown in both orders
@@ -898,6 +1051,10 @@ def _pair_task(
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
             "cost": cost(prompt, completion, *prices),
             "raw": "\n\n".join(answer for v in verdicts for answer in v.answers),
+            "run": sources["run"],
+            "output_sha256": output_sha256(ours[story_id]),
+            "against": sources["against"],
+            "against_sha256": output_sha256(theirs[story_id]),
         }
         if ok:
             assert second is not None

@@ -24,6 +24,21 @@ ids already in ``records.jsonl`` are skipped, so after any number of crashes or 
 every story ends up exactly once; ``errors.jsonl`` is rewritten (atomically) to the
 failures still unresolved. The folder is what ``evaluate`` and the studio read.
 
+**One writer.** A run holds its folder for its whole life (:func:`storyreasoning.files.lock_folder`):
+a second ``tell-dataset`` into the same ``--out`` meanwhile is refused in one line naming
+the first one's pid. A ``records.jsonl`` that nonetheless holds a story twice (written by
+two runs at once before there was a lock) keeps its first record on resume, and the run
+says how many it dropped.
+
+**The same dataset.** A run resumes only from the dataset it was begun with. A hub id is
+recorded as given; a local dataset also by its resolved ``path`` and a ``fingerprint`` of
+its content that costs no image read: the number of stories, a sha256 of their ids in
+order, and a sha256 of the names and sizes of its data files (parquet and Arrow shards).
+So ``./ds``, ``ds`` and ``/abs/ds`` are one dataset, and another ``ds`` in another
+folder is another. A manifest of an older version (source and split only) is resumed when
+its source, read from the current folder, is the same path and every story it recorded is
+in the dataset. A refusal names each value that differs, then and now.
+
 **Damaged run files.** Every reader of ``records.jsonl`` and ``errors.jsonl`` reads them
 with :func:`read_lines`, under one rule:
 
@@ -37,6 +52,12 @@ with :func:`read_lines`, under one rule:
   run again) moves it, with its line number and the problem, to
   ``records.corrupt.jsonl`` and tells that story again.
 
+The other jobs that resume from JSON lines (``evaluate judge``'s judgements, the
+builder's ``skipped.jsonl`` and ``errors.jsonl``) use the same reader and the same repair
+(:func:`repair_lines`), and every line goes through one appender
+(:func:`storyreasoning.files.append_json_line`), which starts a record on a new line when
+the file ends in an unfinished one, so a record is never glued onto a fragment.
+
 A batch run against a server stops early when the server is down: at once when it
 cannot be reached before the first story (:meth:`Teller.check`), and after
 :data:`STOP_AFTER` stories in a row failed at the endpoint (``TellError.at_endpoint``);
@@ -47,17 +68,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import logging
 import platform
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
-from ..files import append_json_line, write_bytes_atomic, write_json_atomic
+from ..files import append_json_line, lock_folder, write_bytes_atomic, write_json_atomic
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
@@ -132,7 +154,8 @@ def set_aside_path(path: Path) -> Path:
 
 
 def _problem(item: object, kind: str) -> str | None:
-    """What is wrong with a parsed line of a ``kind`` file ("record" or "error"); None when nothing."""
+    """What is wrong with a parsed line of a ``kind`` file ("record": it needs its ``raw`` text;
+    anything else, "error" say: an object with a ``story_id``); None when nothing."""
     if not isinstance(item, dict):
         return f"not a JSON object ({type(item).__name__})"
     story_id = item.get("story_id")
@@ -208,20 +231,54 @@ def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fat
         say(f"{bad.where()} is {bad.problem}; moved it to {set_aside_path(path)}{fate}")
 
 
-def read_done(path: Path, say: Callable[[str], None] = _warn) -> set[str]:
-    """Story ids recorded in ``records.jsonl``, after repairing it for a resume: a torn last line is
-    cut off, damaged lines are moved to ``records.corrupt.jsonl`` (said through ``say``) so that
-    their stories are told again."""
-    lines = read_lines(path, "record")
-    if lines.damaged:
-        _rewrite(lines, [raw for _, _, raw in lines.entries], say, ", its story is told again")
+def repair_lines(
+    path: Path,
+    kind: str = "record",
+    say: Callable[[str], None] = _warn,
+    *,
+    fate: str = ", its story is told again",
+    unique: bool = False,
+) -> RunLines:
+    """Read ``path`` (see :func:`read_lines`) and repair it for a job that resumes from it and appends
+    to it (the one writer, holding its folder): a torn last line is cut off, a whole last entry
+    only lacking its newline ends it, damaged lines are moved to the ``.corrupt`` side file (each
+    said through ``say``, with ``fate``: what becomes of its story); with ``unique``, a story's
+    lines after its first are dropped (said in one line). What is kept, as read."""
+    lines = read_lines(path, kind)
+    keep = lines.entries
+    if unique:
+        seen: set[str] = set()
+        keep = [
+            entry for entry in keep if not (entry[1]["story_id"] in seen or seen.add(entry[1]["story_id"]))
+        ]
+    dropped = len(lines.entries) - len(keep)
+    if lines.damaged or dropped:
+        _rewrite(lines, [raw for _, _, raw in keep], say, fate)
+        lines.entries, lines.damaged, lines.torn, lines.unterminated = keep, [], False, False
+        if dropped:
+            stories = len({item["story_id"] for _, item, _ in keep})
+            say(
+                f"{path} held {dropped} more lines of stories it already had (two jobs wrote to it at once); "
+                f"kept the first line of each of its {stories} stories and dropped the {dropped} others"
+            )
     elif lines.torn:
         with path.open("rb+") as f:
             f.truncate(lines.end)
+        lines.torn = False
     elif lines.unterminated:
         with path.open("ab") as f:
             f.write(b"\n")
-    return {item["story_id"] for item in lines.items}
+        lines.unterminated = False
+    return lines
+
+
+def read_done(
+    path: Path, say: Callable[[str], None] = _warn, *, fate: str = ", its story is told again"
+) -> set[str]:
+    """Story ids recorded in ``records.jsonl``, after repairing it for a resume (:func:`repair_lines`):
+    a torn last line is cut off, damaged lines are moved to ``records.corrupt.jsonl`` (said through
+    ``say``) so that their stories are told again, and a story recorded twice keeps its first record."""
+    return {item["story_id"] for item in repair_lines(path, "record", say, fate=fate, unique=True).items}
 
 
 def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _warn) -> None:
@@ -239,13 +296,122 @@ def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _wa
 
 
 def _identity(manifest: dict) -> dict:
-    out = {key: manifest.get(key) for key in _IDENTITY}
+    """The fields that must match for a run to be resumed (the dataset apart: :func:`dataset_changes`)."""
+    out = {key: manifest.get(key) for key in _IDENTITY if key != "dataset"}
     teller = dict(out.get("teller") or {})
     for key in _VOLATILE_TELLER:
         teller.pop(key, None)
     out["teller"] = teller
     out["samples"] = out.get("samples") or 1  # a run from before --samples has one a story
     return out
+
+
+# -- which dataset a run tells ------------------------------------------------------------------------
+
+#: The files of a local dataset whose names and sizes its fingerprint takes (its shards; never an image).
+_SHARDS = (".parquet", ".arrow")
+
+
+def local_dataset(source: object) -> Path | None:
+    """The resolved path of a dataset ``source`` that is on this machine (None for a hub id)."""
+    if not source:
+        return None
+    path = Path(str(source)).expanduser()
+    return path.resolve() if path.exists() else None
+
+
+def dataset_fingerprint(stories, path: Path) -> dict:
+    """What a run records of a local dataset's content, without reading an image: how many stories,
+    a sha256 of their ids in order, and of the names and sizes of its shard files (parquet, Arrow)."""
+    ids = [str(story_id) for story_id in stories.ids()]
+    if path.is_file():
+        files = [(path.name, path.stat().st_size)]
+    else:
+        files = sorted(
+            (found.relative_to(path).as_posix(), found.stat().st_size)
+            for found in path.rglob("*")
+            if found.suffix in _SHARDS
+            and not any(part.startswith(".") for part in found.relative_to(path).parts)
+            and found.is_file()
+        )
+    listed = "\n".join(f"{name}\t{size}" for name, size in files)
+    return {
+        "stories": len(ids),
+        "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
+        "files": len(files),
+        "files_sha256": hashlib.sha256(listed.encode("utf-8")).hexdigest(),
+    }
+
+
+def dataset_record(stories) -> dict:
+    """How a run's manifest names the dataset it tells: ``source`` as given and ``split``; for a local
+    dataset also its resolved ``path`` and its :func:`dataset_fingerprint`."""
+    source, split = getattr(stories, "source", None), getattr(stories, "split", None)
+    found: dict = {"source": source, "split": split}
+    path = local_dataset(source)
+    if path is not None:
+        found["path"] = str(path)
+        found["fingerprint"] = dataset_fingerprint(stories, path)
+    return found
+
+
+def dataset_changes(
+    old: object,
+    new: dict,
+    *,
+    recorded: Callable[[], Iterable[str]] = tuple,
+    ids: Callable[[], Iterable[str]] = tuple,
+) -> list[str]:
+    """How the dataset ``new`` (:func:`dataset_record`) differs from the one a run recorded (``old``),
+    as ``"path X then, Y now"`` phrases; none when it is the same dataset. For a manifest of an
+    older version (no path, no fingerprint) it is the same dataset when the source recorded, read
+    from the current folder, is the same path and the dataset's story ids (``ids()``) hold every
+    story the run recorded (``recorded()``)."""
+    old = old if isinstance(old, dict) else {}
+    changes = []
+    if old.get("split") != new.get("split"):
+        changes.append(f"split {_shown(old.get('split'))} then, {_shown(new.get('split'))} now")
+    if "path" in new and "path" in old:
+        if old["path"] != new["path"]:
+            changes.append(f"path {old['path']} then, {new['path']} now")
+        else:
+            changes += _changes(old.get("fingerprint"), new.get("fingerprint"), "content")
+    elif "path" in new:  # a manifest of an older version, or a run of a hub dataset
+        then = local_dataset(old.get("source"))
+        if then is None or str(then) != new["path"]:
+            changes.append(f"source {_shown(old.get('source'))} then, {new['path']} now")
+        else:
+            strangers = sorted(set(recorded()) - set(ids()))
+            if strangers:
+                changes.append(
+                    f"content: {len(strangers)} stories of the run are not in {new['path']} now "
+                    f"(first: {', '.join(strangers[:3])})"
+                )
+    elif "path" in old:
+        changes.append(f"path {old['path']} then, source {_shown(new.get('source'))} now")
+    elif old.get("source") != new.get("source"):
+        changes.append(f"source {_shown(old.get('source'))} then, {_shown(new.get('source'))} now")
+    return changes
+
+
+def _changes(old: object, new: object, name: str) -> list[str]:
+    """``"name.key OLD then, NEW now"`` for each leaf that differs between two JSON values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            found += _changes(old.get(key), new.get(key), f"{name} {key}" if name else str(key))
+        return found
+    if old == new:
+        return []
+    if name.endswith("sha256"):  # a digest: its first digits tell two apart
+        old, new = (v[:12] + "…" if isinstance(v, str) else v for v in (old, new))
+    return [f"{name} {_shown(old)} then, {_shown(new)} now"]
+
+
+def _shown(value: object, width: int = 48) -> str:
+    """A value as a refusal shows it: JSON, a long one cut short."""
+    text = "unset" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 SAMPLE_FIELDS = ("raw", "parse", "well_structured", "meta")
@@ -379,8 +545,7 @@ def tell_dataset(
     first story, or after :data:`STOP_AFTER` stories in a row failed at the endpoint.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        check_run_folder(out)  # the one clear error
+    check_run_folder(out)  # a file, or a folder that cannot be written: said before anything is made
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
     if samples > 1 and not hasattr(teller, "tell_samples"):
@@ -389,125 +554,150 @@ def tell_dataset(
             f"candidates of one request; the {teller.backend} teller tells one a story: for several, run "
             "tell-dataset once per --seed into separate --out folders (train pairs takes them all)"
         )
-    manifest = {
-        "teller": teller.describe(),
-        "sampling": sampling.to_dict(),
-        "prompt": {"text": prompt.text, "system": prompt.system, "order": prompt.order},
-        "dataset": {"source": getattr(stories, "source", None), "split": getattr(stories, "split", None)},
-    }
-    if samples > 1:
-        manifest["samples"] = samples
-    manifest_path = out / MANIFEST
-    if manifest_path.exists():
-        old = read_manifest(out)
-        if _identity(old) != _identity(manifest):
-            changed = [
-                _NAMES.get(key, key) for key in _IDENTITY if _identity(old)[key] != _identity(manifest)[key]
-            ]
-            raise UsageError(
-                f"{out} holds a run with another {', '.join(changed)}; resume it with the same options "
-                "or write to another --out folder"
-            )
-        manifest = {**old, **manifest}
-    else:
-        manifest["created"] = _now()
-    manifest["versions"] = versions()
-
-    ids = stories.ids()
-    if limit is not None:
-        ids = ids[:limit]
-    done = read_done(out / RECORDS, say)
-    todo = [i for i, sid in enumerate(ids) if sid not in done]
-    seen: set[str] = set()
-    todo = [i for i in todo if not (ids[i] in seen or seen.add(ids[i]))]  # a repeated id is told once
-    skipped = len(ids) - len(todo)
-    if todo:
-        try:
-            check = getattr(teller, "check", None)  # Teller.check; a duck-typed teller may have none
-            if check is not None:
-                check()  # a server that is down stops the run here, before any story
-        except TellError as exc:
-            if not exc.at_endpoint:
-                raise
-            raise EndpointDown(
-                f"{exc}; nothing was told{_kept(skipped, len(ids), out)}, run the same command again once "
-                "the server is up"
-            ) from None
-    check_run_folder(out, make=True)
-    manifest.update(total=len(ids), updated=_now())
-    write_json_atomic(manifest_path, manifest)
-    settle_errors(out, done, say)
-    if on_start:
-        on_start(len(ids), skipped)
-
-    drawn: dict[str, object] = {}  # the dataset's samples of the stories in flight
-
-    def lazy() -> Iterator[Story]:
-        for i in todo:
-            sample = stories[i]
-            drawn[sample.story_id] = sample
-            yield Story(sample.story_id, sample.frames)
-
-    summary = RunSummary(total=len(ids), skipped=skipped, done=0, failed=0, well_structured=0)
-    many = {"samples": samples} if samples > 1 else {}
-    results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling, **many)
-    in_a_row = 0  # stories failing at the endpoint, one after the other
-    try:
-        for story, result in results:
-            sample = drawn.pop(story.story_id, None)
-            if isinstance(result, TellError):
-                summary.failed += 1
-                append_json_line(
-                    out / ERRORS,
-                    {
-                        "story_id": story.story_id,
-                        "error": str(result),
-                        "partial": result.partial,
-                        "at": _now(),
-                    },
+    with lock_folder(out, refuse=UsageError):  # the one writer of the run, for its whole life
+        manifest = {
+            "teller": teller.describe(),
+            "sampling": sampling.to_dict(),
+            "prompt": {"text": prompt.text, "system": prompt.system, "order": prompt.order},
+            "dataset": dataset_record(stories),
+        }
+        if samples > 1:
+            manifest["samples"] = samples
+        manifest_path = out / MANIFEST
+        if manifest_path.exists():
+            old = read_manifest(out)
+            changed = _run_changes(old, manifest, out, stories)
+            if changed:
+                names = ", ".join(_NAMES.get(key, key) for key in changed)
+                said = "; ".join(phrase for phrases in changed.values() for phrase in phrases)
+                raise UsageError(
+                    f"{out} holds a run with another {names} ({said}); resume it with the same options "
+                    "or write to another --out folder"
                 )
-                in_a_row = in_a_row + 1 if getattr(result, "at_endpoint", False) else 0
-            else:
-                in_a_row = 0
-                try:
-                    sizes = [frame.size() for frame in sample.frames] if sample is not None else None
-                except UsageError:
-                    sizes = None
-                tellings = result if isinstance(result, list) else [result]
-                entries = []
-                for telling in tellings:
-                    verdict = telling.validate(n_images=len(story.images), image_sizes=sizes)
-                    entries.append(
-                        {
-                            "raw": telling.raw,
-                            "parse": telling.to_dict(verdict),
-                            "well_structured": verdict.well_structured,
-                            "meta": telling.meta,
-                        }
-                    )
-                record = {"story_id": story.story_id, **entries[0]}
-                if len(entries) > 1:
-                    record["other_samples"] = entries[1:]
-                append_json_line(out / RECORDS, record)
-                summary.done += 1
-                summary.well_structured += int(bool(entries[0]["well_structured"]))  # candidate 0's
-            if progress:
-                progress(1)
-            if in_a_row >= STOP_AFTER:
-                # the server itself is failing: stop instead of failing every story the same way
+            manifest = {**old, **manifest}
+        else:
+            manifest["created"] = _now()
+        manifest["versions"] = versions()
+
+        ids = stories.ids()
+        if limit is not None:
+            ids = ids[:limit]
+        done = read_done(out / RECORDS, say)
+        todo = [i for i, sid in enumerate(ids) if sid not in done]
+        seen: set[str] = set()
+        todo = [i for i in todo if not (ids[i] in seen or seen.add(ids[i]))]  # a repeated id is told once
+        skipped = len(ids) - len(todo)
+        if todo:
+            try:
+                check = getattr(teller, "check", None)  # Teller.check; a duck-typed teller may have none
+                if check is not None:
+                    check()  # a server that is down stops the run here, before any story
+            except TellError as exc:
+                if not exc.at_endpoint:
+                    raise
                 raise EndpointDown(
-                    f"stopped after {in_a_row} stories in a row failed at the endpoint ({result})"
-                    f"{_kept(skipped + summary.done, len(ids), out, always=True)}; run the same command again "
-                    "to continue once the server is up"
-                )
-    finally:
-        with contextlib.suppress(Exception):
-            results.close()  # ends the requests still in flight (a generator: its clean-up runs now)
-        told = {item["story_id"] for item in read_lines(out / RECORDS, "record").items}
-        settle_errors(out, told, say)
-        manifest.update(updated=_now(), finished=len(told))
+                    f"{exc}; nothing was told{_kept(skipped, len(ids), out)}, run the same command again once "
+                    "the server is up"
+                ) from None
+        check_run_folder(out, make=True)
+        manifest.update(total=len(ids), updated=_now())
         write_json_atomic(manifest_path, manifest)
-    return summary
+        settle_errors(out, done, say)
+        if on_start:
+            on_start(len(ids), skipped)
+
+        drawn: dict[str, object] = {}  # the dataset's samples of the stories in flight
+
+        def lazy() -> Iterator[Story]:
+            for i in todo:
+                sample = stories[i]
+                drawn[sample.story_id] = sample
+                yield Story(sample.story_id, sample.frames)
+
+        summary = RunSummary(total=len(ids), skipped=skipped, done=0, failed=0, well_structured=0)
+        many = {"samples": samples} if samples > 1 else {}
+        results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling, **many)
+        in_a_row = 0  # stories failing at the endpoint, one after the other
+        try:
+            for story, result in results:
+                sample = drawn.pop(story.story_id, None)
+                if isinstance(result, TellError):
+                    summary.failed += 1
+                    append_json_line(
+                        out / ERRORS,
+                        {
+                            "story_id": story.story_id,
+                            "error": str(result),
+                            "partial": result.partial,
+                            "at": _now(),
+                        },
+                    )
+                    in_a_row = in_a_row + 1 if getattr(result, "at_endpoint", False) else 0
+                else:
+                    in_a_row = 0
+                    try:
+                        sizes = [frame.size() for frame in sample.frames] if sample is not None else None
+                    except UsageError:
+                        sizes = None
+                    tellings = result if isinstance(result, list) else [result]
+                    entries = []
+                    for telling in tellings:
+                        verdict = telling.validate(n_images=len(story.images), image_sizes=sizes)
+                        entries.append(
+                            {
+                                "raw": telling.raw,
+                                "parse": telling.to_dict(verdict),
+                                "well_structured": verdict.well_structured,
+                                "meta": telling.meta,
+                            }
+                        )
+                    record = {"story_id": story.story_id, **entries[0]}
+                    if len(entries) > 1:
+                        record["other_samples"] = entries[1:]
+                    append_json_line(out / RECORDS, record)
+                    summary.done += 1
+                    summary.well_structured += int(bool(entries[0]["well_structured"]))  # candidate 0's
+                if progress:
+                    progress(1)
+                if in_a_row >= STOP_AFTER:
+                    # the server itself is failing: stop instead of failing every story the same way
+                    raise EndpointDown(
+                        f"stopped after {in_a_row} stories in a row failed at the endpoint ({result})"
+                        f"{_kept(skipped + summary.done, len(ids), out, always=True)}; run the same command again "
+                        "to continue once the server is up"
+                    )
+        finally:
+            with contextlib.suppress(Exception):
+                results.close()  # ends the requests still in flight (a generator: its clean-up runs now)
+            told = {item["story_id"] for item in read_lines(out / RECORDS, "record").items}
+            settle_errors(out, told, say)
+            manifest.update(updated=_now(), finished=len(told))
+            write_json_atomic(manifest_path, manifest)
+        return summary
+
+
+def _run_changes(old: dict, manifest: dict, out: Path, stories) -> dict[str, list[str]]:
+    """What differs between a run's manifest and the one wanted, by field: phrases naming each value
+    then and now (none for a run that may be resumed)."""
+    then, now = _identity(old), _identity(manifest)
+    found: dict[str, list[str]] = {}
+    for key in _IDENTITY:
+        if key == "dataset":
+            phrases = dataset_changes(
+                old.get("dataset"),
+                manifest["dataset"],
+                recorded=lambda: (item["story_id"] for item in read_lines(out / RECORDS, "record").items),
+                ids=stories.ids,
+            )
+        elif key == "samples":
+            phrases = [] if then[key] == now[key] else [f"{then[key]} then, {now[key]} now"]
+        else:
+            phrases = _changes(then[key], now[key], "")
+            if then[key] != now[key] and not phrases:
+                phrases = [f"{_shown(then[key])} then, {_shown(now[key])} now"]
+        if phrases:
+            found[key] = phrases
+    return found
 
 
 def _kept(told: int, total: int, out: Path, *, always: bool = False) -> str:
@@ -539,7 +729,10 @@ def load_run(folder: str | Path, *, say: Callable[[str], None] | None = _warn) -
     manifest = read_manifest(folder)
     records = read_lines(folder / RECORDS, "record")
     errors = read_lines(folder / ERRORS, "error")
-    told = {item["story_id"] for item in records.items}
+    firsts: dict[str, dict] = {}
+    for item in records.items:  # a story written twice (two runs at once, by an older version): its first
+        firsts.setdefault(item["story_id"], item)
+    told = set(firsts)
     failures = {item["story_id"]: item for item in errors.items if item["story_id"] not in told}
     damaged = records.damaged + errors.damaged
     if say is not None:
@@ -551,7 +744,12 @@ def load_run(folder: str | Path, *, say: Callable[[str], None] | None = _warn) -
             )
         for bad in errors.damaged:
             say(f"warning: {bad.where()} is {bad.problem}; skipped")
-    return RunFiles(manifest, records.items, failures, damaged)
+        if len(firsts) < len(records.entries):
+            say(
+                f"warning: {records.path} holds {len(records.entries) - len(firsts)} more lines of stories it "
+                "already has; the first of each is read (run the same tell-dataset command again to drop the others)"
+            )
+    return RunFiles(manifest, list(firsts.values()), failures, damaged)
 
 
 def read_run(folder: str | Path) -> tuple[dict, list[dict]]:
