@@ -215,3 +215,38 @@ def test_workers_have_an_upper_bound_on_the_command_line_and_in_a_config_file(tm
     ):
         line = one_error_line(run(*args))
         assert f"{named} must be between 1 and 256 (got {workers})" in line, line
+
+
+def test_a_run_told_from_a_relative_dataset_is_evaluated_from_any_folder(world, tmp_path, monkeypatch):
+    """The manifest keeps the dataset as typed (``data``, relative to where the run was told) and the
+    path it resolved: evaluate, run from another folder, finds the dataset by that path."""
+    root, _samples, reference = world
+    from storyreasoning.data import load_stories
+
+    monkeypatch.chdir(root)
+    stories = load_stories("data", "test")
+    told = tmp_path / "told"
+    tell_dataset(stories, Replay({0: reference}), told)
+    recorded = json.loads((told / "manifest.json").read_text())["dataset"]
+    assert recorded["source"] == "data" and recorded["path"] == str((root / "data").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storyreasoning",
+            "evaluate",
+            str(told),
+            "--metrics",
+            "grounding",
+            "--no-plots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((told / "eval" / "metrics.json").read_text())["stories"] == 4

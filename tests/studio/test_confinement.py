@@ -100,3 +100,19 @@ def test_the_command_names_the_datasets_runs_were_told_from(studio_runs):
         f"runs baseline, reference were told from {EXAMPLES}: add --dataset {EXAMPLES} to see the frames"
     ]
     assert unshown_datasets(runs, Datasets([DatasetSource("stories", str(EXAMPLES))])) == []
+
+
+def test_a_runs_dataset_is_found_by_the_path_it_resolved_as_text(tmp_path, monkeypatch):
+    """A run told from ``data`` in another folder records the path it resolved: that path names the
+    configured dataset, where its source as typed does not; neither is opened."""
+    from storyreasoning.studio.catalog import Datasets
+
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    datasets = Datasets([DatasetSource("mine", str(folder))])
+    monkeypatch.chdir(tmp_path.parent)  # "data" typed elsewhere means nothing here
+    told = {"dataset": {"source": "data", "split": "test", "path": str(folder.resolve())}}
+    assert datasets.find_recorded(told) == ("mine", "test")
+    assert datasets.find_recorded({"dataset": {"source": "data"}}) == (None, None)
+    assert datasets.find_recorded({"dataset": {"source": str(folder)}}) == ("mine", None)
+    assert datasets.find_recorded({"dataset": ["not", "an", "object"]}) == (None, None)

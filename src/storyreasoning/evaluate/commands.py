@@ -68,6 +68,7 @@ def evaluate(settings: EvaluateSettings) -> int:
 
     from ..data.sources import load_stories
     from ..settings import write_record
+    from ..tell.run import run_dataset
     from ..terminal import progress_bar
 
     s = settings
@@ -90,14 +91,7 @@ def evaluate(settings: EvaluateSettings) -> int:
         java = scorer.pipes() if scorer is not None else []
         nice = BACKGROUND_NICE if java else 0
         painter = stack.enter_context(Painter(process=True, close_fds=java, nice=nice)) if s.plots else None
-        recorded = run.manifest.get("dataset") or {}
-        source = dataset or recorded.get("source")
-        if not source:
-            raise UsageError(
-                "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
-            )
-        if split is None:
-            split = recorded.get("split") if not dataset or dataset == recorded.get("source") else None
+        source, split = run_dataset(run.manifest, dataset, split)
         stories = load_stories(source, split)
         jobs, total, unknown = build_jobs(run, stories, limit=limit)
         workers = s.workers or default_workers(total)

@@ -831,18 +831,9 @@ def summarize_pairs(
 
 
 def _dataset(settings: Any, manifest: dict) -> tuple[str, str | None]:
-    recorded = manifest.get("dataset") or {}
-    # a local dataset by the path the run resolved (its source as typed was relative to where it ran)
-    path = recorded.get("path")
-    source = settings.dataset or (path if path and Path(path).exists() else recorded.get("source"))
-    if not source:
-        raise UsageError(
-            "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
-        )
-    split = settings.split
-    if split is None and (not settings.dataset or settings.dataset in (recorded.get("source"), path)):
-        split = recorded.get("split")
-    return str(source), split
+    from ..tell.run import run_dataset
+
+    return run_dataset(manifest, settings.dataset, settings.split)
 
 
 def judge_command(settings: Any) -> int:

@@ -547,11 +547,7 @@ def create_app(
         frames = reference = None
         # the manifest names the dataset the run was told from: it is matched against the
         # configured datasets by name only, never opened as a path
-        recorded = run.manifest.get("dataset")
-        recorded = recorded if isinstance(recorded, dict) else {}
-        source, split = recorded.get("source"), recorded.get("split")
-        split = split if isinstance(split, str) and split else None
-        dataset = datasets.find(source) if isinstance(source, str) and source else None
+        dataset, split = datasets.find_recorded(run.manifest)
         if dataset is not None:
             try:
                 frames = datasets.frames(dataset, story_id, split)

@@ -90,6 +90,22 @@ class Datasets:
                 return name
         return None
 
+    def find_recorded(self, manifest: dict) -> tuple[str | None, str | None]:
+        """The configured dataset a run's manifest names, and the run's split: by the path the run
+        resolved (written by tell-dataset since it records one), else by its source as typed; both
+        matched as text (:meth:`find`), never opened."""
+        recorded = manifest.get("dataset")
+        recorded = recorded if isinstance(recorded, dict) else {}
+        split = recorded.get("split")
+        split = split if isinstance(split, str) and split else None
+        for key in ("path", "source"):
+            value = recorded.get(key)
+            if isinstance(value, str) and value:
+                found = self.find(value)
+                if found is not None:
+                    return found, split
+        return None, split
+
     def load(self, name: str, split: str | None = None):
         """The :class:`~storyreasoning.data.StoryDataset` of ``name`` (one split, or all of them).
 

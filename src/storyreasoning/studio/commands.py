@@ -83,7 +83,7 @@ def unshown_datasets(runs, datasets) -> list[str]:
     for name, manifest in runs.manifests().items():
         recorded = manifest.get("dataset")
         source = recorded.get("source") if isinstance(recorded, dict) else None
-        if isinstance(source, str) and source and datasets.find(source) is None:
+        if isinstance(source, str) and source and datasets.find_recorded(manifest)[0] is None:
             shown = "".join(c for c in source if c.isprintable())[:200]
             missing.setdefault(shown, []).append(name)
     return [

@@ -452,6 +452,29 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def run_dataset(
+    manifest: dict, dataset: str | None = None, split: str | None = None
+) -> tuple[str, str | None]:
+    """The dataset (source, split) a run's stories come from, for the commands that read a run
+    (evaluate, evaluate judge): ``dataset`` and ``split`` when given; else the run's own. A local
+    dataset is found by the path the run resolved (its source as typed was relative to the folder
+    the run was started in), as typed when that path is gone. The run's split holds unless another
+    dataset is given. One clear error when neither names a dataset.
+    """
+    recorded = manifest.get("dataset")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    path, typed = recorded.get("path"), recorded.get("source")
+    ours = path if isinstance(path, str) and path and Path(path).exists() else typed
+    source = dataset or ours
+    if not source or not isinstance(source, str):
+        raise UsageError(
+            "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"
+        )
+    if split is None and (not dataset or dataset in (typed, path)):
+        split = recorded.get("split") if isinstance(recorded.get("split"), str) else None
+    return source, split
+
+
 def _writable_folder(folder: Path, make: bool) -> None:
     """Raise OSError unless files can be made in ``folder`` (made first when ``make``; else the
     nearest folder that exists above it is tried, and nothing is left behind)."""
