@@ -202,11 +202,18 @@ def remove_leftovers(path: str | os.PathLike[str]) -> int:
     return removed
 
 
-def append_json_line(path: str | os.PathLike[str], record: Any, *, fsync: bool = True) -> None:
+def append_json_line(
+    path: str | os.PathLike[str],
+    record: Any,
+    *,
+    fsync: bool = True,
+    default: Callable[[Any], Any] | None = None,
+) -> None:
     """Append ``record`` to ``path`` as one line of JSON (non-ASCII as it is, UTF-8), made whole before
     the file is opened and written in one append, so lines of concurrent appenders never mix and
     a record that cannot be encoded writes nothing; fsync'd (a crash right after loses nothing)
-    unless ``fsync`` is False. The file is made if missing (its folder must exist).
+    unless ``fsync`` is False. The file is made if missing (its folder must exist). ``default`` is
+    ``json.dumps``'s, for values JSON has no type for.
 
     When the file does not end in a newline (a crash cut its last line short), the record starts
     on a line of its own: it is never glued onto the fragment, which stays a line by itself
@@ -217,7 +224,7 @@ def append_json_line(path: str | os.PathLike[str], record: Any, *, fsync: bool =
     """
     import json
 
-    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    data = (json.dumps(record, ensure_ascii=False, default=default) + "\n").encode("utf-8")
     flags = os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, os.O_RDWR | flags, 0o666)

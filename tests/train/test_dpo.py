@@ -89,6 +89,13 @@ def test_lora_dpo_writes_an_adapter_and_its_log(tiny_qwen, pairs, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
     assert all("rewards/margins" in r for r in log if "loss" in r)
+    # the shared log: each step once, then one end record with the whole run's metrics (train_loss the mean)
+    assert [r["step"] for r in log] == [1, 2, 2] and log[-1]["end"] is True and "end" not in log[0]
+    assert (
+        log[-1]["train_loss"]
+        == manifest["metrics"]["train_loss"]
+        == pytest.approx((log[0]["loss"] + log[1]["loss"]) / 2)
+    )
     again = train_dpo(settings(tiny_qwen, pairs, tmp_path / "dpo"))
     assert again.skipped and again.steps == 2
 

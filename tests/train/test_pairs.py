@@ -101,7 +101,9 @@ def test_a_folder_of_texts_is_taken_as_told_with_the_default_prompt_and_says_so(
     killed = tmp_path / "p" / ".pairs.jsonl.0123456789ab.tmp"  # what a run killed mid-write leaves
     killed.write_text('{"half": ', encoding="utf-8")
     build_pairs(stories, [load_outputs(texts)], tmp_path / "p", include_reference=True)
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["manifest.json", "pairs.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "manifest.json", "pairs.jsonl", "settings.json", "stories.jsonl",
+    ]  # fmt: skip
     pairs = lines(tmp_path / "p")
     assert len(pairs) == 3 and all(p["conditioning"] == Conditioning().to_dict() for p in pairs)
     assert (
@@ -202,6 +204,14 @@ def test_cli_pairs_per_story_and_rejected(stories, tmp_path):
     assert "3 with no well-structured candidate to reject" in made.stderr
     held = json.loads((tmp_path / "p" / "settings.json").read_text())
     assert held["pairs_per_story"] == 2 and held["rejected"] == "well-structured"
+    # the folder holds stories scored with those settings: other ones are refused, each difference named
+    other = run_cli("train", "pairs", str(EXAMPLES), "--run", str(texts), "--include-reference",
+                    "--pairs-per-story", "1", "--rejected", "well-structured", "--out", str(tmp_path / "p"))  # fmt: skip
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert (
+        f"error: {tmp_path / 'p'} holds pairs made with other settings (--pairs-per-story 2 then, 1 now); run with "
+        "the same ones to continue it, or choose another --out"
+    ) in other.stderr
 
 
 def test_each_candidate_of_a_multi_sample_run_is_a_candidate_of_its_own(stories, tmp_path):
@@ -310,3 +320,67 @@ def test_read_pairs_refuses_a_damaged_folder_naming_the_file_and_line(tmp_path, 
     text = str(caught.value)
     assert message in text and str(folder) in text and "\n" not in text
     assert text.endswith("; rebuild the pairs with storyreasoning train pairs")
+
+
+def test_an_interrupted_pairs_run_goes_on_from_the_next_story(stories, tmp_path):
+    """Ctrl-C after the second story (the progress hook runs once a story is written), then a crash that cut
+    the third story's pair in half: the same call goes on from the third story and ends as an uninterrupted
+    run, file for file; other settings are refused."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for sample in stories:
+        (texts / f"{sample.story_id}.txt").write_text(without_story(sample.output_text()), encoding="utf-8")
+    run = load_outputs(texts)
+    build_pairs(stories, [run], tmp_path / "whole", include_reference=True)
+    out = tmp_path / "p"
+    done: list[int] = []
+
+    def stop_after_two(n: int) -> None:
+        done.append(n)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_pairs(stories, [run], out, include_reference=True, progress=stop_after_two)
+    # written as it went: the settings first, two stories with their pairs, no manifest yet (unfinished)
+    assert sorted(p.name for p in out.iterdir()) == ["pairs.jsonl", "settings.json", "stories.jsonl"]
+    assert [
+        json.loads(x)["story_id"] for x in (out / "stories.jsonl").read_text().splitlines()
+    ] == stories.ids()[:2]
+    with pytest.raises(UsageError, match="is not a pairs folder"):
+        read_pairs(out)  # DPO refuses an unfinished folder
+    third = (tmp_path / "whole" / "pairs.jsonl").read_bytes().splitlines(keepends=True)[2]
+    with (out / "pairs.jsonl").open("ab") as f:
+        f.write(third[: len(third) // 2])  # the third story's pair, cut by a crash
+    counted: list[int] = []
+    said: list[str] = []
+    report = build_pairs(
+        stories, [run], out, include_reference=True, progress=counted.append, say=said.append
+    )
+    assert said == [f"resuming {out}: 2 of 3 stories already scored"] and counted == [2, 1]
+    assert report.stories == 3 and report.pairs == 3
+    for name in ("pairs.jsonl", "stories.jsonl", "manifest.json", "settings.json"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert len(read_pairs(out)[1]) == 3
+    with pytest.raises(UsageError) as caught:
+        build_pairs(stories, [run], out, include_reference=True, min_margin=0.2, pairs_per_story=2)
+    assert str(caught.value) == (
+        f"{out} holds pairs made with other settings (--min-margin 0.05 then, 0.2 now; --pairs-per-story 1 then, "
+        "2 now); run with the same ones to continue it, or choose another --out"
+    )
+
+
+def test_a_pairs_folder_names_its_dataset_by_the_path_it_resolved(tmp_path):
+    """train pairs records the dataset as typed and as resolved; train dpo and --eval-every take the
+    path while it exists (the source as typed was relative to where pairs ran)."""
+    from storyreasoning.train.callbacks import recorded_source
+
+    here = tmp_path / "data"
+    here.mkdir()
+    assert recorded_source({"dataset": {"source": "data", "path": str(here)}}) == str(here)
+    assert recorded_source({"dataset": {"source": "data", "path": str(tmp_path / "gone")}}) == "data"
+    assert (
+        recorded_source({"dataset": {"source": "daniel3303/StoryReasoning"}}) == "daniel3303/StoryReasoning"
+    )
+    assert recorded_source({"dataset": "not an object"}) is None
+    assert recorded_source(["not", "a", "manifest"]) is None

@@ -254,27 +254,136 @@ def test_other_settings_in_the_same_folder_are_refused(lora_run, tiny_qwen):
         train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, mode="full"))
 
 
-def test_a_crashed_run_resumes_from_its_newest_checkpoint(lora_run, tiny_qwen, tmp_path):
-    # the state a crash after step 2 leaves: checkpoints 1 and 2, no final model
-    crashed = tmp_path / "crashed"
-    shutil.copytree(lora_run.folder, crashed)
-    shutil.rmtree(crashed / "final")
-    shutil.rmtree(crashed / "checkpoints" / "checkpoint-3")
-    held = json.loads((crashed / "settings.json").read_text())
-    held["out"] = str(crashed)  # an operational setting: may differ
-    (crashed / "settings.json").write_text(json.dumps(held))
-    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3))
-    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
-    steps = [json.loads(line)["step"] for line in (crashed / "log.jsonl").read_text().splitlines()]
-    assert steps.count(3) >= 1
-    # resuming gives the same adapter as the uninterrupted run (same data order, same RNG state)
+#: The figures that time a run: they differ between any two runs.
+TIMING = {"time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+
+
+def untimed_log(folder: Path) -> list[dict]:
+    lines = (folder / "log.jsonl").read_text(encoding="utf-8").splitlines()  # each whole JSON: none torn
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def same_adapter(a: Path, b: Path) -> None:
     from safetensors.torch import load_file
 
-    a = load_file(lora_run.final / "adapter_model.safetensors")
-    b = load_file(crashed / "final" / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    x, y = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+    assert x.keys() == y.keys()
+    for key in x:
+        assert torch.allclose(x[key], y[key], atol=1e-6), key
+
+
+def crashed_copy(lora_run, path: Path, *, drop: tuple[str, ...] = ()) -> Path:
+    """A copy of the finished run as a crash leaves it: no final model, the checkpoints ``drop`` never saved."""
+    shutil.copytree(lora_run.folder, path)
+    shutil.rmtree(path / "final")
+    for name in drop:
+        shutil.rmtree(path / "checkpoints" / name)
+    return path
+
+
+def test_a_crashed_run_resumes_from_its_newest_checkpoint(lora_run, tiny_qwen, tmp_path):
+    # the state a crash during step 3 leaves: checkpoints 1 and 2, no final model, the log's step 3 record
+    # already written and a record after it torn by the crash
+    crashed = crashed_copy(lora_run, tmp_path / "crashed", drop=("checkpoint-3",))
+    log = crashed / "log.jsonl"
+    step3 = log.read_text(encoding="utf-8").splitlines()[2]
+    log.write_text(log.read_text(encoding="utf-8") + step3[: len(step3) // 2], encoding="utf-8")
+    said: list[str] = []
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3), say=said.append)
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
+    assert (
+        "resuming from checkpoint-2 (log.jsonl cut back to its step: 3 later or torn line(s) dropped)" in said
+    )
+    # the log an uninterrupted run writes (times aside): each step once, then the end record
+    assert untimed_log(crashed) == untimed_log(lora_run.folder)
+    assert [r["step"] for r in untimed_log(crashed)] == [1, 2, 3, 3] and untimed_log(crashed)[-1][
+        "end"
+    ] is True
+    # resuming gives the same adapter as the uninterrupted run (same data order, same RNG state)
+    same_adapter(lora_run.final, crashed / "final")
+
+
+def test_a_resumed_run_records_the_whole_runs_loss(lora_run, tiny_qwen, tmp_path):
+    """Not transformers' mean over the steps of the last call (step 3 alone here): the mean of all three."""
+    crashed = crashed_copy(lora_run, tmp_path / "crashed", drop=("checkpoint-3",))
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3))
+    whole = json.loads((lora_run.final / "storyreasoning.json").read_text())
+    again = json.loads((crashed / "final" / "storyreasoning.json").read_text())
+    losses = [r["loss"] for r in untimed_log(lora_run.folder) if "loss" in r]
+    assert whole["metrics"]["train_loss"] == pytest.approx(sum(losses) / 3, abs=1e-9)
+    assert again["metrics"]["train_loss"] == pytest.approx(whole["metrics"]["train_loss"], abs=1e-9)
+    assert resumed.metrics["train_loss"] == again["metrics"]["train_loss"]
+    assert whole["invocations"] == 1 and again["invocations"] == 2
+    # the runtime is summed over both calls (the first call's share is kept in checkpoint-2), the rates follow
+    state = json.loads((crashed / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    first = state["stateful_callbacks"]["RunTotals"]["attributes"]
+    assert (
+        first["calls"] == 1
+        and first["loss_steps"] == 2
+        and 0 < first["runtime"] < again["metrics"]["train_runtime"]
+    )
+    rate = again["metrics"]["train_steps_per_second"]
+    assert rate == pytest.approx(3 / again["metrics"]["train_runtime"], rel=0.01, abs=2e-3)
+
+
+def test_a_run_stopped_after_its_last_checkpoint_trains_no_step_more(lora_run, tiny_qwen, tmp_path):
+    """Killed after checkpoint-3 was saved, before ``final/``: the resume saves checkpoint-3's model (transformers'
+    loop would train a fourth step before it checks whether to stop)."""
+    crashed = crashed_copy(lora_run, tmp_path / "crashed")
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3))
+    assert resumed.resumed_from == "checkpoint-3" and resumed.steps == 3
+    same_adapter(lora_run.final, crashed / "final")
+    assert untimed_log(crashed) == untimed_log(lora_run.folder)
+    assert resumed.metrics["train_loss"] == pytest.approx(lora_run.metrics["train_loss"], abs=1e-9)
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_for_the_one_before(lora_run, tiny_qwen, tmp_path):
+    crashed = crashed_copy(lora_run, tmp_path / "crashed")
+    optimizer = crashed / "checkpoints" / "checkpoint-3" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-1000])  # cut short
+    size = optimizer.stat().st_size  # before the resume saves checkpoint-3 again, whole
+    said: list[str] = []
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3), say=said.append)
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
+    warnings = [line for line in said if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {optimizer.parent} is damaged: optimizer.pt is cut short or damaged (no zip directory at the "
+        f"end of its {size} bytes); resuming from checkpoint-2 (it is saved again at its step)"
+    ]
+    same_adapter(lora_run.final, crashed / "final")
+
+
+def test_checkpoints_all_damaged_are_one_line_before_the_model_loads(lora_run, tmp_path):
+    crashed = crashed_copy(lora_run, tmp_path / "crashed")
+    for step in (1, 2, 3):
+        state = crashed / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+        state.write_bytes(state.read_bytes()[:100])
+    done = run_cli("train", "sft", "--config", str(crashed / "settings.json"), "--out", str(crashed))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: the checkpoint {crashed / 'checkpoints' / 'checkpoint-3'} is damaged: trainer_state.json is not "
+        f"whole JSON, and none of the 2 older ones is whole; move {crashed / 'checkpoints'} away to train from the "
+        "start, or put a whole copy back"
+    ]
+    assert "training of" not in done.stderr  # said before the model loaded
+
+
+def test_a_checkpoint_damaged_inside_its_data_is_one_error(lora_run, tiny_qwen, tmp_path):
+    """Damage the cheap checks cannot see (bytes overwritten inside an archive) still ends in one sentence."""
+    from storyreasoning.train.checkpoints import problem
+
+    crashed = crashed_copy(lora_run, tmp_path / "crashed", drop=("checkpoint-3",))
+    rng = crashed / "checkpoints" / "checkpoint-2" / "rng_state.pth"
+    data = bytearray(rng.read_bytes())
+    start = data.find(b"data.pkl") + 40  # inside the pickle of the random states
+    data[start : start + 200] = b"A" * 200
+    rng.write_bytes(bytes(data))
+    assert problem(rng.parent) == ""
+    with pytest.raises(StoryReasoningError) as caught:
+        train_sft(settings(tiny_qwen, crashed, max_steps=3))
+    text = str(caught.value)
+    assert text.startswith(f"the checkpoint {rng.parent} cannot be loaded (") and "\n" not in text
+    assert text.endswith(f"move it out of {crashed / 'checkpoints'} to resume from the one before it")
 
 
 def test_tell_loads_the_adapter(lora_run, tiny_qwen):

@@ -136,6 +136,18 @@ class HeldOut:
     sizes: list[tuple[int, int]]
 
 
+def recorded_source(manifest: object) -> str | None:
+    """The dataset a pairs folder's manifest names: the path ``train pairs`` resolved when it is on this
+    machine (its source as typed was relative to where pairs ran), else the source as typed."""
+    recorded = manifest.get("dataset") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    path, typed = recorded.get("path"), recorded.get("source")
+    if isinstance(path, str) and path and Path(path).exists():
+        return path
+    return typed if isinstance(typed, str) and typed else None
+
+
 def eval_source(settings) -> tuple[str, str | None]:
     """``(dataset, split)`` the story check tells from, or one clear error saying what to pass."""
     if settings.eval_dataset:
@@ -151,7 +163,7 @@ def eval_source(settings) -> tuple[str, str | None]:
 
             path = Path(folder) / MANIFEST
             if path.is_file():
-                source = (json.loads(path.read_text(encoding="utf-8")).get("dataset") or {}).get("source")
+                source = recorded_source(json.loads(path.read_text(encoding="utf-8")))
             if source:
                 break
     if not source:

@@ -25,7 +25,7 @@ JOBS = (
         help="""Supervised fine-tuning on a StoryReasoning dataset (resumable; writes a model tell can load).
 
         Writes settings.json, fit.json, log.jsonl, checkpoints/ and final/ in --out. Run the same
-        command again after a crash or Ctrl-C: it resumes from the newest checkpoint. A recipe
+        command again after a crash or Ctrl-C: it resumes from the newest whole checkpoint. A recipe
         file gives the settings: storyreasoning train sft --config recipes/qwenstoryteller-sft.yaml
         """,
     ),
@@ -33,7 +33,8 @@ JOBS = (
         "pairs", PairsSettings, f"{_MODULE}:pairs",
         help="""Preference pairs for DPO: score each story's candidates with the reward, best against worst.
 
-        Writes pairs.jsonl, manifest.json and settings.json. The reward (structure gate, then
+        Writes settings.json first, then pairs.jsonl and stories.jsonl story by story (run the same command
+        again after a crash or Ctrl-C: it goes on from the next story), and manifest.json last. The reward (structure gate, then
         re-identification with a cross-group penalty and grounding; boxes optional) is described in
         the README, Training.
         """,

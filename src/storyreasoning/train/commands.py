@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import StoryReasoningError, UsageError
 from ..files import atomic_folder
 from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
 
@@ -34,12 +34,52 @@ def grpo(settings: GRPOSettings) -> int:
     return _train(train_grpo, settings)
 
 
+class Interrupted(StoryReasoningError):
+    """Ctrl-C: what was kept and how to go on, in one line."""
+
+    exit_code = 130
+
+
 def _train(job, settings) -> int:
+    from rich.markup import escape
+
     from ..terminal import progress_bar
 
     err = _err()
-    return _report(
-        err, job(settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{line}[/dim]"))
+    try:
+        with _holding(settings.out):
+            result = job(
+                settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{escape(line)}[/dim]")
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted(Path(settings.out))) from None
+    return _report(err, result)
+
+
+def _holding(out):
+    """Hold ``out`` as its one writer (:func:`~storyreasoning.files.lock_folder`) in the main process of a
+    launch; the other processes of a distributed training write there under its hold."""
+    import contextlib
+
+    from ..files import lock_folder
+    from .job import is_main_process
+
+    return lock_folder(out, refuse=UsageError) if is_main_process() else contextlib.nullcontext()
+
+
+def interrupted(out: Path) -> str:
+    """The line a training stopped by Ctrl-C ends with: the checkpoint kept and the command that resumes."""
+    from .job import TrainFolder
+
+    try:
+        kept = TrainFolder(out).last_checkpoint()
+    except StoryReasoningError:  # damaged checkpoints: the next run says which
+        kept = None
+    if kept is None:
+        return "interrupted before the first checkpoint was saved; run the same command again to start the training"
+    return (
+        f"interrupted; the checkpoints in {kept.parent} are kept: run the same command again to resume "
+        f"from {kept.name}"
     )
 
 
@@ -57,9 +97,17 @@ def _report(err, result) -> int:
 
 
 def pairs(settings: PairsSettings) -> int:
+    with _holding(settings.out):  # before anything is read: a second build into it is refused at once
+        return _pairs(settings)
+
+
+def _pairs(settings: PairsSettings) -> int:
+    from rich.markup import escape
+
     from ..data.sources import limited, load_stories
     from ..evaluate.runs import load_outputs
-    from ..settings import write_record
+    from ..settings import record, settings_fields
+    from ..tell.run import local_dataset
     from ..terminal import progress_bar
     from .pairs import build_pairs
 
@@ -67,20 +115,33 @@ def pairs(settings: PairsSettings) -> int:
     weights = settings.weights()
     stories = limited(load_stories(source, split), settings.limit)
     outputs = [load_outputs(run) for run in settings.runs]
-    with progress_bar(len(stories), "scoring candidates") as advance:
-        report = build_pairs(
-            stories,
-            outputs,
-            out,
-            include_reference=settings.include_reference,
-            min_margin=settings.min_margin,
-            weights=weights,
-            pairs_per_story=settings.pairs_per_story,
-            rejected=settings.rejected,
-            dataset={"source": str(source), "split": split},
-            progress=advance,
-        )
     err = _err()
+    dataset = {"source": str(source), "split": split}
+    path = local_dataset(source)
+    if path is not None:  # the folder as resolved here: train dpo may run elsewhere
+        dataset["path"] = str(path)
+    try:
+        with progress_bar(len(stories), "scoring candidates") as advance:
+            report = build_pairs(
+                stories,
+                outputs,
+                out,
+                include_reference=settings.include_reference,
+                min_margin=settings.min_margin,
+                weights=weights,
+                pairs_per_story=settings.pairs_per_story,
+                rejected=settings.rejected,
+                dataset=dataset,
+                progress=advance,
+                settings=record(settings),  # settings.json, written before any story is scored
+                operational=[f.name for f in settings_fields(PairsSettings) if f.spec.operational],
+                say=lambda line: err.print(f"[dim]{escape(line)}[/dim]"),
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the stories scored so far are kept in {out}: run the same command again to go on "
+            "from the next one"
+        ) from None
     err.print(
         f"{report.pairs} pairs from {report.stories} stories written to {out}"
         + (f"; {len(report.too_few)} with fewer than two candidates" if report.too_few else "")
@@ -97,7 +158,6 @@ def pairs(settings: PairsSettings) -> int:
             else ""
         )
     )
-    write_record(settings, out / "settings.json")
     return 0 if report.pairs else 1
 
 

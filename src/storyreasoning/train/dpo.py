@@ -72,8 +72,9 @@ def _start_model(settings: DPOSettings):
 
 def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
     from ..data.sources import load_stories
+    from .callbacks import recorded_source
 
-    source = settings.dataset or (manifest.get("dataset") or {}).get("source")
+    source = settings.dataset or recorded_source(manifest)
     if not source:
         raise UsageError(f"the pairs in {folder} do not say which dataset holds their frames; pass --dataset")
     split = None if settings.dataset else (manifest.get("dataset") or {}).get("split")

@@ -2,7 +2,8 @@
 
 A training folder (``--out``) holds ``settings.json`` (compared on every restart: a
 folder never mixes two trainings), ``fit.json``, ``log.jsonl`` (one line per logging
-step), ``checkpoints/`` (resumed from the newest after a crash or Ctrl-C) and ``final/``
+step, then an end record: :mod:`.runlog`), ``checkpoints/`` (resumed from the newest whole one after a
+crash or Ctrl-C: :mod:`.checkpoints`) and ``final/``
 (written atomically at the end: the model or adapter, the processor and
 ``storyreasoning.json``). :mod:`.sft`, :mod:`.dpo` and :mod:`.grpo` are built on these pieces.
 """
@@ -10,7 +11,6 @@ step), ``checkpoints/`` (resumed from the newest after a crash or Ctrl-C) and ``
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -56,16 +56,33 @@ class TrainFolder:
     def fit(self) -> Path:
         return self.root / "fit.json"
 
-    def last_checkpoint(self) -> Path | None:
-        """The checkpoint with the highest step number (non-numeric names are ignored)."""
-        best: tuple[int, Path] | None = None
-        if self.checkpoints.is_dir():
-            for path in self.checkpoints.iterdir():
-                name = path.name
-                if path.is_dir() and name.startswith("checkpoint-") and name[11:].isdigit():
-                    if (path / "trainer_state.json").is_file() and (best is None or int(name[11:]) > best[0]):
-                        best = (int(name[11:]), path)
-        return best[1] if best else None
+    def last_checkpoint(self, say: Callable[[str], None] | None = None) -> Path | None:
+        """The newest whole checkpoint (:func:`.checkpoints.newest_usable`: every file checked), or None.
+
+        Each newer checkpoint passed over is said (``say``) in one line naming it and what is
+        wrong. A save that never finished (no ``trainer_state.json``) is passed over as before;
+        when checkpoints are damaged and none is whole, one error names the newest and the fix.
+        """
+        from .checkpoints import newest_usable
+
+        found, skipped = newest_usable(self.checkpoints)
+        damaged = [s for s in skipped if not s.unfinished]
+        if found is None and damaged:
+            others = len(skipped) - 1 - skipped.index(damaged[0])  # older than it, none whole either
+            older = f"none of the {others} older ones is whole" if others > 1 else (
+                "the older one is not whole either" if others else "there is no older one"
+            )  # fmt: skip
+            raise UsageError(
+                f"the checkpoint {damaged[0].path} is damaged: {damaged[0].problem}, and {older}; move "
+                f"{self.checkpoints} away to train from the start, or put a whole copy back"
+            )
+        then = f"resuming from {found.name}" if found is not None else "starting from the beginning"
+        for s in skipped:
+            if say is not None:
+                kind = "unfinished" if s.unfinished else "damaged"
+                why = s.problem.removeprefix("unfinished: ")
+                say(f"warning: {s.path} is {kind}: {why}; {then} (it is saved again at its step)")
+        return found
 
     def claim(self, settings, *, write: bool = True) -> None:
         """Check that an existing folder was started with the same settings; else write them (``write``).
@@ -154,14 +171,16 @@ def quiet(line: str) -> None:
 def begin(settings, progress: Callable | None, say: Callable[[str], None]):
     """``(folder, finished result or None, progress)``: a job's folder checked against its settings.
 
-    For a job still to run, its reporting settings are checked too (a missing reporter or
-    held-out split is said before the model loads).
+    For a job still to run, its reporting settings and its checkpoints are checked too (a
+    missing reporter, a held-out split or checkpoints that are all damaged are said before the
+    model loads).
     """
     folder = TrainFolder(Path(settings.out))
     folder.claim(settings, write=False)
     done = finished(folder, say)
     if done is None:
         check_callbacks(settings)
+        folder.last_checkpoint()  # checkpoints all damaged: said before the model loads
     return folder, done, progress or _no_progress
 
 
@@ -289,26 +308,106 @@ def use_liger(settings, device: str) -> bool:
     return installed and (settings.liger == "on" or device.startswith("cuda"))
 
 
+#: The Trainer's methods that read a checkpoint: an error raised inside one is the checkpoint's.
+_LOADERS = frozenset(
+    {
+        "_load_from_checkpoint",
+        "_load_optimizer_and_scheduler",
+        "_load_rng_state",
+        "_load_scaler",
+        "load_from_json",
+    }
+)
+
+
+def _while_loading(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in _LOADERS:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class _AlreadyTrained(Exception):
+    """Raised as a run resumed from its last step begins (see :func:`_done_guard`)."""
+
+
+def _done_guard(transformers):
+    """A callback that stops a run resumed from its last step before it trains one step too many.
+
+    Resumed from a checkpoint at ``max_steps`` (a crash after the last save, before ``final/``),
+    transformers' loop would train one more step before it checks whether to stop. The
+    checkpoint's weights (and optimiser) are loaded by then; :func:`run_trainer` saves them.
+    """
+
+    class DoneGuard(transformers.TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs) -> None:
+            if state.max_steps and state.global_step >= state.max_steps:
+                raise _AlreadyTrained
+
+    return DoneGuard()
+
+
 def run_trainer(trainer, folder: TrainFolder, torch, say: Callable[[str], None], *, memory_hint: str):
-    """Train, resuming from the newest checkpoint; ``(output, resumed checkpoint or None, metrics)``."""
-    resume = folder.last_checkpoint()
+    """Train, resuming from the newest whole checkpoint; ``(output, resumed checkpoint or None, metrics, calls)``.
+
+    Before training, ``log.jsonl`` is cut back to that checkpoint (:func:`.runlog.cut_back`).
+    ``metrics`` are the whole run's (:func:`.runlog.whole_run`), ``calls`` the ``train()``
+    calls whose work the run kept (1 for an uninterrupted run).
+    """
+    import transformers
+
+    from . import runlog
+    from .checkpoints import checkpoint_step
+
+    resume = folder.last_checkpoint(say)
+    step = checkpoint_step(resume) if resume is not None else 0
+    cut = runlog.cut_back(folder.log, step) if is_main_process() else 0
+    start = runlog.Totals.of_checkpoint(resume)
+    trainer.add_callback(runlog.run_totals(transformers, start))
+    trainer.callback_handler.callbacks.insert(0, _done_guard(transformers))  # before any other starts
     if resume is not None:
-        say(f"resuming from {resume.name}")
+        said = f" (log.jsonl cut back to its step: {cut} later or torn line(s) dropped)" if cut else ""
+        say(f"resuming from {resume.name}{said}")
     try:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except _AlreadyTrained:
+        trainer.is_in_train = False
+        state = trainer.state
+        from transformers.trainer_utils import TrainOutput
+
+        metrics = {"train_runtime": 0.0, "total_flos": state.total_flos, "epoch": state.epoch}
+        output = TrainOutput(state.global_step, 0.0, {k: v for k, v in metrics.items() if v is not None})
     except torch.OutOfMemoryError:
         raise StoryReasoningError(
             f"out of memory; {memory_hint} (progress so far is in the checkpoints)"
         ) from None
-    metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    return output, resume, metrics
+    except Exception as exc:
+        if resume is None or not _while_loading(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise StoryReasoningError(
+            f"the checkpoint {resume} cannot be loaded ({type(exc).__name__}: {first}); move it out of "
+            f"{folder.checkpoints} to resume from the one before it"
+        ) from None
+    args = trainer.args
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    metrics, calls = runlog.whole_run(start, output, first_step=step, samples_per_step=per_step)
+    return output, resume, metrics, calls
 
 
 def finish(
     kind: str, settings, trainer, processor, folder: TrainFolder, *, fit: dict, parameters: dict,
-    output, resume: Path | None, metrics: dict, main: bool,
+    output, resume: Path | None, metrics: dict, main: bool, calls: int = 1,
 ) -> TrainResult:  # fmt: skip
-    """Save ``final/`` with its manifest and return the job's result."""
+    """Write the end record of ``log.jsonl``, save ``final/`` with its manifest and return the job's result.
+
+    ``metrics`` are the whole run's; ``calls`` (the manifest's ``invocations``) the ``train()``
+    calls it took (1 for an uninterrupted run).
+    """
+    from .runlog import end_record
+
     manifest = {
         "kind": kind,
         "base_model": settings.model,
@@ -321,7 +420,10 @@ def finish(
         "steps": int(output.global_step),
         "metrics": metrics,
         "resumed_from": resume.name if resume else None,
+        "invocations": calls,
     }
+    if main:  # before final/: a crash in between leaves no finished folder, and the resume cuts the record
+        end_record(folder.log, step=int(output.global_step), epoch=metrics.get("epoch"), metrics=metrics)
     save_final(trainer, processor, folder, manifest, main=main)
     return TrainResult(folder.root, folder.final, int(output.global_step), manifest["resumed_from"], fit,
                        parameters, metrics)  # fmt: skip
@@ -332,11 +434,11 @@ def train_and_save(
     fit: dict, parameters: dict, main: bool, memory_hint: str, evaluate: bool = False,
 ) -> TrainResult:  # fmt: skip
     """Train (resuming), evaluate when asked, and save ``final/``: the end every job shares."""
-    output, resume, metrics = run_trainer(trainer, folder, torch, say, memory_hint=memory_hint)
+    output, resume, metrics, calls = run_trainer(trainer, folder, torch, say, memory_hint=memory_hint)
     if evaluate:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     return finish(kind, settings, trainer, processor, folder, fit=fit, parameters=parameters, output=output,
-                  resume=resume, metrics=metrics, main=main)  # fmt: skip
+                  resume=resume, metrics=metrics, main=main, calls=calls)  # fmt: skip
 
 
 def train_built(
@@ -526,17 +628,10 @@ def _checkpointing(transformers, on: bool) -> dict:
 
 
 def json_log(transformers, path: Path):
-    """A callback writing each logged dict as one JSON line, appended and flushed at once."""
+    """The callback writing ``log.jsonl`` (:func:`.runlog.json_log`: one JSON line a record, appended whole)."""
+    from .runlog import json_log as log
 
-    class JsonLog(transformers.TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-            if not logs or not state.is_world_process_zero:
-                return
-            record = {"step": state.global_step, "epoch": state.epoch, **logs, "time": time.time()}
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=str) + "\n")
-
-    return JsonLog()
+    return log(transformers, path)
 
 
 __all__ = [

@@ -44,8 +44,17 @@ rejected side is drawn only from outputs the format validator calls well-structu
 for the story's frames, so a pair teaches grounding and re-identification rather than
 the format SFT already taught; stories with no such candidate are skipped and counted.
 
-The pairs folder:
+The pairs folder (written as the stories are scored, so a crash or Ctrl-C loses at most the
+story being scored; the same command resumes, see :func:`build_pairs`):
 
+``settings.json``
+    what the folder is made with (the command's settings), written before anything is
+    scored; a resume with other settings is refused, naming each difference.
+``stories.jsonl``
+    one line per story scored, in the dataset's order: ``story_id``, how many ``pairs`` it
+    gave, why none when it gave none (``skipped``: ``too_few``, ``too_close`` or
+    ``no_rejected``), its truncated candidates per run and whether its candidates spanned
+    several conditionings. A story counts as done once its line is written.
 ``pairs.jsonl``
     one pair per line: ``story_id``, ``chosen``/``rejected`` (raw outputs),
     ``chosen_from``/``rejected_from`` (run labels or ``reference``), their rewards with
@@ -56,7 +65,8 @@ The pairs folder:
     the dataset (source, split), the runs (each with its conditioning and how many of
     its outputs were truncated), the reward weights, the pairing options, and counts:
     stories seen, pairs made, stories skipped for too few candidates, too small a
-    margin or no well-structured rejected candidate, truncated candidates.
+    margin or no well-structured rejected candidate, truncated candidates. Written last:
+    a folder without it is unfinished (``train dpo`` refuses it).
 
 ``storyreasoning train dpo`` reads the folder back with the dataset for the frames.
 """
@@ -65,18 +75,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ..errors import UsageError, file_error, json_kind
-from ..files import open_atomic, remove_leftovers, write_json_atomic
+from ..files import remove_leftovers, write_json_atomic
 from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
 from .reward import RewardWeights, StoryScorer
 
 PAIRS = "pairs.jsonl"
 MANIFEST = "manifest.json"
+STORIES = "stories.jsonl"
+SETTINGS = "settings.json"
+SKIPS = ("too_few", "too_close", "no_rejected")  # PairReport's lists of stories without a pair, by reason
 REFERENCE = "reference"
 TRUNCATED = "length"  # the finish reason of an output cut off at the token limit
 Rejected = Literal["any", "well-structured"]
@@ -238,10 +252,24 @@ def build_pairs(
     rejected: Rejected = "any",
     dataset: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    settings: dict | None = None,
+    operational: Iterable[str] = (),
+    say: Callable[[str], None] | None = None,
 ) -> PairReport:
-    """Score every candidate of every story and write the pairs folder ``out``.
+    """Score every candidate of every story and write the pairs folder ``out``, resuming one a crash left.
 
     ``stories`` is a story dataset; ``runs`` are :class:`~storyreasoning.evaluate.runs.RunOutputs`.
+    ``settings`` is what ``settings.json`` records (the command's settings; from Python,
+    these arguments), written before any story is scored; ``operational`` names its keys
+    that may change on a resume (``out`` always may). A folder holding pairs made with
+    other settings is refused, naming each difference.
+
+    Each story's pairs are appended to ``pairs.jsonl`` and flushed, then its line to
+    ``stories.jsonl``: a story is done once that line is there. Run again on an unfinished
+    folder, the stories done are kept (a torn last line, and the pairs of a story without
+    its line, are cut off) and scoring goes on from the next: the folder ends as an
+    uninterrupted run leaves it, line for line. ``progress`` is advanced once a story
+    (the ones already done at once); ``say`` hears how many were.
     """
     if not runs and not include_reference:
         raise UsageError("no candidates: give at least one run (or two, or one with --include-reference)")
@@ -251,7 +279,8 @@ def build_pairs(
         raise UsageError(f"pairs per story must be at least 1, got {pairs_per_story}")
     if rejected not in REJECTED:
         raise UsageError(f"unknown choice of rejected {rejected!r}; use any or well-structured")
-    runs = [view for run in runs for view in sample_runs(run)]  # each candidate of a multi-sample run apart
+    given = list(runs)
+    runs = [view for run in given for view in sample_runs(run)]  # each candidate of a multi-sample run apart
     labels = [run.label for run in runs]
     if len(set(labels)) != len(labels):
         raise UsageError(
@@ -259,16 +288,33 @@ def build_pairs(
         )
     conditions = [run_conditioning(run) for run in runs]
     finishes = [finish_reasons(run) for run in runs]
+    if settings is None:  # called from Python: these arguments are the folder's settings
+        settings = {
+            "dataset": dataset or {}, "runs": [str(run.path) for run in given],
+            "include_reference": include_reference, "min_margin": min_margin, "pairs_per_story": pairs_per_story,
+            "rejected": rejected, "weights": asdict(weights),
+        }  # fmt: skip
+    from ..data.resume import ids_of
+
+    ids = ids_of(stories)
     out.mkdir(parents=True, exist_ok=True)
+    _claim(out, settings, {"out", *operational})
+    # what an older version's atomic write left when killed (this is the folder's one writer)
+    remove_leftovers(out / PAIRS)
+    done = _resume(out, ids)
     report = PairReport(truncated_by_run={label: 0 for label in labels})
-    known = set()
-    remove_leftovers(out / PAIRS)  # of a run killed mid-write: this one is the folder's one writer
-    with open_atomic(out / PAIRS) as f:
-        for sample in stories:
-            known.add(sample.story_id)
-            report.stories += 1
-            if progress:
-                progress(1)
+    for entry in done:
+        _add(report, entry)
+    if done and say is not None:
+        say(f"resuming {out}: {len(done)} of {len(ids)} stories already scored")
+    if progress and done:
+        progress(len(done))
+    if len(done) < len(ids):
+        (out / MANIFEST).unlink(missing_ok=True)  # written again once every story is scored
+    with (out / PAIRS).open("ab") as pairs_file, (out / STORIES).open("ab") as stories_file:
+        for index in range(len(done), len(ids)):
+            sample = stories[index]
+            story = PairReport(truncated_by_run={label: 0 for label in labels})
             candidates: list[_Candidate] = []
             for run, condition, finish in zip(runs, conditions, finishes, strict=True):
                 text = run.outputs.get(sample.story_id)
@@ -276,17 +322,28 @@ def build_pairs(
                     continue
                 reason = finish.get(sample.story_id)
                 if reason == TRUNCATED:
-                    report.truncated += 1
-                    report.truncated_by_run[run.label] += 1
+                    story.truncated_by_run[run.label] += 1
                     continue
                 candidates.append(_Candidate(len(candidates), run.label, text, condition, reason))
             if include_reference:
                 candidates.append(_Candidate(len(candidates), REFERENCE, sample.output_text(), None, None))
-            for record in _story_pairs(
-                sample, candidates, weights, min_margin, pairs_per_story, rejected, report
-            ):
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                report.pairs += 1
+            records = _story_pairs(sample, candidates, weights, min_margin, pairs_per_story, rejected, story)
+            entry = {
+                "story_id": sample.story_id,
+                "pairs": len(records),
+                "skipped": next((name for name in SKIPS if getattr(story, name)), None),
+                "truncated": {label: n for label, n in story.truncated_by_run.items() if n},
+                "several_conditionings": bool(story.several_conditionings),
+            }
+            # the story's pairs first, then its line: a story is done only with all its pairs
+            pairs_file.write(b"".join(_line(record) for record in records))
+            pairs_file.flush()
+            stories_file.write(_line(entry))
+            stories_file.flush()
+            _add(report, entry)
+            if progress:
+                progress(1)
+    known = set(ids)
     report.not_in_dataset = len({sid for run in runs for sid in run.outputs} - known)
     manifest = {
         "kind": "preference-pairs",
@@ -311,6 +368,139 @@ def build_pairs(
     }
     write_json_atomic(out / MANIFEST, manifest, ensure_ascii=True)
     return report
+
+
+def _line(record: dict) -> bytes:
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _add(report: PairReport, entry: dict) -> None:
+    """Count one story's line of ``stories.jsonl`` into ``report``."""
+    report.stories += 1
+    report.pairs += entry["pairs"]
+    if entry.get("skipped") in SKIPS:
+        getattr(report, entry["skipped"]).append(entry["story_id"])
+    for label, n in (entry.get("truncated") or {}).items():
+        report.truncated += n
+        if label in report.truncated_by_run:
+            report.truncated_by_run[label] += n
+    report.several_conditionings += bool(entry.get("several_conditionings"))
+
+
+def _claim(out: Path, settings: dict, operational: set[str]) -> None:
+    """Write ``settings.json`` first; in a folder that holds scored stories, refuse other settings."""
+    path = out / SETTINGS
+    wanted = json.loads(json.dumps(settings, default=str))  # as the file holds them
+    started = any(
+        (out / name).is_file() and (out / name).stat().st_size for name in (STORIES, PAIRS, MANIFEST)
+    )
+    if path.is_file() and started:
+        try:
+            held = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UsageError(
+                f"{path} is unreadable ({exc}); remove the folder {out} or choose another --out"
+            ) from None
+        changed = _differences(held if isinstance(held, dict) else {}, wanted, operational)
+        if changed:
+            said = "; ".join(f"{name} {_shown(old)} then, {_shown(new)} now" for name, old, new in changed)
+            raise UsageError(
+                f"{out} holds pairs made with other settings ({said}); run with the same ones to continue it, "
+                "or choose another --out"
+            )
+        if held == wanted:
+            return
+    write_json_atomic(path, wanted)
+
+
+def _differences(held: dict, wanted: dict, operational: set[str]) -> list[tuple[str, object, object]]:
+    """``(name, old, new)`` for each setting that differs (nested ones as ``weights.reid``), sorted."""
+
+    def flat(data: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in data.items():
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(held), flat(wanted)
+    return [
+        (f"--{key.replace('_', '-')}" if "." not in key else key, old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if key.split(".")[0] not in operational and old.get(key) != new.get(key)
+    ]
+
+
+def _shown(value) -> str:
+    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _resume(out: Path, ids: list[str]) -> list[dict]:
+    """The ``stories.jsonl`` lines of the stories already done, both files cut back to just after them.
+
+    A story is done when its line is whole and its pairs are all in ``pairs.jsonl``, whole,
+    in order; the first that is not ends what is kept (a torn line, a story killed while its
+    pairs were written, pairs a power cut lost). The stories must be the dataset's first ones.
+    """
+    journal, pairs_path = out / STORIES, out / PAIRS
+    try:
+        lines = journal.read_bytes().splitlines(keepends=True) if journal.is_file() else []
+        pair_lines = pairs_path.read_bytes().splitlines(keepends=True) if pairs_path.is_file() else []
+    except OSError as exc:
+        raise file_error(exc, "read the pairs folder file") from None
+    done: list[dict] = []
+    kept_journal = kept_pairs = 0  # bytes
+    at = 0  # the next line of pairs.jsonl
+    for raw in lines:
+        entry = _entry(raw)
+        if entry is None:
+            break
+        n = entry["pairs"]
+        mine = pair_lines[at : at + n]
+        if len(mine) < n or not all(_pair_of(line, entry["story_id"]) for line in mine):
+            break
+        k = len(done)
+        if k >= len(ids) or ids[k] != entry["story_id"]:
+            theirs = ids[k] if k < len(ids) else "none (the dataset has fewer)"
+            raise UsageError(
+                f"{out} holds pairs of other stories (story {k + 1} there is {entry['story_id']!r}, in the dataset "
+                f"{theirs!r}); continue it with the same dataset, split and --limit, or choose another --out"
+            )
+        done.append(entry)
+        at += n
+        kept_journal += len(raw)
+        kept_pairs += sum(len(line) for line in mine)
+    for path, size in ((journal, kept_journal), (pairs_path, kept_pairs)):
+        if path.is_file() and path.stat().st_size != size:
+            os.truncate(path, size)
+    return done
+
+
+def _entry(raw: bytes) -> dict | None:
+    """A whole line of ``stories.jsonl``, or None."""
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("story_id"), str):
+        return None
+    n = entry.get("pairs")
+    return entry if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+
+def _pair_of(raw: bytes, story_id: str) -> bool:
+    """Whether ``raw`` is a whole line of ``pairs.jsonl`` holding a pair of ``story_id``."""
+    if not raw.endswith(b"\n"):
+        return False
+    try:
+        pair = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(pair, dict) and pair.get("story_id") == story_id and not _pair_problem(pair)
 
 
 _ASSUMED = (
@@ -458,6 +648,8 @@ __all__ = [
     "PAIRS",
     "REFERENCE",
     "REJECTED",
+    "SETTINGS",
+    "STORIES",
     "TRUNCATED",
     "Conditioning",
     "PairReport",

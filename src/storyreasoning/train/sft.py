@@ -8,13 +8,16 @@
 ``OUT/fit.json``
     how the stories were fitted to ``max_length`` (shortened, frames dropped, too long).
 ``OUT/log.jsonl``
-    one line per logging step (loss, learning rate, epoch, step), written as it happens.
+    one line per logging step (loss, learning rate, epoch, step), written as it happens, then
+    an end record with the whole run's metrics (:mod:`.runlog`); a resume cuts it back to
+    its checkpoint, so it never repeats a step.
 ``OUT/checkpoints/checkpoint-N``
     transformers checkpoints (model or adapter, optimiser, scheduler, RNG); a restart
-    resumes from the newest one, so a crash or Ctrl-C loses at most ``save_steps`` steps.
+    resumes from the newest whole one (:mod:`.checkpoints`), so a crash or Ctrl-C loses at
+    most ``save_steps`` steps.
 ``OUT/final``
     the trained model (full and language modes) or LoRA adapter (lora mode) with the
-    processor and ``storyreasoning.json`` (settings, fit, versions, final metrics); it
+    processor and ``storyreasoning.json`` (settings, fit, versions, the whole run's metrics); it
     loads with ``from_pretrained``, so ``storyreasoning tell --model OUT/final`` tells
     with it (an adapter needs peft installed, and its base model reachable).
 
