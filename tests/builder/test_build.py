@@ -28,6 +28,7 @@ from storyreasoning.tell.openai import OpenAITeller
 
 from ..conftest import one_error_line, run_cli
 from ..tell.servers import FakeServer, closed_url, held_elsewhere
+from .test_provenance import CountingPerceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -119,37 +120,25 @@ def test_a_corrupt_frame_fails_its_story_only_and_a_rerun_finishes(raw, tmp_path
     assert not (out / "errors.jsonl").exists()  # built at last: its failure is no longer unresolved
 
 
-class Counting(BaselineTeller):
-    """The baseline's perception, noting the stories it is shown."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def see(self, frames):
-        self.seen.append(Path(frames[0]).parent.name)
-        return super().see(frames)
-
-
 def test_a_torn_skipped_line_is_cut_and_a_damaged_one_said_never_glued_or_dropped(raw, tmp_path):
     stories, _ = find_stories(raw)
     out = tmp_path / "built"
-    first = build_dataset(stories, out, perceiver=Counting(), writer=TemplateWriter())
+    first = build_dataset(stories, out, perceiver=CountingPerceiver(), writer=TemplateWriter())
     assert (first.built, first.skipped_no_person) == (2, 1)  # cat-and-coffee: no person in view
     skipped = out / "skipped.jsonl"
     whole = skipped.read_bytes()
     skipped.write_bytes(whole[: len(whole) // 2])  # a crash mid-append
-    perceiver = Counting()
+    perceiver = CountingPerceiver()
     again = build_dataset(stories, out, perceiver=perceiver, writer=TemplateWriter())
     # its line was lost: seen again, and written as one whole line, nothing glued onto the fragment
     assert perceiver.seen == ["cat-and-coffee"] and again.skipped_no_person == 1
     assert [json.loads(line)["story_id"] for line in skipped.read_text().splitlines()] == ["cat-and-coffee"]
-    perceiver = Counting()
+    perceiver = CountingPerceiver()
     build_dataset(stories, out, perceiver=perceiver, writer=TemplateWriter())
     assert perceiver.seen == []  # and not perceived again after that
     skipped.write_text("{garbage\n" + skipped.read_text(), encoding="utf-8")
     said: list[str] = []
-    build_dataset(stories, out, perceiver=Counting(), writer=TemplateWriter(), say=said.append)
+    build_dataset(stories, out, perceiver=CountingPerceiver(), writer=TemplateWriter(), say=said.append)
     assert said == [
         f"{skipped} line 1 is not JSON (Expecting property name enclosed in double quotes: column 2); "
         f"moved it to {out / 'skipped.corrupt.jsonl'}, its story is perceived again"

@@ -21,12 +21,13 @@ from ..data.fixtures import fixture_samples
 pytest.importorskip("datasets", reason="needs the datasets library: pip install 'storyreasoning[data]'")
 
 
-def run(*args) -> subprocess.CompletedProcess:
+def run(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "storyreasoning", "evaluate", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=cwd,
         env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
 
@@ -231,22 +232,6 @@ def test_a_run_told_from_a_relative_dataset_is_evaluated_from_any_folder(world, 
     assert recorded["source"] == "data" and recorded["path"] == str((root / "data").resolve())
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storyreasoning",
-            "evaluate",
-            str(told),
-            "--metrics",
-            "grounding",
-            "--no-plots",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=elsewhere,
-        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )
+    done = run(told, "--metrics", "grounding", "--no-plots", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert json.loads((told / "eval" / "metrics.json").read_text())["stories"] == 4

@@ -140,6 +140,19 @@ def pick_multi_id_tag(page, scope: str = ""):
     return tags.first if tags.count() else None
 
 
+def inspect_lighthouse(page, studio_url: str) -> str:
+    """The Inspect page viewing the lighthouse output with its images; the viewer's selector."""
+    page.goto(studio_url + "/#inspect")
+    wait_app(page)
+    inspect = "#page-inspect"
+    viewer = f"{inspect} .viewer"
+    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
+    page.fill("#inspect-text", LIGHTHOUSE_TXT)
+    page.click("#inspect-view")
+    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    return viewer
+
+
 def hover_tag(page, tag) -> None:
     tag.scroll_into_view_if_needed()
     tag.hover()
@@ -753,14 +766,7 @@ def test_payloads_in_a_streamed_output_stay_text(browser, endpoint_studio, fake)
 
 
 def test_inspect_a_pasted_output_with_its_images(page, studio_url):
-    page.goto(studio_url + "/#inspect")
-    wait_app(page)
-    inspect = "#page-inspect"
-    viewer = f"{inspect} .viewer"
-    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
-    page.fill("#inspect-text", LIGHTHOUSE_TXT)
-    page.click("#inspect-view")
-    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    viewer = inspect_lighthouse(page, studio_url)
     tag = page.locator(f"{viewer} .story-card[data-image='3'] .tag[data-ids='char1 char2']").first
     hover_tag(page, tag)
     boxes = page.locator(f"{viewer} .story-card[data-image='3'] .overlay .box")
@@ -889,14 +895,7 @@ def test_frames_of_extreme_shapes_are_capped_and_keep_their_boxes_on_the_picture
 
 
 def test_the_keyboard_does_what_the_pointer_does(page, studio_url):
-    page.goto(studio_url + "/#inspect")
-    wait_app(page)
-    inspect = "#page-inspect"
-    viewer = f"{inspect} .viewer"
-    upload(page, inspect, [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
-    page.fill("#inspect-text", LIGHTHOUSE_TXT)
-    page.click("#inspect-view")
-    page.locator(f"{viewer} .story-card").nth(2).wait_for()
+    viewer = inspect_lighthouse(page, studio_url)
     tooltip = page.locator(".tooltip.shown")
     # a focused tag draws its boxes and opens the tooltip; Escape closes the tooltip
     page.locator(f"{viewer} .story-card[data-image='3'] .tag.gdo[data-ids='char1 char2']").focus()

@@ -264,25 +264,18 @@ def header_orientation(data: bytes) -> int | None:
         return None if b"eXIf" in data else 1
     if mime != "image/jpeg":
         return None
-    pos, end, xmp = 2, len(data), False
-    while pos < end:
-        if data[pos] != 0xFF:
-            return None
-        while pos < end and data[pos] == 0xFF:
-            pos += 1
-        if pos + 3 > end:
-            return None
-        marker = data[pos]
-        length = (data[pos + 1] << 8) | data[pos + 2]
-        body, pos = pos + 3, pos + 1 + length
-        if length < 2 or pos > end or marker == 0xDA:
-            return None if length < 2 or pos > end or xmp else 1
+    segments = _jpeg_segments(data)
+    if segments is None:
+        return None
+    xmp = False
+    for marker, body, end in segments:
         if marker == 0xE1:
-            if data.startswith(b"Exif\0\0", body):
-                turn = _tiff_orientation(data[body + 6 : pos])
+            segment = data[body:end]
+            if segment.startswith(b"Exif\0\0"):
+                turn = _tiff_orientation(segment[6:])
                 return None if turn is None or (turn == 0 and xmp) else max(turn, 1)
-            xmp = xmp or data.startswith(_XMP, body)
-    return None
+            xmp = xmp or segment.startswith(_XMP)
+    return None if xmp else 1
 
 
 # the bytes of one value of each TIFF type PIL reads (others it skips)
@@ -371,8 +364,10 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    pos, end, size = 2, len(data), None
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]] | None:
+    """A JPEG's segments up to its first scan, that one included: ``(marker, body start, end)``
+    each; None when a segment is cut short or malformed, or no scan comes."""
+    pos, end, out = 2, len(data), []
     while pos < end:
         if data[pos] != 0xFF:
             return None
@@ -385,9 +380,19 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         body, pos = pos + 3, pos + 1 + length
         if length < 2 or pos > end:
             return None
+        out.append((marker, body, pos))
         if marker == 0xDA:  # the scan's header, whole: the pixels follow
-            return size
-        segment = data[body:pos]
+            return out
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    segments = _jpeg_segments(data)
+    if segments is None:
+        return None
+    size = None
+    for marker, body, end in segments[:-1]:  # the last is the scan
+        segment = data[body:end]
         if marker in _JPEG_SOF:
             if len(segment) < 6 or segment[0] != 8 or segment[5] not in (1, 3, 4):
                 return None
@@ -403,7 +408,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             return None  # a multi-picture file
         elif marker == 0xE2 and segment[:12] == b"ICC_PROFILE\0" and len(segment) < 14:
             return None  # a piece of an ICC profile too short for PIL
-    return None
+    return size
 
 
 def _quantization_tables_whole(segment: bytes) -> bool:
