@@ -252,3 +252,20 @@ def test_frames_stay_encoded_and_report_corruption(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         missing.bytes()
     assert os.fspath(tmp_path)  # keep tmp_path used on every platform
+
+
+def test_a_split_name_is_read_back_as_written_or_refused(tmp_path):
+    """Shards are named after their split; a split with word characters comes back whole
+    (``my_split``, not ``my``), and one a shard's name could not give back is refused."""
+    from storyreasoning.data import load_stories
+
+    samples = fixture_samples(3)
+    write_parquet(SampleList(samples[:2]), tmp_path / "d", split="my_split")
+    write_parquet(SampleList(samples[2:]), tmp_path / "d", split="test")
+    assert [s.story_id for s in load_stories(str(tmp_path / "d"), "my_split")] == [
+        s.story_id for s in samples[:2]
+    ]
+    assert len(load_stories(str(tmp_path / "d"), "test")) == 1
+    for bad in ("my split", "a+b", "100%", "tëst&x", ""):
+        with pytest.raises(UsageError, match="cannot name parquet shards"):
+            write_parquet(SampleList(samples), tmp_path / "e", split=bad)

@@ -26,6 +26,9 @@ from .splits import partition
 SPLITS = ("train", "test", "validation")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SPLIT_FROM_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
+#: A shard as the hub lays them out (and write_parquet writes them): ``{split}-00000-of-00002.parquet``,
+#: the split a name datasets allows (word characters, dot-separated)
+_SHARD_NAME = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
 
 
 class StoryDataset(Sequence):
@@ -342,7 +345,12 @@ def _split_order(name: str) -> tuple[int, str]:
 
 
 def _parquet_split(path: Path, root: Path) -> str:
-    """The split of a parquet file: its name's prefix (``train-00000-of-00002``) or its folder's name."""
+    """The split of a parquet file: its name's prefix (``train-00000-of-00002``, ``my_split-…``) or its
+    folder's name."""
+    shard = _SHARD_NAME.match(path.name)
+    if shard:
+        name = shard.group("split")
+        return name.lower() if name.lower() in SPLITS else name
     m = _SPLIT_FROM_NAME.match(path.name)
     if m and m.group("split").lower() in SPLITS:
         return m.group("split").lower()

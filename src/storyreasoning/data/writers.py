@@ -12,6 +12,7 @@ only when what it holds, read back, is what this run writes there.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import uuid
@@ -95,6 +96,19 @@ def _made_from(ids: Sequence[str], command: str, source, options: Mapping[str, A
     return origin(ids, command=command, source=source, options={**(options or {}), **more})
 
 
+#: A split name datasets and the hub accept (``train``, ``my_split``, ``test.v2``), as a shard's name prefix
+SPLIT_NAME = re.compile(r"\w+(?:\.\w+)*")
+
+
+def check_split_name(split: str) -> None:
+    """Refuse a split name that a shard's file name could not give back (``my split``, ``a+b``)."""
+    if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
+        raise UsageError(
+            f"split {split!r} cannot name parquet shards: use letters, digits and '_' (dots between them), "
+            "as datasets and the hub do"
+        )
+
+
 def write_parquet(
     samples: Sequence[StorySample],
     out_dir: str | Path,
@@ -132,6 +146,7 @@ def write_parquet(
 
     if stories_per_shard < 1 or rows_per_group < 1:
         raise UsageError("stories_per_shard and rows_per_group must be at least 1")
+    check_split_name(split)
     out = check_output_folder(out_dir)
     ids = ids_of(samples)
     made_from = _made_from(ids, command, source, options, stories_per_shard=stories_per_shard)
