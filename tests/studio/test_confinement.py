@@ -116,3 +116,18 @@ def test_a_runs_dataset_is_found_by_the_path_it_resolved_as_text(tmp_path, monke
     assert datasets.find_recorded({"dataset": {"source": "data"}}) == (None, None)
     assert datasets.find_recorded({"dataset": {"source": str(folder)}}) == ("mine", None)
     assert datasets.find_recorded({"dataset": ["not", "an", "object"]}) == (None, None)
+
+
+def test_run_folders_left_out_for_their_names_are_said(tmp_path):
+    from storyreasoning.studio.catalog import Runs
+    from storyreasoning.studio.commands import unnamed_runs
+
+    for name in ("good-run", "a b", "run:x", "ünï"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    (tmp_path / "not a run").mkdir()  # no manifest: not a run, nothing to say
+    runs = Runs(tmp_path)
+    assert list(runs.listing()) == ["good-run"]
+    (line,) = unnamed_runs(runs)
+    assert line.startswith("not shown: run folders 'a b', 'run:x', 'ünï'; a run's folder name is letters")
+    assert unnamed_runs(Runs(tmp_path / "good-run")) == []

@@ -976,6 +976,129 @@ def test_datasets_page_opens_a_story(page, studio_url):
     assert page.locator(f"{viewer} .viewer-title").inner_text() == "stories · lighthouse"
 
 
+FOLLOWED_KEY = "storyreasoning.studio.tell"
+
+
+def seed_storage(page, value: str) -> None:
+    """Put ``value`` in the Tell page's sessionStorage entry before the page's first load only."""
+    page.add_init_script(
+        "if (!sessionStorage.getItem('seeded')) { sessionStorage.setItem('seeded', '1'); "
+        f"sessionStorage.setItem({json.dumps(FOLLOWED_KEY)}, {json.dumps(value)}); }}"
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"job": "j" + "1" * 24, "body": {}, "items": []},
+        {"job": "j" + "2" * 24, "body": {"images": ["u" + "0" * 24]}, "items": [1, None, "x"]},
+        {
+            "job": "j" + "3" * 24,
+            "body": {"images": ["u" + "0" * 24]},
+            "items": [{"id": "u" + "0" * 24, "url": "javascript:alert(1)"}],
+        },
+        {
+            "job": "../../api/config",
+            "body": {"images": ["u" + "0" * 24]},
+            "items": [{"id": "u" + "0" * 24, "url": "/api/uploads/u" + "0" * 24}],
+        },
+        {"job": "j" + "4" * 24, "body": {"images": 5}, "items": []},
+        "{{{",
+        '"hello"',
+    ],
+    ids=[
+        "no-images",
+        "items-garbage",
+        "javascript-url",
+        "path-job",
+        "images-not-list",
+        "not-json",
+        "a-string",
+    ],
+)
+def test_a_malformed_saved_entry_is_dropped_and_the_studio_loads(browser, studio_url, entry):
+    for route in ("#tell", "#datasets"):
+        with open_page(browser, studio_url) as page:
+            seed_storage(page, entry if isinstance(entry, str) else json.dumps(entry))
+            page.goto(studio_url + "/" + route)
+            wait_app(page)
+            if route == "#tell":
+                expect(page.locator("#page-tell .progress-text")).to_have_text("idle")
+                assert page.locator("#page-tell .image-item").count() == 0
+            else:
+                page.locator("#page-datasets .list-item").first.wait_for()
+            assert page.evaluate(f"sessionStorage.getItem({json.dumps(FOLLOWED_KEY)})") is None
+
+
+def test_after_a_restart_the_images_the_server_lost_are_dropped(browser, studio_url):
+    """A studio restarted has neither the job nor the uploads a reloaded page remembers."""
+    lost = "u" + "f" * 24
+    entry = {
+        "job": "j" + "e" * 24,
+        "body": {
+            "images": [lost],
+            "prompt": "Tell it",
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "max_new_tokens": 64,
+            "seed": 7,
+        },
+        "items": [{"id": lost, "url": f"/api/uploads/{lost}", "name": "01.png", "width": 64, "height": 48}],
+        "at": 0,
+        "finished": False,
+    }
+    with open_page(browser, studio_url) as page:
+        page.guard.allow(r"404")
+        seed_storage(page, json.dumps(entry))
+        page.goto(studio_url + "/#tell")
+        wait_app(page)
+        alert = page.locator("#page-tell .setup .alert.error")
+        expect(alert).to_contain_text("upload them again")
+        assert page.locator("#page-tell .image-item").count() == 0
+        assert page.locator("#generate").is_disabled()
+        assert page.evaluate(f"sessionStorage.getItem({json.dumps(FOLLOWED_KEY)})") is None
+
+
+def test_a_reload_brings_back_the_settings_with_the_images(page, studio_url):
+    page.goto(studio_url + "/#tell")
+    wait_app(page)
+    page.fill("#tell-prompt", "A story about the sea")
+    page.fill("#tell-temperature", "0.35")
+    page.fill("#tell-seed", "1234")
+    tell_story(page, [EXAMPLES / "lighthouse" / "01.png"])
+    page.reload()
+    wait_app(page)
+    assert wait_done(page).startswith("done")
+    assert page.input_value("#tell-prompt") == "A story about the sea"
+    assert page.input_value("#tell-temperature") == "0.35"
+    assert page.input_value("#tell-seed") == "1234"
+    assert item_names(page, "#page-tell") == ["01.png"]
+
+
+def test_cancel_while_starting_cancels_the_story_once_it_has_an_id(browser, endpoint_studio, fake):
+    fake.behaviour, fake.drop_after = "stall", 20  # it would go on for ever
+    with open_page(browser, endpoint_studio) as page:
+        # the answer to POST /api/tell comes late: Cancel is clicked while the page says "starting…"
+        page.add_init_script(
+            """(() => {
+              const fetch0 = window.fetch;
+              window.fetch = (url, init) => String(url).endsWith('/api/tell') && init && init.method === 'POST'
+                ? new Promise((done) => setTimeout(done, 800)).then(() => fetch0(url, init))
+                : fetch0(url, init);
+            })();"""
+        )
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+        page.click("#generate")
+        assert page.locator("#page-tell .progress-text").inner_text() == "starting…"
+        page.click("#cancel")
+        assert page.locator("#page-tell .progress-text").inner_text() == "cancelling…"
+        assert page.locator("#cancel").is_disabled()
+        assert wait_done(page, timeout=10_000).startswith("cancelled")
+        assert page.locator("#generate").is_enabled()
+
+
 @pytest.fixture(scope="module")
 def split_studio(tmp_path_factory) -> Iterator[str]:
     """A studio over a parquet dataset of two splits, ``two``: train (the three examples) and test
@@ -1011,6 +1134,18 @@ def test_datasets_page_switches_splits(browser, split_studio):
         rows.first.click()
         page.locator(f"{root} .viewer .story-card").nth(2).wait_for()
         assert "lighthouse" in page.locator(f"{root} .viewer .viewer-title").inner_text()
+
+
+def test_an_unknown_split_in_the_route_shows_the_first_with_one_note(browser, split_studio):
+    with open_page(browser, split_studio) as page:
+        page.goto(split_studio + "/#datasets/two/lighthouse?split=nope")
+        wait_app(page)
+        root = "#page-datasets"
+        page.locator(f"{root} .viewer .story-card").nth(2).wait_for()
+        assert page.locator(f"{root} select[aria-label=Split]").input_value() == "train"
+        expect(page.locator(f"{root} .story-row")).to_have_count(3)
+        notes = page.locator(f"{root} .alert")
+        assert notes.count() == 1 and 'no split "nope"' in notes.first.inner_text()
 
 
 def test_the_split_is_in_the_route(browser, split_studio):

@@ -586,6 +586,64 @@ def test_a_job_nobody_reads_is_cancelled_after_a_grace_and_a_reload_keeps_it():
             assert "no page followed this story" in jobs.get(unread).since(0)[0][-1]["reason"]
 
 
+def test_one_reaper_thread_watches_every_job_and_stops_on_close():
+    from storyreasoning.studio.jobs import JobManager
+
+    def reapers() -> int:
+        return sum(t.name == "studio-tell-reaper" for t in threading.enumerate())
+
+    others = reapers()  # other studios of this session have their own
+    teller = HeldTeller()
+    manager = JobManager(teller, max_jobs=1000, ttl=60, grace=0.3)
+    before = threading.active_count()
+    try:
+        slow = HeldTeller()
+        quick = JobManager(slow, max_jobs=1000, ttl=60, grace=30)
+        try:
+            started = [quick.start([], [], prompt=Prompt(), sampling=Sampling()) for _ in range(100)]
+            slow.release.set()
+            for job in started:  # stories started and ended: no thread stays behind per job
+                job.thread.join(5)
+            assert reapers() == others + 1 and threading.active_count() <= before + 2
+        finally:
+            quick.close()
+        assert reapers() == others
+        # unread jobs are still cancelled after the grace, by the one reaper
+        held = [manager.start([], [], prompt=Prompt(), sampling=Sampling()) for _ in range(3)]
+        assert reapers() == others + 1
+        assert wait_until(lambda: all(job.finished for job in held), 5)
+        assert all("no page followed" in job.since(0)[0][-1]["reason"] for job in held)
+    finally:
+        teller.release.set()
+        manager.close()
+    assert reapers() == others
+
+
+def test_event_streams_end_at_once_when_the_server_shuts_down():
+    teller = HeldTeller()
+    try:
+        with running_studio(StudioConfig(), teller=teller) as server:
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+            job = tell(server.url, ids)
+            events(server.url, job, until=lambda got: got[-1]["event"] == "chunk")
+            host, port = urlsplit(server.url).netloc.split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request("GET", f"/api/tell/{job}/events")
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read1(10)  # connected and reading
+            stopping = threading.Thread(target=server.stop)
+            began = time.monotonic()
+            stopping.start()
+            response.read()  # the stream ends when the server shuts down, not at its timeout
+            took = time.monotonic() - began
+            stopping.join(10)
+            conn.close()
+            assert took < 0.9, took  # the graceful timeout of a BackgroundServer is 1 s
+    finally:
+        teller.release.set()
+
+
 def test_a_stream_that_breaks_ends_in_an_error_event_with_the_partial_text():
     with FakeServer("drop", chunk=300, drop_after=4) as fake:
         config = StudioConfig(teller=TellerOptions(endpoint=fake.url))
@@ -724,6 +782,16 @@ def test_an_exports_file_name_keeps_the_letters_of_any_script(studio_url):
         {"dataset": "stories", "story_id": "lighthouse", "title": '../a"b\r\nX: y'},
     )
     assert hostile.headers["Content-Disposition"] == 'attachment; filename="a-b-X-y.html"'
+
+
+def test_an_exports_file_name_fits_a_file_system_in_bytes():
+    from storyreasoning.studio.app import MAX_NAME_BYTES, _filename
+
+    for letter in ("\U0001d49c", "é", "灯", "a"):  # 4, 2, 3 and 1 bytes in UTF-8
+        name = _filename(letter * 300)
+        assert len(name.encode("utf-8")) <= MAX_NAME_BYTES and name.endswith(".html")
+        assert set(name[: -len(".html")]) == {letter}  # whole letters only
+    assert len(_filename("\U0001d49c" * 62).encode("utf-8")) <= 255
 
 
 # -- datasets ---------------------------------------------------------------------------------------------

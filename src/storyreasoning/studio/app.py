@@ -128,9 +128,14 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+MAX_NAME_BYTES = 200  # an export's file name, ".html" included
+
+
 def _filename(title: str) -> str:
     """The export's file name: the title's letters and digits (any script), ``.``, ``_`` and ``-``."""
-    slug = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", title)).strip("-._")[:80].strip("-._")
+    slug = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", title)).strip("-._")[:80]
+    # file systems cap a name in bytes (255 mostly): at most MAX_NAME_BYTES of UTF-8, never half a letter
+    slug = slug.encode("utf-8")[: MAX_NAME_BYTES - len(".html")].decode("utf-8", "ignore").strip("-._")
     return (slug or "story") + ".html"
 
 
@@ -367,8 +372,12 @@ def create_app(
                     index += len(events)
                     if finished and not events:
                         return
+                    if jobs.streams_ended:
+                        return  # the server is shutting down: the page hears the connection end
                     if not events:
                         await job.wait(index, KEEP_ALIVE_SECONDS)
+                        if jobs.streams_ended:
+                            return
                         if job.since(index)[0] == [] and not job.finished:
                             yield ": keep-alive\n\n"
             finally:

@@ -360,6 +360,22 @@ class Runs:
                 out[child.name] = child
         return out
 
+    def unnamed(self) -> list[str]:
+        """The run folders :meth:`listing` leaves out because their names cannot be a URL's part
+        (letters, digits, '.', '_' and '-', first a letter or digit, at most 100): said at start."""
+        if self.folder is None or (self.folder / "manifest.json").is_file():
+            folder = self.folder
+            return [folder.name] if folder is not None and not NAME.match(folder.name) else []
+        try:
+            children = sorted(self.folder.iterdir())
+        except OSError:
+            return []
+        return [
+            child.name
+            for child in children
+            if not NAME.match(child.name) and child.is_dir() and (child / "manifest.json").is_file()
+        ]
+
     def manifests(self) -> dict[str, dict]:
         """Run name -> its manifest.json alone (what a run was told with), skipping unreadable ones."""
         out = {}

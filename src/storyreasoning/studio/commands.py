@@ -43,7 +43,8 @@ def studio(settings: StudioSettings) -> int:
 
     datasets = Datasets(config.datasets)
     datasets.open_local()  # a dataset it cannot read stops it here, not in the page
-    for line in unshown_datasets(Runs(config.runs), datasets):
+    runs = Runs(config.runs)
+    for line in unshown_datasets(runs, datasets) + unnamed_runs(runs):
         err.print(line, style="dim", markup=False)
     sock = bind(host, port)  # a busy port fails here, before a model loads
     try:
@@ -75,6 +76,18 @@ def studio(settings: StudioSettings) -> int:
     finally:
         sock.close()
     return 0
+
+
+def unnamed_runs(runs) -> list[str]:
+    """A line for the run folders the studio leaves out for their names, saying the rule and the fix."""
+    names = ["".join(c for c in name if c.isprintable())[:100] for name in runs.unnamed()]
+    if not names:
+        return []
+    shown = ", ".join(repr(n) for n in names[:3]) + (" …" if len(names) > 3 else "")
+    return [
+        f"not shown: run folder{'s' if len(names) > 1 else ''} {shown}; a run's folder name is letters, "
+        "digits, '.', '_' and '-' (first a letter or digit, at most 100): rename it to see it"
+    ]
 
 
 def unshown_datasets(runs, datasets) -> list[str]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import secrets
 import threading
@@ -142,6 +143,13 @@ class Job:
             with contextlib.suppress(Exception):
                 teller.close()  # shuts the request's socket: the worker's read wakes at once
 
+    def wake_readers(self) -> None:
+        """Wake the event streams waiting on the job now (the server is shutting down)."""
+        with self._lock:
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
     # -- reading (the event stream) ----------------------------------------------------------------
     def since(self, index: int) -> tuple[list[dict], bool]:
         """The events from ``index`` on, and whether the last of all events is the final one."""
@@ -198,6 +206,12 @@ class JobManager:
         self._lock = threading.Lock()
         self._serial = threading.Lock() if serial else None  # local weights: one generate at a time
         self._closing = False
+        self.streams_ended = False  # the server is shutting down: event streams return
+        # the reaper: one thread for all jobs, cancelling those unread for ``grace`` seconds
+        self._watched: list[tuple[float, int, Job]] = []  # a heap of (deadline, order, job)
+        self._order = 0
+        self._reaper: threading.Thread | None = None
+        self._wake = threading.Condition(self._lock)
 
     def _purge(self) -> None:
         """Forget jobs finished more than ``ttl`` seconds ago, and the oldest beyond ``MAX_KEPT``."""
@@ -287,12 +301,41 @@ class JobManager:
         return detach
 
     def _watch(self, job: Job) -> None:
-        """Cancel ``job`` ``grace`` seconds from now if nobody has read it meanwhile."""
+        """Cancel ``job`` ``grace`` seconds from now if nobody has read it meanwhile.
+
+        The job goes on a heap of deadlines that one reaper thread (started at the first
+        job, stopped by :meth:`close`) sleeps on: no thread per job.
+        """
         if self.grace is None or job.finished:
             return
-        timer = threading.Timer(self.grace, self._reap, args=(job,))
-        timer.daemon = True
-        timer.start()
+        with self._lock:
+            if self._closing:
+                return
+            self._order += 1
+            heapq.heappush(self._watched, (time.monotonic() + self.grace, self._order, job))
+            if self._reaper is None:
+                self._reaper = threading.Thread(
+                    target=self._reap_loop, name="studio-tell-reaper", daemon=True
+                )
+                self._reaper.start()
+            self._wake.notify()
+
+    def _reap_loop(self) -> None:
+        while True:
+            due: list[Job] = []
+            with self._lock:
+                if self._closing:
+                    return
+                now = time.monotonic()
+                while self._watched and self._watched[0][0] <= now:
+                    due.append(heapq.heappop(self._watched)[2])
+                if not due:
+                    wait = self._watched[0][0] - now if self._watched else None
+                    self._wake.wait(wait)
+                    continue
+            for job in due:
+                with contextlib.suppress(Exception):
+                    self._reap(job)
 
     def _reap(self, job: Job) -> None:
         unread = job.unread_for()
@@ -304,11 +347,24 @@ class JobManager:
             job, f"no page followed this story for {self.grace:g} seconds, so the studio cancelled it"
         )
 
+    def end_streams(self) -> None:
+        """The server is shutting down: event streams end now (:attr:`streams_ended`), not at its timeout."""
+        with self._lock:
+            self.streams_ended = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.wake_readers()
+
     def close(self, timeout: float = 5.0) -> None:
         """Cancel every job and wait a little for the workers to stop."""
         with self._lock:
             self._closing = True
             jobs = list(self._jobs.values())
+            self._watched.clear()
+            self._wake.notify_all()
+            reaper = self._reaper
+        if reaper is not None:
+            reaper.join(timeout)
         for job in jobs:
             self._cancel(job)
         deadline = time.monotonic() + timeout

@@ -57,7 +57,17 @@ def uvicorn_server(app, *, log_level: str = "warning", graceful: float = 3.0):
         # Server-sent events must not be held back by proxies; uvicorn never buffers them.
         server_header=False,
     )
-    return uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            # event streams would hold their connections to the graceful timeout, then be
+            # cut (noisily): they end first, so the connections close at once
+            jobs = getattr(getattr(self.config.app, "state", None), "jobs", None)
+            if jobs is not None:
+                jobs.end_streams()
+            await super().shutdown(sockets=sockets)
+
+    return Server(config)
 
 
 class BackgroundServer:

@@ -187,8 +187,14 @@ export class DatasetsPage {
     const [name, storyId] = parts;
     const chosen = name || (this.datasets.length ? this.datasets[0].name : null);
     if (!chosen) return;
-    const split = this.splitOf(chosen, query ? query.get("split") : null);
-    if (chosen !== this.state.name || split !== this.state.split) await this.choose(chosen, split);
+    const asked = query ? query.get("split") : null;
+    const split = this.splitOf(chosen, asked);
+    // a split the dataset lacks: its first is shown (and selected), with one note saying so
+    const note = asked && split && split !== asked ? `This dataset has no split "${asked}"; showing "${split}", its first.` : "";
+    if (chosen !== this.state.name || split !== this.state.split || note !== (this.splitNote || "")) {
+      this.splitNote = note;
+      await this.choose(chosen, split);
+    }
     if (!storyId) this.showNothing();
     else if (!this.isShown(chosen, split, storyId)) await this.open(chosen, storyId);
   }
@@ -198,7 +204,7 @@ export class DatasetsPage {
     const d = this.datasets.find((x) => x.name === name);
     const splits = (d && d.splits) || [];
     if (splits.length <= 1) return "";
-    return asked || splits[0];
+    return asked && splits.includes(asked) ? asked : splits[0];
   }
 
   /** The route of a story (or of the list, without one) of the dataset and split shown. */
@@ -256,6 +262,7 @@ export class DatasetsPage {
       this.loadStories();
     });
     const controls = h("div", { class: "list-controls" }, search);
+    const note = this.splitNote ? h("p", { class: "alert warn split-note", role: "status", text: this.splitNote }) : null;
     if (d.splits && d.splits.length > 1) {
       const select = h(
         "select",
@@ -268,7 +275,7 @@ export class DatasetsPage {
       );
       controls.prepend(select);
     }
-    replace(this.storiesEl, h("h3", { text: "Stories" }), controls, h("p", { class: "muted small", text: "Loading…" }));
+    replace(this.storiesEl, h("h3", { text: "Stories" }), note, controls, h("p", { class: "muted small", text: "Loading…" }));
     try {
       const data = await api(withQuery(`/api/datasets/${seg(name)}/stories`, { split, offset, limit: PAGE, q }));
       if (stale()) return;
@@ -288,6 +295,7 @@ export class DatasetsPage {
       replace(
         this.storiesEl,
         h("h3", { text: "Stories" }),
+        note,
         controls,
         list,
         pager(data.total || 0, offset, (o) => {
@@ -297,7 +305,7 @@ export class DatasetsPage {
       );
       this.markShown();
     } catch (err) {
-      if (!stale()) replace(this.storiesEl, h("h3", { text: "Stories" }), controls, alertBox(errorText(err)));
+      if (!stale()) replace(this.storiesEl, h("h3", { text: "Stories" }), note, controls, alertBox(errorText(err)));
     }
   }
 

@@ -16,14 +16,59 @@ const FOLLOWED = "storyreasoning.studio.tell"; // sessionStorage: {job, body, it
 // one short block again, never the whole line (300,000 characters on one line stay linear).
 const CONSOLE_BLOCK = 4096;
 
-/** The job this tab followed before a reload, or null. */
+const JOB_ID = /^j[0-9a-f]{24}$/;
+const UPLOAD_ID = /^u[0-9a-f]{24}$/;
+
+const isObject = (value) => Boolean(value) && typeof value === "object" && !Array.isArray(value);
+const isNumberOrNone = (value) => value === null || value === undefined || (typeof value === "number" && Number.isFinite(value));
+const isTextOrNone = (value) => value === null || value === undefined || typeof value === "string";
+
+/** An uploaded image as the page keeps it, rebuilt from a stored one; null when it is not one. */
+function savedItem(item) {
+  if (!isObject(item) || typeof item.id !== "string" || !UPLOAD_ID.test(item.id)) return null;
+  if (item.url !== `/api/uploads/${item.id}` || !isTextOrNone(item.name)) return null;
+  if (!isNumberOrNone(item.width) || !isNumberOrNone(item.height) || !isNumberOrNone(item.bytes)) return null;
+  return { id: item.id, url: item.url, name: item.name || item.id, width: item.width ?? null, height: item.height ?? null, bytes: item.bytes ?? null };
+}
+
+/**
+ * The job this tab followed before a reload, or null. The entry is checked field by field
+ * (another version of the studio, or anything else, may have written it): what is not
+ * exactly what :meth:`TellPage.generate` stores is removed, never shown.
+ */
 function remembered() {
+  let data;
   try {
-    const data = JSON.parse(sessionStorage.getItem(FOLLOWED) || "null");
-    return data && typeof data.job === "string" && data.body && Array.isArray(data.items) ? data : null;
+    data = JSON.parse(sessionStorage.getItem(FOLLOWED) || "null");
   } catch {
-    return null; // storage off, or not ours
+    data = undefined; // storage off, or not JSON
   }
+  if (data === null) return null;
+  const valid = validEntry(data);
+  if (!valid) remember(null);
+  return valid;
+}
+
+function validEntry(data) {
+  if (!isObject(data) || typeof data.job !== "string" || !JOB_ID.test(data.job)) return null;
+  const body = data.body;
+  if (!isObject(body) || !Array.isArray(body.images) || !body.images.length) return null;
+  if (!isTextOrNone(body.prompt) || !isTextOrNone(body.system_prompt)) return null;
+  for (const name of ["temperature", "top_p", "max_new_tokens", "seed"]) if (!isNumberOrNone(body[name])) return null;
+  if (!Array.isArray(data.items) || data.items.length !== body.images.length) return null;
+  const items = data.items.map(savedItem);
+  if (items.some((item, i) => !item || item.id !== body.images[i])) return null;
+  if (data.at !== undefined && !isNumberOrNone(data.at)) return null;
+  const clean = {
+    images: items.map((item) => item.id),
+    prompt: body.prompt ?? null,
+    system_prompt: body.system_prompt ?? null,
+    temperature: body.temperature ?? null,
+    top_p: body.top_p ?? null,
+    max_new_tokens: body.max_new_tokens ?? null,
+    seed: body.seed ?? null,
+  };
+  return { job: data.job, body: clean, items, at: data.at ?? null, finished: data.finished === true };
 }
 
 function remember(data) {
@@ -156,7 +201,7 @@ export class TellPage {
   updateButtons() {
     const running = Boolean(this.job);
     this.generateBtn.disabled = running || !this.config.teller || !this.uploader.items.length || this.uploader.busy > 0;
-    this.cancelBtn.disabled = !running;
+    this.cancelBtn.disabled = !running || Boolean(this.cancelWanted);
   }
 
   showError(text) {
@@ -235,6 +280,7 @@ export class TellPage {
     remember(null);
     this.prepare(body, items);
     this.setProgress(0, "starting…");
+    this.cancelWanted = false;
     this.job = "starting";
     this.updateButtons();
     let job;
@@ -242,6 +288,7 @@ export class TellPage {
       job = (await api("/api/tell", { json: body })).job;
     } catch (err) {
       this.job = null;
+      this.cancelWanted = false;
       this.updateButtons();
       this.setProgress(0, "failed");
       this.viewer.setMessage("");
@@ -252,6 +299,10 @@ export class TellPage {
     this.followed = { job, body, items, at: Date.now(), finished: false };
     remember(this.followed);
     this.listen(job);
+    if (this.cancelWanted) {
+      this.cancelWanted = false;
+      this.cancel();
+    }
   }
 
   /** Clear the viewer and the console for the story of ``body`` told from ``items``. */
@@ -273,14 +324,66 @@ export class TellPage {
   resume() {
     const saved = remembered();
     if (!saved || !this.config.teller) return;
-    this.uploader.setItems(saved.items);
-    this.prepare(saved.body, saved.items);
-    if (Number.isFinite(saved.at)) this.started = performance.now() - Math.max(0, Date.now() - saved.at); // for the rate
-    this.setProgress(0, saved.finished ? "loading…" : "reconnecting…");
-    this.job = saved.job;
-    this.followed = saved;
-    this.updateButtons();
-    this.listen(saved.job, true);
+    try {
+      this.uploader.setItems(saved.items);
+      this.restoreFields(saved.body);
+      this.prepare(saved.body, saved.items);
+      if (Number.isFinite(saved.at)) this.started = performance.now() - Math.max(0, Date.now() - saved.at); // for the rate
+      this.setProgress(0, saved.finished ? "loading…" : "reconnecting…");
+      this.job = saved.job;
+      this.followed = saved;
+      this.updateButtons();
+      this.listen(saved.job, true);
+    } catch (err) {
+      // whatever the entry held, the page must work: forget it and start afresh
+      console.warn("the story this tab followed could not be shown again:", err);
+      remember(null);
+      this.followed = null;
+      if (this.source) this.source.close();
+      this.source = null;
+      this.job = null;
+      this.uploader.setItems([]);
+      this.viewer.reset();
+      this.setProgress(0, "idle");
+      this.updateButtons();
+    }
+  }
+
+  /** Put the prompt and the sampling settings of a story sent before back in their fields. */
+  restoreFields(body) {
+    this.prompt.value = typeof body.prompt === "string" ? body.prompt : "";
+    for (const [name, input] of Object.entries(this.fields)) {
+      const value = body[name];
+      input.value = typeof value === "number" && Number.isFinite(value) ? String(value) : "";
+    }
+  }
+
+  /** The job followed before a reload is gone: say so, and drop the images the server lost too. */
+  async forgotten(finished) {
+    const items = this.uploader.items.slice();
+    const lost = [];
+    await Promise.all(
+      items.map(async (item) => {
+        try {
+          const response = await fetch(item.url, { cache: "no-store" });
+          if (response.status === 404) lost.push(item);
+        } catch {
+          // the server did not answer: the images stay, Generate says what is wrong
+        }
+      }),
+    );
+    let text = "The story this page was following is no longer on the studio server (it was restarted, or the story ended more than a few minutes ago); ";
+    if (lost.length) {
+      const same = this.uploader.items.length === items.length && this.uploader.items.every((item, i) => item === items[i]);
+      if (same) this.uploader.setItems(items.filter((item) => !lost.includes(item)));
+      const which = lost.length === items.length ? "its images are" : `${lost.length} of its ${items.length} images are`;
+      text += `${which} gone from the server too: upload them again, then generate.`;
+    } else {
+      text += "generate it again.";
+    }
+    if (this.job || this.followed) return; // another story started meanwhile
+    if (finished) this.viewer.setMessage(text, "warn");
+    else this.showError(text);
   }
 
   listen(job, resumed = false) {
@@ -316,9 +419,7 @@ export class TellPage {
         this.followed = null;
         this.viewer.reset();
         this.setProgress(0, "idle");
-        const text = "The story this page was following is no longer on the studio server (it was restarted, or the story ended more than a few minutes ago); generate it again.";
-        if (finished) this.viewer.setMessage(text, "warn");
-        else this.showError(text);
+        this.forgotten(finished);
         return;
       }
       this.showError("The connection to the studio server was lost before the story finished; check that the server is running and try again.");
@@ -478,8 +579,14 @@ export class TellPage {
 
   async cancel() {
     const job = this.job;
-    if (!job || job === "starting") return;
+    if (!job) return;
     this.cancelBtn.disabled = true;
+    if (job === "starting") {
+      // the job has no id yet: cancel it as soon as the server gives one (generate)
+      this.cancelWanted = true;
+      this.setProgress(0, "cancelling…");
+      return;
+    }
     this.setProgress(this.tokens, "cancelling…");
     try {
       await api(`/api/tell/${seg(job)}/cancel`, { method: "POST" });
