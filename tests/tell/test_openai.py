@@ -361,7 +361,8 @@ def test_the_deadline_covers_the_retries_and_their_waits(frames):
                 teller.tell(frames)
             took = time.perf_counter() - start
     # waits of 0.2 and 0.4 s fit; the next (0.8 s) would pass the deadline: three attempts, not six
-    assert took < 1.2 and len(server.chat_requests()) == 3
+    # (two when the machine is so loaded that the first answers take a tenth of a second)
+    assert took < 1.2 and 2 <= len(server.chat_requests()) <= 3
     assert "HTTP 503" in str(info.value) and info.value.at_endpoint
 
 
