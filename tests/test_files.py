@@ -438,3 +438,17 @@ def test_atomic_folder_over_an_existing_one(tmp_path):
     with atomic_folder(target, replace=True) as tmp:
         (tmp / "other").write_bytes(b"x")
     assert names(target) == ["other"] and names(tmp_path) == ["merged"]
+
+
+def test_a_symlink_at_the_locks_name_is_refused_and_its_target_left_alone(tmp_path):
+    from storyreasoning.files import LOCK_NAME, FolderBusy, lock_folder
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(precious)
+    with pytest.raises(FolderBusy, match="remove it, or choose another --out"):
+        with lock_folder(out):
+            pass
+    assert precious.read_text() == "keep me"

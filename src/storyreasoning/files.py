@@ -368,13 +368,19 @@ def _holder(fd: int) -> int | None:
 def _acquire(folder: Path, refuse: Callable[[str], BaseException] | None) -> int | None:
     """Lock ``folder``'s lock file; its descriptor (None when this system offers no lock)."""
     path = folder / LOCK_NAME
+    # O_NOFOLLOW: a symlink planted at the lock's name is refused, never followed (its target truncated)
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         import fcntl
     except ImportError:
         fcntl = None  # type: ignore[assignment]
     while True:
-        fd = os.open(path, flags, 0o666)
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:  # a symlink (refused), a folder, no permission
+            line = f"cannot use {path} to hold {folder} ({exc.strerror}); remove it, or choose another --out"
+            raise (refuse(line) if refuse is not None else FolderBusy(line, folder, None)) from None
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -263,3 +263,21 @@ def test_ctrl_c_says_what_is_kept_and_the_same_command_continues(sources, tmp_pa
     )
     again = run(*args)
     assert again.returncode == 0 and "kept the 6 an earlier run wrote" in again.stdout, again.stderr
+
+
+def test_a_conversion_into_its_source_or_another_formats_output_is_refused(tmp_path):
+    from ..conftest import one_error_line, run_cli
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "stories"
+    src = tmp_path / "src"
+    assert run_cli("data", "convert", str(examples), str(src), "--to", "folder").returncode == 0
+    before = sorted(p.name for p in src.iterdir())
+    for out in (src, src / "inner", tmp_path):
+        line = one_error_line(run_cli("data", "convert", str(src), str(out), "--to", "folder", "--overwrite"))
+        assert "is the source dataset" in line and "a folder of its own" in line, line
+    assert sorted(p.name for p in src.iterdir()) == before
+    other = tmp_path / "other"
+    assert run_cli("data", "convert", str(src), str(other), "--to", "folder").returncode == 0
+    line = one_error_line(run_cli("data", "convert", str(src), str(other), "--to", "disk", "--overwrite"))
+    assert "this run writes a save_to_disk dataset" in line, line
+    assert (other / "lighthouse").is_dir()

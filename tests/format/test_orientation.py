@@ -183,3 +183,16 @@ def test_where_the_header_reader_answers_damaged_exif_pil_answers_the_same(order
             warnings.simplefilter("ignore")
             assert image_size(variant) == ((48, 64) if expected >= 5 else (64, 48))
     assert answered >= 500  # not vacuous
+
+
+def test_a_turned_cmyk_jpeg_keeps_no_profile_its_rgb_pixels_do_not_match():
+    from PIL import ImageCms
+
+    cmyk_profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    cmyk_profile[16:20] = b"CMYK"  # the header's colour space: what a CMYK profile says there
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    picture().convert("CMYK").save(buf, format="JPEG", exif=exif.tobytes(), icc_profile=bytes(cmyk_profile))
+    with Image.open(io.BytesIO(upright_bytes(buf.getvalue()))) as im:
+        assert im.mode == "RGB" and im.size == (48, 64) and "icc_profile" not in im.info

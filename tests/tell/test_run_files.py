@@ -233,8 +233,10 @@ def test_a_run_knows_its_dataset_by_its_path_and_content_not_as_typed(tmp_path, 
     monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(UsageError) as refused:
         told(load_stories("ds"), run)
-    assert f"another dataset (path {tmp_path / 'ds'} then, {tmp_path / 'elsewhere' / 'ds'} now)" in str(
-        refused.value
+    # (a dataset moved with its content is the same one: it is the content that refuses it)
+    assert (
+        f"another dataset (path {tmp_path / 'ds'} then, {tmp_path / 'elsewhere' / 'ds'} now; content"
+        in str(refused.value)
     )
     # in the same place but with other stories in it: refused by its content
     (tmp_path / "ds").rename(tmp_path / "ds-before")
@@ -300,3 +302,15 @@ def test_a_resume_keeps_the_first_record_of_a_story_written_twice(stories, tmp_p
         "kept the first line of each of its 6 stories and dropped the 2 others"
     ]
     assert (run / RECORDS).read_text(encoding="utf-8").splitlines(keepends=True) == lines
+
+
+def test_a_dataset_moved_with_its_content_is_the_same_dataset():
+    from storyreasoning.tell.run import dataset_changes
+
+    content = {"stories": 3, "ids_sha256": "a", "files": 1, "files_sha256": "b"}
+    then = {"source": "data", "split": "test", "path": "/old/project/data", "fingerprint": content}
+    moved = {**then, "path": "/new/project/data"}
+    assert dataset_changes(then, moved) == []
+    other = {**moved, "fingerprint": {**content, "ids_sha256": "c"}}
+    changes = dataset_changes(then, other)
+    assert changes[0] == "path /old/project/data then, /new/project/data now" and len(changes) == 2

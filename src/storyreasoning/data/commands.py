@@ -268,6 +268,26 @@ def _done_line(out: Path, to: str, total: int, found: int, listing: str, what: s
     return f"wrote {total:,} {what} ({listing}) to {out} as {to}"
 
 
+def _output_folder(source: str, out: Path) -> Path:
+    """``out`` as a conversion writes it (``~`` expanded; ``.`` resolved, for a folder needs a name),
+    refused when it is the source dataset's folder, inside it or around it: writing there (with
+    ``--overwrite`` above all) would destroy the stories being read."""
+    from ..tell.run import local_dataset
+
+    out = out.expanduser()
+    if not out.name:
+        out = out.resolve()
+    src = local_dataset(source)
+    if src is not None:
+        here = out.resolve()
+        if here == src or src in here.parents or here in src.parents:
+            raise UsageError(
+                f"{out} is the source dataset {source}'s folder, or inside or around it; "
+                "write the conversion to a folder of its own"
+            )
+    return out
+
+
 def convert(
     source: str,
     out: Path,
@@ -293,6 +313,7 @@ def convert(
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    out = _output_folder(source, out)
     # before any work: the output can be written, and what writing it needs is installed
     check_output_folder(out)
     if to == "parquet":
@@ -359,6 +380,7 @@ def contrastive(
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    out = _output_folder(source, out)
     check_output_folder(out)  # before any work
     if to == "parquet":
         require_pyarrow()

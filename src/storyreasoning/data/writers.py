@@ -487,9 +487,7 @@ def _disk_state(out: Path, made: dict[str, dict], overwrite: bool) -> bool | Non
             out, "a save_to_disk dataset", reasons or ["it is incomplete"],
             fix="choose a new folder, or pass --overwrite to replace it",
         )  # fmt: skip
-    if record is not None:  # our own output, of another format
-        if overwrite:
-            return True
+    if record is not None:  # our own output, of another format: never replaced (it may hold other work)
         raise refusal(
             out, f"{record.get('format')} output", ["this run writes a save_to_disk dataset"],
             fix="choose a new folder, or pass --overwrite to replace it",

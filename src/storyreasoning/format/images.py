@@ -150,6 +150,11 @@ def orientation(image: str | Path | bytes, *, name: str | None = None) -> int:
         raise unreadable_image(label, exc, data) from exc
 
 
+def _profile_space(icc: object) -> bytes | None:
+    """The colour space an ICC profile describes (bytes 16 to 20 of its header: ``RGB ``, ``CMYK``, ``GRAY``)."""
+    return icc[16:20] if isinstance(icc, bytes) and len(icc) >= 20 else None
+
+
 def upright_bytes(data: bytes, *, name: str | None = None) -> bytes:
     """``data`` itself when its picture is stored upright (orientation 1); otherwise the picture
     turned upright and encoded again, with no orientation tag left to turn it twice: a JPEG as
@@ -164,7 +169,12 @@ def upright_bytes(data: bytes, *, name: str | None = None) -> bytes:
     picture = open_image(data, name=name)
     buf = io.BytesIO()
     if sniff_mime(data) == "image/jpeg":
-        icc = picture.info.get("icc_profile")
+        # a CMYK or grey source's profile does not describe the RGB pixels written: left out
+        icc = (
+            picture.info.get("icc_profile")
+            if _profile_space(picture.info.get("icc_profile")) == b"RGB "
+            else None
+        )
         picture.save(buf, format="JPEG", quality=95, **({"icc_profile": icc} if icc else {}))
     else:
         picture.save(buf, format="PNG")

@@ -372,10 +372,10 @@ def dataset_changes(
     if old.get("split") != new.get("split"):
         changes.append(f"split {_shown(old.get('split'))} then, {_shown(new.get('split'))} now")
     if "path" in new and "path" in old:
-        if old["path"] != new["path"]:
+        content = _changes(old.get("fingerprint"), new.get("fingerprint"), "content")
+        if old["path"] != new["path"] and content:  # moved with the same content (a project moved): the same
             changes.append(f"path {old['path']} then, {new['path']} now")
-        else:
-            changes += _changes(old.get("fingerprint"), new.get("fingerprint"), "content")
+        changes += content
     elif "path" in new:  # a manifest of an older version, or a run of a hub dataset
         then = local_dataset(old.get("source"))
         if then is None or str(then) != new["path"]:
