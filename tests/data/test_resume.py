@@ -281,3 +281,22 @@ def test_a_conversion_into_its_source_or_another_formats_output_is_refused(tmp_p
     line = one_error_line(run_cli("data", "convert", str(src), str(other), "--to", "disk", "--overwrite"))
     assert "this run writes a save_to_disk dataset" in line, line
     assert (other / "lighthouse").is_dir()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b'{"format": "parquet", "parts": {"train": 5}}',
+        b'{"format": "parquet", "parts": {"train": {"options": 5}}}',
+        b'{"format": "parquet", "parts": {"train": {"stories": "x"}}}',
+        b'{"parts": {}}',
+        b"\xff\xfe not text",
+    ],
+    ids=["part", "options", "stories", "format", "bytes"],
+)
+def test_a_damaged_record_is_one_line(tmp_path, damage):
+    from storyreasoning.data.resume import read_record
+
+    (tmp_path / RECORD).write_bytes(damage)
+    with pytest.raises(UsageError, match="is damaged .* delete it"):
+        read_record(tmp_path)

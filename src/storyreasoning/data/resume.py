@@ -94,22 +94,49 @@ def origin(
     }
 
 
+#: The type each field of a recorded part has (None allowed for the texts: stories given in memory)
+_PART_FIELDS: dict[str, tuple[type, ...]] = {
+    "command": (str, type(None)),
+    "source": (str, type(None)),
+    "source_key": (str, type(None)),
+    "options": (dict,),
+    "stories": (int,),
+    "first": (str, type(None)),
+    "last": (str, type(None)),
+    "ids": (str,),
+}
+
+
+def _well_formed(record: object) -> bool:
+    """A record as :func:`write_record` writes it: its format a text, each part an object whose
+    fields have their types (a hand-edited or damaged one is not trusted, nor read further)."""
+    if not isinstance(record, dict) or not isinstance(record.get("parts"), dict):
+        return False
+    if not isinstance(record.get("format"), str):
+        return False
+    for part in record["parts"].values():
+        if not isinstance(part, dict):
+            return False
+        for key, kinds in _PART_FIELDS.items():
+            if key in part and (not isinstance(part[key], kinds) or isinstance(part[key], bool)):
+                return False
+    return True
+
+
 def read_record(folder: Path) -> dict | None:
     """The record of ``folder``, or None when it has none."""
     path = Path(folder) / RECORD
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise file_error(exc, "read the output record") from None
     try:
-        record = json.loads(text)
-        if not isinstance(record, dict) or not isinstance(record.get("parts"), dict):
+        record = json.loads(data.decode("utf-8"))
+        if not _well_formed(record):
             raise ValueError("not a record")
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError among them
         raise UsageError(
             f"{path} is damaged (not the JSON record storyreasoning writes); delete it, and the command "
             "checks what the folder holds story by story"
