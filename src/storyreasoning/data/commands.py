@@ -272,7 +272,7 @@ def _output_folder(source: str, out: Path) -> Path:
     """``out`` as a conversion writes it (``~`` expanded; ``.`` resolved, for a folder needs a name),
     refused when it is the source dataset's folder, inside it or around it: writing there (with
     ``--overwrite`` above all) would destroy the stories being read."""
-    from ..tell.run import local_dataset
+    from .sources import local_dataset
 
     out = out.expanduser()
     if not out.name:

@@ -360,6 +360,14 @@ def _parquet_split(path: Path, root: Path) -> str:
     return m.group("split").lower() if m else "train"
 
 
+def local_dataset(source: object) -> Path | None:
+    """The resolved path of a dataset ``source`` that is on this machine (None for a hub id)."""
+    if not source:
+        return None
+    path = Path(str(source)).expanduser()
+    return path.resolve() if path.exists() else None
+
+
 def limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
     """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split."""
     if limit is None or limit >= len(stories):

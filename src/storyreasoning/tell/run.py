@@ -312,14 +312,6 @@ def _identity(manifest: dict) -> dict:
 _SHARDS = (".parquet", ".arrow")
 
 
-def local_dataset(source: object) -> Path | None:
-    """The resolved path of a dataset ``source`` that is on this machine (None for a hub id)."""
-    if not source:
-        return None
-    path = Path(str(source)).expanduser()
-    return path.resolve() if path.exists() else None
-
-
 def dataset_fingerprint(stories, path: Path) -> dict:
     """What a run records of a local dataset's content, without reading an image: how many stories,
     a sha256 of their ids in order, and of the names and sizes of its shard files (parquet, Arrow)."""
@@ -346,6 +338,8 @@ def dataset_fingerprint(stories, path: Path) -> dict:
 def dataset_record(stories) -> dict:
     """How a run's manifest names the dataset it tells: ``source`` as given and ``split``; for a local
     dataset also its resolved ``path`` and its :func:`dataset_fingerprint`."""
+    from ..data.sources import local_dataset
+
     source, split = getattr(stories, "source", None), getattr(stories, "split", None)
     found: dict = {"source": source, "split": split}
     path = local_dataset(source)
@@ -367,6 +361,8 @@ def dataset_changes(
     older version (no path, no fingerprint) it is the same dataset when the source recorded, read
     from the current folder, is the same path and the dataset's story ids (``ids()``) hold every
     story the run recorded (``recorded()``)."""
+    from ..data.sources import local_dataset
+
     old = old if isinstance(old, dict) else {}
     changes = []
     if old.get("split") != new.get("split"):

@@ -104,10 +104,9 @@ def pairs(settings: PairsSettings) -> int:
 def _pairs(settings: PairsSettings) -> int:
     from rich.markup import escape
 
-    from ..data.sources import limited, load_stories
+    from ..data.sources import limited, load_stories, local_dataset
     from ..evaluate.runs import load_outputs
     from ..settings import record, settings_fields
-    from ..tell.run import local_dataset
     from ..terminal import progress_bar
     from .pairs import build_pairs
 
