@@ -368,6 +368,18 @@ def local_dataset(source: object) -> Path | None:
     return path.resolve() if path.exists() else None
 
 
+def recorded_source(manifest: object) -> str | None:
+    """The dataset a manifest names (a run's, a pairs folder's): the path the job resolved when it is on
+    this machine (its source as typed was relative to where the job ran), else the source as typed."""
+    recorded = manifest.get("dataset") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    path, typed = recorded.get("path"), recorded.get("source")
+    if isinstance(path, str) and path and Path(path).exists():
+        return path
+    return typed if isinstance(typed, str) and typed else None
+
+
 def limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
     """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split."""
     if limit is None or limit >= len(stories):

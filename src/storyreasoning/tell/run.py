@@ -457,11 +457,12 @@ def run_dataset(
     the run was started in), as typed when that path is gone. The run's split holds unless another
     dataset is given. One clear error when neither names a dataset.
     """
+    from ..data.sources import recorded_source
+
     recorded = manifest.get("dataset")
     recorded = recorded if isinstance(recorded, dict) else {}
     path, typed = recorded.get("path"), recorded.get("source")
-    ours = path if isinstance(path, str) and path and Path(path).exists() else typed
-    source = dataset or ours
+    source = dataset or recorded_source(manifest)
     if not source or not isinstance(source, str):
         raise UsageError(
             "which dataset were these stories told from? give --dataset (for example daniel3303/StoryReasoning)"

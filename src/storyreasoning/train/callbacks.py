@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.sources import recorded_source
 from ..errors import UsageError
 
 #: The names ``get_available_reporting_integrations`` can report installed (so they can be checked).
@@ -134,18 +135,6 @@ class HeldOut:
 
     sample: Any  # a StorySample
     sizes: list[tuple[int, int]]
-
-
-def recorded_source(manifest: object) -> str | None:
-    """The dataset a pairs folder's manifest names: the path ``train pairs`` resolved when it is on this
-    machine (its source as typed was relative to where pairs ran), else the source as typed."""
-    recorded = manifest.get("dataset") if isinstance(manifest, dict) else None
-    if not isinstance(recorded, dict):
-        return None
-    path, typed = recorded.get("path"), recorded.get("source")
-    if isinstance(path, str) and path and Path(path).exists():
-        return path
-    return typed if isinstance(typed, str) and typed else None
 
 
 def eval_source(settings) -> tuple[str, str | None]:

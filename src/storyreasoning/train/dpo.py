@@ -71,8 +71,7 @@ def _start_model(settings: DPOSettings):
 
 
 def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
-    from ..data.sources import load_stories
-    from .callbacks import recorded_source
+    from ..data.sources import load_stories, recorded_source
 
     source = settings.dataset or recorded_source(manifest)
     if not source:
