@@ -451,6 +451,27 @@ def _show(value: Any) -> str:
     return ""  # anything else is named by _kind
 
 
+def then_now(name: str, old: Any, new: Any) -> str:
+    """How a refusal to resume names one setting that differs: ``NAME OLD then, NEW now``, each value
+    short (text quoted, ``unset`` for none, anything else as JSON)."""
+    return f"{name} {shown(old)} then, {shown(new)} now"
+
+
+def shown(value: Any) -> str:
+    """A recorded value as a refusal shows it: ``unset`` for none, text quoted, a number or boolean as
+    written, a list or mapping as JSON; about 60 characters at most, ``…`` where cut."""
+    if value is None:
+        return "unset"
+    if isinstance(value, (str, os.PathLike, bool, int, float)):
+        return _show(value)
+    import json
+
+    try:
+        return _cut(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    except (TypeError, ValueError):
+        return _cut(repr(value))
+
+
 def _cut(text: Any) -> str:
     """``text`` cut to about 60 characters, ``…`` where cut."""
     text = str(text)

@@ -242,7 +242,7 @@ def test_a_run_knows_its_dataset_by_its_path_and_content_not_as_typed(tmp_path, 
     (tmp_path / "ds").rename(tmp_path / "ds-before")
     (tmp_path / "elsewhere" / "ds").rename(tmp_path / "ds")
     with pytest.raises(
-        UsageError, match=r'another dataset \(content ids_sha256 "[0-9a-f]{12}…" then, "[0-9a-f]{12}…" now\)'
+        UsageError, match=r"another dataset \(content ids_sha256 '[0-9a-f]{12}…' then, '[0-9a-f]{12}…' now\)"
     ):
         told(load_stories(tmp_path / "ds"), run)
     assert ids_in(run / RECORDS) == Counter({"s00": 1, "s01": 1, "s02": 1})  # nothing mixed in
@@ -305,7 +305,7 @@ def test_a_resume_keeps_the_first_record_of_a_story_written_twice(stories, tmp_p
 
 
 def test_a_dataset_moved_with_its_content_is_the_same_dataset():
-    from storyreasoning.tell.run import dataset_changes
+    from storyreasoning.data.identity import dataset_changes
 
     content = {"stories": 3, "ids_sha256": "a", "files": 1, "files_sha256": "b"}
     then = {"source": "data", "split": "test", "path": "/old/project/data", "fingerprint": content}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.folder import folder_name, frame_files
 from ..errors import StoryReasoningError, UsageError
 from ..files import append_json_line, lock_folder, write_json_atomic
+from ..settings import then_now
 from ..tell.base import TellError
 from .provenance import differences, models_in
 from .raw import RawStory
@@ -283,16 +284,12 @@ def _claim(out: Path, wanted: dict, allow_mixed: bool) -> tuple[list[dict], int,
     if allow_mixed:
         return entries, len(entries), True
     changed = _differences(entries[-1], wanted)
-    said = "; ".join(f"{name} {_shown(old)} then, {_shown(new)} now" for name, old, new in changed)
+    said = "; ".join(then_now(name, old, new) for name, old, new in changed)
     raise UsageError(
         f"{out} holds stories built with other settings ({said}); build with the same ones to continue it, "
         "pass --allow-mixed to add stories built with these (build.json keeps both, each story's meta.json "
         "names its own), or choose another --out"
     )
-
-
-def _shown(value: Any) -> str:
-    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
 
 
 def check_resume(out: Path, wanted: dict, *, allow_mixed: bool = False) -> None:

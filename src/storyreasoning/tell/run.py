@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import platform
@@ -78,8 +77,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.identity import dataset_changes, dataset_record, value_changes
 from ..errors import StoryReasoningError, UsageError
 from ..files import append_json_line, lock_folder, write_bytes_atomic, write_json_atomic
+from ..settings import shown
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
@@ -304,110 +305,6 @@ def _identity(manifest: dict) -> dict:
     out["teller"] = teller
     out["samples"] = out.get("samples") or 1  # a run from before --samples has one a story
     return out
-
-
-# -- which dataset a run tells ------------------------------------------------------------------------
-
-#: The files of a local dataset whose names and sizes its fingerprint takes (its shards; never an image).
-_SHARDS = (".parquet", ".arrow")
-
-
-def dataset_fingerprint(stories, path: Path) -> dict:
-    """What a run records of a local dataset's content, without reading an image: how many stories,
-    a sha256 of their ids in order, and of the names and sizes of its shard files (parquet, Arrow)."""
-    ids = [str(story_id) for story_id in stories.ids()]
-    if path.is_file():
-        files = [(path.name, path.stat().st_size)]
-    else:
-        files = sorted(
-            (found.relative_to(path).as_posix(), found.stat().st_size)
-            for found in path.rglob("*")
-            if found.suffix in _SHARDS
-            and not any(part.startswith(".") for part in found.relative_to(path).parts)
-            and found.is_file()
-        )
-    listed = "\n".join(f"{name}\t{size}" for name, size in files)
-    return {
-        "stories": len(ids),
-        "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
-        "files": len(files),
-        "files_sha256": hashlib.sha256(listed.encode("utf-8")).hexdigest(),
-    }
-
-
-def dataset_record(stories) -> dict:
-    """How a run's manifest names the dataset it tells: ``source`` as given and ``split``; for a local
-    dataset also its resolved ``path`` and its :func:`dataset_fingerprint`."""
-    from ..data.sources import local_dataset
-
-    source, split = getattr(stories, "source", None), getattr(stories, "split", None)
-    found: dict = {"source": source, "split": split}
-    path = local_dataset(source)
-    if path is not None:
-        found["path"] = str(path)
-        found["fingerprint"] = dataset_fingerprint(stories, path)
-    return found
-
-
-def dataset_changes(
-    old: object,
-    new: dict,
-    *,
-    recorded: Callable[[], Iterable[str]] = tuple,
-    ids: Callable[[], Iterable[str]] = tuple,
-) -> list[str]:
-    """How the dataset ``new`` (:func:`dataset_record`) differs from the one a run recorded (``old``),
-    as ``"path X then, Y now"`` phrases; none when it is the same dataset. For a manifest of an
-    older version (no path, no fingerprint) it is the same dataset when the source recorded, read
-    from the current folder, is the same path and the dataset's story ids (``ids()``) hold every
-    story the run recorded (``recorded()``)."""
-    from ..data.sources import local_dataset
-
-    old = old if isinstance(old, dict) else {}
-    changes = []
-    if old.get("split") != new.get("split"):
-        changes.append(f"split {_shown(old.get('split'))} then, {_shown(new.get('split'))} now")
-    if "path" in new and "path" in old:
-        content = _changes(old.get("fingerprint"), new.get("fingerprint"), "content")
-        if old["path"] != new["path"] and content:  # moved with the same content (a project moved): the same
-            changes.append(f"path {old['path']} then, {new['path']} now")
-        changes += content
-    elif "path" in new:  # a manifest of an older version, or a run of a hub dataset
-        then = local_dataset(old.get("source"))
-        if then is None or str(then) != new["path"]:
-            changes.append(f"source {_shown(old.get('source'))} then, {new['path']} now")
-        else:
-            strangers = sorted(set(recorded()) - set(ids()))
-            if strangers:
-                changes.append(
-                    f"content: {len(strangers)} stories of the run are not in {new['path']} now "
-                    f"(first: {', '.join(strangers[:3])})"
-                )
-    elif "path" in old:
-        changes.append(f"path {old['path']} then, source {_shown(new.get('source'))} now")
-    elif old.get("source") != new.get("source"):
-        changes.append(f"source {_shown(old.get('source'))} then, {_shown(new.get('source'))} now")
-    return changes
-
-
-def _changes(old: object, new: object, name: str) -> list[str]:
-    """``"name.key OLD then, NEW now"`` for each leaf that differs between two JSON values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in [*old, *(k for k in new if k not in old)]:
-            found += _changes(old.get(key), new.get(key), f"{name} {key}" if name else str(key))
-        return found
-    if old == new:
-        return []
-    if name.endswith("sha256"):  # a digest: its first digits tell two apart
-        old, new = (v[:12] + "…" if isinstance(v, str) else v for v in (old, new))
-    return [f"{name} {_shown(old)} then, {_shown(new)} now"]
-
-
-def _shown(value: object, width: int = 48) -> str:
-    """A value as a refusal shows it: JSON, a long one cut short."""
-    text = "unset" if value is None else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 SAMPLE_FIELDS = ("raw", "parse", "well_structured", "meta")
@@ -712,9 +609,9 @@ def _run_changes(old: dict, manifest: dict, out: Path, stories) -> dict[str, lis
         elif key == "samples":
             phrases = [] if then[key] == now[key] else [f"{then[key]} then, {now[key]} now"]
         else:
-            phrases = _changes(then[key], now[key], "")
+            phrases = value_changes(then[key], now[key], "")
             if then[key] != now[key] and not phrases:
-                phrases = [f"{_shown(then[key])} then, {_shown(now[key])} now"]
+                phrases = [f"{shown(then[key])} then, {shown(now[key])} now"]
         if phrases:
             found[key] = phrases
     return found
