@@ -256,3 +256,10 @@ def test_check_says_prose_is_not_well_structured(tmp_path):
     text_as_jpg = tmp_path / "story.jpg"
     text_as_jpg.write_text("hello world\n")
     assert run("check", text_as_jpg).returncode == 1
+
+
+def test_an_empty_path_is_refused_not_taken_for_this_folder():
+    """``Path("")`` is ``.``: ``check ''`` said ". is a folder" (and data info read the current folder)."""
+    one_line(run("check", ""), "OUTPUT_FILE is an empty path")
+    example = ROOT / "examples" / "outputs" / "lighthouse.txt"
+    one_line(run("check", example, "--json", ""), "IMAGES is an empty path")

@@ -25,16 +25,22 @@ class Kind(str, Enum):
 def register(app) -> None:
     import typer
 
+    from ..settings import given_path
+
     def check(
         output_file: Path = typer.Argument(
             ...,
             help="A model output (<think> CoT </think> story), a CoT file or a story file; '-' reads standard input.",
             show_default=False,
+            parser=lambda text: given_path(text, "OUTPUT_FILE"),
+            metavar="OUTPUT_FILE",
         ),
         images: list[Path] = typer.Argument(
             None,
             help="The images the output describes, in order: their number and sizes are checked.",
             show_default=False,
+            parser=lambda text: given_path(text, "IMAGES"),
+            metavar="IMAGES",
         ),
         n_images: int | None = typer.Option(
             None,
