@@ -383,7 +383,7 @@ def test_a_killed_judge_resumes_without_losing_or_repeating(world, tmp_path):
 
         # another judge model may not add to these results ...
         with pytest.raises(
-            UsageError, match=r"another judge: model 'judge/a' \(now 'judge/b'\).*--allow-mixed"
+            UsageError, match=r"another judge: model 'judge/a' then, 'judge/b' now; resume .*--allow-mixed"
         ):
             judge_command(settings(world, server.url, out=out, served_model="judge/b"))
         # ... the same one finishes the job
@@ -639,7 +639,7 @@ def test_judgements_of_another_run_are_refused_and_of_a_changed_output_judged_ag
         assert server.chat_requests()[2:] == []
     assert (
         f"holds judgements of another run's outputs (the run {(root / 'run-a').resolve()} then, "
-        f"{(root / 'run-b').resolve()} now)" in str(refused.value)
+        f"{(root / 'run-b').resolve()} now, 2 of the 2 outputs judged differ)" in str(refused.value)
     )
     assert lines(out / JUDGEMENTS) == first  # nothing mixed in
 
@@ -753,3 +753,159 @@ def test_a_second_judge_into_a_folder_at_work_is_refused(world, tmp_path):
         )
         assert judge_command(settings(world, server.url, out=out)) == 0  # let go: it goes ahead
     assert len(lines(out / JUDGEMENTS)) == N
+
+
+# -- failures, moved runs and the judge's own folder -------------------------------------------------------
+
+
+def retell(run, stories: dict[str, str]) -> None:
+    """Change the outputs of ``stories`` in ``run``'s records.jsonl (as if told again): ``old`` -> ``new`` each."""
+    path = run / "records.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        if record["story_id"] in stories:
+            record["raw"] = record["raw"].replace("the dark sea", stories[record["story_id"]])
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+
+def test_a_story_with_an_unreadable_frame_is_left_for_the_next_run(tmp_path, capsys):
+    """A frame that is no image gives its story no line (no failure line naming no judge, which refused
+    every later run): it is noted in errors.jsonl, and each run retries that story alone."""
+    from storyreasoning.data import write_folders
+
+    from ..data.fixtures import LIGHTHOUSE
+
+    write_folders(fixture_samples(N), tmp_path / "data")  # a story folder a frame file each
+    tell_dataset(
+        load_stories(tmp_path / "data"), Marked(LIGHTHOUSE.read_text(encoding="utf-8"), "a"), tmp_path / "run"
+    )
+    frame = sorted((tmp_path / "data" / "s01").glob("01.*"))[0]
+    image = frame.read_bytes()
+    frame.write_bytes(b"not an image at all")
+    given = {"run": tmp_path / "run", "retries": 0, "concurrency": 1}
+    out = tmp_path / "run" / "judge"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 1
+        assert sorted(marker(r["body"]) for r in server.chat_requests()) == ["s00", "s02", "s03"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"1 stories were not judged (first: s01: {frame} is not a readable image" in said
+    assert "run the same command again to judge them" in said
+    assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == ["s00", "s02", "s03"]
+    assert [item["story_id"] for item in lines(out / "errors.jsonl")] == ["s01"]
+    assert json.loads((out / "summary.json").read_text())["judged"] == 3
+    judged = (out / JUDGEMENTS).read_bytes()
+    # the frame still unreadable: the run resumes, asks nothing, keeps what was judged
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 1
+        assert server.chat_requests() == []
+    assert (out / JUDGEMENTS).read_bytes() == judged
+    assert [item["story_id"] for item in lines(out / "errors.jsonl")] == ["s01"]  # its latest failure
+    # the frame mended: that story alone is judged
+    frame.write_bytes(image)
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == ["s01"]
+    results = lines(out / JUDGEMENTS)
+    assert sorted(item["story_id"] for item in results) == [f"s{k:02d}" for k in range(N)]
+    assert all(
+        item["status"] == "judged" and item["judge"]["model"] == "fake/storyteller" for item in results
+    )
+    assert not (out / "errors.jsonl").exists()
+
+
+def test_a_failure_line_of_an_older_version_is_judged_again(world, tmp_path, capsys):
+    """A failure line naming no judge (an older version's) no longer refuses the folder: its story is judged again."""
+    out = tmp_path / "j"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out)) == 0
+    text = (out / JUDGEMENTS).read_text(encoding="utf-8").splitlines()
+    failed = {
+        "story_id": "s02",
+        "status": "failed",
+        "error": "x.png is not a readable image",
+        "answers": [],
+        "raw": "",
+    }
+    text = [line for line in text if json.loads(line)["story_id"] != "s02"] + [json.dumps(failed)]
+    (out / JUDGEMENTS).write_text("\n".join(text) + "\n", encoding="utf-8")  # as an older version wrote it
+    capsys.readouterr()
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, out=out)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == ["s02"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 lines of" in said and "which an older version wrote there (first: s02)" in said
+    results = {item["story_id"]: item for item in lines(out / JUDGEMENTS)}
+    assert len(results) == N and results["s02"]["status"] == "judged" and "judge" in results["s02"]
+
+
+def test_a_moved_run_resumes_and_judges_again_only_what_was_told_again(world, tmp_path, capsys):
+    """The run's identity is not its path: a run renamed keeps its judgements, and those of the stories
+    told again since are judged again; a run most of whose judged outputs differ is another run."""
+    root, _ = world
+    run = tmp_path / "run"
+    shutil.copytree(root / "run-a", run, ignore=shutil.ignore_patterns("judge*"))
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=run)) == 0
+    moved = tmp_path / "renamed"
+    run.rename(moved)
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=moved)) == 0  # the same outputs: nothing asked
+        assert server.chat_requests() == []
+    retell(moved, {"s02": "the grey sea"})
+    capsys.readouterr()
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(settings(world, server.url, run=moved)) == 0
+        assert [marker(r["body"]) for r in server.chat_requests()] == ["s02"]
+    assert "1 of the judgements in" in " ".join(capsys.readouterr().err.split())
+    results = lines(moved / "judge" / JUDGEMENTS)
+    assert sorted(item["story_id"] for item in results) == [f"s{k:02d}" for k in range(N)]
+    assert next(i for i in results if i["story_id"] == "s02")["run"] == str(moved.resolve())
+
+    # moved again, and three of its four stories told again: most judged outputs differ, another run
+    again = tmp_path / "again"
+    moved.rename(again)
+    retell(again, {"s00": "a red sea", "s01": "a red sea", "s03": "a red sea"})
+    judged = (again / "judge" / JUDGEMENTS).read_bytes()
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        with pytest.raises(UsageError) as refused:
+            judge_command(settings(world, server.url, run=again))
+        assert server.chat_requests() == []
+    assert (
+        f"holds judgements of another run's outputs (the run {run.resolve()} then, {again.resolve()} now, 3 of "
+        "the 4 outputs judged differ); judge each run into its own --out" in str(refused.value)
+    )
+    assert (again / "judge" / JUDGEMENTS).read_bytes() == judged  # nothing dropped
+
+
+def test_the_judge_writes_only_into_a_folder_of_its_own(world, tmp_path):
+    """--out the run itself, another run, or a file: one line naming the fix, nothing written, nothing asked."""
+    root, _ = world
+    run = tmp_path / "run"
+    shutil.copytree(root / "run-a", run, ignore=shutil.ignore_patterns("judge*"))
+    (run / "settings.json").write_text('{"the": "run\'s"}', encoding="utf-8")
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    (tmp_path / "records-only").mkdir()
+    (tmp_path / "records-only" / "records.jsonl").write_bytes((run / "records.jsonl").read_bytes())
+    refusals = {
+        run: f"--out {run} is a run folder (it holds a run's manifest.json and records.jsonl); the judge's "
+        f"settings.json and summary would overwrite or mix with the run's files: leave --out out to judge into "
+        f"{run / 'judge'}, or give a folder of its own",
+        tmp_path / "records-only": "is a run folder (it holds a run's records.jsonl)",
+        root / "run-b": "is a run folder (it holds a run's manifest.json and records.jsonl)",
+    }
+    for out, said in refusals.items():
+        with pytest.raises(UsageError) as refused:
+            judge_command(settings(world, closed_url(), run=run, out=out))
+        assert said in str(refused.value)
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(UsageError) as refused:
+        judge_command(settings(world, closed_url(), run=run, out=tmp_path / "afile"))
+    assert str(refused.value) == (
+        f"--out {tmp_path / 'afile'} is a file; evaluate judge writes a folder of judgements (judgements.jsonl, "
+        f"summary.json, settings.json) there: leave --out out to judge into {run / 'judge'}, or give a folder "
+        "of its own"
+    )
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert sorted(path.name for path in (tmp_path / "records-only").iterdir()) == ["records.jsonl"]
+    with pytest.raises(UsageError, match="is a run folder"):  # the run given as RUN_B is no --out either
+        judge_command(settings(world, closed_url(), run=run, against=root / "run-b", out=root / "run-b"))

@@ -25,10 +25,14 @@ refused in one line), and a resume repairs the file as ``tell-dataset`` repairs 
 records (:func:`storyreasoning.tell.run.repair_lines`: a torn last line cut off, a damaged
 line set aside and its story judged again, a story judged twice kept once). Every line
 names its judge (model, :data:`PROMPT_VERSION`, the prompt's sha256); a job refuses to
-continue an OUT judged by another model or prompt unless ``--allow-mixed``. A server that
-fails (down, timing out, 5xx after the retries) leaves its story unjudged (noted in
-``errors.jsonl``, until a later run judges it) for the next run; three such stories in a
-row stop the job. Token usage and cost (``--price-input``/``--price-output`` per million
+continue an OUT judged by another model or prompt unless ``--allow-mixed``. A story that
+gets no answer (the server down, timing out, 5xx after the retries, or refusing the request;
+a frame of the dataset unreadable) writes no line, as ``tell-dataset`` writes no record for
+a story it could not tell: it is noted in ``errors.jsonl`` (until a later run judges it)
+and judged again by the next run; three stories in a row failing at the server stop the
+job. (A failure line an older version wrote names no judge; a resume drops it and judges
+its story again.) An OUT must be the judge's own: a file, or a run folder (holding a
+``manifest.json`` or ``records.jsonl``), is refused in one line. Token usage and cost (``--price-input``/``--price-output`` per million
 tokens) are kept per story and in total.
 
 **Judgements of the output judged.** Every line records the run folder it judged
@@ -36,8 +40,9 @@ tokens) are kept per story and in total.
 (``output_sha256``; ``against_sha256``). A resume keeps a line only while the run still
 holds that very output: a line of the same run whose output changed since (the story was
 told again) is dropped and its story judged again (said in one line); lines of another
-run's outputs refuse the whole OUT (judge each run into its own OUT: mixing them would
-score one run with another's judgements). A line written before lines recorded this is
+run's outputs refuse the whole OUT (judge each run into its own OUT: judging one run there
+would drop the other's judgements). A run moved or renamed is the same run while it holds
+at least half of the outputs judged at its old path (:func:`stale_results`). A line written before lines recorded this is
 taken as the run's when the run that ``OUT/settings.json`` names is this one.
 
 ``OUT/summary.json`` holds the means with bootstrap 95% intervals (:mod:`.stats`), taken over
@@ -314,17 +319,19 @@ def image_url(image: Any) -> str:
     encoded as PNG (a :class:`~storyreasoning.data.Frame`, a path, bytes or a PIL image)."""
     from ..format.images import image_data_url, open_image, read_image_bytes, sniff_mime
 
+    name = None  # what an unreadable frame's error names
     if hasattr(image, "bytes") and callable(image.bytes) and hasattr(image, "open"):  # a data.Frame
         data: Any = image.bytes()
+        name = getattr(image, "name", None)
     elif isinstance(image, (str, Path)):
-        data = read_image_bytes(image)
+        data, name = read_image_bytes(image), str(image)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
     else:
         return image_data_url(image)  # a PIL image: PNG
     if sniff_mime(data[:16]) in ("image/png", "image/jpeg"):
         return image_data_url(data)
-    return image_data_url(open_image(data))
+    return image_data_url(open_image(data, name=name))
 
 
 def frame_parts(frames: Sequence[Any]) -> list[dict]:
@@ -533,19 +540,27 @@ def output_sha256(text: str) -> str:
 
 
 def check_judge(results: dict[str, dict], judge: dict, path: Path, *, allow_mixed: bool) -> None:
-    """Refuse to add to ``path`` results of another judge (model, prompt version or prompt) unless ``allow_mixed``."""
+    """Refuse to add to ``path`` results of another judge (model, prompt version or prompt) unless ``allow_mixed``.
+    A line naming no judge is no judgement (see :func:`unasked`) and is passed over."""
+    from ..data.identity import value_changes
+
     keys = ("model", "prompt_version", "prompt_sha256")
     wanted = {key: judge.get(key) for key in keys}
     for item in results.values():
+        if "judge" not in item or allow_mixed:
+            continue
         had = {key: (item.get("judge") or {}).get(key) for key in keys}
-        if had != wanted and not allow_mixed:
-            changed = ", ".join(
-                f"{key} {had[key]!r} (now {wanted[key]!r})" for key in keys if had[key] != wanted[key]
-            )
+        if had != wanted:
             raise UsageError(
-                f"{path} holds judgements by another judge: {changed}; resume with the same --model and prompt, "
-                "pass --allow-mixed to add to them anyway, or choose another --out"
+                f"{path} holds judgements by another judge: {'; '.join(value_changes(had, wanted, ''))}; resume "
+                "with the same --model and prompt, pass --allow-mixed to add to them anyway, or choose another --out"
             )
+
+
+def unasked(results: dict[str, dict]) -> list[str]:
+    """The stories whose line names no judge: not a judgement but a failure before the judge was asked
+    (an unreadable frame, a refused request), which an older version wrote as a line; to be judged again."""
+    return [story_id for story_id, item in results.items() if "judge" not in item]
 
 
 def _recorded_runs(out: Path) -> dict[str, str | None]:
@@ -575,37 +590,45 @@ def stale_results(
     recorded: dict[str, str | None] | None = None,
 ) -> list[str]:
     """The stories whose lines in ``path`` judged outputs other than ``outputs`` (and, for a pair,
-    ``theirs``) hold now, of this same run (it told them again): to be judged again. Lines of
-    another run's outputs refuse the job (:class:`UsageError` naming both runs). A line without
-    the hashes (an older version's) is this run's when ``recorded`` (the runs ``OUT/settings.json``
-    names, see :func:`_recorded_runs`) names this run, else another run's."""
+    ``theirs``) hold now, of this same run (it told them again): to be judged again.
+
+    The same run is the run at the path a line names or, at another path, a run moved: one that
+    still holds at least half of the outputs judged at that path (by their sha256). Another run (another
+    teller, sampling, seed or prompt) shares next to none of a run's outputs, so its lines refuse the
+    job (:class:`UsageError` naming both runs): judging it there would drop that run's judgements. A
+    line without the hashes (an older version's) is this run's when ``recorded`` (the runs
+    ``OUT/settings.json`` names, see :func:`_recorded_runs`) names this run, else another run's."""
     here = {"run": str(Path(run).resolve()), "against": str(Path(against).resolve()) if against else None}
+    now = {"run": outputs, "against": theirs}
+    digest = {"run": "output_sha256", "against": "against_sha256"}
+    keys = ("run",) + (("against",) if against is not None else ())
     stale: list[str] = []
-    strangers: dict[str, str] = {}  # which: the run those lines judged
+    strangers: dict[str, str] = {}  # which: what those lines judged, then and now
+    moved: dict[str, list] = {}  # which: [the path then, outputs judged there still held, others]
     for story_id, item in results.items():
-        if story_id not in outputs or (theirs is not None and story_id not in theirs):
+        if any(story_id not in (now[key] or {}) for key in keys):
             continue  # not judged now (and not summarized): left as it is
         if "output_sha256" not in item:  # an older version's line: the folder's record decides
-            for key in ("run",) + (("against",) if against is not None else ()):
+            for key in keys:
                 then = (recorded or {}).get(key)
                 if then != here[key]:
-                    strangers.setdefault(key, then or "a run it does not name")
+                    strangers.setdefault(key, f"{then or 'a run it does not name'} then, {here[key]} now")
             continue
-        same = item["output_sha256"] == output_sha256(outputs[story_id]) and (
-            theirs is None or item.get("against_sha256") == output_sha256(theirs[story_id])
-        )
-        if same:
-            continue
-        moved = [key for key in here if here[key] is not None and item.get(key) not in (None, here[key])]
-        if moved:
-            for key in moved:
-                strangers.setdefault(key, str(item.get(key)))
-        else:
+        same = {key: item.get(digest[key]) == output_sha256(now[key][story_id]) for key in keys}
+        for key in keys:
+            if item.get(key) not in (None, here[key]):
+                seen = moved.setdefault(key, [item[key], 0, 0])
+                seen[1 if same[key] else 2] += 1
+        if not all(same.values()):
             stale.append(story_id)
+    for key, (then, kept, changed) in moved.items():
+        if changed > kept:  # most outputs judged there are not this run's: another run
+            strangers.setdefault(
+                key, f"{then} then, {here[key]} now, {changed} of the {kept + changed} outputs judged differ"
+            )
     if strangers:
         said = "; ".join(
-            f"{'--against' if key == 'against' else 'the run'} {then} then, {here[key]} now"
-            for key, then in strangers.items()
+            f"{'--against' if key == 'against' else 'the run'} {phrase}" for key, phrase in strangers.items()
         )
         raise UsageError(
             f"{path} holds judgements of another run's outputs ({said}); judge each run into its own --out "
@@ -633,7 +656,8 @@ def drop_results(path: Path, stories: Iterable[str]) -> None:
 class Progress:
     done: int = 0
     failed: int = 0
-    unjudged: int = 0  # the server failed: left for the next run
+    unjudged: int = 0  # no judgement (the server failed, a frame is unreadable): left for the next run
+    first_error: str | None = None  # "story_id: error" of the first of them
 
 
 def judge_all(
@@ -649,9 +673,10 @@ def judge_all(
 ) -> Progress:
     """Run ``task(story_id, load(story_id))`` (a result line) for each story, ``concurrency`` at once,
     appending each line to ``path`` as it completes; ``load`` runs in this thread (a dataset is
-    read by one thread), as slots free up. A failure at the endpoint leaves its story for the next run
-    (noted in ``errors``); :data:`STOP_AFTER` in a row stop the job. ``stop`` ends the requests in
-    flight when the loop is left early (Ctrl-C)."""
+    read by one thread), as slots free up. A story that gets no judgement (the server failed, a frame
+    is unreadable, the request was refused) writes no line: it is noted in ``errors`` and left for the
+    next run, as tell-dataset leaves a story it could not tell; :data:`STOP_AFTER` in a row failing at
+    the endpoint stop the job. ``stop`` ends the requests in flight when the loop is left early (Ctrl-C)."""
     from ..tell.base import TellError
     from ..tell.run import EndpointDown
 
@@ -676,34 +701,21 @@ def judge_all(
                 story_id = pending.pop(future)
                 try:
                     line = future.result()
-                except TellError as exc:
-                    if exc.at_endpoint:
-                        in_a_row += 1
-                        progress.unjudged += 1
-                        append_json_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
-                        if in_a_row >= STOP_AFTER:
-                            raise EndpointDown(
-                                f"stopped after {in_a_row} stories in a row failed at the endpoint ({exc}); "
-                                f"the {_count(path)} results so far are kept in {path}, run the same command "
-                                "again to continue once the server is up"
-                            ) from None
-                        advance(1)
-                        continue
-                    line = {
-                        "story_id": story_id,
-                        "status": "failed",
-                        "error": str(exc),
-                        "answers": [],
-                        "raw": "",
-                    }
-                except StoryReasoningError as exc:  # an unreadable frame: that story's failure
-                    line = {
-                        "story_id": story_id,
-                        "status": "failed",
-                        "error": str(exc),
-                        "answers": [],
-                        "raw": "",
-                    }
+                except StoryReasoningError as exc:  # the server failed, or a frame is unreadable
+                    # no judgement: noted in errors.jsonl and left for the next run, as tell-dataset does
+                    progress.unjudged += 1
+                    progress.first_error = progress.first_error or f"{story_id}: {exc}"
+                    append_json_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
+                    advance(1)
+                    at_endpoint = isinstance(exc, TellError) and exc.at_endpoint  # else the story's own
+                    in_a_row = in_a_row + 1 if at_endpoint else 0
+                    if in_a_row >= STOP_AFTER:
+                        raise EndpointDown(
+                            f"stopped after {in_a_row} stories in a row failed at the endpoint ({exc}); "
+                            f"the {_count(path)} results so far are kept in {path}, run the same command "
+                            "again to continue once the server is up"
+                        ) from None
+                    continue
                 in_a_row = 0
                 append_json_line(path, line)
                 progress.done += line["status"] == "judged"
@@ -851,6 +863,10 @@ def judge_command(settings: Any) -> int:
     against = load_outputs(s.against) if s.against is not None else None
     if against is not None and against.path.resolve() == run.path.resolve():
         raise UsageError(f"--against {s.against} is the run itself; give another run of the same stories")
+    default = run.path / ("judge" if against is None else f"judge-vs-{against.path.name}")
+    out = s.out or default
+    check_out(out, default, [run.path] + ([against.path] if against is not None else []))
+    check_run_folder(out)  # one that cannot be written: said before the dataset is read
     source, split = _dataset(s, run.manifest)
     stories = load_stories(source, split)
     told = set(run.outputs) & (set(against.outputs) if against is not None else set(run.outputs))
@@ -876,10 +892,29 @@ def judge_command(settings: Any) -> int:
             )
     if s.limit is not None:
         ids = ids[: s.limit]
-    out = s.out or (run.path / ("judge" if against is None else f"judge-vs-{against.path.name}"))
-    check_run_folder(out)
     with lock_folder(out, refuse=UsageError):  # the one job writing to OUT, for its whole life
         return _judge_into(s, out, run, against, stories, ids, err)
+
+
+def check_out(out: Path, default: Path, runs: list[Path]) -> None:
+    """Refuse an ``--out`` the judge cannot have as its own folder, in one line naming the fix: a file,
+    or a run folder (one of ``runs``, or any holding a run's manifest.json or records.jsonl), where the
+    judge's settings.json and summary would overwrite or mix with the run's."""
+    from ..tell.run import MANIFEST, RECORDS
+
+    fix = f"leave --out out to judge into {default}, or give a folder of its own"
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"--out {out} is a file; evaluate judge writes a folder of judgements (judgements.jsonl, summary.json, "
+            f"settings.json) there: {fix}"
+        )
+    held = [name for name in (MANIFEST, RECORDS) if (out / name).exists()]
+    if held or any(out.resolve() == Path(folder).resolve() for folder in runs):
+        what = f"it holds a run's {' and '.join(held)}" if held else "the run being judged"
+        raise UsageError(
+            f"--out {out} is a run folder ({what}); the judge's settings.json and summary would overwrite or mix "
+            f"with the run's files: {fix}"
+        )
 
 
 def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: list[str], err: Any) -> int:
@@ -910,6 +945,14 @@ def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: li
         check_judge(results, described, path, allow_mixed=s.allow_mixed)
         check_run_folder(out, make=True)
         results = read_results(path, repair=True, say=say)
+        failures = unasked(results)
+        if failures:
+            drop_results(path, failures)
+            say(
+                f"{len(failures)} lines of {path} are failures before the judge was asked, which an older version "
+                f"wrote there (first: {', '.join(failures[:3])}); those stories are judged again"
+            )
+            results = read_results(path)
         stale = stale_results(
             results, run.outputs, run.path, path, theirs=theirs,
             against=against.path if against is not None else None, recorded=_recorded_runs(out),
@@ -970,9 +1013,10 @@ def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: li
         print_pairs(console, summary)
     if done.unjudged:
         err.print(
-            f"[yellow]{done.unjudged} stories were not judged (the server failed, see {out / ERRORS}); "
-            "run the same command again to judge them[/yellow]"
-        )
+            f"{done.unjudged} stories were not judged (first: {done.first_error}; all in {out / ERRORS}); run the "
+            "same command again to judge them",
+            style="yellow", markup=False, soft_wrap=True,
+        )  # fmt: skip
     console.print(f"wrote {path} and {out / (SUMMARY if against is None else PAIRWISE_SUMMARY)}")
     return 0 if not done.unjudged else 1
 

@@ -145,8 +145,8 @@ class JudgeSettings:
         None,
         "--out",
         "-o",
-        help="Where the judgements go (default: RUN/judge, or RUN/judge-vs-RUN_B); "
-        "elsewhere, RUN/judge-location.json records where, so evaluate and compare find them.",
+        help="The folder the judgements go to, the judge's own, never a run folder (default: RUN/judge, or "
+        "RUN/judge-vs-RUN_B); elsewhere, RUN/judge-location.json records where, so evaluate and compare find them.",
     )
     limit: int | None = option(None, min=1, help="Only the first N stories.")
     max_new_tokens: int = option(2048, min=1, help="Longest answer of the judge.")
