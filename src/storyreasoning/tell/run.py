@@ -395,7 +395,7 @@ def check_run_folder(out: str | Path, *, make: bool = False) -> Path:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(out) else ""
         raise UsageError(
-            f"cannot write the run folder {out} ({where}{exc.strerror}); choose another --out or fix its permissions"
+            f"cannot write the folder {out} ({where}{exc.strerror}); choose another --out or fix its permissions"
         ) from None
     return out
 
