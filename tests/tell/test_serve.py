@@ -73,3 +73,41 @@ def test_print_shows_the_command_and_the_endpoint():
     assert result.stdout.startswith("vllm serve my/model ")
     assert "--limit-mm-per-prompt '{\"image\": 6}'" in result.stdout
     assert "endpoint: http://127.0.0.1:8000/v1" in result.stderr
+
+
+def test_serve_runs_the_server_of_an_environment_not_activated(tiny_qwen, tmp_path):
+    """``.venv/bin/storyreasoning serve`` with the environment not on PATH: transformers' console script
+    is found beside this Python (it said "transformers is not installed"), and the server answers."""
+    import os
+    import time
+
+    from tests.tell.servers import _models_answer, free_port, require_serve
+
+    require_serve()
+    port = free_port()
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "storyreasoning",
+        "serve",
+        "--model",
+        str(tiny_qwen),
+        "--server",
+        "transformers",
+    ]
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not _models_answer(f"http://127.0.0.1:{port}") and process.poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.5)
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()

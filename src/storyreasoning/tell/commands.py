@@ -324,7 +324,7 @@ def serve(settings: ServeSettings) -> int:
 
     from rich.console import Console
 
-    from .serve import plan
+    from .serve import executable, plan
 
     kwargs = asdict(settings)
     model, print_only = kwargs.pop("model"), kwargs.pop("print_only")
@@ -340,10 +340,14 @@ def serve(settings: ServeSettings) -> int:
         console.print(f"[dim]{note}[/dim]")
     console.print(f"serving {model} with {p.server}; when it is up, use: --endpoint {p.endpoint}")
     console.print(f"[dim]{p.shell()}[/dim]")
-    try:
-        return subprocess.call(p.command)
-    except FileNotFoundError:
+    found = executable(p.command[0])
+    if found is None:
+        fix = (
+            "pip install vllm (on a GPU machine)"
+            if p.server == "vllm"
+            else 'pip install "storyreasoning[serve]"'
+        )
         raise UsageError(
-            f"{p.command[0]} is not installed; pip install vllm (GPU) or pip install fastapi uvicorn "
-            "for transformers serve"
-        ) from None
+            f"{p.command[0]} is not installed here (not on PATH, nor beside {sys.executable}); {fix}"
+        )
+    return subprocess.call([found, *p.command[1:]])

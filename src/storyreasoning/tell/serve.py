@@ -14,7 +14,9 @@ import importlib.util
 import json
 import math
 import shutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 # Qwen2.5-VL model cards' recommended budget: 256 to 1280 tokens of 28x28 per image.
 DEFAULT_MIN_PIXELS = 256 * 28 * 28
@@ -49,7 +51,17 @@ def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
 
 
 def have_vllm() -> bool:
-    return shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None
+    return executable("vllm") is not None or importlib.util.find_spec("vllm") is not None
+
+
+def executable(name: str) -> str | None:
+    """Where the console script ``name`` (``vllm``, ``transformers``) is: on PATH, else beside this
+    Python (an environment run as ``.venv/bin/storyreasoning`` without activating it); None when it is
+    in neither."""
+    found = shutil.which(name)
+    if found is None:
+        found = shutil.which(name, path=str(Path(sys.executable).parent))
+    return found
 
 
 def plan(
