@@ -422,3 +422,27 @@ def test_compare_reads_a_damaged_judge_summary_or_convention_as_a_difference(tmp
     assert "summary.json has no scores" in line
     evaluated(tmp_path / "d", GOOD_REPORT)
     assert run("compare", tmp_path / "a", tmp_path / "d", "--allow-mismatch").returncode == 0
+
+
+def test_compare_knows_one_local_dataset_however_it_was_typed(world, tmp_path):
+    """``--dataset data`` (relative) and ``--dataset /abs/data`` name one dataset: compare refused them
+    as scored on different datasets. Another copy of the data at another path is another dataset."""
+    base = ("--split", "test", "--no-plots", "--metrics", "grounding")
+    absolute = run(world / "texts", "--dataset", world / "data", *base, "--out", tmp_path / "abs")
+    relative = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "evaluate", "texts", "--dataset", "./data", *map(str, base),
+         "--out", str(tmp_path / "rel")],
+        capture_output=True, text=True, env=ENV, cwd=world, timeout=300,
+    )  # fmt: skip
+    assert absolute.returncode == 0 and relative.returncode == 0, absolute.stderr + relative.stderr
+    report = json.loads((tmp_path / "rel" / "metrics.json").read_text())
+    assert report["dataset"]["source"] == "./data" and report["dataset"]["path"] == str(
+        (world / "data").resolve()
+    )
+    alike = run("compare", tmp_path / "abs", tmp_path / "rel")
+    assert alike.returncode == 0, alike.stderr
+    shutil.copytree(world / "data", tmp_path / "copy")
+    other = run(world / "texts", "--dataset", tmp_path / "copy", *base, "--out", tmp_path / "other")
+    assert other.returncode == 0, other.stderr
+    refused = run("compare", tmp_path / "abs", tmp_path / "other")
+    assert refused.returncode != 0 and "not scored the same way (dataset:" in " ".join(refused.stderr.split())

@@ -66,6 +66,7 @@ def evaluate(settings: EvaluateSettings) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..data.identity import dataset_record
     from ..data.sources import load_stories
     from ..settings import write_record
     from ..tell.run import run_dataset
@@ -132,12 +133,8 @@ def evaluate(settings: EvaluateSettings) -> int:
             pool.close()
         report = Report(
             run=run.describe(),
-            dataset={
-                "source": str(source),
-                "split": stories.split,
-                "stories": len(items),
-                "missing": missing,
-            },
+            # the source as given, split, and for a local dataset its resolved path and fingerprint
+            dataset={**dataset_record(stories), "stories": len(items), "missing": missing},
             protocol=protocol,
             results=results,
             story_ids=[story_id for story_id, _ in items],

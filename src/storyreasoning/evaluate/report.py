@@ -182,7 +182,7 @@ def conventions(report: dict, judge: dict | None = None) -> dict[str, str | None
             f" (sha256 {str(about['prompt_sha256'])[:12]})" if about.get("prompt_sha256") else ""
         )
     out = {
-        "dataset": f"{dataset.get('source')}"
+        "dataset": f"{_dataset_named(dataset)}"
         + (f" split {dataset['split']}" if dataset.get("split") else "")
         + (f", {report['stories']} stories" if report.get("stories") is not None else ""),
         "protocol": report.get("protocol"),
@@ -192,6 +192,18 @@ def conventions(report: dict, judge: dict | None = None) -> dict[str, str | None
     }
     # as text: a damaged file's list or object is a value that differs, not a crash of the comparison
     return {name: None if out.get(name) is None else str(out.get(name)) for name in CONVENTIONS}
+
+
+def _dataset_named(dataset: dict) -> object:
+    """A scored dataset as compare tells datasets apart: a local one by its resolved path (``./ds``,
+    ``ds`` and ``/abs/ds`` are one), a hub id as given. A report of an older version recorded the
+    source alone: a local path is resolved from here."""
+    from ..data.sources import local_dataset
+
+    path = dataset.get("path")
+    if isinstance(path, str) and path:
+        return path
+    return local_dataset(dataset.get("source")) or dataset.get("source")
 
 
 def mismatches(labels: list[str], each: list[dict[str, str | None]]) -> dict[str, dict[str, str]]:
