@@ -237,3 +237,36 @@ def test_convert_writes_progress_lines_to_a_log(dataset, tmp_path):
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert quiet.returncode == 0 and quiet.stderr == ""  # a short job: nothing (a line every 30 s at most)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("convert", "{pq}", "", "--to", "parquet"), "OUT"),
+        (("contrastive", "{pq}", "", "--count", "2"), "OUT"),
+        (("convert", "", "out", "--to", "folder"), "SOURCE"),
+        (("contrastive", "", "out", "--count", "2"), "SOURCE"),
+    ],
+)
+def test_an_empty_path_is_refused_and_nothing_is_written_here(dataset, tmp_path, args, named):
+    """typer reads an empty OUT as this folder (and an empty SOURCE would read it): one line, nothing written."""
+    from ..conftest import one_error_line
+
+    here = tmp_path / "here"
+    here.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", *(a.format(pq=dataset / "pq") for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=here,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    line = one_error_line(result)
+    fix = (
+        "a file or folder (. for this folder)"
+        if named == "OUT"
+        else "a dataset folder or file (. for this folder), or a hub id"
+    )
+    assert line == f"error: {named} is an empty path; give {fix}"
+    assert list(here.iterdir()) == []

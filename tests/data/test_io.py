@@ -269,3 +269,17 @@ def test_a_split_name_is_read_back_as_written_or_refused(tmp_path):
     for bad in ("my split", "a+b", "100%", "tëst&x", ""):
         with pytest.raises(UsageError, match="cannot name parquet shards"):
             write_parquet(SampleList(samples), tmp_path / "e", split=bad)
+
+
+def test_a_dataset_below_a_hidden_folder_or_reached_through_dotdot_is_read(tmp_path, monkeypatch):
+    """Hidden names inside a dataset are passed over, not those above it: a hub snapshot lives in
+    ~/.cache/huggingface, and ``../pq`` is a path like any other (both held "no dataset")."""
+    out = tmp_path / ".cache" / "snapshot"
+    write_parquet(SampleList(fixture_samples(3), split="train"), out)
+    (out / ".partial").mkdir()
+    (out / ".partial" / "train-00000-of-00001.parquet").write_bytes(b"not read")
+    assert len(load_stories(out, "train")) == 3
+    monkeypatch.chdir(out / "data")
+    assert len(load_stories("../../snapshot", "train")) == 3
+    with pytest.raises(UsageError, match="SOURCE is an empty path"):
+        load_stories("")

@@ -18,6 +18,7 @@ from storyreasoning.data import SampleList, load_stories, write_folders, write_p
 from storyreasoning.data.commands import contrastive, convert
 from storyreasoning.data.resume import RECORD
 from storyreasoning.errors import UsageError
+from storyreasoning.files import LOCK_NAME
 
 from .fixtures import fixture_samples
 
@@ -119,7 +120,7 @@ def test_a_killed_parquet_conversion_resumes_and_another_source_is_refused(sourc
     assert (out / RECORD).is_file()
 
     line = error_line(run("data", "convert", beta, out, *args))
-    assert "made from alpha (12 stories, s00…s11), this run reads beta (12 stories, b00…b11)" in line
+    assert "of another conversion: source 'alpha' then, 'beta' now; content ids_sha256 '" in line
     assert "Choose a new folder, or pass --overwrite to replace the train shards" in line
     assert shards(out) == written  # refused before anything was touched
 
@@ -209,7 +210,9 @@ def test_story_folders_of_another_source_are_not_kept(sources, tmp_path):
     alpha, beta = load_stories(sources / "alpha"), load_stories(sources / "beta")
     out = tmp_path / "folders"
     write_folders(alpha[:3], out, source=sources / "alpha", options={"limit": 3})
-    with pytest.raises(UsageError, match="holds the story folders of another conversion: made from alpha"):
+    with pytest.raises(
+        UsageError, match="holds the story folders of another conversion: source 'alpha' then"
+    ):
         write_folders(beta[:3], out, source=sources / "beta", options={"limit": 3})
 
     (out / RECORD).unlink()  # as an older version left it
@@ -236,7 +239,8 @@ def test_a_killed_disk_conversion_leaves_no_copy_behind_and_a_rerun_says_it_is_d
     out = tmp_path / "disk"
     killed = crash(5, signal.SIGKILL, "data", "convert", sources / "alpha", out, "--to", "disk", env=env)
     assert killed.returncode == -signal.SIGKILL
-    assert not out.exists() and (tmp_path / ".disk.partial").is_dir()  # the work in progress, beside it
+    assert (tmp_path / ".disk.partial").is_dir()  # the work in progress, beside it
+    assert [p.name for p in out.iterdir()] == [LOCK_NAME]  # OUT holds nothing but the killed run's lock
     assert list(temp.iterdir()) == []  # no copy of the data in the system's temporary folder
 
     first = run("data", "convert", sources / "alpha", out, "--to", "disk", env=env)
@@ -248,7 +252,7 @@ def test_a_killed_disk_conversion_leaves_no_copy_behind_and_a_rerun_says_it_is_d
     options = {"to": "disk", "split": None, "limit": None, "stories_per_shard": 256, "overwrite": False}
     assert convert(str(sources / "alpha"), out, **options) == 0
     assert "already holds these 12 stories (train: 12) as disk: nothing to write" in capsys.readouterr().out
-    with pytest.raises(UsageError, match=r"made from alpha .*, this run reads beta .*pass --overwrite"):
+    with pytest.raises(UsageError, match=r"split train: source 'alpha' then, 'beta' now; .*pass --overwrite"):
         convert(str(sources / "beta"), out, **options)
 
 
@@ -290,13 +294,156 @@ def test_a_conversion_into_its_source_or_another_formats_output_is_refused(tmp_p
         b'{"format": "parquet", "parts": {"train": {"options": 5}}}',
         b'{"format": "parquet", "parts": {"train": {"stories": "x"}}}',
         b'{"parts": {}}',
+        b'{"format": "", "parts": {}}',
+        b'{"format": "parquet", "parts": {"train": {"dataset": "ds"}}}',
         b"\xff\xfe not text",
     ],
-    ids=["part", "options", "stories", "format", "bytes"],
+    ids=["part", "options", "stories", "format", "empty format", "dataset", "bytes"],
 )
 def test_a_damaged_record_is_one_line(tmp_path, damage):
     from storyreasoning.data.resume import read_record
 
     (tmp_path / RECORD).write_bytes(damage)
-    with pytest.raises(UsageError, match="is damaged .* delete it"):
+    with pytest.raises(UsageError, match=r"is damaged or was written by another version .* delete it"):
         read_record(tmp_path)
+
+
+def _stopped(at: int, *args) -> subprocess.Popen:
+    """``storyreasoning ARGS`` in a subprocess that stops itself (SIGSTOP) as it starts writing its ``at``-th
+    story, returned once it has stopped: it holds OUT, with part of its work written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLER, str(at), str(int(signal.SIGSTOP)), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the conversion ended (status {status}) instead of stopping"
+    return proc
+
+
+@pytest.mark.parametrize("to", ["parquet", "folder", "disk"])
+def test_a_second_conversion_into_a_held_folder_is_refused_naming_the_first(sources, tmp_path, to):
+    out = tmp_path / "out"
+    args = ("data", "convert", sources / "alpha", out, "--to", to, "--stories-per-shard", 2)
+    first = _stopped(5, *args)
+    try:
+        for second in (
+            args,
+            ("data", "convert", sources / "beta", out, "--to", to, "--overwrite"),
+            ("data", "contrastive", sources / "beta", out, "--count", 2, "--to", to),
+        ):
+            line = error_line(run(*second))
+            assert line == (
+                f"error: another storyreasoning process (pid {first.pid}) is writing to {out}; wait for it "
+                "or choose another --out"
+            )
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0 and "wrote 12 stories" in stdout, stderr
+    assert load_stories(out).ids() == [f"s{i:02d}" for i in range(12)]  # nothing of beta mixed in
+    assert not (out / LOCK_NAME).exists() and not list(tmp_path.glob(".*"))  # no lock, no partial left
+    again = run(*args)
+    assert again.returncode == 0 and "already holds these 12 stories" in again.stdout, again.stderr
+
+    # a lock a killed conversion left (in a save_to_disk folder too): no reader takes it for data
+    (out / LOCK_NAME).write_text("12345\n")
+    assert load_stories(out).ids() == [f"s{i:02d}" for i in range(12)]
+    if to == "disk":
+        import datasets
+
+        assert len(datasets.load_from_disk(str(out))["train"]) == 12
+    again = run(*args)
+    assert again.returncode == 0 and "already holds these 12 stories" in again.stdout, again.stderr
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_contrastive_holds_its_folder_too(sources, tmp_path):
+    out = tmp_path / "con"
+    args = ("data", "contrastive", sources / "alpha", out, "--count", 4, "--length", 3, "--to", "parquet")
+    first = _stopped(2, *args)
+    try:
+        line = error_line(run("data", "convert", sources / "beta", out, "--to", "parquet"))
+        assert f"(pid {first.pid}) is writing to {out}" in line
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0 and "wrote 4 contrastive sequences" in stdout, stderr
+    assert len(load_stories(out)) == 4 and not (out / LOCK_NAME).exists()
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, to)
+    return to
+
+
+@pytest.mark.parametrize("to", ["parquet", "disk", "folder"])
+def test_a_source_whose_texts_or_images_changed_is_written_again(sources, tmp_path, to, capsys):
+    src = _copy(sources / "alpha", tmp_path / "src")
+    out = tmp_path / "out"
+
+    def again() -> str:
+        options = {"to": to, "split": None, "limit": None, "stories_per_shard": 2, "overwrite": False}
+        assert convert(str(src), out, **options) == 0
+        return capsys.readouterr().out
+
+    again()
+    (src / "s03" / "story.md").write_text("A story told again.\n", encoding="utf-8")
+    line = again()
+    assert load_stories(out).get("s03").story_text == "A story told again."
+    assert ("wrote 2 stories" in line and "kept the 10" in line) if to == "parquet" else "wrote" in line
+    assert "already holds" in again()
+
+    (src / "s07" / "01.png").write_bytes((src / "s00" / "01.png").read_bytes())
+    again()
+    assert load_stories(out).get("s07").frames[0].bytes() == (src / "s00" / "01.png").read_bytes()
+    assert "already holds" in again()
+
+
+def test_the_same_dataset_however_typed_or_moved_and_another_one(sources, tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"
+    _copy(sources / "alpha", project / "ds")
+    options = {"to": "parquet", "split": None, "limit": None, "stories_per_shard": 4, "overwrite": False}
+    monkeypatch.chdir(project)
+    assert convert("./ds", Path("out"), **options) == 0
+    for typed in ("ds", str(project / "ds"), "../project/ds"):
+        assert convert(typed, Path("out"), **options) == 0
+        assert "already holds these 12 stories" in capsys.readouterr().out
+
+    moved = tmp_path / "moved"
+    project.rename(moved)  # the project moved whole: the same dataset, resumed
+    monkeypatch.chdir(moved)
+    assert convert("ds", Path("out"), **options) == 0
+    assert "already holds these 12 stories" in capsys.readouterr().out
+
+    other = _copy(sources / "beta", tmp_path / "elsewhere" / "ds")  # another folder's ds
+    with pytest.raises(
+        UsageError,
+        match=r"source 'ds' at another path then, here now; content ids_sha256 '.*pass --overwrite",
+    ):
+        convert(str(other), Path("out"), **options)
+
+
+def test_a_record_of_the_version_before_names_its_source_by_a_hash_of_its_path(sources, tmp_path, capsys):
+    import json
+
+    from storyreasoning.data.resume import source_key
+
+    out = tmp_path / "out"
+    options = {"to": "folder", "split": None, "limit": None, "stories_per_shard": 2, "overwrite": False}
+    assert convert(str(sources / "alpha"), out, **options) == 0
+    record = json.loads((out / RECORD).read_text())
+    part = record["parts"]["stories"]
+    del part["dataset"]
+    part.update(source="alpha", source_key=source_key(sources / "alpha"))  # as the version before wrote it
+    (out / RECORD).write_text(json.dumps(record))
+    with pytest.raises(UsageError, match=r"source 'alpha' then, 'beta' now"):
+        convert(str(sources / "beta"), out, **options)
+    capsys.readouterr()
+    assert convert(str(sources / "alpha"), out, **options) == 0
+    assert "already holds these 12 stories" in capsys.readouterr().out
+    assert "dataset" in json.loads((out / RECORD).read_text())["parts"]["stories"]  # renewed

@@ -98,6 +98,13 @@ def data_show(
     raise typer.Exit(show(source, story_id, split=split, strict=strict, as_json=as_json))
 
 
+def _given_out(text: str) -> Path:
+    """OUT as given; an empty one refused (typer's Path would take it for this folder)."""
+    from ..settings import given_path
+
+    return given_path(text, "OUT")
+
+
 def _overwrite() -> bool:
     return typer.Option(
         False,
@@ -117,7 +124,9 @@ class Format(str, Enum):
 @app.command("convert")
 def data_convert(
     source: str = _source(),
-    out: Path = typer.Argument(..., help="Output folder.", show_default=False),
+    out: Path = typer.Argument(
+        ..., help="Output folder.", show_default=False, parser=_given_out, metavar="OUT"
+    ),
     to: Format = typer.Option(
         ...,
         "--to",
@@ -157,7 +166,9 @@ def data_convert(
 @app.command("contrastive")
 def data_contrastive(
     source: str = _source(),
-    out: Path = typer.Argument(..., help="Output folder.", show_default=False),
+    out: Path = typer.Argument(
+        ..., help="Output folder.", show_default=False, parser=_given_out, metavar="OUT"
+    ),
     count: int = typer.Option(
         100, "--count", min=1, max=1_000_000, help="How many sequences (at most 1,000,000)."
     ),

@@ -257,23 +257,26 @@ def _check_layout(out: Path, to: str, targets: dict[str, Path]) -> None:
     )
 
 
-def _done_line(out: Path, to: str, total: int, found: int, listing: str, what: str = "stories") -> str:
+def _done_line(out: Path, to: str, total: int, found: int, listing: str) -> str:
     if total and found >= total:
-        return f"{out} already holds these {total:,} {what} ({listing}) as {to}: nothing to write"
+        return f"{out} already holds these {total:,} stories ({listing}) as {to}: nothing to write"
     if found:
+        wrote = "1 story" if total - found == 1 else f"{total - found:,} stories"
         return (
-            f"wrote {total - found:,} {what} to {out} as {to} and kept the {found:,} an earlier run wrote "
-            f"({listing} in all)"
+            f"wrote {wrote} to {out} as {to} and kept the {found:,} an earlier run wrote ({listing} in all)"
         )
-    return f"wrote {total:,} {what} ({listing}) to {out} as {to}"
+    return f"wrote {total:,} stories ({listing}) to {out} as {to}"
 
 
 def _output_folder(source: str, out: Path) -> Path:
     """``out`` as a conversion writes it (``~`` expanded; ``.`` resolved, for a folder needs a name),
     refused when it is the source dataset's folder, inside it or around it: writing there (with
-    ``--overwrite`` above all) would destroy the stories being read."""
-    from .sources import local_dataset
+    ``--overwrite`` above all) would destroy the stories being read; and an empty ``source``, which
+    would read this folder (an empty OUT is the CLI's to refuse: a ``Path`` reads it as ``.``)."""
+    from .sources import EMPTY_SOURCE, local_dataset
 
+    if not str(source):
+        raise UsageError(EMPTY_SOURCE)
     out = out.expanduser()
     if not out.name:
         out = out.resolve()
@@ -302,14 +305,12 @@ def convert(
 
     What the output is made from is recorded in it (:mod:`.resume`): the same command again resumes
     (or, when all is written, says so); another source or other options are refused unless ``overwrite``.
+    The conversion holds ``out`` as its one writer for its whole life (:func:`~storyreasoning.files.lock_folder`):
+    a second one into it meanwhile is refused, naming this one's pid.
     """
-    from .sources import ConcatStories, require_datasets, require_pyarrow
-    from .writers import (
-        check_output_folder,
-        write_disk,
-        write_folders,
-        write_parquet,
-    )
+    from ..files import lock_folder
+    from .sources import require_datasets, require_pyarrow
+    from .writers import check_output_folder
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
@@ -321,9 +322,28 @@ def convert(
         require_datasets()  # the shards carry datasets' features in their schema
     elif to == "disk":
         require_datasets()
+    with lock_folder(out, refuse=UsageError):  # the one conversion writing to OUT, for its whole life
+        return _convert(source, out, to, split, limit, stories_per_shard, overwrite)
+
+
+def _convert(
+    source: str,
+    out: Path,
+    to: str,
+    split: str | None,
+    limit: int | None,
+    stories_per_shard: int,
+    overwrite: bool,
+) -> int:
+    from .identity import dataset_record
+    from .sources import ConcatStories
+    from .writers import write_disk, write_folders, write_parquet
+
     loaded = load_stories(source, split)
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): limited(p, limit) for p in parts}
+    # the source as a whole, --split given or not: each split's part of the record is that split's
+    dataset = dataset_record(loaded if split is None else load_stories(source))
     total = sum(len(p) for p in splits.values())
     targets = {
         name: out / name if to == "folder" and (len(splits) > 1 or split is not None) else out
@@ -334,6 +354,7 @@ def convert(
     common = {
         "command": "data convert",
         "source": source,
+        "dataset": dataset,
         "options": {"limit": limit},
         "overwrite": overwrite,
         "kept": lambda n: found.__setitem__(0, found[0] + n),
@@ -373,10 +394,11 @@ def contrastive(
     to: str,
     overwrite: bool = False,
 ) -> int:
-    from .contrastive import contrastive_sequences
-    from .resume import fingerprint
-    from .sources import SampleList, require_datasets, require_pyarrow
-    from .writers import check_output_folder, write_disk, write_folders, write_parquet
+    """Write ``count`` contrastive sequences drawn from ``source``, holding ``out`` for the whole
+    run as :func:`convert` does."""
+    from ..files import lock_folder
+    from .sources import require_datasets, require_pyarrow
+    from .writers import check_output_folder
 
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
@@ -387,6 +409,19 @@ def contrastive(
         require_datasets()
     elif to == "disk":
         require_datasets()
+    with lock_folder(out, refuse=UsageError):  # the one conversion writing to OUT, for its whole life
+        return _contrastive(source, out, split, count, length, seed, to, overwrite)
+
+
+def _contrastive(
+    source: str, out: Path, split: str | None, count: int, length, seed: int, to: str, overwrite: bool
+) -> int:
+    from .contrastive import contrastive_sequences
+    from .identity import dataset_record
+    from .resume import fingerprint
+    from .sources import SampleList
+    from .writers import write_disk, write_folders, write_parquet
+
     stories = load_stories(source, split)
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
     source_ids = stories.ids()
@@ -394,6 +429,7 @@ def contrastive(
     common = {
         "command": "data contrastive",
         "source": source,
+        "dataset": dataset_record(stories),
         "options": {
             "split": split,
             "count": count,

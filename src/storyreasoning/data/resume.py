@@ -4,18 +4,25 @@ Each writer of :mod:`.writers` keeps a record, ``OUT/.storyreasoning-output.json
 first shard or story folder: the output's format and, for each part (the shards of one split, a folder
 of story folders, the splits of a ``save_to_disk`` folder), its *origin*:
 
-* the command (``data convert``), the source by name (as the dataset card names it: a local folder
-  by its name, a hub id as it is) with a key made from its resolved path or hub id (a hash: the
-  folder may be uploaded as it is, so no local path is written);
+* the command (``data convert``) and the dataset read, as
+  :func:`storyreasoning.data.identity.dataset_record` names it: a hub id as given; a local dataset by
+  its name (as the dataset card names it), a hash of its resolved path (the folder may be uploaded
+  as it is, so no local path is written) and a fingerprint of its content. So ``./ds``, ``ds`` and
+  ``/abs/ds`` are one source, a ``ds`` elsewhere with other content another, and a project moved
+  whole resumes;
 * the options that shape the output (``split`` read from the source, ``limit``,
   ``stories_per_shard``, ``seed``, ``count``, ``length``);
 * the stories written: how many, the first and the last id, and a hash of every id in order.
 
 A run compares its own origin with the record. The same: it resumes, and a unit (a shard, a story
-folder) counts as done only when what it holds, read back, is what this run writes there. Another:
-the run is refused with one line naming what differs, unless it is asked to overwrite. Output that
-has no record (written before records were kept) is checked unit by unit against the stories
-themselves, ids and texts, never by row counts alone.
+folder, a ``save_to_disk`` folder) counts as done only when what it holds is what this run writes
+there: texts and images (a shard and a ``save_to_disk`` split carry the :func:`content` digest of
+the stories they were written from), so a source whose texts or images changed since is written
+again where it changed. Another origin: the run is refused with one line naming what differs,
+unless it is asked to overwrite. Output that has no record (written before records were kept) is
+checked unit by unit against the stories themselves, ids and texts, never by row counts alone.
+A record of the version before (the source by name and a hash of its path, no ``dataset``) is the
+same source when that hash is of the path this run reads.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from typing import Any
 
 from ..errors import UsageError, file_error
 from ..files import write_json_atomic
+from ..settings import shown, then_now
+from .identity import dataset_changes
 
 #: The record's file name, in the output folder (hidden: no dataset reader takes it for data).
 RECORD = ".storyreasoning-output.json"
@@ -60,32 +69,60 @@ def fingerprint(ids: Sequence[str]) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def source_name(source: str | Path) -> str:
-    """A source as the record (and the dataset card) names it: a local path by its name, a hub id as it is."""
-    path = Path(source).expanduser()
-    return path.resolve().name if path.exists() else str(source)
-
-
 def source_key(source: str | Path) -> str:
-    """A key that tells two sources of one name apart: a hash of the resolved path (or of the hub id)."""
+    """A hash of a source's resolved path (or of its hub id): how a record keeps a local dataset's path
+    (and how a record of the version before, its ``source_key``, kept its source)."""
     path = Path(source).expanduser()
     text = str(path.resolve()) if path.exists() else str(source)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+#: The key of a parquet shard's footer metadata that holds the :func:`content` of its stories.
+CONTENT_KEY = b"storyreasoning.content"
+
+_TEXT_FIELDS = ("story_id", "frame_count", "chain_of_thought", "story", "frame_meta")
+
+
+class Content:
+    """A running sha256 of stories as a unit of output holds them (:meth:`add` each row of
+    :meth:`StorySample.to_row`): ids, texts, frame metadata, each image's name and bytes."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        texts = {key: row.get(key) for key in _TEXT_FIELDS}
+        self._sha.update(json.dumps(texts, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\0")
+        for image in row.get("images") or ():
+            data = image.get("bytes") or b""
+            self._sha.update(f"{image.get('path')}\0{len(data)}\0".encode())
+            self._sha.update(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
+
+
+def content(samples) -> str:
+    """The :class:`Content` digest of ``samples`` (every image read: what a unit was written from)."""
+    found = Content()
+    for sample in samples:
+        found.add(sample.to_row())
+    return found.digest()
 
 
 def origin(
     ids: Sequence[str],
     *,
     command: str,
-    source: str | Path | None,
+    dataset: Mapping[str, Any] | None,
     options: Mapping[str, Any] | None = None,
 ) -> dict:
-    """What one part of an output is made from (see the module's description); ``source`` None: stories
-    given in memory, known by their ids alone."""
+    """What one part of an output is made from (see the module's description): ``dataset`` as
+    :func:`storyreasoning.data.identity.dataset_record` gives it, None for stories given in memory,
+    known by their ids alone."""
     return {
         "command": command,
-        "source": source_name(source) if source is not None else None,
-        "source_key": source_key(source) if source is not None else None,
+        "dataset": _recorded(dataset) if dataset is not None else None,
         "options": {k: v for k, v in (options or {}).items()},
         "stories": len(ids),
         "first": ids[0] if ids else None,
@@ -94,11 +131,22 @@ def origin(
     }
 
 
+def _recorded(dataset: Mapping[str, Any]) -> dict:
+    """``dataset`` as a record keeps it: a local one by its folder's name and the :func:`source_key` of
+    its path, no local path written."""
+    path = dataset.get("path")
+    if not path:
+        return dict(dataset)
+    return {**dataset, "source": Path(path).name, "path": source_key(path)}
+
+
 #: The type each field of a recorded part has (None allowed for the texts: stories given in memory)
 _PART_FIELDS: dict[str, tuple[type, ...]] = {
     "command": (str, type(None)),
     "source": (str, type(None)),
     "source_key": (str, type(None)),
+    "dataset": (dict, type(None)),
+    "content": (str, type(None)),
     "options": (dict,),
     "stories": (int,),
     "first": (str, type(None)),
@@ -112,7 +160,7 @@ def _well_formed(record: object) -> bool:
     fields have their types (a hand-edited or damaged one is not trusted, nor read further)."""
     if not isinstance(record, dict) or not isinstance(record.get("parts"), dict):
         return False
-    if not isinstance(record.get("format"), str):
+    if not isinstance(record.get("format"), str) or not record["format"]:
         return False
     for part in record["parts"].values():
         if not isinstance(part, dict):
@@ -138,8 +186,9 @@ def read_record(folder: Path) -> dict | None:
             raise ValueError("not a record")
     except ValueError:  # UnicodeDecodeError among them
         raise UsageError(
-            f"{path} is damaged (not the JSON record storyreasoning writes); delete it, and the command "
-            "checks what the folder holds story by story"
+            f"{path} is damaged or was written by another version of storyreasoning (it is not the record "
+            "of what the folder was made from that this version writes); delete it, and the command checks "
+            "what the folder holds story by story"
         ) from None
     return record
 
@@ -178,31 +227,51 @@ def _value(key: str, value: Any) -> str:
     return str(value)
 
 
+def source_changes(old: Mapping, new: Mapping) -> list[str]:
+    """How the dataset this run reads (``new``'s) differs from the one ``old`` was made from, as
+    ``NAME OLD then, NEW now`` phrases; none when it is the same. A local dataset at another path is
+    the same when its content is (a project moved whole: :func:`~.identity.dataset_changes`). At the
+    same path its content may have changed since: that is no other source, each unit (a shard, a
+    story folder, a ``save_to_disk`` folder) finds it out for itself and is written again."""
+    now = new.get("dataset")
+    if "dataset" not in old:  # a record of the version before: the source's name and a hash of its path
+        key = (now.get("path") or source_key(now["source"])) if now else None
+        return [] if old.get("source_key") == key else [then_now("source", old.get("source"), _named(now))]
+    then = old.get("dataset")
+    if not isinstance(then, dict) or now is None:
+        return [] if then == now else [then_now("source", _named(then), _named(now))]
+    if then.get("path") == now.get("path"):  # the same folder (or hub id): its content is the units' to check
+        return dataset_changes(*({k: v for k, v in d.items() if k != "fingerprint"} for d in (then, now)))
+    if not (then.get("path") and now.get("path")):  # a hub id then, a local dataset now, or the reverse
+        return [then_now("source", _named(then), _named(now))]
+    changed = dataset_changes({**then, "path": now["path"]}, now)  # all but the path
+    if not changed:
+        return []
+    names = then.get("source"), now.get("source")
+    if names[0] != names[1]:
+        return [then_now("source", *names), *changed]
+    return [f"source {shown(names[0])} at another path then, here now", *changed]
+
+
+def _named(dataset: object) -> str | None:
+    """A recorded dataset by its name or hub id (None: stories given in memory)."""
+    return dataset.get("source") if isinstance(dataset, dict) else None
+
+
 def differences(old: Mapping, new: Mapping) -> list[str]:
     """What differs between two origins, one phrase each (empty: the same work)."""
     out = []
     if old.get("command") != new.get("command"):
         out.append(f"written by `{old.get('command')}`, this is `{new.get('command')}`")
-    same_source = (old.get("source"), old.get("source_key")) == (new.get("source"), new.get("source_key"))
+    out += source_changes(old, new)
     same_stories = (old.get("stories"), old.get("ids")) == (new.get("stories"), new.get("ids"))
-    if not same_source:
-        if old.get("source") == new.get("source"):
-            out.append(
-                f"made from {old.get('source')} at another path ({_stories(old)}), this run reads "
-                f"{new.get('source')} here ({_stories(new)})"
-            )
-        else:
-            out.append(
-                f"made from {old.get('source') or 'stories given in memory'} ({_stories(old)}), this run "
-                f"reads {new.get('source') or 'stories given in memory'} ({_stories(new)})"
-            )
     before, now = old.get("options") or {}, new.get("options") or {}
     for key in sorted(set(before) | set(now)):
         if before.get(key) != now.get(key):
             flag = FLAGS.get(key, key)
             out.append(f"{flag} {_value(key, before.get(key))} then, {_value(key, now.get(key))} now")
-    if same_source and not same_stories and not out:  # (where an option differs, it explains the stories)
-        why = " (the source changed since)" if new.get("source") is not None else ""
+    if not same_stories and not out:  # (where the source or an option differs, it explains the stories)
+        why = " (the source changed since)" if new.get("dataset") is not None else ""
         out.append(f"it holds {_stories(old)}, this run writes {_stories(new)}{why}")
     return out
 
@@ -242,16 +311,19 @@ def compare(folder: Path, fmt: str, part: str, made_from: dict, *, what: str, ov
 
 
 __all__ = [
+    "CONTENT_KEY",
     "FLAGS",
     "RECORD",
+    "Content",
     "compare",
+    "content",
     "differences",
     "fingerprint",
     "ids_of",
     "origin",
     "read_record",
     "refusal",
+    "source_changes",
     "source_key",
-    "source_name",
     "write_record",
 ]

@@ -24,6 +24,8 @@ from .sample import StorySample, missing_story_id
 from .splits import partition
 
 SPLITS = ("train", "test", "validation")
+#: What an empty source is told (``Path("")`` would read this folder).
+EMPTY_SOURCE = "SOURCE is an empty path; give a dataset folder or file (. for this folder), or a hub id"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SPLIT_FROM_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
 #: A shard as the hub lays them out (and write_parquet writes them): ``{split}-00000-of-00002.parquet``,
@@ -394,6 +396,8 @@ def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
     others), as the original loader did; a split the source lacks is an error that
     lists the splits it has.
     """
+    if not str(source):  # Path("") is this folder
+        raise UsageError(EMPTY_SOURCE)
     path = Path(source).expanduser()
     label = str(source)
     try:
@@ -440,7 +444,13 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
     split_dirs = {k: v for k, v in split_dirs.items() if v}
     if split_dirs:
         return _pick({k: FolderStories(v, label, k) for k, v in split_dirs.items()}, split, label)
-    parquet = sorted(p for p in path.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts))
+    # hidden files and folders inside the dataset are passed over (.cache of datasets, a .partial); the
+    # folders above it may be hidden or be ``..`` (a hub snapshot in ~/.cache/huggingface, ../data)
+    parquet = sorted(
+        p
+        for p in path.rglob("*.parquet")
+        if not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if parquet:
         groups: dict[str, list[Path]] = {}
         for f in parquet:

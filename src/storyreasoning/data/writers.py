@@ -7,11 +7,17 @@ the output is made from (:mod:`.resume`): running it again with the same stories
 options skips the units already written, so an interrupted conversion resumes where it
 stopped without writing anything twice, and one from another source or with other
 options is refused, naming what differs, unless ``overwrite``. A unit counts as written
-only when what it holds, read back, is what this run writes there.
+only when what it holds is what this run writes there, texts and images: one whose
+stories changed in the source since is written again.
+
+A writer holds its output folder as its one writer
+(:func:`storyreasoning.files.lock_folder`): a second one into the same folder meanwhile,
+in another process, is refused in one line naming the first one's pid.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -21,11 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, file_error
-from ..files import atomic_folder, atomic_path, remove_leftovers
+from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers
 from .folder import folder_name, is_story_folder, read_story_folder, write_story_folder
-from .resume import compare, differences, ids_of, origin, read_record, refusal, write_record
+from .identity import dataset_record
+from .resume import (
+    CONTENT_KEY,
+    Content,
+    compare,
+    content,
+    differences,
+    ids_of,
+    origin,
+    read_record,
+    refusal,
+    write_record,
+)
 from .sample import StorySample
-from .sources import require_datasets, require_pyarrow
+from .sources import load_stories, require_datasets, require_pyarrow
 
 Progress = Callable[[int], None]  # called with the number of stories just done
 
@@ -65,7 +83,7 @@ def check_output_folder(out: str | Path, *, empty: bool = False) -> Path:
             raise UsageError(
                 f"{out} is a file, and the output is a folder; give a new folder (or one to resume into)"
             )
-        if empty and out.is_dir() and next(out.iterdir(), None) is not None:
+        if empty and out.is_dir() and _holds_files(out):
             raise UsageError(f"{out} exists and is not empty; choose a new folder")
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
@@ -80,6 +98,11 @@ def check_output_folder(out: str | Path, *, empty: bool = False) -> Path:
     return out
 
 
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds anything but the lock a writer holds it by (or a killed one left)."""
+    return any(entry.name != LOCK_NAME for entry in folder.iterdir())
+
+
 def _probe(folder: Path) -> None:
     """Make and remove a file in ``folder``; an error names the folder, not the probe."""
     try:
@@ -92,8 +115,18 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def _made_from(ids: Sequence[str], command: str, source, options: Mapping[str, Any] | None, **more) -> dict:
-    return origin(ids, command=command, source=source, options={**(options or {}), **more})
+def _made_from(
+    ids: Sequence[str], command: str, dataset: Mapping | None, options: Mapping[str, Any] | None, **more
+) -> dict:
+    return origin(ids, command=command, dataset=dataset, options={**(options or {}), **more})
+
+
+def _dataset(source: str | Path | None, dataset: Mapping | None) -> Mapping | None:
+    """What the record names as the dataset the stories come from: ``dataset`` (a
+    :func:`~storyreasoning.data.identity.dataset_record`) when given, else ``source``'s."""
+    if dataset is not None or source is None:
+        return dataset
+    return dataset_record(load_stories(source))
 
 
 #: A split name datasets and the hub accept (``train``, ``my_split``, ``test.v2``), as a shard's name prefix
@@ -122,24 +155,28 @@ def write_parquet(
     options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     kept: Progress | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``samples`` as ``out_dir/data/{split}-NNNNN-of-MMMMM.parquet`` with embedded images.
 
     The files carry the ``datasets`` features in their schema, so
     ``datasets.load_dataset("parquet", data_files=...)`` and
     ``datasets.load_dataset(out_dir)`` read the images as images, and ``out_dir`` can be
-    uploaded as is (``huggingface-cli upload --repo-type dataset``). The dataset card
+    uploaded as is (``hf upload NAME OUT --repo-type dataset``). The dataset card
     (``README.md``, :func:`storyreasoning.data.card.write_parquet_card`) is written afresh for
     every split now in the folder, saying that ``command`` wrote them from ``source`` (whose
     build record it reports when it is a local folder that has one); a card storyreasoning did
     not write is left alone. Small row groups keep reading one story cheap.
 
-    Resuming (:mod:`.resume`): ``command``, ``source``, ``options`` (the other settings that
-    shaped ``samples``, such as ``{"limit": 100}``), the shard size and the story ids are
-    recorded before the first shard; shards already holding the stories this run writes
-    there are skipped (``kept`` is told how many stories they hold); a split written from
-    another source or with other settings is refused, naming what differs, unless
-    ``overwrite``: then its shards are written afresh.
+    Resuming (:mod:`.resume`): ``command``, the dataset (``dataset``, a
+    :func:`~storyreasoning.data.identity.dataset_record`; by default ``source``'s), ``options``
+    (the other settings that shaped ``samples``, such as ``{"limit": 100}``), the shard size and
+    the story ids are recorded before the first shard; each shard carries in its footer the
+    :func:`~.resume.content` digest of the stories it was written from. A shard holding the
+    stories this run writes there, ids, texts and images, is skipped (``kept`` is told how many
+    stories such shards hold); one whose stories changed since is written again. A split
+    written from another source or with other settings is refused, naming what differs,
+    unless ``overwrite``: then its shards are written afresh.
     """
     pq = require_pyarrow()
     import pyarrow as pa
@@ -149,21 +186,23 @@ def write_parquet(
     check_split_name(split)
     out = check_output_folder(out_dir)
     ids = ids_of(samples)
-    made_from = _made_from(ids, command, source, options, stories_per_shard=stories_per_shard)
-    try:
-        written = _write_parquet(
-            samples, ids, made_from, out, pa, pq, split, stories_per_shard, rows_per_group,
-            progress=progress, overwrite=overwrite, kept=kept,
-        )  # fmt: skip
-    except OSError as exc:
-        if exc.errno is None:  # pyarrow's own error, without a path: say which folder
-            raise UsageError(
-                f"cannot write parquet shards into {out} ({exc}); check the disk and the folder"
-            ) from None
-        raise file_error(exc, "write the parquet shard") from None
+    dataset = _dataset(source, dataset)
+    made_from = _made_from(ids, command, dataset, options, stories_per_shard=stories_per_shard)
     from .card import write_parquet_card
 
-    write_parquet_card(out, command=command, source=source)
+    with lock_folder(out, refuse=UsageError):
+        try:
+            written = _write_parquet(
+                samples, ids, made_from, out, pa, pq, split, stories_per_shard, rows_per_group,
+                progress=progress, overwrite=overwrite, kept=kept,
+            )  # fmt: skip
+        except OSError as exc:
+            if exc.errno is None:  # pyarrow's own error, without a path: say which folder
+                raise UsageError(
+                    f"cannot write parquet shards into {out} ({exc}); check the disk and the folder"
+                ) from None
+            raise file_error(exc, "write the parquet shard") from None
+        write_parquet_card(out, command=command, source=source)
     return written
 
 
@@ -195,20 +234,21 @@ def _write_parquet(
             out, present, split, count, stories_per_shard, ids, samples, pq, recorded=state == "same"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    if state != "same":
-        write_record(out, "parquet", split, made_from)  # before the first shard
+    write_record(out, "parquet", split, made_from)  # before the first shard (a record of before: renewed)
     schema = features().arrow_schema
     bounds = [(k * stories_per_shard, min(n, (k + 1) * stories_per_shard)) for k in range(count)]
     written = [data_dir / shard_name(split, k, count) for k in range(count)]
-    # written by an earlier run of this same work: they hold the stories this run writes there
-    finished = {k for k, (lo, hi) in enumerate(bounds) if _shard_ids(written[k], pq) == ids[lo:hi]}
-    done = sum(bounds[k][1] - bounds[k][0] for k in finished)
-    if progress and done:
-        progress(done)  # at once: the rate a progress line shows is of the work this run does
-    for k, ((lo, hi), target) in enumerate(zip(bounds, written, strict=True)):
-        if k in finished:
+    done = 0
+    for (lo, hi), target in zip(bounds, written, strict=True):
+        if _shard_holds(
+            target, pq, ids[lo:hi], lambda lo=lo, hi=hi: content(samples[i] for i in range(lo, hi))
+        ):
+            done += hi - lo  # written by an earlier run from these very stories
+            if progress and hi > lo:
+                progress(hi - lo)
             continue
         remove_leftovers(target)  # of a conversion killed mid-shard: this one is the shard's one writer
+        made_of = Content()
         with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict] = []
             for i in range(lo, hi):
@@ -216,6 +256,7 @@ def _write_parquet(
                 sample.check_frames()  # a text file named .jpg does not go into the images column
                 row = sample.to_row()
                 row.setdefault("frame_meta", None)
+                made_of.add(row)
                 batch.append(row)
                 if len(batch) == rows_per_group or i == hi - 1:
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -224,19 +265,29 @@ def _write_parquet(
                     batch = []
             if lo == hi:  # an empty split still gets a valid file
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
+            writer.add_key_value_metadata({CONTENT_KEY: made_of.digest().encode("ascii")})
     if kept and done:
         kept(done)
     return written
 
 
-def _shard_ids(path: Path, pq) -> list[str] | None:
-    """The story ids a shard holds (its ``story_id`` column alone), or None when it is missing or unreadable."""
+def _shard_holds(path: Path, pq, ids: Sequence[str], made_of: Callable[[], str]) -> bool:
+    """Whether the shard at ``path`` holds the stories ``ids`` as they are now: its ids (its
+    ``story_id`` column alone), then the content digest in its footer against ``made_of()`` (every
+    image of the stories read: only for a shard whose ids match). A shard without a digest (of a
+    version before), missing or unreadable, is not."""
     if not path.is_file():
-        return None
+        return False
     try:
-        return [str(x) for x in pq.ParquetFile(path).read(columns=["story_id"]).column(0).to_pylist()]
+        shard = pq.ParquetFile(path)
+        there = (shard.metadata.metadata or {}).get(CONTENT_KEY)
+        if there is None or [str(x) for x in shard.read(columns=["story_id"]).column(0).to_pylist()] != list(
+            ids
+        ):
+            return False
     except Exception:
-        return None
+        return False
+    return there.decode("ascii", "replace") == made_of()
 
 
 def _ends(ids: Sequence[str]) -> str:
@@ -291,19 +342,26 @@ def _check_present(out, present, split, count, per_shard, ids, samples, pq, *, r
 
 
 def _holds(folder: Path, sample: StorySample) -> bool:
-    """Whether the story folder ``folder`` holds ``sample``: id, texts, frame count and frame metadata
-    (frames are not compared byte for byte: a folder is written whole or not at all)."""
+    """Whether the story folder ``folder`` holds ``sample``: id, texts, frame count, frame metadata and
+    each frame's bytes (a source whose images changed since is written again)."""
     try:
         there = read_story_folder(folder)
     except Exception:
         return False
-    return (
+    same_texts = (
         there.story_id == sample.story_id
         and there.cot_text == sample.cot_text.strip()
         and there.story_text == sample.story_text.strip()
         and there.frame_count == sample.frame_count
         and there.frame_meta == sample.frame_meta
     )
+    if not same_texts:
+        return False
+    try:
+        frames = [frame.bytes() for frame in there.frames]
+    except Exception:
+        return False
+    return frames == [frame.bytes() for frame in sample.frames]
 
 
 def write_folders(
@@ -316,6 +374,7 @@ def write_folders(
     source: str | Path | None = None,
     options: Mapping[str, Any] | None = None,
     kept: Progress | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write each story as a folder (see :mod:`storyreasoning.data.folder`).
 
@@ -327,6 +386,12 @@ def write_folders(
     folders that are not among ``samples``.
     """
     out = check_output_folder(out_dir)
+    dataset = _dataset(source, dataset)
+    with lock_folder(out, refuse=UsageError):
+        return _write_folders(samples, out, overwrite, progress, command, dataset, options, kept)
+
+
+def _write_folders(samples, out: Path, overwrite, progress, command, dataset, options, kept) -> list[Path]:
     if not isinstance(samples, Sequence):
         samples = list(samples)
     ids = ids_of(samples)
@@ -338,7 +403,7 @@ def write_folders(
             f"two stories map to the folder {out / twice}; story ids must stay distinct after "
             "replacing characters other than letters, digits, '.', '_' and '-'"
         )
-    made_from = _made_from(ids, command, source, options)
+    made_from = _made_from(ids, command, dataset, options)
     try:
         out.mkdir(parents=True, exist_ok=True)
         state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
@@ -362,8 +427,7 @@ def write_folders(
                         f"made from): {out / name} differs from the story {ids[i]!r} this run writes. "
                         "Choose a new folder, or pass --overwrite to replace the story folders"
                     )
-        if state != "same":
-            write_record(out, "folder", "stories", made_from)  # before the first story folder
+        write_record(out, "folder", "stories", made_from)  # before the first story folder
     except OSError as exc:
         raise file_error(exc, "write the output folder") from None
     done = []
@@ -392,6 +456,7 @@ def write_disk(
     options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     kept: Progress | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> Path:
     """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split).
 
@@ -399,26 +464,41 @@ def write_disk(
     hidden ``.NAME.partial`` folder, ``datasets``' cache included: nothing goes to the system's
     temporary folder or to ``~/.cache``) and renamed into place; an interrupted run leaves
     nothing finished, and the next one removes what it left and starts over. A folder this
-    same work already wrote is left as it is (``kept`` is told every story); one written from
-    another source or with other settings is refused, naming what differs, and so is any
-    other non-empty folder; ``overwrite`` replaces one that is a ``save_to_disk`` folder.
+    same work already wrote from the same stories (ids, texts, images: the record keeps each
+    split's :func:`~.resume.content` digest) is left as it is (``kept`` is told every story),
+    one whose stories changed in the source since is written again; one written from another
+    source or with other settings is refused, naming what differs, and so is any other
+    non-empty folder; ``overwrite`` replaces one that is a ``save_to_disk`` folder.
+
+    The lock that holds ``out`` (:func:`~storyreasoning.files.lock_folder`) moves into the new
+    folder before it takes ``out``'s place: ``out`` stays held through the rename, and the lock
+    file goes when the writer lets go (one a killed writer leaves is no data to any reader).
     """
     datasets = require_datasets()
-    Dataset, DatasetDict = datasets.Dataset, datasets.DatasetDict
     out = check_output_folder(out_dir)
-    made = {name: _made_from(ids_of(samples), command, source, options) for name, samples in splits.items()}
-    replace = _disk_state(out, made, overwrite)
-    if replace is None:  # already written, by this same work
-        total = sum(len(s) for s in splits.values())
-        if kept and total:
-            kept(total)
-        return out
+    dataset = _dataset(source, dataset)
+    made = {name: _made_from(ids_of(samples), command, dataset, options) for name, samples in splits.items()}
+    with lock_folder(out, refuse=UsageError):
+        replace = _disk_state(out, made, overwrite, lambda name: content(splits[name]))
+        if replace is None:  # already written, by this same work, from these very stories
+            total = sum(len(s) for s in splits.values())
+            if kept and total:
+                kept(total)
+            return out
+        _write_disk(datasets, splits, made, out, replace, progress)
+    return out
 
-    def rows(samples: Sequence[StorySample]):
+
+def _write_disk(datasets, splits, made, out: Path, replace: bool, progress) -> None:
+    made_of: dict[str, Content] = {}
+
+    def rows(samples: Sequence[StorySample], name: str):
+        made_of[name] = found = Content()
         for sample in samples:
             sample.check_frames()
             row = sample.to_row()
             row.setdefault("frame_meta", None)
+            found.add(row)
             yield row
             if progress:
                 progress(1)
@@ -429,16 +509,20 @@ def write_disk(
     disable_progress_bars()  # the command shows its own progress; datasets' bars would only repeat it
     try:
         with atomic_folder(out, replace=replace) as tmp:
-            _save_to_disk(tmp, splits, made, rows, Dataset, DatasetDict, features())
+            _save_to_disk(tmp, splits, rows, datasets, features())
+            for name, made_from in made.items():
+                empty = Content().digest()  # (an empty split is no generator's)
+                content_now = made_of[name].digest() if name in made_of else empty
+                write_record(tmp, "disk", name, {**made_from, "content": content_now})
+            lock = out / LOCK_NAME
+            if lock.is_file():  # ours (held above): it goes with the folder, which stays held meanwhile
+                os.replace(lock, tmp / LOCK_NAME)
     finally:
         if not quiet:
             enable_progress_bars()
-    return out
 
 
-def _save_to_disk(tmp: Path, splits, made, rows, Dataset, DatasetDict, feats) -> None:
-    for name, made_from in made.items():  # the record, before the data
-        write_record(tmp, "disk", name, made_from)
+def _save_to_disk(tmp: Path, splits, rows, datasets, feats) -> None:
     # A private cache folder inside the partial folder (removed with it, by the next run after a crash)
     # and a fresh fingerprint: datasets would otherwise hash (pickle) the samples and keep a second copy
     # of everything in ~/.cache.
@@ -446,25 +530,28 @@ def _save_to_disk(tmp: Path, splits, made, rows, Dataset, DatasetDict, feats) ->
     built = {}
     for name, samples in splits.items():
         if len(samples):
-            built[name] = Dataset.from_generator(
+            built[name] = datasets.Dataset.from_generator(
                 rows,
-                gen_kwargs={"samples": samples},
+                gen_kwargs={"samples": samples, "name": name},
                 features=feats,
                 split=name,
                 cache_dir=str(cache),
                 fingerprint=uuid.uuid4().hex,
             )
         else:
-            built[name] = Dataset.from_list([], features=feats, split=name)
-    DatasetDict(built).save_to_disk(str(tmp))
+            built[name] = datasets.Dataset.from_list([], features=feats, split=name)
+    datasets.DatasetDict(built).save_to_disk(str(tmp))
     del built
     shutil.rmtree(cache, ignore_errors=True)
 
 
-def _disk_state(out: Path, made: dict[str, dict], overwrite: bool) -> bool | None:
-    """What to do with ``out`` before a ``save_to_disk`` write: None (this work is there already), False
-    (it is new or empty), True (replace it: ``overwrite``); or one line refusing."""
-    if not out.is_dir() or next(out.iterdir(), None) is None:
+def _disk_state(
+    out: Path, made: dict[str, dict], overwrite: bool, content_now: Callable[[str], str]
+) -> bool | None:
+    """What to do with ``out`` before a ``save_to_disk`` write: None (this work is there already, from
+    the stories whose digest ``content_now(split)`` gives), False (it is new or empty), True (replace
+    it: ``overwrite``, or its stories changed in the source since); or one line refusing."""
+    if not out.is_dir() or not _holds_files(out):
         return False
     record = read_record(out)
     is_disk = (out / "dataset_dict.json").is_file() or (out / "state.json").is_file()
@@ -480,7 +567,13 @@ def _disk_state(out: Path, made: dict[str, dict], overwrite: bool) -> bool | Non
         if gone or new:
             reasons.append(f"splits {', '.join(sorted(old)) or 'none'} then, {', '.join(made)} now")
         if not reasons and is_disk:
-            return None
+            # the same work; written again where the stories changed since (or a record of a version
+            # before, with no digest to tell)
+            same = all(
+                old[name].get("content") is not None and old[name]["content"] == content_now(name)
+                for name in made
+            )
+            return None if same else True
         if overwrite:
             return True
         raise refusal(
