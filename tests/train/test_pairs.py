@@ -18,7 +18,7 @@ from storyreasoning.tell.run import tell_dataset
 from storyreasoning.train.pairs import Conditioning, build_pairs, read_pairs
 from storyreasoning.train.reward import StoryScorer
 
-from ..conftest import run_cli
+from ..conftest import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -102,7 +102,7 @@ def test_a_folder_of_texts_is_taken_as_told_with_the_default_prompt_and_says_so(
     killed.write_text('{"half": ', encoding="utf-8")
     build_pairs(stories, [load_outputs(texts)], tmp_path / "p", include_reference=True)
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
-        "manifest.json", "pairs.jsonl", "settings.json", "stories.jsonl",
+        "dataset.json", "manifest.json", "pairs.jsonl", "settings.json", "stories.jsonl",
     ]  # fmt: skip
     pairs = lines(tmp_path / "p")
     assert len(pairs) == 3 and all(p["conditioning"] == Conditioning().to_dict() for p in pairs)
@@ -343,12 +343,21 @@ def test_an_interrupted_pairs_run_goes_on_from_the_next_story(stories, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         build_pairs(stories, [run], out, include_reference=True, progress=stop_after_two)
     # written as it went: the settings first, two stories with their pairs, no manifest yet (unfinished)
-    assert sorted(p.name for p in out.iterdir()) == ["pairs.jsonl", "settings.json", "stories.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset.json",
+        "pairs.jsonl",
+        "settings.json",
+        "stories.jsonl",
+    ]
     assert [
         json.loads(x)["story_id"] for x in (out / "stories.jsonl").read_text().splitlines()
     ] == stories.ids()[:2]
-    with pytest.raises(UsageError, match="is not a pairs folder"):
-        read_pairs(out)  # DPO refuses an unfinished folder
+    with pytest.raises(UsageError) as unfinished:
+        read_pairs(out)  # DPO refuses an unfinished folder, saying how to finish it
+    assert str(unfinished.value) == (
+        f"{out} is an unfinished pairs folder (no manifest.json yet: train pairs was stopped before it scored every "
+        "story); run the same storyreasoning train pairs command again to finish it"
+    )
     third = (tmp_path / "whole" / "pairs.jsonl").read_bytes().splitlines(keepends=True)[2]
     with (out / "pairs.jsonl").open("ab") as f:
         f.write(third[: len(third) // 2])  # the third story's pair, cut by a crash
@@ -359,7 +368,7 @@ def test_an_interrupted_pairs_run_goes_on_from_the_next_story(stories, tmp_path)
     )
     assert said == [f"resuming {out}: 2 of 3 stories already scored"] and counted == [2, 1]
     assert report.stories == 3 and report.pairs == 3
-    for name in ("pairs.jsonl", "stories.jsonl", "manifest.json", "settings.json"):
+    for name in ("pairs.jsonl", "stories.jsonl", "manifest.json", "settings.json", "dataset.json"):
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert len(read_pairs(out)[1]) == 3
     with pytest.raises(UsageError) as caught:
@@ -384,3 +393,106 @@ def test_a_pairs_folder_names_its_dataset_by_the_path_it_resolved(tmp_path):
     )
     assert recorded_source({"dataset": "not an object"}) is None
     assert recorded_source(["not", "a", "manifest"]) is None
+
+
+def texts_of(stories, folder: Path) -> Path:
+    """A run folder of ``{story_id}.txt``: each story's CoT with a one-line untagged story."""
+    folder.mkdir(parents=True)
+    for sample in stories:
+        (folder / f"{sample.story_id}.txt").write_text(without_story(sample.output_text()), encoding="utf-8")
+    return folder
+
+
+def stopped_after(folder: Path, kept: int) -> None:
+    """``folder`` as train pairs leaves it when stopped after its first ``kept`` stories: no manifest yet."""
+    journal = (folder / "stories.jsonl").read_bytes().splitlines(keepends=True)[:kept]
+    pairs = (folder / "pairs.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "stories.jsonl").write_bytes(b"".join(journal))
+    (folder / "pairs.jsonl").write_bytes(
+        b"".join(pairs[: sum(json.loads(line)["pairs"] for line in journal)])
+    )
+    (folder / "manifest.json").unlink()
+
+
+def test_a_pairs_folder_knows_its_dataset_by_where_it_is_not_as_typed(stories, tmp_path, monkeypatch):
+    """``./c_ref`` goes on with what ``c_ref`` began; a ``c_ref`` in another folder (other stories) is refused,
+    naming both paths."""
+    import shutil
+
+    for where in ("a", "b"):
+        shutil.copytree(EXAMPLES, tmp_path / where / "c_ref")
+    shutil.rmtree(tmp_path / "b" / "c_ref" / "pioneers")  # another c_ref: two of the three stories
+    texts = texts_of(stories, tmp_path / "texts")
+    candidates = ("--run", str(texts), "--include-reference", "--out", "p")
+    monkeypatch.chdir(tmp_path / "a")
+    assert run_cli("train", "pairs", "c_ref", *candidates).returncode == 0
+    whole = {name: (tmp_path / "a" / "p" / name).read_bytes() for name in ("pairs.jsonl", "stories.jsonl")}
+    recorded = json.loads((tmp_path / "a" / "p" / "dataset.json").read_text())
+    assert recorded["source"] == "c_ref" and recorded["path"] == str((tmp_path / "a" / "c_ref").resolve())
+    stopped_after(tmp_path / "a" / "p", 1)
+    shutil.copytree(tmp_path / "a" / "p", tmp_path / "b" / "p")
+    again = run_cli("train", "pairs", "./c_ref", *candidates)
+    assert again.returncode == 0, again.stderr
+    assert "resuming p: 1 of 3 stories already scored" in again.stderr
+    assert {name: (tmp_path / "a" / "p" / name).read_bytes() for name in whole} == whole
+    monkeypatch.chdir(tmp_path / "b")
+    other = one_error_line(run_cli("train", "pairs", "c_ref", *candidates))
+    assert other.startswith(
+        f"error: p holds pairs made with other settings (dataset path {(tmp_path / 'a' / 'c_ref').resolve()} then, "
+        f"{(tmp_path / 'b' / 'c_ref').resolve()} now; dataset content stories 3 then, 2 now; "
+    )
+    assert other.endswith("); run with the same ones to continue it, or choose another --out")
+
+
+def test_an_older_pairs_folder_with_its_runs_as_typed_still_resumes(stories, tmp_path, monkeypatch):
+    """A folder of an older version recorded ``--run`` as typed and no dataset.json: read from the folder it
+    was typed in, the same run, resumed (and recorded as resolved); read from elsewhere, refused."""
+    import shutil
+
+    texts = texts_of(stories, tmp_path / "texts")
+    command = ("train", "pairs", str(EXAMPLES), "--run", "texts", "--include-reference", "--out", "p")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*command).returncode == 0
+    whole = {name: (tmp_path / "p" / name).read_bytes() for name in ("pairs.jsonl", "stories.jsonl")}
+    held = json.loads((tmp_path / "p" / "settings.json").read_text())
+    assert held["runs"] == [str(texts)]
+    (tmp_path / "p" / "settings.json").write_text(json.dumps({**held, "runs": ["texts"], "out": "p"}))
+    (tmp_path / "p" / "dataset.json").unlink()
+    stopped_after(tmp_path / "p", 1)
+    shutil.copytree(tmp_path / "p", tmp_path / "elsewhere" / "p")
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr
+    assert "resuming p: 1 of 3 stories already scored" in again.stderr
+    assert {name: (tmp_path / "p" / name).read_bytes() for name in whole} == whole
+    assert json.loads((tmp_path / "p" / "settings.json").read_text())["runs"] == [str(texts)]
+    assert json.loads((tmp_path / "p" / "dataset.json").read_text())["path"] == str(EXAMPLES.resolve())
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where its texts are no folder
+    other = one_error_line(run_cli("train", "pairs", str(EXAMPLES), "--run", str(texts), "--include-reference",
+                                   "--out", "p"))  # fmt: skip
+    assert other.startswith('error: p holds pairs made with other settings (--runs ["texts"] then, ["')
+
+
+def test_a_story_scored_twice_is_said_and_scored_again_from_there(stories, tmp_path):
+    """Two builds into one folder at once (before a build held its folder) scored a story twice: the stories
+    before the repeat are kept, the rest scored again, and the folder ends as an uninterrupted run leaves it."""
+    import shutil
+
+    run = load_outputs(texts_of(stories, tmp_path / "texts"))
+    build_pairs(stories, [run], tmp_path / "whole", include_reference=True)
+    out = tmp_path / "p"
+    shutil.copytree(tmp_path / "whole", out)
+    stopped_after(out, 2)
+    for name in ("stories.jsonl", "pairs.jsonl"):  # one pair a story: the first story's lines again
+        with (out / name).open("ab") as f:
+            f.write((tmp_path / "whole" / name).read_bytes().splitlines(keepends=True)[0])
+    said: list[str] = []
+    report = build_pairs(stories, [run], out, include_reference=True, say=said.append)
+    assert said == [
+        f"warning: {out / 'stories.jsonl'} line 3 scores story {stories.ids()[0]!r} again (line 1 did): two builds "
+        f"wrote into {out} at once; the 2 stories before it are kept, and the stories from that line on are "
+        "scored again",
+        f"resuming {out}: 2 of 3 stories already scored",
+    ]
+    assert report.stories == 3 and report.pairs == 3
+    for name in ("pairs.jsonl", "stories.jsonl", "manifest.json"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name

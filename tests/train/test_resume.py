@@ -173,6 +173,38 @@ def test_a_damaged_checkpoint_is_named_and_the_one_before_resumed(tmp_path, name
     assert said[0].endswith("; resuming from checkpoint-3 (it is saved again at its step)")
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("optimizer.pt", "optimizer.pt (the optimizer's state) is missing"),
+        ("scheduler.pt", "scheduler.pt (the learning-rate schedule) is missing"),
+        ("rng_state.pth", "rng_state.pth (the random states) is missing"),
+        (
+            "adapter_model.safetensors",
+            "the weights (model.safetensors or adapter_model.safetensors) are missing",
+        ),
+    ],
+)
+def test_a_checkpoint_missing_a_file_a_resume_reads_is_damaged(tmp_path, name, problem):
+    """transformers resumes without it in silence (no optimiser state, another schedule, other random draws)."""
+    folder = TrainFolder(tmp_path)
+    for step in (3, 6):
+        checkpoint(folder.checkpoints, step)
+    (folder.checkpoints / "checkpoint-6" / name).unlink()
+    said: list[str] = []
+    assert folder.last_checkpoint(said.append) == folder.checkpoints / "checkpoint-3"
+    assert said == [
+        f"warning: {folder.checkpoints / 'checkpoint-6'} is damaged: {problem}; resuming from checkpoint-3 (it is "
+        "saved again at its step)"
+    ]
+    (folder.checkpoints / "checkpoint-3" / name).unlink()
+    with pytest.raises(UsageError) as caught:
+        folder.last_checkpoint()
+    assert str(caught.value).startswith(
+        f"the checkpoint {folder.checkpoints / 'checkpoint-6'} is damaged: {problem}, and the older one is not whole"
+    )
+
+
 def test_a_safetensors_file_must_end_where_its_header_says(tmp_path):
     path = checkpoint(tmp_path, 1) / "adapter_model.safetensors"
     whole = path.read_bytes()

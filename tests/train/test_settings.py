@@ -64,6 +64,8 @@ def test_the_lora_pattern_never_names_the_vision_tower():
 
 
 def test_the_newest_complete_checkpoint_is_resumed(tmp_path):
+    import zipfile
+
     folder = TrainFolder(tmp_path)
     for name, complete in (
         ("checkpoint-9", True),
@@ -71,9 +73,15 @@ def test_the_newest_complete_checkpoint_is_resumed(tmp_path):
         ("checkpoint-11", False),
         ("checkpoint-x", True),
     ):
-        (folder.checkpoints / name).mkdir(parents=True)
+        path = folder.checkpoints / name
+        path.mkdir(parents=True)
+        # what a resume reads, whole and tiny: weights (a header of no tensors), torch.save archives
+        (path / "adapter_model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
+        for archive in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+            with zipfile.ZipFile(path / archive, "w") as f:
+                f.writestr("archive/data.pkl", b"")
         if complete:
-            (folder.checkpoints / name / "trainer_state.json").write_text("{}")
+            (path / "trainer_state.json").write_text("{}")
     assert folder.last_checkpoint().name == "checkpoint-10"  # numeric order; the half-written 11 is skipped
 
 
@@ -87,3 +95,69 @@ def test_a_folder_keeps_its_settings(tmp_path):
     folder.claim(SFTSettings(source="s", out=tmp_path / "moved", device="cpu"))  # operational: allowed
     with pytest.raises(UsageError, match=r"other settings \(rank: 16 there, 8 now"):
         folder.claim(SFTSettings(source="s", out=tmp_path / "run", rank=8))
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "stories"
+
+
+def sft_claim(folder: TrainFolder, source: str, model: str) -> None:
+    """How train sft claims its folder: checked as it begins, then once its stories loaded (written)."""
+    from storyreasoning.train.sft import load_splits
+
+    settings = SFTSettings(source=source, model=model, split=None, out=folder.root)
+    folder.claim(settings, write=False)
+    folder.claim(settings, dataset=load_splits(settings)[1])
+
+
+def test_a_training_folder_knows_its_dataset_and_model_by_where_they_are(tmp_path, monkeypatch):
+    """``./c_ref`` and ``./m`` are the ``c_ref`` and ``m`` a training began with; from another folder they are
+    others, refused with the paths."""
+    import shutil
+
+    for where in ("a", "b"):
+        shutil.copytree(EXAMPLES, tmp_path / where / "c_ref")
+        (tmp_path / where / "m").mkdir()
+    shutil.rmtree(tmp_path / "b" / "c_ref" / "pioneers")  # another c_ref: two of the three stories
+    folder = TrainFolder(tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "a")
+    sft_claim(folder, "c_ref", "m")
+    held = json.loads(folder.settings.read_text())
+    assert held["source"] == str(tmp_path / "a" / "c_ref") and held["model"] == str(tmp_path / "a" / "m")  # recorded absolute
+    recorded = json.loads(folder.dataset.read_text())
+    assert recorded["source"] == "c_ref" and recorded["path"] == str((tmp_path / "a" / "c_ref").resolve())
+    assert recorded["fingerprint"]["stories"] == 3
+    sft_claim(folder, "./c_ref", "./m")  # the same dataset and model, typed otherwise
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(UsageError) as other:
+        sft_claim(folder, "c_ref", str(tmp_path / "a" / "m"))
+    assert str(other.value) == (
+        f"{folder.root} holds a training started with other settings (dataset: path "
+        f"{(tmp_path / 'a' / 'c_ref').resolve()} then, {(tmp_path / 'b' / 'c_ref').resolve()} now and 2 more); "
+        "resume it with the same options or choose another --out"
+    )
+    with pytest.raises(UsageError, match=r"other settings \(model: '[^']*/a/m' there, '[^']*/b/m' now\)"):
+        sft_claim(folder, str(tmp_path / "a" / "c_ref"), "m")
+
+
+def test_an_older_training_folder_with_its_paths_as_typed_still_resumes(tmp_path, monkeypatch):
+    """A folder of an older version recorded the source and model as typed and no dataset.json: read from the
+    folder they were typed in, the same ones; its dataset is recorded then, so that from elsewhere another
+    ``c_ref`` is refused."""
+    import shutil
+
+    for where in ("a", "b"):
+        shutil.copytree(EXAMPLES, tmp_path / where / "c_ref")
+        (tmp_path / where / "m").mkdir()
+    shutil.rmtree(tmp_path / "b" / "c_ref" / "pioneers")  # another c_ref: two of the three stories
+    folder = TrainFolder(tmp_path / "run")
+    folder.root.mkdir()
+    older = SFTSettings(source="c_ref", model="m", split=None, out=folder.root).to_dict()
+    folder.settings.write_text(json.dumps({**older, "model": "m"}))
+    monkeypatch.chdir(tmp_path / "a")
+    sft_claim(folder, str(tmp_path / "a" / "c_ref"), str(tmp_path / "a" / "m"))
+    assert json.loads(folder.dataset.read_text())["path"] == str((tmp_path / "a" / "c_ref").resolve())
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(
+        UsageError, match=r"other settings \(dataset: path [^ ]*/a/c_ref then, [^ ]*/b/c_ref now"
+    ):
+        sft_claim(folder, "c_ref", "m")  # its model as recorded, read from here: the same

@@ -353,6 +353,52 @@ def test_a_damaged_newest_checkpoint_is_passed_over_for_the_one_before(lora_run,
     same_adapter(lora_run.final, crashed / "final")
 
 
+def test_a_checkpoint_without_its_optimizer_state_is_passed_over_for_the_one_before(
+    lora_run, tiny_qwen, tmp_path
+):
+    """transformers would resume from it in silence with a fresh optimiser: another run than the one stopped."""
+    crashed = crashed_copy(lora_run, tmp_path / "crashed")
+    optimizer = crashed / "checkpoints" / "checkpoint-3" / "optimizer.pt"
+    optimizer.unlink()
+    said: list[str] = []
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3), say=said.append)
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
+    assert [line for line in said if line.startswith("warning:")] == [
+        f"warning: {optimizer.parent} is damaged: optimizer.pt (the optimizer's state) is missing; resuming from "
+        "checkpoint-2 (it is saved again at its step)"
+    ]
+    same_adapter(lora_run.final, crashed / "final")
+    assert optimizer.is_file()  # saved again, whole
+
+
+def test_a_resume_knows_the_dataset_and_model_by_where_they_are(lora_run, tiny_qwen, tmp_path, monkeypatch):
+    """The run began with the example stories and the model by absolute paths: typed relative to another
+    folder they are the same (resumed); the same stories less one, copied elsewhere, are another dataset,
+    refused before the model loads."""
+    import os
+
+    crashed = crashed_copy(lora_run, tmp_path / "crashed", drop=("checkpoint-3",))
+    other = crashed_copy(lora_run, tmp_path / "other", drop=("checkpoint-3",))
+    monkeypatch.chdir(tmp_path)
+    relative = {"source": os.path.relpath(EXAMPLES), "model": os.path.relpath(tiny_qwen)}
+    resumed = train_sft(settings(tiny_qwen, crashed, max_steps=3, **relative))
+    assert resumed.resumed_from == "checkpoint-2" and resumed.steps == 3
+    same_adapter(lora_run.final, crashed / "final")
+    shutil.copytree(EXAMPLES, tmp_path / "stories")
+    shutil.rmtree(tmp_path / "stories" / "pioneers")
+    said: list[str] = []
+    with pytest.raises(UsageError) as refused:
+        train_sft(settings(tiny_qwen, other, max_steps=3, source="stories"), say=said.append)
+    assert str(refused.value).startswith(
+        f"{other} holds a training started with other settings (dataset: path {EXAMPLES.resolve()} then, "
+        f"{(tmp_path / 'stories').resolve()} now and 2 more)"
+    )
+    assert not any("training of" in line for line in said)  # said before the model loaded
+    assert not (other / "final").exists() and json.loads((other / "dataset.json").read_text())["path"] == str(
+        EXAMPLES.resolve()
+    )
+
+
 def test_checkpoints_all_damaged_are_one_line_before_the_model_loads(lora_run, tmp_path):
     crashed = crashed_copy(lora_run, tmp_path / "crashed")
     for step in (1, 2, 3):

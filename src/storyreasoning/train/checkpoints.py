@@ -13,7 +13,10 @@ the data):
   the JSON header, then exactly the bytes its tensors' offsets end at;
 * every ``.pt``, ``.pth`` and ``.bin`` file (``torch.save`` writes zip archives) has a
   readable zip central directory (at the end of the file, so the first thing a cut
-  loses) whose members lie within the file.
+  loses) whose members lie within the file;
+* every file a resume reads is there (:data:`EXPECTED`: the weights, the optimiser's and the
+  schedule's states, the random states): transformers resumes without a missing one in
+  silence, a run that no longer goes on as it would have.
 
 :func:`newest_usable` gives the newest checkpoint that passes, with what is wrong with
 each newer one, so the job can say it in one line and resume from the one before.
@@ -21,6 +24,7 @@ each newer one, so the job can say it in one line and resume from the one before
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import zipfile
 from dataclasses import dataclass
@@ -50,6 +54,28 @@ def unfinished(path: Path) -> bool:
     return not (path / STATE).is_file()
 
 
+#: What every checkpoint of a run holds besides ``trainer_state.json`` (the Trainer saves them all: we never
+#: set ``save_only_model``): ``(what is said when none is there, the names that do)``, a name a pattern.
+#: DeepSpeed keeps the optimiser (and may keep the schedule and the weights) in its ``global_step*``
+#: folder; FSDP keeps its shards in ``*optimizer*`` and ``pytorch_model_fsdp*``.
+EXPECTED = (
+    ("the weights (model.safetensors or adapter_model.safetensors) are missing",
+     ("*model*.safetensors", "*model*.bin", "pytorch_model_fsdp*", "global_step*")),
+    ("optimizer.pt (the optimizer's state) is missing", ("optimizer.pt", "optimizer.bin", "*optimizer*", "global_step*")),
+    ("scheduler.pt (the learning-rate schedule) is missing", ("scheduler.pt", "global_step*")),
+    ("rng_state.pth (the random states) is missing", ("rng_state.pth", "rng_state_*.pth")),
+)  # fmt: skip
+
+
+def missing(path: Path) -> str:
+    """What of :data:`EXPECTED` the checkpoint ``path`` lacks first, as :func:`problem` says it, or ""."""
+    names = [entry.name for entry in path.iterdir()]
+    for said, patterns in EXPECTED:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns):
+            return said
+    return ""
+
+
 def problem(path: Path) -> str:
     """What makes the checkpoint ``path`` unusable, in a few words naming the file, or "" when it is whole."""
     if unfinished(path):
@@ -73,7 +99,10 @@ def problem(path: Path) -> str:
             found = f"unreadable ({exc.strerror or type(exc).__name__})"
         if found:
             return f"{name} {found}"
-    return ""
+    try:
+        return missing(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
 
 
 def _json_problem(file: Path) -> str:
@@ -144,4 +173,13 @@ def newest_usable(folder: Path) -> tuple[Path | None, list[Skipped]]:
     return None, skipped
 
 
-__all__ = ["Skipped", "checkpoint_step", "checkpoints", "newest_usable", "problem", "unfinished"]
+__all__ = [
+    "EXPECTED",
+    "Skipped",
+    "checkpoint_step",
+    "checkpoints",
+    "missing",
+    "newest_usable",
+    "problem",
+    "unfinished",
+]

@@ -104,7 +104,8 @@ def pairs(settings: PairsSettings) -> int:
 def _pairs(settings: PairsSettings) -> int:
     from rich.markup import escape
 
-    from ..data.sources import limited, load_stories, local_dataset
+    from ..data.identity import dataset_record
+    from ..data.sources import limited, load_stories
     from ..evaluate.runs import load_outputs
     from ..settings import record, settings_fields
     from ..terminal import progress_bar
@@ -112,13 +113,13 @@ def _pairs(settings: PairsSettings) -> int:
 
     source, split, out = settings.source, settings.split, settings.out
     weights = settings.weights()
-    stories = limited(load_stories(source, split), settings.limit)
+    whole = load_stories(source, split)
+    stories = limited(whole, settings.limit)
     outputs = [load_outputs(run) for run in settings.runs]
     err = _err()
-    dataset = {"source": str(source), "split": split}
-    path = local_dataset(source)
-    if path is not None:  # the folder as resolved here: train dpo may run elsewhere
-        dataset["path"] = str(path)
+    # the source as typed and, for a local dataset, as resolved (train dpo may run elsewhere) with a
+    # fingerprint of its content: what a resume must read again
+    dataset = dataset_record(whole)
     try:
         with progress_bar(len(stories), "scoring candidates") as advance:
             report = build_pairs(

@@ -1,7 +1,8 @@
 """What every training job shares: its folder, its trainer arguments, its run and its final save.
 
 A training folder (``--out``) holds ``settings.json`` (compared on every restart: a
-folder never mixes two trainings), ``fit.json``, ``log.jsonl`` (one line per logging
+folder never mixes two trainings; a local model by where it is), ``dataset.json`` (SFT: the
+dataset it reads, :func:`~storyreasoning.data.identity.dataset_record`), ``fit.json``, ``log.jsonl`` (one line per logging
 step, then an end record: :mod:`.runlog`), ``checkpoints/`` (resumed from the newest whole one after a
 crash or Ctrl-C: :mod:`.checkpoints`) and ``final/``
 (written atomically at the end: the model or adapter, the processor and
@@ -21,6 +22,7 @@ from ..files import write_json_atomic
 from ..settings import settings_fields
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
+from .settings import DATASET, PLACES, place, recorded_dataset
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset(
@@ -84,11 +86,22 @@ class TrainFolder:
                 say(f"warning: {s.path} is {kind}: {why}; {then} (it is saved again at its step)")
         return found
 
-    def claim(self, settings, *, write: bool = True) -> None:
+    @property
+    def dataset(self) -> Path:
+        return self.root / DATASET
+
+    def claim(self, settings, *, write: bool = True, dataset: dict | None = None) -> None:
         """Check that an existing folder was started with the same settings; else write them (``write``).
 
         Jobs check first and write only once their inputs loaded, so a typo in a path
-        does not leave a folder claimed by settings that never ran.
+        does not leave a folder claimed by settings that never ran. Local paths (the model,
+        pairs folders) are compared resolved, so ``./m`` and ``m`` are one model and an older
+        record's relative path is read from the current folder; a hub id as given. A job with
+        a ``source`` dataset (SFT) is compared by :func:`~storyreasoning.data.identity.dataset_changes`
+        with the folder's ``dataset.json``: ``dataset`` is what it reads
+        (:func:`~storyreasoning.data.identity.dataset_record`), written there beside
+        ``settings.json``; before the stories load (None) only what the resolved path
+        settles is checked.
         """
         wanted = settings.to_dict()
         if self.settings.is_file():
@@ -98,26 +111,64 @@ class TrainFolder:
                 raise StoryReasoningError(
                     f"{self.settings} is unreadable ({exc}); remove it or choose another --out"
                 ) from None
+            held = held if isinstance(held, dict) else {}
             derived = {"alpha", "lr"}  # follow from other settings: name the cause first
             operational = OPERATIONAL | {
                 f.name for f in settings_fields(type(settings)) if f.spec.operational
             }
-            changed = sorted(
-                (k for k in set(held) | set(wanted) if k not in operational and held.get(k) != wanted.get(k)),
-                key=lambda k: (k in derived, k),
-            )
+            keys = set(held) | set(wanted)
+            if "source" in wanted:  # the dataset, by its identity (its split stays a setting)
+                operational |= {"source"}
+            changed = [
+                f"{k}: {held.get(k)!r} there, {wanted.get(k)!r} now"
+                for k in sorted(
+                    (k for k in keys if k not in operational and _value(k, held) != _value(k, wanted)),
+                    key=lambda k: (k in derived, k),
+                )
+            ]
+            if "source" in wanted:
+                changed = self._dataset_changes(held, settings, dataset) + changed
             if changed:
-                first = changed[0]
+                more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
                 raise UsageError(
-                    f"{self.root} holds a training started with other settings ({first}: {held.get(first)!r} "
-                    f"there, {wanted.get(first)!r} now{' and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
+                    f"{self.root} holds a training started with other settings ({changed[0]}{more}); "
                     "resume it with the same options or choose another --out"
                 )
+            if write and dataset is not None:
+                write_json(self.dataset, dataset)  # an older folder's, or a moved dataset's new path
             return
         if not write:
             return
         self.root.mkdir(parents=True, exist_ok=True)
+        if dataset is not None:
+            write_json(self.dataset, dataset)
         write_json(self.settings, wanted)
+
+    def _dataset_changes(self, held: dict, settings, dataset: dict | None) -> list[str]:
+        """``dataset: ...`` phrases for each way the dataset ``settings`` read differs from the folder's
+        (the split apart: a setting of its own)."""
+        old = recorded_dataset(self.dataset, held)
+        if old is None:
+            return []
+        if dataset is None:  # not loaded yet
+            if "path" in old:
+                return []  # the same path, or the dataset moved: its content decides once it is loaded
+            from ..data.sources import local_dataset
+
+            dataset = {"source": settings.source}  # an older record (its source read from here), or a hub id
+            path = local_dataset(settings.source)
+            if path is not None:
+                dataset["path"] = str(path)
+        from ..data.identity import dataset_changes
+
+        old = {**old, "split": dataset.get("split")}
+        return [f"dataset: {phrase}" for phrase in dataset_changes(old, dataset)]
+
+
+def _value(key: str, settings: dict):
+    """A recorded setting as it is compared: paths by :func:`place`."""
+    value = settings.get(key)
+    return place(value) if key in PLACES else value
 
 
 @dataclass

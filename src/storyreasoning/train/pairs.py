@@ -49,12 +49,20 @@ story being scored; the same command resumes, see :func:`build_pairs`):
 
 ``settings.json``
     what the folder is made with (the command's settings), written before anything is
-    scored; a resume with other settings is refused, naming each difference.
+    scored; a resume with other settings is refused, naming each difference (a ``--run``
+    by where it is: an older folder's relative one read from the current folder).
+``dataset.json``
+    the dataset the stories come from (:func:`~storyreasoning.data.identity.dataset_record`:
+    the source as typed, the split, and for a local dataset its resolved path and a
+    fingerprint of its content), written with the settings; a resume from another dataset
+    is refused (``./ds`` and ``ds`` are one, a ``ds`` in another folder is another, a
+    dataset moved whole is the same).
 ``stories.jsonl``
     one line per story scored, in the dataset's order: ``story_id``, how many ``pairs`` it
     gave, why none when it gave none (``skipped``: ``too_few``, ``too_close`` or
     ``no_rejected``), its truncated candidates per run and whether its candidates spanned
-    several conditionings. A story counts as done once its line is written.
+    several conditionings. A story counts as done once its line is written; a line
+    scoring a story again (two builds that once wrote at once) ends the stories kept.
 ``pairs.jsonl``
     one pair per line: ``story_id``, ``chosen``/``rejected`` (raw outputs),
     ``chosen_from``/``rejected_from`` (run labels or ``reference``), their rewards with
@@ -62,11 +70,12 @@ story being scored; the same command resumes, see :func:`build_pairs`):
     system, order, min_pixels, max_pixels, recorded) and ``chosen_finish_reason`` /
     ``rejected_finish_reason``.
 ``manifest.json``
-    the dataset (source, split), the runs (each with its conditioning and how many of
+    the dataset (as ``dataset.json``), the runs (each with its conditioning and how many of
     its outputs were truncated), the reward weights, the pairing options, and counts:
     stories seen, pairs made, stories skipped for too few candidates, too small a
     margin or no well-structured rejected candidate, truncated candidates. Written last:
-    a folder without it is unfinished (``train dpo`` refuses it).
+    a folder without it is unfinished (``train dpo`` refuses it, saying to run the same
+    ``train pairs`` command again to finish it).
 
 ``storyreasoning train dpo`` reads the folder back with the dataset for the frames.
 """
@@ -84,6 +93,7 @@ from typing import Literal
 from ..errors import UsageError, file_error, json_kind
 from ..files import remove_leftovers, write_json_atomic
 from ..format.prompts import DEFAULT_PROMPT, ORDERS, SYSTEM_PROMPT
+from ..settings import absolute, then_now
 from .reward import RewardWeights, StoryScorer
 
 PAIRS = "pairs.jsonl"
@@ -261,8 +271,10 @@ def build_pairs(
     ``stories`` is a story dataset; ``runs`` are :class:`~storyreasoning.evaluate.runs.RunOutputs`.
     ``settings`` is what ``settings.json`` records (the command's settings; from Python,
     these arguments), written before any story is scored; ``operational`` names its keys
-    that may change on a resume (``out`` always may). A folder holding pairs made with
-    other settings is refused, naming each difference.
+    that may change on a resume (``out`` always may). ``dataset`` is what ``dataset.json``
+    and the manifest record of the stories (from Python by default
+    :func:`~storyreasoning.data.identity.dataset_record` of ``stories``). A folder holding
+    pairs made with other settings or from another dataset is refused, naming each difference.
 
     Each story's pairs are appended to ``pairs.jsonl`` and flushed, then its line to
     ``stories.jsonl``: a story is done once that line is there. Run again on an unfinished
@@ -288,20 +300,23 @@ def build_pairs(
         )
     conditions = [run_conditioning(run) for run in runs]
     finishes = [finish_reasons(run) for run in runs]
+    from ..data.identity import dataset_record
+    from ..data.resume import ids_of
+
+    if dataset is None:
+        dataset = dataset_record(stories)
     if settings is None:  # called from Python: these arguments are the folder's settings
         settings = {
-            "dataset": dataset or {}, "runs": [str(run.path) for run in given],
+            "dataset": dataset, "runs": [str(absolute(run.path)) for run in given],
             "include_reference": include_reference, "min_margin": min_margin, "pairs_per_story": pairs_per_story,
             "rejected": rejected, "weights": asdict(weights),
         }  # fmt: skip
-    from ..data.resume import ids_of
-
     ids = ids_of(stories)
     out.mkdir(parents=True, exist_ok=True)
-    _claim(out, settings, {"out", *operational})
+    _claim(out, settings, {"out", *operational}, dataset, ids)
     # what an older version's atomic write left when killed (this is the folder's one writer)
     remove_leftovers(out / PAIRS)
-    done = _resume(out, ids)
+    done = _resume(out, ids, say)
     report = PairReport(truncated_by_run={label: 0 for label in labels})
     for entry in done:
         _add(report, entry)
@@ -347,7 +362,7 @@ def build_pairs(
     report.not_in_dataset = len({sid for run in runs for sid in run.outputs} - known)
     manifest = {
         "kind": "preference-pairs",
-        "dataset": dataset or {},
+        "dataset": dataset,
         "runs": [
             {
                 **run.describe(),
@@ -387,10 +402,15 @@ def _add(report: PairReport, entry: dict) -> None:
     report.several_conditionings += bool(entry.get("several_conditionings"))
 
 
-def _claim(out: Path, settings: dict, operational: set[str]) -> None:
-    """Write ``settings.json`` first; in a folder that holds scored stories, refuse other settings."""
+def _claim(out: Path, settings: dict, operational: set[str], dataset: dict, ids: list[str]) -> None:
+    """Write ``settings.json`` and ``dataset.json`` (what ``dataset`` records of the stories) first; in a
+    folder that holds scored stories, refuse other settings or another dataset (``ids``: its stories')."""
+    from ..data.identity import dataset_changes
+    from .settings import DATASET, recorded_dataset
+
     path = out / SETTINGS
     wanted = json.loads(json.dumps(settings, default=str))  # as the file holds them
+    dataset = json.loads(json.dumps(dataset, default=str))
     started = any(
         (out / name).is_file() and (out / name).stat().st_size for name in (STORIES, PAIRS, MANIFEST)
     )
@@ -401,20 +421,55 @@ def _claim(out: Path, settings: dict, operational: set[str]) -> None:
             raise UsageError(
                 f"{path} is unreadable ({exc}); remove the folder {out} or choose another --out"
             ) from None
-        changed = _differences(held if isinstance(held, dict) else {}, wanted, operational)
+        held = held if isinstance(held, dict) else {}
+        # the dataset by its identity (a source as typed names another folder from elsewhere)
+        changed = [
+            then_now(*change) for change in _differences(held, wanted, operational | {"source", "dataset"})
+        ]
+        old = recorded_dataset(out / DATASET, held)
+        if old is not None:
+            if "split" in wanted:  # a setting of its own, named above
+                old = {**old, "split": dataset.get("split")}
+
+            def scored() -> list[str]:
+                return [
+                    entry["story_id"] for entry in map(_entry, _lines(out / STORIES)) if entry is not None
+                ]
+
+            changed[:0] = [
+                f"dataset {phrase}"
+                for phrase in dataset_changes(old, dataset, recorded=scored, ids=lambda: ids)
+            ]
         if changed:
-            said = "; ".join(f"{name} {_shown(old)} then, {_shown(new)} now" for name, old, new in changed)
             raise UsageError(
-                f"{out} holds pairs made with other settings ({said}); run with the same ones to continue it, "
-                "or choose another --out"
+                f"{out} holds pairs made with other settings ({'; '.join(changed)}); run with the same ones to "
+                "continue it, or choose another --out"
             )
-        if held == wanted:
-            return
-    write_json_atomic(path, wanted)
+    # written again as this run names them (an older folder's relative paths, a moved dataset's new path)
+    for name, data in ((DATASET, dataset), (SETTINGS, wanted)):
+        if _read_json(out / name) != data:
+            write_json_atomic(out / name, data)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _lines(path: Path) -> list[bytes]:
+    """The lines of ``path`` (none when it is not there)."""
+    try:
+        return path.read_bytes().splitlines(keepends=True) if path.is_file() else []
+    except OSError as exc:
+        raise file_error(exc, "read the pairs folder file") from None
 
 
 def _differences(held: dict, wanted: dict, operational: set[str]) -> list[tuple[str, object, object]]:
-    """``(name, old, new)`` for each setting that differs (nested ones as ``weights.reid``), sorted."""
+    """``(name, old, new)`` for each setting that differs (nested ones as ``weights.reid``; paths compared
+    resolved: :func:`~.settings.place`), sorted."""
+    from .settings import place
 
     def flat(data: dict, prefix: str = "") -> dict:
         out = {}
@@ -429,31 +484,27 @@ def _differences(held: dict, wanted: dict, operational: set[str]) -> list[tuple[
     return [
         (f"--{key.replace('_', '-')}" if "." not in key else key, old.get(key), new.get(key))
         for key in sorted(set(old) | set(new))
-        if key.split(".")[0] not in operational and old.get(key) != new.get(key)
+        if key.split(".")[0] not in operational
+        and (place(old.get(key)) != place(new.get(key)) if key == "runs" else old.get(key) != new.get(key))
     ]
 
 
-def _shown(value) -> str:
-    return "unset" if value is None else repr(value) if isinstance(value, str) else json.dumps(value)
-
-
-def _resume(out: Path, ids: list[str]) -> list[dict]:
+def _resume(out: Path, ids: list[str], say: Callable[[str], None] | None = None) -> list[dict]:
     """The ``stories.jsonl`` lines of the stories already done, both files cut back to just after them.
 
     A story is done when its line is whole and its pairs are all in ``pairs.jsonl``, whole,
     in order; the first that is not ends what is kept (a torn line, a story killed while its
-    pairs were written, pairs a power cut lost). The stories must be the dataset's first ones.
+    pairs were written, pairs a power cut lost), and so does a story scored a second time
+    (two builds once wrote into one folder: ``say`` hears it). The stories must be the
+    dataset's first ones.
     """
     journal, pairs_path = out / STORIES, out / PAIRS
-    try:
-        lines = journal.read_bytes().splitlines(keepends=True) if journal.is_file() else []
-        pair_lines = pairs_path.read_bytes().splitlines(keepends=True) if pairs_path.is_file() else []
-    except OSError as exc:
-        raise file_error(exc, "read the pairs folder file") from None
+    lines, pair_lines = _lines(journal), _lines(pairs_path)
     done: list[dict] = []
+    seen: dict[str, int] = {}  # story id -> its line
     kept_journal = kept_pairs = 0  # bytes
     at = 0  # the next line of pairs.jsonl
-    for raw in lines:
+    for number, raw in enumerate(lines, start=1):
         entry = _entry(raw)
         if entry is None:
             break
@@ -462,12 +513,22 @@ def _resume(out: Path, ids: list[str]) -> list[dict]:
         if len(mine) < n or not all(_pair_of(line, entry["story_id"]) for line in mine):
             break
         k = len(done)
-        if k >= len(ids) or ids[k] != entry["story_id"]:
+        sid = entry["story_id"]
+        if sid in seen and (k >= len(ids) or ids[k] != sid):  # not a story the dataset holds twice
+            if say is not None:
+                say(
+                    f"warning: {journal} line {number} scores story {sid!r} again (line {seen[sid]} did): two "
+                    f"builds wrote into {out} at once; the {k} stories before it are kept, and the stories from "
+                    "that line on are scored again"
+                )
+            break
+        if k >= len(ids) or ids[k] != sid:
             theirs = ids[k] if k < len(ids) else "none (the dataset has fewer)"
             raise UsageError(
-                f"{out} holds pairs of other stories (story {k + 1} there is {entry['story_id']!r}, in the dataset "
+                f"{out} holds pairs of other stories (story {k + 1} there is {sid!r}, in the dataset "
                 f"{theirs!r}); continue it with the same dataset, split and --limit, or choose another --out"
             )
+        seen.setdefault(sid, number)
         done.append(entry)
         at += n
         kept_journal += len(raw)
@@ -584,6 +645,11 @@ def read_pairs(folder: str | Path) -> tuple[dict, list[dict]]:
     ``chosen``, ``rejected`` and, if any, a ``conditioning`` object), or one clear error naming the
     file and the line."""
     folder = Path(folder)
+    if (folder / PAIRS).is_file() and not (folder / MANIFEST).is_file():
+        raise UsageError(
+            f"{folder} is an unfinished pairs folder (no {MANIFEST} yet: train pairs was stopped before it "
+            "scored every story); run the same storyreasoning train pairs command again to finish it"
+        )
     if not (folder / PAIRS).is_file() or not (folder / MANIFEST).is_file():
         raise UsageError(
             f"{folder} is not a pairs folder (no {PAIRS} and {MANIFEST}); make one with storyreasoning train pairs"

@@ -9,6 +9,7 @@ command-line option, a key of a ``--config`` recipe file and a key of the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,13 +41,49 @@ SOURCE_HELP = (
 )
 
 
+#: What a folder records of the dataset it reads: :func:`~storyreasoning.data.identity.dataset_record`.
+DATASET = "dataset.json"
+#: Settings naming local folders or hub ids: compared by :func:`place`.
+PLACES = frozenset({"model", "dataset", "pairs", "eval_pairs", "sources", "runs"})
+
+
+def place(value):
+    """What a recorded path is compared by: a file or folder on this machine resolved (an older record's
+    relative path read from the current folder), anything else (a hub id, a path gone) as given; each of
+    a list."""
+    if isinstance(value, list):
+        return [place(item) for item in value]
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    try:
+        return str(path.resolve()) if path.exists() else value
+    except OSError:
+        return value
+
+
+def recorded_dataset(path: Path, held: dict) -> dict | None:
+    """The dataset a folder recorded: its ``dataset.json``; for a folder of an older version the source
+    and split of its settings (``held``; build_pairs' own settings name a ``dataset``); None when they
+    name none."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        found = None
+    if not isinstance(found, dict):
+        found = held.get("dataset")
+    if not isinstance(found, dict):
+        found = {"source": held.get("source"), "split": held.get("split")}
+    return found if found.get("source") or found.get("path") else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainingOptions:
     """What every training job takes: its folder, the model, the mode, the optimiser, checkpoints, device."""
 
     out: Path = option(REQUIRED, "--out", "-o", help="Training folder (created; resumed when it exists).")
     model: str = option(
-        DEFAULT_BASE, "--model", "-m", help="Base model: hub id or local folder.", panel=MODEL
+        DEFAULT_BASE, "--model", "-m", help="Base model: hub id or local folder.", panel=MODEL, place=True
     )
     revision: str | None = option(None, help="Hub revision of the model.", panel=MODEL)
     mode: Mode = option(
@@ -129,7 +166,7 @@ class TrainingOptions:
     )  # fmt: skip
     eval_dataset: str | None = option(
         None, help="Dataset the checks tell from (default: the training dataset's --eval-split).",
-        panel="Monitoring",
+        panel="Monitoring", place=True,
     )  # fmt: skip
     eval_max_new_tokens: int = option(
         2048, min=1, panel="Monitoring",
@@ -202,7 +239,7 @@ def check_settings(settings: TrainingOptions) -> None:
 class SFTSettings(TrainingOptions):
     """Supervised fine-tuning: a dataset's stories as chat examples, the answer learned."""
 
-    source: str = argument(help=SOURCE_HELP)
+    source: str = argument(help=SOURCE_HELP, place=True)
     split: str | None = option("train", "--split", "-s", help="Split to train on.", panel=DATA)
     eval_split: str | None = option(None, help="Split to evaluate the loss on at each save.", panel=DATA)
     limit: int | None = option(None, min=1, help="Only the first N stories.", panel=DATA)
@@ -232,13 +269,16 @@ class DPOSettings(TrainingOptions):
     """Contrastive preference training on reward-ranked pairs, with QwenStoryteller2's defaults."""
 
     pairs: tuple[str, ...] = argument(
-        help="Pairs folders (train pairs), real and contrastive.", metavar="PAIRS..."
+        help="Pairs folders (train pairs), real and contrastive.", metavar="PAIRS...", place=True
     )
     dataset: str | None = option(
-        None, help="Dataset holding the pairs' frames (default: the one each pairs folder names).", panel=DATA
+        None,
+        help="Dataset holding the pairs' frames (default: the one each pairs folder names).",
+        panel=DATA,
+        place=True,
     )
     model: str = option(
-        DEFAULT_START, "--model", "-m", panel=MODEL,
+        DEFAULT_START, "--model", "-m", panel=MODEL, place=True,
         help="Model to improve: hub id or folder (a LoRA adapter must be merged first with train merge).",
     )  # fmt: skip
     rank: int = option(2048, min=1, help="LoRA rank (QwenStoryteller2: 2048).", panel=MODEL)
@@ -250,7 +290,7 @@ class DPOSettings(TrainingOptions):
         "every pair of every folder.",
     )  # fmt: skip
     eval_pairs: tuple[str, ...] = option(
-        (), "--eval-pairs", panel=DATA,
+        (), "--eval-pairs", panel=DATA, place=True,
         help="A pairs folder to evaluate on at each save (eval loss and rewards), repeatable.",
     )  # fmt: skip
     eval_fraction: float = option(
@@ -369,7 +409,7 @@ class RewardOptions:
 class PairsSettings(RewardOptions):
     """Reward-ranked preference pairs from runs of candidates."""
 
-    source: str = argument(help=SOURCE_HELP)
+    source: str = argument(help=SOURCE_HELP, place=True)
     runs: tuple[Path, ...] = option(
         (), "--run", "-r",
         help="A run to take candidates from (tell-dataset folder or folder of {story_id}.txt), repeatable.",
@@ -404,7 +444,7 @@ class GRPOSettings(TrainingOptions, RewardOptions):
     sources: tuple[str, ...] = argument(
         help="Datasets whose stories are the prompts (real stories, contrastive sequences): hub ids, save_to_disk "
         "folders, parquet files or folders of story folders.",
-        metavar="DATASETS...",
+        metavar="DATASETS...", place=True,
     )  # fmt: skip
     split: str | None = option(
         "train", "--split", "-s", help="Split of each dataset to train on.", panel=DATA
@@ -417,7 +457,7 @@ class GRPOSettings(TrainingOptions, RewardOptions):
         "every story of every dataset.",
     )  # fmt: skip
     model: str = option(
-        DEFAULT_START, "--model", "-m", panel=MODEL,
+        DEFAULT_START, "--model", "-m", panel=MODEL, place=True,
         help="Model to improve: hub id or folder (a LoRA adapter must be merged first with train merge).",
     )  # fmt: skip
     num_generations: int = option(
@@ -523,12 +563,13 @@ class PlanSettings:
     source: str | None = argument(
         None,
         help="A dataset whose stories are counted as training counts them (omit to plan one --max-length).",
+        place=True,
     )
     model: str = option(DEFAULT_BASE, "--model", "-m", help="Model: hub id or folder (its config.json is enough).",
-                        panel=MODEL)  # fmt: skip
+                        panel=MODEL, place=True)  # fmt: skip
     revision: str | None = option(None, help="Hub revision of the model.", panel=MODEL)
     processor: str | None = option(
-        None, panel=MODEL,
+        None, panel=MODEL, place=True,
         help="Where the processor that counts a dataset's tokens is (default: the model; a config-only folder has none).",
     )  # fmt: skip
     mode: Mode = option("lora", help="lora, full or language (as train sft).", panel=PLAN)
@@ -618,12 +659,14 @@ class PlanSettings:
 
 
 __all__ = [
+    "DATASET",
     "DEFAULT_BASE",
     "DEFAULT_LR",
     "DEFAULT_START",
     "DPO_LOSS_TYPES",
     "LORA_TARGETS",
     "MODES",
+    "PLACES",
     "DPOSettings",
     "GRPOSettings",
     "Mode",
@@ -633,4 +676,6 @@ __all__ = [
     "TrainingOptions",
     "check_settings",
     "mix_weights",
+    "place",
+    "recorded_dataset",
 ]

@@ -4,7 +4,11 @@
 
 ``OUT/settings.json``
     what the job was started with; a restart with other settings is refused, so a
-    folder never mixes two trainings.
+    folder never mixes two trainings (a local model compared by where it is).
+``OUT/dataset.json``
+    the dataset trained on (:func:`~storyreasoning.data.identity.dataset_record`: the source
+    as typed, the split, a local dataset's resolved path and content fingerprint); a restart
+    from another dataset is refused before the model loads (``./ds`` and ``ds`` are one).
 ``OUT/fit.json``
     how the stories were fitted to ``max_length`` (shortened, frames dropped, too long).
 ``OUT/log.jsonl``
@@ -147,20 +151,25 @@ def lora_targets_checked(settings: SFTSettings, peft_config: Any | None) -> Iter
 # -- the job ---------------------------------------------------------------------------------
 
 
-def load_splits(settings: SFTSettings) -> dict[str | None, object]:
-    """The stories of the training split and of ``--eval-split`` (limited): read before the model loads,
-    so a wrong dataset path or split is said at once, not after minutes of loading weights."""
+def load_splits(settings: SFTSettings) -> tuple[dict[str | None, object], dict]:
+    """The stories of the training split and of ``--eval-split`` (limited), and what the folder records of
+    the training split (:func:`~storyreasoning.data.identity.dataset_record`, of it whole): read before
+    the model loads, so a wrong dataset path or split is said at once, not after minutes of loading weights."""
+    from ..data.identity import dataset_record
     from ..data.sources import limited, load_stories
 
     out: dict[str | None, object] = {}
+    record: dict = {}
     for split in dict.fromkeys((settings.split, *((settings.eval_split,) if settings.eval_split else ()))):
-        stories = limited(load_stories(settings.source, split), settings.limit)
+        whole = load_stories(settings.source, split)
+        stories = limited(whole, settings.limit)
         if len(stories) == 0:
             raise UsageError(
                 f"{settings.source} has no stories{f' in split {split}' if split else ''} to train on"
             )
         out[split] = stories
-    return out
+        record = record or dataset_record(whole)  # the training split's, the first
+    return out, record
 
 
 def _stories(settings: SFTSettings, split: str | None, budget, progress, loaded: dict[str | None, object]):
@@ -198,7 +207,8 @@ def train_sft(
     if done is not None:
         return done
 
-    loaded = load_splits(settings)  # a wrong path or split: said before the weights load
+    loaded, dataset = load_splits(settings)  # a wrong path or split: said before the weights load
+    folder.claim(settings, write=False, dataset=dataset)  # another dataset: said before the weights load too
     torch, transformers, processor, net, device, dtype = job.load_model(settings)
     from ..data.messages import TrainingExamples
     from .collate import StoryCollator, unmask_end_padding
@@ -220,7 +230,7 @@ def train_sft(
         if fit.get("shortened") else "",
     ]  # fmt: skip
     main = job.report_fit(folder, fit, say, notices)  # _stories refused a split where nothing fits
-    folder.claim(settings)
+    folder.claim(settings, dataset=dataset)
     examples = TrainingExamples(train_stories, replace(msg, style="trl"))
     collator = StoryCollator(processor, loss=settings.loss)
     collator([examples[0]])  # a template the collator cannot label fails now, not after loading everything
