@@ -235,6 +235,29 @@ def test_records_hold_absolute_paths_and_older_relative_records_still_resume(tmp
     folder.claim(settings)
 
 
+def test_a_model_or_dataset_on_this_machine_is_recorded_absolute_a_hub_id_as_given(tmp_path, monkeypatch):
+    """``--config runs/x/settings.json`` from another folder read ``source: data`` as a hub id: a place
+    (a model, a dataset) that is here is recorded absolute; one that is not (a hub id) as typed."""
+    from storyreasoning.tell.settings import TellDatasetSettings
+    from storyreasoning.train.settings import DPOSettings, SFTSettings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "base").mkdir()
+    (tmp_path / "p1").mkdir()
+    held = record(from_config(SFTSettings, source="./data", model="base", out="o"))
+    assert held["source"] == str(tmp_path / "data") and held["model"] == str(tmp_path / "base")
+    hub = record(from_config(SFTSettings, source="daniel3303/StoryReasoning", out="o"))
+    assert hub["source"] == "daniel3303/StoryReasoning" and hub["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    dpo = record(from_config(DPOSettings, pairs=["p1", "org/pairs"], out="o"))
+    assert dpo["pairs"] == [str(tmp_path / "p1"), "org/pairs"]
+    told = record(from_config(TellDatasetSettings, source="data", out="r"))
+    assert told["source"] == str(tmp_path / "data")
+    monkeypatch.chdir(tmp_path / "base")  # the record read back from elsewhere names the same places
+    again = from_config(SFTSettings, **{k: v for k, v in held.items() if k not in ("alpha", "lr")})
+    assert record(again)["source"] == held["source"] and record(again)["model"] == held["model"]
+
+
 def test_settings_built_directly_can_be_checked_as_the_options_are():
     from storyreasoning.settings import validate
     from storyreasoning.train.settings import SFTSettings

@@ -73,6 +73,7 @@ class Spec:
     cli: bool = True  # False: settable from Python and config files only
     operational: bool = False  # how a job runs, not what it makes: may change when a job resumes
     clears: tuple[str, ...] = ()  # settings this one resets to their defaults when given over them
+    place: bool = False  # text naming a local file or folder, or else a hub id: recorded absolute when local
 
 
 def option(
@@ -88,6 +89,7 @@ def option(
     cli: bool = True,
     operational: bool = False,
     clears: tuple[str, ...] = (),
+    place: bool = False,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A settings field that is a command-line option (``--field-name`` unless ``flags`` say otherwise).
@@ -99,19 +101,25 @@ def option(
     they are (the command line over a config file, a Python keyword over a file): they go
     back to their defaults there, unless given on the same layer. ``--grad-accum 4`` over a
     recipe's ``global_batch: 64`` is ``clears=("global_batch",)`` on ``grad_accum``.
+
+    ``place``: text that names a local file or folder or, when nothing is there, a hub id (a
+    model, a dataset source): :func:`record` writes it as an absolute path when it is on this
+    machine, so that the record (``--config settings.json``) means the same from any folder.
     """
     spec = Spec(help, tuple(flags), panel, min, max, metavar, show_default, secret=secret, cli=cli,
-                operational=operational, clears=tuple(clears))  # fmt: skip
+                operational=operational, clears=tuple(clears), place=place)  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={_KEY: spec})
     return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
 def argument(
-    default: Any = MISSING, *, help: str, metavar: str | None = None, operational: bool = False
-) -> Any:
-    """A settings field that is a positional argument (required unless it has a default)."""
-    spec = Spec(help, metavar=metavar, argument=True, operational=operational)
+    default: Any = MISSING, *, help: str, metavar: str | None = None, operational: bool = False,
+    place: bool = False,
+) -> Any:  # fmt: skip
+    """A settings field that is a positional argument (required unless it has a default); ``place`` as
+    for :func:`option`."""
+    spec = Spec(help, metavar=metavar, argument=True, operational=operational, place=place)
     return dataclasses.field(default=default, metadata={_KEY: spec})
 
 
@@ -515,7 +523,8 @@ def plain(value: Any) -> Any:
 
 def record(settings: Any) -> dict:
     """The settings as a job records them (secrets left out; derived values resolved by ``resolved()``;
-    paths absolute, so that the record means the same from any working folder).
+    paths absolute, and a ``place`` (a model, a dataset) that is on this machine too, so that the
+    record means the same from any working folder).
 
     The record reads back as a config file of the same job.
     """
@@ -526,6 +535,8 @@ def record(settings: Any) -> dict:
         value = getattr(settings, f.name)
         if f.item is Path and value is not None:
             value = tuple(map(absolute, value)) if f.many else absolute(value)
+        elif f.spec.place and value is not None:
+            value = tuple(map(_local_absolute, value)) if f.many else _local_absolute(value)
         out[f.name] = plain(value)
     resolved = getattr(settings, "resolved", None)
     if callable(resolved):
@@ -536,6 +547,15 @@ def record(settings: Any) -> dict:
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` from the working folder, ``~`` expanded, ``..`` folded, symbolic links kept."""
     return Path(os.path.abspath(_expanded(os.fspath(path))))
+
+
+def _local_absolute(text: str) -> str:
+    """A ``place`` as a record writes it: absolute when something is there on this machine, else as
+    given (a hub id)."""
+    try:
+        return str(absolute(text)) if text and _expanded(text).exists() else text
+    except (OSError, ValueError):
+        return text
 
 
 def data_record(settings: Any) -> dict:

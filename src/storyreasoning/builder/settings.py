@@ -66,12 +66,12 @@ class BuildSettings(EndpointOptions, SamplingOptions):
         operational=True,
     )
     detector: str | None = option(
-        None, panel=PERCEPTION,
+        None, panel=PERCEPTION, place=True,
         help="An object detector (transformers hub id or folder, e.g. facebook/detr-resnet-50) for people and "
         "objects instead of the OpenCV baseline.",
     )  # fmt: skip
     embedder: str | None = option(
-        None, panel=PERCEPTION,
+        None, panel=PERCEPTION, place=True,
         help="A vision model (e.g. google/siglip-base-patch16-224) whose crop features re-identify detections "
         "across frames; without it, detections are tracked by overlap.",
     )  # fmt: skip

@@ -23,7 +23,7 @@ class EvaluateSettings:
         metavar="RUN",
     )
     dataset: str | None = option(
-        None, "--dataset", "-d",
+        None, "--dataset", "-d", place=True,
         help="The reference dataset (hub id, save_to_disk folder, parquet, story folders); "
         "default: the one the run's manifest names.",
     )  # fmt: skip
@@ -139,6 +139,7 @@ class JudgeSettings:
         "--dataset",
         "-d",
         help="The dataset the run was told from (default: the one its manifest names).",
+        place=True,
     )
     split: str | None = option(None, "--split", "-s", help="Split of the dataset (default: the run's split).")
     out: Path | None = option(

@@ -74,7 +74,7 @@ class TellerOptions(EndpointOptions):
 
     model: str | None = option(
         None, "--model", "-m", help="Local model folder or hub id (default daniel3303/QwenStoryteller2).",
-        panel=TELLER,
+        panel=TELLER, place=True,
     )  # fmt: skip
     teller: str | None = option(
         None, help="A built-in teller: 'baseline' (OpenCV, no model weights).", panel=TELLER
@@ -159,7 +159,7 @@ class TellSettings(TellerOptions, SamplingOptions, PromptOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
-    source: str = argument(help=SOURCE_HELP)
+    source: str = argument(help=SOURCE_HELP, place=True)
     out: Path = option(REQUIRED, "--out", "-o", help="Run folder (created; resumed when it exists).")
     split: str | None = option(None, "--split", "-s", help="Split to tell (all when omitted).")
     limit: int | None = option(None, min=1, help="Only the first N stories.")
