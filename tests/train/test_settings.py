@@ -122,7 +122,8 @@ def test_a_training_folder_knows_its_dataset_and_model_by_where_they_are(tmp_pat
     monkeypatch.chdir(tmp_path / "a")
     sft_claim(folder, "c_ref", "m")
     held = json.loads(folder.settings.read_text())
-    assert held["source"] == str(tmp_path / "a" / "c_ref") and held["model"] == str(tmp_path / "a" / "m")  # recorded absolute
+    assert held["source"] == str(tmp_path / "a" / "c_ref")  # recorded absolute
+    assert held["model"] == str(tmp_path / "a" / "m")
     recorded = json.loads(folder.dataset.read_text())
     assert recorded["source"] == "c_ref" and recorded["path"] == str((tmp_path / "a" / "c_ref").resolve())
     assert recorded["fingerprint"]["stories"] == 3
