@@ -173,6 +173,13 @@ def test_bad_grpo_options_are_one_clear_error(tiny_qwen, tmp_path):
     with pytest.raises(UsageError, match="not a multiple of the group size 4"):
         check_group(settings(tiny_qwen, tmp_path, batch_size=3))
     check_group(settings(tiny_qwen, tmp_path, batch_size=2, grad_accum=2))  # two batches make one group
+    # eight prompts a step from three stories: TRL's sampler formed no batch and training ended at step 0
+    many = settings(tiny_qwen, tmp_path / "few", batch_size=8, grad_accum=2, num_generations=4)
+    with pytest.raises(
+        UsageError, match=r"groups of 4: 4 prompts a step, but there are only 3 \(see fit.json\)"
+    ):
+        train_grpo(many)
+    assert not (tmp_path / "few" / "settings.json").exists()  # the folder is left unclaimed
     # a wrong dataset or a judge that is down is said before the model loads (this model does not exist)
     from ..tell.servers import closed_url
 

@@ -135,15 +135,27 @@ def prompt_dataset(rows: list[dict], cache: Path):
 # -- the job ---------------------------------------------------------------------------------------------
 
 
-def check_group(settings: GRPOSettings, processes: int | None = None) -> None:
-    """Refuse a batch that cannot hold whole groups (TRL's rule, said in our options' names)."""
+def check_group(settings: GRPOSettings, processes: int | None = None, *, prompts: int | None = None) -> None:
+    """Refuse a batch that cannot hold whole groups (TRL's rule, said in our options' names) and, given how
+    many ``prompts`` there are, one that needs more prompts a step than that: TRL's sampler forms only
+    whole generation batches, so the training would end at step 0 having learned nothing."""
     processes = processes or job.world_size()
-    completions = settings.batch_size * job.accumulation(settings, processes) * processes
+    accumulation = job.accumulation(settings, processes)
+    completions = settings.batch_size * accumulation * processes
+    made = (
+        f"a step generates {completions} completions (--batch-size {settings.batch_size} x --grad-accum "
+        f"{accumulation} x {processes} process(es))"
+    )
     if completions % settings.num_generations:
         raise UsageError(
-            f"a step generates {completions} completions (--batch-size {settings.batch_size} x --grad-accum "
-            f"{job.accumulation(settings, processes)} x {processes} process(es)), which is not a multiple of the "
-            f"group size {settings.num_generations}; change --batch-size, --grad-accum or --num-generations"
+            f"{made}, which is not a multiple of the group size {settings.num_generations}; change --batch-size, "
+            "--grad-accum or --num-generations"
+        )
+    needed = completions // settings.num_generations
+    if prompts is not None and prompts < needed:
+        raise UsageError(
+            f"{made} in groups of {settings.num_generations}: {needed} prompts a step, but there are only "
+            f"{prompts} (see fit.json); lower --batch-size or --grad-accum, or give more stories"
         )
 
 
@@ -200,6 +212,7 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
         "--max-completion-length"
     )
     main = job.report_fit(folder, fit, say, notices, kept=len(rows), nothing=nothing)
+    check_group(settings, prompts=len(rows))
     folder.claim(settings)
     train_set = prompt_dataset(rows, folder.root / "cache")
     net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept (as DPO)
