@@ -238,6 +238,28 @@ def test_hub_unreachable_is_one_clear_error(monkeypatch):
     assert "local folder" in str(info.value)
 
 
+def test_a_hub_out_of_reach_without_offline_set_is_said_at_once(tmp_path):
+    """No HF_HUB_OFFLINE, no network: datasets retried for half a minute ("Retrying in 8s [Retry 5/5]")
+    before our line. The hub is asked once; out of reach, only the cache is read."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a loopback port where nothing listens: the hub refuses at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"), COLUMNS="200")
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", "info", "nobody-here/NoSuchStories"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "cannot reach the Hugging Face Hub for nobody-here/NoSuchStories" in lines[0]
+    assert "not in the local cache" in lines[0] and "Retrying" not in result.stderr
+
+
 def test_frames_stay_encoded_and_report_corruption(tmp_path):
     jpeg = image_bytes(50, 40, 1, "JPEG")
     frame = Frame(data=jpeg)

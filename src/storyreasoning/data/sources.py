@@ -13,6 +13,7 @@ image, and images stay encoded until a caller opens them.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -477,12 +478,24 @@ def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
 
 
 def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = None) -> StoryDataset:
-    """A dataset from the Hugging Face Hub through ``datasets.load_dataset`` (cached locally)."""
+    """A dataset from the Hugging Face Hub through ``datasets.load_dataset`` (cached locally).
+
+    The hub is asked first, once and briefly: when it cannot be reached (no network, no name
+    resolution), the dataset is read from the local cache alone, as with ``HF_HUB_OFFLINE=1``, so a
+    dataset not cached is one error at once, not half a minute of retries."""
     datasets = require_datasets()
+    unreachable = _hub_unreachable(repo_id)
     try:
-        loaded = datasets.load_dataset(repo_id, revision=revision)
+        with _offline() if unreachable else contextlib.nullcontext():
+            loaded = datasets.load_dataset(repo_id, revision=revision)
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
+        if unreachable:
+            raise StoryReasoningError(
+                f"cannot reach the Hugging Face Hub for {repo_id} ({unreachable}) and it is not in the local "
+                "cache; connect to the internet, or download it elsewhere and pass the local folder "
+                "(save_to_disk or parquet files)"
+            ) from exc
         if (
             "offline" in text.lower()
             or "connect" in text.lower()
@@ -498,6 +511,41 @@ def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = N
             f"cannot load {repo_id} from the Hugging Face Hub: {text.splitlines()[0][:300]}"
         ) from exc
     return _pick({k: ArrowStories(v, repo_id, k) for k, v in loaded.items()}, split, repo_id)
+
+
+def _hub_unreachable(repo_id: str) -> str | None:
+    """Why the hub cannot be reached for ``repo_id`` (no route, no name resolution, refused, timed out
+    within :data:`storyreasoning.models.HUB_TIMEOUT`), or None when it answers, whatever it answers, or
+    is off (``HF_HUB_OFFLINE``: ``datasets`` reads the cache alone then)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..models import HUB_TIMEOUT
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        HfApi().dataset_info(repo_id, timeout=HUB_TIMEOUT)
+    except HfHubHTTPError:  # it answered (not found, gated, …): datasets says what is wrong
+        return None
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    return None
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """``HF_HUB_OFFLINE`` for the block, as ``huggingface_hub`` and ``datasets`` read it at each call."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = before
 
 
 class _damaged:
