@@ -263,3 +263,8 @@ def test_an_empty_path_is_refused_not_taken_for_this_folder():
     one_line(run("check", ""), "OUTPUT_FILE is an empty path")
     example = ROOT / "examples" / "outputs" / "lighthouse.txt"
     one_line(run("check", example, "--json", ""), "IMAGES is an empty path")
+
+
+def test_merge_refuses_an_empty_adapter_or_out():
+    one_line(run("train", "merge", "", "--out", "x"), "ADAPTER is an empty path")
+    one_line(run("train", "merge", "a", "--out", ""), "--out is an empty path")

@@ -288,20 +288,25 @@ class FolderBusy(Exception):
         self.folder, self.pid = folder, pid
 
 
-def busy_message(folder: Path, pid: int | None) -> str:
-    """``another storyreasoning process (pid N) is writing to X; wait for it or choose another --out``."""
+def busy_message(folder: Path, pid: int | None, given_as: str = "--out") -> str:
+    """``another storyreasoning process (pid N) is writing to X; wait for it or choose another --out``
+    (``given_as``: how the command takes the folder, ``--out`` or an argument such as ``OUT``)."""
     who = f"another storyreasoning process (pid {pid})" if pid else "another storyreasoning process"
-    return f"{who} is writing to {folder}; wait for it or choose another --out"
+    return f"{who} is writing to {folder}; wait for it or choose another {given_as}"
 
 
 @contextmanager
 def lock_folder(
-    folder: str | os.PathLike[str], *, refuse: Callable[[str], BaseException] | None = None
+    folder: str | os.PathLike[str],
+    *,
+    refuse: Callable[[str], BaseException] | None = None,
+    given_as: str = "--out",
 ) -> Iterator[Path]:
     """Hold ``folder`` (made if missing, with the folders above it) as its one writer for the block:
     a second job given the same folder meanwhile, in another process, is refused with
     ``refuse(line)`` (by default :class:`FolderBusy`), the line naming the holder's pid (see
-    :func:`busy_message`; a command passes its user-error class, so the line is all it shows).
+    :func:`busy_message`; a command passes its user-error class, so the line is all it shows, and
+    ``given_as``, how it takes the folder, when that is not ``--out``).
     Jobs that write results as they go (tell-dataset, evaluate judge, build) hold their output
     folder so for their whole life, so two of them never append the same stories twice.
 
@@ -323,7 +328,7 @@ def lock_folder(
             if held is not None:
                 held[1] += 1
         if held is None:
-            fd = _acquire(folder, refuse)
+            fd = _acquire(folder, refuse, given_as)
             with _held_guard:
                 _held[key] = held = [fd, 1]
         try:
@@ -365,7 +370,9 @@ def _holder(fd: int) -> int | None:
     return int(text[0]) if text and text[0].isdigit() else None
 
 
-def _acquire(folder: Path, refuse: Callable[[str], BaseException] | None) -> int | None:
+def _acquire(
+    folder: Path, refuse: Callable[[str], BaseException] | None, given_as: str = "--out"
+) -> int | None:
     """Lock ``folder``'s lock file; its descriptor (None when this system offers no lock)."""
     path = folder / LOCK_NAME
     # O_NOFOLLOW: a symlink planted at the lock's name is refused, never followed (its target truncated)
@@ -379,7 +386,7 @@ def _acquire(folder: Path, refuse: Callable[[str], BaseException] | None) -> int
         try:
             fd = os.open(path, flags, 0o666)
         except OSError as exc:  # a symlink (refused), a folder, no permission
-            line = f"cannot use {path} to hold {folder} ({exc.strerror}); remove it, or choose another --out"
+            line = f"cannot use {path} to hold {folder} ({exc.strerror}); remove it, or choose another {given_as}"
             raise (refuse(line) if refuse is not None else FolderBusy(line, folder, None)) from None
         try:
             if fcntl is not None:
@@ -405,7 +412,7 @@ def _acquire(folder: Path, refuse: Callable[[str], BaseException] | None) -> int
                 return None
             pid = _holder(fd)
             os.close(fd)
-            line = busy_message(folder, pid)
+            line = busy_message(folder, pid, given_as)
             raise (refuse(line) if refuse is not None else FolderBusy(line, folder, pid)) from None
         # the holder before us may have removed the file as it let go: lock the one that is there
         try:

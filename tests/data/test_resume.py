@@ -337,7 +337,7 @@ def test_a_second_conversion_into_a_held_folder_is_refused_naming_the_first(sour
             line = error_line(run(*second))
             assert line == (
                 f"error: another storyreasoning process (pid {first.pid}) is writing to {out}; wait for it "
-                "or choose another --out"
+                "or choose another OUT"
             )
     finally:
         os.kill(first.pid, signal.SIGCONT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..settings import Command
+from ..settings import Command, given_path
 from .push import PushSettings
 from .settings import DPOSettings, GRPOSettings, PairsSettings, PlanSettings, SFTSettings
 
@@ -92,9 +92,20 @@ def register(root) -> None:
 
 def merge(
     adapter: Path = typer.Argument(
-        ..., help="A LoRA adapter folder (train sft's final/).", show_default=False
+        ...,
+        help="A LoRA adapter folder (train sft's final/).",
+        show_default=False,
+        metavar="ADAPTER",
+        parser=lambda text: given_path(text, "ADAPTER"),
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model.", show_default=False),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder for the merged model.",
+        show_default=False,
+        parser=lambda text: given_path(text, "--out"),
+    ),
     base: str | None = typer.Option(
         None, "--base", help="Base model (default: the one the adapter names).", show_default=False
     ),
