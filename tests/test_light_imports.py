@@ -157,6 +157,8 @@ def test_a_job_command_with_plain_arguments_runs_without_typer(tmp_path):
 
     runs = write_compare_reports(tmp_path)
     assert loaded_by(["evaluate", "compare", *runs]) == {"rich"}  # no typer, no pydantic
+    # nor the data package (its writers, folders, identity: about 50 ms) to compare two reports' datasets
+    assert loaded_by(["evaluate", "compare", *runs], ("storyreasoning.data",)) == set()
 
 
 PROGRESS = """

@@ -288,6 +288,15 @@ class FolderBusy(Exception):
         self.folder, self.pid = folder, pid
 
 
+def local_path(source: object) -> Path | None:
+    """The resolved path of ``source`` when it names a file or folder on this machine (``~`` expanded),
+    else None (a hub id, a path that does not exist, nothing)."""
+    if not source:
+        return None
+    path = Path(str(source)).expanduser()
+    return path.resolve() if path.exists() else None
+
+
 def busy_message(folder: Path, pid: int | None, given_as: str = "--out") -> str:
     """``another storyreasoning process (pid N) is writing to X; wait for it or choose another --out``
     (``given_as``: how the command takes the folder, ``--out`` or an argument such as ``OUT``)."""
@@ -511,6 +520,7 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "busy_message",
+    "local_path",
     "lock_folder",
     "open_atomic",
     "remove_leftovers",

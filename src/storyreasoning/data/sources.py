@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError, file_error
+from ..files import local_path
 from .folder import is_story_folder, read_story_folder
 from .sample import StorySample, missing_story_id
 from .splits import partition
@@ -365,10 +366,7 @@ def _parquet_split(path: Path, root: Path) -> str:
 
 def local_dataset(source: object) -> Path | None:
     """The resolved path of a dataset ``source`` that is on this machine (None for a hub id)."""
-    if not source:
-        return None
-    path = Path(str(source)).expanduser()
-    return path.resolve() if path.exists() else None
+    return local_path(source)
 
 
 def recorded_source(manifest: object) -> str | None:

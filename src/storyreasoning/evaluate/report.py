@@ -198,12 +198,12 @@ def _dataset_named(dataset: dict) -> object:
     """A scored dataset as compare tells datasets apart: a local one by its resolved path (``./ds``,
     ``ds`` and ``/abs/ds`` are one), a hub id as given. A report of an older version recorded the
     source alone: a local path is resolved from here."""
-    from ..data.sources import local_dataset
+    from ..files import local_path  # (not data.sources: compare starts without importing data)
 
     path = dataset.get("path")
     if isinstance(path, str) and path:
         return path
-    return local_dataset(dataset.get("source")) or dataset.get("source")
+    return local_path(dataset.get("source")) or dataset.get("source")
 
 
 def mismatches(labels: list[str], each: list[dict[str, str | None]]) -> dict[str, dict[str, str]]:
