@@ -322,9 +322,8 @@ def convert(
         require_datasets()  # the shards carry datasets' features in their schema
     elif to == "disk":
         require_datasets()
-    with lock_folder(
-        out, refuse=UsageError, given_as="OUT"
-    ):  # the one conversion writing to OUT, for its life
+    # the one conversion writing to OUT, for its whole life
+    with lock_folder(out, refuse=UsageError, given_as="OUT"):
         return _convert(source, out, to, split, limit, stories_per_shard, overwrite)
 
 
@@ -411,9 +410,8 @@ def contrastive(
         require_datasets()
     elif to == "disk":
         require_datasets()
-    with lock_folder(
-        out, refuse=UsageError, given_as="OUT"
-    ):  # the one conversion writing to OUT, for its life
+    # the one conversion writing to OUT, for its whole life
+    with lock_folder(out, refuse=UsageError, given_as="OUT"):
         return _contrastive(source, out, split, count, length, seed, to, overwrite)
 
 
