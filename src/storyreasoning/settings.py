@@ -474,9 +474,15 @@ def then_now(name: str, old: Any, new: Any) -> str:
 
 def shown(value: Any) -> str:
     """A recorded value as a refusal shows it: ``unset`` for none, text quoted, a number or boolean as
-    written, a list or mapping as JSON; about 60 characters at most, ``…`` where cut."""
+    written, a list or mapping as JSON; about 60 characters at most, ``…`` where cut (text in its
+    middle, so that two long paths still show where they differ)."""
     if value is None:
         return "unset"
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, _Plain):
+        text = os.fspath(value)
+        if len(text) > _SHOWN:  # cut in the middle: two long paths differ at their ends
+            text = text[: _SHOWN // 3] + "…" + text[len(text) - (_SHOWN - _SHOWN // 3) :]
+        return repr(text)
     if isinstance(value, (str, os.PathLike, bool, int, float)):
         return _show(value)
     import json

@@ -105,6 +105,36 @@ def test_other_options_are_not_mixed_into_a_run(teller, tmp_path):
         tell_dataset(stories, teller, tmp_path / "run", sampling=Sampling(temperature=0, max_new_tokens=9))
 
 
+class Named:
+    """``teller`` described as a model given as ``model`` (a path as typed)."""
+
+    def __init__(self, teller, model: str) -> None:
+        self.teller, self.model, self.backend = teller, model, teller.backend
+
+    def describe(self):
+        return {**self.teller.describe(), "model": self.model}
+
+    def tell_many(self, stories, **kw):
+        return self.teller.tell_many(stories, **kw)
+
+
+def test_a_local_model_is_known_by_where_it_is_not_as_typed(teller, tmp_path, monkeypatch):
+    """``--model ./m`` then ``--model m`` was refused as another teller; another folder's ``m`` is one."""
+    stories = make_dataset(tmp_path / "ds", 3)
+    for where in ("a", "b"):
+        (tmp_path / where / "m").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    tell_dataset(stories, Named(teller, "./m"), tmp_path / "run", sampling=GREEDY, limit=1)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["teller"]["model"] == "./m" and manifest["teller"]["model_path"] == str(
+        tmp_path / "a" / "m"
+    )
+    assert tell_dataset(stories, Named(teller, "m"), tmp_path / "run", sampling=GREEDY, limit=2).done == 1
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(UsageError, match=r"another teller \(model '[^']*/a/m' then, '[^']*/b/m' now\)"):
+        tell_dataset(stories, Named(teller, "m"), tmp_path / "run", sampling=GREEDY)
+
+
 class Failing:
     backend, model = "failing", "none"
     last_usage = None

@@ -79,7 +79,7 @@ from pathlib import Path
 
 from ..data.identity import dataset_changes, dataset_record, value_changes
 from ..errors import StoryReasoningError, UsageError
-from ..files import append_json_line, lock_folder, write_bytes_atomic, write_json_atomic
+from ..files import append_json_line, local_path, lock_folder, write_bytes_atomic, write_json_atomic
 from ..settings import shown
 from .base import Prompt, Sampling, Story, Teller, TellError
 
@@ -296,12 +296,24 @@ def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _wa
         _rewrite(lines, keep, say, "")
 
 
+def _teller_record(described: dict) -> dict:
+    """A teller's description as the manifest records it: a model given as a local folder also by its
+    resolved ``model_path`` (``./m`` and ``m`` are one model; another folder's ``m`` another)."""
+    path = local_path(described.get("model"))
+    return {**described, "model_path": str(path)} if path is not None else described
+
+
 def _identity(manifest: dict) -> dict:
-    """The fields that must match for a run to be resumed (the dataset apart: :func:`dataset_changes`)."""
+    """The fields that must match for a run to be resumed (the dataset apart: :func:`dataset_changes`).
+    A local model is compared by its resolved path (read from the current folder for a manifest of an
+    older version, which recorded the model as typed)."""
     out = {key: manifest.get(key) for key in _IDENTITY if key != "dataset"}
     teller = dict(out.get("teller") or {})
     for key in _VOLATILE_TELLER:
         teller.pop(key, None)
+    path = teller.pop("model_path", None) or local_path(teller.get("model"))
+    if path is not None:
+        teller["model"] = str(path)
     out["teller"] = teller
     out["samples"] = out.get("samples") or 1  # a run from before --samples has one a story
     return out
@@ -473,7 +485,7 @@ def tell_dataset(
         )
     with lock_folder(out, refuse=UsageError):  # the one writer of the run, for its whole life
         manifest = {
-            "teller": teller.describe(),
+            "teller": _teller_record(teller.describe()),
             "sampling": sampling.to_dict(),
             "prompt": {"text": prompt.text, "system": prompt.system, "order": prompt.order},
             "dataset": dataset_record(stories),
