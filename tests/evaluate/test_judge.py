@@ -788,7 +788,7 @@ def test_a_story_with_an_unreadable_frame_is_left_for_the_next_run(tmp_path, cap
         assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 1
         assert sorted(marker(r["body"]) for r in server.chat_requests()) == ["s00", "s02", "s03"]
     said = " ".join(capsys.readouterr().err.split())
-    assert f"1 stories were not judged (first: s01: {frame} is not a readable image" in said
+    assert f"1 story was not judged (first: s01: {frame} is not a readable image" in said
     assert "run the same command again to judge them" in said
     assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == ["s00", "s02", "s03"]
     assert [item["story_id"] for item in lines(out / "errors.jsonl")] == ["s01"]
@@ -811,6 +811,30 @@ def test_a_story_with_an_unreadable_frame_is_left_for_the_next_run(tmp_path, cap
         item["status"] == "judged" and item["judge"]["model"] == "fake/storyteller" for item in results
     )
     assert not (out / "errors.jsonl").exists()
+
+
+def test_a_request_the_server_refuses_is_a_failed_judgement_not_asked_again(world, tmp_path):
+    """A 400 (the story too long for the judge's context) is the story's answer: a failed line naming
+    the judge, the run and the output, kept; a resume neither asks (and pays) again nor fails."""
+    root, _ = world
+    shutil.copytree(root / "run-a", tmp_path / "run", ignore=shutil.ignore_patterns("judge*"))  # unjudged
+    given = {"run": tmp_path / "run", "retries": 0, "concurrency": 1}
+
+    def refuse(body):
+        too_long = {"error": {"message": "This model's maximum context length is 8192 tokens"}}
+        return too_long if marker(body) == "s01" else None
+
+    for attempt in range(2):
+        with FakeServer(respond=lambda body: answer(marker(body)), refuse=refuse) as server:
+            assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 0
+            asked = sorted(marker(r["body"]) for r in server.chat_requests())
+        assert asked == ([f"s{k:02d}" for k in range(N)] if attempt == 0 else [])
+    failed = {item["story_id"]: item for item in lines(tmp_path / "run" / "judge" / JUDGEMENTS)}["s01"]
+    assert failed["status"] == "failed" and "maximum context length" in failed["error"]
+    assert failed["judge"]["model"] == "fake/storyteller" and failed["output_sha256"]
+    summary = json.loads((tmp_path / "run" / "judge" / "summary.json").read_text())
+    assert summary["judged"] == N - 1 and summary["failed"] == 1
+    assert not (tmp_path / "run" / "judge" / "errors.jsonl").exists()
 
 
 def test_a_failure_line_of_an_older_version_is_judged_again(world, tmp_path, capsys):

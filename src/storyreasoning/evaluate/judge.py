@@ -26,11 +26,12 @@ records (:func:`storyreasoning.tell.run.repair_lines`: a torn last line cut off,
 line set aside and its story judged again, a story judged twice kept once). Every line
 names its judge (model, :data:`PROMPT_VERSION`, the prompt's sha256); a job refuses to
 continue an OUT judged by another model or prompt unless ``--allow-mixed``. A story that
-gets no answer (the server down, timing out, 5xx after the retries, or refusing the request;
-a frame of the dataset unreadable) writes no line, as ``tell-dataset`` writes no record for
-a story it could not tell: it is noted in ``errors.jsonl`` (until a later run judges it)
-and judged again by the next run; three stories in a row failing at the server stop the
-job. (A failure line an older version wrote names no judge; a resume drops it and judges
+gets no answer (the server down, timing out, 5xx after the retries; a frame of the dataset
+unreadable) writes no line, as ``tell-dataset`` writes no record for a story it could not
+tell: it is noted in ``errors.jsonl`` (until a later run judges it) and judged again by the
+next run; three stories in a row failing at the server stop the job. A request the server
+refuses (a 4xx: the story too long for its context, say) is the story's answer: a failed
+line, kept (asking again would be refused again, and paid for). (A failure line an older version wrote names no judge; a resume drops it and judges
 its story again.) An OUT must be the judge's own: a file, or a run folder (holding a
 ``manifest.json`` or ``records.jsonl``), is refused in one line. Token usage and cost (``--price-input``/``--price-output`` per million
 tokens) are kept per story and in total.
@@ -674,7 +675,7 @@ def judge_all(
     """Run ``task(story_id, load(story_id))`` (a result line) for each story, ``concurrency`` at once,
     appending each line to ``path`` as it completes; ``load`` runs in this thread (a dataset is
     read by one thread), as slots free up. A story that gets no judgement (the server failed, a frame
-    is unreadable, the request was refused) writes no line: it is noted in ``errors`` and left for the
+    is unreadable; a refused request is the task's failed line) writes no line: it is noted in ``errors`` and left for the
     next run, as tell-dataset leaves a story it could not tell; :data:`STOP_AFTER` in a row failing at
     the endpoint stop the job. ``stop`` ends the requests in flight when the loop is left early (Ctrl-C)."""
     from ..tell.base import TellError
@@ -1013,7 +1014,8 @@ def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: li
         print_pairs(console, summary)
     if done.unjudged:
         err.print(
-            f"{done.unjudged} stories were not judged (first: {done.first_error}; all in {out / ERRORS}); run the "
+            f"{'1 story was' if done.unjudged == 1 else f'{done.unjudged} stories were'} not judged (first: "
+            f"{done.first_error}; all in {out / ERRORS}); run the "
             "same command again to judge them",
             style="yellow", markup=False, soft_wrap=True,
         )  # fmt: skip
@@ -1043,13 +1045,32 @@ def record_location(run_folder: Path, out: Path) -> str | None:
     return None
 
 
+def _refused(story_id: str, exc: Any, identity: dict, described: dict) -> dict:
+    """The line of a story whose request the server refused (``exc``: a ``TellError``): a failed
+    judgement, kept like any other (asking again would be refused again, and paid for). A failure at
+    the endpoint (down, timing out, 5xx after the retries) is raised on: the story is asked again next
+    time."""
+    if exc.at_endpoint:
+        raise exc
+    return {
+        "story_id": story_id, "status": "failed", "error": str(exc), "answers": [], "raw": "",
+        **identity, "judge": described, "at": _now(),
+    }  # fmt: skip
+
+
 def _story_task(
     judge: Judge, outputs: dict[str, str], described: dict, prices: tuple[float, float], sources: dict
 ):
+    from ..tell.base import TellError
+
     def task(story_id: str, sample: Any) -> dict:
-        judgement = judge.story(sample.frames, outputs[story_id])
+        identity = {"run": sources["run"], "output_sha256": output_sha256(outputs[story_id])}
+        try:
+            judgement = judge.story(sample.frames, outputs[story_id])
+        except TellError as exc:
+            return _refused(story_id, exc, identity, described)
         line = {"story_id": story_id, **judgement.to_dict()}
-        line.update(run=sources["run"], output_sha256=output_sha256(outputs[story_id]))
+        line.update(identity)
         line["raw"] = judgement.answers[-1] if judgement.answers else ""
         line["hallucinations_by_type"] = judgement.by_type()
         line["cost"] = cost(judgement.prompt_tokens, judgement.completion_tokens, *prices)
@@ -1068,12 +1089,21 @@ def _pair_task(
     prices: tuple[float, float],
     sources: dict,
 ):
+    from ..tell.base import TellError
+
     def task(story_id: str, sample: Any) -> dict:
+        identity = {
+            "run": sources["run"], "output_sha256": output_sha256(ours[story_id]),
+            "against": sources["against"], "against_sha256": output_sha256(theirs[story_id]),
+        }  # fmt: skip
         parts = frame_parts(sample.frames)  # encoded once, shown in both orders
-        first = judge.pair(sample.frames, ours[story_id], theirs[story_id], parts=parts)
-        second = (
-            judge.pair(sample.frames, theirs[story_id], ours[story_id], parts=parts) if first.ok else None
-        )
+        try:
+            first = judge.pair(sample.frames, ours[story_id], theirs[story_id], parts=parts)
+            second = (
+                judge.pair(sample.frames, theirs[story_id], ours[story_id], parts=parts) if first.ok else None
+            )
+        except TellError as exc:
+            return _refused(story_id, exc, identity, described)
         verdicts = [v for v in (first, second) if v is not None]
         ok = all(v.ok for v in verdicts) and len(verdicts) == 2
         prompt = sum(v.prompt_tokens for v in verdicts)
@@ -1086,10 +1116,7 @@ def _pair_task(
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
             "cost": cost(prompt, completion, *prices),
             "raw": "\n\n".join(answer for v in verdicts for answer in v.answers),
-            "run": sources["run"],
-            "output_sha256": output_sha256(ours[story_id]),
-            "against": sources["against"],
-            "against_sha256": output_sha256(theirs[story_id]),
+            **identity,
         }
         if ok:
             assert second is not None
