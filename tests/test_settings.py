@@ -278,3 +278,17 @@ def test_grad_accum_given_over_a_recipe_clears_its_global_batch(tmp_path):
     assert settings.global_batch is None and accumulation(settings, processes=1) == 4
     both = from_config(SFTSettings, recipe, out=tmp_path / "c", grad_accum=4, global_batch=16)
     assert both.global_batch == 16 and accumulation(both, processes=1) == 16
+
+
+def test_same_place_resolves_what_is_here_and_takes_a_gone_folder_for_one_moved(tmp_path, monkeypatch):
+    from storyreasoning.settings import same_place
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "n").mkdir()
+    assert same_place("m", str(tmp_path / "m")) and same_place("./m", "m")
+    assert not same_place("m", "n") and not same_place(str(tmp_path / "m"), str(tmp_path / "n"))
+    assert same_place("org/model", "org/model") and not same_place("org/model", "org/other")
+    assert same_place("/gone/project/m", "m")  # moved with its project: gone there, the same name here
+    assert not same_place("/gone/project/m", "n") and not same_place("/gone/project/m", "org/m")
+    assert same_place(["m", "org/x"], (str(tmp_path / "m"), "org/x")) and not same_place(["m"], ["m", "n"])

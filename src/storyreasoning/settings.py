@@ -564,6 +564,35 @@ def _local_absolute(text: str) -> str:
         return text
 
 
+def same_place(old: Any, new: Any) -> bool:
+    """Whether a recorded place (a model, a dataset, a run; see ``option(place=True)``) and the one
+    given now are the same: each compared resolved when it is on this machine (an older record's
+    relative path read from the current folder), else as given (a hub id); lists item by item. A
+    recorded absolute path that is gone, and a folder of the same name here now, are the same moved
+    (a project moved whole)."""
+    if isinstance(old, (list, tuple)) or isinstance(new, (list, tuple)):
+        olds = list(old) if isinstance(old, (list, tuple)) else [old]
+        news = list(new) if isinstance(new, (list, tuple)) else [new]
+        return len(olds) == len(news) and all(same_place(a, b) for a, b in zip(olds, news, strict=True))
+    then, now = _resolved_place(old), _resolved_place(new)
+    if then == now:
+        return True
+    if not (isinstance(old, str) and isinstance(now, Path) and os.path.isabs(old)):
+        return False
+    return then == old and not os.path.exists(old) and Path(old).name == now.name
+
+
+def _resolved_place(value: Any) -> Any:
+    """``value`` resolved when it names something on this machine (a Path), else as it is."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        return value
+    try:
+        path = _expanded(os.fspath(value))
+        return path.resolve() if path.exists() else os.fspath(value)
+    except (OSError, ValueError):
+        return os.fspath(value)
+
+
 def data_record(settings: Any) -> dict:
     """:func:`record` without the operational settings: what decides a job's output, so what a resumed
     job must keep (its values resolved as :func:`record` resolves them)."""
@@ -1245,6 +1274,7 @@ __all__ = [
     "read_config",
     "record",
     "run_quick",
+    "same_place",
     "settings_fields",
     "suits",
     "validate",

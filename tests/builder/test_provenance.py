@@ -183,6 +183,23 @@ def test_a_resume_with_other_settings_is_refused_naming_each_unless_mixed(tmp_pa
     assert len(read_entries(out)) == 2
 
 
+def test_an_older_build_record_of_a_model_folder_as_typed_resumes(tmp_path, monkeypatch):
+    """build.json of the version before held ``--detector det`` as typed; this one records it absolute:
+    the same detector, read from the build's folder, resumes; another refuses."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "det").mkdir()
+    (tmp_path / "other").mkdir()
+    settings = BuildSettings(frames=Path("frames"), out=Path("out"), detector="det")
+    older = {**data_record(settings), "detector": "det"}
+    assert data_record(settings)["detector"] == str(tmp_path / "det")
+    shutil.copytree(EXAMPLES / "lighthouse", tmp_path / "out" / "lighthouse")
+    (tmp_path / "out" / MANIFEST).write_text(json.dumps({"entries": [{"entry": 0, "settings": older}]}))
+    check_resume(tmp_path / "out", {"settings": data_record(settings)})
+    other = BuildSettings(frames=Path("frames"), out=Path("out"), detector="other")
+    with pytest.raises(UsageError, match=r"--detector 'det' then, '[^']*/other' now"):
+        check_resume(tmp_path / "out", {"settings": data_record(other)})
+
+
 def test_a_changed_model_refuses_a_resume_and_another_server_with_the_same_model_does_not(
     tmp_path, perceiver
 ):

@@ -93,7 +93,7 @@ def test_a_folder_keeps_its_settings(tmp_path):
     held = json.loads(folder.settings.read_text())
     assert held["source"] == "s" and held["lr"] == 2e-4
     folder.claim(SFTSettings(source="s", out=tmp_path / "moved", device="cpu"))  # operational: allowed
-    with pytest.raises(UsageError, match=r"other settings \(rank: 16 there, 8 now"):
+    with pytest.raises(UsageError, match=r"other settings \(rank 16 then, 8 now"):
         folder.claim(SFTSettings(source="s", out=tmp_path / "run", rank=8))
 
 
@@ -136,7 +136,7 @@ def test_a_training_folder_knows_its_dataset_and_model_by_where_they_are(tmp_pat
         f"{(tmp_path / 'a' / 'c_ref').resolve()} then, {(tmp_path / 'b' / 'c_ref').resolve()} now and 2 more); "
         "resume it with the same options or choose another --out"
     )
-    with pytest.raises(UsageError, match=r"other settings \(model: '[^']*/a/m' there, '[^']*/b/m' now\)"):
+    with pytest.raises(UsageError, match=r"other settings \(model '[^']*/a/m' then, '[^']*/b/m' now\)"):
         sft_claim(folder, str(tmp_path / "a" / "c_ref"), "m")
 
 
@@ -162,3 +162,24 @@ def test_an_older_training_folder_with_its_paths_as_typed_still_resumes(tmp_path
         UsageError, match=r"other settings \(dataset: path [^ ]*/a/c_ref then, [^ ]*/b/c_ref now"
     ):
         sft_claim(folder, "c_ref", "m")  # its model as recorded, read from here: the same
+
+
+def test_a_training_moved_with_its_project_resumes(tmp_path, monkeypatch):
+    """The model and the dataset recorded absolute: a project moved whole resumes (its dataset by its
+    content, its model, gone from where it was, by the same folder in the new place)."""
+    import shutil
+
+    shutil.copytree(EXAMPLES, tmp_path / "p1" / "c_ref")
+    (tmp_path / "p1" / "m").mkdir()
+    monkeypatch.chdir(tmp_path / "p1")
+    sft_claim(TrainFolder(Path("run")), "c_ref", "m")
+    assert json.loads((tmp_path / "p1" / "run" / "settings.json").read_text())["model"] == str(
+        tmp_path / "p1" / "m"
+    )
+    monkeypatch.chdir(tmp_path)
+    shutil.move(tmp_path / "p1", tmp_path / "p2")
+    monkeypatch.chdir(tmp_path / "p2")
+    sft_claim(TrainFolder(Path("run")), "c_ref", "m")
+    (tmp_path / "p2" / "other").mkdir()  # another model, though the recorded one is gone: refused
+    with pytest.raises(UsageError, match=r"other settings \(model '[^']*/p1/m' then, '[^']*/p2/other' now\)"):
+        sft_claim(TrainFolder(Path("run")), "c_ref", "other")

@@ -250,7 +250,7 @@ def test_a_finished_run_is_not_trained_again(lora_run, tiny_qwen):
 
 
 def test_other_settings_in_the_same_folder_are_refused(lora_run, tiny_qwen):
-    with pytest.raises(UsageError, match=r"other settings \(mode: 'lora' there, 'full' now"):
+    with pytest.raises(UsageError, match=r"other settings \(mode 'lora' then, 'full' now"):
         train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, mode="full"))
 
 

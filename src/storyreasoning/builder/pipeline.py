@@ -246,14 +246,28 @@ def _operational_settings() -> frozenset[str]:
     return frozenset(f.name for f in settings_fields(BuildSettings) if f.spec.operational)
 
 
+def _place_settings() -> frozenset[str]:
+    """The settings naming a model or a folder: compared by :func:`~storyreasoning.settings.same_place`."""
+    from ..settings import settings_fields
+    from .settings import BuildSettings
+
+    return frozenset(f.name for f in settings_fields(BuildSettings) if f.spec.place or f.item is Path)
+
+
 def _differences(entry: dict, wanted: dict) -> list[tuple[str, Any, Any]]:
-    """What differs between a recorded entry and the wanted one, in the parts ``wanted`` has."""
+    """What differs between a recorded entry and the wanted one, in the parts ``wanted`` has (a model
+    or folder by where it is: an older build.json's relative ``--detector det`` is today's absolute one)."""
+    from ..settings import same_place
+
     out = []
+    places = _place_settings()
     for part in ("settings", "perceiver", "writer"):
         if part not in wanted:
             continue
         ignore = _operational_settings() if part == "settings" else OPERATIONAL_KEYS
         for key, old, new in differences(entry.get(part) or {}, wanted[part], ignore=ignore):
+            if part == "settings" and key in places and same_place(old, new):
+                continue
             if part == "settings" and "." not in key:
                 name = "--" + key.replace("_", "-")
             else:

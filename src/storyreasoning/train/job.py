@@ -19,10 +19,10 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from ..files import write_json_atomic
-from ..settings import settings_fields
+from ..settings import same_place, settings_fields, then_now
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
-from .settings import DATASET, PLACES, place, recorded_dataset
+from .settings import DATASET, PLACES, recorded_dataset
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset(
@@ -120,9 +120,9 @@ class TrainFolder:
             if "source" in wanted:  # the dataset, by its identity (its split stays a setting)
                 operational |= {"source"}
             changed = [
-                f"{k}: {held.get(k)!r} there, {wanted.get(k)!r} now"
+                then_now(k, held.get(k), wanted.get(k))
                 for k in sorted(
-                    (k for k in keys if k not in operational and _value(k, held) != _value(k, wanted)),
+                    (k for k in keys if k not in operational and not _same(k, held, wanted)),
                     key=lambda k: (k in derived, k),
                 )
             ]
@@ -165,10 +165,12 @@ class TrainFolder:
         return [f"dataset: {phrase}" for phrase in dataset_changes(old, dataset)]
 
 
-def _value(key: str, settings: dict):
-    """A recorded setting as it is compared: paths by :func:`place`."""
-    value = settings.get(key)
-    return place(value) if key in PLACES else value
+def _same(key: str, held: dict, wanted: dict) -> bool:
+    """Whether a recorded setting is the one wanted now: models, datasets and folders by
+    :func:`~storyreasoning.settings.same_place`, anything else as it is."""
+    if key in PLACES:
+        return same_place(held.get(key), wanted.get(key))
+    return held.get(key) == wanted.get(key)
 
 
 @dataclass

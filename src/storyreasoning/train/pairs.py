@@ -469,7 +469,7 @@ def _lines(path: Path) -> list[bytes]:
 def _differences(held: dict, wanted: dict, operational: set[str]) -> list[tuple[str, object, object]]:
     """``(name, old, new)`` for each setting that differs (nested ones as ``weights.reid``; paths compared
     resolved: :func:`~.settings.place`), sorted."""
-    from .settings import place
+    from ..settings import same_place
 
     def flat(data: dict, prefix: str = "") -> dict:
         out = {}
@@ -485,7 +485,7 @@ def _differences(held: dict, wanted: dict, operational: set[str]) -> list[tuple[
         (f"--{key.replace('_', '-')}" if "." not in key else key, old.get(key), new.get(key))
         for key in sorted(set(old) | set(new))
         if key.split(".")[0] not in operational
-        and (place(old.get(key)) != place(new.get(key)) if key == "runs" else old.get(key) != new.get(key))
+        and (not same_place(old.get(key), new.get(key)) if key == "runs" else old.get(key) != new.get(key))
     ]
 
 

@@ -43,23 +43,8 @@ SOURCE_HELP = (
 
 #: What a folder records of the dataset it reads: :func:`~storyreasoning.data.identity.dataset_record`.
 DATASET = "dataset.json"
-#: Settings naming local folders or hub ids: compared by :func:`place`.
+#: Settings naming local folders or hub ids: compared by :func:`storyreasoning.settings.same_place`.
 PLACES = frozenset({"model", "dataset", "pairs", "eval_pairs", "sources", "runs"})
-
-
-def place(value):
-    """What a recorded path is compared by: a file or folder on this machine resolved (an older record's
-    relative path read from the current folder), anything else (a hub id, a path gone) as given; each of
-    a list."""
-    if isinstance(value, list):
-        return [place(item) for item in value]
-    if not isinstance(value, str) or not value:
-        return value
-    path = Path(value).expanduser()
-    try:
-        return str(path.resolve()) if path.exists() else value
-    except OSError:
-        return value
 
 
 def recorded_dataset(path: Path, held: dict) -> dict | None:
@@ -676,6 +661,5 @@ __all__ = [
     "TrainingOptions",
     "check_settings",
     "mix_weights",
-    "place",
     "recorded_dataset",
 ]
