@@ -426,7 +426,7 @@ def test_compare_reads_a_damaged_judge_summary_or_convention_as_a_difference(tmp
 
 def test_compare_knows_one_local_dataset_however_it_was_typed(world, tmp_path):
     """``--dataset data`` (relative) and ``--dataset /abs/data`` name one dataset: compare refused them
-    as scored on different datasets. Another copy of the data at another path is another dataset."""
+    as scored on different datasets. A copy at another path is the same; other content is not."""
     base = ("--split", "test", "--no-plots", "--metrics", "grounding")
     absolute = run(world / "texts", "--dataset", world / "data", *base, "--out", tmp_path / "abs")
     relative = subprocess.run(
@@ -441,7 +441,15 @@ def test_compare_knows_one_local_dataset_however_it_was_typed(world, tmp_path):
     )
     alike = run("compare", tmp_path / "abs", tmp_path / "rel")
     assert alike.returncode == 0, alike.stderr
+    # a copy elsewhere (a project moved, another disk): the same content, the same dataset
     shutil.copytree(world / "data", tmp_path / "copy")
+    copied = run(world / "texts", "--dataset", tmp_path / "copy", *base, "--out", tmp_path / "copied")
+    assert copied.returncode == 0, copied.stderr
+    assert run("compare", tmp_path / "abs", tmp_path / "copied").returncode == 0
+    # other content under the same name: another dataset
+    shard = next((tmp_path / "copy").rglob("*.parquet"))
+    shard.write_bytes(shard.read_bytes())  # the same shard, and one more file beside it
+    shutil.copy(shard, shard.with_name("test-extra.parquet"))
     other = run(world / "texts", "--dataset", tmp_path / "copy", *base, "--out", tmp_path / "other")
     assert other.returncode == 0, other.stderr
     refused = run("compare", tmp_path / "abs", tmp_path / "other")

@@ -17,6 +17,7 @@ from .report import (
     HEADLINE,
     METRICS_FILE,
     Report,
+    by_content,
     conventions,
     headline_cell,
     headline_rows,
@@ -271,7 +272,9 @@ def compare(settings: CompareSettings) -> int:
     reports = [load_report(path) for path in paths]
     judges = [_judge_of(path, report) for path, report in zip(paths, reports, strict=True)]
     labels = _labels(reports, paths)
-    each = [conventions(report, judge) for report, judge in zip(reports, judges, strict=True)]
+    each = by_content(
+        reports, [conventions(report, judge) for report, judge in zip(reports, judges, strict=True)]
+    )
     found = mismatches(labels, each)
     err = Console(stderr=True, highlight=False)
     if found and not settings.allow_mismatch:

@@ -206,6 +206,25 @@ def _dataset_named(dataset: dict) -> object:
     return local_path(dataset.get("source")) or dataset.get("source")
 
 
+def by_content(reports: list[dict], each: list[dict[str, str | None]]) -> list[dict[str, str | None]]:
+    """``each`` (the reports' :func:`conventions`) with the dataset named by its content when every report
+    recorded its dataset's fingerprint: one dataset at two paths (a project moved, a copy on another
+    disk) is then scored alike. A report of an older version has none: paths decide for all."""
+    found = [report.get("dataset") if isinstance(report.get("dataset"), dict) else {} for report in reports]
+    prints = [d.get("fingerprint") for d in found]
+    if not all(isinstance(p, dict) and p.get("ids_sha256") for p in prints):
+        return each
+    out = []
+    for conv, dataset, report, fingerprint in zip(each, found, reports, prints, strict=True):
+        value = (  # the content alone: the same dataset copied under another name is the same
+            f"content {str(fingerprint.get('ids_sha256'))[:12]}, files {str(fingerprint.get('files_sha256'))[:12]}"
+            + (f" split {dataset['split']}" if dataset.get("split") else "")
+            + (f", {report['stories']} stories" if report.get("stories") is not None else "")
+        )
+        out.append({**conv, "dataset": value})
+    return out
+
+
 def mismatches(labels: list[str], each: list[dict[str, str | None]]) -> dict[str, dict[str, str]]:
     """The conventions on which runs that were scored disagree: name -> {run label: value}."""
     out = {}
