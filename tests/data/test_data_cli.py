@@ -125,11 +125,15 @@ def test_convert_round_trip_and_resume(dataset, tmp_path):
 
 @pytest.mark.parametrize("to", ["folder", "parquet", "disk"])
 def test_contrastive_command(dataset, tmp_path, to):
-    result = run(
+    args = (
         "contrastive", dataset / "pq", tmp_path / "neg", "--count", "3", "--length", "2-3", "--seed", "4",
         "--to", to,
     )  # fmt: skip
+    result = run(*args)
     assert result.returncode == 0, result.stderr
+    # the same work: nothing written again (a save_to_disk folder's digest is of every row)
+    again = run(*args)
+    assert "already holds these 3 contrastive sequences" in again.stdout, again.stdout + again.stderr
     made = load_stories(tmp_path / "neg")
     assert len(made) == 3
     for sample in made:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -305,3 +306,45 @@ def test_a_dataset_below_a_hidden_folder_or_reached_through_dotdot_is_read(tmp_p
     assert len(load_stories("../../snapshot", "train")) == 3
     with pytest.raises(UsageError, match="SOURCE is an empty path"):
         load_stories("")
+
+
+def test_a_save_to_disk_folder_of_a_plain_list_records_every_story(samples, tmp_path):
+    """datasets shards a list given to its generator (one call per shard): the record's digest must still
+    be of every story, or the same list written again is taken for other stories and rewritten."""
+    from storyreasoning.data.resume import RECORD, content
+
+    out = tmp_path / "disk"
+    write_disk({"train": list(samples)}, out)
+    assert json.loads((out / RECORD).read_text())["parts"]["train"]["content"] == content(samples)
+    stamp = (out / "dataset_dict.json").stat().st_mtime_ns
+    found = []
+    write_disk({"train": list(samples)}, out, kept=found.append)
+    assert found == [5] and (out / "dataset_dict.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [("user/my--ds", "Cannot have -- or .. in repo_id"), ("user/ds.git", "cannot end by '.git'")],
+)
+def test_a_malformed_hub_id_is_said_to_be_one(tmp_path, source, reason):
+    """Not "cannot reach the Hub": the id could be no repository's, reachable or not, offline or not."""
+    import subprocess
+    import sys
+
+    with pytest.raises(
+        UsageError, match=rf"^{re.escape(source)} is not a valid hub id \(.*{re.escape(reason)}"
+    ):
+        load_stories(source)  # (offline, as every test is)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), COLUMNS="300")
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "data", "convert", source, str(tmp_path / "out"), "--to", "parquet"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {source} is not a valid hub id (") and reason in lines[0]
+    assert lines[0].endswith("; give owner/name, or a local folder that exists") and "reach" not in lines[0]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match=r"user/ds\n does not exist; pass a dataset folder"):
+        load_stories("user/ds\n")  # a trailing newline is no hub id's

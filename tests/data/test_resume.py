@@ -443,7 +443,143 @@ def test_a_record_of_the_version_before_names_its_source_by_a_hash_of_its_path(s
     (out / RECORD).write_text(json.dumps(record))
     with pytest.raises(UsageError, match=r"source 'alpha' then, 'beta' now"):
         convert(str(sources / "beta"), out, **options)
+    moved = _copy(sources / "alpha", tmp_path / "moved" / "alpha")  # the project moved: its record cannot say
+    with pytest.raises(
+        UsageError, match=r"of another conversion: source 'alpha' at another path then, here now\."
+    ):
+        convert(str(moved), out, **options)
     capsys.readouterr()
     assert convert(str(sources / "alpha"), out, **options) == 0
     assert "already holds these 12 stories" in capsys.readouterr().out
     assert "dataset" in json.loads((out / RECORD).read_text())["parts"]["stories"]  # renewed
+
+
+def test_a_hand_edited_option_is_shown_and_one_story_is_one(sources, tmp_path, capsys):
+    import json
+
+    con = tmp_path / "con"
+    options = {"split": None, "count": 1, "length": (3, 3), "seed": 0, "to": "folder"}
+    assert contrastive(str(sources / "alpha"), con, **options) == 0
+    assert "wrote 1 contrastive sequence of 3-3 frames" in capsys.readouterr().out
+    assert contrastive(str(sources / "alpha"), con, **options) == 0
+    assert "already holds this 1 contrastive sequence of 3-3 frames" in capsys.readouterr().out
+    record = json.loads((con / RECORD).read_text())
+    record["parts"]["stories"]["options"]["length"] = [1]  # by hand
+    (con / RECORD).write_text(json.dumps(record))
+    with pytest.raises(UsageError, match=r"of another conversion: --length \[1\] then, 3 now\. Choose"):
+        contrastive(str(sources / "alpha"), con, **options)
+
+    out = tmp_path / "one"
+    again = {"to": "parquet", "split": None, "limit": 1, "stories_per_shard": 2, "overwrite": False}
+    assert convert(str(sources / "alpha"), out, **again) == 0
+    assert "wrote 1 story (train: 1)" in capsys.readouterr().out
+    assert convert(str(sources / "alpha"), out, **again) == 0
+    assert (
+        f"{out} already holds this 1 story (train: 1) as parquet: nothing to write" in capsys.readouterr().out
+    )
+
+
+def _age(folder: Path, seconds: int) -> None:
+    """Every file of ``folder`` last changed ``seconds`` ago (a dataset made a while before it is converted)."""
+    import time
+
+    then = time.time() - seconds
+    for path in folder.rglob("*"):
+        os.utime(path, (then, then))
+
+
+def _same_size_edit(path: Path) -> None:
+    """Another text of the same size in ``path``, its size and time kept: what no stat can tell."""
+    before = path.stat()
+    text = path.read_text(encoding="utf-8")
+    at = next(i for i, c in enumerate(text) if c.isalpha() and i > text.index(">"))  # a word, not a tag
+    path.write_text(text[:at] + text[at].swapcase() + text[at + 1 :], encoding="utf-8")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("to", ["parquet", "disk", "folder"])
+def test_a_finished_conversion_is_rerun_from_the_stat_of_its_files(sources, tmp_path, to, capsys):
+    """Files unchanged since (names, sizes, times): a rerun takes each unit holding its ids as done, no
+    image read; a file changed since (its time): the units are checked story by story again."""
+    import json
+
+    src = _copy(sources / "alpha", tmp_path / "src")
+    _age(src, 3600)
+    out = tmp_path / "out"
+
+    def again() -> str:
+        options = {"to": to, "split": None, "limit": None, "stories_per_shard": 2, "overwrite": False}
+        assert convert(str(src), out, **options) == 0
+        return capsys.readouterr().out
+
+    assert "wrote 12 stories" in again()
+    parts = json.loads((out / RECORD).read_text())["parts"]
+    assert all(part["source_stat"].startswith("sha256:") for part in parts.values())
+    told = load_stories(out).get("s03").story_text
+    _same_size_edit(src / "s03" / "story.md")
+    assert "already holds these 12 stories" in again()  # the stat alone: not read
+    assert load_stories(out).get("s03").story_text == told
+
+    os.utime(src / "s03" / "story.md", (1_000_000_000, 1_000_000_000))  # touched: read again
+    assert "wrote" in again()
+    assert load_stories(out).get("s03").story_text == load_stories(src).get("s03").story_text != told
+    assert "already holds these 12 stories" in again()
+
+
+@pytest.mark.parametrize("to", ["parquet", "folder"])
+def test_a_run_killed_after_its_source_changed_leaves_no_stat_that_hides_it(sources, tmp_path, to):
+    """The record takes the files' stat only when every unit comes from those files: a run killed before
+    it wrote the story that changed leaves none, and the next run finds the story by its content."""
+    src = _copy(sources / "alpha", tmp_path / "src")
+    _age(src, 3600)
+    out = tmp_path / "out"
+    args = ("data", "convert", src, out, "--to", to, "--stories-per-shard", 2)
+    assert run(*args).returncode == 0
+    story = src / "s03" / "story.md"
+    story.write_text("Told again, at another length.\n", encoding="utf-8")
+    os.utime(story, (1_000_000_000, 1_000_000_000))
+    killed = crash(1, signal.SIGKILL, *args)  # as it starts writing the changed story
+    assert killed.returncode == -signal.SIGKILL
+    _same_size_edit(src / "s05" / "story.md")  # (with the stat recorded, this and s03 were kept)
+    again = run(*args)
+    assert again.returncode == 0 and "wrote" in again.stdout, again.stdout + again.stderr
+    written, now = load_stories(out), load_stories(src)
+    assert [written.get(i).story_text for i in ("s03", "s05")] == [
+        now.get(i).story_text for i in ("s03", "s05")
+    ]
+
+
+def test_one_split_of_a_hub_dataset_is_loaded_once(tmp_path, monkeypatch, capsys):
+    """``--split`` of a hub id: the hub asked and the dataset loaded once (the record names the whole)."""
+    import json
+
+    import datasets
+
+    from storyreasoning.data.writers import features
+
+    def split(samples) -> datasets.Dataset:
+        return datasets.Dataset.from_list(
+            [{"frame_meta": None, **s.to_row()} for s in samples], features=features()
+        )
+
+    samples = fixture_samples(5)
+    calls = []
+
+    def load_dataset(repo_id, **kwargs):  # the hub's dataset, as datasets gives it from its cache
+        calls.append(repo_id)
+        return datasets.DatasetDict({"train": split(samples[:3]), "test": split(samples[3:])})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    out = tmp_path / "out"
+    options = {"to": "parquet", "split": "test", "limit": None, "stories_per_shard": 2, "overwrite": False}
+    assert convert("someone/stories", out, **options) == 0
+    assert calls == ["someone/stories"] and load_stories(out).ids() == ["s03", "s04"]
+    record = json.loads((out / RECORD).read_text())["parts"]["test"]
+    assert record["dataset"] == {"source": "someone/stories", "split": None} and record["source_stat"] is None
+    capsys.readouterr()
+    assert convert("someone/stories", out, **{**options, "split": None}) == 0  # the same work, whole
+    line = capsys.readouterr().out
+    assert "wrote 3 stories" in line and "kept the 2 an earlier run wrote" in line
+    assert convert("someone/stories", out, **options) == 0
+    assert "already holds these 2 stories (test: 2)" in capsys.readouterr().out
+    assert len(calls) == 3

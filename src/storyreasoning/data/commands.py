@@ -257,15 +257,21 @@ def _check_layout(out: Path, to: str, targets: dict[str, Path]) -> None:
     )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """``1 story``, ``12 stories``."""
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def _done_line(out: Path, to: str, total: int, found: int, listing: str) -> str:
     if total and found >= total:
-        return f"{out} already holds these {total:,} stories ({listing}) as {to}: nothing to write"
+        these = "this" if total == 1 else "these"
+        return f"{out} already holds {these} {_count(total, 'story', 'stories')} ({listing}) as {to}: nothing to write"
     if found:
-        wrote = "1 story" if total - found == 1 else f"{total - found:,} stories"
+        wrote = _count(total - found, "story", "stories")
         return (
             f"wrote {wrote} to {out} as {to} and kept the {found:,} an earlier run wrote ({listing} in all)"
         )
-    return f"wrote {total:,} stories ({listing}) to {out} as {to}"
+    return f"wrote {_count(total, 'story', 'stories')} ({listing}) to {out} as {to}"
 
 
 def _output_folder(source: str, out: Path) -> Path:
@@ -337,14 +343,23 @@ def _convert(
     overwrite: bool,
 ) -> int:
     from .identity import dataset_record
-    from .sources import ConcatStories
+    from .resume import source_stat
+    from .sources import ConcatStories, local_dataset, split_of
     from .writers import write_disk, write_folders, write_parquet
 
-    loaded = load_stories(source, split)
+    # the record names the source as a whole, --split given or not (each split's part of the record is
+    # that split's): a hub id is loaded whole either way, so asked once; a local dataset is opened
+    # again whole (its listing and ids, no story read)
+    if split is not None and local_dataset(source) is None:
+        whole = load_stories(source)
+        loaded = split_of(whole, split)
+    else:
+        loaded = load_stories(source, split)
+        whole = loaded if split is None else load_stories(source)
+    stat = source_stat(loaded)  # before a story is read
+    dataset = dataset_record(whole)
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): limited(p, limit) for p in parts}
-    # the source as a whole, --split given or not: each split's part of the record is that split's
-    dataset = dataset_record(loaded if split is None else load_stories(source))
     total = sum(len(p) for p in splits.values())
     targets = {
         name: out / name if to == "folder" and (len(splits) > 1 or split is not None) else out
@@ -359,6 +374,7 @@ def _convert(
         "options": {"limit": limit},
         "overwrite": overwrite,
         "kept": lambda n: found.__setitem__(0, found[0] + n),
+        "source_stat": stat,
     }
     console = _console()
     try:
@@ -420,11 +436,12 @@ def _contrastive(
 ) -> int:
     from .contrastive import contrastive_sequences
     from .identity import dataset_record
-    from .resume import fingerprint
+    from .resume import fingerprint, source_stat
     from .sources import SampleList
     from .writers import write_disk, write_folders, write_parquet
 
     stories = load_stories(source, split)
+    stat = source_stat(stories)  # before a story is read: the sequences are drawn from them alone
     samples = contrastive_sequences(stories, count, length=length, seed=seed)
     source_ids = stories.ids()
     found = [0]
@@ -442,6 +459,7 @@ def _contrastive(
         },
         "overwrite": overwrite,
         "kept": lambda n: found.__setitem__(0, found[0] + n),
+        "source_stat": stat,
     }
     name = split or "train"
     try:
@@ -462,10 +480,12 @@ def _contrastive(
         )
     else:
         shape = f"{length[0]}-{length[1]} frames"
+    made = _count(len(samples), "contrastive sequence", "contrastive sequences")
     if found[0] >= len(samples):
-        line = f"{out} already holds these {len(samples)} contrastive sequences of {shape}: nothing to write"
+        these = "this" if len(samples) == 1 else "these"
+        line = f"{out} already holds {these} {made} of {shape}: nothing to write"
     else:
-        line = f"wrote {len(samples)} contrastive sequences of {shape} to {out}"
+        line = f"wrote {made} of {shape} to {out}"
     _console().print(line, markup=False, soft_wrap=True)
     return 0
 

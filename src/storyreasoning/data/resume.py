@@ -18,7 +18,10 @@ A run compares its own origin with the record. The same: it resumes, and a unit 
 folder, a ``save_to_disk`` folder) counts as done only when what it holds is what this run writes
 there: texts and images (a shard and a ``save_to_disk`` split carry the :func:`content` digest of
 the stories they were written from), so a source whose texts or images changed since is written
-again where it changed. Another origin: the run is refused with one line naming what differs,
+again where it changed. Reading every story to know that is what a command spares the common rerun:
+it records a :func:`source_stat` of the local dataset's files (names, sizes, times) once every unit
+comes from them, and finding them unchanged takes a unit holding its ids as done, no image read.
+Another origin: the run is refused with one line naming what differs,
 unless it is asked to overwrite. Output that has no record (written before records were kept) is
 checked unit by unit against the stories themselves, ids and texts, never by row counts alone.
 A record of the version before (the source by name and a hash of its path, no ``dataset``) is the
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from ..errors import UsageError, file_error
 from ..files import write_json_atomic
 from ..settings import shown, then_now
 from .identity import dataset_changes
+from .sources import local_dataset
 
 #: The record's file name, in the output folder (hidden: no dataset reader takes it for data).
 RECORD = ".storyreasoning-output.json"
@@ -102,6 +108,46 @@ class Content:
         return "sha256:" + self._sha.hexdigest()
 
 
+#: A file changed this recently when its stat is taken may change again within the same timestamp:
+#: its stat then tells nothing (as with git's "racily clean" files).
+_RACY_NS = 2_000_000_000
+
+
+def source_stat(stories) -> str | None:
+    """A stat fingerprint of the files on this machine that ``stories`` are read from (a local
+    dataset's shards, or its story folders' files): a sha256 of each one's name relative to the
+    dataset, size and mtime_ns, no file read. Taken before a run reads a story and recorded with
+    the units it wrote: unchanged on the next run, a unit is done when its ids match, no image
+    read. None (the units are checked by :func:`content`) for a hub id or stories in memory, when
+    a file cannot be stat'ed, or when one changed in the last seconds."""
+    source = getattr(stories, "source", None)
+    files = stories.files() if local_dataset(source) is not None and hasattr(stories, "files") else None
+    if files is None:
+        return None
+    root = str(Path(source).expanduser())
+    under = os.path.join(root, "")
+    since = time.time_ns() - _RACY_NS
+    digest = hashlib.sha256()
+    try:
+        for name in sorted(files):
+            stat = os.stat(name)
+            if stat.st_mtime_ns > since:
+                return None
+            inside = name[len(under) :] if name.startswith(under) else os.path.relpath(name, root)
+            digest.update(f"{inside}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except (OSError, ValueError):  # (ValueError: a name with a NUL, which no file has)
+        return None
+    return f"sha256:{digest.hexdigest()[:32]}"
+
+
+def same_source_files(folder: Path, part: str, stat: str | None) -> bool:
+    """Whether the record of ``folder`` says ``part`` was made from files whose :func:`source_stat`
+    is ``stat`` (then a unit holding the ids this run writes there holds their stories)."""
+    record = read_record(folder)
+    made_from = (record or {}).get("parts", {}).get(part)
+    return stat is not None and isinstance(made_from, dict) and made_from.get("source_stat") == stat
+
+
 def content(samples) -> str:
     """The :class:`Content` digest of ``samples`` (every image read: what a unit was written from)."""
     found = Content()
@@ -147,6 +193,7 @@ _PART_FIELDS: dict[str, tuple[type, ...]] = {
     "source_key": (str, type(None)),
     "dataset": (dict, type(None)),
     "content": (str, type(None)),
+    "source_stat": (str, type(None)),
     "options": (dict,),
     "stories": (int,),
     "first": (str, type(None)),
@@ -219,12 +266,15 @@ def _stories(made_from: Mapping) -> str:
 
 
 def _value(key: str, value: Any) -> str:
+    """A recorded option as a refusal shows it (anything a hand-edited record holds: shown, not a crash)."""
     if value is None:
         return "none"
-    if key == "length" and isinstance(value, (list, tuple)):
+    if key == "length" and isinstance(value, (list, tuple)) and len(value) == 2:
         lo, hi = value
         return str(lo) if lo == hi else f"{lo}-{hi}"
-    return str(value)
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return shown(value)
 
 
 def source_changes(old: Mapping, new: Mapping) -> list[str]:
@@ -236,7 +286,7 @@ def source_changes(old: Mapping, new: Mapping) -> list[str]:
     now = new.get("dataset")
     if "dataset" not in old:  # a record of the version before: the source's name and a hash of its path
         key = (now.get("path") or source_key(now["source"])) if now else None
-        return [] if old.get("source_key") == key else [then_now("source", old.get("source"), _named(now))]
+        return [] if old.get("source_key") == key else [_other_source(old.get("source"), _named(now))]
     then = old.get("dataset")
     if not isinstance(then, dict) or now is None:
         return [] if then == now else [then_now("source", _named(then), _named(now))]
@@ -247,10 +297,15 @@ def source_changes(old: Mapping, new: Mapping) -> list[str]:
     changed = dataset_changes({**then, "path": now["path"]}, now)  # all but the path
     if not changed:
         return []
-    names = then.get("source"), now.get("source")
-    if names[0] != names[1]:
-        return [then_now("source", *names), *changed]
-    return [f"source {shown(names[0])} at another path then, here now", *changed]
+    return [_other_source(then.get("source"), now.get("source")), *changed]
+
+
+def _other_source(then: object, now: object) -> str:
+    """How a refusal names a source other than the recorded one: by its names, or, of one name (the
+    same name at another path, a project moved, say), by where it is."""
+    if then == now and then is not None:
+        return f"source {shown(then)} at another path then, here now"
+    return then_now("source", then, now)
 
 
 def _named(dataset: object) -> str | None:
@@ -323,7 +378,9 @@ __all__ = [
     "origin",
     "read_record",
     "refusal",
+    "same_source_files",
     "source_changes",
     "source_key",
+    "source_stat",
     "write_record",
 ]

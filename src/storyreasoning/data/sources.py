@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,10 @@ from .splits import partition
 SPLITS = ("train", "test", "validation")
 #: What an empty source is told (``Path("")`` would read this folder).
 EMPTY_SOURCE = "SOURCE is an empty path; give a dataset folder or file (. for this folder), or a hub id"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: What may be a hub id (owner/name) rather than a local path that does not exist; huggingface_hub's
+#: own rules (no ``--``, no ``.git`` end, …) are checked when the hub is asked. Whole text: ``$`` would
+#: let a trailing newline through.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _SPLIT_FROM_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
 #: A shard as the hub lays them out (and write_parquet writes them): ``{split}-00000-of-00002.parquet``,
 #: the split a name datasets allows (word characters, dot-separated)
@@ -51,6 +55,11 @@ class StoryDataset(Sequence):
 
     def ids(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def files(self) -> list[str] | None:
+        """The files on this machine that the stories are read from (None when not known: stories in
+        memory), listed without reading one."""
+        return None
 
     @property
     def splits(self) -> list[str]:
@@ -151,6 +160,13 @@ class FolderStories(StoryDataset):
             self._ids = ids
         return self._ids
 
+    def files(self) -> list[str]:
+        found = []
+        for folder in self._folders:
+            with os.scandir(folder) as entries:  # every file of the folder: a story reads most of them
+                found += [entry.path for entry in entries]
+        return found
+
 
 class ArrowStories(StoryDataset):
     """A ``datasets.Dataset`` (memory-mapped Arrow: ``save_to_disk`` folders, the hub cache).
@@ -190,6 +206,10 @@ class ArrowStories(StoryDataset):
         with _damaged(self.source):
             ids = self._ds.select_columns(["story_id"])[:]["story_id"].to_pylist()
         return _story_ids(ids, self._where)
+
+    def files(self) -> list[str] | None:
+        files = [str(f["filename"]) for f in self._ds.cache_files]
+        return files or None  # none: a dataset held in memory
 
 
 class ParquetStories(StoryDataset):
@@ -265,6 +285,9 @@ class ParquetStories(StoryDataset):
             out += _story_ids(ids, lambda k, start=start: self._where(start + k))
         return out
 
+    def files(self) -> list[str]:
+        return [str(path) for path in self._paths]
+
 
 class ConcatStories(StoryDataset):
     """Several datasets one after the other (all splits of a source)."""
@@ -298,6 +321,15 @@ class ConcatStories(StoryDataset):
 
     def ids(self) -> list[str]:
         return [sid for part in self._parts for sid in part.ids()]
+
+    def files(self) -> list[str] | None:
+        found: list[str] = []
+        for part in self._parts:
+            files = part.files()
+            if files is None:
+                return None
+            found += files
+        return found
 
 
 def _story_ids(ids: list, where) -> list[str]:
@@ -381,6 +413,15 @@ def recorded_source(manifest: object) -> str | None:
     return typed if isinstance(typed, str) and typed else None
 
 
+def split_of(whole: StoryDataset, split: str | None) -> StoryDataset:
+    """``split`` of a dataset loaded whole (``load_stories(source)``), as ``load_stories(source, split)``
+    gives it for a hub id (whose splits are loaded together either way); all of it for None."""
+    if split is None:
+        return whole
+    parts = whole._parts if isinstance(whole, ConcatStories) else [whole]
+    return _pick({(part.split or "train"): part for part in parts}, split, whole.source)
+
+
 def limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
     """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split."""
     if limit is None or limit >= len(stories):
@@ -416,7 +457,7 @@ def _load_local(path: Path, split: str | None, label: str) -> StoryDataset:
 
 
 def _load_remote(source: str | Path, split: str | None, label: str) -> StoryDataset:
-    if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")):
+    if _HUB_ID.fullmatch(str(source)):
         return load_hub(str(source), split)
     raise UsageError(
         f"{label} does not exist; pass a dataset folder, a parquet file or a hub id such as daniel3303/StoryReasoning"
@@ -514,12 +555,21 @@ def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = N
 def _hub_unreachable(repo_id: str) -> str | None:
     """Why the hub cannot be reached for ``repo_id`` (no route, no name resolution, refused, timed out
     within :data:`storyreasoning.models.HUB_TIMEOUT`), or None when it answers, whatever it answers, or
-    is off (``HF_HUB_OFFLINE``: ``datasets`` reads the cache alone then)."""
+    is off (``HF_HUB_OFFLINE``: ``datasets`` reads the cache alone then). An id the hub could not
+    hold (``user/my--ds``) is refused at once, with huggingface_hub's reason, before any of that."""
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
     from ..models import HUB_TIMEOUT
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        reason = _reason(exc)
+        raise UsageError(
+            f"{repo_id} is not a valid hub id ({reason}); give owner/name, or a local folder that exists"
+        ) from None
     if constants.HF_HUB_OFFLINE:
         return None
     try:

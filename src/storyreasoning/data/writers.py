@@ -8,7 +8,8 @@ options skips the units already written, so an interrupted conversion resumes wh
 stopped without writing anything twice, and one from another source or with other
 options is refused, naming what differs, unless ``overwrite``. A unit counts as written
 only when what it holds is what this run writes there, texts and images: one whose
-stories changed in the source since is written again.
+stories changed in the source since is written again (a caller that passes ``source_stat``,
+the source files' stat, unchanged since, has a unit holding its ids taken as done unread).
 
 A writer holds its output folder as its one writer
 (:func:`storyreasoning.files.lock_folder`): a second one into the same folder meanwhile,
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, file_error
+from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers
 from .folder import folder_name, is_story_folder, read_story_folder, write_story_folder
 from .identity import dataset_record
@@ -40,10 +41,11 @@ from .resume import (
     origin,
     read_record,
     refusal,
+    same_source_files,
     write_record,
 )
 from .sample import StorySample
-from .sources import load_stories, require_datasets, require_pyarrow
+from .sources import FolderStories, load_stories, require_datasets, require_pyarrow
 
 Progress = Callable[[int], None]  # called with the number of stories just done
 
@@ -156,6 +158,7 @@ def write_parquet(
     overwrite: bool = False,
     kept: Progress | None = None,
     dataset: Mapping[str, Any] | None = None,
+    source_stat: str | None = None,
 ) -> list[Path]:
     """Write ``samples`` as ``out_dir/data/{split}-NNNNN-of-MMMMM.parquet`` with embedded images.
 
@@ -177,6 +180,11 @@ def write_parquet(
     stories such shards hold); one whose stories changed since is written again. A split
     written from another source or with other settings is refused, naming what differs,
     unless ``overwrite``: then its shards are written afresh.
+
+    ``source_stat`` (:func:`~.resume.source_stat`, taken before a story was read) is for a caller
+    whose ``samples`` are what the dataset's files give, as read: recorded once every shard is
+    written, and found unchanged on the next run, it makes a shard holding the ids this run
+    writes there done without reading a story (the common rerun: no image read).
     """
     pq = require_pyarrow()
     import pyarrow as pa
@@ -194,7 +202,7 @@ def write_parquet(
         try:
             written = _write_parquet(
                 samples, ids, made_from, out, pa, pq, split, stories_per_shard, rows_per_group,
-                progress=progress, overwrite=overwrite, kept=kept,
+                progress=progress, overwrite=overwrite, kept=kept, source_stat=source_stat,
             )  # fmt: skip
         except OSError as exc:
             if exc.errno is None:  # pyarrow's own error, without a path: say which folder
@@ -220,29 +228,35 @@ def _write_parquet(
     progress,
     overwrite,
     kept,
+    source_stat,
 ) -> list[Path]:
     data_dir = out / "data"
     n = len(samples)
     count = max(1, -(-n // stories_per_shard))
     state = compare(out, "parquet", split, made_from, what=f"the {split} shards", overwrite=overwrite)
+    # the same work from the same files, unchanged: a shard holding its ids holds its stories
+    trusted = state == "same" and same_source_files(out, split, source_stat)
     present = sorted(data_dir.glob(f"{split}-*.parquet")) if data_dir.is_dir() else []
     if overwrite:  # this split afresh
         for path in present:
             path.unlink()
+        present = []
     elif present:
         _check_present(
             out, present, split, count, stories_per_shard, ids, samples, pq, recorded=state == "same"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_record(out, "parquet", split, made_from)  # before the first shard (a record of before: renewed)
+    # before the first shard (a record of before: renewed); the files' stat only where every shard there
+    # is known to come from them, else once all are written
+    stat_now = source_stat if trusted or not present else None
+    write_record(out, "parquet", split, {**made_from, "source_stat": stat_now})
     schema = features().arrow_schema
     bounds = [(k * stories_per_shard, min(n, (k + 1) * stories_per_shard)) for k in range(count)]
     written = [data_dir / shard_name(split, k, count) for k in range(count)]
     done = 0
     for (lo, hi), target in zip(bounds, written, strict=True):
-        if _shard_holds(
-            target, pq, ids[lo:hi], lambda lo=lo, hi=hi: content(samples[i] for i in range(lo, hi))
-        ):
+        made_of_now = None if trusted else (lambda lo=lo, hi=hi: content(samples[i] for i in range(lo, hi)))
+        if _shard_holds(target, pq, ids[lo:hi], made_of_now):
             done += hi - lo  # written by an earlier run from these very stories
             if progress and hi > lo:
                 progress(hi - lo)
@@ -266,16 +280,18 @@ def _write_parquet(
             if lo == hi:  # an empty split still gets a valid file
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
             writer.add_key_value_metadata({CONTENT_KEY: made_of.digest().encode("ascii")})
+    if source_stat != stat_now:  # every shard now holds the stories of the files so stat'ed
+        write_record(out, "parquet", split, {**made_from, "source_stat": source_stat})
     if kept and done:
         kept(done)
     return written
 
 
-def _shard_holds(path: Path, pq, ids: Sequence[str], made_of: Callable[[], str]) -> bool:
+def _shard_holds(path: Path, pq, ids: Sequence[str], made_of: Callable[[], str] | None) -> bool:
     """Whether the shard at ``path`` holds the stories ``ids`` as they are now: its ids (its
     ``story_id`` column alone), then the content digest in its footer against ``made_of()`` (every
-    image of the stories read: only for a shard whose ids match). A shard without a digest (of a
-    version before), missing or unreadable, is not."""
+    image of the stories read: only for a shard whose ids match; None: the ids say it). A shard
+    without a digest (of a version before), missing or unreadable, is not."""
     if not path.is_file():
         return False
     try:
@@ -287,7 +303,7 @@ def _shard_holds(path: Path, pq, ids: Sequence[str], made_of: Callable[[], str])
             return False
     except Exception:
         return False
-    return there.decode("ascii", "replace") == made_of()
+    return made_of is None or there.decode("ascii", "replace") == made_of()
 
 
 def _ends(ids: Sequence[str]) -> str:
@@ -375,6 +391,7 @@ def write_folders(
     options: Mapping[str, Any] | None = None,
     kept: Progress | None = None,
     dataset: Mapping[str, Any] | None = None,
+    source_stat: str | None = None,
 ) -> list[Path]:
     """Write each story as a folder (see :mod:`storyreasoning.data.folder`).
 
@@ -383,15 +400,18 @@ def write_folders(
     metadata) is kept (``kept`` is told how many); a folder written from another source or
     with other settings is refused, naming what differs, and so is one holding story folders
     this run does not write. ``overwrite`` rewrites every story folder and removes the story
-    folders that are not among ``samples``.
+    folders that are not among ``samples``. ``source_stat``: as :func:`write_parquet` takes it (a
+    story folder holding its story's id then counts as written, no frame read).
     """
     out = check_output_folder(out_dir)
     dataset = _dataset(source, dataset)
     with lock_folder(out, refuse=UsageError):
-        return _write_folders(samples, out, overwrite, progress, command, dataset, options, kept)
+        return _write_folders(samples, out, overwrite, progress, command, dataset, options, kept, source_stat)
 
 
-def _write_folders(samples, out: Path, overwrite, progress, command, dataset, options, kept) -> list[Path]:
+def _write_folders(
+    samples, out: Path, overwrite, progress, command, dataset, options, kept, source_stat
+) -> list[Path]:
     if not isinstance(samples, Sequence):
         samples = list(samples)
     ids = ids_of(samples)
@@ -407,6 +427,8 @@ def _write_folders(samples, out: Path, overwrite, progress, command, dataset, op
     try:
         out.mkdir(parents=True, exist_ok=True)
         state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
+        # the same work from the same files, unchanged: a story folder holding its id holds its story
+        trusted = state == "same" and same_source_files(out, "stories", source_stat)
         existing = {
             p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and is_story_folder(p)
         }
@@ -427,23 +449,40 @@ def _write_folders(samples, out: Path, overwrite, progress, command, dataset, op
                         f"made from): {out / name} differs from the story {ids[i]!r} this run writes. "
                         "Choose a new folder, or pass --overwrite to replace the story folders"
                     )
-        write_record(out, "folder", "stories", made_from)  # before the first story folder
+        # before the first story folder; the files' stat only where every story folder there is known to
+        # come from them, else once all are written
+        stat_now = source_stat if trusted or not existing.intersection(names) else None
+        write_record(out, "folder", "stories", {**made_from, "source_stat": stat_now})
     except OSError as exc:
         raise file_error(exc, "write the output folder") from None
     done = []
     found = 0
-    for sample, name in zip(samples, names, strict=True):
+    for i, name in enumerate(names):  # a story is read only where it is written or compared
         target = out / name
-        if not overwrite and name in existing and _holds(target, sample):
+        if (
+            not overwrite
+            and name in existing
+            and (_holds_id(target, ids[i]) if trusted else _holds(target, samples[i]))
+        ):
             found += 1
         else:
-            write_story_folder(sample, out, overwrite=True)
+            write_story_folder(samples[i], out, overwrite=True)
         done.append(target)
         if progress:
             progress(1)
+    if source_stat != stat_now:  # every story folder now holds the story of the files so stat'ed
+        write_record(out, "folder", "stories", {**made_from, "source_stat": source_stat})
     if kept and found:
         kept(found)
     return done
+
+
+def _holds_id(folder: Path, story_id: str) -> bool:
+    """Whether the story folder ``folder`` is the story ``story_id``'s (its ``meta.json``, no frame read)."""
+    try:
+        return FolderStories([folder], str(folder)).ids() == [story_id]
+    except StoryReasoningError:
+        return False
 
 
 def write_disk(
@@ -457,6 +496,7 @@ def write_disk(
     overwrite: bool = False,
     kept: Progress | None = None,
     dataset: Mapping[str, Any] | None = None,
+    source_stat: str | None = None,
 ) -> Path:
     """A ``save_to_disk`` folder (a ``DatasetDict`` with one entry per split).
 
@@ -469,6 +509,8 @@ def write_disk(
     one whose stories changed in the source since is written again; one written from another
     source or with other settings is refused, naming what differs, and so is any other
     non-empty folder; ``overwrite`` replaces one that is a ``save_to_disk`` folder.
+    ``source_stat``: as :func:`write_parquet` takes it (unchanged since the folder was written,
+    the folder is done, no story read).
 
     The lock that holds ``out`` (:func:`~storyreasoning.files.lock_folder`) moves into the new
     folder before it takes ``out``'s place: ``out`` stays held through the rename, and the lock
@@ -479,22 +521,28 @@ def write_disk(
     dataset = _dataset(source, dataset)
     made = {name: _made_from(ids_of(samples), command, dataset, options) for name, samples in splits.items()}
     with lock_folder(out, refuse=UsageError):
-        replace = _disk_state(out, made, overwrite, lambda name: content(splits[name]))
+        replace = _disk_state(out, made, overwrite, lambda name: content(splits[name]), source_stat)
         if replace is None:  # already written, by this same work, from these very stories
+            record = read_record(out) or {}
+            for name, part in record.get("parts", {}).items():  # found by their content: the files' stat
+                if source_stat is not None and part.get("source_stat") != source_stat:
+                    write_record(out, "disk", name, {**part, "source_stat": source_stat})
             total = sum(len(s) for s in splits.values())
             if kept and total:
                 kept(total)
             return out
-        _write_disk(datasets, splits, made, out, replace, progress)
+        _write_disk(datasets, splits, made, out, replace, progress, source_stat)
     return out
 
 
-def _write_disk(datasets, splits, made, out: Path, replace: bool, progress) -> None:
+def _write_disk(datasets, splits, made, out: Path, replace: bool, progress, source_stat) -> None:
     made_of: dict[str, Content] = {}
 
-    def rows(samples: Sequence[StorySample], name: str):
+    def rows(name: str):
+        # the split by its name alone: datasets cuts a list among its gen_kwargs into shards, one call
+        # each, and the digest would then be of the last shard's stories only
         made_of[name] = found = Content()
-        for sample in samples:
+        for sample in splits[name]:
             sample.check_frames()
             row = sample.to_row()
             row.setdefault("frame_meta", None)
@@ -513,7 +561,9 @@ def _write_disk(datasets, splits, made, out: Path, replace: bool, progress) -> N
             for name, made_from in made.items():
                 empty = Content().digest()  # (an empty split is no generator's)
                 content_now = made_of[name].digest() if name in made_of else empty
-                write_record(tmp, "disk", name, {**made_from, "content": content_now})
+                write_record(
+                    tmp, "disk", name, {**made_from, "content": content_now, "source_stat": source_stat}
+                )
             lock = out / LOCK_NAME
             if lock.is_file():  # ours (held above): it goes with the folder, which stays held meanwhile
                 os.replace(lock, tmp / LOCK_NAME)
@@ -532,7 +582,7 @@ def _save_to_disk(tmp: Path, splits, rows, datasets, feats) -> None:
         if len(samples):
             built[name] = datasets.Dataset.from_generator(
                 rows,
-                gen_kwargs={"samples": samples, "name": name},
+                gen_kwargs={"name": name},
                 features=feats,
                 split=name,
                 cache_dir=str(cache),
@@ -546,11 +596,16 @@ def _save_to_disk(tmp: Path, splits, rows, datasets, feats) -> None:
 
 
 def _disk_state(
-    out: Path, made: dict[str, dict], overwrite: bool, content_now: Callable[[str], str]
+    out: Path,
+    made: dict[str, dict],
+    overwrite: bool,
+    content_now: Callable[[str], str],
+    source_stat: str | None = None,
 ) -> bool | None:
     """What to do with ``out`` before a ``save_to_disk`` write: None (this work is there already, from
-    the stories whose digest ``content_now(split)`` gives), False (it is new or empty), True (replace
-    it: ``overwrite``, or its stories changed in the source since); or one line refusing."""
+    files whose stat is ``source_stat`` still, or from the stories whose digest ``content_now(split)``
+    gives), False (it is new or empty), True (replace it: ``overwrite``, or its stories changed in the
+    source since); or one line refusing."""
     if not out.is_dir() or not _holds_files(out):
         return False
     record = read_record(out)
@@ -570,7 +625,8 @@ def _disk_state(
             # the same work; written again where the stories changed since (or a record of a version
             # before, with no digest to tell)
             same = all(
-                old[name].get("content") is not None and old[name]["content"] == content_now(name)
+                (source_stat is not None and old[name].get("source_stat") == source_stat)
+                or (old[name].get("content") is not None and old[name]["content"] == content_now(name))
                 for name in made
             )
             return None if same else True
