@@ -19,8 +19,11 @@ overrides the folder name, ``frames`` (one object per frame) becomes the sample'
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 from ..errors import UsageError, file_error
@@ -32,7 +35,15 @@ COT_FILE = "cot.md"
 STORY_FILE = "story.md"
 META_FILE = "meta.json"
 _NUMBER = re.compile(r"(\d+)")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: what story folders were named before other scripts' letters were kept (``café``: ``caf``)
+_ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: kept in a folder name besides letters, marks and digits of any script: ``.`` ``_`` ``-`` and the
+#: zero-width (non-)joiners that Persian and Indic words are written with
+_KEPT = frozenset("._-\u200c\u200d")
+#: a folder name's bytes (UTF-8) at most: a path component holds 255 (Linux, macOS); one with
+#: other than ASCII leaves room for the ``.NAME.partial`` folder it is written through
+#: (files.atomic_folder keeps 200 characters of NAME, which only an ASCII name always fits in)
+_MAX_BYTES, _MAX_BYTES_UNICODE = 255, 255 - len("..partial")
 
 
 def is_story_folder(path: Path) -> bool:
@@ -152,9 +163,41 @@ def _read_text(path: Path) -> str:
 
 
 def folder_name(story_id: str) -> str:
-    """A safe folder name for a story id (unsafe characters become ``_``)."""
-    name = _UNSAFE.sub("_", story_id).strip("._") or "story"
-    return name
+    """A safe folder name for a story id: its letters, marks and digits of any script, ``.``, ``_``
+    and ``-`` kept, each run of other characters (spaces, ``/``, ``\\``, control and format
+    characters, symbols, bytes that were not UTF-8) made one ``_``, and ``.`` and ``_`` taken off
+    both ends (so never ``.``, ``..`` nor a hidden name); ``story`` when nothing is left.
+
+    A name over :data:`_MAX_BYTES` bytes in UTF-8 (:data:`_MAX_BYTES_UNICODE` when not all
+    ASCII) is cut on a character boundary and ends in ``-`` and 8 hex digits of the story id's
+    hash, so that long ids that begin alike keep distinct folders. Two ids that still give one
+    name are refused by the writers, naming both.
+    """
+    runs = itertools.groupby(story_id, lambda c: c in _KEPT or unicodedata.category(c)[0] in "LMN")
+    name = "".join("".join(run) if kept else "_" for kept, run in runs).strip("._") or "story"
+    limit = _MAX_BYTES if name.isascii() else _MAX_BYTES_UNICODE
+    encoded = name.encode("utf-8")
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(story_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    head = encoded[: limit - len(digest) - 1].decode("utf-8", "ignore")  # a character cut in two: dropped
+    return f"{head}-{digest}"
+
+
+def story_folder(root: Path, story_id: str) -> Path:
+    """The folder of ``story_id`` in ``root``: ``root / folder_name(story_id)``, or, when only that
+    one is there, the folder an earlier version wrote the story to (its name ASCII: ``café`` was
+    ``caf``, ``日本`` was ``story``) and which holds this story, so that work begun before finds
+    the stories it wrote rather than writing them twice."""
+    path = root / folder_name(story_id)
+    old = root / (_ASCII_UNSAFE.sub("_", story_id).strip("._") or "story")
+    if old == path or len(old.name) > _MAX_BYTES or path.exists() or not is_story_folder(old):
+        return path
+    try:
+        meta = json.loads((old / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none (the id was its name, so not this one) or unreadable
+        return path
+    return old if isinstance(meta, dict) and meta.get("story_id") == story_id else path
 
 
 def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = False) -> Path:

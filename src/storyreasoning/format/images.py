@@ -10,14 +10,32 @@ saying how to turn it) is applied wherever an image file or its bytes are read: 
 transformers' and vLLM's loaders turn it. So boxes a model draws, the frame sizes they are
 checked against and the picture a person sees are the same picture. The orientation is
 what PIL's ``ImageOps.exif_transpose`` applies (:func:`orientation`).
+
+Pixels deeper than 8 bits are scaled to 8, not clipped as PIL's ``convert("RGB")`` clips them
+(a 16-bit grey PNG would be an almost white frame), wherever pixels are read
+(:func:`open_image`) and in the bytes sent or kept (:func:`upright_bytes`, which a model
+server and a dataset's other readers then convert with the same clipping): 16-bit grey
+(PIL's ``I;16`` modes, and a 16-bit grey PNG however this PIL opens it) is divided by 257,
+so 65535 is 255. A 32-bit integer (``I``) or float (``F``) picture has no depth of its own:
+its values are taken on the smallest of the usual full scales that holds them all (0..1,
+floats only; 0..255, as PIL reads them; 0..65535), and otherwise its lowest to highest value
+is stretched over 0..255, where PIL would clip it to black and white.
+
+An image is read when it has at most PIL's limit of pixels (twice ``PIL.Image.MAX_IMAGE_PIXELS``,
+178,956,970 unless the program changed it: a 150-megapixel camera frame is under it) and
+refused, saying so, over it; PIL's warning for the pictures between ``MAX_IMAGE_PIXELS`` and
+that limit, which are read, is not shown.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
+import re
 import struct
 import sys
+import warnings
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -65,8 +83,12 @@ def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
     PIL's own message names the in-memory buffer (``cannot identify image file
     <_io.BytesIO object at 0x7f…>``), which tells the user nothing: it is never shown.
     """
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
+    if isinstance(exc, Image.DecompressionBombError):  # PIL's bound on pixels, its message reworded
+        found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(exc))
+        size = f"{int(found[1]):,} pixels, the limit is {int(found[2]):,}" if found else str(exc)
+        return UsageError(f"{label} is too large to read safely ({size}); downscale it")
     if not data:
         why = "the file is empty"
     elif isinstance(exc, UnidentifiedImageError):
@@ -82,22 +104,66 @@ def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
 def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
     """A fully decoded RGB PIL image, upright; a clear error when the file is missing or corrupt.
 
-    A PIL image is taken as it is (only converted to RGB): its pixels are the picture.
+    A PIL image is taken as it is (only converted to RGB, deeper pixels scaled to 8 bits): its
+    pixels are the picture.
     """
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
+        return _eight_bit(image).convert("RGB") if image.mode != "RGB" else image
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     data = image if isinstance(image, bytes) else read_image_bytes(image)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _pil_open(data) as im:
             im.load()
             turn = _pil_orientation(im, data)
-            rgb = im.convert("RGB")
+            rgb = _eight_bit(im, sixteen=_grey16(data)).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
     return _turn(rgb, turn)
+
+
+def _pil_open(data: bytes) -> PILImage:
+    """PIL's ``Image.open`` of ``data``, without its warning for a picture between its two limits on
+    pixels, which is read (over the upper one PIL refuses it, and :func:`unreadable_image` says so)."""
+    from PIL import Image
+
+    # catch_warnings is not thread-safe: at worst the ignore stays, for this one warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def _grey16(data: bytes) -> bool:
+    """Whether ``data`` is a 16-bit grey PNG (its header's bit depth 16, colour type 0), which PIL
+    opens as ``I;16`` (``I`` in older Pillows) and its ``convert`` clips to 8 bits."""
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24:26] == b"\x10\x00"
+
+
+#: the full scales an ``I`` or ``F`` picture's values are taken on, the smallest that holds them
+_FULL_SCALES = {"F": (1.0, 255.0, 65535.0), "I": (255.0, 65535.0)}
+
+
+def _eight_bit(im: PILImage, *, sixteen: bool = False) -> PILImage:
+    """``im`` in a mode whose ``convert("RGB")`` keeps its picture: a 16-bit grey picture (an
+    ``I;16`` mode, or ``I`` when ``sixteen``) divided by 257, an ``I`` or ``F`` one scaled as
+    the module says; any other as it is."""
+    if im.mode.startswith("I;16") or (sixteen and im.mode == "I"):
+        low, top = 0.0, 65535.0
+    elif im.mode in _FULL_SCALES:
+        low, high = im.getextrema()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return im  # NaN or infinity: no scale, PIL's convert clips
+        fits = [s for s in _FULL_SCALES[im.mode] if low >= 0 and high <= s]
+        if fits and fits[0] == 255.0:
+            return im  # read as PIL reads it, nothing clipped
+        low, top = (0.0, fits[0]) if fits else (low, high)
+    else:
+        return im
+    scale = 255.0 / (top - low) if top > low else 0.0
+    offset = 0.5 - low * scale  # + 0.5: rounded, as PIL's convert of I and F truncates
+    work = im if im.mode == "F" else im.convert("I")
+    return work.point(lambda v: v * scale + offset).convert("L")
 
 
 #: PIL's ``Image.Transpose`` member for each EXIF orientation but 1, as ``ImageOps.exif_transpose``
@@ -144,7 +210,7 @@ def orientation(image: str | Path | bytes, *, name: str | None = None) -> int:
 
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _pil_open(data) as im:
             return _pil_orientation(im, data)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
@@ -156,17 +222,23 @@ def _profile_space(icc: object) -> bytes | None:
 
 
 def upright_bytes(data: bytes, *, name: str | None = None) -> bytes:
-    """``data`` itself when its picture is stored upright (orientation 1); otherwise the picture
-    turned upright and encoded again, with no orientation tag left to turn it twice: a JPEG as
-    JPEG (quality 95, its colour profile kept), anything else as PNG.
+    """``data`` itself when its picture is stored upright (orientation 1) in at most 8 bits;
+    otherwise the picture turned upright and encoded again, with no orientation tag left to turn
+    it twice: a JPEG as JPEG (quality 95, its colour profile kept), anything else as PNG (a 16-bit
+    grey PNG as an 8-bit grey one, scaled as :func:`open_image` scales it).
 
-    What is sent to a model server or kept for a browser, so that a server which ignores EXIF
-    (SGLang does) and one which applies it (vLLM, transformers) see the same picture.
+    What is sent to a model server or kept for a browser or a dataset, so that a server which
+    ignores EXIF (SGLang does) and one which applies it (vLLM, transformers) see the same
+    picture, and one which clips 16-bit pixels to 8 (PIL's ``convert("RGB")`` does: all of
+    them) sees the picture rather than a white frame.
     """
     turn = orientation(data, name=name)
-    if turn == 1:
+    deep = _grey16(data)
+    if turn == 1 and not deep:
         return data
     picture = open_image(data, name=name)
+    if deep:  # grey it was, grey it stays: 8 bits, as every reader then reads it
+        picture = picture.convert("L")
     buf = io.BytesIO()
     if sniff_mime(data) == "image/jpeg":
         # a CMYK or grey source's profile does not describe the RGB pixels written: left out
@@ -208,7 +280,7 @@ def image_size(image: ImageLike, *, name: str | None = None) -> tuple[int, int]:
 
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _pil_open(data) as im:
             width, height = im.size
             return (height, width) if _pil_orientation(im, data) >= 5 else (width, height)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -433,7 +505,7 @@ def image_data_url(image: ImageLike, *, image_format: str | None = None) -> str:
 
     Files and bytes already in PNG, JPEG, GIF or WebP are sent as they are (no
     re-encoding, so the model sees exactly the file's pixels) when they are stored
-    upright, and turned upright first otherwise (:func:`upright_bytes`). PIL images, other
+    upright in 8 bits, and turned upright or made 8-bit first otherwise (:func:`upright_bytes`). PIL images, other
     formats and an explicit ``image_format`` (``"PNG"`` or ``"JPEG"``) are encoded.
     """
     from PIL import Image
