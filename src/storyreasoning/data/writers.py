@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers
-from .folder import folder_name, is_story_folder, read_story_folder, write_story_folder
+from .folder import folder_name, is_story_folder, read_story_folder, story_folder, write_story_folder
 from .identity import dataset_record
 from .resume import (
     CONTENT_KEY,
@@ -416,6 +416,10 @@ def _write_folders(
         samples = list(samples)
     ids = ids_of(samples)
     names = [folder_name(sid) for sid in ids]
+    # a story an earlier version wrote under its ASCII name (café: caf) is found there, not written twice
+    names = [
+        story_folder(out, sid).name if out.is_dir() else name for sid, name in zip(ids, names, strict=True)
+    ]
     if len(set(names)) != len(names):
         seen: set[str] = set()
         twice = next(name for name in names if name in seen or seen.add(name))
@@ -466,7 +470,9 @@ def _write_folders(
         ):
             found += 1
         else:
-            write_story_folder(samples[i], out, overwrite=True)
+            if name != folder_name(ids[i]):  # an earlier version's name: the story moves to today's
+                shutil.rmtree(target)
+            target = write_story_folder(samples[i], out, overwrite=True)
         done.append(target)
         if progress:
             progress(1)
