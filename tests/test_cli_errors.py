@@ -268,3 +268,11 @@ def test_an_empty_path_is_refused_not_taken_for_this_folder():
 def test_merge_refuses_an_empty_adapter_or_out():
     one_line(run("train", "merge", "", "--out", "x"), "ADAPTER is an empty path")
     one_line(run("train", "merge", "a", "--out", ""), "--out is an empty path")
+
+
+def test_a_wrong_choice_is_one_line_naming_the_choices():
+    """typer's choice error was three lines ("Error: Invalid value … Value error, …")."""
+    one_line(
+        run("evaluate", "r", "--protocol", "foo"), "--protocol must be one of default, original (got 'foo')"
+    )
+    one_line(run("build", "x", "--out", "y", "--writer", "foo"), "--writer must be one of template, chat")
