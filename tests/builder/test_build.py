@@ -255,6 +255,23 @@ def test_a_writer_that_never_passes_fails_the_story_with_the_reason(raw, tmp_pat
     assert "trace" not in error  # a known failure, not a crash
 
 
+def test_keep_invalid_keeps_a_chat_writers_last_answer_from_the_command_line(raw, tmp_path, perceiver):
+    """``build --writer chat --keep-invalid``: the writer's own checks failed the story before the
+    build could keep it; now it is kept, marked, and the writer's findings are in its meta.json."""
+    frames = frame_files(raw / "lighthouse")
+    bad_cot, *_ = scripted_texts(perceiver, frames)
+    single = tmp_path / "one"
+    shutil.copytree(raw / "lighthouse", single / "lighthouse")
+    with FakeServer(script=[bad_cot] * 8) as server:
+        args = ("build", str(single), "--out", str(tmp_path / "built"), "--writer", "chat", "--endpoint",
+                server.url, "--max-tries", "2", "--keep-invalid", "--no-require-person", "--faces", "none")  # fmt: skip
+        result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    (sample,) = load_stories(str(tmp_path / "built"))
+    build = sample.meta["build"]
+    assert build.get("writer_problems") and "image sections" in " ".join(build["writer_problems"]), build
+
+
 def test_an_endpoint_that_is_down_fails_before_any_story(raw, tmp_path):
     result = cli(
         "build", str(raw), "--out", str(tmp_path / "built"), "--writer", "chat", "--endpoint", closed_url()

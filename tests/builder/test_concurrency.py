@@ -24,7 +24,7 @@ pytest.importorskip(
     "cv2", reason="the builder's perception needs OpenCV: pip install 'storyreasoning[vision]'"
 )
 
-from storyreasoning.builder.pipeline import ERRORS, build_dataset, find_stories
+from storyreasoning.builder.pipeline import ERRORS, build_dataset, find_stories, read_frames
 from storyreasoning.builder.writers import ChatWriter
 from storyreasoning.data.folder import frame_files
 from storyreasoning.errors import StoryReasoningError
@@ -173,6 +173,51 @@ def test_failures_at_the_endpoint_count_in_the_order_stories_finish(raw, tmp_pat
     assert not [p for p in (tmp_path / "none").iterdir() if p.is_dir()]  # nothing half-written
 
 
+def test_keep_invalid_keeps_the_last_answer_of_a_chat_writer_that_never_passes(raw, tmp_path, perceiver):
+    """A model that answers junk: without --keep-invalid the story fails (naming the option); with it the
+    last answers are kept, marked as the validator marks any kept story, the writer's findings with them."""
+    from storyreasoning.data import load_stories
+
+    stories = find_stories(raw)[0][:1]
+    junk = "## Image 1\n\nnothing useful here"
+    with FakeServer(text=junk) as server:
+        refused = build_dataset(
+            stories,
+            tmp_path / "strict",
+            perceiver=perceiver,
+            writer=chat_writer(server.url),
+            keep_invalid=True,
+        )
+        assert refused.failed == ["story0"] and refused.built == 0
+        (error,) = [json.loads(line) for line in (tmp_path / "strict" / ERRORS).read_text().splitlines()]
+        assert (
+            "the analysis still fails after 2 attempts" in error["error"]
+            and "--keep-invalid" in error["error"]
+        )
+        keeping = ChatWriter(
+            OpenAITeller(server.url, retries=0),
+            sampling=Sampling(0.7, 0.9, 2048, 7),
+            max_tries=2,
+            keep_invalid=True,
+        )
+        requests = len(server.chat_requests())
+        kept = build_dataset(
+            stories, tmp_path / "loose", perceiver=perceiver, writer=keeping, keep_invalid=True
+        )
+        assert len(server.chat_requests()) - requests == 4  # the CoT twice, then the story twice
+        _, sizes = read_frames(stories[0].frames)
+        written = keeping.write(list(perceiver.see(stories[0].frames)), stories[0].frames, sizes)
+    assert kept.built == 1 and kept.invalid_kept == 1 and not kept.failed
+    (sample,) = list(load_stories(str(tmp_path / "loose")))
+    build = sample.meta["build"]
+    assert (
+        build["well_structured"] is False and build["reasons"] and build["attempts"] == {"cot": 2, "story": 2}
+    )
+    assert sample.cot_text.strip() == junk and sample.story_text.strip() == junk  # as the model wrote them
+    # what the writer still found wrong, said per text
+    assert {p.split(":")[0] for p in written.problems} == {"analysis", "story"}
+
+
 def _build_command(raw: Path, out: Path, url: str) -> list[str]:
     return [
         sys.executable, "-m", "storyreasoning", "build", str(raw), "--out", str(out),
@@ -208,6 +253,69 @@ def test_ctrl_c_ends_a_build_in_one_line(raw, tmp_path):
     assert said == [
         f"error: interrupted; the finished stories are kept in {out}, run the same command again to continue"
     ], stderr
+
+
+#: The CLI's main in a child whose interpreter, when it exits with the perceiving thread still alive,
+#: takes a while to finalize (a large program's teardown does: torch, CUDA), as in the reported aborts.
+LINGERING_EXIT = """
+import sys, threading, time
+from storyreasoning.cli import main
+
+class Linger:
+    seconds = 0.0
+    def __del__(self):  # while __main__ is cleared: the runtime is finalizing
+        time.sleep(self.seconds)
+
+linger = Linger()
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+if any(t.name == "storyreasoning-perceive" and t.is_alive() for t in threading.enumerate()):
+    Linger.seconds = 15.0
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow  # heavy end-to-end run: the slow pass (.ci/run) keeps it
+def test_ctrl_c_waits_for_the_story_being_perceived_instead_of_aborting(tmp_path):
+    """Ctrl-C while dlib looks for faces: the build waits for that story's perception to end. It used to
+    exit with the perceiving thread inside dlib, which (its GIL taken back while the interpreter
+    finalized) ended in a C++ abort, exit 134: ``terminate called without an active exception``."""
+    pytest.importorskip("dlib", reason="faces need dlib: pip install 'storyreasoning[faces]'")
+    from PIL import Image
+
+    photo = Image.open(ROOT / "tests" / "builder" / "data" / "faces" / "obama-1.jpg").convert("RGB")
+    raw = tmp_path / "raw"
+    for k in range(3):  # one large frame per story: dlib, upsampling it 8 times, takes seconds on it
+        (raw / f"story{k}").mkdir(parents=True)
+        photo.resize((900, 1125)).save(raw / f"story{k}" / "01.png")
+    out = tmp_path / "built"
+    command = [
+        sys.executable, "-c", LINGERING_EXIT, "build", str(raw), "--out", str(out), "--min-frames", "1",
+        "--faces", "dlib", "--face-upsample", "3", "--no-require-person",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        end = time.monotonic() + 180
+        while not (out / "story0").is_dir():  # story0 is built: story1 is being perceived
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < end, "no story was built in three minutes"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "terminate called" not in stderr and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"error: interrupted; the finished stories are kept in {out}, run the same command again to continue"
+    ]
+    assert (out / "story0" / "story.md").is_file() and not list(out.glob(".*.partial"))
 
 
 @pytest.fixture(scope="module")

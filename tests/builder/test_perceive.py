@@ -15,7 +15,7 @@ import pytest
 from storyreasoning.builder.perceive import Detection, assign, clean_label, suppress
 from storyreasoning.format.box import Box
 
-from ..conftest import require_transformers, run_cli
+from ..conftest import one_error_line, require_transformers, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -161,6 +161,30 @@ def test_perception_options_are_checked(models, tmp_path):
         and "cannot load --detector" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_a_wrong_device_is_one_line_before_any_work(models, tmp_path):
+    import torch
+
+    out = tmp_path / "o"
+    # with a detector torch used to raise its own RuntimeError (a traceback); without one it went unchecked
+    for extra in (["--detector", str(models["people"])], []):
+        result = run_cli(
+            "build", str(EXAMPLES), "--out", str(out), "--faces", "none", "--device", "banana", *extra
+        )
+        assert "--device banana is not a device: use auto, cpu" in one_error_line(result)
+        assert not out.exists()
+    from storyreasoning.builder.settings import BuildSettings
+    from storyreasoning.errors import UsageError
+
+    with pytest.raises(UsageError, match="--device banana"):  # said with the settings: before videos are cut
+        BuildSettings(frames=EXAMPLES, out=out, device="banana")
+    if not torch.cuda.is_available():
+        result = run_cli(
+            "build", str(EXAMPLES), "--out", str(out), "--detector", str(models["people"]), "--device", "cuda"
+        )
+        assert "--device cuda: no CUDA GPU is visible to torch" in one_error_line(result)
+        assert not out.exists()
 
 
 def test_a_detector_needing_a_missing_package_says_which(models, tmp_path):

@@ -76,6 +76,16 @@ def test_min_shot_merges_cuts_that_come_too_soon(tmp_path):
     assert find_shots(video, threshold=255.0).bounds == [(0, 42)]  # nothing reaches it: one shot
 
 
+def test_a_run_of_quick_cuts_does_not_swallow_the_film(tmp_path):
+    # five 2 s shots against --min-shot 2.5: PySceneDetect's default merge filter made them one shot
+    video = write_video(tmp_path / "quick.avi", [20] * 5)
+    assert find_shots(video, min_shot=0.5).bounds == [(0, 19), (20, 39), (40, 59), (60, 79), (80, 99)]
+    # a cut sooner than 2.5 s after the last one kept is ignored: a shot every 4 s, the 2 s tail on its own
+    assert find_shots(video, min_shot=2.5).bounds == [(0, 39), (40, 79), (80, 99)]
+    stories, _ = video_stories(video, tmp_path / "frames", VideoOptions(min_shot=2.5, scenes="none"))
+    assert [len(s.frames) for s in stories] == [2]  # the two long shots' key frames, not nothing
+
+
 # -- key frames -------------------------------------------------------------------------------------------
 
 

@@ -61,9 +61,8 @@ def _build(settings: BuildSettings) -> int:
         max_frames=s.max_frames,
         frames_dir=out / ".frames",
         video=video_options(s),
+        limit=s.limit,  # reading stops there: no video after the first --limit stories is cut
     )
-    if s.limit is not None:
-        stories = stories[: s.limit]
     for note in notes:
         err.print(f"[dim]{note}[/dim]")
     check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
@@ -82,7 +81,9 @@ def _build(settings: BuildSettings) -> int:
             from ..tell.commands import endpoint_teller
 
             client = endpoint_teller(s, concurrency=s.stories_at_once)
-            chosen = ChatWriter(client, sampling=s.as_sampling(), max_tries=s.max_tries)
+            chosen = ChatWriter(
+                client, sampling=s.as_sampling(), max_tries=s.max_tries, keep_invalid=s.keep_invalid
+            )
         else:
             chosen = TemplateWriter()
         with progress_bar(len(stories), "building stories") as advance:

@@ -14,9 +14,12 @@ def make_perceiver(settings: BuildSettings) -> Any:
     ``--embedder``), re-identified by face (``--faces``), with backgrounds (``--segmenter`` or colour
     clusters) and landmarks (``--landmarks-endpoint``). The single-process build and every Ray worker
     (builder/distributed.py) make it here, so both see alike."""
+    from ..models import check_device
     from ..tell.baseline import BaselineTeller
 
     s = settings
+    # checked here too: a Ray worker's GPUs are its own (the driver checks the device of a local build)
+    device = check_device(s.device)
     landmarks = None
     if s.landmarks_endpoint:  # asked for its model first: a server that is down fails before any model loads
         from .landmarks import LandmarkFinder
@@ -34,7 +37,7 @@ def make_perceiver(settings: BuildSettings) -> Any:
             embedder=s.embedder,
             threshold=s.detector_threshold,
             reid_threshold=s.reid_threshold,
-            device=s.device,
+            device=device,
             batch=s.perception_batch,
         )
         things = perceiver.labels()
@@ -59,7 +62,7 @@ def make_perceiver(settings: BuildSettings) -> Any:
     perceiver = with_backgrounds(
         perceiver, segmenter=s.segmenter, threshold=s.segmenter_threshold, stuff_labels=s.stuff_labels,
         things=things, min_area=s.background_min_area, max_regions=s.max_backgrounds,
-        clusters=s.background_clusters, device=s.device, batch=s.perception_batch,
+        clusters=s.background_clusters, device=device, batch=s.perception_batch,
     )  # fmt: skip
     if landmarks is not None:
         from .landmarks import LandmarkPerceiver

@@ -17,14 +17,23 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..data.folder import folder_name, frame_files
-from ..errors import StoryReasoningError, UsageError
+from ..data.folder import (
+    COT_FILE,
+    IMAGE_SUFFIXES,
+    META_FILE,
+    STORY_FILE,
+    folder_name,
+    frame_files,
+    story_folder,
+    unnumbered_images,
+)
+from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import append_json_line, lock_folder, write_json_atomic
 from ..settings import then_now
 from ..tell.base import TellError
@@ -50,68 +59,235 @@ def find_stories(
     max_frames: int | None = None,
     frames_dir: Path | None = None,
     video: VideoOptions | None = None,
+    limit: int | None = None,
 ) -> tuple[list[RawStory], list[str]]:
-    """The stories under ``root``: ``root`` itself when it holds frames, else each sub-folder that does;
-    or the videos (``root`` a video file, or a folder of videos): shots, key frames and scenes as ``video``
-    says (see :mod:`.video` and :mod:`.scenes`).
+    """The stories under ``root``, of every kind found: ``root``'s own frames as one story (named
+    after it), each sub-folder holding frames as one story, each video (``root`` itself, or one in
+    it) cut into shots, key frames and scenes as ``video`` says (see :mod:`.video` and
+    :mod:`.scenes`); the sub-folders and videos in the order of their names.
 
     Frames are image files ordered by the last number in their names (as the dataset
-    folder layout). Returns the stories and the notes on what was skipped (too few
-    frames); a story with more than ``max_frames`` keeps its first ``max_frames``. Key
-    frames of videos are written under ``frames_dir``.
+    folder layout). Returns the stories and the notes: what was left out, one line per kind
+    with its count, first names and why (images without a number, links to no file, a
+    second link to a folder or video already read, folders without frames, what a story
+    folder holds besides its frames, files of no kind read; names starting with ``.`` are
+    passed over), skipped (too few frames) or cut (a story with more than ``max_frames``
+    keeps its first ``max_frames``). An input that cannot be read (a video OpenCV does not
+    decode, a folder whose frames share a number) becomes a story with an ``error``, which
+    fails alone in the build; when it is the only input, its error is raised. With ``limit``,
+    reading stops once ``limit`` stories are found: no later video is cut. Key frames of
+    videos are written under ``frames_dir``.
     """
-    from .video import is_video, video_stories
+    from .video import is_video
 
     root = Path(root)
     if not root.exists():
         raise UsageError(
             f"{root} does not exist; give a folder of frames, a folder of story folders or a video"
         )
-    videos = (
-        [root]
-        if is_video(root)
-        else sorted(p for p in root.iterdir() if is_video(p))
-        if root.is_dir()
-        else []
-    )
-    if not root.is_dir() and not videos:
+    left = _LeftOut(root)
+    if root.is_dir():
+        inputs = _inputs(root, left)
+    elif is_video(root):
+        inputs = [root]
+    else:
         raise UsageError(
             f"{root} is a file but not a video; give a folder of frames, a folder of story folders or a video"
         )
-
-    if videos and not (root.is_dir() and frame_files(root)):
-        if frames_dir is None:
-            raise UsageError("videos need a folder for their key frames (frames_dir)")
-        stories: list[RawStory] = []
-        notes: list[str] = []
-        for path in videos:
-            found, said = video_stories(path, frames_dir, video, min_frames=min_frames)
-            stories += found
-            notes += said
-        return stories, notes
-
-    candidates = (
-        [root] if frame_files(root) else sorted(p for p in root.iterdir() if p.is_dir() and frame_files(p))
-    )
-    if not candidates:
+    if frames_dir is None and any(is_video(p) for p in inputs):
+        raise UsageError("videos need a folder for their key frames (frames_dir)")
+    stories: list[RawStory] = []
+    notes: list[str] = []
+    found, good = False, 0  # an input with frames or a video; the stories that are not failures
+    for k, path in enumerate(inputs):
+        if limit is not None and good >= limit:
+            rest = inputs[k:]
+            notes.append(
+                f"limit {limit} reached: {len(rest)} more input{'s' * (len(rest) != 1)} not read "
+                f"({_first(left.name(p) for p in rest)})"
+            )
+            break
+        if is_video(path):
+            read = _read_video(path, frames_dir, video, min_frames)
+        else:
+            read = _read_folder(path, root, left, min_frames=min_frames, max_frames=max_frames)
+            if read is None:  # no frames: noted
+                continue
+        found = True
+        for story in read[0]:
+            if story.error is None and limit is not None and good >= limit:
+                break
+            stories.append(story)
+            good += story.error is None
+        notes += read[1]
+    failed = [s.error for s in stories if s.error is not None]
+    if len(inputs) == 1 and failed:  # nothing else to build: the one input's error ends the build
+        raise failed[0]
+    if not found:
+        hint = next((note for note in left.notes() if "without a number" in note), "")
         raise UsageError(
-            f"{root} holds no frames (image files with a number in their names), no folders of them and no videos"
+            f"{root} holds no frames (image files with a number in their names), no folders of them and "
+            f"no videos{'; ' + hint if hint else ''}"
         )
-    stories, notes = [], []
-    for folder in candidates:
+    return stories, left.notes() + notes
+
+
+def _first(names: Iterable[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names``, then ``…`` when there are more."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+
+
+#: what find_stories leaves out, by kind: how the kind is named (``{s}``: plural) and why it is left out
+_LEFT_OUT = {
+    "unnumbered": (
+        "image{s} without a number in the name",
+        "a story's frames are ordered by the numbers in their names; rename them in story order "
+        "(01.jpg, 02.jpg, …)",
+    ),
+    "broken": ("link{s} to no file", "a link that points to itself or to nothing"),
+    "duplicate": ("link{s} to a folder or video already read", "built once"),
+    "empty": ("folder{s} without frames", "frames are image files with a number in their names"),
+    "nested": (
+        "folder{s} or video{s} inside story folders",
+        "a story folder's frames are its own images; give such a folder or video as an input of its own",
+    ),
+    "other": ("file{s} neither frames nor videos", "{kinds}"),
+}
+
+
+class _LeftOut:
+    """What :func:`find_stories` does not read, by kind: one note per kind (count, first names, why)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.kinds: dict[str, list[str]] = {kind: [] for kind in _LEFT_OUT}
+
+    def name(self, path: Path) -> str:
+        if path == self.root:
+            return path.name or path.resolve().name
+        return path.relative_to(self.root).as_posix()
+
+    def add(self, kind: str, path: Path, detail: str = "") -> None:
+        self.kinds[kind].append(self.name(path) + detail)
+
+    def add_all(self, found: dict[str, list[Path]], *kinds: str) -> None:
+        for kind in kinds:
+            for path in found[kind]:
+                self.add(kind, path)
+
+    def notes(self) -> list[str]:
+        from .video import VIDEO_SUFFIXES
+
+        kinds = f"frames are {' '.join(IMAGE_SUFFIXES)} images, videos {' '.join(VIDEO_SUFFIXES)} files"
+        notes = []
+        for kind, names in self.kinds.items():
+            if names:
+                what, why = _LEFT_OUT[kind]
+                what = what.format(s="s" * (len(names) != 1))
+                notes.append(f"{len(names)} {what} left out ({_first(names)}): {why.format(kinds=kinds)}")
+        return notes
+
+
+#: the files a story folder holds besides its frames (data.folder's layout), passed over without a note
+_STORY_FILES = frozenset({COT_FILE, STORY_FILE, META_FILE, "frames.json", "README.md", "CREDITS.md"})
+
+
+def _look(folder: Path) -> dict[str, list[Path]]:
+    """What ``folder`` holds, by kind and name (names starting with ``.`` passed over): ``images``
+    (with a number in the name), ``unnumbered`` images, ``broken`` links (to themselves or to
+    nothing), ``folders``, ``videos`` and ``other`` files."""
+    from .video import is_video
+
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise file_error(exc, "read the folder") from None
+    unnumbered = set(unnumbered_images(folder))
+    found: dict[str, list[Path]] = {
+        k: [] for k in ("images", "unnumbered", "broken", "folders", "videos", "other")
+    }
+    for path in entries:
+        if path.name in _STORY_FILES and path.is_file():
+            continue  # a story folder's own texts (a dataset's folder given to build again): no frames, nothing lost
+        if path.is_symlink() and not path.exists():
+            kind = "broken"
+        elif path in unnumbered:
+            kind = "unnumbered"
+        elif path.is_dir():
+            kind = "folders"
+        elif is_video(path):
+            kind = "videos"
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            kind = "images"
+        else:
+            kind = "other"
+        found[kind].append(path)
+    return found
+
+
+def _inputs(root: Path, left: _LeftOut) -> list[Path]:
+    """What a folder given to build holds to read, in order: the folder itself when it holds frames,
+    then its sub-folders and videos by name. A second link to one of them is noted and read once
+    (as the one that is not a link, else the first)."""
+    found = _look(root)
+    left.add_all(found, "unnumbered", "broken", "other")
+    inputs = sorted(found["folders"] + found["videos"])
+    owner: dict[Path, Path] = {root.resolve(): root} if found["images"] else {}
+    for path in sorted(inputs, key=lambda p: p.is_symlink()):  # the real folder or video before links to it
+        owner.setdefault(path.resolve(), path)
+    for path in inputs:
+        if owner[path.resolve()] != path:
+            left.add("duplicate", path, f" = {left.name(owner[path.resolve()])}")
+    return ([root] if found["images"] else []) + [p for p in inputs if owner[p.resolve()] == p]
+
+
+def _read_video(
+    path: Path, frames_dir: Path, options: VideoOptions | None, min_frames: int
+) -> tuple[list[RawStory], list[str]]:
+    """The stories of one video; one that cannot be read (not decoded, cut short) is a failed story
+    named after the video. A :class:`UsageError` (settings, a missing package, key frames in
+    ``frames_dir`` made otherwise) is the build's, raised."""
+    from .video import video_stories
+
+    try:
+        return video_stories(path, frames_dir, options, min_frames=min_frames)
+    except UsageError:
+        raise
+    except Exception as exc:
+        return [RawStory(path.name, [], group=path.name, error=exc)], []
+
+
+def _read_folder(
+    folder: Path, root: Path, left: _LeftOut, *, min_frames: int, max_frames: int | None
+) -> tuple[list[RawStory], list[str]] | None:
+    """The story of one folder of frames, and in ``left`` what else it holds; none for a folder
+    without frames (noted, with its images lacking a number and its links to no file). A folder
+    whose frames cannot be listed (two share a number, it is unreadable) is a failed story."""
+    name = root.resolve().name or "frames"
+    story_id = folder.name or name  # ``build .`` names its story after the folder
+    try:
+        found = _look(folder) if folder != root else None  # the root was looked at already
         frames = frame_files(folder)
-        if len(frames) < min_frames:
-            notes.append(f"{folder.name}: {len(frames)} frames, fewer than {min_frames}; skipped")
-            continue
-        if max_frames is not None and len(frames) > max_frames:
-            notes.append(f"{folder.name}: {len(frames)} frames, the first {max_frames} kept")
-            frames = frames[:max_frames]
-        # a frame's source names it from the folder given (``my-frames/story/001.jpg``): the same on any
-        # machine, and no local path travels with a published dataset
-        name = root.resolve().name or "frames"
-        sources = [(Path(name) / p.relative_to(root)).as_posix() for p in frames]
-        stories.append(RawStory(folder.name, frames, sources))
-    return stories, notes
+    except StoryReasoningError as exc:
+        return [RawStory(story_id, [], error=exc)], []
+    if found is not None:
+        left.add_all(found, "unnumbered", "broken", *(("other",) if frames else ()))
+        for path in found["folders"] + found["videos"] if frames else []:  # a story folder holds frames only
+            left.add("nested", path)
+    if not frames:
+        left.add("empty", folder)
+        return None
+    if len(frames) < min_frames:
+        return [], [f"{story_id}: {len(frames)} frames, fewer than {min_frames}; skipped"]
+    notes = []
+    if max_frames is not None and len(frames) > max_frames:
+        notes.append(f"{story_id}: {len(frames)} frames, the first {max_frames} kept")
+        frames = frames[:max_frames]
+    # a frame's source names it from the folder given (``my-frames/story/001.jpg``): the same on any
+    # machine, and no local path travels with a published dataset
+    sources = [(Path(name) / p.relative_to(root)).as_posix() for p in frames]
+    return [RawStory(story_id, frames, sources)], notes
 
 
 def frame_meta(story: RawStory) -> list[dict]:
@@ -324,14 +500,94 @@ def _read_skipped(out: Path, say: Callable[[str], None] = lambda line: None) -> 
     return {item["story_id"]: item.get("entry") for item in lines.items}
 
 
-def settle_build_errors(out: Path, say: Callable[[str], None] = lambda line: None) -> None:
+def settle_build_errors(
+    out: Path, say: Callable[[str], None] = lambda line: None, *, read: Iterable[str] = ()
+) -> None:
     """Keep in ``errors.jsonl`` only the failures still unresolved: the latest of each story whose
-    folder is not in ``out`` (rewritten atomically; removed when none is left)."""
+    folder is not in ``out``, and of each input not ``read`` since (a video that failed is named by its
+    file name, as its stories' group); rewritten atomically, removed when none is left."""
     from ..tell.run import read_lines, settle_errors
 
     lines = read_lines(out / ERRORS, "error")
-    built = {item["story_id"] for item in lines.items if (out / folder_name(item["story_id"])).is_dir()}
-    settle_errors(out, built, say)
+    done = {item["story_id"] for item in lines.items if story_folder(out, item["story_id"]).is_dir()}
+    settle_errors(out, done | set(read), say)
+
+
+def _failed_first(unread: list[RawStory], source: Iterator[Perceived]) -> Iterator[Perceived]:
+    """The inputs that could not be read, each a failed story, then what ``source`` perceives (closed
+    with this generator: a remote perception stops its work)."""
+    try:
+        for story in unread:
+            yield Perceived(story, error=story.error, trace=error_trace(story.error))
+        yield from source
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+
+
+def _source_sizes(story: RawStory) -> list[int] | None:
+    """The size in bytes of each file a story's frames are read from (none when one is gone)."""
+    try:
+        return [Path(p).stat().st_size for p in story.frames]
+    except OSError:
+        return None
+
+
+def _within(source: object) -> object:
+    """A frame's source without the name of the folder given (``frames/story/01.jpg``: ``story/01.jpg``),
+    so that a build resumed from that folder renamed or moved finds its stories; a video's
+    ``film.mp4@12.40s`` as it is."""
+    return source.split("/", 1)[1] if isinstance(source, str) and "/" in source else source
+
+
+def _first_difference(
+    story_id: str, then: list, now: list, sizes: list | None, sized: list[int] | None
+) -> str | None:
+    """How a story already built differs from the input of that name now (``NAME OLD then, NEW now``):
+    its number of frames, a frame's source, or (``sized``: the sizes now, when ``sizes`` were recorded)
+    a frame's size in bytes."""
+    if len(then) != len(now):
+        return then_now(f"{story_id} frames", len(then), len(now))
+    for k, (old, new) in enumerate(zip(then, now, strict=True)):
+        if _within(old) != _within(new):
+            return then_now(f"{story_id} frame {k + 1}", old, new)
+    if sizes is not None and sized is not None:
+        for k, (old, new) in enumerate(zip(sizes, sized, strict=True)):
+            if old != new:
+                return then_now(f"{story_id} {now[k]} bytes", old, new)
+    return None
+
+
+def check_inputs(out: Path, stories: Sequence[RawStory]) -> None:
+    """Refuse, in one line, a build whose stories already in ``out`` (by folder name) were built from other
+    inputs: other frame sources, or (when their ``meta.json`` records them) other file sizes. Cheap: one
+    small file read and a ``stat`` per frame of each story already there."""
+    from ..data.folder import META_FILE
+
+    differ: list[tuple[str, str]] = []
+    for story in stories:
+        folder = story_folder(out, story.story_id)
+        if story.error is not None or not (folder / META_FILE).is_file():
+            continue  # not built, or built by hand; an input that cannot be read now has nothing to compare
+        try:
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            then = [m["source"] for m in meta["frames"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no sources recorded: nothing to compare
+        now = [m["source"] for m in frame_meta(story)]
+        sizes = (meta.get("build") or {}).get("source_bytes")
+        sized = _source_sizes(story) if isinstance(sizes, list) and len(sizes) == len(now) else None
+        said = _first_difference(story.story_id, then, now, sizes, sized)
+        if said:
+            differ.append((story.story_id, said))
+    if differ:
+        first = story_folder(out, differ[0][0])
+        more = f" and the {len(differ) - 1} others" if len(differ) > 1 else ""
+        raise UsageError(
+            f"{out} holds {len(differ)} of these stories built from other frames ({_first(d for _, d in differ)}); "
+            f"build into another --out, or remove {first}{more} to build them again"
+        )
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -351,7 +607,9 @@ def build_dataset(
     progress: Callable[[int], None] | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> BuildReport:
-    """Build every story into ``out`` (a folder-layout dataset); finished stories are skipped.
+    """Build every story into ``out`` (a folder-layout dataset); finished stories are skipped, once
+    :func:`check_inputs` has found them built from the same frames (else the build is refused), and an
+    input that could not be read (``RawStory.error``) fails as a story does, in ``errors.jsonl``.
 
     ``perceiver`` sees a story's frames (``see``), in this process; or it is a perception
     stage that runs elsewhere and streams its results back (``perceive_stories(stories)`` yielding a
@@ -409,6 +667,7 @@ def _build_locked(
         {"settings": settings or {}, "perceiver": perceiver.describe(), "writer": writer.describe()}
     )
     entries, index, changed = _claim(out, wanted, allow_mixed)
+    check_inputs(out, stories)
     out.mkdir(parents=True, exist_ok=True)
     if changed:
         if not entries and (out / SKIPPED).exists():
@@ -437,10 +696,12 @@ def _build_locked(
     report = BuildReport(stories=len(stories), entry=index)
     start = time.perf_counter()
     skipped = _read_skipped(out, say) if require_person else {}
-    settle_build_errors(out, say)  # the stories built since they failed have no error left
+    # the stories built since they failed, and the videos read since they failed, have no error left
+    read = {story.group for story in stories if story.error is None and story.group}
+    settle_build_errors(out, say, read=read)
     todo = []
     for story in stories:
-        if (out / folder_name(story.story_id)).exists():
+        if story_folder(out, story.story_id).exists():  # an earlier version's ASCII name too (café: caf)
             report.skipped_done += 1
         elif story.story_id in skipped and skipped[story.story_id] == index:
             report.skipped_no_person += 1
@@ -448,8 +709,12 @@ def _build_locked(
             todo.append(story)
     if progress and len(todo) < len(stories):
         progress(len(stories) - len(todo))
+    unread = [story for story in todo if story.error is not None]  # inputs that could not be read
+    todo = [story for story in todo if story.error is None]
     stream = getattr(perceiver, "perceive_stories", None)
     source = stream(todo) if callable(stream) else perceive_here(perceiver, todo)
+    if unread:
+        source = _failed_first(unread, source)
     loop = _Loop(
         source,
         out,
@@ -465,7 +730,7 @@ def _build_locked(
     try:
         loop.run()
     finally:
-        settle_build_errors(out, say)
+        settle_build_errors(out, say, read=read)
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
@@ -576,6 +841,7 @@ class _Loop:
                 + "; ".join(d.message for d in verdict.reasons[:3])
                 + "); use --keep-invalid to keep such stories"
             )
+        source_bytes = _source_sizes(story)
         meta = {
             "build": {
                 "writer": written.writer.get("writer"),
@@ -585,9 +851,13 @@ class _Loop:
                 "boxes_restored": written.repairs,
                 "well_structured": verdict.well_structured,
                 "reasons": [d.message for d in verdict.reasons],
+                # the writer's own findings on texts kept although failing its stricter checks (--keep-invalid)
+                **({"writer_problems": written.problems} if written.problems else {}),
                 "people": [len(f.people) for f in frames],
                 # what perception could not do (a landmark answer that was not JSON, a generic name refused)
                 "notes": [note for f in frames for note in getattr(f, "notes", [])],
+                # what a resume compares, with the frames' sources, to know the story is the same input
+                **({"source_bytes": source_bytes} if source_bytes is not None else {}),
                 **self.provenance,
             }
         }
@@ -602,11 +872,8 @@ class _Loop:
         self.thread.start()
         try:
             self._account()
-        except KeyboardInterrupt:
-            self._abandon(wait=False)
-            raise
-        except BaseException:
-            self._abandon(wait=True)
+        except BaseException:  # Ctrl-C included
+            self._abandon()
             raise
         self.pool.shutdown(wait=True)
         self.thread.join()
@@ -662,9 +929,14 @@ class _Loop:
     def _append(self, name: str, record: dict) -> None:
         append_json_line(self.out / name, record, fsync=False)
 
-    def _abandon(self, *, wait: bool) -> None:
-        """Stop: no new story starts, the writer's requests in flight end, finished folders stay whole;
-        ``wait`` for a perception under way to end (else, after Ctrl-C, the daemon thread is left to it)."""
+    def _abandon(self) -> None:
+        """Stop: no new story starts, the writer's requests in flight end, finished folders stay whole, and
+        the story being perceived is finished (nothing after it starts).
+
+        Also after Ctrl-C, and through a second one: a perceiving thread still inside native code that
+        released the GIL (dlib, OpenCV, torch) when the interpreter finalizes is ended by CPython 3.11
+        (pthread_exit) as it takes the GIL back, and that unwinding through the library's noexcept C++
+        frames aborts the process (``terminate called without an active exception``, exit 134)."""
         with self.lock:
             self.stop.set()
             for future in self.futures:
@@ -673,7 +945,11 @@ class _Loop:
         if callable(cancel):
             cancel()
         self.pool.shutdown(wait=True)  # a story being saved is renamed into place whole, or not at all
-        self.thread.join(timeout=None if wait else 1.0)
+        while self.thread.is_alive():
+            try:
+                self.thread.join()
+            except KeyboardInterrupt:  # Ctrl-C again: the story being perceived still ends first (above)
+                continue
 
 
 __all__ = [
@@ -687,6 +963,7 @@ __all__ = [
     "Perceived",
     "RawStory",
     "build_dataset",
+    "check_inputs",
     "check_resume",
     "error_trace",
     "find_stories",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import UsageError
+from ..models import DEVICES, check_device
 from ..settings import REQUIRED, argument, option
 from ..tell.settings import EndpointOptions, SamplingOptions
 
@@ -79,7 +80,9 @@ class BuildSettings(EndpointOptions, SamplingOptions):
                                        panel=PERCEPTION)  # fmt: skip
     reid_threshold: float = option(0.85, min=-1.0, max=1.0, help="Lowest cosine similarity to join an identity.",
                                    panel=PERCEPTION)  # fmt: skip
-    device: str = option("auto", help="Device for the perception models.", panel=PERCEPTION, operational=True)
+    device: str = option(
+        "auto", help=f"Device for the perception models: {DEVICES}.", panel=PERCEPTION, operational=True
+    )
     perception_batch: int = option(
         8, min=1, panel=PERCEPTION, operational=True, metavar="N",
         help="Frames of a story per forward of the detector and the segmenter (the embedder takes 8 crops per "
@@ -158,8 +161,9 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     )  # fmt: skip
     min_shot: float = option(
         0.5, min=0.0, panel=VIDEOS,
-        help="Videos: shortest shot, seconds (PySceneDetect's min_scene_len): a cut sooner is merged; a shorter "
-        "last shot has no key frame.",
+        help="Videos: shortest shot, seconds (PySceneDetect's min_scene_len, suppress mode): a cut sooner than "
+        "this after the last cut kept (or the start) is ignored and the shot goes on across it; a shorter last "
+        "shot has no key frame.",
     )  # fmt: skip
     key_frame: Literal["sharpest", "middle"] = option(
         "sharpest", panel=VIDEOS,
@@ -250,6 +254,8 @@ class BuildSettings(EndpointOptions, SamplingOptions):
             raise UsageError(
                 "--landmarks-model names a model on the landmark server; give --landmarks-endpoint too"
             )
+        if not self.ray:  # before any work, as tell and train; on Ray each worker checks its own GPUs
+            check_device(self.device)
 
     @property
     def stories_at_once(self) -> int:

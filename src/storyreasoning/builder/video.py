@@ -7,10 +7,13 @@ scene. :func:`video_stories` turns one video into such stories in three steps:
    the field uses for hard cuts, reads the video (OpenCV decodes it) and cuts a shot
    where the mean change of hue, saturation and brightness between two frames reaches
    ``--shot-threshold`` (27, PySceneDetect's default, on a 0-255 scale). Its
-   ``min_scene_len`` is ``--min-shot`` seconds (0.5): a cut sooner than that after the
-   previous one is merged into it, so flashes and quick glitches do not make shots. A
-   shot still shorter than ``--min-shot`` (the video's last, cut off by its end) gets
-   no key frame.
+   ``min_scene_len`` is ``--min-shot`` seconds (0.5), in its ``SUPPRESS`` mode: a cut
+   sooner than that after the last cut kept (or the video's start) is ignored, the shot
+   going on across it, so flashes and quick glitches do not make shots, and a run of
+   quick cuts still gives a shot every ``--min-shot`` seconds or more. (Its default,
+   ``MERGE``, waits for a quiet stretch after every cut: a film cut every 2 s with
+   ``--min-shot 2.5`` would be one shot.) A shot still shorter than ``--min-shot`` (the
+   video's last, cut off by its end) gets no key frame.
 2. **Key frames** (:func:`key_frames`, ``--key-frame``). ``sharpest`` (the default):
    up to nine frames evenly spaced inside the shot, leaving out its first and last
    tenth (dissolves and motion blur gather near cuts); the middle frame is always one
@@ -129,6 +132,8 @@ def find_shots(
     """The shots of a video, by PySceneDetect's ``ContentDetector`` (see the module doc)."""
     path = Path(path)
     sd = require_scenedetect()
+    from scenedetect.detector import FlashFilter
+
     _open(path).release()  # an unreadable file fails here, in one line
     try:
         video = sd.open_video(str(path), backend="opencv")
@@ -136,8 +141,14 @@ def find_shots(
         raise _unreadable(path, str(exc).strip() or "OpenCV does not decode it") from None
     fps = float(video.frame_rate)
     manager = sd.SceneManager()
-    # min_scene_len in frames: PySceneDetect 0.7 also takes seconds, 0.6 only frames
-    manager.add_detector(sd.ContentDetector(threshold=threshold, min_scene_len=max(0, round(min_shot * fps))))
+    # SUPPRESS, not PySceneDetect's default MERGE: merging restarts its wait at every cut, so shots all
+    # shorter than min_scene_len (cuts every 2 s against --min-shot 2.5) would merge into one shot
+    detector = sd.ContentDetector(
+        threshold=threshold,
+        min_scene_len=max(0, round(min_shot * fps)),
+        filter_mode=FlashFilter.Mode.SUPPRESS,
+    )
+    manager.add_detector(detector)
     try:
         decoded = manager.detect_scenes(video=video, show_progress=False)
     except Exception as exc:  # a decoder failing midway: name the file, not a traceback

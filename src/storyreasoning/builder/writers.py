@@ -6,7 +6,10 @@
   the CoT; each output is checked and, when it fails, sent back with the findings for
   another attempt, up to ``max_tries`` (the original re-prompted the CoT but re-sampled
   the story blind, and kept the last invalid text when every attempt failed; here a
-  story that never passes is reported as failed).
+  story that never passes is reported as failed, unless ``keep_invalid``: then the last
+  answers are kept as the model wrote them, the writer's findings on them in
+  :attr:`Written.problems`, and the build's validator marks the story as it marks any
+  other kept story).
 
 Both return a :class:`Written`: the CoT and story texts and how they were obtained.
 """
@@ -90,6 +93,7 @@ class Written:
     attempts: dict[str, int] = field(default_factory=dict)  # "cot" / "story" -> attempts used
     repairs: list[str] = field(default_factory=list)
     writer: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # the writer's findings on texts kept although failing
 
 
 class TemplateWriter:
@@ -282,12 +286,15 @@ class ChatWriter:
 
     name = "chat"
 
-    def __init__(self, client: Any, *, sampling: Any, max_tries: int = 4) -> None:
+    def __init__(self, client: Any, *, sampling: Any, max_tries: int = 4, keep_invalid: bool = False) -> None:
         if max_tries < 1:
             raise StoryReasoningError(f"max tries must be at least 1, got {max_tries}")
         self.client = client  # an OpenAITeller: complete(messages, sampling=…) -> str
         self.sampling = sampling
         self.max_tries = max_tries
+        # --keep-invalid: the last answers of a text that never passes are kept (not in describe(): it
+        # decides which stories are kept, not what one says)
+        self.keep_invalid = keep_invalid
 
     def describe(self) -> dict:
         # an OpenAI-compatible server names its model but not its revision
@@ -349,14 +356,19 @@ class ChatWriter:
         )
         return [{"role": "system", "content": STORY_SYSTEM}, {"role": "user", "content": content}]
 
-    def _converse(self, messages: list[dict], check, marker: str, what: str) -> tuple[str, Any, int]:
+    def _converse(
+        self, messages: list[dict], check, marker: str, what: str
+    ) -> tuple[str, Any, int, list[str]]:
+        """``(answer, parsed, attempts, problems)``: the first answer that passes ``check`` (no problems), or
+        with ``keep_invalid`` the last one and what is still wrong with it; else the text fails."""
         problems: list[str] = []
+        answer, parsed = "", None  # max_tries >= 1: always set below
         for attempt in range(1, self.max_tries + 1):
             reply = self.client.complete(messages, sampling=self.sampling)
             answer = strip_reasoning(reply, marker)
             parsed, problems = check(answer)
             if not problems:
-                return answer, parsed, attempt
+                return answer, parsed, attempt, []
             feedback = (
                 f"That {what} has problems:\n"
                 + "\n".join(f"- {p}" for p in problems[:20])
@@ -367,10 +379,12 @@ class ChatWriter:
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": feedback},
             ]
+        if self.keep_invalid:
+            return answer, parsed, self.max_tries, [f"{what}: {p}" for p in problems]
         raise StoryReasoningError(
             f"the {what} still fails after {self.max_tries} attempts ({problems[0] if problems else 'no reason'}"
             + (f" and {len(problems) - 1} more" if len(problems) > 1 else "")
-            + "); raise --max-tries or use a stronger model"
+            + "); raise --max-tries, use a stronger model, or pass --keep-invalid to keep its last answer"
         )
 
     def write(
@@ -381,20 +395,28 @@ class ChatWriter:
         def check_cot(text: str):
             return cot_problems(text, sizes)
 
-        _, cot, cot_attempts = self._converse(
+        answer, cot, cot_attempts, cot_left = self._converse(
             self.cot_messages(frames, images), check_cot, "## Image", "analysis"
         )
-        repairs = restore_boxes(cot, boxes)
-        cot_text = render_cot(cot)
+        if cot_left:  # kept although failing (keep_invalid): as the model wrote it, nothing restored
+            repairs, cot_text = [], answer
+        else:
+            repairs = restore_boxes(cot, boxes)
+            cot_text = render_cot(cot)
 
         def check_story(text: str):
             return story_problems(cot_text, text, sizes)
 
-        story_text, _, story_attempts = self._converse(
+        story_text, _, story_attempts, story_left = self._converse(
             self.story_messages(cot_text, images), check_story, "<gdi", "story"
         )
         return Written(
-            cot_text, story_text, {"cot": cot_attempts, "story": story_attempts}, repairs, self.describe()
+            cot_text,
+            story_text,
+            {"cot": cot_attempts, "story": story_attempts},
+            repairs,
+            self.describe(),
+            cot_left + story_left,
         )
 
 
