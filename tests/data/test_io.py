@@ -249,7 +249,10 @@ def test_a_hub_out_of_reach_without_offline_set_is_said_at_once(tmp_path):
     with socket.socket() as s:  # a loopback port where nothing listens: the hub refuses at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    # nothing that turns the hub off (./scripts/test sets HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE")) and "OFFLINE" not in k
+    }
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"), COLUMNS="200")
     result = subprocess.run(
         [sys.executable, "-m", "storyreasoning", "data", "info", "nobody-here/NoSuchStories"],
@@ -335,7 +338,10 @@ def test_a_malformed_hub_id_is_said_to_be_one(tmp_path, source, reason):
         UsageError, match=rf"^{re.escape(source)} is not a valid hub id \(.*{re.escape(reason)}"
     ):
         load_stories(source)  # (offline, as every test is)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    # nothing that turns the hub off (./scripts/test sets HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE")) and "OFFLINE" not in k
+    }
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), COLUMNS="300")
     result = subprocess.run(
         [sys.executable, "-m", "storyreasoning", "data", "convert", source, str(tmp_path / "out"), "--to", "parquet"],
