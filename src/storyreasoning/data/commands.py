@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError, file_error
@@ -314,6 +316,15 @@ def convert(
     The conversion holds ``out`` as its one writer for its whole life (:func:`~storyreasoning.files.lock_folder`):
     a second one into it meanwhile is refused, naming this one's pid.
     """
+    with _writing(source, out, to) as out:
+        return _convert(source, out, to, split, limit, stories_per_shard, overwrite)
+
+
+@contextlib.contextmanager
+def _writing(source: str, out: Path, to: str) -> Iterator[Path]:
+    """The output folder of a conversion (``convert``, ``contrastive``) into format ``to``, checked
+    before any work (it can be written, and what writing it needs is installed), held as the one
+    conversion writing to it for the block (:func:`~storyreasoning.files.lock_folder`)."""
     from ..files import lock_folder
     from .sources import require_datasets, require_pyarrow
     from .writers import check_output_folder
@@ -321,16 +332,14 @@ def convert(
     if to not in FORMATS:
         raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
     out = _output_folder(source, out)
-    # before any work: the output can be written, and what writing it needs is installed
     check_output_folder(out)
     if to == "parquet":
         require_pyarrow()
         require_datasets()  # the shards carry datasets' features in their schema
     elif to == "disk":
         require_datasets()
-    # the one conversion writing to OUT, for its whole life
     with lock_folder(out, refuse=UsageError, given_as="OUT"):
-        return _convert(source, out, to, split, limit, stories_per_shard, overwrite)
+        yield out
 
 
 def _convert(
@@ -413,21 +422,7 @@ def contrastive(
 ) -> int:
     """Write ``count`` contrastive sequences drawn from ``source``, holding ``out`` for the whole
     run as :func:`convert` does."""
-    from ..files import lock_folder
-    from .sources import require_datasets, require_pyarrow
-    from .writers import check_output_folder
-
-    if to not in FORMATS:
-        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
-    out = _output_folder(source, out)
-    check_output_folder(out)  # before any work
-    if to == "parquet":
-        require_pyarrow()
-        require_datasets()
-    elif to == "disk":
-        require_datasets()
-    # the one conversion writing to OUT, for its whole life
-    with lock_folder(out, refuse=UsageError, given_as="OUT"):
+    with _writing(source, out, to) as out:
         return _contrastive(source, out, split, count, length, seed, to, overwrite)
 
 
