@@ -564,6 +564,12 @@ def _local_absolute(text: str) -> str:
         return text
 
 
+def place_fields(cls: type) -> frozenset[str]:
+    """The settings of ``cls`` that name a model or a folder (``option(place=True)``, and paths): what
+    a resumed job compares by :func:`same_place`."""
+    return frozenset(f.name for f in settings_fields(cls) if f.spec.place or f.item is Path)
+
+
 def same_place(old: Any, new: Any) -> bool:
     """Whether a recorded place (a model, a dataset, a run; see ``option(place=True)``) and the one
     given now are the same: each compared resolved when it is on this machine (an older record's
@@ -1267,6 +1273,7 @@ __all__ = [
     "data_record",
     "from_config",
     "option",
+    "place_fields",
     "plain",
     "quick_values",
     "read_config",

@@ -422,21 +422,14 @@ def _operational_settings() -> frozenset[str]:
     return frozenset(f.name for f in settings_fields(BuildSettings) if f.spec.operational)
 
 
-def _place_settings() -> frozenset[str]:
-    """The settings naming a model or a folder: compared by :func:`~storyreasoning.settings.same_place`."""
-    from ..settings import settings_fields
-    from .settings import BuildSettings
-
-    return frozenset(f.name for f in settings_fields(BuildSettings) if f.spec.place or f.item is Path)
-
-
 def _differences(entry: dict, wanted: dict) -> list[tuple[str, Any, Any]]:
     """What differs between a recorded entry and the wanted one, in the parts ``wanted`` has (a model
     or folder by where it is: an older build.json's relative ``--detector det`` is today's absolute one)."""
-    from ..settings import same_place
+    from ..settings import place_fields, same_place
+    from .settings import BuildSettings
 
     out = []
-    places = _place_settings()
+    places = place_fields(BuildSettings)
     for part in ("settings", "perceiver", "writer"):
         if part not in wanted:
             continue

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from ..files import write_json_atomic
-from ..settings import same_place, settings_fields, then_now
+from ..settings import place_fields, same_place, settings_fields, then_now
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
-from .settings import DATASET, PLACES, recorded_dataset
+from .settings import DATASET, recorded_dataset
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset(
@@ -117,12 +117,13 @@ class TrainFolder:
                 f.name for f in settings_fields(type(settings)) if f.spec.operational
             }
             keys = set(held) | set(wanted)
+            places = place_fields(type(settings))
             if "source" in wanted:  # the dataset, by its identity (its split stays a setting)
                 operational |= {"source"}
             changed = [
                 then_now(k, held.get(k), wanted.get(k))
                 for k in sorted(
-                    (k for k in keys if k not in operational and not _same(k, held, wanted)),
+                    (k for k in keys if k not in operational and not _same(k, held, wanted, places)),
                     key=lambda k: (k in derived, k),
                 )
             ]
@@ -165,10 +166,10 @@ class TrainFolder:
         return [f"dataset: {phrase}" for phrase in dataset_changes(old, dataset)]
 
 
-def _same(key: str, held: dict, wanted: dict) -> bool:
-    """Whether a recorded setting is the one wanted now: models, datasets and folders by
+def _same(key: str, held: dict, wanted: dict, places: frozenset[str]) -> bool:
+    """Whether a recorded setting is the one wanted now: models, datasets and folders (``places``) by
     :func:`~storyreasoning.settings.same_place`, anything else as it is."""
-    if key in PLACES:
+    if key in places:
         return same_place(held.get(key), wanted.get(key))
     return held.get(key) == wanted.get(key)
 

@@ -43,8 +43,6 @@ SOURCE_HELP = (
 
 #: What a folder records of the dataset it reads: :func:`~storyreasoning.data.identity.dataset_record`.
 DATASET = "dataset.json"
-#: Settings naming local folders or hub ids: compared by :func:`storyreasoning.settings.same_place`.
-PLACES = frozenset({"model", "dataset", "pairs", "eval_pairs", "sources", "runs"})
 
 
 def recorded_dataset(path: Path, held: dict) -> dict | None:
@@ -651,7 +649,6 @@ __all__ = [
     "DPO_LOSS_TYPES",
     "LORA_TARGETS",
     "MODES",
-    "PLACES",
     "DPOSettings",
     "GRPOSettings",
     "Mode",
