@@ -182,9 +182,7 @@ def conventions(report: dict, judge: dict | None = None) -> dict[str, str | None
             f" (sha256 {str(about['prompt_sha256'])[:12]})" if about.get("prompt_sha256") else ""
         )
     out = {
-        "dataset": f"{_dataset_named(dataset)}"
-        + (f" split {dataset['split']}" if dataset.get("split") else "")
-        + (f", {report['stories']} stories" if report.get("stories") is not None else ""),
+        "dataset": _dataset_value(_dataset_named(dataset), dataset, report),
         "protocol": report.get("protocol"),
         "language backend": backend if backend is not None else recorded.get("language backend"),
         "judge model": about.get("model"),
@@ -206,6 +204,15 @@ def _dataset_named(dataset: dict) -> object:
     return local_path(dataset.get("source")) or dataset.get("source")
 
 
+def _dataset_value(named: object, dataset: dict, report: dict) -> str:
+    """The dataset convention: the dataset as ``named``, its split and how many stories were scored."""
+    return (
+        f"{named}"
+        + (f" split {dataset['split']}" if dataset.get("split") else "")
+        + (f", {report['stories']} stories" if report.get("stories") is not None else "")
+    )
+
+
 def by_content(reports: list[dict], each: list[dict[str, str | None]]) -> list[dict[str, str | None]]:
     """``each`` (the reports' :func:`conventions`) with the dataset named by its content when every report
     recorded its dataset's fingerprint: one dataset at two paths (a project moved, a copy on another
@@ -216,12 +223,9 @@ def by_content(reports: list[dict], each: list[dict[str, str | None]]) -> list[d
         return each
     out = []
     for conv, dataset, report, fingerprint in zip(each, found, reports, prints, strict=True):
-        value = (  # the content alone: the same dataset copied under another name is the same
-            f"content {str(fingerprint.get('ids_sha256'))[:12]}, files {str(fingerprint.get('files_sha256'))[:12]}"
-            + (f" split {dataset['split']}" if dataset.get("split") else "")
-            + (f", {report['stories']} stories" if report.get("stories") is not None else "")
-        )
-        out.append({**conv, "dataset": value})
+        # the content alone: the same dataset copied under another name is the same
+        content = f"content {str(fingerprint.get('ids_sha256'))[:12]}, files {str(fingerprint.get('files_sha256'))[:12]}"
+        out.append({**conv, "dataset": _dataset_value(content, dataset, report)})
     return out
 
 
