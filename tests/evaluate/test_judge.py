@@ -813,6 +813,41 @@ def test_a_story_with_an_unreadable_frame_is_left_for_the_next_run(tmp_path, cap
     assert not (out / "errors.jsonl").exists()
 
 
+def test_a_story_that_cannot_be_loaded_fails_alone_and_is_judged_once_mended(tmp_path, capsys):
+    """A story whose folder no longer reads (its frames removed, its story.md not UTF-8) ends no judge run:
+    each is that story's failure, noted in errors.jsonl, the others judged; mended, they alone are judged."""
+    from storyreasoning.data import write_folders
+
+    from ..data.fixtures import LIGHTHOUSE
+
+    write_folders(fixture_samples(N), tmp_path / "data")
+    tell_dataset(
+        load_stories(tmp_path / "data"), Marked(LIGHTHOUSE.read_text(encoding="utf-8"), "a"), tmp_path / "run"
+    )
+    shutil.copytree(tmp_path / "data", tmp_path / "whole")
+    for frame in (tmp_path / "data" / "s01").glob("0*.*"):
+        frame.unlink()
+    (tmp_path / "data" / "s02" / "story.md").write_bytes(b"\xff\xfe not UTF-8")
+    given = {"run": tmp_path / "run", "retries": 0, "concurrency": 2}
+    out = tmp_path / "run" / "judge"
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 1
+        assert sorted(marker(r["body"]) for r in server.chat_requests()) == ["s00", "s03"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 stories were not judged (first: s01: story folder" in said and "has no frames" in said
+    assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == ["s00", "s03"]
+    errors = {item["story_id"]: item["error"] for item in lines(out / "errors.jsonl")}
+    assert sorted(errors) == ["s01", "s02"] and "is not UTF-8 text" in errors["s02"]
+    assert json.loads((out / "summary.json").read_text())["judged"] == 2
+    shutil.rmtree(tmp_path / "data")
+    shutil.copytree(tmp_path / "whole", tmp_path / "data")  # mended
+    with FakeServer(respond=lambda body: answer(marker(body))) as server:
+        assert judge_command(from_config(JudgeSettings, endpoint=server.url, **given)) == 0
+        assert sorted(marker(r["body"]) for r in server.chat_requests()) == ["s01", "s02"]
+    assert sorted(item["story_id"] for item in lines(out / JUDGEMENTS)) == [f"s{k:02d}" for k in range(N)]
+    assert not (out / "errors.jsonl").exists()
+
+
 def test_a_request_the_server_refuses_is_a_failed_judgement_not_asked_again(world, tmp_path):
     """A 400 (the story too long for the judge's context) is the story's answer: a failed line naming
     the judge, the run and the output, kept; a resume neither asks (and pays) again nor fails."""

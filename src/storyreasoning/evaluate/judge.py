@@ -26,7 +26,7 @@ records (:func:`storyreasoning.tell.run.repair_lines`: a torn last line cut off,
 line set aside and its story judged again, a story judged twice kept once). Every line
 names its judge (model, :data:`PROMPT_VERSION`, the prompt's sha256); a job refuses to
 continue an OUT judged by another model or prompt unless ``--allow-mixed``. A story that
-gets no answer (the server down, timing out, 5xx after the retries; a frame of the dataset
+gets no answer (the server down, timing out, 5xx after the retries; the story or a frame of the dataset
 unreadable) writes no line, as ``tell-dataset`` writes no record for a story it could not
 tell: it is noted in ``errors.jsonl`` (until a later run judges it) and judged again by the
 next run; three stories in a row failing at the server stop the job. A request the server
@@ -674,10 +674,11 @@ def judge_all(
 ) -> Progress:
     """Run ``task(story_id, load(story_id))`` (a result line) for each story, ``concurrency`` at once,
     appending each line to ``path`` as it completes; ``load`` runs in this thread (a dataset is
-    read by one thread), as slots free up. A story that gets no judgement (the server failed, a frame
-    is unreadable; a refused request is the task's failed line) writes no line: it is noted in ``errors`` and left for the
-    next run, as tell-dataset leaves a story it could not tell; :data:`STOP_AFTER` in a row failing at
-    the endpoint stop the job. ``stop`` ends the requests in flight when the loop is left early (Ctrl-C)."""
+    read by one thread), as slots free up. A story that gets no judgement (the server failed, the story
+    or a frame cannot be read; a refused request is the task's failed line) writes no line: it is noted
+    in ``errors`` and left for the next run, as tell-dataset leaves a story it could not tell;
+    :data:`STOP_AFTER` in a row failing at the endpoint stop the job. ``stop`` ends the requests in
+    flight when the loop is left early (Ctrl-C)."""
     from ..tell.base import TellError
     from ..tell.run import EndpointDown
 
@@ -685,6 +686,23 @@ def judge_all(
     source = iter(todo)
     pending: dict[Future, str] = {}
     in_a_row = 0
+
+    def unjudged(story_id: str, exc: StoryReasoningError) -> None:
+        """No judgement: noted in errors.jsonl and left for the next run, as tell-dataset does."""
+        nonlocal in_a_row
+        progress.unjudged += 1
+        progress.first_error = progress.first_error or f"{story_id}: {exc}"
+        append_json_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
+        advance(1)
+        at_endpoint = isinstance(exc, TellError) and exc.at_endpoint  # else the story's own
+        in_a_row = in_a_row + 1 if at_endpoint else 0
+        if in_a_row >= STOP_AFTER:
+            raise EndpointDown(
+                f"stopped after {in_a_row} stories in a row failed at the endpoint ({exc}); "
+                f"the {_count(path)} results so far are kept in {path}, run the same command "
+                "again to continue once the server is up"
+            ) from None
+
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="storyreasoning-judge")
     try:
         exhausted = False
@@ -693,8 +711,13 @@ def judge_all(
                 story_id = next(source, None)
                 if story_id is None:
                     exhausted = True
-                else:
-                    pending[pool.submit(task, story_id, load(story_id))] = story_id
+                    continue
+                try:
+                    story = load(story_id)
+                except StoryReasoningError as exc:  # the story cannot be read (its folder, its row)
+                    unjudged(story_id, exc)
+                    continue
+                pending[pool.submit(task, story_id, story)] = story_id
             if not pending:
                 return progress
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -703,19 +726,7 @@ def judge_all(
                 try:
                     line = future.result()
                 except StoryReasoningError as exc:  # the server failed, or a frame is unreadable
-                    # no judgement: noted in errors.jsonl and left for the next run, as tell-dataset does
-                    progress.unjudged += 1
-                    progress.first_error = progress.first_error or f"{story_id}: {exc}"
-                    append_json_line(errors, {"story_id": story_id, "error": str(exc), "at": _now()})
-                    advance(1)
-                    at_endpoint = isinstance(exc, TellError) and exc.at_endpoint  # else the story's own
-                    in_a_row = in_a_row + 1 if at_endpoint else 0
-                    if in_a_row >= STOP_AFTER:
-                        raise EndpointDown(
-                            f"stopped after {in_a_row} stories in a row failed at the endpoint ({exc}); "
-                            f"the {_count(path)} results so far are kept in {path}, run the same command "
-                            "again to continue once the server is up"
-                        ) from None
+                    unjudged(story_id, exc)
                     continue
                 in_a_row = 0
                 append_json_line(path, line)
