@@ -97,6 +97,28 @@ def test_a_folder_keeps_its_settings(tmp_path):
         folder.claim(SFTSettings(source="s", out=tmp_path / "run", rank=8))
 
 
+def test_a_refused_folder_names_each_difference_then_and_now(tmp_path):
+    """Every setting that differs is named with its value then and now (the derived ones last), the first
+    five when there are more."""
+    folder = TrainFolder(tmp_path / "run")
+    folder.claim(SFTSettings(source="s", out=folder.root))
+    fix = "; resume it with the same options or choose another --out"
+    with pytest.raises(UsageError) as two:
+        folder.claim(SFTSettings(source="s", out=folder.root, rank=8, epochs=2.0))
+    assert str(two.value) == (
+        f"{folder.root} holds a training started with other settings (epochs 3 then, 2 now; "
+        f"rank 16 then, 8 now; alpha 32 then, 16 now){fix}"
+    )
+    changes = {"rank": 8, "epochs": 2.0, "seed": 1, "weight_decay": 0.0, "warmup_ratio": 0.1, "dropout": 0.2}
+    with pytest.raises(UsageError) as many:
+        folder.claim(SFTSettings(source="s", out=folder.root, **changes))
+    assert str(many.value) == (
+        f"{folder.root} holds a training started with other settings (dropout 0.1 then, 0.2 now; epochs 3 "
+        "then, 2 now; rank 16 then, 8 now; seed 0 then, 1 now; warmup_ratio 0.03 then, 0.1 now; and 2 more)"
+        f"{fix}"
+    )
+
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "stories"
 
 
@@ -131,11 +153,12 @@ def test_a_training_folder_knows_its_dataset_and_model_by_where_they_are(tmp_pat
     monkeypatch.chdir(tmp_path / "b")
     with pytest.raises(UsageError) as other:
         sft_claim(folder, "c_ref", str(tmp_path / "a" / "m"))
-    assert str(other.value) == (
+    assert str(other.value).startswith(
         f"{folder.root} holds a training started with other settings (dataset: path "
-        f"{(tmp_path / 'a' / 'c_ref').resolve()} then, {(tmp_path / 'b' / 'c_ref').resolve()} now and 2 more); "
-        "resume it with the same options or choose another --out"
+        f"{(tmp_path / 'a' / 'c_ref').resolve()} then, {(tmp_path / 'b' / 'c_ref').resolve()} now; "
+        "dataset: content stories 3 then, 2 now; dataset: content ids_sha256 '"
     )
+    assert str(other.value).endswith("' now); resume it with the same options or choose another --out")
     with pytest.raises(UsageError, match=r"other settings \(model '[^']*/a/m' then, '[^']*/b/m' now\)"):
         sft_claim(folder, str(tmp_path / "a" / "c_ref"), "m")
 

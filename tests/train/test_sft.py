@@ -249,6 +249,33 @@ def test_a_finished_run_is_not_trained_again(lora_run, tiny_qwen):
     assert again.skipped and again.steps == 3
 
 
+def test_a_finished_run_knows_its_dataset_wherever_it_is(lora_run, tiny_qwen, tmp_path):
+    """Its stories copied elsewhere (a project moved), a finished training has nothing to do; other stories
+    there, or a hub id, are refused as in an unfinished folder, and the folder is left as it was."""
+    recorded = (lora_run.folder / "dataset.json").read_bytes()
+    shutil.copytree(EXAMPLES, tmp_path / "same")
+    said: list[str] = []
+    same = settings(tiny_qwen, lora_run.folder, max_steps=3, source=str(tmp_path / "same"))
+    again = train_sft(same, say=said.append)
+    assert again.skipped and again.steps == 3
+    assert len(said) == 1 and said[0].startswith(
+        f"{lora_run.folder} already holds a finished training ({lora_run.final}, 3 steps, finished "
+    )
+    assert said[0].endswith("); nothing to do")
+    shutil.copytree(EXAMPLES, tmp_path / "fewer")
+    shutil.rmtree(tmp_path / "fewer" / "pioneers")
+    with pytest.raises(UsageError) as fewer:
+        train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, source=str(tmp_path / "fewer")))
+    assert str(fewer.value).startswith(
+        f"{lora_run.folder} holds a training started with other settings (dataset: path {EXAMPLES.resolve()} "
+        f"then, {(tmp_path / 'fewer').resolve()} now; dataset: content stories 3 then, 2 now; "
+    )
+    with pytest.raises(UsageError) as hub:  # a hub id: never fetched, the folder records its own stories
+        train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, source="someone/stories"))
+    assert f"(dataset: path {EXAMPLES.resolve()} then, source 'someone/stories' now)" in str(hub.value)
+    assert (lora_run.folder / "dataset.json").read_bytes() == recorded
+
+
 def test_other_settings_in_the_same_folder_are_refused(lora_run, tiny_qwen):
     with pytest.raises(UsageError, match=r"other settings \(mode 'lora' then, 'full' now"):
         train_sft(settings(tiny_qwen, lora_run.folder, max_steps=3, mode="full"))
@@ -391,7 +418,7 @@ def test_a_resume_knows_the_dataset_and_model_by_where_they_are(lora_run, tiny_q
         train_sft(settings(tiny_qwen, other, max_steps=3, source="stories"), say=said.append)
     assert str(refused.value).startswith(
         f"{other} holds a training started with other settings (dataset: path {EXAMPLES.resolve()} then, "
-        f"{(tmp_path / 'stories').resolve()} now and 2 more)"
+        f"{(tmp_path / 'stories').resolve()} now; dataset: content stories 3 then, 2 now; "
     )
     assert not any("training of" in line for line in said)  # said before the model loaded
     assert not (other / "final").exists() and json.loads((other / "dataset.json").read_text())["path"] == str(

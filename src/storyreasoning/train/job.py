@@ -33,6 +33,9 @@ OPERATIONAL = frozenset(
     }
 )  # fmt: skip
 
+#: The most differences a refusal to resume names (then "and N more").
+SHOWN_CHANGES = 5
+
 
 @dataclass
 class TrainFolder:
@@ -49,6 +52,11 @@ class TrainFolder:
     @property
     def final(self) -> Path:
         return self.root / "final"
+
+    @property
+    def manifest(self) -> Path:
+        """``final/storyreasoning.json``: there once the training finished."""
+        return self.final / "storyreasoning.json"
 
     @property
     def log(self) -> Path:
@@ -130,10 +138,11 @@ class TrainFolder:
             if "source" in wanted:
                 changed = self._dataset_changes(held, settings, dataset) + changed
             if changed:
-                more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+                more = f"; and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
                 raise UsageError(
-                    f"{self.root} holds a training started with other settings ({changed[0]}{more}); "
-                    "resume it with the same options or choose another --out"
+                    f"{self.root} holds a training started with other settings "
+                    f"({'; '.join(changed[:SHOWN_CHANGES])}{more}); resume it with the same options or choose "
+                    "another --out"
                 )
             if write and dataset is not None:
                 write_json(self.dataset, dataset)  # an older folder's, or a moved dataset's new path
@@ -206,12 +215,15 @@ def _no_progress(total, label):
 
 
 def finished(folder: TrainFolder, say: Callable[[str], None]) -> TrainResult | None:
-    """The result of a training this folder already finished, or None."""
-    manifest_path = folder.final / "storyreasoning.json"
-    if not manifest_path.is_file():
+    """The result of a training this folder already finished (said: its steps and when), or None."""
+    if not folder.manifest.is_file():
         return None
-    done = json.loads(manifest_path.read_text(encoding="utf-8"))
-    say(f"{folder.root} already holds a finished training ({folder.final}); nothing to do")
+    done = json.loads(folder.manifest.read_text(encoding="utf-8"))
+    when = f", finished {done['finished']}" if done.get("finished") else ""
+    say(
+        f"{folder.root} already holds a finished training ({folder.final}, {done.get('steps', 0)} steps{when}); "
+        "nothing to do"
+    )
     return TrainResult(
         folder.root, folder.final, done.get("steps", 0), None, done.get("fit", {}),
         done.get("parameters", {}), done.get("metrics", {}), skipped=True,
@@ -222,15 +234,22 @@ def quiet(line: str) -> None:
     """A job's ``say`` when nobody listens."""
 
 
-def begin(settings, progress: Callable | None, say: Callable[[str], None]):
+def begin(
+    settings, progress: Callable | None, say: Callable[[str], None], *, dataset: Callable[[], dict] | None = None
+):  # fmt: skip
     """``(folder, finished result or None, progress)``: a job's folder checked against its settings.
 
     For a job still to run, its reporting settings and its checkpoints are checked too (a
     missing reporter, a held-out split or checkpoints that are all damaged are said before the
-    model loads).
+    model loads). ``dataset`` (a job reading a ``source`` dataset: SFT) gives what the folder
+    records of it; it is asked only of a finished folder, whose stories are never loaded
+    otherwise: another dataset is refused there as in an unfinished one, the same one
+    (wherever it is now) has nothing to do.
     """
     folder = TrainFolder(Path(settings.out))
     folder.claim(settings, write=False)
+    if dataset is not None and folder.manifest.is_file():
+        folder.claim(settings, write=False, dataset=dataset())
     done = finished(folder, say)
     if done is None:
         check_callbacks(settings)

@@ -8,7 +8,8 @@
 ``OUT/dataset.json``
     the dataset trained on (:func:`~storyreasoning.data.identity.dataset_record`: the source
     as typed, the split, a local dataset's resolved path and content fingerprint); a restart
-    from another dataset is refused before the model loads (``./ds`` and ``ds`` are one).
+    from another dataset is refused before the model loads (``./ds`` and ``ds`` are one), a finished
+    folder's too; the same stories moved elsewhere are the same dataset (a finished folder: nothing to do).
 ``OUT/fit.json``
     how the stories were fitted to ``max_length`` (shortened, frames dropped, too long).
 ``OUT/log.jsonl``
@@ -172,6 +173,18 @@ def load_splits(settings: SFTSettings) -> tuple[dict[str | None, object], dict]:
     return out, record
 
 
+def _dataset_now(settings: SFTSettings) -> dict:
+    """What the folder records of the training split, as :func:`load_splits` gives it, for a finished folder:
+    a local dataset's ids and shard sizes are read (never an image), a hub id is taken as given (nothing
+    fetched: :func:`~storyreasoning.data.identity.dataset_record` records no more of it)."""
+    from ..data.identity import dataset_record
+    from ..data.sources import load_stories, local_dataset
+
+    if local_dataset(settings.source) is None:
+        return {"source": settings.source, "split": settings.split}
+    return dataset_record(load_stories(settings.source, settings.split))
+
+
 def _stories(settings: SFTSettings, split: str | None, budget, progress, loaded: dict[str | None, object]):
     from ..data.budget import fit_stories
 
@@ -203,7 +216,7 @@ def train_sft(
     settings: SFTSettings, *, progress: Callable | None = None, say: Callable = job.quiet
 ) -> TrainResult:
     """Run (or resume) the fine-tuning job ``settings`` describes; see the module docstring."""
-    folder, done, progress = job.begin(settings, progress, say)
+    folder, done, progress = job.begin(settings, progress, say, dataset=lambda: _dataset_now(settings))
     if done is not None:
         return done
 
