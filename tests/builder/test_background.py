@@ -43,6 +43,7 @@ from storyreasoning.format.box import Box
 from storyreasoning.tell.baseline import BaselineTeller
 
 from ..conftest import require_transformers, run_cli
+from ..format.test_images import grey_photo, png16
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -210,6 +211,18 @@ def test_colour_clusters_are_deterministic_whatever_the_random_state():
             assert 0 <= r.box.x1 < r.box.x2 <= frame.width and 0 <= r.box.y1 < r.box.y2 <= frame.height
             assert r.label.endswith(("top", "bottom", "left", "right", "centre", "middle", "frame"))
     assert merged_colours([[0, 0, 0], [5, 5, 5], [100, 0, 0], [8, 8, 12]]) == [0, 0, 2, 0]
+
+
+def test_a_16_bit_grey_frame_is_clustered_as_its_picture(tmp_path):
+    grey = grey_photo()
+    path = tmp_path / "01.png"
+    path.write_bytes(png16(grey))
+    finder = ColourBackgrounds()
+    with Image.open(path) as deep:
+        assert deep.mode.startswith("I")
+        found = finder.regions(deep, [])
+    assert found == finder.regions(Image.fromarray(grey), [])  # not one white area
+    assert len(found) > 1
 
 
 def test_options_are_checked():

@@ -22,6 +22,7 @@ from storyreasoning.builder.faces import Sighting, link, match_faces
 from storyreasoning.format.box import Box
 
 from ..conftest import run_cli
+from ..format.test_images import png16
 from . import face_scenes
 
 # -- faces to person boxes ------------------------------------------------------------------------------------
@@ -116,6 +117,19 @@ def test_square_crops_keep_the_box_and_mask_the_rest():
     assert square_crop(image, Box(200, 200, 300, 300)).size == (2, 2)
 
 
+def test_a_16_bit_grey_picture_is_cropped_as_its_picture(tmp_path):
+    from PIL import Image
+
+    np = pytest.importorskip("numpy")
+    grey = np.arange(60 * 40, dtype=np.uint16).reshape(40, 60) % 251  # 0..250, 8 bits in 16
+    path = tmp_path / "01.png"
+    path.write_bytes(png16(grey))
+    with Image.open(path) as deep:
+        assert deep.mode.startswith("I")
+        crop = square_crop(deep, Box(10, 5, 30, 35))
+    assert (np.asarray(crop)[:, 5:25] == grey[5:35, 10:30, None]).all()  # not clipped to white
+
+
 # -- the real models -------------------------------------------------------------------------------------------
 
 
@@ -161,6 +175,23 @@ def test_the_shipped_models_find_and_tell_apart_real_faces(dlib_faces):
         "dlib_face_recognition_resnet_model_v1.dat",
     }
     assert all(len(digest) == 64 for digest in info["models"].values())
+
+
+def test_a_face_in_a_16_bit_grey_photo_is_found_as_in_the_8_bit_one(dlib_faces, tmp_path):
+    from PIL import Image
+
+    np = pytest.importorskip("numpy")
+    path, _, box = face_scenes.SOURCES["obama-1"]
+    with Image.open(path) as im:
+        grey = im.convert("L")
+    deep = tmp_path / "obama-1.png"
+    deep.write_bytes(png16(np.asarray(grey)))
+    with Image.open(deep) as im:
+        assert im.mode.startswith("I")
+        (face,) = dlib_faces.find(im)  # none before: the frame was white
+    (eight,) = dlib_faces.find(grey)
+    assert face.box == eight.box and iou(face.box, box) > 0.6
+    assert float(((face.embedding - eight.embedding) ** 2).sum()) == 0.0
 
 
 def test_the_threshold_separates_the_test_faces(dlib_faces):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from storyreasoning.errors import UsageError
-from storyreasoning.format.images import image_data_url, image_size, open_image, upright_bytes
+from storyreasoning.format.images import image_data_url, image_size, open_image, rgb_image, upright_bytes
 
 
 def png_bytes() -> bytes:
@@ -87,6 +87,19 @@ def test_a_16_bit_grey_png_is_read_as_its_picture_not_a_white_frame(tmp_path):
         assert read.mode == "RGB" and read.size == (grey.shape[1], grey.shape[0])
         pixels = np.asarray(read)
         assert (pixels == grey[:, :, None]).all()  # exactly the 8-bit photo (v × 257 / 257)
+
+
+def test_a_16_bit_pil_image_one_is_handed_is_made_rgb_as_its_picture(tmp_path):
+    """What the builder's and the baseline's own conversions use: never PIL's clipping to white."""
+    grey = grey_photo()
+    path = tmp_path / "01.png"
+    path.write_bytes(png16(grey))
+    with Image.open(path) as deep:
+        assert deep.mode.startswith("I")
+        rgb = rgb_image(deep)
+    assert rgb.mode == "RGB" and (np.asarray(rgb) == grey[:, :, None]).all()
+    plain = Image.new("RGB", (4, 3), (9, 8, 7))
+    assert rgb_image(plain) is plain
 
 
 def test_a_16_bit_grey_png_is_sent_and_kept_as_the_8_bit_picture(tmp_path):

@@ -17,11 +17,12 @@ from storyreasoning.errors import StoryReasoningError, UsageError
 from storyreasoning.format import NarrativePhase, image_size, parse_output, render_output
 from storyreasoning.format.cot import phase_images
 from storyreasoning.tell import Sampling
-from storyreasoning.tell.baseline import BaselineTeller
+from storyreasoning.tell.baseline import BaselineTeller, brightness, working_copy
 from storyreasoning.tell.commands import make_teller
 from storyreasoning.tell.settings import TellerOptions
 
 from ..conftest import run_cli
+from ..format.test_images import grey_photo, png16
 from ..vision.photos import expected_face_centre, grace_hopper, gradient, make_frames, side_by_side
 
 # the frames are the portrait at 60 % (307x360): the same face, a third of the pixels to scan
@@ -225,6 +226,18 @@ def test_every_kind_of_image_gives_the_same_story(teller, frames):
     as_frames = [Frame(data=b) for b in as_bytes]
     for images in (as_bytes, as_pil, as_frames, [str(p) for p in paths]):
         assert "".join(teller.stream(images)) == raw
+
+
+def test_a_16_bit_picture_handed_as_a_pil_image_is_looked_at_as_its_picture(tmp_path):
+    """The builder's model perceiver hands PIL images: a 16-bit grey one is not a white frame."""
+    grey = grey_photo()
+    path = tmp_path / "01.png"
+    path.write_bytes(png16(grey))
+    eight = Image.fromarray(grey)
+    with Image.open(path) as deep:
+        assert deep.mode.startswith("I")
+        assert (working_copy(deep) == working_copy(eight)).all()
+        assert brightness(deep) == brightness(eight) < 0.5
 
 
 def test_make_teller_builds_the_baseline():

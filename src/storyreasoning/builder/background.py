@@ -446,13 +446,14 @@ class ColourBackgrounds:
 
     def regions(self, image, exclude: Sequence[Box] = ()) -> list[Region]:
         """The colour regions of one PIL image, outside the ``exclude`` boxes (original pixels)."""
+        from ..format.images import rgb_image
         from ..vision.reid import colour_name
 
         cv2, np = self._cv2, self._np
         width, height = image.size
         scale = min(1.0, self.side / max(width, height))
         w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        rgb = np.asarray(rgb_image(image), dtype=np.uint8)
         if (w, h) != (width, height):
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)

@@ -30,7 +30,9 @@ def square_crop(image: Any, box: Box, *, fill: tuple[int, int, int] = NEUTRAL, m
     """
     from PIL import Image
 
-    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    from ..format.images import rgb_image
+
+    rgb = rgb_image(image)
     width, height = rgb.size
     x1, y1 = max(0, min(box.x1, width)), max(0, min(box.y1, height))
     x2, y2 = max(0, min(box.x2, width)), max(0, min(box.y2, height))

@@ -276,8 +276,10 @@ class DlibFaces:
 
     def find(self, image) -> list[Face]:
         """The faces of one PIL image (any mode), best score first, boxes in its pixels, clipped."""
+        from ..format.images import rgb_image
+
         np, dlib = self._np, self._dlib
-        pil = image.convert("RGB") if image.mode != "RGB" else image
+        pil = rgb_image(image)
         width, height = pil.size
         scale = min(1.0, self.max_side / max(width, height))
         working = (

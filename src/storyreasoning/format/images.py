@@ -13,8 +13,9 @@ what PIL's ``ImageOps.exif_transpose`` applies (:func:`orientation`).
 
 Pixels deeper than 8 bits are scaled to 8, not clipped as PIL's ``convert("RGB")`` clips them
 (a 16-bit grey PNG would be an almost white frame), wherever pixels are read
-(:func:`open_image`) and in the bytes sent or kept (:func:`upright_bytes`, which a model
-server and a dataset's other readers then convert with the same clipping): 16-bit grey
+(:func:`open_image`; :func:`rgb_image` for a PIL image one is handed) and in the bytes sent or
+kept (:func:`upright_bytes`, which a model server and a dataset's other readers then convert
+with the same clipping): 16-bit grey
 (PIL's ``I;16`` modes, and a 16-bit grey PNG however this PIL opens it) is divided by 257,
 so 65535 is 255. A 32-bit integer (``I``) or float (``F``) picture has no depth of its own:
 its values are taken on the smallest of the usual full scales that holds them all (0..1,
@@ -87,8 +88,9 @@ def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
 
     if isinstance(exc, Image.DecompressionBombError):  # PIL's bound on pixels, its message reworded
         found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(exc))
-        size = f"{int(found[1]):,} pixels, the limit is {int(found[2]):,}" if found else str(exc)
-        return UsageError(f"{label} is too large to read safely ({size}); downscale it")
+        if found:
+            return too_many_pixels(label, int(found[1]), int(found[2]))
+        return UsageError(f"{label} is too large to read safely ({exc}); downscale it")
     if not data:
         why = "the file is empty"
     elif isinstance(exc, UnidentifiedImageError):
@@ -101,6 +103,14 @@ def unreadable_image(label: str, exc: Exception, data: bytes) -> UsageError:
     return UsageError(f"{label} is not a readable image ({why}); replace it with a PNG or JPEG file")
 
 
+def too_many_pixels(label: str, pixels: int, limit: int) -> UsageError:
+    """The one-line error for image ``label`` of ``pixels`` pixels, over a ``limit`` (PIL's, or a
+    program's own): its size, the limit and the fix."""
+    return UsageError(
+        f"{label} is too large to read safely ({pixels:,} pixels, the limit is {limit:,}); downscale it"
+    )
+
+
 def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
     """A fully decoded RGB PIL image, upright; a clear error when the file is missing or corrupt.
 
@@ -110,17 +120,25 @@ def open_image(image: ImageLike, *, name: str | None = None) -> PILImage:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
-        return _eight_bit(image).convert("RGB") if image.mode != "RGB" else image
+        return rgb_image(image)
     label = name or (str(image) if isinstance(image, (str, Path)) else "image bytes")
     data = image if isinstance(image, bytes) else read_image_bytes(image)
     try:
         with _pil_open(data) as im:
             im.load()
             turn = _pil_orientation(im, data)
-            rgb = _eight_bit(im, sixteen=_grey16(data)).convert("RGB")
+            rgb = rgb_image(im, sixteen=_grey16(data))
+            rgb = im.copy() if rgb is im else rgb  # im is closed on leaving
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise unreadable_image(label, exc, data) from exc
     return _turn(rgb, turn)
+
+
+def rgb_image(image: PILImage, *, sixteen: bool = False) -> PILImage:
+    """A PIL image of any mode in RGB, deeper pixels scaled to 8 bits as the module says (PIL's
+    ``convert("RGB")`` clips them: a 16-bit grey picture would be an almost white frame); an RGB
+    image itself. ``sixteen``: an ``I`` image holds 16-bit grey (read from a 16-bit grey PNG)."""
+    return image if image.mode == "RGB" else _eight_bit(image, sixteen=sixteen).convert("RGB")
 
 
 def _pil_open(data: bytes) -> PILImage:

@@ -125,8 +125,10 @@ class SeenFrame:
 
 def working_copy(pil, max_side: int = DEFAULT_MAX_SIDE) -> Any:
     """The RGB array the baseline looks at: the image itself, or a copy whose longer side is ``max_side``."""
+    from ..format.images import rgb_image
+
     cv2, np = require_cv2()
-    rgb = np.asarray(pil.convert("RGB") if pil.mode != "RGB" else pil, dtype=np.uint8)
+    rgb = np.asarray(rgb_image(pil), dtype=np.uint8)
     height, width = rgb.shape[:2]
     scale = max_side / max(width, height)
     if scale < 1.0:
