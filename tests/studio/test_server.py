@@ -269,6 +269,21 @@ def test_upload_refusals_say_why(studio_url, files, status, words):
         assert files[0][0] in answer.error  # the message names the file
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "limit"),
+    [(10000, 8000, StudioConfig().max_pixels), (30000, 30000, 2 * Image.MAX_IMAGE_PIXELS)],
+    ids=["studio-limit", "pil-limit"],
+)
+def test_an_upload_with_too_many_pixels_says_its_size_and_the_limit(studio_url, width, height, limit):
+    """The studio's own limit and PIL's are said as the rest of the program says them."""
+    answer = upload(studio_url, [("bomb.png", png_claiming(width, height), "image/png")])
+    assert answer.status == 413, answer.body
+    assert answer.error == (
+        f"bomb.png is too large to read safely ({width * height:,} pixels, the limit is {limit:,}); "
+        "downscale it"
+    )
+
+
 def test_an_upload_is_all_or_nothing_and_must_be_multipart(studio_url):
     good, bad = ("ok.png", png_bytes(), "image/png"), ("bad.png", b"nope", "image/png")
     answer = upload(studio_url, [good, bad])

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..format.images import image_size, sniff_mime, upright_bytes
+from ..format.images import image_size, sniff_mime, too_many_pixels, unreadable_image, upright_bytes
 from .errors import ApiError
 
 _KINDS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WebP"}
@@ -84,16 +84,12 @@ def check_image(data: bytes, name: str, *, max_bytes: int, max_pixels: int) -> t
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise ApiError(
-                    413,
-                    f"{name} is {width}×{height} pixels, more than the {max_pixels:,} an image may have; "
-                    "scale it down",
-                )
+                raise ApiError(413, str(too_many_pixels(name, width * height, max_pixels)))
             image.load()
     except ApiError:
         raise
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"{name} has too many pixels to decode safely; scale it down") from None
+    except Image.DecompressionBombError as exc:  # over PIL's own limit, which the message states
+        raise ApiError(413, str(unreadable_image(name, exc, data))) from None
     except UnidentifiedImageError:
         raise ApiError(
             400, f"{name} looks like a {kind} image but its contents are not one PIL can read; re-export it"
