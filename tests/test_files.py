@@ -161,6 +161,28 @@ def test_a_long_name_still_fits(tmp_path):
     assert names(tmp_path) == [path.name]
 
 
+@pytest.mark.parametrize("letter", ["日", "é", "😀", "n"])
+def test_the_longest_name_of_any_script_is_written_and_cut_in_bytes_on_a_character(tmp_path, letter):
+    """A file name holds 255 bytes, not characters: 85 CJK characters fill it (the temporary's name,
+    which kept up to 200 characters of it, was 273 bytes, and the write failed)."""
+    name = letter * (255 // len(letter.encode("utf-8")))
+    one, two = tmp_path / name, tmp_path / (name[:-1] + "x")  # alike but for the end
+    with open_atomic(one) as a, open_atomic(two) as b:
+        a.write("one")
+        b.write("two")
+        temporaries = [n for n in names(tmp_path) if n.endswith(".tmp")]
+        assert len(temporaries) == 2
+        for tmp in temporaries:
+            assert len(tmp.encode("utf-8")) <= 255  # whole characters (a cut one would not encode)
+        assert len({tmp.rsplit(".", 2)[0] for tmp in temporaries}) == 2  # each its own prefix
+    assert one.read_text(encoding="utf-8") == "one" and two.read_text(encoding="utf-8") == "two"
+    assert names(tmp_path) == sorted([one.name, two.name])
+    with atomic_folder(tmp_path / "stories" / name) as folder:
+        assert len(folder.name.encode("utf-8")) <= 255
+        (folder / "cot.md").write_text("cot\n", encoding="utf-8")
+    assert names(tmp_path / "stories") == [name] and names(tmp_path / "stories" / name) == ["cot.md"]
+
+
 def test_atomic_path_for_writers_that_want_a_path(tmp_path):
     path = tmp_path / "shard.parquet"
     with atomic_path(path) as tmp:

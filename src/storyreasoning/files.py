@@ -10,7 +10,8 @@ puts it in the target's place in one step; then the folder is fsync'd so the new
 survives a power cut. If anything fails on the way (an exception, Ctrl-C), the temporary
 file is removed and the target is left as it was.
 
-* the temporary file is ``.<name>.<12 hex digits>.tmp``: hidden, unique to each write
+* the temporary file is ``.<name>.<12 hex digits>.tmp`` (a name too long for that, in bytes, is
+  cut on a character and ends in ``-`` and 8 hex digits of its hash): hidden, unique to each write
   (two writers of one target never write into the same temporary file; the last to
   finish wins, whole), and skipped by the dataset upload, which leaves out hidden and
   ``.tmp`` files; only a process killed outright leaves one behind, which the one writer
@@ -36,14 +37,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-#: The longest target name kept whole in a temporary file's name (a file name holds 255 bytes).
-_NAME_KEPT = 200
+#: The bytes a file name holds (Linux, macOS; Windows holds 255 UTF-16 units, which never number more).
+_NAME_MAX = 255
 #: Random bytes in a temporary file's name (written as twice as many hex digits).
 _RANDOM = 6
+#: The bytes of a target's name kept in its temporary file's and folder's names: what the rest leaves
+_FILE_KEPT = _NAME_MAX - len("..") - 2 * _RANDOM - len(".tmp")  # .NAME.<hex>.tmp
+_FOLDER_KEPT = _NAME_MAX - len("..partial")  # .NAME.partial
+
+
+def _kept(name: str, room: int) -> str:
+    """``name`` when it fits in ``room`` bytes as the file system stores it, else its first whole
+    characters and ``-`` and 8 hex digits of its hash, ``room`` bytes at most (two long names that
+    begin alike keep temporary names of their own)."""
+    if len(os.fsencode(name)) <= room:
+        return name
+    import hashlib
+
+    head, size = [], 9  # "-" and the digest
+    for char in name:
+        size += len(os.fsencode(char))
+        if size > room:
+            break
+        head.append(char)
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    return f"{''.join(head)}-{digest}"
 
 
 def _prefix(path: Path) -> str:
-    return f".{path.name[:_NAME_KEPT]}."
+    return f".{_kept(path.name, _FILE_KEPT)}."
 
 
 def _create(path: Path) -> tuple[int, Path]:
@@ -153,7 +175,7 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
     import shutil
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name[:_NAME_KEPT]}.partial")
+    tmp = path.with_name(f".{_kept(path.name, _FOLDER_KEPT)}.partial")
     if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp)
     elif tmp.exists() or tmp.is_symlink():

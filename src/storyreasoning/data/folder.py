@@ -41,8 +41,9 @@ _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: zero-width (non-)joiners that Persian and Indic words are written with
 _KEPT = frozenset("._-\u200c\u200d")
 #: a folder name's bytes (UTF-8) at most: a path component holds 255 (Linux, macOS); one with
-#: other than ASCII leaves room for the ``.NAME.partial`` folder it is written through
-#: (files.atomic_folder keeps 200 characters of NAME, which only an ASCII name always fits in)
+#: other than ASCII leaves room for the whole NAME in the ``.NAME.partial`` folder it is written
+#: through (an ASCII name keeps the 255 of earlier versions: files.atomic_folder cuts a longer
+#: NAME there, in bytes, and ends it in its hash)
 _MAX_BYTES, _MAX_BYTES_UNICODE = 255, 255 - len("..partial")
 
 
