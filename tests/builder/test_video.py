@@ -202,6 +202,8 @@ def test_a_resumed_build_reads_the_index_and_decodes_nothing(tmp_path, film):
     assert made["settings"] == {
         "shot_threshold": 27.0,
         "min_shot": 0.5,
+        "shot_detector": "ContentDetector",
+        "flash_filter": "suppress",
         "key_frame": "sharpest",
         "scenes": "visual",
         "scene_threshold": 0.5,
@@ -223,7 +225,10 @@ def test_other_settings_on_the_same_key_frames_are_refused(tmp_path, film):
     with pytest.raises(UsageError) as info:
         video_stories(film, frames, VideoOptions(scenes="visual", shot_threshold=30.0, key_frame="middle"))
     message = str(info.value)
-    assert "--shot-threshold 27.0 (now 30.0)" in message and "--key-frame sharpest (now middle)" in message
+    assert (
+        "--shot-threshold 27 then, 30 now" in message
+        and "--key-frame 'sharpest' then, 'middle' now" in message
+    )
     assert "another --out" in message and "\n" not in message
     # story settings are not in the index: another length of story reads the same key frames
     stories, _ = video_stories(film, frames, VideoOptions(scenes="visual", frames_per_story=1), min_frames=1)
@@ -241,6 +246,66 @@ def test_other_settings_on_the_same_key_frames_are_refused(tmp_path, film):
     same_name.write_bytes(film.read_bytes())
     with pytest.raises(UsageError, match=r"holds the key frames of film\.avi, not of film\.mp4.*rename one"):
         video_stories(same_name, frames, VISUAL)
+
+
+def test_key_frames_cut_by_an_earlier_rule_are_cut_again_unless_stories_were_built_from_them(tmp_path, film):
+    """An index written before the flash filter was recorded (an earlier version merged quick cuts): cut again
+    while no story of the video is built; otherwise kept, so that the video's stories all come from one cut."""
+    from storyreasoning.builder.pipeline import build_dataset
+    from storyreasoning.builder.writers import TemplateWriter
+    from storyreasoning.tell.baseline import BaselineTeller
+
+    frames, out = tmp_path / "out" / ".frames", tmp_path / "out"
+    index = frames / "film" / "frames.json"
+
+    def as_an_earlier_version_cut_it(**settings):
+        made = json.loads(index.read_text())
+        for key in ("shot_detector", "flash_filter"):
+            made["settings"].pop(key)
+        made["settings"] |= settings
+        made["shots"][0]["seconds"] = 99.0  # what only the old index says
+        made["shots"].append({**made["shots"][-1], "file": "00009.png", "shot": 9})  # a shot only it cut
+        index.write_text(json.dumps(made))
+        (frames / "film" / "00009.png").write_bytes(b"a key frame of the old cut")
+
+    first, _ = video_stories(film, frames, VISUAL, out=out)
+    as_an_earlier_version_cut_it()
+    again, _ = video_stories(film, frames, VISUAL, out=out)  # nothing built in out: cut again
+    made = json.loads(index.read_text())
+    assert made["settings"]["flash_filter"] == "suppress" and made["shots"][0]["seconds"] != 99.0
+    assert not (frames / "film" / "00009.png").exists()  # the old cut's files are gone
+    assert [(s.story_id, s.sources) for s in again] == [(s.story_id, s.sources) for s in first]
+
+    report = build_dataset(
+        again, out, perceiver=BaselineTeller(), writer=TemplateWriter(), require_person=False
+    )
+    assert report.built == 2
+    as_an_earlier_version_cut_it(flash_filter="merge")
+    kept, _ = video_stories(film, frames, VISUAL, out=out)  # stories built from that cut: it is kept
+    assert json.loads(index.read_text())["shots"][0]["seconds"] == 99.0
+    assert (frames / "film" / "00009.png").exists()
+    assert kept and [s.story_id for s in kept][: len(first)] == [s.story_id for s in first]
+    video_stories(film, frames, VISUAL)  # where the stories go is not known: kept, nothing deleted
+    assert json.loads(index.read_text())["shots"][0]["seconds"] == 99.0
+    # other options too: named as ever, nothing cut again
+    with pytest.raises(UsageError, match=r"--shot-threshold 27 then, 30 now.*give the same settings"):
+        video_stories(film, frames, VideoOptions(scenes="visual", shot_threshold=30.0), out=tmp_path / "new")
+    assert json.loads(index.read_text())["shots"][0]["seconds"] == 99.0
+
+
+def test_a_truncated_avi_is_one_line_and_no_raw_bytes(tmp_path):
+    """OpenCV's own AVI reader, tried after FFmpeg, prints a damaged header's bytes to stderr (past its log
+    level): the build opens videos with FFmpeg alone, and says the problem in its one line."""
+    whole = write_video(tmp_path / "whole.avi", [8, 8]).read_bytes()
+    for size in (300, 2000, 5000):
+        video = tmp_path / f"cut{size}.avi"
+        video.write_bytes(whole[:size])
+        result = run_cli("build", str(video), "--out", str(tmp_path / f"out{size}"))
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"error: cannot read the video {video}: OpenCV does not decode it; "
+            "convert it to MP4 with H.264 (ffmpeg -i IN OUT.mp4)"
+        ), result.stderr
 
 
 def test_a_folder_of_videos_and_the_errors(tmp_path):

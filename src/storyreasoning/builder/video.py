@@ -33,10 +33,14 @@ scene. :func:`video_stories` turns one video into such stories in three steps:
 The key frames go to ``OUT/.frames/<video stem>/00001.png`` (shot 1, …) with an index,
 ``frames.json``: every shot's frames, key frame, time, sharpness and scene, and the
 settings that made them (shot threshold, min shot, key frame rule, scene rule and its
-thresholds) and the video's size. A resumed build reads the index and decodes nothing.
-A resumed build asking for other settings is **refused** (one line naming each
-difference): the stories already built from the old key frames would otherwise mix
-with new ones under the same ids. Give the same settings, or another ``--out``.
+thresholds; the shot detector and its flash filter, which no option sets) and the video's
+size. A resumed build reads the index and decodes nothing. A resumed build asking for
+other settings is **refused** (one line naming each difference): the stories already
+built from the old key frames would otherwise mix with new ones under the same ids. Give
+the same settings, or another ``--out``. An index an earlier version cut by another rule
+(its flash filter was ``merge`` before it was recorded) is cut again when no story of
+that video is built in ``--out`` yet; otherwise it is kept, so that all the video's stories
+come from one cut.
 
 Story ids are ``<video stem>-001``, … in order (a skipped story keeps its number, so
 ids do not shift when ``--min-frames`` changes). Every story of one video is one
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +63,7 @@ from typing import Any
 
 from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import write_json_atomic
+from ..settings import then_now
 from .raw import RawStory
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -71,6 +77,11 @@ TIE = 0.05  # frames this close (relative) to the sharpest tie with it
 SHARPNESS_SIDE = 256  # sharpness is measured on a grey copy at most this long
 INDEX = "frames.json"
 INDEX_VERSION = 1
+#: what decides the cuts beyond the options, recorded in the index with them (the name a refusal gives it):
+#: a version that cuts otherwise finds the key frames an earlier one cut (see :func:`_read_index`)
+SHOT_RULE = {"shot_detector": "ContentDetector", "flash_filter": "suppress"}
+SHOT_RULE_NAMES = {"shot_detector": "shot detector", "flash_filter": "flash filter"}
+_OPENING = threading.Lock()  # OpenCV's log level, lowered while a video is opened
 
 
 def is_video(path: Path) -> bool:
@@ -101,7 +112,8 @@ def _unreadable(path: Path, why: str = "OpenCV does not decode it") -> StoryReas
 
 
 def _open(path: Path):
-    """An OpenCV capture of ``path``, or one line saying it cannot be read (FFmpeg's own complaints silenced)."""
+    """An OpenCV capture of ``path``, or one line saying it cannot be read (the decoders' own complaints
+    silenced); a video this user may not read fails alone, as one OpenCV does not decode."""
     from ..vision import require_cv2
 
     cv2, _ = require_cv2()
@@ -109,8 +121,19 @@ def _open(path: Path):
     if not path.is_file():
         raise UsageError(f"the video {path} does not exist")
     if not os.access(path, os.R_OK):
-        raise file_error(PermissionError(13, "Permission denied", str(path)), "read the video")
-    capture = cv2.VideoCapture(str(path))
+        said = file_error(PermissionError(13, "Permission denied", str(path)), "read the video")
+        raise StoryReasoningError(str(said))
+    # FFmpeg alone where this OpenCV has it (every pip wheel): the readers OpenCV tries after it print to
+    # stderr themselves, past its log level (its own AVI reader fprintf's a damaged header's bytes, raw)
+    api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    log = cv2.utils.logging
+    with _OPENING:  # a backend asked by name warns through OpenCV's log when it cannot open the file
+        level = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+        try:
+            capture = cv2.VideoCapture(str(path), api)
+        finally:
+            log.setLogLevel(level)
     if not capture.isOpened():
         capture.release()
         raise _unreadable(path)
@@ -134,7 +157,9 @@ def find_shots(
     sd = require_scenedetect()
     from scenedetect.detector import FlashFilter
 
-    _open(path).release()  # an unreadable file fails here, in one line
+    _open(
+        path
+    ).release()  # an unreadable file fails here, in one line (and PySceneDetect's CAP_ANY finds FFmpeg)
     try:
         video = sd.open_video(str(path), backend="opencv")
     except (sd.VideoOpenFailure, OSError) as exc:
@@ -143,10 +168,10 @@ def find_shots(
     manager = sd.SceneManager()
     # SUPPRESS, not PySceneDetect's default MERGE: merging restarts its wait at every cut, so shots all
     # shorter than min_scene_len (cuts every 2 s against --min-shot 2.5) would merge into one shot
-    detector = sd.ContentDetector(
+    detector = getattr(sd, SHOT_RULE["shot_detector"])(
         threshold=threshold,
         min_scene_len=max(0, round(min_shot * fps)),
-        filter_mode=FlashFilter.Mode.SUPPRESS,
+        filter_mode=FlashFilter.Mode[SHOT_RULE["flash_filter"].upper()],
     )
     manager.add_detector(detector)
     try:
@@ -290,6 +315,7 @@ class VideoOptions:
         made = {
             "shot_threshold": float(self.shot_threshold),
             "min_shot": float(self.min_shot),
+            **SHOT_RULE,
             "key_frame": self.key_frame,
             "scenes": rule,
         }
@@ -305,8 +331,10 @@ class VideoOptions:
         return made
 
 
-def _read_index(index_file: Path, path: Path, wanted: dict) -> dict | None:
-    """The index of a video's key frames when it was made by ``wanted`` from this video; refused otherwise."""
+def _read_index(index_file: Path, path: Path, wanted: dict, out: Path | None = None) -> dict | None:
+    """The index of a video's key frames when it was made by ``wanted`` from this video; refused otherwise.
+    When only the :data:`SHOT_RULE` differs (an earlier version cut it): none (cut it again) when no story
+    of the video is in ``out``, else the index, kept."""
     if not index_file.is_file():
         return None
     try:
@@ -328,16 +356,27 @@ def _read_index(index_file: Path, path: Path, wanted: dict) -> dict | None:
             f"{path.name} changed since its key frames were cut into {folder}; build it into another --out "
             f"(or delete that folder and the stories built from {path.stem})"
         )
-    differ = [
-        f"--{key.replace('_', '-')} {held.get(key)} (now {value})"
-        for key, value in wanted.items()
-        if held.get(key) != value
-    ] + [f"--{key.replace('_', '-')} {held[key]} (now unused)" for key in held if key not in wanted]
+    differ = [key for key in {**wanted, **held} if held.get(key) != wanted.get(key)]
+    said = ", ".join(
+        then_now(SHOT_RULE_NAMES.get(key) or "--" + key.replace("_", "-"), held.get(key), wanted.get(key))
+        for key in differ
+    )
+    if differ and all(key in SHOT_RULE for key in differ):  # cut by an earlier version, not other options
+        # nothing built from them: cut again by today's rule (the index first gone); stories built from
+        # them (or none known, out not given): kept, so the video's stories all come from one cut
+        if out is not None and not _built_from(out, path, len(shots)):
+            try:
+                index_file.unlink()
+                for shot in shots:
+                    (folder / Path(shot["file"]).name).unlink(missing_ok=True)
+            except OSError as exc:
+                raise file_error(exc, "delete the old key frames") from None
+            return None
+        differ = []
     if differ:
         raise UsageError(
-            f"the key frames of {path.name} in {folder} were made with "
-            + ", ".join(differ)
-            + "; give the same settings or another --out (stories already built from them would mix)"
+            f"the key frames of {path.name} in {folder} were made with {said}; give the same settings or "
+            "another --out (stories already built from them would mix)"
         )
     missing = [s["file"] for s in shots if not (folder / s["file"]).is_file()]
     if missing:
@@ -345,6 +384,15 @@ def _read_index(index_file: Path, path: Path, wanted: dict) -> dict | None:
             f"{folder} lacks {', '.join(missing[:3])}; delete the folder to cut {path.name} again"
         )
     return index
+
+
+def _built_from(out: Path, path: Path, shots: int) -> bool:
+    """Whether a story of the video ``path`` is built in ``out``: a video of ``shots`` key frames has
+    stories ``<stem>-001`` to ``<stem>-<shots>`` at most."""
+    from ..data.folder import story_folder
+
+    ids = (f"{path.stem}-{number:03d}" for number in range(1, shots + 1))
+    return any(story_folder(out, story_id).is_dir() for story_id in ids)
 
 
 def _cut(path: Path, folder: Path, options: VideoOptions, rule: str) -> dict:
@@ -409,9 +457,18 @@ def _cut(path: Path, folder: Path, options: VideoOptions, rule: str) -> dict:
 
 
 def video_stories(
-    path: Path, frames_dir: Path, options: VideoOptions | None = None, *, min_frames: int = 2
+    path: Path,
+    frames_dir: Path,
+    options: VideoOptions | None = None,
+    *,
+    min_frames: int = 2,
+    out: Path | None = None,
 ) -> tuple[list[RawStory], list[str]]:
-    """Stories drawn from the scenes of one video; key frames written under ``frames_dir`` (reused when there)."""
+    """Stories drawn from the scenes of one video; key frames written under ``frames_dir`` (reused when there).
+
+    ``out``: the dataset folder the stories are built into, when known; key frames an earlier version cut
+    by another rule are cut again when no story of the video is built there yet (else kept).
+    """
     from .scenes import resolve_rule, split_scene
 
     options = options or VideoOptions()
@@ -427,7 +484,7 @@ def video_stories(
         )
     rule = resolve_rule(options.scenes, options.faces)
     folder = Path(frames_dir) / path.stem
-    index = _read_index(folder / INDEX, path, options.recorded(rule))
+    index = _read_index(folder / INDEX, path, options.recorded(rule), out)
     if index is None:
         index = _cut(path, folder, options, rule)
     shots = index["shots"]
