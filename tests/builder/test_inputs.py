@@ -1,9 +1,12 @@
 """What ``storyreasoning build`` reads: every kind of input in a folder, what it leaves out (said, never
-silently), an input that cannot be read (failing alone), ``--limit`` (no video cut past it), and a resume
-that only skips a story built from the same frames.
+silently), an input that cannot be read (failing alone, its failure settled once it is read again, even
+when it gives no story), ``--limit`` (no video cut past it), and a resume that only skips a story built
+from the same frames.
 
 Inputs are real files: the examples' frames, videos written with OpenCV (``test_video.write_video``),
-a file of zeros and a text file named ``.mp4``, links made with ``os.symlink``.
+a file of zeros and a text file named ``.mp4``, links made with ``os.symlink``, a video made unreadable
+with ``chmod 000`` (for root too: the command then runs without the capabilities that let root read
+anything, as in tests/test_cli_errors.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +27,7 @@ from storyreasoning.builder.pipeline import build_dataset, find_stories
 from storyreasoning.builder.video import VideoOptions
 from storyreasoning.builder.writers import TemplateWriter
 from storyreasoning.data import load_stories
-from storyreasoning.data.folder import frame_files
+from storyreasoning.data.folder import folder_name, frame_files
 from storyreasoning.errors import UsageError
 from storyreasoning.tell.baseline import BaselineTeller
 
@@ -64,7 +69,7 @@ def test_a_folder_of_every_kind_builds_them_all_and_says_what_it_leaves_out(tmp_
     result = run_cli("build", str(root), "--out", str(tmp_path / "out"), *VIDEO_OPTIONS)
     assert result.returncode == 0, result.stderr
     built = sorted(p.name for p in (tmp_path / "out").iterdir() if (p / "story.md").exists())
-    assert built == ["film-001", "storyA"]  # the video and the story folder, both
+    assert built == sorted(map(folder_name, ["film-001", "storyA"]))  # the video and the story folder, both
     said = " ".join(result.stderr.split())  # the console wraps long lines
     assert "mix: 1 frames, fewer than 2; skipped" in said
     assert (
@@ -207,3 +212,89 @@ def test_a_story_an_earlier_version_built_under_its_ascii_name_is_not_built_twic
     assert build().skipped_done == 1
     assert sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["caf"]
     assert load_stories(str(out)).ids() == ["café"]
+
+
+# -- a video this user may not read, and a failure settled by an input that gives no story --------------------
+
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _PR_CAPBSET_DROP = 1, 2, 24
+
+
+def _without_root_read_override() -> None:  # runs in the child, before exec: root then obeys chmod 000
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _as_user(*args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` where file permissions hold, for root too (without the capabilities that let it read
+    anything)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+    preexec = _without_root_read_override if os.geteuid() == 0 else None
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, preexec_fn=preexec, timeout=300
+    )
+
+
+def test_a_video_this_user_may_not_read_fails_alone(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "a.avi", [8, 8])
+    locked = write_video(videos / "film.avi", [8, 8, 8])
+    locked.chmod(0)
+    try:
+        try:
+            probe = _as_user("-c", f"open({str(locked)!r}, 'rb')")
+        except (OSError, subprocess.SubprocessError) as exc:  # no CAP_SETPCAP to drop capabilities
+            pytest.skip(f"cannot make a file unreadable for the command here ({exc})")
+        if "PermissionError" not in probe.stderr:
+            pytest.skip("a chmod 000 file stays readable here (a file system that ignores permissions)")
+        out = tmp_path / "out"
+        result = _as_user("-m", "storyreasoning.cli", "build", str(videos), "--out", str(out), *VIDEO_OPTIONS)
+    finally:
+        locked.chmod(0o644)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "built 1 stories" in said and "1 failed" in said and (out / "a-001").is_dir()
+    (error,) = errors(out)
+    assert (error["story_id"], error["kind"]) == ("film.avi", "StoryReasoningError")
+    assert error["error"] == (
+        f"cannot read the video {locked} (permission denied); make it readable for this user (chmod, chown), "
+        "or use another path"
+    )
+    # readable again: built, and its failure settled
+    again = run_cli("build", str(videos), "--out", str(out), *VIDEO_OPTIONS)
+    assert again.returncode == 0, again.stderr
+    assert (out / "film-001").is_dir() and not (out / "errors.jsonl").exists()
+
+
+def test_an_input_read_since_it_failed_settles_its_error_though_it_gives_no_story(tmp_path):
+    """A video replaced by one of a single shot, a folder mended down to one frame: both read now, every story
+    too short; their old failures are no longer unresolved."""
+    root = tmp_path / "in"
+    root.mkdir()
+    write_video(root / "a.avi", [8, 8])
+    (root / "film.mp4").write_text("hello, not a video\n")
+    s2 = copy_frames("lighthouse", root / "s2")
+    shutil.copy(s2 / "02.png", s2 / "b1.png")  # two frames numbered 1
+    out = tmp_path / "out"
+
+    def build():
+        stories, _ = find_stories(root, min_frames=2, frames_dir=out / ".frames", video=NONE, out=out)
+        return stories, build_dataset(
+            stories, out, perceiver=BaselineTeller(), writer=TemplateWriter(), require_person=False
+        )
+
+    _, report = build()
+    assert sorted(report.failed) == ["film.mp4", "s2"] and report.built == 1
+    assert sorted(e["story_id"] for e in errors(out)) == ["film.mp4", "s2"]
+    write_video(tmp_path / "one.avi", [8])  # one shot: one key frame, fewer than 2
+    shutil.copy(tmp_path / "one.avi", root / "film.mp4")
+    for frame in ("02.png", "03.png", "b1.png"):
+        (s2 / frame).unlink()
+    stories, report = build()
+    assert [s.story_id for s in stories] == ["a-001"] and stories.passed == {"film.mp4", "s2"}
+    assert report.failed == [] and report.skipped_done == 1
+    assert not (out / "errors.jsonl").exists()

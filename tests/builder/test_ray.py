@@ -231,6 +231,32 @@ def test_workers_that_the_cluster_cannot_hold_are_refused_in_one_line(raw, tmp_p
     )
 
 
+@pytest.mark.slow
+def test_a_device_the_workers_cannot_use_is_refused_before_any_video_is_cut(tmp_path, local_ray):
+    """As a local build checks --device before it reads anything, a Ray build's driver has a worker check it
+    (on the GPUs Ray gives a worker, which the driver's own need not be) before the first video is cut."""
+    pytest.importorskip(
+        "scenedetect", reason="videos need PySceneDetect: pip install 'storyreasoning[build]'"
+    )
+    from .test_video import write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "a.avi", [8, 8])
+    out = tmp_path / "o"
+    with pytest.raises(
+        UsageError, match=r"^--device foo is not a device: use auto, cpu, cuda, cuda:N or mps$"
+    ):
+        build(_settings(videos, out, ray="auto", device="foo"))
+    assert not (out / ".frames").exists()
+    pytest.importorskip("torch", reason="a CUDA device is checked by torch")
+    with pytest.raises(
+        UsageError, match=r"^--device cuda:9: (no CUDA GPU is visible|torch sees \d+ CUDA GPU)"
+    ):
+        build(_settings(videos, out, ray="auto", device="cuda:9"))
+    assert not (out / ".frames").exists()
+
+
 def _cli(raw: Path, out: Path) -> list[str]:
     return [
         sys.executable, "-m", "storyreasoning", "build", str(raw), "--out", str(out), "--split", "0.5",

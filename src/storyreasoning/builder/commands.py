@@ -55,27 +55,31 @@ def _build(settings: BuildSettings) -> int:
     err = Console(stderr=True, highlight=False)
     # before videos are cut and a chat writer contacts its server: a resume with other settings is refused
     check_resume(out, {"settings": data_record(s)}, allow_mixed=s.allow_mixed)
-    stories, notes = find_stories(
-        s.frames,
-        min_frames=s.min_frames,
-        max_frames=s.max_frames,
-        frames_dir=out / ".frames",
-        video=video_options(s),
-        limit=s.limit,  # reading stops there: no video after the first --limit stories is cut
-    )
-    for note in notes:
-        err.print(f"[dim]{note}[/dim]")
-    check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
     disconnect = None
     if s.ray:  # perception in Ray actors, each making the perceiver itself (builder/distributed.py)
         from .distributed import RayPerception, connect
 
         disconnect = connect(s.ray)
     try:
-        if s.ray:
+        if s.ray:  # before any video is cut, as a local build checks --device (settings.py)
             perceiver = RayPerception(s, workers=s.ray_workers, gpus_per_worker=s.ray_gpus_per_worker)
             err.print(f"[dim]{perceiver.summary()}[/dim]")
-        else:
+            # a worker makes the perceiver to describe it (build.json): --device is checked there, on the
+            # GPUs Ray gives a worker (the driver's own may be none)
+            perceiver.describe()
+        stories, notes = find_stories(
+            s.frames,
+            min_frames=s.min_frames,
+            max_frames=s.max_frames,
+            frames_dir=out / ".frames",
+            video=video_options(s),
+            limit=s.limit,  # reading stops there: no video after the first --limit stories is cut
+            out=out,  # key frames an earlier version cut otherwise are cut again while none is built
+        )
+        for note in notes:
+            err.print(f"[dim]{note}[/dim]")
+        check_publishing(s)  # a --push-to-hub without the Hub or a token: said before the build
+        if not s.ray:
             perceiver = make_perceiver(s)
         if writer == "chat":
             from ..tell.commands import endpoint_teller

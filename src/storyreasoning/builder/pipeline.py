@@ -6,8 +6,10 @@ a second build into the same ``--out`` is refused in one line). Its side files,
 (:func:`storyreasoning.tell.run.repair_lines`): a resume cuts a torn last line off and sets a
 damaged line aside (``skipped.corrupt.jsonl``, ``errors.corrupt.jsonl``), saying so, so that
 its story is perceived again; and ``errors.jsonl`` keeps only the failures still unresolved
-(the latest of each story whose folder is not built yet), rewritten atomically when a
-resume builds a story that failed before, removed once none is left.
+(the latest of each story whose folder is not built yet, of each input not read since: a
+video or folder read again settles its failure even when every story it gives is too
+short), rewritten atomically when a resume builds a story that failed before, removed once
+none is left.
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ STOP_AFTER = 3  # stories in a row failing at the endpoint (in the order they fi
 OPERATIONAL_KEYS = frozenset({"device", "endpoint", "max_tries"})
 
 
+class Found(list):
+    """The stories :func:`find_stories` found (a list of :class:`RawStory`), and ``passed``: the inputs it
+    read that give no story to build (each too short), by the name their failure has in errors.jsonl (a
+    video's file name, a folder's story id), so that a build settles a failure of theirs."""
+
+    def __init__(self, stories: Iterable[RawStory] = (), passed: Iterable[str] = ()) -> None:
+        super().__init__(stories)
+        self.passed = frozenset(passed)
+
+
 def find_stories(
     root: str | Path,
     *,
@@ -60,7 +72,8 @@ def find_stories(
     frames_dir: Path | None = None,
     video: VideoOptions | None = None,
     limit: int | None = None,
-) -> tuple[list[RawStory], list[str]]:
+    out: Path | None = None,
+) -> tuple[Found, list[str]]:
     """The stories under ``root``, of every kind found: ``root``'s own frames as one story (named
     after it), each sub-folder holding frames as one story, each video (``root`` itself, or one in
     it) cut into shots, key frames and scenes as ``video`` says (see :mod:`.video` and
@@ -76,7 +89,9 @@ def find_stories(
     decode, a folder whose frames share a number) becomes a story with an ``error``, which
     fails alone in the build; when it is the only input, its error is raised. With ``limit``,
     reading stops once ``limit`` stories are found: no later video is cut. Key frames of
-    videos are written under ``frames_dir``.
+    videos are written under ``frames_dir``; ``out``, the dataset folder, decides what becomes of
+    key frames an earlier version cut by another rule (:func:`.video.video_stories`). The stories
+    come as a :class:`Found` list, which also names the inputs read that give no story.
     """
     from .video import is_video
 
@@ -98,6 +113,7 @@ def find_stories(
         raise UsageError("videos need a folder for their key frames (frames_dir)")
     stories: list[RawStory] = []
     notes: list[str] = []
+    passed: list[str] = []  # inputs read that give no story
     found, good = False, 0  # an input with frames or a video; the stories that are not failures
     for k, path in enumerate(inputs):
         if limit is not None and good >= limit:
@@ -108,12 +124,16 @@ def find_stories(
             )
             break
         if is_video(path):
-            read = _read_video(path, frames_dir, video, min_frames)
+            read = _read_video(path, frames_dir, video, min_frames, out)
+            name = path.name
         else:
             read = _read_folder(path, root, left, min_frames=min_frames, max_frames=max_frames)
             if read is None:  # no frames: noted
                 continue
+            name = _story_id(path, root)
         found = True
+        if not read[0]:  # read, and every story too short
+            passed.append(name)
         for story in read[0]:
             if story.error is None and limit is not None and good >= limit:
                 break
@@ -129,7 +149,7 @@ def find_stories(
             f"{root} holds no frames (image files with a number in their names), no folders of them and "
             f"no videos{'; ' + hint if hint else ''}"
         )
-    return stories, left.notes() + notes
+    return Found(stories, passed), left.notes() + notes
 
 
 def _first(names: Iterable[str], shown: int = 3) -> str:
@@ -243,7 +263,7 @@ def _inputs(root: Path, left: _LeftOut) -> list[Path]:
 
 
 def _read_video(
-    path: Path, frames_dir: Path, options: VideoOptions | None, min_frames: int
+    path: Path, frames_dir: Path, options: VideoOptions | None, min_frames: int, out: Path | None = None
 ) -> tuple[list[RawStory], list[str]]:
     """The stories of one video; one that cannot be read (not decoded, cut short) is a failed story
     named after the video. A :class:`UsageError` (settings, a missing package, key frames in
@@ -251,11 +271,16 @@ def _read_video(
     from .video import video_stories
 
     try:
-        return video_stories(path, frames_dir, options, min_frames=min_frames)
+        return video_stories(path, frames_dir, options, min_frames=min_frames, out=out)
     except UsageError:
         raise
     except Exception as exc:
         return [RawStory(path.name, [], group=path.name, error=exc)], []
+
+
+def _story_id(folder: Path, root: Path) -> str:
+    """The id of the story of a folder of frames: its name (``build .``: the folder's own name)."""
+    return folder.name or root.resolve().name or "frames"
 
 
 def _read_folder(
@@ -265,7 +290,7 @@ def _read_folder(
     without frames (noted, with its images lacking a number and its links to no file). A folder
     whose frames cannot be listed (two share a number, it is unreadable) is a failed story."""
     name = root.resolve().name or "frames"
-    story_id = folder.name or name  # ``build .`` names its story after the folder
+    story_id = _story_id(folder, root)
     try:
         found = _look(folder) if folder != root else None  # the root was looked at already
         frames = frame_files(folder)
@@ -689,8 +714,10 @@ def _build_locked(
     report = BuildReport(stories=len(stories), entry=index)
     start = time.perf_counter()
     skipped = _read_skipped(out, say) if require_person else {}
-    # the stories built since they failed, and the videos read since they failed, have no error left
+    # the stories built since they failed, and the inputs read since they failed (a video by its stories'
+    # group; one whose every story is too short, and such a folder, as find_stories names them) have no error
     read = {story.group for story in stories if story.error is None and story.group}
+    read |= getattr(stories, "passed", frozenset())
     settle_build_errors(out, say, read=read)
     todo = []
     for story in stories:
@@ -953,6 +980,7 @@ __all__ = [
     "SKIPPED",
     "STOP_AFTER",
     "BuildReport",
+    "Found",
     "Perceived",
     "RawStory",
     "build_dataset",
