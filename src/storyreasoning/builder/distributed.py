@@ -29,7 +29,8 @@ number and its frame paths), then
    endpoint, each story folder written whole (a temporary folder renamed into place), the
    same accounts. The driver also runs one short task first, on a worker like the others,
    that makes the perceiver to describe it for build.json (so the record says what the
-   workers run, faces included when dlib is installed there).
+   workers run, faces included when dlib is installed there); the build runs it before
+   any video is cut, so a ``--device`` the workers' GPUs cannot serve is refused up front.
 
 **Resume.** Story folders, build.json, skipped.jsonl and errors.jsonl are written by the
 driver only, under ``--out`` on the driver's machine. A build stopped in any way (Ctrl-C,
