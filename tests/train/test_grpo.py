@@ -259,6 +259,45 @@ def test_grpo_trains_an_adapter_and_logs_every_reward_component(tiny_qwen, tmp_p
     assert train_grpo(replace(job, reward_workers=0, judge_concurrency=2)).skipped
 
 
+def test_a_grpo_run_knows_its_datasets_by_their_content(tiny_qwen, tmp_path, monkeypatch):
+    """The same command resumes a crashed run from its project copied whole to another folder (the dataset
+    known by its content) and with its dataset typed ``./ds``; a story removed from the dataset where it is
+    is refused before the model loads, in the crashed folder as in a finished one."""
+    import shutil
+
+    def crash(folder: Path) -> None:  # a crash after the first checkpoint: no final/, no checkpoint-2
+        shutil.rmtree(folder / "final")
+        shutil.rmtree(folder / "checkpoints" / "checkpoint-2")
+
+    shutil.copytree(EXAMPLES, tmp_path / "p1" / "ds")
+    monkeypatch.chdir(tmp_path / "p1")
+    job = settings(tiny_qwen, Path("run"), sources=("ds",), reward_workers=0)
+    assert train_grpo(job).steps == 2
+    crash(tmp_path / "p1" / "run")
+    shutil.copytree(tmp_path / "p1", tmp_path / "p2")  # the project copied whole: p1 is still there
+    monkeypatch.chdir(tmp_path / "p2")
+    moved = train_grpo(job)
+    assert moved.resumed_from == "checkpoint-1" and moved.steps == 2
+    recorded = json.loads((tmp_path / "p2" / "run" / "dataset.json").read_text())
+    assert [(r["source"], r["path"]) for r in recorded] == [("ds", str((tmp_path / "p2" / "ds").resolve()))]
+    monkeypatch.chdir(tmp_path / "p1")
+    assert train_grpo(replace(job, sources=("./ds",))).resumed_from == "checkpoint-1"
+    crash(tmp_path / "p2" / "run")
+    for project in ("p1", "p2"):  # finished, crashed
+        shutil.rmtree(tmp_path / project / "ds" / "pioneers")
+        monkeypatch.chdir(tmp_path / project)
+        fit = (tmp_path / project / "run" / "fit.json").read_bytes()
+        said: list[str] = []
+        with pytest.raises(UsageError) as refused:
+            train_grpo(job, say=said.append)
+        assert str(refused.value).startswith(
+            "run holds a training started with other settings (dataset: content stories 3 then, 2 now; "
+            "dataset: content ids_sha256 '"
+        ), project
+        assert not any(line.startswith("GRPO (") for line in said)  # said before the model loaded
+        assert (tmp_path / project / "run" / "fit.json").read_bytes() == fit  # fitted to it after loading
+
+
 def test_stories_too_long_for_the_completion_are_left_out(tiny_qwen, tmp_path):
     with pytest.raises(UsageError, match="no story to prompt with"):
         train_grpo(settings(tiny_qwen, tmp_path / "short", max_length=120, max_completion_length=100))

@@ -379,6 +379,23 @@ def test_an_interrupted_pairs_run_goes_on_from_the_next_story(stories, tmp_path)
     )
 
 
+def test_a_refused_pairs_folder_names_the_first_five_differences(stories, tmp_path):
+    from storyreasoning.train.reward import RewardWeights
+
+    run = load_outputs(texts_of(stories, tmp_path / "texts"))
+    build_pairs(stories, [run], tmp_path / "p", include_reference=True)
+    weights = RewardWeights(boxes=0.5, cross_group=0.5, gate=False, reid_iou=0.5)
+    with pytest.raises(UsageError) as caught:
+        build_pairs(stories, [run], tmp_path / "p", include_reference=True, min_margin=0.2, pairs_per_story=2,
+                    rejected="well-structured", weights=weights)  # fmt: skip
+    assert str(caught.value) == (
+        f"{tmp_path / 'p'} holds pairs made with other settings (--min-margin 0.05 then, 0.2 now; "
+        "--pairs-per-story 1 then, 2 now; --rejected 'any' then, 'well-structured' now; weights.boxes 0 then, "
+        "0.5 now; weights.cross_group 1 then, 0.5 now; and 2 more); run with the same ones to continue it, or "
+        "choose another --out"
+    )
+
+
 def test_a_pairs_folder_names_its_dataset_by_the_path_it_resolved(tmp_path):
     """train pairs records the dataset as typed and as resolved; train dpo and --eval-every take the
     path while it exists (the source as typed was relative to where pairs ran)."""

@@ -9,7 +9,7 @@ import pytest
 
 from storyreasoning.errors import UsageError
 from storyreasoning.train.job import TrainFolder
-from storyreasoning.train.settings import DPOSettings, SFTSettings
+from storyreasoning.train.settings import DPOSettings, GRPOSettings, SFTSettings
 from storyreasoning.train.sft import language_target_pattern
 
 SFT = {"source": "s", "out": Path("o")}
@@ -206,3 +206,79 @@ def test_a_training_moved_with_its_project_resumes(tmp_path, monkeypatch):
     (tmp_path / "p2" / "other").mkdir()  # another model, though the recorded one is gone: refused
     with pytest.raises(UsageError, match=r"other settings \(model '[^']*/p1/m' then, '[^']*/p2/other' now\)"):
         sft_claim(TrainFolder(Path("run")), "c_ref", "other")
+
+
+def grpo_claim(folder: TrainFolder, *sources: str) -> None:
+    """How train grpo claims its folder: checked as it begins, then once its datasets loaded (written)."""
+    from storyreasoning.train.grpo import dataset_records, load_datasets
+
+    settings = GRPOSettings(sources=sources, split=None, out=folder.root)
+    folder.claim(settings, write=False)
+    folder.claim(settings, dataset=dataset_records(settings, load_datasets(settings)))
+
+
+def test_a_grpo_folder_knows_each_dataset_by_its_identity(tmp_path, monkeypatch):
+    """GRPO records each dataset as SFT records its one: ``./c_ref`` is ``c_ref``, a project copied whole
+    elsewhere is the same, other stories where a dataset was are refused naming it; another number of
+    datasets is another setting; a folder of an older version (no dataset.json) resumes as before."""
+    import shutil
+
+    for name in ("c_ref", "more"):
+        shutil.copytree(EXAMPLES, tmp_path / "p1" / name)
+    monkeypatch.chdir(tmp_path / "p1")
+    folder = TrainFolder(Path("run"))
+    grpo_claim(folder, "c_ref", "more")
+    recorded = json.loads(folder.dataset.read_text())
+    assert [(r["source"], r["path"], r["fingerprint"]["stories"]) for r in recorded] == [
+        (name, str((tmp_path / "p1" / name).resolve()), 3) for name in ("c_ref", "more")
+    ]
+    grpo_claim(folder, "./c_ref", "more")
+    older = TrainFolder(Path("older"))
+    grpo_claim(older, "c_ref", "more")
+    older.dataset.unlink()  # as an older version left it: its datasets compared by where they are
+    grpo_claim(older, "c_ref", "more")
+    assert json.loads(older.dataset.read_text()) == recorded  # and recorded from now on
+    shutil.copytree(tmp_path / "p1", tmp_path / "p2")
+    monkeypatch.chdir(tmp_path / "p2")
+    grpo_claim(folder, "c_ref", "more")
+    assert json.loads(folder.dataset.read_text())[1]["path"] == str((tmp_path / "p2" / "more").resolve())
+    shutil.rmtree(tmp_path / "p2" / "more" / "pioneers")
+    with pytest.raises(UsageError) as fewer:
+        grpo_claim(folder, "c_ref", "more")
+    assert str(fewer.value).startswith(
+        "run holds a training started with other settings (dataset more: content stories 3 then, 2 now; "
+        "dataset more: content ids_sha256 '"
+    )
+    with pytest.raises(UsageError, match=r"other settings \(sources \[.* then, \[.* now\)"):
+        grpo_claim(folder, "c_ref")
+    # a hub dataset is compared as given, before anything is fetched
+    hub = TrainFolder(Path("hub"))
+    hub.claim(
+        GRPOSettings(sources=("someone/a",), out=hub.root),
+        dataset=[{"source": "someone/a", "split": "train"}],
+    )
+    with pytest.raises(
+        UsageError, match=r"other settings \(dataset: source 'someone/a' then, 'someone/b' now\)"
+    ):
+        hub.claim(GRPOSettings(sources=("someone/b",), out=hub.root), write=False)
+
+
+def test_a_folders_dataset_changes_leave_its_split_to_the_settings_when_it_is_one(tmp_path):
+    """The helper SFT and train pairs share: the record in dataset.json against the dataset read now."""
+    from storyreasoning.data import load_stories
+    from storyreasoning.data.identity import dataset_record
+    from storyreasoning.train.settings import folder_dataset_changes
+
+    record = dataset_record(load_stories(str(EXAMPLES)))
+    (tmp_path / "dataset.json").write_text(json.dumps(record))
+    other = {**record, "split": "test"}
+    assert folder_dataset_changes(tmp_path / "dataset.json", {}, record) == []
+    assert folder_dataset_changes(tmp_path / "dataset.json", {}, other) == ["split unset then, 'test' now"]
+    assert folder_dataset_changes(tmp_path / "dataset.json", {}, other, split_setting=True) == []
+    assert folder_dataset_changes(tmp_path / "none.json", {}, other) == []  # a folder that names none
+    # an older folder: its settings name the source; the stories it scored must all be in the dataset now
+    held = {"source": str(EXAMPLES), "split": None}
+    found = folder_dataset_changes(
+        tmp_path / "none.json", held, record, recorded=lambda: ["pioneers", "gone"], ids=lambda: ["pioneers"]
+    )
+    assert found == [f"content: 1 stories of the run are not in {EXAMPLES.resolve()} now (first: gone)"]

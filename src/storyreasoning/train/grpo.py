@@ -31,7 +31,11 @@ the training process, taking ``--vllm-gpu-memory`` of the GPU) or ``--vllm-mode 
 TRL sends it the new weights after each step).
 
 The output folder is SFT's and DPO's: ``settings.json`` (a resume with other settings is
-refused), ``fit.json``, ``log.jsonl``, ``checkpoints/`` (resumed after a crash),
+refused), ``dataset.json`` (a list: each dataset's
+:func:`~storyreasoning.data.identity.dataset_record`, in the order given; a resume from other
+datasets is refused before the model loads, a finished folder's too, while ``./ds`` and ``ds``
+are one and a project moved whole is the same; a folder of an older version, without it, compares
+its datasets by where they are), ``fit.json``, ``log.jsonl``, ``checkpoints/`` (resumed after a crash),
 ``final/`` (adapter or model, processor, ``storyreasoning.json``). A LoRA adapter as the
 starting model must be merged first (``train merge``), as for DPO.
 """
@@ -66,23 +70,44 @@ def prompt_tokens(budget, prompt: list[dict], sizes) -> int:
 
 
 def load_datasets(settings: GRPOSettings) -> dict[str, object]:
-    """Each dataset's stories (its split, limited): read before the model loads, so a wrong path fails at once."""
-    from ..data.sources import limited, load_stories
+    """Each dataset's stories (its split, whole: :func:`prompt_rows` takes ``--limit`` of them): read before
+    the model loads, so a wrong path fails at once."""
+    from ..data.sources import load_stories
 
-    return {
-        source: limited(load_stories(source, settings.split), settings.limit) for source in settings.sources
-    }
+    return {source: load_stories(source, settings.split) for source in settings.sources}
+
+
+def dataset_records(settings: GRPOSettings, datasets: dict[str, object] | None = None) -> list[dict]:
+    """What the folder records of each dataset, in the order given
+    (:func:`~storyreasoning.data.identity.dataset_record` of its split, whole), from ``datasets``
+    (:func:`load_datasets`); without them, a local dataset's ids and shard sizes are read (never an
+    image) and a hub id is taken as given (nothing fetched: its record says no more)."""
+    from ..data.identity import dataset_record
+    from ..data.sources import load_stories, local_dataset
+
+    if datasets is not None:
+        return [dataset_record(datasets[source]) for source in settings.sources]
+    return [
+        dataset_record(load_stories(source, settings.split))
+        if local_dataset(source) is not None
+        else {"source": source, "split": settings.split}
+        for source in settings.sources
+    ]
 
 
 def prompt_rows(
     settings: GRPOSettings, budget, progress, datasets: dict[str, object] | None = None
 ) -> tuple[dict[str, list[dict]], dict]:
-    """The prompt rows of each dataset (``story_id``, ``prompt``, ``sample``) and the fit report."""
+    """The prompt rows of each dataset (``story_id``, ``prompt``, ``sample``; its first ``--limit`` stories)
+    and the fit report."""
+    from ..data.sources import limited
+
     datasets = load_datasets(settings) if datasets is None else datasets
     fit: dict = {"stories": 0, "kept": 0, "too_long": [], "max_prompt_tokens": 0, "max_length": settings.max_length,
                  "max_completion_length": settings.max_completion_length, "datasets": {}}  # fmt: skip
     by_dataset: dict[str, list[dict]] = {}
-    for source, stories in datasets.items():
+    for source, whole in datasets.items():
+        stories = limited(whole, settings.limit)
         rows = by_dataset.setdefault(source, [])
         with progress(len(stories), f"reading the stories of {source}") as advance:
             for sample in stories:
@@ -195,6 +220,8 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     check_group(settings)
     vllm = _vllm(settings)
     datasets = load_datasets(settings)
+    records = dataset_records(settings, datasets)
+    folder.claim(settings, write=False, dataset=records)  # other datasets: said before the model loads
     judge_client = judge_of(settings) if settings.judge_endpoint else None
     torch, transformers, processor, net, device, dtype = _start_model(settings)
     budget = job.token_budget(processor, settings)
@@ -213,7 +240,7 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     )
     main = job.report_fit(folder, fit, say, notices, kept=len(rows), nothing=nothing)
     check_group(settings, prompts=len(rows))
-    folder.claim(settings)
+    folder.claim(settings, dataset=records)
     train_set = prompt_dataset(rows, folder.root / "cache")
     net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept (as DPO)
     pool = RewardPool(
@@ -286,7 +313,7 @@ def train_grpo(
     settings: GRPOSettings, *, progress: Callable | None = None, say: Callable = job.quiet
 ) -> TrainResult:
     """Run (or resume) the GRPO job ``settings`` describes; see the module docstring."""
-    folder, done, progress = job.begin(settings, progress, say)
+    folder, done, progress = job.begin(settings, progress, say, dataset=lambda: dataset_records(settings))
     if done is not None:
         return done
     built = build_trainer(settings, folder, progress, say)
@@ -303,6 +330,6 @@ def train_grpo(
 
 
 __all__ = [
-    "GRPOJob", "build_trainer", "check_group", "judge_of", "load_datasets", "prompt_dataset", "prompt_rows",
+    "GRPOJob", "build_trainer", "check_group", "dataset_records", "judge_of", "load_datasets", "prompt_dataset", "prompt_rows",
     "prompt_tokens", "train_grpo",
 ]  # fmt: skip

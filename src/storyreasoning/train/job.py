@@ -2,7 +2,7 @@
 
 A training folder (``--out``) holds ``settings.json`` (compared on every restart: a
 folder never mixes two trainings; a local model by where it is), ``dataset.json`` (SFT: the
-dataset it reads, :func:`~storyreasoning.data.identity.dataset_record`), ``fit.json``, ``log.jsonl`` (one line per logging
+dataset it reads, :func:`~storyreasoning.data.identity.dataset_record`; GRPO: their list, one a dataset), ``fit.json``, ``log.jsonl`` (one line per logging
 step, then an end record: :mod:`.runlog`), ``checkpoints/`` (resumed from the newest whole one after a
 crash or Ctrl-C: :mod:`.checkpoints`) and ``final/``
 (written atomically at the end: the model or adapter, the processor and
@@ -22,7 +22,7 @@ from ..files import write_json_atomic
 from ..settings import place_fields, same_place, settings_fields, then_now
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
-from .settings import DATASET, recorded_dataset
+from .settings import DATASET, folder_dataset_changes, recorded_dataset, shown_changes
 
 #: Settings that may change between a run and its resumption.
 OPERATIONAL = frozenset(
@@ -32,9 +32,6 @@ OPERATIONAL = frozenset(
         "eval_every", "eval_stories", "eval_dataset", "eval_max_new_tokens",
     }
 )  # fmt: skip
-
-#: The most differences a refusal to resume names (then "and N more").
-SHOWN_CHANGES = 5
 
 
 @dataclass
@@ -98,7 +95,7 @@ class TrainFolder:
     def dataset(self) -> Path:
         return self.root / DATASET
 
-    def claim(self, settings, *, write: bool = True, dataset: dict | None = None) -> None:
+    def claim(self, settings, *, write: bool = True, dataset: dict | list[dict] | None = None) -> None:
         """Check that an existing folder was started with the same settings; else write them (``write``).
 
         Jobs check first and write only once their inputs loaded, so a typo in a path
@@ -109,7 +106,9 @@ class TrainFolder:
         with the folder's ``dataset.json``: ``dataset`` is what it reads
         (:func:`~storyreasoning.data.identity.dataset_record`), written there beside
         ``settings.json``; before the stories load (None) only what the resolved path
-        settles is checked.
+        settles is checked. A job with several ``sources`` (GRPO) records one such record
+        per dataset, in their order (``dataset`` is their list); a folder of an older
+        version, with none recorded, compares its ``sources`` by where they are.
         """
         wanted = settings.to_dict()
         if self.settings.is_file():
@@ -128,6 +127,11 @@ class TrainFolder:
             places = place_fields(type(settings))
             if "source" in wanted:  # the dataset, by its identity (its split stays a setting)
                 operational |= {"source"}
+            records = _records(self.dataset) if "sources" in wanted else None
+            if records is not None and len(records) != len(wanted["sources"]):
+                records = None  # another number of datasets: named as a setting
+            if records is not None:  # each dataset by its identity, as SFT's
+                operational |= {"sources"}
             changed = [
                 then_now(k, held.get(k), wanted.get(k))
                 for k in sorted(
@@ -137,12 +141,12 @@ class TrainFolder:
             ]
             if "source" in wanted:
                 changed = self._dataset_changes(held, settings, dataset) + changed
+            if records is not None:
+                changed = _sources_changes(records, settings.sources, dataset) + changed
             if changed:
-                more = f"; and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
                 raise UsageError(
-                    f"{self.root} holds a training started with other settings "
-                    f"({'; '.join(changed[:SHOWN_CHANGES])}{more}); resume it with the same options or choose "
-                    "another --out"
+                    f"{self.root} holds a training started with other settings ({shown_changes(changed)}); "
+                    "resume it with the same options or choose another --out"
                 )
             if write and dataset is not None:
                 write_json(self.dataset, dataset)  # an older folder's, or a moved dataset's new path
@@ -157,22 +161,48 @@ class TrainFolder:
     def _dataset_changes(self, held: dict, settings, dataset: dict | None) -> list[str]:
         """``dataset: ...`` phrases for each way the dataset ``settings`` read differs from the folder's
         (the split apart: a setting of its own)."""
-        old = recorded_dataset(self.dataset, held)
-        if old is None:
-            return []
         if dataset is None:  # not loaded yet
-            if "path" in old:
+            old = recorded_dataset(self.dataset, held)
+            if old is None or "path" in old:
                 return []  # the same path, or the dataset moved: its content decides once it is loaded
-            from ..data.sources import local_dataset
+            dataset = _unloaded(settings.source)
+        changes = folder_dataset_changes(self.dataset, held, dataset, split_setting=True)
+        return [f"dataset: {phrase}" for phrase in changes]
 
-            dataset = {"source": settings.source}  # an older record (its source read from here), or a hub id
-            path = local_dataset(settings.source)
-            if path is not None:
-                dataset["path"] = str(path)
-        from ..data.identity import dataset_changes
 
-        old = {**old, "split": dataset.get("split")}
-        return [f"dataset: {phrase}" for phrase in dataset_changes(old, dataset)]
+def _records(path: Path) -> list[dict] | None:
+    """The datasets a folder of a job with several ``sources`` recorded (GRPO's ``dataset.json``), or None."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return found if isinstance(found, list) and all(isinstance(r, dict) for r in found) else None
+
+
+def _sources_changes(records: list[dict], sources, datasets: list[dict] | None) -> list[str]:
+    """``dataset: ...`` phrases (``dataset SOURCE: ...`` among several) for each way the datasets read now
+    (``datasets``, None before they load) differ from those the folder recorded (the split apart)."""
+    from ..data.identity import dataset_changes
+
+    changed = []
+    for old, source, new in zip(records, sources, datasets or [None] * len(records), strict=True):
+        if new is None:  # not loaded yet: as for one dataset
+            if "path" in old:
+                continue
+            new = _unloaded(source)
+        name = "dataset" if len(records) == 1 else f"dataset {source}"
+        old = {**old, "split": new.get("split")}  # a setting of its own
+        changed += [f"{name}: {phrase}" for phrase in dataset_changes(old, new)]
+    return changed
+
+
+def _unloaded(source: str) -> dict:
+    """What a dataset's record can say before its stories load: the source, and the path it resolves to
+    here (an older record's source is read from here; a hub id as given)."""
+    from ..data.sources import local_dataset
+
+    path = local_dataset(source)
+    return {"source": source, **({"path": str(path)} if path is not None else {})}
 
 
 def _same(key: str, held: dict, wanted: dict, places: frozenset[str]) -> bool:
@@ -687,7 +717,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict | list) -> None:
     """A training folder's JSON files (``settings.json``, ``fit.json``, ``final/storyreasoning.json``),
     atomically: indented, ASCII, anything JSON has no type for written as its ``str``."""
     write_json_atomic(path, data, ensure_ascii=True, default=str)

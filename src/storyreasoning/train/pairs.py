@@ -405,8 +405,7 @@ def _add(report: PairReport, entry: dict) -> None:
 def _claim(out: Path, settings: dict, operational: set[str], dataset: dict, ids: list[str]) -> None:
     """Write ``settings.json`` and ``dataset.json`` (what ``dataset`` records of the stories) first; in a
     folder that holds scored stories, refuse other settings or another dataset (``ids``: its stories')."""
-    from ..data.identity import dataset_changes
-    from .settings import DATASET, recorded_dataset
+    from .settings import DATASET, folder_dataset_changes, shown_changes
 
     path = out / SETTINGS
     wanted = json.loads(json.dumps(settings, default=str))  # as the file holds them
@@ -426,24 +425,18 @@ def _claim(out: Path, settings: dict, operational: set[str], dataset: dict, ids:
         changed = [
             then_now(*change) for change in _differences(held, wanted, operational | {"source", "dataset"})
         ]
-        old = recorded_dataset(out / DATASET, held)
-        if old is not None:
-            if "split" in wanted:  # a setting of its own, named above
-                old = {**old, "split": dataset.get("split")}
 
-            def scored() -> list[str]:
-                return [
-                    entry["story_id"] for entry in map(_entry, _lines(out / STORIES)) if entry is not None
-                ]
+        def scored() -> list[str]:
+            return [entry["story_id"] for entry in map(_entry, _lines(out / STORIES)) if entry is not None]
 
-            changed[:0] = [
-                f"dataset {phrase}"
-                for phrase in dataset_changes(old, dataset, recorded=scored, ids=lambda: ids)
-            ]
+        found = folder_dataset_changes(  # the split, when a setting, is named with the others
+            out / DATASET, held, dataset, split_setting="split" in wanted, recorded=scored, ids=lambda: ids
+        )
+        changed[:0] = [f"dataset {phrase}" for phrase in found]
         if changed:
             raise UsageError(
-                f"{out} holds pairs made with other settings ({'; '.join(changed)}); run with the same ones to "
-                "continue it, or choose another --out"
+                f"{out} holds pairs made with other settings ({shown_changes(changed)}); run with the same ones "
+                "to continue it, or choose another --out"
             )
     # written again as this run names them (an older folder's relative paths, a moved dataset's new path)
     for name, data in ((DATASET, dataset), (SETTINGS, wanted)):

@@ -10,6 +10,7 @@ command-line option, a key of a ``--config`` recipe file and a key of the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,35 @@ def recorded_dataset(path: Path, held: dict) -> dict | None:
     if not isinstance(found, dict):
         found = {"source": held.get("source"), "split": held.get("split")}
     return found if found.get("source") or found.get("path") else None
+
+
+def folder_dataset_changes(
+    path: Path, held: dict, dataset: dict, *, split_setting: bool = False,
+    recorded: Callable[[], Iterable[str]] = tuple, ids: Callable[[], Iterable[str]] = tuple,
+) -> list[str]:  # fmt: skip
+    """How the dataset a job reads (``dataset``: its :func:`~storyreasoning.data.identity.dataset_record`)
+    differs from the one its folder recorded (:func:`recorded_dataset` of ``path`` and the settings
+    ``held``), as :func:`~storyreasoning.data.identity.dataset_changes` phrases; none when the folder
+    names none. ``split_setting``: the split is a setting of the job, compared (and named) with the
+    others, not here. ``recorded`` and ``ids`` as for ``dataset_changes`` (an older folder's stories)."""
+    from ..data.identity import dataset_changes
+
+    old = recorded_dataset(path, held)
+    if old is None:
+        return []
+    if split_setting:
+        old = {**old, "split": dataset.get("split")}
+    return dataset_changes(old, dataset, recorded=recorded, ids=ids)
+
+
+#: The most differences a refusal to resume names (then "and N more").
+SHOWN_CHANGES = 5
+
+
+def shown_changes(changes: list[str]) -> str:
+    """The differences a refusal to resume names: the first :data:`SHOWN_CHANGES`, then ``and N more``."""
+    more = len(changes) - SHOWN_CHANGES
+    return "; ".join(changes[:SHOWN_CHANGES]) + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -649,6 +679,7 @@ __all__ = [
     "DPO_LOSS_TYPES",
     "LORA_TARGETS",
     "MODES",
+    "SHOWN_CHANGES",
     "DPOSettings",
     "GRPOSettings",
     "Mode",
@@ -657,6 +688,8 @@ __all__ = [
     "SFTSettings",
     "TrainingOptions",
     "check_settings",
+    "folder_dataset_changes",
     "mix_weights",
     "recorded_dataset",
+    "shown_changes",
 ]
