@@ -50,7 +50,7 @@ from ..errors import StoryReasoningError, UsageError
 from . import job
 from .dpo import _start_model, conditioned_prompt, mix
 from .job import TrainResult
-from .settings import GRPOSettings
+from .settings import GRPOSettings, dataset_now
 
 # -- prompts --------------------------------------------------------------------------------------------
 
@@ -83,16 +83,10 @@ def dataset_records(settings: GRPOSettings, datasets: dict[str, object] | None =
     (:func:`load_datasets`); without them, a local dataset's ids and shard sizes are read (never an
     image) and a hub id is taken as given (nothing fetched: its record says no more)."""
     from ..data.identity import dataset_record
-    from ..data.sources import load_stories, local_dataset
 
     if datasets is not None:
         return [dataset_record(datasets[source]) for source in settings.sources]
-    return [
-        dataset_record(load_stories(source, settings.split))
-        if local_dataset(source) is not None
-        else {"source": source, "split": settings.split}
-        for source in settings.sources
-    ]
+    return [dataset_now(source, settings.split) for source in settings.sources]
 
 
 def prompt_rows(

@@ -80,6 +80,18 @@ def folder_dataset_changes(
     return dataset_changes(old, dataset, recorded=recorded, ids=ids)
 
 
+def dataset_now(source: str, split: str | None) -> dict:
+    """What a training folder records of a dataset (:func:`~storyreasoning.data.identity.dataset_record`)
+    without training on it, for a finished folder's check: a local dataset's ids and shard sizes are
+    read (never an image), a hub id is taken as given (nothing fetched: its record says no more)."""
+    from ..data.identity import dataset_record
+    from ..data.sources import load_stories, local_dataset
+
+    if local_dataset(source) is None:
+        return {"source": source, "split": split}
+    return dataset_record(load_stories(source, split))
+
+
 #: The most differences a refusal to resume names (then "and N more").
 SHOWN_CHANGES = 5
 
@@ -688,6 +700,7 @@ __all__ = [
     "SFTSettings",
     "TrainingOptions",
     "check_settings",
+    "dataset_now",
     "folder_dataset_changes",
     "mix_weights",
     "recorded_dataset",

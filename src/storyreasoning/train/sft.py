@@ -46,7 +46,7 @@ from ..errors import UsageError
 from . import job
 from .job import TrainFolder, TrainResult
 from .loss import answer_loss_trainer
-from .settings import SFTSettings
+from .settings import SFTSettings, dataset_now
 
 # -- model preparation ----------------------------------------------------------------------
 
@@ -173,18 +173,6 @@ def load_splits(settings: SFTSettings) -> tuple[dict[str | None, object], dict]:
     return out, record
 
 
-def _dataset_now(settings: SFTSettings) -> dict:
-    """What the folder records of the training split, as :func:`load_splits` gives it, for a finished folder:
-    a local dataset's ids and shard sizes are read (never an image), a hub id is taken as given (nothing
-    fetched: :func:`~storyreasoning.data.identity.dataset_record` records no more of it)."""
-    from ..data.identity import dataset_record
-    from ..data.sources import load_stories, local_dataset
-
-    if local_dataset(settings.source) is None:
-        return {"source": settings.source, "split": settings.split}
-    return dataset_record(load_stories(settings.source, settings.split))
-
-
 def _stories(settings: SFTSettings, split: str | None, budget, progress, loaded: dict[str | None, object]):
     from ..data.budget import fit_stories
 
@@ -216,7 +204,9 @@ def train_sft(
     settings: SFTSettings, *, progress: Callable | None = None, say: Callable = job.quiet
 ) -> TrainResult:
     """Run (or resume) the fine-tuning job ``settings`` describes; see the module docstring."""
-    folder, done, progress = job.begin(settings, progress, say, dataset=lambda: _dataset_now(settings))
+    folder, done, progress = job.begin(
+        settings, progress, say, dataset=lambda: dataset_now(settings.source, settings.split)
+    )
     if done is not None:
         return done
 
