@@ -367,3 +367,34 @@ def test_the_chat_writer_holds_its_conversation_with_a_real_server(raw, tmp_path
         error["kind"] == "StoryReasoningError"
         and "the analysis still fails after 2 attempts" in error["error"]
     )
+
+
+# -- story names that are one folder on a Mac ---------------------------------------------------------------
+
+
+def test_stories_that_are_one_folder_on_a_mac_are_refused_before_anything_is_built(raw, tmp_path):
+    """Frames folders ``Film`` and ``film`` built two folders here, one on a Mac or Windows (the second
+    replacing the first); and a build into an --out holding ``Film`` built ``film`` beside it."""
+    two = tmp_path / "two"
+    for story in ("Film", "film"):
+        shutil.copytree(raw / "pioneers", two / story)
+    out = tmp_path / "built"
+    line = one_error_line(cli("build", str(two), "--out", str(out), "--no-require-person"))
+    assert line == (
+        f"error: cannot build into {out}: the stories 'Film' and 'film' would be one folder on file systems "
+        "that ignore case or Unicode form, as macOS's and Windows' do by default; give the stories ids that "
+        "differ otherwise"
+    )
+    assert not out.exists()
+    first = cli("build", str(two / "Film"), "--out", str(out), "--no-require-person")
+    assert first.returncode == 0, first.stderr
+    before = sorted(p.name for p in out.iterdir())
+    line = one_error_line(cli("build", str(two / "film"), "--out", str(out), "--no-require-person"))
+    assert line == (
+        f"error: {out} holds the story folder Film: the stories 'Film' and 'film' would be one folder on file "
+        "systems that ignore case or Unicode form, as macOS's and Windows' do by default; give the stories "
+        "ids that differ otherwise, or build into another --out"
+    )
+    assert sorted(p.name for p in out.iterdir()) == before and "film" not in before
+    again = cli("build", str(two / "Film"), "--out", str(out), "--no-require-person")  # its own folder
+    assert again.returncode == 0, again.stderr

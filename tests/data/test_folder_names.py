@@ -11,10 +11,16 @@ from pathlib import Path
 import pytest
 
 from storyreasoning.data import StorySample, load_stories, write_folders
-from storyreasoning.data.folder import folder_name, frame_files, story_folder, write_story_folder
+from storyreasoning.data.folder import (
+    folder_name,
+    folding_clash,
+    frame_files,
+    story_folder,
+    write_story_folder,
+)
 from storyreasoning.errors import UsageError
 
-from ..conftest import run_cli
+from ..conftest import one_error_line, run_cli
 from .fixtures import fixture_samples
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "stories"
@@ -142,3 +148,56 @@ def test_a_folder_output_of_the_version_before_keeps_its_story_under_its_old_nam
         "café",
         "plain",
     ]
+
+
+# -- names one folder where the file system ignores case or Unicode form (macOS, Windows) ------------------
+
+
+def test_names_that_fold_to_one_are_found_in_one_pass():
+    nfd = "cafe\u0301"
+    assert folding_clash(["Film", "x", "film"]) == ("Film", "film")
+    assert folding_clash(["café", nfd]) == ("café", nfd)
+    assert folding_clash(["a", "b"], ["B", "c", "a"]) == ("B", "b")  # one already there, then the new one
+    assert folding_clash(["Film", "b"], ["Film", "a"]) is None  # its own folder; another story's
+    assert folder_name("Casablanca-001") == "Casablanca-001"  # an ordinary name keeps its case
+
+
+def test_ids_that_are_one_folder_on_a_mac_are_refused_before_anything_is_written(tmp_path):
+    """``Film`` and ``film`` were two folders here and one on a Mac or Windows: the second replaced the first."""
+    base = fixture_samples(1)[0]
+    source = tmp_path / "source"
+    for folder, story_id in (("one", "Film"), ("two", "film")):
+        write_story_folder(renamed(base, folder), source)
+        (source / folder / "meta.json").write_text(json.dumps({"story_id": story_id}), encoding="utf-8")
+    out = tmp_path / "out"
+    line = one_error_line(run_cli("data", "convert", str(source), str(out), "--to", "folder"))
+    assert line == (
+        f"error: cannot write {out}: the stories 'Film' and 'film' would be one folder on file systems that "
+        "ignore case or Unicode form, as macOS's and Windows' do by default; give the stories ids that "
+        "differ otherwise"
+    )
+    assert not out.exists()
+    # NFC and NFD café: one folder on a Mac; shown escaped, else the two would look alike
+    with pytest.raises(UsageError, match=r"the stories 'caf\\xe9' and 'cafe\\u0301' would be one folder"):
+        write_folders([renamed(base, "café"), renamed(base, "cafe\u0301")], out)
+    assert not out.exists()
+
+
+def test_a_story_that_is_one_folder_with_another_already_written_is_refused(tmp_path):
+    from storyreasoning.data import SampleList
+
+    first, second = fixture_samples(2)
+    out = tmp_path / "out"
+    write_folders(SampleList([renamed(first, "Film")]), out)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(UsageError) as refused:
+        write_folders(SampleList([renamed(second, "film")]), out)
+    assert str(refused.value) == (
+        f"{out} holds the story folder Film: the stories 'Film' and 'film' would be one folder on file "
+        "systems that ignore case or Unicode form, as macOS's and Windows' do by default; give the stories "
+        "ids that differ otherwise, or pass --overwrite to replace the story folders"
+    )
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert load_stories(str(out)).ids() == ["Film"]
+    write_folders(SampleList([renamed(second, "film")]), out, overwrite=True)  # the old story goes first
+    assert load_stories(str(out)).ids() == ["film"]

@@ -31,7 +31,9 @@ from ..data.folder import (
     META_FILE,
     STORY_FILE,
     folder_name,
+    folding_clash,
     frame_files,
+    one_folder,
     story_folder,
     unnumbered_images,
 )
@@ -657,12 +659,37 @@ def build_dataset(
                 f"the stories {names[name]} and {story.story_id} would share the folder {out / name}"
             )
         names[name] = story.story_id
+    # refused on every file system, not only where it folds: a dataset built here is read on a Mac
+    clash = folding_clash(names)
+    if clash:
+        raise UsageError(f"cannot build into {out}: {one_folder(names[clash[0]], names[clash[1]])}")
     with lock_folder(out, refuse=UsageError):  # the one build writing to ``out``, for its whole life
+        _check_folding(out, names)
         return _build_locked(
             stories, out, perceiver=perceiver, writer=writer, keep_invalid=keep_invalid,
             require_person=require_person, concurrency=concurrency, allow_mixed=allow_mixed,
             settings=settings, progress=progress, say=say,
         )  # fmt: skip
+
+
+def _check_folding(out: Path, names: dict[str, str]) -> None:
+    """Refuse a story (``names``: folder name -> story id) whose folder would be one, where the file
+    system ignores case or Unicode form, with the folder of another story already in ``out``."""
+    from ..data.folder import is_story_folder
+    from ..data.sources import FolderStories
+
+    try:
+        there = [
+            p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and is_story_folder(p)
+        ]
+    except OSError:
+        return  # not there yet, or unreadable: the build says so where it reads it
+    clash = folding_clash(names, there)
+    if clash:
+        theirs, ours = FolderStories([out / clash[0]], str(out)).ids()[0], names[clash[1]]
+        if theirs != ours:  # (a folder this story was built to, under another form of its name, is its own)
+            said = one_folder(theirs, ours, fix=", or build into another --out")
+            raise UsageError(f"{out} holds the story folder {clash[0]}: {said}")
 
 
 def _build_locked(

@@ -24,6 +24,7 @@ import itertools
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import UsageError, file_error
@@ -172,7 +173,8 @@ def folder_name(story_id: str) -> str:
     A name over :data:`_MAX_BYTES` bytes in UTF-8 (:data:`_MAX_BYTES_UNICODE` when not all
     ASCII) is cut on a character boundary and ends in ``-`` and 8 hex digits of the story id's
     hash, so that long ids that begin alike keep distinct folders. Two ids that still give one
-    name are refused by the writers, naming both.
+    name are refused by the writers, naming both, and so are two whose names differ only in case or
+    Unicode form (:func:`folding_clash`: one folder on a Mac); the case is kept (``Casablanca-001``).
     """
     runs = itertools.groupby(story_id, lambda c: c in _KEPT or unicodedata.category(c)[0] in "LMN")
     name = "".join("".join(run) if kept else "_" for kept, run in runs).strip("._") or "story"
@@ -183,6 +185,42 @@ def folder_name(story_id: str) -> str:
     digest = hashlib.sha256(story_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     head = encoded[: limit - len(digest) - 1].decode("utf-8", "ignore")  # a character cut in two: dropped
     return f"{head}-{digest}"
+
+
+def folded(name: str) -> str:
+    """``name`` as a file system that ignores case and Unicode form compares it (macOS's by default;
+    Windows' ignores case): ``Film`` and ``film``, NFC and NFD ``café``, give one ``folded`` name."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def folding_clash(names: Iterable[str], there: Iterable[str] = ()) -> tuple[str, str] | None:
+    """The first two folder names that are one folder where the file system ignores case or Unicode
+    form, or None: two of ``names`` (equal ones too), else one of ``there`` (folders already
+    written) and another of ``names``, in that order. Linear: one dict of folded names."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = folded(name)
+        if key in seen:
+            return seen[key], name
+        seen[key] = name
+    for old in there:
+        name = seen.get(folded(old))
+        if name is not None and name != old:
+            return old, name
+    return None
+
+
+def one_folder(first: str, second: str, *, fix: str = "") -> str:
+    """Why the stories ``first`` and ``second`` (ids whose folder names :func:`folding_clash` found)
+    are refused, and what to do (``fix``: another way out), for a one-line error. Ids that differ
+    in Unicode form alone are shown escaped (``'caf\\xe9'``, ``'cafe\\u0301'``), else they would look alike."""
+    alike = unicodedata.normalize("NFC", first) == unicodedata.normalize("NFC", second)
+    shown = ascii if alike else repr
+    return (
+        f"the stories {shown(first)} and {shown(second)} would be one folder on file systems that ignore "
+        "case or Unicode form, as macOS's and Windows' do by default; give the stories ids that differ "
+        f"otherwise{fix}"
+    )
 
 
 def story_folder(root: Path, story_id: str) -> Path:

@@ -29,7 +29,15 @@ from typing import Any
 
 from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers
-from .folder import folder_name, is_story_folder, read_story_folder, story_folder, write_story_folder
+from .folder import (
+    folder_name,
+    folding_clash,
+    is_story_folder,
+    one_folder,
+    read_story_folder,
+    story_folder,
+    write_story_folder,
+)
 from .identity import dataset_record
 from .resume import (
     CONTENT_KEY,
@@ -427,16 +435,29 @@ def _write_folders(
             f"two stories map to the folder {out / twice}; story ids must stay distinct after "
             "replacing characters other than letters, digits, '.', '_' and '-'"
         )
+    # refused on every file system, not only where it folds: a dataset made here is read on a Mac
+    clash = folding_clash(names)
+    if clash:
+        first, second = (ids[names.index(name)] for name in clash)
+        raise UsageError(f"cannot write {out}: {one_folder(first, second)}")
     made_from = _made_from(ids, command, dataset, options)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
-        # the same work from the same files, unchanged: a story folder holding its id holds its story
-        trusted = state == "same" and same_source_files(out, "stories", source_stat)
         existing = {
             p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and is_story_folder(p)
         }
         others = sorted(existing - set(names))
+        # a folder of another story that is one with a story's here on a Mac (overwrite: it goes first)
+        clash = None if overwrite else folding_clash(names, others)
+        theirs, ours = (_story_id(out / clash[0]), ids[names.index(clash[1])]) if clash else (None, None)
+        if theirs != ours:
+            raise UsageError(
+                f"{out} holds the story folder {clash[0]}: "
+                + one_folder(theirs, ours, fix=", or pass --overwrite to replace the story folders")
+            )
+        state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
+        # the same work from the same files, unchanged: a story folder holding its id holds its story
+        trusted = state == "same" and same_source_files(out, "stories", source_stat)
         if others and not overwrite:
             shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
             raise UsageError(
@@ -481,6 +502,11 @@ def _write_folders(
     if kept and found:
         kept(found)
     return done
+
+
+def _story_id(folder: Path) -> str:
+    """The id of the story in the story folder ``folder`` (its ``meta.json``, else its name)."""
+    return FolderStories([folder], str(folder)).ids()[0]
 
 
 def _holds_id(folder: Path, story_id: str) -> bool:
