@@ -127,3 +127,12 @@ def test_a_hub_id_is_left_for_the_page_to_open():
     check_source("daniel3303/StoryReasoning")  # not a local path: opened when first browsed
     with pytest.raises(Exception, match="no such file or folder"):
         check_source("./daniel3303/StoryReasoning")
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1e-9"])
+def test_an_upload_limit_below_1_kib_names_the_option(value):
+    result = _studio("--max-upload-mb", value)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: --max-upload-mb must be at least 0.001 (1 KiB), got {float(value):g}"
+    ]

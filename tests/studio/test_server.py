@@ -673,6 +673,18 @@ def test_a_stream_that_breaks_ends_in_an_error_event_with_the_partial_text():
     assert [e["event"] for e in got[:2]] == ["chunk", "think_opened"]
 
 
+def test_a_servers_multi_line_error_is_one_line_in_the_error_event():
+    body = {"error": {"message": "CUDA out of memory.\nTried to allocate 2 GiB\n\ton GPU 0"}}
+    with FakeServer("status", status=500, error_body=body) as fake:
+        with running_studio(StudioConfig(teller=TellerOptions(endpoint=fake.url))) as server:
+            ids = upload_ids(server.url, LIGHTHOUSE_FRAMES[:1])
+            got = events(server.url, tell(server.url, ids))
+    assert [e["event"] for e in got] == ["error"]
+    message = got[0]["message"]
+    assert "\n" not in message and "\t" not in message
+    assert "CUDA out of memory. Tried to allocate 2 GiB on GPU 0" in message
+
+
 def test_a_refused_key_is_an_error_event_that_does_not_show_the_key():
     with FakeServer(api_key="the-right-key") as fake:
         options = TellerOptions(endpoint=fake.url, served_model="fake/storyteller", api_key=SECRET)

@@ -16,8 +16,8 @@ def studio(settings: StudioSettings) -> int:
 
     max_upload_mb, port, host = settings.max_upload_mb, settings.port, settings.host
     err = Console(stderr=True, highlight=False)
-    if max_upload_mb <= 0:
-        raise UsageError(f"--max-upload-mb must be more than 0, got {max_upload_mb:g}")
+    if not max_upload_mb * MIB >= 1024:  # StudioConfig's least per-image limit, 1 KiB
+        raise UsageError(f"--max-upload-mb must be at least 0.001 (1 KiB), got {max_upload_mb:g}")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     options = settings.teller_options()

@@ -49,6 +49,12 @@ FINAL = frozenset({"done", "error", "cancelled"})
 MAX_KEPT = 200  # finished jobs remembered at most (their events are in memory)
 
 
+def one_line(message: str) -> str:
+    """``message`` as the one line an ``error`` event promises: each run of whitespace (a server's
+    multi-line error text included) made one space."""
+    return " ".join(message.split())
+
+
 class Job:
     """One story being told: its events so far, whether it is finished, and its cancel flag."""
 
@@ -389,8 +395,10 @@ class JobManager:
                 job.finish(
                     {
                         "event": "error",
-                        "message": f"the studio failed while telling the story ({type(exc).__name__}: {exc}); "
-                        "see the studio's log",
+                        "message": one_line(
+                            f"the studio failed while telling the story ({type(exc).__name__}: {exc}); "
+                            "see the studio's log"
+                        ),
                         "partial": job.partial,
                     }
                 )
@@ -422,7 +430,7 @@ class JobManager:
         # TellError (server down, stream broken, its teller closed by a cancel), an unreadable image
         except StoryReasoningError as exc:
             partial = parser.text or (exc.partial if isinstance(exc, TellError) else "")
-            job.finish({"event": "error", "message": str(exc), "partial": partial})
+            job.finish({"event": "error", "message": one_line(str(exc)), "partial": partial})
             return
         finally:
             if stream is not None and hasattr(stream, "close"):
