@@ -136,3 +136,28 @@ def test_version_and_help():
     assert result.returncode == 0 and "check" in result.stdout
     result = run("check", "--help")
     assert "--json" in result.stdout and "--images" in result.stdout
+
+
+def test_check_reads_the_output_a_page_of_ours_shows(tmp_path):
+    """The page ``tell`` writes beside an output, and the studio's export, hold the output whole: ``check``
+    of the page is ``check`` of the output (the page's markup read as a chain-of-thought gave findings
+    about the page); another HTML page is refused in one line."""
+    from storyreasoning.format import parse_output
+    from storyreasoning.tell.html import render_html
+
+    for source in (EXAMPLE, MALFORMED):
+        text = source.read_text(encoding="utf-8")
+        page = tmp_path / f"{source.stem}.html"
+        page.write_text(render_html(parse_output(text), title="a story </pre> & <b>"), encoding="utf-8")
+        of_text = run("check", str(source), "--json")
+        of_page = run("check", str(page), "--json")
+        assert of_page.returncode == of_text.returncode, of_page.stderr
+        assert json.loads(of_page.stdout) == json.loads(of_text.stdout)
+    other = tmp_path / "other.html"
+    other.write_text("<!DOCTYPE html>\n<html><body><p>| a | b |</p></body></html>", encoding="utf-8")
+    result = run("check", str(other))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {other} is an HTML page that does not hold one model output; check the output's text "
+        "file instead"
+    )

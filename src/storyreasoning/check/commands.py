@@ -12,7 +12,8 @@ from ..format.diagnostics import warning
 
 
 def read_text(path: Path) -> tuple[str, list]:
-    """The file's text ('-' is stdin) and a finding if it was not valid UTF-8."""
+    """The file's text ('-' is stdin), or the output a page of ours shows (:func:`from_page`), and a
+    finding if it was not valid UTF-8."""
     if str(path) == "-":
         data = sys.stdin.buffer.read()
         name = "standard input"
@@ -27,7 +28,7 @@ def read_text(path: Path) -> tuple[str, list]:
             raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
         name = str(path)
     try:
-        return data.decode("utf-8-sig"), []
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return data.decode("utf-8", errors="replace"), [
             warning(
@@ -36,6 +37,28 @@ def read_text(path: Path) -> tuple[str, list]:
                 f"{name} is not valid UTF-8 (byte {exc.start}); undecodable bytes were replaced",
             )
         ]
+    return from_page(text, name), []
+
+
+#: where a page of ``tell`` or the studio's export (:func:`storyreasoning.tell.html.render_html`) keeps the output
+RAW_OPEN, RAW_CLOSE = '<pre class="raw-text">', "</pre>"
+
+
+def from_page(text: str, name: str) -> str:
+    """``text`` itself, or, when it is an HTML page, the model output it shows: the page ``tell`` writes
+    beside an output and the studio exports hold it whole (escaped) in their one ``raw-text`` block;
+    another page is refused (its markup read as a chain-of-thought gave findings about the page)."""
+    if not text[:1024].lstrip()[:14].lower().startswith(("<!doctype html", "<html")):
+        return text
+    start = text.find(RAW_OPEN)
+    end = text.find(RAW_CLOSE, start + len(RAW_OPEN)) if start >= 0 else -1
+    if end < 0 or text.find(RAW_OPEN, end) >= 0:
+        raise UsageError(
+            f"{name} is an HTML page that does not hold one model output; check the output's text file instead"
+        )
+    import html
+
+    return html.unescape(text[start + len(RAW_OPEN) : end])
 
 
 def detect_kind(text: str, telling: Telling) -> str:
