@@ -235,3 +235,88 @@ def test_a_run_told_from_a_relative_dataset_is_evaluated_from_any_folder(world, 
     done = run(told, "--metrics", "grounding", "--no-plots", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert json.loads((told / "eval" / "metrics.json").read_text())["stories"] == 4
+
+
+def test_a_report_written_again_keeps_no_plot_the_new_evaluation_did_not_draw(world, tmp_path):
+    """An earlier evaluation's persistence.png beside a grounding-only report would contradict it."""
+    root, _samples, _reference = world
+    out = tmp_path / "report"
+    common = [root / "texts", "--dataset", root / "data", "--language-backend", "python", "--out", out]
+    assert run(*common).returncode == 0
+    plots = out / "plots"
+    assert {p.name for p in plots.iterdir()} == {"metrics.png", "persistence.png", "pronouns.png"}
+    done = run(*common, "--metrics", "grounding")
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in plots.iterdir()} == {"metrics.png"}
+    done = run(*common, "--metrics", "grounding", "--no-plots")
+    assert done.returncode == 0, done.stderr
+    assert not list(plots.iterdir())
+    assert json.loads((out / "metrics.json").read_text())["stories"] == 4
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_story_is_scored(world, tmp_path):
+    root, _samples, _reference = world
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    result = run(root / "texts", "--dataset", root / "data", "--language-backend", "python", "--out", taken)
+    line = one_error_line(result)
+    assert f"{taken} is a file, not a folder for the report; give --out a folder" in line, line
+    assert "computing" not in result.stderr and taken.read_text() == "mine"
+    result = run("compare", root / "texts", root / "texts", "--out", taken)
+    line = one_error_line(result)
+    assert f"{taken} is a file, not a folder for the comparison" in line, line
+    assert "Headline" not in result.stdout and taken.read_text() == "mine"
+
+
+def test_compare_shows_a_damaged_reports_nan_and_infinity_as_missing(world, tmp_path):
+    """json reads NaN and Infinity; compare.json must stay JSON (no NaN) and the tables show "–"."""
+    root, _samples, _reference = world
+    good = tmp_path / "good"
+    assert run(root / "texts", "--dataset", root / "data", "--metrics", "grounding", "--no-plots",
+               "--out", good).returncode == 0  # fmt: skip
+    report = json.loads((good / "metrics.json").read_text())
+    overall = report["metrics"]["grounding"]["overall"]
+    overall.update(f1_micro=float("nan"), map=float("inf"), recall_micro="0.5")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "metrics.json").write_text(json.dumps(report))
+    result = run("compare", good, damaged, "--all", "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"\b(nan|inf)\b", result.stdout), result.stdout
+
+    def refuse(constant):
+        raise AssertionError(f"compare.json holds {constant}")
+
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text(), parse_constant=refuse)
+    for key in ("grounding.f1_micro", "grounding.map", "grounding.recall_micro"):
+        assert data["metrics"][key][1] is None, key
+    assert data["headline"]["grounding.map"]["values"][1] is None
+
+
+def test_without_java_the_coco_backend_names_the_option_that_avoids_it(world, tmp_path):
+    root, _samples, _reference = world
+    bare = tmp_path / "bin"  # a PATH without java
+    bare.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreasoning", "evaluate", str(root / "texts"), "--dataset",
+         str(root / "data"), "--language-backend", "coco", "--no-plots", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": str(bare)},
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "no java is on PATH" in result.stderr and "--language-backend python" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_comparison_with_no_rate_to_draw_leaves_no_earlier_compare_png(world, tmp_path):
+    root, _samples, _reference = world
+    reports = [tmp_path / "one", tmp_path / "two"]
+    for report in reports:
+        assert run(root / "texts", "--dataset", root / "data", "--metrics", "grounding", "--no-plots",
+                   "--out", report).returncode == 0  # fmt: skip
+    out = tmp_path / "cmp"
+    assert run("compare", *reports, "--out", out).returncode == 0
+    assert (out / "compare.png").is_file()
+    result = run("compare", *reports, "--out", out, "--metrics", "grounding.stories")
+    assert result.returncode == 0, result.stderr
+    assert "no data for compare.png" in result.stdout and not (out / "compare.png").exists()

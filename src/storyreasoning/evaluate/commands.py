@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ def evaluate(settings: EvaluateSettings) -> int:
     dataset, split, limit, protocol = s.dataset, s.split, s.limit, s.protocol
     families = s.families()
     err = Console(stderr=True, highlight=False)
+    out = _folder_for(s.out or s.run / "eval", "the report")  # said before Java starts and stories are scored
     judge = load_judge(s.run) if s.run.is_dir() else None  # evaluate judge's scores join the headline
     with ExitStack() as stack:
         stack.enter_context(batch_gc())  # the run's objects live to its end: collect rarely (.processes)
@@ -117,7 +119,6 @@ def evaluate(settings: EvaluateSettings) -> int:
         if missing:
             rule = "excluded, as the original did" if protocol == "original" else "scored as empty outputs"
             err.print(f"[yellow]{missing} of {len(items)} stories have no output ({rule})[/yellow]")
-        out = s.out or run.path / "eval"
         plots = out / "plots"
         results = summarize(
             items,
@@ -175,6 +176,13 @@ def evaluate(settings: EvaluateSettings) -> int:
         return 0
 
 
+def _folder_for(out: Path, what: str) -> Path:
+    """``out``, refused (one line) when a file is already there: the folder ``what`` is written to."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file, not a folder for {what}; give --out a folder (new or existing)")
+    return out
+
+
 def _headline_table(rows: list[dict], labels: list[str], each: list[list[dict]], marked=frozenset()):
     """The headline as a rich table: one column per evaluation, the reference's values beside them."""
     from rich.table import Table
@@ -224,6 +232,14 @@ def _headline_value(rows: list[dict], key: str) -> str:
 _TERSE = re.compile(r"pronoun_grounding_(char|any)_[a-z]+$")
 
 
+def _finite(value):
+    """A metric as compare shows and writes it: a number, else None (NaN, infinity or text in a damaged
+    report would print as ``nan`` and make compare.json invalid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _cell(value) -> str:
     if value is None:
         return "–"
@@ -269,6 +285,8 @@ def compare(settings: CompareSettings) -> int:
     paths = list(settings.runs)
     if len(paths) < 2:
         raise UsageError("give at least two evaluated runs to compare")
+    if settings.out is not None:
+        _folder_for(settings.out, "the comparison")
     reports = [load_report(path) for path in paths]
     judges = [_judge_of(path, report) for path, report in zip(paths, reports, strict=True)]
     labels = _labels(reports, paths)
@@ -295,7 +313,7 @@ def compare(settings: CompareSettings) -> int:
         for family, data in r.get("metrics", {}).items():
             for key, value in data.get("overall", {}).items():
                 name = f"{family}.{key}"
-                values[name] = value
+                values[name] = _finite(value)
                 if name not in keys:
                     keys.append(name)
         flat.append(values)
@@ -374,6 +392,7 @@ def compare(settings: CompareSettings) -> int:
 
     plot = compare_plot(labels, keys, flat, out / "compare.png")
     if plot is None:
+        (out / "compare.png").unlink(missing_ok=True)  # an earlier comparison's, not this one's
         console.print("[yellow]no data for compare.png: no metric compared is a rate any run has[/yellow]")
     console.print(f"wrote {out / 'compare.md'}, {out / 'compare.json'}" + (f" and {plot}" if plot else ""))
     return 0

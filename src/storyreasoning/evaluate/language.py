@@ -320,7 +320,7 @@ def resolve_backend(backend: str) -> str:
     if backend == "coco" and not java_available():
         raise StoryReasoningError(
             "the coco language backend needs Java, and no java is on PATH; install a JRE "
-            "(for example apt-get install default-jre-headless) or use backend='python'"
+            "(for example apt-get install default-jre-headless) or use the python backend (--language-backend python)"
         )
     return backend
 
@@ -376,7 +376,9 @@ class CoreNLPTokenizer:
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except FileNotFoundError as exc:
-            raise StoryReasoningError("java is not on PATH; install a JRE or use backend='python'") from exc
+            raise StoryReasoningError(
+                "java is not on PATH; install a JRE or use the python backend (--language-backend python)"
+            ) from exc
 
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         """Every text's tokens (joined by single spaces); whitespace inside a text is collapsed first."""
@@ -393,19 +395,19 @@ class CoreNLPTokenizer:
             proc.kill()
             proc.communicate()
             raise StoryReasoningError(
-                "CoreNLP's PTBTokenizer took over 10 minutes; use backend='python'"
+                "CoreNLP's PTBTokenizer took over 10 minutes; use the python backend (--language-backend python)"
             ) from None
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
             raise StoryReasoningError(
-                f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use backend='python'"
+                f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use the python backend (--language-backend python)"
             )
         out = stdout.decode("utf-8").split("\n")
         if out and out[-1] == "":
             out.pop()
         if len(out) > len(lines):
             raise StoryReasoningError(
-                f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use backend='python'"
+                f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use the python backend (--language-backend python)"
             )
         out += [""] * (len(lines) - len(out))  # trailing empty texts give no line
         return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in out]
@@ -454,7 +456,9 @@ class MeteorProcess:
             )
         except FileNotFoundError as exc:
             self._stderr.close()
-            raise StoryReasoningError("java is not on PATH; install a JRE or use backend='python'") from exc
+            raise StoryReasoningError(
+                "java is not on PATH; install a JRE or use the python backend (--language-backend python)"
+            ) from exc
 
     def alive(self) -> bool:
         return self._proc.poll() is None
@@ -467,7 +471,7 @@ class MeteorProcess:
             tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
             raise StoryReasoningError(
                 f"METEOR (Java) stopped unexpectedly ({' / '.join(tail) or 'no message'}); "
-                "check that 2 GB of memory are free, or use backend='python'"
+                "check that 2 GB of memory are free, or use the python backend (--language-backend python)"
             )
         return line.decode("utf-8").strip()
 

@@ -108,6 +108,10 @@ class Painter:
         self.close()
 
 
+#: Every plot a report may have in its plots/ folder (:func:`.report.write_report` removes an earlier
+#: evaluation's that this one did not draw).
+PLOT_FILES = ("metrics.png", "persistence.png", "pronouns.png")
+
 # The rates metrics.png draws, per family (every number is in metrics.json and metrics.md; the
 # headline a report leads with is report.HEADLINE).
 RATES = {

@@ -81,7 +81,7 @@ HEADLINE: tuple[HeadlineMetric, ...] = (
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) else float(value)
+    return float(value) if math.isfinite(value) else None
 
 
 def headline_rows(report: dict, judge: dict | None = None) -> list[dict]:
@@ -469,9 +469,13 @@ def write_report(report: Report, out: Path, *, plots: bool = True, painter=None)
         writer.writerow(columns)
         writer.writerows(rows)
     written.append(path)
-    if plots:
-        written += painter.paths()
-    return written
+    drawn = painter.paths() if plots else []
+    from .plots import PLOT_FILES
+
+    for name in set(PLOT_FILES) - {path.name for path in drawn}:
+        # an earlier evaluation's plot this one did not draw would contradict the report
+        (out / "plots" / name).unlink(missing_ok=True)
+    return written + drawn
 
 
 def load_report(path: str | Path) -> dict:
