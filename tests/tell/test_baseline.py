@@ -313,3 +313,20 @@ def test_pioneers_example_is_well_structured_with_a_person_in_every_frame(teller
     # Eileen Collins in frames 1, 3 (left panel) and 4; Grace Hopper in 2 and 3 (right panel)
     ids = [[c.id for c in image.characters] for image in telling.cot.images]
     assert ids == [["char1"], ["char2"], ["char1", "char2"], ["char1"]]
+
+
+def test_a_story_with_an_unreadable_frame_fails_alone_in_a_run(teller, tmp_path):
+    """The frame's story goes to errors.jsonl and the run tells every other one (as against a server),
+    instead of the whole run stopping at it."""
+    from storyreasoning.data import load_stories, write_folders
+    from storyreasoning.tell.run import tell_dataset
+
+    from ..data.fixtures import fixture_samples
+
+    write_folders(fixture_samples(3), tmp_path / "ds")
+    bad = next((tmp_path / "ds" / "s02").glob("02.*"))
+    bad.write_text("not a frame\n")
+    summary = tell_dataset(load_stories(tmp_path / "ds"), teller, tmp_path / "run")
+    assert (summary.done, summary.failed) == (2, 1)
+    (error,) = [json.loads(line) for line in (tmp_path / "run" / "errors.jsonl").read_text().splitlines()]
+    assert error["story_id"] == "s02" and f"{bad} is not a readable image" in error["error"]

@@ -126,6 +126,17 @@ def test_tell_out_onto_a_folder_fails_before_the_story(frames, tmp_path):
     ]
 
 
+def test_tell_out_onto_one_of_its_frames_is_refused_and_the_frame_kept(frames):
+    before = frames[1].read_bytes()
+    result = cli("tell", *frames, "--teller", "baseline", "--out", frames[1])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_lines(result) == [
+        f"error: --out {frames[1]} would write over the image {frames[1]}, one of the frames told; "
+        f"give another file, e.g. --out {frames[1].with_name('story.txt')}"
+    ]
+    assert frames[1].read_bytes() == before
+
+
 def test_tell_out_into_an_unwritable_folder_fails_before_the_story(frames, unwritable):
     out = unwritable / "story.txt"
     with FakeServer() as server:
@@ -283,6 +294,8 @@ def test_tell_deadline_ends_a_story_that_never_finishes_and_keeps_its_text(frame
         (("--max-new-tokens", "-1"), "error: max new tokens must be at least 1, got -1"),
         (("--temperature", "-1"), "error: temperature must be a number of at least 0 (0 is greedy), got -1"),
         (("--top-p", "5"), "error: top-p must be in (0, 1] (1 keeps every token), got 5"),
+        (("--min-pixels", "-1"), "error: --min-pixels must be at least 1 (got -1)"),
+        (("--max-pixels", "0"), "error: --max-pixels must be at least 1 (got 0)"),
     ],
 )
 @pytest.mark.parametrize("teller", ["baseline", "endpoint", "model"])

@@ -12,7 +12,7 @@ from PIL import Image  # noqa: E402
 
 from storyreasoning.errors import StoryReasoningError  # noqa: E402
 from storyreasoning.models import choose_dtype  # noqa: E402
-from storyreasoning.tell import Prompt, Sampling, Story  # noqa: E402
+from storyreasoning.tell import Prompt, Sampling, Story, TellError  # noqa: E402
 from storyreasoning.tell.local import TransformersTeller  # noqa: E402
 
 GREEDY = Sampling(temperature=0, max_new_tokens=12)
@@ -169,3 +169,11 @@ def test_a_wrong_device_is_refused_before_the_weights_load(tiny_qwen, monkeypatc
     monkeypatch.setattr(local, "load_pretrained", loaded)
     with pytest.raises(UsageError, match="--device foo is not a device"):
         TransformersTeller(str(tiny_qwen), device="foo")
+
+
+def test_images_the_processor_refuses_are_one_tell_error(teller):
+    """A frame of 300:1 (the processor takes at most 200:1): a TellError saying so, not a bare ValueError."""
+    with pytest.raises(
+        TellError, match=r"the model's processor could not take these images \(ValueError: .*aspect"
+    ):
+        list(teller.stream([Image.new("RGB", (3000, 10))], sampling=GREEDY))

@@ -458,6 +458,21 @@ def test_other_client_errors_carry_the_servers_message(frames):
             OpenAITeller(server.url, **FAST).tell(frames)
 
 
+def test_a_servers_long_multi_line_message_is_one_short_line(frames):
+    """A JSON error message is quoted as the rest are: one line, at most MESSAGE_CHARS (a server's
+    traceback in its message came whole, newlines and all, into the one-line error)."""
+    from storyreasoning.tell.openai import MESSAGE_CHARS
+
+    body = {"error": {"message": "CUDA out of memory.\n\tTried to allocate 2 GiB " + "x" * 3000}}
+    with FakeServer("status", status=400, error_body=body) as server:
+        with pytest.raises(TellError) as info:
+            OpenAITeller(server.url, **FAST).tell(frames)
+    said = str(info.value)
+    assert "\n" not in said and "\t" not in said
+    assert "HTTP 400: CUDA out of memory. Tried to allocate 2 GiB xxx" in said
+    assert "x" * MESSAGE_CHARS not in said and "…" in said
+
+
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_server_errors_are_retried_before_output(frames, status):
     with FakeServer("status", status=status, fail=2) as server:

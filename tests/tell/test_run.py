@@ -195,3 +195,22 @@ def test_killed_process_resumes_with_each_story_once(tiny_qwen, tmp_path):
     assert f"{killed_at} already done" in finished.stdout
     counts = ids_in(records)
     assert len(counts) == 30 and set(counts.values()) == {1}
+
+
+def test_a_story_whose_images_the_processor_refuses_fails_alone_in_its_batch(teller, tmp_path):
+    """A frame of 300:1 (the Qwen processor takes at most 200:1) fails its own story, not its batch-mates:
+    else they would fail again on every resume, batched with it again."""
+    cot, story = lighthouse_texts()
+    samples = [
+        StorySample(f"st{i}", [image_bytes(60, 40, i), image_bytes(3000 if i == 1 else 50, 10 if i == 1 else 44, i)],
+                    cot, story)
+        for i in range(4)
+    ]  # fmt: skip
+    write_folders(samples, tmp_path / "ds")
+    summary = tell_dataset(load_stories(tmp_path / "ds"), teller, tmp_path / "run", sampling=GREEDY)
+    assert (summary.done, summary.failed) == (3, 1)  # batches of 2: st1's batch-mate st0 is told
+    (error,) = [json.loads(line) for line in (tmp_path / "run" / "errors.jsonl").read_text().splitlines()]
+    assert (
+        error["story_id"] == "st1" and "the model's processor could not take these images" in error["error"]
+    )
+    assert "aspect ratio" in error["error"]

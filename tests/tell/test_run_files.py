@@ -195,6 +195,15 @@ def test_a_hanging_endpoint_stops_the_run_after_a_few_stories(stories, tmp_path)
     assert (summary.done, summary.failed) == (6, 0) and not (run / ERRORS).exists()
 
 
+@pytest.mark.parametrize("status", [501, 507, 405])
+def test_a_server_answering_any_5xx_stops_the_run_after_a_few_stories(stories, tmp_path, status):
+    """Not only the retried 500, 502, 503 and 504: a server that answers 501 or 405 (it takes no POST) fails
+    every story the same way, so the run stops as the README says of 5xx, instead of failing all of them."""
+    with pytest.raises(EndpointDown, match=rf"stopped after 3 stories in a row failed .*HTTP {status}"):
+        told(stories, tmp_path / "run", behaviour="status", status=status)
+    assert len(read_lines(tmp_path / "run" / ERRORS, "error").items) == 3
+
+
 def test_failures_of_the_stories_themselves_do_not_stop_a_run(stories, tmp_path):
     body = {"error": {"message": "At most 1 image(s) may be provided in one request."}}
     summary = told(stories, tmp_path / "run", behaviour="status", status=400, error_body=body)
@@ -282,6 +291,19 @@ def test_a_second_run_into_a_folder_at_work_is_refused_in_one_line(stories, tmp_
         assert sorted(p.name for p in run.iterdir()) == [".storyreasoning.lock"]  # nothing written
     told(stories, run)  # let go: the run goes ahead
     assert ids_in(run / RECORDS) == Counter(stories.ids())
+
+
+def test_a_second_run_is_refused_before_its_storyteller_loads(stories, tmp_path):
+    """Not after minutes of loading weights: the model folder (missing here) is never reached."""
+    run = tmp_path / "run"
+    with held_elsewhere(run) as holder:
+        result = run_cli(
+            "tell-dataset", stories.source, "--out", str(run), "--model", str(tmp_path / "no-model")
+        )
+        assert one_error_line(result) == (
+            f"error: another storyreasoning process (pid {holder.pid}) is writing to {run}; "
+            "wait for it or choose another --out"
+        )
 
 
 def test_a_resume_keeps_the_first_record_of_a_story_written_twice(stories, tmp_path):

@@ -11,6 +11,8 @@ import pytest
 from storyreasoning.errors import UsageError
 from storyreasoning.tell.serve import max_model_len, plan
 
+from ..conftest import one_error_line, run_cli
+
 
 def test_vllm_flags_follow_the_story_length():
     p = plan(
@@ -41,6 +43,7 @@ def test_transformers_serve_when_asked_or_without_vllm():
         ({"max_images": 0}, "max-images"),
         ({"min_pixels": 10, "max_pixels": 5}, "min-pixels"),
         ({"server": "tgi"}, "--server"),
+        ({"port": 0}, r"--port must be between 1 and 65535, got 0"),  # the endpoint printed would be :0
         # a context no model serves (it printed --max-model-len 128000000000000000000000)
         ({"server": "vllm", "max_images": 10**20}, r"context of 128,000,000,000,000,000,000,000 tokens"),
     ],
@@ -111,3 +114,27 @@ def test_serve_runs_the_server_of_an_environment_not_activated(tiny_qwen, tmp_pa
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.parametrize("server", ["vllm", "transformers"])
+def test_the_endpoint_of_an_ipv6_address_is_a_url_tell_takes(server):
+    from storyreasoning.tell.openai import normalize_endpoint
+
+    p = plan("m", server=server, host="::1", port=9000)
+    assert p.endpoint == "http://[::1]:9000/v1"
+    assert normalize_endpoint(p.endpoint) == p.endpoint
+
+
+def test_a_port_in_use_is_one_line_before_the_server_starts():
+    """Not the server's bind error after it has loaded the model (seconds for transformers, minutes for vLLM)."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_cli("serve", "--model", "my/model", "--server", "transformers", "--port", str(port))
+    line = one_error_line(result)
+    assert (
+        line == f"error: port {port} on 127.0.0.1 is in use (another server?); stop it or pass another --port"
+    )

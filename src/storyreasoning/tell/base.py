@@ -167,6 +167,8 @@ class Teller:
                 yield story, self.tell(story.images, prompt=prompt, sampling=sampling)
             except TellError as exc:
                 yield story, exc
+            except StoryReasoningError as exc:  # an unreadable image, …: the story's failure, not the run's
+                yield story, TellError(str(exc))
 
     def close(self) -> None:
         """Release what the teller holds (a model, a connection pool)."""

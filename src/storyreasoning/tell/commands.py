@@ -184,6 +184,13 @@ def tell(settings: TellSettings) -> int:
     sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
     if out is not None:  # an output that cannot be written fails now, not after the story
         check_output_file(out, also=side_files(out))
+        frames = {image.resolve() for image in images}
+        for path in (out, *side_files(out)):
+            if path.resolve() in frames:
+                raise UsageError(
+                    f"--out {out} would write over the image {path}, one of the frames told; "
+                    f"give another file, e.g. --out {out.with_name('story.txt')}"
+                )
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     teller = make_teller(settings)
@@ -259,16 +266,25 @@ def tell(settings: TellSettings) -> int:
 
 
 def tell_dataset(settings: TellDatasetSettings) -> int:
+    from ..files import lock_folder
+    from .run import check_run_folder
+
+    check_run_folder(settings.out)  # a file, or a folder that cannot be written: said before any work
+    # held from here (the run holds it again, shared): a second run into it is refused before weights load
+    with lock_folder(settings.out, refuse=UsageError):
+        return _tell_dataset(settings)
+
+
+def _tell_dataset(settings: TellDatasetSettings) -> int:
     from rich.console import Console
 
     from ..data.sources import load_stories
     from ..settings import write_record
     from ..terminal import progress_bar
-    from .run import RECORDS, EndpointDown, check_run_folder, read_lines
+    from .run import RECORDS, EndpointDown, read_lines
     from .run import tell_dataset as run
 
     out, limit = settings.out, settings.limit
-    check_run_folder(out)  # a file, or a folder that cannot be written: said before any work
     # a wrong --temperature, --top-p or --max-new-tokens: said before weights load or a server is asked
     prompt, sampling = settings.as_prompt(), settings.as_sampling()
     if settings.samples > 1 and not (settings.endpoint or settings.teller):  # local weights: before they load
@@ -324,7 +340,7 @@ def serve(settings: ServeSettings) -> int:
 
     from rich.console import Console
 
-    from .serve import executable, plan
+    from .serve import check_port, executable, plan
 
     kwargs = asdict(settings)
     model, print_only = kwargs.pop("model"), kwargs.pop("print_only")
@@ -336,6 +352,7 @@ def serve(settings: ServeSettings) -> int:
             console.print(f"[dim]{note}[/dim]")
         console.print(f"endpoint: {p.endpoint}")
         return 0
+    check_port(settings.host, settings.port)
     for note in p.notes:
         console.print(f"[dim]{note}[/dim]")
     console.print(f"serving {model} with {p.server}; when it is up, use: --endpoint {p.endpoint}")

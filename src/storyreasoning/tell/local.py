@@ -219,7 +219,11 @@ class TransformersTeller(Teller):
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
     ) -> Iterator[str]:
         torch, transformers = import_torch()
-        inputs = self._inputs([self._conversation(images, prompt)])
+        conversation = self._conversation(images, prompt)  # an unreadable image: its UsageError, as it is
+        try:
+            inputs = self._inputs([conversation])
+        except Exception as exc:
+            raise _unprepared(exc) from exc
         streamer = transformers.TextIteratorStreamer(
             self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None
         )
@@ -312,6 +316,14 @@ class TransformersTeller(Teller):
             start = time.perf_counter()
             try:
                 inputs = self.prepare([s.images for s in batch], prompt)
+            except Exception as exc:
+                if len(batch) > 1:  # one story's images spoil the batch: each alone, so only that one fails
+                    for story in batch:
+                        yield from flush([story])
+                    return
+                yield batch[0], _unprepared(exc)
+                return
+            try:
                 out = self.generate(inputs, sampling, **many)
             except StoryReasoningError as exc:
                 for story in batch:
@@ -362,6 +374,16 @@ class TransformersTeller(Teller):
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _unprepared(exc: Exception) -> TellError:
+    """The failure of a story whose images the processor would not take (unreadable, too narrow, …)."""
+    if isinstance(exc, StoryReasoningError):  # an unreadable image: the message names it and the fix
+        return TellError(str(exc))
+    return TellError(
+        f"the model's processor could not take these images ({type(exc).__name__}: {exc}); "
+        "resize or replace the image it refuses"
+    )
 
 
 def check_samples(n: int, sampling: Sampling) -> None:

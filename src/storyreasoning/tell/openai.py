@@ -141,13 +141,20 @@ def public_url(url: str) -> str:
 
 
 def server_message(body: bytes | str) -> str:
-    """The error message in a server's answer: ``{"error": {"message"}}``, ``{"error": "…"}``, ``{"detail"}``, ``{"message"}``."""
+    """The error message in a server's answer: ``{"error": {"message"}}``, ``{"error": "…"}``, ``{"detail"}``,
+    ``{"message"}``, else its text; made one line of at most :data:`MESSAGE_CHARS` characters."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        data = json.loads(text)
+        message = _message_of(json.loads(text))
     except ValueError:
-        return " ".join(text.split())[:500]
-    return _message_of(data) or " ".join(text.split())[:500]
+        message = ""
+    # one line, and not a page: it goes into a one-line error (a server's JSON message may hold a traceback)
+    line = " ".join((message or text).split())
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
+
+
+#: the most of a server's error message an error line quotes
+MESSAGE_CHARS = 500
 
 
 def _message_of(data: Any) -> str:
@@ -560,7 +567,13 @@ class OpenAITeller(Teller):
                 at_endpoint=True,
                 status=status,
             )
-        return _Failure(f"{where} rejected the request (HTTP {status}: {message})", status=status)
+        # any other 5xx (501 from a server that takes no POST, 507, …), or 405 (a URL that takes no POST), is the
+        # server's: the next story gets it too
+        return _Failure(
+            f"{where} rejected the request (HTTP {status}: {message})",
+            status=status,
+            at_endpoint=status >= 500 or status == 405,
+        )
 
     def _models_hint(self) -> str:
         try:

@@ -64,6 +64,30 @@ def executable(name: str) -> str | None:
     return found
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on, in one line, before a server spends its start loading
+    the model and then fails to bind it."""
+    import errno
+    import socket
+
+    from ..errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # an address this machine cannot resolve: the server says so
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closing port is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port {port} on {host} is in use (another server?); stop it or pass another --port"
+                ) from None
+
+
 def plan(
     model: str,
     *,
@@ -93,7 +117,12 @@ def plan(
     if server not in ("auto", "vllm", "transformers"):
         raise UsageError(f"--server must be auto, vllm or transformers, got {server!r}")
     use_vllm = server == "vllm" or (server == "auto" and have_vllm())
-    endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
+    if not 0 < port < 65536:  # port 0 (any free one) would leave the endpoint to give tell unknown
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    endpoint = (
+        f"http://{f'[{address}]' if ':' in address else address}:{port}/v1"  # an IPv6 address in brackets
+    )
     notes: list[str] = []
     if use_vllm:
         length = max_model_len(max_images, max_pixels, max_new_tokens)

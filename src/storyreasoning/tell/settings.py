@@ -83,11 +83,11 @@ class TellerOptions(EndpointOptions):
     device: str = option("auto", help="Local weights: auto, cpu, cuda, cuda:1, mps.", panel=LOCAL)
     revision: str | None = option(None, help="Hub revision of the model.", panel=LOCAL)
     min_pixels: int | None = option(
-        None, help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).",
+        None, min=1, help="Processor pixel budget per image, lower bound (local weights; vLLM endpoints).",
         panel=LOCAL,
     )  # fmt: skip
     max_pixels: int | None = option(
-        None, help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
+        None, min=1, help="Processor pixel budget per image, upper bound (local weights; vLLM endpoints).",
         panel=LOCAL,
     )  # fmt: skip
     # how local weights decode: a greedy output is the same whichever (tests/tell/test_local_decoding.py)
@@ -190,7 +190,7 @@ class ServeSettings:
     max_pixels: int = option(1280 * 28 * 28, min=1, help="Pixel budget per image, upper bound.")
     max_new_tokens: int = option(4096, min=1, help="Longest answer to leave room for.")
     host: str = option("127.0.0.1", help="Address to listen on.")
-    port: int = option(8000, min=0, max=65535, help="Port to listen on.")
+    port: int = option(8000, min=1, max=65535, help="Port to listen on.")
     server: str = option("auto", help="auto (vLLM when installed), vllm or transformers.")
     print_only: bool = option(False, "--print", help="Print the command and the endpoint; do not run it.")
 
