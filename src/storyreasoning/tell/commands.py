@@ -322,8 +322,15 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
             )
     except KeyboardInterrupt:
         told = len({item["story_id"] for item in read_lines(out / RECORDS).items})
+        kept = (
+            "no story told is"
+            if not told
+            else "the story told is"
+            if told == 1
+            else f"the {told} stories told are"
+        )
         raise Interrupted(
-            f"interrupted; the {told} stories told are kept in {out}, run the same command again to continue"
+            f"interrupted; {kept} kept in {out}, run the same command again to continue"
         ) from None
     finally:
         teller.close()
