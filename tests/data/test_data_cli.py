@@ -153,6 +153,8 @@ def test_contrastive_command(dataset, tmp_path, to):
         (("convert", "{pq}", "{tmp}/x", "--to", "zip"), "Invalid value for '--to'"),
         (("contrastive", "{pq}", "{tmp}/y", "--length", "two"), "--length must be real, N or MIN-MAX"),
         (("contrastive", "{pq}", "{tmp}/y", "--length", "9"), "distinct frame groups"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "0"), "--length must be at least 1 frame"),
+        (("contrastive", "{pq}", "{tmp}/y", "--length", "3-2"), "(MIN-MAX: MIN up to MAX), got '3-2'"),
         (
             ("contrastive", "{pq}", "{tmp}/y", "--count", "99999999999999999999"),
             "less than or equal to 1000000",
@@ -274,3 +276,81 @@ def test_an_empty_path_is_refused_and_nothing_is_written_here(dataset, tmp_path,
     )
     assert line == f"error: {named} is an empty path; give {fix}"
     assert list(here.iterdir()) == []
+
+
+def test_a_save_to_disk_conversion_refuses_a_frame_that_is_no_image_in_one_line(tmp_path):
+    """datasets wraps what the rows raise in its own error: the story's line, not a traceback."""
+    write_folders(fixture_samples(2), tmp_path / "src")
+    (tmp_path / "src" / "s01" / "02.jpg").write_text("not an image")
+    result = run("convert", tmp_path / "src", tmp_path / "out", "--to", "disk")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "story 's01', frame 2:" in lines[0] and "not a readable image" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("to", ["parquet", "disk"])
+def test_a_split_datasets_cannot_name_is_refused_before_any_split_is_written(tmp_path, to):
+    samples = fixture_samples(2)
+    write_folders(samples[:1], tmp_path / "src" / "train")
+    write_folders(samples[1:], tmp_path / "src" / "my split")
+    result = run("convert", tmp_path / "src", tmp_path / "out", "--to", to)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "split 'my split' cannot name parquet shards or a save_to_disk split" in lines[0]
+    )
+    assert not (tmp_path / "out").exists()  # not even the train split
+
+
+def test_two_stories_of_one_id_are_named_as_such(tmp_path):
+    (sample,) = fixture_samples(1)
+    write_parquet(SampleList([sample, sample]), tmp_path / "src")
+    result = run("convert", tmp_path / "src", tmp_path / "out", "--to", "folder")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "error: two stories have the id 's00'; give every story an id of its own"
+
+
+def test_a_hub_id_not_cached_with_hf_hub_offline_set_names_the_setting(tmp_path):
+    """HF_HUB_OFFLINE is the user's choice: the line says so, not "connect to the internet"."""
+    result = run("info", "nobody-here/NoSuchStories")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HF_HUB_OFFLINE is set" in lines[0] and "unset HF_HUB_OFFLINE" in lines[0]
+    assert "connect to the internet" not in lines[0]
+
+
+def test_contrastive_of_one_length_says_it_once(dataset, tmp_path):
+    result = run("contrastive", dataset / "pq", tmp_path / "neg", "--count", "2", "--length", "2")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 2 contrastive sequences of 2 frames to {tmp_path / 'neg'}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"images": "01.png"}, "its images column holds str, not a list of images, one per frame"),
+        ({"chain_of_thought": 3}, "its chain_of_thought column holds int, not text"),
+        (
+            {"images": [{"bytes": None, "path": None}]},
+            "a dataset row has an image with neither bytes nor a path",
+        ),
+    ],
+)
+def test_a_parquet_of_other_column_types_is_one_line_naming_the_story(tmp_path, cells, message):
+    """A text ``images`` cell was read letter by letter (frames '0', '1', '.', …); the others named no story."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"story_id": "a", "images": [], "frame_count": 1, "chain_of_thought": "c", "story": "s", **cells}
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "train.parquet")
+    result = run("info", tmp_path / "train.parquet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (
+        f"error: story 'a' (row 1 of {tmp_path / 'train.parquet'}): {message}"
+        + (
+            "; re-export the dataset in the StoryReasoning columns"
+            if "column" in message
+            else "; re-export the dataset"
+        )
+    )

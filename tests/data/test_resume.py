@@ -460,9 +460,9 @@ def test_a_hand_edited_option_is_shown_and_one_story_is_one(sources, tmp_path, c
     con = tmp_path / "con"
     options = {"split": None, "count": 1, "length": (3, 3), "seed": 0, "to": "folder"}
     assert contrastive(str(sources / "alpha"), con, **options) == 0
-    assert "wrote 1 contrastive sequence of 3-3 frames" in capsys.readouterr().out
+    assert "wrote 1 contrastive sequence of 3 frames" in capsys.readouterr().out
     assert contrastive(str(sources / "alpha"), con, **options) == 0
-    assert "already holds this 1 contrastive sequence of 3-3 frames" in capsys.readouterr().out
+    assert "already holds this 1 contrastive sequence of 3 frames" in capsys.readouterr().out
     record = json.loads((con / RECORD).read_text())
     record["parts"]["stories"]["options"]["length"] = [1]  # by hand
     (con / RECORD).write_text(json.dumps(record))
@@ -583,3 +583,20 @@ def test_one_split_of_a_hub_dataset_is_loaded_once(tmp_path, monkeypatch, capsys
     assert convert("someone/stories", out, **options) == 0
     assert "already holds these 2 stories (test: 2)" in capsys.readouterr().out
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("to", ["parquet", "folder"])
+def test_a_run_refused_at_its_first_story_leaves_no_record_that_blocks_the_fixed_source(tmp_path, to):
+    """The first story is refused (no frames) after the record is written: the user takes it out and
+    runs the same command again. Nothing was written, so nothing is guarded: the record is replaced."""
+    import shutil
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_folders(fixture_samples(3), src)
+    for frame in [p for p in (src / "s00").iterdir() if p.suffix in (".png", ".jpg")]:
+        frame.unlink()
+    assert "s00 has no frames" in error_line(run("data", "convert", src, out, "--to", to))
+    shutil.rmtree(src / "s00")
+    again = run("data", "convert", src, out, "--to", to)
+    assert again.returncode == 0, again.stderr
+    assert load_stories(out).ids() == ["s01", "s02"]

@@ -200,6 +200,8 @@ def data_contrastive(
             bounds = (int(lo), int(hi or lo))
         except ValueError:
             raise UsageError(f"--length must be real, N or MIN-MAX, got {length!r}") from None
+        if not 1 <= bounds[0] <= bounds[1]:
+            raise UsageError(f"--length must be at least 1 frame (MIN-MAX: MIN up to MAX), got {length!r}")
     raise typer.Exit(
         contrastive(
             source, out, split=split, count=count, length=bounds, seed=seed, to=to.value, overwrite=overwrite

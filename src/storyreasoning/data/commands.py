@@ -354,7 +354,7 @@ def _convert(
     from .identity import dataset_record
     from .resume import source_stat
     from .sources import ConcatStories, local_dataset, split_of
-    from .writers import write_disk, write_folders, write_parquet
+    from .writers import check_split_name, write_disk, write_folders, write_parquet
 
     # the record names the source as a whole, --split given or not (each split's part of the record is
     # that split's): a hub id is loaded whole either way, so asked once; a local dataset is opened
@@ -370,6 +370,9 @@ def _convert(
     parts = loaded._parts if isinstance(loaded, ConcatStories) else [loaded]
     splits = {(p.split or "train"): limited(p, limit) for p in parts}
     total = sum(len(p) for p in splits.values())
+    if to != "folder":  # every split's name, before the first split is written
+        for name in splits:
+            check_split_name(name)
     targets = {
         name: out / name if to == "folder" and (len(splits) > 1 or split is not None) else out
         for name in splits
@@ -474,7 +477,8 @@ def _contrastive(
             "lengths drawn from the dataset's stories)"
         )
     else:
-        shape = f"{length[0]}-{length[1]} frames"
+        lo, hi = length
+        shape = f"{lo} frames" if lo == hi else f"{lo}-{hi} frames"
     made = _count(len(samples), "contrastive sequence", "contrastive sequences")
     if found[0] >= len(samples):
         these = "this" if len(samples) == 1 else "these"

@@ -268,8 +268,19 @@ class StorySample:
         if row["story_id"] is None:
             raise missing_story_id(where or "a dataset row")
         story_id = str(row["story_id"])
-        frames = list(row["images"] or [])
         named = f"story {story_id!r}" + (f" ({where})" if where else "")
+        # a text in a column of the wrong type would be iterated letter by letter, or fail later unnamed
+        for column, kinds, holds in (
+            ("images", (list, tuple), "a list of images, one per frame"),
+            ("chain_of_thought", (str,), "text"),
+            ("story", (str,), "text"),
+        ):
+            if row[column] is not None and not isinstance(row[column], kinds):
+                raise UsageError(
+                    f"{named}: its {column} column holds {type(row[column]).__name__}, not {holds}; "
+                    "re-export the dataset in the StoryReasoning columns"
+                )
+        frames = list(row["images"] or [])
         meta_text = row.get("frame_meta")
         frame_meta = None
         if meta_text:
@@ -289,10 +300,13 @@ class StorySample:
                     f"{named}: its frame_meta column must be a JSON list of {len(frames)} objects, "
                     "one per frame; fix it or set it to null"
                 )
-        return cls(
-            story_id=story_id,
-            frames=frames,
-            cot_text=row["chain_of_thought"] or "",
-            story_text=row["story"] or "",
-            frame_meta=frame_meta,
-        )
+        try:
+            return cls(
+                story_id=story_id,
+                frames=frames,
+                cot_text=row["chain_of_thought"] or "",
+                story_text=row["story"] or "",
+                frame_meta=frame_meta,
+            )
+        except (UsageError, TypeError) as exc:  # an image cell of no image (Frame.coerce): which story's
+            raise UsageError(f"{named}: {exc}") from None

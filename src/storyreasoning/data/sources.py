@@ -535,6 +535,14 @@ def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = N
                 "cache; connect to the internet, or download it elsewhere and pass the local folder "
                 "(save_to_disk or parquet files)"
             ) from exc
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE and "offline" in text.lower():  # the user's own setting, not the network
+            raise StoryReasoningError(
+                f"{repo_id} is not in the local cache and HF_HUB_OFFLINE is set, so the Hugging Face Hub is "
+                "not asked; unset HF_HUB_OFFLINE to download it, or download it elsewhere and pass the local "
+                "folder (save_to_disk or parquet files)"
+            ) from exc
         if (
             "offline" in text.lower()
             or "connect" in text.lower()

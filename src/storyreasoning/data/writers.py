@@ -147,8 +147,8 @@ def check_split_name(split: str) -> None:
     """Refuse a split name that a shard's file name could not give back (``my split``, ``a+b``)."""
     if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
         raise UsageError(
-            f"split {split!r} cannot name parquet shards: use letters, digits and '_' (dots between them), "
-            "as datasets and the hub do"
+            f"split {split!r} cannot name parquet shards or a save_to_disk split: use letters, digits and "
+            "'_' (dots between them), as datasets and the hub do"
         )
 
 
@@ -241,10 +241,13 @@ def _write_parquet(
     data_dir = out / "data"
     n = len(samples)
     count = max(1, -(-n // stories_per_shard))
-    state = compare(out, "parquet", split, made_from, what=f"the {split} shards", overwrite=overwrite)
+    present = sorted(data_dir.glob(f"{split}-*.parquet")) if data_dir.is_dir() else []
+    # a record of a run that wrote no shard (its first story was refused, say) guards nothing: replaced
+    state = compare(
+        out, "parquet", split, made_from, what=f"the {split} shards", overwrite=overwrite or not present
+    )
     # the same work from the same files, unchanged: a shard holding its ids holds its stories
     trusted = state == "same" and same_source_files(out, split, source_stat)
-    present = sorted(data_dir.glob(f"{split}-*.parquet")) if data_dir.is_dir() else []
     if overwrite:  # this split afresh
         for path in present:
             path.unlink()
@@ -431,6 +434,9 @@ def _write_folders(
     if len(set(names)) != len(names):
         seen: set[str] = set()
         twice = next(name for name in names if name in seen or seen.add(name))
+        first, second = [sid for sid, name in zip(ids, names, strict=True) if name == twice][:2]
+        if first == second:
+            raise UsageError(f"two stories have the id {first!r}; give every story an id of its own")
         raise UsageError(
             f"two stories map to the folder {out / twice}; story ids must stay distinct after "
             "replacing characters other than letters, digits, '.', '_' and '-'"
@@ -455,7 +461,10 @@ def _write_folders(
                 f"{out} holds the story folder {clash[0]}: "
                 + one_folder(theirs, ours, fix=", or pass --overwrite to replace the story folders")
             )
-        state = compare(out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite)
+        # a record of a run that wrote no story folder (its first story was refused, say) guards nothing
+        state = compare(
+            out, "folder", "stories", made_from, what="the story folders", overwrite=overwrite or not existing
+        )
         # the same work from the same files, unchanged: a story folder holding its id holds its story
         trusted = state == "same" and same_source_files(out, "stories", source_stat)
         if others and not overwrite:
@@ -549,6 +558,8 @@ def write_disk(
     file goes when the writer lets go (one a killed writer leaves is no data to any reader).
     """
     datasets = require_datasets()
+    for name in splits:  # datasets refuses others only once it writes, with a traceback
+        check_split_name(name)
     out = check_output_folder(out_dir)
     dataset = _dataset(source, dataset)
     made = {name: _made_from(ids_of(samples), command, dataset, options) for name, samples in splits.items()}
@@ -612,14 +623,20 @@ def _save_to_disk(tmp: Path, splits, rows, datasets, feats) -> None:
     built = {}
     for name, samples in splits.items():
         if len(samples):
-            built[name] = datasets.Dataset.from_generator(
-                rows,
-                gen_kwargs={"name": name},
-                features=feats,
-                split=name,
-                cache_dir=str(cache),
-                fingerprint=uuid.uuid4().hex,
-            )
+            try:
+                built[name] = datasets.Dataset.from_generator(
+                    rows,
+                    gen_kwargs={"name": name},
+                    features=feats,
+                    split=name,
+                    cache_dir=str(cache),
+                    fingerprint=uuid.uuid4().hex,
+                )
+            except datasets.exceptions.DatasetGenerationError as exc:
+                # datasets wraps what ``rows`` raises (a frame that is no image): our one line, as it was
+                if isinstance(exc.__cause__, StoryReasoningError):
+                    raise exc.__cause__ from None
+                raise
         else:
             built[name] = datasets.Dataset.from_list([], features=feats, split=name)
     datasets.DatasetDict(built).save_to_disk(str(tmp))
