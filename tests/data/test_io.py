@@ -209,6 +209,28 @@ def test_story_folder_errors(tmp_path, setup, message):
         read_story_folder(folder)
 
 
+def test_a_folder_of_frames_alone_is_told_what_to_do_with_them(tmp_path):
+    """Frames without cot.md and story.md are no dataset; the refusal says how to tell them or build one
+    from them (a folder of frames, or of folders of frames); an empty folder gets no such hint."""
+    from PIL import Image
+
+    for kind in ("flat", "nested"):
+        root = tmp_path / kind
+        folder = root if kind == "flat" else root / "a"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "01.png")
+        with pytest.raises(UsageError) as info:
+            load_stories(root)
+        assert str(info.value).endswith(
+            f"; frames alone are told with `storyreasoning tell FOLDER`, or made a dataset with "
+            f"`storyreasoning build {root} --out DATASET`"
+        )
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    with pytest.raises(UsageError) as info:
+        load_stories(tmp_path / "empty")
+    assert "frames alone" not in str(info.value)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         load_stories(tmp_path / "missing")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -499,7 +500,26 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
     raise UsageError(
         f"{label} holds no StoryReasoning dataset: expected a save_to_disk folder, parquet files, "
         "or story folders with cot.md and story.md (see the README's Data section)"
+        + _frames_hint(path, children, label)
     )
+
+
+def _frames_hint(path: Path, children: list[Path], label: str) -> str:
+    """What to do with a folder of frames alone, or of folders of them (a dataset to be), given where a
+    dataset was looked for: ``tell`` one, ``build`` a dataset; else nothing. Looks at 100 entries at most."""
+    from .folder import IMAGE_SUFFIXES
+
+    for folder in (path, *children[:50]):
+        try:
+            entries = itertools.islice(folder.iterdir(), 100)
+            if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+                return (
+                    f"; frames alone are told with `storyreasoning tell FOLDER`, or made a dataset with "
+                    f"`storyreasoning build {label} --out DATASET`"
+                )
+        except OSError:
+            continue
+    return ""
 
 
 def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
