@@ -117,6 +117,23 @@ def test_pairs_over_the_length_are_left_out(tiny_qwen, pairs, tmp_path):
     assert not (tmp_path / "short" / "settings.json").exists()  # not claimed: a longer limit may use it
 
 
+def test_pairs_whose_chosen_is_their_rejected_are_left_out(tiny_qwen, pairs, tmp_path):
+    """A pair with one answer on both sides teaches nothing (loss log 2, no gradient): left out, counted."""
+    import shutil
+
+    same = tmp_path / "same"
+    shutil.copytree(pairs, same)
+    rows = [json.loads(line) for line in (same / "pairs.jsonl").read_text().splitlines()]
+    (same / "pairs.jsonl").write_text(
+        "".join(json.dumps({**r, "rejected": r["chosen"]}) + "\n" for r in rows)
+    )
+    with pytest.raises(UsageError, match="no pair to train on"):
+        train_dpo(settings(tiny_qwen, same, tmp_path / "dpo"))
+    fit = json.loads((tmp_path / "dpo" / "fit.json").read_text())
+    assert sorted(fit["identical"]) == ["cat-and-coffee", "lighthouse", "pioneers"] and fit["kept"] == 0
+    assert not (tmp_path / "dpo" / "settings.json").exists()
+
+
 def test_an_adapter_must_be_merged_first(tiny_qwen, pairs, tmp_path):
     import transformers
     from peft import LoraConfig, get_peft_model

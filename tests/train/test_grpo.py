@@ -211,6 +211,20 @@ def test_bad_grpo_options_are_one_clear_error(tiny_qwen, tmp_path):
             settings(tiny_qwen, tmp_path, **changes)
 
 
+def test_an_out_inside_the_dataset_folder_is_refused(tiny_qwen, tmp_path):
+    """The run's cache (Arrow files) inside a parquet dataset would change that dataset's fingerprint,
+    so the run could never resume: refused in one line, before the model loads, nothing written."""
+    from storyreasoning.data.writers import write_parquet
+
+    write_parquet(load_stories(str(EXAMPLES)), tmp_path / "ds", split="train")
+    inside = settings(tiny_qwen, tmp_path / "ds" / "run", sources=(str(tmp_path / "ds"),), split="train")
+    with pytest.raises(
+        UsageError, match=r"--out .*run is inside the dataset folder .*ds: .*choose an --out outside it"
+    ):
+        train_grpo(inside)
+    assert not (tmp_path / "ds" / "run" / "settings.json").exists()
+
+
 # -- training -------------------------------------------------------------------------------------------
 
 

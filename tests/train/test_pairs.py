@@ -513,3 +513,24 @@ def test_a_story_scored_twice_is_said_and_scored_again_from_there(stories, tmp_p
     assert report.stories == 3 and report.pairs == 3
     for name in ("pairs.jsonl", "stories.jsonl", "manifest.json"):
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_pairs_into_another_jobs_folder_are_refused_and_its_record_kept(stories, tmp_path):
+    """``--out runs/sft`` by mistake: the training's settings.json is not overwritten by the pairs'."""
+    from storyreasoning.train.job import TrainFolder
+    from storyreasoning.train.settings import SFTSettings
+
+    training = tmp_path / "sft"
+    TrainFolder(training).claim(
+        SFTSettings(source=str(EXAMPLES), out=training)
+    )  # what a training writes first
+    record = (training / "settings.json").read_text()
+    texts = texts_of(stories, tmp_path / "texts")
+    done = run_cli(
+        "train", "pairs", str(EXAMPLES), "--run", str(texts), "--include-reference", "--out", str(training)
+    )
+    assert one_error_line(done) == (
+        f"error: {training} holds the settings of another job (alpha, attn_implementation, batch_size, … are no "
+        "settings of train pairs); choose another --out for the pairs"
+    )
+    assert (training / "settings.json").read_text() == record and not (training / "pairs.jsonl").exists()

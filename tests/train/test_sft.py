@@ -635,6 +635,17 @@ def test_a_device_torch_cannot_use_is_refused_before_the_model_loads(
     assert not (tmp_path / "o" / "settings.json").exists()
 
 
+def test_an_out_inside_the_dataset_folder_is_refused(tiny_qwen, tmp_path):
+    """``--out ds/run`` would write checkpoints into the dataset it reads: one line, nothing written."""
+    shutil.copytree(EXAMPLES, tmp_path / "ds", ignore=shutil.ignore_patterns("*.py"))
+    done = run_cli(
+        "train", "sft", str(tmp_path / "ds"), "--out", str(tmp_path / "ds" / "run"), "--model", str(tiny_qwen)
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is inside the dataset folder" in done.stderr and "choose an --out outside it" in done.stderr
+    assert not (tmp_path / "ds" / "run" / "settings.json").exists()
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -116,6 +116,7 @@ def _new_fit(settings: DPOSettings) -> dict:
         "kept": 0,
         "too_long": [],
         "missing_story": [],
+        "identical": [],  # chosen == rejected: no preference to learn (a loss of log 2, no gradient)
         "max_tokens": 0,
         "max_length": settings.max_length,
         "conditioning_assumed": 0,  # pairs that carry no conditioning: the default prompt
@@ -166,6 +167,9 @@ def pair_rows(
                 k = index.get(sid)
                 if k is None:
                     fit["missing_story"].append(sid)
+                    continue
+                if pair["chosen"] == pair["rejected"]:
+                    fit["identical"].append(sid)
                     continue
                 sample = stories[k]
                 if not pair.get("conditioning"):
@@ -347,6 +351,7 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
     notices = [
         f"{len(fit['missing_story'])} pairs name stories their dataset lacks; skipped" if fit["missing_story"] else "",
         f"{len(fit['too_long'])} pairs exceed {settings.max_length} tokens; skipped" if fit["too_long"] else "",
+        f"{len(fit['identical'])} pairs have the same chosen and rejected answer; skipped" if fit["identical"] else "",
         f"{fit['conditioning_assumed']} pairs carry no conditioning (built before pairs recorded it): scored "
         "under the default prompt" if fit["conditioning_assumed"] else "",
     ]  # fmt: skip

@@ -111,6 +111,7 @@ class TrainFolder:
         version, with none recorded, compares its ``sources`` by where they are.
         """
         wanted = settings.to_dict()
+        self._outside_datasets([wanted.get("source"), *(wanted.get("sources") or ())])
         if self.settings.is_file():
             try:
                 held = json.loads(self.settings.read_text(encoding="utf-8"))
@@ -157,6 +158,20 @@ class TrainFolder:
         if dataset is not None:
             write_json(self.dataset, dataset)
         write_json(self.settings, wanted)
+
+    def _outside_datasets(self, sources: list) -> None:
+        """Refuse a folder inside a local dataset folder the job reads: its checkpoints and its cache
+        (Arrow files) would become part of that dataset and change it, so the job could not resume."""
+        from ..files import local_path
+
+        root = self.root.resolve()
+        for source in sources:
+            path = local_path(source)
+            if path is not None and path.is_dir() and root.is_relative_to(path):
+                raise UsageError(
+                    f"--out {self.root} is inside the dataset folder {source}: what training writes there "
+                    "would change the dataset; choose an --out outside it"
+                )
 
     def _dataset_changes(self, held: dict, settings, dataset: dict | None) -> list[str]:
         """``dataset: ...`` phrases for each way the dataset ``settings`` read differs from the folder's

@@ -413,6 +413,13 @@ def _claim(out: Path, settings: dict, operational: set[str], dataset: dict, ids:
     started = any(
         (out / name).is_file() and (out / name).stat().st_size for name in (STORIES, PAIRS, MANIFEST)
     )
+    held = _read_json(path) if path.is_file() else None
+    foreign = sorted(set(held) - set(wanted)) if isinstance(held, dict) and not started else []
+    if foreign:  # another job's folder (a training, a run, a built dataset): its record is not overwritten
+        raise UsageError(
+            f"{out} holds the settings of another job ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}"
+            " are no settings of train pairs); choose another --out for the pairs"
+        )
     if path.is_file() and started:
         try:
             held = json.loads(path.read_text(encoding="utf-8"))
