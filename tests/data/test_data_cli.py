@@ -210,6 +210,13 @@ def _damaged_parquet(tmp_path, changes: dict):
 def test_damaged_parquet_rows(tmp_path, change, message, command):
     file = _damaged_parquet(tmp_path, change)
     extra = [tmp_path / "out", "--to", "folder"] if command == "convert" else []
+    if command == "validate" and "story_id" not in change:  # the story is named: one failure, the rest checked
+        result = run(command, file, "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["failed"] == ["s02"] and report["reasons"] == {"story-unreadable": 1}
+        assert report["stories"] == 3 and report["well_structured"] == 2
+        return
     result = run(command, file, *extra)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -354,3 +361,20 @@ def test_a_parquet_of_other_column_types_is_one_line_naming_the_story(tmp_path, 
             else "; re-export the dataset"
         )
     )
+
+
+def test_validate_names_every_story_it_cannot_read_and_checks_the_rest(tmp_path):
+    """A story folder without cot.md, or with a story.md that is not UTF-8, is a failure of its own in the
+    report (story-unreadable, with its message in --failures); validation goes on to the other stories."""
+    write_folders(fixture_samples(4), tmp_path / "ds")
+    folders = sorted(p for p in (tmp_path / "ds").iterdir() if p.is_dir())
+    (folders[1] / "cot.md").unlink()
+    (folders[2] / "story.md").write_bytes(b"\xff\xfe not text")
+    result = run("validate", tmp_path / "ds", "--json", "--failures", tmp_path / "failed.jsonl")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["stories"] == 4 and report["well_structured"] == 2
+    assert report["reasons"] == {"story-unreadable": 2}
+    lines = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
+    assert [line["reasons"][0]["code"] for line in lines] == ["story-unreadable"] * 2
+    assert "cot.md" in lines[0]["reasons"][0]["message"]

@@ -83,28 +83,28 @@ def validate(
     """Validate every story; exit 1 when any is not well-structured."""
     if failures is not None:  # checked writable before the work starts
         _check_output_file(failures, "--failures")
-    stories = limited(load_stories(source, split), limit)
+    stories = load_stories(source, split)
+    total = len(stories) if limit is None else min(limit, len(stories))
+    ids = stories.ids()[:total]  # a story that cannot be read is still named
     failed: list[dict] = []
     reasons: Counter[str] = Counter()
-    with progress_bar(len(stories), "validating", unit="stories") as advance:
-        for sample in stories:
-            verdict, problem = _verdict(sample, strict)
+    with progress_bar(total, "validating", unit="stories") as advance:
+        for i in range(total):
+            try:  # a story that cannot be read (no cot.md, a damaged row) is one failure, not the end
+                sample = stories[i]
+            except StoryReasoningError as exc:
+                verdict, problem, code = None, str(exc), "story-unreadable"
+            else:
+                verdict, problem = _verdict(sample, strict)
+                code = "image-unreadable"
             if problem is not None:
-                failed.append(
-                    {
-                        "story_id": sample.story_id,
-                        "reasons": [{"code": "image-unreadable", "message": problem}],
-                    }
-                )
-                reasons["image-unreadable"] += 1
-            elif not verdict.well_structured:
-                failed.append(
-                    {"story_id": sample.story_id, "reasons": [d.to_dict() for d in verdict.reasons]}
-                )
-                for code in {d.code for d in verdict.reasons}:
-                    reasons[code] += 1
+                failed.append({"story_id": ids[i], "reasons": [{"code": code, "message": problem}]})
+                reasons[code] += 1
+            elif verdict is not None and not verdict.well_structured:
+                failed.append({"story_id": ids[i], "reasons": [d.to_dict() for d in verdict.reasons]})
+                for reason in {d.code for d in verdict.reasons}:
+                    reasons[reason] += 1
             advance()
-    total = len(stories)
     if failures is not None:
         try:
             failures.parent.mkdir(parents=True, exist_ok=True)
