@@ -17,7 +17,7 @@ import pytest
 
 from storyreasoning import settings as S
 
-from .conftest import run_cli
+from .conftest import one_error_line, run_cli
 from .test_cli_jobs_quick import outcome
 
 SFT = ["train", "sft", "data", "--out", "o"]
@@ -352,3 +352,63 @@ def test_a_record_holds_absolute_paths_and_repeats_the_job_from_anywhere(monkeyp
     monkeypatch.chdir(Path(sys.prefix))
     again = made(monkeypatch, capsys, ["evaluate", "--config", str(tmp_path / "settings.json")])
     assert again.run == tmp_path / "runs" / "one" and not math.isnan(again.workers or 0)
+
+
+# 15: a value out of its bounds, or against another setting, is named by flag and by the file that gave it
+
+
+def test_a_value_out_of_bounds_names_its_flag_or_its_file(tmp_path):
+    """Real runs: ``--beta 0`` names ``--beta``; a recipe's ``epochs: -1`` names the file and the key; nothing
+    is made."""
+    out = tmp_path / "o"
+    assert one_error_line(run_cli("train", "dpo", "p", "--out", str(out), "--beta", "0")) == (
+        "error: --beta must be more than 0 (got 0)"
+    )
+    recipe = config(tmp_path, "epochs: -1\n", "bad.yaml")
+    assert one_error_line(run_cli("train", "sft", "data", "--out", str(out), "--config", recipe)) == (
+        f"error: {recipe}: epochs must be more than 0 (got -1)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [(["train", "dpo", "p", "--out", "o", "--beta", "0"], "--beta must be more than 0 (got 0)"),
+     ([*SFT, "--lr", "-1e-5"], "--lr must be more than 0 (got -1e-05)"),
+     ([*SFT, "--lr", "0"], "--lr must be more than 0 (got 0)"),
+     ([*SFT, "--epochs", "0", "--max-steps", "5"], "--epochs must be more than 0 (got 0)"),
+     (["train", "grpo", "data", "--out", "o", "--epochs", "-1"], "--epochs must be more than 0 (got -1)"),
+     (["train", "plan", "--gpu-memory", "0"], "--gpu-memory must be more than 0 (got 0)")],
+)  # fmt: skip
+def test_an_exclusive_bound_is_one_line_on_both_paths(monkeypatch, capsys, args, says):
+    assert refused(monkeypatch, capsys, args) == f"error: {says}"
+
+
+def test_a_rule_across_settings_names_the_flags_and_the_file_that_gave_them(monkeypatch, capsys, tmp_path):
+    pixels = config(tmp_path, "min_pixels: 900\nmax_pixels: 800\n", "px.yaml")
+    rule = "exceeds --max-pixels {}; give a lower bound at most the upper"
+    assert refused(monkeypatch, capsys, [*SFT, "--config", pixels]) == (
+        f"error: --min-pixels 900 {rule.format(800)} (min_pixels, max_pixels from {pixels})"
+    )
+    assert refused(monkeypatch, capsys, [*SFT, "--config", pixels, "--max-pixels", "700"]) == (
+        f"error: --min-pixels 900 {rule.format(700)} (min_pixels from {pixels})"
+    )
+    given = [*SFT, "--config", pixels, "--min-pixels", "900", "--max-pixels", "800"]  # the file gives neither
+    assert refused(monkeypatch, capsys, given) == f"error: --min-pixels 900 {rule.format(800)}"
+    batch = config(tmp_path, "global_batch: 63\n", "gb.yaml")
+    assert refused(monkeypatch, capsys, [*SFT, "--config", batch, "--batch-size", "2"]) == (
+        f"error: --global-batch 63 is not a multiple of --batch-size 2 (global_batch from {batch})"
+    )
+    lengths = config(tmp_path, "max_length: 2000\n", "grpo.yaml")
+    assert refused(monkeypatch, capsys, ["train", "grpo", "data", "--out", "o", "--config", lengths]) == (
+        "error: --max-completion-length 6144 leaves no room for the prompt in --max-length 2000; raise "
+        f"--max-length (0: no limit) or lower --max-completion-length (max_length from {lengths})"
+    )
+
+
+def test_the_help_shows_an_exclusive_bound():
+    shown = " ".join(run_cli("train", "dpo", "--help").stdout.split())
+    for says in ("--beta <float> DPO temperature β. More than 0. [default: 0.1]",
+                 "--lr <float> Learning rate. Give none to unset it. More than 0. [default: 5e-06]",
+                 "--epochs <float> Training epochs. More than 0. [default: 3.0]"):  # fmt: skip
+        assert says in shown, shown

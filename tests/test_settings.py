@@ -292,3 +292,68 @@ def test_same_place_resolves_what_is_here_and_takes_a_gone_folder_for_one_moved(
     assert same_place("/gone/project/m", "m")  # moved with its project: gone there, the same name here
     assert not same_place("/gone/project/m", "n") and not same_place("/gone/project/m", "org/m")
     assert same_place(["m", "org/x"], (str(tmp_path / "m"), "org/x")) and not same_place(["m"], ["m", "n"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """A job with exclusive lower bounds and a rule across two settings (as train's pixel budget)."""
+
+    rate: float = option(1.0, above=0.0, help="A rate.")
+    share: float = option(0.5, above=0.0, max=1.0, help="A share.")
+    low: int = option(1, min=1, help="Lower bound.")
+    high: int = option(2, min=1, help="Upper bound.")
+
+    def __post_init__(self) -> None:
+        from storyreasoning.settings import SettingsError, validate
+
+        validate(self)
+        if self.low > self.high:
+            raise SettingsError(f"--low {self.low} exceeds --high {self.high}", "low", "high")
+
+
+def test_an_exclusive_bound_is_checked_and_shown_and_a_rule_names_the_file(tmp_path, capsys):
+    """``option(above=0.0)``: 0 is refused ("more than 0") wherever it comes from, and the help shows
+    it in words (typer shows inclusive bounds only); a :class:`SettingsError` names the config file that gave a
+    setting it is about, on both command-line paths and from Python."""
+    import typer
+    from typer.main import get_command
+
+    from storyreasoning.settings import Command, command, run_quick
+
+    for wrong, says in (({"rate": 0}, "rate must be more than 0 (got 0)"),
+                        ({"rate": -1e-9}, "rate must be more than 0 (got -1e-09)"),
+                        ({"share": 0.0}, "share must be more than 0 and at most 1 (got 0)"),
+                        ({"share": 1.5}, "share must be more than 0 and at most 1 (got 1.5)")):  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(says)):
+            Sampling(**wrong)
+        with pytest.raises(UsageError, match=re.escape(says)):
+            from_config(Sampling, **wrong)
+    assert Sampling(rate=1e-9, share=1.0).share == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        option(1.0, min=0.0, above=0.0, help="Both.")
+    config = tmp_path / "c.yaml"
+    config.write_text("low: 5\nrate: 0\n")
+    with pytest.raises(UsageError, match=re.escape(f"{config}: rate must be more than 0 (got 0)")):
+        from_config(Sampling, config)
+    config.write_text("low: 5\n")
+    with pytest.raises(UsageError) as named:
+        from_config(Sampling, config, high=3)
+    assert str(named.value) == f"--low 5 exceeds --high 3 (low from {config})"
+    with pytest.raises(UsageError) as unnamed:  # the keyword is over the file's: not the file's to fix
+        from_config(Sampling, config, low=5, high=3)
+    assert str(unnamed.value) == "--low 5 exceeds --high 3"
+    app = typer.Typer()
+    command(app, Sampling, lambda settings: 0, name="job")
+    for args, says in ((["--rate", "0"], "--rate must be more than 0 (got 0)"),
+                       (["--config", str(config), "--high", "3"], f"--low 5 exceeds --high 3 (low from {config})")):  # fmt: skip
+        with pytest.raises(UsageError) as quick:
+            run_quick(Command("job", Sampling, lambda settings: 0), args)
+        with pytest.raises(UsageError) as typers:
+            get_command(app).main(args=args, standalone_mode=False)
+        assert str(quick.value) == str(typers.value) == says
+    capsys.readouterr()
+    get_command(app).main(args=["--help"], standalone_mode=False)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "A rate. More than 0." in shown and "A share. More than 0, at" in shown and "x>=0.0" not in shown
+    ), shown

@@ -14,7 +14,9 @@ A job's settings are a dataclass whose fields are declared with :func:`option` o
 Every value, from the command line, a config file or a Python keyword, passes through the
 same conversion (:func:`convert`): its type, its bounds, a finite number, a non-empty path
 with ``~`` expanded, ``none`` to unset an optional number; a wrong value is one line naming
-where it came from (``--rank``, ``recipe.yaml: rank``), never a traceback.
+where it came from (``--rank``, ``recipe.yaml: rank``), never a traceback. A rule across
+settings that a class checks itself (:class:`SettingsError`) names them by flag, and the config
+file that gave any of them.
 
 A config file is small (at most :data:`MAX_CONFIG_BYTES`), read with YAML 1.2's plain
 types: ``true``/``false`` are the booleans (``yes``, ``no``, ``on``, ``off`` are words), a
@@ -35,7 +37,7 @@ import math
 import os
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,7 @@ class Spec:
     operational: bool = False  # how a job runs, not what it makes: may change when a job resumes
     clears: tuple[str, ...] = ()  # settings this one resets to their defaults when given over them
     place: bool = False  # text naming a local file or folder, or else a hub id: recorded absolute when local
+    above: float | None = None  # an exclusive lower bound: the value must be more than it
 
 
 def option(
@@ -83,6 +86,7 @@ def option(
     panel: str | None = None,
     min: float | None = None,
     max: float | None = None,
+    above: float | None = None,
     metavar: str | None = None,
     show_default: bool | str = True,
     secret: bool = False,
@@ -105,9 +109,14 @@ def option(
     ``place``: text that names a local file or folder or, when nothing is there, a hub id (a
     model, a dataset source): :func:`record` writes it as an absolute path when it is on this
     machine, so that the record (``--config settings.json``) means the same from any folder.
+
+    ``min`` and ``max`` bound a number, inclusive; ``above`` instead of ``min`` bounds it from below,
+    exclusive (``above=0.0``: a number that must be positive, shown ``x>0.0``).
     """
+    if min is not None and above is not None:
+        raise ValueError("give an option min (inclusive) or above (exclusive), not both")
     spec = Spec(help, tuple(flags), panel, min, max, metavar, show_default, secret=secret, cli=cli,
-                operational=operational, clears=tuple(clears), place=place)  # fmt: skip
+                operational=operational, clears=tuple(clears), place=place, above=above)  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={_KEY: spec})
     return dataclasses.field(default=default, metadata={_KEY: spec})
@@ -289,6 +298,18 @@ def validate(settings: Any) -> None:
         convert(field, getattr(settings, field.name), field.name)
 
 
+class SettingsError(UsageError):
+    """A settings class's own check across settings (or a rule no bound says), raised by its
+    ``__post_init__``: one line naming each setting by its flag (``--min-pixels 900 exceeds
+    --max-pixels 800``); ``names``, the fields it is about, let the command line and
+    :func:`from_config` add the config file that gave any of them (``(min_pixels from recipe.yaml)``).
+    A single value's type and bounds are :func:`option`'s to say (:func:`validate`)."""
+
+    def __init__(self, message: str, *names: str) -> None:
+        super().__init__(message)
+        self.names = names
+
+
 def _one(field: Field, value: Any, where: str) -> Any:
     if field.unsettable and isinstance(value, str) and value.strip().lower() == "none":
         return None
@@ -312,13 +333,13 @@ def _scalar(field: Field, kind: Any, value: Any, where: str) -> Any:
         raise UsageError(f"{where} must be true or false (got {_got(value)})")
     if kind is int or kind is float:
         number = _number(kind, value, where)
-        low, high = field.spec.min, field.spec.max
-        if (low is not None and number < low) or (high is not None and number > high):
-            if low is not None and high is not None:
-                bounds = f"between {_num(low)} and {_num(high)}"
-            else:
-                bounds = f"at least {_num(low)}" if low is not None else f"at most {_num(high)}"
-            raise UsageError(f"{where} must be {bounds} (got {_num(number)})")
+        low, above, high = field.spec.min, field.spec.above, field.spec.max
+        if (
+            (low is not None and number < low)
+            or (above is not None and not number > above)
+            or (high is not None and number > high)
+        ):
+            raise UsageError(f"{where} must be {_bounds(field.spec)} (got {_num(number)})")
         if kind is int and abs(number) > _LARGEST:
             raise UsageError(f"{where} is too large (got {_num(number)})")
         return number
@@ -342,6 +363,18 @@ def _scalar(field: Field, kind: Any, value: Any, where: str) -> Any:
             return os.fspath(value)
         raise UsageError(f"{where} must be text (got {_got(value)})")
     return value
+
+
+def _bounds(spec: Spec) -> str:
+    """A setting's bounds in words: ``at least 1``, ``more than 0``, ``between 0 and 0.99``."""
+    if spec.min is not None and spec.max is not None:
+        return f"between {_num(spec.min)} and {_num(spec.max)}"
+    low = (
+        f"more than {_num(spec.above)}" if spec.above is not None
+        else f"at least {_num(spec.min)}" if spec.min is not None else None
+    )  # fmt: skip
+    high = f"at most {_num(spec.max)}" if spec.max is not None else None
+    return " and ".join(b for b in (low, high) if b)
 
 
 def _number(kind: type, value: Any, where: str) -> int | float:
@@ -874,8 +907,9 @@ def from_config(cls: type, path: str | Path | None = None, **overrides: Any):
             close = difflib.get_close_matches(name, list(fields), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UsageError(f"{cls.__name__} has no setting {name!r}{hint}")
-    values, _ = _layered(fields, values, given)
-    return _build(cls, values)
+    from_file = set(values)
+    values, cleared = _layered(fields, values, given)
+    return _build(cls, values, path, from_file - set(given) - set(cleared))
 
 
 def _layered(
@@ -894,8 +928,11 @@ def _layered(
     return values, cleared
 
 
-def _build(cls: type, values: dict[str, Any]):
-    """``cls`` from converted values; a required setting none gives is one error."""
+def _build(
+    cls: type, values: dict[str, Any], config_file: str | os.PathLike | None = None, filed: Collection[str] = ()
+):  # fmt: skip
+    """``cls`` from converted values; a required setting none gives is one error. ``filed``: the settings
+    ``config_file`` gave (and nothing over it), which a :class:`SettingsError` about them names."""
     missing = [f.name for f in settings_fields(cls) if f.required and f.name not in values]
     if missing:
         keywords = ", ".join(f"{name}=…" for name in missing)
@@ -904,6 +941,11 @@ def _build(cls: type, values: dict[str, Any]):
         )
     try:
         return cls(**values)
+    except SettingsError as exc:
+        named = [name for name in exc.names if name in filed]
+        if config_file is None or not named:
+            raise
+        raise UsageError(f"{exc} ({', '.join(named)} from {_expanded(os.fspath(config_file))})") from None
     except TypeError as exc:
         raise UsageError(f"{cls.__name__}: {exc}") from None
 
@@ -1069,7 +1111,7 @@ def run_quick(entry: Command, args: list[str]) -> int | None:
     values, cleared = _layered(fields, from_file, given)
     if any(f.required and f.name not in values for f in cli_fields):
         return None  # a required argument or option not given: typer says which
-    settings = _build(entry.cls, values)
+    settings = _build(entry.cls, values, config_file, set(from_file) - set(given) - set(cleared))
     if config_file is not None:
         _say_config(config_file, [f.label for f in cli_fields if f.name in given], cleared)
     return _job(entry.run)(settings) or 0
@@ -1165,7 +1207,7 @@ def command(
                     if every[other].spec.cli and not every[other].required:
                         values[other] = every[other].default
                     cleared.append(other)
-        settings = _build(cls, values)
+        settings = _build(cls, values, config_file, set(from_file) - typed - set(cleared))
         if config_file is not None:
             _say_config(Path(config_file), [f.label for f in fields if f.name in typed], cleared)
         raise typer.Exit(_job(run)(settings) or 0)
@@ -1246,10 +1288,16 @@ def _typer_param(field: Field, enums: dict[str, type], typer: Any) -> tuple[Any,
         kwargs["metavar"] = spec.metavar or field.name.upper()
     if spec.argument:
         return annotation, typer.Argument(default, **kwargs)
-    if spec.min is not None:  # shown in the help; checked by convert
-        kwargs["min"] = spec.min
-    if spec.max is not None:
-        kwargs["max"] = spec.max
+    if (
+        spec.above is not None
+    ):  # typer shows inclusive bounds only (x>=0.0): an exclusive one is said in words
+        most = f", at most {_num(spec.max)}" if spec.max is not None else ""
+        kwargs["help"] = f"{help} More than {_num(spec.above)}{most}."
+    else:  # shown in the help; checked by convert
+        if spec.min is not None:
+            kwargs["min"] = spec.min
+        if spec.max is not None:
+            kwargs["max"] = spec.max
     if spec.panel:
         kwargs["rich_help_panel"] = spec.panel
     flags = field.flags
@@ -1265,6 +1313,7 @@ __all__ = [
     "Command",
     "ConfigKeysError",
     "Field",
+    "SettingsError",
     "Spec",
     "absolute",
     "argument",

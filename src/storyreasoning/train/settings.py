@@ -18,7 +18,7 @@ from typing import Literal
 from ..data.messages import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, MessageOptions
 from ..errors import UsageError
 from ..format.prompts import Order
-from ..settings import REQUIRED, argument, option, record
+from ..settings import REQUIRED, SettingsError, argument, option, record, validate
 
 Mode = Literal["lora", "full", "language"]
 MODES = ("lora", "full", "language")
@@ -130,11 +130,11 @@ class TrainingOptions:
     min_pixels: int = option(QWEN_MIN_PIXELS, min=1, help="Pixel budget per image, lower bound.", panel=DATA)
     max_pixels: int = option(QWEN_MAX_PIXELS, min=1, help="Pixel budget per image, upper bound.", panel=DATA)
     order: Order = option("images-first", help="Images before the prompt, or after it.", panel=DATA)
-    epochs: float = option(3.0, help="Training epochs.", panel=OPTIM)
+    epochs: float = option(3.0, above=0.0, help="Training epochs.", panel=OPTIM)
     max_steps: int | None = option(None, min=1, help="Stop after N optimiser steps (overrides --epochs).",
                                    panel=OPTIM)  # fmt: skip
     lr: float | None = option(
-        None, help="Learning rate (default 2e-4 for lora, 2e-5 otherwise).", panel=OPTIM
+        None, above=0.0, help="Learning rate (default 2e-4 for lora, 2e-5 otherwise).", panel=OPTIM
     )
     batch_size: int = option(1, min=1, help="Examples per device batch.", panel=OPTIM)
     grad_accum: int = option(
@@ -226,38 +226,38 @@ class TrainingOptions:
 
 
 def check_settings(settings: TrainingOptions) -> None:
-    """The checks every job's settings share (mode, LoRA, batch, steps, lengths); one clear error each."""
-    if settings.mode not in MODES:
-        raise UsageError(f"unknown mode {settings.mode!r}; use lora, full or language")
-    if settings.rank < 1:
-        raise UsageError(f"the LoRA rank must be at least 1, got {settings.rank}")
-    if not 0 <= settings.dropout < 1:
-        raise UsageError(f"the LoRA dropout must be in [0, 1), got {settings.dropout}")
+    """The checks every job's settings share: each value as its option checks it (type, choices, bounds:
+    :func:`~storyreasoning.settings.validate`), then the rules across settings, each one line naming
+    them by flag (:class:`~storyreasoning.settings.SettingsError`)."""
+    validate(settings)
     if not settings.targets:
-        raise UsageError("LoRA needs at least one target module name")
-    if settings.batch_size < 1 or settings.grad_accum < 1:
-        raise UsageError("batch size and gradient accumulation must be at least 1")
-    if settings.max_steps is not None and settings.max_steps < 1:
-        raise UsageError(f"max steps must be at least 1, got {settings.max_steps}")
-    if settings.epochs <= 0 and settings.max_steps is None:
-        raise UsageError(f"epochs must be positive, got {settings.epochs}")
-    if settings.max_length and settings.max_length < 16:
-        raise UsageError(f"max length {settings.max_length} is too small to hold any story")
-    if settings.save_steps < 1 or settings.logging_steps < 1:
-        raise UsageError("save steps and logging steps must be at least 1")
-    if settings.min_pixels > settings.max_pixels:
-        raise UsageError(f"min pixels {settings.min_pixels} exceed max pixels {settings.max_pixels}")
+        raise SettingsError("--target: LoRA needs at least one target module name", "targets")
+    check_lengths(settings.max_length, settings.min_pixels, settings.max_pixels)
     if settings.global_batch is not None and settings.global_batch % settings.batch_size:
-        raise UsageError(
-            f"the global batch {settings.global_batch} is not a multiple of the batch size {settings.batch_size}"
-        )
+        raise SettingsError(
+            f"--global-batch {settings.global_batch} is not a multiple of --batch-size {settings.batch_size}",
+            "global_batch", "batch_size",
+        )  # fmt: skip
     if settings.dtype == "float16" and settings.mode != "lora":
-        raise UsageError(
+        raise SettingsError(
             f"--mode {settings.mode} in float16 is refused: float16 full training overflows and loses small "
-            "updates; use bfloat16 (a GPU that has it) or --mode lora"
+            "updates; use --dtype bfloat16 (a GPU that has it) or --mode lora",
+            "mode", "dtype",
+        )  # fmt: skip
+
+
+def check_lengths(max_length: int | None, min_pixels: int, max_pixels: int) -> None:
+    """The length and pixel budget a training and its plan share: a story must fit, the budget be a range."""
+    if max_length and max_length < 16:
+        raise SettingsError(
+            f"--max-length {max_length} is too small to hold any story; give at least 16 (0: no limit)",
+            "max_length",
         )
-    if settings.lr is not None and not settings.lr > 0:
-        raise UsageError(f"the learning rate must be positive, got {settings.lr}")
+    if min_pixels > max_pixels:
+        raise SettingsError(
+            f"--min-pixels {min_pixels} exceeds --max-pixels {max_pixels}; give a lower bound at most the upper",
+            "min_pixels", "max_pixels",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,11 +277,6 @@ class SFTSettings(TrainingOptions):
         "assistant", panel=MODEL,
         help="assistant: learn only the answer (CoT and story); all: every non-vision token, as the original.",
     )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss not in ("assistant", "all"):
-            raise UsageError(f"unknown loss {self.loss!r}; use assistant or all")
 
     @property
     def messages(self) -> MessageOptions:
@@ -322,12 +317,12 @@ class DPOSettings(TrainingOptions):
         0.0, min=0.0, max=0.5, panel=DATA,
         help="Share of each training folder's stories held out (by --seed) and evaluated on at each save.",
     )  # fmt: skip
-    beta: float = option(0.1, min=0.0, help="DPO temperature β.", panel=OPTIM)
+    beta: float = option(0.1, above=0.0, help="DPO temperature β.", panel=OPTIM)
     loss_type: str = option(
         "sigmoid", panel=OPTIM,
         help="TRL's DPO loss type: sigmoid (the DPO paper's), ipo, hinge, robust, apo_zero, … (see TRL's DPOConfig).",
     )  # fmt: skip
-    lr: float | None = option(5e-6, help="Learning rate.", panel=OPTIM)
+    lr: float | None = option(5e-6, above=0.0, help="Learning rate.", panel=OPTIM)
     grad_accum: int = option(8, min=1, help="Batches per optimiser step.", panel=OPTIM)
     weight_decay: float = option(0.0, min=0.0, help="Weight decay.", panel=OPTIM)
 
@@ -335,14 +330,11 @@ class DPOSettings(TrainingOptions):
         if not self.pairs:
             raise UsageError("give at least one pairs folder (storyreasoning train pairs makes them)")
         super().__post_init__()
-        if self.beta <= 0:
-            raise UsageError(f"beta must be positive, got {self.beta}")
         if self.loss_type not in DPO_LOSS_TYPES:
-            raise UsageError(
-                f"unknown DPO loss type {self.loss_type!r}; use one of {', '.join(DPO_LOSS_TYPES)}"
-            )
-        if not 0 <= self.eval_fraction <= 0.5:
-            raise UsageError(f"the eval fraction must be in [0, 0.5], got {self.eval_fraction}")
+            raise SettingsError(
+                f"unknown DPO loss type {self.loss_type!r} (--loss-type); use one of {', '.join(DPO_LOSS_TYPES)}",
+                "loss_type",
+            )  # fmt: skip
         self.mix_weights()  # a malformed --mix fails before anything loads
 
     def mix_weights(self) -> dict[str, float] | None:
@@ -367,25 +359,28 @@ def mix_weights(mix: tuple[str, ...], folders: tuple[str, ...], what: str) -> di
         except ValueError:
             value = -1.0
         if not sep or not name.strip() or not value >= 0:
-            raise UsageError(
-                f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}"
+            raise SettingsError(
+                f"--mix takes NAME=WEIGHT with a weight of 0 or more (real=2,synth=1), got {item!r}", "mix"
             )
         given[name.strip().rstrip("/")] = value
     out: dict[str, float] = {}
     for folder in folders:
         names = [n for n in (folder.rstrip("/"), Path(folder).name) if n in given]
         if not names:
-            raise UsageError(
+            raise SettingsError(
                 f"--mix gives no weight to the {what} {folder}; name every one "
-                f"({', '.join(Path(p).name + '=W' for p in folders)})"
+                f"({', '.join(Path(p).name + '=W' for p in folders)})",
+                "mix",
             )
         out[folder] = given[names[0]]
     known = {n for folder in folders for n in (folder.rstrip("/"), Path(folder).name)}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise UsageError(f"--mix names {unknown[0]}, which is not one of the {what}s given; check the name")
+        raise SettingsError(
+            f"--mix names {unknown[0]}, which is not one of the {what}s given; check the name", "mix"
+        )
     if not any(out.values()):
-        raise UsageError(f"--mix gives every {what} a weight of 0; give one a positive weight")
+        raise SettingsError(f"--mix gives every {what} a weight of 0; give one a positive weight", "mix")
     return out
 
 
@@ -426,8 +421,8 @@ class RewardOptions:
         try:
             return RewardWeights(reid=self.w_reid, grounding=self.w_grounding, boxes=self.w_boxes,
                                  cross_group=self.cross_group, reid_iou=self.reid_iou, gate=self.gate)  # fmt: skip
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        except ValueError as exc:  # the weights' bounds are the options': what is left is their sum
+            raise SettingsError(str(exc), "w_reid", "w_grounding", "w_boxes") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,8 +493,8 @@ class GRPOSettings(TrainingOptions, RewardOptions):
     )  # fmt: skip
     temperature: float = option(1.0, min=0.0, help="Sampling temperature of the completions.", panel=ONLINE)
     top_p: float = option(1.0, min=0.0, max=1.0, help="Nucleus sampling of the completions.", panel=ONLINE)
-    lr: float | None = option(1e-5, help="Learning rate.", panel=OPTIM)
-    epochs: float = option(1.0, help="Passes over the prompts.", panel=OPTIM)
+    lr: float | None = option(1e-5, above=0.0, help="Learning rate.", panel=OPTIM)
+    epochs: float = option(1.0, above=0.0, help="Passes over the prompts.", panel=OPTIM)
     batch_size: int = option(
         8, min=1, panel=OPTIM,
         help="Completions per device batch; batch x grad-accum x processes must be a multiple of the group size.",
@@ -554,21 +549,18 @@ class GRPOSettings(TrainingOptions, RewardOptions):
         if not self.sources:
             raise UsageError("give at least one dataset of stories to prompt with")
         super().__post_init__()
-        if self.num_generations < 2:
-            raise UsageError(f"the group size must be at least 2 (rewards are compared within a group), got "
-                             f"{self.num_generations}")  # fmt: skip
         if self.w_story <= 0 and self.w_ended <= 0 and not (self.judge_endpoint and self.w_judge > 0):
-            raise UsageError(
+            raise SettingsError(
                 "every reward has a weight of 0; give --w-story, --w-ended or --w-judge (with --judge-endpoint) "
-                "a positive weight"
-            )
-        if self.vllm_mode not in ("colocate", "server"):
-            raise UsageError(f"unknown vLLM mode {self.vllm_mode!r}; use colocate or server")
+                "a positive weight",
+                "w_story", "w_ended", "w_judge", "judge_endpoint",
+            )  # fmt: skip
         if self.max_length and self.max_completion_length >= self.max_length:
-            raise UsageError(
+            raise SettingsError(
                 f"--max-completion-length {self.max_completion_length} leaves no room for the prompt in --max-length "
-                f"{self.max_length}; raise --max-length (0: no limit) or lower --max-completion-length"
-            )
+                f"{self.max_length}; raise --max-length (0: no limit) or lower --max-completion-length",
+                "max_completion_length", "max_length",
+            )  # fmt: skip
         self.weights()  # a bad weight fails before anything loads
         self.mix_weights()
 
@@ -640,7 +632,7 @@ class PlanSettings:
     )  # fmt: skip
     offload: bool = option(False, help="Sharded states in CPU memory (with fsdp or zero3).", panel=HARDWARE)
     gpu_memory: float = option(
-        80.0, min=0.001, metavar="GiB", panel=HARDWARE,
+        80.0, above=0.0, metavar="GiB", panel=HARDWARE,
         help="Memory of one GPU in GiB (an 80 GB card holds about 79 GiB).",
     )  # fmt: skip
     overhead: float = option(
@@ -673,14 +665,12 @@ class PlanSettings:
     def __post_init__(self) -> None:
         if self.max_length == 0:
             object.__setattr__(self, "max_length", None)
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; use lora, full or language")
-        if self.min_pixels > self.max_pixels:
-            raise UsageError(f"min pixels {self.min_pixels} exceed max pixels {self.max_pixels}")
+        validate(self)
         if self.source is None and not self.max_length:
-            raise UsageError("give a dataset, or --max-length N to plan for one length")
-        if self.max_length and self.max_length < 16:
-            raise UsageError(f"max length {self.max_length} is too small to hold any story")
+            raise SettingsError(
+                "give a dataset, or --max-length N to plan for one length", "source", "max_length"
+            )
+        check_lengths(self.max_length, self.min_pixels, self.max_pixels)
 
 
 __all__ = [
@@ -699,6 +689,7 @@ __all__ = [
     "PlanSettings",
     "SFTSettings",
     "TrainingOptions",
+    "check_lengths",
     "check_settings",
     "dataset_now",
     "folder_dataset_changes",
