@@ -109,15 +109,24 @@ def test_full_dpo_learns_to_prefer_the_chosen_output(tiny_qwen, pairs, tmp_path)
     assert (result.final / "model.safetensors").is_file()
 
 
-def test_pairs_over_the_length_are_left_out(tiny_qwen, pairs, tmp_path):
+#: What transformers shows while a model's weights load.
+LOADING_WEIGHTS = "Loading weights"
+
+
+def test_pairs_over_the_length_are_left_out(tiny_qwen, pairs, tmp_path, capfd):
+    """Counted in fit.json and refused before the weights load (minutes at 7B): the processor alone fits
+    them; with room for them the weights load and the job trains."""
     with pytest.raises(UsageError, match="no pair to train on"):
         train_dpo(settings(tiny_qwen, pairs, tmp_path / "short", max_length=500))
+    assert LOADING_WEIGHTS not in capfd.readouterr().err
     fit = json.loads((tmp_path / "short" / "fit.json").read_text())
     assert sorted(fit["too_long"]) == ["cat-and-coffee", "lighthouse", "pioneers"] and fit["kept"] == 0
     assert not (tmp_path / "short" / "settings.json").exists()  # not claimed: a longer limit may use it
+    assert train_dpo(settings(tiny_qwen, pairs, tmp_path / "short", max_steps=1)).steps == 1
+    assert LOADING_WEIGHTS in capfd.readouterr().err  # what the refusal above never reached
 
 
-def test_pairs_whose_chosen_is_their_rejected_are_left_out(tiny_qwen, pairs, tmp_path):
+def test_pairs_whose_chosen_is_their_rejected_are_left_out(tiny_qwen, pairs, tmp_path, capfd):
     """A pair with one answer on both sides teaches nothing (loss log 2, no gradient): left out, counted."""
     import shutil
 
@@ -129,6 +138,7 @@ def test_pairs_whose_chosen_is_their_rejected_are_left_out(tiny_qwen, pairs, tmp
     )
     with pytest.raises(UsageError, match="no pair to train on"):
         train_dpo(settings(tiny_qwen, same, tmp_path / "dpo"))
+    assert LOADING_WEIGHTS not in capfd.readouterr().err  # refused before the weights load
     fit = json.loads((tmp_path / "dpo" / "fit.json").read_text())
     assert sorted(fit["identical"]) == ["cat-and-coffee", "lighthouse", "pioneers"] and fit["kept"] == 0
     assert not (tmp_path / "dpo" / "settings.json").exists()
@@ -165,7 +175,7 @@ def test_a_damaged_pairs_folder_is_refused_before_the_model_loads(tiny_qwen, pai
     def loaded(*args, **kwargs):
         raise AssertionError("the model loaded before the pairs were read")
 
-    monkeypatch.setattr(job, "load_model", loaded)
+    monkeypatch.setattr(job, "load_weights", loaded)
     with pytest.raises(UsageError, match="line 4 is not a pair"):
         train_dpo(settings(tiny_qwen, damaged, tmp_path / "x"))
     # so is a dataset that is not there (the pairs' frames come from it)
@@ -385,7 +395,7 @@ def test_mixed_folders_and_held_out_pairs_are_evaluated_at_each_save(tiny_qwen, 
         ({"mix": ("real=2,synth=1,other=1",)}, "names other, which is not one of the pairs folders"),
         ({"mix": ("real=0", "synth=0")}, "every pairs folder a weight of 0"),
         ({"loss_type": "sigmoidal"}, "unknown DPO loss type 'sigmoidal'"),
-        ({"eval_fraction": 0.7}, "eval fraction"),
+        ({"eval_fraction": 0.7}, "eval_fraction must be between 0 and 0.5"),
     ],
 )
 def test_bad_dpo_options_are_one_clear_error(changes, message):

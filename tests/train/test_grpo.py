@@ -312,12 +312,25 @@ def test_a_grpo_run_knows_its_datasets_by_their_content(tiny_qwen, tmp_path, mon
         assert (tmp_path / project / "run" / "fit.json").read_bytes() == fit  # fitted to it after loading
 
 
-def test_stories_too_long_for_the_completion_are_left_out(tiny_qwen, tmp_path):
+#: What transformers shows while a model's weights load.
+LOADING_WEIGHTS = "Loading weights"
+
+
+def test_stories_too_long_for_the_completion_are_left_out(tiny_qwen, tmp_path, capfd):
+    """Counted in fit.json and refused before the weights load (minutes at 7B): the processor alone fits
+    them; with room for them the weights load and the job trains."""
     with pytest.raises(UsageError, match="no story to prompt with"):
         train_grpo(settings(tiny_qwen, tmp_path / "short", max_length=120, max_completion_length=100))
+    assert LOADING_WEIGHTS not in capfd.readouterr().err
     fit = json.loads((tmp_path / "short" / "fit.json").read_text())
     assert sorted(fit["too_long"]) == ["cat-and-coffee", "lighthouse", "pioneers"] and fit["kept"] == 0
     assert not (tmp_path / "short" / "settings.json").exists()
+    # too few prompts for one step are said before the weights load too
+    with pytest.raises(UsageError, match=r"4 prompts a step, but there are only 3"):
+        train_grpo(settings(tiny_qwen, tmp_path / "few", batch_size=8, grad_accum=2))
+    assert LOADING_WEIGHTS not in capfd.readouterr().err
+    assert train_grpo(settings(tiny_qwen, tmp_path / "short", max_steps=1, reward_workers=0)).steps == 1
+    assert LOADING_WEIGHTS in capfd.readouterr().err  # what the refusals above never reached
 
 
 @pytest.mark.slow  # a real kill and a resume: two CLI runs of the tiny model

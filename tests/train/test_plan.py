@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import require_transformers, run_cli
+from ..conftest import one_error_line, require_transformers, run_cli
 
 require_transformers()
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
@@ -423,3 +423,97 @@ def test_mistakes_are_one_clear_sentence(seven_b, tmp_path):
     with pytest.raises(UsageError, match=r"--target nosuchmodule names no linear layer .*q_proj"):
         make_plan(PlanSettings(model=str(seven_b), max_length=1000, targets=("nosuchmodule",)))
     make_plan(PlanSettings(model=str(seven_b), max_length=1000, targets=("nosuchmodule", "q_proj")))
+
+
+# -- a training recipe as the plan's config -----------------------------------------------------------------
+
+RECIPES = ROOT / "recipes"
+
+
+def recipe_note(result) -> str:
+    """The one line train plan says of the recipe's settings it does not use."""
+    notes = [line for line in result.stderr.splitlines() if line.startswith("from the recipe")]
+    assert len(notes) == 1, result.stderr
+    return notes[0]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "objective", "same", "readme"),
+    [
+        # README, Planning memory: DPO at rank 2048 needs about 73 GiB at 32k, GRPO (rank 64, a group of 8)
+        # about 32 GiB at 15k
+        ("qwenstoryteller2-dpo", "dpo", {"rank": 2048, "dropout": 0.05}, (32768, 73)),
+        ("qwenstoryteller-grpo", "grpo", {"rank": 64, "dropout": 0.05, "num_generations": 8,
+                                          "max_completion_length": 6144, "beta": 0.04}, (15000, 32)),
+    ],
+)  # fmt: skip
+def test_a_training_recipe_is_planned_as_its_job(seven_b, arch_7b, recipe, objective, same, readme):
+    path = str(RECIPES / f"{recipe}.yaml")
+    code, shown = plan_json("--config", path, "--model", str(seven_b))
+    assert code == 0 and shown["setup"]["objective"] == objective
+    assert shown["worst"] == plan_7b(arch_7b, seven_b, objective=objective, max_length=32768, **same)["worst"]
+    # the job's own settings are read and named in one line, never planned with
+    result = run_cli("train", "plan", "--config", path, "--model", str(seven_b), "--max-length", "1000")
+    assert result.returncode == 0, result.stderr
+    note = recipe_note(result)
+    assert note.startswith(f"from the recipe (train {objective}): alpha, epochs, lr")
+    assert note.endswith(" are not used by the plan") and "mix" in note and "rank" not in note
+    # flags on the command line win over the file; the job stays the recipe's
+    length, gib = readme
+    code, shown = plan_json("--config", path, "--model", str(seven_b), "--max-length", str(length))
+    assert shown["setup"]["objective"] == objective and shown["worst"]["total_gib"] == pytest.approx(
+        gib, abs=0.5
+    )
+    _, shown = plan_json("--config", path, "--model", str(seven_b), "--rank", "8", "--objective", "sft")
+    assert (shown["setup"]["rank"], shown["setup"]["objective"], shown["setup"]["dropout"]) == (
+        8,
+        "sft",
+        0.05,
+    )
+
+
+def test_the_sft_recipe_counts_its_dataset(seven_b, tiny_qwen):
+    path = str(RECIPES / "qwenstoryteller-sft.yaml")
+    # the recipe's dataset is what the plan counts: a config-only folder has no processor to count it with
+    refused = run_cli("train", "plan", "--config", path, "--model", str(seven_b))
+    assert refused.returncode == 1 and "--processor" in refused.stderr and "Traceback" not in refused.stderr
+    # a dataset on the command line wins over the recipe's
+    code, shown = plan_json(
+        str(EXAMPLES), "--config", path, "--model", str(seven_b), "--processor", str(tiny_qwen)
+    )
+    assert code == 0 and shown["setup"]["objective"] == "sft" and shown["setup"]["rank"] == 16
+    assert shown["examples_count"] == shown["fit"]["stories"] >= 2 and shown["fit"]["max_length"] == 32768
+    result = run_cli("train", "plan", "--config", path, "--model", str(seven_b), "--max-length", "15000",
+                     "--processor", str(tiny_qwen), str(EXAMPLES))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert recipe_note(result).startswith("from the recipe (train sft): alpha, epochs, lr")
+    assert "loss" in recipe_note(result)
+
+
+def test_a_recipe_without_a_setting_plans_its_jobs_default(seven_b, tmp_path):
+    # train dpo trains at rank 2048 and dropout 0.05 when its recipe does not say: so does the plan
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text("loss_type: ipo\n")
+    _, shown = plan_json("--config", str(recipe), "--model", str(seven_b), "--max-length", "1000")
+    assert (shown["setup"]["objective"], shown["setup"]["rank"], shown["setup"]["dropout"]) == (
+        "dpo",
+        2048,
+        0.05,
+    )
+    _, shown = plan_json("--model", str(seven_b), "--max-length", "1000", "--objective", "dpo")
+    assert shown["setup"]["rank"] == 16  # without a recipe, the plan's own
+
+
+def test_what_is_no_recipe_is_still_refused(seven_b, tmp_path):
+    def refused(text: str) -> str:
+        config = tmp_path / "c.yaml"
+        config.write_text(text)
+        return one_error_line(run_cli("train", "plan", "--config", str(config), "--model", str(seven_b)))
+
+    assert "'rnak' is not a setting of this job; did you mean rank?" in refused("rnak: 8\n")
+    tell = refused("max_new_tokens: 100\nendpoint: http://localhost:8000/v1\n")
+    assert (
+        "'max_new_tokens', 'endpoint' are not settings of this job" in tell and "storyreasoning tell" in tell
+    )
+    assert "not the settings of one training job" in refused("loss: all\nloss_type: ipo\n")
+    assert "lr must be a number (got 'fast')" in refused("lr: fast\n")  # read as train sft reads it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,30 +20,34 @@ DPO = {"pairs": ("p",), "out": Path("o")}
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"mode": "half"}, "unknown mode 'half'"),
-        ({"rank": 0}, "rank must be at least 1"),
-        ({"dropout": 1.0}, "dropout must be in [0, 1)"),
-        ({"targets": ()}, "target module"),
-        ({"grad_accum": 0}, "gradient accumulation"),
-        ({"max_steps": 0}, "max steps must be at least 1"),
-        ({"epochs": 0}, "epochs must be positive"),
-        ({"max_length": 8}, "too small"),
-        ({"save_steps": 0}, "save steps"),
+        ({"mode": "half"}, "mode must be one of lora, full, language (got 'half')"),
+        ({"rank": 0}, "rank must be at least 1 (got 0)"),
+        ({"dropout": 1.0}, "dropout must be between 0 and 0.99 (got 1)"),
+        ({"targets": ()}, "--target: LoRA needs at least one target module name"),
+        ({"grad_accum": 0}, "grad_accum must be at least 1 (got 0)"),
+        ({"max_steps": 0}, "max_steps must be at least 1 (got 0)"),
+        ({"epochs": 0}, "epochs must be more than 0 (got 0)"),
+        ({"epochs": -1, "max_steps": 5}, "epochs must be more than 0 (got -1)"),
+        ({"lr": 0.0}, "lr must be more than 0 (got 0)"),
+        ({"max_length": 8}, "--max-length 8 is too small to hold any story; give at least 16 (0: no limit)"),
+        ({"save_steps": 0}, "save_steps must be at least 1 (got 0)"),
+        ({"min_pixels": 900, "max_pixels": 800}, "--min-pixels 900 exceeds --max-pixels 800"),
+        ({"global_batch": 63, "batch_size": 2}, "--global-batch 63 is not a multiple of --batch-size 2"),
     ],
 )
 def test_both_jobs_refuse_the_same_bad_settings(change, words):
+    """Settings built in Python are checked as the options are (their bounds named by field), and the
+    rules across settings name the flags."""
     for base in (SFT, DPO):
         kind = SFTSettings if "source" in base else DPOSettings
-        with pytest.raises(
-            UsageError, match=words.replace("[", r"\[").replace(")", r"\)").replace("(", r"\(")
-        ):
+        with pytest.raises(UsageError, match=re.escape(words)):
             kind(**base, **change)
 
 
 def test_job_specific_checks_and_defaults():
-    with pytest.raises(UsageError, match="unknown loss"):
+    with pytest.raises(UsageError, match=re.escape("loss must be one of assistant, all (got 'prompt')")):
         SFTSettings(**SFT, loss="prompt")
-    with pytest.raises(UsageError, match="beta must be positive"):
+    with pytest.raises(UsageError, match=re.escape("beta must be more than 0 (got 0)")):
         DPOSettings(**DPO, beta=0)
     with pytest.raises(UsageError, match="pairs folder"):
         DPOSettings(pairs=(), out=Path("o"))
@@ -282,3 +287,41 @@ def test_a_folders_dataset_changes_leave_its_split_to_the_settings_when_it_is_on
         tmp_path / "none.json", held, record, recorded=lambda: ["pioneers", "gone"], ids=lambda: ["pioneers"]
     )
     assert found == [f"content: 1 stories of the run are not in {EXAMPLES.resolve()} now (first: gone)"]
+
+
+def test_a_training_into_another_jobs_folder_names_that_job(tiny_qwen, tmp_path):
+    """``--out`` a pairs folder or an SFT training by mistake: the job whose folder it is is named with what it
+    holds there, not its settings as so many changes; its folder is left as it was."""
+    from storyreasoning.data import load_stories
+
+    from ..conftest import one_error_line, require_transformers, run_cli
+
+    require_transformers()
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for story in load_stories(str(EXAMPLES)):  # its CoT with an untagged story: the worse candidate
+        (texts / f"{story.story_id}.txt").write_text(
+            story.output_text().split("</think>")[0] + "</think>\nNo."
+        )
+    pairs, sft = tmp_path / "pairs", tmp_path / "sft"
+    made = run_cli(
+        "train", "pairs", str(EXAMPLES), "--run", str(texts), "--include-reference", "--out", str(pairs)
+    )
+    assert made.returncode == 0, made.stderr
+    model = ("--model", str(tiny_qwen), "--device", "cpu", "--min-pixels", "3136", "--max-pixels", "12544")
+    made = run_cli(
+        "train", "sft", str(EXAMPLES), *model, "--max-steps", "1", "--max-images", "1", "--out", str(sft)
+    )
+    assert made.returncode == 0, made.stderr
+    for out, job, holds in [
+        (pairs, "train pairs", "manifest.json, pairs.jsonl, stories.jsonl"),
+        (sft, "train sft", "checkpoints/, final/, fit.json, log.jsonl"),
+    ]:
+        record = (out / "settings.json").read_bytes()
+        for command in (("dpo", str(pairs)), ("grpo", str(EXAMPLES))):
+            refused = run_cli("train", *command, *model, "--out", str(out))
+            assert one_error_line(refused) == (
+                f"error: {out} holds the settings of another job ({job}: its {holds}); choose another --out"
+            ), command
+        assert (out / "settings.json").read_bytes() == record
+    assert not (pairs / "log.jsonl").exists() and not (sft / "cache").exists()

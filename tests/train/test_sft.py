@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import require_transformers, run_cli
+from ..conftest import one_error_line, require_transformers, run_cli
 
 require_transformers()
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'storyreasoning[train]'")
@@ -567,6 +567,30 @@ def test_cli_trains_and_prints_how_to_tell(tiny_qwen, tmp_path):
     assert held["max_length"] is None and held["max_images"] == 1 and held["mode"] == "lora"
 
 
+#: What transformers shows while a model's weights load.
+LOADING_WEIGHTS = "Loading weights"
+
+
+def test_stories_that_fit_nowhere_are_refused_before_the_weights_load(tiny_qwen, tmp_path):
+    """At 7B the weights take minutes to load: stories that fit in no ``--max-length`` are said from the
+    processor alone, and a run with stories to train on still loads them and trains."""
+    command = (
+        "train", "sft", str(EXAMPLES), "--model", str(tiny_qwen), "--device", "cpu", "--max-images", "1",
+        "--min-pixels", str(SMALL.min_pixels), "--max-pixels", str(SMALL.max_pixels),
+    )  # fmt: skip
+    refused = run_cli(*command, "--max-length", "300", "--out", str(tmp_path / "x"))
+    assert one_error_line(refused) == (
+        f"error: no story of {EXAMPLES} fits in 300 tokens, even with one frame; raise --max-length or lower "
+        "--max-pixels"
+    )
+    assert LOADING_WEIGHTS not in refused.stderr
+    assert not (tmp_path / "x").exists()  # nothing claimed
+    trained = run_cli(*command, "--max-steps", "1", "--grad-accum", "1", "--out", str(tmp_path / "y"))
+    assert trained.returncode == 0, trained.stderr
+    assert LOADING_WEIGHTS in trained.stderr  # what the refusal above never reached
+    assert (tmp_path / "y" / "final" / "adapter_config.json").is_file()
+
+
 def test_an_eval_split_reports_its_loss(tiny_qwen, tmp_path):
     from storyreasoning.data.writers import write_parquet
 
@@ -663,6 +687,6 @@ def test_a_wrong_dataset_or_split_is_said_before_the_model_loads(
     def loaded(*args, **kwargs):
         raise AssertionError("the model loaded before the dataset was opened")
 
-    monkeypatch.setattr(job, "load_model", loaded)
+    monkeypatch.setattr(job, "load_weights", loaded)
     with pytest.raises(StoryReasoningError, match=message):
         train_sft(settings(tiny_qwen, tmp_path / "o", **changes))

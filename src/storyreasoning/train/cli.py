@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 
 from ..settings import Command, given_path
+from .plan import RecipePlanSettings
 from .push import PushSettings
-from .settings import DPOSettings, GRPOSettings, PairsSettings, PlanSettings, SFTSettings
+from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
 
 _MODULE = "storyreasoning.train.commands"
 
@@ -57,12 +58,14 @@ JOBS = (
         """,
     ),
     Command(
-        "plan", PlanSettings, "storyreasoning.train.plan:run",
+        "plan", RecipePlanSettings, "storyreasoning.train.plan:run",
         help="""Peak memory per GPU of a training, story by story, from the model's config alone (no weights).
 
         Counts a dataset's stories as training does (or plans one --max-length) and says which fit
         --gpu-memory, and what to change when they do not. --json gives the plan with a fits verdict;
         the exit status is 0 when everything fits, 1 otherwise. Terms: README, Planning memory.
+        A recipe of train sft, dpo or grpo is a config: storyreasoning train plan --config
+        recipes/qwenstoryteller2-dpo.yaml plans that training (its lr, epochs, ... are not used).
         """,
     ),
 

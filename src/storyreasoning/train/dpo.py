@@ -59,15 +59,15 @@ if TYPE_CHECKING:
     from ..data.sources import StoryDataset
 
 
-def _start_model(settings: DPOSettings):
-    """What :func:`.job.load_model` gives, after refusing a LoRA adapter as the starting model."""
+def _start_processor(settings: DPOSettings):
+    """What :func:`.job.load_processor` gives, after refusing a LoRA adapter as the starting model."""
     if (Path(settings.model) / "adapter_config.json").is_file():
         # a new adapter saved on top of an in-memory merge would name the wrong base model
         raise UsageError(
             f"{settings.model} is a LoRA adapter; merge it into its base first "
             f"(storyreasoning train merge {settings.model} --out MERGED) and start DPO from --model MERGED"
         )
-    return job.load_model(settings)
+    return job.load_processor(settings)
 
 
 def _dataset_of(settings: DPOSettings, manifest: dict, folder: str):
@@ -328,14 +328,15 @@ class DPOJob(job.BuiltTrainer):
 
 
 def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.quiet) -> DPOJob:
-    """Load the model and the pairs, claim ``folder`` and build TRL's ``DPOTrainer`` (nothing trained yet)."""
+    """Fit the pairs (the processor alone loaded: none fitting is refused before the weights load), load the
+    model, claim ``folder`` and build TRL's ``DPOTrainer`` (nothing trained yet)."""
     from .collate import unmask_end_padding
     from .sft import lora_targets_checked, trl_policy
 
     trl = job.require_trl("DPO")
     opened = open_pairs(settings)  # a damaged pairs folder or a wrong dataset: said before the weights load
-    torch, transformers, processor, net, device, dtype = _start_model(settings)
-    unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
+    # the processor alone first: pairs that do not fit are said before minutes of loading weights
+    torch, transformers, processor, device, dtype = _start_processor(settings)
     job.token_budget(processor, settings)
     by_folder, fit = pair_rows(settings, processor, progress, opened=opened)
     by_folder, held = hold_out(by_folder, settings.eval_fraction, settings.seed)
@@ -363,7 +364,9 @@ def build_trainer(settings: DPOSettings, folder, progress, say: Callable = job.q
             f"the pairs come from runs told with {len(budgets)} different pixel budgets, and one batch has one; "
             "use --batch-size 1 (keep the effective batch with --grad-accum)"
         )
-    folder.claim(settings)
+    net = job.load_weights(settings, torch, transformers, dtype)
+    folder.claim(settings)  # once the model loaded: a start that never ran claims nothing
+    unmask_end_padding(net)  # TRL's rows end with their padding: SDPA runs causal, no L × L mask
     train_set = preference_dataset(rows, folder.root / "cache")
     eval_set = preference_dataset(eval_rows, folder.root / "cache") if eval_rows else None
     net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from ..errors import StoryReasoningError, UsageError
 from . import job
-from .dpo import _start_model, conditioned_prompt, mix
+from .dpo import _start_processor, conditioned_prompt, mix
 from .job import TrainResult
 from .settings import GRPOSettings, dataset_now
 
@@ -206,7 +206,8 @@ class GRPOJob(job.BuiltTrainer):
 
 
 def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.quiet) -> GRPOJob:
-    """Load the model and the prompts, claim ``folder``, start the reward pool and build TRL's ``GRPOTrainer``."""
+    """Fit the prompts (the processor alone loaded: none fitting is refused before the weights load), load
+    the model, claim ``folder``, start the reward pool and build TRL's ``GRPOTrainer``."""
     from .reward_pool import JudgeReward, OnlineReward, RewardPool, StorySpec
     from .sft import lora_targets_checked, trl_policy
 
@@ -217,7 +218,8 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     records = dataset_records(settings, datasets)
     folder.claim(settings, write=False, dataset=records)  # other datasets: said before the model loads
     judge_client = judge_of(settings) if settings.judge_endpoint else None
-    torch, transformers, processor, net, device, dtype = _start_model(settings)
+    # the processor alone first: stories that do not fit are said before minutes of loading weights
+    torch, transformers, processor, device, dtype = _start_processor(settings)
     budget = job.token_budget(processor, settings)
     by_dataset, fit = prompt_rows(settings, budget, progress, datasets)
     rows, counts = mix(by_dataset, settings.mix_weights(), settings.seed)
@@ -234,7 +236,8 @@ def build_trainer(settings: GRPOSettings, folder, progress, say: Callable = job.
     )
     main = job.report_fit(folder, fit, say, notices, kept=len(rows), nothing=nothing)
     check_group(settings, prompts=len(rows))
-    folder.claim(settings, dataset=records)
+    net = job.load_weights(settings, torch, transformers, dtype)
+    folder.claim(settings, dataset=records)  # once the model loaded: a start that never ran claims nothing
     train_set = prompt_dataset(rows, folder.root / "cache")
     net, peft_config = trl_policy(net, settings)  # the model's dropout off, the LoRA dropout kept (as DPO)
     pool = RewardPool(

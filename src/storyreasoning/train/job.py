@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class TrainFolder:
         ``settings.json``; before the stories load (None) only what the resolved path
         settles is checked. A job with several ``sources`` (GRPO) records one such record
         per dataset, in their order (``dataset`` is their list); a folder of an older
-        version, with none recorded, compares its ``sources`` by where they are.
+        version, with none recorded, compares its ``sources`` by where they are. A folder whose settings
+        name some this job lacks is another job's (a pairs folder, another training): refused naming that job.
         """
         wanted = settings.to_dict()
         self._outside_datasets([wanted.get("source"), *(wanted.get("sources") or ())])
@@ -126,6 +128,12 @@ class TrainFolder:
             }
             keys = set(held) | set(wanted)
             places = place_fields(type(settings))
+            foreign = sorted(set(held) - set(wanted) - operational)
+            if foreign:  # another job's folder (a pairs folder, another training): not a change of settings
+                other = _other_job(self.root, held, foreign, settings)
+                raise UsageError(
+                    f"{self.root} holds the settings of another job ({other}); choose another --out"
+                )
             if "source" in wanted:  # the dataset, by its identity (its split stays a setting)
                 operational |= {"source"}
             records = _records(self.dataset) if "sources" in wanted else None
@@ -183,6 +191,31 @@ class TrainFolder:
             dataset = _unloaded(settings.source)
         changes = folder_dataset_changes(self.dataset, held, dataset, split_setting=True)
         return [f"dataset: {phrase}" for phrase in changes]
+
+
+def _other_job(root: Path, held: dict, foreign: list[str], settings) -> str:
+    """Which job wrote the settings ``held`` in ``root`` and what it holds there (``train pairs: its
+    manifest.json, pairs.jsonl``), or which of them (``foreign``) are no settings of this job."""
+    from ..settings import suits
+    from ..tell.settings import TellDatasetSettings
+    from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
+
+    jobs = {
+        "train pairs": PairsSettings, "train sft": SFTSettings, "train dpo": DPOSettings,
+        "train grpo": GRPOSettings, "tell-dataset": TellDatasetSettings,
+    }  # fmt: skip
+    name = next(
+        (name for name, cls in jobs.items() if cls is not type(settings) and suits(cls, set(held))), None
+    )
+    if name is None:
+        this = next((f" of {name}" for name, cls in jobs.items() if cls is type(settings)), "")
+        return f"{', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''} are no settings{this}"
+    files = sorted(
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in root.iterdir()
+        if p.name not in ("settings.json", DATASET) and not p.name.startswith(".")
+    )
+    return f"{name}: its {', '.join(files[:4])}{', …' if len(files) > 4 else ''}" if files else name
 
 
 def _records(path: Path) -> list[dict] | None:
@@ -574,15 +607,16 @@ TRAIN_HINT = "pass a local model folder or a reachable hub id with --model"
 
 
 def load_model(settings):
-    """``(torch, transformers, processor, model, device, dtype)`` for a job, checked before anything trains."""
-    from ..models import (
-        check_device,
-        check_model_source,
-        choose_device,
-        choose_dtype,
-        import_torch,
-        load_pretrained,
-    )
+    """``(torch, transformers, processor, model, device, dtype)`` for a job: :func:`load_processor`, then
+    :func:`load_weights`."""
+    torch, transformers, processor, device, dtype = load_processor(settings)
+    return torch, transformers, processor, load_weights(settings, torch, transformers, dtype), device, dtype
+
+
+def load_processor(settings):
+    """``(torch, transformers, processor, device, dtype)``: the job's machine checked and its processor loaded,
+    no weights yet, so that a job with nothing to train on is refused before minutes of loading them."""
+    from ..models import check_device, check_model_source, choose_device, choose_dtype, import_torch
 
     torch, transformers = import_torch()
     spec = check_device(settings.device)  # --device foo, or cuda without a GPU: said before anything loads
@@ -601,16 +635,34 @@ def load_model(settings):
             f"--mode {settings.mode} would train in float16 on this GPU (it has no bfloat16), which overflows "
             "and loses small updates; use a GPU with bfloat16, --dtype float32 or --mode lora"
         )
-    weights = weights_dtype(settings.mode, dtype, torch)
-    processor, net = load_pretrained(
-        settings.model, revision=settings.revision, dtype=weights, attn_implementation=settings.attn_implementation,
-        hint=TRAIN_HINT,
-    )  # fmt: skip
+    with _model_error(settings.model):
+        processor = transformers.AutoProcessor.from_pretrained(settings.model, revision=settings.revision)
+    return torch, transformers, processor, device, dtype
+
+
+def load_weights(settings, torch, transformers, dtype):
+    """The job's model (:func:`load_processor` gave ``torch``, ``transformers`` and ``dtype``), seeded."""
+    kwargs: dict = {"revision": settings.revision, "dtype": weights_dtype(settings.mode, dtype, torch)}
+    if settings.attn_implementation:
+        kwargs["attn_implementation"] = settings.attn_implementation
+    with _model_error(settings.model):  # a PEFT adapter folder loads its base with the adapter on it
+        net = transformers.AutoModelForImageTextToText.from_pretrained(settings.model, **kwargs)
     # adapters are initialised next, before the Trainer seeds anything: seed now, so that one seed gives one
     # run (and every process of a launch the same start)
     transformers.set_seed(settings.seed)
     text_input_grads(net)
-    return torch, transformers, processor, net, device, dtype
+    return net
+
+
+@contextmanager
+def _model_error(model: str) -> Iterator[None]:
+    """A model that does not load, said as :func:`~storyreasoning.models.load_pretrained` says it."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as exc:
+        # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {TRAIN_HINT}") from exc
 
 
 def text_input_grads(net) -> None:
@@ -763,6 +815,8 @@ __all__ = [
     "is_main_process",
     "json_log",
     "load_model",
+    "load_processor",
+    "load_weights",
     "quiet",
     "report_fit",
     "require_trl",

@@ -152,16 +152,21 @@ follow), within 3 % for DPO steps; and exactly, byte for byte, the tensors autog
 in one real-size Qwen2.5-VL-7B decoder layer in six regimes (``-m slow``). Not modelled:
 Liger kernels (they only lower memory), sequence packing, tensor or context parallelism.
 
+``train plan --config`` also reads a recipe of train sft, dpo or grpo
+(:data:`RecipePlanSettings`): the plan's settings from it, the objective and the defaults of its job,
+the job's own settings (lr, epochs, ...) named in one line and left unused.
+
 torch and transformers are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from typing import Any, Literal
 
 from ..errors import StoryReasoningError, UsageError
-from .settings import LORA_TARGETS, MODES, PlanSettings
+from ..settings import convert, option, settings_fields
+from .settings import LORA_TARGETS, MODES, DPOSettings, GRPOSettings, PlanSettings, SFTSettings
 
 GiB = 1024**3
 Sharding = Literal["none", "fsdp", "zero3"]
@@ -1067,16 +1072,144 @@ def grpo_example(example: Example, completion: int) -> Example:
     return replace(example, tokens=prompt + completion, answer_tokens=completion)
 
 
+# -- a training recipe as the plan's config ---------------------------------------------------------
+
+
+#: The training jobs whose recipes ``train plan --config`` reads, by the objective each trains with.
+TRAINERS = {"sft": SFTSettings, "dpo": DPOSettings, "grpo": GRPOSettings}
+
+
+def _recipe_fields() -> tuple[list[tuple[str, Any, Any]], tuple[str, ...], tuple[str, ...]]:
+    """The fields :class:`RecipePlanSettings` adds to or changes in :class:`PlanSettings`: the fields,
+    the names of the jobs' own settings (read from a recipe, not used), and the names of the plan's
+    settings whose default is the recipe's job's when that job's differs (LoRA rank 2048 for train dpo)."""
+    plan = {f.name: f for f in settings_fields(PlanSettings)}
+    objective, dtype = plan["objective"].spec, plan["dtype"].spec
+    fields: dict[str, tuple[str, Any, Any]] = {
+        "objective": ("objective", Literal["sft", "dpo", "grpo"] | None, option(
+            None, panel=objective.panel, help=f"{objective.help} Default: the job of the recipe --config gives, else sft.",
+        )),
+        # a recipe's auto is bfloat16 on a GPU that has it, and a plan is for such a GPU
+        "dtype": ("dtype", Literal["auto", "bfloat16", "float16", "float32"], option(
+            "bfloat16", panel=dtype.panel, help=f"{dtype.help} auto: bfloat16, as training on a GPU that has it.",
+        )),
+    }  # fmt: skip
+    own: list[str] = []
+    for cls in TRAINERS.values():
+        for f in settings_fields(cls):
+            if f.name in fields or f.name == "out" or f.spec.secret:  # a recipe names no folder to train in
+                continue
+            mine = plan.get(f.name)
+            if mine is None:  # a job's own setting (lr, epochs, mix): read as the job reads it, not used
+                own.append(f.name)
+                kind = f.type if f.optional else f.type | None  # None: not given
+                fields[f.name] = (f.name, kind, option(None, *f.spec.flags, help=f.spec.help, min=f.spec.min,
+                                                       max=f.spec.max, cli=False))  # fmt: skip
+            elif (
+                f.name != "beta"
+                and not (f.required or mine.optional or f.default == mine.default)
+                and _holds(mine, f.default)
+            ):  # train dpo's beta is its loss's temperature, not the KL coefficient of GRPO the plan takes
+                differ: dict[str, list[str]] = {}
+                for job, other in TRAINERS.items():
+                    for d in settings_fields(other):
+                        if d.name == f.name and d.default != mine.default:
+                            differ.setdefault(_listed(d.default), []).append(job)
+                jobs = "; ".join(f"train {' and '.join(names)}: {value}" for value, names in differ.items())
+                fields[f.name] = (f.name, mine.type | None, option(
+                    None, *mine.spec.flags, panel=mine.spec.panel, min=mine.spec.min, max=mine.spec.max,
+                    metavar=mine.spec.metavar, place=mine.spec.place,
+                    help=f"{mine.spec.help} Default: {_listed(mine.default)}, or the default of the job whose "
+                    f"recipe --config gives ({jobs}).",
+                ))  # fmt: skip
+    changed = tuple(name for name in fields if name in plan and name not in ("objective", "dtype"))
+    return list(fields.values()), tuple(own), changed
+
+
+def _holds(field, value) -> bool:
+    try:
+        convert(field, value)
+    except UsageError:
+        return False
+    return True
+
+
+def _listed(value: Any) -> str:
+    """A default as help text shows it: a list as its items."""
+    return ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def recipe_settings(settings: PlanSettings) -> list[str]:
+    """The settings of a training job that a recipe gave ``settings`` and the plan does not use."""
+    return [name for name in JOB_SETTINGS if getattr(settings, name, None) is not None]
+
+
+def recipe_note(settings: PlanSettings) -> str | None:
+    """The line train plan says of a recipe's settings it does not use (None when it was given none)."""
+    unused = recipe_settings(settings)
+    if not unused:
+        return None
+    jobs = recipe_jobs(settings)
+    which = " or ".join(filter(None, [", ".join(jobs[:-1]), jobs[-1]]))
+    return f"from the recipe (train {which}): {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by the plan"
+
+
+def recipe_jobs(settings: PlanSettings) -> list[str]:
+    """The training jobs (sft, dpo, grpo) whose recipe ``settings`` were read from: those that have every
+    one of its own settings (all three for a file without any)."""
+    given = set(recipe_settings(settings))
+    return [job for job, cls in TRAINERS.items() if given <= {f.name for f in settings_fields(cls)}]
+
+
+def _post_init(self) -> None:
+    given, jobs = recipe_settings(self), recipe_jobs(self)
+    if given and not jobs:
+        raise UsageError(
+            f"{', '.join(given)} are not the settings of one training job; give the plan one recipe of train sft, "
+            "dpo or grpo"
+        )
+    job = TRAINERS[jobs[0]] if len(jobs) == 1 else PlanSettings
+    for name in CHANGED_DEFAULTS:  # not given: as the recipe's job (else the plan) has it
+        if getattr(self, name) is None:
+            default = next((f.default for f in settings_fields(job) if f.name == name), None)
+            plan = next(f for f in settings_fields(PlanSettings) if f.name == name)
+            object.__setattr__(self, name, default if default is not None else plan.default)
+    if self.objective is None:
+        object.__setattr__(self, "objective", jobs[0] if len(jobs) == 1 else "sft")
+    if self.dtype == "auto":
+        object.__setattr__(self, "dtype", "bfloat16")
+    PlanSettings.__post_init__(self)
+
+
+_FIELDS, JOB_SETTINGS, CHANGED_DEFAULTS = _recipe_fields()
+
+#: :class:`PlanSettings` that read a recipe of train sft, dpo or grpo as their ``--config`` (the
+#: settings of ``storyreasoning train plan``): the plan's own settings from it, the objective from the
+#: job it belongs to (:func:`recipe_jobs`), the job's defaults where the plan's differ (its LoRA rank,
+#: dropout, batch size), and the job's own settings (lr, epochs, mix, …) read as the job reads them and
+#: left unused (:func:`recipe_settings`). A recipe never names an output folder; a file that does (a
+#: training's settings.json) is refused, naming the command whose settings it holds.
+RecipePlanSettings = make_dataclass(
+    "RecipePlanSettings", _FIELDS, bases=(PlanSettings,), frozen=True, kw_only=True,
+    namespace={"__post_init__": _post_init, "__module__": __name__, "__doc__": PlanSettings.__doc__},
+)  # fmt: skip
+
+
 def run(settings: PlanSettings) -> int:
     """The train plan command: print the table (or ``--json``); exit 0 when every example fits, 1 otherwise."""
     import json
 
     from rich.console import Console
+    from rich.markup import escape
+
+    from ..terminal import progress_bar
 
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    from ..terminal import progress_bar
 
+    note = recipe_note(settings)
+    if note:
+        err.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
     plan = make_plan(settings, progress=progress_bar)
     if settings.json:
         out.print_json(json.dumps(plan.to_dict()), indent=2)
@@ -1150,10 +1283,12 @@ def _describe(x: Example) -> str:
 __all__ = [
     "ANSWER_SHARE",
     "IMAGE_SHARE",
+    "TRAINERS",
     "Architecture",
     "Estimate",
     "Example",
     "Plan",
+    "RecipePlanSettings",
     "Setup",
     "Suggestion",
     "VisionTower",
@@ -1165,6 +1300,9 @@ __all__ = [
     "layer_bytes",
     "longest_length",
     "make_plan",
+    "recipe_jobs",
+    "recipe_note",
+    "recipe_settings",
     "run",
     "setup_of",
     "suggestions",

@@ -212,11 +212,10 @@ def train_sft(
 
     loaded, dataset = load_splits(settings)  # a wrong path or split: said before the weights load
     folder.claim(settings, write=False, dataset=dataset)  # another dataset: said before the weights load too
-    torch, transformers, processor, net, device, dtype = job.load_model(settings)
+    # the processor alone first: stories that do not fit are said before minutes of loading weights
+    torch, transformers, processor, device, dtype = job.load_processor(settings)
     from ..data.messages import TrainingExamples
     from .collate import StoryCollator, unmask_end_padding
-
-    unmask_end_padding(net)  # the collator pads on the right: SDPA runs causal, no L × L mask
 
     msg = settings.messages
     budget = job.token_budget(processor, settings)
@@ -233,11 +232,13 @@ def train_sft(
         if fit.get("shortened") else "",
     ]  # fmt: skip
     main = job.report_fit(folder, fit, say, notices)  # _stories refused a split where nothing fits
-    folder.claim(settings, dataset=dataset)
     examples = TrainingExamples(train_stories, replace(msg, style="trl"))
     collator = StoryCollator(processor, loss=settings.loss)
     collator([examples[0]])  # a template the collator cannot label fails now, not after loading everything
 
+    net = job.load_weights(settings, torch, transformers, dtype)
+    folder.claim(settings, dataset=dataset)  # once the model loaded: a start that never ran claims nothing
+    unmask_end_padding(net)  # the collator pads on the right: SDPA runs causal, no L × L mask
     net, parameters = prepare_model(net, settings)
     say(
         f"{settings.mode} training of {settings.model}: {parameters['trainable']:,} of "
