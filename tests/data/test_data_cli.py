@@ -210,7 +210,8 @@ def _damaged_parquet(tmp_path, changes: dict):
 def test_damaged_parquet_rows(tmp_path, change, message, command):
     file = _damaged_parquet(tmp_path, change)
     extra = [tmp_path / "out", "--to", "folder"] if command == "convert" else []
-    if command == "validate" and "story_id" not in change:  # the story is named: one failure, the rest checked
+    # validate names the story: one failure, the rest checked
+    if command == "validate" and "story_id" not in change:
         result = run(command, file, "--json")
         assert result.returncode == 1, result.stdout + result.stderr
         report = json.loads(result.stdout)
