@@ -253,6 +253,8 @@ def _suited_command(exc: StoryReasoningError) -> str:
                 found.append(f"{group} {job.name}" if group else job.name)
     if not found:
         return ""
+    if len(found) > 1 and "train plan" in found:  # plan reads any training recipe: the training it is for
+        found.remove("train plan")
     named = " or ".join(f"`storyreasoning {words}`" for words in found[:3])
     return f"; the file holds the settings of {named}: use it with {'that command' if len(found) == 1 else 'one of those'}"
 
