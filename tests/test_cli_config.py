@@ -311,6 +311,10 @@ def test_a_record_of_another_command_says_which(monkeypatch, capsys, tmp_path):
     assert line.endswith(
         "the file holds the settings of `storyreasoning train sft`: use it with that command"
     )
+    # a training recipe is also a config of train plan: the training it is for is named, alone
+    recipe = Path(__file__).parents[1] / "recipes" / "qwenstoryteller2-dpo.yaml"
+    line = refused(monkeypatch, capsys, ["train", "sft", "data", "--out", "o", "--config", str(recipe)])
+    assert line.endswith("the file holds the settings of `storyreasoning train dpo`: use it with that command")
 
 
 def test_every_flag_of_a_setting_is_a_key(monkeypatch, capsys, tmp_path):
