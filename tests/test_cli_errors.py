@@ -11,6 +11,7 @@ started without the capabilities that let root read anything (``CAP_DAC_OVERRIDE
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -118,8 +119,16 @@ def test_an_unreadable_cot_file(tmp_path, unreadable, permissions_hold):
     dataset = tmp_path / "stories"
     write_folders(fixture_samples(2), dataset)
     cot = unreadable(dataset / "s01" / "cot.md")
-    for args in (("data", "validate", dataset), ("data", "show", dataset, "s01")):
-        one_line(run(*args, as_user=True), f"cannot read the story folder file {cot}", "permission denied")
+    one_line(run("data", "show", dataset, "s01", as_user=True), f"cannot read the story folder file {cot}",
+             "permission denied")  # fmt: skip
+    # validate names the story it cannot read among its failures and checks the others
+    result = run("data", "validate", dataset, "--json", "--failures", tmp_path / "f.jsonl", as_user=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["failed"] == ["s01"] and report["reasons"] == {"story-unreadable": 1}
+    (failure,) = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    message = failure["reasons"][0]["message"]
+    assert f"cannot read the story folder file {cot}" in message and "permission denied" in message
 
 
 # -- damaged parquet -------------------------------------------------------------------------------
