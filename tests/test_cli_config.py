@@ -314,7 +314,9 @@ def test_a_record_of_another_command_says_which(monkeypatch, capsys, tmp_path):
     # a training recipe is also a config of train plan: the training it is for is named, alone
     recipe = Path(__file__).parents[1] / "recipes" / "qwenstoryteller2-dpo.yaml"
     line = refused(monkeypatch, capsys, ["train", "sft", "data", "--out", "o", "--config", str(recipe)])
-    assert line.endswith("the file holds the settings of `storyreasoning train dpo`: use it with that command")
+    assert line.endswith(
+        "the file holds the settings of `storyreasoning train dpo`: use it with that command"
+    )
 
 
 def test_every_flag_of_a_setting_is_a_key(monkeypatch, capsys, tmp_path):
@@ -416,3 +418,39 @@ def test_the_help_shows_an_exclusive_bound():
                  "--lr <float> Learning rate. Give none to unset it. More than 0. [default: 5e-06]",
                  "--epochs <float> Training epochs. More than 0. [default: 3.0]"):  # fmt: skip
         assert says in shown, shown
+
+
+def test_a_job_never_writes_its_settings_over_another_jobs(tmp_path):
+    """A folder another job resumes from (a training's settings.json) is refused by evaluate, tell-dataset
+    and build before any work, the record kept byte for byte; each job's own record, and one an earlier
+    version wrote with a setting since removed, pass."""
+    from storyreasoning.builder.settings import BuildSettings
+    from storyreasoning.evaluate.settings import EvaluateSettings
+    from storyreasoning.tell.settings import TellDatasetSettings
+    from storyreasoning.train.settings import SFTSettings
+
+    examples = Path(__file__).parents[1] / "examples" / "stories"
+    training = tmp_path / "sft"
+    S.write_record(SFTSettings(source=str(examples), out=training), training / "settings.json")
+    held = (training / "settings.json").read_bytes()
+    for args in (
+        ["evaluate", str(training), "--dataset", str(examples), "--out", str(training)],
+        ["tell-dataset", str(examples), "--teller", "baseline", "--out", str(training)],
+        ["build", str(examples / "pioneers"), "--out", str(training)],
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+        assert line.startswith(f"error: {training} holds the settings of another job (") and line.endswith(
+            "are no settings of this one); choose another --out"
+        ), line
+    assert (training / "settings.json").read_bytes() == held
+    assert sorted(p.name for p in training.iterdir()) == ["settings.json"]
+    for cls, made in ((EvaluateSettings, dict(run=tmp_path)), (TellDatasetSettings, dict(source="d", out=tmp_path)),
+                      (BuildSettings, dict(frames=tmp_path, out=tmp_path))):  # fmt: skip
+        own = tmp_path / cls.__name__ / "settings.json"
+        S.write_record(cls(**made), own)
+        S.write_record(cls(**made), own)  # its own: written again
+        older = {**json.loads(own.read_text()), "a_setting_since_removed": 1}
+        own.write_text(json.dumps(older))
+        S.check_record(cls, own)

@@ -640,9 +640,33 @@ def data_record(settings: Any) -> dict:
 
 
 def write_record(settings: Any, path: Path) -> None:
-    """Write :func:`record` as JSON, atomically."""
+    """Write :func:`record` as JSON, atomically; never over another job's record (:func:`check_record`)."""
+    check_record(type(settings), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record(settings))
+
+
+def check_record(cls: type, path: Path, *, given_as: str = "--out") -> None:
+    """Refuse, in one line, a folder whose settings record ``path`` (its ``settings.json``) another job
+    wrote: one where more than half the keys are no settings of ``cls`` (a training's record in an
+    ``evaluate --out``; the job resumes from it, so it must not be overwritten). A record an earlier
+    version of the same job wrote shares nearly all its keys and passes; an unreadable one is not judged."""
+    import json
+
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return
+    if not isinstance(held, dict) or not held:
+        return
+    names = {f.name for f in settings_fields(cls)}
+    foreign = [key for key in held if key not in names]
+    if 2 * len(foreign) > len(held):
+        shown = ", ".join(map(str, foreign[:3])) + (", …" if len(foreign) > 3 else "")
+        raise UsageError(
+            f"{path.parent} holds the settings of another job ({shown} are no settings of this one); choose "
+            f"another {given_as}"
+        )
 
 
 class ConfigKeysError(UsageError):
@@ -1317,6 +1341,7 @@ __all__ = [
     "Spec",
     "absolute",
     "argument",
+    "check_record",
     "command",
     "convert",
     "data_record",

@@ -43,7 +43,7 @@ def build(settings: BuildSettings) -> int:
 def _build(settings: BuildSettings) -> int:
     from rich.console import Console
 
-    from ..settings import data_record, write_record
+    from ..settings import check_record, data_record, write_record
     from ..tell.commands import Interrupted
     from ..terminal import progress_bar
     from .pipeline import ERRORS, SKIPPED, build_dataset, check_resume, find_stories
@@ -55,6 +55,7 @@ def _build(settings: BuildSettings) -> int:
     err = Console(stderr=True, highlight=False)
     # before videos are cut and a chat writer contacts its server: a resume with other settings is refused
     check_resume(out, {"settings": data_record(s)}, allow_mixed=s.allow_mixed)
+    check_record(type(s), out / "settings.json")  # another job's folder (a training's): not written over
     disconnect = None
     if s.ray:  # perception in Ray actors, each making the perceiver itself (builder/distributed.py)
         from .distributed import RayPerception, connect

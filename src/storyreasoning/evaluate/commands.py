@@ -70,7 +70,7 @@ def evaluate(settings: EvaluateSettings) -> int:
 
     from ..data.identity import dataset_record
     from ..data.sources import load_stories
-    from ..settings import write_record
+    from ..settings import check_record, write_record
     from ..tell.run import run_dataset
     from ..terminal import progress_bar
 
@@ -79,6 +79,7 @@ def evaluate(settings: EvaluateSettings) -> int:
     families = s.families()
     err = Console(stderr=True, highlight=False)
     out = _folder_for(s.out or s.run / "eval", "the report")  # said before Java starts and stories are scored
+    check_record(type(s), out / "settings.json")  # another job's folder (a training's): not written over
     judge = load_judge(s.run) if s.run.is_dir() else None  # evaluate judge's scores join the headline
     with ExitStack() as stack:
         stack.enter_context(batch_gc())  # the run's objects live to its end: collect rarely (.processes)

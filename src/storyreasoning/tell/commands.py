@@ -267,9 +267,13 @@ def tell(settings: TellSettings) -> int:
 
 def tell_dataset(settings: TellDatasetSettings) -> int:
     from ..files import lock_folder
+    from ..settings import check_record
     from .run import check_run_folder
 
     check_run_folder(settings.out)  # a file, or a folder that cannot be written: said before any work
+    check_record(
+        type(settings), settings.out / "settings.json"
+    )  # another job's folder: before the model loads
     # held from here (the run holds it again, shared): a second run into it is refused before weights load
     with lock_folder(settings.out, refuse=UsageError):
         return _tell_dataset(settings)
