@@ -49,6 +49,27 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+def signal_when(process: subprocess.Popen, ready, sig: int, *, within: float, failure: str,
+                timeout: float = 60) -> str:  # fmt: skip
+    """Send ``sig`` to ``process`` once ``ready()`` holds and return its stderr; the test fails if the
+    process ends first, or (saying ``failure``) when ``within`` seconds pass. The process is killed
+    if it is still running when this returns or fails."""
+    import time
+
+    try:
+        end = time.monotonic() + within
+        while not ready():
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < end, failure
+            time.sleep(0.05)
+        process.send_signal(sig)
+        return process.communicate(timeout=timeout)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def require_transformers():
     """Skip the calling test unless transformers, tokenizers and torch are importable."""
     reason = "needs the ML stack: pip install 'storyreasoning[train]' (transformers, tokenizers, torch)"

@@ -32,6 +32,7 @@ from storyreasoning.tell.base import Sampling
 from storyreasoning.tell.baseline import BaselineTeller
 from storyreasoning.tell.openai import OpenAITeller
 
+from ..conftest import signal_when
 from ..tell.servers import FakeServer
 from .reading_model import answer
 
@@ -236,18 +237,9 @@ def test_ctrl_c_ends_a_build_in_one_line(raw, tmp_path):
             _build_command(raw, out, server.url), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        try:
-            end = time.monotonic() + 120
-            while not server.chat_requests():  # a story is being written
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < end, "no story was written in two minutes"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGINT)
-            stderr = process.communicate(timeout=60)[1]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        # a story is being written
+        stderr = signal_when(process, server.chat_requests, signal.SIGINT, within=120,
+                             failure="no story was written in two minutes")  # fmt: skip
     assert process.returncode == 130 and "Traceback" not in stderr
     said = [line for line in stderr.splitlines() if "interrupted" in line]
     assert said == [
@@ -298,18 +290,9 @@ def test_ctrl_c_waits_for_the_story_being_perceived_instead_of_aborting(tmp_path
     process = subprocess.Popen(
         command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    try:
-        end = time.monotonic() + 180
-        while not (out / "story0").is_dir():  # story0 is built: story1 is being perceived
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < end, "no story was built in three minutes"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stderr = process.communicate(timeout=120)[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # story0 is built: story1 is being perceived
+    stderr = signal_when(process, (out / "story0").is_dir, signal.SIGINT, within=180,
+                         failure="no story was built in three minutes", timeout=120)  # fmt: skip
     assert process.returncode == 130, stderr
     assert "terminate called" not in stderr and "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.strip()] == [
@@ -341,18 +324,8 @@ def test_a_killed_build_resumes_to_the_same_dataset_writing_no_story_twice(raw, 
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
-            end = time.monotonic() + 120
-            while len(folder_bytes(out) if out.is_dir() else {}) < 2:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < end, "no story was built in two minutes"
-                time.sleep(0.05)
-            process.send_signal(sig)
-            stderr = process.communicate(timeout=60)[1]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        stderr = signal_when(process, lambda: len(folder_bytes(out) if out.is_dir() else {}) >= 2, sig,
+                             within=120, failure="no story was built in two minutes")  # fmt: skip
         if sig == signal.SIGINT:
             assert process.returncode == 130 and "interrupted; the finished stories are kept" in stderr, (
                 stderr

@@ -38,7 +38,7 @@ from storyreasoning.data.folder import frame_files
 from storyreasoning.errors import StoryReasoningError, UsageError
 from storyreasoning.tell.baseline import BaselineTeller
 
-from ..conftest import run_cli
+from ..conftest import run_cli, signal_when
 from ..tell.servers import FakeServer
 from .face_scenes import stories as face_stories
 from .reading_model import answer
@@ -276,18 +276,8 @@ def test_a_killed_ray_build_resumes_to_the_same_dataset_writing_no_story_twice(
     process = subprocess.Popen(
         _cli(raw, out), env=joined, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    try:
-        end = time.monotonic() + 240
-        while not (out.is_dir() and story_folders(out)):
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < end, "no story was built in four minutes"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        said = process.communicate(timeout=60)[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    said = signal_when(process, lambda: out.is_dir() and bool(story_folders(out)), signal.SIGKILL, within=240,
+                       failure="no story was built in four minutes")  # fmt: skip
     address = local_ray.address_info["gcs_address"]
     assert f"perceiving on Ray at {address}: 1 worker on CPUs" in said, said
     # Ray ends the workers of a driver that is gone: the cluster's CPUs come back
