@@ -7,7 +7,9 @@ so importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import StoryReasoningError, UsageError
@@ -129,20 +131,49 @@ def load_pretrained(
 
     A folder holding a PEFT adapter loads its base model with the adapter on it.
     """
+    processor = load_processor(model, revision=revision, hint=hint)
+    net = load_weights(
+        model, revision=revision, dtype=dtype, attn_implementation=attn_implementation, hint=hint
+    )
+    return processor, net
+
+
+def load_processor(model: str, *, revision: str | None = None, hint: str = LOAD_HINT) -> Any:
+    """The processor of a hub id or a local folder (no weights), or one clear error, as :func:`load_pretrained`."""
+    _, transformers = import_torch()
+    with _loading(model, hint):
+        return transformers.AutoProcessor.from_pretrained(model, revision=revision)
+
+
+def load_weights(
+    model: str,
+    *,
+    revision: str | None = None,
+    dtype: Any = None,
+    attn_implementation: str | None = None,
+    hint: str = LOAD_HINT,
+) -> Any:
+    """The model of a hub id or a local folder (a PEFT adapter folder: its base with the adapter on it), or
+    one clear error, as :func:`load_pretrained`."""
     _, transformers = import_torch()
     kwargs: dict = {"revision": revision}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    with _loading(model, hint):
+        return transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
+
+
+@contextlib.contextmanager
+def _loading(model: str, hint: str) -> Iterator[None]:
+    """A model that does not load, said in one line ending in ``hint``."""
     try:
-        processor = transformers.AutoProcessor.from_pretrained(model, revision=revision)
-        net = transformers.AutoModelForImageTextToText.from_pretrained(model, **kwargs)
+        yield
     except (OSError, ValueError, KeyError) as exc:
         # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {hint}") from exc
-    return processor, net
 
 
 def adapter_base(net) -> str | None:
@@ -237,6 +268,8 @@ __all__ = [
     "choose_dtype",
     "import_torch",
     "load_pretrained",
+    "load_processor",
+    "load_weights",
     "looks_like_path",
     "missing_model_folder",
     "set_pixel_budget",

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -617,6 +616,7 @@ def load_processor(settings):
     """``(torch, transformers, processor, device, dtype)``: the job's machine checked and its processor loaded,
     no weights yet, so that a job with nothing to train on is refused before minutes of loading them."""
     from ..models import check_device, check_model_source, choose_device, choose_dtype, import_torch
+    from ..models import load_processor as load
 
     torch, transformers = import_torch()
     spec = check_device(settings.device)  # --device foo, or cuda without a GPU: said before anything loads
@@ -635,34 +635,23 @@ def load_processor(settings):
             f"--mode {settings.mode} would train in float16 on this GPU (it has no bfloat16), which overflows "
             "and loses small updates; use a GPU with bfloat16, --dtype float32 or --mode lora"
         )
-    with _model_error(settings.model):
-        processor = transformers.AutoProcessor.from_pretrained(settings.model, revision=settings.revision)
+    processor = load(settings.model, revision=settings.revision, hint=TRAIN_HINT)
     return torch, transformers, processor, device, dtype
 
 
 def load_weights(settings, torch, transformers, dtype):
     """The job's model (:func:`load_processor` gave ``torch``, ``transformers`` and ``dtype``), seeded."""
-    kwargs: dict = {"revision": settings.revision, "dtype": weights_dtype(settings.mode, dtype, torch)}
-    if settings.attn_implementation:
-        kwargs["attn_implementation"] = settings.attn_implementation
-    with _model_error(settings.model):  # a PEFT adapter folder loads its base with the adapter on it
-        net = transformers.AutoModelForImageTextToText.from_pretrained(settings.model, **kwargs)
+    from ..models import load_weights as load
+
+    net = load(
+        settings.model, revision=settings.revision, dtype=weights_dtype(settings.mode, dtype, torch),
+        attn_implementation=settings.attn_implementation, hint=TRAIN_HINT,
+    )  # fmt: skip
     # adapters are initialised next, before the Trainer seeds anything: seed now, so that one seed gives one
     # run (and every process of a launch the same start)
     transformers.set_seed(settings.seed)
     text_input_grads(net)
     return net
-
-
-@contextmanager
-def _model_error(model: str) -> Iterator[None]:
-    """A model that does not load, said as :func:`~storyreasoning.models.load_pretrained` says it."""
-    try:
-        yield
-    except (OSError, ValueError, KeyError) as exc:
-        # OSError: missing files or no hub; ValueError/KeyError: a folder or config that is not such a model
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise StoryReasoningError(f"cannot load the model {model!r} ({first}); {TRAIN_HINT}") from exc
 
 
 def text_input_grads(net) -> None:
