@@ -271,9 +271,8 @@ def tell_dataset(settings: TellDatasetSettings) -> int:
     from .run import check_run_folder
 
     check_run_folder(settings.out)  # a file, or a folder that cannot be written: said before any work
-    check_record(
-        type(settings), settings.out / "settings.json"
-    )  # another job's folder: before the model loads
+    # another job's folder (a training's settings.json): said before the model loads
+    check_record(type(settings), settings.out / "settings.json")
     # held from here (the run holds it again, shared): a second run into it is refused before weights load
     with lock_folder(settings.out, refuse=UsageError):
         return _tell_dataset(settings)
@@ -326,13 +325,7 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
             )
     except KeyboardInterrupt:
         told = len({item["story_id"] for item in read_lines(out / RECORDS).items})
-        kept = (
-            "no story told is"
-            if not told
-            else "the story told is"
-            if told == 1
-            else f"the {told} stories told are"
-        )
+        kept = {0: "no story told is", 1: "the story told is"}.get(told, f"the {told} stories told are")
         raise Interrupted(
             f"interrupted; {kept} kept in {out}, run the same command again to continue"
         ) from None
