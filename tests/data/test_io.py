@@ -21,6 +21,7 @@ from storyreasoning.data import (
     write_folders,
     write_parquet,
 )
+from storyreasoning.data.sources import story_folder_id
 from storyreasoning.errors import StoryReasoningError, UsageError
 
 from .fixtures import fixture_samples, image_bytes, lighthouse_texts
@@ -184,6 +185,12 @@ def test_story_folder_layout(tmp_path):
     write_folders([sample.with_texts(cot, story, story_id="a/b c")], tmp_path / "out")
     assert load_stories(tmp_path / "out").ids() == ["a/b c"]
     assert (tmp_path / "out" / "a_b_c").is_dir()
+    # one folder's id without reading its frames: meta.json's, else (none, or not JSON) the folder's name
+    assert story_folder_id(tmp_path / "out" / "a_b_c") == "a/b c"
+    (tmp_path / "out" / "a_b_c" / "meta.json").write_text("{not json", encoding="utf-8")
+    assert story_folder_id(tmp_path / "out" / "a_b_c") == "a_b_c"
+    (tmp_path / "out" / "a_b_c" / "meta.json").unlink()
+    assert story_folder_id(tmp_path / "out" / "a_b_c") == "a_b_c"
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,22 @@ class SampleList(StoryDataset):
         return [s.story_id for s in self._samples]
 
 
+def story_folder_id(folder: Path) -> str:
+    """The id of the story in the story folder ``folder``: its ``meta.json``'s ``story_id``, else the
+    folder's name (also when meta.json is not valid JSON: reading the story says so). No frame is read."""
+    import json
+
+    meta = folder / "meta.json"
+    try:
+        if meta.is_file():
+            return str(json.loads(meta.read_text(encoding="utf-8")).get("story_id", folder.name))
+    except (ValueError, AttributeError):
+        pass  # read_story_folder reports it when the story is read
+    except OSError as exc:
+        raise file_error(exc, "read the story folder file") from None
+    return folder.name
+
+
 class FolderStories(StoryDataset):
     """Story folders; each is read when it is asked for."""
 
@@ -144,21 +160,7 @@ class FolderStories(StoryDataset):
 
     def ids(self) -> list[str]:
         if self._ids is None:
-            import json
-
-            ids = []
-            for folder in self._folders:
-                sid = folder.name
-                meta = folder / "meta.json"
-                try:
-                    if meta.is_file():
-                        sid = str(json.loads(meta.read_text(encoding="utf-8")).get("story_id", sid))
-                except (ValueError, AttributeError):
-                    pass  # read_story_folder reports it when the story is read
-                except OSError as exc:
-                    raise file_error(exc, "read the story folder file") from None
-                ids.append(sid)
-            self._ids = ids
+            self._ids = [story_folder_id(folder) for folder in self._folders]
         return self._ids
 
     def files(self) -> list[str]:

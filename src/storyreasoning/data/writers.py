@@ -53,7 +53,7 @@ from .resume import (
     write_record,
 )
 from .sample import StorySample
-from .sources import FolderStories, load_stories, require_datasets, require_pyarrow
+from .sources import load_stories, require_datasets, require_pyarrow, story_folder_id
 
 Progress = Callable[[int], None]  # called with the number of stories just done
 
@@ -455,7 +455,9 @@ def _write_folders(
         others = sorted(existing - set(names))
         # a folder of another story that is one with a story's here on a Mac (overwrite: it goes first)
         clash = None if overwrite else folding_clash(names, others)
-        theirs, ours = (_story_id(out / clash[0]), ids[names.index(clash[1])]) if clash else (None, None)
+        theirs, ours = (
+            (story_folder_id(out / clash[0]), ids[names.index(clash[1])]) if clash else (None, None)
+        )
         if theirs != ours:
             raise UsageError(
                 f"{out} holds the story folder {clash[0]}: "
@@ -513,15 +515,10 @@ def _write_folders(
     return done
 
 
-def _story_id(folder: Path) -> str:
-    """The id of the story in the story folder ``folder`` (its ``meta.json``, else its name)."""
-    return FolderStories([folder], str(folder)).ids()[0]
-
-
 def _holds_id(folder: Path, story_id: str) -> bool:
     """Whether the story folder ``folder`` is the story ``story_id``'s (its ``meta.json``, no frame read)."""
     try:
-        return FolderStories([folder], str(folder)).ids() == [story_id]
+        return story_folder_id(folder) == story_id
     except StoryReasoningError:
         return False
 
