@@ -379,3 +379,22 @@ def test_validate_names_every_story_it_cannot_read_and_checks_the_rest(tmp_path)
     lines = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
     assert [line["reasons"][0]["code"] for line in lines] == ["story-unreadable"] * 2
     assert "cot.md" in lines[0]["reasons"][0]["message"]
+
+
+def test_validate_fails_a_story_id_held_by_two_stories(tmp_path):
+    """A story in both train and test (a test the model was trained on), or twice in one split (every run
+    and score keyed by id keeps one of them), fails validation as id-repeated, naming where it is."""
+    samples = fixture_samples(3)
+    write_parquet(samples, tmp_path / "pq", split="train")
+    write_parquet([samples[0], samples[1], samples[1]], tmp_path / "pq", split="test")
+    result = run("validate", tmp_path / "pq", "--json", "--failures", tmp_path / "failed.jsonl")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["stories"] == 6 and report["well_structured"] == 1
+    assert report["reasons"] == {"id-repeated": 5} and sorted(report["failed"]) == ["s00"] * 2 + ["s01"] * 3
+    said = {json.loads(line)["story_id"]: json.loads(line)["reasons"][0]["message"]
+            for line in (tmp_path / "failed.jsonl").read_text().splitlines()}  # fmt: skip
+    assert said["s00"] == "story id s00 is held by 2 stories: split train and split test; give each story its own id"
+    assert "held by 3 stories: split train and 2 times in split test" in said["s01"]
+    # one split alone holds no repeated id of the other
+    assert run("validate", tmp_path / "pq", "--split", "train").returncode == 0

@@ -77,6 +77,26 @@ def _verdict(sample: StorySample, strict: bool):
     return telling.validate(n_images=sample.frame_count, image_sizes=sizes, strict=strict), None
 
 
+def _repeated_ids(ids: list[str], splits: list[str | None]) -> dict[str, str]:
+    """Each story id held by more than one story -> where (a story in both train and test is a test
+    the model was trained on; twice in one split, every run and score keyed by id loses one)."""
+    where: dict[str, list[str | None]] = {}
+    for sid, split in zip(ids, splits, strict=True):
+        where.setdefault(sid, []).append(split)
+    said = {}
+    for sid, places in where.items():
+        if len(places) > 1:
+            counts = Counter(places)
+            shown = " and ".join(
+                (f"{n} times in " if n > 1 else "") + (f"split {split}" if split else "this dataset")
+                for split, n in counts.items()
+            )
+            said[sid] = (
+                f"story id {sid} is held by {len(places)} stories: {shown}; give each story its own id"
+            )
+    return said
+
+
 def validate(
     source: str, *, split: str | None, limit: int | None, strict: bool, as_json: bool, failures: Path | None
 ) -> int:
@@ -86,6 +106,7 @@ def validate(
     stories = load_stories(source, split)
     total = len(stories) if limit is None else min(limit, len(stories))
     ids = stories.ids()[:total]  # a story that cannot be read is still named
+    repeated = _repeated_ids(ids, stories.row_splits()[:total])
     failed: list[dict] = []
     reasons: Counter[str] = Counter()
     with progress_bar(total, "validating", unit="stories") as advance:
@@ -97,12 +118,16 @@ def validate(
             else:
                 verdict, problem = _verdict(sample, strict)
                 code = "image-unreadable"
+            found = []
             if problem is not None:
-                failed.append({"story_id": ids[i], "reasons": [{"code": code, "message": problem}]})
-                reasons[code] += 1
+                found = [{"code": code, "message": problem}]
             elif verdict is not None and not verdict.well_structured:
-                failed.append({"story_id": ids[i], "reasons": [d.to_dict() for d in verdict.reasons]})
-                for reason in {d.code for d in verdict.reasons}:
+                found = [d.to_dict() for d in verdict.reasons]
+            if ids[i] in repeated:
+                found.append({"code": "id-repeated", "message": repeated[ids[i]]})
+            if found:
+                failed.append({"story_id": ids[i], "reasons": found})
+                for reason in {d["code"] for d in found}:
                     reasons[reason] += 1
             advance()
     if failures is not None:

@@ -67,6 +67,10 @@ class StoryDataset(Sequence):
         """The splits these stories come from, in order (one, or none when the source has no splits)."""
         return [self.split] if self.split else []
 
+    def row_splits(self) -> list[str | None]:
+        """The split of each story, in order (None where the source has no splits)."""
+        return [self.split] * len(self)
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
@@ -324,6 +328,9 @@ class ConcatStories(StoryDataset):
 
     def ids(self) -> list[str]:
         return [sid for part in self._parts for sid in part.ids()]
+
+    def row_splits(self) -> list[str | None]:
+        return [split for part in self._parts for split in part.row_splits()]
 
     def files(self) -> list[str] | None:
         found: list[str] = []
