@@ -34,6 +34,8 @@ def frames():
 def test_stream_and_tell_agree(teller, frames):
     chunks = list(teller.stream(frames, sampling=GREEDY))
     assert len(chunks) > 1  # really streamed
+    streamed = teller.last_usage  # a stream alone (tell, the studio) records its times too
+    assert 0 < streamed.first_token_seconds <= streamed.seconds
     telling = teller.tell(frames, sampling=GREEDY)
     assert telling.raw == "".join(chunks)
     usage = telling.meta["usage"]
@@ -126,6 +128,7 @@ def test_cli_tell_with_local_weights_writes_the_output_and_its_meta(tiny_qwen, t
     meta = parse["meta"]
     assert meta["backend"] == "transformers" and meta["model"] == str(tiny_qwen)
     assert meta["usage"]["completion_tokens"] == 6 and meta["images"] == 2
+    assert 0 < meta["usage"]["first_token_seconds"] <= meta["usage"]["seconds"]
     assert "adapter_of" not in meta
     assert out.read_text(encoding="utf-8") and out.with_suffix(".html").is_file()
 

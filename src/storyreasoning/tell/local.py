@@ -26,6 +26,7 @@ graphs on a GPU; the first batch of each new shape pays the compilation).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -219,6 +220,7 @@ class TransformersTeller(Teller):
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()
     ) -> Iterator[str]:
         torch, transformers = import_torch()
+        start, first = time.perf_counter(), None  # the first token's time, as every teller records it
         conversation = self._conversation(images, prompt)  # an unreadable image: its UsageError, as it is
         try:
             inputs = self._inputs([conversation])
@@ -255,6 +257,8 @@ class TransformersTeller(Teller):
             try:
                 for chunk in streamer:
                     if chunk:
+                        if first is None:
+                            first = time.perf_counter() - start
                         produced.append(chunk)
                         yield chunk
             finally:  # also when the caller stops reading: end generation before releasing the model
@@ -267,6 +271,7 @@ class TransformersTeller(Teller):
             ) from exc
         new = result["out"][0, prompt_len:]
         self.last_usage = self._usage(prompt_len, new, sampling)
+        self.last_usage.first_token_seconds, self.last_usage.seconds = first, time.perf_counter() - start
 
     def tell_samples(
         self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling(), n: int = 1
