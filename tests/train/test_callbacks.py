@@ -171,3 +171,21 @@ def test_a_missing_reporter_is_one_line_from_the_command_line(tiny_qwen, tmp_pat
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "pip install wandb" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_liger_on_without_liger_kernel_is_refused_before_the_model_loads(tmp_path):
+    """``--liger on`` where liger-kernel is missing is said before anything loads (at 7B the load is
+    minutes): here the model named is no folder at all, and the liger line still comes first."""
+    if importlib.util.find_spec("liger_kernel") is not None:
+        pytest.skip("liger-kernel is installed here")
+    from ..conftest import run_cli
+
+    result = run_cli(
+        "train", "sft", str(EXAMPLES), "--out", str(tmp_path / "run"), "--model", str(tmp_path / "no-model"),
+        "--liger", "on", "--max-steps", "1",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        == "error: --liger on needs liger-kernel: pip install liger-kernel (on a CUDA machine)"
+    )

@@ -316,9 +316,9 @@ def begin(
 ):  # fmt: skip
     """``(folder, finished result or None, progress)``: a job's folder checked against its settings.
 
-    For a job still to run, its reporting settings and its checkpoints are checked too (a
-    missing reporter, a held-out split or checkpoints that are all damaged are said before the
-    model loads). ``dataset`` (a job reading a ``source`` dataset: SFT) gives what the folder
+    For a job still to run, its reporting settings, kernels and checkpoints are checked too (a
+    missing reporter or liger-kernel, a held-out split or checkpoints that are all damaged are said
+    before the model loads). ``dataset`` (a job reading a ``source`` dataset: SFT) gives what the folder
     records of it; it is asked only of a finished folder, whose stories are never loaded
     otherwise: another dataset is refused there as in an unfinished one, the same one
     (wherever it is now) has nothing to do.
@@ -330,6 +330,7 @@ def begin(
     done = finished(folder, say)
     if done is None:
         check_callbacks(settings)
+        use_liger(settings, device="")  # --liger on without liger-kernel: said before the model loads
         folder.last_checkpoint()  # checkpoints all damaged: said before the model loads
     return folder, done, progress or _no_progress
 
