@@ -652,7 +652,18 @@ def load_weights(settings, torch, transformers, dtype):
     # run (and every process of a launch the same start)
     transformers.set_seed(settings.seed)
     text_input_grads(net)
+    quiet_dependency_warnings()
     return net
+
+
+def quiet_dependency_warnings() -> None:
+    """Leave out the warnings one library raises about another's use of it, which a user can do nothing
+    about (PEFT and TRL reading transformers' deprecated ``is_gradient_checkpointing``)."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 def text_input_grads(net) -> None:
