@@ -115,7 +115,7 @@ def test_a_corrupt_frame_fails_its_story_only_and_a_rerun_finishes(raw, tmp_path
     (raw / "pioneers" / "02.jpg").write_bytes(good)
     rerun = cli("build", str(raw), "--out", str(out), "--no-require-person")
     assert rerun.returncode == 0, rerun.stderr
-    assert "built 1 stories" in rerun.stderr and "(2 already there)" in rerun.stderr
+    assert "built 1 story into" in rerun.stderr and "(2 already there)" in rerun.stderr
     assert len(load_stories(str(out))) == 3
     assert not (out / "errors.jsonl").exists()  # built at last: its failure is no longer unresolved
 
@@ -239,6 +239,42 @@ def test_the_chat_writer_is_told_what_was_wrong_until_it_passes(raw, tmp_path, p
     assert sample.cot.image(1).characters[0].box == first["box"]  # the detector's box, not the model's
     assert "checking the boxes" not in sample.cot_text  # the reasoning is not part of the CoT
     assert sample.story_text.strip() == good_story
+
+
+def test_the_chat_writer_may_not_invent_a_person_perception_did_not_see(raw, tmp_path, perceiver):
+    """A char id the detector did not give in that frame would be a box nothing grounded and an identity
+    nothing re-identified: the CoT is sent back naming it, and the kept CoT has only perceived people."""
+    frames = frame_files(raw / "lighthouse")
+    _, good_cot, _, good_story, _ = scripted_texts(perceiver, frames)
+    # image 2's Characters table gains a person no one detected, with the model's own box
+    head, _, tail = good_cot.partition("## Image 2")
+    end = tail.index("\n\n### Objects")
+    row = "| char9 | Ghost | A man who is not there | calm | waiting | extra | 10,10,60,90 |"
+    invented = f"{head}## Image 2{tail[:end]}\n{row}{tail[end:]}"
+    with FakeServer(script=[invented, good_cot, good_story]) as server:
+        writer = ChatWriter(OpenAITeller(server.url, retries=0), sampling=Sampling(), max_tries=2)
+        stories, _ = find_stories(raw / "lighthouse")
+        report = build_dataset(stories, tmp_path / "built", perceiver=perceiver, writer=writer)
+        requests = [r["body"] for r in server.chat_requests()]
+    assert report.built == 1 and not report.failed
+    assert "Image 2: char9 was not detected in this frame" in requests[1]["messages"][-1]["content"]
+    (sample,) = list(load_stories(str(tmp_path / "built")))
+    assert sample.meta["build"]["attempts"]["cot"] == 2
+    assert "char9" not in sample.cot_text
+
+
+def test_an_id_written_twice_in_one_frame_is_sent_back(raw, tmp_path, perceiver):
+    """One person, two rows: the validator only warns of it in a published output; a writer must fix it."""
+    from storyreasoning.builder.writers import cot_problems
+
+    frames = frame_files(raw / "lighthouse")
+    _, good_cot, *_ = scripted_texts(perceiver, frames)
+    sizes = [(640, 480)] * 3
+    assert cot_problems(good_cot, sizes)[1] == []
+    row = next(line for line in good_cot.splitlines() if line.startswith("| char"))
+    twice = good_cot.replace(row, f"{row}\n{row}", 1)
+    (problem,) = cot_problems(twice, sizes)[1]
+    assert "appears twice in Image 1" in problem
 
 
 def test_a_writer_that_never_passes_fails_the_story_with_the_reason(raw, tmp_path, perceiver):

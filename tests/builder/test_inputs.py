@@ -96,7 +96,7 @@ def test_a_video_or_a_story_folder_that_cannot_be_read_fails_alone(tmp_path):
     result = run_cli("build", str(videos), "--out", str(out), *VIDEO_OPTIONS)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     said = " ".join(result.stderr.split())
-    assert "built 1 stories" in said and "2 failed" in said
+    assert "built 1 story into" in said and "2 failed" in said
     assert f"text.mp4: cannot read the video {videos / 'text.mp4'}: OpenCV does not decode it" in said
     assert [(e["story_id"], e["kind"]) for e in errors(out)] == [
         ("broken.mp4", "StoryReasoningError"),
@@ -106,7 +106,7 @@ def test_a_video_or_a_story_folder_that_cannot_be_read_fails_alone(tmp_path):
     # the video made readable, the build goes on from there and its failure is settled
     shutil.copy(good, videos / "text.mp4")
     again = run_cli("build", str(videos), "--out", str(out), *VIDEO_OPTIONS)
-    assert again.returncode == 1 and "built 1 stories" in again.stderr
+    assert again.returncode == 1 and "built 1 story into" in again.stderr
     assert [e["story_id"] for e in errors(out)] == ["broken.mp4"] and (out / "text-001").is_dir()
 
     frames = tmp_path / "frames"
@@ -257,7 +257,7 @@ def test_a_video_this_user_may_not_read_fails_alone(tmp_path):
         locked.chmod(0o644)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     said = " ".join(result.stderr.split())
-    assert "built 1 stories" in said and "1 failed" in said and (out / "a-001").is_dir()
+    assert "built 1 story into" in said and "1 failed" in said and (out / "a-001").is_dir()
     (error,) = errors(out)
     assert (error["story_id"], error["kind"]) == ("film.avi", "StoryReasoningError")
     assert error["error"] == (
@@ -298,3 +298,23 @@ def test_an_input_read_since_it_failed_settles_its_error_though_it_gives_no_stor
     assert [s.story_id for s in stories] == ["a-001"] and stories.passed == {"film.mp4", "s2"}
     assert report.failed == [] and report.skipped_done == 1
     assert not (out / "errors.jsonl").exists()
+
+
+def test_a_bmp_frame_is_kept_byte_for_byte_under_its_own_suffix(tmp_path):
+    """A frame of a format without a known signature (BMP) was written as ``02.png`` holding BMP bytes."""
+    from PIL import Image
+
+    story = copy_frames("pioneers", tmp_path / "raw" / "pioneers")
+    second = story / "02.jpg"
+    with Image.open(second) as image:
+        image.save(story / "02.bmp")
+    second.unlink()
+    stories, _ = find_stories(tmp_path / "raw")
+    out = tmp_path / "built"
+    report = build_dataset(stories, out, perceiver=BaselineTeller(), writer=TemplateWriter())
+    assert report.built == 1, report
+    written = sorted(p.name for p in (out / "pioneers").iterdir() if p.suffix not in (".md", ".json"))
+    assert written == ["01.jpg", "02.bmp", "03.jpg", "04.jpg"]
+    assert (out / "pioneers" / "02.bmp").read_bytes() == (story / "02.bmp").read_bytes()
+    (sample,) = load_stories(str(out))
+    assert sample.frame_sizes()[1] == (512, 600)

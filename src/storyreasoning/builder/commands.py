@@ -113,7 +113,7 @@ def _build(settings: BuildSettings) -> int:
         if disconnect is not None:
             disconnect()  # a local Ray this build started is shut down; a cluster's is left running
     err.print(
-        f"built {report.built} stories into {out}"
+        f"built {report.built} {'story' if report.built == 1 else 'stories'} into {out}"
         + (f" ({report.skipped_done} already there)" if report.skipped_done else "")
         + (
             f"; {report.skipped_no_person} skipped with no person in view, see {out / SKIPPED}"

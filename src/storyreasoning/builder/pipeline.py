@@ -876,7 +876,7 @@ class _Loop:
 
     def _write_story(self, story: RawStory, data: list, sizes: list, frames: list) -> bool:
         from ..data.folder import write_story_folder
-        from ..data.sample import StorySample
+        from ..data.sample import Frame, StorySample
         from ..format.stream import parse_output
 
         written = self.writer.write(frames, story.frames, sizes)
@@ -908,8 +908,11 @@ class _Loop:
                 **self.provenance,
             }
         }
+        # each frame with its source's name: bytes of a format without a known signature (BMP) keep
+        # their own suffix, not a .png name over BMP bytes
+        stored = [Frame(data=d, path=str(p)) for d, p in zip(data, story.frames, strict=True)]
         sample = StorySample(
-            story.story_id, data, written.cot, written.story, frame_meta=frame_meta(story), meta=meta
+            story.story_id, stored, written.cot, written.story, frame_meta=frame_meta(story), meta=meta
         )
         write_story_folder(sample, self.out)
         return not verdict.well_structured

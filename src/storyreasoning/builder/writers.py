@@ -213,6 +213,23 @@ def restore_boxes(cot, boxes: dict[tuple[int, Any], Any]) -> list[str]:
     return changed
 
 
+def unseen_ids(cot, boxes: dict[tuple[int, Any], Any]) -> list[str]:
+    """The rows of ``cot`` naming a ``char``, ``bg`` or ``lm`` id that perception did not give in that frame.
+
+    Ids are perception's identities: a model's own char id, or one copied into a frame where that
+    person was not seen, would carry a box nothing grounded and an identity nothing re-identified.
+    Only a new object may be added (a new ``obj`` id, as the model is told)."""
+    from ..format.cot import id_kind
+
+    return [
+        f"Image {image.number}: {row.id} was not detected in this frame; use only the ids given for "
+        f"frame {image.number} (a new object you are sure of takes a new obj id)"
+        for image in cot.images
+        for row in (*image.characters, *image.objects)
+        if id_kind(row.id) in ("char", "bg", "lm") and (image.number, row.id) not in boxes
+    ]
+
+
 def strip_reasoning(text: str, marker: str) -> str:
     """The answer part of a reply: after ``</think>`` when the part there holds ``marker``."""
     if "</think>" not in text:
@@ -229,7 +246,7 @@ def cot_problems(text: str, sizes: Sequence[tuple[int, int]]) -> tuple[Any, list
     The format validator judges the CoT on its own (parse errors, Setting rows, boxes
     inside their frames, the five phases); on top come what a writer must also get right:
     the sections numbered 1 to N (said so a model can act on it), ids of the right kind
-    for their table and a box on every row.
+    for their table, each id once per image, and a box on every row.
     """
     from ..format.cot import id_kind
     from ..format.cot_parser import parse_cot
@@ -238,9 +255,10 @@ def cot_problems(text: str, sizes: Sequence[tuple[int, int]]) -> tuple[Any, list
     cot = parse_cot(text)
     verdict = validate(cot=cot, image_sizes=list(sizes), require_story=False)
     said_below = {"image-count", "image-number-gap"}
+    # a duplicate id is a warning for a published output, a mistake for a writer: one person, two rows
     problems = [
         f"line {d.line}: {d.message}" if d.line else d.message
-        for d in verdict.reasons
+        for d in (*verdict.reasons, *(f for f in verdict.findings if f.code == "duplicate-id"))
         if d.code not in said_below
     ]
     numbers = [image.number for image in cot.images]
@@ -393,7 +411,8 @@ class ChatWriter:
         boxes = detected_boxes(frames)
 
         def check_cot(text: str):
-            return cot_problems(text, sizes)
+            cot, problems = cot_problems(text, sizes)
+            return cot, problems + unseen_ids(cot, boxes)
 
         answer, cot, cot_attempts, cot_left = self._converse(
             self.cot_messages(frames, images), check_cot, "## Image", "analysis"
@@ -432,4 +451,5 @@ __all__ = [
     "restore_boxes",
     "story_problems",
     "strip_reasoning",
+    "unseen_ids",
 ]

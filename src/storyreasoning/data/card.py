@@ -445,7 +445,8 @@ def dataset_card(facts: DatasetFacts, *, repo_id: str | None = None) -> str:
     lines += [
         "",
         "Characters are counted per story (the distinct `char` ids of its chain-of-thought), summed over the "
-        f"stories. The frames come from {len(total.groups)} identity groups (a video, or a folder of frames).",
+        f"stories. The frames come from {len(total.groups)} identity group{'' if len(total.groups) == 1 else 's'} "
+        "(a video, or a folder of frames).",
         "",
     ]
     if split_fraction is not None:
