@@ -676,7 +676,7 @@ def _check_folding(out: Path, names: dict[str, str]) -> None:
     """Refuse a story (``names``: folder name -> story id) whose folder would be one, where the file
     system ignores case or Unicode form, with the folder of another story already in ``out``."""
     from ..data.folder import is_story_folder
-    from ..data.sources import FolderStories
+    from ..data.sources import story_folder_id
 
     try:
         there = [
@@ -686,7 +686,7 @@ def _check_folding(out: Path, names: dict[str, str]) -> None:
         return  # not there yet, or unreadable: the build says so where it reads it
     clash = folding_clash(names, there)
     if clash:
-        theirs, ours = FolderStories([out / clash[0]], str(out)).ids()[0], names[clash[1]]
+        theirs, ours = story_folder_id(out / clash[0]), names[clash[1]]
         if theirs != ours:  # (a folder this story was built to, under another form of its name, is its own)
             said = one_folder(theirs, ours, fix=", or build into another --out")
             raise UsageError(f"{out} holds the story folder {clash[0]}: {said}")
