@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from .conftest import run_cli
+from .conftest import one_error_line, run_cli
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "outputs" / "lighthouse.txt"
@@ -128,6 +130,102 @@ def test_invalid_utf8_is_reported_not_fatal(tmp_path):
     data = json.loads(result.stdout)
     assert "input-decode" in {d["code"] for d in data["diagnostics"]}
     assert result.returncode == 0
+
+
+def test_invalid_utf8_is_read_as_a_valid_file_would_be(tmp_path):
+    """One bad byte in a file with a BOM, or in a page of ours, changed how the rest was read: the BOM was
+    kept (a `text-before-think` finding) and the page's markup was parsed instead of the output it shows."""
+    from storyreasoning.format import parse_output
+    from storyreasoning.tell.html import render_html
+
+    expected = json.loads(run("check", str(EXAMPLE), "--json").stdout)["diagnostics"]
+    bad = EXAMPLE.read_bytes().replace(b"sea", b"se\xff", 1)
+    offset = bad.index(b"\xff")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + bad)
+    page = tmp_path / "page.html"
+    html = render_html(parse_output(EXAMPLE.read_text(encoding="utf-8")), title="t").encode()
+    page.write_bytes(html.replace(b"sea", b"se\xff", 1))
+    for path, byte in ((bom, offset + 3), (page, html.index(b"sea") + 2)):
+        result = run("check", str(path), "--json")
+        data = json.loads(result.stdout)
+        assert data["diagnostics"][0] == {
+            "line": 0,
+            "code": "input-decode",
+            "severity": "warning",
+            "message": f"{path} is not valid UTF-8 (byte {byte}); undecodable bytes were replaced",
+        }
+        assert data["diagnostics"][1:] == expected and data["kind"] == "output"
+        assert result.returncode == 0
+
+
+def test_an_image_given_as_the_output_is_refused_in_one_line(tmp_path):
+    """``check frame1.png frame2.png`` (the output forgotten) read the PNG's bytes as a story: exit 1 and
+    findings about replaced bytes and text outside any segment."""
+    frame = tmp_path / "frame1.png"
+    Image.new("RGB", (8, 8)).save(frame)
+    fix = "is an image, not a model output; give the output file first, then its images"
+    assert one_error_line(run("check", str(frame), str(frame))) == f"error: {frame} {fix}"
+    piped = subprocess.run(  # bytes on standard input, which run_cli's text input cannot carry
+        [sys.executable, "-m", "storyreasoning.cli", "check", "-"],
+        input=frame.read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert piped.returncode == 2 and piped.stderr.decode().strip() == f"error: standard input {fix}"
+
+
+def test_a_path_with_brackets_is_shown_as_it_is(tmp_path):
+    """The summary's title is markup: ``take[b]2.txt`` was shown as ``take2.txt``."""
+    path = tmp_path / "take[b]2.txt"
+    path.write_bytes(EXAMPLE.read_bytes())
+    result = run("check", str(path), "-n", "3")
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == f"{path} (3 images)  (output)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="terminal.print_summary passes CoT ids, story ids and narrative phases to rich as markup: "
+    "'[/]' in a model's table is a MarkupError traceback, '[red]obj9' is shown as a red 'obj9'",
+)
+def test_model_text_that_looks_like_markup_is_shown_as_text(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for old, new, shown in (
+        ("| obj2 | Heavy", "| [/] | Heavy", "[/]"),
+        ("| obj2 | Heavy", "| [red]obj9 | Heavy", "[red]obj9"),
+        ("<gdo obj2>", "<gdo [/]>", "[/]"),
+        ("| Introduction |", "| [/]Introduction |", "[/]Introduction"),
+    ):
+        path = tmp_path / "out.txt"
+        path.write_text(text.replace(old, new), encoding="utf-8")
+        result = run("check", str(path))
+        assert "Traceback" not in result.stderr, result.stderr
+        assert shown in result.stdout.split("Findings")[0]  # in the tables, not only in a finding's message
+
+
+def test_check_json_on_a_stdout_that_is_not_utf8(tmp_path):
+    """A Windows pipe (cp1252) or an ASCII locale cannot hold every character of an output: ``--json`` ended in
+    a UnicodeEncodeError traceback; it writes the same JSON with \\u escapes."""
+    path = tmp_path / "out.txt"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace("Ines", "李 Inês"), encoding="utf-8")
+    expected = run("check", str(path), "--json")
+    assert "李 Inês" in expected.stdout  # as written where stdout is UTF-8
+    for encoding in ("cp1252", "ascii"):
+        result = run_cli("check", str(path), "--json", env={"PYTHONIOENCODING": encoding}, timeout=60)
+        assert result.returncode == expected.returncode == 0, result.stderr
+        assert result.stdout.isascii() and json.loads(result.stdout) == json.loads(expected.stdout)
+
+
+def test_check_reads_every_kind_of_line_end(tmp_path):
+    """CRLF and old-Mac CR line ends read as LF does, as Python's text files read them (a CR-only file
+    was one line: no CoT found, every id of the story undefined)."""
+    expected = run("check", str(MALFORMED), "--json")
+    for end in (b"\r\n", b"\r"):
+        path = tmp_path / "out.txt"
+        path.write_bytes(MALFORMED.read_bytes().replace(b"\n", end))
+        result = run("check", str(path), "--json")
+        assert result.returncode == expected.returncode == 1
+        assert json.loads(result.stdout) == json.loads(expected.stdout)
 
 
 def test_version_and_help():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from pathlib import Path
@@ -10,10 +11,13 @@ from ..errors import UsageError
 from ..format import Telling, parse_cot, parse_output, parse_story
 from ..format.diagnostics import warning
 
+#: how PNG, JPEG and GIF files start (WebP: RIFF....WEBP): an image given where the output goes
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+
 
 def read_text(path: Path) -> tuple[str, list]:
-    """The file's text ('-' is stdin), or the output a page of ours shows (:func:`from_page`), and a
-    finding if it was not valid UTF-8."""
+    """The file's text ('-' is stdin), or the output a page of ours shows (:func:`from_page`), with
+    universal line ends, and a finding if it was not valid UTF-8."""
     if str(path) == "-":
         data = sys.stdin.buffer.read()
         name = "standard input"
@@ -27,17 +31,28 @@ def read_text(path: Path) -> tuple[str, list]:
         except OSError as exc:
             raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from exc
         name = str(path)
+    if data.startswith(IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        raise UsageError(
+            f"{name} is an image, not a model output; give the output file first, then its images"
+        )
+    findings = []
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return data.decode("utf-8", errors="replace"), [
+        bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # exc.start counts from after the BOM
+        # the same text as a valid file would give (BOM dropped, a page's output taken), bad bytes replaced
+        text = data.decode("utf-8-sig", errors="replace")
+        findings.append(
             warning(
                 0,
                 "input-decode",
-                f"{name} is not valid UTF-8 (byte {exc.start}); undecodable bytes were replaced",
+                f"{name} is not valid UTF-8 (byte {exc.start + bom}); undecodable bytes were replaced",
             )
-        ]
-    return from_page(text, name), []
+        )
+    text = from_page(text, name)
+    if "\r" in text:  # line ends as Python's text files read them: a lone CR (old Mac) ends a line too
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, findings
 
 
 #: where a page of ``tell`` or the studio's export (:func:`storyreasoning.tell.html.render_html`) keeps the output
@@ -116,13 +131,18 @@ def run_check(
     if as_json:
         data = telling.to_dict(verdict)
         data["kind"] = kind
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        # characters as they are where the output is UTF-8, else \u escapes: the same JSON, which a
+        # cp1252 or ASCII stdout (a Windows pipe, LANG=C) can hold, not a UnicodeEncodeError
+        utf8 = codecs.lookup(sys.stdout.encoding or "ascii").name == "utf-8"
+        sys.stdout.write(json.dumps(data, ensure_ascii=not utf8, indent=2) + "\n")
     else:
         from rich.console import Console
+        from rich.markup import escape
 
         from ..terminal import print_summary
 
-        title = "standard input" if str(path) == "-" else str(path)
+        # print_summary writes the title as markup: a path's brackets ('take[2].txt') are text
+        title = "standard input" if str(path) == "-" else escape(str(path))
         count = len(sizes) if sizes is not None else n_images
         if count is not None:
             title += f" ({count} images)"
