@@ -454,3 +454,87 @@ def test_a_job_never_writes_its_settings_over_another_jobs(tmp_path):
         older = {**json.loads(own.read_text()), "a_setting_since_removed": 1}
         own.write_text(json.dumps(older))
         S.check_record(cls, own)
+
+
+# the audit of the shared command line: a second file, an empty place, a record of another command
+
+
+def test_a_config_file_given_twice_is_refused_not_half_read(monkeypatch, capsys, tmp_path):
+    """typer kept the last ``--config`` and dropped the first unsaid (its lr lost, the note naming one)."""
+    first, second = config(tmp_path, "lr: 1e-3\n", "a.yaml"), config(tmp_path, "rank: 4\n", "b.yaml")
+    for args in (["-c", first, "-c", second], ["--config", first, f"--config={second}"]):
+        line = refused(monkeypatch, capsys, [*SFT, *args])
+        assert line.startswith("error: --config is given 2 times (") and "give one file" in line
+    assert made(monkeypatch, capsys, [*SFT, "-c", first]).lr == 1e-3  # one file: read as before
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        ([*SFT, "--model="], "--model"),
+        (["train", "sft", "", "--out", "o"], "SOURCE"),
+        (["tell-dataset", "data", "--out", "o", "--model", "  "], "--model"),
+        (["evaluate", "run", "r", "--dataset="], "--dataset"),
+        (["build", "frames", "--out", "o", "--detector="], "--detector"),
+    ],
+)
+def test_an_empty_model_or_dataset_is_refused_not_taken_for_the_default(monkeypatch, capsys, args, flag):
+    """An empty ``place`` (a model, a dataset: a folder or a hub id) was text like any other: tell-dataset
+    and evaluate took it for "not given" (the default model downloaded), train for a hub id to look up."""
+    assert (
+        refused(monkeypatch, capsys, args)
+        == f"error: {flag} is empty; give a local file or folder, or a hub id"
+    )
+
+
+def test_an_empty_model_in_a_file_names_the_file_and_key(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, 'model: ""\n')])
+    assert line.endswith("c.yaml: model is empty; give a local file or folder, or a hub id")
+
+
+def test_a_record_of_another_command_guesses_no_setting(monkeypatch, capsys, tmp_path):
+    """A tell-dataset record given to train sft said "did you mean dropout?; the file holds the settings of
+    `storyreasoning tell-dataset`": the nearest name to 'prompt' is no help when the command is wrong."""
+    from storyreasoning.tell.settings import TellDatasetSettings
+
+    recorded = tmp_path / "settings.json"
+    S.write_record(TellDatasetSettings(source="data", out=tmp_path / "run", teller="baseline"), recorded)
+    line = refused(monkeypatch, capsys, [*SFT, "--config", str(recorded)])
+    assert "did you mean" not in line
+    assert line.endswith(
+        "the file holds the settings of `storyreasoning tell-dataset`: use it with that command"
+    )
+    # a file of this command with a typo keeps its guess
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, "rnak: 8\n")])
+    assert line.endswith("'rnak' is not a setting of this job; did you mean rank?")
+
+
+def test_an_off_flag_as_a_key_says_how_a_switch_is_written(monkeypatch, capsys, tmp_path):
+    for key in ("no_plots", "no-plots"):
+        line = refused(
+            monkeypatch, capsys, ["evaluate", "run", "r", "--config", config(tmp_path, f"{key}: true\n")]
+        )
+        assert line.endswith(
+            f"'{key}' is not a setting of this job; did you mean plots (plots: false is --no-plots)?"
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["tell-dataset", "data", "--out", "o", "--endpoint="], "--endpoint"),
+        (["tell-dataset", "data", "--out", "o", "-e", "http://127.0.0.1:9/v1", "-e", ""], "--endpoint"),
+        ([*SFT, "--target", " "], "--target"),
+    ],
+)
+def test_an_empty_item_of_a_list_is_refused(monkeypatch, capsys, args, flag):
+    """``-e "$URL"`` with URL unset was no endpoint at all: tell-dataset went on to download the default
+    7B model; ``--target=`` a LoRA module named ''."""
+    assert (
+        refused(monkeypatch, capsys, args) == f"error: {flag} has an empty value; give text, or leave it out"
+    )
+
+
+def test_an_empty_item_of_a_list_in_a_file_names_the_file_and_key(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, 'target: [q_proj, ""]\n')])
+    assert line.endswith("c.yaml: target has an empty value; give text, or leave it out")

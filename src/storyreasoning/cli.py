@@ -172,9 +172,12 @@ def main(argv: list[str] | None = None, *, quick: bool = True) -> None:
         code = _quick(args) if quick else None
         if code is not None:
             sys.exit(code)
-        typer_app()(args=args, prog_name="storyreasoning")
+        _typer(args)
     except StoryReasoningError as exc:
-        _fail(str(exc) + _suited_command(exc), exc.exit_code)
+        suited = _suited_command(exc)  # the command a config file holds the settings of: no nearest names
+        _fail(
+            (str(exc).removesuffix(getattr(exc, "hint", "")) + suited) if suited else str(exc), exc.exit_code
+        )
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BrokenPipeError:  # the reader went away (| head): nothing more to say
@@ -264,6 +267,32 @@ def _version() -> str:
     from .format import COMPILED
 
     return f"storyreasoning {__version__} (parser: {'compiled with mypyc' if COMPILED else 'pure Python'})"
+
+
+def _typer(args: list[str]) -> None:
+    """Run ``args`` through typer, its own refusals (a missing option, an unknown flag) one ``error:`` line
+    like ours, not typer's usage lines and box (which a narrow terminal wraps over many lines)."""
+    try:
+        code = typer_app()(args=args, prog_name="storyreasoning", standalone_mode=False)
+    except Exception as exc:
+        # click's classes (typer vendors click in its newer versions): known by name, as typer knows them
+        names = {kind.__name__ for kind in type(exc).__mro__}
+        if "NoArgsIsHelpError" in names:  # a group given no command: its help (rich drew it already)
+            if exc.format_message():  # type: ignore[attr-defined]
+                exc.show()  # type: ignore[attr-defined]
+            sys.exit(2)
+        if "Abort" in names:  # older typers' word for Ctrl-C (ours: 130), or the end of the input at a prompt
+            _fail(*(("interrupted", 130) if isinstance(exc.__cause__, KeyboardInterrupt) else ("aborted", 1)))
+        if "ClickException" not in names:
+            raise
+        message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            message += f"; see `{ctx.command_path} --help`"
+        _fail(message, getattr(exc, "exit_code", 2))
+    if code == 130:  # Ctrl-C, as newer typers return it (no command of ours exits so: it raises Interrupted)
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:

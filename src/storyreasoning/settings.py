@@ -7,13 +7,15 @@ A job's settings are a dataclass whose fields are declared with :func:`option` o
   panels, bounds and choices),
 * the ``--config FILE`` a long command accepts: YAML, or JSON when the name ends in
   ``.json``, whose keys are the field names or any of their flags (``grad_accum``,
-  ``grad-accum``; ``target`` or ``targets``); flags given on the command line override it,
+  ``grad-accum``; ``target`` or ``targets``), one file at most; flags given on the command line
+  override it; its relative paths are read from the working folder, as the command line's are,
 * the settings a job records in its output folder (:func:`record`, paths made absolute),
   which read back as a config file: ``--config RUN/settings.json`` repeats a run.
 
 Every value, from the command line, a config file or a Python keyword, passes through the
 same conversion (:func:`convert`): its type, its bounds, a finite number, a non-empty path
-with ``~`` expanded, ``none`` to unset an optional number; a wrong value is one line naming
+with ``~`` expanded (a model or dataset, and each item of a list, not empty either), ``none``
+to unset an optional number; a wrong value is one line naming
 where it came from (``--rank``, ``recipe.yaml: rank``), never a traceback. A rule across
 settings that a class checks itself (:class:`SettingsError`) names them by flag, and the config
 file that gave any of them.
@@ -358,6 +360,10 @@ def _scalar(field: Field, kind: Any, value: Any, where: str) -> Any:
         return given_path(text, where)
     if kind is str:
         if isinstance(value, str):
+            if field.spec.place and not value.strip():  # neither a folder nor a hub id (a model, a dataset)
+                raise UsageError(f"{where} is empty; give a local file or folder, or a hub id")
+            if field.many and not value.strip():  # -e "$URL" with URL unset: no item of a list is nothing
+                raise UsageError(f"{where} has an empty value; give text, or leave it out")
             return str(value)
         if isinstance(value, os.PathLike):
             return os.fspath(value)
@@ -674,9 +680,10 @@ class ConfigKeysError(UsageError):
     spelled as field names; ``unknown``: those this job lacks). The command line adds which
     command the file suits, when one does (:func:`suits`)."""
 
-    def __init__(self, message: str, path: Path, keys: set[str], unknown: list[str]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, path: Path, keys: set[str], unknown: list[str], hint: str = "") -> None:
+        super().__init__(message + hint)
         self.path, self.keys, self.unknown = path, keys, unknown
+        self.hint = hint  # "; did you mean …?": no help when the file holds another command's settings
 
 
 def read_config(path: str | Path, cls: type) -> dict[str, Any]:
@@ -714,7 +721,8 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
             named[name] = (key, written)
     if unknown:
         keys = set(named) | {k.replace("-", "_") for k in unknown}
-        raise ConfigKeysError(_unknown_message(path, unknown, fields, aliases), path, keys, unknown)
+        message, hint = _unknown_message(path, unknown, fields, aliases)
+        raise ConfigKeysError(message, path, keys, unknown, hint)
     for name, (_, written) in named.items():
         if fields[name].spec.secret:
             raise UsageError(
@@ -744,14 +752,22 @@ def _field_name(key: str, fields: dict, aliases: dict[str, str]) -> str | None:
     return name if name in fields else aliases.get(name)
 
 
-def _unknown_message(path: Path, unknown: list[str], fields: dict, aliases: dict[str, str]) -> str:
+def _unknown_message(
+    path: Path, unknown: list[str], fields: dict, aliases: dict[str, str]
+) -> tuple[str, str]:
+    """The message about keys that are no settings, and its hint (the nearest names), apart."""
     shown = ", ".join(repr(_cut(k)) for k in unknown[:5]) + (
         f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     )
     verb = "is not a setting" if len(unknown) == 1 else "are not settings"
-    close = difflib.get_close_matches(unknown[0].replace("-", "_"), [*fields, *aliases], n=3)
-    hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
-    return f"{path}: {shown} {verb} of this job{hint}"
+    first = unknown[0].replace("-", "_")
+    switch = fields.get(_field_name(first.removeprefix("no_"), fields, aliases) or "")
+    if first.startswith("no_") and switch is not None and switch.switch:  # no_plots: true, as --no-plots
+        hint = f"; did you mean {switch.name} ({switch.name}: false is {switch.off_flag})?"
+    else:
+        close = difflib.get_close_matches(first, [*fields, *aliases], n=3)
+        hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+    return f"{path}: {shown} {verb} of this job", hint
 
 
 def _secret_fix(field: Field) -> str:
@@ -1178,9 +1194,16 @@ def command(
         annotations[field.name] = annotation
     if config:
 
-        def load(ctx: typer.Context, value: str | None) -> str | None:
-            if value is not None:
-                given = read_config(value, cls)
+        def load(ctx: typer.Context, value: list[str] | None) -> list[str] | None:
+            # repeatable only to be refused: typer would keep the last file and drop the others unsaid
+            if value and len(value) > 1:
+                files = ", ".join(_show(v) for v in value[:3]) + (", …" if len(value) > 3 else "")
+                raise UsageError(
+                    f"--config is given {len(value)} times ({files}); give one file (its settings together), "
+                    "and any setting over it as an option"
+                )
+            if value:
+                given = read_config(value[0], cls)
                 ctx.meta[_FILE] = given
                 # click reads an empty default as "no default": keep the file's nulls apart
                 ctx.meta[_NULLS] = {k for k, v in given.items() if v is None}
@@ -1188,7 +1211,7 @@ def command(
                 ctx.default_map = {**(ctx.default_map or {}), **shown}
             return value
 
-        load.__annotations__ = {"ctx": typer.Context, "value": Path | None, "return": Path | None}
+        load.__annotations__ = {"ctx": typer.Context, "value": list[Path] | None, "return": list[Path] | None}
         option = typer.Option(
             None,
             "--config",
@@ -1200,14 +1223,15 @@ def command(
             callback=load,
             parser=str,  # the file is read_config's to check, with its own messages
             show_default=False,
+            metavar="FILE",
             rich_help_panel="Config",
         )
         params.append(inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=Path | None))  # fmt: skip
-        annotations["config_file"] = Path | None
+                                        annotation=list[Path] | None))  # fmt: skip
+        annotations["config_file"] = list[Path] | None
 
     def callback(ctx, **values):
-        config_file = values.pop("config_file", None)
+        config_file = (values.pop("config_file", None) or [None])[0]  # one file at most: load refuses more
         from_file = ctx.meta.get(_FILE, {})
         typed = {f.name for f in fields if _from_command_line(ctx, f.name)}
         for key in ctx.meta.get(_NULLS, ()):
