@@ -31,6 +31,12 @@ class UsageError(StoryReasoningError):
     exit_code = 2
 
 
+class Interrupted(StoryReasoningError):
+    """Ctrl-C: the command stopped where the user asked; the line says what was kept and how to go on."""
+
+    exit_code = 130
+
+
 #: The extra (``pip install 'storyreasoning[EXTRA]'``) that installs each optional package.
 EXTRAS: dict[str, str] = {
     "datasets": "data",
@@ -112,4 +118,12 @@ def json_kind(value: object) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
-__all__ = ["EXTRAS", "StoryReasoningError", "UsageError", "file_error", "json_kind", "missing_package"]
+__all__ = [
+    "EXTRAS",
+    "Interrupted",
+    "StoryReasoningError",
+    "UsageError",
+    "file_error",
+    "json_kind",
+    "missing_package",
+]

@@ -43,8 +43,8 @@ def build(settings: BuildSettings) -> int:
 def _build(settings: BuildSettings) -> int:
     from rich.console import Console
 
+    from ..errors import Interrupted
     from ..settings import check_record, data_record, write_record
-    from ..tell.commands import Interrupted
     from ..terminal import progress_bar
     from .pipeline import ERRORS, SKIPPED, build_dataset, check_resume, find_stories
     from .publish import check_publishing, finish_build

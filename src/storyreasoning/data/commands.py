@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import StoryReasoningError, UsageError, file_error
+from ..errors import Interrupted, StoryReasoningError, UsageError, file_error
 from ..files import open_atomic
 from ..terminal import progress_bar
 from .sample import StorySample
@@ -217,12 +217,6 @@ def _size_or_none(frame):
 def _fmt_size(frame) -> str:
     size = _size_or_none(frame)
     return f"{size[0]}x{size[1]}" if size else "(unreadable)"
-
-
-class Interrupted(StoryReasoningError):
-    """Ctrl-C: the command stopped where the user asked; the line says what was kept and how to go on."""
-
-    exit_code = 130
 
 
 def _kept_on_disk(out: Path, to: str, targets: dict[str, Path]) -> int:

@@ -933,9 +933,10 @@ def _judge_into(s: Any, out: Path, run: Any, against: Any, stories: Any, ids: li
     """The rest of :func:`judge_command`, holding ``out``."""
     from rich.console import Console
 
+    from ..errors import Interrupted
     from ..files import write_json_atomic
     from ..settings import write_record
-    from ..tell.commands import Interrupted, endpoint_teller
+    from ..tell.commands import endpoint_teller
     from ..tell.run import EndpointDown, check_run_folder, settle_errors
     from ..terminal import progress_bar
 

@@ -7,16 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import Interrupted, UsageError
 from ..files import write_json_atomic, write_text_atomic
 from .base import BASELINE_LABEL, Teller, TellError, teller_label
 from .settings import EndpointOptions, ServeSettings, TellDatasetSettings, TellerOptions, TellSettings
-
-
-class Interrupted(StoryReasoningError):
-    """Ctrl-C: the command stopped where the user asked; the line says what was kept and where."""
-
-    exit_code = 130
 
 
 def endpoint_teller(

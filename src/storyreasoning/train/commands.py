@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import StoryReasoningError, UsageError
+from ..errors import Interrupted, StoryReasoningError, UsageError
 from ..files import atomic_folder
 from .settings import DPOSettings, GRPOSettings, PairsSettings, SFTSettings
 
@@ -32,12 +32,6 @@ def grpo(settings: GRPOSettings) -> int:
     from .grpo import train_grpo
 
     return _train(train_grpo, settings)
-
-
-class Interrupted(StoryReasoningError):
-    """Ctrl-C: what was kept and how to go on, in one line."""
-
-    exit_code = 130
 
 
 def _train(job, settings) -> int:
