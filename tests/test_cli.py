@@ -183,12 +183,9 @@ def test_a_path_with_brackets_is_shown_as_it_is(tmp_path):
     assert result.returncode == 0 and result.stdout.splitlines()[0] == f"{path} (3 images)  (output)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="terminal.print_summary passes CoT ids, story ids and narrative phases to rich as markup: "
-    "'[/]' in a model's table is a MarkupError traceback, '[red]obj9' is shown as a red 'obj9'",
-)
 def test_model_text_that_looks_like_markup_is_shown_as_text(tmp_path):
+    """CoT ids, story ids and narrative phases are model text: '[/]' was a MarkupError traceback and
+    '[red]obj9' a red 'obj9'."""
     text = EXAMPLE.read_text(encoding="utf-8")
     for old, new, shown in (
         ("| obj2 | Heavy", "| [/] | Heavy", "[/]"),
@@ -259,3 +256,24 @@ def test_check_reads_the_output_a_page_of_ours_shows(tmp_path):
         f"error: {other} is an HTML page that does not hold one model output; check the output's text "
         "file instead"
     )
+
+
+def test_the_summary_of_a_huge_output_shows_the_first_rows_and_says_how_many_more(tmp_path):
+    """A 2,000-image output (rich drew 96k segments for a minute): each table shows its first rows, then how
+    many more there are; errors come first among the findings, as they decide the verdict."""
+    from storyreasoning.terminal import SUMMARY_ROWS
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    story = text[text.index("</think>") + len("</think>") :]
+    segment = story[story.index("<gdi image1>") : story.index("</gdi>") + len("</gdi>")]
+    many = text.replace(story, "\n" + "\n".join(segment.replace("image1", f"image{k}") for k in range(1, 2001)))
+    path = tmp_path / "huge.txt"
+    path.write_text(many + "\n<gdo char99>X</gdo>\n", encoding="utf-8")
+    result = run_cli("check", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    shown = result.stdout
+    assert f"… {2001 - SUMMARY_ROWS:,} more segments (--json lists them all)" in shown  # and one outside
+    assert "image 51 " not in shown and "image 50 " in shown
+    findings = shown[shown.index("Findings (") :]
+    assert "more findings (--json lists them all)" in findings
+    assert findings.index("error") < findings.index("warning")

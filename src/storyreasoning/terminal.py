@@ -65,29 +65,40 @@ def story_text(telling: Telling):
     return out
 
 
-def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title: str, kind: str) -> None:
-    """What ``storyreasoning check`` prints: entities per image, segments, tags, findings, verdict."""
-    from rich.table import Table
+#: Rows a summary table shows (a 16 MB output has ~100,000 segments: rich would draw for minutes);
+#: ``--json`` lists them all.
+SUMMARY_ROWS = 50
 
-    console.print(f"[bold]{title}[/bold]  ({kind})")
+
+def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title: str, kind: str) -> None:
+    """What ``storyreasoning check`` prints: entities per image, segments, tags, findings, verdict.
+
+    Every text (``title``, the model's ids and phases) is printed as plain text, never read as rich
+    markup; each table shows its first :data:`SUMMARY_ROWS` rows and says how many more there are."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text.assemble((title, "bold"), f"  ({kind})"))
     cot, story = telling.cot, telling.story
     if cot is not None:
         table = Table(title="Chain of thought", title_justify="left", show_edge=False)
         for col in ("image", "characters", "objects", "settings"):
             table.add_column(col)
-        for image in cot.images:
+        for image in cot.images[:SUMMARY_ROWS]:
             table.add_row(
                 str(image.number),
-                " ".join(c.id for c in image.characters) or "-",
-                " ".join(o.id for o in image.objects) or "-",
+                Text(" ".join(c.id for c in image.characters) or "-"),
+                Text(" ".join(o.id for o in image.objects) or "-"),
                 str(len(image.settings)),
             )
         console.print(table)
+        _more(console, len(cot.images), "images")
         if cot.narrative is None:
             console.print("Narrative Structure: [red]missing[/red]")
         else:
-            phases = ", ".join(row.phase for row in cot.narrative) or "(empty)"
-            console.print(f"Narrative Structure: {len(cot.narrative)} rows: {phases}")
+            phases = ", ".join(row.phase for row in cot.narrative[:SUMMARY_ROWS]) or "(empty)"
+            more = f", … {len(cot.narrative) - SUMMARY_ROWS} more" if len(cot.narrative) > SUMMARY_ROWS else ""
+            console.print(Text(f"Narrative Structure: {len(cot.narrative)} rows: {phases}{more}"))
         appearances = cot.appearances()
         multi = sum(1 for frames in appearances.values() if len(frames) >= 2)
         console.print(f"Entities: {len(appearances)} ({multi} in two or more images)")
@@ -95,7 +106,7 @@ def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title
         table = Table(title="Story", title_justify="left", show_edge=False)
         for col in ("segment", "gdo", "gda", "gdl", "ids"):
             table.add_column(col)
-        for segment in story.segments:
+        for segment in story.segments[:SUMMARY_ROWS]:
             kinds = Counter(span.kind for span in segment.spans)
             ids = sorted({eid for span in segment.spans for eid in span.ids})
             table.add_row(
@@ -103,11 +114,18 @@ def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title
                 str(kinds["gdo"]),
                 str(kinds["gda"]),
                 str(kinds["gdl"]),
-                " ".join(ids) or "-",
+                Text(" ".join(ids) or "-"),
             )
         console.print(table)
+        _more(console, len(story.segments), "segments")
     print_diagnostics(console, verdict.findings)
     print_verdict(console, verdict)
+
+
+def _more(console: Console, total: int, what: str) -> None:
+    """The line under a table cut at :data:`SUMMARY_ROWS`."""
+    if total > SUMMARY_ROWS:
+        console.print(f"[dim]… {total - SUMMARY_ROWS:,} more {what} (--json lists them all)[/dim]")
 
 
 def print_verdict(console: Console, verdict: Verdict) -> None:
@@ -129,7 +147,9 @@ def print_diagnostics(console: Console, findings) -> None:
     table = Table(title=f"Findings ({len(findings)})", title_justify="left", show_edge=False)
     for col in ("line", "severity", "code", "message"):
         table.add_column(col, overflow="fold")
-    for d in findings:
+    # cut, the errors come first: they are what decides the verdict
+    shown = findings if len(findings) <= SUMMARY_ROWS else sorted(findings, key=lambda d: d.severity.value != "error")
+    for d in shown[:SUMMARY_ROWS]:
         style = SEVERITY_STYLES.get(d.severity.value, "")
         table.add_row(
             str(d.line) if d.line else "-",
@@ -138,6 +158,7 @@ def print_diagnostics(console: Console, findings) -> None:
             Text(d.message),  # messages quote model text: never read it as markup
         )
     console.print(table)
+    _more(console, len(findings), "findings")
 
 
 # Box colours per entity kind (the id prefix), as in the HTML view.

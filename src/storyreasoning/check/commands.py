@@ -137,12 +137,10 @@ def run_check(
         sys.stdout.write(json.dumps(data, ensure_ascii=not utf8, indent=2) + "\n")
     else:
         from rich.console import Console
-        from rich.markup import escape
 
         from ..terminal import print_summary
 
-        # print_summary writes the title as markup: a path's brackets ('take[2].txt') are text
-        title = "standard input" if str(path) == "-" else escape(str(path))
+        title = "standard input" if str(path) == "-" else str(path)  # text, brackets and all
         count = len(sizes) if sizes is not None else n_images
         if count is not None:
             title += f" ({count} images)"
