@@ -83,6 +83,9 @@ MARKUP = [
     "</gdi image1>",
     "<gdo ",
     "<gdo char1 They",
+    "<gdo char1\nchar2>",
+    "<gda\n",
+    "<gdl lm1,\n",
     "## Image 10000",
 ]
 
@@ -171,6 +174,11 @@ def test_stream_equals_batch_under_any_chunking(case) -> None:
     assert (streamed.cot, streamed.story) == (whole.cot, whole.story)
     assert streamed.diagnostics == whole.diagnostics
     assert (streamed.cot_text, streamed.story_text) == (whole.cot_text, whole.story_text)
+    assert span_lines(streamed) == span_lines(whole)  # not compared by ==
+
+
+def span_lines(telling) -> list[int]:
+    return [span.line for _, span in telling.story.spans()] if telling.story is not None else []
 
 
 def test_one_character_chunks_equal_batch() -> None:
@@ -180,6 +188,7 @@ def test_one_character_chunks_equal_batch() -> None:
             parser.feed(ch)
         parser.close()
         assert parser.result().to_dict(n_images=3) == parse_output(text).to_dict(n_images=3)
+        assert span_lines(parser.result()) == span_lines(parse_output(text))
 
 
 # -- linear work ---------------------------------------------------------------------------------
@@ -198,6 +207,7 @@ ADVERSARIAL = {
     "story segments": "</think>\n<gdi image1>\n<gdo char1 char2 char3>They</gdo> ran.\n</gdi>\n",
     "tag fragments": "<gdi image1>" + "<gdo <gdo </gda char1 <gdl\n",
     "tag fragments, one line": "<gdo <gda char1 </gdi ",
+    "openers over line ends": "<gdi image1>" + "<gdo char1\n\nchar2\n\n" + "<gda\nchar1\n>x ",
 }
 
 

@@ -99,3 +99,23 @@ def test_each_shape_is_about_its_size() -> None:
         small, large = make(SIZE)[0], make(4 * SIZE)[0]
         assert 0.9 * SIZE < len(small) < 1.1 * SIZE, name
         assert 3.9 < len(large) / len(small) < 4.1, name
+
+
+# span openers that run over line ends (read up to MAX_TAG_LINES of them), complete or never closed
+OVER_LINES = {
+    "openers over line ends, never closed": "<gdo char1\nchar2\n\n",
+    "openers over line ends, closed": "<gdo char1\nchar2>x</gdo>\n",
+    "openers over too many line ends": "<gdo char1\n\n\n\nchar2>x\n",
+}
+
+
+@pytest.mark.parametrize("unit", OVER_LINES.values(), ids=list(OVER_LINES))
+def test_openers_over_line_ends_cost_time_in_proportion_to_their_size(unit: str) -> None:
+    small = "<think>\n</think>\n<gdi image1>\n" + unit * (SIZE // len(unit))
+    large = "<think>\n</think>\n<gdi image1>\n" + unit * (4 * SIZE // len(unit))
+    ratios = []
+    for _ in range(3):
+        ratios.append(max(_seconds(large, c) / _seconds(small, c) for c in (None, 7)))
+        if ratios[-1] < BOUND:
+            break
+    assert min(ratios) < BOUND, f"4x the input took {min(ratios):.1f}x the time (linear: 4, quadratic: 16)"

@@ -648,7 +648,17 @@ ROW_TYPES: Final = {
 
 
 def render_row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+    """A table row. A cell cannot hold the table's syntax: a ``|`` is written ``/`` and a line end
+    (or another unprintable character that splits lines) a space, so the row reads back cell for cell."""
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+
+
+def _cell(text: str) -> str:
+    if "|" in text:
+        text = text.replace("|", "/")
+    if not text.isprintable():  # a line end, a tab, ...: line ends become spaces
+        text = " ".join(text.splitlines())
+    return text
 
 
 def _render_table(lines: list[str], spec: TableSpec, rows) -> None:
@@ -661,7 +671,8 @@ def render_cot(cot: CoT) -> str:
     """The canonical published layout (what the original ``cot_to_string`` wrote).
 
     Empty tables are written as a header and separator. Free text is not kept. There
-    is no trailing newline.
+    is no trailing newline. So that the tables read back to the same ids and boxes, a cell
+    holding ``|`` has it written as ``/``, and a line end in a cell is written as a space.
     """
     lines: list[str] = []
     for image in cot.images:

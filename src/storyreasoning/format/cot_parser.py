@@ -115,7 +115,8 @@ def _heading_text(line: str) -> tuple[str, bool, int] | None:
     if head.startswith("#"):
         level = len(head) - len(head.lstrip("#"))
         text = head[level:].strip()
-        styled = False
+        # the published form has one space after the '#'s ('##\tImage 1' and '##  Image 1' do not)
+        styled = head[level : level + 1] != " " or head[level + 1 : level + 2].isspace()
         if text.startswith(("**", "__")) and text.endswith(("**", "__")) and len(text) > 4:
             text, styled = text[2:-2].strip(), True
         if text.endswith(":"):
@@ -304,9 +305,11 @@ class _Layout:
         self.n_cols = len(columns)
         # (severity, code, message) of the header row's findings, without their line
         self.findings = findings
-        # the first column of each field (_ABSENT where there is none): a row's values in
-        # field order are cells[i] for i in index, "" where the row is shorter
-        self.index = [columns.index(f) if f in columns else _ABSENT for f in spec.fields]
+        # the column of each field (_ABSENT where there is none; the last one where the header
+        # names it twice, as the original's dict of header -> cell): a row's values in field
+        # order are cells[i] for i in index, "" where the row is shorter
+        last = {f: i for i, f in enumerate(columns)}
+        self.index = [last.get(f, _ABSENT) for f in spec.fields]
         self.canonical = columns == list(spec.fields)
 
 
@@ -318,6 +321,15 @@ def _header_findings(cells: list[str], columns: list[str | None], spec: TableSpe
                 (warning, "unknown-column", f"column {cell!r} is not a {spec.title} column; ignored")
             )
     present = [c for c in columns if c is not None]
+    for f, h in zip(spec.fields, spec.headers, strict=True):
+        if present.count(f) > 1:
+            findings.append(
+                (
+                    warning,
+                    "duplicate-column",
+                    f"{spec.title} table names column {h!r} {present.count(f)} times; its last one was read",
+                )
+            )
     missing = [h for f, h in zip(spec.fields, spec.headers, strict=True) if f not in present]
     if missing:
         findings.append(

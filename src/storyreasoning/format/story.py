@@ -27,25 +27,31 @@ class Span:
     kind: str  # "gdo" | "gda" | "gdl"
     ids: tuple[str, ...]
     text: str  # inner text, without tags
+    # the line of its opening tag in the parsed text (0: not parsed); like Segment.line, not
+    # compared and not in to_dict
+    line: int = field(default=0, compare=False, repr=False)
 
-    def __init__(self, kind: str, ids: tuple[str, ...], text: str):
+    def __init__(self, kind: str, ids: tuple[str, ...], text: str, line: int = 0):
         # sets the frozen fields directly: half the cost of the generated __init__ (see Box)
         if COMPILED:
             self.kind = kind  # type: ignore[misc]
             self.ids = ids  # type: ignore[misc]
             self.text = text  # type: ignore[misc]
+            self.line = line  # type: ignore[misc]
         else:
             d = self.__dict__
             d["kind"] = kind
             d["ids"] = ids
             d["text"] = text
+            d["line"] = line
 
     def __reduce__(self) -> tuple:
         return reduce_dataclass(self)
 
     def render(self) -> str:
-        attrs = (" " + " ".join(self.ids)) if self.ids else ""
-        return f"<{self.kind}{attrs}>{self.text}</{self.kind}>"
+        """The tag around its text; a ``<`` in the text that could start a tag is written ``‹``
+        (see :func:`render_story`)."""
+        return _tagged(self, _untag(self.text))
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "ids": list(self.ids), "text": self.text}
@@ -81,8 +87,9 @@ class Segment:
 
     @property
     def text(self) -> str:
-        """Inner text with tags, stripped (what the original kept per ``<gdi>``)."""
-        return "".join(p.render() if isinstance(p, Span) else p for p in self.parts).strip()
+        """Inner text with tags, stripped (what the original kept per ``<gdi>``): the text as parsed,
+        where ``render`` writes a tag-like ``<`` in it as ``‹``."""
+        return "".join(_tagged(p, p.text) if isinstance(p, Span) else p for p in self.parts).strip()
 
     @property
     def plain(self) -> str:
@@ -90,9 +97,11 @@ class Segment:
         return "".join(p.text if isinstance(p, Span) else p for p in self.parts).strip()
 
     def render(self) -> str:
+        """``text``, within its ``<gdi>`` tags, written to read back the same (see :func:`render_story`)."""
+        text = "".join(p.render() if isinstance(p, Span) else _untag(p) for p in self.parts).strip()
         if self.image is None:
-            return self.text
-        return f"<gdi image{self.image}>\n{self.text}\n</gdi>"
+            return text
+        return f"<gdi image{self.image}>\n{text}\n</gdi>"
 
     def to_dict(self) -> dict:
         """``image``, ``text`` (inner text with tags), ``spans``, and ``parts``: the plain runs
@@ -165,8 +174,27 @@ dataclass_methods(GroundedStory)
 
 
 def render_story(story: GroundedStory) -> str:
-    """The canonical layout: ``<gdi imageN>``, newline, text, newline, ``</gdi>``, blank line."""
+    """The canonical layout: ``<gdi imageN>``, newline, text, newline, ``</gdi>``, blank line.
+
+    Written to read back to the same segments, spans and ids: a ``<`` in a text run or a
+    span's text that could start a tag (before a letter or ``/``, or ending the run, as in
+    ``a <gdo char1> b`` or ``</gdi>``) is written as ``‹`` (U+2039), so the text stays text.
+    """
     return "\n\n".join(seg.render() for seg in story.segments if seg.image is not None or seg.text).strip()
+
+
+# a '<' the story parser could read as the start of a tag: before a letter or '/', or ending a run
+_TAG_START: Final = re.compile(r"<(?=[^\W\d_]|/|\Z)")
+
+
+def _tagged(span: Span, text: str) -> str:
+    """``text`` within the span's tags, as it is."""
+    attrs = (" " + " ".join(span.ids)) if span.ids else ""
+    return f"<{span.kind}{attrs}>{text}</{span.kind}>"
+
+
+def _untag(text: str) -> str:
+    return _TAG_START.sub("\u2039", text) if "<" in text else text
 
 
 _TAG: Final = re.compile(r"<[^<>\n]{0,256}>")

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from typing import Final
 
 MAX_TAG: Final = 256
+# an opening span tag may run over line ends (<gdo char1\nchar2>, as the original's regex reads
+# it), at most this many, within its MAX_TAG characters; any other tag ends on its line
+MAX_TAG_LINES: Final = 3
 _INCOMPLETE: Final = -1
 _NOT_TAG: Final = -2
 _TAG_NAMES: Final = {"gdi", *SPAN_KINDS, "think"}
@@ -158,9 +161,10 @@ class StoryBuilder:
                         self._flush_run()
                     known = _SPAN_ATTRS.get((span_kind, attrs))
                     ids = known[0] if known is not None and not known[1] else self._ids(span_kind, attrs)
+                    span_line = self.line
                     if "\n" in inner:
                         self.line += inner.count("\n")
-                    parts.append(Span(span_kind, ids, inner))
+                    parts.append(Span(span_kind, ids, inner, span_line))
                     pos = end
                     continue
             lt = buf.find("<", pos)
@@ -178,7 +182,9 @@ class StoryBuilder:
                 else:
                     self._text(piece, events)
             # the tag's end: a '>' within MAX_TAG characters, with no '<' or line end before it
+            # (a span opener's line ends are read by _tag_end)
             gt = buf.find(">", lt + 1, lt + 2 + MAX_TAG)
+            tag_lines = 0
             if gt == -1 or buf.find("<", lt + 1, gt) != -1 or buf.find("\n", lt + 1, gt) != -1:
                 end = self._tag_end(buf, lt)
                 if end == _INCOMPLETE:
@@ -189,6 +195,7 @@ class StoryBuilder:
                     pos = lt + 1
                     continue
                 gt = end
+                tag_lines = buf.count("\n", lt + 1, gt)
             first = buf[lt + 1]
             if not (first.isalpha() or first == "/"):
                 self._text("<", events)
@@ -209,8 +216,10 @@ class StoryBuilder:
                 self._kinds[kind].append(entry)
                 if events is not None:
                     events.append(SpanOpened(kind, ids))
-                continue
-            self._tag(inner, events)
+            else:
+                self._tag(inner, events)
+            if tag_lines:  # the line ends inside a span opener (its findings are on its first line)
+                self.line += tag_lines
         return events if events is not None else []
 
     def _tag_end(self, buf: str, lt: int) -> int:
@@ -223,8 +232,10 @@ class StoryBuilder:
         limit = min(n, lt + 2 + MAX_TAG)
         gt = buf.find(">", lt + 1, limit)
         stop_at = gt if gt != -1 else limit
-        if buf.find("<", lt + 1, stop_at) != -1 or buf.find("\n", lt + 1, stop_at) != -1:
-            # the name ends before that '<' or line end, so it is all in ``buf``: chunking cannot change this
+        nl = buf.find("\n", lt + 1, stop_at)
+        if buf.find("<", lt + 1, stop_at) != -1 or (nl != -1 and not _opener_lines(buf, lt, nl, stop_at)):
+            # the name ends before that '<' or line end, so it is all in ``buf``: chunking cannot
+            # change this (nor the line ends of a span opener, which more text can only add to)
             self._fragment(buf[lt + 1 : lt + 12])
             return _NOT_TAG
         if gt != -1:
@@ -415,7 +426,16 @@ class StoryBuilder:
         if known is None:
             ids: list[str] = []
             findings: list[tuple] = []
-            for token in attrs.replace(",", " ").split():
+            if "," in attrs:  # <gdo char1,char2>: read as <gdo char1 char2> (the original read one id)
+                findings.append(
+                    (
+                        warning,
+                        "id-separators",
+                        f"<{kind} {attrs.strip()[:40]}> separates its ids with commas; read as separate ids",
+                    )
+                )
+                attrs = attrs.replace(",", " ")
+            for token in attrs.split():
                 if "=" in token or '"' in token or "'" in token or token == "/":
                     findings.append((info, "span-attribute", f"attribute {token[:40]!r} in <{kind}> ignored"))
                     continue
@@ -477,7 +497,7 @@ class StoryBuilder:
                 self.diagnostics.append(
                     warning(self.line, "empty-span", f"<{top.kind} {' '.join(top.ids)}> encloses no text")
                 )
-            self._emit(Span(top.kind, top.ids, text), events)
+            self._emit(Span(top.kind, top.ids, text, top.line), events)
         while stack and stack[-1].closed:
             stack.pop()
         if stack and events is not None:
@@ -493,7 +513,7 @@ class StoryBuilder:
         if closing is not top:
             closing.closed = True  # removed from the stack when it surfaces
             if not closing.emitted:
-                self._emit(Span(closing.kind, closing.ids, ""), events)
+                self._emit(Span(closing.kind, closing.ids, "", closing.line), events)
                 closing.emitted = True
             if events is not None:
                 events.append(SpanOpened(top.kind, top.ids))
@@ -518,7 +538,7 @@ class StoryBuilder:
                 self.diagnostics.append(
                     warning(self.line, "empty-span", f"<{entry.kind} {' '.join(entry.ids)}> encloses no text")
                 )
-            self._emit(Span(entry.kind, entry.ids, text), events)
+            self._emit(Span(entry.kind, entry.ids, text, entry.line), events)
             entry.emitted = True
 
     def _emit(self, span: Span, events: list[Event] | None) -> None:
@@ -582,6 +602,16 @@ class StoryBuilder:
             else:
                 self._end_segment(events, closed=True)
         return events if events is not None else []
+
+
+def _opener_lines(buf: str, lt: int, nl: int, stop_at: int) -> bool:
+    """True when the tag at ``lt``, whose first line end is at ``nl``, is a span opener
+    (``<gdo`` and a space or a line end) with at most MAX_TAG_LINES line ends before ``stop_at``."""
+    head = buf[lt + 1 : min(nl, lt + 12)]
+    name = _name(head)
+    if name.lower() not in SPAN_KINDS or (len(name) < len(head) and not head[len(name)].isspace()):
+        return False
+    return buf.count("\n", nl, stop_at) <= MAX_TAG_LINES
 
 
 def _name(text: str) -> str:

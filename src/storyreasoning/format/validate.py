@@ -173,13 +173,14 @@ def _check_ids(cot: CoT, story: GroundedStory, own: list[Diagnostic]) -> None:
     reported: set[tuple[int | None, str]] = set()
     for segment in story.segments:
         for span in segment.spans:
+            line = span.line or segment.line  # the line of its tag (0: a story not parsed from text)
             for eid in span.ids:
                 if eid not in known:
                     if (None, eid) not in reported:
                         reported.add((None, eid))
                         own.append(
                             error(
-                                segment.line,
+                                line,
                                 "unknown-story-id",
                                 f"the story uses {eid}, which the CoT does not define",
                             )
@@ -189,7 +190,7 @@ def _check_ids(cot: CoT, story: GroundedStory, own: list[Diagnostic]) -> None:
                         reported.add((segment.image, eid))
                         own.append(
                             warning(
-                                segment.line,
+                                line,
                                 "id-not-in-image",
                                 f"segment {segment.image} names {eid}, which Image {segment.image} does not list",
                             )

@@ -65,6 +65,11 @@ HOSTILE: dict[str, Shape] = {
         None,
     ),
     "tag fragments": lambda n: (repeat(STORY_HEAD, "<gdo <gda </gdl char1 ", n), None),
+    # span openers whose ids run over line ends, never closed: each one read over its lines
+    "openers over line ends, in 7-character chunks": lambda n: (
+        repeat(STORY_HEAD, "<gdo char1\nchar2\n\n", n),
+        7,
+    ),
     "segments": lambda n: (numbered("</think>\n", "<gdi image{}>x</gdi>\n", n), None),
     "table rows, one image": lambda n: (
         numbered(CHARACTER_TABLE, "| char{} | A | b | c | d | e | 1,2,30,40 |\n", n),
@@ -90,6 +95,7 @@ FINDINGS: dict[str, set[str]] = {
     "unclosed spans": {"nested-tag", "unclosed-span"},
     "overlapping spans": {"mismatched-closer"},
     "tag fragments": {"malformed-tag"},
+    "openers over line ends, in 7-character chunks": {"malformed-tag"},
     "header rows, each different": {"unknown-column", "missing-table-heading"},
     "one line of pipes": {"empty-row"},
 }
