@@ -25,10 +25,12 @@ from PIL import Image
 
 from storyreasoning.builder.background import (
     COCO_THINGS,
+    LOOK_DISTANCE,
     BackgroundPerceiver,
     ColourBackgrounds,
     Region,
     background_ids,
+    look_distance,
     merged_colours,
     parse_labels,
     pieces,
@@ -47,6 +49,7 @@ from ..format.test_images import grey_photo, png16
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
+FACES = Path(__file__).resolve().parent / "data" / "faces"
 
 # The published COCO-panoptic classes in id order (as Mask2Former's COCO-panoptic checkpoints list them).
 COCO_PANOPTIC = (
@@ -94,6 +97,17 @@ def test_each_stuff_segment_becomes_its_connected_pieces_in_original_pixels():
     )
     largest = stuff_regions(panoptic_map(), segments, (200, 100), min_area=0.02, max_regions=2)
     assert [r.box for r in largest] == [Box(0, 0, 200, 30), Box(0, 30, 60, 100)]
+    assert all(r.look == () for r in regions)  # no image: no look
+    # with the frame on the map's grid, each region's look is its own pixels' Lab mean and spread
+    rgb = np.zeros((10, 20, 3), dtype=np.uint8)
+    rgb[0:3] = (255, 255, 255)  # white sky
+    rgb[3:10, 0:6] = (0, 0, 255)  # the left wall blue, the right one black
+    sky, left, right = stuff_regions(panoptic_map(), segments, (200, 100), min_area=0.02, image=rgb)
+    assert sky.look == (100.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert left.look[0] == pytest.approx(32.2, abs=1) and left.look[2] < -100 and left.look[3:] == (0, 0, 0)
+    assert right.look == (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    with pytest.raises(Exception, match="like its panoptic map"):
+        stuff_regions(panoptic_map(), segments, (200, 100), image=rgb[:5])
 
 
 def test_pieces_are_eight_connected_and_boxes_scale_per_axis():
@@ -150,6 +164,31 @@ def test_bg_ids_follow_label_and_rank_in_order_of_first_appearance():
         [],
         [("bg2", 1), ("bg3", 1), ("bg5", 4)],  # the third piece of wall is new; no id twice in a frame
     ]
+
+
+def test_a_bg_id_is_kept_only_by_a_region_of_its_label_that_looks_alike():
+    def r(label: str, lightness: float, b: float = 0.0) -> Region:
+        return Region(label, Box(0, 0, 10, 10), 0.1, look=(lightness, 0.0, b, 5.0, 1.0, 1.0))
+
+    frames = [
+        [r("wall", 90), r("wall", 30)],  # a white wall and a dark one
+        [r("wall", 31), r("wall", 60)],  # the dark one again; a grey wall never seen
+        [r("wall", 62, b=3), r("wall", 89)],  # the grey one a little warmer; the white one again
+        [r("floor", 90), r("wall", 90, b=20)],  # another label; a white wall of another colour
+    ]
+    assert background_ids(frames) == [
+        [("bg1", 1), ("bg2", 1)],
+        [("bg2", 1), ("bg3", 2)],
+        [("bg3", 2), ("bg1", 1)],
+        [("bg4", 4), ("bg5", 4)],
+    ]
+    # lightness counts half (a change of light moves it most); a*, b* and the spreads count whole
+    assert look_distance((50, 0, 0, 5, 1, 1), (60, 0, 0, 5, 1, 1)) == 5.0
+    assert look_distance((50, 0, 0, 5, 1, 1), (50, 0, 5, 5, 1, 1)) == 5.0
+    assert look_distance((), (50, 0, 0, 5, 1, 1)) == 0.0  # no look: the label alone decides
+    # the nearest earlier look wins, and each id once a frame
+    twins = [[r("wall", 50, b=0)], [r("wall", 50, b=7)], [r("wall", 50, b=4), r("wall", 50, b=3)]]
+    assert background_ids(twins) == [[("bg1", 1)], [("bg2", 2)], [("bg2", 2), ("bg1", 1)]]
 
 
 def test_places_in_words():
@@ -260,6 +299,81 @@ def test_the_baseline_band_is_replaced_and_ids_hold_across_identical_frames(repe
         assert not frame.background.is_proper  # the geometric band is gone
     info = perceiver.describe()
     assert info["backgrounds"]["finder"] == "colour clusters" and info["backend"] == "baseline"
+
+
+def test_two_photographs_alike_only_in_label_get_two_ids():
+    # Joe Biden's black suit and Barack Obama's navy one, both "black area at the bottom" of two photographs of
+    # one room: ids by label alone made them one background ("Same backdrop as image 1")
+    images = [FACES / "biden-1.jpg", FACES / "obama-3.jpg"]
+    frames = with_backgrounds(BaselineTeller()).see(images)
+    (first, second) = ({bg.label: bg for bg in frame.backgrounds} for frame in frames)
+    shared = sorted(set(first) & set(second))
+    assert "black area at the bottom" in shared
+    for label in shared:
+        assert first[label].entity_id != second[label].entity_id and second[label].first_seen == 2
+    # the same two photographs again later in the story: each is its own background seen again
+    again = with_backgrounds(BaselineTeller()).see(images + images)
+    ids = [[(bg.label, bg.entity_id) for bg in frame.backgrounds] for frame in again]
+    assert ids[2] == ids[0] and ids[3] == ids[1] and ids[0] != ids[1]
+
+
+def test_the_measured_looks_separate_these_photographs_and_join_a_reframed_one():
+    finder = ColourBackgrounds()
+
+    def region(path: Path, label: str) -> Region:
+        with Image.open(path) as im:
+            frame = im.convert("RGB")
+        people = [p.box for p in next(iter(BaselineTeller().see([frame]))).people]
+        return next(r for r in finder.regions(frame, people) if r.label == label)
+
+    def gap(a: Path, b: Path, label: str) -> float:
+        return look_distance(region(a, label).look, region(b, label).look)
+
+    # two men's dark suits in one room (measured 7.2) are two backgrounds
+    assert gap(FACES / "biden-1.jpg", FACES / "obama-3.jpg", "black area at the bottom") > LOOK_DISTANCE
+    # Eileen Collins' portrait and its reframing (pioneers 1 and 4, measured 2.8): one white backdrop
+    pioneers = EXAMPLES / "pioneers"
+    assert gap(pioneers / "01.jpg", pioneers / "04.jpg", "white area at the top") < LOOK_DISTANCE
+
+
+def test_a_continuous_shot_keeps_its_background_ids():
+    """Consecutive frames of one shot (1 % zoom, one pixel of pan each): every label seen again keeps its id,
+    as ids by label alone did."""
+    from .video_scenes import FILM, frames
+
+    shot = list(frames(FILM[0]))[:6]
+    seen = with_backgrounds(BaselineTeller()).see(shot)
+    ids = [[(bg.label, bg.entity_id) for bg in frame.backgrounds] for frame in seen]
+    by_label: dict[str, set[str]] = {}
+    for row in ids:
+        for label, entity_id in row:
+            by_label.setdefault(label, set()).add(entity_id)
+    assert all(len(found) == 1 for found in by_label.values()), ids
+    assert sum(len(row) for row in ids) > len(by_label)  # labels were seen again
+    assert (
+        with_backgrounds(BaselineTeller()).see(shot)[-1].backgrounds == seen[-1].backgrounds
+    )  # deterministic
+
+
+def test_a_built_story_claims_no_backdrop_its_frames_do_not_share(tmp_path):
+    from storyreasoning.data import load_stories
+
+    story = tmp_path / "raw" / "two-rooms"
+    story.mkdir(parents=True)
+    shutil.copy(FACES / "biden-1.jpg", story / "01.jpg")
+    shutil.copy(FACES / "obama-3.jpg", story / "02.jpg")
+    out = tmp_path / "built"
+    result = run_cli("build", str(story.parent), "--out", str(out), "--faces", "none")
+    assert result.returncode == 0, result.stderr
+    (sample,) = list(load_stories(str(out)))
+    rows = [
+        [(o.id, o.description, o.narrative_function) for o in image.objects] for image in sample.cot.images
+    ]
+    assert any(d == "Black area at the bottom" for _, d, _ in rows[1]), rows
+    assert not any(f.startswith("Same backdrop") for _, _, f in rows[1]), rows
+    assert "The same black area" not in sample.story_text
+    build = json.loads((out / "build.json").read_text())
+    assert "looks alike" in build["entries"][0]["perceiver"]["backgrounds"]["ids"]
 
 
 def test_the_template_and_chat_writers_see_backgrounds_and_landmarks(repeated):

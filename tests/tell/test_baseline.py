@@ -180,6 +180,33 @@ def test_narrative_maps_five_phases_onto_four_frames(telling):
     assert rows[-1].key_events == "image 4: no person detected"
 
 
+def test_the_cot_and_the_story_say_alike_whether_a_person_is_still_in_view_or_returns(telling):
+    # frame 2 follows frame 1 with the same woman: continuing, not returning (the CoT said "Returning")
+    verbs = {"First seen": "appears", "Still in view": "is still in view", "Returning": "returns"}
+    checked = 0
+    for image, segment in zip(telling.cot.images, telling.story.image_segments, strict=True):
+        for person in image.characters:
+            said = [span.text for span in segment.spans if span.kind == "gda" and span.ids == (person.id,)]
+            (kind,) = [k for k in verbs if person.narrative_function.startswith(k)]
+            assert verbs[kind] in said, (image.number, person.narrative_function, said)
+            checked += 1
+    assert checked == 3
+    assert telling.cot.image(2).characters[0].narrative_function == "Still in view (first seen in image 1)"
+
+
+def test_phases_that_share_a_frame_repeat_no_event(telling, teller, frames):
+    # four frames, five phases: the Introduction and the Development both have image 1
+    rows = telling.cot.narrative
+    assert rows[0].key_events == "image 1: Person 1 appears"
+    assert rows[1].key_events == "no new event: the Development stays on image 1, told in the Introduction"
+    one = teller.tell([frames[0]]).cot.narrative  # one frame: all five phases on it
+    for narrative in (rows, one):
+        events = [e for row in narrative for e in row.key_events.split("; ")]
+        assert len(events) == len(set(events)) and all(events)
+    assert sum("Person 1 appears" in row.key_events for row in one) == 1
+    assert [row.images for row in one] == [[1]] * 5
+
+
 @pytest.mark.parametrize("n", range(1, 12))
 def test_phase_images_cover_every_frame_in_order(n):
     phases = phase_images(n)

@@ -502,8 +502,11 @@ class BaselineTeller(Teller):
                 "profile": "Seen in profile",
                 "hog": "Standing in view",
             }.get(p.source, "Present in the frame")
+            # as the story says it (segment): a person also in the frame just before is still in view, not returning
             if p.first_seen == n:
                 function = f"First seen in image {n}"
+            elif p.in_previous:
+                function = f"Still in view (first seen in image {p.first_seen})"
             else:
                 function = f"Returning (first seen in image {p.first_seen})"
             characters.append(Character(p.char_id, p.name, description, "Unknown", action, function, p.box))
@@ -529,11 +532,20 @@ class BaselineTeller(Teller):
 
     @staticmethod
     def narrative(frames: Sequence[SeenFrame]) -> list[NarrativeRow]:
-        """The five phases mapped onto the frames by position; events are what was detected."""
+        """The five phases mapped onto the frames by position; events are what was detected. With fewer
+        than five frames neighbouring phases share a frame: its events are told by the first phase that has
+        it, and a later one says it adds none (no event is repeated word for word)."""
         rows = []
+        told: dict[int, str] = {}  # frame -> the phase that told its events
         for phase, numbers in zip(NarrativePhase, phase_images(len(frames)), strict=True):
             events = []
-            for k in numbers:
+            fresh = [k for k in numbers if k not in told]
+            if not fresh:
+                said = " and ".join(dict.fromkeys(told[k] for k in numbers))
+                shown = ", ".join(f"image {k}" for k in numbers)
+                events.append(f"no new event: the {phase.value} stays on {shown}, told in the {said}")
+            for k in fresh:
+                told[k] = phase.value
                 frame = frames[k - 1]
                 if not frame.people:
                     events.append(f"image {k}: no person detected")
