@@ -383,3 +383,50 @@ def test_a_malformed_hub_id_is_said_to_be_one(tmp_path, source, reason):
     assert not (tmp_path / "out").exists()
     with pytest.raises(UsageError, match=r"user/ds\n does not exist; pass a dataset folder"):
         load_stories("user/ds\n")  # a trailing newline is no hub id's
+
+
+def _path_only_parquet(folder, paths: list[str]):
+    """A parquet file in ``folder`` whose one story names its frames by path alone (no bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cot, story = lighthouse_texts()
+    images = [{"bytes": None, "path": p} for p in paths]
+    row = {"story_id": "s1", "images": images, "chain_of_thought": cot, "story": story}
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([row]), folder / "train.parquet")
+    return folder / "train.parquet"
+
+
+@pytest.mark.parametrize("named", ["absolute", "dotdot", "nul"])
+def test_a_frame_path_leaving_the_dataset_folder_is_never_read(tmp_path, monkeypatch, named):
+    secret = tmp_path / "secret" / "private.png"
+    secret.parent.mkdir()
+    secret.write_bytes(image_bytes(64, 48, 7))
+    monkeypatch.chdir(tmp_path / "secret")  # a relative path is not taken from the working folder
+    path = {"absolute": str(secret), "dotdot": "../secret/private.png", "nul": "01.png\0/etc"}[named]
+    source = _path_only_parquet(tmp_path / "ds", [path])
+    with pytest.raises(UsageError) as caught:
+        load_stories(source)[0]
+    message = str(caught.value)
+    assert "story 's1'" in message and "frame 1" in message and "is not read" in message
+    assert "\n" not in message
+    if named == "absolute":  # rows a program builds itself name its own files: read as given
+        cot, story = lighthouse_texts()
+        row = {"story_id": "s1", "images": [str(secret)], "chain_of_thought": cot, "story": story}
+        assert StorySample.from_row(row).frames[0].bytes() == secret.read_bytes()
+
+
+def test_a_frame_path_inside_the_dataset_folder_is_read_from_there(tmp_path, monkeypatch):
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    (ds / "images" / "a.png").write_bytes(image_bytes(64, 48, 1))
+    os.mkfifo(ds / "fifo.png")
+    source = _path_only_parquet(ds, ["images/a.png", str(ds / "images" / "a.png")])
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative path is the dataset folder's
+    sample = load_stories(source)[0]
+    assert [f.bytes() for f in sample.frames] == [image_bytes(64, 48, 1)] * 2
+    # a FIFO or a device is not read (it would never end): refused before any read
+    _path_only_parquet(ds, ["fifo.png"])
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_stories(source)[0]

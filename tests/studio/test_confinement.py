@@ -19,7 +19,7 @@ import pytest
 from storyreasoning.studio.config import DatasetSource, StudioConfig
 
 from .conftest import EXAMPLES, running_studio
-from .test_server import call
+from .test_server import call, post_json
 
 
 def _run_told_from(studio_runs: Path, runs: Path, name: str, source: str) -> None:
@@ -131,3 +131,33 @@ def test_run_folders_left_out_for_their_names_are_said(tmp_path):
     (line,) = unnamed_runs(runs)
     assert line.startswith("not shown: run folders 'a b', 'run:x', 'ünï'; a run's folder name is letters")
     assert unnamed_runs(Runs(tmp_path / "good-run")) == []
+
+
+def test_a_dataset_frame_named_outside_its_folder_is_never_served(tmp_path):
+    """A parquet row may give a frame by path alone: one outside the dataset's folder (this machine's
+    private image) is refused in the page, the story's detail and the export, never read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..data.fixtures import image_bytes, lighthouse_texts
+
+    secret = tmp_path / "private" / "photo.png"
+    secret.parent.mkdir()
+    secret.write_bytes(image_bytes(64, 48, 9))
+    cot, story = lighthouse_texts()
+    rows = [
+        {"story_id": sid, "images": [{"bytes": None, "path": path}], "chain_of_thought": cot, "story": story}
+        for sid, path in (("absolute", str(secret)), ("dotdot", "../private/photo.png"))
+    ]
+    (tmp_path / "ds").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ds" / "train.parquet")
+    config = StudioConfig(datasets=[DatasetSource("ds", str(tmp_path / "ds"))])
+    with running_studio(config) as server:
+        for sid in ("absolute", "dotdot"):
+            frame = call(f"{server.url}/api/datasets/ds/stories/{sid}/frames/0")
+            detail = call(f"{server.url}/api/datasets/ds/stories/{sid}")
+            export = post_json(f"{server.url}/api/export", {"dataset": "ds", "story_id": sid})
+            for answer in (frame, detail, export):
+                assert answer.status == 400, (sid, answer.status)
+                assert secret.read_bytes() not in answer.body
+                assert "outside the dataset's folder" in answer.json()["error"]

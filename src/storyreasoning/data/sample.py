@@ -9,6 +9,7 @@ until asked, so listing, filtering and counting stories never decodes an image.
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -127,6 +128,44 @@ class Frame:
     def to_hf(self) -> dict:
         """The ``{"bytes", "path"}`` dict of a datasets ``Image`` feature, bytes embedded."""
         return {"bytes": self.bytes(), "path": Path(self.path).name if self.path else None}
+
+
+def confined_path(path: str, folder: str | Path | None) -> str:
+    """``path``, a frame a dataset's row names, as a file inside the dataset's ``folder`` (a relative
+    path is taken from there, not from the working folder); else an error (``names PATH, …``, to
+    follow a frame's name) saying why and the fix.
+
+    The path is judged as written (``..`` and absolute paths leaving ``folder`` are refused);
+    links inside ``folder`` are followed, as a hub snapshot's files are links to its blobs.
+    None for ``folder``: rows a program built itself (:meth:`StorySample.from_row` called
+    directly), whose paths are its own to name: taken as given. Every dataset source gives
+    its folder.
+    """
+    fix = "embed the images' bytes in the dataset (datasets' save_to_disk and push_to_hub do)"
+    if "\0" in path:
+        raise UsageError(f"names {path[:200]!r}, which holds a NUL byte, so it is not read; {fix}")
+    if folder is None:
+        return path
+    base = os.path.abspath(os.path.expanduser(str(folder)))
+    full = os.path.normpath(os.path.join(base, path))
+    if os.path.commonpath([base, full]) != base:
+        raise UsageError(
+            f"names {path[:200]!r}, outside the dataset's folder {base}, so it is not read; "
+            f"move the image into that folder and name it from there, or {fix}"
+        )
+    if os.path.exists(full) and not os.path.isfile(full):
+        raise UsageError(f"names {path[:200]!r}, not a regular file, so it is not read; {fix}")
+    return full
+
+
+def _confined_frame(frame: Frame, folder: str | Path | None, k: int) -> Frame:
+    """``frame`` with its path confined to ``folder`` when it has no bytes (``k``: its number, for errors)."""
+    if frame.data is not None or frame.path is None:
+        return frame
+    try:
+        return Frame(path=confined_path(frame.path, folder))
+    except UsageError as exc:
+        raise UsageError(f"frame {k} {exc}") from None
 
 
 def missing_story_id(where: str) -> UsageError:
@@ -252,10 +291,14 @@ class StorySample:
         return row
 
     @classmethod
-    def from_row(cls, row: dict, where: str = "") -> StorySample:
+    def from_row(cls, row: dict, where: str = "", *, folder: str | Path | None = None) -> StorySample:
         """A sample from a published-format row (images as ``{"bytes", "path"}`` dicts, paths or PIL).
 
-        ``where`` names the row in errors (``row 3 of train.parquet``).
+        ``where`` names the row in errors (``row 3 of train.parquet``). A frame the row gives
+        by its path alone, without its bytes, is read from the dataset's own ``folder`` only
+        (:func:`confined_path`; None, for rows a program built itself: as given), so a
+        downloaded dataset cannot have this machine's other files read, copied into outputs
+        or sent to a storyteller.
         """
         import json
 
@@ -301,6 +344,7 @@ class StorySample:
                     "one per frame; fix it or set it to null"
                 )
         try:
+            frames = [_confined_frame(Frame.coerce(f), folder, k) for k, f in enumerate(frames, start=1)]
             return cls(
                 story_id=story_id,
                 frames=frames,

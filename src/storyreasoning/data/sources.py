@@ -179,13 +179,16 @@ class ArrowStories(StoryDataset):
     """A ``datasets.Dataset`` (memory-mapped Arrow: ``save_to_disk`` folders, the hub cache).
 
     Rows are read as Arrow, so images come out as their stored ``{"bytes", "path"}``
-    and are never decoded here.
+    and are never decoded here. A frame stored as a path alone is read from ``folder``
+    only (:meth:`StorySample.from_row`; None, a dataset a program built: as given).
     """
 
-    def __init__(self, dataset, source: str, split: str | None = None) -> None:
+    def __init__(
+        self, dataset, source: str, split: str | None = None, *, folder: str | Path | None = None
+    ) -> None:
         _check_columns(dataset.column_names, source)
         self._ds = dataset.with_format("arrow")
-        self.source, self.split = source, split
+        self.source, self.split, self.folder = source, split, folder
         self.has_frame_meta = "frame_meta" in dataset.column_names and dataset.data.column(
             "frame_meta"
         ).null_count < len(dataset)
@@ -196,14 +199,14 @@ class ArrowStories(StoryDataset):
     def _row(self, index: int) -> StorySample:
         with _damaged(self.source):
             row = self._ds[index : index + 1].to_pylist()[0]
-        return StorySample.from_row(row, self._where(index))
+        return StorySample.from_row(row, self._where(index), folder=self.folder)
 
     def __iter__(self) -> Iterator[StorySample]:
         index = 0
         with _damaged(self.source):
             for table in self._ds.iter(batch_size=32):
                 for row in table.to_pylist():
-                    yield StorySample.from_row(row, self._where(index))
+                    yield StorySample.from_row(row, self._where(index), folder=self.folder)
                     index += 1
 
     def _where(self, index: int) -> str:
@@ -220,12 +223,19 @@ class ArrowStories(StoryDataset):
 
 
 class ParquetStories(StoryDataset):
-    """Parquet files read a row group at a time (the ids column alone for listing)."""
+    """Parquet files read a row group at a time (the ids column alone for listing).
 
-    def __init__(self, files: Sequence[Path], source: str, split: str | None = None) -> None:
+    A frame stored as a path alone is read from ``folder`` only (the dataset's folder;
+    by default the first file's), see :meth:`StorySample.from_row`.
+    """
+
+    def __init__(
+        self, files: Sequence[Path], source: str, split: str | None = None, *, folder: Path | None = None
+    ) -> None:
         pq = require_pyarrow()
 
         self.source, self.split = source, split
+        self.folder = folder if folder is not None else (Path(files[0]).parent if files else None)
         self._files = []
         self._paths: list[Path] = []
         self._starts: list[int] = []  # global index of each row group's first row
@@ -270,13 +280,14 @@ class ParquetStories(StoryDataset):
 
     def _row(self, index: int) -> StorySample:
         group = bisect.bisect_right(self._starts, index) - 1
-        return StorySample.from_row(self._group_rows(group)[index - self._starts[group]], self._where(index))
+        row = self._group_rows(group)[index - self._starts[group]]
+        return StorySample.from_row(row, self._where(index), folder=self.folder)
 
     def __iter__(self) -> Iterator[StorySample]:
         for group in range(len(self._groups)):
             start = self._starts[group]
             for k, row in enumerate(self._group_rows(group)):
-                yield StorySample.from_row(row, self._where(start + k))
+                yield StorySample.from_row(row, self._where(start + k), folder=self.folder)
 
     def _where(self, index: int) -> str:
         """``row N of FILE`` for the global row ``index`` (N counts from 1 within the file)."""
@@ -505,7 +516,7 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
         groups: dict[str, list[Path]] = {}
         for f in parquet:
             groups.setdefault(_parquet_split(f, path), []).append(f)
-        return _pick({k: ParquetStories(v, label, k) for k, v in groups.items()}, split, label)
+        return _pick({k: ParquetStories(v, label, k, folder=path) for k, v in groups.items()}, split, label)
     raise UsageError(
         f"{label} holds no StoryReasoning dataset: expected a save_to_disk folder, parquet files, "
         "or story folders with cot.md and story.md (see the README's Data section)"
@@ -540,9 +551,9 @@ def _load_disk(path: Path, split: str | None, label: str) -> StoryDataset:
             f"{label} looks like a save_to_disk folder but cannot be read ({exc}); re-save it"
         ) from exc
     if isinstance(loaded, datasets.DatasetDict):
-        return _pick({k: ArrowStories(v, label, k) for k, v in loaded.items()}, split, label)
+        return _pick({k: ArrowStories(v, label, k, folder=path) for k, v in loaded.items()}, split, label)
     own = str(loaded.split) if loaded.split is not None else (split or "train")
-    return _pick({own: ArrowStories(loaded, label, own)}, split, label)
+    return _pick({own: ArrowStories(loaded, label, own, folder=path)}, split, label)
 
 
 def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = None) -> StoryDataset:
@@ -586,7 +597,9 @@ def load_hub(repo_id: str, split: str | None = None, *, revision: str | None = N
         raise StoryReasoningError(
             f"cannot load {repo_id} from the Hugging Face Hub: {text.splitlines()[0][:300]}"
         ) from exc
-    return _pick({k: ArrowStories(v, repo_id, k) for k, v in loaded.items()}, split, repo_id)
+    # a frame stored as a path alone: only in datasets' own cache, where it extracts downloaded files
+    cache = datasets.config.HF_DATASETS_CACHE
+    return _pick({k: ArrowStories(v, repo_id, k, folder=cache) for k, v in loaded.items()}, split, repo_id)
 
 
 def _hub_unreachable(repo_id: str) -> str | None:
