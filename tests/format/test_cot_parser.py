@@ -323,3 +323,16 @@ def test_any_number_of_images():
     assert "content-before-image" not in [d.code for d in cot.diagnostics]
     big = parse_cot("## Image 123456789\n")
     assert [image.number for image in big.images] == [123456789]
+
+
+def test_appearances_keep_first_order_and_each_number_once():
+    """Image numbers out of order or repeated (a model numbering sections 2, 1, 2): each entity's images in
+    order of first appearance, each once."""
+    cot = parse_cot(
+        "".join(
+            f"## Image {n}\n\n### Characters\n| Character ID | Name | Bounding Box |\n|---|---|---|\n"
+            f"| char1 | A | 1,2,3,4 |\n\n"
+            for n in (2, 1, 2, 3)
+        )
+    )
+    assert cot.appearances() == {"char1": [2, 1, 3]}
