@@ -519,22 +519,37 @@ def test_an_off_flag_as_a_key_says_how_a_switch_is_written(monkeypatch, capsys, 
         )
 
 
+URL_FIX = "give the server's base URL (such as http://localhost:8000/v1), or leave it out"
+
+
 @pytest.mark.parametrize(
-    ("args", "flag"),
+    ("args", "said"),
     [
-        (["tell-dataset", "data", "--out", "o", "--endpoint="], "--endpoint"),
-        (["tell-dataset", "data", "--out", "o", "-e", "http://127.0.0.1:9/v1", "-e", ""], "--endpoint"),
-        ([*SFT, "--target", " "], "--target"),
+        (["tell-dataset", "data", "--out", "o", "--endpoint="], f"--endpoint is empty; {URL_FIX}"),
+        (["tell-dataset", "data", "--out", "o", "-e", "http://127.0.0.1:9/v1", "-e", ""], f"--endpoint is empty; {URL_FIX}"),
+        ([*SFT, "--target", " "], "--target has an empty value; give text, or leave it out"),
     ],
-)
-def test_an_empty_item_of_a_list_is_refused(monkeypatch, capsys, args, flag):
+)  # fmt: skip
+def test_an_empty_item_of_a_list_is_refused(monkeypatch, capsys, args, said):
     """``-e "$URL"`` with URL unset was no endpoint at all: tell-dataset went on to download the default
     7B model; ``--target=`` a LoRA module named ''."""
-    assert (
-        refused(monkeypatch, capsys, args) == f"error: {flag} has an empty value; give text, or leave it out"
-    )
+    assert refused(monkeypatch, capsys, args) == f"error: {said}"
 
 
 def test_an_empty_item_of_a_list_in_a_file_names_the_file_and_key(monkeypatch, capsys, tmp_path):
     line = refused(monkeypatch, capsys, [*SFT, "--config", config(tmp_path, 'target: [q_proj, ""]\n')])
     assert line.endswith("c.yaml: target has an empty value; give text, or leave it out")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["build", "frames", "--out", "o", "--landmarks-endpoint="], "--landmarks-endpoint"),
+        (["build", "frames", "--out", "o", "--writer", "chat", "--endpoint", " "], "--endpoint"),
+        (["evaluate", "judge", "run", "--endpoint="], "--endpoint"),
+    ],
+)  # fmt: skip
+def test_an_empty_server_url_is_refused_wherever_one_is_named(monkeypatch, capsys, args, flag):
+    """A server's URL given empty (an unset ``$URL``) is no server: landmarks went unsought, the judge took
+    $OPENAI_BASE_URL; every URL option is declared ``url=True`` and refuses it in one line."""
+    assert refused(monkeypatch, capsys, args) == f"error: {flag} is empty; {URL_FIX}"

@@ -79,6 +79,7 @@ class Spec:
     clears: tuple[str, ...] = ()  # settings this one resets to their defaults when given over them
     place: bool = False  # text naming a local file or folder, or else a hub id: recorded absolute when local
     above: float | None = None  # an exclusive lower bound: the value must be more than it
+    url: bool = False  # a server's base URL: never empty (an unset $URL is no server, not the default)
 
 
 def option(
@@ -96,6 +97,7 @@ def option(
     operational: bool = False,
     clears: tuple[str, ...] = (),
     place: bool = False,
+    url: bool = False,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A settings field that is a command-line option (``--field-name`` unless ``flags`` say otherwise).
@@ -112,13 +114,16 @@ def option(
     model, a dataset source): :func:`record` writes it as an absolute path when it is on this
     machine, so that the record (``--config settings.json``) means the same from any folder.
 
+    ``url``: a server's base URL; given empty (``--endpoint "$URL"`` with ``URL`` unset) it is
+    refused, not read as "no server" (which would load a model instead, or use a default).
+
     ``min`` and ``max`` bound a number, inclusive; ``above`` instead of ``min`` bounds it from below,
     exclusive (``above=0.0``: a number that must be positive, shown ``x>0.0``).
     """
     if min is not None and above is not None:
         raise ValueError("give an option min (inclusive) or above (exclusive), not both")
     spec = Spec(help, tuple(flags), panel, min, max, metavar, show_default, secret=secret, cli=cli,
-                operational=operational, clears=tuple(clears), place=place, above=above)  # fmt: skip
+                operational=operational, clears=tuple(clears), place=place, above=above, url=url)  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={_KEY: spec})
     return dataclasses.field(default=default, metadata={_KEY: spec})
@@ -362,6 +367,10 @@ def _scalar(field: Field, kind: Any, value: Any, where: str) -> Any:
         if isinstance(value, str):
             if field.spec.place and not value.strip():  # neither a folder nor a hub id (a model, a dataset)
                 raise UsageError(f"{where} is empty; give a local file or folder, or a hub id")
+            if field.spec.url and not value.strip():
+                raise UsageError(
+                    f"{where} is empty; give the server's base URL (such as http://localhost:8000/v1), or leave it out"
+                )
             if field.many and not value.strip():  # -e "$URL" with URL unset: no item of a list is nothing
                 raise UsageError(f"{where} has an empty value; give text, or leave it out")
             return str(value)

@@ -14,7 +14,7 @@ from storyreasoning.settings import settings_fields
 from storyreasoning.tell.settings import EndpointOptions
 
 #: What must agree (the help may differ: it speaks of the judge).
-SAME = ("min", "max", "secret", "operational", "show_default", "cli")
+SAME = ("min", "max", "above", "url", "secret", "operational", "show_default", "cli")
 
 
 def facts(field) -> dict:

@@ -129,10 +129,37 @@ def test_a_hub_id_is_left_for_the_page_to_open():
         check_source("./daniel3303/StoryReasoning")
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "1e-9"])
+@pytest.mark.parametrize("value", ["-1", "0", "0.0009"])
 def test_an_upload_limit_below_1_kib_names_the_option(value):
     result = _studio("--max-upload-mb", value)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: --max-upload-mb must be at least 0.001 (1 KiB), got {float(value):g}"
+        f"error: --max-upload-mb must be at least 0.001 (got {value})"
+    ]
+
+
+def test_a_port_out_of_range_names_the_option_and_help_shows_the_ranges():
+    result = _studio("--port", "70000")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == ["error: --port must be between 0 and 65535 (got 70000)"]
+    shown = " ".join(_studio("--help").stdout.split())
+    assert "Port to listen on (0: any free port). [default: 8765; 0<=x<=65535]" in shown
+    assert "Largest image upload, in MB (0.001: 1 KiB). [default: 20.0; x>=0.001]" in shown
+
+
+def test_an_empty_endpoint_is_refused_not_taken_for_none(tmp_path):
+    """``--endpoint "$URL"`` with URL unset is said, not read as no storyteller (browse only); from a
+    config file too. (The missing --runs folder is never reached.)"""
+    empty = "error: --endpoint is empty; give the server's base URL (such as http://localhost:8000/v1), or leave it out"
+    missing = ("--runs", str(tmp_path / "missing"))
+    for given in (["--endpoint="], ["--endpoint", "  "]):
+        result = _studio(*given, *missing)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [empty]
+    config = tmp_path / "studio.yaml"
+    config.write_text('endpoint: ""\n', encoding="utf-8")
+    result = _studio("--config", str(config), *missing)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {config}: endpoint is empty; give the server's base URL (such as http://localhost:8000/v1), or leave it out"
     ]

@@ -291,11 +291,15 @@ def test_tell_deadline_ends_a_story_that_never_finishes_and_keeps_its_text(frame
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (("--max-new-tokens", "-1"), "error: max new tokens must be at least 1, got -1"),
-        (("--temperature", "-1"), "error: temperature must be a number of at least 0 (0 is greedy), got -1"),
-        (("--top-p", "5"), "error: top-p must be in (0, 1] (1 keeps every token), got 5"),
+        (("--max-new-tokens", "-1"), "error: --max-new-tokens must be at least 1 (got -1)"),
+        (("--temperature", "-1"), "error: --temperature must be at least 0 (got -1)"),
+        (("--top-p", "5"), "error: --top-p must be more than 0 and at most 1 (got 5)"),
+        (("--top-p", "0"), "error: --top-p must be more than 0 and at most 1 (got 0)"),
         (("--min-pixels", "-1"), "error: --min-pixels must be at least 1 (got -1)"),
         (("--max-pixels", "0"), "error: --max-pixels must be at least 1 (got 0)"),
+        (("--timeout", "0"), "error: --timeout must be more than 0 (got 0)"),
+        (("--timeout", "-1"), "error: --timeout must be more than 0 (got -1)"),
+        (("--seed", "-1"), "error: --seed must be between 0 and 4294967295 (got -1)"),
     ],
 )
 @pytest.mark.parametrize("teller", ["baseline", "endpoint", "model"])
@@ -334,3 +338,70 @@ def test_a_device_torch_cannot_use_is_one_line_before_the_weights_load(
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         assert error_lines(result) == [message]
+
+
+def test_a_config_files_sampling_value_out_of_range_names_its_key(dataset, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("top_p: 5\n", encoding="utf-8")
+    result = cli(
+        "tell-dataset", dataset, "--out", tmp_path / "run", "--teller", "baseline", "--config", config
+    )
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [f"error: {config}: top_p must be more than 0 and at most 1 (got 5)"]
+
+
+def test_help_shows_the_range_of_each_number():
+    """The bounds an error names are in --help (a range, or in words for an exclusive one)."""
+    for command in ("tell", "tell-dataset"):
+        shown: dict[str, str] = {}  # each option's help, its wrapped lines joined
+        for line in cli(command, "--help").stdout.splitlines():
+            if line.strip().startswith("-"):
+                flag = next(word for word in line.split() if word.startswith("--")).rstrip(",")
+                shown[flag] = line.strip()
+            elif shown and line.startswith("   "):
+                shown[flag] += " " + line.strip()
+        assert "x>=0" in shown["--temperature"]
+        assert "More than 0, at most 1." in shown["--top-p"]
+        assert "x>=1" in shown["--max-new-tokens"]
+        assert "0<=x<=4294967295" in shown["--seed"]
+        assert "More than 0." in shown["--timeout"]
+
+
+@pytest.mark.parametrize("url", ["", " "])
+def test_an_empty_endpoint_is_refused_before_any_weights_load(frames, tmp_path, url):
+    """``--endpoint "$URL"`` with URL unset was no endpoint, so the 7B model began to download."""
+    empty = "error: --endpoint is empty; give the server's base URL (such as http://localhost:8000/v1), or leave it out"
+    result = cli("tell", *frames, f"--endpoint={url}")
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [empty]
+    result = cli("tell-dataset", tmp_path / "ds", "--out", tmp_path / "run", f"--endpoint={url}")  # a list
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [empty]
+
+
+def test_an_endpoint_list_of_no_url_is_refused_before_any_weights_load(frames, dataset, tmp_path):
+    none = (
+        "error: --endpoint names no URL; give the base URL of an OpenAI-compatible server "
+        "(http://localhost:8000/v1), or leave it out"
+    )
+    for command in (["tell", *frames], ["tell-dataset", dataset, "--out", tmp_path / "run"]):
+        result = cli(*command, "--endpoint", " , ")
+        assert result.returncode == 2, result.stderr
+        assert error_lines(result) == [none]
+
+
+def test_a_run_told_otherwise_names_the_options_to_give_again(dataset, tmp_path):
+    out = tmp_path / "run"
+    told = cli("tell-dataset", dataset, "--out", out, "--teller", "baseline", "--limit", "1")
+    assert told.returncode == 0, told.stderr
+    assert f"{out}: 1 story told (1 well-structured)" in " ".join(told.stdout.split())
+    for options, said in [
+        (("--prompt", "x"), "another prompt (--prompt 'Generate a story based on these images.' then, 'x' now)"),
+        (("--temperature", "0.2", "--seed", "3"), "another sampling (--temperature 0.7 then, 0.2 now; --seed unset then, 3 now)"),
+        (("--order", "text-first"), "another prompt (--order 'images-first' then, 'text-first' now)"),
+    ]:  # fmt: skip
+        result = cli("tell-dataset", dataset, "--out", out, "--teller", "baseline", *options)
+        assert error_lines(result) == [
+            f"error: {out} holds a run with {said}; resume it with the same options or write to another --out "
+            "folder"
+        ]

@@ -138,3 +138,10 @@ def test_a_port_in_use_is_one_line_before_the_server_starts():
     assert (
         line == f"error: port {port} on 127.0.0.1 is in use (another server?); stop it or pass another --port"
     )
+
+
+@pytest.mark.parametrize("model", ["", " "])
+def test_an_empty_model_is_refused(model):
+    """``--model "$MODEL"`` with MODEL unset printed a command serving nothing."""
+    result = run_cli("serve", f"--model={model}", "--print")
+    assert one_error_line(result) == "error: --model is empty; give a local file or folder, or a hub id"

@@ -325,3 +325,45 @@ def test_a_training_into_another_jobs_folder_names_that_job(tiny_qwen, tmp_path)
             ), command
         assert (out / "settings.json").read_bytes() == record
     assert not (pairs / "log.jsonl").exists() and not (sft / "cache").exists()
+
+
+def test_a_comma_list_of_targets_is_split_into_module_names(tmp_path):
+    """``--target q_proj,k_proj`` (or ``target: q_proj,k_proj`` in a config) was one module named
+    'q_proj,k_proj': it is two, on the command line, in a config file and in Python alike."""
+    from storyreasoning.testing.published import write_qwen25vl_7b_config
+
+    from ..conftest import require_transformers, run_cli
+
+    for kind, base in ((SFTSettings, SFT), (DPOSettings, DPO)):
+        assert kind(**base, targets=("q_proj, k_proj", "v_proj,", "q_proj")).targets == (
+            "q_proj",
+            "k_proj",
+            "v_proj",
+        )
+    require_transformers()
+    model = write_qwen25vl_7b_config(tmp_path / "7b")
+    config = tmp_path / "plan.yaml"
+    config.write_text("target: q_proj, k_proj\n", encoding="utf-8")
+    plans = []
+    for given in (
+        ("--target", "q_proj", "--target", "k_proj"),
+        ("--target", "q_proj,k_proj"),
+        ("--config", str(config)),
+    ):
+        result = run_cli("train", "plan", "--model", str(model), "--max-length", "1024", *given, "--json")
+        assert result.returncode in (0, 1), result.stderr
+        plan = json.loads(result.stdout)
+        plans.append((plan["setup"]["targets"], plan["architecture"]["lora_parameters"]))
+    assert plans == [(["q_proj", "k_proj"], plans[0][1])] * 3 and plans[0][1] > 0
+
+
+@pytest.mark.parametrize("option", ["--judge-endpoint", "--vllm-server"])
+def test_an_empty_server_url_is_refused_not_taken_for_none(option):
+    """``--judge-endpoint "$URL"`` with URL unset trained without the judge; ``--vllm-server`` took the default."""
+    from ..conftest import one_error_line, run_cli
+
+    result = run_cli("train", "grpo", "stories", "--out", "o", f"{option}=")
+    assert (
+        one_error_line(result)
+        == f"error: {option} is empty; give the server's base URL (such as http://localhost:8000/v1), or leave it out"
+    )

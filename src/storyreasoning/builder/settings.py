@@ -137,7 +137,7 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     # operational: the URL says where the model runs; whether landmarks are sought, and by which model, is
     # recorded by the perceiver's description (its models), which a resume compares
     landmarks_endpoint: str | None = option(
-        None, panel=SETTING, metavar="URL", operational=True,
+        None, panel=SETTING, metavar="URL", operational=True, url=True,
         help="An OpenAI-compatible server with a vision language model asked for named landmarks (Eiffel Tower, "
         "Times Square) in each frame: lm boxes. Without it, no landmarks.",
     )  # fmt: skip

@@ -106,7 +106,7 @@ class JudgeSettings:
     )
     endpoint: str | None = option(
         None, "--endpoint", "-e", help="Base URL of the judge's OpenAI-compatible server (default: $OPENAI_BASE_URL).",
-        panel=JUDGE_SERVER, operational=True,
+        panel=JUDGE_SERVER, operational=True, url=True,
     )  # fmt: skip
     served_model: str | None = option(
         None, "--model", "--served-model", help="The judge model on the server (default: the first it lists).",
@@ -117,8 +117,9 @@ class JudgeSettings:
         secret=True,
     )  # fmt: skip
     timeout: float = option(
-        600.0, help="Seconds to wait for each read from the server.", panel=JUDGE_SERVER, operational=True
-    )
+        600.0, above=0.0, help="Seconds to wait for each read from the server.", panel=JUDGE_SERVER,
+        operational=True,
+    )  # fmt: skip
     deadline: float | None = option(
         None, min=0,
         help="Seconds one answer may take, retries included (default: one per --max-new-tokens token, at least "

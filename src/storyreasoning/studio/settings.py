@@ -25,9 +25,9 @@ class StudioSettings(TellerOptions):
     host: str = option(
         "127.0.0.1", help="Address to listen on; anything but loopback lets other machines in."
     )
-    port: int = option(8765, help="Port to listen on (0: any free port).")
+    port: int = option(8765, min=0, max=65535, help="Port to listen on (0: any free port).")
     max_images: int = option(20, min=1, help="Most images per story.")
-    max_upload_mb: float = option(20.0, help="Largest image upload, in MB.")
+    max_upload_mb: float = option(20.0, min=0.001, help="Largest image upload, in MB (0.001: 1 KiB).")
     open_browser: bool = option(False, "--open", help="Open the studio in a web browser.")
 
     def teller_options(self) -> TellerOptions | None:

@@ -42,6 +42,11 @@ def make_teller(
     from .fleet import split_endpoints
 
     endpoints = split_endpoints(options.endpoint)  # tell-dataset's is repeatable
+    if options.endpoint and not endpoints:  # --endpoint ",": no server, and no reason to load the 7B model
+        raise UsageError(
+            "--endpoint names no URL; give the base URL of an OpenAI-compatible server (http://localhost:8000/v1), "
+            "or leave it out"
+        )
     given = [
         name
         for name, value in (

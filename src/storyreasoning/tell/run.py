@@ -80,7 +80,7 @@ from pathlib import Path
 from ..data.identity import dataset_changes, dataset_record, value_changes
 from ..errors import StoryReasoningError, UsageError
 from ..files import append_json_line, local_path, lock_folder, write_bytes_atomic, write_json_atomic
-from ..settings import shown
+from ..settings import shown, then_now
 from .base import Prompt, Sampling, Story, Teller, TellError
 
 MANIFEST = "manifest.json"
@@ -92,7 +92,13 @@ STOP_AFTER = 3  # stories in a row failing at the endpoint before a run stops
 _IDENTITY = ("teller", "sampling", "prompt", "dataset", "samples")
 # the same model may move servers (one endpoint, or a fleet of them) or decode otherwise (--cache, --compile, ...)
 _VOLATILE_TELLER = ("versions", "device", "commit", "endpoint", "endpoints", "decoding")
-_NAMES = {"samples": "number of samples (--samples)"}
+_NAMES = {"samples": "number of samples"}
+# the option that gives each recorded value: a refusal to resume names what to give again
+_FLAGS = {
+    "sampling": {"temperature": "--temperature", "top_p": "--top-p", "max_new_tokens": "--max-new-tokens",
+                 "seed": "--seed"},
+    "prompt": {"text": "--prompt", "system": "--system-prompt", "order": "--order"},
+}  # fmt: skip
 
 log = logging.getLogger("storyreasoning.run")
 
@@ -112,7 +118,8 @@ class RunSummary:
 
     def line(self) -> str:
         return (
-            f"{self.done} stories told ({self.well_structured} well-structured), {self.failed} failed, "
+            f"{self.done} {'story' if self.done == 1 else 'stories'} told ({self.well_structured} well-structured), "
+            f"{self.failed} failed, "
             f"{self.skipped} already done; {self.skipped + self.done} of {self.total} in the run"
         )
 
@@ -619,7 +626,14 @@ def _run_changes(old: dict, manifest: dict, out: Path, stories) -> dict[str, lis
                 ids=stories.ids,
             )
         elif key == "samples":
-            phrases = [] if then[key] == now[key] else [f"{then[key]} then, {now[key]} now"]
+            phrases = [] if then[key] == now[key] else [then_now("--samples", then[key], now[key])]
+        elif isinstance(then[key], dict) and isinstance(now[key], dict) and key in _FLAGS:
+            flags = _FLAGS[key]
+            phrases = [
+                phrase
+                for name in [*then[key], *(k for k in now[key] if k not in then[key])]
+                for phrase in value_changes(then[key].get(name), now[key].get(name), flags.get(name, name))
+            ]
         else:
             phrases = value_changes(then[key], now[key], "")
             if then[key] != now[key] and not phrases:

@@ -33,7 +33,7 @@ class EndpointOptions:
 
     endpoint: str | None = option(
         None, "--endpoint", "-e", help="Base URL of an OpenAI-compatible server (vLLM, transformers serve).",
-        panel=TELLER, operational=True,
+        panel=TELLER, operational=True, url=True,
     )  # fmt: skip
     served_model: str | None = option(
         None, help="Model name on the server (default: the first it lists).", panel=TELLER
@@ -46,6 +46,7 @@ class EndpointOptions:
     )
     timeout: float = option(
         600.0,
+        above=0.0,
         help="Seconds to wait for each read from the server (its answer, every next piece).",
         panel=TELLER,
         operational=True,
@@ -112,11 +113,16 @@ class TellerOptions(EndpointOptions):
 class SamplingOptions:
     """How to sample."""
 
-    temperature: float = option(DEFAULT_TEMPERATURE, help="Sampling temperature; 0 is greedy.",
+    # the bounds Sampling checks (for the Python API), declared here so that --help shows them and an error
+    # names the flag or config key
+    temperature: float = option(DEFAULT_TEMPERATURE, min=0.0, help="Sampling temperature; 0 is greedy.",
                                 panel=SAMPLING)  # fmt: skip
-    top_p: float = option(DEFAULT_TOP_P, help="Nucleus sampling.", panel=SAMPLING)
-    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, help="Longest output.", panel=SAMPLING)
-    seed: int | None = option(None, help="Random seed.", panel=SAMPLING)
+    top_p: float = option(
+        DEFAULT_TOP_P, above=0.0, max=1.0, help="Nucleus sampling (1 keeps every token).", panel=SAMPLING
+    )
+    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, min=1, help="Longest output.", panel=SAMPLING)
+    # local weights seed numpy too, which takes 0 to 2**32 - 1
+    seed: int | None = option(None, min=0, max=2**32 - 1, help="Random seed.", panel=SAMPLING)
 
     def as_sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_p, self.max_new_tokens, self.seed)
@@ -171,7 +177,7 @@ class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
         help="Base URL of an OpenAI-compatible server (vLLM, transformers serve). Repeat it (or give a comma list) "
         "for several serving the same model: each story goes to the least busy, a failing one is taken out "
         "and asked again later.",
-        panel=TELLER, operational=True,
+        panel=TELLER, operational=True, url=True,
     )  # fmt: skip
     samples: int = option(
         1, min=1,
@@ -184,7 +190,7 @@ class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class ServeSettings:
-    model: str = option(REQUIRED, "--model", "-m", help="Model folder or hub id to serve.")
+    model: str = option(REQUIRED, "--model", "-m", help="Model folder or hub id to serve.", place=True)
     max_images: int = option(20, min=1, help="Most images per story (per prompt).")
     min_pixels: int = option(256 * 28 * 28, min=1, help="Pixel budget per image, lower bound.")
     max_pixels: int = option(1280 * 28 * 28, min=1, help="Pixel budget per image, upper bound.")

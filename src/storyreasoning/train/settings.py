@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..data.messages import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, MessageOptions
 from ..errors import UsageError
@@ -121,7 +121,8 @@ class TrainingOptions:
     dropout: float = option(0.1, min=0.0, max=0.99, help="LoRA dropout.", panel=MODEL)
     targets: tuple[str, ...] = option(
         LORA_TARGETS, "--target", panel=MODEL,
-        help="LoRA target module name, repeatable (default q_proj k_proj v_proj o_proj; never the vision tower).",
+        help="LoRA target module name, repeatable or comma-separated (default q_proj,k_proj,v_proj,o_proj; never the "
+        "vision tower).",
     )  # fmt: skip
     max_length: int | None = option(
         32768, min=0, panel=DATA,
@@ -201,6 +202,7 @@ class TrainingOptions:
     def __post_init__(self) -> None:
         if self.max_length == 0:  # the command line's "no limit"
             object.__setattr__(self, "max_length", None)
+        object.__setattr__(self, "targets", module_names(self.targets))
         check_settings(self)
 
     @property
@@ -223,6 +225,16 @@ class TrainingOptions:
 
     def to_dict(self) -> dict:
         return record(self)
+
+
+def module_names(targets: Any) -> Any:
+    """``--target`` as LoRA module names: a comma list split (``q_proj,k_proj`` on the command line or in a
+    config file is two modules, as ``--mix`` reads its list), spaces stripped, empty items and repeats
+    dropped; anything but text is left as it is, for :func:`~storyreasoning.settings.validate` to refuse."""
+    items = (targets,) if isinstance(targets, str) else targets
+    if not isinstance(items, (tuple, list)) or not all(isinstance(item, str) for item in items):
+        return targets
+    return tuple(dict.fromkeys(part.strip() for item in items for part in item.split(",") if part.strip()))
 
 
 def check_settings(settings: TrainingOptions) -> None:
@@ -511,7 +523,7 @@ class GRPOSettings(TrainingOptions, RewardOptions):
         "one cut): a dense shaping term a weak model can learn; off by default.",
     )  # fmt: skip
     judge_endpoint: str | None = option(
-        None, panel=JUDGE, metavar="URL",
+        None, panel=JUDGE, metavar="URL", url=True,
         help="An OpenAI-compatible server whose multimodal model judges each well-structured completion "
         "(storyreasoning evaluate judge's judge); its score is one more reward, weighted by --w-judge.",
     )  # fmt: skip
@@ -538,7 +550,7 @@ class GRPOSettings(TrainingOptions, RewardOptions):
         "(see --vllm-server).",
     )  # fmt: skip
     vllm_server: str | None = option(
-        None, panel=VLLM, metavar="URL",
+        None, panel=VLLM, metavar="URL", url=True,
         help="Base URL of the trl vllm-serve server (server mode; default http://localhost:8000).",
     )  # fmt: skip
     vllm_gpu_memory: float = option(
@@ -593,7 +605,8 @@ class PlanSettings:
     rank: int = option(16, min=1, help="LoRA rank (QwenStoryteller2's DPO: 2048).", panel=PLAN)
     dropout: float = option(0.1, min=0.0, max=0.99, help="LoRA dropout (its masks).", panel=PLAN)
     targets: tuple[str, ...] = option(
-        LORA_TARGETS, "--target", panel=PLAN, help="LoRA target module name, repeatable (default: the attention)."
+        LORA_TARGETS, "--target", panel=PLAN,
+        help="LoRA target module name, repeatable or comma-separated (default: the attention).",
     )  # fmt: skip
     gradient_checkpointing: bool = option(
         True, help="Gradient checkpointing (train's default: on).", panel=PLAN
@@ -665,6 +678,7 @@ class PlanSettings:
     def __post_init__(self) -> None:
         if self.max_length == 0:
             object.__setattr__(self, "max_length", None)
+        object.__setattr__(self, "targets", module_names(self.targets))
         validate(self)
         if self.source is None and not self.max_length:
             raise SettingsError(
@@ -694,6 +708,7 @@ __all__ = [
     "dataset_now",
     "folder_dataset_changes",
     "mix_weights",
+    "module_names",
     "recorded_dataset",
     "shown_changes",
 ]
