@@ -462,6 +462,32 @@ def test_atomic_folder_over_an_existing_one(tmp_path):
     assert names(target) == ["other"] and names(tmp_path) == ["merged"]
 
 
+def synced_folders(monkeypatch) -> list[str]:
+    """The folders fsync'd from now on, in order (``os.fsync`` watched, then done as ever)."""
+    import stat
+
+    synced, fsync = [], os.fsync
+
+    def watched(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    return synced
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a descriptor's file through /proc")
+def test_atomic_folder_syncs_the_folder_above_unless_told_not_to(tmp_path, monkeypatch):
+    synced = synced_folders(monkeypatch)
+    with atomic_folder(tmp_path / "s01") as tmp:
+        (tmp / "cot.md").write_text("cot\n", encoding="utf-8")
+    assert synced == [str(tmp_path.resolve())]
+    with atomic_folder(tmp_path / "s02", sync_parent=False) as tmp:
+        (tmp / "cot.md").write_text("cot\n", encoding="utf-8")
+    assert synced == [str(tmp_path.resolve())] and names(tmp_path) == ["s01", "s02"]
+
+
 def test_a_symlink_at_the_locks_name_is_refused_and_its_target_left_alone(tmp_path):
     from storyreasoning.files import LOCK_NAME, FolderBusy, lock_folder
 

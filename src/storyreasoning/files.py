@@ -160,7 +160,9 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike[str], *, replace: bool = False, sync_parent: bool = True
+) -> Iterator[Path]:
     """A new, empty folder beside ``path`` to fill (``.<name>.partial``): when the block ends it takes
     ``path``'s place in one rename, so ``path`` appears complete or not at all; if the block raises,
     it is removed.
@@ -170,7 +172,9 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
     moment, neither is there). A ``.<name>.partial`` that a process killed outright left is
     removed when the next write of ``path`` begins, so this is for the one writer of ``path``
     (a job that owns it). The files put in the folder are not fsync'd one by one (a model's
-    weights would take long); the rename is.
+    weights would take long); the rename is, by an fsync of the folder above, unless ``sync_parent``
+    is False: for a writer of many folders side by side (story folders) that syncs their folder
+    once, itself, before it records them written.
     """
     import shutil
 
@@ -192,7 +196,13 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _sync_folder(path.parent)
+    if sync_parent:
+        _sync_folder(path.parent)
+
+
+def sync_folder(path: str | os.PathLike[str]) -> None:
+    """fsync the folder ``path``, so that the renames done in it are on disk (where the system allows)."""
+    _sync_folder(Path(path))
 
 
 def remove_leftovers(path: str | os.PathLike[str]) -> int:
@@ -546,6 +556,7 @@ __all__ = [
     "lock_folder",
     "open_atomic",
     "remove_leftovers",
+    "sync_folder",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",

@@ -120,3 +120,43 @@ def test_what_no_record_says_is_unknown(built, tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert (out / "README.md").read_text() == own
+
+
+#: ``python -c RERUN ARGS…``: ``storyreasoning ARGS…``, then whether it imported datasets, on stderr.
+RERUN = """
+import atexit, runpy, sys
+atexit.register(lambda: print("datasets imported:", "datasets" in sys.modules, file=sys.stderr))
+sys.argv = ["storyreasoning", *sys.argv[1:]]
+runpy.run_module("storyreasoning.cli", run_name="__main__")
+"""
+
+
+def test_a_rerun_with_nothing_to_write_keeps_its_card_and_never_imports_datasets(built, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "pq"
+    args = ["data", "convert", str(built), str(out), "--to", "parquet"]
+    assert run_cli(*args).returncode == 0
+    card = out / "README.md"
+    # still ours (the marker), and newer than the shards
+    card.write_text(card.read_text() + "\nkept as it is\n")
+
+    def rerun() -> str:
+        env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(
+            [sys.executable, "-c", RERUN, *args], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert "nothing to write" in done.stdout, done.stdout
+        return done.stderr
+
+    assert "datasets imported: False" in rerun()
+    assert card.read_text().endswith("\nkept as it is\n")  # nothing written: the card not read again
+    # shards newer than the card (a run killed after its last shard, before its card): written afresh
+    shard = sorted((out / "data").glob("*.parquet"))[-1]
+    later = card.stat().st_mtime_ns + 2_000_000_000
+    os.utime(shard, ns=(later, later))
+    rerun()
+    assert CARD_MARKER in card.read_text() and "kept as it is" not in card.read_text()

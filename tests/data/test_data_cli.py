@@ -394,7 +394,59 @@ def test_validate_fails_a_story_id_held_by_two_stories(tmp_path):
     assert report["reasons"] == {"id-repeated": 5} and sorted(report["failed"]) == ["s00"] * 2 + ["s01"] * 3
     said = {json.loads(line)["story_id"]: json.loads(line)["reasons"][0]["message"]
             for line in (tmp_path / "failed.jsonl").read_text().splitlines()}  # fmt: skip
-    assert said["s00"] == "story id s00 is held by 2 stories: split train and split test; give each story its own id"
+    assert (
+        said["s00"]
+        == "story id s00 is held by 2 stories: split train and split test; give each story its own id"
+    )
     assert "held by 3 stories: split train and 2 times in split test" in said["s01"]
     # one split alone holds no repeated id of the other
     assert run("validate", tmp_path / "pq", "--split", "train").returncode == 0
+
+
+#: ``python -c STOPPED AT TARGET ARGS…``: ``storyreasoning ARGS…``, which, as it checks its AT-th story,
+#: says which temporary files are beside TARGET (on stderr) and sends itself SIGINT, as Ctrl-C does.
+STOPPED = """
+import os, runpy, signal, sys
+from pathlib import Path
+from storyreasoning.data.sample import StorySample
+
+at, target = int(sys.argv[1]), Path(sys.argv[2])
+sizes, calls = StorySample.frame_sizes, [0]
+
+def frame_sizes(self):
+    calls[0] += 1
+    if calls[0] == at:
+        beside = sorted(p.name for p in target.parent.iterdir() if p.name.endswith(".tmp"))
+        print("beside:", beside, file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+    return sizes(self)
+
+StorySample.frame_sizes = frame_sizes
+sys.argv = ["storyreasoning", *sys.argv[3:]]
+runpy.run_module("storyreasoning", run_name="__main__")
+"""
+
+
+def test_validate_writes_failures_as_it_goes_and_an_interrupted_run_keeps_the_old_file(tmp_path):
+    samples = fixture_samples(4)
+    cut = ["\n".join(x for x in s.cot_text.splitlines() if not x.startswith("| Conclusion")) for s in samples]
+    write_folders(
+        [s.with_texts(c, s.story_text) for s, c in zip(samples, cut, strict=True)], tmp_path / "broken"
+    )
+    failures = tmp_path / "out" / "fail.jsonl"
+    failures.parent.mkdir()
+    failures.write_text("the last run's\n")
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOPPED, "3", str(failures), "data", "validate", str(tmp_path / "broken"),
+         "--failures", str(failures)],
+        capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert stopped.returncode != 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    # the failures went to a temporary file beside the target as they came, not held to the end
+    assert re.search(r"beside: \['\.fail\.jsonl\.[0-9a-f]{12}\.tmp'\]", stopped.stderr), stopped.stderr
+    assert failures.read_text() == "the last run's\n" and sorted(failures.parent.iterdir()) == [failures]
+    done = run("validate", tmp_path / "broken", "--failures", failures)
+    assert done.returncode == 1 and sorted(failures.parent.iterdir()) == [failures]
+    lines = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert [item["story_id"] for item in lines] == [s.story_id for s in samples]
+    assert all({r["code"] for r in item["reasons"]} == {"missing-phase"} for item in lines)

@@ -155,6 +155,30 @@ def test_resume_keeps_finished_work(samples, tmp_path):
     assert sorted(p.name for p in folders.iterdir() if p.is_dir()) == ["s00", "s01", "s02", "s03", "s04"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file through /proc")
+def test_story_folders_are_synced_once_after_the_last_one_not_one_by_one(samples, tmp_path, monkeypatch):
+    from ..test_files import synced_folders
+
+    out = tmp_path / "folders"
+    events, replace = [], os.replace
+    synced = synced_folders(monkeypatch)  # the folders fsync'd, as they are (appended to as they come)
+
+    def watched(src, dst):
+        events.append(("rename", os.path.basename(dst), len(synced)))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watched)
+    write_folders(samples, out)
+    folder = str(out.resolve())
+    story_renames = [at for kind, name, at in events if name in {s.story_id for s in samples}]
+    assert len(story_renames) == len(samples)
+    # the output folder synced after the last story's rename (and so before the record that follows),
+    # not after each story's
+    assert folder in synced[story_renames[-1] :]
+    assert synced.count(folder) < len(samples), synced
+    assert [s.story_id for s in load_stories(out)] == [s.story_id for s in samples]
+
+
 def test_other_shard_count_is_refused(samples, tmp_path):
     write_parquet(SampleList(samples), tmp_path / "pq", stories_per_shard=2)
     with pytest.raises(UsageError, match="--stories-per-shard 2 then, 5 now"):
@@ -430,3 +454,70 @@ def test_a_frame_path_inside_the_dataset_folder_is_read_from_there(tmp_path, mon
     _path_only_parquet(ds, ["fifo.png"])
     with pytest.raises(UsageError, match="not a regular file"):
         load_stories(source)[0]
+
+
+def old_fingerprint_files(path):
+    """The shard files ``dataset_fingerprint`` listed before it walked the folder itself (rglob)."""
+    return sorted(
+        (found.relative_to(path).as_posix(), found.stat().st_size)
+        for found in path.rglob("*")
+        if found.suffix in (".parquet", ".arrow")
+        and not any(part.startswith(".") for part in found.relative_to(path).parts)
+        and found.is_file()
+    )
+
+
+def test_a_dataset_fingerprint_lists_the_shard_files_it_always_did(samples, tmp_path):
+    """Manifests already recorded name a local dataset by the fingerprint of its shard files: walking
+    the folder faster must list exactly the files rglob did (hidden ones and symlinked folders left out)."""
+    import hashlib
+
+    from storyreasoning.data.identity import dataset_fingerprint
+
+    root = tmp_path / "ds"
+    write_folders(samples[:2], root / "train")
+    write_parquet(samples[2:], root / "pq", stories_per_shard=1)
+    (root / "train" / "s00" / "frame.arrow").write_bytes(b"arrow")  # a shard suffix deep down
+    (root / "train" / ".hidden.parquet").write_bytes(b"hidden")
+    (root / ".cache" / "sub").mkdir(parents=True)
+    (root / ".cache" / "sub" / "x.parquet").write_bytes(b"cached")
+    (root / "odd.parquet").mkdir()  # a folder named as a shard
+    (root / "odd.parquet" / "in.arrow").write_bytes(b"in a folder named .parquet")
+    (root / "a.b.").write_bytes(b"")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "far.parquet").write_bytes(b"far")
+    (root / "linked").symlink_to(outside, target_is_directory=True)  # not entered
+    (root / "link.parquet").symlink_to(outside / "far.parquet")  # a link to a file: that file
+    (root / "broken.arrow").symlink_to(tmp_path / "missing.arrow")
+    old = old_fingerprint_files(root)
+    assert len(old) == 6, old  # 3 shards, frame.arrow, odd.parquet/in.arrow, link.parquet
+    listed = "\n".join(f"{name}\t{size}" for name, size in old)
+    stories = load_stories(root / "train")
+    found = dataset_fingerprint(stories, root)
+    assert found["files"] == len(old)
+    assert found["files_sha256"] == hashlib.sha256(listed.encode("utf-8")).hexdigest()
+
+
+def test_a_limit_is_a_view_that_reads_each_story_when_asked(samples, tmp_path):
+    """``--limit N`` holds no story in memory: the first N rows are read from the dataset on demand."""
+    from storyreasoning.data.sources import limited
+
+    write_folders(samples[:3], tmp_path / "ds" / "train")
+    write_folders(samples[3:], tmp_path / "ds" / "test")
+    write_parquet(samples, tmp_path / "pq", stories_per_shard=2, rows_per_group=1)
+    for source in (tmp_path / "ds", tmp_path / "pq"):
+        whole = load_stories(source)
+        first = limited(whole, 4)
+        assert len(first) == 4 and first.source == whole.source and first.split == whole.split
+        assert first.ids() == whole.ids()[:4] == [s.story_id for s in first]
+        assert first.row_splits() == whole.row_splits()[:4] and first.files() == whole.files()
+        assert [s.story_id for s in first[1:3]] == whole.ids()[1:3] and first[-1].story_id == whole.ids()[3]
+        with pytest.raises(IndexError):
+            first[4]
+        assert limited(whole, None) is whole and limited(whole, 9) is whole and len(limited(whole, 0)) == 0
+    first = limited(load_stories(tmp_path / "ds"), 2)
+    assert first.splits == ["train"] and limited(load_stories(tmp_path / "ds"), 4).splits == ["train", "test"]
+    # read when asked, not when limited: a story changed since is read as it is now
+    (tmp_path / "ds" / "train" / "s01" / "story.md").write_text("Told again.\n", encoding="utf-8")
+    assert first[1].story_text == "Told again." and list(first)[1].story_text == "Told again."

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import Interrupted, StoryReasoningError, UsageError, file_error
@@ -97,6 +97,58 @@ def _repeated_ids(ids: list[str], splits: list[str | None]) -> dict[str, str]:
     return said
 
 
+@contextlib.contextmanager
+def _failures_file(path: Path | None) -> Iterator[Callable[[dict], None]]:
+    """A writer of one ``--failures`` line a call (nothing when ``path`` is None): the lines go to a
+    temporary file beside ``path`` as they come (none kept in memory), renamed onto it when the block
+    ends whole (an interrupted run leaves ``path`` as it was); a file-system error of its own is one
+    line naming it, one of the block's goes on as it was."""
+    if path is None:
+        yield lambda item: None
+        return
+    failed = "write the --failures file"
+    from_block = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_atomic(path) as f:
+
+            def write(item: dict) -> None:
+                try:
+                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
+                except OSError as exc:
+                    raise file_error(exc, failed) from None
+
+            try:
+                yield write
+            except BaseException:
+                from_block = True
+                raise
+    except OSError as exc:
+        if from_block:
+            raise
+        raise file_error(exc, failed) from None
+
+
+def _problems(stories, i: int, strict: bool, repeated: str | None) -> list[dict]:
+    """Why the ``i``-th story fails validation (none when it passes); ``repeated``: what its id's
+    repetition says, if it is repeated."""
+    try:  # a story that cannot be read (no cot.md, a damaged row) is one failure, not the end
+        sample = stories[i]
+    except StoryReasoningError as exc:
+        verdict, problem, code = None, str(exc), "story-unreadable"
+    else:
+        verdict, problem = _verdict(sample, strict)
+        code = "image-unreadable"
+    found = []
+    if problem is not None:
+        found = [{"code": code, "message": problem}]
+    elif verdict is not None and not verdict.well_structured:
+        found = [d.to_dict() for d in verdict.reasons]
+    if repeated is not None:
+        found.append({"code": "id-repeated", "message": repeated})
+    return found
+
+
 def validate(
     source: str, *, split: str | None, limit: int | None, strict: bool, as_json: bool, failures: Path | None
 ) -> int:
@@ -107,43 +159,23 @@ def validate(
     total = len(stories) if limit is None else min(limit, len(stories))
     ids = stories.ids()[:total]  # a story that cannot be read is still named
     repeated = _repeated_ids(ids, stories.row_splits()[:total])
-    failed: list[dict] = []
+    failed: list[str] = []  # their ids; their reasons go to --failures as they come, not kept
     reasons: Counter[str] = Counter()
-    with progress_bar(total, "validating", unit="stories") as advance:
+    with _failures_file(failures) as write, progress_bar(total, "validating", unit="stories") as advance:
         for i in range(total):
-            try:  # a story that cannot be read (no cot.md, a damaged row) is one failure, not the end
-                sample = stories[i]
-            except StoryReasoningError as exc:
-                verdict, problem, code = None, str(exc), "story-unreadable"
-            else:
-                verdict, problem = _verdict(sample, strict)
-                code = "image-unreadable"
-            found = []
-            if problem is not None:
-                found = [{"code": code, "message": problem}]
-            elif verdict is not None and not verdict.well_structured:
-                found = [d.to_dict() for d in verdict.reasons]
-            if ids[i] in repeated:
-                found.append({"code": "id-repeated", "message": repeated[ids[i]]})
+            found = _problems(stories, i, strict, repeated.get(ids[i]))
             if found:
-                failed.append({"story_id": ids[i], "reasons": found})
+                failed.append(ids[i])
+                write({"story_id": ids[i], "reasons": found})
                 for reason in {d["code"] for d in found}:
                     reasons[reason] += 1
             advance()
-    if failures is not None:
-        try:
-            failures.parent.mkdir(parents=True, exist_ok=True)
-            with open_atomic(failures) as f:
-                for item in failed:
-                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
-        except OSError as exc:
-            raise file_error(exc, "write the --failures file") from None
     if as_json:
         out = {
             "source": stories.describe(),
             "stories": total,
             "well_structured": total - len(failed),
-            "failed": [item["story_id"] for item in failed],
+            "failed": failed,
             "reasons": dict(reasons.most_common()),
         }
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
@@ -163,7 +195,7 @@ def validate(
             for code, n in reasons.most_common():
                 table.add_row(code, str(n))
             console.print(table)
-            shown = [item["story_id"] for item in failed[:50]]
+            shown = failed[:50]
             more = f" … and {len(failed) - 50} more" if len(failed) > 50 else ""
             console.print("failing stories: " + ", ".join(shown) + more)
         if failures is not None:
@@ -354,7 +386,7 @@ def _writing(source: str, out: Path, to: str) -> Iterator[Path]:
     check_output_folder(out)
     if to == "parquet":
         require_pyarrow()
-        require_datasets()  # the shards carry datasets' features in their schema
+        require_datasets(load=False)  # the shards carry datasets' features in their schema
     elif to == "disk":
         require_datasets()
     with lock_folder(out, refuse=UsageError, given_as="OUT"):

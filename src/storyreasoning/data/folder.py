@@ -239,12 +239,15 @@ def story_folder(root: Path, story_id: str) -> Path:
     return old if isinstance(meta, dict) and meta.get("story_id") == story_id else path
 
 
-def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = False) -> Path:
+def write_story_folder(
+    sample: StorySample, root: Path, *, overwrite: bool = False, sync_root: bool = True
+) -> Path:
     """Write one story as ``root/<story id>/``; frames keep their encoded bytes (byte-equal).
 
     The folder is written beside its destination and renamed into place, so a crash
     never leaves half a story. An existing complete folder is left alone unless
-    ``overwrite``.
+    ``overwrite``. ``sync_root`` False leaves ``root`` unsynced after the rename, for a writer
+    of many stories that syncs it once (:func:`storyreasoning.files.sync_folder`) at the end.
     """
     name = folder_name(sample.story_id)
     target = root / name
@@ -252,13 +255,13 @@ def write_story_folder(sample: StorySample, root: Path, *, overwrite: bool = Fal
         return target
     sample.check_frames()  # a text file named .png is not a frame: refused, named
     try:
-        return _write_story_folder(sample, root, name, target)
+        return _write_story_folder(sample, root, name, target, sync_root)
     except OSError as exc:
         raise file_error(exc, "write the story folder") from None
 
 
-def _write_story_folder(sample: StorySample, root: Path, name: str, target: Path) -> Path:
-    with atomic_folder(target, replace=True) as tmp:
+def _write_story_folder(sample: StorySample, root: Path, name: str, target: Path, sync_root: bool) -> Path:
+    with atomic_folder(target, replace=True, sync_parent=sync_root) as tmp:
         width = max(2, len(str(sample.frame_count)))
         for i, frame in enumerate(sample.frames, start=1):
             (tmp / f"{i:0{width}d}{frame.extension()}").write_bytes(frame.bytes())

@@ -11,6 +11,7 @@ is the same.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -28,13 +29,7 @@ def dataset_fingerprint(stories, path: Path) -> dict:
     if path.is_file():
         files = [(path.name, path.stat().st_size)]
     else:
-        files = sorted(
-            (found.relative_to(path).as_posix(), found.stat().st_size)
-            for found in path.rglob("*")
-            if found.suffix in _SHARDS
-            and not any(part.startswith(".") for part in found.relative_to(path).parts)
-            and found.is_file()
-        )
+        files = sorted(_shard_files(path))
     listed = "\n".join(f"{name}\t{size}" for name, size in files)
     return {
         "stories": len(ids),
@@ -42,6 +37,30 @@ def dataset_fingerprint(stories, path: Path) -> dict:
         "files": len(files),
         "files_sha256": hashlib.sha256(listed.encode("utf-8")).hexdigest(),
     }
+
+
+def _shard_files(root: Path) -> list[tuple[str, int]]:
+    """The shard files under ``root`` (its own folders, no symlinked one entered; none hidden or under
+    a hidden folder; a symlink to a file counts as that file) as (POSIX path relative to ``root``,
+    size): ``rglob("*")``'s files filtered so, without a Path made for each image of a story folder."""
+    found: list[tuple[str, int]] = []
+    folders = [("", str(root))]
+    while folders:
+        prefix, folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except PermissionError:  # (as rglob: a folder that cannot be listed is passed over)
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                folders.append((f"{prefix}{name}/", entry.path))
+            elif os.path.splitext(name)[1] in _SHARDS and entry.is_file():
+                found.append((prefix + name, entry.stat().st_size))
+    return found
 
 
 def dataset_record(stories) -> dict:

@@ -444,10 +444,44 @@ def split_of(whole: StoryDataset, split: str | None) -> StoryDataset:
 
 
 def limited(stories: StoryDataset, limit: int | None) -> StoryDataset:
-    """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split."""
+    """The first ``limit`` stories (all when ``limit`` is None), keeping the source and split: a view
+    that reads each story from ``stories`` when asked, as they do (none held in memory)."""
     if limit is None or limit >= len(stories):
         return stories
-    return SampleList(stories[:limit], source=stories.source, split=stories.split)
+    return FirstStories(stories, max(0, limit))
+
+
+class FirstStories(StoryDataset):
+    """The first ``count`` stories of ``whole``, read from it on demand (``--limit``)."""
+
+    def __init__(self, whole: StoryDataset, count: int) -> None:
+        self._whole, self._len = whole, min(count, len(whole))
+        self.source, self.split, self.has_frame_meta = whole.source, whole.split, whole.has_frame_meta
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _row(self, index: int) -> StorySample:
+        return self._whole._row(index)
+
+    def __iter__(self) -> Iterator[StorySample]:  # the whole's own way (a row group at a time), cut short
+        return itertools.islice(iter(self._whole), self._len)
+
+    def ids(self) -> list[str]:
+        return self._whole.ids()[: self._len]
+
+    def row_splits(self) -> list[str | None]:
+        return self._whole.row_splits()[: self._len]
+
+    @property
+    def splits(self) -> list[str]:
+        if len(self._whole.splits) < 2:
+            return self._whole.splits
+        return list(dict.fromkeys(split for split in self.row_splits() if split))
+
+    def files(self) -> list[str] | None:
+        """The whole dataset's files: the stories are read from them (a change in any is a change)."""
+        return self._whole.files()
 
 
 def load_stories(source: str | Path, split: str | None = None) -> StoryDataset:
@@ -682,8 +716,15 @@ def require_pyarrow():
     return pq
 
 
-def require_datasets():
-    """The ``datasets`` library, or one clear error naming the extra that installs it."""
+def require_datasets(*, load: bool = True):
+    """The ``datasets`` library, or one clear error naming the extra that installs it. ``load`` False
+    only finds it installed (None), not importing it yet: the import takes a second or more, which a
+    command that may have nothing to write does not spend before it knows."""
+    if not load:
+        import importlib.util
+
+        if importlib.util.find_spec("datasets") is not None:
+            return None
     try:
         import datasets
     except ImportError:

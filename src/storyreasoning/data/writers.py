@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError, file_error
-from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers
+from ..files import LOCK_NAME, atomic_folder, atomic_path, lock_folder, remove_leftovers, sync_folder
 from .folder import (
     folder_name,
     folding_clash,
@@ -208,7 +208,7 @@ def write_parquet(
 
     with lock_folder(out, refuse=UsageError):
         try:
-            written = _write_parquet(
+            written, fresh = _write_parquet(
                 samples, ids, made_from, out, pa, pq, split, stories_per_shard, rows_per_group,
                 progress=progress, overwrite=overwrite, kept=kept, source_stat=source_stat,
             )  # fmt: skip
@@ -218,8 +218,21 @@ def write_parquet(
                     f"cannot write parquet shards into {out} ({exc}); check the disk and the folder"
                 ) from None
             raise file_error(exc, "write the parquet shard") from None
-        write_parquet_card(out, command=command, source=source)
+        if fresh or not _card_is_current(out):  # (a rerun that wrote nothing reads no shard again)
+            write_parquet_card(out, command=command, source=source)
     return written
+
+
+def _card_is_current(out: Path) -> bool:
+    """Whether ``out`` has a dataset card written after every shard now in ``out/data`` (one a run
+    killed before its card was written, after its shards, is not)."""
+    from .card import CARD
+
+    try:
+        card = (out / CARD).stat().st_mtime_ns
+        return all(path.stat().st_mtime_ns <= card for path in (out / "data").glob("*.parquet"))
+    except OSError:
+        return False
 
 
 def _write_parquet(
@@ -237,7 +250,8 @@ def _write_parquet(
     overwrite,
     kept,
     source_stat,
-) -> list[Path]:
+) -> tuple[list[Path], int]:
+    """The shards of ``split`` (all of them) and how many this call wrote (the others held their stories)."""
     data_dir = out / "data"
     n = len(samples)
     count = max(1, -(-n // stories_per_shard))
@@ -261,10 +275,10 @@ def _write_parquet(
     # is known to come from them, else once all are written
     stat_now = source_stat if trusted or not present else None
     write_record(out, "parquet", split, {**made_from, "source_stat": stat_now})
-    schema = features().arrow_schema
+    schema = None  # datasets' features: imported (a second or more) only when a shard is to be written
     bounds = [(k * stories_per_shard, min(n, (k + 1) * stories_per_shard)) for k in range(count)]
     written = [data_dir / shard_name(split, k, count) for k in range(count)]
-    done = 0
+    done = fresh = 0
     for (lo, hi), target in zip(bounds, written, strict=True):
         made_of_now = None if trusted else (lambda lo=lo, hi=hi: content(samples[i] for i in range(lo, hi)))
         if _shard_holds(target, pq, ids[lo:hi], made_of_now):
@@ -273,6 +287,8 @@ def _write_parquet(
                 progress(hi - lo)
             continue
         remove_leftovers(target)  # of a conversion killed mid-shard: this one is the shard's one writer
+        fresh += 1
+        schema = schema or features().arrow_schema
         made_of = Content()
         with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict] = []
@@ -295,7 +311,7 @@ def _write_parquet(
         write_record(out, "parquet", split, {**made_from, "source_stat": source_stat})
     if kept and done:
         kept(done)
-    return written
+    return written, fresh
 
 
 def _shard_holds(path: Path, pq, ids: Sequence[str], made_of: Callable[[], str] | None) -> bool:
@@ -504,10 +520,16 @@ def _write_folders(
         else:
             if name != folder_name(ids[i]):  # an earlier version's name: the story moves to today's
                 shutil.rmtree(target)
-            target = write_story_folder(samples[i], out, overwrite=True)
+            # ``out`` is synced once, below, not after each story's rename (one fsync a story took most
+            # of the time). Still crash-safe: each story folder appears whole or not at all, and a
+            # rename a crash loses leaves the story missing, which the next run finds and writes
+            # again; the record that trusts story folders by their id alone (the files' stat, below)
+            # is written only after the sync, so it never outlives a rename it speaks for.
+            target = write_story_folder(samples[i], out, overwrite=True, sync_root=False)
         done.append(target)
         if progress:
             progress(1)
+    sync_folder(out)  # the renames (and removals) above, once
     if source_stat != stat_now:  # every story folder now holds the story of the files so stat'ed
         write_record(out, "folder", "stories", {**made_from, "source_stat": source_stat})
     if kept and found:
