@@ -42,6 +42,7 @@ from storyreasoning.train.plan import (  # noqa: E402
     Setup,
     architecture,
     architecture_of,
+    count_examples,
     estimate,
     layer_bytes,
     make_plan,
@@ -404,6 +405,54 @@ def test_a_dataset_is_counted_as_training_counts_it(tiny_qwen, tmp_path):
     fixes = [s for s in data["suggestions"] if s["fits"]]
     assert any(s["flags"].startswith("--max-length") for s in fixes)
     assert any(s["flags"].startswith("--max-pixels") for s in fixes)
+
+
+#: What train plan counted of the example stories with the tiny model and PIXELS, story by story (id, frames
+#: kept, frames before, tokens, image tokens, answer tokens) with its fit summary, by --max-length: pinned
+#: from the code that tokenised each story a third time, so that counting less never changes a number.
+PINNED_COUNTS = {
+    None: ([("cat-and-coffee", 3, 3, 2739, 654, 1894), ("lighthouse", 3, 3, 2746, 702, 1838),
+            ("pioneers", 4, 4, 4566, 990, 3396)], 0, 0, []),
+    4000: ([("cat-and-coffee", 3, 3, 2739, 654, 1894), ("lighthouse", 3, 3, 2746, 702, 1838),
+            ("pioneers", 3, 4, 3836, 734, 2924)], 1, 1, []),
+    3000: ([("cat-and-coffee", 3, 3, 2739, 654, 1894), ("lighthouse", 3, 3, 2746, 702, 1838),
+            ("pioneers", 2, 4, 2667, 494, 1997)], 1, 2, []),
+    1500: ([("cat-and-coffee", 1, 3, 1107, 176, 744), ("lighthouse", 1, 3, 1125, 234, 689)], 2, 4, ["pioneers"]),
+    800: ([], 0, 0, ["cat-and-coffee", "lighthouse", "pioneers"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("max_length", list(PINNED_COUNTS))
+def test_the_example_stories_count_as_pinned(tiny_qwen, max_length):
+    settings = PlanSettings(
+        source=str(EXAMPLES), split=None, model=str(tiny_qwen), max_length=max_length, **PIXELS
+    )
+    examples, fit = count_examples(settings)
+    rows, shortened, dropped, too_long = PINNED_COUNTS[max_length]
+    assert [
+        (x.id, x.frames, x.frames_before, x.tokens, x.image_tokens, x.answer_tokens) for x in examples
+    ] == rows
+    assert fit == {"stories": 3, "kept": len(rows), "shortened": shortened, "frames_dropped": dropped,
+                   "too_long": too_long, "max_length": max_length}  # fmt: skip
+
+
+def test_a_fitted_story_is_tokenised_once_more_for_its_answer(tiny_qwen, monkeypatch):
+    # the fit counts the story's tokens; the plan tokenises only its answer again (it tokenised the whole
+    # story a second time before: a third of train plan's time on a large dataset)
+    texts: list[str] = []
+    tokenize = transformers.PreTrainedTokenizerBase.__call__
+
+    def counted(self, text=None, *args, **kwargs):
+        texts.append(text)
+        return tokenize(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "__call__", counted)
+    settings = PlanSettings(
+        source=str(EXAMPLES), split=None, model=str(tiny_qwen), max_length=32768, **PIXELS
+    )
+    examples, _ = count_examples(settings)
+    assert [x.frames for x in examples] == [x.frames_before for x in examples]  # each fits at once: one count
+    assert len(texts) == 2 * len(examples) == 6
 
 
 def test_mistakes_are_one_clear_sentence(seven_b, tmp_path):

@@ -923,10 +923,10 @@ def _count(sample, budget, processor, options, max_length, examples: list, summa
         if fit.sample is None:
             summary["too_long"].append(sample.story_id)
             return
-        story = fit.sample
+        story, tokens = fit.sample, fit.tokens  # the fit counted its story already: not tokenised again
     else:
         story = prepare(sample, options)
-    count = budget.count(story, index, options, prepared=True)
+        tokens = budget.count(story, index, options, prepared=True).total
     messages = training_messages(story, index, replace(options, style="trl"), decode=False, prepared=True)[
         "messages"
     ]
@@ -938,7 +938,7 @@ def _count(sample, budget, processor, options, max_length, examples: list, summa
     answer = len(budget.tokenizer(tail, add_special_tokens=False)["input_ids"])
     image_tokens = sum(budget.image_tokens(w, h) for w, h in story.frame_sizes())
     examples.append(Example(
-        tokens=count.total, image_tokens=image_tokens, answer_tokens=answer,
+        tokens=tokens, image_tokens=image_tokens, answer_tokens=answer,
         id=sample.story_id, frames=story.frame_count, frames_before=sample.frame_count,
     ))  # fmt: skip
     if story.frame_count < sample.frame_count:
