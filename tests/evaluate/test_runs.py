@@ -76,3 +76,19 @@ def test_evaluate_scores_the_stories_after_a_damaged_line_and_says_which_line(da
     assert "Traceback" not in result.stderr
     metrics = json.loads((damaged_run / "eval" / "metrics.json").read_text())
     assert metrics["dataset"]["missing"] == 1  # only the damaged story, not every story after it
+
+
+def test_a_story_written_twice_is_read_once_and_a_failure_without_a_record_counts(damaged_run, caplog):
+    """``evaluate`` keeps only each story's first raw text (read a line at a time) and the failures of
+    the stories without one."""
+    first = json.loads((damaged_run / "records.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    with (damaged_run / "records.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({**first, "raw": "a second telling"}) + "\n")
+    with (damaged_run / "errors.jsonl").open("w", encoding="utf-8") as f:
+        for story_id in ("s00", "s01"):
+            f.write(json.dumps({"story_id": story_id, "error": "server went away"}) + "\n")
+    with caplog.at_level("WARNING", logger="storyreasoning.run"):
+        run = load_outputs(damaged_run)
+    assert sorted(run.outputs) == ["s00", "s02", "s03"] and run.outputs["s00"] == first["raw"]
+    assert run.failed == {"s01": "server went away"}
+    assert "records.jsonl holds 1 more lines of stories it already has" in caplog.text

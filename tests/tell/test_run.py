@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -21,7 +22,7 @@ from storyreasoning.data import StorySample, load_stories, write_folders  # noqa
 from storyreasoning.errors import UsageError  # noqa: E402
 from storyreasoning.tell import Sampling, TellError  # noqa: E402
 from storyreasoning.tell.local import TransformersTeller  # noqa: E402
-from storyreasoning.tell.run import read_done, read_run, tell_dataset  # noqa: E402
+from storyreasoning.tell.run import RunLines, iter_lines, read_done, read_run, tell_dataset  # noqa: E402
 
 GREEDY = Sampling(temperature=0, max_new_tokens=8)
 
@@ -90,12 +91,14 @@ def test_interrupted_run_resumes_without_repeats(teller, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tell_dataset(stories, Interrupting(teller, 3), tmp_path / "run", sampling=GREEDY)
     assert len(read_done(tmp_path / "run" / "records.jsonl")) == 3
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["finished"] == 3
     # a crash mid-write leaves half a line: it is cut off, and that story told again
     with (tmp_path / "run" / "records.jsonl").open("a") as f:
         f.write('{"story_id": "st005", "raw": "half a reco')
     summary = tell_dataset(stories, teller, tmp_path / "run", sampling=GREEDY)
     assert (summary.skipped, summary.done) == (3, 4)
     assert ids_in(tmp_path / "run" / "records.jsonl") == Counter(stories.ids())
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["finished"] == 7
 
 
 def test_other_options_are_not_mixed_into_a_run(teller, tmp_path):
@@ -214,3 +217,70 @@ def test_a_story_whose_images_the_processor_refuses_fails_alone_in_its_batch(tel
         error["story_id"] == "st1" and "the model's processor could not take these images" in error["error"]
     )
     assert "aspect ratio" in error["error"]
+
+
+# a line of each kind the run reader meets: whole, blank, not JSON, no raw text, whole, repeated, torn
+DAMAGED = [
+    b'{"story_id": "a", "raw": "x"}\n',
+    b"\n",
+    b"not json\n",
+    b'{"story_id": "b"}\n',
+    b'{"story_id": "c", "raw": "y"}\n',
+    b'{"story_id": "a", "raw": "again"}\n',
+    b'{"story_id": "d", "raw": "hal',
+]
+
+
+def test_the_run_reader_streams_a_damaged_file_one_entry_at_a_time(tmp_path):
+    """``iter_lines`` gives each entry as soon as its line is in (a run of many stories is never held
+    whole): read from a pipe, the first entry comes while the rest is still unwritten."""
+    path = tmp_path / "records.jsonl"
+    os.mkfifo(path)
+    first_taken, waited = threading.Event(), []
+
+    def writer():
+        with path.open("wb") as f:
+            f.write(DAMAGED[0])
+            f.flush()
+            waited.append(first_taken.wait(60))  # a reader of the whole file waits for its end: False
+            f.writelines(DAMAGED[1:])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    found = RunLines(path)
+    entries = iter_lines(path, "record", found)
+    first = next(entries)
+    first_taken.set()
+    rest = list(entries)
+    thread.join()
+    assert waited == [True], "the first entry came only once the whole file was written"
+    assert first == (1, {"story_id": "a", "raw": "x"}, DAMAGED[0][:-1])
+    assert [(number, item["raw"]) for number, item, _ in rest] == [(5, "y"), (6, "again")]
+    assert [(d.line, d.problem, d.text) for d in found.damaged] == [
+        (3, "not JSON (Expecting value: column 1)", "not json"),
+        (4, "a record without its raw output", '{"story_id": "b"}'),
+    ]
+    assert found.torn and not found.unterminated and found.end == len(b"".join(DAMAGED[:-1]))
+
+
+@pytest.mark.parametrize("last", [DAMAGED[-1], b'{"story_id": "d", "raw": "z"}'])
+def test_a_resume_repairs_damaged_repeated_and_torn_lines_in_one_pass(tmp_path, last):
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"".join(DAMAGED[:-1]) + last)
+    said: list[str] = []
+    whole = last.endswith(b"}")
+    assert read_done(path, said.append) == ({"a", "c", "d"} if whole else {"a", "c"})
+    # what is left: the first line of each story, a whole last record ended by its newline
+    assert path.read_bytes() == DAMAGED[0] + DAMAGED[4] + (last + b"\n" if whole else b"")
+    aside = [json.loads(line) for line in (tmp_path / "records.corrupt.jsonl").read_text().splitlines()]
+    assert [(a["line"], a["text"]) for a in aside] == [(3, "not json"), (4, '{"story_id": "b"}')]
+    assert len(said) == 3 and "line 3 is not JSON" in said[0] and "line 4 is a record without" in said[1]
+    assert said[2] == (
+        f"{path} held 1 more lines of stories it already had (two jobs wrote to it at once); "
+        f"kept the first line of each of its {3 if whole else 2} stories and dropped the 1 others"
+    )
+    assert not list(tmp_path.glob(".*.tmp"))  # the streamed rewrite left no temporary file
+    before = path.stat()
+    assert read_done(path, said.append) == ({"a", "c", "d"} if whole else {"a", "c"})
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # whole: not rewritten

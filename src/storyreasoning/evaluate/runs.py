@@ -3,9 +3,10 @@
 * a **run folder** (``storyreasoning tell-dataset --out``): ``manifest.json`` says who
   told the stories and how; ``records.jsonl`` holds one raw output per story id;
   stories in ``errors.jsonl`` without a record failed and count as missing. It is read
-  with the run reader (:func:`storyreasoning.tell.run.load_run`) and its rule for damaged
-  files: a damaged line is skipped with a warning naming its line, its story counts as
-  missing, and the stories after it are read as usual (``damaged`` lists the lines);
+  with the run reader (:func:`storyreasoning.tell.run.load_run`: a line at a time, keeping
+  only each story's raw text) and its rule for damaged files: a damaged line is skipped
+  with a warning naming its line, its story counts as missing, and the stories after it
+  are read as usual (``damaged`` lists the lines);
 * a **folder of text files**, one ``{story_id}.txt`` per story with the raw model
   output, as the original evaluation read them (no manifest; the folder name labels it).
 
@@ -67,7 +68,7 @@ def load_outputs(path: str | Path, *, label: str | None = None) -> RunOutputs:
             f"run {path} is a file; give a tell-dataset --out folder or a folder of {{story_id}}.txt files"
         )
     if (path / MANIFEST).is_file():
-        run = load_run(path)  # damaged lines: a warning each, with its line number
+        run = load_run(path, fields=("raw",))  # damaged lines: a warning each, with its line number
         outputs = {record["story_id"]: record["raw"] for record in run.records}
         failed = {
             sid: str(error.get("error", "")) for sid, error in run.failures.items() if sid not in outputs

@@ -283,7 +283,7 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
     from ..data.sources import load_stories
     from ..settings import write_record
     from ..terminal import progress_bar
-    from .run import RECORDS, EndpointDown, read_lines
+    from .run import RECORDS, EndpointDown, iter_lines
     from .run import tell_dataset as run
 
     out, limit = settings.out, settings.limit
@@ -323,7 +323,7 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
                 samples=settings.samples,
             )
     except KeyboardInterrupt:
-        told = len({item["story_id"] for item in read_lines(out / RECORDS).items})
+        told = len({item["story_id"] for _, item, _ in iter_lines(out / RECORDS)})  # one line at a time
         kept = {0: "no story told is", 1: "the story told is"}.get(told, f"the {told} stories told are")
         raise Interrupted(
             f"interrupted; {kept} kept in {out}, run the same command again to continue"

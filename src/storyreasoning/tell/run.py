@@ -40,7 +40,8 @@ its source, read from the current folder, is the same path and every story it re
 in the dataset. A refusal names each value that differs, then and now.
 
 **Damaged run files.** Every reader of ``records.jsonl`` and ``errors.jsonl`` reads them
-with :func:`read_lines`, under one rule:
+with :func:`iter_lines` (a line at a time: a run of many stories is never held whole; :func:`read_lines`
+when a list is wanted), under one rule:
 
 * an unfinished last line (no newline: a crash mid-write, or a run still being written)
   is not a record and is passed over in silence; a resume cuts it off (or, when it is
@@ -73,13 +74,13 @@ import logging
 import platform
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.identity import dataset_changes, dataset_record, value_changes
 from ..errors import StoryReasoningError, UsageError
-from ..files import append_json_line, local_path, lock_folder, write_bytes_atomic, write_json_atomic
+from ..files import append_json_line, local_path, lock_folder, open_atomic, write_json_atomic
 from ..settings import shown, then_now
 from .base import Prompt, Sampling, Story, Teller, TellError
 
@@ -188,42 +189,51 @@ def _parse(raw: bytes, kind: str) -> tuple[dict | None, str | None]:
     return (None, problem) if problem else (item, None)
 
 
-def read_lines(path: str | Path, kind: str = "record") -> RunLines:
-    """The entries of a run's ``records.jsonl`` (``kind="record"``) or ``errors.jsonl`` (``"error"``),
-    and what is damaged in it; the file is only read. A missing file has none."""
+def iter_lines(
+    path: str | Path, kind: str = "record", found: RunLines | None = None
+) -> Iterator[tuple[int, dict, bytes]]:
+    """The entries of a run's ``records.jsonl`` (``kind="record"``) or ``errors.jsonl`` (``"error"``) one
+    at a time, in file order: line number, object, its bytes. The file is only read, a line at a time;
+    a missing file has none. What else is in it goes into ``found`` (when given) as it is read: the
+    damaged lines, a torn or unterminated last line, ``end``; its ``entries`` are left to the caller."""
     path = Path(path)
-    found = RunLines(path)
+    found = found if found is not None else RunLines(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if not raw.endswith(b"\n"):  # the last line, unfinished
+                    item = _parse(raw, kind)[0] if raw.strip() else None
+                    if item is None:
+                        found.torn = True  # a crash mid-write, or a writer at work: never a record
+                    else:
+                        found.unterminated = True
+                        yield number, item, raw
+                    return
+                found.end += len(raw)
+                raw = raw[:-1]
+                if not raw.strip():
+                    continue
+                item, problem = _parse(raw, kind)
+                if item is None:
+                    found.damaged.append(Damaged(path, number, str(problem), raw.decode("utf-8", "replace")))
+                else:
+                    yield number, item, raw
     except FileNotFoundError:
-        return found
+        return
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
-    found.end = data.rfind(b"\n") + 1
-    complete, tail = data[: found.end], data[found.end :]
-    lines = complete.split(b"\n")[:-1] if complete else []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        item, problem = _parse(raw, kind)
-        if item is None:
-            found.damaged.append(Damaged(path, number, str(problem), raw.decode("utf-8", "replace")))
-        else:
-            found.entries.append((number, item, raw))
-    if tail.strip():
-        item, _ = _parse(tail, kind)
-        if item is None:
-            found.torn = True  # a crash mid-write, or a writer at work: never a record
-        else:
-            found.entries.append((len(lines) + 1, item, tail))
-            found.unterminated = True
-    elif tail:
-        found.torn = True
+
+
+def read_lines(path: str | Path, kind: str = "record") -> RunLines:
+    """:func:`iter_lines` as one list (``entries``), with what is damaged in the file; only read."""
+    found = RunLines(Path(path))
+    found.entries = list(iter_lines(path, kind, found))
     return found
 
 
-def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fate: str) -> None:
-    """Rewrite ``lines.path`` to ``keep`` (atomically), its damaged lines first moved to the side file."""
+def _rewrite(lines: RunLines, keep: Iterable[bytes], say: Callable[[str], None], fate: str) -> None:
+    """Rewrite ``lines.path`` to ``keep`` (atomically, as it comes: it may be read from the file itself;
+    removed when nothing is kept), its damaged lines first moved to the side file."""
     path = lines.path
     if lines.damaged:
         aside = set_aside_path(path)
@@ -231,12 +241,59 @@ def _rewrite(lines: RunLines, keep: list[bytes], say: Callable[[str], None], fat
         for k, bad in enumerate(lines.damaged):
             moved = {"line": bad.line, "problem": bad.problem, "text": bad.text, "set_aside": _now()}
             append_json_line(aside, moved, fsync=k == last)  # one fsync makes all of them durable
-    if keep:
-        write_bytes_atomic(path, b"".join(raw + b"\n" for raw in keep))
-    else:
+    keep = iter(keep)
+    first = next(keep, None)
+    if first is None:
         path.unlink(missing_ok=True)
+    else:
+        with open_atomic(path, "wb") as f:
+            f.write(first + b"\n")
+            for raw in keep:
+                f.write(raw + b"\n")
     for bad in lines.damaged:
         say(f"{bad.where()} is {bad.problem}; moved it to {set_aside_path(path)}{fate}")
+
+
+def _repair(
+    path: Path,
+    kind: str,
+    say: Callable[[str], None],
+    fate: str,
+    unique: bool,
+    take: Callable[[tuple[int, dict, bytes]], object],
+) -> RunLines:
+    """:func:`repair_lines`, each entry kept given to ``take`` as it is read (none held here). The file
+    is rewritten only when a line is damaged or repeated, streamed from a second read of it."""
+    found = RunLines(Path(path))
+    seen: set[str] = set()
+    repeated: set[int] = set()  # the line numbers of a story's lines after its first
+    for entry in iter_lines(path, kind, found):
+        if unique:
+            story_id = entry[1]["story_id"]
+            if story_id in seen:
+                repeated.add(entry[0])
+                continue
+            seen.add(story_id)
+        take(entry)
+    if found.damaged or repeated:
+        again = iter_lines(path, kind)  # damaged lines and a torn last one are not yielded
+        _rewrite(found, (raw for number, _, raw in again if number not in repeated), say, fate)
+        found.damaged, found.torn, found.unterminated = [], False, False
+        if repeated:
+            say(
+                f"{path} held {len(repeated)} more lines of stories it already had (two jobs wrote to it at "
+                f"once); kept the first line of each of its {len(seen)} stories and dropped the "
+                f"{len(repeated)} others"
+            )
+    elif found.torn:
+        with path.open("rb+") as f:
+            f.truncate(found.end)
+        found.torn = False
+    elif found.unterminated:
+        with path.open("ab") as f:
+            f.write(b"\n")
+        found.unterminated = False
+    return found
 
 
 def repair_lines(
@@ -252,31 +309,9 @@ def repair_lines(
     only lacking its newline ends it, damaged lines are moved to the ``.corrupt`` side file (each
     said through ``say``, with ``fate``: what becomes of its story); with ``unique``, a story's
     lines after its first are dropped (said in one line). What is kept, as read."""
-    lines = read_lines(path, kind)
-    keep = lines.entries
-    if unique:
-        seen: set[str] = set()
-        keep = [
-            entry for entry in keep if not (entry[1]["story_id"] in seen or seen.add(entry[1]["story_id"]))
-        ]
-    dropped = len(lines.entries) - len(keep)
-    if lines.damaged or dropped:
-        _rewrite(lines, [raw for _, _, raw in keep], say, fate)
-        lines.entries, lines.damaged, lines.torn, lines.unterminated = keep, [], False, False
-        if dropped:
-            stories = len({item["story_id"] for _, item, _ in keep})
-            say(
-                f"{path} held {dropped} more lines of stories it already had (two jobs wrote to it at once); "
-                f"kept the first line of each of its {stories} stories and dropped the {dropped} others"
-            )
-    elif lines.torn:
-        with path.open("rb+") as f:
-            f.truncate(lines.end)
-        lines.torn = False
-    elif lines.unterminated:
-        with path.open("ab") as f:
-            f.write(b"\n")
-        lines.unterminated = False
+    entries: list[tuple[int, dict, bytes]] = []
+    lines = _repair(Path(path), kind, say, fate, unique, entries.append)
+    lines.entries = entries
     return lines
 
 
@@ -285,8 +320,11 @@ def read_done(
 ) -> set[str]:
     """Story ids recorded in ``records.jsonl``, after repairing it for a resume (:func:`repair_lines`):
     a torn last line is cut off, damaged lines are moved to ``records.corrupt.jsonl`` (said through
-    ``say``) so that their stories are told again, and a story recorded twice keeps its first record."""
-    return {item["story_id"] for item in repair_lines(path, "record", say, fate=fate, unique=True).items}
+    ``say``) so that their stories are told again, and a story recorded twice keeps its first record.
+    Only the ids are kept, the file read a line at a time."""
+    done: set[str] = set()
+    _repair(Path(path), "record", say, fate, True, lambda entry: done.add(entry[1]["story_id"]))
+    return done
 
 
 def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _warn) -> None:
@@ -551,6 +589,7 @@ def tell_dataset(
                 yield Story(sample.story_id, sample.frames)
 
         summary = RunSummary(total=len(ids), skipped=skipped, done=0, failed=0, well_structured=0)
+        appended: set[str] = set()  # the stories recorded by this run (none of them in done)
         many = {"samples": samples} if samples > 1 else {}
         results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling, **many)
         in_a_row = 0  # stories failing at the endpoint, one after the other
@@ -591,6 +630,7 @@ def tell_dataset(
                     if len(entries) > 1:
                         record["other_samples"] = entries[1:]
                     append_json_line(out / RECORDS, record)
+                    appended.add(story.story_id)
                     summary.done += 1
                     summary.well_structured += int(bool(entries[0]["well_structured"]))  # candidate 0's
                 if progress:
@@ -605,7 +645,7 @@ def tell_dataset(
         finally:
             with contextlib.suppress(Exception):
                 results.close()  # ends the requests still in flight (a generator: its clean-up runs now)
-            told = {item["story_id"] for item in read_lines(out / RECORDS, "record").items}
+            told = done | appended  # what records.jsonl holds now (this run its one writer): not read again
             settle_errors(out, told, say)
             manifest.update(updated=_now(), finished=len(told))
             write_json_atomic(manifest_path, manifest)
@@ -622,7 +662,7 @@ def _run_changes(old: dict, manifest: dict, out: Path, stories) -> dict[str, lis
             phrases = dataset_changes(
                 old.get("dataset"),
                 manifest["dataset"],
-                recorded=lambda: (item["story_id"] for item in read_lines(out / RECORDS, "record").items),
+                recorded=lambda: (item["story_id"] for _, item, _ in iter_lines(out / RECORDS, "record")),
                 ids=stories.ids,
             )
         elif key == "samples":
@@ -665,16 +705,26 @@ class RunFiles:
     damaged: list[Damaged]
 
 
-def load_run(folder: str | Path, *, say: Callable[[str], None] | None = _warn) -> RunFiles:
+def load_run(
+    folder: str | Path, *, say: Callable[[str], None] | None = _warn, fields: tuple[str, ...] | None = None
+) -> RunFiles:
     """Read a run folder (only read: a run may be in progress); each damaged line is reported
-    through ``say`` (by default a warning on stderr), with its file and line number."""
+    through ``say`` (by default a warning on stderr), with its file and line number. With ``fields``
+    each record keeps only those and its ``story_id`` (``("raw",)``: what a scorer needs of a large
+    run, whose whole records are never held; the file is read a line at a time)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    records = read_lines(folder / RECORDS, "record")
+    records = RunLines(folder / RECORDS)
     errors = read_lines(folder / ERRORS, "error")
     firsts: dict[str, dict] = {}
-    for item in records.items:  # a story written twice (two runs at once, by an older version): its first
-        firsts.setdefault(item["story_id"], item)
+    lines = 0
+    for _, item, _ in iter_lines(records.path, "record", records):
+        lines += 1
+        # a story written twice (two runs at once, by an older version): its first
+        if item["story_id"] not in firsts:
+            if fields is not None:
+                item = {key: item[key] for key in ("story_id", *fields) if key in item}
+            firsts[item["story_id"]] = item
     told = set(firsts)
     failures = {item["story_id"]: item for item in errors.items if item["story_id"] not in told}
     damaged = records.damaged + errors.damaged
@@ -687,9 +737,9 @@ def load_run(folder: str | Path, *, say: Callable[[str], None] | None = _warn) -
             )
         for bad in errors.damaged:
             say(f"warning: {bad.where()} is {bad.problem}; skipped")
-        if len(firsts) < len(records.entries):
+        if len(firsts) < lines:
             say(
-                f"warning: {records.path} holds {len(records.entries) - len(firsts)} more lines of stories it "
+                f"warning: {records.path} holds {lines - len(firsts)} more lines of stories it "
                 "already has; the first of each is read (run the same tell-dataset command again to drop the others)"
             )
     return RunFiles(manifest, list(firsts.values()), failures, damaged)
