@@ -486,6 +486,7 @@ def recipe_note(result) -> str:
     return notes[0]
 
 
+@pytest.mark.slow  # 15-30 s each on 2 cores (the 7B config on the meta device): CI's slow pass
 @pytest.mark.parametrize(
     ("recipe", "objective", "same", "readme"),
     [
@@ -521,6 +522,7 @@ def test_a_training_recipe_is_planned_as_its_job(seven_b, arch_7b, recipe, objec
     )
 
 
+@pytest.mark.slow  # 15-30 s each on 2 cores (the 7B config on the meta device): CI's slow pass
 def test_the_sft_recipe_counts_its_dataset(seven_b, tiny_qwen):
     path = str(RECIPES / "qwenstoryteller-sft.yaml")
     # the recipe's dataset is what the plan counts: a config-only folder has no processor to count it with
@@ -539,6 +541,7 @@ def test_the_sft_recipe_counts_its_dataset(seven_b, tiny_qwen):
     assert "loss" in recipe_note(result)
 
 
+@pytest.mark.slow  # 15-30 s each on 2 cores (the 7B config on the meta device): CI's slow pass
 def test_a_recipe_without_a_setting_plans_its_jobs_default(seven_b, tmp_path):
     # train dpo trains at rank 2048 and dropout 0.05 when its recipe does not say: so does the plan
     recipe = tmp_path / "dpo.yaml"

@@ -658,12 +658,11 @@ def load_weights(settings, torch, transformers, dtype):
 
 def quiet_dependency_warnings() -> None:
     """Leave out the warnings one library raises about another's use of it, which a user can do nothing
-    about (PEFT and TRL reading transformers' deprecated ``is_gradient_checkpointing``)."""
+    about (PEFT, TRL and the Trainer calling transformers' deprecated checkpointing names)."""
     import warnings
 
-    warnings.filterwarnings(
-        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
-    )
+    for name in ("is_gradient_checkpointing", "gradient_checkpointing_enable"):
+        warnings.filterwarnings("ignore", message=f"`{name}` is deprecated", category=FutureWarning)
 
 
 def text_input_grads(net) -> None:
