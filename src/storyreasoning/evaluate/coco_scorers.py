@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 N = 4  # n-gram orders of BLEU and CIDEr-D
@@ -184,12 +184,25 @@ def cider_d(
     sigma: float = CIDER_SIGMA,
 ) -> list[float] | None:  # fmt: skip
     """pycocoevalcap's CIDEr-D per item, or None when no reference has a word (it fails then)."""
+    score = _cider_scorer(ref_counts, sigma)
+    if score is None:
+        return None
+    return [score(refs, hyp) for refs, hyp in zip(ref_counts, hyp_counts, strict=True)]
+
+
+def _cider_scorer(
+    ref_counts: Iterable[Sequence[Sequence[Counter]]], sigma: float = CIDER_SIGMA
+) -> Callable[[Sequence[Sequence[Counter]], Sequence[Counter]], float] | None:
+    """CIDEr-D's score of one item (its references' counts, its candidate's) given every item's
+    references' counts (read once, for the document frequencies); None when no reference has a word."""
     df: Counter = Counter()
+    items = 0
     for refs in ref_counts:
         df.update({g for ref in refs for counts in ref for g in counts})
+        items += 1
     if not df:
         return None
-    ref_len = math.log(float(len(ref_counts)))
+    ref_len = math.log(float(items))
     # an n-gram no reference has: df 0, weighted as log(max(1, 0)) = 0 would weigh it
     idf = {g: ref_len - math.log(max(1.0, d)) for g, d in df.items()}
     idf_get = idf.get
@@ -210,8 +223,8 @@ def cider_d(
         return vec, norms, sum(counts[1].values()) if len(counts) > 1 else 0
 
     penalty_scale = 2 * sigma**2
-    scores = []
-    for refs, hyp in zip(ref_counts, hyp_counts, strict=True):
+
+    def score(refs: Sequence[Sequence[Counter]], hyp: Sequence[Counter]) -> float:
         vec, norm, length = vector(hyp)
         total = [0.0] * N
         for ref in refs:
@@ -228,9 +241,9 @@ def cider_d(
                 if norm[k] != 0 and norm_ref[k] != 0:
                     val /= norm[k] * norm_ref[k]
                 total[k] += val * penalty
-        score = (((total[0] + total[1]) + total[2]) + total[3]) / 4.0
-        scores.append(score / len(refs) * 10.0)
-    return scores
+        return (((total[0] + total[1]) + total[2]) + total[3]) / 4.0 / len(refs) * 10.0
+
+    return score
 
 
 def coco_scores(
@@ -244,22 +257,27 @@ def coco_scores(
     """
     import numpy as np  # the means as pycocoevalcap takes them (np.mean's pairwise sum)
 
-    ref_counts = [[ngram_counts(r) for r in rs] for rs in refs]
-    hyp_counts = [ngram_counts(h) for h in hyps]
-    if stats is None:  # from the counts CIDEr-D needs too: each text counted once
-        stats = [
-            _item_stats(rs, h, rc, hc)
-            for rs, h, rc, hc in zip(refs, hyps, ref_counts, hyp_counts, strict=True)
-        ]
-    elif len(stats) != len(hyps):
+    if stats is not None and len(stats) != len(hyps):
         raise ValueError(f"{len(stats)} item stats for {len(hyps)} hypotheses")
+    # the n-grams of one item at a time (every item's at once were a large run's peak memory): the
+    # references are counted twice, once for CIDEr-D's document frequencies, then with their item
+    cider = _cider_scorer([ngram_counts(r) for r in rs] for rs in refs)
+    c_items: list[float] = []
+    own: list[ItemStats] = []
+    for rs, h in zip(refs, hyps, strict=True):
+        rc, hc = [ngram_counts(r) for r in rs], ngram_counts(h)
+        if stats is None:  # from the counts CIDEr-D needs too
+            own.append(_item_stats(rs, h, rc, hc))
+        if cider is not None:
+            c_items.append(cider(rc, hc))
+    if stats is None:
+        stats = own
     b_corpus, b_items = bleu_from_stats([(s.testlen, s.reflens, s.correct) for s in stats])
     r_items = [s.rouge_l for s in stats]
-    c_items = cider_d(ref_counts, hyp_counts)
     return {
         "bleu": (b_corpus, b_items),
         "rouge_l": (float(np.mean(np.array(r_items))), r_items),
-        "cider": (None, []) if c_items is None else (float(np.mean(np.array(c_items))), c_items),
+        "cider": (None, []) if cider is None else (float(np.mean(np.array(c_items))), c_items),
     }
 
 
