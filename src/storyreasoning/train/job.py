@@ -661,7 +661,11 @@ def quiet_dependency_warnings() -> None:
     about (PEFT, TRL and the Trainer calling transformers' deprecated checkpointing names)."""
     import warnings
 
-    for name in ("is_gradient_checkpointing", "gradient_checkpointing_enable"):
+    for name in (
+        "is_gradient_checkpointing",
+        "gradient_checkpointing_enable",
+        "gradient_checkpointing_disable",
+    ):
         warnings.filterwarnings("ignore", message=f"`{name}` is deprecated", category=FutureWarning)
 
 
