@@ -79,8 +79,9 @@ def _create(path: Path) -> tuple[int, Path]:
             continue
 
 
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder, so that a rename in it is on disk (not possible on every system: then skipped)."""
+def sync_folder(folder: str | os.PathLike[str]) -> None:
+    """fsync a folder, so that the renames done in it are on disk (not possible on every system: then
+    skipped)."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -106,7 +107,7 @@ def _replacing(path: Path, fsync: bool) -> Iterator[tuple[int, Path]]:
         tmp.unlink(missing_ok=True)
         raise
     if fsync:
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
 
 
 @contextmanager
@@ -197,12 +198,7 @@ def atomic_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if sync_parent:
-        _sync_folder(path.parent)
-
-
-def sync_folder(path: str | os.PathLike[str]) -> None:
-    """fsync the folder ``path``, so that the renames done in it are on disk (where the system allows)."""
-    _sync_folder(Path(path))
+        sync_folder(path.parent)
 
 
 def remove_leftovers(path: str | os.PathLike[str]) -> int:
