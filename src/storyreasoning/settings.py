@@ -514,6 +514,13 @@ def _show(value: Any) -> str:
     return ""  # anything else is named by _kind
 
 
+def comma_items(given: str | Collection[str]) -> list[str]:
+    """The items of a repeatable option whose values may each be a comma list (``--target q_proj,k_proj
+    --target v_proj``): in order, spaces stripped, empty items dropped."""
+    values = [given] if isinstance(given, str) else given
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def then_now(name: str, old: Any, new: Any) -> str:
     """How a refusal to resume names one setting that differs: ``NAME OLD then, NEW now``, each value
     short (text quoted, ``unset`` for none, anything else as JSON)."""
@@ -1375,6 +1382,7 @@ __all__ = [
     "absolute",
     "argument",
     "check_record",
+    "comma_items",
     "command",
     "convert",
     "data_record",

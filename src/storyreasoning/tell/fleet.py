@@ -51,9 +51,10 @@ def split_endpoints(given: str | Sequence[str] | None) -> list[str]:
     """The endpoints of ``--endpoint`` (repeated, or a comma list), in order; one clear error for a repeat."""
     if given is None:
         return []
-    items = [given] if isinstance(given, str) else list(given)
-    out = [part.strip() for item in items for part in item.split(",") if part.strip()]
+    from ..settings import comma_items
     from .openai import normalize_endpoint
+
+    out = comma_items(given)
 
     seen: dict[str, str] = {}
     for url in out:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from ..data.messages import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, MessageOptions
 from ..errors import UsageError
 from ..format.prompts import Order
-from ..settings import REQUIRED, SettingsError, argument, option, record, validate
+from ..settings import REQUIRED, SettingsError, argument, comma_items, option, record, validate
 
 Mode = Literal["lora", "full", "language"]
 MODES = ("lora", "full", "language")
@@ -234,7 +234,7 @@ def module_names(targets: Any) -> Any:
     items = (targets,) if isinstance(targets, str) else targets
     if not isinstance(items, (tuple, list)) or not all(isinstance(item, str) for item in items):
         return targets
-    return tuple(dict.fromkeys(part.strip() for item in items for part in item.split(",") if part.strip()))
+    return tuple(dict.fromkeys(comma_items(items)))
 
 
 def check_settings(settings: TrainingOptions) -> None:
@@ -362,9 +362,7 @@ def mix_weights(mix: tuple[str, ...], folders: tuple[str, ...], what: str) -> di
     if not mix or [m.strip().lower() for m in mix] == ["none"]:
         return None
     given: dict[str, float] = {}
-    for item in (part.strip() for entry in mix for part in entry.split(",")):
-        if not item:
-            continue
+    for item in comma_items(mix):
         name, sep, weight = item.rpartition("=")
         try:
             value = float(weight)
