@@ -63,6 +63,7 @@ def make_perceiver(settings: BuildSettings) -> Any:
         perceiver, segmenter=s.segmenter, threshold=s.segmenter_threshold, stuff_labels=s.stuff_labels,
         things=things, min_area=s.background_min_area, max_regions=s.max_backgrounds,
         clusters=s.background_clusters, device=device, batch=s.perception_batch,
+        look_distance=s.background_look_distance,
     )  # fmt: skip
     if landmarks is not None:
         from .landmarks import LandmarkPerceiver

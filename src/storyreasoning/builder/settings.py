@@ -134,6 +134,12 @@ class BuildSettings(EndpointOptions, SamplingOptions):
     background_clusters: int = option(
         5, min=2, max=16, panel=SETTING, help="Without --segmenter: colour clusters per frame (k-means k)."
     )  # fmt: skip
+    background_look_distance: float = option(
+        6.0, above=0.0, panel=SETTING, metavar="CIELAB",
+        help="A region keeps an earlier bg id of its label only when it looks alike: the mean and spread of its "
+        "pixels' CIE Lab colour (lightness counting half) closer than this to a look that id had; else a new id "
+        "(larger joins more; 1000: by label alone).",
+    )  # fmt: skip
     # operational: the URL says where the model runs; whether landmarks are sought, and by which model, is
     # recorded by the perceiver's description (its models), which a resume compares
     landmarks_endpoint: str | None = option(
