@@ -201,3 +201,55 @@ def test_a_story_that_is_one_folder_with_another_already_written_is_refused(tmp_
     assert load_stories(str(out)).ids() == ["Film"]
     write_folders(SampleList([renamed(second, "film")]), out, overwrite=True)  # the old story goes first
     assert load_stories(str(out)).ids() == ["film"]
+
+
+# -- names Windows keeps for devices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("story_id", "name"),
+    [
+        ("CON", "_CON"),
+        ("nul", "_nul"),
+        ("Aux.1", "_Aux.1"),  # before an extension too: AUX.1 is the device on Windows
+        ("nul.tar.gz", "_nul.tar.gz"),
+        ("COM1", "_COM1"),
+        ("lpt\u00b9", "_lpt\u00b9"),  # superscript digits are ports too
+        (" prn ", "_prn"),  # trailing spaces and dots never reach a name: the device it would be
+        ("aux_", "_aux"),
+        ("CONSOLE", "CONSOLE"),  # not a device: kept
+        ("COM10", "COM10"),
+        ("a.CON", "a.CON"),
+        ("CONIN$", "CONIN"),
+    ],
+)
+def test_a_windows_device_name_is_never_a_folder_name(story_id, name):
+    assert folder_name(story_id) == name
+
+
+def test_stories_named_like_windows_devices_are_written_read_and_found_again(tmp_path):
+    """``CON`` cannot be a folder on Windows: a dataset written here with it could not be unpacked there.
+    Its folder is ``_CON`` (no other id's name begins with ``_``), with the id in meta.json; one an
+    earlier version wrote as ``CON`` is still found (not written twice, nor refused as another's)."""
+    from storyreasoning.data import SampleList
+
+    samples = [
+        renamed(s, sid) for s, sid in zip(fixture_samples(3), ("CON", "nul.txt", "plain"), strict=True)
+    ]
+    out = tmp_path / "out"
+    write_folders(SampleList(samples), out)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "_CON",
+        "_nul.txt",
+        "plain",
+    ]
+    assert json.loads((out / "_CON" / "meta.json").read_text(encoding="utf-8"))["story_id"] == "CON"
+    assert sorted(load_stories(str(out)).ids()) == ["CON", "nul.txt", "plain"]
+    # as the version before wrote it: CON/, no meta.json (its name was its id)
+    (out / "_CON").rename(out / "CON")
+    (out / "CON" / "meta.json").unlink()
+    assert story_folder(out, "CON") == out / "CON"
+    write_folders(SampleList(samples), out)  # the same stories again: kept where they are
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["CON", "_nul.txt", "plain"]
+    assert sorted(load_stories(str(out)).ids()) == ["CON", "nul.txt", "plain"]
+    assert story_folder(out, "con") == out / "_con"  # another story: its own name

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import UsageError, file_error
 from ..files import atomic_folder
-from .sample import Frame, StorySample
+from .sample import Confinement, Frame, StorySample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 COT_FILE = "cot.md"
@@ -46,6 +46,12 @@ _KEPT = frozenset("._-\u200c\u200d")
 #: through (an ASCII name keeps the 255 of earlier versions: files.atomic_folder cuts a longer
 #: NAME there, in bytes, and ends it in its hash)
 _MAX_BYTES, _MAX_BYTES_UNICODE = 255, 255 - len("..partial")
+#: names Windows keeps for devices, in any case and before any extension (``nul.tar.gz`` is ``NUL``):
+#: no folder can have them there, so a story's folder name is never one (see :func:`folder_name`)
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"]
+)
 
 
 def is_story_folder(path: Path) -> bool:
@@ -112,15 +118,29 @@ def numbered_frames(folder: Path, *, or_files: bool = False) -> list[Path]:
     return frames
 
 
-def read_story_folder(folder: Path) -> StorySample:
-    """One story folder as a sample (frames are referenced by path, not read)."""
+def read_story_folder(folder: Path, *, root: Path | Confinement | None = None) -> StorySample:
+    """One story folder as a sample (frames are referenced by path, not read).
+
+    Its files must lie in the dataset folder ``root`` (by default the folder the story folder is
+    in; a :class:`~storyreasoning.data.sample.Confinement` made once for a dataset's stories) once
+    links are followed (a hub snapshot's links to its blobs are followed): a story folder of a
+    downloaded dataset whose ``01.png`` is a link to ``~/.ssh/id_rsa`` is refused, naming the file,
+    before anything is read. (A folder of frames given to ``tell`` is the user's own:
+    :func:`frame_files` follows its links.)
+    """
+    inside = root if isinstance(root, Confinement) else Confinement(folder.parent if root is None else root)
     try:
-        return _read_story_folder(folder)
+        return _read_story_folder(folder, inside)
     except OSError as exc:  # a file or the folder cannot be read: one line naming it
         raise file_error(exc, "read the story folder file") from None
 
 
-def _read_story_folder(folder: Path) -> StorySample:
+def _read_story_folder(folder: Path, inside: Confinement) -> StorySample:
+    if not inside(folder):
+        raise UsageError(
+            f"story folder {folder} is a link to a folder outside the dataset's folder {inside.root}, so it "
+            "is not read; put the story folder itself there in place of the link"
+        )
     for name in (COT_FILE, STORY_FILE):
         if not (folder / name).is_file():
             raise UsageError(
@@ -129,8 +149,17 @@ def _read_story_folder(folder: Path) -> StorySample:
     frames = frame_files(folder)
     if not frames:
         raise UsageError(f"story folder {folder} has no frames: {frames_hint(folder)}")
+    has_meta = (folder / META_FILE).is_file()
+    texts = [folder / COT_FILE, folder / STORY_FILE] + ([folder / META_FILE] if has_meta else [])
+    for path in frames + texts:  # the folder is inside: a file there that is no link is too
+        if path.is_symlink() and not inside(path):
+            raise UsageError(
+                f"story folder {folder}: {path.name} is a link to a file outside the dataset's folder "
+                f"{inside.root}, so it is not read; put the file itself (a copy, or a hard link: ln without -s) "
+                "in the story folder in place of the link"
+            )
     meta: dict = {}
-    if (folder / META_FILE).is_file():
+    if has_meta:
         try:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -175,9 +204,15 @@ def folder_name(story_id: str) -> str:
     hash, so that long ids that begin alike keep distinct folders. Two ids that still give one
     name are refused by the writers, naming both, and so are two whose names differ only in case or
     Unicode form (:func:`folding_clash`: one folder on a Mac); the case is kept (``Casablanca-001``).
+
+    A name Windows keeps for a device (``CON``, ``nul.txt``, ``COM1``: :data:`_WINDOWS_DEVICES`)
+    begins with ``_`` (``_CON``), which no other id's name does (``_`` is taken off both ends), so
+    the story can be unpacked there; :func:`story_folder` still finds one written as ``CON`` before.
     """
     runs = itertools.groupby(story_id, lambda c: c in _KEPT or unicodedata.category(c)[0] in "LMN")
     name = "".join("".join(run) if kept else "_" for kept, run in runs).strip("._") or "story"
+    if name.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+        name = "_" + name
     limit = _MAX_BYTES if name.isascii() else _MAX_BYTES_UNICODE
     encoded = name.encode("utf-8")
     if len(encoded) <= limit:
@@ -226,17 +261,20 @@ def one_folder(first: str, second: str, *, fix: str = "") -> str:
 def story_folder(root: Path, story_id: str) -> Path:
     """The folder of ``story_id`` in ``root``: ``root / folder_name(story_id)``, or, when only that
     one is there, the folder an earlier version wrote the story to (its name ASCII: ``café`` was
-    ``caf``, ``日本`` was ``story``) and which holds this story, so that work begun before finds
-    the stories it wrote rather than writing them twice."""
+    ``caf``, ``日本`` was ``story``; a device name of Windows as it is: ``CON`` was ``CON``) and
+    which holds this story, so that work begun before finds the stories it wrote rather than
+    writing them twice."""
     path = root / folder_name(story_id)
     old = root / (_ASCII_UNSAFE.sub("_", story_id).strip("._") or "story")
     if old == path or len(old.name) > _MAX_BYTES or path.exists() or not is_story_folder(old):
         return path
     try:
         meta = json.loads((old / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none (the id was its name, so not this one) or unreadable
+    except FileNotFoundError:  # none: its name is its id (``CON``, before such names began with ``_``)
+        meta = {}
+    except (OSError, ValueError):  # unreadable
         return path
-    return old if isinstance(meta, dict) and meta.get("story_id") == story_id else path
+    return old if isinstance(meta, dict) and meta.get("story_id", old.name) == story_id else path
 
 
 def write_story_folder(

@@ -130,16 +130,60 @@ class Frame:
         return {"bytes": self.bytes(), "path": Path(self.path).name if self.path else None}
 
 
+#: a repository's folder in a Hugging Face hub cache (``models--org--name``, ``datasets--org--name``)
+_HUB_REPO = re.compile(r"(?:models|datasets|spaces)--.+")
+
+
+def _hub_blobs(real_root: str) -> str | None:
+    """The ``blobs`` folder of the Hugging Face hub cache repository whose ``snapshots/REV/`` holds
+    ``real_root`` (a resolved path: the folder itself or one inside it), else None."""
+    parts = Path(real_root).parts
+    for i in range(len(parts) - 2, 0, -1):  # a revision after ``snapshots``: the repository before it
+        if parts[i] == "snapshots" and _HUB_REPO.fullmatch(parts[i - 1]):
+            return os.path.join(*parts[:i], "blobs")
+    return None
+
+
+class Confinement:
+    """Whether a file lies in the dataset folder ``root`` once links are followed (its real path is
+    in ``root``'s): a downloaded dataset (a tarball of story folders, a parquet row naming a frame by
+    path) cannot make this machine's other files (``01.png -> ~/.ssh/id_rsa``) be read, copied into
+    outputs, served or sent to a storyteller. Links that stay in the dataset are followed, and so
+    are those of a Hugging Face hub snapshot: a dataset in a cache repository's ``snapshots/REV/``
+    may name files in that repository's ``blobs/`` (its files are links to them), no other's.
+
+    ``root`` is resolved once, when made (a dataset makes one for all its stories); each call
+    resolves the file's links (no file is opened)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._real = os.path.realpath(os.path.expanduser(os.fspath(root)))
+        self._blobs = _hub_blobs(self._real)
+
+    def __call__(self, path: str | os.PathLike[str]) -> bool:
+        target = os.path.realpath(path)
+        if _within(target, self._real):
+            return True
+        return self._blobs is not None and os.path.dirname(target) == self._blobs
+
+
+def _within(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([folder, path]) == folder
+    except ValueError:  # another drive (Windows), or one path relative
+        return False
+
+
 def confined_path(path: str, folder: str | Path | None) -> str:
     """``path``, a frame a dataset's row names, as a file inside the dataset's ``folder`` (a relative
     path is taken from there, not from the working folder); else an error (``names PATH, …``, to
     follow a frame's name) saying why and the fix.
 
-    The path is judged as written (``..`` and absolute paths leaving ``folder`` are refused);
-    links inside ``folder`` are followed, as a hub snapshot's files are links to its blobs.
-    None for ``folder``: rows a program built itself (:meth:`StorySample.from_row` called
-    directly), whose paths are its own to name: taken as given. Every dataset source gives
-    its folder.
+    The path is judged as written (``..`` and absolute paths leaving ``folder`` are refused), then
+    with its links followed (:class:`Confinement`: a link leading out of ``folder`` is refused, but
+    for a hub snapshot's links to its repository's blobs). None for ``folder``: rows a program
+    built itself (:meth:`StorySample.from_row` called directly), whose paths are its own to name:
+    taken as given. Every dataset source gives its folder.
     """
     fix = "embed the images' bytes in the dataset (datasets' save_to_disk and push_to_hub do)"
     if "\0" in path:
@@ -152,6 +196,11 @@ def confined_path(path: str, folder: str | Path | None) -> str:
         raise UsageError(
             f"names {path[:200]!r}, outside the dataset's folder {base}, so it is not read; "
             f"move the image into that folder and name it from there, or {fix}"
+        )
+    if not Confinement(base)(full):
+        raise UsageError(
+            f"names {path[:200]!r}, a link to a file outside the dataset's folder {base}, so it is not "
+            f"read; put the image itself (a copy, or a hard link: ln without -s) there in place of the link, or {fix}"
         )
     if os.path.exists(full) and not os.path.isfile(full):
         raise UsageError(f"names {path[:200]!r}, not a regular file, so it is not read; {fix}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import local_path
 from .folder import is_story_folder, read_story_folder
-from .sample import StorySample, missing_story_id
+from .sample import Confinement, StorySample, missing_story_id
 from .splits import partition
 
 SPLITS = ("train", "test", "validation")
@@ -132,14 +132,16 @@ class SampleList(StoryDataset):
         return [s.story_id for s in self._samples]
 
 
-def story_folder_id(folder: Path) -> str:
+def story_folder_id(folder: Path, root: Path | Confinement | None = None) -> str:
     """The id of the story in the story folder ``folder``: its ``meta.json``'s ``story_id``, else the
-    folder's name (also when meta.json is not valid JSON: reading the story says so). No frame is read."""
+    folder's name (also when meta.json is not valid JSON, or a link leading out of the dataset folder
+    ``root``, the story folder's parent by default: reading the story says so). No frame is read."""
     import json
 
     meta = folder / "meta.json"
     try:
-        if meta.is_file():
+        inside = root if isinstance(root, Confinement) else Confinement(root or folder.parent)
+        if meta.is_file() and inside(meta):
             return str(json.loads(meta.read_text(encoding="utf-8")).get("story_id", folder.name))
     except (ValueError, AttributeError):
         pass  # read_story_folder reports it when the story is read
@@ -149,22 +151,27 @@ def story_folder_id(folder: Path) -> str:
 
 
 class FolderStories(StoryDataset):
-    """Story folders; each is read when it is asked for."""
+    """Story folders; each is read when it is asked for. ``root``: the dataset's folder, whose files
+    alone they may be made of once links are followed (:func:`~.folder.read_story_folder`; by default
+    each story folder's parent)."""
 
-    def __init__(self, folders: Sequence[Path], source: str, split: str | None = None) -> None:
+    def __init__(
+        self, folders: Sequence[Path], source: str, split: str | None = None, *, root: Path | None = None
+    ) -> None:
         self._folders = list(folders)
-        self.source, self.split = source, split
+        self.source, self.split, self.root = source, split, root
+        self._inside = Confinement(root) if root is not None else None  # root resolved once
         self._ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self._folders)
 
     def _row(self, index: int) -> StorySample:
-        return read_story_folder(self._folders[index])
+        return read_story_folder(self._folders[index], root=self._inside)
 
     def ids(self) -> list[str]:
         if self._ids is None:
-            self._ids = [story_folder_id(folder) for folder in self._folders]
+            self._ids = [story_folder_id(folder, self._inside) for folder in self._folders]
         return self._ids
 
     def files(self) -> list[str]:
@@ -524,21 +531,23 @@ def _load_folder(path: Path, split: str | None, label: str) -> StoryDataset:
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return _load_disk(path, split, label)
     if is_story_folder(path):  # a single story
-        return _pick({"train": FolderStories([path], label, split)}, split, label)
+        return _pick({"train": FolderStories([path], label, split, root=path)}, split, label)
     children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     story_dirs = [p for p in children if is_story_folder(p)]
     if story_dirs:
         by_split = partition(path, story_dirs)  # splits.json (storyreasoning build --split)
         if by_split is not None:
-            return _pick({k: FolderStories(v, label, k) for k, v in by_split.items()}, split, label)
+            return _pick(
+                {k: FolderStories(v, label, k, root=path) for k, v in by_split.items()}, split, label
+            )
         # one collection without splits: the hub's convention calls that "train"
-        return _pick({"train": FolderStories(story_dirs, label, split)}, split, label)
+        return _pick({"train": FolderStories(story_dirs, label, split, root=path)}, split, label)
     split_dirs = {
         p.name: [q for q in sorted(p.iterdir()) if q.is_dir() and is_story_folder(q)] for p in children
     }
     split_dirs = {k: v for k, v in split_dirs.items() if v}
     if split_dirs:
-        return _pick({k: FolderStories(v, label, k) for k, v in split_dirs.items()}, split, label)
+        return _pick({k: FolderStories(v, label, k, root=path) for k, v in split_dirs.items()}, split, label)
     # hidden files and folders inside the dataset are passed over (.cache of datasets, a .partial); the
     # folders above it may be hidden or be ``..`` (a hub snapshot in ~/.cache/huggingface, ../data)
     parquet = sorted(
