@@ -221,6 +221,48 @@ def test_a_limit_below_one_frame_gives_no_sample(processor):
     )
 
 
+@pytest.mark.parametrize("keep", [0, 1])
+def test_a_fit_carries_its_count_and_counts_each_length_once(processor, monkeypatch, keep):
+    # train plan takes the fitted example's image tokens and chat from the fit; the fit read every
+    # frame's header again for each number of frames it tried, and counted one frame twice for a
+    # story too long even with one
+    from storyreasoning.data import Frame
+
+    sample = lighthouse([(640, 480), (1000, 200), (50, 50)])  # 12, 8 and 4 image tokens
+    budget = TokenBudget(processor)
+    tokens = frame_counts(budget, sample)
+    limit = tokens[keep] - 1  # `keep` frames fit, not one more
+    renders: list[int] = []
+    render = type(processor).apply_chat_template
+
+    def rendered(self, conversation, *args, **kwargs):
+        renders.append(len(conversation))
+        return render(self, conversation, *args, **kwargs)
+
+    headers: list[int] = []
+    size = Frame.size
+
+    def read(self):
+        headers.append(id(self))
+        return size(self)
+
+    monkeypatch.setattr(type(processor), "apply_chat_template", rendered)
+    monkeypatch.setattr(Frame, "size", read)
+    fit = budget.fit(sample, limit, 2, ONE_PROMPT)
+    assert sorted(headers) == sorted(id(f) for f in sample.frames)  # each header once
+    assert len(renders) == (2 if keep == 0 else 3)  # 3 frames, then 1 (and 2): each once
+    monkeypatch.undo()
+
+    count = fit.count
+    assert count is not None and (fit.frames_after, fit.tokens) == (keep, tokens[max(keep, 1) - 1])
+    assert fit.image_tokens == count.image_tokens == [12, 20][max(keep, 1) - 1] == count.vision + count.frames
+    counted = cut_frames(sample, max(keep, 1))
+    assert count.messages == training_messages(counted, 2, ONE_PROMPT, decode=False)["messages"]
+    out = run_processor(processor, counted, PROMPT)
+    assert count.chat == processor.apply_chat_template(count.messages, tokenize=False)
+    assert out["input_ids"][0].tolist().count(processor.image_token_id) == fit.image_tokens
+
+
 def test_fit_stories_report(processor):
     budget = TokenBudget(processor, max_pixels=28 * 28 * 1024)
     fits = lighthouse([(56, 56)] * 3, "fits")  # 4 tokens a frame

@@ -455,6 +455,89 @@ def test_a_fitted_story_is_tokenised_once_more_for_its_answer(tiny_qwen, monkeyp
     assert len(texts) == 2 * len(examples) == 6
 
 
+def many_stories(root: Path, copies: int) -> Path:
+    """A story folder dataset of the example stories ``copies`` times over, so that prompts and frame counts repeat."""
+    from storyreasoning.data import write_story_folder
+
+    for k in range(copies):
+        for story in load_stories(str(EXAMPLES)):
+            write_story_folder(replace(story, story_id=f"{story.story_id}-{k}"), root)
+    return root
+
+
+@pytest.mark.parametrize("max_length", [32768, 3000])
+def test_each_story_is_rendered_once_and_its_frames_read_once(tiny_qwen, tmp_path, monkeypatch, max_length):
+    # the plan rendered each story's chat three times (the fit, then again with and without the answer
+    # for its learned tokens) and read its frames' headers twice (the fit, then again for its image tokens)
+    from storyreasoning.data import Frame
+    from storyreasoning.format import choose_prompt
+
+    renders: list[tuple[bool, int]] = []  # (with the generation prompt, messages)
+    render = transformers.ProcessorMixin.apply_chat_template
+
+    def rendered(self, conversation, *args, **kwargs):
+        renders.append((bool(kwargs.get("add_generation_prompt")), len(conversation)))
+        return render(self, conversation, *args, **kwargs)
+
+    headers: list[str | None] = []
+    size = Frame.size
+
+    def read(self):
+        headers.append(self.path)  # a folder's frames are files
+        return size(self)
+
+    source = many_stories(tmp_path / "stories", copies=8)
+    settings = PlanSettings(
+        source=str(source), split=None, model=str(tiny_qwen), max_length=max_length, **PIXELS
+    )
+    expected, _ = count_examples(settings)
+    monkeypatch.setattr(transformers.ProcessorMixin, "apply_chat_template", rendered)
+    monkeypatch.setattr(Frame, "size", read)
+    examples, fit = count_examples(settings)
+    assert examples == expected  # the counts are those counted the old way (pinned: PINNED_COUNTS)
+    assert len(examples) == fit["stories"] == 24
+    assert sum(x.frames_before for x in examples) == len(headers) == len(set(headers))  # each header once
+    chats = [n for prompt, n in renders if not prompt]
+    prompts = [n for prompt, n in renders if prompt]
+    shortened = [x for x in examples if x.frames < x.frames_before]
+    if max_length == 32768:  # every story fits at once: one render of its chat
+        assert not shortened and len(chats) == len(examples)
+    else:  # the pioneers are fitted to 2 of their 4 frames: 4, 2 and 3 frames counted, each once
+        assert {x.frames for x in shortened} == {2} and len(shortened) == 8
+        assert len(chats) == len(examples) + 2 * len(shortened)
+    # the conversation before each answer: a few kinds (the prompt and how many frames), each rendered once
+    kinds = {(choose_prompt(i), x.frames) for i, x in enumerate(examples)}
+    assert len(prompts) == len(kinds) < len(examples)
+
+
+def test_the_json_plan_is_what_rich_printed_without_its_highlighter(tiny_qwen, tmp_path, capsys, monkeypatch):
+    # --json went through rich's print_json, whose highlighter took 4.5 s of 46 for 5,000 stories; written
+    # to a file or a pipe, the same bytes are now written directly
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.highlighter import JSONHighlighter
+
+    from storyreasoning.data import write_story_folder
+    from storyreasoning.train.plan import run
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    source = tmp_path / "stories"
+    for story in load_stories(str(EXAMPLES)):
+        write_story_folder(replace(story, story_id=f"{story.story_id}-phare-été"), source)  # not ASCII
+    settings = PlanSettings(source=str(source), split=None, model=str(tiny_qwen), max_length=3000, json=True,
+                            **PIXELS)  # fmt: skip
+    printed = StringIO()
+    Console(file=printed, highlight=False).print_json(json.dumps(make_plan(settings).to_dict()), indent=2)
+    assert "phare-été" in printed.getvalue()
+    highlighted: list[str] = []
+    monkeypatch.setattr(JSONHighlighter, "highlight", lambda self, text: highlighted.append(str(text)))
+    assert run(settings) == 0
+    assert capsys.readouterr().out == printed.getvalue()
+    assert not highlighted
+
+
 def test_mistakes_are_one_clear_sentence(seven_b, tmp_path):
     with pytest.raises(UsageError, match="--max-length N"):
         PlanSettings(max_length=0)

@@ -30,10 +30,19 @@ class TokenCount:
     text: int  # tokens of the rendered chat, one placeholder token per image included
     vision: int  # image tokens beyond those placeholders
     frames: int
+    #: the example's messages (``style="trl"``) and their chat as the processor's template renders them
+    #: (what ``text`` counts), for a caller that looks inside the example without rendering it again
+    messages: list[dict] = field(default_factory=list, repr=False, compare=False)
+    chat: str = field(default="", repr=False, compare=False)
 
     @property
     def total(self) -> int:
         return self.text + self.vision
+
+    @property
+    def image_tokens(self) -> int:
+        """Every ``<|image_pad|>`` token of the example: one placeholder a frame and the vision beyond."""
+        return self.vision + self.frames
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,16 @@ class Fit:
     tokens: int  # of the fitted example (of the one-frame example when it does not fit)
     frames_before: int
     frames_after: int
+    #: the count of that example (its image tokens, messages and rendered chat)
+    count: TokenCount | None = field(default=None, repr=False, compare=False)
 
     @property
     def shortened(self) -> bool:
         return self.sample is not None and self.frames_after < self.frames_before
+
+    @property
+    def image_tokens(self) -> int:
+        return self.count.image_tokens if self.count is not None else 0
 
 
 @dataclass
@@ -110,45 +125,55 @@ class TokenBudget:
     ) -> TokenCount:
         """Tokens of the training example of ``sample`` (after ``options``, unless ``prepared``)."""
         story = sample if prepared else prepare(sample, options)
+        return self._count(story, index, options, [self.image_tokens(w, h) for w, h in story.frame_sizes()])
+
+    def _count(
+        self, story: StorySample, index: int, options: MessageOptions, frames: list[int]
+    ) -> TokenCount:
+        """The count of a prepared story whose frames have ``frames`` image tokens each."""
         example = training_messages(story, index, replace(options, style="trl"), decode=False, prepared=True)
-        text = self.processor.apply_chat_template(
+        chat = self.processor.apply_chat_template(
             example["messages"], tokenize=False, add_generation_prompt=False
         )
-        n_text = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        vision = sum(self.image_tokens(w, h) - 1 for w, h in story.frame_sizes())
-        return TokenCount(text=n_text, vision=vision, frames=story.frame_count)
+        n_text = len(self.tokenizer(chat, add_special_tokens=False)["input_ids"])
+        return TokenCount(text=n_text, vision=sum(frames) - len(frames), frames=story.frame_count,
+                          messages=example["messages"], chat=chat)  # fmt: skip
 
     def fit(
         self, sample: StorySample, max_length: int, index: int = 0, options: MessageOptions = MessageOptions()
     ) -> Fit:
-        """The longest prefix of the story's frames whose example has at most ``max_length`` tokens."""
+        """The longest prefix of the story's frames whose example has at most ``max_length`` tokens.
+
+        Each frame's header is read once, and each number of frames is counted (rendered and
+        tokenised) once.
+        """
         if sample.frame_count == 0:
             raise UsageError(f"story {sample.story_id} has no frames; there is nothing to fit or train on")
         limit = (
             sample.frame_count if options.max_images is None else min(options.max_images, sample.frame_count)
         )
+        frame_tokens = [self.image_tokens(*frame.size()) for frame in sample.frames[:limit]]
+        tried: dict[int, Fit] = {}
 
-        def attempt(frames: int) -> tuple[StorySample, int]:
-            story = prepare(sample, replace(options, max_images=frames))
-            return story, self.count(story, index, options, prepared=True).total
+        def attempt(frames: int) -> Fit:  # the example of the first `frames` frames (cut_frames keeps them)
+            if frames not in tried:
+                story = prepare(sample, replace(options, max_images=frames))
+                count = self._count(story, index, options, frame_tokens[:frames])
+                tried[frames] = Fit(story, count.total, sample.frame_count, story.frame_count, count)
+            return tried[frames]
 
-        story, tokens = attempt(limit)
-        if tokens <= max_length:
-            return Fit(story, tokens, sample.frame_count, story.frame_count)
+        if attempt(limit).tokens <= max_length:
+            return attempt(limit)
         lo, hi = 0, limit - 1  # the answer (frames that fit) lies in [lo, hi]; 0 = none
-        best: tuple[StorySample, int] | None = None
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            candidate = attempt(mid)
-            if candidate[1] <= max_length:
-                lo, best = mid, candidate
+            if attempt(mid).tokens <= max_length:
+                lo = mid
             else:
                 hi = mid - 1
         if lo == 0:
-            return Fit(None, attempt(1)[1], sample.frame_count, 0)
-        if best is None or best[0].frame_count != lo:
-            best = attempt(lo)
-        return Fit(best[0], best[1], sample.frame_count, lo)
+            return replace(attempt(1), sample=None, frames_after=0)
+        return attempt(lo)
 
 
 def fit_stories(
