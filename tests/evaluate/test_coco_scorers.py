@@ -133,3 +133,13 @@ def test_each_items_stats_computed_apart_give_the_same_numbers(seed):
     assert (apart.overall, apart.per_item) == (at_once.overall, at_once.per_item)
     with pytest.raises(ValueError, match="one per hypothesis"):
         scorer.score(single, hyps, tokenized=True, items=parts[1:])
+
+
+@pytest.mark.parametrize("n", [1, 7, 2500])
+def test_the_items_are_counted_as_they_are_scored(n):
+    refs, hyps = random_corpus(3, n)
+    counted: list[int] = []
+    ours = coco_scores(refs, hyps, advance=counted.append)
+    step = max(1, n // 1000)  # at most about 2,000 calls: a call per item costs more than a bar shows
+    assert sum(counted) == n and len(counted) == -(-n // step)
+    assert ours == coco_scores(refs, hyps)

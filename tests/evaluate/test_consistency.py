@@ -333,3 +333,23 @@ def test_a_tellings_counts_cross_processes_whole():
     again = pickle.loads(pickle.dumps(stats, protocol=pickle.HIGHEST_PROTOCOL))
     assert again == stats
     assert [type(c).__name__ for c in again.pronouns.values()] == ["PronounCounts"] * len(PRONOUNS)
+
+
+def test_the_summary_of_counts_is_the_summary_of_the_tellings_stats(scores):
+    """What a run keeps of each output (its counts) gives every number the full stats give, the
+    hallucinations' names and the persistence curves included, missing outputs and all."""
+    from storyreasoning.evaluate.consistency import story_counts, story_stats, summarize
+
+    from .test_scoring import make_jobs
+
+    pairs = [job.pair() for job in make_jobs(45)]
+    for match in ("inside", "whole"):
+        kept = summarize(
+            [(p.story_id, story_counts(p, pronoun_match=match)) for p in pairs], pronoun_match=match
+        )
+        full = summarize(
+            [(p.story_id, story_stats(p, pronoun_match=match)) for p in pairs], pronoun_match=match
+        )
+        assert json.dumps(kept.to_dict()) == json.dumps(full.to_dict())
+    assert kept.overall["n_missing"] > 0 and kept.extra["hallucination_details"]
+    assert scores.extra["hallucination_details"]["b"]  # consistency() keeps the counts too

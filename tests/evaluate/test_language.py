@@ -37,7 +37,7 @@ from storyreasoning.evaluate.report import FAMILIES, evaluate_pairs
 from storyreasoning.evaluate.scoring import Pool, score_jobs, summarize
 from storyreasoning.format import parse_output
 
-from .test_scoring import make_jobs
+from .test_scoring import Steps, make_jobs
 
 # The fixed example of reference/offline-stack.md §3, with pycocoevalcap's numbers there.
 REFS = [
@@ -260,6 +260,7 @@ def coco():
         jobs = make_jobs(30)
         during: list[list[str]] = []
         concurrent: dict = {}
+        steps = Steps()
 
         def score() -> None:
             java = scorer.pipes()
@@ -272,6 +273,7 @@ def coco():
                         text_scorer=scorer,
                         on_others=lambda done: painter.consistency(done, Path(tmp) / "plots"),
                         while_meteor=lambda done: during.append(list(done)),
+                        progress=steps,
                     )
                 )
 
@@ -283,6 +285,7 @@ def coco():
             assert not thread.is_alive(), "CoreNLP or METEOR never answered"
         yield {
             "concurrent": (concurrent, during),
+            "steps": steps.steps,
             "sequential": evaluate_pairs([job.pair() for job in jobs], language_backend="coco"),
             "pycocoevalcap_tokens": pycocoevalcap_tokens(ASCII_PROSE),
             "tokens": (texts, corenlp_ptb_tokenize(texts)),
@@ -320,6 +323,26 @@ def test_java_started_first_gives_the_sequential_report(coco):
         k: v.to_dict() for k, v in coco["sequential"].items()
     }
     assert 0 < concurrent["language"].overall["meteor"] < 1
+
+
+@needs_java
+def test_every_step_of_the_language_metrics_shows_its_progress(coco):
+    """CoreNLP's tokens counted as it writes them, BLEU, ROUGE-L and CIDEr story by story, then the
+    wait for METEOR (still loading its tables when the other families are done) as it scores."""
+    assert coco["steps"] == [
+        ("tokenizing (CoreNLP)", 60, 60),  # every reference and candidate
+        ("BLEU, ROUGE-L, CIDEr", 30, 30),
+        ("METEOR (Java)", 30, 30),
+    ]
+
+
+@needs_java
+def test_a_tokenizer_that_takes_too_long_is_stopped(monkeypatch):
+    from storyreasoning.evaluate import language
+
+    monkeypatch.setattr(language, "TOKENIZE_TIMEOUT", 0.05)  # its JVM alone takes longer to start
+    with pytest.raises(StoryReasoningError, match=r"PTBTokenizer took over .* use the python backend"):
+        corenlp_ptb_tokenize(PROSE * 100)
 
 
 @needs_java

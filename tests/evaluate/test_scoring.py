@@ -15,6 +15,8 @@ import pytest
 from storyreasoning.errors import UsageError
 from storyreasoning.evaluate.report import FAMILIES, evaluate_pairs
 from storyreasoning.evaluate.scoring import (
+    AHEAD,
+    CHUNK,
     POOL_THRESHOLD,
     Pool,
     StoryJob,
@@ -89,9 +91,6 @@ def test_pooled_scoring_is_exactly_the_sequential_report(jobs, protocol):
         got = summarize(items, FAMILIES, protocol=protocol, language_backend="python")
         assert list(got) == list(FAMILIES)
         assert as_dicts(got) == expected
-    with Pool(2) as pool:  # the language metrics computed in a worker meanwhile
-        got = summarize(pooled, FAMILIES, protocol=protocol, language_backend="python", pool=pool)
-    assert as_dicts(got) == expected
     assert expected["language"]["overall"]["n_evaluated"] == (
         45 if protocol == "default" else 45 - sum(job.candidate is None for job in jobs)
     )
@@ -105,6 +104,81 @@ def test_progress_counts_every_story(jobs):
     seen.clear()
     score_jobs(jobs[:5], ("identity",), progress=seen.append)
     assert seen == [1] * 5
+
+
+def test_the_workers_are_sent_stories_only_a_little_ahead_of_their_results():
+    """A large run's stories are read as the workers score them, not all at once: the texts of the
+    stories read and not yet scored are held until their results come back."""
+    read = 0
+
+    def reading(jobs):
+        nonlocal read
+        for job in jobs:
+            read += 1
+            yield job
+
+    jobs = make_jobs(300, seed=1)
+    ahead: list[int] = []  # stories read beyond those scored, each time results come back
+    scored = 0
+
+    def progress(n: int) -> None:
+        nonlocal scored
+        scored += n
+        ahead.append(read - scored)
+
+    with Pool(2) as pool:
+        items = score_jobs(reading(jobs), ("grounding",), pool=pool, progress=progress)
+    assert [sid for sid, _ in items] == [job.story_id for job in jobs] and scored == 300
+    assert max(ahead) <= (AHEAD * pool.workers + 1) * CHUNK < 300
+
+
+def test_a_storys_consistency_part_is_a_few_counts():
+    """Every story's parts are held until the report is written (20,000 stories: the run's peak
+    memory): the consistency part is the counts the summary reads, not the tellings' every id and
+    frame (about 10 kB a story before)."""
+    import tracemalloc
+
+    pairs = [job.pair() for job in make_jobs(45)]
+    tracemalloc.start()
+    try:
+        held = [story_parts(pair, ("consistency",)) for pair in pairs]
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(held) == 45 and size / 45 < 4000
+
+
+def test_the_language_step_shows_its_progress():
+    """Its BLEU, ROUGE-L and CIDEr are counted story by story (the python backend; with Java,
+    tokenizing and METEOR too: test_language), each step with a progress of its own."""
+    jobs = make_jobs(40)
+    items = score_jobs(jobs, ("language",), tokenize=True)
+    shown = Steps()
+    results = summarize(items, ("language",), language_backend="python", progress=shown)
+    assert shown.steps == [("BLEU, ROUGE-L, CIDEr", 40, 40)]
+    assert results == summarize(items, ("language",), language_backend="python")
+    shown = Steps()  # texts not tokenized in the workers: tokenized here, every reference and candidate
+    summarize(score_jobs(jobs, ("language",)), ("language",), language_backend="python", progress=shown)
+    assert shown.steps == [("tokenizing", 80, 80), ("BLEU, ROUGE-L, CIDEr", 40, 40)]
+
+
+class Steps:
+    """A progress (:data:`storyreasoning.evaluate.language.Progress`) that records each step:
+    ``(label, total, counted)``."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, int | None, int]] = []
+
+    def __call__(self, total: int | None, label: str):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def step():
+            counted = [0]
+            yield lambda n=1: counted.__setitem__(0, counted[0] + n)
+            self.steps.append((label, total, counted[0]))
+
+        return step()
 
 
 def test_a_worker_error_reaches_the_caller():
@@ -121,13 +195,14 @@ def test_default_workers():
     assert default_workers(10_000) >= 1
 
 
-def run_cli(*args) -> subprocess.CompletedProcess:
+def run_cli(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "storyreasoning", "evaluate", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+        | (env or {}),
     )
 
 
@@ -159,6 +234,7 @@ def test_the_command_writes_the_same_report_with_and_without_workers(world):
         result = run_cli(world / "texts", "--dataset", world / "data", "--split", "test", "--out", out,
                          "--language-backend", "python", "--workers", workers)  # fmt: skip
         assert result.returncode == 0, result.stderr
+        assert "BLEU" not in result.stderr  # a step shorter than a progress line's interval says nothing
         outs.append(out)
     one, two = (json.loads((out / "metrics.json").read_text()) for out in outs)
     assert one.pop("created") and two.pop("created")
@@ -180,6 +256,22 @@ def test_the_command_writes_the_same_report_with_and_without_workers(world):
         "pronouns.png",
     ]
     assert json.loads((outs[1] / "settings.json").read_text())["workers"] == 2
+
+
+def test_the_language_step_shows_its_progress_in_a_log(world, tmp_path):
+    """Where standard error is no terminal (a log file), a long step writes a progress line every
+    STORYREASONING_PROGRESS_SECONDS (30 s; 0 here): the language metrics' too, not only the stories'."""
+    out = tmp_path / "eval"
+    result = run_cli(world / "texts", "--dataset", world / "data", "--split", "test", "--out", out,
+                     "--language-backend", "python", "--workers", 2, "--no-plots",
+                     env={"STORYREASONING_PROGRESS_SECONDS": "0"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("scoring stories: 45/45 (100%) in ") for line in lines)
+    assert any(line.startswith("BLEU, ROUGE-L, CIDEr: 45/45 (100%) in ") for line in lines), result.stderr
+    language = lines.index("computing language metrics")
+    assert lines[language - 1] == "computing consistency metrics"  # without Java, after the others
+    assert all(line.startswith("BLEU, ROUGE-L, CIDEr: ") for line in lines[language + 1 :])
 
 
 def test_matplotlib_is_imported_only_to_draw(world, tmp_path):

@@ -247,13 +247,18 @@ def _cider_scorer(
 
 
 def coco_scores(
-    refs: Sequence[Sequence[str]], hyps: Sequence[str], stats: Sequence[ItemStats] | None = None
+    refs: Sequence[Sequence[str]],
+    hyps: Sequence[str],
+    stats: Sequence[ItemStats] | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> dict:
     """BLEU-1…4, ROUGE-L and CIDEr-D of tokenized texts, as pycocoevalcap's classes give them.
 
     Returns ``bleu`` (corpus, per-item lists per order), ``rouge_l`` (mean, items) and
     ``cider`` (mean, items; ``(None, [])`` when no reference has a word). ``stats``: each
     item's :func:`item_stats`, computed earlier (in worker processes); the same numbers.
+    ``advance(n)``: called as the items are scored (nearly all of the time; CIDEr-D's document
+    frequencies are counted before the first, BLEU's corpus score after the last).
     """
     import numpy as np  # the means as pycocoevalcap takes them (np.mean's pairwise sum)
 
@@ -264,12 +269,15 @@ def coco_scores(
     cider = _cider_scorer([ngram_counts(r) for r in rs] for rs in refs)
     c_items: list[float] = []
     own: list[ItemStats] = []
-    for rs, h in zip(refs, hyps, strict=True):
+    step = max(1, len(hyps) // 1000)  # a call per item would cost more than a bar can show
+    for i, (rs, h) in enumerate(zip(refs, hyps, strict=True), 1):
         rc, hc = [ngram_counts(r) for r in rs], ngram_counts(h)
         if stats is None:  # from the counts CIDEr-D needs too
             own.append(_item_stats(rs, h, rc, hc))
         if cider is not None:
             c_items.append(cider(rc, hc))
+        if advance is not None and (i % step == 0 or i == len(hyps)):
+            advance(step if i % step == 0 else i % step)
     if stats is None:
         stats = own
     b_corpus, b_items = bleu_from_stats([(s.testlen, s.reflens, s.correct) for s in stats])

@@ -111,6 +111,8 @@ def evaluate(settings: EvaluateSettings) -> int:
                 progress=advance,
                 tokenize=scorer is not None and scorer.backend == "python",
             )
+        if pool is not None:
+            pool.close()  # its workers' memory back before the summaries
         missing = sum(story_id not in run.outputs for story_id, _ in items)
         if unknown:
             err.print(
@@ -130,10 +132,8 @@ def evaluate(settings: EvaluateSettings) -> int:
             on_family=lambda name: err.print(f"[dim]computing {name} metrics[/dim]"),
             # the plots that do not show the language metrics, drawn in the painter's process meanwhile
             on_others=(lambda done: painter.consistency(done, plots)) if painter else None,
-            pool=pool,  # the python backend's language metrics computed there meanwhile
+            progress=progress_bar,  # the language metrics' steps, each a bar on a terminal
         )
-        if pool is not None:
-            pool.close()
         report = Report(
             run=run.describe(),
             # the source as given, split, and for a local dataset its resolved path and fingerprint

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..format.box import check_box_in_image, parse_box
 from ..format.cot import id_kind
@@ -81,6 +82,70 @@ class TellingStats:
         """Frames per entity of a kind in :data:`KINDS`."""
         allowed = KINDS[kind]
         return [len(f) for eid, f in self.frames[source].items() if id_kind(eid) in allowed and f]
+
+    def counts(self, *, details: bool = False) -> TellingCounts:
+        """The numbers :func:`summarize` reads of this output (:class:`TellingCounts`); ``details``:
+        with the names of its hallucinations, when it has any (a candidate's, for the report)."""
+        return TellingCounts(
+            self.well_structured,
+            self.n_frames,
+            tuple(
+                tuple(self.frame_counts(kind, source))
+                for source in SOURCES
+                for kind in ("characters", "objects")
+            ),
+            tuple(n for c in (self.pronouns[p] for p in PRONOUNS) for n in (c.total, c.char, c.any)),
+            len(self.unknown_ids),
+            len(self.off_image_ids),
+            tuple(len(self.invalid_boxes.get(problem, ())) for problem in BOX_PROBLEMS),
+            self.missing_boxes,
+            _details(self) if details and self.hallucinations else None,
+        )
+
+
+SOURCES = ("cot", "story")
+"""Where an entity's frames are read: the CoT image sections that list it, the story segments that name it."""
+
+
+class TellingCounts(NamedTuple):
+    """What the consistency summary needs of one output, and no more: :meth:`TellingStats.counts`.
+
+    A large run holds one per output until its report is written, so this is a few small tuples of
+    integers (a :class:`TellingStats` holds every entity id and its frames: ten times the memory).
+    """
+
+    well_structured: bool
+    n_frames: int
+    # frames per entity: cot characters, cot objects, story characters, story objects
+    frames: tuple[tuple[int, ...], ...]
+    pronouns: tuple[int, ...]  # total, char, any of each of PRONOUNS in turn (30 numbers)
+    unknown_ids: int
+    off_image_ids: int
+    invalid_boxes: tuple[int, ...]  # of each of BOX_PROBLEMS, in order
+    missing_boxes: int
+    details: dict | None = None  # the hallucinations named (:func:`_details`), when asked for and any
+
+    def frame_counts(self, kind: str, source: str = "cot") -> tuple[int, ...]:
+        """Frames per entity of a kind in :data:`KINDS` (characters first for ``entities``)."""
+        at = 2 * SOURCES.index(source)
+        if kind == "characters":
+            return self.frames[at]
+        if kind == "objects":
+            return self.frames[at + 1]
+        return self.frames[at] + self.frames[at + 1]
+
+    @property
+    def n_invalid_boxes(self) -> int:
+        return sum(self.invalid_boxes)
+
+    @property
+    def hallucinations(self) -> int:
+        return self.unknown_ids + self.off_image_ids + self.n_invalid_boxes
+
+    def pronoun_total(self) -> tuple[int, int, int]:
+        """``(total, char, any)`` over every pronoun."""
+        n = self.pronouns
+        return sum(n[0::3]), sum(n[1::3]), sum(n[2::3])
 
 
 def _box_problem(row, size: tuple[int, int] | None) -> str | None:
@@ -188,11 +253,11 @@ def _mean(values: Iterable[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _share_at_least(counts: list[int], n: int) -> float | None:
+def _share_at_least(counts: Sequence[int], n: int) -> float | None:
     return sum(c >= n for c in counts) / len(counts) if counts else None
 
 
-def persistence_curve(per_story_counts: list[list[int]], max_frames: int) -> dict:
+def persistence_curve(per_story_counts: Sequence[Sequence[int]], max_frames: int) -> dict:
     """Share of entities present in ≥N frames, N = 1 … ``max_frames``, macro and micro.
 
     ``per_story_counts`` holds, per story, the frame count of each of its entities.
@@ -212,7 +277,7 @@ def persistence_curve(per_story_counts: list[list[int]], max_frames: int) -> dic
     }
 
 
-def _aggregate(stats: list[TellingStats]) -> tuple[dict[str, float | None], dict]:
+def _aggregate(stats: list[TellingCounts]) -> tuple[dict[str, float | None], dict]:
     """``(overall, extra)`` for a list of outputs (no missing ones)."""
     max_frames = max((s.n_frames for s in stats), default=0)
     persistence = {
@@ -220,12 +285,10 @@ def _aggregate(stats: list[TellingStats]) -> tuple[dict[str, float | None], dict
             kind: persistence_curve([s.frame_counts(kind, source) for s in stats], max_frames)
             for kind in KINDS
         }
-        for source in ("cot", "story")
+        for source in SOURCES
     }
-    pronouns = {p: PronounCounts() for p in PRONOUNS}
-    for s in stats:
-        for p, c in s.pronouns.items():
-            pronouns[p].add(c)
+    columns = [sum(column) for column in zip(*(s.pronouns for s in stats), strict=True)]  # as TellingCounts'
+    pronouns = {p: PronounCounts(*columns[3 * i : 3 * i + 3]) for i, p in enumerate(PRONOUNS)}
     total = PronounCounts()
     for c in pronouns.values():
         total.add(c)
@@ -245,13 +308,13 @@ def _aggregate(stats: list[TellingStats]) -> tuple[dict[str, float | None], dict
             overall[f"pronoun_grounding_{rule}_{p}"] = pronouns[p].rate(rule)
     overall["pronouns"] = total.total
     sums = {
-        "unknown_ids": sum(len(s.unknown_ids) for s in stats),
-        "off_image_ids": sum(len(s.off_image_ids) for s in stats),
+        "unknown_ids": sum(s.unknown_ids for s in stats),
+        "off_image_ids": sum(s.off_image_ids for s in stats),
         "invalid_boxes": sum(s.n_invalid_boxes for s in stats),
     }
     overall.update(sums)
-    for problem in BOX_PROBLEMS:
-        overall[f"box_{problem}"] = sum(len(s.invalid_boxes[problem]) for s in stats)
+    for i, problem in enumerate(BOX_PROBLEMS):
+        overall[f"box_{problem}"] = sum(s.invalid_boxes[i] for s in stats)
     overall["box_missing"] = sum(s.missing_boxes for s in stats)
     overall["hallucinations"] = sum(sums.values())
     overall["hallucinations_per_story"] = sum(sums.values()) / len(stats) if stats else None
@@ -281,12 +344,10 @@ PER_STORY_KEYS = (
 )
 
 
-def _story_row(s: TellingStats) -> dict[str, float | None]:
+def _story_row(s: TellingCounts) -> dict[str, float | None]:
     chars = s.frame_counts("characters")
     objs = s.frame_counts("objects")
-    total = PronounCounts()
-    for c in s.pronouns.values():
-        total.add(c)
+    pronouns, grounded_char, grounded_any = s.pronoun_total()
     return {
         "missing": 0.0,
         "well_structured": float(s.well_structured),
@@ -295,11 +356,11 @@ def _story_row(s: TellingStats) -> dict[str, float | None]:
         "char_mean_frames": _mean(chars),
         "char_persistence_ge2": _share_at_least(chars, 2),
         "obj_persistence_ge2": _share_at_least(objs, 2),
-        "pronouns": total.total,
-        "pronouns_grounded_char": total.char,
-        "pronouns_grounded_any": total.any,
-        "unknown_ids": len(s.unknown_ids),
-        "off_image_ids": len(s.off_image_ids),
+        "pronouns": pronouns,
+        "pronouns_grounded_char": grounded_char,
+        "pronouns_grounded_any": grounded_any,
+        "unknown_ids": s.unknown_ids,
+        "off_image_ids": s.off_image_ids,
         "invalid_boxes": s.n_invalid_boxes,
         "box_missing": s.missing_boxes,
         "hallucinations": s.hallucinations,
@@ -330,6 +391,15 @@ def story_stats(
     return ref, telling_stats(pair.candidate, pair.image_sizes, pronoun_match=pronoun_match)
 
 
+def story_counts(
+    pair: StoryPair, *, pronoun_match: str = "inside"
+) -> tuple[TellingCounts, TellingCounts | None]:
+    """:func:`story_stats` as :func:`summarize` keeps them (:class:`TellingCounts`: the candidate's
+    with the names of its hallucinations)."""
+    ref, cand = story_stats(pair, pronoun_match=pronoun_match)
+    return ref.counts(), None if cand is None else cand.counts(details=True)
+
+
 def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") -> Scores:
     """Persistence, pronoun grounding, well-structured rate and hallucinations of the candidates.
 
@@ -339,30 +409,38 @@ def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") ->
     """
     _check_match(pronoun_match)
     return summarize(
-        [(pair.story_id, story_stats(pair, pronoun_match=pronoun_match)) for pair in pairs],
+        [(pair.story_id, story_counts(pair, pronoun_match=pronoun_match)) for pair in pairs],
         pronoun_match=pronoun_match,
     )
 
 
+def _counted(stats: TellingStats | TellingCounts, *, details: bool = False) -> TellingCounts:
+    return stats if isinstance(stats, TellingCounts) else stats.counts(details=details)
+
+
 def summarize(
-    items: Sequence[tuple[str, tuple[TellingStats, TellingStats | None]]], *, pronoun_match: str = "inside"
+    items: Sequence[tuple[str, tuple[TellingStats | TellingCounts, TellingStats | TellingCounts | None]]],
+    *,
+    pronoun_match: str = "inside",
 ) -> Scores:
-    """The consistency scores from each story's :func:`story_stats` (``(story_id, stats)`` in order)."""
-    cand_stats: list[TellingStats] = []
-    ref_stats: list[TellingStats] = []
+    """The consistency scores from each story's :func:`story_counts` or :func:`story_stats`
+    (``(story_id, (reference, candidate))`` in order)."""
+    cand_stats: list[TellingCounts] = []
+    ref_stats: list[TellingCounts] = []
     per_story: dict[str, dict[str, float | None]] = {}
     details: dict[str, dict] = {}
     missing: list[str] = []
-    for story_id, (ref, s) in items:
-        ref_stats.append(ref)
-        if s is None:
+    for story_id, (ref, cand) in items:
+        ref_stats.append(_counted(ref))
+        if cand is None:
             missing.append(story_id)
             per_story[story_id] = {key: None for key in PER_STORY_KEYS} | {"missing": 1.0}
             continue
+        s = _counted(cand, details=True)
         cand_stats.append(s)
         per_story[story_id] = _story_row(s)
         if s.hallucinations:
-            details[story_id] = _details(s)
+            details[story_id] = s.details
 
     overall, extra = _aggregate(cand_stats)
     counts = {"n_stories": len(items), "n_missing": len(missing), "n_evaluated": len(cand_stats)}

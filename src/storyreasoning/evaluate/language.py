@@ -69,8 +69,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -89,6 +88,15 @@ NO_PYCOCOEVALCAP = (
     "pip install 'storyreasoning[eval]'"
 )
 METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "meteor_exact")
+
+Progress = Callable[[int | None, str], AbstractContextManager[Callable[[int], None]]]
+"""How a long step shows its progress: ``progress(total, label)`` is a context whose value is
+``advance(n)`` (:func:`storyreasoning.terminal.progress_bar`; ``storyreasoning evaluate`` passes it)."""
+
+
+def _no_progress(total: int | None, label: str) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda n=1: None)
+
 
 # pycocoevalcap's PUNCTUATIONS, verbatim. CoreNLP is run with -lowerCase, so it writes
 # "-lrb-" and the upper-case bracket entries never match: parentheses survive as tokens.
@@ -380,31 +388,74 @@ class CoreNLPTokenizer:
                 "java is not on PATH; install a JRE or use the python backend (--language-backend python)"
             ) from exc
 
-    def tokenize(self, texts: Sequence[str]) -> list[str]:
-        """Every text's tokens (joined by single spaces); whitespace inside a text is collapsed first."""
+    def tokenize(self, texts: Sequence[str], advance: Callable[[int], None] | None = None) -> list[str]:
+        """Every text's tokens (joined by single spaces); whitespace inside a text is collapsed first.
+
+        The texts are written while the tokens are read, a line per text as CoreNLP writes them,
+        so ``advance(n)`` can count the texts tokenized."""
         proc = self._proc
         if proc is None:
             raise RuntimeError("a CoreNLPTokenizer tokenizes once")
         self._proc = None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         lines = [_SPACE.sub(" ", t).strip() for t in texts]
-        try:
-            stdout, stderr = proc.communicate(
-                "".join(line + "\n" for line in lines).encode("utf-8"), timeout=600
-            )
-        except subprocess.TimeoutExpired:
+        stdin, stderr_pipe = proc.stdin, proc.stderr
+        errors: list[bytes] = []
+        late = threading.Event()
+
+        def write() -> None:
+            try:
+                stdin.write("".join(line + "\n" for line in lines).encode("utf-8"))
+            except OSError:  # it stopped; its status and standard error say why
+                pass
+            finally:
+                try:
+                    stdin.close()  # the end of the texts
+                except OSError:
+                    pass
+
+        def too_long() -> None:
+            late.set()
             proc.kill()
-            proc.communicate()
+
+        helpers = [
+            threading.Thread(target=write, daemon=True),
+            threading.Thread(target=lambda: errors.append(stderr_pipe.read()), daemon=True),  # never full
+        ]
+        timer = threading.Timer(TOKENIZE_TIMEOUT, too_long)
+        timer.daemon = True
+        for thread in (*helpers, timer):
+            thread.start()
+        out: list[str] = []
+        try:
+            counted = 0
+            for raw in proc.stdout:
+                out.append(raw.decode("utf-8").removesuffix("\n"))
+                if advance is not None and len(out) - counted >= 256:
+                    advance(len(out) - counted)
+                    counted = len(out)
+            if advance is not None and len(out) > counted:
+                advance(len(out) - counted)
+        except BaseException:  # interrupted: it is not waited for
+            proc.kill()
+            raise
+        finally:
+            timer.cancel()
+            proc.wait()
+            for thread in helpers:
+                thread.join()
+            proc.stdout.close()
+            stderr_pipe.close()
+        if late.is_set():
             raise StoryReasoningError(
-                "CoreNLP's PTBTokenizer took over 10 minutes; use the python backend (--language-backend python)"
-            ) from None
+                f"CoreNLP's PTBTokenizer took over {TOKENIZE_TIMEOUT:g} s; use the python backend "
+                "(--language-backend python)"
+            )
         if proc.returncode != 0:
-            tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+            tail = b"".join(errors).decode("utf-8", "replace").strip().splitlines()[-3:]
             raise StoryReasoningError(
                 f"CoreNLP's PTBTokenizer failed ({' / '.join(tail)}); use the python backend (--language-backend python)"
             )
-        out = stdout.decode("utf-8").split("\n")
-        if out and out[-1] == "":
-            out.pop()
         if len(out) > len(lines):
             raise StoryReasoningError(
                 f"CoreNLP's PTBTokenizer returned {len(out)} lines for {len(lines)} texts; use the python backend (--language-backend python)"
@@ -418,6 +469,10 @@ class CoreNLPTokenizer:
         if proc is not None:
             proc.kill()
             proc.communicate()
+
+
+TOKENIZE_TIMEOUT = 600.0
+"""Seconds CoreNLP's tokenizer may take for the texts of one call."""
 
 
 def corenlp_ptb_tokenize(texts: Sequence[str]) -> list[str]:
@@ -475,8 +530,11 @@ class MeteorProcess:
             )
         return line.decode("utf-8").strip()
 
-    def _pipeline(self, lines: list[str], replies: int) -> list[str]:
-        """Send ``lines`` while reading the ``replies`` lines they produce (no deadlock, no round trips)."""
+    def _pipeline(
+        self, lines: list[str], replies: int, replied: Callable[[], None] | None = None
+    ) -> list[str]:
+        """Send ``lines`` while reading the ``replies`` lines they produce (no deadlock, no round trips);
+        ``replied()`` after each."""
         stdin = self._proc.stdin
         assert stdin is not None
 
@@ -491,17 +549,28 @@ class MeteorProcess:
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         try:
-            return [self._readline() for _ in range(replies)]
+            if replied is None:
+                return [self._readline() for _ in range(replies)]
+            out = []
+            for _ in range(replies):
+                out.append(self._readline())
+                replied()
+            return out
         finally:
             writer.join()
 
-    def stats(self, references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> list[str]:
-        """METEOR's sufficient statistics of each item (its ``SCORE`` command)."""
+    def stats(
+        self,
+        references: Sequence[Sequence[str]],
+        hypotheses: Sequence[str],
+        replied: Callable[[], None] | None = None,
+    ) -> list[str]:
+        """METEOR's sufficient statistics of each item (its ``SCORE`` command); ``replied()`` after each."""
         lines = [
             " ||| ".join(("SCORE", " ||| ".join(_meteor_clean(r) for r in refs), _meteor_clean(hyp)))
             for refs, hyp in zip(references, hypotheses, strict=True)
         ]
-        return self._pipeline(lines, len(lines))
+        return self._pipeline(lines, len(lines), replied)
 
     def evaluate(self, stats: list[str]) -> tuple[float, list[float]]:
         """The aggregate score and the per-item scores of statistics (its ``EVAL`` command)."""
@@ -561,9 +630,14 @@ class MeteorPool:
             self._procs = live
 
     def score(
-        self, references: Sequence[Sequence[str]], hypotheses: Sequence[str], workers: int = 1
+        self,
+        references: Sequence[Sequence[str]],
+        hypotheses: Sequence[str],
+        workers: int = 1,
+        replied: Callable[[], None] | None = None,
     ) -> tuple[float, list[float]]:
-        """METEOR 1.5's aggregate score and per-item scores."""
+        """METEOR 1.5's aggregate score and per-item scores; ``replied()`` after each item's statistics
+        (from the threads that read them: it must be thread-safe)."""
         if not hypotheses:
             return 0.0, []
         self.start(workers)
@@ -576,7 +650,7 @@ class MeteorPool:
             def run(k: int) -> None:
                 a, b = shards[k]
                 try:
-                    results[k] = procs[k].stats(references[a:b], hypotheses[a:b])
+                    results[k] = procs[k].stats(references[a:b], hypotheses[a:b], replied)
                 except BaseException as exc:  # re-raised below, in the caller's thread
                     results[k] = exc
 
@@ -703,13 +777,19 @@ class TextScorer:
             if tokenize:
                 self._tokenizer = CoreNLPTokenizer()
 
-    def _tokenize(self, texts: list[str]) -> list[str]:
-        if self.backend != "coco":
-            return [regex_ptb_tokenize(text) for text in texts]
+    def _tokenize(self, texts: list[str], progress: Progress) -> list[str]:
         if not texts:
             return []
+        if self.backend != "coco":
+            with progress(len(texts), "tokenizing") as advance:
+                out = []
+                for text in texts:
+                    out.append(regex_ptb_tokenize(text))
+                    advance(1)
+                return out
         tokenizer, self._tokenizer = self._tokenizer, None
-        return (tokenizer or CoreNLPTokenizer()).tokenize(texts)
+        with progress(len(texts), "tokenizing (CoreNLP)") as advance:
+            return (tokenizer or CoreNLPTokenizer()).tokenize(texts, advance)
 
     def score(
         self,
@@ -732,14 +812,17 @@ class TextScorer:
         tokenized: bool = False,
         scorers: str = "ours",
         items: Sequence[ItemParts] | None = None,
+        progress: Progress | None = None,
     ) -> PendingScores:
         """Like :meth:`score`, but returns once everything but METEOR is computed.
 
         METEOR (``coco``) goes on in its JVM, driven by a background thread; the
         caller may do other work before :meth:`PendingScores.result`. ``items``: each
         tokenized pair's :func:`item_parts`, computed earlier (in the scoring workers), for
-        ``scorers="ours"``: the same numbers, less work here.
+        ``scorers="ours"``: the same numbers, less work here. ``progress``: how the tokenizing,
+        BLEU, ROUGE-L and CIDEr here, and the wait for METEOR, show theirs (:data:`Progress`).
         """
+        progress = progress or _no_progress
         if scorers not in SCORERS:
             raise ValueError(f"unknown scorers {scorers!r}; use one of {', '.join(SCORERS)}")
         if len(references) != len(hypotheses):
@@ -758,7 +841,7 @@ class TextScorer:
             hyps = list(hypotheses)
         else:
             flat = [text for refs in references for text in refs] + list(hypotheses)
-            it = iter(self._tokenize(flat))
+            it = iter(self._tokenize(flat, progress))
             refs = [[next(it) for _ in r] for r in references]
             hyps = [next(it) for _ in hypotheses]
         timings["tokenize"] = time.perf_counter() - t
@@ -772,11 +855,13 @@ class TextScorer:
         if backend == "coco":  # METEOR scores in its JVM while BLEU, ROUGE-L and CIDEr are computed here
             meteor = PendingMeteor(refs, hyps, self.workers)
         t = time.perf_counter()
-        if scorers == "ours":
-            stats = [item[0] for item in items] if items is not None else None
-            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _our_scores(refs, hyps, stats)
-        else:
-            b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
+        with progress(n, "BLEU, ROUGE-L, CIDEr") as advance:
+            if scorers == "ours":
+                stats = [item[0] for item in items] if items is not None else None
+                b_corpus, b_items, r_mean, r_items, c_mean, c_items = _our_scores(refs, hyps, stats, advance)
+            else:
+                b_corpus, b_items, r_mean, r_items, c_mean, c_items = _pycocoevalcap_scores(refs, hyps)
+                advance(n)
         timings["bleu_rouge_cider"] = time.perf_counter() - t
         for k in range(4):
             overall[f"bleu_{k + 1}"] = b_corpus[k]
@@ -794,7 +879,7 @@ class TextScorer:
         for i in range(n):
             per_item[i]["meteor_exact"] = me_items[i]
         timings["meteor_exact"] = time.perf_counter() - t
-        return PendingScores(scores, meteor)
+        return PendingScores(scores, meteor, progress)
 
     def pipes(self) -> list[int]:
         """The file descriptors of this process's pipes to the Java processes now running (see
@@ -817,21 +902,44 @@ class TextScorer:
 
 
 class PendingMeteor:
-    """METEOR scoring in a background thread (the shared processes do the work)."""
+    """METEOR scoring in a background thread (the shared processes do the work); :attr:`done` counts
+    the items METEOR has scored, of :attr:`total`."""
 
     def __init__(self, refs: list[list[str]], hyps: list[str], workers: int) -> None:
         self._out: list = []
         self.started = time.perf_counter()
+        self.total = len(hyps)
+        self.done = 0
+        self._count = threading.Lock()  # the replies are read by a thread per METEOR process
         self._thread = threading.Thread(target=self._run, args=(refs, hyps, workers), daemon=True)
         self._thread.start()
 
+    def _replied(self) -> None:
+        with self._count:
+            self.done += 1
+
     def _run(self, refs: list[list[str]], hyps: list[str], workers: int) -> None:
         try:
-            self._out.append(_METEOR.score(refs, hyps, workers))
+            self._out.append(_METEOR.score(refs, hyps, workers, self._replied))
         except BaseException as exc:  # re-raised by result(), in the caller's thread
             self._out.append(exc)
 
-    def result(self) -> tuple[float, list[float]]:
+    def result(self, progress: Progress | None = None) -> tuple[float, list[float]]:
+        """The aggregate and per-item scores, once METEOR is done; ``progress``: how the wait shows
+        the items scored (those scored already counted at once)."""
+        if progress is not None and self._thread.is_alive():
+            with progress(self.total, "METEOR (Java)") as advance:
+                shown = 0
+                while self._thread.is_alive():
+                    self._thread.join(0.1)
+                    done = self.done
+                    if done > shown:
+                        advance(done - shown)
+                        shown = done
+                return self._value()  # a failure said inside: the bar does not close as if done
+        return self._value()
+
+    def _value(self) -> tuple[float, list[float]]:
         self._thread.join()
         value = self._out[0]
         if isinstance(value, BaseException):
@@ -842,16 +950,20 @@ class PendingMeteor:
 class PendingScores:
     """What :meth:`TextScorer.submit` returns: the scores, METEOR's once :meth:`result` is called."""
 
-    def __init__(self, scores: TextScores, meteor: PendingMeteor | None = None) -> None:
+    def __init__(
+        self, scores: TextScores, meteor: PendingMeteor | None = None, progress: Progress | None = None
+    ) -> None:
         self._scores = scores
         self._meteor = meteor
+        self._progress = progress
 
     def result(self) -> TextScores:
-        """The scores, waiting for METEOR when it is still running."""
+        """The scores, waiting for METEOR when it is still running (showing its progress when
+        :meth:`TextScorer.submit` was given a ``progress``)."""
         meteor, self._meteor = self._meteor, None
         if meteor is not None:
             scores = self._scores
-            scores.overall["meteor"], items = meteor.result()
+            scores.overall["meteor"], items = meteor.result(self._progress)
             for row, value in zip(scores.per_item, items, strict=True):
                 row["meteor"] = value
             scores.timings["meteor"] = time.perf_counter() - meteor.started
@@ -889,11 +1001,11 @@ def score_texts(
         return scorer.score(references, hypotheses, tokenized=tokenized, scorers=scorers)
 
 
-def _our_scores(refs: list[list[str]], hyps: list[str], stats=None):
+def _our_scores(refs: list[list[str]], hyps: list[str], stats=None, advance=None):
     """:mod:`.coco_scorers`' BLEU, ROUGE-L and CIDEr-D (pycocoevalcap's numbers, faster)."""
     from .coco_scorers import coco_scores
 
-    result = coco_scores(refs, hyps, stats)
+    result = coco_scores(refs, hyps, stats, advance)
     b_corpus, b_items = result["bleu"]
     r_mean, r_items = result["rouge_l"]
     c_mean, c_items = result["cider"]
@@ -1007,14 +1119,13 @@ def begin_summary(
     scorer: TextScorer,
     missing: str = "zero",
     scorers: str = "ours",
-    offload: Callable[..., Future] | None = None,
+    progress: Progress | None = None,
 ) -> Callable[[], Scores]:
     """:func:`summarize` in two steps: this computes all but METEOR (which goes on in its JVM) and
     returns the function that waits for it and gives the :class:`Scores`.
 
-    ``offload(fn, *args)``: runs a function in another process (a scoring worker) and
-    returns its future. Given, texts the python backend has tokenized are scored there, so
-    that the caller summarizes the other families meanwhile: the same numbers."""
+    ``progress``: how each step shows its progress (:data:`Progress`): the tokenizing, BLEU,
+    ROUGE-L and CIDEr (in this call), METEOR (in the function it returns)."""
     if missing not in MISSING_POLICIES:
         raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
     texts = [(sid, StoryTexts(*t)) for sid, t in items]
@@ -1030,23 +1141,15 @@ def begin_summary(
     else:
         refs = [[t.reference] for _, t in scored]
         hyps = [t.candidate or "" for _, t in scored]
-    pending: PendingScores | Future
-    if offload is not None and tokenized:
-        pending = offload(_score_tokenized, refs, hyps, scorers, parts)
-    else:
-        pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers, items=parts)  # type: ignore[arg-type]
+    pending = scorer.submit(refs, hyps, tokenized=tokenized, scorers=scorers, items=parts, progress=progress)  # type: ignore[arg-type]
 
     def finish() -> Scores:
-        try:
-            result = pending.result()
-        except BrokenProcessPool:
-            raise StoryReasoningError(
-                "a worker process computing the language metrics stopped unexpectedly (out of memory?); "
-                "run again with --workers 1"
-            ) from None
-        per_story: dict[str, dict[str, float | None]] = {sid: dict.fromkeys(METRICS) for sid, _ in texts}
-        for (sid, _), values in zip(scored, result.per_item, strict=True):
-            per_story[sid] = values
+        result = pending.result()
+        values = iter(result.per_item)  # the scored stories', in order
+        per_story: dict[str, dict[str, float | None]] = {
+            sid: dict.fromkeys(METRICS) if t.candidate is None and missing == "exclude" else next(values)
+            for sid, t in texts
+        }
         counts = {"n_stories": len(texts), "n_missing": len(missing_ids), "n_evaluated": len(scored)}
         return Scores(
             family="language",
@@ -1065,13 +1168,6 @@ def begin_summary(
         )
 
     return finish
-
-
-def _score_tokenized(
-    refs: list[list[str]], hyps: list[str], scorers: str, items: list[ItemParts] | None
-) -> TextScores:
-    """The python backend's scores of tokenized texts (what :func:`begin_summary` offloads)."""
-    return TextScorer("python").score(refs, hyps, tokenized=True, scorers=scorers, items=items)
 
 
 def _conventions(backend: str, missing: str) -> list[str]:

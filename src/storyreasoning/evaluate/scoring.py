@@ -11,13 +11,15 @@ so a report comes out identical however the parts were computed.
 :func:`score_jobs` runs the per-story step on raw texts (:class:`StoryJob`), in this
 process or, for a large run, in a pool of worker processes (one per CPU) that parse
 while this process reads the next stories. What comes back from a worker is small
-(counts, sets of frames, the two story texts), not the parsed tellings, which would
-cost more to send than to parse.
+(counts and rates, the two story texts), not the parsed tellings, which would cost more
+to send than to parse; and it is all this process keeps of a story until the report is
+written (at 20,000 stories, the run's peak memory).
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,11 @@ POOL_THRESHOLD = 200
 
 CHUNK = 16
 """Stories sent to a worker at a time."""
+
+AHEAD = 4
+"""Chunks per worker sent before the oldest one's result is taken: enough that no worker waits for
+this process to read the next stories, few enough that the stories read and not yet scored (their
+texts) are not held all at once."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def story_parts(
         elif family == "identity":
             parts[family] = identity.story_row(pair, found=found)
         elif family == "consistency":
-            parts[family] = consistency.story_stats(pair)
+            parts[family] = consistency.story_counts(pair)
         elif family == "language":
             parts[family] = language.story_texts(pair, tokenize=tokenize)
         else:
@@ -108,10 +115,6 @@ class Pool:
     ) -> Future:
         return self._executor.submit(_score_chunk, jobs, families, protocol, tokenize)
 
-    def call(self, fn: Callable, *args) -> Future:
-        """``fn(*args)`` in a worker (``fn`` a module-level function, its arguments picklable)."""
-        return self._executor.submit(fn, *args)
-
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -134,7 +137,8 @@ def score_jobs(
     """``(story_id, parts)`` of every job, in order: in ``pool``'s workers when given, else here.
 
     Jobs are sent to the workers as they are read from ``jobs`` (an iterator that reads
-    a dataset overlaps the workers' parsing); ``tokenize``: see :func:`story_parts`.
+    a dataset overlaps the workers' parsing), :data:`AHEAD` chunks per worker ahead of the
+    results taken; ``tokenize``: see :func:`story_parts`.
     """
     families = tuple(families)
     out: list[tuple[str, dict[str, object]]] = []
@@ -144,21 +148,27 @@ def score_jobs(
             if progress:
                 progress(1)
         return out
-    futures: list[Future] = []
+    sent: deque[Future] = deque()  # in order; at most AHEAD per worker
+
+    def take() -> None:
+        done = sent.popleft().result()
+        out.extend(done)
+        if progress:
+            progress(len(done))
+
     chunk: list[StoryJob] = []
-    for job in jobs:
-        chunk.append(job)
-        if len(chunk) == CHUNK:
-            futures.append(pool.submit(chunk, families, protocol, tokenize))
-            chunk = []
-    if chunk:
-        futures.append(pool.submit(chunk, families, protocol, tokenize))
     try:
-        for future in futures:
-            done = future.result()
-            out.extend(done)
-            if progress:
-                progress(len(done))
+        for job in jobs:
+            chunk.append(job)
+            if len(chunk) == CHUNK:
+                sent.append(pool.submit(chunk, families, protocol, tokenize))
+                chunk = []
+                if len(sent) >= AHEAD * pool.workers:
+                    take()
+        if chunk:
+            sent.append(pool.submit(chunk, families, protocol, tokenize))
+        while sent:
+            take()
     except BrokenProcessPool:
         raise StoryReasoningError(
             "a worker process scoring the stories stopped unexpectedly (out of memory?); "
@@ -177,17 +187,17 @@ def summarize(
     on_family: Callable[[str], None] | None = None,
     on_others: Callable[[dict[str, Scores]], None] | None = None,
     while_meteor: Callable[[dict[str, Scores]], None] | None = None,
-    pool: Pool | None = None,
+    progress: language.Progress | None = None,
 ) -> dict[str, Scores]:
     """Each family's :class:`Scores` from the stories' parts, in the order of ``families``.
 
-    The language metrics start first (their tokenizer and METEOR are the longest path
-    with Java) and are finished last: the other families are summarized while METEOR
-    scores in its JVM, or, with the python backend and a ``pool``, while a worker
-    computes them. ``text_scorer``: a :class:`~.language.TextScorer` made earlier
-    (its Java already loading); else one is made for ``language_backend``. ``on_others``
-    is called with the other families' scores, ``while_meteor`` after them while METEOR
-    scores (``coco`` only): for work that does not need them (a plot).
+    With Java the language metrics start first (their tokenizer and METEOR are the longest
+    path) and are finished last: the other families are summarized while METEOR scores in
+    its JVM; without Java they come last. ``text_scorer``: a :class:`~.language.TextScorer`
+    made earlier (its Java already loading); else one is made for ``language_backend``.
+    ``on_others`` is called with the other families' scores, ``while_meteor`` after them
+    while METEOR scores (``coco`` only): for work that does not need them (a plot).
+    ``progress``: how the language metrics' steps show theirs (:data:`.language.Progress`).
     """
     families = tuple(families)
     results: dict[str, Scores] = {}
@@ -200,21 +210,23 @@ def summarize(
         if scorer is None:
             scored = any(t[1] is not None or missing == "zero" for _, t in texts)  # type: ignore[index]
             scorer = language.TextScorer(language_backend, tokenize=False, start=scored)
+
+    def begin(scorer: language.TextScorer) -> Callable[[], Scores]:
+        if on_family:
+            on_family("language")
+        return language.begin_summary(texts, scorer=scorer, missing=missing, progress=progress)  # type: ignore[arg-type]
+
+    java = scorer is not None and scorer.backend == "coco"
     try:
-        if scorer is not None:
-            if on_family:
-                on_family("language")
-            finish = language.begin_summary(
-                texts,  # type: ignore[arg-type]
-                scorer=scorer,
-                missing=missing,
-                offload=pool.call if pool is not None else None,
-            )
+        if scorer is not None and java:  # METEOR scores in its JVM while the others are summarized
+            finish = begin(scorer)
         _summarize_others(items, families, protocol, results, on_family)
-        if on_others is not None:
+        if on_others is not None:  # a plot drawn in another process while the language metrics are computed
             on_others(dict(results))
-        if finish is not None and scorer is not None:
-            if while_meteor is not None and scorer.backend == "coco":
+        if scorer is not None and not java:
+            finish = begin(scorer)
+        if finish is not None:
+            if while_meteor is not None and java:
                 while_meteor(dict(results))
             results["language"] = finish()
     finally:
