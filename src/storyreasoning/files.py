@@ -557,3 +557,25 @@ __all__ = [
     "write_json_atomic",
     "write_text_atomic",
 ]
+
+
+class TooLarge(ValueError):
+    """A file over the bound :func:`read_bounded` reads it to."""
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes, for a small file a folder from
+    elsewhere names (a pointer, a summary): a FIFO or a device is never waited on or read without end
+    (``OSError`` EINVAL, "not a regular file"), a larger file raises :class:`TooLarge` having read at
+    most ``limit + 1`` bytes."""
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(os.fspath(path))
+    return data

@@ -924,6 +924,7 @@ def test_a_runs_judge_scores_join_its_headline(studio_runs, tmp_path):
         # and a later change to that summary too (the cached run is read again)
         elsewhere = tmp_path / "judged-elsewhere"
         elsewhere.mkdir()
+        (elsewhere / "settings.json").write_text("{}", encoding="utf-8")  # as evaluate judge --out writes
         (elsewhere / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
         (runs / "judged" / "judge-location.json").write_text(
             json.dumps({"out": str(elsewhere)}), encoding="utf-8"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError, file_error, json_kind
-from ..files import open_atomic, write_json_atomic, write_text_atomic
+from ..files import TooLarge, open_atomic, read_bounded, write_json_atomic, write_text_atomic
 from .pairs import Scores, StoryPair
 
 FAMILIES = ("grounding", "identity", "consistency", "language")
@@ -249,41 +249,89 @@ def mismatch_line(found: dict[str, dict[str, str]]) -> str:
     )
 
 
-def judge_summary_path(folder: str | Path) -> Path:
-    """Where the judge summary of the run in ``folder`` is: ``judge/summary.json``, or ``summary.json`` in
-    the folder its :data:`JUDGE_LOCATION` names (the run was last judged with ``--out`` elsewhere)."""
-    pointer = Path(folder) / JUDGE_LOCATION
+#: the most a judge summary is read to: its means, intervals and counts take a few kilobytes, so a
+#: larger ``summary.json`` (or a link to a larger file) is none of the judge's and is not read whole
+MAX_SUMMARY_BYTES = 1 << 20
+#: the most ``RUN/judge-location.json`` (one path) is read to
+MAX_POINTER_BYTES = 64 << 10
+
+
+def judge_summary_path(run_folder: str | Path) -> Path:
+    """Where the judge summary of the run in ``run_folder`` is: ``RUN/judge/summary.json``, or the
+    ``summary.json`` of the folder ``RUN/judge-location.json`` names (:func:`.judge.record_location`).
+
+    A run folder may come from elsewhere (downloaded, shared), and evaluate, evaluate compare and the
+    studio read what its pointer names. So the pointer is followed only as :func:`.judge.record_location`
+    writes it: an absolute path to a folder this judge wrote (``summary.json`` beside its
+    ``settings.json``; not a run folder, which :func:`.judge.check_out` never judges into). Anything else
+    is refused in one line naming the pointer and the fix, and from the folder named only
+    ``summary.json`` is ever read, to :data:`MAX_SUMMARY_BYTES` (:func:`read_judge_summary`)."""
+    from ..tell.run import MANIFEST, RECORDS
+
+    folder = Path(run_folder)
+    pointer = folder / JUDGE_LOCATION
     if not pointer.is_file():
-        return Path(folder) / JUDGE_SUMMARY
+        return folder / JUDGE_SUMMARY
+    fix = f"run storyreasoning evaluate judge {folder} --out FOLDER again, or delete {pointer}"
     try:
-        out = json.loads(pointer.read_text(encoding="utf-8"))["out"]
+        out = json.loads(read_bounded(pointer, MAX_POINTER_BYTES).decode("utf-8"))["out"]
         if not isinstance(out, str):
             raise TypeError(out)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{pointer} cannot be read; {fix}") from None
+    shown = repr(out[:200]) if len(out) > 200 or not out.isprintable() else out
+    if "\0" in out or not Path(out).is_absolute():
         raise UsageError(
-            f"{pointer} cannot be read; run storyreasoning evaluate judge {folder} --out FOLDER again, or delete it"
-        ) from None
-    path = Path(out) / JUDGE_SUMMARY.name
+            f"{pointer} names {shown}, not a folder evaluate judge wrote (an absolute path); {fix}"
+        )
+    there = Path(out)
+    path = there / JUDGE_SUMMARY.name
     if not path.is_file():
         raise UsageError(
-            f"{pointer} says the run was judged into {out}, which holds no {JUDGE_SUMMARY.name}; run "
-            f"storyreasoning evaluate judge {folder} --out {out} again, or delete {pointer}"
+            f"{pointer} says the run was judged into {shown}, which holds no {JUDGE_SUMMARY.name}; run "
+            f"storyreasoning evaluate judge {folder} --out {shown} again, or delete {pointer}"
+        )
+    if not (there / "settings.json").is_file() or any(
+        (there / name).exists() for name in (MANIFEST, RECORDS)
+    ):
+        raise UsageError(
+            f"{pointer} names {shown}, which is not a folder evaluate judge wrote (its {JUDGE_SUMMARY.name} has no "
+            f"settings.json beside it, or it is a run folder), so it is not read; {fix}"
         )
     return path
 
 
+def read_judge_summary(path: str | Path) -> dict:
+    """The JSON object of a judge summary file (``summary.json``, ``pairwise_summary.json``), read to
+    :data:`MAX_SUMMARY_BYTES` at most; one line naming the file when it is larger, not a regular file,
+    not JSON or not an object."""
+    fix = "run storyreasoning evaluate judge again"
+    try:
+        data = json.loads(read_bounded(path, MAX_SUMMARY_BYTES).decode("utf-8"))
+    except TooLarge:
+        raise UsageError(
+            f"{path} is larger than {MAX_SUMMARY_BYTES >> 20} MiB, so it is no judge summary and is not "
+            f"read; {fix}"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror or exc}); {fix}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} cannot be read (it is not UTF-8 text); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.msg}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} holds no JSON object; {fix}")
+    return data
+
+
 def load_judge(folder: str | Path) -> dict | None:
-    """The judge summary of the run in ``folder`` (:func:`judge_summary_path`), None when it has none."""
+    """The judge summary of the run in ``folder`` (:func:`judge_summary_path`), None when it has none;
+    read to a bound (:func:`read_judge_summary`)."""
     path = judge_summary_path(folder)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(
-            f"{path} cannot be read ({getattr(exc, 'msg', exc)}); run storyreasoning evaluate judge again"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
+    data = read_judge_summary(path)
+    if not isinstance(data.get("scores"), dict):
         raise UsageError(f"{path} has no scores; run storyreasoning evaluate judge again")
     return data
 
