@@ -266,8 +266,6 @@ def judge_summary_path(run_folder: str | Path) -> Path:
     ``settings.json``; not a run folder, which :func:`.judge.check_out` never judges into). Anything else
     is refused in one line naming the pointer and the fix, and from the folder named only
     ``summary.json`` is ever read, to :data:`MAX_SUMMARY_BYTES` (:func:`read_judge_summary`)."""
-    from ..tell.run import MANIFEST, RECORDS
-
     folder = Path(run_folder)
     pointer = folder / JUDGE_LOCATION
     if not pointer.is_file():
@@ -284,6 +282,8 @@ def judge_summary_path(run_folder: str | Path) -> Path:
         raise UsageError(
             f"{pointer} names {shown}, not a folder evaluate judge wrote (an absolute path); {fix}"
         )
+    from ..tell.run import MANIFEST, RECORDS  # here: tell.run loads the data package, which compare needs not
+
     there = Path(out)
     path = there / JUDGE_SUMMARY.name
     if not path.is_file():
