@@ -97,7 +97,9 @@ def print_summary(console: Console, telling: Telling, verdict: Verdict, *, title
             console.print("Narrative Structure: [red]missing[/red]")
         else:
             phases = ", ".join(row.phase for row in cot.narrative[:SUMMARY_ROWS]) or "(empty)"
-            more = f", … {len(cot.narrative) - SUMMARY_ROWS} more" if len(cot.narrative) > SUMMARY_ROWS else ""
+            more = (
+                f", … {len(cot.narrative) - SUMMARY_ROWS} more" if len(cot.narrative) > SUMMARY_ROWS else ""
+            )
             console.print(Text(f"Narrative Structure: {len(cot.narrative)} rows: {phases}{more}"))
         appearances = cot.appearances()
         multi = sum(1 for frames in appearances.values() if len(frames) >= 2)
@@ -148,7 +150,11 @@ def print_diagnostics(console: Console, findings) -> None:
     for col in ("line", "severity", "code", "message"):
         table.add_column(col, overflow="fold")
     # cut, the errors come first: they are what decides the verdict
-    shown = findings if len(findings) <= SUMMARY_ROWS else sorted(findings, key=lambda d: d.severity.value != "error")
+    shown = (
+        findings
+        if len(findings) <= SUMMARY_ROWS
+        else sorted(findings, key=lambda d: d.severity.value != "error")
+    )
     for d in shown[:SUMMARY_ROWS]:
         style = SEVERITY_STYLES.get(d.severity.value, "")
         table.add_row(
@@ -364,6 +370,14 @@ class PlainProgress:
             self.stream.flush()
         except (OSError, ValueError):  # a closed or full log: progress is never worth failing the job
             pass
+
+
+def no_progress(total: int | None, label: str, *, unit: str = ""):
+    """A progress callback's stand-in where none is shown (a library call, a distributed launch's other
+    processes): the same shape as :func:`progress_bar`, yielding an ``advance(n)`` that does nothing."""
+    from contextlib import nullcontext
+
+    return nullcontext(lambda n=1: None)
 
 
 @contextmanager

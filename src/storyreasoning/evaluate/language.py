@@ -69,7 +69,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -78,6 +78,7 @@ from typing import NamedTuple
 from ..errors import StoryReasoningError, UsageError
 from ..format.story import clean_text
 from ..format.stream import Telling
+from ..terminal import no_progress
 from .coco_scorers import ItemStats, item_stats
 from .pairs import Scores, StoryPair
 
@@ -92,10 +93,6 @@ METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider",
 Progress = Callable[[int | None, str], AbstractContextManager[Callable[[int], None]]]
 """How a long step shows its progress: ``progress(total, label)`` is a context whose value is
 ``advance(n)`` (:func:`storyreasoning.terminal.progress_bar`; ``storyreasoning evaluate`` passes it)."""
-
-
-def _no_progress(total: int | None, label: str) -> AbstractContextManager[Callable[[int], None]]:
-    return nullcontext(lambda n=1: None)
 
 
 # pycocoevalcap's PUNCTUATIONS, verbatim. CoreNLP is run with -lowerCase, so it writes
@@ -822,7 +819,7 @@ class TextScorer:
         ``scorers="ours"``: the same numbers, less work here. ``progress``: how the tokenizing,
         BLEU, ROUGE-L and CIDEr here, and the wait for METEOR, show theirs (:data:`Progress`).
         """
-        progress = progress or _no_progress
+        progress = progress or no_progress
         if scorers not in SCORERS:
             raise ValueError(f"unknown scorers {scorers!r}; use one of {', '.join(SCORERS)}")
         if len(references) != len(hypotheses):

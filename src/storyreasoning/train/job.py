@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import StoryReasoningError, UsageError
 from ..files import write_json_atomic
 from ..settings import place_fields, same_place, settings_fields, then_now
+from ..terminal import no_progress
 from .callbacks import check as check_callbacks
 from .callbacks import install, reporters
 from .settings import DATASET, folder_dataset_changes, recorded_dataset, shown_changes
@@ -285,12 +286,6 @@ class BuiltTrainer:
     evaluate: bool = False  # evaluate the held-out rows at the end (and at each save)
 
 
-def _no_progress(total, label):
-    from contextlib import nullcontext
-
-    return nullcontext(lambda n=1: None)
-
-
 def finished(folder: TrainFolder, say: Callable[[str], None]) -> TrainResult | None:
     """The result of a training this folder already finished (said: its steps and when), or None."""
     if not folder.manifest.is_file():
@@ -332,7 +327,7 @@ def begin(
         check_callbacks(settings)
         use_liger(settings, device="")  # --liger on without liger-kernel: said before the model loads
         folder.last_checkpoint()  # checkpoints all damaged: said before the model loads
-    return folder, done, progress or _no_progress
+    return folder, done, progress or no_progress
 
 
 def token_budget(processor, settings):

@@ -166,6 +166,7 @@ from typing import Any, Literal
 
 from ..errors import StoryReasoningError, UsageError
 from ..settings import convert, option, settings_fields
+from ..terminal import no_progress
 from .settings import LORA_TARGETS, MODES, DPOSettings, GRPOSettings, PlanSettings, SFTSettings
 
 GiB = 1024**3
@@ -901,18 +902,12 @@ def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example]
     summary: dict[str, Any] = {"stories": len(stories), "kept": 0, "shortened": 0, "frames_dropped": 0,
                                "too_long": [], "max_length": settings.max_length}  # fmt: skip
     prompts: dict[str, str] = {}
-    with (progress or _no_progress)(len(stories), "counting tokens") as advance:
+    with (progress or no_progress)(len(stories), "counting tokens") as advance:
         for sample in stories:
             _count(sample, budget, processor, options, settings.max_length, examples, summary, prompts)
             advance(1)
     summary["kept"] = len(examples)
     return examples, summary
-
-
-def _no_progress(total, label):
-    from contextlib import nullcontext
-
-    return nullcontext(lambda n=1: None)
 
 
 def _count(
