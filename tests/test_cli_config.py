@@ -346,6 +346,15 @@ def test_the_note_names_arguments_as_arguments_on_one_line(tmp_path):
     assert notes == [f"settings from {recipe}; from the command line: RUNS, --out, --metrics"], told.stderr
 
 
+def test_only_the_main_process_of_a_launch_says_the_note(tmp_path):
+    """Each process of ``accelerate launch`` reads the same --config: the note comes once, from rank 0."""
+    recipe = config(tmp_path, "all: true\n")
+    args = ("evaluate", "compare", "a", "b", "--out", str(tmp_path / "x"), "--config", recipe)
+    main, other = (run_cli(*args, env={"RANK": rank}) for rank in ("0", "1"))
+    assert "settings from" in main.stderr
+    assert "settings from" not in other.stderr and main.returncode == other.returncode
+
+
 # 9, 10: bounds name the file and key; records hold absolute paths
 
 

@@ -1286,9 +1286,13 @@ def command(
 def _say_config(config_file: Path, given: list[str], cleared: list[str] | None = None) -> None:
     """The note a command given ``--config`` prints: the file, the options and arguments given over it
     (and the file's settings they cleared), as one plain line (never wrapped: a pipe, a log and a
-    terminal get the same line, and rich is not needed to print it)."""
+    terminal get the same line, and rich is not needed to print it). A distributed launch's other
+    processes (``RANK`` > 0) say nothing: the main one speaks for the launch."""
+    import os
     import sys
 
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
     note = f"; from the command line: {', '.join(given)}" if given else ""
     if cleared:
         back = "its default" if len(cleared) == 1 else "their defaults"

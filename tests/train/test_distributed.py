@@ -1,4 +1,9 @@
-"""Two processes on the CPU (gloo, ``accelerate launch``) train as one process does, and resume.
+"""Two processes on the CPU (gloo, ``configs/accelerate/cpu-gloo.yaml`` with no GPU visible) train as one
+process does, and resume.
+
+The config names ``MULTI_GPU``: accelerate 1.x starts one process for ``MULTI_CPU`` (or ``--cpu``) unless an
+MPI ``mpirun`` hostfile is given. Each test checks that both processes ran: each writes its own
+``rng_state_N.pth``.
 
 The data are two copies of one story and a step takes two examples, so every step sees
 both, whichever process draws which: what is compared is the arithmetic of a distributed step (gradients
@@ -45,12 +50,18 @@ def same_story(tmp_path_factory) -> Path:
 
 
 def launch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``accelerate launch`` of the storyreasoning command in two CPU processes."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    """``accelerate launch`` of the storyreasoning command in two CPU processes (the shipped config, gloo)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(LAUNCH_CONFIG),
-               "--num_processes", "2", "-m", "storyreasoning.cli", *args]  # fmt: skip
+               "-m", "storyreasoning.cli", *args]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def two_ran(folder: Path) -> bool:
+    """Whether two processes trained into ``folder``: each saves its own random state in a checkpoint."""
+    return all(any((folder / "checkpoints").glob(f"checkpoint-*/rng_state_{rank}.pth")) for rank in (0, 1))
 
 
 def losses(folder: Path) -> list[float]:
@@ -70,6 +81,11 @@ def test_two_processes_train_sft_as_one_and_resume(tiny_qwen, same_story, tmp_pa
     assert one.returncode == 0, one.stderr[-3000:]
     two = launch(*sft_args(same_story, tiny_qwen, tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
+    assert two_ran(tmp_path / "two")
+    # the main process speaks for the launch: each line once
+    assert two.stderr.count("lora training of") == 1 and two.stderr.count("trained 3 steps") == 1, two.stderr
+    # every trainable weight is used at every step: DDP is not asked to search the graph for unused ones
+    assert "find_unused_parameters=True" not in two.stderr
     expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(expected) == len(got) == 3
     assert expected[2] < expected[1] - 0.05 < expected[0] - 0.05  # the steps really change the model
@@ -112,6 +128,32 @@ def test_two_processes_train_dpo_as_one(tiny_qwen, same_story, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     two = launch(*dpo_args(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
+    assert two_ran(tmp_path / "two") and two.stderr.count("trained 2 steps") == 1, two.stderr[-3000:]
     expected, got = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(expected) == len(got) == 2
     assert got == pytest.approx(expected, abs=2e-3)
+
+
+def test_two_processes_resumed_between_two_records_end_as_uninterrupted(tiny_qwen, same_story, tmp_path):
+    """Resumed from checkpoint-1 with a record every second step: each process gets back the loss of step 1
+    it held, so the step-2 record (the mean over the processes) and ``train_loss`` are the uninterrupted run's."""
+    args = sft_args(same_story, tiny_qwen, tmp_path / "run")
+    args[args.index("--logging-steps") + 1] = "2"
+    whole = launch(*args)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert two_ran(tmp_path / "run")
+    shutil.copytree(tmp_path / "run", tmp_path / "crashed")
+    shutil.rmtree(tmp_path / "crashed" / "final")
+    for step in (2, 3):
+        shutil.rmtree(tmp_path / "crashed" / "checkpoints" / f"checkpoint-{step}")
+    args[args.index("--out") + 1] = str(tmp_path / "crashed")
+    again = launch(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("resuming from checkpoint-1") == 1
+
+    def untimed(folder: Path) -> list[dict]:
+        lines = (folder / "log.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "time" and "per_second" not in k
+                 and k != "train_runtime"} for line in lines]  # fmt: skip
+
+    assert untimed(tmp_path / "crashed") == untimed(tmp_path / "run")

@@ -240,3 +240,30 @@ def test_the_base_models_license_comes_from_its_card_our_record_or_what_is_known
     merged.mkdir()
     (merged / "storyreasoning.json").write_text(json.dumps({"base_model": str(base)}))
     assert base_license(str(merged))[0] == "mit"
+
+
+def test_a_local_dataset_a_pairs_folder_names_as_typed_is_no_hub_dataset(own_run, tmp_path, monkeypatch):
+    """Pairs built from ``data/contrastive`` (a folder, typed relative) and pushed from another folder: the
+    pairs manifest resolved it, so the card's metadata does not list it as a Hub dataset (it did: the name
+    looks like ``user/dataset`` and no such folder is where ``push`` runs)."""
+    import shutil
+
+    from storyreasoning.data import load_stories
+    from storyreasoning.data.identity import dataset_record
+    from storyreasoning.evaluate.runs import RunOutputs
+    from storyreasoning.train.pairs import build_pairs
+
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLES, project / "data" / "contrastive")
+    monkeypatch.chdir(project)
+    stories = load_stories("data/contrastive")
+    bad = RunOutputs(Path("bad"), "bad", {s.story_id: "No." for s in stories})
+    build_pairs(stories, [bad], project / "pairs", include_reference=True, dataset=dataset_record(stories))
+    record = own_run / "final" / "storyreasoning.json"
+    manifest = json.loads(record.read_text())
+    manifest["kind"] = "dpo"
+    manifest["settings"] = {**manifest["settings"], "pairs": [str(project / "pairs")]}
+    record.write_text(json.dumps(manifest))
+    monkeypatch.chdir(tmp_path)
+    header = model_card(push.gather(push.locate(own_run), repo_id="me/x")).split("---")[1]
+    assert "data/contrastive" not in header, header

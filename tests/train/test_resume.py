@@ -281,4 +281,4 @@ def test_a_checkpoint_saved_without_the_sums_gives_its_loss_from_its_history(tmp
         "stateful_callbacks": {"RunTotals": {"attributes": saved}},
     }
     (path / "trainer_state.json").write_text(json.dumps(state))
-    assert Totals.of_checkpoint(path).to_dict() == saved
+    assert Totals.of_checkpoint(path).to_dict() == {**Totals().to_dict(), **saved}

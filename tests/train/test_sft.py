@@ -473,6 +473,33 @@ def test_tell_loads_the_adapter(lora_run, tiny_qwen):
     assert telling.meta["usage"]["completion_tokens"] == 5
 
 
+def test_an_adapter_trained_from_a_relative_model_path_loads_from_any_folder(
+    tiny_qwen, tmp_path, monkeypatch
+):
+    """``--model tiny`` typed in the model's parent folder: the adapter names its base by where it is, so
+    ``tell --model OUT/final`` and ``train merge`` work from any folder (it named ``tiny``, found nowhere else)."""
+    import os
+
+    from storyreasoning.models import load_weights
+
+    monkeypatch.chdir(Path(tiny_qwen).parent)
+    run = train_sft(settings(tiny_qwen, tmp_path / "run", max_steps=1, model=Path(tiny_qwen).name))
+    monkeypatch.chdir(tmp_path)
+    where = os.path.abspath(tiny_qwen)
+    assert json.loads((run.final / "adapter_config.json").read_text())["base_model_name_or_path"] == where
+    assert json.loads((run.final / "storyreasoning.json").read_text())["base_model"] == where
+    assert load_weights(str(run.final)).peft_config
+
+
+def test_a_merged_model_names_the_adapter_it_came_from_by_where_it_is(lora_run, tmp_path, monkeypatch):
+    from storyreasoning.train.commands import merge
+
+    monkeypatch.chdir(lora_run.folder)
+    assert merge(Path("final"), tmp_path / "merged", base=None, dtype="float32") == 0
+    record = json.loads((tmp_path / "merged" / "storyreasoning.json").read_text())
+    assert record["merged_from"] == str(lora_run.final) and record["adapter"] is False
+
+
 cli = run_cli
 
 
@@ -482,6 +509,7 @@ def test_merge_gives_the_same_outputs_as_the_adapter(lora_run, tmp_path, process
         "train", "merge", str(lora_run.final), "--out", str(tmp_path / "merged"), "--dtype", "float32"
     )
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr  # PEFT's use of deprecated names is not the user's
     merged = transformers.AutoModelForImageTextToText.from_pretrained(tmp_path / "merged")
     adapted = transformers.AutoModelForImageTextToText.from_pretrained(lora_run.final)
     assert not hasattr(merged, "peft_config") or not merged.peft_config

@@ -35,19 +35,25 @@ def grpo(settings: GRPOSettings) -> int:
 
 
 def _train(job, settings) -> int:
+    """Run a training job, its main process speaking for the launch: the other processes of a distributed
+    launch (one a GPU) show no progress and say nothing but their own errors, so that each line and the
+    final report come once (and the report's loss is the main process's, which ``final/`` records)."""
     from rich.markup import escape
 
     from ..terminal import progress_bar
+    from .job import is_main_process, quiet
 
     err = _err()
+    main = is_main_process()
+    say = (lambda line: err.print(f"[dim]{escape(line)}[/dim]")) if main else quiet
     try:
         with _holding(settings.out):
-            result = job(
-                settings, progress=progress_bar, say=lambda line: err.print(f"[dim]{escape(line)}[/dim]")
-            )
+            result = job(settings, progress=progress_bar if main else None, say=say)
     except KeyboardInterrupt:
+        if not main:  # Ctrl-C reaches every process of the launch: the main one says what is kept
+            raise SystemExit(Interrupted.exit_code) from None
         raise Interrupted(interrupted(Path(settings.out))) from None
-    return _report(err, result)
+    return _report(err, result) if main else 0
 
 
 def _holding(out):
@@ -164,6 +170,8 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str = "bfloat16"
     dtype. ``storyreasoning.json`` in the merged folder says the dtype.
     """
     from ..models import choose_dtype, import_torch, load_pretrained
+    from ..settings import absolute
+    from .job import quiet_dependency_warnings
 
     if dtype not in ("bfloat16", "float16", "float32", "auto"):
         raise UsageError(f"unknown dtype {dtype!r}; use bfloat16, float16, float32 or auto")
@@ -183,6 +191,7 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str = "bfloat16"
         raise UsageError(f"{config_path} does not name its base model; pass --base")
     hint = "pass --base with a local model folder or a reachable hub id"
     processor, net = load_pretrained(base, dtype=torch.float32, hint=hint)
+    quiet_dependency_warnings()  # PEFT's use of transformers' deprecated checkpointing names
     if dtype == "auto":  # the dtype the base checkpoint was saved in
         target = _checkpoint_dtype(transformers, base) or torch.float32
     else:
@@ -195,7 +204,7 @@ def merge(adapter: Path, out: Path, *, base: str | None, dtype: str = "bfloat16"
     merged = PeftModel.from_pretrained(net, str(adapter)).merge_and_unload().to(target)
     manifest = adapter / "storyreasoning.json"
     data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {"kind": "merge"}
-    data.update({"merged_from": str(adapter), "adapter": False, "base_model": base, "dtype": name})
+    data.update({"merged_from": str(absolute(adapter)), "adapter": False, "base_model": base, "dtype": name})
     with atomic_folder(out) as tmp:  # out is new or empty (checked above)
         merged.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))

@@ -419,6 +419,10 @@ def trainer_arguments(settings, folder: TrainFolder, transformers, *, dtype, dev
         "seed": settings.seed,
         "data_seed": settings.seed,
         "report_to": reporters(settings),  # --report-to, checked (callbacks.reporters)
+        # every trainable weight takes part in every step (LoRA's adapters, a frozen or trained tower: images are
+        # in every row), so DDP need not walk the graph for unused ones after each backward (transformers asks it
+        # to for a PEFT model, and DDP warns at every run that the walk found nothing)
+        "ddp_find_unused_parameters": False,
     }
 
 
@@ -511,7 +515,12 @@ def run_trainer(trainer, folder: TrainFolder, torch, say: Callable[[str], None],
     step = checkpoint_step(resume) if resume is not None else 0
     cut = runlog.cut_back(folder.log, step) if is_main_process() else 0
     start = runlog.Totals.of_checkpoint(resume)
-    trainer.add_callback(runlog.run_totals(transformers, start))
+    # right after the flow callback: it sees the step's save and log decisions, and the summary of a resumed
+    # call is made the whole run's before the progress bar prints it and the reporters send it
+    callbacks = trainer.callback_handler.callbacks
+    flow = next((i for i, c in enumerate(callbacks) if isinstance(c, transformers.DefaultFlowCallback)), -1)
+    totals = runlog.run_totals(transformers, start, trainer)
+    callbacks.insert(flow + 1 if flow >= 0 else len(callbacks), totals)
     trainer.callback_handler.callbacks.insert(0, _done_guard(transformers))  # before any other starts
     if resume is not None:
         said = f" (log.jsonl cut back to its step: {cut} later or torn line(s) dropped)" if cut else ""
@@ -537,9 +546,12 @@ def run_trainer(trainer, folder: TrainFolder, torch, say: Callable[[str], None],
             f"the checkpoint {resume} cannot be loaded ({type(exc).__name__}: {first}); move it out of "
             f"{folder.checkpoints} to resume from the one before it"
         ) from None
-    args = trainer.args
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    metrics, calls = runlog.whole_run(start, output, first_step=step, samples_per_step=per_step)
+    if totals.call is not None:  # the summary printed was made the whole run's: the call's own figures
+        output = output._replace(metrics=totals.call)
+    metrics, calls = runlog.whole_run(
+        start, output, first_step=step, samples_per_step=runlog.samples_per_step(trainer),
+        rank=trainer.args.process_index, processes=trainer.args.world_size,
+    )  # fmt: skip
     return output, resume, metrics, calls
 
 
@@ -556,7 +568,7 @@ def finish(
 
     manifest = {
         "kind": kind,
-        "base_model": settings.model,
+        "base_model": settings.to_dict()["model"],  # a local model by where it is, as settings.json
         "revision": settings.revision,
         "mode": settings.mode,
         "adapter": settings.mode == "lora",
@@ -643,6 +655,9 @@ def load_weights(settings, torch, transformers, dtype):
         settings.model, revision=settings.revision, dtype=weights_dtype(settings.mode, dtype, torch),
         attn_implementation=settings.attn_implementation, hint=TRAIN_HINT,
     )  # fmt: skip
+    # the model as the job records it (a local folder by its absolute path, a hub id as given): what PEFT writes
+    # as an adapter's base in adapter_config.json, so final/ loads (tell, train merge) from any working folder
+    net.name_or_path = net.config.name_or_path = settings.to_dict()["model"]
     # adapters are initialised next, before the Trainer seeds anything: seed now, so that one seed gives one
     # run (and every process of a launch the same start)
     transformers.set_seed(settings.seed)

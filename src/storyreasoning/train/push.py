@@ -273,7 +273,9 @@ def gather(
         found, where = base_license(manifest.get("base_model"), revision=manifest.get("revision"))
     facts = CardFacts(repo_id=repo_id, manifest=manifest, settings=settings, fit=fit, checks=checks, pairs=pairs,
                       evaluation=evaluation, license=found, license_source=where)  # fmt: skip
-    facts.local = frozenset(name for name in _named(facts) if Path(name).exists())
+    # folders here, and the datasets a pairs manifest resolved (a local one typed relative, read elsewhere)
+    resolved = {(p.get("dataset") or {}).get("source") for p in pairs if (p.get("dataset") or {}).get("path")}
+    facts.local = frozenset(name for name in _named(facts) if Path(name).exists() or name in resolved)
     return facts
 
 

@@ -108,9 +108,35 @@ class _Scorers:
 _worker: _Scorers | None = None
 
 
-def _start_worker(stories: Sequence[StorySpec], weights: RewardWeights) -> None:
+def _start_worker(stories: Sequence[StorySpec], weights: RewardWeights, parent: int | None = None) -> None:
+    import signal
+
     global _worker
+    # Ctrl-C reaches the whole process group: the trainer stops and shuts the pool down, which ends the
+    # workers; each one would otherwise stop with a KeyboardInterrupt traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = _Scorers(stories, weights)
+    if parent is not None:
+        _leave_with(parent)
+
+
+def _leave_with(parent: int, every: float = 0.2) -> None:
+    """End this worker soon after the process that made it (``parent``) is gone, however it ended.
+
+    A trainer killed outright (SIGKILL, the out-of-memory killer) never shuts its pool down, and a
+    worker waiting for work would wait forever (it holds the write end of its own task pipe). A
+    forked worker also holds what its parent held, the lock of the training folder among them, so
+    the run could not be resumed: ``--out`` stayed held by a process that was no longer training.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _score_chunk(items: Sequence[tuple[int, str]]) -> tuple[int, list[Scores]]:
@@ -149,7 +175,7 @@ class RewardPool:
 
             self.executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=_context(), initializer=_start_worker,
-                initargs=(list(stories), weights),
+                initargs=(list(stories), weights, os.getpid()),
             )  # fmt: skip
             list(self.executor.map(_pid, range(self.workers)))  # every worker started now
 
