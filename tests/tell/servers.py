@@ -251,7 +251,7 @@ class FakeServer:
       a usage chunk and ``[DONE]`` (``done=False`` leaves ``[DONE]`` out, as
       ``transformers serve`` does). With ``reasoning_field`` set, the CoT inside
       ``<think>…</think>`` goes out in that delta field and the rest as ``content``;
-    * ``"status"``: answer ``status`` with the JSON ``error_body``;
+    * ``"status"``: answer ``status`` with the JSON ``error_body`` (a string: sent as an HTML page);
     * ``"slow"``: wait ``delay`` seconds before answering;
     * ``"stall"``: stream ``drop_after`` pieces, then wait ``delay`` seconds;
     * ``"keepalive"``: stream ``drop_after`` pieces, then an SSE comment (``: keep-alive``)
@@ -287,7 +287,7 @@ class FakeServer:
         reasoning_field: str | None = None,
         done: bool = True,
         status: int = 500,
-        error_body: dict | None = None,
+        error_body: dict | str | None = None,
         delay: float = 5.0,
         drop_after: int = 3,
         fail: int | None = None,
@@ -403,6 +403,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
+    def _page(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
     def _start_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -489,7 +501,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         behaviour = fake.behaviour if fake.fail is None or n <= fake.fail else "story"
         if behaviour == "status":
-            self._json(fake.status, fake.error_body, fake.headers)
+            if isinstance(fake.error_body, str):  # a page (a proxy's, a web server's)
+                self._page(fake.status, fake.error_body, fake.headers)
+            else:
+                self._json(fake.status, fake.error_body, fake.headers)
             return
         if behaviour == "slow":
             fake.stopping.wait(fake.delay)

@@ -107,3 +107,23 @@ def test_the_command_refuses_greedy_samples_before_loading(tiny_qwen, dataset, t
     assert told.returncode == 0, told.stderr
     record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert len(record_samples(record)) == 2
+
+
+def test_a_model_that_decodes_greedily_whatever_the_temperature_is_said(tiny_qwen, dataset, tmp_path):
+    """Qwen2.5-VL-Instruct's generation_config.json sets ``top_k: 1``, which ``--temperature`` leaves in
+    force: every candidate of a story was one text, recorded without a word."""
+    import shutil
+
+    model = tmp_path / "top-k-1"
+    shutil.copytree(tiny_qwen, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, "do_sample": True, "top_k": 1}))
+    said: list[str] = []
+    stories = load_stories(dataset)
+    tell_dataset(stories, TransformersTeller(str(model)), tmp_path / "run", sampling=SAMPLED, samples=N, limit=2,
+                 say=said.append)  # fmt: skip
+    assert said == [
+        f"warning: the {N} candidates of story st0 are the same text at --temperature 1; the model decodes "
+        "greedily (a top_k of 1 in its generation_config.json), so candidates of one story may never differ: "
+        "preference pairs need ones that do"
+    ]

@@ -501,6 +501,37 @@ def test_the_retries_setting_is_the_only_bound(frames, status, retries):
     assert ("gave up after" in str(info.value)) == (retries > 0)
 
 
+def test_a_rate_limit_says_to_wait_or_send_fewer_not_to_read_the_servers_log(frames):
+    """A 429 was worded as a 5xx ("failed …; check the server's log"): the server is fine, it wants fewer requests."""
+    body = {"error": {"message": "Rate limit reached for requests"}}
+    with FakeServer("status", status=429, error_body=body, headers={"Retry-After": "0.2"}) as server:
+        with pytest.raises(TellError) as info:
+            OpenAITeller(server.url, retries=1, backoff=0.01).tell(frames)
+    assert str(info.value) == (
+        f"the server at {server.url}/v1 is limiting requests (HTTP 429: Rate limit reached for requests); wait "
+        "and try again, or send fewer at once (--concurrency) (gave up after 2 attempts)"
+    )
+    assert info.value.at_endpoint and len(server.chat_requests()) == 2
+
+
+@pytest.mark.parametrize("own_socket", [True, False])
+def test_an_error_page_is_quoted_by_its_words_not_its_markup(frames, own_socket):
+    """A proxy's or web server's HTML error page was quoted tags and all (nginx: ``<html><head><title>…``)."""
+    page = (
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+        "</center>\r\n<hr><center>nginx/1.24.0 &amp; co</center>\r\n</body>\r\n</html>\r\n"
+    )
+    with FakeServer("status", status=502, error_body=page) as server:
+        with OpenAITeller(server.url, **FAST) as teller:
+            if not own_socket:
+                teller._wire = None  # the SDK's client, as for https or behind a proxy
+            with pytest.raises(TellError) as info:
+                teller.tell(frames)
+    assert str(info.value) == (
+        f"the server at {server.url}/v1 failed (HTTP 502: 502 Bad Gateway nginx/1.24.0 & co); check the server's log"
+    )
+
+
 def test_a_retry_waits_as_long_as_the_server_asks(frames):
     with FakeServer("status", status=503, fail=1, headers={"Retry-After": "0.5"}) as server:
         teller = OpenAITeller(server.url, retries=1, backoff=0.01)
@@ -638,6 +669,35 @@ def test_a_drop_before_any_output_is_retried(frames):
     assert len(server.chat_requests()) == 2
 
 
+@pytest.mark.parametrize("own_socket", [True, False])
+def test_an_answer_that_is_not_a_stream_is_said_as_such_and_not_retried(frames, own_socket):
+    """A server that ignores ``stream: true`` (one whole completion as JSON), or a proxy's page, was said to
+    have "ended the stream before the output was finished" (check the server's log) and asked again."""
+    completion = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Once"}, "finish_reason": "stop"}
+        ],
+    }
+    with FakeServer("status", status=200, error_body=completion) as server:
+        with OpenAITeller(server.url, retries=2, backoff=0.01) as teller:
+            if not own_socket:
+                teller._wire = None  # the SDK's client, as for https or behind a proxy
+            with pytest.raises(TellError) as info:
+                teller.tell(frames)
+    message = str(info.value)
+    assert message.startswith(
+        f"the server at {server.url}/v1 answered application/json, not a stream of events "
+        '({"object": "chat.completion", '
+    )
+    assert message.endswith(
+        "; check that --endpoint is the base URL of an OpenAI-compatible server that streams (stream: true), "
+        "e.g. http://localhost:8000/v1"
+    )
+    assert info.value.at_endpoint
+    assert len(server.chat_requests()) == 1  # the same answer again: not asked twice
+
+
 def test_an_error_event_mid_stream_ends_with_the_partial_output(frames):
     with FakeServer("error-event", drop_after=2, chunk=100) as server, OpenAITeller(server.url) as teller:
         with pytest.raises(TellError, match="CUDA out of memory") as info:
@@ -743,6 +803,27 @@ def test_cli_tell_against_an_endpoint_writes_the_text_the_parse_and_the_page(fra
     assert "openai: fake/storyteller" in result.stderr
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["meta"]["endpoint"] == f"{server.url}/v1"
+
+
+def test_cli_tell_against_an_endpoint_records_when_the_first_text_came(frames, tmp_path):
+    """``tell --endpoint`` recorded ``first_token_seconds`` as null (local weights and tell-dataset timed it)."""
+    out = tmp_path / "x.txt"
+    with FakeServer(answer_delay=0.3, chunk=400, piece_delay=0.05) as server:
+        result = _cli("tell", *map(str, frames), "--endpoint", server.url, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    usage = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["meta"]["usage"]
+    assert 0.3 <= usage["first_token_seconds"] < usage["seconds"]
+
+
+def test_cli_tell_json_holds_the_raw_output(frames):
+    """``tell --json`` without ``--out`` printed the parse alone: the model's own text was nowhere (a partial
+    story's JSON had it)."""
+    broken = "<think>\n## Image 1\n| not | a table\n</think>\nOnce upon a time"  # no parse gives it back
+    with FakeServer(text=broken) as server:
+        result = _cli("tell", *map(str, frames), "--endpoint", server.url, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["raw"] == broken and data["well_structured"] is False
 
 
 def test_cli_server_errors_are_one_sentence(frames):

@@ -279,6 +279,60 @@ def test_a_manifest_of_an_older_version_is_still_resumed_by_what_it_recorded(tmp
     assert read_run(run)[0]["dataset"]["path"] == str((tmp_path / "ds").resolve())  # recorded from now on
 
 
+def test_a_servers_model_is_a_name_not_a_folder_of_where_the_run_started(stories, tmp_path, monkeypatch):
+    """The model a server lists (``vllm serve ./m`` lists ``./m``) was resolved against the client's folder
+    when one there had its name, so the same run against the same server was refused from anywhere else."""
+    (tmp_path / "a" / "m").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "a")
+    with FakeServer(models=("m",)) as fake:
+        with OpenAITeller(fake.url, concurrency=1, **FAST) as teller:
+            tell_dataset(stories, teller, run, sampling=GREEDY, limit=2)
+        teller_record = read_run(run)[0]["teller"]
+        assert teller_record["model"] == "m" and "model_path" not in teller_record
+        monkeypatch.chdir(tmp_path / "b")  # where no m is: the same server, the same run
+        with OpenAITeller(fake.url, concurrency=1, **FAST) as teller:
+            assert tell_dataset(stories, teller, run, sampling=GREEDY, limit=4).skipped == 2
+        # a run recorded by a version that resolved it is resumed as well
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["teller"]["model_path"] = str(tmp_path / "a" / "m")
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        with OpenAITeller(fake.url, concurrency=1, **FAST) as teller:
+            assert tell_dataset(stories, teller, run, sampling=GREEDY).skipped == 4
+    assert ids_in(run / RECORDS) == Counter(stories.ids())
+
+
+def test_a_run_that_told_nothing_is_begun_again_with_corrected_options(stories, tmp_path):
+    """Every story failed (``--min-pixels`` on ``transformers serve``, a mistyped ``--served-model``): the run
+    then refused the corrected command as "a run with another teller", though it held nothing to mix with."""
+    run, said = tmp_path / "run", []
+
+    def refuse(body: dict) -> dict | None:  # what transformers serve answers a pixel budget
+        if "mm_processor_kwargs" in body:
+            return {"error": "Unexpected fields in the request: {'mm_processor_kwargs'}"}
+        return None
+
+    with FakeServer(refuse=refuse) as fake:
+        with OpenAITeller(fake.url, concurrency=1, min_pixels=3136, **FAST) as teller:
+            with pytest.raises(EndpointDown):
+                tell_dataset(stories, teller, run, sampling=GREEDY)
+        assert not (run / RECORDS).exists() and len(read_lines(run / ERRORS, "error").entries) == 3
+        with OpenAITeller(fake.url, concurrency=1, **FAST) as teller:
+            summary = tell_dataset(stories, teller, run, sampling=GREEDY, limit=2, say=said.append)
+        assert (summary.done, summary.failed) == (2, 0)
+        assert said == [
+            f"{run} held no story told, with another teller (min_pixels 3136 then, unset now); its 3 failures "
+            "are dropped; begun again with these"
+        ]
+        assert not (run / ERRORS).exists()  # the failures of the options given up are not this run's
+        assert "min_pixels" not in read_run(run)[0]["teller"]
+        # once a story is told, the run is bound to its options again
+        with OpenAITeller(fake.url, concurrency=1, min_pixels=3136, **FAST) as teller:
+            with pytest.raises(UsageError, match=r"holds a run with another teller \(min_pixels unset then"):
+                tell_dataset(stories, teller, run, sampling=GREEDY)
+
+
 def test_a_second_run_into_a_folder_at_work_is_refused_in_one_line(stories, tmp_path):
     run = tmp_path / "run"
     with held_elsewhere(run) as holder:

@@ -184,6 +184,25 @@ def test_a_server_that_ignores_n_is_asked_once_a_candidate_and_says_so_once(stor
         assert [c["meta"]["sampling"]["seed"] for c in record_samples(record)] == [5, 6, 7, 8]
 
 
+def test_candidates_that_all_come_out_the_same_are_said_once(stories, tmp_path):
+    """``transformers serve`` samples only when the model's generation_config.json says do_sample (the tiny
+    Qwen2.5-VL's does not): every candidate of a story was the same text, recorded without a word."""
+    said: list[str] = []
+    with FakeServer(chunk=400) as server, OpenAITeller(server.url, concurrency=1, **FAST) as teller:
+        teller.warn = lambda line: None  # (that it ignores n is said apart)
+        tell_dataset(stories, teller, tmp_path / "run", sampling=SAMPLED, samples=3, say=said.append)
+    assert said == [
+        f"warning: the 3 candidates of story {stories.ids()[0]} are the same text at --temperature 0.7; the "
+        "server decodes greedily (transformers serve samples only as the model's generation_config.json says: "
+        "do_sample, top_k; vLLM samples as asked), so candidates of one story may never differ: preference pairs need "
+        "ones that do"
+    ]
+    with SamplingServer() as server, OpenAITeller(server.url, concurrency=1, **FAST) as teller:
+        said.clear()  # candidates that differ: nothing to say
+        tell_dataset(stories, teller, tmp_path / "other", sampling=SAMPLED, samples=3, say=said.append)
+    assert said == []
+
+
 def test_a_server_that_answers_fewer_choices_gets_the_rest_asked_apart(tmp_path):
     frame = tmp_path / "f.png"
     from PIL import Image

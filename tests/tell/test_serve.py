@@ -145,3 +145,19 @@ def test_an_empty_model_is_refused(model):
     """``--model "$MODEL"`` with MODEL unset printed a command serving nothing."""
     result = run_cli("serve", f"--model={model}", "--print")
     assert one_error_line(result) == "error: --model is empty; give a local file or folder, or a hub id"
+
+
+def test_a_hub_model_that_cannot_be_had_is_one_line_before_the_server_starts():
+    """Neither cached nor reachable (offline): it started ``transformers serve``, which printed a traceback of
+    some 80 lines and exited."""
+    from tests.tell.servers import free_port
+
+    port = str(free_port())
+    result = run_cli("serve", "--model", "nobody/no-such-model", "--server", "transformers", "--port", port)
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: nobody/no-such-model is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE is "
+        "set); pass a local model folder, or serve on a machine that reaches the hub"
+    ]
+    assert "serving" not in result.stderr  # the server was never started

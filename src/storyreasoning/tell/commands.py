@@ -201,8 +201,10 @@ def tell(settings: TellSettings) -> int:
     try:
         import time
 
-        start = time.perf_counter()
+        start, first = time.perf_counter(), None
         for chunk in teller.stream(images, prompt=prompt, sampling=sampling):
+            if first is None and chunk:
+                first = time.perf_counter() - start
             chunks.append(chunk)
             parser.feed(chunk)
             if live:
@@ -223,6 +225,8 @@ def tell(settings: TellSettings) -> int:
     telling = parser.result()
     usage = teller.last_usage.to_dict() if teller.last_usage else {}
     usage["seconds"] = seconds
+    if usage.get("first_token_seconds") is None:  # a server's stream is timed here, as Teller.tell times it
+        usage["first_token_seconds"] = first
     telling.meta = {
         **teller.describe(),
         "sampling": sampling.to_dict(),
@@ -250,8 +254,8 @@ def tell(settings: TellSettings) -> int:
             title=f"Grounded story ({len(images)} images)",
             teller_label=BASELINE_LABEL if teller.backend == "baseline" else label,
         )
-    if as_json:
-        data = telling.to_dict(verdict)
+    if as_json:  # the raw output too: a parse leaves out what it could not place (as a partial one has it)
+        data = {"raw": telling.raw, **telling.to_dict(verdict)}
         data["meta"] = telling.meta
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     else:
@@ -356,6 +360,10 @@ def serve(settings: ServeSettings) -> int:
         console.print(f"endpoint: {p.endpoint}")
         return 0
     check_port(settings.host, settings.port)
+    # a folder that is not there, or a hub id neither cached nor reachable: one line, not the server's traceback
+    from ..models import check_model_source
+
+    check_model_source(model, hint="pass a local model folder, or serve on a machine that reaches the hub")
     for note in p.notes:
         console.print(f"[dim]{note}[/dim]")
     console.print(f"serving {model} with {p.server}; when it is up, use: --endpoint {p.endpoint}")

@@ -147,7 +147,7 @@ def server_message(body: bytes | str) -> str:
     try:
         message = _message_of(json.loads(text))
     except ValueError:
-        message = ""
+        message = _page_text(text) if text.lstrip()[:1] == "<" else ""
     # one line, and not a page: it goes into a one-line error (a server's JSON message may hold a traceback)
     line = " ".join((message or text).split())
     return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
@@ -155,6 +155,15 @@ def server_message(body: bytes | str) -> str:
 
 #: the most of a server's error message an error line quotes
 MESSAGE_CHARS = 500
+
+
+def _page_text(text: str) -> str:
+    """The words of an HTML page (a proxy's or a web server's error page), without its head and tags."""
+    import html
+    import re
+
+    text = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", " ", text)
+    return html.unescape(re.sub(r"(?s)<[^>]*>", " ", text))
 
 
 def _message_of(data: Any) -> str:
@@ -502,6 +511,16 @@ class OpenAITeller(Teller):
             at_endpoint=True,
         )
 
+    def _not_a_stream(self, kind: str, head: bytes) -> _Failure:
+        said = server_message(head)
+        return _Failure(
+            f"the server at {self.endpoint} answered {kind}, not a stream of events"
+            + (f" ({said})" if said else "")
+            + "; check that --endpoint is the base URL of an OpenAI-compatible server that streams "
+            "(stream: true), e.g. http://localhost:8000/v1",
+            at_endpoint=True,
+        )
+
     def _late(self, deadline: _Deadline, received: int) -> _Failure:
         kept = f"the {received} characters received are kept" if received else "no text came"
         return _Failure(
@@ -524,6 +543,15 @@ class OpenAITeller(Teller):
             return _Failure(
                 f"{where} refused the API key (HTTP {status}: {message}); pass the right one with --api-key "
                 "or set OPENAI_API_KEY",
+                at_endpoint=True,
+                status=status,
+            )
+        if status == 429:  # not a failure of the server's: it asks for fewer requests
+            return _Failure(
+                f"{where} is limiting requests (HTTP 429: {message}); wait and try again, or send fewer at once "
+                "(--concurrency)",
+                retry=True,
+                wait=_retry_after(headers),
                 at_endpoint=True,
                 status=status,
             )
@@ -781,6 +809,7 @@ class OpenAITeller(Teller):
                 if self._stopped():
                     raise self._closed_failure()
                 events, templates = EventReader(), DeltaTemplates()
+                head, evented = b"", False  # the body's first bytes; whether an event came
                 while not events.done:
                     try:
                         block = next(blocks)
@@ -788,6 +817,8 @@ class OpenAITeller(Teller):
                         break
                     except Exception as exc:
                         raise self._stream_failure(exc) from None
+                    if not head:
+                        head = block[:MESSAGE_CHARS]
                     deadline = getattr(self._local, "deadline", None)
                     if deadline is not None and deadline.expired:
                         raise self._late(deadline, len("".join(produced)))
@@ -795,6 +826,8 @@ class OpenAITeller(Teller):
                         complete = events.feed(block)
                     except EventTooLong as exc:
                         raise self._fail(self._malformed(str(exc))) from None
+                    if complete and not evented:
+                        evented = True
                     for data in complete:
                         known = templates.text(data)
                         if known is None:
@@ -812,6 +845,9 @@ class OpenAITeller(Teller):
                             produced.append(chunk)
                             yield chunk
                 if usage.finish_reason is None:  # no finish reason: the server stopped short
+                    kind = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
+                    if not evented and kind and kind != "text/event-stream":
+                        raise self._not_a_stream(kind, head)  # a whole JSON completion, a proxy's page, …
                     raise self._ended_early()
             finally:
                 with contextlib.suppress(Exception):

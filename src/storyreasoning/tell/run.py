@@ -341,10 +341,17 @@ def settle_errors(folder: Path, done: set[str], say: Callable[[str], None] = _wa
         _rewrite(lines, keep, say, "")
 
 
+def _served(teller: dict) -> bool:
+    """Whether a teller's description is of a server's (``endpoint`` or ``endpoints``): its model is the name
+    the server lists, not a folder here (``vllm serve ./m`` lists ``./m`` whatever folder this is)."""
+    return "endpoint" in teller or "endpoints" in teller
+
+
 def _teller_record(described: dict) -> dict:
     """A teller's description as the manifest records it: a model given as a local folder also by its
-    resolved ``model_path`` (``./m`` and ``m`` are one model; another folder's ``m`` another)."""
-    path = local_path(described.get("model"))
+    resolved ``model_path`` (``./m`` and ``m`` are one model; another folder's ``m`` another). A server's
+    model is a name, as the server lists it, even when a folder here has that name."""
+    path = None if _served(described) else local_path(described.get("model"))
     return {**described, "model_path": str(path)} if path is not None else described
 
 
@@ -354,9 +361,12 @@ def _identity(manifest: dict) -> dict:
     older version, which recorded the model as typed)."""
     out = {key: manifest.get(key) for key in _IDENTITY if key != "dataset"}
     teller = dict(out.get("teller") or {})
+    served = _served(teller)
     for key in _VOLATILE_TELLER:
         teller.pop(key, None)
     path = teller.pop("model_path", None) or local_path(teller.get("model"))
+    if served:  # a server's model name (a version that resolved it here recorded a model_path: not used)
+        path = None
     if path is not None:
         teller["model"] = str(path)
     out["teller"] = teller
@@ -538,16 +548,26 @@ def tell_dataset(
         if samples > 1:
             manifest["samples"] = samples
         manifest_path = out / MANIFEST
-        if manifest_path.exists():
-            old = read_manifest(out)
+        old = read_manifest(out) if manifest_path.exists() else None
+        if old is not None:
             changed = _run_changes(old, manifest, out, stories)
             if changed:
                 names = ", ".join(_NAMES.get(key, key) for key in changed)
                 said = "; ".join(phrase for phrases in changed.values() for phrase in phrases)
-                raise UsageError(
-                    f"{out} holds a run with another {names} ({said}); resume it with the same options "
-                    "or write to another --out folder"
+                if _holds_a_record(out / RECORDS):
+                    raise UsageError(
+                        f"{out} holds a run with another {names} ({said}); resume it with the same options "
+                        "or write to another --out folder"
+                    )
+                # nothing told to mix with (every story failed, or none finished): the corrected command goes on
+                failed = len({item["story_id"] for _, item, _ in iter_lines(out / ERRORS, "error")})
+                (out / ERRORS).unlink(missing_ok=True)
+                dropped = f"; its {failed} failures are dropped" if failed else ""
+                say(
+                    f"{out} held no story told, with another {names} ({said}){dropped}; begun again with these"
                 )
+                old = None
+        if old is not None:
             manifest = {**old, **manifest}
         else:
             manifest["created"] = _now()
@@ -593,6 +613,7 @@ def tell_dataset(
         many = {"samples": samples} if samples > 1 else {}
         results = teller.tell_many(lazy(), prompt=prompt, sampling=sampling, **many)
         in_a_row = 0  # stories failing at the endpoint, one after the other
+        same_said = False  # candidates all the same text: said once
         try:
             for story, result in results:
                 sample = drawn.pop(story.story_id, None)
@@ -629,6 +650,10 @@ def tell_dataset(
                     record = {"story_id": story.story_id, **entries[0]}
                     if len(entries) > 1:
                         record["other_samples"] = entries[1:]
+                        same = sampling.temperature > 0 and len({e["raw"] for e in entries}) == 1
+                        if same and not same_said:
+                            same_said = True
+                            say(_same_candidates(story.story_id, len(entries), sampling, teller))
                     append_json_line(out / RECORDS, record)
                     appended.add(story.story_id)
                     summary.done += 1
@@ -650,6 +675,27 @@ def tell_dataset(
             manifest.update(updated=_now(), finished=len(told))
             write_json_atomic(manifest_path, manifest)
         return summary
+
+
+def _holds_a_record(path: Path) -> bool:
+    """Whether a ``records.jsonl`` holds a story told (a damaged line is none)."""
+    with contextlib.closing(iter_lines(path, "record")) as lines:
+        return next(lines, None) is not None
+
+
+def _same_candidates(story_id: str, n: int, sampling: Sampling, teller: Teller) -> str:
+    """The warning for a story whose ``n`` candidates came out as one text although sampling is on."""
+    why = (
+        "the server decodes greedily (transformers serve samples only as the model's generation_config.json "
+        "says: do_sample, top_k; vLLM samples as asked)"
+        if teller.backend == "openai"
+        else "the model decodes greedily (a top_k of 1 in its generation_config.json)"
+    )
+    return (
+        f"warning: the {n} candidates of story {story_id} are the same text at --temperature "
+        f"{sampling.temperature:g}; {why}, so candidates of one story may never differ: preference pairs "
+        "need ones that do"
+    )
 
 
 def _run_changes(old: dict, manifest: dict, out: Path, stories) -> dict[str, list[str]]:
