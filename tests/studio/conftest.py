@@ -76,6 +76,47 @@ class RepeatTeller(Teller):
         yield self.outputs[tuple(str(getattr(image, "path", image)) for image in images)]
 
 
+class FixedTeller(Teller):
+    """A teller that writes the same output (``examples/outputs/lighthouse.txt``) for any frames."""
+
+    backend = "fixed"
+    model = "the lighthouse output"
+
+    def stream(self, images: Sequence[Any], *, prompt: Prompt = Prompt(), sampling: Sampling = Sampling()):
+        yield (ROOT / "examples" / "outputs" / "lighthouse.txt").read_text(encoding="utf-8")
+
+
+# Story ids a URL must carry with care: "." and ".." (a path segment the browser folds away,
+# percent-encoded or not), a slash, "#" and "?", spaces and non-Latin letters, the longest id.
+ODD_IDS = [".", "..", "a/b", "a#b?c=d", "灯台 の 物語", "x" * 300]
+PLAIN_IDS = [f"s{k:03d}" for k in range(52)]  # after them: the lists have two pages (50 a page)
+LONG_RUN = "r" * 100  # the longest name a run folder may have
+
+
+@pytest.fixture(scope="session")
+def odd_ids_studio(tmp_path_factory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a studio over ``odd``, a parquet dataset (split test) of
+    :data:`ODD_IDS` then :data:`PLAIN_IDS`, each with the lighthouse's frames and output, and
+    the runs folder holding ``told`` and :data:`LONG_RUN`: that dataset told by :class:`FixedTeller`."""
+    require_studio()
+    from storyreasoning.data import SampleList, StorySample, load_stories
+    from storyreasoning.data.writers import write_parquet
+    from storyreasoning.tell.run import tell_dataset
+
+    root = tmp_path_factory.mktemp("odd-ids")
+    lighthouse = next(s for s in load_stories(str(EXAMPLES)) if s.story_id == "lighthouse")
+    frames = [Path(frame.path).read_bytes() for frame in lighthouse.frames]
+    cot, _, story = lighthouse.output_text().partition("\n</think>\n")
+    samples = [StorySample(sid, frames, cot.removeprefix("<think>\n"), story) for sid in ODD_IDS + PLAIN_IDS]
+    write_parquet(SampleList(samples), root / "odd", split="test")
+    told = load_stories(str(root / "odd"))
+    for run in ("told", LONG_RUN):
+        tell_dataset(told, FixedTeller(), root / "runs" / run)
+    config = StudioConfig(datasets=[DatasetSource("odd", str(root / "odd"))], runs=root / "runs")
+    with running_studio(config) as server:
+        yield server.url
+
+
 FAILED_STORY = "pioneers"
 FAILED_ERROR = "the server at http://127.0.0.1:9/v1 answered 500 (CUDA out of memory); check the server's log"
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -580,7 +581,9 @@ def test_tables_fill_while_streaming_and_cancel_keeps_them(browser, endpoint_stu
         wait_app(page)
         viewer = "#page-tell .viewer"
         upload(page, "#page-tell", [str(p) for p in sorted((EXAMPLES / "lighthouse").glob("*.png"))])
-        page.click("#generate")
+        page.locator("#generate").focus()
+        page.keyboard.press("Enter")  # the keyboard's way: the focus goes to Cancel, not to the page's start
+        expect(page.locator("#cancel")).to_be_focused()
         page.locator(f"{viewer} .image-pane[data-sub='2'] .cot-table.characters tbody tr").nth(1).wait_for(
             state="attached"
         )
@@ -589,8 +592,9 @@ def test_tables_fill_while_streaming_and_cancel_keeps_them(browser, endpoint_stu
             "Image 2",
             "Image 3",
         }  # it follows
-        page.click("#cancel")
+        page.keyboard.press("Enter")  # Cancel
         assert wait_done(page).startswith("cancelled")
+        expect(page.locator("#generate")).to_be_focused()  # back to Generate, ready for the next story
         assert "Cancelled" in page.locator(f"{viewer} .viewer-message").inner_text()
         # what arrived is parsed exactly once the stream ends: tables kept, findings listed
         expect(page.locator(f"{viewer} .tab[data-tab=diagnostics]")).to_have_text(
@@ -619,6 +623,20 @@ def test_a_backend_error_is_shown(browser, endpoint_studio, fake):
         assert (
             page.locator(f"{viewer} .raw-text").inner_text().startswith("1<think>")
         )  # line numbers, then the text
+
+
+def test_a_failure_before_any_output_says_nothing_arrived(browser, endpoint_studio, fake):
+    fake.behaviour = "status"  # a 500 before the first token
+    with open_page(browser, endpoint_studio) as page:
+        page.goto(endpoint_studio + "/#tell")
+        wait_app(page)
+        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+        page.click("#generate")
+        assert wait_done(page) == "failed"
+        expect(page.locator("#page-tell .setup .alert.error")).to_contain_text("500")
+        message = page.locator("#page-tell .viewer .viewer-message")
+        expect(message).to_have_text("The storyteller stopped with an error before it wrote anything.")
+        assert page.locator("#page-tell .viewer .story-card").count() == 0
 
 
 def test_a_reload_mid_stream_follows_the_story_again(browser, endpoint_studio, fake):
@@ -1215,6 +1233,110 @@ def test_another_dataset_or_split_shows_none_of_the_last_ones_stories(browser, s
         expect(page.locator(f"{root} .story-row")).to_have_count(1)
         expect(active).to_have_count(0)
         assert page.locator(f"{root} .viewer").count() == 0
+
+
+def frames_drawn(page, scope: str) -> int:
+    """How many pictures of a viewer's story cards were loaded and decoded (not broken)."""
+    images = page.locator(f"{scope} .story-card .frame img")
+    images.first.wait_for()
+    return sum(
+        images.nth(k).evaluate("img => img.decode().then(() => img.naturalWidth > 0, () => false)")
+        for k in range(images.count())
+    )
+
+
+SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_story_ids_a_url_must_carry_with_care_open_on_every_page(browser, odd_ids_studio):
+    """ "." and ".." (a path segment the browser folds away), a slash, "#" and "?", non-Latin letters
+    and 300 characters: each story opens from its list with its frames, on the Datasets page and on
+    the Runs page beside its reference, and the longest id wraps instead of widening the page."""
+    from tests.studio.conftest import LONG_RUN, ODD_IDS
+
+    url = odd_ids_studio
+    with open_page(browser, url) as page:
+        page.goto(url + "/#datasets/odd")
+        wait_app(page)
+        root = "#page-datasets"
+        title = page.locator(f"{root} .viewer .viewer-title")
+        rows = page.locator(f"{root} .story-row")
+        rows.first.wait_for()
+        shown = rows.evaluate_all("els => els.map(e => e.dataset.story)")
+        for sid in ODD_IDS:
+            rows.nth(shown.index(sid)).click()
+            expect(title).to_have_text(f"odd · {sid}")
+            assert frames_drawn(page, f"{root} .viewer") == 3, sid
+            expect(page.locator(f"{root} .story-row.active")).to_have_attribute("data-story", sid)
+        assert page.evaluate(SIDEWAYS) == 0  # the 300 characters wrap
+        right = page.locator("#page-runs .compare-side").nth(1)
+        for sid in [".", "..", ODD_IDS[-1]]:
+            page.goto(f"{url}/#runs/told/{quote(sid, safe='')}/vs/reference")
+            expect(right.locator(".viewer-title")).to_have_text(f"reference · odd · {sid}")
+            assert frames_drawn(page, "#page-runs .compare-side:first-child") == 3, sid
+            assert frames_drawn(page, "#page-runs .compare-side:last-child") == 3, sid
+        expect(page.locator("#page-runs tr.active")).to_have_attribute("data-story", ODD_IDS[-1])
+        assert page.evaluate(SIDEWAYS) == 0
+        card = page.locator(f"#page-runs .run-card[data-run='{LONG_RUN}']")  # the longest run name
+        name, box = card.locator(".card-head h3").bounding_box(), card.bounding_box()
+        assert name["x"] + name["width"] <= box["x"] + box["width"], (name, box)  # wraps within its card
+        link = page.locator("#page-runs tr.active .story-id .link").bounding_box()
+        assert link["width"] < 500 and link["height"] > 100  # wrapped, not one line of 2,300 px
+
+
+def test_a_lists_page_and_search_are_in_the_route(browser, odd_ids_studio):
+    """Page 2 of a list, and a search, survive a reload and Back beside the story shown; the pager's
+    button keeps the focus for the keyboard (the list is drawn anew) and the list's top comes into view."""
+    url = odd_ids_studio
+    with open_page(browser, url) as page:
+        page.goto(url + "/#datasets/odd")
+        wait_app(page)
+        root = "#page-datasets"
+        pages = page.locator(f"{root} .pager span")
+        expect(pages).to_have_text("1–50 of 58")
+        page.locator(f"{root} .pager [data-turn=next]").focus()
+        page.keyboard.press("Enter")
+        expect(pages).to_have_text("51–58 of 58")
+        assert page.url.endswith("#datasets/odd?offset=50")
+        # the new page's last: its Next is off, so its Previous has the focus
+        assert page.evaluate("document.activeElement.dataset.turn") == "previous"
+        page.click(f"{root} .story-row[data-story='s050']")
+        expect(page.locator(f"{root} .viewer .viewer-title")).to_have_text("odd · s050")
+        assert page.url.endswith("#datasets/odd/s050?offset=50")
+        page.reload()
+        wait_app(page)
+        expect(page.locator(f"{root} .story-row.active")).to_have_attribute("data-story", "s050")
+        assert pages.inner_text() == "51–58 of 58"
+        search = page.locator(f"{root} input[type=search]")
+        search.fill("s04")
+        search.press("Enter")
+        expect(pages).to_have_text("1–10 of 10")
+        assert page.url.endswith("#datasets/odd/s050?q=s04")
+        assert page.locator(f"{root} .viewer .viewer-title").inner_text() == "odd · s050"  # still shown
+        page.go_back()
+        expect(pages).to_have_text("51–58 of 58")
+        assert page.locator(f"{root} input[type=search]").input_value() == ""
+
+        # a run's list: its page stays when a story is opened and put beside another
+        page.goto(url + "/#runs/told/s000")
+        root = "#page-runs"
+        page.locator(f"{root} .run-detail .story-card").first.wait_for()
+        next_page = page.locator(f"{root} .pager [data-turn=next]")
+        next_page.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator(f"{root} .pager span")).to_have_text("51–58 of 58")
+        assert page.url.endswith("#runs/told/s000?offset=50")
+        assert page.locator(f"{root} .run-stories").bounding_box()["y"] >= 0  # the list's top in view
+        page.click(f"{root} tr[data-story='s051']")
+        page.select_option("#compare-with", "reference")
+        expect(page.locator(f"{root} .compare-side").nth(1).locator(".viewer-title")).to_have_text(
+            "reference · odd · s051"
+        )
+        assert page.url.endswith("#runs/told/s051/vs/reference?offset=50")
+        page.reload()
+        wait_app(page)
+        expect(page.locator(f"{root} tr.active")).to_have_attribute("data-story", "s051")
+        assert page.locator(f"{root} .pager span").inner_text() == "51–58 of 58"
 
 
 # The answers to the stories lists named by ``window.__slow`` (a regular expression) are held back in

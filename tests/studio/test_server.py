@@ -20,7 +20,7 @@ import uuid
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from PIL import Image
@@ -34,6 +34,7 @@ from .conftest import (
     EXAMPLES,
     FAILED_ERROR,
     FAILED_STORY,
+    ODD_IDS,
     ROOT,
     STUDIO_MAX_IMAGE_BYTES,
     STUDIO_MAX_IMAGES,
@@ -853,6 +854,41 @@ def test_datasets_list_stories_story_and_frames(studio_url):
     assert bad_split.status == 404 and "split" in bad_split.error
     assert call(f"{studio_url}/api/datasets/stories/stories?offset=-1").status == 400
     assert "offset" in call(f"{studio_url}/api/datasets/stories/stories?offset=x").error
+
+
+def test_a_story_whose_id_a_path_cannot_carry_is_asked_for_with_its_id_in_the_query(odd_ids_studio):
+    """A browser folds a path segment "." or ".." away (percent-encoded too) before the request
+    leaves: those stories, their frames and a run's story are reached with ?story_id=, the frames'
+    URLs are served in that form, and any other id is answered that way as well."""
+    url = odd_ids_studio
+    for sid in ODD_IDS:
+        story = call(f"{url}/api/datasets/odd/story?{urlencode({'story_id': sid, 'split': 'test'})}").json()
+        assert story["story_id"] == sid and story["telling"]["well_structured"] is True
+        frames = [frame["url"] for frame in story["frames"]]
+        assert len(frames) == 3
+        if sid in (".", ".."):
+            assert all(f.startswith("/api/datasets/odd/story/frames/") for f in frames), frames
+            assert all(
+                f"story_id={quote(sid, safe='')}" in f and "/./" not in f and "/../" not in f for f in frames
+            )
+        for k, frame in enumerate(frames):
+            assert call(url + frame).body == LIGHTHOUSE_FRAMES[k].read_bytes(), (sid, frame)
+        told = call(f"{url}/api/runs/told/story?{urlencode({'story_id': sid})}").json()
+        assert told["story_id"] == sid and told["reference"] == {
+            "dataset": "odd",
+            "split": "test",
+            "story_id": sid,
+        }
+        assert [f["url"] for f in told["frames"]] == frames
+    # the path form still answers the ids a path can carry
+    assert call(f"{url}/api/datasets/odd/stories/a%2Fb?split=test").json()["story_id"] == "a/b"
+    assert (
+        call(f"{url}/api/datasets/odd/stories/s000/frames/0?split=test").body
+        == LIGHTHOUSE_FRAMES[0].read_bytes()
+    )
+    missing = call(f"{url}/api/datasets/odd/story?story_id=nope&split=test")
+    assert missing.status == 404 and "no story 'nope'" in missing.error
+    assert "story_id" in call(f"{url}/api/runs/told/story").error  # the id is required
 
 
 # -- runs --------------------------------------------------------------------------------------------------

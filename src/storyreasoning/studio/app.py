@@ -40,7 +40,17 @@ from . import inputs
 from .catalog import Datasets, Runs
 from .config import IMAGE_TYPES, StudioConfig
 from .errors import ApiError
-from .inputs import FrameIndex, Limit, NameSegment, Offset, Search, Split, StorySegment, TokenSegment
+from .inputs import (
+    FrameIndex,
+    Limit,
+    NameSegment,
+    Offset,
+    Search,
+    Split,
+    StoryQuery,
+    StorySegment,
+    TokenSegment,
+)
 from .jobs import JobManager
 from .multipart import read_files
 from .uploads import UploadStore
@@ -487,6 +497,21 @@ def create_app(
     def dataset_frame(
         name: NameSegment, story_id: StorySegment, k: FrameIndex, split: Split = ""
     ) -> Response:
+        return frame_of(name, story_id, k, split)
+
+    # A story and its frames with the id in the query, for the ids a URL's path cannot carry
+    # (`.` and `..`: catalog.FOLDED; any id is answered this way too). Runs: run_story_by_query.
+    @app.get("/api/datasets/{name}/story/frames/{k}")
+    def dataset_frame_by_query(
+        name: NameSegment, k: FrameIndex, story_id: StoryQuery, split: Split = ""
+    ) -> Response:
+        return frame_of(name, story_id, k, split)
+
+    @app.get("/api/datasets/{name}/story")
+    def dataset_story_by_query(name: NameSegment, story_id: StoryQuery, split: Split = "") -> dict:
+        return dataset_story(name, story_id, split)
+
+    def frame_of(name: str, story_id: str, k: int, split: str) -> Response:
         sample = datasets.sample(name, story_id, split or None)
         if not 0 <= k < len(sample.frames):
             raise ApiError(404, f"story {story_id[:80]!r} has {len(sample.frames)} frames; k is 0-based")
@@ -574,6 +599,11 @@ def create_app(
             "frames": frames,
             "reference": reference,
         }
+
+    @app.get("/api/runs/{name}/story")
+    def run_story_by_query(name: NameSegment, story_id: StoryQuery) -> dict:
+        """A run's story with its id in the query (for `.` and `..`, which a path cannot carry)."""
+        return run_story(name, story_id)
 
     allowed = None
     if config.loopback:

@@ -30,6 +30,10 @@ METRICS_FILE = "metrics.json"
 PER_STORY_FILE = "per_story.csv"
 JUDGE_SUMMARY = "judge/summary.json"  # written by evaluate judge
 JUDGE_LOCATION = "judge-location.json"  # written by evaluate judge --out elsewhere: where its summary is
+# Story ids that a URL's path cannot carry: browsers and URL parsers fold a path segment `.` or
+# `..` (percent-encoded too) away before the request leaves. Their stories are reached with the
+# id in the query instead (/api/datasets/{name}/story?story_id=..), as their frames' URLs are.
+FOLDED = frozenset({".", ".."})
 
 
 def _spellings(source: str) -> set[str]:
@@ -167,8 +171,11 @@ class Datasets:
         return self.load(name).splits or ["train"]
 
     def frame_url(self, name: str, story_id: str, k: int, split: str | None) -> str:
-        url = f"/api/datasets/{quote(name, safe='')}/stories/{quote(story_id, safe='')}/frames/{k}"
-        return url + (f"?split={quote(split, safe='')}" if split else "")
+        base = f"/api/datasets/{quote(name, safe='')}"
+        query = f"&split={quote(split, safe='')}" if split else ""
+        if story_id in FOLDED:  # a URL's path cannot carry it: the id goes in the query
+            return f"{base}/story/frames/{k}?story_id={quote(story_id, safe='')}{query}"
+        return f"{base}/stories/{quote(story_id, safe='')}/frames/{k}" + (f"?{query[1:]}" if query else "")
 
     def sample(self, name: str, story_id: str, split: str | None = None):
         stories = self.load(name, split)

@@ -52,6 +52,7 @@ Search = Annotated[str, Query(max_length=MAX_QUERY_CHARS)]
 Split = Annotated[str, Query(max_length=MAX_NAME_CHARS)]
 NameSegment = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)]
 StorySegment = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+StoryQuery = Annotated[str, Query(min_length=1, max_length=MAX_ID_CHARS)]  # `.` and `..`: see catalog.FOLDED
 TokenSegment = Annotated[str, Path(min_length=1, max_length=MAX_TOKEN_CHARS)]
 FrameIndex = Annotated[int, Path(ge=0, le=MAX_FRAME)]
 

@@ -79,3 +79,14 @@ export function withQuery(path, params) {
 export function seg(value) {
   return encodeURIComponent(String(value));
 }
+
+/**
+ * The API path of one story: BASE/stories/ID (BASE: /api/datasets/NAME or /api/runs/NAME), with
+ * ``query``. A URL's path cannot carry the ids "." and ".." (the browser folds such a segment
+ * away before the request leaves, percent-encoded or not): those go in the query, BASE/story?story_id=ID.
+ */
+export function storyPath(base, storyId, query = {}) {
+  const id = String(storyId);
+  if (id === "." || id === "..") return withQuery(`${base}/story`, { story_id: id, ...query });
+  return withQuery(`${base}/stories/${seg(id)}`, query);
+}

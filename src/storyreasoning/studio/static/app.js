@@ -1,7 +1,8 @@
 // StoryReasoning Studio: a one-page app with four pages (Tell, Inspect, Datasets,
 // Runs) behind hash routes (#tell, #inspect, #datasets/NAME/STORY?split=SPLIT,
-// #runs/RUN/STORY/vs/run/OTHER and #runs/RUN/STORY/vs/reference). Each part of a route is
-// percent-encoded; what follows "?" is a query (URLSearchParams).
+// #runs/RUN/STORY/vs/run/OTHER and #runs/RUN/STORY/vs/reference; a list's page and search
+// as ?offset=50&q=WORD). Each part of a route is percent-encoded; what follows "?" is a query
+// (URLSearchParams).
 
 import { api, ApiError } from "./api.js";
 import { h, replace } from "./dom.js";

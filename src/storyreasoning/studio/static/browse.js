@@ -3,15 +3,31 @@
 //
 // Routes (app.js): #datasets/NAME/STORY?split=SPLIT (no split: the dataset's first),
 // #runs/RUN/STORY/vs/run/OTHER (another run) and #runs/RUN/STORY/vs/reference (the
-// dataset's own output); the older #runs/RUN/STORY/vs/OTHER still names a run. A list
+// dataset's own output); the older #runs/RUN/STORY/vs/OTHER still names a run. The page of a
+// list and its search are in the route too (?offset=50&q=WORD, left out when 0 or empty),
+// so a reload, Back or a shared link shows the same list beside the story. A list
 // shows the answer to the last request made for it: an answer that comes after a newer
 // request (a slow first page, then a search) is dropped.
 
-import { api, ApiError, seg, withQuery } from "./api.js";
+import { api, ApiError, seg, storyPath, withQuery } from "./api.js";
 import { h, clear, replace, formatNumber } from "./dom.js";
 import { Viewer } from "./viewer.js";
 
 const PAGE = 50;
+const MAX_OFFSET = 10_000_000; // the server's bound (API.md, Bounds)
+
+/** A list's page and search as a route has them: {q, offset}; what is not a page offset is 0. */
+function listQuery(query) {
+  const q = (query && query.get("q")) || "";
+  const text = (query && query.get("offset")) || "";
+  const offset = /^\d{1,8}$/.test(text) ? Math.min(Number(text), MAX_OFFSET) : 0;
+  return { q: q.trim(), offset };
+}
+
+/** The route's query for a list's page and search (nothing when on the first page, unsearched). */
+function listRoute(q, offset) {
+  return { q: q || null, offset: offset || null };
+}
 
 function errorText(err) {
   return err instanceof ApiError ? err.message : String(err && err.message ? err.message : err);
@@ -25,18 +41,41 @@ function frameImages(frames) {
   return (frames || []).map((f, i) => ({ url: f.url, width: f.width, height: f.height, name: `frame ${i + 1}` }));
 }
 
+let turned = false; // a pager's button was pressed: the list it brings takes the focus and the view (settlePager)
+
 /** A "previous / next" pager; onPage(offset). */
 function pager(total, offset, onPage) {
   const last = Math.max(0, total - 1);
   const from = total ? offset + 1 : 0;
   const to = Math.min(total, offset + PAGE);
+  const turn = (to) => {
+    turned = true;
+    onPage(to);
+  };
   return h(
     "div",
     { class: "pager" },
-    h("button", { type: "button", class: "btn small", text: "‹ Previous", disabled: offset <= 0, onclick: () => onPage(Math.max(0, offset - PAGE)) }),
+    h("button", { type: "button", class: "btn small", dataset: { turn: "previous" }, text: "‹ Previous", disabled: offset <= 0, onclick: () => turn(Math.max(0, offset - PAGE)) }),
     h("span", { class: "muted small", text: `${from}–${to} of ${total}` }),
-    h("button", { type: "button", class: "btn small", text: "Next ›", disabled: offset + PAGE > last, onclick: () => onPage(offset + PAGE) }),
+    h("button", { type: "button", class: "btn small", dataset: { turn: "next" }, text: "Next ›", disabled: offset + PAGE > last, onclick: () => turn(offset + PAGE) }),
   );
+}
+
+/**
+ * After a page of a list was turned to: the list is drawn anew, so the button pressed is gone
+ * and the focus with it (a keyboard user would start again at the top of the studio), and the
+ * window may be left far below the list's new first rows. The focus goes to the new pager
+ * (its Next, else its Previous) and the list's top is brought into view.
+ */
+function settlePager(list) {
+  if (!turned) return;
+  turned = false;
+  const button = list.querySelector('.pager [data-turn="next"]:not([disabled])') || list.querySelector('.pager [data-turn="previous"]:not([disabled])');
+  if (button) button.focus({ preventScroll: true });
+  const bar = document.querySelector(".topbar");
+  const below = bar ? bar.getBoundingClientRect().bottom : 0;
+  const top = list.getBoundingClientRect().top;
+  if (top < below) window.scrollBy({ top: top - below - 8, behavior: "instant" });
 }
 
 /**
@@ -191,9 +230,15 @@ export class DatasetsPage {
     const split = this.splitOf(chosen, asked);
     // a split the dataset lacks: its first is shown (and selected), with one note saying so
     const note = asked && split && split !== asked ? `This dataset has no split "${asked}"; showing "${split}", its first.` : "";
+    const { q, offset } = listQuery(query);
+    this.storyInRoute = storyId === undefined ? null : storyId;
     if (chosen !== this.state.name || split !== this.state.split || note !== (this.splitNote || "")) {
       this.splitNote = note;
-      await this.choose(chosen, split);
+      await this.choose(chosen, split, q, offset);
+    } else if (q !== this.state.q || offset !== this.state.offset) {
+      this.state.q = q;
+      this.state.offset = offset;
+      await this.loadStories();
     }
     if (!storyId) this.showNothing();
     else if (!this.isShown(chosen, split, storyId)) await this.open(chosen, storyId);
@@ -207,10 +252,10 @@ export class DatasetsPage {
     return asked && splits.includes(asked) ? asked : splits[0];
   }
 
-  /** The route of a story (or of the list, without one) of the dataset and split shown. */
-  route(storyId = null) {
+  /** The route of a story (or of the list, without one) of the dataset, split and list page shown. */
+  route(storyId = null, list = this.state) {
     const { name, split } = this.state;
-    return [["datasets", name, ...(storyId === null ? [] : [storyId])], { split }];
+    return [["datasets", name, ...(storyId === null ? [] : [storyId])], { split, ...listRoute(list.q, list.offset) }];
   }
 
   isShown(name, split, storyId) {
@@ -244,8 +289,8 @@ export class DatasetsPage {
     }
   }
 
-  async choose(name, split) {
-    this.state = { name, split, q: "", offset: 0 };
+  async choose(name, split, q = "", offset = 0) {
+    this.state = { name, split, q, offset };
     this.renderDatasets();
     await this.loadStories();
   }
@@ -256,11 +301,7 @@ export class DatasetsPage {
     const { name, split, q, offset } = this.state;
     const d = this.datasets.find((x) => x.name === name) || {};
     const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
-    search.addEventListener("change", () => {
-      this.state.q = search.value.trim();
-      this.state.offset = 0;
-      this.loadStories();
-    });
+    search.addEventListener("change", () => this.router.go(...this.route(this.storyInRoute, { q: search.value.trim(), offset: 0 })));
     const controls = h("div", { class: "list-controls" }, search);
     const note = this.splitNote ? h("p", { class: "alert warn split-note", role: "status", text: this.splitNote }) : null;
     if (d.splits && d.splits.length > 1) {
@@ -298,12 +339,10 @@ export class DatasetsPage {
         note,
         controls,
         list,
-        pager(data.total || 0, offset, (o) => {
-          this.state.offset = o;
-          this.loadStories();
-        }),
+        pager(data.total || 0, offset, (o) => this.router.go(...this.route(this.storyInRoute, { q, offset: o }))),
       );
       this.markShown();
+      settlePager(this.storiesEl);
     } catch (err) {
       if (!stale()) replace(this.storiesEl, h("h3", { text: "Stories" }), note, controls, alertBox(errorText(err)));
     }
@@ -323,7 +362,7 @@ export class DatasetsPage {
     const split = this.state.split;
     replace(this.detailEl, h("p", { class: "muted", text: `Loading ${storyId}…` }));
     try {
-      const data = await api(withQuery(`/api/datasets/${seg(name)}/stories/${seg(storyId)}`, { split }));
+      const data = await api(storyPath(`/api/datasets/${seg(name)}`, storyId, { split }));
       if (token !== this.openToken) return; // another story was asked for meanwhile
       this.shown = { name, split, story_id: data.story_id, asked: storyId };
       this.viewer.setImages(frameImages(data.frames));
@@ -353,9 +392,11 @@ export class RunsPage {
     this.q = "";
   }
 
-  async enter(parts) {
+  async enter(parts, query) {
     if (this.runs === null) await this.loadRuns();
     const [run, storyId, vs, kind, name] = parts;
+    const list = listQuery(query);
+    this.parts = parts;
     let other = null; // what to show beside the story: {reference: true} or {run: NAME}
     if (vs === "vs" && kind) {
       if (kind === "run" && name) other = { run: name };
@@ -364,20 +405,31 @@ export class RunsPage {
     }
     if (run !== this.run || !this.storiesLoaded) {
       this.run = run || null;
-      this.offset = 0;
-      this.q = "";
+      this.offset = list.offset;
+      this.q = list.q;
       this.renderRuns();
       if (this.run) await this.loadStories();
       else {
         clear(this.storiesEl);
         clear(this.detailEl);
       }
+    } else if (list.q !== this.q || list.offset !== this.offset) {
+      this.q = list.q;
+      this.offset = list.offset;
+      await this.loadStories(); // another page of the list: the story beside it stays as it is
+      if (this.shownKey === JSON.stringify([run, storyId || null, other])) return;
     }
     if (run && storyId) await this.openStory(run, storyId, other);
     else {
       this.openToken = (this.openToken || 0) + 1;
+      this.shownKey = this.shownStory = null;
       clear(this.detailEl);
     }
+  }
+
+  /** Go to ``parts`` (after "runs") with the list's page and search (those shown, unless given). */
+  go(parts, list = { q: this.q, offset: this.offset }) {
+    this.router.go(["runs", ...parts], listRoute(list.q, list.offset));
   }
 
   async loadRuns() {
@@ -428,11 +480,7 @@ export class RunsPage {
     const run = this.run;
     const q = this.q;
     const search = h("input", { type: "search", placeholder: "story id contains…", value: q, "aria-label": "Search story ids" });
-    search.addEventListener("change", () => {
-      this.q = search.value.trim();
-      this.offset = 0;
-      this.loadStories();
-    });
+    search.addEventListener("change", () => this.go(this.parts, { q: search.value.trim(), offset: 0 }));
     const every = h("input", {
       type: "checkbox",
       class: "all-columns",
@@ -470,7 +518,7 @@ export class RunsPage {
         body.appendChild(
           h(
             "tr",
-            { class: `clickable${s.failed ? " failed" : ""}`, dataset: { story: s.story_id }, onclick: () => this.router.go(["runs", run, s.story_id]) },
+            { class: `clickable${s.failed ? " failed" : ""}`, dataset: { story: s.story_id }, onclick: () => this.go([run, s.story_id]) },
             h(
               "td",
               { class: "story-id" },
@@ -492,16 +540,20 @@ export class RunsPage {
           { class: "table-wrap card" },
           h("table", { class: "metrics-table" }, h("thead", {}, h("tr", {}, h("th", { text: "Story" }), h("th", { text: "Well-structured" }), keys.map((k) => h("th", { class: "num", title: k, text: label(k) })))), body),
         ),
-        pager(data.total || 0, this.offset, (o) => {
-          this.offset = o;
-          this.loadStories();
-        }),
+        pager(data.total || 0, this.offset, (o) => this.go(this.parts, { q, offset: o })),
       );
+      this.markShown();
+      settlePager(this.storiesEl);
     } catch (err) {
       if (stale()) return;
       this.storiesLoaded = false;
       replace(this.storiesEl, alertBox(errorText(err)));
     }
+  }
+
+  /** Mark the row of the story shown (on this page of the list, if it is). */
+  markShown() {
+    for (const row of this.storiesEl.querySelectorAll("tr[data-story]")) row.classList.toggle("active", row.dataset.story === this.shownStory);
   }
 
   /** {dataset, split} of the reference for a run's story: the server says, when it has the run's dataset. */
@@ -531,11 +583,13 @@ export class RunsPage {
   async openStory(run, storyId, other) {
     const token = (this.openToken = (this.openToken || 0) + 1);
     const stale = () => token !== this.openToken; // another story was asked for meanwhile
-    for (const row of this.storiesEl.querySelectorAll("tr[data-story]")) row.classList.toggle("active", row.dataset.story === storyId);
+    this.shownKey = JSON.stringify([run, storyId, other]);
+    this.shownStory = storyId;
+    this.markShown();
     replace(this.detailEl, h("p", { class: "muted", text: `Loading ${storyId}…` }));
     let left;
     try {
-      left = await api(`/api/runs/${seg(run)}/stories/${seg(storyId)}`);
+      left = await api(storyPath(`/api/runs/${seg(run)}`, storyId));
     } catch (err) {
       if (!stale()) replace(this.detailEl, alertBox(errorText(err)));
       return;
@@ -555,7 +609,7 @@ export class RunsPage {
       {
         id: "compare-with",
         "aria-label": "Compare with",
-        onchange: (ev) => this.router.go(["runs", run, storyId, ...beside(ev.target.value)]),
+        onchange: (ev) => this.go([run, storyId, ...beside(ev.target.value)]),
       },
       choices,
     );
@@ -580,10 +634,10 @@ export class RunsPage {
     try {
       if (other.reference) {
         if (!dataset) throw new ApiError(`The dataset of run ${run} is not in this studio; start it with --dataset.`);
-        right = await api(withQuery(`/api/datasets/${seg(dataset)}/stories/${seg(storyId)}`, { split: reference.split }));
+        right = await api(storyPath(`/api/datasets/${seg(dataset)}`, storyId, { split: reference.split }));
         rightLabel = `reference · ${dataset}`;
       } else {
-        right = await api(`/api/runs/${seg(other.run)}/stories/${seg(storyId)}`);
+        right = await api(storyPath(`/api/runs/${seg(other.run)}`, storyId));
         rightLabel = `run ${other.run}`;
       }
     } catch (err) {

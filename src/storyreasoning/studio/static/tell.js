@@ -199,9 +199,34 @@ export class TellPage {
   enter() {}
 
   updateButtons() {
+    this.holdFocus();
     const running = Boolean(this.job);
     this.generateBtn.disabled = running || !this.config.teller || !this.uploader.items.length || this.uploader.busy > 0;
     this.cancelBtn.disabled = !running || Boolean(this.cancelWanted);
+    this.passFocus();
+  }
+
+  /**
+   * A disabled button loses the focus to the page's start, so a keyboard user who pressed
+   * Generate (or Cancel) would Tab through the whole page again: the focus goes from the
+   * one disabled to the other once that is enabled (Cancel while telling, Generate after).
+   */
+  holdFocus() {
+    const at = document.activeElement;
+    if (at === this.generateBtn || at === this.cancelBtn) this.focusWanted = true;
+  }
+
+  passFocus() {
+    if (!this.focusWanted) return;
+    const at = document.activeElement;
+    if (at && at !== document.body && at !== this.generateBtn && at !== this.cancelBtn) {
+      this.focusWanted = false; // the user went on elsewhere
+      return;
+    }
+    const to = [this.generateBtn, this.cancelBtn].find((button) => !button.disabled);
+    if (!to) return; // both off (cancelling): the next change passes it on
+    this.focusWanted = false;
+    if (at !== to) to.focus();
   }
 
   showError(text) {
@@ -459,15 +484,16 @@ export class TellPage {
         this.ended();
         this.showError(event.message || "The storyteller failed without a message.");
         this.setProgress(this.tokens, "failed");
-        this.settlePartial(event.partial, "The storyteller stopped with an error; what arrived before it is shown.", "error");
+        const stopped = "The storyteller stopped with an error";
+        this.settlePartial(event.partial, `${stopped}; what arrived before it is shown.`, "error", `${stopped} before it wrote anything.`);
         break;
       }
       case "cancelled": {
         this.finish();
         this.ended();
         this.setProgress(this.tokens, `cancelled after ${this.stepText()}`);
-        const why = event.reason ? `Cancelled: ${event.reason}. What arrived before is shown.` : "Cancelled: what arrived before is shown.";
-        this.settlePartial(event.partial, why, "warn");
+        const why = event.reason ? `Cancelled: ${event.reason}.` : "Cancelled.";
+        this.settlePartial(event.partial, `${why} What arrived before is shown.`, "warn", `${why} Nothing had arrived.`);
         break;
       }
       default:
@@ -501,11 +527,15 @@ export class TellPage {
     return `${images} image${images === 1 ? "" : "s"} analysed, ${chars.toLocaleString("en")} characters written`;
   }
 
-  /** After an error or a cancel: show the exact parse of what arrived (raw text, findings), and why it stopped. */
-  async settlePartial(partial, message, kind) {
+  /**
+   * After an error or a cancel: show the exact parse of what arrived (raw text, findings), and
+   * why it stopped (``message``; ``none`` when nothing had arrived: nothing is shown then).
+   */
+  async settlePartial(partial, message, kind, none) {
     const run = this.runs;
-    this.viewer.setMessage(message, kind);
-    if (!partial || !partial.trim()) return;
+    const empty = !partial || !partial.trim();
+    this.viewer.setMessage(empty ? none : message, kind);
+    if (empty) return;
     try {
       const sizes = (this.sentItems || []).map((item) => [item.width, item.height]);
       const data = await api("/api/parse", { json: { text: partial, image_sizes: sizes.length ? sizes : null } });
@@ -580,6 +610,7 @@ export class TellPage {
   async cancel() {
     const job = this.job;
     if (!job) return;
+    this.holdFocus();
     this.cancelBtn.disabled = true;
     if (job === "starting") {
       // the job has no id yet: cancel it as soon as the server gives one (generate)
