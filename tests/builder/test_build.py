@@ -310,7 +310,16 @@ def test_keep_invalid_keeps_a_chat_writers_last_answer_from_the_command_line(raw
 
 def test_an_endpoint_that_is_down_fails_before_any_story(raw, tmp_path):
     result = cli(
-        "build", str(raw), "--out", str(tmp_path / "built"), "--writer", "chat", "--endpoint", closed_url()
+        "build",
+        str(raw),
+        "--out",
+        str(tmp_path / "built"),
+        "--writer",
+        "chat",
+        "--endpoint",
+        closed_url(),
+        "--retries",
+        "0",
     )
     assert result.returncode == 1 and "no server at" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "built").exists()

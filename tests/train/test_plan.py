@@ -306,6 +306,7 @@ def plan_7b(arch_7b, seven_b, **changes) -> dict:
     return make_plan(settings, arch=arch_7b).to_dict()
 
 
+@pytest.mark.slow  # 15-30 s on 2 cores (two plans of the 7B config on the meta device): CI's slow pass
 def test_7b_lora_fits_one_card_at_15k_and_32k_tokens(seven_b, arch_7b):
     for length, low, high in ((15000, 25, 40), (32768, 40, 60)):
         plan = plan_7b(arch_7b, seven_b, max_length=length)
