@@ -125,6 +125,15 @@ def wait_done(page, timeout: int = 60_000) -> str:
     return page.locator("#page-tell .progress-text").inner_text()
 
 
+def tell_one_frame(page, base: str) -> str:
+    """On the Tell page of the studio at ``base``: upload one frame, generate, wait for the end; the progress line."""
+    page.goto(base + "/#tell")
+    wait_app(page)
+    upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
+    page.click("#generate")
+    return wait_done(page)
+
+
 def next_frames(page) -> None:
     """Return after the page painted twice (the console is written once per frame)."""
     page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
@@ -608,11 +617,7 @@ def test_tables_fill_while_streaming_and_cancel_keeps_them(browser, endpoint_stu
 def test_a_backend_error_is_shown(browser, endpoint_studio, fake):
     fake.behaviour, fake.drop_after = "error-event", 5
     with open_page(browser, endpoint_studio) as page:
-        page.goto(endpoint_studio + "/#tell")
-        wait_app(page)
-        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
-        page.click("#generate")
-        assert wait_done(page) == "failed"
+        assert tell_one_frame(page, endpoint_studio) == "failed"
         alert = page.locator("#page-tell .setup .alert.error")
         assert alert.is_visible() and "CUDA out of memory" in alert.inner_text()
         viewer = "#page-tell .viewer"
@@ -628,11 +633,7 @@ def test_a_backend_error_is_shown(browser, endpoint_studio, fake):
 def test_a_failure_before_any_output_says_nothing_arrived(browser, endpoint_studio, fake):
     fake.behaviour = "status"  # a 500 before the first token
     with open_page(browser, endpoint_studio) as page:
-        page.goto(endpoint_studio + "/#tell")
-        wait_app(page)
-        upload(page, "#page-tell", [str(EXAMPLES / "lighthouse" / "01.png")])
-        page.click("#generate")
-        assert wait_done(page) == "failed"
+        assert tell_one_frame(page, endpoint_studio) == "failed"
         expect(page.locator("#page-tell .setup .alert.error")).to_contain_text("500")
         message = page.locator("#page-tell .viewer .viewer-message")
         expect(message).to_have_text("The storyteller stopped with an error before it wrote anything.")

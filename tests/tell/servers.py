@@ -392,21 +392,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _json(self, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = True
+        self._whole(status, json.dumps(data).encode(), "application/json", headers)
 
     def _page(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
-        body = text.encode()
+        self._whole(status, text.encode(), "text/html; charset=utf-8", headers)
+
+    def _whole(self, status: int, body: bytes, kind: str, headers: dict[str, str] | None) -> None:
+        """One answer, not a stream: ``body`` of type ``kind``, then the connection closes."""
         self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Type", kind)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
