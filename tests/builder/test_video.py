@@ -205,6 +205,9 @@ def test_a_resumed_build_reads_the_index_and_decodes_nothing(tmp_path, film):
         "shot_detector": "ContentDetector",
         "flash_filter": "suppress",
         "key_frame": "sharpest",
+        "key_frame_samples": 9,
+        "key_frame_edge": 0.1,
+        "key_frame_tie": 0.05,
         "scenes": "visual",
         "scene_threshold": 0.5,
     }
@@ -291,6 +294,68 @@ def test_key_frames_cut_by_an_earlier_rule_are_cut_again_unless_stories_were_bui
     with pytest.raises(UsageError, match=r"--shot-threshold 27 then, 30 now.*give the same settings"):
         video_stories(film, frames, VideoOptions(scenes="visual", shot_threshold=30.0), out=tmp_path / "new")
     assert json.loads(index.read_text())["shots"][0]["seconds"] == 99.0
+
+
+def test_the_rule_that_chose_the_key_frames_is_recorded_and_another_handled_as_an_earlier_cut(tmp_path, film):
+    """The constants that pick a shot's sharpest frame (frames scored, share left out at each end, tie margin)
+    are recorded with the key frames. An index from before they were recorded was made with today's: it
+    resumes as it did. One made with others is chosen again while no story of the video is built; otherwise
+    it is kept, so that the video's stories all come from one choice, and that is said."""
+    from storyreasoning.builder.pipeline import build_dataset
+    from storyreasoning.builder.writers import TemplateWriter
+    from storyreasoning.tell.baseline import BaselineTeller
+
+    rule = {"key_frame_samples": 9, "key_frame_edge": 0.1, "key_frame_tie": 0.05}
+    out = tmp_path / "out"
+    frames, video = out / ".frames", tmp_path / film.name
+    video.write_bytes(film.read_bytes())
+    index = frames / "film" / "frames.json"
+    first, _ = video_stories(video, frames, VISUAL, out=out)
+    made = json.loads(index.read_text())
+    assert {key: made["settings"].get(key) for key in rule} == rule
+    video_stories(video, tmp_path / "middle", VideoOptions(scenes="visual", key_frame="middle"))
+    middle = json.loads((tmp_path / "middle" / "film" / "frames.json").read_text())["settings"]
+    assert not set(rule) & set(middle)  # the middle frame: nothing sampled, nothing scored
+
+    for key in rule:  # as a version before the rule was recorded wrote it
+        made["settings"].pop(key)
+    index.write_text(json.dumps(made))
+    whole = video.read_bytes()
+    video.write_bytes(b"\0" * len(whole))  # a resume that decoded would fail
+    again, notes = video_stories(video, frames, VISUAL, out=out)
+    assert [(s.story_id, s.sources) for s in again] == [(s.story_id, s.sources) for s in first]
+    assert json.loads(index.read_text()) == made and not [note for note in notes if " then, " in note]
+    video.write_bytes(whole)
+
+    def as_another_rule_chose_them():
+        made = json.loads(index.read_text())
+        made["settings"] |= {"key_frame_samples": 5, "key_frame_tie": 0.1}
+        made["shots"][0]["seconds"] = 99.0  # what only the old index says
+        index.write_text(json.dumps(made))
+
+    as_another_rule_chose_them()
+    again, notes = video_stories(video, frames, VISUAL, out=out)  # nothing built in out: chosen again
+    made = json.loads(index.read_text())
+    assert {key: made["settings"][key] for key in rule} == rule and made["shots"][0]["seconds"] != 99.0
+    assert [(s.story_id, s.sources) for s in again] == [(s.story_id, s.sources) for s in first]
+    assert not [note for note in notes if " then, " in note]
+
+    report = build_dataset(
+        again, out, perceiver=BaselineTeller(), writer=TemplateWriter(), require_person=False
+    )
+    assert report.built == 2
+    as_another_rule_chose_them()
+    kept, notes = video_stories(video, frames, VISUAL, out=out)  # stories built from them: kept, and said
+    assert json.loads(index.read_text())["shots"][0]["seconds"] == 99.0
+    assert kept[0].sources[0] == "film.avi@99.00s"
+    assert (
+        "film.avi: its key frames were made by an earlier version (frames scored per shot 5 then, 9 now; "
+        "key frame tie margin 0.1 then, 0.05 now); kept, so that all its stories come from one cut"
+    ) in notes
+    # another --key-frame is refused naming the option, not the sampling the middle frame does without
+    with pytest.raises(UsageError) as refused:
+        video_stories(video, frames, VideoOptions(scenes="visual", key_frame="middle"), out=out)
+    assert "--key-frame 'sharpest' then, 'middle' now; give the same settings" in str(refused.value)
 
 
 def test_a_truncated_avi_is_one_line_and_no_raw_bytes(tmp_path):

@@ -34,7 +34,6 @@ from ..data.folder import (
     folding_clash,
     frame_files,
     one_folder,
-    story_folder,
     unnumbered_images,
 )
 from ..errors import StoryReasoningError, UsageError, file_error
@@ -42,7 +41,7 @@ from ..files import append_json_line, lock_folder, write_json_atomic
 from ..settings import then_now
 from ..tell.base import TellError
 from .provenance import differences, models_in
-from .raw import RawStory
+from .raw import Names, RawStory, nfc
 
 if TYPE_CHECKING:
     from .video import VideoOptions
@@ -94,6 +93,10 @@ def find_stories(
     videos are written under ``frames_dir``; ``out``, the dataset folder, decides what becomes of
     key frames an earlier version cut by another rule (:func:`.video.video_stories`). The stories
     come as a :class:`Found` list, which also names the inputs read that give no story.
+
+    Names are keyed by their NFC form (:func:`.raw.nfc`): story ids, groups and sources are the same
+    whichever form a volume lists a name in (a Mac's lists ``Café.mp4`` decomposed), and a folder
+    holding one name in both forms is refused in one line (their stories would be one).
     """
     from .video import is_video
 
@@ -127,7 +130,7 @@ def find_stories(
             break
         if is_video(path):
             read = _read_video(path, frames_dir, video, min_frames, out)
-            name = path.name
+            name = nfc(path.name)
         else:
             read = _read_folder(path, root, left, min_frames=min_frames, max_frames=max_frames)
             if read is None:  # no frames: noted
@@ -261,7 +264,18 @@ def _inputs(root: Path, left: _LeftOut) -> list[Path]:
     for path in inputs:
         if owner[path.resolve()] != path:
             left.add("duplicate", path, f" = {left.name(owner[path.resolve()])}")
-    return ([root] if found["images"] else []) + [p for p in inputs if owner[p.resolve()] == p]
+    inputs = [p for p in inputs if owner[p.resolve()] == p]
+    # names are keyed by their NFC form (a Mac lists them decomposed): two that differ only in form are one
+    forms: dict[str, Path] = {}
+    for path in inputs:
+        other = forms.setdefault(nfc(path.name), path)
+        if other is not path:
+            first, second = sorted([other.name, path.name])
+            raise UsageError(
+                f"{root} holds {first!a} and {second!a}, one name in two Unicode forms: they would "
+                "be one story, and one file on macOS; rename one of them"
+            )
+    return ([root] if found["images"] else []) + inputs
 
 
 def _read_video(
@@ -277,12 +291,13 @@ def _read_video(
     except UsageError:
         raise
     except Exception as exc:
-        return [RawStory(path.name, [], group=path.name, error=exc)], []
+        return [RawStory(nfc(path.name), [], group=nfc(path.name), error=exc)], []
 
 
 def _story_id(folder: Path, root: Path) -> str:
-    """The id of the story of a folder of frames: its name (``build .``: the folder's own name)."""
-    return folder.name or root.resolve().name or "frames"
+    """The id of the story of a folder of frames: its name (``build .``: the folder's own name), in NFC
+    (:func:`.raw.nfc`: the same story whichever form a volume lists the name in)."""
+    return nfc(folder.name or root.resolve().name or "frames")
 
 
 def _read_folder(
@@ -313,7 +328,7 @@ def _read_folder(
         frames = frames[:max_frames]
     # a frame's source names it from the folder given (``my-frames/story/001.jpg``): the same on any
     # machine, and no local path travels with a published dataset
-    sources = [(Path(name) / p.relative_to(root)).as_posix() for p in frames]
+    sources = [nfc((Path(name) / p.relative_to(root)).as_posix()) for p in frames]  # (in NFC, as ids)
     return [RawStory(story_id, frames, sources)], notes
 
 
@@ -517,7 +532,7 @@ def _read_skipped(out: Path, say: Callable[[str], None] = lambda line: None) -> 
     from ..tell.run import repair_lines
 
     lines = repair_lines(out / SKIPPED, "skipped", say, fate=", its story is perceived again")
-    return {item["story_id"]: item.get("entry") for item in lines.items}
+    return {nfc(item["story_id"]): item.get("entry") for item in lines.items}  # ids are NFC (.raw.nfc)
 
 
 def settle_build_errors(
@@ -529,8 +544,14 @@ def settle_build_errors(
     from ..tell.run import read_lines, settle_errors
 
     lines = read_lines(out / ERRORS, "error")
-    done = {item["story_id"] for item in lines.items if story_folder(out, item["story_id"]).is_dir()}
-    settle_errors(out, done | set(read), say)
+    built, read = Names(out), {nfc(name) for name in read}
+    # a failure recorded under either Unicode form of a name (.raw.nfc)
+    done = {
+        item["story_id"]
+        for item in lines.items
+        if nfc(item["story_id"]) in read or built.story(item["story_id"]).is_dir()
+    }
+    settle_errors(out, done, say)
 
 
 def _failed_first(unread: list[RawStory], source: Iterator[Perceived]) -> Iterator[Perceived]:
@@ -570,7 +591,10 @@ def _first_difference(
     if len(then) != len(now):
         return then_now(f"{story_id} frames", len(then), len(now))
     for k, (old, new) in enumerate(zip(then, now, strict=True)):
-        if _within(old) != _within(new):
+        old_within, new_within = _within(old), _within(new)
+        if isinstance(old_within, str) and isinstance(new_within, str):  # names in either form (.raw.nfc)
+            old_within, new_within = nfc(old_within), nfc(new_within)
+        if old_within != new_within:
             return then_now(f"{story_id} frame {k + 1}", old, new)
     if sizes is not None and sized is not None:
         for k, (old, new) in enumerate(zip(sizes, sized, strict=True)):
@@ -586,8 +610,9 @@ def check_inputs(out: Path, stories: Sequence[RawStory]) -> None:
     from ..data.folder import META_FILE
 
     differ: list[tuple[str, str]] = []
+    built = Names(out)
     for story in stories:
-        folder = story_folder(out, story.story_id)
+        folder = built.story(story.story_id)
         if story.error is not None or not (folder / META_FILE).is_file():
             continue  # not built, or built by hand; an input that cannot be read now has nothing to compare
         try:
@@ -602,7 +627,7 @@ def check_inputs(out: Path, stories: Sequence[RawStory]) -> None:
         if said:
             differ.append((story.story_id, said))
     if differ:
-        first = story_folder(out, differ[0][0])
+        first = built.story(differ[0][0])
         more = f" and the {len(differ) - 1} others" if len(differ) > 1 else ""
         raise UsageError(
             f"{out} holds {len(differ)} of these stories built from other frames ({_first(d for _, d in differ)}); "
@@ -687,7 +712,8 @@ def _check_folding(out: Path, names: dict[str, str]) -> None:
     clash = folding_clash(names, there)
     if clash:
         theirs, ours = story_folder_id(out / clash[0]), names[clash[1]]
-        if theirs != ours:  # (a folder this story was built to, under another form of its name, is its own)
+        # a folder this story was built to (its name, or its recorded id, in another form) is its own
+        if nfc(theirs) != nfc(ours):
             said = one_folder(theirs, ours, fix=", or build into another --out")
             raise UsageError(f"{out} holds the story folder {clash[0]}: {said}")
 
@@ -747,8 +773,10 @@ def _build_locked(
     read |= getattr(stories, "passed", frozenset())
     settle_build_errors(out, say, read=read)
     todo = []
+    built = Names(out)
     for story in stories:
-        if story_folder(out, story.story_id).exists():  # an earlier version's ASCII name too (café: caf)
+        # its folder in either Unicode form, or under an earlier version's ASCII name (café: caf)
+        if built.story(story.story_id).exists():
             report.skipped_done += 1
         elif story.story_id in skipped and skipped[story.story_id] == index:
             report.skipped_no_person += 1

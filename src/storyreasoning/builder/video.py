@@ -33,20 +33,26 @@ scene. :func:`video_stories` turns one video into such stories in three steps:
 The key frames go to ``OUT/.frames/<video stem>/00001.png`` (shot 1, …) with an index,
 ``frames.json``: every shot's frames, key frame, time, sharpness and scene, and the
 settings that made them (shot threshold, min shot, key frame rule, scene rule and its
-thresholds; the shot detector and its flash filter, which no option sets) and the video's
-size. A resumed build reads the index and decodes nothing. A resumed build asking for
-other settings is **refused** (one line naming each difference): the stories already
-built from the old key frames would otherwise mix with new ones under the same ids. Give
-the same settings, or another ``--out``. An index an earlier version cut by another rule
-(its flash filter was ``merge`` before it was recorded) is cut again when no story of
-that video is built in ``--out`` yet; otherwise it is kept, so that all the video's stories
-come from one cut.
+thresholds; the rules no option sets: the shot detector and its flash filter, and for the
+sharpest frame the frames scored per shot, the share left out at each end and the tie
+margin) and the video's size. A resumed build reads the index and decodes nothing. A
+resumed build asking for other settings is **refused** (one line naming each difference):
+the stories already built from the old key frames would otherwise mix with new ones under
+the same ids. Give the same settings, or another ``--out``. An index an earlier version made
+by other rules (its flash filter was ``merge`` before it was recorded; a version may score
+other frames) is cut again when no story of that video is built in ``--out`` yet; otherwise
+it is kept, with a note naming the rules then and now, so that all the video's stories come
+from one cut. An index from before the sharpest rule was recorded was picked by today's
+(nine frames, a tenth left out at each end, ties within 5 %) and is read as it is.
 
 Story ids are ``<video stem>-001``, … in order (a skipped story keeps its number, so
 ids do not shift when ``--min-frames`` changes). Every story of one video is one
 identity group (``RawStory.group``, the video's file name): the stories of a film share
 its people, so the reward may link their frames and the contrastive sequences never
-mix them. ``RawStory.scene`` is the scene's number in the video (1-based; None with
+mix them. The video's name is taken in Unicode's composed form (NFC) for its story ids, its
+sources, its group and its key frames folder (found under either form), so that a resume on a
+Mac's volume, which lists ``Café.mp4`` decomposed, finds what a build elsewhere made, and the
+reverse. ``RawStory.scene`` is the scene's number in the video (1-based; None with
 ``--scenes none``). Each frame's provenance is ``film.mp4@12.40s``. Everything is
 deterministic: the same video and settings give the same frames and stories.
 """
@@ -64,7 +70,7 @@ from typing import Any
 from ..errors import StoryReasoningError, UsageError, file_error
 from ..files import write_json_atomic
 from ..settings import then_now
-from .raw import RawStory
+from .raw import Names, RawStory, nfc
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BUILD_HINT = "pip install 'storyreasoning[build]'"
@@ -77,10 +83,23 @@ TIE = 0.05  # frames this close (relative) to the sharpest tie with it
 SHARPNESS_SIDE = 256  # sharpness is measured on a grey copy at most this long
 INDEX = "frames.json"
 INDEX_VERSION = 1
-#: what decides the cuts beyond the options, recorded in the index with them (the name a refusal gives it):
-#: a version that cuts otherwise finds the key frames an earlier one cut (see :func:`_read_index`)
+#: what decides the cuts beyond the options, recorded in the index with them: a version that cuts
+#: otherwise finds the key frames an earlier one cut (see :func:`_read_index`)
 SHOT_RULE = {"shot_detector": "ContentDetector", "flash_filter": "suppress"}
-SHOT_RULE_NAMES = {"shot_detector": "shot detector", "flash_filter": "flash filter"}
+#: what picks a shot's sharpest frame beyond the options, recorded with ``--key-frame sharpest`` (the
+#: middle frame is neither sampled nor scored): like the shot rule, a version that picks otherwise finds
+#: the key frames an earlier one picked
+SHARPEST_RULE = {"key_frame_samples": SAMPLES, "key_frame_edge": EDGE, "key_frame_tie": TIE}
+#: the sharpest rule of the versions that did not record it: an index of theirs was picked by it
+UNRECORDED_SHARPEST_RULE = {"key_frame_samples": 9, "key_frame_edge": 0.1, "key_frame_tie": 0.05}
+#: how a note or a refusal names each part of the rules (an option is named ``--shot-threshold``)
+RULE_NAMES = {
+    "shot_detector": "shot detector",
+    "flash_filter": "flash filter",
+    "key_frame_samples": "frames scored per shot",
+    "key_frame_edge": "shot share left out at each end",
+    "key_frame_tie": "key frame tie margin",
+}
 _OPENING = threading.Lock()  # OpenCV's log level, lowered while a video is opened
 
 
@@ -317,6 +336,7 @@ class VideoOptions:
             "min_shot": float(self.min_shot),
             **SHOT_RULE,
             "key_frame": self.key_frame,
+            **(SHARPEST_RULE if self.key_frame == "sharpest" else {}),
             "scenes": rule,
         }
         if rule != "none":
@@ -331,24 +351,28 @@ class VideoOptions:
         return made
 
 
-def _read_index(index_file: Path, path: Path, wanted: dict, out: Path | None = None) -> dict | None:
-    """The index of a video's key frames when it was made by ``wanted`` from this video; refused otherwise.
-    When only the :data:`SHOT_RULE` differs (an earlier version cut it): none (cut it again) when no story
-    of the video is in ``out``, else the index, kept."""
+def _read_index(
+    index_file: Path, path: Path, wanted: dict, out: Path | None = None
+) -> tuple[dict, str] | None:
+    """The index of a video's key frames when it was made by ``wanted`` from this video, and ``""``;
+    refused otherwise. When only the rules differ (:data:`SHOT_RULE`, :data:`SHARPEST_RULE`: an earlier
+    version cut or picked them): none (cut it again) when no story of the video is in ``out``, else the
+    index, kept, and what differs (``NAME OLD then, NEW now; …``) for a note."""
     if not index_file.is_file():
         return None
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
-        held, shots = index["settings"], index["shots"]
+        held, shots = dict(index["settings"]), index["shots"]
         [(s["file"], s["seconds"]) for s in shots]
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(
             f"{index_file} is unreadable; delete the folder {index_file.parent} to cut {path.name} again"
         ) from None
     folder = index_file.parent
-    if index.get("video") != path.name:
+    video = index.get("video")
+    if not isinstance(video, str) or nfc(video) != nfc(path.name):  # listed in either form, as recorded
         raise UsageError(
-            f"{folder} holds the key frames of {index.get('video')}, not of {path.name}: videos named "
+            f"{folder} holds the key frames of {video}, not of {path.name}: videos named "
             f"{path.stem} would share key frames and story ids; rename one of them"
         )
     if index.get("bytes") != path.stat().st_size:
@@ -356,13 +380,18 @@ def _read_index(index_file: Path, path: Path, wanted: dict, out: Path | None = N
             f"{path.name} changed since its key frames were cut into {folder}; build it into another --out "
             f"(or delete that folder and the stories built from {path.stem})"
         )
+    if held.get("key_frame") == "sharpest":  # an index from before the rule was recorded: picked by theirs
+        held = {**UNRECORDED_SHARPEST_RULE, **held}
     differ = [key for key in {**wanted, **held} if held.get(key) != wanted.get(key)]
-    said = ", ".join(
-        then_now(SHOT_RULE_NAMES.get(key) or "--" + key.replace("_", "-"), held.get(key), wanted.get(key))
+    if "key_frame" in differ:  # another --key-frame: its rule (or none) is no difference of its own
+        differ = [key for key in differ if key not in SHARPEST_RULE]
+    said = "; ".join(
+        then_now(RULE_NAMES.get(key) or "--" + key.replace("_", "-"), held.get(key), wanted.get(key))
         for key in differ
     )
-    if differ and all(key in SHOT_RULE for key in differ):  # cut by an earlier version, not other options
-        # nothing built from them: cut again by today's rule (the index first gone); stories built from
+    kept = ""
+    if differ and all(key in SHOT_RULE or key in SHARPEST_RULE for key in differ):  # an earlier version's
+        # nothing built from them: cut again by today's rules (the index first gone); stories built from
         # them (or none known, out not given): kept, so the video's stories all come from one cut
         if out is not None and not _built_from(out, path, len(shots)):
             try:
@@ -372,7 +401,7 @@ def _read_index(index_file: Path, path: Path, wanted: dict, out: Path | None = N
             except OSError as exc:
                 raise file_error(exc, "delete the old key frames") from None
             return None
-        differ = []
+        differ, kept = [], said
     if differ:
         raise UsageError(
             f"the key frames of {path.name} in {folder} were made with {said}; give the same settings or "
@@ -383,16 +412,15 @@ def _read_index(index_file: Path, path: Path, wanted: dict, out: Path | None = N
         raise UsageError(
             f"{folder} lacks {', '.join(missing[:3])}; delete the folder to cut {path.name} again"
         )
-    return index
+    return index, kept
 
 
 def _built_from(out: Path, path: Path, shots: int) -> bool:
     """Whether a story of the video ``path`` is built in ``out``: a video of ``shots`` key frames has
-    stories ``<stem>-001`` to ``<stem>-<shots>`` at most."""
-    from ..data.folder import story_folder
-
-    ids = (f"{path.stem}-{number:03d}" for number in range(1, shots + 1))
-    return any(story_folder(out, story_id).is_dir() for story_id in ids)
+    stories ``<stem>-001`` to ``<stem>-<shots>`` at most (their folders named in either Unicode form)."""
+    names = Names(out)
+    ids = (f"{nfc(path.stem)}-{number:03d}" for number in range(1, shots + 1))
+    return any(names.story(story_id).is_dir() for story_id in ids)
 
 
 def _cut(path: Path, folder: Path, options: VideoOptions, rule: str) -> dict:
@@ -444,7 +472,7 @@ def _cut(path: Path, folder: Path, options: VideoOptions, rule: str) -> dict:
             entry["scene"], entry["why"] = scene, why
     index = {
         "version": INDEX_VERSION,
-        "video": path.name,
+        "video": nfc(path.name),
         "bytes": path.stat().st_size,
         "fps": shots.fps,
         "frames": shots.frames,
@@ -483,15 +511,25 @@ def video_stories(
             f"--key-frame must be one of {', '.join(KEY_FRAME_RULES)}, not {options.key_frame!r}"
         )
     rule = resolve_rule(options.scenes, options.faces)
-    folder = Path(frames_dir) / path.stem
-    index = _read_index(folder / INDEX, path, options.recorded(rule), out)
-    if index is None:
-        index = _cut(path, folder, options, rule)
-    shots = index["shots"]
+    # the video's names as the build keys them (NFC): its stories, their sources and its key frames
+    # folder are the same whichever form a volume lists its name in
+    name, stem = nfc(path.name), nfc(path.stem)
+    folder = Names(frames_dir).find(stem)
     notes = []
+    read = _read_index(folder / INDEX, path, options.recorded(rule), out)
+    if read is None:
+        index = _cut(path, folder, options, rule)
+    else:
+        index, kept = read
+        if kept:
+            notes.append(
+                f"{name}: its key frames were made by an earlier version ({kept}); kept, so that all its "
+                "stories come from one cut"
+            )
+    shots = index["shots"]
     if index["cuts"] > len(shots):
         notes.append(
-            f"{path.name}: {index['cuts'] - len(shots)} of {index['cuts']} shots shorter than {options.min_shot} s "
+            f"{name}: {index['cuts'] - len(shots)} of {index['cuts']} shots shorter than {options.min_shot} s "
             "have no key frame"
         )
     runs: list[list[dict]] = []
@@ -505,9 +543,9 @@ def video_stories(
     for run in runs:
         for chunk in split_scene(len(run), frames_per_story=options.frames_per_story, min_frames=min_frames):
             number += 1
-            story_id = f"{path.stem}-{number:03d}"
+            story_id = f"{stem}-{number:03d}"
             part = run[chunk.start : chunk.stop]
-            where = f"scene {run[0]['scene']}" if run[0]["scene"] is not None else path.name
+            where = f"scene {run[0]['scene']}" if run[0]["scene"] is not None else name
             if not chunk.kept:
                 notes.append(
                     f"{story_id}: {len(part)} key frame{'s' * (len(part) != 1)} of {where} (shot "
@@ -519,16 +557,16 @@ def video_stories(
                 RawStory(
                     story_id,
                     [folder / s["file"] for s in part],
-                    [f"{path.name}@{s['seconds']:.2f}s" for s in part],
-                    group=path.name,
+                    [f"{name}@{s['seconds']:.2f}s" for s in part],
+                    group=name,
                     scene=run[0]["scene"],
                 )
             )
     if not shots:
-        notes.append(f"{path.name}: no shot of at least {options.min_shot} s found")
+        notes.append(f"{name}: no shot of at least {options.min_shot} s found")
     scenes = "one run" if rule == "none" else f"{len(runs)} scene{'s' * (len(runs) != 1)} ({rule})"
     made = f"{len(stories)} {'story' if len(stories) == 1 else 'stories'}"
-    notes.append(f"{path.name}: {len(shots)} key frames, {scenes}, {made}")
+    notes.append(f"{name}: {len(shots)} key frames, {scenes}, {made}")
     return stories, notes
 
 
