@@ -1,5 +1,5 @@
 // The story viewer shared by every page: CoT tables per image, narrative structure,
-// grounded story with coloured tags, boxes and tooltips on hover, character cards,
+// grounded story with coloured tags, boxes and tooltips on hover (or a tap), character cards,
 // diagnostics, raw output and export.
 //
 // It is fed either a whole telling (renderTelling) or the streaming parser's events one
@@ -77,9 +77,24 @@ export function segmentParts(segment) {
 }
 
 // -- the tooltip (one for the whole page) -------------------------------------------------------
+//
+// With a mouse on a wide screen it follows the pointer. On a narrow screen, or opened by a tap,
+// it is pinned instead: the text lies under its frame there, so a tooltip at the finger would
+// cover the very boxes it names. A pinned tooltip goes where the frame stays in sight (below or
+// above it; else beside, below or above its boxes), inside the window, and a second tap (the
+// viewer's) or a tap anywhere else closes it with its boxes.
+
+const NARROW = "(max-width: 720px)"; // app.css's small screens
+const EDGE = 8; // a pinned tooltip's distance from the window's edges
+const GAP = 8; // and from the frame or the boxes it keeps clear of
+
+function clamp(value, low, high) {
+  return Math.max(low, Math.min(value, high));
+}
 
 const tooltip = {
   el: null,
+  pinned: null, // {frame, anchor, close, touch} while pinned, else null
   node() {
     if (!this.el) {
       this.el = h("div", { class: "tooltip", role: "tooltip", "aria-hidden": "true" });
@@ -88,18 +103,49 @@ const tooltip = {
       document.addEventListener("keydown", (ev) => {
         if (ev.key === "Escape" && this.el.classList.contains("shown")) this.hide();
       });
+      // a tap elsewhere closes a pinned one; captured, so before the tapped element opens its own
+      document.addEventListener(
+        "pointerdown",
+        (ev) => {
+          const pin = this.pinned;
+          if (pin && !pin.anchor.contains(ev.target) && !this.el.contains(ev.target)) pin.close();
+        },
+        true,
+      );
+      // a tap on it too (it takes taps only when it scrolls: a swipe there scrolls it, and is no click)
+      this.el.addEventListener("click", () => this.pinned && this.pinned.close());
+      // the page or a column scrolled, the window turned: placed again, clear of the frame where it now is
+      const again = (ev) => {
+        if (this.pinned && ev.target !== this.el) this.place();
+      };
+      window.addEventListener("scroll", again, { capture: true, passive: true });
+      window.addEventListener("resize", again);
     }
     return this.el;
   },
   show(children, x, y) {
     const el = this.node();
+    this.unpin();
     replace(el, children);
     el.classList.add("shown");
     this.move(x, y);
   },
+  /** Shown clear of `frame` and its boxes, describing `anchor`; `close()` ends it (and its boxes). */
+  pin(children, { frame, anchor, close, touch = false }) {
+    const el = this.node();
+    this.unpin();
+    replace(el, children);
+    this.pinned = { frame, anchor, close, touch };
+    el.classList.add("shown", "pinned");
+    this.place();
+  },
+  /** Whether it is pinned describing `anchor`. */
+  pinnedTo(anchor) {
+    return Boolean(this.pinned && this.pinned.anchor === anchor);
+  },
   move(x, y) {
     const el = this.node();
-    if (!el.classList.contains("shown")) return;
+    if (!el.classList.contains("shown") || this.pinned) return;
     // position: fixed, so client coordinates; kept inside the window
     const pad = 14;
     const w = el.offsetWidth;
@@ -111,7 +157,69 @@ const tooltip = {
     el.style.left = `${left}px`;
     el.style.top = `${top}px`;
   },
+  /** A pinned tooltip's place: the first free band of the window that holds it whole. */
+  place() {
+    const el = this.el;
+    const { frame, touch } = this.pinned;
+    el.classList.remove("clipped", "touch");
+    el.style.maxHeight = "";
+    el.style.left = "0px"; // measured at the left edge, so the window's width bounds it, not its last place
+    el.style.top = "0px";
+    const w = el.offsetWidth;
+    const hgt = el.offsetHeight;
+    const right = document.documentElement.clientWidth - EDGE;
+    const bottom = window.innerHeight - EDGE;
+    const f = frame.getBoundingClientRect();
+    // the boxes with their labels, as much of them as the frame shows (it clips them)
+    let k = null;
+    for (const node of frame.querySelectorAll(".overlay .box, .overlay .box-label")) {
+      const r = node.getBoundingClientRect();
+      k = k
+        ? { left: Math.min(k.left, r.left), top: Math.min(k.top, r.top), right: Math.max(k.right, r.right), bottom: Math.max(k.bottom, r.bottom) }
+        : { left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+    }
+    if (k) k = { left: Math.max(k.left, f.left), top: Math.max(k.top, f.top), right: Math.min(k.right, f.right), bottom: Math.min(k.bottom, f.bottom) };
+    // free bands [left, top, right, bottom], the best first; `at`: the edge it keeps to
+    const bands = [
+      { box: [EDGE, Math.max(EDGE, f.bottom + GAP), right, bottom], at: "top" }, // below the frame
+      { box: [EDGE, EDGE, right, Math.min(bottom, f.top - GAP)], at: "bottom" }, // above it
+    ];
+    if (k) {
+      bands.push(
+        { box: [Math.max(EDGE, k.right + GAP), EDGE, right, bottom], at: "side" }, // right of the boxes
+        { box: [EDGE, EDGE, Math.min(right, k.left - GAP), bottom], at: "side" }, // left of them
+        { box: [EDGE, Math.max(EDGE, k.bottom + GAP), right, bottom], at: "top" }, // below them, on the frame
+        { box: [EDGE, EDGE, right, Math.min(bottom, k.top - GAP)], at: "bottom" }, // above them
+      );
+    }
+    const fits = bands.filter(({ box: [l, , r] }) => r - l >= w);
+    const wide = fits.length ? fits : bands;
+    let band = wide.find(({ box: [, t, , b] }) => b - t >= hgt);
+    let height = hgt;
+    if (!band) {
+      // none holds it whole: the tallest, where it scrolls (under a finger: it takes touches then)
+      band = wide.reduce((best, one) => (one.box[3] - one.box[1] > best.box[3] - best.box[1] ? one : best));
+      height = Math.max(48, band.box[3] - band.box[1]);
+      el.style.maxHeight = `${height}px`;
+      el.classList.add("clipped");
+      el.classList.toggle("touch", touch);
+    }
+    const [l, t, r, b] = band.box;
+    const near = k || f; // centred on the boxes (else the frame), as far as the band allows
+    const left = clamp((near.left + near.right - w) / 2, l, r - w);
+    const top = band.at === "top" ? t : band.at === "bottom" ? b - height : clamp(near.top, t, b - height);
+    el.style.left = `${Math.max(EDGE, left)}px`;
+    el.style.top = `${Math.max(EDGE, top)}px`;
+  },
+  unpin() {
+    this.pinned = null;
+    if (this.el) {
+      this.el.classList.remove("pinned", "clipped", "touch");
+      this.el.style.maxHeight = "";
+    }
+  },
   hide() {
+    this.unpin();
     if (this.el) this.el.classList.remove("shown");
   },
 };
@@ -169,6 +277,7 @@ export class Viewer {
     this.images = [];
     this.raw = "";
     this.follow = true; // focus new tabs as the stream opens them, until the user picks one
+    this.tap = null; // a finger's tap under way: {target, open} (watchTaps)
     this.imageCache = new Map();
     this.uid = `viewer${++viewerCount}`;
     this.build();
@@ -256,12 +365,15 @@ export class Viewer {
 
     this.root = h("section", { class: "viewer" }, labelOf(this.options.label), toolbar, this.messageEl, tabBar, panes);
 
-    // hover: delegated, so spans and rows added while streaming need no listeners
-    this.storyCol.addEventListener("mouseover", (ev) => this.onStoryOver(ev));
-    this.storyCol.addEventListener("mouseout", (ev) => this.onStoryOut(ev));
-    this.storyCol.addEventListener("mousemove", (ev) => tooltip.move(ev.clientX, ev.clientY));
-    this.storyCol.addEventListener("focusin", (ev) => this.onStoryOver(ev, true));
+    // hover and taps: delegated, so spans and rows added while streaming need no listeners. A mouse
+    // hovers; a finger or a pen taps (watchTaps). Pointer events, not mouse ones: the mouseover a
+    // phone makes up for a tap would open the tooltip at the finger, over the frame.
+    this.storyCol.addEventListener("pointerover", (ev) => ev.pointerType === "mouse" && this.onStoryOver(ev));
+    this.storyCol.addEventListener("pointerout", (ev) => ev.pointerType === "mouse" && this.onStoryOut(ev));
+    this.storyCol.addEventListener("pointermove", (ev) => ev.pointerType === "mouse" && tooltip.move(ev.clientX, ev.clientY));
+    this.storyCol.addEventListener("focusin", (ev) => this.onStoryOver(ev, "focus"));
     this.storyCol.addEventListener("focusout", (ev) => this.onStoryOut(ev));
+    this.watchTaps(this.storyCol, ".tag", (ev) => this.onStoryOver(ev, "tap"), () => this.leaveTag());
     tabKeys(tabBar, (tab) => {
       this.follow = false;
       this.showTab(tab.dataset.tab);
@@ -270,11 +382,12 @@ export class Viewer {
       this.follow = false;
       this.showSubTab(tab.dataset.sub);
     });
-    this.subPanes.addEventListener("mouseover", (ev) => this.onTableOver(ev));
-    this.subPanes.addEventListener("mouseout", (ev) => this.onTableOut(ev));
-    this.subPanes.addEventListener("mousemove", (ev) => tooltip.move(ev.clientX, ev.clientY));
-    this.subPanes.addEventListener("focusin", (ev) => this.onTableOver(ev, true));
+    this.subPanes.addEventListener("pointerover", (ev) => ev.pointerType === "mouse" && this.onTableOver(ev));
+    this.subPanes.addEventListener("pointerout", (ev) => ev.pointerType === "mouse" && this.onTableOut(ev));
+    this.subPanes.addEventListener("pointermove", (ev) => ev.pointerType === "mouse" && tooltip.move(ev.clientX, ev.clientY));
+    this.subPanes.addEventListener("focusin", (ev) => this.onTableOver(ev, "focus"));
     this.subPanes.addEventListener("focusout", (ev) => this.onTableOut(ev));
+    this.watchTaps(this.subPanes, ".id-cell", (ev) => this.onTableOver(ev, "tap"), () => this.leaveCell());
     this.charList.addEventListener("mouseover", (ev) => this.onCharOver(ev));
     this.charList.addEventListener("mouseout", (ev) => this.onCharOut(ev));
     this.charList.addEventListener("focusin", (ev) => this.onCharOver(ev));
@@ -808,9 +921,43 @@ export class Viewer {
     return blocks;
   }
 
-  onStoryOver(ev, byFocus = false) {
+  /**
+   * A tap does what hovering does: the first tap on a tag (or an id cell) opens its tooltip, pinned
+   * clear of its frame; a second closes it. Whether it was open is noted at pointerdown, before the
+   * tap focuses it (focusin leaves opening to the tap's click).
+   */
+  watchTaps(area, selector, open, close) {
+    area.addEventListener("pointerdown", (ev) => {
+      const target = ev.pointerType !== "mouse" && ev.target.closest ? ev.target.closest(selector) : null;
+      this.tap = target ? { target, open: tooltip.pinnedTo(target) } : null;
+    });
+    area.addEventListener("pointercancel", () => {
+      this.tap = null; // the finger scrolled: no tap
+    });
+    area.addEventListener("click", (ev) => {
+      const tap = this.tap;
+      this.tap = null;
+      if (!tap || !ev.target.closest || ev.target.closest(selector) !== tap.target) return;
+      if (tap.open) close();
+      else open(ev);
+    });
+  }
+
+  /** The tooltip of `target` (a tag, an id cell) whose boxes are on `frame`: at the pointer, or pinned. */
+  showTip(children, target, frame, how, ev, close) {
+    if (frame && (how === "tap" || window.matchMedia(NARROW).matches)) {
+      tooltip.pin(children, { frame, anchor: target, close, touch: how === "tap" });
+    } else {
+      const [x, y] = how === "focus" ? anchorPoint(target) : [ev.clientX, ev.clientY];
+      tooltip.show(children, x, y);
+    }
+  }
+
+  /** Open a tag's boxes and tooltip; `how`: "pointer" (a mouse), "focus" or "tap". */
+  onStoryOver(ev, how = "pointer") {
     const tag = ev.target.closest ? ev.target.closest(".tag") : null;
-    if (!tag || tag === this.hoverTag) return;
+    if (!tag || (tag === this.hoverTag && how !== "tap")) return;
+    if (how === "focus" && this.tap && this.tap.target === tag) return; // the tap opens it
     this.leaveTag();
     const card = tag.closest(".story-card");
     if (!card || card.dataset.image === "") return;
@@ -821,8 +968,7 @@ export class Viewer {
     tag.classList.add("hl");
     if (frame) this.drawBoxes(frame, n, ids);
     const head = h("div", { class: "tip-tag" }, h("span", { class: `tag ${tag.dataset.kind}`, text: `<${tag.dataset.kind}>` }), ` ${TAGS[tag.dataset.kind] || "tag"} · image ${n}`);
-    const [x, y] = byFocus ? anchorPoint(tag) : [ev.clientX, ev.clientY];
-    tooltip.show([head, ...this.entityTip(n, ids)], x, y);
+    this.showTip([head, ...this.entityTip(n, ids)], tag, frame, how, ev, () => this.leaveTag());
   }
 
   leaveTag() {
@@ -842,19 +988,20 @@ export class Viewer {
     this.leaveTag();
   }
 
-  onTableOver(ev, byFocus = false) {
+  onTableOver(ev, how = "pointer") {
     const cell = ev.target.closest ? ev.target.closest(".id-cell") : null;
-    if (!cell || cell === this.hoverCell) return;
+    if (!cell || (cell === this.hoverCell && how !== "tap")) return;
+    if (how === "focus" && this.tap && this.tap.target === cell) return; // the tap opens it
     this.leaveCell();
     const pane = cell.closest(".image-pane");
     if (!pane) return;
     const n = Number(pane.dataset.sub);
     const id = cell.closest("tr").dataset.id;
+    const frame = pane.querySelector(".frame");
     this.hoverCell = cell;
     cell.closest("tr").classList.add("hl");
-    this.drawBoxes(pane.querySelector(".frame"), n, [id]);
-    const [x, y] = byFocus ? anchorPoint(cell) : [ev.clientX, ev.clientY];
-    tooltip.show(this.entityTip(n, [id]), x, y);
+    this.drawBoxes(frame, n, [id]);
+    this.showTip(this.entityTip(n, [id]), cell, frame, how, ev, () => this.leaveCell());
   }
 
   leaveCell() {
