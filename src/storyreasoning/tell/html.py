@@ -4,9 +4,10 @@
 (positioned in percent of the image's original pixel size, so they scale with the
 page), the story under its frame with the tags coloured as in the original interface,
 the CoT and narrative tables, the findings and the verdict, and the raw output when
-the CoT or the story is missing. Hovering (or focusing, or clicking to pin) a story
-span lights up the boxes of the ids it names in every frame; hovering a box lights up
-its mentions.
+the CoT or the story is missing. Hovering (or focusing, or clicking or tapping to pin) a
+story span lights up the boxes of the ids it names in every frame; hovering a box lights
+up its mentions. After a tap, or in a narrow window, a tooltip names what is lit, placed
+clear of the frame and its boxes (a phone shows no ``title`` tooltips).
 
 The page needs nothing from the network: images are embedded as ``data:`` URLs of the
 files' own bytes, the style and the few lines of script are inline, and a
@@ -207,7 +208,8 @@ def _table(headers: list[str], rows: list[tuple[list[str], str]], *, empty: str)
     body = "".join(
         f"<tr{attrs}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells, attrs in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # in a box of its own that scrolls sideways: on a phone a wide table would widen the page instead
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _box_cell(row) -> str:
@@ -303,7 +305,7 @@ h4{font-size:.85rem;margin:10px 0 4px;color:var(--muted);text-transform:uppercas
 .badge.ok{background:#e3f5e8;color:#1b6b34}.badge.bad{background:#fde4e4;color:#a11b1b}
 .legend{display:flex;flex-wrap:wrap;gap:6px 14px;font-size:.8rem;color:var(--muted);margin:6px 0 14px}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
-.frames{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:18px}
+.frames{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(330px,100%),1fr));gap:18px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;overflow:hidden}
 .card h3{margin:0;padding:8px 12px;font-size:.9rem;border-bottom:1px solid var(--line)}
 .frame{position:relative;width:100%;overflow:hidden;background:#e9ecf1}
@@ -326,6 +328,7 @@ tr.hl td,tbody tr.hl:nth-child(even) td{background:#fff2bf}
 .note{color:#8a4b00;font-size:.8rem;margin-left:6px}
 .outside{background:var(--card);border:1px dashed var(--line);border-radius:10px;margin-top:14px}
 .outside h3{margin:0;padding:8px 12px;font-size:.9rem}
+.wide{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.82rem;background:var(--card)}
 th,td{border:1px solid var(--line);padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#eef0f4;font-weight:600}
@@ -341,13 +344,25 @@ tr.entity{cursor:pointer}
 .sev-error .sev{color:#b00020}.sev-warning .sev{color:#9a6700}.sev-info .sev{color:var(--muted)}
 pre{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px;overflow:auto;font-size:.8rem;white-space:pre-wrap;word-break:break-word}
 details summary{cursor:pointer;color:var(--muted)}
+.tooltip{position:fixed;z-index:10;max-width:min(340px,100% - 16px);padding:8px 11px;border-radius:8px;background:#1b2130;color:#e8ecf3;font-size:.8rem;line-height:1.45;white-space:pre-line;overflow-wrap:anywhere;overflow-y:auto;overscroll-behavior:contain;box-shadow:0 6px 22px rgba(10,14,24,.3);pointer-events:none}
+.tooltip.tap{pointer-events:auto}
 """.strip()
 
-# Highlighting: every element with data-ids is a mention; boxes carry data-id. Hover or
-# focus lights up what shares an id; a click pins it until the next click.
+# Highlighting: every element with data-ids is a mention; boxes carry data-id. A mouse's hover,
+# or focus, lights up what shares an id; a click or a tap pins it until the next one on it, or
+# one elsewhere. Pointer events, not mouse ones: a phone makes up a mouseover for every tap.
+# A phone shows no title tooltips, so after a tap (or on a narrow screen, where the story lies
+# under its frame and one at the pointer would hide the boxes) a tooltip of the page's own says
+# what the mention names, with the boxes it lights in its frame. It goes in the first band of
+# the window that holds it whole and hides neither that frame nor those boxes (below or above
+# the frame; beside, below or above the boxes), else the tallest, where it scrolls; its element's
+# title waits meanwhile, so the browser shows no second one. A wide screen with a mouse keeps the
+# browser's own tooltips.
 _SCRIPT = """
 (function(){
-  var pinned=null;
+  var pinned=null,touch=false,about=null,E=8,narrow=matchMedia('(max-width:720px)');
+  var tip=document.createElement('div');
+  tip.className='tooltip';tip.setAttribute('role','tooltip');tip.hidden=true;document.body.appendChild(tip);
   function ids(el){return (el.getAttribute('data-ids')||'').split(/\\s+/).filter(Boolean);}
   function light(list){
     var want={};list.forEach(function(i){want[i]=1;});
@@ -359,17 +374,62 @@ _SCRIPT = """
     });
   }
   function from(ev){var t=ev.target;return t&&t.closest?t.closest('[data-ids]'):null;}
-  function show(ev){if(pinned)return;var el=from(ev);light(el?ids(el):[]);}
-  document.addEventListener('mouseover',show);
-  document.addEventListener('focusin',show);
-  function hide(ev){if(!pinned&&from(ev))light([]);}
-  document.addEventListener('mouseout',hide);
-  document.addEventListener('focusout',hide);
+  function frameOf(el){return el.closest('.frame')||(el.closest('.card')||el).querySelector('.frame');}
+  function clamp(v,lo,hi){return Math.max(lo,Math.min(v,hi));}
+  function place(){
+    var s=tip.style,f=frameOf(about),F=(f||about).getBoundingClientRect(),k=null;
+    s.maxHeight='';s.left=s.top='0px';
+    var w=tip.offsetWidth,h=tip.offsetHeight,R=document.documentElement.clientWidth-E,B=innerHeight-E;
+    (f?f.querySelectorAll('.box.hl,.box.hl .box-label'):[]).forEach(function(n){
+      var r=n.getBoundingClientRect();
+      k=k?{left:Math.min(k.left,r.left),top:Math.min(k.top,r.top),right:Math.max(k.right,r.right),bottom:Math.max(k.bottom,r.bottom)}:r;
+    });
+    if(k)k={left:Math.max(k.left,F.left),top:Math.max(k.top,F.top),right:Math.min(k.right,F.right),bottom:Math.min(k.bottom,F.bottom)};
+    var bands=[[E,Math.max(E,F.bottom+E),R,B,1],[E,E,R,Math.min(B,F.top-E),2]];
+    if(k)bands.push([Math.max(E,k.right+E),E,R,B,0],[E,E,Math.min(R,k.left-E),B,0],
+      [E,Math.max(E,k.bottom+E),R,B,1],[E,E,R,Math.min(B,k.top-E),2]);
+    var fits=bands.filter(function(b){return b[2]-b[0]>=w;});
+    if(fits.length)bands=fits;
+    var band=bands.filter(function(b){return b[3]-b[1]>=h;})[0];
+    if(!band){
+      band=bands.reduce(function(a,b){return b[3]-b[1]>a[3]-a[1]?b:a;});
+      h=Math.max(48,band[3]-band[1]);s.maxHeight=h+'px';
+    }
+    var near=k||F;
+    s.left=Math.max(E,clamp((near.left+near.right-w)/2,band[0],band[2]-w))+'px';
+    s.top=Math.max(E,band[4]===1?band[1]:band[4]===2?band[3]-h:clamp(near.top,band[1],band[3]-h))+'px';
+  }
+  function shut(){
+    if(about){about.setAttribute('title',about.getAttribute('data-tip'));about.removeAttribute('data-tip');}
+    about=null;tip.hidden=true;
+  }
+  function open(el,byTap){
+    shut();
+    var title=el.getAttribute('title'),lines=[title],f=frameOf(el);
+    if(f&&!el.classList.contains('box'))f.querySelectorAll('.box.hl').forEach(function(b){
+      lines.push((b.getAttribute('title')||'').split('\\n')[0]);
+    });
+    about=el;el.setAttribute('data-tip',title);el.removeAttribute('title');
+    tip.textContent=lines.join('\\n');tip.classList.toggle('tap',byTap);tip.hidden=false;place();
+  }
+  function show(el,how){
+    light(el?ids(el):[]);
+    if(el&&(el===about||el.hasAttribute('title'))&&(how==='tap'||narrow.matches))open(el,how==='tap');
+    else shut();
+  }
+  document.addEventListener('pointerover',function(ev){if(ev.pointerType==='mouse'&&!pinned)show(from(ev),'mouse');});
+  document.addEventListener('pointerout',function(ev){if(ev.pointerType==='mouse'&&!pinned&&from(ev))show(null);});
+  document.addEventListener('focusin',function(ev){if(!pinned)show(from(ev),'focus');});
+  document.addEventListener('focusout',function(ev){if(!pinned&&from(ev))show(null);});
+  document.addEventListener('pointerdown',function(ev){touch=ev.pointerType!=='mouse';},true);
   document.addEventListener('click',function(ev){
     var el=from(ev);
-    if(!el||el===pinned){pinned=null;light(el?ids(el):[]);return;}
-    pinned=el;light(ids(el));
+    if(!el||el===pinned){pinned=null;show(touch?null:el,'mouse');return;}
+    pinned=el;show(el,touch?'tap':'mouse');
   });
+  function again(){if(about)place();}
+  addEventListener('scroll',again,{capture:true,passive:true});
+  addEventListener('resize',again);
 })();
 """.strip()
 
