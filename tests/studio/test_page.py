@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import pytest
 
-from storyreasoning.testing.browser import launch, why_no_browser
+from storyreasoning.testing.browser import browser_fixture, why_no_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
@@ -217,23 +217,14 @@ def png_bytes(size=(64, 48), colour=(200, 80, 40)) -> bytes:
 # -- fixtures ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    reason = _why_no_browser()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        yield browser
-        browser.close()
+browser = pytest.fixture(scope="module", name="browser")(browser_fixture)
 
 
 @contextmanager
-def open_page(browser, url: str) -> Iterator:
-    """A fresh page on ``url``, watched by a :class:`PageGuard` that is checked at the end."""
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+def open_page(browser, url: str, **context_options) -> Iterator:
+    """A fresh page on ``url``, watched by a :class:`PageGuard` that is checked at the end (``context_options``
+    over the desktop's: a phone's ``viewport``, ``is_mobile``, ``has_touch``)."""
+    context = browser.new_context(**{"viewport": VIEWPORT, "accept_downloads": True, **context_options})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     page.guard = PageGuard(page, url)

@@ -10,11 +10,12 @@ a second tap or a tap elsewhere, and never make the page scroll sideways.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from storyreasoning.testing.browser import launch, why_no_browser
+from storyreasoning.testing.browser import browser_fixture
+from tests import phone
+from tests.phone import PHONE, low_on_screen, tap
 from tests.studio.test_page import (
     EXAMPLES,
     LIGHTHOUSE_TXT,
@@ -23,25 +24,12 @@ from tests.studio.test_page import (
     expect,
     inspect_lighthouse,
     next_frames,
+    open_page,
     upload,
     wait_app,
 )
 
-PHONE = {"width": 390, "height": 844}
-SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-
-
-@pytest.fixture(scope="module")
-def phone_browser():
-    reason = why_no_browser()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        yield browser
-        browser.close()
+phone_browser = pytest.fixture(scope="module", name="phone_browser")(browser_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -54,39 +42,9 @@ def studio() -> Iterator[str]:
         yield server.url
 
 
-@contextmanager
-def phone_page(browser, url: str) -> Iterator:
+def phone_page(browser, url: str):
     """A fresh page on a touch screen the size of a phone, watched by a :class:`PageGuard`."""
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.guard = PageGuard(page, url)
-    try:
-        yield page
-        page.guard.check()
-    finally:
-        context.close()
-
-
-def overlap(a: dict, b: dict) -> float:
-    """The area two rectangles (``bounding_box()`` dictionaries) share."""
-    w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
-    h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
-    return max(0.0, w) * max(0.0, h)
-
-
-def on_screen(rect: dict, screen: dict) -> dict:
-    """The part of ``rect`` inside the screen (``page.viewport_size``)."""
-    x, y = max(0.0, rect["x"]), max(0.0, rect["y"])
-    right = min(screen["width"], rect["x"] + rect["width"])
-    bottom = min(screen["height"], rect["y"] + rect["height"])
-    return {"x": x, "y": y, "width": max(0.0, right - x), "height": max(0.0, bottom - y)}
-
-
-def low_on_screen(target) -> None:
-    """Scroll so ``target`` sits near the bottom of the screen, its frame above it: where the
-    tooltip, opened at the finger, had no room below and turned up over the frame."""
-    target.evaluate("el => window.scrollBy(0, el.getBoundingClientRect().bottom - (innerHeight - 40))")
+    return open_page(browser, url, viewport=PHONE, is_mobile=True, has_touch=True)
 
 
 def inspect_on_a_phone(page, url: str) -> str:
@@ -105,14 +63,6 @@ def inspect_on_a_phone(page, url: str) -> str:
     return viewer
 
 
-def tap(page, target) -> tuple[float, float]:
-    """A finger's tap on the middle of ``target``; where it landed."""
-    box = target.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.touchscreen.tap(x, y)
-    return x, y
-
-
 def swipe(page, x: float, y: float, dy: float) -> None:
     """A finger put down at (x, y) and moved ``dy`` pixels down (up when negative), then lifted."""
     cdp = page.context.new_cdp_session(page)
@@ -126,28 +76,11 @@ def swipe(page, x: float, y: float, dy: float) -> None:
 
 
 def assert_clear(page, frame, *, whole_frame: bool = True) -> dict:
-    """The tooltip is shown inside the screen and covers no box drawn on the frame (nor the frame's
-    visible part, unless ``whole_frame`` is false); nothing scrolls sideways."""
+    """The one tooltip shown covers no box drawn on ``frame`` nor its label (nor the frame, unless
+    ``whole_frame`` is false), inside the screen (:func:`tests.phone.assert_clear`)."""
     tip = page.locator(".tooltip.shown")
     expect(tip).to_have_count(1)
-    boxes = frame.locator(".overlay .box")
-    assert boxes.count() >= 1
-    screen = page.viewport_size
-    shown = tip.bounding_box()
-    assert shown["x"] >= 0 and shown["x"] + shown["width"] <= screen["width"], shown
-    assert shown["y"] >= 0 and shown["y"] + shown["height"] <= screen["height"], shown
-    for k in range(boxes.count()):
-        box = boxes.nth(k)
-        assert overlap(shown, box.bounding_box()) == 0, (
-            box.get_attribute("data-id"),
-            shown,
-            box.bounding_box(),
-        )
-        assert overlap(shown, box.locator(".box-label").bounding_box()) == 0, box.get_attribute("data-id")
-    if whole_frame:
-        assert overlap(shown, on_screen(frame.bounding_box(), screen)) == 0, (shown, frame.bounding_box())
-    assert page.evaluate(SIDEWAYS) == 0
-    return shown
+    return phone.assert_clear(page, tip, frame.locator(".overlay .box"), frame, whole_frame=whole_frame)
 
 
 def test_a_tapped_tag_names_its_boxes_beside_the_frame_and_a_second_tap_closes_it(phone_browser, studio):

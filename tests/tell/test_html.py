@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from storyreasoning.data.sample import Frame
 from storyreasoning.format import parse_output
 from storyreasoning.tell.html import render_html, write_html
-from storyreasoning.testing.browser import launch, why_no_browser
+from storyreasoning.testing.browser import browser_fixture
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "outputs"
 LIGHTHOUSE = (EXAMPLES / "lighthouse.txt").read_text(encoding="utf-8")
@@ -208,20 +208,8 @@ def test_write_html_replaces_the_file_atomically(tmp_path, frames):
 
 # -- the page in a real browser ---------------------------------------------------------------------
 
-browser_missing = why_no_browser
 
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        yield chromium
-        chromium.close()
+browser = pytest.fixture(scope="module", name="browser")(browser_fixture)
 
 
 class View:

@@ -22,25 +22,14 @@ import pytest
 
 from storyreasoning.format import parse_output
 from storyreasoning.tell.html import write_html
-from storyreasoning.testing.browser import launch, why_no_browser
+from storyreasoning.testing.browser import browser_fixture
+from tests import phone
+from tests.phone import PHONE, SIDEWAYS, low_on_screen, tap
 from tests.tell.test_html import LIGHTHOUSE, make_image, offline
 
-PHONE = {"width": 390, "height": 844}
-SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 TIMEOUT_MS = 30_000
 
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = why_no_browser()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        yield chromium
-        chromium.close()
+browser = pytest.fixture(scope="module", name="browser")(browser_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -70,37 +59,9 @@ def opened(browser, path: Path, *, viewport: dict = PHONE, touch: bool = True) -
         context.close()
 
 
-def overlap(a: dict, b: dict) -> float:
-    """The area two rectangles (``bounding_box()`` dictionaries) share."""
-    w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
-    h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
-    return max(0.0, w) * max(0.0, h)
-
-
-def on_screen(rect: dict, screen: dict) -> dict:
-    """The part of ``rect`` inside the screen (``page.viewport_size``)."""
-    x, y = max(0.0, rect["x"]), max(0.0, rect["y"])
-    right = min(screen["width"], rect["x"] + rect["width"])
-    bottom = min(screen["height"], rect["y"] + rect["height"])
-    return {"x": x, "y": y, "width": max(0.0, right - x), "height": max(0.0, bottom - y)}
-
-
-def low_on_screen(target) -> None:
-    """Scroll so ``target`` sits near the bottom of the screen, its frame above it."""
-    target.evaluate("el => window.scrollBy(0, el.getBoundingClientRect().bottom - (innerHeight - 40))")
-
-
 def next_frames(page) -> None:
     """Return after the page painted twice."""
     page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-
-
-def tap(page, target) -> tuple[float, float]:
-    """A finger's tap on the middle of ``target``; where it landed."""
-    box = target.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.touchscreen.tap(x, y)
-    return x, y
 
 
 def lit(page) -> set[tuple[str, str]]:
@@ -112,28 +73,11 @@ def lit(page) -> set[tuple[str, str]]:
 
 
 def assert_clear(page, frame, *, whole_frame: bool = True) -> dict:
-    """The tooltip is shown inside the screen and covers no lit box of ``frame`` nor its label
-    (nor the frame's visible part, unless ``whole_frame`` is false); nothing scrolls sideways."""
-    tip = page.locator("[role=tooltip]")
-    assert tip.is_visible()
-    boxes = frame.locator(".box.hl")
-    assert boxes.count() >= 1
-    screen = page.viewport_size
-    shown = tip.bounding_box()
-    assert shown["x"] >= 0 and shown["x"] + shown["width"] <= screen["width"], shown
-    assert shown["y"] >= 0 and shown["y"] + shown["height"] <= screen["height"], shown
-    for k in range(boxes.count()):
-        box = boxes.nth(k)
-        assert overlap(shown, box.bounding_box()) == 0, (
-            box.get_attribute("data-id"),
-            shown,
-            box.bounding_box(),
-        )
-        assert overlap(shown, box.locator(".box-label").bounding_box()) == 0, box.get_attribute("data-id")
-    if whole_frame:
-        assert overlap(shown, on_screen(frame.bounding_box(), screen)) == 0, (shown, frame.bounding_box())
-    assert page.evaluate(SIDEWAYS) == 0
-    return shown
+    """The tooltip covers no lit box of ``frame`` nor its label (nor the frame, unless ``whole_frame`` is
+    false), inside the screen (:func:`tests.phone.assert_clear`)."""
+    return phone.assert_clear(
+        page, page.locator("[role=tooltip]"), frame.locator(".box.hl"), frame, whole_frame=whole_frame
+    )
 
 
 def test_a_tapped_tag_names_its_boxes_clear_of_the_frame_and_a_second_tap_closes_it(browser, story_page):

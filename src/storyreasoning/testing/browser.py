@@ -7,6 +7,8 @@ tests drive the distribution's Chromium: ``apt-get install chromium``.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,3 +44,28 @@ def why_no_browser() -> str | None:
 def launch(playwright):
     """A headless Chromium from a started ``sync_playwright()``."""
     return playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
+
+
+@contextmanager
+def started() -> Iterator:
+    """A headless Chromium, started with Playwright and closed at the end (:func:`why_no_browser` first)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def browser_fixture() -> Iterator:
+    """The body of a test module's browser fixture: a started Chromium, or the tests skipped saying what
+    to install (``browser = pytest.fixture(scope="module", name="browser")(browser_fixture)``)."""
+    import pytest
+
+    reason = why_no_browser()
+    if reason:
+        pytest.skip(reason)
+    with started() as browser:
+        yield browser
