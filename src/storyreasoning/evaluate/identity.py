@@ -34,13 +34,14 @@ averages use counts summed over stories.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from ..errors import UsageError
 from .detections import GROUPS, Detection
 from .grounding import (
     IOU_THRESHOLD,
+    PackedRow,
     StoryDetections,
     greedy_one_to_one,
     match_detections,
@@ -293,7 +294,7 @@ def story_counts(
     return dict(counts)
 
 
-def _mean(values: list[float | None]) -> float | None:
+def _mean(values: Sequence[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return sum(defined) / len(defined) if defined else None
 
@@ -302,10 +303,26 @@ COUNT_KEYS = ("idtp", "idfp", "idfn", "links_predicted", "links_reference", "lin
 METRIC_KEYS = ("idp", "idr", "idf1", "link_precision", "link_recall")
 
 
+class IdentityRow(PackedRow):
+    """A story's :func:`story_row` as the run holds it (:class:`.grounding.PackedRow`)."""
+
+    __slots__ = ()
+    # story_counts' order: each group's counts, the characters' with the sums (first made there), then
+    # the objects'; then the rates; then whether the output is missing
+    KEYS = (
+        *(key for count in COUNT_KEYS for key in (f"{count}_characters", count)),
+        *(f"{count}_objects" for count in COUNT_KEYS),
+        *(f"{metric}{suffix}" for suffix in VARIANTS for metric in METRIC_KEYS),
+        "missing",
+    )
+    RATES = frozenset(f"{metric}{suffix}" for suffix in VARIANTS for metric in METRIC_KEYS)
+
+
 def story_row(
     pair: StoryPair, iou_threshold: float = IOU_THRESHOLD, *, found: StoryDetections | None = None
 ) -> dict[str, float | None]:
-    """One story's ID and link counts and rates (its row of ``per_story``).
+    """One story's ID and link counts and rates (its row of ``per_story``, where it is held as an
+    :class:`IdentityRow`).
 
     ``found``: the story's :func:`.grounding.story_detections` when already computed (same threshold).
     """
@@ -329,30 +346,33 @@ def identity(pairs: Sequence[StoryPair], *, iou_threshold: float = IOU_THRESHOLD
 
 
 def summarize(
-    items: Sequence[tuple[str, dict[str, float | None]]], iou_threshold: float = IOU_THRESHOLD
+    items: Sequence[tuple[str, Mapping[str, float | None]]], iou_threshold: float = IOU_THRESHOLD
 ) -> Scores:
-    """The identity scores from each story's :func:`story_row` (``(story_id, row)`` in order)."""
-    per_story: dict[str, dict[str, float | None]] = {}
+    """The identity scores from each story's :func:`story_row` (``(story_id, row)`` in order, a row as
+    a dict or an :class:`IdentityRow`); ``per_story`` holds the rows as :class:`IdentityRow`."""
+    per_story: dict[str, IdentityRow] = {}
     totals: dict[str, int] = defaultdict(int)
     missing = 0
-    for story_id, row in items:
+    for story_id, given in items:
+        row = IdentityRow.of(given)
+        values = row.as_dict()
         for count in COUNT_KEYS:
             for suffix in VARIANTS:
-                totals[f"{count}{suffix}"] += row[f"{count}{suffix}"]  # type: ignore[operator]
-        missing += row["missing"]  # type: ignore[operator]
+                totals[f"{count}{suffix}"] += values[f"{count}{suffix}"]  # type: ignore[operator]
+        missing += values["missing"]  # type: ignore[operator]
         per_story[story_id] = row
     overall: dict[str, float | None] = {}
     micro = _metrics(dict(totals)) if per_story else {}
-    rows = list(per_story.values())
+    rates = IdentityRow.columns(per_story.values(), sorted(IdentityRow.RATES))
     for metric in METRIC_KEYS:
         for suffix in VARIANTS:
             key = f"{metric}{suffix}"
             overall[f"{key}_micro"] = micro.get(key)
-            overall[f"{key}_macro"] = _mean([row[key] for row in rows])
+            overall[f"{key}_macro"] = _mean(rates[key])
     for count in COUNT_KEYS:
         for suffix in VARIANTS:
             overall[f"{count}{suffix}"] = totals[f"{count}{suffix}"]
-    overall["stories"] = len(rows)
+    overall["stories"] = len(per_story)
     overall["missing"] = missing
     conventions = list(CONVENTIONS)
     if iou_threshold != IOU_THRESHOLD:
@@ -360,7 +380,7 @@ def summarize(
     return Scores(
         family="identity",
         overall=overall,
-        per_story=per_story,
+        per_story=per_story,  # type: ignore[arg-type]  # read-only mappings
         conventions=conventions,
         extra={"iou_threshold": iou_threshold},
     )
@@ -368,6 +388,7 @@ def summarize(
 
 __all__ = [
     "SMALL_ASSIGNMENT",
+    "IdentityRow",
     "assign",
     "best_total",
     "identity",

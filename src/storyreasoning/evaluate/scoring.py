@@ -59,8 +59,9 @@ class StoryJob:
 def story_parts(
     pair: StoryPair, families: Sequence[str], protocol: str = "default", *, tokenize: bool = False
 ) -> dict[str, object]:
-    """The story's part of each family: its row (grounding, identity), its counts (consistency),
-    its texts (language; with their regex tokens when ``tokenize``, for the python backend)."""
+    """The story's part of each family: its row (grounding, identity: packed, as the run holds it until
+    the report; the original protocol's grounding row as a dict), its counts (consistency), its texts
+    (language; with their regex tokens when ``tokenize``, for the python backend)."""
     parts: dict[str, object] = {}
     found = None  # the rows and their matching, found once for grounding and identity
     if "identity" in families or ("grounding" in families and protocol != "original"):
@@ -70,9 +71,9 @@ def story_parts(
             if protocol == "original":
                 parts[family] = original.story_row(pair)
             else:
-                parts[family] = grounding.story_row(pair, found=found)
+                parts[family] = grounding.GroundingRow.of(grounding.story_row(pair, found=found))
         elif family == "identity":
-            parts[family] = identity.story_row(pair, found=found)
+            parts[family] = identity.IdentityRow.of(identity.story_row(pair, found=found))
         elif family == "consistency":
             parts[family] = consistency.story_counts(pair)
         elif family == "language":
