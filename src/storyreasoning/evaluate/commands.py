@@ -36,8 +36,8 @@ from .settings import CompareSettings, EvaluateSettings
 def build_jobs(
     run: RunOutputs, stories, *, limit: int | None = None
 ) -> tuple[Iterator[StoryJob], int, list[str]]:
-    """The stories to score, read as they are consumed (missing outputs: ``candidate=None``), their
-    number, and the run's ids unknown to the dataset."""
+    """The stories to score, read as they are consumed (missing outputs: ``candidate=None``; a run's
+    texts are read when each story is scored), their number, and the run's ids unknown to the dataset."""
     all_ids = stories.ids()
     ids = all_ids[:limit] if limit is not None else all_ids
     unknown = sorted(set(run.outputs) - set(all_ids))
@@ -53,7 +53,7 @@ def build_jobs(
             yield StoryJob(
                 sample.story_id,
                 sample.output_text(),
-                run.outputs.get(sample.story_id),
+                run.stored(sample.story_id),
                 tuple(sample.frame_sizes()),
             )
 

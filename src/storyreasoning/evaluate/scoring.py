@@ -29,6 +29,7 @@ from ..errors import StoryReasoningError, UsageError
 from . import consistency, grounding, identity, language, original
 from .pairs import Scores, StoryPair
 from .processes import executor
+from .runs import StoredOutput
 
 POOL_THRESHOLD = 200
 """Runs with more stories than this are parsed in worker processes by default."""
@@ -45,15 +46,19 @@ texts) are not held all at once."""
 @dataclass(frozen=True)
 class StoryJob:
     """One story to score, as text: the reference as a raw output, the candidate's raw output
-    (None: missing) and the frames' ``(width, height)``."""
+    or where to read it (None: missing) and the frames' ``(width, height)``.
+
+    A candidate read from a run's files (:class:`~.runs.StoredOutput`) is read when the story
+    is parsed, in the worker that scores it: the texts of a run are never all held at once."""
 
     story_id: str
     reference: str
-    candidate: str | None
+    candidate: str | StoredOutput | None
     image_sizes: tuple[tuple[int, int], ...]
 
     def pair(self) -> StoryPair:
-        return StoryPair.from_texts(self.story_id, self.reference, self.candidate, list(self.image_sizes))
+        candidate = self.candidate.read() if isinstance(self.candidate, StoredOutput) else self.candidate
+        return StoryPair.from_texts(self.story_id, self.reference, candidate, list(self.image_sizes))
 
 
 def story_parts(
