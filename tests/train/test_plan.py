@@ -653,3 +653,111 @@ def test_what_is_no_recipe_is_still_refused(seven_b, tmp_path):
     )
     assert "not the settings of one training job" in refused("loss: all\nloss_type: ipo\n")
     assert "lr must be a number (got 'fast')" in refused("lr: fast\n")  # read as train sft reads it
+
+
+# -- several datasets, as train grpo takes them -------------------------------------------------------------
+
+
+def datasets_of(root: Path, *groups: tuple[str, ...]) -> list[str]:
+    """A story-folder dataset under ``root`` for each group of example stories (by name), in order."""
+    import shutil
+
+    folders = []
+    for i, names in enumerate(groups, 1):
+        for name in names:
+            shutil.copytree(EXAMPLES / name, root / f"set{i}" / name)
+        folders.append(str(root / f"set{i}"))
+    return folders
+
+
+def test_several_datasets_are_planned_as_their_union(tiny_qwen, tmp_path):
+    # train grpo prompts with several datasets: the plan counts every story of each, as one dataset of
+    # them all (the example stories, split in two, are the example stories' plan, each story with its dataset)
+    first, second = datasets_of(tmp_path, ("cat-and-coffee",), ("lighthouse", "pioneers"))
+    whole = PlanSettings(source=str(EXAMPLES), split=None, model=str(tiny_qwen), max_length=3000, **PIXELS)
+    assert whole.source == (str(EXAMPLES),)
+    one, union = make_plan(whole).to_dict(), make_plan(replace(whole, source=(first, second))).to_dict()
+    assert "dataset" not in one["worst"] and "datasets" not in one["fit"]  # one dataset: as before
+    datasets = {e["id"]: e.pop("dataset") for e in union["examples"]}
+    assert list(datasets.values()) == [first, second, second]
+    assert union.pop("examples") == one.pop("examples")
+    worst = union.pop("worst")
+    assert worst.pop("dataset") == datasets[worst["id"]] and worst == one.pop("worst")
+    each = {first: {"stories": 1, "kept": 1}, second: {"stories": 2, "kept": 2}}
+    assert union.pop("fit") == {**one.pop("fit"), "datasets": each}
+    assert union == one  # the longest fitting example, the verdict, the architecture
+    # a dataset given twice is one dataset, as train grpo reads it
+    assert replace(whole, source=(first, second, first)).source == (first, second)
+
+
+def test_a_grpo_recipe_plans_its_datasets(tiny_qwen, tmp_path, capsys):
+    from storyreasoning.settings import from_config
+    from storyreasoning.train.plan import RecipePlanSettings, recipe_note, run
+
+    first, second = datasets_of(tmp_path, ("cat-and-coffee",), ("lighthouse", "pioneers"))
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(f"sources: [{first}, {second}]\nmix: [set1=2, set2=1]\nmax_completion_length: 1000\n")
+    # the recipe's datasets are counted; its mix picks which stories train, not how heavy they are: not used
+    settings = from_config(RecipePlanSettings, recipe, model=str(tiny_qwen), max_length=3000, **PIXELS)
+    assert settings.source == (first, second) and settings.objective == "grpo"
+    assert recipe_note(settings) == "from the recipe (train grpo): mix is not used by the plan"
+    assert [x.dataset for x in make_plan(settings).examples] == [first, second, second]
+    # one dataset: no word of datasets, as before
+    assert run(replace(settings, source=(second,))) == 0
+    shown = capsys.readouterr().out
+    assert "dataset" not in shown.lower() and "lighthouse" in shown and "cat-and" not in shown
+    # on the command line, as train grpo takes them: the datasets after the recipe (over its own), each one's
+    # stories said, and each story's dataset
+    result = run_cli("train", "plan", "--config", str(recipe), second, first, "--model", str(tiny_qwen),
+                     "--max-length", "3000", "--min-pixels", str(PIXELS["min_pixels"]),
+                     "--max-pixels", str(PIXELS["max_pixels"]))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "from the recipe (train grpo): mix is not used by the plan" in result.stderr.splitlines()
+    lines = result.stdout.splitlines()
+    assert (
+        f"Datasets: {second}: 2 stories; {first}: 1 story "
+        "(--mix picks which of them train: every one is planned)" in lines
+    )
+    header = next(line for line in lines if line.split()[:2] == ["story", "┃"])
+    assert [column.strip() for column in header.split("┃")[:2]] == ["story", "dataset"]
+    assert any(line.startswith(f" cat-and-coffee │ {first} ") for line in lines)
+    assert any(line.startswith("fits: 3 of 3 stories fit 80 GiB") for line in lines)
+
+
+def test_a_missing_or_empty_dataset_is_named(tiny_qwen, tmp_path):
+    import re
+
+    from storyreasoning.data.writers import write_parquet
+
+    (first,) = datasets_of(tmp_path, ("cat-and-coffee",))
+    (tmp_path / "empty").mkdir()
+    base = ["train", "plan", "--model", str(tiny_qwen), "--max-length", "3000"]
+    error = one_error_line(run_cli(*base, first, str(tmp_path / "nowhere")))
+    assert f"{tmp_path / 'nowhere'} does not exist" in error
+    settings = PlanSettings(source=(first, str(tmp_path / "empty")), split=None, model=str(tiny_qwen),
+                            max_length=3000, **PIXELS)  # fmt: skip
+    with pytest.raises(
+        UsageError, match=f"^{re.escape(str(tmp_path / 'empty'))} holds no StoryReasoning dataset"
+    ):
+        make_plan(settings)
+    write_parquet([], tmp_path / "none")  # a dataset of no story
+    with pytest.raises(
+        UsageError, match=f"^{re.escape(str(tmp_path / 'none'))} has no stories in split train$"
+    ):
+        make_plan(replace(settings, source=(first, str(tmp_path / "none")), split="train"))
+
+
+def test_story_ids_and_names_are_printed_as_they_are(tiny_qwen, tmp_path, capsys):
+    # rich reads "[...]" as markup: an id in brackets was printed mangled (or not at all)
+    import shutil
+
+    from storyreasoning.train.plan import run
+
+    for name, story in (("[red]odd", "lighthouse"), ("[b]", "pioneers")):
+        shutil.copytree(EXAMPLES / story, tmp_path / "set[1]" / name)
+    settings = PlanSettings(source=str(tmp_path / "set[1]"), split=None, model=str(tiny_qwen), max_length=3000,
+                            **PIXELS)  # fmt: skip
+    assert run(settings) == 0
+    shown = capsys.readouterr().out
+    assert "[red]odd" in shown and any(line.startswith(" [b] ") for line in shown.splitlines()), shown
+    assert "Peak memory per GPU, the heaviest story, [" in shown

@@ -7,7 +7,10 @@ architecture comes from the model's configuration alone: the model is built on t
 vision blocks and the matrices LoRA adapts. The lengths come from the dataset, counted
 as training counts them (:class:`~storyreasoning.data.budget.TokenBudget` with the same
 pixel budget and prompts, stories fitted to ``max_length`` by dropping trailing frames,
-the learned tokens found as the collator finds them), or from one ``--max-length``.
+the learned tokens found as the collator finds them), or from one ``--max-length``. Several
+datasets (train grpo's) are counted as one dataset of them all: the plan is every story's
+peak, and train grpo's ``--mix`` only picks which of those stories train, never making one
+heavier, so it is not used.
 
 The memory model
 ----------------
@@ -153,8 +156,9 @@ in one real-size Qwen2.5-VL-7B decoder layer in six regimes (``-m slow``). Not m
 Liger kernels (they only lower memory), sequence packing, tensor or context parallelism.
 
 ``train plan --config`` also reads a recipe of train sft, dpo or grpo
-(:data:`RecipePlanSettings`): the plan's settings from it, the objective and the defaults of its job,
-the job's own settings (lr, epochs, ...) named in one line and left unused.
+(:data:`RecipePlanSettings`): the plan's settings from it (train grpo's ``sources`` are the datasets
+when the command line gives none), the objective and the defaults of its job, the job's own settings
+(lr, epochs, ...) named in one line and left unused.
 
 torch and transformers are imported inside the functions that need them.
 """
@@ -489,6 +493,7 @@ class Example:
     id: str | None = None
     frames: int | None = None
     frames_before: int | None = None
+    dataset: str | None = None  # the dataset of the story, as given
 
     @classmethod
     def of_length(cls, tokens: int, *, image_tokens: int | None = None, answer_tokens: int | None = None):
@@ -867,11 +872,13 @@ def _shaped(example: Example, tokens: int) -> Example:
 
 
 def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example], dict]:
-    """The dataset's stories as training fits and counts them: ``(examples, fit summary)``.
+    """The datasets' stories as training fits and counts them: ``(examples, fit summary)``.
 
     Each story is fitted to ``max_length`` by dropping trailing frames (as train sft does)
     and counted with the processor's chat template, tokenizer and pixel budget; stories
-    that do not fit even with one frame are left out and listed.
+    that do not fit even with one frame are left out and listed. Several datasets (train
+    grpo's) are counted one after the other as one dataset of them all, each example
+    naming its own, and the summary gives each one's ``stories`` and ``kept`` under ``datasets``.
     """
     from ..data.budget import TokenBudget
     from ..data.messages import MessageOptions
@@ -893,29 +900,41 @@ def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example]
     budget = TokenBudget(processor, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
     options = MessageOptions(max_images=settings.max_images, min_pixels=settings.min_pixels,
                              max_pixels=settings.max_pixels, order=settings.order, seed=settings.seed)  # fmt: skip
-    stories = limited(load_stories(settings.source, settings.split), settings.limit)
-    if len(stories) == 0:
-        raise UsageError(
-            f"{settings.source} has no stories{f' in split {settings.split}' if settings.split else ''}"
-        )
+    datasets = {}  # every dataset opened before any is counted: a wrong one is said at once
+    for source in settings.source:
+        stories = datasets[source] = limited(load_stories(source, settings.split), settings.limit)
+        if len(stories) == 0:
+            where = f" in split {settings.split}" if settings.split else ""
+            raise UsageError(f"{source} has no stories{where}")
     examples: list[Example] = []
-    summary: dict[str, Any] = {"stories": len(stories), "kept": 0, "shortened": 0, "frames_dropped": 0,
-                               "too_long": [], "max_length": settings.max_length}  # fmt: skip
+    summary: dict[str, Any] = {"stories": sum(map(len, datasets.values())), "kept": 0, "shortened": 0,
+                               "frames_dropped": 0, "too_long": [],
+                               "max_length": settings.max_length}  # fmt: skip
+    several = len(datasets) > 1
+    if several:
+        summary["datasets"] = {}
     prompts: dict[str, str] = {}
-    with (progress or no_progress)(len(stories), "counting tokens") as advance:
-        for sample in stories:
-            _count(sample, budget, processor, options, settings.max_length, examples, summary, prompts)
-            advance(1)
+    for source, stories in datasets.items():
+        before = len(examples)
+        label = f"counting the tokens of {source}" if several else "counting tokens"
+        with (progress or no_progress)(len(stories), label) as advance:
+            for sample in stories:
+                _count(sample, budget, processor, options, settings.max_length, examples, summary, prompts,
+                       source)  # fmt: skip
+                advance(1)
+        if several:
+            summary["datasets"][source] = {"stories": len(stories), "kept": len(examples) - before}
     summary["kept"] = len(examples)
     return examples, summary
 
 
 def _count(
-    sample, budget, processor, options, max_length, examples: list, summary: dict, prompts: dict
+    sample, budget, processor, options, max_length, examples: list, summary: dict, prompts: dict, dataset: str
 ) -> None:
     from ..data.messages import prepare
 
-    index = len(examples)  # the prompt of its position among the kept stories, as training's
+    # the prompt of its position among the kept stories (of every dataset, one after the other), as training's
+    index = len(examples)
     if max_length:
         fit = budget.fit(sample, max_length, index, options)
         if fit.sample is None:
@@ -941,7 +960,7 @@ def _count(
     answer = len(budget.tokenizer(tail, add_special_tokens=False)["input_ids"])
     examples.append(Example(
         tokens=count.total, image_tokens=count.image_tokens, answer_tokens=answer,
-        id=sample.story_id, frames=story.frame_count, frames_before=sample.frame_count,
+        id=sample.story_id, frames=story.frame_count, frames_before=sample.frame_count, dataset=dataset,
     ))  # fmt: skip
     if story.frame_count < sample.frame_count:
         summary["shortened"] += 1
@@ -983,6 +1002,11 @@ class Plan:
     def worst(self) -> int:
         return max(range(len(self.estimates)), key=lambda i: self.estimates[i].total)
 
+    @property
+    def datasets(self) -> dict[str, dict]:
+        """Each dataset's ``stories`` and ``kept`` when several were counted (train grpo's); else empty."""
+        return (self.fit or {}).get("datasets", {})
+
     def _architecture(self) -> dict:
         arch, setup = self.architecture, self.setup
         lora = setup.mode == "lora"
@@ -1011,27 +1035,26 @@ class Plan:
             "longest_fitting_length": self.longest,
             "architecture": self._architecture(),
             "worst": {
-                **_example_dict(self.examples[self.worst], worst, self.gpu_memory_gib),
+                **self._example_dict(self.examples[self.worst], worst),
                 "terms_gib": {k: round(v, 3) for k, v in worst.breakdown().items()},
                 "transients_gib": {k: round(v / GiB, 3) for k, v in worst.transients.items()},
                 "host_gib": round(worst.host / GiB, 2),
             },
             "examples": [
-                _example_dict(x, est, self.gpu_memory_gib)
-                for x, est in zip(self.examples, self.estimates, strict=True)
+                self._example_dict(x, est) for x, est in zip(self.examples, self.estimates, strict=True)
             ],
             "fit": self.fit,
             "suggestions": [asdict(s) for s in self.advice],
         }
 
-
-def _example_dict(example: Example, est: Estimate, gpu: float) -> dict:
-    return {
-        "id": example.id, "frames": example.frames, "frames_before": example.frames_before,
-        "tokens": example.tokens, "image_tokens": example.image_tokens, "answer_tokens": example.answer_tokens,
-        "allocated_gib": round(est.allocated / GiB, 2), "total_gib": round(est.total / GiB, 2),
-        "fits": est.fits(gpu),
-    }  # fmt: skip
+    def _example_dict(self, example: Example, est: Estimate) -> dict:
+        return {
+            "id": example.id, **({"dataset": example.dataset} if self.datasets else {}),
+            "frames": example.frames, "frames_before": example.frames_before, "tokens": example.tokens,
+            "image_tokens": example.image_tokens, "answer_tokens": example.answer_tokens,
+            "allocated_gib": round(est.allocated / GiB, 2), "total_gib": round(est.total / GiB, 2),
+            "fits": est.fits(self.gpu_memory_gib),
+        }  # fmt: skip
 
 
 def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress=None) -> Plan:
@@ -1049,8 +1072,8 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
         examples, fit = count_examples(settings, progress)
         if not examples:
             raise UsageError(
-                f"no story of {settings.source} fits in {settings.max_length} tokens, even with one frame; "
-                "raise --max-length or lower --max-pixels"
+                f"no story of {' or '.join(settings.source)} fits in {settings.max_length} tokens, even with "
+                "one frame; raise --max-length or lower --max-pixels"
             )
     else:
         if not settings.max_length:
@@ -1148,7 +1171,8 @@ def recipe_settings(settings: PlanSettings) -> list[str]:
 
 def recipe_note(settings: PlanSettings) -> str | None:
     """The line train plan says of a recipe's settings it does not use (None when it was given none)."""
-    unused = recipe_settings(settings)
+    # train grpo's datasets are the plan's datasets when the command line gives none: used
+    unused = [name for name in recipe_settings(settings) if name != "sources"]
     if not unused:
         return None
     jobs = recipe_jobs(settings)
@@ -1178,6 +1202,8 @@ def _post_init(self) -> None:
             object.__setattr__(self, name, default if default is not None else plan.default)
     if self.objective is None:
         object.__setattr__(self, "objective", jobs[0] if len(jobs) == 1 else "sft")
+    if not self.source and self.sources:  # a train grpo recipe's datasets, when the command line gives none
+        object.__setattr__(self, "source", self.sources)
     if self.dtype == "auto":
         object.__setattr__(self, "dtype", "bfloat16")
     PlanSettings.__post_init__(self)
@@ -1188,9 +1214,10 @@ _FIELDS, JOB_SETTINGS, CHANGED_DEFAULTS = _recipe_fields()
 #: :class:`PlanSettings` that read a recipe of train sft, dpo or grpo as their ``--config`` (the
 #: settings of ``storyreasoning train plan``): the plan's own settings from it, the objective from the
 #: job it belongs to (:func:`recipe_jobs`), the job's defaults where the plan's differ (its LoRA rank,
-#: dropout, batch size), and the job's own settings (lr, epochs, mix, …) read as the job reads them and
-#: left unused (:func:`recipe_settings`). A recipe never names an output folder; a file that does (a
-#: training's settings.json) is refused, naming the command whose settings it holds.
+#: dropout, batch size), train grpo's ``sources`` as the datasets when none is given, and the job's own
+#: settings (lr, epochs, mix, …) read as the job reads them and left unused (:func:`recipe_settings`). A
+#: recipe never names an output folder; a file that does (a training's settings.json) is refused, naming
+#: the command whose settings it holds.
 RecipePlanSettings = make_dataclass(
     "RecipePlanSettings", _FIELDS, bases=(PlanSettings,), frozen=True, kw_only=True,
     namespace={"__post_init__": _post_init, "__module__": __name__, "__doc__": PlanSettings.__doc__},
@@ -1228,6 +1255,7 @@ def run(settings: PlanSettings) -> int:
 
 
 def _print(plan: Plan, settings: PlanSettings, out) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     arch, setup, gpu = plan.architecture, plan.setup, plan.gpu_memory_gib
@@ -1237,9 +1265,16 @@ def _print(plan: Plan, settings: PlanSettings, out) -> None:
         f"{plan.model}: {arch.parameters / 1e9:.2f} B parameters ({arch.vision_parameters / 1e9:.2f} B vision), "
         f"{arch.layers} layers; {setup.label}; {gpu:g} GiB per GPU"
     )
-    out.print(head)
-    which = f"the heaviest story, {_describe(worst)}" if len(plan.examples) > 1 else _describe(worst)
-    out.print(f"Peak memory per GPU, {which}:")
+    out.print(head, markup=False)
+    several = bool(plan.datasets)
+    if several:
+        each = "; ".join(f"{name}: {_stories(d['stories'], d['kept'])}" for name, d in plan.datasets.items())
+        mixed = [m for m in getattr(settings, "mix", None) or () if m.strip().lower() != "none"]  # a recipe's
+        mix = " (--mix picks which of them train: every one is planned)" if mixed else ""
+        out.print(f"Datasets: {each}{mix}", soft_wrap=True, markup=False)
+    described = _describe(worst, several)
+    which = f"the heaviest story, {described}" if len(plan.examples) > 1 else described
+    out.print(f"Peak memory per GPU, {which}:", markup=False)  # story ids and names as they are
     terms = Table(show_edge=False)
     terms.add_column("term")
     terms.add_column("GiB", justify="right")
@@ -1250,8 +1285,9 @@ def _print(plan: Plan, settings: PlanSettings, out) -> None:
     out.print(terms)
     if len(plan.examples) > 1:
         table = Table(title="Stories, heaviest first", title_justify="left", show_edge=False)
-        for column in ("story", "frames", "tokens", "image", "answer", "GiB", "fits"):
-            table.add_column(column, justify="left" if column == "story" else "right")
+        left = ("story", "dataset") if several else ("story",)
+        for column in (*left, "frames", "tokens", "image", "answer", "GiB", "fits"):
+            table.add_column(column, justify="left" if column in left else "right")
         order = sorted(range(len(plan.examples)), key=lambda i: -plan.estimates[i].total)
         shown = order if settings.show == 0 else order[: settings.show]
         for i in shown:
@@ -1259,7 +1295,8 @@ def _print(plan: Plan, settings: PlanSettings, out) -> None:
             frames = f"{x.frames}" + (
                 f"/{x.frames_before}" if x.frames_before and x.frames_before != x.frames else ""
             )
-            table.add_row(x.id or "", frames, f"{x.tokens:,}", f"{x.image_tokens:,}", f"{x.answer_tokens:,}",
+            ids = (escape(x.id or ""), escape(x.dataset or "")) if several else (escape(x.id or ""),)
+            table.add_row(*ids, frames, f"{x.tokens:,}", f"{x.image_tokens:,}", f"{x.answer_tokens:,}",
                           f"{est.total / GiB:.1f}", "yes" if est.fits(gpu) else "[red]no[/red]")  # fmt: skip
         out.print(table)
         if len(shown) < len(order):
@@ -1281,9 +1318,18 @@ def _print(plan: Plan, settings: PlanSettings, out) -> None:
             out.print(f"  {s.flags:<42} {s.change}: {s.total_gib:.1f} GiB ({mark})")
 
 
-def _describe(x: Example) -> str:
+def _describe(x: Example, dataset: bool = False) -> str:
+    """An example's lengths after its story's id (and its dataset's name, with ``dataset``)."""
     lengths = f"{x.tokens:,} tokens ({x.image_tokens:,} image, {x.answer_tokens:,} answer)"
-    return f"{x.id}: {lengths}" if x.id else f"an example of {lengths}"
+    if not x.id:
+        return f"an example of {lengths}"
+    return f"{x.id} ({x.dataset}): {lengths}" if dataset else f"{x.id}: {lengths}"
+
+
+def _stories(count: int, kept: int) -> str:
+    """A dataset's stories, and how many are too long even with one frame when some are."""
+    stories = f"{count} {'story' if count == 1 else 'stories'}"
+    return stories if kept == count else f"{stories}, {count - kept} too long"
 
 
 __all__ = [

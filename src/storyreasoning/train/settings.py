@@ -587,11 +587,11 @@ HARDWARE = "GPUs"
 class PlanSettings:
     """The peak memory per GPU of a training, story by story, from the model's config (no weights loaded)."""
 
-    source: str | None = argument(
-        None,
-        help="A dataset whose stories are counted as training counts them (omit to plan one --max-length).",
-        place=True,
-    )
+    source: tuple[str, ...] = argument(
+        (), metavar="DATASETS...", place=True,
+        help="Datasets whose stories are counted as training counts them: train sft's one, or train grpo's "
+        "several, planned together (omit to plan one --max-length).",
+    )  # fmt: skip
     model: str = option(DEFAULT_BASE, "--model", "-m", help="Model: hub id or folder (its config.json is enough).",
                         panel=MODEL, place=True)  # fmt: skip
     revision: str | None = option(None, help="Hub revision of the model.", panel=MODEL)
@@ -661,8 +661,8 @@ class PlanSettings:
     image_tokens: int | None = option(
         None, min=0, panel=DATA, help="Without a dataset: image tokens of the example (default 62 %)."
     )  # fmt: skip
-    split: str | None = option("train", "--split", "-s", help="Split to count.", panel=DATA)
-    limit: int | None = option(None, min=1, help="Only the first N stories.", panel=DATA)
+    split: str | None = option("train", "--split", "-s", help="Split of each dataset to count.", panel=DATA)
+    limit: int | None = option(None, min=1, help="Only the first N stories of each dataset.", panel=DATA)
     max_images: int | None = option(None, min=1, help="Most frames per story.", panel=DATA)
     min_pixels: int = option(QWEN_MIN_PIXELS, min=1, help="Pixel budget per image, lower bound.", panel=DATA)
     max_pixels: int = option(QWEN_MAX_PIXELS, min=1, help="Pixel budget per image, upper bound.", panel=DATA)
@@ -677,8 +677,12 @@ class PlanSettings:
         if self.max_length == 0:
             object.__setattr__(self, "max_length", None)
         object.__setattr__(self, "targets", module_names(self.targets))
+        # one dataset as text too (source="data/stories", as train sft's); a dataset given twice is one, as
+        # train grpo reads its datasets
+        sources = (self.source,) if isinstance(self.source, str) else (self.source or ())
+        object.__setattr__(self, "source", tuple(dict.fromkeys(map(str, sources))))
         validate(self)
-        if self.source is None and not self.max_length:
+        if not self.source and not self.max_length:
             raise SettingsError(
                 "give a dataset, or --max-length N to plan for one length", "source", "max_length"
             )
