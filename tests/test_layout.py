@@ -155,3 +155,17 @@ def test_the_checks_see_imports():
     imports = list(_imports("storyreasoning.tell.local", MODULES["storyreasoning.tell.local"]))
     assert any(t == "storyreasoning.models" for t, _, _ in imports)
     assert sum(1 for _ in MODULES) > 50
+
+
+def test_the_license_is_shipped_and_named_alike_everywhere():
+    """pyproject says Apache-2.0 and ships LICENSE in the wheel's metadata; the file is that license's
+    text and the README points to it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    text = (root / "LICENSE").read_text(encoding="utf-8")
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "Apache License 2.0: [LICENSE](LICENSE)" in (root / "README.md").read_text(encoding="utf-8")
