@@ -185,6 +185,31 @@ def adapter_base(net) -> str | None:
     return getattr(first, "base_model_name_or_path", None) or "unknown base model"
 
 
+def hub_commit(model: str, revision: str | None = None) -> str | None:
+    """The commit of the hub id ``model`` (at ``revision``: a branch, a tag or a commit) that the local hub
+    cache holds, which is what transformers loads from; None for a local folder or a model not cached.
+
+    How a run names the exact version of a hub model: transformers 5 no longer keeps the commit on the
+    loaded config, and ``--revision`` may be a branch or nothing (the newest commit at the time).
+    """
+    from pathlib import Path
+
+    if looks_like_path(model) or Path(model).expanduser().exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # not a valid repo id, a cache that cannot be read: no commit known
+        return None
+    if not isinstance(found, str):
+        return None
+    path = Path(found)
+    return path.parent.name if path.parent.parent.name == "snapshots" else None
+
+
 HUB_TIMEOUT = 10.0  # seconds to learn whether the hub answers (a refused or unresolved host fails at once)
 
 
@@ -266,6 +291,7 @@ __all__ = [
     "check_model_source",
     "choose_device",
     "choose_dtype",
+    "hub_commit",
     "import_torch",
     "load_pretrained",
     "load_processor",

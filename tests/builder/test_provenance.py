@@ -29,7 +29,6 @@ from storyreasoning.builder.pipeline import (
 from storyreasoning.builder.provenance import (
     differences,
     folder_revision,
-    hub_commit,
     model_revision,
     models_in,
 )
@@ -39,6 +38,7 @@ from storyreasoning.builder.writers import ChatWriter, TemplateWriter
 from storyreasoning.data import load_stories
 from storyreasoning.data.folder import frame_files
 from storyreasoning.errors import UsageError
+from storyreasoning.models import hub_commit
 from storyreasoning.settings import data_record, record
 from storyreasoning.tell.base import Sampling
 from storyreasoning.tell.baseline import BaselineTeller

@@ -180,3 +180,21 @@ def test_images_the_processor_refuses_are_one_tell_error(teller):
         TellError, match=r"the model's processor could not take these images \(ValueError: .*aspect"
     ):
         list(teller.stream([Image.new("RGB", (3000, 10))], sampling=GREEDY))
+
+
+def test_a_hub_model_is_described_with_the_commit_it_was_loaded_from(tiny_qwen, tmp_path, monkeypatch):
+    """The run's manifest names the exact version told with: the commit the cache holds, what was loaded."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-qwen"
+    shutil.copytree(tiny_qwen, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    teller = TransformersTeller("someone/tiny-qwen", device="cpu", dtype="float32")
+    assert teller.describe()["commit"] == commit
+    assert TransformersTeller(str(tiny_qwen), device="cpu", dtype="float32").describe()["commit"] is None

@@ -719,3 +719,25 @@ def test_a_wrong_dataset_or_split_is_said_before_the_model_loads(
     monkeypatch.setattr(job, "load_weights", loaded)
     with pytest.raises(StoryReasoningError, match=message):
         train_sft(settings(tiny_qwen, tmp_path / "o", **changes))
+
+
+def test_a_model_from_the_hub_cache_is_recorded_with_the_commit_it_was_trained_from(tiny_qwen, tmp_path):
+    """--revision may be a branch or nothing: final/storyreasoning.json names the exact commit loaded."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-qwen"
+    shutil.copytree(tiny_qwen, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    one = tmp_path / "one"
+    shutil.copytree(EXAMPLES / "lighthouse", one / "lighthouse")
+    pixels = ["--min-pixels", str(SMALL.min_pixels), "--max-pixels", str(SMALL.max_pixels)]
+    result = run_cli("train", "sft", str(one), "--model", "someone/tiny-qwen", "--out", str(tmp_path / "run"),
+                     "--max-steps", "1", "--max-length", "4000", *pixels,
+                     env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((tmp_path / "run" / "final" / "storyreasoning.json").read_text())
+    assert manifest["base_model"] == "someone/tiny-qwen" and manifest["revision"] is None
+    assert manifest["commit"] == commit
+    from storyreasoning.models import hub_commit
+
+    assert hub_commit(str(tiny_qwen)) is None  # a local folder has none

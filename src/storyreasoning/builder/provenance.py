@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.card import models_in  # defined where the dataset card reads build records; used here too
+from ..models import hub_commit
 
 WEIGHT_SUFFIXES = (
     ".safetensors",
@@ -61,22 +62,6 @@ def folder_revision(folder: Path) -> str:
     return "; ".join(parts)
 
 
-def hub_commit(repo_id: str) -> str | None:
-    """The commit of ``repo_id`` the local hub cache holds (its ``config.json``), or None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # not a valid repo id, a cache that cannot be read: no revision known
-        return None
-    if not isinstance(found, str):
-        return None
-    path = Path(found)
-    return path.parent.name if path.parent.parent.name == "snapshots" else None
-
-
 def model_revision(source: str | Path, model: Any = None) -> str | None:
     """The revision of a model loaded from ``source`` (a hub id, a folder or a file); ``model`` is the
     loaded transformers model when there is one (its config knows the commit it was read from)."""
@@ -85,7 +70,7 @@ def model_revision(source: str | Path, model: Any = None) -> str | None:
         return folder_revision(path)
     if path.is_file():
         return f"sha256 {sha256_file(path)}"
-    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)  # transformers before 5
     if isinstance(commit, str) and commit:
         return commit
     return hub_commit(str(source))
@@ -126,7 +111,6 @@ __all__ = [
     "differences",
     "flatten",
     "folder_revision",
-    "hub_commit",
     "model_record",
     "model_revision",
     "models_in",

@@ -37,6 +37,7 @@ from ..models import (
     check_device,
     choose_device,
     choose_dtype,
+    hub_commit,
     import_torch,
     load_pretrained,
     set_pixel_budget,
@@ -133,7 +134,8 @@ class TransformersTeller(Teller):
 
     def _setup(self, min_pixels, max_pixels, cache: str, compile: bool, compile_backend: str) -> None:
         self.net.to(self.device).eval()
-        self.commit = getattr(self.net.config, "_commit_hash", None)  # kept: describe() works after close()
+        # the hub commit loaded (None for a folder); kept: describe() works after close()
+        self.commit = hub_commit(self.model, self.revision)
         self.adapter = adapter_base(self.net)
         self.cache, self.compile, self.compile_backend = cache, compile, compile_backend
         self.attention = getattr(self.net.config, "_attn_implementation", None) or "sdpa"

@@ -564,12 +564,16 @@ def finish(
     ``metrics`` are the whole run's; ``calls`` (the manifest's ``invocations``) the ``train()``
     calls it took (1 for an uninterrupted run).
     """
+    from ..models import hub_commit
     from .runlog import end_record
 
     manifest = {
         "kind": kind,
         "base_model": settings.to_dict()["model"],  # a local model by where it is, as settings.json
         "revision": settings.revision,
+        "commit": hub_commit(
+            settings.model, settings.revision
+        ),  # the hub commit trained from (None: a folder)
         "mode": settings.mode,
         "adapter": settings.mode == "lora",
         "settings": settings.to_dict(),
