@@ -761,3 +761,95 @@ def test_story_ids_and_names_are_printed_as_they_are(tiny_qwen, tmp_path, capsys
     shown = capsys.readouterr().out
     assert "[red]odd" in shown and any(line.startswith(" [b] ") for line in shown.splitlines()), shown
     assert "Peak memory per GPU, the heaviest story, [" in shown
+
+
+# -- GRPO's stories, as train grpo selects them ------------------------------------------------------------
+
+
+def test_a_grpo_plan_keeps_the_stories_train_grpo_prompts_with(tiny_qwen, tmp_path):
+    # train grpo prompts with every frame of a story (no reference answer) and skips a story whose prompt and
+    # --max-completion-length exceed --max-length, where train sft would drop frames: the plan selects and
+    # sizes the stories by that rule, and says what train grpo's fit.json says
+    pytest.importorskip("trl", reason="train grpo needs trl: pip install 'storyreasoning[train]'")
+    from storyreasoning.train.grpo import train_grpo
+    from storyreasoning.train.settings import GRPOSettings
+
+    small = {"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16}  # prompts of a few hundred tokens
+    first, second = datasets_of(tmp_path, ("cat-and-coffee",), ("lighthouse", "pioneers"))
+    settings = PlanSettings(source=(first, second), split=None, model=str(tiny_qwen), objective="grpo",
+                            max_length=0, max_completion_length=8, **small)  # fmt: skip
+    # without a limit every story is kept: each row is its whole prompt and the completion
+    free = make_plan(settings)
+    assert [(x.id, x.frames, x.frames_before, x.answer_tokens) for x in free.examples] == [
+        ("cat-and-coffee", 3, 3, 8), ("lighthouse", 3, 3, 8), ("pioneers", 4, 4, 8),
+    ]  # fmt: skip
+    prompts = {x.id: x.tokens - 8 for x in free.examples}
+    assert free.fit["too_long"] == [] and free.fit["max_prompt_tokens"] == max(prompts.values())
+    # a --max-length that holds every prompt, and every prompt with its completion but the longest's
+    longest = max(prompts, key=prompts.get)
+    limit = prompts[longest]
+    assert all(prompts[i] + 8 <= limit for i in prompts if i != longest) and limit < prompts[longest] + 8
+    plan = make_plan(replace(settings, max_length=limit))
+    assert [x.id for x in plan.examples] == [i for i in prompts if i != longest]
+    assert all((x.tokens, x.frames) == (prompts[x.id] + 8, x.frames_before) for x in plan.examples)
+    # what train grpo's fit.json says of the same stories (written before the weights load; refused there:
+    # two prompts are too few for a step of four)
+    job = GRPOSettings(sources=(first, second), split=None, out=tmp_path / "run", model=str(tiny_qwen),
+                       max_length=limit, max_completion_length=8, num_generations=4, batch_size=8, grad_accum=2,
+                       device="cpu", dtype="float32", **small)  # fmt: skip
+    with pytest.raises(UsageError, match="4 prompts a step, but there are only 2"):
+        train_grpo(job)
+    trained = json.loads((tmp_path / "run" / "fit.json").read_text())
+    assert trained["too_long"] == [longest] and trained["kept"] == 2
+    assert plan.fit == {
+        **{key: trained[key] for key in ("stories", "kept", "too_long", "max_prompt_tokens", "max_length",
+                                         "max_completion_length")},
+        "datasets": {name: {"stories": d["stories"], "kept": d["kept"]} for name, d in trained["datasets"].items()},
+    }  # fmt: skip
+
+
+def test_the_grpo_plan_says_which_stories_train_grpo_skips(tiny_qwen, capsys):
+    from storyreasoning.train.plan import run
+
+    settings = PlanSettings(source=str(EXAMPLES), split=None, model=str(tiny_qwen), objective="grpo", max_length=0,
+                            max_completion_length=8, min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)  # fmt: skip
+    prompts = {x.id: x.tokens - 8 for x in make_plan(settings).examples}
+    longest = max(prompts, key=prompts.get)
+    limit = prompts[longest]  # the longest prompt fits, not with its completion
+    assert run(replace(settings, max_length=limit)) == 0
+    shown = capsys.readouterr()
+    assert f"1 story leaves no room for 8 completion tokens in {limit}; train grpo skips it" in shown.err
+    assert "fits: 2 of 2 stories" in shown.out and longest not in shown.out
+    # --json lists it
+    assert run(replace(settings, max_length=limit, json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["fit"]["too_long"] == [longest]
+    # none left: what to change
+    with pytest.raises(UsageError) as refused:
+        make_plan(replace(settings, max_length=100))
+    assert str(refused.value) == (
+        f"no story of {EXAMPLES} leaves room for 8 completion tokens in 100 tokens; raise --max-length or lower "
+        "--max-completion-length"
+    )
+
+
+def test_the_longest_grpo_row_that_fits_keeps_its_completion(arch_7b):
+    # a shorter --max-length makes train grpo skip the stories whose prompt and completion exceed it, never
+    # shortening a completion: the longest row that fits, and the --max-length advised, have the whole completion
+    # and a shorter prompt (its frames' share kept)
+    from storyreasoning.train.plan import grpo_example, longest_length, suggestions
+
+    setup = Setup(rank=64, dropout=0.05, objective="grpo", generations=8)
+    row = grpo_example(Example(tokens=24000, image_tokens=18000, answer_tokens=0, id="long"), 6144)
+    gpu = round(estimate(arch_7b, setup, row).total / GiB) - 4  # the row does not fit
+
+    def row_of(tokens: int) -> Example:
+        return Example(tokens, int(18000 * (tokens - 6144) / 24000), 6144)
+
+    longest = longest_length(arch_7b, setup, gpu, row)
+    assert 6144 < longest < row.tokens
+    assert estimate(arch_7b, setup, row_of(longest)).fits(gpu)
+    assert not estimate(arch_7b, setup, row_of(longest + 1)).fits(gpu)
+    advice = {s.flags: s for s in suggestions(arch_7b, setup, row, gpu)}
+    shorter, kept = advice[f"--max-length {longest}"], estimate(arch_7b, setup, row_of(longest))
+    assert shorter.fits and shorter.total_gib == round(kept.total / GiB, 2)
+    assert "skipped" in shorter.change and "frames" not in shorter.change

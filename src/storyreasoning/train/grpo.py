@@ -14,7 +14,8 @@ the system prompt, the frames and ``Generate a story based on these images.`` in
 ``--order``, under the job's pixel budget. ``--mix real=2,synth=1`` subsamples the
 datasets in that ratio exactly as ``train dpo`` mixes pairs folders (the same code).
 A story whose prompt and ``--max-completion-length`` exceed ``--max-length`` is left out
-and counted in ``fit.json`` (cutting frames would change what the reward judges).
+and counted in ``fit.json`` (cutting frames would change what the reward judges): the rule of
+:func:`story_prompt`, by which ``train plan --objective grpo`` selects and sizes stories too.
 
 **The reward** is computed in worker processes beside the trainer
 (:mod:`.reward_pool`, ``--reward-workers``) and given to TRL as separate functions, so
@@ -69,6 +70,36 @@ def prompt_tokens(budget, prompt: list[dict], sizes) -> int:
     return n_text + sum(budget.image_tokens(w, h) - 1 for w, h in sizes)
 
 
+@dataclass(frozen=True)
+class StoryPrompt:
+    """A story as GRPO prompts with it: its prompt messages, their tokens and its frames' share of them
+    (None when not counted), and whether the story is kept."""
+
+    prompt: list[dict]
+    tokens: int | None
+    image_tokens: int | None
+    kept: bool
+
+
+def story_prompt(settings, budget, sample, *, count: bool = False) -> StoryPrompt:
+    """``sample``'s prompt as train grpo prompts with it, and whether train grpo keeps the story.
+
+    The prompt is the storyteller's (:func:`_prompt`) with every frame of the story, in
+    ``settings.order``. A story whose prompt and ``settings.max_completion_length`` exceed
+    ``settings.max_length`` is left out, never shortened: cutting frames would change what the
+    reward judges. The prompt is counted against a ``max_length`` only (without one every story is
+    kept), or always with ``count`` (``train plan`` sizes every row). ``settings`` is train grpo's or
+    train plan's: both have ``order``, ``max_length`` and ``max_completion_length``.
+    """
+    prompt = _prompt(settings, sample.frame_count)
+    if settings.max_length is None and not count:
+        return StoryPrompt(prompt, None, None, True)
+    sizes = sample.frame_sizes()  # each frame's header read once
+    tokens = prompt_tokens(budget, prompt, sizes)
+    kept = settings.max_length is None or tokens + settings.max_completion_length <= settings.max_length
+    return StoryPrompt(prompt, tokens, sum(budget.image_tokens(w, h) for w, h in sizes), kept)
+
+
 def load_datasets(settings: GRPOSettings) -> dict[str, object]:
     """Each dataset's stories (its split, whole: :func:`prompt_rows` takes ``--limit`` of them): read before
     the model loads, so a wrong path fails at once."""
@@ -107,14 +138,13 @@ def prompt_rows(
             for sample in stories:
                 advance()
                 fit["stories"] += 1
-                prompt = _prompt(settings, sample.frame_count)
-                if settings.max_length is not None:
-                    tokens = prompt_tokens(budget, prompt, sample.frame_sizes())
-                    if tokens + settings.max_completion_length > settings.max_length:
-                        fit["too_long"].append(sample.story_id)
-                        continue
-                    fit["max_prompt_tokens"] = max(fit["max_prompt_tokens"], tokens)
-                rows.append({"story_id": sample.story_id, "prompt": prompt, "sample": sample})
+                told = story_prompt(settings, budget, sample)
+                if not told.kept:
+                    fit["too_long"].append(sample.story_id)
+                    continue
+                if told.tokens is not None:
+                    fit["max_prompt_tokens"] = max(fit["max_prompt_tokens"], told.tokens)
+                rows.append({"story_id": sample.story_id, "prompt": told.prompt, "sample": sample})
         fit["datasets"][source] = {"stories": len(stories), "kept": len(rows)}
     fit["kept"] = sum(len(rows) for rows in by_dataset.values())
     return by_dataset, fit
@@ -327,6 +357,6 @@ def train_grpo(
 
 
 __all__ = [
-    "GRPOJob", "build_trainer", "check_group", "dataset_records", "judge_of", "load_datasets", "prompt_dataset", "prompt_rows",
-    "prompt_tokens", "train_grpo",
+    "GRPOJob", "StoryPrompt", "build_trainer", "check_group", "dataset_records", "judge_of", "load_datasets",
+    "prompt_dataset", "prompt_rows", "prompt_tokens", "story_prompt", "train_grpo",
 ]  # fmt: skip

@@ -7,7 +7,11 @@ architecture comes from the model's configuration alone: the model is built on t
 vision blocks and the matrices LoRA adapts. The lengths come from the dataset, counted
 as training counts them (:class:`~storyreasoning.data.budget.TokenBudget` with the same
 pixel budget and prompts, stories fitted to ``max_length`` by dropping trailing frames,
-the learned tokens found as the collator finds them), or from one ``--max-length``. Several
+the learned tokens found as the collator finds them), or from one ``--max-length``. GRPO's
+stories are counted as train grpo counts them, by its own rule
+(:func:`storyreasoning.train.grpo.story_prompt`): each story's prompt with every frame, and a
+story whose prompt and ``--max-completion-length`` exceed ``max_length`` left out and listed
+(``too_long``, the summary being train grpo's ``fit.json``), never shortened. Several
 datasets (train grpo's) are counted as one dataset of them all: the plan is every story's
 peak, and train grpo's ``--mix`` only picks which of those stories train, never making one
 heavier, so it is not used.
@@ -124,9 +128,12 @@ The largest transient counts, on top:
 ``vision backward``
     A trained tower with checkpointing: one vision block rebuilt and its MLP's gradients.
 
-GRPO (``--objective grpo``, as ``train grpo`` runs): a row is a story's prompt (its
-tokens less its reference answer) with a completion of ``--max-completion-length``
-tokens, on which the loss's logits are computed. Besides the terms above:
+GRPO (``--objective grpo``, as ``train grpo`` runs): a row is a story's prompt (as train
+grpo tells it, with no answer; for one ``--max-length`` without a dataset, that length less
+its answer share) with a completion of ``--max-completion-length`` tokens, on which the
+loss's logits are computed. The longest row that fits keeps the whole completion and
+shortens the prompt: a lower ``--max-length`` makes train grpo skip stories, never shorten a
+completion. Besides the terms above:
 
 ``reference pass`` (GRPO, ``--beta`` above 0)
     The reference's no-grad forward (``3e × I + 2r × h`` a token) and its logits with
@@ -753,15 +760,22 @@ def estimate(arch: Architecture, setup: Setup, example: Example) -> Estimate:
 
 
 def longest_length(arch: Architecture, setup: Setup, gpu_memory_gib: float, like: Example) -> int:
-    """The most tokens an example shaped like ``like`` (same shares) may have to fit; 0 when none fits."""
+    """The most tokens an example shaped like ``like`` (same shares) may have to fit; 0 when none fits.
+
+    A GRPO row keeps its whole completion (:func:`_grpo_shaped`): a shorter ``--max-length``
+    makes train grpo skip stories, never shorten a completion."""
+    grpo = setup.objective == "grpo"
 
     def shaped(tokens: int) -> Example:
+        if grpo:
+            return _grpo_shaped(like, tokens)
         share = tokens / max(like.tokens, 1)
         return Example(tokens, int(like.image_tokens * share), int(like.answer_tokens * share))
 
-    if not estimate(arch, setup, shaped(16)).fits(gpu_memory_gib):
+    low = 16 + (like.answer_tokens if grpo else 0)  # a GRPO row: a prompt of 16 tokens at least
+    if not estimate(arch, setup, shaped(low)).fits(gpu_memory_gib):
         return 0
-    lo, hi = 16, 1 << 21
+    lo, hi = low, 1 << 21
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if estimate(arch, setup, shaped(mid)).fits(gpu_memory_gib):
@@ -829,8 +843,12 @@ def suggestions(
                     break
     fitting = longest_length(arch, setup, gpu_memory_gib, example)
     if 0 < fitting < example.tokens:
-        add(f"shorter examples: at most {fitting} tokens (longer stories lose trailing frames)",
-            f"--max-length {fitting}", ex=_shaped(example, fitting))  # fmt: skip
+        if setup.objective == "grpo":  # train grpo skips a story that does not fit, never shortening one
+            add(f"shorter rows: at most {fitting} tokens (longer stories are skipped)", f"--max-length {fitting}",
+                ex=_grpo_shaped(example, fitting))  # fmt: skip
+        else:
+            add(f"shorter examples: at most {fitting} tokens (longer stories lose trailing frames)",
+                f"--max-length {fitting}", ex=_shaped(example, fitting))  # fmt: skip
         images = _fitting_images(arch, setup, example, gpu_memory_gib)
         if 0 < images < example.image_tokens:
             share = images / example.image_tokens
@@ -868,6 +886,14 @@ def _shaped(example: Example, tokens: int) -> Example:
                    answer_tokens=int(example.answer_tokens * share))  # fmt: skip
 
 
+def _grpo_shaped(row: Example, tokens: int) -> Example:
+    """A GRPO row of ``tokens`` tokens shaped like ``row``: its whole completion, and a prompt of the rest
+    with its frames' share kept."""
+    prompt = row.tokens - row.answer_tokens
+    images = int(row.image_tokens * (tokens - row.answer_tokens) / max(prompt, 1))
+    return replace(row, tokens=tokens, image_tokens=images)
+
+
 # -- the stories ---------------------------------------------------------------------------------
 
 
@@ -879,7 +905,19 @@ def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example]
     that do not fit even with one frame are left out and listed. Several datasets (train
     grpo's) are counted one after the other as one dataset of them all, each example
     naming its own, and the summary gives each one's ``stories`` and ``kept`` under ``datasets``.
+
+    For ``--objective grpo`` each story is counted as train grpo prompts with it, by its own
+    rule (:func:`storyreasoning.train.grpo.story_prompt`): the prompt with every frame and no
+    answer (:func:`make_plan` adds the completion); a story whose prompt and
+    ``--max-completion-length`` exceed ``max_length`` is left out and listed, never shortened.
+    The summary is then what train grpo's ``fit.json`` says before ``--mix``.
     """
+    grpo = settings.objective == "grpo"
+    if grpo and settings.max_images:
+        raise UsageError(
+            "--max-images is train sft's: train grpo prompts with every frame of a story; drop it with "
+            "--objective grpo"
+        )
     from ..data.budget import TokenBudget
     from ..data.messages import MessageOptions
     from ..data.sources import limited, load_stories
@@ -907,9 +945,14 @@ def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example]
             where = f" in split {settings.split}" if settings.split else ""
             raise UsageError(f"{source} has no stories{where}")
     examples: list[Example] = []
-    summary: dict[str, Any] = {"stories": sum(map(len, datasets.values())), "kept": 0, "shortened": 0,
-                               "frames_dropped": 0, "too_long": [],
-                               "max_length": settings.max_length}  # fmt: skip
+    stories = sum(map(len, datasets.values()))
+    if grpo:  # train grpo's fit.json
+        summary: dict[str, Any] = {"stories": stories, "kept": 0, "too_long": [], "max_prompt_tokens": 0,
+                                   "max_length": settings.max_length,
+                                   "max_completion_length": settings.max_completion_length}  # fmt: skip
+    else:
+        summary = {"stories": stories, "kept": 0, "shortened": 0, "frames_dropped": 0, "too_long": [],
+                   "max_length": settings.max_length}  # fmt: skip
     several = len(datasets) > 1
     if several:
         summary["datasets"] = {}
@@ -919,8 +962,11 @@ def count_examples(settings: PlanSettings, progress=None) -> tuple[list[Example]
         label = f"counting the tokens of {source}" if several else "counting tokens"
         with (progress or no_progress)(len(stories), label) as advance:
             for sample in stories:
-                _count(sample, budget, processor, options, settings.max_length, examples, summary, prompts,
-                       source)  # fmt: skip
+                if grpo:
+                    _count_prompt(sample, budget, settings, examples, summary, source)
+                else:
+                    _count(sample, budget, processor, options, settings.max_length, examples, summary, prompts,
+                           source)  # fmt: skip
                 advance(1)
         if several:
             summary["datasets"][source] = {"stories": len(stories), "kept": len(examples) - before}
@@ -965,6 +1011,24 @@ def _count(
     if story.frame_count < sample.frame_count:
         summary["shortened"] += 1
         summary["frames_dropped"] += sample.frame_count - story.frame_count
+
+
+def _count_prompt(
+    sample, budget, settings: PlanSettings, examples: list, summary: dict, dataset: str
+) -> None:
+    """A story as train grpo prompts with it: its prompt's lengths, or its id in ``too_long`` when train
+    grpo leaves it out (the same function decides)."""
+    from .grpo import story_prompt
+
+    told = story_prompt(settings, budget, sample, count=True)
+    if not told.kept:
+        summary["too_long"].append(sample.story_id)
+        return
+    summary["max_prompt_tokens"] = max(summary["max_prompt_tokens"], told.tokens)
+    examples.append(Example(
+        tokens=told.tokens, image_tokens=told.image_tokens, answer_tokens=0, id=sample.story_id,
+        frames=sample.frame_count, frames_before=sample.frame_count, dataset=dataset,
+    ))  # fmt: skip
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -1070,6 +1134,12 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
     fit = None
     if settings.source:
         examples, fit = count_examples(settings, progress)
+        if not examples and settings.objective == "grpo":
+            raise UsageError(
+                f"no story of {' or '.join(settings.source)} leaves room for {settings.max_completion_length} "
+                f"completion tokens in {settings.max_length} tokens; raise --max-length or lower "
+                "--max-completion-length"
+            )
         if not examples:
             raise UsageError(
                 f"no story of {' or '.join(settings.source)} fits in {settings.max_length} tokens, even with "
@@ -1092,7 +1162,10 @@ def make_plan(settings: PlanSettings, arch: Architecture | None = None, progress
 
 
 def grpo_example(example: Example, completion: int) -> Example:
-    """A GRPO row of ``example``'s story: its prompt (text and frames) and a completion of ``completion`` tokens."""
+    """A GRPO row of ``example``'s story: its prompt (text and frames) and a completion of ``completion`` tokens.
+
+    A story counted for GRPO (:func:`count_examples`) is its prompt alone (no answer); one ``--max-length``
+    without a dataset loses its share of answer tokens."""
     prompt = example.tokens - example.answer_tokens
     return replace(example, tokens=prompt + completion, answer_tokens=completion)
 
@@ -1248,7 +1321,12 @@ def run(settings: PlanSettings) -> int:
             out.file.write(text + "\n")
         return 0 if plan.fits else 1
     _print(plan, settings, out)
-    if plan.fit and plan.fit.get("too_long"):
+    skipped = len(plan.fit["too_long"]) if plan.fit else 0
+    if skipped and settings.objective == "grpo":
+        err.print(f"{skipped} {'story leaves' if skipped == 1 else 'stories leave'} no room for "
+                  f"{settings.max_completion_length} completion tokens in {settings.max_length}; train grpo skips "
+                  f"{'it' if skipped == 1 else 'them'}", soft_wrap=True)  # fmt: skip
+    elif skipped:
         err.print(f"{len(plan.fit['too_long'])} stories do not fit in {settings.max_length} tokens even with one "
                   "frame; training skips them")  # fmt: skip
     return 0 if plan.fits else 1
