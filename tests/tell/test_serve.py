@@ -78,6 +78,19 @@ def test_print_shows_the_command_and_the_endpoint():
     assert "endpoint: http://127.0.0.1:8000/v1" in result.stderr
 
 
+def test_a_hub_id_keeps_the_default_pixel_budget():
+    """Only a folder a training wrote carries its own budget; a hub id's command is what it always was."""
+    for server, expected in [
+        ("vllm", "vllm serve daniel3303/QwenStoryteller2 --host 127.0.0.1 --port 8000 --limit-mm-per-prompt "
+                 "'{\"image\": 20}' --max-model-len 30720 --mm-processor-kwargs "
+                 "'{\"min_pixels\": 200704, \"max_pixels\": 1003520}'\n"),
+        ("transformers", "transformers serve daniel3303/QwenStoryteller2 --host 127.0.0.1 --port 8000\n"),
+    ]:  # fmt: skip
+        result = run_cli("serve", "--model", "daniel3303/QwenStoryteller2", "--server", server, "--print")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected
+
+
 def test_serve_runs_the_server_of_an_environment_not_activated(tiny_qwen, tmp_path):
     """``.venv/bin/storyreasoning serve`` with the environment not on PATH: transformers' console script
     is found beside this Python (it said "transformers is not installed"), and the server answers."""

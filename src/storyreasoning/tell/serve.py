@@ -5,7 +5,8 @@ otherwise, and it reserves memory for the largest possible image. :func:`vllm_co
 derives the flags from the story length instead: ``--limit-mm-per-prompt`` from the
 number of frames, ``--max-model-len`` from frames x image tokens at the pixel budget
 plus the prompt and the answer, and ``--mm-processor-kwargs`` with the same pixel budget
-the model was trained and evaluated with.
+the model was trained and evaluated with: the one a training (or ``train merge``) saved with
+a model folder (:func:`trained_pixel_budget`), else the Qwen2.5-VL model cards' budget.
 """
 
 from __future__ import annotations
@@ -50,6 +51,57 @@ def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
     return int(math.ceil(need / 1024) * 1024)
 
 
+MANIFEST = "storyreasoning.json"
+"""What ``train`` writes into ``final/`` and ``train merge`` into its folder: a folder without it was not
+trained here, and its processor's budget (a base model's allows 12.8M pixels an image) is no training's."""
+
+
+def trained_pixel_budget(model: str) -> tuple[int, int] | None:
+    """The pixel budget a storyreasoning training saved with the model folder ``model``, or None.
+
+    Training sets its budget on the processor and saves the processor with the weights, so the
+    saved processor is what ``tell --model FOLDER`` sees: its ``size`` (``shortest_edge``,
+    ``longest_edge``; ``min_pixels``/``max_pixels`` in older transformers), in
+    ``processor_config.json`` or ``preprocessor_config.json``; else the settings
+    ``storyreasoning.json`` records. None for a hub id, or a folder no training wrote.
+    """
+    folder = Path(model)
+    if not (folder / MANIFEST).is_file():
+        return None
+    candidates = []
+    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        data = _read_json(folder / name)
+        if key is not None:
+            data = data.get(key)
+        if isinstance(data, dict):
+            size = data.get("size") if isinstance(data.get("size"), dict) else {}
+            candidates.append((size.get("shortest_edge") or size.get("min_pixels") or data.get("min_pixels"),
+                               size.get("longest_edge") or size.get("max_pixels") or data.get("max_pixels")))  # fmt: skip
+    settings = _read_json(folder / MANIFEST).get("settings")
+    if isinstance(settings, dict):
+        candidates.append((settings.get("min_pixels"), settings.get("max_pixels")))
+    for low, high in candidates:
+        if isinstance(low, int) and isinstance(high, int) and 0 < low <= high:
+            return low, high
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object file's content; {} when it is absent, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def merged_folder(adapter: str) -> Path:
+    """Where to suggest ``train merge`` writes an adapter: ``runs/x-merged`` for ``runs/x/final``."""
+    path = Path(adapter)
+    named = path.parent if path.name == "final" and path.parent.name not in ("", ".") else path
+    return named.with_name(f"{named.name}-merged")
+
+
 def have_vllm() -> bool:
     return executable("vllm") is not None or importlib.util.find_spec("vllm") is not None
 
@@ -92,15 +144,19 @@ def plan(
     model: str,
     *,
     max_images: int = DEFAULT_MAX_IMAGES,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
     max_new_tokens: int = 4096,
     host: str = "127.0.0.1",
     port: int = 8000,
     server: str = "auto",
     extra: list[str] | None = None,
 ) -> ServePlan:
-    """The command that serves ``model``; ``server`` is ``auto`` (vLLM when installed), ``vllm`` or ``transformers``."""
+    """The command that serves ``model``; ``server`` is ``auto`` (vLLM when installed), ``vllm`` or ``transformers``.
+
+    ``min_pixels``/``max_pixels`` left None are the budget the model folder was trained with
+    (:func:`trained_pixel_budget`), else :data:`DEFAULT_MIN_PIXELS`/:data:`DEFAULT_MAX_PIXELS`.
+    """
     from ..errors import UsageError
     from ..models import missing_model_folder
     from .local import DEFAULT_MODEL
@@ -110,10 +166,29 @@ def plan(
     )  # a hub id is the server's to download; a folder must exist
     if error is not None:
         raise error
+    # train's LoRA final/: no config.json for a server to load; vLLM serves adapters only on top of a base model
+    # given apart (--enable-lora) and only up to rank 512, where QwenStoryteller2's recipe trains rank 2048
+    if (Path(model) / "adapter_config.json").is_file():
+        merged = merged_folder(model)
+        raise UsageError(
+            f"{model} is a LoRA adapter, which a server cannot load as a model; merge it into its base first: "
+            f"storyreasoning train merge {model} --out {merged}, then serve --model {merged}"
+        )
     if max_images < 1:
         raise UsageError("--max-images must be at least 1")
+    trained = trained_pixel_budget(model)
+    origin = f"from {model}" if trained else "serve's default"
+    low, high = trained or (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
+    given = [flag for flag, value in (("--min-pixels", min_pixels), ("--max-pixels", max_pixels))
+             if value is not None]  # fmt: skip
+    min_pixels = low if min_pixels is None else min_pixels
+    max_pixels = high if max_pixels is None else max_pixels
     if not 0 < min_pixels <= max_pixels:
-        raise UsageError(f"need 0 < --min-pixels <= --max-pixels, got {min_pixels} and {max_pixels}")
+        shown = [f"{value}" if flag in given else f"{value} ({origin})"
+                 for flag, value in (("--min-pixels", min_pixels), ("--max-pixels", max_pixels))]  # fmt: skip
+        raise UsageError(f"need 0 < --min-pixels <= --max-pixels, got {shown[0]} and {shown[1]}")
+    if given:
+        origin = "from " + "/".join(given) + ("" if len(given) == 2 else f", the other bound {origin}")
     if server not in ("auto", "vllm", "transformers"):
         raise UsageError(f"--server must be auto, vllm or transformers, got {server!r}")
     use_vllm = server == "vllm" or (server == "auto" and have_vllm())
@@ -151,6 +226,7 @@ def plan(
             f"up to {max_images} images of at most {max_pixels // 784} image tokens each, "
             f"{max_new_tokens} new tokens: max model length {length}"
         )
+        notes.append(f"pixel budget {min_pixels} to {max_pixels} ({origin})")
         return ServePlan(command + list(extra or []), "vllm", endpoint, length, notes)
     if server == "auto":
         notes.append("vLLM is not installed: serving with `transformers serve` (fine for testing, slower)")

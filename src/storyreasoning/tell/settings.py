@@ -192,8 +192,17 @@ class TellDatasetSettings(TellerOptions, SamplingOptions, PromptOptions):
 class ServeSettings:
     model: str = option(REQUIRED, "--model", "-m", help="Model folder or hub id to serve.", place=True)
     max_images: int = option(20, min=1, help="Most images per story (per prompt).")
-    min_pixels: int = option(256 * 28 * 28, min=1, help="Pixel budget per image, lower bound.")
-    max_pixels: int = option(1280 * 28 * 28, min=1, help="Pixel budget per image, upper bound.")
+    # None: the budget a training saved with the model folder, so a model is served as it was trained
+    min_pixels: int | None = option(
+        None, min=1,
+        help="Pixel budget per image, lower bound (default: the one training saved with the model folder, "
+        "else 256*28*28).",
+    )  # fmt: skip
+    max_pixels: int | None = option(
+        None, min=1,
+        help="Pixel budget per image, upper bound (default: the one training saved with the model folder, "
+        "else 1280*28*28).",
+    )  # fmt: skip
     max_new_tokens: int = option(4096, min=1, help="Longest answer to leave room for.")
     host: str = option("127.0.0.1", help="Address to listen on.")
     port: int = option(8000, min=1, max=65535, help="Port to listen on.")
