@@ -238,20 +238,57 @@ def test_frames_beyond_the_images_are_not_counted():
 
 def test_counts_and_missing_outputs(scores):
     assert scores.family == "consistency"
-    assert (scores.overall["n_stories"], scores.overall["n_missing"], scores.overall["n_evaluated"]) == (
-        3,
-        1,
-        2,
-    )
+    # every story is in the well-structured rate's denominator (n_evaluated), the missing one too
+    o = scores.overall
+    assert (o["n_stories"], o["n_missing"], o["n_evaluated"], o["n_well_structured"]) == (3, 1, 3, 1)
     assert scores.extra["missing"] == ["c"]
     assert scores.per_story["c"]["missing"] == 1.0
-    assert all(v is None for k, v in scores.per_story["c"].items() if k != "missing")
+    assert scores.per_story["c"]["well_structured"] == 0.0
+    assert all(v is None for k, v in scores.per_story["c"].items() if k not in ("missing", "well_structured"))
 
 
 def test_well_structured_rate(scores):
     assert scores.per_story["a"]["well_structured"] == 1.0
     assert scores.per_story["b"]["well_structured"] == 0.0
-    assert scores.overall["well_structured_rate"] == 0.5  # the missing story is not counted
+    # the missing story counts as not well-structured: one of three, not one of the two outputs
+    assert scores.overall["well_structured_rate"] == pytest.approx(1 / 3)
+
+
+def test_a_missing_output_changes_only_the_well_structured_rate(scores):
+    """A missing output has nothing to count for the numbers about what an output holds (persistence,
+    mean frames, pronouns, hallucinations per output): they are those of the outputs there are."""
+    without = consistency([pair("a", STORY_A, 3), pair("b", STORY_B, 2)])
+    assert without.overall["well_structured_rate"] == 0.5
+    assert without.overall["hallucinations_per_story"] == scores.overall["hallucinations_per_story"] == 3.0
+    changed = {"n_stories", "n_missing", "n_evaluated", "well_structured_rate"}
+    assert {k: v for k, v in scores.overall.items() if k not in changed} == {
+        k: v for k, v in without.overall.items() if k not in changed
+    }
+    assert scores.extra["persistence"] == without.extra["persistence"]
+    assert scores.extra["pronouns"] == without.extra["pronouns"]
+
+
+def test_missing_outputs_left_out_as_the_original_protocol_does():
+    pairs = [pair("a", STORY_A, 3), pair("b", STORY_B, 2), pair("c", None, 3, reference=STORY_A)]
+    kept = consistency(pairs)
+    left_out = consistency(pairs, missing="exclude")
+    o = left_out.overall
+    assert (o["n_stories"], o["n_missing"], o["n_evaluated"], o["n_well_structured"]) == (3, 1, 2, 1)
+    assert o["well_structured_rate"] == 0.5
+    assert all(v is None for k, v in left_out.per_story["c"].items() if k != "missing")
+    changed = {"n_evaluated", "well_structured_rate"}
+    assert {k: v for k, v in o.items() if k not in changed} == {
+        k: v for k, v in kept.overall.items() if k not in changed
+    }
+    assert any("left out" in rule for rule in left_out.conventions)
+    assert any("not well-structured" in rule for rule in kept.conventions)
+    with pytest.raises(ValueError, match="missing"):
+        consistency(pairs, missing="skip")
+
+
+def test_a_complete_run_scores_alike_whatever_the_missing_rule():
+    pairs = [pair("a", STORY_A, 3), pair("b", STORY_B, 2)]
+    assert consistency(pairs).overall == consistency(pairs, missing="exclude").overall
 
 
 def test_pronoun_grounding_rates(scores):

@@ -21,6 +21,7 @@ from storyreasoning.evaluate.report import (
     headline_rows,
     mismatch_line,
     mismatches,
+    outputs_line,
     per_story_rows,
     write_report,
 )
@@ -85,8 +86,9 @@ def test_evaluate_prints_the_headline_first_and_the_long_tables_only_with_all(wo
     assert lines[0].strip() == "Headline"
     shown = {line.split("│")[0].strip(): line for line in lines if "│" in line}
     assert list(shown) == [m.label for m in HEADLINE if not m.key.startswith("judge.")]
-    # one of three outputs is well-structured; the references all are
-    assert [cell.strip() for cell in shown["well-structured"].split("│")[1:]] == ["33.3%", "100.0%"]
+    # one of four stories has a well-structured output (s02 has none); the references all are
+    assert [cell.strip() for cell in shown["well-structured"].split("│")[1:]] == ["25.0%", "100.0%"]
+    assert "3 of 4 stories have an output; the 1 missing is scored as empty outputs" in result.stdout
     assert "0.5556" in shown["grounding F1"]
     assert "precision_macro" not in result.stdout and "link_recall_micro" not in result.stdout
     assert "--all prints them" in result.stdout
@@ -101,7 +103,8 @@ def test_evaluate_prints_the_headline_first_and_the_long_tables_only_with_all(wo
     first = md.split("\n\n")
     assert first[0] == "# Evaluation of texts"
     assert first[1].splitlines()[0] == "| metric | value | reference |"
-    assert "| well-structured | 33.3% | 100.0% |" in first[1]
+    assert "| well-structured | 25.0% | 100.0% |" in first[1]
+    assert "3 of 4 stories have an output" in first[2]
     assert "| hallucinations / story (structural) | 0.67 | 0.00 |" in first[1]
     assert md.index("| well-structured |") < md.index("## Grounding")
     conventions = json.loads((tmp_path / "short" / "metrics.json").read_text())["conventions"]
@@ -237,6 +240,22 @@ def test_headline_rows_take_the_references_values_and_leave_out_families_not_sco
     assert "python backend" in rows["language.meteor"]["note"]
     judged = headline_rows(report, judge_summary())
     assert [r["key"] for r in judged][-4:] == [m.key for m in HEADLINE if m.key.startswith("judge.")]
+
+
+def test_the_outputs_line_names_the_missing_stories_and_how_they_were_scored():
+    def line(stories, missing, protocol="default"):
+        return outputs_line({"dataset": {"stories": stories, "missing": missing}, "protocol": protocol})
+
+    assert line(3, 0) == "3 of 3 stories have an output"
+    assert line(3, 2) == (
+        "1 of 3 stories have an output; the 2 missing are scored as empty outputs "
+        "(not well-structured, zero recall)"
+    )
+    assert line(4, 1).startswith("3 of 4 stories have an output; the 1 missing is scored")
+    assert line(3, 2, "original").endswith("the 2 missing are left out, as the original did")
+    # a report that does not say (written before evaluate recorded it, or damaged): no line, no guess
+    assert outputs_line({}) is None
+    assert line("3", 2) is None and line(3, True) is None and line(3, 4) is None and line(3, -1) is None
 
 
 def test_plots_with_no_data_write_nothing_and_say_so(tmp_path):

@@ -151,6 +151,9 @@ def evaluate(settings: EvaluateSettings) -> int:
         console = Console(highlight=False)
         rows = report.headline()
         console.print(_headline_table(rows, [report.run.get("label") or "value"], [rows]))
+        outputs = report.outputs_line()
+        if outputs:  # beside the rates: a partial run's are not a whole run's
+            console.print(f"[yellow]{outputs}[/yellow]" if missing else f"[dim]{outputs}[/dim]")
         for row in rows:
             if row.get("note"):
                 console.print(f"[dim]{row['label']}: {row['note']}[/dim]")

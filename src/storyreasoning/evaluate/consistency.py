@@ -19,8 +19,8 @@ report can put them side by side:
   character-only rule of the original and an any-entity rule (see :mod:`.pronouns`),
   pooled over stories;
 * **well-structured rate**, "Well-structured stories increased from 79.1% to 97.5%":
-  the share of outputs :func:`~storyreasoning.format.validate.validate` accepts, given
-  the story's image sizes;
+  the share of stories whose output :func:`~storyreasoning.format.validate.validate`
+  accepts, given the story's image sizes;
 * **hallucinations** (the paper's "fewer hallucinations", never computed by the original
   code): ids the story uses that the CoT never defines (``unknown_ids``); ids a
   ``<gdi imageN>`` segment names that the CoT defines, but not in Image N
@@ -28,8 +28,14 @@ report can put them side by side:
   degenerate, or outside the image beyond the validator's 10 % tolerance). Each is
   counted once per story: an id once, an (image, id) pair once, a box once.
 
-Missing outputs are counted (``n_missing``, ``extra["missing"]``) and left out of every
-rate and mean: a missing output says nothing about how consistent a model is.
+Missing outputs are counted (``n_missing``, ``extra["missing"]``). By default
+(``missing="zero"``) a missing output is a story that is not well-structured, as grounding
+scores it an output with no rows: a crashed or partial run must not look like a whole one.
+The other numbers are about what an output holds (its ids, its pronouns, its
+hallucinations), and a missing output holds nothing: it is left out of them, as grounding
+leaves a story without candidate rows out of its precision. Counting it as an output with
+no hallucinations would make a partial run look better. ``missing="exclude"`` (the original
+protocol) leaves it out of the well-structured rate too.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from ..format.box import check_box_in_image, parse_box
 from ..format.cot import id_kind
 from ..format.diagnostics import Severity
 from ..format.stream import Telling
+from .language import MISSING_POLICIES  # how a missing output counts: as language's, one policy per protocol
 from .pairs import Scores, StoryPair
 from .pronouns import PRONOUNS, RULES, PronounCounts, pronoun_counts
 
@@ -277,8 +284,11 @@ def persistence_curve(per_story_counts: Sequence[Sequence[int]], max_frames: int
     }
 
 
-def _aggregate(stats: list[TellingCounts]) -> tuple[dict[str, float | None], dict]:
-    """``(overall, extra)`` for a list of outputs (no missing ones)."""
+def _aggregate(
+    stats: list[TellingCounts], stories: int | None = None
+) -> tuple[dict[str, float | None], dict]:
+    """``(overall, extra)`` for a list of outputs (no missing ones); ``stories``: how many stories the
+    well-structured rate is over (those beyond ``stats`` have no output), ``len(stats)`` when None."""
     max_frames = max((s.n_frames for s in stats), default=0)
     persistence = {
         source: {
@@ -293,8 +303,9 @@ def _aggregate(stats: list[TellingCounts]) -> tuple[dict[str, float | None], dic
     for c in pronouns.values():
         total.add(c)
 
+    stories = len(stats) if stories is None else stories
     overall: dict[str, float | None] = {
-        "well_structured_rate": _mean(float(s.well_structured) for s in stats),
+        "well_structured_rate": sum(s.well_structured for s in stats) / stories if stories else None,
     }
     short = {"characters": "char", "objects": "obj", "entities": "entity"}
     for kind, curve in persistence["cot"].items():
@@ -317,7 +328,7 @@ def _aggregate(stats: list[TellingCounts]) -> tuple[dict[str, float | None], dic
         overall[f"box_{problem}"] = sum(s.invalid_boxes[i] for s in stats)
     overall["box_missing"] = sum(s.missing_boxes for s in stats)
     overall["hallucinations"] = sum(sums.values())
-    overall["hallucinations_per_story"] = sum(sums.values()) / len(stats) if stats else None
+    overall["hallucinations_per_story"] = sum(sums.values()) / len(stats) if stats else None  # per output
     extra = {
         "persistence": persistence,
         "pronouns": {p: c.to_dict() for p, c in pronouns.items()},
@@ -380,6 +391,11 @@ def _check_match(pronoun_match: str) -> None:
         raise ValueError(f"unknown pronoun_match {pronoun_match!r}; use 'inside' or 'whole'")
 
 
+def _check_missing(missing: str) -> None:
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"unknown missing policy {missing!r}; use one of {', '.join(MISSING_POLICIES)}")
+
+
 def story_stats(
     pair: StoryPair, *, pronoun_match: str = "inside"
 ) -> tuple[TellingStats, TellingStats | None]:
@@ -400,17 +416,23 @@ def story_counts(
     return ref.counts(), None if cand is None else cand.counts(details=True)
 
 
-def consistency(pairs: Iterable[StoryPair], *, pronoun_match: str = "inside") -> Scores:
+def consistency(
+    pairs: Iterable[StoryPair], *, pronoun_match: str = "inside", missing: str = "zero"
+) -> Scores:
     """Persistence, pronoun grounding, well-structured rate and hallucinations of the candidates.
 
     ``pronoun_match="whole"`` counts a pronoun as grounded only when a tag's whole text
     is the pronoun, as the original statistics code did; the default counts any pronoun
-    inside a tag. The references' numbers are in ``extra["reference"]``.
+    inside a tag. ``missing="zero"`` counts a missing output as a story that is not well-structured,
+    ``"exclude"`` (the original protocol) leaves it out (module docstring). The references' numbers are
+    in ``extra["reference"]``.
     """
     _check_match(pronoun_match)
+    _check_missing(missing)
     return summarize(
         [(pair.story_id, story_counts(pair, pronoun_match=pronoun_match)) for pair in pairs],
         pronoun_match=pronoun_match,
+        missing=missing,
     )
 
 
@@ -422,19 +444,26 @@ def summarize(
     items: Sequence[tuple[str, tuple[TellingStats | TellingCounts, TellingStats | TellingCounts | None]]],
     *,
     pronoun_match: str = "inside",
+    missing: str = "zero",
 ) -> Scores:
     """The consistency scores from each story's :func:`story_counts` or :func:`story_stats`
-    (``(story_id, (reference, candidate))`` in order)."""
+    (``(story_id, (reference, candidate))`` in order); ``missing``: as in :func:`consistency`.
+
+    ``n_evaluated`` is the well-structured rate's denominator (every story, or with ``exclude``
+    the stories that have an output), ``n_well_structured`` its numerator."""
+    _check_missing(missing)
     cand_stats: list[TellingCounts] = []
     ref_stats: list[TellingCounts] = []
     per_story: dict[str, dict[str, float | None]] = {}
     details: dict[str, dict] = {}
-    missing: list[str] = []
+    absent: list[str] = []
+    # a missing output's row: a story that is not well-structured, unless it is left out
+    counted_as = {"missing": 1.0} | ({"well_structured": 0.0} if missing == "zero" else {})
     for story_id, (ref, cand) in items:
         ref_stats.append(_counted(ref))
         if cand is None:
-            missing.append(story_id)
-            per_story[story_id] = {key: None for key in PER_STORY_KEYS} | {"missing": 1.0}
+            absent.append(story_id)
+            per_story[story_id] = {key: None for key in PER_STORY_KEYS} | counted_as
             continue
         s = _counted(cand, details=True)
         cand_stats.append(s)
@@ -442,13 +471,19 @@ def summarize(
         if s.hallucinations:
             details[story_id] = s.details
 
-    overall, extra = _aggregate(cand_stats)
-    counts = {"n_stories": len(items), "n_missing": len(missing), "n_evaluated": len(cand_stats)}
+    rated = len(items) if missing == "zero" else len(cand_stats)
+    overall, extra = _aggregate(cand_stats, rated)
+    counts = {
+        "n_stories": len(items),
+        "n_missing": len(absent),
+        "n_evaluated": rated,
+        "n_well_structured": sum(s.well_structured for s in cand_stats),
+    }
     ref_overall, ref_extra = _aggregate(ref_stats)
     extra.update(
         {
             "hallucination_details": details,
-            "missing": missing,
+            "missing": absent,
             "reference": {"overall": ref_overall, **ref_extra},
             "options": {"pronoun_match": pronoun_match},
         }
@@ -457,12 +492,12 @@ def summarize(
         family="consistency",
         overall={**counts, **overall},
         per_story=per_story,
-        conventions=_conventions(pronoun_match),
+        conventions=_conventions(pronoun_match, missing),
         extra=extra,
     )
 
 
-def _conventions(pronoun_match: str) -> list[str]:
+def _conventions(pronoun_match: str, missing: str = "zero") -> list[str]:
     match = (
         "a pronoun is grounded when a <gdo> tag's whole text is the pronoun (the original's match)"
         if pronoun_match == "whole"
@@ -470,7 +505,19 @@ def _conventions(pronoun_match: str) -> list[str]:
     )
     return [
         "computed on the candidates; the references' numbers are in extra['reference']",
-        "missing outputs are counted (n_missing) and left out of every rate, mean and total",
+        *(
+            [
+                "missing outputs count as not well-structured, as grounding scores them as outputs with no "
+                "rows: well_structured_rate = n_well_structured / n_evaluated, n_evaluated = every story "
+                "scored, n_missing of them without an output",
+                "a missing output holds no ids, pronouns or hallucinations: persistence, mean_frames, pronoun "
+                "grounding and the hallucination totals are those of the outputs there are, and "
+                "hallucinations_per_story is per output (n_stories - n_missing), so that no missing output "
+                "lowers it",
+            ]
+            if missing == "zero"
+            else ["missing outputs are counted (n_missing) and left out of every rate, mean and total"]
+        ),
         "persistence: share of a story's char (resp. obj) ids listed in ≥N CoT image sections, "
         "averaged over the stories that have such ids (macro); bg and lm ids are not counted; "
         "frames beyond the story's images are ignored",

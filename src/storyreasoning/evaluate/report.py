@@ -137,10 +137,31 @@ def headline_cell(row: dict, which: str = "value") -> str:
     return f"{value:.4f}"
 
 
-def headline_markdown(rows: list[dict]) -> list[str]:
-    """The headline of one evaluation as a markdown table (a reference column when any row has one)."""
+def outputs_line(report: dict) -> str | None:
+    """How many of the stories scored have an output, and how the missing ones were scored: what the
+    headline says beside its rates, so that a partial run's are not read as a whole run's. ``report``:
+    a metrics.json as a dict (its ``dataset.stories``, ``dataset.missing`` and ``protocol``); None when
+    it does not say (a report written before evaluate recorded the missing outputs)."""
+    dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
+    stories, missing = dataset.get("stories"), dataset.get("missing")
+    if type(stories) is not int or type(missing) is not int or not 0 <= missing <= stories:  # not bool
+        return None
+    line = f"{stories - missing} of {stories} stories have an output"
+    if not missing:
+        return line
+    rule = (
+        "left out, as the original did"
+        if report.get("protocol") == "original"
+        else "scored as empty outputs (not well-structured, zero recall)"
+    )
+    return f"{line}; the {missing} missing {'is' if missing == 1 else 'are'} {rule}"
+
+
+def headline_markdown(rows: list[dict], outputs: str | None = None) -> list[str]:
+    """The headline of one evaluation as a markdown table (a reference column when any row has one),
+    ``outputs`` (:func:`outputs_line`) the first line under it."""
     if not rows:
-        return ["(no headline metric was evaluated)"]
+        return ["(no headline metric was evaluated)"] + (["", f"- {outputs}"] if outputs else [])
     with_reference = any(row["reference"] is not None for row in rows)
     lines = ["| metric | value |" + (" reference |" if with_reference else ""),
              "|---|---|" + ("---|" if with_reference else "")]  # fmt: skip
@@ -152,6 +173,8 @@ def headline_markdown(rows: list[dict]) -> list[str]:
     notes = [f"- {row['label']}: {row['note']}" for row in rows if row.get("note")]
     if with_reference:
         notes.insert(0, "- reference: the reference dataset's own outputs scored the same way")
+    if outputs:
+        notes.insert(0, f"- {outputs}")
     return lines + (["", *notes] if notes else [])
 
 
@@ -405,6 +428,10 @@ class Report:
         """:func:`headline_rows` of this report."""
         return headline_rows(self.to_dict())
 
+    def outputs_line(self) -> str | None:
+        """:func:`outputs_line` of this report."""
+        return outputs_line({"dataset": self.dataset, "protocol": self.protocol})
+
     def flat(self) -> dict[str, float | None]:
         """``family.metric -> value`` over every family (what compare tables show)."""
         return {
@@ -433,7 +460,7 @@ def markdown(report: Report, notes: Iterable[str] = ()) -> str:
     lines = [
         f"# Evaluation of {run.get('label', run.get('path', 'a run'))}",
         "",
-        *headline_markdown(report.headline()),
+        *headline_markdown(report.headline(), report.outputs_line()),
         "",
         f"- run: `{run.get('path')}` ({run.get('outputs', 0)} outputs, {run.get('failed', 0)} failed)",
         f"- dataset: `{report.dataset.get('source')}`, "

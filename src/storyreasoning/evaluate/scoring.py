@@ -209,7 +209,7 @@ def summarize(
     results: dict[str, Scores] = {}
     finish: Callable[[], Scores] | None = None
     scorer: language.TextScorer | None = None
-    missing = "exclude" if protocol == "original" else "zero"
+    missing = "exclude" if protocol == "original" else "zero"  # the original left missing outputs out
     texts = [(story_id, story["language"]) for story_id, story in items] if "language" in families else []
     if "language" in families:
         scorer = text_scorer
@@ -226,7 +226,7 @@ def summarize(
     try:
         if scorer is not None and java:  # METEOR scores in its JVM while the others are summarized
             finish = begin(scorer)
-        _summarize_others(items, families, protocol, results, on_family)
+        _summarize_others(items, families, protocol, missing, results, on_family)
         if on_others is not None:  # a plot drawn in another process while the language metrics are computed
             on_others(dict(results))
         if scorer is not None and not java:
@@ -245,10 +245,12 @@ def _summarize_others(
     items: Sequence[tuple[str, dict[str, object]]],
     families: tuple[str, ...],
     protocol: str,
+    missing: str,
     results: dict[str, Scores],
     on_family: Callable[[str], None] | None,
 ) -> None:
-    """Every family but the language metrics, into ``results``."""
+    """Every family but the language metrics, into ``results``; ``missing``: how the consistency family
+    counts a missing output (:func:`.consistency.consistency`)."""
     for family in families:
         if family == "language":
             continue
@@ -261,7 +263,7 @@ def _summarize_others(
         elif family == "identity":
             results[family] = identity.summarize(parts)  # type: ignore[arg-type]
         elif family == "consistency":
-            results[family] = consistency.summarize(parts)  # type: ignore[arg-type]
+            results[family] = consistency.summarize(parts, missing=missing)  # type: ignore[arg-type]
         else:
             raise UsageError(f"unknown metric family {family!r}")
 
