@@ -93,11 +93,19 @@ def test_evaluate_prints_the_headline_first_and_the_long_tables_only_with_all(wo
     assert "precision_macro" not in result.stdout and "link_recall_micro" not in result.stdout
     assert "--all prints them" in result.stdout
     assert "no METEOR 1.5 without Java" in result.stdout  # why the METEOR cell is empty
+    # which backend made the language numbers, in one line under the headline, as metrics.md records it
+    signature = json.loads((tmp_path / "short" / "metrics.json").read_text())["metrics"]["language"]["extra"][
+        "signature"
+    ]
+    assert signature.startswith("python|regex-ptb|meteor_exact|")
+    assert [line for line in lines if line.startswith("language:")] == [f"language: {signature}"]
+    assert lines.index(f"language: {signature}") < lines.index(next(x for x in lines if "--all prints" in x))
 
     every = run(*args, "--out", tmp_path / "all", "--no-plots", "--all")
     assert every.returncode == 0, every.stderr
     assert every.stdout.index("Headline") < every.stdout.index("precision_macro")
     assert "link_recall_micro" in every.stdout
+    assert every.stdout.index(f"language: {signature}") < every.stdout.index("precision_macro")
 
     md = (tmp_path / "short" / "metrics.md").read_text()
     first = md.split("\n\n")
@@ -109,6 +117,16 @@ def test_evaluate_prints_the_headline_first_and_the_long_tables_only_with_all(wo
     assert md.index("| well-structured |") < md.index("## Grounding")
     conventions = json.loads((tmp_path / "short" / "metrics.json").read_text())["conventions"]
     assert conventions["language backend"] == "python" and conventions["protocol"] == "default"
+
+
+def test_evaluate_prints_no_language_signature_without_the_language_metrics(world, tmp_path):
+    args = (world / "texts", "--dataset", world / "data", "--split", "test", "--no-plots")
+    for extra in ((), ("--all",)):
+        result = run(*args, "--metrics", "grounding,consistency", "--out", tmp_path / "out", *extra)
+        assert result.returncode == 0, result.stderr
+        assert "3 of 4 stories have an output" in result.stdout
+        assert not any(line.startswith("language:") for line in result.stdout.splitlines()), result.stdout
+        assert "meteor" not in result.stdout.lower() and "|" not in result.stdout
 
 
 def test_compare_refuses_runs_scored_with_another_language_backend_or_protocol(world, tmp_path):
@@ -253,9 +271,15 @@ def test_the_outputs_line_names_the_missing_stories_and_how_they_were_scored():
     )
     assert line(4, 1).startswith("3 of 4 stories have an output; the 1 missing is scored")
     assert line(3, 2, "original").endswith("the 2 missing are left out, as the original did")
-    # a report that does not say (written before evaluate recorded it, or damaged): no line, no guess
+    # a report that does not say (written before evaluate recorded it and without counts, or damaged)
     assert outputs_line({}) is None
     assert line("3", 2) is None and line(3, True) is None and line(3, 4) is None and line(3, -1) is None
+    # a report from before: the counts the consistency family keeps say it (the studio reads such reports)
+    counted = {"metrics": {"consistency": {"overall": {"n_stories": 3, "n_missing": 1}}}}
+    assert outputs_line(counted) == outputs_line({"dataset": {"stories": 3, "missing": 1}})
+    assert (
+        outputs_line({"dataset": {"stories": 3, "missing": 0}, **counted}) == "3 of 3 stories have an output"
+    )
 
 
 def test_plots_with_no_data_write_nothing_and_say_so(tmp_path):

@@ -1408,7 +1408,17 @@ def test_a_runs_failed_stories_are_on_its_card_and_in_its_list(browser, studio_r
     from storyreasoning.studio.config import StudioConfig
     from tests.studio.conftest import FAILED_ERROR, FAILED_STORY, failed_run, running_studio
 
-    failed_run(studio_runs / "baseline", tmp_path / "runs" / "partial")
+    partial = failed_run(studio_runs / "baseline", tmp_path / "runs" / "partial")
+    evaluated = (partial / "eval").is_dir()
+    if evaluated:  # scored again without the failed story, and with the language metrics
+        from storyreasoning.evaluate.commands import evaluate
+        from storyreasoning.evaluate.settings import EvaluateSettings
+
+        evaluate(
+            EvaluateSettings(
+                run=partial, metrics="grounding,language", language_backend="python", plots=False
+            )
+        )
     with (
         running_studio(StudioConfig(runs=tmp_path / "runs")) as server,
         open_page(browser, server.url) as page,
@@ -1420,6 +1430,14 @@ def test_a_runs_failed_stories_are_on_its_card_and_in_its_list(browser, studio_r
         card = page.locator(f"{root} .run-card[data-run='partial']")
         expect(card.locator(".card-head")).to_contain_text("2 stories")
         expect(card.locator(".failed-count")).to_have_text("1 failed")
+        if evaluated:  # under the headline, what the API serves: the story without an output, the backend
+            expect(card.locator(".outputs-line")).to_have_text(
+                "2 of 3 stories have an output; the 1 missing is scored as empty outputs "
+                "(not well-structured, zero recall)"
+            )
+            expect(card.locator(".language-signature")).to_contain_text(
+                "language: python|regex-ptb|meteor_exact|"
+            )
         rows = page.locator(f"{root} .metrics-table tbody tr")
         expect(rows).to_have_count(3)
         failed = page.locator(f"{root} .metrics-table tr.failed")
@@ -1450,6 +1468,10 @@ def test_runs_page_shows_metrics_and_puts_runs_side_by_side(page, studio_url):
         ]
         assert rows == [[row["label"], row["text"]] for row in served]
         assert [row["label"] for row in served] == ["grounding F1", "grounding mAP", "identity F1"]
+        # every story has an output, no language metrics: neither line under the headline
+        assert (
+            page.locator(f"{root} .run-card .outputs-line, {root} .run-card .language-signature").count() == 0
+        )
 
     page.click(f"{root} .run-card[data-run='baseline'] .run-open")
     rows = page.locator(f"{root} .metrics-table tbody tr")

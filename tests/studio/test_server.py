@@ -919,6 +919,33 @@ def test_runs_list_with_overall_metrics(studio_url, studio_runs):
     assert [row["label"] for row in served] == ["grounding F1", "grounding mAP", "identity F1"]
     assert [row["text"] for row in served] == [headline_cell(row) for row in expected]
     assert runs["reference"]["headline"][0]["text"] == "1.0000"  # the references scored against themselves
+    # every story has an output and no language metrics were scored: neither line is served
+    assert (baseline["outputs"], baseline["language_signature"]) == (None, None)
+
+
+def test_a_partial_runs_outputs_line_and_language_signature_are_served(studio_runs, tmp_path):
+    """A run evaluated with a story missing and the language metrics: the outputs line under its headline
+    (evaluate's own words) and which backend made its language numbers (metrics.json's signature)."""
+    if not _evaluated(studio_runs):
+        pytest.skip("the evaluate package is not importable: runs carry no metrics")
+    from storyreasoning.evaluate.commands import evaluate
+    from storyreasoning.evaluate.report import load_report
+    from storyreasoning.evaluate.settings import EvaluateSettings
+
+    partial = failed_run(studio_runs / "baseline", tmp_path / "runs" / "partial")
+    evaluate(
+        EvaluateSettings(run=partial, metrics="grounding,language", language_backend="python", plots=False)
+    )
+    report = load_report(partial)
+    assert report["dataset"]["missing"] == 1
+    with running_studio(StudioConfig(runs=tmp_path / "runs")) as server:
+        (run,) = call(f"{server.url}/api/runs").json()["runs"]
+        assert run["outputs"] == (
+            "2 of 3 stories have an output; the 1 missing is scored as empty outputs "
+            "(not well-structured, zero recall)"
+        )
+        assert run["language_signature"] == report["metrics"]["language"]["extra"]["signature"]
+        assert run["language_signature"].startswith("python|regex-ptb|meteor_exact|missing=zero|")
 
 
 def test_a_runs_judge_scores_join_its_headline(studio_runs, tmp_path):

@@ -157,6 +157,9 @@ def evaluate(settings: EvaluateSettings) -> int:
         for row in rows:
             if row.get("note"):
                 console.print(f"[dim]{row['label']}: {row['note']}[/dim]")
+        signature = report.language_signature()
+        if signature:  # a METEOR read here says whether Java METEOR 1.5 or the python backend made it
+            console.print(f"language: {signature}", style="dim", markup=False)
         if s.show_all:
             for name, scores in results.items():
                 table = Table(title=name.capitalize(), title_justify="left", show_edge=False)

@@ -137,15 +137,32 @@ def headline_cell(row: dict, which: str = "value") -> str:
     return f"{value:.4f}"
 
 
+def output_counts(report: dict) -> tuple[int, int] | None:
+    """The stories scored and how many of them have no output. ``report``: a metrics.json as a dict:
+    its ``dataset.stories`` and ``dataset.missing``, else the ``n_stories`` and ``n_missing`` the
+    consistency or language family counts (a report written before evaluate recorded the first);
+    None when none of them says."""
+    dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
+    metrics = report.get("metrics") if isinstance(report.get("metrics"), dict) else {}
+    counted = [(dataset.get("stories"), dataset.get("missing"))]
+    for name in ("consistency", "language"):
+        family = metrics.get(name) if isinstance(metrics.get(name), dict) else {}
+        overall = family.get("overall") if isinstance(family.get("overall"), dict) else {}
+        counted.append((overall.get("n_stories"), overall.get("n_missing")))
+    for stories, missing in counted:
+        if type(stories) is int and type(missing) is int and 0 <= missing <= stories:  # not bool
+            return stories, missing
+    return None
+
+
 def outputs_line(report: dict) -> str | None:
     """How many of the stories scored have an output, and how the missing ones were scored: what the
     headline says beside its rates, so that a partial run's are not read as a whole run's. ``report``:
-    a metrics.json as a dict (its ``dataset.stories``, ``dataset.missing`` and ``protocol``); None when
-    it does not say (a report written before evaluate recorded the missing outputs)."""
-    dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
-    stories, missing = dataset.get("stories"), dataset.get("missing")
-    if type(stories) is not int or type(missing) is not int or not 0 <= missing <= stories:  # not bool
+    a metrics.json as a dict (its :func:`output_counts` and ``protocol``); None when it does not say."""
+    counts = output_counts(report)
+    if counts is None:
         return None
+    stories, missing = counts
     line = f"{stories - missing} of {stories} stories have an output"
     if not missing:
         return line
@@ -155,6 +172,18 @@ def outputs_line(report: dict) -> str | None:
         else "scored as empty outputs (not well-structured, zero recall)"
     )
     return f"{line}; the {missing} missing {'is' if missing == 1 else 'are'} {rule}"
+
+
+def language_signature(report: dict) -> str | None:
+    """Which tokenizer and METEOR made a report's BLEU, METEOR, ROUGE-L and CIDEr (Java METEOR 1.5 or
+    the python backend's meteor_exact), so that two reports' language numbers can be compared: its
+    ``metrics.language.extra.signature`` (``report``: a metrics.json as a dict); None when the
+    language metrics were not scored."""
+    metrics = report.get("metrics") if isinstance(report.get("metrics"), dict) else {}
+    language = metrics.get("language") if isinstance(metrics.get("language"), dict) else {}
+    extra = language.get("extra") if isinstance(language.get("extra"), dict) else {}
+    signature = extra.get("signature")
+    return signature if isinstance(signature, str) and signature else None
 
 
 def headline_markdown(rows: list[dict], outputs: str | None = None) -> list[str]:
@@ -431,6 +460,10 @@ class Report:
     def outputs_line(self) -> str | None:
         """:func:`outputs_line` of this report."""
         return outputs_line({"dataset": self.dataset, "protocol": self.protocol})
+
+    def language_signature(self) -> str | None:
+        """:func:`language_signature` of this report."""
+        return language_signature({"metrics": {name: {"extra": s.extra} for name, s in self.results.items()}})
 
     def flat(self) -> dict[str, float | None]:
         """``family.metric -> value`` over every family (what compare tables show)."""

@@ -225,6 +225,8 @@ class Run:
     metrics: dict | None = None  # family -> overall numbers
     per_story: dict[str, dict] | None = None  # story id -> per_story.csv row
     headline: list[dict] | None = None  # evaluate's headline rows (report.headline_rows)
+    outputs: str | None = None  # report.outputs_line where some stories had no output
+    language_signature: str | None = None  # report.language_signature
 
     def summary(self) -> dict:
         return {
@@ -234,6 +236,8 @@ class Run:
             "failed": len(self.failed),
             "metrics": self.metrics,
             "headline": self.headline,
+            "outputs": self.outputs,
+            "language_signature": self.language_signature,
         }
 
     def story_rows(self) -> list[dict]:
@@ -282,10 +286,22 @@ def _signature(folder: Path) -> tuple:
     return tuple(out)
 
 
-def _evaluation(folder: Path) -> tuple[dict | None, list[dict] | None]:
-    """The run's overall metrics (family -> overall numbers) and its headline (evaluate's one
+@dataclass(frozen=True)
+class _Evaluation:
+    """What a run's page shows of its evaluation (see :func:`_evaluation`)."""
+
+    metrics: dict | None = None
+    headline: list[dict] | None = None
+    outputs: str | None = None
+    language_signature: str | None = None
+
+
+def _evaluation(folder: Path) -> _Evaluation:
+    """The run's overall metrics (family -> overall numbers), its headline (evaluate's one
     definition, :func:`~storyreasoning.evaluate.report.headline_rows`, with the scores of
-    ``judge/summary.json``); None for what the run does not have."""
+    ``judge/summary.json``), the outputs line under it when some stories had no output (a complete
+    run's says nothing worth a line on the page) and the language metrics' signature; None for what
+    the run does not have."""
     try:
         from ..evaluate import report as evaluation
     except ImportError:  # the evaluate package is optional here: the metrics, without a headline
@@ -324,7 +340,12 @@ def _evaluation(folder: Path) -> tuple[dict | None, list[dict] | None]:
             }
             for row in evaluation.headline_rows(report or {}, judge)
         ]
-    return overall, headline
+    outputs = signature = None
+    if evaluation is not None and report is not None:
+        counts = evaluation.output_counts(report)
+        outputs = evaluation.outputs_line(report) if counts is not None and counts[1] else None
+        signature = evaluation.language_signature(report)
+    return _Evaluation(overall, headline, outputs, signature)
 
 
 def _per_story(folder: Path) -> dict[str, dict] | None:
@@ -426,5 +447,16 @@ class Runs:
             for sid, item in run.failures.items()
             if str(sid) not in by_id
         }
-        metrics, headline = _evaluation(path)
-        return Run(name, path, run.manifest, by_id, failed, metrics, _per_story(path), headline)
+        found = _evaluation(path)
+        return Run(
+            name,
+            path,
+            run.manifest,
+            by_id,
+            failed,
+            found.metrics,
+            _per_story(path),
+            headline=found.headline,
+            outputs=found.outputs,
+            language_signature=found.language_signature,
+        )

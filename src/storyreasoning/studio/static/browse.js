@@ -158,7 +158,8 @@ function allMetrics(count, content) {
   return h("details", { class: "more-metrics all-metrics" }, h("summary", { text: `all metrics (${count})` }), content);
 }
 
-/** A run's evaluation: the headline (served by the API), then every family's numbers folded. */
+/** A run's evaluation: the headline (served by the API) with how many stories had an output where some
+ * had none, then every family's numbers folded, then which backend made the language numbers. */
 function metricsBlock(run) {
   const metrics = run.metrics;
   const headline = run.headline || [];
@@ -170,6 +171,7 @@ function metricsBlock(run) {
     "div",
     { class: "run-metrics" },
     headline.length ? headlineTable(headline) : null,
+    run.outputs ? h("p", { class: "note outputs-line", text: run.outputs }) : null,
     allMetrics(
       count,
       h(
@@ -178,6 +180,9 @@ function metricsBlock(run) {
         families.map(([family, values]) => h("div", { class: "metric-family", dataset: { family } }, h("h5", { text: family }), metricChips(scalars(values)))),
       ),
     ),
+    run.language_signature
+      ? h("p", { class: "muted language-signature", title: "the tokenizer and METEOR behind BLEU, METEOR, ROUGE-L and CIDEr", text: `language: ${run.language_signature}` })
+      : null,
   );
 }
 
