@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import Interrupted, UsageError
 from ..files import write_json_atomic, write_text_atomic
@@ -112,6 +115,25 @@ def make_teller(
     )
 
 
+Told = TypeVar("Told", TellSettings, TellDatasetSettings)
+
+
+def prompt_layout(settings: Told, say: Callable[[str], None]) -> Told:
+    """``settings`` with the order of images and prompt filled in: ``--order`` (or the config file's) when
+    given, else the order the ``--model`` folder's training recorded (said through ``say``: a model trained
+    text-first never saw images-first), else images-first (a hub id, a server, the baseline)."""
+    if settings.order is not None:
+        return settings
+    trained = None
+    if settings.model and not (settings.endpoint or settings.teller):  # local weights: their folder's record
+        from .local import trained_order
+
+        trained = trained_order(settings.model)
+    if trained is not None:
+        say(f"order {trained}, as {settings.model} was trained")
+    return replace(settings, order=trained or "images-first")
+
+
 def collect_images(paths: list[Path]) -> list[Path]:
     """Image files from the arguments; a folder stands for its numbered frames (the story-folder rule)."""
     from ..data.folder import numbered_frames
@@ -173,12 +195,7 @@ def tell(settings: TellSettings) -> int:
     from ..format.stream import StreamParser
     from .run import check_output_file
 
-    prompt, sampling, out, as_json = (
-        settings.as_prompt(),
-        settings.as_sampling(),
-        settings.out,
-        settings.as_json,
-    )
+    sampling, out, as_json = settings.as_sampling(), settings.out, settings.as_json
     images = collect_images(list(settings.images))
     sizes = [image_size(p) for p in images]  # unreadable files fail here, before any model loads
     if out is not None:  # an output that cannot be written fails now, not after the story
@@ -192,6 +209,10 @@ def tell(settings: TellSettings) -> int:
                 )
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+    settings = prompt_layout(
+        settings, lambda line: err.print(line, style="dim", markup=False, soft_wrap=True)
+    )
+    prompt = settings.as_prompt()
     teller = make_teller(settings)
     label = teller_label(teller)
     err.print(f"[dim]telling a story of {len(images)} images with the {label}[/dim]")
@@ -292,12 +313,16 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
 
     out, limit = settings.out, settings.limit
     # a wrong --temperature, --top-p or --max-new-tokens: said before weights load or a server is asked
-    prompt, sampling = settings.as_prompt(), settings.as_sampling()
+    sampling = settings.as_sampling()
     if settings.samples > 1 and not (settings.endpoint or settings.teller):  # local weights: before they load
         from .local import check_samples
 
         check_samples(settings.samples, sampling)
     stories = load_stories(settings.source, settings.split)
+    err = Console(stderr=True, highlight=False)
+    # the order used is the one settings.json and the manifest record (a resumed run is held to it)
+    settings = prompt_layout(settings, lambda line: err.print(line, markup=False, soft_wrap=True))
+    prompt = settings.as_prompt()
     try:
         teller = make_teller(settings, concurrency=settings.concurrency, batch_size=settings.batch_size)
     except TellError as exc:  # the server was asked for its model and could not answer
@@ -307,7 +332,6 @@ def _tell_dataset(settings: TellDatasetSettings) -> int:
             f"{exc}; nothing was told, run the same command again once the server is up"
         ) from None
     console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
     if hasattr(teller, "warn"):  # a server's notices (it ignores n, an endpoint out or back) on stderr
         teller.warn = lambda line: err.print(line, markup=False)
     total = min(len(stories), limit) if limit else len(stories)

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import StoryReasoningError, UsageError
-from ..format.prompts import transformers_messages
+from ..format.prompts import Order, transformers_messages
 from ..models import (
     adapter_base,
     check_device,
@@ -62,6 +62,36 @@ OTHER_TELLERS = (
     "pass a model folder with --model FOLDER, a server with --endpoint URL, or use --teller baseline "
     "(no weights needed)"
 )
+
+
+TRAINED_RECORD = "storyreasoning.json"
+"""What ``train`` writes into ``final/`` and ``train merge`` into its folder, with the training's settings."""
+
+
+def training_settings(model: str) -> dict:
+    """The settings a storyreasoning training recorded in the model folder ``model`` (its :data:`TRAINED_RECORD`:
+    a run's ``final/``, an adapter's included, or a ``train merge`` folder); {} for a hub
+    id, a folder no training wrote, or a record that cannot be read."""
+    import json
+    from pathlib import Path
+
+    try:
+        record = json.loads((Path(model) / TRAINED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    settings = record.get("settings") if isinstance(record, dict) else None
+    return settings if isinstance(settings, dict) else {}
+
+
+def trained_order(model: str) -> Order | None:
+    """The order (images or prompt first) a storyreasoning training laid out its examples in for the model
+    folder ``model``, as its ``storyreasoning.json`` records it (``settings.order``): a run's ``final/``, a
+    LoRA adapter's included, or a ``train merge`` folder, which keeps the record. None for a hub id, a
+    folder no training wrote, or a record that names no order (unreadable, or damaged)."""
+    from ..format.prompts import ORDERS
+
+    order = training_settings(model).get("order")
+    return order if order in ORDERS else None
 
 
 class TransformersTeller(Teller):

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .local import TRAINED_RECORD as MANIFEST
+
 # Qwen2.5-VL model cards' recommended budget: 256 to 1280 tokens of 28x28 per image.
 DEFAULT_MIN_PIXELS = 256 * 28 * 28
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
@@ -51,9 +53,9 @@ def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
     return int(math.ceil(need / 1024) * 1024)
 
 
-MANIFEST = "storyreasoning.json"
-"""What ``train`` writes into ``final/`` and ``train merge`` into its folder: a folder without it was not
-trained here, and its processor's budget (a base model's allows 12.8M pixels an image) is no training's."""
+# MANIFEST (local.TRAINED_RECORD): what ``train`` writes into ``final/`` and ``train merge`` into its folder: a
+# folder without it was not trained here, and its processor's budget (a base model's allows 12.8M pixels an
+# image) is no training's
 
 
 def trained_pixel_budget(model: str) -> tuple[int, int] | None:
@@ -77,9 +79,10 @@ def trained_pixel_budget(model: str) -> tuple[int, int] | None:
             size = data.get("size") if isinstance(data.get("size"), dict) else {}
             candidates.append((size.get("shortest_edge") or size.get("min_pixels") or data.get("min_pixels"),
                                size.get("longest_edge") or size.get("max_pixels") or data.get("max_pixels")))  # fmt: skip
-    settings = _read_json(folder / MANIFEST).get("settings")
-    if isinstance(settings, dict):
-        candidates.append((settings.get("min_pixels"), settings.get("max_pixels")))
+    from .local import training_settings
+
+    settings = training_settings(model)
+    candidates.append((settings.get("min_pixels"), settings.get("max_pixels")))
     for low, high in candidates:
         if isinstance(low, int) and isinstance(high, int) and 0 < low <= high:
             return low, high

@@ -136,11 +136,17 @@ class PromptOptions:
     system_prompt: str | None = option(
         None, help="Replace the storyteller system prompt ('' for none).", panel=SAMPLING, show_default=False
     )
-    order: Order = option("images-first", help="Images before the prompt, or after it.", panel=SAMPLING)
+    # None: the order a training recorded in the --model folder (tell.commands.prompt_layout), so a model
+    # trained text-first is asked as it learned; images-first for any other teller and in the Python API
+    order: Order | None = option(
+        None, panel=SAMPLING, show_default=False,
+        help="Images before the prompt, or after it (default: the order the --model folder was trained with, "
+        "else images-first).",
+    )  # fmt: skip
 
     def as_prompt(self) -> Prompt:
         system = SYSTEM_PROMPT if self.system_prompt is None else (self.system_prompt or None)
-        return Prompt(text=self.prompt, system=system, order=self.order)
+        return Prompt(text=self.prompt, system=system, order=self.order or "images-first")
 
 
 @dataclass(frozen=True, kw_only=True)
