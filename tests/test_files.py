@@ -500,3 +500,19 @@ def test_a_symlink_at_the_locks_name_is_refused_and_its_target_left_alone(tmp_pa
         with lock_folder(out):
             pass
     assert precious.read_text() == "keep me"
+
+
+def test_a_json_object_file_reads_as_its_object_or_as_nothing(tmp_path):
+    from storyreasoning.files import read_json_object
+
+    good = tmp_path / "good.json"
+    good.write_text('{"settings": {"order": "text-first"}}')
+    assert read_json_object(good) == {"settings": {"order": "text-first"}}
+    for name, content in (("list.json", b"[1]"), ("bad.json", b"{no"), ("latin.json", b'{"a": "\xff"}')):
+        (tmp_path / name).write_bytes(content)
+        assert read_json_object(tmp_path / name) == {}, name
+    assert read_json_object(tmp_path / "absent.json") == read_json_object(tmp_path) == {}
+    assert read_json_object(good, limit=10) == {}  # over its bound: not read whole
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert read_json_object(fifo) == {}  # never waited on

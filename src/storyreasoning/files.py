@@ -541,22 +541,17 @@ def write_json_atomic(
     return write_text_atomic(path, text + "\n", fsync=fsync)
 
 
-__all__ = [
-    "LOCK_NAME",
-    "FolderBusy",
-    "append_json_line",
-    "atomic_folder",
-    "atomic_path",
-    "busy_message",
-    "local_path",
-    "lock_folder",
-    "open_atomic",
-    "remove_leftovers",
-    "sync_folder",
-    "write_bytes_atomic",
-    "write_json_atomic",
-    "write_text_atomic",
-]
+def read_json_object(path: str | os.PathLike[str], limit: int = 16 << 20) -> dict:
+    """The JSON object a small file holds (a model folder's ``storyreasoning.json`` or processor config):
+    {} when it is absent, unreadable, not a regular file, over ``limit`` bytes, not JSON or not an object.
+    For settings a caller falls back from, never for a record it must be able to trust."""
+    import json
+
+    try:
+        data = json.loads(read_bounded(path, limit).decode("utf-8"))
+    except (OSError, ValueError):  # TooLarge and UnicodeDecodeError are ValueErrors
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class TooLarge(ValueError):
@@ -579,3 +574,24 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise TooLarge(os.fspath(path))
     return data
+
+
+__all__ = [
+    "LOCK_NAME",
+    "FolderBusy",
+    "TooLarge",
+    "append_json_line",
+    "atomic_folder",
+    "atomic_path",
+    "busy_message",
+    "local_path",
+    "lock_folder",
+    "open_atomic",
+    "read_bounded",
+    "read_json_object",
+    "remove_leftovers",
+    "sync_folder",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]

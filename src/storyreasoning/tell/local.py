@@ -72,14 +72,11 @@ def training_settings(model: str) -> dict:
     """The settings a storyreasoning training recorded in the model folder ``model`` (its :data:`TRAINED_RECORD`:
     a run's ``final/``, an adapter's included, or a ``train merge`` folder); {} for a hub
     id, a folder no training wrote, or a record that cannot be read."""
-    import json
     from pathlib import Path
 
-    try:
-        record = json.loads((Path(model) / TRAINED_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    settings = record.get("settings") if isinstance(record, dict) else None
+    from ..files import read_json_object
+
+    settings = read_json_object(Path(model) / TRAINED_RECORD).get("settings")
     return settings if isinstance(settings, dict) else {}
 
 

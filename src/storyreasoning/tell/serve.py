@@ -19,7 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .local import TRAINED_RECORD as MANIFEST
+from ..files import read_json_object
+from .local import TRAINED_RECORD
 
 # Qwen2.5-VL model cards' recommended budget: 256 to 1280 tokens of 28x28 per image.
 DEFAULT_MIN_PIXELS = 256 * 28 * 28
@@ -53,11 +54,6 @@ def max_model_len(max_images: int, max_pixels: int, max_new_tokens: int) -> int:
     return int(math.ceil(need / 1024) * 1024)
 
 
-# MANIFEST (local.TRAINED_RECORD): what ``train`` writes into ``final/`` and ``train merge`` into its folder: a
-# folder without it was not trained here, and its processor's budget (a base model's allows 12.8M pixels an
-# image) is no training's
-
-
 def trained_pixel_budget(model: str) -> tuple[int, int] | None:
     """The pixel budget a storyreasoning training saved with the model folder ``model``, or None.
 
@@ -65,14 +61,15 @@ def trained_pixel_budget(model: str) -> tuple[int, int] | None:
     saved processor is what ``tell --model FOLDER`` sees: its ``size`` (``shortest_edge``,
     ``longest_edge``; ``min_pixels``/``max_pixels`` in older transformers), in
     ``processor_config.json`` or ``preprocessor_config.json``; else the settings
-    ``storyreasoning.json`` records. None for a hub id, or a folder no training wrote.
+    ``storyreasoning.json`` records. None for a hub id, or a folder no training wrote (without
+    :data:`~.local.TRAINED_RECORD`: a base model's processor allows 12.8M pixels an image, no training's budget).
     """
     folder = Path(model)
-    if not (folder / MANIFEST).is_file():
+    if not (folder / TRAINED_RECORD).is_file():
         return None
     candidates = []
     for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
-        data = _read_json(folder / name)
+        data = read_json_object(folder / name)
         if key is not None:
             data = data.get(key)
         if isinstance(data, dict):
@@ -87,15 +84,6 @@ def trained_pixel_budget(model: str) -> tuple[int, int] | None:
         if isinstance(low, int) and isinstance(high, int) and 0 < low <= high:
             return low, high
     return None
-
-
-def _read_json(path: Path) -> dict:
-    """A JSON object file's content; {} when it is absent, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def merged_folder(adapter: str) -> Path:
